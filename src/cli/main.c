@@ -1,0 +1,35 @@
+/* mimo: run and serve MiMo-V2.5. This file is only the subcommand table. */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli/commands.h"
+
+typedef struct {
+  const char *name;
+  int (*run)(int argc, char **argv);
+  const char *usage;
+} command;
+
+static const command commands[] = {
+    /* COMMAND TABLE: one line per subcommand */
+};
+
+static void usage(FILE *f) {
+  fprintf(f, "usage: mimo <command> [options]\n\ncommands:\n");
+  for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+    fprintf(f, "  %-16s %s\n", commands[i].name, commands[i].usage);
+  fprintf(f, "\n`mimo <command> --help` shows a command's options.\n");
+}
+
+int main(int argc, char **argv) {
+  if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
+    usage(argc < 2 ? stderr : stdout);
+    return argc < 2 ? 2 : 0;
+  }
+  for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+    if (strcmp(argv[1], commands[i].name) == 0)
+      return commands[i].run(argc - 1, argv + 1);
+  fprintf(stderr, "mimo: unknown command '%s'\n", argv[1]);
+  usage(stderr);
+  return 2;
+}

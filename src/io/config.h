@@ -1,0 +1,65 @@
+/* config.json of a MiMo-V2 checkpoint (spec §1.1, §6.4), with the documented
+ * defaults. Every size the model uses comes from here: nothing is hard-coded. */
+#ifndef MIMO_IO_CONFIG_H
+#define MIMO_IO_CONFIG_H
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "core/status.h"
+
+#define MIMO_MAX_LAYERS 256
+#define MIMO_MAX_EOS 8
+
+typedef enum { MIMO_ATTN_FULL = 0, MIMO_ATTN_SWA = 1 } mimo_attn_type;
+typedef enum { MIMO_QKV_FUSED, MIMO_QKV_SPLIT } mimo_qkv_layout;
+
+/* Geometry of one attention type (full or sliding-window). */
+typedef struct mimo_attn_geom {
+  int n_heads;      /* query heads */
+  int n_kv_heads;
+  int head_dim;     /* q/k */
+  int v_head_dim;
+  int rotary_dim;   /* int(head_dim * partial_rotary_factor), even */
+  double rope_theta;
+  int window;       /* 0 = causal over everything; else keys i-window < j <= i */
+  bool has_sink;
+} mimo_attn_geom;
+
+typedef struct mimo_quant_config {
+  bool present;      /* quantization_config with quant_method compressed-tensors */
+  int num_bits;      /* 4 */
+  bool symmetric;
+  int group_size;
+  char format[32];   /* pack-quantized */
+} mimo_quant_config;
+
+typedef struct mimo_config {
+  int vocab_size, hidden_size, num_hidden_layers;
+  int intermediate_size, moe_intermediate_size;
+  int n_routed_experts, num_experts_per_tok;
+  int n_group, topk_group;
+  bool norm_topk_prob;
+  double routed_scaling_factor; /* null -> 1.0 */
+  double layernorm_epsilon;
+  double attention_value_scale; /* absent -> 1.0 */
+  double partial_rotary_factor;
+  bool tie_word_embeddings;
+  mimo_qkv_layout qkv_layout;
+  int qkv_chunks;               /* fused layout: chunk count = num_key_value_heads */
+  mimo_attn_geom full, swa;
+  mimo_attn_type layer_type[MIMO_MAX_LAYERS];
+  bool layer_moe[MIMO_MAX_LAYERS];
+  int n_eos;
+  int eos_token_id[MIMO_MAX_EOS];
+  int pad_token_id;             /* -1 if absent */
+  mimo_quant_config quant;
+  long max_position_embeddings;
+} mimo_config;
+
+/* Parses text (the file's bytes); `path` labels messages. */
+mimo_status mimo_config_parse(const char *text, size_t len, const char *path, mimo_config *cfg);
+mimo_status mimo_config_load(const char *dir, mimo_config *cfg);
+static inline const mimo_attn_geom *mimo_config_geom(const mimo_config *c, int layer) {
+  return c->layer_type[layer] == MIMO_ATTN_SWA ? &c->swa : &c->full;
+}
+#endif

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Builds the three test configurations and runs ctest in each; ends with one
+# summary line over all of them.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+JOBS=$(nproc)
+pass=0; fail=0; failed_names=()
+run_suite() { # name builddir cmake-args...
+  local name=$1 dir=$2; shift 2
+  echo "== $name: configure + build ($dir)"
+  if ! cmake -S . -B "$dir" "$@" >"$dir.cmake.log" 2>&1; then
+    cat "$dir.cmake.log"; fail=$((fail+1)); failed_names+=("$name:configure"); return
+  fi
+  if ! cmake --build "$dir" -j "$JOBS" >"$dir.build.log" 2>&1; then
+    grep -E "error|Error" -A3 "$dir.build.log" | head -n 60; fail=$((fail+1)); failed_names+=("$name:build"); return
+  fi
+  echo "== $name: ctest"
+  (cd "$dir" && ctest --output-on-failure -j "$JOBS" 2>&1) | tee "$dir.ctest.log" | grep -vE "^\s*$"
+  local p f
+  p=$(grep -cE "Test +#[0-9]+: .* Passed" "$dir.ctest.log")
+  f=$(grep -cE "Test +#[0-9]+: .* (\*\*\*|Failed|Timeout|Exception|Not Run)" "$dir.ctest.log")
+  pass=$((pass+p)); fail=$((fail+f))
+  [ "$f" -gt 0 ] && failed_names+=("$name")
+}
+run_suite release build -DCMAKE_BUILD_TYPE=Release
+run_suite asan build-asan -DCMAKE_BUILD_TYPE=Debug -DMIMO_SANITIZE=ON
+if command -v clang >/dev/null; then
+  run_suite fuzz build-fuzz -DCMAKE_BUILD_TYPE=Debug -DCMAKE_C_COMPILER=clang -DMIMO_FUZZ=ON
+fi
+[ ${#failed_names[@]} -gt 0 ] && echo "failing suites: ${failed_names[*]}"
+echo "$pass passed, $fail failed"
+[ "$fail" -eq 0 ]
