@@ -12,6 +12,9 @@ typedef struct {
 
 static const command commands[] = {
     /* COMMAND TABLE: one line per subcommand */
+    {"logits", mimo_cmd_logits, "token ids -> float32 logits file"},
+    {"generate", mimo_cmd_generate, "token ids -> generated token ids"},
+    {"synth", mimo_cmd_synth, "write a random checkpoint in the published layout"},
 };
 
 static void usage(FILE *f) {

@@ -1,0 +1,95 @@
+/* The ops the forward pass is written over. The model code (src/model) calls
+ * only these; each backend (cpu, later cuda) implements all of them. Activations
+ * are float32 row-major in backend memory; weights are views of the checkpoint
+ * in its own formats (bf16/f16/f32 dense, int4 pack-quantized). */
+#ifndef MIMO_BACKEND_BACKEND_H
+#define MIMO_BACKEND_BACKEND_H
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "core/status.h"
+#include "io/safetensors.h"
+
+typedef enum { MIMO_WF_DENSE, MIMO_WF_INT4 } mimo_wformat;
+
+/* y = x · Wᵀ with W [out, in]. */
+typedef struct mimo_linear {
+  int out, in;
+  mimo_wformat fmt;
+  mimo_dtype dt;           /* dense: F32, BF16 or F16 */
+  const void *w;           /* dense: [out][in] */
+  const uint32_t *packed;  /* int4: [out][in/8], element c of a row in bits 4*(c%8) of word c/8, stored u = q+8 */
+  const void *scale;       /* int4: [out][in/group] in scale_dt */
+  mimo_dtype scale_dt;
+  const uint32_t *zero;    /* int4 asymmetric: [ceil(out/8)][in/group], packed along rows; NULL = symmetric */
+  int group;
+} mimo_linear;
+
+/* A 1-D parameter (norm weight, sink logits, router bias). */
+typedef struct mimo_vec {
+  int n;
+  mimo_dtype dt;
+  const void *p;
+} mimo_vec;
+
+float mimo_vec_get(const mimo_vec *v, int i);
+
+/* One sequence's view of a layer's cached keys/values (owned by the engine). */
+typedef struct mimo_kv_view {
+  float *k;   /* [cap][n_kv][head_dim] */
+  float *v;   /* [cap][n_kv][v_head_dim] */
+  int cap;    /* slots */
+  int ring;   /* 1: position p lives in slot p % cap (sliding layers) */
+  int len;    /* positions cached so far (0..len-1), before this step */
+} mimo_kv_view;
+
+/* Attention for one sequence's new tokens (T of them at positions len..len+T-1). */
+typedef struct mimo_attn_args {
+  const float *q;       /* [T][n_heads][head_dim] after RoPE */
+  const float *k;       /* [T][n_kv][head_dim] after RoPE */
+  const float *v;       /* [T][n_kv][v_head_dim], already scaled */
+  float *out;           /* [T][n_heads][v_head_dim] */
+  int T, n_heads, n_kv, head_dim, v_head_dim;
+  int window;           /* 0 = full causal */
+  float scale;          /* softmax scale, 1/sqrt(head_dim) */
+  const mimo_vec *sink; /* NULL or [n_heads] extra denominator logits (not scaled) */
+  mimo_kv_view *kv;     /* past keys; the op appends the new ones after use */
+} mimo_attn_args;
+
+typedef struct mimo_moe_args {
+  const float *x;          /* [T][hidden] normed input */
+  float *out;              /* [T][hidden], overwritten */
+  int T, hidden, inter;
+  int n_experts, top_k;
+  const mimo_linear *router;   /* [n_experts, hidden], computed in fp32 */
+  const mimo_vec *bias;        /* e_score_correction_bias [n_experts] or n=0 */
+  const mimo_linear *experts;  /* [n_experts][3]: gate, up, down */
+  bool norm_topk;
+  float scaling;
+  int *ids_out;               /* optional [T][top_k] chosen experts (for tests/traces) */
+} mimo_moe_args;
+
+typedef struct mimo_backend mimo_backend;
+struct mimo_backend {
+  const char *name;
+  void *ctx;
+  void (*free)(mimo_backend *be);
+  float *(*alloc)(mimo_backend *be, size_t n_floats);      /* step scratch; NULL on OOM */
+  void (*release)(mimo_backend *be, float *p);
+  void (*embed)(mimo_backend *be, float *out, const mimo_linear *table, const int *ids, int T);
+  void (*rmsnorm)(mimo_backend *be, float *out, const float *x, const mimo_vec *w, int T, int n, float eps);
+  void (*linear)(mimo_backend *be, float *y, const float *x, int T, const mimo_linear *W);
+  /* In place on heads of width head_dim laid out with stride `stride` floats per token. */
+  void (*rope)(mimo_backend *be, float *x, int T, int n_heads, int head_dim, int stride, int rot_dim,
+               const int *pos, double theta);
+  void (*scale)(mimo_backend *be, float *x, long n, float s);
+  /* dst[r][0..cols) = src[r][0..cols) with row strides dst_ld/src_ld (floats). */
+  void (*copy2d)(mimo_backend *be, float *dst, long dst_ld, const float *src, long src_ld, int rows, int cols);
+  void (*add)(mimo_backend *be, float *y, const float *x, long n);
+  void (*swiglu)(mimo_backend *be, float *out, const float *gate, const float *up, long n);
+  void (*attention)(mimo_backend *be, mimo_attn_args *a);
+  void (*moe)(mimo_backend *be, mimo_moe_args *a);
+};
+
+mimo_status mimo_backend_cpu_init(mimo_backend **out, int n_threads);
+#endif

@@ -1,0 +1,184 @@
+/* mimo logits / generate: run the model on token ids. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/args.h"
+#include "cli/commands.h"
+#include "core/log.h"
+#include "engine/sampler.h"
+#include "model/mimo_v2.h"
+
+static int fail(const char *cmd) {
+  fprintf(stderr, "mimo %s: %s\n", cmd, mimo_errmsg());
+  return 1;
+}
+
+typedef struct {
+  mimo_backend *be;
+  mimo_model *m;
+  mimo_kv_seq *seq;
+} runner;
+
+static void runner_free(runner *r) {
+  mimo_kv_seq_free(r->seq);
+  mimo_model_free(r->m);
+  if (r->be)
+    r->be->free(r->be);
+}
+
+static mimo_status runner_init(runner *r, const char *dir, const char *backend, int threads) {
+  memset(r, 0, sizeof *r);
+  if (strcmp(backend, "cpu") != 0)
+    return mimo_errf(MIMO_E_INVALID, "backend '%s' is not available in this build (cpu)", backend);
+  MIMO_TRY(mimo_backend_cpu_init(&r->be, threads));
+  double t0 = mimo_now();
+  MIMO_TRY(mimo_model_load(dir, r->be, &r->m));
+  mimo_info("loaded %s in %.2f s (%.1f MB of weights)", dir, mimo_now() - t0, r->m->w.bytes / 1e6);
+  return mimo_kv_seq_init(&r->seq, &r->m->cfg);
+}
+
+/* Feeds ids in chunks of `chunk`; logits_all (optional) gets [n][vocab]; last gets the final row. */
+static mimo_status feed(runner *r, const int *ids, int n, int chunk, float *logits_all, float *last) {
+  int V = r->m->cfg.vocab_size;
+  float *tmp = logits_all ? NULL : malloc((size_t)(chunk > n ? n : chunk) * V * sizeof(float));
+  if (!logits_all && !tmp)
+    return mimo_errf(MIMO_E_NOMEM, "logits");
+  mimo_status st = MIMO_OK;
+  for (int i = 0; i < n && st == MIMO_OK; i += chunk) {
+    int k = n - i < chunk ? n - i : chunk;
+    float *dst = logits_all ? logits_all + (size_t)i * V : tmp;
+    mimo_batch b = {.n_seqs = 1, .seqs = &r->seq, .n_tokens = &k, .tokens = ids + i, .all_logits = logits_all != NULL};
+    st = mimo_model_forward(r->m, &b, dst);
+    if (st == MIMO_OK && last && i + k >= n)
+      memcpy(last, logits_all ? dst + (size_t)(k - 1) * V : dst, (size_t)V * sizeof(float));
+  }
+  free(tmp);
+  return st;
+}
+
+int mimo_cmd_logits(int argc, char **argv) {
+  mimo_arg a[] = {{"model", 1, "checkpoint directory", 0}, {"tokens", 1, "comma-separated token ids", 0},
+                  {"chunk", 1, "tokens fed per step through the KV cache (default: all)", 0},
+                  {"threads", 1, "CPU threads (default: all cores)", 0}, {"backend", 1, "cpu", 0},
+                  {"out", 1, "output file: float32 LE [T][vocab]", 0}, {"verbose", 0, "log progress", 0}};
+  int n = sizeof a / sizeof *a, rc = mimo_args_parse(argc, argv, a, n, "--model DIR --tokens 1,2,3 --out FILE");
+  if (rc)
+    return rc == 3 ? 0 : rc;
+  const char *dir = mimo_arg_str(a, n, "model", NULL), *toks = mimo_arg_str(a, n, "tokens", NULL),
+             *out = mimo_arg_str(a, n, "out", NULL);
+  bool bad = false;
+  long chunk = mimo_arg_long(a, n, "chunk", 0, &bad), threads = mimo_arg_long(a, n, "threads", 0, &bad);
+  if (!dir || !toks || !out || bad || chunk < 0) {
+    fprintf(stderr, "mimo logits: need --model, --tokens and --out (see --help)\n");
+    return 2;
+  }
+  if (mimo_arg_str(a, n, "verbose", NULL))
+    mimo_log_set_level(MIMO_LOG_INFO);
+  int *ids, T = mimo_parse_ids(toks, &ids);
+  if (T <= 0) {
+    if (T == 0)
+      free(ids);
+    fprintf(stderr, "mimo logits: --tokens needs at least one id\n");
+    return 2;
+  }
+  runner r;
+  mimo_status st = runner_init(&r, dir, mimo_arg_str(a, n, "backend", "cpu"), (int)threads);
+  float *logits = NULL;
+  if (st == MIMO_OK) {
+    logits = malloc((size_t)T * r.m->cfg.vocab_size * sizeof(float));
+    st = logits ? feed(&r, ids, T, chunk ? (int)chunk : T, logits, NULL) : mimo_errf(MIMO_E_NOMEM, "logits");
+  }
+  if (st == MIMO_OK) {
+    FILE *f = fopen(out, "wb");
+    size_t cnt = (size_t)T * r.m->cfg.vocab_size;
+    if (!f || fwrite(logits, sizeof(float), cnt, f) != cnt || fclose(f) != 0)
+      st = mimo_errf(MIMO_E_IO, "%s: cannot write", out);
+  }
+  free(logits);
+  free(ids);
+  runner_free(&r);
+  return st == MIMO_OK ? 0 : fail("logits");
+}
+
+int mimo_cmd_generate(int argc, char **argv) {
+  mimo_arg a[] = {{"model", 1, "checkpoint directory", 0}, {"tokens", 1, "prompt token ids, comma-separated", 0},
+                  {"max-tokens", 1, "tokens to generate (default 16)", 0},
+                  {"temperature", 1, "0 = greedy (default 0)", 0}, {"top-p", 1, "nucleus mass (default 1)", 0},
+                  {"top-k", 1, "keep the k best (default off)", 0}, {"min-p", 1, "default 0", 0},
+                  {"repetition-penalty", 1, "default 1", 0}, {"presence-penalty", 1, "default 0", 0},
+                  {"frequency-penalty", 1, "default 0", 0}, {"seed", 1, "RNG seed (default 0)", 0},
+                  {"chunk", 1, "prompt tokens per prefill step (default all)", 0},
+                  {"ignore-eos", 0, "do not stop at end-of-sequence ids", 0},
+                  {"threads", 1, "CPU threads", 0}, {"backend", 1, "cpu", 0}, {"verbose", 0, "log progress", 0}};
+  int n = sizeof a / sizeof *a, rc = mimo_args_parse(argc, argv, a, n, "--model DIR --tokens 1,2,3 [--max-tokens N]");
+  if (rc)
+    return rc == 3 ? 0 : rc;
+  const char *dir = mimo_arg_str(a, n, "model", NULL), *toks = mimo_arg_str(a, n, "tokens", NULL);
+  bool bad = false;
+  mimo_sampling_params sp;
+  mimo_sampling_defaults(&sp);
+  sp.temperature = (float)mimo_arg_double(a, n, "temperature", 0, &bad);
+  sp.top_p = (float)mimo_arg_double(a, n, "top-p", 1, &bad);
+  sp.top_k = (int)mimo_arg_long(a, n, "top-k", -1, &bad);
+  sp.min_p = (float)mimo_arg_double(a, n, "min-p", 0, &bad);
+  sp.repetition_penalty = (float)mimo_arg_double(a, n, "repetition-penalty", 1, &bad);
+  sp.presence_penalty = (float)mimo_arg_double(a, n, "presence-penalty", 0, &bad);
+  sp.frequency_penalty = (float)mimo_arg_double(a, n, "frequency-penalty", 0, &bad);
+  sp.seed = (uint64_t)mimo_arg_long(a, n, "seed", 0, &bad);
+  long max_tokens = mimo_arg_long(a, n, "max-tokens", 16, &bad), chunk = mimo_arg_long(a, n, "chunk", 0, &bad);
+  long threads = mimo_arg_long(a, n, "threads", 0, &bad);
+  if (!dir || !toks || bad || max_tokens < 0 || chunk < 0) {
+    fprintf(stderr, "mimo generate: need --model and --tokens (see --help)\n");
+    return 2;
+  }
+  if (mimo_arg_str(a, n, "verbose", NULL))
+    mimo_log_set_level(MIMO_LOG_INFO);
+  int *ids, T = mimo_parse_ids(toks, &ids);
+  if (T <= 0) {
+    if (T == 0)
+      free(ids);
+    fprintf(stderr, "mimo generate: --tokens needs at least one id\n");
+    return 2;
+  }
+  runner r;
+  mimo_sampler *smp = NULL;
+  float *logits = NULL;
+  mimo_status st = runner_init(&r, dir, mimo_arg_str(a, n, "backend", "cpu"), (int)threads);
+  if (st == MIMO_OK)
+    st = mimo_sampler_init(&smp, &sp, r.m->cfg.vocab_size);
+  if (st == MIMO_OK && !(logits = malloc((size_t)r.m->cfg.vocab_size * sizeof(float))))
+    st = mimo_errf(MIMO_E_NOMEM, "logits");
+  if (st == MIMO_OK) {
+    mimo_sampler_add_prompt(smp, ids, T);
+    st = feed(&r, ids, T, chunk ? (int)chunk : T, NULL, logits);
+  }
+  double t0 = mimo_now();
+  int produced = 0;
+  bool stop_eos = !mimo_arg_str(a, n, "ignore-eos", NULL);
+  for (; st == MIMO_OK && produced < max_tokens; produced++) {
+    int tok = mimo_sampler_sample(smp, logits, NULL);
+    if (tok < 0) {
+      st = MIMO_E_INVALID;
+      break;
+    }
+    mimo_sampler_accept(smp, tok);
+    printf("%s%d", produced ? "," : "", tok);
+    fflush(stdout);
+    bool eos = false;
+    for (int e = 0; e < r.m->cfg.n_eos; e++)
+      eos |= stop_eos && tok == r.m->cfg.eos_token_id[e];
+    if (eos || produced + 1 == max_tokens) {
+      produced++;
+      break;
+    }
+    st = feed(&r, &tok, 1, 1, NULL, logits);
+  }
+  printf("\n");
+  mimo_info("generated %d tokens in %.2f s", produced, mimo_now() - t0);
+  free(logits);
+  free(ids);
+  mimo_sampler_free(smp);
+  runner_free(&r);
+  return st == MIMO_OK ? 0 : fail("generate");
+}

@@ -1,0 +1,205 @@
+/* The MiMo-V2 forward pass, written once over backend ops (spec §2):
+ *
+ *   h = E[token]
+ *   per layer: a = RMSNorm(h); q,k,v = a·Wqkvᵀ (fused checkpoint chunks de-interleaved);
+ *              v *= value_scale; partial NeoX RoPE on q,k (theta per layer type);
+ *              o = Attention(q,k,v) (causal or sliding window, sink in the denominator);
+ *              h += o·Woᵀ; h += FFN(RMSNorm(h))   (dense SwiGLU or routed MoE)
+ *   logits = RMSNorm(h)·lm_headᵀ
+ */
+#include "model/mimo_v2.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+mimo_status mimo_model_load(const char *dir, mimo_backend *be, mimo_model **out) {
+  mimo_model *m = calloc(1, sizeof *m);
+  if (!m)
+    return mimo_errf(MIMO_E_NOMEM, "model");
+  mimo_status st = mimo_config_load(dir, &m->cfg);
+  if (st == MIMO_OK)
+    st = mimo_ckpt_open(dir, &m->ck);
+  if (st == MIMO_OK)
+    st = mimo_weights_bind(&m->cfg, &m->ck, &m->w);
+  if (st != MIMO_OK) {
+    mimo_ckpt_close(&m->ck);
+    free(m);
+    return st;
+  }
+  m->be = be;
+  *out = m;
+  return MIMO_OK;
+}
+
+void mimo_model_free(mimo_model *m) {
+  if (!m)
+    return;
+  mimo_weights_free(&m->w);
+  mimo_ckpt_close(&m->ck);
+  free(m);
+}
+
+/* Step scratch, sized for this batch. */
+typedef struct {
+  float *h, *a, *qkv, *q, *k, *v, *o, *t1, *t2, *t3;
+  int *pos;
+} scratch;
+
+static void scratch_free(mimo_backend *be, scratch *s) {
+  float **bufs[] = {&s->h, &s->a, &s->qkv, &s->q, &s->k, &s->v, &s->o, &s->t1, &s->t2, &s->t3};
+  for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++)
+    if (*bufs[i])
+      be->release(be, *bufs[i]);
+  free(s->pos);
+}
+
+static mimo_status scratch_init(mimo_model *m, int T, scratch *s) {
+  const mimo_config *c = &m->cfg;
+  mimo_backend *be = m->be;
+  memset(s, 0, sizeof *s);
+  size_t H = (size_t)c->hidden_size, q = 0, kv = 0, vv = 0, o = 0;
+  const mimo_attn_geom *gs[2] = {&c->full, &c->swa};
+  for (int i = 0; i < 2; i++) {
+    size_t qq = (size_t)gs[i]->n_heads * gs[i]->head_dim, kk = (size_t)gs[i]->n_kv_heads * gs[i]->head_dim,
+           vvv = (size_t)gs[i]->n_kv_heads * gs[i]->v_head_dim, oo = (size_t)gs[i]->n_heads * gs[i]->v_head_dim;
+    q = qq > q ? qq : q;
+    kv = kk > kv ? kk : kv;
+    vv = vvv > vv ? vvv : vv;
+    o = oo > o ? oo : o;
+  }
+  size_t ffn = (size_t)c->intermediate_size;
+  size_t wide = ffn > H ? ffn : H;
+  wide = wide > (size_t)c->vocab_size ? wide : (size_t)c->vocab_size;
+  s->h = be->alloc(be, T * H);
+  s->a = be->alloc(be, T * H);
+  s->qkv = be->alloc(be, T * (q + kv + vv));
+  s->q = be->alloc(be, T * q);
+  s->k = be->alloc(be, T * kv);
+  s->v = be->alloc(be, T * vv);
+  s->o = be->alloc(be, T * o);
+  s->t1 = be->alloc(be, T * wide);
+  s->t2 = be->alloc(be, T * wide);
+  s->t3 = be->alloc(be, T * H);
+  s->pos = malloc((size_t)T * sizeof *s->pos);
+  if (!s->h || !s->a || !s->qkv || !s->q || !s->k || !s->v || !s->o || !s->t1 || !s->t2 || !s->t3 || !s->pos) {
+    scratch_free(be, s);
+    return mimo_errf(MIMO_E_NOMEM, "activations for %d tokens", T);
+  }
+  return MIMO_OK;
+}
+
+/* q, k, v from the attention input a [T][hidden]. The fused checkpoint tensor is
+ * `chunks` blocks of [Q_c | K_c | V_c] (spec §3.3): project once, then move each
+ * block's columns to its place in natural head order. */
+static void project_qkv(mimo_model *m, const mimo_layer_weights *lw, const mimo_attn_geom *g, int T, scratch *s) {
+  mimo_backend *be = m->be;
+  int nq = g->n_heads * g->head_dim, nk = g->n_kv_heads * g->head_dim, nv = g->n_kv_heads * g->v_head_dim;
+  if (!lw->fused_qkv) {
+    be->linear(be, s->q, s->a, T, &lw->q);
+    be->linear(be, s->k, s->a, T, &lw->k);
+    be->linear(be, s->v, s->a, T, &lw->v);
+    return;
+  }
+  be->linear(be, s->qkv, s->a, T, &lw->qkv);
+  int n = m->cfg.qkv_chunks, qc = nq / n, kc = nk / n, vc = nv / n, rows = nq + nk + nv;
+  for (int c = 0; c < n; c++) {
+    const float *base = s->qkv + (size_t)c * (qc + kc + vc);
+    be->copy2d(be, s->q + (size_t)c * qc, nq, base, rows, T, qc);
+    be->copy2d(be, s->k + (size_t)c * kc, nk, base + qc, rows, T, kc);
+    be->copy2d(be, s->v + (size_t)c * vc, nv, base + qc + kc, rows, T, vc);
+  }
+}
+
+static mimo_status attention_block(mimo_model *m, int L, const mimo_batch *b, int T, scratch *s) {
+  const mimo_config *c = &m->cfg;
+  const mimo_layer_weights *lw = &m->w.layers[L];
+  const mimo_attn_geom *g = mimo_config_geom(c, L);
+  mimo_backend *be = m->be;
+  int nq = g->n_heads * g->head_dim, nk = g->n_kv_heads * g->head_dim, nv = g->n_kv_heads * g->v_head_dim;
+  be->rmsnorm(be, s->a, s->h, &lw->input_norm, T, c->hidden_size, (float)c->layernorm_epsilon);
+  project_qkv(m, lw, g, T, s);
+  if (c->attention_value_scale != 1.0)
+    be->scale(be, s->v, (long)T * nv, (float)c->attention_value_scale);
+  be->rope(be, s->q, T, g->n_heads, g->head_dim, nq, g->rotary_dim, s->pos, g->rope_theta);
+  be->rope(be, s->k, T, g->n_kv_heads, g->head_dim, nk, g->rotary_dim, s->pos, g->rope_theta);
+  int off = 0;
+  for (int i = 0; i < b->n_seqs; i++) {
+    int n = b->n_tokens[i];
+    mimo_attn_args a = {
+        .q = s->q + (size_t)off * nq, .k = s->k + (size_t)off * nk, .v = s->v + (size_t)off * nv,
+        .out = s->o + (size_t)off * g->n_heads * g->v_head_dim, .T = n, .n_heads = g->n_heads,
+        .n_kv = g->n_kv_heads, .head_dim = g->head_dim, .v_head_dim = g->v_head_dim, .window = g->window,
+        .scale = (float)(1.0 / sqrt((double)g->head_dim)), .sink = lw->sink.n ? &lw->sink : NULL,
+        .kv = &b->seqs[i]->layers[L]};
+    be->attention(be, &a);
+    off += n;
+  }
+  be->linear(be, s->t3, s->o, T, &lw->o);
+  be->add(be, s->h, s->t3, (long)T * c->hidden_size);
+  return MIMO_OK;
+}
+
+static void ffn_block(mimo_model *m, int L, int T, scratch *s) {
+  const mimo_config *c = &m->cfg;
+  const mimo_layer_weights *lw = &m->w.layers[L];
+  mimo_backend *be = m->be;
+  int H = c->hidden_size;
+  be->rmsnorm(be, s->a, s->h, &lw->post_norm, T, H, (float)c->layernorm_epsilon);
+  if (lw->moe) {
+    mimo_moe_args a = {.x = s->a, .out = s->t3, .T = T, .hidden = H, .inter = c->moe_intermediate_size,
+                       .n_experts = c->n_routed_experts, .top_k = c->num_experts_per_tok, .router = &lw->router,
+                       .bias = &lw->router_bias, .experts = lw->experts, .norm_topk = c->norm_topk_prob,
+                       .scaling = (float)c->routed_scaling_factor};
+    be->moe(be, &a);
+  } else {
+    be->linear(be, s->t1, s->a, T, &lw->gate);
+    be->linear(be, s->t2, s->a, T, &lw->up);
+    be->swiglu(be, s->t1, s->t1, s->t2, (long)T * c->intermediate_size);
+    be->linear(be, s->t3, s->t1, T, &lw->down);
+  }
+  be->add(be, s->h, s->t3, (long)T * H);
+}
+
+mimo_status mimo_model_forward(mimo_model *m, const mimo_batch *b, float *logits) {
+  const mimo_config *c = &m->cfg;
+  mimo_backend *be = m->be;
+  int T = 0;
+  for (int i = 0; i < b->n_seqs; i++) {
+    if (b->n_tokens[i] < 1)
+      return mimo_errf(MIMO_E_INVALID, "sequence %d of the batch has no tokens", i);
+    if ((long)b->seqs[i]->len + b->n_tokens[i] > c->max_position_embeddings)
+      return mimo_errf(MIMO_E_TOO_LONG, "sequence %d would reach %ld positions; the model allows %ld", i,
+                       (long)b->seqs[i]->len + b->n_tokens[i], c->max_position_embeddings);
+    T += b->n_tokens[i];
+  }
+  for (int t = 0; t < T; t++)
+    if (b->tokens[t] < 0 || b->tokens[t] >= c->vocab_size)
+      return mimo_errf(MIMO_E_INVALID, "token id %d is outside the vocabulary [0, %d)", b->tokens[t], c->vocab_size);
+  for (int i = 0; i < b->n_seqs; i++)
+    MIMO_TRY(mimo_kv_reserve(b->seqs[i], c, b->seqs[i]->len + b->n_tokens[i]));
+  scratch s;
+  MIMO_TRY(scratch_init(m, T, &s));
+  for (int i = 0, t = 0; i < b->n_seqs; i++)
+    for (int j = 0; j < b->n_tokens[i]; j++)
+      s.pos[t++] = b->seqs[i]->len + j;
+
+  be->embed(be, s.h, &m->w.embed, b->tokens, T);
+  for (int L = 0; L < c->num_hidden_layers; L++) {
+    attention_block(m, L, b, T, &s);
+    ffn_block(m, L, T, &s);
+  }
+  /* Final norm and lm_head only on the rows asked for. */
+  int rows = b->all_logits ? T : b->n_seqs, H = c->hidden_size;
+  if (!b->all_logits)
+    for (int i = 0, end = 0; i < b->n_seqs; i++) {
+      end += b->n_tokens[i];
+      be->copy2d(be, s.t3 + (size_t)i * H, H, s.h + (size_t)(end - 1) * H, H, 1, H);
+    }
+  be->rmsnorm(be, s.a, b->all_logits ? s.h : s.t3, &m->w.final_norm, rows, H, (float)c->layernorm_epsilon);
+  be->linear(be, logits, s.a, rows, &m->w.lm_head);
+  for (int i = 0; i < b->n_seqs; i++)
+    b->seqs[i]->len += b->n_tokens[i];
+  scratch_free(be, &s);
+  return MIMO_OK;
+}

@@ -1,0 +1,38 @@
+/* MiMo-V2 text weights bound to checkpoint tensors (zero-copy views of the
+ * mmapped shards), validated against the config (spec §8, generalised). */
+#ifndef MIMO_MODEL_MIMO_V2_WEIGHTS_H
+#define MIMO_MODEL_MIMO_V2_WEIGHTS_H
+#include "backend/backend.h"
+#include "io/checkpoint.h"
+#include "io/config.h"
+
+typedef struct mimo_layer_weights {
+  mimo_vec input_norm, post_norm;   /* [hidden] */
+  bool fused_qkv;
+  mimo_linear qkv;                  /* fused: [chunks*(Qc+Kc+Vc), hidden], checkpoint chunk order (§3.3) */
+  mimo_linear q, k, v;              /* split layout */
+  mimo_linear o;                    /* [hidden, n_heads*v_head_dim] */
+  mimo_vec sink;                    /* [n_heads] or n = 0 */
+  bool moe;
+  mimo_linear gate, up, down;       /* dense MLP */
+  mimo_linear router;               /* [n_experts, hidden] */
+  mimo_vec router_bias;             /* [n_experts] or n = 0 */
+  mimo_linear *experts;             /* [n_experts * 3]: gate, up, down */
+  mimo_wformat expert_fmt;
+  mimo_dtype expert_dt;             /* dense experts: weight dtype */
+  int expert_group;
+  bool expert_asym;
+} mimo_layer_weights;
+
+typedef struct mimo_weights {
+  mimo_linear embed;                /* [vocab, hidden] as a table */
+  mimo_vec final_norm;
+  mimo_linear lm_head;
+  mimo_layer_weights *layers;       /* [num_hidden_layers] */
+  int n_layers;
+  uint64_t bytes;                   /* bytes of all bound tensors */
+} mimo_weights;
+
+mimo_status mimo_weights_bind(const mimo_config *cfg, const mimo_ckpt *ck, mimo_weights *w);
+void mimo_weights_free(mimo_weights *w);
+#endif

@@ -1,0 +1,410 @@
+#include "model/synth.h"
+
+#include <jansson.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/statvfs.h>
+
+#include "core/fileio.h"
+#include "core/log.h"
+#include "core/num.h"
+#include "io/safetensors.h"
+
+typedef struct {
+  int vocab, hidden, layers, heads, kv, swa_kv, head_dim, v_head_dim, window;
+  int inter, moe_inter, experts, topk, group, shards;
+  int bf16_layer; /* expert layer kept in bf16, -1 none */
+  const char *pattern; /* per layer '0' full / '1' sliding; repeated */
+} preset;
+
+static const int real_full_layers[] = {0, 5, 11, 17, 23, 29, 35, 41, 47};
+
+static int preset_get(const char *name, preset *p) {
+  if (strcmp(name, "tiny") == 0) {
+    *p = (preset){640, 64, 4, 8, 4, 8, 32, 16, 8, 128, 32, 16, 4, 32, 3, 2, "0110"};
+  } else if (strcmp(name, "small") == 0) {
+    *p = (preset){32000, 2048, 8, 16, 4, 8, 192, 128, 128, 5632, 768, 64, 8, 128, 4, 6, "01111011"};
+  } else if (strcmp(name, "full") == 0) {
+    *p = (preset){152576, 4096, 48, 64, 4, 8, 192, 128, 128, 16384, 2048, 256, 8, 128, 4, 41, NULL};
+  } else {
+    return 0;
+  }
+  return 1;
+}
+
+static int layer_is_swa(const preset *p, int L) {
+  if (!p->pattern) {
+    for (size_t i = 0; i < sizeof real_full_layers / sizeof *real_full_layers; i++)
+      if (real_full_layers[i] == L)
+        return 0;
+    return 1;
+  }
+  return p->pattern[L % strlen(p->pattern)] == '1';
+}
+
+/* ---- tensor generators: values depend only on (seed, tensor name) ---- */
+
+typedef enum { G_NORMAL_BF16, G_NORM_BF16, G_NORMAL_F32, G_NIBBLES, G_SCALE_BF16, G_ZERO, G_SHAPE } gen_kind;
+
+typedef struct gen {
+  gen_kind kind;
+  double std;
+  uint64_t seed;
+  int64_t a, b; /* G_SHAPE values; G_ZERO: rows of the weight */
+} gen;
+
+static mimo_status fill(void *ctx, void *dst, size_t bytes) {
+  gen *g = ctx;
+  mimo_rng r;
+  mimo_rng_seed(&r, g->seed);
+  switch (g->kind) {
+  case G_NORMAL_BF16:
+  case G_NORM_BF16: {
+    uint16_t *d = dst;
+    for (size_t i = 0; i < bytes / 2; i++) {
+      double x = mimo_rng_normal(&r) * g->std;
+      d[i] = mimo_f32_to_bf16((float)(g->kind == G_NORM_BF16 ? 1.0 + x : x));
+    }
+    break;
+  }
+  case G_NORMAL_F32: {
+    float *d = dst;
+    for (size_t i = 0; i < bytes / 4; i++)
+      d[i] = (float)(mimo_rng_normal(&r) * g->std);
+    break;
+  }
+  case G_NIBBLES: { /* uniform u in [0,15] = q + 8 */
+    uint64_t *d = dst;
+    for (size_t i = 0; i < bytes / 8; i++)
+      d[i] = mimo_rng_next(&r);
+    break;
+  }
+  case G_SCALE_BF16: { /* std of (u - 8) is ~4.6: scale so weights have std ~ g->std */
+    uint16_t *d = dst;
+    for (size_t i = 0; i < bytes / 2; i++)
+      d[i] = mimo_f32_to_bf16((float)(g->std / 4.6 * (0.75 + 0.5 * mimo_rng_uniform(&r))));
+    break;
+  }
+  case G_ZERO: { /* zero points in [-3, 2], stored +8, eight rows per word */
+    uint32_t *d = dst;
+    for (size_t i = 0; i < bytes / 4; i++) {
+      uint32_t w = 0;
+      for (int k = 0; k < 8; k++)
+        w |= (uint32_t)(5 + (int)(mimo_rng_next(&r) % 6)) << (4 * k);
+      d[i] = w;
+    }
+    break;
+  }
+  case G_SHAPE: {
+    int64_t v[2] = {g->a, g->b};
+    memcpy(dst, v, sizeof v);
+    break;
+  }
+  }
+  return MIMO_OK;
+}
+
+typedef struct tensor_spec {
+  char name[160];
+  mimo_dtype dt;
+  int ndim;
+  int64_t shape[2];
+  gen g;
+  size_t bytes;
+  int shard;
+} tensor_spec;
+
+typedef struct {
+  tensor_spec *t;
+  size_t n, cap;
+  uint64_t seed;
+  mimo_status st;
+} plan;
+
+static uint64_t name_seed(uint64_t seed, const char *s) {
+  uint64_t h = 1469598103934665603ull ^ (seed * 0x9e3779b97f4a7c15ull);
+  for (; *s; s++)
+    h = (h ^ (uint8_t)*s) * 1099511628211ull;
+  return h;
+}
+
+static void add(plan *p, const char *name, mimo_dtype dt, int ndim, int64_t d0, int64_t d1, gen g) {
+  if (p->st != MIMO_OK)
+    return;
+  if (p->n == p->cap) {
+    size_t cap = p->cap ? p->cap * 2 : 256;
+    tensor_spec *t = realloc(p->t, cap * sizeof *t);
+    if (!t) {
+      p->st = mimo_errf(MIMO_E_NOMEM, "synth plan");
+      return;
+    }
+    p->t = t;
+    p->cap = cap;
+  }
+  tensor_spec *t = &p->t[p->n++];
+  memset(t, 0, sizeof *t);
+  snprintf(t->name, sizeof t->name, "%s", name);
+  t->dt = dt;
+  t->ndim = ndim;
+  t->shape[0] = d0;
+  t->shape[1] = d1;
+  t->g = g;
+  t->g.seed = name_seed(p->seed, name);
+  t->bytes = (size_t)d0 * (size_t)(ndim > 1 ? d1 : 1) * mimo_dtype_size(dt);
+}
+
+static void add_bf16(plan *p, const char *name, int64_t out, int64_t in, double std) {
+  add(p, name, MIMO_DT_BF16, 2, out, in, (gen){.kind = G_NORMAL_BF16, .std = std});
+}
+
+static void add_proj(plan *p, const char *prefix, int out, int in, int int4, int asym, int group) {
+  char n[200];
+  double std = 1.0 / sqrt((double)in);
+  if (!int4) {
+    snprintf(n, sizeof n, "%s.weight", prefix);
+    add_bf16(p, n, out, in, std);
+    return;
+  }
+  snprintf(n, sizeof n, "%s.weight_packed", prefix);
+  add(p, n, MIMO_DT_I32, 2, out, in / 8, (gen){.kind = G_NIBBLES});
+  snprintf(n, sizeof n, "%s.weight_scale", prefix);
+  add(p, n, MIMO_DT_BF16, 2, out, in / group, (gen){.kind = G_SCALE_BF16, .std = std});
+  snprintf(n, sizeof n, "%s.weight_shape", prefix);
+  add(p, n, MIMO_DT_I64, 1, 2, 0, (gen){.kind = G_SHAPE, .a = out, .b = in});
+  if (asym) {
+    snprintf(n, sizeof n, "%s.weight_zero_point", prefix);
+    add(p, n, MIMO_DT_I32, 2, (out + 7) / 8, in / group, (gen){.kind = G_ZERO});
+  }
+}
+
+static void plan_model(plan *p, const preset *ps, int int4, int asym) {
+  char n[200];
+  int H = ps->hidden;
+  add(p, "model.embed_tokens.weight", MIMO_DT_BF16, 2, ps->vocab, H, (gen){.kind = G_NORMAL_BF16, .std = 1.0});
+  for (int L = 0; L < ps->layers; L++) {
+    int swa = layer_is_swa(ps, L), kv = swa ? ps->swa_kv : ps->kv;
+    snprintf(n, sizeof n, "model.layers.%d.input_layernorm.weight", L);
+    add(p, n, MIMO_DT_BF16, 1, H, 0, (gen){.kind = G_NORM_BF16, .std = 0.1});
+    snprintf(n, sizeof n, "model.layers.%d.post_attention_layernorm.weight", L);
+    add(p, n, MIMO_DT_BF16, 1, H, 0, (gen){.kind = G_NORM_BF16, .std = 0.1});
+    int rows = ps->heads * ps->head_dim + kv * (ps->head_dim + ps->v_head_dim);
+    snprintf(n, sizeof n, "model.layers.%d.self_attn.qkv_proj.weight", L);
+    add_bf16(p, n, rows, H, 1.0 / sqrt((double)H));
+    snprintf(n, sizeof n, "model.layers.%d.self_attn.o_proj.weight", L);
+    add_bf16(p, n, H, ps->heads * ps->v_head_dim, 1.0 / sqrt((double)ps->heads * ps->v_head_dim));
+    if (swa) {
+      snprintf(n, sizeof n, "model.layers.%d.self_attn.attention_sink_bias", L);
+      add(p, n, MIMO_DT_BF16, 1, ps->heads, 0, (gen){.kind = G_NORMAL_BF16, .std = 1.0});
+    }
+    if (L == 0) {
+      static const char *pr[3] = {"gate_proj", "up_proj", "down_proj"};
+      for (int k = 0; k < 3; k++) {
+        snprintf(n, sizeof n, "model.layers.0.mlp.%s", pr[k]);
+        add_proj(p, n, k == 2 ? H : ps->inter, k == 2 ? ps->inter : H, 0, 0, 0);
+      }
+      continue;
+    }
+    snprintf(n, sizeof n, "model.layers.%d.mlp.gate.weight", L);
+    add(p, n, MIMO_DT_F32, 2, ps->experts, H, (gen){.kind = G_NORMAL_F32, .std = 1.0 / sqrt((double)H)});
+    snprintf(n, sizeof n, "model.layers.%d.mlp.gate.e_score_correction_bias", L);
+    add(p, n, MIMO_DT_F32, 1, ps->experts, 0, (gen){.kind = G_NORMAL_F32, .std = 0.05});
+    int q = int4 && L != ps->bf16_layer;
+    for (int e = 0; e < ps->experts; e++) {
+      snprintf(n, sizeof n, "model.layers.%d.mlp.experts.%d.gate_proj", L, e);
+      add_proj(p, n, ps->moe_inter, H, q, asym, ps->group);
+      snprintf(n, sizeof n, "model.layers.%d.mlp.experts.%d.up_proj", L, e);
+      add_proj(p, n, ps->moe_inter, H, q, asym, ps->group);
+      snprintf(n, sizeof n, "model.layers.%d.mlp.experts.%d.down_proj", L, e);
+      add_proj(p, n, H, ps->moe_inter, q, asym, ps->group);
+    }
+  }
+  add(p, "model.norm.weight", MIMO_DT_BF16, 1, H, 0, (gen){.kind = G_NORM_BF16, .std = 0.1});
+  add_bf16(p, "lm_head.weight", ps->vocab, H, 2.0 / sqrt((double)H));
+}
+
+static json_t *int_list(int n, int (*f)(const preset *, int), const preset *p) {
+  json_t *a = json_array();
+  for (int i = 0; i < n; i++)
+    json_array_append_new(a, json_integer(f(p, i)));
+  return a;
+}
+static int moe_flag(const preset *p, int L) {
+  (void)p;
+  return L == 0 ? 0 : 1;
+}
+
+static json_t *make_config(const preset *ps, int int4, int asym) {
+  json_t *c = json_object();
+  json_object_set_new(c, "architectures", json_pack("[s]", "MiMoV2ForCausalLM"));
+  json_object_set_new(c, "model_type", json_string("mimo_v2"));
+  json_object_set_new(c, "torch_dtype", json_string("bfloat16"));
+  json_object_set_new(c, "vocab_size", json_integer(ps->vocab));
+  json_object_set_new(c, "hidden_size", json_integer(ps->hidden));
+  json_object_set_new(c, "num_hidden_layers", json_integer(ps->layers));
+  json_object_set_new(c, "num_attention_heads", json_integer(ps->heads));
+  json_object_set_new(c, "num_key_value_heads", json_integer(ps->kv));
+  json_object_set_new(c, "head_dim", json_integer(ps->head_dim));
+  json_object_set_new(c, "v_head_dim", json_integer(ps->v_head_dim));
+  json_object_set_new(c, "swa_num_attention_heads", json_integer(ps->heads));
+  json_object_set_new(c, "swa_num_key_value_heads", json_integer(ps->swa_kv));
+  json_object_set_new(c, "swa_head_dim", json_integer(ps->head_dim));
+  json_object_set_new(c, "swa_v_head_dim", json_integer(ps->v_head_dim));
+  json_object_set_new(c, "hybrid_layer_pattern", int_list(ps->layers, layer_is_swa, ps));
+  json_object_set_new(c, "sliding_window", json_integer(ps->window));
+  json_object_set_new(c, "sliding_window_size", json_integer(ps->window));
+  json_object_set_new(c, "attention_chunk_size", json_integer(ps->window));
+  json_object_set_new(c, "partial_rotary_factor", json_real(0.334));
+  json_object_set_new(c, "rope_theta", json_real(10000000.0));
+  json_object_set_new(c, "swa_rope_theta", json_real(10000.0));
+  json_object_set_new(c, "rope_scaling", json_pack("{s:s,s:s}", "rope_type", "default", "type", "default"));
+  json_object_set_new(c, "max_position_embeddings", json_integer(1048576));
+  json_object_set_new(c, "attention_value_scale", json_real(0.707));
+  json_object_set_new(c, "attention_bias", json_false());
+  json_object_set_new(c, "add_swa_attention_sink_bias", json_true());
+  json_object_set_new(c, "add_full_attention_sink_bias", json_false());
+  json_object_set_new(c, "attention_projection_layout", json_string("fused_qkv"));
+  json_object_set_new(c, "layernorm_epsilon", json_real(1e-5));
+  json_object_set_new(c, "hidden_act", json_string("silu"));
+  json_object_set_new(c, "tie_word_embeddings", json_false());
+  json_object_set_new(c, "intermediate_size", json_integer(ps->inter));
+  json_object_set_new(c, "moe_intermediate_size", json_integer(ps->moe_inter));
+  json_object_set_new(c, "moe_layer_freq", int_list(ps->layers, moe_flag, ps));
+  json_object_set_new(c, "n_routed_experts", json_integer(ps->experts));
+  json_object_set_new(c, "num_experts_per_tok", json_integer(ps->topk));
+  json_object_set_new(c, "n_shared_experts", json_null());
+  json_object_set_new(c, "scoring_func", json_string("sigmoid"));
+  json_object_set_new(c, "topk_method", json_string("noaux_tc"));
+  json_object_set_new(c, "n_group", json_integer(1));
+  json_object_set_new(c, "topk_group", json_integer(1));
+  json_object_set_new(c, "norm_topk_prob", json_true());
+  json_object_set_new(c, "routed_scaling_factor", json_null());
+  if (int4) {
+    json_t *w = json_pack("{s:i,s:s,s:b,s:s,s:i,s:b,s:n,s:n,s:s}", "num_bits", 4, "type", "int", "symmetric", !asym,
+                          "strategy", "group", "group_size", ps->group, "dynamic", 0, "actorder", "block_structure",
+                          "observer", "minmax");
+    json_t *g = json_pack("{s:[s],s:o,s:n,s:n,s:s}", "targets", "re:.*mlp\\.experts\\.\\d+\\.(gate|up|down)_proj$",
+                          "weights", w, "input_activations", "output_activations", "format", "pack-quantized");
+    json_t *ignore = json_pack("[s]", "lm_head");
+    if (ps->bf16_layer >= 1 && ps->bf16_layer < ps->layers) {
+      char re[96];
+      snprintf(re, sizeof re, "re:.*layers\\.%d\\.mlp\\.experts\\..*", ps->bf16_layer);
+      json_array_append_new(ignore, json_string(re));
+    }
+    json_object_set_new(c, "quantization_config",
+                        json_pack("{s:s,s:s,s:s,s:{s:o},s:o,s:n}", "quant_method", "compressed-tensors", "format",
+                                  "pack-quantized", "quantization_status", "compressed", "config_groups", "group_0", g,
+                                  "ignore", ignore, "kv_cache_scheme"));
+  }
+  return c;
+}
+
+/* Shards by cumulative size; then one companion moved so a module's tensors
+ * span two shards, as in the release (loaders must resolve through the index). */
+static void assign_shards(plan *p, int shards) {
+  size_t total = 0, acc = 0;
+  for (size_t i = 0; i < p->n; i++)
+    total += p->t[i].bytes;
+  for (size_t i = 0; i < p->n; i++) {
+    int s = (int)((double)acc / (double)total * shards);
+    p->t[i].shard = s < shards ? s : shards - 1;
+    acc += p->t[i].bytes;
+  }
+  for (size_t i = 0; i < p->n; i++)
+    if (strstr(p->t[i].name, ".weight_scale") && p->t[i].shard == 0) {
+      p->t[i].shard = shards - 1;
+      break;
+    }
+}
+
+static mimo_status write_files(plan *p, const char *dir, int shards) {
+  json_t *wm = json_object();
+  size_t total = 0;
+  mimo_status st = MIMO_OK;
+  for (int s = 0; s < shards && st == MIMO_OK; s++) {
+    char fname[64], path[4096];
+    snprintf(fname, sizeof fname, "model-%05d-of-%05d.safetensors", s + 1, shards);
+    snprintf(path, sizeof path, "%s/%s", dir, fname);
+    mimo_st_writer *w;
+    st = mimo_st_writer_init(&w);
+    for (size_t i = 0; st == MIMO_OK && i < p->n; i++) {
+      tensor_spec *t = &p->t[i];
+      if (t->shard != s)
+        continue;
+      st = mimo_st_writer_add_fill(w, t->name, t->dt, t->ndim, t->shape, fill, &t->g);
+      json_object_set_new(wm, t->name, json_string(fname));
+      total += t->bytes;
+    }
+    if (st == MIMO_OK)
+      st = mimo_st_writer_save(w, path);
+    mimo_st_writer_free(w);
+  }
+  if (st == MIMO_OK) {
+    json_t *idx = json_pack("{s:{s:I},s:o}", "metadata", "total_size", (json_int_t)total, "weight_map", wm);
+    char path[4096];
+    snprintf(path, sizeof path, "%s/model.safetensors.index.json", dir);
+    if (json_dump_file(idx, path, JSON_INDENT(2) | JSON_SORT_KEYS) != 0)
+      st = mimo_errf(MIMO_E_IO, "%s: write failed", path);
+    json_decref(idx);
+  } else {
+    json_decref(wm);
+  }
+  return st;
+}
+
+mimo_status mimo_synth(const mimo_synth_opts *o) {
+  preset ps;
+  if (!preset_get(o->preset ? o->preset : "tiny", &ps))
+    return mimo_errf(MIMO_E_INVALID, "unknown preset '%s' (tiny, small, full)", o->preset);
+  const char *quant = o->quant ? o->quant : "int4";
+  int int4 = strcmp(quant, "bf16") != 0, asym = strcmp(quant, "int4-asym") == 0;
+  if (int4 && !asym && strcmp(quant, "int4") != 0)
+    return mimo_errf(MIMO_E_INVALID, "unknown --quant '%s' (int4, int4-asym, bf16)", quant);
+  if (o->group_size)
+    ps.group = o->group_size;
+  if (o->kv_heads) {
+    ps.kv = o->kv_heads;
+    ps.swa_kv = 2 * o->kv_heads;
+  }
+  if (o->layers)
+    ps.layers = o->layers;
+  if (o->shards)
+    ps.shards = o->shards;
+  if (ps.layers < 1 || ps.layers > 256 || ps.shards < 1 || ps.shards > 64)
+    return mimo_errf(MIMO_E_INVALID, "--layers must be 1..256 and --shards 1..64");
+  if (ps.group < 8 || ps.group % 8 || ps.hidden % ps.group || ps.moe_inter % ps.group)
+    return mimo_errf(MIMO_E_INVALID, "--group-size %d must be a multiple of 8 dividing %d and %d", ps.group, ps.hidden,
+                     ps.moe_inter);
+  if (ps.kv < 1 || ps.heads % ps.kv || ps.heads % ps.swa_kv)
+    return mimo_errf(MIMO_E_INVALID, "--kv-heads %d must divide the %d query heads (and twice it too)", ps.kv, ps.heads);
+  plan p = {.seed = o->seed};
+  plan_model(&p, &ps, int4, asym);
+  if (p.st != MIMO_OK) {
+    free(p.t);
+    return p.st;
+  }
+  size_t total = 0;
+  for (size_t i = 0; i < p.n; i++)
+    total += p.t[i].bytes;
+  mimo_status st = mimo_mkdir_p(o->out);
+  struct statvfs fs;
+  if (st == MIMO_OK && statvfs(o->out, &fs) == 0 && (double)fs.f_bavail * fs.f_frsize < (double)total * 1.02)
+    st = mimo_errf(MIMO_E_IO, "%s: the %s checkpoint needs %.1f GB but only %.1f GB are free", o->out, o->preset,
+                   total / 1e9, (double)fs.f_bavail * fs.f_frsize / 1e9);
+  if (st == MIMO_OK) {
+    assign_shards(&p, ps.shards);
+    mimo_info("synth: writing %zu tensors, %.3f GB, %d shards to %s", p.n, total / 1e9, ps.shards, o->out);
+    st = write_files(&p, o->out, ps.shards);
+  }
+  if (st == MIMO_OK) {
+    json_t *cfg = make_config(&ps, int4, asym);
+    char path[4096];
+    snprintf(path, sizeof path, "%s/config.json", o->out);
+    if (json_dump_file(cfg, path, JSON_INDENT(2) | JSON_PRESERVE_ORDER) != 0)
+      st = mimo_errf(MIMO_E_IO, "%s: write failed", path);
+    json_decref(cfg);
+  }
+  free(p.t);
+  return st;
+}
