@@ -15,6 +15,9 @@ static const command commands[] = {
     {"logits", mimo_cmd_logits, "token ids -> float32 logits file"},
     {"generate", mimo_cmd_generate, "token ids -> generated token ids"},
     {"synth", mimo_cmd_synth, "write a random checkpoint in the published layout"},
+    {"tokenize", mimo_cmd_tokenize, "stdin text -> token ids"},
+    {"detokenize", mimo_cmd_detokenize, "token ids -> text"},
+    {"bench-tokenizer", mimo_cmd_bench_tokenizer, "tokenizer encode speed vs the Rust library"},
 };
 
 static void usage(FILE *f) {
