@@ -14,6 +14,8 @@ static const command commands[] = {
     /* COMMAND TABLE: one line per subcommand */
     {"logits", mimo_cmd_logits, "token ids -> float32 logits file"},
     {"generate", mimo_cmd_generate, "token ids -> generated token ids"},
+    {"bench", mimo_cmd_bench, "prefill/decode speed and effective bandwidth"},
+    {"inspect", mimo_cmd_inspect, "validate a checkpoint directory and summarise it"},
     {"synth", mimo_cmd_synth, "write a random checkpoint in the published layout"},
     {"tokenize", mimo_cmd_tokenize, "stdin text -> token ids"},
     {"detokenize", mimo_cmd_detokenize, "token ids -> text"},

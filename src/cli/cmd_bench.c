@@ -1,0 +1,168 @@
+/* mimo bench: prefill and decode speed of the model, with decode's effective
+ * bandwidth (weight + KV bytes touched per token / time) next to a memory-copy
+ * bandwidth measured in the same run. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/args.h"
+#include "cli/commands.h"
+#include "core/log.h"
+#include "core/threads.h"
+#include "model/mimo_v2.h"
+
+typedef struct {
+  char *dst;
+  const char *src;
+  size_t bytes;
+} copy_job;
+
+static void copy_part(void *ctx, long b, long e) {
+  copy_job *j = ctx;
+  size_t chunk = j->bytes / 64;
+  memcpy(j->dst + (size_t)b * chunk, j->src + (size_t)b * chunk, (size_t)(e - b) * chunk);
+}
+
+/* Multi-threaded memcpy of a buffer far larger than the caches; bytes read + written per second. */
+static double copy_bandwidth(mimo_pool *pool) {
+  size_t bytes = (size_t)1 << 30;
+  char *a = malloc(bytes), *b = malloc(bytes);
+  if (!a || !b) {
+    free(a);
+    free(b);
+    return 0;
+  }
+  memset(a, 1, bytes);
+  memset(b, 2, bytes);
+  copy_job j = {b, a, bytes};
+  double best = 1e30;
+  for (int r = 0; r < 5; r++) {
+    double t0 = mimo_now();
+    mimo_parallel_for(pool, 64, 1, copy_part, &j);
+    double dt = mimo_now() - t0;
+    best = dt < best ? dt : best;
+  }
+  free(a);
+  free(b);
+  return 2.0 * bytes / best;
+}
+
+static double lin_bytes(const mimo_linear *l) {
+  if (l->fmt == MIMO_WF_INT4)
+    return (double)l->out * l->in / 2 + (double)l->out * (l->in / l->group) * mimo_dtype_size(l->scale_dt) +
+           (l->zero ? (double)((l->out + 7) / 8) * (l->in / l->group) * 4 : 0);
+  return (double)l->out * l->in * mimo_dtype_size(l->dt);
+}
+
+/* Weight bytes one decode token reads: everything but the embedding table (one
+ * row) and the experts not chosen (top_k of n_experts per MoE layer). */
+static double decode_weight_bytes(const mimo_model *m) {
+  const mimo_config *c = &m->cfg;
+  double b = (double)c->hidden_size * mimo_dtype_size(m->w.embed.dt) + lin_bytes(&m->w.lm_head);
+  for (int L = 0; L < c->num_hidden_layers; L++) {
+    const mimo_layer_weights *lw = &m->w.layers[L];
+    b += lw->fused_qkv ? lin_bytes(&lw->qkv) : lin_bytes(&lw->q) + lin_bytes(&lw->k) + lin_bytes(&lw->v);
+    b += lin_bytes(&lw->o);
+    if (!lw->moe) {
+      b += lin_bytes(&lw->gate) + lin_bytes(&lw->up) + lin_bytes(&lw->down);
+    } else {
+      b += lin_bytes(&lw->router);
+      b += (double)c->num_experts_per_tok *
+           (lin_bytes(&lw->experts[0]) + lin_bytes(&lw->experts[1]) + lin_bytes(&lw->experts[2]));
+    }
+  }
+  return b;
+}
+
+static double kv_read_bytes(const mimo_model *m, int len) {
+  const mimo_config *c = &m->cfg;
+  double b = 0;
+  for (int L = 0; L < c->num_hidden_layers; L++) {
+    const mimo_attn_geom *g = mimo_config_geom(c, L);
+    int keys = g->window > 0 && g->window < len ? g->window : len;
+    b += (double)keys * g->n_kv_heads * (g->head_dim + g->v_head_dim) * sizeof(float);
+  }
+  return b;
+}
+
+int mimo_cmd_bench(int argc, char **argv) {
+  mimo_arg a[] = {{"model", 1, "checkpoint directory", 0}, {"threads", 1, "CPU threads (default all)", 0},
+                  {"prompt", 1, "prefill tokens (default 128)", 0}, {"decode", 1, "decode tokens (default 32)", 0}};
+  int n = sizeof a / sizeof *a, rc = mimo_args_parse(argc, argv, a, n, "--model DIR [--threads N]");
+  if (rc)
+    return rc == 3 ? 0 : rc;
+  bool bad = false;
+  const char *dir = mimo_arg_str(a, n, "model", NULL);
+  int threads = (int)mimo_arg_long(a, n, "threads", 0, &bad), P = (int)mimo_arg_long(a, n, "prompt", 128, &bad),
+      D = (int)mimo_arg_long(a, n, "decode", 32, &bad);
+  if (!dir || bad || P < 1 || D < 1) {
+    fprintf(stderr, "mimo bench: need --model DIR (see --help)\n");
+    return 2;
+  }
+  mimo_backend *be = NULL;
+  mimo_model *m = NULL;
+  mimo_kv_seq *seq = NULL;
+  float *logits = NULL;
+  int *ids = NULL;
+  mimo_status st = mimo_backend_cpu_init(&be, threads);
+  if (st == MIMO_OK)
+    st = mimo_model_load(dir, be, &m);
+  if (st == MIMO_OK)
+    st = mimo_kv_seq_init(&seq, &m->cfg);
+  if (st == MIMO_OK && (!(logits = malloc((size_t)m->cfg.vocab_size * sizeof(float))) ||
+                        !(ids = malloc((size_t)P * sizeof *ids))))
+    st = mimo_errf(MIMO_E_NOMEM, "bench buffers");
+  if (st != MIMO_OK) {
+    fprintf(stderr, "mimo bench: %s\n", mimo_errmsg());
+    goto out;
+  }
+  mimo_pool *pool = NULL;
+  if ((st = mimo_pool_init(&pool, threads)) != MIMO_OK) {
+    fprintf(stderr, "mimo bench: %s\n", mimo_errmsg());
+    goto out;
+  }
+  double copy_bw = copy_bandwidth(pool);
+  /* Fault every weight page in first: steady-state decode, not first-touch page faults. */
+  double tw = mimo_now();
+  volatile unsigned char sink = 0;
+  for (int f = 0; f < m->ck.n_files; f++)
+    for (size_t o = 0; o < m->ck.files[f].size; o += 4096)
+      sink ^= ((const unsigned char *)m->ck.files[f].map)[o];
+  (void)sink;
+  mimo_info("bench: touched %.2f GB of weights in %.2f s", m->ck.total_bytes / 1e9, mimo_now() - tw);
+  for (int i = 0; i < P; i++)
+    ids[i] = (i * 7919 + 13) % m->cfg.vocab_size;
+  double t0 = mimo_now();
+  mimo_batch b = {.n_seqs = 1, .seqs = &seq, .n_tokens = &P, .tokens = ids};
+  st = mimo_model_forward(m, &b, logits);
+  double prefill = mimo_now() - t0;
+  int one = 1, tok = ids[P - 1];
+  double dec = 0, bytes = 0;
+  for (int i = 0; st == MIMO_OK && i < D; i++) {
+    mimo_batch d = {.n_seqs = 1, .seqs = &seq, .n_tokens = &one, .tokens = &tok};
+    bytes += decode_weight_bytes(m) + kv_read_bytes(m, seq->len + 1);
+    double t1 = mimo_now();
+    st = mimo_model_forward(m, &d, logits);
+    dec += mimo_now() - t1;
+    tok = (tok * 31 + 7) % m->cfg.vocab_size;
+  }
+  if (st != MIMO_OK) {
+    fprintf(stderr, "mimo bench: %s\n", mimo_errmsg());
+    goto out;
+  }
+  printf("model %s, %d threads\n", dir, mimo_pool_size(pool));
+  printf("memcpy bandwidth (read+write): %.2f GB/s\n", copy_bw / 1e9);
+  printf("prefill: %d tokens in %.3f s = %.1f tokens/s\n", P, prefill, P / prefill);
+  printf("decode: %d tokens in %.3f s = %.2f tokens/s, %.1f MB touched per token\n", D, dec, D / dec,
+         bytes / D / 1e6);
+  printf("decode effective bandwidth: %.2f GB/s = %.0f%% of memcpy\n", bytes / dec / 1e9, 100.0 * bytes / dec / copy_bw);
+  mimo_pool_free(pool);
+out:
+  free(ids);
+  free(logits);
+  mimo_kv_seq_free(seq);
+  mimo_model_free(m);
+  if (be)
+    be->free(be);
+  return st == MIMO_OK ? 0 : 1;
+}
