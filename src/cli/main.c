@@ -20,6 +20,7 @@ static const command commands[] = {
     {"tokenize", mimo_cmd_tokenize, "stdin text -> token ids"},
     {"detokenize", mimo_cmd_detokenize, "token ids -> text"},
     {"bench-tokenizer", mimo_cmd_bench_tokenizer, "tokenizer encode speed vs the Rust library"},
+    {"render", mimo_cmd_render, "render a chat with the model's template"},
 };
 
 static void usage(FILE *f) {
