@@ -46,14 +46,35 @@ static int layer_is_swa(const preset *p, int L) {
 
 /* ---- tensor generators: values depend only on (seed, tensor name) ---- */
 
-typedef enum { G_NORMAL_BF16, G_NORM_BF16, G_NORMAL_F32, G_NIBBLES, G_SCALE_BF16, G_ZERO, G_SHAPE } gen_kind;
+typedef enum { G_NORMAL_BF16, G_NORM_BF16, G_NORMAL_F32, G_NIBBLES, G_SCALE_BF16, G_ZERO, G_SHAPE, G_QKV_PART } gen_kind;
 
 typedef struct gen {
   gen_kind kind;
   double std;
   uint64_t seed;
-  int64_t a, b; /* G_SHAPE values; G_ZERO: rows of the weight */
+  int64_t a, b; /* G_SHAPE values */
+  /* G_QKV_PART: rows of the fused chunked tensor (spec §3.3) that form q, k or v,
+   * so a split-layout checkpoint holds exactly the fused one's weights. */
+  int part, chunks, qc, kc, vc, in;
 } gen;
+
+static mimo_status fill(void *ctx, void *dst, size_t bytes);
+
+static mimo_status fill_qkv_part(gen *g, void *dst) {
+  int rows = g->chunks * (g->qc + g->kc + g->vc);
+  size_t row_bytes = (size_t)g->in * 2;
+  uint16_t *full = malloc((size_t)rows * row_bytes);
+  if (!full)
+    return mimo_errf(MIMO_E_NOMEM, "synth qkv");
+  gen parent = {.kind = G_NORMAL_BF16, .std = g->std, .seed = g->seed};
+  fill(&parent, full, (size_t)rows * row_bytes);
+  int off = g->part == 0 ? 0 : g->part == 1 ? g->qc : g->qc + g->kc, n = g->part == 0 ? g->qc : g->part == 1 ? g->kc : g->vc;
+  for (int c = 0; c < g->chunks; c++)
+    memcpy((char *)dst + (size_t)c * n * row_bytes, full + (size_t)(c * (g->qc + g->kc + g->vc) + off) * g->in,
+           (size_t)n * row_bytes);
+  free(full);
+  return MIMO_OK;
+}
 
 static mimo_status fill(void *ctx, void *dst, size_t bytes) {
   gen *g = ctx;
@@ -97,6 +118,8 @@ static mimo_status fill(void *ctx, void *dst, size_t bytes) {
     }
     break;
   }
+  case G_QKV_PART:
+    return fill_qkv_part(g, dst);
   case G_SHAPE: {
     int64_t v[2] = {g->a, g->b};
     memcpy(dst, v, sizeof v);
@@ -179,7 +202,7 @@ static void add_proj(plan *p, const char *prefix, int out, int in, int int4, int
   }
 }
 
-static void plan_model(plan *p, const preset *ps, int int4, int asym) {
+static void plan_model(plan *p, const preset *ps, int int4, int asym, int split) {
   char n[200];
   int H = ps->hidden;
   add(p, "model.embed_tokens.weight", MIMO_DT_BF16, 2, ps->vocab, H, (gen){.kind = G_NORMAL_BF16, .std = 1.0});
@@ -191,7 +214,21 @@ static void plan_model(plan *p, const preset *ps, int int4, int asym) {
     add(p, n, MIMO_DT_BF16, 1, H, 0, (gen){.kind = G_NORM_BF16, .std = 0.1});
     int rows = ps->heads * ps->head_dim + kv * (ps->head_dim + ps->v_head_dim);
     snprintf(n, sizeof n, "model.layers.%d.self_attn.qkv_proj.weight", L);
-    add_bf16(p, n, rows, H, 1.0 / sqrt((double)H));
+    if (!split) {
+      add_bf16(p, n, rows, H, 1.0 / sqrt((double)H));
+    } else {
+      static const char *parts[3] = {"q_proj", "k_proj", "v_proj"};
+      int ch = ps->kv, qc = ps->heads / ch * ps->head_dim, kc = kv / ch * ps->head_dim, vc = kv / ch * ps->v_head_dim;
+      uint64_t fused_seed = name_seed(p->seed, n);
+      for (int k = 0; k < 3; k++) {
+        char pn[200];
+        snprintf(pn, sizeof pn, "model.layers.%d.self_attn.%s.weight", L, parts[k]);
+        add(p, pn, MIMO_DT_BF16, 2, (int64_t)ch * (k == 0 ? qc : k == 1 ? kc : vc), H,
+            (gen){.kind = G_QKV_PART, .std = 1.0 / sqrt((double)H), .part = k, .chunks = ch, .qc = qc, .kc = kc,
+                  .vc = vc, .in = H});
+        p->t[p->n - 1].g.seed = fused_seed;
+      }
+    }
     snprintf(n, sizeof n, "model.layers.%d.self_attn.o_proj.weight", L);
     add_bf16(p, n, H, ps->heads * ps->v_head_dim, 1.0 / sqrt((double)ps->heads * ps->v_head_dim));
     if (swa) {
@@ -235,7 +272,7 @@ static int moe_flag(const preset *p, int L) {
   return L == 0 ? 0 : 1;
 }
 
-static json_t *make_config(const preset *ps, int int4, int asym) {
+static json_t *make_config(const preset *ps, int int4, int asym, int split) {
   json_t *c = json_object();
   json_object_set_new(c, "architectures", json_pack("[s]", "MiMoV2ForCausalLM"));
   json_object_set_new(c, "model_type", json_string("mimo_v2"));
@@ -264,7 +301,8 @@ static json_t *make_config(const preset *ps, int int4, int asym) {
   json_object_set_new(c, "attention_bias", json_false());
   json_object_set_new(c, "add_swa_attention_sink_bias", json_true());
   json_object_set_new(c, "add_full_attention_sink_bias", json_false());
-  json_object_set_new(c, "attention_projection_layout", json_string("fused_qkv"));
+  if (!split) /* the V2-Flash layout has no such field */
+    json_object_set_new(c, "attention_projection_layout", json_string("fused_qkv"));
   json_object_set_new(c, "layernorm_epsilon", json_real(1e-5));
   json_object_set_new(c, "hidden_act", json_string("silu"));
   json_object_set_new(c, "tie_word_embeddings", json_false());
@@ -379,7 +417,7 @@ mimo_status mimo_synth(const mimo_synth_opts *o) {
   if (ps.kv < 1 || ps.heads % ps.kv || ps.heads % ps.swa_kv)
     return mimo_errf(MIMO_E_INVALID, "--kv-heads %d must divide the %d query heads (and twice it too)", ps.kv, ps.heads);
   plan p = {.seed = o->seed};
-  plan_model(&p, &ps, int4, asym);
+  plan_model(&p, &ps, int4, asym, o->split_qkv);
   if (p.st != MIMO_OK) {
     free(p.t);
     return p.st;
@@ -398,7 +436,7 @@ mimo_status mimo_synth(const mimo_synth_opts *o) {
     st = write_files(&p, o->out, ps.shards);
   }
   if (st == MIMO_OK) {
-    json_t *cfg = make_config(&ps, int4, asym);
+    json_t *cfg = make_config(&ps, int4, asym, o->split_qkv);
     char path[4096];
     snprintf(path, sizeof path, "%s/config.json", o->out);
     if (json_dump_file(cfg, path, JSON_INDENT(2) | JSON_PRESERVE_ORDER) != 0)

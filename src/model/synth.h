@@ -17,6 +17,7 @@ typedef struct mimo_synth_opts {
   int layers;           /* 0 = preset default */
   int shards;           /* 0 = preset default */
   uint64_t seed;
+  int split_qkv;        /* write q_proj/k_proj/v_proj (V2-Flash layout) holding the fused tensor's rows */
 } mimo_synth_opts;
 
 mimo_status mimo_synth(const mimo_synth_opts *o);
