@@ -251,7 +251,8 @@ mimo_status mimo_tok_load_json(const char *json, size_t len, const char *config_
     return mimo_errf(MIMO_E_FORMAT, "tokenizer.json: line %d: %s", err.line, err.text);
   json_t *cfg = NULL;
   if (config_json) {
-    cfg = json_loadb(config_json, config_len, JSON_ALLOW_NUL, &err);
+    /* reals: transformers writes model_max_length values beyond 64 bits */
+    cfg = json_loadb(config_json, config_len, JSON_ALLOW_NUL | JSON_DECODE_INT_AS_REAL, &err);
     if (!cfg) {
       json_decref(root);
       return mimo_errf(MIMO_E_FORMAT, "tokenizer_config.json: line %d: %s", err.line, err.text);
