@@ -25,7 +25,7 @@ static mimo_status load_config(const char *dir, json_t **cfg) {
     return MIMO_OK;
   }
   json_error_t e;
-  *cfg = json_load_file(p, 0, &e);
+  *cfg = json_load_file(p, JSON_DECODE_INT_AS_REAL, &e); /* model_max_length may exceed int64 */
   if (!*cfg || !json_is_object(*cfg)) {
     mimo_status st = mimo_errf(MIMO_E_FORMAT, "%s: line %d: %s", p, e.line, *cfg ? "not a JSON object" : e.text);
     json_decref(*cfg);
