@@ -8,6 +8,8 @@
 #include "core/log.h"
 #include "engine/sampler.h"
 #include "model/mimo_v2.h"
+#include "text/chat_template.h"
+#include "text/tokenizer.h"
 
 static int fail(const char *cmd) {
   fprintf(stderr, "mimo %s: %s\n", cmd, mimo_errmsg());
@@ -101,8 +103,85 @@ int mimo_cmd_logits(int argc, char **argv) {
   return st == MIMO_OK ? 0 : fail("logits");
 }
 
+typedef struct {
+  char *s;
+  size_t len, cap;
+} text_buf;
+
+/* Streams text to stdout (plain prompts) or collects it (chat: split afterwards). */
+static void emit(text_buf *b, const char *p, size_t n, int stream) {
+  if (stream) {
+    fwrite(p, 1, n, stdout);
+    fflush(stdout);
+    return;
+  }
+  if (b->len + n + 1 > b->cap) {
+    size_t cap = (b->len + n + 1) * 2;
+    char *s = realloc(b->s, cap);
+    if (!s)
+      return;
+    b->s = s;
+    b->cap = cap;
+  }
+  memcpy(b->s + b->len, p, n);
+  b->len += n;
+  b->s[b->len] = 0;
+}
+
+/* MiMo answers "<think>REASONING</think>ANSWER"; without a closing tag all is reasoning. */
+static void print_chat(const char *text) {
+  const char *open = strstr(text, "<think>"), *start = open ? open + 7 : text, *close = strstr(start, "</think>");
+  if (!close && !open) {
+    printf("answer: %s", text);
+    return;
+  }
+  if (!close) {
+    printf("reasoning (truncated): %s", start);
+    return;
+  }
+  printf("reasoning: %.*s\nanswer: %s", (int)(close - start), start, close + 8);
+}
+
+/* --prompt text or a one-message --chat rendered with the checkpoint's template -> ids. */
+static mimo_status prompt_ids(const char *dir, const char *prompt, const char *chat, const char *kwargs_json,
+                              mimo_tok **tok, int **ids, int *T) {
+  MIMO_TRY(mimo_tok_load(dir, tok));
+  char *text = NULL;
+  mimo_status st = MIMO_OK;
+  if (chat) {
+    mimo_tmpl tm;
+    json_t *kwargs = NULL;
+    if (kwargs_json) {
+      json_error_t err;
+      kwargs = json_loads(kwargs_json, 0, &err);
+      if (!json_is_object(kwargs)) {
+        json_decref(kwargs);
+        return mimo_errf(MIMO_E_INVALID, "--kwargs is not a JSON object: %s", err.text);
+      }
+    }
+    st = mimo_tmpl_load(dir, NULL, &tm);
+    if (st == MIMO_OK) {
+      json_t *msgs = json_pack("[{s:s,s:s}]", "role", "user", "content", chat);
+      st = mimo_tmpl_render(&tm, msgs, NULL, 1, kwargs, &text);
+      json_decref(msgs);
+      mimo_tmpl_free(&tm);
+    }
+    json_decref(kwargs);
+    prompt = text;
+  }
+  size_t n = 0;
+  if (st == MIMO_OK)
+    st = mimo_tok_encode(*tok, prompt, strlen(prompt), ids, &n);
+  *T = (int)n;
+  free(text);
+  return st;
+}
+
 int mimo_cmd_generate(int argc, char **argv) {
   mimo_arg a[] = {{"model", 1, "checkpoint directory", 0}, {"tokens", 1, "prompt token ids, comma-separated", 0},
+                  {"prompt", 1, "prompt text (tokenized with the model's tokenizer; output printed as text)", 0},
+                  {"chat", 1, "a user message, rendered with the model's chat template; prints reasoning and answer", 0},
+                  {"kwargs", 1, "chat template kwargs as JSON, e.g. '{\"enable_thinking\": false}'", 0},
                   {"max-tokens", 1, "tokens to generate (default 16)", 0},
                   {"temperature", 1, "0 = greedy (default 0)", 0}, {"top-p", 1, "nucleus mass (default 1)", 0},
                   {"top-k", 1, "keep the k best (default off)", 0}, {"min-p", 1, "default 0", 0},
@@ -111,7 +190,8 @@ int mimo_cmd_generate(int argc, char **argv) {
                   {"chunk", 1, "prompt tokens per prefill step (default all)", 0},
                   {"ignore-eos", 0, "do not stop at end-of-sequence ids", 0},
                   {"threads", 1, "CPU threads", 0}, {"backend", 1, "cpu", 0}, {"verbose", 0, "log progress", 0}};
-  int n = sizeof a / sizeof *a, rc = mimo_args_parse(argc, argv, a, n, "--model DIR --tokens 1,2,3 [--max-tokens N]");
+  int n = sizeof a / sizeof *a,
+      rc = mimo_args_parse(argc, argv, a, n, "--model DIR (--tokens 1,2,3 | --prompt TEXT | --chat TEXT) [--max-tokens N]");
   if (rc)
     return rc == 3 ? 0 : rc;
   const char *dir = mimo_arg_str(a, n, "model", NULL), *toks = mimo_arg_str(a, n, "tokens", NULL);
@@ -128,17 +208,25 @@ int mimo_cmd_generate(int argc, char **argv) {
   sp.seed = (uint64_t)mimo_arg_long(a, n, "seed", 0, &bad);
   long max_tokens = mimo_arg_long(a, n, "max-tokens", 16, &bad), chunk = mimo_arg_long(a, n, "chunk", 0, &bad);
   long threads = mimo_arg_long(a, n, "threads", 0, &bad);
-  if (!dir || !toks || bad || max_tokens < 0 || chunk < 0) {
-    fprintf(stderr, "mimo generate: need --model and --tokens (see --help)\n");
+  const char *prompt = mimo_arg_str(a, n, "prompt", NULL), *chat = mimo_arg_str(a, n, "chat", NULL);
+  if (!dir || (!!toks + !!prompt + !!chat) != 1 || bad || max_tokens < 0 || chunk < 0) {
+    fprintf(stderr, "mimo generate: need --model and one of --tokens, --prompt, --chat (see --help)\n");
     return 2;
   }
   if (mimo_arg_str(a, n, "verbose", NULL))
     mimo_log_set_level(MIMO_LOG_INFO);
-  int *ids, T = mimo_parse_ids(toks, &ids);
+  int *ids = NULL, T = 0;
+  mimo_tok *tok = NULL;
+  if (toks) {
+    T = mimo_parse_ids(toks, &ids);
+  } else if (prompt_ids(dir, prompt, chat, mimo_arg_str(a, n, "kwargs", NULL), &tok, &ids, &T) != MIMO_OK) {
+    return fail("generate");
+  }
   if (T <= 0) {
     if (T == 0)
       free(ids);
-    fprintf(stderr, "mimo generate: --tokens needs at least one id\n");
+    mimo_tok_free(tok);
+    fprintf(stderr, "mimo generate: the prompt has no tokens\n");
     return 2;
   }
   runner r;
@@ -156,28 +244,50 @@ int mimo_cmd_generate(int argc, char **argv) {
   double t0 = mimo_now();
   int produced = 0;
   bool stop_eos = !mimo_arg_str(a, n, "ignore-eos", NULL);
+  mimo_detok dt;
+  text_buf out = {0};
+  if (tok)
+    mimo_detok_init(&dt, tok, 1);
   for (; st == MIMO_OK && produced < max_tokens; produced++) {
-    int tok = mimo_sampler_sample(smp, logits, NULL);
-    if (tok < 0) {
+    int id = mimo_sampler_sample(smp, logits, NULL);
+    if (id < 0) {
       st = MIMO_E_INVALID;
       break;
     }
-    mimo_sampler_accept(smp, tok);
-    printf("%s%d", produced ? "," : "", tok);
-    fflush(stdout);
+    mimo_sampler_accept(smp, id);
     bool eos = false;
     for (int e = 0; e < r.m->cfg.n_eos; e++)
-      eos |= stop_eos && tok == r.m->cfg.eos_token_id[e];
+      eos |= stop_eos && id == r.m->cfg.eos_token_id[e];
+    if (!tok) {
+      printf("%s%d", produced ? "," : "", id);
+      fflush(stdout);
+    } else if (!eos) {
+      const char *piece;
+      size_t len;
+      if (mimo_detok_push(&dt, id, &piece, &len) == MIMO_OK)
+        emit(&out, piece, len, !chat);
+    }
     if (eos || produced + 1 == max_tokens) {
       produced++;
       break;
     }
-    st = feed(&r, &tok, 1, 1, NULL, logits);
+    st = feed(&r, &id, 1, 1, NULL, logits);
+  }
+  if (tok) {
+    const char *piece;
+    size_t len;
+    if (mimo_detok_flush(&dt, &piece, &len) == MIMO_OK)
+      emit(&out, piece, len, !chat);
+    mimo_detok_free(&dt);
+    if (chat)
+      print_chat(out.s ? out.s : "");
+    free(out.s);
   }
   printf("\n");
   mimo_info("generated %d tokens in %.2f s", produced, mimo_now() - t0);
   free(logits);
   free(ids);
+  mimo_tok_free(tok);
   mimo_sampler_free(smp);
   runner_free(&r);
   return st == MIMO_OK ? 0 : fail("generate");

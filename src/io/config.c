@@ -151,6 +151,8 @@ static mimo_status parse_quant(reader *r, json_t *q, mimo_quant_config *qc) {
   return MIMO_OK;
 }
 
+static void read_eos(json_t *eos, int *ids, int *n);
+
 static mimo_status parse_root(reader *r, mimo_config *c) {
   const char *p = r->path;
   json_t *mt = json_object_get(r->root, "model_type");
@@ -283,16 +285,7 @@ static mimo_status parse_root(reader *r, mimo_config *c) {
   if (!(c->layernorm_epsilon > 0 && c->layernorm_epsilon < 1))
     return mimo_errf(MIMO_E_CONFIG, "%s: layernorm_epsilon must be in (0, 1)", p);
 
-  json_t *eos = json_object_get(r->root, "eos_token_id");
-  c->n_eos = 0;
-  if (json_is_integer(eos)) {
-    c->eos_token_id[c->n_eos++] = (int)json_integer_value(eos);
-  } else if (json_is_array(eos)) {
-    size_t i;
-    json_t *v;
-    json_array_foreach(eos, i, v) if (json_is_integer(v) && c->n_eos < MIMO_MAX_EOS) c->eos_token_id[c->n_eos++] =
-        (int)json_integer_value(v);
-  }
+  read_eos(json_object_get(r->root, "eos_token_id"), c->eos_token_id, &c->n_eos);
   MIMO_TRY(get_int(r, "pad_token_id", -1, 16L << 20, 0, -1, &x));
   c->pad_token_id = (int)x;
 
@@ -330,4 +323,59 @@ mimo_status mimo_config_load(const char *dir, mimo_config *c) {
   mimo_status st = mimo_config_parse(text, len, path, c);
   free(text);
   return st;
+}
+
+static void read_eos(json_t *eos, int *ids, int *n) {
+  *n = 0;
+  if (json_is_integer(eos)) {
+    ids[(*n)++] = (int)json_integer_value(eos);
+  } else if (json_is_array(eos)) {
+    size_t i;
+    json_t *v;
+    json_array_foreach(eos, i, v) if (json_is_integer(v) && *n < MIMO_MAX_EOS) ids[(*n)++] = (int)json_integer_value(v);
+  }
+}
+
+mimo_status mimo_gen_defaults_load(const char *dir, mimo_gen_defaults *g) {
+  memset(g, 0, sizeof *g);
+  g->temperature = g->top_p = g->repetition_penalty = 1.0;
+  g->top_k = -1;
+  char path[4096];
+  snprintf(path, sizeof path, "%s/generation_config.json", dir);
+  if (!mimo_file_exists(path))
+    return MIMO_OK;
+  char *text;
+  size_t len;
+  MIMO_TRY(mimo_read_file(path, &text, &len, 1u << 20));
+  json_error_t err;
+  json_t *root = json_loadb(text, len, 0, &err);
+  free(text);
+  if (!json_is_object(root)) {
+    json_decref(root);
+    return mimo_errf(MIMO_E_CONFIG, "%s: line %d: %s", path, err.line, root ? "not an object" : err.text);
+  }
+  reader r = {root, path};
+  long k = -1;
+  mimo_status st = get_num(&r, "temperature", 0, 1.0, &g->temperature);
+  if (st == MIMO_OK)
+    st = get_num(&r, "top_p", 0, 1.0, &g->top_p);
+  if (st == MIMO_OK)
+    st = get_num(&r, "min_p", 0, 0.0, &g->min_p);
+  if (st == MIMO_OK)
+    st = get_num(&r, "repetition_penalty", 0, 1.0, &g->repetition_penalty);
+  if (st == MIMO_OK && (st = get_int(&r, "top_k", -1, 1L << 30, 0, -1, &k)) == MIMO_OK)
+    g->top_k = k == 0 ? -1 : (int)k;
+  read_eos(json_object_get(root, "eos_token_id"), g->eos_token_id, &g->n_eos);
+  json_decref(root);
+  return st;
+}
+
+void mimo_config_merge_eos(mimo_config *cfg, const mimo_gen_defaults *g) {
+  for (int i = 0; i < g->n_eos; i++) {
+    int seen = 0;
+    for (int j = 0; j < cfg->n_eos; j++)
+      seen |= cfg->eos_token_id[j] == g->eos_token_id[i];
+    if (!seen && cfg->n_eos < MIMO_MAX_EOS)
+      cfg->eos_token_id[cfg->n_eos++] = g->eos_token_id[i];
+  }
 }

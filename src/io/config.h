@@ -56,6 +56,19 @@ typedef struct mimo_config {
   long max_position_embeddings;
 } mimo_config;
 
+/* generation_config.json: the checkpoint's sampling defaults and extra stop ids. */
+typedef struct mimo_gen_defaults {
+  double temperature, top_p, min_p, repetition_penalty; /* absent: 1, 1, 0, 1 */
+  int top_k;                                           /* absent: -1 (off) */
+  int n_eos;
+  int eos_token_id[MIMO_MAX_EOS];
+} mimo_gen_defaults;
+
+/* Missing file: defaults and no ids. Malformed file: an error naming it. */
+mimo_status mimo_gen_defaults_load(const char *dir, mimo_gen_defaults *g);
+/* Adds g's stop ids to cfg's (no duplicates). */
+void mimo_config_merge_eos(mimo_config *cfg, const mimo_gen_defaults *g);
+
 /* Parses text (the file's bytes); `path` labels messages. */
 mimo_status mimo_config_parse(const char *text, size_t len, const char *path, mimo_config *cfg);
 mimo_status mimo_config_load(const char *dir, mimo_config *cfg);

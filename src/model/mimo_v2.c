@@ -18,6 +18,8 @@ mimo_status mimo_model_load(const char *dir, mimo_backend *be, mimo_model **out)
   if (!m)
     return mimo_errf(MIMO_E_NOMEM, "model");
   mimo_status st = mimo_config_load(dir, &m->cfg);
+  if (st == MIMO_OK && (st = mimo_gen_defaults_load(dir, &m->gen)) == MIMO_OK)
+    mimo_config_merge_eos(&m->cfg, &m->gen);
   if (st == MIMO_OK)
     st = mimo_ckpt_open(dir, &m->ck);
   if (st == MIMO_OK)

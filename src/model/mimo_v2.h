@@ -9,7 +9,8 @@
 #include "model/mimo_v2_weights.h"
 
 typedef struct mimo_model {
-  mimo_config cfg;
+  mimo_config cfg;        /* stop ids include generation_config.json's */
+  mimo_gen_defaults gen;  /* generation_config.json sampling defaults */
   mimo_ckpt ck;
   mimo_weights w;
   mimo_backend *be; /* not owned */

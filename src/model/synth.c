@@ -11,11 +11,15 @@
 #include "core/log.h"
 #include "core/num.h"
 #include "io/safetensors.h"
+#include "text/synth_tokenizer.h"
+
+extern const char mimo_default_chat_template[]; /* assets/mimo_chat_template.jinja, embedded by CMake */
 
 typedef struct {
   int vocab, hidden, layers, heads, kv, swa_kv, head_dim, v_head_dim, window;
   int inter, moe_inter, experts, topk, group, shards;
   int bf16_layer; /* expert layer kept in bf16, -1 none */
+  int tok_vocab;  /* tokenizer entries; embedding rows above are padding, as in the release */
   const char *pattern; /* per layer '0' full / '1' sliding; repeated */
 } preset;
 
@@ -23,11 +27,11 @@ static const int real_full_layers[] = {0, 5, 11, 17, 23, 29, 35, 41, 47};
 
 static int preset_get(const char *name, preset *p) {
   if (strcmp(name, "tiny") == 0) {
-    *p = (preset){640, 64, 4, 8, 4, 8, 32, 16, 8, 128, 32, 16, 4, 32, 3, 2, "0110"};
+    *p = (preset){640, 64, 4, 8, 4, 8, 32, 16, 8, 128, 32, 16, 4, 32, 3, 2, 600, "0110"};
   } else if (strcmp(name, "small") == 0) {
-    *p = (preset){32000, 2048, 8, 16, 4, 8, 192, 128, 128, 5632, 768, 64, 8, 128, 4, 6, "01111011"};
+    *p = (preset){32000, 2048, 8, 16, 4, 8, 192, 128, 128, 5632, 768, 64, 8, 128, 4, 6, 31900, "01111011"};
   } else if (strcmp(name, "full") == 0) {
-    *p = (preset){152576, 4096, 48, 64, 4, 8, 192, 128, 128, 16384, 2048, 256, 8, 128, 4, 41, NULL};
+    *p = (preset){152576, 4096, 48, 64, 4, 8, 192, 128, 128, 16384, 2048, 256, 8, 128, 4, 41, 151675, NULL};
   } else {
     return 0;
   }
@@ -272,8 +276,15 @@ static int moe_flag(const preset *p, int L) {
   return L == 0 ? 0 : 1;
 }
 
-static json_t *make_config(const preset *ps, int int4, int asym, int split) {
+static json_t *make_config(const preset *ps, int int4, int asym, int split, const mimo_synth_tok_ids *ids) {
   json_t *c = json_object();
+  json_object_set_new(c, "eos_token_id", json_integer(ids->im_end));
+  json_object_set_new(c, "pad_token_id", json_integer(ids->endoftext));
+  json_object_set_new(c, "image_token_id", json_integer(ids->image_pad));
+  json_object_set_new(c, "video_token_id", json_integer(ids->video_pad));
+  json_object_set_new(c, "vision_start_token_id", json_integer(ids->vision_start));
+  json_object_set_new(c, "vision_end_token_id", json_integer(ids->vision_end));
+  json_object_set_new(c, "audio_token_id", json_integer(ids->audio_pad));
   json_object_set_new(c, "architectures", json_pack("[s]", "MiMoV2ForCausalLM"));
   json_object_set_new(c, "model_type", json_string("mimo_v2"));
   json_object_set_new(c, "torch_dtype", json_string("bfloat16"));
@@ -435,8 +446,16 @@ mimo_status mimo_synth(const mimo_synth_opts *o) {
     mimo_info("synth: writing %zu tensors, %.3f GB, %d shards to %s", p.n, total / 1e9, ps.shards, o->out);
     st = write_files(&p, o->out, ps.shards);
   }
+  mimo_synth_tok_ids ids;
+  if (st == MIMO_OK)
+    st = mimo_synth_tokenizer(o->out, ps.tok_vocab, o->seed, &ids);
   if (st == MIMO_OK) {
-    json_t *cfg = make_config(&ps, int4, asym, o->split_qkv);
+    char path[4096];
+    snprintf(path, sizeof path, "%s/chat_template.jinja", o->out);
+    st = mimo_write_file(path, mimo_default_chat_template, strlen(mimo_default_chat_template));
+  }
+  if (st == MIMO_OK) {
+    json_t *cfg = make_config(&ps, int4, asym, o->split_qkv, &ids);
     char path[4096];
     snprintf(path, sizeof path, "%s/config.json", o->out);
     if (json_dump_file(cfg, path, JSON_INDENT(2) | JSON_PRESERVE_ORDER) != 0)
