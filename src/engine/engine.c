@@ -1,0 +1,476 @@
+#include "engine/engine.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "core/log.h"
+
+struct mimo_request {
+  /* immutable after submit */
+  int *prompt, n_prompt, max_tokens;
+  int *stop, n_stop;
+  int *forced, n_forced;
+  mimo_sampling_params sp;
+  void (*notify)(void *);
+  void *notify_ctx;
+  int mock; /* index of the mock script, -1 when the model runs */
+  /* engine-thread state */
+  mimo_kv_seq *kv;
+  mimo_sampler *smp;
+  int fed;        /* prompt tokens fed so far */
+  int generated;  /* output tokens produced */
+  int next_token; /* last output token, fed in the next step */
+  mimo_request *next_waiting;
+  /* shared */
+  atomic_int cancelled;
+  atomic_int refs;
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  mimo_token_event *ev; /* pending events (ring would do; a growable array is simpler) */
+  int n_ev, cap_ev;
+};
+
+struct mimo_engine {
+  mimo_model *model;
+  mimo_engine_opts o;
+  int vocab, n_eos, eos[MIMO_MAX_EOS];
+  pthread_t thread;
+  int started;
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  int stop;
+  mimo_request *wait_head, *wait_tail;
+  int n_waiting;
+  mimo_request **running;
+  int n_running;
+  long mock_counter;
+  mimo_engine_stats stats;
+  /* step buffers */
+  int *tokens, *counts;
+  mimo_kv_seq **seqs;
+  mimo_request **batch;
+  float *logits;
+};
+
+static void request_unref(mimo_request *r) {
+  if (atomic_fetch_sub(&r->refs, 1) != 1)
+    return;
+  pthread_mutex_destroy(&r->mu);
+  pthread_cond_destroy(&r->cv);
+  free(r->prompt);
+  free(r->stop);
+  free(r->forced);
+  free(r->ev);
+  free(r);
+}
+
+/* Appends an event; tells the waiting caller. */
+static void publish(mimo_request *r, int token, const mimo_sample_info *info, mimo_finish fin) {
+  pthread_mutex_lock(&r->mu);
+  if (r->n_ev == r->cap_ev) {
+    int cap = r->cap_ev ? r->cap_ev * 2 : 16;
+    mimo_token_event *ev = realloc(r->ev, (size_t)cap * sizeof *ev);
+    if (!ev) { /* out of memory: end the request rather than lose its events silently */
+      fin = MIMO_FINISH_ERROR;
+      if (r->n_ev > 0)
+        r->ev[r->n_ev - 1].finish = fin;
+      pthread_mutex_unlock(&r->mu);
+      return;
+    }
+    r->ev = ev;
+    r->cap_ev = cap;
+  }
+  mimo_token_event *e = &r->ev[r->n_ev++];
+  memset(e, 0, sizeof *e);
+  e->token = token;
+  if (info)
+    e->info = *info;
+  e->finish = fin;
+  pthread_cond_broadcast(&r->cv);
+  pthread_mutex_unlock(&r->mu);
+  if (r->notify)
+    r->notify(r->notify_ctx);
+}
+
+/* Ends a running request: frees its KV and sampler at once, drops the engine's reference. */
+static void finish(mimo_engine *e, int slot, int token, const mimo_sample_info *info, mimo_finish fin) {
+  mimo_request *r = e->running[slot];
+  mimo_kv_seq_free(r->kv);
+  r->kv = NULL;
+  mimo_sampler_free(r->smp);
+  r->smp = NULL;
+  publish(r, token, info, fin);
+  e->running[slot] = e->running[--e->n_running];
+  request_unref(r);
+}
+
+static mimo_status admit(mimo_engine *e, mimo_request *r) {
+  if (r->mock >= 0)
+    return MIMO_OK;
+  MIMO_TRY(mimo_kv_seq_init(&r->kv, &e->model->cfg));
+  MIMO_TRY(mimo_sampler_init(&r->smp, &r->sp, e->vocab));
+  mimo_sampler_add_prompt(r->smp, r->prompt, r->n_prompt);
+  return MIMO_OK;
+}
+
+static int is_stop(const mimo_request *r, int tok) {
+  for (int i = 0; i < r->n_stop; i++)
+    if (r->stop[i] == tok)
+      return 1;
+  return 0;
+}
+
+/* Emits output token `tok` for running slot i, or finishes the request. Returns 1 if it finished. */
+static int deliver(mimo_engine *e, int i, int tok, const mimo_sample_info *info) {
+  mimo_request *r = e->running[i];
+  int forced = r->generated < r->n_forced || r->mock >= 0; /* scripts end by themselves */
+  if (!forced && is_stop(r, tok)) {
+    finish(e, i, -1, NULL, MIMO_FINISH_STOP);
+    return 1;
+  }
+  r->generated++;
+  r->next_token = tok;
+  e->stats.generation_tokens_total++;
+  int len_hit = r->generated >= r->max_tokens || r->n_prompt + r->generated >= e->o.max_model_len;
+  if (len_hit) {
+    finish(e, i, tok, info, MIMO_FINISH_LENGTH);
+    return 1;
+  }
+  publish(r, tok, info, MIMO_FINISH_NONE);
+  return 0;
+}
+
+/* Mock step: every running request emits its next scripted token. */
+static void mock_step(mimo_engine *e) {
+  for (int i = e->n_running - 1; i >= 0; i--) {
+    mimo_request *r = e->running[i];
+    int m = r->mock, pos = r->generated;
+    /* Output = forced prefix (unless the script already starts with it) + script. */
+    int pre = r->n_forced;
+    if (pre && pre <= e->o.mock_len[m] && memcmp(e->o.mock_ids[m], r->forced, (size_t)pre * sizeof(int)) == 0)
+      pre = 0;
+    if (pos >= pre + e->o.mock_len[m]) {
+      finish(e, i, -1, NULL, MIMO_FINISH_STOP);
+      continue;
+    }
+    int tok = pos < pre ? r->forced[pos] : e->o.mock_ids[m][pos - pre];
+    deliver(e, i, tok, NULL);
+  }
+}
+
+static void model_step(mimo_engine *e) {
+  int budget = e->o.max_num_batched_tokens, nb = 0, T = 0;
+  /* decoding sequences first: one token each */
+  for (int i = 0; i < e->n_running && budget > 0; i++) {
+    mimo_request *r = e->running[i];
+    if (r->fed < r->n_prompt)
+      continue;
+    e->batch[nb] = r;
+    e->seqs[nb] = r->kv;
+    e->counts[nb++] = 1;
+    e->tokens[T++] = r->next_token;
+    budget--;
+  }
+  /* then prompt chunks in the remaining budget */
+  for (int i = 0; i < e->n_running && budget > 0; i++) {
+    mimo_request *r = e->running[i];
+    if (r->fed >= r->n_prompt)
+      continue;
+    int n = r->n_prompt - r->fed < budget ? r->n_prompt - r->fed : budget;
+    e->batch[nb] = r;
+    e->seqs[nb] = r->kv;
+    e->counts[nb++] = n;
+    memcpy(e->tokens + T, r->prompt + r->fed, (size_t)n * sizeof(int));
+    T += n;
+    budget -= n;
+  }
+  if (!nb)
+    return;
+  mimo_batch b = {.n_seqs = nb, .seqs = e->seqs, .n_tokens = e->counts, .tokens = e->tokens, .all_logits = 0};
+  mimo_status st = mimo_model_forward(e->model, &b, e->logits);
+  e->stats.steps++;
+  for (int k = 0; k < nb; k++) {
+    mimo_request *r = e->batch[k];
+    int slot = -1;
+    for (int i = 0; i < e->n_running; i++)
+      if (e->running[i] == r)
+        slot = i;
+    if (st != MIMO_OK) {
+      mimo_warn("engine step failed: %s", mimo_errmsg());
+      finish(e, slot, -1, NULL, MIMO_FINISH_ERROR);
+      continue;
+    }
+    int was_prefill = r->fed < r->n_prompt;
+    if (was_prefill) {
+      r->fed += e->counts[k];
+      e->stats.prompt_tokens_total += e->counts[k];
+      if (r->fed < r->n_prompt)
+        continue; /* more prompt to feed; these logits are not needed */
+    }
+    if (r->generated < r->n_forced) {
+      deliver(e, slot, r->forced[r->generated], NULL);
+      continue;
+    }
+    mimo_sample_info info;
+    float *row = e->logits + (size_t)k * e->vocab;
+    int tok = mimo_sampler_sample(r->smp, row, r->sp.logprobs ? &info : NULL);
+    if (tok < 0) {
+      finish(e, slot, -1, NULL, MIMO_FINISH_ERROR);
+      continue;
+    }
+    mimo_sampler_accept(r->smp, tok);
+    deliver(e, slot, tok, r->sp.logprobs ? &info : NULL);
+  }
+}
+
+static void *engine_main(void *arg) {
+  mimo_engine *e = arg;
+  pthread_mutex_lock(&e->mu);
+  for (;;) {
+    while (!e->stop && e->wait_head && e->n_running < e->o.max_num_seqs) {
+      mimo_request *r = e->wait_head;
+      e->wait_head = r->next_waiting;
+      if (!e->wait_head)
+        e->wait_tail = NULL;
+      e->n_waiting--;
+      e->running[e->n_running++] = r;
+      if (admit(e, r) != MIMO_OK) {
+        mimo_warn("cannot admit request: %s", mimo_errmsg());
+        finish(e, e->n_running - 1, -1, NULL, MIMO_FINISH_ERROR);
+      }
+    }
+    if (e->stop)
+      break;
+    if (!e->n_running) {
+      pthread_cond_wait(&e->cv, &e->mu);
+      continue;
+    }
+    e->stats.requests_running = e->n_running;
+    e->stats.requests_waiting = e->n_waiting;
+    pthread_mutex_unlock(&e->mu);
+    for (int i = e->n_running - 1; i >= 0; i--)
+      if (atomic_load(&e->running[i]->cancelled))
+        finish(e, i, -1, NULL, MIMO_FINISH_CANCELLED);
+    if (e->model)
+      model_step(e);
+    else
+      mock_step(e);
+    pthread_mutex_lock(&e->mu);
+  }
+  /* shutdown: end everything still queued or running */
+  while (e->n_running)
+    finish(e, e->n_running - 1, -1, NULL, MIMO_FINISH_CANCELLED);
+  while (e->wait_head) {
+    mimo_request *r = e->wait_head;
+    e->wait_head = r->next_waiting;
+    publish(r, -1, NULL, MIMO_FINISH_CANCELLED);
+    request_unref(r);
+  }
+  e->wait_tail = NULL;
+  e->n_waiting = 0;
+  pthread_mutex_unlock(&e->mu);
+  return NULL;
+}
+
+mimo_status mimo_engine_init(mimo_engine **out, mimo_model *model, const mimo_engine_opts *o) {
+  if (!model && o->n_mock <= 0)
+    return mimo_errf(MIMO_E_INVALID, "engine needs a model or mock output");
+  mimo_engine *e = calloc(1, sizeof *e);
+  if (!e)
+    return mimo_errf(MIMO_E_NOMEM, "engine");
+  e->model = model;
+  e->o = *o;
+  if (e->o.max_num_seqs <= 0)
+    e->o.max_num_seqs = 16;
+  if (e->o.max_num_batched_tokens <= 0)
+    e->o.max_num_batched_tokens = 512;
+  if (e->o.max_num_batched_tokens < e->o.max_num_seqs)
+    e->o.max_num_batched_tokens = e->o.max_num_seqs;
+  long model_max = model ? model->cfg.max_position_embeddings : 1L << 20;
+  if (e->o.max_model_len <= 0 || e->o.max_model_len > model_max)
+    e->o.max_model_len = (int)(model_max < (1L << 30) ? model_max : 1L << 30);
+  if (e->o.max_queue <= 0)
+    e->o.max_queue = 256;
+  e->vocab = model ? model->cfg.vocab_size : 1 << 30;
+  if (model) {
+    e->n_eos = model->cfg.n_eos;
+    memcpy(e->eos, model->cfg.eos_token_id, sizeof e->eos);
+  }
+  int S = e->o.max_num_seqs, B = e->o.max_num_batched_tokens;
+  e->running = calloc((size_t)S, sizeof *e->running);
+  e->batch = calloc((size_t)S, sizeof *e->batch);
+  e->seqs = calloc((size_t)S, sizeof *e->seqs);
+  e->counts = calloc((size_t)S, sizeof *e->counts);
+  e->tokens = calloc((size_t)B, sizeof *e->tokens);
+  e->logits = model ? malloc((size_t)S * e->vocab * sizeof(float)) : NULL;
+  pthread_mutex_init(&e->mu, NULL);
+  pthread_cond_init(&e->cv, NULL);
+  if (!e->running || !e->batch || !e->seqs || !e->counts || !e->tokens || (model && !e->logits)) {
+    mimo_engine_free(e);
+    return mimo_errf(MIMO_E_NOMEM, "engine buffers for %d sequences", S);
+  }
+  if (pthread_create(&e->thread, NULL, engine_main, e) != 0) {
+    mimo_engine_free(e);
+    return mimo_errf(MIMO_E_INTERNAL, "cannot start the engine thread");
+  }
+  e->started = 1;
+  *out = e;
+  return MIMO_OK;
+}
+
+void mimo_engine_shutdown(mimo_engine *e) {
+  if (!e || !e->started)
+    return;
+  pthread_mutex_lock(&e->mu);
+  e->stop = 1;
+  pthread_cond_broadcast(&e->cv);
+  pthread_mutex_unlock(&e->mu);
+  pthread_join(e->thread, NULL);
+  e->started = 0;
+}
+
+void mimo_engine_free(mimo_engine *e) {
+  if (!e)
+    return;
+  mimo_engine_shutdown(e);
+  pthread_mutex_destroy(&e->mu);
+  pthread_cond_destroy(&e->cv);
+  free(e->running);
+  free(e->batch);
+  free(e->seqs);
+  free(e->counts);
+  free(e->tokens);
+  free(e->logits);
+  free(e);
+}
+
+static int *dup_ids(const int *p, int n) {
+  int *d = malloc((size_t)(n > 0 ? n : 1) * sizeof *d);
+  if (d && n > 0)
+    memcpy(d, p, (size_t)n * sizeof *d);
+  return d;
+}
+
+mimo_status mimo_engine_submit(mimo_engine *e, const mimo_request_params *p, mimo_request **out) {
+  *out = NULL;
+  if (p->n_prompt < 1)
+    return mimo_errf(MIMO_E_INVALID, "the prompt is empty");
+  if (p->max_tokens < 1)
+    return mimo_errf(MIMO_E_INVALID, "max_tokens must be at least 1, got %d", p->max_tokens);
+  long want = (long)p->n_prompt + p->max_tokens;
+  if (want > e->o.max_model_len)
+    return mimo_errf(MIMO_E_TOO_LONG,
+                     "This model's maximum context length is %d tokens. However, you requested %ld tokens (%d in the "
+                     "messages, %d in the completion). Please reduce the length of the messages or completion.",
+                     e->o.max_model_len, want, p->n_prompt, p->max_tokens);
+  if (e->model)
+    for (int i = 0; i < p->n_prompt; i++)
+      if (p->prompt[i] < 0 || p->prompt[i] >= e->vocab)
+        return mimo_errf(MIMO_E_INVALID, "prompt token %d is outside the vocabulary [0, %d)", p->prompt[i], e->vocab);
+  mimo_sampler *check;
+  MIMO_TRY(mimo_sampler_init(&check, &p->sampling, e->model ? e->vocab : 1024));
+  mimo_sampler_free(check);
+  mimo_request *r = calloc(1, sizeof *r);
+  if (!r)
+    return mimo_errf(MIMO_E_NOMEM, "request");
+  r->prompt = dup_ids(p->prompt, p->n_prompt);
+  r->n_prompt = p->n_prompt;
+  r->max_tokens = p->max_tokens;
+  r->sp = p->sampling;
+  int n_eos = p->ignore_eos ? 0 : e->n_eos;
+  r->stop = malloc((size_t)(n_eos + p->n_stop_ids + 1) * sizeof(int));
+  if (r->stop) {
+    memcpy(r->stop, e->eos, (size_t)n_eos * sizeof(int));
+    if (p->n_stop_ids)
+      memcpy(r->stop + n_eos, p->stop_ids, (size_t)p->n_stop_ids * sizeof(int));
+    r->n_stop = n_eos + p->n_stop_ids;
+  }
+  r->forced = dup_ids(p->forced, p->n_forced);
+  r->n_forced = p->n_forced;
+  r->notify = p->notify;
+  r->notify_ctx = p->notify_ctx;
+  r->mock = -1;
+  atomic_init(&r->refs, 2); /* caller + engine */
+  atomic_init(&r->cancelled, 0);
+  pthread_mutex_init(&r->mu, NULL);
+  pthread_cond_init(&r->cv, NULL);
+  if (!r->prompt || !r->stop || !r->forced) {
+    atomic_store(&r->refs, 1);
+    request_unref(r);
+    return mimo_errf(MIMO_E_NOMEM, "request");
+  }
+  pthread_mutex_lock(&e->mu);
+  if (e->stop || e->n_waiting >= e->o.max_queue) {
+    int stopping = e->stop;
+    pthread_mutex_unlock(&e->mu);
+    atomic_store(&r->refs, 1);
+    request_unref(r);
+    return stopping ? mimo_errf(MIMO_E_BUSY, "the server is shutting down")
+                    : mimo_errf(MIMO_E_BUSY, "the request queue is full (%d waiting)", e->o.max_queue);
+  }
+  if (!e->model)
+    r->mock = (int)(e->mock_counter++ % e->o.n_mock);
+  if (e->wait_tail)
+    e->wait_tail->next_waiting = r;
+  else
+    e->wait_head = r;
+  e->wait_tail = r;
+  e->n_waiting++;
+  e->stats.requests_total++;
+  pthread_cond_signal(&e->cv);
+  pthread_mutex_unlock(&e->mu);
+  *out = r;
+  return MIMO_OK;
+}
+
+int mimo_request_poll(mimo_request *r, mimo_token_event *ev, int max, int timeout_ms) {
+  pthread_mutex_lock(&r->mu);
+  if (!r->n_ev && timeout_ms != 0) {
+    if (timeout_ms < 0) {
+      while (!r->n_ev)
+        pthread_cond_wait(&r->cv, &r->mu);
+    } else {
+      struct timespec ts;
+      clock_gettime(CLOCK_REALTIME, &ts);
+      ts.tv_sec += timeout_ms / 1000;
+      ts.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+      if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000L;
+      }
+      while (!r->n_ev)
+        if (pthread_cond_timedwait(&r->cv, &r->mu, &ts) != 0)
+          break;
+    }
+  }
+  int n = r->n_ev < max ? r->n_ev : max;
+  memcpy(ev, r->ev, (size_t)n * sizeof *ev);
+  memmove(r->ev, r->ev + n, (size_t)(r->n_ev - n) * sizeof *ev);
+  r->n_ev -= n;
+  pthread_mutex_unlock(&r->mu);
+  return n;
+}
+
+void mimo_request_cancel(mimo_request *r) { atomic_store(&r->cancelled, 1); }
+
+void mimo_request_release(mimo_request *r) {
+  if (!r)
+    return;
+  atomic_store(&r->cancelled, 1); /* a released request is no longer wanted */
+  request_unref(r);
+}
+
+int mimo_request_prompt_tokens(const mimo_request *r) { return r->n_prompt; }
+
+void mimo_engine_stats_get(mimo_engine *e, mimo_engine_stats *s) {
+  pthread_mutex_lock(&e->mu);
+  *s = e->stats;
+  s->requests_waiting = e->n_waiting;
+  pthread_mutex_unlock(&e->mu);
+}
+
+int mimo_engine_max_model_len(const mimo_engine *e) { return e->o.max_model_len; }

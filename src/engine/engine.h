@@ -1,0 +1,83 @@
+/* The serving engine: one thread owns the model, the KV caches and the
+ * scheduler; callers submit requests from any thread and pull their tokens.
+ *
+ * Each step (continuous batching): admit waiting requests up to max_num_seqs,
+ * give every running sequence that is decoding one token, fill the rest of the
+ * max_num_batched_tokens budget with chunks of pending prompts (so a long prompt
+ * never stalls decoding), run one forward over the batch, sample, publish.
+ * A finished or cancelled sequence frees its KV at once. */
+#ifndef MIMO_ENGINE_ENGINE_H
+#define MIMO_ENGINE_ENGINE_H
+#include <stdbool.h>
+
+#include "engine/sampler.h"
+#include "model/mimo_v2.h"
+
+typedef struct mimo_engine mimo_engine;
+typedef struct mimo_request mimo_request;
+
+typedef struct mimo_engine_opts {
+  int max_num_seqs;           /* running sequences at once (default 16) */
+  int max_num_batched_tokens; /* tokens per step (default 512) */
+  int max_model_len;          /* prompt + output limit (default: the model's max_position_embeddings) */
+  int max_queue;              /* waiting requests before submit says E_BUSY (default 256) */
+  /* Test seam: instead of running the model, request i emits mock_ids[i % n_mock]
+   * one token per step (the real tokenizer and API code run around it). */
+  int n_mock;
+  int **mock_ids;
+  int *mock_len;
+} mimo_engine_opts;
+
+typedef enum {
+  MIMO_FINISH_NONE = 0,
+  MIMO_FINISH_STOP,      /* a stop id (eos) was generated (it is not emitted as output) */
+  MIMO_FINISH_LENGTH,    /* max_tokens or max_model_len reached */
+  MIMO_FINISH_CANCELLED, /* mimo_request_cancel or engine shutdown */
+  MIMO_FINISH_ERROR,
+} mimo_finish;
+
+typedef struct mimo_request_params {
+  const int *prompt;
+  int n_prompt;
+  int max_tokens;             /* > 0 */
+  mimo_sampling_params sampling;
+  const int *stop_ids;        /* in addition to the model's eos ids unless ignore_eos */
+  int n_stop_ids;
+  bool ignore_eos;
+  const int *forced;          /* output must start with these ids (tool_choice forcing) */
+  int n_forced;
+  void (*notify)(void *ctx);  /* called on the engine thread when events are ready (may be NULL) */
+  void *notify_ctx;
+} mimo_request_params;
+
+typedef struct mimo_token_event {
+  int token;                  /* -1 on the final event when no token came with it */
+  mimo_sample_info info;      /* logprobs when sampling.logprobs > 0 */
+  mimo_finish finish;         /* non-zero on the last event of the request */
+} mimo_token_event;
+
+mimo_status mimo_engine_init(mimo_engine **out, mimo_model *model /* NULL with mock */, const mimo_engine_opts *o);
+/* Stops accepting, cancels what is queued or running, joins the thread. */
+void mimo_engine_shutdown(mimo_engine *e);
+void mimo_engine_free(mimo_engine *e);
+
+/* Copies what it needs from p. Errors: E_TOO_LONG (prompt + max_tokens over
+ * max_model_len: the message says how many were asked and allowed), E_BUSY
+ * (queue full), E_INVALID (bad sampling params, ids outside the vocabulary). */
+mimo_status mimo_engine_submit(mimo_engine *e, const mimo_request_params *p, mimo_request **out);
+/* Moves up to max pending events into ev; waits up to timeout_ms (-1: forever)
+ * when none are pending. Returns the count (0 on timeout). */
+int mimo_request_poll(mimo_request *r, mimo_token_event *ev, int max, int timeout_ms);
+void mimo_request_cancel(mimo_request *r);
+/* The caller's reference: after release the request must not be touched. */
+void mimo_request_release(mimo_request *r);
+int mimo_request_prompt_tokens(const mimo_request *r);
+
+typedef struct mimo_engine_stats {
+  long requests_running, requests_waiting, requests_total;
+  long prompt_tokens_total, generation_tokens_total;
+  long steps;
+} mimo_engine_stats;
+void mimo_engine_stats_get(mimo_engine *e, mimo_engine_stats *s);
+int mimo_engine_max_model_len(const mimo_engine *e);
+#endif

@@ -1,0 +1,239 @@
+/* The serving engine against the plain forward pass: requests run together
+ * under continuous batching (with prompts chunked to a small token budget) must
+ * produce exactly the greedy tokens each produces alone; plus cancellation,
+ * queue limits, the context limit, stop ids, forced prefixes and the mock seam. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "engine/engine.h"
+#include "model/synth.h"
+
+static char root[64], dir[256];
+static mimo_backend *be;
+static mimo_model *model;
+
+/* Greedy continuation of one prompt with the forward pass alone. */
+static void greedy_alone(const int *prompt, int n, int steps, int *out) {
+  mimo_kv_seq *seq;
+  assert_int_equal(mimo_kv_seq_init(&seq, &model->cfg), MIMO_OK);
+  int V = model->cfg.vocab_size;
+  float *logits = malloc((size_t)V * sizeof *logits);
+  int cur = n;
+  const int *toks = prompt;
+  int t;
+  for (int s = 0; s < steps; s++) {
+    mimo_batch b = {.n_seqs = 1, .seqs = &seq, .n_tokens = &cur, .tokens = toks};
+    assert_int_equal(mimo_model_forward(model, &b, logits), MIMO_OK);
+    t = 0;
+    for (int v = 1; v < V; v++)
+      if (logits[v] > logits[t])
+        t = v;
+    out[s] = t;
+    toks = &out[s];
+    cur = 1;
+  }
+  free(logits);
+  mimo_kv_seq_free(seq);
+}
+
+static int collect(mimo_request *r, int *out, int max, mimo_finish *fin) {
+  int n = 0;
+  mimo_token_event ev[8];
+  for (;;) {
+    int k = mimo_request_poll(r, ev, 8, 10000);
+    assert_true(k > 0);
+    for (int i = 0; i < k; i++) {
+      if (ev[i].token >= 0 && n < max)
+        out[n++] = ev[i].token;
+      if (ev[i].finish) {
+        *fin = ev[i].finish;
+        return n;
+      }
+    }
+  }
+}
+
+static mimo_request_params greedy_params(const int *prompt, int n, int max_tokens) {
+  mimo_request_params p = {.prompt = prompt, .n_prompt = n, .max_tokens = max_tokens, .ignore_eos = true};
+  mimo_sampling_defaults(&p.sampling);
+  p.sampling.temperature = 0;
+  return p;
+}
+
+static void test_batched_equals_alone(void **state) {
+  (void)state;
+  enum { R = 4, STEPS = 10 };
+  int lens[R] = {3, 40, 1, 17}, prompts[R][40], want[R][STEPS];
+  for (int r = 0; r < R; r++) {
+    for (int i = 0; i < lens[r]; i++)
+      prompts[r][i] = (r * 131 + i * 17 + 5) % 600;
+    greedy_alone(prompts[r], lens[r], STEPS, want[r]);
+  }
+  mimo_engine_opts o = {.max_num_seqs = 3, .max_num_batched_tokens = 8}; /* forces chunked prefill + queueing */
+  mimo_engine *e;
+  assert_int_equal(mimo_engine_init(&e, model, &o), MIMO_OK);
+  mimo_request *req[R];
+  for (int r = 0; r < R; r++) {
+    mimo_request_params p = greedy_params(prompts[r], lens[r], STEPS);
+    assert_int_equal(mimo_engine_submit(e, &p, &req[r]), MIMO_OK);
+  }
+  for (int r = 0; r < R; r++) {
+    int got[STEPS];
+    mimo_finish fin;
+    assert_int_equal(collect(req[r], got, STEPS, &fin), STEPS);
+    assert_int_equal(fin, MIMO_FINISH_LENGTH);
+    assert_memory_equal(got, want[r], sizeof got);
+    mimo_request_release(req[r]);
+  }
+  mimo_engine_stats st;
+  mimo_engine_stats_get(e, &st);
+  assert_int_equal(st.generation_tokens_total, R * STEPS);
+  mimo_engine_free(e);
+}
+
+static void test_limits_and_cancel(void **state) {
+  (void)state;
+  mimo_engine_opts o = {.max_num_seqs = 1, .max_queue = 1, .max_model_len = 64};
+  mimo_engine *e;
+  assert_int_equal(mimo_engine_init(&e, model, &o), MIMO_OK);
+  int prompt[60] = {1, 2, 3};
+  mimo_request *r;
+  mimo_request_params p = greedy_params(prompt, 60, 10);
+  assert_int_equal(mimo_engine_submit(e, &p, &r), MIMO_E_TOO_LONG);
+  assert_non_null(strstr(mimo_errmsg(), "you requested 70 tokens (60 in the messages, 10 in the completion)"));
+  /* a long request occupies the one slot; the next waits; the third is refused */
+  mimo_request *a, *b, *c;
+  p = greedy_params(prompt, 3, 50);
+  assert_int_equal(mimo_engine_submit(e, &p, &a), MIMO_OK);
+  mimo_engine_stats es;
+  for (int i = 0; i < 2000; i++) { /* wait until the engine has taken it off the queue */
+    mimo_engine_stats_get(e, &es);
+    if (es.requests_waiting == 0)
+      break;
+    usleep(1000);
+  }
+  assert_int_equal(es.requests_waiting, 0);
+  assert_int_equal(mimo_engine_submit(e, &p, &b), MIMO_OK);
+  mimo_status st = mimo_engine_submit(e, &p, &c);
+  assert_int_equal(st, MIMO_E_BUSY);
+  mimo_request_cancel(a);
+  int got[64];
+  mimo_finish fin;
+  collect(a, got, 64, &fin);
+  assert_int_equal(fin, MIMO_FINISH_CANCELLED);
+  mimo_request_release(a);
+  collect(b, got, 64, &fin);
+  assert_int_equal(fin, MIMO_FINISH_LENGTH);
+  mimo_request_release(b);
+  /* shutdown ends whatever is in flight */
+  assert_int_equal(mimo_engine_submit(e, &p, &a), MIMO_OK);
+  mimo_engine_shutdown(e);
+  collect(a, got, 64, &fin);
+  assert_int_equal(fin, MIMO_FINISH_CANCELLED);
+  mimo_request_release(a);
+  assert_int_equal(mimo_engine_submit(e, &p, &a), MIMO_E_BUSY);
+  mimo_engine_free(e);
+}
+
+static void test_stop_and_forced(void **state) {
+  (void)state;
+  int prompt[5] = {10, 20, 30, 40, 50}, want[12];
+  greedy_alone(prompt, 5, 12, want);
+  mimo_engine_opts o = {0};
+  mimo_engine *e;
+  assert_int_equal(mimo_engine_init(&e, model, &o), MIMO_OK);
+  /* stop at the 4th greedy token: 3 tokens out, finish STOP */
+  mimo_request_params p = greedy_params(prompt, 5, 12);
+  p.stop_ids = &want[3];
+  p.n_stop_ids = 1;
+  int first = 0;
+  while (first < 3 && want[first] != want[3])
+    first++;
+  mimo_request *r;
+  assert_int_equal(mimo_engine_submit(e, &p, &r), MIMO_OK);
+  int got[12];
+  mimo_finish fin;
+  int n = collect(r, got, 12, &fin);
+  assert_int_equal(fin, MIMO_FINISH_STOP);
+  assert_int_equal(n, first);
+  mimo_request_release(r);
+  /* forced prefix comes out first, whatever the model prefers */
+  int forced[3] = {7, 8, 9};
+  p = greedy_params(prompt, 5, 6);
+  p.forced = forced;
+  p.n_forced = 3;
+  assert_int_equal(mimo_engine_submit(e, &p, &r), MIMO_OK);
+  n = collect(r, got, 12, &fin);
+  assert_int_equal(n, 6);
+  assert_memory_equal(got, forced, sizeof forced);
+  mimo_request_release(r);
+  mimo_engine_free(e);
+}
+
+static void test_mock(void **state) {
+  (void)state;
+  int s0[4] = {100, 101, 102, 103}, s1[2] = {7, 8}, *ids[2] = {s0, s1}, lens[2] = {4, 2};
+  mimo_engine_opts o = {.n_mock = 2, .mock_ids = ids, .mock_len = lens};
+  mimo_engine *e;
+  assert_int_equal(mimo_engine_init(&e, NULL, &o), MIMO_OK);
+  int prompt[1] = {1}, got[16];
+  mimo_request_params p = greedy_params(prompt, 1, 16);
+  mimo_request *a, *b, *c;
+  assert_int_equal(mimo_engine_submit(e, &p, &a), MIMO_OK);
+  int forced[2] = {5, 6};
+  p.forced = forced;
+  p.n_forced = 2;
+  assert_int_equal(mimo_engine_submit(e, &p, &b), MIMO_OK);
+  p.n_forced = 0;
+  p.max_tokens = 3;
+  assert_int_equal(mimo_engine_submit(e, &p, &c), MIMO_OK); /* script 0 again, cut by max_tokens */
+  mimo_finish fin;
+  assert_int_equal(collect(a, got, 16, &fin), 4);
+  assert_int_equal(fin, MIMO_FINISH_STOP);
+  assert_memory_equal(got, s0, sizeof s0);
+  assert_int_equal(collect(b, got, 16, &fin), 4);
+  int want_b[4] = {5, 6, 7, 8};
+  assert_memory_equal(got, want_b, sizeof want_b);
+  assert_int_equal(collect(c, got, 16, &fin), 3);
+  assert_int_equal(fin, MIMO_FINISH_LENGTH);
+  mimo_request_release(a);
+  mimo_request_release(b);
+  mimo_request_release(c);
+  mimo_engine_free(e);
+}
+
+static int setup(void **state) {
+  (void)state;
+  snprintf(root, sizeof root, "/tmp/mimo-test-engine-XXXXXX");
+  if (!mkdtemp(root))
+    return -1;
+  snprintf(dir, sizeof dir, "%s/m", root);
+  mimo_synth_opts o = {.out = dir, .preset = "tiny", .quant = "int4", .seed = 9};
+  if (mimo_synth(&o) != MIMO_OK || mimo_backend_cpu_init(&be, 2) != MIMO_OK)
+    return -1;
+  return mimo_model_load(dir, be, &model) == MIMO_OK ? 0 : -1;
+}
+
+static int teardown(void **state) {
+  (void)state;
+  mimo_model_free(model);
+  be->free(be);
+  char cmd[128];
+  snprintf(cmd, sizeof cmd, "rm -rf '%s'", root);
+  return system(cmd) == 0 ? 0 : -1;
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_batched_equals_alone), cmocka_unit_test(test_limits_and_cancel),
+      cmocka_unit_test(test_stop_and_forced), cmocka_unit_test(test_mock),
+  };
+  return cmocka_run_group_tests(tests, setup, teardown);
+}
