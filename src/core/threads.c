@@ -10,15 +10,25 @@ struct mimo_pool {
   pthread_t *threads;
   pthread_mutex_t mu;
   pthread_cond_t wake, done;
-  unsigned long generation; /* bumped per job so sleeping workers see a new one */
-  int stop;
+  atomic_ulong generation; /* bumped per job so waiting workers see a new one */
+  atomic_int stop;
   /* current job */
   mimo_range_fn fn;
   void *ctx;
   long total, chunk;
   atomic_long next;
-  int busy; /* workers still in the current job */
+  atomic_int busy; /* workers still in the current job */
 };
+
+/* Back-to-back jobs (a decode step is hundreds of small ones) are handed over by
+ * spinning briefly before sleeping: a futex wake costs tens of microseconds. */
+enum { SPIN_ITERS = 20000 };
+
+static inline void cpu_relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#endif
+}
 
 int mimo_cpu_count(void) {
   long n = sysconf(_SC_NPROCESSORS_ONLN);
@@ -39,20 +49,25 @@ static void run_chunks(mimo_pool *p) {
 static void *worker(void *arg) {
   mimo_pool *p = arg;
   unsigned long seen = 0;
-  pthread_mutex_lock(&p->mu);
   for (;;) {
-    while (!p->stop && p->generation == seen)
+    for (int i = 0; i < SPIN_ITERS && atomic_load(&p->generation) == seen && !p->stop; i++)
+      cpu_relax();
+    pthread_mutex_lock(&p->mu);
+    while (!p->stop && atomic_load(&p->generation) == seen)
       pthread_cond_wait(&p->wake, &p->mu);
-    if (p->stop)
+    if (p->stop) {
+      pthread_mutex_unlock(&p->mu);
       break;
-    seen = p->generation;
+    }
+    seen = atomic_load(&p->generation);
     pthread_mutex_unlock(&p->mu);
     run_chunks(p);
-    pthread_mutex_lock(&p->mu);
-    if (--p->busy == 0)
+    if (atomic_fetch_sub(&p->busy, 1) == 1) {
+      pthread_mutex_lock(&p->mu);
       pthread_cond_signal(&p->done);
+      pthread_mutex_unlock(&p->mu);
+    }
   }
-  pthread_mutex_unlock(&p->mu);
   return NULL;
 }
 
@@ -116,13 +131,15 @@ void mimo_parallel_for(mimo_pool *p, long n, long min_chunk, mimo_range_fn fn, v
   p->total = n;
   p->chunk = chunk;
   atomic_store(&p->next, 0);
-  p->busy = p->n - 1;
-  p->generation++;
+  atomic_store(&p->busy, p->n - 1);
+  atomic_fetch_add(&p->generation, 1);
   pthread_cond_broadcast(&p->wake);
   pthread_mutex_unlock(&p->mu);
   run_chunks(p);
+  for (int i = 0; i < SPIN_ITERS && atomic_load(&p->busy) > 0; i++)
+    cpu_relax();
   pthread_mutex_lock(&p->mu);
-  while (p->busy > 0)
+  while (atomic_load(&p->busy) > 0)
     pthread_cond_wait(&p->done, &p->mu);
   pthread_mutex_unlock(&p->mu);
 }
