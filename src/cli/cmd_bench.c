@@ -47,6 +47,18 @@ static double copy_bandwidth(mimo_pool *pool) {
   return 2.0 * bytes / best;
 }
 
+/* Resident set size in bytes (Linux). */
+static double rss_bytes(void) {
+  FILE *f = fopen("/proc/self/statm", "r");
+  long pages = 0, res = 0;
+  if (f) {
+    if (fscanf(f, "%ld %ld", &pages, &res) != 2)
+      res = 0;
+    fclose(f);
+  }
+  return (double)res * 4096;
+}
+
 static double lin_bytes(const mimo_linear *l) {
   if (l->fmt == MIMO_WF_INT4)
     return (double)l->out * l->in / 2 + (double)l->out * (l->in / l->group) * mimo_dtype_size(l->scale_dt) +
@@ -121,6 +133,7 @@ int mimo_cmd_bench(int argc, char **argv) {
     fprintf(stderr, "mimo bench: %s\n", mimo_errmsg());
     goto out;
   }
+  double rss_load = rss_bytes();
   double copy_bw = copy_bandwidth(pool);
   /* Fault every weight page in first: steady-state decode, not first-touch page faults. */
   double tw = mimo_now();
@@ -151,6 +164,8 @@ int mimo_cmd_bench(int argc, char **argv) {
     goto out;
   }
   printf("model %s, %d threads\n", dir, mimo_pool_size(pool));
+  printf("RSS after load %.1f MB; after the run %.1f MB (weights mapped %.1f MB, KV %.1f MB)\n", rss_load / 1e6,
+         rss_bytes() / 1e6, m->ck.total_bytes / 1e6, mimo_kv_bytes(seq, &m->cfg) / 1e6);
   printf("memcpy bandwidth (read+write): %.2f GB/s\n", copy_bw / 1e9);
   printf("prefill: %d tokens in %.3f s = %.1f tokens/s\n", P, prefill, P / prefill);
   printf("decode: %d tokens in %.3f s = %.2f tokens/s, %.1f MB touched per token\n", D, dec, D / dec,

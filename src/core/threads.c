@@ -22,7 +22,7 @@ struct mimo_pool {
 
 /* Back-to-back jobs (a decode step is hundreds of small ones) are handed over by
  * spinning briefly before sleeping: a futex wake costs tens of microseconds. */
-enum { SPIN_ITERS = 20000 };
+enum { SPIN_ITERS = 1000 };
 
 static inline void cpu_relax(void) {
 #if defined(__x86_64__) || defined(__i386__)
