@@ -819,9 +819,11 @@ static void run_for(jj_ctx *c, jj_node *n, jv iterable, jj_scope *s, int depth0)
   L->forn = n;
   L->scope = s;
   jv lv = {.t = V_LOOP, .p = L};
+  jj_scope *is = scope_new(c, s);
   for (size_t i = 0; i < items->n; i++) {
+    step(c);
     L->idx = i;
-    jj_scope *is = scope_new(c, s);
+    is->vars.n = 0; /* fresh variables each iteration; the storage is reused to bound memory */
     setvar(c, is, "loop", lv);
     assign(c, n->a, items->v[i], is);
     for (int k = 0; k < n->nitems; k++) {

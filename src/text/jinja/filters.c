@@ -681,7 +681,7 @@ bool jj_apply_test(jj_ctx *c, const char *t, jv v, jj_args *a) {
   if (!strcmp(t, "mapping")) return v.t == V_DICT;
   if (!strcmp(t, "iterable")) return v.t == V_STR || v.t == V_LIST || v.t == V_TUPLE || v.t == V_DICT || v.t == V_UNDEF;
   if (!strcmp(t, "sequence")) return v.t == V_STR || v.t == V_LIST || v.t == V_TUPLE || v.t == V_DICT || v.t == V_UNDEF;
-  if (!strcmp(t, "callable")) return v.t == V_MACRO || v.t == V_FUNC || v.t == V_METHOD || v.t == V_JOINER;
+  if (!strcmp(t, "callable")) return v.t == V_UNDEF || v.t == V_MACRO || v.t == V_FUNC || v.t == V_METHOD || v.t == V_JOINER;
   if (!strcmp(t, "sameas")) {
     if (v.t != arg.t) return false;
     if (v.t == V_NONE || v.t == V_UNDEF) return true;

@@ -85,11 +85,11 @@ static jv split(jj_ctx *c, jv s, jv sep, int64_t maxsplit, bool right) {
     }
     if (!right) {
       for (int64_t k = 0; k < maxsplit; k++) jv_list_push(c->a, r, jv_str(s.s + st[2 * k], st[2 * k + 1] - st[2 * k]));
-      jv rest = jj_strip(c, jv_str(s.s + st[2 * maxsplit], s.n - st[2 * maxsplit]), JV_NONE, 2);
+      jv rest = jv_str(s.s + st[2 * maxsplit], s.n - st[2 * maxsplit]);
       jv_list_push(c->a, r, rest);
     } else {
       size_t first = nw - (size_t)maxsplit;
-      jv rest = jj_strip(c, jv_str(s.s, st[2 * (first - 1) + 1]), JV_NONE, 1);
+      jv rest = jv_str(s.s, st[2 * (first - 1) + 1]);
       jv_list_push(c->a, r, rest);
       for (size_t k = first; k < nw; k++) jv_list_push(c->a, r, jv_str(s.s + st[2 * k], st[2 * k + 1] - st[2 * k]));
     }

@@ -371,7 +371,7 @@ static void str_in(jj_ctx *c, jj_buf *b, jv v, int d) {
 static void repr_in(jj_ctx *c, jj_buf *b, jv v, int d) {
   check_depth(c, d);
   switch (v.t) {
-  case V_UNDEF: return;
+  case V_UNDEF: jb_puts(b, "Undefined"); return;
   case V_NONE: jb_puts(b, "None"); return;
   case V_BOOL: jb_puts(b, v.i ? "True" : "False"); return;
   case V_INT: jb_printf(b, "%lld", (long long)v.i); return;
