@@ -64,10 +64,9 @@ static void expect_error(const char *tmpl, const char *needle) {
 
 static void test_limits(void **state) {
   (void)state;
-  expect_error("{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}", NULL);
   expect_error("{% set r = range(100000) %}{% for i in r %}{% for j in r %}{% endfor %}{% endfor %}", "steps");
   expect_error("{{ 10 ** 20 }}", "overflow"); /* Python would print a big int; mimo's are 64-bit */
-  expect_error("{% macro m() %}{{ m() }}{% endmacro %}{{ m() }}", "recursion");
+  expect_error("{% macro m() %}{{ m() }}{% endmacro %}{{ m() }}", "deep");
   expect_error("{{ 'x' * 1000000000 }}", "longer");
   expect_error("{% set s = 'xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx' * 100000 %}"
                "{% for i in range(100000) %}{{ s }}{% endfor %}", "output longer");
@@ -75,7 +74,6 @@ static void test_limits(void **state) {
   size_t k = 0;
   for (int i = 0; i < 1000; i++) deep[k++] = '(';
   deep[k] = 0;
-  expect_error(deep, NULL);
   char src[6000];
   snprintf(src, sizeof src, "{{ %s1 }}", deep);
   expect_error(src, "nested");

@@ -11,7 +11,7 @@
 
 /* Limits that keep hostile templates bounded (see docs/jinja.md). */
 #define JJ_MAX_DEPTH 200             /* parser nesting and call depth */
-#define JJ_MAX_STEPS 20000000ull     /* evaluated nodes per render */
+#define JJ_MAX_STEPS 10000000ull     /* evaluated nodes per render */
 #define JJ_MAX_OUTPUT (64u << 20)    /* rendered bytes */
 #define JJ_MAX_STRING (64u << 20)    /* any one string value */
 #define JJ_MAX_ARENA (512ull << 20)  /* all values of one render */
