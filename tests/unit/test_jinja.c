@@ -74,8 +74,11 @@ static void test_limits(void **state) {
   size_t k = 0;
   for (int i = 0; i < 1000; i++) deep[k++] = '(';
   deep[k] = 0;
-  char src[6000];
-  snprintf(src, sizeof src, "{{ %s1 }}", deep);
+  char src[8000];
+  char close[1100];
+  memset(close, ')', 1000);
+  close[1000] = 0;
+  snprintf(src, sizeof src, "{{ %s1%s }}", deep, close);
   expect_error(src, "nested");
   expect_error("line one\n{{ nope() }}", "line 2");
   expect_error("a\n\n{% if %}", "line 3");
