@@ -343,8 +343,8 @@ jv jj_binop(jj_ctx *c, int op, jv a, jv b) {
     }
     if ((a.t == V_LIST || a.t == V_TUPLE) && a.t == b.t) {
       jv l = jv_list(c->a, a.l->n + b.l->n);
-      memcpy(l.l->v, a.l->v, a.l->n * sizeof(jv));
-      if (b.l->n) memcpy(l.l->v + a.l->n, b.l->v, b.l->n * sizeof(jv));
+      jj_memcpy(l.l->v, a.l->v, a.l->n * sizeof(jv));
+      if (b.l->n) jj_memcpy(l.l->v + a.l->n, b.l->v, b.l->n * sizeof(jv));
       l.l->n = a.l->n + b.l->n;
       l.t = a.t;
       return l;

@@ -177,7 +177,7 @@ static void msort(jj_ctx *c, sortkey *a, sortkey *tmp, size_t n, bool rev) {
   }
   while (i < m) tmp[k++] = a[i++];
   while (j < n) tmp[k++] = a[j++];
-  memcpy(a, tmp, n * sizeof *a);
+  jj_memcpy(a, tmp, n * sizeof *a);
 }
 
 static jv sorted(jj_ctx *c, jj_list *l, bool rev, bool cs, jv attr, int by) {
@@ -260,7 +260,7 @@ static bool parse_float(jv s, double *out) {
 static jv to_list(jj_ctx *c, jv v) {
   jj_list *l = iter_nonundef(c, v);
   jv r = jv_list(c->a, l->n);
-  memcpy(r.l->v, l->v, l->n * sizeof(jv));
+  jj_memcpy(r.l->v, l->v, l->n * sizeof(jv));
   r.l->n = l->n;
   return r;
 }
@@ -626,7 +626,7 @@ jv jj_apply_filter(jj_ctx *c, const char *f, jv v, jj_args *a) {
     if (n <= length + leeway) return s;
     jv args[3] = {JV_NONE, jv_int(length - en), JV_NONE};
     jv sl = jv_list(c->a, 3);
-    memcpy(sl.l->v, args, sizeof args);
+    jj_memcpy(sl.l->v, args, sizeof args);
     sl.l->n = 3;
     sl.t = V_TUPLE;
     sl.flags = 2;

@@ -17,6 +17,12 @@
 #define JJ_MAX_ARENA (512ull << 20)  /* all values of one render */
 #define JJ_MAX_RANGE 100000          /* as jinja2's sandbox */
 
+#include <string.h>
+/* memcpy that accepts NULL when n == 0 (empty lists have no storage) */
+static inline void jj_memcpy(void *d, const void *s, size_t n) {
+  if (n) memcpy(d, s, n);
+}
+
 /* ---- arena: everything of one parse or one render lives here, freed at once ---- */
 typedef struct jj_arena {
   struct jj_chunk *head;

@@ -21,7 +21,7 @@ static jj_tok *push(lexer *L, int type) {
     size_t cap = L->cap ? L->cap * 2 : 256;
     jj_tok *nt = jj_alloc(L->a, cap * sizeof *nt);
     if (!nt) return NULL;
-    if (L->ntoks) memcpy(nt, L->toks, L->ntoks * sizeof *nt);
+    if (L->ntoks) jj_memcpy(nt, L->toks, L->ntoks * sizeof *nt);
     L->toks = nt;
     L->cap = cap;
   }

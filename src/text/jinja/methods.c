@@ -390,7 +390,7 @@ jv jj_call_method(jj_ctx *c, jv self, const char *m, jj_args *a) {
     jj_list *l = self.l;
     if (!strcmp(m, "copy")) {
       jv r = jv_list(c->a, l->n);
-      memcpy(r.l->v, l->v, l->n * sizeof(jv));
+      jj_memcpy(r.l->v, l->v, l->n * sizeof(jv));
       r.l->n = l->n;
       return r;
     }

@@ -35,7 +35,7 @@ static void vpush(P *p, vec *v, jj_node *x) {
   if (v->n == v->cap) {
     int cap = v->cap ? v->cap * 2 : 4;
     jj_node **nv = palloc(p, (size_t)cap * sizeof *nv);
-    if (v->n) memcpy(nv, v->v, (size_t)v->n * sizeof *nv);
+    if (v->n) jj_memcpy(nv, v->v, (size_t)v->n * sizeof *nv);
     v->v = nv;
     v->cap = cap;
   }
@@ -228,7 +228,7 @@ static void parse_call_args(P *p, jj_node *x) {
       if (nkw == capkw) {
         capkw = capkw ? capkw * 2 : 4;
         const char **nn = palloc(p, (size_t)capkw * sizeof *nn);
-        if (nkw) memcpy(nn, kwn, (size_t)nkw * sizeof *nn);
+        if (nkw) jj_memcpy(nn, kwn, (size_t)nkw * sizeof *nn);
         kwn = nn;
       }
       kwn[nkw++] = cur(p)->s;
@@ -484,7 +484,7 @@ static jj_node *parse_compare(P *p) {
   c->items = ops.v;
   c->nitems = ops.n;
   c->ops = palloc(p, (size_t)ops.n);
-  memcpy(c->ops, opv, (size_t)ops.n);
+  jj_memcpy(c->ops, opv, (size_t)ops.n);
   return c;
 }
 
@@ -585,7 +585,7 @@ static void parse_signature(P *p, jj_node *m) {
     if (is_op(cur(p), ")")) break;
     const char *nm = expect_name(p);
     const char **n2 = palloc(p, (size_t)(nn + 1) * sizeof *n2);
-    if (nn) memcpy(n2, names, (size_t)nn * sizeof *n2);
+    if (nn) jj_memcpy(n2, names, (size_t)nn * sizeof *n2);
     n2[nn++] = nm;
     names = n2;
     if (is_op(cur(p), "=")) {
