@@ -1,0 +1,73 @@
+/* Token sampling with vLLM semantics, one mimo_sampler per sequence (own RNG and
+ * token counts, no global state: same seed + same logits => same tokens).
+ *
+ * Order of operations in mimo_sampler_sample (as vLLM's V1 sampler):
+ *   1. mask: ids >= vocab_limit -> -inf; NaN -> -inf; +inf -> FLT_MAX (an +inf
+ *      token is certain; several share the mass equally)
+ *   2. raw logprobs are taken here (if asked for)
+ *   3. repetition penalty over tokens seen in the prompt or the output
+ *      (logit > 0 divided, <= 0 multiplied), then frequency and presence over the
+ *      output only: logit -= frequency * count + presence * [count > 0]
+ *   4. temperature < 1e-5 => greedy: argmax, ties -> lowest id; stop here
+ *   5. temperature: logit /= T
+ *   6. min-p: drop tokens with prob < min_p * max prob
+ *   7. top-k: keep the k best (ties at the k-th value -> lowest ids)
+ *   8. top-p: keep the smallest prefix (by prob desc, id asc) of the remaining
+ *      tokens whose mass is >= top_p (renormalised after 6 and 7)
+ *   9. draw one token with one uniform from the sequence's RNG
+ * Steps 6-8 use partial selection; a full sort happens only when top-p needs
+ * most of a flat distribution. */
+#ifndef MIMO_ENGINE_SAMPLER_H
+#define MIMO_ENGINE_SAMPLER_H
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "core/status.h"
+
+#define MIMO_MAX_LOGPROBS 20 /* OpenAI's cap for top_logprobs */
+
+typedef struct mimo_sampling_params {
+  float temperature;        /* 0 (or < 1e-5) = greedy */
+  float top_p;              /* (0, 1]; 1 = off */
+  float min_p;              /* [0, 1]; 0 = off */
+  float repetition_penalty; /* > 0; 1 = off */
+  float presence_penalty;   /* 0 = off */
+  float frequency_penalty;  /* 0 = off */
+  int top_k;                /* <= 0 = off */
+  uint64_t seed;
+  int vocab_limit;          /* ids >= limit never sampled (embedding padding); <= 0 = off */
+  int logprobs;             /* top-N alternatives reported, 0..MIMO_MAX_LOGPROBS */
+  /* false (vLLM's default "raw_logprobs"): log-softmax of the model's logits
+   * after step 1 only. true: log-softmax of the distribution actually sampled
+   * from (after step 8; filtered tokens -inf; greedy: after step 3). */
+  bool processed_logprobs;
+} mimo_sampling_params;
+
+/* temperature 1, top_p 1, top_k off, min_p 0, penalties neutral, seed 0, no logprobs */
+void mimo_sampling_defaults(mimo_sampling_params *p);
+
+typedef struct mimo_token_logprob {
+  int token;
+  float logprob;
+} mimo_token_logprob;
+
+typedef struct mimo_sample_info {
+  float logprob; /* of the chosen token */
+  int n_top;     /* entries in top, <= params.logprobs */
+  mimo_token_logprob top[MIMO_MAX_LOGPROBS]; /* best first, ties -> lowest id */
+} mimo_sample_info;
+
+typedef struct mimo_sampler mimo_sampler;
+
+/* Checks p (MIMO_E_INVALID naming the field) and copies it. */
+mimo_status mimo_sampler_init(mimo_sampler **s, const mimo_sampling_params *p, int vocab_size);
+void mimo_sampler_free(mimo_sampler *s);
+/* Prompt tokens count for the repetition penalty only. Ids outside the vocab are ignored. */
+void mimo_sampler_add_prompt(mimo_sampler *s, const int *ids, int n);
+/* Records a generated token (all penalties). */
+void mimo_sampler_accept(mimo_sampler *s, int token);
+/* logits[vocab_size] is overwritten (with the processed logits when
+ * processed_logprobs is set). Returns the token, or -1 with a message when no
+ * id below vocab_limit has a logit other than NaN/-inf. info may be NULL. */
+int mimo_sampler_sample(mimo_sampler *s, float *logits, mimo_sample_info *info);
+#endif

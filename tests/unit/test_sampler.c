@@ -1,0 +1,678 @@
+/* Sampler against stated properties and double-precision references: greedy is
+ * argmax, draws follow softmax(logits/T) restricted by min-p/top-k/top-p
+ * (chi-square), penalties match hand computations, seeds reproduce. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <float.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "core/num.h"
+#include "engine/sampler.h"
+
+static mimo_sampler *make(const mimo_sampling_params *p, int vocab) {
+  mimo_sampler *s = NULL;
+  assert_int_equal(mimo_sampler_init(&s, p, vocab), MIMO_OK);
+  return s;
+}
+
+/* Samples once from a copy of logits (the sampler overwrites its input). */
+static int draw(mimo_sampler *s, const float *logits, int n, float *scratch, mimo_sample_info *info) {
+  memcpy(scratch, logits, (size_t)n * sizeof *scratch);
+  return mimo_sampler_sample(s, scratch, info);
+}
+
+static void random_logits(float *x, int n, uint64_t seed, double scale) {
+  mimo_rng r;
+  mimo_rng_seed(&r, seed);
+  for (int i = 0; i < n; i++)
+    x[i] = (float)(scale * mimo_rng_normal(&r));
+}
+
+/* Reference: the distribution actually sampled, in double, following the
+ * documented order (temperature, min-p, top-k, top-p; ties by lowest id). */
+static const double *ref_vals;
+static int ref_cmp(const void *a, const void *b) {
+  int i = *(const int *)a, j = *(const int *)b;
+  if (ref_vals[i] != ref_vals[j])
+    return ref_vals[i] > ref_vals[j] ? -1 : 1;
+  return (i > j) - (i < j);
+}
+static void ref_dist(const float *logits, int n, const mimo_sampling_params *p, double *prob) {
+  double *l = malloc((size_t)n * sizeof *l);
+  int *ord = malloc((size_t)n * sizeof *ord);
+  double mx = -INFINITY;
+  for (int i = 0; i < n; i++)
+    mx = fmax(mx, (double)logits[i]);
+  double z = 0;
+  for (int i = 0; i < n; i++) {
+    l[i] = ((double)logits[i] - mx) / p->temperature;
+    z += exp(l[i]);
+  }
+  for (int i = 0; i < n; i++) {
+    prob[i] = exp(l[i]) / z;
+    if (prob[i] < p->min_p * (1.0 / z)) /* max prob is 1/z */
+      prob[i] = 0;
+    ord[i] = i;
+  }
+  ref_vals = l;
+  qsort(ord, (size_t)n, sizeof *ord, ref_cmp);
+  int kept = 0;
+  for (int r = 0; r < n; r++)
+    if (prob[ord[r]] > 0) {
+      if (p->top_k > 0 && kept >= p->top_k)
+        prob[ord[r]] = 0;
+      else
+        kept++;
+    }
+  z = 0;
+  for (int i = 0; i < n; i++)
+    z += prob[i];
+  double cum = 0;
+  int cut = 0;
+  for (int r = 0; r < n; r++) {
+    int i = ord[r];
+    if (cut)
+      prob[i] = 0;
+    cum += prob[i] / z;
+    if (p->top_p < 1 && cum >= p->top_p)
+      cut = 1;
+  }
+  z = 0;
+  for (int i = 0; i < n; i++)
+    z += prob[i];
+  for (int i = 0; i < n; i++)
+    prob[i] /= z;
+  free(l);
+  free(ord);
+}
+
+/* Chi-square upper bound for df degrees of freedom at z = 5 sigma (Wilson-Hilferty). */
+static double chi2_bound(int df) {
+  double a = 2.0 / (9.0 * df);
+  return df * pow(1 - a + 5 * sqrt(a), 3);
+}
+
+/* Draws N tokens and checks their frequencies against the reference by chi-square;
+ * tokens with zero reference mass must never appear. */
+static void check_distribution(const float *logits, int n, const mimo_sampling_params *p, int N) {
+  double *prob = calloc((size_t)n, sizeof *prob);
+  long *hits = calloc((size_t)n, sizeof *hits);
+  float *buf = malloc((size_t)n * sizeof *buf);
+  ref_dist(logits, n, p, prob);
+  mimo_sampler *s = make(p, n);
+  for (int k = 0; k < N; k++) {
+    int t = draw(s, logits, n, buf, NULL);
+    assert_true(t >= 0 && t < n);
+    hits[t]++;
+  }
+  /* tokens expected fewer than 20 times are pooled into one cell, as chi-square needs */
+  double chi = 0, pool_e = 0, pool_o = 0;
+  int df = -1;
+  for (int i = 0; i < n; i++) {
+    if (prob[i] == 0) {
+      assert_int_equal(hits[i], 0);
+      continue;
+    }
+    double e = prob[i] * N;
+    if (e < 20) {
+      pool_e += e;
+      pool_o += (double)hits[i];
+      continue;
+    }
+    chi += (hits[i] - e) * (hits[i] - e) / e;
+    df++;
+  }
+  if (pool_e > 0) {
+    chi += (pool_o - pool_e) * (pool_o - pool_e) / pool_e;
+    df++;
+  }
+  if (df > 0)
+    assert_true(chi < chi2_bound(df));
+  mimo_sampler_free(s);
+  free(prob);
+  free(hits);
+  free(buf);
+}
+
+static void test_greedy(void **state) {
+  (void)state;
+  enum { V = 1000 };
+  float x[V], buf[V];
+  random_logits(x, V, 7, 2.0);
+  int best = 0;
+  for (int i = 1; i < V; i++)
+    if (x[i] > x[best])
+      best = i;
+  mimo_sampling_params p;
+  mimo_sampling_defaults(&p);
+  p.temperature = 0;
+  p.top_k = 5; /* filters do not change greedy */
+  p.top_p = 0.1f;
+  mimo_sampler *s = make(&p, V);
+  for (int k = 0; k < 10; k++)
+    assert_int_equal(draw(s, x, V, buf, NULL), best);
+  /* ties go to the lowest id */
+  x[3] = x[999] = x[500] = x[best] + 1;
+  assert_int_equal(draw(s, x, V, buf, NULL), 3);
+  mimo_sampler_free(s);
+  /* temperatures below 1e-5 are greedy too */
+  p.temperature = 1e-6f;
+  s = make(&p, V);
+  assert_int_equal(draw(s, x, V, buf, NULL), 3);
+  mimo_sampler_free(s);
+}
+
+static void test_seed(void **state) {
+  (void)state;
+  enum { V = 500, N = 200 };
+  float x[V], buf[V];
+  random_logits(x, V, 11, 1.0);
+  mimo_sampling_params p;
+  mimo_sampling_defaults(&p);
+  int seq[3][N];
+  uint64_t seeds[3] = {1234, 1234, 1235};
+  for (int r = 0; r < 3; r++) {
+    p.seed = seeds[r];
+    mimo_sampler *s = make(&p, V);
+    for (int k = 0; k < N; k++)
+      seq[r][k] = draw(s, x, V, buf, NULL);
+    mimo_sampler_free(s);
+  }
+  assert_memory_equal(seq[0], seq[1], sizeof seq[0]);
+  int diff = 0;
+  for (int k = 0; k < N; k++)
+    diff += seq[0][k] != seq[2][k];
+  assert_true(diff > N / 2);
+  /* two samplers interleaved do not disturb each other (no global state) */
+  p.seed = 1234;
+  mimo_sampler *a = make(&p, V), *b = make(&p, V);
+  for (int k = 0; k < N; k++) {
+    assert_int_equal(draw(a, x, V, buf, NULL), seq[0][k]);
+    if (k % 3 == 0)
+      (void)draw(b, x, V, buf, NULL);
+  }
+  mimo_sampler_free(a);
+  mimo_sampler_free(b);
+}
+
+static void test_temperature_distribution(void **state) {
+  (void)state;
+  const float x[8] = {1.0f, 0.5f, -0.3f, 2.0f, 0.0f, -1.5f, 1.7f, 0.2f};
+  mimo_sampling_params p;
+  mimo_sampling_defaults(&p);
+  float temps[3] = {1.0f, 0.7f, 2.5f};
+  for (int t = 0; t < 3; t++) {
+    p.temperature = temps[t];
+    p.seed = 100 + (uint64_t)t;
+    check_distribution(x, 8, &p, 100000);
+  }
+}
+
+static void test_filtered_distribution(void **state) {
+  (void)state;
+  enum { V = 300 };
+  float x[V];
+  random_logits(x, V, 3, 1.5);
+  mimo_sampling_params p;
+  mimo_sampling_defaults(&p);
+  struct { float T, top_p, min_p; int top_k; } cases[] = {
+      {1.0f, 1.0f, 0.0f, 10}, {1.3f, 0.8f, 0.0f, -1}, {0.8f, 0.9f, 0.0f, 20},
+      {1.0f, 1.0f, 0.05f, -1}, {1.2f, 0.7f, 0.02f, 40}, {1.0f, 0.3f, 0.0f, 2}};
+  for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+    p.temperature = cases[c].T;
+    p.top_p = cases[c].top_p;
+    p.min_p = cases[c].min_p;
+    p.top_k = cases[c].top_k;
+    p.seed = 900 + c;
+    check_distribution(x, V, &p, 20000);
+  }
+}
+
+/* 152k vocab: top-k draws stay within the k best; top-p on a flat distribution
+ * (the full-sort path) keeps the lowest ids; timing printed for the record. */
+static void test_large_vocab(void **state) {
+  (void)state;
+  enum { V = 152576 };
+  float *x = malloc(V * sizeof *x), *buf = malloc(V * sizeof *buf);
+  random_logits(x, V, 5, 3.0);
+  float kth[64];
+  int nk = 0;
+  for (int i = 0; i < V; i++) { /* the 50 best values, by insertion */
+    if (nk < 50 || x[i] > kth[nk - 1]) {
+      int j = nk < 50 ? nk++ : nk - 1;
+      while (j > 0 && x[i] > kth[j - 1]) {
+        kth[j] = kth[j - 1];
+        j--;
+      }
+      kth[j] = x[i];
+    }
+  }
+  mimo_sampling_params p;
+  mimo_sampling_defaults(&p);
+  p.top_k = 50;
+  p.temperature = 5.0f; /* flatten, so all 50 get drawn */
+  mimo_sampler *s = make(&p, V);
+  int distinct = 0;
+  char *hit = calloc(V, 1);
+  for (int k = 0; k < 3000; k++) {
+    int t = draw(s, x, V, buf, NULL);
+    assert_true(x[t] >= kth[49]);
+    distinct += !hit[t];
+    hit[t] = 1;
+  }
+  assert_int_equal(distinct, 50);
+  mimo_sampler_free(s);
+
+  /* Flat distribution: the top-p prefix is the ceil(p * V) lowest ids. */
+  float *flat = calloc(V, sizeof *flat);
+  mimo_sampling_defaults(&p);
+  p.top_p = 0.9f;
+  s = make(&p, V);
+  int hi = 0, keep = (int)ceil((double)0.9f * V);
+  for (int k = 0; k < 300; k++) { /* each draw orders ~137k tied ids: keep it short */
+    int t = draw(s, flat, V, buf, NULL);
+    assert_true(t < keep);
+    hi = t > hi ? t : hi;
+  }
+  assert_true(hi > keep - V / 20);
+  mimo_sampler_free(s);
+
+  struct { const char *name; float T, top_p; int top_k; } cfg[] = {
+      {"greedy", 0, 1, -1}, {"T=1", 1, 1, -1}, {"top_k=50", 1, 1, 50},
+      {"top_p=0.95", 1, 0.95f, -1}, {"top_k=50 top_p=0.95", 1, 0.95f, 50}, {"T=0.6 top_p=0.95", 0.6f, 0.95f, -1}};
+  for (size_t c = 0; c < sizeof cfg / sizeof cfg[0]; c++) {
+    mimo_sampling_defaults(&p);
+    p.temperature = cfg[c].T;
+    p.top_p = cfg[c].top_p;
+    p.top_k = cfg[c].top_k;
+    s = make(&p, V);
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    for (int k = 0; k < 100; k++)
+      (void)draw(s, x, V, buf, NULL);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    double ms = ((double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) * 1e-6) / 100;
+    printf("sampler V=%d %-22s %.3f ms/token\n", V, cfg[c].name, ms);
+    assert_true(ms < 500); /* sanity only (sanitizer builds are slow); numbers are printed */
+    mimo_sampler_free(s);
+  }
+  free(x);
+  free(buf);
+  free(flat);
+  free(hit);
+}
+
+static void test_top_p_boundary(void **state) {
+  (void)state;
+  /* Four equal logits: each has mass exactly 1/4 (ties ordered by id). */
+  const float x[6] = {0, 0, 0, 0, -INFINITY, -INFINITY};
+  float buf[6];
+  struct { float top_p; int keep; } cases[] = {
+      {0.5f, 2}, {0.50001f, 3}, {0.25f, 1}, {0.2f, 1}, {0.75f, 3}, {0.76f, 4}, {1.0f, 4}, {1e-6f, 1}};
+  for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+    mimo_sampling_params p;
+    mimo_sampling_defaults(&p);
+    p.top_p = cases[c].top_p;
+    p.seed = c;
+    mimo_sampler *s = make(&p, 6);
+    int seen[6] = {0};
+    for (int k = 0; k < 400; k++)
+      seen[draw(s, x, 6, buf, NULL)]++;
+    for (int i = 0; i < 6; i++)
+      assert_true(i < cases[c].keep ? seen[i] > 0 : seen[i] == 0);
+    mimo_sampler_free(s);
+  }
+  /* Unequal masses: probs 0.5, 0.25, 0.125, 0.125 (log2 steps); 0.74 keeps two, 0.76 three. */
+  const float y[4] = {0, -(float)M_LN2, -2 * (float)M_LN2, -2 * (float)M_LN2};
+  float tp[2] = {0.74f, 0.76f};
+  for (int c = 0; c < 2; c++) {
+    mimo_sampling_params p;
+    mimo_sampling_defaults(&p);
+    p.top_p = tp[c];
+    mimo_sampler *s = make(&p, 4);
+    int seen[4] = {0};
+    for (int k = 0; k < 1000; k++)
+      seen[draw(s, y, 4, buf, NULL)]++;
+    assert_true(seen[0] > 0 && seen[1] > 0 && seen[3] == 0);
+    assert_true(c == 0 ? seen[2] == 0 : seen[2] > 0);
+    mimo_sampler_free(s);
+  }
+}
+
+/* Exactly k survive top-k; ties at the k-th value go to the lowest ids. Covers the
+ * heap path (small k) and the quickselect path (k > 1024). */
+static void test_top_k_ties(void **state) {
+  (void)state;
+  enum { V = 5000 };
+  float *x = calloc(V, sizeof *x), *buf = malloc(V * sizeof *buf);
+  int ks[3] = {2, 700, 3000};
+  for (int c = 0; c < 3; c++) {
+    mimo_sampling_params p;
+    mimo_sampling_defaults(&p);
+    p.top_k = ks[c];
+    mimo_sampler *s = make(&p, V);
+    int hi = 0;
+    for (int k = 0; k < 20000; k++) {
+      int t = draw(s, x, V, buf, NULL);
+      assert_true(t < ks[c]);
+      hi = t > hi ? t : hi;
+    }
+    assert_true(hi >= ks[c] * 9 / 10);
+    mimo_sampler_free(s);
+  }
+  /* random logits, quickselect path: draws stay among the 3000 best */
+  random_logits(x, V, 77, 1.0);
+  float *sorted = malloc(V * sizeof *sorted);
+  memcpy(sorted, x, V * sizeof *x);
+  for (int i = 1; i < V; i++) /* insertion sort, descending */
+    for (int j = i; j > 0 && sorted[j] > sorted[j - 1]; j--) {
+      float t = sorted[j];
+      sorted[j] = sorted[j - 1];
+      sorted[j - 1] = t;
+    }
+  mimo_sampling_params p;
+  mimo_sampling_defaults(&p);
+  p.top_k = 3000;
+  p.temperature = 0.3f;
+  mimo_sampler *s = make(&p, V);
+  for (int k = 0; k < 5000; k++)
+    assert_true(x[draw(s, x, V, buf, NULL)] >= sorted[2999]);
+  mimo_sampler_free(s);
+  free(sorted);
+  free(x);
+  free(buf);
+}
+
+static void test_min_p(void **state) {
+  (void)state;
+  const float x[4] = {0, -1, -2, -3};
+  float buf[4];
+  /* prob ratios to the max: T=1: e^-1=.37, e^-2=.14; T=2: e^-.5, e^-1=.37, e^-1.5=.22 */
+  struct { float T, min_p; int keep; } cases[] = {{1, 0.3f, 2}, {2, 0.3f, 3}, {1, 1.0f, 1}, {1, 0.01f, 4}};
+  for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+    mimo_sampling_params p;
+    mimo_sampling_defaults(&p);
+    p.temperature = cases[c].T;
+    p.min_p = cases[c].min_p;
+    mimo_sampler *s = make(&p, 4);
+    int seen[4] = {0};
+    for (int k = 0; k < 3000; k++)
+      seen[draw(s, x, 4, buf, NULL)]++;
+    for (int i = 0; i < 4; i++)
+      assert_true(i < cases[c].keep ? seen[i] > 0 : seen[i] == 0);
+    mimo_sampler_free(s);
+  }
+}
+
+/* Penalised logits read back through processed logits (T = 1: logits - max). */
+static void penalised(const mimo_sampling_params *p, const int *prompt, int np, const int *out, int no,
+                      const float *x, int n, float *res) {
+  mimo_sampler *s = make(p, n);
+  mimo_sampler_add_prompt(s, prompt, np);
+  for (int i = 0; i < no; i++)
+    mimo_sampler_accept(s, out[i]);
+  mimo_sample_info info;
+  memcpy(res, x, (size_t)n * sizeof *res);
+  assert_true(mimo_sampler_sample(s, res, &info) >= 0);
+  mimo_sampler_free(s);
+}
+
+static void test_penalties(void **state) {
+  (void)state;
+  enum { V = 6 };
+  const float x[V] = {2.0f, -1.0f, 0.5f, 3.0f, -2.0f, 1.0f};
+  const int prompt[2] = {0, 1}, out[4] = {2, 2, 4, 0};
+  struct { float rep, pres, freq; float want[V]; } cases[] = {
+      /* repetition 1.5 over prompt+output {0,1,2,4}: >0 divided, <=0 multiplied */
+      {1.5f, 0, 0, {2.0f / 1.5f, -1.5f, 0.5f / 1.5f, 3.0f, -3.0f, 1.0f}},
+      /* presence 0.5 over output only {2,4,0}; token 1 (prompt only) untouched */
+      {1, 0.5f, 0, {1.5f, -1.0f, 0.0f, 3.0f, -2.5f, 1.0f}},
+      /* frequency 0.2 x counts {2:2, 4:1, 0:1} */
+      {1, 0, 0.2f, {1.8f, -1.0f, 0.1f, 3.0f, -2.2f, 1.0f}},
+      /* all three: repetition first, then 0.2*count + 0.5 */
+      {1.5f, 0.5f, 0.2f, {2.0f / 1.5f - 0.7f, -1.5f, 0.5f / 1.5f - 0.9f, 3.0f, -3.7f, 1.0f}},
+      /* negative penalties encourage */
+      {0.5f, -1.0f, 0, {5.0f, -0.5f, 2.0f, 3.0f, 0.0f, 1.0f}},
+  };
+  for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+    mimo_sampling_params p;
+    mimo_sampling_defaults(&p);
+    p.repetition_penalty = cases[c].rep;
+    p.presence_penalty = cases[c].pres;
+    p.frequency_penalty = cases[c].freq;
+    p.processed_logprobs = true;
+    float res[V], mx = -INFINITY;
+    penalised(&p, prompt, 2, out, 4, x, V, res);
+    for (int i = 0; i < V; i++)
+      mx = fmaxf(mx, cases[c].want[i]);
+    for (int i = 0; i < V; i++)
+      assert_float_equal(res[i], cases[c].want[i] - mx, 1e-5);
+  }
+  /* greedy sees penalties: without them 3 wins; presence 2 on an output 3 flips it to 0 */
+  mimo_sampling_params p;
+  mimo_sampling_defaults(&p);
+  p.temperature = 0;
+  p.presence_penalty = 2.0f;
+  mimo_sampler *s = make(&p, V);
+  float buf[V];
+  assert_int_equal(draw(s, x, V, buf, NULL), 3);
+  mimo_sampler_accept(s, 3);
+  assert_int_equal(draw(s, x, V, buf, NULL), 0);
+  /* out-of-range ids are ignored */
+  mimo_sampler_accept(s, -1);
+  mimo_sampler_accept(s, V);
+  int bad[3] = {-5, V + 3, 1 << 30};
+  mimo_sampler_add_prompt(s, bad, 3);
+  assert_int_equal(draw(s, x, V, buf, NULL), 0);
+  mimo_sampler_free(s);
+}
+
+static void test_vocab_limit(void **state) {
+  (void)state;
+  enum { V = 100 };
+  float x[V], buf[V];
+  random_logits(x, V, 9, 1.0);
+  x[95] = 50; /* padding row that would win */
+  mimo_sampling_params p;
+  mimo_sampling_defaults(&p);
+  p.vocab_limit = 90;
+  p.logprobs = 5;
+  p.temperature = 3;
+  mimo_sampler *s = make(&p, V);
+  mimo_sample_info info;
+  for (int k = 0; k < 2000; k++) {
+    int t = draw(s, x, V, buf, &info);
+    assert_true(t < 90);
+    for (int j = 0; j < info.n_top; j++)
+      assert_true(info.top[j].token < 90);
+  }
+  /* raw logprobs are normalised over ids < limit only */
+  double z = 0;
+  for (int i = 0; i < 90; i++)
+    z += exp((double)x[i]);
+  int t = draw(s, x, V, buf, &info);
+  assert_float_equal(info.logprob, (double)x[t] - log(z), 1e-5);
+  mimo_sampler_free(s);
+  p.temperature = 0;
+  s = make(&p, V);
+  int best = 0;
+  for (int i = 0; i < 90; i++)
+    best = x[i] > x[best] ? i : best;
+  assert_int_equal(draw(s, x, V, buf, NULL), best);
+  mimo_sampler_free(s);
+  p.vocab_limit = 1000; /* above the vocab: no limit */
+  s = make(&p, V);
+  assert_int_equal(draw(s, x, V, buf, NULL), 95);
+  mimo_sampler_free(s);
+}
+
+static void test_nonfinite(void **state) {
+  (void)state;
+  enum { V = 16 };
+  float x[V], buf[V];
+  mimo_sampling_params p;
+  mimo_sampling_defaults(&p);
+  p.logprobs = 3;
+  /* NaN is never sampled (treated as -inf) */
+  for (int i = 0; i < V; i++)
+    x[i] = i % 2 ? NAN : 0.0f;
+  mimo_sampler *s = make(&p, V);
+  mimo_sample_info info;
+  for (int k = 0; k < 500; k++)
+    assert_int_equal(draw(s, x, V, buf, &info) % 2, 0);
+  assert_float_equal(info.logprob, -log(8.0), 1e-6);
+  mimo_sampler_free(s);
+  /* +inf tokens are certain and share the mass */
+  for (int i = 0; i < V; i++)
+    x[i] = (float)i;
+  x[7] = x[9] = INFINITY;
+  x[3] = NAN;
+  p.top_p = 0.9f;
+  p.repetition_penalty = 0.5f; /* multiplies/divides inf: must stay finite-safe */
+  s = make(&p, V);
+  mimo_sampler_accept(s, 7);
+  int n7 = 0, n9 = 0;
+  for (int k = 0; k < 1000; k++) {
+    int t = draw(s, x, V, buf, &info);
+    assert_true(t == 7 || t == 9);
+    n7 += t == 7;
+    n9 += t == 9;
+    assert_false(isnan(info.logprob));
+  }
+  assert_true(n7 > 300 && n9 > 300);
+  mimo_sampler_free(s);
+  /* all NaN / -inf: no token, -1 and a message; greedy too */
+  for (int p_greedy = 0; p_greedy < 2; p_greedy++) {
+    for (int i = 0; i < V; i++)
+      x[i] = i % 2 ? NAN : -INFINITY;
+    mimo_sampling_defaults(&p);
+    p.temperature = p_greedy ? 0.0f : 1.0f;
+    s = make(&p, V);
+    assert_int_equal(draw(s, x, V, buf, NULL), -1);
+    assert_non_null(strstr(mimo_errmsg(), "no token"));
+    x[11] = -1e30f; /* one finite token left */
+    assert_int_equal(draw(s, x, V, buf, NULL), 11);
+    mimo_sampler_free(s);
+  }
+  /* huge finite values with a tiny temperature do not overflow */
+  for (int i = 0; i < V; i++)
+    x[i] = i == 4 ? FLT_MAX : -FLT_MAX;
+  mimo_sampling_defaults(&p);
+  p.temperature = 1e-4f;
+  s = make(&p, V);
+  assert_int_equal(draw(s, x, V, buf, NULL), 4);
+  mimo_sampler_free(s);
+}
+
+static void test_logprobs(void **state) {
+  (void)state;
+  enum { V = 40 };
+  float x[V], buf[V];
+  random_logits(x, V, 21, 2.0);
+  x[17] = x[18] = 4.0f; /* a tie inside the top list: lower id first */
+  mimo_sampling_params p;
+  mimo_sampling_defaults(&p);
+  p.temperature = 0.5f;
+  p.repetition_penalty = 1.3f;
+  p.top_k = 10;
+  p.logprobs = 5;
+  mimo_sampler *s = make(&p, V);
+  int pr[3] = {1, 2, 3};
+  mimo_sampler_add_prompt(s, pr, 3);
+  /* raw: log-softmax of the unprocessed logits */
+  double z = 0;
+  for (int i = 0; i < V; i++)
+    z += exp((double)x[i]);
+  int ord[V];
+  for (int i = 0; i < V; i++)
+    ord[i] = i;
+  double xv[V];
+  for (int i = 0; i < V; i++)
+    xv[i] = x[i];
+  ref_vals = xv;
+  qsort(ord, V, sizeof *ord, ref_cmp);
+  mimo_sample_info info;
+  for (int k = 0; k < 50; k++) {
+    int t = draw(s, x, V, buf, &info);
+    assert_float_equal(info.logprob, (double)x[t] - log(z), 1e-5);
+    assert_int_equal(info.n_top, 5);
+    for (int j = 0; j < 5; j++) {
+      assert_int_equal(info.top[j].token, ord[j]);
+      assert_float_equal(info.top[j].logprob, (double)x[ord[j]] - log(z), 1e-5);
+    }
+  }
+  assert_int_equal(info.top[0].token, 17);
+  assert_int_equal(info.top[1].token, 18);
+  mimo_sampler_free(s);
+  /* processed: the sampled distribution; the chosen token's probability matches the reference */
+  p.processed_logprobs = true;
+  p.repetition_penalty = 1;
+  p.top_p = 0.8f;
+  s = make(&p, V);
+  double prob[V];
+  ref_dist(x, V, &p, prob);
+  int kept = 0;
+  for (int i = 0; i < V; i++)
+    kept += prob[i] > 0;
+  for (int k = 0; k < 50; k++) {
+    int t = draw(s, x, V, buf, &info);
+    assert_float_equal(info.logprob, log(prob[t]), 1e-4);
+    assert_int_equal(info.n_top, kept < 5 ? kept : 5);
+    double sum = 0;
+    for (int i = 0; i < V; i++)
+      sum += buf[i] > -INFINITY ? exp((double)buf[i] - (double)buf[t] + (double)info.logprob) : 0;
+    assert_float_equal(sum, 1.0, 1e-4);
+  }
+  mimo_sampler_free(s);
+}
+
+static void test_params(void **state) {
+  (void)state;
+  mimo_sampling_params p;
+  mimo_sampler *s = NULL;
+#define BAD(stmt, word)                                                 \
+  do {                                                                  \
+    mimo_sampling_defaults(&p);                                         \
+    stmt;                                                               \
+    assert_int_equal(mimo_sampler_init(&s, &p, 10), MIMO_E_INVALID);    \
+    assert_null(s);                                                     \
+    assert_non_null(strstr(mimo_errmsg(), word));                       \
+  } while (0)
+  BAD(p.temperature = -1, "temperature");
+  BAD(p.temperature = NAN, "temperature");
+  BAD(p.temperature = INFINITY, "temperature");
+  BAD(p.top_p = 0, "top_p");
+  BAD(p.top_p = 1.5f, "top_p");
+  BAD(p.top_p = NAN, "top_p");
+  BAD(p.min_p = -0.1f, "min_p");
+  BAD(p.min_p = 2, "min_p");
+  BAD(p.repetition_penalty = 0, "repetition_penalty");
+  BAD(p.presence_penalty = NAN, "presence_penalty");
+  BAD(p.logprobs = MIMO_MAX_LOGPROBS + 1, "logprobs");
+  BAD(p.logprobs = -1, "logprobs");
+  mimo_sampling_defaults(&p);
+  assert_int_equal(mimo_sampler_init(&s, &p, 0), MIMO_E_INVALID);
+  assert_true(p.temperature == 1 && p.top_p == 1 && p.top_k <= 0 && p.min_p == 0 &&
+              p.repetition_penalty == 1 && p.presence_penalty == 0 && p.frequency_penalty == 0);
+  mimo_sampler_free(NULL);
+#undef BAD
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_greedy),          cmocka_unit_test(test_seed),
+      cmocka_unit_test(test_temperature_distribution), cmocka_unit_test(test_filtered_distribution),
+      cmocka_unit_test(test_large_vocab),     cmocka_unit_test(test_top_p_boundary),
+      cmocka_unit_test(test_min_p), cmocka_unit_test(test_top_k_ties),           cmocka_unit_test(test_penalties),
+      cmocka_unit_test(test_vocab_limit),     cmocka_unit_test(test_nonfinite),
+      cmocka_unit_test(test_logprobs),        cmocka_unit_test(test_params),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
