@@ -1,6 +1,7 @@
 #include "io/config.h"
 
 #include <jansson.h>
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -286,6 +287,10 @@ static mimo_status parse_root(reader *r, mimo_config *c) {
     return mimo_errf(MIMO_E_CONFIG, "%s: layernorm_epsilon must be in (0, 1)", p);
 
   read_eos(json_object_get(r->root, "eos_token_id"), c->eos_token_id, &c->n_eos);
+  for (int i = 0; i < c->n_eos; i++) /* the engine indexes logits with these */
+    if (c->eos_token_id[i] < 0 || c->eos_token_id[i] >= c->vocab_size)
+      return mimo_errf(MIMO_E_CONFIG, "%s: eos_token_id %d is outside the vocab [0, %d)", p, c->eos_token_id[i],
+                       c->vocab_size);
   MIMO_TRY(get_int(r, "pad_token_id", -1, 16L << 20, 0, -1, &x));
   c->pad_token_id = (int)x;
 
@@ -325,14 +330,20 @@ mimo_status mimo_config_load(const char *dir, mimo_config *c) {
   return st;
 }
 
+/* Ids beyond int become -1, which no token matches and config.json refuses. */
+static int eos_id(json_t *v) {
+  json_int_t x = json_integer_value(v);
+  return x >= 0 && x <= INT_MAX ? (int)x : -1;
+}
+
 static void read_eos(json_t *eos, int *ids, int *n) {
   *n = 0;
   if (json_is_integer(eos)) {
-    ids[(*n)++] = (int)json_integer_value(eos);
+    ids[(*n)++] = eos_id(eos);
   } else if (json_is_array(eos)) {
     size_t i;
     json_t *v;
-    json_array_foreach(eos, i, v) if (json_is_integer(v) && *n < MIMO_MAX_EOS) ids[(*n)++] = (int)json_integer_value(v);
+    json_array_foreach(eos, i, v) if (json_is_integer(v) && *n < MIMO_MAX_EOS) ids[(*n)++] = eos_id(v);
   }
 }
 
