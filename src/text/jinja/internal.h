@@ -216,4 +216,8 @@ typedef struct jj_method { jv self; const char *name; } jj_method;
 typedef struct jj_cycler { jj_list *items; size_t pos; } jj_cycler;
 typedef struct jj_joiner { jv sep; bool used; } jj_joiner;
 
+/* ops.c / eval.c helpers shared across files */
+jv jj_undef_fmt(jj_ctx *c, const char *fmt, const char *a, size_t an);
+bool jj_compare_op(jj_ctx *c, int op, jv a, jv b);
+
 #endif
