@@ -261,7 +261,7 @@ static void test_large_vocab(void **state) {
   mimo_sampler *s = make(&p, V);
   int distinct = 0;
   char *hit = calloc(V, 1);
-  for (int k = 0; k < 3000; k++) {
+  for (int k = 0; k < 1000; k++) {
     int t = draw(s, x, V, buf, NULL);
     assert_true(x[t] >= kth[49]);
     distinct += !hit[t];
@@ -276,12 +276,12 @@ static void test_large_vocab(void **state) {
   p.top_p = 0.9f;
   s = make(&p, V);
   int hi = 0, keep = (int)ceil((double)0.9f * V);
-  for (int k = 0; k < 300; k++) { /* each draw orders ~137k tied ids: keep it short */
+  for (int k = 0; k < 50; k++) { /* each draw orders ~137k tied ids: keep it short */
     int t = draw(s, flat, V, buf, NULL);
     assert_true(t < keep);
     hi = t > hi ? t : hi;
   }
-  assert_true(hi > keep - V / 20);
+  assert_true(hi > keep - V / 10);
   mimo_sampler_free(s);
 
   struct { const char *name; float T, top_p; int top_k; } cfg[] = {
@@ -295,10 +295,10 @@ static void test_large_vocab(void **state) {
     s = make(&p, V);
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
-    for (int k = 0; k < 100; k++)
+    for (int k = 0; k < 20; k++)
       (void)draw(s, x, V, buf, NULL);
     clock_gettime(CLOCK_MONOTONIC, &t1);
-    double ms = ((double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) * 1e-6) / 100;
+    double ms = ((double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) * 1e-6) / 20;
     printf("sampler V=%d %-22s %.3f ms/token\n", V, cfg[c].name, ms);
     assert_true(ms < 500); /* sanity only (sanitizer builds are slow); numbers are printed */
     mimo_sampler_free(s);
@@ -359,7 +359,7 @@ static void test_top_k_ties(void **state) {
     p.top_k = ks[c];
     mimo_sampler *s = make(&p, V);
     int hi = 0;
-    for (int k = 0; k < 20000; k++) {
+    for (int k = 0; k < 6000; k++) {
       int t = draw(s, x, V, buf, NULL);
       assert_true(t < ks[c]);
       hi = t > hi ? t : hi;
@@ -382,7 +382,7 @@ static void test_top_k_ties(void **state) {
   p.top_k = 3000;
   p.temperature = 0.3f;
   mimo_sampler *s = make(&p, V);
-  for (int k = 0; k < 5000; k++)
+  for (int k = 0; k < 1000; k++)
     assert_true(x[draw(s, x, V, buf, NULL)] >= sorted[2999]);
   mimo_sampler_free(s);
   free(sorted);
