@@ -15,8 +15,9 @@
  *   8. top-p: keep the smallest prefix (by prob desc, id asc) of the remaining
  *      tokens whose mass is >= top_p (renormalised after 6 and 7)
  *   9. draw one token with one uniform from the sequence's RNG
- * Steps 6-8 use partial selection; a full sort happens only when top-p needs
- * most of a flat distribution. */
+ * Cost at vocab 152k is one pass plus the kept tokens: small top-k keeps a heap
+ * during the pass; top-p bins the weights to find the crossing bin and orders
+ * only that bin, in growing chunks (a full sort only for a flat distribution). */
 #ifndef MIMO_ENGINE_SAMPLER_H
 #define MIMO_ENGINE_SAMPLER_H
 #include <stdbool.h>
