@@ -3,7 +3,7 @@
 # only when a package is missing, so a warm machine pays nothing.
 set -euo pipefail
 PKGS=(build-essential cmake pkg-config clang libclang-rt-dev
-      libjansson-dev libcmocka-dev libonig-dev libutf8proc-dev
+      libjansson-dev libcmocka-dev libonig-dev libutf8proc-dev libmicrohttpd-dev
       python3-jinja2 python3-numpy)
 missing=()
 for p in "${PKGS[@]}"; do

@@ -10,5 +10,6 @@ int mimo_cmd_bench(int argc, char **argv);
 int mimo_cmd_tokenize(int argc, char **argv);
 int mimo_cmd_detokenize(int argc, char **argv);
 int mimo_cmd_render(int argc, char **argv);
+int mimo_cmd_serve(int argc, char **argv);
 int mimo_cmd_bench_tokenizer(int argc, char **argv);
 #endif

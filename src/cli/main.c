@@ -21,6 +21,7 @@ static const command commands[] = {
     {"detokenize", mimo_cmd_detokenize, "token ids -> text"},
     {"bench-tokenizer", mimo_cmd_bench_tokenizer, "tokenizer encode speed vs the Rust library"},
     {"render", mimo_cmd_render, "render a chat with the model's template"},
+    {"serve", mimo_cmd_serve, "OpenAI-compatible HTTP server (vLLM's flags)"},
 };
 
 static void usage(FILE *f) {

@@ -1,0 +1,258 @@
+/* `mimo serve MODEL_DIR [flags]`: the OpenAI-compatible HTTP server (vLLM's flag
+ * names). Wires model/tokenizer/template/engine into src/server and waits for
+ * SIGINT/SIGTERM, then drains (docs/server.md). */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "backend/backend.h"
+#include "cli/args.h"
+#include "cli/commands.h"
+#include "core/fileio.h"
+#include "core/log.h"
+#include "model/mimo_v2.h"
+#include "server/server.h"
+
+#define MAX_MOCK 4096
+
+static mimo_arg serve_args[] = {
+    {"model", 1, "model directory (or give it as the first argument)", NULL},
+    {"host", 1, "address to listen on (default 0.0.0.0)", NULL},
+    {"port", 1, "port (default 8000; 0 picks a free one and logs it)", NULL},
+    {"served-model-name", 1, "name(s) clients use, comma-separated (default: the model path)", NULL},
+    {"api-key", 1, "require 'Authorization: Bearer KEY' (or x-api-key) on /v1 routes", NULL},
+    {"max-model-len", 1, "prompt + output token limit (default: max_position_embeddings)", NULL},
+    {"max-num-seqs", 1, "sequences decoded together (default 16)", NULL},
+    {"max-num-batched-tokens", 1, "tokens per engine step; long prompts are chunked (default 512)", NULL},
+    {"max-queue", 1, "waiting requests before 503 + Retry-After (default 256)", NULL},
+    {"tensor-parallel-size", 1, "must be 1 (multi-GPU is not implemented yet)", NULL},
+    {"gpu-memory-utilization", 1, "accepted for vLLM compatibility; no effect (CPU engine)", NULL},
+    {"enable-prefix-caching", 0, "accepted; no effect (no prefix cache yet)", NULL},
+    {"enable-expert-parallel", 0, "accepted; no effect (single device)", NULL},
+    {"reasoning-parser", 1, "accepted; no effect: MiMo's <think> split (qwen3) is always on for chat", NULL},
+    {"tool-call-parser", 1, "accepted; no effect: MiMo's qwen3_xml tool-call parser is always used", NULL},
+    {"enable-auto-tool-choice", 0, "accepted; no effect: tool_choice auto is always available", NULL},
+    {"trust-remote-code", 0, "accepted; no effect (no remote code is ever run)", NULL},
+    {"generation-config", 1, "'auto' (the model dir's generation_config.json), 'vllm' (neutral), or a DIR", NULL},
+    {"chat-template", 1, "Jinja chat template FILE replacing the model's", NULL},
+    {"threads", 1, "CPU threads for the model (default: all cores)", NULL},
+    {"max-body-bytes", 1, "largest request body (default 33554432; 413 beyond)", NULL},
+    {"timeout-keep-alive", 1, "seconds an idle connection is kept (default 60)", NULL},
+    {"shutdown-timeout", 1, "seconds in-flight requests may finish after SIGTERM (default 10)", NULL},
+    {"mock-output", 1, "TEST ONLY: FILE of JSON-string lines; request i outputs line i mod N instead of running "
+                       "the model",
+     NULL},
+};
+#define N_ARGS (int)(sizeof serve_args / sizeof serve_args[0])
+
+static const char *usage_text =
+    "MODEL_DIR [options]\n\n"
+    "OpenAI-compatible server: POST /v1/chat/completions, POST /v1/completions, GET /v1/models,\n"
+    "POST /tokenize, POST /detokenize, GET /health, GET /metrics. See docs/server.md.";
+
+typedef struct mock_set {
+  int n;
+  int *ids[MAX_MOCK];
+  int len[MAX_MOCK];
+} mock_set;
+
+static mimo_status load_mock(const char *path, const mimo_tok *tok, mock_set *m) {
+  char *text;
+  size_t len;
+  MIMO_TRY(mimo_read_file(path, &text, &len, 64u << 20));
+  int line = 0;
+  mimo_status st = MIMO_OK;
+  for (char *p = text, *nl; p < text + len && st == MIMO_OK; p = nl + 1) {
+    nl = memchr(p, '\n', (size_t)(text + len - p));
+    if (!nl)
+      nl = text + len;
+    line++;
+    while (p < nl && (*p == ' ' || *p == '\t' || *p == '\r'))
+      p++;
+    if (p == nl)
+      continue;
+    json_error_t je;
+    json_t *j = json_loadb(p, (size_t)(nl - p), JSON_DECODE_ANY, &je);
+    if (!json_is_string(j) || m->n == MAX_MOCK) {
+      st = mimo_errf(MIMO_E_FORMAT, "%s:%d: each line must be a JSON string (at most %d lines)", path, line,
+                     MAX_MOCK);
+    } else {
+      size_t n = 0;
+      st = mimo_tok_encode(tok, json_string_value(j), json_string_length(j), &m->ids[m->n], &n);
+      if (st == MIMO_OK)
+        m->len[m->n++] = (int)n;
+    }
+    json_decref(j);
+  }
+  free(text);
+  if (st == MIMO_OK && !m->n)
+    st = mimo_errf(MIMO_E_FORMAT, "%s: no scripted outputs", path);
+  return st;
+}
+
+static int fail(const char *what) {
+  fprintf(stderr, "mimo serve: %s: %s\n", what, mimo_errmsg());
+  return 1;
+}
+
+int mimo_cmd_serve(int argc, char **argv) {
+  const char *pos_model = NULL;
+  if (argc > 1 && strncmp(argv[1], "-", 1) != 0) { /* vLLM: `serve MODEL [flags]` */
+    pos_model = argv[1];
+    argv[1] = argv[0];
+    argv++;
+    argc--;
+  }
+  int rc = mimo_args_parse(argc, argv, serve_args, N_ARGS, usage_text);
+  if (rc)
+    return rc == 3 ? 0 : rc;
+  bool bad = false;
+  const char *dir = mimo_arg_str(serve_args, N_ARGS, "model", pos_model);
+  long port = mimo_arg_long(serve_args, N_ARGS, "port", 8000, &bad);
+  long tp = mimo_arg_long(serve_args, N_ARGS, "tensor-parallel-size", 1, &bad);
+  long mml = mimo_arg_long(serve_args, N_ARGS, "max-model-len", 0, &bad);
+  long seqs = mimo_arg_long(serve_args, N_ARGS, "max-num-seqs", 16, &bad);
+  long mbt = mimo_arg_long(serve_args, N_ARGS, "max-num-batched-tokens", 512, &bad);
+  long mq = mimo_arg_long(serve_args, N_ARGS, "max-queue", 256, &bad);
+  long threads = mimo_arg_long(serve_args, N_ARGS, "threads", 0, &bad);
+  long max_body = mimo_arg_long(serve_args, N_ARGS, "max-body-bytes", 32L << 20, &bad);
+  long keep = mimo_arg_long(serve_args, N_ARGS, "timeout-keep-alive", 60, &bad);
+  double grace = mimo_arg_double(serve_args, N_ARGS, "shutdown-timeout", 10, &bad);
+  double gmu = mimo_arg_double(serve_args, N_ARGS, "gpu-memory-utilization", 0.9, &bad);
+  if (bad)
+    return 2;
+  if (pos_model && mimo_arg_str(serve_args, N_ARGS, "model", NULL)) {
+    fprintf(stderr, "mimo serve: the model is given twice (positional and --model)\n");
+    return 2;
+  }
+  if (!dir) {
+    fprintf(stderr, "mimo serve: no model directory (mimo serve MODEL_DIR or --model DIR)\n");
+    return 2;
+  }
+  if (tp != 1) {
+    fprintf(stderr, "mimo serve: --tensor-parallel-size %ld is not supported yet: multi-GPU serving has not landed; "
+                    "use 1\n", tp);
+    return 2;
+  }
+  if (port < 0 || port > 65535 || mml < 0 || seqs < 1 || mbt < 1 || mq < 1 || threads < 0 || max_body < 1024 ||
+      keep < 1 || grace < 0 || !(gmu > 0 && gmu <= 1)) {
+    fprintf(stderr, "mimo serve: a numeric option is out of range (see --help)\n");
+    return 2;
+  }
+
+  /* Signals go to sigwait below; every thread started from here inherits the mask. */
+  sigset_t sigs;
+  sigemptyset(&sigs);
+  sigaddset(&sigs, SIGINT);
+  sigaddset(&sigs, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+  signal(SIGPIPE, SIG_IGN);
+
+  mimo_server s = {0};
+  mimo_backend *be = NULL;
+  mimo_model *model = NULL;
+  mock_set *mock = NULL;
+  int ret = 1;
+  char *names = strdup(mimo_arg_str(serve_args, N_ARGS, "served-model-name", dir));
+  if (!names)
+    goto out;
+  for (char *save = NULL, *t = strtok_r(names, ",", &save); t && s.n_names < MIMO_SERVER_MAX_NAMES;
+       t = strtok_r(NULL, ",", &save))
+    if (*t)
+      s.names[s.n_names++] = t;
+  if (!s.n_names) {
+    fprintf(stderr, "mimo serve: --served-model-name is empty\n");
+    ret = 2;
+    goto out;
+  }
+  if (mimo_tok_load(dir, &s.tok) != MIMO_OK) {
+    ret = fail("tokenizer");
+    goto out;
+  }
+  if (mimo_tmpl_load(dir, mimo_arg_str(serve_args, N_ARGS, "chat-template", NULL), &s.tmpl) != MIMO_OK) {
+    ret = fail("chat template");
+    goto out;
+  }
+  const char *gc = mimo_arg_str(serve_args, N_ARGS, "generation-config", "auto");
+  if (mimo_gen_defaults_load(strcmp(gc, "auto") == 0 ? dir : strcmp(gc, "vllm") == 0 ? "/nonexistent" : gc,
+                             &s.gen) != MIMO_OK) {
+    ret = fail("generation config");
+    goto out;
+  }
+  mimo_engine_opts eo = {.max_num_seqs = (int)seqs,
+                         .max_num_batched_tokens = (int)mbt,
+                         .max_model_len = (int)mml,
+                         .max_queue = (int)mq};
+  const char *mock_path = mimo_arg_str(serve_args, N_ARGS, "mock-output", NULL);
+  if (mock_path) {
+    mock = calloc(1, sizeof *mock);
+    if (!mock || load_mock(mock_path, s.tok, mock) != MIMO_OK) {
+      ret = fail("--mock-output");
+      goto out;
+    }
+    eo.n_mock = mock->n;
+    eo.mock_ids = mock->ids;
+    eo.mock_len = mock->len;
+    mimo_warn("serve: --mock-output is a test seam: scripted outputs, the model is not run");
+  } else {
+    if (mimo_backend_cpu_init(&be, (int)threads) != MIMO_OK || mimo_model_load(dir, be, &model) != MIMO_OK) {
+      ret = fail("loading the model");
+      goto out;
+    }
+  }
+  if (mimo_engine_init(&s.engine, model, &eo) != MIMO_OK) {
+    ret = fail("engine");
+    goto out;
+  }
+  s.max_model_len = mimo_engine_max_model_len(s.engine);
+  s.vocab_limit = mimo_tok_vocab_size(s.tok);
+  s.created = (long)time(NULL);
+  s.shutdown_grace = grace;
+  s.metrics = mimo_metrics_new(s.names[0]);
+  mimo_http_opts ho = {.host = mimo_arg_str(serve_args, N_ARGS, "host", "0.0.0.0"),
+                       .port = (int)port,
+                       .api_key = mimo_arg_str(serve_args, N_ARGS, "api-key", NULL),
+                       .max_body = (size_t)max_body,
+                       .idle_timeout = (unsigned)keep};
+  if (!s.metrics || mimo_http_init(&s.http, &ho) != MIMO_OK || mimo_openai_register(&s) != MIMO_OK) {
+    ret = fail("server");
+    goto out;
+  }
+  mimo_http_set_observer(s.http, mimo_metrics_http, s.metrics);
+  if (mimo_http_start(s.http) != MIMO_OK) {
+    ret = fail("listen");
+    goto out;
+  }
+  fprintf(stderr, "mimo serve: %s listening on http://%s:%d (max_model_len %d)\n", s.names[0], ho.host, mimo_http_port(s.http),
+            s.max_model_len);
+  int sig = 0;
+  sigwait(&sigs, &sig);
+  fprintf(stderr, "mimo serve: signal %d: draining (up to %.0f s)\n", sig, grace);
+  mimo_http_quiesce(s.http);
+  struct timespec tick = {0, 20 * 1000000L};
+  for (double t0 = mimo_now(); mimo_http_active(s.http) > 0 && mimo_now() - t0 < grace;)
+    if (sigtimedwait(&sigs, NULL, &tick) > 0)
+      break; /* a second signal: stop waiting */
+  mimo_engine_shutdown(s.engine); /* ends what is left: streams close with finish_reason "abort" */
+  mimo_http_free(s.http);
+  s.http = NULL;
+  fprintf(stderr, "mimo serve: stopped\n");
+  ret = 0;
+out:
+  mimo_http_free(s.http);
+  mimo_engine_free(s.engine);
+  mimo_metrics_free(s.metrics);
+  mimo_model_free(model);
+  if (be)
+    be->free(be);
+  if (mock)
+    for (int i = 0; i < mock->n; i++)
+      free(mock->ids[i]);
+  free(mock);
+  mimo_tmpl_free(&s.tmpl);
+  mimo_tok_free(s.tok);
+  free(names);
+  return ret;
+}

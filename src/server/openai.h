@@ -1,0 +1,41 @@
+/* OpenAI-compatible API: a request parsed into engine terms (kept separate
+ * from HTTP so the fuzzer can drive it), and the reply writers. */
+#ifndef MIMO_SERVER_OPENAI_H
+#define MIMO_SERVER_OPENAI_H
+#include <jansson.h>
+#include <stdbool.h>
+
+#include "server/api_common.h"
+#include "server/gen.h"
+
+typedef enum { MIMO_TOOLS_NONE, MIMO_TOOLS_AUTO, MIMO_TOOLS_REQUIRED, MIMO_TOOLS_NAMED } mimo_tool_choice;
+
+typedef struct mimo_oai_req {
+  bool chat, stream, include_usage, echo;
+  const char *model; /* as asked (or the served name) */
+  int n;
+  int logprobs; /* chat: top_logprobs when logprobs is true (-1: off); completions: the count (-1: off) */
+  json_t *messages, *tools, *kwargs; /* owned: normalised copies for the template */
+  mimo_tool_choice tool_choice;
+  char *prompt_text; /* rendered chat prompt or the completion prompt */
+  int *prompt;
+  int n_prompt;
+  int *forced;
+  int n_forced;
+  int *stop_ids;
+  int n_stop_ids;
+  const char **stop;
+  int n_stop;
+  mimo_gen_spec spec; /* points into the fields above */
+} mimo_oai_req;
+
+/* root: the parsed body (borrowed; must outlive r). */
+int mimo_openai_parse(mimo_server *s, json_t *root, bool chat, mimo_oai_req *r, mimo_api_err *e);
+void mimo_oai_req_free(mimo_oai_req *r);
+
+/* The OpenAI error body. */
+json_t *mimo_openai_error_body(int status, const char *type, const char *param, const char *code, const char *msg);
+
+/* Runs r and replies (streamed or whole). Takes r and root (freed when the reply is over). */
+void mimo_openai_run(mimo_server *s, mimo_http_req *rq, mimo_oai_req *r, json_t *root);
+#endif

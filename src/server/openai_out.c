@@ -1,0 +1,433 @@
+/* OpenAI replies: whole responses (jansson) and SSE chunks (written by hand:
+ * this is the per-token hot path), plus the small routes. */
+#include "server/openai.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "core/log.h"
+#include "server/sse.h"
+
+#define POLL_MS 100
+
+typedef struct oai_run {
+  mimo_server *s;
+  mimo_oai_req r;
+  json_t *root;
+  mimo_gen *g;
+  char id[64];
+  long created;
+  mimo_sbuf head; /* `data: {"id":...,"choices":[` */
+  int started, finished;
+} oai_run;
+
+static void run_free(oai_run *o) {
+  if (o->g) {
+    mimo_gen_cancel(o->g);
+    mimo_gen_free(o->g);
+  }
+  mimo_oai_req_free(&o->r);
+  json_decref(o->root);
+  mimo_sbuf_free(&o->head);
+  free(o);
+}
+
+/* ---- logprobs ---- */
+
+static void lp_token_json(mimo_sbuf *b, const char *key, const char *t) {
+  mimo_sbuf_printf(b, "\"%s\":\"", key);
+  mimo_sbuf_json_str(b, t, strlen(t));
+  mimo_sbuf_puts(b, "\"");
+}
+
+static void lp_bytes_json(mimo_sbuf *b, const char *t) {
+  mimo_sbuf_puts(b, ",\"bytes\":[");
+  for (const unsigned char *p = (const unsigned char *)t; *p; p++)
+    mimo_sbuf_printf(b, "%s%u", p == (const unsigned char *)t ? "" : ",", *p);
+  mimo_sbuf_puts(b, "]");
+}
+
+/* chat: {"content":[{token, logprob, bytes, top_logprobs:[...]}...]} */
+static void chat_logprobs(mimo_server *s, int ntop, const mimo_gen_delta *d, mimo_sbuf *b) {
+  mimo_sbuf_puts(b, "{\"content\":[");
+  for (int i = 0; i < d->n_lp; i++) {
+    char *t = mimo_api_token_text(s, d->lp[i].token);
+    mimo_sbuf_puts(b, i ? ",{" : "{");
+    lp_token_json(b, "token", t ? t : "");
+    mimo_sbuf_printf(b, ",\"logprob\":%.6g", d->lp[i].info.logprob < -9999.0f ? -9999.0 : d->lp[i].info.logprob);
+    lp_bytes_json(b, t ? t : "");
+    free(t);
+    mimo_sbuf_puts(b, ",\"top_logprobs\":[");
+    int nt = d->lp[i].info.n_top < ntop ? d->lp[i].info.n_top : ntop;
+    for (int k = 0; k < nt; k++) {
+      const mimo_token_logprob *tl = &d->lp[i].info.top[k];
+      char *tt = mimo_api_token_text(s, tl->token);
+      mimo_sbuf_puts(b, k ? ",{" : "{");
+      lp_token_json(b, "token", tt ? tt : "");
+      mimo_sbuf_printf(b, ",\"logprob\":%.6g", tl->logprob < -9999.0f ? -9999.0 : tl->logprob);
+      lp_bytes_json(b, tt ? tt : "");
+      mimo_sbuf_puts(b, "}");
+      free(tt);
+    }
+    mimo_sbuf_puts(b, "]}");
+  }
+  mimo_sbuf_puts(b, "]}");
+}
+
+/* completions: {"text_offset":[],"token_logprobs":[],"tokens":[],"top_logprobs":[{tok: lp}]} */
+static void cmpl_logprobs(mimo_server *s, int ntop, const mimo_gen_delta *d, size_t offset0, mimo_sbuf *b) {
+  char **tx = calloc((size_t)d->n_lp + 1, sizeof *tx);
+  if (!tx) {
+    mimo_sbuf_puts(b, "null");
+    return;
+  }
+  for (int i = 0; i < d->n_lp; i++)
+    tx[i] = mimo_api_token_text(s, d->lp[i].token);
+  mimo_sbuf_puts(b, "{\"text_offset\":[");
+  size_t off = offset0;
+  for (int i = 0; i < d->n_lp; i++) {
+    mimo_sbuf_printf(b, "%s%zu", i ? "," : "", off);
+    off += tx[i] ? strlen(tx[i]) : 0;
+  }
+  mimo_sbuf_puts(b, "],\"token_logprobs\":[");
+  for (int i = 0; i < d->n_lp; i++)
+    mimo_sbuf_printf(b, "%s%.6g", i ? "," : "", d->lp[i].info.logprob < -9999.0f ? -9999.0 : d->lp[i].info.logprob);
+  mimo_sbuf_puts(b, "],\"tokens\":[");
+  for (int i = 0; i < d->n_lp; i++) {
+    mimo_sbuf_puts(b, i ? ",\"" : "\"");
+    mimo_sbuf_json_str(b, tx[i] ? tx[i] : "", tx[i] ? strlen(tx[i]) : 0);
+    mimo_sbuf_puts(b, "\"");
+  }
+  mimo_sbuf_puts(b, "],\"top_logprobs\":[");
+  for (int i = 0; i < d->n_lp; i++) {
+    mimo_sbuf_puts(b, i ? ",{" : "{");
+    int nt = d->lp[i].info.n_top < ntop ? d->lp[i].info.n_top : ntop;
+    for (int k = 0; k < nt; k++) {
+      char *tt = mimo_api_token_text(s, d->lp[i].info.top[k].token);
+      mimo_sbuf_puts(b, k ? ",\"" : "\"");
+      mimo_sbuf_json_str(b, tt ? tt : "", tt ? strlen(tt) : 0);
+      mimo_sbuf_printf(b, "\":%.6g", d->lp[i].info.top[k].logprob < -9999.0f ? -9999.0 : d->lp[i].info.top[k].logprob);
+      free(tt);
+    }
+    mimo_sbuf_puts(b, "}");
+  }
+  mimo_sbuf_puts(b, "]}");
+  for (int i = 0; i < d->n_lp; i++)
+    free(tx[i]);
+  free(tx);
+}
+
+static json_t *raw_json(const mimo_sbuf *b) { return json_loadb(b->p ? b->p : "null", b->len ? b->len : 4, 0, NULL); }
+
+/* ---- whole responses ---- */
+
+typedef struct acc {
+  mimo_sbuf reasoning, content;
+  json_t *calls;  /* [{id, type, function: {name, arguments}}] */
+  mimo_sbuf *args; /* per call */
+  int n_args;
+  mimo_gen_delta lp; /* accumulated logprob records */
+  const char *finish;
+} acc;
+
+static void acc_take(acc *a, mimo_gen_delta *d) {
+  mimo_sbuf_put(&a->reasoning, d->reasoning.p, d->reasoning.len);
+  mimo_sbuf_put(&a->content, d->content.p, d->content.len);
+  for (int i = 0; i < d->n_tools; i++) {
+    mimo_gen_tool *t = &d->tools[i];
+    if (t->name) {
+      json_array_append_new(a->calls, json_pack("{s:s,s:s,s:{s:s,s:s}}", "id", t->id ? t->id : "", "type",
+                                                "function", "function", "name", t->name, "arguments", ""));
+      mimo_sbuf *na = realloc(a->args, (size_t)(a->n_args + 1) * sizeof *na);
+      if (na) {
+        a->args = na;
+        memset(&a->args[a->n_args++], 0, sizeof *na);
+      }
+    }
+    if (t->index < a->n_args)
+      mimo_sbuf_put(&a->args[t->index], t->args.p, t->args.len);
+  }
+  for (int i = 0; i < d->n_lp; i++) {
+    if (a->lp.n_lp == a->lp.cap_lp) {
+      int cap = a->lp.cap_lp ? a->lp.cap_lp * 2 : 32;
+      mimo_gen_lp *p = realloc(a->lp.lp, (size_t)cap * sizeof *p);
+      if (!p)
+        break;
+      a->lp.lp = p;
+      a->lp.cap_lp = cap;
+    }
+    a->lp.lp[a->lp.n_lp++] = d->lp[i];
+  }
+  if (d->finish)
+    a->finish = d->finish;
+  mimo_gen_delta_clear(d);
+}
+
+static json_t *usage_json(const mimo_gen *g) {
+  int p = mimo_gen_prompt_tokens(g), c = mimo_gen_completion_tokens(g);
+  return json_pack("{s:i,s:i,s:i}", "prompt_tokens", p, "completion_tokens", c, "total_tokens", p + c);
+}
+
+static void reply_whole(oai_run *o, mimo_http_req *rq) {
+  int n = mimo_gen_n(o->g);
+  acc *a = calloc((size_t)n, sizeof *a);
+  if (!a) {
+    mimo_http_reply_error(rq, 500, "InternalServerError", NULL, NULL, "out of memory");
+    return;
+  }
+  for (int i = 0; i < n; i++)
+    a[i].calls = json_array();
+  int gone = 0;
+  while (!mimo_gen_done(o->g)) {
+    mimo_gen_pump(o->g, POLL_MS);
+    for (int i = 0; i < n; i++)
+      acc_take(&a[i], mimo_gen_delta_of(o->g, i));
+    if (!mimo_gen_done(o->g) && mimo_http_client_gone(rq)) {
+      gone = 1;
+      mimo_gen_cancel(o->g);
+      break;
+    }
+  }
+  json_t *choices = json_array();
+  for (int i = 0; i < n; i++) {
+    acc *c = &a[i];
+    for (int k = 0; k < c->n_args && k < (int)json_array_size(c->calls); k++)
+      json_object_set_new(json_object_get(json_array_get(c->calls, k), "function"), "arguments",
+                          json_stringn(c->args[k].p ? c->args[k].p : "", c->args[k].len));
+    json_t *lp = json_null();
+    if (o->r.logprobs >= 0) {
+      mimo_sbuf b = {0};
+      if (o->r.chat)
+        chat_logprobs(o->s, o->r.logprobs, &c->lp, &b);
+      else
+        cmpl_logprobs(o->s, o->r.logprobs, &c->lp, 0, &b);
+      json_decref(lp);
+      lp = raw_json(&b);
+      mimo_sbuf_free(&b);
+    }
+    const char *fin = c->finish ? c->finish : "abort";
+    json_t *ch;
+    if (o->r.chat) {
+      int has_calls = json_array_size(c->calls) > 0;
+      json_t *content = c->content.len || !has_calls ? json_stringn(c->content.p ? c->content.p : "", c->content.len)
+                                                     : json_null();
+      json_t *reasoning = c->reasoning.len ? json_stringn(c->reasoning.p, c->reasoning.len) : json_null();
+      json_t *msg = json_pack("{s:s,s:o,s:o,s:O}", "role", "assistant", "content", content, "reasoning_content",
+                              reasoning, "tool_calls", c->calls);
+      ch = json_pack("{s:i,s:o,s:o,s:s,s:n}", "index", i, "message", msg, "logprobs", lp ? lp : json_null(),
+                     "finish_reason", fin, "stop_reason");
+    } else {
+      ch = json_pack("{s:i,s:s%,s:o,s:s,s:n}", "index", i, "text", c->content.p ? c->content.p : "",
+                     c->content.len, "logprobs", lp ? lp : json_null(), "finish_reason", fin, "stop_reason");
+    }
+    json_array_append_new(choices, ch);
+  }
+  json_t *resp = json_pack("{s:s,s:s,s:I,s:s,s:o,s:o}", "id", o->id, "object",
+                           o->r.chat ? "chat.completion" : "text_completion", "created", (json_int_t)o->created,
+                           "model", o->r.model, "choices", choices, "usage", usage_json(o->g));
+  for (int i = 0; i < n; i++) {
+    mimo_sbuf_free(&a[i].reasoning);
+    mimo_sbuf_free(&a[i].content);
+    json_decref(a[i].calls);
+    for (int k = 0; k < a[i].n_args; k++)
+      mimo_sbuf_free(&a[i].args[k]);
+    free(a[i].args);
+    free(a[i].lp.lp);
+  }
+  free(a);
+  if (gone) {
+    json_decref(resp);
+    mimo_http_reply_error(rq, 499, "ClientClosedRequest", NULL, NULL, "the client closed the connection");
+    return;
+  }
+  mimo_http_reply_json(rq, 200, resp);
+}
+
+/* ---- streaming ---- */
+
+static void chunk_open(oai_run *o, mimo_sbuf *b, int index) {
+  mimo_sbuf_put(b, o->head.p, o->head.len);
+  mimo_sbuf_printf(b, "{\"index\":%d,", index);
+}
+
+static void chunk_close(oai_run *o, mimo_sbuf *b, const mimo_gen_delta *d, const char *finish, int with_lp,
+                        size_t *text_off) {
+  mimo_sbuf_puts(b, ",\"logprobs\":");
+  if (with_lp && o->r.logprobs >= 0 && d->n_lp) {
+    if (o->r.chat)
+      chat_logprobs(o->s, o->r.logprobs, d, b);
+    else
+      cmpl_logprobs(o->s, o->r.logprobs, d, *text_off, b);
+  } else {
+    mimo_sbuf_puts(b, "null");
+  }
+  if (finish)
+    mimo_sbuf_printf(b, ",\"finish_reason\":\"%s\",\"stop_reason\":null}]}\n\n", finish);
+  else
+    mimo_sbuf_puts(b, ",\"finish_reason\":null}]}\n\n");
+}
+
+static void chat_text_chunk(oai_run *o, mimo_sbuf *b, int i, const char *key, const mimo_sbuf *t,
+                            const mimo_gen_delta *d, const char *finish, int with_lp) {
+  chunk_open(o, b, i);
+  mimo_sbuf_printf(b, "\"delta\":{\"%s\":\"", key);
+  mimo_sbuf_json_str(b, t->p ? t->p : "", t->len);
+  mimo_sbuf_puts(b, "\"}");
+  chunk_close(o, b, d, finish, with_lp, NULL);
+}
+
+/* Writes the chunks for choice i's delta; returns 1 if its logprobs went out. */
+static void emit_chat(oai_run *o, mimo_sbuf *b, int i, mimo_gen_delta *d) {
+  int lp_out = 0;
+  const char *fin = d->finish;
+  int last_text = d->n_tools ? 0 : d->content.len ? 2 : d->reasoning.len ? 1 : 0;
+  if (d->reasoning.len) {
+    chat_text_chunk(o, b, i, "reasoning_content", &d->reasoning, d, last_text == 1 ? fin : NULL, !lp_out);
+    lp_out = 1;
+  }
+  if (d->content.len) {
+    chat_text_chunk(o, b, i, "content", &d->content, d, last_text == 2 ? fin : NULL, !lp_out);
+    lp_out = 1;
+  }
+  for (int k = 0; k < d->n_tools; k++) {
+    mimo_gen_tool *t = &d->tools[k];
+    chunk_open(o, b, i);
+    mimo_sbuf_printf(b, "\"delta\":{\"tool_calls\":[{\"index\":%d,", t->index);
+    if (t->name) {
+      mimo_sbuf_puts(b, "\"id\":\"");
+      mimo_sbuf_json_str(b, t->id ? t->id : "", t->id ? strlen(t->id) : 0);
+      mimo_sbuf_puts(b, "\",\"type\":\"function\",\"function\":{\"name\":\"");
+      mimo_sbuf_json_str(b, t->name, strlen(t->name));
+      mimo_sbuf_puts(b, "\",\"arguments\":\"");
+    } else {
+      mimo_sbuf_puts(b, "\"function\":{\"arguments\":\"");
+    }
+    mimo_sbuf_json_str(b, t->args.p ? t->args.p : "", t->args.len);
+    mimo_sbuf_puts(b, "\"}}]}");
+    chunk_close(o, b, d, k == d->n_tools - 1 ? fin : NULL, !lp_out, NULL);
+    lp_out = 1;
+  }
+  if (fin && !last_text && !d->n_tools) {
+    chunk_open(o, b, i);
+    mimo_sbuf_puts(b, "\"delta\":{}");
+    chunk_close(o, b, d, fin, !lp_out, NULL);
+    lp_out = 1;
+  }
+  if (lp_out || !d->n_lp) {
+    mimo_gen_delta_clear(d);
+  } else { /* logprobs of held-back text go out with the next chunk */
+    int n_lp = d->n_lp;
+    d->n_lp = 0;
+    mimo_gen_delta_clear(d);
+    d->n_lp = n_lp;
+  }
+}
+
+static void emit_cmpl(oai_run *o, mimo_sbuf *b, int i, mimo_gen_delta *d, size_t *off) {
+  if (!d->content.len && !d->finish)
+    return;
+  chunk_open(o, b, i);
+  mimo_sbuf_puts(b, "\"text\":\"");
+  mimo_sbuf_json_str(b, d->content.p ? d->content.p : "", d->content.len);
+  mimo_sbuf_puts(b, "\"");
+  chunk_close(o, b, d, d->finish, 1, off);
+  *off += d->content.len;
+  mimo_gen_delta_clear(d);
+}
+
+typedef struct oai_stream {
+  oai_run *o;
+  size_t *text_off; /* completions logprobs offsets per choice */
+} oai_stream;
+
+static int stream_produce(void *ctx, mimo_sbuf *out, int gone) {
+  oai_stream *st = ctx;
+  oai_run *o = st->o;
+  if (gone) {
+    mimo_gen_cancel(o->g);
+    return -1;
+  }
+  int n = mimo_gen_n(o->g);
+  if (!o->started) {
+    o->started = 1;
+    if (o->r.chat)
+      for (int i = 0; i < n; i++) {
+        chunk_open(o, out, i);
+        mimo_sbuf_puts(out, "\"delta\":{\"role\":\"assistant\",\"content\":\"\"}");
+        chunk_close(o, out, NULL, NULL, 0, NULL);
+      }
+    return 1;
+  }
+  if (o->finished)
+    return 0;
+  mimo_gen_pump(o->g, POLL_MS);
+  for (int i = 0; i < n; i++) {
+    mimo_gen_delta *d = mimo_gen_delta_of(o->g, i);
+    if (o->r.chat)
+      emit_chat(o, out, i, d);
+    else
+      emit_cmpl(o, out, i, d, &st->text_off[i]);
+  }
+  if (mimo_gen_done(o->g)) {
+    if (o->r.include_usage) {
+      int p = mimo_gen_prompt_tokens(o->g), c = mimo_gen_completion_tokens(o->g);
+      mimo_sbuf_put(out, o->head.p, o->head.len - 1); /* drop the '[' of choices */
+      mimo_sbuf_printf(out, "[],\"usage\":{\"prompt_tokens\":%d,\"completion_tokens\":%d,\"total_tokens\":%d}}\n\n", p,
+                       c, p + c);
+    }
+    mimo_sse_done(out);
+    o->finished = 1;
+  }
+  return 1;
+}
+
+static void stream_done(void *ctx) {
+  oai_stream *st = ctx;
+  run_free(st->o);
+  free(st->text_off);
+  free(st);
+}
+
+void mimo_openai_run(mimo_server *s, mimo_http_req *rq, mimo_oai_req *r, json_t *root) {
+  oai_run *o = calloc(1, sizeof *o);
+  if (!o) {
+    mimo_oai_req_free(r);
+    json_decref(root);
+    mimo_http_reply_error(rq, 500, "InternalServerError", NULL, NULL, "out of memory");
+    return;
+  }
+  o->s = s;
+  o->r = *r;
+  o->root = root;
+  o->created = (long)time(NULL);
+  mimo_api_new_id(r->chat ? "chatcmpl-" : "cmpl-", o->id, sizeof o->id);
+  mimo_api_err e = {0};
+  if (mimo_gen_start(s, &o->r.spec, &o->g, &e)) {
+    run_free(o);
+    mimo_api_reply_err(rq, &e);
+    return;
+  }
+  if (!o->r.stream) {
+    reply_whole(o, rq);
+    run_free(o);
+    return;
+  }
+  mimo_sbuf_printf(&o->head, "data: {\"id\":\"%s\",\"object\":\"%s\",\"created\":%ld,\"model\":\"", o->id,
+                   r->chat ? "chat.completion.chunk" : "text_completion", o->created);
+  mimo_sbuf_json_str(&o->head, o->r.model, strlen(o->r.model));
+  mimo_sbuf_puts(&o->head, "\",\"choices\":[");
+  oai_stream *st = calloc(1, sizeof *st);
+  if (st)
+    st->text_off = calloc((size_t)o->r.n, sizeof *st->text_off);
+  if (!st || !st->text_off || o->head.oom) {
+    if (st)
+      free(st->text_off);
+    free(st);
+    run_free(o);
+    mimo_http_reply_error(rq, 500, "InternalServerError", NULL, NULL, "out of memory");
+    return;
+  }
+  st->o = o;
+  mimo_http_reply_stream(rq, 200, "text/event-stream; charset=utf-8", stream_produce, stream_done, st);
+}

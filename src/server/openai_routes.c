@@ -1,0 +1,146 @@
+/* Route handlers: OpenAI endpoints plus /health, /metrics, /tokenize, /detokenize. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "server/openai.h"
+
+static int parse_or_reply(mimo_http_req *rq, json_t **root) {
+  size_t len;
+  const char *body = mimo_http_body(rq, &len);
+  mimo_api_err e = {0};
+  *root = mimo_api_parse_body(body, len, &e);
+  if (!*root) {
+    mimo_api_reply_err(rq, &e);
+    return -1;
+  }
+  return 0;
+}
+
+static void gen_route(mimo_http_req *rq, mimo_server *s, bool chat) {
+  json_t *root;
+  if (parse_or_reply(rq, &root))
+    return;
+  mimo_oai_req r;
+  mimo_api_err e = {0};
+  if (mimo_openai_parse(s, root, chat, &r, &e)) {
+    mimo_oai_req_free(&r);
+    json_decref(root);
+    mimo_api_reply_err(rq, &e);
+    return;
+  }
+  mimo_openai_run(s, rq, &r, root);
+}
+
+static void on_chat(mimo_http_req *rq, void *ctx) { gen_route(rq, ctx, true); }
+static void on_completions(mimo_http_req *rq, void *ctx) { gen_route(rq, ctx, false); }
+
+static void on_models(mimo_http_req *rq, void *ctx) {
+  mimo_server *s = ctx;
+  json_t *data = json_array();
+  for (int i = 0; i < s->n_names; i++)
+    json_array_append_new(data, json_pack("{s:s,s:s,s:I,s:s,s:s,s:i}", "id", s->names[i], "object", "model",
+                                          "created", (json_int_t)s->created, "owned_by", "mimo", "root",
+                                          s->names[0], "max_model_len", s->max_model_len));
+  mimo_http_reply_json(rq, 200, json_pack("{s:s,s:o}", "object", "list", "data", data));
+}
+
+static void on_health(mimo_http_req *rq, void *ctx) {
+  (void)ctx;
+  mimo_http_reply(rq, 200, "text/plain", "", 0);
+}
+
+static void on_metrics(mimo_http_req *rq, void *ctx) {
+  mimo_server *s = ctx;
+  mimo_engine_stats es;
+  mimo_engine_stats_get(s->engine, &es);
+  mimo_sbuf b = {0};
+  mimo_metrics_render(s->metrics, &es, &b);
+  if (b.oom)
+    mimo_http_reply_error(rq, 500, "InternalServerError", NULL, NULL, "out of memory");
+  else
+    mimo_http_reply(rq, 200, "text/plain; version=0.0.4", b.p ? b.p : "", b.len);
+  mimo_sbuf_free(&b);
+}
+
+/* vLLM's /tokenize: {prompt} or {messages} -> {count, max_model_len, tokens}. */
+static void on_tokenize(mimo_http_req *rq, void *ctx) {
+  mimo_server *s = ctx;
+  json_t *root;
+  if (parse_or_reply(rq, &root))
+    return;
+  mimo_api_err e = {0};
+  int *ids = NULL, n = 0;
+  json_t *msgs = json_object_get(root, "messages");
+  if (msgs) {
+    mimo_oai_req r;
+    if (mimo_openai_parse(s, root, true, &r, &e) == 0) {
+      ids = r.prompt;
+      n = r.n_prompt;
+      r.prompt = NULL;
+    }
+    mimo_oai_req_free(&r);
+  } else {
+    const char *p = NULL;
+    if (mimo_api_get_str(root, "prompt", &p, &e) == 0) {
+      if (!p)
+        mimo_api_fail(&e, 400, "prompt", "'prompt' (a string) or 'messages' is required");
+      else
+        mimo_api_tokenize(s, p, strlen(p), &ids, &n, &e);
+    }
+  }
+  json_decref(root);
+  if (e.status) {
+    free(ids);
+    mimo_api_reply_err(rq, &e);
+    return;
+  }
+  json_t *toks = json_array();
+  for (int i = 0; i < n; i++)
+    json_array_append_new(toks, json_integer(ids[i]));
+  free(ids);
+  mimo_http_reply_json(rq, 200,
+                       json_pack("{s:i,s:i,s:o}", "count", n, "max_model_len", s->max_model_len, "tokens", toks));
+}
+
+static void on_detokenize(mimo_http_req *rq, void *ctx) {
+  mimo_server *s = ctx;
+  json_t *root;
+  if (parse_or_reply(rq, &root))
+    return;
+  json_t *t = json_object_get(root, "tokens");
+  int vocab = mimo_tok_vocab_size(s->tok);
+  size_t n = json_is_array(t) ? json_array_size(t) : 0;
+  int *ids = malloc((n + 1) * sizeof *ids);
+  int bad = !json_is_array(t) || !ids;
+  for (size_t i = 0; !bad && i < n; i++) {
+    json_t *v = json_array_get(t, i);
+    bad = !json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) >= vocab;
+    if (!bad)
+      ids[i] = (int)json_integer_value(v);
+  }
+  json_decref(root);
+  char *text = NULL;
+  size_t len = 0;
+  if (bad || mimo_tok_decode(s->tok, ids, n, 0, &text, &len) != MIMO_OK) {
+    free(ids);
+    mimo_http_reply_error(rq, 400, "BadRequestError", "tokens", NULL, "'tokens' must be a list of token ids in [0, %d)",
+                          vocab);
+    return;
+  }
+  free(ids);
+  mimo_http_reply_json(rq, 200, json_pack("{s:s%}", "prompt", text, len));
+  free(text);
+}
+
+mimo_status mimo_openai_register(mimo_server *s) {
+  mimo_http *h = s->http;
+  mimo_http_err_fn err = mimo_openai_error_body;
+  MIMO_TRY(mimo_http_route(h, "POST", "/v1/chat/completions", MIMO_HTTP_AUTH, on_chat, s, err));
+  MIMO_TRY(mimo_http_route(h, "POST", "/v1/completions", MIMO_HTTP_AUTH, on_completions, s, err));
+  MIMO_TRY(mimo_http_route(h, "GET", "/v1/models", MIMO_HTTP_AUTH, on_models, s, err));
+  MIMO_TRY(mimo_http_route(h, "POST", "/tokenize", MIMO_HTTP_AUTH, on_tokenize, s, err));
+  MIMO_TRY(mimo_http_route(h, "POST", "/detokenize", MIMO_HTTP_AUTH, on_detokenize, s, err));
+  MIMO_TRY(mimo_http_route(h, "GET", "/health", 0, on_health, s, err));
+  MIMO_TRY(mimo_http_route(h, "GET", "/metrics", 0, on_metrics, s, err));
+  return MIMO_OK;
+}

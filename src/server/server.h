@@ -1,0 +1,35 @@
+/* What every API module shares: the engine, the tokenizer, the chat template,
+ * sampling defaults, served names and metrics. cmd_serve.c fills it; openai.c
+ * and anthropic.c register their routes on `http` with it as context. */
+#ifndef MIMO_SERVER_SERVER_H
+#define MIMO_SERVER_SERVER_H
+#include "engine/engine.h"
+#include "io/config.h"
+#include "server/http.h"
+#include "server/metrics.h"
+#include "text/chat_template.h"
+#include "text/tokenizer.h"
+
+#define MIMO_SERVER_MAX_NAMES 8
+
+typedef struct mimo_server {
+  mimo_http *http;
+  mimo_engine *engine;
+  mimo_tok *tok;
+  mimo_tmpl tmpl;
+  mimo_gen_defaults gen; /* sampling defaults (generation_config.json) */
+  mimo_metrics *metrics;
+  const char *names[MIMO_SERVER_MAX_NAMES]; /* served model names; names[0] is reported */
+  int n_names;
+  int max_model_len;
+  int vocab_limit; /* ids the sampler may pick (<= 0: all) */
+  long created;    /* unix time the server started (model "created") */
+  double shutdown_grace; /* seconds in-flight requests get on SIGTERM */
+} mimo_server;
+
+/* 1 if name is one of the served names. */
+int mimo_server_has_model(const mimo_server *s, const char *name);
+/* Registers the OpenAI routes (/v1/chat/completions, /v1/completions,
+ * /v1/models, /tokenize, /detokenize, /health, /metrics). */
+mimo_status mimo_openai_register(mimo_server *s);
+#endif
