@@ -5,6 +5,7 @@ set -euo pipefail
 : "${MIMO_SRC:=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}"
 export NODE_PATH="$MIMO_SRC/tests/npm/node_modules"
 HERE="$MIMO_SRC/tests/server"
+export HERE
 WORK=$(mktemp -d /tmp/mimo-srv-test.XXXXXX)
 SERVER_PID=""
 cleanup() {
