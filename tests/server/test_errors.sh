@@ -97,7 +97,10 @@ stop_server
 start_server --max-num-seqs 1 --max-queue 1
 pids=()
 for i in 1 2; do curl -s -m 30 -o /dev/null "$BASE/v1/completions" -d '{"prompt":"hi","max_tokens":3000,"ignore_eos":true}' & pids+=($!); done
-sleep 0.5
+for _ in $(seq 1 100); do
+  curl -s "$BASE/metrics" | grep -q '^vllm:num_requests_waiting{model_name="tiny"} 1' && break
+  sleep 0.05
+done
 code=$(curl -s -m 10 -D "$WORK/hdr" -o "$WORK/resp" -w '%{http_code}' "$BASE$C" -d '{"messages":[{"role":"user","content":"hi"}],"max_tokens":2}')
 [ "$code" = 503 ] || die "queue full: $code $(cat "$WORK/resp")"
 grep -qi '^Retry-After:' "$WORK/hdr" || die "no Retry-After"
