@@ -21,7 +21,9 @@ models/tiny/config.json: build/mimo
 	@./build/mimo synth --out models/tiny --preset tiny --seed 1
 
 run: build/mimo models/tiny/config.json
-	./build/mimo generate --model models/tiny --tokens 1,2,3,4 --max-tokens 16
+	@echo "mimo serve on the tiny synthetic model; try (Ctrl-C stops the server):"
+	@echo "  curl -s http://127.0.0.1:8000/v1/chat/completions -H 'Content-Type: application/json' -d '{\"model\":\"tiny\",\"messages\":[{\"role\":\"user\",\"content\":\"Hello\"}],\"max_tokens\":16}'"
+	./build/mimo serve models/tiny --host 127.0.0.1 --port 8000 --served-model-name tiny
 
 clean:
 	rm -rf build build-asan build-fuzz
