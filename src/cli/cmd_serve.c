@@ -236,6 +236,9 @@ int mimo_cmd_serve(int argc, char **argv) {
     if (sigtimedwait(&sigs, NULL, &tick) > 0)
       break; /* a second signal: stop waiting */
   mimo_engine_shutdown(s.engine); /* ends what is left: streams close with finish_reason "abort" */
+  /* let those streams write their last chunk before the connections are closed */
+  for (double t0 = mimo_now(); mimo_http_active(s.http) > 0 && mimo_now() - t0 < 5;)
+    nanosleep(&tick, NULL);
   mimo_http_free(s.http);
   s.http = NULL;
   fprintf(stderr, "mimo serve: stopped\n");

@@ -13,6 +13,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "core/log.h"
@@ -36,6 +37,7 @@ struct mimo_http {
   route routes[MAX_ROUTES];
   int n_routes;
   atomic_int draining, active;
+  atomic_llong cpu_ns; /* connection threads' CPU over finished requests */
   mimo_http_observer observe;
   void *observe_ctx;
 };
@@ -52,6 +54,7 @@ struct mimo_http_req {
   double t0;
   char *hdr_name[MAX_EXTRA_HEADERS], *hdr_value[MAX_EXTRA_HEADERS];
   int n_hdr;
+  long long cpu0; /* thread CPU time when the request arrived */
 };
 
 typedef struct stream {
@@ -62,8 +65,16 @@ typedef struct stream {
   void *ctx;
   mimo_sbuf out;
   size_t off;
-  int ended;
+  int ended, idle;
 } stream;
+
+static long long thread_cpu_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+double mimo_http_cpu_seconds(mimo_http *h) { return (double)atomic_load(&h->cpu_ns) * 1e-9; }
 
 static json_t *plain_error(int status, const char *type, const char *param, const char *code, const char *msg) {
   (void)param;
@@ -197,8 +208,11 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max) {
     }
     if (s->ended)
       return MHD_CONTENT_READER_END_OF_STREAM;
-    int gone = fd_gone(s->c);
+    /* a peek per token would cost a syscall; writes fail anyway when the client
+     * is gone, so the socket is checked only while the stream is idle */
+    int gone = s->idle && fd_gone(s->c);
     int r = s->produce(s->ctx, &s->out, gone);
+    s->idle = s->out.len == 0;
     if (s->out.oom || r < 0 || (gone && s->out.len == 0 && r > 0))
       return MHD_CONTENT_READER_END_WITH_ERROR;
     if (r == 0)
@@ -288,6 +302,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     rq->h = h;
     rq->c = c;
     rq->t0 = mimo_now();
+    rq->cpu0 = thread_cpu_ns();
     snprintf(rq->path, sizeof rq->path, "%s", url);
     char *q = strchr(rq->path, '?');
     if (q)
@@ -354,6 +369,8 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls, en
   mimo_http_req *rq = *con_cls;
   if (!rq)
     return;
+  /* thread-per-connection: arrival and completion run on the same thread */
+  atomic_fetch_add(&h->cpu_ns, thread_cpu_ns() - rq->cpu0);
   if (h->observe && rq->replied)
     h->observe(h->observe_ctx, rq->rt ? rq->rt->path : "other", rq->status, mimo_now() - rq->t0);
   for (int i = 0; i < rq->n_hdr; i++) {

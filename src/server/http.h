@@ -49,6 +49,10 @@ void mimo_http_free(mimo_http *h);
 typedef void (*mimo_http_observer)(void *ctx, const char *path, int status, double seconds);
 void mimo_http_set_observer(mimo_http *h, mimo_http_observer fn, void *ctx);
 
+/* CPU time the connection threads spent on finished requests (HTTP, JSON,
+ * SSE, detokenizing, parsing; not the engine): the server's own cost. */
+double mimo_http_cpu_seconds(mimo_http *h);
+
 /* --- inside a handler --- */
 const char *mimo_http_body(const mimo_http_req *rq, size_t *len);
 const char *mimo_http_header(const mimo_http_req *rq, const char *name);

@@ -99,8 +99,11 @@ void mimo_metrics_finish(mimo_metrics *m, const char *reason) {
   pthread_mutex_unlock(&m->mu);
 }
 
-void mimo_metrics_render(mimo_metrics *m, const mimo_engine_stats *es, mimo_sbuf *o) {
+void mimo_metrics_render(mimo_metrics *m, const mimo_engine_stats *es, double api_cpu_s, mimo_sbuf *o) {
   const char *M = m->model;
+  mimo_sbuf_printf(o, "# HELP mimo:api_cpu_seconds_total CPU seconds of the HTTP/API threads (not the engine).\n"
+                      "# TYPE mimo:api_cpu_seconds_total counter\nmimo:api_cpu_seconds_total %.6f\n",
+                   api_cpu_s);
   mimo_sbuf_printf(o, "# HELP vllm:num_requests_running Sequences in the running batch.\n"
                       "# TYPE vllm:num_requests_running gauge\nvllm:num_requests_running{model_name=\"%s\"} %ld\n",
                    M, es->requests_running);

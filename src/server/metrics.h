@@ -14,5 +14,6 @@ void mimo_metrics_observe(mimo_metrics *m, mimo_hist h, double seconds);
 void mimo_metrics_http(void *m, const char *path, int status, double seconds);
 /* Counts a finished generation by finish reason ("stop", "length", ...). */
 void mimo_metrics_finish(mimo_metrics *m, const char *reason);
-void mimo_metrics_render(mimo_metrics *m, const mimo_engine_stats *es, mimo_sbuf *out);
+/* api_cpu_s: the HTTP threads' CPU seconds (mimo_http_cpu_seconds). */
+void mimo_metrics_render(mimo_metrics *m, const mimo_engine_stats *es, double api_cpu_s, mimo_sbuf *out);
 #endif

@@ -54,7 +54,7 @@ static void on_metrics(mimo_http_req *rq, void *ctx) {
   mimo_engine_stats es;
   mimo_engine_stats_get(s->engine, &es);
   mimo_sbuf b = {0};
-  mimo_metrics_render(s->metrics, &es, &b);
+  mimo_metrics_render(s->metrics, &es, mimo_http_cpu_seconds(s->http), &b);
   if (b.oom)
     mimo_http_reply_error(rq, 500, "InternalServerError", NULL, NULL, "out of memory");
   else
