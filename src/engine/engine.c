@@ -246,6 +246,7 @@ static void *engine_main(void *arg) {
     if (e->stop)
       break;
     if (!e->n_running) {
+      e->stats.requests_running = 0;
       pthread_cond_wait(&e->cv, &e->mu);
       continue;
     }
@@ -448,9 +449,11 @@ int mimo_request_poll(mimo_request *r, mimo_token_event *ev, int max, int timeou
     }
   }
   int n = r->n_ev < max ? r->n_ev : max;
-  memcpy(ev, r->ev, (size_t)n * sizeof *ev);
-  memmove(r->ev, r->ev + n, (size_t)(r->n_ev - n) * sizeof *ev);
-  r->n_ev -= n;
+  if (n) { /* r->ev is NULL until the first event */
+    memcpy(ev, r->ev, (size_t)n * sizeof *ev);
+    memmove(r->ev, r->ev + n, (size_t)(r->n_ev - n) * sizeof *ev);
+    r->n_ev -= n;
+  }
   pthread_mutex_unlock(&r->mu);
   return n;
 }

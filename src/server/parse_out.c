@@ -1,6 +1,4 @@
-/* reasoning split -> (content) -> tool-call parser -> the choice's delta. The
- * tool-call parser is used when src/text/toolcall.c is part of the build
- * (MIMO_HAVE_TOOLCALL, set by cmake/server.cmake). */
+/* reasoning split -> (content) -> tool-call parser -> the choice's delta. */
 #include "server/parse_out.h"
 
 #include <stdlib.h>
@@ -9,20 +7,15 @@
 
 #include "server/gen.h"
 #include "text/reasoning.h"
-#ifdef MIMO_HAVE_TOOLCALL
 #include "text/toolcall.h"
-#endif
 
 typedef struct po_state {
   mimo_parse_out *p;
   mimo_gen_delta *d; /* the delta being filled (set on every feed) */
   mimo_reasoning rs;
-#ifdef MIMO_HAVE_TOOLCALL
   mimo_toolcall *tc;
-#endif
 } po_state;
 
-#ifdef MIMO_HAVE_TOOLCALL
 static mimo_gen_tool *tool_slot(mimo_gen_delta *d, int index) {
   if (d->n_tools && d->tools[d->n_tools - 1].index == index)
     return &d->tools[d->n_tools - 1];
@@ -63,7 +56,6 @@ static void tc_end(void *ctx, int index) {
   (void)ctx;
   (void)index;
 }
-#endif
 
 static void on_text(void *ctx, mimo_text_kind kind, const char *s, size_t n) {
   po_state *st = ctx;
@@ -71,12 +63,10 @@ static void on_text(void *ctx, mimo_text_kind kind, const char *s, size_t n) {
     mimo_sbuf_put(&st->d->reasoning, s, n);
     return;
   }
-#ifdef MIMO_HAVE_TOOLCALL
   if (st->tc) {
     mimo_toolcall_feed(st->tc, s, n);
     return;
   }
-#endif
   mimo_sbuf_put(&st->d->content, s, n);
 }
 
@@ -89,7 +79,6 @@ void mimo_parse_out_init(mimo_parse_out *p, bool parse_reasoning, bool thinking,
     return; /* degrades to plain content */
   st->p = p;
   mimo_reasoning_init(&st->rs, parse_reasoning && thinking, on_text, st);
-#ifdef MIMO_HAVE_TOOLCALL
   if (tools) {
     uint64_t seed = 0;
     if (getrandom(&seed, sizeof seed, GRND_NONBLOCK) != (ssize_t)sizeof seed)
@@ -97,7 +86,6 @@ void mimo_parse_out_init(mimo_parse_out *p, bool parse_reasoning, bool thinking,
     mimo_toolcall_sink sink = {tc_content, tc_start, tc_args, tc_end, st};
     st->tc = mimo_toolcall_new(tools, seed, &sink);
   }
-#endif
   p->rs = st;
 }
 
@@ -117,19 +105,15 @@ void mimo_parse_out_finish(mimo_parse_out *p, mimo_gen_delta *d) {
     return;
   st->d = d;
   mimo_reasoning_finish(&st->rs);
-#ifdef MIMO_HAVE_TOOLCALL
   if (st->tc)
     mimo_toolcall_finish(st->tc);
-#endif
 }
 
 void mimo_parse_out_free(mimo_parse_out *p) {
   po_state *st = p->rs;
   if (!st)
     return;
-#ifdef MIMO_HAVE_TOOLCALL
   mimo_toolcall_free(st->tc);
-#endif
   free(st);
   p->rs = NULL;
 }

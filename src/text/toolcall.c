@@ -80,22 +80,25 @@ int mimo_toolcall_count(const mimo_toolcall *p) { return p->index + 1; }
 
 static int is_ws(char c) { return c == ' ' || c == '\n' || c == '\r' || c == '\t'; }
 
-/* Whitespace between or after calls is held back: it reaches the client only
- * when text follows it, so a turn of calls has no stray "\n" content. */
+/* After a call, trailing whitespace is held back: it reaches the client only
+ * when more text follows it, so a turn of calls has no stray "\n" content. */
 static void emit_content(mimo_toolcall *p, const char *s, size_t n) {
   if (!n || !p->sink.content)
     return;
-  if (p->index >= 0) {
-    size_t i = 0;
-    while (i < n && is_ws(s[i]))
-      i++;
-    if (i == n) {
+  if (p->index >= 0) { /* emit up to the last non-space byte; hold the trailing run */
+    size_t e = n;
+    while (e > 0 && is_ws(s[e - 1]))
+      e--;
+    if (e == 0) {
       put(&p->ws, s, n);
       return;
     }
     if (p->ws.n)
       p->sink.content(p->sink.ctx, p->ws.p, p->ws.n);
     p->ws.n = 0;
+    p->sink.content(p->sink.ctx, s, e);
+    put(&p->ws, s + e, n - e);
+    return;
   }
   p->sink.content(p->sink.ctx, s, n);
 }

@@ -1,5 +1,7 @@
 /* Model output of arbitrary bytes through the reasoning and tool-call parsers:
- * no crash, and pieces give the one-shot result. The first byte picks the cuts. */
+ * no crash, and feeding it in small pieces gives exactly what one piece gives
+ * (per stream: reasoning, content, tool content, names, arguments, call ends).
+ * The first byte picks thinking on/off and the piece size. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,36 +14,39 @@ typedef struct {
   size_t n, cap;
 } out;
 
-static void add(out *o, char tag, const char *s, size_t n) {
-  if (o->n + n + 2 > o->cap) {
-    o->cap = (o->n + n + 2) * 2;
+typedef struct {
+  out s[5]; /* reasoning, content, tool content, names, arguments */
+  int ends;
+} outs;
+
+static void add(out *o, const char *s, size_t n) {
+  if (o->n + n + 1 > o->cap) {
+    o->cap = (o->n + n + 1) * 2;
     o->p = realloc(o->p, o->cap);
   }
-  o->p[o->n++] = tag;
   memcpy(o->p + o->n, s, n);
   o->n += n;
 }
-static void on_text(void *ctx, mimo_text_kind k, const char *s, size_t n) { add(ctx, k ? 'c' : 'r', s, n); }
-static void on_content(void *ctx, const char *s, size_t n) { add(ctx, 'C', s, n); }
+static void on_text(void *ctx, mimo_text_kind k, const char *s, size_t n) { add(&((outs *)ctx)->s[k ? 1 : 0], s, n); }
+static void on_content(void *ctx, const char *s, size_t n) { add(&((outs *)ctx)->s[2], s, n); }
 static void on_start(void *ctx, int i, const char *id, const char *name) {
   (void)i;
   (void)id;
-  add(ctx, 'S', name, strlen(name));
+  add(&((outs *)ctx)->s[3], name, strlen(name) + 1);
 }
 static void on_args(void *ctx, int i, const char *s, size_t n) {
   (void)i;
-  add(ctx, 'A', s, n);
+  add(&((outs *)ctx)->s[4], s, n);
 }
 static void on_end(void *ctx, int i) {
   (void)i;
-  add(ctx, 'E', "", 0);
+  ((outs *)ctx)->ends++;
 }
 
-/* Concatenate per kind so piece boundaries do not matter. */
-static void run(const uint8_t *d, size_t n, size_t step, out *r, out *t) {
+static void run(const uint8_t *d, size_t n, size_t step, outs *o) {
   mimo_reasoning rs;
-  mimo_reasoning_init(&rs, d[0] & 1, on_text, r);
-  mimo_toolcall_sink sink = {on_content, on_start, on_args, on_end, t};
+  mimo_reasoning_init(&rs, d[0] & 1, on_text, o);
+  mimo_toolcall_sink sink = {on_content, on_start, on_args, on_end, o};
   mimo_toolcall *tc = mimo_toolcall_new(NULL, 1, &sink);
   for (size_t i = 1; i < n; i += step) {
     size_t k = n - i < step ? n - i : step;
@@ -53,33 +58,19 @@ static void run(const uint8_t *d, size_t n, size_t step, out *r, out *t) {
   mimo_toolcall_free(tc);
 }
 
-static void squash(out *o) { /* merge adjacent same-tag runs: drop tags that repeat */
-  size_t w = 0;
-  char last = 0;
-  for (size_t i = 0; i < o->n;) {
-    char tag = o->p[i++];
-    size_t j = i;
-    while (j < o->n && o->p[j] != 'r' && o->p[j] != 'c' && o->p[j] != 'C' && o->p[j] != 'A' && o->p[j] != 'S' &&
-           o->p[j] != 'E')
-      j++;
-    (void)j;
-    if (tag != last)
-      o->p[w++] = tag;
-    last = tag;
-  }
-  o->n = w;
-}
-
 int LLVMFuzzerTestOneInput(const uint8_t *d, size_t n) {
   if (n < 1 || n > 4096)
     return 0;
-  out r1 = {0}, t1 = {0}, r2 = {0}, t2 = {0};
-  run(d, n, n, &r1, &t1);
-  run(d, n, 1 + d[0] % 7, &r2, &t2);
-  (void)squash;
-  free(r1.p);
-  free(t1.p);
-  free(r2.p);
-  free(t2.p);
+  outs a = {0}, b = {0};
+  run(d, n, n, &a);
+  run(d, n, 1 + (d[0] >> 1) % 7, &b);
+  if (a.ends != b.ends)
+    abort();
+  for (int k = 0; k < 5; k++) {
+    if (a.s[k].n != b.s[k].n || (a.s[k].n && memcmp(a.s[k].p, b.s[k].p, a.s[k].n)))
+      abort();
+    free(a.s[k].p);
+    free(b.s[k].p);
+  }
   return 0;
 }

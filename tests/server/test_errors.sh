@@ -104,6 +104,7 @@ done
 code=$(curl -s -m 10 -D "$WORK/hdr" -o "$WORK/resp" -w '%{http_code}' "$BASE$C" -d '{"messages":[{"role":"user","content":"hi"}],"max_tokens":2}')
 [ "$code" = 503 ] || die "queue full: $code $(cat "$WORK/resp")"
 grep -qi '^Retry-After:' "$WORK/hdr" || die "no Retry-After"
-wait "${pids[@]}"
+kill "${pids[@]}" 2>/dev/null # disconnecting cancels the two long requests
+wait "${pids[@]}" 2>/dev/null
 stop_server
 echo ok

@@ -156,7 +156,7 @@ static void test_rmsnorm_swiglu(void **state) {
   double *ref = malloc((size_t)T * n * sizeof *ref);
   fill_f32(x, (size_t)T * n, 3.0);
   fill_f32(w32, (size_t)n, 1.0);
-  mimo_vec w = {n, MIMO_DT_F32, w32};
+  mimo_vec w = {.n = n, .dt = MIMO_DT_F32, .p = w32};
   be->rmsnorm(be, y, x, &w, T, n, 1e-5f);
   for (int t = 0; t < T; t++) {
     double ss = 0;
@@ -250,7 +250,7 @@ static void test_attention(void **state) {
     fill_f32(sink, 8, 2.0);
     double *ref = malloc((size_t)T * nh * V * sizeof *ref);
     attention_ref(q, k, v, T, nh, nkv, D, V, window, variant == 2 ? sink : NULL, ref);
-    mimo_vec sv = {nh, MIMO_DT_F32, sink};
+    mimo_vec sv = {.n = nh, .dt = MIMO_DT_F32, .p = sink};
     for (size_t ci = 0; ci < sizeof chunks / sizeof *chunks; ci++) {
       mimo_kv_view kv = {.cap = window ? window : T, .ring = window > 0};
       kv.k = malloc((size_t)kv.cap * nkv * D * 4);
@@ -295,7 +295,7 @@ static void test_moe(void **state) {
   float bias32[16], *x = malloc((size_t)T * H * 4), *out = poisoned((size_t)T * H);
   fill_f32(bias32, E, 0.3);
   fill_f32(x, (size_t)T * H, 1.0);
-  mimo_vec bias = {E, MIMO_DT_F32, bias32};
+  mimo_vec bias = {.n = E, .dt = MIMO_DT_F32, .p = bias32};
   int ids[9 * 4];
   mimo_moe_args a = {.x = x, .out = out, .T = T, .hidden = H, .inter = I, .n_experts = E, .top_k = K,
                      .router = &router.l, .bias = &bias, .experts = exl, .norm_topk = true, .scaling = 1.5f,
