@@ -23,6 +23,7 @@ typedef struct mimo_linear {
   mimo_dtype scale_dt;
   const uint32_t *zero;    /* int4 asymmetric: [ceil(out/8)][in/group], packed along rows; NULL = symmetric */
   int group;
+  void *dev;               /* backend's copy (NULL: the backend reads the fields above) */
 } mimo_linear;
 
 /* A 1-D parameter (norm weight, sink logits, router bias). */
@@ -30,11 +31,14 @@ typedef struct mimo_vec {
   int n;
   mimo_dtype dt;
   const void *p;
+  void *dev;               /* backend's copy, float32 [n] (NULL: read p) */
 } mimo_vec;
 
 float mimo_vec_get(const mimo_vec *v, int i);
 
-/* One sequence's view of a layer's cached keys/values (owned by the engine). */
+/* One sequence's view of a layer's cached keys/values (owned by the engine;
+ * the storage comes from the backend's kv_realloc, so it is device memory on
+ * a GPU backend). */
 typedef struct mimo_kv_view {
   float *k;   /* [cap][n_kv][head_dim] */
   float *v;   /* [cap][n_kv][v_head_dim] */
@@ -89,7 +93,22 @@ struct mimo_backend {
   void (*swiglu)(mimo_backend *be, float *out, const float *gate, const float *up, long n);
   void (*attention)(mimo_backend *be, mimo_attn_args *a);
   void (*moe)(mimo_backend *be, mimo_moe_args *a);
+
+  /* Optional hooks; NULL means host memory (the CPU default). */
+  /* Called once per weight by mimo_model_load: copy/repack into backend memory, set ->dev. */
+  mimo_status (*upload_linear)(mimo_backend *be, mimo_linear *W);
+  mimo_status (*upload_vec)(mimo_backend *be, mimo_vec *v);
+  /* KV storage: grow p from old_n to new_n floats keeping its contents (p may be NULL);
+   * NULL on OOM with p untouched. */
+  float *(*kv_realloc)(mimo_backend *be, float *p, size_t old_n, size_t new_n);
+  void (*kv_free)(mimo_backend *be, float *p);
+  /* Copies n floats of backend memory to the host, waits for all queued work and
+   * returns the first error any op met (ops themselves return nothing). */
+  mimo_status (*download)(mimo_backend *be, float *host, const float *src, size_t n);
 };
 
 mimo_status mimo_backend_cpu_init(mimo_backend **out, int n_threads);
+/* Hands the weights to be->upload_* when the backend has them (no-op on the CPU). */
+mimo_status mimo_backend_upload_linear(mimo_backend *be, mimo_linear *W);
+mimo_status mimo_backend_upload_vec(mimo_backend *be, mimo_vec *v);
 #endif

@@ -6,12 +6,26 @@ static size_t slot_floats(const mimo_attn_geom *g, int v) {
   return (size_t)g->n_kv_heads * (v ? g->v_head_dim : g->head_dim);
 }
 
-static mimo_status grow(mimo_kv_view *kv, const mimo_attn_geom *g, int cap) {
-  float *k = realloc(kv->k, (size_t)cap * slot_floats(g, 0) * sizeof(float));
+/* The backend's storage, or the host heap by default. */
+static float *kv_realloc(mimo_backend *be, float *p, size_t old_n, size_t new_n) {
+  if (be && be->kv_realloc)
+    return be->kv_realloc(be, p, old_n, new_n);
+  return realloc(p, new_n * sizeof(float));
+}
+
+static void kv_free(mimo_backend *be, float *p) {
+  if (be && be->kv_free)
+    be->kv_free(be, p);
+  else
+    free(p);
+}
+
+static mimo_status grow(mimo_backend *be, mimo_kv_view *kv, const mimo_attn_geom *g, int cap) {
+  float *k = kv_realloc(be, kv->k, (size_t)kv->cap * slot_floats(g, 0), (size_t)cap * slot_floats(g, 0));
   if (!k)
     return mimo_errf(MIMO_E_NOMEM, "KV cache: %d positions", cap);
   kv->k = k;
-  float *v = realloc(kv->v, (size_t)cap * slot_floats(g, 1) * sizeof(float));
+  float *v = kv_realloc(be, kv->v, (size_t)kv->cap * slot_floats(g, 1), (size_t)cap * slot_floats(g, 1));
   if (!v)
     return mimo_errf(MIMO_E_NOMEM, "KV cache: %d positions", cap);
   kv->v = v;
@@ -29,29 +43,35 @@ mimo_status mimo_kv_seq_init(mimo_kv_seq **out, const mimo_config *cfg) {
     free(s);
     return mimo_errf(MIMO_E_NOMEM, "KV cache");
   }
-  for (int L = 0; L < s->n_layers; L++) {
-    const mimo_attn_geom *g = mimo_config_geom(cfg, L);
-    mimo_kv_view *kv = &s->layers[L];
-    kv->ring = g->window > 0;
-    mimo_status st = grow(kv, g, kv->ring ? g->window : 64);
-    if (st != MIMO_OK) {
-      mimo_kv_seq_free(s);
-      return st;
-    }
-  }
+  for (int L = 0; L < s->n_layers; L++)
+    s->layers[L].ring = mimo_config_geom(cfg, L)->window > 0;
   *out = s;
   return MIMO_OK;
 }
 
-mimo_status mimo_kv_reserve(mimo_kv_seq *s, const mimo_config *cfg, int new_len) {
+mimo_status mimo_kv_reserve(mimo_kv_seq *s, const mimo_config *cfg, mimo_backend *be, int new_len) {
+  int fresh = 1;
+  for (int L = 0; L < s->n_layers; L++)
+    fresh &= s->layers[L].k == NULL && s->layers[L].v == NULL;
+  if (fresh)
+    s->be = be;
+  else if (s->be != be)
+    return mimo_errf(MIMO_E_INVALID, "KV cache belongs to backend '%s', not '%s'", s->be ? s->be->name : "host",
+                     be ? be->name : "host");
   for (int L = 0; L < s->n_layers; L++) {
     mimo_kv_view *kv = &s->layers[L];
-    if (kv->ring || kv->cap >= new_len)
+    const mimo_attn_geom *g = mimo_config_geom(cfg, L);
+    if (kv->ring) {
+      if (kv->cap == 0)
+        MIMO_TRY(grow(s->be, kv, g, g->window));
       continue;
-    int cap = kv->cap;
+    }
+    if (kv->cap >= new_len)
+      continue;
+    int cap = kv->cap ? kv->cap : 64;
     while (cap < new_len)
       cap = cap > (1 << 29) ? new_len : cap * 2;
-    MIMO_TRY(grow(kv, mimo_config_geom(cfg, L), cap));
+    MIMO_TRY(grow(s->be, kv, g, cap));
   }
   return MIMO_OK;
 }
@@ -69,8 +89,8 @@ void mimo_kv_seq_free(mimo_kv_seq *s) {
   if (!s)
     return;
   for (int L = 0; L < s->n_layers && s->layers; L++) {
-    free(s->layers[L].k);
-    free(s->layers[L].v);
+    kv_free(s->be, s->layers[L].k);
+    kv_free(s->be, s->layers[L].v);
   }
   free(s->layers);
   free(s);

@@ -13,6 +13,26 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Gives every weight to the backend once (a GPU backend copies or repacks it into
+ * its memory; the CPU backend reads the mapped checkpoint and does nothing). */
+static mimo_status upload_weights(mimo_backend *be, mimo_weights *w) {
+  MIMO_TRY(mimo_backend_upload_linear(be, &w->embed));
+  MIMO_TRY(mimo_backend_upload_vec(be, &w->final_norm));
+  MIMO_TRY(mimo_backend_upload_linear(be, &w->lm_head));
+  for (int L = 0; L < w->n_layers; L++) {
+    mimo_layer_weights *lw = &w->layers[L];
+    mimo_linear *lins[] = {&lw->qkv, &lw->q, &lw->k, &lw->v, &lw->o, &lw->gate, &lw->up, &lw->down, &lw->router};
+    mimo_vec *vecs[] = {&lw->input_norm, &lw->post_norm, &lw->sink, &lw->router_bias};
+    for (size_t i = 0; i < sizeof lins / sizeof *lins; i++)
+      MIMO_TRY(mimo_backend_upload_linear(be, lins[i]));
+    for (size_t i = 0; i < sizeof vecs / sizeof *vecs; i++)
+      MIMO_TRY(mimo_backend_upload_vec(be, vecs[i]));
+    for (int e = 0; lw->moe && lw->experts && e < 3 * lw->router.out; e++)
+      MIMO_TRY(mimo_backend_upload_linear(be, &lw->experts[e]));
+  }
+  return MIMO_OK;
+}
+
 mimo_status mimo_model_load(const char *dir, mimo_backend *be, mimo_model **out) {
   mimo_model *m = calloc(1, sizeof *m);
   if (!m)
@@ -24,7 +44,10 @@ mimo_status mimo_model_load(const char *dir, mimo_backend *be, mimo_model **out)
     st = mimo_ckpt_open(dir, &m->ck);
   if (st == MIMO_OK)
     st = mimo_weights_bind(&m->cfg, &m->ck, &m->w);
+  if (st == MIMO_OK)
+    st = upload_weights(be, &m->w);
   if (st != MIMO_OK) {
+    mimo_weights_free(&m->w);
     mimo_ckpt_close(&m->ck);
     free(m);
     return st;
@@ -179,7 +202,7 @@ mimo_status mimo_model_forward(mimo_model *m, const mimo_batch *b, float *logits
     if (b->tokens[t] < 0 || b->tokens[t] >= c->vocab_size)
       return mimo_errf(MIMO_E_INVALID, "token id %d is outside the vocabulary [0, %d)", b->tokens[t], c->vocab_size);
   for (int i = 0; i < b->n_seqs; i++)
-    MIMO_TRY(mimo_kv_reserve(b->seqs[i], c, b->seqs[i]->len + b->n_tokens[i]));
+    MIMO_TRY(mimo_kv_reserve(b->seqs[i], c, be, b->seqs[i]->len + b->n_tokens[i]));
   scratch s;
   MIMO_TRY(scratch_init(m, T, &s));
   for (int i = 0, t = 0; i < b->n_seqs; i++)
@@ -199,9 +222,16 @@ mimo_status mimo_model_forward(mimo_model *m, const mimo_batch *b, float *logits
       be->copy2d(be, s.t3 + (size_t)i * H, H, s.h + (size_t)(end - 1) * H, H, 1, H);
     }
   be->rmsnorm(be, s.a, b->all_logits ? s.h : s.t3, &m->w.final_norm, rows, H, (float)c->layernorm_epsilon);
-  be->linear(be, logits, s.a, rows, &m->w.lm_head);
+  /* A backend with its own memory writes the logits there (t1 holds rows*vocab) and copies them out. */
+  mimo_status st = MIMO_OK;
+  if (be->download) {
+    be->linear(be, s.t1, s.a, rows, &m->w.lm_head);
+    st = be->download(be, logits, s.t1, (size_t)rows * c->vocab_size);
+  } else {
+    be->linear(be, logits, s.a, rows, &m->w.lm_head);
+  }
   for (int i = 0; i < b->n_seqs; i++)
     b->seqs[i]->len += b->n_tokens[i];
   scratch_free(be, &s);
-  return MIMO_OK;
+  return st;
 }

@@ -16,6 +16,14 @@ float mimo_vec_get(const mimo_vec *v, int i) {
   return 0;
 }
 
+mimo_status mimo_backend_upload_linear(mimo_backend *be, mimo_linear *W) {
+  return be && be->upload_linear && W->out > 0 ? be->upload_linear(be, W) : MIMO_OK;
+}
+
+mimo_status mimo_backend_upload_vec(mimo_backend *be, mimo_vec *v) {
+  return be && be->upload_vec && v->n > 0 ? be->upload_vec(be, v) : MIMO_OK;
+}
+
 static float *cpu_alloc(mimo_backend *be, size_t n) {
   (void)be;
   return malloc((n ? n : 1) * sizeof(float));
