@@ -10,6 +10,9 @@
 #include "core/log.h"
 #include "core/threads.h"
 #include "model/mimo_v2.h"
+#ifdef MIMO_HAVE_CUDA
+#include "backend/cuda/cuda_backend.h"
+#endif
 
 typedef struct {
   char *dst;
@@ -99,7 +102,8 @@ static double kv_read_bytes(const mimo_model *m, int len) {
 
 int mimo_cmd_bench(int argc, char **argv) {
   mimo_arg a[] = {{"model", 1, "checkpoint directory", 0}, {"threads", 1, "CPU threads (default all)", 0},
-                  {"prompt", 1, "prefill tokens (default 128)", 0}, {"decode", 1, "decode tokens (default 32)", 0}};
+                  {"prompt", 1, "prefill tokens (default 128)", 0}, {"decode", 1, "decode tokens (default 32)", 0},
+                  {"backend", 1, "cpu | cuda (default: cuda if built with it and a GPU is present)", 0}};
   int n = sizeof a / sizeof *a, rc = mimo_args_parse(argc, argv, a, n, "--model DIR [--threads N]");
   if (rc)
     return rc == 3 ? 0 : rc;
@@ -116,9 +120,28 @@ int mimo_cmd_bench(int argc, char **argv) {
   mimo_kv_seq *seq = NULL;
   float *logits = NULL;
   int *ids = NULL;
-  mimo_status st = mimo_backend_cpu_init(&be, threads);
+  const char *bname = mimo_arg_str(a, n, "backend", NULL);
+  int gpu = 0;
+#ifdef MIMO_HAVE_CUDA
+  if (!bname)
+    bname = mimo_cuda_device_count() > 0 ? "cuda" : "cpu";
+  gpu = strcmp(bname, "cuda") == 0;
+#endif
+  if (bname && !gpu && strcmp(bname, "cpu") != 0) {
+    fprintf(stderr, "mimo bench: backend '%s' is not available in this build\n", bname);
+    return 2;
+  }
+  mimo_status st = MIMO_OK;
+#ifdef MIMO_HAVE_CUDA
+  if (gpu)
+    st = mimo_backend_cuda_init(&be, 0);
+  else
+#endif
+    st = mimo_backend_cpu_init(&be, threads);
+  double tl = mimo_now();
   if (st == MIMO_OK)
     st = mimo_model_load(dir, be, &m);
+  tl = mimo_now() - tl;
   if (st == MIMO_OK)
     st = mimo_kv_seq_init(&seq, &m->cfg);
   if (st == MIMO_OK && (!(logits = malloc((size_t)m->cfg.vocab_size * sizeof(float))) ||
@@ -134,15 +157,22 @@ int mimo_cmd_bench(int argc, char **argv) {
     goto out;
   }
   double rss_load = rss_bytes();
-  double copy_bw = copy_bandwidth(pool);
-  /* Fault every weight page in first: steady-state decode, not first-touch page faults. */
-  double tw = mimo_now();
-  volatile unsigned char sink = 0;
-  for (int f = 0; f < m->ck.n_files; f++)
-    for (size_t o = 0; o < m->ck.files[f].size; o += 4096)
-      sink ^= ((const unsigned char *)m->ck.files[f].map)[o];
-  (void)sink;
-  mimo_info("bench: touched %.2f GB of weights in %.2f s", m->ck.total_bytes / 1e9, mimo_now() - tw);
+  double copy_bw = 0;
+#ifdef MIMO_HAVE_CUDA
+  if (gpu)
+    copy_bw = mimo_cuda_copy_bandwidth(be, (size_t)1 << 31);
+#endif
+  if (!gpu) {
+    copy_bw = copy_bandwidth(pool);
+    /* Fault every weight page in first: steady-state decode, not first-touch page faults. */
+    double tw = mimo_now();
+    volatile unsigned char sink = 0;
+    for (int f = 0; f < m->ck.n_files; f++)
+      for (size_t o = 0; o < m->ck.files[f].size; o += 4096)
+        sink ^= ((const unsigned char *)m->ck.files[f].map)[o];
+    (void)sink;
+    mimo_info("bench: touched %.2f GB of weights in %.2f s", m->ck.total_bytes / 1e9, mimo_now() - tw);
+  }
   for (int i = 0; i < P; i++)
     ids[i] = (i * 7919 + 13) % m->cfg.vocab_size;
   double t0 = mimo_now();
@@ -163,7 +193,11 @@ int mimo_cmd_bench(int argc, char **argv) {
     fprintf(stderr, "mimo bench: %s\n", mimo_errmsg());
     goto out;
   }
-  printf("model %s, %d threads\n", dir, mimo_pool_size(pool));
+  printf("model %s, %d threads, backend %s, load %.2f s\n", dir, mimo_pool_size(pool), be->name, tl);
+#ifdef MIMO_HAVE_CUDA
+  if (gpu)
+    printf("device %s\n", mimo_cuda_device_name(be));
+#endif
   printf("RSS after load %.1f MB; after the run %.1f MB (weights mapped %.1f MB, KV %.1f MB)\n", rss_load / 1e6,
          rss_bytes() / 1e6, m->ck.total_bytes / 1e6, mimo_kv_bytes(seq, &m->cfg) / 1e6);
   printf("memcpy bandwidth (read+write): %.2f GB/s\n", copy_bw / 1e9);
@@ -171,6 +205,9 @@ int mimo_cmd_bench(int argc, char **argv) {
   printf("decode: %d tokens in %.3f s = %.2f tokens/s, %.1f MB touched per token\n", D, dec, D / dec,
          bytes / D / 1e6);
   printf("decode effective bandwidth: %.2f GB/s = %.0f%% of memcpy\n", bytes / dec / 1e9, 100.0 * bytes / dec / copy_bw);
+  int nl = m->cfg.num_hidden_layers;
+  printf("decode step %.3f ms = %.3f ms per layer; bytes/copy bandwidth %.3f ms per layer; ratio %.2fx\n",
+         1e3 * dec / D, 1e3 * dec / D / nl, 1e3 * bytes / D / copy_bw / nl, dec / (bytes / copy_bw));
   mimo_pool_free(pool);
 out:
   free(ids);

@@ -10,6 +10,9 @@
 #include "model/mimo_v2.h"
 #include "text/chat_template.h"
 #include "text/tokenizer.h"
+#ifdef MIMO_HAVE_CUDA
+#include "backend/cuda/cuda_backend.h"
+#endif
 
 static int fail(const char *cmd) {
   fprintf(stderr, "mimo %s: %s\n", cmd, mimo_errmsg());
@@ -31,9 +34,19 @@ static void runner_free(runner *r) {
 
 static mimo_status runner_init(runner *r, const char *dir, const char *backend, int threads) {
   memset(r, 0, sizeof *r);
-  if (strcmp(backend, "cpu") != 0)
-    return mimo_errf(MIMO_E_INVALID, "backend '%s' is not available in this build (cpu)", backend);
-  MIMO_TRY(mimo_backend_cpu_init(&r->be, threads));
+#ifdef MIMO_HAVE_CUDA
+  /* Default: the GPU when this build has CUDA and a device is present. */
+  if (!backend)
+    backend = mimo_cuda_device_count() > 0 ? "cuda" : "cpu";
+  if (strcmp(backend, "cuda") == 0) {
+    MIMO_TRY(mimo_backend_cuda_init(&r->be, 0));
+    mimo_info("backend cuda: %s", mimo_cuda_device_name(r->be));
+  } else
+#endif
+  if (!backend || strcmp(backend, "cpu") == 0)
+    MIMO_TRY(mimo_backend_cpu_init(&r->be, threads));
+  else
+    return mimo_errf(MIMO_E_INVALID, "backend '%s' is not available in this build", backend);
   double t0 = mimo_now();
   MIMO_TRY(mimo_model_load(dir, r->be, &r->m));
   mimo_info("loaded %s in %.2f s (%.1f MB of weights)", dir, mimo_now() - t0, r->m->w.bytes / 1e6);
@@ -62,7 +75,7 @@ static mimo_status feed(runner *r, const int *ids, int n, int chunk, float *logi
 int mimo_cmd_logits(int argc, char **argv) {
   mimo_arg a[] = {{"model", 1, "checkpoint directory", 0}, {"tokens", 1, "comma-separated token ids", 0},
                   {"chunk", 1, "tokens fed per step through the KV cache (default: all)", 0},
-                  {"threads", 1, "CPU threads (default: all cores)", 0}, {"backend", 1, "cpu", 0},
+                  {"threads", 1, "CPU threads (default: all cores)", 0}, {"backend", 1, "cpu | cuda (default: cuda if built with it and a GPU is present)", 0},
                   {"out", 1, "output file: float32 LE [T][vocab]", 0}, {"verbose", 0, "log progress", 0}};
   int n = sizeof a / sizeof *a, rc = mimo_args_parse(argc, argv, a, n, "--model DIR --tokens 1,2,3 --out FILE");
   if (rc)
@@ -85,7 +98,7 @@ int mimo_cmd_logits(int argc, char **argv) {
     return 2;
   }
   runner r;
-  mimo_status st = runner_init(&r, dir, mimo_arg_str(a, n, "backend", "cpu"), (int)threads);
+  mimo_status st = runner_init(&r, dir, mimo_arg_str(a, n, "backend", NULL), (int)threads);
   float *logits = NULL;
   if (st == MIMO_OK) {
     logits = malloc((size_t)T * r.m->cfg.vocab_size * sizeof(float));
@@ -189,7 +202,7 @@ int mimo_cmd_generate(int argc, char **argv) {
                   {"frequency-penalty", 1, "default 0", 0}, {"seed", 1, "RNG seed (default 0)", 0},
                   {"chunk", 1, "prompt tokens per prefill step (default all)", 0},
                   {"ignore-eos", 0, "do not stop at end-of-sequence ids", 0},
-                  {"threads", 1, "CPU threads", 0}, {"backend", 1, "cpu", 0}, {"verbose", 0, "log progress", 0}};
+                  {"threads", 1, "CPU threads", 0}, {"backend", 1, "cpu | cuda (default: cuda if built with it and a GPU is present)", 0}, {"verbose", 0, "log progress", 0}};
   int n = sizeof a / sizeof *a,
       rc = mimo_args_parse(argc, argv, a, n, "--model DIR (--tokens 1,2,3 | --prompt TEXT | --chat TEXT) [--max-tokens N]");
   if (rc)
@@ -232,7 +245,7 @@ int mimo_cmd_generate(int argc, char **argv) {
   runner r;
   mimo_sampler *smp = NULL;
   float *logits = NULL;
-  mimo_status st = runner_init(&r, dir, mimo_arg_str(a, n, "backend", "cpu"), (int)threads);
+  mimo_status st = runner_init(&r, dir, mimo_arg_str(a, n, "backend", NULL), (int)threads);
   if (st == MIMO_OK)
     st = mimo_sampler_init(&smp, &sp, r.m->cfg.vocab_size);
   if (st == MIMO_OK && !(logits = malloc((size_t)r.m->cfg.vocab_size * sizeof(float))))

@@ -1,0 +1,485 @@
+/* CUDA backend: construction, memory (scratch cache, weight arena, KV), and the
+ * small ops (embed, rmsnorm, rope, scale, add, swiglu, copy2d). One stream; ops
+ * queue work and return, download() waits and reports the first error. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend/cuda/cuda_internal.h"
+
+mimo_status cu_fail(cu_ctx *c, const char *what, const char *msg, const char *file, int line) {
+  const char *f = strrchr(file, '/');
+  if (c->err == MIMO_OK)
+    c->err = mimo_errf(MIMO_E_CUDA, "%s:%d: %s: %s", f ? f + 1 : file, line, what, msg);
+  return MIMO_E_CUDA;
+}
+
+/* ---- memory ---- */
+
+void *cu_tmp(cu_ctx *c, size_t bytes) {
+  if (bytes > c->tmp_bytes) {
+    if (c->tmp)
+      MIMO_CUDA(c, cudaFreeAsync(c->tmp, c->st));
+    c->tmp = NULL;
+    c->tmp_bytes = 0;
+    if (MIMO_CUDA(c, cudaMallocAsync(&c->tmp, bytes, c->st)) != MIMO_OK)
+      return NULL;
+    c->tmp_bytes = bytes;
+  }
+  return c->tmp;
+}
+
+void *cu_tmp2(cu_ctx *c, size_t bytes) {
+  if (bytes > c->tmp2_bytes) {
+    if (c->tmp2)
+      MIMO_CUDA(c, cudaFreeAsync(c->tmp2, c->st));
+    c->tmp2 = NULL;
+    c->tmp2_bytes = 0;
+    if (MIMO_CUDA(c, cudaMallocAsync(&c->tmp2, bytes, c->st)) != MIMO_OK)
+      return NULL;
+    c->tmp2_bytes = bytes;
+  }
+  return c->tmp2;
+}
+
+float *cu_alloc(mimo_backend *be, size_t n) {
+  cu_ctx *c = cu(be);
+  size_t bytes = (n ? n : 1) * sizeof(float);
+  int best = -1;
+  for (int i = 0; i < c->nblocks; i++) /* smallest free block that fits, within 2x */
+    if (!c->blocks[i].used && c->blocks[i].bytes >= bytes && c->blocks[i].bytes <= 2 * bytes + 4096 &&
+        (best < 0 || c->blocks[i].bytes < c->blocks[best].bytes))
+      best = i;
+  if (best >= 0) {
+    c->blocks[best].used = 1;
+    return (float *)c->blocks[best].p;
+  }
+  if (c->nblocks == c->capblocks) {
+    int cap = c->capblocks ? 2 * c->capblocks : 64;
+    cu_block *nb = (cu_block *)realloc(c->blocks, (size_t)cap * sizeof *nb);
+    if (!nb)
+      return NULL;
+    c->blocks = nb;
+    c->capblocks = cap;
+  }
+  void *p = NULL;
+  if (cudaMalloc(&p, bytes) != cudaSuccess) {
+    (void)cudaGetLastError();
+    mimo_errf(MIMO_E_NOMEM, "GPU scratch: %zu bytes", bytes);
+    return NULL;
+  }
+  c->blocks[c->nblocks++] = (cu_block){p, bytes, 1};
+  return (float *)p;
+}
+
+void cu_release(mimo_backend *be, float *p) {
+  cu_ctx *c = cu(be);
+  for (int i = 0; i < c->nblocks; i++)
+    if (c->blocks[i].p == p) {
+      c->blocks[i].used = 0;
+      return;
+    }
+}
+
+void *cu_arena(cu_ctx *c, size_t bytes) {
+  bytes = (bytes + 255) & ~(size_t)255;
+  if (c->narenas == 0 || c->arena_used + bytes > c->arena_cap) {
+    size_t cap = bytes > ((size_t)1 << 30) ? bytes : ((size_t)1 << 30);
+    size_t fr = 0, tot = 0;
+    if (cudaMemGetInfo(&fr, &tot) == cudaSuccess && cap > bytes && cap > fr / 2)
+      cap = bytes; /* near the end of memory take only what is asked */
+    char *p = NULL;
+    if (cudaMalloc((void **)&p, cap) != cudaSuccess) {
+      (void)cudaGetLastError();
+      mimo_errf(MIMO_E_NOMEM, "GPU memory for weights: %zu more bytes (free %zu of %zu)", cap, fr, tot);
+      return NULL;
+    }
+    char **na = (char **)realloc(c->arenas, (size_t)(c->narenas + 1) * sizeof *na);
+    if (!na) {
+      cudaFree(p);
+      return NULL;
+    }
+    c->arenas = na;
+    c->arenas[c->narenas++] = p;
+    c->arena_used = 0;
+    c->arena_cap = cap;
+  }
+  void *r = c->arenas[c->narenas - 1] + c->arena_used;
+  c->arena_used += bytes;
+  return r;
+}
+
+static float *cu_kv_realloc(mimo_backend *be, float *p, size_t old_n, size_t new_n) {
+  cu_ctx *c = cu(be);
+  float *q = NULL;
+  if (cudaMalloc((void **)&q, (new_n ? new_n : 1) * sizeof(float)) != cudaSuccess) {
+    (void)cudaGetLastError();
+    return NULL;
+  }
+  if (p && old_n) {
+    if (MIMO_CUDA(c, cudaMemcpyAsync(q, p, (old_n < new_n ? old_n : new_n) * sizeof(float),
+                                     cudaMemcpyDeviceToDevice, c->st)) != MIMO_OK) {
+      cudaFree(q);
+      return NULL;
+    }
+    MIMO_CUDA(c, cudaStreamSynchronize(c->st));
+    MIMO_CUDA(c, cudaFree(p));
+  }
+  return q;
+}
+
+static void cu_kv_free(mimo_backend *be, float *p) {
+  if (p) {
+    MIMO_CUDA(cu(be), cudaStreamSynchronize(cu(be)->st));
+    MIMO_CUDA(cu(be), cudaFree(p));
+  }
+}
+
+static mimo_status cu_upload_vec(mimo_backend *be, mimo_vec *v) {
+  cu_ctx *c = cu(be);
+  float *h = (float *)malloc((size_t)v->n * sizeof(float));
+  if (!h)
+    return mimo_errf(MIMO_E_NOMEM, "vector upload");
+  for (int i = 0; i < v->n; i++)
+    h[i] = mimo_vec_get(v, i);
+  float *d = (float *)cu_arena(c, (size_t)v->n * sizeof(float));
+  mimo_status st = d ? MIMO_CUDA(c, cudaMemcpy(d, h, (size_t)v->n * sizeof(float), cudaMemcpyHostToDevice))
+                     : MIMO_E_NOMEM;
+  free(h);
+  if (st == MIMO_OK)
+    v->dev = d;
+  return st;
+}
+
+static mimo_status cu_download(mimo_backend *be, float *host, const float *src, size_t n) {
+  cu_ctx *c = cu(be);
+  if (n)
+    MIMO_CUDA(c, cudaMemcpyAsync(host, src, n * sizeof(float), cudaMemcpyDeviceToHost, c->st));
+  MIMO_CUDA(c, cudaStreamSynchronize(c->st));
+  mimo_status st = c->err;
+  if (st != MIMO_OK)
+    mimo_errf(st, "%s", mimo_errmsg()); /* keep the first message current for this thread */
+  return st;
+}
+
+/* ---- small ops ---- */
+
+__global__ void k_embed(float *out, const void *table, int fmt, const int *ids, int n) {
+  int t = blockIdx.y;
+  size_t row = (size_t)ids[t] * n;
+  for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) {
+    float v;
+    if (fmt == CU_BF16)
+      v = __uint_as_float((uint32_t)((const uint16_t *)table)[row + i] << 16);
+    else if (fmt == CU_F16)
+      v = __half2float(((const __half *)table)[row + i]);
+    else
+      v = ((const float *)table)[row + i];
+    out[(size_t)t * n + i] = v;
+  }
+}
+
+static int *upload_ids(cu_ctx *c, const int *ids, int T) {
+  if (T > c->ids_cap) {
+    if (c->ids)
+      MIMO_CUDA(c, cudaFreeAsync(c->ids, c->st));
+    c->ids = NULL;
+    c->ids_cap = 0;
+    if (MIMO_CUDA(c, cudaMallocAsync((void **)&c->ids, (size_t)T * sizeof(int), c->st)) != MIMO_OK)
+      return NULL;
+    c->ids_cap = T;
+  }
+  if (MIMO_CUDA(c, cudaMemcpyAsync(c->ids, ids, (size_t)T * sizeof(int), cudaMemcpyHostToDevice, c->st)) != MIMO_OK)
+    return NULL;
+  return c->ids;
+}
+
+static void cu_embed(mimo_backend *be, float *out, const mimo_linear *table, const int *ids, int T) {
+  cu_ctx *c = cu(be);
+  const cu_lin *L = (const cu_lin *)table->dev;
+  if (!L || L->fmt == CU_INT4) {
+    cu_fail(c, "embed", "table not uploaded or not dense", __FILE__, __LINE__);
+    return;
+  }
+  int *d = upload_ids(c, ids, T);
+  if (!d)
+    return;
+  k_embed<<<dim3(cdiv(table->in, 256 * 4), T), 256, 0, c->st>>>(out, L->w, L->fmt, d, table->in);
+  MIMO_CUDA_LAUNCHED(c);
+}
+
+/* One block per row; sum of squares in fp32 (tree), as the reference's statistics. */
+__global__ void k_rmsnorm(float *out, const float *x, const float *w, int n, float eps) {
+  __shared__ float red[32];
+  const float *xr = x + (size_t)blockIdx.x * n;
+  float ss = 0.f;
+  for (int i = threadIdx.x; i < n; i += blockDim.x)
+    ss += xr[i] * xr[i];
+  ss = warp_sum(ss);
+  if ((threadIdx.x & 31) == 0)
+    red[threadIdx.x >> 5] = ss;
+  __syncthreads();
+  if (threadIdx.x < 32) {
+    float v = threadIdx.x < blockDim.x / 32 ? red[threadIdx.x] : 0.f;
+    v = warp_sum(v);
+    if (threadIdx.x == 0)
+      red[0] = v;
+  }
+  __syncthreads();
+  float r = (float)(1.0 / sqrt((double)red[0] / n + eps));
+  float *o = out + (size_t)blockIdx.x * n;
+  for (int i = threadIdx.x; i < n; i += blockDim.x)
+    o[i] = w[i] * (xr[i] * r);
+}
+
+static void cu_rmsnorm(mimo_backend *be, float *out, const float *x, const mimo_vec *w, int T, int n, float eps) {
+  cu_ctx *c = cu(be);
+  if (!w->dev) {
+    cu_fail(c, "rmsnorm", "weight not uploaded", __FILE__, __LINE__);
+    return;
+  }
+  k_rmsnorm<<<T, 256, 0, c->st>>>(out, x, (const float *)w->dev, n, eps);
+  MIMO_CUDA_LAUNCHED(c);
+}
+
+/* Partial NeoX RoPE; angle in fp32 from an fp32 inverse frequency, as the reference. */
+__global__ void k_rope(float *x, int n_heads, int head_dim, int stride, int half, const int *pos, double theta,
+                       int rot_dim) {
+  int t = blockIdx.y;
+  int i = blockIdx.x * blockDim.x + threadIdx.x;
+  if (i >= n_heads * half)
+    return;
+  int h = i / half, d = i % half;
+  float inv = (float)(1.0 / pow(theta, (double)(2 * d) / rot_dim));
+  float ang = (float)pos[t] * inv;
+  float cs = cosf(ang), sn = sinf(ang);
+  float *v = x + (size_t)t * stride + (size_t)h * head_dim;
+  float a = v[d], b = v[d + half];
+  v[d] = a * cs - b * sn;
+  v[d + half] = b * cs + a * sn;
+}
+
+static void cu_rope(mimo_backend *be, float *x, int T, int n_heads, int head_dim, int stride, int rot_dim,
+                    const int *pos, double theta) {
+  cu_ctx *c = cu(be);
+  /* Positions change once per step; the two calls of a layer share them. */
+  if (T != c->pos_n || memcmp(pos, c->pos_host, (size_t)T * sizeof(int)) != 0) {
+    if (T > c->pos_cap) {
+      if (c->pos)
+        MIMO_CUDA(c, cudaFreeAsync(c->pos, c->st));
+      free(c->pos_host);
+      c->pos = NULL;
+      c->pos_host = (int *)malloc((size_t)T * sizeof(int));
+      c->pos_cap = 0;
+      if (!c->pos_host || MIMO_CUDA(c, cudaMallocAsync((void **)&c->pos, (size_t)T * sizeof(int), c->st)) != MIMO_OK)
+        return;
+      c->pos_cap = T;
+    }
+    memcpy(c->pos_host, pos, (size_t)T * sizeof(int));
+    c->pos_n = T;
+    if (MIMO_CUDA(c, cudaMemcpyAsync(c->pos, c->pos_host, (size_t)T * sizeof(int), cudaMemcpyHostToDevice, c->st)) !=
+        MIMO_OK)
+      return;
+  }
+  int half = rot_dim / 2;
+  k_rope<<<dim3(cdiv(n_heads * half, 128), T), 128, 0, c->st>>>(x, n_heads, head_dim, stride, half, c->pos, theta,
+                                                                 rot_dim);
+  MIMO_CUDA_LAUNCHED(c);
+}
+
+__global__ void k_scale(float *x, long n, float s) {
+  for (long i = blockIdx.x * (long)blockDim.x + threadIdx.x; i < n; i += (long)gridDim.x * blockDim.x)
+    x[i] *= s;
+}
+__global__ void k_add(float *y, const float *x, long n) {
+  for (long i = blockIdx.x * (long)blockDim.x + threadIdx.x; i < n; i += (long)gridDim.x * blockDim.x)
+    y[i] += x[i];
+}
+__global__ void k_swiglu(float *out, const float *g, const float *u, long n) {
+  for (long i = blockIdx.x * (long)blockDim.x + threadIdx.x; i < n; i += (long)gridDim.x * blockDim.x) {
+    float a = g[i];
+    out[i] = a / (1.0f + expf(-a)) * u[i];
+  }
+}
+
+static unsigned ew_grid(long n) {
+  long b = (n + 255) / 256;
+  return (unsigned)(b < 4096 ? (b > 0 ? b : 1) : 4096);
+}
+
+static void cu_scale(mimo_backend *be, float *x, long n, float s) {
+  k_scale<<<ew_grid(n), 256, 0, cu(be)->st>>>(x, n, s);
+  MIMO_CUDA_LAUNCHED(cu(be));
+}
+static void cu_add(mimo_backend *be, float *y, const float *x, long n) {
+  k_add<<<ew_grid(n), 256, 0, cu(be)->st>>>(y, x, n);
+  MIMO_CUDA_LAUNCHED(cu(be));
+}
+static void cu_swiglu(mimo_backend *be, float *out, const float *g, const float *u, long n) {
+  k_swiglu<<<ew_grid(n), 256, 0, cu(be)->st>>>(out, g, u, n);
+  MIMO_CUDA_LAUNCHED(cu(be));
+}
+static void cu_copy2d(mimo_backend *be, float *dst, long dst_ld, const float *src, long src_ld, int rows, int cols) {
+  cu_ctx *c = cu(be);
+  MIMO_CUDA(c, cudaMemcpy2DAsync(dst, (size_t)dst_ld * sizeof(float), src, (size_t)src_ld * sizeof(float),
+                                 (size_t)cols * sizeof(float), (size_t)rows, cudaMemcpyDeviceToDevice, c->st));
+}
+
+/* ---- lifecycle and helpers ---- */
+
+static void cu_free_be(mimo_backend *be) {
+  if (!be)
+    return;
+  cu_ctx *c = cu(be);
+  if (c) {
+    cudaSetDevice(c->device);
+    cudaStreamSynchronize(c->st);
+    for (int i = 0; i < c->nblocks; i++)
+      cudaFree(c->blocks[i].p);
+    for (int i = 0; i < c->narenas; i++)
+      cudaFree(c->arenas[i]);
+    for (int i = 0; i < c->nlins; i++) {
+      if (c->lins[i]->table)
+        cudaFree(c->lins[i]->table);
+      free(c->lins[i]);
+    }
+    cudaFree(c->tmp);
+    cudaFree(c->tmp2);
+    cudaFree(c->pos);
+    cudaFree(c->ids);
+    free(c->pos_host);
+    free(c->blocks);
+    free(c->arenas);
+    free(c->lins);
+    if (c->blas)
+      cublasDestroy(c->blas);
+    cudaEventDestroy(c->ev0);
+    cudaEventDestroy(c->ev1);
+    cudaStreamDestroy(c->st);
+    free(c);
+  }
+  free(be);
+}
+
+extern "C" int mimo_cuda_device_count(void) {
+  int n = 0;
+  if (cudaGetDeviceCount(&n) != cudaSuccess) {
+    (void)cudaGetLastError();
+    return 0;
+  }
+  return n;
+}
+
+extern "C" mimo_status mimo_backend_cuda_init(mimo_backend **out, int device) {
+  int n = mimo_cuda_device_count();
+  if (n == 0)
+    return mimo_errf(MIMO_E_CUDA, "cuda backend: no CUDA device (or no driver)");
+  if (device < 0 || device >= n)
+    return mimo_errf(MIMO_E_INVALID, "cuda backend: device %d does not exist (%d present)", device, n);
+  mimo_backend *be = (mimo_backend *)calloc(1, sizeof *be);
+  cu_ctx *c = (cu_ctx *)calloc(1, sizeof *c);
+  if (!be || !c) {
+    free(be);
+    free(c);
+    return mimo_errf(MIMO_E_NOMEM, "cuda backend");
+  }
+  be->ctx = c;
+  c->device = device;
+  be->free = cu_free_be;
+  cudaDeviceProp p;
+  mimo_status st = MIMO_CUDA(c, cudaSetDevice(device));
+  if (st == MIMO_OK)
+    st = MIMO_CUDA(c, cudaGetDeviceProperties(&p, device));
+  if (st == MIMO_OK)
+    st = MIMO_CUDA(c, cudaStreamCreateWithFlags(&c->st, cudaStreamNonBlocking));
+  if (st == MIMO_OK)
+    st = MIMO_CUBLAS(c, cublasCreate(&c->blas));
+  if (st == MIMO_OK)
+    st = MIMO_CUBLAS(c, cublasSetStream(c->blas, c->st));
+  if (st == MIMO_OK)
+    st = MIMO_CUDA(c, cudaEventCreate(&c->ev0));
+  if (st == MIMO_OK)
+    st = MIMO_CUDA(c, cudaEventCreate(&c->ev1));
+  if (st != MIMO_OK) {
+    c->err = MIMO_OK;
+    cu_free_be(be);
+    return st;
+  }
+  c->cc = p.major * 10 + p.minor;
+  c->sms = p.multiProcessorCount;
+  snprintf(c->name, sizeof c->name, "%.200s (sm_%d, %d SMs, %.1f GiB)", p.name, c->cc, c->sms,
+           p.totalGlobalMem / 1073741824.0);
+  be->name = "cuda";
+  be->alloc = cu_alloc;
+  be->release = cu_release;
+  be->embed = cu_embed;
+  be->rmsnorm = cu_rmsnorm;
+  be->linear = cu_linear;
+  be->rope = cu_rope;
+  be->scale = cu_scale;
+  be->copy2d = cu_copy2d;
+  be->add = cu_add;
+  be->swiglu = cu_swiglu;
+  be->attention = cu_attention;
+  be->moe = cu_moe;
+  be->upload_linear = cu_upload_linear;
+  be->upload_vec = cu_upload_vec;
+  be->kv_realloc = cu_kv_realloc;
+  be->kv_free = cu_kv_free;
+  be->download = cu_download;
+  *out = be;
+  return MIMO_OK;
+}
+
+extern "C" const char *mimo_cuda_device_name(mimo_backend *be) { return cu(be)->name; }
+
+extern "C" mimo_status mimo_cuda_sync(mimo_backend *be) { return cu_download(be, NULL, NULL, 0); }
+
+extern "C" void mimo_cuda_timer_start(mimo_backend *be) { MIMO_CUDA(cu(be), cudaEventRecord(cu(be)->ev0, cu(be)->st)); }
+
+extern "C" float mimo_cuda_timer_stop(mimo_backend *be) {
+  cu_ctx *c = cu(be);
+  float ms = 0;
+  MIMO_CUDA(c, cudaEventRecord(c->ev1, c->st));
+  MIMO_CUDA(c, cudaEventSynchronize(c->ev1));
+  MIMO_CUDA(c, cudaEventElapsedTime(&ms, c->ev0, c->ev1));
+  return ms;
+}
+
+extern "C" mimo_status mimo_cuda_upload(mimo_backend *be, float *dst, const float *host, size_t n) {
+  cu_ctx *c = cu(be);
+  MIMO_CUDA_TRY(c, cudaMemcpyAsync(dst, host, n * sizeof(float), cudaMemcpyHostToDevice, c->st));
+  return mimo_cuda_sync(be);
+}
+
+extern "C" void mimo_cuda_poison(mimo_backend *be, float *p, size_t n) {
+  MIMO_CUDA(cu(be), cudaMemsetAsync(p, 0xff, n * sizeof(float), cu(be)->st)); /* all-ones bits: NaN */
+}
+
+static int cmp_f(const void *a, const void *b) {
+  float x = *(const float *)a, y = *(const float *)b;
+  return (x > y) - (x < y);
+}
+
+extern "C" double mimo_cuda_copy_bandwidth(mimo_backend *be, size_t bytes) {
+  cu_ctx *c = cu(be);
+  void *a = NULL, *b = NULL;
+  if (MIMO_CUDA(c, cudaMalloc(&a, bytes)) != MIMO_OK || MIMO_CUDA(c, cudaMalloc(&b, bytes)) != MIMO_OK) {
+    cudaFree(a);
+    return 0;
+  }
+  MIMO_CUDA(c, cudaMemsetAsync(a, 1, bytes, c->st));
+  float ms[12];
+  for (int r = 0; r < 14; r++) {
+    mimo_cuda_timer_start(be);
+    MIMO_CUDA(c, cudaMemcpyAsync(r & 1 ? a : b, r & 1 ? b : a, bytes, cudaMemcpyDeviceToDevice, c->st));
+    float t = mimo_cuda_timer_stop(be);
+    if (r >= 2)
+      ms[r - 2] = t;
+  }
+  qsort(ms, 12, sizeof *ms, cmp_f);
+  cudaFree(a);
+  cudaFree(b);
+  return 2.0 * bytes / (ms[6] * 1e-3);
+}

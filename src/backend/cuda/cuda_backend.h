@@ -1,0 +1,32 @@
+/* CUDA backend: C ABI. Built only with -DMIMO_CUDA=ON (MIMO_HAVE_CUDA is then
+ * defined for every user of mimo_lib). */
+#ifndef MIMO_BACKEND_CUDA_CUDA_BACKEND_H
+#define MIMO_BACKEND_CUDA_CUDA_BACKEND_H
+#include "backend/backend.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Creates a backend on GPU `device`; every op of backend.h runs there. */
+mimo_status mimo_backend_cuda_init(mimo_backend **out, int device);
+/* Number of usable GPUs (0 when there is no driver or no device). */
+int mimo_cuda_device_count(void);
+/* One line naming the card, compute capability and memory. */
+const char *mimo_cuda_device_name(mimo_backend *be);
+/* Waits for queued work; returns the first error any op met. */
+mimo_status mimo_cuda_sync(mimo_backend *be);
+/* Device-to-device copy bandwidth in bytes/s (read + written), median of runs over `bytes`. */
+double mimo_cuda_copy_bandwidth(mimo_backend *be, size_t bytes);
+/* Event timing on the backend's stream: start, then stop returns milliseconds since start. */
+void mimo_cuda_timer_start(mimo_backend *be);
+float mimo_cuda_timer_stop(mimo_backend *be);
+/* Host <-> backend memory (tests and benchmarks). */
+mimo_status mimo_cuda_upload(mimo_backend *be, float *dst, const float *host, size_t n);
+/* Fills n floats with NaN (poison before a run). */
+void mimo_cuda_poison(mimo_backend *be, float *p, size_t n);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,187 @@
+/* CUDA backend internals shared by its .cu files. */
+#ifndef MIMO_BACKEND_CUDA_INTERNAL_H
+#define MIMO_BACKEND_CUDA_INTERNAL_H
+#include <cublas_v2.h>
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+#include <stdint.h>
+
+#ifndef _Noreturn
+#define _Noreturn [[noreturn]]
+#endif
+extern "C" {
+#include "backend/backend.h"
+#include "backend/cuda/cuda_backend.h"
+#include "core/status.h"
+}
+
+/* Device view of a linear layer (POD: also stored in device tables for the MoE). */
+enum { CU_BF16 = 0, CU_F32 = 1, CU_F16 = 2, CU_INT4 = 3 };
+typedef struct cu_lin {
+  int fmt, out, in, group;
+  const void *w;         /* dense [out][in] */
+  const uint4 *q;        /* int4 [out][in/32] x 16 bytes: 32 elements of a row, nibble c%8 of word c/8 */
+  const uint32_t *sz;    /* int4 [out][in/group]: bf16 scale in the high half, offset (8 + zero point) low */
+  void *table;           /* MoE: device array of this layer's experts (on experts[0] only) */
+} cu_lin;
+
+typedef struct cu_block {
+  void *p;
+  size_t bytes;
+  int used;
+} cu_block;
+
+typedef struct cu_ctx {
+  int device, cc, sms;
+  char name[256];
+  cudaStream_t st;
+  cublasHandle_t blas;
+  mimo_status err;           /* first error met by an op (ops return void) */
+  cu_block *blocks;          /* scratch cache: freed blocks are reused by size */
+  int nblocks, capblocks;
+  char **arenas;             /* weight memory, never freed before the backend */
+  int narenas;
+  size_t arena_used, arena_cap;
+  cu_lin **lins;             /* host handles to free */
+  int nlins, caplins;
+  void *tmp;                 /* reusable temporaries: bf16 activations, dequantized weights, ids */
+  size_t tmp_bytes;
+  void *tmp2;
+  size_t tmp2_bytes;
+  int *pos;                  /* rope positions on the device, last uploaded copy on the host */
+  int *pos_host;
+  int pos_n, pos_cap;
+  int *ids;
+  int ids_cap;
+  cudaEvent_t ev0, ev1;
+} cu_ctx;
+
+static inline cu_ctx *cu(mimo_backend *be) { return (cu_ctx *)be->ctx; }
+
+mimo_status cu_fail(cu_ctx *c, const char *what, const char *msg, const char *file, int line);
+/* Checks a CUDA runtime call; on failure records "file:line: call: error" once and yields MIMO_E_CUDA. */
+#define MIMO_CUDA(c, x)                                                                      \
+  ((void)0, ({                                                                               \
+    cudaError_t e_ = (x);                                                                    \
+    e_ == cudaSuccess ? MIMO_OK : cu_fail((c), #x, cudaGetErrorString(e_), __FILE__, __LINE__); \
+  }))
+#define MIMO_CUBLAS(c, x)                                                                    \
+  ({                                                                                         \
+    cublasStatus_t s_ = (x);                                                                 \
+    s_ == CUBLAS_STATUS_SUCCESS ? MIMO_OK : cu_fail((c), #x, cublasGetStatusString(s_), __FILE__, __LINE__); \
+  })
+/* After a launch. */
+#define MIMO_CUDA_LAUNCHED(c) MIMO_CUDA(c, cudaGetLastError())
+#define MIMO_CUDA_TRY(c, x)               \
+  do {                                    \
+    if (MIMO_CUDA(c, x) != MIMO_OK)       \
+      return MIMO_E_CUDA;                 \
+  } while (0)
+
+static inline unsigned cdiv(long a, long b) { return (unsigned)((a + b - 1) / b); }
+
+/* Temporaries (grown on demand; contents do not survive the next call). */
+void *cu_tmp(cu_ctx *c, size_t bytes);
+void *cu_tmp2(cu_ctx *c, size_t bytes);
+/* Scratch from the cache (step activations). */
+float *cu_alloc(mimo_backend *be, size_t n);
+void cu_release(mimo_backend *be, float *p);
+
+/* cuda_linear.cu */
+void cu_linear(mimo_backend *be, float *y, const float *x, int T, const mimo_linear *W);
+void cu_linear_dev(cu_ctx *c, float *y, const float *x, int T, const cu_lin *L);
+mimo_status cu_upload_linear(mimo_backend *be, mimo_linear *W);
+void *cu_arena(cu_ctx *c, size_t bytes);
+/* cuda_attention.cu, cuda_moe.cu */
+void cu_attention(mimo_backend *be, mimo_attn_args *a);
+void cu_moe(mimo_backend *be, mimo_moe_args *a);
+
+/* Warp-wide dot of row r of L with x (fp32, in floats): every lane gets the sum. */
+__device__ __forceinline__ float warp_sum(float v) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1)
+    v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+
+__device__ __forceinline__ float bf16_lo(uint32_t w) { return __uint_as_float(w << 16); }
+__device__ __forceinline__ float bf16_hi(uint32_t w) { return __uint_as_float(w & 0xffff0000u); }
+
+/* 8 weights of a dense row at element k (16-byte aligned for bf16/f16). */
+template <int FMT> __device__ __forceinline__ void load8(const void *w, size_t k, float *o) {
+  if (FMT == CU_BF16) {
+    uint4 u = __ldg((const uint4 *)((const uint16_t *)w + k));
+    o[0] = bf16_lo(u.x); o[1] = bf16_hi(u.x); o[2] = bf16_lo(u.y); o[3] = bf16_hi(u.y);
+    o[4] = bf16_lo(u.z); o[5] = bf16_hi(u.z); o[6] = bf16_lo(u.w); o[7] = bf16_hi(u.w);
+  } else if (FMT == CU_F16) {
+    uint4 u = __ldg((const uint4 *)((const uint16_t *)w + k));
+    const __half2 *h = (const __half2 *)&u;
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+      float2 f = __half22float2(h[i]);
+      o[2 * i] = f.x; o[2 * i + 1] = f.y;
+    }
+  } else {
+    float4 a = __ldg((const float4 *)((const float *)w + k)), b = __ldg((const float4 *)((const float *)w + k) + 1);
+    o[0] = a.x; o[1] = a.y; o[2] = a.z; o[3] = a.w; o[4] = b.x; o[5] = b.y; o[6] = b.z; o[7] = b.w;
+  }
+}
+
+/* Dense row · x: each lane takes 8 consecutive weights (16 bytes of bf16) per step. */
+template <int FMT> __device__ __forceinline__ float warp_dot_dense(const cu_lin &L, int r, const float *x, int lane) {
+  const size_t base = (size_t)r * L.in;
+  float acc = 0.f;
+  for (int k = lane * 8; k < L.in; k += 256) {
+    float w[8];
+    load8<FMT>(L.w, base + k, w);
+    float4 x0 = *(const float4 *)(x + k), x1 = *(const float4 *)(x + k + 4);
+    acc += w[0] * x0.x + w[1] * x0.y + w[2] * x0.z + w[3] * x0.w + w[4] * x1.x + w[5] * x1.y + w[6] * x1.z +
+           w[7] * x1.w;
+  }
+  return warp_sum(acc);
+}
+
+/* int4 row · x: each lane takes 16 bytes (32 weights) per step, each byte read once;
+ * per 8-weight word: s·(Σ u·x − o·Σ x) with (s, o) of the word's group. */
+__device__ __forceinline__ float int4_word(uint32_t w, uint32_t sz, const float *x) {
+  float4 x0 = *(const float4 *)x, x1 = *(const float4 *)(x + 4);
+  float d = (float)(w & 15u) * x0.x + (float)((w >> 4) & 15u) * x0.y + (float)((w >> 8) & 15u) * x0.z +
+            (float)((w >> 12) & 15u) * x0.w + (float)((w >> 16) & 15u) * x1.x + (float)((w >> 20) & 15u) * x1.y +
+            (float)((w >> 24) & 15u) * x1.z + (float)(w >> 28) * x1.w;
+  float sx = (x0.x + x0.y) + (x0.z + x0.w) + (x1.x + x1.y) + (x1.z + x1.w);
+  return bf16_hi(sz) * (d - (float)(sz & 0xffffu) * sx);
+}
+
+__device__ __forceinline__ float warp_dot_int4(const cu_lin &L, int r, const float *x, int lane) {
+  const int n16 = L.in / 32, groups = L.in / L.group;
+  const uint4 *q = L.q + (size_t)r * n16;
+  const uint32_t *sz = L.sz + (size_t)r * groups;
+  float acc = 0.f;
+  int i = lane;
+  for (; i + 32 < n16; i += 64) { /* two 16-byte loads in flight per lane */
+    uint4 a = __ldg(q + i), b = __ldg(q + i + 32);
+    int ka = i * 32, kb = (i + 32) * 32;
+    acc += int4_word(a.x, __ldg(sz + ka / L.group), x + ka) + int4_word(a.y, __ldg(sz + (ka + 8) / L.group), x + ka + 8) +
+           int4_word(a.z, __ldg(sz + (ka + 16) / L.group), x + ka + 16) +
+           int4_word(a.w, __ldg(sz + (ka + 24) / L.group), x + ka + 24);
+    acc += int4_word(b.x, __ldg(sz + kb / L.group), x + kb) + int4_word(b.y, __ldg(sz + (kb + 8) / L.group), x + kb + 8) +
+           int4_word(b.z, __ldg(sz + (kb + 16) / L.group), x + kb + 16) +
+           int4_word(b.w, __ldg(sz + (kb + 24) / L.group), x + kb + 24);
+  }
+  for (; i < n16; i += 32) {
+    uint4 a = __ldg(q + i);
+    int ka = i * 32;
+    acc += int4_word(a.x, __ldg(sz + ka / L.group), x + ka) + int4_word(a.y, __ldg(sz + (ka + 8) / L.group), x + ka + 8) +
+           int4_word(a.z, __ldg(sz + (ka + 16) / L.group), x + ka + 16) +
+           int4_word(a.w, __ldg(sz + (ka + 24) / L.group), x + ka + 24);
+  }
+  return warp_sum(acc);
+}
+
+template <int FMT> __device__ __forceinline__ float warp_dot(const cu_lin &L, int r, const float *x, int lane) {
+  if (FMT == CU_INT4)
+    return warp_dot_int4(L, r, x, lane);
+  return warp_dot_dense<FMT>(L, r, x, lane);
+}
+#endif

@@ -1,0 +1,233 @@
+/* y[T][out] = x[T][in] · Wᵀ on the GPU.
+ *
+ * Decode (T <= 4): one warp per weight row, each lane streaming 16-byte loads
+ * (8 bf16 or 32 int4 weights), every token of the step against the same loads:
+ * each weight byte is read once per step. Larger T: bf16 through cuBLAS (x
+ * rounded to bf16, fp32 accumulate and output), f32 through cuBLAS SGEMM, int4
+ * dequantized to a bf16 tile of rows on the GPU and then cuBLAS.
+ *
+ * int4 weights are repacked at load, on the GPU: the nibbles keep the checkpoint's
+ * row-major K order (16 bytes = 32 consecutive weights of a row, what the GEMV
+ * lane reads), and scale and zero point become one 32-bit word per (row, group):
+ * bf16 scale high, offset 8 + zp low — one load gives both. */
+#include <stdlib.h>
+
+#include "backend/cuda/cuda_internal.h"
+
+enum { GEMV_ROWS = 8, SMALL_T = 4 };
+
+/* ---- load ---- */
+
+__global__ void k_repack_sz(uint32_t *sz, const void *scale, int scale_dt, const uint32_t *zero, int out, int groups) {
+  long i = blockIdx.x * (long)blockDim.x + threadIdx.x;
+  if (i >= (long)out * groups)
+    return;
+  int r = (int)(i / groups), g = (int)(i % groups);
+  float s;
+  if (scale_dt == CU_BF16)
+    s = __uint_as_float((uint32_t)((const uint16_t *)scale)[i] << 16);
+  else if (scale_dt == CU_F16)
+    s = __half2float(((const __half *)scale)[i]);
+  else
+    s = ((const float *)scale)[i];
+  uint32_t off = zero ? (zero[(size_t)(r / 8) * groups + g] >> (4 * (r % 8))) & 15u : 8u;
+  /* Round the scale to bf16 (exact for the checkpoint's bf16 scales). */
+  uint32_t b = __float_as_uint(s);
+  b = (b + 0x7fffu + ((b >> 16) & 1u)) & 0xffff0000u;
+  sz[i] = b | off;
+}
+
+static int cu_fmt(mimo_dtype dt) {
+  return dt == MIMO_DT_BF16 ? CU_BF16 : dt == MIMO_DT_F16 ? CU_F16 : dt == MIMO_DT_F32 ? CU_F32 : -1;
+}
+
+static mimo_status track(cu_ctx *c, cu_lin *L) {
+  if (c->nlins == c->caplins) {
+    int cap = c->caplins ? 2 * c->caplins : 1024;
+    cu_lin **n = (cu_lin **)realloc(c->lins, (size_t)cap * sizeof *n);
+    if (!n)
+      return mimo_errf(MIMO_E_NOMEM, "linear handles");
+    c->lins = n;
+    c->caplins = cap;
+  }
+  c->lins[c->nlins++] = L;
+  return MIMO_OK;
+}
+
+mimo_status cu_upload_linear(mimo_backend *be, mimo_linear *W) {
+  cu_ctx *c = cu(be);
+  cu_lin *L = (cu_lin *)calloc(1, sizeof *L);
+  if (!L || track(c, L) != MIMO_OK) {
+    free(L);
+    return mimo_errf(MIMO_E_NOMEM, "linear handle");
+  }
+  L->out = W->out;
+  L->in = W->in;
+  if (W->fmt == MIMO_WF_DENSE) {
+    L->fmt = cu_fmt(W->dt);
+    if (L->fmt < 0 || W->in % 8)
+      return mimo_errf(MIMO_E_INVALID, "cuda: dense weight [%d, %d] of dtype %s is not supported (in %% 8 == 0)",
+                       W->out, W->in, mimo_dtype_name(W->dt));
+    size_t bytes = (size_t)W->out * W->in * mimo_dtype_size(W->dt);
+    void *d = cu_arena(c, bytes);
+    if (!d)
+      return MIMO_E_NOMEM;
+    MIMO_CUDA_TRY(c, cudaMemcpy(d, W->w, bytes, cudaMemcpyHostToDevice));
+    L->w = d;
+  } else {
+    int sfmt = cu_fmt(W->scale_dt);
+    if (W->in % 32 || W->group % 8 || W->in % W->group || sfmt < 0)
+      return mimo_errf(MIMO_E_INVALID, "cuda: int4 weight [%d, %d] group %d is not supported (in %% 32, group %% 8)",
+                       W->out, W->in, W->group);
+    L->fmt = CU_INT4;
+    L->group = W->group;
+    int groups = W->in / W->group;
+    size_t qb = (size_t)W->out * W->in / 2, sb = (size_t)W->out * groups * mimo_dtype_size(W->scale_dt),
+           zb = W->zero ? (size_t)((W->out + 7) / 8) * groups * 4 : 0;
+    void *q = cu_arena(c, qb);
+    uint32_t *sz = (uint32_t *)cu_arena(c, (size_t)W->out * groups * 4);
+    char *tmp = (char *)cu_tmp(c, sb + zb + 256);
+    if (!q || !sz || !tmp)
+      return MIMO_E_NOMEM;
+    MIMO_CUDA_TRY(c, cudaMemcpy(q, W->packed, qb, cudaMemcpyHostToDevice));
+    MIMO_CUDA_TRY(c, cudaMemcpyAsync(tmp, W->scale, sb, cudaMemcpyHostToDevice, c->st));
+    uint32_t *zd = NULL;
+    if (zb) {
+      zd = (uint32_t *)(tmp + ((sb + 255) & ~(size_t)255));
+      MIMO_CUDA_TRY(c, cudaMemcpyAsync(zd, W->zero, zb, cudaMemcpyHostToDevice, c->st));
+    }
+    long n = (long)W->out * groups;
+    k_repack_sz<<<cdiv(n, 256), 256, 0, c->st>>>(sz, tmp, sfmt, zd, W->out, groups);
+    MIMO_CUDA_TRY(c, cudaGetLastError());
+    MIMO_CUDA_TRY(c, cudaStreamSynchronize(c->st)); /* tmp is reused by the next upload */
+    L->q = (const uint4 *)q;
+    L->sz = sz;
+  }
+  W->dev = L;
+  return MIMO_OK;
+}
+
+/* ---- decode GEMV ---- */
+
+template <int FMT, int MT>
+__global__ void __launch_bounds__(256) k_gemv(float *y, const float *x, cu_lin L) {
+  int lane = threadIdx.x & 31, r = blockIdx.x * GEMV_ROWS + (threadIdx.x >> 5);
+  if (r >= L.out)
+    return;
+  /* Tokens share the row's loads: the loop over t sits inside warp_dot's stream for MT=1;
+   * for MT>1 each token re-reads the row from L1 (it was just fetched). */
+  float acc[MT];
+#pragma unroll
+  for (int t = 0; t < MT; t++)
+    acc[t] = warp_dot<FMT>(L, r, x + (size_t)t * L.in, lane);
+  if (lane == 0)
+#pragma unroll
+    for (int t = 0; t < MT; t++)
+      y[(size_t)t * L.out + r] = acc[t];
+}
+
+template <int FMT> static void gemv_fmt(cu_ctx *c, float *y, const float *x, int T, const cu_lin *L) {
+  for (int t0 = 0; t0 < T; t0 += SMALL_T) {
+    int n = T - t0 < SMALL_T ? T - t0 : SMALL_T;
+    float *yy = y + (size_t)t0 * L->out;
+    const float *xx = x + (size_t)t0 * L->in;
+    dim3 g(cdiv(L->out, GEMV_ROWS));
+    switch (n) {
+    case 1: k_gemv<FMT, 1><<<g, 256, 0, c->st>>>(yy, xx, *L); break;
+    case 2: k_gemv<FMT, 2><<<g, 256, 0, c->st>>>(yy, xx, *L); break;
+    case 3: k_gemv<FMT, 3><<<g, 256, 0, c->st>>>(yy, xx, *L); break;
+    default: k_gemv<FMT, 4><<<g, 256, 0, c->st>>>(yy, xx, *L); break;
+    }
+    MIMO_CUDA_LAUNCHED(c);
+  }
+}
+
+static void gemv(cu_ctx *c, float *y, const float *x, int T, const cu_lin *L) {
+  switch (L->fmt) {
+  case CU_BF16: gemv_fmt<CU_BF16>(c, y, x, T, L); break;
+  case CU_F16: gemv_fmt<CU_F16>(c, y, x, T, L); break;
+  case CU_F32: gemv_fmt<CU_F32>(c, y, x, T, L); break;
+  default: gemv_fmt<CU_INT4>(c, y, x, T, L); break;
+  }
+}
+
+/* ---- larger T ---- */
+
+__global__ void k_to_bf16(__nv_bfloat16 *o, const float *x, long n) {
+  for (long i = blockIdx.x * (long)blockDim.x + threadIdx.x; i < n; i += (long)gridDim.x * blockDim.x)
+    o[i] = __float2bfloat16_rn(x[i]);
+}
+
+/* Rows [r0, r0+rows) of an int4 weight as bf16 (the value (u − o)·s rounded to bf16). */
+__global__ void k_dequant(__nv_bfloat16 *o, cu_lin L, int r0, int rows) {
+  long n = (long)rows * (L.in / 8);
+  int groups = L.in / L.group;
+  for (long i = blockIdx.x * (long)blockDim.x + threadIdx.x; i < n; i += (long)gridDim.x * blockDim.x) {
+    int r = (int)(i / (L.in / 8)), w8 = (int)(i % (L.in / 8));
+    uint32_t w = ((const uint32_t *)L.q)[(size_t)(r0 + r) * (L.in / 8) + w8];
+    uint32_t sz = L.sz[(size_t)(r0 + r) * groups + (w8 * 8) / L.group];
+    float s = __uint_as_float(sz & 0xffff0000u), off = (float)(sz & 0xffffu);
+    __nv_bfloat16 *d = o + (size_t)r * L.in + w8 * 8;
+#pragma unroll
+    for (int j = 0; j < 8; j++)
+      d[j] = __float2bfloat16_rn(((float)((w >> (4 * j)) & 15u) - off) * s);
+  }
+}
+
+static unsigned grid_for(long n) {
+  long b = (n + 255) / 256;
+  return (unsigned)(b < 8192 ? (b > 0 ? b : 1) : 8192);
+}
+
+/* Column-major view: yᵀ[out][T] = W[out][in] · xᵀ, i.e. C(out×T) = op_T(A: in×out) · B(in×T). */
+static void gemm_bf16(cu_ctx *c, float *y, int ldy, const __nv_bfloat16 *xb, int T, const __nv_bfloat16 *w, int out,
+                      int in) {
+  const float one = 1.f, zero = 0.f;
+  MIMO_CUBLAS(c, cublasGemmEx(c->blas, CUBLAS_OP_T, CUBLAS_OP_N, out, T, in, &one, w, CUDA_R_16BF, in, xb,
+                              CUDA_R_16BF, in, &zero, y, CUDA_R_32F, ldy, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+}
+
+void cu_linear_dev(cu_ctx *c, float *y, const float *x, int T, const cu_lin *L) {
+  if (T <= SMALL_T || L->fmt == CU_F16) {
+    gemv(c, y, x, T, L);
+    return;
+  }
+  if (L->fmt == CU_F32) {
+    const float one = 1.f, zero = 0.f;
+    MIMO_CUBLAS(c, cublasSgemm(c->blas, CUBLAS_OP_T, CUBLAS_OP_N, L->out, T, L->in, &one, (const float *)L->w, L->in,
+                               x, L->in, &zero, y, L->out));
+    return;
+  }
+  __nv_bfloat16 *xb = (__nv_bfloat16 *)cu_tmp(c, (size_t)T * L->in * 2);
+  if (!xb)
+    return;
+  k_to_bf16<<<grid_for((long)T * L->in), 256, 0, c->st>>>(xb, x, (long)T * L->in);
+  MIMO_CUDA_LAUNCHED(c);
+  if (L->fmt == CU_BF16) {
+    gemm_bf16(c, y, L->out, xb, T, (const __nv_bfloat16 *)L->w, L->out, L->in);
+    return;
+  }
+  /* int4: dequantize a slab of rows (<= 64 MB of bf16) and multiply it; y columns [r0, r0+rows). */
+  int slab = (int)(((size_t)32 << 20) / L->in);
+  slab = slab < 64 ? 64 : slab - slab % 64;
+  if (slab > L->out)
+    slab = L->out;
+  __nv_bfloat16 *wd = (__nv_bfloat16 *)cu_tmp2(c, (size_t)slab * L->in * 2);
+  if (!wd)
+    return;
+  for (int r0 = 0; r0 < L->out; r0 += slab) {
+    int rows = L->out - r0 < slab ? L->out - r0 : slab;
+    k_dequant<<<grid_for((long)rows * L->in / 8), 256, 0, c->st>>>(wd, *L, r0, rows);
+    MIMO_CUDA_LAUNCHED(c);
+    gemm_bf16(c, y + r0, L->out, xb, T, wd, rows, L->in);
+  }
+}
+
+void cu_linear(mimo_backend *be, float *y, const float *x, int T, const mimo_linear *W) {
+  cu_ctx *c = cu(be);
+  if (!W->dev) {
+    cu_fail(c, "linear", "weight not uploaded", __FILE__, __LINE__);
+    return;
+  }
+  cu_linear_dev(c, y, x, T, (const cu_lin *)W->dev);
+}

@@ -1,0 +1,202 @@
+/* Micro-benchmarks with their ceilings measured in the same run: device copy
+ * bandwidth and cuBLAS bf16 8192³; then int4 MoE decode and bf16/f32 GEMV at M=1
+ * as fractions of the copy bandwidth. Median of event-timed runs; inputs rotate
+ * so that repeated runs do not measure the L2. */
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+
+#include "cuda_common.h"
+
+static int cmpf(const void *a, const void *b) {
+  float x = *(const float *)a, y = *(const float *)b;
+  return (x > y) - (x < y);
+}
+
+static float median(float *v, int n) {
+  qsort(v, (size_t)n, sizeof *v, cmpf);
+  return v[n / 2];
+}
+
+#define CK(x)                                                                          \
+  do {                                                                                 \
+    if ((x) != 0) {                                                                    \
+      fprintf(stderr, "%s:%d: %s failed\n", __FILE__, __LINE__, #x);                   \
+      exit(2);                                                                         \
+    }                                                                                  \
+  } while (0)
+
+static double cublas_bf16_rate(int n) {
+  size_t N = (size_t)n * n;
+  uint16_t *h = xmalloc(N * 2);
+  for (size_t i = 0; i < N; i++)
+    h[i] = to_bf16(rndf());
+  void *A, *B, *C;
+  CK(cudaMalloc(&A, N * 2));
+  CK(cudaMalloc(&B, N * 2));
+  CK(cudaMalloc(&C, N * 2));
+  CK(cudaMemcpy(A, h, N * 2, cudaMemcpyHostToDevice));
+  for (size_t i = 0; i < N; i++)
+    h[i] = to_bf16(rndf());
+  CK(cudaMemcpy(B, h, N * 2, cudaMemcpyHostToDevice));
+  free(h);
+  cublasHandle_t hd;
+  CK(cublasCreate(&hd));
+  cudaEvent_t e0, e1;
+  CK(cudaEventCreate(&e0));
+  CK(cudaEventCreate(&e1));
+  float one = 1, zero = 0, ms[10];
+  for (int r = 0; r < 13; r++) {
+    CK(cudaEventRecord(e0, 0));
+    CK(cublasGemmEx(hd, CUBLAS_OP_N, CUBLAS_OP_N, n, n, n, &one, A, CUDA_R_16BF, n, B, CUDA_R_16BF, n, &zero, C,
+                    CUDA_R_16BF, n, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+    CK(cudaEventRecord(e1, 0));
+    CK(cudaEventSynchronize(e1));
+    if (r >= 3)
+      CK(cudaEventElapsedTime(&ms[r - 3], e0, e1));
+  }
+  cublasDestroy(hd);
+  cudaFree(A);
+  cudaFree(B);
+  cudaFree(C);
+  return 2.0 * n * (double)n * n / (median(ms, 10) * 1e-3);
+}
+
+/* cuBLAS at M=1 on a bf16 weight (x in bf16): the library's GEMV figure for comparison. */
+static double cublas_m1_ms(const mimo_linear *W) {
+  void *w, *x, *y;
+  size_t n = (size_t)W->out * W->in;
+  CK(cudaMalloc(&w, n * 2));
+  CK(cudaMalloc(&x, (size_t)W->in * 2));
+  CK(cudaMalloc(&y, (size_t)W->out * 4));
+  CK(cudaMemcpy(w, W->w, n * 2, cudaMemcpyHostToDevice));
+  CK(cudaMemset(x, 0x3f, (size_t)W->in * 2));
+  cublasHandle_t hd;
+  CK(cublasCreate(&hd));
+  cudaEvent_t e0, e1;
+  CK(cudaEventCreate(&e0));
+  CK(cudaEventCreate(&e1));
+  float one = 1, zero = 0, ms[20];
+  for (int r = 0; r < 23; r++) {
+    CK(cudaEventRecord(e0, 0));
+    CK(cublasGemmEx(hd, CUBLAS_OP_T, CUBLAS_OP_N, W->out, 1, W->in, &one, w, CUDA_R_16BF, W->in, x, CUDA_R_16BF,
+                    W->in, &zero, y, CUDA_R_32F, W->out, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+    CK(cudaEventRecord(e1, 0));
+    CK(cudaEventSynchronize(e1));
+    if (r >= 3)
+      CK(cudaEventElapsedTime(&ms[r - 3], e0, e1));
+  }
+  cublasDestroy(hd);
+  cudaFree(w);
+  cudaFree(x);
+  cudaFree(y);
+  return median(ms, 20);
+}
+
+static double lin_bytes(const mimo_linear *l) {
+  if (l->fmt == MIMO_WF_INT4)
+    return (double)l->out * l->in / 2 + (double)l->out * (l->in / l->group) * 2 +
+           (l->zero ? (double)((l->out + 7) / 8) * (l->in / l->group) * 4 : 0);
+  return (double)l->out * l->in * mimo_dtype_size(l->dt);
+}
+
+int cuda_bench_main(int argc, char **argv) {
+  (void)argc;
+  (void)argv;
+  mimo_backend *g;
+  must(mimo_backend_cuda_init(&g, 0), "cuda backend");
+  printf("device: %s\n", mimo_cuda_device_name(g));
+  double bw = mimo_cuda_copy_bandwidth(g, (size_t)1 << 31);
+  double fl = cublas_bf16_rate(8192);
+  printf("BENCH copy_bandwidth %.1f GB/s (2 GiB device-to-device, read+write)\n", bw / 1e9);
+  printf("BENCH cublas_bf16_8192 %.1f TFLOP/s\n", fl / 1e12);
+
+  /* GEMV M=1 on the model's projection shapes; two copies of each weight alternate. */
+  struct { int out, in; mimo_dtype dt; const char *name; } sh[] = {
+      {14848, 4096, MIMO_DT_BF16, "qkv SWA 14848x4096 bf16"}, {13568, 4096, MIMO_DT_BF16, "qkv full 13568x4096 bf16"},
+      {4096, 8192, MIMO_DT_BF16, "o_proj 4096x8192 bf16"},  {4096, 4096, MIMO_DT_BF16, "4096x4096 bf16"},
+      {4096, 2048, MIMO_DT_BF16, "4096x2048 bf16"},          {256, 4096, MIMO_DT_F32, "router 256x4096 f32"},
+      {152576, 4096, MIMO_DT_BF16, "lm_head 152576x4096 bf16"}};
+  float *x = xmalloc(8192 * 4);
+  fill(x, 8192, 1.0f);
+  float *dx = to_dev(g, x, 8192), *dy = g->alloc(g, 152576);
+  for (size_t s = 0; s < sizeof sh / sizeof *sh; s++) {
+    int copies = (double)sh[s].out * sh[s].in * 2 > 4e8 ? 1 : 4;
+    mimo_linear W[4];
+    for (int c = 0; c < copies; c++) {
+      W[c] = rand_dense(sh[s].out, sh[s].in, sh[s].dt, 0.05f);
+      must(mimo_backend_upload_linear(g, &W[c]), "upload");
+    }
+    float ms[40];
+    for (int r = 0; r < 44; r++) {
+      mimo_cuda_timer_start(g);
+      g->linear(g, dy, dx, 1, &W[r % copies]);
+      float t = mimo_cuda_timer_stop(g);
+      if (r >= 4)
+        ms[r - 4] = t;
+    }
+    must(mimo_cuda_sync(g), "gemv");
+    double t = median(ms, 40), b = lin_bytes(&W[0]);
+    double cub = sh[s].dt == MIMO_DT_BF16 ? cublas_m1_ms(&W[0]) : 0;
+    printf("BENCH gemv_m1 %-28s %.1f us  %.0f GB/s = %.1f%% of copy", sh[s].name, t * 1e3, b / (t * 1e-3) / 1e9,
+           100.0 * b / (t * 1e-3) / bw);
+    if (cub > 0)
+      printf("  (cuBLAS %.1f us = %.1f%%)", cub * 1e3, 100.0 * b / (cub * 1e-3) / bw);
+    printf("\n");
+    for (int c = 0; c < copies; c++)
+      free_lin(&W[c]);
+  }
+
+  /* int4 MoE decode: 256 experts, top-8, hidden 4096, width 2048, group 128 sym (bf16 scales). */
+  {
+    int E = 256, K = 8, H = 4096, I = 2048;
+    mimo_linear router = rand_dense(E, H, MIMO_DT_F32, 0.05f);
+    must(mimo_backend_upload_linear(g, &router), "upload");
+    mimo_vec bias = {0, MIMO_DT_F32, NULL, NULL};
+    mimo_linear proto[3] = {rand_int4(I, H, 128, 0), rand_int4(I, H, 128, 0), rand_int4(H, I, 128, 0)};
+    mimo_linear *ex = xmalloc((size_t)E * 3 * sizeof *ex);
+    for (int e = 0; e < E; e++)
+      for (int p = 0; p < 3; p++) {
+        ex[e * 3 + p] = proto[p]; /* same host bits, a separate device copy each */
+        ex[e * 3 + p].dev = NULL;
+        must(mimo_backend_upload_linear(g, &ex[e * 3 + p]), "upload experts");
+      }
+    double ebytes = lin_bytes(&proto[0]) + lin_bytes(&proto[1]) + lin_bytes(&proto[2]);
+    int Ts[] = {1, 8, 32};
+    float *xs = xmalloc((size_t)16 * 32 * H * 4);
+    fill(xs, (size_t)16 * 32 * H, 1.0f);
+    float *dxs = to_dev(g, xs, (size_t)16 * 32 * H), *dout = g->alloc(g, (size_t)32 * H);
+    int *ids = xmalloc(32 * K * 4);
+    for (int ti = 0; ti < 3; ti++) {
+      int T = Ts[ti];
+      float ms[32];
+      double uniq_sum = 0;
+      for (int r = 0; r < 36; r++) {
+        mimo_moe_args a = {.x = dxs + (size_t)(r % 16) * 32 * H, .out = dout, .T = T, .hidden = H, .inter = I,
+                           .n_experts = E, .top_k = K, .router = &router, .bias = &bias, .experts = ex,
+                           .norm_topk = true, .scaling = 1.0f};
+        if (r < 16) { /* untimed: count distinct experts per input set */
+          a.ids_out = ids;
+          g->moe(g, &a);
+          must(mimo_cuda_sync(g), "moe");
+          char seen[256] = {0};
+          int u = 0;
+          for (int i = 0; i < T * K; i++)
+            u += !seen[ids[i]]++;
+          uniq_sum += u;
+          continue;
+        }
+        mimo_cuda_timer_start(g);
+        g->moe(g, &a);
+        ms[r - 16] = mimo_cuda_timer_stop(g);
+      }
+      must(mimo_cuda_sync(g), "moe");
+      double t = median(ms, 20), b = uniq_sum / 16 * ebytes, rb = lin_bytes(&router);
+      printf("BENCH moe_int4_decode T=%-2d %.1f us  expert bytes %.1f MB -> %.0f GB/s = %.1f%% of copy "
+             "(with router %.1f%%)\n",
+             T, t * 1e3, b / 1e6, b / (t * 1e-3) / 1e9, 100.0 * b / (t * 1e-3) / bw,
+             100.0 * (b + rb) / (t * 1e-3) / bw);
+    }
+  }
+  g->free(g);
+  return 0;
+}

@@ -1,0 +1,358 @@
+/* GPU checks (run by tools/gpu-check, not by ctest: they need a GPU).
+ *   mimo_cuda_check kernels          every CUDA op vs the CPU backend on fresh random inputs
+ *   mimo_cuda_check compare A B V    logits files [T][V] (A = reference): KL per position, greedy agreement
+ *   mimo_cuda_check bench            micro-benchmarks with their ceilings (cuda_bench.c)
+ * Relative error ‖gpu − cpu‖ / ‖cpu‖; GPU outputs are poisoned with NaN before each run. */
+#include "cuda_common.h"
+
+static int n_fail, n_pass;
+
+static double relerr(const float *g, const float *c, size_t n) {
+  double num = 0, den = 0;
+  for (size_t i = 0; i < n; i++) {
+    if (!isfinite(g[i]))
+      return INFINITY;
+    num += ((double)g[i] - c[i]) * ((double)g[i] - c[i]);
+    den += (double)c[i] * c[i];
+  }
+  return sqrt(num / (den > 0 ? den : 1e-30));
+}
+
+static void report(const char *what, double err, double tol) {
+  int ok = err <= tol;
+  printf("%-4s %-58s rel %.2e (tol %.0e)\n", ok ? "ok" : "FAIL", what, err, tol);
+  ok ? n_pass++ : n_fail++;
+}
+
+/* Runs y = op on both backends and compares. */
+static void check_linear(mimo_backend *c, mimo_backend *g, mimo_linear *W, int T, double tol, const char *name) {
+  float *x = xmalloc((size_t)T * W->in * 4), *yc = xmalloc((size_t)T * W->out * 4), *yg = xmalloc((size_t)T * W->out * 4);
+  fill(x, (size_t)T * W->in, 1.0f);
+  c->linear(c, yc, x, T, W);
+  float *dx = to_dev(g, x, (size_t)T * W->in), *dy = g->alloc(g, (size_t)T * W->out);
+  mimo_cuda_poison(g, dy, (size_t)T * W->out);
+  g->linear(g, dy, dx, T, W);
+  from_dev(g, yg, dy, (size_t)T * W->out);
+  char buf[128];
+  snprintf(buf, sizeof buf, "linear %s T=%d %dx%d%s", name, T, W->out, W->in, T > 4 ? " (bf16 acts)" : "");
+  report(buf, relerr(yg, yc, (size_t)T * W->out), tol);
+  g->release(g, dx);
+  g->release(g, dy);
+  free(x);
+  free(yc);
+  free(yg);
+}
+
+static void check_linears(mimo_backend *c, mimo_backend *g) {
+  int shapes[][2] = {{256, 512}, {100, 264}, {1000, 4096}, {2048, 1024}};
+  int Ts[] = {1, 2, 4, 5, 17, 64};
+  for (size_t s = 0; s < 4; s++) {
+    mimo_linear b = rand_dense(shapes[s][0], shapes[s][1], MIMO_DT_BF16, 0.05f);
+    mimo_linear f = rand_dense(shapes[s][0], shapes[s][1], MIMO_DT_F32, 0.05f);
+    must(mimo_backend_upload_linear(g, &b), "upload");
+    must(mimo_backend_upload_linear(g, &f), "upload");
+    for (size_t t = 0; t < sizeof Ts / sizeof *Ts; t++) {
+      check_linear(c, g, &b, Ts[t], Ts[t] <= 4 ? 1e-5 : 1e-2, "bf16");
+      if (t % 2 == 0)
+        check_linear(c, g, &f, Ts[t], 1e-5, "f32");
+    }
+    free_lin(&b);
+    free_lin(&f);
+  }
+  struct { int out, in, group, asym; } q[] = {{256, 512, 32, 0}, {96, 256, 16, 1}, {2048, 4096, 128, 0}, {4096, 2048, 128, 1}, {300, 1024, 32, 1}};
+  for (size_t s = 0; s < sizeof q / sizeof *q; s++) {
+    mimo_linear w = rand_int4(q[s].out, q[s].in, q[s].group, q[s].asym);
+    must(mimo_backend_upload_linear(g, &w), "upload");
+    char name[64];
+    snprintf(name, sizeof name, "int4 %s g%d", q[s].asym ? "asym" : "sym", q[s].group);
+    for (size_t t = 0; t < sizeof Ts / sizeof *Ts; t++)
+      check_linear(c, g, &w, Ts[t], Ts[t] <= 4 ? 1e-5 : 1e-2, name);
+    free_lin(&w);
+  }
+}
+
+static void check_small(mimo_backend *c, mimo_backend *g) {
+  int Ts[] = {1, 7, 33}, ns[] = {64, 4096};
+  for (int a = 0; a < 3; a++)
+    for (int b = 0; b < 2; b++) {
+      int T = Ts[a], n = ns[b];
+      size_t N = (size_t)T * n;
+      float *x = xmalloc(N * 4), *w = xmalloc(n * 4), *oc = xmalloc(N * 4), *og = xmalloc(N * 4);
+      fill(x, N, 3.0f);
+      fill(w, n, 1.0f);
+      mimo_vec v = {n, MIMO_DT_F32, w, NULL};
+      c->rmsnorm(c, oc, x, &v, T, n, 1e-5f);
+      must(mimo_backend_upload_vec(g, &v), "upload");
+      float *dx = to_dev(g, x, N), *dout = g->alloc(g, N), *dy = to_dev(g, w, n);
+      mimo_cuda_poison(g, dout, N);
+      g->rmsnorm(g, dout, dx, &v, T, n, 1e-5f);
+      from_dev(g, og, dout, N);
+      char buf[96];
+      snprintf(buf, sizeof buf, "rmsnorm T=%d n=%d", T, n);
+      report(buf, relerr(og, oc, N), 1e-5);
+      /* swiglu, add, scale */
+      float *u = xmalloc(N * 4);
+      fill(u, N, 2.0f);
+      float *du = to_dev(g, u, N);
+      c->swiglu(c, oc, x, u, (long)N);
+      mimo_cuda_poison(g, dout, N);
+      g->swiglu(g, dout, dx, du, (long)N);
+      from_dev(g, og, dout, N);
+      snprintf(buf, sizeof buf, "swiglu n=%zu", N);
+      report(buf, relerr(og, oc, N), 1e-6);
+      memcpy(oc, x, N * 4);
+      c->add(c, oc, u, (long)N);
+      c->scale(c, oc, (long)N, 0.707f);
+      g->add(g, dx, du, (long)N);
+      g->scale(g, dx, (long)N, 0.707f);
+      from_dev(g, og, dx, N);
+      snprintf(buf, sizeof buf, "add+scale n=%zu", N);
+      report(buf, relerr(og, oc, N), 1e-7);
+      /* copy2d: columns [n/4, n/2) of each row to a narrower matrix */
+      int cols = n / 4;
+      c->copy2d(c, oc, cols, u + n / 4, n, T, cols);
+      mimo_cuda_poison(g, dout, N);
+      g->copy2d(g, dout, cols, du + n / 4, n, T, cols);
+      from_dev(g, og, dout, (size_t)T * cols);
+      snprintf(buf, sizeof buf, "copy2d %dx%d", T, cols);
+      report(buf, relerr(og, oc, (size_t)T * cols), 0);
+      g->release(g, dx);
+      g->release(g, dout);
+      g->release(g, dy);
+      g->release(g, du);
+      free(x);
+      free(w);
+      free(oc);
+      free(og);
+      free(u);
+    }
+  /* rope on q-like rows (64 heads x 192, first 64 dims rotated) at large positions */
+  for (int th = 0; th < 2; th++) {
+    int T = 9, H = 64, D = 192, stride = H * D;
+    size_t N = (size_t)T * stride;
+    float *x = xmalloc(N * 4), *og = xmalloc(N * 4);
+    int pos[9];
+    for (int t = 0; t < T; t++)
+      pos[t] = t * 4099 + (th ? 70000 : 0);
+    fill(x, N, 1.0f);
+    float *dx = to_dev(g, x, N);
+    double theta = th ? 1e7 : 1e4;
+    c->rope(c, x, T, H, D, stride, 64, pos, theta);
+    g->rope(g, dx, T, H, D, stride, 64, pos, theta);
+    from_dev(g, og, dx, N);
+    char buf[96];
+    snprintf(buf, sizeof buf, "rope theta=%.0e pos<=%d", theta, pos[T - 1]);
+    report(buf, relerr(og, x, N), 1e-5);
+    g->release(g, dx);
+    free(x);
+    free(og);
+  }
+  /* embed from a bf16 table */
+  {
+    mimo_linear tab = rand_dense(1000, 512, MIMO_DT_BF16, 1.0f);
+    must(mimo_backend_upload_linear(g, &tab), "upload");
+    int ids[5] = {0, 999, 17, 17, 500};
+    float *oc = xmalloc(5 * 512 * 4), *og = xmalloc(5 * 512 * 4);
+    c->embed(c, oc, &tab, ids, 5);
+    float *d = g->alloc(g, 5 * 512);
+    mimo_cuda_poison(g, d, 5 * 512);
+    g->embed(g, d, &tab, ids, 5);
+    from_dev(g, og, d, 5 * 512);
+    report("embed bf16 5 rows", relerr(og, oc, 5 * 512), 0);
+    g->release(g, d);
+    free(oc);
+    free(og);
+    free_lin(&tab);
+  }
+}
+
+/* Attention over several steps (the cache fills, a ring wraps), both backends. */
+static void check_attention(mimo_backend *c, mimo_backend *g) {
+  struct { int nh, nkv, D, V, window, sink; int steps[4]; } cf[] = {
+      {8, 2, 192, 128, 0, 0, {5, 1, 40, 1}}, {8, 4, 192, 128, 16, 1, {7, 1, 30, 1}},
+      {64, 4, 192, 128, 0, 0, {100, 1, 1, 3}}, {64, 8, 192, 128, 128, 1, {150, 1, 200, 1}}};
+  for (size_t k = 0; k < sizeof cf / sizeof *cf; k++) {
+    int nh = cf[k].nh, nkv = cf[k].nkv, D = cf[k].D, V = cf[k].V, W = cf[k].window, total = 0;
+    for (int s = 0; s < 4; s++)
+      total += cf[k].steps[s];
+    int cap = W ? W : total;
+    mimo_kv_view kc = {.cap = cap, .ring = W > 0}, kg = kc;
+    kc.k = xmalloc((size_t)cap * nkv * D * 4);
+    kc.v = xmalloc((size_t)cap * nkv * V * 4);
+    kg.k = g->kv_realloc(g, NULL, 0, (size_t)cap * nkv * D);
+    kg.v = g->kv_realloc(g, NULL, 0, (size_t)cap * nkv * V);
+    float sinkv[64];
+    fill(sinkv, nh, 2.0f);
+    mimo_vec sv = {nh, MIMO_DT_F32, sinkv, NULL};
+    must(mimo_backend_upload_vec(g, &sv), "upload");
+    for (int s = 0; s < 4; s++) {
+      int T = cf[k].steps[s];
+      size_t nq = (size_t)T * nh * D, nk = (size_t)T * nkv * D, nv = (size_t)T * nkv * V, no = (size_t)T * nh * V;
+      float *q = xmalloc(nq * 4), *kk = xmalloc(nk * 4), *v = xmalloc(nv * 4), *oc = xmalloc(no * 4),
+            *og = xmalloc(no * 4);
+      fill(q, nq, 1.0f);
+      fill(kk, nk, 1.0f);
+      fill(v, nv, 1.0f);
+      float *dq = to_dev(g, q, nq), *dk = to_dev(g, kk, nk), *dv = to_dev(g, v, nv), *dout = g->alloc(g, no);
+      mimo_cuda_poison(g, dout, no);
+      mimo_attn_args ac = {.q = q, .k = kk, .v = v, .out = oc, .T = T, .n_heads = nh, .n_kv = nkv, .head_dim = D,
+                           .v_head_dim = V, .window = W, .scale = 1.0f / sqrtf((float)D),
+                           .sink = cf[k].sink ? &sv : NULL, .kv = &kc};
+      mimo_attn_args ag = ac;
+      ag.q = dq;
+      ag.k = dk;
+      ag.v = dv;
+      ag.out = dout;
+      ag.kv = &kg;
+      int len0 = kc.len;
+      c->attention(c, &ac);
+      g->attention(g, &ag);
+      from_dev(g, og, dout, no);
+      char buf[128];
+      snprintf(buf, sizeof buf, "attention h%d/kv%d %d/%d win %d sink %d past %d T %d", nh, nkv, D, V, W, cf[k].sink,
+               len0, T);
+      report(buf, relerr(og, oc, no), 1e-5);
+      g->release(g, dq);
+      g->release(g, dk);
+      g->release(g, dv);
+      g->release(g, dout);
+      free(q);
+      free(kk);
+      free(v);
+      free(oc);
+      free(og);
+    }
+    free(kc.k);
+    free(kc.v);
+    g->kv_free(g, kg.k);
+    g->kv_free(g, kg.v);
+  }
+}
+
+static void check_moe(mimo_backend *c, mimo_backend *g) {
+  struct { int E, K, H, I, fmt, group, asym; } cf[] = {
+      {16, 4, 256, 128, 0, 32, 0}, {16, 4, 256, 128, 0, 16, 1}, {32, 8, 512, 256, 1, 0, 0}, {64, 8, 1024, 512, 0, 128, 1}};
+  int Ts[] = {1, 3, 8};
+  for (size_t k = 0; k < sizeof cf / sizeof *cf; k++) {
+    int E = cf[k].E, K = cf[k].K, H = cf[k].H, I = cf[k].I;
+    mimo_linear router = rand_dense(E, H, MIMO_DT_F32, 0.1f);
+    must(mimo_backend_upload_linear(g, &router), "upload");
+    float *bias = xmalloc(E * 4);
+    fill(bias, E, 0.1f);
+    mimo_vec bv = {E, MIMO_DT_F32, bias, NULL};
+    must(mimo_backend_upload_vec(g, &bv), "upload");
+    mimo_linear *ex = xmalloc((size_t)E * 3 * sizeof *ex);
+    for (int e = 0; e < E; e++)
+      for (int p = 0; p < 3; p++) {
+        int out = p == 2 ? H : I, in = p == 2 ? I : H;
+        ex[e * 3 + p] = cf[k].fmt ? rand_dense(out, in, MIMO_DT_BF16, 0.05f) : rand_int4(out, in, cf[k].group, cf[k].asym);
+        must(mimo_backend_upload_linear(g, &ex[e * 3 + p]), "upload");
+      }
+    for (int ti = 0; ti < 3; ti++) {
+      int T = Ts[ti];
+      float *x = xmalloc((size_t)T * H * 4), *oc = xmalloc((size_t)T * H * 4), *og = xmalloc((size_t)T * H * 4);
+      int *idc = xmalloc((size_t)T * K * 4), *idg = xmalloc((size_t)T * K * 4);
+      fill(x, (size_t)T * H, 1.0f);
+      mimo_moe_args a = {.x = x, .out = oc, .T = T, .hidden = H, .inter = I, .n_experts = E, .top_k = K,
+                         .router = &router, .bias = &bv, .experts = ex, .norm_topk = true, .scaling = 1.0f,
+                         .ids_out = idc};
+      c->moe(c, &a);
+      float *dx = to_dev(g, x, (size_t)T * H), *dout = g->alloc(g, (size_t)T * H);
+      mimo_cuda_poison(g, dout, (size_t)T * H);
+      a.x = dx;
+      a.out = dout;
+      a.ids_out = idg;
+      g->moe(g, &a);
+      from_dev(g, og, dout, (size_t)T * H);
+      int same = memcmp(idc, idg, (size_t)T * K * 4) == 0;
+      char buf[128];
+      snprintf(buf, sizeof buf, "moe %s E%d top%d %dx%d T=%d (ids %s)",
+               cf[k].fmt ? "bf16" : cf[k].asym ? "int4-asym" : "int4-sym", E, K, H, I, T, same ? "equal" : "DIFFER");
+      report(buf, same ? relerr(og, oc, (size_t)T * H) : INFINITY, 1e-5);
+      g->release(g, dx);
+      g->release(g, dout);
+      free(x);
+      free(oc);
+      free(og);
+      free(idc);
+      free(idg);
+    }
+    for (int e = 0; e < 3 * E; e++)
+      free_lin(&ex[e]);
+    free(ex);
+    free_lin(&router);
+    free(bias);
+  }
+}
+
+static int compare(const char *fa, const char *fb, int V) {
+  FILE *a = fopen(fa, "rb"), *b = fopen(fb, "rb");
+  if (!a || !b) {
+    fprintf(stderr, "cannot open %s or %s\n", fa, fb);
+    return 2;
+  }
+  float *pa = xmalloc((size_t)V * 4), *pb = xmalloc((size_t)V * 4);
+  int rows = 0, agree = 0;
+  double maxkl = 0, sumkl = 0;
+  while (fread(pa, 4, (size_t)V, a) == (size_t)V && fread(pb, 4, (size_t)V, b) == (size_t)V) {
+    double ma = -INFINITY, mb = -INFINITY;
+    int aa = 0, ab = 0;
+    for (int i = 0; i < V; i++) {
+      if (pa[i] > ma) { ma = pa[i]; aa = i; }
+      if (pb[i] > mb) { mb = pb[i]; ab = i; }
+    }
+    double za = 0, zb = 0;
+    for (int i = 0; i < V; i++) {
+      za += exp(pa[i] - ma);
+      zb += exp(pb[i] - mb);
+    }
+    double kl = 0; /* KL(ref || other) */
+    for (int i = 0; i < V; i++) {
+      double la = pa[i] - ma - log(za), lb = pb[i] - mb - log(zb);
+      kl += exp(la) * (la - lb);
+    }
+    if (!isfinite(kl))
+      kl = INFINITY;
+    maxkl = kl > maxkl ? kl : maxkl;
+    sumkl += kl;
+    agree += aa == ab;
+    rows++;
+  }
+  fclose(a);
+  fclose(b);
+  double ag = rows ? 100.0 * agree / rows : 0;
+  int ok = rows > 0 && maxkl <= 1e-3 && ag >= 99.0;
+  printf("%-4s compare %s vs %s: %d positions, KL max %.2e mean %.2e, greedy agreement %.1f%%\n", ok ? "ok" : "FAIL",
+         fb, fa, rows, maxkl, rows ? sumkl / rows : 0, ag);
+  free(pa);
+  free(pb);
+  return ok ? 0 : 1;
+}
+
+int main(int argc, char **argv) {
+  if (argc >= 5 && strcmp(argv[1], "compare") == 0)
+    return compare(argv[2], argv[3], atoi(argv[4]));
+  if (argc >= 2 && strcmp(argv[1], "bench") == 0)
+    return cuda_bench_main(argc - 1, argv + 1);
+  if (argc < 2 || strcmp(argv[1], "kernels") != 0) {
+    fprintf(stderr, "usage: mimo_cuda_check kernels | compare REF.bin OTHER.bin VOCAB | bench\n");
+    return 2;
+  }
+  if (mimo_cuda_device_count() == 0) {
+    printf("no CUDA device: skipped\n");
+    return 0;
+  }
+  mimo_backend *c, *g;
+  must(mimo_backend_cpu_init(&c, 0), "cpu backend");
+  must(mimo_backend_cuda_init(&g, 0), "cuda backend");
+  printf("device: %s\n", mimo_cuda_device_name(g));
+  check_small(c, g);
+  check_linears(c, g);
+  check_attention(c, g);
+  check_moe(c, g);
+  must(mimo_cuda_sync(g), "final sync");
+  printf("kernels: %d passed, %d failed\n", n_pass, n_fail);
+  g->free(g);
+  c->free(c);
+  return n_fail ? 1 : 0;
+}

@@ -1,0 +1,108 @@
+/* Shared helpers of the GPU checks and benchmarks (tests/cuda, run by tools/gpu-check). */
+#ifndef MIMO_TESTS_CUDA_COMMON_H
+#define MIMO_TESTS_CUDA_COMMON_H
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend/backend.h"
+#include "backend/cuda/cuda_backend.h"
+#include "core/num.h"
+
+static uint64_t rng_s = 0x9e3779b97f4a7c15ull;
+static inline uint64_t rnd64(void) {
+  rng_s ^= rng_s << 13;
+  rng_s ^= rng_s >> 7;
+  rng_s ^= rng_s << 17;
+  return rng_s;
+}
+static inline float rndf(void) { return (float)((rnd64() >> 40) * (1.0 / 16777216.0)) * 2.0f - 1.0f; }
+static inline void fill(float *p, size_t n, float s) {
+  for (size_t i = 0; i < n; i++)
+    p[i] = s * rndf();
+}
+static inline uint16_t to_bf16(float f) {
+  uint32_t b;
+  memcpy(&b, &f, 4);
+  return (uint16_t)((b + 0x7fffu + ((b >> 16) & 1u)) >> 16);
+}
+static inline void *xmalloc(size_t n) {
+  void *p = malloc(n ? n : 1);
+  if (!p) {
+    fprintf(stderr, "out of host memory (%zu bytes)\n", n);
+    exit(2);
+  }
+  return p;
+}
+static inline void must(mimo_status st, const char *what) {
+  if (st != MIMO_OK) {
+    fprintf(stderr, "%s: %s\n", what, mimo_errmsg());
+    exit(2);
+  }
+}
+/* Device copy of a host array. */
+static inline float *to_dev(mimo_backend *g, const float *h, size_t n) {
+  float *d = g->alloc(g, n);
+  if (!d)
+    must(MIMO_E_NOMEM, "device alloc");
+  must(mimo_cuda_upload(g, d, h, n), "upload");
+  return d;
+}
+static inline void from_dev(mimo_backend *g, float *h, const float *d, size_t n) { must(g->download(g, h, d, n), "download"); }
+
+/* A random int4 pack-quantized weight (bf16 scales; zero points when asym). */
+static inline mimo_linear rand_int4(int out, int in, int group, int asym) {
+  mimo_linear l;
+  memset(&l, 0, sizeof l);
+  l.out = out;
+  l.in = in;
+  l.fmt = MIMO_WF_INT4;
+  l.group = group;
+  l.scale_dt = MIMO_DT_BF16;
+  uint32_t *q = xmalloc((size_t)out * in / 8 * 4);
+  for (size_t i = 0; i < (size_t)out * in / 8; i++)
+    q[i] = (uint32_t)rnd64();
+  uint16_t *s = xmalloc((size_t)out * (in / group) * 2);
+  for (size_t i = 0; i < (size_t)out * (in / group); i++)
+    s[i] = to_bf16(0.01f + 0.01f * fabsf(rndf()));
+  l.packed = q;
+  l.scale = s;
+  if (asym) {
+    uint32_t *z = xmalloc((size_t)((out + 7) / 8) * (in / group) * 4);
+    for (size_t i = 0; i < (size_t)((out + 7) / 8) * (in / group); i++)
+      z[i] = (uint32_t)rnd64();
+    l.zero = z;
+  }
+  return l;
+}
+static inline mimo_linear rand_dense(int out, int in, mimo_dtype dt, float scale) {
+  mimo_linear l;
+  memset(&l, 0, sizeof l);
+  l.out = out;
+  l.in = in;
+  l.fmt = MIMO_WF_DENSE;
+  l.dt = dt;
+  size_t n = (size_t)out * in;
+  if (dt == MIMO_DT_BF16) {
+    uint16_t *w = xmalloc(n * 2);
+    for (size_t i = 0; i < n; i++)
+      w[i] = to_bf16(scale * rndf());
+    l.w = w;
+  } else {
+    float *w = xmalloc(n * 4);
+    fill(w, n, scale);
+    l.w = w;
+  }
+  return l;
+}
+static inline void free_lin(mimo_linear *l) {
+  free((void *)l->w);
+  free((void *)l->packed);
+  free((void *)l->scale);
+  free((void *)l->zero);
+}
+
+int cuda_bench_main(int argc, char **argv);
+#endif
