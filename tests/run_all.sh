@@ -17,8 +17,11 @@ run_suite() { # name builddir cmake-args...
   echo "== $name: ctest"
   (cd "$dir" && ctest --output-on-failure -j "$JOBS" 2>&1) | tee "$dir.ctest.log" | grep -vE "^\s*$"
   local p f
-  p=$(grep -cE "Test +#[0-9]+: .* Passed" "$dir.ctest.log")
-  f=$(grep -cE "Test +#[0-9]+: .* (\*\*\*|Failed|Timeout|Exception|Not Run)" "$dir.ctest.log")
+  # ctest prints "N/M Test #K: name ....   Passed" or "....***Failed" / "***Timeout" / "***Exception" / "Not Run"
+  p=$(grep -cE "Test +#[0-9]+: .*[ .]Passed" "$dir.ctest.log")
+  f=$(grep -cE "Test +#[0-9]+: .*(\*\*\*|Failed|Timeout|Exception|Not Run)" "$dir.ctest.log")
+  # a ctest run that printed no result lines (crashed, or found no tests) must not pass silently
+  if ! grep -qE "tests passed, [0-9]+ tests failed" "$dir.ctest.log"; then f=$((f+1)); fi
   pass=$((pass+p)); fail=$((fail+f))
   [ "$f" -gt 0 ] && failed_names+=("$name")
 }
