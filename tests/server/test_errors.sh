@@ -105,6 +105,6 @@ code=$(curl -s -m 10 -D "$WORK/hdr" -o "$WORK/resp" -w '%{http_code}' "$BASE$C" 
 [ "$code" = 503 ] || die "queue full: $code $(cat "$WORK/resp")"
 grep -qi '^Retry-After:' "$WORK/hdr" || die "no Retry-After"
 kill "${pids[@]}" 2>/dev/null # disconnecting cancels the two long requests
-wait "${pids[@]}" 2>/dev/null
+wait "${pids[@]}" 2>/dev/null || true
 stop_server
 echo ok
