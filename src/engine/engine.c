@@ -134,7 +134,7 @@ static int deliver(mimo_engine *e, int i, int tok, const mimo_sample_info *info)
   }
   r->generated++;
   r->next_token = tok;
-  e->stats.generation_tokens_total++;
+  __atomic_fetch_add(&e->stats.generation_tokens_total, 1, __ATOMIC_RELAXED); /* read by other threads */
   int len_hit = r->generated >= r->max_tokens || r->n_prompt + r->generated >= e->o.max_model_len;
   if (len_hit) {
     finish(e, i, tok, info, MIMO_FINISH_LENGTH);
@@ -192,7 +192,7 @@ static void model_step(mimo_engine *e) {
     return;
   mimo_batch b = {.n_seqs = nb, .seqs = e->seqs, .n_tokens = e->counts, .tokens = e->tokens, .all_logits = 0};
   mimo_status st = mimo_model_forward(e->model, &b, e->logits);
-  e->stats.steps++;
+  __atomic_fetch_add(&e->stats.steps, 1, __ATOMIC_RELAXED);
   for (int k = 0; k < nb; k++) {
     mimo_request *r = e->batch[k];
     int slot = -1;
@@ -207,7 +207,7 @@ static void model_step(mimo_engine *e) {
     int was_prefill = r->fed < r->n_prompt;
     if (was_prefill) {
       r->fed += e->counts[k];
-      e->stats.prompt_tokens_total += e->counts[k];
+      __atomic_fetch_add(&e->stats.prompt_tokens_total, e->counts[k], __ATOMIC_RELAXED);
       if (r->fed < r->n_prompt)
         continue; /* more prompt to feed; these logits are not needed */
     }
@@ -473,6 +473,9 @@ void mimo_engine_stats_get(mimo_engine *e, mimo_engine_stats *s) {
   pthread_mutex_lock(&e->mu);
   *s = e->stats;
   s->requests_waiting = e->n_waiting;
+  s->generation_tokens_total = __atomic_load_n(&e->stats.generation_tokens_total, __ATOMIC_RELAXED);
+  s->prompt_tokens_total = __atomic_load_n(&e->stats.prompt_tokens_total, __ATOMIC_RELAXED);
+  s->steps = __atomic_load_n(&e->stats.steps, __ATOMIC_RELAXED);
   pthread_mutex_unlock(&e->mu);
 }
 
