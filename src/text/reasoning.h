@@ -1,36 +1,32 @@
-/* Splits generated text into reasoning and content (MiMo `<think>…</think>`, spec §5.3).
- * State comes from the GENERATED text only, never from the prompt (the prompt of a
- * MiMo chat holds `</think>` in history and tool instructions). Full rules:
- * docs/parsers.md. Non-streaming use: one feed with the whole text, then finish. */
+/* Splits generated text into reasoning and content (MiMo / Qwen3 style
+ * `<think>REASONING</think>CONTENT`), incrementally: pieces go in as the
+ * streaming detokenizer releases them, classified deltas come out. State comes
+ * from the generated text only, never from the prompt (spec §5.3's pitfall).
+ *
+ * Thinking enabled (the prompt ended in `assistant\n`): a leading `<think>` is
+ * dropped; everything up to the first `</think>` is reasoning; `<tool_call>`
+ * followed (after optional whitespace) by `<function=` also ends reasoning and
+ * goes to content; no end tag at all = everything is (truncated) reasoning.
+ * Thinking disabled (the prompt already holds `<think></think>`): all content.
+ * A tag split across pieces is held back only as long as it could still match. */
 #ifndef MIMO_TEXT_REASONING_H
 #define MIMO_TEXT_REASONING_H
+#include <stdbool.h>
 #include <stddef.h>
 
-#include "core/status.h"
+typedef enum { MIMO_TEXT_REASONING = 0, MIMO_TEXT_CONTENT = 1 } mimo_text_kind;
+typedef void (*mimo_text_emit)(void *ctx, mimo_text_kind kind, const char *s, size_t n);
 
-typedef struct mimo_reasoning mimo_reasoning;
+typedef struct mimo_reasoning {
+  int state;            /* 0 start, 1 reasoning, 2 content */
+  char hold[64];        /* text held back while it may still become a tag */
+  size_t n_hold;
+  mimo_text_emit emit;
+  void *ctx;
+} mimo_reasoning;
 
-/* What one feed/finish produced. Within one call reasoning always precedes content.
- * Both strings are NUL-terminated, owned by the parser and valid until its next
- * call; an empty delta has len 0 (pointer non-NULL). */
-typedef struct mimo_reasoning_delta {
-  const char *reasoning;
-  size_t reasoning_len;
-  const char *content;
-  size_t content_len;
-} mimo_reasoning_delta;
-
-/* thinking != 0: the generation prompt ended in `assistant\n` (enable_thinking true,
- * the default) — text up to the first `</think>` is reasoning. thinking == 0: the
- * prompt ended in `<think></think>` — everything is content. */
-mimo_status mimo_reasoning_init(mimo_reasoning **out, int thinking);
-void mimo_reasoning_free(mimo_reasoning *p);
-
-/* Feeds one piece of generated text (any byte split). Holds back only a suffix that
- * could still become `<think>`, `</think>` or `<tool_call>…<function=`. */
-mimo_status mimo_reasoning_feed(mimo_reasoning *p, const char *text, size_t len, mimo_reasoning_delta *out);
-/* End of generation: releases what was held back (reasoning stays reasoning). */
-mimo_status mimo_reasoning_finish(mimo_reasoning *p, mimo_reasoning_delta *out);
-/* Whether the end of reasoning has been seen (always 1 with thinking off). */
-int mimo_reasoning_ended(const mimo_reasoning *p);
+void mimo_reasoning_init(mimo_reasoning *r, bool thinking, mimo_text_emit emit, void *ctx);
+void mimo_reasoning_feed(mimo_reasoning *r, const char *s, size_t n);
+/* End of generation: releases whatever is held back. */
+void mimo_reasoning_finish(mimo_reasoning *r);
 #endif

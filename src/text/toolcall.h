@@ -1,75 +1,52 @@
-/* `qwen3_xml` tool calls (spec §5.3) parsed from the CONTENT stream (after the
- * reasoning parser):
- *   <tool_call>\n<function=NAME>\n<parameter=K>V</parameter>\n</function>\n</tool_call>
- * Values are typed from the request's `tools` JSON schema; arguments are emitted as
- * JSON text `{"k": v, "k2": v2}` (", " and ": " separators, keys in generation
- * order, UTF-8 unescaped, compact nested values). Rules and edge cases:
- * docs/parsers.md. Create a parser only when the request has tools and
- * tool_choice is not "none". */
+/* The `qwen3_xml` tool-call format MiMo emits (spec §5.3), parsed incrementally
+ * from the content stream:
+ *
+ *   <tool_call>\n<function=NAME>\n<parameter=K>\nVALUE\n</parameter>\n</function>\n</tool_call>
+ *
+ * Text outside calls passes through as content. Each call produces: start (a
+ * fresh `call_` id and the name, once `<function=NAME>` is complete), argument
+ * fragments whose concatenation is the call's JSON object, end. Arguments are
+ * formatted `{"K1": V1, "K2": V2}` (json.dumps style: ", " and ": "). Values are
+ * typed from the request's tool schema (properties[K].type): string-like types
+ * stay strings and stream as they arrive; integer/number/boolean/null convert;
+ * object/array parse as JSON, then as a Python literal; anything unparsable, and
+ * a parameter without a schema that is not valid JSON, stays a string. One
+ * leading and one trailing newline of a value are dropped.
+ * At finish, a call whose name is complete is closed with what it has; an
+ * unfinished `<tool_call>` without a complete name goes out as content. */
 #ifndef MIMO_TEXT_TOOLCALL_H
 #define MIMO_TEXT_TOOLCALL_H
 #include <jansson.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "core/num.h"
-#include "core/status.h"
+
+typedef struct mimo_toolcall_sink {
+  void (*content)(void *ctx, const char *s, size_t n);
+  void (*call_start)(void *ctx, int index, const char *id, const char *name);
+  void (*call_args)(void *ctx, int index, const char *s, size_t n);
+  void (*call_end)(void *ctx, int index);
+  void *ctx;
+} mimo_toolcall_sink;
 
 typedef struct mimo_toolcall mimo_toolcall;
 
-typedef enum mimo_toolcall_kind {
-  MIMO_TOOLCALL_CONTENT, /* text: plain content outside calls */
-  MIMO_TOOLCALL_START,   /* index, id, name: a call began (send id + name, arguments "") */
-  MIMO_TOOLCALL_ARGS,    /* index, text: next fragment of the call's arguments JSON */
-  MIMO_TOOLCALL_END,     /* index: the call's arguments are complete */
-} mimo_toolcall_kind;
-
-typedef struct mimo_toolcall_event {
-  mimo_toolcall_kind kind;
-  int index;        /* 0-based call index within the turn (START/ARGS/END) */
-  const char *id;   /* START: "call_" + 24 alphanumerics */
-  const char *name; /* START: function name as generated (may be absent from tools) */
-  const char *text; /* CONTENT/ARGS: NUL-terminated */
-  size_t len;
-} mimo_toolcall_event;
-
-/* tools: the request's OpenAI-style array (borrowed, must outlive the parser; NULL =
- * no schemas). rng: caller-seeded, used for call ids (24 draws per call; borrowed). */
-mimo_status mimo_toolcall_init(mimo_toolcall **out, const json_t *tools, mimo_rng *rng);
+/* tools: the request's OpenAI-style tool list (may be NULL); borrowed. */
+mimo_toolcall *mimo_toolcall_new(const json_t *tools, uint64_t seed, const mimo_toolcall_sink *sink);
+void mimo_toolcall_feed(mimo_toolcall *p, const char *s, size_t n);
+void mimo_toolcall_finish(mimo_toolcall *p);
+int mimo_toolcall_count(const mimo_toolcall *p); /* calls started so far */
 void mimo_toolcall_free(mimo_toolcall *p);
 
-/* Feeds a piece of content text. *events/*n: events in order, owned by the parser,
- * valid until its next call. Adjacent CONTENT events, and ARGS events of one call,
- * are merged. */
-mimo_status mimo_toolcall_feed(mimo_toolcall *p, const char *text, size_t len, const mimo_toolcall_event **events,
-                               size_t *n);
-/* End of stream: an unfinished call whose name is complete is closed (its arguments
- * stay valid JSON); an unfinished `<tool_call>` before that is returned as content. */
-mimo_status mimo_toolcall_finish(mimo_toolcall *p, const mimo_toolcall_event **events, size_t *n);
-/* Number of calls started so far (finish_reason "tool_calls" when > 0). */
-int mimo_toolcall_count(const mimo_toolcall *p);
+/* Non-streaming: content outside calls (malloc'ed, NULL when empty or only
+ * whitespace while calls exist) and the calls as a JSON array of
+ * {"id", "type": "function", "function": {"name", "arguments"}} (new reference). */
+void mimo_toolcall_parse_all(const char *text, size_t n, const json_t *tools, uint64_t seed, char **content,
+                             json_t **calls);
 
-/* Non-streaming result. */
-typedef struct mimo_toolcall_call {
-  char id[32];
-  char *name;
-  char *arguments; /* JSON object text */
-} mimo_toolcall_call;
-typedef struct mimo_toolcall_result {
-  char *content; /* text outside calls (same as the streamed content); NULL when empty */
-  size_t content_len;
-  mimo_toolcall_call *calls;
-  size_t n_calls;
-} mimo_toolcall_result;
-
-/* Parses a whole content text (= feed all + finish, so results equal streaming). */
-mimo_status mimo_toolcall_parse(const char *text, size_t len, const json_t *tools, mimo_rng *rng,
-                                mimo_toolcall_result *out);
-void mimo_toolcall_result_free(mimo_toolcall_result *r);
-
-/* Text the model must be made to start its answer with (malloc'd, caller frees; NULL
- * on OOM) to force a call: name given (tool_choice names a function) →
- * "<tool_call>\n<function=NAME>\n"; NULL (tool_choice "required") →
- * "<tool_call>\n<function=". Append it to the prompt after the generation prompt and
- * feed it to the parsers as generated text before the first generated piece. */
+/* The text the output must start with for tool_choice: "required" (name NULL)
+ * or a named function: `<tool_call>\n<function=` or `<tool_call>\n<function=NAME>\n`.
+ * Returns a static buffer for NULL, else malloc'ed. */
 char *mimo_toolcall_forced_prefix(const char *function_name);
 #endif
