@@ -1,17 +1,17 @@
 #include "text/toolcall.h"
 
-#include <ctype.h>
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "text/toolcall_internal.h"
+
 static const char T_CALL[] = "<tool_call>", T_CALL_END[] = "</tool_call>", T_FUNC[] = "<function=",
                   T_FUNC_END[] = "</function>", T_PARAM[] = "<parameter=", T_PARAM_END[] = "</parameter>";
 
 enum { OUT, OPENED, NAME, IN_FUNC, PNAME, PVALUE, AFTER_FUNC };
-enum { TY_STRING, TY_INT, TY_NUMBER, TY_BOOL, TY_NULL, TY_JSON, TY_ANY };
 
 typedef struct {
   char *p;
@@ -49,6 +49,7 @@ struct mimo_toolcall {
   buf name;  /* function or parameter name being read */
   buf value; /* non-string value being collected */
   buf ws;    /* whitespace after a call, released only if more text follows */
+  buf pend;  /* string-value bytes not yet escaped (an unfinished UTF-8 sequence) */
   char fname[256];
   int value_started; /* leading newline handled */
   int held_newline;  /* a string value's last "\n", held until we know it is not the trailing one */
@@ -73,6 +74,7 @@ void mimo_toolcall_free(mimo_toolcall *p) {
   free(p->name.p);
   free(p->value.p);
   free(p->ws.p);
+  free(p->pend.p);
   free(p);
 }
 
@@ -108,178 +110,16 @@ static void emit_args(mimo_toolcall *p, const char *s, size_t n) {
     p->sink.call_args(p->sink.ctx, p->index, s, n);
 }
 
-/* JSON string body escaping (no quotes): ", \ and control characters. */
-static void emit_escaped(mimo_toolcall *p, const char *s, size_t n) {
-  buf o = {0};
-  for (size_t i = 0; i < n; i++) {
-    unsigned char c = (unsigned char)s[i];
-    char e[8];
-    if (c == '"' || c == '\\') {
-      e[0] = '\\';
-      e[1] = (char)c;
-      put(&o, e, 2);
-    } else if (c < 0x20) {
-      const char *m = c == '\n' ? "\\n" : c == '\t' ? "\\t" : c == '\r' ? "\\r" : c == '\b' ? "\\b" : c == '\f' ? "\\f" : NULL;
-      if (m) {
-        put(&o, m, 2);
-      } else {
-        snprintf(e, sizeof e, "\\u%04x", c);
-        put(&o, e, 6);
-      }
-    } else {
-      put(&o, (const char *)&s[i], 1);
-    }
-  }
-  emit_args(p, o.p, o.n);
+/* Streams string-value bytes JSON-escaped; an incomplete UTF-8 sequence at the end
+ * waits for the next piece (final: flushed, invalid bytes become \ufffd). */
+static void emit_escaped(mimo_toolcall *p, const char *s, size_t n, int final) {
+  put(&p->pend, s, n);
+  tbuf o = {0};
+  size_t used = tc_esc(&o, p->pend.p ? p->pend.p : "", p->pend.n, final);
+  if (o.n)
+    emit_args(p, o.p, o.n);
   free(o.p);
-}
-
-/* Type of parameter `key` of the current function from the request's tools. */
-static int param_type(mimo_toolcall *p, const char *key) {
-  if (!json_is_array(p->tools))
-    return TY_ANY;
-  size_t i;
-  json_t *t;
-  json_array_foreach(p->tools, i, t) {
-    json_t *f = json_object_get(t, "function");
-    if (!f)
-      f = t;
-    const char *nm = json_string_value(json_object_get(f, "name"));
-    if (!nm || strcmp(nm, p->fname) != 0)
-      continue;
-    json_t *ty = json_object_get(json_object_get(json_object_get(json_object_get(f, "parameters"), "properties"), key), "type");
-    if (json_is_array(ty)) { /* ["integer", "null"]: the first non-null type */
-      size_t k;
-      json_t *v;
-      json_t *first = NULL;
-      json_array_foreach(ty, k, v) if (json_is_string(v) && strcmp(json_string_value(v), "null") != 0 && !first) first = v;
-      ty = first;
-    }
-    const char *s = json_string_value(ty);
-    if (!s)
-      return TY_ANY;
-    static const char *strs[] = {"string", "str", "text", "varchar", "char", "enum"};
-    for (size_t k = 0; k < sizeof strs / sizeof *strs; k++)
-      if (strcasecmp(s, strs[k]) == 0)
-        return TY_STRING;
-    if (!strcasecmp(s, "integer") || !strcasecmp(s, "int"))
-      return TY_INT;
-    if (!strcasecmp(s, "number") || !strcasecmp(s, "float") || !strcasecmp(s, "double"))
-      return TY_NUMBER;
-    if (!strcasecmp(s, "boolean") || !strcasecmp(s, "bool"))
-      return TY_BOOL;
-    if (!strcasecmp(s, "null"))
-      return TY_NULL;
-    if (!strcasecmp(s, "object") || !strcasecmp(s, "array") || !strcasecmp(s, "dict") || !strcasecmp(s, "list"))
-      return TY_JSON;
-    return TY_ANY;
-  }
-  return TY_ANY;
-}
-
-/* Python literal -> JSON text: single-quoted strings, True/False/None. */
-static char *py_to_json(const char *s) {
-  buf o = {0};
-  char q = 0;
-  for (size_t i = 0; s[i]; i++) {
-    char c = s[i];
-    if (q) {
-      if (c == '\\' && s[i + 1]) {
-        if (s[i + 1] == '\'' && q == '\'')
-          put(&o, "'", 1);
-        else
-          put(&o, s + i, 2);
-        i++;
-      } else if (c == q) {
-        put(&o, "\"", 1);
-        q = 0;
-      } else if (c == '"' && q == '\'') {
-        put(&o, "\\\"", 2);
-      } else {
-        put(&o, &s[i], 1);
-      }
-    } else if (c == '\'' || c == '"') {
-      q = c;
-      put(&o, "\"", 1);
-    } else if (!strncmp(s + i, "True", 4) && !isalnum((unsigned char)s[i + 4])) {
-      put(&o, "true", 4);
-      i += 3;
-    } else if (!strncmp(s + i, "False", 5) && !isalnum((unsigned char)s[i + 5])) {
-      put(&o, "false", 5);
-      i += 4;
-    } else if (!strncmp(s + i, "None", 4) && !isalnum((unsigned char)s[i + 4])) {
-      put(&o, "null", 4);
-      i += 3;
-    } else {
-      put(&o, &s[i], 1);
-    }
-  }
-  if (!o.p)
-    put(&o, "", 0);
-  return o.p;
-}
-
-static json_t *parse_json_text(const char *s) {
-  json_error_t e;
-  json_t *v = json_loads(s, JSON_DECODE_ANY, &e);
-  if (v)
-    return v;
-  char *j = py_to_json(s);
-  v = j ? json_loads(j, JSON_DECODE_ANY, &e) : NULL;
-  free(j);
-  return v;
-}
-
-/* A complete non-string value -> its JSON text. */
-static json_t *typed_value(int type, const char *s) {
-  if (!strcasecmp(s, "null"))
-    return json_null();
-  char *end;
-  errno = 0;
-  switch (type) {
-  case TY_INT: {
-    long long v = strtoll(s, &end, 10);
-    if (*s && !*end && !errno)
-      return json_integer(v);
-    double d = strtod(s, &end);
-    if (*s && !*end && isfinite(d))
-      return d == floor(d) && fabs(d) < 9e18 ? json_integer((json_int_t)d) : json_real(d);
-    return json_string(s);
-  }
-  case TY_NUMBER: {
-    double d = strtod(s, &end);
-    if (*s && !*end && isfinite(d))
-      return d == floor(d) && fabs(d) < 9e18 ? json_integer((json_int_t)d) : json_real(d);
-    return json_string(s);
-  }
-  case TY_BOOL:
-    if (!strcasecmp(s, "true"))
-      return json_true();
-    if (!strcasecmp(s, "false"))
-      return json_false();
-    return json_string(s);
-  case TY_NULL:
-    return json_string(s);
-  default: { /* object/array, or no schema: JSON, then a Python literal, else the text */
-    json_t *v = parse_json_text(s);
-    return v ? v : json_string(s);
-  }
-  }
-}
-
-static void emit_value_json(mimo_toolcall *p, json_t *v) {
-  char *t = v ? json_dumps(v, JSON_ENCODE_ANY) : NULL;
-  if (!t && v && json_is_string(v)) { /* not valid UTF-8: escape by hand */
-    emit_args(p, "\"", 1);
-    emit_escaped(p, json_string_value(v), strlen(json_string_value(v)));
-    emit_args(p, "\"", 1);
-  } else if (t) {
-    emit_args(p, t, strlen(t));
-  } else {
-    emit_args(p, "null", 4);
-  }
-  free(t);
-  json_decref(v);
+  consume(&p->pend, used);
 }
 
 static void start_call(mimo_toolcall *p) {
@@ -303,20 +143,18 @@ static void end_call(mimo_toolcall *p) {
 
 /* Closes the open parameter: the value (without one trailing newline). */
 static void close_param(mimo_toolcall *p) {
-  if (p->type == TY_STRING) {
+  if (p->type == VT_STRING) {
     p->held_newline = 0; /* the trailing newline is dropped */
+    emit_escaped(p, "", 0, 1);
     emit_args(p, "\"", 1);
   } else {
     size_t n = p->value.n;
     if (n && p->value.p[n - 1] == '\n')
       n--;
-    char *s = malloc(n + 1);
-    if (s) {
-      memcpy(s, p->value.p ? p->value.p : "", n);
-      s[n] = 0;
-      emit_value_json(p, typed_value(p->type, s));
-      free(s);
-    }
+    tbuf o = {0};
+    tc_convert(&o, p->type, p->value.p ? p->value.p : "", n);
+    emit_args(p, o.p ? o.p : "null", o.p ? o.n : 4);
+    free(o.p);
     p->value.n = 0;
   }
 }
@@ -326,14 +164,14 @@ static void string_bytes(mimo_toolcall *p, const char *s, size_t n) {
   if (!n)
     return;
   if (p->held_newline) {
-    emit_escaped(p, "\n", 1);
+    emit_escaped(p, "\n", 1, 0);
     p->held_newline = 0;
   }
   if (s[n - 1] == '\n') {
     p->held_newline = 1;
     n--;
   }
-  emit_escaped(p, s, n);
+  emit_escaped(p, s, n, 0);
 }
 
 /* Index of tag in s[0..n), or -1; *partial = length of a suffix that may start it. */
@@ -432,8 +270,14 @@ static void run(mimo_toolcall *p, int final) {
       break;
     }
     case IN_FUNC: {
-      size_t pp, pf;
-      long a = find_tag(s, n, T_PARAM, &pp), b = find_tag(s, n, T_FUNC_END, &pf);
+      size_t pp, pf, pc;
+      long a = find_tag(s, n, T_PARAM, &pp), b = find_tag(s, n, T_FUNC_END, &pf), c = find_tag(s, n, T_CALL_END, &pc);
+      if (c >= 0 && (a < 0 || c < a) && (b < 0 || c < b)) { /* `</function>` missing: the call ends here */
+        consume(&p->in, (size_t)c + sizeof T_CALL_END - 1);
+        end_call(p);
+        p->state = OUT;
+        break;
+      }
       if (b >= 0 && (a < 0 || b < a)) {
         consume(&p->in, (size_t)b + sizeof T_FUNC_END - 1);
         end_call(p);
@@ -442,6 +286,7 @@ static void run(mimo_toolcall *p, int final) {
       }
       if (a < 0) { /* stray text inside the function is skipped */
         size_t keep = pp > pf ? pp : pf;
+        keep = keep > pc ? keep : pc;
         consume(&p->in, n - keep);
         if (final)
           p->in.n = 0;
@@ -455,19 +300,24 @@ static void run(mimo_toolcall *p, int final) {
     case PNAME: {
       char *gt = memchr(s, '>', n);
       size_t upto = gt ? (size_t)(gt - s) : n;
+      if (memchr(s, '\n', upto) || memchr(s, '<', upto) || p->name.n + upto > 256) {
+        p->state = IN_FUNC; /* not a parameter tag: skipped like other stray text */
+        break;
+      }
       put(&p->name, s, upto);
       consume(&p->in, upto);
       if (!gt)
         return;
       consume(&p->in, 1);
       const char *key = p->name.p ? p->name.p : "";
-      p->type = param_type(p, key);
-      emit_args(p, p->n_params ? ", " : "{", p->n_params ? 2 : 1);
-      json_t *k = json_string(key);
-      emit_value_json(p, k ? k : json_string(""));
-      emit_args(p, ": ", 2);
-      if (p->type == TY_STRING)
-        emit_args(p, "\"", 1);
+      p->type = tc_param_type(tc_find_props(p->tools, p->fname), key, p->name.n);
+      tbuf o = {0};
+      tc_put(&o, p->n_params ? ", \"" : "{\"", p->n_params ? 3 : 2);
+      tc_esc(&o, key, p->name.n, 1);
+      tc_put(&o, p->type == VT_STRING ? "\": \"" : "\": ", p->type == VT_STRING ? 4 : 3);
+      emit_args(p, o.p ? o.p : "", o.n);
+      free(o.p);
+      p->pend.n = 0;
       p->n_params++;
       p->value.n = 0;
       p->value_started = 0;
@@ -484,7 +334,7 @@ static void run(mimo_toolcall *p, int final) {
       }
       at = find_tag(s, n, T_PARAM_END, &part);
       size_t take = at >= 0 ? (size_t)at : n - (final ? 0 : part);
-      if (p->type == TY_STRING)
+      if (p->type == VT_STRING)
         string_bytes(p, s, take);
       else
         put(&p->value, s, take);
@@ -539,7 +389,7 @@ void mimo_toolcall_finish(mimo_toolcall *p) {
     end_call(p);
     break;
   case PVALUE:
-    if (p->type == TY_STRING && p->held_newline)
+    if (p->type == VT_STRING && p->held_newline)
       p->held_newline = 0;
     close_param(p);
     end_call(p);
