@@ -3,8 +3,8 @@
  * Decode (T <= 4): one warp per weight row, each lane streaming 16-byte loads
  * (8 bf16 or 32 int4 weights), every token of the step against the same loads:
  * each weight byte is read once per step. Larger T: bf16 through cuBLAS (x
- * rounded to bf16, fp32 accumulate and output), f32 through cuBLAS SGEMM, int4
- * dequantized to a bf16 tile of rows on the GPU and then cuBLAS.
+ * split into bf16 hi + lo, two bf16 products accumulated in fp32: fp32-accurate),
+ * f32 through cuBLAS SGEMM, int4 dequantized to fp32 slabs of rows on the GPU then SGEMM.
  *
  * int4 weights are repacked at load, on the GPU: the nibbles keep the checkpoint's
  * row-major K order (16 bytes = 32 consecutive weights of a row, what the GEMV
@@ -153,13 +153,18 @@ static void gemv(cu_ctx *c, float *y, const float *x, int T, const cu_lin *L) {
 
 /* ---- larger T ---- */
 
-__global__ void k_to_bf16(__nv_bfloat16 *o, const float *x, long n) {
-  for (long i = blockIdx.x * (long)blockDim.x + threadIdx.x; i < n; i += (long)gridDim.x * blockDim.x)
-    o[i] = __float2bfloat16_rn(x[i]);
+/* x = hi + lo with both in bf16 (x − hi is exact in fp32): two bf16 products
+ * give an fp32-accurate result (relative error ~2^-16 instead of 2^-9). */
+__global__ void k_split_bf16(__nv_bfloat16 *hi, __nv_bfloat16 *lo, const float *x, long n) {
+  for (long i = blockIdx.x * (long)blockDim.x + threadIdx.x; i < n; i += (long)gridDim.x * blockDim.x) {
+    __nv_bfloat16 h = __float2bfloat16_rn(x[i]);
+    hi[i] = h;
+    lo[i] = __float2bfloat16_rn(x[i] - __bfloat162float(h));
+  }
 }
 
-/* Rows [r0, r0+rows) of an int4 weight as bf16 (the value (u − o)·s rounded to bf16). */
-__global__ void k_dequant(__nv_bfloat16 *o, cu_lin L, int r0, int rows) {
+/* Rows [r0, r0+rows) of an int4 weight as fp32 ((u − o)·s, exact). */
+__global__ void k_dequant(float *o, cu_lin L, int r0, int rows) {
   long n = (long)rows * (L.in / 8);
   int groups = L.in / L.group;
   for (long i = blockIdx.x * (long)blockDim.x + threadIdx.x; i < n; i += (long)gridDim.x * blockDim.x) {
@@ -167,10 +172,10 @@ __global__ void k_dequant(__nv_bfloat16 *o, cu_lin L, int r0, int rows) {
     uint32_t w = ((const uint32_t *)L.q)[(size_t)(r0 + r) * (L.in / 8) + w8];
     uint32_t sz = L.sz[(size_t)(r0 + r) * groups + (w8 * 8) / L.group];
     float s = __uint_as_float(sz & 0xffff0000u), off = (float)(sz & 0xffffu);
-    __nv_bfloat16 *d = o + (size_t)r * L.in + w8 * 8;
+    float *d = o + (size_t)r * L.in + w8 * 8;
 #pragma unroll
     for (int j = 0; j < 8; j++)
-      d[j] = __float2bfloat16_rn(((float)((w >> (4 * j)) & 15u) - off) * s);
+      d[j] = ((float)((w >> (4 * j)) & 15u) - off) * s;
   }
 }
 
@@ -181,10 +186,10 @@ static unsigned grid_for(long n) {
 
 /* Column-major view: yᵀ[out][T] = W[out][in] · xᵀ, i.e. C(out×T) = op_T(A: in×out) · B(in×T). */
 static void gemm_bf16(cu_ctx *c, float *y, int ldy, const __nv_bfloat16 *xb, int T, const __nv_bfloat16 *w, int out,
-                      int in) {
-  const float one = 1.f, zero = 0.f;
+                      int in, float beta) {
+  const float one = 1.f;
   MIMO_CUBLAS(c, cublasGemmEx(c->blas, CUBLAS_OP_T, CUBLAS_OP_N, out, T, in, &one, w, CUDA_R_16BF, in, xb,
-                              CUDA_R_16BF, in, &zero, y, CUDA_R_32F, ldy, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+                              CUDA_R_16BF, in, &beta, y, CUDA_R_32F, ldy, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
 }
 
 void cu_linear_dev(cu_ctx *c, float *y, const float *x, int T, const cu_lin *L) {
@@ -198,28 +203,33 @@ void cu_linear_dev(cu_ctx *c, float *y, const float *x, int T, const cu_lin *L) 
                                x, L->in, &zero, y, L->out));
     return;
   }
-  __nv_bfloat16 *xb = (__nv_bfloat16 *)cu_tmp(c, (size_t)T * L->in * 2);
-  if (!xb)
-    return;
-  k_to_bf16<<<grid_for((long)T * L->in), 256, 0, c->st>>>(xb, x, (long)T * L->in);
-  MIMO_CUDA_LAUNCHED(c);
   if (L->fmt == CU_BF16) {
-    gemm_bf16(c, y, L->out, xb, T, (const __nv_bfloat16 *)L->w, L->out, L->in);
+    __nv_bfloat16 *xb = (__nv_bfloat16 *)cu_tmp(c, (size_t)T * L->in * 4);
+    if (!xb)
+      return;
+    __nv_bfloat16 *lo = xb + (size_t)T * L->in;
+    k_split_bf16<<<grid_for((long)T * L->in), 256, 0, c->st>>>(xb, lo, x, (long)T * L->in);
+    MIMO_CUDA_LAUNCHED(c);
+    gemm_bf16(c, y, L->out, xb, T, (const __nv_bfloat16 *)L->w, L->out, L->in, 0.f);
+    gemm_bf16(c, y, L->out, lo, T, (const __nv_bfloat16 *)L->w, L->out, L->in, 1.f);
     return;
   }
-  /* int4: dequantize a slab of rows (<= 64 MB of bf16) and multiply it; y columns [r0, r0+rows). */
-  int slab = (int)(((size_t)32 << 20) / L->in);
+  /* int4 (in the model only the experts are int4, and they take the MoE path):
+   * dequantize a slab of rows to fp32 (<= 32 MB) and SGEMM it; y columns [r0, r0+rows). */
+  int slab = (int)(((size_t)32 << 20) / ((size_t)L->in * 4));
   slab = slab < 64 ? 64 : slab - slab % 64;
   if (slab > L->out)
     slab = L->out;
-  __nv_bfloat16 *wd = (__nv_bfloat16 *)cu_tmp2(c, (size_t)slab * L->in * 2);
+  float *wd = (float *)cu_tmp2(c, (size_t)slab * L->in * 4);
   if (!wd)
     return;
+  const float one = 1.f, zero = 0.f;
   for (int r0 = 0; r0 < L->out; r0 += slab) {
     int rows = L->out - r0 < slab ? L->out - r0 : slab;
     k_dequant<<<grid_for((long)rows * L->in / 8), 256, 0, c->st>>>(wd, *L, r0, rows);
     MIMO_CUDA_LAUNCHED(c);
-    gemm_bf16(c, y + r0, L->out, xb, T, wd, rows, L->in);
+    MIMO_CUBLAS(c, cublasSgemm(c->blas, CUBLAS_OP_T, CUBLAS_OP_N, rows, T, L->in, &one, wd, L->in, x, L->in, &zero,
+                               y + r0, L->out));
   }
 }
 
