@@ -300,7 +300,10 @@ static void run(mimo_toolcall *p, int final) {
     case PNAME: {
       char *gt = memchr(s, '>', n);
       size_t upto = gt ? (size_t)(gt - s) : n;
-      if (memchr(s, '\n', upto) || memchr(s, '<', upto) || p->name.n + upto > 256) {
+      size_t bad = 0;
+      while (bad < upto && (unsigned char)s[bad] >= 0x20 && s[bad] != '<')
+        bad++;
+      if (bad < upto || p->name.n + upto > 256) { /* control characters, '<' or too long */
         p->state = IN_FUNC; /* not a parameter tag: skipped like other stray text */
         break;
       }

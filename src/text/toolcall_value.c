@@ -337,7 +337,10 @@ static json_t *py_container(pyp *p, char close, int is_obj) {
         put(&kt, json_string_value(k), json_string_length(k));
       else
         write_json(&kt, k);
-      int bad = kt.oom || !kt.p || memchr(kt.p, 0, kt.n) || json_object_setn_nocheck(r, kt.p, kt.n, v);
+      int bad = kt.oom || !kt.p || memchr(kt.p, 0, kt.n);
+      if (bad)
+        json_decref(v); /* json_object_setn_new_nocheck takes v, even when it fails */
+      bad = bad || json_object_setn_new_nocheck(r, kt.p, kt.n, v);
       free(kt.p);
       json_decref(k);
       if (bad)
