@@ -100,17 +100,18 @@ static void test_batched_equals_alone(void **state) {
 
 static void test_limits_and_cancel(void **state) {
   (void)state;
-  mimo_engine_opts o = {.max_num_seqs = 1, .max_queue = 1, .max_model_len = 64};
+  mimo_engine_opts o = {.max_num_seqs = 1, .max_queue = 1, .max_model_len = 4096};
   mimo_engine *e;
   assert_int_equal(mimo_engine_init(&e, model, &o), MIMO_OK);
-  int prompt[60] = {1, 2, 3};
+  static int prompt[4096] = {1, 2, 3};
   mimo_request *r;
-  mimo_request_params p = greedy_params(prompt, 60, 10);
+  mimo_request_params p = greedy_params(prompt, 4090, 10);
   assert_int_equal(mimo_engine_submit(e, &p, &r), MIMO_E_TOO_LONG);
-  assert_non_null(strstr(mimo_errmsg(), "you requested 70 tokens (60 in the messages, 10 in the completion)"));
-  /* a long request occupies the one slot; the next waits; the third is refused */
+  assert_non_null(strstr(mimo_errmsg(), "you requested 4100 tokens (4090 in the messages, 10 in the completion)"));
+  /* a long request (thousands of steps: it cannot finish before the cancel below)
+   * occupies the one slot; the next waits; the third is refused */
   mimo_request *a, *b, *c;
-  p = greedy_params(prompt, 3, 50);
+  p = greedy_params(prompt, 3, 4000);
   assert_int_equal(mimo_engine_submit(e, &p, &a), MIMO_OK);
   mimo_engine_stats es;
   for (int i = 0; i < 2000; i++) { /* wait until the engine has taken it off the queue */
@@ -124,18 +125,19 @@ static void test_limits_and_cancel(void **state) {
   mimo_status st = mimo_engine_submit(e, &p, &c);
   assert_int_equal(st, MIMO_E_BUSY);
   mimo_request_cancel(a);
-  int got[64];
+  static int got[4096];
   mimo_finish fin;
-  collect(a, got, 64, &fin);
+  collect(a, got, 4096, &fin);
   assert_int_equal(fin, MIMO_FINISH_CANCELLED);
   mimo_request_release(a);
-  collect(b, got, 64, &fin);
-  assert_int_equal(fin, MIMO_FINISH_LENGTH);
+  mimo_request_cancel(b); /* b was admitted after a; cancelling ends it without running 4000 steps */
+  collect(b, got, 4096, &fin);
+  assert_int_equal(fin, MIMO_FINISH_CANCELLED);
   mimo_request_release(b);
   /* shutdown ends whatever is in flight */
   assert_int_equal(mimo_engine_submit(e, &p, &a), MIMO_OK);
   mimo_engine_shutdown(e);
-  collect(a, got, 64, &fin);
+  collect(a, got, 4096, &fin);
   assert_int_equal(fin, MIMO_FINISH_CANCELLED);
   mimo_request_release(a);
   assert_int_equal(mimo_engine_submit(e, &p, &a), MIMO_E_BUSY);
