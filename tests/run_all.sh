@@ -30,6 +30,18 @@ run_suite asan build-asan -DCMAKE_BUILD_TYPE=Debug -DMIMO_SANITIZE=ON
 if command -v clang >/dev/null; then
   run_suite fuzz build-fuzz -DCMAKE_BUILD_TYPE=Debug -DCMAKE_C_COMPILER=clang -DMIMO_FUZZ=ON
 fi
+# The CUDA backend is compiled (sm_80 + sm_90a, warnings as errors) wherever nvcc
+# exists; its GPU tests run on the device machine (tools/gpu-check), not here.
+NVCC=$(command -v nvcc || { [ -x /usr/local/cuda/bin/nvcc ] && echo /usr/local/cuda/bin/nvcc; })
+if [ -n "$NVCC" ]; then
+  echo "== cuda-build: configure + build (build-cuda-ci, $NVCC)"
+  if cmake -S . -B build-cuda-ci -DMIMO_CUDA=ON -DCMAKE_CUDA_COMPILER="$NVCC" >build-cuda-ci.cmake.log 2>&1 &&
+     cmake --build build-cuda-ci -j "$JOBS" --target mimo >build-cuda-ci.build.log 2>&1; then
+    echo "cuda-build: ok"; pass=$((pass+1))
+  else
+    tail -n 40 build-cuda-ci.cmake.log build-cuda-ci.build.log; fail=$((fail+1)); failed_names+=("cuda-build")
+  fi
+fi
 [ ${#failed_names[@]} -gt 0 ] && echo "failing suites: ${failed_names[*]}"
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]
