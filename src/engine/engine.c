@@ -227,6 +227,15 @@ static void model_step(mimo_engine *e) {
   }
 }
 
+/* KV bytes of the running sequences, published for /metrics. */
+static void update_kv_bytes(mimo_engine *e) {
+  long b = 0;
+  for (int i = 0; i < e->n_running; i++)
+    if (e->running[i]->kv)
+      b += (long)mimo_kv_bytes(e->running[i]->kv, &e->model->cfg);
+  __atomic_store_n(&e->stats.kv_bytes, b, __ATOMIC_RELAXED);
+}
+
 static void *engine_main(void *arg) {
   mimo_engine *e = arg;
   pthread_mutex_lock(&e->mu);
@@ -247,6 +256,7 @@ static void *engine_main(void *arg) {
       break;
     if (!e->n_running) {
       e->stats.requests_running = 0;
+      __atomic_store_n(&e->stats.kv_bytes, 0, __ATOMIC_RELAXED);
       pthread_cond_wait(&e->cv, &e->mu);
       continue;
     }
@@ -256,10 +266,12 @@ static void *engine_main(void *arg) {
     for (int i = e->n_running - 1; i >= 0; i--)
       if (atomic_load(&e->running[i]->cancelled))
         finish(e, i, -1, NULL, MIMO_FINISH_CANCELLED);
-    if (e->model)
+    if (e->model) {
       model_step(e);
-    else
+      update_kv_bytes(e);
+    } else {
       mock_step(e);
+    }
     pthread_mutex_lock(&e->mu);
   }
   /* shutdown: end everything still queued or running */
@@ -476,6 +488,7 @@ void mimo_engine_stats_get(mimo_engine *e, mimo_engine_stats *s) {
   s->generation_tokens_total = __atomic_load_n(&e->stats.generation_tokens_total, __ATOMIC_RELAXED);
   s->prompt_tokens_total = __atomic_load_n(&e->stats.prompt_tokens_total, __ATOMIC_RELAXED);
   s->steps = __atomic_load_n(&e->stats.steps, __ATOMIC_RELAXED);
+  s->kv_bytes = __atomic_load_n(&e->stats.kv_bytes, __ATOMIC_RELAXED);
   pthread_mutex_unlock(&e->mu);
 }
 

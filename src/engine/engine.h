@@ -77,6 +77,7 @@ typedef struct mimo_engine_stats {
   long requests_running, requests_waiting, requests_total;
   long prompt_tokens_total, generation_tokens_total;
   long steps;
+  long kv_bytes; /* KV cache held by the running sequences, after the last step */
 } mimo_engine_stats;
 void mimo_engine_stats_get(mimo_engine *e, mimo_engine_stats *s);
 int mimo_engine_max_model_len(const mimo_engine *e);
