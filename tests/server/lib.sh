@@ -1,6 +1,8 @@
 # Shared by tests/server/test_*.sh: a tiny synthetic model, a `mimo serve` on a
 # free loopback port (always stopped on exit), and the npm OpenAI client.
-set -euo pipefail
+set -Eeuo pipefail
+# A command that fails under `set -e` names itself instead of ending the test silently.
+trap 'echo "FAIL: ${BASH_SOURCE[0]##*/}:$LINENO: $BASH_COMMAND (status $?)" >&2' ERR
 : "${MIMO_BIN:?MIMO_BIN must point at the mimo binary}"
 : "${MIMO_SRC:=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}"
 export NODE_PATH="$MIMO_SRC/tests/npm/node_modules"

@@ -97,11 +97,13 @@ stop_server
 start_server --max-num-seqs 1 --max-queue 1
 pids=()
 for i in 1 2; do curl -s -m 30 -o /dev/null "$BASE/v1/completions" -d '{"prompt":"hi","max_tokens":3000,"ignore_eos":true}' & pids+=($!); done
-for _ in $(seq 1 100); do
-  curl -s "$BASE/metrics" | grep -q '^vllm:num_requests_waiting{model_name="tiny"} 1' && break
+queued=0
+for _ in $(seq 1 600); do # up to 30 s on a loaded machine
+  if curl -s "$BASE/metrics" | grep -q '^vllm:num_requests_waiting{model_name="tiny"} 1'; then queued=1; break; fi
   sleep 0.05
 done
-code=$(curl -s -m 10 -D "$WORK/hdr" -o "$WORK/resp" -w '%{http_code}' "$BASE$C" -d '{"messages":[{"role":"user","content":"hi"}],"max_tokens":2}')
+[ $queued = 1 ] || die "queue full: the second request never showed as waiting"
+code=$(curl -s -m 10 -D "$WORK/hdr" -o "$WORK/resp" -w '%{http_code}' "$BASE$C" -d '{"messages":[{"role":"user","content":"hi"}],"max_tokens":2}' || true)
 [ "$code" = 503 ] || die "queue full: $code $(cat "$WORK/resp")"
 grep -qi '^Retry-After:' "$WORK/hdr" || die "no Retry-After"
 kill "${pids[@]}" 2>/dev/null # disconnecting cancels the two long requests
