@@ -62,28 +62,22 @@ static double rss_bytes(void) {
   return (double)res * 4096;
 }
 
-static double lin_bytes(const mimo_linear *l) {
-  if (l->fmt == MIMO_WF_INT4)
-    return (double)l->out * l->in / 2 + (double)l->out * (l->in / l->group) * mimo_dtype_size(l->scale_dt) +
-           (l->zero ? (double)((l->out + 7) / 8) * (l->in / l->group) * 4 : 0);
-  return (double)l->out * l->in * mimo_dtype_size(l->dt);
-}
 
 /* Weight bytes one decode token reads: everything but the embedding table (one
  * row) and the experts not chosen (top_k of n_experts per MoE layer). */
 static double decode_weight_bytes(const mimo_model *m) {
   const mimo_config *c = &m->cfg;
-  double b = (double)c->hidden_size * mimo_dtype_size(m->w.embed.dt) + lin_bytes(&m->w.lm_head);
+  double b = (double)c->hidden_size * mimo_dtype_size(m->w.embed.dt) + mimo_linear_bytes(&m->w.lm_head);
   for (int L = 0; L < c->num_hidden_layers; L++) {
     const mimo_layer_weights *lw = &m->w.layers[L];
-    b += lw->fused_qkv ? lin_bytes(&lw->qkv) : lin_bytes(&lw->q) + lin_bytes(&lw->k) + lin_bytes(&lw->v);
-    b += lin_bytes(&lw->o);
+    b += lw->fused_qkv ? mimo_linear_bytes(&lw->qkv) : mimo_linear_bytes(&lw->q) + mimo_linear_bytes(&lw->k) + mimo_linear_bytes(&lw->v);
+    b += mimo_linear_bytes(&lw->o);
     if (!lw->moe) {
-      b += lin_bytes(&lw->gate) + lin_bytes(&lw->up) + lin_bytes(&lw->down);
+      b += mimo_linear_bytes(&lw->gate) + mimo_linear_bytes(&lw->up) + mimo_linear_bytes(&lw->down);
     } else {
-      b += lin_bytes(&lw->router);
+      b += mimo_linear_bytes(&lw->router);
       b += (double)c->num_experts_per_tok *
-           (lin_bytes(&lw->experts[0]) + lin_bytes(&lw->experts[1]) + lin_bytes(&lw->experts[2]));
+           (mimo_linear_bytes(&lw->experts[0]) + mimo_linear_bytes(&lw->experts[1]) + mimo_linear_bytes(&lw->experts[2]));
     }
   }
   return b;

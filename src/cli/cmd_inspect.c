@@ -6,14 +6,6 @@
 #include "cli/commands.h"
 #include "model/mimo_v2.h"
 
-static double lin_bytes(const mimo_linear *l) {
-  if (l->fmt == MIMO_WF_INT4) {
-    double groups = (double)l->out * (l->in / l->group);
-    return (double)l->out * l->in / 2 + groups * mimo_dtype_size(l->scale_dt) +
-           (l->zero ? (double)((l->out + 7) / 8) * (l->in / l->group) * 4 : 0) + 16;
-  }
-  return (double)l->out * l->in * mimo_dtype_size(l->dt);
-}
 
 static double vec_bytes(const mimo_vec *v) { return (double)v->n * mimo_dtype_size(v->dt); }
 
@@ -44,23 +36,23 @@ int mimo_cmd_inspect(int argc, char **argv) {
            t ? "sliding" : "full", g->n_heads, g->n_kv_heads, g->head_dim, g->v_head_dim, g->rotary_dim, g->rope_theta,
            g->window, g->has_sink ? "yes" : "no");
   }
-  double b_embed = lin_bytes(&m->w.embed), b_head = m->w.lm_head.w == m->w.embed.w ? 0 : lin_bytes(&m->w.lm_head);
+  double b_embed = mimo_linear_bytes(&m->w.embed), b_head = m->w.lm_head.w == m->w.embed.w ? 0 : mimo_linear_bytes(&m->w.lm_head);
   double b_attn = 0, b_dense = 0, b_router = 0, b_int4 = 0, b_bf16x = 0, b_norm = vec_bytes(&m->w.final_norm);
   printf("layers:\n");
   for (int L = 0; L < c->num_hidden_layers; L++) {
     const mimo_layer_weights *lw = &m->w.layers[L];
     b_norm += vec_bytes(&lw->input_norm) + vec_bytes(&lw->post_norm);
-    b_attn += lw->fused_qkv ? lin_bytes(&lw->qkv) : lin_bytes(&lw->q) + lin_bytes(&lw->k) + lin_bytes(&lw->v);
-    b_attn += lin_bytes(&lw->o) + vec_bytes(&lw->sink);
+    b_attn += lw->fused_qkv ? mimo_linear_bytes(&lw->qkv) : mimo_linear_bytes(&lw->q) + mimo_linear_bytes(&lw->k) + mimo_linear_bytes(&lw->v);
+    b_attn += mimo_linear_bytes(&lw->o) + vec_bytes(&lw->sink);
     char ffn[96];
     if (!lw->moe) {
-      b_dense += lin_bytes(&lw->gate) + lin_bytes(&lw->up) + lin_bytes(&lw->down);
+      b_dense += mimo_linear_bytes(&lw->gate) + mimo_linear_bytes(&lw->up) + mimo_linear_bytes(&lw->down);
       snprintf(ffn, sizeof ffn, "dense MLP");
     } else {
       double e = 0;
       for (int i = 0; i < 3 * c->n_routed_experts; i++)
-        e += lin_bytes(&lw->experts[i]);
-      b_router += lin_bytes(&lw->router) + vec_bytes(&lw->router_bias);
+        e += mimo_linear_bytes(&lw->experts[i]);
+      b_router += mimo_linear_bytes(&lw->router) + vec_bytes(&lw->router_bias);
       if (lw->expert_fmt == MIMO_WF_INT4) {
         b_int4 += e;
         snprintf(ffn, sizeof ffn, "MoE experts int4 %s group %d", lw->expert_asym ? "asym" : "sym", lw->expert_group);

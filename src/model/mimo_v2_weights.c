@@ -284,3 +284,12 @@ void mimo_weights_free(mimo_weights *w) {
   free(w->layers);
   w->layers = NULL;
 }
+
+double mimo_linear_bytes(const mimo_linear *l) {
+  if (l->fmt == MIMO_WF_INT4) {
+    double groups = (double)l->out * (l->in / l->group);
+    return (double)l->out * l->in / 2 + groups * mimo_dtype_size(l->scale_dt) +
+           (l->zero ? (double)((l->out + 7) / 8) * (l->in / l->group) * 4 : 0);
+  }
+  return (double)l->out * l->in * mimo_dtype_size(l->dt);
+}

@@ -35,4 +35,6 @@ typedef struct mimo_weights {
 
 mimo_status mimo_weights_bind(const mimo_config *cfg, const mimo_ckpt *ck, mimo_weights *w);
 void mimo_weights_free(mimo_weights *w);
+/* Bytes a projection occupies in its stored format (int4: nibbles + scales + zero points). */
+double mimo_linear_bytes(const mimo_linear *l);
 #endif
