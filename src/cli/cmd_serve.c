@@ -216,7 +216,8 @@ int mimo_cmd_serve(int argc, char **argv) {
                        .api_key = mimo_arg_str(serve_args, N_ARGS, "api-key", NULL),
                        .max_body = (size_t)max_body,
                        .idle_timeout = (unsigned)keep};
-  if (!s.metrics || mimo_http_init(&s.http, &ho) != MIMO_OK || mimo_openai_register(&s) != MIMO_OK) {
+  if (!s.metrics || mimo_http_init(&s.http, &ho) != MIMO_OK || mimo_openai_register(&s) != MIMO_OK ||
+      mimo_anthropic_register(&s) != MIMO_OK) {
     ret = fail("server");
     goto out;
   }

@@ -32,4 +32,5 @@ int mimo_server_has_model(const mimo_server *s, const char *name);
 /* Registers the OpenAI routes (/v1/chat/completions, /v1/completions,
  * /v1/models, /tokenize, /detokenize, /health, /metrics). */
 mimo_status mimo_openai_register(mimo_server *s);
+mimo_status mimo_anthropic_register(mimo_server *s); /* /v1/messages, /v1/messages/count_tokens */
 #endif
