@@ -514,8 +514,6 @@ int mimo_anthropic_parse(mimo_server *s, const json_t *root, bool count_only, mi
   g->max_tokens = (int)max_tokens;
   g->stop = r->stop;
   g->n_stop = r->n_stop;
-  /* the output's token ids tell which stop sequence ended it (see anthropic_out.c) */
-  g->sp.logprobs = r->n_stop ? 1 : 0;
   g->skip_special = true;
   g->parse_reasoning = true;
   g->thinking = thinking;

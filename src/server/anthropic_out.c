@@ -29,10 +29,8 @@ typedef struct anth_run {
   char tool_id[64];
   char *tool_name;
   json_t *content; /* whole form: the finished blocks */
-  /* output token ids, kept only with stop sequences (to name the one that matched) */
-  int *ids;
-  int n_ids, cap_ids;
   const char *finish;
+  int stop_index; /* which stop sequence ended the output, -1 if none */
   int started, ended;
 } anth_run;
 
@@ -47,7 +45,6 @@ static void run_free(anth_run *o) {
   mimo_sbuf_free(&o->ws);
   mimo_sbuf_free(&o->cur);
   free(o->tool_name);
-  free(o->ids);
   free(o);
 }
 
@@ -173,49 +170,12 @@ static void take(anth_run *o, mimo_gen_delta *d, mimo_sbuf *out) {
     if (o->open == BK_TOOL && o->tool_index == t->index)
       block_put(o, out, t->args.p, t->args.len);
   }
-  if (o->r.n_stop && d->n_lp && o->n_ids + d->n_lp > o->cap_ids) {
-    int cap = (o->n_ids + d->n_lp) * 2;
-    int *p = realloc(o->ids, (size_t)cap * sizeof *p);
-    if (p) {
-      o->ids = p;
-      o->cap_ids = cap;
-    }
-  }
-  for (int i = 0; o->r.n_stop && i < d->n_lp && o->n_ids < o->cap_ids; i++)
-    o->ids[o->n_ids++] = d->lp[i].token;
   if (d->finish) {
     o->finish = d->finish;
+    o->stop_index = d->stop_index;
     block_close(o, out);
   }
   mimo_gen_delta_clear(d);
-}
-
-/* The stop sequence that ended the output, or NULL (an end-of-turn token, a
- * tool call). The generation cuts at the first stop string to complete, so
- * the match ending earliest in the whole output is the one. */
-static const char *matched_stop(anth_run *o) {
-  if (!o->r.n_stop || !o->n_ids)
-    return NULL;
-  char *text = NULL;
-  size_t len = 0;
-  if (mimo_tok_decode(o->s->tok, o->ids, (size_t)o->n_ids, 1, &text, &len) != MIMO_OK)
-    return NULL;
-  const char *best = NULL;
-  size_t best_end = 0, best_start = 0;
-  for (int k = 0; k < o->r.n_stop; k++) {
-    size_t L = strlen(o->r.stop[k]);
-    const char *p = L ? memmem(text, len, o->r.stop[k], L) : NULL;
-    if (!p)
-      continue;
-    size_t st = (size_t)(p - text), en = st + L;
-    if (!best || en < best_end || (en == best_end && st < best_start)) {
-      best = o->r.stop[k];
-      best_end = en;
-      best_start = st;
-    }
-  }
-  free(text);
-  return best;
 }
 
 /* finish -> Anthropic's stop_reason (NULL: the run failed or was cut off). */
@@ -227,7 +187,7 @@ static const char *stop_reason(anth_run *o, const char **seq) {
   if (strcmp(f, "length") == 0)
     return "max_tokens";
   if (strcmp(f, "stop") == 0) {
-    *seq = matched_stop(o);
+    *seq = o->stop_index >= 0 && o->stop_index < o->r.n_stop ? o->r.stop[o->stop_index] : NULL;
     return *seq ? "stop_sequence" : "end_turn";
   }
   return NULL;
@@ -354,6 +314,7 @@ void mimo_anthropic_run(mimo_server *s, mimo_http_req *rq, mimo_anth_req *r, jso
     return;
   }
   o->s = s;
+  o->stop_index = -1;
   o->r = *r;
   o->root = root;
   o->streaming = r->stream;

@@ -23,6 +23,7 @@ struct mimo_gen {
   int n, n_prompt;
   choice *c;
   char **stop;
+  int *stop_of; /* index in the spec's list of each kept (non-empty) stop string */
   int n_stop;
   int want_lp;
   double t0;
@@ -57,6 +58,7 @@ void mimo_gen_delta_clear(mimo_gen_delta *d) {
   d->n_tools = 0;
   d->n_lp = 0;
   d->finish = NULL;
+  d->stop_index = -1;
 }
 
 static void delta_free(mimo_gen_delta *d) {
@@ -82,13 +84,15 @@ int mimo_gen_start(mimo_server *s, const mimo_gen_spec *sp, mimo_gen **out, mimo
   g->n_prompt = sp->n_prompt;
   g->want_lp = sp->sp.logprobs > 0;
   g->t0 = mimo_now();
-  for (int i = 0; i < sp->n_stop; i++)
+  g->stop_of = calloc((size_t)(sp->n_stop ? sp->n_stop : 1), sizeof *g->stop_of);
+  for (int i = 0; g->stop_of && i < sp->n_stop; i++)
     if (sp->stop[i][0] && (g->stop[g->n_stop] = strdup(sp->stop[i])))
-      g->n_stop++;
+      g->stop_of[g->n_stop++] = i;
   for (int i = 0; i < sp->n; i++) {
     choice *c = &g->c[i];
     mimo_detok_init(&c->dt, s->tok, sp->skip_special);
     mimo_parse_out_init(&c->po, sp->parse_reasoning, sp->thinking, sp->tools);
+    c->d.stop_index = -1;
     c->t_last = g->t0;
   }
   for (int i = 0; i < sp->n; i++) {
@@ -152,16 +156,20 @@ static int feed_text(mimo_gen *g, choice *c, const char *t, size_t n, int final)
   }
   mimo_sbuf_put(&c->hold, t, n);
   const char *first = NULL;
+  int which = -1;
   for (int k = 0; k < g->n_stop; k++) {
     const char *p = memmem(c->hold.p ? c->hold.p : "", c->hold.len, g->stop[k], strlen(g->stop[k]));
-    if (p && (!first || p < first))
+    if (p && (!first || p < first)) {
       first = p;
+      which = g->stop_of[k];
+    }
   }
   if (first) {
     push_parsed(c, c->hold.p, (size_t)(first - c->hold.p));
     c->hold.len = 0;
     mimo_request_cancel(c->req);
     end_choice(g, c, "stop");
+    c->d.stop_index = which;
     return 1;
   }
   size_t keep = final ? 0 : partial_stop(g, &c->hold);
@@ -255,6 +263,7 @@ void mimo_gen_free(mimo_gen *g) {
   }
   for (int i = 0; i < g->n_stop; i++)
     free(g->stop[i]);
+  free(g->stop_of);
   free(g->stop);
   free(g->c);
   free(g);

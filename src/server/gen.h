@@ -49,6 +49,7 @@ typedef struct mimo_gen_delta {
   mimo_gen_lp *lp;
   int n_lp, cap_lp;
   const char *finish; /* non-NULL once, when the choice ends: stop, length, tool_calls, abort, error */
+  int stop_index;     /* with finish "stop": index in spec.stop of the string that ended it, else -1 */
 } mimo_gen_delta;
 
 typedef struct mimo_gen mimo_gen;
