@@ -49,8 +49,9 @@ static mimo_arg serve_args[] = {
 
 static const char *usage_text =
     "MODEL_DIR [options]\n\n"
-    "OpenAI-compatible server: POST /v1/chat/completions, POST /v1/completions, GET /v1/models,\n"
-    "POST /tokenize, POST /detokenize, GET /health, GET /metrics. See docs/server.md.";
+    "OpenAI- and Anthropic-compatible server: POST /v1/chat/completions, POST /v1/completions,\n"
+    "GET /v1/models, POST /v1/messages, POST /v1/messages/count_tokens, POST /tokenize, POST /detokenize,\n"
+    "GET /health, GET /metrics. See docs/server.md.";
 
 typedef struct mock_set {
   int n;
