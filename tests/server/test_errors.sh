@@ -96,7 +96,7 @@ stop_server
 # queue full: one running sequence and a queue of one -> the third request gets 503 with Retry-After
 start_server --max-num-seqs 1 --max-queue 1
 pids=()
-for i in 1 2; do curl -s -m 30 -o /dev/null "$BASE/v1/completions" -d '{"prompt":"hi","max_tokens":3000,"ignore_eos":true}' & pids+=($!); done
+for i in 1 2; do curl -s -m 60 -o /dev/null "$BASE/v1/completions" -d '{"prompt":"hi","max_tokens":100000,"ignore_eos":true}' & pids+=($!); done
 queued=0
 for _ in $(seq 1 600); do # up to 30 s on a loaded machine
   if curl -s "$BASE/metrics" | grep -q '^vllm:num_requests_waiting{model_name="tiny"} 1'; then queued=1; break; fi
