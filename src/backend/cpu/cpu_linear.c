@@ -212,6 +212,35 @@ static void lin_rows_small(void *ctx, long rb, long re) {
 }
 #endif
 
+#ifdef MIMO_AVX2
+/* acc[t][r] += x_t · w_r for two tokens and four decoded rows at once: six loads
+ * feed eight FMAs (a lone dot product loads twice per FMA). n % 8 == 0. */
+static void tile_2x4(const float *x0, const float *x1, float (*w)[KC], int n, float *acc0, float *acc1) {
+  __m256 a00 = _mm256_setzero_ps(), a01 = a00, a02 = a00, a03 = a00, a10 = a00, a11 = a00, a12 = a00, a13 = a00;
+  for (int k = 0; k < n; k += 8) {
+    __m256 v0 = _mm256_loadu_ps(x0 + k), v1 = _mm256_loadu_ps(x1 + k);
+    __m256 w0 = _mm256_loadu_ps(w[0] + k), w1 = _mm256_loadu_ps(w[1] + k), w2 = _mm256_loadu_ps(w[2] + k),
+           w3 = _mm256_loadu_ps(w[3] + k);
+    a00 = _mm256_fmadd_ps(v0, w0, a00);
+    a01 = _mm256_fmadd_ps(v0, w1, a01);
+    a02 = _mm256_fmadd_ps(v0, w2, a02);
+    a03 = _mm256_fmadd_ps(v0, w3, a03);
+    a10 = _mm256_fmadd_ps(v1, w0, a10);
+    a11 = _mm256_fmadd_ps(v1, w1, a11);
+    a12 = _mm256_fmadd_ps(v1, w2, a12);
+    a13 = _mm256_fmadd_ps(v1, w3, a13);
+  }
+  acc0[0] += hsum(a00);
+  acc0[1] += hsum(a01);
+  acc0[2] += hsum(a02);
+  acc0[3] += hsum(a03);
+  acc1[0] += hsum(a10);
+  acc1[1] += hsum(a11);
+  acc1[2] += hsum(a12);
+  acc1[3] += hsum(a13);
+}
+#endif
+
 static void lin_rows(void *ctx, long rb, long re) {
   lin_job *j = ctx;
   const mimo_linear *W = j->W;
@@ -226,7 +255,14 @@ static void lin_rows(void *ctx, long rb, long re) {
         int nk = W->in - k0 < KC ? W->in - k0 : KC;
         for (int r = 0; r < nr; r++)
           cpu_linear_row(W, (int)r0 + r, k0, nk, wbuf[r]);
-        for (int t = 0; t < nt; t++) {
+        int t = 0;
+#ifdef MIMO_AVX2
+        if (nr == ROWS && nk % 8 == 0)
+          for (; t + 2 <= nt; t += 2)
+            tile_2x4(j->x + (size_t)(t0 + t) * W->in + k0, j->x + (size_t)(t0 + t + 1) * W->in + k0, wbuf, nk,
+                     acc[t], acc[t + 1]);
+#endif
+        for (; t < nt; t++) {
           const float *xt = j->x + (size_t)(t0 + t) * W->in + k0;
           for (int r = 0; r < nr; r++)
             acc[t][r] += dot(xt, wbuf[r], nk);
