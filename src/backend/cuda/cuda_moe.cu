@@ -82,6 +82,218 @@ __global__ void __launch_bounds__(256) k_moe_down(float *out, const float *hbuf,
     out[(size_t)t * H + r] = acc;
 }
 
+/* ---- int4 experts, decode-shaped (issue 5 MoE item) ----
+ * The generic kernels above give one warp a row and let each lane read the 32
+ * activations of its own 16-byte weight word straight from global memory: the
+ * 32 lanes then touch 32 different cache lines per float4 load (32 L1
+ * wavefronts), which capped the MoE at ~0.45 TB/s. Here the activations are
+ * laid out "lane-major" (perm_idx): for a warp's step `it` and float4 chunk c,
+ * the 32 lanes' float4s are 512 contiguous bytes (4 wavefronts, no bank
+ * conflicts). x is staged so into shared memory once per block; the up kernel
+ * writes h in that layout, so the down kernel reads it from L1 directly. Each
+ * warp streams several rows sharing one x fetch, with every 16-byte weight
+ * load of a row group issued before the first use. */
+__host__ __device__ __forceinline__ int perm_idx(int k) { /* k = element index, K % 32 == 0 */
+  const int j = k >> 5, c = (k >> 2) & 7;
+  return ((((j >> 5) << 3) + c) * 32 + (j & 31)) * 4 + (k & 3);
+}
+__host__ __device__ __forceinline__ int perm_len(int n) { return (n + 1023) / 1024 * 1024; }
+
+/* Dot of NR rows' 16-byte words (lane's word j = lane + 32*it) with 32 activations each. */
+template <int NR>
+__device__ __forceinline__ void q4_accum(float (&acc)[NR], const uint4 (&w)[NR], const uint32_t (&s)[NR][4],
+                                         const float *xp /* perm base + it*1024 + lane*4 */, bool valid) {
+  if (!valid) /* past the row's end: the activations there may be unwritten */
+    return;
+#pragma unroll
+  for (int wd = 0; wd < 4; wd++) {
+    const float4 x0 = *(const float4 *)(xp + (2 * wd) * 128), x1 = *(const float4 *)(xp + (2 * wd + 1) * 128);
+#pragma unroll
+    for (int r = 0; r < NR; r++) {
+      const uint32_t q = wd == 0 ? w[r].x : wd == 1 ? w[r].y : wd == 2 ? w[r].z : w[r].w, sz = s[r][wd];
+      const float base = __uint_as_float(0x4b000000u | (sz & 0xffffu));
+#define MIMO_NIB(i) (__uint_as_float(0x4b000000u | ((q >> (4 * (i))) & 15u)) - base)
+      float d = MIMO_NIB(0) * x0.x;
+      d = fmaf(MIMO_NIB(1), x0.y, d);
+      d = fmaf(MIMO_NIB(2), x0.z, d);
+      d = fmaf(MIMO_NIB(3), x0.w, d);
+      d = fmaf(MIMO_NIB(4), x1.x, d);
+      d = fmaf(MIMO_NIB(5), x1.y, d);
+      d = fmaf(MIMO_NIB(6), x1.z, d);
+      d = fmaf(MIMO_NIB(7), x1.w, d);
+#undef MIMO_NIB
+      acc[r] = fmaf(bf16_hi(sz), d, acc[r]);
+    }
+  }
+}
+
+/* Loads word j of row `row` (zeros, i.e. scale 0, past the row's end or for row < 0). */
+template <bool G32>
+__device__ __forceinline__ void q4_load(uint4 &w, uint32_t (&s)[4], const cu_lin &L, int row, int j, int n16,
+                                        int groups, int gshift) {
+  if (row >= 0 && j < n16) {
+    w = __ldg(L.q + (size_t)row * n16 + j);
+    const uint32_t *sz = L.sz + (size_t)row * groups;
+    if (G32) {
+      s[0] = s[1] = s[2] = s[3] = __ldg(sz + ((j * 32) >> gshift));
+    } else {
+#pragma unroll
+      for (int i = 0; i < 4; i++)
+        s[i] = __ldg(sz + ((j * 32 + i * 8) >> gshift));
+    }
+  } else {
+    w = make_uint4(0, 0, 0, 0);
+    s[0] = s[1] = s[2] = s[3] = 0;
+  }
+}
+
+enum { Q4_WARPS = 8, Q4_UP_RP = 2, Q4_DN_RW = 4 };
+
+/* gate+up+SiLU·up: block (tk, tile of Q4_WARPS*RP rows); warp: RP rows of gate and of up. */
+template <bool G32>
+__global__ void __launch_bounds__(Q4_WARPS * 32) k_moe_up_q4(float *hbuf, const float *x, const cu_lin *tab,
+                                                              const int *sel, int K, int I, int H, int gshift) {
+  extern __shared__ float4 xs4[];
+  float *xs = (float *)xs4;
+  const int tk = blockIdx.x, t = tk / K, lane = threadIdx.x & 31, wp = threadIdx.x >> 5;
+  const int r0 = blockIdx.y * (Q4_WARPS * Q4_UP_RP) + wp * Q4_UP_RP;
+  const int e = __ldg(sel + tk);
+  const cu_lin G = tab[e * 3], U = tab[e * 3 + 1];
+  const int n16 = H / 32, groups = H / G.group, HP = perm_len(H), steps = (n16 + 31) / 32;
+  constexpr int NR = 2 * Q4_UP_RP, CH = 4; /* rows (gate,up interleaved) x words per lane in flight */
+  uint4 w[CH][NR];
+  uint32_t s[CH][NR][4];
+  int it0 = 0;
+  auto load = [&](int itb) {
+#pragma unroll
+    for (int c = 0; c < CH; c++)
+#pragma unroll
+      for (int p = 0; p < Q4_UP_RP; p++) {
+        const int row = r0 + p < I ? r0 + p : -1, j = lane + 32 * (itb + c);
+        q4_load<G32>(w[c][2 * p], s[c][2 * p], G, itb + c < steps ? row : -1, j, n16, groups, gshift);
+        q4_load<G32>(w[c][2 * p + 1], s[c][2 * p + 1], U, itb + c < steps ? row : -1, j, n16, groups, gshift);
+      }
+  };
+  load(0);
+  /* stage x (token t) in the lane-major layout; threads walk the destination so stores are conflict-free */
+  const float *xt = x + (size_t)t * H;
+  for (int p = threadIdx.x; p < HP / 4; p += blockDim.x) {
+    const int ln = p & 31, c = (p >> 5) & 7, it = p >> 8, k = ((it * 32 + ln) * 32) + c * 4;
+    xs4[p] = k < H ? *(const float4 *)(xt + k) : make_float4(0.f, 0.f, 0.f, 0.f);
+  }
+  __syncthreads();
+  float acc[NR];
+#pragma unroll
+  for (int r = 0; r < NR; r++)
+    acc[r] = 0.f;
+  for (;;) {
+#pragma unroll
+    for (int c = 0; c < CH; c++)
+      if (it0 + c < steps)
+        q4_accum<NR>(acc, w[c], s[c], xs + (it0 + c) * 1024 + lane * 4, lane + 32 * (it0 + c) < n16);
+    it0 += CH;
+    if (it0 >= steps)
+      break;
+    load(it0);
+  }
+#pragma unroll
+  for (int p = 0; p < Q4_UP_RP; p++) {
+    const float g = warp_sum(acc[2 * p]), u = warp_sum(acc[2 * p + 1]);
+    if (lane == 0 && r0 + p < I)
+      hbuf[(size_t)tk * perm_len(I) + perm_idx(r0 + p)] = g / (1.0f + expf(-g)) * u;
+  }
+}
+
+/* down with the routing weights and the sum over the k experts: block (t, tile of 4*RW rows); warp w takes
+ * rows quad w%4 for the slots k ≡ w/4 (mod 2); the two halves meet in shared memory in a fixed order. */
+template <bool G32>
+__global__ void __launch_bounds__(Q4_WARPS * 32) k_moe_down_q4(float *out, const float *hbuf, const cu_lin *tab,
+                                                                const int *sel, const float *wts, int K, int I,
+                                                                int H, int gshift) {
+  __shared__ const uint4 *sq[32];
+  __shared__ const uint32_t *ssz[32];
+  __shared__ float sw[32];
+  __shared__ float part[Q4_WARPS][Q4_DN_RW];
+  const int t = blockIdx.x, lane = threadIdx.x & 31, wp = threadIdx.x >> 5;
+  const int r0 = blockIdx.y * (4 * Q4_DN_RW) + (wp & 3) * Q4_DN_RW, half = wp >> 2;
+  if (threadIdx.x < K) {
+    const int e = sel[t * K + threadIdx.x];
+    sq[threadIdx.x] = tab[e * 3 + 2].q;
+    ssz[threadIdx.x] = tab[e * 3 + 2].sz;
+    sw[threadIdx.x] = wts[t * K + threadIdx.x];
+  }
+  const int group = tab[2].group, n16 = I / 32, groups = I / group, steps = (n16 + 31) / 32, IP = perm_len(I);
+  __syncthreads();
+  constexpr int CH = 2;
+  float acc[Q4_DN_RW];
+#pragma unroll
+  for (int r = 0; r < Q4_DN_RW; r++)
+    acc[r] = 0.f;
+  for (int k = half; k < K; k += 2) {
+    cu_lin D;
+    D.q = sq[k];
+    D.sz = ssz[k];
+    const float *hp = hbuf + (size_t)(t * K + k) * IP;
+    float a[Q4_DN_RW];
+#pragma unroll
+    for (int r = 0; r < Q4_DN_RW; r++)
+      a[r] = 0.f;
+    for (int itb = 0; itb < steps; itb += CH) {
+      uint4 w[CH][Q4_DN_RW];
+      uint32_t s[CH][Q4_DN_RW][4];
+#pragma unroll
+      for (int c = 0; c < CH; c++)
+#pragma unroll
+        for (int r = 0; r < Q4_DN_RW; r++)
+          q4_load<G32>(w[c][r], s[c][r], D, r0 + r < H && itb + c < steps ? r0 + r : -1, lane + 32 * (itb + c),
+                       n16, groups, gshift);
+#pragma unroll
+      for (int c = 0; c < CH; c++)
+        if (itb + c < steps)
+          q4_accum<Q4_DN_RW>(a, w[c], s[c], hp + (itb + c) * 1024 + lane * 4, lane + 32 * (itb + c) < n16);
+    }
+#pragma unroll
+    for (int r = 0; r < Q4_DN_RW; r++)
+      acc[r] = fmaf(sw[k], a[r], acc[r]);
+  }
+#pragma unroll
+  for (int r = 0; r < Q4_DN_RW; r++) {
+    const float v = warp_sum(acc[r]);
+    if (lane == 0)
+      part[wp][r] = v;
+  }
+  __syncthreads();
+  if (threadIdx.x < 4 * Q4_DN_RW) {
+    const int q = threadIdx.x / Q4_DN_RW, r = threadIdx.x % Q4_DN_RW, row = blockIdx.y * (4 * Q4_DN_RW) + threadIdx.x;
+    if (row < H)
+      out[(size_t)t * H + row] = part[q][r] + part[q + 4][r];
+  }
+}
+
+/* The int4 decode path needs power-of-two groups of at least 8 and x small enough for default shared memory. */
+static bool q4_fast_ok(const cu_lin *L0, int H, int I) {
+  const int g = L0->group;
+  return g >= 8 && (g & (g - 1)) == 0 && H % 32 == 0 && I % 32 == 0 && H % g == 0 && I % g == 0 &&
+         (size_t)perm_len(H) * sizeof(float) <= 48 * 1024;
+}
+
+static void experts_q4(cu_ctx *c, float *out, float *hb, const float *x, const cu_lin *tab, const int *sel,
+                       const float *wts, int T, int K, int I, int H, int group) {
+  const int gshift = __builtin_ctz((unsigned)group);
+  const size_t smem = (size_t)perm_len(H) * sizeof(float);
+  const dim3 gu(T * K, cdiv(I, Q4_WARPS * Q4_UP_RP)), gd(T, cdiv(H, 4 * Q4_DN_RW));
+  if (group >= 32) {
+    k_moe_up_q4<true><<<gu, Q4_WARPS * 32, smem, c->st>>>(hb, x, tab, sel, K, I, H, gshift);
+    MIMO_CUDA_LAUNCHED(c);
+    k_moe_down_q4<true><<<gd, Q4_WARPS * 32, 0, c->st>>>(out, hb, tab, sel, wts, K, I, H, gshift);
+  } else {
+    k_moe_up_q4<false><<<gu, Q4_WARPS * 32, smem, c->st>>>(hb, x, tab, sel, K, I, H, gshift);
+    MIMO_CUDA_LAUNCHED(c);
+    k_moe_down_q4<false><<<gd, Q4_WARPS * 32, 0, c->st>>>(out, hb, tab, sel, wts, K, I, H, gshift);
+  }
+  MIMO_CUDA_LAUNCHED(c);
+}
+
 /* The layer's experts as one device table (built on first use, kept on experts[0]'s handle). */
 static const cu_lin *expert_table(cu_ctx *c, const mimo_linear *ex, int E) {
   cu_lin *L0 = (cu_lin *)ex[0].dev;
@@ -126,7 +338,7 @@ void cu_moe(mimo_backend *be, mimo_moe_args *a) {
     return;
   }
   float *z = cu_alloc(be, (size_t)T * E), *w = cu_alloc(be, (size_t)T * K), *selb = cu_alloc(be, (size_t)T * K),
-        *hb = cu_alloc(be, (size_t)T * K * I);
+        *hb = cu_alloc(be, (size_t)T * K * perm_len(I));
   if (!z || !w || !selb || !hb) {
     cu_fail(c, "moe", "out of GPU memory for scratch", __FILE__, __LINE__);
   } else {
@@ -135,7 +347,12 @@ void cu_moe(mimo_backend *be, mimo_moe_args *a) {
     k_route<<<T, 32, (size_t)2 * E * sizeof(float), c->st>>>(
         z, a->bias && a->bias->n ? (const float *)a->bias->dev : NULL, E, K, a->norm_topk, a->scaling, sel, w);
     MIMO_CUDA_LAUNCHED(c);
-    switch (tab == NULL ? -1 : ((const cu_lin *)a->experts[0].dev)->fmt) {
+    const cu_lin *L0 = (const cu_lin *)a->experts[0].dev;
+    const bool q4 = L0->fmt == CU_INT4 && q4_fast_ok(L0, H, I) &&
+                    ((const cu_lin *)a->experts[1].dev)->group == L0->group &&
+                    ((const cu_lin *)a->experts[2].dev)->group == L0->group;
+    switch (q4 ? -2 : L0->fmt) {
+    case -2: experts_q4(c, a->out, hb, a->x, tab, sel, w, T, K, I, H, L0->group); break;
     case CU_INT4: experts<CU_INT4>(c, a->out, hb, a->x, tab, sel, w, T, K, I, H); break;
     case CU_BF16: experts<CU_BF16>(c, a->out, hb, a->x, tab, sel, w, T, K, I, H); break;
     case CU_F16: experts<CU_F16>(c, a->out, hb, a->x, tab, sel, w, T, K, I, H); break;
