@@ -231,7 +231,9 @@ static void check_attention(mimo_backend *c, mimo_backend *g) {
 
 static void check_moe(mimo_backend *c, mimo_backend *g) {
   struct { int E, K, H, I, fmt, group, asym; } cf[] = {
-      {16, 4, 256, 128, 0, 32, 0}, {16, 4, 256, 128, 0, 16, 1}, {32, 8, 512, 256, 1, 0, 0}, {64, 8, 1024, 512, 0, 128, 1}};
+      {16, 4, 256, 128, 0, 32, 0}, {16, 4, 256, 128, 0, 16, 1}, {32, 8, 512, 256, 1, 0, 0}, {64, 8, 1024, 512, 0, 128, 1},
+      /* the int4 decode kernels: full MiMo width, and several load rounds with a partial last one */
+      {16, 8, 4096, 2048, 0, 128, 0}, {8, 4, 5120, 1536, 0, 32, 1}};
   int Ts[] = {1, 3, 8};
   for (size_t k = 0; k < sizeof cf / sizeof *cf; k++) {
     int E = cf[k].E, K = cf[k].K, H = cf[k].H, I = cf[k].I;
