@@ -3,7 +3,9 @@
  * and writes expert ids and weights to device memory; the expert kernels read
  * the ids there. Two launches for the experts: gate+up+SiLU·up fused (one warp
  * per (token, slot, row), both rows streamed), then down with the routing
- * weights and the sum over the k experts fused (one warp per (token, row)). */
+ * weights and the sum over the k experts fused (one warp per (token, row)).
+ * int4 experts with power-of-two groups take the decode kernels k_moe_up_q4 /
+ * k_moe_down_q4 below (lane-major activations, several rows per warp). */
 #include <math.h>
 #include <stdlib.h>
 
