@@ -190,6 +190,26 @@ int cuda_bench_main(int argc, char **argv) {
         ms[r - 16] = mimo_cuda_timer_stop(g);
       }
       must(mimo_cuda_sync(g), "moe");
+      /* where the time goes: events between the launches (router, routing, gate+up, down), separate runs */
+      cudaEvent_t ev[5];
+      float ph[4][20];
+      for (int i = 0; i < 5; i++)
+        CK(cudaEventCreate(&ev[i]));
+      mimo_cuda_moe_events(ev);
+      for (int r = 0; r < 20; r++) {
+        mimo_moe_args a = {.x = dxs + (size_t)(r % 16) * 32 * H, .out = dout, .T = T, .hidden = H, .inter = I,
+                           .n_experts = E, .top_k = K, .router = &router, .bias = &bias, .experts = ex,
+                           .norm_topk = true, .scaling = 1.0f};
+        g->moe(g, &a);
+        CK(cudaEventSynchronize(ev[4]));
+        for (int i = 0; i < 4; i++)
+          CK(cudaEventElapsedTime(&ph[i][r], ev[i], ev[i + 1]));
+      }
+      mimo_cuda_moe_events(NULL);
+      for (int i = 0; i < 5; i++)
+        cudaEventDestroy(ev[i]);
+      printf("BENCH moe_int4_phases T=%-2d router %.1f us, routing %.1f us, gate+up %.1f us, down %.1f us\n", T,
+             median(ph[0], 20) * 1e3, median(ph[1], 20) * 1e3, median(ph[2], 20) * 1e3, median(ph[3], 20) * 1e3);
       double t = median(ms, 20), b = uniq_sum / 16 * ebytes, rb = lin_bytes(&router);
       printf("BENCH moe_int4_decode T=%-2d %.1f us  expert bytes %.1f MB -> %.0f GB/s = %.1f%% of copy "
              "(with router %.1f%%)\n",

@@ -11,6 +11,9 @@
 #include "backend/cuda/cuda_backend.h"
 #include "core/num.h"
 
+/* cuda_moe.cu test hook: NULL or five cudaEvent_t (router, routing, gate+up, down boundaries) */
+void mimo_cuda_moe_events(void *ev5);
+
 static uint64_t rng_s = 0x9e3779b97f4a7c15ull;
 static inline uint64_t rnd64(void) {
   rng_s ^= rng_s << 13;

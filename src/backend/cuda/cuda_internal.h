@@ -96,6 +96,8 @@ void *cu_arena(cu_ctx *c, size_t bytes);
 /* cuda_attention.cu, cuda_moe.cu */
 void cu_attention(mimo_backend *be, mimo_attn_args *a);
 void cu_moe(mimo_backend *be, mimo_moe_args *a);
+/* test hook: NULL or five cudaEvent_t recorded around router, routing, gate+up, down */
+extern "C" void mimo_cuda_moe_events(void *ev5);
 
 /* Warp-wide dot of row r of L with x (fp32, in floats): every lane gets the sum. */
 __device__ __forceinline__ float warp_sum(float v) {

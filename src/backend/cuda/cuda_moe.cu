@@ -114,15 +114,18 @@ __device__ __forceinline__ void q4_accum(float (&acc)[NR], const uint4 (&w)[NR],
     for (int r = 0; r < NR; r++) {
       const uint32_t q = wd == 0 ? w[r].x : wd == 1 ? w[r].y : wd == 2 ? w[r].z : w[r].w, sz = s[r][wd];
       const float base = __uint_as_float(0x4b000000u | (sz & 0xffffu));
-#define MIMO_NIB(i) (__uint_as_float(0x4b000000u | ((q >> (4 * (i))) & 15u)) - base)
-      float d = MIMO_NIB(0) * x0.x;
-      d = fmaf(MIMO_NIB(1), x0.y, d);
-      d = fmaf(MIMO_NIB(2), x0.z, d);
-      d = fmaf(MIMO_NIB(3), x0.w, d);
-      d = fmaf(MIMO_NIB(4), x1.x, d);
-      d = fmaf(MIMO_NIB(5), x1.y, d);
-      d = fmaf(MIMO_NIB(6), x1.z, d);
-      d = fmaf(MIMO_NIB(7), x1.w, d);
+      /* even nibbles in lo's bytes, odd in hi's; one byte permute per weight then makes the float 2^23 + n
+       * (byte k of v, zeros, 0x4b): 2 integer ops per 8 weights plus 8 permutes instead of ~15 shifts/masks */
+      const uint32_t lo = q & 0x0f0f0f0fu, hi = (q >> 4) & 0x0f0f0f0fu;
+#define MIMO_NIB(v, k) (__uint_as_float(__byte_perm(v, 0x4b000000u, 0x7440u | (k))) - base)
+      float d = MIMO_NIB(lo, 0) * x0.x;
+      d = fmaf(MIMO_NIB(hi, 0), x0.y, d);
+      d = fmaf(MIMO_NIB(lo, 1), x0.z, d);
+      d = fmaf(MIMO_NIB(hi, 1), x0.w, d);
+      d = fmaf(MIMO_NIB(lo, 2), x1.x, d);
+      d = fmaf(MIMO_NIB(hi, 2), x1.y, d);
+      d = fmaf(MIMO_NIB(lo, 3), x1.z, d);
+      d = fmaf(MIMO_NIB(hi, 3), x1.w, d);
 #undef MIMO_NIB
       acc[r] = fmaf(bf16_hi(sz), d, acc[r]);
     }
@@ -150,6 +153,15 @@ __device__ __forceinline__ void q4_load(uint4 &w, uint32_t (&s)[4], const cu_lin
 }
 
 enum { Q4_WARPS = 8, Q4_UP_RP = 2, Q4_DN_RW = 4 };
+
+/* Test hook (mimo_cuda_check bench): when set, five events are recorded on the stream around the MoE's phases:
+ * before the router, after it, after the routing, after gate+up, after down (int4 decode path only). */
+static cudaEvent_t *moe_ev;
+extern "C" void mimo_cuda_moe_events(void *ev5) { moe_ev = (cudaEvent_t *)ev5; }
+static void moe_mark(cu_ctx *c, int i) {
+  if (moe_ev)
+    (void)cudaEventRecord(moe_ev[i], c->st);
+}
 
 /* gate+up+SiLU·up: block (tk, tile of Q4_WARPS*RP rows); warp: RP rows of gate and of up. */
 template <bool G32>
@@ -209,7 +221,7 @@ __global__ void __launch_bounds__(Q4_WARPS * 32) k_moe_up_q4(float *hbuf, const 
 /* down with the routing weights and the sum over the k experts: block (t, tile of 4*RW rows); warp w takes
  * rows quad w%4 for the slots k ≡ w/4 (mod 2); the two halves meet in shared memory in a fixed order. */
 template <bool G32>
-__global__ void __launch_bounds__(Q4_WARPS * 32) k_moe_down_q4(float *out, const float *hbuf, const cu_lin *tab,
+__global__ void __launch_bounds__(Q4_WARPS * 32, G32 ? 2 : 1) k_moe_down_q4(float *out, const float *hbuf, const cu_lin *tab,
                                                                 const int *sel, const float *wts, int K, int I,
                                                                 int H, int gshift) {
   __shared__ const uint4 *sq[32];
@@ -226,37 +238,53 @@ __global__ void __launch_bounds__(Q4_WARPS * 32) k_moe_down_q4(float *out, const
   }
   const int group = tab[2].group, n16 = I / 32, groups = I / group, steps = (n16 + 31) / 32, IP = perm_len(I);
   __syncthreads();
-  constexpr int CH = 2;
-  float acc[Q4_DN_RW];
+  /* The (slot, row-word block) passes of this warp run as one software pipeline: the next pass's weight loads
+   * are issued before the current pass's arithmetic (two register buffers), so a warp keeps a DRAM round trip
+   * in flight across slots instead of waiting for one per slot. Same arithmetic order as one pass at a time. */
+  constexpr int CH = 2, RW = Q4_DN_RW;
+  const int nsb = (steps + CH - 1) / CH, total = (K - half + 1) / 2 * nsb;
+  float acc[RW], a[RW];
 #pragma unroll
-  for (int r = 0; r < Q4_DN_RW; r++)
-    acc[r] = 0.f;
-  for (int k = half; k < K; k += 2) {
+  for (int r = 0; r < RW; r++)
+    acc[r] = a[r] = 0.f;
+  uint4 w0[CH][RW], w1[CH][RW];
+  uint32_t s0[CH][RW][4], s1[CH][RW][4];
+  auto load = [&](uint4(&w)[CH][RW], uint32_t(&s)[CH][RW][4], int n) {
+    const bool on = n < total;
+    const int k = on ? half + 2 * (n / nsb) : half, itb = on ? CH * (n % nsb) : 0;
     cu_lin D;
     D.q = sq[k];
     D.sz = ssz[k];
+#pragma unroll
+    for (int c = 0; c < CH; c++)
+#pragma unroll
+      for (int r = 0; r < RW; r++)
+        q4_load<G32>(w[c][r], s[c][r], D, on && r0 + r < H && itb + c < steps ? r0 + r : -1, lane + 32 * (itb + c),
+                     n16, groups, gshift);
+  };
+  auto comp = [&](const uint4(&w)[CH][RW], const uint32_t(&s)[CH][RW][4], int n) {
+    const int k = half + 2 * (n / nsb), itb = CH * (n % nsb);
     const float *hp = hbuf + (size_t)(t * K + k) * IP;
-    float a[Q4_DN_RW];
 #pragma unroll
-    for (int r = 0; r < Q4_DN_RW; r++)
-      a[r] = 0.f;
-    for (int itb = 0; itb < steps; itb += CH) {
-      uint4 w[CH][Q4_DN_RW];
-      uint32_t s[CH][Q4_DN_RW][4];
+    for (int c = 0; c < CH; c++)
+      if (itb + c < steps)
+        q4_accum<RW>(a, w[c], s[c], hp + (itb + c) * 1024 + lane * 4, lane + 32 * (itb + c) < n16);
+    if (itb + CH >= steps) { /* the slot's last pass: weight it into the sum */
 #pragma unroll
-      for (int c = 0; c < CH; c++)
-#pragma unroll
-        for (int r = 0; r < Q4_DN_RW; r++)
-          q4_load<G32>(w[c][r], s[c][r], D, r0 + r < H && itb + c < steps ? r0 + r : -1, lane + 32 * (itb + c),
-                       n16, groups, gshift);
-#pragma unroll
-      for (int c = 0; c < CH; c++)
-        if (itb + c < steps)
-          q4_accum<Q4_DN_RW>(a, w[c], s[c], hp + (itb + c) * 1024 + lane * 4, lane + 32 * (itb + c) < n16);
+      for (int r = 0; r < RW; r++) {
+        acc[r] = fmaf(sw[k], a[r], acc[r]);
+        a[r] = 0.f;
+      }
     }
-#pragma unroll
-    for (int r = 0; r < Q4_DN_RW; r++)
-      acc[r] = fmaf(sw[k], a[r], acc[r]);
+  };
+  load(w0, s0, 0);
+  for (int n = 0; n < total; n += 2) {
+    load(w1, s1, n + 1);
+    comp(w0, s0, n);
+    if (n + 1 >= total)
+      break;
+    load(w0, s0, n + 2);
+    comp(w1, s1, n + 1);
   }
 #pragma unroll
   for (int r = 0; r < Q4_DN_RW; r++) {
@@ -287,13 +315,16 @@ static void experts_q4(cu_ctx *c, float *out, float *hb, const float *x, const c
   if (group >= 32) {
     k_moe_up_q4<true><<<gu, Q4_WARPS * 32, smem, c->st>>>(hb, x, tab, sel, K, I, H, gshift);
     MIMO_CUDA_LAUNCHED(c);
+    moe_mark(c, 3);
     k_moe_down_q4<true><<<gd, Q4_WARPS * 32, 0, c->st>>>(out, hb, tab, sel, wts, K, I, H, gshift);
   } else {
     k_moe_up_q4<false><<<gu, Q4_WARPS * 32, smem, c->st>>>(hb, x, tab, sel, K, I, H, gshift);
     MIMO_CUDA_LAUNCHED(c);
+    moe_mark(c, 3);
     k_moe_down_q4<false><<<gd, Q4_WARPS * 32, 0, c->st>>>(out, hb, tab, sel, wts, K, I, H, gshift);
   }
   MIMO_CUDA_LAUNCHED(c);
+  moe_mark(c, 4);
 }
 
 /* The layer's experts as one device table (built on first use, kept on experts[0]'s handle). */
@@ -345,10 +376,13 @@ void cu_moe(mimo_backend *be, mimo_moe_args *a) {
     cu_fail(c, "moe", "out of GPU memory for scratch", __FILE__, __LINE__);
   } else {
     int *sel = (int *)selb;
+    moe_mark(c, 0);
     cu_linear_dev(c, z, a->x, T, (const cu_lin *)a->router->dev);
+    moe_mark(c, 1);
     k_route<<<T, 32, (size_t)2 * E * sizeof(float), c->st>>>(
         z, a->bias && a->bias->n ? (const float *)a->bias->dev : NULL, E, K, a->norm_topk, a->scaling, sel, w);
     MIMO_CUDA_LAUNCHED(c);
+    moe_mark(c, 2);
     const cu_lin *L0 = (const cu_lin *)a->experts[0].dev;
     const bool q4 = L0->fmt == CU_INT4 && q4_fast_ok(L0, H, I) &&
                     ((const cu_lin *)a->experts[1].dev)->group == L0->group &&
