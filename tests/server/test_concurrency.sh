@@ -9,9 +9,9 @@ curl -sf -m 10 "$BASE/health" >/dev/null || die "unhealthy after the load"
 # cancelled sequences were freed: nothing left running or waiting
 for _ in $(seq 1 100); do
   m=$(curl -s "$BASE/metrics")
-  echo "$m" | grep -q '^vllm:num_requests_waiting{model_name="tiny"} 0' && break
+  grep -q '^vllm:num_requests_waiting{model_name="tiny"} 0' <<<"$m" && break
   sleep 0.1
 done
-echo "$m" | grep -q '^vllm:num_requests_waiting{model_name="tiny"} 0' || die "requests left waiting"
+grep -q '^vllm:num_requests_waiting{model_name="tiny"} 0' <<<"$m" || die "requests left waiting"
 stop_server 30
 echo ok

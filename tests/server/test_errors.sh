@@ -99,7 +99,8 @@ pids=()
 for i in 1 2; do curl -s -m 60 -o /dev/null "$BASE/v1/completions" -d '{"prompt":"hi","max_tokens":100000,"ignore_eos":true}' & pids+=($!); done
 queued=0
 for _ in $(seq 1 600); do # up to 30 s on a loaded machine
-  if curl -s "$BASE/metrics" | grep -q '^vllm:num_requests_waiting{model_name="tiny"} 1'; then queued=1; break; fi
+  m=$(curl -s "$BASE/metrics" || true)
+  if grep -q '^vllm:num_requests_waiting{model_name="tiny"} 1' <<<"$m"; then queued=1; break; fi
   sleep 0.05
 done
 [ $queued = 1 ] || die "queue full: the second request never showed as waiting"
