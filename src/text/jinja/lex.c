@@ -231,6 +231,26 @@ static bool lex_number(lexer *L, size_t *pi) {
 static const char *const ops2[] = {"//", "**", "==", "!=", "<=", ">=", NULL};
 
 /* Lexes the inside of a {% %} or {{ }} tag starting at L->pos; returns false on error. */
+/* What follows a closing tag: `-` strips the whitespace after it; otherwise, for
+ * block and comment tags (trim_blocks), one newline is dropped unless `+`.
+ * Leaves L->pos after what was consumed. */
+static void after_close(lexer *L, const char *s, size_t n, size_t i, char sign, bool trim_newline,
+                        bool *line_starting) {
+  if (sign == '-') {
+    size_t e = skip_ws(s, n, i);
+    L->line += count_nl(s + i, e - i);
+    *line_starting = e > i && s[e - 1] == '\n';
+    i = e;
+  } else if (sign != '+' && trim_newline && i < n && s[i] == '\n') {
+    i++;
+    L->line++;
+    *line_starting = true;
+  } else {
+    *line_starting = false;
+  }
+  L->pos = i;
+}
+
 static bool lex_tag(lexer *L, bool is_block, bool *line_starting) {
   const char *s = L->s;
   size_t n = L->n, i = L->pos;
@@ -251,19 +271,7 @@ static bool lex_tag(lexer *L, bool is_block, bool *line_starting) {
       if (minus || plus || (i + 1 < n && memcmp(s + i, endtag, 2) == 0)) {
         push(L, is_block ? T_BLOCK_END : T_VAR_END);
         i += (minus || plus) ? 3 : 2;
-        if (minus) {
-          size_t e = skip_ws(s, n, i);
-          L->line += count_nl(s + i, e - i);
-          *line_starting = e > i && s[e - 1] == '\n';
-          i = e;
-        } else if (!plus && is_block && i < n && s[i] == '\n') {
-          i++;
-          L->line++;
-          *line_starting = true;
-        } else {
-          *line_starting = false;
-        }
-        L->pos = i;
+        after_close(L, s, n, i, minus ? '-' : plus ? '+' : 0, is_block, line_starting);
         return true;
       }
     }
@@ -387,19 +395,7 @@ mimo_status jj_lex(jj_arena *a, const char *src, size_t len, jj_tok **toks, size
       L.line += count_nl(s + tag, j - tag);
       char es = j > tag + 2 && (s[j - 1] == '-' || s[j - 1] == '+') ? s[j - 1] : 0;
       j += 2;
-      if (es == '-') {
-        size_t e = skip_ws(s, n, j);
-        L.line += count_nl(s + j, e - j);
-        line_starting = e > j && s[e - 1] == '\n';
-        j = e;
-      } else if (es != '+' && j < n && s[j] == '\n') {
-        j++;
-        L.line++;
-        line_starting = true;
-      } else {
-        line_starting = false;
-      }
-      L.pos = j;
+      after_close(&L, s, n, j, es, true, &line_starting);
       continue;
     }
     char rs, res;
@@ -418,20 +414,7 @@ mimo_status jj_lex(jj_arena *a, const char *src, size_t len, jj_tok **toks, size
       emit_data(&L, s + j, k - j, es, false, res == '-' ? (j > rend && s[j - 1] == '\n') : false);
       if (L.ntoks > nb) L.toks[nb].type = T_RAW;
       L.line += count_nl(s + j, eend - j);
-      j = eend;
-      if (ees == '-') {
-        size_t e = skip_ws(s, n, j);
-        L.line += count_nl(s + j, e - j);
-        line_starting = e > j && s[e - 1] == '\n';
-        j = e;
-      } else if (ees != '+' && j < n && s[j] == '\n') {
-        j++;
-        L.line++;
-        line_starting = true;
-      } else {
-        line_starting = false;
-      }
-      L.pos = j;
+      after_close(&L, s, n, eend, ees, true, &line_starting);
       continue;
     }
     push(&L, kind == '%' ? T_BLOCK_BEGIN : T_VAR_BEGIN);
