@@ -36,7 +36,8 @@ if(MIMO_CUDA)
   set_target_properties(mimo_lib PROPERTIES CUDA_ARCHITECTURES OFF CUDA_RESOLVE_DEVICE_SYMBOLS ON)
 
   # GPU checks and micro-benchmarks (run by tools/gpu-check, not by ctest).
-  add_executable(mimo_cuda_check ${CMAKE_SOURCE_DIR}/tests/cuda/cuda_check.c ${CMAKE_SOURCE_DIR}/tests/cuda/cuda_bench.c)
+  file(GLOB MIMO_CUDA_CHECK_SRC CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/tests/cuda/*.c)
+  add_executable(mimo_cuda_check ${MIMO_CUDA_CHECK_SRC})
   target_link_libraries(mimo_cuda_check PRIVATE mimo_lib)
   set_target_properties(mimo_cuda_check PROPERTIES CUDA_ARCHITECTURES OFF)
 endif()

@@ -108,4 +108,8 @@ static inline void free_lin(mimo_linear *l) {
 }
 
 int cuda_bench_main(int argc, char **argv);
+/* attn_check.c: tensor-core attention prefill / split-KV decode checks (argv[1] = check) and benchmarks (bench) */
+int cuda_attn_main(int argc, char **argv);
+/* moe_prefill_check.c: grouped int4/bf16 MoE GEMM checks (check) and benchmarks (bench) */
+int cuda_moe_prefill_main(int argc, char **argv);
 #endif
