@@ -25,7 +25,7 @@ static float median(float *v, int n) {
     }                                                                                  \
   } while (0)
 
-static double cublas_bf16_rate(int n) {
+double cublas_bf16_rate(int n) {
   size_t N = (size_t)n * n;
   uint16_t *h = xmalloc(N * 2);
   for (size_t i = 0; i < N; i++)

@@ -108,6 +108,9 @@ static inline void free_lin(mimo_linear *l) {
 }
 
 int cuda_bench_main(int argc, char **argv);
+/* cuda_bench.c: achieved cuBLAS bf16 GEMM rate n x n x n in FLOP/s (the compute ceiling of every benchmark);
+ * the copy-bandwidth ceiling is mimo_cuda_copy_bandwidth() (cuda_backend.h). */
+double cublas_bf16_rate(int n);
 /* attn_check.c: tensor-core attention prefill / split-KV decode checks (argv[1] = check) and benchmarks (bench) */
 int cuda_attn_main(int argc, char **argv);
 /* moe_prefill_check.c: grouped int4/bf16 MoE GEMM checks (check) and benchmarks (bench) */
