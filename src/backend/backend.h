@@ -70,6 +70,10 @@ typedef struct mimo_moe_args {
   const mimo_linear *experts;  /* [n_experts][3]: gate, up, down */
   bool norm_topk;
   float scaling;
+  /* Expert parallel: this rank holds experts [expert0, expert0 + n_local) and `experts`
+   * lists only those; slots routed elsewhere contribute nothing here (another rank
+   * adds them in the all-reduce). n_local = 0: every expert is local. */
+  int expert0, n_local;
   int *ids_out;               /* optional [T][top_k] chosen experts (for tests/traces) */
 } mimo_moe_args;
 
@@ -105,6 +109,13 @@ struct mimo_backend {
   /* Copies n floats of backend memory to the host, waits for all queued work and
    * returns the first error any op met (ops themselves return nothing). */
   mimo_status (*download)(mimo_backend *be, float *host, const float *src, size_t n);
+  /* Tensor parallel (set by the group that joins backends into ranks, NULL alone):
+   * x[0..n) becomes the sum over the ranks of their x, identical on every rank. */
+  void (*all_reduce)(mimo_backend *be, float *x, long n);
+  void *comm;
+  /* Makes the calling thread able to run this backend's ops (a GPU backend selects its
+   * device); NULL when any thread can. */
+  mimo_status (*bind_thread)(mimo_backend *be);
 };
 
 mimo_status mimo_backend_cpu_init(mimo_backend **out, int n_threads);

@@ -7,6 +7,7 @@
 
 #include "cli/args.h"
 #include "cli/commands.h"
+#include "cli/model_open.h"
 #include "core/log.h"
 #include "core/threads.h"
 #include "model/mimo_v2.h"
@@ -97,50 +98,39 @@ static double kv_read_bytes(const mimo_model *m, int len) {
 int mimo_cmd_bench(int argc, char **argv) {
   mimo_arg a[] = {{"model", 1, "checkpoint directory", 0}, {"threads", 1, "CPU threads (default all)", 0},
                   {"prompt", 1, "prefill tokens (default 128)", 0}, {"decode", 1, "decode tokens (default 32)", 0},
-                  {"backend", 1, "cpu | cuda (default: cuda if built with it and a GPU is present)", 0}};
+                  {"batch", 1, "sequences decoded together (default 1; each gets its own prompt first)", 0},
+                  {"backend", 1, "cpu | cuda (default: cuda if built with it and a GPU is present)", 0},
+                  {"tensor-parallel-size", 1, "ranks the model is split over (default 1)", 0},
+                  {"enable-expert-parallel", 0, "whole experts per rank", 0}};
   int n = sizeof a / sizeof *a, rc = mimo_args_parse(argc, argv, a, n, "--model DIR [--threads N]");
   if (rc)
     return rc == 3 ? 0 : rc;
   bool bad = false;
   const char *dir = mimo_arg_str(a, n, "model", NULL);
   int threads = (int)mimo_arg_long(a, n, "threads", 0, &bad), P = (int)mimo_arg_long(a, n, "prompt", 128, &bad),
-      D = (int)mimo_arg_long(a, n, "decode", 32, &bad);
-  if (!dir || bad || P < 1 || D < 1) {
+      D = (int)mimo_arg_long(a, n, "decode", 32, &bad), B = (int)mimo_arg_long(a, n, "batch", 1, &bad),
+      tp = (int)mimo_arg_long(a, n, "tensor-parallel-size", 1, &bad);
+  if (!dir || bad || P < 1 || D < 1 || B < 1 || B > 4096 || tp < 1) {
     fprintf(stderr, "mimo bench: need --model DIR (see --help)\n");
     return 2;
   }
-  mimo_backend *be = NULL;
   mimo_model *m = NULL;
-  mimo_kv_seq *seq = NULL;
+  mimo_kv_seq **seqs = NULL;
   float *logits = NULL;
-  int *ids = NULL;
-  const char *bname = mimo_arg_str(a, n, "backend", NULL);
-  int gpu = 0;
-#ifdef MIMO_HAVE_CUDA
-  if (!bname)
-    bname = mimo_cuda_device_count() > 0 ? "cuda" : "cpu";
-  gpu = strcmp(bname, "cuda") == 0;
-#endif
-  if (bname && !gpu && strcmp(bname, "cpu") != 0) {
-    fprintf(stderr, "mimo bench: backend '%s' is not available in this build\n", bname);
-    return 2;
-  }
-  mimo_status st = MIMO_OK;
-#ifdef MIMO_HAVE_CUDA
-  if (gpu)
-    st = mimo_backend_cuda_init(&be, 0);
-  else
-#endif
-    st = mimo_backend_cpu_init(&be, threads);
+  int *ids = NULL, *ntok = NULL;
+  const char *bname = mimo_open_backend_name(mimo_arg_str(a, n, "backend", NULL));
+  int gpu = strcmp(bname, "cuda") == 0;
+  mimo_open_opts o = {.dir = dir, .backend = bname, .threads = threads, .tp = tp,
+                      .ep = mimo_arg_str(a, n, "enable-expert-parallel", NULL) != NULL};
   double tl = mimo_now();
-  if (st == MIMO_OK)
-    st = mimo_model_load(dir, be, &m);
+  mimo_status st = mimo_open_model(&o, &m);
   tl = mimo_now() - tl;
-  if (st == MIMO_OK)
-    st = mimo_kv_seq_init(&seq, &m->cfg);
-  if (st == MIMO_OK && (!(logits = malloc((size_t)m->cfg.vocab_size * sizeof(float))) ||
-                        !(ids = malloc((size_t)P * sizeof *ids))))
+  if (st == MIMO_OK && (!(logits = malloc((size_t)B * m->cfg.vocab_size * sizeof(float))) ||
+                        !(ids = malloc((size_t)(P > B ? P : B) * sizeof *ids)) || !(ntok = malloc((size_t)B * sizeof *ntok)) ||
+                        !(seqs = calloc((size_t)B, sizeof *seqs))))
     st = mimo_errf(MIMO_E_NOMEM, "bench buffers");
+  for (int i = 0; st == MIMO_OK && i < B; i++)
+    st = mimo_kv_seq_init(&seqs[i], &m->cfg);
   if (st != MIMO_OK) {
     fprintf(stderr, "mimo bench: %s\n", mimo_errmsg());
     goto out;
@@ -150,11 +140,12 @@ int mimo_cmd_bench(int argc, char **argv) {
     fprintf(stderr, "mimo bench: %s\n", mimo_errmsg());
     goto out;
   }
+  mimo_backend *be0 = mimo_model_backend(m, 0);
   double rss_load = rss_bytes();
   double copy_bw = 0;
 #ifdef MIMO_HAVE_CUDA
-  if (gpu)
-    copy_bw = mimo_cuda_copy_bandwidth(be, (size_t)1 << 31);
+  if (gpu) /* every rank's card is alike: the roofline is the sum over ranks */
+    copy_bw = mimo_cuda_copy_bandwidth(be0, (size_t)1 << 31) * (tp > 1 ? tp : 1);
 #endif
   if (!gpu) {
     copy_bw = copy_bandwidth(pool);
@@ -162,53 +153,73 @@ int mimo_cmd_bench(int argc, char **argv) {
     double tw = mimo_now();
     volatile unsigned char sink = 0;
     for (int f = 0; f < m->ck.n_files; f++)
-      for (size_t o = 0; o < m->ck.files[f].size; o += 4096)
-        sink ^= ((const unsigned char *)m->ck.files[f].map)[o];
+      for (size_t off = 0; off < m->ck.files[f].size; off += 4096)
+        sink ^= ((const unsigned char *)m->ck.files[f].map)[off];
     (void)sink;
     mimo_info("bench: touched %.2f GB of weights in %.2f s", m->ck.total_bytes / 1e9, mimo_now() - tw);
   }
-  for (int i = 0; i < P; i++)
-    ids[i] = (i * 7919 + 13) % m->cfg.vocab_size;
-  double t0 = mimo_now();
-  mimo_batch b = {.n_seqs = 1, .seqs = &seq, .n_tokens = &P, .tokens = ids};
-  st = mimo_model_forward(m, &b, logits);
-  double prefill = mimo_now() - t0;
-  int one = 1, tok = ids[P - 1];
+  double prefill = 0;
+  for (int i = 0; st == MIMO_OK && i < B; i++) {
+    for (int t = 0; t < P; t++)
+      ids[t] = (t * 7919 + 13 + i * 104729) % m->cfg.vocab_size;
+    double t0 = mimo_now();
+    mimo_batch b = {.n_seqs = 1, .seqs = &seqs[i], .n_tokens = &P, .tokens = ids};
+    st = mimo_model_forward(m, &b, logits);
+    prefill += mimo_now() - t0;
+  }
   double dec = 0, bytes = 0;
-  for (int i = 0; st == MIMO_OK && i < D; i++) {
-    mimo_batch d = {.n_seqs = 1, .seqs = &seq, .n_tokens = &one, .tokens = &tok};
-    bytes += decode_weight_bytes(m) + kv_read_bytes(m, seq->len + 1);
+  for (int i = 0; i < B; i++) {
+    ids[i] = (i * 31 + 7) % m->cfg.vocab_size;
+    ntok[i] = 1;
+  }
+  for (int s = 0; st == MIMO_OK && s < D; s++) {
+    mimo_batch d = {.n_seqs = B, .seqs = seqs, .n_tokens = ntok, .tokens = ids};
+    if (B == 1)
+      bytes += decode_weight_bytes(m) + kv_read_bytes(m, seqs[0]->len + 1);
     double t1 = mimo_now();
     st = mimo_model_forward(m, &d, logits);
     dec += mimo_now() - t1;
-    tok = (tok * 31 + 7) % m->cfg.vocab_size;
+    for (int i = 0; i < B; i++)
+      ids[i] = (ids[i] * 31 + 7) % m->cfg.vocab_size;
   }
   if (st != MIMO_OK) {
     fprintf(stderr, "mimo bench: %s\n", mimo_errmsg());
     goto out;
   }
-  printf("model %s, %d threads, backend %s, load %.2f s\n", dir, mimo_pool_size(pool), be->name, tl);
+  printf("model %s, %d threads, backend %s x %d%s, load %.2f s\n", dir, mimo_pool_size(pool), be0->name, tp,
+         o.ep ? " (expert parallel)" : "", tl);
 #ifdef MIMO_HAVE_CUDA
   if (gpu)
-    printf("device %s\n", mimo_cuda_device_name(be));
+    printf("device %s\n", mimo_cuda_device_name(be0));
 #endif
+  size_t kvb = 0;
+  for (int i = 0; i < B; i++)
+    kvb += mimo_kv_bytes(seqs[i]);
   printf("RSS after load %.1f MB; after the run %.1f MB (weights mapped %.1f MB, KV %.1f MB)\n", rss_load / 1e6,
-         rss_bytes() / 1e6, m->ck.total_bytes / 1e6, mimo_kv_bytes(seq, &m->cfg) / 1e6);
-  printf("memcpy bandwidth (read+write): %.2f GB/s\n", copy_bw / 1e9);
-  printf("prefill: %d tokens in %.3f s = %.1f tokens/s\n", P, prefill, P / prefill);
-  printf("decode: %d tokens in %.3f s = %.2f tokens/s, %.1f MB touched per token\n", D, dec, D / dec,
-         bytes / D / 1e6);
-  printf("decode effective bandwidth: %.2f GB/s = %.0f%% of memcpy\n", bytes / dec / 1e9, 100.0 * bytes / dec / copy_bw);
-  int nl = m->cfg.num_hidden_layers;
-  printf("decode step %.3f ms = %.3f ms per layer; bytes/copy bandwidth %.3f ms per layer; ratio %.2fx\n",
-         1e3 * dec / D, 1e3 * dec / D / nl, 1e3 * bytes / D / copy_bw / nl, dec / (bytes / copy_bw));
+         rss_bytes() / 1e6, m->ck.total_bytes / 1e6, kvb / 1e6);
+  printf("%s bandwidth (read+write%s): %.2f GB/s\n", gpu ? "device copy" : "memcpy", tp > 1 ? ", summed over ranks" : "",
+         copy_bw / 1e9);
+  printf("prefill: %d x %d tokens in %.3f s = %.1f tokens/s\n", B, P, prefill, (double)B * P / prefill);
+  if (B > 1) {
+    printf("decode batch %d: %d steps in %.3f s = %.1f tokens/s (%.3f ms per step)\n", B, D, dec, (double)B * D / dec,
+           1e3 * dec / D);
+  } else {
+    printf("decode: %d tokens in %.3f s = %.2f tokens/s, %.1f MB touched per token\n", D, dec, D / dec,
+           bytes / D / 1e6);
+    printf("decode effective bandwidth: %.2f GB/s = %.0f%% of %s\n", bytes / dec / 1e9, 100.0 * bytes / dec / copy_bw,
+           gpu ? "device copy" : "memcpy");
+    int nl = m->cfg.num_hidden_layers;
+    printf("decode step %.3f ms = %.3f ms per layer; bytes/copy bandwidth %.3f ms per layer; ratio %.2fx\n",
+           1e3 * dec / D, 1e3 * dec / D / nl, 1e3 * bytes / D / copy_bw / nl, dec / (bytes / copy_bw));
+  }
   mimo_pool_free(pool);
 out:
   free(ids);
+  free(ntok);
   free(logits);
-  mimo_kv_seq_free(seq);
+  for (int i = 0; seqs && i < B; i++)
+    mimo_kv_seq_free(seqs[i]);
+  free(seqs);
   mimo_model_free(m);
-  if (be)
-    be->free(be);
   return st == MIMO_OK ? 0 : 1;
 }

@@ -5,14 +5,12 @@
 
 #include "cli/args.h"
 #include "cli/commands.h"
+#include "cli/model_open.h"
 #include "core/log.h"
 #include "engine/sampler.h"
 #include "model/mimo_v2.h"
 #include "text/chat_template.h"
 #include "text/tokenizer.h"
-#ifdef MIMO_HAVE_CUDA
-#include "backend/cuda/cuda_backend.h"
-#endif
 
 static int fail(const char *cmd) {
   fprintf(stderr, "mimo %s: %s\n", cmd, mimo_errmsg());
@@ -20,7 +18,6 @@ static int fail(const char *cmd) {
 }
 
 typedef struct {
-  mimo_backend *be;
   mimo_model *m;
   mimo_kv_seq *seq;
 } runner;
@@ -28,28 +25,25 @@ typedef struct {
 static void runner_free(runner *r) {
   mimo_kv_seq_free(r->seq);
   mimo_model_free(r->m);
-  if (r->be)
-    r->be->free(r->be);
 }
 
-static mimo_status runner_init(runner *r, const char *dir, const char *backend, int threads) {
+/* Options every model-running command takes. */
+#define RUN_ARGS                                                                                                  \
+  {"threads", 1, "CPU threads (default: all cores)", 0},                                                         \
+      {"backend", 1, "cpu | cuda (default: cuda if built with it and a GPU is present)", 0},                     \
+      {"tensor-parallel-size", 1, "ranks (GPUs, or CPU backends) the model is split over (default 1)", 0},       \
+      {"enable-expert-parallel", 0, "whole experts per rank instead of every expert split", 0}
+
+static mimo_status runner_init(runner *r, const char *dir, const mimo_arg *a, int n) {
   memset(r, 0, sizeof *r);
-#ifdef MIMO_HAVE_CUDA
-  /* Default: the GPU when this build has CUDA and a device is present. */
-  if (!backend)
-    backend = mimo_cuda_device_count() > 0 ? "cuda" : "cpu";
-  if (strcmp(backend, "cuda") == 0) {
-    MIMO_TRY(mimo_backend_cuda_init(&r->be, 0));
-    mimo_info("backend cuda: %s", mimo_cuda_device_name(r->be));
-  } else
-#endif
-  if (!backend || strcmp(backend, "cpu") == 0)
-    MIMO_TRY(mimo_backend_cpu_init(&r->be, threads));
-  else
-    return mimo_errf(MIMO_E_INVALID, "backend '%s' is not available in this build", backend);
-  double t0 = mimo_now();
-  MIMO_TRY(mimo_model_load(dir, r->be, &r->m));
-  mimo_info("loaded %s in %.2f s (%.1f MB of weights)", dir, mimo_now() - t0, r->m->w.bytes / 1e6);
+  bool bad = false;
+  mimo_open_opts o = {.dir = dir, .backend = mimo_arg_str(a, n, "backend", NULL),
+                      .threads = (int)mimo_arg_long(a, n, "threads", 0, &bad),
+                      .tp = (int)mimo_arg_long(a, n, "tensor-parallel-size", 1, &bad),
+                      .ep = mimo_arg_str(a, n, "enable-expert-parallel", NULL) != NULL};
+  if (bad || o.tp < 1 || o.threads < 0)
+    return mimo_errf(MIMO_E_INVALID, "bad --threads or --tensor-parallel-size");
+  MIMO_TRY(mimo_open_model(&o, &r->m));
   return mimo_kv_seq_init(&r->seq, &r->m->cfg);
 }
 
@@ -75,7 +69,7 @@ static mimo_status feed(runner *r, const int *ids, int n, int chunk, float *logi
 int mimo_cmd_logits(int argc, char **argv) {
   mimo_arg a[] = {{"model", 1, "checkpoint directory", 0}, {"tokens", 1, "comma-separated token ids", 0},
                   {"chunk", 1, "tokens fed per step through the KV cache (default: all)", 0},
-                  {"threads", 1, "CPU threads (default: all cores)", 0}, {"backend", 1, "cpu | cuda (default: cuda if built with it and a GPU is present)", 0},
+                  RUN_ARGS,
                   {"out", 1, "output file: float32 LE [T][vocab]", 0}, {"verbose", 0, "log progress", 0}};
   int n = sizeof a / sizeof *a, rc = mimo_args_parse(argc, argv, a, n, "--model DIR --tokens 1,2,3 --out FILE");
   if (rc)
@@ -83,7 +77,7 @@ int mimo_cmd_logits(int argc, char **argv) {
   const char *dir = mimo_arg_str(a, n, "model", NULL), *toks = mimo_arg_str(a, n, "tokens", NULL),
              *out = mimo_arg_str(a, n, "out", NULL);
   bool bad = false;
-  long chunk = mimo_arg_long(a, n, "chunk", 0, &bad), threads = mimo_arg_long(a, n, "threads", 0, &bad);
+  long chunk = mimo_arg_long(a, n, "chunk", 0, &bad);
   if (!dir || !toks || !out || bad || chunk < 0) {
     fprintf(stderr, "mimo logits: need --model, --tokens and --out (see --help)\n");
     return 2;
@@ -98,7 +92,7 @@ int mimo_cmd_logits(int argc, char **argv) {
     return 2;
   }
   runner r;
-  mimo_status st = runner_init(&r, dir, mimo_arg_str(a, n, "backend", NULL), (int)threads);
+  mimo_status st = runner_init(&r, dir, a, n);
   float *logits = NULL;
   if (st == MIMO_OK) {
     logits = malloc((size_t)T * r.m->cfg.vocab_size * sizeof(float));
@@ -202,7 +196,7 @@ int mimo_cmd_generate(int argc, char **argv) {
                   {"frequency-penalty", 1, "default 0", 0}, {"seed", 1, "RNG seed (default 0)", 0},
                   {"chunk", 1, "prompt tokens per prefill step (default all)", 0},
                   {"ignore-eos", 0, "do not stop at end-of-sequence ids", 0},
-                  {"threads", 1, "CPU threads", 0}, {"backend", 1, "cpu | cuda (default: cuda if built with it and a GPU is present)", 0}, {"verbose", 0, "log progress", 0}};
+                  RUN_ARGS, {"verbose", 0, "log progress", 0}};
   int n = sizeof a / sizeof *a,
       rc = mimo_args_parse(argc, argv, a, n, "--model DIR (--tokens 1,2,3 | --prompt TEXT | --chat TEXT) [--max-tokens N]");
   if (rc)
@@ -220,7 +214,6 @@ int mimo_cmd_generate(int argc, char **argv) {
   sp.frequency_penalty = (float)mimo_arg_double(a, n, "frequency-penalty", 0, &bad);
   sp.seed = (uint64_t)mimo_arg_long(a, n, "seed", 0, &bad);
   long max_tokens = mimo_arg_long(a, n, "max-tokens", 16, &bad), chunk = mimo_arg_long(a, n, "chunk", 0, &bad);
-  long threads = mimo_arg_long(a, n, "threads", 0, &bad);
   const char *prompt = mimo_arg_str(a, n, "prompt", NULL), *chat = mimo_arg_str(a, n, "chat", NULL);
   if (!dir || (!!toks + !!prompt + !!chat) != 1 || bad || max_tokens < 0 || chunk < 0) {
     fprintf(stderr, "mimo generate: need --model and one of --tokens, --prompt, --chat (see --help)\n");
@@ -245,7 +238,7 @@ int mimo_cmd_generate(int argc, char **argv) {
   runner r;
   mimo_sampler *smp = NULL;
   float *logits = NULL;
-  mimo_status st = runner_init(&r, dir, mimo_arg_str(a, n, "backend", NULL), (int)threads);
+  mimo_status st = runner_init(&r, dir, a, n);
   if (st == MIMO_OK)
     st = mimo_sampler_init(&smp, &sp, r.m->cfg.vocab_size);
   if (st == MIMO_OK && !(logits = malloc((size_t)r.m->cfg.vocab_size * sizeof(float))))

@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include "backend/backend.h"
+#include "cli/model_open.h"
 #include "cli/args.h"
 #include "cli/commands.h"
 #include "core/fileio.h"
@@ -27,10 +28,12 @@ static mimo_arg serve_args[] = {
     {"max-num-seqs", 1, "sequences decoded together (default 16)", NULL},
     {"max-num-batched-tokens", 1, "tokens per engine step; long prompts are chunked (default 512)", NULL},
     {"max-queue", 1, "waiting requests before 503 + Retry-After (default 256)", NULL},
-    {"tensor-parallel-size", 1, "must be 1 (multi-GPU is not implemented yet)", NULL},
-    {"gpu-memory-utilization", 1, "accepted for vLLM compatibility; no effect (CPU engine)", NULL},
+    {"tensor-parallel-size", 1, "GPUs (or CPU backends) the model is split over (default 1)", NULL},
+    {"backend", 1, "cpu | cuda (default: cuda if built with it and a GPU is present)", NULL},
+    {"gpu-memory-utilization", 1, "fraction of each GPU's memory mimo may take for weights, KV and activations "
+                                  "(default 0.9)", NULL},
     {"enable-prefix-caching", 0, "accepted; no effect (no prefix cache yet)", NULL},
-    {"enable-expert-parallel", 0, "accepted; no effect (single device)", NULL},
+    {"enable-expert-parallel", 0, "with --tensor-parallel-size > 1: whole experts per rank", NULL},
     {"reasoning-parser", 1, "accepted; no effect: MiMo's <think> split (qwen3) is always on for chat", NULL},
     {"tool-call-parser", 1, "accepted; no effect: MiMo's qwen3_xml tool-call parser is always used", NULL},
     {"enable-auto-tool-choice", 0, "accepted; no effect: tool_choice auto is always available", NULL},
@@ -132,12 +135,7 @@ int mimo_cmd_serve(int argc, char **argv) {
     fprintf(stderr, "mimo serve: no model directory (mimo serve MODEL_DIR or --model DIR)\n");
     return 2;
   }
-  if (tp != 1) {
-    fprintf(stderr, "mimo serve: --tensor-parallel-size %ld is not supported yet: multi-GPU serving has not landed; "
-                    "use 1\n", tp);
-    return 2;
-  }
-  if (port < 0 || port > 65535 || mml < 0 || seqs < 1 || mbt < 1 || mq < 1 || threads < 0 || max_body < 1024 ||
+  if (tp < 1 || tp > 64 || port < 0 || port > 65535 || mml < 0 || seqs < 1 || mbt < 1 || mq < 1 || threads < 0 || max_body < 1024 ||
       keep < 1 || grace < 0 || !(gmu > 0 && gmu <= 1)) {
     fprintf(stderr, "mimo serve: a numeric option is out of range (see --help)\n");
     return 2;
@@ -152,7 +150,6 @@ int mimo_cmd_serve(int argc, char **argv) {
   signal(SIGPIPE, SIG_IGN);
 
   mimo_server s = {0};
-  mimo_backend *be = NULL;
   mimo_model *model = NULL;
   mock_set *mock = NULL;
   int ret = 1;
@@ -198,7 +195,10 @@ int mimo_cmd_serve(int argc, char **argv) {
     eo.mock_len = mock->len;
     mimo_warn("serve: --mock-output is a test seam: scripted outputs, the model is not run");
   } else {
-    if (mimo_backend_cpu_init(&be, (int)threads) != MIMO_OK || mimo_model_load(dir, be, &model) != MIMO_OK) {
+    mimo_open_opts oo = {.dir = dir, .backend = mimo_arg_str(serve_args, N_ARGS, "backend", NULL),
+                         .threads = (int)threads, .tp = (int)tp, .gpu_memory_utilization = gmu,
+                         .ep = mimo_arg_str(serve_args, N_ARGS, "enable-expert-parallel", NULL) != NULL};
+    if (mimo_open_model(&oo, &model) != MIMO_OK) {
       ret = fail("loading the model");
       goto out;
     }
@@ -250,8 +250,6 @@ out:
   mimo_engine_free(s.engine);
   mimo_metrics_free(s.metrics);
   mimo_model_free(model);
-  if (be)
-    be->free(be);
   if (mock)
     for (int i = 0; i < mock->n; i++)
       free(mock->ids[i]);

@@ -232,7 +232,7 @@ static void update_kv_bytes(mimo_engine *e) {
   long b = 0;
   for (int i = 0; i < e->n_running; i++)
     if (e->running[i]->kv)
-      b += (long)mimo_kv_bytes(e->running[i]->kv, &e->model->cfg);
+      b += (long)mimo_kv_bytes(e->running[i]->kv);
   __atomic_store_n(&e->stats.kv_bytes, b, __ATOMIC_RELAXED);
 }
 

@@ -20,15 +20,19 @@ static void kv_free(mimo_backend *be, float *p) {
     free(p);
 }
 
-static mimo_status grow(mimo_backend *be, mimo_kv_view *kv, const mimo_attn_geom *g, int cap) {
+static mimo_status grow(mimo_kv_seq *s, mimo_kv_view *kv, const mimo_attn_geom *g, int cap) {
+  mimo_backend *be = s->be;
   float *k = kv_realloc(be, kv->k, (size_t)kv->cap * slot_floats(g, 0), (size_t)cap * slot_floats(g, 0));
   if (!k)
-    return mimo_errf(MIMO_E_NOMEM, "KV cache: %d positions", cap);
+    return be && be->kv_realloc ? mimo_err_prefix(MIMO_E_NOMEM, "KV cache for %d positions", cap)
+                                : mimo_errf(MIMO_E_NOMEM, "KV cache: %d positions", cap);
   kv->k = k;
   float *v = kv_realloc(be, kv->v, (size_t)kv->cap * slot_floats(g, 1), (size_t)cap * slot_floats(g, 1));
   if (!v)
-    return mimo_errf(MIMO_E_NOMEM, "KV cache: %d positions", cap);
+    return be && be->kv_realloc ? mimo_err_prefix(MIMO_E_NOMEM, "KV cache for %d positions", cap)
+                                : mimo_errf(MIMO_E_NOMEM, "KV cache: %d positions", cap);
   kv->v = v;
+  s->bytes += (size_t)(cap - kv->cap) * (slot_floats(g, 0) + slot_floats(g, 1)) * sizeof(float);
   kv->cap = cap;
   return MIMO_OK;
 }
@@ -63,7 +67,7 @@ mimo_status mimo_kv_reserve(mimo_kv_seq *s, const mimo_config *cfg, mimo_backend
     const mimo_attn_geom *g = mimo_config_geom(cfg, L);
     if (kv->ring) {
       if (kv->cap == 0)
-        MIMO_TRY(grow(s->be, kv, g, g->window));
+        MIMO_TRY(grow(s, kv, g, g->window));
       continue;
     }
     if (kv->cap >= new_len)
@@ -71,17 +75,15 @@ mimo_status mimo_kv_reserve(mimo_kv_seq *s, const mimo_config *cfg, mimo_backend
     int cap = kv->cap ? kv->cap : 64;
     while (cap < new_len)
       cap = cap > (1 << 29) ? new_len : cap * 2;
-    MIMO_TRY(grow(s->be, kv, g, cap));
+    MIMO_TRY(grow(s, kv, g, cap));
   }
   return MIMO_OK;
 }
 
-size_t mimo_kv_bytes(const mimo_kv_seq *s, const mimo_config *cfg) {
-  size_t b = 0;
-  for (int L = 0; L < s->n_layers; L++) {
-    const mimo_attn_geom *g = mimo_config_geom(cfg, L);
-    b += (size_t)s->layers[L].cap * (slot_floats(g, 0) + slot_floats(g, 1)) * sizeof(float);
-  }
+size_t mimo_kv_bytes(const mimo_kv_seq *s) {
+  size_t b = s->bytes;
+  for (int i = 0; i < s->n_shards; i++)
+    b += s->shards[i] ? mimo_kv_bytes(s->shards[i]) : 0;
   return b;
 }
 
@@ -93,5 +95,8 @@ void mimo_kv_seq_free(mimo_kv_seq *s) {
     kv_free(s->be, s->layers[L].v);
   }
   free(s->layers);
+  for (int i = 0; i < s->n_shards; i++)
+    mimo_kv_seq_free(s->shards[i]);
+  free(s->shards);
   free(s);
 }

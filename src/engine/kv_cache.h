@@ -15,6 +15,11 @@ typedef struct mimo_kv_seq {
   mimo_kv_view *layers; /* per layer */
   int len;              /* positions processed */
   mimo_backend *be;     /* owner of the storage (NULL: host heap); not owned */
+  size_t bytes;         /* storage held */
+  /* Tensor parallel: one cache per rank (its own KV heads, on its device), made by
+   * the model on the first step; this sequence's own views stay empty. */
+  struct mimo_kv_seq **shards;
+  int n_shards;
 } mimo_kv_seq;
 
 mimo_status mimo_kv_seq_init(mimo_kv_seq **out, const mimo_config *cfg);
@@ -22,5 +27,6 @@ mimo_status mimo_kv_seq_init(mimo_kv_seq **out, const mimo_config *cfg);
  * be's memory (a sequence stays with the backend it was first reserved on). */
 mimo_status mimo_kv_reserve(mimo_kv_seq *s, const mimo_config *cfg, mimo_backend *be, int new_len);
 void mimo_kv_seq_free(mimo_kv_seq *s);
-size_t mimo_kv_bytes(const mimo_kv_seq *s, const mimo_config *cfg);
+/* Bytes of storage held, the ranks' shards included. */
+size_t mimo_kv_bytes(const mimo_kv_seq *s);
 #endif

@@ -15,21 +15,28 @@
 
 /* Gives every weight to the backend once (a GPU backend copies or repacks it into
  * its memory; the CPU backend reads the mapped checkpoint and does nothing). */
-static mimo_status upload_weights(mimo_backend *be, mimo_weights *w) {
+mimo_status mimo_model_upload_globals(mimo_backend *be, mimo_weights *w) {
   MIMO_TRY(mimo_backend_upload_linear(be, &w->embed));
   MIMO_TRY(mimo_backend_upload_vec(be, &w->final_norm));
-  MIMO_TRY(mimo_backend_upload_linear(be, &w->lm_head));
-  for (int L = 0; L < w->n_layers; L++) {
-    mimo_layer_weights *lw = &w->layers[L];
-    mimo_linear *lins[] = {&lw->qkv, &lw->q, &lw->k, &lw->v, &lw->o, &lw->gate, &lw->up, &lw->down, &lw->router};
-    mimo_vec *vecs[] = {&lw->input_norm, &lw->post_norm, &lw->sink, &lw->router_bias};
-    for (size_t i = 0; i < sizeof lins / sizeof *lins; i++)
-      MIMO_TRY(mimo_backend_upload_linear(be, lins[i]));
-    for (size_t i = 0; i < sizeof vecs / sizeof *vecs; i++)
-      MIMO_TRY(mimo_backend_upload_vec(be, vecs[i]));
-    for (int e = 0; lw->moe && lw->experts && e < 3 * lw->router.out; e++)
-      MIMO_TRY(mimo_backend_upload_linear(be, &lw->experts[e]));
-  }
+  return mimo_backend_upload_linear(be, &w->lm_head);
+}
+
+mimo_status mimo_model_upload_layer(mimo_backend *be, mimo_layer_weights *lw, int n_experts) {
+  mimo_linear *lins[] = {&lw->qkv, &lw->q, &lw->k, &lw->v, &lw->o, &lw->gate, &lw->up, &lw->down, &lw->router};
+  mimo_vec *vecs[] = {&lw->input_norm, &lw->post_norm, &lw->sink, &lw->router_bias};
+  for (size_t i = 0; i < sizeof lins / sizeof *lins; i++)
+    MIMO_TRY(mimo_backend_upload_linear(be, lins[i]));
+  for (size_t i = 0; i < sizeof vecs / sizeof *vecs; i++)
+    MIMO_TRY(mimo_backend_upload_vec(be, vecs[i]));
+  for (int e = 0; lw->moe && lw->experts && e < 3 * n_experts; e++)
+    MIMO_TRY(mimo_backend_upload_linear(be, &lw->experts[e]));
+  return MIMO_OK;
+}
+
+mimo_status mimo_model_upload(mimo_backend *be, mimo_weights *w) {
+  MIMO_TRY(mimo_model_upload_globals(be, w));
+  for (int L = 0; L < w->n_layers; L++)
+    MIMO_TRY(mimo_model_upload_layer(be, &w->layers[L], w->layers[L].router.out));
   return MIMO_OK;
 }
 
@@ -45,7 +52,7 @@ mimo_status mimo_model_load(const char *dir, mimo_backend *be, mimo_model **out)
   if (st == MIMO_OK)
     st = mimo_weights_bind(&m->cfg, &m->ck, &m->w);
   if (st == MIMO_OK)
-    st = upload_weights(be, &m->w);
+    st = mimo_model_upload(be, &m->w);
   if (st != MIMO_OK) {
     mimo_weights_free(&m->w);
     mimo_ckpt_close(&m->ck);
@@ -53,6 +60,8 @@ mimo_status mimo_model_load(const char *dir, mimo_backend *be, mimo_model **out)
     return st;
   }
   m->be = be;
+  m->tp = 1;
+  m->vocab_n = m->cfg.vocab_size;
   *out = m;
   return MIMO_OK;
 }
@@ -60,8 +69,14 @@ mimo_status mimo_model_load(const char *dir, mimo_backend *be, mimo_model **out)
 void mimo_model_free(mimo_model *m) {
   if (!m)
     return;
+  mimo_tp_free(m);
   mimo_weights_free(&m->w);
   mimo_ckpt_close(&m->ck);
+  for (int i = 0; i < m->n_owned; i++)
+    free(m->owned[i]);
+  free(m->owned);
+  if (m->own_be && m->be)
+    m->be->free(m->be);
   free(m);
 }
 
@@ -161,6 +176,8 @@ static mimo_status attention_block(mimo_model *m, int L, const mimo_batch *b, in
     off += n;
   }
   be->linear(be, s->t3, s->o, T, &lw->o);
+  if (m->tp > 1) /* o_proj is row-parallel: each rank holds its heads' partial sum */
+    be->all_reduce(be, s->t3, (long)T * c->hidden_size);
   be->add(be, s->h, s->t3, (long)T * c->hidden_size);
   return MIMO_OK;
 }
@@ -175,7 +192,7 @@ static void ffn_block(mimo_model *m, int L, int T, scratch *s) {
     mimo_moe_args a = {.x = s->a, .out = s->t3, .T = T, .hidden = H, .inter = c->moe_intermediate_size,
                        .n_experts = c->n_routed_experts, .top_k = c->num_experts_per_tok, .router = &lw->router,
                        .bias = &lw->router_bias, .experts = lw->experts, .norm_topk = c->norm_topk_prob,
-                       .scaling = (float)c->routed_scaling_factor};
+                       .scaling = (float)c->routed_scaling_factor, .expert0 = m->expert0, .n_local = m->n_local};
     be->moe(be, &a);
   } else {
     be->linear(be, s->t1, s->a, T, &lw->gate);
@@ -183,10 +200,22 @@ static void ffn_block(mimo_model *m, int L, int T, scratch *s) {
     be->swiglu(be, s->t1, s->t1, s->t2, (long)T * c->intermediate_size);
     be->linear(be, s->t3, s->t1, T, &lw->down);
   }
+  if (m->tp > 1) /* down projections (dense, experts' width or experts themselves) are split: sum the parts */
+    be->all_reduce(be, s->t3, (long)T * H);
   be->add(be, s->h, s->t3, (long)T * H);
 }
 
 mimo_status mimo_model_forward(mimo_model *m, const mimo_batch *b, float *logits) {
+  return m->group ? mimo_tp_forward(m, b, logits) : mimo_model_forward_local(m, b, logits);
+}
+
+/* Columns [v0, v0 + vn) of logits [rows][V] from a dense [rows][vn] block. */
+static void scatter_cols(float *logits, const float *part, int rows, int V, int v0, int vn) {
+  for (int r = 0; r < rows; r++)
+    memcpy(logits + (size_t)r * V + v0, part + (size_t)r * vn, (size_t)vn * sizeof(float));
+}
+
+mimo_status mimo_model_forward_local(mimo_model *m, const mimo_batch *b, float *logits) {
   const mimo_config *c = &m->cfg;
   mimo_backend *be = m->be;
   int T = 0;
@@ -222,14 +251,22 @@ mimo_status mimo_model_forward(mimo_model *m, const mimo_batch *b, float *logits
       be->copy2d(be, s.t3 + (size_t)i * H, H, s.h + (size_t)(end - 1) * H, H, 1, H);
     }
   be->rmsnorm(be, s.a, b->all_logits ? s.h : s.t3, &m->w.final_norm, rows, H, (float)c->layernorm_epsilon);
-  /* A backend with its own memory writes the logits there (t1 holds rows*vocab) and copies them out. */
+  /* A backend with its own memory writes the logits there (t1 holds rows*vocab) and copies them out;
+   * a rank computes its vocabulary slice and writes those columns of the shared logits. */
   mimo_status st = MIMO_OK;
-  if (be->download) {
+  const int V = c->vocab_size, vn = m->vocab_n;
+  float *part = vn < V ? malloc((size_t)rows * vn * sizeof(float)) : NULL;
+  if (vn < V && !part) {
+    st = mimo_errf(MIMO_E_NOMEM, "logits slice");
+  } else if (be->download) {
     be->linear(be, s.t1, s.a, rows, &m->w.lm_head);
-    st = be->download(be, logits, s.t1, (size_t)rows * c->vocab_size);
+    st = be->download(be, part ? part : logits, s.t1, (size_t)rows * vn);
   } else {
-    be->linear(be, logits, s.a, rows, &m->w.lm_head);
+    be->linear(be, part ? part : logits, s.a, rows, &m->w.lm_head);
   }
+  if (st == MIMO_OK && part)
+    scatter_cols(logits, part, rows, V, m->vocab0, vn);
+  free(part);
   for (int i = 0; i < b->n_seqs; i++)
     b->seqs[i]->len += b->n_tokens[i];
   scratch_free(be, &s);

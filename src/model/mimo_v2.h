@@ -8,16 +8,34 @@
 #include "io/config.h"
 #include "model/mimo_v2_weights.h"
 
+typedef struct mimo_tp_group mimo_tp_group;
+
 typedef struct mimo_model {
-  mimo_config cfg;        /* stop ids include generation_config.json's */
+  mimo_config cfg;        /* stop ids include generation_config.json's; a rank's: its own heads and widths */
   mimo_gen_defaults gen;  /* generation_config.json sampling defaults */
   mimo_ckpt ck;
-  mimo_weights w;
-  mimo_backend *be; /* not owned */
+  mimo_weights w;         /* a TP group's top-level model: the checkpoint's views, run by no backend */
+  mimo_backend *be;       /* owned only when own_be */
+  bool own_be;
+  /* Tensor parallel (model/mimo_v2_tp.c): a group's top-level model has `group`
+   * and runs each step on its ranks' threads; a rank is a model of its own with
+   * sliced weights whose partial sums meet in be->all_reduce. */
+  int tp, rank;           /* 1, 0 alone */
+  bool ep;                /* experts whole per rank instead of split along their width */
+  int vocab0, vocab_n;    /* lm_head rows computed here: logits columns [vocab0, vocab0 + vocab_n) */
+  int expert0, n_local;   /* expert parallel: the experts held (n_local = 0: all) */
+  mimo_tp_group *group;
+  void **owned;           /* host copies of gathered slices (freed with the model) */
+  int n_owned, cap_owned;
 } mimo_model;
 
 mimo_status mimo_model_load(const char *dir, mimo_backend *be, mimo_model **out);
 void mimo_model_free(mimo_model *m);
+
+/* Tensor-parallel load over tp backends (one per rank, owned by the model from
+ * here on, also on failure): each rank's thread slices the checkpoint for its
+ * rank and uploads it. ep: whole experts per rank (expert parallel). */
+mimo_status mimo_model_load_tp(const char *dir, mimo_backend **bes, int tp, bool ep, mimo_model **out);
 
 /* One step over a batch of sequences: sequence i contributes n_tokens[i] tokens
  * (concatenated in `tokens`) at its next positions, and its cache grows by as
@@ -32,4 +50,15 @@ typedef struct mimo_batch {
 } mimo_batch;
 
 mimo_status mimo_model_forward(mimo_model *m, const mimo_batch *b, float *logits);
+/* The backend of rank r (a lone model: its only backend). */
+mimo_backend *mimo_model_backend(const mimo_model *m, int r);
+
+/* Internal to the model files: one rank's (or a lone model's) step, and the
+ * upload of its weights. */
+mimo_status mimo_model_forward_local(mimo_model *m, const mimo_batch *b, float *logits);
+mimo_status mimo_model_upload(mimo_backend *be, mimo_weights *w);
+mimo_status mimo_model_upload_globals(mimo_backend *be, mimo_weights *w);
+mimo_status mimo_model_upload_layer(mimo_backend *be, mimo_layer_weights *lw, int n_experts);
+mimo_status mimo_tp_forward(mimo_model *m, const mimo_batch *b, float *logits);
+void mimo_tp_free(mimo_model *m);
 #endif

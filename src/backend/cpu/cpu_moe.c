@@ -1,6 +1,7 @@
 /* Routed-expert MoE (spec §2.6): fp32 router, sigmoid scores, correction bias
  * used only to choose experts, top-k renormalised and scaled; then each expert's
- * SwiGLU over the tokens routed to it, summed with the routing weights. */
+ * SwiGLU over the tokens routed to it, summed with the routing weights.
+ * Expert parallel: only this rank's experts run; the rest come in the all-reduce. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -61,7 +62,8 @@ void cpu_moe(mimo_backend *be, mimo_moe_args *a) {
   float *tw = malloc((size_t)(maxn ? maxn : 1) * sizeof *tw);
   MIMO_ASSERT(xg && g && u && d && tok && tw);
   memset(a->out, 0, (size_t)T * H * sizeof(float));
-  for (int e = 0; e < E; e++) {
+  const int e0 = a->n_local ? a->expert0 : 0, e1 = a->n_local ? a->expert0 + a->n_local : E;
+  for (int e = e0; e < e1; e++) {
     if (!count[e])
       continue;
     int n = 0;
@@ -73,7 +75,7 @@ void cpu_moe(mimo_backend *be, mimo_moe_args *a) {
           memcpy(xg + (size_t)n * H, a->x + (size_t)t * H, (size_t)H * sizeof(float));
           n++;
         }
-    const mimo_linear *ex = a->experts + (size_t)e * 3;
+    const mimo_linear *ex = a->experts + (size_t)(e - e0) * 3;
     cpu_linear(be, g, xg, n, &ex[0]);
     cpu_linear(be, u, xg, n, &ex[1]);
     be->swiglu(be, g, g, u, (long)n * I);

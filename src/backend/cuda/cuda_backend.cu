@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <pthread.h>
+
 #include "backend/cuda/cuda_internal.h"
 
 mimo_status cu_fail(cu_ctx *c, const char *what, const char *msg, const char *file, int line) {
@@ -16,6 +18,78 @@ mimo_status cu_fail(cu_ctx *c, const char *what, const char *msg, const char *fi
 }
 
 /* ---- memory ---- */
+
+/* The budget of --gpu-memory-utilization: every long-lived allocation (weights,
+ * KV, step scratch) is counted; going over is an out-of-memory error naming it. */
+static bool mem_take(cu_ctx *c, size_t bytes, const char *what) {
+  if (c->mem_limit && c->mem_used + bytes > c->mem_limit) {
+    mimo_errf(MIMO_E_NOMEM,
+              "GPU %d: %s needs %.2f GiB more, over the --gpu-memory-utilization budget (%.2f of %.2f GiB in use, "
+              "limit %.2f GiB)",
+              c->device, what, bytes / 1073741824.0, c->mem_used / 1073741824.0, c->mem_total / 1073741824.0,
+              c->mem_limit / 1073741824.0);
+    return false;
+  }
+  c->mem_used += bytes;
+  return true;
+}
+
+static void mem_give(cu_ctx *c, size_t bytes) { c->mem_used -= bytes < c->mem_used ? bytes : c->mem_used; }
+
+extern "C" mimo_status mimo_cuda_set_memory_fraction(mimo_backend *be, double fraction) {
+  cu_ctx *c = cu(be);
+  if (!(fraction > 0 && fraction <= 1))
+    return mimo_errf(MIMO_E_INVALID, "--gpu-memory-utilization %g must be in (0, 1]", fraction);
+  c->mem_limit = (size_t)(fraction * (double)c->mem_total);
+  if (c->mem_used > c->mem_limit)
+    return mimo_errf(MIMO_E_NOMEM, "GPU %d: %.2f GiB already in use, over --gpu-memory-utilization %.2f", c->device,
+                     c->mem_used / 1073741824.0, fraction);
+  return MIMO_OK;
+}
+
+extern "C" size_t mimo_cuda_memory_used(mimo_backend *be) { return cu(be)->mem_used; }
+
+/* Sizes of the KV blocks (kv_free is given only the pointer); device pointers are
+ * unique across GPUs, so one table serves every backend of the process. */
+typedef struct {
+  void *p;
+  size_t bytes;
+} kv_block;
+static kv_block *kv_blocks;
+static int kv_n, kv_cap;
+static pthread_mutex_t kv_mu = PTHREAD_MUTEX_INITIALIZER;
+
+static bool kv_track(void *p, size_t bytes) {
+  pthread_mutex_lock(&kv_mu);
+  bool ok = true;
+  if (kv_n == kv_cap) {
+    int cap = kv_cap ? 2 * kv_cap : 256;
+    kv_block *n = (kv_block *)realloc(kv_blocks, (size_t)cap * sizeof *n);
+    if (n) {
+      kv_blocks = n;
+      kv_cap = cap;
+    } else {
+      ok = false;
+    }
+  }
+  if (ok)
+    kv_blocks[kv_n++] = (kv_block){p, bytes};
+  pthread_mutex_unlock(&kv_mu);
+  return ok;
+}
+
+static size_t kv_untrack(void *p) {
+  size_t bytes = 0;
+  pthread_mutex_lock(&kv_mu);
+  for (int i = 0; i < kv_n; i++)
+    if (kv_blocks[i].p == p) {
+      bytes = kv_blocks[i].bytes;
+      kv_blocks[i] = kv_blocks[--kv_n];
+      break;
+    }
+  pthread_mutex_unlock(&kv_mu);
+  return bytes;
+}
 
 void *cu_tmp(cu_ctx *c, size_t bytes) {
   if (bytes > c->tmp_bytes) {
@@ -64,8 +138,11 @@ float *cu_alloc(mimo_backend *be, size_t n) {
     c->capblocks = cap;
   }
   void *p = NULL;
+  if (!mem_take(c, bytes, "step scratch"))
+    return NULL;
   if (cudaMalloc(&p, bytes) != cudaSuccess) {
     (void)cudaGetLastError();
+    mem_give(c, bytes);
     mimo_errf(MIMO_E_NOMEM, "GPU scratch: %zu bytes", bytes);
     return NULL;
   }
@@ -89,9 +166,14 @@ void *cu_arena(cu_ctx *c, size_t bytes) {
     size_t fr = 0, tot = 0;
     if (cudaMemGetInfo(&fr, &tot) == cudaSuccess && cap > bytes && cap > fr / 2)
       cap = bytes; /* near the end of memory take only what is asked */
+    if (c->mem_limit && cap > bytes && c->mem_used + cap > c->mem_limit)
+      cap = bytes;
+    if (!mem_take(c, cap, "the weights"))
+      return NULL;
     char *p = NULL;
     if (cudaMalloc((void **)&p, cap) != cudaSuccess) {
       (void)cudaGetLastError();
+      mem_give(c, cap);
       mimo_errf(MIMO_E_NOMEM, "GPU memory for weights: %zu more bytes (free %zu of %zu)", cap, fr, tot);
       return NULL;
     }
@@ -113,25 +195,36 @@ void *cu_arena(cu_ctx *c, size_t bytes) {
 static float *cu_kv_realloc(mimo_backend *be, float *p, size_t old_n, size_t new_n) {
   cu_ctx *c = cu(be);
   float *q = NULL;
-  if (cudaMalloc((void **)&q, (new_n ? new_n : 1) * sizeof(float)) != cudaSuccess) {
+  const size_t bytes = (new_n ? new_n : 1) * sizeof(float);
+  if (!mem_take(c, bytes, "the KV cache"))
+    return NULL;
+  if (cudaMalloc((void **)&q, bytes) != cudaSuccess || !kv_track(q, bytes)) {
     (void)cudaGetLastError();
+    if (q)
+      cudaFree(q);
+    mem_give(c, bytes);
+    mimo_errf(MIMO_E_NOMEM, "GPU %d: KV cache of %zu bytes: out of device memory", c->device, bytes);
     return NULL;
   }
   if (p && old_n) {
     if (MIMO_CUDA(c, cudaMemcpyAsync(q, p, (old_n < new_n ? old_n : new_n) * sizeof(float),
                                      cudaMemcpyDeviceToDevice, c->st)) != MIMO_OK) {
+      mem_give(c, kv_untrack(q));
       cudaFree(q);
       return NULL;
     }
     MIMO_CUDA(c, cudaStreamSynchronize(c->st));
+    mem_give(c, kv_untrack(p));
     MIMO_CUDA(c, cudaFree(p));
   }
   return q;
 }
 
 static void cu_kv_free(mimo_backend *be, float *p) {
-  if (p) {
+  if (p) { /* also from threads that run no op of this backend (the engine frees finished sequences) */
+    MIMO_CUDA(cu(be), cudaSetDevice(cu(be)->device));
     MIMO_CUDA(cu(be), cudaStreamSynchronize(cu(be)->st));
+    mem_give(cu(be), kv_untrack(p));
     MIMO_CUDA(cu(be), cudaFree(p));
   }
 }
@@ -328,12 +421,20 @@ static void cu_copy2d(mimo_backend *be, float *dst, long dst_ld, const float *sr
 
 /* ---- lifecycle and helpers ---- */
 
+void cu_comm_free(mimo_backend *be); /* cuda_comm.cu */
+
+static mimo_status cu_bind_thread(mimo_backend *be) {
+  MIMO_CUDA_TRY(cu(be), cudaSetDevice(cu(be)->device));
+  return MIMO_OK;
+}
+
 static void cu_free_be(mimo_backend *be) {
   if (!be)
     return;
   cu_ctx *c = cu(be);
   if (c) {
     cudaSetDevice(c->device);
+    cu_comm_free(be);
     cudaStreamSynchronize(c->st);
     for (int i = 0; i < c->nblocks; i++)
       cudaFree(c->blocks[i].p);
@@ -407,6 +508,7 @@ extern "C" mimo_status mimo_backend_cuda_init(mimo_backend **out, int device) {
     return st;
   }
   c->cc = p.major * 10 + p.minor;
+  c->mem_total = p.totalGlobalMem;
   c->sms = p.multiProcessorCount;
   snprintf(c->name, sizeof c->name, "%.200s (sm_%d, %d SMs, %.1f GiB)", p.name, c->cc, c->sms,
            p.totalGlobalMem / 1073741824.0);
@@ -428,6 +530,7 @@ extern "C" mimo_status mimo_backend_cuda_init(mimo_backend **out, int device) {
   be->kv_realloc = cu_kv_realloc;
   be->kv_free = cu_kv_free;
   be->download = cu_download;
+  be->bind_thread = cu_bind_thread;
   *out = be;
   return MIMO_OK;
 }

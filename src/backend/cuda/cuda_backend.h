@@ -26,6 +26,18 @@ mimo_status mimo_cuda_upload(mimo_backend *be, float *dst, const float *host, si
 /* Fills n floats with NaN (poison before a run). */
 void mimo_cuda_poison(mimo_backend *be, float *p, size_t n);
 
+/* Caps weights + KV + step scratch at fraction x the card's memory (vLLM's
+ * --gpu-memory-utilization); allocations past it fail with a message naming them. */
+mimo_status mimo_cuda_set_memory_fraction(mimo_backend *be, double fraction);
+size_t mimo_cuda_memory_used(mimo_backend *be);
+
+/* Tensor parallel (cuda_comm.cu, NCCL loaded at run time): joins n backends of
+ * this process into one communicator (rank i = bes[i]); or, one process per
+ * rank, rank 0 makes the id and every rank joins with it. Sets be->all_reduce. */
+mimo_status mimo_cuda_comm_init_all(mimo_backend **bes, int n);
+mimo_status mimo_cuda_comm_unique_id(unsigned char id[128]);
+mimo_status mimo_cuda_comm_init_rank(mimo_backend *be, int nranks, int rank, const unsigned char id[128]);
+
 #ifdef __cplusplus
 }
 #endif

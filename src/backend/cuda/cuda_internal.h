@@ -55,6 +55,9 @@ typedef struct cu_ctx {
   int *ids;
   int ids_cap;
   cudaEvent_t ev0, ev1;
+  size_t mem_limit;          /* --gpu-memory-utilization x total (0: none); weights + KV + scratch */
+  size_t mem_used;
+  size_t mem_total;
 } cu_ctx;
 
 static inline cu_ctx *cu(mimo_backend *be) { return (cu_ctx *)be->ctx; }
