@@ -109,6 +109,8 @@ struct mimo_backend {
   /* Copies n floats of backend memory to the host, waits for all queued work and
    * returns the first error any op met (ops themselves return nothing). */
   mimo_status (*download)(mimo_backend *be, float *host, const float *src, size_t n);
+  /* Host to backend memory (NULL with download NULL). */
+  mimo_status (*upload)(mimo_backend *be, float *dst, const float *host, size_t n);
   /* Tensor parallel (set by the group that joins backends into ranks, NULL alone):
    * x[0..n) becomes the sum over the ranks of their x, identical on every rank. */
   void (*all_reduce)(mimo_backend *be, float *x, long n);

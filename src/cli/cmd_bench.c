@@ -101,7 +101,8 @@ int mimo_cmd_bench(int argc, char **argv) {
                   {"batch", 1, "sequences decoded together (default 1; each gets its own prompt first)", 0},
                   {"backend", 1, "cpu | cuda (default: cuda if built with it and a GPU is present)", 0},
                   {"tensor-parallel-size", 1, "ranks the model is split over (default 1)", 0},
-                  {"enable-expert-parallel", 0, "whole experts per rank", 0}};
+                  {"enable-expert-parallel", 0, "whole experts per rank", 0},
+                  {"devices", 1, "GPU of each rank (default 0..N-1)", 0}};
   int n = sizeof a / sizeof *a, rc = mimo_args_parse(argc, argv, a, n, "--model DIR [--threads N]");
   if (rc)
     return rc == 3 ? 0 : rc;
@@ -121,7 +122,8 @@ int mimo_cmd_bench(int argc, char **argv) {
   const char *bname = mimo_open_backend_name(mimo_arg_str(a, n, "backend", NULL));
   int gpu = strcmp(bname, "cuda") == 0;
   mimo_open_opts o = {.dir = dir, .backend = bname, .threads = threads, .tp = tp,
-                      .ep = mimo_arg_str(a, n, "enable-expert-parallel", NULL) != NULL};
+                      .ep = mimo_arg_str(a, n, "enable-expert-parallel", NULL) != NULL,
+                      .devices = mimo_arg_str(a, n, "devices", NULL)};
   double tl = mimo_now();
   mimo_status st = mimo_open_model(&o, &m);
   tl = mimo_now() - tl;

@@ -32,7 +32,8 @@ static void runner_free(runner *r) {
   {"threads", 1, "CPU threads (default: all cores)", 0},                                                         \
       {"backend", 1, "cpu | cuda (default: cuda if built with it and a GPU is present)", 0},                     \
       {"tensor-parallel-size", 1, "ranks (GPUs, or CPU backends) the model is split over (default 1)", 0},       \
-      {"enable-expert-parallel", 0, "whole experts per rank instead of every expert split", 0}
+      {"enable-expert-parallel", 0, "whole experts per rank instead of every expert split", 0},                \
+      {"devices", 1, "GPU of each rank, e.g. 0,1 (default 0..N-1; 0,0 tests TP on one GPU via host sums)", 0}
 
 static mimo_status runner_init(runner *r, const char *dir, const mimo_arg *a, int n) {
   memset(r, 0, sizeof *r);
@@ -40,7 +41,8 @@ static mimo_status runner_init(runner *r, const char *dir, const mimo_arg *a, in
   mimo_open_opts o = {.dir = dir, .backend = mimo_arg_str(a, n, "backend", NULL),
                       .threads = (int)mimo_arg_long(a, n, "threads", 0, &bad),
                       .tp = (int)mimo_arg_long(a, n, "tensor-parallel-size", 1, &bad),
-                      .ep = mimo_arg_str(a, n, "enable-expert-parallel", NULL) != NULL};
+                      .ep = mimo_arg_str(a, n, "enable-expert-parallel", NULL) != NULL,
+                      .devices = mimo_arg_str(a, n, "devices", NULL)};
   if (bad || o.tp < 1 || o.threads < 0)
     return mimo_errf(MIMO_E_INVALID, "bad --threads or --tensor-parallel-size");
   MIMO_TRY(mimo_open_model(&o, &r->m));

@@ -30,6 +30,7 @@ static mimo_arg serve_args[] = {
     {"max-queue", 1, "waiting requests before 503 + Retry-After (default 256)", NULL},
     {"tensor-parallel-size", 1, "GPUs (or CPU backends) the model is split over (default 1)", NULL},
     {"backend", 1, "cpu | cuda (default: cuda if built with it and a GPU is present)", NULL},
+    {"devices", 1, "GPU of each rank, e.g. 0,1 (default 0..N-1)", NULL},
     {"gpu-memory-utilization", 1, "fraction of each GPU's memory mimo may take for weights, KV and activations "
                                   "(default 0.9)", NULL},
     {"enable-prefix-caching", 0, "accepted; no effect (no prefix cache yet)", NULL},
@@ -197,7 +198,8 @@ int mimo_cmd_serve(int argc, char **argv) {
   } else {
     mimo_open_opts oo = {.dir = dir, .backend = mimo_arg_str(serve_args, N_ARGS, "backend", NULL),
                          .threads = (int)threads, .tp = (int)tp, .gpu_memory_utilization = gmu,
-                         .ep = mimo_arg_str(serve_args, N_ARGS, "enable-expert-parallel", NULL) != NULL};
+                         .ep = mimo_arg_str(serve_args, N_ARGS, "enable-expert-parallel", NULL) != NULL,
+                         .devices = mimo_arg_str(serve_args, N_ARGS, "devices", NULL)};
     if (mimo_open_model(&oo, &model) != MIMO_OK) {
       ret = fail("loading the model");
       goto out;

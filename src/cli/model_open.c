@@ -60,22 +60,53 @@ mimo_status mimo_open_model(const mimo_open_opts *o, mimo_model **out) {
     mimo_info("loaded %s in %.2f s (%.1f MB of weights)", o->dir, mimo_now() - t0, (*out)->w.bytes / 1e6);
     return MIMO_OK;
   }
+  int *dev = calloc((size_t)tp, sizeof *dev);
+  if (!dev)
+    return mimo_errf(MIMO_E_NOMEM, "devices");
+  bool shared = false;
+  for (int r = 0; r < tp; r++)
+    dev[r] = r;
+  if (o->devices) {
+    const char *p = o->devices;
+    for (int r = 0; r < tp; r++) {
+      char *end;
+      long d = strtol(p, &end, 10);
+      if (end == p || d < 0 || d > 1023 || (*end && *end != ',') || (r == tp - 1 && *end)) {
+        free(dev);
+        return mimo_errf(MIMO_E_INVALID, "--devices '%s': need %d comma-separated GPU numbers", o->devices, tp);
+      }
+      dev[r] = (int)d;
+      for (int q = 0; q < r; q++)
+        shared |= dev[q] == dev[r];
+      p = *end ? end + 1 : end;
+    }
+  }
 #ifdef MIMO_HAVE_CUDA
-  if (strcmp(name, "cuda") == 0 && mimo_cuda_device_count() < tp)
-    return mimo_errf(MIMO_E_INVALID, "--tensor-parallel-size %d needs %d GPUs; %d present", tp, tp,
-                     mimo_cuda_device_count());
+  for (int r = 0; r < tp && strcmp(name, "cuda") == 0; r++)
+    if (dev[r] >= mimo_cuda_device_count()) {
+      int have = mimo_cuda_device_count(), want = dev[r];
+      free(dev);
+      return mimo_errf(MIMO_E_INVALID, "--tensor-parallel-size %d: rank %d wants GPU %d; %d present (see --devices)", tp,
+                       r, want, have);
+    }
 #endif
   mimo_backend **bes = calloc((size_t)tp, sizeof *bes);
-  if (!bes)
+  if (!bes) {
+    free(dev);
     return mimo_errf(MIMO_E_NOMEM, "backends");
+  }
   int per_rank = o->threads > 0 ? (o->threads / tp > 0 ? o->threads / tp : 1) : 0;
   mimo_status st = MIMO_OK;
   for (int r = 0; r < tp && st == MIMO_OK; r++)
-    st = make_backend(name, r, per_rank, o->gpu_memory_utilization, &bes[r]);
+    st = make_backend(name, dev[r], per_rank, o->gpu_memory_utilization, &bes[r]);
 #ifdef MIMO_HAVE_CUDA
-  if (st == MIMO_OK && strcmp(name, "cuda") == 0)
+  if (st == MIMO_OK && strcmp(name, "cuda") == 0 && !shared)
     st = mimo_cuda_comm_init_all(bes, tp);
+  if (shared && strcmp(name, "cuda") == 0)
+    mimo_warn("--devices %s: ranks share a GPU, so they sum through host memory (a test mode; NCCL needs one "
+              "GPU per rank)", o->devices);
 #endif
+  free(dev);
   if (st != MIMO_OK) {
     for (int r = 0; r < tp; r++)
       if (bes[r])

@@ -13,6 +13,8 @@ typedef struct mimo_open_opts {
   int tp;              /* tensor-parallel ranks (0 or 1: one device) */
   bool ep;             /* expert parallel inside the group */
   double gpu_memory_utilization; /* fraction of each GPU's memory to use (0: default 0.9) */
+  const char *devices; /* "0,1,...": rank r on the r-th listed GPU (default 0..tp-1); a GPU listed twice
+                        * (testing TP on one card) makes the ranks sum through the host instead of NCCL */
 } mimo_open_opts;
 
 /* Loads the model with its backend(s), which it then owns; logs load time. */

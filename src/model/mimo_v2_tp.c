@@ -25,6 +25,8 @@ typedef struct rank_slot {
   mimo_batch batch;
   atomic_int layers_done;
   double load_s;
+  float *stage; /* host copy for the all-reduce of device ranks without NCCL */
+  long stage_n;
 } rank_slot;
 
 struct mimo_tp_group {
@@ -47,12 +49,36 @@ struct mimo_tp_group {
 
 /* Sum over the ranks, identical everywhere: rank r adds up its 1/tp of the
  * elements over all ranks (in rank order, so the result does not depend on
- * timing) and writes the sum back to every rank's buffer. */
+ * timing) and writes the sum back to every rank's buffer. Ranks whose backend
+ * has its own memory (GPUs sharing one card, where NCCL cannot run) go through
+ * a host copy. */
 static void host_all_reduce(mimo_backend *be, float *x, long n) {
   rank_slot *s = be->comm;
   struct mimo_tp_group *g = s->g;
-  g->xs[s->rank] = x;
+  float *hx = x;
+  if (be->download) {
+    if (s->stage_n < n) {
+      float *p = realloc(s->stage, (size_t)n * sizeof *p);
+      if (p) {
+        s->stage = p;
+        s->stage_n = n;
+      }
+    }
+    /* A failed copy still takes part in the barriers (the others wait for it); its error surfaces at download. */
+    if (s->stage_n >= n && be->download(be, s->stage, x, (size_t)n) == MIMO_OK)
+      hx = s->stage;
+    else
+      hx = NULL;
+  }
+  g->xs[s->rank] = hx;
   pthread_barrier_wait(&g->bar);
+  int ok = 1;
+  for (int r = 0; r < g->tp; r++)
+    ok &= g->xs[r] != NULL;
+  if (!ok) {
+    pthread_barrier_wait(&g->bar);
+    return;
+  }
   long i0 = n * s->rank / g->tp, i1 = n * (s->rank + 1) / g->tp;
   for (long i = i0; i < i1; i++) {
     float sum = 0.0f;
@@ -62,6 +88,8 @@ static void host_all_reduce(mimo_backend *be, float *x, long n) {
       g->xs[r][i] = sum;
   }
   pthread_barrier_wait(&g->bar);
+  if (hx != x && be->upload(be, x, hx, (size_t)n) != MIMO_OK)
+    mimo_warn("rank %d: all-reduce upload failed: %s", s->rank, mimo_errmsg());
 }
 
 static mimo_status rank_load(struct mimo_tp_group *g, int r) {
@@ -180,8 +208,10 @@ void mimo_tp_free(mimo_model *m) {
   }
   for (int r = 0; r < g->tp; r++) {
     mimo_model_free(g->ranks[r]);
-    if (g->slots)
+    if (g->slots) {
       free(g->slots[r].seqs);
+      free(g->slots[r].stage);
+    }
   }
   pthread_barrier_destroy(&g->bar);
   pthread_cond_destroy(&g->cv);

@@ -531,6 +531,7 @@ extern "C" mimo_status mimo_backend_cuda_init(mimo_backend **out, int device) {
   be->kv_free = cu_kv_free;
   be->download = cu_download;
   be->bind_thread = cu_bind_thread;
+  be->upload = mimo_cuda_upload;
   *out = be;
   return MIMO_OK;
 }
