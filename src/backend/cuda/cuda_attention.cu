@@ -1,13 +1,16 @@
 /* Attention over the engine's KV layout (kv_cache.c): past keys in the cache
  * (full layers: slot = position; sliding layers: a ring, slot = position % cap),
  * this step's keys in the step buffers; the new keys are appended afterwards,
- * so any chunking of a prompt gives the same result.
+ * so any chunking of a prompt gives the same result. Query t (position
+ * p = len + t) sees keys max(0, p − window + 1) ≤ j ≤ p; GQA head h reads kv
+ * head h / (n_heads / n_kv); the sink is one more denominator term.
  *
- * One block per (query head, token), flash-style: keys in tiles of 32, scores by
- * one warp per key (qk 192 natively), online softmax (running max m, sum l, acc),
- * each thread owning output dims tid and tid+128 (v 128 natively, no padding);
- * GQA by head → kv head h / (n_heads / n_kv); causal or sliding window
- * (i − window < j ≤ i); the sink is one more denominator term, folded in at the end. */
+ * Three paths, chosen per call:
+ *  - decode (T·G ≤ 256 query rows per kv head, G = n_heads / n_kv): split-KV
+ *    flash-decoding on the fp32 cache as stored, tf32 mma.sync (below);
+ *  - prefill: bf16 tensor-core flash attention (cuda_attention_prefill.cu);
+ *  - scalar fp32 fallback (head dims without a fast kernel, unaligned buffers).
+ * Split paths write partial (max, sum, acc) rows that k_attn_combine merges. */
 #include <math.h>
 
 #include "backend/cuda/cuda_internal.h"
@@ -99,6 +102,360 @@ __global__ void k_kv_append(float *kc, float *vc, const float *k, const float *v
   }
 }
 
+
+/* cuda_attention_prefill.cu */
+int cu_attn_prefill_dims(int D, int V);
+int cu_attn_prefill_splits(cu_ctx *c, const mimo_attn_args *a);
+void cu_attn_prefill(cu_ctx *c, const mimo_attn_args *a, float *part, int nsplit);
+
+namespace {
+constexpr float LOG2E = 1.4426950408889634f;
+constexpr int DEC_KT = 32, DEC_THREADS = 128, DEC_MAX_ROWS = 256;
+
+__device__ __forceinline__ float ex2(float x) {
+  float y; /* ex2.approx(−inf) = +0 */
+  asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+  return y;
+}
+__device__ __forceinline__ void cp_async16(void *dst, const void *src, bool ok) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"((unsigned)__cvta_generic_to_shared(dst)),
+               "l"(src), "r"(ok ? 16 : 0)
+               : "memory");
+}
+__device__ __forceinline__ uint32_t f2u(float f) { return __float_as_uint(f); }
+/* d += A(16×8, row) · B(8×8, col) in tf32 (the fp32 bit patterns; the unit reads the top 19 bits). */
+__device__ __forceinline__ void mma_tf32(float *d, const uint32_t *a, uint32_t b0, uint32_t b1) {
+  asm volatile("mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+               "{%0,%1,%2,%3};"
+               : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+               : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+struct dec_args {
+  const float *q, *k, *v, *kc, *vc;
+  float *part;
+  int n_heads, n_kv, G, rows, len, window, cap, ring, nrg, nsplit;
+  float qscale;
+};
+
+/* Split-KV decode. Block = (row group of 16·(4/KS) query rows, key split, kv head):
+ * all query heads of the kv head (and all T tokens) read each K/V byte once.
+ * K/V tiles of 32 keys go fp32 → shared by cp.async (double buffered, L1
+ * bypassed); 4 warps = (4/KS) m-tiles × KS key slices of each tile. tf32 mma on
+ * the raw fp32 values: the dot over d is order-free, so a thread's float4 of
+ * K (d = c+4t..c+4t+3) feeds two k8 steps, Q staged the same way; P·V pairs keys
+ * (2t, 2t+1) with the score fragment the thread already holds and spreads a
+ * float4 of V over 4 output n-tiles. Padded rows (K +16, V +4 floats) make
+ * those float4 reads conflict-free. The KS slices merge in shared memory; each
+ * block writes one partial (max, sum, acc) per row. */
+template <int D, int V, int KS> __global__ void __launch_bounds__(DEC_THREADS) k_attn_decode(dec_args a) {
+  constexpr int KT = DEC_KT, DS = D + 16, VS = V + 4, MTP = 4 / KS, NT = 4 / KS, QR = MTP * 16;
+  static_assert(KS * QR * V <= 2 * KT * (DS + VS), "merge buffer fits in the stage buffers");
+  extern __shared__ float4 dec_smem[];
+  float *sQ = (float *)dec_smem, *sK = sQ + QR * DS, *sV = sK + 2 * KT * DS;
+  const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, gq = lane >> 2, tq = lane & 3;
+  const int rg = blockIdx.x % a.nrg, split = blockIdx.x / a.nrg, g = blockIdx.y;
+  const int R0 = rg * QR, rows_end = min(R0 + QR, a.rows);
+  const int p_first = a.len + R0 / a.G, p_last = a.len + (rows_end - 1) / a.G;
+  const int kbeg = a.window > 0 ? max(0, p_first - a.window + 1) : 0;
+  const int ntiles = (p_last + 1 - kbeg + KT - 1) / KT;
+  const int t_lo = split * ntiles / a.nsplit, t_hi = (split + 1) * ntiles / a.nsplit;
+
+  for (int i = tid; i < QR * (D / 4); i += DEC_THREADS) {
+    const int r = i / (D / 4), c = (i % (D / 4)) * 4, R = R0 + r;
+    float4 x = make_float4(0.f, 0.f, 0.f, 0.f);
+    if (R < a.rows) {
+      x = *(const float4 *)(a.q + ((size_t)(R / a.G) * a.n_heads + g * a.G + R % a.G) * D + c);
+      x.x *= a.qscale, x.y *= a.qscale, x.z *= a.qscale, x.w *= a.qscale;
+    }
+    *(float4 *)(sQ + r * DS + c) = x;
+  }
+  auto row_ptr = [&](int j, int isv) -> const float * {
+    const int dim = isv ? V : D;
+    if (j < a.len)
+      return (isv ? a.vc : a.kc) + ((size_t)(a.ring ? j % a.cap : j) * a.n_kv + g) * dim;
+    return (isv ? a.v : a.k) + ((size_t)(j - a.len) * a.n_kv + g) * dim;
+  };
+  auto load_tile = [&](int tile, int buf) {
+    const int kt = kbeg + tile * KT;
+    for (int i = tid; i < KT * (D / 4); i += DEC_THREADS) {
+      const int r = i / (D / 4), c = (i % (D / 4)) * 4, j = kt + r;
+      cp_async16(sK + (buf * KT + r) * DS + c, j <= p_last ? row_ptr(j, 0) + c : a.k, j <= p_last);
+    }
+    for (int i = tid; i < KT * (V / 4); i += DEC_THREADS) {
+      const int r = i / (V / 4), c = (i % (V / 4)) * 4, j = kt + r;
+      cp_async16(sV + (buf * KT + r) * VS + c, j <= p_last ? row_ptr(j, 1) + c : a.v, j <= p_last);
+    }
+  };
+  if (t_lo < t_hi)
+    load_tile(t_lo, 0);
+  asm volatile("cp.async.commit_group;" ::: "memory");
+
+  const int mt = warp % MTP, ks = warp / MTP;
+  const int ra = mt * 16 + gq, rb = ra + 8, Ra = R0 + ra, Rb = R0 + rb;
+  const int pa = Ra < a.rows ? a.len + Ra / a.G : -1, pb = Rb < a.rows ? a.len + Rb / a.G : -1;
+  const int loa = a.window > 0 ? pa - a.window + 1 : 0, lob = a.window > 0 ? pb - a.window + 1 : 0;
+  const float *q0 = sQ + ra * DS + 4 * tq, *q1 = q0 + 8 * DS;
+  float o[V / 8][4];
+#pragma unroll
+  for (int i = 0; i < V / 8; i++)
+    o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.f;
+  float ma = -INFINITY, mb = -INFINITY, la = 0.f, lb = 0.f;
+
+  for (int it = t_lo; it < t_hi; it++) {
+    const int buf = (it - t_lo) & 1;
+    if (it + 1 < t_hi)
+      load_tile(it + 1, buf ^ 1);
+    asm volatile("cp.async.commit_group;" ::: "memory");
+    asm volatile("cp.async.wait_group 1;" ::: "memory");
+    __syncthreads();
+    const float *kr = sK + (buf * KT + ks * NT * 8 + gq) * DS + 4 * tq;
+    float s[NT][4], s2[NT][4]; /* two accumulator chains: half the dependent mma latency */
+#pragma unroll
+    for (int i = 0; i < NT; i++)
+      s[i][0] = s[i][1] = s[i][2] = s[i][3] = s2[i][0] = s2[i][1] = s2[i][2] = s2[i][3] = 0.f;
+#pragma unroll
+    for (int c = 0; c < D; c += 16) {
+      const float4 qa = *(const float4 *)(q0 + c), qb = *(const float4 *)(q1 + c);
+      const uint32_t a1[4] = {f2u(qa.x), f2u(qb.x), f2u(qa.y), f2u(qb.y)};
+      const uint32_t a2[4] = {f2u(qa.z), f2u(qb.z), f2u(qa.w), f2u(qb.w)};
+#pragma unroll
+      for (int nt = 0; nt < NT; nt++) {
+        const float4 kf = *(const float4 *)(kr + nt * 8 * DS + c);
+        mma_tf32(s[nt], a1, f2u(kf.x), f2u(kf.y));
+        mma_tf32(s2[nt], a2, f2u(kf.z), f2u(kf.w));
+      }
+    }
+#pragma unroll
+    for (int i = 0; i < NT; i++)
+      s[i][0] += s2[i][0], s[i][1] += s2[i][1], s[i][2] += s2[i][2], s[i][3] += s2[i][3];
+    const int kt = kbeg + it * KT + ks * NT * 8;
+#pragma unroll
+    for (int nt = 0; nt < NT; nt++)
+#pragma unroll
+      for (int e = 0; e < 4; e++) {
+        const int j = kt + nt * 8 + 2 * tq + (e & 1);
+        if (!(e < 2 ? (j >= loa && j <= pa) : (j >= lob && j <= pb)))
+          s[nt][e] = -INFINITY;
+      }
+    float xa = -INFINITY, xb = -INFINITY;
+#pragma unroll
+    for (int nt = 0; nt < NT; nt++) {
+      xa = fmaxf(xa, fmaxf(s[nt][0], s[nt][1]));
+      xb = fmaxf(xb, fmaxf(s[nt][2], s[nt][3]));
+    }
+    xa = fmaxf(xa, __shfl_xor_sync(0xffffffffu, xa, 1));
+    xa = fmaxf(xa, __shfl_xor_sync(0xffffffffu, xa, 2));
+    xb = fmaxf(xb, __shfl_xor_sync(0xffffffffu, xb, 1));
+    xb = fmaxf(xb, __shfl_xor_sync(0xffffffffu, xb, 2));
+    const float na = fmaxf(ma, xa), nb = fmaxf(mb, xb);
+    const float ba = na == -INFINITY ? 0.f : na, bb = nb == -INFINITY ? 0.f : nb;
+    const float ca = ex2(ma - ba), cb = ex2(mb - bb);
+    ma = na;
+    mb = nb;
+    float sa = 0.f, sb = 0.f;
+#pragma unroll
+    for (int nt = 0; nt < NT; nt++) {
+      s[nt][0] = ex2(s[nt][0] - ba);
+      s[nt][1] = ex2(s[nt][1] - ba);
+      s[nt][2] = ex2(s[nt][2] - bb);
+      s[nt][3] = ex2(s[nt][3] - bb);
+      sa += s[nt][0] + s[nt][1];
+      sb += s[nt][2] + s[nt][3];
+    }
+    la = la * ca + sa;
+    lb = lb * cb + sb;
+#pragma unroll
+    for (int i = 0; i < V / 8; i++) {
+      o[i][0] *= ca;
+      o[i][1] *= ca;
+      o[i][2] *= cb;
+      o[i][3] *= cb;
+    }
+    const float *vr = sV + (buf * KT + ks * NT * 8 + 2 * tq) * VS + 4 * gq;
+#pragma unroll
+    for (int nt = 0; nt < NT; nt++) {
+      /* k index t ↔ key 2t, t+4 ↔ key 2t+1: the thread's own score pair */
+      const uint32_t p[4] = {f2u(s[nt][0]), f2u(s[nt][2]), f2u(s[nt][1]), f2u(s[nt][3])};
+#pragma unroll
+      for (int vg = 0; vg < V / 32; vg++) {
+        const float4 va = *(const float4 *)(vr + nt * 8 * VS + vg * 32), vb = *(const float4 *)(vr + (nt * 8 + 1) * VS + vg * 32);
+        mma_tf32(o[vg * 4 + 0], p, f2u(va.x), f2u(vb.x));
+        mma_tf32(o[vg * 4 + 1], p, f2u(va.y), f2u(vb.y));
+        mma_tf32(o[vg * 4 + 2], p, f2u(va.z), f2u(vb.z));
+        mma_tf32(o[vg * 4 + 3], p, f2u(va.w), f2u(vb.w));
+      }
+    }
+    __syncthreads();
+  }
+  asm volatile("cp.async.wait_group 0;" ::: "memory");
+  __syncthreads();
+  la += __shfl_xor_sync(0xffffffffu, la, 1);
+  la += __shfl_xor_sync(0xffffffffu, la, 2);
+  lb += __shfl_xor_sync(0xffffffffu, lb, 1);
+  lb += __shfl_xor_sync(0xffffffffu, lb, 2);
+  /* Merge the KS key slices of each row in shared memory (stage buffers are free now). */
+  float *red = sK, *rml = sQ; /* [KS][QR][V], [KS][QR][2] */
+  if (tq == 0) {
+    rml[(ks * QR + ra) * 2] = ma, rml[(ks * QR + ra) * 2 + 1] = la;
+    rml[(ks * QR + rb) * 2] = mb, rml[(ks * QR + rb) * 2 + 1] = lb;
+  }
+  __syncthreads();
+  float Ma = -INFINITY, Mb = -INFINITY;
+#pragma unroll
+  for (int k2 = 0; k2 < KS; k2++) {
+    Ma = fmaxf(Ma, rml[(k2 * QR + ra) * 2]);
+    Mb = fmaxf(Mb, rml[(k2 * QR + rb) * 2]);
+  }
+  const float fa = ma == -INFINITY ? 0.f : ex2(ma - Ma), fb = mb == -INFINITY ? 0.f : ex2(mb - Mb);
+  float *wa = red + (ks * QR + ra) * V + 8 * tq, *wb = red + (ks * QR + rb) * V + 8 * tq;
+#pragma unroll
+  for (int vg = 0; vg < V / 32; vg++) {
+    /* n-tile vg·4+i column 2t ↔ value dim vg·32 + 8t + i, column 2t+1 ↔ vg·32 + 8t + 4 + i */
+    *(float4 *)(wa + vg * 32) = make_float4(o[vg * 4][0] * fa, o[vg * 4 + 1][0] * fa, o[vg * 4 + 2][0] * fa, o[vg * 4 + 3][0] * fa);
+    *(float4 *)(wa + vg * 32 + 4) = make_float4(o[vg * 4][1] * fa, o[vg * 4 + 1][1] * fa, o[vg * 4 + 2][1] * fa, o[vg * 4 + 3][1] * fa);
+    *(float4 *)(wb + vg * 32) = make_float4(o[vg * 4][2] * fb, o[vg * 4 + 1][2] * fb, o[vg * 4 + 2][2] * fb, o[vg * 4 + 3][2] * fb);
+    *(float4 *)(wb + vg * 32 + 4) = make_float4(o[vg * 4][3] * fb, o[vg * 4 + 1][3] * fb, o[vg * 4 + 2][3] * fb, o[vg * 4 + 3][3] * fb);
+  }
+  __syncthreads();
+  const size_t pr0 = (size_t)(g * a.nsplit + split) * a.rows;
+  for (int i = tid; i < QR * (V / 4); i += DEC_THREADS) {
+    const int r = i / (V / 4), c = (i % (V / 4)) * 4;
+    if (R0 + r >= a.rows)
+      continue;
+    float4 acc = *(const float4 *)(red + r * V + c);
+#pragma unroll
+    for (int k2 = 1; k2 < KS; k2++) {
+      const float4 x = *(const float4 *)(red + (k2 * QR + r) * V + c);
+      acc.x += x.x, acc.y += x.y, acc.z += x.z, acc.w += x.w;
+    }
+    *(float4 *)(a.part + (pr0 + R0 + r) * V + c) = acc;
+  }
+  for (int r = tid; r < QR; r += DEC_THREADS) {
+    if (R0 + r >= a.rows)
+      continue;
+    float M = -INFINITY, L = 0.f;
+    for (int k2 = 0; k2 < KS; k2++)
+      M = fmaxf(M, rml[(k2 * QR + r) * 2]);
+    for (int k2 = 0; k2 < KS; k2++) {
+      const float m = rml[(k2 * QR + r) * 2];
+      L += m == -INFINITY ? 0.f : rml[(k2 * QR + r) * 2 + 1] * ex2(m - M);
+    }
+    *(float2 *)(a.part + (size_t)a.n_kv * a.nsplit * a.rows * V + (pr0 + R0 + r) * 2) = make_float2(M, L);
+  }
+}
+
+/* Merges the nsplit partials of row R (blockIdx.x) of kv head g (blockIdx.y) and adds the sink. */
+__global__ void __launch_bounds__(256) k_attn_combine(const float *part, float *out, const float *sink, int rows,
+                                                      int nsplit, int n_kv, int G, int n_heads, int V) {
+  extern __shared__ float4 cmb4[]; /* weights [nsplit, rounded to 4], then [256 / (V/4)][V] partial sums */
+  float *cmb = (float *)cmb4;
+  __shared__ float red[8];
+  const int R = blockIdx.x, g = blockIdx.y, tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+  const int h = g * G + R % G;
+  const float *ml = part + (size_t)n_kv * nsplit * rows * V;
+  const size_t p0 = (size_t)g * nsplit * rows + R;
+  float mx = sink ? sink[h] * LOG2E : -INFINITY;
+  for (int s = tid; s < nsplit; s += 256)
+    mx = fmaxf(mx, ml[(p0 + (size_t)s * rows) * 2]);
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1)
+    mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
+  if (lane == 0)
+    red[warp] = mx;
+  __syncthreads();
+  float M = red[0];
+  for (int w = 1; w < 8; w++)
+    M = fmaxf(M, red[w]);
+  __syncthreads();
+  float ls = 0.f;
+  for (int s = tid; s < nsplit; s += 256) {
+    const float2 x = *(const float2 *)(ml + (p0 + (size_t)s * rows) * 2);
+    const float w = x.x == -INFINITY ? 0.f : ex2(x.x - M);
+    cmb[s] = w;
+    ls += w * x.y;
+  }
+  ls = warp_sum(ls);
+  if (lane == 0)
+    red[warp] = ls;
+  __syncthreads();
+  float L = sink ? ex2(sink[h] * LOG2E - M) : 0.f;
+  for (int w = 0; w < 8; w++)
+    L += red[w];
+  const int nc = V / 4, ng = 256 / nc, grp = tid / nc, c = (tid % nc) * 4;
+  float *acc = cmb + ((nsplit + 3) & ~3); /* float4-aligned */
+  if (grp < ng) {
+    float4 y = make_float4(0.f, 0.f, 0.f, 0.f);
+    for (int s = grp; s < nsplit; s += ng) {
+      const float w = cmb[s];
+      if (w != 0.f) { /* splits that saw none of this row's keys */
+        const float4 x = *(const float4 *)(part + (p0 + (size_t)s * rows) * V + c);
+        y.x += w * x.x, y.y += w * x.y, y.z += w * x.z, y.w += w * x.w;
+      }
+    }
+    *(float4 *)(acc + grp * V + c) = y;
+  }
+  __syncthreads();
+  for (int i = tid; i < V; i += 256) {
+    float y = 0.f;
+    for (int k = 0; k < ng; k++)
+      y += acc[k * V + i];
+    out[((size_t)(R / G) * n_heads + h) * V + i] = y / L;
+  }
+}
+
+int split_mult = 1; /* test hook: blocks per resident block slot (waves) */
+
+template <int D, int V, int KS> void dec_launch(cu_ctx *c, dec_args &p, int max_tiles) {
+  constexpr int QR = 64 / KS;
+  const size_t smem = (size_t)(QR * (D + 16) + 2 * DEC_KT * (D + 16) + 2 * DEC_KT * (V + 4)) * 4;
+  if (MIMO_CUDA(c, cudaFuncSetAttribute(k_attn_decode<D, V, KS>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                        (int)smem)) != MIMO_OK)
+    return;
+  int occ = 1;
+  if (MIMO_CUDA(c, cudaOccupancyMaxActiveBlocksPerMultiprocessor(&occ, k_attn_decode<D, V, KS>, DEC_THREADS, smem)) !=
+      MIMO_OK)
+    return;
+  p.nrg = (p.rows + QR - 1) / QR;
+  const int per = p.n_kv * p.nrg, want = (occ > 0 ? occ : 1) * c->sms * split_mult;
+  p.nsplit = (want + per - 1) / per;
+  if (p.nsplit > max_tiles)
+    p.nsplit = max_tiles;
+  if (p.nsplit < 1)
+    p.nsplit = 1;
+  p.part = (float *)cu_tmp2(c, (size_t)p.n_kv * p.nsplit * p.rows * (V + 2) * sizeof(float));
+  if (!p.part)
+    return;
+  k_attn_decode<D, V, KS><<<dim3(p.nrg * p.nsplit, p.n_kv), DEC_THREADS, smem, c->st>>>(p);
+  MIMO_CUDA_LAUNCHED(c);
+}
+
+template <int D, int V> void dec_dispatch(cu_ctx *c, dec_args &p, int max_tiles) {
+  if (p.rows <= 16)
+    dec_launch<D, V, 4>(c, p, max_tiles);
+  else if (p.rows <= 32)
+    dec_launch<D, V, 2>(c, p, max_tiles);
+  else
+    dec_launch<D, V, 1>(c, p, max_tiles);
+}
+
+void combine(cu_ctx *c, const mimo_attn_args *a, const float *part, int nsplit) {
+  const int G = a->n_heads / a->n_kv, V = a->v_head_dim;
+  const size_t smem = (size_t)(((nsplit + 3) & ~3) + 256 / (V / 4) * V) * sizeof(float);
+  if (MIMO_CUDA(c, cudaFuncSetAttribute(k_attn_combine, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem)) !=
+      MIMO_OK)
+    return;
+  k_attn_combine<<<dim3(a->T * G, a->n_kv), 256, smem, c->st>>>(
+      part, a->out, a->sink && a->sink->n ? (const float *)a->sink->dev : NULL, a->T * G, nsplit, a->n_kv, G,
+      a->n_heads, V);
+  MIMO_CUDA_LAUNCHED(c);
+}
+} // namespace
+
+static int force_path; /* test hook: 0 auto, 1 scalar, 2 decode, 3 prefill */
+extern "C" void mimo_cuda_attn_force(int path) { force_path = path; }
+extern "C" void mimo_cuda_attn_split_mult(int m) { split_mult = m > 0 ? m : 1; }
+
 void cu_attention(mimo_backend *be, mimo_attn_args *a) {
   cu_ctx *c = cu(be);
   mimo_kv_view *kv = a->kv;
@@ -110,16 +467,48 @@ void cu_attention(mimo_backend *be, mimo_attn_args *a) {
     cu_fail(c, "attention", "sink not uploaded", __FILE__, __LINE__);
     return;
   }
-  att_p p = {a->q, a->k, a->v, kv->k, kv->v, a->out, a->sink && a->sink->n ? (const float *)a->sink->dev : NULL,
-             a->n_heads, a->n_kv, a->head_dim, a->v_head_dim, a->window, kv->len, kv->cap, kv->ring, a->scale};
-  k_attention<<<dim3(a->n_heads, a->T), ATT_THREADS, 0, c->st>>>(p);
-  MIMO_CUDA_LAUNCHED(c);
-  int first = kv->ring && a->T > kv->cap ? a->T - kv->cap : 0;
-  int kd = a->n_kv * a->head_dim, vd = a->n_kv * a->v_head_dim;
   if (!kv->ring && kv->len + a->T > kv->cap) {
     cu_fail(c, "attention", "KV cache too small", __FILE__, __LINE__);
     return;
   }
+  if (a->T <= 0)
+    return;
+  const int D = a->head_dim, V = a->v_head_dim, G = a->n_heads / a->n_kv, rows = a->T * G;
+  const uintptr_t al = (uintptr_t)a->q | (uintptr_t)a->k | (uintptr_t)a->v | (uintptr_t)kv->k | (uintptr_t)kv->v |
+                       (uintptr_t)a->out;
+  int path = 1;
+  if (cu_attn_prefill_dims(D, V) && !(al & 15)) /* float4 / cp.async need 16-byte rows */
+    path = force_path ? force_path : rows <= DEC_MAX_ROWS ? 2 : 3;
+  if (path == 2) {
+    dec_args p = {a->q, a->k, a->v, kv->k, kv->v, NULL, a->n_heads, a->n_kv, G, rows, kv->len, a->window, kv->cap,
+                  kv->ring, 1, 1, a->scale * LOG2E};
+    const int end = kv->len + a->T, lo = a->window > 0 && end - a->window - a->T + 1 > 0 ? end - a->window - a->T + 1 : 0;
+    const int max_tiles = (end - lo + DEC_KT - 1) / DEC_KT;
+    if (D == 192)
+      dec_dispatch<192, 128>(c, p, max_tiles);
+    else if (D == 128)
+      dec_dispatch<128, 128>(c, p, max_tiles);
+    else
+      dec_dispatch<64, 64>(c, p, max_tiles);
+    if (p.part)
+      combine(c, a, p.part, p.nsplit);
+  } else if (path == 3) {
+    const int nsplit = cu_attn_prefill_splits(c, a);
+    float *part = NULL;
+    if (nsplit > 1 &&
+        !(part = (float *)cu_tmp2(c, (size_t)a->n_kv * nsplit * rows * (V + 2) * sizeof(float))))
+      return;
+    cu_attn_prefill(c, a, part, nsplit);
+    if (part)
+      combine(c, a, part, nsplit);
+  } else {
+    att_p p = {a->q, a->k, a->v, kv->k, kv->v, a->out, a->sink && a->sink->n ? (const float *)a->sink->dev : NULL,
+               a->n_heads, a->n_kv, a->head_dim, a->v_head_dim, a->window, kv->len, kv->cap, kv->ring, a->scale};
+    k_attention<<<dim3(a->n_heads, a->T), ATT_THREADS, 0, c->st>>>(p);
+    MIMO_CUDA_LAUNCHED(c);
+  }
+  const int first = kv->ring && a->T > kv->cap ? a->T - kv->cap : 0;
+  const int kd = a->n_kv * a->head_dim, vd = a->n_kv * a->v_head_dim;
   k_kv_append<<<dim3(cdiv(kd + vd, 256), a->T - first), 256, 0, c->st>>>(kv->k, kv->v, a->k, a->v, first, kv->len,
                                                                           kv->cap, kv->ring, kd, vd);
   MIMO_CUDA_LAUNCHED(c);

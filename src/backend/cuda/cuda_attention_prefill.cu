@@ -1,0 +1,324 @@
+/* Tensor-core prefill attention: bf16 mma.sync.m16n8k16 with fp32 accumulation,
+ * ldmatrix fragments, cp.async double buffering (SM80 instructions; the same code
+ * runs on SM90).
+ *
+ * First the keys/values this step reads (cache for positions < len, ring aware,
+ * step buffers after) are converted once to contiguous bf16 [n_kv][L][dim], so
+ * the tile loads are plain 16-byte cp.async copies and every later read costs
+ * half the bytes. A block takes 128 query rows of ONE kv head: row r of the
+ * group is (token r / G, head g·G + r % G), so the heads that share the kv head
+ * share every K/V tile and the rows of a block span few positions (narrow causal
+ * edge, few wasted keys under a sliding window). 8 warps × 16 rows, keys in
+ * tiles of 64; Q stays in registers as bf16 fragments, pre-multiplied by
+ * scale·log2(e) so the online softmax runs on exp2. Key tiles outside every
+ * row's window or above the diagonal are never visited; only edge tiles are
+ * masked. With few blocks (short chunk, long cache) the key range is split
+ * across blocks, which then write partial (max, sum, acc) rows that
+ * cuda_attention.cu combines (and adds the sink to). */
+#include <math.h>
+
+#include "backend/cuda/cuda_internal.h"
+
+namespace {
+constexpr int BM = 128, BN = 64, THREADS = 256;
+constexpr float LOG2E = 1.4426950408889634f;
+
+struct pf_args {
+  const float *q;
+  float *out, *part;             /* part: NULL = final output (sink folded in here) */
+  const uint16_t *kb, *vb;       /* bf16 [n_kv][L][D], [n_kv][L][V]; index = position − j0 */
+  const float *sink;
+  int n_heads, n_kv, G, rows, len, T, window, j0, L, nsplit;
+  float qscale;                  /* scale · log2(e) */
+};
+
+__device__ __forceinline__ uint32_t pack_bf16(float lo, float hi) {
+  uint32_t r; /* cvt puts its first source in the upper half */
+  asm("cvt.rn.bf16x2.f32 %0, %1, %2;" : "=r"(r) : "f"(hi), "f"(lo));
+  return r;
+}
+__device__ __forceinline__ float fast_exp2(float x) {
+  float y; /* ex2.approx(−inf) = +0, which the masking relies on */
+  asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+  return y;
+}
+__device__ __forceinline__ unsigned smem_addr(const void *p) { return (unsigned)__cvta_generic_to_shared(p); }
+/* 16-byte async copy global → shared; ok = 0 writes zeros (src not read). */
+__device__ __forceinline__ void cp_async16(void *dst, const void *src, bool ok) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(smem_addr(dst)), "l"(src), "r"(ok ? 16 : 0)
+               : "memory");
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;" ::: "memory"); }
+template <int N> __device__ __forceinline__ void cp_async_wait() {
+  asm volatile("cp.async.wait_group %0;" ::"n"(N) : "memory");
+}
+__device__ __forceinline__ void ldsm_x4(uint32_t *r, const void *p) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(smem_addr(p)));
+}
+__device__ __forceinline__ void ldsm_x4_t(uint32_t *r, const void *p) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(smem_addr(p)));
+}
+/* d += A(16×16 bf16, row) · B(16×8 bf16, col), fp32 accumulators. */
+__device__ __forceinline__ void mma_bf16(float *d, const uint32_t *a, uint32_t b0, uint32_t b1) {
+  asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+               "{%0,%1,%2,%3};"
+               : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+               : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+/* Keys/values of positions j0 .. j0+L−1 to bf16, kv head = blockIdx.y; 8 elements per thread. */
+__global__ void k_kv_to_bf16(const float *k, const float *v, const float *kc, const float *vc, uint16_t *kb,
+                             uint16_t *vb, int n_kv, int D, int V, int len, int cap, int ring, int j0, int L) {
+  const int g = blockIdx.y, ch = (D + V) / 8;
+  const long idx = (long)blockIdx.x * blockDim.x + threadIdx.x;
+  if (idx >= (long)L * ch)
+    return;
+  const int i = (int)(idx / ch), c = (int)(idx % ch), j = j0 + i;
+  const int isv = c >= D / 8, dim = isv ? V : D, off = (isv ? c - D / 8 : c) * 8;
+  const float *src;
+  if (j < len)
+    src = (isv ? vc : kc) + ((size_t)(ring ? j % cap : j) * n_kv + g) * dim;
+  else
+    src = (isv ? v : k) + ((size_t)(j - len) * n_kv + g) * dim;
+  const float4 x = *(const float4 *)(src + off), y = *(const float4 *)(src + off + 4);
+  uint4 u = {pack_bf16(x.x, x.y), pack_bf16(x.z, x.w), pack_bf16(y.x, y.y), pack_bf16(y.z, y.w)};
+  *(uint4 *)((isv ? vb : kb) + ((size_t)g * L + i) * dim + off) = u;
+}
+
+template <int D, int V> __global__ void __launch_bounds__(THREADS, 1) k_attn_prefill(pf_args a) {
+  /* Rows padded by 16 bytes: the 8 rows one ldmatrix reads land in 8 different bank groups. */
+  constexpr int DS = D + 8, VS = V + 8, DC = D / 8, VC = V / 8;
+  extern __shared__ uint4 smem_u4[];
+  uint16_t *sQ = (uint16_t *)smem_u4, *sK = sQ + BM * DS, *sV = sK + 2 * BN * DS;
+  const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, gq = lane >> 2, tq = lane & 3;
+  const int R0 = (gridDim.x - 1 - blockIdx.x) * BM; /* rows with the most keys start first */
+  const int g = blockIdx.y, split = blockIdx.z;
+  const int rows_end = min(R0 + BM, a.rows);
+  const int p_first = a.len + R0 / a.G, p_last = a.len + (rows_end - 1) / a.G;
+  const int kbeg = a.window > 0 ? max(0, p_first - a.window + 1) : 0;
+  const int lo_last = a.window > 0 ? p_last - a.window + 1 : 0; /* tiles at/after it are inside every window */
+  const int ntiles = (p_last + 1 - kbeg + BN - 1) / BN;
+  const int t_lo = split * ntiles / a.nsplit, t_hi = (split + 1) * ntiles / a.nsplit;
+
+  auto load_tile = [&](int tile, int buf) {
+    const int kt = kbeg + tile * BN, jend = a.len + a.T;
+    uint16_t *dk = sK + buf * BN * DS, *dv = sV + buf * BN * VS;
+    for (int i = tid; i < BN * DC; i += THREADS) {
+      const int r = i / DC, c = (i % DC) * 8, j = kt + r;
+      cp_async16(dk + r * DS + c, a.kb + ((size_t)g * a.L + (j < jend ? j - a.j0 : 0)) * D + c, j < jend);
+    }
+    for (int i = tid; i < BN * VC; i += THREADS) {
+      const int r = i / VC, c = (i % VC) * 8, j = kt + r;
+      cp_async16(dv + r * VS + c, a.vb + ((size_t)g * a.L + (j < jend ? j - a.j0 : 0)) * V + c, j < jend);
+    }
+  };
+  /* First K/V tile in flight while Q is staged; Q → bf16 shared, scaled into the exp2 domain,
+   * all of a thread's loads issued before the first store. */
+  if (t_lo < t_hi)
+    load_tile(t_lo, 0);
+  cp_async_commit();
+  static_assert(BM * DC % THREADS == 0, "Q tile splits evenly");
+#pragma unroll
+  for (int k = 0; k < BM * DC / THREADS; k++) {
+    const int i = tid + k * THREADS, r = i / DC, c = (i % DC) * 8, R = R0 + r;
+    uint4 u = {0, 0, 0, 0};
+    if (R < a.rows) {
+      const float *src = a.q + ((size_t)(R / a.G) * a.n_heads + g * a.G + R % a.G) * D + c;
+      const float4 x = *(const float4 *)src, y = *(const float4 *)(src + 4);
+      const float s = a.qscale;
+      u = make_uint4(pack_bf16(x.x * s, x.y * s), pack_bf16(x.z * s, x.w * s), pack_bf16(y.x * s, y.y * s),
+                     pack_bf16(y.z * s, y.w * s));
+    }
+    *(uint4 *)(sQ + r * DS + c) = u;
+  }
+  __syncthreads();
+  uint32_t qf[D / 16][4];
+#pragma unroll
+  for (int kk = 0; kk < D / 16; kk++)
+    ldsm_x4(qf[kk], sQ + (warp * 16 + (lane & 15)) * DS + kk * 16 + (lane >> 4) * 8);
+
+  /* This thread's two rows (gq and gq+8 of the warp's 16): their position and window start. */
+  const int Ra = R0 + warp * 16 + gq, Rb = Ra + 8;
+  const int pa = Ra < a.rows ? a.len + Ra / a.G : -1, pb = Rb < a.rows ? a.len + Rb / a.G : -1;
+  const int loa = a.window > 0 ? pa - a.window + 1 : 0, lob = a.window > 0 ? pb - a.window + 1 : 0;
+  float o[V / 8][4];
+#pragma unroll
+  for (int i = 0; i < V / 8; i++)
+    o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.f;
+  float ma = -INFINITY, mb = -INFINITY, la = 0.f, lb = 0.f;
+
+  for (int it = t_lo; it < t_hi; it++) {
+    const int buf = (it - t_lo) & 1;
+    if (it + 1 < t_hi)
+      load_tile(it + 1, buf ^ 1);
+    cp_async_commit();
+    cp_async_wait<1>();
+    __syncthreads();
+    const uint16_t *bk = sK + buf * BN * DS, *bv = sV + buf * BN * VS;
+    float s[BN / 8][4];
+#pragma unroll
+    for (int i = 0; i < BN / 8; i++)
+      s[i][0] = s[i][1] = s[i][2] = s[i][3] = 0.f;
+#pragma unroll
+    for (int kk = 0; kk < D / 16; kk++) {
+#pragma unroll
+      for (int np = 0; np < BN / 16; np++) {
+        uint32_t b[4]; /* b0,b1 of key n-tile 2np, then of 2np+1 */
+        ldsm_x4(b, bk + (np * 16 + (lane & 7) + (lane >> 4) * 8) * DS + kk * 16 + ((lane >> 3) & 1) * 8);
+        mma_bf16(s[2 * np], qf[kk], b[0], b[1]);
+        mma_bf16(s[2 * np + 1], qf[kk], b[2], b[3]);
+      }
+    }
+    const int kt = kbeg + it * BN;
+    if (!(kt >= lo_last && kt + BN - 1 <= p_first)) { /* edge tile: causal / window mask */
+#pragma unroll
+      for (int nt = 0; nt < BN / 8; nt++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) {
+          const int j = kt + nt * 8 + 2 * tq + (e & 1);
+          const bool ok = e < 2 ? (j >= loa && j <= pa) : (j >= lob && j <= pb);
+          if (!ok)
+            s[nt][e] = -INFINITY;
+        }
+    }
+    /* Online softmax on this thread's two rows; the 4 threads of a quad share a row. */
+    float xa = -INFINITY, xb = -INFINITY;
+#pragma unroll
+    for (int nt = 0; nt < BN / 8; nt++) {
+      xa = fmaxf(xa, fmaxf(s[nt][0], s[nt][1]));
+      xb = fmaxf(xb, fmaxf(s[nt][2], s[nt][3]));
+    }
+    xa = fmaxf(xa, __shfl_xor_sync(0xffffffffu, xa, 1));
+    xa = fmaxf(xa, __shfl_xor_sync(0xffffffffu, xa, 2));
+    xb = fmaxf(xb, __shfl_xor_sync(0xffffffffu, xb, 1));
+    xb = fmaxf(xb, __shfl_xor_sync(0xffffffffu, xb, 2));
+    const float na = fmaxf(ma, xa), nb = fmaxf(mb, xb);
+    const float ba = na == -INFINITY ? 0.f : na, bb = nb == -INFINITY ? 0.f : nb; /* no key yet: avoid inf − inf */
+    const float ca = fast_exp2(ma - ba), cb = fast_exp2(mb - bb);
+    ma = na;
+    mb = nb;
+    float sa = 0.f, sb = 0.f;
+#pragma unroll
+    for (int nt = 0; nt < BN / 8; nt++) {
+      s[nt][0] = fast_exp2(s[nt][0] - ba);
+      s[nt][1] = fast_exp2(s[nt][1] - ba);
+      s[nt][2] = fast_exp2(s[nt][2] - bb);
+      s[nt][3] = fast_exp2(s[nt][3] - bb);
+      sa += s[nt][0] + s[nt][1];
+      sb += s[nt][2] + s[nt][3];
+    }
+    la = la * ca + sa; /* per-thread partial sums; the quad adds them at the end */
+    lb = lb * cb + sb;
+#pragma unroll
+    for (int i = 0; i < V / 8; i++) {
+      o[i][0] *= ca;
+      o[i][1] *= ca;
+      o[i][2] *= cb;
+      o[i][3] *= cb;
+    }
+    /* O += P · V: the score accumulators are already laid out as A fragments. */
+#pragma unroll
+    for (int kc = 0; kc < BN / 16; kc++) {
+      const uint32_t p[4] = {pack_bf16(s[2 * kc][0], s[2 * kc][1]), pack_bf16(s[2 * kc][2], s[2 * kc][3]),
+                             pack_bf16(s[2 * kc + 1][0], s[2 * kc + 1][1]),
+                             pack_bf16(s[2 * kc + 1][2], s[2 * kc + 1][3])};
+#pragma unroll
+      for (int vp = 0; vp < V / 16; vp++) {
+        uint32_t b[4]; /* b0,b1 of value n-tile 2vp, then of 2vp+1 */
+        ldsm_x4_t(b, bv + (kc * 16 + (lane & 7) + ((lane >> 3) & 1) * 8) * VS + vp * 16 + (lane >> 4) * 8);
+        mma_bf16(o[2 * vp], p, b[0], b[1]);
+        mma_bf16(o[2 * vp + 1], p, b[2], b[3]);
+      }
+    }
+    __syncthreads(); /* the buffer is refilled next iteration */
+  }
+  cp_async_wait<0>();
+  la += __shfl_xor_sync(0xffffffffu, la, 1);
+  la += __shfl_xor_sync(0xffffffffu, la, 2);
+  lb += __shfl_xor_sync(0xffffffffu, lb, 1);
+  lb += __shfl_xor_sync(0xffffffffu, lb, 2);
+#pragma unroll
+  for (int half = 0; half < 2; half++) {
+    const int R = half ? Rb : Ra;
+    if (R >= a.rows)
+      continue;
+    float m = half ? mb : ma, l = half ? lb : la;
+    const int h = g * a.G + R % a.G;
+    if (a.part) { /* partial of one key split: unnormalised */
+      const size_t pr = (size_t)(g * a.nsplit + split) * a.rows + R;
+      float *dst = a.part + pr * V + 2 * tq;
+#pragma unroll
+      for (int i = 0; i < V / 8; i++)
+        *(float2 *)(dst + i * 8) = make_float2(o[i][2 * half], o[i][2 * half + 1]);
+      if (tq == 0)
+        *(float2 *)(a.part + (size_t)a.n_kv * a.nsplit * a.rows * V + pr * 2) = make_float2(m, l);
+      continue;
+    }
+    float c = 1.f;
+    if (a.sink) { /* one more denominator term, no value */
+      const float sg = a.sink[h] * LOG2E, m2 = fmaxf(m, sg);
+      c = fast_exp2(m - m2);
+      l = l * c + fast_exp2(sg - m2);
+    }
+    const float f = c / l;
+    float *dst = a.out + ((size_t)(R / a.G) * a.n_heads + h) * V + 2 * tq;
+#pragma unroll
+    for (int i = 0; i < V / 8; i++)
+      *(float2 *)(dst + i * 8) = make_float2(o[i][2 * half] * f, o[i][2 * half + 1] * f);
+  }
+}
+
+template <int D, int V> void launch(cu_ctx *c, const pf_args &p, int nrb) {
+  const size_t smem = (size_t)(BM * (D + 8) + 2 * BN * (D + 8) + 2 * BN * (V + 8)) * 2;
+  if (MIMO_CUDA(c, cudaFuncSetAttribute(k_attn_prefill<D, V>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                        (int)smem)) != MIMO_OK)
+    return;
+  k_attn_prefill<D, V><<<dim3(nrb, p.n_kv, p.nsplit), THREADS, smem, c->st>>>(p);
+  MIMO_CUDA_LAUNCHED(c);
+}
+} // namespace
+
+/* Dims with a tensor-core prefill kernel. */
+int cu_attn_prefill_dims(int D, int V) { return (D == 192 && V == 128) || (D == 128 && V == 128) || (D == 64 && V == 64); }
+
+/* How many key splits the prefill will use: enough blocks to cover the SMs once. */
+int cu_attn_prefill_splits(cu_ctx *c, const mimo_attn_args *a) {
+  const int G = a->n_heads / a->n_kv, rows = a->T * G, nrb = (rows + BM - 1) / BM, blocks = nrb * a->n_kv;
+  if (blocks >= c->sms)
+    return 1;
+  const int lo = a->window > 0 ? a->kv->len - a->window + 1 : 0;
+  const int keys = a->kv->len + a->T - (lo > 0 ? lo : 0), maxs = (keys + BN - 1) / BN;
+  int s = (c->sms + blocks - 1) / blocks;
+  return s < maxs ? s : maxs;
+}
+
+/* Runs the prefill; part == NULL: writes a->out (nsplit must be 1), else partials for the combine. */
+void cu_attn_prefill(cu_ctx *c, const mimo_attn_args *a, float *part, int nsplit) {
+  const mimo_kv_view *kv = a->kv;
+  const int D = a->head_dim, V = a->v_head_dim, G = a->n_heads / a->n_kv;
+  const int j0 = a->window > 0 && kv->len - a->window + 1 > 0 ? kv->len - a->window + 1 : 0;
+  const int L = kv->len + a->T - j0;
+  uint16_t *kb = (uint16_t *)cu_tmp(c, (size_t)a->n_kv * L * (D + V) * 2);
+  if (!kb)
+    return;
+  uint16_t *vb = kb + (size_t)a->n_kv * L * D;
+  const long n = (long)L * ((D + V) / 8);
+  k_kv_to_bf16<<<dim3(cdiv(n, 256), a->n_kv), 256, 0, c->st>>>(a->k, a->v, kv->k, kv->v, kb, vb, a->n_kv, D, V,
+                                                              kv->len, kv->cap, kv->ring, j0, L);
+  if (MIMO_CUDA_LAUNCHED(c) != MIMO_OK)
+    return;
+  pf_args p = {a->q, a->out, part, kb, vb,
+               a->sink && a->sink->n ? (const float *)a->sink->dev : NULL,
+               a->n_heads, a->n_kv, G, a->T * G, kv->len, a->T, a->window, j0, L, nsplit, a->scale * LOG2E};
+  const int nrb = (p.rows + BM - 1) / BM;
+  if (D == 192 && V == 128)
+    launch<192, 128>(c, p, nrb);
+  else if (D == 128 && V == 128)
+    launch<128, 128>(c, p, nrb);
+  else
+    launch<64, 64>(c, p, nrb);
+}
