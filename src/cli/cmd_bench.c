@@ -102,7 +102,7 @@ int mimo_cmd_bench(int argc, char **argv) {
                   {"backend", 1, "cpu | cuda (default: cuda if built with it and a GPU is present)", 0},
                   {"tensor-parallel-size", 1, "ranks the model is split over (default 1)", 0},
                   {"enable-expert-parallel", 0, "whole experts per rank", 0},
-                  {"devices", 1, "GPU of each rank (default 0..N-1)", 0}};
+                  {"devices", 1, "GPU of each rank (default 0..N-1)", 0}, MIMO_OPEN_NODE_ARGS};
   int n = sizeof a / sizeof *a, rc = mimo_args_parse(argc, argv, a, n, "--model DIR [--threads N]");
   if (rc)
     return rc == 3 ? 0 : rc;
@@ -124,8 +124,17 @@ int mimo_cmd_bench(int argc, char **argv) {
   mimo_open_opts o = {.dir = dir, .backend = bname, .threads = threads, .tp = tp,
                       .ep = mimo_arg_str(a, n, "enable-expert-parallel", NULL) != NULL,
                       .devices = mimo_arg_str(a, n, "devices", NULL)};
+  if (!mimo_open_parse_nodes(a, n, &o))
+    return 2;
   double tl = mimo_now();
   mimo_status st = mimo_open_model(&o, &m);
+  if (st == MIMO_OK && mimo_open_is_worker(&o)) { /* node 0 runs the benchmark; this node follows it */
+    st = mimo_model_run_worker(m);
+    if (st != MIMO_OK)
+      fprintf(stderr, "mimo bench: %s\n", mimo_errmsg());
+    mimo_model_free(m);
+    return st == MIMO_OK ? 0 : 1;
+  }
   tl = mimo_now() - tl;
   if (st == MIMO_OK && (!(logits = malloc((size_t)B * m->cfg.vocab_size * sizeof(float))) ||
                         !(ids = malloc((size_t)(P > B ? P : B) * sizeof *ids)) || !(ntok = malloc((size_t)B * sizeof *ntok)) ||

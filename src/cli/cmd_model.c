@@ -20,6 +20,7 @@ static int fail(const char *cmd) {
 typedef struct {
   mimo_model *m;
   mimo_kv_seq *seq;
+  bool worker; /* a worker node: it served node 0's steps and is done */
 } runner;
 
 static void runner_free(runner *r) {
@@ -33,7 +34,8 @@ static void runner_free(runner *r) {
       {"backend", 1, "cpu | cuda (default: cuda if built with it and a GPU is present)", 0},                     \
       {"tensor-parallel-size", 1, "ranks (GPUs, or CPU backends) the model is split over (default 1)", 0},       \
       {"enable-expert-parallel", 0, "whole experts per rank instead of every expert split", 0},                \
-      {"devices", 1, "GPU of each rank, e.g. 0,1 (default 0..N-1; 0,0 tests TP on one GPU via host sums)", 0}
+      {"devices", 1, "GPU of each rank, e.g. 0,1 (default 0..N-1; 0,0 tests TP on one GPU via host sums)", 0}, \
+      MIMO_OPEN_NODE_ARGS
 
 static mimo_status runner_init(runner *r, const char *dir, const mimo_arg *a, int n) {
   memset(r, 0, sizeof *r);
@@ -45,7 +47,13 @@ static mimo_status runner_init(runner *r, const char *dir, const mimo_arg *a, in
                       .devices = mimo_arg_str(a, n, "devices", NULL)};
   if (bad || o.tp < 1 || o.threads < 0)
     return mimo_errf(MIMO_E_INVALID, "bad --threads or --tensor-parallel-size");
+  if (!mimo_open_parse_nodes(a, n, &o))
+    return mimo_errf(MIMO_E_INVALID, "bad --nnodes, --node-rank or --master-port");
   MIMO_TRY(mimo_open_model(&o, &r->m));
+  if (mimo_open_is_worker(&o)) {
+    r->worker = true;
+    return mimo_model_run_worker(r->m);
+  }
   return mimo_kv_seq_init(&r->seq, &r->m->cfg);
 }
 
@@ -96,6 +104,11 @@ int mimo_cmd_logits(int argc, char **argv) {
   runner r;
   mimo_status st = runner_init(&r, dir, a, n);
   float *logits = NULL;
+  if (st == MIMO_OK && r.worker) {
+    free(ids);
+    runner_free(&r);
+    return 0;
+  }
   if (st == MIMO_OK) {
     logits = malloc((size_t)T * r.m->cfg.vocab_size * sizeof(float));
     st = logits ? feed(&r, ids, T, chunk ? (int)chunk : T, logits, NULL) : mimo_errf(MIMO_E_NOMEM, "logits");
@@ -241,6 +254,12 @@ int mimo_cmd_generate(int argc, char **argv) {
   mimo_sampler *smp = NULL;
   float *logits = NULL;
   mimo_status st = runner_init(&r, dir, a, n);
+  if (st == MIMO_OK && r.worker) {
+    free(ids);
+    mimo_tok_free(tok);
+    runner_free(&r);
+    return 0;
+  }
   if (st == MIMO_OK)
     st = mimo_sampler_init(&smp, &sp, r.m->cfg.vocab_size);
   if (st == MIMO_OK && !(logits = malloc((size_t)r.m->cfg.vocab_size * sizeof(float))))

@@ -31,6 +31,10 @@ static mimo_arg serve_args[] = {
     {"tensor-parallel-size", 1, "GPUs (or CPU backends) the model is split over (default 1)", NULL},
     {"backend", 1, "cpu | cuda (default: cuda if built with it and a GPU is present)", NULL},
     {"devices", 1, "GPU of each rank, e.g. 0,1 (default 0..N-1)", NULL},
+    {"nnodes", 1, "processes (hosts) the tensor-parallel group spans (default 1)", NULL},
+    {"node-rank", 1, "this process's place among them; 0 serves HTTP, the others follow it (default 0)", NULL},
+    {"master-addr", 1, "address of node 0 (default 127.0.0.1)", NULL},
+    {"master-port", 1, "port node 0 listens on for the other nodes (default 29500)", NULL},
     {"gpu-memory-utilization", 1, "fraction of each GPU's memory mimo may take for weights, KV and activations "
                                   "(default 0.9)", NULL},
     {"enable-prefix-caching", 0, "accepted; no effect (no prefix cache yet)", NULL},
@@ -200,8 +204,18 @@ int mimo_cmd_serve(int argc, char **argv) {
                          .threads = (int)threads, .tp = (int)tp, .gpu_memory_utilization = gmu,
                          .ep = mimo_arg_str(serve_args, N_ARGS, "enable-expert-parallel", NULL) != NULL,
                          .devices = mimo_arg_str(serve_args, N_ARGS, "devices", NULL)};
+    if (!mimo_open_parse_nodes(serve_args, N_ARGS, &oo)) {
+      ret = 2;
+      goto out;
+    }
     if (mimo_open_model(&oo, &model) != MIMO_OK) {
       ret = fail("loading the model");
+      goto out;
+    }
+    if (mimo_open_is_worker(&oo)) { /* node 0 serves; this node runs its ranks on node 0's orders */
+      fprintf(stderr, "mimo serve: node %d of %d: following node 0 at %s:%d\n", oo.node_rank, oo.nnodes,
+              oo.master_addr, oo.master_port);
+      ret = mimo_model_run_worker(model) == MIMO_OK ? 0 : fail("worker node");
       goto out;
     }
   }

@@ -1,9 +1,12 @@
 #include "cli/model_open.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "cli/args.h"
 #include "core/log.h"
+#include "model/mimo_v2_tp_net.h"
 #ifdef MIMO_HAVE_CUDA
 #include "backend/cuda/cuda_backend.h"
 #endif
@@ -42,11 +45,36 @@ static mimo_status make_backend(const char *name, int device, int threads, doubl
   );
 }
 
+bool mimo_open_is_worker(const mimo_open_opts *o) { return o->nnodes > 1 && o->node_rank > 0; }
+
+bool mimo_open_parse_nodes(const mimo_arg *a, int n, mimo_open_opts *o) {
+  bool bad = false;
+  o->nnodes = (int)mimo_arg_long(a, n, "nnodes", 1, &bad);
+  o->node_rank = (int)mimo_arg_long(a, n, "node-rank", 0, &bad);
+  o->master_addr = mimo_arg_str(a, n, "master-addr", "127.0.0.1");
+  o->master_port = (int)mimo_arg_long(a, n, "master-port", 29500, &bad);
+  if (bad || o->nnodes < 1 || o->nnodes > 64 || o->node_rank < 0 || o->node_rank >= o->nnodes || o->master_port < 1 ||
+      o->master_port > 65535) {
+    fprintf(stderr, "mimo: need 1 <= --nnodes <= 64, 0 <= --node-rank < --nnodes and a --master-port in 1..65535\n");
+    return false;
+  }
+  return true;
+}
+
 mimo_status mimo_open_model(const mimo_open_opts *o, mimo_model **out) {
   const char *name = mimo_open_backend_name(o->backend);
-  int tp = o->tp > 1 ? o->tp : 1;
+  int tp = o->tp > 1 ? o->tp : 1, nnodes = o->nnodes > 1 ? o->nnodes : 1;
+  if (tp % nnodes)
+    return mimo_errf(MIMO_E_INVALID, "--tensor-parallel-size %d does not split over --nnodes %d", tp, nnodes);
+  tp /= nnodes; /* the ranks in this process */
+  mimo_tp_net *net = NULL;
+  if (nnodes > 1) {
+    mimo_net_opts no = {.nnodes = nnodes, .node_rank = o->node_rank, .master_addr = o->master_addr,
+                        .master_port = o->master_port};
+    MIMO_TRY(mimo_tp_net_open(&no, &net));
+  }
   double t0 = mimo_now();
-  if (tp == 1) {
+  if (tp == 1 && !net) {
     if (o->ep)
       mimo_warn("--enable-expert-parallel has no effect with one device");
     mimo_backend *be;
@@ -61,8 +89,10 @@ mimo_status mimo_open_model(const mimo_open_opts *o, mimo_model **out) {
     return MIMO_OK;
   }
   int *dev = calloc((size_t)tp, sizeof *dev);
-  if (!dev)
+  if (!dev) {
+    mimo_tp_net_close(net);
     return mimo_errf(MIMO_E_NOMEM, "devices");
+  }
   bool shared = false;
   for (int r = 0; r < tp; r++)
     dev[r] = r;
@@ -73,6 +103,7 @@ mimo_status mimo_open_model(const mimo_open_opts *o, mimo_model **out) {
       long d = strtol(p, &end, 10);
       if (end == p || d < 0 || d > 1023 || (*end && *end != ',') || (r == tp - 1 && *end)) {
         free(dev);
+        mimo_tp_net_close(net);
         return mimo_errf(MIMO_E_INVALID, "--devices '%s': need %d comma-separated GPU numbers", o->devices, tp);
       }
       dev[r] = (int)d;
@@ -86,6 +117,7 @@ mimo_status mimo_open_model(const mimo_open_opts *o, mimo_model **out) {
     if (dev[r] >= mimo_cuda_device_count()) {
       int have = mimo_cuda_device_count(), want = dev[r];
       free(dev);
+      mimo_tp_net_close(net);
       return mimo_errf(MIMO_E_INVALID, "--tensor-parallel-size %d: rank %d wants GPU %d; %d present (see --devices)", tp,
                        r, want, have);
     }
@@ -93,6 +125,7 @@ mimo_status mimo_open_model(const mimo_open_opts *o, mimo_model **out) {
   mimo_backend **bes = calloc((size_t)tp, sizeof *bes);
   if (!bes) {
     free(dev);
+    mimo_tp_net_close(net);
     return mimo_errf(MIMO_E_NOMEM, "backends");
   }
   int per_rank = o->threads > 0 ? (o->threads / tp > 0 ? o->threads / tp : 1) : 0;
@@ -100,8 +133,18 @@ mimo_status mimo_open_model(const mimo_open_opts *o, mimo_model **out) {
   for (int r = 0; r < tp && st == MIMO_OK; r++)
     st = make_backend(name, dev[r], per_rank, o->gpu_memory_utilization, &bes[r]);
 #ifdef MIMO_HAVE_CUDA
-  if (st == MIMO_OK && strcmp(name, "cuda") == 0 && !shared)
+  if (st == MIMO_OK && strcmp(name, "cuda") == 0 && !shared && !net)
     st = mimo_cuda_comm_init_all(bes, tp);
+  if (strcmp(name, "cuda") == 0 && !shared && net) { /* node 0's NCCL id to every node, then all join */
+    unsigned char id[128] = {0};
+    int code = st == MIMO_OK && o->node_rank == 0 ? (int)mimo_cuda_comm_unique_id(id) : (int)st, node = -1;
+    if (mimo_tp_net_agree(net, &code, &node) != MIMO_OK || code != MIMO_OK)
+      st = st != MIMO_OK ? st : mimo_errf(MIMO_E_NCCL, "setting up NCCL failed on node %d", node);
+    if (st == MIMO_OK)
+      st = mimo_tp_net_bcast(net, id, sizeof id);
+    if (st == MIMO_OK)
+      st = mimo_cuda_comm_init_ranks(bes, tp, tp * nnodes, o->node_rank * tp, id);
+  }
   if (shared && strcmp(name, "cuda") == 0)
     mimo_warn("--devices %s: ranks share a GPU, so they sum through host memory (a test mode; NCCL needs one "
               "GPU per rank)", o->devices);
@@ -112,9 +155,10 @@ mimo_status mimo_open_model(const mimo_open_opts *o, mimo_model **out) {
       if (bes[r])
         bes[r]->free(bes[r]);
     free(bes);
+    mimo_tp_net_close(net);
     return st;
   }
-  st = mimo_model_load_tp(o->dir, bes, tp, o->ep, out); /* owns the backends from here */
+  st = mimo_model_load_tp_net(o->dir, bes, tp, o->ep, net, out); /* owns the backends and the link from here */
   free(bes);
   return st;
 }

@@ -90,6 +90,8 @@ size_t mimo_kv_bytes(const mimo_kv_seq *s) {
 void mimo_kv_seq_free(mimo_kv_seq *s) {
   if (!s)
     return;
+  if (s->on_free)
+    s->on_free(s->on_free_ctx, s->uid);
   for (int L = 0; L < s->n_layers && s->layers; L++) {
     kv_free(s->be, s->layers[L].k);
     kv_free(s->be, s->layers[L].v);

@@ -20,6 +20,10 @@ typedef struct mimo_kv_seq {
    * the model on the first step; this sequence's own views stay empty. */
   struct mimo_kv_seq **shards;
   int n_shards;
+  /* Several processes: the sequence's id in the group, and who to tell when it ends. */
+  unsigned long long uid;
+  void (*on_free)(void *ctx, unsigned long long uid);
+  void *on_free_ctx;
 } mimo_kv_seq;
 
 mimo_status mimo_kv_seq_init(mimo_kv_seq **out, const mimo_config *cfg);

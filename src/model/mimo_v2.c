@@ -243,6 +243,9 @@ mimo_status mimo_model_forward_local(mimo_model *m, const mimo_batch *b, float *
     attention_block(m, L, b, T, &s);
     ffn_block(m, L, T, &s);
   }
+  mimo_status st = MIMO_OK;
+  if (!logits) /* a rank whose logits another rank delivers */
+    goto done;
   /* Final norm and lm_head only on the rows asked for. */
   int rows = b->all_logits ? T : b->n_seqs, H = c->hidden_size;
   if (!b->all_logits)
@@ -253,7 +256,6 @@ mimo_status mimo_model_forward_local(mimo_model *m, const mimo_batch *b, float *
   be->rmsnorm(be, s.a, b->all_logits ? s.h : s.t3, &m->w.final_norm, rows, H, (float)c->layernorm_epsilon);
   /* A backend with its own memory writes the logits there (t1 holds rows*vocab) and copies them out;
    * a rank computes its vocabulary slice and writes those columns of the shared logits. */
-  mimo_status st = MIMO_OK;
   const int V = c->vocab_size, vn = m->vocab_n;
   float *part = vn < V ? malloc((size_t)rows * vn * sizeof(float)) : NULL;
   if (vn < V && !part) {
@@ -267,6 +269,9 @@ mimo_status mimo_model_forward_local(mimo_model *m, const mimo_batch *b, float *
   if (st == MIMO_OK && part)
     scatter_cols(logits, part, rows, V, m->vocab0, vn);
   free(part);
+done:
+  if (!logits && be->download) /* wait for the step like the ranks that download do */
+    st = be->download(be, NULL, NULL, 0);
   for (int i = 0; i < b->n_seqs; i++)
     b->seqs[i]->len += b->n_tokens[i];
   scratch_free(be, &s);

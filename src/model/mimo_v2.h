@@ -36,6 +36,13 @@ void mimo_model_free(mimo_model *m);
  * here on, also on failure): each rank's thread slices the checkpoint for its
  * rank and uploads it. ep: whole experts per rank (expert parallel). */
 mimo_status mimo_model_load_tp(const char *dir, mimo_backend **bes, int tp, bool ep, mimo_model **out);
+/* The same over several processes (model/mimo_v2_tp_net.h): this process holds
+ * tp of the group's ranks; the link is owned by the model from here on. */
+struct mimo_tp_net;
+mimo_status mimo_model_load_tp_net(const char *dir, mimo_backend **bes, int tp, bool ep, struct mimo_tp_net *net,
+                                   mimo_model **out);
+/* A worker node: runs the steps node 0 sends until node 0 ends the group. */
+mimo_status mimo_model_run_worker(mimo_model *m);
 
 /* One step over a batch of sequences: sequence i contributes n_tokens[i] tokens
  * (concatenated in `tokens`) at its next positions, and its cache grows by as

@@ -12,8 +12,10 @@
 
 #include "core/log.h"
 #include "model/mimo_v2_tp.h"
+#include "model/mimo_v2_tp_net.h"
 
 enum { JOB_LOAD = 1, JOB_RESERVE, JOB_FORWARD, JOB_QUIT };
+enum { MSG_STEP = 1, MSG_QUIT = 2 };
 
 typedef struct rank_slot {
   struct mimo_tp_group *g;
@@ -30,7 +32,17 @@ typedef struct rank_slot {
 } rank_slot;
 
 struct mimo_tp_group {
-  int tp;
+  int tp;                   /* ranks in this process */
+  int global_tp, node;      /* all ranks of the group; this process's node (0 alone) */
+  mimo_tp_net *net;         /* several processes: the link to node 0 / the workers (owned) */
+  unsigned long long next_uid;
+  pthread_mutex_t free_mu;  /* node 0: sequences ended since the last step (the engine frees them) */
+  unsigned long long *freed;
+  int n_freed, cap_freed;
+  mimo_kv_seq **wseqs;      /* worker: the group's live sequences by uid */
+  int n_wseqs, cap_wseqs;
+  float *red;               /* several processes, CPU ranks: this node's partial sum */
+  long red_n;
   const char *dir;
   mimo_model *top;
   mimo_model **ranks;
@@ -79,6 +91,33 @@ static void host_all_reduce(mimo_backend *be, float *x, long n) {
     pthread_barrier_wait(&g->bar);
     return;
   }
+  if (g->net) { /* this node's sum, then the nodes' sum through node 0 */
+    if (s->rank == 0) {
+      if (g->red_n < n) {
+        float *p = realloc(g->red, (size_t)n * sizeof *p);
+        if (p) {
+          g->red = p;
+          g->red_n = n;
+        }
+      }
+      if (g->red_n >= n) {
+        for (long i = 0; i < n; i++) {
+          float sum = 0.0f;
+          for (int r = 0; r < g->tp; r++)
+            sum += g->xs[r][i];
+          g->red[i] = sum;
+        }
+        if (mimo_tp_net_allreduce(g->net, g->red, n) != MIMO_OK)
+          mimo_warn("all-reduce between nodes failed: %s", mimo_errmsg());
+        for (int r = 0; r < g->tp; r++)
+          memcpy(g->xs[r], g->red, (size_t)n * sizeof(float));
+      }
+    }
+    pthread_barrier_wait(&g->bar);
+    if (hx != x && be->upload(be, x, hx, (size_t)n) != MIMO_OK)
+      mimo_warn("rank %d: all-reduce upload failed: %s", s->rank, mimo_errmsg());
+    return;
+  }
   long i0 = n * s->rank / g->tp, i1 = n * (s->rank + 1) / g->tp;
   for (long i = i0; i < i1; i++) {
     float sum = 0.0f;
@@ -96,7 +135,7 @@ static mimo_status rank_load(struct mimo_tp_group *g, int r) {
   mimo_model *m = g->ranks[r], *top = g->top;
   mimo_backend *be = m->be;
   double t0 = mimo_now();
-  MIMO_TRY(mimo_tp_rank_globals(m, &top->cfg, &top->w));
+  MIMO_TRY(mimo_tp_rank_globals(m, &top->cfg, &top->w, g->net == NULL));
   MIMO_TRY(mimo_model_upload_globals(be, &m->w));
   for (int L = 0; L < top->w.n_layers; L++) {
     MIMO_TRY(mimo_tp_rank_layer(m, &top->cfg, &top->w, L));
@@ -120,7 +159,10 @@ static mimo_status rank_run(struct mimo_tp_group *g, int r, int job) {
       MIMO_TRY(mimo_kv_reserve(s->seqs[i], &m->cfg, m->be, s->seqs[i]->len + s->batch.n_tokens[i]));
     return MIMO_OK;
   }
-  return mimo_model_forward_local(m, &s->batch, g->logits);
+  /* One process: each rank writes its vocabulary slice. Several: every rank has the
+   * whole lm_head and the first rank of node 0 alone delivers the logits. */
+  float *logits = !g->net || (g->node == 0 && r == 0) ? g->logits : NULL;
+  return mimo_model_forward_local(m, &s->batch, logits);
 }
 
 static void *rank_thread(void *arg) {
@@ -193,10 +235,31 @@ static mimo_status post(struct mimo_tp_group *g, int job) {
   return MIMO_OK;
 }
 
+static void seq_freed(void *ctx, unsigned long long uid) {
+  struct mimo_tp_group *g = ctx;
+  pthread_mutex_lock(&g->free_mu);
+  if (g->n_freed == g->cap_freed) {
+    int cap = g->cap_freed ? 2 * g->cap_freed : 64;
+    unsigned long long *n = realloc(g->freed, (size_t)cap * sizeof *n);
+    if (n) {
+      g->freed = n;
+      g->cap_freed = cap;
+    }
+  }
+  if (g->n_freed < g->cap_freed) /* else the workers keep that cache until they exit */
+    g->freed[g->n_freed++] = uid;
+  pthread_mutex_unlock(&g->free_mu);
+}
+
 void mimo_tp_free(mimo_model *m) {
   struct mimo_tp_group *g = m->group;
   if (!g)
     return;
+  if (g->net && g->node == 0) {
+    uint32_t quit[4] = {MSG_QUIT, 0, 0, 0};
+    if (mimo_tp_net_send_msg(g->net, quit, sizeof quit) != MIMO_OK)
+      mimo_warn("telling the worker nodes to stop: %s", mimo_errmsg());
+  }
   if (g->n_threads) {
     pthread_mutex_lock(&g->mu);
     g->job = JOB_QUIT;
@@ -206,6 +269,9 @@ void mimo_tp_free(mimo_model *m) {
     for (int r = 0; r < g->n_threads; r++)
       pthread_join(g->threads[r], NULL);
   }
+  for (int i = 0; i < g->n_wseqs; i++)
+    mimo_kv_seq_free(g->wseqs[i]);
+  free(g->wseqs);
   for (int r = 0; r < g->tp; r++) {
     mimo_model_free(g->ranks[r]);
     if (g->slots) {
@@ -213,9 +279,13 @@ void mimo_tp_free(mimo_model *m) {
       free(g->slots[r].stage);
     }
   }
+  mimo_tp_net_close(g->net);
   pthread_barrier_destroy(&g->bar);
   pthread_cond_destroy(&g->cv);
   pthread_mutex_destroy(&g->mu);
+  pthread_mutex_destroy(&g->free_mu);
+  free(g->freed);
+  free(g->red);
   free(g->ranks);
   free(g->slots);
   free(g->threads);
@@ -224,17 +294,23 @@ void mimo_tp_free(mimo_model *m) {
   m->group = NULL;
 }
 
-static mimo_status group_init(mimo_model *top, mimo_backend **bes, int tp, bool ep) {
+static mimo_status group_init(mimo_model *top, mimo_backend **bes, int tp, bool ep, mimo_tp_net *net) {
   struct mimo_tp_group *g = calloc(1, sizeof *g);
   if (!g) {
     for (int r = 0; r < tp; r++)
       bes[r]->free(bes[r]);
+    mimo_tp_net_close(net);
     return mimo_errf(MIMO_E_NOMEM, "tensor-parallel group");
   }
   top->group = g;
   g->tp = tp;
+  g->net = net;
+  g->node = net ? mimo_tp_net_rank(net) : 0;
+  g->global_tp = tp * (net ? mimo_tp_net_nodes(net) : 1);
   g->top = top;
+  top->tp = g->global_tp;
   pthread_mutex_init(&g->mu, NULL);
+  pthread_mutex_init(&g->free_mu, NULL);
   pthread_cond_init(&g->cv, NULL);
   pthread_barrier_init(&g->bar, NULL, (unsigned)tp);
   g->ranks = calloc((size_t)tp, sizeof *g->ranks);
@@ -252,8 +328,8 @@ static mimo_status group_init(mimo_model *top, mimo_backend **bes, int tp, bool 
     g->ranks[r] = m;
     m->be = bes[r];
     m->own_be = true;
-    m->tp = tp;
-    m->rank = r;
+    m->tp = g->global_tp;
+    m->rank = g->node * tp + r;
     m->ep = ep;
     m->gen = top->gen;
     g->slots[r].g = g;
@@ -263,7 +339,7 @@ static mimo_status group_init(mimo_model *top, mimo_backend **bes, int tp, bool 
       bes[r]->comm = &g->slots[r];
     }
     if (st == MIMO_OK)
-      st = mimo_tp_rank_config(&top->cfg, tp, r, ep, &m->cfg);
+      st = mimo_tp_rank_config(&top->cfg, m->tp, m->rank, ep, &m->cfg);
   }
   for (int r = 0; st == MIMO_OK && r < tp; r++) {
     if (pthread_create(&g->threads[r], NULL, rank_thread, &g->slots[r]) != 0)
@@ -276,17 +352,15 @@ static mimo_status group_init(mimo_model *top, mimo_backend **bes, int tp, bool 
   return st;
 }
 
-mimo_status mimo_model_load_tp(const char *dir, mimo_backend **bes, int tp, bool ep, mimo_model **out) {
-  if (tp < 1) {
-    return mimo_errf(MIMO_E_INVALID, "tensor-parallel size %d must be >= 1", tp);
-  }
-  mimo_model *m = calloc(1, sizeof *m);
+mimo_status mimo_model_load_tp_net(const char *dir, mimo_backend **bes, int tp, bool ep, mimo_tp_net *net,
+                                   mimo_model **out) {
+  mimo_model *m = tp >= 1 ? calloc(1, sizeof *m) : NULL;
   if (!m) {
     for (int r = 0; r < tp; r++)
       bes[r]->free(bes[r]);
-    return mimo_errf(MIMO_E_NOMEM, "model");
+    mimo_tp_net_close(net);
+    return tp >= 1 ? mimo_errf(MIMO_E_NOMEM, "model") : mimo_errf(MIMO_E_INVALID, "no ranks");
   }
-  m->tp = tp;
   mimo_status st = mimo_config_load(dir, &m->cfg);
   if (st == MIMO_OK && (st = mimo_gen_defaults_load(dir, &m->gen)) == MIMO_OK)
     mimo_config_merge_eos(&m->cfg, &m->gen);
@@ -296,10 +370,11 @@ mimo_status mimo_model_load_tp(const char *dir, mimo_backend **bes, int tp, bool
     st = mimo_weights_bind(&m->cfg, &m->ck, &m->w);
   m->vocab_n = m->cfg.vocab_size;
   if (st == MIMO_OK) {
-    st = group_init(m, bes, tp, ep);
+    st = group_init(m, bes, tp, ep, net);
   } else {
     for (int r = 0; r < tp; r++)
       bes[r]->free(bes[r]);
+    mimo_tp_net_close(net);
   }
   double t0 = mimo_now();
   if (st == MIMO_OK)
@@ -311,16 +386,38 @@ mimo_status mimo_model_load_tp(const char *dir, mimo_backend **bes, int tp, bool
     mimo_model_free(m);
     return mimo_errf(keep, "%s", msg);
   }
+  struct mimo_tp_group *g = m->group;
   for (int r = 0; r < tp; r++)
-    mimo_info("rank %d/%d (%s): %d layers loaded in %.2f s%s", r, tp, m->group->ranks[r]->be->name,
-              atomic_load(&m->group->slots[r].layers_done), m->group->slots[r].load_s, ep ? ", expert parallel" : "");
-  mimo_info("tensor parallel %d: loaded %s in %.2f s", tp, dir, mimo_now() - t0);
+    mimo_info("rank %d/%d (%s): %d layers loaded in %.2f s%s", g->ranks[r]->rank, g->global_tp, g->ranks[r]->be->name,
+              atomic_load(&g->slots[r].layers_done), g->slots[r].load_s, ep ? ", expert parallel" : "");
+  mimo_info("tensor parallel %d%s: loaded %s in %.2f s", g->global_tp, net ? " over several processes" : "", dir,
+            mimo_now() - t0);
   *out = m;
   return MIMO_OK;
 }
 
-mimo_status mimo_tp_forward(mimo_model *m, const mimo_batch *b, float *logits) {
-  struct mimo_tp_group *g = m->group;
+mimo_status mimo_model_load_tp(const char *dir, mimo_backend **bes, int tp, bool ep, mimo_model **out) {
+  return mimo_model_load_tp_net(dir, bes, tp, ep, NULL, out);
+}
+
+/* Every node agrees on the step's outcome, so that none waits in a collective
+ * for one that gave up. */
+static mimo_status agree(struct mimo_tp_group *g, mimo_status st, const char *what) {
+  if (!g->net)
+    return st;
+  char msg[1024];
+  snprintf(msg, sizeof msg, "%s", st != MIMO_OK ? mimo_errmsg() : "");
+  int code = (int)st, node = -1;
+  MIMO_TRY(mimo_tp_net_agree(g->net, &code, &node));
+  if (code == MIMO_OK)
+    return MIMO_OK;
+  if (node == g->node)
+    return mimo_errf((mimo_status)code, "%s", msg);
+  return mimo_errf((mimo_status)code, "%s failed on node %d (its log says why)", what, node);
+}
+
+/* The step on this process's ranks (every node runs it with the same batch). */
+static mimo_status tp_prepare(struct mimo_tp_group *g, const mimo_batch *b) {
   for (int i = 0; i < b->n_seqs; i++) {
     mimo_kv_seq *s = b->seqs[i];
     if (s->n_shards)
@@ -348,14 +445,156 @@ mimo_status mimo_tp_forward(mimo_model *m, const mimo_batch *b, float *logits) {
     sl->batch = *b;
     sl->batch.seqs = sl->seqs;
   }
-  g->logits = logits;
   /* Reserve first on every rank, so that a rank out of memory fails the step
    * before any rank waits in a collective for it. */
-  MIMO_TRY(post(g, JOB_RESERVE));
-  MIMO_TRY(post(g, JOB_FORWARD));
+  return post(g, JOB_RESERVE);
+}
+
+/* The step on this process's ranks (every node runs it with the same batch). */
+static mimo_status tp_step(mimo_model *m, const mimo_batch *b, float *logits) {
+  struct mimo_tp_group *g = m->group;
+  g->logits = logits;
+  MIMO_TRY(agree(g, tp_prepare(g, b), "preparing the step"));
+  MIMO_TRY(agree(g, post(g, JOB_FORWARD), "the forward pass"));
   for (int i = 0; i < b->n_seqs; i++)
     b->seqs[i]->len += b->n_tokens[i];
   return MIMO_OK;
+}
+
+/* Node 0 tells the workers the step: [op, n_seqs, all_logits, n_freed][uids][n_tokens][tokens][freed uids]. */
+static mimo_status send_step(struct mimo_tp_group *g, const mimo_batch *b) {
+  int T = 0;
+  for (int i = 0; i < b->n_seqs; i++) {
+    mimo_kv_seq *s = b->seqs[i];
+    if (!s->uid) {
+      s->uid = ++g->next_uid;
+      s->on_free = seq_freed;
+      s->on_free_ctx = g;
+    }
+    T += b->n_tokens[i] > 0 ? b->n_tokens[i] : 0;
+  }
+  pthread_mutex_lock(&g->free_mu);
+  int nf = g->n_freed;
+  size_t bytes = 16 + (size_t)b->n_seqs * 12 + (size_t)T * 4 + (size_t)nf * 8;
+  char *msg = malloc(bytes);
+  if (msg) {
+    uint32_t h[4] = {MSG_STEP, (uint32_t)b->n_seqs, (uint32_t)b->all_logits, (uint32_t)nf};
+    char *p = msg;
+    memcpy(p, h, 16);
+    p += 16;
+    for (int i = 0; i < b->n_seqs; i++, p += 8)
+      memcpy(p, &b->seqs[i]->uid, 8);
+    memcpy(p, b->n_tokens, (size_t)b->n_seqs * 4);
+    p += (size_t)b->n_seqs * 4;
+    memcpy(p, b->tokens, (size_t)T * 4);
+    p += (size_t)T * 4;
+    if (nf)
+      memcpy(p, g->freed, (size_t)nf * 8);
+    g->n_freed = 0;
+  }
+  pthread_mutex_unlock(&g->free_mu);
+  if (!msg)
+    return mimo_errf(MIMO_E_NOMEM, "step message");
+  mimo_status st = mimo_tp_net_send_msg(g->net, msg, bytes);
+  free(msg);
+  return st;
+}
+
+mimo_status mimo_tp_forward(mimo_model *m, const mimo_batch *b, float *logits) {
+  struct mimo_tp_group *g = m->group;
+  if (g->net && g->node != 0)
+    return mimo_errf(MIMO_E_INVALID, "node %d runs steps from node 0 only", g->node);
+  for (int i = 0; i < b->n_seqs; i++)
+    if (b->n_tokens[i] < 1)
+      return mimo_errf(MIMO_E_INVALID, "sequence %d of the batch has no tokens", i);
+  if (g->net)
+    MIMO_TRY(send_step(g, b));
+  return tp_step(m, b, logits);
+}
+
+static mimo_kv_seq *worker_seq(mimo_model *m, unsigned long long uid) {
+  struct mimo_tp_group *g = m->group;
+  for (int i = 0; i < g->n_wseqs; i++)
+    if (g->wseqs[i]->uid == uid)
+      return g->wseqs[i];
+  if (g->n_wseqs == g->cap_wseqs) {
+    int cap = g->cap_wseqs ? 2 * g->cap_wseqs : 64;
+    mimo_kv_seq **n = realloc(g->wseqs, (size_t)cap * sizeof *n);
+    if (!n)
+      return NULL;
+    g->wseqs = n;
+    g->cap_wseqs = cap;
+  }
+  mimo_kv_seq *s;
+  if (mimo_kv_seq_init(&s, &m->cfg) != MIMO_OK)
+    return NULL;
+  s->uid = uid;
+  g->wseqs[g->n_wseqs++] = s;
+  return s;
+}
+
+static void worker_free(struct mimo_tp_group *g, unsigned long long uid) {
+  for (int i = 0; i < g->n_wseqs; i++)
+    if (g->wseqs[i]->uid == uid) {
+      mimo_kv_seq_free(g->wseqs[i]);
+      g->wseqs[i] = g->wseqs[--g->n_wseqs];
+      return;
+    }
+}
+
+mimo_status mimo_model_run_worker(mimo_model *m) {
+  struct mimo_tp_group *g = m->group;
+  if (!g || !g->net || g->node == 0)
+    return mimo_errf(MIMO_E_INVALID, "not a worker node of a tensor-parallel group");
+  for (long steps = 0;; steps++) {
+    void *buf = NULL;
+    size_t bytes = 0;
+    MIMO_TRY(mimo_tp_net_recv_msg(g->net, &buf, &bytes));
+    uint32_t h[4] = {0, 0, 0, 0};
+    if (bytes >= 16)
+      memcpy(h, buf, 16);
+    if (h[0] == MSG_QUIT) {
+      free(buf);
+      mimo_info("node %d: node 0 ended the group after %ld steps", g->node, steps);
+      return MIMO_OK;
+    }
+    int n = (int)h[1], nf = (int)h[3], T = 0;
+    size_t need = 16 + (size_t)n * 12 + (size_t)nf * 8;
+    const char *p = (const char *)buf + 16;
+    const int *ntok = (const int *)(p + (size_t)n * 8);
+    for (int i = 0; i < n && need <= bytes; i++)
+      T += ntok[i];
+    need += (size_t)T * 4;
+    if (h[0] != MSG_STEP || need != bytes || T < n) {
+      free(buf);
+      return mimo_errf(MIMO_E_FORMAT, "node %d: malformed step message from node 0 (%zu bytes)", g->node, bytes);
+    }
+    for (int i = 0; i < nf; i++) {
+      unsigned long long uid;
+      memcpy(&uid, p + (size_t)n * 12 + (size_t)T * 4 + (size_t)i * 8, 8);
+      worker_free(g, uid);
+    }
+    mimo_kv_seq **seqs = malloc((size_t)(n ? n : 1) * sizeof *seqs);
+    mimo_status st = seqs ? MIMO_OK : mimo_errf(MIMO_E_NOMEM, "batch");
+    for (int i = 0; st == MIMO_OK && i < n; i++) {
+      unsigned long long uid;
+      memcpy(&uid, p + (size_t)i * 8, 8);
+      if (!(seqs[i] = worker_seq(m, uid)))
+        st = mimo_errf(MIMO_E_NOMEM, "sequence");
+    }
+    mimo_batch b = {.n_seqs = n, .seqs = seqs, .n_tokens = ntok, .tokens = (const int *)(p + (size_t)n * 12),
+                    .all_logits = (int)h[2]};
+    if (st == MIMO_OK)
+      st = tp_step(m, &b, NULL);
+    else /* still take part in the step's first agreement, saying no */
+      st = agree(g, st, "preparing the step");
+    free(seqs);
+    free(buf);
+    if (st != MIMO_OK)
+      mimo_warn("node %d: step %ld: %s", g->node, steps, mimo_errmsg());
+    if (st == MIMO_E_IO)
+      return st; /* the link is gone */
+  }
 }
 
 mimo_backend *mimo_model_backend(const mimo_model *m, int r) {

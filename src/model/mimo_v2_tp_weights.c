@@ -276,12 +276,17 @@ mimo_status mimo_tp_rank_layer(mimo_model *r, const mimo_config *c, const mimo_w
   return rank_ffn(r, c, L, fw, lw);
 }
 
-mimo_status mimo_tp_rank_globals(mimo_model *r, const mimo_config *c, const mimo_weights *full) {
+mimo_status mimo_tp_rank_globals(mimo_model *r, const mimo_config *c, const mimo_weights *full, bool split_vocab) {
   r->w.embed = full->embed;
   r->w.embed.dev = NULL;
   r->w.final_norm = vec_copy(&full->final_norm);
-  mimo_shard_range(c->vocab_size, r->tp, r->rank, &r->vocab0, &r->vocab_n);
-  r->vocab_n -= r->vocab0;
+  if (split_vocab) {
+    mimo_shard_range(c->vocab_size, r->tp, r->rank, &r->vocab0, &r->vocab_n);
+    r->vocab_n -= r->vocab0;
+  } else {
+    r->vocab0 = 0;
+    r->vocab_n = c->vocab_size;
+  }
   MIMO_TRY(lin_rows(r, &full->lm_head, r->vocab0, r->vocab0 + r->vocab_n, &r->w.lm_head));
   r->w.n_layers = full->n_layers;
   r->w.layers = calloc((size_t)full->n_layers, sizeof *r->w.layers);

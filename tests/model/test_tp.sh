@@ -60,5 +60,25 @@ out=$("$BIN" logits --backend cpu --model "$d" --tokens 1,2 --out "$W/x" --tenso
 if [ $rc = 1 ] && grep -q "cut int4 words" <<<"$out"; then echo "ok   int4 TP-8 of 32-wide experts refused: $out"; passes=$((passes+1));
 else echo "FAIL int4 TP-8: rc=$rc: $out"; fails=$((fails+1)); fi
 
+# Several processes (the multi-host mode, here on one host): node 0 runs the command,
+# node 1 follows it over --master-addr/--master-port; CPU ranks sum through that link.
+free_port() { $PY -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+for mode in "2" "4" "4 ep" "2 chunk"; do
+  set -- $mode
+  args=(--tensor-parallel-size "$1") tag="2proc-tp$1"
+  [[ " $mode " == *" ep "* ]] && { args+=(--enable-expert-parallel); tag+="-ep"; }
+  [[ " $mode " == *" chunk "* ]] && { args+=(--chunk 5); tag+="-chunk5"; }
+  port=$(free_port)
+  L=("$BIN" logits --backend cpu --threads 1 --model "$d" --tokens "$ids" "${args[@]}" --nnodes 2 --master-port "$port")
+  "${L[@]}" --node-rank 1 --out "$W/unused" >"$W/node1.log" 2>&1 &
+  w=$!
+  "${L[@]}" --node-rank 0 --out "$W/$tag" >"$W/node0.log" 2>&1; rc0=$?
+  wait $w; rc1=$?
+  if [ $rc0 = 0 ] && [ $rc1 = 0 ]; then
+    check "int4-g32-chunks4 $tag vs 1 rank" "$W/$tag" "$W/int4-g32-chunks4.tp1" 640
+  else
+    echo "FAIL $tag: node 0 rc=$rc0 node 1 rc=$rc1"; tail -n 3 "$W/node0.log" "$W/node1.log"; fails=$((fails+1))
+  fi
+done
 echo "test_tp: $passes passed, $fails failed"
 [ $fails = 0 ]

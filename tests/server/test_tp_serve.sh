@@ -21,10 +21,28 @@ for i in 1 2 3 4; do
 done
 for p in "${pids[@]}"; do wait "$p"; done
 stop_server
+# Two processes (multi-host mode on one host): node 1 follows node 0, which serves.
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+"$MIMO_BIN" serve "$MODEL" --backend cpu --threads 1 --tensor-parallel-size 2 --nnodes 2 --node-rank 1 \
+  --master-port "$port" >"$WORK/node1.log" 2>&1 &
+node1=$!
+start_server --backend cpu --threads 1 --tensor-parallel-size 2 --nnodes 2 --node-rank 0 --master-port "$port"
+for p in "${prompts[@]}"; do ask "$p" >>"$WORK/twoproc.txt"; echo >>"$WORK/twoproc.txt"; done
+for i in 1 2 3 4; do ask "${prompts[$((i % 3))]}" "p$i" >"$WORK/p$i.txt"; done
+stop_server
+node1_rc=0
+wait "$node1" || node1_rc=$?
+[ "$node1_rc" = 0 ] || die "node 1 exited with $node1_rc: $(tail -3 "$WORK/node1.log")"
+cmp -s "$WORK/one.txt" "$WORK/twoproc.txt" || die "2-process completions differ: $(cat "$WORK/twoproc.txt")"
+for i in 1 2 3 4; do
+  want=$(sed -n "$(( (i % 3) + 1 ))p" "$WORK/one.txt")
+  [ "$(cat "$WORK/p$i.txt")" = "$want" ] || die "2-process request $i: $(cat "$WORK/p$i.txt") vs $want"
+done
+echo "ok   serve over 2 processes = TP-1 on 7 requests; node 1 ended with node 0"
 cmp -s "$WORK/one.txt" "$WORK/two.txt" || die "TP-2 completions differ from one rank: $(cat "$WORK/one.txt") vs $(cat "$WORK/two.txt")"
 for i in 1 2 3 4; do
   want=$(sed -n "$(( (i % 3) + 1 ))p" "$WORK/one.txt")
   [ "$(cat "$WORK/c$i.txt")" = "$want" ] || die "concurrent request $i: $(cat "$WORK/c$i.txt") vs $want"
 done
 echo "ok   serve TP-2 = TP-1 on $(wc -l <"$WORK/one.txt") prompts and 4 concurrent requests: $(head -1 "$WORK/one.txt")"
-echo "test_tp_serve: 1 passed, 0 failed"
+echo "test_tp_serve: 2 passed, 0 failed"

@@ -32,11 +32,12 @@ mimo_status mimo_cuda_set_memory_fraction(mimo_backend *be, double fraction);
 size_t mimo_cuda_memory_used(mimo_backend *be);
 
 /* Tensor parallel (cuda_comm.cu, NCCL loaded at run time): joins n backends of
- * this process into one communicator (rank i = bes[i]); or, one process per
- * rank, rank 0 makes the id and every rank joins with it. Sets be->all_reduce. */
+ * this process into one communicator (rank i = bes[i]); or, several processes:
+ * node 0 makes the id, sends it to the others, and each process joins its n
+ * backends as ranks first_rank.. with it. Sets be->all_reduce. */
 mimo_status mimo_cuda_comm_init_all(mimo_backend **bes, int n);
 mimo_status mimo_cuda_comm_unique_id(unsigned char id[128]);
-mimo_status mimo_cuda_comm_init_rank(mimo_backend *be, int nranks, int rank, const unsigned char id[128]);
+mimo_status mimo_cuda_comm_init_ranks(mimo_backend **bes, int n, int nranks, int first_rank, const unsigned char id[128]);
 
 #ifdef __cplusplus
 }

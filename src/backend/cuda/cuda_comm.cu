@@ -19,6 +19,8 @@ typedef struct {
   ncclResult_t (*all_reduce)(const void *, void *, size_t, ncclDataType_t, ncclRedOp_t, ncclComm_t, cudaStream_t);
   ncclResult_t (*comm_destroy)(ncclComm_t);
   const char *(*error_string)(ncclResult_t);
+  ncclResult_t (*group_start)(void);
+  ncclResult_t (*group_end)(void);
 } nccl_api;
 
 static nccl_api api;
@@ -48,6 +50,8 @@ static void api_open(void) {
   SYM(all_reduce, "ncclAllReduce");
   SYM(comm_destroy, "ncclCommDestroy");
   SYM(error_string, "ncclGetErrorString");
+  SYM(group_start, "ncclGroupStart");
+  SYM(group_end, "ncclGroupEnd");
 #undef SYM
   api_status = MIMO_OK;
 }
@@ -119,16 +123,34 @@ extern "C" mimo_status mimo_cuda_comm_unique_id(unsigned char id[128]) {
   return MIMO_OK;
 }
 
-extern "C" mimo_status mimo_cuda_comm_init_rank(mimo_backend *be, int nranks, int rank, const unsigned char id[128]) {
+extern "C" mimo_status mimo_cuda_comm_init_ranks(mimo_backend **bes, int n, int nranks, int first_rank,
+                                                 const unsigned char id[128]) {
   MIMO_TRY(api_get());
   ncclUniqueId u;
   memcpy(u.internal, id, sizeof u.internal);
-  MIMO_CUDA_TRY(cu(be), cudaSetDevice(cu(be)->device));
-  ncclComm_t comm;
-  ncclResult_t r = api.comm_init_rank(&comm, nranks, u, rank);
+  ncclComm_t *comms = (ncclComm_t *)calloc((size_t)n, sizeof *comms);
+  if (!comms)
+    return mimo_errf(MIMO_E_NOMEM, "NCCL communicators");
+  /* One thread joins several ranks: NCCL wants them inside one group call. */
+  ncclResult_t r = api.group_start();
+  for (int i = 0; i < n && r == ncclSuccess; i++) {
+    if (cudaSetDevice(cu(bes[i])->device) != cudaSuccess) {
+      r = ncclInvalidUsage;
+      break;
+    }
+    r = api.comm_init_rank(&comms[i], nranks, u, first_rank + i);
+  }
+  ncclResult_t e = api.group_end();
+  if (r == ncclSuccess)
+    r = e;
+  mimo_status st = MIMO_OK;
   if (r != ncclSuccess)
-    return mimo_errf(MIMO_E_NCCL, "ncclCommInitRank (rank %d of %d): %s", rank, nranks, api.error_string(r));
-  return attach(be, comm, rank, nranks);
+    st = mimo_errf(MIMO_E_NCCL, "ncclCommInitRank (ranks %d..%d of %d): %s", first_rank, first_rank + n - 1, nranks,
+                   api.error_string(r));
+  for (int i = 0; i < n && st == MIMO_OK; i++)
+    st = attach(bes[i], comms[i], first_rank + i, nranks);
+  free(comms);
+  return st;
 }
 
 void cu_comm_free(mimo_backend *be) {
