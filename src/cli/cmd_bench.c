@@ -102,7 +102,9 @@ int mimo_cmd_bench(int argc, char **argv) {
                   {"backend", 1, "cpu | cuda (default: cuda if built with it and a GPU is present)", 0},
                   {"tensor-parallel-size", 1, "ranks the model is split over (default 1)", 0},
                   {"enable-expert-parallel", 0, "whole experts per rank", 0},
-                  {"devices", 1, "GPU of each rank (default 0..N-1)", 0}, MIMO_OPEN_NODE_ARGS};
+                  {"devices", 1, "GPU of each rank (default 0..N-1)", 0},
+                  {"gpu-memory-utilization", 1, "fraction of each GPU's memory to use (default 0.9)", 0},
+                  MIMO_OPEN_NODE_ARGS};
   int n = sizeof a / sizeof *a, rc = mimo_args_parse(argc, argv, a, n, "--model DIR [--threads N]");
   if (rc)
     return rc == 3 ? 0 : rc;
@@ -123,7 +125,10 @@ int mimo_cmd_bench(int argc, char **argv) {
   int gpu = strcmp(bname, "cuda") == 0;
   mimo_open_opts o = {.dir = dir, .backend = bname, .threads = threads, .tp = tp,
                       .ep = mimo_arg_str(a, n, "enable-expert-parallel", NULL) != NULL,
-                      .devices = mimo_arg_str(a, n, "devices", NULL)};
+                      .devices = mimo_arg_str(a, n, "devices", NULL),
+                      .gpu_memory_utilization = mimo_arg_double(a, n, "gpu-memory-utilization", 0.9, &bad)};
+  if (bad)
+    return 2;
   if (!mimo_open_parse_nodes(a, n, &o))
     return 2;
   double tl = mimo_now();

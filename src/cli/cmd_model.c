@@ -35,6 +35,7 @@ static void runner_free(runner *r) {
       {"tensor-parallel-size", 1, "ranks (GPUs, or CPU backends) the model is split over (default 1)", 0},       \
       {"enable-expert-parallel", 0, "whole experts per rank instead of every expert split", 0},                \
       {"devices", 1, "GPU of each rank, e.g. 0,1 (default 0..N-1; 0,0 tests TP on one GPU via host sums)", 0}, \
+      {"gpu-memory-utilization", 1, "fraction of each GPU's memory for weights, KV and activations (default 0.9)", 0}, \
       MIMO_OPEN_NODE_ARGS
 
 static mimo_status runner_init(runner *r, const char *dir, const mimo_arg *a, int n) {
@@ -44,7 +45,8 @@ static mimo_status runner_init(runner *r, const char *dir, const mimo_arg *a, in
                       .threads = (int)mimo_arg_long(a, n, "threads", 0, &bad),
                       .tp = (int)mimo_arg_long(a, n, "tensor-parallel-size", 1, &bad),
                       .ep = mimo_arg_str(a, n, "enable-expert-parallel", NULL) != NULL,
-                      .devices = mimo_arg_str(a, n, "devices", NULL)};
+                      .devices = mimo_arg_str(a, n, "devices", NULL),
+                      .gpu_memory_utilization = mimo_arg_double(a, n, "gpu-memory-utilization", 0.9, &bad)};
   if (bad || o.tp < 1 || o.threads < 0)
     return mimo_errf(MIMO_E_INVALID, "bad --threads or --tensor-parallel-size");
   if (!mimo_open_parse_nodes(a, n, &o))
