@@ -99,6 +99,10 @@ void *cu_arena(cu_ctx *c, size_t bytes);
 /* cuda_attention.cu, cuda_moe.cu */
 void cu_attention(mimo_backend *be, mimo_attn_args *a);
 void cu_moe(mimo_backend *be, mimo_moe_args *a);
+/* cuda_moe_gemm.cu: grouped tensor-core experts (prefill) for local experts [e0, e0+n_local), after k_route */
+bool cu_moe_grouped_fits(const mimo_moe_args *a, int n_local);
+void cu_moe_grouped(mimo_backend *be, const mimo_moe_args *a, const cu_lin *tab, const int *sel, const float *wts,
+                    int e0, int n_local);
 /* test hook: NULL or five cudaEvent_t recorded around router, routing, gate+up, down */
 extern "C" void mimo_cuda_moe_events(void *ev5);
 
@@ -133,18 +137,40 @@ template <int FMT> __device__ __forceinline__ void load8(const void *w, size_t k
   }
 }
 
-/* Dense row · x: each lane takes 8 consecutive weights (16 bytes of bf16) per step. */
-template <int FMT> __device__ __forceinline__ float warp_dot_dense(const cu_lin &L, int r, const float *x, int lane) {
+/* Dense row · x over elements [k0, k1) (multiples of 8): each lane takes 8 consecutive
+ * weights (16 bytes of bf16) per step, four steps' loads issued before their
+ * arithmetic so that a warp keeps 2 KB in flight (one load at a time left the
+ * memory system idle between round trips). */
+template <int FMT>
+__device__ __forceinline__ float warp_dot_dense_range(const cu_lin &L, int r, const float *x, int lane, int k0, int k1) {
   const size_t base = (size_t)r * L.in;
   float acc = 0.f;
-  for (int k = lane * 8; k < L.in; k += 256) {
+  int k = k0 + lane * 8;
+  for (; k + 3 * 256 < k1; k += 4 * 256) {
+    float w[4][8];
+#pragma unroll
+    for (int u = 0; u < 4; u++)
+      load8<FMT>(L.w, base + k + u * 256, w[u]);
+#pragma unroll
+    for (int u = 0; u < 4; u++) {
+      const float4 x0 = *(const float4 *)(x + k + u * 256), x1 = *(const float4 *)(x + k + u * 256 + 4);
+      acc += w[u][0] * x0.x + w[u][1] * x0.y + w[u][2] * x0.z + w[u][3] * x0.w + w[u][4] * x1.x + w[u][5] * x1.y +
+             w[u][6] * x1.z + w[u][7] * x1.w;
+    }
+  }
+  for (; k < k1; k += 256) {
     float w[8];
     load8<FMT>(L.w, base + k, w);
     float4 x0 = *(const float4 *)(x + k), x1 = *(const float4 *)(x + k + 4);
     acc += w[0] * x0.x + w[1] * x0.y + w[2] * x0.z + w[3] * x0.w + w[4] * x1.x + w[5] * x1.y + w[6] * x1.z +
            w[7] * x1.w;
   }
-  return warp_sum(acc);
+  return acc;
+}
+
+/* Dense row · x: each lane takes 8 consecutive weights (16 bytes of bf16) per step. */
+template <int FMT> __device__ __forceinline__ float warp_dot_dense(const cu_lin &L, int r, const float *x, int lane) {
+  return warp_sum(warp_dot_dense_range<FMT>(L, r, x, lane, 0, L.in));
 }
 
 /* int4 row · x: each lane takes 16 bytes (32 weights) per step, each byte read once.

@@ -362,17 +362,33 @@ static void experts(cu_ctx *c, float *out, float *hb, const float *x, const cu_l
   MIMO_CUDA_LAUNCHED(c);
 }
 
+/* Expert parallel, per-token kernels: slots routed to another rank's experts
+ * point at local expert 0 with weight 0 (they add exactly nothing); the others
+ * get local ids. The grouped path skips foreign slots itself. */
+__global__ void k_ep_local(const int *sel, const float *w, int *lsel, float *lw, int n, int e0, int nl) {
+  const int i = blockIdx.x * blockDim.x + threadIdx.x;
+  if (i >= n)
+    return;
+  const int e = sel[i] - e0;
+  const bool here = e >= 0 && e < nl;
+  lsel[i] = here ? e : 0;
+  lw[i] = here ? w[i] : 0.f;
+}
+
 void cu_moe(mimo_backend *be, mimo_moe_args *a) {
   cu_ctx *c = cu(be);
   const int T = a->T, E = a->n_experts, K = a->top_k, H = a->hidden, I = a->inter;
-  const cu_lin *tab = expert_table(c, a->experts, E);
+  const int e0 = a->n_local ? a->expert0 : 0, NL = a->n_local ? a->n_local : E;
+  const cu_lin *tab = expert_table(c, a->experts, NL);
   if (!tab || !a->router->dev || (a->bias && a->bias->n && !a->bias->dev) || K > 32) {
     cu_fail(c, "moe", "experts/router not uploaded, mixed expert formats, or top_k > 32", __FILE__, __LINE__);
     return;
   }
+  /* prefill: experts grouped by the tokens that chose them, tensor cores (cuda_moe_gemm.cu) */
+  const bool grouped = cu_moe_grouped_fits(a, NL);
   float *z = cu_alloc(be, (size_t)T * E), *w = cu_alloc(be, (size_t)T * K), *selb = cu_alloc(be, (size_t)T * K),
-        *hb = cu_alloc(be, (size_t)T * K * perm_len(I));
-  if (!z || !w || !selb || !hb) {
+        *hb = grouped ? NULL : cu_alloc(be, (size_t)T * K * perm_len(I));
+  if (!z || !w || !selb || (!grouped && !hb)) {
     cu_fail(c, "moe", "out of GPU memory for scratch", __FILE__, __LINE__);
   } else {
     int *sel = (int *)selb;
@@ -383,17 +399,39 @@ void cu_moe(mimo_backend *be, mimo_moe_args *a) {
         z, a->bias && a->bias->n ? (const float *)a->bias->dev : NULL, E, K, a->norm_topk, a->scaling, sel, w);
     MIMO_CUDA_LAUNCHED(c);
     moe_mark(c, 2);
+    int *xsel = sel; /* what the per-token kernels read */
+    float *xw = w, *epb = NULL;
+    if (NL != E && !grouped) {
+      epb = cu_alloc(be, (size_t)2 * T * K);
+      if (!epb) {
+        cu_fail(c, "moe", "out of GPU memory for scratch", __FILE__, __LINE__);
+      } else {
+        xsel = (int *)epb;
+        xw = epb + (size_t)T * K;
+        k_ep_local<<<cdiv((long)T * K, 256), 256, 0, c->st>>>(sel, w, xsel, xw, T * K, e0, NL);
+        MIMO_CUDA_LAUNCHED(c);
+      }
+    }
     const cu_lin *L0 = (const cu_lin *)a->experts[0].dev;
     const bool q4 = L0->fmt == CU_INT4 && q4_fast_ok(L0, H, I) &&
                     ((const cu_lin *)a->experts[1].dev)->group == L0->group &&
                     ((const cu_lin *)a->experts[2].dev)->group == L0->group;
-    switch (q4 ? -2 : L0->fmt) {
-    case -2: experts_q4(c, a->out, hb, a->x, tab, sel, w, T, K, I, H, L0->group); break;
-    case CU_INT4: experts<CU_INT4>(c, a->out, hb, a->x, tab, sel, w, T, K, I, H); break;
-    case CU_BF16: experts<CU_BF16>(c, a->out, hb, a->x, tab, sel, w, T, K, I, H); break;
-    case CU_F16: experts<CU_F16>(c, a->out, hb, a->x, tab, sel, w, T, K, I, H); break;
-    default: experts<CU_F32>(c, a->out, hb, a->x, tab, sel, w, T, K, I, H); break;
+    const bool ep_ok = NL == E || grouped || epb;
+    switch (!ep_ok ? -4 : grouped ? -3 : q4 ? -2 : L0->fmt) {
+    case -4: break; /* scratch for the local ids failed: reported above */
+    case -3:
+      cu_moe_grouped(be, a, tab, sel, w, e0, NL);
+      moe_mark(c, 3); /* the decode phase hook sees the whole grouped path as gate+up */
+      moe_mark(c, 4);
+      break;
+    case -2: experts_q4(c, a->out, hb, a->x, tab, xsel, xw, T, K, I, H, L0->group); break;
+    case CU_INT4: experts<CU_INT4>(c, a->out, hb, a->x, tab, xsel, xw, T, K, I, H); break;
+    case CU_BF16: experts<CU_BF16>(c, a->out, hb, a->x, tab, xsel, xw, T, K, I, H); break;
+    case CU_F16: experts<CU_F16>(c, a->out, hb, a->x, tab, xsel, xw, T, K, I, H); break;
+    default: experts<CU_F32>(c, a->out, hb, a->x, tab, xsel, xw, T, K, I, H); break;
     }
+    if (epb)
+      cu_release(be, epb);
     if (a->ids_out) /* tests and traces only: this one waits */
       MIMO_CUDA(c, cudaMemcpyAsync(a->ids_out, sel, (size_t)T * K * sizeof(int), cudaMemcpyDeviceToHost, c->st)) ==
               MIMO_OK &&

@@ -1,0 +1,474 @@
+/* Grouped tensor-core experts for MoE prefill (cu_moe takes this path for T >= gg_min_t).
+ *
+ * The per-token kernels of cuda_moe.cu read an expert's weights once per (token, slot) that chose it. Here the
+ * (token, slot) pairs are grouped by expert on the device (histogram, exclusive scan, scatter: no host sync)
+ * and each expert's weights stream once per 128 of its rows through mma.sync m16n8k16 (bf16, fp32 accumulate):
+ *   count -> plan (scan over experts, list of 128-row tiles) -> scatter (pair -> position in its group)
+ *   x -> bf16 once -> gate+up GEMM (rows gathered, SiLU(gate)·up in the epilogue, h stored in bf16)
+ *   -> down GEMM (routing weight in the epilogue, one fp32 row per pair) -> combine (sum over k in slot order).
+ * The grid is sized for the worst case (tiles <= T*K/128 + experts); blocks past the planned tiles exit.
+ * A row's result depends only on its own data and a fixed k order, and the combine sums slots in a fixed
+ * order: where the scatter's atomics place a pair does not change any bit of the output.
+ *
+ * Fragments with plain 16-byte shared loads instead of ldmatrix: inside a 32-wide k block the order of k is
+ * free as long as A and B agree. Thread (g, t) of the mma takes k 8t..8t+7 of its rows for both k16 halves,
+ * i.e. one 16-byte load per row, and an int4 row's 8 weights there are exactly one 32-bit word of the layout
+ * the backend repacks to at load. Nibbles i and i+4 of that word make one bf16x2 ((q >> 4i) & 0x000f000f |
+ * 0x43004300 = 128 + u, exact), so for int4 experts the activations are stored with each group of 8 in the
+ * order k0 k4 k1 k5 k2 k6 k3 k7 (x by the bf16 conversion, h by the gate+up epilogue); bf16 experts keep the
+ * natural order, and their B words go to the mma as loaded. */
+#include <stdint.h>
+
+#include "backend/cuda/cuda_internal.h"
+
+enum { GG_BM = 128, GG_BK = 64 };
+
+static int gg_min_t = 32; /* dispatch threshold (tokens): per-token and grouped tie at T = 32 for E256 top-8 (H200) */
+static int gg_wn = 4;     /* warps along n: block tile 128 x 32*wn (4 or 8) */
+static cudaEvent_t *gg_ev;
+
+/* Test hooks (mimo_cuda_check moe-prefill): threshold and tile width (> 0 sets; the old value is returned),
+ * and NULL or five events recorded before the sort, after sort + x conversion, after gate+up, after down,
+ * after the combine. */
+extern "C" int mimo_cuda_moe_grouped_min_t(int t) {
+  const int o = gg_min_t;
+  if (t > 0)
+    gg_min_t = t;
+  return o;
+}
+extern "C" int mimo_cuda_moe_grouped_wn(int wn) {
+  const int o = gg_wn;
+  if (wn == 4 || wn == 8)
+    gg_wn = wn;
+  return o;
+}
+extern "C" void mimo_cuda_moe_grouped_events(void *ev5) { gg_ev = (cudaEvent_t *)ev5; }
+static void gg_mark(cu_ctx *c, int i) {
+  if (gg_ev)
+    MIMO_CUDA(c, cudaEventRecord(gg_ev[i], c->st));
+}
+
+/* ---- PTX wrappers (sm_80: cp.async, mma.sync, bf16x2 fma) ---- */
+
+__device__ __forceinline__ uint32_t smem_u32(const void *p) { return (uint32_t)__cvta_generic_to_shared(p); }
+/* 16 bytes global -> shared, bypassing L1; ok = false writes zeros and reads nothing. */
+__device__ __forceinline__ void cp16(void *dst, const void *src, bool ok) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_u32(dst)),
+               "l"(__cvta_generic_to_global(src)), "r"(ok ? 16 : 0)
+               : "memory");
+}
+__device__ __forceinline__ void cp4(void *dst, const void *src, bool ok) {
+  asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(smem_u32(dst)),
+               "l"(__cvta_generic_to_global(src)), "r"(ok ? 4 : 0)
+               : "memory");
+}
+__device__ __forceinline__ void cp_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
+template <int N> __device__ __forceinline__ void cp_wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory"); }
+
+__device__ __forceinline__ void mma16816(float (&d)[4], uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3,
+                                         uint32_t b0, uint32_t b1) {
+  asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+      : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+}
+
+__device__ __forceinline__ uint32_t bf2_fma(uint32_t a, uint32_t b, uint32_t c) {
+  uint32_t d;
+  asm("fma.rn.bf16x2 %0, %1, %2, %3;\n" : "=r"(d) : "r"(a), "r"(b), "r"(c));
+  return d;
+}
+
+__device__ __forceinline__ uint32_t pack_bf2(float lo, float hi) {
+  return (uint32_t)__bfloat16_as_ushort(__float2bfloat16_rn(lo)) |
+         ((uint32_t)__bfloat16_as_ushort(__float2bfloat16_rn(hi)) << 16);
+}
+
+/* One 32-bit word of int4 weights (k 8t..8t+7 of a row) and its scale word -> the B registers of both k16
+ * halves: pairs (u0,u4) (u1,u5) (u2,u6) (u3,u7). (128 + u) − (128 + o) is exact, then one rounding × scale. */
+__device__ __forceinline__ void dq4(uint32_t q, uint32_t sz, uint32_t (&b)[4]) {
+  const uint32_t s2 = __byte_perm(sz, 0, 0x3232), no2 = __byte_perm(sz, 0, 0x1010) | 0xc300c300u; /* -(128+o) */
+#pragma unroll
+  for (int i = 0; i < 4; i++) {
+    const uint32_t d = bf2_fma(((q >> (4 * i)) & 0x000f000fu) | 0x43004300u, 0x3f803f80u, no2);
+    b[i] = bf2_fma(d, s2, 0x80008000u);
+  }
+}
+
+/* ---- grouping ---- */
+
+__global__ void k_gg_count(const int *sel, int n, int e0, int nloc, int *cnt) {
+  const int i = blockIdx.x * blockDim.x + threadIdx.x;
+  if (i < n) {
+    const int e = sel[i] - e0;
+    if (e >= 0 && e < nloc)
+      atomicAdd(cnt + e, 1);
+  }
+}
+
+/* One block: exclusive scan of the counts (cur = start of each group, the scatter's cursor) and the tile
+ * list (local expert, first position, rows <= GG_BM); *ntiles = its length. */
+__global__ void __launch_bounds__(1024) k_gg_plan(const int *cnt, int nloc, int *cur, int *tiles, int *ntiles) {
+  __shared__ int sc[1024], st[1024], carry[2];
+  const int i = threadIdx.x;
+  if (i == 0)
+    carry[0] = carry[1] = 0;
+  for (int e0 = 0; e0 < nloc; e0 += 1024) {
+    const int e = e0 + i, c = e < nloc ? cnt[e] : 0, nt = (c + GG_BM - 1) / GG_BM;
+    sc[i] = c;
+    st[i] = nt;
+    __syncthreads();
+    for (int o = 1; o < 1024; o <<= 1) { /* inclusive Hillis-Steele scan */
+      const int vc = i >= o ? sc[i - o] : 0, vt = i >= o ? st[i - o] : 0;
+      __syncthreads();
+      sc[i] += vc;
+      st[i] += vt;
+      __syncthreads();
+    }
+    const int pc = carry[0] + sc[i] - c, pt = carry[1] + st[i] - nt;
+    if (e < nloc) {
+      cur[e] = pc;
+      for (int j = 0; j < nt; j++) {
+        tiles[3 * (pt + j)] = e;
+        tiles[3 * (pt + j) + 1] = pc + j * GG_BM;
+        tiles[3 * (pt + j) + 2] = min(GG_BM, c - j * GG_BM);
+      }
+    }
+    __syncthreads(); /* every thread has read carry */
+    if (i == 1023) {
+      carry[0] += sc[1023];
+      carry[1] += st[1023];
+    }
+    __syncthreads();
+  }
+  if (i == 0)
+    *ntiles = carry[1];
+}
+
+/* pair i -> position in its expert's group (perm: position -> pair; slot: pair -> position, -1 if remote). */
+__global__ void k_gg_scatter(const int *sel, int n, int e0, int nloc, int *cur, int *perm, int *slot) {
+  const int i = blockIdx.x * blockDim.x + threadIdx.x;
+  if (i < n) {
+    const int e = sel[i] - e0;
+    int s = -1;
+    if (e >= 0 && e < nloc) {
+      s = atomicAdd(cur + e, 1);
+      perm[s] = i;
+    }
+    slot[i] = s;
+  }
+}
+
+/* x fp32 -> bf16, 8 elements per step; PERM: each group of 8 as k0 k4 k1 k5 k2 k6 k3 k7 (int4 experts). */
+template <bool PERM> __global__ void k_gg_xbf16(uint4 *xb, const float4 *x, long n8) {
+  for (long i = blockIdx.x * (long)blockDim.x + threadIdx.x; i < n8; i += (long)gridDim.x * blockDim.x) {
+    const float4 u = x[2 * i], v = x[2 * i + 1];
+    xb[i] = PERM ? make_uint4(pack_bf2(u.x, v.x), pack_bf2(u.y, v.y), pack_bf2(u.z, v.z), pack_bf2(u.w, v.w))
+                 : make_uint4(pack_bf2(u.x, u.y), pack_bf2(u.z, u.w), pack_bf2(v.x, v.y), pack_bf2(v.z, v.w));
+  }
+}
+
+/* out[t] = sum over k (in order) of y[slot[t][k]]: fixed order, no atomics. */
+__global__ void k_gg_combine(float4 *out, const float4 *y, const int *slot, long n4, int H4, int K) {
+  for (long i = blockIdx.x * (long)blockDim.x + threadIdx.x; i < n4; i += (long)gridDim.x * blockDim.x) {
+    const long t = i / H4;
+    const int c4 = (int)(i % H4);
+    float4 s = make_float4(0.f, 0.f, 0.f, 0.f);
+    for (int k = 0; k < K; k++) {
+      const int q = slot[t * K + k];
+      if (q < 0)
+        continue;
+      const float4 v = y[(size_t)q * H4 + c4];
+      s.x += v.x;
+      s.y += v.y;
+      s.z += v.z;
+      s.w += v.w;
+    }
+    out[i] = s;
+  }
+}
+
+/* ---- grouped GEMM ---- */
+
+struct gg_args {
+  const cu_lin *tab;       /* local experts, [e][gate, up, down] */
+  const int *tiles, *ntiles, *perm;
+  const __nv_bfloat16 *a;  /* gate+up: x in bf16 [T][H] (rows gathered); down: h [positions][I] */
+  __nv_bfloat16 *h;        /* gate+up output [positions][I] */
+  float *y;                /* down output [positions][H] */
+  const float *wts;        /* routing weights [T*K] */
+  int topk, H, I;
+};
+
+template <bool Q4, int WN> struct gg_cfg {
+  static constexpr int NT = 64 * WN, BN = 32 * WN, A_B = GG_BM * GG_BK * 2,
+                       B_B = Q4 ? 2 * BN * 16 : BN * GG_BK * 2, S_B = Q4 ? 2 * BN * 4 : 0, STAGE = A_B + B_B + S_B,
+                       STAGES = Q4 ? 4 : 3, SMEM = STAGE * STAGES;
+};
+
+/* Block: one tile of <= 128 rows of one expert x BN output columns (gate+up: BN/2 gate and the same BN/2 up
+ * rows, so the epilogue has both in one thread). 2 x WN warps, warp tile 64 rows x 32 columns (4 x 4 mma
+ * tiles). Shared memory per stage: A [128][64] bf16, rows of 128 B with 16-byte chunk c at c ^ 4*(row & 1)
+ * (the 8 lanes of a 16-byte load phase then hit 8 different chunks); int4 B as [k32 half][BN rows][16 B] plus
+ * the scale words [half][BN]; bf16 B like A. m16 tiles past the tile's rows are skipped (warp-uniform). */
+template <bool Q4, bool UP, int WN>
+__global__ void __launch_bounds__(64 * WN, WN == 4 ? 2 : 1) k_gg(const gg_args p) {
+  using C = gg_cfg<Q4, WN>;
+  constexpr int NT = C::NT, BN = C::BN, AR = GG_BM * 8 / NT, BR = BN * 8 / NT, ST = C::STAGES;
+  extern __shared__ uint4 gg_smem[];
+  char *sm = (char *)gg_smem;
+  const int tile = blockIdx.y;
+  if (tile >= *p.ntiles)
+    return;
+  const int e = p.tiles[3 * tile], base = p.tiles[3 * tile + 1], rows = p.tiles[3 * tile + 2];
+  const int Kd = UP ? p.H : p.I, Nd = UP ? p.I : p.H, nk32 = Kd / 32, nkt = (nk32 + 1) / 2;
+  const int n0 = blockIdx.x * (UP ? BN / 2 : BN);
+  const int tid = threadIdx.x, lane = tid & 31, w = tid >> 5, wm = w & 1, wn = w >> 1, g = lane >> 2, t = lane & 3;
+  const cu_lin *tb = p.tab + (size_t)e * 3;
+
+  /* A rows of the tile: token (gate+up, gathered) or position (down), -1 past the tile's rows (zero-filled);
+   * kept in shared memory rather than registers (the mma loop needs them all) */
+  __shared__ int s_row[GG_BM];
+  if (tid < GG_BM)
+    s_row[tid] = tid >= rows ? -1 : UP ? p.perm[base + tid] / p.topk : base + tid;
+  __syncthreads();
+  /* copy assignments: A and bf16 B, 16-byte chunk ac of smem rows (tid >> 3) + jj*NT/8 (all of one parity);
+   * int4 B, k32 half bh of smem row bn (one 16-byte word) and its scale word */
+  const int ac = tid & 7, bn = tid % BN, bh = tid / BN;
+  const uint4 *qsrc = NULL;
+  const uint32_t *ssrc = NULL;
+  int grp = 32;
+  bool qok = false;
+  if constexpr (Q4) {
+    const cu_lin *L = UP ? tb + (bn < BN / 2 ? 0 : 1) : tb + 2;
+    const int wr = n0 + (UP ? bn % (BN / 2) : bn);
+    qok = wr < Nd;
+    grp = L->group;
+    qsrc = L->q + (size_t)(qok ? wr : 0) * nk32 + bh;
+    ssrc = L->sz + (size_t)(qok ? wr : 0) * (Kd / grp);
+  }
+
+  auto load = [&](int sb, int kt) {
+    char *sA = sm + sb * C::STAGE, *sB = sA + C::A_B;
+    const int kb = 2 * kt; /* first k32 block of this stage; a stage's second half may lie past K */
+    const int aoff = ((ac ^ (((tid >> 3) & 1) << 2)) << 4);
+    const bool aon = kb + (ac >> 2) < nk32;
+#pragma unroll
+    for (int jj = 0; jj < AR; jj++) {
+      const int r = (tid >> 3) + jj * (NT / 8), src = s_row[r];
+      if (aon)
+        cp16(sA + r * (GG_BK * 2) + aoff, p.a + (size_t)(src < 0 ? 0 : src) * Kd + ac * 8 + kt * GG_BK, src >= 0);
+    }
+    if constexpr (Q4) {
+      if (kb + bh < nk32) {
+        cp16(sB + (bh * BN + bn) * 16, qsrc + kb, qok);
+        cp4(sB + C::B_B + (bh * BN + bn) * 4, ssrc + (kb + bh) * 32 / grp, qok);
+      }
+    } else {
+#pragma unroll
+      for (int jj = 0; jj < BR; jj++) { /* gate+up: rows < BN/2 (jj < BR/2) from gate, the rest from up */
+        const int nb = (tid >> 3) + jj * (NT / 8), wr = n0 + (UP ? nb % (BN / 2) : nb);
+        const __nv_bfloat16 *W = (const __nv_bfloat16 *)tb[UP ? (jj < BR / 2 ? 0 : 1) : 2].w;
+        if (aon)
+          cp16(sB + nb * (GG_BK * 2) + aoff, W + (size_t)(wr < Nd ? wr : 0) * Kd + ac * 8 + kt * GG_BK, wr < Nd);
+      }
+    }
+  };
+
+  int nv = (rows - wm * 64 + 15) / 16; /* this warp's m16 tiles that hold rows */
+  nv = nv < 0 ? 0 : nv > 4 ? 4 : nv;
+  float acc[4][4][4];
+#pragma unroll
+  for (int i = 0; i < 4; i++)
+#pragma unroll
+    for (int j = 0; j < 4; j++)
+#pragma unroll
+      for (int v = 0; v < 4; v++)
+        acc[i][j][v] = 0.f;
+
+  auto comp = [&](int sb, int kt) {
+    const char *sA = sm + sb * C::STAGE, *sB = sA + C::A_B;
+#pragma unroll
+    for (int hf = 0; hf < 2; hf++) {
+      if (2 * kt + hf >= nk32)
+        break;
+      const int off = ((4 * hf + t) ^ ((g & 1) << 2)) << 4; /* this lane's 16-byte chunk in a row */
+      uint32_t b[4][4];
+#pragma unroll
+      for (int j = 0; j < 4; j++) {
+        const int nr = (UP ? (j < 2 ? wn * 16 + 8 * j : BN / 2 + wn * 16 + 8 * (j - 2)) : wn * 32 + 8 * j) + g;
+        if constexpr (Q4) {
+          const uint32_t q = *(const uint32_t *)(sB + (hf * BN + nr) * 16 + 4 * t);
+          const uint32_t sz = *(const uint32_t *)(sB + C::B_B + (hf * BN + nr) * 4);
+          dq4(q, sz, b[j]);
+        } else {
+          const uint4 v = *(const uint4 *)(sB + nr * (GG_BK * 2) + off);
+          b[j][0] = v.x;
+          b[j][1] = v.y;
+          b[j][2] = v.z;
+          b[j][3] = v.w;
+        }
+      }
+#pragma unroll
+      for (int i = 0; i < 4; i++)
+        if (i < nv) {
+          const int r = wm * 64 + 16 * i + g;
+          const uint4 lo = *(const uint4 *)(sA + r * (GG_BK * 2) + off),
+                      hi = *(const uint4 *)(sA + (r + 8) * (GG_BK * 2) + off);
+#pragma unroll
+          for (int j = 0; j < 4; j++) {
+            mma16816(acc[i][j], lo.x, hi.x, lo.y, hi.y, b[j][0], b[j][1]);
+            mma16816(acc[i][j], lo.z, hi.z, lo.w, hi.w, b[j][2], b[j][3]);
+          }
+        }
+    }
+  };
+
+#pragma unroll
+  for (int s = 0; s < ST - 1; s++) {
+    if (s < nkt)
+      load(s, s);
+    cp_commit();
+  }
+  for (int kt = 0; kt < nkt; kt++) {
+    cp_wait<ST - 2>();
+    __syncthreads(); /* stage kt landed for all threads; stage kt-1 is no longer read */
+    if (kt + ST - 1 < nkt)
+      load((kt + ST - 1) % ST, kt + ST - 1);
+    cp_commit();
+    if (nv > 0)
+      comp(kt % ST, kt);
+  }
+  cp_wait<0>();
+
+  /* epilogue: c0,c1 = row g, columns 2t, 2t+1; c2,c3 = row g+8 */
+#pragma unroll
+  for (int i = 0; i < 4; i++)
+    if (i < nv)
+#pragma unroll
+      for (int hr = 0; hr < 2; hr++) {
+        const int r = wm * 64 + 16 * i + g + 8 * hr;
+        if (r >= rows)
+          continue;
+        if constexpr (UP) {
+          __nv_bfloat16 *dst = p.h + (size_t)(base + r) * p.I;
+#pragma unroll
+          for (int j = 0; j < 2; j++) {
+            const int col = n0 + wn * 16 + 8 * j + 2 * t;
+            if (col >= p.I)
+              continue;
+            float hv[2];
+#pragma unroll
+            for (int v = 0; v < 2; v++) {
+              const float gv = acc[i][j][2 * hr + v], uv = acc[i][j + 2][2 * hr + v];
+              hv[v] = gv / (1.0f + expf(-gv)) * uv;
+            }
+            if constexpr (Q4) { /* the down GEMM's A order: natural k -> 2*(k%4) + (k%8)/4 within each group of 8 */
+              const int c8 = col & ~7, k = col & 7;
+              dst[c8 + 2 * (k & 3) + (k >> 2)] = __float2bfloat16_rn(hv[0]);
+              dst[c8 + 2 * ((k + 1) & 3) + ((k + 1) >> 2)] = __float2bfloat16_rn(hv[1]);
+            } else {
+              *(uint32_t *)(dst + col) = pack_bf2(hv[0], hv[1]);
+            }
+          }
+        } else {
+          const float wt = p.wts[p.perm[base + r]];
+          float *dst = p.y + (size_t)(base + r) * p.H;
+#pragma unroll
+          for (int j = 0; j < 4; j++) {
+            const int col = n0 + wn * 32 + 8 * j + 2 * t;
+            if (col < p.H)
+              *(float2 *)(dst + col) = make_float2(wt * acc[i][j][2 * hr], wt * acc[i][j][2 * hr + 1]);
+          }
+        }
+      }
+}
+
+template <bool Q4, bool UP, int WN> static void gg_launch(cu_ctx *c, const gg_args &p, int max_tiles) {
+  using C = gg_cfg<Q4, WN>;
+  const int cols = UP ? C::BN / 2 : C::BN, N = UP ? p.I : p.H;
+  /* more than 48 KB of dynamic shared memory must be opted into (per function; cheap to repeat) */
+  if (MIMO_CUDA(c, cudaFuncSetAttribute(k_gg<Q4, UP, WN>, cudaFuncAttributeMaxDynamicSharedMemorySize, C::SMEM)) !=
+      MIMO_OK)
+    return;
+  k_gg<Q4, UP, WN><<<dim3(cdiv(N, cols), max_tiles), C::NT, C::SMEM, c->st>>>(p);
+  MIMO_CUDA_LAUNCHED(c);
+}
+
+template <bool Q4, bool UP> static void gg_launch_wn(cu_ctx *c, const gg_args &p, int max_tiles) {
+  if (gg_wn == 8)
+    gg_launch<Q4, UP, 8>(c, p, max_tiles);
+  else
+    gg_launch<Q4, UP, 4>(c, p, max_tiles);
+}
+
+/* ---- entry ---- */
+
+bool cu_moe_grouped_fits(const mimo_moe_args *a, int n_local) {
+  if (a->T < gg_min_t || a->hidden % 32 || a->inter % 32 || ((uintptr_t)a->x | (uintptr_t)a->out) % 16)
+    return false;
+  const cu_lin *L0 = (const cu_lin *)a->experts[0].dev;
+  if (!L0 || (L0->fmt != CU_INT4 && L0->fmt != CU_BF16))
+    return false;
+  for (int i = 0; i < 3 * n_local; i++) { /* int4: every k32 block inside one scale group */
+    const cu_lin *L = (const cu_lin *)a->experts[i].dev;
+    if (!L || L->fmt != L0->fmt || (L->fmt == CU_INT4 && (L->group % 32 || L->in % L->group)))
+      return false;
+  }
+  return true;
+}
+
+void cu_moe_grouped(mimo_backend *be, const mimo_moe_args *a, const cu_lin *tab, const int *sel, const float *wts,
+                    int e0, int n_local) {
+  cu_ctx *c = cu(be);
+  const int T = a->T, K = a->top_k, H = a->hidden, I = a->inter, TK = T * K;
+  const bool q4 = ((const cu_lin *)a->experts[0].dev)->fmt == CU_INT4;
+  const int max_tiles = TK / GG_BM + (n_local < TK ? n_local : TK) + 1;
+  int *ib = (int *)cu_alloc(be, 2 * (size_t)n_local + 3 * (size_t)max_tiles + 1 + 2 * (size_t)TK);
+  __nv_bfloat16 *xb = (__nv_bfloat16 *)cu_alloc(be, (size_t)T * H / 2),
+                *hb = (__nv_bfloat16 *)cu_alloc(be, (size_t)TK * I / 2);
+  float *y = cu_alloc(be, (size_t)TK * H);
+  if (!ib || !xb || !hb || !y) {
+    cu_fail(c, "moe", "out of GPU memory for grouped-expert scratch", __FILE__, __LINE__);
+  } else {
+    int *cnt = ib, *cur = cnt + n_local, *tiles = cur + n_local, *ntiles = tiles + 3 * max_tiles,
+        *perm = ntiles + 1, *slot = perm + TK;
+    gg_mark(c, 0);
+    MIMO_CUDA(c, cudaMemsetAsync(cnt, 0, (size_t)n_local * sizeof(int), c->st));
+    k_gg_count<<<cdiv(TK, 256), 256, 0, c->st>>>(sel, TK, e0, n_local, cnt);
+    MIMO_CUDA_LAUNCHED(c);
+    k_gg_plan<<<1, 1024, 0, c->st>>>(cnt, n_local, cur, tiles, ntiles);
+    MIMO_CUDA_LAUNCHED(c);
+    k_gg_scatter<<<cdiv(TK, 256), 256, 0, c->st>>>(sel, TK, e0, n_local, cur, perm, slot);
+    MIMO_CUDA_LAUNCHED(c);
+    const long n8 = (long)T * H / 8;
+    const unsigned gx = cdiv(n8, 256) < 4096 ? cdiv(n8, 256) : 4096;
+    if (q4)
+      k_gg_xbf16<true><<<gx, 256, 0, c->st>>>((uint4 *)xb, (const float4 *)a->x, n8);
+    else
+      k_gg_xbf16<false><<<gx, 256, 0, c->st>>>((uint4 *)xb, (const float4 *)a->x, n8);
+    MIMO_CUDA_LAUNCHED(c);
+    gg_mark(c, 1);
+    gg_args p = {tab, tiles, ntiles, perm, xb, hb, y, wts, K, H, I};
+    if (q4)
+      gg_launch_wn<true, true>(c, p, max_tiles);
+    else
+      gg_launch_wn<false, true>(c, p, max_tiles);
+    gg_mark(c, 2);
+    p.a = hb;
+    if (q4)
+      gg_launch_wn<true, false>(c, p, max_tiles);
+    else
+      gg_launch_wn<false, false>(c, p, max_tiles);
+    gg_mark(c, 3);
+    const long n4 = (long)T * H / 4;
+    k_gg_combine<<<cdiv(n4, 256) < 8192 ? cdiv(n4, 256) : 8192, 256, 0, c->st>>>((float4 *)a->out,
+                                                                                   (const float4 *)y, slot, n4,
+                                                                                   H / 4, K);
+    MIMO_CUDA_LAUNCHED(c);
+    gg_mark(c, 4);
+  }
+  cu_release(be, (float *)ib);
+  cu_release(be, (float *)xb);
+  cu_release(be, (float *)hb);
+  cu_release(be, y);
+}
