@@ -126,12 +126,48 @@ __global__ void __launch_bounds__(256) k_gemv(float *y, const float *x, cu_lin L
       y[(size_t)t * L.out + r] = acc[t];
 }
 
+/* Few rows (the fp32 router's 256, small shapes): a warp per row would leave most
+ * SMs idle, so a block takes one row and its 8 warps split K, summed in a fixed order. */
+template <int FMT, int MT>
+__global__ void __launch_bounds__(256) k_gemv_splitk(float *y, const float *x, cu_lin L) {
+  __shared__ float part[8][MT];
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, r = blockIdx.x;
+  const int per = (L.in + 8 * 256 - 1) / (8 * 256) * 256, k0 = warp * per, k1 = k0 + per < L.in ? k0 + per : L.in;
+#pragma unroll
+  for (int t = 0; t < MT; t++) {
+    float a = k0 < k1 ? warp_dot_dense_range<FMT>(L, r, x + (size_t)t * L.in, lane, k0, k1) : 0.f;
+    a = warp_sum(a);
+    if (lane == 0)
+      part[warp][t] = a;
+  }
+  __syncthreads();
+  if (threadIdx.x < MT) {
+    float sum = 0.f;
+#pragma unroll
+    for (int w = 0; w < 8; w++)
+      sum += part[w][threadIdx.x];
+    y[(size_t)threadIdx.x * L.out + r] = sum;
+  }
+}
+
 template <int FMT> static void gemv_fmt(cu_ctx *c, float *y, const float *x, int T, const cu_lin *L) {
+  /* Split K below two blocks of the row kernel per SM. */
+  const bool splitk = FMT != CU_INT4 && L->out < 2 * GEMV_ROWS * c->sms;
   for (int t0 = 0; t0 < T; t0 += SMALL_T) {
     int n = T - t0 < SMALL_T ? T - t0 : SMALL_T;
     float *yy = y + (size_t)t0 * L->out;
     const float *xx = x + (size_t)t0 * L->in;
     dim3 g(cdiv(L->out, GEMV_ROWS));
+    if (splitk) {
+      switch (n) {
+      case 1: k_gemv_splitk<FMT, 1><<<L->out, 256, 0, c->st>>>(yy, xx, *L); break;
+      case 2: k_gemv_splitk<FMT, 2><<<L->out, 256, 0, c->st>>>(yy, xx, *L); break;
+      case 3: k_gemv_splitk<FMT, 3><<<L->out, 256, 0, c->st>>>(yy, xx, *L); break;
+      default: k_gemv_splitk<FMT, 4><<<L->out, 256, 0, c->st>>>(yy, xx, *L); break;
+      }
+      MIMO_CUDA_LAUNCHED(c);
+      continue;
+    }
     switch (n) {
     case 1: k_gemv<FMT, 1><<<g, 256, 0, c->st>>>(yy, xx, *L); break;
     case 2: k_gemv<FMT, 2><<<g, 256, 0, c->st>>>(yy, xx, *L); break;
