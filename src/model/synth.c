@@ -420,6 +420,10 @@ mimo_status mimo_synth(const mimo_synth_opts *o) {
     ps.layers = o->layers;
   if (o->shards)
     ps.shards = o->shards;
+  if (o->moe_inter)
+    ps.moe_inter = o->moe_inter;
+  if (ps.moe_inter < 8 || ps.moe_inter % 8)
+    return mimo_errf(MIMO_E_INVALID, "--moe-inter %d must be a positive multiple of 8", ps.moe_inter);
   if (ps.layers < 1 || ps.layers > 256 || ps.shards < 1 || ps.shards > 64)
     return mimo_errf(MIMO_E_INVALID, "--layers must be 1..256 and --shards 1..64");
   if (ps.group < 8 || ps.group % 8 || ps.hidden % ps.group || ps.moe_inter % ps.group)

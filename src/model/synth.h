@@ -16,6 +16,7 @@ typedef struct mimo_synth_opts {
   int kv_heads;         /* 0 = preset default; also the qkv chunk count */
   int layers;           /* 0 = preset default */
   int shards;           /* 0 = preset default */
+  int moe_inter;        /* expert width, 0 = preset default */
   uint64_t seed;
   int split_qkv;        /* write q_proj/k_proj/v_proj (V2-Flash layout) holding the fused tensor's rows */
 } mimo_synth_opts;

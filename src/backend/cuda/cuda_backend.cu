@@ -11,9 +11,12 @@
 #include "backend/cuda/cuda_internal.h"
 
 mimo_status cu_fail(cu_ctx *c, const char *what, const char *msg, const char *file, int line) {
+  /* The calling thread always gets the message (a rank's thread reports its own);
+   * the backend keeps the first error for download() to return. */
   const char *f = strrchr(file, '/');
+  mimo_status st = mimo_errf(MIMO_E_CUDA, "GPU %d: %s:%d: %s: %s", c->device, f ? f + 1 : file, line, what, msg);
   if (c->err == MIMO_OK)
-    c->err = mimo_errf(MIMO_E_CUDA, "%s:%d: %s: %s", f ? f + 1 : file, line, what, msg);
+    c->err = st;
   return MIMO_E_CUDA;
 }
 
@@ -538,12 +541,23 @@ extern "C" mimo_status mimo_backend_cuda_init(mimo_backend **out, int device) {
 
 extern "C" const char *mimo_cuda_device_name(mimo_backend *be) { return cu(be)->name; }
 
-extern "C" mimo_status mimo_cuda_sync(mimo_backend *be) { return cu_download(be, NULL, NULL, 0); }
+/* The C entry points below may be called from any thread (a benchmark's main
+ * thread with several GPUs' backends): each selects its backend's device first. */
+static void on_device(cu_ctx *c) { MIMO_CUDA(c, cudaSetDevice(c->device)); }
 
-extern "C" void mimo_cuda_timer_start(mimo_backend *be) { MIMO_CUDA(cu(be), cudaEventRecord(cu(be)->ev0, cu(be)->st)); }
+extern "C" mimo_status mimo_cuda_sync(mimo_backend *be) {
+  on_device(cu(be));
+  return cu_download(be, NULL, NULL, 0);
+}
+
+extern "C" void mimo_cuda_timer_start(mimo_backend *be) {
+  on_device(cu(be));
+  MIMO_CUDA(cu(be), cudaEventRecord(cu(be)->ev0, cu(be)->st));
+}
 
 extern "C" float mimo_cuda_timer_stop(mimo_backend *be) {
   cu_ctx *c = cu(be);
+  on_device(c);
   float ms = 0;
   MIMO_CUDA(c, cudaEventRecord(c->ev1, c->st));
   MIMO_CUDA(c, cudaEventSynchronize(c->ev1));
@@ -553,11 +567,13 @@ extern "C" float mimo_cuda_timer_stop(mimo_backend *be) {
 
 extern "C" mimo_status mimo_cuda_upload(mimo_backend *be, float *dst, const float *host, size_t n) {
   cu_ctx *c = cu(be);
+  on_device(c);
   MIMO_CUDA_TRY(c, cudaMemcpyAsync(dst, host, n * sizeof(float), cudaMemcpyHostToDevice, c->st));
   return mimo_cuda_sync(be);
 }
 
 extern "C" void mimo_cuda_poison(mimo_backend *be, float *p, size_t n) {
+  on_device(cu(be));
   MIMO_CUDA(cu(be), cudaMemsetAsync(p, 0xff, n * sizeof(float), cu(be)->st)); /* all-ones bits: NaN */
 }
 
@@ -568,6 +584,7 @@ static int cmp_f(const void *a, const void *b) {
 
 extern "C" double mimo_cuda_copy_bandwidth(mimo_backend *be, size_t bytes) {
   cu_ctx *c = cu(be);
+  on_device(c);
   void *a = NULL, *b = NULL;
   if (MIMO_CUDA(c, cudaMalloc(&a, bytes)) != MIMO_OK || MIMO_CUDA(c, cudaMalloc(&b, bytes)) != MIMO_OK) {
     cudaFree(a);
