@@ -9,8 +9,8 @@
 
 /* cuda_attention.cu test hook: 0 automatic, 1 scalar, 2 split-KV decode, 3 tensor-core prefill */
 void mimo_cuda_attn_force(int path);
-/* decode key splits: this many blocks per resident block slot (1 = one wave) */
-void mimo_cuda_attn_split_mult(int m);
+/* prefill warps per block: 0 automatic (4 for windows ≤ 512, else 8), 4 or 8 */
+void mimo_cuda_attn_prefill_warps(int nw);
 
 static int n_pass, n_fail;
 static double worst;
@@ -267,6 +267,11 @@ static int attn_bench(void) {
   flops = 2.0 * (192 + 128) * 64 * keys;
   printf("BENCH attn_prefill_swa T=%d h64/kv8 192/128 window 128 sink: %.2f ms, %.1f TFLOP/s (%.1f %% of cuBLAS bf16)\n",
          T, ms, flops / ms / 1e9, 100.0 * flops / ms / 1e-3 / fl);
+  mimo_cuda_attn_prefill_warps(8);
+  ms = time_attn(g, &b.a, 0, 7);
+  mimo_cuda_attn_prefill_warps(0);
+  printf("BENCH attn_prefill_swa T=%d, 8 warps per block (1 block/SM): %.2f ms, %.1f TFLOP/s\n", T, ms,
+         flops / ms / 1e9);
   bcase_free(g, &b);
   /* decode at 128K, full layer; then the same through the scalar kernel (the previous implementation) */
   const int ctx = 131072;
@@ -277,13 +282,6 @@ static int attn_bench(void) {
     printf("BENCH attn_decode_full T=%d ctx=%d h64/kv4: %.1f us, %.1f GB/s on KV bytes (%.1f %% of copy)\n", Td, ctx,
            ms * 1e3, bytes / ms / 1e6, 100.0 * bytes / ms / 1e-3 / bw);
     if (Td == 1) {
-      for (int mult = 2; mult <= 4; mult *= 2) {
-        mimo_cuda_attn_split_mult(mult);
-        const float m2 = time_attn(g, &b.a, ctx, 9);
-        printf("BENCH attn_decode_full T=1 ctx=%d, %d waves of splits: %.1f us, %.1f GB/s (%.1f %% of copy)\n", ctx,
-               mult, m2 * 1e3, bytes / m2 / 1e6, 100.0 * bytes / m2 / 1e-3 / bw);
-      }
-      mimo_cuda_attn_split_mult(1);
       mimo_cuda_attn_force(1);
       ms = time_attn(g, &b.a, ctx, 1);
       mimo_cuda_attn_force(0);

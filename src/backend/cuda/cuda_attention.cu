@@ -10,8 +10,11 @@
  *    flash-decoding on the fp32 cache as stored, tf32 mma.sync (below);
  *  - prefill: bf16 tensor-core flash attention (cuda_attention_prefill.cu);
  *  - scalar fp32 fallback (head dims without a fast kernel, unaligned buffers).
- * Split paths write partial (max, sum, acc) rows that k_attn_combine merges. */
+ * Split paths write partial (max, sum, acc) rows that k_attn_combine merges.
+ * MIMO_CUDA_ATTN=scalar|decode|prefill forces a path (whole-model comparisons). */
 #include <math.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "backend/cuda/cuda_internal.h"
 
@@ -148,11 +151,12 @@ struct dec_args {
  * float4 of V over 4 output n-tiles. Padded rows (K +16, V +4 floats) make
  * those float4 reads conflict-free. The KS slices merge in shared memory; each
  * block writes one partial (max, sum, acc) per row. */
-template <int D, int V, int KS> __global__ void __launch_bounds__(DEC_THREADS) k_attn_decode(dec_args a) {
-  constexpr int KT = DEC_KT, DS = D + 16, VS = V + 4, MTP = 4 / KS, NT = 4 / KS, QR = MTP * 16;
-  static_assert(KS * QR * V <= 2 * KT * (DS + VS), "merge buffer fits in the stage buffers");
+template <int D, int V, int KS, int KT, int NST>
+__global__ void __launch_bounds__(DEC_THREADS) k_attn_decode(dec_args a) {
+  constexpr int DS = D + 16, VS = V + 4, MTP = 4 / KS, NT = KT / 8 / KS, QR = MTP * 16;
+  static_assert(NT >= 1 && KS * QR * V <= NST * KT * (DS + VS), "merge buffer fits in the stage buffers");
   extern __shared__ float4 dec_smem[];
-  float *sQ = (float *)dec_smem, *sK = sQ + QR * DS, *sV = sK + 2 * KT * DS;
+  float *sQ = (float *)dec_smem, *sK = sQ + QR * DS, *sV = sK + NST * KT * DS;
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, gq = lane >> 2, tq = lane & 3;
   const int rg = blockIdx.x % a.nrg, split = blockIdx.x / a.nrg, g = blockIdx.y;
   const int R0 = rg * QR, rows_end = min(R0 + QR, a.rows);
@@ -187,9 +191,12 @@ template <int D, int V, int KS> __global__ void __launch_bounds__(DEC_THREADS) k
       cp_async16(sV + (buf * KT + r) * VS + c, j <= p_last ? row_ptr(j, 1) + c : a.v, j <= p_last);
     }
   };
-  if (t_lo < t_hi)
-    load_tile(t_lo, 0);
-  asm volatile("cp.async.commit_group;" ::: "memory");
+#pragma unroll
+  for (int k = 0; k < NST - 1; k++) { /* NST − 1 tiles ahead */
+    if (t_lo + k < t_hi)
+      load_tile(t_lo + k, k);
+    asm volatile("cp.async.commit_group;" ::: "memory");
+  }
 
   const int mt = warp % MTP, ks = warp / MTP;
   const int ra = mt * 16 + gq, rb = ra + 8, Ra = R0 + ra, Rb = R0 + rb;
@@ -203,11 +210,11 @@ template <int D, int V, int KS> __global__ void __launch_bounds__(DEC_THREADS) k
   float ma = -INFINITY, mb = -INFINITY, la = 0.f, lb = 0.f;
 
   for (int it = t_lo; it < t_hi; it++) {
-    const int buf = (it - t_lo) & 1;
-    if (it + 1 < t_hi)
-      load_tile(it + 1, buf ^ 1);
+    const int buf = (it - t_lo) % NST;
+    if (it + NST - 1 < t_hi)
+      load_tile(it + NST - 1, (it - t_lo + NST - 1) % NST);
     asm volatile("cp.async.commit_group;" ::: "memory");
-    asm volatile("cp.async.wait_group 1;" ::: "memory");
+    asm volatile("cp.async.wait_group %0;" ::"n"(NST - 1) : "memory");
     __syncthreads();
     const float *kr = sK + (buf * KT + ks * NT * 8 + gq) * DS + 4 * tq;
     float s[NT][4], s2[NT][4]; /* two accumulator chains: half the dependent mma latency */
@@ -404,20 +411,19 @@ __global__ void __launch_bounds__(256) k_attn_combine(const float *part, float *
   }
 }
 
-int split_mult = 1; /* test hook: blocks per resident block slot (waves) */
-
-template <int D, int V, int KS> void dec_launch(cu_ctx *c, dec_args &p, int max_tiles) {
+template <int D, int V, int KS, int KT = DEC_KT, int NST = 2> void dec_launch(cu_ctx *c, dec_args &p, int keys) {
   constexpr int QR = 64 / KS;
-  const size_t smem = (size_t)(QR * (D + 16) + 2 * DEC_KT * (D + 16) + 2 * DEC_KT * (V + 4)) * 4;
-  if (MIMO_CUDA(c, cudaFuncSetAttribute(k_attn_decode<D, V, KS>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+  const size_t smem = (size_t)(QR * (D + 16) + NST * KT * (D + 16) + NST * KT * (V + 4)) * 4;
+  if (MIMO_CUDA(c, cudaFuncSetAttribute(k_attn_decode<D, V, KS, KT, NST>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                         (int)smem)) != MIMO_OK)
     return;
   int occ = 1;
-  if (MIMO_CUDA(c, cudaOccupancyMaxActiveBlocksPerMultiprocessor(&occ, k_attn_decode<D, V, KS>, DEC_THREADS, smem)) !=
-      MIMO_OK)
+  if (MIMO_CUDA(c, cudaOccupancyMaxActiveBlocksPerMultiprocessor(&occ, k_attn_decode<D, V, KS, KT, NST>, DEC_THREADS,
+                                                                 smem)) != MIMO_OK)
     return;
+  const int max_tiles = (keys + KT - 1) / KT;
   p.nrg = (p.rows + QR - 1) / QR;
-  const int per = p.n_kv * p.nrg, want = (occ > 0 ? occ : 1) * c->sms * split_mult;
+  const int per = p.n_kv * p.nrg, want = (occ > 0 ? occ : 1) * c->sms; /* one wave */
   p.nsplit = (want + per - 1) / per;
   if (p.nsplit > max_tiles)
     p.nsplit = max_tiles;
@@ -426,17 +432,20 @@ template <int D, int V, int KS> void dec_launch(cu_ctx *c, dec_args &p, int max_
   p.part = (float *)cu_tmp2(c, (size_t)p.n_kv * p.nsplit * p.rows * (V + 2) * sizeof(float));
   if (!p.part)
     return;
-  k_attn_decode<D, V, KS><<<dim3(p.nrg * p.nsplit, p.n_kv), DEC_THREADS, smem, c->st>>>(p);
+  k_attn_decode<D, V, KS, KT, NST><<<dim3(p.nrg * p.nsplit, p.n_kv), DEC_THREADS, smem, c->st>>>(p);
   MIMO_CUDA_LAUNCHED(c);
 }
 
-template <int D, int V> void dec_dispatch(cu_ctx *c, dec_args &p, int max_tiles) {
+/* Measured on H200 at 128K (T = 1): 32-key tiles, 2 stages, 2 blocks per SM, one wave of splits is
+ * the fastest tried; 64-key tiles (362 µs) or 3 stages (415 µs), both 1 block per SM, and 2 or 4
+ * waves of splits (265 / 276 µs) were slower than this (257 µs). */
+template <int D, int V> void dec_dispatch(cu_ctx *c, dec_args &p, int keys) {
   if (p.rows <= 16)
-    dec_launch<D, V, 4>(c, p, max_tiles);
+    dec_launch<D, V, 4>(c, p, keys);
   else if (p.rows <= 32)
-    dec_launch<D, V, 2>(c, p, max_tiles);
+    dec_launch<D, V, 2>(c, p, keys);
   else
-    dec_launch<D, V, 1>(c, p, max_tiles);
+    dec_launch<D, V, 1>(c, p, keys);
 }
 
 void combine(cu_ctx *c, const mimo_attn_args *a, const float *part, int nsplit) {
@@ -452,9 +461,15 @@ void combine(cu_ctx *c, const mimo_attn_args *a, const float *part, int nsplit) 
 }
 } // namespace
 
-static int force_path; /* test hook: 0 auto, 1 scalar, 2 decode, 3 prefill */
+/* 0 auto, 1 scalar, 2 decode, 3 prefill: set by the test hook, or by MIMO_CUDA_ATTN=scalar|decode|prefill
+ * (comparisons of whole models against the scalar kernel) */
+static int force_path = -1;
 extern "C" void mimo_cuda_attn_force(int path) { force_path = path; }
-extern "C" void mimo_cuda_attn_split_mult(int m) { split_mult = m > 0 ? m : 1; }
+static int attn_path_env(void) {
+  const char *e = getenv("MIMO_CUDA_ATTN");
+  return !e ? 0 : !strcmp(e, "scalar") ? 1 : !strcmp(e, "decode") ? 2 : !strcmp(e, "prefill") ? 3 : 0;
+}
+
 
 void cu_attention(mimo_backend *be, mimo_attn_args *a) {
   cu_ctx *c = cu(be);
@@ -477,19 +492,21 @@ void cu_attention(mimo_backend *be, mimo_attn_args *a) {
   const uintptr_t al = (uintptr_t)a->q | (uintptr_t)a->k | (uintptr_t)a->v | (uintptr_t)kv->k | (uintptr_t)kv->v |
                        (uintptr_t)a->out;
   int path = 1;
-  if (cu_attn_prefill_dims(D, V) && !(al & 15)) /* float4 / cp.async need 16-byte rows */
+  if (cu_attn_prefill_dims(D, V) && !(al & 15)) { /* float4 / cp.async need 16-byte rows */
+    if (force_path < 0)
+      force_path = attn_path_env();
     path = force_path ? force_path : rows <= DEC_MAX_ROWS ? 2 : 3;
+  }
   if (path == 2) {
     dec_args p = {a->q, a->k, a->v, kv->k, kv->v, NULL, a->n_heads, a->n_kv, G, rows, kv->len, a->window, kv->cap,
                   kv->ring, 1, 1, a->scale * LOG2E};
     const int end = kv->len + a->T, lo = a->window > 0 && end - a->window - a->T + 1 > 0 ? end - a->window - a->T + 1 : 0;
-    const int max_tiles = (end - lo + DEC_KT - 1) / DEC_KT;
     if (D == 192)
-      dec_dispatch<192, 128>(c, p, max_tiles);
+      dec_dispatch<192, 128>(c, p, end - lo);
     else if (D == 128)
-      dec_dispatch<128, 128>(c, p, max_tiles);
+      dec_dispatch<128, 128>(c, p, end - lo);
     else
-      dec_dispatch<64, 64>(c, p, max_tiles);
+      dec_dispatch<64, 64>(c, p, end - lo);
     if (p.part)
       combine(c, a, p.part, p.nsplit);
   } else if (path == 3) {

@@ -5,10 +5,10 @@
  * First the keys/values this step reads (cache for positions < len, ring aware,
  * step buffers after) are converted once to contiguous bf16 [n_kv][L][dim], so
  * the tile loads are plain 16-byte cp.async copies and every later read costs
- * half the bytes. A block takes 128 query rows of ONE kv head: row r of the
+ * half the bytes. A block takes 128 (or 64) query rows of ONE kv head: row r of the
  * group is (token r / G, head g·G + r % G), so the heads that share the kv head
  * share every K/V tile and the rows of a block span few positions (narrow causal
- * edge, few wasted keys under a sliding window). 8 warps × 16 rows, keys in
+ * edge, few wasted keys under a sliding window). 8 (4) warps × 16 rows, keys in
  * tiles of 64; Q stays in registers as bf16 fragments, pre-multiplied by
  * scale·log2(e) so the online softmax runs on exp2. Key tiles outside every
  * row's window or above the diagonal are never visited; only edge tiles are
@@ -20,7 +20,7 @@
 #include "backend/cuda/cuda_internal.h"
 
 namespace {
-constexpr int BM = 128, BN = 64, THREADS = 256;
+constexpr int BN = 64;
 constexpr float LOG2E = 1.4426950408889634f;
 
 struct pf_args {
@@ -89,7 +89,11 @@ __global__ void k_kv_to_bf16(const float *k, const float *v, const float *kc, co
   *(uint4 *)((isv ? vb : kb) + ((size_t)g * L + i) * dim + off) = u;
 }
 
-template <int D, int V> __global__ void __launch_bounds__(THREADS, 1) k_attn_prefill(pf_args a) {
+/* NW warps × 16 query rows per block: 8 (one block per SM, K/V tiles shared by 128 rows) for long key
+ * ranges; 4 for short sliding windows, where two blocks per SM let one block's Q load and output
+ * store overlap the other's math. */
+template <int D, int V, int NW> __global__ void __launch_bounds__(NW * 32) k_attn_prefill(pf_args a) {
+  constexpr int BM = NW * 16, THREADS = NW * 32;
   /* Rows padded by 16 bytes: the 8 rows one ldmatrix reads land in 8 different bank groups. */
   constexpr int DS = D + 8, VS = V + 8, DC = D / 8, VC = V / 8;
   extern __shared__ uint4 smem_u4[];
@@ -272,12 +276,14 @@ template <int D, int V> __global__ void __launch_bounds__(THREADS, 1) k_attn_pre
   }
 }
 
-template <int D, int V> void launch(cu_ctx *c, const pf_args &p, int nrb) {
+template <int D, int V, int NW> void launch(cu_ctx *c, const pf_args &p) {
+  constexpr int BM = NW * 16;
+  const int nrb = (p.rows + BM - 1) / BM;
   const size_t smem = (size_t)(BM * (D + 8) + 2 * BN * (D + 8) + 2 * BN * (V + 8)) * 2;
-  if (MIMO_CUDA(c, cudaFuncSetAttribute(k_attn_prefill<D, V>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+  if (MIMO_CUDA(c, cudaFuncSetAttribute(k_attn_prefill<D, V, NW>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                         (int)smem)) != MIMO_OK)
     return;
-  k_attn_prefill<D, V><<<dim3(nrb, p.n_kv, p.nsplit), THREADS, smem, c->st>>>(p);
+  k_attn_prefill<D, V, NW><<<dim3(nrb, p.n_kv, p.nsplit), NW * 32, smem, c->st>>>(p);
   MIMO_CUDA_LAUNCHED(c);
 }
 } // namespace
@@ -285,8 +291,18 @@ template <int D, int V> void launch(cu_ctx *c, const pf_args &p, int nrb) {
 /* Dims with a tensor-core prefill kernel. */
 int cu_attn_prefill_dims(int D, int V) { return (D == 192 && V == 128) || (D == 128 && V == 128) || (D == 64 && V == 64); }
 
+static int pf_warps; /* test hook: 0 auto, else 4 or 8 warps per block */
+extern "C" void mimo_cuda_attn_prefill_warps(int nw) { pf_warps = nw; }
+
+static int warps_for(const mimo_attn_args *a) {
+  if (pf_warps == 4 || pf_warps == 8)
+    return pf_warps;
+  return a->window > 0 && a->window <= 512 ? 4 : 8;
+}
+
 /* How many key splits the prefill will use: enough blocks to cover the SMs once. */
 int cu_attn_prefill_splits(cu_ctx *c, const mimo_attn_args *a) {
+  const int BM = 16 * warps_for(a);
   const int G = a->n_heads / a->n_kv, rows = a->T * G, nrb = (rows + BM - 1) / BM, blocks = nrb * a->n_kv;
   if (blocks >= c->sms)
     return 1;
@@ -314,11 +330,11 @@ void cu_attn_prefill(cu_ctx *c, const mimo_attn_args *a, float *part, int nsplit
   pf_args p = {a->q, a->out, part, kb, vb,
                a->sink && a->sink->n ? (const float *)a->sink->dev : NULL,
                a->n_heads, a->n_kv, G, a->T * G, kv->len, a->T, a->window, j0, L, nsplit, a->scale * LOG2E};
-  const int nrb = (p.rows + BM - 1) / BM;
+  const int nw = warps_for(a);
   if (D == 192 && V == 128)
-    launch<192, 128>(c, p, nrb);
+    nw == 4 ? launch<192, 128, 4>(c, p) : launch<192, 128, 8>(c, p);
   else if (D == 128 && V == 128)
-    launch<128, 128>(c, p, nrb);
+    nw == 4 ? launch<128, 128, 4>(c, p) : launch<128, 128, 8>(c, p);
   else
-    launch<64, 64>(c, p, nrb);
+    nw == 4 ? launch<64, 64, 4>(c, p) : launch<64, 64, 8>(c, p);
 }
