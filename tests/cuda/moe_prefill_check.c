@@ -5,7 +5,8 @@
  *          not fit the grouped kernels (group 16) check the per-token fallback at 1e-5.
  *   bench  ceilings (copy bandwidth, cuBLAS bf16 8192³) in the same run, then MoE prefill TFLOP/s (useful
  *          FLOPs 2·T·k·3·H·I, router and routing included in the time) against the cuBLAS rate, the phase
- *          split, and the per-token vs grouped crossover that sets the dispatch threshold. */
+ *          split, and the per-token vs grouped crossover that sets the dispatch threshold.
+ *   profile  one int4 MoE at T = 4096 after a warm-up (for ncu). */
 #include <cuda_runtime.h>
 
 #include "cuda_common.h"
@@ -302,9 +303,32 @@ static int bench(void) {
   return 0;
 }
 
+/* One int4 MoE at T = 4096 (E256 top-8 4096x2048 g128) after a warm-up: a target for a profiler. */
+static int profile(void) {
+  mimo_backend *g;
+  must(mimo_backend_cuda_init(&g, 0), "cuda backend");
+  const int T = 4096, H = 4096;
+  float *hx = xmalloc((size_t)T * H * 4);
+  fill(hx, (size_t)T * H, 1.0f);
+  float *dx = to_dev(g, hx, (size_t)T * H), *dout = g->alloc(g, (size_t)T * H);
+  free(hx);
+  moe_set q;
+  set_init(&q, g, 256, 8, H, 2048, 0, 128, 0, 2);
+  for (int r = 0; r < 2; r++) {
+    mimo_moe_args a = set_args(&q, dx, dout, T, NULL);
+    g->moe(g, &a);
+  }
+  must(mimo_cuda_sync(g), "profile");
+  set_free(&q, 2);
+  g->free(g);
+  return 0;
+}
+
 int cuda_moe_prefill_main(int argc, char **argv) {
+  if (argc >= 2 && strcmp(argv[1], "profile") == 0)
+    return profile();
   if (argc < 2 || (strcmp(argv[1], "check") && strcmp(argv[1], "bench"))) {
-    fprintf(stderr, "usage: mimo_cuda_check moe-prefill check|bench\n");
+    fprintf(stderr, "usage: mimo_cuda_check moe-prefill check|bench|profile\n");
     return 2;
   }
   if (mimo_cuda_device_count() == 0) {

@@ -1,4 +1,4 @@
-/* Grouped tensor-core experts for MoE prefill (cu_moe takes this path for T >= gg_min_t).
+/* Grouped tensor-core experts for MoE prefill (cu_moe takes this path for T >= gg_min_t = 40).
  *
  * The per-token kernels of cuda_moe.cu read an expert's weights once per (token, slot) that chose it. Here the
  * (token, slot) pairs are grouped by expert on the device (histogram, exclusive scan, scatter: no host sync)
@@ -23,7 +23,8 @@
 
 enum { GG_BM = 128, GG_BK = 64 };
 
-static int gg_min_t = 32; /* dispatch threshold (tokens): per-token and grouped tie at T = 32 for E256 top-8 (H200) */
+static int gg_min_t = 40; /* dispatch threshold (tokens): E256 top-8 4096x2048 int4 on H200, per-token vs grouped
+                           * 1676 vs 1824 us at T = 32, 3305 vs 2105 us at T = 64 (linear: equal near T = 36) */
 static int gg_wn = 4;     /* warps along n: block tile 128 x 32*wn (4 or 8) */
 static cudaEvent_t *gg_ev;
 
@@ -51,15 +52,13 @@ static void gg_mark(cu_ctx *c, int i) {
 /* ---- PTX wrappers (sm_80: cp.async, mma.sync, bf16x2 fma) ---- */
 
 __device__ __forceinline__ uint32_t smem_u32(const void *p) { return (uint32_t)__cvta_generic_to_shared(p); }
-/* 16 bytes global -> shared, bypassing L1; ok = false writes zeros and reads nothing. */
-__device__ __forceinline__ void cp16(void *dst, const void *src, bool ok) {
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_u32(dst)),
-               "l"(__cvta_generic_to_global(src)), "r"(ok ? 16 : 0)
+/* 16 bytes global -> shared, bypassing L1 (the weight stream and the gathered rows are read once per block). */
+__device__ __forceinline__ void cp16(void *dst, const void *src) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(smem_u32(dst)), "l"(__cvta_generic_to_global(src))
                : "memory");
 }
-__device__ __forceinline__ void cp4(void *dst, const void *src, bool ok) {
-  asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(smem_u32(dst)),
-               "l"(__cvta_generic_to_global(src)), "r"(ok ? 4 : 0)
+__device__ __forceinline__ void cp4(void *dst, const void *src) {
+  asm volatile("cp.async.ca.shared.global [%0], [%1], 4;\n" ::"r"(smem_u32(dst)), "l"(__cvta_generic_to_global(src))
                : "memory");
 }
 __device__ __forceinline__ void cp_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
@@ -202,14 +201,18 @@ struct gg_args {
 template <bool Q4, int WN> struct gg_cfg {
   static constexpr int NT = 64 * WN, BN = 32 * WN, A_B = GG_BM * GG_BK * 2,
                        B_B = Q4 ? 2 * BN * 16 : BN * GG_BK * 2, S_B = Q4 ? 2 * BN * 4 : 0, STAGE = A_B + B_B + S_B,
-                       STAGES = Q4 ? 4 : 3, SMEM = STAGE * STAGES;
+                       STAGES = Q4 ? 4 : 3, BD = Q4 ? BN * GG_BK * 2 : 0, SMEM = STAGE * STAGES + BD;
 };
 
 /* Block: one tile of <= 128 rows of one expert x BN output columns (gate+up: BN/2 gate and the same BN/2 up
  * rows, so the epilogue has both in one thread). 2 x WN warps, warp tile 64 rows x 32 columns (4 x 4 mma
  * tiles). Shared memory per stage: A [128][64] bf16, rows of 128 B with 16-byte chunk c at c ^ 4*(row & 1)
  * (the 8 lanes of a 16-byte load phase then hit 8 different chunks); int4 B as [k32 half][BN rows][16 B] plus
- * the scale words [half][BN]; bf16 B like A. m16 tiles past the tile's rows are skipped (warp-uniform). */
+ * the scale words [half][BN]; bf16 B like A. int4 B is dequantised once per stage by the thread that copied
+ * it (no barrier needed before: its own cp.async) into one bf16 tile [BN][64] that all warps read (the two
+ * warps along m would otherwise both dequantise it); there chunk c of row n sits at c ^ 4*(n & 1) ^ (n/2 & 3),
+ * so the dequantising threads' 16-byte stores and the mma loads are both conflict-free. m16 tiles past the
+ * tile's rows are skipped (warp-uniform). */
 template <bool Q4, bool UP, int WN>
 __global__ void __launch_bounds__(64 * WN, WN == 4 ? 2 : 1) k_gg(const gg_args p) {
   using C = gg_cfg<Q4, WN>;
@@ -225,8 +228,11 @@ __global__ void __launch_bounds__(64 * WN, WN == 4 ? 2 : 1) k_gg(const gg_args p
   const int tid = threadIdx.x, lane = tid & 31, w = tid >> 5, wm = w & 1, wn = w >> 1, g = lane >> 2, t = lane & 3;
   const cu_lin *tb = p.tab + (size_t)e * 3;
 
-  /* A rows of the tile: token (gate+up, gathered) or position (down), -1 past the tile's rows (zero-filled);
-   * kept in shared memory rather than registers (the mma loop needs them all) */
+  /* A rows of the tile: token (gate+up, gathered) or position (down), -1 past the tile's rows. Rows past the
+   * tile (and weight rows past N) are not copied at all: an mma output row depends only on its own A row and
+   * an output column only on its own B row, and those rows and columns are never stored, so whatever the
+   * shared memory holds there is harmless (this keeps small tiles from issuing copies for empty rows).
+   * Kept in shared memory rather than registers (the mma loop needs them all). */
   __shared__ int s_row[GG_BM];
   if (tid < GG_BM)
     s_row[tid] = tid >= rows ? -1 : UP ? p.perm[base + tid] / p.topk : base + tid;
@@ -255,21 +261,21 @@ __global__ void __launch_bounds__(64 * WN, WN == 4 ? 2 : 1) k_gg(const gg_args p
 #pragma unroll
     for (int jj = 0; jj < AR; jj++) {
       const int r = (tid >> 3) + jj * (NT / 8), src = s_row[r];
-      if (aon)
-        cp16(sA + r * (GG_BK * 2) + aoff, p.a + (size_t)(src < 0 ? 0 : src) * Kd + ac * 8 + kt * GG_BK, src >= 0);
+      if (aon && src >= 0)
+        cp16(sA + r * (GG_BK * 2) + aoff, p.a + (size_t)src * Kd + ac * 8 + kt * GG_BK);
     }
     if constexpr (Q4) {
-      if (kb + bh < nk32) {
-        cp16(sB + (bh * BN + bn) * 16, qsrc + kb, qok);
-        cp4(sB + C::B_B + (bh * BN + bn) * 4, ssrc + (kb + bh) * 32 / grp, qok);
+      if (kb + bh < nk32 && qok) {
+        cp16(sB + (bh * BN + bn) * 16, qsrc + kb);
+        cp4(sB + C::B_B + (bh * BN + bn) * 4, ssrc + (kb + bh) * 32 / grp);
       }
     } else {
 #pragma unroll
       for (int jj = 0; jj < BR; jj++) { /* gate+up: rows < BN/2 (jj < BR/2) from gate, the rest from up */
         const int nb = (tid >> 3) + jj * (NT / 8), wr = n0 + (UP ? nb % (BN / 2) : nb);
         const __nv_bfloat16 *W = (const __nv_bfloat16 *)tb[UP ? (jj < BR / 2 ? 0 : 1) : 2].w;
-        if (aon)
-          cp16(sB + nb * (GG_BK * 2) + aoff, W + (size_t)(wr < Nd ? wr : 0) * Kd + ac * 8 + kt * GG_BK, wr < Nd);
+        if (aon && wr < Nd)
+          cp16(sB + nb * (GG_BK * 2) + aoff, W + (size_t)wr * Kd + ac * 8 + kt * GG_BK);
       }
     }
   };
@@ -285,6 +291,22 @@ __global__ void __launch_bounds__(64 * WN, WN == 4 ? 2 : 1) k_gg(const gg_args p
       for (int v = 0; v < 4; v++)
         acc[i][j][v] = 0.f;
 
+  char *sD = sm + C::STAGE * ST; /* int4: the stage's B dequantised to bf16 */
+  auto dequant = [&](int sb, int kt) {
+    const char *sB = sm + sb * C::STAGE + C::A_B;
+    if (2 * kt + bh < nk32) {
+      const uint4 q = *(const uint4 *)(sB + (bh * BN + bn) * 16);
+      const uint32_t sz = *(const uint32_t *)(sB + C::B_B + (bh * BN + bn) * 4);
+      const uint32_t qw[4] = {q.x, q.y, q.z, q.w};
+#pragma unroll
+      for (int c = 0; c < 4; c++) {
+        uint32_t d[4];
+        dq4(qw[c], sz, d);
+        *(uint4 *)(sD + bn * (GG_BK * 2) + (((4 * bh + c) ^ ((bn & 1) << 2) ^ ((bn >> 1) & 3)) << 4)) =
+            make_uint4(d[0], d[1], d[2], d[3]);
+      }
+    }
+  };
   auto comp = [&](int sb, int kt) {
     const char *sA = sm + sb * C::STAGE, *sB = sA + C::A_B;
 #pragma unroll
@@ -296,17 +318,12 @@ __global__ void __launch_bounds__(64 * WN, WN == 4 ? 2 : 1) k_gg(const gg_args p
 #pragma unroll
       for (int j = 0; j < 4; j++) {
         const int nr = (UP ? (j < 2 ? wn * 16 + 8 * j : BN / 2 + wn * 16 + 8 * (j - 2)) : wn * 32 + 8 * j) + g;
-        if constexpr (Q4) {
-          const uint32_t q = *(const uint32_t *)(sB + (hf * BN + nr) * 16 + 4 * t);
-          const uint32_t sz = *(const uint32_t *)(sB + C::B_B + (hf * BN + nr) * 4);
-          dq4(q, sz, b[j]);
-        } else {
-          const uint4 v = *(const uint4 *)(sB + nr * (GG_BK * 2) + off);
-          b[j][0] = v.x;
-          b[j][1] = v.y;
-          b[j][2] = v.z;
-          b[j][3] = v.w;
-        }
+        const uint4 v = Q4 ? *(const uint4 *)(sD + nr * (GG_BK * 2) + ((((4 * hf + t) ^ ((g & 1) << 2)) ^ (g >> 1)) << 4))
+                           : *(const uint4 *)(sB + nr * (GG_BK * 2) + off);
+        b[j][0] = v.x;
+        b[j][1] = v.y;
+        b[j][2] = v.z;
+        b[j][3] = v.w;
       }
 #pragma unroll
       for (int i = 0; i < 4; i++)
@@ -335,6 +352,10 @@ __global__ void __launch_bounds__(64 * WN, WN == 4 ? 2 : 1) k_gg(const gg_args p
     if (kt + ST - 1 < nkt)
       load((kt + ST - 1) % ST, kt + ST - 1);
     cp_commit();
+    if constexpr (Q4) {
+      dequant(kt % ST, kt); /* the bf16 tile was last read in comp(kt-1), before the barrier above */
+      __syncthreads();
+    }
     if (nv > 0)
       comp(kt % ST, kt);
   }
