@@ -211,7 +211,10 @@ static void check_attention(mimo_backend *c, mimo_backend *g) {
       char buf[128];
       snprintf(buf, sizeof buf, "attention h%d/kv%d %d/%d win %d sink %d past %d T %d", nh, nkv, D, V, W, cf[k].sink,
                len0, T);
-      report(buf, relerr(og, oc, no), 1e-5);
+      /* Head dims the tensor-core kernels take (192/128, 128/128, 64/64) run reduced-precision
+       * operands (attn_check.c checks them in depth); other dims take the fp32 scalar kernel. */
+      const int fast = (D == 192 && V == 128) || (D == V && (D == 64 || D == 128));
+      report(buf, relerr(og, oc, no), fast ? 1e-2 : 1e-5);
       g->release(g, dq);
       g->release(g, dk);
       g->release(g, dv);
