@@ -149,6 +149,7 @@ mimo_status mimo_open_model(const mimo_open_opts *o, mimo_model **out) {
     mimo_warn("--devices %s: ranks share a GPU, so they sum through host memory (a test mode; NCCL needs one "
               "GPU per rank)", o->devices);
 #endif
+  (void)shared; /* only GPUs care whether ranks share a device */
   free(dev);
   if (st != MIMO_OK) {
     for (int r = 0; r < tp; r++)

@@ -12,10 +12,10 @@
 
 #include "core/log.h"
 #include "model/mimo_v2_tp.h"
+#include "model/mimo_v2_tp_msg.h"
 #include "model/mimo_v2_tp_net.h"
 
 enum { JOB_LOAD = 1, JOB_RESERVE, JOB_FORWARD, JOB_QUIT };
-enum { MSG_STEP = 1, MSG_QUIT = 2 };
 
 typedef struct rank_slot {
   struct mimo_tp_group *g;
@@ -256,7 +256,7 @@ void mimo_tp_free(mimo_model *m) {
   if (!g)
     return;
   if (g->net && g->node == 0) {
-    uint32_t quit[4] = {MSG_QUIT, 0, 0, 0};
+    uint32_t quit[4] = {MIMO_TP_MSG_QUIT, 0, 0, 0};
     if (mimo_tp_net_send_msg(g->net, quit, sizeof quit) != MIMO_OK)
       mimo_warn("telling the worker nodes to stop: %s", mimo_errmsg());
   }
@@ -461,9 +461,12 @@ static mimo_status tp_step(mimo_model *m, const mimo_batch *b, float *logits) {
   return MIMO_OK;
 }
 
-/* Node 0 tells the workers the step: [op, n_seqs, all_logits, n_freed][uids][n_tokens][tokens][freed uids]. */
+/* Node 0 tells the workers the step (model/mimo_v2_tp_msg.h). */
 static mimo_status send_step(struct mimo_tp_group *g, const mimo_batch *b) {
   int T = 0;
+  unsigned long long *uids = malloc((size_t)b->n_seqs * sizeof *uids);
+  if (!uids)
+    return mimo_errf(MIMO_E_NOMEM, "step message");
   for (int i = 0; i < b->n_seqs; i++) {
     mimo_kv_seq *s = b->seqs[i];
     if (!s->uid) {
@@ -471,28 +474,19 @@ static mimo_status send_step(struct mimo_tp_group *g, const mimo_batch *b) {
       s->on_free = seq_freed;
       s->on_free_ctx = g;
     }
-    T += b->n_tokens[i] > 0 ? b->n_tokens[i] : 0;
+    uids[i] = s->uid;
+    T += b->n_tokens[i];
   }
   pthread_mutex_lock(&g->free_mu);
   int nf = g->n_freed;
-  size_t bytes = 16 + (size_t)b->n_seqs * 12 + (size_t)T * 4 + (size_t)nf * 8;
+  size_t bytes = mimo_tp_step_bytes(b->n_seqs, T, nf);
   char *msg = malloc(bytes);
   if (msg) {
-    uint32_t h[4] = {MSG_STEP, (uint32_t)b->n_seqs, (uint32_t)b->all_logits, (uint32_t)nf};
-    char *p = msg;
-    memcpy(p, h, 16);
-    p += 16;
-    for (int i = 0; i < b->n_seqs; i++, p += 8)
-      memcpy(p, &b->seqs[i]->uid, 8);
-    memcpy(p, b->n_tokens, (size_t)b->n_seqs * 4);
-    p += (size_t)b->n_seqs * 4;
-    memcpy(p, b->tokens, (size_t)T * 4);
-    p += (size_t)T * 4;
-    if (nf)
-      memcpy(p, g->freed, (size_t)nf * 8);
+    mimo_tp_step_write(msg, b->n_seqs, b->all_logits, uids, b->n_tokens, b->tokens, T, g->freed, nf);
     g->n_freed = 0;
   }
   pthread_mutex_unlock(&g->free_mu);
+  free(uids);
   if (!msg)
     return mimo_errf(MIMO_E_NOMEM, "step message");
   mimo_status st = mimo_tp_net_send_msg(g->net, msg, bytes);
@@ -550,40 +544,25 @@ mimo_status mimo_model_run_worker(mimo_model *m) {
     void *buf = NULL;
     size_t bytes = 0;
     MIMO_TRY(mimo_tp_net_recv_msg(g->net, &buf, &bytes));
-    uint32_t h[4] = {0, 0, 0, 0};
-    if (bytes >= 16)
-      memcpy(h, buf, 16);
-    if (h[0] == MSG_QUIT) {
+    if (mimo_tp_msg_op(buf, bytes) == MIMO_TP_MSG_QUIT) {
       free(buf);
       mimo_info("node %d: node 0 ended the group after %ld steps", g->node, steps);
       return MIMO_OK;
     }
-    int n = (int)h[1], nf = (int)h[3], T = 0;
-    size_t need = 16 + (size_t)n * 12 + (size_t)nf * 8;
-    const char *p = (const char *)buf + 16;
-    const int *ntok = (const int *)(p + (size_t)n * 8);
-    for (int i = 0; i < n && need <= bytes; i++)
-      T += ntok[i];
-    need += (size_t)T * 4;
-    if (h[0] != MSG_STEP || need != bytes || T < n) {
+    mimo_tp_step_view v;
+    if (mimo_tp_step_parse(buf, bytes, &v) != MIMO_OK) {
       free(buf);
-      return mimo_errf(MIMO_E_FORMAT, "node %d: malformed step message from node 0 (%zu bytes)", g->node, bytes);
+      return mimo_err_prefix(MIMO_E_FORMAT, "node %d: from node 0", g->node);
     }
-    for (int i = 0; i < nf; i++) {
-      unsigned long long uid;
-      memcpy(&uid, p + (size_t)n * 12 + (size_t)T * 4 + (size_t)i * 8, 8);
-      worker_free(g, uid);
-    }
-    mimo_kv_seq **seqs = malloc((size_t)(n ? n : 1) * sizeof *seqs);
+    for (int i = 0; i < v.n_freed; i++)
+      worker_free(g, mimo_tp_msg_u64(v.freed, i));
+    mimo_kv_seq **seqs = malloc((size_t)v.n_seqs * sizeof *seqs);
     mimo_status st = seqs ? MIMO_OK : mimo_errf(MIMO_E_NOMEM, "batch");
-    for (int i = 0; st == MIMO_OK && i < n; i++) {
-      unsigned long long uid;
-      memcpy(&uid, p + (size_t)i * 8, 8);
-      if (!(seqs[i] = worker_seq(m, uid)))
+    for (int i = 0; st == MIMO_OK && i < v.n_seqs; i++)
+      if (!(seqs[i] = worker_seq(m, mimo_tp_msg_u64(v.uids, i))))
         st = mimo_errf(MIMO_E_NOMEM, "sequence");
-    }
-    mimo_batch b = {.n_seqs = n, .seqs = seqs, .n_tokens = ntok, .tokens = (const int *)(p + (size_t)n * 12),
-                    .all_logits = (int)h[2]};
+    mimo_batch b = {.n_seqs = v.n_seqs, .seqs = seqs, .n_tokens = v.n_tokens, .tokens = v.tokens,
+                    .all_logits = v.all_logits};
     if (st == MIMO_OK)
       st = tp_step(m, &b, NULL);
     else /* still take part in the step's first agreement, saying no */

@@ -1,0 +1,77 @@
+#include "model/mimo_v2_tp_msg.h"
+
+#include <string.h>
+
+enum { MAX_SEQS = 1 << 20, MAX_FREED = 1 << 24, MAX_TOKENS = 1 << 28 };
+
+size_t mimo_tp_step_bytes(int n_seqs, int n_tokens_total, int n_freed) {
+  return 16 + (size_t)n_seqs * 12 + (size_t)n_tokens_total * 4 + (size_t)n_freed * 8;
+}
+
+void mimo_tp_step_write(void *buf, int n_seqs, int all_logits, const unsigned long long *uids, const int *n_tokens,
+                        const int *tokens, int n_tokens_total, const unsigned long long *freed, int n_freed) {
+  uint32_t h[4] = {MIMO_TP_MSG_STEP, (uint32_t)n_seqs, (uint32_t)all_logits, (uint32_t)n_freed};
+  char *p = buf;
+  memcpy(p, h, 16);
+  p += 16;
+  if (n_seqs) {
+    memcpy(p, uids, (size_t)n_seqs * 8);
+    p += (size_t)n_seqs * 8;
+    memcpy(p, n_tokens, (size_t)n_seqs * 4);
+    p += (size_t)n_seqs * 4;
+  }
+  if (n_tokens_total) {
+    memcpy(p, tokens, (size_t)n_tokens_total * 4);
+    p += (size_t)n_tokens_total * 4;
+  }
+  if (n_freed)
+    memcpy(p, freed, (size_t)n_freed * 8);
+}
+
+uint32_t mimo_tp_msg_op(const void *buf, size_t bytes) {
+  uint32_t op = 0;
+  if (bytes >= 16)
+    memcpy(&op, buf, 4);
+  return op;
+}
+
+unsigned long long mimo_tp_msg_u64(const unsigned char *p, int i) {
+  unsigned long long v;
+  memcpy(&v, p + (size_t)i * 8, 8);
+  return v;
+}
+
+mimo_status mimo_tp_step_parse(const void *buf, size_t bytes, mimo_tp_step_view *v) {
+  uint32_t h[4];
+  if (bytes < 16)
+    return mimo_errf(MIMO_E_FORMAT, "step message: %zu bytes, shorter than its header", bytes);
+  memcpy(h, buf, 16);
+  if (h[0] != MIMO_TP_MSG_STEP)
+    return mimo_errf(MIMO_E_FORMAT, "step message: op %u is not a step", h[0]);
+  if (h[1] < 1 || h[1] > MAX_SEQS || h[2] > 1 || h[3] > MAX_FREED)
+    return mimo_errf(MIMO_E_FORMAT, "step message: %u sequences, all_logits %u, %u freed: out of range", h[1], h[2],
+                     h[3]);
+  const int n = (int)h[1], nf = (int)h[3];
+  if (mimo_tp_step_bytes(n, 0, nf) > bytes)
+    return mimo_errf(MIMO_E_FORMAT, "step message: %zu bytes cannot hold %d sequences", bytes, n);
+  const unsigned char *p = (const unsigned char *)buf + 16;
+  const int32_t *nt = (const int32_t *)(p + (size_t)n * 8);
+  long long T = 0;
+  for (int i = 0; i < n; i++) {
+    if (nt[i] < 1 || nt[i] > MAX_TOKENS)
+      return mimo_errf(MIMO_E_FORMAT, "step message: sequence %d has %d tokens", i, nt[i]);
+    T += nt[i];
+  }
+  if (T > MAX_TOKENS || mimo_tp_step_bytes(n, (int)T, nf) != bytes)
+    return mimo_errf(MIMO_E_FORMAT, "step message: %zu bytes, but its counts need %zu", bytes,
+                     T > MAX_TOKENS ? (size_t)0 : mimo_tp_step_bytes(n, (int)T, nf));
+  v->n_seqs = n;
+  v->all_logits = (int)h[2];
+  v->n_freed = nf;
+  v->n_tokens_total = (int)T;
+  v->uids = p;
+  v->n_tokens = nt;
+  v->tokens = (const int32_t *)(p + (size_t)n * 12);
+  v->freed = p + (size_t)n * 12 + (size_t)T * 4;
+  return MIMO_OK;
+}

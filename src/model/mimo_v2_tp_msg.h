@@ -1,0 +1,32 @@
+/* The step message node 0 sends to the worker nodes of a tensor-parallel group
+ * (docs/multi-gpu.md): [u32 op=1, n_seqs, all_logits, n_freed]
+ * [u64 uid x n_seqs][i32 n_tokens x n_seqs][i32 tokens x sum n_tokens][u64 freed uid x n_freed],
+ * little-endian. The worker checks every size before it trusts one. */
+#ifndef MIMO_MODEL_MIMO_V2_TP_MSG_H
+#define MIMO_MODEL_MIMO_V2_TP_MSG_H
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/status.h"
+
+enum { MIMO_TP_MSG_STEP = 1, MIMO_TP_MSG_QUIT = 2 };
+
+typedef struct mimo_tp_step_view {
+  int n_seqs, all_logits, n_freed, n_tokens_total;
+  const unsigned char *uids;  /* n_seqs x 8 bytes (read with mimo_tp_msg_u64) */
+  const int32_t *n_tokens;    /* n_seqs, each >= 1 */
+  const int32_t *tokens;      /* n_tokens_total */
+  const unsigned char *freed; /* n_freed x 8 bytes */
+} mimo_tp_step_view;
+
+/* Bytes of a step message for these counts. */
+size_t mimo_tp_step_bytes(int n_seqs, int n_tokens_total, int n_freed);
+/* Writes a step message into buf (mimo_tp_step_bytes long). */
+void mimo_tp_step_write(void *buf, int n_seqs, int all_logits, const unsigned long long *uids, const int *n_tokens,
+                        const int *tokens, int n_tokens_total, const unsigned long long *freed, int n_freed);
+/* Op of a message (0 if shorter than a header). */
+uint32_t mimo_tp_msg_op(const void *buf, size_t bytes);
+/* Views a step message (buf 4-byte aligned); MIMO_E_FORMAT naming what is wrong. */
+mimo_status mimo_tp_step_parse(const void *buf, size_t bytes, mimo_tp_step_view *v);
+unsigned long long mimo_tp_msg_u64(const unsigned char *p, int i);
+#endif

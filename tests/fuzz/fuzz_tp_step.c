@@ -1,0 +1,53 @@
+/* A step message from node 0 as a worker node receives it (bytes of any shape):
+ * mimo_tp_step_parse either refuses it with a message or yields a view whose
+ * every count and pointer lies inside the buffer (all of it is read here, so
+ * ASan catches a view past the end), and writing the view back gives the bytes. */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/status.h"
+#include "model/mimo_v2_tp_msg.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+  void *buf = malloc(size ? size : 1); /* aligned like the receive buffer */
+  if (!buf)
+    return 0;
+  memcpy(buf, data, size);
+  mimo_tp_step_view v;
+  if (mimo_tp_step_parse(buf, size, &v) != MIMO_OK) {
+    if (mimo_errmsg()[0] == 0)
+      abort();
+    free(buf);
+    return 0;
+  }
+  long long sum = 0;
+  for (int i = 0; i < v.n_seqs; i++) {
+    if (v.n_tokens[i] < 1)
+      abort();
+    sum += v.n_tokens[i] + (long long)(mimo_tp_msg_u64(v.uids, i) & 1);
+  }
+  for (int i = 0; i < v.n_tokens_total; i++)
+    sum += v.tokens[i] & 1;
+  for (int i = 0; i < v.n_freed; i++)
+    sum += (long long)(mimo_tp_msg_u64(v.freed, i) & 1);
+  unsigned long long *uids = malloc((size_t)v.n_seqs * 8), *freed = malloc((size_t)(v.n_freed ? v.n_freed : 1) * 8);
+  void *out = malloc(size);
+  if (!uids || !freed || !out)
+    abort();
+  for (int i = 0; i < v.n_seqs; i++)
+    uids[i] = mimo_tp_msg_u64(v.uids, i);
+  for (int i = 0; i < v.n_freed; i++)
+    freed[i] = mimo_tp_msg_u64(v.freed, i);
+  if (mimo_tp_step_bytes(v.n_seqs, v.n_tokens_total, v.n_freed) != size)
+    abort();
+  mimo_tp_step_write(out, v.n_seqs, v.all_logits, uids, (const int *)v.n_tokens, (const int *)v.tokens,
+                     v.n_tokens_total, freed, v.n_freed);
+  if (memcmp(out, buf, size) != 0 || sum < 0)
+    abort();
+  free(uids);
+  free(freed);
+  free(out);
+  free(buf);
+  return 0;
+}
