@@ -7,11 +7,12 @@
  *
  * Three paths, chosen per call:
  *  - decode (T·G ≤ 256 query rows per kv head, G = n_heads / n_kv): split-KV
- *    flash-decoding on the fp32 cache as stored, tf32 mma.sync (below);
- *  - prefill: bf16 tensor-core flash attention (cuda_attention_prefill.cu);
+ *    flash-decoding on the fp32 cache as stored, 3xTF32 mma.sync (below);
+ *  - prefill: fp16 tensor-core flash attention (cuda_attention_prefill.cu);
  *  - scalar fp32 fallback (head dims without a fast kernel, unaligned buffers).
  * Split paths write partial (max, sum, acc) rows that k_attn_combine merges.
- * MIMO_CUDA_ATTN=scalar|decode|prefill forces a path (whole-model comparisons). */
+ * MIMO_CUDA_ATTN=scalar|decode|prefill forces a path, MIMO_CUDA_ATTN_PREC=fast|fp16 the
+ * operand precision (whole-model comparisons, speed references). */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -109,7 +110,13 @@ __global__ void k_kv_append(float *kc, float *vc, const float *k, const float *v
 /* cuda_attention_prefill.cu */
 int cu_attn_prefill_dims(int D, int V);
 int cu_attn_prefill_splits(cu_ctx *c, const mimo_attn_args *a);
-void cu_attn_prefill(cu_ctx *c, const mimo_attn_args *a, float *part, int nsplit);
+void cu_attn_prefill(cu_ctx *c, const mimo_attn_args *a, float *part, int nsplit, int prec);
+/* Operand precision (shared with cuda_attention_prefill.cu), relative errors of attn check on H200:
+ *  ATTN_FAST  bf16 prefill (3.1e-3), one tf32 product in decode (1.5e-3): the former kernels, kept as
+ *             the speed reference;
+ *  ATTN_FP16  fp16 prefill (Q, K, P, V; 3.9e-4, same speed), 3xTF32 decode (6e-6; 128K context:
+ *             +16 % at T = 1, +47 % at T = 4, where the extra products make it compute-bound). */
+enum { ATTN_FAST = 0, ATTN_FP16 = 1, ATTN_PREC_DEFAULT = ATTN_FP16 };
 
 namespace {
 constexpr float LOG2E = 1.4426950408889634f;
@@ -126,6 +133,12 @@ __device__ __forceinline__ void cp_async16(void *dst, const void *src, bool ok) 
                : "memory");
 }
 __device__ __forceinline__ uint32_t f2u(float f) { return __float_as_uint(f); }
+/* x = hi + lo with hi = x rounded to tf32 (nearest, ties away: integer ops, full rate) and lo = x − hi
+ * exact in fp32; the unit reads lo's top 19 bits, so hi + lo carries ~21 bits of x. */
+__device__ __forceinline__ void split_tf32(float x, uint32_t &hi, uint32_t &lo) {
+  hi = (f2u(x) + 0x1000u) & 0xffffe000u;
+  lo = f2u(x - __uint_as_float(hi));
+}
 /* d += A(16×8, row) · B(8×8, col) in tf32 (the fp32 bit patterns; the unit reads the top 19 bits). */
 __device__ __forceinline__ void mma_tf32(float *d, const uint32_t *a, uint32_t b0, uint32_t b1) {
   asm volatile("mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
@@ -150,8 +163,11 @@ struct dec_args {
  * (2t, 2t+1) with the score fragment the thread already holds and spreads a
  * float4 of V over 4 output n-tiles. Padded rows (K +16, V +4 floats) make
  * those float4 reads conflict-free. The KS slices merge in shared memory; each
- * block writes one partial (max, sum, acc) per row. */
-template <int D, int V, int KS, int KT, int NST>
+ * block writes one partial (max, sum, acc) per row.
+ * X3: both products in 3xTF32 (a·b ≈ a_hi·b_hi + a_hi·b_lo + a_lo·b_hi, split_tf32), fp32-grade
+ * scores and outputs: whole-model logits need them (tiny score errors flip near-tied MoE routing);
+ * !X3: one tf32 product (~1e-3 relative), kept as the speed reference (MIMO_CUDA_ATTN_PREC=fast). */
+template <int D, int V, int KS, int KT, int NST, bool X3>
 __global__ void __launch_bounds__(DEC_THREADS) k_attn_decode(dec_args a) {
   constexpr int DS = D + 16, VS = V + 4, MTP = 4 / KS, NT = KT / 8 / KS, QR = MTP * 16;
   static_assert(NT >= 1 && KS * QR * V <= NST * KT * (DS + VS), "merge buffer fits in the stage buffers");
@@ -224,13 +240,35 @@ __global__ void __launch_bounds__(DEC_THREADS) k_attn_decode(dec_args a) {
 #pragma unroll
     for (int c = 0; c < D; c += 16) {
       const float4 qa = *(const float4 *)(q0 + c), qb = *(const float4 *)(q1 + c);
-      const uint32_t a1[4] = {f2u(qa.x), f2u(qb.x), f2u(qa.y), f2u(qb.y)};
-      const uint32_t a2[4] = {f2u(qa.z), f2u(qb.z), f2u(qa.w), f2u(qb.w)};
+      if constexpr (X3) {
+        uint32_t a1[4], a2[4], l1[4], l2[4];
+        split_tf32(qa.x, a1[0], l1[0]), split_tf32(qb.x, a1[1], l1[1]);
+        split_tf32(qa.y, a1[2], l1[2]), split_tf32(qb.y, a1[3], l1[3]);
+        split_tf32(qa.z, a2[0], l2[0]), split_tf32(qb.z, a2[1], l2[1]);
+        split_tf32(qa.w, a2[2], l2[2]), split_tf32(qb.w, a2[3], l2[3]);
 #pragma unroll
-      for (int nt = 0; nt < NT; nt++) {
-        const float4 kf = *(const float4 *)(kr + nt * 8 * DS + c);
-        mma_tf32(s[nt], a1, f2u(kf.x), f2u(kf.y));
-        mma_tf32(s2[nt], a2, f2u(kf.z), f2u(kf.w));
+        for (int nt = 0; nt < NT; nt++) {
+          const float4 kf = *(const float4 *)(kr + nt * 8 * DS + c);
+          uint32_t kh[4], kl[4];
+          split_tf32(kf.x, kh[0], kl[0]), split_tf32(kf.y, kh[1], kl[1]);
+          split_tf32(kf.z, kh[2], kl[2]), split_tf32(kf.w, kh[3], kl[3]);
+          /* small terms first */
+          mma_tf32(s[nt], l1, kh[0], kh[1]);
+          mma_tf32(s2[nt], l2, kh[2], kh[3]);
+          mma_tf32(s[nt], a1, kl[0], kl[1]);
+          mma_tf32(s2[nt], a2, kl[2], kl[3]);
+          mma_tf32(s[nt], a1, kh[0], kh[1]);
+          mma_tf32(s2[nt], a2, kh[2], kh[3]);
+        }
+      } else {
+        const uint32_t a1[4] = {f2u(qa.x), f2u(qb.x), f2u(qa.y), f2u(qb.y)};
+        const uint32_t a2[4] = {f2u(qa.z), f2u(qb.z), f2u(qa.w), f2u(qb.w)};
+#pragma unroll
+        for (int nt = 0; nt < NT; nt++) {
+          const float4 kf = *(const float4 *)(kr + nt * 8 * DS + c);
+          mma_tf32(s[nt], a1, f2u(kf.x), f2u(kf.y));
+          mma_tf32(s2[nt], a2, f2u(kf.z), f2u(kf.w));
+        }
       }
     }
 #pragma unroll
@@ -283,14 +321,38 @@ __global__ void __launch_bounds__(DEC_THREADS) k_attn_decode(dec_args a) {
 #pragma unroll
     for (int nt = 0; nt < NT; nt++) {
       /* k index t ↔ key 2t, t+4 ↔ key 2t+1: the thread's own score pair */
-      const uint32_t p[4] = {f2u(s[nt][0]), f2u(s[nt][2]), f2u(s[nt][1]), f2u(s[nt][3])};
+      if constexpr (X3) {
+        uint32_t p[4], pl[4];
+        split_tf32(s[nt][0], p[0], pl[0]), split_tf32(s[nt][2], p[1], pl[1]);
+        split_tf32(s[nt][1], p[2], pl[2]), split_tf32(s[nt][3], p[3], pl[3]);
 #pragma unroll
-      for (int vg = 0; vg < V / 32; vg++) {
-        const float4 va = *(const float4 *)(vr + nt * 8 * VS + vg * 32), vb = *(const float4 *)(vr + (nt * 8 + 1) * VS + vg * 32);
-        mma_tf32(o[vg * 4 + 0], p, f2u(va.x), f2u(vb.x));
-        mma_tf32(o[vg * 4 + 1], p, f2u(va.y), f2u(vb.y));
-        mma_tf32(o[vg * 4 + 2], p, f2u(va.z), f2u(vb.z));
-        mma_tf32(o[vg * 4 + 3], p, f2u(va.w), f2u(vb.w));
+        for (int vg = 0; vg < V / 32; vg++) {
+          const float4 va = *(const float4 *)(vr + nt * 8 * VS + vg * 32), vb = *(const float4 *)(vr + (nt * 8 + 1) * VS + vg * 32);
+          const float x[8] = {va.x, vb.x, va.y, vb.y, va.z, vb.z, va.w, vb.w};
+          uint32_t vh[8], vl[8];
+#pragma unroll
+          for (int i = 0; i < 8; i++)
+            split_tf32(x[i], vh[i], vl[i]);
+#pragma unroll
+          for (int i = 0; i < 4; i++)
+            mma_tf32(o[vg * 4 + i], pl, vh[2 * i], vh[2 * i + 1]);
+#pragma unroll
+          for (int i = 0; i < 4; i++)
+            mma_tf32(o[vg * 4 + i], p, vl[2 * i], vl[2 * i + 1]);
+#pragma unroll
+          for (int i = 0; i < 4; i++)
+            mma_tf32(o[vg * 4 + i], p, vh[2 * i], vh[2 * i + 1]);
+        }
+      } else {
+        const uint32_t p[4] = {f2u(s[nt][0]), f2u(s[nt][2]), f2u(s[nt][1]), f2u(s[nt][3])};
+#pragma unroll
+        for (int vg = 0; vg < V / 32; vg++) {
+          const float4 va = *(const float4 *)(vr + nt * 8 * VS + vg * 32), vb = *(const float4 *)(vr + (nt * 8 + 1) * VS + vg * 32);
+          mma_tf32(o[vg * 4 + 0], p, f2u(va.x), f2u(vb.x));
+          mma_tf32(o[vg * 4 + 1], p, f2u(va.y), f2u(vb.y));
+          mma_tf32(o[vg * 4 + 2], p, f2u(va.z), f2u(vb.z));
+          mma_tf32(o[vg * 4 + 3], p, f2u(va.w), f2u(vb.w));
+        }
       }
     }
     __syncthreads();
@@ -411,14 +473,14 @@ __global__ void __launch_bounds__(256) k_attn_combine(const float *part, float *
   }
 }
 
-template <int D, int V, int KS, int KT = DEC_KT, int NST = 2> void dec_launch(cu_ctx *c, dec_args &p, int keys) {
+template <bool X3, int D, int V, int KS, int KT = DEC_KT, int NST = 2> void dec_launch(cu_ctx *c, dec_args &p, int keys) {
   constexpr int QR = 64 / KS;
   const size_t smem = (size_t)(QR * (D + 16) + NST * KT * (D + 16) + NST * KT * (V + 4)) * 4;
-  if (MIMO_CUDA(c, cudaFuncSetAttribute(k_attn_decode<D, V, KS, KT, NST>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+  if (MIMO_CUDA(c, cudaFuncSetAttribute(k_attn_decode<D, V, KS, KT, NST, X3>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                         (int)smem)) != MIMO_OK)
     return;
   int occ = 1;
-  if (MIMO_CUDA(c, cudaOccupancyMaxActiveBlocksPerMultiprocessor(&occ, k_attn_decode<D, V, KS, KT, NST>, DEC_THREADS,
+  if (MIMO_CUDA(c, cudaOccupancyMaxActiveBlocksPerMultiprocessor(&occ, k_attn_decode<D, V, KS, KT, NST, X3>, DEC_THREADS,
                                                                  smem)) != MIMO_OK)
     return;
   const int max_tiles = (keys + KT - 1) / KT;
@@ -432,20 +494,23 @@ template <int D, int V, int KS, int KT = DEC_KT, int NST = 2> void dec_launch(cu
   p.part = (float *)cu_tmp2(c, (size_t)p.n_kv * p.nsplit * p.rows * (V + 2) * sizeof(float));
   if (!p.part)
     return;
-  k_attn_decode<D, V, KS, KT, NST><<<dim3(p.nrg * p.nsplit, p.n_kv), DEC_THREADS, smem, c->st>>>(p);
+  k_attn_decode<D, V, KS, KT, NST, X3><<<dim3(p.nrg * p.nsplit, p.n_kv), DEC_THREADS, smem, c->st>>>(p);
   MIMO_CUDA_LAUNCHED(c);
 }
 
 /* Measured on H200 at 128K (T = 1): 32-key tiles, 2 stages, 2 blocks per SM, one wave of splits is
  * the fastest tried; 64-key tiles (362 µs) or 3 stages (415 µs), both 1 block per SM, and 2 or 4
  * waves of splits (265 / 276 µs) were slower than this (257 µs). */
-template <int D, int V> void dec_dispatch(cu_ctx *c, dec_args &p, int keys) {
+template <bool X3, int D, int V> void dec_dispatch(cu_ctx *c, dec_args &p, int keys) {
   if (p.rows <= 16)
-    dec_launch<D, V, 4>(c, p, keys);
+    dec_launch<X3, D, V, 4>(c, p, keys);
   else if (p.rows <= 32)
-    dec_launch<D, V, 2>(c, p, keys);
+    dec_launch<X3, D, V, 2>(c, p, keys);
   else
-    dec_launch<D, V, 1>(c, p, keys);
+    dec_launch<X3, D, V, 1>(c, p, keys);
+}
+template <int D, int V> void dec_dispatch(cu_ctx *c, dec_args &p, int keys, int prec) {
+  prec == ATTN_FAST ? dec_dispatch<false, D, V>(c, p, keys) : dec_dispatch<true, D, V>(c, p, keys);
 }
 
 void combine(cu_ctx *c, const mimo_attn_args *a, const float *part, int nsplit) {
@@ -468,6 +533,19 @@ extern "C" void mimo_cuda_attn_force(int path) { force_path = path; }
 static int attn_path_env(void) {
   const char *e = getenv("MIMO_CUDA_ATTN");
   return !e ? 0 : !strcmp(e, "scalar") ? 1 : !strcmp(e, "decode") ? 2 : !strcmp(e, "prefill") ? 3 : 0;
+}
+/* Operand precision: test hook, else MIMO_CUDA_ATTN_PREC=fast|fp16, else ATTN_PREC_DEFAULT.
+ * prec < 0 only asks; returns the precision in force. */
+static int prec_force = -1;
+extern "C" int mimo_cuda_attn_precision(int prec) {
+  if (prec >= ATTN_FAST && prec <= ATTN_FP16)
+    prec_force = prec;
+  if (prec_force < 0) {
+    const char *e = getenv("MIMO_CUDA_ATTN_PREC");
+    prec_force = !e ? ATTN_PREC_DEFAULT : !strcmp(e, "fast") ? ATTN_FAST : !strcmp(e, "fp16") ? ATTN_FP16
+                                                                          : ATTN_PREC_DEFAULT;
+  }
+  return prec_force;
 }
 
 
@@ -497,16 +575,17 @@ void cu_attention(mimo_backend *be, mimo_attn_args *a) {
       force_path = attn_path_env();
     path = force_path ? force_path : rows <= DEC_MAX_ROWS ? 2 : 3;
   }
+  const int prec = mimo_cuda_attn_precision(-1);
   if (path == 2) {
     dec_args p = {a->q, a->k, a->v, kv->k, kv->v, NULL, a->n_heads, a->n_kv, G, rows, kv->len, a->window, kv->cap,
                   kv->ring, 1, 1, a->scale * LOG2E};
     const int end = kv->len + a->T, lo = a->window > 0 && end - a->window - a->T + 1 > 0 ? end - a->window - a->T + 1 : 0;
     if (D == 192)
-      dec_dispatch<192, 128>(c, p, end - lo);
+      dec_dispatch<192, 128>(c, p, end - lo, prec);
     else if (D == 128)
-      dec_dispatch<128, 128>(c, p, end - lo);
+      dec_dispatch<128, 128>(c, p, end - lo, prec);
     else
-      dec_dispatch<64, 64>(c, p, end - lo);
+      dec_dispatch<64, 64>(c, p, end - lo, prec);
     if (p.part)
       combine(c, a, p.part, p.nsplit);
   } else if (path == 3) {
@@ -515,7 +594,7 @@ void cu_attention(mimo_backend *be, mimo_attn_args *a) {
     if (nsplit > 1 &&
         !(part = (float *)cu_tmp2(c, (size_t)a->n_kv * nsplit * rows * (V + 2) * sizeof(float))))
       return;
-    cu_attn_prefill(c, a, part, nsplit);
+    cu_attn_prefill(c, a, part, nsplit, prec);
     if (part)
       combine(c, a, part, nsplit);
   } else {
