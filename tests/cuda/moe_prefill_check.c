@@ -1,6 +1,7 @@
 /* mimo_cuda_check moe-prefill check|bench: the grouped tensor-core MoE prefill (cuda_moe_gemm.cu).
  *   check  the MoE op, GPU vs the CPU backend on fresh random experts/router/bias/x: expert ids equal and
- *          ‖gpu − cpu‖ / ‖cpu‖ <= 1e-2 (bf16 activations, bf16-rounded weights and h on the tensor cores), GPU
+ *          ‖gpu − cpu‖ / ‖cpu‖ <= 2e-3 for int4 experts (fp16 activations, weights and h on the tensor
+ *          cores), 1e-2 for bf16 experts (bf16 operands), GPU
  *          output poisoned first, for both tile widths; two runs bit-identical (determinism). Shapes that do
  *          not fit the grouped kernels (group 16) check the per-token fallback at 1e-5.
  *   bench  ceilings (copy bandwidth, cuBLAS bf16 8192³) in the same run, then MoE prefill TFLOP/s (useful
@@ -111,7 +112,8 @@ static void check_case(mimo_backend *c, mimo_backend *g, int T, int E, int K, in
   mimo_cuda_moe_grouped_wn(4);
   /* the grouped kernels take int4 with groups that are multiples of 32, or bf16; H, I multiples of 32 */
   const int grouped = (bf16 || group % 32 == 0) && H % 32 == 0 && I % 32 == 0;
-  const double tol = grouped ? 1e-2 : 1e-5;
+  /* int4: fp16 operands (measured <= 3.9e-4 on H200); bf16 experts: bf16 operands (<= 2.7e-3) */
+  const double tol = !grouped ? 1e-5 : bf16 ? 1e-2 : 2e-3;
   const double e1 = relerr(o1, oc, n), e3 = relerr(o3, oc, n), err = e1 > e3 ? e1 : e3;
   const int det = memcmp(o1, o2, n * 4) == 0;
   const int ok = same_ids && det && err <= tol;
