@@ -27,8 +27,8 @@ mimo_status cu_fail(cu_ctx *c, const char *what, const char *msg, const char *fi
 static bool mem_take(cu_ctx *c, size_t bytes, const char *what) {
   if (c->mem_limit && c->mem_used + bytes > c->mem_limit) {
     mimo_errf(MIMO_E_NOMEM,
-              "GPU %d: %s needs %.2f GiB more, over the --gpu-memory-utilization budget (%.2f of %.2f GiB in use, "
-              "limit %.2f GiB)",
+              "GPU %d: no room for %s: %.3f GiB more would pass the --gpu-memory-utilization budget (%.2f of "
+              "%.2f GiB in use, limit %.2f GiB)",
               c->device, what, bytes / 1073741824.0, c->mem_used / 1073741824.0, c->mem_total / 1073741824.0,
               c->mem_limit / 1073741824.0);
     return false;
