@@ -86,6 +86,10 @@ struct mimo_backend {
   void (*release)(mimo_backend *be, float *p);
   void (*embed)(mimo_backend *be, float *out, const mimo_linear *table, const int *ids, int T);
   void (*rmsnorm)(mimo_backend *be, float *out, const float *x, const mimo_vec *w, int T, int n, float eps);
+  /* The residual add and the next norm in one pass: h += x, then out = rmsnorm(h) (same arithmetic as add
+   * followed by rmsnorm). */
+  void (*add_rmsnorm)(mimo_backend *be, float *out, float *h, const float *x, const mimo_vec *w, int T, int n,
+                      float eps);
   void (*linear)(mimo_backend *be, float *y, const float *x, int T, const mimo_linear *W);
   /* In place on heads of width head_dim laid out with stride `stride` floats per token. */
   void (*rope)(mimo_backend *be, float *x, int T, int n_heads, int head_dim, int stride, int rot_dim,
@@ -94,6 +98,11 @@ struct mimo_backend {
   /* dst[r][0..cols) = src[r][0..cols) with row strides dst_ld/src_ld (floats). */
   void (*copy2d)(mimo_backend *be, float *dst, long dst_ld, const float *src, long src_ld, int rows, int cols);
   void (*add)(mimo_backend *be, float *y, const float *x, long n);
+  /* q, k, v out of the fused projection qkv [T][chunks * (qc + kc + vc)], stored as `chunks` blocks
+   * [Q_c | K_c | V_c] per token (spec §3.3): q [T][chunks*qc], k [T][chunks*kc], v [T][chunks*vc] in natural
+   * head order, v multiplied by v_scale. One pass (not a copy per block and a scale). */
+  void (*qkv_split)(mimo_backend *be, float *q, float *k, float *v, const float *qkv, int T, int chunks, int qc,
+                    int kc, int vc, float v_scale);
   void (*swiglu)(mimo_backend *be, float *out, const float *gate, const float *up, long n);
   void (*attention)(mimo_backend *be, mimo_attn_args *a);
   void (*moe)(mimo_backend *be, mimo_moe_args *a);

@@ -129,9 +129,9 @@ static mimo_status scratch_init(mimo_model *m, int T, scratch *s) {
   return MIMO_OK;
 }
 
-/* q, k, v from the attention input a [T][hidden]. The fused checkpoint tensor is
- * `chunks` blocks of [Q_c | K_c | V_c] (spec §3.3): project once, then move each
- * block's columns to its place in natural head order. */
+/* q, k, v (v scaled) from the attention input a [T][hidden]. The fused checkpoint
+ * tensor is `chunks` blocks of [Q_c | K_c | V_c] (spec §3.3): project once, then
+ * move each block's columns to its place in natural head order. */
 static void project_qkv(mimo_model *m, const mimo_layer_weights *lw, const mimo_attn_geom *g, int T, scratch *s) {
   mimo_backend *be = m->be;
   int nq = g->n_heads * g->head_dim, nk = g->n_kv_heads * g->head_dim, nv = g->n_kv_heads * g->v_head_dim;
@@ -139,16 +139,13 @@ static void project_qkv(mimo_model *m, const mimo_layer_weights *lw, const mimo_
     be->linear(be, s->q, s->a, T, &lw->q);
     be->linear(be, s->k, s->a, T, &lw->k);
     be->linear(be, s->v, s->a, T, &lw->v);
+    if (m->cfg.attention_value_scale != 1.0)
+      be->scale(be, s->v, (long)T * nv, (float)m->cfg.attention_value_scale);
     return;
   }
   be->linear(be, s->qkv, s->a, T, &lw->qkv);
-  int n = m->cfg.qkv_chunks, qc = nq / n, kc = nk / n, vc = nv / n, rows = nq + nk + nv;
-  for (int c = 0; c < n; c++) {
-    const float *base = s->qkv + (size_t)c * (qc + kc + vc);
-    be->copy2d(be, s->q + (size_t)c * qc, nq, base, rows, T, qc);
-    be->copy2d(be, s->k + (size_t)c * kc, nk, base + qc, rows, T, kc);
-    be->copy2d(be, s->v + (size_t)c * vc, nv, base + qc + kc, rows, T, vc);
-  }
+  int n = m->cfg.qkv_chunks;
+  be->qkv_split(be, s->q, s->k, s->v, s->qkv, T, n, nq / n, nk / n, nv / n, (float)m->cfg.attention_value_scale);
 }
 
 static mimo_status attention_block(mimo_model *m, int L, const mimo_batch *b, int T, scratch *s) {
@@ -157,10 +154,7 @@ static mimo_status attention_block(mimo_model *m, int L, const mimo_batch *b, in
   const mimo_attn_geom *g = mimo_config_geom(c, L);
   mimo_backend *be = m->be;
   int nq = g->n_heads * g->head_dim, nk = g->n_kv_heads * g->head_dim, nv = g->n_kv_heads * g->v_head_dim;
-  be->rmsnorm(be, s->a, s->h, &lw->input_norm, T, c->hidden_size, (float)c->layernorm_epsilon);
   project_qkv(m, lw, g, T, s);
-  if (c->attention_value_scale != 1.0)
-    be->scale(be, s->v, (long)T * nv, (float)c->attention_value_scale);
   be->rope(be, s->q, T, g->n_heads, g->head_dim, nq, g->rotary_dim, s->pos, g->rope_theta);
   be->rope(be, s->k, T, g->n_kv_heads, g->head_dim, nk, g->rotary_dim, s->pos, g->rope_theta);
   int off = 0;
@@ -178,8 +172,7 @@ static mimo_status attention_block(mimo_model *m, int L, const mimo_batch *b, in
   be->linear(be, s->t3, s->o, T, &lw->o);
   if (m->tp > 1) /* o_proj is row-parallel: each rank holds its heads' partial sum */
     be->all_reduce(be, s->t3, (long)T * c->hidden_size);
-  be->add(be, s->h, s->t3, (long)T * c->hidden_size);
-  return MIMO_OK;
+  return MIMO_OK; /* the caller adds t3 to the residual with the next norm */
 }
 
 static void ffn_block(mimo_model *m, int L, int T, scratch *s) {
@@ -187,7 +180,6 @@ static void ffn_block(mimo_model *m, int L, int T, scratch *s) {
   const mimo_layer_weights *lw = &m->w.layers[L];
   mimo_backend *be = m->be;
   int H = c->hidden_size;
-  be->rmsnorm(be, s->a, s->h, &lw->post_norm, T, H, (float)c->layernorm_epsilon);
   if (lw->moe) {
     mimo_moe_args a = {.x = s->a, .out = s->t3, .T = T, .hidden = H, .inter = c->moe_intermediate_size,
                        .n_experts = c->n_routed_experts, .top_k = c->num_experts_per_tok, .router = &lw->router,
@@ -202,7 +194,6 @@ static void ffn_block(mimo_model *m, int L, int T, scratch *s) {
   }
   if (m->tp > 1) /* down projections (dense, experts' width or experts themselves) are split: sum the parts */
     be->all_reduce(be, s->t3, (long)T * H);
-  be->add(be, s->h, s->t3, (long)T * H);
 }
 
 mimo_status mimo_model_forward(mimo_model *m, const mimo_batch *b, float *logits) {
@@ -238,11 +229,20 @@ mimo_status mimo_model_forward_local(mimo_model *m, const mimo_batch *b, float *
     for (int j = 0; j < b->n_tokens[i]; j++)
       s.pos[t++] = b->seqs[i]->len + j;
 
+  /* Each block leaves its output in t3; it joins the residual h together with the next norm. */
+  const float eps = (float)c->layernorm_epsilon;
   be->embed(be, s.h, &m->w.embed, b->tokens, T);
   for (int L = 0; L < c->num_hidden_layers; L++) {
+    const mimo_layer_weights *lw = &m->w.layers[L];
+    if (L == 0)
+      be->rmsnorm(be, s.a, s.h, &lw->input_norm, T, c->hidden_size, eps);
+    else
+      be->add_rmsnorm(be, s.a, s.h, s.t3, &lw->input_norm, T, c->hidden_size, eps);
     attention_block(m, L, b, T, &s);
+    be->add_rmsnorm(be, s.a, s.h, s.t3, &lw->post_norm, T, c->hidden_size, eps);
     ffn_block(m, L, T, &s);
   }
+  be->add(be, s.h, s.t3, (long)T * c->hidden_size);
   mimo_status st = MIMO_OK;
   if (!logits) /* a rank whose logits another rank delivers */
     goto done;

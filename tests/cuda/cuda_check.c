@@ -71,6 +71,34 @@ static void check_linears(mimo_backend *c, mimo_backend *g) {
   }
 }
 
+/* The fused qkv's de-chunking with the value scale: MiMo's full layer (4 chunks of 16 q heads x 192, 1 kv head
+ * x 192 / 128) and a tiny one, several token counts. Exact (a copy and one multiply). */
+static void check_qkv_split(mimo_backend *c, mimo_backend *g) {
+  struct { int chunks, qc, kc, vc; float vs; } cf[] = {{4, 16 * 192, 192, 128, 0.707f}, {2, 64, 16, 8, 1.0f}};
+  int Ts[] = {1, 5, 70};
+  for (size_t k = 0; k < sizeof cf / sizeof *cf; k++)
+    for (size_t a = 0; a < sizeof Ts / sizeof *Ts; a++) {
+      const int T = Ts[a], n = cf[k].chunks;
+      const size_t row = (size_t)n * (cf[k].qc + cf[k].kc + cf[k].vc), nq = (size_t)T * n * cf[k].qc,
+                   nk = (size_t)T * n * cf[k].kc, nv = (size_t)T * n * cf[k].vc;
+      float *x = xmalloc(T * row * 4), *hc = xmalloc((nq + nk + nv) * 4), *hg = xmalloc((nq + nk + nv) * 4);
+      fill(x, T * row, 2.0f);
+      c->qkv_split(c, hc, hc + nq, hc + nq + nk, x, T, n, cf[k].qc, cf[k].kc, cf[k].vc, cf[k].vs);
+      float *dx = to_dev(g, x, T * row), *d = g->alloc(g, nq + nk + nv);
+      mimo_cuda_poison(g, d, nq + nk + nv);
+      g->qkv_split(g, d, d + nq, d + nq + nk, dx, T, n, cf[k].qc, cf[k].kc, cf[k].vc, cf[k].vs);
+      from_dev(g, hg, d, nq + nk + nv);
+      char buf[96];
+      snprintf(buf, sizeof buf, "qkv_split T=%d chunks %d q/k/v %d/%d/%d", T, n, cf[k].qc, cf[k].kc, cf[k].vc);
+      report(buf, relerr(hg, hc, nq + nk + nv), 0);
+      g->release(g, dx);
+      g->release(g, d);
+      free(x);
+      free(hc);
+      free(hg);
+    }
+}
+
 static void check_small(mimo_backend *c, mimo_backend *g) {
   int Ts[] = {1, 7, 33}, ns[] = {64, 4096};
   for (int a = 0; a < 3; a++)
@@ -359,6 +387,7 @@ int main(int argc, char **argv) {
   must(mimo_backend_cuda_init(&g, 0), "cuda backend");
   printf("device: %s\n", mimo_cuda_device_name(g));
   check_small(c, g);
+  check_qkv_split(c, g);
   check_linears(c, g);
   check_attention(c, g);
   check_moe(c, g);

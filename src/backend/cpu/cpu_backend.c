@@ -68,6 +68,14 @@ static void cpu_rmsnorm(mimo_backend *be, float *out, const float *x, const mimo
   mimo_parallel_for(cpu_pool(be), T, 8, norm_rows, &j);
 }
 
+static void cpu_add(mimo_backend *be, float *y, const float *x, long n);
+
+static void cpu_add_rmsnorm(mimo_backend *be, float *out, float *h, const float *x, const mimo_vec *w, int T, int n,
+                            float eps) {
+  cpu_add(be, h, x, (long)T * n);
+  cpu_rmsnorm(be, out, h, w, T, n, eps);
+}
+
 static void cpu_rope(mimo_backend *be, float *x, int T, int n_heads, int head_dim, int stride, int rot_dim,
                      const int *pos, double theta) {
   (void)be;
@@ -120,6 +128,21 @@ static void cpu_copy2d(mimo_backend *be, float *dst, long dst_ld, const float *s
     memcpy(dst + r * dst_ld, src + r * src_ld, (size_t)cols * sizeof(float));
 }
 
+static void cpu_qkv_split(mimo_backend *be, float *q, float *k, float *v, const float *qkv, int T, int chunks, int qc,
+                          int kc, int vc, float v_scale) {
+  (void)be;
+  const long row = (long)chunks * (qc + kc + vc);
+  for (int t = 0; t < T; t++)
+    for (int c = 0; c < chunks; c++) {
+      const float *b = qkv + t * row + (long)c * (qc + kc + vc);
+      memcpy(q + ((long)t * chunks + c) * qc, b, (size_t)qc * sizeof(float));
+      memcpy(k + ((long)t * chunks + c) * kc, b + qc, (size_t)kc * sizeof(float));
+      float *vo = v + ((long)t * chunks + c) * vc;
+      for (int i = 0; i < vc; i++)
+        vo[i] = v_scale == 1.0f ? b[qc + kc + i] : b[qc + kc + i] * v_scale;
+    }
+}
+
 static void cpu_free(mimo_backend *be) {
   if (!be)
     return;
@@ -155,6 +178,8 @@ mimo_status mimo_backend_cpu_init(mimo_backend **out, int n_threads) {
   be->rope = cpu_rope;
   be->scale = cpu_scale;
   be->copy2d = cpu_copy2d;
+  be->qkv_split = cpu_qkv_split;
+  be->add_rmsnorm = cpu_add_rmsnorm;
   be->add = cpu_add;
   be->swiglu = cpu_swiglu;
   be->attention = cpu_attention;

@@ -329,6 +329,45 @@ __global__ void k_rmsnorm(float *out, const float *x, const float *w, int n, flo
     o[i] = w[i] * (xr[i] * r);
 }
 
+/* h += x, then the norm of h: k_rmsnorm's arithmetic in the same order, one pass fewer over memory. */
+__global__ void k_add_rmsnorm(float *out, float *h, const float *x, const float *w, int n, float eps) {
+  __shared__ float red[32];
+  float *hr = h + (size_t)blockIdx.x * n;
+  const float *xr = x + (size_t)blockIdx.x * n;
+  float ss = 0.f;
+  for (int i = threadIdx.x; i < n; i += blockDim.x) {
+    const float v = hr[i] + xr[i];
+    hr[i] = v;
+    ss += v * v;
+  }
+  ss = warp_sum(ss);
+  if ((threadIdx.x & 31) == 0)
+    red[threadIdx.x >> 5] = ss;
+  __syncthreads();
+  if (threadIdx.x < 32) {
+    float v = threadIdx.x < blockDim.x / 32 ? red[threadIdx.x] : 0.f;
+    v = warp_sum(v);
+    if (threadIdx.x == 0)
+      red[0] = v;
+  }
+  __syncthreads();
+  float r = (float)(1.0 / sqrt((double)red[0] / n + eps));
+  float *o = out + (size_t)blockIdx.x * n;
+  for (int i = threadIdx.x; i < n; i += blockDim.x)
+    o[i] = w[i] * (hr[i] * r);
+}
+
+static void cu_add_rmsnorm(mimo_backend *be, float *out, float *h, const float *x, const mimo_vec *w, int T, int n,
+                           float eps) {
+  cu_ctx *c = cu(be);
+  if (!w->dev) {
+    cu_fail(c, "rmsnorm", "weight not uploaded", __FILE__, __LINE__);
+    return;
+  }
+  k_add_rmsnorm<<<T, 256, 0, c->st>>>(out, h, x, (const float *)w->dev, n, eps);
+  MIMO_CUDA_LAUNCHED(c);
+}
+
 static void cu_rmsnorm(mimo_backend *be, float *out, const float *x, const mimo_vec *w, int T, int n, float eps) {
   cu_ctx *c = cu(be);
   if (!w->dev) {
@@ -416,6 +455,31 @@ static void cu_swiglu(mimo_backend *be, float *out, const float *g, const float 
   k_swiglu<<<ew_grid(n), 256, 0, cu(be)->st>>>(out, g, u, n);
   MIMO_CUDA_LAUNCHED(cu(be));
 }
+/* One launch for the fused qkv's de-chunking (and the value scale): a thread per 4 floats of a token's row. */
+__global__ void k_qkv_split(float *q, float *k, float *v, const float *qkv, int chunks, int qc, int kc, int vc,
+                            float v_scale) {
+  const int t = blockIdx.y, per = qc + kc + vc, row = chunks * per;
+  const float *src = qkv + (size_t)t * row;
+  for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < row; i += gridDim.x * blockDim.x) {
+    const int c = i / per, j = i % per;
+    const float x = src[i];
+    if (j < qc)
+      q[((size_t)t * chunks + c) * qc + j] = x;
+    else if (j < qc + kc)
+      k[((size_t)t * chunks + c) * kc + j - qc] = x;
+    else
+      v[((size_t)t * chunks + c) * vc + j - qc - kc] = x * v_scale;
+  }
+}
+
+static void cu_qkv_split(mimo_backend *be, float *q, float *k, float *v, const float *qkv, int T, int chunks, int qc,
+                         int kc, int vc, float v_scale) {
+  cu_ctx *c = cu(be);
+  const int row = chunks * (qc + kc + vc);
+  k_qkv_split<<<dim3(cdiv(row, 256), T), 256, 0, c->st>>>(q, k, v, qkv, chunks, qc, kc, vc, v_scale);
+  MIMO_CUDA_LAUNCHED(c);
+}
+
 static void cu_copy2d(mimo_backend *be, float *dst, long dst_ld, const float *src, long src_ld, int rows, int cols) {
   cu_ctx *c = cu(be);
   MIMO_CUDA(c, cudaMemcpy2DAsync(dst, (size_t)dst_ld * sizeof(float), src, (size_t)src_ld * sizeof(float),
@@ -524,6 +588,8 @@ extern "C" mimo_status mimo_backend_cuda_init(mimo_backend **out, int device) {
   be->rope = cu_rope;
   be->scale = cu_scale;
   be->copy2d = cu_copy2d;
+  be->qkv_split = cu_qkv_split;
+  be->add_rmsnorm = cu_add_rmsnorm;
   be->add = cu_add;
   be->swiglu = cu_swiglu;
   be->attention = cu_attention;
