@@ -40,10 +40,7 @@ mimo_status mimo_model_upload(mimo_backend *be, mimo_weights *w) {
   return MIMO_OK;
 }
 
-mimo_status mimo_model_load(const char *dir, mimo_backend *be, mimo_model **out) {
-  mimo_model *m = calloc(1, sizeof *m);
-  if (!m)
-    return mimo_errf(MIMO_E_NOMEM, "model");
+mimo_status mimo_model_bind(const char *dir, mimo_model *m) {
   mimo_status st = mimo_config_load(dir, &m->cfg);
   if (st == MIMO_OK && (st = mimo_gen_defaults_load(dir, &m->gen)) == MIMO_OK)
     mimo_config_merge_eos(&m->cfg, &m->gen);
@@ -51,6 +48,15 @@ mimo_status mimo_model_load(const char *dir, mimo_backend *be, mimo_model **out)
     st = mimo_ckpt_open(dir, &m->ck);
   if (st == MIMO_OK)
     st = mimo_weights_bind(&m->cfg, &m->ck, &m->w);
+  m->vocab_n = m->cfg.vocab_size;
+  return st;
+}
+
+mimo_status mimo_model_load(const char *dir, mimo_backend *be, mimo_model **out) {
+  mimo_model *m = calloc(1, sizeof *m);
+  if (!m)
+    return mimo_errf(MIMO_E_NOMEM, "model");
+  mimo_status st = mimo_model_bind(dir, m);
   if (st == MIMO_OK)
     st = mimo_model_upload(be, &m->w);
   if (st != MIMO_OK) {

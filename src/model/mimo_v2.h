@@ -63,6 +63,8 @@ mimo_backend *mimo_model_backend(const mimo_model *m, int r);
 /* Internal to the model files: one rank's (or a lone model's) step, and the
  * upload of its weights. */
 mimo_status mimo_model_forward_local(mimo_model *m, const mimo_batch *b, float *logits);
+/* config, generation defaults, checkpoint and weight views of dir into m (nothing uploaded) */
+mimo_status mimo_model_bind(const char *dir, mimo_model *m);
 mimo_status mimo_model_upload(mimo_backend *be, mimo_weights *w);
 mimo_status mimo_model_upload_globals(mimo_backend *be, mimo_weights *w);
 mimo_status mimo_model_upload_layer(mimo_backend *be, mimo_layer_weights *lw, int n_experts);

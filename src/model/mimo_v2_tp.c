@@ -361,14 +361,7 @@ mimo_status mimo_model_load_tp_net(const char *dir, mimo_backend **bes, int tp, 
     mimo_tp_net_close(net);
     return tp >= 1 ? mimo_errf(MIMO_E_NOMEM, "model") : mimo_errf(MIMO_E_INVALID, "no ranks");
   }
-  mimo_status st = mimo_config_load(dir, &m->cfg);
-  if (st == MIMO_OK && (st = mimo_gen_defaults_load(dir, &m->gen)) == MIMO_OK)
-    mimo_config_merge_eos(&m->cfg, &m->gen);
-  if (st == MIMO_OK)
-    st = mimo_ckpt_open(dir, &m->ck);
-  if (st == MIMO_OK)
-    st = mimo_weights_bind(&m->cfg, &m->ck, &m->w);
-  m->vocab_n = m->cfg.vocab_size;
+  mimo_status st = mimo_model_bind(dir, m);
   if (st == MIMO_OK) {
     st = group_init(m, bes, tp, ep, net);
   } else {

@@ -34,17 +34,6 @@ static int gpu_path(int force, int nh, int nkv, int T, int D, int V) {
   return force ? force : T * (nh / nkv) <= 256 ? 2 : 3;
 }
 
-static double relerr(const float *g, const float *c, size_t n) {
-  double num = 0, den = 0;
-  for (size_t i = 0; i < n; i++) {
-    if (!isfinite(g[i]))
-      return INFINITY;
-    num += ((double)g[i] - c[i]) * ((double)g[i] - c[i]);
-    den += (double)c[i] * c[i];
-  }
-  return sqrt(num / (den > 0 ? den : 1e-30));
-}
-
 /* Fills a device buffer with a repeated random pattern (fast for GB-sized benchmark inputs; not zeros). */
 static void dev_fill(mimo_backend *g, float *d, size_t n, float s) {
   static float *pat;
@@ -223,11 +212,6 @@ static int attn_check(void) {
   return n_fail ? 1 : 0;
 }
 
-static int cmpf(const void *a, const void *b) {
-  float x = *(const float *)a, y = *(const float *)b;
-  return (x > y) - (x < y);
-}
-
 /* Median ms of `reps` runs of one attention step of T tokens over `past` cached positions (len reset each run). */
 static float time_attn(mimo_backend *g, mimo_attn_args *a, int past, int reps) {
   float ms[16];
@@ -240,8 +224,7 @@ static float time_attn(mimo_backend *g, mimo_attn_args *a, int past, int reps) {
     ms[r] = mimo_cuda_timer_stop(g);
   }
   must(mimo_cuda_sync(g), "bench");
-  qsort(ms, (size_t)reps, sizeof *ms, cmpf);
-  return ms[reps / 2];
+  return median(ms, reps);
 }
 
 typedef struct {

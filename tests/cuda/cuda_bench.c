@@ -7,15 +7,6 @@
 
 #include "cuda_common.h"
 
-static int cmpf(const void *a, const void *b) {
-  float x = *(const float *)a, y = *(const float *)b;
-  return (x > y) - (x < y);
-}
-
-static float median(float *v, int n) {
-  qsort(v, (size_t)n, sizeof *v, cmpf);
-  return v[n / 2];
-}
 
 #define CK(x)                                                                          \
   do {                                                                                 \

@@ -7,17 +7,6 @@
 
 static int n_fail, n_pass;
 
-static double relerr(const float *g, const float *c, size_t n) {
-  double num = 0, den = 0;
-  for (size_t i = 0; i < n; i++) {
-    if (!isfinite(g[i]))
-      return INFINITY;
-    num += ((double)g[i] - c[i]) * ((double)g[i] - c[i]);
-    den += (double)c[i] * c[i];
-  }
-  return sqrt(num / (den > 0 ? den : 1e-30));
-}
-
 static void report(const char *what, double err, double tol) {
   int ok = err <= tol;
   printf("%-4s %-58s rel %.2e (tol %.0e)\n", ok ? "ok" : "FAIL", what, err, tol);

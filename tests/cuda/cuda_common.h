@@ -45,6 +45,28 @@ static inline void must(mimo_status st, const char *what) {
     exit(2);
   }
 }
+/* ‖g − c‖ / ‖c‖ in double; infinite if g has a non-finite value. */
+static inline double relerr(const float *g, const float *c, size_t n) {
+  double num = 0, den = 0;
+  for (size_t i = 0; i < n; i++) {
+    if (!isfinite(g[i]))
+      return INFINITY;
+    num += ((double)g[i] - c[i]) * ((double)g[i] - c[i]);
+    den += (double)c[i] * c[i];
+  }
+  return sqrt(num / (den > 0 ? den : 1e-30));
+}
+
+static inline int cmp_float(const void *a, const void *b) {
+  const float x = *(const float *)a, y = *(const float *)b;
+  return (x > y) - (x < y);
+}
+/* Median of n timings (sorts v). */
+static inline float median(float *v, int n) {
+  qsort(v, (size_t)n, sizeof *v, cmp_float);
+  return v[n / 2];
+}
+
 /* Device copy of a host array. */
 static inline float *to_dev(mimo_backend *g, const float *h, size_t n) {
   float *d = g->alloc(g, n);

@@ -19,17 +19,6 @@ void mimo_cuda_moe_grouped_events(void *ev5);
 
 static int n_pass, n_fail;
 
-static double relerr(const float *g, const float *c, size_t n) {
-  double num = 0, den = 0;
-  for (size_t i = 0; i < n; i++) {
-    if (!isfinite(g[i]))
-      return INFINITY;
-    num += ((double)g[i] - c[i]) * ((double)g[i] - c[i]);
-    den += (double)c[i] * c[i];
-  }
-  return sqrt(num / (den > 0 ? den : 1e-30));
-}
-
 typedef struct {
   int E, K, H, I;
   int bf16, group, asym;
@@ -161,14 +150,6 @@ static int check(void) {
 
 /* ---- bench ---- */
 
-static int cmpf(const void *a, const void *b) {
-  const float x = *(const float *)a, y = *(const float *)b;
-  return (x > y) - (x < y);
-}
-static float median(float *v, int n) {
-  qsort(v, (size_t)n, sizeof *v, cmpf);
-  return v[n / 2];
-}
 #define CK(x)                                                                                                    \
   do {                                                                                                           \
     if ((x) != cudaSuccess) {                                                                                    \

@@ -306,12 +306,9 @@ static void cu_embed(mimo_backend *be, float *out, const mimo_linear *table, con
 }
 
 /* One block per row; sum of squares in fp32 (tree), as the reference's statistics. */
-__global__ void k_rmsnorm(float *out, const float *x, const float *w, int n, float eps) {
+/* 1 / sqrt(mean square + eps) from each thread's partial sum of squares (block-wide, fixed order). */
+__device__ __forceinline__ float rms_inverse(float ss, int n, float eps) {
   __shared__ float red[32];
-  const float *xr = x + (size_t)blockIdx.x * n;
-  float ss = 0.f;
-  for (int i = threadIdx.x; i < n; i += blockDim.x)
-    ss += xr[i] * xr[i];
   ss = warp_sum(ss);
   if ((threadIdx.x & 31) == 0)
     red[threadIdx.x >> 5] = ss;
@@ -323,7 +320,15 @@ __global__ void k_rmsnorm(float *out, const float *x, const float *w, int n, flo
       red[0] = v;
   }
   __syncthreads();
-  float r = (float)(1.0 / sqrt((double)red[0] / n + eps));
+  return (float)(1.0 / sqrt((double)red[0] / n + eps));
+}
+
+__global__ void k_rmsnorm(float *out, const float *x, const float *w, int n, float eps) {
+  const float *xr = x + (size_t)blockIdx.x * n;
+  float ss = 0.f;
+  for (int i = threadIdx.x; i < n; i += blockDim.x)
+    ss += xr[i] * xr[i];
+  const float r = rms_inverse(ss, n, eps);
   float *o = out + (size_t)blockIdx.x * n;
   for (int i = threadIdx.x; i < n; i += blockDim.x)
     o[i] = w[i] * (xr[i] * r);
@@ -331,7 +336,6 @@ __global__ void k_rmsnorm(float *out, const float *x, const float *w, int n, flo
 
 /* h += x, then the norm of h: k_rmsnorm's arithmetic in the same order, one pass fewer over memory. */
 __global__ void k_add_rmsnorm(float *out, float *h, const float *x, const float *w, int n, float eps) {
-  __shared__ float red[32];
   float *hr = h + (size_t)blockIdx.x * n;
   const float *xr = x + (size_t)blockIdx.x * n;
   float ss = 0.f;
@@ -340,18 +344,7 @@ __global__ void k_add_rmsnorm(float *out, float *h, const float *x, const float 
     hr[i] = v;
     ss += v * v;
   }
-  ss = warp_sum(ss);
-  if ((threadIdx.x & 31) == 0)
-    red[threadIdx.x >> 5] = ss;
-  __syncthreads();
-  if (threadIdx.x < 32) {
-    float v = threadIdx.x < blockDim.x / 32 ? red[threadIdx.x] : 0.f;
-    v = warp_sum(v);
-    if (threadIdx.x == 0)
-      red[0] = v;
-  }
-  __syncthreads();
-  float r = (float)(1.0 / sqrt((double)red[0] / n + eps));
+  const float r = rms_inverse(ss, n, eps);
   float *o = out + (size_t)blockIdx.x * n;
   for (int i = threadIdx.x; i < n; i += blockDim.x)
     o[i] = w[i] * (hr[i] * r);
