@@ -135,6 +135,13 @@ static mimo_status scratch_init(mimo_model *m, int T, scratch *s) {
   return MIMO_OK;
 }
 
+mimo_status mimo_model_warm_scratch(mimo_model *m, int T) {
+  scratch s;
+  MIMO_TRY(scratch_init(m, T, &s));
+  scratch_free(m->be, &s);
+  return MIMO_OK;
+}
+
 /* q, k, v (v scaled) from the attention input a [T][hidden]. The fused checkpoint
  * tensor is `chunks` blocks of [Q_c | K_c | V_c] (spec §3.3): project once, then
  * move each block's columns to its place in natural head order. */

@@ -63,6 +63,9 @@ mimo_backend *mimo_model_backend(const mimo_model *m, int r);
 /* Internal to the model files: one rank's (or a lone model's) step, and the
  * upload of its weights. */
 mimo_status mimo_model_forward_local(mimo_model *m, const mimo_batch *b, float *logits);
+/* Takes and gives back the step activations for T tokens, so that a backend with a block cache (GPUs) has
+ * them before the step: a rank out of memory then fails before any collective, not inside one. */
+mimo_status mimo_model_warm_scratch(mimo_model *m, int T);
 /* config, generation defaults, checkpoint and weight views of dir into m (nothing uploaded) */
 mimo_status mimo_model_bind(const char *dir, mimo_model *m);
 mimo_status mimo_model_upload(mimo_backend *be, mimo_weights *w);

@@ -155,9 +155,13 @@ static mimo_status rank_run(struct mimo_tp_group *g, int r, int job) {
   if (job == JOB_LOAD)
     return rank_load(g, r);
   if (job == JOB_RESERVE) {
-    for (int i = 0; i < s->batch.n_seqs; i++)
+    int T = 0;
+    for (int i = 0; i < s->batch.n_seqs; i++) {
       MIMO_TRY(mimo_kv_reserve(s->seqs[i], &m->cfg, m->be, s->seqs[i]->len + s->batch.n_tokens[i]));
-    return MIMO_OK;
+      T += s->batch.n_tokens[i];
+    }
+    /* device ranks: the step's activations too (the block cache keeps them for the forward pass) */
+    return m->be->download && T > 0 ? mimo_model_warm_scratch(m, T) : MIMO_OK;
   }
   /* One process: each rank writes its vocabulary slice. Several: every rank has the
    * whole lm_head and the first rank of node 0 alone delivers the logits. */
