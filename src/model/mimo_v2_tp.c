@@ -15,7 +15,9 @@
 #include "model/mimo_v2_tp_msg.h"
 #include "model/mimo_v2_tp_net.h"
 
-enum { JOB_LOAD = 1, JOB_RESERVE, JOB_FORWARD, JOB_QUIT };
+/* JOB_STEP (one process): reserve, agree across the ranks at a barrier, then forward — one hand-off per step
+ * instead of two. Several processes reserve and forward as separate jobs, the nodes agreeing in between. */
+enum { JOB_LOAD = 1, JOB_RESERVE, JOB_FORWARD, JOB_STEP, JOB_QUIT };
 
 typedef struct rank_slot {
   struct mimo_tp_group *g;
@@ -149,11 +151,35 @@ static mimo_status rank_load(struct mimo_tp_group *g, int r) {
   return MIMO_OK;
 }
 
+static mimo_status rank_run(struct mimo_tp_group *g, int r, int job);
+
+/* Reserve on this rank, then wait for all: every rank sees every rank's outcome, and all skip the forward
+ * pass if one failed (the failed rank reports why; the others say they stopped for it). */
+static mimo_status rank_step(struct mimo_tp_group *g, int r) {
+  rank_slot *s = &g->slots[r];
+  mimo_status st = rank_run(g, r, JOB_RESERVE);
+  s->st = st;
+  if (st != MIMO_OK)
+    snprintf(s->msg, sizeof s->msg, "%s", mimo_errmsg());
+  pthread_barrier_wait(&g->bar);
+  int failed = -1;
+  for (int q = 0; q < g->tp && failed < 0; q++)
+    if (g->slots[q].st != MIMO_OK)
+      failed = q;
+  pthread_barrier_wait(&g->bar); /* every rank has read the outcomes before any slot is written again */
+  if (failed >= 0)
+    return st != MIMO_OK ? mimo_errf(st, "%s", s->msg)
+                         : mimo_errf(MIMO_E_CANCELLED, "stopped: rank %d could not prepare the step", failed);
+  return rank_run(g, r, JOB_FORWARD);
+}
+
 static mimo_status rank_run(struct mimo_tp_group *g, int r, int job) {
   rank_slot *s = &g->slots[r];
   mimo_model *m = g->ranks[r];
   if (job == JOB_LOAD)
     return rank_load(g, r);
+  if (job == JOB_STEP)
+    return rank_step(g, r);
   if (job == JOB_RESERVE) {
     int T = 0;
     for (int i = 0; i < s->batch.n_seqs; i++) {
@@ -233,9 +259,12 @@ static mimo_status post(struct mimo_tp_group *g, int job) {
   pthread_mutex_unlock(&g->mu);
   if (job == JOB_LOAD)
     show_progress(g, 1);
+  int bad = -1; /* the rank that failed, before the ones that stopped for it */
   for (int r = 0; r < g->tp; r++)
-    if (g->slots[r].st != MIMO_OK)
-      return mimo_errf(g->slots[r].st, "rank %d of %d: %s", r, g->tp, g->slots[r].msg);
+    if (g->slots[r].st != MIMO_OK && (bad < 0 || (g->slots[bad].st == MIMO_E_CANCELLED && g->slots[r].st != MIMO_E_CANCELLED)))
+      bad = r;
+  if (bad >= 0)
+    return mimo_errf(g->slots[bad].st, "rank %d of %d: %s", bad, g->tp, g->slots[bad].msg);
   return MIMO_OK;
 }
 
@@ -442,17 +471,23 @@ static mimo_status tp_prepare(struct mimo_tp_group *g, const mimo_batch *b) {
     sl->batch = *b;
     sl->batch.seqs = sl->seqs;
   }
-  /* Reserve first on every rank, so that a rank out of memory fails the step
-   * before any rank waits in a collective for it. */
-  return post(g, JOB_RESERVE);
+  return MIMO_OK;
 }
 
 /* The step on this process's ranks (every node runs it with the same batch). */
 static mimo_status tp_step(mimo_model *m, const mimo_batch *b, float *logits) {
   struct mimo_tp_group *g = m->group;
   g->logits = logits;
-  MIMO_TRY(agree(g, tp_prepare(g, b), "preparing the step"));
-  MIMO_TRY(agree(g, post(g, JOB_FORWARD), "the forward pass"));
+  /* Reserve first on every rank, so that a rank out of memory fails the step before any rank waits in a
+   * collective for it. */
+  if (!g->net) {
+    MIMO_TRY(tp_prepare(g, b));
+    MIMO_TRY(post(g, JOB_STEP));
+  } else {
+    mimo_status st = tp_prepare(g, b);
+    MIMO_TRY(agree(g, st == MIMO_OK ? post(g, JOB_RESERVE) : st, "preparing the step"));
+    MIMO_TRY(agree(g, post(g, JOB_FORWARD), "the forward pass"));
+  }
   for (int i = 0; i < b->n_seqs; i++)
     b->seqs[i]->len += b->n_tokens[i];
   return MIMO_OK;
