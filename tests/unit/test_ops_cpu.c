@@ -12,6 +12,7 @@
 
 #include "backend/backend.h"
 #include "core/num.h"
+#include "model/mimo_v2_shard.h"
 
 static mimo_backend *be;
 static mimo_rng rng;
@@ -362,6 +363,51 @@ static int setup(void **state) {
   return mimo_backend_cpu_init(&be, 2) == MIMO_OK ? 0 : -1;
 }
 
+/* add_rmsnorm = add, then rmsnorm (bit for bit); qkv_split puts every natural-order row where the placement
+ * formula of mimo_v2_shard.c (an independent reading of spec §3.3) says the checkpoint keeps it. */
+static void test_add_rmsnorm_qkv_split(void **state) {
+  (void)state;
+  int T = 5, n = 200;
+  float *h = malloc((size_t)T * n * 4), *h2 = malloc((size_t)T * n * 4), *x = malloc((size_t)T * n * 4),
+        *y = poisoned((size_t)T * n), *y2 = poisoned((size_t)T * n), w32[200];
+  fill_f32(h, (size_t)T * n, 2.0);
+  memcpy(h2, h, (size_t)T * n * 4);
+  fill_f32(x, (size_t)T * n, 1.0);
+  fill_f32(w32, (size_t)n, 1.0);
+  mimo_vec w = {.n = n, .dt = MIMO_DT_F32, .p = w32};
+  be->add_rmsnorm(be, y, h, x, &w, T, n, 1e-5f);
+  be->add(be, h2, x, (long)T * n);
+  be->rmsnorm(be, y2, h2, &w, T, n, 1e-5f);
+  assert_memory_equal(h, h2, (size_t)T * n * 4);
+  assert_memory_equal(y, y2, (size_t)T * n * 4);
+  free(h);
+  free(h2);
+  free(x);
+  free(y);
+  free(y2);
+
+  for (int chunks = 1; chunks <= 4; chunks *= 2) {
+    mimo_attn_geom g = {.n_heads = 8, .n_kv_heads = 4, .head_dim = 12, .v_head_dim = 6};
+    int nq = g.n_heads * g.head_dim, nk = g.n_kv_heads * g.head_dim, nv = g.n_kv_heads * g.v_head_dim,
+        row = nq + nk + nv;
+    float *qkv = malloc((size_t)T * row * 4), *out = poisoned((size_t)T * row);
+    fill_f32(qkv, (size_t)T * row, 1.0);
+    const float vs = 0.5f;
+    be->qkv_split(be, out, out + (size_t)T * nq, out + (size_t)T * (nq + nk), qkv, T, chunks, nq / chunks,
+                  nk / chunks, nv / chunks, vs);
+    for (int t = 0; t < T; t++)
+      for (int r = 0; r < row; r++) {
+        const float src = qkv[(size_t)t * row + mimo_shard_qkv_ckpt_row(&g, chunks, r)];
+        const float got = r < nq        ? out[(size_t)t * nq + r]
+                          : r < nq + nk ? out[(size_t)T * nq + (size_t)t * nk + r - nq]
+                                        : out[(size_t)T * (nq + nk) + (size_t)t * nv + r - nq - nk];
+        assert_true(got == (r < nq + nk ? src : src * vs));
+      }
+    free(qkv);
+    free(out);
+  }
+}
+
 static int teardown(void **state) {
   (void)state;
   be->free(be);
@@ -371,7 +417,7 @@ static int teardown(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_linear), cmocka_unit_test(test_rmsnorm_swiglu), cmocka_unit_test(test_rope),
-      cmocka_unit_test(test_attention), cmocka_unit_test(test_moe),
+      cmocka_unit_test(test_attention), cmocka_unit_test(test_moe), cmocka_unit_test(test_add_rmsnorm_qkv_split),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }
