@@ -49,6 +49,10 @@ struct mimo_engine {
   int n_running;
   long mock_counter;
   mimo_engine_stats stats;
+  /* Set when a step fails in a way no later step can recover from (a GPU's sticky error, a lost
+   * tensor-parallel link): new requests are refused and /health says why. */
+  atomic_int broken;
+  char broken_why[512];
   /* step buffers */
   int *tokens, *counts;
   mimo_kv_seq **seqs;
@@ -199,6 +203,14 @@ static void model_step(mimo_engine *e) {
     for (int i = 0; i < e->n_running; i++)
       if (e->running[i] == r)
         slot = i;
+    if (st != MIMO_OK && k == 0 && (st == MIMO_E_CUDA || st == MIMO_E_NCCL || st == MIMO_E_IO) &&
+        !atomic_load(&e->broken)) {
+      pthread_mutex_lock(&e->mu);
+      snprintf(e->broken_why, sizeof e->broken_why, "%s", mimo_errmsg());
+      pthread_mutex_unlock(&e->mu);
+      atomic_store(&e->broken, 1);
+      mimo_warn("engine: the model can no longer run (%s); new requests are refused", e->broken_why);
+    }
     if (st != MIMO_OK) {
       mimo_warn("engine step failed: %s", mimo_errmsg());
       finish(e, slot, -1, NULL, MIMO_FINISH_ERROR);
@@ -370,6 +382,9 @@ static int *dup_ids(const int *p, int n) {
 
 mimo_status mimo_engine_submit(mimo_engine *e, const mimo_request_params *p, mimo_request **out) {
   *out = NULL;
+  char why[512];
+  if (!mimo_engine_healthy(e, why, sizeof why))
+    return mimo_errf(MIMO_E_INTERNAL, "the model stopped working and needs a restart: %s", why);
   if (p->n_prompt < 1)
     return mimo_errf(MIMO_E_INVALID, "the prompt is empty");
   if (p->max_tokens < 1)
@@ -493,3 +508,12 @@ void mimo_engine_stats_get(mimo_engine *e, mimo_engine_stats *s) {
 }
 
 int mimo_engine_max_model_len(const mimo_engine *e) { return e->o.max_model_len; }
+
+bool mimo_engine_healthy(mimo_engine *e, char *why, size_t n) {
+  if (!atomic_load(&e->broken))
+    return true;
+  pthread_mutex_lock(&e->mu);
+  snprintf(why, n, "%s", e->broken_why);
+  pthread_mutex_unlock(&e->mu);
+  return false;
+}

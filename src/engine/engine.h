@@ -81,4 +81,7 @@ typedef struct mimo_engine_stats {
 } mimo_engine_stats;
 void mimo_engine_stats_get(mimo_engine *e, mimo_engine_stats *s);
 int mimo_engine_max_model_len(const mimo_engine *e);
+/* False (why filled) once a step failed beyond recovery: a GPU's sticky error or a lost link between the
+ * tensor-parallel nodes. */
+bool mimo_engine_healthy(mimo_engine *e, char *why, size_t n);
 #endif

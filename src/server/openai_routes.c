@@ -45,7 +45,12 @@ static void on_models(mimo_http_req *rq, void *ctx) {
 }
 
 static void on_health(mimo_http_req *rq, void *ctx) {
-  (void)ctx;
+  mimo_server *s = ctx;
+  char why[512];
+  if (s->engine && !mimo_engine_healthy(s->engine, why, sizeof why)) {
+    mimo_http_reply_error(rq, 503, "ServiceUnavailableError", NULL, NULL, "the model stopped working: %s", why);
+    return;
+  }
   mimo_http_reply(rq, 200, "text/plain", "", 0);
 }
 

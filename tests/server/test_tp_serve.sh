@@ -39,10 +39,30 @@ for i in 1 2 3 4; do
   [ "$(cat "$WORK/p$i.txt")" = "$want" ] || die "2-process request $i: $(cat "$WORK/p$i.txt") vs $want"
 done
 echo "ok   serve over 2 processes = TP-1 on 7 requests; node 1 ended with node 0"
+
+# A worker that dies: node 0 fails the step (no hang), /health turns 503, new requests get a 500 that says why.
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+"$MIMO_BIN" serve "$MODEL" --backend cpu --threads 1 --tensor-parallel-size 2 --nnodes 2 --node-rank 1 \
+  --master-port "$port" >"$WORK/node1b.log" 2>&1 &
+node1=$!
+start_server --backend cpu --threads 1 --tensor-parallel-size 2 --nnodes 2 --node-rank 0 --master-port "$port"
+ask "hello world" >/dev/null
+kill -KILL "$node1"
+wait "$node1" 2>/dev/null || true
+curl -sS --max-time 60 "$BASE/v1/completions" -H 'content-type: application/json' \
+  -d '{"model":"tiny","prompt":"hello","max_tokens":4,"temperature":0}' >"$WORK/dead1.json"
+grep -q '"finish_reason":"error"' "$WORK/dead1.json" || die "request after the worker died: $(cat "$WORK/dead1.json")"
+code=$(curl -sS -o "$WORK/health.txt" -w '%{http_code}' --max-time 10 "$BASE/health")
+[ "$code" = 503 ] || die "/health after the worker died: $code"
+code=$(curl -sS -o "$WORK/dead2.json" -w '%{http_code}' --max-time 10 "$BASE/v1/completions" -H 'content-type: application/json' \
+  -d '{"model":"tiny","prompt":"hello","max_tokens":4}')
+[ "$code" = 500 ] && grep -q "restart" "$WORK/dead2.json" || die "new request after the worker died: $code $(cat "$WORK/dead2.json")"
+stop_server
+echo "ok   worker killed: the step fails, /health 503, new requests 500 naming the lost link"
 cmp -s "$WORK/one.txt" "$WORK/two.txt" || die "TP-2 completions differ from one rank: $(cat "$WORK/one.txt") vs $(cat "$WORK/two.txt")"
 for i in 1 2 3 4; do
   want=$(sed -n "$(( (i % 3) + 1 ))p" "$WORK/one.txt")
   [ "$(cat "$WORK/c$i.txt")" = "$want" ] || die "concurrent request $i: $(cat "$WORK/c$i.txt") vs $want"
 done
 echo "ok   serve TP-2 = TP-1 on $(wc -l <"$WORK/one.txt") prompts and 4 concurrent requests: $(head -1 "$WORK/one.txt")"
-echo "test_tp_serve: 2 passed, 0 failed"
+echo "test_tp_serve: 3 passed, 0 failed"
