@@ -148,6 +148,9 @@ static mimo_status rank_load(struct mimo_tp_group *g, int r) {
     atomic_fetch_add(&g->slots[r].layers_done, 1);
   }
   g->slots[r].load_s = mimo_now() - t0;
+  if (!isatty(2)) /* no progress bar: one line per rank instead */
+    fprintf(stderr, "mimo: rank %d of %d (%s) loaded %d layers in %.2f s\n", m->rank, m->tp, be->name,
+            top->w.n_layers, g->slots[r].load_s);
   return MIMO_OK;
 }
 
