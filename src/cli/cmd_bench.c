@@ -96,43 +96,30 @@ static double kv_read_bytes(const mimo_model *m, int len) {
 }
 
 int mimo_cmd_bench(int argc, char **argv) {
-  mimo_arg a[] = {{"model", 1, "checkpoint directory", 0}, {"threads", 1, "CPU threads (default all)", 0},
+  mimo_arg a[] = {{"model", 1, "checkpoint directory", 0},
                   {"prompt", 1, "prefill tokens (default 128)", 0}, {"decode", 1, "decode tokens (default 32)", 0},
                   {"batch", 1, "sequences decoded together (default 1; each gets its own prompt first)", 0},
                   {"chunk", 1, "prompt tokens per prefill step (default: the whole prompt in one step)", 0},
-                  {"backend", 1, "cpu | cuda (default: cuda if built with it and a GPU is present)", 0},
-                  {"tensor-parallel-size", 1, "ranks the model is split over (default 1)", 0},
-                  {"enable-expert-parallel", 0, "whole experts per rank", 0},
-                  {"devices", 1, "GPU of each rank (default 0..N-1)", 0},
-                  {"gpu-memory-utilization", 1, "fraction of each GPU's memory to use (default 0.9)", 0},
-                  MIMO_OPEN_NODE_ARGS};
+                  MIMO_OPEN_ARGS};
   int n = sizeof a / sizeof *a, rc = mimo_args_parse(argc, argv, a, n, "--model DIR [--threads N]");
   if (rc)
     return rc == 3 ? 0 : rc;
   bool bad = false;
   const char *dir = mimo_arg_str(a, n, "model", NULL);
-  int threads = (int)mimo_arg_long(a, n, "threads", 0, &bad), P = (int)mimo_arg_long(a, n, "prompt", 128, &bad),
-      D = (int)mimo_arg_long(a, n, "decode", 32, &bad), B = (int)mimo_arg_long(a, n, "batch", 1, &bad),
-      tp = (int)mimo_arg_long(a, n, "tensor-parallel-size", 1, &bad),
-      chunk = (int)mimo_arg_long(a, n, "chunk", 0, &bad);
-  if (!dir || bad || P < 1 || D < 1 || B < 1 || B > 4096 || tp < 1 || chunk < 0) {
+  int P = (int)mimo_arg_long(a, n, "prompt", 128, &bad), D = (int)mimo_arg_long(a, n, "decode", 32, &bad),
+      B = (int)mimo_arg_long(a, n, "batch", 1, &bad), chunk = (int)mimo_arg_long(a, n, "chunk", 0, &bad);
+  mimo_open_opts o;
+  if (!dir || bad || P < 1 || D < 1 || B < 1 || B > 4096 || chunk < 0 || !mimo_open_parse(a, n, dir, &o)) {
     fprintf(stderr, "mimo bench: need --model DIR (see --help)\n");
     return 2;
   }
+  const int threads = o.threads, tp = o.tp;
   mimo_model *m = NULL;
   mimo_kv_seq **seqs = NULL;
   float *logits = NULL;
   int *ids = NULL, *ntok = NULL;
-  const char *bname = mimo_open_backend_name(mimo_arg_str(a, n, "backend", NULL));
+  const char *bname = mimo_open_backend_name(o.backend);
   int gpu = strcmp(bname, "cuda") == 0;
-  mimo_open_opts o = {.dir = dir, .backend = bname, .threads = threads, .tp = tp,
-                      .ep = mimo_arg_str(a, n, "enable-expert-parallel", NULL) != NULL,
-                      .devices = mimo_arg_str(a, n, "devices", NULL),
-                      .gpu_memory_utilization = mimo_arg_double(a, n, "gpu-memory-utilization", 0.9, &bad)};
-  if (bad)
-    return 2;
-  if (!mimo_open_parse_nodes(a, n, &o))
-    return 2;
   double tl = mimo_now();
   mimo_status st = mimo_open_model(&o, &m);
   if (st == MIMO_OK && mimo_open_is_worker(&o)) { /* node 0 runs the benchmark; this node follows it */

@@ -28,29 +28,11 @@ static void runner_free(runner *r) {
   mimo_model_free(r->m);
 }
 
-/* Options every model-running command takes. */
-#define RUN_ARGS                                                                                                  \
-  {"threads", 1, "CPU threads (default: all cores)", 0},                                                         \
-      {"backend", 1, "cpu | cuda (default: cuda if built with it and a GPU is present)", 0},                     \
-      {"tensor-parallel-size", 1, "ranks (GPUs, or CPU backends) the model is split over (default 1)", 0},       \
-      {"enable-expert-parallel", 0, "whole experts per rank instead of every expert split", 0},                \
-      {"devices", 1, "GPU of each rank, e.g. 0,1 (default 0..N-1; 0,0 tests TP on one GPU via host sums)", 0}, \
-      {"gpu-memory-utilization", 1, "fraction of each GPU's memory for weights, KV and activations (default 0.9)", 0}, \
-      MIMO_OPEN_NODE_ARGS
-
 static mimo_status runner_init(runner *r, const char *dir, const mimo_arg *a, int n) {
   memset(r, 0, sizeof *r);
-  bool bad = false;
-  mimo_open_opts o = {.dir = dir, .backend = mimo_arg_str(a, n, "backend", NULL),
-                      .threads = (int)mimo_arg_long(a, n, "threads", 0, &bad),
-                      .tp = (int)mimo_arg_long(a, n, "tensor-parallel-size", 1, &bad),
-                      .ep = mimo_arg_str(a, n, "enable-expert-parallel", NULL) != NULL,
-                      .devices = mimo_arg_str(a, n, "devices", NULL),
-                      .gpu_memory_utilization = mimo_arg_double(a, n, "gpu-memory-utilization", 0.9, &bad)};
-  if (bad || o.tp < 1 || o.threads < 0)
-    return mimo_errf(MIMO_E_INVALID, "bad --threads or --tensor-parallel-size");
-  if (!mimo_open_parse_nodes(a, n, &o))
-    return mimo_errf(MIMO_E_INVALID, "bad --nnodes, --node-rank or --master-port");
+  mimo_open_opts o;
+  if (!mimo_open_parse(a, n, dir, &o))
+    return mimo_errf(MIMO_E_INVALID, "bad model options (see --help)");
   MIMO_TRY(mimo_open_model(&o, &r->m));
   if (mimo_open_is_worker(&o)) {
     r->worker = true;
@@ -81,7 +63,7 @@ static mimo_status feed(runner *r, const int *ids, int n, int chunk, float *logi
 int mimo_cmd_logits(int argc, char **argv) {
   mimo_arg a[] = {{"model", 1, "checkpoint directory", 0}, {"tokens", 1, "comma-separated token ids", 0},
                   {"chunk", 1, "tokens fed per step through the KV cache (default: all)", 0},
-                  RUN_ARGS,
+                  MIMO_OPEN_ARGS,
                   {"out", 1, "output file: float32 LE [T][vocab]", 0}, {"verbose", 0, "log progress", 0}};
   int n = sizeof a / sizeof *a, rc = mimo_args_parse(argc, argv, a, n, "--model DIR --tokens 1,2,3 --out FILE");
   if (rc)
@@ -213,7 +195,7 @@ int mimo_cmd_generate(int argc, char **argv) {
                   {"frequency-penalty", 1, "default 0", 0}, {"seed", 1, "RNG seed (default 0)", 0},
                   {"chunk", 1, "prompt tokens per prefill step (default all)", 0},
                   {"ignore-eos", 0, "do not stop at end-of-sequence ids", 0},
-                  RUN_ARGS, {"verbose", 0, "log progress", 0}};
+                  MIMO_OPEN_ARGS, {"verbose", 0, "log progress", 0}};
   int n = sizeof a / sizeof *a,
       rc = mimo_args_parse(argc, argv, a, n, "--model DIR (--tokens 1,2,3 | --prompt TEXT | --chat TEXT) [--max-tokens N]");
   if (rc)

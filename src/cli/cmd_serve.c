@@ -28,24 +28,14 @@ static mimo_arg serve_args[] = {
     {"max-num-seqs", 1, "sequences decoded together (default 16)", NULL},
     {"max-num-batched-tokens", 1, "tokens per engine step; long prompts are chunked (default 512)", NULL},
     {"max-queue", 1, "waiting requests before 503 + Retry-After (default 256)", NULL},
-    {"tensor-parallel-size", 1, "GPUs (or CPU backends) the model is split over (default 1)", NULL},
-    {"backend", 1, "cpu | cuda (default: cuda if built with it and a GPU is present)", NULL},
-    {"devices", 1, "GPU of each rank, e.g. 0,1 (default 0..N-1)", NULL},
-    {"nnodes", 1, "processes (hosts) the tensor-parallel group spans (default 1)", NULL},
-    {"node-rank", 1, "this process's place among them; 0 serves HTTP, the others follow it (default 0)", NULL},
-    {"master-addr", 1, "address of node 0 (default 127.0.0.1)", NULL},
-    {"master-port", 1, "port node 0 listens on for the other nodes (default 29500)", NULL},
-    {"gpu-memory-utilization", 1, "fraction of each GPU's memory mimo may take for weights, KV and activations "
-                                  "(default 0.9)", NULL},
+    MIMO_OPEN_ARGS,
     {"enable-prefix-caching", 0, "accepted; no effect (no prefix cache yet)", NULL},
-    {"enable-expert-parallel", 0, "with --tensor-parallel-size > 1: whole experts per rank", NULL},
     {"reasoning-parser", 1, "accepted; no effect: MiMo's <think> split (qwen3) is always on for chat", NULL},
     {"tool-call-parser", 1, "accepted; no effect: MiMo's qwen3_xml tool-call parser is always used", NULL},
     {"enable-auto-tool-choice", 0, "accepted; no effect: tool_choice auto is always available", NULL},
     {"trust-remote-code", 0, "accepted; no effect (no remote code is ever run)", NULL},
     {"generation-config", 1, "'auto' (the model dir's generation_config.json), 'vllm' (neutral), or a DIR", NULL},
     {"chat-template", 1, "Jinja chat template FILE replacing the model's", NULL},
-    {"threads", 1, "CPU threads for the model (default: all cores)", NULL},
     {"max-body-bytes", 1, "largest request body (default 33554432; 413 beyond)", NULL},
     {"timeout-keep-alive", 1, "seconds an idle connection is kept (default 60)", NULL},
     {"shutdown-timeout", 1, "seconds in-flight requests may finish after SIGTERM (default 10)", NULL},
@@ -120,17 +110,15 @@ int mimo_cmd_serve(int argc, char **argv) {
   bool bad = false;
   const char *dir = mimo_arg_str(serve_args, N_ARGS, "model", pos_model);
   long port = mimo_arg_long(serve_args, N_ARGS, "port", 8000, &bad);
-  long tp = mimo_arg_long(serve_args, N_ARGS, "tensor-parallel-size", 1, &bad);
   long mml = mimo_arg_long(serve_args, N_ARGS, "max-model-len", 0, &bad);
   long seqs = mimo_arg_long(serve_args, N_ARGS, "max-num-seqs", 16, &bad);
   long mbt = mimo_arg_long(serve_args, N_ARGS, "max-num-batched-tokens", 512, &bad);
   long mq = mimo_arg_long(serve_args, N_ARGS, "max-queue", 256, &bad);
-  long threads = mimo_arg_long(serve_args, N_ARGS, "threads", 0, &bad);
   long max_body = mimo_arg_long(serve_args, N_ARGS, "max-body-bytes", 32L << 20, &bad);
   long keep = mimo_arg_long(serve_args, N_ARGS, "timeout-keep-alive", 60, &bad);
   double grace = mimo_arg_double(serve_args, N_ARGS, "shutdown-timeout", 10, &bad);
-  double gmu = mimo_arg_double(serve_args, N_ARGS, "gpu-memory-utilization", 0.9, &bad);
-  if (bad)
+  mimo_open_opts oo;
+  if (bad || !mimo_open_parse(serve_args, N_ARGS, dir, &oo))
     return 2;
   if (pos_model && mimo_arg_str(serve_args, N_ARGS, "model", NULL)) {
     fprintf(stderr, "mimo serve: the model is given twice (positional and --model)\n");
@@ -140,8 +128,8 @@ int mimo_cmd_serve(int argc, char **argv) {
     fprintf(stderr, "mimo serve: no model directory (mimo serve MODEL_DIR or --model DIR)\n");
     return 2;
   }
-  if (tp < 1 || tp > 64 || port < 0 || port > 65535 || mml < 0 || seqs < 1 || mbt < 1 || mq < 1 || threads < 0 || max_body < 1024 ||
-      keep < 1 || grace < 0 || !(gmu > 0 && gmu <= 1)) {
+  if (port < 0 || port > 65535 || mml < 0 || seqs < 1 || mbt < 1 || mq < 1 || max_body < 1024 || keep < 1 ||
+      grace < 0) {
     fprintf(stderr, "mimo serve: a numeric option is out of range (see --help)\n");
     return 2;
   }
@@ -200,14 +188,6 @@ int mimo_cmd_serve(int argc, char **argv) {
     eo.mock_len = mock->len;
     mimo_warn("serve: --mock-output is a test seam: scripted outputs, the model is not run");
   } else {
-    mimo_open_opts oo = {.dir = dir, .backend = mimo_arg_str(serve_args, N_ARGS, "backend", NULL),
-                         .threads = (int)threads, .tp = (int)tp, .gpu_memory_utilization = gmu,
-                         .ep = mimo_arg_str(serve_args, N_ARGS, "enable-expert-parallel", NULL) != NULL,
-                         .devices = mimo_arg_str(serve_args, N_ARGS, "devices", NULL)};
-    if (!mimo_open_parse_nodes(serve_args, N_ARGS, &oo)) {
-      ret = 2;
-      goto out;
-    }
     if (mimo_open_model(&oo, &model) != MIMO_OK) {
       ret = fail("loading the model");
       goto out;

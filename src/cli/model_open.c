@@ -47,13 +47,26 @@ static mimo_status make_backend(const char *name, int device, int threads, doubl
 
 bool mimo_open_is_worker(const mimo_open_opts *o) { return o->nnodes > 1 && o->node_rank > 0; }
 
-bool mimo_open_parse_nodes(const mimo_arg *a, int n, mimo_open_opts *o) {
+bool mimo_open_parse(const mimo_arg *a, int n, const char *dir, mimo_open_opts *o) {
   bool bad = false;
-  o->nnodes = (int)mimo_arg_long(a, n, "nnodes", 1, &bad);
-  o->node_rank = (int)mimo_arg_long(a, n, "node-rank", 0, &bad);
-  o->master_addr = mimo_arg_str(a, n, "master-addr", "127.0.0.1");
-  o->master_port = (int)mimo_arg_long(a, n, "master-port", 29500, &bad);
-  if (bad || o->nnodes < 1 || o->nnodes > 64 || o->node_rank < 0 || o->node_rank >= o->nnodes || o->master_port < 1 ||
+  *o = (mimo_open_opts){.dir = dir,
+                        .backend = mimo_arg_str(a, n, "backend", NULL),
+                        .threads = (int)mimo_arg_long(a, n, "threads", 0, &bad),
+                        .tp = (int)mimo_arg_long(a, n, "tensor-parallel-size", 1, &bad),
+                        .ep = mimo_arg_str(a, n, "enable-expert-parallel", NULL) != NULL,
+                        .devices = mimo_arg_str(a, n, "devices", NULL),
+                        .gpu_memory_utilization = mimo_arg_double(a, n, "gpu-memory-utilization", 0.9, &bad),
+                        .nnodes = (int)mimo_arg_long(a, n, "nnodes", 1, &bad),
+                        .node_rank = (int)mimo_arg_long(a, n, "node-rank", 0, &bad),
+                        .master_addr = mimo_arg_str(a, n, "master-addr", "127.0.0.1"),
+                        .master_port = (int)mimo_arg_long(a, n, "master-port", 29500, &bad)};
+  if (bad)
+    return false; /* mimo_arg_* named the value */
+  if (o->threads < 0 || o->tp < 1 || o->tp > 1024 || !(o->gpu_memory_utilization > 0 && o->gpu_memory_utilization <= 1)) {
+    fprintf(stderr, "mimo: need --threads >= 0, 1 <= --tensor-parallel-size <= 1024 and 0 < --gpu-memory-utilization <= 1\n");
+    return false;
+  }
+  if (o->nnodes < 1 || o->nnodes > 64 || o->node_rank < 0 || o->node_rank >= o->nnodes || o->master_port < 1 ||
       o->master_port > 65535) {
     fprintf(stderr, "mimo: need 1 <= --nnodes <= 64, 0 <= --node-rank < --nnodes and a --master-port in 1..65535\n");
     return false;
@@ -88,54 +101,45 @@ mimo_status mimo_open_model(const mimo_open_opts *o, mimo_model **out) {
     mimo_info("loaded %s in %.2f s (%.1f MB of weights)", o->dir, mimo_now() - t0, (*out)->w.bytes / 1e6);
     return MIMO_OK;
   }
-  int *dev = calloc((size_t)tp, sizeof *dev);
-  if (!dev) {
-    mimo_tp_net_close(net);
-    return mimo_errf(MIMO_E_NOMEM, "devices");
-  }
+  /* The group's backends: rank r on GPU dev[r] (--devices, default r). */
+  mimo_status st = MIMO_OK;
   bool shared = false;
+  int *dev = calloc((size_t)tp, sizeof *dev);
+  mimo_backend **bes = calloc((size_t)tp, sizeof *bes);
+  if (!dev || !bes) {
+    st = mimo_errf(MIMO_E_NOMEM, "backends");
+    goto fail;
+  }
   for (int r = 0; r < tp; r++)
     dev[r] = r;
-  if (o->devices) {
-    const char *p = o->devices;
-    for (int r = 0; r < tp; r++) {
-      char *end;
-      long d = strtol(p, &end, 10);
-      if (end == p || d < 0 || d > 1023 || (*end && *end != ',') || (r == tp - 1 && *end)) {
-        free(dev);
-        mimo_tp_net_close(net);
-        return mimo_errf(MIMO_E_INVALID, "--devices '%s': need %d comma-separated GPU numbers", o->devices, tp);
-      }
-      dev[r] = (int)d;
-      for (int q = 0; q < r; q++)
-        shared |= dev[q] == dev[r];
-      p = *end ? end + 1 : end;
+  for (int r = 0, at = 0; o->devices && r < tp; r++) {
+    char *end;
+    long d = strtol(o->devices + at, &end, 10);
+    if (end == o->devices + at || d < 0 || d > 1023 || (*end && *end != ',') || (r == tp - 1 && *end)) {
+      st = mimo_errf(MIMO_E_INVALID, "--devices '%s': need %d comma-separated GPU numbers", o->devices, tp);
+      goto fail;
     }
+    dev[r] = (int)d;
+    for (int q = 0; q < r; q++)
+      shared |= dev[q] == dev[r];
+    at = (int)(end - o->devices) + (*end ? 1 : 0);
   }
+  const bool cuda = strcmp(name, "cuda") == 0;
 #ifdef MIMO_HAVE_CUDA
-  for (int r = 0; r < tp && strcmp(name, "cuda") == 0; r++)
+  for (int r = 0; r < tp && cuda; r++)
     if (dev[r] >= mimo_cuda_device_count()) {
-      int have = mimo_cuda_device_count(), want = dev[r];
-      free(dev);
-      mimo_tp_net_close(net);
-      return mimo_errf(MIMO_E_INVALID, "--tensor-parallel-size %d: rank %d wants GPU %d; %d present (see --devices)", tp,
-                       r, want, have);
+      st = mimo_errf(MIMO_E_INVALID, "--tensor-parallel-size %d: rank %d wants GPU %d; %d present (see --devices)", tp,
+                     r, dev[r], mimo_cuda_device_count());
+      goto fail;
     }
 #endif
-  mimo_backend **bes = calloc((size_t)tp, sizeof *bes);
-  if (!bes) {
-    free(dev);
-    mimo_tp_net_close(net);
-    return mimo_errf(MIMO_E_NOMEM, "backends");
-  }
   int per_rank = o->threads > 0 ? (o->threads / tp > 0 ? o->threads / tp : 1) : 0;
-  mimo_status st = MIMO_OK;
   for (int r = 0; r < tp && st == MIMO_OK; r++)
     st = make_backend(name, dev[r], per_rank, o->gpu_memory_utilization, &bes[r]);
 #ifdef MIMO_HAVE_CUDA
-  if (st == MIMO_OK && strcmp(name, "cuda") == 0 && !shared && !net)
+  if (st == MIMO_OK && cuda && !shared && !net)
     st = mimo_cuda_comm_init_all(bes, tp);
-  if (strcmp(name, "cuda") == 0 && !shared && net) { /* node 0's NCCL id to every node, then all join */
+  if (cuda && !shared && net) { /* node 0's NCCL id to every node, then all join */
     unsigned char id[128] = {0};
     int code = st == MIMO_OK && o->node_rank == 0 ? (int)mimo_cuda_comm_unique_id(id) : (int)st, node = -1;
     if (mimo_tp_net_agree(net, &code, &node) != MIMO_OK || code != MIMO_OK)
@@ -145,21 +149,24 @@ mimo_status mimo_open_model(const mimo_open_opts *o, mimo_model **out) {
     if (st == MIMO_OK)
       st = mimo_cuda_comm_init_ranks(bes, tp, tp * nnodes, o->node_rank * tp, id);
   }
-  if (shared && strcmp(name, "cuda") == 0)
+  if (shared && cuda)
     mimo_warn("--devices %s: ranks share a GPU, so they sum through host memory (a test mode; NCCL needs one "
               "GPU per rank)", o->devices);
 #endif
-  (void)shared; /* only GPUs care whether ranks share a device */
+  (void)cuda; /* only GPUs care which backend and whether ranks share a device */
+  (void)shared;
+  if (st != MIMO_OK)
+    goto fail;
   free(dev);
-  if (st != MIMO_OK) {
-    for (int r = 0; r < tp; r++)
-      if (bes[r])
-        bes[r]->free(bes[r]);
-    free(bes);
-    mimo_tp_net_close(net);
-    return st;
-  }
-  st = mimo_model_load_tp_net(o->dir, bes, tp, o->ep, net, out); /* owns the backends and the link from here */
+  st = mimo_model_load_tp(o->dir, bes, tp, o->ep, net, out); /* owns the backends and the link from here */
   free(bes);
+  return st;
+fail:
+  for (int r = 0; bes && r < tp; r++)
+    if (bes[r])
+      bes[r]->free(bes[r]);
+  free(bes);
+  free(dev);
+  mimo_tp_net_close(net);
   return st;
 }

@@ -25,16 +25,23 @@ typedef struct mimo_open_opts {
 mimo_status mimo_open_model(const mimo_open_opts *o, mimo_model **out);
 /* A worker node (node_rank > 0): after mimo_open_model, run mimo_model_run_worker instead of the command. */
 bool mimo_open_is_worker(const mimo_open_opts *o);
-/* Fills the multi-process fields from --nnodes/--node-rank/--master-addr/--master-port;
- * false (message printed) on a malformed value. */
-struct mimo_arg;
-bool mimo_open_parse_nodes(const struct mimo_arg *a, int n, mimo_open_opts *o);
-/* The options above, for the commands' argument tables. */
-#define MIMO_OPEN_NODE_ARGS                                                                                   \
-  {"nnodes", 1, "processes (hosts) the tensor-parallel group spans (default 1)", 0},                        \
-      {"node-rank", 1, "this process's place among them, 0 = the one that serves (default 0)", 0},          \
-      {"master-addr", 1, "address of node 0 (default 127.0.0.1)", 0},                                       \
+/* The options every model-running command takes, for its argument table (mimo_arg rows). */
+#define MIMO_OPEN_ARGS                                                                                             \
+  {"threads", 1, "CPU threads (default: all cores; shared out over CPU ranks)", 0},                               \
+      {"backend", 1, "cpu | cuda (default: cuda if built with it and a GPU is present)", 0},                      \
+      {"tensor-parallel-size", 1, "ranks (GPUs, or CPU backends) the model is split over (default 1)", 0},        \
+      {"enable-expert-parallel", 0, "whole experts per rank instead of every expert split", 0},                 \
+      {"devices", 1, "GPU of each rank, e.g. 0,1 (default 0..N-1; 0,0 tests TP on one GPU via host sums)", 0},  \
+      {"gpu-memory-utilization", 1, "fraction of each GPU's memory for weights, KV and activations (default 0.9)", \
+       0},                                                                                                         \
+      {"nnodes", 1, "processes (hosts) the tensor-parallel group spans (default 1)", 0},                          \
+      {"node-rank", 1, "this process's place among them; 0 runs the command, the others follow it (default 0)", 0}, \
+      {"master-addr", 1, "address of node 0 (default 127.0.0.1)", 0},                                             \
       {"master-port", 1, "port node 0 listens on for the other nodes (default 29500)", 0}
+/* Reads those options (after mimo_args_parse) into o, with o->dir = dir; false, with a message printed, on a
+ * malformed or out-of-range value. */
+struct mimo_arg;
+bool mimo_open_parse(const struct mimo_arg *a, int n, const char *dir, mimo_open_opts *o);
 
 /* The backend name chosen for o->backend (after the default). */
 const char *mimo_open_backend_name(const char *backend);

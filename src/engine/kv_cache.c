@@ -20,17 +20,21 @@ static void kv_free(mimo_backend *be, float *p) {
     free(p);
 }
 
+/* A backend's kv_realloc says why it failed (a memory budget, say); the host heap does not. */
+static mimo_status grow_failed(const mimo_backend *be, int cap) {
+  return be && be->kv_realloc ? mimo_err_prefix(MIMO_E_NOMEM, "KV cache for %d positions", cap)
+                              : mimo_errf(MIMO_E_NOMEM, "KV cache: %d positions", cap);
+}
+
 static mimo_status grow(mimo_kv_seq *s, mimo_kv_view *kv, const mimo_attn_geom *g, int cap) {
   mimo_backend *be = s->be;
   float *k = kv_realloc(be, kv->k, (size_t)kv->cap * slot_floats(g, 0), (size_t)cap * slot_floats(g, 0));
   if (!k)
-    return be && be->kv_realloc ? mimo_err_prefix(MIMO_E_NOMEM, "KV cache for %d positions", cap)
-                                : mimo_errf(MIMO_E_NOMEM, "KV cache: %d positions", cap);
+    return grow_failed(be, cap);
   kv->k = k;
   float *v = kv_realloc(be, kv->v, (size_t)kv->cap * slot_floats(g, 1), (size_t)cap * slot_floats(g, 1));
   if (!v)
-    return be && be->kv_realloc ? mimo_err_prefix(MIMO_E_NOMEM, "KV cache for %d positions", cap)
-                                : mimo_errf(MIMO_E_NOMEM, "KV cache: %d positions", cap);
+    return grow_failed(be, cap);
   kv->v = v;
   s->bytes += (size_t)(cap - kv->cap) * (slot_floats(g, 0) + slot_floats(g, 1)) * sizeof(float);
   kv->cap = cap;

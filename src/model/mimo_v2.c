@@ -81,6 +81,7 @@ void mimo_model_free(mimo_model *m) {
   for (int i = 0; i < m->n_owned; i++)
     free(m->owned[i]);
   free(m->owned);
+  free(m->logit_part);
   if (m->own_be && m->be)
     m->be->free(m->be);
   free(m);
@@ -219,6 +220,18 @@ static void scatter_cols(float *logits, const float *part, int rows, int V, int 
     memcpy(logits + (size_t)r * V + v0, part + (size_t)r * vn, (size_t)vn * sizeof(float));
 }
 
+/* A rank's buffer for its logit columns, grown as needed and kept between steps (no allocation per step). */
+static float *logit_slice(mimo_model *m, size_t n) {
+  if (m->logit_part_n < n) {
+    float *p = realloc(m->logit_part, n * sizeof *p);
+    if (!p)
+      return NULL;
+    m->logit_part = p;
+    m->logit_part_n = n;
+  }
+  return m->logit_part;
+}
+
 mimo_status mimo_model_forward_local(mimo_model *m, const mimo_batch *b, float *logits) {
   const mimo_config *c = &m->cfg;
   mimo_backend *be = m->be;
@@ -270,7 +283,7 @@ mimo_status mimo_model_forward_local(mimo_model *m, const mimo_batch *b, float *
   /* A backend with its own memory writes the logits there (t1 holds rows*vocab) and copies them out;
    * a rank computes its vocabulary slice and writes those columns of the shared logits. */
   const int V = c->vocab_size, vn = m->vocab_n;
-  float *part = vn < V ? malloc((size_t)rows * vn * sizeof(float)) : NULL;
+  float *part = vn < V ? logit_slice(m, (size_t)rows * vn) : NULL;
   if (vn < V && !part) {
     st = mimo_errf(MIMO_E_NOMEM, "logits slice");
   } else if (be->download) {
@@ -281,7 +294,6 @@ mimo_status mimo_model_forward_local(mimo_model *m, const mimo_batch *b, float *
   }
   if (st == MIMO_OK && part)
     scatter_cols(logits, part, rows, V, m->vocab0, vn);
-  free(part);
 done:
   if (!logits && be->download) /* wait for the step like the ranks that download do */
     st = be->download(be, NULL, NULL, 0);

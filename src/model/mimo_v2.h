@@ -23,6 +23,8 @@ typedef struct mimo_model {
   int tp, rank;           /* 1, 0 alone */
   bool ep;                /* experts whole per rank instead of split along their width */
   int vocab0, vocab_n;    /* lm_head rows computed here: logits columns [vocab0, vocab0 + vocab_n) */
+  float *logit_part;      /* a rank's [rows][vocab_n] before it scatters them (kept between steps) */
+  size_t logit_part_n;
   int expert0, n_local;   /* expert parallel: the experts held (n_local = 0: all) */
   mimo_tp_group *group;
   void **owned;           /* host copies of gathered slices (freed with the model) */
@@ -32,15 +34,13 @@ typedef struct mimo_model {
 mimo_status mimo_model_load(const char *dir, mimo_backend *be, mimo_model **out);
 void mimo_model_free(mimo_model *m);
 
-/* Tensor-parallel load over tp backends (one per rank, owned by the model from
- * here on, also on failure): each rank's thread slices the checkpoint for its
- * rank and uploads it. ep: whole experts per rank (expert parallel). */
-mimo_status mimo_model_load_tp(const char *dir, mimo_backend **bes, int tp, bool ep, mimo_model **out);
-/* The same over several processes (model/mimo_v2_tp_net.h): this process holds
- * tp of the group's ranks; the link is owned by the model from here on. */
+/* Tensor-parallel load over tp backends (one per rank of this process, owned by the model from here on,
+ * also on failure): each rank's thread slices the checkpoint for its rank and uploads it. ep: whole experts
+ * per rank (expert parallel). net: NULL in one process; else the link to the group's other processes
+ * (model/mimo_v2_tp_net.h), owned from here on too. */
 struct mimo_tp_net;
-mimo_status mimo_model_load_tp_net(const char *dir, mimo_backend **bes, int tp, bool ep, struct mimo_tp_net *net,
-                                   mimo_model **out);
+mimo_status mimo_model_load_tp(const char *dir, mimo_backend **bes, int tp, bool ep, struct mimo_tp_net *net,
+                               mimo_model **out);
 /* A worker node: runs the steps node 0 sends until node 0 ends the group. */
 mimo_status mimo_model_run_worker(mimo_model *m);
 

@@ -45,7 +45,6 @@ struct mimo_tp_group {
   int n_wseqs, cap_wseqs;
   float *red;               /* several processes, CPU ranks: this node's partial sum */
   long red_n;
-  const char *dir;
   mimo_model *top;
   mimo_model **ranks;
   rank_slot *slots;
@@ -61,75 +60,58 @@ struct mimo_tp_group {
   float **xs;
 };
 
-/* Sum over the ranks, identical everywhere: rank r adds up its 1/tp of the
- * elements over all ranks (in rank order, so the result does not depend on
- * timing) and writes the sum back to every rank's buffer. Ranks whose backend
- * has its own memory (GPUs sharing one card, where NCCL cannot run) go through
- * a host copy. */
+/* Grows *p to hold n floats (kept on failure; false then). */
+static bool grow_floats(float **p, long *cap, long n) {
+  if (*cap >= n)
+    return true;
+  float *q = realloc(*p, (size_t)n * sizeof *q);
+  if (!q)
+    return false;
+  *p = q;
+  *cap = n;
+  return true;
+}
+
+/* Sum over the ranks, identical everywhere. One process: rank r adds up its 1/tp of the elements over all
+ * ranks (in rank order, so the result does not depend on timing) and writes the sum back to every rank's
+ * buffer. Several: the first rank adds this node's buffers and the nodes' sums meet through node 0. Ranks
+ * whose backend has its own memory (GPUs sharing one card, where NCCL cannot run) go through a host copy. */
 static void host_all_reduce(mimo_backend *be, float *x, long n) {
   rank_slot *s = be->comm;
   struct mimo_tp_group *g = s->g;
   float *hx = x;
-  if (be->download) {
-    if (s->stage_n < n) {
-      float *p = realloc(s->stage, (size_t)n * sizeof *p);
-      if (p) {
-        s->stage = p;
-        s->stage_n = n;
-      }
-    }
-    /* A failed copy still takes part in the barriers (the others wait for it); its error surfaces at download. */
-    if (s->stage_n >= n && be->download(be, s->stage, x, (size_t)n) == MIMO_OK)
-      hx = s->stage;
-    else
-      hx = NULL;
-  }
+  if (be->download) /* a failed copy still takes part in the barriers; its error surfaces at download */
+    hx = grow_floats(&s->stage, &s->stage_n, n) && be->download(be, s->stage, x, (size_t)n) == MIMO_OK ? s->stage
+                                                                                                      : NULL;
   g->xs[s->rank] = hx;
   pthread_barrier_wait(&g->bar);
-  int ok = 1;
+  bool ok = true;
   for (int r = 0; r < g->tp; r++)
     ok &= g->xs[r] != NULL;
-  if (!ok) {
-    pthread_barrier_wait(&g->bar);
-    return;
-  }
-  if (g->net) { /* this node's sum, then the nodes' sum through node 0 */
-    if (s->rank == 0) {
-      if (g->red_n < n) {
-        float *p = realloc(g->red, (size_t)n * sizeof *p);
-        if (p) {
-          g->red = p;
-          g->red_n = n;
-        }
-      }
-      if (g->red_n >= n) {
-        for (long i = 0; i < n; i++) {
-          float sum = 0.0f;
-          for (int r = 0; r < g->tp; r++)
-            sum += g->xs[r][i];
-          g->red[i] = sum;
-        }
-        if (mimo_tp_net_allreduce(g->net, g->red, n) != MIMO_OK)
-          mimo_warn("all-reduce between nodes failed: %s", mimo_errmsg());
-        for (int r = 0; r < g->tp; r++)
-          memcpy(g->xs[r], g->red, (size_t)n * sizeof(float));
-      }
+  if (ok && !g->net) {
+    for (long i = n * s->rank / g->tp, i1 = n * (s->rank + 1) / g->tp; i < i1; i++) {
+      float sum = 0.0f;
+      for (int r = 0; r < g->tp; r++)
+        sum += g->xs[r][i];
+      for (int r = 0; r < g->tp; r++)
+        g->xs[r][i] = sum;
     }
-    pthread_barrier_wait(&g->bar);
-    if (hx != x && be->upload(be, x, hx, (size_t)n) != MIMO_OK)
-      mimo_warn("rank %d: all-reduce upload failed: %s", s->rank, mimo_errmsg());
-    return;
-  }
-  long i0 = n * s->rank / g->tp, i1 = n * (s->rank + 1) / g->tp;
-  for (long i = i0; i < i1; i++) {
-    float sum = 0.0f;
-    for (int r = 0; r < g->tp; r++)
-      sum += g->xs[r][i];
-    for (int r = 0; r < g->tp; r++)
-      g->xs[r][i] = sum;
+  } else if (ok && s->rank == 0) {
+    if (grow_floats(&g->red, &g->red_n, n)) {
+      for (long i = 0; i < n; i++) {
+        float sum = 0.0f;
+        for (int r = 0; r < g->tp; r++)
+          sum += g->xs[r][i];
+        g->red[i] = sum;
+      }
+      if (mimo_tp_net_allreduce(g->net, g->red, n) != MIMO_OK)
+        mimo_warn("all-reduce between nodes failed: %s", mimo_errmsg());
+      for (int r = 0; r < g->tp; r++)
+        memcpy(g->xs[r], g->red, (size_t)n * sizeof(float));
+    }
   }
   pthread_barrier_wait(&g->bar);
-  if (hx != x && be->upload(be, x, hx, (size_t)n) != MIMO_OK)
+  if (ok && hx != x && be->upload(be, x, hx, (size_t)n) != MIMO_OK)
     mimo_warn("rank %d: all-reduce upload failed: %s", s->rank, mimo_errmsg());
 }
 
@@ -330,12 +312,17 @@ void mimo_tp_free(mimo_model *m) {
   m->group = NULL;
 }
 
+/* A load that fails before the group owns them frees the backends and the link it was handed. */
+static void give_back(mimo_backend **bes, int tp, mimo_tp_net *net) {
+  for (int r = 0; r < tp; r++)
+    bes[r]->free(bes[r]);
+  mimo_tp_net_close(net);
+}
+
 static mimo_status group_init(mimo_model *top, mimo_backend **bes, int tp, bool ep, mimo_tp_net *net) {
   struct mimo_tp_group *g = calloc(1, sizeof *g);
   if (!g) {
-    for (int r = 0; r < tp; r++)
-      bes[r]->free(bes[r]);
-    mimo_tp_net_close(net);
+    give_back(bes, tp, net);
     return mimo_errf(MIMO_E_NOMEM, "tensor-parallel group");
   }
   top->group = g;
@@ -388,23 +375,18 @@ static mimo_status group_init(mimo_model *top, mimo_backend **bes, int tp, bool 
   return st;
 }
 
-mimo_status mimo_model_load_tp_net(const char *dir, mimo_backend **bes, int tp, bool ep, mimo_tp_net *net,
-                                   mimo_model **out) {
+mimo_status mimo_model_load_tp(const char *dir, mimo_backend **bes, int tp, bool ep, mimo_tp_net *net,
+                               mimo_model **out) {
   mimo_model *m = tp >= 1 ? calloc(1, sizeof *m) : NULL;
   if (!m) {
-    for (int r = 0; r < tp; r++)
-      bes[r]->free(bes[r]);
-    mimo_tp_net_close(net);
+    give_back(bes, tp, net);
     return tp >= 1 ? mimo_errf(MIMO_E_NOMEM, "model") : mimo_errf(MIMO_E_INVALID, "no ranks");
   }
   mimo_status st = mimo_model_bind(dir, m);
-  if (st == MIMO_OK) {
+  if (st == MIMO_OK)
     st = group_init(m, bes, tp, ep, net);
-  } else {
-    for (int r = 0; r < tp; r++)
-      bes[r]->free(bes[r]);
-    mimo_tp_net_close(net);
-  }
+  else
+    give_back(bes, tp, net);
   double t0 = mimo_now();
   if (st == MIMO_OK)
     st = post(m->group, JOB_LOAD);
@@ -415,18 +397,10 @@ mimo_status mimo_model_load_tp_net(const char *dir, mimo_backend **bes, int tp, 
     mimo_model_free(m);
     return mimo_errf(keep, "%s", msg);
   }
-  struct mimo_tp_group *g = m->group;
-  for (int r = 0; r < tp; r++)
-    mimo_info("rank %d/%d (%s): %d layers loaded in %.2f s%s", g->ranks[r]->rank, g->global_tp, g->ranks[r]->be->name,
-              atomic_load(&g->slots[r].layers_done), g->slots[r].load_s, ep ? ", expert parallel" : "");
-  mimo_info("tensor parallel %d%s: loaded %s in %.2f s", g->global_tp, net ? " over several processes" : "", dir,
-            mimo_now() - t0);
+  mimo_info("tensor parallel %d%s%s: loaded %s in %.2f s", m->group->global_tp, ep ? ", expert parallel" : "",
+            net ? ", several processes" : "", dir, mimo_now() - t0);
   *out = m;
   return MIMO_OK;
-}
-
-mimo_status mimo_model_load_tp(const char *dir, mimo_backend **bes, int tp, bool ep, mimo_model **out) {
-  return mimo_model_load_tp_net(dir, bes, tp, ep, NULL, out);
 }
 
 /* Every node agrees on the step's outcome, so that none waits in a collective
