@@ -315,7 +315,7 @@ static int compare(const char *fa, const char *fb, int V) {
   }
   float *pa = xmalloc((size_t)V * 4), *pb = xmalloc((size_t)V * 4);
   int rows = 0, agree = 0;
-  double maxkl = 0, sumkl = 0;
+  double maxkl = 0, sumkl = 0, flip_margin = 0; /* largest reference logit gap at a greedy disagreement */
   while (fread(pa, 4, (size_t)V, a) == (size_t)V && fread(pb, 4, (size_t)V, b) == (size_t)V) {
     double ma = -INFINITY, mb = -INFINITY;
     int aa = 0, ab = 0;
@@ -338,14 +338,19 @@ static int compare(const char *fa, const char *fb, int V) {
     maxkl = kl > maxkl ? kl : maxkl;
     sumkl += kl;
     agree += aa == ab;
+    if (aa != ab && pa[aa] - pa[ab] > flip_margin)
+      flip_margin = pa[aa] - pa[ab];
     rows++;
   }
   fclose(a);
   fclose(b);
   double ag = rows ? 100.0 * agree / rows : 0;
   int ok = rows > 0 && maxkl <= 1e-3 && ag >= 99.0;
-  printf("%-4s compare %s vs %s: %d positions, KL max %.2e mean %.2e, greedy agreement %.1f%%\n", ok ? "ok" : "FAIL",
-         fb, fa, rows, maxkl, rows ? sumkl / rows : 0, ag);
+  printf("%-4s compare %s vs %s: %d positions, KL max %.2e mean %.2e, greedy agreement %.1f%%", ok ? "ok" : "FAIL", fb, fa,
+         rows, maxkl, rows ? sumkl / rows : 0, ag);
+  if (agree < rows) /* a flip between near-equal logits is rounding; a wide gap is a bug */
+    printf(" (%d flips, reference top-1 ahead by <= %.2e)", rows - agree, flip_margin);
+  printf("\n");
   free(pa);
   free(pb);
   return ok ? 0 : 1;
