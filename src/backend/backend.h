@@ -75,6 +75,8 @@ typedef struct mimo_moe_args {
    * adds them in the all-reduce). n_local = 0: every expert is local. */
   int expert0, n_local;
   int *ids_out;               /* optional [T][top_k] chosen experts (for tests/traces) */
+  float *margin_out;          /* optional [T]: the k-th chosen biased score minus the best one left out, i.e.
+                               * how near the routing was to a tie (CPU backend; tests/traces) */
 } mimo_moe_args;
 
 typedef struct mimo_backend mimo_backend;

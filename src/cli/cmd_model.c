@@ -1,4 +1,5 @@
 /* mimo logits / generate: run the model on token ids. */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,8 +42,9 @@ static mimo_status runner_init(runner *r, const char *dir, const mimo_arg *a, in
   return mimo_kv_seq_init(&r->seq, &r->m->cfg);
 }
 
-/* Feeds ids in chunks of `chunk`; logits_all (optional) gets [n][vocab]; last gets the final row. */
-static mimo_status feed(runner *r, const int *ids, int n, int chunk, float *logits_all, float *last) {
+/* Feeds ids in chunks of `chunk`; logits_all (optional) gets [n][vocab]; last gets the final row; margin
+ * (optional, filled with +inf) each token's smallest router margin (mimo_model.route_margin). */
+static mimo_status feed(runner *r, const int *ids, int n, int chunk, float *logits_all, float *last, float *margin) {
   int V = r->m->cfg.vocab_size;
   float *tmp = logits_all ? NULL : malloc((size_t)(chunk > n ? n : chunk) * V * sizeof(float));
   if (!logits_all && !tmp)
@@ -52,7 +54,9 @@ static mimo_status feed(runner *r, const int *ids, int n, int chunk, float *logi
     int k = n - i < chunk ? n - i : chunk;
     float *dst = logits_all ? logits_all + (size_t)i * V : tmp;
     mimo_batch b = {.n_seqs = 1, .seqs = &r->seq, .n_tokens = &k, .tokens = ids + i, .all_logits = logits_all != NULL};
+    r->m->route_margin = margin ? margin + i : NULL;
     st = mimo_model_forward(r->m, &b, dst);
+    r->m->route_margin = NULL;
     if (st == MIMO_OK && last && i + k >= n)
       memcpy(last, logits_all ? dst + (size_t)(k - 1) * V : dst, (size_t)V * sizeof(float));
   }
@@ -60,16 +64,31 @@ static mimo_status feed(runner *r, const int *ids, int n, int chunk, float *logi
   return st;
 }
 
+static mimo_status write_floats(const char *path, const float *p, size_t n) {
+  FILE *f = fopen(path, "wb");
+  if (!f)
+    return mimo_errf(MIMO_E_IO, "%s: cannot create", path);
+  bool ok = fwrite(p, sizeof *p, n, f) == n;
+  ok = fclose(f) == 0 && ok;
+  return ok ? MIMO_OK : mimo_errf(MIMO_E_IO, "%s: cannot write", path);
+}
+
 int mimo_cmd_logits(int argc, char **argv) {
   mimo_arg a[] = {{"model", 1, "checkpoint directory", 0}, {"tokens", 1, "comma-separated token ids", 0},
                   {"chunk", 1, "tokens fed per step through the KV cache (default: all)", 0},
                   MIMO_OPEN_ARGS,
-                  {"out", 1, "output file: float32 LE [T][vocab]", 0}, {"verbose", 0, "log progress", 0}};
+                  {"out", 1, "output file: float32 LE [T][vocab]", 0},
+                  {"route-margin", 1,
+                   "also write float32 LE [T]: each token's smallest router margin over the MoE layers (k-th chosen "
+                   "biased score minus the best left out; near 0 = a near-tie that any rounding may flip); "
+                   "--backend cpu, one rank",
+                   0},
+                  {"verbose", 0, "log progress", 0}};
   int n = sizeof a / sizeof *a, rc = mimo_args_parse(argc, argv, a, n, "--model DIR --tokens 1,2,3 --out FILE");
   if (rc)
     return rc == 3 ? 0 : rc;
   const char *dir = mimo_arg_str(a, n, "model", NULL), *toks = mimo_arg_str(a, n, "tokens", NULL),
-             *out = mimo_arg_str(a, n, "out", NULL);
+             *out = mimo_arg_str(a, n, "out", NULL), *margin_path = mimo_arg_str(a, n, "route-margin", NULL);
   bool bad = false;
   long chunk = mimo_arg_long(a, n, "chunk", 0, &bad);
   if (!dir || !toks || !out || bad || chunk < 0) {
@@ -87,23 +106,30 @@ int mimo_cmd_logits(int argc, char **argv) {
   }
   runner r;
   mimo_status st = runner_init(&r, dir, a, n);
-  float *logits = NULL;
+  float *logits = NULL, *margin = NULL;
   if (st == MIMO_OK && r.worker) {
     free(ids);
     runner_free(&r);
     return 0;
   }
+  if (st == MIMO_OK && margin_path) {
+    if (r.m->group || !r.m->be || strcmp(r.m->be->name, "cpu") != 0)
+      st = mimo_errf(MIMO_E_INVALID, "--route-margin needs --backend cpu on one rank");
+    else if (!(margin = malloc((size_t)T * sizeof *margin)))
+      st = mimo_errf(MIMO_E_NOMEM, "route margins");
+    for (int i = 0; margin && i < T; i++)
+      margin[i] = INFINITY;
+  }
   if (st == MIMO_OK) {
     logits = malloc((size_t)T * r.m->cfg.vocab_size * sizeof(float));
-    st = logits ? feed(&r, ids, T, chunk ? (int)chunk : T, logits, NULL) : mimo_errf(MIMO_E_NOMEM, "logits");
+    st = logits ? feed(&r, ids, T, chunk ? (int)chunk : T, logits, NULL, margin) : mimo_errf(MIMO_E_NOMEM, "logits");
   }
-  if (st == MIMO_OK) {
-    FILE *f = fopen(out, "wb");
-    size_t cnt = (size_t)T * r.m->cfg.vocab_size;
-    if (!f || fwrite(logits, sizeof(float), cnt, f) != cnt || fclose(f) != 0)
-      st = mimo_errf(MIMO_E_IO, "%s: cannot write", out);
-  }
+  if (st == MIMO_OK)
+    st = write_floats(out, logits, (size_t)T * r.m->cfg.vocab_size);
+  if (st == MIMO_OK && margin)
+    st = write_floats(margin_path, margin, (size_t)T);
   free(logits);
+  free(margin);
   free(ids);
   runner_free(&r);
   return st == MIMO_OK ? 0 : fail("logits");
@@ -250,7 +276,7 @@ int mimo_cmd_generate(int argc, char **argv) {
     st = mimo_errf(MIMO_E_NOMEM, "logits");
   if (st == MIMO_OK) {
     mimo_sampler_add_prompt(smp, ids, T);
-    st = feed(&r, ids, T, chunk ? (int)chunk : T, NULL, logits);
+    st = feed(&r, ids, T, chunk ? (int)chunk : T, NULL, logits, NULL);
   }
   double t0 = mimo_now();
   int produced = 0;
@@ -282,7 +308,7 @@ int mimo_cmd_generate(int argc, char **argv) {
       produced++;
       break;
     }
-    st = feed(&r, &id, 1, 1, NULL, logits);
+    st = feed(&r, &id, 1, 1, NULL, logits, NULL);
   }
   if (tok) {
     const char *piece;

@@ -35,4 +35,13 @@ check missing_config_field "missing required field 'hidden_size'"
 check not_mimo "not a MiMo-V2 model"
 check bad_index "not a plain shard file name"
 check int4_bits8 "num_bits must be 4"
+# A trace the command cannot honour is refused, not silently left empty.
+"$MIMO_BIN" logits --model "$work/good" --tokens 1,2,3 --out "$work/out.f32" --tensor-parallel-size 2 \
+  --route-margin "$work/m.f32" >"$work/stdout" 2>"$work/stderr"
+rc=$?
+if [ $rc -eq 1 ] && grep -qF -- "--route-margin needs --backend cpu on one rank" "$work/stderr" && [ ! -e "$work/m.f32" ]; then
+  echo "ok   route-margin at TP-2: $(cat "$work/stderr")"
+else
+  echo "FAIL route-margin at TP-2: rc=$rc:"; cat "$work/stderr"; fails=$((fails+1))
+fi
 [ $fails -eq 0 ] && echo "bad-input: all cases rejected correctly" || { echo "bad-input: $fails failures"; exit 1; }

@@ -5,6 +5,7 @@
 #   mimo logits one-shot, --chunk 1, --chunk 7: max|got-ref|/max|ref| <= 1e-4 at every position
 #   mimo generate (greedy, 24 tokens) == golden greedy ids
 #   tools/reference/np_reference.py (independent numpy path) vs the same goldens (<= 1e-5, same greedy)
+#   mimo logits --route-margin (each token's smallest router top-k margin) vs the numpy path's (<= 1e-5)
 # Skips (exit 0) only when the binary has no `logits` command yet.
 set -uo pipefail
 SRC=${MIMO_SRC:-$(cd "$(dirname "$0")/../.." && pwd)}
@@ -48,11 +49,27 @@ for d in "$SRC"/tests/data/ref/*/; do
   fi
   # The independent numpy reference against the same goldens (documents that the references agree).
   if $PY "$SRC/tools/reference/np_reference.py" --model "$d" --tokens "$toks" --out "$W/$name.np.f32" \
-       --greedy 24 --greedy-prompt "$gp" --greedy-out "$W/$name.np.json" >/dev/null 2>"$W/log"; then
+       --greedy 24 --greedy-prompt "$gp" --greedy-out "$W/$name.np.json" --margin-out "$W/$name.np.margin" >/dev/null 2>"$W/log"; then
     $CMP "$W/$name.np.f32" "$d/logits.f32" --vocab "$V" --tol 1e-5 --label "$name numpy-reference" || fails=$((fails+1))
     npg=$(jget "$W/$name.np.json" greedy)
     [ "$npg" = "$want" ] && echo "ok   $name numpy-reference greedy matches" ||
       fail "$name numpy-reference greedy: got [$npg] want [$want]"
+    if "$BIN" logits --model "$d" --tokens "$toks" --out "$W/$name.m.f32" --backend cpu \
+         --route-margin "$W/$name.margin" >"$W/log" 2>&1; then
+      $PY - "$W/$name.margin" "$W/$name.np.margin" "$name" <<'PYEOF' || fails=$((fails+1))
+import sys, numpy as np
+got, ref = (np.fromfile(f, "<f4") for f in sys.argv[1:3])
+fin = np.isfinite(ref)
+ok = got.shape == ref.shape and np.array_equal(fin, np.isfinite(got)) and \
+     (not fin.any() or float(np.max(np.abs(got[fin] - ref[fin]))) <= 1e-5)
+d = float(np.max(np.abs(got[fin] - ref[fin]))) if got.shape == ref.shape and fin.any() else float("nan")
+print(f"{'ok  ' if ok else 'FAIL'} {sys.argv[3]} router margins vs numpy: {len(ref)} tokens, max |diff| {d:.2e}, "
+      f"smallest {float(np.min(ref)):.3e}")
+sys.exit(0 if ok else 1)
+PYEOF
+    else
+      fail "$name logits --route-margin: exit status $?"; tail -n 5 "$W/log"
+    fi
   else
     fail "$name np_reference.py crashed"; tail -n 5 "$W/log"
   fi

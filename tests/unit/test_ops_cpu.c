@@ -298,9 +298,10 @@ static void test_moe(void **state) {
   fill_f32(x, (size_t)T * H, 1.0);
   mimo_vec bias = {.n = E, .dt = MIMO_DT_F32, .p = bias32};
   int ids[9 * 4];
+  float margin[9];
   mimo_moe_args a = {.x = x, .out = out, .T = T, .hidden = H, .inter = I, .n_experts = E, .top_k = K,
                      .router = &router.l, .bias = &bias, .experts = exl, .norm_topk = true, .scaling = 1.5f,
-                     .ids_out = ids};
+                     .ids_out = ids, .margin_out = margin};
   be->moe(be, &a);
   double *ref = calloc((size_t)T * H, sizeof *ref);
   for (int t = 0; t < T; t++) {
@@ -327,6 +328,17 @@ static void test_moe(void **state) {
       sum += s[best];
       assert_int_equal(ids[t * K + k], best);
     }
+    double best_out = -INFINITY; /* the router margin: k-th chosen biased score minus the best left out */
+    for (int e = 0; e < E; e++) {
+      int used = 0;
+      for (int j = 0; j < K; j++)
+        used |= sel[j] == e;
+      if (!used && c[e] > best_out)
+        best_out = c[e];
+    }
+    double want = c[sel[K - 1]] - best_out;
+    if (!(want >= 0) || fabs(margin[t] - want) > 1e-5)
+      fail_msg("moe router margin of token %d: %g, want %g", t, margin[t], want);
     for (int k = 0; k < K; k++) {
       int e = sel[k];
       double w = s[e] / sum * 1.5, hdn[32];

@@ -243,7 +243,9 @@ class Model:
             order = np.argsort(-c[t], kind="stable")
             sel = order[:self.topk]
             if len(order) > self.topk:
-                self.min_route_margin = min(self.min_route_margin, c[t, order[self.topk - 1]] - c[t, order[self.topk]])
+                margin = c[t, order[self.topk - 1]] - c[t, order[self.topk]]
+                self.min_route_margin = min(self.min_route_margin, margin)
+                self.tok_margin[t] = min(self.tok_margin[t], margin)
             w = s[t, sel]
             if self.norm_topk:
                 w = w / w.sum()
@@ -255,6 +257,7 @@ class Model:
     def forward(self, tokens):
         tokens = np.asarray(tokens, dtype=np.int64)
         pos = np.arange(len(tokens))
+        self.tok_margin = np.full(len(tokens), np.inf)  # per token, smallest router margin over the MoE layers
         h = self.embed[tokens]
         for lay in self.layers:
             h = h + self.attention(lay, self.rms(h, lay["ln1"]), pos)
@@ -276,6 +279,7 @@ def main():
     ap.add_argument("--greedy-prompt")
     ap.add_argument("--greedy-out")
     ap.add_argument("--diag", action="store_true")
+    ap.add_argument("--margin-out", help="float32 LE [T]: each token's smallest router margin over the MoE layers")
     a = ap.parse_args()
     m = Model(a.model)
     toks = ids(a.tokens)
@@ -285,6 +289,8 @@ def main():
     logits = m.forward(toks)
     if a.out:
         logits.astype("<f4").tofile(a.out)
+    if a.margin_out:
+        m.tok_margin.astype("<f4").tofile(a.margin_out)
     srt = np.sort(logits, -1)
     top_gap = float(np.min(srt[:, -1] - srt[:, -2]))
     res = {"tokens": toks, "min_route_margin": float(m.min_route_margin), "min_top1_gap": top_gap}

@@ -52,6 +52,19 @@ void cpu_moe(mimo_backend *be, mimo_moe_args *a) {
     }
     if (a->ids_out)
       memcpy(a->ids_out + (size_t)t * K, idx, (size_t)K * sizeof *idx);
+    if (a->margin_out) {
+      float kth = INFINITY, best_out = -INFINITY;
+      for (int k = 0; k < K; k++)
+        kth = fminf(kth, choice[idx[k]]);
+      for (int e = 0; e < E; e++) {
+        bool in = false;
+        for (int k = 0; k < K; k++)
+          in |= idx[k] == e;
+        if (!in)
+          best_out = fmaxf(best_out, choice[e]);
+      }
+      a->margin_out[t] = kth - best_out; /* +inf when every expert is chosen */
+    }
   }
   int maxn = 0;
   for (int e = 0; e < E; e++)

@@ -19,6 +19,8 @@
  * order k0 k4 k1 k5 k2 k6 k3 k7 (x by the fp16 conversion, h by the gate+up epilogue); bf16 experts keep the
  * natural order, and their B words go to the mma as loaded. */
 #include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "backend/cuda/cuda_internal.h"
 
@@ -456,7 +458,12 @@ template <bool Q4, bool UP> static void gg_launch_wn(cu_ctx *c, const gg_args &p
 /* ---- entry ---- */
 
 bool cu_moe_grouped_fits(const mimo_moe_args *a, int n_local) {
-  if (a->T < gg_min_t || a->hidden % 32 || a->inter % 32 || ((uintptr_t)a->x | (uintptr_t)a->out) % 16)
+  static int off = -1; /* MIMO_CUDA_MOE_GROUPED=0: per-token experts at every T (whole-model comparisons) */
+  if (off < 0) {
+    const char *e = getenv("MIMO_CUDA_MOE_GROUPED");
+    off = e && !strcmp(e, "0");
+  }
+  if (off || a->T < gg_min_t || a->hidden % 32 || a->inter % 32 || ((uintptr_t)a->x | (uintptr_t)a->out) % 16)
     return false;
   const cu_lin *L0 = (const cu_lin *)a->experts[0].dev;
   if (!L0 || (L0->fmt != CU_INT4 && L0->fmt != CU_BF16))
