@@ -157,8 +157,10 @@ int cuda_bench_main(int argc, char **argv) {
     fill(xs, (size_t)16 * 32 * H, 1.0f);
     float *dxs = to_dev(g, xs, (size_t)16 * 32 * H), *dout = g->alloc(g, (size_t)32 * H);
     int *ids = xmalloc(32 * K * 4);
-    for (int ti = 0; ti < 3; ti++) {
-      int T = Ts[ti];
+    for (int ti = 0; ti < 6; ti++) { /* each T with the fp32 kernels (before), then on tensor cores */
+      int T = Ts[ti % 3], fp32 = ti < 3;
+      const char *path = fp32 ? "fp32" : "tensor cores";
+      mimo_cuda_moe_decode_fp32(fp32);
       float ms[32];
       double uniq_sum = 0;
       for (int r = 0; r < 36; r++) {
@@ -199,15 +201,16 @@ int cuda_bench_main(int argc, char **argv) {
       mimo_cuda_moe_events(NULL);
       for (int i = 0; i < 5; i++)
         cudaEventDestroy(ev[i]);
-      printf("BENCH moe_int4_phases T=%-2d router %.1f us, routing %.1f us, gate+up %.1f us, down %.1f us\n", T,
-             median(ph[0], 20) * 1e3, median(ph[1], 20) * 1e3, median(ph[2], 20) * 1e3, median(ph[3], 20) * 1e3);
+      printf("BENCH moe_int4_phases [%s] T=%-2d router %.1f us, routing %.1f us, gate+up %.1f us, down %.1f us\n",
+             path, T, median(ph[0], 20) * 1e3, median(ph[1], 20) * 1e3, median(ph[2], 20) * 1e3, median(ph[3], 20) * 1e3);
       double t = median(ms, 20), b = uniq_sum / 16 * ebytes, rb = lin_bytes(&router);
-      printf("BENCH moe_int4_decode T=%-2d %.1f us  expert bytes %.1f MB -> %.0f GB/s = %.1f%% of copy "
+      printf("BENCH moe_int4_decode [%s] T=%-2d %.1f us  expert bytes %.1f MB -> %.0f GB/s = %.1f%% of copy "
              "(with router %.1f%%)\n",
-             T, t * 1e3, b / 1e6, b / (t * 1e-3) / 1e9, 100.0 * b / (t * 1e-3) / bw,
+             path, T, t * 1e3, b / 1e6, b / (t * 1e-3) / 1e9, 100.0 * b / (t * 1e-3) / bw,
              100.0 * (b + rb) / (t * 1e-3) / bw);
     }
   }
+  mimo_cuda_moe_decode_fp32(0);
   g->free(g);
   return 0;
 }

@@ -271,10 +271,12 @@ static void check_moe(mimo_backend *c, mimo_backend *g) {
         ex[e * 3 + p] = cf[k].fmt ? rand_dense(out, in, MIMO_DT_BF16, 0.05f) : rand_int4(out, in, cf[k].group, cf[k].asym);
         must(mimo_backend_upload_linear(g, &ex[e * 3 + p]), "upload");
       }
-    for (int ti = 0; ti < 4; ti++) {
-      int T = Ts[ti];
-      if (T == 33 && (long)H * I > 1024 * 512)
+    /* int4 with groups of 128: the tensor-core decode kernels, then (fp32 = 1) the fp32 ones */
+    for (int ti = 0; ti < 8; ti++) {
+      int T = Ts[ti % 4], fp32 = ti >= 4;
+      if ((T == 33 && (long)H * I > 1024 * 512) || (fp32 && (cf[k].fmt || cf[k].group % 128)))
         continue;
+      mimo_cuda_moe_decode_fp32(fp32);
       float *x = xmalloc((size_t)T * H * 4), *oc = xmalloc((size_t)T * H * 4), *og = xmalloc((size_t)T * H * 4);
       int *idc = xmalloc((size_t)T * K * 4), *idg = xmalloc((size_t)T * K * 4);
       fill(x, (size_t)T * H, 1.0f);
@@ -291,8 +293,9 @@ static void check_moe(mimo_backend *c, mimo_backend *g) {
       from_dev(g, og, dout, (size_t)T * H);
       int same = memcmp(idc, idg, (size_t)T * K * 4) == 0;
       char buf[128];
-      snprintf(buf, sizeof buf, "moe %s E%d top%d %dx%d T=%d (ids %s)",
-               cf[k].fmt ? "bf16" : cf[k].asym ? "int4-asym" : "int4-sym", E, K, H, I, T, same ? "equal" : "DIFFER");
+      snprintf(buf, sizeof buf, "moe %s E%d top%d %dx%d g%d T=%d%s (ids %s)",
+               cf[k].fmt ? "bf16" : cf[k].asym ? "int4-asym" : "int4-sym", E, K, H, I, cf[k].group, T,
+               fp32 ? " fp32 kernels" : "", same ? "equal" : "DIFFER");
       report(buf, same ? relerr(og, oc, (size_t)T * H) : INFINITY, 1e-5);
       g->release(g, dx);
       g->release(g, dout);
@@ -302,6 +305,7 @@ static void check_moe(mimo_backend *c, mimo_backend *g) {
       free(idc);
       free(idg);
     }
+    mimo_cuda_moe_decode_fp32(0);
     for (int e = 0; e < 3 * E; e++)
       free_lin(&ex[e]);
     free(ex);

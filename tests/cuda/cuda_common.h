@@ -13,6 +13,8 @@
 
 /* cuda_moe.cu test hook: NULL or five cudaEvent_t (router, routing, gate+up, down boundaries) */
 void mimo_cuda_moe_events(void *ev5);
+/* cuda_moe_tc.cu test hook: 1 = the fp32 int4 decode kernels instead of the tensor-core ones; returns the old */
+int mimo_cuda_moe_decode_fp32(int on);
 
 static uint64_t rng_s = 0x9e3779b97f4a7c15ull;
 static inline uint64_t rnd64(void) {

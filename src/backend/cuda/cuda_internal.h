@@ -103,6 +103,13 @@ void cu_moe(mimo_backend *be, mimo_moe_args *a);
 bool cu_moe_grouped_fits(const mimo_moe_args *a, int n_local);
 void cu_moe_grouped(mimo_backend *be, const mimo_moe_args *a, const cu_lin *tab, const int *sel, const float *wts,
                     int e0, int n_local);
+/* cuda_moe_tc.cu: int4 decode experts on tensor cores (groups of 128k, H and I multiples of 128), after
+ * k_route. xh: T·H floats of scratch, hh: T·K·I floats (pair8 layouts, see the file). */
+bool cu_moe_tc_fits(const cu_lin *L0, int H, int I);
+void cu_moe_tc(cu_ctx *c, float *out, void *hh, void *xh, const float *x, const cu_lin *tab, const int *sel,
+               const float *wts, int T, int K, int I, int H, int group);
+/* cuda_moe.cu: the phase events of the test hook (no-op when unset) */
+void cu_moe_mark(cu_ctx *c, int i);
 /* test hook: NULL or five cudaEvent_t recorded around router, routing, gate+up, down */
 extern "C" void mimo_cuda_moe_events(void *ev5);
 

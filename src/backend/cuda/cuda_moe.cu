@@ -162,6 +162,7 @@ static void moe_mark(cu_ctx *c, int i) {
   if (moe_ev)
     (void)cudaEventRecord(moe_ev[i], c->st);
 }
+void cu_moe_mark(cu_ctx *c, int i) { moe_mark(c, i); }
 
 /* gate+up+SiLU·up: block (tk, tile of Q4_WARPS*RP rows); warp: RP rows of gate and of up. */
 template <bool G32>
@@ -386,9 +387,14 @@ void cu_moe(mimo_backend *be, mimo_moe_args *a) {
   }
   /* prefill: experts grouped by the tokens that chose them, tensor cores (cuda_moe_gemm.cu) */
   const bool grouped = cu_moe_grouped_fits(a, NL);
+  const cu_lin *L0 = (const cu_lin *)a->experts[0].dev;
+  const bool q4 = L0->fmt == CU_INT4 && q4_fast_ok(L0, H, I) &&
+                  ((const cu_lin *)a->experts[1].dev)->group == L0->group &&
+                  ((const cu_lin *)a->experts[2].dev)->group == L0->group;
+  const bool tc = !grouped && q4 && cu_moe_tc_fits(L0, H, I); /* tensor-core decode (cuda_moe_tc.cu) */
   float *z = cu_alloc(be, (size_t)T * E), *w = cu_alloc(be, (size_t)T * K), *selb = cu_alloc(be, (size_t)T * K),
-        *hb = grouped ? NULL : cu_alloc(be, (size_t)T * K * perm_len(I));
-  if (!z || !w || !selb || (!grouped && !hb)) {
+        *hb = grouped ? NULL : cu_alloc(be, (size_t)T * K * perm_len(I)), *xh = tc ? cu_alloc(be, (size_t)T * H) : NULL;
+  if (!z || !w || !selb || (!grouped && !hb) || (tc && !xh)) {
     cu_fail(c, "moe", "out of GPU memory for scratch", __FILE__, __LINE__);
   } else {
     int *sel = (int *)selb;
@@ -412,10 +418,6 @@ void cu_moe(mimo_backend *be, mimo_moe_args *a) {
         MIMO_CUDA_LAUNCHED(c);
       }
     }
-    const cu_lin *L0 = (const cu_lin *)a->experts[0].dev;
-    const bool q4 = L0->fmt == CU_INT4 && q4_fast_ok(L0, H, I) &&
-                    ((const cu_lin *)a->experts[1].dev)->group == L0->group &&
-                    ((const cu_lin *)a->experts[2].dev)->group == L0->group;
     const bool ep_ok = NL == E || grouped || epb;
     switch (!ep_ok ? -4 : grouped ? -3 : q4 ? -2 : L0->fmt) {
     case -4: break; /* scratch for the local ids failed: reported above */
@@ -424,7 +426,14 @@ void cu_moe(mimo_backend *be, mimo_moe_args *a) {
       moe_mark(c, 3); /* the decode phase hook sees the whole grouped path as gate+up */
       moe_mark(c, 4);
       break;
-    case -2: experts_q4(c, a->out, hb, a->x, tab, xsel, xw, T, K, I, H, L0->group); break;
+    case -2:
+      if (tc) {
+        cu_moe_tc(c, a->out, hb, xh, a->x, tab, xsel, xw, T, K, I, H, L0->group);
+        moe_mark(c, 4);
+      } else {
+        experts_q4(c, a->out, hb, a->x, tab, xsel, xw, T, K, I, H, L0->group);
+      }
+      break;
     case CU_INT4: experts<CU_INT4>(c, a->out, hb, a->x, tab, xsel, xw, T, K, I, H); break;
     case CU_BF16: experts<CU_BF16>(c, a->out, hb, a->x, tab, xsel, xw, T, K, I, H); break;
     case CU_F16: experts<CU_F16>(c, a->out, hb, a->x, tab, xsel, xw, T, K, I, H); break;
@@ -441,4 +450,5 @@ void cu_moe(mimo_backend *be, mimo_moe_args *a) {
   cu_release(be, w);
   cu_release(be, selb);
   cu_release(be, hb);
+  cu_release(be, xh);
 }
