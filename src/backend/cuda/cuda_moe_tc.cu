@@ -15,7 +15,7 @@
  * tile, word 4·step + t, so a step covers 128 inputs of 16 rows. In an mma the order of k is free as long as A
  * and B agree: for sub-word w (inputs 8w..8w+7 of the thread's word) the first mma takes the pairs (0,4) and
  * (1,5), the second (2,6) and (3,7), and B is stored per 8 inputs as those four pairs ("pair8" layout:
- * [column hi|lo][k/8] of uint4), written by cu_moe_tc_split (x) and by the gate+up epilogue (h). */
+ * [column hi|lo][k/8] of uint4), written by k_tc_split (x) and by the gate+up epilogue (h). */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
