@@ -75,8 +75,9 @@ typedef struct mimo_moe_args {
    * adds them in the all-reduce). n_local = 0: every expert is local. */
   int expert0, n_local;
   int *ids_out;               /* optional [T][top_k] chosen experts (for tests/traces) */
-  float *margin_out;          /* optional [T]: the k-th chosen biased score minus the best one left out, i.e.
-                               * how near the routing was to a tie (CPU backend; tests/traces) */
+  float *margin_out;          /* optional [T], filled by the caller (+inf to start): lowered to the k-th chosen
+                               * biased score minus the best one left out, i.e. how near the routing was to a
+                               * tie, so one array collects the minimum over layers (CPU backend; traces) */
 } mimo_moe_args;
 
 typedef struct mimo_backend mimo_backend;

@@ -51,12 +51,12 @@ static double copy_bandwidth(mimo_pool *pool) {
   return 2.0 * bytes / best;
 }
 
-/* Resident set size in bytes (Linux). */
 static int cmp_double(const void *a, const void *b) {
   double x = *(const double *)a, y = *(const double *)b;
   return (x > y) - (x < y);
 }
 
+/* Resident set size in bytes (Linux). */
 static double rss_bytes(void) {
   FILE *f = fopen("/proc/self/statm", "r");
   long pages = 0, res = 0;

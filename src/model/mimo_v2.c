@@ -199,12 +199,8 @@ static void ffn_block(mimo_model *m, int L, int T, scratch *s) {
                        .n_experts = c->n_routed_experts, .top_k = c->num_experts_per_tok, .router = &lw->router,
                        .bias = &lw->router_bias, .experts = lw->experts, .norm_topk = c->norm_topk_prob,
                        .scaling = (float)c->routed_scaling_factor, .expert0 = m->expert0, .n_local = m->n_local};
-    float *margin = m->route_margin ? malloc((size_t)T * sizeof *margin) : NULL;
-    a.margin_out = margin;
+    a.margin_out = m->route_margin; /* trace: the backend keeps each token's minimum over layers */
     be->moe(be, &a);
-    for (int t = 0; margin && t < T; t++)
-      m->route_margin[t] = fminf(m->route_margin[t], margin[t]);
-    free(margin);
   } else {
     be->linear(be, s->t1, s->a, T, &lw->gate);
     be->linear(be, s->t2, s->a, T, &lw->up);

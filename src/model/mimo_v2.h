@@ -28,10 +28,10 @@ typedef struct mimo_model {
   int expert0, n_local;   /* expert parallel: the experts held (n_local = 0: all) */
   mimo_tp_group *group;
   void **owned;           /* host copies of gathered slices (freed with the model) */
+  int n_owned, cap_owned;
   /* Trace (mimo logits --route-margin): when set, a step lowers route_margin[t] (the caller fills it with
    * +inf) to token t's smallest router margin over the MoE layers. One rank, CPU backend. */
   float *route_margin;
-  int n_owned, cap_owned;
 } mimo_model;
 
 mimo_status mimo_model_load(const char *dir, mimo_backend *be, mimo_model **out);

@@ -63,7 +63,7 @@ void cpu_moe(mimo_backend *be, mimo_moe_args *a) {
         if (!in)
           best_out = fmaxf(best_out, choice[e]);
       }
-      a->margin_out[t] = kth - best_out; /* +inf when every expert is chosen */
+      a->margin_out[t] = fminf(a->margin_out[t], kth - best_out); /* +inf when every expert is chosen */
     }
   }
   int maxn = 0;
