@@ -157,10 +157,13 @@ int cuda_bench_main(int argc, char **argv) {
     fill(xs, (size_t)16 * 32 * H, 1.0f);
     float *dxs = to_dev(g, xs, (size_t)16 * 32 * H), *dout = g->alloc(g, (size_t)32 * H);
     int *ids = xmalloc(32 * K * 4);
-    for (int ti = 0; ti < 6; ti++) { /* each T with the fp32 kernels (before), then on tensor cores */
-      int T = Ts[ti % 3], fp32 = ti < 3;
-      const char *path = fp32 ? "fp32" : "tensor cores";
-      mimo_cuda_moe_decode_fp32(fp32);
+    /* each T with the fp32 kernels, on tensor cores with the router GEMV and the routing as two launches, then
+     * fused (before/after in one run) */
+    for (int ti = 0; ti < 9; ti++) {
+      int T = Ts[ti % 3], mode = ti / 3;
+      const char *path = mode == 0 ? "fp32" : mode == 1 ? "tensor cores, split routing" : "tensor cores";
+      mimo_cuda_moe_decode_fp32(mode == 0);
+      mimo_cuda_moe_route_split(mode == 1);
       float ms[32];
       double uniq_sum = 0;
       for (int r = 0; r < 36; r++) {
@@ -211,6 +214,7 @@ int cuda_bench_main(int argc, char **argv) {
     }
   }
   mimo_cuda_moe_decode_fp32(0);
+  mimo_cuda_moe_route_split(0);
   g->free(g);
   return 0;
 }

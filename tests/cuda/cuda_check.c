@@ -254,7 +254,9 @@ static void check_moe(mimo_backend *c, mimo_backend *g) {
   struct { int E, K, H, I, fmt, group, asym; } cf[] = {
       {16, 4, 256, 128, 0, 32, 0}, {16, 4, 256, 128, 0, 16, 1}, {32, 8, 512, 256, 1, 0, 0}, {64, 8, 1024, 512, 0, 128, 1},
       /* the int4 decode kernels: full MiMo width, and several load rounds with a partial last one */
-      {16, 8, 4096, 2048, 0, 128, 0}, {8, 4, 5120, 1536, 0, 32, 1}};
+      {16, 8, 4096, 2048, 0, 128, 0}, {8, 4, 5120, 1536, 0, 32, 1},
+      /* MiMo's 256 experts: the fused router + routing reads every score of a token in one warp */
+      {256, 8, 512, 256, 0, 128, 0}};
   int Ts[] = {1, 3, 8, 33}; /* 33: the most tokens the per-token kernels take (grouped from 40), small shapes only */
   for (size_t k = 0; k < sizeof cf / sizeof *cf; k++) {
     int E = cf[k].E, K = cf[k].K, H = cf[k].H, I = cf[k].I;
@@ -277,6 +279,7 @@ static void check_moe(mimo_backend *c, mimo_backend *g) {
       if ((T == 33 && (long)H * I > 1024 * 512) || (fp32 && (cf[k].fmt || cf[k].group % 128)))
         continue;
       mimo_cuda_moe_decode_fp32(fp32);
+      mimo_cuda_moe_route_split(T == 3); /* router GEMV + routing as two launches; T <= 8 fuse them otherwise */
       float *x = xmalloc((size_t)T * H * 4), *oc = xmalloc((size_t)T * H * 4), *og = xmalloc((size_t)T * H * 4);
       int *idc = xmalloc((size_t)T * K * 4), *idg = xmalloc((size_t)T * K * 4);
       fill(x, (size_t)T * H, 1.0f);
@@ -293,9 +296,9 @@ static void check_moe(mimo_backend *c, mimo_backend *g) {
       from_dev(g, og, dout, (size_t)T * H);
       int same = memcmp(idc, idg, (size_t)T * K * 4) == 0;
       char buf[128];
-      snprintf(buf, sizeof buf, "moe %s E%d top%d %dx%d g%d T=%d%s (ids %s)",
+      snprintf(buf, sizeof buf, "moe %s E%d top%d %dx%d g%d T=%d%s%s (ids %s)",
                cf[k].fmt ? "bf16" : cf[k].asym ? "int4-asym" : "int4-sym", E, K, H, I, cf[k].group, T,
-               fp32 ? " fp32 kernels" : "", same ? "equal" : "DIFFER");
+               fp32 ? " fp32 kernels" : "", T == 3 ? " split routing" : "", same ? "equal" : "DIFFER");
       report(buf, same ? relerr(og, oc, (size_t)T * H) : INFINITY, 1e-5);
       g->release(g, dx);
       g->release(g, dout);
@@ -306,6 +309,7 @@ static void check_moe(mimo_backend *c, mimo_backend *g) {
       free(idg);
     }
     mimo_cuda_moe_decode_fp32(0);
+    mimo_cuda_moe_route_split(0);
     for (int e = 0; e < 3 * E; e++)
       free_lin(&ex[e]);
     free(ex);

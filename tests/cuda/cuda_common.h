@@ -15,6 +15,8 @@
 void mimo_cuda_moe_events(void *ev5);
 /* cuda_moe_tc.cu test hook: 1 = the fp32 int4 decode kernels instead of the tensor-core ones; returns the old */
 int mimo_cuda_moe_decode_fp32(int on);
+/* cuda_moe_route.cu: 1 = router GEMV and routing as two launches (the fused kernel otherwise); returns the old */
+int mimo_cuda_moe_route_split(int on);
 
 static uint64_t rng_s = 0x9e3779b97f4a7c15ull;
 static inline uint64_t rnd64(void) {

@@ -253,6 +253,7 @@ static mimo_status cu_download(mimo_backend *be, float *host, const float *src, 
   if (n)
     MIMO_CUDA(c, cudaMemcpyAsync(host, src, n * sizeof(float), cudaMemcpyDeviceToHost, c->st));
   MIMO_CUDA(c, cudaStreamSynchronize(c->st));
+  cu_profile_flush(c);
   mimo_status st = c->err;
   if (st != MIMO_OK)
     mimo_errf(st, "%s", mimo_errmsg()); /* keep the first message current for this thread */
@@ -496,6 +497,7 @@ static void cu_free_be(mimo_backend *be) {
     cudaSetDevice(c->device);
     cu_comm_free(be);
     cudaStreamSynchronize(c->st);
+    cu_profile_report(c);
     for (int i = 0; i < c->nblocks; i++)
       cudaFree(c->blocks[i].p);
     for (int i = 0; i < c->narenas; i++)
@@ -594,6 +596,7 @@ extern "C" mimo_status mimo_backend_cuda_init(mimo_backend **out, int device) {
   be->download = cu_download;
   be->bind_thread = cu_bind_thread;
   be->upload = mimo_cuda_upload;
+  cu_profile_install(be);
   *out = be;
   return MIMO_OK;
 }

@@ -55,6 +55,8 @@ typedef struct cu_ctx {
   int *ids;
   int ids_cap;
   cudaEvent_t ev0, ev1;
+  struct cu_prof *prof;      /* MIMO_CUDA_PROFILE: op timing (cuda_profile.cu), else NULL */
+  unsigned *route_done;      /* k_router_route's finished-block counter (zero between launches) */
   size_t mem_limit;          /* --gpu-memory-utilization x total (0: none); weights + KV + scratch */
   size_t mem_used;
   size_t mem_total;
@@ -99,15 +101,26 @@ void *cu_arena(cu_ctx *c, size_t bytes);
 /* cuda_attention.cu, cuda_moe.cu */
 void cu_attention(mimo_backend *be, mimo_attn_args *a);
 void cu_moe(mimo_backend *be, mimo_moe_args *a);
-/* cuda_moe_gemm.cu: grouped tensor-core experts (prefill) for local experts [e0, e0+n_local), after k_route */
+/* cuda_moe_gemm.cu: grouped tensor-core experts (prefill) for local experts [e0, e0+n_local), after the routing */
 bool cu_moe_grouped_fits(const mimo_moe_args *a, int n_local);
 void cu_moe_grouped(mimo_backend *be, const mimo_moe_args *a, const cu_lin *tab, const int *sel, const float *wts,
                     int e0, int n_local);
 /* cuda_moe_tc.cu: int4 decode experts on tensor cores (groups of 128k, H and I multiples of 128), after
- * k_route. xh: T·H floats of scratch, hh: T·K·I floats (pair8 layouts, see the file). */
+ * the routing. xh: T·H floats of scratch, hh: T·K·I floats (pair8 layouts, see the file). */
 bool cu_moe_tc_fits(const cu_lin *L0, int H, int I);
 void cu_moe_tc(cu_ctx *c, float *out, void *hh, void *xh, const float *x, const cu_lin *tab, const int *sel,
                const float *wts, int T, int K, int I, int H, int group);
+/* cuda_profile.cu: MIMO_CUDA_PROFILE=1 wraps the op table with timing events; flush after each download's
+ * wait, report (stderr) and free at the backend's end. */
+typedef struct cu_prof cu_prof;
+void cu_profile_install(mimo_backend *be);
+void cu_profile_flush(cu_ctx *c);
+void cu_profile_report(cu_ctx *c);
+/* cuda_moe_route.cu: router GEMV + sigmoid / biased top-k / renormalise into sel [T][K], wts [T][K];
+ * z: cu_moe_route_scratch(T, E) floats of scratch. */
+void cu_moe_route(cu_ctx *c, float *z, const float *x, int T, const cu_lin *router, const float *bias, int E, int K,
+                  int norm, float scaling, int *sel, float *wts);
+size_t cu_moe_route_scratch(int T, int E);
 /* cuda_moe.cu: the phase events of the test hook (no-op when unset) */
 void cu_moe_mark(cu_ctx *c, int i);
 /* test hook: NULL or five cudaEvent_t recorded around router, routing, gate+up, down */

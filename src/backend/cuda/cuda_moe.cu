@@ -1,7 +1,6 @@
-/* Routed-expert MoE on the GPU with no host synchronisation: router (fp32
- * linear), then one warp per token does sigmoid, biased top-k and renormalise
- * and writes expert ids and weights to device memory; the expert kernels read
- * the ids there. Two launches for the experts: gate+up+SiLU·up fused (one warp
+/* Routed-expert MoE on the GPU with no host synchronisation: routing
+ * (cuda_moe_route.cu) writes expert ids and weights to device memory; the
+ * expert kernels read the ids there. Two launches for the experts: gate+up+SiLU·up fused (one warp
  * per (token, slot, row), both rows streamed), then down with the routing
  * weights and the sum over the k experts fused (one warp per (token, row)).
  * int4 experts with power-of-two groups take the decode kernels k_moe_up_q4 /
@@ -10,49 +9,6 @@
 #include <stdlib.h>
 
 #include "backend/cuda/cuda_internal.h"
-
-__global__ void k_route(const float *z, const float *bias, int E, int K, int norm, float scaling, int *sel,
-                        float *wts) {
-  extern __shared__ float sm[]; /* s[E], choice[E] */
-  float *s = sm, *ch = sm + E;
-  const int t = blockIdx.x, lane = threadIdx.x;
-  for (int e = lane; e < E; e += 32) {
-    float v = 1.0f / (1.0f + expf(-z[(size_t)t * E + e]));
-    s[e] = v;
-    ch[e] = v + (bias ? bias[e] : 0.f);
-  }
-  __syncwarp();
-  float sum = 0.f;
-  for (int k = 0; k < K; k++) {
-    float bv = -INFINITY;
-    int bi = 0x7fffffff;
-    for (int e = lane; e < E; e += 32)
-      if (ch[e] > bv) { /* ascending e: ties keep the lower index */
-        bv = ch[e];
-        bi = e;
-      }
-    for (int o = 16; o > 0; o >>= 1) {
-      float ov = __shfl_xor_sync(0xffffffffu, bv, o);
-      int oi = __shfl_xor_sync(0xffffffffu, bi, o);
-      if (ov > bv || (ov == bv && oi < bi)) {
-        bv = ov;
-        bi = oi;
-      }
-    }
-    if (lane == 0) {
-      sel[t * K + k] = bi;
-      ch[bi] = -INFINITY;
-    }
-    sum += s[bi];
-    __syncwarp();
-  }
-  if (lane < K) {
-    float w = s[sel[t * K + lane]];
-    if (norm)
-      w /= sum + 1e-20f;
-    wts[t * K + lane] = w * scaling;
-  }
-}
 
 template <int FMT>
 __global__ void __launch_bounds__(256) k_moe_up(float *hbuf, const float *x, const cu_lin *tab, const int *sel, int K,
@@ -392,18 +348,15 @@ void cu_moe(mimo_backend *be, mimo_moe_args *a) {
                   ((const cu_lin *)a->experts[1].dev)->group == L0->group &&
                   ((const cu_lin *)a->experts[2].dev)->group == L0->group;
   const bool tc = !grouped && q4 && cu_moe_tc_fits(L0, H, I); /* tensor-core decode (cuda_moe_tc.cu) */
-  float *z = cu_alloc(be, (size_t)T * E), *w = cu_alloc(be, (size_t)T * K), *selb = cu_alloc(be, (size_t)T * K),
+  float *z = cu_alloc(be, cu_moe_route_scratch(T, E)), *w = cu_alloc(be, (size_t)T * K), *selb = cu_alloc(be, (size_t)T * K),
         *hb = grouped ? NULL : cu_alloc(be, (size_t)T * K * perm_len(I)), *xh = tc ? cu_alloc(be, (size_t)T * H) : NULL;
   if (!z || !w || !selb || (!grouped && !hb) || (tc && !xh)) {
     cu_fail(c, "moe", "out of GPU memory for scratch", __FILE__, __LINE__);
   } else {
     int *sel = (int *)selb;
     moe_mark(c, 0);
-    cu_linear_dev(c, z, a->x, T, (const cu_lin *)a->router->dev);
-    moe_mark(c, 1);
-    k_route<<<T, 32, (size_t)2 * E * sizeof(float), c->st>>>(
-        z, a->bias && a->bias->n ? (const float *)a->bias->dev : NULL, E, K, a->norm_topk, a->scaling, sel, w);
-    MIMO_CUDA_LAUNCHED(c);
+    cu_moe_route(c, z, a->x, T, (const cu_lin *)a->router->dev,
+                 a->bias && a->bias->n ? (const float *)a->bias->dev : NULL, E, K, a->norm_topk, a->scaling, sel, w);
     moe_mark(c, 2);
     int *xsel = sel; /* what the per-token kernels read */
     float *xw = w, *epb = NULL;

@@ -22,7 +22,12 @@
 
 #include "backend/cuda/cuda_internal.h"
 
-enum { TC_ROWS = 16, TC_UP_WARPS = 4, TC_DN_WARPS = 8, TC_DEPTH = 4 };
+/* Up: a block is one 16-row tile of gate and up for one (token, slot), its TC_UP_WARPS warps splitting the H
+ * inputs into contiguous step ranges (one tile per warp left 1024 warps at one token: under one wave, each
+ * walking 32 steps behind its own loads). Down: a block is 16 output rows of one token, warp w takes slots
+ * w, w + TC_DN_WARPS, ... over all of I. Each warp copies the B operand of its steps into shared memory first
+ * (cp.async), so no step waits on an L2 round trip for activations; weights run DEPTH steps ahead in registers. */
+enum { TC_ROWS = 16, TC_UP_WARPS = 4, TC_DN_WARPS = 8, TC_UP_DEPTH = 4, TC_DN_DEPTH = 8 };
 
 __device__ __forceinline__ void mma_f16(float (&d)[4], uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3, uint32_t b0,
                                         uint32_t b1) {
@@ -94,121 +99,125 @@ __device__ __forceinline__ void tc_step(const uint4 &wg, const uint4 &wg8, uint3
   sg8 = d[2] + d[3];
 }
 
-/* The thread's B fragments for a step: pair8 uint4s of inputs 128·step + 32t + 8w (w = 0..3) of column g
- * (g < 2), zero otherwise. */
-__device__ __forceinline__ void tc_b(uint4 (&b)[4], const uint4 *vec, int n8, int step, int g, int t) {
-#pragma unroll
-  for (int w = 0; w < 4; w++)
-    b[w] = g < 2 ? __ldg(vec + (size_t)g * n8 + 16 * step + 4 * t + w) : make_uint4(0, 0, 0, 0);
+/* Copies the B operand (pair8 columns 0 and 1 of vec, n8 uint4 each) of steps [sa, sb) into bs: [column]
+ * [16 uint4 per step], column stride bstride. Whole warp; committed, not waited for. */
+__device__ __forceinline__ void tc_stage(uint4 *bs, int bstride, const uint4 *vec, int n8, int sa, int sb, int lane) {
+  const int n = 16 * (sb - sa);
+  for (int i = lane; i < 2 * n; i += 32) {
+    const int col = i >= n, j = i - col * n;
+    cp16(bs + col * bstride + j, vec + (size_t)col * n8 + 16 * sa + j);
+  }
+  cp_commit();
 }
 
-/* gate+up+SiLU·up: warp = 16 rows of gate and of up for one (token, slot); block = TC_UP_WARPS such tiles of
- * one slot. Weight loads run TC_DEPTH steps ahead in registers. */
-__global__ void __launch_bounds__(TC_UP_WARPS * 32) k_tc_up(uint4 *hh, const uint4 *xh, const cu_lin *tab,
-                                                            const int *sel, int K, int I, int H, int gshift) {
-  const int tk = blockIdx.y, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
-  const int r0 = (blockIdx.x * TC_UP_WARPS + (threadIdx.x >> 5)) * TC_ROWS;
-  if (r0 >= I)
-    return;
-  const int e = __ldg(sel + tk), n16 = H / 32, groups = H >> gshift, nst = H / 128, n8 = H / 8;
-  const cu_lin G = tab[e * 3], U = tab[e * 3 + 1];
-  const uint4 *qg = G.q + (size_t)(r0 + g) * n16 + t, *qu = U.q + (size_t)(r0 + g) * n16 + t;
-  const uint32_t *sg = G.sz + (size_t)(r0 + g) * groups, *su = U.sz + (size_t)(r0 + g) * groups;
-  const size_t r8w = (size_t)8 * n16, r8s = (size_t)8 * groups; /* row g -> row g+8 */
-  const uint4 *x = xh + (size_t)(tk / K) * 2 * n8;
-  uint4 wq[TC_DEPTH][4];
-  uint32_t ws[TC_DEPTH][4];
+/* Steps [sa, sb) of NM matrices' 16-row tiles over the same inputs: q[m] / sz[m] point at row g's word t /
+ * scale words, row g+8 is r8w / r8s further. B comes from the warp's staged copy (tc_stage, waited for here
+ * after the first weight loads are issued). acc[m][0|1]: group-scaled sums of rows g and g+8 (threads t == 0). */
+template <int NM, int DEPTH>
+__device__ __forceinline__ void tc_walk(float (&acc)[NM][2], const uint4 *const (&q)[NM], const uint32_t *const (&sz)[NM],
+                                        size_t r8w, size_t r8s, const uint4 *bs, int bstride, int sa, int sb,
+                                        int gshift, int g, int t) {
+  uint4 wq[DEPTH][NM][2];
+  uint32_t ws[DEPTH][NM][2];
   auto load = [&](int d, int s) {
-    if (s < nst) {
-      wq[d][0] = __ldg(qg + 4 * s);
-      wq[d][1] = __ldg(qg + r8w + 4 * s);
-      wq[d][2] = __ldg(qu + 4 * s);
-      wq[d][3] = __ldg(qu + r8w + 4 * s);
+    if (s < sb) {
       const int gi = (s * 128) >> gshift;
-      ws[d][0] = __ldg(sg + gi);
-      ws[d][1] = __ldg(sg + r8s + gi);
-      ws[d][2] = __ldg(su + gi);
-      ws[d][3] = __ldg(su + r8s + gi);
+#pragma unroll
+      for (int m = 0; m < NM; m++) {
+        wq[d][m][0] = __ldg(q[m] + 4 * s);
+        wq[d][m][1] = __ldg(q[m] + r8w + 4 * s);
+        ws[d][m][0] = __ldg(sz[m] + gi);
+        ws[d][m][1] = __ldg(sz[m] + r8s + gi);
+      }
     }
   };
 #pragma unroll
-  for (int d = 0; d < TC_DEPTH; d++)
-    load(d, d);
-  float ag = 0.f, ag8 = 0.f, au = 0.f, au8 = 0.f;
-  for (int s0 = 0; s0 < nst; s0 += TC_DEPTH) {
+  for (int d = 0; d < DEPTH; d++)
+    load(d, sa + d);
 #pragma unroll
-    for (int d = 0; d < TC_DEPTH; d++) {
+  for (int m = 0; m < NM; m++)
+    acc[m][0] = acc[m][1] = 0.f;
+  cp_wait<0>();
+  __syncwarp();
+  for (int s0 = sa; s0 < sb; s0 += DEPTH) {
+#pragma unroll
+    for (int d = 0; d < DEPTH; d++) {
       const int s = s0 + d;
-      if (s < nst) {
+      if (s < sb) {
         uint4 b[4];
-        tc_b(b, x, n8, s, g, t);
-        float pg, pg8, pu, pu8;
-        tc_step(wq[d][0], wq[d][1], ws[d][0], ws[d][1], b, pg, pg8);
-        tc_step(wq[d][2], wq[d][3], ws[d][2], ws[d][3], b, pu, pu8);
-        ag = fmaf(bf16_hi(ws[d][0]), pg, ag);
-        ag8 = fmaf(bf16_hi(ws[d][1]), pg8, ag8);
-        au = fmaf(bf16_hi(ws[d][2]), pu, au);
-        au8 = fmaf(bf16_hi(ws[d][3]), pu8, au8);
-        load(d, s + TC_DEPTH);
+#pragma unroll
+        for (int w = 0; w < 4; w++) /* columns 2..7 of B are zero */
+          b[w] = g < 2 ? bs[g * bstride + 16 * (s - sa) + 4 * t + w] : make_uint4(0, 0, 0, 0);
+#pragma unroll
+        for (int m = 0; m < NM; m++) {
+          float p, p8;
+          tc_step(wq[d][m][0], wq[d][m][1], ws[d][m][0], ws[d][m][1], b, p, p8);
+          acc[m][0] = fmaf(bf16_hi(ws[d][m][0]), p, acc[m][0]);
+          acc[m][1] = fmaf(bf16_hi(ws[d][m][1]), p8, acc[m][1]);
+        }
+        load(d, s + DEPTH);
       }
     }
-  }
-  if (t == 0) {
-    unsigned short *h = (unsigned short *)(hh + (size_t)tk * 2 * (I / 8));
-    pair8_store(h, I / 8, r0 + g, ag / (1.0f + expf(-ag)) * au);
-    pair8_store(h, I / 8, r0 + g + 8, ag8 / (1.0f + expf(-ag8)) * au8);
   }
 }
 
-/* down, weighted by the routing weights and summed over the slots: block = 16 output rows of one token,
- * warp w takes slots w, w + TC_DN_WARPS, ...; the warps' sums meet in shared memory in warp order. */
-__global__ void __launch_bounds__(TC_DN_WARPS * 32) k_tc_down(float *out, const uint4 *hh, const cu_lin *tab,
-                                                              const int *sel, const float *wts, int K, int I, int H,
-                                                              int gshift) {
+/* gate+up+SiLU·up. grid (I/16, T·K); dynamic shared memory: TC_UP_WARPS × 32 × L uint4, L = steps per warp. */
+__global__ void __launch_bounds__(TC_UP_WARPS * 32, 4) k_tc_up(uint4 *hh, const uint4 *xh, const cu_lin *tab,
+                                                               const int *sel, int K, int I, int H, int gshift, int L) {
+  extern __shared__ uint4 tc_sm[];
+  __shared__ float part[TC_UP_WARPS][4][8]; /* warp, (gate g, gate g+8, up g, up g+8), g */
+  const int tk = blockIdx.y, wp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+  const int r0 = blockIdx.x * TC_ROWS, n16 = H / 32, groups = H >> gshift, nst = H / 128, n8 = H / 8;
+  const int sa = min(nst, wp * L), sb = min(nst, sa + L);
+  uint4 *bs = tc_sm + (size_t)wp * 32 * L;
+  tc_stage(bs, 16 * L, xh + (size_t)(tk / K) * 2 * n8, n8, sa, sb, lane);
+  const int e = __ldg(sel + tk);
+  const cu_lin G = tab[e * 3], U = tab[e * 3 + 1];
+  const uint4 *const q[2] = {G.q + (size_t)(r0 + g) * n16 + t, U.q + (size_t)(r0 + g) * n16 + t};
+  const uint32_t *const sz[2] = {G.sz + (size_t)(r0 + g) * groups, U.sz + (size_t)(r0 + g) * groups};
+  float acc[2][2];
+  tc_walk<2, TC_UP_DEPTH>(acc, q, sz, (size_t)8 * n16, (size_t)8 * groups, bs, 16 * L, sa, sb, gshift, g, t);
+  if (t == 0) {
+    part[wp][0][g] = acc[0][0];
+    part[wp][1][g] = acc[0][1];
+    part[wp][2][g] = acc[1][0];
+    part[wp][3][g] = acc[1][1];
+  }
+  __syncthreads();
+  if (threadIdx.x < TC_ROWS) { /* row r0 + r = r0 + (r & 7) + 8 (r >> 3); warps summed in order */
+    const int r = threadIdx.x, hi = r >> 3, gg = r & 7;
+    float a = 0.f, u = 0.f;
+#pragma unroll
+    for (int w = 0; w < TC_UP_WARPS; w++) {
+      a += part[w][hi][gg];
+      u += part[w][2 + hi][gg];
+    }
+    pair8_store((unsigned short *)(hh + (size_t)tk * 2 * (I / 8)), I / 8, r0 + r, a / (1.0f + expf(-a)) * u);
+  }
+}
+
+/* down, weighted by the routing weights and summed over the slots. grid (H/16, T); dynamic shared memory:
+ * TC_DN_WARPS × 32 × (I/128) uint4. The warps' sums meet in shared memory in warp order. */
+__global__ void __launch_bounds__(TC_DN_WARPS * 32, 2) k_tc_down(float *out, const uint4 *hh, const cu_lin *tab,
+                                                                 const int *sel, const float *wts, int K, int I, int H,
+                                                                 int gshift) {
+  extern __shared__ uint4 tc_sm[];
   __shared__ float part[TC_DN_WARPS][TC_ROWS];
   const int tt = blockIdx.y, r0 = blockIdx.x * TC_ROWS, wp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   const int g = lane >> 2, t = lane & 3, n16 = I / 32, groups = I >> gshift, nst = I / 128, n8 = I / 8;
+  uint4 *bs = tc_sm + (size_t)wp * 32 * nst;
   float og = 0.f, og8 = 0.f;
   for (int k = wp; k < K; k += TC_DN_WARPS) {
-    const int e = __ldg(sel + tt * K + k);
-    const cu_lin D = tab[e * 3 + 2];
-    const uint4 *q = D.q + (size_t)(r0 + g) * n16 + t;
-    const uint32_t *sz = D.sz + (size_t)(r0 + g) * groups;
-    const size_t r8w = (size_t)8 * n16, r8s = (size_t)8 * groups;
-    const uint4 *hv = hh + (size_t)(tt * K + k) * 2 * n8;
-    uint4 wq[TC_DEPTH][2];
-    uint32_t ws[TC_DEPTH][2];
-    auto load = [&](int d, int s) {
-      if (s < nst) {
-        wq[d][0] = __ldg(q + 4 * s);
-        wq[d][1] = __ldg(q + r8w + 4 * s);
-        const int gi = (s * 128) >> gshift;
-        ws[d][0] = __ldg(sz + gi);
-        ws[d][1] = __ldg(sz + r8s + gi);
-      }
-    };
-#pragma unroll
-    for (int d = 0; d < TC_DEPTH; d++)
-      load(d, d);
-    float a = 0.f, a8 = 0.f;
-    for (int s0 = 0; s0 < nst; s0 += TC_DEPTH) {
-#pragma unroll
-      for (int d = 0; d < TC_DEPTH; d++) {
-        const int s = s0 + d;
-        if (s < nst) {
-          uint4 b[4];
-          tc_b(b, hv, n8, s, g, t);
-          float p, p8;
-          tc_step(wq[d][0], wq[d][1], ws[d][0], ws[d][1], b, p, p8);
-          a = fmaf(bf16_hi(ws[d][0]), p, a);
-          a8 = fmaf(bf16_hi(ws[d][1]), p8, a8);
-          load(d, s + TC_DEPTH);
-        }
-      }
-    }
+    __syncwarp(); /* the previous slot's reads of bs are done */
+    tc_stage(bs, 16 * nst, hh + (size_t)(tt * K + k) * 2 * n8, n8, 0, nst, lane);
+    const cu_lin D = tab[__ldg(sel + tt * K + k) * 3 + 2];
+    const uint4 *const q[1] = {D.q + (size_t)(r0 + g) * n16 + t};
+    const uint32_t *const sz[1] = {D.sz + (size_t)(r0 + g) * groups};
+    float acc[1][2];
+    tc_walk<1, TC_DN_DEPTH>(acc, q, sz, (size_t)8 * n16, (size_t)8 * groups, bs, 16 * nst, 0, nst, gshift, g, t);
     const float wk = __ldg(wts + tt * K + k);
-    og = fmaf(wk, a, og);
-    og8 = fmaf(wk, a8, og8);
+    og = fmaf(wk, acc[0][0], og);
+    og8 = fmaf(wk, acc[0][1], og8);
   }
   if (t == 0) {
     part[wp][g] = og;
@@ -236,20 +245,30 @@ extern "C" int mimo_cuda_moe_decode_fp32(int on) {
   return o;
 }
 
+/* Shared memory of the staged B operands (bytes): both must fit what the launch opts into. */
+static size_t tc_up_smem(int H) { return (size_t)TC_UP_WARPS * 32 * cdiv(H / 128, TC_UP_WARPS) * sizeof(uint4); }
+static size_t tc_dn_smem(int I) { return (size_t)TC_DN_WARPS * 32 * (I / 128) * sizeof(uint4); }
+enum { TC_SMEM_MAX = 96 * 1024 }; /* two down blocks per SM on A100 (164 KB) and H100 (228 KB) */
+
 bool cu_moe_tc_fits(const cu_lin *L0, int H, int I) {
-  return L0->fmt == CU_INT4 && L0->group % 128 == 0 && H % 128 == 0 && I % 128 == 0 && !mimo_cuda_moe_decode_fp32(-1);
+  return L0->fmt == CU_INT4 && L0->group % 128 == 0 && H % 128 == 0 && I % 128 == 0 && tc_up_smem(H) <= TC_SMEM_MAX &&
+         tc_dn_smem(I) <= TC_SMEM_MAX && !mimo_cuda_moe_decode_fp32(-1);
 }
 
 void cu_moe_tc(cu_ctx *c, float *out, void *hh, void *xh, const float *x, const cu_lin *tab, const int *sel,
                const float *wts, int T, int K, int I, int H, int group) {
-  const int gshift = __builtin_ctz((unsigned)group);
+  const int gshift = __builtin_ctz((unsigned)group), L = cdiv(H / 128, TC_UP_WARPS);
+  const size_t su = tc_up_smem(H), sd = tc_dn_smem(I);
   k_tc_split<<<cdiv((long)T * H / 8, 256), 256, 0, c->st>>>((uint4 *)xh, x, T, H);
   MIMO_CUDA_LAUNCHED(c);
-  k_tc_up<<<dim3(cdiv(I / TC_ROWS, TC_UP_WARPS), T * K), TC_UP_WARPS * 32, 0, c->st>>>(
-      (uint4 *)hh, (const uint4 *)xh, tab, sel, K, I, H, gshift);
+  if (MIMO_CUDA(c, cudaFuncSetAttribute(k_tc_up, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)su)) != MIMO_OK ||
+      MIMO_CUDA(c, cudaFuncSetAttribute(k_tc_down, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)sd)) != MIMO_OK)
+    return;
+  k_tc_up<<<dim3(I / TC_ROWS, T * K), TC_UP_WARPS * 32, su, c->st>>>((uint4 *)hh, (const uint4 *)xh, tab, sel, K, I,
+                                                                     H, gshift, L);
   MIMO_CUDA_LAUNCHED(c);
   cu_moe_mark(c, 3);
-  k_tc_down<<<dim3(H / TC_ROWS, T), TC_DN_WARPS * 32, 0, c->st>>>(out, (const uint4 *)hh, tab, sel, wts, K, I, H,
-                                                                  gshift);
+  k_tc_down<<<dim3(H / TC_ROWS, T), TC_DN_WARPS * 32, sd, c->st>>>(out, (const uint4 *)hh, tab, sel, wts, K, I, H,
+                                                                   gshift);
   MIMO_CUDA_LAUNCHED(c);
 }
