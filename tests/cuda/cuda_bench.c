@@ -90,6 +90,58 @@ static double lin_bytes(const mimo_linear *l) {
   return (double)l->out * l->in * mimo_dtype_size(l->dt);
 }
 
+/* The tensor-core decode kernels' launch shapes (mimo_cuda_moe_tc_variant): each up variant with the default
+ * down, then each down variant with the default up, at 1 and 8 tokens. Same weights and inputs as above. */
+int mimo_cuda_moe_tc_variant(int up, int dn, char *label, int n);
+static void moe_tc_variants(mimo_backend *g, double bw) {
+  int E = 256, K = 8, H = 4096, I = 2048;
+  mimo_linear router = rand_dense(E, H, MIMO_DT_F32, 0.05f);
+  must(mimo_backend_upload_linear(g, &router), "upload");
+  mimo_vec bias = {0, MIMO_DT_F32, NULL, NULL};
+  mimo_linear proto[3] = {rand_int4(I, H, 128, 0), rand_int4(I, H, 128, 0), rand_int4(H, I, 128, 0)};
+  mimo_linear *ex = xmalloc((size_t)E * 3 * sizeof *ex);
+  for (int e = 0; e < E; e++)
+    for (int p = 0; p < 3; p++) {
+      ex[e * 3 + p] = proto[p];
+      ex[e * 3 + p].dev = NULL;
+      must(mimo_backend_upload_linear(g, &ex[e * 3 + p]), "upload experts");
+    }
+  double ebytes = lin_bytes(&proto[0]) + lin_bytes(&proto[1]) + lin_bytes(&proto[2]);
+  float *xs = xmalloc((size_t)16 * 8 * H * 4);
+  fill(xs, (size_t)16 * 8 * H, 1.0f);
+  float *dxs = to_dev(g, xs, (size_t)16 * 8 * H), *dout = g->alloc(g, (size_t)8 * H);
+  const int nu = mimo_cuda_moe_tc_variant(-1, -1, NULL, 0), nd = mimo_cuda_moe_tc_variant(-2, -1, NULL, 0);
+  for (int v = 0; v < nu + nd - 1; v++) {
+    char label[96];
+    mimo_cuda_moe_tc_variant(v < nu ? v : 0, v < nu ? 0 : v - nu + 1, label, sizeof label);
+    for (int T = 1; T <= 8; T += 7) {
+      float ms[20];
+      for (int r = 0; r < 24; r++) {
+        mimo_moe_args a = {.x = dxs + (size_t)(r % 16) * 8 * H, .out = dout, .T = T, .hidden = H, .inter = I,
+                           .n_experts = E, .top_k = K, .router = &router, .bias = &bias, .experts = ex,
+                           .norm_topk = true, .scaling = 1.0f};
+        mimo_cuda_timer_start(g);
+        g->moe(g, &a);
+        float t = mimo_cuda_timer_stop(g);
+        if (r >= 4)
+          ms[r - 4] = t;
+      }
+      const double t = median(ms, 20), b = (T == 1 ? 8 : 8 * 7.23) * ebytes; /* T = 8: ~57.8 distinct experts */
+      printf("BENCH moe_int4_variant [%s] T=%d %.1f us (~%.1f%% of copy)\n", label, T, t * 1e3,
+             100.0 * b / (t * 1e-3) / bw);
+    }
+  }
+  mimo_cuda_moe_tc_variant(0, 0, NULL, 0);
+  g->release(g, dxs);
+  g->release(g, dout);
+  free(xs);
+  free(ex); /* the device copies go with the backend */
+  free_lin(&proto[0]);
+  free_lin(&proto[1]);
+  free_lin(&proto[2]);
+  free_lin(&router);
+}
+
 int cuda_bench_main(int argc, char **argv) {
   (void)argc;
   (void)argv;
@@ -215,6 +267,7 @@ int cuda_bench_main(int argc, char **argv) {
   }
   mimo_cuda_moe_decode_fp32(0);
   mimo_cuda_moe_route_split(0);
+  moe_tc_variants(g, bw);
   g->free(g);
   return 0;
 }

@@ -18,16 +18,17 @@
  * [column hi|lo][k/8] of uint4), written by k_tc_split (x) and by the gate+up epilogue (h). */
 #include <stdint.h>
 #include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "backend/cuda/cuda_internal.h"
 
-/* Up: a block is one 16-row tile of gate and up for one (token, slot), its TC_UP_WARPS warps splitting the H
+/* Up: a block is one 16-row tile of gate and up for one (token, slot), its warps (4 by default) splitting the H
  * inputs into contiguous step ranges (one tile per warp left 1024 warps at one token: under one wave, each
  * walking 32 steps behind its own loads). Down: a block is 16 output rows of one token, warp w takes slots
  * w, w + TC_DN_WARPS, ... over all of I. Each warp copies the B operand of its steps into shared memory first
  * (cp.async), so no step waits on an L2 round trip for activations; weights run DEPTH steps ahead in registers. */
-enum { TC_ROWS = 16, TC_UP_WARPS = 4, TC_DN_WARPS = 8, TC_UP_DEPTH = 4, TC_DN_DEPTH = 8 };
+enum { TC_ROWS = 16, TC_DN_WARPS = 8, TC_UP_MAXW = 8 };
 
 __device__ __forceinline__ void mma_f16(float (&d)[4], uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3, uint32_t b0,
                                         uint32_t b1) {
@@ -161,11 +162,12 @@ __device__ __forceinline__ void tc_walk(float (&acc)[NM][2], const uint4 *const 
   }
 }
 
-/* gate+up+SiLU·up. grid (I/16, T·K); dynamic shared memory: TC_UP_WARPS × 32 × L uint4, L = steps per warp. */
-__global__ void __launch_bounds__(TC_UP_WARPS * 32, 4) k_tc_up(uint4 *hh, const uint4 *xh, const cu_lin *tab,
-                                                               const int *sel, int K, int I, int H, int gshift, int L) {
+/* gate+up+SiLU·up. grid (I/16, T·K); W warps; dynamic shared memory: W × 32 × L uint4, L = steps per warp. */
+template <int W, int DEPTH, int MINB>
+__global__ void __launch_bounds__(W * 32, MINB) k_tc_up(uint4 *hh, const uint4 *xh, const cu_lin *tab, const int *sel,
+                                                        int K, int I, int H, int gshift, int L) {
   extern __shared__ uint4 tc_sm[];
-  __shared__ float part[TC_UP_WARPS][4][8]; /* warp, (gate g, gate g+8, up g, up g+8), g */
+  __shared__ float part[W][4][8]; /* warp, (gate g, gate g+8, up g, up g+8), g */
   const int tk = blockIdx.y, wp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
   const int r0 = blockIdx.x * TC_ROWS, n16 = H / 32, groups = H >> gshift, nst = H / 128, n8 = H / 8;
   const int sa = min(nst, wp * L), sb = min(nst, sa + L);
@@ -176,7 +178,7 @@ __global__ void __launch_bounds__(TC_UP_WARPS * 32, 4) k_tc_up(uint4 *hh, const 
   const uint4 *const q[2] = {G.q + (size_t)(r0 + g) * n16 + t, U.q + (size_t)(r0 + g) * n16 + t};
   const uint32_t *const sz[2] = {G.sz + (size_t)(r0 + g) * groups, U.sz + (size_t)(r0 + g) * groups};
   float acc[2][2];
-  tc_walk<2, TC_UP_DEPTH>(acc, q, sz, (size_t)8 * n16, (size_t)8 * groups, bs, 16 * L, sa, sb, gshift, g, t);
+  tc_walk<2, DEPTH>(acc, q, sz, (size_t)8 * n16, (size_t)8 * groups, bs, 16 * L, sa, sb, gshift, g, t);
   if (t == 0) {
     part[wp][0][g] = acc[0][0];
     part[wp][1][g] = acc[0][1];
@@ -188,7 +190,7 @@ __global__ void __launch_bounds__(TC_UP_WARPS * 32, 4) k_tc_up(uint4 *hh, const 
     const int r = threadIdx.x, hi = r >> 3, gg = r & 7;
     float a = 0.f, u = 0.f;
 #pragma unroll
-    for (int w = 0; w < TC_UP_WARPS; w++) {
+    for (int w = 0; w < W; w++) {
       a += part[w][hi][gg];
       u += part[w][2 + hi][gg];
     }
@@ -198,9 +200,10 @@ __global__ void __launch_bounds__(TC_UP_WARPS * 32, 4) k_tc_up(uint4 *hh, const 
 
 /* down, weighted by the routing weights and summed over the slots. grid (H/16, T); dynamic shared memory:
  * TC_DN_WARPS × 32 × (I/128) uint4. The warps' sums meet in shared memory in warp order. */
-__global__ void __launch_bounds__(TC_DN_WARPS * 32, 2) k_tc_down(float *out, const uint4 *hh, const cu_lin *tab,
-                                                                 const int *sel, const float *wts, int K, int I, int H,
-                                                                 int gshift) {
+template <int DEPTH, int MINB>
+__global__ void __launch_bounds__(TC_DN_WARPS * 32, MINB) k_tc_down(float *out, const uint4 *hh, const cu_lin *tab,
+                                                                    const int *sel, const float *wts, int K, int I,
+                                                                    int H, int gshift) {
   extern __shared__ uint4 tc_sm[];
   __shared__ float part[TC_DN_WARPS][TC_ROWS];
   const int tt = blockIdx.y, r0 = blockIdx.x * TC_ROWS, wp = threadIdx.x >> 5, lane = threadIdx.x & 31;
@@ -214,7 +217,7 @@ __global__ void __launch_bounds__(TC_DN_WARPS * 32, 2) k_tc_down(float *out, con
     const uint4 *const q[1] = {D.q + (size_t)(r0 + g) * n16 + t};
     const uint32_t *const sz[1] = {D.sz + (size_t)(r0 + g) * groups};
     float acc[1][2];
-    tc_walk<1, TC_DN_DEPTH>(acc, q, sz, (size_t)8 * n16, (size_t)8 * groups, bs, 16 * nst, 0, nst, gshift, g, t);
+    tc_walk<1, DEPTH>(acc, q, sz, (size_t)8 * n16, (size_t)8 * groups, bs, 16 * nst, 0, nst, gshift, g, t);
     const float wk = __ldg(wts + tt * K + k);
     og = fmaf(wk, acc[0][0], og);
     og8 = fmaf(wk, acc[0][1], og8);
@@ -245,30 +248,66 @@ extern "C" int mimo_cuda_moe_decode_fp32(int on) {
   return o;
 }
 
+/* Launch shapes (warps per up block, weight steps in flight, blocks per SM the registers are bounded for): the
+ * first of each table is the default; the others are there to be measured (mimo_cuda_moe_tc_variant). */
+typedef void (*tc_up_fn)(uint4 *, const uint4 *, const cu_lin *, const int *, int, int, int, int, int);
+typedef void (*tc_dn_fn)(float *, const uint4 *, const cu_lin *, const int *, const float *, int, int, int, int);
+static const struct { tc_up_fn f; int warps, depth, minb; } tc_ups[] = {
+    {k_tc_up<4, 4, 4>, 4, 4, 4}, {k_tc_up<4, 2, 6>, 4, 2, 6}, {k_tc_up<8, 2, 3>, 8, 2, 3},
+    {k_tc_up<8, 4, 2>, 8, 4, 2}, {k_tc_up<2, 4, 8>, 2, 4, 8}, {k_tc_up<8, 1, 4>, 8, 1, 4}};
+static const struct { tc_dn_fn f; int depth, minb; } tc_dns[] = {
+    {k_tc_down<8, 2>, 8, 2}, {k_tc_down<4, 3>, 4, 3}, {k_tc_down<2, 3>, 2, 3}, {k_tc_down<16, 1>, 16, 1}};
+static int tc_up_v = -1, tc_dn_v = 0;
+
+/* Test hook and MIMO_CUDA_TC_VARIANT=up,down (table indices): picks the launch shapes; returns how many up
+ * variants there are (with up < 0: just that), and writes a label of the current choice. */
+extern "C" int mimo_cuda_moe_tc_variant(int up, int dn, char *label, int n) {
+  const int nu = (int)(sizeof tc_ups / sizeof *tc_ups), nd = (int)(sizeof tc_dns / sizeof *tc_dns);
+  if (tc_up_v < 0) {
+    const char *e = getenv("MIMO_CUDA_TC_VARIANT");
+    int u = 0, d = 0;
+    tc_up_v = 0;
+    if (e && sscanf(e, "%d,%d", &u, &d) == 2 && u >= 0 && u < nu && d >= 0 && d < nd) {
+      tc_up_v = u;
+      tc_dn_v = d;
+    }
+  }
+  if (up >= 0 && up < nu)
+    tc_up_v = up;
+  if (dn >= 0 && dn < nd)
+    tc_dn_v = dn;
+  if (label)
+    snprintf(label, (size_t)n, "up %d warps x %d steps, down %d steps", tc_ups[tc_up_v].warps, tc_ups[tc_up_v].depth,
+             tc_dns[tc_dn_v].depth);
+  return up == -2 ? nd : nu;
+}
+
 /* Shared memory of the staged B operands (bytes): both must fit what the launch opts into. */
-static size_t tc_up_smem(int H) { return (size_t)TC_UP_WARPS * 32 * cdiv(H / 128, TC_UP_WARPS) * sizeof(uint4); }
+static size_t tc_up_smem(int H, int W) { return (size_t)W * 32 * cdiv(H / 128, W) * sizeof(uint4); }
 static size_t tc_dn_smem(int I) { return (size_t)TC_DN_WARPS * 32 * (I / 128) * sizeof(uint4); }
 enum { TC_SMEM_MAX = 96 * 1024 }; /* two down blocks per SM on A100 (164 KB) and H100 (228 KB) */
 
 bool cu_moe_tc_fits(const cu_lin *L0, int H, int I) {
-  return L0->fmt == CU_INT4 && L0->group % 128 == 0 && H % 128 == 0 && I % 128 == 0 && tc_up_smem(H) <= TC_SMEM_MAX &&
+  return L0->fmt == CU_INT4 && L0->group % 128 == 0 && H % 128 == 0 && I % 128 == 0 && tc_up_smem(H, TC_UP_MAXW) <= TC_SMEM_MAX &&
          tc_dn_smem(I) <= TC_SMEM_MAX && !mimo_cuda_moe_decode_fp32(-1);
 }
 
 void cu_moe_tc(cu_ctx *c, float *out, void *hh, void *xh, const float *x, const cu_lin *tab, const int *sel,
                const float *wts, int T, int K, int I, int H, int group) {
-  const int gshift = __builtin_ctz((unsigned)group), L = cdiv(H / 128, TC_UP_WARPS);
-  const size_t su = tc_up_smem(H), sd = tc_dn_smem(I);
+  if (tc_up_v < 0)
+    mimo_cuda_moe_tc_variant(-1, -1, NULL, 0);
+  const tc_up_fn up = tc_ups[tc_up_v].f;
+  const tc_dn_fn dn = tc_dns[tc_dn_v].f;
+  const int W = tc_ups[tc_up_v].warps, gshift = __builtin_ctz((unsigned)group), L = cdiv(H / 128, W);
+  const size_t su = tc_up_smem(H, W), sd = tc_dn_smem(I);
   k_tc_split<<<cdiv((long)T * H / 8, 256), 256, 0, c->st>>>((uint4 *)xh, x, T, H);
   MIMO_CUDA_LAUNCHED(c);
-  if (MIMO_CUDA(c, cudaFuncSetAttribute(k_tc_up, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)su)) != MIMO_OK ||
-      MIMO_CUDA(c, cudaFuncSetAttribute(k_tc_down, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)sd)) != MIMO_OK)
+  if (MIMO_CUDA(c, cudaFuncSetAttribute(up, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)su)) != MIMO_OK ||
+      MIMO_CUDA(c, cudaFuncSetAttribute(dn, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)sd)) != MIMO_OK)
     return;
-  k_tc_up<<<dim3(I / TC_ROWS, T * K), TC_UP_WARPS * 32, su, c->st>>>((uint4 *)hh, (const uint4 *)xh, tab, sel, K, I,
-                                                                     H, gshift, L);
+  up<<<dim3(I / TC_ROWS, T * K), W * 32, su, c->st>>>((uint4 *)hh, (const uint4 *)xh, tab, sel, K, I, H, gshift, L);
   MIMO_CUDA_LAUNCHED(c);
   cu_moe_mark(c, 3);
-  k_tc_down<<<dim3(H / TC_ROWS, T), TC_DN_WARPS * 32, sd, c->st>>>(out, (const uint4 *)hh, tab, sel, wts, K, I, H,
-                                                                   gshift);
+  dn<<<dim3(H / TC_ROWS, T), TC_DN_WARPS * 32, sd, c->st>>>(out, (const uint4 *)hh, tab, sel, wts, K, I, H, gshift);
   MIMO_CUDA_LAUNCHED(c);
 }
