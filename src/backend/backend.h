@@ -80,6 +80,13 @@ typedef struct mimo_moe_args {
                                * tie, so one array collects the minimum over layers (CPU backend; traces) */
 } mimo_moe_args;
 
+/* Partial NeoX RoPE on q [T][n_q_heads][head_dim] and k [T][n_kv_heads][head_dim] (see rope()). */
+typedef struct mimo_rope_args {
+  int n_q_heads, n_kv_heads, head_dim, rot_dim;
+  const int *pos; /* [T] */
+  double theta;
+} mimo_rope_args;
+
 typedef struct mimo_backend mimo_backend;
 struct mimo_backend {
   const char *name;
@@ -103,9 +110,10 @@ struct mimo_backend {
   void (*add)(mimo_backend *be, float *y, const float *x, long n);
   /* q, k, v out of the fused projection qkv [T][chunks * (qc + kc + vc)], stored as `chunks` blocks
    * [Q_c | K_c | V_c] per token (spec §3.3): q [T][chunks*qc], k [T][chunks*kc], v [T][chunks*vc] in natural
-   * head order, v multiplied by v_scale. One pass (not a copy per block and a scale). */
+   * head order, v multiplied by v_scale, then (rope != NULL) RoPE on q and k exactly as rope() on each. One
+   * pass (not a copy per block, a scale and two rope launches). */
   void (*qkv_split)(mimo_backend *be, float *q, float *k, float *v, const float *qkv, int T, int chunks, int qc,
-                    int kc, int vc, float v_scale);
+                    int kc, int vc, float v_scale, const mimo_rope_args *rope);
   void (*swiglu)(mimo_backend *be, float *out, const float *gate, const float *up, long n);
   void (*attention)(mimo_backend *be, mimo_attn_args *a);
   void (*moe)(mimo_backend *be, mimo_moe_args *a);

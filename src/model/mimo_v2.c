@@ -146,6 +146,7 @@ mimo_status mimo_model_warm_scratch(mimo_model *m, int T) {
 /* q, k, v (v scaled) from the attention input a [T][hidden]. The fused checkpoint
  * tensor is `chunks` blocks of [Q_c | K_c | V_c] (spec §3.3): project once, then
  * move each block's columns to its place in natural head order. */
+/* q, k, v of the layer, RoPE applied to q and k. */
 static void project_qkv(mimo_model *m, const mimo_layer_weights *lw, const mimo_attn_geom *g, int T, scratch *s) {
   mimo_backend *be = m->be;
   int nq = g->n_heads * g->head_dim, nk = g->n_kv_heads * g->head_dim, nv = g->n_kv_heads * g->v_head_dim;
@@ -155,11 +156,15 @@ static void project_qkv(mimo_model *m, const mimo_layer_weights *lw, const mimo_
     be->linear(be, s->v, s->a, T, &lw->v);
     if (m->cfg.attention_value_scale != 1.0)
       be->scale(be, s->v, (long)T * nv, (float)m->cfg.attention_value_scale);
+    be->rope(be, s->q, T, g->n_heads, g->head_dim, nq, g->rotary_dim, s->pos, g->rope_theta);
+    be->rope(be, s->k, T, g->n_kv_heads, g->head_dim, nk, g->rotary_dim, s->pos, g->rope_theta);
     return;
   }
   be->linear(be, s->qkv, s->a, T, &lw->qkv);
   int n = m->cfg.qkv_chunks;
-  be->qkv_split(be, s->q, s->k, s->v, s->qkv, T, n, nq / n, nk / n, nv / n, (float)m->cfg.attention_value_scale);
+  const mimo_rope_args rope = {g->n_heads, g->n_kv_heads, g->head_dim, g->rotary_dim, s->pos, g->rope_theta};
+  be->qkv_split(be, s->q, s->k, s->v, s->qkv, T, n, nq / n, nk / n, nv / n, (float)m->cfg.attention_value_scale,
+                &rope);
 }
 
 static mimo_status attention_block(mimo_model *m, int L, const mimo_batch *b, int T, scratch *s) {
@@ -169,8 +174,6 @@ static mimo_status attention_block(mimo_model *m, int L, const mimo_batch *b, in
   mimo_backend *be = m->be;
   int nq = g->n_heads * g->head_dim, nk = g->n_kv_heads * g->head_dim, nv = g->n_kv_heads * g->v_head_dim;
   project_qkv(m, lw, g, T, s);
-  be->rope(be, s->q, T, g->n_heads, g->head_dim, nq, g->rotary_dim, s->pos, g->rope_theta);
-  be->rope(be, s->k, T, g->n_kv_heads, g->head_dim, nk, g->rotary_dim, s->pos, g->rope_theta);
   int off = 0;
   for (int i = 0; i < b->n_seqs; i++) {
     int n = b->n_tokens[i];

@@ -64,28 +64,37 @@ static void check_linears(mimo_backend *c, mimo_backend *g) {
 /* The fused qkv's de-chunking with the value scale: MiMo's full layer (4 chunks of 16 q heads x 192, 1 kv head
  * x 192 / 128) and a tiny one, several token counts. Exact (a copy and one multiply). */
 static void check_qkv_split(mimo_backend *c, mimo_backend *g) {
-  struct { int chunks, qc, kc, vc; float vs; } cf[] = {{4, 16 * 192, 192, 128, 0.707f}, {2, 64, 16, 8, 1.0f}};
+  struct { int chunks, qc, kc, vc, hd, rot; float vs; } cf[] = {{4, 16 * 192, 192, 128, 192, 64, 0.707f},
+                                                               {2, 64, 16, 8, 16, 8, 1.0f}};
   int Ts[] = {1, 5, 70};
   for (size_t k = 0; k < sizeof cf / sizeof *cf; k++)
-    for (size_t a = 0; a < sizeof Ts / sizeof *Ts; a++) {
-      const int T = Ts[a], n = cf[k].chunks;
+    for (size_t a = 0; a < 2 * sizeof Ts / sizeof *Ts; a++) {
+      const int T = Ts[a % 3], n = cf[k].chunks, with_rope = a >= 3;
       const size_t row = (size_t)n * (cf[k].qc + cf[k].kc + cf[k].vc), nq = (size_t)T * n * cf[k].qc,
                    nk = (size_t)T * n * cf[k].kc, nv = (size_t)T * n * cf[k].vc;
       float *x = xmalloc(T * row * 4), *hc = xmalloc((nq + nk + nv) * 4), *hg = xmalloc((nq + nk + nv) * 4);
+      int *pos = xmalloc((size_t)T * sizeof(int));
+      for (int t = 0; t < T; t++)
+        pos[t] = (int)(rnd64() % 1000000);
+      const mimo_rope_args rope = {n * cf[k].qc / cf[k].hd, n * cf[k].kc / cf[k].hd, cf[k].hd, cf[k].rot, pos, 1e6};
       fill(x, T * row, 2.0f);
-      c->qkv_split(c, hc, hc + nq, hc + nq + nk, x, T, n, cf[k].qc, cf[k].kc, cf[k].vc, cf[k].vs);
+      c->qkv_split(c, hc, hc + nq, hc + nq + nk, x, T, n, cf[k].qc, cf[k].kc, cf[k].vc, cf[k].vs,
+                   with_rope ? &rope : NULL);
       float *dx = to_dev(g, x, T * row), *d = g->alloc(g, nq + nk + nv);
       mimo_cuda_poison(g, d, nq + nk + nv);
-      g->qkv_split(g, d, d + nq, d + nq + nk, dx, T, n, cf[k].qc, cf[k].kc, cf[k].vc, cf[k].vs);
+      g->qkv_split(g, d, d + nq, d + nq + nk, dx, T, n, cf[k].qc, cf[k].kc, cf[k].vc, cf[k].vs,
+                   with_rope ? &rope : NULL);
       from_dev(g, hg, d, nq + nk + nv);
       char buf[96];
-      snprintf(buf, sizeof buf, "qkv_split T=%d chunks %d q/k/v %d/%d/%d", T, n, cf[k].qc, cf[k].kc, cf[k].vc);
-      report(buf, relerr(hg, hc, nq + nk + nv), 0);
+      snprintf(buf, sizeof buf, "qkv_split%s T=%d chunks %d q/k/v %d/%d/%d", with_rope ? "+rope" : "", T, n,
+               cf[k].qc, cf[k].kc, cf[k].vc);
+      report(buf, relerr(hg, hc, nq + nk + nv), with_rope ? 2e-6 : 0); /* sincosf on the GPU, sinf/cosf here */
       g->release(g, dx);
       g->release(g, d);
       free(x);
       free(hc);
       free(hg);
+      free(pos);
     }
 }
 

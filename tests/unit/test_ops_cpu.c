@@ -378,7 +378,8 @@ static int setup(void **state) {
 }
 
 /* add_rmsnorm = add, then rmsnorm (bit for bit); qkv_split puts every natural-order row where the placement
- * formula of mimo_v2_shard.c (an independent reading of spec §3.3) says the checkpoint keeps it. */
+ * formula of mimo_v2_shard.c (an independent reading of spec §3.3) says the checkpoint keeps it, and with RoPE
+ * folded in equals rope() after it (bit for bit). */
 static void test_add_rmsnorm_qkv_split(void **state) {
   (void)state;
   int T = 5, n = 200;
@@ -408,7 +409,7 @@ static void test_add_rmsnorm_qkv_split(void **state) {
     fill_f32(qkv, (size_t)T * row, 1.0);
     const float vs = 0.5f;
     be->qkv_split(be, out, out + (size_t)T * nq, out + (size_t)T * (nq + nk), qkv, T, chunks, nq / chunks,
-                  nk / chunks, nv / chunks, vs);
+                  nk / chunks, nv / chunks, vs, NULL);
     for (int t = 0; t < T; t++)
       for (int r = 0; r < row; r++) {
         const float src = qkv[(size_t)t * row + mimo_shard_qkv_ckpt_row(&g, chunks, r)];
@@ -417,6 +418,16 @@ static void test_add_rmsnorm_qkv_split(void **state) {
                                         : out[(size_t)T * (nq + nk) + (size_t)t * nv + r - nq - nk];
         assert_true(got == (r < nq + nk ? src : src * vs));
       }
+    /* with RoPE folded in: the same as rope() on q and on k afterwards, bit for bit */
+    const int pos[5] = {0, 7, 1000, 31, 65535};
+    const mimo_rope_args rope = {g.n_heads, g.n_kv_heads, g.head_dim, 8, pos, 10000.0};
+    float *out2 = poisoned((size_t)T * row);
+    be->qkv_split(be, out2, out2 + (size_t)T * nq, out2 + (size_t)T * (nq + nk), qkv, T, chunks, nq / chunks,
+                  nk / chunks, nv / chunks, vs, &rope);
+    be->rope(be, out, T, g.n_heads, g.head_dim, nq, 8, pos, 10000.0);
+    be->rope(be, out + (size_t)T * nq, T, g.n_kv_heads, g.head_dim, nk, 8, pos, 10000.0);
+    assert_memory_equal(out, out2, (size_t)T * row * 4);
+    free(out2);
     free(qkv);
     free(out);
   }

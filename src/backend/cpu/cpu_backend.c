@@ -129,8 +129,7 @@ static void cpu_copy2d(mimo_backend *be, float *dst, long dst_ld, const float *s
 }
 
 static void cpu_qkv_split(mimo_backend *be, float *q, float *k, float *v, const float *qkv, int T, int chunks, int qc,
-                          int kc, int vc, float v_scale) {
-  (void)be;
+                          int kc, int vc, float v_scale, const mimo_rope_args *rope) {
   const long row = (long)chunks * (qc + kc + vc);
   for (int t = 0; t < T; t++)
     for (int c = 0; c < chunks; c++) {
@@ -141,6 +140,10 @@ static void cpu_qkv_split(mimo_backend *be, float *q, float *k, float *v, const 
       for (int i = 0; i < vc; i++)
         vo[i] = v_scale == 1.0f ? b[qc + kc + i] : b[qc + kc + i] * v_scale;
     }
+  if (rope) {
+    cpu_rope(be, q, T, rope->n_q_heads, rope->head_dim, chunks * qc, rope->rot_dim, rope->pos, rope->theta);
+    cpu_rope(be, k, T, rope->n_kv_heads, rope->head_dim, chunks * kc, rope->rot_dim, rope->pos, rope->theta);
+  }
 }
 
 static void cpu_free(mimo_backend *be) {

@@ -414,14 +414,32 @@ __global__ void __launch_bounds__(DEC_THREADS) k_attn_decode(dec_args a) {
   }
 }
 
-/* Merges the nsplit partials of row R (blockIdx.x) of kv head g (blockIdx.y) and adds the sink. */
+/* This step's keys and values into the cache, after every read of the cache (the combine runs after the split
+ * kernel, so it can take the job of k_kv_append: one launch fewer per attention call). kc == NULL: nothing. */
+typedef struct {
+  float *kc, *vc;
+  const float *k, *v;
+  int T, first, len, cap, ring, D;
+} kv_app;
+
+/* Merges the nsplit partials of row R (blockIdx.x) of kv head g (blockIdx.y) and adds the sink; blocks R < T
+ * also append token R's key and value of head g (ap). */
 __global__ void __launch_bounds__(256) k_attn_combine(const float *part, float *out, const float *sink, int rows,
-                                                      int nsplit, int n_kv, int G, int n_heads, int V) {
+                                                      int nsplit, int n_kv, int G, int n_heads, int V, kv_app ap) {
   extern __shared__ float4 cmb4[]; /* weights [nsplit, rounded to 4], then [256 / (V/4)][V] partial sums */
   float *cmb = (float *)cmb4;
   __shared__ float red[8];
   const int R = blockIdx.x, g = blockIdx.y, tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
   const int h = g * G + R % G;
+  if (ap.kc && R < ap.T && R >= ap.first) {
+    const int slot = ap.ring ? (ap.len + R) % ap.cap : ap.len + R;
+    const size_t src = (size_t)R * n_kv + g, dst = (size_t)slot * n_kv + g;
+    for (int i = tid; i < ap.D + V; i += 256)
+      if (i < ap.D)
+        ap.kc[dst * ap.D + i] = ap.k[src * ap.D + i];
+      else
+        ap.vc[dst * V + i - ap.D] = ap.v[src * V + i - ap.D];
+  }
   const float *ml = part + (size_t)n_kv * nsplit * rows * V;
   const size_t p0 = (size_t)g * nsplit * rows + R;
   float mx = sink ? sink[h] * LOG2E : -INFINITY;
@@ -479,10 +497,15 @@ template <bool X3, int D, int V, int KS, int KT = DEC_KT, int NST = 2> void dec_
   if (MIMO_CUDA(c, cudaFuncSetAttribute(k_attn_decode<D, V, KS, KT, NST, X3>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                         (int)smem)) != MIMO_OK)
     return;
-  int occ = 1;
-  if (MIMO_CUDA(c, cudaOccupancyMaxActiveBlocksPerMultiprocessor(&occ, k_attn_decode<D, V, KS, KT, NST, X3>, DEC_THREADS,
-                                                                 smem)) != MIMO_OK)
-    return;
+  static int occ_of[64]; /* per device: blocks per SM (a host query per call cost more than some launches) */
+  int occ = c->device < 64 ? occ_of[c->device] : 0;
+  if (!occ) {
+    if (MIMO_CUDA(c, cudaOccupancyMaxActiveBlocksPerMultiprocessor(&occ, k_attn_decode<D, V, KS, KT, NST, X3>,
+                                                                   DEC_THREADS, smem)) != MIMO_OK)
+      return;
+    if (c->device < 64)
+      occ_of[c->device] = occ;
+  }
   const int max_tiles = (keys + KT - 1) / KT;
   p.nrg = (p.rows + QR - 1) / QR;
   const int per = p.n_kv * p.nrg, want = (occ > 0 ? occ : 1) * c->sms; /* one wave */
@@ -513,7 +536,7 @@ template <int D, int V> void dec_dispatch(cu_ctx *c, dec_args &p, int keys, int 
   prec == ATTN_FAST ? dec_dispatch<false, D, V>(c, p, keys) : dec_dispatch<true, D, V>(c, p, keys);
 }
 
-void combine(cu_ctx *c, const mimo_attn_args *a, const float *part, int nsplit) {
+void combine(cu_ctx *c, const mimo_attn_args *a, const float *part, int nsplit, kv_app ap) {
   const int G = a->n_heads / a->n_kv, V = a->v_head_dim;
   const size_t smem = (size_t)(((nsplit + 3) & ~3) + 256 / (V / 4) * V) * sizeof(float);
   if (MIMO_CUDA(c, cudaFuncSetAttribute(k_attn_combine, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem)) !=
@@ -521,7 +544,7 @@ void combine(cu_ctx *c, const mimo_attn_args *a, const float *part, int nsplit) 
     return;
   k_attn_combine<<<dim3(a->T * G, a->n_kv), 256, smem, c->st>>>(
       part, a->out, a->sink && a->sink->n ? (const float *)a->sink->dev : NULL, a->T * G, nsplit, a->n_kv, G,
-      a->n_heads, V);
+      a->n_heads, V, ap);
   MIMO_CUDA_LAUNCHED(c);
 }
 } // namespace
@@ -576,6 +599,9 @@ void cu_attention(mimo_backend *be, mimo_attn_args *a) {
     path = force_path ? force_path : rows <= DEC_MAX_ROWS ? 2 : 3;
   }
   const int prec = mimo_cuda_attn_precision(-1);
+  const int first = kv->ring && a->T > kv->cap ? a->T - kv->cap : 0;
+  const kv_app ap = {kv->k, kv->v, a->k, a->v, a->T, first, kv->len, kv->cap, kv->ring, a->head_dim};
+  bool appended = false; /* by the combine kernel */
   if (path == 2) {
     dec_args p = {a->q, a->k, a->v, kv->k, kv->v, NULL, a->n_heads, a->n_kv, G, rows, kv->len, a->window, kv->cap,
                   kv->ring, 1, 1, a->scale * LOG2E};
@@ -586,8 +612,10 @@ void cu_attention(mimo_backend *be, mimo_attn_args *a) {
       dec_dispatch<128, 128>(c, p, end - lo, prec);
     else
       dec_dispatch<64, 64>(c, p, end - lo, prec);
-    if (p.part)
-      combine(c, a, p.part, p.nsplit);
+    if (p.part) {
+      combine(c, a, p.part, p.nsplit, ap);
+      appended = true;
+    }
   } else if (path == 3) {
     const int nsplit = cu_attn_prefill_splits(c, a);
     float *part = NULL;
@@ -595,18 +623,21 @@ void cu_attention(mimo_backend *be, mimo_attn_args *a) {
         !(part = (float *)cu_tmp2(c, (size_t)a->n_kv * nsplit * rows * (V + 2) * sizeof(float))))
       return;
     cu_attn_prefill(c, a, part, nsplit, prec);
-    if (part)
-      combine(c, a, part, nsplit);
+    if (part) {
+      combine(c, a, part, nsplit, ap);
+      appended = true;
+    }
   } else {
     att_p p = {a->q, a->k, a->v, kv->k, kv->v, a->out, a->sink && a->sink->n ? (const float *)a->sink->dev : NULL,
                a->n_heads, a->n_kv, a->head_dim, a->v_head_dim, a->window, kv->len, kv->cap, kv->ring, a->scale};
     k_attention<<<dim3(a->n_heads, a->T), ATT_THREADS, 0, c->st>>>(p);
     MIMO_CUDA_LAUNCHED(c);
   }
-  const int first = kv->ring && a->T > kv->cap ? a->T - kv->cap : 0;
-  const int kd = a->n_kv * a->head_dim, vd = a->n_kv * a->v_head_dim;
-  k_kv_append<<<dim3(cdiv(kd + vd, 256), a->T - first), 256, 0, c->st>>>(kv->k, kv->v, a->k, a->v, first, kv->len,
-                                                                          kv->cap, kv->ring, kd, vd);
-  MIMO_CUDA_LAUNCHED(c);
+  if (!appended) {
+    const int kd = a->n_kv * a->head_dim, vd = a->n_kv * a->v_head_dim;
+    k_kv_append<<<dim3(cdiv(kd + vd, 256), a->T - first), 256, 0, c->st>>>(kv->k, kv->v, a->k, a->v, first, kv->len,
+                                                                            kv->cap, kv->ring, kd, vd);
+    MIMO_CUDA_LAUNCHED(c);
+  }
   kv->len += a->T;
 }

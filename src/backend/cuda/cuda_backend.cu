@@ -263,33 +263,56 @@ static mimo_status cu_download(mimo_backend *be, float *host, const float *src, 
 /* ---- small ops ---- */
 
 __global__ void k_embed(float *out, const void *table, int fmt, const int *ids, int n) {
-  int t = blockIdx.y;
-  size_t row = (size_t)ids[t] * n;
-  for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) {
-    float v;
-    if (fmt == CU_BF16)
-      v = __uint_as_float((uint32_t)((const uint16_t *)table)[row + i] << 16);
-    else if (fmt == CU_F16)
-      v = __half2float(((const __half *)table)[row + i]);
-    else
-      v = ((const float *)table)[row + i];
-    out[(size_t)t * n + i] = v;
-  }
+  const int t = blockIdx.y, i = blockIdx.x * blockDim.x + threadIdx.x;
+  if (i >= n)
+    return;
+  const size_t row = (size_t)ids[t] * n;
+  float v;
+  if (fmt == CU_BF16)
+    v = __uint_as_float((uint32_t)((const uint16_t *)table)[row + i] << 16);
+  else if (fmt == CU_F16)
+    v = __half2float(((const __half *)table)[row + i]);
+  else
+    v = ((const float *)table)[row + i];
+  out[(size_t)t * n + i] = v;
 }
 
-static int *upload_ids(cu_ctx *c, const int *ids, int T) {
-  if (T > c->ids_cap) {
-    if (c->ids)
-      MIMO_CUDA(c, cudaFreeAsync(c->ids, c->st));
-    c->ids = NULL;
-    c->ids_cap = 0;
-    if (MIMO_CUDA(c, cudaMallocAsync((void **)&c->ids, (size_t)T * sizeof(int), c->st)) != MIMO_OK)
-      return NULL;
-    c->ids_cap = T;
-  }
-  if (MIMO_CUDA(c, cudaMemcpyAsync(c->ids, ids, (size_t)T * sizeof(int), cudaMemcpyHostToDevice, c->st)) != MIMO_OK)
+/* n ints from the host to u->dev (stream-ordered, asynchronous); NULL on failure (recorded). */
+static int *upload_ints(cu_ctx *c, cu_ints *u, const int *src, int n) {
+  if (u->pending && MIMO_CUDA(c, cudaEventSynchronize(u->done)) != MIMO_OK) /* the last copy has read pinned */
     return NULL;
-  return c->ids;
+  u->pending = false;
+  if (n > u->cap) {
+    if (u->dev)
+      MIMO_CUDA(c, cudaFreeAsync(u->dev, c->st));
+    cudaFreeHost(u->pinned);
+    u->dev = u->pinned = NULL;
+    u->cap = 0;
+    const int cap = n < 64 ? 64 : n;
+    if (MIMO_CUDA(c, cudaMallocAsync((void **)&u->dev, (size_t)cap * sizeof(int), c->st)) != MIMO_OK ||
+        MIMO_CUDA(c, cudaMallocHost((void **)&u->pinned, (size_t)cap * sizeof(int))) != MIMO_OK)
+      return NULL;
+    if (!u->done && MIMO_CUDA(c, cudaEventCreateWithFlags(&u->done, cudaEventDisableTiming)) != MIMO_OK)
+      return NULL;
+    u->cap = cap;
+  }
+  if (src != u->pinned)
+    memcpy(u->pinned, src, (size_t)n * sizeof(int));
+  if (MIMO_CUDA(c, cudaMemcpyAsync(u->dev, u->pinned, (size_t)n * sizeof(int), cudaMemcpyHostToDevice, c->st)) !=
+          MIMO_OK ||
+      MIMO_CUDA(c, cudaEventRecord(u->done, c->st)) != MIMO_OK)
+    return NULL;
+  u->pending = true;
+  return u->dev;
+}
+
+static void free_ints(cu_ints *u) {
+  if (u->pending)
+    cudaEventSynchronize(u->done);
+  cudaFree(u->dev);
+  cudaFreeHost(u->pinned);
+  if (u->done)
+    cudaEventDestroy(u->done);
 }
 
 static void cu_embed(mimo_backend *be, float *out, const mimo_linear *table, const int *ids, int T) {
@@ -299,14 +322,13 @@ static void cu_embed(mimo_backend *be, float *out, const mimo_linear *table, con
     cu_fail(c, "embed", "table not uploaded or not dense", __FILE__, __LINE__);
     return;
   }
-  int *d = upload_ids(c, ids, T);
+  int *d = upload_ints(c, &c->ids, ids, T);
   if (!d)
     return;
-  k_embed<<<dim3(cdiv(table->in, 256 * 4), T), 256, 0, c->st>>>(out, L->w, L->fmt, d, table->in);
+  k_embed<<<dim3(cdiv(table->in, 256), T), 256, 0, c->st>>>(out, L->w, L->fmt, d, table->in);
   MIMO_CUDA_LAUNCHED(c);
 }
 
-/* One block per row; sum of squares in fp32 (tree), as the reference's statistics. */
 /* 1 / sqrt(mean square + eps) from each thread's partial sum of squares (block-wide, fixed order). */
 __device__ __forceinline__ float rms_inverse(float ss, int n, float eps) {
   __shared__ float red[32];
@@ -324,25 +346,63 @@ __device__ __forceinline__ float rms_inverse(float ss, int n, float eps) {
   return (float)(1.0 / sqrt((double)red[0] / n + eps));
 }
 
-__global__ void k_rmsnorm(float *out, const float *x, const float *w, int n, float eps) {
-  const float *xr = x + (size_t)blockIdx.x * n;
+/* One block per row. The row stays in registers (NV float4 per thread, all loads issued before the first use,
+ * the weight's with them): one memory round trip per row. A loop over the row in global memory made each pass a
+ * chain of dependent round trips (stores to h may alias the next loads), 13–16 µs per call at one token on an H200
+ * for 16 KB of data. x may be NULL (plain norm) or added into h first (h += x, written back). */
+template <int NV>
+__global__ void __launch_bounds__(256) k_rmsnorm_v(float *out, float *h, const float *x, const float *w, int n,
+                                                   float eps) {
+  const int n4 = n / 4;
+  float4 *hr = (float4 *)(h + (size_t)blockIdx.x * n);
+  const float4 *xr = x ? (const float4 *)(x + (size_t)blockIdx.x * n) : NULL;
+  float4 v[NV], wv[NV];
   float ss = 0.f;
-  for (int i = threadIdx.x; i < n; i += blockDim.x)
-    ss += xr[i] * xr[i];
+#pragma unroll
+  for (int j = 0; j < NV; j++) {
+    const int i = threadIdx.x + 256 * j;
+    v[j] = i < n4 ? hr[i] : make_float4(0.f, 0.f, 0.f, 0.f);
+    wv[j] = i < n4 ? __ldg((const float4 *)w + i) : make_float4(0.f, 0.f, 0.f, 0.f);
+  }
+  if (xr) {
+#pragma unroll
+    for (int j = 0; j < NV; j++) {
+      const int i = threadIdx.x + 256 * j;
+      if (i < n4) {
+        const float4 a = xr[i];
+        v[j].x += a.x;
+        v[j].y += a.y;
+        v[j].z += a.z;
+        v[j].w += a.w;
+        hr[i] = v[j];
+      }
+    }
+  }
+#pragma unroll
+  for (int j = 0; j < NV; j++)
+    ss += v[j].x * v[j].x + v[j].y * v[j].y + v[j].z * v[j].z + v[j].w * v[j].w;
   const float r = rms_inverse(ss, n, eps);
-  float *o = out + (size_t)blockIdx.x * n;
-  for (int i = threadIdx.x; i < n; i += blockDim.x)
-    o[i] = w[i] * (xr[i] * r);
+  float4 *o = (float4 *)(out + (size_t)blockIdx.x * n);
+#pragma unroll
+  for (int j = 0; j < NV; j++) {
+    const int i = threadIdx.x + 256 * j;
+    if (i < n4)
+      o[i] = make_float4(wv[j].x * (v[j].x * r), wv[j].y * (v[j].y * r), wv[j].z * (v[j].z * r),
+                         wv[j].w * (v[j].w * r));
+  }
 }
 
-/* h += x, then the norm of h: k_rmsnorm's arithmetic in the same order, one pass fewer over memory. */
-__global__ void k_add_rmsnorm(float *out, float *h, const float *x, const float *w, int n, float eps) {
+/* Rows of any width or alignment: a strided loop. */
+__global__ void k_rmsnorm(float *out, float *h, const float *x, const float *w, int n, float eps) {
   float *hr = h + (size_t)blockIdx.x * n;
-  const float *xr = x + (size_t)blockIdx.x * n;
+  const float *xr = x ? x + (size_t)blockIdx.x * n : NULL;
   float ss = 0.f;
   for (int i = threadIdx.x; i < n; i += blockDim.x) {
-    const float v = hr[i] + xr[i];
-    hr[i] = v;
+    float v = hr[i];
+    if (xr) {
+      v += xr[i];
+      hr[i] = v;
+    }
     ss += v * v;
   }
   const float r = rms_inverse(ss, n, eps);
@@ -351,69 +411,101 @@ __global__ void k_add_rmsnorm(float *out, float *h, const float *x, const float 
     o[i] = w[i] * (hr[i] * r);
 }
 
-static void cu_add_rmsnorm(mimo_backend *be, float *out, float *h, const float *x, const mimo_vec *w, int T, int n,
-                           float eps) {
-  cu_ctx *c = cu(be);
+/* out = rmsnorm(h (+ x, written back to h)) · w, T rows of n. */
+static void rmsnorm_rows(cu_ctx *c, float *out, float *h, const float *x, const mimo_vec *w, int T, int n, float eps) {
   if (!w->dev) {
     cu_fail(c, "rmsnorm", "weight not uploaded", __FILE__, __LINE__);
     return;
   }
-  k_add_rmsnorm<<<T, 256, 0, c->st>>>(out, h, x, (const float *)w->dev, n, eps);
+  const float *wd = (const float *)w->dev;
+  const int nv = n % 4 ? 0 : (int)cdiv(n / 4, 256);
+  const bool al = !(((uintptr_t)out | (uintptr_t)h | (uintptr_t)x | (uintptr_t)wd) & 15);
+  if (al && nv >= 1 && nv <= 2)
+    k_rmsnorm_v<2><<<T, 256, 0, c->st>>>(out, h, x, wd, n, eps);
+  else if (al && nv >= 3 && nv <= 4)
+    k_rmsnorm_v<4><<<T, 256, 0, c->st>>>(out, h, x, wd, n, eps);
+  else if (al && nv >= 5 && nv <= 8)
+    k_rmsnorm_v<8><<<T, 256, 0, c->st>>>(out, h, x, wd, n, eps);
+  else
+    k_rmsnorm<<<T, 256, 0, c->st>>>(out, h, x, wd, n, eps);
   MIMO_CUDA_LAUNCHED(c);
+}
+
+static void cu_add_rmsnorm(mimo_backend *be, float *out, float *h, const float *x, const mimo_vec *w, int T, int n,
+                           float eps) {
+  rmsnorm_rows(cu(be), out, h, x, w, T, n, eps);
 }
 
 static void cu_rmsnorm(mimo_backend *be, float *out, const float *x, const mimo_vec *w, int T, int n, float eps) {
-  cu_ctx *c = cu(be);
-  if (!w->dev) {
-    cu_fail(c, "rmsnorm", "weight not uploaded", __FILE__, __LINE__);
-    return;
-  }
-  k_rmsnorm<<<T, 256, 0, c->st>>>(out, x, (const float *)w->dev, n, eps);
-  MIMO_CUDA_LAUNCHED(c);
+  rmsnorm_rows(cu(be), out, (float *)x, NULL, w, T, n, eps); /* h = x is only read when nothing is added */
 }
 
-/* Partial NeoX RoPE; angle in fp32 from an fp32 inverse frequency, as the reference. */
-__global__ void k_rope(float *x, int n_heads, int head_dim, int stride, int half, const int *pos, double theta,
-                       int rot_dim) {
-  int t = blockIdx.y;
-  int i = blockIdx.x * blockDim.x + threadIdx.x;
+/* Partial NeoX RoPE; angle in fp32 from an fp32 inverse frequency, as the reference (whose inverse frequencies
+ * the host computes once per (theta, rotary dims), with the CPU backend's formula: no double pow per element). */
+__global__ void k_rope(float *x, int n_heads, int head_dim, int stride, int half, const int *pos, const float *inv) {
+  const int t = blockIdx.y, i = blockIdx.x * blockDim.x + threadIdx.x;
   if (i >= n_heads * half)
     return;
-  int h = i / half, d = i % half;
-  float inv = (float)(1.0 / pow(theta, (double)(2 * d) / rot_dim));
-  float ang = (float)pos[t] * inv;
-  float cs = cosf(ang), sn = sinf(ang);
+  const int h = i / half, d = i % half;
+  const float ang = (float)pos[t] * __ldg(inv + d);
+  float sn, cs;
+  sincosf(ang, &sn, &cs);
   float *v = x + (size_t)t * stride + (size_t)h * head_dim;
-  float a = v[d], b = v[d + half];
+  const float a = v[d], b = v[d + half];
   v[d] = a * cs - b * sn;
   v[d + half] = b * cs + a * sn;
+}
+
+static const float *rope_inv(cu_ctx *c, double theta, int rot_dim) {
+  const int n = (int)(sizeof c->rope_inv / sizeof *c->rope_inv);
+  int i = 0;
+  for (; i < n && c->rope_inv[i].inv; i++)
+    if (c->rope_inv[i].theta == theta && c->rope_inv[i].rot_dim == rot_dim)
+      return c->rope_inv[i].inv;
+  if (i == n)
+    i = n - 1; /* more than n distinct settings: the last slot is rebuilt (never with MiMo's two) */
+  const int half = rot_dim / 2;
+  float *h = (float *)malloc((size_t)half * sizeof(float));
+  float *d = (float *)cu_arena(c, (size_t)half * sizeof(float));
+  if (!h || !d) {
+    free(h);
+    cu_fail(c, "rope", "out of memory for the inverse frequencies", __FILE__, __LINE__);
+    return NULL;
+  }
+  for (int k = 0; k < half; k++)
+    h[k] = (float)(1.0 / pow(theta, (double)(2 * k) / rot_dim));
+  const mimo_status st = MIMO_CUDA(c, cudaMemcpy(d, h, (size_t)half * sizeof(float), cudaMemcpyHostToDevice));
+  free(h);
+  if (st != MIMO_OK)
+    return NULL;
+  c->rope_inv[i].theta = theta;
+  c->rope_inv[i].rot_dim = rot_dim;
+  c->rope_inv[i].inv = d;
+  return d;
+}
+
+/* The step's positions on the device: they change once per step and every layer's calls share them. */
+static const int *rope_pos(cu_ctx *c, const int *pos, int T) {
+  if (T != c->pos_n || !c->pos.pinned || memcmp(pos, c->pos.pinned, (size_t)T * sizeof(int)) != 0) {
+    c->pos_n = 0;
+    if (!upload_ints(c, &c->pos, pos, T))
+      return NULL;
+    c->pos_n = T;
+  }
+  return c->pos.dev;
 }
 
 static void cu_rope(mimo_backend *be, float *x, int T, int n_heads, int head_dim, int stride, int rot_dim,
                     const int *pos, double theta) {
   cu_ctx *c = cu(be);
-  /* Positions change once per step; the two calls of a layer share them. */
-  if (T != c->pos_n || memcmp(pos, c->pos_host, (size_t)T * sizeof(int)) != 0) {
-    if (T > c->pos_cap) {
-      if (c->pos)
-        MIMO_CUDA(c, cudaFreeAsync(c->pos, c->st));
-      free(c->pos_host);
-      c->pos = NULL;
-      c->pos_host = (int *)malloc((size_t)T * sizeof(int));
-      c->pos_cap = 0;
-      if (!c->pos_host || MIMO_CUDA(c, cudaMallocAsync((void **)&c->pos, (size_t)T * sizeof(int), c->st)) != MIMO_OK)
-        return;
-      c->pos_cap = T;
-    }
-    memcpy(c->pos_host, pos, (size_t)T * sizeof(int));
-    c->pos_n = T;
-    if (MIMO_CUDA(c, cudaMemcpyAsync(c->pos, c->pos_host, (size_t)T * sizeof(int), cudaMemcpyHostToDevice, c->st)) !=
-        MIMO_OK)
-      return;
-  }
-  int half = rot_dim / 2;
-  k_rope<<<dim3(cdiv(n_heads * half, 128), T), 128, 0, c->st>>>(x, n_heads, head_dim, stride, half, c->pos, theta,
-                                                                 rot_dim);
+  const float *inv = rope_inv(c, theta, rot_dim);
+  if (!inv)
+    return;
+  const int *dpos = rope_pos(c, pos, T);
+  if (!dpos)
+    return;
+  const int half = rot_dim / 2;
+  k_rope<<<dim3(cdiv(n_heads * half, 128), T), 128, 0, c->st>>>(x, n_heads, head_dim, stride, half, dpos, inv);
   MIMO_CUDA_LAUNCHED(c);
 }
 
@@ -449,28 +541,48 @@ static void cu_swiglu(mimo_backend *be, float *out, const float *g, const float 
   k_swiglu<<<ew_grid(n), 256, 0, cu(be)->st>>>(out, g, u, n);
   MIMO_CUDA_LAUNCHED(cu(be));
 }
-/* One launch for the fused qkv's de-chunking (and the value scale): a thread per 4 floats of a token's row. */
+/* One launch for the fused qkv's de-chunking, the value scale and (inv != NULL) RoPE on q and k: a thread per
+ * element; of a rotated pair (d, d + half) of a head the thread of d writes both. Heads lie inside chunks. */
 __global__ void k_qkv_split(float *q, float *k, float *v, const float *qkv, int chunks, int qc, int kc, int vc,
-                            float v_scale) {
+                            float v_scale, const int *pos, const float *inv, int hd, int half) {
   const int t = blockIdx.y, per = qc + kc + vc, row = chunks * per;
   const float *src = qkv + (size_t)t * row;
   for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < row; i += gridDim.x * blockDim.x) {
     const int c = i / per, j = i % per;
-    const float x = src[i];
-    if (j < qc)
-      q[((size_t)t * chunks + c) * qc + j] = x;
-    else if (j < qc + kc)
-      k[((size_t)t * chunks + c) * kc + j - qc] = x;
-    else
-      v[((size_t)t * chunks + c) * vc + j - qc - kc] = x * v_scale;
+    if (j >= qc + kc) {
+      v[((size_t)t * chunks + c) * vc + j - qc - kc] = src[i] * v_scale;
+      continue;
+    }
+    float *dst = j < qc ? q + ((size_t)t * chunks + c) * qc + j : k + ((size_t)t * chunks + c) * kc + j - qc;
+    const int d = (j < qc ? j : j - qc) % hd;
+    if (!inv || d >= 2 * half) {
+      *dst = src[i];
+    } else if (d < half) {
+      float sn, cs;
+      sincosf((float)pos[t] * __ldg(inv + d), &sn, &cs);
+      const float a = src[i], b = src[i + half];
+      dst[0] = a * cs - b * sn;
+      dst[half] = b * cs + a * sn;
+    }
   }
 }
 
 static void cu_qkv_split(mimo_backend *be, float *q, float *k, float *v, const float *qkv, int T, int chunks, int qc,
-                         int kc, int vc, float v_scale) {
+                         int kc, int vc, float v_scale, const mimo_rope_args *rope) {
   cu_ctx *c = cu(be);
   const int row = chunks * (qc + kc + vc);
-  k_qkv_split<<<dim3(cdiv(row, 256), T), 256, 0, c->st>>>(q, k, v, qkv, chunks, qc, kc, vc, v_scale);
+  const int *dpos = NULL;
+  const float *inv = NULL;
+  if (rope && (qc % rope->head_dim || kc % rope->head_dim)) { /* a head across chunks: split, then rope each */
+    cu_qkv_split(be, q, k, v, qkv, T, chunks, qc, kc, vc, v_scale, NULL);
+    cu_rope(be, q, T, rope->n_q_heads, rope->head_dim, chunks * qc, rope->rot_dim, rope->pos, rope->theta);
+    cu_rope(be, k, T, rope->n_kv_heads, rope->head_dim, chunks * kc, rope->rot_dim, rope->pos, rope->theta);
+    return;
+  }
+  if (rope && (!(inv = rope_inv(c, rope->theta, rope->rot_dim)) || !(dpos = rope_pos(c, rope->pos, T))))
+    return;
+  k_qkv_split<<<dim3(cdiv(row, 256), T), 256, 0, c->st>>>(q, k, v, qkv, chunks, qc, kc, vc, v_scale, dpos, inv,
+                                                          rope ? rope->head_dim : 1, rope ? rope->rot_dim / 2 : 0);
   MIMO_CUDA_LAUNCHED(c);
 }
 
@@ -509,9 +621,8 @@ static void cu_free_be(mimo_backend *be) {
     }
     cudaFree(c->tmp);
     cudaFree(c->tmp2);
-    cudaFree(c->pos);
-    cudaFree(c->ids);
-    free(c->pos_host);
+    free_ints(&c->pos);
+    free_ints(&c->ids);
     free(c->blocks);
     free(c->arenas);
     free(c->lins);

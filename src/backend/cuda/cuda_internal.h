@@ -32,6 +32,15 @@ typedef struct cu_block {
   int used;
 } cu_block;
 
+/* Small per-step host inputs (ids, positions) on the device: staged through pinned memory so the copy is
+ * asynchronous (a pageable source may make the driver wait for the stream); `done` guards the staging buffer. */
+typedef struct cu_ints {
+  int *dev, *pinned;
+  int cap;
+  cudaEvent_t done;
+  bool pending;
+} cu_ints;
+
 typedef struct cu_ctx {
   int device, cc, sms;
   char name[256];
@@ -49,11 +58,10 @@ typedef struct cu_ctx {
   size_t tmp_bytes;
   void *tmp2;
   size_t tmp2_bytes;
-  int *pos;                  /* rope positions on the device, last uploaded copy on the host */
-  int *pos_host;
-  int pos_n, pos_cap;
-  int *ids;
-  int ids_cap;
+  cu_ints pos;               /* rope positions (last uploaded copy in pos.pinned, pos_n of them) */
+  int pos_n;
+  cu_ints ids;               /* token ids for embed */
+  struct { double theta; int rot_dim; const float *inv; } rope_inv[4]; /* inverse frequencies per (theta, dims) */
   cudaEvent_t ev0, ev1;
   struct cu_prof *prof;      /* MIMO_CUDA_PROFILE: op timing (cuda_profile.cu), else NULL */
   unsigned *route_done;      /* k_router_route's finished-block counter (zero between launches) */

@@ -42,6 +42,21 @@ __device__ __forceinline__ uint32_t hadd2(uint32_t a, uint32_t b) {
   asm("add.rn.f16x2 %0, %1, %2;\n" : "=r"(d) : "r"(a), "r"(b));
   return d;
 }
+__device__ __forceinline__ uint32_t hfma2(uint32_t a, uint32_t b, uint32_t c) {
+  uint32_t d;
+  asm("fma.rn.f16x2 %0, %1, %2, %3;\n" : "=r"(d) : "r"(a), "r"(b), "r"(c));
+  return d;
+}
+/* Pairs (i, i+4) of a word's nibbles as fp16 n − o, i = 0..3, in 9 instructions instead of 11: the low nibbles of
+ * each byte pair OR'ed under 1024 (exact integers) less 1024 + o; the high nibbles in place give 1024 + 16n,
+ * and one fma by 1/16 less 64 + o recovers n − o exactly. lo = −(1024 + o), hi = −(64 + o) per half. */
+__device__ __forceinline__ void nib_pairs(uint32_t q, uint32_t lo, uint32_t hi, uint32_t (&a)[4]) {
+  const uint32_t q8 = q >> 8;
+  a[0] = hadd2((q & 0x000f000fu) | 0x64006400u, lo);
+  a[1] = hfma2((q & 0x00f000f0u) | 0x64006400u, 0x2c002c00u, hi);
+  a[2] = hadd2((q8 & 0x000f000fu) | 0x64006400u, lo);
+  a[3] = hfma2((q8 & 0x00f000f0u) | 0x64006400u, 0x2c002c00u, hi);
+}
 
 /* fp16 bits of v, range clamped (an activation past 65504 would become inf). */
 __device__ __forceinline__ uint32_t h16(float v) {
@@ -84,15 +99,13 @@ __device__ __forceinline__ void tc_step(const uint4 &wg, const uint4 &wg8, uint3
                                         float &sg, float &sg8) {
   float d[4] = {0.f, 0.f, 0.f, 0.f};
   const uint32_t og = (0xe400u | (zg & 0xffu)) * 0x00010001u, og8 = (0xe400u | (zg8 & 0xffu)) * 0x00010001u;
+  const uint32_t hg = (0xd400u | (zg & 0xffu) << 4) * 0x00010001u, hg8 = (0xd400u | (zg8 & 0xffu) << 4) * 0x00010001u;
   const uint32_t qg[4] = {wg.x, wg.y, wg.z, wg.w}, qg8[4] = {wg8.x, wg8.y, wg8.z, wg8.w};
 #pragma unroll
   for (int w = 0; w < 4; w++) {
-    uint32_t ag[4], ag8[4]; /* pairs (i, i+4) of sub-word w, as n − z in fp16 */
-#pragma unroll
-    for (int i = 0; i < 4; i++) {
-      ag[i] = hadd2(((qg[w] >> (4 * i)) & 0x000f000fu) | 0x64006400u, og);
-      ag8[i] = hadd2(((qg8[w] >> (4 * i)) & 0x000f000fu) | 0x64006400u, og8);
-    }
+    uint32_t ag[4], ag8[4]; /* pairs (i, i+4) of sub-word w, as n − o in fp16 */
+    nib_pairs(qg[w], og, hg, ag);
+    nib_pairs(qg8[w], og8, hg8, ag8);
     mma_f16(d, ag[0], ag8[0], ag[1], ag8[1], b[w].x, b[w].y);
     mma_f16(d, ag[2], ag8[2], ag[3], ag8[3], b[w].z, b[w].w);
   }

@@ -160,9 +160,9 @@ static void pf_add(mimo_backend *be, float *y, const float *x, long n) {
   pf_end(be);
 }
 static void pf_qkv_split(mimo_backend *be, float *q, float *k, float *v, const float *qkv, int T, int chunks, int qc,
-                         int kc, int vc, float v_scale) {
-  pf_begin(be, "qkv_split", T);
-  PF_ORIG(be).qkv_split(be, q, k, v, qkv, T, chunks, qc, kc, vc, v_scale);
+                         int kc, int vc, float v_scale, const mimo_rope_args *rope) {
+  pf_begin(be, rope ? "qkv_split+rope" : "qkv_split", T);
+  PF_ORIG(be).qkv_split(be, q, k, v, qkv, T, chunks, qc, kc, vc, v_scale, rope);
   pf_end(be);
 }
 static void pf_swiglu(mimo_backend *be, float *out, const float *gate, const float *up, long n) {
