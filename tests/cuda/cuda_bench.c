@@ -90,15 +90,15 @@ static double lin_bytes(const mimo_linear *l) {
   return (double)l->out * l->in * mimo_dtype_size(l->dt);
 }
 
-/* The tensor-core decode kernels' launch shapes (mimo_cuda_moe_tc_variant): each up variant with the default
- * down, then each down variant with the default up, at 1 and 8 tokens. Same weights and inputs as above. */
-int mimo_cuda_moe_tc_variant(int up, int dn, char *label, int n);
-static void moe_tc_variants(mimo_backend *g, double bw) {
-  int E = 256, K = 8, H = 4096, I = 2048;
-  mimo_linear router = rand_dense(E, H, MIMO_DT_F32, 0.05f);
-  must(mimo_backend_upload_linear(g, &router), "upload");
-  mimo_vec bias = {0, MIMO_DT_F32, NULL, NULL};
-  mimo_linear proto[3] = {rand_int4(I, H, 128, 0), rand_int4(I, H, 128, 0), rand_int4(H, I, 128, 0)};
+/* The MoE decode benchmark's layer: 256 experts of MiMo's shape (4096 × 2048, int4 g128 sym), one random
+ * expert's bits uploaded 256 times (a separate device copy each: the bytes streamed are real), an fp32 router. */
+static mimo_linear *moe_bench_layer(mimo_backend *g, mimo_linear *router, mimo_linear proto[3]) {
+  const int E = 256, H = 4096, I = 2048;
+  *router = rand_dense(E, H, MIMO_DT_F32, 0.05f);
+  must(mimo_backend_upload_linear(g, router), "upload");
+  proto[0] = rand_int4(I, H, 128, 0);
+  proto[1] = rand_int4(I, H, 128, 0);
+  proto[2] = rand_int4(H, I, 128, 0);
   mimo_linear *ex = xmalloc((size_t)E * 3 * sizeof *ex);
   for (int e = 0; e < E; e++)
     for (int p = 0; p < 3; p++) {
@@ -106,6 +106,17 @@ static void moe_tc_variants(mimo_backend *g, double bw) {
       ex[e * 3 + p].dev = NULL;
       must(mimo_backend_upload_linear(g, &ex[e * 3 + p]), "upload experts");
     }
+  return ex;
+}
+
+/* The tensor-core decode kernels' launch shapes (mimo_cuda_moe_tc_variant): each up variant with the default
+ * down, then each down variant with the default up, at 1 and 8 tokens. Same weights and inputs as above. */
+int mimo_cuda_moe_tc_variant(int up, int dn, char *label, int n);
+static void moe_tc_variants(mimo_backend *g, double bw) {
+  int E = 256, K = 8, H = 4096, I = 2048;
+  mimo_linear router, proto[3];
+  mimo_linear *ex = moe_bench_layer(g, &router, proto);
+  mimo_vec bias = {0, MIMO_DT_F32, NULL, NULL};
   double ebytes = lin_bytes(&proto[0]) + lin_bytes(&proto[1]) + lin_bytes(&proto[2]);
   float *xs = xmalloc((size_t)16 * 8 * H * 4);
   fill(xs, (size_t)16 * 8 * H, 1.0f);
@@ -192,17 +203,9 @@ int cuda_bench_main(int argc, char **argv) {
   /* int4 MoE decode: 256 experts, top-8, hidden 4096, width 2048, group 128 sym (bf16 scales). */
   {
     int E = 256, K = 8, H = 4096, I = 2048;
-    mimo_linear router = rand_dense(E, H, MIMO_DT_F32, 0.05f);
-    must(mimo_backend_upload_linear(g, &router), "upload");
+    mimo_linear router, proto[3];
+    mimo_linear *ex = moe_bench_layer(g, &router, proto);
     mimo_vec bias = {0, MIMO_DT_F32, NULL, NULL};
-    mimo_linear proto[3] = {rand_int4(I, H, 128, 0), rand_int4(I, H, 128, 0), rand_int4(H, I, 128, 0)};
-    mimo_linear *ex = xmalloc((size_t)E * 3 * sizeof *ex);
-    for (int e = 0; e < E; e++)
-      for (int p = 0; p < 3; p++) {
-        ex[e * 3 + p] = proto[p]; /* same host bits, a separate device copy each */
-        ex[e * 3 + p].dev = NULL;
-        must(mimo_backend_upload_linear(g, &ex[e * 3 + p]), "upload experts");
-      }
     double ebytes = lin_bytes(&proto[0]) + lin_bytes(&proto[1]) + lin_bytes(&proto[2]);
     int Ts[] = {1, 8, 32};
     float *xs = xmalloc((size_t)16 * 32 * H * 4);

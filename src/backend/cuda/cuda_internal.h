@@ -6,6 +6,8 @@
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 #include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
 
 #ifndef _Noreturn
 #define _Noreturn [[noreturn]]
@@ -91,6 +93,19 @@ mimo_status cu_fail(cu_ctx *c, const char *what, const char *msg, const char *fi
     if (MIMO_CUDA(c, x) != MIMO_OK)       \
       return MIMO_E_CUDA;                 \
   } while (0)
+
+/* A test switch (before/after in one run): starts as "environment variable var equals value", on >= 0 sets it;
+ * returns the value before the call. */
+static inline int cu_switch(int *state, const char *var, const char *value, int on) {
+  if (*state < 0) {
+    const char *e = getenv(var);
+    *state = e && !strcmp(e, value);
+  }
+  const int o = *state;
+  if (on >= 0)
+    *state = on;
+  return o;
+}
 
 static inline unsigned cdiv(long a, long b) { return (unsigned)((a + b - 1) / b); }
 

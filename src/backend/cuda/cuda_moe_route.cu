@@ -186,16 +186,7 @@ __global__ void __launch_bounds__(RT_WARPS * 32) k_router_route(const float *x, 
 
 /* Test hook and MIMO_CUDA_MOE_ROUTE=split: the router GEMV and k_route as two launches (before/after in one run). */
 static int split_route = -1;
-extern "C" int mimo_cuda_moe_route_split(int on) {
-  if (split_route < 0) {
-    const char *e = getenv("MIMO_CUDA_MOE_ROUTE");
-    split_route = e && !strcmp(e, "split");
-  }
-  const int o = split_route;
-  if (on >= 0)
-    split_route = on;
-  return o;
-}
+extern "C" int mimo_cuda_moe_route_split(int on) { return cu_switch(&split_route, "MIMO_CUDA_MOE_ROUTE", "split", on); }
 
 void cu_moe_route(cu_ctx *c, float *z, const float *x, int T, const cu_lin *router, const float *bias, int E, int K,
                   int norm, float scaling, int *sel, float *wts) {

@@ -250,16 +250,7 @@ __global__ void __launch_bounds__(TC_DN_WARPS * 32, MINB) k_tc_down(float *out, 
 
 /* Test hook and MIMO_CUDA_MOE_DECODE=fp32: the fp32 decode kernels instead (before/after in one run). */
 static int tc_off = -1;
-extern "C" int mimo_cuda_moe_decode_fp32(int on) {
-  if (tc_off < 0) {
-    const char *e = getenv("MIMO_CUDA_MOE_DECODE");
-    tc_off = e && !strcmp(e, "fp32");
-  }
-  const int o = tc_off;
-  if (on >= 0)
-    tc_off = on;
-  return o;
-}
+extern "C" int mimo_cuda_moe_decode_fp32(int on) { return cu_switch(&tc_off, "MIMO_CUDA_MOE_DECODE", "fp32", on); }
 
 /* Launch shapes (warps per up block, weight steps in flight, blocks per SM the registers are bounded for): the
  * first of each table is the default; the others are there to be measured (mimo_cuda_moe_tc_variant). */
