@@ -33,7 +33,7 @@ __device__ __forceinline__ const float *att_key(const att_p &a, int j, int g, in
   int dim = which ? a.V : a.D;
   if (j >= a.len)
     return (which ? a.v : a.k) + ((size_t)(j - a.len) * a.n_kv + g) * dim;
-  int slot = a.ring ? j % a.cap : j;
+  int slot = kv_slot(j, a.cap, a.ring);
   return (which ? a.vc : a.kc) + ((size_t)slot * a.n_kv + g) * dim;
 }
 
@@ -97,7 +97,7 @@ __global__ void __launch_bounds__(ATT_THREADS) k_attention(att_p a) {
 /* Appends tokens [first, T) of the step to the cache. */
 __global__ void k_kv_append(float *kc, float *vc, const float *k, const float *v, int first, int len, int cap, int ring,
                             int kd, int vd) {
-  const int t = first + blockIdx.y, p = len + t, slot = ring ? p % cap : p;
+  const int t = first + blockIdx.y, slot = kv_slot(len + t, cap, ring);
   for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < kd + vd; i += gridDim.x * blockDim.x) {
     if (i < kd)
       kc[(size_t)slot * kd + i] = k[(size_t)t * kd + i];
@@ -193,7 +193,7 @@ __global__ void __launch_bounds__(DEC_THREADS) k_attn_decode(dec_args a) {
   auto row_ptr = [&](int j, int isv) -> const float * {
     const int dim = isv ? V : D;
     if (j < a.len)
-      return (isv ? a.vc : a.kc) + ((size_t)(a.ring ? j % a.cap : j) * a.n_kv + g) * dim;
+      return (isv ? a.vc : a.kc) + ((size_t)kv_slot(j, a.cap, a.ring) * a.n_kv + g) * dim;
     return (isv ? a.v : a.k) + ((size_t)(j - a.len) * a.n_kv + g) * dim;
   };
   auto load_tile = [&](int tile, int buf) {
@@ -432,7 +432,7 @@ __global__ void __launch_bounds__(256) k_attn_combine(const float *part, float *
   const int R = blockIdx.x, g = blockIdx.y, tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
   const int h = g * G + R % G;
   if (ap.kc && R < ap.T && R >= ap.first) {
-    const int slot = ap.ring ? (ap.len + R) % ap.cap : ap.len + R;
+    const int slot = kv_slot(ap.len + R, ap.cap, ap.ring);
     const size_t src = (size_t)R * n_kv + g, dst = (size_t)slot * n_kv + g;
     for (int i = tid; i < ap.D + V; i += 256)
       if (i < ap.D)

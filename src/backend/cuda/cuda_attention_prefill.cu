@@ -111,7 +111,7 @@ __global__ void k_kv_to_16(const float *k, const float *v, const float *kc, cons
   const int isv = c >= D / 8, dim = isv ? V : D, off = (isv ? c - D / 8 : c) * 8;
   const float *src;
   if (j < len)
-    src = (isv ? vc : kc) + ((size_t)(ring ? j % cap : j) * n_kv + g) * dim;
+    src = (isv ? vc : kc) + ((size_t)kv_slot(j, cap, ring) * n_kv + g) * dim;
   else
     src = (isv ? v : k) + ((size_t)(j - len) * n_kv + g) * dim;
   const float4 x = *(const float4 *)(src + off), y = *(const float4 *)(src + off + 4);

@@ -107,6 +107,9 @@ static inline int cu_switch(int *state, const char *var, const char *value, int 
   return o;
 }
 
+/* The KV cache slot of position p (kv_cache.c's layout): full layers p, sliding layers a ring of cap slots. */
+__host__ __device__ __forceinline__ int kv_slot(int p, int cap, int ring) { return ring ? p % cap : p; }
+
 static inline unsigned cdiv(long a, long b) { return (unsigned)((a + b - 1) / b); }
 
 /* Temporaries (grown on demand; contents do not survive the next call). */
