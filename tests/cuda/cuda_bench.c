@@ -112,6 +112,7 @@ static mimo_linear *moe_bench_layer(mimo_backend *g, mimo_linear *router, mimo_l
 /* The tensor-core decode kernels' launch shapes (mimo_cuda_moe_tc_variant): each up variant with the default
  * down, then each down variant with the default up, at 1 and 8 tokens. Same weights and inputs as above. */
 int mimo_cuda_moe_tc_variant(int up, int dn, char *label, int n);
+int mimo_cuda_int4_tiled_off(int on);
 static void moe_tc_variants(mimo_backend *g, double bw) {
   int E = 256, K = 8, H = 4096, I = 2048;
   mimo_linear router, proto[3];
@@ -123,7 +124,7 @@ static void moe_tc_variants(mimo_backend *g, double bw) {
   float *dxs = to_dev(g, xs, (size_t)16 * 8 * H), *dout = g->alloc(g, (size_t)8 * H);
   const int nu = mimo_cuda_moe_tc_variant(-1, -1, NULL, 0), nd = mimo_cuda_moe_tc_variant(-2, -1, NULL, 0);
   for (int v = 0; v < nu + nd - 1; v++) {
-    char label[96];
+    char label[128];
     mimo_cuda_moe_tc_variant(v < nu ? v : 0, v < nu ? 0 : v - nu + 1, label, sizeof label);
     for (int T = 1; T <= 8; T += 7) {
       float ms[20];
@@ -205,6 +206,10 @@ int cuda_bench_main(int argc, char **argv) {
     int E = 256, K = 8, H = 4096, I = 2048;
     mimo_linear router, proto[3];
     mimo_linear *ex = moe_bench_layer(g, &router, proto);
+    mimo_cuda_int4_tiled_off(1); /* another such layer in the checkpoint's row-major order: before/after in one run */
+    mimo_linear router_r, proto_r[3];
+    mimo_linear *exr = moe_bench_layer(g, &router_r, proto_r);
+    mimo_cuda_int4_tiled_off(0);
     mimo_vec bias = {0, MIMO_DT_F32, NULL, NULL};
     double ebytes = lin_bytes(&proto[0]) + lin_bytes(&proto[1]) + lin_bytes(&proto[2]);
     int Ts[] = {1, 8, 32};
@@ -213,17 +218,21 @@ int cuda_bench_main(int argc, char **argv) {
     float *dxs = to_dev(g, xs, (size_t)16 * 32 * H), *dout = g->alloc(g, (size_t)32 * H);
     int *ids = xmalloc(32 * K * 4);
     /* each T with the fp32 kernels, on tensor cores with the router GEMV and the routing as two launches, then
-     * fused (before/after in one run) */
-    for (int ti = 0; ti < 9; ti++) {
+     * fused; then on tensor cores with the row-major layer (before/after in one run) */
+    for (int ti = 0; ti < 12; ti++) {
       int T = Ts[ti % 3], mode = ti / 3;
-      const char *path = mode == 0 ? "fp32" : mode == 1 ? "tensor cores, split routing" : "tensor cores";
+      const char *path = mode == 0   ? "fp32"
+                         : mode == 1 ? "tensor cores, split routing"
+                         : mode == 2 ? "tensor cores"
+                                     : "tensor cores, row-major weights";
+      mimo_linear *lx = mode == 3 ? exr : ex, *lr = mode == 3 ? &router_r : &router;
       mimo_cuda_moe_decode_fp32(mode == 0);
       mimo_cuda_moe_route_split(mode == 1);
       float ms[32];
       double uniq_sum = 0;
       for (int r = 0; r < 36; r++) {
         mimo_moe_args a = {.x = dxs + (size_t)(r % 16) * 32 * H, .out = dout, .T = T, .hidden = H, .inter = I,
-                           .n_experts = E, .top_k = K, .router = &router, .bias = &bias, .experts = ex,
+                           .n_experts = E, .top_k = K, .router = lr, .bias = &bias, .experts = lx,
                            .norm_topk = true, .scaling = 1.0f};
         if (r < 16) { /* untimed: count distinct experts per input set */
           a.ids_out = ids;
@@ -249,7 +258,7 @@ int cuda_bench_main(int argc, char **argv) {
       mimo_cuda_moe_events(ev);
       for (int r = 0; r < 20; r++) {
         mimo_moe_args a = {.x = dxs + (size_t)(r % 16) * 32 * H, .out = dout, .T = T, .hidden = H, .inter = I,
-                           .n_experts = E, .top_k = K, .router = &router, .bias = &bias, .experts = ex,
+                           .n_experts = E, .top_k = K, .router = lr, .bias = &bias, .experts = lx,
                            .norm_topk = true, .scaling = 1.0f};
         g->moe(g, &a);
         CK(cudaEventSynchronize(ev[4]));
@@ -267,6 +276,16 @@ int cuda_bench_main(int argc, char **argv) {
              path, T, t * 1e3, b / 1e6, b / (t * 1e-3) / 1e9, 100.0 * b / (t * 1e-3) / bw,
              100.0 * (b + rb) / (t * 1e-3) / bw);
     }
+    free(ex);
+    free(exr);
+    for (int p = 0; p < 3; p++) {
+      free_lin(&proto[p]);
+      free_lin(&proto_r[p]);
+    }
+    free_lin(&router);
+    free_lin(&router_r);
+    free(xs);
+    free(ids);
   }
   mimo_cuda_moe_decode_fp32(0);
   mimo_cuda_moe_route_split(0);

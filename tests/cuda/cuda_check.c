@@ -259,6 +259,38 @@ static void check_attention(mimo_backend *c, mimo_backend *g) {
   }
 }
 
+int mimo_cuda_moe_tc_variant(int up, int dn, char *label, int n);
+int mimo_cuda_int4_tiled_off(int on);
+/* One MoE call on both backends with fresh inputs: outputs compared (relative error <= tol) when the ids agree. */
+static void moe_case(mimo_backend *c, mimo_backend *g, mimo_linear *router, mimo_vec *bv, mimo_linear *ex, int E, int K,
+                     int H, int I, int T, const char *name, double tol) {
+  float *x = xmalloc((size_t)T * H * 4), *oc = xmalloc((size_t)T * H * 4), *og = xmalloc((size_t)T * H * 4);
+  int *idc = xmalloc((size_t)T * K * 4), *idg = xmalloc((size_t)T * K * 4);
+  fill(x, (size_t)T * H, 1.0f);
+  mimo_moe_args a = {.x = x, .out = oc, .T = T, .hidden = H, .inter = I, .n_experts = E, .top_k = K,
+                     .router = router, .bias = bv, .experts = ex, .norm_topk = true, .scaling = 1.0f,
+                     .ids_out = idc};
+  c->moe(c, &a);
+  float *dx = to_dev(g, x, (size_t)T * H), *dout = g->alloc(g, (size_t)T * H);
+  mimo_cuda_poison(g, dout, (size_t)T * H);
+  a.x = dx;
+  a.out = dout;
+  a.ids_out = idg;
+  g->moe(g, &a);
+  from_dev(g, og, dout, (size_t)T * H);
+  int same = memcmp(idc, idg, (size_t)T * K * 4) == 0;
+  char buf[256];
+  snprintf(buf, sizeof buf, "%s (ids %s)", name, same ? "equal" : "DIFFER");
+  report(buf, same ? relerr(og, oc, (size_t)T * H) : INFINITY, tol);
+  g->release(g, dx);
+  g->release(g, dout);
+  free(x);
+  free(oc);
+  free(og);
+  free(idc);
+  free(idg);
+}
+
 static void check_moe(mimo_backend *c, mimo_backend *g) {
   struct { int E, K, H, I, fmt, group, asym; } cf[] = {
       {16, 4, 256, 128, 0, 32, 0}, {16, 4, 256, 128, 0, 16, 1}, {32, 8, 512, 256, 1, 0, 0}, {64, 8, 1024, 512, 0, 128, 1},
@@ -289,33 +321,44 @@ static void check_moe(mimo_backend *c, mimo_backend *g) {
         continue;
       mimo_cuda_moe_decode_fp32(fp32);
       mimo_cuda_moe_route_split(T == 3); /* router GEMV + routing as two launches; T <= 8 fuse them otherwise */
-      float *x = xmalloc((size_t)T * H * 4), *oc = xmalloc((size_t)T * H * 4), *og = xmalloc((size_t)T * H * 4);
-      int *idc = xmalloc((size_t)T * K * 4), *idg = xmalloc((size_t)T * K * 4);
-      fill(x, (size_t)T * H, 1.0f);
-      mimo_moe_args a = {.x = x, .out = oc, .T = T, .hidden = H, .inter = I, .n_experts = E, .top_k = K,
-                         .router = &router, .bias = &bv, .experts = ex, .norm_topk = true, .scaling = 1.0f,
-                         .ids_out = idc};
-      c->moe(c, &a);
-      float *dx = to_dev(g, x, (size_t)T * H), *dout = g->alloc(g, (size_t)T * H);
-      mimo_cuda_poison(g, dout, (size_t)T * H);
-      a.x = dx;
-      a.out = dout;
-      a.ids_out = idg;
-      g->moe(g, &a);
-      from_dev(g, og, dout, (size_t)T * H);
-      int same = memcmp(idc, idg, (size_t)T * K * 4) == 0;
-      char buf[128];
-      snprintf(buf, sizeof buf, "moe %s E%d top%d %dx%d g%d T=%d%s%s (ids %s)",
+      char name[96];
+      snprintf(name, sizeof name, "moe %s E%d top%d %dx%d g%d T=%d%s%s",
                cf[k].fmt ? "bf16" : cf[k].asym ? "int4-asym" : "int4-sym", E, K, H, I, cf[k].group, T,
-               fp32 ? " fp32 kernels" : "", T == 3 ? " split routing" : "", same ? "equal" : "DIFFER");
-      report(buf, same ? relerr(og, oc, (size_t)T * H) : INFINITY, 1e-5);
-      g->release(g, dx);
-      g->release(g, dout);
-      free(x);
-      free(oc);
-      free(og);
-      free(idc);
-      free(idg);
+               fp32 ? " fp32 kernels" : "", T == 3 ? " split routing" : "");
+      moe_case(c, g, &router, &bv, ex, E, K, H, I, T, name, 1e-5);
+    }
+    /* every launch shape of the tensor-core decode kernels (mimo_cuda_moe_tc_variant), at 1 and 8 tokens */
+    const int nu = mimo_cuda_moe_tc_variant(-1, -1, NULL, 0), nd = mimo_cuda_moe_tc_variant(-2, -1, NULL, 0);
+    for (int v = 1; !cf[k].fmt && cf[k].group % 128 == 0 && H * I <= 4096 * 2048 && v < nu + nd - 1; v++) {
+      char label[96], name[192];
+      mimo_cuda_moe_tc_variant(v < nu ? v : 0, v < nu ? 0 : v - nu + 1, label, sizeof label);
+      for (int T = 1; T <= 8; T += 7) {
+        snprintf(name, sizeof name, "moe int4 E%d top%d %dx%d g%d T=%d [%s]", E, K, H, I, cf[k].group, T, label);
+        moe_case(c, g, &router, &bv, ex, E, K, H, I, T, name, 1e-5);
+      }
+    }
+    mimo_cuda_moe_tc_variant(0, 0, NULL, 0);
+    /* the same experts again in the checkpoint's row-major order (mimo_cuda_int4_tiled_off): decode on tensor
+     * cores and with the fp32 kernels, and the grouped prefill (48 tokens: activations in bf16, so the bf16
+     * paths' bound) */
+    if (!cf[k].fmt && cf[k].group % 128 == 0 && H * I <= 4096 * 2048) {
+      mimo_linear *er = xmalloc((size_t)E * 3 * sizeof *er);
+      mimo_cuda_int4_tiled_off(1);
+      for (int e = 0; e < 3 * E; e++) {
+        er[e] = ex[e];
+        er[e].dev = NULL;
+        must(mimo_backend_upload_linear(g, &er[e]), "upload");
+      }
+      mimo_cuda_int4_tiled_off(0);
+      const int Tr[] = {1, 8, 1, 48};
+      for (int i = 0; i < 4; i++) {
+        char name[128];
+        mimo_cuda_moe_decode_fp32(i == 2);
+        snprintf(name, sizeof name, "moe int4 E%d top%d %dx%d g%d T=%d row-major%s", E, K, H, I, cf[k].group, Tr[i],
+                 i == 2 ? " fp32 kernels" : "");
+        moe_case(c, g, &router, &bv, er, E, K, H, I, Tr[i], name, Tr[i] == 48 ? 1e-2 : 1e-5);
+      }
+      free(er); /* shares the host arrays of ex; the device copies go with the backend */
     }
     mimo_cuda_moe_decode_fp32(0);
     mimo_cuda_moe_route_split(0);

@@ -23,8 +23,10 @@ enum { CU_BF16 = 0, CU_F32 = 1, CU_F16 = 2, CU_INT4 = 3 };
 typedef struct cu_lin {
   int fmt, out, in, group;
   const void *w;         /* dense [out][in] */
-  const uint4 *q;        /* int4 [out][in/32] x 16 bytes: 32 elements of a row, nibble c%8 of word c/8 */
-  const uint32_t *sz;    /* int4 [out][in/group]: bf16 scale in the high half, offset (8 + zero point) low */
+  const uint4 *q;        /* int4: 16-byte words of 32 elements of a row (nibble c%8 of 32-bit word c/8), see q4_idx */
+  const uint32_t *sz;    /* int4 [out][in/group]: bf16 scale in the high half; the offset o subtracted from each
+                          * nibble (the zero point, or 8 when symmetric) in the low byte */
+  int tiled;             /* int4 words and scale words in the tiled order (q4_idx, sz_idx) */
   void *table;           /* MoE: device array of this layer's experts (on experts[0] only) */
 } cu_lin;
 
@@ -132,10 +134,12 @@ bool cu_moe_grouped_fits(const mimo_moe_args *a, int n_local);
 void cu_moe_grouped(mimo_backend *be, const mimo_moe_args *a, const cu_lin *tab, const int *sel, const float *wts,
                     int e0, int n_local);
 /* cuda_moe_tc.cu: int4 decode experts on tensor cores (groups of 128k, H and I multiples of 128), after
- * the routing. xh: T·H floats of scratch, hh: T·K·I floats (pair8 layouts, see the file). */
-bool cu_moe_tc_fits(const cu_lin *L0, int H, int I);
-void cu_moe_tc(cu_ctx *c, float *out, void *hh, void *xh, const float *x, const cu_lin *tab, const int *sel,
-               const float *wts, int T, int K, int I, int H, int group);
+ * the routing. hf: T·K·I floats; hrec, xrec: cu_moe_tc_scratch bytes (8-bit step records, see the file). */
+bool cu_moe_tc_fits(const cu_lin *L0, int H, int I, int K);
+void cu_moe_tc(cu_ctx *c, float *out, float *hf, void *hrec, void *xrec, const float *x, const cu_lin *tab,
+               const int *sel, const float *wts, int T, int K, int I, int H, int group, bool tiled);
+/* Bytes of the tensor-core decode's 8-bit step records of n vectors of len inputs (x: n = T; h: n = T·K). */
+size_t cu_moe_tc_scratch(int n, int len);
 /* cuda_profile.cu: MIMO_CUDA_PROFILE=1 wraps the op table with timing events; flush after each download's
  * wait, report (stderr) and free at the backend's end. */
 typedef struct cu_prof cu_prof;
@@ -173,6 +177,19 @@ __device__ __forceinline__ void cp4(void *dst, const void *src) {
 __device__ __forceinline__ void cp_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
 /* Waits until at most N of this thread's committed groups are still in flight. */
 template <int N> __device__ __forceinline__ void cp_wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory"); }
+
+/* Where int4 word j (inputs 32j..32j+31) of row r and the scale word of row r, group gi, sit. Row-major (the
+ * checkpoint's order), or tiled when in % 128 == 0 and out % 16 == 0: [16-row tile][128-input step][row % 16 >= 8]
+ * [row % 8][j % 4] words and [tile][group][row % 16] scale words, so that one step of a 16-row tile is 1 KB
+ * contiguous and a warp's load of rows g, g + 8 two 512-byte runs (the decode kernels stream tiles; in the
+ * checkpoint's order a step is 16 pieces of 64 B at a row's stride, which the DRAM serves at ~15 % less). */
+__host__ __device__ __forceinline__ size_t q4_idx(bool tiled, int n16, int r, int j) {
+  return tiled ? ((size_t)(r >> 4) * (n16 >> 2) + (j >> 2)) * 64 + ((r >> 3) & 1) * 32 + (r & 7) * 4 + (j & 3)
+               : (size_t)r * n16 + j;
+}
+__host__ __device__ __forceinline__ size_t sz_idx(bool tiled, int groups, int r, int gi) {
+  return tiled ? ((size_t)(r >> 4) * groups + gi) * 16 + (r & 15) : (size_t)r * groups + gi;
+}
 
 __device__ __forceinline__ float bf16_lo(uint32_t w) { return __uint_as_float(w << 16); }
 __device__ __forceinline__ float bf16_hi(uint32_t w) { return __uint_as_float(w & 0xffff0000u); }
@@ -239,7 +256,7 @@ template <int FMT> __device__ __forceinline__ float warp_dot_dense(const cu_lin 
  * gives u − o exactly; the group's scale multiplies the 8-weight partial sum. */
 __device__ __forceinline__ float int4_word(uint32_t w, uint32_t sz, const float *x) {
   const float4 x0 = *(const float4 *)x, x1 = *(const float4 *)(x + 4);
-  const float base = __uint_as_float(0x4b000000u | (sz & 0xffffu));
+  const float base = __uint_as_float(0x4b000000u | (sz & 0xffu));
 #define MIMO_NIB(i) (__uint_as_float(0x4b000000u | ((w >> (4 * (i))) & 15u)) - base)
   float d = MIMO_NIB(0) * x0.x;
   d = fmaf(MIMO_NIB(1), x0.y, d);
@@ -255,27 +272,26 @@ __device__ __forceinline__ float int4_word(uint32_t w, uint32_t sz, const float 
 
 __device__ __forceinline__ float warp_dot_int4(const cu_lin &L, int r, const float *x, int lane) {
   const int n16 = L.in / 32, groups = L.in / L.group;
-  const uint4 *q = L.q + (size_t)r * n16;
-  const uint32_t *sz = L.sz + (size_t)r * groups;
+  const bool tl = L.tiled;
+  const uint32_t *sz = L.sz;
+#define MIMO_SZ(k) __ldg(sz + sz_idx(tl, groups, r, (k) / L.group))
   float acc = 0.f;
   int i = lane;
   for (; i + 32 < n16; i += 64) { /* two 16-byte loads in flight per lane */
-    uint4 a = __ldg(q + i), b = __ldg(q + i + 32);
+    uint4 a = __ldg(L.q + q4_idx(tl, n16, r, i)), b = __ldg(L.q + q4_idx(tl, n16, r, i + 32));
     int ka = i * 32, kb = (i + 32) * 32;
-    acc += int4_word(a.x, __ldg(sz + ka / L.group), x + ka) + int4_word(a.y, __ldg(sz + (ka + 8) / L.group), x + ka + 8) +
-           int4_word(a.z, __ldg(sz + (ka + 16) / L.group), x + ka + 16) +
-           int4_word(a.w, __ldg(sz + (ka + 24) / L.group), x + ka + 24);
-    acc += int4_word(b.x, __ldg(sz + kb / L.group), x + kb) + int4_word(b.y, __ldg(sz + (kb + 8) / L.group), x + kb + 8) +
-           int4_word(b.z, __ldg(sz + (kb + 16) / L.group), x + kb + 16) +
-           int4_word(b.w, __ldg(sz + (kb + 24) / L.group), x + kb + 24);
+    acc += int4_word(a.x, MIMO_SZ(ka), x + ka) + int4_word(a.y, MIMO_SZ(ka + 8), x + ka + 8) +
+           int4_word(a.z, MIMO_SZ(ka + 16), x + ka + 16) + int4_word(a.w, MIMO_SZ(ka + 24), x + ka + 24);
+    acc += int4_word(b.x, MIMO_SZ(kb), x + kb) + int4_word(b.y, MIMO_SZ(kb + 8), x + kb + 8) +
+           int4_word(b.z, MIMO_SZ(kb + 16), x + kb + 16) + int4_word(b.w, MIMO_SZ(kb + 24), x + kb + 24);
   }
   for (; i < n16; i += 32) {
-    uint4 a = __ldg(q + i);
+    uint4 a = __ldg(L.q + q4_idx(tl, n16, r, i));
     int ka = i * 32;
-    acc += int4_word(a.x, __ldg(sz + ka / L.group), x + ka) + int4_word(a.y, __ldg(sz + (ka + 8) / L.group), x + ka + 8) +
-           int4_word(a.z, __ldg(sz + (ka + 16) / L.group), x + ka + 16) +
-           int4_word(a.w, __ldg(sz + (ka + 24) / L.group), x + ka + 24);
+    acc += int4_word(a.x, MIMO_SZ(ka), x + ka) + int4_word(a.y, MIMO_SZ(ka + 8), x + ka + 8) +
+           int4_word(a.z, MIMO_SZ(ka + 16), x + ka + 16) + int4_word(a.w, MIMO_SZ(ka + 24), x + ka + 24);
   }
+#undef MIMO_SZ
   return warp_sum(acc);
 }
 

@@ -9,7 +9,7 @@
  * int4 weights are repacked at load, on the GPU: the nibbles keep the checkpoint's
  * row-major K order (16 bytes = 32 consecutive weights of a row, what the GEMV
  * lane reads), and scale and zero point become one 32-bit word per (row, group):
- * bf16 scale high, offset 8 + zp low — one load gives both. */
+ * bf16 scale high, offset low — one load gives both (layout in cuda_internal.h). */
 #include <stdlib.h>
 
 #include "backend/cuda/cuda_internal.h"
@@ -18,7 +18,16 @@ enum { GEMV_ROWS = 8, SMALL_T = 4 };
 
 /* ---- load ---- */
 
-__global__ void k_repack_sz(uint32_t *sz, const void *scale, int scale_dt, const uint32_t *zero, int out, int groups) {
+/* The checkpoint's row-major int4 words into the tiled order (q4_idx). */
+__global__ void k_tile_q4(uint4 *q, const uint4 *src, int out, int n16) {
+  long i = blockIdx.x * (long)blockDim.x + threadIdx.x;
+  if (i >= (long)out * n16)
+    return;
+  q[q4_idx(true, n16, (int)(i / n16), (int)(i % n16))] = src[i];
+}
+
+__global__ void k_repack_sz(uint32_t *sz, const void *scale, int scale_dt, const uint32_t *zero, int out, int groups,
+                            bool tiled) {
   long i = blockIdx.x * (long)blockDim.x + threadIdx.x;
   if (i >= (long)out * groups)
     return;
@@ -34,8 +43,13 @@ __global__ void k_repack_sz(uint32_t *sz, const void *scale, int scale_dt, const
   /* Round the scale to bf16 (exact for the checkpoint's bf16 scales). */
   uint32_t b = __float_as_uint(s);
   b = (b + 0x7fffu + ((b >> 16) & 1u)) & 0xffff0000u;
-  sz[i] = b | off;
+  sz[sz_idx(tiled, groups, r, g)] = b | off;
 }
+
+/* Test hook and MIMO_CUDA_INT4_TILED=off: int4 weights uploaded after this keep the checkpoint's row-major order
+ * (before/after in one run). */
+static int tiled_off = -1;
+extern "C" int mimo_cuda_int4_tiled_off(int on) { return cu_switch(&tiled_off, "MIMO_CUDA_INT4_TILED", "off", on); }
 
 static int cu_fmt(mimo_dtype dt) {
   return dt == MIMO_DT_BF16 ? CU_BF16 : dt == MIMO_DT_F16 ? CU_F16 : dt == MIMO_DT_F32 ? CU_F32 : -1;
@@ -84,20 +98,28 @@ mimo_status cu_upload_linear(mimo_backend *be, mimo_linear *W) {
     int groups = W->in / W->group;
     size_t qb = (size_t)W->out * W->in / 2, sb = (size_t)W->out * groups * mimo_dtype_size(W->scale_dt),
            zb = W->zero ? (size_t)((W->out + 7) / 8) * groups * 4 : 0;
+    L->tiled = W->in % 128 == 0 && W->out % 16 == 0 && !mimo_cuda_int4_tiled_off(-1);
     void *q = cu_arena(c, qb);
     uint32_t *sz = (uint32_t *)cu_arena(c, (size_t)W->out * groups * 4);
-    char *tmp = (char *)cu_tmp(c, sb + zb + 256);
+    const size_t qt = L->tiled ? (qb + 255) & ~(size_t)255 : 0; /* the row-major words, before tiling */
+    char *tmp = (char *)cu_tmp(c, qt + sb + zb + 512);
     if (!q || !sz || !tmp)
       return MIMO_E_NOMEM;
-    MIMO_CUDA_TRY(c, cudaMemcpy(q, W->packed, qb, cudaMemcpyHostToDevice));
-    MIMO_CUDA_TRY(c, cudaMemcpyAsync(tmp, W->scale, sb, cudaMemcpyHostToDevice, c->st));
+    MIMO_CUDA_TRY(c, cudaMemcpyAsync(L->tiled ? tmp : q, W->packed, qb, cudaMemcpyHostToDevice, c->st));
+    if (L->tiled) {
+      k_tile_q4<<<cdiv((long)W->out * (W->in / 32), 256), 256, 0, c->st>>>((uint4 *)q, (const uint4 *)tmp, W->out,
+                                                                            W->in / 32);
+      MIMO_CUDA_TRY(c, cudaGetLastError());
+    }
+    char *st = tmp + qt;
+    MIMO_CUDA_TRY(c, cudaMemcpyAsync(st, W->scale, sb, cudaMemcpyHostToDevice, c->st));
     uint32_t *zd = NULL;
     if (zb) {
-      zd = (uint32_t *)(tmp + ((sb + 255) & ~(size_t)255));
+      zd = (uint32_t *)(st + ((sb + 255) & ~(size_t)255));
       MIMO_CUDA_TRY(c, cudaMemcpyAsync(zd, W->zero, zb, cudaMemcpyHostToDevice, c->st));
     }
     long n = (long)W->out * groups;
-    k_repack_sz<<<cdiv(n, 256), 256, 0, c->st>>>(sz, tmp, sfmt, zd, W->out, groups);
+    k_repack_sz<<<cdiv(n, 256), 256, 0, c->st>>>(sz, st, sfmt, zd, W->out, groups, L->tiled);
     MIMO_CUDA_TRY(c, cudaGetLastError());
     MIMO_CUDA_TRY(c, cudaStreamSynchronize(c->st)); /* tmp is reused by the next upload */
     L->q = (const uint4 *)q;
@@ -205,9 +227,9 @@ __global__ void k_dequant(float *o, cu_lin L, int r0, int rows) {
   int groups = L.in / L.group;
   for (long i = blockIdx.x * (long)blockDim.x + threadIdx.x; i < n; i += (long)gridDim.x * blockDim.x) {
     int r = (int)(i / (L.in / 8)), w8 = (int)(i % (L.in / 8));
-    uint32_t w = ((const uint32_t *)L.q)[(size_t)(r0 + r) * (L.in / 8) + w8];
-    uint32_t sz = L.sz[(size_t)(r0 + r) * groups + (w8 * 8) / L.group];
-    float s = __uint_as_float(sz & 0xffff0000u), off = (float)(sz & 0xffffu);
+    uint32_t w = ((const uint32_t *)(L.q + q4_idx(L.tiled, L.in / 32, r0 + r, w8 >> 2)))[w8 & 3];
+    uint32_t sz = L.sz[sz_idx(L.tiled, groups, r0 + r, (w8 * 8) / L.group)];
+    float s = __uint_as_float(sz & 0xffff0000u), off = (float)(sz & 0xffu);
     float *d = o + (size_t)r * L.in + w8 * 8;
 #pragma unroll
     for (int j = 0; j < 8; j++)

@@ -69,7 +69,7 @@ __device__ __forceinline__ void q4_accum(float (&acc)[NR], const uint4 (&w)[NR],
 #pragma unroll
     for (int r = 0; r < NR; r++) {
       const uint32_t q = wd == 0 ? w[r].x : wd == 1 ? w[r].y : wd == 2 ? w[r].z : w[r].w, sz = s[r][wd];
-      const float base = __uint_as_float(0x4b000000u | (sz & 0xffffu));
+      const float base = __uint_as_float(0x4b000000u | (sz & 0xffu));
       /* even nibbles in lo's bytes, odd in hi's; one byte permute per weight then makes the float 2^23 + n
        * (byte k of v, zeros, 0x4b): 2 integer ops per 8 weights plus 8 permutes instead of ~15 shifts/masks */
       const uint32_t lo = q & 0x0f0f0f0fu, hi = (q >> 4) & 0x0f0f0f0fu;
@@ -93,14 +93,13 @@ template <bool G32>
 __device__ __forceinline__ void q4_load(uint4 &w, uint32_t (&s)[4], const cu_lin &L, int row, int j, int n16,
                                         int groups, int gshift) {
   if (row >= 0 && j < n16) {
-    w = __ldg(L.q + (size_t)row * n16 + j);
-    const uint32_t *sz = L.sz + (size_t)row * groups;
+    w = __ldg(L.q + q4_idx(L.tiled, n16, row, j));
     if (G32) {
-      s[0] = s[1] = s[2] = s[3] = __ldg(sz + ((j * 32) >> gshift));
+      s[0] = s[1] = s[2] = s[3] = __ldg(L.sz + sz_idx(L.tiled, groups, row, (j * 32) >> gshift));
     } else {
 #pragma unroll
       for (int i = 0; i < 4; i++)
-        s[i] = __ldg(sz + ((j * 32 + i * 8) >> gshift));
+        s[i] = __ldg(L.sz + sz_idx(L.tiled, groups, row, (j * 32 + i * 8) >> gshift));
     }
   } else {
     w = make_uint4(0, 0, 0, 0);
@@ -194,6 +193,7 @@ __global__ void __launch_bounds__(Q4_WARPS * 32, G32 ? 2 : 1) k_moe_down_q4(floa
     sw[threadIdx.x] = wts[t * K + threadIdx.x];
   }
   const int group = tab[2].group, n16 = I / 32, groups = I / group, steps = (n16 + 31) / 32, IP = perm_len(I);
+  const int tiled = tab[2].tiled; /* every expert of a layer has the same shape, so the same layout */
   __syncthreads();
   /* The (slot, row-word block) passes of this warp run as one software pipeline: the next pass's weight loads
    * are issued before the current pass's arithmetic (two register buffers), so a warp keeps a DRAM round trip
@@ -212,6 +212,7 @@ __global__ void __launch_bounds__(Q4_WARPS * 32, G32 ? 2 : 1) k_moe_down_q4(floa
     cu_lin D;
     D.q = sq[k];
     D.sz = ssz[k];
+    D.tiled = tiled;
 #pragma unroll
     for (int c = 0; c < CH; c++)
 #pragma unroll
@@ -347,10 +348,12 @@ void cu_moe(mimo_backend *be, mimo_moe_args *a) {
   const bool q4 = L0->fmt == CU_INT4 && q4_fast_ok(L0, H, I) &&
                   ((const cu_lin *)a->experts[1].dev)->group == L0->group &&
                   ((const cu_lin *)a->experts[2].dev)->group == L0->group;
-  const bool tc = !grouped && q4 && cu_moe_tc_fits(L0, H, I); /* tensor-core decode (cuda_moe_tc.cu) */
+  const bool tc = !grouped && q4 && cu_moe_tc_fits(L0, H, I, K); /* tensor-core decode (cuda_moe_tc.cu) */
   float *z = cu_alloc(be, cu_moe_route_scratch(T, E)), *w = cu_alloc(be, (size_t)T * K), *selb = cu_alloc(be, (size_t)T * K),
-        *hb = grouped ? NULL : cu_alloc(be, (size_t)T * K * perm_len(I)), *xh = tc ? cu_alloc(be, (size_t)T * H) : NULL;
-  if (!z || !w || !selb || (!grouped && !hb) || (tc && !xh)) {
+        *hb = grouped ? NULL : cu_alloc(be, (size_t)T * K * perm_len(I)),
+        *xh = tc ? cu_alloc(be, cdiv(cu_moe_tc_scratch(T, H), 4)) : NULL,
+        *hr = tc ? cu_alloc(be, cdiv(cu_moe_tc_scratch(T * K, I), 4)) : NULL;
+  if (!z || !w || !selb || (!grouped && !hb) || (tc && (!xh || !hr))) {
     cu_fail(c, "moe", "out of GPU memory for scratch", __FILE__, __LINE__);
   } else {
     int *sel = (int *)selb;
@@ -381,7 +384,7 @@ void cu_moe(mimo_backend *be, mimo_moe_args *a) {
       break;
     case -2:
       if (tc) {
-        cu_moe_tc(c, a->out, hb, xh, a->x, tab, xsel, xw, T, K, I, H, L0->group);
+        cu_moe_tc(c, a->out, hb, hr, xh, a->x, tab, xsel, xw, T, K, I, H, L0->group, L0->tiled);
         moe_mark(c, 4);
       } else {
         experts_q4(c, a->out, hb, a->x, tab, xsel, xw, T, K, I, H, L0->group);
@@ -404,4 +407,5 @@ void cu_moe(mimo_backend *be, mimo_moe_args *a) {
   cu_release(be, selb);
   cu_release(be, hb);
   cu_release(be, xh);
+  cu_release(be, hr);
 }

@@ -258,15 +258,17 @@ __global__ void __launch_bounds__(64 * WN, WN == 4 ? 2 : 1) k_gg(const gg_args p
   const int ac = tid & 7, bn = tid % BN, bh = tid / BN;
   const uint4 *qsrc = NULL;
   const uint32_t *ssrc = NULL;
-  int grp = 32;
-  bool qok = false;
+  int grp = 32, qrow = 0;
+  bool qok = false, qtl = false;
   if constexpr (Q4) {
     const cu_lin *L = UP ? tb + (bn < BN / 2 ? 0 : 1) : tb + 2;
     const int wr = n0 + (UP ? bn % (BN / 2) : bn);
     qok = wr < Nd;
     grp = L->group;
-    qsrc = L->q + (size_t)(qok ? wr : 0) * nk32 + bh;
-    ssrc = L->sz + (size_t)(qok ? wr : 0) * (Kd / grp);
+    qrow = qok ? wr : 0;
+    qtl = L->tiled;
+    qsrc = L->q;
+    ssrc = L->sz;
   }
 
   auto load = [&](int sb, int kt) {
@@ -282,8 +284,8 @@ __global__ void __launch_bounds__(64 * WN, WN == 4 ? 2 : 1) k_gg(const gg_args p
     }
     if constexpr (Q4) {
       if (kb + bh < nk32 && qok) {
-        cp16(sB + (bh * BN + bn) * 16, qsrc + kb);
-        cp4(sB + C::B_B + (bh * BN + bn) * 4, ssrc + (kb + bh) * 32 / grp);
+        cp16(sB + (bh * BN + bn) * 16, qsrc + q4_idx(qtl, nk32, qrow, kb + bh));
+        cp4(sB + C::B_B + (bh * BN + bn) * 4, ssrc + sz_idx(qtl, Kd / grp, qrow, (kb + bh) * 32 / grp));
       }
     } else {
 #pragma unroll

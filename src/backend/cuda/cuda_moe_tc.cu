@@ -1,21 +1,21 @@
-/* int4 MoE decode on tensor cores (few tokens a step; groups that are multiples of 128).
+/* int4 MoE decode on integer tensor cores (few tokens a step; groups that are multiples of 128).
  *
- * Why: the fp32 decode kernels of cuda_moe.cu spend ~3 instructions per weight (nibble permute, subtract,
- * FMA) and sit at ~1.3–1.5 TB/s on an H200 whatever their memory pipelining (docs/cuda.md, round 3): they are
- * bound by instruction issue. Here a pair of weights costs one LOP3 (nibbles i and i+4 into the halves of an
- * f16x2 as 1024 + n, exact) and one HADD2 (minus 1024 + zero point, exact: |n − z| ≤ 15), and mma.m16n8k16
- * does the products: ~1.1 instructions per weight.
+ * Why (docs/cuda.md, round 5): the fp16 tensor-core kernels spent ~145 warp-instructions per 16 rows × 128 inputs
+ * of one matrix (nibble → fp16 dequantisation alone 72), so with the few warps a decode step has per SM they were
+ * bound by instruction issue and latency, not DRAM. Here the weights go into mma.m16n8k32 as they are: one LOP3
+ * takes the even nibbles of a 32-bit word as four u8 (q & 0x0f0f0f0f), a shift and a LOP3 the odd ones, and the
+ * activations come as signed 8-bit limbs: 3 instructions per 8 weights and 4 mmas per step instead of 72 + 8.
  *
- * Accuracy as fp32: the activations go in as two fp16 columns of the mma's B operand, x_hi = fp16(x) and
- * x_lo = fp16(x − x_hi) (22 significant bits), the weights are exact small integers, the mma accumulates in
- * fp32, and the group scale multiplies each 128-column block's fp32 sum (one step = one block of 128 inputs,
- * inside one scale group). Columns 2..7 of B are zero.
+ * Exact arithmetic: per 128-input step (one scale group or a part of one) x is scaled by the power of two s with
+ * max|x| / s <= 127 and written as s·(l0 + l1/128 + l2/128²), l0 in [-127, 127], l1, l2 in [-64, 64] (22
+ * significant bits relative to the step's largest input, as fp16 hi + lo did). The limbs are the B operand's
+ * columns 0..2; the mma sums n·l exactly in int32; the zero point comes off as o·Σl (Σl per step, precomputed);
+ * the step's sum is converted to fp32 once and multiplied by the weight group's scale and s.
  *
- * Fragments: thread (g = lane/4, t = lane%4) loads 16 bytes (32 inputs) of rows g and g+8 of its warp's 16-row
- * tile, word 4·step + t, so a step covers 128 inputs of 16 rows. In an mma the order of k is free as long as A
- * and B agree: for sub-word w (inputs 8w..8w+7 of the thread's word) the first mma takes the pairs (0,4) and
- * (1,5), the second (2,6) and (3,7), and B is stored per 8 inputs as those four pairs ("pair8" layout:
- * [column hi|lo][k/8] of uint4), written by k_tc_split (x) and by the gate+up epilogue (h). */
+ * Fragments (m16n8k32, 8-bit): thread (g = lane/4, t = lane%4) holds for rows g and g+8 the k-slots 4t..4t+3 and
+ * 16+4t..16+4t+3; it loads word t of the step (32 inputs) of rows g and g+8, and sub-word w (inputs 8w..8w+7 of the
+ * word) is one mma: its even nibbles in slots 4t.., its odd ones in 16+4t... B stores each limb column in that
+ * order: byte (4t + w)·8 + j holds input 32t + 8w + (j < 4 ? 2j : 2(j − 4) + 1). Columns 3..7 are zero. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <stdio.h>
@@ -23,218 +23,259 @@
 
 #include "backend/cuda/cuda_internal.h"
 
-/* Up: a block is one 16-row tile of gate and up for one (token, slot), its warps (4 by default) splitting the H
- * inputs into contiguous step ranges (one tile per warp left 1024 warps at one token: under one wave, each
- * walking 32 steps behind its own loads). Down: a block is 16 output rows of one token, warp w takes slots
- * w, w + TC_DN_WARPS, ... over all of I. Each warp copies the B operand of its steps into shared memory first
- * (cp.async), so no step waits on an L2 round trip for activations; weights run DEPTH steps ahead in registers. */
-enum { TC_ROWS = 16, TC_DN_WARPS = 8, TC_UP_MAXW = 8 };
+enum {
+  TC_ROWS = 16,
+  TC_COL = 144,               /* bytes per limb column of a step: 128 + 16 so lanes g = 0..2 hit distinct banks */
+  TC_REC = 3 * TC_COL + 32,   /* a step's B record: 3 limb columns, then (Σ-term, scale) for each t */
+  TC_SMEM_MAX = 96 * 1024     /* two blocks per SM on A100 (164 KB) and H100 (228 KB) */
+};
 
-__device__ __forceinline__ void mma_f16(float (&d)[4], uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3, uint32_t b0,
-                                        uint32_t b1) {
-  asm("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
-      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+/* d += A·B, A 16×32 u8 (rows g, g+8), B 32×8 s8, int32 accumulators. */
+__device__ __forceinline__ void mma_u8s8(int (&d)[4], uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3, uint32_t b0,
+                                         uint32_t b1) {
+  asm("mma.sync.aligned.m16n8k32.row.col.s32.u8.s8.s32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+      : "+r"(d[0]), "+r"(d[1]), "+r"(d[2]), "+r"(d[3])
       : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
 }
 
-__device__ __forceinline__ uint32_t hadd2(uint32_t a, uint32_t b) {
-  uint32_t d;
-  asm("add.rn.f16x2 %0, %1, %2;\n" : "=r"(d) : "r"(a), "r"(b));
-  return d;
-}
-__device__ __forceinline__ uint32_t hfma2(uint32_t a, uint32_t b, uint32_t c) {
-  uint32_t d;
-  asm("fma.rn.f16x2 %0, %1, %2, %3;\n" : "=r"(d) : "r"(a), "r"(b), "r"(c));
-  return d;
-}
-/* Pairs (i, i+4) of a word's nibbles as fp16 n − o, i = 0..3, in 9 instructions instead of 11: the low nibbles of
- * each byte pair OR'ed under 1024 (exact integers) less 1024 + o; the high nibbles in place give 1024 + 16n,
- * and one fma by 1/16 less 64 + o recovers n − o exactly. lo = −(1024 + o), hi = −(64 + o) per half. */
-__device__ __forceinline__ void nib_pairs(uint32_t q, uint32_t lo, uint32_t hi, uint32_t (&a)[4]) {
-  const uint32_t q8 = q >> 8;
-  a[0] = hadd2((q & 0x000f000fu) | 0x64006400u, lo);
-  a[1] = hfma2((q & 0x00f000f0u) | 0x64006400u, 0x2c002c00u, hi);
-  a[2] = hadd2((q8 & 0x000f000fu) | 0x64006400u, lo);
-  a[3] = hfma2((q8 & 0x00f000f0u) | 0x64006400u, 0x2c002c00u, hi);
-}
-
-/* fp16 bits of v, range clamped (an activation past 65504 would become inf). */
-__device__ __forceinline__ uint32_t h16(float v) {
-  return __half_as_ushort(__float2half_rn(fminf(fmaxf(v, -65504.f), 65504.f)));
-}
-
-/* Writes element k of v into the pair8 layout of one vector (hi column at p, lo column at p + n8). */
-__device__ __forceinline__ void pair8_store(unsigned short *p, int n8, int k, float v) {
-  const uint32_t hi = h16(v);
-  const float lo = v - __half2float(__ushort_as_half((unsigned short)hi));
-  const int i = k & 7, at = (k >> 3) * 8 + 2 * (i & 3) + (i >> 2); /* uint4 k/8, pair i%4, half i/4 */
-  p[at] = (unsigned short)hi;
-  p[(size_t)n8 * 8 + at] = (unsigned short)h16(lo);
-}
-
-/* x [T][H] fp32 -> pair8 [T][2][H/8] uint4: one thread per 8 inputs. */
-__global__ void k_tc_split(uint4 *xh, const float *x, int T, int H) {
-  const int n8 = H / 8;
-  const long i = blockIdx.x * (long)blockDim.x + threadIdx.x;
-  if (i >= (long)T * n8)
+/* x [n][len] fp32 -> rec [n][len/128][TC_REC]: one warp per (vector, step), lane i takes inputs 4i..4i+3. The
+ * record's tail holds per t: (128·X_2t + X_2t+1, s·2^(−7(2t+1))), X_c = Σ of limb c over the step. */
+__global__ void k_tc_split8(char *rec, const float *x, int n, int len) {
+  const int warp = (int)((blockIdx.x * (long)blockDim.x + threadIdx.x) >> 5), lane = threadIdx.x & 31, nst = len / 128;
+  if (warp >= n * nst)
     return;
-  const int t = (int)(i / n8), b = (int)(i % n8);
-  const float4 u = *(const float4 *)(x + (size_t)t * H + 8 * b), v = *(const float4 *)(x + (size_t)t * H + 8 * b + 4);
-  const float e[8] = {u.x, u.y, u.z, u.w, v.x, v.y, v.z, v.w};
-  uint32_t hi[8], lo[8];
+  const int v = warp / nst, s = warp % nst;
+  const float4 u = *(const float4 *)(x + (size_t)v * len + (size_t)s * 128 + 4 * lane);
+  const float xv[4] = {u.x, u.y, u.z, u.w};
+  float m = fmaxf(fmaxf(fabsf(u.x), fabsf(u.y)), fmaxf(fabsf(u.z), fabsf(u.w)));
+  for (int o = 16; o; o >>= 1)
+    m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, o));
+  int e = 0; /* m / 127 = f·2^e, f < 1: 2^e >= m / 127 */
+  if (m > 0.f)
+    frexpf(m / 127.f, &e);
+  const float inv = ldexpf(1.f, -e);
+  char *r = rec + ((size_t)v * nst + s) * TC_REC;
+  const int t = lane >> 3, w = (lane >> 1) & 3, j0 = 4 * (lane & 1);
+  int sum[3] = {0, 0, 0};
 #pragma unroll
-  for (int j = 0; j < 8; j++) {
-    hi[j] = h16(e[j]);
-    lo[j] = h16(e[j] - __half2float(__ushort_as_half((unsigned short)hi[j])));
-  }
-  uint4 *o = xh + (size_t)t * 2 * n8;
-  o[b] = make_uint4(hi[0] | hi[4] << 16, hi[1] | hi[5] << 16, hi[2] | hi[6] << 16, hi[3] | hi[7] << 16);
-  o[n8 + b] = make_uint4(lo[0] | lo[4] << 16, lo[1] | lo[5] << 16, lo[2] | lo[6] << 16, lo[3] | lo[7] << 16);
-}
-
-/* One step of one matrix's 16-row tile: 8 mmas over the thread's two 16-byte words (rows g, g+8) against B
- * (the thread's pair8 uint4 per sub-word; zero for columns past 1). Returns the step's fp32 sums of columns
- * 0 + 1 for rows g and g+8 (valid in threads t == 0). */
-__device__ __forceinline__ void tc_step(const uint4 &wg, const uint4 &wg8, uint32_t zg, uint32_t zg8, const uint4 (&b)[4],
-                                        float &sg, float &sg8) {
-  float d[4] = {0.f, 0.f, 0.f, 0.f};
-  const uint32_t og = (0xe400u | (zg & 0xffu)) * 0x00010001u, og8 = (0xe400u | (zg8 & 0xffu)) * 0x00010001u;
-  const uint32_t hg = (0xd400u | (zg & 0xffu) << 4) * 0x00010001u, hg8 = (0xd400u | (zg8 & 0xffu) << 4) * 0x00010001u;
-  const uint32_t qg[4] = {wg.x, wg.y, wg.z, wg.w}, qg8[4] = {wg8.x, wg8.y, wg8.z, wg8.w};
+  for (int k = 0; k < 4; k++) {
+    const float a = xv[k] * inv, l0 = rintf(a), b = (a - l0) * 128.f, l1 = rintf(b), l2 = rintf((b - l1) * 128.f);
+    const int j = j0 + k, at = (4 * t + w) * 8 + ((j & 1) ? 4 + (j >> 1) : (j >> 1));
+    const int l[3] = {(int)l0, (int)l1, (int)l2};
 #pragma unroll
-  for (int w = 0; w < 4; w++) {
-    uint32_t ag[4], ag8[4]; /* pairs (i, i+4) of sub-word w, as n − o in fp16 */
-    nib_pairs(qg[w], og, hg, ag);
-    nib_pairs(qg8[w], og8, hg8, ag8);
-    mma_f16(d, ag[0], ag8[0], ag[1], ag8[1], b[w].x, b[w].y);
-    mma_f16(d, ag[2], ag8[2], ag[3], ag8[3], b[w].z, b[w].w);
-  }
-  sg = d[0] + d[1];
-  sg8 = d[2] + d[3];
-}
-
-/* Copies the B operand (pair8 columns 0 and 1 of vec, n8 uint4 each) of steps [sa, sb) into bs: [column]
- * [16 uint4 per step], column stride bstride. Whole warp; committed, not waited for. */
-__device__ __forceinline__ void tc_stage(uint4 *bs, int bstride, const uint4 *vec, int n8, int sa, int sb, int lane) {
-  const int n = 16 * (sb - sa);
-  for (int i = lane; i < 2 * n; i += 32) {
-    const int col = i >= n, j = i - col * n;
-    cp16(bs + col * bstride + j, vec + (size_t)col * n8 + 16 * sa + j);
-  }
-  cp_commit();
-}
-
-/* Steps [sa, sb) of NM matrices' 16-row tiles over the same inputs: q[m] / sz[m] point at row g's word t /
- * scale words, row g+8 is r8w / r8s further. B comes from the warp's staged copy (tc_stage, waited for here
- * after the first weight loads are issued). acc[m][0|1]: group-scaled sums of rows g and g+8 (threads t == 0). */
-template <int NM, int DEPTH>
-__device__ __forceinline__ void tc_walk(float (&acc)[NM][2], const uint4 *const (&q)[NM], const uint32_t *const (&sz)[NM],
-                                        size_t r8w, size_t r8s, const uint4 *bs, int bstride, int sa, int sb,
-                                        int gshift, int g, int t) {
-  uint4 wq[DEPTH][NM][2];
-  uint32_t ws[DEPTH][NM][2];
-  auto load = [&](int d, int s) {
-    if (s < sb) {
-      const int gi = (s * 128) >> gshift;
-#pragma unroll
-      for (int m = 0; m < NM; m++) {
-        wq[d][m][0] = __ldg(q[m] + 4 * s);
-        wq[d][m][1] = __ldg(q[m] + r8w + 4 * s);
-        ws[d][m][0] = __ldg(sz[m] + gi);
-        ws[d][m][1] = __ldg(sz[m] + r8s + gi);
-      }
-    }
-  };
-#pragma unroll
-  for (int d = 0; d < DEPTH; d++)
-    load(d, sa + d);
-#pragma unroll
-  for (int m = 0; m < NM; m++)
-    acc[m][0] = acc[m][1] = 0.f;
-  cp_wait<0>();
-  __syncwarp();
-  for (int s0 = sa; s0 < sb; s0 += DEPTH) {
-#pragma unroll
-    for (int d = 0; d < DEPTH; d++) {
-      const int s = s0 + d;
-      if (s < sb) {
-        uint4 b[4];
-#pragma unroll
-        for (int w = 0; w < 4; w++) /* columns 2..7 of B are zero */
-          b[w] = g < 2 ? bs[g * bstride + 16 * (s - sa) + 4 * t + w] : make_uint4(0, 0, 0, 0);
-#pragma unroll
-        for (int m = 0; m < NM; m++) {
-          float p, p8;
-          tc_step(wq[d][m][0], wq[d][m][1], ws[d][m][0], ws[d][m][1], b, p, p8);
-          acc[m][0] = fmaf(bf16_hi(ws[d][m][0]), p, acc[m][0]);
-          acc[m][1] = fmaf(bf16_hi(ws[d][m][1]), p8, acc[m][1]);
-        }
-        load(d, s + DEPTH);
-      }
+    for (int c = 0; c < 3; c++) {
+      r[c * TC_COL + at] = (char)l[c];
+      sum[c] += l[c];
     }
   }
+#pragma unroll
+  for (int c = 0; c < 3; c++)
+    for (int o = 16; o; o >>= 1)
+      sum[c] += __shfl_xor_sync(0xffffffffu, sum[c], o);
+  if (lane < 4) { /* t = lane: columns 2t, 2t+1 */
+    int *tl = (int *)(r + 3 * TC_COL) + 2 * lane;
+    tl[0] = lane == 0 ? 128 * sum[0] + sum[1] : lane == 1 ? 128 * sum[2] : 0;
+    tl[1] = __float_as_int(lane < 2 ? ldexpf(1.f, e - 7 * (2 * lane + 1)) : 0.f);
+  }
 }
 
-/* gate+up+SiLU·up. grid (I/16, T·K); W warps; dynamic shared memory: W × 32 × L uint4, L = steps per warp. */
-template <int W, int DEPTH, int MINB>
-__global__ void __launch_bounds__(W * 32, MINB) k_tc_up(uint4 *hh, const uint4 *xh, const cu_lin *tab, const int *sel,
-                                                        int K, int I, int H, int gshift, int L) {
+/* Where a 16-row tile's words sit (q4_idx, sz_idx): thread (g, t) reads word t of row g and of row g+8 each step.
+ * Row-major: a step is 4 words further, row g+8 is 8 rows further. Tiled: a step is 64 words further (1 KB), row
+ * g+8 is 32 words further; scale words of a group 16 further, row g+8 8 further. */
+struct tc_map {
+  int qstep, sstep; /* uint4 / scale words per step (per group) */
+  size_t r8w, r8s;  /* row g+8 from row g */
+};
+__device__ __forceinline__ tc_map tc_map_of(bool tiled, int n16, int groups) {
+  return tiled ? tc_map{64, 16, 32, 8} : tc_map{4, 1, (size_t)8 * n16, (size_t)8 * groups};
+}
+/* Row g's word t at step 0, and row g's first scale word, of tile r0 / 16 (n16 = in / 32 words per row). */
+__device__ __forceinline__ const uint4 *tc_q(const uint4 *q, bool tiled, int r0, int g, int t, int n16) {
+  return q + q4_idx(tiled, n16, r0 + g, t);
+}
+__device__ __forceinline__ const uint32_t *tc_sz(const uint32_t *sz, bool tiled, int r0, int g, int groups) {
+  return sz + sz_idx(tiled, groups, r0 + g, 0);
+}
+
+/* A warp walks a run of steps through a ring of S stages in shared memory that cp.async fills S − 1 steps ahead,
+ * so the bytes in flight do not live in registers. A stage is one step: the 16-byte words of rows g and g+8 of
+ * each matrix in lane order, the B record, and the 16 rows' scale words of each matrix. */
+template <int NM> struct tc_ring {
+  enum { WB = NM * 2 * 32 * 16, SB = NM * 16 * 4, BYTES = WB + TC_REC + SB };
+};
+
+/* Issues step s into stage st: q[m] row g's word t (step 0), scp the scale words of row lane % 16 of matrix
+ * lane / 16, rec the vector's step records. Not committed. */
+template <int NM>
+__device__ __forceinline__ void tc_fill(char *st, const uint4 *const (&q)[NM], const uint32_t *scp, const tc_map &mp,
+                                        const char *rec, int s, int gshift, int lane) {
+  uint4 *w = (uint4 *)st;
+#pragma unroll
+  for (int m = 0; m < NM; m++) {
+    cp16(w + (2 * m) * 32 + lane, q[m] + (size_t)mp.qstep * s);
+    cp16(w + (2 * m + 1) * 32 + lane, q[m] + mp.r8w + (size_t)mp.qstep * s);
+  }
+  if (lane < TC_REC / 16)
+    cp16(st + tc_ring<NM>::WB + 16 * lane, rec + (size_t)s * TC_REC + 16 * lane);
+  if (lane < NM * 16)
+    cp4((uint32_t *)(st + tc_ring<NM>::WB + TC_REC) + lane, scp + (size_t)mp.sstep * ((s * 128) >> gshift));
+}
+
+/* One step from stage st: acc[m][0|1] += scale · (rows g, g+8 of matrix m) · x over this thread's limb columns
+ * (the four t of a group add up to the row's sum). */
+template <int NM>
+__device__ __forceinline__ void tc_use(float (&acc)[NM][2], const char *st, int g, int t, int lane) {
+  const uint4 *w = (const uint4 *)st;
+  const char *rb = st + tc_ring<NM>::WB;
+  const uint32_t *sc = (const uint32_t *)(rb + TC_REC);
+  const uint4 z = make_uint4(0, 0, 0, 0);
+  const uint4 b0 = g < 3 ? *(const uint4 *)(rb + g * TC_COL + t * 32) : z;
+  const uint4 b1 = g < 3 ? *(const uint4 *)(rb + g * TC_COL + t * 32 + 16) : z;
+  const int2 tl = *(const int2 *)(rb + 3 * TC_COL + 8 * t);
+  const float xs = __int_as_float(tl.y);
+#pragma unroll
+  for (int m = 0; m < NM; m++) {
+    const uint4 q = w[(2 * m) * 32 + lane], q8 = w[(2 * m + 1) * 32 + lane];
+    const uint32_t qa[4] = {q.x, q.y, q.z, q.w}, qb[4] = {q8.x, q8.y, q8.z, q8.w};
+    const uint32_t bb[8] = {b0.x, b0.y, b0.z, b0.w, b1.x, b1.y, b1.z, b1.w};
+    int d[4] = {0, 0, 0, 0};
+#pragma unroll
+    for (int k = 0; k < 4; k++)
+      mma_u8s8(d, qa[k] & 0x0f0f0f0fu, qb[k] & 0x0f0f0f0fu, (qa[k] >> 4) & 0x0f0f0f0fu, (qb[k] >> 4) & 0x0f0f0f0fu,
+               bb[2 * k], bb[2 * k + 1]);
+    const uint32_t zg = sc[m * 16 + g], zg8 = sc[m * 16 + g + 8];
+    const int vg = d[0] * 128 + d[1] - (int)(zg & 0xffu) * tl.x, vg8 = d[2] * 128 + d[3] - (int)(zg8 & 0xffu) * tl.x;
+    acc[m][0] = fmaf(bf16_hi(zg) * xs, (float)vg, acc[m][0]);
+    acc[m][1] = fmaf(bf16_hi(zg8) * xs, (float)vg8, acc[m][1]);
+  }
+}
+
+/* Steps 0..n-1 through the warp's ring of S stages of `bytes` each: fill(stage, i) issues step i, use(stage, i)
+ * consumes it. Whole warp. (Reading step i + 1's operands into registers while step i computes was measured: no
+ * gain at 1, 8 or 32 tokens, docs/cuda.md round 5.) */
+template <int S, typename Fill, typename Use>
+__device__ __forceinline__ void tc_ring_walk(char *ring, int bytes, int n, Fill fill, Use use) {
+#pragma unroll
+  for (int i = 0; i < S - 1; i++) {
+    if (i < n)
+      fill(ring + i * bytes, i);
+    cp_commit();
+  }
+  int fs = S - 1, us = 0; /* stages being filled and used */
+  for (int i = 0; i < n; i++) {
+    if (i + S - 1 < n)
+      fill(ring + fs * bytes, i + S - 1);
+    cp_commit();
+    cp_wait<S - 1>();
+    __syncwarp(); /* the other lanes' copies of step i have landed */
+    use(ring + us * bytes, i);
+    __syncwarp(); /* stage us is refilled next iteration */
+    fs = fs + 1 == S ? 0 : fs + 1;
+    us = us + 1 == S ? 0 : us + 1;
+  }
+}
+
+/* Sum over the four t of each group (fixed order: deterministic). */
+__device__ __forceinline__ float group_sum(float v) {
+  v += __shfl_xor_sync(0xffffffffu, v, 1);
+  return v + __shfl_xor_sync(0xffffffffu, v, 2);
+}
+
+/* gate+up+SiLU·up -> hf [T·K][I] fp32. grid (I/16 / (W/P), T·K); P warps share a tile, each a contiguous part of
+ * the H steps; their sums meet in shared memory in warp order. Dynamic shared memory W · S · tc_ring<2>::BYTES. */
+template <int W, int P, int S>
+__global__ void __launch_bounds__(W * 32) k_tc_up(float *hf, const char *xrec, const cu_lin *tab, const int *sel, int K,
+                                                  int I, int H, int gshift, bool tiled) {
   extern __shared__ uint4 tc_sm[];
-  __shared__ float part[W][4][8]; /* warp, (gate g, gate g+8, up g, up g+8), g */
+  __shared__ float part[W][2][TC_ROWS];
   const int tk = blockIdx.y, wp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
-  const int r0 = blockIdx.x * TC_ROWS, n16 = H / 32, groups = H >> gshift, nst = H / 128, n8 = H / 8;
-  const int sa = min(nst, wp * L), sb = min(nst, sa + L);
-  uint4 *bs = tc_sm + (size_t)wp * 32 * L;
-  tc_stage(bs, 16 * L, xh + (size_t)(tk / K) * 2 * n8, n8, sa, sb, lane);
-  const int e = __ldg(sel + tk);
-  const cu_lin G = tab[e * 3], U = tab[e * 3 + 1];
-  const uint4 *const q[2] = {G.q + (size_t)(r0 + g) * n16 + t, U.q + (size_t)(r0 + g) * n16 + t};
-  const uint32_t *const sz[2] = {G.sz + (size_t)(r0 + g) * groups, U.sz + (size_t)(r0 + g) * groups};
-  float acc[2][2];
-  tc_walk<2, DEPTH>(acc, q, sz, (size_t)8 * n16, (size_t)8 * groups, bs, 16 * L, sa, sb, gshift, g, t);
-  if (t == 0) {
-    part[wp][0][g] = acc[0][0];
-    part[wp][1][g] = acc[0][1];
-    part[wp][2][g] = acc[1][0];
-    part[wp][3][g] = acc[1][1];
+  const int r0 = (blockIdx.x * (W / P) + wp / P) * TC_ROWS, n16 = H / 32, groups = H >> gshift, nst = H / 128;
+  const int pi = wp % P, sa = pi * nst / P, sb = (pi + 1) * nst / P;
+  const bool live = r0 < I;
+  if (live) {
+    char *ring = (char *)tc_sm + (size_t)wp * S * tc_ring<2>::BYTES;
+    const int e = __ldg(sel + tk);
+    const uint4 *gq = tab[e * 3].q, *uq = tab[e * 3 + 1].q;
+    const uint32_t *sp = tab[e * 3 + (lane >> 4)].sz;
+    const uint4 *const q[2] = {tc_q(gq, tiled, r0, g, t, n16), tc_q(uq, tiled, r0, g, t, n16)};
+    const uint32_t *scp = tc_sz(sp, tiled, r0, lane & 15, groups);
+    const tc_map mp = tc_map_of(tiled, n16, groups);
+    const char *rec = xrec + (size_t)(tk / K) * nst * TC_REC;
+    float acc[2][2] = {{0.f, 0.f}, {0.f, 0.f}};
+    tc_ring_walk<S>(
+        ring, tc_ring<2>::BYTES, sb - sa,
+        [&](char *st, int i) { tc_fill<2>(st, q, scp, mp, rec, sa + i, gshift, lane); },
+        [&](const char *st, int) { tc_use<2>(acc, st, g, t, lane); });
+#pragma unroll
+    for (int m = 0; m < 2; m++) {
+      acc[m][0] = group_sum(acc[m][0]);
+      acc[m][1] = group_sum(acc[m][1]);
+    }
+    if (t == 0) {
+      part[wp][0][g] = acc[0][0];
+      part[wp][0][g + 8] = acc[0][1];
+      part[wp][1][g] = acc[1][0];
+      part[wp][1][g + 8] = acc[1][1];
+    }
   }
   __syncthreads();
-  if (threadIdx.x < TC_ROWS) { /* row r0 + r = r0 + (r & 7) + 8 (r >> 3); warps summed in order */
-    const int r = threadIdx.x, hi = r >> 3, gg = r & 7;
+  if (live && pi == 0 && lane < TC_ROWS) {
     float a = 0.f, u = 0.f;
 #pragma unroll
-    for (int w = 0; w < W; w++) {
-      a += part[w][hi][gg];
-      u += part[w][2 + hi][gg];
+    for (int p = 0; p < P; p++) {
+      a += part[wp + p][0][lane];
+      u += part[wp + p][1][lane];
     }
-    pair8_store((unsigned short *)(hh + (size_t)tk * 2 * (I / 8)), I / 8, r0 + r, a / (1.0f + expf(-a)) * u);
+    hf[(size_t)tk * I + r0 + lane] = a / (1.0f + expf(-a)) * u;
   }
 }
 
-/* down, weighted by the routing weights and summed over the slots. grid (H/16, T); dynamic shared memory:
- * TC_DN_WARPS × 32 × (I/128) uint4. The warps' sums meet in shared memory in warp order. */
-template <int DEPTH, int MINB>
-__global__ void __launch_bounds__(TC_DN_WARPS * 32, MINB) k_tc_down(float *out, const uint4 *hh, const cu_lin *tab,
-                                                                    const int *sel, const float *wts, int K, int I,
-                                                                    int H, int gshift) {
+/* down, weighted by the routing weights and summed over the slots. grid (H/16, T); warp w takes slots w, w + W, ...
+ * (its ring runs on across them); the warps' sums meet in shared memory in warp order. K <= 32. */
+template <int W, int S>
+__global__ void __launch_bounds__(W * 32) k_tc_down(float *out, const char *hrec, const cu_lin *tab, const int *sel,
+                                                    const float *wts, int K, int I, int H, int gshift, bool tiled) {
   extern __shared__ uint4 tc_sm[];
-  __shared__ float part[TC_DN_WARPS][TC_ROWS];
+  __shared__ const uint4 *sq[32];
+  __shared__ const uint32_t *ss[32];
+  __shared__ float sw[32], part[W][TC_ROWS];
   const int tt = blockIdx.y, r0 = blockIdx.x * TC_ROWS, wp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-  const int g = lane >> 2, t = lane & 3, n16 = I / 32, groups = I >> gshift, nst = I / 128, n8 = I / 8;
-  uint4 *bs = tc_sm + (size_t)wp * 32 * nst;
-  float og = 0.f, og8 = 0.f;
-  for (int k = wp; k < K; k += TC_DN_WARPS) {
-    __syncwarp(); /* the previous slot's reads of bs are done */
-    tc_stage(bs, 16 * nst, hh + (size_t)(tt * K + k) * 2 * n8, n8, 0, nst, lane);
-    const cu_lin D = tab[__ldg(sel + tt * K + k) * 3 + 2];
-    const uint4 *const q[1] = {D.q + (size_t)(r0 + g) * n16 + t};
-    const uint32_t *const sz[1] = {D.sz + (size_t)(r0 + g) * groups};
-    float acc[1][2];
-    tc_walk<1, DEPTH>(acc, q, sz, (size_t)8 * n16, (size_t)8 * groups, bs, 16 * nst, 0, nst, gshift, g, t);
-    const float wk = __ldg(wts + tt * K + k);
-    og = fmaf(wk, acc[0][0], og);
-    og8 = fmaf(wk, acc[0][1], og8);
+  const int g = lane >> 2, t = lane & 3, n16 = I / 32, groups = I >> gshift, nst = I / 128;
+  if (threadIdx.x < K) { /* the slots' weights, fetched once */
+    const cu_lin *D = tab + __ldg(sel + tt * K + threadIdx.x) * 3 + 2;
+    sq[threadIdx.x] = D->q;
+    ss[threadIdx.x] = D->sz;
+    sw[threadIdx.x] = __ldg(wts + tt * K + threadIdx.x);
   }
+  __syncthreads();
+  char *ring = (char *)tc_sm + (size_t)wp * S * tc_ring<1>::BYTES;
+  const tc_map mp = tc_map_of(tiled, n16, groups);
+  const int ns = wp < K ? (K - wp + W - 1) / W : 0;
+  float acc[1][2] = {{0.f, 0.f}}, og = 0.f, og8 = 0.f;
+  int fk = wp, fs = 0, uk = wp, us = 0; /* slot and step of the next fill and use (both walk in order) */
+  tc_ring_walk<S>(
+      ring, tc_ring<1>::BYTES, ns * nst,
+      [&](char *st, int) {
+        const uint4 *const q[1] = {tc_q(sq[fk], tiled, r0, g, t, n16)};
+        tc_fill<1>(st, q, tc_sz(ss[fk], tiled, r0, lane & 15, groups), mp, hrec + (size_t)(tt * K + fk) * nst * TC_REC,
+                   fs, gshift, lane);
+        if (++fs == nst) {
+          fs = 0;
+          fk += W;
+        }
+      },
+      [&](const char *st, int) {
+        tc_use<1>(acc, st, g, t, lane);
+        if (++us == nst) { /* the slot's last step: weight it into the output */
+          og = fmaf(sw[uk], acc[0][0], og);
+          og8 = fmaf(sw[uk], acc[0][1], og8);
+          acc[0][0] = acc[0][1] = 0.f;
+          us = 0;
+          uk += W;
+        }
+      });
+  og = group_sum(og);
+  og8 = group_sum(og8);
   if (t == 0) {
     part[wp][g] = og;
     part[wp][g + 8] = og8;
@@ -242,7 +283,7 @@ __global__ void __launch_bounds__(TC_DN_WARPS * 32, MINB) k_tc_down(float *out, 
   __syncthreads();
   if (threadIdx.x < TC_ROWS) {
     float v = 0.f;
-    for (int w = 0; w < TC_DN_WARPS && w < K; w++)
+    for (int w = 0; w < W; w++)
       v += part[w][threadIdx.x];
     out[(size_t)tt * H + r0 + threadIdx.x] = v;
   }
@@ -252,19 +293,25 @@ __global__ void __launch_bounds__(TC_DN_WARPS * 32, MINB) k_tc_down(float *out, 
 static int tc_off = -1;
 extern "C" int mimo_cuda_moe_decode_fp32(int on) { return cu_switch(&tc_off, "MIMO_CUDA_MOE_DECODE", "fp32", on); }
 
-/* Launch shapes (warps per up block, weight steps in flight, blocks per SM the registers are bounded for): the
- * first of each table is the default; the others are there to be measured (mimo_cuda_moe_tc_variant). */
-typedef void (*tc_up_fn)(uint4 *, const uint4 *, const cu_lin *, const int *, int, int, int, int, int);
-typedef void (*tc_dn_fn)(float *, const uint4 *, const cu_lin *, const int *, const float *, int, int, int, int);
-static const struct { tc_up_fn f; int warps, depth, minb; } tc_ups[] = {
-    {k_tc_up<4, 4, 4>, 4, 4, 4}, {k_tc_up<4, 2, 6>, 4, 2, 6}, {k_tc_up<8, 2, 3>, 8, 2, 3},
-    {k_tc_up<8, 4, 2>, 8, 4, 2}, {k_tc_up<2, 4, 8>, 2, 4, 8}, {k_tc_up<8, 1, 4>, 8, 1, 4}};
-static const struct { tc_dn_fn f; int depth, minb; } tc_dns[] = {
-    {k_tc_down<8, 2>, 8, 2}, {k_tc_down<4, 3>, 4, 3}, {k_tc_down<2, 3>, 2, 3}, {k_tc_down<16, 1>, 16, 1}};
+/* Launch shapes (warps per block, warps per up tile, ring stages): the first of each table is the default; the
+ * others are there to be measured (mimo_cuda_moe_tc_variant). */
+typedef void (*tc_up_fn)(float *, const char *, const cu_lin *, const int *, int, int, int, int, bool);
+typedef void (*tc_dn_fn)(float *, const char *, const cu_lin *, const int *, const float *, int, int, int, int, bool);
+typedef struct {
+  tc_up_fn f;
+  int warps, per_tile, stages;
+} tc_up_shape;
+typedef struct {
+  tc_dn_fn f;
+  int warps, stages;
+} tc_dn_shape;
+static const tc_up_shape tc_ups[] = {{k_tc_up<8, 4, 4>, 8, 4, 4}, {k_tc_up<4, 1, 6>, 4, 1, 6}, {k_tc_up<8, 2, 4>, 8, 2, 4},
+                                     {k_tc_up<4, 2, 8>, 4, 2, 8}, {k_tc_up<8, 1, 4>, 8, 1, 4}};
+static const tc_dn_shape tc_dns[] = {{k_tc_down<8, 6>, 8, 6}, {k_tc_down<4, 8>, 4, 8}, {k_tc_down<8, 4>, 8, 4}};
 static int tc_up_v = -1, tc_dn_v = 0;
 
 /* Test hook and MIMO_CUDA_TC_VARIANT=up,down (table indices): picks the launch shapes; returns how many up
- * variants there are (with up < 0: just that), and writes a label of the current choice. */
+ * variants there are (with up == -2: down variants), and writes a label of the current choice. */
 extern "C" int mimo_cuda_moe_tc_variant(int up, int dn, char *label, int n) {
   const int nu = (int)(sizeof tc_ups / sizeof *tc_ups), nd = (int)(sizeof tc_dns / sizeof *tc_dns);
   if (tc_up_v < 0) {
@@ -281,37 +328,48 @@ extern "C" int mimo_cuda_moe_tc_variant(int up, int dn, char *label, int n) {
   if (dn >= 0 && dn < nd)
     tc_dn_v = dn;
   if (label)
-    snprintf(label, (size_t)n, "up %d warps x %d steps, down %d steps", tc_ups[tc_up_v].warps, tc_ups[tc_up_v].depth,
-             tc_dns[tc_dn_v].depth);
+    snprintf(label, (size_t)n, "up %d warps, %d per tile, %d stages; down %d warps, %d stages", tc_ups[tc_up_v].warps,
+             tc_ups[tc_up_v].per_tile, tc_ups[tc_up_v].stages, tc_dns[tc_dn_v].warps, tc_dns[tc_dn_v].stages);
   return up == -2 ? nd : nu;
 }
 
-/* Shared memory of the staged B operands (bytes): both must fit what the launch opts into. */
-static size_t tc_up_smem(int H, int W) { return (size_t)W * 32 * cdiv(H / 128, W) * sizeof(uint4); }
-static size_t tc_dn_smem(int I) { return (size_t)TC_DN_WARPS * 32 * (I / 128) * sizeof(uint4); }
-enum { TC_SMEM_MAX = 96 * 1024 }; /* two down blocks per SM on A100 (164 KB) and H100 (228 KB) */
+static size_t tc_up_smem(const tc_up_shape *u) { return (size_t)u->warps * u->stages * tc_ring<2>::BYTES; }
+static size_t tc_dn_smem(const tc_dn_shape *d) { return (size_t)d->warps * d->stages * tc_ring<1>::BYTES; }
 
-bool cu_moe_tc_fits(const cu_lin *L0, int H, int I) {
-  return L0->fmt == CU_INT4 && L0->group % 128 == 0 && H % 128 == 0 && I % 128 == 0 && tc_up_smem(H, TC_UP_MAXW) <= TC_SMEM_MAX &&
-         tc_dn_smem(I) <= TC_SMEM_MAX && !mimo_cuda_moe_decode_fp32(-1);
+bool cu_moe_tc_fits(const cu_lin *L0, int H, int I, int K) {
+  if (L0->fmt != CU_INT4 || L0->group % 128 || H % 128 || I % 128 || K > 32 || mimo_cuda_moe_decode_fp32(-1))
+    return false;
+  for (size_t i = 0; i < sizeof tc_ups / sizeof *tc_ups; i++) /* every shape must fit what a launch may opt into */
+    if (tc_up_smem(&tc_ups[i]) > TC_SMEM_MAX)
+      return false;
+  for (size_t i = 0; i < sizeof tc_dns / sizeof *tc_dns; i++)
+    if (tc_dn_smem(&tc_dns[i]) > TC_SMEM_MAX)
+      return false;
+  return true;
 }
 
-void cu_moe_tc(cu_ctx *c, float *out, void *hh, void *xh, const float *x, const cu_lin *tab, const int *sel,
-               const float *wts, int T, int K, int I, int H, int group) {
+size_t cu_moe_tc_scratch(int n, int len) { return (size_t)n * (len / 128) * TC_REC; }
+
+void cu_moe_tc(cu_ctx *c, float *out, float *hf, void *hrec, void *xrec, const float *x, const cu_lin *tab,
+               const int *sel, const float *wts, int T, int K, int I, int H, int group, bool tiled) {
   if (tc_up_v < 0)
     mimo_cuda_moe_tc_variant(-1, -1, NULL, 0);
-  const tc_up_fn up = tc_ups[tc_up_v].f;
-  const tc_dn_fn dn = tc_dns[tc_dn_v].f;
-  const int W = tc_ups[tc_up_v].warps, gshift = __builtin_ctz((unsigned)group), L = cdiv(H / 128, W);
-  const size_t su = tc_up_smem(H, W), sd = tc_dn_smem(I);
-  k_tc_split<<<cdiv((long)T * H / 8, 256), 256, 0, c->st>>>((uint4 *)xh, x, T, H);
-  MIMO_CUDA_LAUNCHED(c);
-  if (MIMO_CUDA(c, cudaFuncSetAttribute(up, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)su)) != MIMO_OK ||
-      MIMO_CUDA(c, cudaFuncSetAttribute(dn, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)sd)) != MIMO_OK)
+  const tc_up_shape *u = &tc_ups[tc_up_v];
+  const tc_dn_shape *d = &tc_dns[tc_dn_v];
+  const int gshift = __builtin_ctz((unsigned)group);
+  const size_t su = tc_up_smem(u), sd = tc_dn_smem(d);
+  if (MIMO_CUDA(c, cudaFuncSetAttribute(u->f, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)su)) != MIMO_OK ||
+      MIMO_CUDA(c, cudaFuncSetAttribute(d->f, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)sd)) != MIMO_OK)
     return;
-  up<<<dim3(I / TC_ROWS, T * K), W * 32, su, c->st>>>((uint4 *)hh, (const uint4 *)xh, tab, sel, K, I, H, gshift, L);
+  k_tc_split8<<<cdiv((long)T * (H / 128) * 32, 256), 256, 0, c->st>>>((char *)xrec, x, T, H);
+  MIMO_CUDA_LAUNCHED(c);
+  const int tiles_per_block = u->warps / u->per_tile;
+  u->f<<<dim3(cdiv(I / TC_ROWS, tiles_per_block), T * K), u->warps * 32, su, c->st>>>(hf, (const char *)xrec, tab, sel, K,
+                                                                                      I, H, gshift, tiled);
   MIMO_CUDA_LAUNCHED(c);
   cu_moe_mark(c, 3);
-  dn<<<dim3(H / TC_ROWS, T), TC_DN_WARPS * 32, sd, c->st>>>(out, (const uint4 *)hh, tab, sel, wts, K, I, H, gshift);
+  k_tc_split8<<<cdiv((long)T * K * (I / 128) * 32, 256), 256, 0, c->st>>>((char *)hrec, hf, T * K, I);
+  MIMO_CUDA_LAUNCHED(c);
+  d->f<<<dim3(H / TC_ROWS, T), d->warps * 32, sd, c->st>>>(out, (const char *)hrec, tab, sel, wts, K, I, H, gshift, tiled);
   MIMO_CUDA_LAUNCHED(c);
 }
