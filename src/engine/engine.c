@@ -248,8 +248,45 @@ static void update_kv_bytes(mimo_engine *e) {
   __atomic_store_n(&e->stats.kv_bytes, b, __ATOMIC_RELAXED);
 }
 
+/* engine.h, mimo_engine_opts.warmup: n prompt tokens then one decode step on a sequence of its own. */
+static mimo_status warm_up(mimo_engine *e, int n) {
+  mimo_model *m = e->model;
+  if (n > e->o.max_model_len - 1)
+    n = e->o.max_model_len - 1;
+  if (n < 1)
+    return MIMO_OK;
+  mimo_kv_seq *seq = NULL;
+  int *toks = malloc((size_t)n * sizeof *toks);
+  float *logits = malloc((size_t)e->vocab * sizeof *logits);
+  mimo_status st = !toks || !logits ? mimo_errf(MIMO_E_NOMEM, "warm-up buffers") : mimo_kv_seq_init(&seq, &m->cfg);
+  for (int i = 0; st == MIMO_OK && i < n; i++)
+    toks[i] = (int)((i * 7919L + 11) % e->vocab);
+  const double t0 = mimo_now();
+  if (st == MIMO_OK) {
+    mimo_batch b = {.n_seqs = 1, .seqs = &seq, .n_tokens = &n, .tokens = toks};
+    st = mimo_model_forward(m, &b, logits);
+  }
+  if (st == MIMO_OK) {
+    const int one = 1;
+    mimo_batch b = {.n_seqs = 1, .seqs = &seq, .n_tokens = &one, .tokens = toks};
+    st = mimo_model_forward(m, &b, logits);
+  }
+  if (st == MIMO_OK)
+    mimo_info("engine: warm-up forward (%d tokens, then 1) took %.0f ms", n, (mimo_now() - t0) * 1e3);
+  mimo_kv_seq_free(seq);
+  free(toks);
+  free(logits);
+  return st;
+}
+
 static void *engine_main(void *arg) {
   mimo_engine *e = arg;
+  if (e->model) {
+    const mimo_backend *be = mimo_model_backend(e->model, 0);
+    const int n = e->o.warmup > 0 ? e->o.warmup : e->o.warmup == 0 && be && be->download ? 64 : 0;
+    if (n > 0 && warm_up(e, n) != MIMO_OK) /* the first request will meet the same error and report it */
+      mimo_warn("engine: warm-up forward failed: %s", mimo_errmsg());
+  }
   pthread_mutex_lock(&e->mu);
   for (;;) {
     while (!e->stop && e->wait_head && e->n_running < e->o.max_num_seqs) {

@@ -21,6 +21,11 @@ typedef struct mimo_engine_opts {
   int max_num_batched_tokens; /* tokens per step (default 512) */
   int max_model_len;          /* prompt + output limit (default: the model's max_position_embeddings) */
   int max_queue;              /* waiting requests before submit says E_BUSY (default 256) */
+  /* A throw-away forward pass (a prompt of this many tokens, then one decode step) on the engine thread before
+   * the first request, so that request does not pay one-time costs: lazy kernel loading and library set-up, ~160 ms
+   * on the CUDA backend (docs/cuda.md, round 5). 0: on device backends only, with 64 tokens (the batched paths
+   * too); < 0: never; > 0: always, with that many tokens. Leaves no trace (its KV is freed, nothing is counted). */
+  int warmup;
   /* Test seam: instead of running the model, request i emits mock_ids[i % n_mock]
    * one token per step (the real tokenizer and API code run around it). */
   int n_mock;
