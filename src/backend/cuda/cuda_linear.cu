@@ -6,10 +6,11 @@
  * split into bf16 hi + lo, two bf16 products accumulated in fp32: fp32-accurate),
  * f32 through cuBLAS SGEMM, int4 dequantized to fp32 slabs of rows on the GPU then SGEMM.
  *
- * int4 weights are repacked at load, on the GPU: the nibbles keep the checkpoint's
- * row-major K order (16 bytes = 32 consecutive weights of a row, what the GEMV
- * lane reads), and scale and zero point become one 32-bit word per (row, group):
- * bf16 scale high, offset low — one load gives both (layout in cuda_internal.h). */
+ * int4 weights are repacked at load, on the GPU: 16-byte words of 32 consecutive
+ * weights of a row (what a GEMV lane reads), stored in 16-row × 128-input tiles
+ * when the shape allows (q4_idx in cuda_internal.h: what the MoE decode streams),
+ * and scale and zero point become one 32-bit word per (row, group): bf16 scale
+ * high, offset low — one load gives both. */
 #include <stdlib.h>
 
 #include "backend/cuda/cuda_internal.h"
