@@ -4,6 +4,7 @@
  * in its own formats (bf16/f16/f32 dense, int4 pack-quantized). */
 #ifndef MIMO_BACKEND_BACKEND_H
 #define MIMO_BACKEND_BACKEND_H
+#include <math.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -79,6 +80,12 @@ typedef struct mimo_moe_args {
                                * biased score minus the best one left out, i.e. how near the routing was to a
                                * tie, so one array collects the minimum over layers (CPU backend; traces) */
 } mimo_moe_args;
+
+/* RoPE's inverse frequency of rotated pair d, in fp32 as the reference computes it: one formula for every
+ * backend, so their angles agree bit for bit. */
+static inline float mimo_rope_inv_freq(double theta, int d, int rot_dim) {
+  return (float)(1.0 / pow(theta, (double)(2 * d) / rot_dim));
+}
 
 /* Partial NeoX RoPE on q [T][n_q_heads][head_dim] and k [T][n_kv_heads][head_dim] (see rope()). */
 typedef struct mimo_rope_args {

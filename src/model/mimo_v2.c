@@ -143,10 +143,10 @@ mimo_status mimo_model_warm_scratch(mimo_model *m, int T) {
   return MIMO_OK;
 }
 
-/* q, k, v (v scaled) from the attention input a [T][hidden]. The fused checkpoint
- * tensor is `chunks` blocks of [Q_c | K_c | V_c] (spec §3.3): project once, then
- * move each block's columns to its place in natural head order. */
-/* q, k, v of the layer, RoPE applied to q and k. */
+/* q, k, v (v scaled, RoPE applied to q and k) from the attention input a [T][hidden].
+ * The fused checkpoint tensor is `chunks` blocks of [Q_c | K_c | V_c] (spec §3.3):
+ * project once, then move each block's columns to its place in natural head order
+ * (the backend's qkv_split, which applies RoPE in the same pass). */
 static void project_qkv(mimo_model *m, const mimo_layer_weights *lw, const mimo_attn_geom *g, int T, scratch *s) {
   mimo_backend *be = m->be;
   int nq = g->n_heads * g->head_dim, nk = g->n_kv_heads * g->head_dim, nv = g->n_kv_heads * g->v_head_dim;

@@ -86,8 +86,7 @@ static void cpu_rope(mimo_backend *be, float *x, int T, int n_heads, int head_di
   for (int t = 0; t < T; t++) {
     /* The reference computes inv_freq and p·inv_freq in fp32; so do we. */
     for (int d = 0; d < half; d++) {
-      float inv = (float)(1.0 / pow(theta, (double)(2 * d) / rot_dim));
-      float ang = (float)pos[t] * inv;
+      float ang = (float)pos[t] * mimo_rope_inv_freq(theta, d, rot_dim);
       cs[d] = cosf(ang);
       sn[d] = sinf(ang);
     }

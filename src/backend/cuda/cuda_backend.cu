@@ -473,7 +473,7 @@ static const float *rope_inv(cu_ctx *c, double theta, int rot_dim) {
     return NULL;
   }
   for (int k = 0; k < half; k++)
-    h[k] = (float)(1.0 / pow(theta, (double)(2 * k) / rot_dim));
+    h[k] = mimo_rope_inv_freq(theta, k, rot_dim);
   const mimo_status st = MIMO_CUDA(c, cudaMemcpy(d, h, (size_t)half * sizeof(float), cudaMemcpyHostToDevice));
   free(h);
   if (st != MIMO_OK)
