@@ -28,6 +28,7 @@ static mimo_arg serve_args[] = {
     {"max-num-seqs", 1, "sequences decoded together (default 16)", NULL},
     {"max-num-batched-tokens", 1, "tokens per engine step; long prompts are chunked (default 512)", NULL},
     {"max-queue", 1, "waiting requests before 503 + Retry-After (default 256)", NULL},
+    {"no-warmup", 0, "skip the warm-up forward on GPU backends (the first request then pays lazy set-up)", NULL},
     MIMO_OPEN_ARGS,
     {"enable-prefix-caching", 0, "accepted; no effect (no prefix cache yet)", NULL},
     {"reasoning-parser", 1, "accepted; no effect: MiMo's <think> split (qwen3) is always on for chat", NULL},
@@ -175,7 +176,8 @@ int mimo_cmd_serve(int argc, char **argv) {
   mimo_engine_opts eo = {.max_num_seqs = (int)seqs,
                          .max_num_batched_tokens = (int)mbt,
                          .max_model_len = (int)mml,
-                         .max_queue = (int)mq};
+                         .max_queue = (int)mq,
+                         .warmup = mimo_arg_str(serve_args, N_ARGS, "no-warmup", NULL) ? -1 : 0};
   const char *mock_path = mimo_arg_str(serve_args, N_ARGS, "mock-output", NULL);
   if (mock_path) {
     mock = calloc(1, sizeof *mock);

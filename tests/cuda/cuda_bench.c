@@ -109,8 +109,10 @@ static mimo_linear *moe_bench_layer(mimo_backend *g, mimo_linear *router, mimo_l
   return ex;
 }
 
-/* The tensor-core decode kernels' launch shapes (mimo_cuda_moe_tc_variant): each up variant with the default
- * down, then each down variant with the default up, at 1 and 8 tokens. Same weights and inputs as above. */
+/* The tensor-core decode kernels' launch shapes: per pair (mimo_cuda_moe_tc_variant) each up variant with the
+ * default down, then each down variant with the default up, at 1 and 8 tokens; grouped by expert
+ * (mimo_cuda_moe_tcg_variant) likewise at 8 and 32 tokens. Same weights and inputs as above; the ratio assumes
+ * E·(1 − (1 − K/E)^T) distinct experts (uniform routing). */
 int mimo_cuda_moe_tc_variant(int up, int dn, char *label, int n);
 int mimo_cuda_int4_tiled_off(int on);
 static void moe_tc_variants(mimo_backend *g, double bw) {
@@ -119,31 +121,37 @@ static void moe_tc_variants(mimo_backend *g, double bw) {
   mimo_linear *ex = moe_bench_layer(g, &router, proto);
   mimo_vec bias = {0, MIMO_DT_F32, NULL, NULL};
   double ebytes = lin_bytes(&proto[0]) + lin_bytes(&proto[1]) + lin_bytes(&proto[2]);
-  float *xs = xmalloc((size_t)16 * 8 * H * 4);
-  fill(xs, (size_t)16 * 8 * H, 1.0f);
-  float *dxs = to_dev(g, xs, (size_t)16 * 8 * H), *dout = g->alloc(g, (size_t)8 * H);
-  const int nu = mimo_cuda_moe_tc_variant(-1, -1, NULL, 0), nd = mimo_cuda_moe_tc_variant(-2, -1, NULL, 0);
-  for (int v = 0; v < nu + nd - 1; v++) {
-    char label[128];
-    mimo_cuda_moe_tc_variant(v < nu ? v : 0, v < nu ? 0 : v - nu + 1, label, sizeof label);
-    for (int T = 1; T <= 8; T += 7) {
-      float ms[20];
-      for (int r = 0; r < 24; r++) {
-        mimo_moe_args a = {.x = dxs + (size_t)(r % 16) * 8 * H, .out = dout, .T = T, .hidden = H, .inter = I,
-                           .n_experts = E, .top_k = K, .router = &router, .bias = &bias, .experts = ex,
-                           .norm_topk = true, .scaling = 1.0f};
-        mimo_cuda_timer_start(g);
-        g->moe(g, &a);
-        float t = mimo_cuda_timer_stop(g);
-        if (r >= 4)
-          ms[r - 4] = t;
+  float *xs = xmalloc((size_t)16 * 32 * H * 4);
+  fill(xs, (size_t)16 * 32 * H, 1.0f);
+  float *dxs = to_dev(g, xs, (size_t)16 * 32 * H), *dout = g->alloc(g, (size_t)32 * H);
+  const int tcg_old = mimo_cuda_moe_tcg_min_t(0);
+  for (int grouped = 0; grouped < 2; grouped++) {
+    int (*variant)(int, int, char *, int) = grouped ? mimo_cuda_moe_tcg_variant : mimo_cuda_moe_tc_variant;
+    const int nu = variant(-1, -1, NULL, 0), nd = variant(-2, -1, NULL, 0);
+    mimo_cuda_moe_tcg_min_t(grouped ? 1 : 1 << 30);
+    for (int v = 0; v < nu + nd - 1; v++) {
+      char label[160];
+      variant(v < nu ? v : 0, v < nu ? 0 : v - nu + 1, label, sizeof label);
+      for (int T = grouped ? 8 : 1; T <= (grouped ? 32 : 8); T += grouped ? 24 : 7) {
+        float ms[20];
+        for (int r = 0; r < 24; r++) {
+          mimo_moe_args a = {.x = dxs + (size_t)(r % 16) * 32 * H, .out = dout, .T = T, .hidden = H, .inter = I,
+                             .n_experts = E, .top_k = K, .router = &router, .bias = &bias, .experts = ex,
+                             .norm_topk = true, .scaling = 1.0f};
+          mimo_cuda_timer_start(g);
+          g->moe(g, &a);
+          float t = mimo_cuda_timer_stop(g);
+          if (r >= 4)
+            ms[r - 4] = t;
+        }
+        const double t = median(ms, 20), b = E * (1 - pow(1 - (double)K / E, T)) * ebytes;
+        printf("BENCH moe_int4_variant [%s] T=%d %.1f us (~%.1f%% of copy)\n", label, T, t * 1e3,
+               100.0 * b / (t * 1e-3) / bw);
       }
-      const double t = median(ms, 20), b = (T == 1 ? 8 : 8 * 7.23) * ebytes; /* T = 8: ~57.8 distinct experts */
-      printf("BENCH moe_int4_variant [%s] T=%d %.1f us (~%.1f%% of copy)\n", label, T, t * 1e3,
-             100.0 * b / (t * 1e-3) / bw);
     }
+    variant(0, 0, NULL, 0);
   }
-  mimo_cuda_moe_tc_variant(0, 0, NULL, 0);
+  mimo_cuda_moe_tcg_min_t(tcg_old);
   g->release(g, dxs);
   g->release(g, dout);
   free(xs);
@@ -212,26 +220,33 @@ int cuda_bench_main(int argc, char **argv) {
     mimo_cuda_int4_tiled_off(0);
     mimo_vec bias = {0, MIMO_DT_F32, NULL, NULL};
     double ebytes = lin_bytes(&proto[0]) + lin_bytes(&proto[1]) + lin_bytes(&proto[2]);
-    int Ts[] = {1, 8, 32};
-    float *xs = xmalloc((size_t)16 * 32 * H * 4);
-    fill(xs, (size_t)16 * 32 * H, 1.0f);
-    float *dxs = to_dev(g, xs, (size_t)16 * 32 * H), *dout = g->alloc(g, (size_t)32 * H);
-    int *ids = xmalloc(32 * K * 4);
+    enum { NT = 4, TMAX = 64 };
+    int Ts[NT] = {1, 8, 32, TMAX};
+    float *xs = xmalloc((size_t)16 * TMAX * H * 4);
+    fill(xs, (size_t)16 * TMAX * H, 1.0f);
+    float *dxs = to_dev(g, xs, (size_t)16 * TMAX * H), *dout = g->alloc(g, (size_t)TMAX * H);
+    int *ids = xmalloc(TMAX * K * 4);
+    const int tcg_old = mimo_cuda_moe_tcg_min_t(0), gg_old = mimo_cuda_moe_grouped_min_t(0);
     /* each T with the fp32 kernels, on tensor cores with the router GEMV and the routing as two launches, then
-     * fused; then on tensor cores with the row-major layer (before/after in one run) */
-    for (int ti = 0; ti < 12; ti++) {
-      int T = Ts[ti % 3], mode = ti / 3;
+     * fused, then with the row-major layer (before/after in one run), all per (token, slot) pair; then on tensor
+     * cores with the pairs grouped by expert, and with the prefill's grouped GEMM */
+    for (int ti = 0; ti < 6 * NT; ti++) {
+      int T = Ts[ti % NT], mode = ti / NT;
       const char *path = mode == 0   ? "fp32"
                          : mode == 1 ? "tensor cores, split routing"
                          : mode == 2 ? "tensor cores"
-                                     : "tensor cores, row-major weights";
+                         : mode == 3 ? "tensor cores, row-major weights"
+                         : mode == 4 ? "tensor cores, grouped by expert"
+                                     : "grouped GEMM (prefill kernels)";
       mimo_linear *lx = mode == 3 ? exr : ex, *lr = mode == 3 ? &router_r : &router;
       mimo_cuda_moe_decode_fp32(mode == 0);
       mimo_cuda_moe_route_split(mode == 1);
+      mimo_cuda_moe_tcg_min_t(mode == 4 ? 1 : 1 << 30);
+      mimo_cuda_moe_grouped_min_t(mode == 5 ? 1 : 1 << 30);
       float ms[32];
       double uniq_sum = 0;
       for (int r = 0; r < 36; r++) {
-        mimo_moe_args a = {.x = dxs + (size_t)(r % 16) * 32 * H, .out = dout, .T = T, .hidden = H, .inter = I,
+        mimo_moe_args a = {.x = dxs + (size_t)(r % 16) * TMAX * H, .out = dout, .T = T, .hidden = H, .inter = I,
                            .n_experts = E, .top_k = K, .router = lr, .bias = &bias, .experts = lx,
                            .norm_topk = true, .scaling = 1.0f};
         if (r < 16) { /* untimed: count distinct experts per input set */
@@ -257,7 +272,7 @@ int cuda_bench_main(int argc, char **argv) {
         CK(cudaEventCreate(&ev[i]));
       mimo_cuda_moe_events(ev);
       for (int r = 0; r < 20; r++) {
-        mimo_moe_args a = {.x = dxs + (size_t)(r % 16) * 32 * H, .out = dout, .T = T, .hidden = H, .inter = I,
+        mimo_moe_args a = {.x = dxs + (size_t)(r % 16) * TMAX * H, .out = dout, .T = T, .hidden = H, .inter = I,
                            .n_experts = E, .top_k = K, .router = lr, .bias = &bias, .experts = lx,
                            .norm_topk = true, .scaling = 1.0f};
         g->moe(g, &a);
@@ -276,6 +291,8 @@ int cuda_bench_main(int argc, char **argv) {
              path, T, t * 1e3, b / 1e6, b / (t * 1e-3) / 1e9, 100.0 * b / (t * 1e-3) / bw,
              100.0 * (b + rb) / (t * 1e-3) / bw);
     }
+    mimo_cuda_moe_tcg_min_t(tcg_old);
+    mimo_cuda_moe_grouped_min_t(gg_old);
     free(ex);
     free(exr);
     for (int p = 0; p < 3; p++) {

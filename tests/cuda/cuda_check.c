@@ -261,15 +261,16 @@ static void check_attention(mimo_backend *c, mimo_backend *g) {
 
 int mimo_cuda_moe_tc_variant(int up, int dn, char *label, int n);
 int mimo_cuda_int4_tiled_off(int on);
-/* One MoE call on both backends with fresh inputs: outputs compared (relative error <= tol) when the ids agree. */
+/* One MoE call on both backends with fresh inputs: outputs compared (relative error <= tol) when the ids agree.
+ * e0, nl: expert parallel (this rank holds experts [e0, e0 + nl)); nl = 0: all. */
 static void moe_case(mimo_backend *c, mimo_backend *g, mimo_linear *router, mimo_vec *bv, mimo_linear *ex, int E, int K,
-                     int H, int I, int T, const char *name, double tol) {
+                     int H, int I, int T, const char *name, double tol, int e0, int nl) {
   float *x = xmalloc((size_t)T * H * 4), *oc = xmalloc((size_t)T * H * 4), *og = xmalloc((size_t)T * H * 4);
   int *idc = xmalloc((size_t)T * K * 4), *idg = xmalloc((size_t)T * K * 4);
   fill(x, (size_t)T * H, 1.0f);
   mimo_moe_args a = {.x = x, .out = oc, .T = T, .hidden = H, .inter = I, .n_experts = E, .top_k = K,
-                     .router = router, .bias = bv, .experts = ex, .norm_topk = true, .scaling = 1.0f,
-                     .ids_out = idc};
+                     .router = router, .bias = bv, .experts = ex + (size_t)e0 * 3, .norm_topk = true,
+                     .scaling = 1.0f, .expert0 = e0, .n_local = nl, .ids_out = idc};
   c->moe(c, &a);
   float *dx = to_dev(g, x, (size_t)T * H), *dout = g->alloc(g, (size_t)T * H);
   mimo_cuda_poison(g, dout, (size_t)T * H);
@@ -314,7 +315,8 @@ static void check_moe(mimo_backend *c, mimo_backend *g) {
         ex[e * 3 + p] = cf[k].fmt ? rand_dense(out, in, MIMO_DT_BF16, 0.05f) : rand_int4(out, in, cf[k].group, cf[k].asym);
         must(mimo_backend_upload_linear(g, &ex[e * 3 + p]), "upload");
       }
-    /* int4 with groups of 128: the tensor-core decode kernels, then (fp32 = 1) the fp32 ones */
+    /* int4 with groups of 128: the tensor-core decode kernels, per token, then (fp32 = 1) the fp32 ones */
+    const int tcg_old = mimo_cuda_moe_tcg_min_t(1 << 30);
     for (int ti = 0; ti < 8; ti++) {
       int T = Ts[ti % 4], fp32 = ti >= 4;
       if ((T == 33 && (long)H * I > 1024 * 512) || (fp32 && (cf[k].fmt || cf[k].group % 128)))
@@ -325,7 +327,7 @@ static void check_moe(mimo_backend *c, mimo_backend *g) {
       snprintf(name, sizeof name, "moe %s E%d top%d %dx%d g%d T=%d%s%s",
                cf[k].fmt ? "bf16" : cf[k].asym ? "int4-asym" : "int4-sym", E, K, H, I, cf[k].group, T,
                fp32 ? " fp32 kernels" : "", T == 3 ? " split routing" : "");
-      moe_case(c, g, &router, &bv, ex, E, K, H, I, T, name, 1e-5);
+      moe_case(c, g, &router, &bv, ex, E, K, H, I, T, name, 1e-5, 0, 0);
     }
     /* every launch shape of the tensor-core decode kernels (mimo_cuda_moe_tc_variant), at 1 and 8 tokens */
     const int nu = mimo_cuda_moe_tc_variant(-1, -1, NULL, 0), nd = mimo_cuda_moe_tc_variant(-2, -1, NULL, 0);
@@ -334,10 +336,31 @@ static void check_moe(mimo_backend *c, mimo_backend *g) {
       mimo_cuda_moe_tc_variant(v < nu ? v : 0, v < nu ? 0 : v - nu + 1, label, sizeof label);
       for (int T = 1; T <= 8; T += 7) {
         snprintf(name, sizeof name, "moe int4 E%d top%d %dx%d g%d T=%d [%s]", E, K, H, I, cf[k].group, T, label);
-        moe_case(c, g, &router, &bv, ex, E, K, H, I, T, name, 1e-5);
+        moe_case(c, g, &router, &bv, ex, E, K, H, I, T, name, 1e-5, 0, 0);
       }
     }
     mimo_cuda_moe_tc_variant(0, 0, NULL, 0);
+    /* the step's pairs grouped by expert (mimo_cuda_moe_tcg_min_t = 1): several token counts, every launch shape,
+     * and expert parallel (this rank's half of the experts, either half) */
+    mimo_cuda_moe_tcg_min_t(1);
+    const int ngu = mimo_cuda_moe_tcg_variant(-1, -1, NULL, 0), ngd = mimo_cuda_moe_tcg_variant(-2, -1, NULL, 0);
+    for (int v = 0; !cf[k].fmt && cf[k].group % 128 == 0 && H * I <= 4096 * 2048 && v < 5 + ngu + ngd - 2; v++) {
+      const int Tg[] = {1, 2, 8, 33, 8}, T = v < 5 ? Tg[v] : 8, ep = v == 4;
+      if (T == 33 && (long)H * I > 1024 * 512)
+        continue;
+      char label[128] = "default shapes", name[256];
+      if (v >= 5) {
+        const int w = v - 5 + 1;
+        mimo_cuda_moe_tcg_variant(w < ngu ? w : 0, w < ngu ? 0 : w - ngu + 1, label, sizeof label);
+      }
+      for (int half = 0; half <= ep; half++) {
+        snprintf(name, sizeof name, "moe int4 E%d top%d %dx%d g%d T=%d grouped by expert [%s]%s", E, K, H, I,
+                 cf[k].group, T, label, !ep ? "" : half ? " experts of rank 1 of 2" : " experts of rank 0 of 2");
+        moe_case(c, g, &router, &bv, ex, E, K, H, I, T, name, 1e-5, ep ? half * E / 2 : 0, ep ? E / 2 : 0);
+      }
+    }
+    mimo_cuda_moe_tcg_variant(0, 0, NULL, 0);
+    mimo_cuda_moe_tcg_min_t(1 << 30);
     /* the same experts again in the checkpoint's row-major order (mimo_cuda_int4_tiled_off): decode on tensor
      * cores and with the fp32 kernels, and the grouped prefill (48 tokens: activations in bf16, so the bf16
      * paths' bound) */
@@ -350,18 +373,21 @@ static void check_moe(mimo_backend *c, mimo_backend *g) {
         must(mimo_backend_upload_linear(g, &er[e]), "upload");
       }
       mimo_cuda_int4_tiled_off(0);
-      const int Tr[] = {1, 8, 1, 48};
-      for (int i = 0; i < 4; i++) {
+      const int Tr[] = {1, 8, 1, 48, 8};
+      for (int i = 0; i < 5; i++) {
         char name[128];
         mimo_cuda_moe_decode_fp32(i == 2);
+        mimo_cuda_moe_tcg_min_t(i == 4 ? 1 : 1 << 30);
         snprintf(name, sizeof name, "moe int4 E%d top%d %dx%d g%d T=%d row-major%s", E, K, H, I, cf[k].group, Tr[i],
-                 i == 2 ? " fp32 kernels" : "");
-        moe_case(c, g, &router, &bv, er, E, K, H, I, Tr[i], name, Tr[i] == 48 ? 1e-2 : 1e-5);
+                 i == 2 ? " fp32 kernels" : i == 4 ? " grouped by expert" : "");
+        moe_case(c, g, &router, &bv, er, E, K, H, I, Tr[i], name, Tr[i] == 48 ? 1e-2 : 1e-5, 0, 0);
       }
+      mimo_cuda_moe_tcg_min_t(1 << 30);
       free(er); /* shares the host arrays of ex; the device copies go with the backend */
     }
     mimo_cuda_moe_decode_fp32(0);
     mimo_cuda_moe_route_split(0);
+    mimo_cuda_moe_tcg_min_t(tcg_old);
     for (int e = 0; e < 3 * E; e++)
       free_lin(&ex[e]);
     free(ex);

@@ -17,6 +17,11 @@ void mimo_cuda_moe_events(void *ev5);
 int mimo_cuda_moe_decode_fp32(int on);
 /* cuda_moe_route.cu: 1 = router GEMV and routing as two launches (the fused kernel otherwise); returns the old */
 int mimo_cuda_moe_route_split(int on);
+/* cuda_moe_tc.cu: the grouping threshold in tokens (t > 0 sets it) and the grouped kernels' launch shapes
+ * (as mimo_cuda_moe_tc_variant); cuda_moe_gemm.cu: the grouped GEMM's threshold. Each returns the old value. */
+int mimo_cuda_moe_tcg_min_t(int t);
+int mimo_cuda_moe_tcg_variant(int up, int dn, char *label, int n);
+int mimo_cuda_moe_grouped_min_t(int t);
 
 static uint64_t rng_s = 0x9e3779b97f4a7c15ull;
 static inline uint64_t rnd64(void) {

@@ -13,7 +13,6 @@
 #include "cuda_common.h"
 
 /* cuda_moe_gemm.cu test hooks */
-int mimo_cuda_moe_grouped_min_t(int t);
 int mimo_cuda_moe_grouped_wn(int wn);
 void mimo_cuda_moe_grouped_events(void *ev5);
 

@@ -140,6 +140,13 @@ void cu_moe_tc(cu_ctx *c, float *out, float *hf, void *hrec, void *xrec, const f
                const int *sel, const float *wts, int T, int K, int I, int H, int group, bool tiled);
 /* Bytes of the tensor-core decode's 8-bit step records of n vectors of len inputs (x: n = T; h: n = T·K). */
 size_t cu_moe_tc_scratch(int n, int len);
+/* The same kernels with the step's (token, slot) pairs grouped by expert (from mimo_cuda_moe_tcg_min_t tokens):
+ * each local expert [e0, e0 + n_local) is read once per 4 pairs that chose it; sel and wts as routed. */
+bool cu_moe_tcg_fits(int T, int n_local);
+void cu_moe_tcg(mimo_backend *be, float *out, const float *x, const cu_lin *tab, const int *sel, const float *wts,
+                int T, int K, int I, int H, int group, bool tiled, int e0, int n_local);
+/* cuda_moe_gemm.cu: out[t] = Σ over k, in order, of y[slot[t·K + k]] (rows of H; slot −1: nothing) */
+void cu_moe_combine(cu_ctx *c, float *out, const float *y, const int *slot, int T, int H, int K);
 /* cuda_profile.cu: MIMO_CUDA_PROFILE=1 wraps the op table with timing events; flush after each download's
  * wait, report (stderr) and free at the backend's end. */
 typedef struct cu_prof cu_prof;

@@ -349,11 +349,13 @@ void cu_moe(mimo_backend *be, mimo_moe_args *a) {
                   ((const cu_lin *)a->experts[1].dev)->group == L0->group &&
                   ((const cu_lin *)a->experts[2].dev)->group == L0->group;
   const bool tc = !grouped && q4 && cu_moe_tc_fits(L0, H, I, K); /* tensor-core decode (cuda_moe_tc.cu) */
+  const bool tcg = tc && cu_moe_tcg_fits(T, NL);                  /* the same, pairs grouped by expert */
+  const bool own = grouped || tcg;                                /* paths with their own scratch and expert ranges */
   float *z = cu_alloc(be, cu_moe_route_scratch(T, E)), *w = cu_alloc(be, (size_t)T * K), *selb = cu_alloc(be, (size_t)T * K),
-        *hb = grouped ? NULL : cu_alloc(be, (size_t)T * K * perm_len(I)),
-        *xh = tc ? cu_alloc(be, cdiv(cu_moe_tc_scratch(T, H), 4)) : NULL,
-        *hr = tc ? cu_alloc(be, cdiv(cu_moe_tc_scratch(T * K, I), 4)) : NULL;
-  if (!z || !w || !selb || (!grouped && !hb) || (tc && (!xh || !hr))) {
+        *hb = own ? NULL : cu_alloc(be, (size_t)T * K * perm_len(I)),
+        *xh = tc && !own ? cu_alloc(be, cdiv(cu_moe_tc_scratch(T, H), 4)) : NULL,
+        *hr = tc && !own ? cu_alloc(be, cdiv(cu_moe_tc_scratch(T * K, I), 4)) : NULL;
+  if (!z || !w || !selb || (!own && !hb) || (tc && !own && (!xh || !hr))) {
     cu_fail(c, "moe", "out of GPU memory for scratch", __FILE__, __LINE__);
   } else {
     int *sel = (int *)selb;
@@ -363,7 +365,7 @@ void cu_moe(mimo_backend *be, mimo_moe_args *a) {
     moe_mark(c, 2);
     int *xsel = sel; /* what the per-token kernels read */
     float *xw = w, *epb = NULL;
-    if (NL != E && !grouped) {
+    if (NL != E && !own) {
       epb = cu_alloc(be, (size_t)2 * T * K);
       if (!epb) {
         cu_fail(c, "moe", "out of GPU memory for scratch", __FILE__, __LINE__);
@@ -374,7 +376,7 @@ void cu_moe(mimo_backend *be, mimo_moe_args *a) {
         MIMO_CUDA_LAUNCHED(c);
       }
     }
-    const bool ep_ok = NL == E || grouped || epb;
+    const bool ep_ok = NL == E || own || epb;
     switch (!ep_ok ? -4 : grouped ? -3 : q4 ? -2 : L0->fmt) {
     case -4: break; /* scratch for the local ids failed: reported above */
     case -3:
@@ -383,7 +385,10 @@ void cu_moe(mimo_backend *be, mimo_moe_args *a) {
       moe_mark(c, 4);
       break;
     case -2:
-      if (tc) {
+      if (tcg) {
+        cu_moe_tcg(be, a->out, a->x, tab, sel, w, T, K, I, H, L0->group, L0->tiled, e0, NL);
+        moe_mark(c, 4);
+      } else if (tc) {
         cu_moe_tc(c, a->out, hb, hr, xh, a->x, tab, xsel, xw, T, K, I, H, L0->group, L0->tiled);
         moe_mark(c, 4);
       } else {

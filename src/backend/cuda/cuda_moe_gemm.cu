@@ -202,6 +202,13 @@ __global__ void k_gg_combine(float4 *out, const float4 *y, const int *slot, long
   }
 }
 
+void cu_moe_combine(cu_ctx *c, float *out, const float *y, const int *slot, int T, int H, int K) {
+  const long n4 = (long)T * H / 4;
+  k_gg_combine<<<cdiv(n4, 256) < 8192 ? cdiv(n4, 256) : 8192, 256, 0, c->st>>>((float4 *)out, (const float4 *)y, slot,
+                                                                               n4, H / 4, K);
+  MIMO_CUDA_LAUNCHED(c);
+}
+
 /* ---- grouped GEMM ---- */
 
 struct gg_args {
@@ -510,11 +517,7 @@ void cu_moe_grouped(mimo_backend *be, const mimo_moe_args *a, const cu_lin *tab,
     else
       gg_launch_wn<false, false>(c, p, max_tiles);
     gg_mark(c, 3);
-    const long n4 = (long)T * H / 4;
-    k_gg_combine<<<cdiv(n4, 256) < 8192 ? cdiv(n4, 256) : 8192, 256, 0, c->st>>>((float4 *)a->out,
-                                                                                   (const float4 *)y, slot, n4,
-                                                                                   H / 4, K);
-    MIMO_CUDA_LAUNCHED(c);
+    cu_moe_combine(c, a->out, y, slot, T, H, K);
     gg_mark(c, 4);
   }
   cu_release(be, (float *)ib);

@@ -27,7 +27,7 @@ enum {
   TC_ROWS = 16,
   TC_COL = 144,               /* bytes per limb column of a step: 128 + 16 so lanes g = 0..2 hit distinct banks */
   TC_REC = 3 * TC_COL + 32,   /* a step's B record: 3 limb columns, then (Σ-term, scale) for each t */
-  TC_SMEM_MAX = 96 * 1024     /* two blocks per SM on A100 (164 KB) and H100 (228 KB) */
+  TC_SMEM_MAX = 96 * 1024     /* two blocks per SM on H100 (228 KB); one on A100 (164 KB) */
 };
 
 /* d += A·B, A 16×32 u8 (rows g, g+8), B 32×8 s8, int32 accumulators. */
@@ -289,6 +289,233 @@ __global__ void __launch_bounds__(W * 32) k_tc_down(float *out, const char *hrec
   }
 }
 
+/* ---- grouped by expert (T >= tcg_min_t): an expert's weights are read once for up to NT of the step's
+ * (token, slot) pairs that chose it, instead of once per pair (at 32 tokens top-8 of 256, ~162 distinct
+ * experts for 256 pairs). Two members share one mma: member 2p's limbs are B columns 0..2, member 2p+1's
+ * columns 4..6, so thread t's accumulators (columns 2t, 2t+1) belong to member 2p + t/2 and the record tail
+ * entry t%2 of it applies. Everything is indexed by position (pairs sorted by expert); a member's result
+ * depends only on its own inputs, so where the sort's atomics put a pair changes no bit of the output. ---- */
+
+/* Inclusive sums over the block of (a, b) per thread; ws: 2 × 32 ints of shared memory. */
+__device__ __forceinline__ int2 block_scan2(int a, int b, int *ws) {
+  const int lane = threadIdx.x & 31, wp = threadIdx.x >> 5, nw = blockDim.x >> 5;
+  for (int o = 1; o < 32; o <<= 1) {
+    const int va = __shfl_up_sync(0xffffffffu, a, o), vb = __shfl_up_sync(0xffffffffu, b, o);
+    if (lane >= o) {
+      a += va;
+      b += vb;
+    }
+  }
+  if (lane == 31) {
+    ws[wp] = a;
+    ws[32 + wp] = b;
+  }
+  __syncthreads();
+  if (wp == 0) {
+    int wa = lane < nw ? ws[lane] : 0, wb = lane < nw ? ws[32 + lane] : 0;
+    for (int o = 1; o < 32; o <<= 1) {
+      const int va = __shfl_up_sync(0xffffffffu, wa, o), vb = __shfl_up_sync(0xffffffffu, wb, o);
+      if (lane >= o) {
+        wa += va;
+        wb += vb;
+      }
+    }
+    ws[lane] = wa;
+    ws[32 + lane] = wb;
+  }
+  __syncthreads();
+  const int2 r = make_int2(a + (wp ? ws[wp - 1] : 0), b + (wp ? ws[32 + wp - 1] : 0));
+  __syncthreads(); /* ws is reused by the next call */
+  return r;
+}
+
+/* One block of 1024: the n pairs grouped by local expert (sel − e0 in [0, nloc)). slot: pair -> position (−1:
+ * another rank's expert), perm: position -> pair, items: (first position, members <= nt, local expert) per run of
+ * one expert's positions, in expert order; *nitems their count. Dynamic shared memory: nloc ints. */
+__global__ void __launch_bounds__(1024) k_tc_group(const int *sel, int n, int e0, int nloc, int nt, int *slot,
+                                                   int *perm, int4 *items, int *nitems) {
+  extern __shared__ int cnt[];
+  __shared__ int ws[64], carry[2];
+  const int i = threadIdx.x;
+  for (int e = i; e < nloc; e += blockDim.x)
+    cnt[e] = 0;
+  if (i == 0)
+    carry[0] = carry[1] = 0;
+  __syncthreads();
+  for (int p = i; p < n; p += blockDim.x) {
+    const int e = __ldg(sel + p) - e0;
+    if (e >= 0 && e < nloc)
+      atomicAdd(cnt + e, 1);
+  }
+  __syncthreads();
+  for (int b = 0; b < nloc; b += blockDim.x) {
+    const int e = b + i, c = e < nloc ? cnt[e] : 0, ni = (c + nt - 1) / nt;
+    const int2 inc = block_scan2(c, ni, ws);
+    const int pc = carry[0] + inc.x - c, pt = carry[1] + inc.y - ni;
+    if (e < nloc) {
+      cnt[e] = pc; /* from here on: the scatter's cursor */
+      for (int j = 0; j < ni; j++)
+        items[pt + j] = make_int4(pc + j * nt, min(nt, c - j * nt), e, 0);
+    }
+    __syncthreads(); /* every thread has read carry */
+    if (i == blockDim.x - 1) {
+      carry[0] += inc.x;
+      carry[1] += inc.y;
+    }
+    __syncthreads();
+  }
+  for (int p = i; p < n; p += blockDim.x) {
+    const int e = __ldg(sel + p) - e0;
+    int s = -1;
+    if (e >= 0 && e < nloc) {
+      s = atomicAdd(cnt + e, 1);
+      perm[s] = p;
+    }
+    slot[p] = s;
+  }
+  if (i == 0)
+    *nitems = carry[1];
+}
+
+/* A grouped stage: the weights as in tc_ring, the NT members' records of the step, the scale words. */
+template <int NM, int NT> struct tcg_ring {
+  enum { WB = NM * 2 * 32 * 16, RB = NT * TC_REC, SB = NM * 16 * 4, BYTES = WB + RB + SB };
+};
+
+template <int NM, int NT>
+__device__ __forceinline__ void tcg_fill(char *st, const uint4 *const *q, const uint32_t *scp, const tc_map &mp,
+                                         const char *const *mrec, int n, int s, int gshift, int lane) {
+  uint4 *w = (uint4 *)st;
+#pragma unroll
+  for (int m = 0; m < NM; m++) {
+    cp16(w + (2 * m) * 32 + lane, q[m] + (size_t)mp.qstep * s);
+    cp16(w + (2 * m + 1) * 32 + lane, q[m] + mp.r8w + (size_t)mp.qstep * s);
+  }
+  enum { CH = TC_REC / 16 };
+#pragma unroll
+  for (int c = lane; c < NT * CH; c += 32) {
+    const int mb = c / CH, k = c % CH;
+    if (mb < n)
+      cp16(st + tcg_ring<NM, NT>::WB + mb * TC_REC + 16 * k, mrec[mb] + (size_t)s * TC_REC + 16 * k);
+  }
+  if (lane < NM * 16)
+    cp4((uint32_t *)(st + tcg_ring<NM, NT>::WB + tcg_ring<NM, NT>::RB) + lane,
+        scp + (size_t)mp.sstep * ((s * 128) >> gshift));
+}
+
+/* One step for the n live members: acc[m][p][0|1] += scale · (rows g, g+8 of matrix m) · member (2p + t/2). */
+template <int NM, int NT>
+__device__ __forceinline__ void tcg_use(float (&acc)[NM][NT / 2][2], const char *st, int n, int g, int t, int lane) {
+  const uint4 *w = (const uint4 *)st;
+  const char *rb = st + tcg_ring<NM, NT>::WB;
+  const uint32_t *sc = (const uint32_t *)(rb + tcg_ring<NM, NT>::RB);
+  uint32_t lo[NM][8], hi[NM][8]; /* even / odd nibbles: rows g (k) and g+8 (4 + k) */
+#pragma unroll
+  for (int m = 0; m < NM; m++) {
+    const uint4 q = w[(2 * m) * 32 + lane], q8 = w[(2 * m + 1) * 32 + lane];
+    const uint32_t qa[8] = {q.x, q.y, q.z, q.w, q8.x, q8.y, q8.z, q8.w};
+#pragma unroll
+    for (int k = 0; k < 8; k++) {
+      lo[m][k] = qa[k] & 0x0f0f0f0fu;
+      hi[m][k] = (qa[k] >> 4) & 0x0f0f0f0fu;
+    }
+  }
+  const int c = g & 3;
+  const uint4 z = make_uint4(0, 0, 0, 0);
+#pragma unroll
+  for (int p = 0; p < NT / 2; p++) {
+    if (2 * p >= n)
+      break;
+    const int mb = 2 * p + (g >> 2), mt = 2 * p + (t >> 1);
+    const char *bp = rb + mb * TC_REC + c * TC_COL + t * 32;
+    const bool bl = c < 3 && mb < n;
+    const uint4 b0 = bl ? *(const uint4 *)bp : z, b1 = bl ? *(const uint4 *)(bp + 16) : z;
+    const int2 tl = mt < n ? *(const int2 *)(rb + mt * TC_REC + 3 * TC_COL + 8 * (t & 1)) : make_int2(0, 0);
+    const float xs = __int_as_float(tl.y);
+    const uint32_t bb[8] = {b0.x, b0.y, b0.z, b0.w, b1.x, b1.y, b1.z, b1.w};
+#pragma unroll
+    for (int m = 0; m < NM; m++) {
+      int d[4] = {0, 0, 0, 0};
+#pragma unroll
+      for (int k = 0; k < 4; k++)
+        mma_u8s8(d, lo[m][k], lo[m][4 + k], hi[m][k], hi[m][4 + k], bb[2 * k], bb[2 * k + 1]);
+      const uint32_t zg = sc[m * 16 + g], zg8 = sc[m * 16 + g + 8];
+      const int vg = d[0] * 128 + d[1] - (int)(zg & 0xffu) * tl.x, vg8 = d[2] * 128 + d[3] - (int)(zg8 & 0xffu) * tl.x;
+      acc[m][p][0] = fmaf(bf16_hi(zg) * xs, (float)vg, acc[m][p][0]);
+      acc[m][p][1] = fmaf(bf16_hi(zg8) * xs, (float)vg8, acc[m][p][1]);
+    }
+  }
+}
+
+/* One item (an expert, up to NT positions) × W/P tiles of 16 output rows per block; grid (tiles / (W/P), max
+ * items), blocks past *nitems exit. P warps share a tile, each a contiguous part of the steps; their sums meet in
+ * shared memory in warp order. NM = 2: gate and up over x's records (member = token perm[pos] / K), SiLU(gate)·up
+ * -> dst[pos][rows]. NM = 1: down over h's records (member = position), × the pair's routing weight ->
+ * dst[pos][rows]. Dynamic shared memory W · S · tcg_ring<NM, NT>::BYTES. */
+template <int NM, int W, int P, int S, int NT>
+__global__ void __launch_bounds__(W * 32)
+    k_tcg(float *dst, const char *rec, const cu_lin *tab, const int4 *items, const int *nitems, const int *perm,
+          const float *wts, int K, int rows, int len, int gshift, bool tiled) {
+  extern __shared__ uint4 tc_sm[];
+  __shared__ const char *mrec[NT];
+  if ((int)blockIdx.y >= __ldg(nitems))
+    return;
+  const int4 item = items[blockIdx.y]; /* first position, members, local expert */
+  const int n = item.y, wp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+  const int r0 = (blockIdx.x * (W / P) + wp / P) * TC_ROWS, n16 = len / 32, groups = len >> gshift, nst = len / 128;
+  const int pi = wp % P, sa = pi * nst / P, sb = (pi + 1) * nst / P;
+  if (threadIdx.x < NT)
+    mrec[threadIdx.x] =
+        (int)threadIdx.x < n
+            ? rec + (size_t)(NM == 2 ? __ldg(perm + item.x + threadIdx.x) / K : item.x + threadIdx.x) * nst * TC_REC
+            : NULL;
+  __syncthreads();
+  const bool live = r0 < rows;
+  typedef float part_t[NM][NT][TC_ROWS]; /* a warp's sums, in its own ring once the walk is done */
+  const auto part = [&](int w) -> part_t & { return *(part_t *)((char *)tc_sm + (size_t)w * S * tcg_ring<NM, NT>::BYTES); };
+  if (live) {
+    char *ring = (char *)tc_sm + (size_t)wp * S * tcg_ring<NM, NT>::BYTES;
+    const cu_lin *ex = tab + item.z * 3 + (NM == 2 ? 0 : 2);
+    const uint4 *q[NM];
+#pragma unroll
+    for (int m = 0; m < NM; m++)
+      q[m] = tc_q(ex[m].q, tiled, r0, g, t, n16);
+    const uint32_t *scp = tc_sz(ex[NM == 2 ? lane >> 4 : 0].sz, tiled, r0, lane & 15, groups);
+    const tc_map mp = tc_map_of(tiled, n16, groups);
+    float acc[NM][NT / 2][2] = {};
+    tc_ring_walk<S>(
+        ring, tcg_ring<NM, NT>::BYTES, sb - sa,
+        [&](char *st, int i) { tcg_fill<NM, NT>(st, q, scp, mp, mrec, n, sa + i, gshift, lane); },
+        [&](const char *st, int) { tcg_use<NM, NT>(acc, st, n, g, t, lane); });
+#pragma unroll
+    for (int m = 0; m < NM; m++)
+#pragma unroll
+      for (int p = 0; p < NT / 2; p++) {
+        const float a0 = acc[m][p][0] + __shfl_xor_sync(0xffffffffu, acc[m][p][0], 1);
+        const float a1 = acc[m][p][1] + __shfl_xor_sync(0xffffffffu, acc[m][p][1], 1);
+        const int mb = 2 * p + (t >> 1);
+        if (!(t & 1) && mb < n) {
+          part(wp)[m][mb][g] = a0;
+          part(wp)[m][mb][g + 8] = a1;
+        }
+      }
+  }
+  __syncthreads();
+  if (live && pi == 0)
+    for (int j = lane; j < n * TC_ROWS; j += 32) {
+      const int mb = j / TC_ROWS, r = j % TC_ROWS;
+      float a = 0.f, u = 0.f;
+#pragma unroll
+      for (int p = 0; p < P; p++) {
+        a += part(wp + p)[0][mb][r];
+        if (NM == 2)
+          u += part(wp + p)[NM - 1][mb][r];
+      }
+      const size_t pos = (size_t)item.x + mb;
+      dst[pos * rows + r0 + r] = NM == 2 ? a / (1.0f + expf(-a)) * u : __ldg(wts + __ldg(perm + pos)) * a;
+    }
+}
+
 /* Test hook and MIMO_CUDA_MOE_DECODE=fp32: the fp32 decode kernels instead (before/after in one run). */
 static int tc_off = -1;
 extern "C" int mimo_cuda_moe_decode_fp32(int on) { return cu_switch(&tc_off, "MIMO_CUDA_MOE_DECODE", "fp32", on); }
@@ -372,4 +599,111 @@ void cu_moe_tc(cu_ctx *c, float *out, float *hf, void *hrec, void *xrec, const f
   MIMO_CUDA_LAUNCHED(c);
   d->f<<<dim3(H / TC_ROWS, T), d->warps * 32, sd, c->st>>>(out, (const char *)hrec, tab, sel, wts, K, I, H, gshift, tiled);
   MIMO_CUDA_LAUNCHED(c);
+}
+
+/* ---- grouped by expert: launch shapes, dispatch ---- */
+
+enum { TCG_NT = 4 }; /* members per item: at 32 tokens ~0.9 items per distinct expert, 2 mmas per step */
+typedef void (*tcg_fn)(float *, const char *, const cu_lin *, const int4 *, const int *, const int *, const float *,
+                       int, int, int, int, bool);
+typedef struct {
+  tcg_fn f;
+  int warps, per_tile, stages;
+  size_t smem;
+} tcg_shape;
+#define TCG_SHAPE(NM, W, P, S) {k_tcg<NM, W, P, S, TCG_NT>, W, P, S, (size_t)(W) * (S) * tcg_ring<NM, TCG_NT>::BYTES}
+static const tcg_shape tcg_ups[] = {TCG_SHAPE(2, 8, 4, 3), TCG_SHAPE(2, 4, 2, 6), TCG_SHAPE(2, 8, 2, 3)};
+static const tcg_shape tcg_dns[] = {TCG_SHAPE(1, 8, 1, 4), TCG_SHAPE(1, 8, 2, 4), TCG_SHAPE(1, 4, 1, 8)};
+static int tcg_up_v = -1, tcg_dn_v = 0;
+static int tcg_min_t = 8; /* tokens from which a step's pairs are grouped by expert (cuda_bench: per-token vs grouped) */
+
+/* Test hook and MIMO_CUDA_TCG_VARIANT=up,down: as mimo_cuda_moe_tc_variant, for the grouped kernels. */
+extern "C" int mimo_cuda_moe_tcg_variant(int up, int dn, char *label, int n) {
+  const int nu = (int)(sizeof tcg_ups / sizeof *tcg_ups), nd = (int)(sizeof tcg_dns / sizeof *tcg_dns);
+  if (tcg_up_v < 0) {
+    const char *e = getenv("MIMO_CUDA_TCG_VARIANT");
+    int u = 0, d = 0;
+    tcg_up_v = 0;
+    if (e && sscanf(e, "%d,%d", &u, &d) == 2 && u >= 0 && u < nu && d >= 0 && d < nd) {
+      tcg_up_v = u;
+      tcg_dn_v = d;
+    }
+  }
+  if (up >= 0 && up < nu)
+    tcg_up_v = up;
+  if (dn >= 0 && dn < nd)
+    tcg_dn_v = dn;
+  if (label)
+    snprintf(label, (size_t)n, "grouped: up %d warps, %d per tile, %d stages; down %d warps, %d per tile, %d stages",
+             tcg_ups[tcg_up_v].warps, tcg_ups[tcg_up_v].per_tile, tcg_ups[tcg_up_v].stages, tcg_dns[tcg_dn_v].warps,
+             tcg_dns[tcg_dn_v].per_tile, tcg_dns[tcg_dn_v].stages);
+  return up == -2 ? nd : nu;
+}
+
+/* Test hook and MIMO_CUDA_TCG_MIN_T: the grouping threshold in tokens (t > 0 sets it); returns the old one. */
+extern "C" int mimo_cuda_moe_tcg_min_t(int t) {
+  static bool env_read;
+  if (!env_read) {
+    env_read = true;
+    const char *e = getenv("MIMO_CUDA_TCG_MIN_T");
+    if (e && atoi(e) > 0)
+      tcg_min_t = atoi(e);
+  }
+  const int o = tcg_min_t;
+  if (t > 0)
+    tcg_min_t = t;
+  return o;
+}
+
+bool cu_moe_tcg_fits(int T, int n_local) {
+  for (size_t i = 0; i < sizeof tcg_ups / sizeof *tcg_ups; i++)
+    if (tcg_ups[i].smem > TC_SMEM_MAX)
+      return false;
+  for (size_t i = 0; i < sizeof tcg_dns / sizeof *tcg_dns; i++)
+    if (tcg_dns[i].smem > TC_SMEM_MAX)
+      return false;
+  return T >= mimo_cuda_moe_tcg_min_t(0) && n_local <= 8192 && (long)T * 32 <= 65535;
+}
+
+void cu_moe_tcg(mimo_backend *be, float *out, const float *x, const cu_lin *tab, const int *sel, const float *wts,
+                int T, int K, int I, int H, int group, bool tiled, int e0, int n_local) {
+  cu_ctx *c = cu(be);
+  if (tcg_up_v < 0)
+    mimo_cuda_moe_tcg_variant(-1, -1, NULL, 0);
+  const tcg_shape *u = &tcg_ups[tcg_up_v], *d = &tcg_dns[tcg_dn_v];
+  const int n = T * K, max_items = n < n / TCG_NT + n_local ? n : n / TCG_NT + n_local;
+  const int gshift = __builtin_ctz((unsigned)group);
+  float *hf = cu_alloc(be, (size_t)n * I), *y = cu_alloc(be, (size_t)n * H),
+        *xr = cu_alloc(be, cdiv(cu_moe_tc_scratch(T, H), 4)), *hr = cu_alloc(be, cdiv(cu_moe_tc_scratch(n, I), 4)),
+        *ib = cu_alloc(be, (size_t)4 * max_items + 2 * (size_t)n + 1);
+  if (!hf || !y || !xr || !hr || !ib) {
+    cu_fail(c, "moe", "out of GPU memory for scratch", __FILE__, __LINE__);
+  } else if (MIMO_CUDA(c, cudaFuncSetAttribute(u->f, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)u->smem)) ==
+                 MIMO_OK &&
+             MIMO_CUDA(c, cudaFuncSetAttribute(d->f, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)d->smem)) ==
+                 MIMO_OK) {
+    int4 *items = (int4 *)ib;
+    int *slot = (int *)(items + max_items), *perm = slot + n, *nitems = perm + n;
+    k_tc_group<<<1, 1024, (size_t)n_local * sizeof(int), c->st>>>(sel, n, e0, n_local, TCG_NT, slot, perm, items,
+                                                                   nitems);
+    MIMO_CUDA_LAUNCHED(c);
+    k_tc_split8<<<cdiv((long)T * (H / 128) * 32, 256), 256, 0, c->st>>>((char *)xr, x, T, H);
+    MIMO_CUDA_LAUNCHED(c);
+    u->f<<<dim3(cdiv(I / TC_ROWS, u->warps / u->per_tile), max_items), u->warps * 32, u->smem, c->st>>>(
+        hf, (const char *)xr, tab, items, nitems, perm, wts, K, I, H, gshift, tiled);
+    MIMO_CUDA_LAUNCHED(c);
+    cu_moe_mark(c, 3);
+    /* every position's h (rows past the live positions are not read: their records are not either) */
+    k_tc_split8<<<cdiv((long)n * (I / 128) * 32, 256), 256, 0, c->st>>>((char *)hr, hf, n, I);
+    MIMO_CUDA_LAUNCHED(c);
+    d->f<<<dim3(cdiv(H / TC_ROWS, d->warps / d->per_tile), max_items), d->warps * 32, d->smem, c->st>>>(
+        y, (const char *)hr, tab, items, nitems, perm, wts, K, H, I, gshift, tiled);
+    MIMO_CUDA_LAUNCHED(c);
+    cu_moe_combine(c, out, y, slot, T, H, K);
+  }
+  cu_release(be, hf);
+  cu_release(be, y);
+  cu_release(be, xr);
+  cu_release(be, hr);
+  cu_release(be, ib);
 }
