@@ -123,6 +123,9 @@ struct mimo_backend {
                     int kc, int vc, float v_scale, const mimo_rope_args *rope);
   void (*swiglu)(mimo_backend *be, float *out, const float *gate, const float *up, long n);
   void (*attention)(mimo_backend *be, mimo_attn_args *a);
+  /* Optional (NULL: attention per sequence): the step's n sequences at once, each as attention() would; a device
+   * backend runs the one-token ones together. */
+  void (*attention_seqs)(mimo_backend *be, mimo_attn_args *a, int n);
   void (*moe)(mimo_backend *be, mimo_moe_args *a);
 
   /* Optional hooks; NULL means host memory (the CPU default). */

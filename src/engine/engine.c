@@ -53,6 +53,9 @@ struct mimo_engine {
    * tensor-parallel link): new requests are refused and /health says why. */
   atomic_int broken;
   char broken_why[512];
+  /* Tokens of the warm-up forward still to run (0: none, or done): /health answers 503 until then. */
+  int warm_n;
+  atomic_int warming;
   /* step buffers */
   int *tokens, *counts;
   mimo_kv_seq **seqs;
@@ -248,32 +251,33 @@ static void update_kv_bytes(mimo_engine *e) {
   __atomic_store_n(&e->stats.kv_bytes, b, __ATOMIC_RELAXED);
 }
 
-/* engine.h, mimo_engine_opts.warmup: n prompt tokens then one decode step on a sequence of its own. */
+/* engine.h, mimo_engine_opts.warmup: a prompt of n tokens, one decode step, then a prompt of min(n, 16) tokens on
+ * a second sequence (a request's usual sizes take other kernels and library paths than n tokens or one). */
 static mimo_status warm_up(mimo_engine *e, int n) {
   mimo_model *m = e->model;
   if (n > e->o.max_model_len - 1)
     n = e->o.max_model_len - 1;
   if (n < 1)
     return MIMO_OK;
-  mimo_kv_seq *seq = NULL;
+  mimo_kv_seq *seq[2] = {NULL, NULL};
   int *toks = malloc((size_t)n * sizeof *toks);
   float *logits = malloc((size_t)e->vocab * sizeof *logits);
-  mimo_status st = !toks || !logits ? mimo_errf(MIMO_E_NOMEM, "warm-up buffers") : mimo_kv_seq_init(&seq, &m->cfg);
+  mimo_status st = !toks || !logits ? mimo_errf(MIMO_E_NOMEM, "warm-up buffers") : mimo_kv_seq_init(&seq[0], &m->cfg);
+  if (st == MIMO_OK)
+    st = mimo_kv_seq_init(&seq[1], &m->cfg);
   for (int i = 0; st == MIMO_OK && i < n; i++)
     toks[i] = (int)((i * 7919L + 11) % e->vocab);
   const double t0 = mimo_now();
-  if (st == MIMO_OK) {
-    mimo_batch b = {.n_seqs = 1, .seqs = &seq, .n_tokens = &n, .tokens = toks};
-    st = mimo_model_forward(m, &b, logits);
-  }
-  if (st == MIMO_OK) {
-    const int one = 1;
-    mimo_batch b = {.n_seqs = 1, .seqs = &seq, .n_tokens = &one, .tokens = toks};
+  const int passes[3][2] = {{0, n}, {0, 1}, {1, n < 16 ? n : 16}}; /* sequence, tokens */
+  for (int p = 0; p < 3 && st == MIMO_OK; p++) {
+    mimo_batch b = {.n_seqs = 1, .seqs = &seq[passes[p][0]], .n_tokens = &passes[p][1], .tokens = toks};
     st = mimo_model_forward(m, &b, logits);
   }
   if (st == MIMO_OK)
-    mimo_info("engine: warm-up forward (%d tokens, then 1) took %.0f ms", n, (mimo_now() - t0) * 1e3);
-  mimo_kv_seq_free(seq);
+    mimo_info("engine: warm-up forward (%d tokens, 1, then %d) took %.0f ms", n, passes[2][1],
+              (mimo_now() - t0) * 1e3);
+  mimo_kv_seq_free(seq[0]);
+  mimo_kv_seq_free(seq[1]);
   free(toks);
   free(logits);
   return st;
@@ -281,11 +285,10 @@ static mimo_status warm_up(mimo_engine *e, int n) {
 
 static void *engine_main(void *arg) {
   mimo_engine *e = arg;
-  if (e->model) {
-    const mimo_backend *be = mimo_model_backend(e->model, 0);
-    const int n = e->o.warmup > 0 ? e->o.warmup : e->o.warmup == 0 && be && be->download ? 64 : 0;
-    if (n > 0 && warm_up(e, n) != MIMO_OK) /* the first request will meet the same error and report it */
+  if (e->warm_n > 0) {
+    if (warm_up(e, e->warm_n) != MIMO_OK) /* the first request will meet the same error and report it */
       mimo_warn("engine: warm-up forward failed: %s", mimo_errmsg());
+    atomic_store(&e->warming, 0);
   }
   pthread_mutex_lock(&e->mu);
   for (;;) {
@@ -375,6 +378,12 @@ mimo_status mimo_engine_init(mimo_engine **out, mimo_model *model, const mimo_en
     mimo_engine_free(e);
     return mimo_errf(MIMO_E_NOMEM, "engine buffers for %d sequences", S);
   }
+  if (model) {
+    const mimo_backend *be = mimo_model_backend(model, 0);
+    const int nb = e->o.max_num_batched_tokens < 512 ? e->o.max_num_batched_tokens : 512;
+    e->warm_n = e->o.warmup > 0 ? e->o.warmup : e->o.warmup == 0 && be && be->download ? nb : 0;
+  }
+  atomic_init(&e->warming, e->warm_n > 0);
   if (pthread_create(&e->thread, NULL, engine_main, e) != 0) {
     mimo_engine_free(e);
     return mimo_errf(MIMO_E_INTERNAL, "cannot start the engine thread");
@@ -545,6 +554,8 @@ void mimo_engine_stats_get(mimo_engine *e, mimo_engine_stats *s) {
 }
 
 int mimo_engine_max_model_len(const mimo_engine *e) { return e->o.max_model_len; }
+
+bool mimo_engine_warming(mimo_engine *e) { return atomic_load(&e->warming) != 0; }
 
 bool mimo_engine_healthy(mimo_engine *e, char *why, size_t n) {
   if (!atomic_load(&e->broken))

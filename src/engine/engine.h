@@ -21,10 +21,11 @@ typedef struct mimo_engine_opts {
   int max_num_batched_tokens; /* tokens per step (default 512) */
   int max_model_len;          /* prompt + output limit (default: the model's max_position_embeddings) */
   int max_queue;              /* waiting requests before submit says E_BUSY (default 256) */
-  /* A throw-away forward pass (a prompt of this many tokens, then one decode step) on the engine thread before
-   * the first request, so that request does not pay one-time costs: lazy kernel loading and library set-up, ~160 ms
-   * on the CUDA backend (docs/cuda.md, round 5). 0: on device backends only, with 64 tokens (the batched paths
-   * too); < 0: never; > 0: always, with that many tokens. Leaves no trace (its KV is freed, nothing is counted). */
+  /* Throw-away forward passes (a prompt of this many tokens, one decode step, a prompt of up to 16 tokens) on the
+   * engine thread before the first request, so that request does not pay one-time costs: lazy kernel loading and
+   * library set-up, ~180 ms on the CUDA backend (docs/cuda.md). /health answers 503 until they are done; requests
+   * submitted meanwhile wait. 0: on device backends only, with min(max_num_batched_tokens, 512) tokens; < 0:
+   * never; > 0: always, with that many tokens. Leaves no trace (its KV is freed, nothing is counted). */
   int warmup;
   /* Test seam: instead of running the model, request i emits mock_ids[i % n_mock]
    * one token per step (the real tokenizer and API code run around it). */
@@ -89,4 +90,6 @@ int mimo_engine_max_model_len(const mimo_engine *e);
 /* False (why filled) once a step failed beyond recovery: a GPU's sticky error or a lost link between the
  * tensor-parallel nodes. */
 bool mimo_engine_healthy(mimo_engine *e, char *why, size_t n);
+/* True while the warm-up forward (mimo_engine_opts.warmup) runs. */
+bool mimo_engine_warming(mimo_engine *e);
 #endif

@@ -174,17 +174,26 @@ static mimo_status attention_block(mimo_model *m, int L, const mimo_batch *b, in
   mimo_backend *be = m->be;
   int nq = g->n_heads * g->head_dim, nk = g->n_kv_heads * g->head_dim, nv = g->n_kv_heads * g->v_head_dim;
   project_qkv(m, lw, g, T, s);
+  enum { SEQS = 64 }; /* sequences handed to attention_seqs at once */
+  mimo_attn_args a[SEQS];
   int off = 0;
-  for (int i = 0; i < b->n_seqs; i++) {
-    int n = b->n_tokens[i];
-    mimo_attn_args a = {
-        .q = s->q + (size_t)off * nq, .k = s->k + (size_t)off * nk, .v = s->v + (size_t)off * nv,
-        .out = s->o + (size_t)off * g->n_heads * g->v_head_dim, .T = n, .n_heads = g->n_heads,
-        .n_kv = g->n_kv_heads, .head_dim = g->head_dim, .v_head_dim = g->v_head_dim, .window = g->window,
-        .scale = (float)(1.0 / sqrt((double)g->head_dim)), .sink = lw->sink.n ? &lw->sink : NULL,
-        .kv = &b->seqs[i]->layers[L]};
-    be->attention(be, &a);
-    off += n;
+  for (int i0 = 0; i0 < b->n_seqs; i0 += SEQS) {
+    const int ns = b->n_seqs - i0 < SEQS ? b->n_seqs - i0 : SEQS;
+    for (int j = 0; j < ns; j++) {
+      const int n = b->n_tokens[i0 + j];
+      a[j] = (mimo_attn_args){
+          .q = s->q + (size_t)off * nq, .k = s->k + (size_t)off * nk, .v = s->v + (size_t)off * nv,
+          .out = s->o + (size_t)off * g->n_heads * g->v_head_dim, .T = n, .n_heads = g->n_heads,
+          .n_kv = g->n_kv_heads, .head_dim = g->head_dim, .v_head_dim = g->v_head_dim, .window = g->window,
+          .scale = (float)(1.0 / sqrt((double)g->head_dim)), .sink = lw->sink.n ? &lw->sink : NULL,
+          .kv = &b->seqs[i0 + j]->layers[L]};
+      off += n;
+    }
+    if (be->attention_seqs && ns > 1)
+      be->attention_seqs(be, a, ns);
+    else
+      for (int j = 0; j < ns; j++)
+        be->attention(be, &a[j]);
   }
   be->linear(be, s->t3, s->o, T, &lw->o);
   if (m->tp > 1) /* o_proj is row-parallel: each rank holds its heads' partial sum */

@@ -51,6 +51,11 @@ static void on_health(mimo_http_req *rq, void *ctx) {
     mimo_http_reply_error(rq, 503, "ServiceUnavailableError", NULL, NULL, "the model stopped working: %s", why);
     return;
   }
+  if (s->engine && mimo_engine_warming(s->engine)) { /* readiness: the first request would wait for it */
+    mimo_http_reply_error(rq, 503, "ServiceUnavailableError", NULL, NULL,
+                          "warming up: the first forward passes are running (mimo serve --no-warmup skips them)");
+    return;
+  }
   mimo_http_reply(rq, 200, "text/plain", "", 0);
 }
 

@@ -160,6 +160,100 @@ static void run_case(mimo_backend *c, mimo_backend *g, const acase *cf) {
   g->kv_free(g, kg.v);
 }
 
+/* Many sequences in one attention_seqs call (the model's step): one-token sequences with different cache lengths
+ * (empty, short, a ring that wrapped, long) share launches on the GPU, a few longer ones (mixed) go alone; outputs
+ * against the CPU's attention per sequence, two steps in a row (the second reads what the first appended), then
+ * every cache and length. nseq > 64: more than one batch launch. */
+static void run_seqs_case(mimo_backend *c, mimo_backend *g, int nh, int nkv, int D, int V, int W, int sink, int nseq,
+                          int mixed) {
+  mimo_kv_view *kc = xmalloc((size_t)nseq * sizeof *kc), *kg = xmalloc((size_t)nseq * sizeof *kg);
+  const int pasts[] = {0, 1, 5, 127, 128, 300, 3000, 40};
+  int caps[256];
+  for (int i = 0; i < nseq; i++) {
+    const int past = pasts[i % 8] + i / 8, cap = W ? W : past + 16;
+    caps[i] = cap;
+    const size_t nkc = (size_t)cap * nkv * D, nvc = (size_t)cap * nkv * V;
+    kc[i] = (mimo_kv_view){.k = xmalloc(nkc * 4), .v = xmalloc(nvc * 4), .cap = cap, .ring = W > 0, .len = past};
+    kg[i] = kc[i];
+    kg[i].k = g->kv_realloc(g, NULL, 0, nkc);
+    kg[i].v = g->kv_realloc(g, NULL, 0, nvc);
+    if (!kg[i].k || !kg[i].v)
+      must(MIMO_E_NOMEM, "kv alloc");
+    fill(kc[i].k, nkc, 1.0f);
+    fill(kc[i].v, nvc, 1.0f);
+    must(mimo_cuda_upload(g, kg[i].k, kc[i].k, nkc), "upload");
+    must(mimo_cuda_upload(g, kg[i].v, kc[i].v, nvc), "upload");
+  }
+  float sinkv[128];
+  fill(sinkv, nh, 2.0f);
+  mimo_vec sv = {nh, MIMO_DT_F32, sinkv, NULL};
+  must(mimo_backend_upload_vec(g, &sv), "upload");
+  int ok = 1;
+  double worst_e = 0;
+  for (int step = 0; step < 2; step++) {
+    int Ts[256], T = 0;
+    for (int i = 0; i < nseq; i++)
+      T += Ts[i] = mixed && i % 7 == 3 ? 5 : 1;
+    const size_t nq = (size_t)T * nh * D, nk = (size_t)T * nkv * D, nv = (size_t)T * nkv * V, no = (size_t)T * nh * V;
+    float *q = xmalloc(nq * 4), *kk = xmalloc(nk * 4), *v = xmalloc(nv * 4), *oc = xmalloc(no * 4), *og = xmalloc(no * 4);
+    fill(q, nq, 3.0f);
+    fill(kk, nk, 1.0f);
+    fill(v, nv, 1.0f);
+    float *dq = to_dev(g, q, nq), *dk = to_dev(g, kk, nk), *dv = to_dev(g, v, nv), *dout = g->alloc(g, no);
+    mimo_cuda_poison(g, dout, no);
+    mimo_attn_args *ag = xmalloc((size_t)nseq * sizeof *ag);
+    for (int i = 0, off = 0; i < nseq; off += Ts[i], i++) {
+      mimo_attn_args a = {.q = q + (size_t)off * nh * D, .k = kk + (size_t)off * nkv * D, .v = v + (size_t)off * nkv * V,
+                          .out = oc + (size_t)off * nh * V, .T = Ts[i], .n_heads = nh, .n_kv = nkv, .head_dim = D,
+                          .v_head_dim = V, .window = W, .scale = 1.0f / sqrtf((float)D), .sink = sink ? &sv : NULL,
+                          .kv = &kc[i]};
+      c->attention(c, &a);
+      a.q = dq + (size_t)off * nh * D;
+      a.k = dk + (size_t)off * nkv * D;
+      a.v = dv + (size_t)off * nkv * V;
+      a.out = dout + (size_t)off * nh * V;
+      a.kv = &kg[i];
+      ag[i] = a;
+    }
+    g->attention_seqs(g, ag, nseq);
+    from_dev(g, og, dout, no);
+    const double e = relerr(og, oc, no);
+    worst_e = e > worst_e ? e : worst_e;
+    ok &= e <= 2e-5;
+    g->release(g, dq);
+    g->release(g, dk);
+    g->release(g, dv);
+    g->release(g, dout);
+    free(ag);
+    free(q);
+    free(kk);
+    free(v);
+    free(oc);
+    free(og);
+  }
+  int cache_ok = 1;
+  for (int i = 0; i < nseq; i++) {
+    const size_t nkc = (size_t)caps[i] * nkv * D, nvc = (size_t)caps[i] * nkv * V;
+    float *hk = xmalloc(nkc * 4), *hv = xmalloc(nvc * 4);
+    from_dev(g, hk, kg[i].k, nkc);
+    from_dev(g, hv, kg[i].v, nvc);
+    cache_ok &= kg[i].len == kc[i].len && !memcmp(hk, kc[i].k, nkc * 4) && !memcmp(hv, kc[i].v, nvc * 4);
+    free(hk);
+    free(hv);
+    free(kc[i].k);
+    free(kc[i].v);
+    g->kv_free(g, kg[i].k);
+    g->kv_free(g, kg[i].v);
+  }
+  ok &= cache_ok;
+  printf("%-4s attention_seqs h%d/kv%d %d/%d win %d sink %d: %d sequences%s, 2 steps, rel %.2e (tol 2e-05), caches %s\n",
+         ok ? "ok" : "FAIL", nh, nkv, D, V, W, sink, nseq, mixed ? " (every 7th 5 tokens)" : "", worst_e,
+         cache_ok ? "equal" : "DIFFER");
+  ok ? n_pass++ : n_fail++;
+  free(kc);
+  free(kg);
+}
+
 static int attn_check(void) {
   mimo_backend *c, *g;
   must(mimo_backend_cpu_init(&c, 0), "cpu backend");
@@ -200,6 +294,11 @@ static int attn_check(void) {
   };
   for (size_t i = 0; i < sizeof cases / sizeof *cases; i++)
     run_case(c, g, &cases[i]);
+  mimo_cuda_attn_precision(prec0);
+  run_seqs_case(c, g, 64, 4, 192, 128, 0, 1, 24, 0);  /* MiMo full layer */
+  run_seqs_case(c, g, 64, 8, 192, 128, 128, 1, 24, 1); /* MiMo sliding layer, with longer steps among them */
+  run_seqs_case(c, g, 16, 2, 128, 128, 8, 0, 70, 0);  /* two batch launches; ring of 8 */
+  run_seqs_case(c, g, 8, 1, 64, 64, 0, 1, 9, 1);
   must(mimo_cuda_sync(g), "final sync");
   mimo_cuda_attn_precision(prec0);
   printf("worst relative error: scalar %.2e (tol %.0e)\n", worst[1][0], tol[1][0]);

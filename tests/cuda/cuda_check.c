@@ -299,7 +299,7 @@ static void check_moe(mimo_backend *c, mimo_backend *g) {
       {16, 8, 4096, 2048, 0, 128, 0}, {8, 4, 5120, 1536, 0, 32, 1},
       /* MiMo's 256 experts: the fused router + routing reads every score of a token in one warp */
       {256, 8, 512, 256, 0, 128, 0}};
-  int Ts[] = {1, 3, 8, 33}; /* 33: the most tokens the per-token kernels take (grouped from 40), small shapes only */
+  int Ts[] = {1, 3, 8, 33}; /* 33: below the grouped GEMM for every format (from 40), small shapes only */
   for (size_t k = 0; k < sizeof cf / sizeof *cf; k++) {
     int E = cf[k].E, K = cf[k].K, H = cf[k].H, I = cf[k].I;
     mimo_linear router = rand_dense(E, H, MIMO_DT_F32, 0.1f);
@@ -344,13 +344,13 @@ static void check_moe(mimo_backend *c, mimo_backend *g) {
      * and expert parallel (this rank's half of the experts, either half) */
     mimo_cuda_moe_tcg_min_t(1);
     const int ngu = mimo_cuda_moe_tcg_variant(-1, -1, NULL, 0), ngd = mimo_cuda_moe_tcg_variant(-2, -1, NULL, 0);
-    for (int v = 0; !cf[k].fmt && cf[k].group % 128 == 0 && H * I <= 4096 * 2048 && v < 5 + ngu + ngd - 2; v++) {
-      const int Tg[] = {1, 2, 8, 33, 8}, T = v < 5 ? Tg[v] : 8, ep = v == 4;
-      if (T == 33 && (long)H * I > 1024 * 512)
+    for (int v = 0; !cf[k].fmt && cf[k].group % 128 == 0 && H * I <= 4096 * 2048 && v < 6 + ngu + ngd - 2; v++) {
+      const int Tg[] = {1, 2, 8, 33, 8, 130}, T = v < 6 ? Tg[v] : 8, ep = v == 4; /* 130: over 1024 pairs */
+      if (T >= 33 && (long)H * I > 1024 * 512)
         continue;
       char label[128] = "default shapes", name[256];
-      if (v >= 5) {
-        const int w = v - 5 + 1;
+      if (v >= 6) {
+        const int w = v - 6 + 1;
         mimo_cuda_moe_tcg_variant(w < ngu ? w : 0, w < ngu ? 0 : w - ngu + 1, label, sizeof label);
       }
       for (int half = 0; half <= ep; half++) {

@@ -139,7 +139,7 @@ static int check(void) {
       {100, 16, 4, 256, 128, 0, 16, 1}};
   for (size_t i = 0; i < sizeof cs / sizeof *cs; i++)
     check_case(c, g, cs[i].T, cs[i].E, cs[i].K, cs[i].H, cs[i].I, cs[i].bf16, cs[i].group, cs[i].asym);
-  mimo_cuda_moe_grouped_min_t(old);
+  mimo_cuda_moe_grouped_min_t(old ? old : -1);
   must(mimo_cuda_sync(g), "final sync");
   printf("moe-prefill: %d passed, %d failed\n", n_pass, n_fail);
   g->free(g);
@@ -217,7 +217,7 @@ static double cross_check(mimo_backend *g, moe_set *s, const float *dx, float *d
   mimo_cuda_poison(g, dout, n);
   g->moe(g, &a);
   from_dev(g, a2, dout, n);
-  mimo_cuda_moe_grouped_min_t(old);
+  mimo_cuda_moe_grouped_min_t(old ? old : -1);
   const double e = relerr(a2, a1, n);
   free(a1);
   free(a2);
@@ -257,16 +257,17 @@ static int bench(void) {
   float *dout = g->alloc(g, (size_t)TMAX * H);
   moe_set q;
   set_init(&q, g, E, K, H, I, 0, 128, 0, 2);
-  /* crossover: per-token decode kernels vs grouped, same experts (sets the dispatch threshold) */
+  /* crossover: the decode kernels (per pair below mimo_cuda_moe_tcg_min_t tokens, grouped by expert from there)
+   * vs the grouped GEMM, same experts (sets the dispatch threshold gg_min_t) */
   const int old = mimo_cuda_moe_grouped_min_t(0);
-  const int Tc[] = {8, 16, 32, 64, 128};
-  for (int i = 0; i < 5; i++) {
+  const int Tc[] = {8, 16, 32, 64, 128, 192, 256, 384, 512};
+  for (int i = 0; i < (int)(sizeof Tc / sizeof *Tc); i++) {
     mimo_cuda_moe_grouped_min_t(1 << 30);
     const float tp = time_moe(g, &q, dx, NX, dout, Tc[i], 11);
     mimo_cuda_moe_grouped_min_t(1);
     const float tg = time_moe(g, &q, dx, NX, dout, Tc[i], 11);
-    printf("BENCH moe_prefill_crossover int4 g128 T=%d: per-token %.1f us, grouped %.1f us\n", Tc[i], tp * 1e3,
-           tg * 1e3);
+    printf("BENCH moe_prefill_crossover int4 g128 T=%d: decode kernels %.1f us, grouped GEMM %.1f us\n", Tc[i],
+           tp * 1e3, tg * 1e3);
   }
   mimo_cuda_moe_grouped_min_t(1);
   printf("BENCH moe_prefill_check grouped vs per-token (GPU) int4 T=64 rel %.2e, T=4096 rel %.2e\n",
@@ -279,7 +280,7 @@ static int bench(void) {
   bench_set(g, &b, dx, NX, dout, fl, "bf16", Ts, 2);
   printf("BENCH moe_prefill_check grouped vs per-token (GPU) bf16 T=512 rel %.2e\n", cross_check(g, &b, dx[0], dout, 512));
   set_free(&b, 1);
-  mimo_cuda_moe_grouped_min_t(old);
+  mimo_cuda_moe_grouped_min_t(old ? old : -1);
   must(mimo_cuda_sync(g), "bench");
   g->free(g);
   return 0;

@@ -95,6 +95,7 @@ static void test_batched_equals_alone(void **state) {
     assert_memory_equal(got, want[r], sizeof got);
     mimo_request_release(req[r]);
   }
+  assert_false(mimo_engine_warming(e)); /* the requests ran, so the warm-up before them has ended */
   mimo_engine_stats st;
   mimo_engine_stats_get(e, &st);
   assert_int_equal(st.generation_tokens_total, R * STEPS);
@@ -106,6 +107,7 @@ static void test_limits_and_cancel(void **state) {
   mimo_engine_opts o = {.max_num_seqs = 1, .max_queue = 1, .max_model_len = 4096};
   mimo_engine *e;
   assert_int_equal(mimo_engine_init(&e, model, &o), MIMO_OK);
+  assert_false(mimo_engine_warming(e)); /* CPU backend, warmup 0: no warm-up, ready at once */
   static int prompt[4096] = {1, 2, 3};
   mimo_request *r;
   mimo_request_params p = greedy_params(prompt, 4090, 10);

@@ -17,6 +17,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <type_traits>
+
 #include "backend/cuda/cuda_internal.h"
 
 enum { ATT_THREADS = 128, ATT_TILE = 32, ATT_MAXD = 256, ATT_MAXV = 256 };
@@ -154,6 +156,36 @@ struct dec_args {
   float qscale;
 };
 
+/* Many sequences' decode steps (one token each) in one launch, blockIdx.z = sequence: its cache and length, and
+ * `tok`, its token's row in the step's q/k/v/out buffers. A kernel parameter (2.5 KB: indexed loads from the
+ * parameter bank, no upload and no host wait); dec_none for one sequence. */
+enum { DEC_BATCH = 64 };
+struct dec_seq {
+  float *kc, *vc;
+  int len, cap, ring, tok;
+};
+struct dec_batch {
+  dec_seq s[DEC_BATCH];
+};
+struct dec_none {};
+template <bool B> using dec_tab = typename std::conditional<B, dec_batch, dec_none>::type;
+
+/* a's fields for sequence z of a batch: its cache, length, token rows and partials (each sequence its own
+ * region of n_kv · nsplit · rows · (V + 2) floats, laid out as one sequence's). */
+template <int D, int V>
+__device__ __forceinline__ void dec_seq_of(dec_args &a, const dec_batch &bt, int z) {
+  const dec_seq &s = bt.s[z];
+  a.q += (size_t)s.tok * a.n_heads * D;
+  a.k += (size_t)s.tok * a.n_kv * D;
+  a.v += (size_t)s.tok * a.n_kv * V;
+  a.kc = s.kc;
+  a.vc = s.vc;
+  a.len = s.len;
+  a.cap = s.cap;
+  a.ring = s.ring;
+  a.part += (size_t)z * a.n_kv * a.nsplit * a.rows * (V + 2);
+}
+
 /* Split-KV decode. Block = (row group of 16·(4/KS) query rows, key split, kv head):
  * all query heads of the kv head (and all T tokens) read each K/V byte once.
  * K/V tiles of 32 keys go fp32 → shared by cp.async (double buffered, L1
@@ -167,9 +199,11 @@ struct dec_args {
  * X3: both products in 3xTF32 (a·b ≈ a_hi·b_hi + a_hi·b_lo + a_lo·b_hi, split_tf32), fp32-grade
  * scores and outputs: whole-model logits need them (tiny score errors flip near-tied MoE routing);
  * !X3: one tf32 product (~1e-3 relative), kept as the speed reference (MIMO_CUDA_ATTN_PREC=fast). */
-template <int D, int V, int KS, int KT, int NST, bool X3>
-__global__ void __launch_bounds__(DEC_THREADS) k_attn_decode(dec_args a) {
+template <int D, int V, int KS, int KT, int NST, bool X3, bool B>
+__global__ void __launch_bounds__(DEC_THREADS) k_attn_decode(dec_args a, const dec_tab<B> bt) {
   constexpr int DS = D + 16, VS = V + 4, MTP = 4 / KS, NT = KT / 8 / KS, QR = MTP * 16;
+  if constexpr (B)
+    dec_seq_of<D, V>(a, bt, blockIdx.z);
   static_assert(NT >= 1 && KS * QR * V <= NST * KT * (DS + VS), "merge buffer fits in the stage buffers");
   extern __shared__ float4 dec_smem[];
   float *sQ = (float *)dec_smem, *sK = sQ + QR * DS, *sV = sK + NST * KT * DS;
@@ -424,12 +458,26 @@ typedef struct {
 
 /* Merges the nsplit partials of row R (blockIdx.x) of kv head g (blockIdx.y) and adds the sink; blocks R < T
  * also append token R's key and value of head g (ap). */
+template <bool B>
 __global__ void __launch_bounds__(256) k_attn_combine(const float *part, float *out, const float *sink, int rows,
-                                                      int nsplit, int n_kv, int G, int n_heads, int V, kv_app ap) {
+                                                      int nsplit, int n_kv, int G, int n_heads, int V, kv_app ap,
+                                                      const dec_tab<B> bt) {
   extern __shared__ float4 cmb4[]; /* weights [nsplit, rounded to 4], then [256 / (V/4)][V] partial sums */
   float *cmb = (float *)cmb4;
   __shared__ float red[8];
   const int R = blockIdx.x, g = blockIdx.y, tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+  if constexpr (B) { /* sequence blockIdx.z of a batch: one token (row tok of the step), its cache */
+    const dec_seq &s = bt.s[blockIdx.z];
+    part += (size_t)blockIdx.z * n_kv * nsplit * rows * (V + 2);
+    out += (size_t)s.tok * n_heads * V;
+    ap.k += (size_t)s.tok * n_kv * ap.D;
+    ap.v += (size_t)s.tok * n_kv * V;
+    ap.kc = s.kc;
+    ap.vc = s.vc;
+    ap.len = s.len;
+    ap.cap = s.cap;
+    ap.ring = s.ring;
+  }
   const int h = g * G + R % G;
   if (ap.kc && R < ap.T && R >= ap.first) {
     const int slot = kv_slot(ap.len + R, ap.cap, ap.ring);
@@ -491,61 +539,71 @@ __global__ void __launch_bounds__(256) k_attn_combine(const float *part, float *
   }
 }
 
-template <bool X3, int D, int V, int KS, int KT = DEC_KT, int NST = 2> void dec_launch(cu_ctx *c, dec_args &p, int keys) {
+/* nseq > 0: a batch of nseq sequences (bt), one token each. */
+template <bool X3, int D, int V, int KS, bool B, int KT = DEC_KT, int NST = 2>
+void dec_launch(cu_ctx *c, dec_args &p, int keys, const dec_tab<B> &bt, int nseq) {
   constexpr int QR = 64 / KS;
   const size_t smem = (size_t)(QR * (D + 16) + NST * KT * (D + 16) + NST * KT * (V + 4)) * 4;
-  if (MIMO_CUDA(c, cudaFuncSetAttribute(k_attn_decode<D, V, KS, KT, NST, X3>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                        (int)smem)) != MIMO_OK)
+  if (MIMO_CUDA(c, cudaFuncSetAttribute(k_attn_decode<D, V, KS, KT, NST, X3, B>,
+                                        cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem)) != MIMO_OK)
     return;
   static int occ_of[64]; /* per device: blocks per SM (a host query per call cost more than some launches) */
   int occ = c->device < 64 ? occ_of[c->device] : 0;
   if (!occ) {
-    if (MIMO_CUDA(c, cudaOccupancyMaxActiveBlocksPerMultiprocessor(&occ, k_attn_decode<D, V, KS, KT, NST, X3>,
+    if (MIMO_CUDA(c, cudaOccupancyMaxActiveBlocksPerMultiprocessor(&occ, k_attn_decode<D, V, KS, KT, NST, X3, B>,
                                                                    DEC_THREADS, smem)) != MIMO_OK)
       return;
     if (c->device < 64)
       occ_of[c->device] = occ;
   }
-  const int max_tiles = (keys + KT - 1) / KT;
+  const int max_tiles = (keys + KT - 1) / KT, nz = nseq > 0 ? nseq : 1;
   p.nrg = (p.rows + QR - 1) / QR;
-  const int per = p.n_kv * p.nrg, want = (occ > 0 ? occ : 1) * c->sms; /* one wave */
+  const int per = p.n_kv * p.nrg * nz, want = (occ > 0 ? occ : 1) * c->sms; /* one wave */
   p.nsplit = (want + per - 1) / per;
   if (p.nsplit > max_tiles)
     p.nsplit = max_tiles;
   if (p.nsplit < 1)
     p.nsplit = 1;
-  p.part = (float *)cu_tmp2(c, (size_t)p.n_kv * p.nsplit * p.rows * (V + 2) * sizeof(float));
+  p.part = (float *)cu_tmp2(c, (size_t)nz * p.n_kv * p.nsplit * p.rows * (V + 2) * sizeof(float));
   if (!p.part)
     return;
-  k_attn_decode<D, V, KS, KT, NST, X3><<<dim3(p.nrg * p.nsplit, p.n_kv), DEC_THREADS, smem, c->st>>>(p);
+  k_attn_decode<D, V, KS, KT, NST, X3, B><<<dim3(p.nrg * p.nsplit, p.n_kv, nz), DEC_THREADS, smem, c->st>>>(p, bt);
   MIMO_CUDA_LAUNCHED(c);
 }
 
 /* Measured on H200 at 128K (T = 1): 32-key tiles, 2 stages, 2 blocks per SM, one wave of splits is
  * the fastest tried; 64-key tiles (362 µs) or 3 stages (415 µs), both 1 block per SM, and 2 or 4
  * waves of splits (265 / 276 µs) were slower than this (257 µs). */
-template <bool X3, int D, int V> void dec_dispatch(cu_ctx *c, dec_args &p, int keys) {
+template <bool X3, int D, int V, bool B> void dec_dispatch(cu_ctx *c, dec_args &p, int keys, const dec_tab<B> &bt, int nseq) {
   if (p.rows <= 16)
-    dec_launch<X3, D, V, 4>(c, p, keys);
+    dec_launch<X3, D, V, 4, B>(c, p, keys, bt, nseq);
   else if (p.rows <= 32)
-    dec_launch<X3, D, V, 2>(c, p, keys);
+    dec_launch<X3, D, V, 2, B>(c, p, keys, bt, nseq);
   else
-    dec_launch<X3, D, V, 1>(c, p, keys);
+    dec_launch<X3, D, V, 1, B>(c, p, keys, bt, nseq);
 }
 template <int D, int V> void dec_dispatch(cu_ctx *c, dec_args &p, int keys, int prec) {
-  prec == ATTN_FAST ? dec_dispatch<false, D, V>(c, p, keys) : dec_dispatch<true, D, V>(c, p, keys);
+  const dec_none none{};
+  prec == ATTN_FAST ? dec_dispatch<false, D, V, false>(c, p, keys, none, 0)
+                    : dec_dispatch<true, D, V, false>(c, p, keys, none, 0);
 }
 
-void combine(cu_ctx *c, const mimo_attn_args *a, const float *part, int nsplit, kv_app ap) {
+/* nseq > 0: a batch (bt), a->out, a->k, a->v the step's buffers (row tok of each sequence). */
+template <bool B>
+void combine(cu_ctx *c, const mimo_attn_args *a, const float *part, int nsplit, kv_app ap, const dec_tab<B> &bt,
+             int nseq) {
   const int G = a->n_heads / a->n_kv, V = a->v_head_dim;
   const size_t smem = (size_t)(((nsplit + 3) & ~3) + 256 / (V / 4) * V) * sizeof(float);
-  if (MIMO_CUDA(c, cudaFuncSetAttribute(k_attn_combine, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem)) !=
+  if (MIMO_CUDA(c, cudaFuncSetAttribute(k_attn_combine<B>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem)) !=
       MIMO_OK)
     return;
-  k_attn_combine<<<dim3(a->T * G, a->n_kv), 256, smem, c->st>>>(
+  k_attn_combine<B><<<dim3(a->T * G, a->n_kv, nseq > 0 ? nseq : 1), 256, smem, c->st>>>(
       part, a->out, a->sink && a->sink->n ? (const float *)a->sink->dev : NULL, a->T * G, nsplit, a->n_kv, G,
-      a->n_heads, V, ap);
+      a->n_heads, V, ap, bt);
   MIMO_CUDA_LAUNCHED(c);
+}
+void combine(cu_ctx *c, const mimo_attn_args *a, const float *part, int nsplit, kv_app ap) {
+  combine<false>(c, a, part, nsplit, ap, dec_none{}, 0);
 }
 } // namespace
 
@@ -640,4 +698,96 @@ void cu_attention(mimo_backend *be, mimo_attn_args *a) {
     MIMO_CUDA_LAUNCHED(c);
   }
   kv->len += a->T;
+}
+
+/* ---- many sequences' decode steps at once ---- */
+
+/* Whether sequence x's one-token step takes the decode path, and may share a launch with y's (same shapes). */
+static bool dec_batchable(const mimo_attn_args *x, int path) {
+  const mimo_kv_view *kv = x->kv;
+  const uintptr_t al = (uintptr_t)x->q | (uintptr_t)x->k | (uintptr_t)x->v | (uintptr_t)kv->k | (uintptr_t)kv->v |
+                       (uintptr_t)x->out;
+  return x->T == 1 && (path == 0 || path == 2) && cu_attn_prefill_dims(x->head_dim, x->v_head_dim) && !(al & 15) &&
+         x->n_heads % x->n_kv == 0 && x->n_heads / x->n_kv <= DEC_MAX_ROWS && (!x->sink || !x->sink->n || x->sink->dev) &&
+         (kv->ring || kv->len + 1 <= kv->cap);
+}
+static bool dec_same_shape(const mimo_attn_args *x, const mimo_attn_args *y) {
+  return x->n_heads == y->n_heads && x->n_kv == y->n_kv && x->head_dim == y->head_dim &&
+         x->v_head_dim == y->v_head_dim && x->window == y->window && x->scale == y->scale &&
+         (x->sink && x->sink->n ? x->sink->dev : NULL) == (y->sink && y->sink->n ? y->sink->dev : NULL);
+}
+
+/* The nb sequences a[idx[..]] (dec_batchable, dec_same_shape) in one split launch and one combine; false if their
+ * tokens are not rows of the same step buffers (then nothing was launched). */
+static bool dec_batch_run(cu_ctx *c, mimo_attn_args *a, const int *idx, int nb, int prec) {
+  const mimo_attn_args *b = &a[idx[0]];
+  for (int j = 1; j < nb; j++)
+    if (a[idx[j]].q < b->q)
+      b = &a[idx[j]];
+  const int D = b->head_dim, V = b->v_head_dim, G = b->n_heads / b->n_kv;
+  const long qs = (long)b->n_heads * D, ks = (long)b->n_kv * D, vs = (long)b->n_kv * V, os = (long)b->n_heads * V;
+  dec_batch bt;
+  int keys = 1;
+  for (int j = 0; j < nb; j++) {
+    const mimo_attn_args *x = &a[idx[j]];
+    const long dq = (long)(x->q - b->q), tok = dq / qs;
+    if (dq % qs || x->k - b->k != tok * ks || x->v - b->v != tok * vs || x->out - b->out != tok * os || tok > INT32_MAX)
+      return false;
+    const mimo_kv_view *kv = x->kv;
+    bt.s[j] = dec_seq{kv->k, kv->v, kv->len, kv->cap, kv->ring, (int)tok};
+    const int end = kv->len + 1, lo = b->window > 0 && end - b->window > 0 ? end - b->window : 0;
+    keys = end - lo > keys ? end - lo : keys;
+  }
+  dec_args p = {b->q, b->k, b->v, NULL, NULL, NULL, b->n_heads, b->n_kv, G, G, 0, b->window, 0, 0, 1, 1,
+                b->scale * LOG2E};
+  const bool x3 = prec != ATTN_FAST;
+  if (D == 192)
+    x3 ? dec_dispatch<true, 192, 128, true>(c, p, keys, bt, nb) : dec_dispatch<false, 192, 128, true>(c, p, keys, bt, nb);
+  else if (D == 128)
+    x3 ? dec_dispatch<true, 128, 128, true>(c, p, keys, bt, nb) : dec_dispatch<false, 128, 128, true>(c, p, keys, bt, nb);
+  else
+    x3 ? dec_dispatch<true, 64, 64, true>(c, p, keys, bt, nb) : dec_dispatch<false, 64, 64, true>(c, p, keys, bt, nb);
+  if (p.part) { /* else the failure is recorded: the step fails */
+    const kv_app ap = {NULL, NULL, b->k, b->v, 1, 0, 0, 0, 0, D}; /* the cache fields come per sequence */
+    combine<true>(c, b, p.part, p.nsplit, ap, bt, nb);
+  }
+  for (int j = 0; j < nb; j++)
+    a[idx[j]].kv->len += 1;
+  return true;
+}
+
+/* backend.h attention_seqs: the one-token sequences that take the decode path, DEC_BATCH at a time in one split
+ * launch and one combine (instead of that pair per sequence: ~16 µs each, the larger part of a 64-sequence step's
+ * attention); the others one by one. Sequences are independent, so the order of the calls does not matter. */
+static int seqs_off = -1; /* MIMO_CUDA_ATTN_SEQS=0: one sequence at a time (before/after in one run) */
+void cu_attention_seqs(mimo_backend *be, mimo_attn_args *a, int n) {
+  cu_ctx *c = cu(be);
+  if (cu_switch(&seqs_off, "MIMO_CUDA_ATTN_SEQS", "0", -1)) {
+    for (int i = 0; i < n; i++)
+      cu_attention(be, &a[i]);
+    return;
+  }
+  if (force_path < 0)
+    force_path = attn_path_env();
+  const int prec = mimo_cuda_attn_precision(-1);
+  int idx[DEC_BATCH], nb = 0;
+  auto flush = [&]() {
+    if (nb > 1 && dec_batch_run(c, a, idx, nb, prec))
+      nb = 0;
+    for (int j = 0; j < nb; j++)
+      cu_attention(be, &a[idx[j]]);
+    nb = 0;
+  };
+  for (int i = 0; i < n; i++) {
+    if (!dec_batchable(&a[i], force_path)) {
+      cu_attention(be, &a[i]);
+      continue;
+    }
+    if (nb && !dec_same_shape(&a[i], &a[idx[0]]))
+      flush();
+    idx[nb++] = i;
+    if (nb == DEC_BATCH)
+      flush();
+  }
+  flush();
 }

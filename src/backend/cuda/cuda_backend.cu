@@ -699,6 +699,7 @@ extern "C" mimo_status mimo_backend_cuda_init(mimo_backend **out, int device) {
   be->add = cu_add;
   be->swiglu = cu_swiglu;
   be->attention = cu_attention;
+  be->attention_seqs = cu_attention_seqs;
   be->moe = cu_moe;
   be->upload_linear = cu_upload_linear;
   be->upload_vec = cu_upload_vec;

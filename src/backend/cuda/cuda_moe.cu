@@ -343,12 +343,13 @@ void cu_moe(mimo_backend *be, mimo_moe_args *a) {
     return;
   }
   /* prefill: experts grouped by the tokens that chose them, tensor cores (cuda_moe_gemm.cu) */
-  const bool grouped = cu_moe_grouped_fits(a, NL);
   const cu_lin *L0 = (const cu_lin *)a->experts[0].dev;
   const bool q4 = L0->fmt == CU_INT4 && q4_fast_ok(L0, H, I) &&
                   ((const cu_lin *)a->experts[1].dev)->group == L0->group &&
                   ((const cu_lin *)a->experts[2].dev)->group == L0->group;
-  const bool tc = !grouped && q4 && cu_moe_tc_fits(L0, H, I, K); /* tensor-core decode (cuda_moe_tc.cu) */
+  const bool tc_ok = q4 && cu_moe_tc_fits(L0, H, I, K);
+  const bool grouped = cu_moe_grouped_fits(a, NL, tc_ok);
+  const bool tc = !grouped && tc_ok; /* tensor-core decode (cuda_moe_tc.cu) */
   const bool tcg = tc && cu_moe_tcg_fits(T, NL);                  /* the same, pairs grouped by expert */
   const bool own = grouped || tcg;                                /* paths with their own scratch and expert ranges */
   float *z = cu_alloc(be, cu_moe_route_scratch(T, E)), *w = cu_alloc(be, (size_t)T * K), *selb = cu_alloc(be, (size_t)T * K),

@@ -1,4 +1,4 @@
-/* Grouped tensor-core experts for MoE prefill (cu_moe takes this path for T >= gg_min_t = 40).
+/* Grouped tensor-core experts for MoE prefill (cu_moe takes this path from GG_MIN_T or GG_MIN_T_TC tokens).
  *
  * The per-token kernels of cuda_moe.cu read an expert's weights once per (token, slot) that chose it. Here the
  * (token, slot) pairs are grouped by expert on the device (histogram, exclusive scan, scatter: no host sync)
@@ -26,18 +26,24 @@
 
 enum { GG_BM = 128, GG_BK = 64 };
 
-static int gg_min_t = 40; /* dispatch threshold (tokens): E256 top-8 4096x2048 int4 on H200, per-token vs grouped
-                           * 1676 vs 1824 us at T = 32, 3305 vs 2105 us at T = 64 (linear: equal near T = 36) */
+/* Dispatch thresholds (tokens), E256 top-8 4096x2048 int4 g128 on H200: where the tensor-core decode kernels take the
+ * experts (cuda_moe_tc.cu: int4, groups of 128), against them (grouped by expert): 815 vs 2064 us at T = 64, 2481
+ * vs 2606 us at T = 256, 3517 vs 2792 us at T = 384 (moe-prefill bench "crossover", 2026-12-03; equal near 275);
+ * elsewhere against the fp32 per-token kernels, equal near T = 36 (1676 vs 1824 us at T = 32, 3305 vs 2105 us at
+ * T = 64). */
+enum { GG_MIN_T_TC = 272, GG_MIN_T = 40 };
+static int gg_force_t;    /* test hook's threshold for every format (0: the two above) */
 static int gg_wn = 4;     /* warps along n: block tile 128 x 32*wn (4 or 8) */
 static cudaEvent_t *gg_ev;
 
-/* Test hooks (mimo_cuda_check moe-prefill): threshold and tile width (> 0 sets; the old value is returned),
- * and NULL or five events recorded before the sort, after sort + x conversion, after gate+up, after down,
- * after the combine. */
+/* Test hooks (mimo_cuda_check moe-prefill): one threshold for every format (t > 0 sets it, t < 0 goes back to the
+ * measured ones; returns the old one, 0 for those) and the tile width (> 0 sets; the old value is returned), and
+ * NULL or five events recorded before the sort, after sort + x conversion, after gate+up, after down, after the
+ * combine. */
 extern "C" int mimo_cuda_moe_grouped_min_t(int t) {
-  const int o = gg_min_t;
-  if (t > 0)
-    gg_min_t = t;
+  const int o = gg_force_t;
+  if (t)
+    gg_force_t = t > 0 ? t : 0;
   return o;
 }
 extern "C" int mimo_cuda_moe_grouped_wn(int wn) {
@@ -455,13 +461,14 @@ template <bool Q4, bool UP> static void gg_launch_wn(cu_ctx *c, const gg_args &p
 
 /* ---- entry ---- */
 
-bool cu_moe_grouped_fits(const mimo_moe_args *a, int n_local) {
+bool cu_moe_grouped_fits(const mimo_moe_args *a, int n_local, bool tc_decode) {
   static int off = -1; /* MIMO_CUDA_MOE_GROUPED=0: per-token experts at every T (whole-model comparisons) */
   if (off < 0) {
     const char *e = getenv("MIMO_CUDA_MOE_GROUPED");
     off = e && !strcmp(e, "0");
   }
-  if (off || a->T < gg_min_t || a->hidden % 32 || a->inter % 32 || ((uintptr_t)a->x | (uintptr_t)a->out) % 16)
+  const int min_t = gg_force_t ? gg_force_t : tc_decode ? GG_MIN_T_TC : GG_MIN_T;
+  if (off || a->T < min_t || a->hidden % 32 || a->inter % 32 || ((uintptr_t)a->x | (uintptr_t)a->out) % 16)
     return false;
   const cu_lin *L0 = (const cu_lin *)a->experts[0].dev;
   if (!L0 || (L0->fmt != CU_INT4 && L0->fmt != CU_BF16))

@@ -447,27 +447,30 @@ __device__ __forceinline__ void tcg_use(float (&acc)[NM][NT / 2][2], const char 
   }
 }
 
-/* One item (an expert, up to NT positions) × W/P tiles of 16 output rows per block; grid (tiles / (W/P), max
- * items), blocks past *nitems exit. P warps share a tile, each a contiguous part of the steps; their sums meet in
- * shared memory in warp order. NM = 2: gate and up over x's records (member = token perm[pos] / K), SiLU(gate)·up
- * -> dst[pos][rows]. NM = 1: down over h's records (member = position), × the pair's routing weight ->
+/* One item (an expert, up to NT positions) × W/P warp tiles per block; grid (warp tiles / (W/P), max items),
+ * blocks past *nitems exit. P warps share a warp tile, each a contiguous part of the steps; their sums meet in
+ * shared memory in warp order. UP (NM = 2): gate and up rows r0..r0+15 over x's records (member = token
+ * perm[pos] / K), SiLU(gate)·up -> dst[pos][rows]. Down: rows r0 .. r0 + 16·NM − 1 of the down matrix (NM tiles
+ * of 16 share each step's records) over h's records (member = position), × the pair's routing weight ->
  * dst[pos][rows]. Dynamic shared memory W · S · tcg_ring<NM, NT>::BYTES. */
-template <int NM, int W, int P, int S, int NT>
+template <bool UP, int NM, int W, int P, int S, int NT>
 __global__ void __launch_bounds__(W * 32)
     k_tcg(float *dst, const char *rec, const cu_lin *tab, const int4 *items, const int *nitems, const int *perm,
           const float *wts, int K, int rows, int len, int gshift, bool tiled) {
+  static_assert(!UP || NM == 2, "gate+up is two matrices");
   extern __shared__ uint4 tc_sm[];
   __shared__ const char *mrec[NT];
   if ((int)blockIdx.y >= __ldg(nitems))
     return;
   const int4 item = items[blockIdx.y]; /* first position, members, local expert */
   const int n = item.y, wp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
-  const int r0 = (blockIdx.x * (W / P) + wp / P) * TC_ROWS, n16 = len / 32, groups = len >> gshift, nst = len / 128;
+  const int tile = UP ? TC_ROWS : NM * TC_ROWS; /* output rows of a warp tile */
+  const int r0 = (blockIdx.x * (W / P) + wp / P) * tile, n16 = len / 32, groups = len >> gshift, nst = len / 128;
   const int pi = wp % P, sa = pi * nst / P, sb = (pi + 1) * nst / P;
   if (threadIdx.x < NT)
     mrec[threadIdx.x] =
         (int)threadIdx.x < n
-            ? rec + (size_t)(NM == 2 ? __ldg(perm + item.x + threadIdx.x) / K : item.x + threadIdx.x) * nst * TC_REC
+            ? rec + (size_t)(UP ? __ldg(perm + item.x + threadIdx.x) / K : item.x + threadIdx.x) * nst * TC_REC
             : NULL;
   __syncthreads();
   const bool live = r0 < rows;
@@ -475,12 +478,14 @@ __global__ void __launch_bounds__(W * 32)
   const auto part = [&](int w) -> part_t & { return *(part_t *)((char *)tc_sm + (size_t)w * S * tcg_ring<NM, NT>::BYTES); };
   if (live) {
     char *ring = (char *)tc_sm + (size_t)wp * S * tcg_ring<NM, NT>::BYTES;
-    const cu_lin *ex = tab + item.z * 3 + (NM == 2 ? 0 : 2);
+    const cu_lin *ex = tab + item.z * 3 + (UP ? 0 : 2);
     const uint4 *q[NM];
 #pragma unroll
     for (int m = 0; m < NM; m++)
-      q[m] = tc_q(ex[m].q, tiled, r0, g, t, n16);
-    const uint32_t *scp = tc_sz(ex[NM == 2 ? lane >> 4 : 0].sz, tiled, r0, lane & 15, groups);
+      q[m] = UP ? tc_q(ex[m].q, tiled, r0, g, t, n16) : tc_q(ex->q, tiled, r0 + m * TC_ROWS, g, t, n16);
+    const int sm = lane >> 4; /* the matrix (UP) or row tile whose scale words this lane fetches */
+    const uint32_t *scp = UP ? tc_sz(ex[sm].sz, tiled, r0, lane & 15, groups)
+                             : tc_sz(ex->sz, tiled, r0 + (sm < NM ? sm : 0) * TC_ROWS, lane & 15, groups);
     const tc_map mp = tc_map_of(tiled, n16, groups);
     float acc[NM][NT / 2][2] = {};
     tc_ring_walk<S>(
@@ -502,17 +507,17 @@ __global__ void __launch_bounds__(W * 32)
   }
   __syncthreads();
   if (live && pi == 0)
-    for (int j = lane; j < n * TC_ROWS; j += 32) {
-      const int mb = j / TC_ROWS, r = j % TC_ROWS;
+    for (int j = lane; j < n * tile; j += 32) {
+      const int mb = j / tile, r = j % tile, m = UP ? 0 : r / TC_ROWS, rr = r % TC_ROWS;
       float a = 0.f, u = 0.f;
 #pragma unroll
       for (int p = 0; p < P; p++) {
-        a += part(wp + p)[0][mb][r];
-        if (NM == 2)
-          u += part(wp + p)[NM - 1][mb][r];
+        a += part(wp + p)[m][mb][rr];
+        if (UP)
+          u += part(wp + p)[NM - 1][mb][rr];
       }
       const size_t pos = (size_t)item.x + mb;
-      dst[pos * rows + r0 + r] = NM == 2 ? a / (1.0f + expf(-a)) * u : __ldg(wts + __ldg(perm + pos)) * a;
+      dst[pos * rows + r0 + r] = UP ? a / (1.0f + expf(-a)) * u : __ldg(wts + __ldg(perm + pos)) * a;
     }
 }
 
@@ -608,12 +613,18 @@ typedef void (*tcg_fn)(float *, const char *, const cu_lin *, const int4 *, cons
                        int, int, int, int, bool);
 typedef struct {
   tcg_fn f;
-  int warps, per_tile, stages;
+  int tiles, warps, per_tile, stages; /* tiles: 16-row tiles per warp tile (down) */
   size_t smem;
 } tcg_shape;
-#define TCG_SHAPE(NM, W, P, S) {k_tcg<NM, W, P, S, TCG_NT>, W, P, S, (size_t)(W) * (S) * tcg_ring<NM, TCG_NT>::BYTES}
-static const tcg_shape tcg_ups[] = {TCG_SHAPE(2, 8, 4, 3), TCG_SHAPE(2, 4, 2, 6), TCG_SHAPE(2, 8, 2, 3)};
-static const tcg_shape tcg_dns[] = {TCG_SHAPE(1, 8, 1, 4), TCG_SHAPE(1, 8, 2, 4), TCG_SHAPE(1, 4, 1, 8)};
+#define TCG_SHAPE(UP, NM, W, P, S)                                                                                \
+  {k_tcg<UP, NM, W, P, S, TCG_NT>, NM, W, P, S, (size_t)(W) * (S) * tcg_ring<NM, TCG_NT>::BYTES}
+/* H200, E256 top-8 4096x2048 g128 (2026-12-03): up 4 warps per tile 620 us at T = 64 against 677 us with 2 (2 % the
+ * other way at T = 32); down with 32-row warp tiles (each step's records serve two 16-row tiles) 636 / 245 us at
+ * T = 32 / 8 against 709 / 264 us with 16 rows. */
+static const tcg_shape tcg_ups[] = {TCG_SHAPE(true, 2, 8, 4, 3), TCG_SHAPE(true, 2, 8, 2, 3),
+                                    TCG_SHAPE(true, 2, 4, 2, 6)};
+static const tcg_shape tcg_dns[] = {TCG_SHAPE(false, 2, 8, 1, 3), TCG_SHAPE(false, 1, 8, 1, 4),
+                                    TCG_SHAPE(false, 2, 4, 1, 6)};
 static int tcg_up_v = -1, tcg_dn_v = 0;
 static int tcg_min_t = 8; /* tokens from which a step's pairs are grouped by expert (cuda_bench: per-token vs grouped) */
 
@@ -634,9 +645,10 @@ extern "C" int mimo_cuda_moe_tcg_variant(int up, int dn, char *label, int n) {
   if (dn >= 0 && dn < nd)
     tcg_dn_v = dn;
   if (label)
-    snprintf(label, (size_t)n, "grouped: up %d warps, %d per tile, %d stages; down %d warps, %d per tile, %d stages",
+    snprintf(label, (size_t)n,
+             "grouped: up %d warps, %d per tile, %d stages; down %d warps, %d per tile of %d rows, %d stages",
              tcg_ups[tcg_up_v].warps, tcg_ups[tcg_up_v].per_tile, tcg_ups[tcg_up_v].stages, tcg_dns[tcg_dn_v].warps,
-             tcg_dns[tcg_dn_v].per_tile, tcg_dns[tcg_dn_v].stages);
+             tcg_dns[tcg_dn_v].per_tile, 16 * tcg_dns[tcg_dn_v].tiles, tcg_dns[tcg_dn_v].stages);
   return up == -2 ? nd : nu;
 }
 
@@ -696,7 +708,7 @@ void cu_moe_tcg(mimo_backend *be, float *out, const float *x, const cu_lin *tab,
     /* every position's h (rows past the live positions are not read: their records are not either) */
     k_tc_split8<<<cdiv((long)n * (I / 128) * 32, 256), 256, 0, c->st>>>((char *)hr, hf, n, I);
     MIMO_CUDA_LAUNCHED(c);
-    d->f<<<dim3(cdiv(H / TC_ROWS, d->warps / d->per_tile), max_items), d->warps * 32, d->smem, c->st>>>(
+    d->f<<<dim3(cdiv(H / (TC_ROWS * d->tiles), d->warps / d->per_tile), max_items), d->warps * 32, d->smem, c->st>>>(
         y, (const char *)hr, tab, items, nitems, perm, wts, K, H, I, gshift, tiled);
     MIMO_CUDA_LAUNCHED(c);
     cu_moe_combine(c, out, y, slot, T, H, K);

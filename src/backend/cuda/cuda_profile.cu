@@ -177,6 +177,13 @@ static void pf_attention(mimo_backend *be, mimo_attn_args *a) {
   PF_ORIG(be).attention(be, a);
   pf_end(be);
 }
+static void pf_attention_seqs(mimo_backend *be, mimo_attn_args *a, int n) {
+  char k[PF_KEY];
+  snprintf(k, sizeof k, "attention %s, %s sequences", a->window > 0 ? "sliding" : "full", n > 1 ? "several" : "one");
+  pf_begin(be, k, a->T);
+  PF_ORIG(be).attention_seqs(be, a, n);
+  pf_end(be);
+}
 static void pf_moe(mimo_backend *be, mimo_moe_args *a) {
   char k[PF_KEY];
   snprintf(k, sizeof k, "moe %s", pf_t(a->T));
@@ -207,6 +214,8 @@ void cu_profile_install(mimo_backend *be) {
   be->qkv_split = pf_qkv_split;
   be->swiglu = pf_swiglu;
   be->attention = pf_attention;
+  if (be->attention_seqs)
+    be->attention_seqs = pf_attention_seqs;
   be->moe = pf_moe;
 }
 
