@@ -329,7 +329,10 @@ static void check_moe(mimo_backend *c, mimo_backend *g) {
                fp32 ? " fp32 kernels" : "", T == 3 ? " split routing" : "");
       moe_case(c, g, &router, &bv, ex, E, K, H, I, T, name, 1e-5, 0, 0);
     }
-    /* every launch shape of the tensor-core decode kernels (mimo_cuda_moe_tc_variant), at 1 and 8 tokens */
+    /* every launch shape of the tensor-core decode kernels (mimo_cuda_moe_tc_variant), at 1 and 8 tokens; the loop
+     * above ends on the fp32 kernels, so back to tensor cores first (until 2026-12-03 these ran the fp32 ones) */
+    mimo_cuda_moe_decode_fp32(0);
+    mimo_cuda_moe_route_split(0);
     const int nu = mimo_cuda_moe_tc_variant(-1, -1, NULL, 0), nd = mimo_cuda_moe_tc_variant(-2, -1, NULL, 0);
     for (int v = 1; !cf[k].fmt && cf[k].group % 128 == 0 && H * I <= 4096 * 2048 && v < nu + nd - 1; v++) {
       char label[96], name[192];

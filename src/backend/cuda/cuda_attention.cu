@@ -96,16 +96,24 @@ __global__ void __launch_bounds__(ATT_THREADS) k_attention(att_p a) {
     o[d1] = acc1 / l;
 }
 
+/* Step token t's keys and values of kv heads [h0, h0 + nh) into cache slot `slot`: elements i0, i0 + di, ... of
+ * their nh·(D + V) floats. Every writer of the cache (k_kv_append, k_attn_combine) goes through here. */
+__device__ __forceinline__ void kv_put(float *kc, float *vc, const float *k, const float *v, int t, int slot, int n_kv,
+                                       int h0, int nh, int D, int V, int i0, int di) {
+  const int kd = nh * D, vd = nh * V;
+  for (int i = i0; i < kd + vd; i += di)
+    if (i < kd)
+      kc[((size_t)slot * n_kv + h0) * D + i] = k[((size_t)t * n_kv + h0) * D + i];
+    else
+      vc[((size_t)slot * n_kv + h0) * V + i - kd] = v[((size_t)t * n_kv + h0) * V + i - kd];
+}
+
 /* Appends tokens [first, T) of the step to the cache. */
 __global__ void k_kv_append(float *kc, float *vc, const float *k, const float *v, int first, int len, int cap, int ring,
-                            int kd, int vd) {
-  const int t = first + blockIdx.y, slot = kv_slot(len + t, cap, ring);
-  for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < kd + vd; i += gridDim.x * blockDim.x) {
-    if (i < kd)
-      kc[(size_t)slot * kd + i] = k[(size_t)t * kd + i];
-    else
-      vc[(size_t)slot * vd + i - kd] = v[(size_t)t * vd + i - kd];
-  }
+                            int n_kv, int D, int V) {
+  const int t = first + blockIdx.y;
+  kv_put(kc, vc, k, v, t, kv_slot(len + t, cap, ring), n_kv, 0, n_kv, D, V, blockIdx.x * blockDim.x + threadIdx.x,
+         gridDim.x * blockDim.x);
 }
 
 
@@ -479,15 +487,8 @@ __global__ void __launch_bounds__(256) k_attn_combine(const float *part, float *
     ap.ring = s.ring;
   }
   const int h = g * G + R % G;
-  if (ap.kc && R < ap.T && R >= ap.first) {
-    const int slot = kv_slot(ap.len + R, ap.cap, ap.ring);
-    const size_t src = (size_t)R * n_kv + g, dst = (size_t)slot * n_kv + g;
-    for (int i = tid; i < ap.D + V; i += 256)
-      if (i < ap.D)
-        ap.kc[dst * ap.D + i] = ap.k[src * ap.D + i];
-      else
-        ap.vc[dst * V + i - ap.D] = ap.v[src * V + i - ap.D];
-  }
+  if (ap.kc && R < ap.T && R >= ap.first)
+    kv_put(ap.kc, ap.vc, ap.k, ap.v, R, kv_slot(ap.len + R, ap.cap, ap.ring), n_kv, g, 1, ap.D, V, tid, 256);
   const float *ml = part + (size_t)n_kv * nsplit * rows * V;
   const size_t p0 = (size_t)g * nsplit * rows + R;
   float mx = sink ? sink[h] * LOG2E : -INFINITY;
@@ -694,7 +695,8 @@ void cu_attention(mimo_backend *be, mimo_attn_args *a) {
   if (!appended) {
     const int kd = a->n_kv * a->head_dim, vd = a->n_kv * a->v_head_dim;
     k_kv_append<<<dim3(cdiv(kd + vd, 256), a->T - first), 256, 0, c->st>>>(kv->k, kv->v, a->k, a->v, first, kv->len,
-                                                                            kv->cap, kv->ring, kd, vd);
+                                                                            kv->cap, kv->ring, a->n_kv, a->head_dim,
+                                                                            a->v_head_dim);
     MIMO_CUDA_LAUNCHED(c);
   }
   kv->len += a->T;

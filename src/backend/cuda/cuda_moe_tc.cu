@@ -230,17 +230,19 @@ __global__ void __launch_bounds__(W * 32) k_tc_up(float *hf, const char *xrec, c
   }
 }
 
-/* down, weighted by the routing weights and summed over the slots. grid (H/16, T); warp w takes slots w, w + W, ...
- * (its ring runs on across them); the warps' sums meet in shared memory in warp order. K <= 32. */
-template <int W, int S>
+/* down, weighted by the routing weights and summed over the slots. grid (H / (16·NT), T): NT row tiles of 16 per
+ * block, which each step's records serve together; warp w takes slots w, w + W, ... (its ring runs on across
+ * them); the warps' sums meet in shared memory in warp order. K <= 32. */
+template <int W, int S, int NT>
 __global__ void __launch_bounds__(W * 32) k_tc_down(float *out, const char *hrec, const cu_lin *tab, const int *sel,
                                                     const float *wts, int K, int I, int H, int gshift, bool tiled) {
   extern __shared__ uint4 tc_sm[];
   __shared__ const uint4 *sq[32];
   __shared__ const uint32_t *ss[32];
-  __shared__ float sw[32], part[W][TC_ROWS];
-  const int tt = blockIdx.y, r0 = blockIdx.x * TC_ROWS, wp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  __shared__ float sw[32], part[W][NT * TC_ROWS];
+  const int tt = blockIdx.y, r0 = blockIdx.x * NT * TC_ROWS, wp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   const int g = lane >> 2, t = lane & 3, n16 = I / 32, groups = I >> gshift, nst = I / 128;
+  const int st = lane >> 4 < NT ? lane >> 4 : 0; /* the row tile whose scale words this lane fetches */
   if (threadIdx.x < K) { /* the slots' weights, fetched once */
     const cu_lin *D = tab + __ldg(sel + tt * K + threadIdx.x) * 3 + 2;
     sq[threadIdx.x] = D->q;
@@ -248,40 +250,48 @@ __global__ void __launch_bounds__(W * 32) k_tc_down(float *out, const char *hrec
     sw[threadIdx.x] = __ldg(wts + tt * K + threadIdx.x);
   }
   __syncthreads();
-  char *ring = (char *)tc_sm + (size_t)wp * S * tc_ring<1>::BYTES;
+  char *ring = (char *)tc_sm + (size_t)wp * S * tc_ring<NT>::BYTES;
   const tc_map mp = tc_map_of(tiled, n16, groups);
   const int ns = wp < K ? (K - wp + W - 1) / W : 0;
-  float acc[1][2] = {{0.f, 0.f}}, og = 0.f, og8 = 0.f;
+  float acc[NT][2] = {}, og[NT][2] = {};
   int fk = wp, fs = 0, uk = wp, us = 0; /* slot and step of the next fill and use (both walk in order) */
   tc_ring_walk<S>(
-      ring, tc_ring<1>::BYTES, ns * nst,
-      [&](char *st, int) {
-        const uint4 *const q[1] = {tc_q(sq[fk], tiled, r0, g, t, n16)};
-        tc_fill<1>(st, q, tc_sz(ss[fk], tiled, r0, lane & 15, groups), mp, hrec + (size_t)(tt * K + fk) * nst * TC_REC,
-                   fs, gshift, lane);
+      ring, tc_ring<NT>::BYTES, ns * nst,
+      [&](char *stg, int) {
+        const uint4 *q[NT];
+#pragma unroll
+        for (int m = 0; m < NT; m++)
+          q[m] = tc_q(sq[fk], tiled, r0 + m * TC_ROWS, g, t, n16);
+        tc_fill<NT>(stg, q, tc_sz(ss[fk], tiled, r0 + st * TC_ROWS, lane & 15, groups), mp,
+                    hrec + (size_t)(tt * K + fk) * nst * TC_REC, fs, gshift, lane);
         if (++fs == nst) {
           fs = 0;
           fk += W;
         }
       },
-      [&](const char *st, int) {
-        tc_use<1>(acc, st, g, t, lane);
+      [&](const char *stg, int) {
+        tc_use<NT>(acc, stg, g, t, lane);
         if (++us == nst) { /* the slot's last step: weight it into the output */
-          og = fmaf(sw[uk], acc[0][0], og);
-          og8 = fmaf(sw[uk], acc[0][1], og8);
-          acc[0][0] = acc[0][1] = 0.f;
+#pragma unroll
+          for (int m = 0; m < NT; m++) {
+            og[m][0] = fmaf(sw[uk], acc[m][0], og[m][0]);
+            og[m][1] = fmaf(sw[uk], acc[m][1], og[m][1]);
+            acc[m][0] = acc[m][1] = 0.f;
+          }
           us = 0;
           uk += W;
         }
       });
-  og = group_sum(og);
-  og8 = group_sum(og8);
-  if (t == 0) {
-    part[wp][g] = og;
-    part[wp][g + 8] = og8;
+#pragma unroll
+  for (int m = 0; m < NT; m++) {
+    const float a = group_sum(og[m][0]), b = group_sum(og[m][1]);
+    if (t == 0) {
+      part[wp][m * TC_ROWS + g] = a;
+      part[wp][m * TC_ROWS + g + 8] = b;
+    }
   }
   __syncthreads();
-  if (threadIdx.x < TC_ROWS) {
+  if (threadIdx.x < NT * TC_ROWS) {
     float v = 0.f;
     for (int w = 0; w < W; w++)
       v += part[w][threadIdx.x];
@@ -535,11 +545,15 @@ typedef struct {
 } tc_up_shape;
 typedef struct {
   tc_dn_fn f;
-  int warps, stages;
+  int warps, stages, tiles; /* tiles: 16-row tiles per block */
 } tc_dn_shape;
 static const tc_up_shape tc_ups[] = {{k_tc_up<8, 4, 4>, 8, 4, 4}, {k_tc_up<4, 1, 6>, 4, 1, 6}, {k_tc_up<8, 2, 4>, 8, 2, 4},
                                      {k_tc_up<4, 2, 8>, 4, 2, 8}, {k_tc_up<8, 1, 4>, 8, 1, 4}};
-static const tc_dn_shape tc_dns[] = {{k_tc_down<8, 6>, 8, 6}, {k_tc_down<4, 8>, 4, 8}, {k_tc_down<8, 4>, 8, 4}};
+/* down: 32-row blocks (each step's records serve two row tiles) 60.0 / 255.5 µs at T = 1 / 8 against 61.6 / 259.4
+ * with 16 rows and 6 stages (H200, one run, 2026-12-03) */
+static const tc_dn_shape tc_dns[] = {{k_tc_down<8, 4, 2>, 8, 4, 2}, {k_tc_down<8, 6, 1>, 8, 6, 1},
+                                     {k_tc_down<4, 8, 1>, 4, 8, 1}, {k_tc_down<8, 4, 1>, 8, 4, 1},
+                                     {k_tc_down<4, 8, 2>, 4, 8, 2}};
 static int tc_up_v = -1, tc_dn_v = 0;
 
 /* Test hook and MIMO_CUDA_TC_VARIANT=up,down (table indices): picks the launch shapes; returns how many up
@@ -560,13 +574,16 @@ extern "C" int mimo_cuda_moe_tc_variant(int up, int dn, char *label, int n) {
   if (dn >= 0 && dn < nd)
     tc_dn_v = dn;
   if (label)
-    snprintf(label, (size_t)n, "up %d warps, %d per tile, %d stages; down %d warps, %d stages", tc_ups[tc_up_v].warps,
-             tc_ups[tc_up_v].per_tile, tc_ups[tc_up_v].stages, tc_dns[tc_dn_v].warps, tc_dns[tc_dn_v].stages);
+    snprintf(label, (size_t)n, "up %d warps, %d per tile, %d stages; down %d warps, %d stages, %d rows",
+             tc_ups[tc_up_v].warps, tc_ups[tc_up_v].per_tile, tc_ups[tc_up_v].stages, tc_dns[tc_dn_v].warps,
+             tc_dns[tc_dn_v].stages, 16 * tc_dns[tc_dn_v].tiles);
   return up == -2 ? nd : nu;
 }
 
 static size_t tc_up_smem(const tc_up_shape *u) { return (size_t)u->warps * u->stages * tc_ring<2>::BYTES; }
-static size_t tc_dn_smem(const tc_dn_shape *d) { return (size_t)d->warps * d->stages * tc_ring<1>::BYTES; }
+static size_t tc_dn_smem(const tc_dn_shape *d) {
+  return (size_t)d->warps * d->stages * (size_t)(d->tiles == 2 ? (int)tc_ring<2>::BYTES : (int)tc_ring<1>::BYTES);
+}
 
 bool cu_moe_tc_fits(const cu_lin *L0, int H, int I, int K) {
   if (L0->fmt != CU_INT4 || L0->group % 128 || H % 128 || I % 128 || K > 32 || mimo_cuda_moe_decode_fp32(-1))
@@ -582,6 +599,8 @@ bool cu_moe_tc_fits(const cu_lin *L0, int H, int I, int K) {
 
 size_t cu_moe_tc_scratch(int n, int len) { return (size_t)n * (len / 128) * TC_REC; }
 
+static bool tc_opt_in(cu_ctx *c);
+
 void cu_moe_tc(cu_ctx *c, float *out, float *hf, void *hrec, void *xrec, const float *x, const cu_lin *tab,
                const int *sel, const float *wts, int T, int K, int I, int H, int group, bool tiled) {
   if (tc_up_v < 0)
@@ -590,8 +609,7 @@ void cu_moe_tc(cu_ctx *c, float *out, float *hf, void *hrec, void *xrec, const f
   const tc_dn_shape *d = &tc_dns[tc_dn_v];
   const int gshift = __builtin_ctz((unsigned)group);
   const size_t su = tc_up_smem(u), sd = tc_dn_smem(d);
-  if (MIMO_CUDA(c, cudaFuncSetAttribute(u->f, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)su)) != MIMO_OK ||
-      MIMO_CUDA(c, cudaFuncSetAttribute(d->f, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)sd)) != MIMO_OK)
+  if (!tc_opt_in(c))
     return;
   k_tc_split8<<<cdiv((long)T * (H / 128) * 32, 256), 256, 0, c->st>>>((char *)xrec, x, T, H);
   MIMO_CUDA_LAUNCHED(c);
@@ -602,7 +620,8 @@ void cu_moe_tc(cu_ctx *c, float *out, float *hf, void *hrec, void *xrec, const f
   cu_moe_mark(c, 3);
   k_tc_split8<<<cdiv((long)T * K * (I / 128) * 32, 256), 256, 0, c->st>>>((char *)hrec, hf, T * K, I);
   MIMO_CUDA_LAUNCHED(c);
-  d->f<<<dim3(H / TC_ROWS, T), d->warps * 32, sd, c->st>>>(out, (const char *)hrec, tab, sel, wts, K, I, H, gshift, tiled);
+  d->f<<<dim3(H / (TC_ROWS * d->tiles), T), d->warps * 32, sd, c->st>>>(out, (const char *)hrec, tab, sel, wts, K, I, H,
+                                                                        gshift, tiled);
   MIMO_CUDA_LAUNCHED(c);
 }
 
@@ -690,10 +709,7 @@ void cu_moe_tcg(mimo_backend *be, float *out, const float *x, const cu_lin *tab,
         *ib = cu_alloc(be, (size_t)4 * max_items + 2 * (size_t)n + 1);
   if (!hf || !y || !xr || !hr || !ib) {
     cu_fail(c, "moe", "out of GPU memory for scratch", __FILE__, __LINE__);
-  } else if (MIMO_CUDA(c, cudaFuncSetAttribute(u->f, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)u->smem)) ==
-                 MIMO_OK &&
-             MIMO_CUDA(c, cudaFuncSetAttribute(d->f, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)d->smem)) ==
-                 MIMO_OK) {
+  } else if (tc_opt_in(c)) {
     int4 *items = (int4 *)ib;
     int *slot = (int *)(items + max_items), *perm = slot + n, *nitems = perm + n;
     k_tc_group<<<1, 1024, (size_t)n_local * sizeof(int), c->st>>>(sel, n, e0, n_local, TCG_NT, slot, perm, items,
@@ -718,4 +734,29 @@ void cu_moe_tcg(mimo_backend *be, float *out, const float *x, const cu_lin *tab,
   cu_release(be, xr);
   cu_release(be, hr);
   cu_release(be, ib);
+}
+
+/* Every decode kernel of the tables above may use TC_SMEM_MAX bytes of dynamic shared memory (each shape's fits,
+ * cu_moe_tc_fits): set once per device, not before every launch. */
+static bool tc_opt_in(cu_ctx *c) {
+  static bool done[64];
+  if (c->device >= 0 && c->device < 64 && done[c->device])
+    return true;
+  const void *fs[sizeof tc_ups / sizeof *tc_ups + sizeof tc_dns / sizeof *tc_dns + sizeof tcg_ups / sizeof *tcg_ups +
+                 sizeof tcg_dns / sizeof *tcg_dns];
+  size_t n = 0;
+  for (size_t i = 0; i < sizeof tc_ups / sizeof *tc_ups; i++)
+    fs[n++] = (const void *)tc_ups[i].f;
+  for (size_t i = 0; i < sizeof tc_dns / sizeof *tc_dns; i++)
+    fs[n++] = (const void *)tc_dns[i].f;
+  for (size_t i = 0; i < sizeof tcg_ups / sizeof *tcg_ups; i++)
+    fs[n++] = (const void *)tcg_ups[i].f;
+  for (size_t i = 0; i < sizeof tcg_dns / sizeof *tcg_dns; i++)
+    fs[n++] = (const void *)tcg_dns[i].f;
+  for (size_t i = 0; i < n; i++)
+    if (MIMO_CUDA(c, cudaFuncSetAttribute(fs[i], cudaFuncAttributeMaxDynamicSharedMemorySize, TC_SMEM_MAX)) != MIMO_OK)
+      return false;
+  if (c->device >= 0 && c->device < 64)
+    done[c->device] = true;
+  return true;
 }
