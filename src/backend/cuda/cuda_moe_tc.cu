@@ -556,23 +556,29 @@ static const tc_dn_shape tc_dns[] = {{k_tc_down<8, 4, 2>, 8, 4, 2}, {k_tc_down<8
                                      {k_tc_down<4, 8, 2>, 4, 8, 2}};
 static int tc_up_v = -1, tc_dn_v = 0;
 
+/* The (up, down) table choice *uv, *dv: first the environment variable var's "u,d" (else the defaults, 0), then
+ * up / dn where they are indices of the tables (nu, nd long). */
+static void variant_pick(int *uv, int *dv, int nu, int nd, const char *var, int up, int dn) {
+  if (*uv < 0) {
+    const char *e = getenv(var);
+    int u = 0, d = 0;
+    *uv = 0;
+    if (e && sscanf(e, "%d,%d", &u, &d) == 2 && u >= 0 && u < nu && d >= 0 && d < nd) {
+      *uv = u;
+      *dv = d;
+    }
+  }
+  if (up >= 0 && up < nu)
+    *uv = up;
+  if (dn >= 0 && dn < nd)
+    *dv = dn;
+}
+
 /* Test hook and MIMO_CUDA_TC_VARIANT=up,down (table indices): picks the launch shapes; returns how many up
  * variants there are (with up == -2: down variants), and writes a label of the current choice. */
 extern "C" int mimo_cuda_moe_tc_variant(int up, int dn, char *label, int n) {
   const int nu = (int)(sizeof tc_ups / sizeof *tc_ups), nd = (int)(sizeof tc_dns / sizeof *tc_dns);
-  if (tc_up_v < 0) {
-    const char *e = getenv("MIMO_CUDA_TC_VARIANT");
-    int u = 0, d = 0;
-    tc_up_v = 0;
-    if (e && sscanf(e, "%d,%d", &u, &d) == 2 && u >= 0 && u < nu && d >= 0 && d < nd) {
-      tc_up_v = u;
-      tc_dn_v = d;
-    }
-  }
-  if (up >= 0 && up < nu)
-    tc_up_v = up;
-  if (dn >= 0 && dn < nd)
-    tc_dn_v = dn;
+  variant_pick(&tc_up_v, &tc_dn_v, nu, nd, "MIMO_CUDA_TC_VARIANT", up, dn);
   if (label)
     snprintf(label, (size_t)n, "up %d warps, %d per tile, %d stages; down %d warps, %d stages, %d rows",
              tc_ups[tc_up_v].warps, tc_ups[tc_up_v].per_tile, tc_ups[tc_up_v].stages, tc_dns[tc_dn_v].warps,
@@ -650,19 +656,7 @@ static int tcg_min_t = 8; /* tokens from which a step's pairs are grouped by exp
 /* Test hook and MIMO_CUDA_TCG_VARIANT=up,down: as mimo_cuda_moe_tc_variant, for the grouped kernels. */
 extern "C" int mimo_cuda_moe_tcg_variant(int up, int dn, char *label, int n) {
   const int nu = (int)(sizeof tcg_ups / sizeof *tcg_ups), nd = (int)(sizeof tcg_dns / sizeof *tcg_dns);
-  if (tcg_up_v < 0) {
-    const char *e = getenv("MIMO_CUDA_TCG_VARIANT");
-    int u = 0, d = 0;
-    tcg_up_v = 0;
-    if (e && sscanf(e, "%d,%d", &u, &d) == 2 && u >= 0 && u < nu && d >= 0 && d < nd) {
-      tcg_up_v = u;
-      tcg_dn_v = d;
-    }
-  }
-  if (up >= 0 && up < nu)
-    tcg_up_v = up;
-  if (dn >= 0 && dn < nd)
-    tcg_dn_v = dn;
+  variant_pick(&tcg_up_v, &tcg_dn_v, nu, nd, "MIMO_CUDA_TCG_VARIANT", up, dn);
   if (label)
     snprintf(label, (size_t)n,
              "grouped: up %d warps, %d per tile, %d stages; down %d warps, %d per tile of %d rows, %d stages",
