@@ -251,8 +251,9 @@ static void update_kv_bytes(mimo_engine *e) {
   __atomic_store_n(&e->stats.kv_bytes, b, __ATOMIC_RELAXED);
 }
 
-/* engine.h, mimo_engine_opts.warmup: a prompt of n tokens, one decode step, then a prompt of min(n, 16) tokens on
- * a second sequence (a request's usual sizes take other kernels and library paths than n tokens or one). */
+/* engine.h, mimo_engine_opts.warmup: a prompt of n tokens, one decode step, a prompt of min(n, 16) tokens on a
+ * second sequence (a request's usual sizes take other kernels and library paths than n tokens or one), then one
+ * decode step of both sequences together (the batched attention). */
 static mimo_status warm_up(mimo_engine *e, int n) {
   mimo_model *m = e->model;
   if (n > e->o.max_model_len - 1)
@@ -273,8 +274,17 @@ static mimo_status warm_up(mimo_engine *e, int n) {
     mimo_batch b = {.n_seqs = 1, .seqs = &seq[passes[p][0]], .n_tokens = &passes[p][1], .tokens = toks};
     st = mimo_model_forward(m, &b, logits);
   }
+  float *logits2 = st == MIMO_OK ? malloc((size_t)2 * e->vocab * sizeof *logits2) : NULL;
+  if (st == MIMO_OK && !logits2)
+    st = mimo_errf(MIMO_E_NOMEM, "warm-up buffers");
+  if (st == MIMO_OK) {
+    const int ones[2] = {1, 1};
+    mimo_batch b = {.n_seqs = 2, .seqs = seq, .n_tokens = ones, .tokens = toks};
+    st = mimo_model_forward(m, &b, logits2);
+  }
+  free(logits2);
   if (st == MIMO_OK)
-    mimo_info("engine: warm-up forward (%d tokens, 1, then %d) took %.0f ms", n, passes[2][1],
+    mimo_info("engine: warm-up forward (%d tokens, 1, %d, then 2 sequences of 1) took %.0f ms", n, passes[2][1],
               (mimo_now() - t0) * 1e3);
   mimo_kv_seq_free(seq[0]);
   mimo_kv_seq_free(seq[1]);
