@@ -262,29 +262,23 @@ static mimo_status warm_up(mimo_engine *e, int n) {
     return MIMO_OK;
   mimo_kv_seq *seq[2] = {NULL, NULL};
   int *toks = malloc((size_t)n * sizeof *toks);
-  float *logits = malloc((size_t)e->vocab * sizeof *logits);
+  float *logits = malloc((size_t)2 * e->vocab * sizeof *logits); /* one row per sequence */
   mimo_status st = !toks || !logits ? mimo_errf(MIMO_E_NOMEM, "warm-up buffers") : mimo_kv_seq_init(&seq[0], &m->cfg);
   if (st == MIMO_OK)
     st = mimo_kv_seq_init(&seq[1], &m->cfg);
   for (int i = 0; st == MIMO_OK && i < n; i++)
     toks[i] = (int)((i * 7919L + 11) % e->vocab);
   const double t0 = mimo_now();
-  const int passes[3][2] = {{0, n}, {0, 1}, {1, n < 16 ? n : 16}}; /* sequence, tokens */
-  for (int p = 0; p < 3 && st == MIMO_OK; p++) {
-    mimo_batch b = {.n_seqs = 1, .seqs = &seq[passes[p][0]], .n_tokens = &passes[p][1], .tokens = toks};
+  const int n2 = n < 16 ? n : 16, ones[2] = {1, 1};
+  const struct { int n_seqs, first; const int *n_tokens; } passes[4] = {
+      {1, 0, &n}, {1, 0, ones}, {1, 1, &n2}, {2, 0, ones}}; /* sequences from seq[first] */
+  for (int p = 0; p < 4 && st == MIMO_OK; p++) {
+    mimo_batch b = {.n_seqs = passes[p].n_seqs, .seqs = &seq[passes[p].first], .n_tokens = passes[p].n_tokens,
+                    .tokens = toks};
     st = mimo_model_forward(m, &b, logits);
   }
-  float *logits2 = st == MIMO_OK ? malloc((size_t)2 * e->vocab * sizeof *logits2) : NULL;
-  if (st == MIMO_OK && !logits2)
-    st = mimo_errf(MIMO_E_NOMEM, "warm-up buffers");
-  if (st == MIMO_OK) {
-    const int ones[2] = {1, 1};
-    mimo_batch b = {.n_seqs = 2, .seqs = seq, .n_tokens = ones, .tokens = toks};
-    st = mimo_model_forward(m, &b, logits2);
-  }
-  free(logits2);
   if (st == MIMO_OK)
-    mimo_info("engine: warm-up forward (%d tokens, 1, %d, then 2 sequences of 1) took %.0f ms", n, passes[2][1],
+    mimo_info("engine: warm-up forward (%d tokens, 1, %d, then 2 sequences of 1) took %.0f ms", n, n2,
               (mimo_now() - t0) * 1e3);
   mimo_kv_seq_free(seq[0]);
   mimo_kv_seq_free(seq[1]);

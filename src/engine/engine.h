@@ -22,9 +22,9 @@ typedef struct mimo_engine_opts {
   int max_model_len;          /* prompt + output limit (default: the model's max_position_embeddings) */
   int max_queue;              /* waiting requests before submit says E_BUSY (default 256) */
   /* Throw-away forward passes (a prompt of this many tokens, one decode step, a prompt of up to 16 tokens, a decode
-   * step of two sequences) on the engine thread before the first request, so that request does not pay one-time costs: lazy kernel loading and
-   * library set-up, ~180 ms on the CUDA backend (docs/cuda.md). /health answers 503 until they are done; requests
-   * submitted meanwhile wait. 0: on device backends only, with min(max_num_batched_tokens, 512) tokens; < 0:
+   * step of two sequences) on the engine thread before the first request, so that request does not pay one-time
+   * costs: lazy kernel loading and library set-up, ~180 ms on the CUDA backend (docs/cuda.md). /health answers 503
+   * until they are done; requests submitted meanwhile wait. 0: on device backends only, with min(max_num_batched_tokens, 512) tokens; < 0:
    * never; > 0: always, with that many tokens. Leaves no trace (its KV is freed, nothing is counted). */
   int warmup;
   /* Test seam: instead of running the model, request i emits mock_ids[i % n_mock]
