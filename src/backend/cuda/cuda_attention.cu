@@ -583,10 +583,16 @@ template <bool X3, int D, int V, bool B> void dec_dispatch(cu_ctx *c, dec_args &
   else
     dec_launch<X3, D, V, 1, B>(c, p, keys, bt, nseq);
 }
-template <int D, int V> void dec_dispatch(cu_ctx *c, dec_args &p, int keys, int prec) {
-  const dec_none none{};
-  prec == ATTN_FAST ? dec_dispatch<false, D, V, false>(c, p, keys, none, 0)
-                    : dec_dispatch<true, D, V, false>(c, p, keys, none, 0);
+/* The split kernel for head dim D (192, 128 or 64; V follows) and operand precision prec: one sequence (B = false),
+ * or nseq of a batch. */
+template <bool B> void dec_dispatch(cu_ctx *c, dec_args &p, int D, int keys, int prec, const dec_tab<B> &bt, int nseq) {
+  const bool x3 = prec != ATTN_FAST;
+  if (D == 192)
+    x3 ? dec_dispatch<true, 192, 128, B>(c, p, keys, bt, nseq) : dec_dispatch<false, 192, 128, B>(c, p, keys, bt, nseq);
+  else if (D == 128)
+    x3 ? dec_dispatch<true, 128, 128, B>(c, p, keys, bt, nseq) : dec_dispatch<false, 128, 128, B>(c, p, keys, bt, nseq);
+  else
+    x3 ? dec_dispatch<true, 64, 64, B>(c, p, keys, bt, nseq) : dec_dispatch<false, 64, 64, B>(c, p, keys, bt, nseq);
 }
 
 /* nseq > 0: a batch (bt), a->out, a->k, a->v the step's buffers (row tok of each sequence). */
@@ -665,12 +671,7 @@ void cu_attention(mimo_backend *be, mimo_attn_args *a) {
     dec_args p = {a->q, a->k, a->v, kv->k, kv->v, NULL, a->n_heads, a->n_kv, G, rows, kv->len, a->window, kv->cap,
                   kv->ring, 1, 1, a->scale * LOG2E};
     const int end = kv->len + a->T, lo = a->window > 0 && end - a->window - a->T + 1 > 0 ? end - a->window - a->T + 1 : 0;
-    if (D == 192)
-      dec_dispatch<192, 128>(c, p, end - lo, prec);
-    else if (D == 128)
-      dec_dispatch<128, 128>(c, p, end - lo, prec);
-    else
-      dec_dispatch<64, 64>(c, p, end - lo, prec);
+    dec_dispatch<false>(c, p, D, end - lo, prec, dec_none{}, 0);
     if (p.part) {
       combine(c, a, p.part, p.nsplit, ap);
       appended = true;
@@ -742,13 +743,7 @@ static bool dec_batch_run(cu_ctx *c, mimo_attn_args *a, const int *idx, int nb, 
   }
   dec_args p = {b->q, b->k, b->v, NULL, NULL, NULL, b->n_heads, b->n_kv, G, G, 0, b->window, 0, 0, 1, 1,
                 b->scale * LOG2E};
-  const bool x3 = prec != ATTN_FAST;
-  if (D == 192)
-    x3 ? dec_dispatch<true, 192, 128, true>(c, p, keys, bt, nb) : dec_dispatch<false, 192, 128, true>(c, p, keys, bt, nb);
-  else if (D == 128)
-    x3 ? dec_dispatch<true, 128, 128, true>(c, p, keys, bt, nb) : dec_dispatch<false, 128, 128, true>(c, p, keys, bt, nb);
-  else
-    x3 ? dec_dispatch<true, 64, 64, true>(c, p, keys, bt, nb) : dec_dispatch<false, 64, 64, true>(c, p, keys, bt, nb);
+  dec_dispatch<true>(c, p, D, keys, prec, bt, nb);
   if (p.part) { /* else the failure is recorded: the step fails */
     const kv_app ap = {NULL, NULL, b->k, b->v, 1, 0, 0, 0, 0, D}; /* the cache fields come per sequence */
     combine<true>(c, b, p.part, p.nsplit, ap, bt, nb);
