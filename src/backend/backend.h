@@ -8,6 +8,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "backend/sampling.h"
 #include "core/status.h"
 #include "io/safetensors.h"
 
@@ -139,6 +140,12 @@ struct mimo_backend {
   /* Copies n floats of backend memory to the host, waits for all queued work and
    * returns the first error any op met (ops themselves return nothing). */
   mimo_status (*download)(mimo_backend *be, float *host, const float *src, size_t n);
+  /* Optional (NULL: the model samples on the host): row r of logits [rows][V] (backend memory, overwritten)
+   * sampled with jobs[r] as mimo_sample_logits would, into tokens[r] (-1: skipped, or no usable logit) and
+   * infos[r] (when infos and jobs[r].logprobs > 0). Waits for the step and returns its first error, as
+   * download does. */
+  mimo_status (*sample)(mimo_backend *be, float *logits, int rows, int V, const mimo_sample_job *jobs, int *tokens,
+                        mimo_sample_info *infos);
   /* Host to backend memory (NULL with download NULL). */
   mimo_status (*upload)(mimo_backend *be, float *dst, const float *host, size_t n);
   /* Tensor parallel (set by the group that joins backends into ranks, NULL alone):

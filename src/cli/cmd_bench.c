@@ -10,6 +10,7 @@
 #include "cli/model_open.h"
 #include "core/log.h"
 #include "core/threads.h"
+#include "engine/sampler.h"
 #include "model/mimo_v2.h"
 #ifdef MIMO_HAVE_CUDA
 #include "backend/cuda/cuda_backend.h"
@@ -105,6 +106,9 @@ int mimo_cmd_bench(int argc, char **argv) {
                   {"prompt", 1, "prefill tokens (default 128)", 0}, {"decode", 1, "decode tokens (default 32)", 0},
                   {"batch", 1, "sequences decoded together (default 1; each gets its own prompt first)", 0},
                   {"chunk", 1, "prompt tokens per prefill step (default: the whole prompt in one step)", 0},
+                  {"temperature", 1, "decode steps sample each sequence's next token (default 0: greedy)", 0},
+                  {"top-p", 1, "and keep this much mass (default 1)", 0},
+                  {"top-k", 1, "and keep this many tokens (default off)", 0},
                   MIMO_OPEN_ARGS};
   int n = sizeof a / sizeof *a, rc = mimo_args_parse(argc, argv, a, n, "--model DIR [--threads N]");
   if (rc)
@@ -113,6 +117,11 @@ int mimo_cmd_bench(int argc, char **argv) {
   const char *dir = mimo_arg_str(a, n, "model", NULL);
   int P = (int)mimo_arg_long(a, n, "prompt", 128, &bad), D = (int)mimo_arg_long(a, n, "decode", 32, &bad),
       B = (int)mimo_arg_long(a, n, "batch", 1, &bad), chunk = (int)mimo_arg_long(a, n, "chunk", 0, &bad);
+  mimo_sampling_params sp;
+  mimo_sampling_defaults(&sp);
+  sp.temperature = (float)mimo_arg_double(a, n, "temperature", 0, &bad);
+  sp.top_p = (float)mimo_arg_double(a, n, "top-p", 1, &bad);
+  sp.top_k = (int)mimo_arg_long(a, n, "top-k", -1, &bad);
   mimo_open_opts o;
   if (!dir || bad || P < 1 || D < 1 || B < 1 || B > 4096 || chunk < 0 || !mimo_open_parse(a, n, dir, &o)) {
     fprintf(stderr, "mimo bench: need --model DIR (see --help)\n");
@@ -123,6 +132,8 @@ int mimo_cmd_bench(int argc, char **argv) {
   mimo_kv_seq **seqs = NULL;
   float *logits = NULL;
   int *ids = NULL, *ntok = NULL;
+  mimo_sampler **smp = NULL;
+  mimo_sample_job *jobs = NULL;
   double *step_s = NULL;
   const char *bname = mimo_open_backend_name(o.backend);
   int gpu = strcmp(bname, "cuda") == 0;
@@ -139,10 +150,15 @@ int mimo_cmd_bench(int argc, char **argv) {
   if (st == MIMO_OK && (!(logits = malloc((size_t)B * m->cfg.vocab_size * sizeof(float))) ||
                         !(ids = malloc((size_t)(P > B ? P : B) * sizeof *ids)) || !(ntok = malloc((size_t)B * sizeof *ntok)) ||
                         !(step_s = malloc((size_t)D * sizeof *step_s)) ||
-                        !(seqs = calloc((size_t)B, sizeof *seqs))))
+                        !(seqs = calloc((size_t)B, sizeof *seqs)) || !(smp = calloc((size_t)B, sizeof *smp)) ||
+                        !(jobs = calloc((size_t)B, sizeof *jobs))))
     st = mimo_errf(MIMO_E_NOMEM, "bench buffers");
   for (int i = 0; st == MIMO_OK && i < B; i++)
     st = mimo_kv_seq_init(&seqs[i], &m->cfg);
+  for (int i = 0; st == MIMO_OK && i < B; i++) {
+    sp.seed = (uint64_t)i;
+    st = mimo_sampler_init(&smp[i], &sp, m->cfg.vocab_size);
+  }
   if (st != MIMO_OK) {
     fprintf(stderr, "mimo bench: %s\n", mimo_errmsg());
     goto out;
@@ -188,16 +204,22 @@ int mimo_cmd_bench(int argc, char **argv) {
     ids[i] = (i * 31 + 7) % m->cfg.vocab_size;
     ntok[i] = 1;
   }
+  /* Each step samples every sequence's next token as the server does (on the device when it can) and feeds it. */
   for (int s = 0; st == MIMO_OK && s < D; s++) {
-    mimo_batch d = {.n_seqs = B, .seqs = seqs, .n_tokens = ntok, .tokens = ids};
+    mimo_batch d = {.n_seqs = B, .seqs = seqs, .n_tokens = ntok, .tokens = ids, .jobs = jobs, .sampled = ids};
     if (B == 1)
       bytes += decode_weight_bytes(m) + kv_read_bytes(m, seqs[0]->len + 1);
     double t1 = mimo_now();
-    st = mimo_model_forward(m, &d, logits);
+    for (int i = 0; i < B; i++)
+      mimo_sampler_job(smp[i], &jobs[i]);
+    st = mimo_model_forward(m, &d, NULL);
+    for (int i = 0; st == MIMO_OK && i < B; i++)
+      if (ids[i] < 0)
+        st = MIMO_E_INVALID; /* the sampler said why */
+      else
+        mimo_sampler_accept(smp[i], ids[i]);
     step_s[s] = mimo_now() - t1;
     dec += step_s[s];
-    for (int i = 0; i < B; i++)
-      ids[i] = (ids[i] * 31 + 7) % m->cfg.vocab_size;
   }
   if (st != MIMO_OK) {
     fprintf(stderr, "mimo bench: %s\n", mimo_errmsg());
@@ -216,6 +238,8 @@ int mimo_cmd_bench(int argc, char **argv) {
          rss_bytes() / 1e6, m->ck.total_bytes / 1e6, kvb / 1e6);
   printf("%s bandwidth (read+write%s): %.2f GB/s\n", gpu ? "device copy" : "memcpy", tp > 1 ? ", summed over ranks" : "",
          copy_bw / 1e9);
+  printf("decode sampling: %s, %s\n", mimo_model_samples_on_device(m) ? "on the device" : "on the host",
+         sp.temperature > 0 ? "temperature/top-p/top-k as given" : "greedy");
   printf("prefill: %d x %d tokens%s in %.3f s = %.1f tokens/s\n", B, P, chunk && chunk < P ? " (chunked)" : "", prefill,
          (double)B * P / prefill);
   /* The median step beside the mean: a first step that grows the KV cache or warms a kernel shows as their gap. */
@@ -240,6 +264,10 @@ out:
   free(ntok);
   free(step_s);
   free(logits);
+  for (int i = 0; smp && i < B; i++)
+    mimo_sampler_free(smp[i]);
+  free(smp);
+  free(jobs);
   for (int i = 0; seqs && i < B; i++)
     mimo_kv_seq_free(seqs[i]);
   free(seqs);

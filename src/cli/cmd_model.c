@@ -64,6 +64,20 @@ static mimo_status feed(runner *r, const int *ids, int n, int chunk, float *logi
   return st;
 }
 
+/* Feeds ids in chunks of `chunk` and samples the token after them with smp, where the logits are when the
+ * model can (mimo_batch.jobs). */
+static mimo_status feed_sample(runner *r, const int *ids, int n, int chunk, mimo_sampler *smp, int *tok) {
+  for (int i = 0; i < n; i += chunk) {
+    int k = n - i < chunk ? n - i : chunk;
+    mimo_sample_job job = {.skip = true};
+    if (i + k >= n)
+      mimo_sampler_job(smp, &job);
+    mimo_batch b = {.n_seqs = 1, .seqs = &r->seq, .n_tokens = &k, .tokens = ids + i, .jobs = &job, .sampled = tok};
+    MIMO_TRY(mimo_model_forward(r->m, &b, NULL));
+  }
+  return *tok >= 0 ? MIMO_OK : MIMO_E_INVALID; /* the sampler said why */
+}
+
 static mimo_status write_floats(const char *path, const float *p, size_t n) {
   FILE *f = fopen(path, "wb");
   if (!f)
@@ -262,7 +276,7 @@ int mimo_cmd_generate(int argc, char **argv) {
   }
   runner r;
   mimo_sampler *smp = NULL;
-  float *logits = NULL;
+  int id = -1;
   mimo_status st = runner_init(&r, dir, a, n);
   if (st == MIMO_OK && r.worker) {
     free(ids);
@@ -272,11 +286,9 @@ int mimo_cmd_generate(int argc, char **argv) {
   }
   if (st == MIMO_OK)
     st = mimo_sampler_init(&smp, &sp, r.m->cfg.vocab_size);
-  if (st == MIMO_OK && !(logits = malloc((size_t)r.m->cfg.vocab_size * sizeof(float))))
-    st = mimo_errf(MIMO_E_NOMEM, "logits");
   if (st == MIMO_OK) {
     mimo_sampler_add_prompt(smp, ids, T);
-    st = feed(&r, ids, T, chunk ? (int)chunk : T, NULL, logits, NULL);
+    st = max_tokens > 0 ? feed_sample(&r, ids, T, chunk ? (int)chunk : T, smp, &id) : MIMO_OK;
   }
   double t0 = mimo_now();
   int produced = 0;
@@ -286,11 +298,6 @@ int mimo_cmd_generate(int argc, char **argv) {
   if (tok)
     mimo_detok_init(&dt, tok, 1);
   for (; st == MIMO_OK && produced < max_tokens; produced++) {
-    int id = mimo_sampler_sample(smp, logits, NULL);
-    if (id < 0) {
-      st = MIMO_E_INVALID;
-      break;
-    }
     mimo_sampler_accept(smp, id);
     bool eos = false;
     for (int e = 0; e < r.m->cfg.n_eos; e++)
@@ -308,7 +315,8 @@ int mimo_cmd_generate(int argc, char **argv) {
       produced++;
       break;
     }
-    st = feed(&r, &id, 1, 1, NULL, logits, NULL);
+    int fed = id;
+    st = feed_sample(&r, &fed, 1, 1, smp, &id);
   }
   if (tok) {
     const char *piece;
@@ -322,7 +330,6 @@ int mimo_cmd_generate(int argc, char **argv) {
   }
   printf("\n");
   mimo_info("generated %d tokens in %.2f s", produced, mimo_now() - t0);
-  free(logits);
   free(ids);
   mimo_tok_free(tok);
   mimo_sampler_free(smp);

@@ -59,7 +59,8 @@ bool mimo_open_parse(const mimo_arg *a, int n, const char *dir, mimo_open_opts *
                         .nnodes = (int)mimo_arg_long(a, n, "nnodes", 1, &bad),
                         .node_rank = (int)mimo_arg_long(a, n, "node-rank", 0, &bad),
                         .master_addr = mimo_arg_str(a, n, "master-addr", "127.0.0.1"),
-                        .master_port = (int)mimo_arg_long(a, n, "master-port", 29500, &bad)};
+                        .master_port = (int)mimo_arg_long(a, n, "master-port", 29500, &bad),
+                        .host_sampling = mimo_arg_str(a, n, "host-sampling", NULL) != NULL};
   if (bad)
     return false; /* mimo_arg_* named the value */
   if (o->threads < 0 || o->tp < 1 || o->tp > 1024 || !(o->gpu_memory_utilization > 0 && o->gpu_memory_utilization <= 1)) {
@@ -74,7 +75,7 @@ bool mimo_open_parse(const mimo_arg *a, int n, const char *dir, mimo_open_opts *
   return true;
 }
 
-mimo_status mimo_open_model(const mimo_open_opts *o, mimo_model **out) {
+static mimo_status open_model(const mimo_open_opts *o, mimo_model **out) {
   const char *name = mimo_open_backend_name(o->backend);
   int tp = o->tp > 1 ? o->tp : 1, nnodes = o->nnodes > 1 ? o->nnodes : 1;
   if (tp % nnodes)
@@ -169,4 +170,10 @@ fail:
   free(dev);
   mimo_tp_net_close(net);
   return st;
+}
+
+mimo_status mimo_open_model(const mimo_open_opts *o, mimo_model **out) {
+  MIMO_TRY(open_model(o, out));
+  (*out)->host_sampling = o->host_sampling;
+  return MIMO_OK;
 }

@@ -60,7 +60,9 @@ struct mimo_engine {
   int *tokens, *counts;
   mimo_kv_seq **seqs;
   mimo_request **batch;
-  float *logits;
+  mimo_sample_job *jobs;
+  int *sampled;
+  mimo_sample_info *infos;
 };
 
 static void request_unref(mimo_request *r) {
@@ -197,8 +199,19 @@ static void model_step(mimo_engine *e) {
   }
   if (!nb)
     return;
-  mimo_batch b = {.n_seqs = nb, .seqs = e->seqs, .n_tokens = e->counts, .tokens = e->tokens, .all_logits = 0};
-  mimo_status st = mimo_model_forward(e->model, &b, e->logits);
+  /* A row is sampled when its prompt ends in this step or it decodes, and no forced token is due. */
+  for (int k = 0; k < nb; k++) {
+    mimo_request *r = e->batch[k];
+    if (r->fed + e->counts[k] < r->n_prompt || r->generated < r->n_forced) {
+      memset(&e->jobs[k], 0, sizeof e->jobs[k]);
+      e->jobs[k].skip = true;
+    } else {
+      mimo_sampler_job(r->smp, &e->jobs[k]);
+    }
+  }
+  mimo_batch b = {.n_seqs = nb, .seqs = e->seqs, .n_tokens = e->counts, .tokens = e->tokens, .all_logits = 0,
+                  .jobs = e->jobs, .sampled = e->sampled, .infos = e->infos};
+  mimo_status st = mimo_model_forward(e->model, &b, NULL);
   __atomic_fetch_add(&e->stats.steps, 1, __ATOMIC_RELAXED);
   for (int k = 0; k < nb; k++) {
     mimo_request *r = e->batch[k];
@@ -230,15 +243,14 @@ static void model_step(mimo_engine *e) {
       deliver(e, slot, r->forced[r->generated], NULL);
       continue;
     }
-    mimo_sample_info info;
-    float *row = e->logits + (size_t)k * e->vocab;
-    int tok = mimo_sampler_sample(r->smp, row, r->sp.logprobs ? &info : NULL);
+    int tok = e->sampled[k];
     if (tok < 0) {
+      mimo_warn("engine: %s", mimo_errmsg());
       finish(e, slot, -1, NULL, MIMO_FINISH_ERROR);
       continue;
     }
     mimo_sampler_accept(r->smp, tok);
-    deliver(e, slot, tok, r->sp.logprobs ? &info : NULL);
+    deliver(e, slot, tok, r->sp.logprobs ? &e->infos[k] : NULL);
   }
 }
 
@@ -262,20 +274,26 @@ static mimo_status warm_up(mimo_engine *e, int n) {
     return MIMO_OK;
   mimo_kv_seq *seq[2] = {NULL, NULL};
   int *toks = malloc((size_t)n * sizeof *toks);
-  float *logits = malloc((size_t)2 * e->vocab * sizeof *logits); /* one row per sequence */
-  mimo_status st = !toks || !logits ? mimo_errf(MIMO_E_NOMEM, "warm-up buffers") : mimo_kv_seq_init(&seq[0], &m->cfg);
+  mimo_status st = !toks ? mimo_errf(MIMO_E_NOMEM, "warm-up buffers") : mimo_kv_seq_init(&seq[0], &m->cfg);
   if (st == MIMO_OK)
     st = mimo_kv_seq_init(&seq[1], &m->cfg);
   for (int i = 0; st == MIMO_OK && i < n; i++)
     toks[i] = (int)((i * 7919L + 11) % e->vocab);
   const double t0 = mimo_now();
   const int n2 = n < 16 ? n : 16, ones[2] = {1, 1};
+  /* the sampling a request meets: one greedy row, one with every filter and logprobs */
+  int sampled[2];
+  mimo_sample_info infos[2];
+  const mimo_sample_job jobs[2] = {
+      {.temperature = 0, .top_p = 1, .repetition_penalty = 1, .limit = e->vocab},
+      {.temperature = 0.8f, .top_p = 0.9f, .min_p = 0.01f, .repetition_penalty = 1, .top_k = 50, .limit = e->vocab,
+       .u = 0.5, .logprobs = 2}};
   const struct { int n_seqs, first; const int *n_tokens; } passes[4] = {
       {1, 0, &n}, {1, 0, ones}, {1, 1, &n2}, {2, 0, ones}}; /* sequences from seq[first] */
   for (int p = 0; p < 4 && st == MIMO_OK; p++) {
     mimo_batch b = {.n_seqs = passes[p].n_seqs, .seqs = &seq[passes[p].first], .n_tokens = passes[p].n_tokens,
-                    .tokens = toks};
-    st = mimo_model_forward(m, &b, logits);
+                    .tokens = toks, .jobs = jobs, .sampled = sampled, .infos = infos};
+    st = mimo_model_forward(m, &b, NULL);
   }
   if (st == MIMO_OK)
     mimo_info("engine: warm-up forward (%d tokens, 1, %d, then 2 sequences of 1) took %.0f ms", n, n2,
@@ -283,7 +301,6 @@ static mimo_status warm_up(mimo_engine *e, int n) {
   mimo_kv_seq_free(seq[0]);
   mimo_kv_seq_free(seq[1]);
   free(toks);
-  free(logits);
   return st;
 }
 
@@ -375,10 +392,12 @@ mimo_status mimo_engine_init(mimo_engine **out, mimo_model *model, const mimo_en
   e->seqs = calloc((size_t)S, sizeof *e->seqs);
   e->counts = calloc((size_t)S, sizeof *e->counts);
   e->tokens = calloc((size_t)B, sizeof *e->tokens);
-  e->logits = model ? malloc((size_t)S * e->vocab * sizeof(float)) : NULL;
+  e->jobs = calloc((size_t)S, sizeof *e->jobs);
+  e->sampled = calloc((size_t)S, sizeof *e->sampled);
+  e->infos = calloc((size_t)S, sizeof *e->infos);
   pthread_mutex_init(&e->mu, NULL);
   pthread_cond_init(&e->cv, NULL);
-  if (!e->running || !e->batch || !e->seqs || !e->counts || !e->tokens || (model && !e->logits)) {
+  if (!e->running || !e->batch || !e->seqs || !e->counts || !e->tokens || !e->jobs || !e->sampled || !e->infos) {
     mimo_engine_free(e);
     return mimo_errf(MIMO_E_NOMEM, "engine buffers for %d sequences", S);
   }
@@ -419,7 +438,9 @@ void mimo_engine_free(mimo_engine *e) {
   free(e->seqs);
   free(e->counts);
   free(e->tokens);
-  free(e->logits);
+  free(e->jobs);
+  free(e->sampled);
+  free(e->infos);
   free(e);
 }
 

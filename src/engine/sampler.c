@@ -24,9 +24,48 @@ struct mimo_sampler {
   uint8_t *seen;  /* bit 0: in prompt, bit 1: in output */
   int *seen_list; /* ids with seen != 0, so penalties cost O(distinct tokens) */
   int n_seen;
-  cand *c;        /* scratch [vocab] */
-  float *raw;     /* [vocab] copy for raw logprobs; NULL unless asked for */
+  int *pen;       /* the job's (id, count) pairs [2 * vocab] */
+  mimo_sample_ws *ws;
 };
+
+/* Draw order (sampler.h step 9): ids fall into 2^shift-wide buckets, so finding the crossing in id order
+ * costs one pass over the kept candidates and a sort of one bucket. */
+#define DRAW_BUCKETS 1024
+
+struct mimo_sample_ws {
+  int vocab, shift;
+  cand *c;        /* [vocab] */
+  float *raw;     /* [vocab] copy for raw logprobs, allocated on first use */
+  cand *bucket;   /* [1 << shift] the crossing bucket's candidates */
+  double mass[DRAW_BUCKETS];
+};
+
+mimo_status mimo_sample_ws_init(mimo_sample_ws **out, int vocab) {
+  *out = NULL;
+  mimo_sample_ws *w = calloc(1, sizeof *w);
+  if (!w)
+    return mimo_errf(MIMO_E_NOMEM, "sampler scratch");
+  w->vocab = vocab;
+  while (((vocab - 1) >> w->shift) >= DRAW_BUCKETS)
+    w->shift++;
+  w->c = malloc((size_t)vocab * sizeof *w->c);
+  w->bucket = malloc(((size_t)1 << w->shift) * sizeof *w->bucket);
+  if (!w->c || !w->bucket) {
+    mimo_sample_ws_free(w);
+    return mimo_errf(MIMO_E_NOMEM, "sampler scratch for %d tokens", vocab);
+  }
+  *out = w;
+  return MIMO_OK;
+}
+
+void mimo_sample_ws_free(mimo_sample_ws *w) {
+  if (!w)
+    return;
+  free(w->c);
+  free(w->raw);
+  free(w->bucket);
+  free(w);
+}
 
 void mimo_sampling_defaults(mimo_sampling_params *p) {
   memset(p, 0, sizeof *p);
@@ -35,6 +74,10 @@ void mimo_sampling_defaults(mimo_sampling_params *p) {
   p->min_p = 0.0f;
   p->repetition_penalty = 1.0f;
   p->top_k = -1;
+}
+
+static bool penalties_on(const mimo_sampling_params *p) {
+  return p->repetition_penalty != 1 || p->presence_penalty != 0 || p->frequency_penalty != 0;
 }
 
 mimo_status mimo_sampler_init(mimo_sampler **out, const mimo_sampling_params *p, int vocab_size) {
@@ -65,10 +108,10 @@ mimo_status mimo_sampler_init(mimo_sampler **out, const mimo_sampling_params *p,
   s->count = calloc((size_t)vocab_size, sizeof *s->count);
   s->seen = calloc((size_t)vocab_size, 1);
   s->seen_list = malloc((size_t)vocab_size * sizeof *s->seen_list);
-  s->c = malloc((size_t)vocab_size * sizeof *s->c);
-  if (!s->p.processed_logprobs)
-    s->raw = malloc((size_t)vocab_size * sizeof *s->raw);
-  if (!s->count || !s->seen || !s->seen_list || !s->c || (!s->p.processed_logprobs && !s->raw)) {
+  if (penalties_on(p))
+    s->pen = malloc((size_t)2 * vocab_size * sizeof *s->pen);
+  if (!s->count || !s->seen || !s->seen_list || (penalties_on(p) && !s->pen) ||
+      mimo_sample_ws_init(&s->ws, vocab_size) != MIMO_OK) {
     mimo_sampler_free(s);
     return mimo_errf(MIMO_E_NOMEM, "sampler: state for %d tokens", vocab_size);
   }
@@ -82,8 +125,8 @@ void mimo_sampler_free(mimo_sampler *s) {
   free(s->count);
   free(s->seen);
   free(s->seen_list);
-  free(s->c);
-  free(s->raw);
+  free(s->pen);
+  mimo_sample_ws_free(s->ws);
   free(s);
 }
 
@@ -275,33 +318,119 @@ static inline float sanitize(float x) {
   return x == INFINITY ? FLT_MAX : x;
 }
 
-static void apply_penalties(mimo_sampler *s, float *logits) {
-  const mimo_sampling_params *p = &s->p;
-  if (p->repetition_penalty == 1 && p->presence_penalty == 0 && p->frequency_penalty == 0)
-    return;
-  for (int j = 0; j < s->n_seen; j++) {
-    int t = s->seen_list[j];
-    if (t >= s->limit)
-      continue;
+static void apply_penalties(const mimo_sample_job *j, float *logits) {
+  for (int e = 0; e < j->n_pen; e++) {
+    int t = j->pen[2 * e], count = j->pen[2 * e + 1];
     float x = logits[t];
-    if (p->repetition_penalty != 1)
-      x = x > 0 ? x / p->repetition_penalty : x * p->repetition_penalty;
-    if (s->count[t] > 0)
-      x -= p->frequency_penalty * (float)s->count[t] + p->presence_penalty;
+    if (j->repetition_penalty != 1)
+      x = x > 0 ? x / j->repetition_penalty : x * j->repetition_penalty;
+    if (count > 0)
+      x -= j->frequency_penalty * (float)count + j->presence_penalty;
     logits[t] = sanitize(x);
   }
 }
 
-int mimo_sampler_sample(mimo_sampler *s, float *logits, mimo_sample_info *info) {
+/* Step 9: the first of c[0..n) in id order whose running mass exceeds uz; rounding past the end falls back to
+ * the highest id with weight. */
+static int draw_by_id(const cand *c, int n, bool in_id_order, double uz, mimo_sample_ws *ws) {
+  if (in_id_order) {
+    int tok = -1;
+    double cum = 0;
+    for (int i = 0; i < n; i++) {
+      cum += c[i].w;
+      if (c[i].w > 0)
+        tok = c[i].id;
+      if (uz < cum)
+        break;
+    }
+    return tok;
+  }
+  const int sh = ws->shift;
+  memset(ws->mass, 0, sizeof ws->mass);
+  int last = -1;
+  for (int i = 0; i < n; i++) {
+    ws->mass[c[i].id >> sh] += c[i].w;
+    if (c[i].w > 0 && c[i].id > last)
+      last = c[i].id;
+  }
+  double cum = 0;
+  int b = 0;
+  for (; b < DRAW_BUCKETS && !(uz < cum + ws->mass[b]); b++)
+    cum += ws->mass[b];
+  if (b == DRAW_BUCKETS)
+    return last;
+  int m = 0;
+  for (int i = 0; i < n; i++)
+    if (c[i].id >> sh == b)
+      ws->bucket[m++] = c[i];
+  /* ids are unique: order by id alone */
+  for (int i = 1; i < m; i++) {
+    cand x = ws->bucket[i];
+    int k = i;
+    for (; k > 0 && ws->bucket[k - 1].id > x.id; k--)
+      ws->bucket[k] = ws->bucket[k - 1];
+    ws->bucket[k] = x;
+  }
+  int tok = last;
+  for (int i = 0; i < m; i++) {
+    cum += ws->bucket[i].w;
+    if (ws->bucket[i].w > 0)
+      tok = ws->bucket[i].id;
+    if (uz < cum)
+      break;
+  }
+  return tok;
+}
+
+void mimo_sampler_job(mimo_sampler *s, mimo_sample_job *j) {
   const mimo_sampling_params *p = &s->p;
-  int L = s->limit, V = s->vocab;
+  memset(j, 0, sizeof *j);
+  j->temperature = p->temperature;
+  j->top_p = p->top_p;
+  j->min_p = p->min_p;
+  j->repetition_penalty = p->repetition_penalty;
+  j->presence_penalty = p->presence_penalty;
+  j->frequency_penalty = p->frequency_penalty;
+  j->top_k = p->top_k;
+  j->limit = s->limit;
+  j->logprobs = p->logprobs;
+  j->processed_logprobs = p->processed_logprobs;
+  if (p->temperature >= GREEDY_EPS)
+    j->u = mimo_rng_uniform(&s->rng);
+  if (!penalties_on(p))
+    return;
+  for (int e = 0; e < s->n_seen; e++) {
+    int t = s->seen_list[e];
+    if (t >= s->limit)
+      continue;
+    s->pen[2 * j->n_pen] = t;
+    s->pen[2 * j->n_pen + 1] = s->count[t];
+    j->n_pen++;
+  }
+  j->pen = s->pen;
+}
+
+int mimo_sampler_sample(mimo_sampler *s, float *logits, mimo_sample_info *info) {
+  mimo_sample_job j;
+  mimo_sampler_job(s, &j);
+  return mimo_sample_logits(&j, logits, s->vocab, info, s->ws);
+}
+
+int mimo_sample_logits(const mimo_sample_job *j, float *logits, int V, mimo_sample_info *info,
+                       mimo_sample_ws *ws) {
+  int L = j->limit > 0 && j->limit < V ? j->limit : V;
   for (int i = 0; i < L; i++)
     logits[i] = sanitize(logits[i]);
   for (int i = L; i < V; i++)
     logits[i] = -INFINITY;
-  if (info && !p->processed_logprobs)
-    memcpy(s->raw, logits, (size_t)V * sizeof *logits);
-  apply_penalties(s, logits);
+  if (info && !j->processed_logprobs) {
+    if (!ws->raw && !(ws->raw = malloc((size_t)ws->vocab * sizeof *ws->raw))) {
+      mimo_errf(MIMO_E_NOMEM, "sampler: logprob copy of %d tokens", ws->vocab);
+      return -1;
+    }
+    memcpy(ws->raw, logits, (size_t)V * sizeof *logits);
+  }
+  apply_penalties(j, logits);
 
   int arg = -1;
   float m = -INFINITY;
@@ -314,14 +443,16 @@ int mimo_sampler_sample(mimo_sampler *s, float *logits, mimo_sample_info *info) 
   }
 
   int tok = arg;
-  if (p->temperature >= GREEDY_EPS) {
-    float inv_t = 1.0f / p->temperature;
-    float min_log = p->min_p > 0 ? logf(p->min_p) : -INFINITY;
-    cand *c = s->c;
-    int n = 0, k = p->top_k > 0 && p->top_k < L ? p->top_k : 0;
+  if (j->temperature >= GREEDY_EPS) {
+    float inv_t = 1.0f / j->temperature;
+    float min_log = j->min_p > 0 ? logf(j->min_p) : -INFINITY;
+    cand *c = ws->c;
+    bool in_id_order = true; /* c stays in id order until a selection rearranges it */
+    int n = 0, k = j->top_k > 0 && j->top_k < L ? j->top_k : 0;
     /* Shift by the max before scaling so tiny temperatures cannot overflow; in
      * this space min-p is a plain threshold: prob/max_prob >= min_p <=> v >= log(min_p). */
     if (k > 0 && k <= HEAP_K) {
+      in_id_order = false;
       /* small top-k: one pass keeping the k best in a heap, most ids rejected by one compare */
       for (int i = 0; i < L; i++) {
         float v = (logits[i] - m) * inv_t;
@@ -331,8 +462,8 @@ int mimo_sampler_sample(mimo_sampler *s, float *logits, mimo_sample_info *info) 
         if (n < k) {
           c[n++] = e;
           if (n == k)
-            for (int j = k / 2 - 1; j >= 0; j--)
-              sift_down(c, k, j);
+            for (int q = k / 2 - 1; q >= 0; q--)
+              sift_down(c, k, q);
         } else if (before(e, c[0])) {
           c[0] = e;
           sift_down(c, k, 0);
@@ -347,6 +478,7 @@ int mimo_sampler_sample(mimo_sampler *s, float *logits, mimo_sample_info *info) 
       if (k > 0 && k < n) {
         select_top(c, n, k);
         n = k;
+        in_id_order = false;
       }
     }
     double z = 0;
@@ -354,24 +486,17 @@ int mimo_sampler_sample(mimo_sampler *s, float *logits, mimo_sample_info *info) 
       c[i].w = expf(c[i].v);
       z += c[i].w;
     }
-    if (p->top_p < 1) {
-      n = top_p_keep(c, n, z, p->top_p);
+    if (j->top_p < 1) {
+      n = top_p_keep(c, n, z, j->top_p);
+      in_id_order = false;
       z = 0;
       for (int i = 0; i < n; i++)
         z += c[i].w;
     }
-    double u = mimo_rng_uniform(&s->rng) * z, cum = 0;
-    tok = -1;
-    for (int i = 0; i < n; i++) {
-      cum += c[i].w;
-      if (c[i].w > 0)
-        tok = c[i].id; /* rounding in the last sum falls back to the last real candidate */
-      if (u < cum)
-        break;
-    }
+    tok = draw_by_id(c, n, in_id_order, j->u * z, ws);
     if (tok < 0)
       tok = arg;
-    if (info && p->processed_logprobs) {
+    if (info && j->processed_logprobs) {
       for (int i = 0; i < V; i++)
         logits[i] = -INFINITY;
       for (int i = 0; i < n; i++)
@@ -379,6 +504,6 @@ int mimo_sampler_sample(mimo_sampler *s, float *logits, mimo_sample_info *info) 
     }
   }
   if (info)
-    fill_info(p->processed_logprobs ? logits : s->raw, V, tok, p->logprobs, info);
+    fill_info(j->processed_logprobs ? logits : ws->raw, V, tok, j->logprobs, info);
   return tok;
 }

@@ -14,7 +14,9 @@
  *   7. top-k: keep the k best (ties at the k-th value -> lowest ids)
  *   8. top-p: keep the smallest prefix (by prob desc, id asc) of the remaining
  *      tokens whose mass is >= top_p (renormalised after 6 and 7)
- *   9. draw one token with one uniform from the sequence's RNG
+ *   9. draw one token with one uniform u from the sequence's RNG: the first kept id, in ascending order, at
+ *      which the kept mass summed so far exceeds u times the whole kept mass (an order any backend can follow,
+ *      so the same logits and seed give the same token wherever they are sampled)
  * Cost at vocab 152k is one pass plus the kept tokens: small top-k keeps a heap
  * during the pass; top-p bins the weights to find the crossing bin and orders
  * only that bin, in growing chunks (a full sort only for a flat distribution). */
@@ -23,9 +25,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "backend/sampling.h"
 #include "core/status.h"
-
-#define MIMO_MAX_LOGPROBS 20 /* OpenAI's cap for top_logprobs */
 
 typedef struct mimo_sampling_params {
   float temperature;        /* 0 (or < 1e-5) = greedy */
@@ -47,17 +48,6 @@ typedef struct mimo_sampling_params {
 /* temperature 1, top_p 1, top_k off, min_p 0, penalties neutral, seed 0, no logprobs */
 void mimo_sampling_defaults(mimo_sampling_params *p);
 
-typedef struct mimo_token_logprob {
-  int token;
-  float logprob;
-} mimo_token_logprob;
-
-typedef struct mimo_sample_info {
-  float logprob; /* of the chosen token */
-  int n_top;     /* entries in top, <= params.logprobs */
-  mimo_token_logprob top[MIMO_MAX_LOGPROBS]; /* best first, ties -> lowest id */
-} mimo_sample_info;
-
 typedef struct mimo_sampler mimo_sampler;
 
 /* Checks p (MIMO_E_INVALID naming the field) and copies it. */
@@ -71,4 +61,18 @@ void mimo_sampler_accept(mimo_sampler *s, int token);
  * processed_logprobs is set). Returns the token, or -1 with a message when no
  * id below vocab_limit has a logit other than NaN/-inf. info may be NULL. */
 int mimo_sampler_sample(mimo_sampler *s, float *logits, mimo_sample_info *info);
+/* The next token's job (backend/sampling.h) for sampling elsewhere, e.g. on the device that holds the logits:
+ * the parameters, the penalised ids (job->pen points into s until the next call) and, unless greedy, the one
+ * uniform mimo_sampler_sample would draw, so the sequence's RNG advances alike either way. */
+void mimo_sampler_job(mimo_sampler *s, mimo_sample_job *job);
+
+/* Scratch for mimo_sample_logits over a vocabulary of up to `vocab` ids; one per thread that samples. */
+typedef struct mimo_sample_ws mimo_sample_ws;
+mimo_status mimo_sample_ws_init(mimo_sample_ws **ws, int vocab);
+void mimo_sample_ws_free(mimo_sample_ws *ws);
+/* Steps 1-9 of a job on host logits[vocab] (overwritten; the processed logits when job->processed_logprobs).
+ * info may be NULL; given, it gets the chosen token's logprob and job->logprobs alternatives. Returns the token, or -1 with a message when no id below the job's
+ * limit has a logit other than NaN/-inf. */
+int mimo_sample_logits(const mimo_sample_job *job, float *logits, int vocab, mimo_sample_info *info,
+                       mimo_sample_ws *ws);
 #endif

@@ -9,6 +9,8 @@
  */
 #include "model/mimo_v2.h"
 
+#include "engine/sampler.h"
+
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -82,6 +84,8 @@ void mimo_model_free(mimo_model *m) {
     free(m->owned[i]);
   free(m->owned);
   free(m->logit_part);
+  free(m->sample_logits);
+  mimo_sample_ws_free(m->sample_ws);
   if (m->own_be && m->be)
     m->be->free(m->be);
   free(m);
@@ -223,7 +227,42 @@ static void ffn_block(mimo_model *m, int L, int T, scratch *s) {
     be->all_reduce(be, s->t3, (long)T * H);
 }
 
+bool mimo_model_samples_on_device(const mimo_model *m) {
+  return !m->group && !m->host_sampling && m->be && m->be->sample && m->vocab_n == m->cfg.vocab_size;
+}
+
+/* The step's logits come to the host (into `logits`, or the model's own rows) and each job is run there. */
+static mimo_status forward_host_sampling(mimo_model *m, const mimo_batch *b, float *logits) {
+  const int V = m->cfg.vocab_size;
+  const size_t n = (size_t)b->n_seqs * V;
+  if (!logits) {
+    if (m->sample_logits_n < n) {
+      float *p = realloc(m->sample_logits, n * sizeof *p);
+      if (!p)
+        return mimo_errf(MIMO_E_NOMEM, "logits of %d sequences", b->n_seqs);
+      m->sample_logits = p;
+      m->sample_logits_n = n;
+    }
+    logits = m->sample_logits;
+  }
+  if (!m->sample_ws)
+    MIMO_TRY(mimo_sample_ws_init(&m->sample_ws, V));
+  mimo_batch lb = *b;
+  lb.jobs = NULL;
+  MIMO_TRY(m->group ? mimo_tp_forward(m, &lb, logits) : mimo_model_forward_local(m, &lb, logits));
+  for (int i = 0; i < b->n_seqs; i++) {
+    const mimo_sample_job *j = &b->jobs[i];
+    mimo_sample_info *info = b->infos && j->logprobs > 0 ? &b->infos[i] : NULL;
+    b->sampled[i] = j->skip ? -1 : mimo_sample_logits(j, logits + (size_t)i * V, V, info, m->sample_ws);
+  }
+  return MIMO_OK;
+}
+
 mimo_status mimo_model_forward(mimo_model *m, const mimo_batch *b, float *logits) {
+  if (b->jobs && (b->all_logits || !b->sampled))
+    return mimo_errf(MIMO_E_INVALID, "a sampled step needs one row per sequence and somewhere to put the tokens");
+  if (b->jobs && !mimo_model_samples_on_device(m))
+    return forward_host_sampling(m, b, logits);
   return m->group ? mimo_tp_forward(m, b, logits) : mimo_model_forward_local(m, b, logits);
 }
 
@@ -283,7 +322,7 @@ mimo_status mimo_model_forward_local(mimo_model *m, const mimo_batch *b, float *
   }
   be->add(be, s.h, s.t3, (long)T * c->hidden_size);
   mimo_status st = MIMO_OK;
-  if (!logits) /* a rank whose logits another rank delivers */
+  if (!logits && !b->jobs) /* a rank whose logits another rank delivers */
     goto done;
   /* Final norm and lm_head only on the rows asked for. */
   int rows = b->all_logits ? T : b->n_seqs, H = c->hidden_size;
@@ -299,6 +338,9 @@ mimo_status mimo_model_forward_local(mimo_model *m, const mimo_batch *b, float *
   float *part = vn < V ? logit_slice(m, (size_t)rows * vn) : NULL;
   if (vn < V && !part) {
     st = mimo_errf(MIMO_E_NOMEM, "logits slice");
+  } else if (b->jobs) { /* mimo_model_samples_on_device */
+    be->linear(be, s.t1, s.a, rows, &m->w.lm_head);
+    st = be->sample(be, s.t1, rows, V, b->jobs, b->sampled, b->infos);
   } else if (be->download) {
     be->linear(be, s.t1, s.a, rows, &m->w.lm_head);
     st = be->download(be, part ? part : logits, s.t1, (size_t)rows * vn);
@@ -308,7 +350,7 @@ mimo_status mimo_model_forward_local(mimo_model *m, const mimo_batch *b, float *
   if (st == MIMO_OK && part)
     scatter_cols(logits, part, rows, V, m->vocab0, vn);
 done:
-  if (!logits && be->download) /* wait for the step like the ranks that download do */
+  if (!logits && !b->jobs && be->download) /* wait for the step like the ranks that download do */
     st = be->download(be, NULL, NULL, 0);
   for (int i = 0; i < b->n_seqs; i++)
     b->seqs[i]->len += b->n_tokens[i];

@@ -32,6 +32,12 @@ typedef struct mimo_model {
   /* Trace (mimo logits --route-margin): when set, a step lowers route_margin[t] (the caller fills it with
    * +inf) to token t's smallest router margin over the MoE layers. One rank, CPU backend. */
   float *route_margin;
+  /* Sampling by mimo_model_forward (mimo_batch.jobs): on the host even where the backend could sample where the
+   * logits are (--host-sampling); the host's logits rows and scratch when it does. */
+  bool host_sampling;
+  float *sample_logits;
+  size_t sample_logits_n;
+  struct mimo_sample_ws *sample_ws;
 } mimo_model;
 
 mimo_status mimo_model_load(const char *dir, mimo_backend *be, mimo_model **out);
@@ -57,9 +63,17 @@ typedef struct mimo_batch {
   const int *n_tokens;
   const int *tokens;
   int all_logits;
+  /* Optional, with all_logits 0: sequence i's row is sampled with jobs[i] (backend/sampling.h) into sampled[i]
+   * (-1: skipped, or no usable logit) and infos[i] (when infos and jobs[i].logprobs > 0), where the logits are
+   * when the backend can (then `logits` may be NULL and is not written), else on the host. */
+  const mimo_sample_job *jobs;
+  int *sampled;
+  mimo_sample_info *infos;
 } mimo_batch;
 
 mimo_status mimo_model_forward(mimo_model *m, const mimo_batch *b, float *logits);
+/* Whether mimo_batch.jobs are sampled on the device that computes the logits. */
+bool mimo_model_samples_on_device(const mimo_model *m);
 /* The backend of rank r (a lone model: its only backend). */
 mimo_backend *mimo_model_backend(const mimo_model *m, int r);
 

@@ -146,6 +146,8 @@ double cublas_bf16_rate(int n);
 int cuda_attn_main(int argc, char **argv);
 /* moe_prefill_check.c: grouped int4/bf16 MoE GEMM checks (check) and benchmarks (bench) */
 int cuda_moe_prefill_main(int argc, char **argv);
+/* sample_check.c: the device sampler against the host sampler (check) and against download + host (bench) */
+int cuda_sample_main(int argc, char **argv);
 /* allreduce_check.c: NCCL all-reduce between this host's GPUs: exact sums, latency 8 KB .. 64 MB */
 int cuda_allreduce_main(int argc, char **argv);
 #endif

@@ -141,6 +141,57 @@ static void check_distribution(const float *logits, int n, const mimo_sampling_p
   free(buf);
 }
 
+/* Step 9: given the uniform, the token is the reference distribution's inverse CDF in id order, whichever path
+ * found the kept set (the id-ordered walk, the top-k heap, quickselect, binned top-p). */
+static void test_draw_order(void **state) {
+  (void)state;
+  const int V = 20000;
+  float *logits = malloc((size_t)V * sizeof *logits), *buf = malloc((size_t)V * sizeof *buf);
+  double *prob = malloc((size_t)V * sizeof *prob);
+  random_logits(logits, V, 4242, 2.0);
+  mimo_sample_ws *ws;
+  assert_int_equal(mimo_sample_ws_init(&ws, V), MIMO_OK);
+  const struct { float t, p, min_p; int k; } cs[6] = {
+      {1, 1, 0, -1}, {0.8f, 1, 0, 10}, {1, 1, 0, 2000}, {1.2f, 0.9f, 0, -1}, {0.9f, 0.7f, 0.05f, -1}, {2, 0.99f, 0, 5000}};
+  int checked = 0;
+  for (int c = 0; c < 6; c++) {
+    mimo_sampling_params p;
+    mimo_sampling_defaults(&p);
+    p.temperature = cs[c].t;
+    p.top_p = cs[c].p;
+    p.min_p = cs[c].min_p;
+    p.top_k = cs[c].k;
+    ref_dist(logits, V, &p, prob);
+    mimo_sampler *s = make(&p, V);
+    for (int q = 0; q < 200; q++) {
+      const double u = (q + 0.5) / 200;
+      double cum = 0, near = 1;
+      int want = -1;
+      for (int i = 0; i < V; i++) {
+        cum += prob[i];
+        if (prob[i] > 0)
+          near = fmin(near, fabs(cum - u));
+        if (want < 0 && u < cum)
+          want = i;
+      }
+      if (near < 1e-6) /* the float weights may put this boundary on either side */
+        continue;
+      mimo_sample_job j;
+      mimo_sampler_job(s, &j);
+      j.u = u;
+      memcpy(buf, logits, (size_t)V * sizeof *buf);
+      assert_int_equal(mimo_sample_logits(&j, buf, V, NULL, ws), want);
+      checked++;
+    }
+    mimo_sampler_free(s);
+  }
+  assert_true(checked > 1000);
+  mimo_sample_ws_free(ws);
+  free(logits);
+  free(buf);
+  free(prob);
+}
+
 static void test_greedy(void **state) {
   (void)state;
   enum { V = 1000 };
@@ -667,7 +718,7 @@ static void test_params(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_greedy),          cmocka_unit_test(test_seed),
+      cmocka_unit_test(test_draw_order),      cmocka_unit_test(test_greedy),          cmocka_unit_test(test_seed),
       cmocka_unit_test(test_temperature_distribution), cmocka_unit_test(test_filtered_distribution),
       cmocka_unit_test(test_large_vocab),     cmocka_unit_test(test_top_p_boundary),
       cmocka_unit_test(test_min_p), cmocka_unit_test(test_top_k_ties),           cmocka_unit_test(test_penalties),

@@ -248,16 +248,20 @@ static mimo_status cu_upload_vec(mimo_backend *be, mimo_vec *v) {
   return st;
 }
 
-static mimo_status cu_download(mimo_backend *be, float *host, const float *src, size_t n) {
-  cu_ctx *c = cu(be);
-  if (n)
-    MIMO_CUDA(c, cudaMemcpyAsync(host, src, n * sizeof(float), cudaMemcpyDeviceToHost, c->st));
+mimo_status cu_wait(cu_ctx *c) {
   MIMO_CUDA(c, cudaStreamSynchronize(c->st));
   cu_profile_flush(c);
   mimo_status st = c->err;
   if (st != MIMO_OK)
     mimo_errf(st, "%s", mimo_errmsg()); /* keep the first message current for this thread */
   return st;
+}
+
+static mimo_status cu_download(mimo_backend *be, float *host, const float *src, size_t n) {
+  cu_ctx *c = cu(be);
+  if (n)
+    MIMO_CUDA(c, cudaMemcpyAsync(host, src, n * sizeof(float), cudaMemcpyDeviceToHost, c->st));
+  return cu_wait(c);
 }
 
 /* ---- small ops ---- */
@@ -706,6 +710,7 @@ extern "C" mimo_status mimo_backend_cuda_init(mimo_backend **out, int device) {
   be->kv_realloc = cu_kv_realloc;
   be->kv_free = cu_kv_free;
   be->download = cu_download;
+  be->sample = cu_sample;
   be->bind_thread = cu_bind_thread;
   be->upload = mimo_cuda_upload;
   cu_profile_install(be);

@@ -154,6 +154,11 @@ void cu_moe_combine(cu_ctx *c, float *out, const float *y, const int *slot, int 
 typedef struct cu_prof cu_prof;
 void cu_profile_install(mimo_backend *be);
 void cu_profile_flush(cu_ctx *c);
+/* Waits for the stream and returns the first error any op met (download's second half). */
+mimo_status cu_wait(cu_ctx *c);
+/* backend op `sample` (cuda_sample.cu) */
+extern "C" mimo_status cu_sample(mimo_backend *be, float *logits, int rows, int V, const mimo_sample_job *jobs,
+                                 int *tokens, mimo_sample_info *infos);
 void cu_profile_report(cu_ctx *c);
 /* cuda_moe_route.cu: router GEMV + sigmoid / biased top-k / renormalise into sel [T][K], wts [T][K];
  * z: cu_moe_route_scratch(T, E) floats of scratch. */

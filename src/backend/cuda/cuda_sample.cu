@@ -1,0 +1,575 @@
+/* Sampling where the logits are (backend op `sample`): one block per sampled row runs the steps of
+ * engine/sampler.h on the row in device memory and only the tokens (and asked-for logprobs) come back, instead
+ * of vocab floats per row to a host loop.
+ *
+ * The order "value desc, then id asc" is found without sorting: values map to order-preserving 32-bit keys and
+ * a most-significant-digit radix select (four 8-bit passes over the row) finds the key of the k-th best (top-k,
+ * the top-N logprobs) or of the element where the mass in that order reaches a target (top-p); the ties at that
+ * key are then cut in id order. The draw walks ids in ascending order, as the host sampler does, so the same
+ * logits and uniform give the same token on either. */
+#include <float.h>
+#include <limits.h>
+#include <math.h>
+
+#include "backend/cuda/cuda_internal.h"
+
+#define SNT 1024         /* threads per row */
+#define GREEDY_EPS 1e-5f /* as engine/sampler.c */
+
+typedef struct sjob {
+  int row, top_k, limit, pen0, n_pen, logprobs, processed, raw; /* raw: row of the raw copy, -1 none */
+  float temperature, top_p, min_p, rep, presence, frequency;
+  double u;
+} sjob;
+
+typedef struct sout {
+  int token, n_top;
+  float logprob;
+  int top_id[MIMO_MAX_LOGPROBS];
+  float top_lp[MIMO_MAX_LOGPROBS];
+} sout;
+
+typedef struct sshared {
+  unsigned hist[256];
+  double mass[256];
+  double red_d[32];
+  float red_f[32];
+  int red_i[32];
+  unsigned bcast_u;
+  int bcast_i;
+  double bcast_d;
+  int n_sel;
+  int sel_id[MIMO_MAX_LOGPROBS];
+  float sel_v[MIMO_MAX_LOGPROBS];
+} sshared;
+
+/* Larger float, larger key (NaN never reaches here). */
+__device__ __forceinline__ uint32_t okey(float v) {
+  const uint32_t b = __float_as_uint(v);
+  return b & 0x80000000u ? ~b : b | 0x80000000u;
+}
+__device__ __forceinline__ float key_value(uint32_t k) {
+  return __uint_as_float(k & 0x80000000u ? k & 0x7fffffffu : ~k);
+}
+
+__device__ __forceinline__ float sanitize(float x) {
+  if (isnan(x))
+    return -INFINITY;
+  return x == INFINITY ? FLT_MAX : x;
+}
+
+/* The values a step looks at and which ids count. mode 0: x itself, ids with x > -inf. mode 1 (sampling):
+ * v = (x - m) / T, ids with v > -inf and v >= log(min_p) that pass the top-k cut (key > kk, or = kk and
+ * id <= kcut) and the top-p cut (likewise). */
+struct sview {
+  const float *x;
+  int mode;
+  float m, inv_t, min_log;
+  uint32_t kk, pk;
+  int kcut, pcut;
+  __device__ __forceinline__ bool get(int i, float &v, uint32_t &key) const {
+    const float xi = x[i];
+    v = mode ? (xi - m) * inv_t : xi;
+    if (!(v > -INFINITY) || (mode && !(v >= min_log)))
+      return false;
+    key = okey(v);
+    return (key > kk || (key == kk && i <= kcut)) && (key > pk || (key == pk && i <= pcut));
+  }
+};
+
+__device__ __forceinline__ sview view_all(const float *x) {
+  sview s;
+  s.x = x;
+  s.mode = 0;
+  s.m = 0;
+  s.inv_t = 1;
+  s.min_log = -INFINITY;
+  s.kk = s.pk = 0;
+  s.kcut = s.pcut = INT_MAX;
+  return s;
+}
+
+/* ---- block-wide reductions and scans (every thread gets the result; fixed order, so reproducible) ---- */
+
+__device__ double block_sum(double v, sshared *sh) {
+  for (int o = 16; o; o >>= 1)
+    v += __shfl_xor_sync(~0u, v, o);
+  __syncthreads();
+  if ((threadIdx.x & 31) == 0)
+    sh->red_d[threadIdx.x >> 5] = v;
+  __syncthreads();
+  v = sh->red_d[threadIdx.x & 31];
+  for (int o = 16; o; o >>= 1)
+    v += __shfl_xor_sync(~0u, v, o);
+  return v;
+}
+
+__device__ int block_sum_int(int v, sshared *sh) {
+  for (int o = 16; o; o >>= 1)
+    v += __shfl_xor_sync(~0u, v, o);
+  __syncthreads();
+  if ((threadIdx.x & 31) == 0)
+    sh->red_i[threadIdx.x >> 5] = v;
+  __syncthreads();
+  v = sh->red_i[threadIdx.x & 31];
+  for (int o = 16; o; o >>= 1)
+    v += __shfl_xor_sync(~0u, v, o);
+  return v;
+}
+
+__device__ int block_max_int(int v, sshared *sh) {
+  for (int o = 16; o; o >>= 1)
+    v = max(v, __shfl_xor_sync(~0u, v, o));
+  __syncthreads();
+  if ((threadIdx.x & 31) == 0)
+    sh->red_i[threadIdx.x >> 5] = v;
+  __syncthreads();
+  v = sh->red_i[threadIdx.x & 31];
+  for (int o = 16; o; o >>= 1)
+    v = max(v, __shfl_xor_sync(~0u, v, o));
+  return v;
+}
+
+__device__ float block_max(float v, sshared *sh) {
+  for (int o = 16; o; o >>= 1)
+    v = fmaxf(v, __shfl_xor_sync(~0u, v, o));
+  __syncthreads();
+  if ((threadIdx.x & 31) == 0)
+    sh->red_f[threadIdx.x >> 5] = v;
+  __syncthreads();
+  v = sh->red_f[threadIdx.x & 31];
+  for (int o = 16; o; o >>= 1)
+    v = fmaxf(v, __shfl_xor_sync(~0u, v, o));
+  return v;
+}
+
+/* The best (value desc, id asc) over the block; id INT_MAX when no thread has one. */
+__device__ void block_argmax(float &v, int &id, sshared *sh) {
+  for (int o = 16; o; o >>= 1) {
+    const float ov = __shfl_xor_sync(~0u, v, o);
+    const int oi = __shfl_xor_sync(~0u, id, o);
+    if (ov > v || (ov == v && oi < id))
+      v = ov, id = oi;
+  }
+  __syncthreads();
+  if ((threadIdx.x & 31) == 0) {
+    sh->red_f[threadIdx.x >> 5] = v;
+    sh->red_i[threadIdx.x >> 5] = id;
+  }
+  __syncthreads();
+  v = sh->red_f[threadIdx.x & 31];
+  id = sh->red_i[threadIdx.x & 31];
+  for (int o = 16; o; o >>= 1) {
+    const float ov = __shfl_xor_sync(~0u, v, o);
+    const int oi = __shfl_xor_sync(~0u, id, o);
+    if (ov > v || (ov == v && oi < id))
+      v = ov, id = oi;
+  }
+}
+
+/* Exclusive prefix over threads in thread order. */
+template <typename T> __device__ T block_exscan(T v, T *red) {
+  const int l = threadIdx.x & 31, w = threadIdx.x >> 5;
+  T x = v;
+  for (int o = 1; o < 32; o <<= 1) {
+    const T y = __shfl_up_sync(~0u, x, o);
+    if (l >= o)
+      x += y;
+  }
+  __syncthreads();
+  if (l == 31)
+    red[w] = x;
+  __syncthreads();
+  T base = 0;
+  for (int i = 0; i < w; i++)
+    base += red[i];
+  return base + x - v;
+}
+
+/* This thread's contiguous share of ids [0, L), for the steps that go in id order. */
+__device__ __forceinline__ void my_chunk(int L, int &c0, int &c1) {
+  const int ch = (L + SNT - 1) / SNT;
+  c0 = min(L, (int)threadIdx.x * ch);
+  c1 = min(L, c0 + ch);
+}
+
+/* The id of the r-th (1-based, in id order) counted id with key K; every thread gets it. */
+__device__ int tie_cut(const sview &s, int L, uint32_t K, int r, sshared *sh) {
+  int c0, c1, n = 0;
+  my_chunk(L, c0, c1);
+  float v;
+  uint32_t k;
+  for (int i = c0; i < c1; i++)
+    n += s.get(i, v, k) && k == K;
+  const int pre = block_exscan<int>(n, sh->red_i);
+  if (pre < r && r <= pre + n) {
+    int c = pre;
+    for (int i = c0; i < c1; i++)
+      if (s.get(i, v, k) && k == K && ++c == r) {
+        sh->bcast_i = i;
+        break;
+      }
+  }
+  __syncthreads();
+  return sh->bcast_i;
+}
+
+/* The k-th best (1 <= k <= counted ids) in order value desc, id asc: everything better is key > *K or key == *K
+ * and id <= *cut. */
+__device__ void select_kth(const sview &s, int L, int k, uint32_t *K, int *cut, sshared *sh) {
+  uint32_t prefix = 0, mask = 0;
+  int rem = k;
+  for (int shift = 24; shift >= 0; shift -= 8) {
+    for (int b = threadIdx.x; b < 256; b += SNT)
+      sh->hist[b] = 0;
+    __syncthreads();
+    float v;
+    uint32_t key;
+    for (int i = threadIdx.x; i < L; i += SNT)
+      if (s.get(i, v, key) && (key & mask) == prefix)
+        atomicAdd(&sh->hist[(key >> shift) & 255], 1u);
+    __syncthreads();
+    if (threadIdx.x == 0) {
+      int b = 255;
+      for (; b > 0 && rem > (int)sh->hist[b]; b--)
+        rem -= sh->hist[b];
+      sh->bcast_u = (unsigned)b;
+      sh->bcast_i = rem;
+    }
+    __syncthreads();
+    prefix |= sh->bcast_u << shift;
+    mask |= 255u << shift;
+    rem = sh->bcast_i;
+    __syncthreads();
+  }
+  *K = prefix;
+  *cut = tie_cut(s, L, prefix, rem, sh);
+}
+
+/* Top-p: the first id, in order value desc then id asc, at which the mass exp(v) summed in that order reaches
+ * target (all counted ids when it never does), as *K / *cut like select_kth. */
+__device__ void select_mass(const sview &s, int L, double target, uint32_t *K, int *cut, sshared *sh) {
+  uint32_t prefix = 0, mask = 0;
+  double rem = target;
+  int n_eq = 0;
+  for (int shift = 24; shift >= 0; shift -= 8) {
+    for (int b = threadIdx.x; b < 256; b += SNT) {
+      sh->hist[b] = 0;
+      sh->mass[b] = 0;
+    }
+    __syncthreads();
+    float v;
+    uint32_t key;
+    for (int i = threadIdx.x; i < L; i += SNT)
+      if (s.get(i, v, key) && (key & mask) == prefix) {
+        const int b = (key >> shift) & 255;
+        atomicAdd(&sh->hist[b], 1u);
+        atomicAdd(&sh->mass[b], (double)expf(v));
+      }
+    __syncthreads();
+    if (threadIdx.x == 0) {
+      int b = 255, low = -1;
+      for (; b >= 0; b--) {
+        if (!sh->hist[b])
+          continue;
+        low = b;
+        if (rem <= sh->mass[b])
+          break;
+        rem -= sh->mass[b];
+      }
+      if (b < 0) /* never reached (rounding, or weights that underflow): keep down to the lowest bin */
+        b = low;
+      sh->bcast_u = (unsigned)b;
+      sh->bcast_d = rem;
+      sh->bcast_i = (int)sh->hist[b];
+    }
+    __syncthreads();
+    prefix |= sh->bcast_u << shift;
+    mask |= 255u << shift;
+    rem = sh->bcast_d;
+    n_eq = sh->bcast_i;
+    __syncthreads();
+  }
+  /* The ties at the crossing key all weigh w: the first m of them (in id order) finish the prefix. */
+  const double w = expf(key_value(prefix));
+  int m = n_eq;
+  if (w > 0 && rem / w < n_eq) {
+    m = (int)ceil(rem / w);
+    m = m < 1 ? 1 : m;
+    while (m > 1 && (m - 1) * w >= rem)
+      m--;
+    while (m < n_eq && m * w < rem)
+      m++;
+  }
+  *K = prefix;
+  *cut = tie_cut(s, L, prefix, m, sh);
+}
+
+/* Sum of exp(v) over the counted ids. */
+__device__ double mass_of(const sview &s, int L, sshared *sh) {
+  double z = 0;
+  float v;
+  uint32_t k;
+  for (int i = threadIdx.x; i < L; i += SNT)
+    if (s.get(i, v, k))
+      z += expf(v);
+  return block_sum(z, sh);
+}
+
+/* Step 9: the first counted id, ascending, whose running mass exceeds uz; past the end (rounding), the highest
+ * id with weight. */
+__device__ int draw(const sview &s, int L, double uz, sshared *sh) {
+  int c0, c1, last = -1;
+  my_chunk(L, c0, c1);
+  double mine = 0;
+  float v;
+  uint32_t k;
+  for (int i = c0; i < c1; i++)
+    if (s.get(i, v, k)) {
+      const float w = expf(v);
+      mine += w;
+      if (w > 0)
+        last = i;
+    }
+  const double pre = block_exscan<double>(mine, sh->red_d);
+  if (threadIdx.x == 0)
+    sh->bcast_i = -1;
+  __syncthreads();
+  if (pre <= uz && uz < pre + mine) {
+    double cum = pre;
+    int tok = -1;
+    for (int i = c0; i < c1; i++)
+      if (s.get(i, v, k)) {
+        const float w = expf(v);
+        cum += w;
+        if (w > 0)
+          tok = i;
+        if (uz < cum)
+          break;
+      }
+    sh->bcast_i = tok;
+  }
+  __syncthreads();
+  const int tok = sh->bcast_i;
+  last = block_max_int(last, sh); /* the highest id with weight, for the fallback */
+  return tok >= 0 ? tok : last;
+}
+
+/* log-softmax over the counted ids at tok, and the n_top best of them. */
+__device__ void fill_info(const sview &s, int L, int tok, int n_top, sout *o, sshared *sh) {
+  float mx = -INFINITY, v;
+  uint32_t k;
+  int n = 0;
+  for (int i = threadIdx.x; i < L; i += SNT)
+    if (s.get(i, v, k))
+      mx = fmaxf(mx, v), n++;
+  mx = block_max(mx, sh);
+  n = block_sum_int(n, sh);
+  double z = 0;
+  for (int i = threadIdx.x; i < L; i += SNT)
+    if (s.get(i, v, k))
+      z += exp((double)v - mx);
+  z = block_sum(z, sh);
+  const double lse = mx + log(z);
+  n_top = n_top < n ? n_top : n;
+  if (n_top > 0) {
+    uint32_t K;
+    int cut;
+    select_kth(s, L, n_top, &K, &cut, sh);
+    if (threadIdx.x == 0)
+      sh->n_sel = 0;
+    __syncthreads();
+    for (int i = threadIdx.x; i < L; i += SNT)
+      if (s.get(i, v, k) && (k > K || (k == K && i <= cut))) {
+        const int at = atomicAdd(&sh->n_sel, 1);
+        if (at < MIMO_MAX_LOGPROBS) {
+          sh->sel_id[at] = i;
+          sh->sel_v[at] = v;
+        }
+      }
+    __syncthreads();
+  }
+  if (threadIdx.x == 0) {
+    const float xt = s.mode ? (s.x[tok] - s.m) * s.inv_t : s.x[tok];
+    o->logprob = (float)((double)xt - lse);
+    const int m = n_top;
+    for (int a = 1; a < m; a++) { /* at most 20: insertion, value desc then id asc */
+      const int id = sh->sel_id[a];
+      const float val = sh->sel_v[a];
+      int b = a;
+      for (; b > 0 && (sh->sel_v[b - 1] < val || (sh->sel_v[b - 1] == val && sh->sel_id[b - 1] > id)); b--) {
+        sh->sel_id[b] = sh->sel_id[b - 1];
+        sh->sel_v[b] = sh->sel_v[b - 1];
+      }
+      sh->sel_id[b] = id;
+      sh->sel_v[b] = val;
+    }
+    o->n_top = m;
+    for (int a = 0; a < m; a++) {
+      o->top_id[a] = sh->sel_id[a];
+      o->top_lp[a] = (float)((double)sh->sel_v[a] - lse);
+    }
+  }
+  __syncthreads();
+}
+
+__global__ void __launch_bounds__(SNT) k_sample(float *logits, float *raw, int V, const sjob *jobs, const int *pen,
+                                                sout *out) {
+  __shared__ sshared sh;
+  const sjob j = jobs[blockIdx.x];
+  float *x = logits + (size_t)j.row * V;
+  sout *o = out + blockIdx.x;
+  const int L = j.limit > 0 && j.limit < V ? j.limit : V;
+  /* 1. mask; 2. the raw copy */
+  float *rx = j.raw >= 0 ? raw + (size_t)j.raw * V : NULL;
+  for (int i = threadIdx.x; i < V; i += SNT) {
+    const float a = x[i], b = i < L ? sanitize(a) : -INFINITY;
+    if (__float_as_uint(a) != __float_as_uint(b))
+      x[i] = b;
+    if (rx)
+      rx[i] = b;
+  }
+  __syncthreads();
+  /* 3. penalties (unique ids: no two threads touch one logit) */
+  for (int e = threadIdx.x; e < j.n_pen; e += SNT) {
+    const int t = pen[2 * (j.pen0 + e)], count = pen[2 * (j.pen0 + e) + 1];
+    float v = x[t];
+    if (j.rep != 1)
+      v = v > 0 ? v / j.rep : v * j.rep;
+    if (count > 0)
+      v -= j.frequency * (float)count + j.presence;
+    x[t] = sanitize(v);
+  }
+  __syncthreads();
+  float m = -INFINITY;
+  int arg = INT_MAX;
+  for (int i = threadIdx.x; i < L; i += SNT) {
+    const float v = x[i];
+    if (v > m)
+      m = v, arg = i;
+  }
+  block_argmax(m, arg, &sh);
+  if (arg == INT_MAX) {
+    if (threadIdx.x == 0) {
+      o->token = -1;
+      o->n_top = 0;
+    }
+    return;
+  }
+  int tok = arg;
+  sview s = view_all(x);
+  if (j.temperature >= GREEDY_EPS) {
+    s.mode = 1;
+    s.m = m;
+    s.inv_t = 1.0f / j.temperature;
+    s.min_log = j.min_p > 0 ? logf(j.min_p) : -INFINITY;
+    /* 7. top-k */
+    if (j.top_k > 0 && j.top_k < L) {
+      float v;
+      uint32_t k;
+      int n = 0;
+      for (int i = threadIdx.x; i < L; i += SNT)
+        n += s.get(i, v, k);
+      n = block_sum_int(n, &sh);
+      if (j.top_k < n)
+        select_kth(s, L, j.top_k, &s.kk, &s.kcut, &sh);
+    }
+    double z = mass_of(s, L, &sh);
+    /* 8. top-p, with the host's tolerance for summation rounding */
+    if (j.top_p < 1) {
+      select_mass(s, L, j.top_p * z * (1 - 1e-9), &s.pk, &s.pcut, &sh);
+      z = mass_of(s, L, &sh);
+    }
+    tok = draw(s, L, j.u * z, &sh);
+    if (tok < 0)
+      tok = arg;
+  }
+  if (threadIdx.x == 0)
+    o->token = tok;
+  if (j.logprobs > 0) {
+    if (!j.processed)
+      s = view_all(rx);
+    fill_info(s, j.processed ? L : V, tok, j.logprobs, o, &sh);
+  }
+}
+
+extern "C" mimo_status cu_sample(mimo_backend *be, float *logits, int rows, int V, const mimo_sample_job *jobs,
+                                 int *tokens, mimo_sample_info *infos) {
+  cu_ctx *c = cu(be);
+  int n = 0, n_pen = 0, n_raw = 0;
+  for (int r = 0; r < rows; r++) {
+    tokens[r] = -1;
+    if (!jobs[r].skip) {
+      n++;
+      n_pen += jobs[r].n_pen;
+      n_raw += infos && jobs[r].logprobs > 0 && !jobs[r].processed_logprobs;
+    }
+  }
+  mimo_status st = MIMO_OK;
+  sjob *hj = (sjob *)calloc((size_t)n + 1, sizeof *hj);
+  sout *ho = (sout *)calloc((size_t)n + 1, sizeof *ho);
+  int *hp = (int *)malloc(((size_t)2 * n_pen + 1) * sizeof *hp);
+  /* one scratch block: jobs, outputs, penalties, raw copies */
+  const size_t jb = ((size_t)n * sizeof(sjob) + 255) / 256 * 256, ob = ((size_t)n * sizeof(sout) + 255) / 256 * 256,
+               pb = ((size_t)2 * n_pen * sizeof(int) + 255) / 256 * 256, rb = (size_t)n_raw * V * sizeof(float);
+  char *d = n ? (char *)cu_alloc(be, (jb + ob + pb + rb) / sizeof(float) + 1) : NULL;
+  if (!hj || !ho || !hp)
+    st = mimo_errf(MIMO_E_NOMEM, "sampling jobs of %d rows", rows);
+  else if (n && !d)
+    st = mimo_errf(MIMO_E_NOMEM, "device scratch to sample %d rows", n);
+  if (st == MIMO_OK && n) {
+    int a = 0, p = 0, rr = 0;
+    for (int r = 0; r < rows; r++) {
+      const mimo_sample_job *q = &jobs[r];
+      if (q->skip)
+        continue;
+      const bool info = infos && q->logprobs > 0;
+      hj[a] = (sjob){.row = r, .top_k = q->top_k, .limit = q->limit, .pen0 = p, .n_pen = q->n_pen,
+                     .logprobs = info ? q->logprobs : 0, .processed = q->processed_logprobs,
+                     .raw = info && !q->processed_logprobs ? rr++ : -1, .temperature = q->temperature,
+                     .top_p = q->top_p, .min_p = q->min_p, .rep = q->repetition_penalty,
+                     .presence = q->presence_penalty, .frequency = q->frequency_penalty, .u = q->u};
+      if (q->n_pen)
+        memcpy(hp + 2 * p, q->pen, (size_t)2 * q->n_pen * sizeof(int));
+      p += q->n_pen;
+      a++;
+    }
+    sjob *dj = (sjob *)d;
+    sout *dout = (sout *)(d + jb);
+    int *dp = (int *)(d + jb + ob);
+    float *draw_rows = (float *)(d + jb + ob + pb);
+    st = MIMO_CUDA(c, cudaMemcpyAsync(dj, hj, (size_t)n * sizeof *hj, cudaMemcpyHostToDevice, c->st));
+    if (st == MIMO_OK && n_pen)
+      st = MIMO_CUDA(c, cudaMemcpyAsync(dp, hp, (size_t)2 * n_pen * sizeof(int), cudaMemcpyHostToDevice, c->st));
+    if (st == MIMO_OK) {
+      k_sample<<<n, SNT, 0, c->st>>>(logits, draw_rows, V, dj, dp, dout);
+      st = MIMO_CUDA_LAUNCHED(c);
+    }
+    if (st == MIMO_OK)
+      st = MIMO_CUDA(c, cudaMemcpyAsync(ho, dout, (size_t)n * sizeof *ho, cudaMemcpyDeviceToHost, c->st));
+  }
+  if (st == MIMO_OK)
+    st = cu_wait(c);
+  for (int r = 0, a = 0; st == MIMO_OK && r < rows; r++) {
+    if (jobs[r].skip)
+      continue;
+    const sout *o = &ho[a++];
+    tokens[r] = o->token;
+    if (o->token < 0) {
+      const int L = jobs[r].limit > 0 && jobs[r].limit < V ? jobs[r].limit : V;
+      mimo_errf(MIMO_E_INVALID, "sampler: no token below %d has a usable logit (all NaN or -inf)", L);
+    } else if (infos && jobs[r].logprobs > 0) {
+      mimo_sample_info *i = &infos[r];
+      i->logprob = o->logprob;
+      i->n_top = o->n_top;
+      for (int t = 0; t < o->n_top; t++)
+        i->top[t] = (mimo_token_logprob){o->top_id[t], o->top_lp[t]};
+    }
+  }
+  if (d)
+    cu_release(be, (float *)d);
+  free(hj);
+  free(ho);
+  free(hp);
+  return st;
+}
