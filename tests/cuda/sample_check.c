@@ -73,6 +73,12 @@ static int make_cases(pcase *c, int V) {
       p->repetition_penalty = 1.5f; c[n].prompt = 100);
   ADD("t=1 raw logprobs 1 limit", p->temperature = 1; p->logprobs = 1; p->vocab_limit = V - V / 10);
   ADD("greedy limit", p->temperature = 0; p->vocab_limit = V / 2);
+  /* at most 1024 candidates go through the compact path (shared memory), more through the full-row one */
+  ADD("t=0.8 k=200 p=0.8 processed logprobs 8", p->temperature = 0.8f; p->top_k = 200; p->top_p = 0.8f;
+      p->logprobs = 8; p->processed_logprobs = true);
+  ADD("t=1 k=1024 p=0.99", p->temperature = 1; p->top_k = 1024; p->top_p = 0.99f);
+  ADD("t=1 k=1025 p=0.99", p->temperature = 1; p->top_k = 1025; p->top_p = 0.99f);
+  ADD("t=0.6 min_p=0.3 p=0.7", p->temperature = 0.6f; p->min_p = 0.3f; p->top_p = 0.7f);
 #undef ADD
   return n;
 }

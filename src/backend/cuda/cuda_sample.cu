@@ -31,7 +31,7 @@ typedef struct sout {
 
 typedef struct sshared {
   unsigned hist[256];
-  double mass[256];
+  unsigned long long massfx[256];
   double red_d[32];
   float red_f[32];
   int red_i[32];
@@ -41,6 +41,9 @@ typedef struct sshared {
   int n_sel;
   int sel_id[MIMO_MAX_LOGPROBS];
   float sel_v[MIMO_MAX_LOGPROBS];
+  int n_cmp;             /* the compact path's candidates (at most SNT) */
+  float cv[SNT];
+  int cid[SNT];
 } sshared;
 
 /* Larger float, larger key (NaN never reaches here). */
@@ -214,21 +217,55 @@ __device__ int tie_cut(const sview &s, int L, uint32_t K, int r, sshared *sh) {
   return sh->bcast_i;
 }
 
+/* One radix pass: how many counted ids whose key matches prefix under mask fall in each 8-bit digit at shift,
+ * and (MASS) their summed exp(v) in fixed point (2^-40 units: integer sums are exact, so the pass is
+ * reproducible whatever order the warps land in). Values cluster (most of a row shares a few leading digits), so
+ * the lanes of a warp that share a digit add once, through their leader. */
+template <bool MASS> __device__ void radix_hist(const sview &s, int L, uint32_t prefix, uint32_t mask, int shift,
+                                                sshared *sh) {
+  for (int b = threadIdx.x; b < 256; b += SNT) {
+    sh->hist[b] = 0;
+    sh->massfx[b] = 0;
+  }
+  __syncthreads();
+  const int lane = threadIdx.x & 31;
+  for (int base = threadIdx.x & ~31; base < L; base += SNT) { /* uniform in the warp */
+    const int i = base + lane;
+    float v = 0;
+    uint32_t key = 0;
+    bool pend = i < L && s.get(i, v, key) && (key & mask) == prefix;
+    const int bin = (key >> shift) & 255;
+    const double w = MASS && pend ? (double)expf(v) : 0.0;
+    for (;;) {
+      const unsigned act = __ballot_sync(~0u, pend);
+      if (!act)
+        break;
+      const int leader = __ffs(act) - 1;
+      const int lb = __shfl_sync(~0u, bin, leader);
+      const bool mine = pend && bin == lb;
+      const unsigned grp = __ballot_sync(~0u, mine);
+      if (MASS) {
+        double t = mine ? w : 0.0;
+        for (int o = 16; o; o >>= 1)
+          t += __shfl_xor_sync(~0u, t, o);
+        if (lane == leader)
+          atomicAdd(&sh->massfx[lb], (unsigned long long)llrint(t * 0x1p40));
+      }
+      if (lane == leader)
+        atomicAdd(&sh->hist[lb], (unsigned)__popc(grp));
+      pend = pend && !mine;
+    }
+  }
+  __syncthreads();
+}
+
 /* The k-th best (1 <= k <= counted ids) in order value desc, id asc: everything better is key > *K or key == *K
  * and id <= *cut. */
 __device__ void select_kth(const sview &s, int L, int k, uint32_t *K, int *cut, sshared *sh) {
   uint32_t prefix = 0, mask = 0;
   int rem = k;
   for (int shift = 24; shift >= 0; shift -= 8) {
-    for (int b = threadIdx.x; b < 256; b += SNT)
-      sh->hist[b] = 0;
-    __syncthreads();
-    float v;
-    uint32_t key;
-    for (int i = threadIdx.x; i < L; i += SNT)
-      if (s.get(i, v, key) && (key & mask) == prefix)
-        atomicAdd(&sh->hist[(key >> shift) & 255], 1u);
-    __syncthreads();
+    radix_hist<false>(s, L, prefix, mask, shift, sh);
     if (threadIdx.x == 0) {
       int b = 255;
       for (; b > 0 && rem > (int)sh->hist[b]; b--)
@@ -246,6 +283,21 @@ __device__ void select_kth(const sview &s, int L, int k, uint32_t *K, int *cut, 
   *cut = tie_cut(s, L, prefix, rem, sh);
 }
 
+/* The ties at the crossing key all weigh w: how many of them (in id order) finish a prefix that still lacks rem
+ * of its mass (all n_eq when they never do). */
+__device__ int ties_needed(double w, double rem, int n_eq) {
+  int m = n_eq;
+  if (w > 0 && rem / w < n_eq) {
+    m = (int)ceil(rem / w);
+    m = m < 1 ? 1 : m;
+    while (m > 1 && (m - 1) * w >= rem)
+      m--;
+    while (m < n_eq && m * w < rem)
+      m++;
+  }
+  return m;
+}
+
 /* Top-p: the first id, in order value desc then id asc, at which the mass exp(v) summed in that order reaches
  * target (all counted ids when it never does), as *K / *cut like select_kth. */
 __device__ void select_mass(const sview &s, int L, double target, uint32_t *K, int *cut, sshared *sh) {
@@ -253,29 +305,17 @@ __device__ void select_mass(const sview &s, int L, double target, uint32_t *K, i
   double rem = target;
   int n_eq = 0;
   for (int shift = 24; shift >= 0; shift -= 8) {
-    for (int b = threadIdx.x; b < 256; b += SNT) {
-      sh->hist[b] = 0;
-      sh->mass[b] = 0;
-    }
-    __syncthreads();
-    float v;
-    uint32_t key;
-    for (int i = threadIdx.x; i < L; i += SNT)
-      if (s.get(i, v, key) && (key & mask) == prefix) {
-        const int b = (key >> shift) & 255;
-        atomicAdd(&sh->hist[b], 1u);
-        atomicAdd(&sh->mass[b], (double)expf(v));
-      }
-    __syncthreads();
+    radix_hist<true>(s, L, prefix, mask, shift, sh);
     if (threadIdx.x == 0) {
       int b = 255, low = -1;
       for (; b >= 0; b--) {
         if (!sh->hist[b])
           continue;
         low = b;
-        if (rem <= sh->mass[b])
+        const double m = (double)sh->massfx[b] * 0x1p-40;
+        if (rem <= m)
           break;
-        rem -= sh->mass[b];
+        rem -= m;
       }
       if (b < 0) /* never reached (rounding, or weights that underflow): keep down to the lowest bin */
         b = low;
@@ -290,19 +330,8 @@ __device__ void select_mass(const sview &s, int L, double target, uint32_t *K, i
     n_eq = sh->bcast_i;
     __syncthreads();
   }
-  /* The ties at the crossing key all weigh w: the first m of them (in id order) finish the prefix. */
-  const double w = expf(key_value(prefix));
-  int m = n_eq;
-  if (w > 0 && rem / w < n_eq) {
-    m = (int)ceil(rem / w);
-    m = m < 1 ? 1 : m;
-    while (m > 1 && (m - 1) * w >= rem)
-      m--;
-    while (m < n_eq && m * w < rem)
-      m++;
-  }
   *K = prefix;
-  *cut = tie_cut(s, L, prefix, m, sh);
+  *cut = tie_cut(s, L, prefix, ties_needed(expf(key_value(prefix)), rem, n_eq), sh);
 }
 
 /* Sum of exp(v) over the counted ids. */
@@ -310,6 +339,7 @@ __device__ double mass_of(const sview &s, int L, sshared *sh) {
   double z = 0;
   float v;
   uint32_t k;
+#pragma unroll 4
   for (int i = threadIdx.x; i < L; i += SNT)
     if (s.get(i, v, k))
       z += expf(v);
@@ -413,6 +443,105 @@ __device__ void fill_info(const sview &s, int L, int tok, int n_top, sout *o, ss
   __syncthreads();
 }
 
+/* ---- the compact path: at most SNT candidates (after top-k, or few left by min-p), in shared memory ---- */
+
+/* Sorts cv/cid (SNT entries) so that entry 0 comes first: by value desc then id asc (BY_ID false), or by id asc. */
+template <bool BY_ID> __device__ void bitonic(sshared *sh) {
+  const int t = threadIdx.x;
+  for (int k = 2; k <= SNT; k <<= 1)
+    for (int jj = k >> 1; jj > 0; jj >>= 1) {
+      const int p = t ^ jj;
+      if (p > t) {
+        const float av = sh->cv[t], bv = sh->cv[p];
+        const int ai = sh->cid[t], bi = sh->cid[p];
+        const bool b_first = BY_ID ? bi < ai : (bv > av || (bv == av && bi < ai));
+        const bool a_first = BY_ID ? ai < bi : (av > bv || (av == bv && ai < bi));
+        if ((t & k) == 0 ? b_first : a_first) {
+          sh->cv[t] = bv, sh->cv[p] = av;
+          sh->cid[t] = bi, sh->cid[p] = ai;
+        }
+      }
+      __syncthreads();
+    }
+}
+
+/* Steps 8-9 (and processed logprobs) on the counted ids of s, n <= SNT of them; returns the token. */
+__device__ int sample_compact(const sview &s, int L, const sjob &j, sout *o, sshared *sh) {
+  const int t = threadIdx.x;
+  if (t == 0)
+    sh->n_cmp = 0;
+  __syncthreads();
+  float v;
+  uint32_t k;
+  for (int i = t; i < L; i += SNT)
+    if (s.get(i, v, k)) {
+      const int at = atomicAdd(&sh->n_cmp, 1);
+      sh->cv[at] = v;
+      sh->cid[at] = i;
+    }
+  __syncthreads();
+  const int n = sh->n_cmp;
+  if (t >= n) {
+    sh->cv[t] = -INFINITY;
+    sh->cid[t] = INT_MAX;
+  }
+  __syncthreads();
+  bitonic<false>(sh);
+  /* weights in value order; top-p keeps the shortest prefix whose mass reaches p of the whole */
+  const float w = t < n ? expf(sh->cv[t]) : 0.0f;
+  double cum_before = block_exscan<double>((double)w, sh->red_d);
+  const double z = block_sum((double)w, sh);
+  int keep = n;
+  if (j.top_p < 1) {
+    const double target = j.top_p * z * (1 - 1e-9);
+    const int first = t < n && cum_before + w >= target ? t : INT_MAX;
+    float fv = 0;
+    int fi = first;
+    block_argmax(fv, fi, sh); /* the smallest such position (all values equal) */
+    keep = fi == INT_MAX ? n : fi + 1;
+  }
+  const double zk = block_sum(t < keep ? (double)w : 0.0, sh);
+  if (j.logprobs > 0 && j.processed && t == 0) { /* log-softmax over the kept ones: the best n_top of them */
+    const int m = j.logprobs < keep ? j.logprobs : keep;
+    for (int a = 0; a < m; a++) {
+      sh->sel_id[a] = sh->cid[a];
+      sh->sel_v[a] = sh->cv[a];
+    }
+    o->n_top = m;
+  }
+  double zl = block_sum(t < keep ? exp((double)sh->cv[t] - sh->cv[0]) : 0.0, sh); /* host fill_info's sum */
+  const double lse = sh->cv[0] + log(zl);
+  __syncthreads();
+  /* the draw in id order */
+  if (t >= keep) {
+    sh->cv[t] = -INFINITY;
+    sh->cid[t] = INT_MAX;
+  }
+  __syncthreads();
+  bitonic<true>(sh);
+  const float wi = t < keep ? expf(sh->cv[t]) : 0.0f;
+  const double pre = block_exscan<double>((double)wi, sh->red_d), uz = j.u * zk;
+  const int hit = t < keep && wi > 0 && uz < pre + wi ? t : INT_MAX; /* the first crossing: the host's test */
+  float hv = 0;
+  int hpos = hit;
+  block_argmax(hv, hpos, sh);
+  int last = t < keep && wi > 0 ? t : -1;
+  last = block_max_int(last, sh);
+  const int pos = hpos != INT_MAX ? hpos : last;
+  if (pos < 0)
+    return -1;
+  const int tok = sh->cid[pos];
+  if (j.logprobs > 0 && j.processed && t == 0) {
+    o->logprob = (float)((double)sh->cv[pos] - lse);
+    for (int a = 0; a < o->n_top; a++) {
+      o->top_id[a] = sh->sel_id[a];
+      o->top_lp[a] = (float)((double)sh->sel_v[a] - lse);
+    }
+  }
+  __syncthreads();
+  return tok;
+}
+
 __global__ void __launch_bounds__(SNT) k_sample(float *logits, float *raw, int V, const sjob *jobs, const int *pen,
                                                 sout *out) {
   __shared__ sshared sh;
@@ -420,33 +549,41 @@ __global__ void __launch_bounds__(SNT) k_sample(float *logits, float *raw, int V
   float *x = logits + (size_t)j.row * V;
   sout *o = out + blockIdx.x;
   const int L = j.limit > 0 && j.limit < V ? j.limit : V;
-  /* 1. mask; 2. the raw copy */
+  /* 1. mask; 2. the raw copy; without penalties the argmax in the same pass */
   float *rx = j.raw >= 0 ? raw + (size_t)j.raw * V : NULL;
+  float m = -INFINITY;
+  int arg = INT_MAX;
+#pragma unroll 4
   for (int i = threadIdx.x; i < V; i += SNT) {
     const float a = x[i], b = i < L ? sanitize(a) : -INFINITY;
     if (__float_as_uint(a) != __float_as_uint(b))
       x[i] = b;
     if (rx)
       rx[i] = b;
+    if (b > m)
+      m = b, arg = i;
   }
-  __syncthreads();
-  /* 3. penalties (unique ids: no two threads touch one logit) */
-  for (int e = threadIdx.x; e < j.n_pen; e += SNT) {
-    const int t = pen[2 * (j.pen0 + e)], count = pen[2 * (j.pen0 + e) + 1];
-    float v = x[t];
-    if (j.rep != 1)
-      v = v > 0 ? v / j.rep : v * j.rep;
-    if (count > 0)
-      v -= j.frequency * (float)count + j.presence;
-    x[t] = sanitize(v);
-  }
-  __syncthreads();
-  float m = -INFINITY;
-  int arg = INT_MAX;
-  for (int i = threadIdx.x; i < L; i += SNT) {
-    const float v = x[i];
-    if (v > m)
-      m = v, arg = i;
+  if (j.n_pen) {
+    __syncthreads();
+    /* 3. penalties (unique ids: no two threads touch one logit) */
+    for (int e = threadIdx.x; e < j.n_pen; e += SNT) {
+      const int t = pen[2 * (j.pen0 + e)], count = pen[2 * (j.pen0 + e) + 1];
+      float v = x[t];
+      if (j.rep != 1)
+        v = v > 0 ? v / j.rep : v * j.rep;
+      if (count > 0)
+        v -= j.frequency * (float)count + j.presence;
+      x[t] = sanitize(v);
+    }
+    __syncthreads();
+    m = -INFINITY;
+    arg = INT_MAX;
+#pragma unroll 4
+    for (int i = threadIdx.x; i < L; i += SNT) {
+      const float v = x[i];
+      if (v > m)
+        m = v, arg = i;
+    }
   }
   block_argmax(m, arg, &sh);
   if (arg == INT_MAX) {
@@ -457,36 +594,43 @@ __global__ void __launch_bounds__(SNT) k_sample(float *logits, float *raw, int V
     return;
   }
   int tok = arg;
+  bool info_done = false;
   sview s = view_all(x);
   if (j.temperature >= GREEDY_EPS) {
     s.mode = 1;
     s.m = m;
     s.inv_t = 1.0f / j.temperature;
     s.min_log = j.min_p > 0 ? logf(j.min_p) : -INFINITY;
-    /* 7. top-k */
-    if (j.top_k > 0 && j.top_k < L) {
-      float v;
-      uint32_t k;
-      int n = 0;
-      for (int i = threadIdx.x; i < L; i += SNT)
-        n += s.get(i, v, k);
-      n = block_sum_int(n, &sh);
-      if (j.top_k < n)
-        select_kth(s, L, j.top_k, &s.kk, &s.kcut, &sh);
+    /* 6-7. min-p and top-k: how many candidates are left */
+    float v;
+    uint32_t k;
+    int n = 0;
+#pragma unroll 4
+    for (int i = threadIdx.x; i < L; i += SNT)
+      n += s.get(i, v, k);
+    n = block_sum_int(n, &sh);
+    if (j.top_k > 0 && j.top_k < n) {
+      select_kth(s, L, j.top_k, &s.kk, &s.kcut, &sh);
+      n = j.top_k;
     }
-    double z = mass_of(s, L, &sh);
-    /* 8. top-p, with the host's tolerance for summation rounding */
-    if (j.top_p < 1) {
-      select_mass(s, L, j.top_p * z * (1 - 1e-9), &s.pk, &s.pcut, &sh);
-      z = mass_of(s, L, &sh);
+    if (n <= SNT) {
+      tok = sample_compact(s, L, j, o, &sh);
+      info_done = j.processed;
+    } else {
+      double z = mass_of(s, L, &sh);
+      /* 8. top-p, with the host's tolerance for summation rounding */
+      if (j.top_p < 1) {
+        select_mass(s, L, j.top_p * z * (1 - 1e-9), &s.pk, &s.pcut, &sh);
+        z = mass_of(s, L, &sh);
+      }
+      tok = draw(s, L, j.u * z, &sh);
     }
-    tok = draw(s, L, j.u * z, &sh);
     if (tok < 0)
       tok = arg;
   }
   if (threadIdx.x == 0)
     o->token = tok;
-  if (j.logprobs > 0) {
+  if (j.logprobs > 0 && !info_done) {
     if (!j.processed)
       s = view_all(rx);
     fill_info(s, j.processed ? L : V, tok, j.logprobs, o, &sh);
