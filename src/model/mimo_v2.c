@@ -9,6 +9,7 @@
  */
 #include "model/mimo_v2.h"
 
+#include "core/threads.h"
 #include "engine/sampler.h"
 
 #include <math.h>
@@ -85,7 +86,10 @@ void mimo_model_free(mimo_model *m) {
   free(m->owned);
   free(m->logit_part);
   free(m->sample_logits);
-  mimo_sample_ws_free(m->sample_ws);
+  for (int i = 0; i < m->n_sample_ws; i++)
+    mimo_sample_ws_free(m->sample_ws[i]);
+  free(m->sample_ws);
+  mimo_pool_free(m->sample_pool);
   if (m->own_be && m->be)
     m->be->free(m->be);
   free(m);
@@ -231,7 +235,26 @@ bool mimo_model_samples_on_device(const mimo_model *m) {
   return !m->group && !m->host_sampling && m->be && m->be->sample && m->vocab_n == m->cfg.vocab_size;
 }
 
-/* The step's logits come to the host (into `logits`, or the model's own rows) and each job is run there. */
+/* The step's logits come to the host (into `logits`, or the model's own rows) and each job is run there, the
+ * rows spread over a pool (sampling a row costs 0.1-2 ms: serially, a batch of 64 would cost more than the step). */
+typedef struct {
+  mimo_model *m;
+  const mimo_batch *b;
+  const float *logits;
+} host_rows;
+
+static void sample_rows(void *ctx, long begin, long end) {
+  host_rows *h = ctx;
+  const int V = h->m->cfg.vocab_size, n = h->m->n_sample_ws;
+  for (long w = begin; w < end; w++) /* worker w takes rows w, w + n, ... with its own scratch */
+    for (int i = (int)w; i < h->b->n_seqs; i += n) {
+      const mimo_sample_job *j = &h->b->jobs[i];
+      mimo_sample_info *info = h->b->infos && j->logprobs > 0 ? &h->b->infos[i] : NULL;
+      h->b->sampled[i] =
+          j->skip ? -1 : mimo_sample_logits(j, (float *)h->logits + (size_t)i * V, V, info, h->m->sample_ws[w]);
+    }
+}
+
 static mimo_status forward_host_sampling(mimo_model *m, const mimo_batch *b, float *logits) {
   const int V = m->cfg.vocab_size;
   const size_t n = (size_t)b->n_seqs * V;
@@ -245,16 +268,29 @@ static mimo_status forward_host_sampling(mimo_model *m, const mimo_batch *b, flo
     }
     logits = m->sample_logits;
   }
-  if (!m->sample_ws)
-    MIMO_TRY(mimo_sample_ws_init(&m->sample_ws, V));
+  if (!m->sample_pool) {
+    const int threads = mimo_cpu_count() < 16 ? mimo_cpu_count() : 16;
+    MIMO_TRY(mimo_pool_init(&m->sample_pool, threads));
+    const int nw = mimo_pool_size(m->sample_pool);
+    if (!(m->sample_ws = calloc((size_t)nw, sizeof *m->sample_ws)))
+      return mimo_errf(MIMO_E_NOMEM, "sampler scratch");
+    for (; m->n_sample_ws < nw; m->n_sample_ws++)
+      MIMO_TRY(mimo_sample_ws_init(&m->sample_ws[m->n_sample_ws], V));
+  }
   mimo_batch lb = *b;
   lb.jobs = NULL;
   MIMO_TRY(m->group ? mimo_tp_forward(m, &lb, logits) : mimo_model_forward_local(m, &lb, logits));
-  for (int i = 0; i < b->n_seqs; i++) {
-    const mimo_sample_job *j = &b->jobs[i];
-    mimo_sample_info *info = b->infos && j->logprobs > 0 ? &b->infos[i] : NULL;
-    b->sampled[i] = j->skip ? -1 : mimo_sample_logits(j, logits + (size_t)i * V, V, info, m->sample_ws);
-  }
+  host_rows h = {m, b, logits};
+  const int nw = b->n_seqs < m->n_sample_ws ? b->n_seqs : m->n_sample_ws;
+  if (nw <= 1)
+    sample_rows(&h, 0, 1);
+  else
+    mimo_parallel_for(m->sample_pool, nw, 1, sample_rows, &h);
+  /* A row that failed comes back as -1 (the step itself succeeded); a worker's message stays on its thread, so
+   * say it again here. */
+  for (int i = 0; i < b->n_seqs; i++)
+    if (!b->jobs[i].skip && b->sampled[i] < 0)
+      mimo_errf(MIMO_E_INVALID, "sampler: sequence %d has no usable logit below its vocabulary limit", i);
   return MIMO_OK;
 }
 

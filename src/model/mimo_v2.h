@@ -37,7 +37,9 @@ typedef struct mimo_model {
   bool host_sampling;
   float *sample_logits;
   size_t sample_logits_n;
-  struct mimo_sample_ws *sample_ws;
+  struct mimo_pool *sample_pool;     /* rows are sampled in parallel, one scratch per thread */
+  struct mimo_sample_ws **sample_ws;
+  int n_sample_ws;
 } mimo_model;
 
 mimo_status mimo_model_load(const char *dir, mimo_backend *be, mimo_model **out);
