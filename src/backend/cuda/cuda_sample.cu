@@ -70,8 +70,9 @@ struct sview {
   float m, inv_t, min_log;
   uint32_t kk, pk;
   int kcut, pcut;
-  __device__ __forceinline__ bool get(int i, float &v, uint32_t &key) const {
-    const float xi = x[i];
+  __device__ __forceinline__ bool get(int i, float &v, uint32_t &key) const { return test(i, x[i], v, key); }
+  /* get() with x[i] already loaded */
+  __device__ __forceinline__ bool test(int i, float xi, float &v, uint32_t &key) const {
     v = mode ? (xi - m) * inv_t : xi;
     if (!(v > -INFINITY) || (mode && !(v >= min_log)))
       return false;
@@ -90,6 +91,53 @@ __device__ __forceinline__ sview view_all(const float *x) {
   s.kk = s.pk = 0;
   s.kcut = s.pcut = INT_MAX;
   return s;
+}
+
+/* ---- passes over a row: SB loads in flight per thread before any is used (one L2 round trip per element
+ * otherwise: a pass over 152k logits took ~40 us in one block) ---- */
+#define SB 8
+
+/* f(i, x[i]) for every i in [0, L), SNT-strided (coalesced). */
+template <typename F> __device__ __forceinline__ void row_pass(const float *x, int L, F f) {
+  for (int base = threadIdx.x; base < L; base += SB * SNT) {
+    float xv[SB];
+#pragma unroll
+    for (int u = 0; u < SB; u++)
+      xv[u] = base + u * SNT < L ? x[base + u * SNT] : 0.0f;
+#pragma unroll
+    for (int u = 0; u < SB; u++)
+      if (base + u * SNT < L)
+        f(base + u * SNT, xv[u]);
+  }
+}
+
+/* The same with every lane of a warp calling f(i, x[i], valid) together (for warp-wide steps inside f). */
+template <typename F> __device__ __forceinline__ void row_pass_warp(const float *x, int L, F f) {
+  const int lane = threadIdx.x & 31;
+  for (int wb = threadIdx.x & ~31; wb < L; wb += SB * SNT) {
+    float xv[SB];
+#pragma unroll
+    for (int u = 0; u < SB; u++)
+      xv[u] = wb + u * SNT + lane < L ? x[wb + u * SNT + lane] : 0.0f;
+#pragma unroll
+    for (int u = 0; u < SB; u++)
+      if (wb + u * SNT < L) /* uniform in the warp */
+        f(wb + u * SNT + lane, xv[u], wb + u * SNT + lane < L);
+  }
+}
+
+/* f(i, x[i]) in order over [c0, c1) until it returns true. */
+template <typename F> __device__ __forceinline__ void chunk_pass(const float *x, int c0, int c1, F f) {
+  for (int b = c0; b < c1; b += SB) {
+    float xv[SB];
+#pragma unroll
+    for (int u = 0; u < SB; u++)
+      xv[u] = b + u < c1 ? x[b + u] : 0.0f;
+#pragma unroll
+    for (int u = 0; u < SB; u++)
+      if (b + u < c1 && f(b + u, xv[u]))
+        return;
+  }
 }
 
 /* ---- block-wide reductions and scans (every thread gets the result; fixed order, so reproducible) ---- */
@@ -200,18 +248,24 @@ __device__ __forceinline__ void my_chunk(int L, int &c0, int &c1) {
 __device__ int tie_cut(const sview &s, int L, uint32_t K, int r, sshared *sh) {
   int c0, c1, n = 0;
   my_chunk(L, c0, c1);
-  float v;
-  uint32_t k;
-  for (int i = c0; i < c1; i++)
-    n += s.get(i, v, k) && k == K;
+  chunk_pass(s.x, c0, c1, [&](int i, float xi) {
+    float v;
+    uint32_t k;
+    n += s.test(i, xi, v, k) && k == K;
+    return false;
+  });
   const int pre = block_exscan<int>(n, sh->red_i);
   if (pre < r && r <= pre + n) {
     int c = pre;
-    for (int i = c0; i < c1; i++)
-      if (s.get(i, v, k) && k == K && ++c == r) {
+    chunk_pass(s.x, c0, c1, [&](int i, float xi) {
+      float v;
+      uint32_t k;
+      if (s.test(i, xi, v, k) && k == K && ++c == r) {
         sh->bcast_i = i;
-        break;
+        return true;
       }
+      return false;
+    });
   }
   __syncthreads();
   return sh->bcast_i;
@@ -229,11 +283,10 @@ template <bool MASS> __device__ void radix_hist(const sview &s, int L, uint32_t 
   }
   __syncthreads();
   const int lane = threadIdx.x & 31;
-  for (int base = threadIdx.x & ~31; base < L; base += SNT) { /* uniform in the warp */
-    const int i = base + lane;
+  row_pass_warp(s.x, L, [&](int i, float xi, bool valid) {
     float v = 0;
     uint32_t key = 0;
-    bool pend = i < L && s.get(i, v, key) && (key & mask) == prefix;
+    bool pend = valid && s.test(i, xi, v, key) && (key & mask) == prefix;
     const int bin = (key >> shift) & 255;
     const double w = MASS && pend ? (double)expf(v) : 0.0;
     for (;;) {
@@ -255,7 +308,7 @@ template <bool MASS> __device__ void radix_hist(const sview &s, int L, uint32_t 
         atomicAdd(&sh->hist[lb], (unsigned)__popc(grp));
       pend = pend && !mine;
     }
-  }
+  });
   __syncthreads();
 }
 
@@ -337,12 +390,12 @@ __device__ void select_mass(const sview &s, int L, double target, uint32_t *K, i
 /* Sum of exp(v) over the counted ids. */
 __device__ double mass_of(const sview &s, int L, sshared *sh) {
   double z = 0;
-  float v;
-  uint32_t k;
-#pragma unroll 4
-  for (int i = threadIdx.x; i < L; i += SNT)
-    if (s.get(i, v, k))
+  row_pass(s.x, L, [&](int i, float xi) {
+    float v;
+    uint32_t k;
+    if (s.test(i, xi, v, k))
       z += expf(v);
+  });
   return block_sum(z, sh);
 }
 
@@ -352,15 +405,17 @@ __device__ int draw(const sview &s, int L, double uz, sshared *sh) {
   int c0, c1, last = -1;
   my_chunk(L, c0, c1);
   double mine = 0;
-  float v;
-  uint32_t k;
-  for (int i = c0; i < c1; i++)
-    if (s.get(i, v, k)) {
+  chunk_pass(s.x, c0, c1, [&](int i, float xi) {
+    float v;
+    uint32_t k;
+    if (s.test(i, xi, v, k)) {
       const float w = expf(v);
       mine += w;
       if (w > 0)
         last = i;
     }
+    return false;
+  });
   const double pre = block_exscan<double>(mine, sh->red_d);
   if (threadIdx.x == 0)
     sh->bcast_i = -1;
@@ -368,15 +423,17 @@ __device__ int draw(const sview &s, int L, double uz, sshared *sh) {
   if (pre <= uz && uz < pre + mine) {
     double cum = pre;
     int tok = -1;
-    for (int i = c0; i < c1; i++)
-      if (s.get(i, v, k)) {
-        const float w = expf(v);
-        cum += w;
-        if (w > 0)
-          tok = i;
-        if (uz < cum)
-          break;
-      }
+    chunk_pass(s.x, c0, c1, [&](int i, float xi) {
+      float v;
+      uint32_t k;
+      if (!s.test(i, xi, v, k))
+        return false;
+      const float w = expf(v);
+      cum += w;
+      if (w > 0)
+        tok = i;
+      return uz < cum;
+    });
     sh->bcast_i = tok;
   }
   __syncthreads();
@@ -387,18 +444,23 @@ __device__ int draw(const sview &s, int L, double uz, sshared *sh) {
 
 /* log-softmax over the counted ids at tok, and the n_top best of them. */
 __device__ void fill_info(const sview &s, int L, int tok, int n_top, sout *o, sshared *sh) {
-  float mx = -INFINITY, v;
-  uint32_t k;
+  float mx = -INFINITY;
   int n = 0;
-  for (int i = threadIdx.x; i < L; i += SNT)
-    if (s.get(i, v, k))
+  row_pass(s.x, L, [&](int i, float xi) {
+    float v;
+    uint32_t k;
+    if (s.test(i, xi, v, k))
       mx = fmaxf(mx, v), n++;
+  });
   mx = block_max(mx, sh);
   n = block_sum_int(n, sh);
   double z = 0;
-  for (int i = threadIdx.x; i < L; i += SNT)
-    if (s.get(i, v, k))
+  row_pass(s.x, L, [&](int i, float xi) {
+    float v;
+    uint32_t k;
+    if (s.test(i, xi, v, k))
       z += exp((double)v - mx);
+  });
   z = block_sum(z, sh);
   const double lse = mx + log(z);
   n_top = n_top < n ? n_top : n;
@@ -409,14 +471,17 @@ __device__ void fill_info(const sview &s, int L, int tok, int n_top, sout *o, ss
     if (threadIdx.x == 0)
       sh->n_sel = 0;
     __syncthreads();
-    for (int i = threadIdx.x; i < L; i += SNT)
-      if (s.get(i, v, k) && (k > K || (k == K && i <= cut))) {
+    row_pass(s.x, L, [&](int i, float xi) {
+      float v;
+      uint32_t k;
+      if (s.test(i, xi, v, k) && (k > K || (k == K && i <= cut))) {
         const int at = atomicAdd(&sh->n_sel, 1);
         if (at < MIMO_MAX_LOGPROBS) {
           sh->sel_id[at] = i;
           sh->sel_v[at] = v;
         }
       }
+    });
     __syncthreads();
   }
   if (threadIdx.x == 0) {
@@ -471,14 +536,15 @@ __device__ int sample_compact(const sview &s, int L, const sjob &j, sout *o, ssh
   if (t == 0)
     sh->n_cmp = 0;
   __syncthreads();
-  float v;
-  uint32_t k;
-  for (int i = t; i < L; i += SNT)
-    if (s.get(i, v, k)) {
+  row_pass(s.x, L, [&](int i, float xi) {
+    float v;
+    uint32_t k;
+    if (s.test(i, xi, v, k)) {
       const int at = atomicAdd(&sh->n_cmp, 1);
       sh->cv[at] = v;
       sh->cid[at] = i;
     }
+  });
   __syncthreads();
   const int n = sh->n_cmp;
   if (t >= n) {
@@ -553,16 +619,15 @@ __global__ void __launch_bounds__(SNT) k_sample(float *logits, float *raw, int V
   float *rx = j.raw >= 0 ? raw + (size_t)j.raw * V : NULL;
   float m = -INFINITY;
   int arg = INT_MAX;
-#pragma unroll 4
-  for (int i = threadIdx.x; i < V; i += SNT) {
-    const float a = x[i], b = i < L ? sanitize(a) : -INFINITY;
+  row_pass(x, V, [&](int i, float a) {
+    const float b = i < L ? sanitize(a) : -INFINITY;
     if (__float_as_uint(a) != __float_as_uint(b))
       x[i] = b;
     if (rx)
       rx[i] = b;
     if (b > m)
       m = b, arg = i;
-  }
+  });
   if (j.n_pen) {
     __syncthreads();
     /* 3. penalties (unique ids: no two threads touch one logit) */
@@ -578,12 +643,10 @@ __global__ void __launch_bounds__(SNT) k_sample(float *logits, float *raw, int V
     __syncthreads();
     m = -INFINITY;
     arg = INT_MAX;
-#pragma unroll 4
-    for (int i = threadIdx.x; i < L; i += SNT) {
-      const float v = x[i];
+    row_pass(x, L, [&](int i, float v) {
       if (v > m)
         m = v, arg = i;
-    }
+    });
   }
   block_argmax(m, arg, &sh);
   if (arg == INT_MAX) {
@@ -602,12 +665,12 @@ __global__ void __launch_bounds__(SNT) k_sample(float *logits, float *raw, int V
     s.inv_t = 1.0f / j.temperature;
     s.min_log = j.min_p > 0 ? logf(j.min_p) : -INFINITY;
     /* 6-7. min-p and top-k: how many candidates are left */
-    float v;
-    uint32_t k;
     int n = 0;
-#pragma unroll 4
-    for (int i = threadIdx.x; i < L; i += SNT)
-      n += s.get(i, v, k);
+    row_pass(x, L, [&](int i, float xi) {
+      float v;
+      uint32_t k;
+      n += s.test(i, xi, v, k);
+    });
     n = block_sum_int(n, &sh);
     if (j.top_k > 0 && j.top_k < n) {
       select_kth(s, L, j.top_k, &s.kk, &s.kcut, &sh);
