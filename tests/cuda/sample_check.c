@@ -192,8 +192,13 @@ static int bench(void) {
   must(mimo_backend_cuda_init(&g, 0), "cuda backend");
   printf("device: %s\n", mimo_cuda_device_name(g));
   const int V = 152576, batches[5] = {1, 8, 32, 64, 256};
-  const struct { const char *name; float t, p; int k; } ps[3] = {
-      {"greedy", 0, 1, -1}, {"t=0.7 k=50 p=0.9", 0.7f, 0.9f, 50}, {"t=1 p=0.95", 1, 0.95f, -1}};
+  /* greedy; no filter (full-row passes, no selection); top-k above the compact path's 1024 (count radix);
+   * top-k then top-p in shared memory; top-p on the whole row (mass radix) */
+  const struct { const char *name; float t, p; int k; } ps[5] = {{"greedy", 0, 1, -1},
+                                                                 {"t=1", 1, 1, -1},
+                                                                 {"t=1 k=2000", 1, 1, 2000},
+                                                                 {"t=0.7 k=50 p=0.9", 0.7f, 0.9f, 50},
+                                                                 {"t=1 p=0.95", 1, 0.95f, -1}};
   float *rows = xmalloc((size_t)256 * V * sizeof *rows), *host = xmalloc((size_t)256 * V * sizeof *host);
   for (int r = 0; r < 256; r++)
     make_row(rows + (size_t)r * V, V, r % 2, 5000 + (uint64_t)r); /* flat and peaked rows alternate */
@@ -202,7 +207,7 @@ static int bench(void) {
     must(MIMO_E_NOMEM, "device logits");
   mimo_sample_job *jobs = xmalloc(256 * sizeof *jobs);
   int *tok = xmalloc(256 * sizeof *tok);
-  for (int pi = 0; pi < 3; pi++) {
+  for (int pi = 0; pi < 5; pi++) {
     mimo_sampling_params p;
     mimo_sampling_defaults(&p);
     p.temperature = ps[pi].t;

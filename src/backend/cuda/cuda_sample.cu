@@ -29,9 +29,11 @@ typedef struct sout {
   float top_lp[MIMO_MAX_LOGPROBS];
 } sout;
 
+#define HCOPIES 8 /* radix histograms: warp w adds into copy w % HCOPIES (hot bins otherwise serialise 32 warps) */
+
 typedef struct sshared {
-  unsigned hist[256];
-  unsigned long long massfx[256];
+  unsigned hist[HCOPIES][256];
+  unsigned long long massfx[HCOPIES][256];
   double red_d[32];
   float red_f[32];
   int red_i[32];
@@ -273,42 +275,44 @@ __device__ int tie_cut(const sview &s, int L, uint32_t K, int r, sshared *sh) {
 
 /* One radix pass: how many counted ids whose key matches prefix under mask fall in each 8-bit digit at shift,
  * and (MASS) their summed exp(v) in fixed point (2^-40 units: integer sums are exact, so the pass is
- * reproducible whatever order the warps land in). Values cluster (most of a row shares a few leading digits), so
- * the lanes of a warp that share a digit add once, through their leader. */
+ * reproducible whatever order the warps land in), left in copy 0. Values cluster (most of a row shares a few
+ * leading digits): the lanes of a warp with the same digit add once, through their leader, and warps spread over
+ * HCOPIES copies. */
 template <bool MASS> __device__ void radix_hist(const sview &s, int L, uint32_t prefix, uint32_t mask, int shift,
                                                 sshared *sh) {
-  for (int b = threadIdx.x; b < 256; b += SNT) {
-    sh->hist[b] = 0;
-    sh->massfx[b] = 0;
+  for (int b = threadIdx.x; b < HCOPIES * 256; b += SNT) {
+    sh->hist[0][b] = 0;
+    sh->massfx[0][b] = 0;
   }
   __syncthreads();
-  const int lane = threadIdx.x & 31;
+  const int lane = threadIdx.x & 31, copy = (threadIdx.x >> 5) % HCOPIES;
   row_pass_warp(s.x, L, [&](int i, float xi, bool valid) {
     float v = 0;
     uint32_t key = 0;
-    bool pend = valid && s.test(i, xi, v, key) && (key & mask) == prefix;
-    const int bin = (key >> shift) & 255;
-    const double w = MASS && pend ? (double)expf(v) : 0.0;
-    for (;;) {
-      const unsigned act = __ballot_sync(~0u, pend);
-      if (!act)
-        break;
-      const int leader = __ffs(act) - 1;
-      const int lb = __shfl_sync(~0u, bin, leader);
-      const bool mine = pend && bin == lb;
-      const unsigned grp = __ballot_sync(~0u, mine);
-      if (MASS) {
-        double t = mine ? w : 0.0;
-        for (int o = 16; o; o >>= 1)
-          t += __shfl_xor_sync(~0u, t, o);
-        if (lane == leader)
-          atomicAdd(&sh->massfx[lb], (unsigned long long)llrint(t * 0x1p40));
-      }
-      if (lane == leader)
-        atomicAdd(&sh->hist[lb], (unsigned)__popc(grp));
-      pend = pend && !mine;
+    const bool on = valid && s.test(i, xi, v, key) && (key & mask) == prefix;
+    const unsigned act = __ballot_sync(~0u, on);
+    if (!on)
+      return;
+    const unsigned bin = (key >> shift) & 255;
+    const unsigned grp = __match_any_sync(act, bin);
+    const bool leader = lane == __ffs(grp) - 1;
+    if (MASS) { /* w <= 1: 2^40 w in three 14-bit limbs, so 32 lanes' sums fit in 32 bits */
+      const unsigned long long f = (unsigned long long)llrint((double)expf(v) * 0x1p40);
+      const unsigned l0 = __reduce_add_sync(grp, (unsigned)(f & 0x3fff));
+      const unsigned l1 = __reduce_add_sync(grp, (unsigned)((f >> 14) & 0x3fff));
+      const unsigned l2 = __reduce_add_sync(grp, (unsigned)(f >> 28));
+      if (leader)
+        atomicAdd(&sh->massfx[copy][bin], l0 + ((unsigned long long)l1 << 14) + ((unsigned long long)l2 << 28));
     }
+    if (leader)
+      atomicAdd(&sh->hist[copy][bin], (unsigned)__popc(grp));
   });
+  __syncthreads();
+  for (int b = threadIdx.x; b < 256; b += SNT)
+    for (int c = 1; c < HCOPIES; c++) {
+      sh->hist[0][b] += sh->hist[c][b];
+      sh->massfx[0][b] += sh->massfx[c][b];
+    }
   __syncthreads();
 }
 
@@ -321,8 +325,8 @@ __device__ void select_kth(const sview &s, int L, int k, uint32_t *K, int *cut, 
     radix_hist<false>(s, L, prefix, mask, shift, sh);
     if (threadIdx.x == 0) {
       int b = 255;
-      for (; b > 0 && rem > (int)sh->hist[b]; b--)
-        rem -= sh->hist[b];
+      for (; b > 0 && rem > (int)sh->hist[0][b]; b--)
+        rem -= sh->hist[0][b];
       sh->bcast_u = (unsigned)b;
       sh->bcast_i = rem;
     }
@@ -362,10 +366,10 @@ __device__ void select_mass(const sview &s, int L, double target, uint32_t *K, i
     if (threadIdx.x == 0) {
       int b = 255, low = -1;
       for (; b >= 0; b--) {
-        if (!sh->hist[b])
+        if (!sh->hist[0][b])
           continue;
         low = b;
-        const double m = (double)sh->massfx[b] * 0x1p-40;
+        const double m = (double)sh->massfx[0][b] * 0x1p-40;
         if (rem <= m)
           break;
         rem -= m;
@@ -374,7 +378,7 @@ __device__ void select_mass(const sview &s, int L, double target, uint32_t *K, i
         b = low;
       sh->bcast_u = (unsigned)b;
       sh->bcast_d = rem;
-      sh->bcast_i = (int)sh->hist[b];
+      sh->bcast_i = (int)sh->hist[0][b];
     }
     __syncthreads();
     prefix |= sh->bcast_u << shift;
