@@ -72,11 +72,16 @@ struct sview {
   float m, inv_t, min_log;
   uint32_t kk, pk;
   int kcut, pcut;
+  float lo, scale; /* lb >= 0: only values in linear bin lb of [lo, lo + 256 / scale] (see lin_first) */
+  int lb;
   __device__ __forceinline__ bool get(int i, float &v, uint32_t &key) const { return test(i, x[i], v, key); }
+  __device__ __forceinline__ int lin_bin(float v) const { return min(255, max(0, (int)((v - lo) * scale))); }
   /* get() with x[i] already loaded */
   __device__ __forceinline__ bool test(int i, float xi, float &v, uint32_t &key) const {
     v = mode ? (xi - m) * inv_t : xi;
     if (!(v > -INFINITY) || (mode && !(v >= min_log)))
+      return false;
+    if (lb >= 0 && lin_bin(v) != lb)
       return false;
     key = okey(v);
     return (key > kk || (key == kk && i <= kcut)) && (key > pk || (key == pk && i <= pcut));
@@ -92,6 +97,9 @@ __device__ __forceinline__ sview view_all(const float *x) {
   s.min_log = -INFINITY;
   s.kk = s.pk = 0;
   s.kcut = s.pcut = INT_MAX;
+  s.lo = 0;
+  s.scale = 0;
+  s.lb = -1;
   return s;
 }
 
@@ -316,11 +324,90 @@ template <bool MASS> __device__ void radix_hist(const sview &s, int L, uint32_t 
   __syncthreads();
 }
 
+/* A first pass whose bins are linear in the value over the counted ids' range: order-preserving like the key
+ * digits, but spread out where the keys' leading digits are not (one or two exponents hold most of a row), so
+ * plain atomics do not queue on one counter. Returns s restricted to the bin where the walk stops: the bins
+ * above it hold `above` ids (and `*mass_above` of mass when MASS), and the walk stops at the bin where the count
+ * reaches k (MASS false) or the mass reaches target (MASS true; the lowest non-empty bin when it never does). */
+template <bool MASS> __device__ sview lin_first(const sview &s, int L, int k, double target, int *above,
+                                                double *mass_above, sshared *sh) {
+  float lo = INFINITY, hi = -INFINITY;
+  row_pass(s.x, L, [&](int i, float xi) {
+    float v;
+    uint32_t key;
+    if (s.test(i, xi, v, key))
+      lo = fminf(lo, v), hi = fmaxf(hi, v);
+  });
+  lo = -block_max(-lo, sh);
+  hi = block_max(hi, sh);
+  sview r = s;
+  *above = 0;
+  *mass_above = 0;
+  if (!(hi - lo > 0) || !isfinite(hi - lo))
+    return r; /* one value (or a range float cannot scale): the key digits alone */
+  r.lo = lo;
+  r.scale = 256.0f / (hi - lo);
+  for (int b = threadIdx.x; b < HCOPIES * 256; b += SNT) {
+    sh->hist[0][b] = 0;
+    sh->massfx[0][b] = 0;
+  }
+  __syncthreads();
+  const int copy = (threadIdx.x >> 5) % HCOPIES;
+  row_pass(s.x, L, [&](int i, float xi) {
+    float v;
+    uint32_t key;
+    if (s.test(i, xi, v, key)) {
+      const int b = r.lin_bin(v);
+      atomicAdd(&sh->hist[copy][b], 1u);
+      if (MASS)
+        atomicAdd(&sh->massfx[copy][b], (unsigned long long)llrint((double)expf(v) * 0x1p40));
+    }
+  });
+  __syncthreads();
+  for (int b = threadIdx.x; b < 256; b += SNT)
+    for (int c = 1; c < HCOPIES; c++) {
+      sh->hist[0][b] += sh->hist[c][b];
+      sh->massfx[0][b] += sh->massfx[c][b];
+    }
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    int b = 255, low = -1, n = 0;
+    double m = 0;
+    for (; b >= 0; b--) {
+      if (!sh->hist[0][b])
+        continue;
+      low = b;
+      const double mb = (double)sh->massfx[0][b] * 0x1p-40;
+      if (MASS ? target - m <= mb : k - n <= (int)sh->hist[0][b])
+        break;
+      n += sh->hist[0][b];
+      m += mb;
+    }
+    if (b < 0) { /* never reached: stop in the lowest bin, less its own share */
+      b = low;
+      n -= sh->hist[0][b];
+      m -= (double)sh->massfx[0][b] * 0x1p-40;
+    }
+    sh->bcast_i = b;
+    sh->bcast_u = (unsigned)n;
+    sh->bcast_d = m;
+  }
+  __syncthreads();
+  r.lb = sh->bcast_i;
+  *above = (int)sh->bcast_u;
+  *mass_above = sh->bcast_d;
+  __syncthreads();
+  return r;
+}
+
 /* The k-th best (1 <= k <= counted ids) in order value desc, id asc: everything better is key > *K or key == *K
  * and id <= *cut. */
-__device__ void select_kth(const sview &s, int L, int k, uint32_t *K, int *cut, sshared *sh) {
+__device__ void select_kth(const sview &s0, int L, int k, uint32_t *K, int *cut, sshared *sh) {
+  int above;
+  double unused;
+  const sview s = lin_first<false>(s0, L, k, 0, &above, &unused, sh);
   uint32_t prefix = 0, mask = 0;
-  int rem = k;
+  int rem = k - above;
   for (int shift = 24; shift >= 0; shift -= 8) {
     radix_hist<false>(s, L, prefix, mask, shift, sh);
     if (threadIdx.x == 0) {
@@ -357,9 +444,12 @@ __device__ int ties_needed(double w, double rem, int n_eq) {
 
 /* Top-p: the first id, in order value desc then id asc, at which the mass exp(v) summed in that order reaches
  * target (all counted ids when it never does), as *K / *cut like select_kth. */
-__device__ void select_mass(const sview &s, int L, double target, uint32_t *K, int *cut, sshared *sh) {
+__device__ void select_mass(const sview &s0, int L, double target, uint32_t *K, int *cut, sshared *sh) {
+  int above;
+  double mass_above;
+  const sview s = lin_first<true>(s0, L, 0, target, &above, &mass_above, sh);
   uint32_t prefix = 0, mask = 0;
-  double rem = target;
+  double rem = target - mass_above;
   int n_eq = 0;
   for (int shift = 24; shift >= 0; shift -= 8) {
     radix_hist<true>(s, L, prefix, mask, shift, sh);
