@@ -152,56 +152,33 @@ template <typename F> __device__ __forceinline__ void chunk_pass(const float *x,
 
 /* ---- block-wide reductions and scans (every thread gets the result; fixed order, so reproducible) ---- */
 
+/* op over every thread's v (op associative and commutative). */
+template <typename T, typename Op> __device__ T block_reduce(T v, T *red, Op op) {
+  for (int o = 16; o; o >>= 1)
+    v = op(v, __shfl_xor_sync(~0u, v, o));
+  __syncthreads();
+  if ((threadIdx.x & 31) == 0)
+    red[threadIdx.x >> 5] = v;
+  __syncthreads();
+  v = red[threadIdx.x & 31];
+  for (int o = 16; o; o >>= 1)
+    v = op(v, __shfl_xor_sync(~0u, v, o));
+  return v;
+}
 __device__ double block_sum(double v, sshared *sh) {
-  for (int o = 16; o; o >>= 1)
-    v += __shfl_xor_sync(~0u, v, o);
-  __syncthreads();
-  if ((threadIdx.x & 31) == 0)
-    sh->red_d[threadIdx.x >> 5] = v;
-  __syncthreads();
-  v = sh->red_d[threadIdx.x & 31];
-  for (int o = 16; o; o >>= 1)
-    v += __shfl_xor_sync(~0u, v, o);
-  return v;
+  return block_reduce<double>(v, sh->red_d, [](double a, double b) { return a + b; });
 }
-
 __device__ int block_sum_int(int v, sshared *sh) {
-  for (int o = 16; o; o >>= 1)
-    v += __shfl_xor_sync(~0u, v, o);
-  __syncthreads();
-  if ((threadIdx.x & 31) == 0)
-    sh->red_i[threadIdx.x >> 5] = v;
-  __syncthreads();
-  v = sh->red_i[threadIdx.x & 31];
-  for (int o = 16; o; o >>= 1)
-    v += __shfl_xor_sync(~0u, v, o);
-  return v;
+  return block_reduce<int>(v, sh->red_i, [](int a, int b) { return a + b; });
 }
-
+__device__ int block_min_int(int v, sshared *sh) {
+  return block_reduce<int>(v, sh->red_i, [](int a, int b) { return min(a, b); });
+}
 __device__ int block_max_int(int v, sshared *sh) {
-  for (int o = 16; o; o >>= 1)
-    v = max(v, __shfl_xor_sync(~0u, v, o));
-  __syncthreads();
-  if ((threadIdx.x & 31) == 0)
-    sh->red_i[threadIdx.x >> 5] = v;
-  __syncthreads();
-  v = sh->red_i[threadIdx.x & 31];
-  for (int o = 16; o; o >>= 1)
-    v = max(v, __shfl_xor_sync(~0u, v, o));
-  return v;
+  return block_reduce<int>(v, sh->red_i, [](int a, int b) { return max(a, b); });
 }
-
 __device__ float block_max(float v, sshared *sh) {
-  for (int o = 16; o; o >>= 1)
-    v = fmaxf(v, __shfl_xor_sync(~0u, v, o));
-  __syncthreads();
-  if ((threadIdx.x & 31) == 0)
-    sh->red_f[threadIdx.x >> 5] = v;
-  __syncthreads();
-  v = sh->red_f[threadIdx.x & 31];
-  for (int o = 16; o; o >>= 1)
-    v = fmaxf(v, __shfl_xor_sync(~0u, v, o));
-  return v;
+  return block_reduce<float>(v, sh->red_f, [](float a, float b) { return fmaxf(a, b); });
 }
 
 /* The best (value desc, id asc) over the block; id INT_MAX when no thread has one. */
@@ -281,6 +258,25 @@ __device__ int tie_cut(const sview &s, int L, uint32_t K, int r, sshared *sh) {
   return sh->bcast_i;
 }
 
+__device__ void hist_clear(sshared *sh) {
+  for (int b = threadIdx.x; b < HCOPIES * 256; b += SNT) {
+    sh->hist[0][b] = 0;
+    sh->massfx[0][b] = 0;
+  }
+  __syncthreads();
+}
+
+/* After the adds: the copies summed into copy 0. */
+__device__ void hist_fold(sshared *sh) {
+  __syncthreads();
+  for (int b = threadIdx.x; b < 256; b += SNT)
+    for (int c = 1; c < HCOPIES; c++) {
+      sh->hist[0][b] += sh->hist[c][b];
+      sh->massfx[0][b] += sh->massfx[c][b];
+    }
+  __syncthreads();
+}
+
 /* One radix pass: how many counted ids whose key matches prefix under mask fall in each 8-bit digit at shift,
  * and (MASS) their summed exp(v) in fixed point (2^-40 units: integer sums are exact, so the pass is
  * reproducible whatever order the warps land in), left in copy 0. Values cluster (most of a row shares a few
@@ -288,11 +284,7 @@ __device__ int tie_cut(const sview &s, int L, uint32_t K, int r, sshared *sh) {
  * HCOPIES copies. */
 template <bool MASS> __device__ void radix_hist(const sview &s, int L, uint32_t prefix, uint32_t mask, int shift,
                                                 sshared *sh) {
-  for (int b = threadIdx.x; b < HCOPIES * 256; b += SNT) {
-    sh->hist[0][b] = 0;
-    sh->massfx[0][b] = 0;
-  }
-  __syncthreads();
+  hist_clear(sh);
   const int lane = threadIdx.x & 31, copy = (threadIdx.x >> 5) % HCOPIES;
   row_pass_warp(s.x, L, [&](int i, float xi, bool valid) {
     float v = 0;
@@ -315,13 +307,7 @@ template <bool MASS> __device__ void radix_hist(const sview &s, int L, uint32_t 
     if (leader)
       atomicAdd(&sh->hist[copy][bin], (unsigned)__popc(grp));
   });
-  __syncthreads();
-  for (int b = threadIdx.x; b < 256; b += SNT)
-    for (int c = 1; c < HCOPIES; c++) {
-      sh->hist[0][b] += sh->hist[c][b];
-      sh->massfx[0][b] += sh->massfx[c][b];
-    }
-  __syncthreads();
+  hist_fold(sh);
 }
 
 /* A first pass whose bins are linear in the value over the counted ids' range: order-preserving like the key
@@ -347,11 +333,7 @@ template <bool MASS> __device__ sview lin_first(const sview &s, int L, int k, do
     return r; /* one value (or a range float cannot scale): the key digits alone */
   r.lo = lo;
   r.scale = 256.0f / (hi - lo);
-  for (int b = threadIdx.x; b < HCOPIES * 256; b += SNT) {
-    sh->hist[0][b] = 0;
-    sh->massfx[0][b] = 0;
-  }
-  __syncthreads();
+  hist_clear(sh);
   const int copy = (threadIdx.x >> 5) % HCOPIES;
   row_pass(s.x, L, [&](int i, float xi) {
     float v;
@@ -363,13 +345,7 @@ template <bool MASS> __device__ sview lin_first(const sview &s, int L, int k, do
         atomicAdd(&sh->massfx[copy][b], (unsigned long long)llrint((double)expf(v) * 0x1p40));
     }
   });
-  __syncthreads();
-  for (int b = threadIdx.x; b < 256; b += SNT)
-    for (int c = 1; c < HCOPIES; c++) {
-      sh->hist[0][b] += sh->hist[c][b];
-      sh->massfx[0][b] += sh->massfx[c][b];
-    }
-  __syncthreads();
+  hist_fold(sh);
   if (threadIdx.x == 0) {
     int b = 255, low = -1, n = 0;
     double m = 0;
@@ -624,6 +600,16 @@ template <bool BY_ID> __device__ void bitonic(sshared *sh) {
     }
 }
 
+/* Entries n.. become sentinels that sort last, then the sort. */
+template <bool BY_ID> __device__ void sort_first(sshared *sh, int n) {
+  if ((int)threadIdx.x >= n) {
+    sh->cv[threadIdx.x] = -INFINITY;
+    sh->cid[threadIdx.x] = INT_MAX;
+  }
+  __syncthreads();
+  bitonic<BY_ID>(sh);
+}
+
 /* Steps 8-9 (and processed logprobs) on the counted ids of s, n <= SNT of them; returns the token. */
 __device__ int sample_compact(const sview &s, int L, const sjob &j, sout *o, sshared *sh) {
   const int t = threadIdx.x;
@@ -641,12 +627,7 @@ __device__ int sample_compact(const sview &s, int L, const sjob &j, sout *o, ssh
   });
   __syncthreads();
   const int n = sh->n_cmp;
-  if (t >= n) {
-    sh->cv[t] = -INFINITY;
-    sh->cid[t] = INT_MAX;
-  }
-  __syncthreads();
-  bitonic<false>(sh);
+  sort_first<false>(sh, n);
   /* weights in value order; top-p keeps the shortest prefix whose mass reaches p of the whole */
   const float w = t < n ? expf(sh->cv[t]) : 0.0f;
   double cum_before = block_exscan<double>((double)w, sh->red_d);
@@ -654,11 +635,8 @@ __device__ int sample_compact(const sview &s, int L, const sjob &j, sout *o, ssh
   int keep = n;
   if (j.top_p < 1) {
     const double target = j.top_p * z * (1 - 1e-9);
-    const int first = t < n && cum_before + w >= target ? t : INT_MAX;
-    float fv = 0;
-    int fi = first;
-    block_argmax(fv, fi, sh); /* the smallest such position (all values equal) */
-    keep = fi == INT_MAX ? n : fi + 1;
+    const int first = block_min_int(t < n && cum_before + w >= target ? t : INT_MAX, sh);
+    keep = first == INT_MAX ? n : first + 1;
   }
   const double zk = block_sum(t < keep ? (double)w : 0.0, sh);
   if (j.logprobs > 0 && j.processed && t == 0) { /* log-softmax over the kept ones: the best n_top of them */
@@ -673,18 +651,11 @@ __device__ int sample_compact(const sview &s, int L, const sjob &j, sout *o, ssh
   const double lse = sh->cv[0] + log(zl);
   __syncthreads();
   /* the draw in id order */
-  if (t >= keep) {
-    sh->cv[t] = -INFINITY;
-    sh->cid[t] = INT_MAX;
-  }
-  __syncthreads();
-  bitonic<true>(sh);
+  sort_first<true>(sh, keep);
   const float wi = t < keep ? expf(sh->cv[t]) : 0.0f;
   const double pre = block_exscan<double>((double)wi, sh->red_d), uz = j.u * zk;
-  const int hit = t < keep && wi > 0 && uz < pre + wi ? t : INT_MAX; /* the first crossing: the host's test */
-  float hv = 0;
-  int hpos = hit;
-  block_argmax(hv, hpos, sh);
+  /* the first crossing: the host's test */
+  const int hpos = block_min_int(t < keep && wi > 0 && uz < pre + wi ? t : INT_MAX, sh);
   int last = t < keep && wi > 0 ? t : -1;
   last = block_max_int(last, sh);
   const int pos = hpos != INT_MAX ? hpos : last;
