@@ -1,6 +1,8 @@
 /* Whole-model properties on synthetic checkpoints:
  * - feeding a sequence in chunks of any size gives the one-pass logits;
  * - two sequences batched in one step give each one's own logits;
+ * - a step asked for tokens (mimo_batch.jobs) gives what mimo_sample_logits gives on that step's logits, row by
+ *   row (the rows are sampled over a pool), skipped rows -1;
  * - sliding-window layers' KV memory does not grow with context;
  * - the split q/k/v layout holding the de-chunked fused rows gives identical logits
  *   (so the chunk de-interleave of spec §3.3 is exactly a row permutation). */
@@ -15,6 +17,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "engine/sampler.h"
 #include "model/mimo_v2.h"
 #include "model/synth.h"
 
@@ -104,6 +107,58 @@ static void test_batch(void **state) {
   mimo_model_free(m);
 }
 
+static void test_sampled_step(void **state) {
+  (void)state;
+  enum { N = 20 };
+  mimo_model *m;
+  assert_int_equal(mimo_model_load(dir_fused, be, &m), MIMO_OK);
+  const int V = m->cfg.vocab_size;
+  mimo_kv_seq *sa[N], *sb[N];
+  int toks[3 * N], ntok[N], sampled[N];
+  mimo_sample_job jobs[N];
+  mimo_sample_info infos[N], ref_info;
+  for (int i = 0; i < N; i++) {
+    assert_int_equal(mimo_kv_seq_init(&sa[i], &m->cfg), MIMO_OK);
+    assert_int_equal(mimo_kv_seq_init(&sb[i], &m->cfg), MIMO_OK);
+    ntok[i] = 3;
+    for (int t = 0; t < 3; t++)
+      toks[3 * i + t] = (i * 31 + t * 7 + 1) % V;
+    jobs[i] = (mimo_sample_job){.skip = i % 7 == 3, .temperature = i % 3 ? 0.9f : 0, .top_p = i % 2 ? 0.9f : 1,
+                                .repetition_penalty = 1, .top_k = i % 4 == 1 ? 5 : -1, .limit = V,
+                                .u = (i + 0.5) / N, .logprobs = i % 5 == 2 ? 3 : 0};
+  }
+  float *logits = malloc((size_t)N * V * sizeof *logits);
+  mimo_batch ref = {.n_seqs = N, .seqs = sa, .n_tokens = ntok, .tokens = toks};
+  assert_int_equal(mimo_model_forward(m, &ref, logits), MIMO_OK);
+  mimo_batch b = {.n_seqs = N, .seqs = sb, .n_tokens = ntok, .tokens = toks, .jobs = jobs, .sampled = sampled,
+                  .infos = infos};
+  assert_int_equal(mimo_model_forward(m, &b, NULL), MIMO_OK);
+  mimo_sample_ws *ws;
+  assert_int_equal(mimo_sample_ws_init(&ws, V), MIMO_OK);
+  for (int i = 0; i < N; i++) {
+    if (jobs[i].skip) {
+      assert_int_equal(sampled[i], -1);
+      continue;
+    }
+    const int want = mimo_sample_logits(&jobs[i], logits + (size_t)i * V, V, &ref_info, ws);
+    assert_true(want >= 0);
+    assert_int_equal(sampled[i], want);
+    if (jobs[i].logprobs) {
+      assert_int_equal(infos[i].n_top, ref_info.n_top);
+      assert_true(fabsf(infos[i].logprob - ref_info.logprob) < 1e-6f);
+      for (int t = 0; t < ref_info.n_top; t++)
+        assert_int_equal(infos[i].top[t].token, ref_info.top[t].token);
+    }
+  }
+  mimo_sample_ws_free(ws);
+  for (int i = 0; i < N; i++) {
+    mimo_kv_seq_free(sa[i]);
+    mimo_kv_seq_free(sb[i]);
+  }
+  free(logits);
+  mimo_model_free(m);
+}
+
 static void test_swa_memory_bounded(void **state) {
   (void)state;
   mimo_model *m;
@@ -185,7 +240,8 @@ static int teardown(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_chunking), cmocka_unit_test(test_batch), cmocka_unit_test(test_swa_memory_bounded),
+      cmocka_unit_test(test_chunking), cmocka_unit_test(test_batch), cmocka_unit_test(test_sampled_step),
+      cmocka_unit_test(test_swa_memory_bounded),
       cmocka_unit_test(test_split_equals_fused),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
