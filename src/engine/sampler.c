@@ -419,7 +419,7 @@ int mimo_sampler_sample(mimo_sampler *s, float *logits, mimo_sample_info *info) 
 int mimo_sample_logits(const mimo_sample_job *j, float *logits, int V, mimo_sample_info *info,
                        mimo_sample_ws *ws) {
   int L = j->limit > 0 && j->limit < V ? j->limit : V;
-  for (int i = 0; i < L; i++)
+  for (int i = 0; i < L; i++) /* a loop of its own: it vectorises */
     logits[i] = sanitize(logits[i]);
   for (int i = L; i < V; i++)
     logits[i] = -INFINITY;
@@ -449,6 +449,7 @@ int mimo_sample_logits(const mimo_sample_job *j, float *logits, int V, mimo_samp
     cand *c = ws->c;
     bool in_id_order = true; /* c stays in id order until a selection rearranges it */
     int n = 0, k = j->top_k > 0 && j->top_k < L ? j->top_k : 0;
+    double z = 0;
     /* Shift by the max before scaling so tiny temperatures cannot overflow; in
      * this space min-p is a plain threshold: prob/max_prob >= min_p <=> v >= log(min_p). */
     if (k > 0 && k <= HEAP_K) {
@@ -469,22 +470,28 @@ int mimo_sample_logits(const mimo_sample_job *j, float *logits, int V, mimo_samp
           sift_down(c, k, 0);
         }
       }
+      for (int i = 0; i < n; i++) {
+        c[i].w = expf(c[i].v);
+        z += c[i].w;
+      }
     } else {
+      /* weights and their sum in the same pass (the sum in id order, as the draw walks) */
       for (int i = 0; i < L; i++) {
         float v = (logits[i] - m) * inv_t;
-        if (v > -INFINITY && v >= min_log)
-          c[n].v = v, c[n].id = i, n++;
+        if (v > -INFINITY && v >= min_log) {
+          const float w = expf(v);
+          c[n].v = v, c[n].w = w, c[n].id = i, n++;
+          z += w;
+        }
       }
       if (k > 0 && k < n) {
         select_top(c, n, k);
         n = k;
         in_id_order = false;
+        z = 0;
+        for (int i = 0; i < n; i++)
+          z += c[i].w;
       }
-    }
-    double z = 0;
-    for (int i = 0; i < n; i++) {
-      c[i].w = expf(c[i].v);
-      z += c[i].w;
     }
     if (j->top_p < 1) {
       n = top_p_keep(c, n, z, j->top_p);
