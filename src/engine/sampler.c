@@ -1,6 +1,7 @@
 #include "engine/sampler.h"
 
 #include <float.h>
+#include <limits.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,6 +38,7 @@ struct mimo_sample_ws {
   cand *c;        /* [vocab] */
   float *raw;     /* [vocab] copy for raw logprobs, allocated on first use */
   cand *bucket;   /* [1 << shift] the crossing bucket's candidates */
+  cand *tmp;      /* [vocab] top-p's crossing bin, allocated on first use */
   double mass[DRAW_BUCKETS];
 };
 
@@ -64,6 +66,7 @@ void mimo_sample_ws_free(mimo_sample_ws *w) {
   free(w->c);
   free(w->raw);
   free(w->bucket);
+  free(w->tmp);
   free(w);
 }
 
@@ -110,8 +113,7 @@ mimo_status mimo_sampler_init(mimo_sampler **out, const mimo_sampling_params *p,
   s->seen_list = malloc((size_t)vocab_size * sizeof *s->seen_list);
   if (penalties_on(p))
     s->pen = malloc((size_t)2 * vocab_size * sizeof *s->pen);
-  if (!s->count || !s->seen || !s->seen_list || (penalties_on(p) && !s->pen) ||
-      mimo_sample_ws_init(&s->ws, vocab_size) != MIMO_OK) {
+  if (!s->count || !s->seen || !s->seen_list || (penalties_on(p) && !s->pen)) {
     mimo_sampler_free(s);
     return mimo_errf(MIMO_E_NOMEM, "sampler: state for %d tokens", vocab_size);
   }
@@ -235,9 +237,9 @@ static int prefix_reaching(cand *c, int n, double cum, double target) {
   return n;
 }
 
-/* Top-p: how many candidates to keep; rearranges c so they come first. A
- * histogram of v (bins monotone in v) finds the bin where the mass crosses p;
- * every higher bin is kept whole and only the crossing bin is ordered. */
+/* Top-p over many candidates, c left as it is: the last one kept in the order value desc, id asc (every
+ * candidate up to it is kept). A histogram of v (bins monotone in v) finds the bin where the mass crosses the
+ * target; only that bin's candidates (gathered into tmp) are ordered. */
 #define NBINS 2048
 static inline int bin_of(float v, float lo, float scale) {
   if (v <= lo)
@@ -246,10 +248,7 @@ static inline int bin_of(float v, float lo, float scale) {
   return b < NBINS ? b : NBINS - 1;
 }
 
-static int top_p_keep(cand *c, int n, double z, double p) {
-  double target = p * z * (1 - 1e-9); /* tolerance absorbs summation rounding only */
-  if (n <= 4 * NBINS)
-    return prefix_reaching(c, n, 0, target);
+static cand top_p_last(const cand *c, int n, double target, cand *tmp) {
   float lo = 0;
   for (int i = 0; i < n; i++)
     lo = c[i].v < lo ? c[i].v : lo;
@@ -263,21 +262,13 @@ static int top_p_keep(cand *c, int n, double z, double p) {
   int bb = NBINS - 1;
   for (; bb > 0 && cum + mass[bb] < target; bb--)
     cum += mass[bb];
-  int a = 0, e;
+  int m = 0;
   for (int i = 0; i < n; i++)
-    if (bin_of(c[i].v, lo, scale) > bb) {
-      cand t = c[a];
-      c[a++] = c[i];
-      c[i] = t;
-    }
-  e = a;
-  for (int i = a; i < n; i++)
-    if (bin_of(c[i].v, lo, scale) == bb) {
-      cand t = c[e];
-      c[e++] = c[i];
-      c[i] = t;
-    }
-  return a + prefix_reaching(c + a, e - a, cum, target);
+    if (bin_of(c[i].v, lo, scale) == bb)
+      tmp[m++] = c[i];
+  if (m == 0) /* the target is never reached (rounding) and bin 0 is empty: keep everything */
+    return (cand){-INFINITY, 0, INT_MAX};
+  return tmp[prefix_reaching(tmp, m, cum, target) - 1];
 }
 
 /* log-softmax of x[0..n) at tok plus its n_top best entries. */
@@ -411,6 +402,9 @@ void mimo_sampler_job(mimo_sampler *s, mimo_sample_job *j) {
 }
 
 int mimo_sampler_sample(mimo_sampler *s, float *logits, mimo_sample_info *info) {
+  /* scratch on first use: a sequence whose rows are sampled elsewhere (mimo_sampler_job) never needs it */
+  if (!s->ws && mimo_sample_ws_init(&s->ws, s->vocab) != MIMO_OK)
+    return -1;
   mimo_sample_job j;
   mimo_sampler_job(s, &j);
   return mimo_sample_logits(&j, logits, s->vocab, info, s->ws);
@@ -494,8 +488,23 @@ int mimo_sample_logits(const mimo_sample_job *j, float *logits, int V, mimo_samp
       }
     }
     if (j->top_p < 1) {
-      n = top_p_keep(c, n, z, j->top_p);
-      in_id_order = false;
+      const double target = j->top_p * z * (1 - 1e-9); /* tolerance absorbs summation rounding only */
+      if (in_id_order && n > 4 * NBINS) {
+        /* many candidates in id order: find the last kept one, then filter in place (id order stays) */
+        if (!ws->tmp && !(ws->tmp = malloc((size_t)ws->vocab * sizeof *ws->tmp))) {
+          mimo_errf(MIMO_E_NOMEM, "sampler: top-p scratch of %d tokens", ws->vocab);
+          return -1;
+        }
+        const cand last = top_p_last(c, n, target, ws->tmp);
+        int kept = 0;
+        for (int i = 0; i < n; i++)
+          if (!before(last, c[i]))
+            c[kept++] = c[i];
+        n = kept;
+      } else {
+        n = prefix_reaching(c, n, 0, target);
+        in_id_order = false;
+      }
       z = 0;
       for (int i = 0; i < n; i++)
         z += c[i].w;
