@@ -255,6 +255,29 @@ static void sample_rows(void *ctx, long begin, long end) {
     }
 }
 
+/* The pool and one scratch per worker, all or nothing (a later step tries again). */
+static mimo_status sample_pool_init(mimo_model *m) {
+  const int threads = mimo_cpu_count() < 16 ? mimo_cpu_count() : 16;
+  mimo_pool *pool = NULL;
+  MIMO_TRY(mimo_pool_init(&pool, threads));
+  const int nw = mimo_pool_size(pool);
+  mimo_sample_ws **ws = calloc((size_t)nw, sizeof *ws);
+  mimo_status st = ws ? MIMO_OK : mimo_errf(MIMO_E_NOMEM, "sampler scratch");
+  for (int i = 0; st == MIMO_OK && i < nw; i++)
+    st = mimo_sample_ws_init(&ws[i], m->cfg.vocab_size);
+  if (st != MIMO_OK) {
+    for (int i = 0; ws && i < nw; i++)
+      mimo_sample_ws_free(ws[i]);
+    free(ws);
+    mimo_pool_free(pool);
+    return st;
+  }
+  m->sample_pool = pool;
+  m->sample_ws = ws;
+  m->n_sample_ws = nw;
+  return MIMO_OK;
+}
+
 static mimo_status forward_host_sampling(mimo_model *m, const mimo_batch *b, float *logits) {
   const int V = m->cfg.vocab_size;
   const size_t n = (size_t)b->n_seqs * V;
@@ -268,15 +291,8 @@ static mimo_status forward_host_sampling(mimo_model *m, const mimo_batch *b, flo
     }
     logits = m->sample_logits;
   }
-  if (!m->sample_pool) {
-    const int threads = mimo_cpu_count() < 16 ? mimo_cpu_count() : 16;
-    MIMO_TRY(mimo_pool_init(&m->sample_pool, threads));
-    const int nw = mimo_pool_size(m->sample_pool);
-    if (!(m->sample_ws = calloc((size_t)nw, sizeof *m->sample_ws)))
-      return mimo_errf(MIMO_E_NOMEM, "sampler scratch");
-    for (; m->n_sample_ws < nw; m->n_sample_ws++)
-      MIMO_TRY(mimo_sample_ws_init(&m->sample_ws[m->n_sample_ws], V));
-  }
+  if (!m->sample_pool)
+    MIMO_TRY(sample_pool_init(m));
   mimo_batch lb = *b;
   lb.jobs = NULL;
   MIMO_TRY(m->group ? mimo_tp_forward(m, &lb, logits) : mimo_model_forward_local(m, &lb, logits));
