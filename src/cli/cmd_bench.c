@@ -242,9 +242,12 @@ int mimo_cmd_bench(int argc, char **argv) {
          sp.temperature > 0 ? "temperature/top-p/top-k as given" : "greedy");
   printf("prefill: %d x %d tokens%s in %.3f s = %.1f tokens/s\n", B, P, chunk && chunk < P ? " (chunked)" : "", prefill,
          (double)B * P / prefill);
-  /* The median step beside the mean: a first step that grows the KV cache or warms a kernel shows as their gap. */
+  /* The median step beside the mean: a first step that grows the KV cache or warms a kernel shows as their gap
+   * (and on its own line). */
+  const double first = step_s[0];
   qsort(step_s, (size_t)D, sizeof *step_s, cmp_double);
   double med = D % 2 ? step_s[D / 2] : 0.5 * (step_s[D / 2 - 1] + step_s[D / 2]);
+  printf("decode first step %.3f ms\n", 1e3 * first);
   if (B > 1) {
     printf("decode batch %d: %d steps in %.3f s = %.1f tokens/s (%.3f ms per step, median %.3f ms)\n", B, D, dec,
            (double)B * D / dec, 1e3 * dec / D, 1e3 * med);
