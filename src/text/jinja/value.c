@@ -425,7 +425,7 @@ jj_list *jj_iter(jj_ctx *c, jv v) {
   case V_UNDEF: return jv_list(c->a, 0).l;
   case V_DICT: {
     jv l = jv_list(c->a, v.d->n);
-    memcpy(l.l->v, v.d->k, v.d->n * sizeof(jv));
+    jj_memcpy(l.l->v, v.d->k, v.d->n * sizeof(jv)); /* an empty dict has no key array */
     l.l->n = v.d->n;
     return l.l;
   }
