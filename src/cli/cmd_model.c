@@ -42,25 +42,18 @@ static mimo_status runner_init(runner *r, const char *dir, const mimo_arg *a, in
   return mimo_kv_seq_init(&r->seq, &r->m->cfg);
 }
 
-/* Feeds ids in chunks of `chunk`; logits_all (optional) gets [n][vocab]; last gets the final row; margin
- * (optional, filled with +inf) each token's smallest router margin (mimo_model.route_margin). */
-static mimo_status feed(runner *r, const int *ids, int n, int chunk, float *logits_all, float *last, float *margin) {
-  int V = r->m->cfg.vocab_size;
-  float *tmp = logits_all ? NULL : malloc((size_t)(chunk > n ? n : chunk) * V * sizeof(float));
-  if (!logits_all && !tmp)
-    return mimo_errf(MIMO_E_NOMEM, "logits");
+/* Feeds ids in chunks of `chunk`; logits gets [n][vocab]; margin (optional, filled with +inf) each token's
+ * smallest router margin (mimo_model.route_margin). */
+static mimo_status feed(runner *r, const int *ids, int n, int chunk, float *logits, float *margin) {
+  const int V = r->m->cfg.vocab_size;
   mimo_status st = MIMO_OK;
   for (int i = 0; i < n && st == MIMO_OK; i += chunk) {
     int k = n - i < chunk ? n - i : chunk;
-    float *dst = logits_all ? logits_all + (size_t)i * V : tmp;
-    mimo_batch b = {.n_seqs = 1, .seqs = &r->seq, .n_tokens = &k, .tokens = ids + i, .all_logits = logits_all != NULL};
+    mimo_batch b = {.n_seqs = 1, .seqs = &r->seq, .n_tokens = &k, .tokens = ids + i, .all_logits = 1};
     r->m->route_margin = margin ? margin + i : NULL;
-    st = mimo_model_forward(r->m, &b, dst);
+    st = mimo_model_forward(r->m, &b, logits + (size_t)i * V);
     r->m->route_margin = NULL;
-    if (st == MIMO_OK && last && i + k >= n)
-      memcpy(last, logits_all ? dst + (size_t)(k - 1) * V : dst, (size_t)V * sizeof(float));
   }
-  free(tmp);
   return st;
 }
 
@@ -136,7 +129,7 @@ int mimo_cmd_logits(int argc, char **argv) {
   }
   if (st == MIMO_OK) {
     logits = malloc((size_t)T * r.m->cfg.vocab_size * sizeof(float));
-    st = logits ? feed(&r, ids, T, chunk ? (int)chunk : T, logits, NULL, margin) : mimo_errf(MIMO_E_NOMEM, "logits");
+    st = logits ? feed(&r, ids, T, chunk ? (int)chunk : T, logits, margin) : mimo_errf(MIMO_E_NOMEM, "logits");
   }
   if (st == MIMO_OK)
     st = write_floats(out, logits, (size_t)T * r.m->cfg.vocab_size);

@@ -321,21 +321,31 @@ static void apply_penalties(const mimo_sample_job *j, float *logits) {
   }
 }
 
+/* Walks c[0..n) (in id order) on from mass cum until the running mass exceeds uz: the id there; at the end
+ * (rounding), the last one with weight, or tok when none has. */
+static int walk(const cand *c, int n, double cum, double uz, int tok) {
+  for (int i = 0; i < n; i++) {
+    cum += c[i].w;
+    if (c[i].w > 0)
+      tok = c[i].id;
+    if (uz < cum)
+      break;
+  }
+  return tok;
+}
+
+static double mass_sum(const cand *c, int n) {
+  double z = 0;
+  for (int i = 0; i < n; i++)
+    z += c[i].w;
+  return z;
+}
+
 /* Step 9: the first of c[0..n) in id order whose running mass exceeds uz; rounding past the end falls back to
  * the highest id with weight. */
 static int draw_by_id(const cand *c, int n, bool in_id_order, double uz, mimo_sample_ws *ws) {
-  if (in_id_order) {
-    int tok = -1;
-    double cum = 0;
-    for (int i = 0; i < n; i++) {
-      cum += c[i].w;
-      if (c[i].w > 0)
-        tok = c[i].id;
-      if (uz < cum)
-        break;
-    }
-    return tok;
-  }
+  if (in_id_order)
+    return walk(c, n, 0, uz, -1);
   const int sh = ws->shift;
   memset(ws->mass, 0, sizeof ws->mass);
   int last = -1;
@@ -362,15 +372,7 @@ static int draw_by_id(const cand *c, int n, bool in_id_order, double uz, mimo_sa
       ws->bucket[k] = ws->bucket[k - 1];
     ws->bucket[k] = x;
   }
-  int tok = last;
-  for (int i = 0; i < m; i++) {
-    cum += ws->bucket[i].w;
-    if (ws->bucket[i].w > 0)
-      tok = ws->bucket[i].id;
-    if (uz < cum)
-      break;
-  }
-  return tok;
+  return walk(ws->bucket, m, cum, uz, last);
 }
 
 void mimo_sampler_job(mimo_sampler *s, mimo_sample_job *j) {
@@ -464,10 +466,9 @@ int mimo_sample_logits(const mimo_sample_job *j, float *logits, int V, mimo_samp
           sift_down(c, k, 0);
         }
       }
-      for (int i = 0; i < n; i++) {
+      for (int i = 0; i < n; i++)
         c[i].w = expf(c[i].v);
-        z += c[i].w;
-      }
+      z = mass_sum(c, n);
     } else {
       /* weights and their sum in the same pass (the sum in id order, as the draw walks) */
       for (int i = 0; i < L; i++) {
@@ -482,9 +483,7 @@ int mimo_sample_logits(const mimo_sample_job *j, float *logits, int V, mimo_samp
         select_top(c, n, k);
         n = k;
         in_id_order = false;
-        z = 0;
-        for (int i = 0; i < n; i++)
-          z += c[i].w;
+        z = mass_sum(c, n);
       }
     }
     if (j->top_p < 1) {
@@ -505,9 +504,7 @@ int mimo_sample_logits(const mimo_sample_job *j, float *logits, int V, mimo_samp
         n = prefix_reaching(c, n, 0, target);
         in_id_order = false;
       }
-      z = 0;
-      for (int i = 0; i < n; i++)
-        z += c[i].w;
+      z = mass_sum(c, n);
     }
     tok = draw_by_id(c, n, in_id_order, j->u * z, ws);
     if (tok < 0)

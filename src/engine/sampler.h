@@ -71,8 +71,8 @@ typedef struct mimo_sample_ws mimo_sample_ws;
 mimo_status mimo_sample_ws_init(mimo_sample_ws **ws, int vocab);
 void mimo_sample_ws_free(mimo_sample_ws *ws);
 /* Steps 1-9 of a job on host logits[vocab] (overwritten; the processed logits when job->processed_logprobs).
- * info may be NULL; given, it gets the chosen token's logprob and job->logprobs alternatives. Returns the token, or -1 with a message when no id below the job's
- * limit has a logit other than NaN/-inf. */
+ * info may be NULL; given, it gets the chosen token's logprob and job->logprobs alternatives. Returns the token,
+ * or -1 with a message when no id below the job's limit has a logit other than NaN/-inf. */
 int mimo_sample_logits(const mimo_sample_job *job, float *logits, int vocab, mimo_sample_info *info,
                        mimo_sample_ws *ws);
 #endif

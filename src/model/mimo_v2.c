@@ -231,6 +231,18 @@ static void ffn_block(mimo_model *m, int L, int T, scratch *s) {
     be->all_reduce(be, s->t3, (long)T * H);
 }
 
+/* A buffer of the model's kept between steps (no allocation per step), grown to n floats as needed. */
+static float *grow_floats(float **buf, size_t *cap, size_t n) {
+  if (*cap < n) {
+    float *p = realloc(*buf, n * sizeof *p);
+    if (!p)
+      return NULL;
+    *buf = p;
+    *cap = n;
+  }
+  return *buf;
+}
+
 bool mimo_model_samples_on_device(const mimo_model *m) {
   return !m->group && !m->host_sampling && m->be && m->be->sample && m->vocab_n == m->cfg.vocab_size;
 }
@@ -281,16 +293,8 @@ static mimo_status sample_pool_init(mimo_model *m) {
 static mimo_status forward_host_sampling(mimo_model *m, const mimo_batch *b, float *logits) {
   const int V = m->cfg.vocab_size;
   const size_t n = (size_t)b->n_seqs * V;
-  if (!logits) {
-    if (m->sample_logits_n < n) {
-      float *p = realloc(m->sample_logits, n * sizeof *p);
-      if (!p)
-        return mimo_errf(MIMO_E_NOMEM, "logits of %d sequences", b->n_seqs);
-      m->sample_logits = p;
-      m->sample_logits_n = n;
-    }
-    logits = m->sample_logits;
-  }
+  if (!logits && !(logits = grow_floats(&m->sample_logits, &m->sample_logits_n, n)))
+    return mimo_errf(MIMO_E_NOMEM, "logits of %d sequences", b->n_seqs);
   if (!m->sample_pool)
     MIMO_TRY(sample_pool_init(m));
   mimo_batch lb = *b;
@@ -324,17 +328,6 @@ static void scatter_cols(float *logits, const float *part, int rows, int V, int 
     memcpy(logits + (size_t)r * V + v0, part + (size_t)r * vn, (size_t)vn * sizeof(float));
 }
 
-/* A rank's buffer for its logit columns, grown as needed and kept between steps (no allocation per step). */
-static float *logit_slice(mimo_model *m, size_t n) {
-  if (m->logit_part_n < n) {
-    float *p = realloc(m->logit_part, n * sizeof *p);
-    if (!p)
-      return NULL;
-    m->logit_part = p;
-    m->logit_part_n = n;
-  }
-  return m->logit_part;
-}
 
 mimo_status mimo_model_forward_local(mimo_model *m, const mimo_batch *b, float *logits) {
   const mimo_config *c = &m->cfg;
@@ -387,7 +380,8 @@ mimo_status mimo_model_forward_local(mimo_model *m, const mimo_batch *b, float *
   /* A backend with its own memory writes the logits there (t1 holds rows*vocab) and copies them out;
    * a rank computes its vocabulary slice and writes those columns of the shared logits. */
   const int V = c->vocab_size, vn = m->vocab_n;
-  float *part = vn < V ? logit_slice(m, (size_t)rows * vn) : NULL;
+  /* a rank's columns before it scatters them */
+  float *part = vn < V ? grow_floats(&m->logit_part, &m->logit_part_n, (size_t)rows * vn) : NULL;
   if (vn < V && !part) {
     st = mimo_errf(MIMO_E_NOMEM, "logits slice");
   } else if (b->jobs) { /* mimo_model_samples_on_device */
