@@ -210,6 +210,7 @@ __device__ __forceinline__ void dec_seq_of(dec_args &a, const dec_batch &bt, int
 template <int D, int V, int KS, int KT, int NST, bool X3, bool B>
 __global__ void __launch_bounds__(DEC_THREADS) k_attn_decode(dec_args a, const dec_tab<B> bt) {
   constexpr int DS = D + 16, VS = V + 4, MTP = 4 / KS, NT = KT / 8 / KS, QR = MTP * 16;
+  pdl_start();
   if constexpr (B)
     dec_seq_of<D, V>(a, bt, blockIdx.z);
   static_assert(NT >= 1 && KS * QR * V <= NST * KT * (DS + VS), "merge buffer fits in the stage buffers");
@@ -473,6 +474,7 @@ __global__ void __launch_bounds__(256) k_attn_combine(const float *part, float *
   extern __shared__ float4 cmb4[]; /* weights [nsplit, rounded to 4], then [256 / (V/4)][V] partial sums */
   float *cmb = (float *)cmb4;
   __shared__ float red[8];
+  pdl_start();
   const int R = blockIdx.x, g = blockIdx.y, tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
   if constexpr (B) { /* sequence blockIdx.z of a batch: one token (row tok of the step), its cache */
     const dec_seq &s = bt.s[blockIdx.z];
@@ -568,8 +570,7 @@ void dec_launch(cu_ctx *c, dec_args &p, int keys, const dec_tab<B> &bt, int nseq
   p.part = (float *)cu_tmp2(c, (size_t)nz * p.n_kv * p.nsplit * p.rows * (V + 2) * sizeof(float));
   if (!p.part)
     return;
-  k_attn_decode<D, V, KS, KT, NST, X3, B><<<dim3(p.nrg * p.nsplit, p.n_kv, nz), DEC_THREADS, smem, c->st>>>(p, bt);
-  MIMO_CUDA_LAUNCHED(c);
+  cu_launch(c, k_attn_decode<D, V, KS, KT, NST, X3, B>, dim3(p.nrg * p.nsplit, p.n_kv, nz), DEC_THREADS, smem, p, bt);
 }
 
 /* Measured on H200 at 128K (T = 1): 32-key tiles, 2 stages, 2 blocks per SM, one wave of splits is
@@ -604,10 +605,9 @@ void combine(cu_ctx *c, const mimo_attn_args *a, const float *part, int nsplit, 
   if (MIMO_CUDA(c, cudaFuncSetAttribute(k_attn_combine<B>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem)) !=
       MIMO_OK)
     return;
-  k_attn_combine<B><<<dim3(a->T * G, a->n_kv, nseq > 0 ? nseq : 1), 256, smem, c->st>>>(
-      part, a->out, a->sink && a->sink->n ? (const float *)a->sink->dev : NULL, a->T * G, nsplit, a->n_kv, G,
-      a->n_heads, V, ap, bt);
-  MIMO_CUDA_LAUNCHED(c);
+  cu_launch(c, k_attn_combine<B>, dim3(a->T * G, a->n_kv, nseq > 0 ? nseq : 1), 256, smem, part, a->out,
+            a->sink && a->sink->n ? (const float *)a->sink->dev : (const float *)NULL, a->T * G, nsplit, a->n_kv, G,
+            a->n_heads, V, ap, bt);
 }
 void combine(cu_ctx *c, const mimo_attn_args *a, const float *part, int nsplit, kv_app ap) {
   combine<false>(c, a, part, nsplit, ap, dec_none{}, 0);

@@ -267,6 +267,7 @@ static mimo_status cu_download(mimo_backend *be, float *host, const float *src, 
 /* ---- small ops ---- */
 
 __global__ void k_embed(float *out, const void *table, int fmt, const int *ids, int n) {
+  pdl_start();
   const int t = blockIdx.y, i = blockIdx.x * blockDim.x + threadIdx.x;
   if (i >= n)
     return;
@@ -329,8 +330,7 @@ static void cu_embed(mimo_backend *be, float *out, const mimo_linear *table, con
   int *d = upload_ints(c, &c->ids, ids, T);
   if (!d)
     return;
-  k_embed<<<dim3(cdiv(table->in, 256), T), 256, 0, c->st>>>(out, L->w, L->fmt, d, table->in);
-  MIMO_CUDA_LAUNCHED(c);
+  cu_launch(c, k_embed, dim3(cdiv(table->in, 256), T), 256, 0, out, L->w, L->fmt, (const int *)d, table->in);
 }
 
 /* 1 / sqrt(mean square + eps) from each thread's partial sum of squares (block-wide, fixed order). */
@@ -365,8 +365,13 @@ __global__ void __launch_bounds__(256) k_rmsnorm_v(float *out, float *h, const f
 #pragma unroll
   for (int j = 0; j < NV; j++) {
     const int i = threadIdx.x + 256 * j;
-    v[j] = i < n4 ? hr[i] : make_float4(0.f, 0.f, 0.f, 0.f);
     wv[j] = i < n4 ? __ldg((const float4 *)w + i) : make_float4(0.f, 0.f, 0.f, 0.f);
+  }
+  pdl_start();
+#pragma unroll
+  for (int j = 0; j < NV; j++) {
+    const int i = threadIdx.x + 256 * j;
+    v[j] = i < n4 ? hr[i] : make_float4(0.f, 0.f, 0.f, 0.f);
   }
   if (xr) {
 #pragma unroll
@@ -398,6 +403,7 @@ __global__ void __launch_bounds__(256) k_rmsnorm_v(float *out, float *h, const f
 
 /* Rows of any width or alignment: a strided loop. */
 __global__ void k_rmsnorm(float *out, float *h, const float *x, const float *w, int n, float eps) {
+  pdl_start();
   float *hr = h + (size_t)blockIdx.x * n;
   const float *xr = x ? x + (size_t)blockIdx.x * n : NULL;
   float ss = 0.f;
@@ -425,14 +431,13 @@ static void rmsnorm_rows(cu_ctx *c, float *out, float *h, const float *x, const 
   const int nv = n % 4 ? 0 : (int)cdiv(n / 4, 256);
   const bool al = !(((uintptr_t)out | (uintptr_t)h | (uintptr_t)x | (uintptr_t)wd) & 15);
   if (al && nv >= 1 && nv <= 2)
-    k_rmsnorm_v<2><<<T, 256, 0, c->st>>>(out, h, x, wd, n, eps);
+    cu_launch(c, k_rmsnorm_v<2>, T, 256, 0, out, h, x, wd, n, eps);
   else if (al && nv >= 3 && nv <= 4)
-    k_rmsnorm_v<4><<<T, 256, 0, c->st>>>(out, h, x, wd, n, eps);
+    cu_launch(c, k_rmsnorm_v<4>, T, 256, 0, out, h, x, wd, n, eps);
   else if (al && nv >= 5 && nv <= 8)
-    k_rmsnorm_v<8><<<T, 256, 0, c->st>>>(out, h, x, wd, n, eps);
+    cu_launch(c, k_rmsnorm_v<8>, T, 256, 0, out, h, x, wd, n, eps);
   else
-    k_rmsnorm<<<T, 256, 0, c->st>>>(out, h, x, wd, n, eps);
-  MIMO_CUDA_LAUNCHED(c);
+    cu_launch(c, k_rmsnorm, T, 256, 0, out, h, x, wd, n, eps);
 }
 
 static void cu_add_rmsnorm(mimo_backend *be, float *out, float *h, const float *x, const mimo_vec *w, int T, int n,
@@ -447,6 +452,7 @@ static void cu_rmsnorm(mimo_backend *be, float *out, const float *x, const mimo_
 /* Partial NeoX RoPE; angle in fp32 from an fp32 inverse frequency, as the reference (whose inverse frequencies
  * the host computes once per (theta, rotary dims), with the CPU backend's formula: no double pow per element). */
 __global__ void k_rope(float *x, int n_heads, int head_dim, int stride, int half, const int *pos, const float *inv) {
+  pdl_start();
   const int t = blockIdx.y, i = blockIdx.x * blockDim.x + threadIdx.x;
   if (i >= n_heads * half)
     return;
@@ -509,19 +515,21 @@ static void cu_rope(mimo_backend *be, float *x, int T, int n_heads, int head_dim
   if (!dpos)
     return;
   const int half = rot_dim / 2;
-  k_rope<<<dim3(cdiv(n_heads * half, 128), T), 128, 0, c->st>>>(x, n_heads, head_dim, stride, half, dpos, inv);
-  MIMO_CUDA_LAUNCHED(c);
+  cu_launch(c, k_rope, dim3(cdiv(n_heads * half, 128), T), 128, 0, x, n_heads, head_dim, stride, half, dpos, inv);
 }
 
 __global__ void k_scale(float *x, long n, float s) {
+  pdl_start();
   for (long i = blockIdx.x * (long)blockDim.x + threadIdx.x; i < n; i += (long)gridDim.x * blockDim.x)
     x[i] *= s;
 }
 __global__ void k_add(float *y, const float *x, long n) {
+  pdl_start();
   for (long i = blockIdx.x * (long)blockDim.x + threadIdx.x; i < n; i += (long)gridDim.x * blockDim.x)
     y[i] += x[i];
 }
 __global__ void k_swiglu(float *out, const float *g, const float *u, long n) {
+  pdl_start();
   for (long i = blockIdx.x * (long)blockDim.x + threadIdx.x; i < n; i += (long)gridDim.x * blockDim.x) {
     float a = g[i];
     out[i] = a / (1.0f + expf(-a)) * u[i];
@@ -534,21 +542,19 @@ static unsigned ew_grid(long n) {
 }
 
 static void cu_scale(mimo_backend *be, float *x, long n, float s) {
-  k_scale<<<ew_grid(n), 256, 0, cu(be)->st>>>(x, n, s);
-  MIMO_CUDA_LAUNCHED(cu(be));
+  cu_launch(cu(be), k_scale, ew_grid(n), 256, 0, x, n, s);
 }
 static void cu_add(mimo_backend *be, float *y, const float *x, long n) {
-  k_add<<<ew_grid(n), 256, 0, cu(be)->st>>>(y, x, n);
-  MIMO_CUDA_LAUNCHED(cu(be));
+  cu_launch(cu(be), k_add, ew_grid(n), 256, 0, y, x, n);
 }
 static void cu_swiglu(mimo_backend *be, float *out, const float *g, const float *u, long n) {
-  k_swiglu<<<ew_grid(n), 256, 0, cu(be)->st>>>(out, g, u, n);
-  MIMO_CUDA_LAUNCHED(cu(be));
+  cu_launch(cu(be), k_swiglu, ew_grid(n), 256, 0, out, g, u, n);
 }
 /* One launch for the fused qkv's de-chunking, the value scale and (inv != NULL) RoPE on q and k: a thread per
  * element; of a rotated pair (d, d + half) of a head the thread of d writes both. Heads lie inside chunks. */
 __global__ void k_qkv_split(float *q, float *k, float *v, const float *qkv, int chunks, int qc, int kc, int vc,
                             float v_scale, const int *pos, const float *inv, int hd, int half) {
+  pdl_start();
   const int t = blockIdx.y, per = qc + kc + vc, row = chunks * per;
   const float *src = qkv + (size_t)t * row;
   for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < row; i += gridDim.x * blockDim.x) {
@@ -585,9 +591,8 @@ static void cu_qkv_split(mimo_backend *be, float *q, float *k, float *v, const f
   }
   if (rope && (!(inv = rope_inv(c, rope->theta, rope->rot_dim)) || !(dpos = rope_pos(c, rope->pos, T))))
     return;
-  k_qkv_split<<<dim3(cdiv(row, 256), T), 256, 0, c->st>>>(q, k, v, qkv, chunks, qc, kc, vc, v_scale, dpos, inv,
-                                                          rope ? rope->head_dim : 1, rope ? rope->rot_dim / 2 : 0);
-  MIMO_CUDA_LAUNCHED(c);
+  cu_launch(c, k_qkv_split, dim3(cdiv(row, 256), T), 256, 0, q, k, v, qkv, chunks, qc, kc, vc, v_scale, dpos, inv,
+            rope ? rope->head_dim : 1, rope ? rope->rot_dim / 2 : 0);
 }
 
 static void cu_copy2d(mimo_backend *be, float *dst, long dst_ld, const float *src, long src_ld, int rows, int cols) {
@@ -640,6 +645,34 @@ static void cu_free_be(mimo_backend *be) {
   free(be);
 }
 
+/* The architecture the running device code was compiled for (the compute_80 PTX build JIT-compiled on a Hopper
+ * reports 800): programmatic dependent launch needs the SM90 code's griddepcontrol in every kernel. */
+__global__ void k_code_arch(int *out) {
+#ifdef __CUDA_ARCH__
+  *out = __CUDA_ARCH__;
+#endif
+}
+static mimo_status probe_pdl(cu_ctx *c) {
+  if (c->cc < 90)
+    return MIMO_OK;
+  int *d = NULL, arch = 0;
+  mimo_status st = MIMO_CUDA(c, cudaMalloc(&d, sizeof *d));
+  if (st != MIMO_OK)
+    return st;
+  k_code_arch<<<1, 1, 0, c->st>>>(d);
+  st = MIMO_CUDA_LAUNCHED(c);
+  if (st == MIMO_OK)
+    st = MIMO_CUDA(c, cudaMemcpyAsync(&arch, d, sizeof arch, cudaMemcpyDeviceToHost, c->st));
+  if (st == MIMO_OK)
+    st = MIMO_CUDA(c, cudaStreamSynchronize(c->st));
+  const mimo_status fr = MIMO_CUDA(c, cudaFree(d));
+  c->pdl = st == MIMO_OK && arch >= 900;
+  return st != MIMO_OK ? st : fr;
+}
+
+static int pdl_off = -1;
+extern "C" int mimo_cuda_pdl_off(int on) { return cu_switch(&pdl_off, "MIMO_CUDA_PDL", "off", on); }
+
 extern "C" int mimo_cuda_device_count(void) {
   int n = 0;
   if (cudaGetDeviceCount(&n) != cudaSuccess) {
@@ -679,6 +712,10 @@ extern "C" mimo_status mimo_backend_cuda_init(mimo_backend **out, int device) {
     st = MIMO_CUDA(c, cudaEventCreate(&c->ev0));
   if (st == MIMO_OK)
     st = MIMO_CUDA(c, cudaEventCreate(&c->ev1));
+  if (st == MIMO_OK) {
+    c->cc = p.major * 10 + p.minor;
+    st = probe_pdl(c);
+  }
   if (st != MIMO_OK) {
     c->err = MIMO_OK;
     cu_free_be(be);
@@ -687,8 +724,8 @@ extern "C" mimo_status mimo_backend_cuda_init(mimo_backend **out, int device) {
   c->cc = p.major * 10 + p.minor;
   c->mem_total = p.totalGlobalMem;
   c->sms = p.multiProcessorCount;
-  snprintf(c->name, sizeof c->name, "%.200s (sm_%d, %d SMs, %.1f GiB)", p.name, c->cc, c->sms,
-           p.totalGlobalMem / 1073741824.0);
+  snprintf(c->name, sizeof c->name, "%.200s (sm_%d, %d SMs, %.1f GiB%s)", p.name, c->cc, c->sms,
+           p.totalGlobalMem / 1073741824.0, c->pdl ? ", programmatic dependent launch" : "");
   be->name = "cuda";
   be->alloc = cu_alloc;
   be->release = cu_release;

@@ -69,6 +69,7 @@ typedef struct cu_ctx {
   cudaEvent_t ev0, ev1;
   struct cu_prof *prof;      /* MIMO_CUDA_PROFILE: op timing (cuda_profile.cu), else NULL */
   unsigned *route_done;      /* k_router_route's finished-block counter (zero between launches) */
+  int pdl;                   /* programmatic dependent launch usable: SM90+ device running SM90+ code (cu_launch) */
   size_t mem_limit;          /* --gpu-memory-utilization x total (0: none); weights + KV + scratch */
   size_t mem_used;
   size_t mem_total;
@@ -111,6 +112,42 @@ static inline int cu_switch(int *state, const char *var, const char *value, int 
 
 /* The KV cache slot of position p (kv_cache.c's layout): full layers p, sliding layers a ring of cap slots. */
 __host__ __device__ __forceinline__ int kv_slot(int p, int cap, int ring) { return ring ? p % cap : p; }
+
+/* Programmatic dependent launch (SM90, issue 5's decode step): a kernel launched by cu_launch may be scheduled
+ * while the kernel before it on the stream is still finishing, so its launch latency and its first weight loads
+ * overlap the previous kernel's tail (at batch 1 a decode step is ~50 dependent launches of a few µs each).
+ * The contract of a kernel launched that way:
+ * - before pdl_start() it reads only constant data (weights, tables built at load) or, through L2 (__ldcg), what a
+ *   launch at least two back on the stream wrote, and it writes no global memory;
+ * - pdl_start() waits until the previous kernel has finished and its writes are visible, then lets the next
+ *   kernel be scheduled. Every kernel calls it after its own wait, so when a kernel starts, the one before it has
+ *   passed its wait: everything two launches back is complete.
+ * On devices or builds below SM90 both are no-ops and cu_launch launches normally. */
+__device__ __forceinline__ void pdl_start() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;\n" ::: "memory");
+  asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
+#endif
+}
+/* Test hook and MIMO_CUDA_PDL=off: launch every kernel fully serialised (before/after in one run). */
+extern "C" int mimo_cuda_pdl_off(int on);
+static inline bool cu_pdl(cu_ctx *c) { return c->pdl && !mimo_cuda_pdl_off(-1); }
+/* Launches k<<<g, b, smem, c->st>>>(args...), programmatically dependent on the previous kernel where cu_pdl(c);
+ * k must keep the contract above. A launch error is recorded like MIMO_CUDA_LAUNCHED. */
+template <typename... P, typename... A>
+static inline void cu_launch(cu_ctx *c, void (*k)(P...), dim3 g, dim3 b, size_t smem, A... args) {
+  cudaLaunchAttribute at[1];
+  at[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  at[0].val.programmaticStreamSerializationAllowed = 1;
+  cudaLaunchConfig_t cfg = {};
+  cfg.gridDim = g;
+  cfg.blockDim = b;
+  cfg.dynamicSmemBytes = smem;
+  cfg.stream = c->st;
+  cfg.attrs = at;
+  cfg.numAttrs = cu_pdl(c) ? 1 : 0;
+  MIMO_CUDA(c, cudaLaunchKernelEx(&cfg, k, args...));
+}
 
 static inline unsigned cdiv(long a, long b) { return (unsigned)((a + b - 1) / b); }
 
@@ -228,26 +265,33 @@ template <int FMT> __device__ __forceinline__ void load8(const void *w, size_t k
   }
 }
 
-/* Dense row · x over elements [k0, k1) (multiples of 8): each lane takes 8 consecutive
- * weights (16 bytes of bf16) per step, four steps' loads issued before their
- * arithmetic so that a warp keeps 2 KB in flight (one load at a time left the
- * memory system idle between round trips). */
+/* A lane's batch of a dense row's stream: 4 × 8 weights at k, k + 256, k + 512, k + 768 (all loads issued before
+ * the first use, so that a warp keeps 2 KB in flight: one load at a time left the memory system idle between round
+ * trips), and its dot with x (one order, whoever loaded the batch). */
+template <int FMT> __device__ __forceinline__ void load_batch4(const cu_lin &L, size_t base, int k, float (&w)[4][8]) {
+#pragma unroll
+  for (int u = 0; u < 4; u++)
+    load8<FMT>(L.w, base + k + u * 256, w[u]);
+}
+__device__ __forceinline__ float dot_batch4(const float (&w)[4][8], const float *x, int k, float acc) {
+#pragma unroll
+  for (int u = 0; u < 4; u++) {
+    const float4 x0 = *(const float4 *)(x + k + u * 256), x1 = *(const float4 *)(x + k + u * 256 + 4);
+    acc += w[u][0] * x0.x + w[u][1] * x0.y + w[u][2] * x0.z + w[u][3] * x0.w + w[u][4] * x1.x + w[u][5] * x1.y +
+           w[u][6] * x1.z + w[u][7] * x1.w;
+  }
+  return acc;
+}
+
+/* Dense row r · x from the lane's element k (k ≡ 8·lane mod 256) to k1, added to acc: batches of 4 steps of 256,
+ * then single steps. */
 template <int FMT>
-__device__ __forceinline__ float warp_dot_dense_range(const cu_lin &L, int r, const float *x, int lane, int k0, int k1) {
+__device__ __forceinline__ float warp_dot_dense_from(const cu_lin &L, int r, const float *x, int k, int k1, float acc) {
   const size_t base = (size_t)r * L.in;
-  float acc = 0.f;
-  int k = k0 + lane * 8;
   for (; k + 3 * 256 < k1; k += 4 * 256) {
     float w[4][8];
-#pragma unroll
-    for (int u = 0; u < 4; u++)
-      load8<FMT>(L.w, base + k + u * 256, w[u]);
-#pragma unroll
-    for (int u = 0; u < 4; u++) {
-      const float4 x0 = *(const float4 *)(x + k + u * 256), x1 = *(const float4 *)(x + k + u * 256 + 4);
-      acc += w[u][0] * x0.x + w[u][1] * x0.y + w[u][2] * x0.z + w[u][3] * x0.w + w[u][4] * x1.x + w[u][5] * x1.y +
-             w[u][6] * x1.z + w[u][7] * x1.w;
-    }
+    load_batch4<FMT>(L, base, k, w);
+    acc = dot_batch4(w, x, k, acc);
   }
   for (; k < k1; k += 256) {
     float w[8];
@@ -257,6 +301,12 @@ __device__ __forceinline__ float warp_dot_dense_range(const cu_lin &L, int r, co
            w[7] * x1.w;
   }
   return acc;
+}
+
+/* Dense row · x over elements [k0, k1) (multiples of 8): each lane takes 8 consecutive weights per step. */
+template <int FMT>
+__device__ __forceinline__ float warp_dot_dense_range(const cu_lin &L, int r, const float *x, int lane, int k0, int k1) {
+  return warp_dot_dense_from<FMT>(L, r, x, k0 + lane * 8, k1, 0.f);
 }
 
 /* Dense row · x: each lane takes 8 consecutive weights (16 bytes of bf16) per step. */

@@ -134,15 +134,35 @@ mimo_status cu_upload_linear(mimo_backend *be, mimo_linear *W) {
 
 template <int FMT, int MT>
 __global__ void __launch_bounds__(256) k_gemv(float *y, const float *x, cu_lin L) {
-  int lane = threadIdx.x & 31, r = blockIdx.x * GEMV_ROWS + (threadIdx.x >> 5);
-  if (r >= L.out)
-    return;
-  /* Tokens share the row's loads: the loop over t sits inside warp_dot's stream for MT=1;
-   * for MT>1 each token re-reads the row from L1 (it was just fetched). */
+  const int lane = threadIdx.x & 31, r = blockIdx.x * GEMV_ROWS + (threadIdx.x >> 5);
+  const bool live = r < L.out;
   float acc[MT];
+  if (FMT == CU_INT4) {
+    pdl_start();
+    if (!live)
+      return;
+    /* each token re-reads the row from L1 (it was just fetched) */
 #pragma unroll
-  for (int t = 0; t < MT; t++)
-    acc[t] = warp_dot<FMT>(L, r, x + (size_t)t * L.in, lane);
+    for (int t = 0; t < MT; t++)
+      acc[t] = warp_dot<FMT>(L, r, x + (size_t)t * L.in, lane);
+  } else {
+    /* The row's first batch is loaded before the previous kernel has finished (cu_launch) and serves every token;
+     * the rest of the row is re-read from L1 for tokens after the first. */
+    const int k0 = lane * 8;
+    const bool head = live && k0 + 3 * 256 < L.in;
+    float w0[4][8];
+    if (head)
+      load_batch4<FMT>(L, (size_t)r * L.in, k0, w0);
+    pdl_start();
+    if (!live)
+      return;
+#pragma unroll
+    for (int t = 0; t < MT; t++) {
+      const float *xt = x + (size_t)t * L.in;
+      const float a = head ? dot_batch4(w0, xt, k0, 0.f) : 0.f;
+      acc[t] = warp_sum(warp_dot_dense_from<FMT>(L, r, xt, head ? k0 + 4 * 256 : k0, L.in, a));
+    }
+  }
   if (lane == 0)
 #pragma unroll
     for (int t = 0; t < MT; t++)
@@ -154,6 +174,7 @@ __global__ void __launch_bounds__(256) k_gemv(float *y, const float *x, cu_lin L
 template <int FMT, int MT>
 __global__ void __launch_bounds__(256) k_gemv_splitk(float *y, const float *x, cu_lin L) {
   __shared__ float part[8][MT];
+  pdl_start();
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, r = blockIdx.x;
   const int per = (L.in + 8 * 256 - 1) / (8 * 256) * 256, k0 = warp * per, k1 = k0 + per < L.in ? k0 + per : L.in;
 #pragma unroll
@@ -183,21 +204,19 @@ template <int FMT> static void gemv_fmt(cu_ctx *c, float *y, const float *x, int
     dim3 g(cdiv(L->out, GEMV_ROWS));
     if (splitk) {
       switch (n) {
-      case 1: k_gemv_splitk<FMT, 1><<<L->out, 256, 0, c->st>>>(yy, xx, *L); break;
-      case 2: k_gemv_splitk<FMT, 2><<<L->out, 256, 0, c->st>>>(yy, xx, *L); break;
-      case 3: k_gemv_splitk<FMT, 3><<<L->out, 256, 0, c->st>>>(yy, xx, *L); break;
-      default: k_gemv_splitk<FMT, 4><<<L->out, 256, 0, c->st>>>(yy, xx, *L); break;
+      case 1: cu_launch(c, k_gemv_splitk<FMT, 1>, L->out, 256, 0, yy, xx, *L); break;
+      case 2: cu_launch(c, k_gemv_splitk<FMT, 2>, L->out, 256, 0, yy, xx, *L); break;
+      case 3: cu_launch(c, k_gemv_splitk<FMT, 3>, L->out, 256, 0, yy, xx, *L); break;
+      default: cu_launch(c, k_gemv_splitk<FMT, 4>, L->out, 256, 0, yy, xx, *L); break;
       }
-      MIMO_CUDA_LAUNCHED(c);
       continue;
     }
     switch (n) {
-    case 1: k_gemv<FMT, 1><<<g, 256, 0, c->st>>>(yy, xx, *L); break;
-    case 2: k_gemv<FMT, 2><<<g, 256, 0, c->st>>>(yy, xx, *L); break;
-    case 3: k_gemv<FMT, 3><<<g, 256, 0, c->st>>>(yy, xx, *L); break;
-    default: k_gemv<FMT, 4><<<g, 256, 0, c->st>>>(yy, xx, *L); break;
+    case 1: cu_launch(c, k_gemv<FMT, 1>, g, 256, 0, yy, xx, *L); break;
+    case 2: cu_launch(c, k_gemv<FMT, 2>, g, 256, 0, yy, xx, *L); break;
+    case 3: cu_launch(c, k_gemv<FMT, 3>, g, 256, 0, yy, xx, *L); break;
+    default: cu_launch(c, k_gemv<FMT, 4>, g, 256, 0, yy, xx, *L); break;
     }
-    MIMO_CUDA_LAUNCHED(c);
   }
 }
 

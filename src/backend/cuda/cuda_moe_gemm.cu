@@ -190,6 +190,7 @@ template <bool PERM> __global__ void k_gg_xbf16(uint4 *xb, const float4 *x, long
 
 /* out[t] = sum over k (in order) of y[slot[t][k]]: fixed order, no atomics. */
 __global__ void k_gg_combine(float4 *out, const float4 *y, const int *slot, long n4, int H4, int K) {
+  pdl_start();
   for (long i = blockIdx.x * (long)blockDim.x + threadIdx.x; i < n4; i += (long)gridDim.x * blockDim.x) {
     const long t = i / H4;
     const int c4 = (int)(i % H4);
@@ -210,9 +211,8 @@ __global__ void k_gg_combine(float4 *out, const float4 *y, const int *slot, long
 
 void cu_moe_combine(cu_ctx *c, float *out, const float *y, const int *slot, int T, int H, int K) {
   const long n4 = (long)T * H / 4;
-  k_gg_combine<<<cdiv(n4, 256) < 8192 ? cdiv(n4, 256) : 8192, 256, 0, c->st>>>((float4 *)out, (const float4 *)y, slot,
-                                                                               n4, H / 4, K);
-  MIMO_CUDA_LAUNCHED(c);
+  cu_launch(c, k_gg_combine, cdiv(n4, 256) < 8192 ? cdiv(n4, 256) : 8192, 256, 0, (float4 *)out, (const float4 *)y, slot,
+            n4, H / 4, K);
 }
 
 /* ---- grouped GEMM ---- */

@@ -131,25 +131,29 @@ __global__ void __launch_bounds__(RT_WARPS * 32) k_router_route(const float *x, 
   __shared__ int last;
   const int lane = threadIdx.x & 31, wp = threadIdx.x >> 5, row = blockIdx.x * RT_WARPS + wp;
   const int len = H / RT_PARTS, k0 = blockIdx.y * len, n4 = len / 4;
-  for (int i = threadIdx.x; i < T * n4; i += RT_WARPS * 32)
-    cp16(xs + i, x + (size_t)(i / n4) * H + k0 + 4 * (i % n4));
-  cp_commit();
   const float *w = W + (size_t)(row < E ? row : 0) * H + k0;
-  float acc[RT_TMAX];
-#pragma unroll
-  for (int t = 0; t < RT_TMAX; t++)
-    acc[t] = 0.f;
-  for (int c0 = 0; c0 < n4; c0 += 32 * RT_LD) { /* RT_LD 16-byte weight loads in flight per lane */
-    float4 wv[RT_LD];
+  float4 wv[RT_LD]; /* RT_LD 16-byte weight loads in flight per lane */
+  const auto load = [&](int c0) {
 #pragma unroll
     for (int u = 0; u < RT_LD; u++) {
       const int i = c0 + lane + 32 * u;
       wv[u] = row < E && i < n4 ? __ldg((const float4 *)w + i) : make_float4(0.f, 0.f, 0.f, 0.f);
     }
-    if (c0 == 0) {
-      cp_wait<0>();
-      __syncthreads();
-    }
+  };
+  load(0); /* the weights need nothing from the previous kernel (cu_launch) */
+  pdl_start();
+  for (int i = threadIdx.x; i < T * n4; i += RT_WARPS * 32)
+    cp16(xs + i, x + (size_t)(i / n4) * H + k0 + 4 * (i % n4));
+  cp_commit();
+  cp_wait<0>();
+  __syncthreads();
+  float acc[RT_TMAX];
+#pragma unroll
+  for (int t = 0; t < RT_TMAX; t++)
+    acc[t] = 0.f;
+  for (int c0 = 0; c0 < n4; c0 += 32 * RT_LD) {
+    if (c0 > 0)
+      load(c0);
 #pragma unroll
     for (int t = 0; t < RT_TMAX; t++)
       if (t < T) {
@@ -202,9 +206,8 @@ void cu_moe_route(cu_ctx *c, float *z, const float *x, int T, const cu_lin *rout
     c->route_done = (unsigned *)d;
   }
   if (fused) {
-    k_router_route<<<dim3(cdiv(E, RT_WARPS), RT_PARTS), RT_WARPS * 32, smem, c->st>>>(
-        x, T, (const float *)router->w, E, router->in, bias, K, norm, scaling, z, c->route_done, sel, wts);
-    MIMO_CUDA_LAUNCHED(c);
+    cu_launch(c, k_router_route, dim3(cdiv(E, RT_WARPS), RT_PARTS), RT_WARPS * 32, smem, x, T,
+              (const float *)router->w, E, router->in, bias, K, norm, scaling, z, c->route_done, sel, wts);
     cu_moe_mark(c, 1); /* the phase hook sees router and routing as "router" */
     return;
   }

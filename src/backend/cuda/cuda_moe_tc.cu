@@ -41,6 +41,7 @@ __device__ __forceinline__ void mma_u8s8(int (&d)[4], uint32_t a0, uint32_t a1, 
 /* x [n][len] fp32 -> rec [n][len/128][TC_REC]: one warp per (vector, step), lane i takes inputs 4i..4i+3. The
  * record's tail holds per t: (128·X_2t + X_2t+1, s·2^(−7(2t+1))), X_c = Σ of limb c over the step. */
 __global__ void k_tc_split8(char *rec, const float *x, int n, int len) {
+  pdl_start();
   const int warp = (int)((blockIdx.x * (long)blockDim.x + threadIdx.x) >> 5), lane = threadIdx.x & 31, nst = len / 128;
   if (warp >= n * nst)
     return;
@@ -104,21 +105,24 @@ template <int NM> struct tc_ring {
   enum { WB = NM * 2 * 32 * 16, SB = NM * 16 * 4, BYTES = WB + TC_REC + SB };
 };
 
-/* Issues step s into stage st: q[m] row g's word t (step 0), scp the scale words of row lane % 16 of matrix
- * lane / 16, rec the vector's step records. Not committed. */
+/* Issues the weights of step s into stage st: q[m] row g's word t (step 0), scp the scale words of row lane % 16 of
+ * matrix lane / 16. Not committed. */
 template <int NM>
-__device__ __forceinline__ void tc_fill(char *st, const uint4 *const (&q)[NM], const uint32_t *scp, const tc_map &mp,
-                                        const char *rec, int s, int gshift, int lane) {
+__device__ __forceinline__ void tc_fill_w(char *st, const uint4 *const (&q)[NM], const uint32_t *scp, const tc_map &mp,
+                                          int s, int gshift, int lane) {
   uint4 *w = (uint4 *)st;
 #pragma unroll
   for (int m = 0; m < NM; m++) {
     cp16(w + (2 * m) * 32 + lane, q[m] + (size_t)mp.qstep * s);
     cp16(w + (2 * m + 1) * 32 + lane, q[m] + mp.r8w + (size_t)mp.qstep * s);
   }
-  if (lane < TC_REC / 16)
-    cp16(st + tc_ring<NM>::WB + 16 * lane, rec + (size_t)s * TC_REC + 16 * lane);
   if (lane < NM * 16)
     cp4((uint32_t *)(st + tc_ring<NM>::WB + TC_REC) + lane, scp + (size_t)mp.sstep * ((s * 128) >> gshift));
+}
+/* Issues the vector's record of step s (rec: its step records) into stage st. Not committed. */
+template <int NM> __device__ __forceinline__ void tc_fill_r(char *st, const char *rec, int s, int lane) {
+  if (lane < TC_REC / 16)
+    cp16(st + tc_ring<NM>::WB + 16 * lane, rec + (size_t)s * TC_REC + 16 * lane);
 }
 
 /* One step from stage st: acc[m][0|1] += scale · (rows g, g+8 of matrix m) · x over this thread's limb columns
@@ -150,21 +154,30 @@ __device__ __forceinline__ void tc_use(float (&acc)[NM][2], const char *st, int 
   }
 }
 
-/* Steps 0..n-1 through the warp's ring of S stages of `bytes` each: fill(stage, i) issues step i, use(stage, i)
- * consumes it. Whole warp. (Reading step i + 1's operands into registers while step i computes was measured: no
- * gain at 1, 8 or 32 tokens, docs/cuda.md round 5.) */
-template <int S, typename Fill, typename Use>
-__device__ __forceinline__ void tc_ring_walk(char *ring, int bytes, int n, Fill fill, Use use) {
+/* Steps 0..n-1 through the warp's ring of S stages of `bytes` each: fill_w(stage, i) issues step i's weights,
+ * fill_r(stage, i) its activation records, use(stage, i) consumes it. Whole warp. The first S − 1 steps' weights
+ * are issued before pdl_start (they need nothing from the previous kernel), their records after it. (Reading step
+ * i + 1's operands into registers while step i computes was measured: no gain at 1, 8 or 32 tokens, docs/cuda.md
+ * round 5.) */
+template <int S, typename FillW, typename FillR, typename Use>
+__device__ __forceinline__ void tc_ring_walk(char *ring, int bytes, int n, FillW fill_w, FillR fill_r, Use use) {
+#pragma unroll
+  for (int i = 0; i < S - 1; i++)
+    if (i < n)
+      fill_w(ring + i * bytes, i);
+  pdl_start();
 #pragma unroll
   for (int i = 0; i < S - 1; i++) {
     if (i < n)
-      fill(ring + i * bytes, i);
-    cp_commit();
+      fill_r(ring + i * bytes, i);
+    cp_commit(); /* group i: step i's records (group 0 also every early weight) */
   }
   int fs = S - 1, us = 0; /* stages being filled and used */
   for (int i = 0; i < n; i++) {
-    if (i + S - 1 < n)
-      fill(ring + fs * bytes, i + S - 1);
+    if (i + S - 1 < n) {
+      fill_w(ring + fs * bytes, i + S - 1);
+      fill_r(ring + fs * bytes, i + S - 1);
+    }
     cp_commit();
     cp_wait<S - 1>();
     __syncwarp(); /* the other lanes' copies of step i have landed */
@@ -192,9 +205,11 @@ __global__ void __launch_bounds__(W * 32) k_tc_up(float *hf, const char *xrec, c
   const int r0 = (blockIdx.x * (W / P) + wp / P) * TC_ROWS, n16 = H / 32, groups = H >> gshift, nst = H / 128;
   const int pi = wp % P, sa = pi * nst / P, sb = (pi + 1) * nst / P;
   const bool live = r0 < I;
+  if (!live)
+    pdl_start(); /* (live warps wait in their walk) */
   if (live) {
     char *ring = (char *)tc_sm + (size_t)wp * S * tc_ring<2>::BYTES;
-    const int e = __ldg(sel + tk);
+    const int e = __ldcg(sel + tk); /* routed two launches back: complete when this kernel starts (cu_launch) */
     const uint4 *gq = tab[e * 3].q, *uq = tab[e * 3 + 1].q;
     const uint32_t *sp = tab[e * 3 + (lane >> 4)].sz;
     const uint4 *const q[2] = {tc_q(gq, tiled, r0, g, t, n16), tc_q(uq, tiled, r0, g, t, n16)};
@@ -203,8 +218,8 @@ __global__ void __launch_bounds__(W * 32) k_tc_up(float *hf, const char *xrec, c
     const char *rec = xrec + (size_t)(tk / K) * nst * TC_REC;
     float acc[2][2] = {{0.f, 0.f}, {0.f, 0.f}};
     tc_ring_walk<S>(
-        ring, tc_ring<2>::BYTES, sb - sa,
-        [&](char *st, int i) { tc_fill<2>(st, q, scp, mp, rec, sa + i, gshift, lane); },
+        ring, tc_ring<2>::BYTES, sb - sa, [&](char *st, int i) { tc_fill_w<2>(st, q, scp, mp, sa + i, gshift, lane); },
+        [&](char *st, int i) { tc_fill_r<2>(st, rec, sa + i, lane); },
         [&](const char *st, int) { tc_use<2>(acc, st, g, t, lane); });
 #pragma unroll
     for (int m = 0; m < 2; m++) {
@@ -243,30 +258,37 @@ __global__ void __launch_bounds__(W * 32) k_tc_down(float *out, const char *hrec
   const int tt = blockIdx.y, r0 = blockIdx.x * NT * TC_ROWS, wp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   const int g = lane >> 2, t = lane & 3, n16 = I / 32, groups = I >> gshift, nst = I / 128;
   const int st = lane >> 4 < NT ? lane >> 4 : 0; /* the row tile whose scale words this lane fetches */
-  if (threadIdx.x < K) { /* the slots' weights, fetched once */
-    const cu_lin *D = tab + __ldg(sel + tt * K + threadIdx.x) * 3 + 2;
+  if (threadIdx.x < K) { /* the slots' weights, fetched once; routed launches back, complete now (cu_launch) */
+    const cu_lin *D = tab + __ldcg(sel + tt * K + threadIdx.x) * 3 + 2;
     sq[threadIdx.x] = D->q;
     ss[threadIdx.x] = D->sz;
-    sw[threadIdx.x] = __ldg(wts + tt * K + threadIdx.x);
+    sw[threadIdx.x] = __ldcg(wts + tt * K + threadIdx.x);
   }
   __syncthreads();
   char *ring = (char *)tc_sm + (size_t)wp * S * tc_ring<NT>::BYTES;
   const tc_map mp = tc_map_of(tiled, n16, groups);
   const int ns = wp < K ? (K - wp + W - 1) / W : 0;
   float acc[NT][2] = {}, og[NT][2] = {};
-  int fk = wp, fs = 0, uk = wp, us = 0; /* slot and step of the next fill and use (both walk in order) */
+  /* slot and step of the next weight fill, record fill and use (each walks in order) */
+  int wk = wp, ws = 0, rk = wp, rs = 0, uk = wp, us = 0;
   tc_ring_walk<S>(
       ring, tc_ring<NT>::BYTES, ns * nst,
       [&](char *stg, int) {
         const uint4 *q[NT];
 #pragma unroll
         for (int m = 0; m < NT; m++)
-          q[m] = tc_q(sq[fk], tiled, r0 + m * TC_ROWS, g, t, n16);
-        tc_fill<NT>(stg, q, tc_sz(ss[fk], tiled, r0 + st * TC_ROWS, lane & 15, groups), mp,
-                    hrec + (size_t)(tt * K + fk) * nst * TC_REC, fs, gshift, lane);
-        if (++fs == nst) {
-          fs = 0;
-          fk += W;
+          q[m] = tc_q(sq[wk], tiled, r0 + m * TC_ROWS, g, t, n16);
+        tc_fill_w<NT>(stg, q, tc_sz(ss[wk], tiled, r0 + st * TC_ROWS, lane & 15, groups), mp, ws, gshift, lane);
+        if (++ws == nst) {
+          ws = 0;
+          wk += W;
+        }
+      },
+      [&](char *stg, int) {
+        tc_fill_r<NT>(stg, hrec + (size_t)(tt * K + rk) * nst * TC_REC, rs, lane);
+        if (++rs == nst) {
+          rs = 0;
+          rk += W;
         }
       },
       [&](const char *stg, int) {
@@ -346,6 +368,7 @@ __global__ void __launch_bounds__(1024) k_tc_group(const int *sel, int n, int e0
                                                    int *perm, int4 *items, int *nitems) {
   extern __shared__ int cnt[];
   __shared__ int ws[64], carry[2];
+  pdl_start();
   const int i = threadIdx.x;
   for (int e = i; e < nloc; e += blockDim.x)
     cnt[e] = 0;
@@ -392,15 +415,23 @@ template <int NM, int NT> struct tcg_ring {
   enum { WB = NM * 2 * 32 * 16, RB = NT * TC_REC, SB = NM * 16 * 4, BYTES = WB + RB + SB };
 };
 
+/* Issues the weights and scale words of step s into stage st. Not committed. */
 template <int NM, int NT>
-__device__ __forceinline__ void tcg_fill(char *st, const uint4 *const *q, const uint32_t *scp, const tc_map &mp,
-                                         const char *const *mrec, int n, int s, int gshift, int lane) {
+__device__ __forceinline__ void tcg_fill_w(char *st, const uint4 *const *q, const uint32_t *scp, const tc_map &mp,
+                                           int s, int gshift, int lane) {
   uint4 *w = (uint4 *)st;
 #pragma unroll
   for (int m = 0; m < NM; m++) {
     cp16(w + (2 * m) * 32 + lane, q[m] + (size_t)mp.qstep * s);
     cp16(w + (2 * m + 1) * 32 + lane, q[m] + mp.r8w + (size_t)mp.qstep * s);
   }
+  if (lane < NM * 16)
+    cp4((uint32_t *)(st + tcg_ring<NM, NT>::WB + tcg_ring<NM, NT>::RB) + lane,
+        scp + (size_t)mp.sstep * ((s * 128) >> gshift));
+}
+/* Issues the n members' records of step s into stage st. Not committed. */
+template <int NM, int NT>
+__device__ __forceinline__ void tcg_fill_r(char *st, const char *const *mrec, int n, int s, int lane) {
   enum { CH = TC_REC / 16 };
 #pragma unroll
   for (int c = lane; c < NT * CH; c += 32) {
@@ -408,9 +439,6 @@ __device__ __forceinline__ void tcg_fill(char *st, const uint4 *const *q, const 
     if (mb < n)
       cp16(st + tcg_ring<NM, NT>::WB + mb * TC_REC + 16 * k, mrec[mb] + (size_t)s * TC_REC + 16 * k);
   }
-  if (lane < NM * 16)
-    cp4((uint32_t *)(st + tcg_ring<NM, NT>::WB + tcg_ring<NM, NT>::RB) + lane,
-        scp + (size_t)mp.sstep * ((s * 128) >> gshift));
 }
 
 /* One step for the n live members: acc[m][p][0|1] += scale · (rows g, g+8 of matrix m) · member (2p + t/2). */
@@ -470,9 +498,10 @@ __global__ void __launch_bounds__(W * 32)
   static_assert(!UP || NM == 2, "gate+up is two matrices");
   extern __shared__ uint4 tc_sm[];
   __shared__ const char *mrec[NT];
-  if ((int)blockIdx.y >= __ldg(nitems))
+  /* items, nitems and perm come from k_tc_group, two launches back: complete when this kernel starts (cu_launch) */
+  if ((int)blockIdx.y >= __ldcg(nitems))
     return;
-  const int4 item = items[blockIdx.y]; /* first position, members, local expert */
+  const int4 item = __ldcg(items + blockIdx.y); /* first position, members, local expert */
   const int n = item.y, wp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
   const int tile = UP ? TC_ROWS : NM * TC_ROWS; /* output rows of a warp tile */
   const int r0 = (blockIdx.x * (W / P) + wp / P) * tile, n16 = len / 32, groups = len >> gshift, nst = len / 128;
@@ -480,12 +509,14 @@ __global__ void __launch_bounds__(W * 32)
   if (threadIdx.x < NT)
     mrec[threadIdx.x] =
         (int)threadIdx.x < n
-            ? rec + (size_t)(UP ? __ldg(perm + item.x + threadIdx.x) / K : item.x + threadIdx.x) * nst * TC_REC
+            ? rec + (size_t)(UP ? __ldcg(perm + item.x + threadIdx.x) / K : item.x + threadIdx.x) * nst * TC_REC
             : NULL;
   __syncthreads();
   const bool live = r0 < rows;
   typedef float part_t[NM][NT][TC_ROWS]; /* a warp's sums, in its own ring once the walk is done */
   const auto part = [&](int w) -> part_t & { return *(part_t *)((char *)tc_sm + (size_t)w * S * tcg_ring<NM, NT>::BYTES); };
+  if (!live)
+    pdl_start(); /* (live warps wait in their walk) */
   if (live) {
     char *ring = (char *)tc_sm + (size_t)wp * S * tcg_ring<NM, NT>::BYTES;
     const cu_lin *ex = tab + item.z * 3 + (UP ? 0 : 2);
@@ -500,7 +531,8 @@ __global__ void __launch_bounds__(W * 32)
     float acc[NM][NT / 2][2] = {};
     tc_ring_walk<S>(
         ring, tcg_ring<NM, NT>::BYTES, sb - sa,
-        [&](char *st, int i) { tcg_fill<NM, NT>(st, q, scp, mp, mrec, n, sa + i, gshift, lane); },
+        [&](char *st, int i) { tcg_fill_w<NM, NT>(st, q, scp, mp, sa + i, gshift, lane); },
+        [&](char *st, int i) { tcg_fill_r<NM, NT>(st, mrec, n, sa + i, lane); },
         [&](const char *st, int) { tcg_use<NM, NT>(acc, st, n, g, t, lane); });
 #pragma unroll
     for (int m = 0; m < NM; m++)
@@ -617,18 +649,15 @@ void cu_moe_tc(cu_ctx *c, float *out, float *hf, void *hrec, void *xrec, const f
   const size_t su = tc_up_smem(u), sd = tc_dn_smem(d);
   if (!tc_opt_in(c))
     return;
-  k_tc_split8<<<cdiv((long)T * (H / 128) * 32, 256), 256, 0, c->st>>>((char *)xrec, x, T, H);
-  MIMO_CUDA_LAUNCHED(c);
+  /* up and down read sel and wts before their wait: k_tc_split8 always runs between (cu_launch's contract) */
+  cu_launch(c, k_tc_split8, cdiv((long)T * (H / 128) * 32, 256), 256, 0, (char *)xrec, x, T, H);
   const int tiles_per_block = u->warps / u->per_tile;
-  u->f<<<dim3(cdiv(I / TC_ROWS, tiles_per_block), T * K), u->warps * 32, su, c->st>>>(hf, (const char *)xrec, tab, sel, K,
-                                                                                      I, H, gshift, tiled);
-  MIMO_CUDA_LAUNCHED(c);
+  cu_launch(c, u->f, dim3(cdiv(I / TC_ROWS, tiles_per_block), T * K), u->warps * 32, su, hf, (const char *)xrec, tab, sel,
+            K, I, H, gshift, tiled);
   cu_moe_mark(c, 3);
-  k_tc_split8<<<cdiv((long)T * K * (I / 128) * 32, 256), 256, 0, c->st>>>((char *)hrec, hf, T * K, I);
-  MIMO_CUDA_LAUNCHED(c);
-  d->f<<<dim3(H / (TC_ROWS * d->tiles), T), d->warps * 32, sd, c->st>>>(out, (const char *)hrec, tab, sel, wts, K, I, H,
-                                                                        gshift, tiled);
-  MIMO_CUDA_LAUNCHED(c);
+  cu_launch(c, k_tc_split8, cdiv((long)T * K * (I / 128) * 32, 256), 256, 0, (char *)hrec, (const float *)hf, T * K, I);
+  cu_launch(c, d->f, dim3(H / (TC_ROWS * d->tiles), T), d->warps * 32, sd, out, (const char *)hrec, tab, sel, wts, K, I, H,
+            gshift, tiled);
 }
 
 /* ---- grouped by expert: launch shapes, dispatch ---- */
@@ -706,21 +735,19 @@ void cu_moe_tcg(mimo_backend *be, float *out, const float *x, const cu_lin *tab,
   } else if (tc_opt_in(c)) {
     int4 *items = (int4 *)ib;
     int *slot = (int *)(items + max_items), *perm = slot + n, *nitems = perm + n;
-    k_tc_group<<<1, 1024, (size_t)n_local * sizeof(int), c->st>>>(sel, n, e0, n_local, TCG_NT, slot, perm, items,
-                                                                   nitems);
-    MIMO_CUDA_LAUNCHED(c);
-    k_tc_split8<<<cdiv((long)T * (H / 128) * 32, 256), 256, 0, c->st>>>((char *)xr, x, T, H);
-    MIMO_CUDA_LAUNCHED(c);
-    u->f<<<dim3(cdiv(I / TC_ROWS, u->warps / u->per_tile), max_items), u->warps * 32, u->smem, c->st>>>(
-        hf, (const char *)xr, tab, items, nitems, perm, wts, K, I, H, gshift, tiled);
-    MIMO_CUDA_LAUNCHED(c);
+    /* the grouped kernels read the group's tables before their wait: a k_tc_split8 always runs between */
+    cu_launch(c, k_tc_group, 1, 1024, (size_t)n_local * sizeof(int), sel, n, e0, n_local, (int)TCG_NT, slot, perm, items,
+              nitems);
+    cu_launch(c, k_tc_split8, cdiv((long)T * (H / 128) * 32, 256), 256, 0, (char *)xr, x, T, H);
+    cu_launch(c, u->f, dim3(cdiv(I / TC_ROWS, u->warps / u->per_tile), max_items), u->warps * 32, u->smem, hf,
+              (const char *)xr, tab, (const int4 *)items, (const int *)nitems, (const int *)perm, wts, K, I, H, gshift,
+              tiled);
     cu_moe_mark(c, 3);
     /* every position's h (rows past the live positions are not read: their records are not either) */
-    k_tc_split8<<<cdiv((long)n * (I / 128) * 32, 256), 256, 0, c->st>>>((char *)hr, hf, n, I);
-    MIMO_CUDA_LAUNCHED(c);
-    d->f<<<dim3(cdiv(H / (TC_ROWS * d->tiles), d->warps / d->per_tile), max_items), d->warps * 32, d->smem, c->st>>>(
-        y, (const char *)hr, tab, items, nitems, perm, wts, K, H, I, gshift, tiled);
-    MIMO_CUDA_LAUNCHED(c);
+    cu_launch(c, k_tc_split8, cdiv((long)n * (I / 128) * 32, 256), 256, 0, (char *)hr, (const float *)hf, n, I);
+    cu_launch(c, d->f, dim3(cdiv(H / (TC_ROWS * d->tiles), d->warps / d->per_tile), max_items), d->warps * 32, d->smem,
+              y, (const char *)hr, tab, (const int4 *)items, (const int *)nitems, (const int *)perm, wts, K, H, I,
+              gshift, tiled);
     cu_moe_combine(c, out, y, slot, T, H, K);
   }
   cu_release(be, hf);
