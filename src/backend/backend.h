@@ -103,6 +103,9 @@ struct mimo_backend {
   float *(*alloc)(mimo_backend *be, size_t n_floats);      /* step scratch; NULL on OOM */
   void (*release)(mimo_backend *be, float *p);
   void (*embed)(mimo_backend *be, float *out, const mimo_linear *table, const int *ids, int T);
+  /* Optional: the step's T token positions, given before its first op so that a device backend can bring them
+   * over while nothing waits for them (NULL: the positions come with the rope and qkv_split calls only). */
+  void (*positions)(mimo_backend *be, const int *pos, int T);
   void (*rmsnorm)(mimo_backend *be, float *out, const float *x, const mimo_vec *w, int T, int n, float eps);
   /* The residual add and the next norm in one pass: h += x, then out = rmsnorm(h) (same arithmetic as add
    * followed by rmsnorm). */

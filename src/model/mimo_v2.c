@@ -354,6 +354,8 @@ mimo_status mimo_model_forward_local(mimo_model *m, const mimo_batch *b, float *
 
   /* Each block leaves its output in t3; it joins the residual h together with the next norm. */
   const float eps = (float)c->layernorm_epsilon;
+  if (be->positions)
+    be->positions(be, s.pos, T);
   be->embed(be, s.h, &m->w.embed, b->tokens, T);
   for (int L = 0; L < c->num_hidden_layers; L++) {
     const mimo_layer_weights *lw = &m->w.layers[L];

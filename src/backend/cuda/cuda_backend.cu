@@ -107,6 +107,26 @@ void *cu_tmp(cu_ctx *c, size_t bytes) {
   return c->tmp;
 }
 
+void *cu_mapped(cu_ctx *c, size_t bytes, void **dev) {
+  if (bytes > c->mapped_cap) {
+    if (c->mapped)
+      MIMO_CUDA(c, cudaFreeHost(c->mapped));
+    c->mapped = c->mapped_dev = NULL;
+    c->mapped_cap = 0;
+    const size_t cap = bytes < 65536 ? 65536 : bytes;
+    if (MIMO_CUDA(c, cudaHostAlloc((void **)&c->mapped, cap, cudaHostAllocMapped)) != MIMO_OK)
+      return NULL;
+    if (MIMO_CUDA(c, cudaHostGetDevicePointer((void **)&c->mapped_dev, c->mapped, 0)) != MIMO_OK) {
+      cudaFreeHost(c->mapped);
+      c->mapped = NULL;
+      return NULL;
+    }
+    c->mapped_cap = cap;
+  }
+  *dev = c->mapped_dev;
+  return c->mapped;
+}
+
 void *cu_tmp2(cu_ctx *c, size_t bytes) {
   if (bytes > c->tmp2_bytes) {
     if (c->tmp2)
@@ -327,10 +347,12 @@ static void cu_embed(mimo_backend *be, float *out, const mimo_linear *table, con
     cu_fail(c, "embed", "table not uploaded or not dense", __FILE__, __LINE__);
     return;
   }
-  int *d = upload_ints(c, &c->ids, ids, T);
+  /* a decode step feeds back what the device sampled last: those ids are already there */
+  const int *d = T == c->fed_n && !memcmp(ids, c->fed_host, (size_t)T * sizeof *ids) ? c->fed
+                                                                                       : upload_ints(c, &c->ids, ids, T);
   if (!d)
     return;
-  cu_launch(c, k_embed, dim3(cdiv(table->in, 256), T), 256, 0, out, L->w, L->fmt, (const int *)d, table->in);
+  cu_launch(c, k_embed, dim3(cdiv(table->in, 256), T), 256, 0, out, L->w, L->fmt, d, table->in);
 }
 
 /* 1 / sqrt(mean square + eps) from each thread's partial sum of squares (block-wide, fixed order). */
@@ -505,6 +527,8 @@ static const int *rope_pos(cu_ctx *c, const int *pos, int T) {
   return c->pos.dev;
 }
 
+static void cu_positions(mimo_backend *be, const int *pos, int T) { rope_pos(cu(be), pos, T); }
+
 static void cu_rope(mimo_backend *be, float *x, int T, int n_heads, int head_dim, int stride, int rot_dim,
                     const int *pos, double theta) {
   cu_ctx *c = cu(be);
@@ -632,6 +656,10 @@ static void cu_free_be(mimo_backend *be) {
     cudaFree(c->tmp2);
     free_ints(&c->pos);
     free_ints(&c->ids);
+    if (c->mapped)
+      cudaFreeHost(c->mapped);
+    cudaFree(c->fed);
+    free(c->fed_host);
     free(c->blocks);
     free(c->arenas);
     free(c->lins);
@@ -730,6 +758,7 @@ extern "C" mimo_status mimo_backend_cuda_init(mimo_backend **out, int device) {
   be->alloc = cu_alloc;
   be->release = cu_release;
   be->embed = cu_embed;
+  be->positions = cu_positions;
   be->rmsnorm = cu_rmsnorm;
   be->linear = cu_linear;
   be->rope = cu_rope;

@@ -65,6 +65,10 @@ typedef struct cu_ctx {
   cu_ints pos;               /* rope positions (last uploaded copy in pos.pinned, pos_n of them) */
   int pos_n;
   cu_ints ids;               /* token ids for embed */
+  char *mapped, *mapped_dev; /* pinned host memory the device reads and writes directly (cu_mapped) */
+  size_t mapped_cap;
+  int *fed, *fed_host;       /* the last sampled tokens on the device and their host copy (fed_n rows): the next */
+  int fed_n, fed_cap;        /* step's embed reads them there instead of uploading the same ids */
   struct { double theta; int rot_dim; const float *inv; } rope_inv[4]; /* inverse frequencies per (theta, dims) */
   cudaEvent_t ev0, ev1;
   struct cu_prof *prof;      /* MIMO_CUDA_PROFILE: op timing (cuda_profile.cu), else NULL */
@@ -154,6 +158,9 @@ static inline unsigned cdiv(long a, long b) { return (unsigned)((a + b - 1) / b)
 /* Temporaries (grown on demand; contents do not survive the next call). */
 void *cu_tmp(cu_ctx *c, size_t bytes);
 void *cu_tmp2(cu_ctx *c, size_t bytes);
+/* bytes of pinned host memory that kernels read and write through *dev (zero-copy: no stream op between them and
+ * the host); contents do not survive the next call, whose caller must have waited for the stream first. */
+void *cu_mapped(cu_ctx *c, size_t bytes, void **dev);
 /* Scratch from the cache (step activations). */
 float *cu_alloc(mimo_backend *be, size_t n);
 void cu_release(mimo_backend *be, float *p);

@@ -19,6 +19,7 @@ __global__ void k_route(const float *z, const float *bias, int E, int K, int nor
                         float *wts) {
   extern __shared__ float sm[]; /* s[E], choice[E] */
   float *s = sm, *ch = sm + E;
+  pdl_start();
   const int t = blockIdx.x, lane = threadIdx.x;
   for (int e = lane; e < E; e += 32) {
     float v = 1.0f / (1.0f + expf(-z[(size_t)t * E + e]));
@@ -213,8 +214,7 @@ void cu_moe_route(cu_ctx *c, float *z, const float *x, int T, const cu_lin *rout
   }
   cu_linear_dev(c, z, x, T, router);
   cu_moe_mark(c, 1);
-  k_route<<<T, 32, (size_t)2 * E * sizeof(float), c->st>>>(z, bias, E, K, norm, scaling, sel, wts);
-  MIMO_CUDA_LAUNCHED(c);
+  cu_launch(c, k_route, T, 32, (size_t)2 * E * sizeof(float), (const float *)z, bias, E, K, norm, scaling, sel, wts);
 }
 
 size_t cu_moe_route_scratch(int T, int E) { return (size_t)RT_PARTS * T * E; }

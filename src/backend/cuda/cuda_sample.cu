@@ -675,9 +675,17 @@ __device__ int sample_compact(const sview &s, int L, const sjob &j, sout *o, ssh
 }
 
 __global__ void __launch_bounds__(SNT) k_sample(float *logits, float *raw, int V, const sjob *jobs, const int *pen,
-                                                sout *out) {
+                                                sout *out, int *fed) {
+  static_assert(sizeof(sjob) % 4 == 0 && sizeof(sjob) / 4 <= SNT, "a job is read as words");
   __shared__ sshared sh;
-  const sjob j = jobs[blockIdx.x];
+  __shared__ sjob js;
+  /* jobs, pen and out live in host memory the device maps (cu_sample): the job is read once per block, before
+   * the wait, since the host wrote it before the launch */
+  if (threadIdx.x < sizeof(sjob) / 4)
+    ((int *)&js)[threadIdx.x] = ((const int *)(jobs + blockIdx.x))[threadIdx.x];
+  pdl_start();
+  __syncthreads();
+  const sjob j = js;
   float *x = logits + (size_t)j.row * V;
   sout *o = out + blockIdx.x;
   const int L = j.limit > 0 && j.limit < V ? j.limit : V;
@@ -719,6 +727,7 @@ __global__ void __launch_bounds__(SNT) k_sample(float *logits, float *raw, int V
     if (threadIdx.x == 0) {
       o->token = -1;
       o->n_top = 0;
+      fed[j.row] = -1;
     }
     return;
   }
@@ -757,13 +766,34 @@ __global__ void __launch_bounds__(SNT) k_sample(float *logits, float *raw, int V
     if (tok < 0)
       tok = arg;
   }
-  if (threadIdx.x == 0)
+  if (threadIdx.x == 0) {
     o->token = tok;
+    fed[j.row] = tok; /* the next step's embed may read it here (cu_embed) */
+  }
   if (j.logprobs > 0 && !info_done) {
     if (!j.processed)
       s = view_all(rx);
     fill_info(s, j.processed ? L : V, tok, j.logprobs, o, &sh);
   }
+}
+
+/* The fed-back tokens' device array for rows rows (grown; -1 where nothing was sampled). */
+static int *fed_rows(cu_ctx *c, int rows) {
+  if (rows <= c->fed_cap)
+    return c->fed;
+  const int cap = rows < 256 ? 256 : rows;
+  int *h = (int *)realloc(c->fed_host, (size_t)cap * sizeof *h);
+  if (!h)
+    return NULL;
+  c->fed_host = h;
+  if (c->fed)
+    MIMO_CUDA(c, cudaFree(c->fed));
+  c->fed = NULL;
+  c->fed_cap = 0;
+  if (MIMO_CUDA(c, cudaMalloc((void **)&c->fed, (size_t)cap * sizeof(int))) != MIMO_OK)
+    return NULL;
+  c->fed_cap = cap;
+  return c->fed;
 }
 
 extern "C" mimo_status cu_sample(mimo_backend *be, float *logits, int rows, int V, const mimo_sample_job *jobs,
@@ -778,18 +808,23 @@ extern "C" mimo_status cu_sample(mimo_backend *be, float *logits, int rows, int 
       n_raw += infos && jobs[r].logprobs > 0 && !jobs[r].processed_logprobs;
     }
   }
+  c->fed_n = 0; /* the device array changes below */
   mimo_status st = MIMO_OK;
-  sjob *hj = (sjob *)calloc((size_t)n + 1, sizeof *hj);
-  sout *ho = (sout *)calloc((size_t)n + 1, sizeof *ho);
-  int *hp = (int *)malloc(((size_t)2 * n_pen + 1) * sizeof *hp);
-  /* one scratch block: jobs, outputs, penalties, raw copies */
+  /* Jobs, penalties and outputs in mapped host memory, which the kernel reads and writes itself: no copy in the
+   * stream between the forward's last kernel and this one (a copy from pageable memory would also make the host
+   * wait for the whole step before the launch), and nothing to bring back but the sync. */
   const size_t jb = ((size_t)n * sizeof(sjob) + 255) / 256 * 256, ob = ((size_t)n * sizeof(sout) + 255) / 256 * 256,
-               pb = ((size_t)2 * n_pen * sizeof(int) + 255) / 256 * 256, rb = (size_t)n_raw * V * sizeof(float);
-  char *d = n ? (char *)cu_alloc(be, (jb + ob + pb + rb) / sizeof(float) + 1) : NULL;
-  if (!hj || !ho || !hp)
-    st = mimo_errf(MIMO_E_NOMEM, "sampling jobs of %d rows", rows);
-  else if (n && !d)
-    st = mimo_errf(MIMO_E_NOMEM, "device scratch to sample %d rows", n);
+               pb = (size_t)2 * n_pen * sizeof(int), rb = (size_t)n_raw * V * sizeof(float);
+  char *hm = NULL, *dm = NULL;
+  float *raw_rows = n_raw ? cu_alloc(be, rb / sizeof(float)) : NULL;
+  int *fed = n ? fed_rows(c, rows) : NULL;
+  if (n && (!(hm = (char *)cu_mapped(c, jb + ob + pb, (void **)&dm)) || !fed))
+    st = mimo_errf(MIMO_E_NOMEM, "pinned host memory to sample %d rows", n);
+  else if (n_raw && !raw_rows)
+    st = mimo_errf(MIMO_E_NOMEM, "device scratch for the logprobs of %d rows", n_raw);
+  sjob *hj = (sjob *)hm;
+  sout *ho = (sout *)(hm + jb);
+  int *hp = (int *)(hm + jb + ob);
   if (st == MIMO_OK && n) {
     int a = 0, p = 0, rr = 0;
     for (int r = 0; r < rows; r++) {
@@ -807,19 +842,10 @@ extern "C" mimo_status cu_sample(mimo_backend *be, float *logits, int rows, int 
       p += q->n_pen;
       a++;
     }
-    sjob *dj = (sjob *)d;
-    sout *dout = (sout *)(d + jb);
-    int *dp = (int *)(d + jb + ob);
-    float *raw_rows = (float *)(d + jb + ob + pb);
-    st = MIMO_CUDA(c, cudaMemcpyAsync(dj, hj, (size_t)n * sizeof *hj, cudaMemcpyHostToDevice, c->st));
-    if (st == MIMO_OK && n_pen)
-      st = MIMO_CUDA(c, cudaMemcpyAsync(dp, hp, (size_t)2 * n_pen * sizeof(int), cudaMemcpyHostToDevice, c->st));
-    if (st == MIMO_OK) {
-      k_sample<<<n, SNT, 0, c->st>>>(logits, raw_rows, V, dj, dp, dout);
-      st = MIMO_CUDA_LAUNCHED(c);
-    }
-    if (st == MIMO_OK)
-      st = MIMO_CUDA(c, cudaMemcpyAsync(ho, dout, (size_t)n * sizeof *ho, cudaMemcpyDeviceToHost, c->st));
+    for (int r = 0; r < rows; r++) /* skipped rows: no block writes theirs */
+      c->fed_host[r] = -1;
+    cu_launch(c, k_sample, n, SNT, 0, logits, raw_rows, V, (const sjob *)dm, (const int *)(dm + jb + ob),
+              (sout *)(dm + jb), fed);
   }
   if (st == MIMO_OK)
     st = cu_wait(c);
@@ -828,6 +854,7 @@ extern "C" mimo_status cu_sample(mimo_backend *be, float *logits, int rows, int 
       continue;
     const sout *o = &ho[a++];
     tokens[r] = o->token;
+    c->fed_host[r] = o->token;
     if (o->token < 0) {
       const int L = jobs[r].limit > 0 && jobs[r].limit < V ? jobs[r].limit : V;
       mimo_errf(MIMO_E_INVALID, "sampler: no token below %d has a usable logit (all NaN or -inf)", L);
@@ -839,10 +866,9 @@ extern "C" mimo_status cu_sample(mimo_backend *be, float *logits, int rows, int 
         i->top[t] = (mimo_token_logprob){o->top_id[t], o->top_lp[t]};
     }
   }
-  if (d)
-    cu_release(be, (float *)d);
-  free(hj);
-  free(ho);
-  free(hp);
+  if (st == MIMO_OK && n)
+    c->fed_n = rows;
+  if (raw_rows)
+    cu_release(be, raw_rows);
   return st;
 }
