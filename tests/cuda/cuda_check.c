@@ -261,7 +261,6 @@ static void check_attention(mimo_backend *c, mimo_backend *g) {
 
 int mimo_cuda_moe_tc_variant(int up, int dn, char *label, int n);
 int mimo_cuda_int4_tiled_off(int on);
-int mimo_cuda_moe_bulk_off(int on);
 /* One MoE call on both backends with fresh inputs: outputs compared (relative error <= tol) when the ids agree.
  * e0, nl: expert parallel (this rank holds experts [e0, e0 + nl)); nl = 0: all. */
 static void moe_case(mimo_backend *c, mimo_backend *g, mimo_linear *router, mimo_vec *bv, mimo_linear *ex, int E, int K,
@@ -365,19 +364,6 @@ static void check_moe(mimo_backend *c, mimo_backend *g) {
     }
     mimo_cuda_moe_tcg_variant(0, 0, NULL, 0);
     mimo_cuda_moe_tcg_min_t(1 << 30);
-    /* tiled weights streamed with per-lane cp.async (MIMO_CUDA_TC_BULK=off), which SM90 code replaces by bulk
-     * copies: per pair at 1 and 8 tokens, grouped by expert at 8 */
-    for (int i = 0; !cf[k].fmt && cf[k].group % 128 == 0 && H * I <= 4096 * 2048 && i < 3; i++) {
-      const int T = i ? 8 : 1;
-      char name[160];
-      mimo_cuda_moe_bulk_off(1);
-      mimo_cuda_moe_tcg_min_t(i == 2 ? 1 : 1 << 30);
-      snprintf(name, sizeof name, "moe int4 E%d top%d %dx%d g%d T=%d%s cp.async instead of bulk copies", E, K, H, I,
-               cf[k].group, T, i == 2 ? " grouped by expert" : "");
-      moe_case(c, g, &router, &bv, ex, E, K, H, I, T, name, 1e-5, 0, 0);
-      mimo_cuda_moe_bulk_off(0);
-      mimo_cuda_moe_tcg_min_t(1 << 30);
-    }
     /* the same experts again in the checkpoint's row-major order (mimo_cuda_int4_tiled_off): decode on tensor
      * cores and with the fp32 kernels, and the grouped prefill (48 tokens: activations in bf16, so the bf16
      * paths' bound) */

@@ -694,8 +694,7 @@ static mimo_status probe_pdl(cu_ctx *c) {
   if (st == MIMO_OK)
     st = MIMO_CUDA(c, cudaStreamSynchronize(c->st));
   const mimo_status fr = MIMO_CUDA(c, cudaFree(d));
-  c->code_arch = st == MIMO_OK ? arch : 0;
-  c->pdl = c->code_arch >= 900;
+  c->pdl = st == MIMO_OK && arch >= 900;
   return st != MIMO_OK ? st : fr;
 }
 

@@ -73,7 +73,6 @@ typedef struct cu_ctx {
   cudaEvent_t ev0, ev1;
   struct cu_prof *prof;      /* MIMO_CUDA_PROFILE: op timing (cuda_profile.cu), else NULL */
   unsigned *route_done;      /* k_router_route's finished-block counter (zero between launches) */
-  int code_arch;             /* __CUDA_ARCH__ of the device code that runs (800 for the compute_80 PTX build) */
   int pdl;                   /* programmatic dependent launch usable: SM90+ device running SM90+ code (cu_launch) */
   size_t mem_limit;          /* --gpu-memory-utilization x total (0: none); weights + KV + scratch */
   size_t mem_used;

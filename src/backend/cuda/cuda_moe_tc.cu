@@ -98,46 +98,6 @@ __device__ __forceinline__ const uint32_t *tc_sz(const uint32_t *sz, bool tiled,
   return sz + sz_idx(tiled, groups, r0 + g, 0);
 }
 
-/* The kernels' layout argument: bit 0 tiled weights (q4_idx), bit 1 stream them with bulk copies (SM90). */
-enum { TC_TILED = 1, TC_BULK = 2 };
-
-/* SM90 bulk copies (the copy engine of TMA, no tensor map): on the tiled layout a step of a 16-row tile (1 KB), its
- * 16 scale words (64 B) and a vector's step record (TC_REC) are each contiguous, so one lane moves a whole stage
- * with a few instructions that complete on an mbarrier. With per-lane 16-byte cp.async the one-token kernels drew
- * only ~50 % of the DRAM bandwidth even with their arithmetic removed (docs/cuda.md, round 8): the requests, not
- * the bytes in flight, were the limit. */
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-#define TC_HAVE_BULK 1
-__device__ __forceinline__ void mbar_init(uint64_t *b) {
-  asm volatile("mbarrier.init.shared::cta.b64 [%0], 1;\n" ::"r"(smem_u32(b)) : "memory");
-}
-/* The one arrival of the stage's phase, expecting `bytes` of copies. */
-__device__ __forceinline__ void mbar_expect(uint64_t *b, unsigned bytes) {
-  asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(smem_u32(b)), "r"(bytes) : "memory");
-}
-__device__ __forceinline__ void mbar_wait(uint64_t *b, unsigned parity) {
-  asm volatile("{\n .reg .pred p;\n WAIT:\n mbarrier.try_wait.parity.shared::cta.b64 p, [%0], %1;\n @!p bra WAIT;\n}\n" ::"r"(
-                   smem_u32(b)),
-               "r"(parity)
-               : "memory");
-}
-__device__ __forceinline__ void bulk_copy(void *dst, const void *src, unsigned bytes, uint64_t *b) {
-  asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];\n" ::"r"(
-                   smem_u32(dst)),
-               "l"(__cvta_generic_to_global(src)), "r"(bytes), "r"(smem_u32(b))
-               : "memory");
-}
-/* Orders this thread's earlier shared-memory reads (generic proxy) before its next bulk copies' writes. */
-__device__ __forceinline__ void fence_async_smem() { asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); }
-#else
-#define TC_HAVE_BULK 0
-__device__ __forceinline__ void mbar_init(uint64_t *) {}
-__device__ __forceinline__ void mbar_expect(uint64_t *, unsigned) {}
-__device__ __forceinline__ void mbar_wait(uint64_t *, unsigned) {}
-__device__ __forceinline__ void bulk_copy(void *, const void *, unsigned, uint64_t *) {}
-__device__ __forceinline__ void fence_async_smem() {}
-#endif
-
 /* A warp walks a run of steps through a ring of S stages in shared memory that cp.async fills S − 1 steps ahead,
  * so the bytes in flight do not live in registers. A stage is one step: the 16-byte words of rows g and g+8 of
  * each matrix in lane order, the B record, and the 16 rows' scale words of each matrix. */
@@ -163,23 +123,6 @@ __device__ __forceinline__ void tc_fill_w(char *st, const uint4 *const (&q)[NM],
 template <int NM> __device__ __forceinline__ void tc_fill_r(char *st, const char *rec, int s, int lane) {
   if (lane < TC_REC / 16)
     cp16(st + tc_ring<NM>::WB + 16 * lane, rec + (size_t)s * TC_REC + 16 * lane);
-}
-
-/* The same stages by bulk copies (tiled layout, one lane): q0[m] the first word of matrix (or row tile) m's step 0
- * (to the stage's start), sc0[m] its first scale word (to sc_off); the stage's barrier b expects the weights, the
- * scales and `recs` records (which tc_bulk_r or the caller issues). */
-template <int NM>
-__device__ __forceinline__ void tc_bulk_w(char *st, const uint4 *const (&q0)[NM], const uint32_t *const (&sc0)[NM],
-                                          const tc_map &mp, int s, int gshift, int recs, int sc_off, uint64_t *b) {
-  mbar_expect(b, NM * (1024 + 64) + recs * TC_REC);
-#pragma unroll
-  for (int m = 0; m < NM; m++) {
-    bulk_copy(st + m * 1024, q0[m] + (size_t)mp.qstep * s, 1024, b);
-    bulk_copy(st + sc_off + m * 64, sc0[m] + (size_t)mp.sstep * ((s * 128) >> gshift), 64, b);
-  }
-}
-__device__ __forceinline__ void tc_bulk_r(char *st, const char *rec, int s, int wb, uint64_t *b) {
-  bulk_copy(st + wb, rec + (size_t)s * TC_REC, TC_REC, b);
 }
 
 /* One step from stage st: acc[m][0|1] += scale · (rows g, g+8 of matrix m) · x over this thread's limb columns
@@ -221,19 +164,19 @@ __device__ __forceinline__ void tc_ring_walk(char *ring, int bytes, int n, FillW
 #pragma unroll
   for (int i = 0; i < S - 1; i++)
     if (i < n)
-      fill_w(ring + i * bytes, i, (uint64_t *)nullptr);
+      fill_w(ring + i * bytes, i);
   pdl_start();
 #pragma unroll
   for (int i = 0; i < S - 1; i++) {
     if (i < n)
-      fill_r(ring + i * bytes, i, (uint64_t *)nullptr);
+      fill_r(ring + i * bytes, i);
     cp_commit(); /* group i: step i's records (group 0 also every early weight) */
   }
   int fs = S - 1, us = 0; /* stages being filled and used */
   for (int i = 0; i < n; i++) {
     if (i + S - 1 < n) {
-      fill_w(ring + fs * bytes, i + S - 1, (uint64_t *)nullptr);
-      fill_r(ring + fs * bytes, i + S - 1, (uint64_t *)nullptr);
+      fill_w(ring + fs * bytes, i + S - 1);
+      fill_r(ring + fs * bytes, i + S - 1);
     }
     cp_commit();
     cp_wait<S - 1>();
@@ -243,58 +186,6 @@ __device__ __forceinline__ void tc_ring_walk(char *ring, int bytes, int n, FillW
     fs = fs + 1 == S ? 0 : fs + 1;
     us = us + 1 == S ? 0 : us + 1;
   }
-}
-
-/* The same walk with bulk copies (SM90, tiled weights): lane 0 fills stage i, which completes on bar[i] (the
- * warp's S barriers in shared memory); fill_w / fill_r get the barrier, use is the whole warp's. The k-th fill of a
- * stage completes its phase k, so step i waits for parity (i / S) & 1. */
-template <int S, typename FillW, typename FillR, typename Use>
-__device__ __forceinline__ void tc_ring_walk_bulk(char *ring, int bytes, int n, uint64_t *bar, FillW fill_w,
-                                                  FillR fill_r, Use use) {
-  const int lane = threadIdx.x & 31;
-  if (lane == 0) {
-#pragma unroll
-    for (int i = 0; i < S; i++)
-      mbar_init(bar + i);
-    asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
-#pragma unroll
-    for (int i = 0; i < S - 1; i++)
-      if (i < n)
-        fill_w(ring + i * bytes, i, bar + i);
-  }
-  pdl_start();
-  if (lane == 0)
-#pragma unroll
-    for (int i = 0; i < S - 1; i++)
-      if (i < n)
-        fill_r(ring + i * bytes, i, bar + i);
-  __syncwarp();
-  int fs = S - 1, us = 0;
-  for (int i = 0; i < n; i++) {
-    if (lane == 0 && i + S - 1 < n) {
-      fence_async_smem(); /* the warp's reads of this stage (last iteration) before the copies overwrite it */
-      fill_w(ring + fs * bytes, i + S - 1, bar + fs);
-      fill_r(ring + fs * bytes, i + S - 1, bar + fs);
-    }
-    mbar_wait(bar + us, (unsigned)(i / S) & 1u);
-    use(ring + us * bytes, i);
-    __syncwarp(); /* stage us is refilled next iteration */
-    fs = fs + 1 == S ? 0 : fs + 1;
-    us = us + 1 == S ? 0 : us + 1;
-  }
-}
-
-/* Runs the walk in bulk mode where the layout allows it (bar != NULL), else with cp.async. */
-template <int S, typename FillW, typename FillR, typename Use>
-__device__ __forceinline__ void tc_walk(char *ring, int bytes, int n, uint64_t *bar, FillW fill_w, FillR fill_r,
-                                        Use use) {
-#if TC_HAVE_BULK
-  if (bar) {
-    tc_ring_walk_bulk<S>(ring, bytes, n, bar, fill_w, fill_r, use);
-    return;
-  }
-#endif
-  tc_ring_walk<S>(ring, bytes, n, fill_w, fill_r, use);
 }
 
 /* Sum over the four t of each group (fixed order: deterministic). */
@@ -307,11 +198,9 @@ __device__ __forceinline__ float group_sum(float v) {
  * the H steps; their sums meet in shared memory in warp order. Dynamic shared memory W · S · tc_ring<2>::BYTES. */
 template <int W, int P, int S>
 __global__ void __launch_bounds__(W * 32) k_tc_up(float *hf, const char *xrec, const cu_lin *tab, const int *sel, int K,
-                                                  int I, int H, int gshift, int lay) {
+                                                  int I, int H, int gshift, bool tiled) {
   extern __shared__ uint4 tc_sm[];
   __shared__ float part[W][2][TC_ROWS];
-  __shared__ uint64_t bars[W][S];
-  const bool tiled = lay & TC_TILED;
   const int tk = blockIdx.y, wp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
   const int r0 = (blockIdx.x * (W / P) + wp / P) * TC_ROWS, n16 = H / 32, groups = H >> gshift, nst = H / 128;
   const int pi = wp % P, sa = pi * nst / P, sb = (pi + 1) * nst / P;
@@ -327,23 +216,10 @@ __global__ void __launch_bounds__(W * 32) k_tc_up(float *hf, const char *xrec, c
     const uint32_t *scp = tc_sz(sp, tiled, r0, lane & 15, groups);
     const tc_map mp = tc_map_of(tiled, n16, groups);
     const char *rec = xrec + (size_t)(tk / K) * nst * TC_REC;
-    const uint32_t *const sc0[2] = {tc_sz(tab[e * 3].sz, tiled, r0, 0, groups),
-                                    tc_sz(tab[e * 3 + 1].sz, tiled, r0, 0, groups)};
     float acc[2][2] = {{0.f, 0.f}, {0.f, 0.f}};
-    tc_walk<S>(
-        ring, tc_ring<2>::BYTES, sb - sa, lay & TC_BULK ? bars[wp] : nullptr,
-        [&](char *st, int i, uint64_t *b) {
-          if (b)
-            tc_bulk_w<2>(st, q, sc0, mp, sa + i, gshift, 1, tc_ring<2>::WB + TC_REC, b);
-          else
-            tc_fill_w<2>(st, q, scp, mp, sa + i, gshift, lane);
-        },
-        [&](char *st, int i, uint64_t *b) {
-          if (b)
-            tc_bulk_r(st, rec, sa + i, tc_ring<2>::WB, b);
-          else
-            tc_fill_r<2>(st, rec, sa + i, lane);
-        },
+    tc_ring_walk<S>(
+        ring, tc_ring<2>::BYTES, sb - sa, [&](char *st, int i) { tc_fill_w<2>(st, q, scp, mp, sa + i, gshift, lane); },
+        [&](char *st, int i) { tc_fill_r<2>(st, rec, sa + i, lane); },
         [&](const char *st, int) { tc_use<2>(acc, st, g, t, lane); });
 #pragma unroll
     for (int m = 0; m < 2; m++) {
@@ -374,10 +250,8 @@ __global__ void __launch_bounds__(W * 32) k_tc_up(float *hf, const char *xrec, c
  * them); the warps' sums meet in shared memory in warp order. K <= 32. */
 template <int W, int S, int NT>
 __global__ void __launch_bounds__(W * 32) k_tc_down(float *out, const char *hrec, const cu_lin *tab, const int *sel,
-                                                    const float *wts, int K, int I, int H, int gshift, int lay) {
+                                                    const float *wts, int K, int I, int H, int gshift, bool tiled) {
   extern __shared__ uint4 tc_sm[];
-  __shared__ uint64_t bars[W][S];
-  const bool tiled = lay & TC_TILED;
   __shared__ const uint4 *sq[32];
   __shared__ const uint32_t *ss[32];
   __shared__ float sw[32], part[W][NT * TC_ROWS];
@@ -397,33 +271,21 @@ __global__ void __launch_bounds__(W * 32) k_tc_down(float *out, const char *hrec
   float acc[NT][2] = {}, og[NT][2] = {};
   /* slot and step of the next weight fill, record fill and use (each walks in order) */
   int wk = wp, ws = 0, rk = wp, rs = 0, uk = wp, us = 0;
-  tc_walk<S>(
-      ring, tc_ring<NT>::BYTES, ns * nst, lay & TC_BULK ? bars[wp] : nullptr,
-      [&](char *stg, int, uint64_t *b) {
+  tc_ring_walk<S>(
+      ring, tc_ring<NT>::BYTES, ns * nst,
+      [&](char *stg, int) {
         const uint4 *q[NT];
 #pragma unroll
         for (int m = 0; m < NT; m++)
           q[m] = tc_q(sq[wk], tiled, r0 + m * TC_ROWS, g, t, n16);
-        if (b) {
-          const uint32_t *sc0[NT];
-#pragma unroll
-          for (int m = 0; m < NT; m++)
-            sc0[m] = tc_sz(ss[wk], tiled, r0 + m * TC_ROWS, 0, groups);
-          tc_bulk_w<NT>(stg, q, sc0, mp, ws, gshift, 1, tc_ring<NT>::WB + TC_REC, b);
-        } else {
-          tc_fill_w<NT>(stg, q, tc_sz(ss[wk], tiled, r0 + st * TC_ROWS, lane & 15, groups), mp, ws, gshift, lane);
-        }
+        tc_fill_w<NT>(stg, q, tc_sz(ss[wk], tiled, r0 + st * TC_ROWS, lane & 15, groups), mp, ws, gshift, lane);
         if (++ws == nst) {
           ws = 0;
           wk += W;
         }
       },
-      [&](char *stg, int, uint64_t *b) {
-        const char *rec = hrec + (size_t)(tt * K + rk) * nst * TC_REC;
-        if (b)
-          tc_bulk_r(stg, rec, rs, tc_ring<NT>::WB, b);
-        else
-          tc_fill_r<NT>(stg, rec, rs, lane);
+      [&](char *stg, int) {
+        tc_fill_r<NT>(stg, hrec + (size_t)(tt * K + rk) * nst * TC_REC, rs, lane);
         if (++rs == nst) {
           rs = 0;
           rk += W;
@@ -632,12 +494,10 @@ __device__ __forceinline__ void tcg_use(float (&acc)[NM][NT / 2][2], const char 
 template <bool UP, int NM, int W, int P, int S, int NT>
 __global__ void __launch_bounds__(W * 32)
     k_tcg(float *dst, const char *rec, const cu_lin *tab, const int4 *items, const int *nitems, const int *perm,
-          const float *wts, int K, int rows, int len, int gshift, int lay) {
+          const float *wts, int K, int rows, int len, int gshift, bool tiled) {
   static_assert(!UP || NM == 2, "gate+up is two matrices");
   extern __shared__ uint4 tc_sm[];
   __shared__ const char *mrec[NT];
-  __shared__ uint64_t bars[W][S];
-  const bool tiled = lay & TC_TILED;
   /* items, nitems and perm come from k_tc_group, two launches back: complete when this kernel starts (cu_launch) */
   if ((int)blockIdx.y >= __ldcg(nitems))
     return;
@@ -668,31 +528,11 @@ __global__ void __launch_bounds__(W * 32)
     const uint32_t *scp = UP ? tc_sz(ex[sm].sz, tiled, r0, lane & 15, groups)
                              : tc_sz(ex->sz, tiled, r0 + (sm < NM ? sm : 0) * TC_ROWS, lane & 15, groups);
     const tc_map mp = tc_map_of(tiled, n16, groups);
-    const uint4 *q0[NM];
-    const uint32_t *sc0[NM];
-#pragma unroll
-    for (int m = 0; m < NM; m++) {
-      q0[m] = q[m];
-      sc0[m] = UP ? tc_sz(ex[m].sz, tiled, r0, 0, groups) : tc_sz(ex->sz, tiled, r0 + m * TC_ROWS, 0, groups);
-    }
     float acc[NM][NT / 2][2] = {};
-    enum { WB = tcg_ring<NM, NT>::WB };
-    tc_walk<S>(
-        ring, tcg_ring<NM, NT>::BYTES, sb - sa, lay & TC_BULK ? bars[wp] : nullptr,
-        [&](char *st, int i, uint64_t *b) {
-          if (b)
-            tc_bulk_w<NM>(st, q0, sc0, mp, sa + i, gshift, n, WB + tcg_ring<NM, NT>::RB, b);
-          else
-            tcg_fill_w<NM, NT>(st, q, scp, mp, sa + i, gshift, lane);
-        },
-        [&](char *st, int i, uint64_t *b) {
-          if (b) {
-            for (int mb = 0; mb < n; mb++)
-              bulk_copy(st + WB + mb * TC_REC, mrec[mb] + (size_t)(sa + i) * TC_REC, TC_REC, b);
-          } else {
-            tcg_fill_r<NM, NT>(st, mrec, n, sa + i, lane);
-          }
-        },
+    tc_ring_walk<S>(
+        ring, tcg_ring<NM, NT>::BYTES, sb - sa,
+        [&](char *st, int i) { tcg_fill_w<NM, NT>(st, q, scp, mp, sa + i, gshift, lane); },
+        [&](char *st, int i) { tcg_fill_r<NM, NT>(st, mrec, n, sa + i, lane); },
         [&](const char *st, int) { tcg_use<NM, NT>(acc, st, n, g, t, lane); });
 #pragma unroll
     for (int m = 0; m < NM; m++)
@@ -729,8 +569,8 @@ extern "C" int mimo_cuda_moe_decode_fp32(int on) { return cu_switch(&tc_off, "MI
 
 /* Launch shapes (warps per block, warps per up tile, ring stages): the first of each table is the default; the
  * others are there to be measured (mimo_cuda_moe_tc_variant). */
-typedef void (*tc_up_fn)(float *, const char *, const cu_lin *, const int *, int, int, int, int, int);
-typedef void (*tc_dn_fn)(float *, const char *, const cu_lin *, const int *, const float *, int, int, int, int, int);
+typedef void (*tc_up_fn)(float *, const char *, const cu_lin *, const int *, int, int, int, int, bool);
+typedef void (*tc_dn_fn)(float *, const char *, const cu_lin *, const int *, const float *, int, int, int, int, bool);
 typedef struct {
   tc_up_fn f;
   int warps, per_tile, stages;
@@ -799,15 +639,6 @@ size_t cu_moe_tc_scratch(int n, int len) { return (size_t)n * (len / 128) * TC_R
 
 static bool tc_opt_in(cu_ctx *c);
 
-/* Test hook and MIMO_CUDA_TC_BULK=off: the decode kernels stream with per-lane cp.async even where bulk copies
- * could (before/after in one run). */
-static int bulk_off = -1;
-extern "C" int mimo_cuda_moe_bulk_off(int on) { return cu_switch(&bulk_off, "MIMO_CUDA_TC_BULK", "off", on); }
-/* The kernels' layout argument: bulk copies need the tiled layout and SM90 device code. */
-static int tc_lay(const cu_ctx *c, bool tiled) {
-  return tiled ? TC_TILED | (c->code_arch >= 900 && !mimo_cuda_moe_bulk_off(-1) ? TC_BULK : 0) : 0;
-}
-
 void cu_moe_tc(cu_ctx *c, float *out, float *hf, void *hrec, void *xrec, const float *x, const cu_lin *tab,
                const int *sel, const float *wts, int T, int K, int I, int H, int group, bool tiled) {
   if (tc_up_v < 0)
@@ -821,20 +652,19 @@ void cu_moe_tc(cu_ctx *c, float *out, float *hf, void *hrec, void *xrec, const f
   /* up and down read sel and wts before their wait: k_tc_split8 always runs between (cu_launch's contract) */
   cu_launch(c, k_tc_split8, cdiv((long)T * (H / 128) * 32, 256), 256, 0, (char *)xrec, x, T, H);
   const int tiles_per_block = u->warps / u->per_tile;
-  const int lay = tc_lay(c, tiled);
   cu_launch(c, u->f, dim3(cdiv(I / TC_ROWS, tiles_per_block), T * K), u->warps * 32, su, hf, (const char *)xrec, tab, sel,
-            K, I, H, gshift, lay);
+            K, I, H, gshift, tiled);
   cu_moe_mark(c, 3);
   cu_launch(c, k_tc_split8, cdiv((long)T * K * (I / 128) * 32, 256), 256, 0, (char *)hrec, (const float *)hf, T * K, I);
   cu_launch(c, d->f, dim3(H / (TC_ROWS * d->tiles), T), d->warps * 32, sd, out, (const char *)hrec, tab, sel, wts, K, I, H,
-            gshift, lay);
+            gshift, tiled);
 }
 
 /* ---- grouped by expert: launch shapes, dispatch ---- */
 
 enum { TCG_NT = 4 }; /* members per item: at 32 tokens ~0.9 items per distinct expert, 2 mmas per step */
 typedef void (*tcg_fn)(float *, const char *, const cu_lin *, const int4 *, const int *, const int *, const float *,
-                       int, int, int, int, int);
+                       int, int, int, int, bool);
 typedef struct {
   tcg_fn f;
   int tiles, warps, per_tile, stages; /* tiles: 16-row tiles per warp tile (down) */
@@ -911,13 +741,13 @@ void cu_moe_tcg(mimo_backend *be, float *out, const float *x, const cu_lin *tab,
     cu_launch(c, k_tc_split8, cdiv((long)T * (H / 128) * 32, 256), 256, 0, (char *)xr, x, T, H);
     cu_launch(c, u->f, dim3(cdiv(I / TC_ROWS, u->warps / u->per_tile), max_items), u->warps * 32, u->smem, hf,
               (const char *)xr, tab, (const int4 *)items, (const int *)nitems, (const int *)perm, wts, K, I, H, gshift,
-              tc_lay(c, tiled));
+              tiled);
     cu_moe_mark(c, 3);
     /* every position's h (rows past the live positions are not read: their records are not either) */
     cu_launch(c, k_tc_split8, cdiv((long)n * (I / 128) * 32, 256), 256, 0, (char *)hr, (const float *)hf, n, I);
     cu_launch(c, d->f, dim3(cdiv(H / (TC_ROWS * d->tiles), d->warps / d->per_tile), max_items), d->warps * 32, d->smem,
               y, (const char *)hr, tab, (const int4 *)items, (const int *)nitems, (const int *)perm, wts, K, H, I,
-              gshift, tc_lay(c, tiled));
+              gshift, tiled);
     cu_moe_combine(c, out, y, slot, T, H, K);
   }
   cu_release(be, hf);
