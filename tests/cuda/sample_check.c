@@ -79,6 +79,9 @@ static int make_cases(pcase *c, int V) {
   ADD("t=1 k=1024 p=0.99", p->temperature = 1; p->top_k = 1024; p->top_p = 0.99f);
   ADD("t=1 k=1025 p=0.99", p->temperature = 1; p->top_k = 1025; p->top_p = 0.99f);
   ADD("t=0.6 min_p=0.3 p=0.7", p->temperature = 0.6f; p->min_p = 0.3f; p->top_p = 0.7f);
+  /* top-p a float step below 1: the mass target can fall past the fixed-point sums (the bin walks' "never met") */
+  ADD("t=1 p=1-2^-23", p->temperature = 1; p->top_p = 1.0f - 0x1p-23f);
+  ADD("t=2 p=1-2^-24 min_p=0.001", p->temperature = 2; p->top_p = 1.0f - 0x1p-24f; p->min_p = 0.001f);
 #undef ADD
   return n;
 }

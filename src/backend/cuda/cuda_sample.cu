@@ -311,13 +311,34 @@ template <bool MASS> __device__ void radix_hist(const sview &s, int L, uint32_t 
   hist_fold(sh);
 }
 
+/* Thread 0: walks copy 0's 256 bins from the top to the first non-empty one where `need` (an id count, or with
+ * MASS a mass in the fixed-point sums' units made double) is met counting the bins above it, whose total goes to
+ * *above. When no bin meets it (top-p within rounding of 1, or weights that underflow): the lowest non-empty bin,
+ * with *above the bins above that one only, so that the passes inside it keep everything (-1: every bin empty). */
+template <bool MASS> __device__ int bin_walk(const sshared *sh, double need, double *above) {
+  double done = 0, done_low = 0;
+  int low = -1;
+  for (int b = 255; b >= 0; b--) {
+    if (!sh->hist[0][b])
+      continue;
+    const double w = MASS ? (double)sh->massfx[0][b] * 0x1p-40 : (double)sh->hist[0][b];
+    low = b;
+    done_low = done;
+    if (need - done <= w) {
+      *above = done;
+      return b;
+    }
+    done += w;
+  }
+  *above = done_low;
+  return low;
+}
+
 /* A first pass whose bins are linear in the value over the counted ids' range: order-preserving like the key
  * digits, but spread out where the keys' leading digits are not (one or two exponents hold most of a row), so
- * plain atomics do not queue on one counter. Returns s restricted to the bin where the walk stops: the bins
- * above it hold `above` ids (and `*mass_above` of mass when MASS), and the walk stops at the bin where the count
- * reaches k (MASS false) or the mass reaches target (MASS true; the lowest non-empty bin when it never does). */
-template <bool MASS> __device__ sview lin_first(const sview &s, int L, int k, double target, int *above,
-                                                double *mass_above, sshared *sh) {
+ * plain atomics do not queue on one counter. Returns s restricted to the bin where bin_walk stops for `need` (k
+ * ids, or with MASS a mass target), and in *above what the bins above it hold. */
+template <bool MASS> __device__ sview lin_first(const sview &s, int L, double need, double *above, sshared *sh) {
   float lo = INFINITY, hi = -INFINITY;
   row_pass(s.x, L, [&](int i, float xi) {
     float v;
@@ -329,7 +350,6 @@ template <bool MASS> __device__ sview lin_first(const sview &s, int L, int k, do
   hi = block_max(hi, sh);
   sview r = s;
   *above = 0;
-  *mass_above = 0;
   if (!(hi - lo > 0) || !isfinite(hi - lo))
     return r; /* one value (or a range float cannot scale): the key digits alone */
   r.lo = lo;
@@ -348,31 +368,13 @@ template <bool MASS> __device__ sview lin_first(const sview &s, int L, int k, do
   });
   hist_fold(sh);
   if (threadIdx.x == 0) {
-    int b = 255, low = -1, n = 0;
-    double m = 0;
-    for (; b >= 0; b--) {
-      if (!sh->hist[0][b])
-        continue;
-      low = b;
-      const double mb = (double)sh->massfx[0][b] * 0x1p-40;
-      if (MASS ? target - m <= mb : k - n <= (int)sh->hist[0][b])
-        break;
-      n += sh->hist[0][b];
-      m += mb;
-    }
-    if (b < 0) { /* never reached: stop in the lowest bin, less its own share */
-      b = low;
-      n -= sh->hist[0][b];
-      m -= (double)sh->massfx[0][b] * 0x1p-40;
-    }
-    sh->bcast_i = b;
-    sh->bcast_u = (unsigned)n;
-    sh->bcast_d = m;
+    double a;
+    sh->bcast_i = bin_walk<MASS>(sh, need, &a);
+    sh->bcast_d = a;
   }
   __syncthreads();
   r.lb = sh->bcast_i;
-  *above = (int)sh->bcast_u;
-  *mass_above = sh->bcast_d;
+  *above = sh->bcast_d;
   __syncthreads();
   return r;
 }
@@ -380,19 +382,17 @@ template <bool MASS> __device__ sview lin_first(const sview &s, int L, int k, do
 /* The k-th best (1 <= k <= counted ids) in order value desc, id asc: everything better is key > *K or key == *K
  * and id <= *cut. */
 __device__ void select_kth(const sview &s0, int L, int k, uint32_t *K, int *cut, sshared *sh) {
-  int above;
-  double unused;
-  const sview s = lin_first<false>(s0, L, k, 0, &above, &unused, sh);
+  double above;
+  const sview s = lin_first<false>(s0, L, k, &above, sh);
   uint32_t prefix = 0, mask = 0;
-  int rem = k - above;
+  int rem = k - (int)above;
   for (int shift = 24; shift >= 0; shift -= 8) {
     radix_hist<false>(s, L, prefix, mask, shift, sh);
     if (threadIdx.x == 0) {
-      int b = 255;
-      for (; b > 0 && rem > (int)sh->hist[0][b]; b--)
-        rem -= sh->hist[0][b];
-      sh->bcast_u = (unsigned)b;
-      sh->bcast_i = rem;
+      double a;
+      const int b = bin_walk<false>(sh, rem, &a);
+      sh->bcast_u = (unsigned)(b < 0 ? 0 : b);
+      sh->bcast_i = rem - (int)a;
     }
     __syncthreads();
     prefix |= sh->bcast_u << shift;
@@ -422,29 +422,19 @@ __device__ int ties_needed(double w, double rem, int n_eq) {
 /* Top-p: the first id, in order value desc then id asc, at which the mass exp(v) summed in that order reaches
  * target (all counted ids when it never does), as *K / *cut like select_kth. */
 __device__ void select_mass(const sview &s0, int L, double target, uint32_t *K, int *cut, sshared *sh) {
-  int above;
-  double mass_above;
-  const sview s = lin_first<true>(s0, L, 0, target, &above, &mass_above, sh);
+  double above;
+  const sview s = lin_first<true>(s0, L, target, &above, sh);
   uint32_t prefix = 0, mask = 0;
-  double rem = target - mass_above;
+  double rem = target - above;
   int n_eq = 0;
   for (int shift = 24; shift >= 0; shift -= 8) {
     radix_hist<true>(s, L, prefix, mask, shift, sh);
     if (threadIdx.x == 0) {
-      int b = 255, low = -1;
-      for (; b >= 0; b--) {
-        if (!sh->hist[0][b])
-          continue;
-        low = b;
-        const double m = (double)sh->massfx[0][b] * 0x1p-40;
-        if (rem <= m)
-          break;
-        rem -= m;
-      }
-      if (b < 0) /* never reached (rounding, or weights that underflow): keep down to the lowest bin */
-        b = low;
+      double a;
+      int b = bin_walk<true>(sh, rem, &a);
+      b = b < 0 ? 0 : b;
       sh->bcast_u = (unsigned)b;
-      sh->bcast_d = rem;
+      sh->bcast_d = rem - a;
       sh->bcast_i = (int)sh->hist[0][b];
     }
     __syncthreads();
