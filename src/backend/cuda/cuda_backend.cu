@@ -659,7 +659,6 @@ static void cu_free_be(mimo_backend *be) {
     if (c->mapped)
       cudaFreeHost(c->mapped);
     cudaFree(c->fed);
-    cudaFree(c->tc_cnt);
     free(c->fed_host);
     free(c->blocks);
     free(c->arenas);

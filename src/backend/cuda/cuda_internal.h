@@ -73,8 +73,6 @@ typedef struct cu_ctx {
   cudaEvent_t ev0, ev1;
   struct cu_prof *prof;      /* MIMO_CUDA_PROFILE: op timing (cuda_profile.cu), else NULL */
   unsigned *route_done;      /* k_router_route's finished-block counter (zero between launches) */
-  unsigned *tc_cnt;          /* k_tc_up's blocks per h step (zero between launches), tc_cnt_n of them */
-  size_t tc_cnt_n;
   int pdl;                   /* programmatic dependent launch usable: SM90+ device running SM90+ code (cu_launch) */
   size_t mem_limit;          /* --gpu-memory-utilization x total (0: none); weights + KV + scratch */
   size_t mem_used;

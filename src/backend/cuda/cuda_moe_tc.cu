@@ -38,11 +38,15 @@ __device__ __forceinline__ void mma_u8s8(int (&d)[4], uint32_t a0, uint32_t a1, 
       : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
 }
 
-/* One vector's step of 128 inputs x (read through L2: other blocks may have just written them) -> its record r, by
- * one warp: lane i takes inputs 4i..4i+3. The record's tail holds per t: (128·X_2t + X_2t+1, s·2^(−7(2t+1))),
- * X_c = Σ of limb c over the step. */
-__device__ __forceinline__ void split8_step(char *r, const float *x, int lane) {
-  const float4 u = __ldcg((const float4 *)x + lane);
+/* x [n][len] fp32 -> rec [n][len/128][TC_REC]: one warp per (vector, step), lane i takes inputs 4i..4i+3. The
+ * record's tail holds per t: (128·X_2t + X_2t+1, s·2^(−7(2t+1))), X_c = Σ of limb c over the step. */
+__global__ void k_tc_split8(char *rec, const float *x, int n, int len) {
+  pdl_start();
+  const int warp = (int)((blockIdx.x * (long)blockDim.x + threadIdx.x) >> 5), lane = threadIdx.x & 31, nst = len / 128;
+  if (warp >= n * nst)
+    return;
+  const int v = warp / nst, s = warp % nst;
+  const float4 u = *(const float4 *)(x + (size_t)v * len + (size_t)s * 128 + 4 * lane);
   const float xv[4] = {u.x, u.y, u.z, u.w};
   float m = fmaxf(fmaxf(fabsf(u.x), fabsf(u.y)), fmaxf(fabsf(u.z), fabsf(u.w)));
   for (int o = 16; o; o >>= 1)
@@ -51,6 +55,7 @@ __device__ __forceinline__ void split8_step(char *r, const float *x, int lane) {
   if (m > 0.f)
     frexpf(m / 127.f, &e);
   const float inv = ldexpf(1.f, -e);
+  char *r = rec + ((size_t)v * nst + s) * TC_REC;
   const int t = lane >> 3, w = (lane >> 1) & 3, j0 = 4 * (lane & 1);
   int sum[3] = {0, 0, 0};
 #pragma unroll
@@ -73,16 +78,6 @@ __device__ __forceinline__ void split8_step(char *r, const float *x, int lane) {
     tl[0] = lane == 0 ? 128 * sum[0] + sum[1] : lane == 1 ? 128 * sum[2] : 0;
     tl[1] = __float_as_int(lane < 2 ? ldexpf(1.f, e - 7 * (2 * lane + 1)) : 0.f);
   }
-}
-
-/* x [n][len] fp32 -> rec [n][len/128][TC_REC]: one warp per (vector, step). */
-__global__ void k_tc_split8(char *rec, const float *x, int n, int len) {
-  pdl_start();
-  const int warp = (int)((blockIdx.x * (long)blockDim.x + threadIdx.x) >> 5), lane = threadIdx.x & 31, nst = len / 128;
-  if (warp >= n * nst)
-    return;
-  const int v = warp / nst, s = warp % nst;
-  split8_step(rec + ((size_t)v * nst + s) * TC_REC, x + (size_t)v * len + (size_t)s * 128, lane);
 }
 
 /* Where a 16-row tile's words sit (q4_idx, sz_idx): thread (g, t) reads word t of row g and of row g+8 each step.
@@ -199,19 +194,13 @@ __device__ __forceinline__ float group_sum(float v) {
   return v + __shfl_xor_sync(0xffffffffu, v, 2);
 }
 
-/* gate+up+SiLU·up -> hf [T·K][I] fp32 and its step records hrec (as k_tc_split8 would write them). grid (I/16 /
- * (W/P), T·K); P warps share a tile, each a contiguous part of the H steps; their sums meet in shared memory in
- * warp order. The blocks of a 128-row step count themselves in cnt[tk][step] (zero between launches): the last
- * one writes the step's record, which saves the down kernel a split launch in between. Dynamic shared memory
- * W · S · tc_ring<2>::BYTES. */
+/* gate+up+SiLU·up -> hf [T·K][I] fp32. grid (I/16 / (W/P), T·K); P warps share a tile, each a contiguous part of
+ * the H steps; their sums meet in shared memory in warp order. Dynamic shared memory W · S · tc_ring<2>::BYTES. */
 template <int W, int P, int S>
-__global__ void __launch_bounds__(W * 32) k_tc_up(float *hf, char *hrec, unsigned *cnt, const char *xrec,
-                                                  const cu_lin *tab, const int *sel, int K, int I, int H, int gshift,
-                                                  bool tiled) {
-  static_assert(128 % (TC_ROWS * W / P) == 0, "a block's rows lie in one 128-row step");
+__global__ void __launch_bounds__(W * 32) k_tc_up(float *hf, const char *xrec, const cu_lin *tab, const int *sel, int K,
+                                                  int I, int H, int gshift, bool tiled) {
   extern __shared__ uint4 tc_sm[];
   __shared__ float part[W][2][TC_ROWS];
-  __shared__ bool last;
   const int tk = blockIdx.y, wp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
   const int r0 = (blockIdx.x * (W / P) + wp / P) * TC_ROWS, n16 = H / 32, groups = H >> gshift, nst = H / 128;
   const int pi = wp % P, sa = pi * nst / P, sb = (pi + 1) * nst / P;
@@ -253,21 +242,6 @@ __global__ void __launch_bounds__(W * 32) k_tc_up(float *hf, char *hrec, unsigne
       u += part[wp + p][1][lane];
     }
     hf[(size_t)tk * I + r0 + lane] = a / (1.0f + expf(-a)) * u;
-  }
-  /* (every block is whole: I/16 is a multiple of 8, and W/P divides 8) */
-  const int step = blockIdx.x * (TC_ROWS * W / P) / 128;
-  __threadfence(); /* this block's rows of h, before its count */
-  __syncthreads();
-  if (threadIdx.x == 0) {
-    unsigned *c = cnt + (size_t)tk * (I / 128) + step;
-    last = atomicAdd(c, 1u) == 128 / (TC_ROWS * W / P) - 1;
-    if (last)
-      *c = 0; /* every block of the step has counted: ready for the next launch */
-  }
-  __syncthreads();
-  if (last && wp == 0) {
-    __threadfence();
-    split8_step(hrec + ((size_t)tk * (I / 128) + step) * TC_REC, hf + (size_t)tk * I + (size_t)step * 128, lane);
   }
 }
 
@@ -595,8 +569,7 @@ extern "C" int mimo_cuda_moe_decode_fp32(int on) { return cu_switch(&tc_off, "MI
 
 /* Launch shapes (warps per block, warps per up tile, ring stages): the first of each table is the default; the
  * others are there to be measured (mimo_cuda_moe_tc_variant). */
-typedef void (*tc_up_fn)(float *, char *, unsigned *, const char *, const cu_lin *, const int *, int, int, int, int,
-                         bool);
+typedef void (*tc_up_fn)(float *, const char *, const cu_lin *, const int *, int, int, int, int, bool);
 typedef void (*tc_dn_fn)(float *, const char *, const cu_lin *, const int *, const float *, int, int, int, int, bool);
 typedef struct {
   tc_up_fn f;
@@ -676,26 +649,13 @@ void cu_moe_tc(cu_ctx *c, float *out, float *hf, void *hrec, void *xrec, const f
   const size_t su = tc_up_smem(u), sd = tc_dn_smem(d);
   if (!tc_opt_in(c))
     return;
-  /* the step counters of up's h records: zero, and kept zero by the kernel */
-  const size_t ncnt = (size_t)T * K * (I / 128);
-  if (ncnt > c->tc_cnt_n) {
-    if (c->tc_cnt)
-      MIMO_CUDA(c, cudaFree(c->tc_cnt));
-    c->tc_cnt = NULL;
-    c->tc_cnt_n = 0;
-    const size_t n = ncnt < 4096 ? 4096 : ncnt;
-    if (MIMO_CUDA(c, cudaMalloc((void **)&c->tc_cnt, n * sizeof(unsigned))) != MIMO_OK ||
-        MIMO_CUDA(c, cudaMemsetAsync(c->tc_cnt, 0, n * sizeof(unsigned), c->st)) != MIMO_OK)
-      return;
-    c->tc_cnt_n = n;
-  }
-  /* up and down read sel and wts before their wait: k_tc_split8 runs between the routing and up (cu_launch's
-   * contract), and up between it and down */
+  /* up and down read sel and wts before their wait: k_tc_split8 always runs between (cu_launch's contract) */
   cu_launch(c, k_tc_split8, cdiv((long)T * (H / 128) * 32, 256), 256, 0, (char *)xrec, x, T, H);
   const int tiles_per_block = u->warps / u->per_tile;
-  cu_launch(c, u->f, dim3(cdiv(I / TC_ROWS, tiles_per_block), T * K), u->warps * 32, su, hf, (char *)hrec, c->tc_cnt,
-            (const char *)xrec, tab, sel, K, I, H, gshift, tiled);
+  cu_launch(c, u->f, dim3(cdiv(I / TC_ROWS, tiles_per_block), T * K), u->warps * 32, su, hf, (const char *)xrec, tab, sel,
+            K, I, H, gshift, tiled);
   cu_moe_mark(c, 3);
+  cu_launch(c, k_tc_split8, cdiv((long)T * K * (I / 128) * 32, 256), 256, 0, (char *)hrec, (const float *)hf, T * K, I);
   cu_launch(c, d->f, dim3(H / (TC_ROWS * d->tiles), T), d->warps * 32, sd, out, (const char *)hrec, tab, sel, wts, K, I, H,
             gshift, tiled);
 }
