@@ -27,7 +27,8 @@ enum {
   TC_ROWS = 16,
   TC_COL = 144,               /* bytes per limb column of a step: 128 + 16 so lanes g = 0..2 hit distinct banks */
   TC_REC = 3 * TC_COL + 32,   /* a step's B record: 3 limb columns, then (Σ-term, scale) for each t */
-  TC_SMEM_MAX = 96 * 1024     /* two blocks per SM on H100 (228 KB); one on A100 (164 KB) */
+  TC_SMEM_MAX = 128 * 1024    /* what a launch shape may use: 2 blocks per SM on H100 (228 KB) up to 96 KB, one on
+                               * A100 (164 KB); the 16-warp down shape takes 124 KB (one block per SM, 16 warps) */
 };
 
 /* d += A·B, A 16×32 u8 (rows g, g+8), B 32×8 s8, int32 accumulators. */
@@ -246,9 +247,10 @@ __global__ void __launch_bounds__(W * 32) k_tc_up(float *hf, const char *xrec, c
 }
 
 /* down, weighted by the routing weights and summed over the slots. grid (H / (16·NT), T): NT row tiles of 16 per
- * block, which each step's records serve together; warp w takes slots w, w + W, ... (its ring runs on across
- * them); the warps' sums meet in shared memory in warp order. K <= 32. */
-template <int W, int S, int NT>
+ * block, which each step's records serve together; P warps share a slot, each a contiguous part of its steps, and
+ * warp w takes slots w / P, w / P + W / P, ... (its ring runs on across them); the warps' sums meet in shared
+ * memory in warp order. K <= 32. */
+template <int W, int S, int NT, int P>
 __global__ void __launch_bounds__(W * 32) k_tc_down(float *out, const char *hrec, const cu_lin *tab, const int *sel,
                                                     const float *wts, int K, int I, int H, int gshift, bool tiled) {
   extern __shared__ uint4 tc_sm[];
@@ -267,41 +269,43 @@ __global__ void __launch_bounds__(W * 32) k_tc_down(float *out, const char *hrec
   __syncthreads();
   char *ring = (char *)tc_sm + (size_t)wp * S * tc_ring<NT>::BYTES;
   const tc_map mp = tc_map_of(tiled, n16, groups);
-  const int ns = wp < K ? (K - wp + W - 1) / W : 0;
+  constexpr int SW = W / P; /* slots in flight per block */
+  const int wg = wp / P, pi = wp % P, sa = pi * nst / P, sb = (pi + 1) * nst / P;
+  const int ns = wg < K ? (K - wg + SW - 1) / SW : 0;
   float acc[NT][2] = {}, og[NT][2] = {};
   /* slot and step of the next weight fill, record fill and use (each walks in order) */
-  int wk = wp, ws = 0, rk = wp, rs = 0, uk = wp, us = 0;
+  int wk = wg, ws = sa, rk = wg, rs = sa, uk = wg, us = sa;
   tc_ring_walk<S>(
-      ring, tc_ring<NT>::BYTES, ns * nst,
+      ring, tc_ring<NT>::BYTES, ns * (sb - sa),
       [&](char *stg, int) {
         const uint4 *q[NT];
 #pragma unroll
         for (int m = 0; m < NT; m++)
           q[m] = tc_q(sq[wk], tiled, r0 + m * TC_ROWS, g, t, n16);
         tc_fill_w<NT>(stg, q, tc_sz(ss[wk], tiled, r0 + st * TC_ROWS, lane & 15, groups), mp, ws, gshift, lane);
-        if (++ws == nst) {
-          ws = 0;
-          wk += W;
+        if (++ws == sb) {
+          ws = sa;
+          wk += SW;
         }
       },
       [&](char *stg, int) {
         tc_fill_r<NT>(stg, hrec + (size_t)(tt * K + rk) * nst * TC_REC, rs, lane);
-        if (++rs == nst) {
-          rs = 0;
-          rk += W;
+        if (++rs == sb) {
+          rs = sa;
+          rk += SW;
         }
       },
       [&](const char *stg, int) {
         tc_use<NT>(acc, stg, g, t, lane);
-        if (++us == nst) { /* the slot's last step: weight it into the output */
+        if (++us == sb) { /* the slot's last step (of this warp's part): weight it into the output */
 #pragma unroll
           for (int m = 0; m < NT; m++) {
             og[m][0] = fmaf(sw[uk], acc[m][0], og[m][0]);
             og[m][1] = fmaf(sw[uk], acc[m][1], og[m][1]);
             acc[m][0] = acc[m][1] = 0.f;
           }
-          us = 0;
-          uk += W;
+          us = sa;
+          uk += SW;
         }
       });
 #pragma unroll
@@ -577,15 +581,16 @@ typedef struct {
 } tc_up_shape;
 typedef struct {
   tc_dn_fn f;
-  int warps, stages, tiles; /* tiles: 16-row tiles per block */
+  int warps, stages, tiles, per_slot; /* tiles: 16-row tiles per block; per_slot: warps sharing a slot's steps */
 } tc_dn_shape;
 static const tc_up_shape tc_ups[] = {{k_tc_up<8, 4, 4>, 8, 4, 4}, {k_tc_up<4, 1, 6>, 4, 1, 6}, {k_tc_up<8, 2, 4>, 8, 2, 4},
                                      {k_tc_up<4, 2, 8>, 4, 2, 8}, {k_tc_up<8, 1, 4>, 8, 1, 4}};
 /* down: 32-row blocks (each step's records serve two row tiles) 60.0 / 255.5 µs at T = 1 / 8 against 61.6 / 259.4
- * with 16 rows and 6 stages (H200, one run, 2026-12-03) */
-static const tc_dn_shape tc_dns[] = {{k_tc_down<8, 4, 2>, 8, 4, 2}, {k_tc_down<8, 6, 1>, 8, 6, 1},
-                                     {k_tc_down<4, 8, 1>, 4, 8, 1}, {k_tc_down<8, 4, 1>, 8, 4, 1},
-                                     {k_tc_down<4, 8, 2>, 4, 8, 2}};
+ * with 16 rows and 6 stages (H200, one run, 2026-12-03). 16 warps, 2 per slot (16 warps per SM at one token instead
+ * of 8): 51.5 / 259.9 µs against 52.5 / 249.6 with the default (H200, 2026-12-04), no change to the decode step. */
+static const tc_dn_shape tc_dns[] = {{k_tc_down<8, 4, 2, 1>, 8, 4, 2, 1},  {k_tc_down<8, 6, 1, 1>, 8, 6, 1, 1},
+                                     {k_tc_down<4, 8, 1, 1>, 4, 8, 1, 1},  {k_tc_down<8, 4, 1, 1>, 8, 4, 1, 1},
+                                     {k_tc_down<4, 8, 2, 1>, 4, 8, 2, 1},  {k_tc_down<16, 3, 2, 2>, 16, 3, 2, 2}};
 static int tc_up_v = -1, tc_dn_v = 0;
 
 /* The (up, down) table choice *uv, *dv: first the environment variable var's "u,d" (else the defaults, 0), then
@@ -612,9 +617,9 @@ extern "C" int mimo_cuda_moe_tc_variant(int up, int dn, char *label, int n) {
   const int nu = (int)(sizeof tc_ups / sizeof *tc_ups), nd = (int)(sizeof tc_dns / sizeof *tc_dns);
   variant_pick(&tc_up_v, &tc_dn_v, nu, nd, "MIMO_CUDA_TC_VARIANT", up, dn);
   if (label)
-    snprintf(label, (size_t)n, "up %d warps, %d per tile, %d stages; down %d warps, %d stages, %d rows",
+    snprintf(label, (size_t)n, "up %d warps, %d per tile, %d stages; down %d warps, %d per slot, %d stages, %d rows",
              tc_ups[tc_up_v].warps, tc_ups[tc_up_v].per_tile, tc_ups[tc_up_v].stages, tc_dns[tc_dn_v].warps,
-             tc_dns[tc_dn_v].stages, 16 * tc_dns[tc_dn_v].tiles);
+             tc_dns[tc_dn_v].per_slot, tc_dns[tc_dn_v].stages, 16 * tc_dns[tc_dn_v].tiles);
   return up == -2 ? nd : nu;
 }
 
