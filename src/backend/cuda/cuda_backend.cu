@@ -749,7 +749,6 @@ extern "C" mimo_status mimo_backend_cuda_init(mimo_backend **out, int device) {
     cu_free_be(be);
     return st;
   }
-  c->cc = p.major * 10 + p.minor;
   c->mem_total = p.totalGlobalMem;
   c->sms = p.multiProcessorCount;
   snprintf(c->name, sizeof c->name, "%.200s (sm_%d, %d SMs, %.1f GiB%s)", p.name, c->cc, c->sms,

@@ -121,8 +121,9 @@ __host__ __device__ __forceinline__ int kv_slot(int p, int cap, int ring) { retu
  * while the kernel before it on the stream is still finishing, so its launch latency and its first weight loads
  * overlap the previous kernel's tail (at batch 1 a decode step is ~50 dependent launches of a few µs each).
  * The contract of a kernel launched that way:
- * - before pdl_start() it reads only constant data (weights, tables built at load) or, through L2 (__ldcg), what a
- *   launch at least two back on the stream wrote, and it writes no global memory;
+ * - before pdl_start() it reads only constant data (weights, tables built at load, host memory the host filled
+ *   before the launch) or, through L2 (__ldcg), what a launch at least two back on the stream wrote, and it writes
+ *   no global memory;
  * - pdl_start() waits until the previous kernel has finished and its writes are visible, then lets the next
  *   kernel be scheduled. Every kernel calls it after its own wait, so when a kernel starts, the one before it has
  *   passed its wait: everything two launches back is complete.
