@@ -10,6 +10,7 @@
 #include "core/fileio.h"
 #include "core/log.h"
 #include "core/num.h"
+#include "core/threads.h"
 #include "io/safetensors.h"
 #include "text/synth_tokenizer.h"
 
@@ -60,6 +61,7 @@ typedef struct gen {
   /* G_QKV_PART: rows of the fused chunked tensor (spec §3.3) that form q, k or v,
    * so a split-layout checkpoint holds exactly the fused one's weights. */
   int part, chunks, qc, kc, vc, in;
+  mimo_pool *pool; /* large normal tensors are drawn in parallel chunks (fill_normal) */
 } gen;
 
 static mimo_status fill(void *ctx, void *dst, size_t bytes);
@@ -70,7 +72,7 @@ static mimo_status fill_qkv_part(gen *g, void *dst) {
   uint16_t *full = malloc((size_t)rows * row_bytes);
   if (!full)
     return mimo_errf(MIMO_E_NOMEM, "synth qkv");
-  gen parent = {.kind = G_NORMAL_BF16, .std = g->std, .seed = g->seed};
+  gen parent = {.kind = G_NORMAL_BF16, .std = g->std, .seed = g->seed, .pool = g->pool};
   fill(&parent, full, (size_t)rows * row_bytes);
   int off = g->part == 0 ? 0 : g->part == 1 ? g->qc : g->qc + g->kc, n = g->part == 0 ? g->qc : g->part == 1 ? g->kc : g->vc;
   for (int c = 0; c < g->chunks; c++)
@@ -80,26 +82,58 @@ static mimo_status fill_qkv_part(gen *g, void *dst) {
   return MIMO_OK;
 }
 
+/* Normal draws (the three normal kinds) for elements [i0, i1) of dst from r. */
+static void normals(const gen *g, mimo_rng *r, void *dst, size_t i0, size_t i1) {
+  for (size_t i = i0; i < i1; i++) {
+    const double x = mimo_rng_normal(r) * g->std;
+    if (g->kind == G_NORMAL_F32)
+      ((float *)dst)[i] = (float)x;
+    else
+      ((uint16_t *)dst)[i] = mimo_f32_to_bf16((float)(g->kind == G_NORM_BF16 ? 1.0 + x : x));
+  }
+}
+
+/* Tensors of at least SYNTH_PAR_BYTES (the full preset's embedding, lm_head and projections: ~90 % of its synth
+ * time went to their normal draws on one core) are drawn in chunks of SYNTH_CHUNK elements, each from its own
+ * stream, over the pool. Smaller tensors, every tensor of the tiny preset the tests use among them, keep one
+ * stream: their values do not change. */
+enum { SYNTH_PAR_BYTES = 16 << 20, SYNTH_CHUNK = 1 << 19 };
+typedef struct {
+  const gen *g;
+  void *dst;
+  size_t n;
+} normal_job;
+static void normal_chunks(void *ctx, long c0, long c1) {
+  const normal_job *j = ctx;
+  for (long c = c0; c < c1; c++) {
+    mimo_rng r;
+    mimo_rng_seed(&r, j->g->seed + 0x9e3779b97f4a7c15ull * (uint64_t)(c + 1));
+    const size_t i0 = (size_t)c * SYNTH_CHUNK, i1 = i0 + SYNTH_CHUNK < j->n ? i0 + SYNTH_CHUNK : j->n;
+    normals(j->g, &r, j->dst, i0, i1);
+  }
+}
+static void fill_normal(const gen *g, void *dst, size_t bytes) {
+  const size_t n = bytes / (g->kind == G_NORMAL_F32 ? 4 : 2);
+  if (bytes >= SYNTH_PAR_BYTES && g->pool) {
+    normal_job j = {g, dst, n};
+    mimo_parallel_for(g->pool, (long)((n + SYNTH_CHUNK - 1) / SYNTH_CHUNK), 1, normal_chunks, &j);
+    return;
+  }
+  mimo_rng r;
+  mimo_rng_seed(&r, g->seed);
+  normals(g, &r, dst, 0, n);
+}
+
 static mimo_status fill(void *ctx, void *dst, size_t bytes) {
   gen *g = ctx;
   mimo_rng r;
   mimo_rng_seed(&r, g->seed);
   switch (g->kind) {
   case G_NORMAL_BF16:
-  case G_NORM_BF16: {
-    uint16_t *d = dst;
-    for (size_t i = 0; i < bytes / 2; i++) {
-      double x = mimo_rng_normal(&r) * g->std;
-      d[i] = mimo_f32_to_bf16((float)(g->kind == G_NORM_BF16 ? 1.0 + x : x));
-    }
+  case G_NORM_BF16:
+  case G_NORMAL_F32:
+    fill_normal(g, dst, bytes);
     break;
-  }
-  case G_NORMAL_F32: {
-    float *d = dst;
-    for (size_t i = 0; i < bytes / 4; i++)
-      d[i] = (float)(mimo_rng_normal(&r) * g->std);
-    break;
-  }
   case G_NIBBLES: { /* uniform u in [0,15] = q + 8 */
     uint64_t *d = dst;
     for (size_t i = 0; i < bytes / 8; i++)
@@ -148,6 +182,7 @@ typedef struct {
   size_t n, cap;
   uint64_t seed;
   mimo_status st;
+  mimo_pool *pool;
 } plan;
 
 static uint64_t name_seed(uint64_t seed, const char *s) {
@@ -179,6 +214,7 @@ static void add(plan *p, const char *name, mimo_dtype dt, int ndim, int64_t d0, 
   t->shape[1] = d1;
   t->g = g;
   t->g.seed = name_seed(p->seed, name);
+  t->g.pool = p->pool;
   t->bytes = (size_t)d0 * (size_t)(ndim > 1 ? d1 : 1) * mimo_dtype_size(dt);
 }
 
@@ -432,9 +468,12 @@ mimo_status mimo_synth(const mimo_synth_opts *o) {
   if (ps.kv < 1 || ps.heads % ps.kv || ps.heads % ps.swa_kv)
     return mimo_errf(MIMO_E_INVALID, "--kv-heads %d must divide the %d query heads (and twice it too)", ps.kv, ps.heads);
   plan p = {.seed = o->seed};
+  if ((p.st = mimo_pool_init(&p.pool, 0)) != MIMO_OK)
+    return p.st;
   plan_model(&p, &ps, int4, asym, o->split_qkv);
   if (p.st != MIMO_OK) {
     free(p.t);
+    mimo_pool_free(p.pool);
     return p.st;
   }
   size_t total = 0;
@@ -467,5 +506,6 @@ mimo_status mimo_synth(const mimo_synth_opts *o) {
     json_decref(cfg);
   }
   free(p.t);
+  mimo_pool_free(p.pool);
   return st;
 }
