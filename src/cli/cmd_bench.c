@@ -90,6 +90,38 @@ static double decode_weight_bytes(const mimo_model *m) {
   return b;
 }
 
+/* Seconds per lm_head GEMV at one token, n back to back (< 0: not measured). The lm_head streams at ~100 % of
+ * the copy bandwidth while a layer's many small kernels do not, so the step's ratio alone flatters the layers:
+ * the per-layer figure takes it out (issue 5's goal is per layer). */
+static double lm_head_seconds(const mimo_model *m, mimo_backend *be, int n) {
+  const int H = m->cfg.hidden_size, V = m->w.lm_head.out;
+  float *x = be->alloc(be, (size_t)H), *y = be->alloc(be, (size_t)V), *zeros = calloc((size_t)H, sizeof(float)),
+        host = 0;
+  double t = -1;
+  if (x && y && zeros) {
+    mimo_status st = be->upload ? be->upload(be, x, zeros, (size_t)H) : MIMO_OK;
+    if (!be->upload)
+      memcpy(x, zeros, (size_t)H * sizeof(float)); /* a host backend's scratch is host memory */
+    if (st == MIMO_OK) {
+      be->linear(be, y, x, 1, &m->w.lm_head); /* once untimed */
+      st = be->download ? be->download(be, &host, y, 1) : MIMO_OK;
+    }
+    const double t0 = mimo_now();
+    for (int i = 0; st == MIMO_OK && i < n; i++)
+      be->linear(be, y, x, 1, &m->w.lm_head);
+    if (st == MIMO_OK && be->download)
+      st = be->download(be, &host, y, 1);
+    if (st == MIMO_OK)
+      t = (mimo_now() - t0) / n;
+  }
+  free(zeros);
+  if (x)
+    be->release(be, x);
+  if (y)
+    be->release(be, y);
+  return t;
+}
+
 static double kv_read_bytes(const mimo_model *m, int len) {
   const mimo_config *c = &m->cfg;
   double b = 0;
@@ -265,6 +297,14 @@ int mimo_cmd_bench(int argc, char **argv) {
     printf("decode step %.3f ms = %.3f ms per layer; bytes/copy bandwidth %.3f ms per layer; ratio %.2fx\n",
            1e3 * dec / D, 1e3 * dec / D / nl, 1e3 * bytes / D / copy_bw / nl, dec / (bytes / copy_bw));
     printf("decode step median %.3f ms, ratio %.2fx\n", 1e3 * med, med * D / (bytes / copy_bw));
+    const double tl = tp > 1 ? -1 : lm_head_seconds(m, be0, 20);
+    if (tl > 0) {
+      const double lb = mimo_linear_bytes(&m->w.lm_head), layer_b = bytes / D - lb;
+      printf("decode layers without the lm_head (%.3f ms, %.0f%% of copy): %.3f ms per layer, bytes/copy bandwidth "
+             "%.3f ms per layer, ratio %.2fx\n",
+             1e3 * tl, 100.0 * lb / tl / copy_bw, 1e3 * (med - tl) / nl, 1e3 * layer_b / copy_bw / nl,
+             (med - tl) / (layer_b / copy_bw));
+    }
   }
   mimo_pool_free(pool);
 out:
