@@ -166,6 +166,9 @@ void *cu_mapped(cu_ctx *c, size_t bytes, void **dev);
 float *cu_alloc(mimo_backend *be, size_t n);
 void cu_release(mimo_backend *be, float *p);
 
+/* cuda_ops.cu: sets the small ops of the backend table; frees their staging at the backend's end */
+void cu_ops_install(mimo_backend *be);
+void cu_ops_free(cu_ctx *c);
 /* cuda_linear.cu */
 void cu_linear(mimo_backend *be, float *y, const float *x, int T, const mimo_linear *W);
 void cu_linear_dev(cu_ctx *c, float *y, const float *x, int T, const cu_lin *L);
