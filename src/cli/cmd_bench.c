@@ -155,10 +155,17 @@ int mimo_cmd_bench(int argc, char **argv) {
   sp.top_p = (float)mimo_arg_double(a, n, "top-p", 1, &bad);
   sp.top_k = (int)mimo_arg_long(a, n, "top-k", -1, &bad);
   mimo_open_opts o;
-  if (!dir || bad || P < 1 || D < 1 || B < 1 || B > 4096 || chunk < 0 || !mimo_open_parse(a, n, dir, &o)) {
-    fprintf(stderr, "mimo bench: need --model DIR (see --help)\n");
+  /* the value at fault, named (the number parsers and mimo_open_parse name theirs) */
+  const char *why = !dir                   ? "need --model DIR"
+                    : P < 1                ? "--prompt must be at least 1"
+                    : D < 1                ? "--decode must be at least 1"
+                    : B < 1 || B > 4096    ? "--batch must be 1 to 4096"
+                    : chunk < 0            ? "--chunk must not be negative"
+                                           : NULL;
+  if (why && !bad)
+    fprintf(stderr, "mimo bench: %s (see --help)\n", why);
+  if (bad || why || !mimo_open_parse(a, n, dir, &o))
     return 2;
-  }
   const int threads = o.threads, tp = o.tp;
   mimo_model *m = NULL;
   mimo_kv_seq **seqs = NULL;
