@@ -99,8 +99,10 @@ static double lm_head_seconds(const mimo_model *m, mimo_backend *be, int n) {
         host = 0;
   double t = -1;
   if (x && y && zeros) {
-    mimo_status st = be->upload ? be->upload(be, x, zeros, (size_t)H) : MIMO_OK;
-    if (!be->upload)
+    mimo_status st = MIMO_OK;
+    if (be->upload)
+      st = be->upload(be, x, zeros, (size_t)H);
+    else
       memcpy(x, zeros, (size_t)H * sizeof(float)); /* a host backend's scratch is host memory */
     if (st == MIMO_OK) {
       be->linear(be, y, x, 1, &m->w.lm_head); /* once untimed */

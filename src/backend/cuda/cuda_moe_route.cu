@@ -198,7 +198,8 @@ void cu_moe_route(cu_ctx *c, float *z, const float *x, int T, const cu_lin *rout
   const size_t smem = (size_t)T * (router->in / RT_PARTS) * sizeof(float);
   /* One token takes the split pair: under dependent launch (SM90) it ran the one-token MoE 2–6 µs faster back to
    * back than the fused kernel, whose last block waits on a device-wide fence and counter (H200, 2026-12-04, four
-   * runs); from two tokens the fused kernel stays (at eight: 253 against 262 µs). */
+   * runs); from two tokens the fused kernel stays (at eight: 253 against 262 µs). The choice follows the device,
+   * not MIMO_CUDA_PDL, so that switch compares launches over the same arithmetic (gpu-check: bitwise equal). */
   const bool fused = router->fmt == CU_F32 && T <= RT_TMAX && E <= RT_EMAX && K <= 32 && K <= E &&
                      router->in % 16 == 0 && smem <= 48 * 1024 && !mimo_cuda_moe_route_split(-1) && (T > 1 || !c->pdl);
   if (fused && !c->route_done) {

@@ -623,16 +623,16 @@ extern "C" mimo_status cu_sample(mimo_backend *be, float *logits, int rows, int 
       p += q->n_pen;
       a++;
     }
-    for (int r = 0; r < rows; r++) /* skipped rows: no block writes theirs */
-      c->fed_host[r] = -1;
     cu_launch(c, k_sample, n, SNT, 0, logits, raw_rows, V, (const sjob *)dm, (const int *)(dm + jb + ob),
               (sout *)(dm + jb), fed);
   }
   if (st == MIMO_OK)
     st = cu_wait(c);
   for (int r = 0, a = 0; st == MIMO_OK && r < rows; r++) {
-    if (jobs[r].skip)
+    if (jobs[r].skip) { /* no block wrote its fed-back id */
+      c->fed_host[r] = -1;
       continue;
+    }
     const sout *o = &ho[a++];
     tokens[r] = o->token;
     c->fed_host[r] = o->token;
