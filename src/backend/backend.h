@@ -38,16 +38,38 @@ typedef struct mimo_vec {
 
 float mimo_vec_get(const mimo_vec *v, int i);
 
-/* One sequence's view of a layer's cached keys/values (owned by the engine;
- * the storage comes from the backend's kv_realloc, so it is device memory on
- * a GPU backend). */
+/* Positions per block of a full-attention layer's cache (engine/kv_cache.h). */
+#define MIMO_KV_BLOCK_LOG2 6
+#define MIMO_KV_BLOCK (1 << MIMO_KV_BLOCK_LOG2)
+
+/* One sequence's view of a layer's cached keys/values (owned by the engine; the storage comes from the backend's
+ * kv_realloc, so it is device memory on a GPU backend, and so is the block table). Elements are float32, or bf16
+ * (bf16 = 1), and offsets and strides count elements.
+ *  - Sliding layers (ring = 1): k [cap][n_kv][head_dim], v [cap][n_kv][v_head_dim]; position p in slot p % cap.
+ *  - Full layers (ring = 0): paged. blocks[p / MIMO_KV_BLOCK] holds MIMO_KV_BLOCK positions of every full layer
+ *    of the sequence; this layer's keys start k_off elements into it, [MIMO_KV_BLOCK][n_kv][head_dim], its values
+ *    v_off, [MIMO_KV_BLOCK][n_kv][v_head_dim]. cap = the positions the table covers.
+ * With a bf16 cache, attention reads every key and value rounded to bf16 (nearest even), this step's own too, so
+ * a prompt gives the same result however it is cut into steps. */
 typedef struct mimo_kv_view {
-  float *k;   /* [cap][n_kv][head_dim] */
-  float *v;   /* [cap][n_kv][v_head_dim] */
+  void *k, *v;          /* ring storage */
+  void *const *blocks;  /* block table (paged) */
+  int k_off, v_off;
   int cap;    /* slots */
-  int ring;   /* 1: position p lives in slot p % cap (sliding layers) */
+  int ring;
   int len;    /* positions cached so far (0..len-1), before this step */
+  int bf16;
 } mimo_kv_view;
+
+/* Position p's keys (isv = 0) or values of all n_kv heads, `row` = n_kv * dim elements. Host backends only: a
+ * device backend's table and blocks are device memory. */
+static inline void *mimo_kv_row(const mimo_kv_view *kv, int p, int isv, size_t row) {
+  const size_t es = kv->bf16 ? 2 : 4;
+  if (kv->ring)
+    return (char *)(isv ? kv->v : kv->k) + (size_t)(p % kv->cap) * row * es;
+  return (char *)kv->blocks[p >> MIMO_KV_BLOCK_LOG2] +
+         ((size_t)(isv ? kv->v_off : kv->k_off) + (size_t)(p & (MIMO_KV_BLOCK - 1)) * row) * es;
+}
 
 /* Attention for one sequence's new tokens (T of them at positions len..len+T-1). */
 typedef struct mimo_attn_args {
@@ -140,6 +162,9 @@ struct mimo_backend {
    * NULL on OOM with p untouched. */
   float *(*kv_realloc)(mimo_backend *be, float *p, size_t old_n, size_t new_n);
   void (*kv_free)(mimo_backend *be, float *p);
+  /* Block tables (with kv_realloc): n pointers from the host into backend memory at dst, in order with the ops
+   * (the host array may change as soon as this returns; no wait for queued work). */
+  void (*kv_table_write)(mimo_backend *be, void **dst, void *const *src, int n);
   /* Copies n floats of backend memory to the host, waits for all queued work and
    * returns the first error any op met (ops themselves return nothing). */
   mimo_status (*download)(mimo_backend *be, float *host, const float *src, size_t n);

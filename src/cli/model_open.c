@@ -63,6 +63,13 @@ bool mimo_open_parse(const mimo_arg *a, int n, const char *dir, mimo_open_opts *
                         .host_sampling = mimo_arg_str(a, n, "host-sampling", NULL) != NULL};
   if (bad)
     return false; /* mimo_arg_* named the value */
+  const char *kvt = mimo_arg_str(a, n, "kv-cache-dtype", "float32");
+  if (!strcmp(kvt, "bfloat16") || !strcmp(kvt, "bf16")) {
+    o->kv_bf16 = true;
+  } else if (strcmp(kvt, "float32") && strcmp(kvt, "fp32") && strcmp(kvt, "auto")) {
+    fprintf(stderr, "mimo: --kv-cache-dtype '%s': need float32 or bfloat16\n", kvt);
+    return false;
+  }
   if (o->threads < 0 || o->tp < 1 || o->tp > 1024 || !(o->gpu_memory_utilization > 0 && o->gpu_memory_utilization <= 1)) {
     fprintf(stderr, "mimo: need --threads >= 0, 1 <= --tensor-parallel-size <= 1024 and 0 < --gpu-memory-utilization <= 1\n");
     return false;
@@ -175,5 +182,10 @@ fail:
 mimo_status mimo_open_model(const mimo_open_opts *o, mimo_model **out) {
   MIMO_TRY(open_model(o, out));
   (*out)->host_sampling = o->host_sampling;
-  return MIMO_OK;
+  mimo_status st = mimo_model_set_kv_bf16(*out, o->kv_bf16);
+  if (st != MIMO_OK) {
+    mimo_model_free(*out);
+    *out = NULL;
+  }
+  return st;
 }

@@ -1,19 +1,37 @@
 #include "engine/kv_cache.h"
 
+#include <pthread.h>
 #include <stdlib.h>
 
-static size_t slot_floats(const mimo_attn_geom *g, int v) {
-  return (size_t)g->n_kv_heads * (v ? g->v_head_dim : g->head_dim);
-}
+static const size_t CHUNK_MAX_BYTES = (size_t)256 << 20;
+enum { FIRST_CHUNK_BLOCKS = 16 };
 
-/* The backend's storage, or the host heap by default. */
-static float *kv_realloc(mimo_backend *be, float *p, size_t old_n, size_t new_n) {
+struct mimo_kv_pool {
+  pthread_mutex_t mu;
+  int refs;
+  mimo_backend *be;
+  size_t block_elems, es; /* a block's elements, and their size (4: float32, 2: bf16) */
+  bool bf16;
+  void **chunks;
+  int n_chunks, cap_chunks;
+  void **free_blocks; /* a stack: the lowest address on top, so a sequence's blocks tend to follow each other */
+  long n_free, cap_free;
+  long n_blocks;
+  int n_layers;
+  int *k_off, *v_off;  /* per full layer, elements into a block */
+  int *window;         /* per sliding layer: ring slots, */
+  size_t *kf, *vf;     /* and elements per slot of keys and of values */
+};
+
+/* The backend's storage, or the host heap by default: bytes, kept when it grows. */
+static void *kv_realloc(mimo_backend *be, void *p, size_t old_bytes, size_t new_bytes) {
+  const size_t f = sizeof(float);
   if (be && be->kv_realloc)
-    return be->kv_realloc(be, p, old_n, new_n);
-  return realloc(p, new_n * sizeof(float));
+    return be->kv_realloc(be, p, (old_bytes + f - 1) / f, (new_bytes + f - 1) / f);
+  return realloc(p, new_bytes);
 }
 
-static void kv_free(mimo_backend *be, float *p) {
+static void kv_free(mimo_backend *be, void *p) {
   if (be && be->kv_free)
     be->kv_free(be, p);
   else
@@ -21,24 +39,149 @@ static void kv_free(mimo_backend *be, float *p) {
 }
 
 /* A backend's kv_realloc says why it failed (a memory budget, say); the host heap does not. */
-static mimo_status grow_failed(const mimo_backend *be, int cap) {
-  return be && be->kv_realloc ? mimo_err_prefix(MIMO_E_NOMEM, "KV cache for %d positions", cap)
-                              : mimo_errf(MIMO_E_NOMEM, "KV cache: %d positions", cap);
+static mimo_status alloc_failed(const mimo_backend *be, const char *what, size_t bytes) {
+  return be && be->kv_realloc ? mimo_err_prefix(MIMO_E_NOMEM, "KV cache %s of %zu bytes", what, bytes)
+                              : mimo_errf(MIMO_E_NOMEM, "KV cache %s of %zu bytes", what, bytes);
 }
 
-static mimo_status grow(mimo_kv_seq *s, mimo_kv_view *kv, const mimo_attn_geom *g, int cap) {
-  mimo_backend *be = s->be;
-  float *k = kv_realloc(be, kv->k, (size_t)kv->cap * slot_floats(g, 0), (size_t)cap * slot_floats(g, 0));
-  if (!k)
-    return grow_failed(be, cap);
-  kv->k = k;
-  float *v = kv_realloc(be, kv->v, (size_t)kv->cap * slot_floats(g, 1), (size_t)cap * slot_floats(g, 1));
-  if (!v)
-    return grow_failed(be, cap);
-  kv->v = v;
-  s->bytes += (size_t)(cap - kv->cap) * (slot_floats(g, 0) + slot_floats(g, 1)) * sizeof(float);
-  kv->cap = cap;
+static void pool_free(mimo_kv_pool *p);
+
+mimo_status mimo_kv_pool_new(mimo_kv_pool **out, const mimo_config *cfg, mimo_backend *be, bool bf16) {
+  mimo_kv_pool *p = calloc(1, sizeof *p);
+  if (!p)
+    return mimo_errf(MIMO_E_NOMEM, "KV pool");
+  p->n_layers = cfg->num_hidden_layers;
+  const size_t nl = (size_t)p->n_layers;
+  p->k_off = calloc(nl, sizeof *p->k_off);
+  p->v_off = calloc(nl, sizeof *p->v_off);
+  p->window = calloc(nl, sizeof *p->window);
+  p->kf = calloc(nl, sizeof *p->kf);
+  p->vf = calloc(nl, sizeof *p->vf);
+  if (!p->k_off || !p->v_off || !p->window || !p->kf || !p->vf) {
+    pool_free(p);
+    return mimo_errf(MIMO_E_NOMEM, "KV pool");
+  }
+  size_t off = 0;
+  for (int L = 0; L < p->n_layers; L++) {
+    const mimo_attn_geom *g = mimo_config_geom(cfg, L);
+    p->k_off[L] = p->v_off[L] = -1;
+    p->window[L] = g->window;
+    p->kf[L] = (size_t)g->n_kv_heads * g->head_dim;
+    p->vf[L] = (size_t)g->n_kv_heads * g->v_head_dim;
+    if (g->window > 0)
+      continue;
+    p->k_off[L] = (int)off;
+    off += MIMO_KV_BLOCK * p->kf[L];
+    p->v_off[L] = (int)off;
+    off += MIMO_KV_BLOCK * p->vf[L];
+    if (off > (size_t)1 << 30) { /* kernels address a block with 32-bit offsets */
+      pool_free(p);
+      return mimo_errf(MIMO_E_CONFIG, "KV block of %zu elements (layers up to %d): over 2^30", off, L);
+    }
+  }
+  p->block_elems = off;
+  p->bf16 = bf16;
+  p->es = bf16 ? 2 : 4;
+  p->be = be;
+  p->refs = 1;
+  pthread_mutex_init(&p->mu, NULL);
+  *out = p;
   return MIMO_OK;
+}
+
+static void pool_free(mimo_kv_pool *p) {
+  for (int i = 0; i < p->n_chunks; i++)
+    kv_free(p->be, p->chunks[i]);
+  free(p->chunks);
+  free(p->free_blocks);
+  free(p->k_off);
+  free(p->v_off);
+  free(p->window);
+  free(p->kf);
+  free(p->vf);
+  free(p);
+}
+
+void mimo_kv_pool_release(mimo_kv_pool *p) {
+  if (!p)
+    return;
+  pthread_mutex_lock(&p->mu);
+  const int left = --p->refs;
+  pthread_mutex_unlock(&p->mu);
+  if (left)
+    return;
+  pthread_mutex_destroy(&p->mu);
+  pool_free(p);
+}
+
+size_t mimo_kv_pool_block_bytes(const mimo_kv_pool *p) { return p->block_elems * p->es; }
+
+void mimo_kv_pool_usage(mimo_kv_pool *p, long *blocks, long *in_use) {
+  pthread_mutex_lock(&p->mu);
+  *blocks = p->n_blocks;
+  *in_use = p->n_blocks - p->n_free;
+  pthread_mutex_unlock(&p->mu);
+}
+
+/* One more chunk of at least `need` blocks (more when the pool is large: it doubles, up to CHUNK_MAX_BYTES a
+ * chunk). Called with the lock held. */
+static mimo_status add_chunk(mimo_kv_pool *p, long need) {
+  const size_t bb = p->block_elems * p->es;
+  long want = p->n_blocks > FIRST_CHUNK_BLOCKS ? p->n_blocks : FIRST_CHUNK_BLOCKS;
+  const long most = (long)(CHUNK_MAX_BYTES / bb) > 1 ? (long)(CHUNK_MAX_BYTES / bb) : 1;
+  if (want > most)
+    want = most;
+  if (want < need)
+    want = need;
+  if (p->n_chunks == p->cap_chunks) {
+    int cap = p->cap_chunks ? 2 * p->cap_chunks : 8;
+    void **c = realloc(p->chunks, (size_t)cap * sizeof *c);
+    if (!c)
+      return mimo_errf(MIMO_E_NOMEM, "KV pool");
+    p->chunks = c;
+    p->cap_chunks = cap;
+  }
+  if (p->n_blocks + want > p->cap_free) { /* room for every block: all may come back */
+    long cap = p->cap_free ? 2 * p->cap_free : 64;
+    while (cap < p->n_blocks + want)
+      cap *= 2;
+    void **f = realloc(p->free_blocks, (size_t)cap * sizeof *f);
+    if (!f)
+      return mimo_errf(MIMO_E_NOMEM, "KV pool");
+    p->free_blocks = f;
+    p->cap_free = cap;
+  }
+  char *c = kv_realloc(p->be, NULL, 0, (size_t)want * bb);
+  if (!c && want > need) { /* near the memory limit: only what this step needs */
+    want = need;
+    c = kv_realloc(p->be, NULL, 0, (size_t)want * bb);
+  }
+  if (!c)
+    return alloc_failed(p->be, "blocks", (size_t)want * bb);
+  p->chunks[p->n_chunks++] = c;
+  for (long i = want - 1; i >= 0; i--)
+    p->free_blocks[p->n_free++] = c + (size_t)i * bb;
+  p->n_blocks += want;
+  return MIMO_OK;
+}
+
+/* n blocks into out, all or none. */
+static mimo_status pool_take(mimo_kv_pool *p, void **out, long n) {
+  pthread_mutex_lock(&p->mu);
+  mimo_status st = p->n_free >= n ? MIMO_OK : add_chunk(p, n - p->n_free);
+  if (st == MIMO_OK)
+    for (long i = 0; i < n; i++)
+      out[i] = p->free_blocks[--p->n_free];
+  pthread_mutex_unlock(&p->mu);
+  return st;
+}
+
+/* Back on the stack in reverse, so the next taker gets them in the order they were held. */
+static void pool_give(mimo_kv_pool *p, void *const *blocks, long n) {
+  pthread_mutex_lock(&p->mu);
+  for (long i = n - 1; i >= 0; i--)
+    p->free_blocks[p->n_free++] = blocks[i]; /* room: every block was on the stack once */
+  pthread_mutex_unlock(&p->mu);
 }
 
 mimo_status mimo_kv_seq_init(mimo_kv_seq **out, const mimo_config *cfg) {
@@ -57,29 +200,79 @@ mimo_status mimo_kv_seq_init(mimo_kv_seq **out, const mimo_config *cfg) {
   return MIMO_OK;
 }
 
-mimo_status mimo_kv_reserve(mimo_kv_seq *s, const mimo_config *cfg, mimo_backend *be, int new_len) {
-  int fresh = 1;
-  for (int L = 0; L < s->n_layers; L++)
-    fresh &= s->layers[L].k == NULL && s->layers[L].v == NULL;
-  if (fresh)
-    s->be = be;
-  else if (s->be != be)
-    return mimo_errf(MIMO_E_INVALID, "KV cache belongs to backend '%s', not '%s'", s->be ? s->be->name : "host",
-                     be ? be->name : "host");
+/* A sliding layer's ring of `window` slots, once. */
+static mimo_status ring_alloc(mimo_kv_seq *s, mimo_kv_view *kv, int window, size_t kf, size_t vf, size_t es) {
+  kv->k = kv_realloc(s->be, NULL, 0, (size_t)window * kf * es);
+  if (!kv->k)
+    return alloc_failed(s->be, "ring", (size_t)window * kf * es);
+  kv->v = kv_realloc(s->be, NULL, 0, (size_t)window * vf * es);
+  if (!kv->v)
+    return alloc_failed(s->be, "ring", (size_t)window * vf * es);
+  kv->cap = window;
+  s->bytes += (size_t)window * (kf + vf) * es;
+  return MIMO_OK;
+}
+
+/* Blocks up to `need` in the host table, the backend's copy and the views. */
+static mimo_status add_blocks(mimo_kv_seq *s, int need) {
+  mimo_kv_pool *p = s->pool;
+  mimo_backend *be = s->be;
+  const bool dev = be && be->kv_realloc;
+  if (dev && !be->kv_table_write)
+    return mimo_errf(MIMO_E_INTERNAL, "backend '%s' keeps KV storage but cannot write block tables", be->name);
+  if (need > s->cap_blocks) {
+    int cap = s->cap_blocks ? 2 * s->cap_blocks : 16;
+    while (cap < need)
+      cap *= 2;
+    void **b = realloc(s->blocks, (size_t)cap * sizeof *b);
+    if (!b)
+      return mimo_errf(MIMO_E_NOMEM, "KV block table");
+    s->blocks = b;
+    s->cap_blocks = cap;
+  }
+  if (dev && need > s->table_cap) {
+    void *t = kv_realloc(be, s->table, (size_t)s->table_cap * sizeof(void *), (size_t)s->cap_blocks * sizeof(void *));
+    if (!t)
+      return alloc_failed(be, "block table", (size_t)s->cap_blocks * sizeof(void *));
+    s->table = t;
+    s->table_cap = s->cap_blocks;
+  }
+  const int n = need - s->n_blocks;
+  MIMO_TRY(pool_take(p, s->blocks + s->n_blocks, n));
+  if (dev)
+    be->kv_table_write(be, s->table + s->n_blocks, s->blocks + s->n_blocks, n);
+  s->n_blocks = need;
+  s->bytes += (size_t)n * p->block_elems * p->es;
+  return MIMO_OK;
+}
+
+mimo_status mimo_kv_reserve(mimo_kv_seq *s, mimo_kv_pool *pool, int new_len) {
+  if (!s->pool) {
+    pthread_mutex_lock(&pool->mu);
+    pool->refs++;
+    pthread_mutex_unlock(&pool->mu);
+    s->pool = pool;
+    s->be = pool->be;
+  } else if (s->pool != pool) {
+    return mimo_errf(MIMO_E_INVALID, "KV cache belongs to another model (backend '%s'), not this one ('%s')",
+                     s->be ? s->be->name : "host", pool->be ? pool->be->name : "host");
+  }
+  if (pool->n_layers != s->n_layers)
+    return mimo_errf(MIMO_E_INVALID, "KV cache of %d layers for a model of %d", s->n_layers, pool->n_layers);
+  const int need = (int)(((long)new_len + MIMO_KV_BLOCK - 1) >> MIMO_KV_BLOCK_LOG2);
+  if (pool->block_elems && need > s->n_blocks)
+    MIMO_TRY(add_blocks(s, need));
   for (int L = 0; L < s->n_layers; L++) {
     mimo_kv_view *kv = &s->layers[L];
-    const mimo_attn_geom *g = mimo_config_geom(cfg, L);
-    if (kv->ring) {
-      if (kv->cap == 0)
-        MIMO_TRY(grow(s, kv, g, g->window));
-      continue;
+    if (kv->ring && kv->cap == 0)
+      MIMO_TRY(ring_alloc(s, kv, pool->window[L], pool->kf[L], pool->vf[L], pool->es));
+    kv->bf16 = pool->bf16;
+    if (!kv->ring) {
+      kv->blocks = s->table ? s->table : s->blocks;
+      kv->k_off = pool->k_off[L];
+      kv->v_off = pool->v_off[L];
+      kv->cap = s->n_blocks * MIMO_KV_BLOCK;
     }
-    if (kv->cap >= new_len)
-      continue;
-    int cap = kv->cap ? kv->cap : 64;
-    while (cap < new_len)
-      cap = cap > (1 << 29) ? new_len : cap * 2;
-    MIMO_TRY(grow(s, kv, g, cap));
   }
   return MIMO_OK;
 }
@@ -96,10 +289,18 @@ void mimo_kv_seq_free(mimo_kv_seq *s) {
     return;
   if (s->on_free)
     s->on_free(s->on_free_ctx, s->uid);
-  for (int L = 0; L < s->n_layers && s->layers; L++) {
-    kv_free(s->be, s->layers[L].k);
-    kv_free(s->be, s->layers[L].v);
+  for (int L = 0; L < s->n_layers && s->layers; L++)
+    if (s->layers[L].ring) {
+      kv_free(s->be, s->layers[L].k);
+      kv_free(s->be, s->layers[L].v);
+    }
+  if (s->pool) {
+    if (s->table)
+      kv_free(s->be, s->table); /* waits for queued work on a device backend, before the blocks go back */
+    pool_give(s->pool, s->blocks, s->n_blocks);
+    mimo_kv_pool_release(s->pool);
   }
+  free(s->blocks);
   free(s->layers);
   for (int i = 0; i < s->n_shards; i++)
     mimo_kv_seq_free(s->shards[i]);

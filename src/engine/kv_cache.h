@@ -1,21 +1,41 @@
-/* Per-sequence KV cache. Full-attention layers keep every position; sliding
- * layers keep a ring of `window` slots, so their memory does not grow with
- * context. Values are float32 in the memory of the backend that runs the
- * model: storage is taken on the first mimo_kv_reserve, through the backend's
- * kv_realloc/kv_free hooks (host malloc/realloc when it has none). */
+/* Per-sequence KV cache. Sliding layers keep a ring of `window` slots per sequence, so their memory does not grow
+ * with context. Full-attention layers are paged: a sequence holds a table of blocks of MIMO_KV_BLOCK positions
+ * (backend.h), each block carrying those positions of every full layer, taken from the model's pool and given
+ * back when the sequence ends. Growing a sequence adds blocks (nothing is copied), and a block is the unit a
+ * prefix cache can share later. Values are float32 or bf16 (the pool's choice) in the memory of the backend that
+ * runs the model (its kv_realloc/kv_free hooks; the host heap when it has none). */
 #ifndef MIMO_ENGINE_KV_CACHE_H
 #define MIMO_ENGINE_KV_CACHE_H
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "backend/backend.h"
 #include "io/config.h"
 
+/* Blocks for the full layers of one model on one backend, shared by its sequences. Storage comes in chunks of
+ * blocks (the first small, then each as large as all before it, up to 256 MiB) that stay until the pool ends;
+ * freed blocks are reused. Reference counted: the model and every sequence holding blocks. Thread-safe. */
+typedef struct mimo_kv_pool mimo_kv_pool;
+
+/* bf16: elements are bf16 instead of float32 (half the memory; attention reads keys and values rounded). */
+mimo_status mimo_kv_pool_new(mimo_kv_pool **out, const mimo_config *cfg, mimo_backend *be, bool bf16);
+void mimo_kv_pool_release(mimo_kv_pool *p);
+/* Bytes of one block (every full layer's keys and values for MIMO_KV_BLOCK positions); 0: no full layer. */
+size_t mimo_kv_pool_block_bytes(const mimo_kv_pool *p);
+/* Blocks carved from storage so far, and how many of them sequences hold. */
+void mimo_kv_pool_usage(mimo_kv_pool *p, long *blocks, long *in_use);
+
 typedef struct mimo_kv_seq {
   int n_layers;
   mimo_kv_view *layers; /* per layer */
   int len;              /* positions processed */
-  mimo_backend *be;     /* owner of the storage (NULL: host heap); not owned */
-  size_t bytes;         /* storage held */
+  mimo_backend *be;     /* owner of the storage (NULL: not reserved yet); not owned */
+  mimo_kv_pool *pool;   /* where the blocks come from (a reference, from the first reserve) */
+  void **blocks;        /* host copy of the block table */
+  int n_blocks, cap_blocks;
+  void **table;         /* the table in backend memory (NULL: the backend reads `blocks`) */
+  int table_cap;
+  size_t bytes;         /* storage held: rings and blocks */
   /* Tensor parallel: one cache per rank (its own KV heads, on its device), made by
    * the model on the first step; this sequence's own views stay empty. */
   struct mimo_kv_seq **shards;
@@ -27,9 +47,9 @@ typedef struct mimo_kv_seq {
 } mimo_kv_seq;
 
 mimo_status mimo_kv_seq_init(mimo_kv_seq **out, const mimo_config *cfg);
-/* Makes room for positions up to new_len - 1 in every full-attention layer, in
- * be's memory (a sequence stays with the backend it was first reserved on). */
-mimo_status mimo_kv_reserve(mimo_kv_seq *s, const mimo_config *cfg, mimo_backend *be, int new_len);
+/* Makes room for positions up to new_len - 1 in every full-attention layer from pool (a sequence stays with the
+ * pool it was first reserved on). */
+mimo_status mimo_kv_reserve(mimo_kv_seq *s, mimo_kv_pool *pool, int new_len);
 void mimo_kv_seq_free(mimo_kv_seq *s);
 /* Bytes of storage held, the ranks' shards included. */
 size_t mimo_kv_bytes(const mimo_kv_seq *s);

@@ -90,9 +90,16 @@ void mimo_model_free(mimo_model *m) {
     mimo_sample_ws_free(m->sample_ws[i]);
   free(m->sample_ws);
   mimo_pool_free(m->sample_pool);
+  mimo_kv_pool_release(m->kv_pool); /* before the backend: its chunks are the backend's memory */
   if (m->own_be && m->be)
     m->be->free(m->be);
   free(m);
+}
+
+mimo_status mimo_model_kv_reserve(mimo_model *m, mimo_kv_seq *s, int new_len) {
+  if (!m->kv_pool)
+    MIMO_TRY(mimo_kv_pool_new(&m->kv_pool, &m->cfg, m->be, m->kv_bf16));
+  return mimo_kv_reserve(s, m->kv_pool, new_len);
 }
 
 /* Step scratch, sized for this batch. */
@@ -345,7 +352,7 @@ mimo_status mimo_model_forward_local(mimo_model *m, const mimo_batch *b, float *
     if (b->tokens[t] < 0 || b->tokens[t] >= c->vocab_size)
       return mimo_errf(MIMO_E_INVALID, "token id %d is outside the vocabulary [0, %d)", b->tokens[t], c->vocab_size);
   for (int i = 0; i < b->n_seqs; i++)
-    MIMO_TRY(mimo_kv_reserve(b->seqs[i], c, be, b->seqs[i]->len + b->n_tokens[i]));
+    MIMO_TRY(mimo_model_kv_reserve(m, b->seqs[i], b->seqs[i]->len + b->n_tokens[i]));
   scratch s;
   MIMO_TRY(scratch_init(m, T, &s));
   for (int i = 0, t = 0; i < b->n_seqs; i++)

@@ -17,6 +17,8 @@ typedef struct mimo_model {
   mimo_weights w;         /* a TP group's top-level model: the checkpoint's views, run by no backend */
   mimo_backend *be;       /* owned only when own_be */
   bool own_be;
+  mimo_kv_pool *kv_pool;      /* blocks of the full layers' KV caches, on be (made on the first step) */
+  bool kv_bf16;               /* KV caches in bf16 (set before the first step; mimo_model_set_kv_bf16) */
   /* Tensor parallel (model/mimo_v2_tp.c): a group's top-level model has `group`
    * and runs each step on its ranks' threads; a rank is a model of its own with
    * sliced weights whose partial sums meet in be->all_reduce. */
@@ -44,6 +46,10 @@ typedef struct mimo_model {
 
 mimo_status mimo_model_load(const char *dir, mimo_backend *be, mimo_model **out);
 void mimo_model_free(mimo_model *m);
+/* Room in s for positions up to new_len - 1 on this model's backend (its KV pool made on first use). */
+mimo_status mimo_model_kv_reserve(mimo_model *m, mimo_kv_seq *s, int new_len);
+/* KV caches in bf16 (true) or float32, for this model and its tensor-parallel ranks; before the first step. */
+mimo_status mimo_model_set_kv_bf16(mimo_model *m, bool bf16);
 
 /* Tensor-parallel load over tp backends (one per rank of this process, owned by the model from here on,
  * also on failure): each rank's thread slices the checkpoint for its rank and uploads it. ep: whole experts

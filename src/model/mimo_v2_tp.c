@@ -168,7 +168,7 @@ static mimo_status rank_run(struct mimo_tp_group *g, int r, int job) {
   if (job == JOB_RESERVE) {
     int T = 0;
     for (int i = 0; i < s->batch.n_seqs; i++) {
-      MIMO_TRY(mimo_kv_reserve(s->seqs[i], &m->cfg, m->be, s->seqs[i]->len + s->batch.n_tokens[i]));
+      MIMO_TRY(mimo_model_kv_reserve(m, s->seqs[i], s->seqs[i]->len + s->batch.n_tokens[i]));
       T += s->batch.n_tokens[i];
     }
     /* device ranks: the step's activations too (the block cache keeps them for the forward pass) */
@@ -267,6 +267,16 @@ static void seq_freed(void *ctx, unsigned long long uid) {
   if (g->n_freed < g->cap_freed) /* else the workers keep that cache until they exit */
     g->freed[g->n_freed++] = uid;
   pthread_mutex_unlock(&g->free_mu);
+}
+
+mimo_status mimo_model_set_kv_bf16(mimo_model *m, bool bf16) {
+  struct mimo_tp_group *g = m->group;
+  if (m->kv_pool)
+    return mimo_errf(MIMO_E_INVALID, "the KV cache type is set before the first step");
+  for (int r = 0; g && r < g->tp; r++)
+    MIMO_TRY(mimo_model_set_kv_bf16(g->ranks[r], bf16));
+  m->kv_bf16 = bf16;
+  return MIMO_OK;
 }
 
 void mimo_tp_free(mimo_model *m) {

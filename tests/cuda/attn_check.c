@@ -54,6 +54,7 @@ typedef struct {
   int nh, nkv, D, V, window, sink, past; /* past: positions already cached (random), before the steps */
   int steps[4];
   int force; /* path forced on the GPU (0 = automatic) */
+  int bf16;  /* bf16 cache */
 } acase;
 
 static void run_case(mimo_backend *c, mimo_backend *g, const acase *cf) {
@@ -61,22 +62,12 @@ static void run_case(mimo_backend *c, mimo_backend *g, const acase *cf) {
   int total = cf->past;
   for (int s = 0; s < 4; s++)
     total += cf->steps[s];
-  const int cap = W ? W : total;
-  mimo_kv_view kc = {.cap = cap, .ring = W > 0}, kg = kc;
-  const size_t nkc = (size_t)cap * nkv * D, nvc = (size_t)cap * nkv * V;
-  kc.k = xmalloc(nkc * 4);
-  kc.v = xmalloc(nvc * 4);
-  kg.k = g->kv_realloc(g, NULL, 0, nkc);
-  kg.v = g->kv_realloc(g, NULL, 0, nvc);
-  if (!kg.k || !kg.v)
-    must(MIMO_E_NOMEM, "kv alloc");
-  if (cf->past) { /* a long context without running the CPU over it: same random cache on both sides */
-    fill(kc.k, nkc, 1.0f);
-    fill(kc.v, nvc, 1.0f);
-    must(mimo_cuda_upload(g, kg.k, kc.k, nkc), "upload");
-    must(mimo_cuda_upload(g, kg.v, kc.v, nvc), "upload");
-    kc.len = kg.len = cf->past;
-  }
+  kv_pair kp;
+  kv_pair_init(&kp, g, W ? W : total, W > 0, nkv, D, V, cf->bf16);
+  mimo_kv_view *kc = &kp.c, *kg = &kp.g;
+  /* the same random cache on both sides; with past > 0, a long context without running the CPU over it */
+  kv_pair_fill(&kp, g);
+  kc->len = kg->len = cf->past;
   float sinkv[128];
   fill(sinkv, nh, 2.0f);
   mimo_vec sv = {nh, MIMO_DT_F32, sinkv, NULL};
@@ -93,33 +84,29 @@ static void run_case(mimo_backend *c, mimo_backend *g, const acase *cf) {
     mimo_cuda_poison(g, dout, no);
     mimo_attn_args ac = {.q = q, .k = kk, .v = v, .out = oc, .T = T, .n_heads = nh, .n_kv = nkv, .head_dim = D,
                          .v_head_dim = V, .window = W, .scale = 1.0f / sqrtf((float)D),
-                         .sink = cf->sink ? &sv : NULL, .kv = &kc};
+                         .sink = cf->sink ? &sv : NULL, .kv = kc};
     mimo_attn_args ag = ac;
     ag.q = dq;
     ag.k = dk;
     ag.v = dv;
     ag.out = dout;
-    ag.kv = &kg;
-    const int len0 = kc.len, path = gpu_path(cf->force, nh, nkv, T, D, V);
+    ag.kv = kg;
+    const int len0 = kc->len, path = gpu_path(cf->force, nh, nkv, T, D, V);
     c->attention(c, &ac);
     /* Every precision over the same cache. Full caches: the append writes slots ≥ len0, which this step reads
      * from the step buffers; rings: it overwrites slots still read, so the ring is restored before each rerun. */
-    float *rk = NULL, *rv = NULL;
-    if (kg.ring && path != 1) {
-      rk = xmalloc(nkc * 4);
-      rv = xmalloc(nvc * 4);
-      from_dev(g, rk, kg.k, nkc);
-      from_dev(g, rv, kg.v, nvc);
+    char *rs = NULL;
+    if (kg->ring && path != 1) {
+      rs = xmalloc((kp.n * kp.es + 3) / 4 * 4);
+      kv_pair_get(&kp, g, rs);
     }
     char line[256];
     int ok = 1, at = 0;
     for (int pr = 0; pr < (path == 1 ? 1 : NPREC); pr++) {
       mimo_cuda_attn_precision(pr);
-      kg.len = len0;
-      if (rk && pr > 0) {
-        must(mimo_cuda_upload(g, kg.k, rk, nkc), "upload");
-        must(mimo_cuda_upload(g, kg.v, rv, nvc), "upload");
-      }
+      kg->len = len0;
+      if (rs && pr > 0)
+        kv_pair_put(&kp, g, rs);
       mimo_cuda_poison(g, dout, no);
       g->attention(g, &ag);
       from_dev(g, og, dout, no);
@@ -129,10 +116,9 @@ static void run_case(mimo_backend *c, mimo_backend *g, const acase *cf) {
         worst[path][pr] = e;
       at += snprintf(line + at, sizeof line - at, " %s %.2e", path == 1 ? "fp32" : prec_name[pr], e);
     }
-    free(rk);
-    free(rv);
-    printf("%-4s h%d/kv%d %d/%d win %d sink %d past %d T %d (%s: %s) rel%s\n", ok ? "ok" : "FAIL", nh, nkv, D, V, W,
-           cf->sink, len0, T, path_name[cf->force], path_name[path], line);
+    free(rs);
+    printf("%-4s h%d/kv%d %d/%d win %d sink %d past %d T %d%s (%s: %s) rel%s\n", ok ? "ok" : "FAIL", nh, nkv, D, V, W,
+           cf->sink, len0, T, cf->bf16 ? " bf16" : "", path_name[cf->force], path_name[path], line);
     ok ? n_pass++ : n_fail++;
     g->release(g, dq);
     g->release(g, dk);
@@ -144,20 +130,13 @@ static void run_case(mimo_backend *c, mimo_backend *g, const acase *cf) {
     free(oc);
     free(og);
   }
-  /* The caches after the appends must agree too (ring slots, T > cap). */
-  float *hk = xmalloc(nkc * 4);
-  from_dev(g, hk, kg.k, nkc);
-  const int ok = kg.len == kc.len && memcmp(hk, kc.k, nkc * 4) == 0;
-  if (!ok) {
+  /* The caches after the appends must agree too (ring slots, T > cap; blocks, keys and values). */
+  if (!kv_pair_equal(&kp, g)) {
     printf("FAIL h%d/kv%d win %d: cache after append differs from the CPU's\n", nh, nkv, W);
     n_fail++;
   }
-  free(hk);
   mimo_cuda_attn_force(0);
-  free(kc.k);
-  free(kc.v);
-  g->kv_free(g, kg.k);
-  g->kv_free(g, kg.v);
+  kv_pair_free(&kp, g);
 }
 
 /* Many sequences in one attention_seqs call (the model's step): one-token sequences with different cache lengths
@@ -165,24 +144,14 @@ static void run_case(mimo_backend *c, mimo_backend *g, const acase *cf) {
  * against the CPU's attention per sequence, two steps in a row (the second reads what the first appended), then
  * every cache and length. nseq > 64: more than one batch launch. */
 static void run_seqs_case(mimo_backend *c, mimo_backend *g, int nh, int nkv, int D, int V, int W, int sink, int nseq,
-                          int mixed) {
-  mimo_kv_view *kc = xmalloc((size_t)nseq * sizeof *kc), *kg = xmalloc((size_t)nseq * sizeof *kg);
+                          int mixed, int bf16) {
+  kv_pair *kp = xmalloc((size_t)nseq * sizeof *kp);
   const int pasts[] = {0, 1, 5, 127, 128, 300, 3000, 40};
-  int caps[256];
   for (int i = 0; i < nseq; i++) {
-    const int past = pasts[i % 8] + i / 8, cap = W ? W : past + 16;
-    caps[i] = cap;
-    const size_t nkc = (size_t)cap * nkv * D, nvc = (size_t)cap * nkv * V;
-    kc[i] = (mimo_kv_view){.k = xmalloc(nkc * 4), .v = xmalloc(nvc * 4), .cap = cap, .ring = W > 0, .len = past};
-    kg[i] = kc[i];
-    kg[i].k = g->kv_realloc(g, NULL, 0, nkc);
-    kg[i].v = g->kv_realloc(g, NULL, 0, nvc);
-    if (!kg[i].k || !kg[i].v)
-      must(MIMO_E_NOMEM, "kv alloc");
-    fill(kc[i].k, nkc, 1.0f);
-    fill(kc[i].v, nvc, 1.0f);
-    must(mimo_cuda_upload(g, kg[i].k, kc[i].k, nkc), "upload");
-    must(mimo_cuda_upload(g, kg[i].v, kc[i].v, nvc), "upload");
+    const int past = pasts[i % 8] + i / 8;
+    kv_pair_init(&kp[i], g, W ? W : past + 16, W > 0, nkv, D, V, bf16);
+    kv_pair_fill(&kp[i], g);
+    kp[i].c.len = kp[i].g.len = past;
   }
   float sinkv[128];
   fill(sinkv, nh, 2.0f);
@@ -206,13 +175,13 @@ static void run_seqs_case(mimo_backend *c, mimo_backend *g, int nh, int nkv, int
       mimo_attn_args a = {.q = q + (size_t)off * nh * D, .k = kk + (size_t)off * nkv * D, .v = v + (size_t)off * nkv * V,
                           .out = oc + (size_t)off * nh * V, .T = Ts[i], .n_heads = nh, .n_kv = nkv, .head_dim = D,
                           .v_head_dim = V, .window = W, .scale = 1.0f / sqrtf((float)D), .sink = sink ? &sv : NULL,
-                          .kv = &kc[i]};
+                          .kv = &kp[i].c};
       c->attention(c, &a);
       a.q = dq + (size_t)off * nh * D;
       a.k = dk + (size_t)off * nkv * D;
       a.v = dv + (size_t)off * nkv * V;
       a.out = dout + (size_t)off * nh * V;
-      a.kv = &kg[i];
+      a.kv = &kp[i].g;
       ag[i] = a;
     }
     g->attention_seqs(g, ag, nseq);
@@ -233,25 +202,15 @@ static void run_seqs_case(mimo_backend *c, mimo_backend *g, int nh, int nkv, int
   }
   int cache_ok = 1;
   for (int i = 0; i < nseq; i++) {
-    const size_t nkc = (size_t)caps[i] * nkv * D, nvc = (size_t)caps[i] * nkv * V;
-    float *hk = xmalloc(nkc * 4), *hv = xmalloc(nvc * 4);
-    from_dev(g, hk, kg[i].k, nkc);
-    from_dev(g, hv, kg[i].v, nvc);
-    cache_ok &= kg[i].len == kc[i].len && !memcmp(hk, kc[i].k, nkc * 4) && !memcmp(hv, kc[i].v, nvc * 4);
-    free(hk);
-    free(hv);
-    free(kc[i].k);
-    free(kc[i].v);
-    g->kv_free(g, kg[i].k);
-    g->kv_free(g, kg[i].v);
+    cache_ok &= kv_pair_equal(&kp[i], g);
+    kv_pair_free(&kp[i], g);
   }
   ok &= cache_ok;
-  printf("%-4s attention_seqs h%d/kv%d %d/%d win %d sink %d: %d sequences%s, 2 steps, rel %.2e (tol 2e-05), caches %s\n",
-         ok ? "ok" : "FAIL", nh, nkv, D, V, W, sink, nseq, mixed ? " (every 7th 5 tokens)" : "", worst_e,
+  printf("%-4s attention_seqs h%d/kv%d %d/%d win %d sink %d%s: %d sequences%s, 2 steps, rel %.2e (tol 2e-05), caches %s\n",
+         ok ? "ok" : "FAIL", nh, nkv, D, V, W, sink, bf16 ? " bf16" : "", nseq, mixed ? " (every 7th 5 tokens)" : "", worst_e,
          cache_ok ? "equal" : "DIFFER");
   ok ? n_pass++ : n_fail++;
-  free(kc);
-  free(kg);
+  free(kp);
 }
 
 static int attn_check(void) {
@@ -262,43 +221,58 @@ static int attn_check(void) {
   const int prec0 = mimo_cuda_attn_precision(-1);
   const acase cases[] = {
       /* MiMo shapes: full (64/4), sliding (64/8, window 128, sink); prompts in chunks */
-      {64, 4, 192, 128, 0, 0, 0, {1000, 0, 0, 0}, 0},
-      {64, 8, 192, 128, 128, 1, 0, {1000, 0, 0, 0}, 0},
-      {64, 8, 192, 128, 128, 1, 0, {200, 64, 3, 1}, 0},
-      {64, 4, 192, 128, 0, 1, 0, {200, 64, 3, 1}, 0},
-      {8, 1, 192, 128, 0, 0, 0, {64, 200, 1, 3}, 0},
-      {8, 1, 192, 128, 8, 1, 0, {64, 3, 200, 1}, 0}, /* ring, T > cap */
-      {16, 2, 192, 128, 0, 1, 0, {3, 1, 64, 200}, 0},
-      {16, 2, 192, 128, 128, 0, 0, {200, 200, 1, 3}, 0},
-      {16, 2, 192, 128, 8, 0, 0, {200, 1, 64, 3}, 0},
+      {64, 4, 192, 128, 0, 0, 0, {1000, 0, 0, 0}, 0, 0},
+      {64, 8, 192, 128, 128, 1, 0, {1000, 0, 0, 0}, 0, 0},
+      {64, 8, 192, 128, 128, 1, 0, {200, 64, 3, 1}, 0, 0},
+      {64, 4, 192, 128, 0, 1, 0, {200, 64, 3, 1}, 0, 0},
+      {8, 1, 192, 128, 0, 0, 0, {64, 200, 1, 3}, 0, 0},
+      {8, 1, 192, 128, 8, 1, 0, {64, 3, 200, 1}, 0, 0}, /* ring, T > cap */
+      {16, 2, 192, 128, 0, 1, 0, {3, 1, 64, 200}, 0, 0},
+      {16, 2, 192, 128, 128, 0, 0, {200, 200, 1, 3}, 0, 0},
+      {16, 2, 192, 128, 8, 0, 0, {200, 1, 64, 3}, 0, 0},
       /* the same through the other kernel than the automatic choice */
-      {16, 2, 192, 128, 0, 1, 0, {3, 1, 64, 200}, 2},
-      {64, 8, 192, 128, 128, 1, 0, {200, 64, 3, 1}, 2},
-      {16, 2, 192, 128, 0, 1, 0, {3, 1, 64, 200}, 3},
-      {64, 4, 192, 128, 0, 0, 0, {1, 3, 4, 64}, 3},
-      {8, 1, 192, 128, 8, 1, 0, {1, 3, 64, 1}, 3},
+      {16, 2, 192, 128, 0, 1, 0, {3, 1, 64, 200}, 2, 0},
+      {64, 8, 192, 128, 128, 1, 0, {200, 64, 3, 1}, 2, 0},
+      {16, 2, 192, 128, 0, 1, 0, {3, 1, 64, 200}, 3, 0},
+      {64, 4, 192, 128, 0, 0, 0, {1, 3, 4, 64}, 3, 0},
+      {8, 1, 192, 128, 8, 1, 0, {1, 3, 64, 1}, 3, 0},
       /* 64/64 and 128/128 templates */
-      {16, 2, 64, 64, 0, 1, 0, {200, 3, 1, 64}, 0},
-      {8, 1, 64, 64, 8, 0, 0, {64, 1, 200, 3}, 0},
-      {16, 4, 128, 128, 128, 1, 0, {200, 1, 3, 64}, 0},
-      {16, 4, 128, 128, 0, 0, 0, {200, 1, 3, 64}, 3},
+      {16, 2, 64, 64, 0, 1, 0, {200, 3, 1, 64}, 0, 0},
+      {8, 1, 64, 64, 8, 0, 0, {64, 1, 200, 3}, 0, 0},
+      {16, 4, 128, 128, 128, 1, 0, {200, 1, 3, 64}, 0, 0},
+      {16, 4, 128, 128, 0, 0, 0, {200, 1, 3, 64}, 3, 0},
       /* odd shape: the scalar fallback */
-      {6, 2, 40, 24, 0, 1, 0, {64, 3, 1, 0}, 0},
-      {6, 2, 40, 24, 8, 0, 0, {64, 3, 1, 0}, 0},
+      {6, 2, 40, 24, 0, 1, 0, {64, 3, 1, 0}, 0, 0},
+      {6, 2, 40, 24, 8, 0, 0, {64, 3, 1, 0}, 0, 0},
       /* long decode: split-KV over 20000 cached positions */
-      {64, 4, 192, 128, 0, 0, 20000, {1, 4, 1, 0}, 0},
-      {64, 4, 192, 128, 0, 1, 20000, {1, 4, 0, 0}, 0},
-      {16, 2, 192, 128, 0, 1, 20000, {4, 1, 64, 0}, 0},
-      {64, 8, 192, 128, 128, 1, 20000, {1, 4, 1, 0}, 0},
-      {64, 4, 192, 128, 0, 0, 20000, {16, 5, 0, 0}, 3}, /* prefill with key splits */
+      {64, 4, 192, 128, 0, 0, 20000, {1, 4, 1, 0}, 0, 0},
+      {64, 4, 192, 128, 0, 1, 20000, {1, 4, 0, 0}, 0, 0},
+      {16, 2, 192, 128, 0, 1, 20000, {4, 1, 64, 0}, 0, 0},
+      {64, 8, 192, 128, 128, 1, 20000, {1, 4, 1, 0}, 0, 0},
+      {64, 4, 192, 128, 0, 0, 20000, {16, 5, 0, 0}, 3, 0}, /* prefill with key splits */
+      /* bf16 caches: each path, full (paged) and sliding (ring), prompts in chunks, long contexts */
+      {64, 4, 192, 128, 0, 1, 0, {200, 64, 3, 1}, 0, 1},
+      {64, 8, 192, 128, 128, 1, 0, {200, 64, 3, 1}, 0, 1},
+      {8, 1, 192, 128, 8, 1, 0, {64, 3, 200, 1}, 0, 1},
+      {16, 2, 192, 128, 0, 1, 0, {3, 1, 64, 200}, 2, 1},
+      {16, 2, 192, 128, 0, 1, 0, {3, 1, 64, 200}, 3, 1},
+      {16, 2, 64, 64, 0, 1, 0, {200, 3, 1, 64}, 0, 1},
+      {16, 4, 128, 128, 128, 1, 0, {200, 1, 3, 64}, 0, 1},
+      {6, 2, 40, 24, 0, 1, 0, {64, 3, 1, 0}, 0, 1},
+      {6, 2, 40, 24, 8, 0, 0, {64, 3, 1, 0}, 0, 1},
+      {64, 4, 192, 128, 0, 0, 20000, {1, 4, 1, 0}, 0, 1},
+      {64, 8, 192, 128, 128, 1, 20000, {1, 4, 1, 0}, 0, 1},
+      {64, 4, 192, 128, 0, 0, 20000, {16, 5, 0, 0}, 3, 1},
   };
   for (size_t i = 0; i < sizeof cases / sizeof *cases; i++)
     run_case(c, g, &cases[i]);
   mimo_cuda_attn_precision(prec0);
-  run_seqs_case(c, g, 64, 4, 192, 128, 0, 1, 24, 0);  /* MiMo full layer */
-  run_seqs_case(c, g, 64, 8, 192, 128, 128, 1, 24, 1); /* MiMo sliding layer, with longer steps among them */
-  run_seqs_case(c, g, 16, 2, 128, 128, 8, 0, 70, 0);  /* two batch launches; ring of 8 */
-  run_seqs_case(c, g, 8, 1, 64, 64, 0, 1, 9, 1);
+  run_seqs_case(c, g, 64, 4, 192, 128, 0, 1, 24, 0, 0);  /* MiMo full layer */
+  run_seqs_case(c, g, 64, 8, 192, 128, 128, 1, 24, 1, 0); /* MiMo sliding layer, with longer steps among them */
+  run_seqs_case(c, g, 16, 2, 128, 128, 8, 0, 70, 0, 0);  /* two batch launches; ring of 8 */
+  run_seqs_case(c, g, 8, 1, 64, 64, 0, 1, 9, 1, 0);
+  run_seqs_case(c, g, 64, 4, 192, 128, 0, 1, 24, 0, 1);  /* the same with bf16 caches */
+  run_seqs_case(c, g, 64, 8, 192, 128, 128, 1, 24, 1, 1);
   must(mimo_cuda_sync(g), "final sync");
   mimo_cuda_attn_precision(prec0);
   printf("worst relative error: scalar %.2e (tol %.0e)\n", worst[1][0], tol[1][0]);
@@ -328,12 +302,12 @@ static float time_attn(mimo_backend *g, mimo_attn_args *a, int past, int reps) {
 
 typedef struct {
   float *q, *k, *v, *out, *sink;
-  mimo_kv_view kv;
+  kv_pair kp;
   mimo_vec sv;
   mimo_attn_args a;
 } bcase;
 
-static void bcase_init(mimo_backend *g, bcase *b, int T, int nh, int nkv, int window, int sink, int cap) {
+static void bcase_init(mimo_backend *g, bcase *b, int T, int nh, int nkv, int window, int sink, int cap, int bf16) {
   const int D = 192, V = 128;
   memset(b, 0, sizeof *b);
   b->q = g->alloc(g, (size_t)T * nh * D);
@@ -345,21 +319,15 @@ static void bcase_init(mimo_backend *g, bcase *b, int T, int nh, int nkv, int wi
   dev_fill(g, b->q, (size_t)T * nh * D, 3.0f);
   dev_fill(g, b->k, (size_t)T * nkv * D, 1.0f);
   dev_fill(g, b->v, (size_t)T * nkv * V, 1.0f);
-  b->kv.cap = cap;
-  b->kv.ring = window > 0;
-  b->kv.k = g->kv_realloc(g, NULL, 0, (size_t)cap * nkv * D);
-  b->kv.v = g->kv_realloc(g, NULL, 0, (size_t)cap * nkv * V);
-  if (!b->kv.k || !b->kv.v)
-    must(MIMO_E_NOMEM, "bench kv alloc");
-  dev_fill(g, b->kv.k, (size_t)cap * nkv * D, 1.0f);
-  dev_fill(g, b->kv.v, (size_t)cap * nkv * V, 1.0f);
+  kv_pair_init(&b->kp, g, cap, window > 0, nkv, D, V, bf16);
+  kv_pair_fill(&b->kp, g);
   static float sk[64];
   fill(sk, 64, 2.0f);
   b->sv = (mimo_vec){nh, MIMO_DT_F32, sk, NULL};
   must(mimo_backend_upload_vec(g, &b->sv), "upload");
   b->a = (mimo_attn_args){.q = b->q, .k = b->k, .v = b->v, .out = b->out, .T = T, .n_heads = nh, .n_kv = nkv,
                           .head_dim = D, .v_head_dim = V, .window = window, .scale = 1.0f / sqrtf(192.0f),
-                          .sink = sink ? &b->sv : NULL, .kv = &b->kv};
+                          .sink = sink ? &b->sv : NULL, .kv = &b->kp.g};
 }
 
 static void bcase_free(mimo_backend *g, bcase *b) {
@@ -367,8 +335,7 @@ static void bcase_free(mimo_backend *g, bcase *b) {
   g->release(g, b->k);
   g->release(g, b->v);
   g->release(g, b->out);
-  g->kv_free(g, b->kv.k);
-  g->kv_free(g, b->kv.v);
+  kv_pair_free(&b->kp, g);
 }
 
 static int attn_bench(void) {
@@ -381,7 +348,7 @@ static int attn_bench(void) {
   const int T = 32768;
   bcase b;
   /* prefill, full layer: 64 q / 4 kv heads, causal */
-  bcase_init(g, &b, T, 64, 4, 0, 0, T);
+  bcase_init(g, &b, T, 64, 4, 0, 0, T, 0);
   double flops = 2.0 * (192 + 128) * 64 * ((double)T * (T + 1) / 2);
   for (int pr = 0; pr < NPREC; pr++) {
     mimo_cuda_attn_precision(pr);
@@ -391,7 +358,7 @@ static int attn_bench(void) {
   }
   bcase_free(g, &b);
   /* prefill, sliding layer: 64 q / 8 kv heads, window 128, sink */
-  bcase_init(g, &b, T, 64, 8, 128, 1, 128);
+  bcase_init(g, &b, T, 64, 8, 128, 1, 128, 0);
   double keys = 0;
   for (int t = 0; t < T; t++)
     keys += t + 1 < 128 ? t + 1 : 128;
@@ -409,17 +376,23 @@ static int attn_bench(void) {
            T, ms, flops / ms / 1e9);
   }
   bcase_free(g, &b);
-  /* decode at 128K, full layer, tf32 (fast) and 3xTF32 (fp16); then the scalar kernel */
+  /* decode at 128K, full layer, tf32 (fast) and 3xTF32 (fp16), float32 and bf16 caches; then the scalar kernel */
   const int ctx = 131072;
   for (int Td = 1; Td <= 4; Td *= 4) {
-    bcase_init(g, &b, Td, 64, 4, 0, 0, ctx + Td);
-    const double bytes = (double)(ctx + Td) * 4 * (192 + 128) * 4;
-    for (int pr = 0; pr < 2; pr++) {
-      mimo_cuda_attn_precision(pr);
-      const float ms = time_attn(g, &b.a, ctx, 9);
-      printf("BENCH attn_decode_full [%s] T=%d ctx=%d h64/kv4: %.1f us, %.1f GB/s on KV bytes (%.1f %% of copy)\n",
-             pr ? "3xtf32" : "tf32", Td, ctx, ms * 1e3, bytes / ms / 1e6, 100.0 * bytes / ms / 1e-3 / bw);
+    for (int bf = 1; bf >= 0; bf--) {
+      bcase_init(g, &b, Td, 64, 4, 0, 0, ctx + Td, bf);
+      const double bytes = (double)(ctx + Td) * 4 * (192 + 128) * (bf ? 2 : 4);
+      for (int pr = 0; pr < 2; pr++) {
+        mimo_cuda_attn_precision(pr);
+        const float ms = time_attn(g, &b.a, ctx, 9);
+        printf("BENCH attn_decode_full [%s]%s T=%d ctx=%d h64/kv4: %.1f us, %.1f GB/s on KV bytes (%.1f %% of copy)\n",
+               pr ? "3xtf32" : "tf32", bf ? " bf16 KV" : "", Td, ctx, ms * 1e3, bytes / ms / 1e6,
+               100.0 * bytes / ms / 1e-3 / bw);
+      }
+      if (bf)
+        bcase_free(g, &b);
     }
+    const double bytes = (double)(ctx + Td) * 4 * (192 + 128) * 4;
     if (Td == 1) {
       mimo_cuda_attn_force(1);
       const float ms = time_attn(g, &b.a, ctx, 1);
@@ -431,7 +404,7 @@ static int attn_bench(void) {
   }
   /* decode on a sliding layer: 128 cached keys of 8 kv heads (ring), sink */
   for (int Td = 1; Td <= 4; Td *= 4) {
-    bcase_init(g, &b, Td, 64, 8, 128, 1, 128);
+    bcase_init(g, &b, Td, 64, 8, 128, 1, 128, 0);
     const double bytes = 128.0 * 8 * (192 + 128) * 4;
     for (int pr = 0; pr < 2; pr++) {
       mimo_cuda_attn_precision(pr);

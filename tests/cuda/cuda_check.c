@@ -202,12 +202,9 @@ static void check_attention(mimo_backend *c, mimo_backend *g) {
     int nh = cf[k].nh, nkv = cf[k].nkv, D = cf[k].D, V = cf[k].V, W = cf[k].window, total = 0;
     for (int s = 0; s < 4; s++)
       total += cf[k].steps[s];
-    int cap = W ? W : total;
-    mimo_kv_view kc = {.cap = cap, .ring = W > 0}, kg = kc;
-    kc.k = xmalloc((size_t)cap * nkv * D * 4);
-    kc.v = xmalloc((size_t)cap * nkv * V * 4);
-    kg.k = g->kv_realloc(g, NULL, 0, (size_t)cap * nkv * D);
-    kg.v = g->kv_realloc(g, NULL, 0, (size_t)cap * nkv * V);
+    kv_pair kp;
+    kv_pair_init(&kp, g, W ? W : total, W > 0, nkv, D, V, 0);
+    kv_pair_fill(&kp, g);
     float sinkv[64];
     fill(sinkv, nh, 2.0f);
     mimo_vec sv = {nh, MIMO_DT_F32, sinkv, NULL};
@@ -224,14 +221,14 @@ static void check_attention(mimo_backend *c, mimo_backend *g) {
       mimo_cuda_poison(g, dout, no);
       mimo_attn_args ac = {.q = q, .k = kk, .v = v, .out = oc, .T = T, .n_heads = nh, .n_kv = nkv, .head_dim = D,
                            .v_head_dim = V, .window = W, .scale = 1.0f / sqrtf((float)D),
-                           .sink = cf[k].sink ? &sv : NULL, .kv = &kc};
+                           .sink = cf[k].sink ? &sv : NULL, .kv = &kp.c};
       mimo_attn_args ag = ac;
       ag.q = dq;
       ag.k = dk;
       ag.v = dv;
       ag.out = dout;
-      ag.kv = &kg;
-      int len0 = kc.len;
+      ag.kv = &kp.g;
+      int len0 = kp.c.len;
       c->attention(c, &ac);
       g->attention(g, &ag);
       from_dev(g, og, dout, no);
@@ -252,10 +249,8 @@ static void check_attention(mimo_backend *c, mimo_backend *g) {
       free(oc);
       free(og);
     }
-    free(kc.k);
-    free(kc.v);
-    g->kv_free(g, kg.k);
-    g->kv_free(g, kg.v);
+    report("attention cache after the appends", kv_pair_equal(&kp, g) ? 0.0 : 1.0, 0.0);
+    kv_pair_free(&kp, g);
   }
 }
 

@@ -86,6 +86,95 @@ static inline float *to_dev(mimo_backend *g, const float *h, size_t n) {
 }
 static inline void from_dev(mimo_backend *g, float *h, const float *d, size_t n) { must(g->download(g, h, d, n), "download"); }
 
+/* One layer's KV cache in kv_cache.c's layout, for the CPU backend (host) and the GPU alike, each in one buffer of
+ * n elements (float32, or bf16) with the same layout, so whole caches compare with memcmp: a ring (ring: keys then
+ * values), else blocks of MIMO_KV_BLOCK positions (keys then values in each) that the block table visits
+ * backwards, as a pool hands out blocks that came back. */
+typedef struct {
+  mimo_kv_view c, g; /* the CPU's and the GPU's views */
+  char *hs, *ds;     /* storage: host, device */
+  size_t n, es;      /* elements, and their size */
+  void **htab, **dtab; /* block tables: host, device */
+} kv_pair;
+
+static inline void kv_pair_init(kv_pair *p, mimo_backend *g, int cap, int ring, int nkv, int D, int V, int bf16) {
+  memset(p, 0, sizeof *p);
+  const size_t kr = (size_t)nkv * D, vr = (size_t)nkv * V;
+  if (!ring)
+    cap = (cap + MIMO_KV_BLOCK - 1) / MIMO_KV_BLOCK * MIMO_KV_BLOCK;
+  p->es = bf16 ? 2 : 4;
+  p->n = (size_t)cap * (kr + vr);
+  p->hs = xmalloc(p->n * p->es);
+  p->ds = (char *)g->kv_realloc(g, NULL, 0, (p->n * p->es + 3) / 4);
+  if (!p->ds)
+    must(MIMO_E_NOMEM, "kv alloc");
+  p->c = (mimo_kv_view){.cap = cap, .ring = ring, .bf16 = bf16};
+  if (ring) {
+    p->c.k = p->hs;
+    p->c.v = p->hs + (size_t)cap * kr * p->es;
+    p->g = p->c;
+    p->g.k = p->ds;
+    p->g.v = p->ds + (size_t)cap * kr * p->es;
+    return;
+  }
+  const int nb = cap / MIMO_KV_BLOCK;
+  const size_t bb = (size_t)MIMO_KV_BLOCK * (kr + vr) * p->es;
+  void **dh = xmalloc((size_t)nb * sizeof *dh);
+  p->htab = xmalloc((size_t)nb * sizeof *p->htab);
+  for (int b = 0; b < nb; b++) {
+    p->htab[b] = p->hs + (size_t)(nb - 1 - b) * bb;
+    dh[b] = p->ds + (size_t)(nb - 1 - b) * bb;
+  }
+  p->dtab = (void **)g->kv_realloc(g, NULL, 0, (size_t)nb * (sizeof(void *) / sizeof(float)));
+  if (!p->dtab)
+    must(MIMO_E_NOMEM, "kv table alloc");
+  g->kv_table_write(g, p->dtab, dh, nb);
+  free(dh);
+  p->c.blocks = p->htab;
+  p->c.k_off = 0;
+  p->c.v_off = (int)(MIMO_KV_BLOCK * kr);
+  p->g = p->c;
+  p->g.blocks = p->dtab;
+}
+
+/* The same random contents on both sides (bf16: rounded from the same floats). */
+static inline void kv_pair_fill(kv_pair *p, mimo_backend *g) {
+  float *f = xmalloc(p->n * 4);
+  fill(f, p->n, 1.0f);
+  if (p->es == 2)
+    for (size_t i = 0; i < p->n; i++)
+      ((uint16_t *)p->hs)[i] = mimo_f32_to_bf16(f[i]);
+  else
+    memcpy(p->hs, f, p->n * 4);
+  free(f);
+  must(mimo_cuda_upload(g, (float *)p->ds, (const float *)p->hs, (p->n * p->es + 3) / 4), "upload");
+}
+
+/* The device storage back into buf (n · es bytes, rounded up to whole floats). */
+static inline void kv_pair_get(kv_pair *p, mimo_backend *g, void *buf) {
+  from_dev(g, buf, (const float *)p->ds, (p->n * p->es + 3) / 4);
+}
+static inline void kv_pair_put(kv_pair *p, mimo_backend *g, const void *buf) {
+  must(mimo_cuda_upload(g, (float *)p->ds, buf, (p->n * p->es + 3) / 4), "upload");
+}
+
+/* Whether the GPU's cache equals the CPU's, byte for byte. */
+static inline int kv_pair_equal(kv_pair *p, mimo_backend *g) {
+  char *h = xmalloc((p->n * p->es + 3) / 4 * 4);
+  kv_pair_get(p, g, h);
+  const int eq = p->c.len == p->g.len && !memcmp(h, p->hs, p->n * p->es);
+  free(h);
+  return eq;
+}
+
+static inline void kv_pair_free(kv_pair *p, mimo_backend *g) {
+  free(p->hs);
+  free(p->htab);
+  g->kv_free(g, (float *)p->ds);
+  if (p->dtab)
+    g->kv_free(g, (float *)p->dtab);
+}
+
 /* A random int4 pack-quantized weight (bf16 scales; zero points when asym). */
 static inline mimo_linear rand_int4(int out, int in, int group, int asym) {
   mimo_linear l;

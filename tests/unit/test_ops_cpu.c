@@ -237,32 +237,54 @@ static void attention_ref(const float *q, const float *k, const float *v, int T,
     }
 }
 
+/* Full (paged blocks) and sliding (ring) caches, float32 and bf16, the prompt cut into steps several ways, against
+ * the double reference (on keys and values rounded to bf16 for a bf16 cache: attention reads them so). */
 static void test_attention(void **state) {
   (void)state;
-  int T = 45, nh = 8, nkv = 2, D = 32, V = 16;
-  int chunks[] = {45, 1, 7, 13};
-  for (int variant = 0; variant < 3; variant++) { /* full; window 8; window 8 + sink */
-    int window = variant ? 8 : 0;
+  int T = 150, nh = 8, nkv = 2, D = 32, V = 16; /* full layers: three blocks of MIMO_KV_BLOCK positions */
+  int chunks[] = {150, 1, 7, 13, 64};
+  for (int variant = 0; variant < 6; variant++) { /* full; window 8; window 8 + sink; each float32, then bf16 */
+    const int window = variant % 3 ? 8 : 0, bf = variant >= 3, es = bf ? 2 : 4;
     float *q = malloc((size_t)T * nh * D * 4), *k = malloc((size_t)T * nkv * D * 4), *v = malloc((size_t)T * nkv * V * 4),
           sink[8];
     fill_f32(q, (size_t)T * nh * D, 1.0);
     fill_f32(k, (size_t)T * nkv * D, 1.0);
     fill_f32(v, (size_t)T * nkv * V, 1.0);
     fill_f32(sink, 8, 2.0);
+    float *kr = malloc((size_t)T * nkv * D * 4), *vr = malloc((size_t)T * nkv * V * 4);
+    for (size_t i = 0; i < (size_t)T * nkv * D; i++)
+      kr[i] = bf ? mimo_bf16_to_f32(mimo_f32_to_bf16(k[i])) : k[i];
+    for (size_t i = 0; i < (size_t)T * nkv * V; i++)
+      vr[i] = bf ? mimo_bf16_to_f32(mimo_f32_to_bf16(v[i])) : v[i];
     double *ref = malloc((size_t)T * nh * V * sizeof *ref);
-    attention_ref(q, k, v, T, nh, nkv, D, V, window, variant == 2 ? sink : NULL, ref);
+    attention_ref(q, kr, vr, T, nh, nkv, D, V, window, variant % 3 == 2 ? sink : NULL, ref);
     mimo_vec sv = {.n = nh, .dt = MIMO_DT_F32, .p = sink};
     for (size_t ci = 0; ci < sizeof chunks / sizeof *chunks; ci++) {
-      mimo_kv_view kv = {.cap = window ? window : T, .ring = window > 0};
-      kv.k = malloc((size_t)kv.cap * nkv * D * 4);
-      kv.v = malloc((size_t)kv.cap * nkv * V * 4);
+      mimo_kv_view kv = {.cap = window ? window : T, .ring = window > 0, .bf16 = bf};
+      /* full: blocks as kv_cache.c lays them out (keys then values in each), the table visiting them backwards */
+      const int nb = (T + MIMO_KV_BLOCK - 1) / MIMO_KV_BLOCK;
+      const size_t bf_bytes = (size_t)MIMO_KV_BLOCK * nkv * (D + V) * es;
+      char *store = NULL;
+      void *table[8];
+      if (window) {
+        kv.k = malloc((size_t)kv.cap * nkv * D * es);
+        kv.v = malloc((size_t)kv.cap * nkv * V * es);
+      } else {
+        store = malloc(nb * bf_bytes);
+        for (int b = 0; b < nb; b++)
+          table[b] = store + (size_t)(nb - 1 - b) * bf_bytes;
+        kv.blocks = table;
+        kv.k_off = 0;
+        kv.v_off = MIMO_KV_BLOCK * nkv * D;
+        kv.cap = nb * MIMO_KV_BLOCK;
+      }
       float *out = poisoned((size_t)T * nh * V);
       for (int s = 0; s < T; s += chunks[ci]) {
         int n = T - s < chunks[ci] ? T - s : chunks[ci];
         mimo_attn_args a = {.q = q + (size_t)s * nh * D, .k = k + (size_t)s * nkv * D, .v = v + (size_t)s * nkv * V,
                             .out = out + (size_t)s * nh * V, .T = n, .n_heads = nh, .n_kv = nkv, .head_dim = D,
                             .v_head_dim = V, .window = window, .scale = (float)(1 / sqrt(D)),
-                            .sink = variant == 2 ? &sv : NULL, .kv = &kv};
+                            .sink = variant % 3 == 2 ? &sv : NULL, .kv = &kv};
         be->attention(be, &a);
       }
       double e = rel_err(out, ref, (size_t)T * nh * V);
@@ -272,10 +294,13 @@ static void test_attention(void **state) {
       free(out);
       free(kv.k);
       free(kv.v);
+      free(store);
     }
     free(q);
     free(k);
     free(v);
+    free(kr);
+    free(vr);
     free(ref);
   }
 }

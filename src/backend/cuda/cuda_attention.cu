@@ -1,5 +1,6 @@
 /* Attention over the engine's KV layout (kv_cache.c): past keys in the cache
- * (full layers: slot = position; sliding layers: a ring, slot = position % cap),
+ * (full layers: blocks of MIMO_KV_BLOCK positions through the sequence's block table; sliding layers: a ring,
+ * slot = position % cap),
  * this step's keys in the step buffers; the new keys are appended afterwards,
  * so any chunking of a prompt gives the same result. Query t (position
  * p = len + t) sees keys max(0, p − window + 1) ≤ j ≤ p; GQA head h reads kv
@@ -24,19 +25,21 @@
 enum { ATT_THREADS = 128, ATT_TILE = 32, ATT_MAXD = 256, ATT_MAXV = 256 };
 
 typedef struct {
-  const float *q, *k, *v, *kc, *vc;
+  const float *q, *k, *v;
+  kv_ref c;
   float *out;
   const float *sink;
-  int n_heads, n_kv, D, V, window, len, cap, ring;
+  int n_heads, n_kv, D, V, window, len;
   float scale;
 } att_p;
 
-__device__ __forceinline__ const float *att_key(const att_p &a, int j, int g, int which) {
-  int dim = which ? a.V : a.D;
+/* Key (which = 0) or value j of kv head g, element d: from the cache, or this step's buffers (rounded as the
+ * cache will keep them). */
+__device__ __forceinline__ float att_el(const att_p &a, int j, int g, int which, int d) {
+  const int dim = which ? a.V : a.D;
   if (j >= a.len)
-    return (which ? a.v : a.k) + ((size_t)(j - a.len) * a.n_kv + g) * dim;
-  int slot = kv_slot(j, a.cap, a.ring);
-  return (which ? a.vc : a.kc) + ((size_t)slot * a.n_kv + g) * dim;
+    return kv_round((which ? a.v : a.k)[((size_t)(j - a.len) * a.n_kv + g) * dim + d], a.c.bf16);
+  return kv_get(kv_row(a.c, j, which, a.n_kv * dim), (size_t)g * dim + d, a.c.bf16);
 }
 
 __global__ void __launch_bounds__(ATT_THREADS) k_attention(att_p a) {
@@ -55,10 +58,9 @@ __global__ void __launch_bounds__(ATT_THREADS) k_attention(att_p a) {
   for (int j0 = lo; j0 <= p; j0 += ATT_TILE) {
     const int n = p + 1 - j0 < ATT_TILE ? p + 1 - j0 : ATT_TILE;
     for (int kk = warp; kk < n; kk += ATT_THREADS / 32) {
-      const float *kp = att_key(a, j0 + kk, g, 0);
       float s = 0.f;
       for (int d = lane; d < a.D; d += 32)
-        s += qs[d] * kp[d];
+        s += qs[d] * att_el(a, j0 + kk, g, 0, d);
       s = warp_sum(s);
       if (lane == 0)
         sc[kk] = s * a.scale;
@@ -73,12 +75,11 @@ __global__ void __launch_bounds__(ATT_THREADS) k_attention(att_p a) {
     acc1 *= c;
     for (int kk = 0; kk < n; kk++) {
       const float pj = expf(sc[kk] - mn);
-      const float *vp = att_key(a, j0 + kk, g, 1);
       l += pj;
       if (d0 < a.V)
-        acc0 += pj * vp[d0];
+        acc0 += pj * att_el(a, j0 + kk, g, 1, d0);
       if (d1 < a.V)
-        acc1 += pj * vp[d1];
+        acc1 += pj * att_el(a, j0 + kk, g, 1, d1);
     }
     m = mn;
     __syncthreads();
@@ -96,24 +97,24 @@ __global__ void __launch_bounds__(ATT_THREADS) k_attention(att_p a) {
     o[d1] = acc1 / l;
 }
 
-/* Step token t's keys and values of kv heads [h0, h0 + nh) into cache slot `slot`: elements i0, i0 + di, ... of
- * their nh·(D + V) floats. Every writer of the cache (k_kv_append, k_attn_combine) goes through here. */
-__device__ __forceinline__ void kv_put(float *kc, float *vc, const float *k, const float *v, int t, int slot, int n_kv,
-                                       int h0, int nh, int D, int V, int i0, int di) {
+/* Step token t's keys and values of kv heads [h0, h0 + nh) into the cache at position p: elements i0, i0 + di, ...
+ * of their nh·(D + V) floats. Every writer of the cache (k_kv_append, k_attn_combine) goes through here. */
+__device__ __forceinline__ void kv_put(const kv_ref &c, int p, const float *k, const float *v, int t, int n_kv, int h0,
+                                       int nh, int D, int V, int i0, int di) {
   const int kd = nh * D, vd = nh * V;
+  void *kr = kv_row(c, p, 0, n_kv * D), *vr = kv_row(c, p, 1, n_kv * V);
   for (int i = i0; i < kd + vd; i += di)
     if (i < kd)
-      kc[((size_t)slot * n_kv + h0) * D + i] = k[((size_t)t * n_kv + h0) * D + i];
+      kv_store(kr, (size_t)h0 * D + i, k[((size_t)t * n_kv + h0) * D + i], c.bf16);
     else
-      vc[((size_t)slot * n_kv + h0) * V + i - kd] = v[((size_t)t * n_kv + h0) * V + i - kd];
+      kv_store(vr, (size_t)h0 * V + i - kd, v[((size_t)t * n_kv + h0) * V + i - kd], c.bf16);
 }
 
 /* Appends tokens [first, T) of the step to the cache. */
-__global__ void k_kv_append(float *kc, float *vc, const float *k, const float *v, int first, int len, int cap, int ring,
-                            int n_kv, int D, int V) {
+__global__ void k_kv_append(const kv_ref c, const float *k, const float *v, int first, int len, int n_kv, int D,
+                            int V) {
   const int t = first + blockIdx.y;
-  kv_put(kc, vc, k, v, t, kv_slot(len + t, cap, ring), n_kv, 0, n_kv, D, V, blockIdx.x * blockDim.x + threadIdx.x,
-         gridDim.x * blockDim.x);
+  kv_put(c, len + t, k, v, t, n_kv, 0, n_kv, D, V, blockIdx.x * blockDim.x + threadIdx.x, gridDim.x * blockDim.x);
 }
 
 
@@ -157,20 +158,32 @@ __device__ __forceinline__ void mma_tf32(float *d, const uint32_t *a, uint32_t b
                : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
 
+/* Four staged cache elements as floats (bf16 widened: exact). */
+__device__ __forceinline__ float4 ld4(const float *p) { return *(const float4 *)p; }
+__device__ __forceinline__ float4 ld4(const uint16_t *p) {
+  const uint2 u = *(const uint2 *)p;
+  return make_float4(__uint_as_float(u.x << 16), __uint_as_float(u.x & 0xffff0000u), __uint_as_float(u.y << 16),
+                     __uint_as_float(u.y & 0xffff0000u));
+}
+/* Staged V row stride (elements): 8-byte bf16 reads of a half-warp hit 32 distinct banks at V + 8, 16-byte fp32
+ * ones at V + 4. */
+template <int V, bool BF> __host__ __device__ constexpr int dec_vs() { return BF ? V + 8 : V + 4; }
+
 struct dec_args {
-  const float *q, *k, *v, *kc, *vc;
+  const float *q, *k, *v;
+  kv_ref c;
   float *part;
-  int n_heads, n_kv, G, rows, len, window, cap, ring, nrg, nsplit;
+  int n_heads, n_kv, G, rows, len, window, nrg, nsplit;
   float qscale;
 };
 
 /* Many sequences' decode steps (one token each) in one launch, blockIdx.z = sequence: its cache and length, and
- * `tok`, its token's row in the step's q/k/v/out buffers. A kernel parameter (2.5 KB: indexed loads from the
+ * `tok`, its token's row in the step's q/k/v/out buffers. A kernel parameter (3 KB: indexed loads from the
  * parameter bank, no upload and no host wait); dec_none for one sequence. */
 enum { DEC_BATCH = 64 };
 struct dec_seq {
-  float *kc, *vc;
-  int len, cap, ring, tok;
+  kv_ref c;
+  int len, tok;
 };
 struct dec_batch {
   dec_seq s[DEC_BATCH];
@@ -186,11 +199,8 @@ __device__ __forceinline__ void dec_seq_of(dec_args &a, const dec_batch &bt, int
   a.q += (size_t)s.tok * a.n_heads * D;
   a.k += (size_t)s.tok * a.n_kv * D;
   a.v += (size_t)s.tok * a.n_kv * V;
-  a.kc = s.kc;
-  a.vc = s.vc;
+  a.c = s.c;
   a.len = s.len;
-  a.cap = s.cap;
-  a.ring = s.ring;
   a.part += (size_t)z * a.n_kv * a.nsplit * a.rows * (V + 2);
 }
 
@@ -207,15 +217,19 @@ __device__ __forceinline__ void dec_seq_of(dec_args &a, const dec_batch &bt, int
  * X3: both products in 3xTF32 (a·b ≈ a_hi·b_hi + a_hi·b_lo + a_lo·b_hi, split_tf32), fp32-grade
  * scores and outputs: whole-model logits need them (tiny score errors flip near-tied MoE routing);
  * !X3: one tf32 product (~1e-3 relative), kept as the speed reference (MIMO_CUDA_ATTN_PREC=fast). */
-template <int D, int V, int KS, int KT, int NST, bool X3, bool B>
+template <int D, int V, int KS, int KT, int NST, bool X3, bool B, bool BF>
 __global__ void __launch_bounds__(DEC_THREADS) k_attn_decode(dec_args a, const dec_tab<B> bt) {
-  constexpr int DS = D + 16, VS = V + 4, MTP = 4 / KS, NT = KT / 8 / KS, QR = MTP * 16;
+  using CT = typename std::conditional<BF, uint16_t, float>::type; /* the cache's elements, as staged */
+  constexpr int DS = D + 16, VS = dec_vs<V, BF>(), MTP = 4 / KS, NT = KT / 8 / KS, QR = MTP * 16;
+  constexpr int EPC = 16 / (int)sizeof(CT); /* elements per 16-byte copy */
   pdl_start();
   if constexpr (B)
     dec_seq_of<D, V>(a, bt, blockIdx.z);
-  static_assert(NT >= 1 && KS * QR * V <= NST * KT * (DS + VS), "merge buffer fits in the stage buffers");
+  static_assert(NT >= 1 && KS * QR * V * 4 <= NST * KT * (DS + VS) * (int)sizeof(CT),
+                "merge buffer fits in the stage buffers");
   extern __shared__ float4 dec_smem[];
-  float *sQ = (float *)dec_smem, *sK = sQ + QR * DS, *sV = sK + NST * KT * DS;
+  float *sQ = (float *)dec_smem;
+  CT *sK = (CT *)(sQ + QR * DS), *sV = sK + NST * KT * DS;
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, gq = lane >> 2, tq = lane & 3;
   const int rg = blockIdx.x % a.nrg, split = blockIdx.x / a.nrg, g = blockIdx.y;
   const int R0 = rg * QR, rows_end = min(R0 + QR, a.rows);
@@ -233,21 +247,52 @@ __global__ void __launch_bounds__(DEC_THREADS) k_attn_decode(dec_args a, const d
     }
     *(float4 *)(sQ + r * DS + c) = x;
   }
-  auto row_ptr = [&](int j, int isv) -> const float * {
-    const int dim = isv ? V : D;
-    if (j < a.len)
-      return (isv ? a.vc : a.kc) + ((size_t)kv_slot(j, a.cap, a.ring) * a.n_kv + g) * dim;
-    return (isv ? a.v : a.k) + ((size_t)(j - a.len) * a.n_kv + g) * dim;
-  };
   auto load_tile = [&](int tile, int buf) {
     const int kt = kbeg + tile * KT;
-    for (int i = tid; i < KT * (D / 4); i += DEC_THREADS) {
-      const int r = i / (D / 4), c = (i % (D / 4)) * 4, j = kt + r;
-      cp_async16(sK + (buf * KT + r) * DS + c, j <= p_last ? row_ptr(j, 0) + c : a.k, j <= p_last);
+    /* paged layers: the tile's block, read once, when the tile lies in one (full layers start at 0, KT | block) */
+    const CT *blk = nullptr;
+    if (!a.c.ring && kt < a.len && (kt >> MIMO_KV_BLOCK_LOG2) == ((kt + KT - 1) >> MIMO_KV_BLOCK_LOG2))
+      blk = (const CT *)a.c.bt[kt >> MIMO_KV_BLOCK_LOG2];
+    /* rings of at least KT slots: the tile's first slot, once (no division per row) */
+    const int slot0 = a.c.ring && a.c.cap >= KT ? kt % a.c.cap : -1;
+    auto cache_row = [&](int j, int isv) -> const CT * { /* j < len */
+      const int dim = isv ? V : D;
+      if (blk)
+        return blk + (isv ? a.c.voff : a.c.koff) + ((size_t)(j & (MIMO_KV_BLOCK - 1)) * a.n_kv + g) * dim;
+      if (slot0 >= 0) {
+        const int sl = slot0 + j - kt;
+        return (const CT *)(isv ? a.c.v : a.c.k) + ((size_t)(sl >= a.c.cap ? sl - a.c.cap : sl) * a.n_kv + g) * dim;
+      }
+      return (const CT *)kv_row(a.c, j, isv, a.n_kv * dim) + (size_t)g * dim;
+    };
+    auto step_row = [&](int j, int isv) -> const float * { /* j >= len */
+      const int dim = isv ? V : D;
+      return (isv ? a.v : a.k) + ((size_t)(j - a.len) * a.n_kv + g) * dim;
+    };
+    /* 16 bytes of row j from column c into dst: the cache's bytes as they are, this step's converted to the
+     * cache's elements (bf16: rounded, as the append will store them); rows past the last key zeros */
+    auto stage = [&](CT *dst, int j, int isv, int c) {
+      if (j > p_last) {
+        cp_async16(dst, a.k, false);
+      } else if (j < a.len) {
+        cp_async16(dst, cache_row(j, isv) + c, true);
+      } else if constexpr (!BF) {
+        cp_async16(dst, step_row(j, isv) + c, true);
+      } else {
+        const float4 x = *(const float4 *)(step_row(j, isv) + c), y = *(const float4 *)(step_row(j, isv) + c + 4);
+        *(uint4 *)dst = make_uint4(kv_bf16_bits(x.x) | (uint32_t)kv_bf16_bits(x.y) << 16,
+                                   kv_bf16_bits(x.z) | (uint32_t)kv_bf16_bits(x.w) << 16,
+                                   kv_bf16_bits(y.x) | (uint32_t)kv_bf16_bits(y.y) << 16,
+                                   kv_bf16_bits(y.z) | (uint32_t)kv_bf16_bits(y.w) << 16);
+      }
+    };
+    for (int i = tid; i < KT * (D / EPC); i += DEC_THREADS) {
+      const int r = i / (D / EPC), c = (i % (D / EPC)) * EPC;
+      stage(sK + (buf * KT + r) * DS + c, kt + r, 0, c);
     }
-    for (int i = tid; i < KT * (V / 4); i += DEC_THREADS) {
-      const int r = i / (V / 4), c = (i % (V / 4)) * 4, j = kt + r;
-      cp_async16(sV + (buf * KT + r) * VS + c, j <= p_last ? row_ptr(j, 1) + c : a.v, j <= p_last);
+    for (int i = tid; i < KT * (V / EPC); i += DEC_THREADS) {
+      const int r = i / (V / EPC), c = (i % (V / EPC)) * EPC;
+      stage(sV + (buf * KT + r) * VS + c, kt + r, 1, c);
     }
   };
 #pragma unroll
@@ -275,7 +320,7 @@ __global__ void __launch_bounds__(DEC_THREADS) k_attn_decode(dec_args a, const d
     asm volatile("cp.async.commit_group;" ::: "memory");
     asm volatile("cp.async.wait_group %0;" ::"n"(NST - 1) : "memory");
     __syncthreads();
-    const float *kr = sK + (buf * KT + ks * NT * 8 + gq) * DS + 4 * tq;
+    const CT *kr = sK + (buf * KT + ks * NT * 8 + gq) * DS + 4 * tq;
     float s[NT][4], s2[NT][4]; /* two accumulator chains: half the dependent mma latency */
 #pragma unroll
     for (int i = 0; i < NT; i++)
@@ -291,15 +336,17 @@ __global__ void __launch_bounds__(DEC_THREADS) k_attn_decode(dec_args a, const d
         split_tf32(qa.w, a2[2], l2[2]), split_tf32(qb.w, a2[3], l2[3]);
 #pragma unroll
         for (int nt = 0; nt < NT; nt++) {
-          const float4 kf = *(const float4 *)(kr + nt * 8 * DS + c);
+          const float4 kf = ld4(kr + nt * 8 * DS + c);
           uint32_t kh[4], kl[4];
           split_tf32(kf.x, kh[0], kl[0]), split_tf32(kf.y, kh[1], kl[1]);
           split_tf32(kf.z, kh[2], kl[2]), split_tf32(kf.w, kh[3], kl[3]);
-          /* small terms first */
+          /* small terms first; a bf16 key is exact in tf32 (its low part is 0) */
           mma_tf32(s[nt], l1, kh[0], kh[1]);
           mma_tf32(s2[nt], l2, kh[2], kh[3]);
-          mma_tf32(s[nt], a1, kl[0], kl[1]);
-          mma_tf32(s2[nt], a2, kl[2], kl[3]);
+          if constexpr (!BF) {
+            mma_tf32(s[nt], a1, kl[0], kl[1]);
+            mma_tf32(s2[nt], a2, kl[2], kl[3]);
+          }
           mma_tf32(s[nt], a1, kh[0], kh[1]);
           mma_tf32(s2[nt], a2, kh[2], kh[3]);
         }
@@ -308,7 +355,7 @@ __global__ void __launch_bounds__(DEC_THREADS) k_attn_decode(dec_args a, const d
         const uint32_t a2[4] = {f2u(qa.z), f2u(qb.z), f2u(qa.w), f2u(qb.w)};
 #pragma unroll
         for (int nt = 0; nt < NT; nt++) {
-          const float4 kf = *(const float4 *)(kr + nt * 8 * DS + c);
+          const float4 kf = ld4(kr + nt * 8 * DS + c);
           mma_tf32(s[nt], a1, f2u(kf.x), f2u(kf.y));
           mma_tf32(s2[nt], a2, f2u(kf.z), f2u(kf.w));
         }
@@ -360,7 +407,7 @@ __global__ void __launch_bounds__(DEC_THREADS) k_attn_decode(dec_args a, const d
       o[i][2] *= cb;
       o[i][3] *= cb;
     }
-    const float *vr = sV + (buf * KT + ks * NT * 8 + 2 * tq) * VS + 4 * gq;
+    const CT *vr = sV + (buf * KT + ks * NT * 8 + 2 * tq) * VS + 4 * gq;
 #pragma unroll
     for (int nt = 0; nt < NT; nt++) {
       /* k index t ↔ key 2t, t+4 ↔ key 2t+1: the thread's own score pair */
@@ -370,7 +417,7 @@ __global__ void __launch_bounds__(DEC_THREADS) k_attn_decode(dec_args a, const d
         split_tf32(s[nt][1], p[2], pl[2]), split_tf32(s[nt][3], p[3], pl[3]);
 #pragma unroll
         for (int vg = 0; vg < V / 32; vg++) {
-          const float4 va = *(const float4 *)(vr + nt * 8 * VS + vg * 32), vb = *(const float4 *)(vr + (nt * 8 + 1) * VS + vg * 32);
+          const float4 va = ld4(vr + nt * 8 * VS + vg * 32), vb = ld4(vr + (nt * 8 + 1) * VS + vg * 32);
           const float x[8] = {va.x, vb.x, va.y, vb.y, va.z, vb.z, va.w, vb.w};
           uint32_t vh[8], vl[8];
 #pragma unroll
@@ -379,9 +426,10 @@ __global__ void __launch_bounds__(DEC_THREADS) k_attn_decode(dec_args a, const d
 #pragma unroll
           for (int i = 0; i < 4; i++)
             mma_tf32(o[vg * 4 + i], pl, vh[2 * i], vh[2 * i + 1]);
+          if constexpr (!BF) /* a bf16 value is exact in tf32 */
 #pragma unroll
-          for (int i = 0; i < 4; i++)
-            mma_tf32(o[vg * 4 + i], p, vl[2 * i], vl[2 * i + 1]);
+            for (int i = 0; i < 4; i++)
+              mma_tf32(o[vg * 4 + i], p, vl[2 * i], vl[2 * i + 1]);
 #pragma unroll
           for (int i = 0; i < 4; i++)
             mma_tf32(o[vg * 4 + i], p, vh[2 * i], vh[2 * i + 1]);
@@ -390,7 +438,7 @@ __global__ void __launch_bounds__(DEC_THREADS) k_attn_decode(dec_args a, const d
         const uint32_t p[4] = {f2u(s[nt][0]), f2u(s[nt][2]), f2u(s[nt][1]), f2u(s[nt][3])};
 #pragma unroll
         for (int vg = 0; vg < V / 32; vg++) {
-          const float4 va = *(const float4 *)(vr + nt * 8 * VS + vg * 32), vb = *(const float4 *)(vr + (nt * 8 + 1) * VS + vg * 32);
+          const float4 va = ld4(vr + nt * 8 * VS + vg * 32), vb = ld4(vr + (nt * 8 + 1) * VS + vg * 32);
           mma_tf32(o[vg * 4 + 0], p, f2u(va.x), f2u(vb.x));
           mma_tf32(o[vg * 4 + 1], p, f2u(va.y), f2u(vb.y));
           mma_tf32(o[vg * 4 + 2], p, f2u(va.z), f2u(vb.z));
@@ -407,7 +455,7 @@ __global__ void __launch_bounds__(DEC_THREADS) k_attn_decode(dec_args a, const d
   lb += __shfl_xor_sync(0xffffffffu, lb, 1);
   lb += __shfl_xor_sync(0xffffffffu, lb, 2);
   /* Merge the KS key slices of each row in shared memory (stage buffers are free now). */
-  float *red = sK, *rml = sQ; /* [KS][QR][V], [KS][QR][2] */
+  float *red = (float *)sK, *rml = sQ; /* [KS][QR][V], [KS][QR][2] */
   if (tq == 0) {
     rml[(ks * QR + ra) * 2] = ma, rml[(ks * QR + ra) * 2 + 1] = la;
     rml[(ks * QR + rb) * 2] = mb, rml[(ks * QR + rb) * 2 + 1] = lb;
@@ -460,9 +508,9 @@ __global__ void __launch_bounds__(DEC_THREADS) k_attn_decode(dec_args a, const d
 /* This step's keys and values into the cache, after every read of the cache (the combine runs after the split
  * kernel, so it can take the job of k_kv_append: one launch fewer per attention call). kc == NULL: nothing. */
 typedef struct {
-  float *kc, *vc;
+  kv_ref c;
   const float *k, *v;
-  int T, first, len, cap, ring, D;
+  int T, first, len, D;
 } kv_app;
 
 /* Merges the nsplit partials of row R (blockIdx.x) of kv head g (blockIdx.y) and adds the sink; blocks R < T
@@ -482,15 +530,12 @@ __global__ void __launch_bounds__(256) k_attn_combine(const float *part, float *
     out += (size_t)s.tok * n_heads * V;
     ap.k += (size_t)s.tok * n_kv * ap.D;
     ap.v += (size_t)s.tok * n_kv * V;
-    ap.kc = s.kc;
-    ap.vc = s.vc;
+    ap.c = s.c;
     ap.len = s.len;
-    ap.cap = s.cap;
-    ap.ring = s.ring;
   }
   const int h = g * G + R % G;
-  if (ap.kc && R < ap.T && R >= ap.first)
-    kv_put(ap.kc, ap.vc, ap.k, ap.v, R, kv_slot(ap.len + R, ap.cap, ap.ring), n_kv, g, 1, ap.D, V, tid, 256);
+  if (kv_set(ap.c) && R < ap.T && R >= ap.first)
+    kv_put(ap.c, ap.len + R, ap.k, ap.v, R, n_kv, g, 1, ap.D, V, tid, 256);
   const float *ml = part + (size_t)n_kv * nsplit * rows * V;
   const size_t p0 = (size_t)g * nsplit * rows + R;
   float mx = sink ? sink[h] * LOG2E : -INFINITY;
@@ -543,17 +588,17 @@ __global__ void __launch_bounds__(256) k_attn_combine(const float *part, float *
 }
 
 /* nseq > 0: a batch of nseq sequences (bt), one token each. */
-template <bool X3, int D, int V, int KS, bool B, int KT = DEC_KT, int NST = 2>
+template <bool X3, int D, int V, int KS, bool B, bool BF, int KT = DEC_KT, int NST = 2>
 void dec_launch(cu_ctx *c, dec_args &p, int keys, const dec_tab<B> &bt, int nseq) {
   constexpr int QR = 64 / KS;
-  const size_t smem = (size_t)(QR * (D + 16) + NST * KT * (D + 16) + NST * KT * (V + 4)) * 4;
-  if (MIMO_CUDA(c, cudaFuncSetAttribute(k_attn_decode<D, V, KS, KT, NST, X3, B>,
+  const size_t smem = (size_t)QR * (D + 16) * 4 + (size_t)NST * KT * (D + 16 + dec_vs<V, BF>()) * (BF ? 2 : 4);
+  if (MIMO_CUDA(c, cudaFuncSetAttribute(k_attn_decode<D, V, KS, KT, NST, X3, B, BF>,
                                         cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem)) != MIMO_OK)
     return;
   static int occ_of[64]; /* per device: blocks per SM (a host query per call cost more than some launches) */
   int occ = c->device < 64 ? occ_of[c->device] : 0;
   if (!occ) {
-    if (MIMO_CUDA(c, cudaOccupancyMaxActiveBlocksPerMultiprocessor(&occ, k_attn_decode<D, V, KS, KT, NST, X3, B>,
+    if (MIMO_CUDA(c, cudaOccupancyMaxActiveBlocksPerMultiprocessor(&occ, k_attn_decode<D, V, KS, KT, NST, X3, B, BF>,
                                                                    DEC_THREADS, smem)) != MIMO_OK)
       return;
     if (c->device < 64)
@@ -570,30 +615,39 @@ void dec_launch(cu_ctx *c, dec_args &p, int keys, const dec_tab<B> &bt, int nseq
   p.part = (float *)cu_tmp2(c, (size_t)nz * p.n_kv * p.nsplit * p.rows * (V + 2) * sizeof(float));
   if (!p.part)
     return;
-  cu_launch(c, k_attn_decode<D, V, KS, KT, NST, X3, B>, dim3(p.nrg * p.nsplit, p.n_kv, nz), DEC_THREADS, smem, p, bt);
+  cu_launch(c, k_attn_decode<D, V, KS, KT, NST, X3, B, BF>, dim3(p.nrg * p.nsplit, p.n_kv, nz), DEC_THREADS, smem, p,
+            bt);
 }
 
 /* Measured on H200 at 128K (T = 1): 32-key tiles, 2 stages, 2 blocks per SM, one wave of splits is
  * the fastest tried; 64-key tiles (362 µs) or 3 stages (415 µs), both 1 block per SM, and 2 or 4
  * waves of splits (265 / 276 µs) were slower than this (257 µs). */
-template <bool X3, int D, int V, bool B> void dec_dispatch(cu_ctx *c, dec_args &p, int keys, const dec_tab<B> &bt, int nseq) {
+template <bool X3, int D, int V, bool B, bool BF>
+void dec_dispatch(cu_ctx *c, dec_args &p, int keys, const dec_tab<B> &bt, int nseq) {
   if (p.rows <= 16)
-    dec_launch<X3, D, V, 4, B>(c, p, keys, bt, nseq);
+    dec_launch<X3, D, V, 4, B, BF>(c, p, keys, bt, nseq);
   else if (p.rows <= 32)
-    dec_launch<X3, D, V, 2, B>(c, p, keys, bt, nseq);
+    dec_launch<X3, D, V, 2, B, BF>(c, p, keys, bt, nseq);
   else
-    dec_launch<X3, D, V, 1, B>(c, p, keys, bt, nseq);
+    dec_launch<X3, D, V, 1, B, BF>(c, p, keys, bt, nseq);
+}
+template <bool X3, int D, int V, bool B>
+void dec_dispatch(cu_ctx *c, dec_args &p, int keys, const dec_tab<B> &bt, int nseq, bool bf16) {
+  bf16 ? dec_dispatch<X3, D, V, B, true>(c, p, keys, bt, nseq) : dec_dispatch<X3, D, V, B, false>(c, p, keys, bt, nseq);
 }
 /* The split kernel for head dim D (192, 128 or 64; V follows) and operand precision prec: one sequence (B = false),
  * or nseq of a batch. */
-template <bool B> void dec_dispatch(cu_ctx *c, dec_args &p, int D, int keys, int prec, const dec_tab<B> &bt, int nseq) {
+template <bool B>
+void dec_dispatch(cu_ctx *c, dec_args &p, int D, int keys, int prec, const dec_tab<B> &bt, int nseq, bool bf) {
   const bool x3 = prec != ATTN_FAST;
   if (D == 192)
-    x3 ? dec_dispatch<true, 192, 128, B>(c, p, keys, bt, nseq) : dec_dispatch<false, 192, 128, B>(c, p, keys, bt, nseq);
+    x3 ? dec_dispatch<true, 192, 128, B>(c, p, keys, bt, nseq, bf)
+       : dec_dispatch<false, 192, 128, B>(c, p, keys, bt, nseq, bf);
   else if (D == 128)
-    x3 ? dec_dispatch<true, 128, 128, B>(c, p, keys, bt, nseq) : dec_dispatch<false, 128, 128, B>(c, p, keys, bt, nseq);
+    x3 ? dec_dispatch<true, 128, 128, B>(c, p, keys, bt, nseq, bf)
+       : dec_dispatch<false, 128, 128, B>(c, p, keys, bt, nseq, bf);
   else
-    x3 ? dec_dispatch<true, 64, 64, B>(c, p, keys, bt, nseq) : dec_dispatch<false, 64, 64, B>(c, p, keys, bt, nseq);
+    x3 ? dec_dispatch<true, 64, 64, B>(c, p, keys, bt, nseq, bf) : dec_dispatch<false, 64, 64, B>(c, p, keys, bt, nseq, bf);
 }
 
 /* nseq > 0: a batch (bt), a->out, a->k, a->v the step's buffers (row tok of each sequence). */
@@ -665,13 +719,13 @@ void cu_attention(mimo_backend *be, mimo_attn_args *a) {
   }
   const int prec = mimo_cuda_attn_precision(-1);
   const int first = kv->ring && a->T > kv->cap ? a->T - kv->cap : 0;
-  const kv_app ap = {kv->k, kv->v, a->k, a->v, a->T, first, kv->len, kv->cap, kv->ring, a->head_dim};
+  const kv_app ap = {kv_ref_of(kv), a->k, a->v, a->T, first, kv->len, a->head_dim};
   bool appended = false; /* by the combine kernel */
   if (path == 2) {
-    dec_args p = {a->q, a->k, a->v, kv->k, kv->v, NULL, a->n_heads, a->n_kv, G, rows, kv->len, a->window, kv->cap,
-                  kv->ring, 1, 1, a->scale * LOG2E};
+    dec_args p = {a->q, a->k, a->v, kv_ref_of(kv), NULL, a->n_heads, a->n_kv, G, rows, kv->len, a->window, 1, 1,
+                  a->scale * LOG2E};
     const int end = kv->len + a->T, lo = a->window > 0 && end - a->window - a->T + 1 > 0 ? end - a->window - a->T + 1 : 0;
-    dec_dispatch<false>(c, p, D, end - lo, prec, dec_none{}, 0);
+    dec_dispatch<false>(c, p, D, end - lo, prec, dec_none{}, 0, kv->bf16);
     if (p.part) {
       combine(c, a, p.part, p.nsplit, ap);
       appended = true;
@@ -688,16 +742,16 @@ void cu_attention(mimo_backend *be, mimo_attn_args *a) {
       appended = true;
     }
   } else {
-    att_p p = {a->q, a->k, a->v, kv->k, kv->v, a->out, a->sink && a->sink->n ? (const float *)a->sink->dev : NULL,
-               a->n_heads, a->n_kv, a->head_dim, a->v_head_dim, a->window, kv->len, kv->cap, kv->ring, a->scale};
+    att_p p = {a->q, a->k, a->v, kv_ref_of(kv), a->out,
+               a->sink && a->sink->n ? (const float *)a->sink->dev : NULL, a->n_heads, a->n_kv, a->head_dim,
+               a->v_head_dim, a->window, kv->len, a->scale};
     k_attention<<<dim3(a->n_heads, a->T), ATT_THREADS, 0, c->st>>>(p);
     MIMO_CUDA_LAUNCHED(c);
   }
   if (!appended) {
     const int kd = a->n_kv * a->head_dim, vd = a->n_kv * a->v_head_dim;
-    k_kv_append<<<dim3(cdiv(kd + vd, 256), a->T - first), 256, 0, c->st>>>(kv->k, kv->v, a->k, a->v, first, kv->len,
-                                                                            kv->cap, kv->ring, a->n_kv, a->head_dim,
-                                                                            a->v_head_dim);
+    k_kv_append<<<dim3(cdiv(kd + vd, 256), a->T - first), 256, 0, c->st>>>(kv_ref_of(kv), a->k, a->v, first, kv->len,
+                                                                            a->n_kv, a->head_dim, a->v_head_dim);
     MIMO_CUDA_LAUNCHED(c);
   }
   kv->len += a->T;
@@ -717,6 +771,7 @@ static bool dec_batchable(const mimo_attn_args *x, int path) {
 static bool dec_same_shape(const mimo_attn_args *x, const mimo_attn_args *y) {
   return x->n_heads == y->n_heads && x->n_kv == y->n_kv && x->head_dim == y->head_dim &&
          x->v_head_dim == y->v_head_dim && x->window == y->window && x->scale == y->scale &&
+         x->kv->bf16 == y->kv->bf16 &&
          (x->sink && x->sink->n ? x->sink->dev : NULL) == (y->sink && y->sink->n ? y->sink->dev : NULL);
 }
 
@@ -737,15 +792,14 @@ static bool dec_batch_run(cu_ctx *c, mimo_attn_args *a, const int *idx, int nb, 
     if (dq % qs || x->k - b->k != tok * ks || x->v - b->v != tok * vs || x->out - b->out != tok * os || tok > INT32_MAX)
       return false;
     const mimo_kv_view *kv = x->kv;
-    bt.s[j] = dec_seq{kv->k, kv->v, kv->len, kv->cap, kv->ring, (int)tok};
+    bt.s[j] = dec_seq{kv_ref_of(kv), kv->len, (int)tok};
     const int end = kv->len + 1, lo = b->window > 0 && end - b->window > 0 ? end - b->window : 0;
     keys = end - lo > keys ? end - lo : keys;
   }
-  dec_args p = {b->q, b->k, b->v, NULL, NULL, NULL, b->n_heads, b->n_kv, G, G, 0, b->window, 0, 0, 1, 1,
-                b->scale * LOG2E};
-  dec_dispatch<true>(c, p, D, keys, prec, bt, nb);
+  dec_args p = {b->q, b->k, b->v, kv_ref{}, NULL, b->n_heads, b->n_kv, G, G, 0, b->window, 1, 1, b->scale * LOG2E};
+  dec_dispatch<true>(c, p, D, keys, prec, bt, nb, b->kv->bf16);
   if (p.part) { /* else the failure is recorded: the step fails */
-    const kv_app ap = {NULL, NULL, b->k, b->v, 1, 0, 0, 0, 0, D}; /* the cache fields come per sequence */
+    const kv_app ap = {kv_ref{}, b->k, b->v, 1, 0, 0, D}; /* the cache fields come per sequence */
     combine<true>(c, b, p.part, p.nsplit, ap, bt, nb);
   }
   for (int j = 0; j < nb; j++)

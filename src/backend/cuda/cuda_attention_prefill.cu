@@ -101,20 +101,33 @@ template <int P> __device__ __forceinline__ void mma16(float *d, const uint32_t 
 
 /* Keys/values of positions j0 .. j0+L−1 to 16-bit, kv head = blockIdx.y; 8 elements per thread. */
 template <int P>
-__global__ void k_kv_to_16(const float *k, const float *v, const float *kc, const float *vc, uint16_t *kb,
-                           uint16_t *vb, int n_kv, int D, int V, int len, int cap, int ring, int j0, int L) {
+__global__ void k_kv_to_16(const float *k, const float *v, const kv_ref kc, uint16_t *kb, uint16_t *vb, int n_kv, int D,
+                           int V, int len, int j0, int L) {
   const int g = blockIdx.y, ch = (D + V) / 8;
   const long idx = (long)blockIdx.x * blockDim.x + threadIdx.x;
   if (idx >= (long)L * ch)
     return;
   const int i = (int)(idx / ch), c = (int)(idx % ch), j = j0 + i;
   const int isv = c >= D / 8, dim = isv ? V : D, off = (isv ? c - D / 8 : c) * 8;
-  const float *src;
-  if (j < len)
-    src = (isv ? vc : kc) + ((size_t)kv_slot(j, cap, ring) * n_kv + g) * dim;
-  else
-    src = (isv ? v : k) + ((size_t)(j - len) * n_kv + g) * dim;
-  const float4 x = *(const float4 *)(src + off), y = *(const float4 *)(src + off + 4);
+  float4 x, y;
+  if (j < len) { /* the cache's elements (bf16 widened: exact) */
+    const void *row = kv_row(kc, j, isv, n_kv * dim);
+    if (kc.bf16) {
+      const uint4 h = *(const uint4 *)((const uint16_t *)row + (size_t)g * dim + off);
+      x = make_float4(__uint_as_float(h.x << 16), __uint_as_float(h.x & 0xffff0000u), __uint_as_float(h.y << 16),
+                      __uint_as_float(h.y & 0xffff0000u));
+      y = make_float4(__uint_as_float(h.z << 16), __uint_as_float(h.z & 0xffff0000u), __uint_as_float(h.w << 16),
+                      __uint_as_float(h.w & 0xffff0000u));
+    } else {
+      const float *src = (const float *)row + (size_t)g * dim + off;
+      x = *(const float4 *)src, y = *(const float4 *)(src + 4);
+    }
+  } else { /* this step's, rounded as the cache will keep them */
+    const float *src = (isv ? v : k) + ((size_t)(j - len) * n_kv + g) * dim + off;
+    x = *(const float4 *)src, y = *(const float4 *)(src + 4);
+    x = make_float4(kv_round(x.x, kc.bf16), kv_round(x.y, kc.bf16), kv_round(x.z, kc.bf16), kv_round(x.w, kc.bf16));
+    y = make_float4(kv_round(y.x, kc.bf16), kv_round(y.y, kc.bf16), kv_round(y.z, kc.bf16), kv_round(y.w, kc.bf16));
+  }
   uint4 u = {pack2<P>(x.x, x.y), pack2<P>(x.z, x.w), pack2<P>(y.x, y.y), pack2<P>(y.z, y.w)};
   *(uint4 *)((isv ? vb : kb) + ((size_t)g * L + i) * dim + off) = u;
 }
@@ -359,8 +372,8 @@ template <int P> static void prefill_prec(cu_ctx *c, const mimo_attn_args *a, pf
     return;
   uint16_t *vb = kb + (size_t)a->n_kv * p.L * D;
   const long n = (long)p.L * ((D + V) / 8);
-  k_kv_to_16<P><<<dim3(cdiv(n, 256), a->n_kv), 256, 0, c->st>>>(a->k, a->v, kv->k, kv->v, kb, vb, a->n_kv, D, V,
-                                                                 kv->len, kv->cap, kv->ring, p.j0, p.L);
+  k_kv_to_16<P><<<dim3(cdiv(n, 256), a->n_kv), 256, 0, c->st>>>(a->k, a->v, kv_ref_of(kv), kb, vb, a->n_kv, D, V,
+                                                                 kv->len, p.j0, p.L);
   if (MIMO_CUDA_LAUNCHED(c) != MIMO_OK)
     return;
   p.kb = kb, p.vb = vb;

@@ -251,6 +251,32 @@ static void cu_kv_free(mimo_backend *be, float *p) {
   }
 }
 
+static void on_device(cu_ctx *c);
+
+/* Block table entries travel as a kernel parameter: in stream order with the ops that read them, no pinned staging
+ * buffer and no wait (a copy from pageable memory would make the host wait for the queued work). */
+enum { KV_TABLE_BATCH = 32 };
+struct kv_table_part {
+  void *p[KV_TABLE_BATCH];
+};
+__global__ void k_kv_table_write(void **dst, const kv_table_part src, int n) {
+  if ((int)threadIdx.x < n)
+    dst[threadIdx.x] = src.p[threadIdx.x];
+}
+
+static void cu_kv_table_write(mimo_backend *be, void **dst, void *const *src, int n) {
+  cu_ctx *c = cu(be);
+  on_device(c);
+  for (int i = 0; i < n; i += KV_TABLE_BATCH) {
+    const int m = n - i < KV_TABLE_BATCH ? n - i : KV_TABLE_BATCH;
+    kv_table_part t;
+    memcpy(t.p, src + i, (size_t)m * sizeof *t.p);
+    k_kv_table_write<<<1, KV_TABLE_BATCH, 0, c->st>>>(dst + i, t, m);
+    if (MIMO_CUDA_LAUNCHED(c) != MIMO_OK)
+      return;
+  }
+}
+
 static mimo_status cu_upload_vec(mimo_backend *be, mimo_vec *v) {
   cu_ctx *c = cu(be);
   float *h = (float *)malloc((size_t)v->n * sizeof(float));
@@ -422,6 +448,7 @@ extern "C" mimo_status mimo_backend_cuda_init(mimo_backend **out, int device) {
   be->upload_vec = cu_upload_vec;
   be->kv_realloc = cu_kv_realloc;
   be->kv_free = cu_kv_free;
+  be->kv_table_write = cu_kv_table_write;
   be->download = cu_download;
   be->sample = cu_sample;
   be->bind_thread = cu_bind_thread;

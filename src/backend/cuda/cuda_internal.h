@@ -114,8 +114,43 @@ static inline int cu_switch(int *state, const char *var, const char *value, int 
   return o;
 }
 
-/* The KV cache slot of position p (kv_cache.c's layout): full layers p, sliding layers a ring of cap slots. */
-__host__ __device__ __forceinline__ int kv_slot(int p, int cap, int ring) { return ring ? p % cap : p; }
+/* A cached layer as kernels address it (backend.h mimo_kv_view, kv_cache.c): sliding layers a ring of cap slots in
+ * k/v, full layers paged through the device block table bt; elements float32, or bf16 (offsets count elements). */
+struct kv_ref {
+  void *k, *v;
+  void *const *bt;
+  int koff, voff, cap, ring, bf16;
+};
+static inline kv_ref kv_ref_of(const mimo_kv_view *kv) {
+  return kv_ref{kv->k, kv->v, kv->blocks, kv->k_off, kv->v_off, kv->cap, kv->ring, kv->bf16};
+}
+/* Whether r names a cache (the batched kernels take it per sequence). */
+__host__ __device__ __forceinline__ bool kv_set(const kv_ref &r) { return r.ring ? r.k != nullptr : r.bt != nullptr; }
+/* Position p's keys (isv = 0) or values of every kv head, `row` = n_kv · dim elements. */
+__device__ __forceinline__ void *kv_row(const kv_ref &r, int p, int isv, int row) {
+  const size_t es = r.bf16 ? 2 : 4;
+  if (r.ring)
+    return (char *)(isv ? r.v : r.k) + (size_t)(p % r.cap) * row * es;
+  return (char *)r.bt[p >> MIMO_KV_BLOCK_LOG2] +
+         ((size_t)(isv ? r.voff : r.koff) + (size_t)(p & (MIMO_KV_BLOCK - 1)) * row) * es;
+}
+/* Element i of a cache row as float (exact for bf16). */
+__device__ __forceinline__ float kv_get(const void *row, size_t i, int bf16) {
+  return bf16 ? __uint_as_float((uint32_t)((const uint16_t *)row)[i] << 16) : ((const float *)row)[i];
+}
+/* x as the cache keeps it: bf16 rounds to nearest even (as the host's mimo_f32_to_bf16, NaN kept NaN). */
+__device__ __forceinline__ uint16_t kv_bf16_bits(float x) {
+  return __bfloat16_as_ushort(__float2bfloat16_rn(x));
+}
+__device__ __forceinline__ float kv_round(float x, int bf16) {
+  return bf16 ? __uint_as_float((uint32_t)kv_bf16_bits(x) << 16) : x;
+}
+__device__ __forceinline__ void kv_store(void *row, size_t i, float x, int bf16) {
+  if (bf16)
+    ((uint16_t *)row)[i] = kv_bf16_bits(x);
+  else
+    ((float *)row)[i] = x;
+}
 
 /* Programmatic dependent launch (SM90, issue 5's decode step): a kernel launched by cu_launch may be scheduled
  * while the kernel before it on the stream is still finishing, so its launch latency and its first weight loads
