@@ -44,4 +44,12 @@ if [ $rc -eq 1 ] && grep -qF -- "--route-margin needs --backend cpu on one rank"
 else
   echo "FAIL route-margin at TP-2: rc=$rc:"; cat "$work/stderr"; fails=$((fails+1))
 fi
+# A KV cache type the build does not have is named, before any model work.
+"$MIMO_BIN" logits --model "$work/good" --tokens 1,2,3 --out "$work/out.f32" --kv-cache-dtype fp8 >"$work/stdout" 2>"$work/stderr"
+rc=$?
+if [ $rc -ne 0 ] && grep -qF -- "--kv-cache-dtype 'fp8': need float32 or bfloat16" "$work/stderr"; then
+  echo "ok   kv-cache-dtype fp8: $(head -1 "$work/stderr")"
+else
+  echo "FAIL kv-cache-dtype fp8: rc=$rc:"; cat "$work/stderr"; fails=$((fails+1))
+fi
 [ $fails -eq 0 ] && echo "bad-input: all cases rejected correctly" || { echo "bad-input: $fails failures"; exit 1; }

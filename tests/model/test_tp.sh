@@ -40,6 +40,19 @@ run_case int4asym-g16-chunks2 --quant int4-asym --group-size 16 --kv-heads 2
 EXTRA_MODES=8 run_case bf16-chunks4 --quant bf16 --kv-heads 4 # TP-8: one query head per rank, KV heads shared by 2
 run_case int4-split-qkv --quant int4 --group-size 32 --kv-heads 2 --split-qkv
 
+# bf16 KV caches on every rank (the group sets its ranks' cache type): TP-4 against one rank with the same cache
+# type. The ranks' partial sums meet in another order (~1e-7), which can move a key across a bf16 rounding boundary,
+# so the tolerance is the chunking test's for bf16 caches (tests/unit/test_model.c).
+d="$W/int4-g32-chunks4"
+V=$(grep -o '"vocab_size": *[0-9]*' "$d/config.json" | grep -o '[0-9]*$')
+if "$BIN" logits --backend cpu --threads 2 --model "$d" --tokens "$ids" --kv-cache-dtype bfloat16 --out "$W/bf.tp1" >"$W/log" 2>&1 &&
+  "$BIN" logits --backend cpu --threads 2 --model "$d" --tokens "$ids" --kv-cache-dtype bfloat16 --tensor-parallel-size 4 \
+    --out "$W/bf.tp4" >"$W/log" 2>&1; then
+  if $CMP "$W/bf.tp4" "$W/bf.tp1" --vocab "$V" --tol 5e-4 --label "bf16 KV tp4 vs 1 rank"; then passes=$((passes+1)); else fails=$((fails+1)); fi
+else
+  echo "FAIL bf16 KV TP runs: exit status"; tail -3 "$W/log"; fails=$((fails+1))
+fi
+
 # Greedy generation through the group matches one rank.
 d="$W/int4-g32-chunks4"
 a=$("$BIN" generate --backend cpu --model "$d" --tokens 5,6,7,8 --max-tokens 12 2>/dev/null | tail -n 1)
