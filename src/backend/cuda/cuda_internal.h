@@ -114,6 +114,9 @@ static inline int cu_switch(int *state, const char *var, const char *value, int 
   return o;
 }
 
+/* Head dims any attention path takes (the scalar kernel's shared query row). */
+enum { ATT_MAXD = 256, ATT_MAXV = 256 };
+
 /* A cached layer as kernels address it (backend.h mimo_kv_view, kv_cache.c): sliding layers a ring of cap slots in
  * k/v, full layers paged through the device block table bt; elements float32, or bf16 (offsets count elements). */
 struct kv_ref {
