@@ -261,6 +261,7 @@ static void update_kv_bytes(mimo_engine *e) {
     if (e->running[i]->kv)
       b += (long)mimo_kv_bytes(e->running[i]->kv);
   __atomic_store_n(&e->stats.kv_bytes, b, __ATOMIC_RELAXED);
+  __atomic_store_n(&e->stats.kv_pool_bytes, (long)mimo_model_kv_pool_bytes(e->model), __ATOMIC_RELAXED);
 }
 
 /* engine.h, mimo_engine_opts.warmup: a prompt of n tokens, one decode step, a prompt of min(n, 16) tokens on a
@@ -575,6 +576,7 @@ void mimo_engine_stats_get(mimo_engine *e, mimo_engine_stats *s) {
   s->prompt_tokens_total = __atomic_load_n(&e->stats.prompt_tokens_total, __ATOMIC_RELAXED);
   s->steps = __atomic_load_n(&e->stats.steps, __ATOMIC_RELAXED);
   s->kv_bytes = __atomic_load_n(&e->stats.kv_bytes, __ATOMIC_RELAXED);
+  s->kv_pool_bytes = __atomic_load_n(&e->stats.kv_pool_bytes, __ATOMIC_RELAXED);
   pthread_mutex_unlock(&e->mu);
 }
 

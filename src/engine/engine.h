@@ -83,7 +83,8 @@ typedef struct mimo_engine_stats {
   long requests_running, requests_waiting, requests_total;
   long prompt_tokens_total, generation_tokens_total;
   long steps;
-  long kv_bytes; /* KV cache held by the running sequences, after the last step */
+  long kv_bytes;      /* KV cache held by the running sequences, after the last step */
+  long kv_pool_bytes; /* storage the model's KV pools have taken for full-layer blocks (kept until the model ends) */
 } mimo_engine_stats;
 void mimo_engine_stats_get(mimo_engine *e, mimo_engine_stats *s);
 int mimo_engine_max_model_len(const mimo_engine *e);

@@ -48,6 +48,8 @@ mimo_status mimo_model_load(const char *dir, mimo_backend *be, mimo_model **out)
 void mimo_model_free(mimo_model *m);
 /* Room in s for positions up to new_len - 1 on this model's backend (its KV pool made on first use). */
 mimo_status mimo_model_kv_reserve(mimo_model *m, mimo_kv_seq *s, int new_len);
+/* Bytes the KV pools of this model (its ranks' in a group of this process) have taken for blocks. */
+size_t mimo_model_kv_pool_bytes(mimo_model *m);
 /* KV caches in bf16 (true) or float32, for this model and its tensor-parallel ranks; before the first step. */
 mimo_status mimo_model_set_kv_bf16(mimo_model *m, bool bf16);
 
