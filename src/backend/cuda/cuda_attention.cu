@@ -59,7 +59,7 @@ enum { ATTN_FAST = 0, ATTN_FP16 = 1, ATTN_PREC_DEFAULT = ATTN_FP16 };
 
 namespace {
 constexpr float LOG2E = 1.4426950408889634f;
-constexpr int DEC_KT = 32, DEC_THREADS = 128, DEC_MAX_ROWS = 256, DEC_DIRECT_TILES = 4;
+constexpr int DEC_KT = 32, DEC_THREADS = 128, DEC_MAX_ROWS = 256;
 
 __device__ __forceinline__ float ex2(float x) {
   float y; /* ex2.approx(−inf) = +0 */
@@ -103,11 +103,6 @@ struct dec_args {
   float *part;
   int n_heads, n_kv, G, rows, len, window, nrg, nsplit;
   float qscale;
-  /* direct: one block per kv head (nsplit = nrg = 1) writes out itself, adds the sink and appends this step's
-   * tokens [first, T) to the cache: no partials, no combine launch */
-  float *out;
-  const float *sink;
-  int T, first, direct;
 };
 
 /* Many sequences' decode steps (one token each) in one launch, blockIdx.z = sequence: its cache and length, and
@@ -135,7 +130,6 @@ __device__ __forceinline__ void dec_seq_of(dec_args &a, const dec_batch &bt, int
   a.c = s.c;
   a.len = s.len;
   a.part += (size_t)z * a.n_kv * a.nsplit * a.rows * (V + 2);
-  a.out += (size_t)s.tok * a.n_heads * V;
 }
 
 /* Split-KV decode. Block = (row group of 16·(4/KS) query rows, key split, kv head):
@@ -412,44 +406,6 @@ __global__ void __launch_bounds__(DEC_THREADS) k_attn_decode(dec_args a, const d
     *(float4 *)(wb + vg * 32 + 4) = make_float4(o[vg * 4][3] * fb, o[vg * 4 + 1][3] * fb, o[vg * 4 + 2][3] * fb, o[vg * 4 + 3][3] * fb);
   }
   __syncthreads();
-  if (a.direct) { /* the combine's arithmetic for one split, then the append */
-    float *fac = rml + 2 * KS * QR;
-    for (int r = tid; r < QR; r += DEC_THREADS) {
-      if (R0 + r >= a.rows)
-        continue;
-      float M = -INFINITY, L = 0.f;
-      for (int k2 = 0; k2 < KS; k2++)
-        M = fmaxf(M, rml[(k2 * QR + r) * 2]);
-      for (int k2 = 0; k2 < KS; k2++) {
-        const float m = rml[(k2 * QR + r) * 2];
-        L += m == -INFINITY ? 0.f : rml[(k2 * QR + r) * 2 + 1] * ex2(m - M);
-      }
-      const int h = g * a.G + (R0 + r) % a.G;
-      const float sk = a.sink ? a.sink[h] * LOG2E : -INFINITY, mx = fmaxf(M, sk);
-      const float w = M == -INFINITY ? 0.f : ex2(M - mx);
-      fac[r] = w / (L * w + (a.sink ? ex2(sk - mx) : 0.f));
-    }
-    __syncthreads();
-    for (int i = tid; i < QR * (V / 4); i += DEC_THREADS) {
-      const int r = i / (V / 4), c = (i % (V / 4)) * 4, R = R0 + r;
-      if (R >= a.rows)
-        continue;
-      float4 acc = *(const float4 *)(red + r * V + c);
-#pragma unroll
-      for (int k2 = 1; k2 < KS; k2++) {
-        const float4 x = *(const float4 *)(red + (k2 * QR + r) * V + c);
-        acc.x += x.x, acc.y += x.y, acc.z += x.z, acc.w += x.w;
-      }
-      const float f = fac[r];
-      *(float4 *)(a.out + ((size_t)(R / a.G) * a.n_heads + g * a.G + R % a.G) * V + c) =
-          make_float4(acc.x * f, acc.y * f, acc.z * f, acc.w * f);
-    }
-    /* every read of the cache by this block is done (the last copies waited for), and no other block reads kv
-     * head g of this sequence */
-    for (int t = a.first; t < a.T; t++)
-      kv_put(a.c, a.len + t, a.k, a.v, t, a.n_kv, g, 1, D, V, tid, DEC_THREADS);
-    return;
-  }
   const size_t pr0 = (size_t)(g * a.nsplit + split) * a.rows;
   for (int i = tid; i < QR * (V / 4); i += DEC_THREADS) {
     const int r = i / (V / 4), c = (i % (V / 4)) * 4;
@@ -584,17 +540,9 @@ void dec_launch(cu_ctx *c, dec_args &p, int keys, const dec_tab<B> &bt, int nseq
     p.nsplit = max_tiles;
   if (p.nsplit < 1)
     p.nsplit = 1;
-  /* Short key ranges (a sliding layer's window, a young full layer): one block per kv head finishes the job itself,
-   * which saves the combine's launch and its round trip through memory. MIMO_CUDA_ATTN_DIRECT=0: split + combine. */
-  static int direct_off = -1;
-  p.direct = p.out && p.nrg == 1 && max_tiles <= DEC_DIRECT_TILES && !cu_switch(&direct_off, "MIMO_CUDA_ATTN_DIRECT", "0", -1);
-  if (p.direct) {
-    p.nsplit = 1;
-  } else {
-    p.part = (float *)cu_tmp2(c, (size_t)nz * p.n_kv * p.nsplit * p.rows * (V + 2) * sizeof(float));
-    if (!p.part)
-      return;
-  }
+  p.part = (float *)cu_tmp2(c, (size_t)nz * p.n_kv * p.nsplit * p.rows * (V + 2) * sizeof(float));
+  if (!p.part)
+    return;
   cu_launch(c, k_attn_decode<D, V, KS, KT, NST, X3, B, BF>, dim3(p.nrg * p.nsplit, p.n_kv, nz), DEC_THREADS, smem, p,
             bt);
 }
@@ -703,13 +651,10 @@ void cu_attention(mimo_backend *be, mimo_attn_args *a) {
   bool appended = false; /* by the combine kernel */
   if (path == 2) {
     dec_args p = {a->q, a->k, a->v, kv_ref_of(kv), NULL, a->n_heads, a->n_kv, G, rows, kv->len, a->window, 1, 1,
-                  a->scale * LOG2E, a->out, a->sink && a->sink->n ? (const float *)a->sink->dev : NULL, a->T, first,
-                  0};
+                  a->scale * LOG2E};
     const int end = kv->len + a->T, lo = a->window > 0 && end - a->window - a->T + 1 > 0 ? end - a->window - a->T + 1 : 0;
     dec_dispatch<false>(c, p, D, end - lo, prec, dec_none{}, 0, kv->bf16);
-    if (p.direct) {
-      appended = true; /* (a failed launch is recorded: the step fails) */
-    } else if (p.part) {
+    if (p.part) {
       combine(c, a, p.part, p.nsplit, ap);
       appended = true;
     }
@@ -775,10 +720,9 @@ static bool dec_batch_run(cu_ctx *c, mimo_attn_args *a, const int *idx, int nb, 
     const int end = kv->len + 1, lo = b->window > 0 && end - b->window > 0 ? end - b->window : 0;
     keys = end - lo > keys ? end - lo : keys;
   }
-  dec_args p = {b->q, b->k, b->v, kv_ref{}, NULL, b->n_heads, b->n_kv, G, G, 0, b->window, 1, 1, b->scale * LOG2E,
-                b->out, b->sink && b->sink->n ? (const float *)b->sink->dev : NULL, 1, 0, 0};
+  dec_args p = {b->q, b->k, b->v, kv_ref{}, NULL, b->n_heads, b->n_kv, G, G, 0, b->window, 1, 1, b->scale * LOG2E};
   dec_dispatch<true>(c, p, D, keys, prec, bt, nb, b->kv->bf16);
-  if (!p.direct && p.part) { /* else done, or the failure is recorded: the step fails */
+  if (p.part) { /* else the failure is recorded: the step fails */
     const kv_app ap = {kv_ref{}, b->k, b->v, 1, 0, 0, D}; /* the cache fields come per sequence */
     combine<true>(c, b, p.part, p.nsplit, ap, bt, nb);
   }
