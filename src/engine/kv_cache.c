@@ -206,8 +206,12 @@ static mimo_status ring_alloc(mimo_kv_seq *s, mimo_kv_view *kv, int window, size
   if (!kv->k)
     return alloc_failed(s->be, "ring", (size_t)window * kf * es);
   kv->v = kv_realloc(s->be, NULL, 0, (size_t)window * vf * es);
-  if (!kv->v)
-    return alloc_failed(s->be, "ring", (size_t)window * vf * es);
+  if (!kv->v) {
+    mimo_status st = alloc_failed(s->be, "ring", (size_t)window * vf * es);
+    kv_free(s->be, kv->k); /* all or nothing: a later reserve tries again */
+    kv->k = NULL;
+    return st;
+  }
   kv->cap = window;
   s->bytes += (size_t)window * (kf + vf) * es;
   return MIMO_OK;
@@ -260,12 +264,12 @@ mimo_status mimo_kv_reserve(mimo_kv_seq *s, mimo_kv_pool *pool, int new_len) {
   if (pool->n_layers != s->n_layers)
     return mimo_errf(MIMO_E_INVALID, "KV cache of %d layers for a model of %d", s->n_layers, pool->n_layers);
   const int need = (int)(((long)new_len + MIMO_KV_BLOCK - 1) >> MIMO_KV_BLOCK_LOG2);
-  if (pool->block_elems && need > s->n_blocks)
-    MIMO_TRY(add_blocks(s, need));
+  /* The views follow the tables even when this fails: a grown table has moved, with the blocks held so far. */
+  mimo_status st = pool->block_elems && need > s->n_blocks ? add_blocks(s, need) : MIMO_OK;
   for (int L = 0; L < s->n_layers; L++) {
     mimo_kv_view *kv = &s->layers[L];
-    if (kv->ring && kv->cap == 0)
-      MIMO_TRY(ring_alloc(s, kv, pool->window[L], pool->kf[L], pool->vf[L], pool->es));
+    if (kv->ring && kv->cap == 0 && st == MIMO_OK)
+      st = ring_alloc(s, kv, pool->window[L], pool->kf[L], pool->vf[L], pool->es);
     kv->bf16 = pool->bf16;
     if (!kv->ring) {
       kv->blocks = s->table ? s->table : s->blocks;
@@ -274,7 +278,7 @@ mimo_status mimo_kv_reserve(mimo_kv_seq *s, mimo_kv_pool *pool, int new_len) {
       kv->cap = s->n_blocks * MIMO_KV_BLOCK;
     }
   }
-  return MIMO_OK;
+  return st;
 }
 
 size_t mimo_kv_bytes(const mimo_kv_seq *s) {
