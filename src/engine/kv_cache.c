@@ -13,7 +13,7 @@ struct mimo_kv_pool {
   size_t block_elems, es; /* a block's elements, and their size (4: float32, 2: bf16) */
   bool bf16;
   void **chunks;
-  int n_chunks, cap_chunks;
+  long n_chunks, cap_chunks;
   void **free_blocks; /* a stack: the lowest address on top, so a sequence's blocks tend to follow each other */
   long n_free, cap_free;
   long n_blocks;
@@ -45,6 +45,21 @@ static mimo_status alloc_failed(const mimo_backend *be, const char *what, size_t
 }
 
 static void pool_free(mimo_kv_pool *p);
+
+/* Room for `need` pointers in *a (capacity *cap, doubling from `first`); false, untouched, when memory runs out. */
+static bool grow_ptrs(void ***a, long *cap, long need, long first) {
+  if (need <= *cap)
+    return true;
+  long c = *cap ? 2 * *cap : first;
+  while (c < need)
+    c *= 2;
+  void **n = realloc(*a, (size_t)c * sizeof *n);
+  if (!n)
+    return false;
+  *a = n;
+  *cap = c;
+  return true;
+}
 
 mimo_status mimo_kv_pool_new(mimo_kv_pool **out, const mimo_config *cfg, mimo_backend *be, bool bf16) {
   mimo_kv_pool *p = calloc(1, sizeof *p);
@@ -90,7 +105,7 @@ mimo_status mimo_kv_pool_new(mimo_kv_pool **out, const mimo_config *cfg, mimo_ba
 }
 
 static void pool_free(mimo_kv_pool *p) {
-  for (int i = 0; i < p->n_chunks; i++)
+  for (long i = 0; i < p->n_chunks; i++)
     kv_free(p->be, p->chunks[i]);
   free(p->chunks);
   free(p->free_blocks);
@@ -133,24 +148,10 @@ static mimo_status add_chunk(mimo_kv_pool *p, long need) {
     want = most;
   if (want < need)
     want = need;
-  if (p->n_chunks == p->cap_chunks) {
-    int cap = p->cap_chunks ? 2 * p->cap_chunks : 8;
-    void **c = realloc(p->chunks, (size_t)cap * sizeof *c);
-    if (!c)
-      return mimo_errf(MIMO_E_NOMEM, "KV pool");
-    p->chunks = c;
-    p->cap_chunks = cap;
-  }
-  if (p->n_blocks + want > p->cap_free) { /* room for every block: all may come back */
-    long cap = p->cap_free ? 2 * p->cap_free : 64;
-    while (cap < p->n_blocks + want)
-      cap *= 2;
-    void **f = realloc(p->free_blocks, (size_t)cap * sizeof *f);
-    if (!f)
-      return mimo_errf(MIMO_E_NOMEM, "KV pool");
-    p->free_blocks = f;
-    p->cap_free = cap;
-  }
+  /* the free stack has room for every block: all may come back */
+  if (!grow_ptrs(&p->chunks, &p->cap_chunks, p->n_chunks + 1, 8) ||
+      !grow_ptrs(&p->free_blocks, &p->cap_free, p->n_blocks + want, 64))
+    return mimo_errf(MIMO_E_NOMEM, "KV pool");
   char *c = kv_realloc(p->be, NULL, 0, (size_t)want * bb);
   if (!c && want > need) { /* near the memory limit: only what this step needs */
     want = need;
@@ -224,16 +225,8 @@ static mimo_status add_blocks(mimo_kv_seq *s, int need) {
   const bool dev = be && be->kv_realloc;
   if (dev && !be->kv_table_write)
     return mimo_errf(MIMO_E_INTERNAL, "backend '%s' keeps KV storage but cannot write block tables", be->name);
-  if (need > s->cap_blocks) {
-    int cap = s->cap_blocks ? 2 * s->cap_blocks : 16;
-    while (cap < need)
-      cap *= 2;
-    void **b = realloc(s->blocks, (size_t)cap * sizeof *b);
-    if (!b)
-      return mimo_errf(MIMO_E_NOMEM, "KV block table");
-    s->blocks = b;
-    s->cap_blocks = cap;
-  }
+  if (!grow_ptrs(&s->blocks, &s->cap_blocks, need, 16))
+    return mimo_errf(MIMO_E_NOMEM, "KV block table");
   if (dev && need > s->table_cap) {
     void *t = kv_realloc(be, s->table, (size_t)s->table_cap * sizeof(void *), (size_t)s->cap_blocks * sizeof(void *));
     if (!t)

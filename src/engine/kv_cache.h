@@ -32,9 +32,10 @@ typedef struct mimo_kv_seq {
   mimo_backend *be;     /* owner of the storage (NULL: not reserved yet); not owned */
   mimo_kv_pool *pool;   /* where the blocks come from (a reference, from the first reserve) */
   void **blocks;        /* host copy of the block table */
-  int n_blocks, cap_blocks;
+  int n_blocks;
+  long cap_blocks;
   void **table;         /* the table in backend memory (NULL: the backend reads `blocks`) */
-  int table_cap;
+  long table_cap;
   size_t bytes;         /* storage held: rings and blocks */
   /* Tensor parallel: one cache per rank (its own KV heads, on its device), made by
    * the model on the first step; this sequence's own views stay empty. */

@@ -88,11 +88,7 @@ __device__ __forceinline__ void mma_tf32(float *d, const uint32_t *a, uint32_t b
 
 /* Four staged cache elements as floats (bf16 widened: exact). */
 __device__ __forceinline__ float4 ld4(const float *p) { return *(const float4 *)p; }
-__device__ __forceinline__ float4 ld4(const uint16_t *p) {
-  const uint2 u = *(const uint2 *)p;
-  return make_float4(__uint_as_float(u.x << 16), __uint_as_float(u.x & 0xffff0000u), __uint_as_float(u.y << 16),
-                     __uint_as_float(u.y & 0xffff0000u));
-}
+__device__ __forceinline__ float4 ld4(const uint16_t *p) { return kv_widen4(*(const uint2 *)p); }
 /* Staged V row stride (elements): 8-byte bf16 reads of a half-warp hit 32 distinct banks at V + 8, 16-byte fp32
  * ones at V + 4. */
 template <int V, bool BF> __host__ __device__ constexpr int dec_vs() { return BF ? V + 8 : V + 4; }
@@ -208,10 +204,7 @@ __global__ void __launch_bounds__(DEC_THREADS) k_attn_decode(dec_args a, const d
         cp_async16(dst, step_row(j, isv) + c, true);
       } else {
         const float4 x = *(const float4 *)(step_row(j, isv) + c), y = *(const float4 *)(step_row(j, isv) + c + 4);
-        *(uint4 *)dst = make_uint4(kv_bf16_bits(x.x) | (uint32_t)kv_bf16_bits(x.y) << 16,
-                                   kv_bf16_bits(x.z) | (uint32_t)kv_bf16_bits(x.w) << 16,
-                                   kv_bf16_bits(y.x) | (uint32_t)kv_bf16_bits(y.y) << 16,
-                                   kv_bf16_bits(y.z) | (uint32_t)kv_bf16_bits(y.w) << 16);
+        *(uint4 *)dst = make_uint4(kv_pack2(x.x, x.y), kv_pack2(x.z, x.w), kv_pack2(y.x, y.y), kv_pack2(y.z, y.w));
       }
     };
     for (int i = tid; i < KT * (D / EPC); i += DEC_THREADS) {

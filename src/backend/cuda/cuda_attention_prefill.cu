@@ -114,10 +114,8 @@ __global__ void k_kv_to_16(const float *k, const float *v, const kv_ref kc, uint
     const void *row = kv_row(kc, j, isv, n_kv * dim);
     if (kc.bf16) {
       const uint4 h = *(const uint4 *)((const uint16_t *)row + (size_t)g * dim + off);
-      x = make_float4(__uint_as_float(h.x << 16), __uint_as_float(h.x & 0xffff0000u), __uint_as_float(h.y << 16),
-                      __uint_as_float(h.y & 0xffff0000u));
-      y = make_float4(__uint_as_float(h.z << 16), __uint_as_float(h.z & 0xffff0000u), __uint_as_float(h.w << 16),
-                      __uint_as_float(h.w & 0xffff0000u));
+      x = kv_widen4(make_uint2(h.x, h.y));
+      y = kv_widen4(make_uint2(h.z, h.w));
     } else {
       const float *src = (const float *)row + (size_t)g * dim + off;
       x = *(const float4 *)src, y = *(const float4 *)(src + 4);

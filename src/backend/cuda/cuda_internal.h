@@ -148,6 +148,14 @@ __device__ __forceinline__ uint16_t kv_bf16_bits(float x) {
 __device__ __forceinline__ float kv_round(float x, int bf16) {
   return bf16 ? __uint_as_float((uint32_t)kv_bf16_bits(x) << 16) : x;
 }
+/* Four bf16 cache elements (8 bytes) widened to floats (exact), and two floats packed as the cache keeps them. */
+__device__ __forceinline__ float4 kv_widen4(uint2 u) {
+  return make_float4(__uint_as_float(u.x << 16), __uint_as_float(u.x & 0xffff0000u), __uint_as_float(u.y << 16),
+                     __uint_as_float(u.y & 0xffff0000u));
+}
+__device__ __forceinline__ uint32_t kv_pack2(float a, float b) {
+  return kv_bf16_bits(a) | (uint32_t)kv_bf16_bits(b) << 16;
+}
 __device__ __forceinline__ void kv_store(void *row, size_t i, float x, int bf16) {
   if (bf16)
     ((uint16_t *)row)[i] = kv_bf16_bits(x);
