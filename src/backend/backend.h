@@ -176,6 +176,14 @@ struct mimo_backend {
                         mimo_sample_info *infos);
   /* Host to backend memory (NULL with download NULL). */
   mimo_status (*upload)(mimo_backend *be, float *dst, const float *host, size_t n);
+  /* Optional (NULL: ops run as they are issued). The ops issued between graph_begin and graph_end are recorded
+   * and then run as one unit (a CUDA graph), kept per (shape, part) (shape: the caller's key for steps whose ops
+   * differ only in their arguments; part: which stretch of the step) and updated each time. A step may record in
+   * several parts so that the device runs one while the host records the next. graph_begin returns false when it
+   * does not record (the ops then run as usual and graph_end is not called); graph_end runs what was recorded and
+   * returns the step's first error. Nothing between them may wait for the backend (download, sample). */
+  bool (*graph_begin)(mimo_backend *be, int shape, int part);
+  mimo_status (*graph_end)(mimo_backend *be);
   /* Tensor parallel (set by the group that joins backends into ranks, NULL alone):
    * x[0..n) becomes the sum over the ranks of their x, identical on every rank. */
   void (*all_reduce)(mimo_backend *be, float *x, long n);

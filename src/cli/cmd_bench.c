@@ -143,6 +143,7 @@ int mimo_cmd_bench(int argc, char **argv) {
                   {"temperature", 1, "decode steps sample each sequence's next token (default 0: greedy)", 0},
                   {"top-p", 1, "and keep this much mass (default 1)", 0},
                   {"top-k", 1, "and keep this many tokens (default off)", 0},
+                  {"tokens-out", 1, "write each decode step's sampled tokens to FILE (one line per step)", 0},
                   MIMO_OPEN_ARGS};
   int n = sizeof a / sizeof *a, rc = mimo_args_parse(argc, argv, a, n, "--model DIR [--threads N]");
   if (rc)
@@ -156,6 +157,7 @@ int mimo_cmd_bench(int argc, char **argv) {
   sp.temperature = (float)mimo_arg_double(a, n, "temperature", 0, &bad);
   sp.top_p = (float)mimo_arg_double(a, n, "top-p", 1, &bad);
   sp.top_k = (int)mimo_arg_long(a, n, "top-k", -1, &bad);
+  const char *tokens_out = mimo_arg_str(a, n, "tokens-out", NULL);
   mimo_open_opts o;
   /* the value at fault, named (the number parsers and mimo_open_parse name theirs) */
   const char *why = !dir                   ? "need --model DIR"
@@ -249,6 +251,9 @@ int mimo_cmd_bench(int argc, char **argv) {
    * Step -1 is untimed but reported: the first step at a batch size loads kernels and library set-ups that a
    * server's warm-up pays before its first request. */
   double first = 0;
+  FILE *tok_f = NULL;
+  if (st == MIMO_OK && tokens_out && !(tok_f = fopen(tokens_out, "w")))
+    st = mimo_errf(MIMO_E_IO, "--tokens-out %s: cannot write", tokens_out);
   for (int s = -1; st == MIMO_OK && s < D; s++) {
     mimo_batch d = {.n_seqs = B, .seqs = seqs, .n_tokens = ntok, .tokens = ids, .jobs = jobs, .sampled = ids};
     if (B == 1 && s >= 0)
@@ -264,11 +269,15 @@ int mimo_cmd_bench(int argc, char **argv) {
         mimo_sampler_accept(smp[i], ids[i]);
     if (s < 0) {
       first = mimo_now() - t1;
-      continue;
+    } else {
+      step_s[s] = mimo_now() - t1;
+      dec += step_s[s];
     }
-    step_s[s] = mimo_now() - t1;
-    dec += step_s[s];
+    for (int i = 0; st == MIMO_OK && tok_f && i < B; i++)
+      fprintf(tok_f, "%d%c", ids[i], i + 1 < B ? ' ' : '\n');
   }
+  if (tok_f && fclose(tok_f) != 0 && st == MIMO_OK)
+    st = mimo_errf(MIMO_E_IO, "--tokens-out %s: write failed", tokens_out);
   if (st != MIMO_OK) {
     fprintf(stderr, "mimo bench: %s\n", mimo_errmsg());
     goto out;
@@ -288,6 +297,18 @@ int mimo_cmd_bench(int argc, char **argv) {
          copy_bw / 1e9);
   printf("decode sampling: %s, %s\n", mimo_model_samples_on_device(m) ? "on the device" : "on the host",
          sp.temperature > 0 ? "temperature/top-p/top-k as given" : "greedy");
+#ifdef MIMO_HAVE_CUDA
+  if (gpu && tp == 1) {
+    const mimo_cuda_graph_stats g = mimo_cuda_graph_stats_of(be0);
+    printf("decode CUDA graphs: %s; %ld layer graphs launched (%ld updated in place, %ld made, %ld nodes in the "
+           "last), %ld layers of a new shape's first step as issued, %ld failed captures\n",
+           m->eager                      ? "off (--enforce-eager)"
+           : mimo_cuda_graphs_used(be0)  ? "on"
+           : mimo_cuda_graphs_mode(-1) == 0 ? "off (MIMO_CUDA_GRAPHS=0)"
+                                            : "off (dependent launch instead; MIMO_CUDA_GRAPHS=1 forces them)",
+           g.launches, g.updates, g.instantiated, g.last_nodes, g.uncaptured, g.failures);
+  }
+#endif
   printf("prefill: %d x %d tokens%s in %.3f s = %.1f tokens/s\n", B, P, chunk && chunk < P ? " (chunked)" : "", prefill,
          (double)B * P / prefill);
   /* The median step beside the mean: a step that grows the KV cache shows as their gap. */

@@ -60,7 +60,8 @@ bool mimo_open_parse(const mimo_arg *a, int n, const char *dir, mimo_open_opts *
                         .node_rank = (int)mimo_arg_long(a, n, "node-rank", 0, &bad),
                         .master_addr = mimo_arg_str(a, n, "master-addr", "127.0.0.1"),
                         .master_port = (int)mimo_arg_long(a, n, "master-port", 29500, &bad),
-                        .host_sampling = mimo_arg_str(a, n, "host-sampling", NULL) != NULL};
+                        .host_sampling = mimo_arg_str(a, n, "host-sampling", NULL) != NULL,
+                        .eager = mimo_arg_str(a, n, "enforce-eager", NULL) != NULL};
   if (bad)
     return false; /* mimo_arg_* named the value */
   const char *kvt = mimo_arg_str(a, n, "kv-cache-dtype", "float32");
@@ -182,6 +183,7 @@ fail:
 mimo_status mimo_open_model(const mimo_open_opts *o, mimo_model **out) {
   MIMO_TRY(open_model(o, out));
   (*out)->host_sampling = o->host_sampling;
+  (*out)->eager = o->eager;
   mimo_status st = mimo_model_set_kv_bf16(*out, o->kv_bf16);
   if (st != MIMO_OK) {
     mimo_model_free(*out);

@@ -21,6 +21,7 @@ typedef struct mimo_open_opts {
                         * (testing TP on one card) makes the ranks sum through the host instead of NCCL */
   bool host_sampling;  /* sample on the host even where the backend samples where the logits are */
   bool kv_bf16;        /* --kv-cache-dtype bfloat16 */
+  bool eager;          /* --enforce-eager: no CUDA graphs for decode steps */
 } mimo_open_opts;
 
 /* Loads the model with its backend(s), which it then owns; logs load time. */
@@ -41,7 +42,8 @@ bool mimo_open_is_worker(const mimo_open_opts *o);
       {"master-addr", 1, "address of node 0 (default 127.0.0.1)", 0},                                             \
       {"master-port", 1, "port node 0 listens on for the other nodes (default 29500)", 0},                        \
       {"host-sampling", 0, "sample tokens on the host even where the GPU could (which moves no logits)", 0},        \
-      {"kv-cache-dtype", 1, "float32 | bfloat16: the KV cache's elements (default float32; bfloat16 halves its memory)", 0}
+      {"kv-cache-dtype", 1, "float32 | bfloat16: the KV cache's elements (default float32; bfloat16 halves its memory)", 0}, \
+      {"enforce-eager", 0, "launch every GPU op as issued (no CUDA graphs for decode steps)", 0}
 /* Reads those options (after mimo_args_parse) into o, with o->dir = dir; false, with a message printed, on a
  * malformed or out-of-range value. */
 struct mimo_arg;

@@ -21,7 +21,11 @@ struct mimo_request {
   /* engine-thread state */
   mimo_kv_seq *kv;
   mimo_sampler *smp;
-  int fed;        /* prompt tokens fed so far */
+  int *feed, n_feed; /* tokens to prefill: the prompt; after a preemption the prompt and the outputs so far */
+  int *out, n_out, cap_out; /* the output tokens so far (what a preempted request recomputes) */
+  bool out_lost;  /* an output could not be kept: this request cannot be recomputed */
+  long admitted;  /* admission order (the youngest running request is preempted first) */
+  int fed;        /* tokens of feed fed so far */
   int generated;  /* output tokens produced */
   int next_token; /* last output token, fed in the next step */
   mimo_request *next_waiting;
@@ -48,6 +52,9 @@ struct mimo_engine {
   mimo_request **running;
   int n_running;
   long mock_counter;
+  long admissions;
+  /* A step did not fit in the KV memory and a request was preempted: admit no other until one finishes. */
+  bool hold_admission;
   mimo_engine_stats stats;
   /* Set when a step fails in a way no later step can recover from (a GPU's sticky error, a lost
    * tensor-parallel link): new requests are refused and /health says why. */
@@ -70,7 +77,10 @@ static void request_unref(mimo_request *r) {
     return;
   pthread_mutex_destroy(&r->mu);
   pthread_cond_destroy(&r->cv);
+  if (r->feed != r->prompt)
+    free(r->feed);
   free(r->prompt);
+  free(r->out);
   free(r->stop);
   free(r->forced);
   free(r->ev);
@@ -108,6 +118,7 @@ static void publish(mimo_request *r, int token, const mimo_sample_info *info, mi
 /* Ends a running request: frees its KV and sampler at once, drops the engine's reference. */
 static void finish(mimo_engine *e, int slot, int token, const mimo_sample_info *info, mimo_finish fin) {
   mimo_request *r = e->running[slot];
+  e->hold_admission = false; /* its memory comes back */
   mimo_kv_seq_free(r->kv);
   r->kv = NULL;
   mimo_sampler_free(r->smp);
@@ -118,9 +129,12 @@ static void finish(mimo_engine *e, int slot, int token, const mimo_sample_info *
 }
 
 static mimo_status admit(mimo_engine *e, mimo_request *r) {
+  r->admitted = ++e->admissions;
   if (r->mock >= 0)
     return MIMO_OK;
   MIMO_TRY(mimo_kv_seq_init(&r->kv, &e->model->cfg));
+  if (r->smp) /* re-admitted after a preemption: the sampler kept its state */
+    return MIMO_OK;
   MIMO_TRY(mimo_sampler_init(&r->smp, &r->sp, e->vocab));
   mimo_sampler_add_prompt(r->smp, r->prompt, r->n_prompt);
   return MIMO_OK;
@@ -143,6 +157,20 @@ static int deliver(mimo_engine *e, int i, int tok, const mimo_sample_info *info)
   }
   r->generated++;
   r->next_token = tok;
+  if (r->mock < 0 && !r->out_lost) { /* kept for a recompute after a preemption */
+    if (r->n_out == r->cap_out) {
+      const int cap = r->cap_out ? 2 * r->cap_out : 64;
+      int *o = realloc(r->out, (size_t)cap * sizeof *o);
+      if (o) {
+        r->out = o;
+        r->cap_out = cap;
+      }
+    }
+    if (r->n_out < r->cap_out)
+      r->out[r->n_out++] = tok;
+    else
+      r->out_lost = true;
+  }
   __atomic_fetch_add(&e->stats.generation_tokens_total, 1, __ATOMIC_RELAXED); /* read by other threads */
   int len_hit = r->generated >= r->max_tokens || r->n_prompt + r->generated >= e->o.max_model_len;
   if (len_hit) {
@@ -171,12 +199,70 @@ static void mock_step(mimo_engine *e) {
   }
 }
 
+/* Gives request slot's KV memory back and queues it first among the waiting, to be recomputed (prompt and outputs
+ * so far fed again) once a running request finishes; vLLM's preemption by recompute. False if its tokens could not
+ * be kept (then nothing changed). */
+static bool preempt(mimo_engine *e, int slot) {
+  mimo_request *r = e->running[slot];
+  int *feed = r->prompt;
+  if (r->n_out) {
+    if (!(feed = malloc((size_t)(r->n_prompt + r->n_out) * sizeof *feed)))
+      return false;
+    memcpy(feed, r->prompt, (size_t)r->n_prompt * sizeof *feed);
+    memcpy(feed + r->n_prompt, r->out, (size_t)r->n_out * sizeof *feed);
+  }
+  if (r->feed != r->prompt)
+    free(r->feed);
+  r->feed = feed;
+  r->n_feed = r->n_prompt + r->n_out;
+  r->fed = 0;
+  mimo_kv_seq_free(r->kv);
+  r->kv = NULL;
+  e->running[slot] = e->running[--e->n_running];
+  pthread_mutex_lock(&e->mu);
+  r->next_waiting = e->wait_head;
+  e->wait_head = r;
+  if (!e->wait_tail)
+    e->wait_tail = r;
+  e->n_waiting++;
+  pthread_mutex_unlock(&e->mu);
+  e->hold_admission = true;
+  __atomic_fetch_add(&e->stats.preemptions_total, 1, __ATOMIC_RELAXED);
+  return true;
+}
+
+/* A step that did not fit in memory (the KV reservation or its buffers, before anything ran): preempt the youngest
+ * running request; one running alone that does not fit fails, with the reason. */
+static void kv_full(mimo_engine *e) {
+  char why[512];
+  snprintf(why, sizeof why, "%s", mimo_errmsg());
+  int victim = -1;
+  for (int i = 0; i < e->n_running; i++) {
+    const mimo_request *r = e->running[i];
+    if (r->kv && !r->out_lost && (victim < 0 || r->admitted > e->running[victim]->admitted))
+      victim = i;
+  }
+  if (e->n_running > 1 && victim >= 0) {
+    const int n = e->running[victim]->n_prompt + e->running[victim]->n_out;
+    if (preempt(e, victim)) {
+      mimo_warn("engine: out of KV memory (%s): the youngest request gives its memory back and waits to be "
+                "recomputed (%d tokens)", why, n);
+      return;
+    }
+  }
+  /* nothing to preempt, or it could not be: the youngest request fails */
+  int slot = victim >= 0 ? victim : e->n_running - 1;
+  mimo_errf(MIMO_E_NOMEM, "out of KV memory: %s", why);
+  mimo_warn("engine: %s; the request fails", mimo_errmsg());
+  finish(e, slot, -1, NULL, MIMO_FINISH_ERROR);
+}
+
 static void model_step(mimo_engine *e) {
   int budget = e->o.max_num_batched_tokens, nb = 0, T = 0;
   /* decoding sequences first: one token each */
   for (int i = 0; i < e->n_running && budget > 0; i++) {
     mimo_request *r = e->running[i];
-    if (r->fed < r->n_prompt)
+    if (r->fed < r->n_feed)
       continue;
     e->batch[nb] = r;
     e->seqs[nb] = r->kv;
@@ -187,13 +273,13 @@ static void model_step(mimo_engine *e) {
   /* then prompt chunks in the remaining budget */
   for (int i = 0; i < e->n_running && budget > 0; i++) {
     mimo_request *r = e->running[i];
-    if (r->fed >= r->n_prompt)
+    if (r->fed >= r->n_feed)
       continue;
-    int n = r->n_prompt - r->fed < budget ? r->n_prompt - r->fed : budget;
+    int n = r->n_feed - r->fed < budget ? r->n_feed - r->fed : budget;
     e->batch[nb] = r;
     e->seqs[nb] = r->kv;
     e->counts[nb++] = n;
-    memcpy(e->tokens + T, r->prompt + r->fed, (size_t)n * sizeof(int));
+    memcpy(e->tokens + T, r->feed + r->fed, (size_t)n * sizeof(int));
     T += n;
     budget -= n;
   }
@@ -202,7 +288,7 @@ static void model_step(mimo_engine *e) {
   /* A row is sampled when its prompt ends in this step or it decodes, and no forced token is due. */
   for (int k = 0; k < nb; k++) {
     mimo_request *r = e->batch[k];
-    if (r->fed + e->counts[k] < r->n_prompt || r->generated < r->n_forced) {
+    if (r->fed + e->counts[k] < r->n_feed || r->generated < r->n_forced) {
       memset(&e->jobs[k], 0, sizeof e->jobs[k]);
       e->jobs[k].skip = true;
     } else {
@@ -212,6 +298,10 @@ static void model_step(mimo_engine *e) {
   mimo_batch b = {.n_seqs = nb, .seqs = e->seqs, .n_tokens = e->counts, .tokens = e->tokens, .all_logits = 0,
                   .jobs = e->jobs, .sampled = e->sampled, .infos = e->infos};
   mimo_status st = mimo_model_forward(e->model, &b, NULL);
+  if (st == MIMO_E_NOMEM && e->model->step_skipped) { /* nothing ran: make room, the next step tries again */
+    kv_full(e);
+    return;
+  }
   __atomic_fetch_add(&e->stats.steps, 1, __ATOMIC_RELAXED);
   for (int k = 0; k < nb; k++) {
     mimo_request *r = e->batch[k];
@@ -232,12 +322,15 @@ static void model_step(mimo_engine *e) {
       finish(e, slot, -1, NULL, MIMO_FINISH_ERROR);
       continue;
     }
-    int was_prefill = r->fed < r->n_prompt;
+    int was_prefill = r->fed < r->n_feed;
     if (was_prefill) {
+      const int new_prompt = r->fed < r->n_prompt ? (r->n_prompt - r->fed < e->counts[k] ? r->n_prompt - r->fed
+                                                                                           : e->counts[k])
+                                                  : 0; /* a recompute's outputs are not prompt tokens */
       r->fed += e->counts[k];
-      __atomic_fetch_add(&e->stats.prompt_tokens_total, e->counts[k], __ATOMIC_RELAXED);
-      if (r->fed < r->n_prompt)
-        continue; /* more prompt to feed; these logits are not needed */
+      __atomic_fetch_add(&e->stats.prompt_tokens_total, new_prompt, __ATOMIC_RELAXED);
+      if (r->fed < r->n_feed)
+        continue; /* more to feed; these logits are not needed */
     }
     if (r->generated < r->n_forced) {
       deliver(e, slot, r->forced[r->generated], NULL);
@@ -314,7 +407,7 @@ static void *engine_main(void *arg) {
   }
   pthread_mutex_lock(&e->mu);
   for (;;) {
-    while (!e->stop && e->wait_head && e->n_running < e->o.max_num_seqs) {
+    while (!e->stop && e->wait_head && e->n_running < e->o.max_num_seqs && (!e->hold_admission || !e->n_running)) {
       mimo_request *r = e->wait_head;
       e->wait_head = r->next_waiting;
       if (!e->wait_head)
@@ -479,6 +572,8 @@ mimo_status mimo_engine_submit(mimo_engine *e, const mimo_request_params *p, mim
     return mimo_errf(MIMO_E_NOMEM, "request");
   r->prompt = dup_ids(p->prompt, p->n_prompt);
   r->n_prompt = p->n_prompt;
+  r->feed = r->prompt;
+  r->n_feed = p->n_prompt;
   r->max_tokens = p->max_tokens;
   r->sp = p->sampling;
   int n_eos = p->ignore_eos ? 0 : e->n_eos;
@@ -577,6 +672,7 @@ void mimo_engine_stats_get(mimo_engine *e, mimo_engine_stats *s) {
   s->steps = __atomic_load_n(&e->stats.steps, __ATOMIC_RELAXED);
   s->kv_bytes = __atomic_load_n(&e->stats.kv_bytes, __ATOMIC_RELAXED);
   s->kv_pool_bytes = __atomic_load_n(&e->stats.kv_pool_bytes, __ATOMIC_RELAXED);
+  s->preemptions_total = __atomic_load_n(&e->stats.preemptions_total, __ATOMIC_RELAXED);
   pthread_mutex_unlock(&e->mu);
 }
 

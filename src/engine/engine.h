@@ -85,6 +85,7 @@ typedef struct mimo_engine_stats {
   long steps;
   long kv_bytes;      /* KV cache held by the running sequences, after the last step */
   long kv_pool_bytes; /* storage the model's KV pools have taken for full-layer blocks (kept until the model ends) */
+  long preemptions_total; /* requests that gave their KV memory back to be recomputed (a step did not fit) */
 } mimo_engine_stats;
 void mimo_engine_stats_get(mimo_engine *e, mimo_engine_stats *s);
 int mimo_engine_max_model_len(const mimo_engine *e);

@@ -322,6 +322,7 @@ static mimo_status forward_host_sampling(mimo_model *m, const mimo_batch *b, flo
 }
 
 mimo_status mimo_model_forward(mimo_model *m, const mimo_batch *b, float *logits) {
+  m->step_skipped = true; /* until compute begins (forward_local, or the group past its reservation) */
   if (b->jobs && (b->all_logits || !b->sampled))
     return mimo_errf(MIMO_E_INVALID, "a sampled step needs one row per sequence and somewhere to put the tokens");
   if (b->jobs && !mimo_model_samples_on_device(m))
@@ -335,6 +336,36 @@ static void scatter_cols(float *logits, const float *part, int rows, int V, int 
     memcpy(logits + (size_t)r * V + v0, part + (size_t)r * vn, (size_t)vn * sizeof(float));
 }
 
+
+/* After the last layer: the residual's last add, then the final norm and lm_head on the rows asked for (none for
+ * a rank whose logits another rank delivers). A backend with its own memory writes the logits there (t1 holds
+ * rows*vocab) and copies them out after the step; a rank computes its vocabulary slice into part. */
+static void final_rows(mimo_model *m, const mimo_batch *b, float *logits, float *part, int T, int rows, scratch *s) {
+  const mimo_config *c = &m->cfg;
+  mimo_backend *be = m->be;
+  const int H = c->hidden_size;
+  be->add(be, s->h, s->t3, (long)T * H);
+  if (!logits && !b->jobs)
+    return;
+  if (!b->all_logits)
+    for (int i = 0, end = 0; i < b->n_seqs; i++) {
+      end += b->n_tokens[i];
+      be->copy2d(be, s->t3 + (size_t)i * H, H, s->h + (size_t)(end - 1) * H, H, 1, H);
+    }
+  be->rmsnorm(be, s->a, b->all_logits ? s->h : s->t3, &m->w.final_norm, rows, H, (float)c->layernorm_epsilon);
+  be->linear(be, b->jobs || be->download ? s->t1 : part ? part : logits, s->a, rows, &m->w.lm_head);
+}
+
+/* Whether this step may run as a backend's recorded unit (graph_begin): a decode step of one process's lone
+ * backend, without traces. Tensor-parallel ranks issue collectives between the ops and run them as issued. */
+static bool graphable(const mimo_model *m, const mimo_batch *b, int T) {
+  if (m->eager || m->tp > 1 || m->route_margin || T != b->n_seqs)
+    return false;
+  for (int i = 0; i < b->n_seqs; i++)
+    if (b->n_tokens[i] != 1)
+      return false;
+  return true;
+}
 
 mimo_status mimo_model_forward_local(mimo_model *m, const mimo_batch *b, float *logits) {
   const mimo_config *c = &m->cfg;
@@ -359,53 +390,53 @@ mimo_status mimo_model_forward_local(mimo_model *m, const mimo_batch *b, float *
     for (int j = 0; j < b->n_tokens[i]; j++)
       s.pos[t++] = b->seqs[i]->len + j;
 
+  const int V = c->vocab_size, vn = m->vocab_n, H = c->hidden_size;
+  const int rows = b->all_logits ? T : b->n_seqs;
+  const bool head = logits || b->jobs; /* else a rank whose logits another rank delivers */
+  /* a rank's columns before it scatters them */
+  float *part = head && vn < V ? grow_floats(&m->logit_part, &m->logit_part_n, (size_t)rows * vn) : NULL;
+  if (head && vn < V && !part) {
+    scratch_free(be, &s);
+    return mimo_errf(MIMO_E_NOMEM, "logits slice");
+  }
+  m->step_skipped = false;
   /* Each block leaves its output in t3; it joins the residual h together with the next norm. */
   const float eps = (float)c->layernorm_epsilon;
   if (be->positions)
     be->positions(be, s.pos, T);
   be->embed(be, s.h, &m->w.embed, b->tokens, T);
-  for (int L = 0; L < c->num_hidden_layers; L++) {
+  /* A decode step (one token per sequence) runs from here to its logits as recorded units where the backend keeps
+   * them (CUDA graphs), one per layer, so that the device runs a layer while the host records the next: its ops
+   * differ from the last such step's only in their arguments. */
+  const bool graphs = be->graph_begin && graphable(m, b, T);
+  mimo_status st = MIMO_OK;
+  for (int L = 0; L < c->num_hidden_layers && st == MIMO_OK; L++) {
+    const bool graph = graphs && be->graph_begin(be, T * 2 + head, L);
     const mimo_layer_weights *lw = &m->w.layers[L];
     if (L == 0)
-      be->rmsnorm(be, s.a, s.h, &lw->input_norm, T, c->hidden_size, eps);
+      be->rmsnorm(be, s.a, s.h, &lw->input_norm, T, H, eps);
     else
-      be->add_rmsnorm(be, s.a, s.h, s.t3, &lw->input_norm, T, c->hidden_size, eps);
+      be->add_rmsnorm(be, s.a, s.h, s.t3, &lw->input_norm, T, H, eps);
     attention_block(m, L, b, T, &s);
-    be->add_rmsnorm(be, s.a, s.h, s.t3, &lw->post_norm, T, c->hidden_size, eps);
+    be->add_rmsnorm(be, s.a, s.h, s.t3, &lw->post_norm, T, H, eps);
     ffn_block(m, L, T, &s);
+    if (L == c->num_hidden_layers - 1)
+      final_rows(m, b, logits, part, T, rows, &s);
+    if (graph)
+      st = be->graph_end(be);
   }
-  be->add(be, s.h, s.t3, (long)T * c->hidden_size);
-  mimo_status st = MIMO_OK;
-  if (!logits && !b->jobs) /* a rank whose logits another rank delivers */
+  if (c->num_hidden_layers == 0)
+    final_rows(m, b, logits, part, T, rows, &s);
+  if (st != MIMO_OK || !head)
     goto done;
-  /* Final norm and lm_head only on the rows asked for. */
-  int rows = b->all_logits ? T : b->n_seqs, H = c->hidden_size;
-  if (!b->all_logits)
-    for (int i = 0, end = 0; i < b->n_seqs; i++) {
-      end += b->n_tokens[i];
-      be->copy2d(be, s.t3 + (size_t)i * H, H, s.h + (size_t)(end - 1) * H, H, 1, H);
-    }
-  be->rmsnorm(be, s.a, b->all_logits ? s.h : s.t3, &m->w.final_norm, rows, H, (float)c->layernorm_epsilon);
-  /* A backend with its own memory writes the logits there (t1 holds rows*vocab) and copies them out;
-   * a rank computes its vocabulary slice and writes those columns of the shared logits. */
-  const int V = c->vocab_size, vn = m->vocab_n;
-  /* a rank's columns before it scatters them */
-  float *part = vn < V ? grow_floats(&m->logit_part, &m->logit_part_n, (size_t)rows * vn) : NULL;
-  if (vn < V && !part) {
-    st = mimo_errf(MIMO_E_NOMEM, "logits slice");
-  } else if (b->jobs) { /* mimo_model_samples_on_device */
-    be->linear(be, s.t1, s.a, rows, &m->w.lm_head);
+  if (b->jobs) /* mimo_model_samples_on_device */
     st = be->sample(be, s.t1, rows, V, b->jobs, b->sampled, b->infos);
-  } else if (be->download) {
-    be->linear(be, s.t1, s.a, rows, &m->w.lm_head);
+  else if (be->download)
     st = be->download(be, part ? part : logits, s.t1, (size_t)rows * vn);
-  } else {
-    be->linear(be, part ? part : logits, s.a, rows, &m->w.lm_head);
-  }
   if (st == MIMO_OK && part)
     scatter_cols(logits, part, rows, V, m->vocab0, vn);
 done:
-  if (!logits && !b->jobs && be->download) /* wait for the step like the ranks that download do */
+  if (st == MIMO_OK && !head && be->download) /* wait for the step like the ranks that download do */
     st = be->download(be, NULL, NULL, 0);
   for (int i = 0; i < b->n_seqs; i++)
     b->seqs[i]->len += b->n_tokens[i];

@@ -37,6 +37,11 @@ typedef struct mimo_model {
   /* Sampling by mimo_model_forward (mimo_batch.jobs): on the host even where the backend could sample where the
    * logits are (--host-sampling); the host's logits rows and scratch when it does. */
   bool host_sampling;
+  /* --enforce-eager: every op launched as issued, never a backend's recorded decode step (CUDA graph). */
+  bool eager;
+  /* The last mimo_model_forward failed before any rank computed anything (a KV reservation or step buffers that
+   * did not fit): no cache changed, so the step can be retried, say with fewer sequences. */
+  bool step_skipped;
   float *sample_logits;
   size_t sample_logits_n;
   struct mimo_pool *sample_pool;     /* rows are sampled in parallel, one scratch per thread */

@@ -38,6 +38,7 @@ struct mimo_tp_group {
   int global_tp, node;      /* all ranks of the group; this process's node (0 alone) */
   mimo_tp_net *net;         /* several processes: the link to node 0 / the workers (owned) */
   unsigned long long next_uid;
+  bool reserved;            /* the last step's reservation passed on every rank (rank 0 writes it) */
   pthread_mutex_t free_mu;  /* node 0: sequences ended since the last step (the engine frees them) */
   unsigned long long *freed;
   int n_freed, cap_freed;
@@ -151,6 +152,8 @@ static mimo_status rank_step(struct mimo_tp_group *g, int r) {
   for (int q = 0; q < g->tp && failed < 0; q++)
     if (g->slots[q].st != MIMO_OK)
       failed = q;
+  if (r == 0)
+    g->reserved = failed < 0;
   pthread_barrier_wait(&g->bar); /* every rank has read the outcomes before any slot is written again */
   if (failed >= 0)
     return st != MIMO_OK ? mimo_errf(st, "%s", s->msg)
@@ -481,10 +484,14 @@ static mimo_status tp_step(mimo_model *m, const mimo_batch *b, float *logits) {
    * collective for it. */
   if (!g->net) {
     MIMO_TRY(tp_prepare(g, b));
-    MIMO_TRY(post(g, JOB_STEP));
+    g->reserved = false;
+    const mimo_status st = post(g, JOB_STEP);
+    m->step_skipped = !g->reserved; /* a rank's reservation failed: no rank computed */
+    MIMO_TRY(st);
   } else {
     mimo_status st = tp_prepare(g, b);
     MIMO_TRY(agree(g, st == MIMO_OK ? post(g, JOB_RESERVE) : st, "preparing the step"));
+    m->step_skipped = false;
     MIMO_TRY(agree(g, post(g, JOB_FORWARD), "the forward pass"));
   }
   for (int i = 0; i < b->n_seqs; i++)

@@ -113,6 +113,9 @@ void mimo_metrics_render(mimo_metrics *m, const mimo_engine_stats *es, double ap
   mimo_sbuf_printf(o, "# HELP mimo:kv_pool_bytes KV storage the pools took for full-layer blocks (reused, kept).\n"
                       "# TYPE mimo:kv_pool_bytes gauge\nmimo:kv_pool_bytes{model_name=\"%s\"} %ld\n",
                    M, es->kv_pool_bytes);
+  mimo_sbuf_printf(o, "# HELP vllm:num_preemptions_total Requests that gave their KV memory back to be recomputed.\n"
+                      "# TYPE vllm:num_preemptions_total counter\nvllm:num_preemptions_total{model_name=\"%s\"} %ld\n",
+                   M, es->preemptions_total);
   mimo_sbuf_printf(o, "# HELP vllm:num_requests_waiting Requests waiting to be scheduled.\n"
                       "# TYPE vllm:num_requests_waiting gauge\nvllm:num_requests_waiting{model_name=\"%s\"} %ld\n",
                    M, es->requests_waiting);

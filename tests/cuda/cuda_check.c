@@ -485,9 +485,11 @@ int main(int argc, char **argv) {
     return cuda_moe_prefill_main(argc - 1, argv + 1);
   if (argc >= 2 && strcmp(argv[1], "sample") == 0)
     return cuda_sample_main(argc - 1, argv + 1);
+  if (argc >= 2 && strcmp(argv[1], "graphs") == 0)
+    return cuda_graph_main(argc - 1, argv + 1);
   if (argc < 2 || strcmp(argv[1], "kernels") != 0) {
     fprintf(stderr, "usage: mimo_cuda_check kernels | compare REF.bin OTHER.bin VOCAB | bench | attn check|bench"
-                    " | moe-prefill check|bench | sample check|bench | allreduce\n");
+                    " | moe-prefill check|bench | sample check|bench | graphs check MODEL_DIR | allreduce\n");
     return 2;
   }
   if (mimo_cuda_device_count() == 0) {

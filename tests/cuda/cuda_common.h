@@ -239,4 +239,6 @@ int cuda_moe_prefill_main(int argc, char **argv);
 int cuda_sample_main(int argc, char **argv);
 /* allreduce_check.c: NCCL all-reduce between this host's GPUs: exact sums, latency 8 KB .. 64 MB */
 int cuda_allreduce_main(int argc, char **argv);
+/* graph_check.c: decode steps as CUDA graphs = the same steps launched as issued, bitwise, over a serving schedule */
+int cuda_graph_main(int argc, char **argv);
 #endif

@@ -2,7 +2,9 @@
  * under continuous batching (with prompts chunked to a small token budget), after
  * the engine's warm-up forward, must produce exactly the greedy tokens each
  * produces alone; plus cancellation, queue limits, the context limit, stop ids,
- * forced prefixes and the mock seam. */
+ * forced prefixes and the mock seam; and under a KV memory budget that cannot hold every
+ * running request, the youngest is preempted and recomputed later, still producing exactly
+ * its greedy tokens, while a request that cannot fit even alone fails by itself. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -14,6 +16,8 @@
 #include <unistd.h>
 
 #include "engine/engine.h"
+#include "engine/kv_cache.h"
+#include "model/mimo_v2.h"
 #include "model/synth.h"
 
 static char root[64], dir[256];
@@ -216,6 +220,107 @@ static void test_mock(void **state) {
   mimo_engine_free(e);
 }
 
+/* KV storage from a byte budget (the CPU backend then keeps its caches there, as a GPU keeps them in device memory
+ * under --gpu-memory-utilization). */
+static size_t kv_budget, kv_used;
+static float *budget_realloc(mimo_backend *b, float *p, size_t old_n, size_t new_n) {
+  (void)b;
+  size_t *h = p ? (size_t *)p - 2 : NULL;
+  const size_t have = h ? h[0] : 0;
+  (void)old_n;
+  if (kv_used - have * 4 + new_n * 4 > kv_budget) {
+    mimo_errf(MIMO_E_NOMEM, "test budget of %zu bytes", kv_budget);
+    return NULL;
+  }
+  size_t *n = realloc(h, new_n * 4 + 2 * sizeof(size_t));
+  if (!n)
+    return NULL;
+  kv_used = kv_used - have * 4 + new_n * 4;
+  n[0] = new_n;
+  return (float *)(n + 2);
+}
+static void budget_free(mimo_backend *b, float *p) {
+  (void)b;
+  if (p) {
+    kv_used -= ((size_t *)p - 2)[0] * 4;
+    free((size_t *)p - 2);
+  }
+}
+static void budget_table_write(mimo_backend *b, void **dst, void *const *src, int n) {
+  (void)b;
+  memcpy(dst, src, (size_t)n * sizeof *dst);
+}
+
+static void test_kv_full_preempts(void **state) {
+  (void)state;
+  enum { R = 3, P = 30, STEPS = 70 }; /* 100 positions each: two blocks of 64 */
+  int prompts[R][P], want[R][STEPS];
+  for (int r = 0; r < R; r++) {
+    for (int i = 0; i < P; i++)
+      prompts[r][i] = (r * 97 + i * 13 + 11) % 600;
+    greedy_alone(prompts[r], P, STEPS, want[r]);
+  }
+  mimo_backend *kb;
+  assert_int_equal(mimo_backend_cpu_init(&kb, 2), MIMO_OK);
+  kb->kv_realloc = budget_realloc;
+  kb->kv_free = budget_free;
+  kb->kv_table_write = budget_table_write;
+  /* what one sequence's rings and table take, and a block: measured on a model of its own */
+  kv_budget = (size_t)1 << 40;
+  kv_used = 0;
+  mimo_model *probe;
+  assert_int_equal(mimo_model_load(dir, kb, &probe), MIMO_OK);
+  mimo_kv_seq *s;
+  assert_int_equal(mimo_kv_seq_init(&s, &probe->cfg), MIMO_OK);
+  assert_int_equal(mimo_model_kv_reserve(probe, s, 1), MIMO_OK);
+  const size_t bb = mimo_kv_pool_block_bytes(probe->kv_pool);
+  long blocks, in_use;
+  mimo_kv_pool_usage(probe->kv_pool, &blocks, &in_use);
+  const size_t per_seq = kv_used - (size_t)blocks * bb; /* rings and the block table */
+  mimo_kv_seq_free(s);
+  mimo_model_free(probe);
+  assert_int_equal(kv_used, 0);
+  /* room for two sequences' rings and three blocks: two requests start, and the second block of one of them does
+   * not fit until the other ends; the third waits */
+  kv_budget = 2 * per_seq + 3 * bb + 4096;
+  mimo_model *m;
+  assert_int_equal(mimo_model_load(dir, kb, &m), MIMO_OK);
+  mimo_engine_opts o = {.max_num_seqs = 3, .max_num_batched_tokens = 16};
+  mimo_engine *e;
+  assert_int_equal(mimo_engine_init(&e, m, &o), MIMO_OK);
+  mimo_request *req[R + 1];
+  for (int r = 0; r < R; r++) {
+    mimo_request_params p = greedy_params(prompts[r], P, STEPS);
+    assert_int_equal(mimo_engine_submit(e, &p, &req[r]), MIMO_OK);
+  }
+  /* one that alone needs more blocks than the budget holds: it fails, by itself */
+  static int big[5 * 64];
+  for (int i = 0; i < 5 * 64; i++)
+    big[i] = (i * 7 + 1) % 600;
+  mimo_request_params pb = greedy_params(big, 5 * 64, 4);
+  assert_int_equal(mimo_engine_submit(e, &pb, &req[R]), MIMO_OK);
+  for (int r = 0; r < R; r++) {
+    int got[STEPS];
+    mimo_finish fin;
+    assert_int_equal(collect(req[r], got, STEPS, &fin), STEPS);
+    assert_int_equal(fin, MIMO_FINISH_LENGTH);
+    assert_memory_equal(got, want[r], sizeof got);
+    mimo_request_release(req[r]);
+  }
+  int got[4];
+  mimo_finish fin;
+  collect(req[R], got, 4, &fin);
+  assert_int_equal(fin, MIMO_FINISH_ERROR);
+  mimo_request_release(req[R]);
+  mimo_engine_stats st;
+  mimo_engine_stats_get(e, &st);
+  assert_true(st.preemptions_total >= 1);
+  assert_true(kv_used <= kv_budget);
+  mimo_engine_free(e);
+  mimo_model_free(m);
+  kb->free(kb);
+}
+
 static int setup(void **state) {
   (void)state;
   snprintf(root, sizeof root, "/tmp/mimo-test-engine-XXXXXX");
@@ -240,7 +345,7 @@ static int teardown(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_batched_equals_alone), cmocka_unit_test(test_limits_and_cancel),
-      cmocka_unit_test(test_stop_and_forced), cmocka_unit_test(test_mock),
+      cmocka_unit_test(test_stop_and_forced), cmocka_unit_test(test_mock), cmocka_unit_test(test_kv_full_preempts),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -5,7 +5,11 @@
  *   row (the rows are sampled over a pool), skipped rows -1;
  * - sliding-window layers' KV memory does not grow with context;
  * - the split q/k/v layout holding the de-chunked fused rows gives identical logits
- *   (so the chunk de-interleave of spec §3.3 is exactly a row permutation). */
+ *   (so the chunk de-interleave of spec §3.3 is exactly a row permutation);
+ * - a backend that records steps (graph_begin/graph_end, a GPU's CUDA graphs) is asked to for decode steps only,
+ *   one part per layer, gets every projection and the lm_head of such a step inside a bracket, and the logits do
+ *   not change;
+ *   --enforce-eager (mimo_model.eager) asks for none. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -317,6 +321,94 @@ static void test_split_equals_fused(void **state) {
   mimo_model_free(s);
 }
 
+/* A fake recorder over the CPU backend: notes the brackets and the linear ops issued inside and outside them. */
+static struct {
+  int begins, ends, open, last_shape, last_part, lin_in, lin_out;
+  void (*linear)(mimo_backend *, float *, const float *, int, const mimo_linear *);
+} rec;
+static bool rec_begin(mimo_backend *b, int shape, int part) {
+  (void)b;
+  assert_false(rec.open);
+  rec.begins++;
+  rec.open = 1;
+  rec.last_shape = shape;
+  rec.last_part = part;
+  return true;
+}
+static mimo_status rec_end(mimo_backend *b) {
+  (void)b;
+  assert_true(rec.open);
+  rec.open = 0;
+  rec.ends++;
+  return MIMO_OK;
+}
+static void rec_linear(mimo_backend *b, float *y, const float *x, int T, const mimo_linear *W) {
+  rec.lin_in += rec.open;
+  rec.lin_out += !rec.open;
+  rec.linear(b, y, x, T, W);
+}
+
+static void test_graph_bracket(void **state) {
+  (void)state;
+  mimo_model *m;
+  assert_int_equal(mimo_model_load(dir_fused, be, &m), MIMO_OK);
+  const int V = m->cfg.vocab_size, P = 9, D = 6;
+  int ids[P + D];
+  for (int i = 0; i < P + D; i++)
+    ids[i] = (i * 11 + 5) % V;
+  float *plain = malloc((size_t)(1 + D) * 2 * V * sizeof *plain), *rec_out = malloc((size_t)(1 + D) * 2 * V * sizeof *rec_out);
+  for (int pass = 0; pass < 3; pass++) { /* 0: no hooks, 1: hooks, 2: hooks with --enforce-eager */
+    memset(&rec, 0, sizeof rec);
+    if (pass) {
+      rec.linear = be->linear;
+      be->linear = rec_linear;
+      be->graph_begin = rec_begin;
+      be->graph_end = rec_end;
+    }
+    m->eager = pass == 2;
+    float *out = pass == 1 ? rec_out : plain;
+    mimo_kv_seq *s[2];
+    assert_int_equal(mimo_kv_seq_init(&s[0], &m->cfg), MIMO_OK);
+    assert_int_equal(mimo_kv_seq_init(&s[1], &m->cfg), MIMO_OK);
+    int n[2] = {P, P - 2}, toks[2 * P];
+    memcpy(toks, ids, P * sizeof(int));
+    memcpy(toks + P, ids + 1, (P - 2) * sizeof(int));
+    mimo_batch pre = {.n_seqs = 2, .seqs = s, .n_tokens = n, .tokens = toks};
+    assert_int_equal(mimo_model_forward(m, &pre, out), MIMO_OK); /* a prompt: no bracket */
+    assert_int_equal(rec.begins, 0);
+    for (int d = 0; d < D; d++) { /* decode steps of both sequences */
+      int one[2] = {1, 1}, tk[2] = {ids[P + d], ids[P - 2 + d]};
+      const int lin_out = rec.lin_out;
+      mimo_batch step = {.n_seqs = 2, .seqs = s, .n_tokens = one, .tokens = tk};
+      assert_int_equal(mimo_model_forward(m, &step, out + (size_t)(1 + d) * 2 * V), MIMO_OK);
+      if (pass == 1) { /* one part per layer, the lm_head in the last */
+        const int nl = m->cfg.num_hidden_layers;
+        assert_int_equal(rec.begins, (d + 1) * nl);
+        assert_int_equal(rec.ends, (d + 1) * nl);
+        assert_int_equal(rec.last_shape, 2 * 2 + 1); /* 2 tokens, logits wanted */
+        assert_int_equal(rec.last_part, nl - 1);
+        assert_int_equal(rec.lin_out, lin_out);       /* nothing of the step outside the brackets */
+      }
+    }
+    if (pass == 1)
+      assert_true(rec.lin_in > D * m->cfg.num_hidden_layers);
+    if (pass == 2)
+      assert_int_equal(rec.begins, 0);
+    mimo_kv_seq_free(s[0]);
+    mimo_kv_seq_free(s[1]);
+    if (pass) {
+      be->linear = rec.linear;
+      be->graph_begin = NULL;
+      be->graph_end = NULL;
+    }
+    if (pass == 1)
+      assert_memory_equal(rec_out, plain, (size_t)(1 + D) * 2 * V * sizeof *plain);
+  }
+  free(plain);
+  free(rec_out);
+  mimo_model_free(m);
+}
+
 static int setup(void **state) {
   (void)state;
   snprintf(root, sizeof root, "/tmp/mimo-test-model-XXXXXX");
@@ -352,7 +444,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_chunking), cmocka_unit_test(test_batch), cmocka_unit_test(test_sampled_step),
       cmocka_unit_test(test_swa_memory_bounded), cmocka_unit_test(test_paged_interleaved),
-      cmocka_unit_test(test_split_equals_fused),
+      cmocka_unit_test(test_split_equals_fused), cmocka_unit_test(test_graph_bracket),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -93,18 +93,54 @@ static size_t kv_untrack(void *p) {
   return bytes;
 }
 
-void *cu_tmp(cu_ctx *c, size_t bytes) {
-  if (bytes > c->tmp_bytes) {
-    if (c->tmp)
-      MIMO_CUDA(c, cudaFreeAsync(c->tmp, c->st));
-    c->tmp = NULL;
-    c->tmp_bytes = 0;
-    if (MIMO_CUDA(c, cudaMallocAsync(&c->tmp, bytes, c->st)) != MIMO_OK)
-      return NULL;
-    c->tmp_bytes = bytes;
+void cu_defer_free(cu_ctx *c, void *p) {
+  if (!p)
+    return;
+  if (c->n_deferred == c->cap_deferred) {
+    const int cap = c->cap_deferred ? 2 * c->cap_deferred : 16;
+    void **d = (void **)realloc(c->deferred, (size_t)cap * sizeof *d);
+    if (!d) { /* no list (host out of memory): wait here instead; while capturing nothing may wait, so p leaks */
+      if (!c->capturing && MIMO_CUDA(c, cudaStreamSynchronize(c->st)) == MIMO_OK)
+        cudaFree(p);
+      return;
+    }
+    c->deferred = d;
+    c->cap_deferred = cap;
   }
-  return c->tmp;
+  c->deferred[c->n_deferred++] = p;
 }
+
+static void free_deferred(cu_ctx *c) {
+  for (int i = 0; i < c->n_deferred; i++)
+    cudaFree(c->deferred[i]);
+  c->n_deferred = 0;
+}
+
+/* A temporary grown to bytes (contents not kept). While the stream is captured a stream-ordered allocation or free
+ * would become a node of the graph: take plain memory then (*plain), and free the old buffer after the next wait. */
+static void *cu_grow(cu_ctx *c, void **buf, size_t *have, bool *plain, size_t bytes) {
+  if (bytes <= *have)
+    return *buf;
+  void *p = NULL;
+  const cudaError_t e = c->capturing ? cudaMalloc(&p, bytes) : cudaMallocAsync(&p, bytes, c->st);
+  if (e != cudaSuccess) {
+    (void)cudaGetLastError();
+    cu_fail(c, "temporary", c->capturing ? "out of device memory while capturing a decode step"
+                                         : "out of device memory", __FILE__, __LINE__);
+    return NULL;
+  }
+  if (c->capturing || *plain) /* cudaFreeAsync takes stream-ordered allocations only */
+    cu_defer_free(c, *buf);
+  else if (*buf)
+    MIMO_CUDA(c, cudaFreeAsync(*buf, c->st));
+  *buf = p;
+  *have = bytes;
+  *plain = c->capturing;
+  return p;
+}
+
+void *cu_tmp(cu_ctx *c, size_t bytes) { return cu_grow(c, &c->tmp, &c->tmp_bytes, &c->tmp_plain, bytes); }
+void *cu_tmp2(cu_ctx *c, size_t bytes) { return cu_grow(c, &c->tmp2, &c->tmp2_bytes, &c->tmp2_plain, bytes); }
 
 void *cu_mapped(cu_ctx *c, size_t bytes, void **dev) {
   if (bytes > c->mapped_cap) {
@@ -124,19 +160,6 @@ void *cu_mapped(cu_ctx *c, size_t bytes, void **dev) {
   }
   *dev = c->mapped_dev;
   return c->mapped;
-}
-
-void *cu_tmp2(cu_ctx *c, size_t bytes) {
-  if (bytes > c->tmp2_bytes) {
-    if (c->tmp2)
-      MIMO_CUDA(c, cudaFreeAsync(c->tmp2, c->st));
-    c->tmp2 = NULL;
-    c->tmp2_bytes = 0;
-    if (MIMO_CUDA(c, cudaMallocAsync(&c->tmp2, bytes, c->st)) != MIMO_OK)
-      return NULL;
-    c->tmp2_bytes = bytes;
-  }
-  return c->tmp2;
 }
 
 float *cu_alloc(mimo_backend *be, size_t n) {
@@ -294,7 +317,8 @@ static mimo_status cu_upload_vec(mimo_backend *be, mimo_vec *v) {
 }
 
 mimo_status cu_wait(cu_ctx *c) {
-  MIMO_CUDA(c, cudaStreamSynchronize(c->st));
+  if (MIMO_CUDA(c, cudaStreamSynchronize(c->st)) == MIMO_OK)
+    free_deferred(c);
   cu_profile_flush(c);
   mimo_status st = c->err;
   if (st != MIMO_OK)
@@ -326,6 +350,9 @@ static void cu_free_be(mimo_backend *be) {
     cudaSetDevice(c->device);
     cu_comm_free(be);
     cudaStreamSynchronize(c->st);
+    free_deferred(c);
+    free(c->deferred);
+    cu_graphs_free(c);
     cu_profile_report(c);
     for (int i = 0; i < c->nblocks; i++)
       cudaFree(c->blocks[i].p);
@@ -348,6 +375,7 @@ static void cu_free_be(mimo_backend *be) {
     free(c->lins);
     if (c->blas)
       cublasDestroy(c->blas);
+    cudaFree(c->blas_ws);
     cudaEventDestroy(c->ev0);
     cudaEventDestroy(c->ev1);
     cudaStreamDestroy(c->st);
@@ -419,6 +447,11 @@ extern "C" mimo_status mimo_backend_cuda_init(mimo_backend **out, int device) {
     st = MIMO_CUBLAS(c, cublasCreate(&c->blas));
   if (st == MIMO_OK)
     st = MIMO_CUBLAS(c, cublasSetStream(c->blas, c->st));
+  /* cuBLAS's own workspace: given once, so that a captured decode step allocates none inside the graph */
+  if (st == MIMO_OK)
+    st = MIMO_CUDA(c, cudaMalloc(&c->blas_ws, CU_BLAS_WS));
+  if (st == MIMO_OK)
+    st = MIMO_CUBLAS(c, cublasSetWorkspace(c->blas, c->blas_ws, CU_BLAS_WS));
   if (st == MIMO_OK)
     st = MIMO_CUDA(c, cudaEventCreate(&c->ev0));
   if (st == MIMO_OK)
@@ -453,6 +486,7 @@ extern "C" mimo_status mimo_backend_cuda_init(mimo_backend **out, int device) {
   be->sample = cu_sample;
   be->bind_thread = cu_bind_thread;
   be->upload = mimo_cuda_upload;
+  cu_graphs_install(be);
   cu_profile_install(be);
   *out = be;
   return MIMO_OK;

@@ -31,6 +31,22 @@ void mimo_cuda_poison(mimo_backend *be, float *p, size_t n);
 mimo_status mimo_cuda_set_memory_fraction(mimo_backend *be, double fraction);
 size_t mimo_cuda_memory_used(mimo_backend *be);
 
+/* Decode steps as CUDA graphs, one per layer (cuda_graph.cu): counts since the backend began. */
+typedef struct mimo_cuda_graph_stats {
+  long launches;      /* graphs launched (parts of decode steps: layers) */
+  long updates;       /* of those, ones that updated the part's executable graph in place */
+  long instantiated;  /* executable graphs made (a new shape or part, or a topology that changed) */
+  long uncaptured;    /* a part's first step, run as issued to size its temporaries */
+  long failures;      /* captures that broke (graphs then stay off on that backend) */
+  long last_nodes;    /* nodes of the last captured part */
+} mimo_cuda_graph_stats;
+mimo_cuda_graph_stats mimo_cuda_graph_stats_of(mimo_backend *be);
+/* Whether decode steps run as graphs: mode 0 never, 1 always, 2 (the default; MIMO_CUDA_GRAPHS=0/1 choose the
+ * others) where dependent launch is not in use. mode < 0 only asks; returns the mode before the call. */
+int mimo_cuda_graphs_mode(int mode);
+/* Whether this backend's decode steps run as graphs now. */
+bool mimo_cuda_graphs_used(mimo_backend *be);
+
 /* Tensor parallel (cuda_comm.cu, NCCL loaded at run time): joins n backends of
  * this process into one communicator (rank i = bes[i]); or, several processes:
  * node 0 makes the id, sends it to the others, and each process joins its n

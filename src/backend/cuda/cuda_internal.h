@@ -45,11 +45,14 @@ typedef struct cu_ints {
   bool pending;
 } cu_ints;
 
+enum { CU_BLAS_WS = 32 << 20 }; /* cuBLAS's workspace (its guide asks 32 MiB on Hopper) */
+
 typedef struct cu_ctx {
   int device, cc, sms;
   char name[256];
   cudaStream_t st;
   cublasHandle_t blas;
+  void *blas_ws;             /* cuBLAS workspace, CU_BLAS_WS bytes */
   mimo_status err;           /* first error met by an op (ops return void) */
   cu_block *blocks;          /* scratch cache: freed blocks are reused by size */
   int nblocks, capblocks;
@@ -62,6 +65,7 @@ typedef struct cu_ctx {
   size_t tmp_bytes;
   void *tmp2;
   size_t tmp2_bytes;
+  bool tmp_plain, tmp2_plain; /* tmp/tmp2 from cudaMalloc (grown while capturing), not cudaMallocAsync */
   cu_ints pos;               /* rope positions (last uploaded copy in pos.pinned, pos_n of them) */
   int pos_n;
   cu_ints ids;               /* token ids for embed */
@@ -77,6 +81,10 @@ typedef struct cu_ctx {
   size_t mem_limit;          /* --gpu-memory-utilization x total (0: none); weights + KV + scratch */
   size_t mem_used;
   size_t mem_total;
+  struct cu_graphs *graphs;  /* decode steps' CUDA graphs (cuda_graph.cu), NULL until the first */
+  bool capturing;            /* the stream is being captured: temporaries grow by cudaMalloc, old ones deferred */
+  void **deferred;           /* device buffers to free at the next wait (replaced while capturing) */
+  int n_deferred, cap_deferred;
 } cu_ctx;
 
 static inline cu_ctx *cu(mimo_backend *be) { return (cu_ctx *)be->ctx; }
@@ -211,6 +219,12 @@ void *cu_mapped(cu_ctx *c, size_t bytes, void **dev);
 /* Scratch from the cache (step activations). */
 float *cu_alloc(mimo_backend *be, size_t n);
 void cu_release(mimo_backend *be, float *p);
+
+/* cuda_graph.cu: graph_begin/graph_end of the backend table; frees the graphs at the backend's end */
+void cu_graphs_install(mimo_backend *be);
+void cu_graphs_free(cu_ctx *c);
+/* Frees p after the next wait for the stream (queued work or a captured graph may still read it). */
+void cu_defer_free(cu_ctx *c, void *p);
 
 /* cuda_ops.cu: sets the small ops of the backend table; frees their staging at the backend's end */
 void cu_ops_install(mimo_backend *be);
