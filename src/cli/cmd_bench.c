@@ -300,13 +300,15 @@ int mimo_cmd_bench(int argc, char **argv) {
 #ifdef MIMO_HAVE_CUDA
   if (gpu && tp == 1) {
     const mimo_cuda_graph_stats g = mimo_cuda_graph_stats_of(be0);
-    printf("decode CUDA graphs: %s; %ld layer graphs launched (%ld updated in place, %ld made, %ld nodes in the "
-           "last), %ld layers of a new shape's first step as issued, %ld failed captures\n",
+    printf("decode CUDA graphs: %s; %ld layer graphs launched, %ld updated in place (%.1f us each on the host), %ld "
+           "made (%.0f us each), %ld updates refused, %ld nodes in the last; %ld layers of a new shape's first step as "
+           "issued, %ld failed captures\n",
            m->eager                      ? "off (--enforce-eager)"
            : mimo_cuda_graphs_used(be0)  ? "on"
-           : mimo_cuda_graphs_mode(-1) == 0 ? "off (MIMO_CUDA_GRAPHS=0)"
-                                            : "off (dependent launch instead; MIMO_CUDA_GRAPHS=1 forces them)",
-           g.launches, g.updates, g.instantiated, g.last_nodes, g.uncaptured, g.failures);
+                                         : "off (MIMO_CUDA_GRAPHS=0)",
+           g.launches, g.updates, g.updates ? 1e3 * g.update_ms / (g.updates + g.update_misses) : 0.0,
+           g.instantiated, g.instantiated ? 1e3 * g.instantiate_ms / g.instantiated : 0.0, g.update_misses,
+           g.last_nodes, g.uncaptured, g.failures);
   }
 #endif
   printf("prefill: %d x %d tokens%s in %.3f s = %.1f tokens/s\n", B, P, chunk && chunk < P ? " (chunked)" : "", prefill,

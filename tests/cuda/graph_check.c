@@ -113,10 +113,11 @@ int cuda_graph_main(int argc, char **argv) {
     const long launched = g1.launches - g0.launches, made = g1.instantiated - g0.instantiated,
                failed = g1.failures - g0.failures;
     const bool ok = ne > 0 && ne == ng && diff == 0 && launched > 0 && failed == 0;
-    printf("%s graphs %s KV: %ld logits, %ld differ from launches as issued; %ld layer graphs launched (%ld updated, "
-           "%ld made, %ld nodes in the last), %ld failed captures\n",
-           ok ? "ok  " : "FAIL", bf ? "bf16" : "float32", ne, diff, launched, g1.updates - g0.updates, made,
-           g1.last_nodes, failed);
+    printf("%s graphs %s KV: %ld logits, %ld differ from launches as issued; %ld layer graphs launched, %ld updated "
+           "(%ld refused), %ld made (%.0f us each), %ld nodes in the last, %ld failed captures\n",
+           ok ? "ok  " : "FAIL", bf ? "bf16" : "float32", ne, diff, launched, g1.updates - g0.updates,
+           g1.update_misses - g0.update_misses, made,
+           made ? 1e3 * (g1.instantiate_ms - g0.instantiate_ms) / made : 0.0, g1.last_nodes, failed);
     ok ? pass++ : fail++;
     free(eager);
     free(graph);

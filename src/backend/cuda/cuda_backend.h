@@ -34,15 +34,17 @@ size_t mimo_cuda_memory_used(mimo_backend *be);
 /* Decode steps as CUDA graphs, one per layer (cuda_graph.cu): counts since the backend began. */
 typedef struct mimo_cuda_graph_stats {
   long launches;      /* graphs launched (parts of decode steps: layers) */
-  long updates;       /* of those, ones that updated the part's executable graph in place */
-  long instantiated;  /* executable graphs made (a new shape or part, or a topology that changed) */
-  long uncaptured;    /* a part's first step, run as issued to size its temporaries */
+  long updates;       /* executable graphs updated in place to a captured part */
+  long update_misses; /* updates refused (another topology: a kernel variant changed with the batch) */
+  long instantiated;  /* executable graphs made (a first part, or no kept graph had the topology) */
+  long uncaptured;    /* parts of a new shape's first step, run as issued to size its temporaries */
   long failures;      /* captures that broke (graphs then stay off on that backend) */
   long last_nodes;    /* nodes of the last captured part */
+  double update_ms, instantiate_ms; /* host time in cudaGraphExecUpdate (misses included), cudaGraphInstantiate */
 } mimo_cuda_graph_stats;
 mimo_cuda_graph_stats mimo_cuda_graph_stats_of(mimo_backend *be);
-/* Whether decode steps run as graphs: mode 0 never, 1 always, 2 (the default; MIMO_CUDA_GRAPHS=0/1 choose the
- * others) where dependent launch is not in use. mode < 0 only asks; returns the mode before the call. */
+/* Whether decode steps run as graphs: mode 1 (the default) yes, 0 (MIMO_CUDA_GRAPHS=0) no. mode < 0 only asks;
+ * returns the mode before the call. */
 int mimo_cuda_graphs_mode(int mode);
 /* Whether this backend's decode steps run as graphs now. */
 bool mimo_cuda_graphs_used(mimo_backend *be);

@@ -3,9 +3,10 @@
  * A decode step issues ~12 launches per layer; without dependent launch (SM80) each kernel starts only after the
  * previous one has drained, and each costs the host a few µs in the driver. The model brackets each layer of a
  * decode step (the last with the lm_head) with graph_begin/graph_end: the stream is captured, the captured graph
- * updates the executable graph kept for that (step shape, layer) (cudaGraphExecUpdate: new lengths, split counts
- * and pointers, same kernels) and is launched, and the device runs that layer while the host captures the next
- * (one graph for the whole step would leave the device idle while the host captures it all: measured slower).
+ * updates an executable graph kept for that layer (cudaGraphExecUpdate: new lengths, split counts, grids and
+ * pointers, same kernels; the one last used for this step shape, else the most recent) and is launched, and the device runs that layer while the host captures the next
+ * (one graph for the whole step would leave the device idle while the host captures it all: measured slower;
+ * for the same reason the first layer runs as issued).
  * A part's first step runs uncaptured: it sizes the temporaries and the per-kernel caches (shared-memory
  * attributes, occupancy) so that the captured steps allocate nothing.
  *
@@ -15,91 +16,73 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "backend/cuda/cuda_internal.h"
 
-enum { CG_SHAPES = 16 }; /* step shapes whose executable graphs are kept (least recently used dropped) */
+enum { CG_EXECS = 4, CG_SEEN = 64 };
 
-typedef struct cg_part {
-  int seen;              /* this part's first step ran uncaptured */
+/* One part's (layer's) executable graphs, each last updated for a step shape. Another batch size usually keeps the
+ * topology (the same kernels with other grids and arguments), so a new shape first tries to update the most
+ * recently used graph before it makes one (instantiating costs far more than updating). */
+typedef struct cg_exec {
+  int shape;
   cudaGraphExec_t exec;
+  unsigned long used;    /* tick of the last use */
+} cg_exec;
+typedef struct cg_part {
+  cg_exec x[CG_EXECS];
 } cg_part;
 
-typedef struct cg_shape {
-  int shape;
+struct cu_graphs {
   cg_part *parts;        /* by part number */
   int n_parts;
-  unsigned long used;    /* tick of the last use */
-} cg_shape;
-
-struct cu_graphs {
-  cg_shape s[CG_SHAPES];
-  int n;
-  cg_part *open;         /* the part being captured */
+  int seen[CG_SEEN];     /* shapes whose first step ran as issued (a ring: the oldest forgotten first) */
+  int n_seen, seen_next;
+  bool eager_step;       /* part 0 found a new shape: this whole step runs as issued */
+  cg_part *open;         /* the part being captured, for shape open_shape */
+  int open_shape;
   unsigned long tick;
   bool off;              /* a capture failed: no more graphs on this backend */
   mimo_cuda_graph_stats stats;
 };
 
-/* MIMO_CUDA_GRAPHS=0: every op launched as issued; =1: graphs; unset: graphs only where dependent launch is not in
- * use (SM80, compute_80 code). Measured on an H200 (round 10): with dependent launch a layer's kernels already
- * overlap their starts, and per-layer graphs made the batch-1 step 2-4 % slower; without it they made it 4 %
- * faster (batch 32: +1.6 % / -3.7 %). */
+static double now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return ts.tv_sec * 1e3 + ts.tv_nsec * 1e-6;
+}
+
+/* MIMO_CUDA_GRAPHS=0 (or --enforce-eager in the model): every op launched as issued. Measured on an H200 (round
+ * 10), per-layer graphs with the first layer as issued took 2-3 % off the decode step at batch 32 and up to 2.5 % at
+ * batch 1 with dependent launch, 4-5 % without it (the SM80 launch mode). */
 static int graphs_mode = -1;
 extern "C" int mimo_cuda_graphs_mode(int mode) {
   if (graphs_mode < 0) {
     const char *e = getenv("MIMO_CUDA_GRAPHS");
-    graphs_mode = e && !strcmp(e, "0") ? 0 : e && !strcmp(e, "1") ? 1 : 2;
+    graphs_mode = e && !strcmp(e, "0") ? 0 : 1;
   }
   const int old = graphs_mode;
-  if (mode >= 0 && mode <= 2)
+  if (mode == 0 || mode == 1)
     graphs_mode = mode;
   return old;
 }
 static bool graphs_wanted(cu_ctx *c) {
-  const int md = mimo_cuda_graphs_mode(-1);
-  return md == 1 || (md == 2 && !cu_pdl(c));
+  (void)c;
+  return mimo_cuda_graphs_mode(-1) == 1;
 }
 extern "C" bool mimo_cuda_graphs_used(mimo_backend *be) { return graphs_wanted(cu(be)); }
 
-static void shape_clear(cg_shape *e) {
-  for (int i = 0; i < e->n_parts; i++)
-    if (e->parts[i].exec)
-      cudaGraphExecDestroy(e->parts[i].exec); /* a launch still queued keeps what it needs until it ends */
-  free(e->parts);
-  memset(e, 0, sizeof *e);
-}
-
-/* The part's entry (NULL: no host memory for it). */
-static cg_part *cg_find(cu_graphs *g, int shape, int part) {
-  cg_shape *e = NULL;
-  for (int i = 0; i < g->n && !e; i++)
-    if (g->s[i].shape == shape)
-      e = &g->s[i];
-  if (!e) {
-    if (g->n < CG_SHAPES) {
-      e = &g->s[g->n++];
-    } else { /* reuse the least recently used */
-      e = &g->s[0];
-      for (int i = 1; i < g->n; i++)
-        if (g->s[i].used < e->used)
-          e = &g->s[i];
-      shape_clear(e);
-    }
-    e->shape = shape;
-  }
-  if (part == 0)
-    e->used = ++g->tick;
-  if (part >= e->n_parts) {
-    const int n = part + 1 > 2 * e->n_parts ? part + 1 : 2 * e->n_parts;
-    cg_part *p = (cg_part *)realloc(e->parts, (size_t)n * sizeof *p);
-    if (!p)
-      return NULL;
-    memset(p + e->n_parts, 0, (size_t)(n - e->n_parts) * sizeof *p);
-    e->parts = p;
-    e->n_parts = n;
-  }
-  return &e->parts[part];
+/* Whether shape's first step has run (as issued); records it if not. */
+static bool seen_before(cu_graphs *g, int shape) {
+  for (int i = 0; i < g->n_seen; i++)
+    if (g->seen[i] == shape)
+      return true;
+  if (g->n_seen < CG_SEEN)
+    g->seen[g->n_seen++] = shape;
+  else
+    g->seen[g->seen_next++ % CG_SEEN] = shape;
+  return false;
 }
 
 static bool cu_graph_begin(mimo_backend *be, int shape, int part) {
@@ -109,22 +92,49 @@ static bool cu_graph_begin(mimo_backend *be, int shape, int part) {
   if (!c->graphs && !(c->graphs = (cu_graphs *)calloc(1, sizeof *c->graphs)))
     return false;
   cu_graphs *g = c->graphs;
-  cg_part *e = g->off || g->open ? NULL : cg_find(g, shape, part);
-  if (!e)
+  if (g->off || g->open)
     return false;
-  if (!e->seen) { /* next time this part's temporaries are sized */
-    e->seen = 1;
+  /* Part 0 always runs as issued: the device starts on it at once while the host captures part 1 (capturing
+   * it too would leave the device idle for that long at the start of every step). A new shape's first step runs
+   * as issued throughout: it sizes its temporaries and kernel set-ups. */
+  if (part == 0) {
+    g->eager_step = !seen_before(g, shape);
+    return false;
+  }
+  if (g->eager_step) {
     g->stats.uncaptured++;
     return false;
+  }
+  if (part >= g->n_parts) {
+    const int n = part + 1 > 2 * g->n_parts ? part + 1 : 2 * g->n_parts;
+    cg_part *p = (cg_part *)realloc(g->parts, (size_t)n * sizeof *p);
+    if (!p)
+      return false;
+    memset(p + g->n_parts, 0, (size_t)(n - g->n_parts) * sizeof *p);
+    g->parts = p;
+    g->n_parts = n;
   }
   if (MIMO_CUDA(c, cudaStreamBeginCapture(c->st, cudaStreamCaptureModeRelaxed)) != MIMO_OK)
     return false;
   c->capturing = true;
-  g->open = e;
+  g->open = &g->parts[part];
+  g->open_shape = shape;
   return true;
 }
 
-/* Ends the capture; on success updates (or makes) the shape's executable graph and launches it. */
+/* Updates x's executable graph to graph; false (x unchanged for use) when the topology differs. */
+static bool try_update(cu_graphs *g, cg_exec *x, cudaGraph_t graph) {
+  const double t0 = now_ms();
+  cudaGraphExecUpdateResultInfo info;
+  const bool ok = cudaGraphExecUpdate(x->exec, graph, &info) == cudaSuccess;
+  if (!ok)
+    (void)cudaGetLastError();
+  g->stats.update_ms += now_ms() - t0;
+  ok ? g->stats.updates++ : g->stats.update_misses++;
+  return ok;
+}
+
+/* Ends the capture; on success updates (or makes) the part's executable graph and launches it. */
 static mimo_status cu_graph_end(mimo_backend *be) {
   cu_ctx *c = cu(be);
   cu_graphs *g = c->graphs;
@@ -145,32 +155,48 @@ static mimo_status cu_graph_end(mimo_backend *be) {
       return c->err;
     return cu_fail(c, "CUDA graph capture of a decode step", cudaGetErrorString(ce), __FILE__, __LINE__);
   }
-  mimo_status st = MIMO_OK;
-  bool ready = false;
-  if (e->exec) {
-    cudaGraphExecUpdateResultInfo info;
-    if (cudaGraphExecUpdate(e->exec, graph, &info) == cudaSuccess) {
-      ready = true;
-      g->stats.updates++;
-    } else { /* another topology (a kernel variant changed): make it again */
-      (void)cudaGetLastError();
-      cudaGraphExecDestroy(e->exec);
-      e->exec = NULL;
+  /* the graph last used for this shape, else the most recent one, else a new one */
+  cg_exec *same = NULL, *recent = NULL, *slot = NULL;
+  for (int i = 0; i < CG_EXECS; i++) {
+    cg_exec *x = &e->x[i];
+    if (!x->exec) {
+      slot = slot && !slot->exec ? slot : x;
+      continue;
     }
+    if (x->shape == g->open_shape)
+      same = x;
+    if (!recent || x->used > recent->used)
+      recent = x;
+    if (!slot || (slot->exec && x->used < slot->used))
+      slot = x; /* a free entry, else the least recently used */
   }
-  if (!ready) {
-    st = MIMO_CUDA(c, cudaGraphInstantiate(&e->exec, graph, 0));
-    if (st == MIMO_OK)
+  cg_exec *run = same && try_update(g, same, graph) ? same : NULL;
+  if (!run && recent && recent != same && try_update(g, recent, graph))
+    run = recent;
+  mimo_status st = MIMO_OK;
+  if (!run) {
+    if (slot->exec)
+      cudaGraphExecDestroy(slot->exec); /* a launch still queued keeps what it needs until it ends */
+    slot->exec = NULL;
+    const double t0 = now_ms();
+    st = MIMO_CUDA(c, cudaGraphInstantiate(&slot->exec, graph, 0));
+    g->stats.instantiate_ms += now_ms() - t0;
+    if (st == MIMO_OK) {
       g->stats.instantiated++;
-    else
-      e->exec = NULL;
+      run = slot;
+    } else {
+      slot->exec = NULL;
+    }
   }
   size_t nodes = 0;
   if (st == MIMO_OK && cudaGraphGetNodes(graph, NULL, &nodes) == cudaSuccess)
     g->stats.last_nodes = (long)nodes;
   cudaGraphDestroy(graph);
-  if (st == MIMO_OK)
-    st = MIMO_CUDA(c, cudaGraphLaunch(e->exec, c->st));
+  if (st == MIMO_OK) {
+    run->shape = g->open_shape;
+    run->used = ++g->tick;
+    st = MIMO_CUDA(c, cudaGraphLaunch(run->exec, c->st));
+  }
   if (st == MIMO_OK)
     g->stats.launches++;
   return st;
@@ -180,8 +206,11 @@ void cu_graphs_free(cu_ctx *c) {
   cu_graphs *g = c->graphs;
   if (!g)
     return;
-  for (int i = 0; i < g->n; i++)
-    shape_clear(&g->s[i]);
+  for (int p = 0; p < g->n_parts; p++)
+    for (int i = 0; i < CG_EXECS; i++)
+      if (g->parts[p].x[i].exec)
+        cudaGraphExecDestroy(g->parts[p].x[i].exec);
+  free(g->parts);
   free(g);
   c->graphs = NULL;
 }
