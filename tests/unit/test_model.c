@@ -356,7 +356,8 @@ static void test_graph_bracket(void **state) {
   int ids[P + D];
   for (int i = 0; i < P + D; i++)
     ids[i] = (i * 11 + 5) % V;
-  float *plain = malloc((size_t)(1 + D) * 2 * V * sizeof *plain), *rec_out = malloc((size_t)(1 + D) * 2 * V * sizeof *rec_out);
+  const size_t n_out = (size_t)(1 + D) * 2 * V;
+  float *plain = malloc(n_out * sizeof *plain), *rec_out = malloc(n_out * sizeof *rec_out);
   for (int pass = 0; pass < 3; pass++) { /* 0: no hooks, 1: hooks, 2: hooks with --enforce-eager */
     memset(&rec, 0, sizeof rec);
     if (pass) {
@@ -402,7 +403,7 @@ static void test_graph_bracket(void **state) {
       be->graph_end = NULL;
     }
     if (pass == 1)
-      assert_memory_equal(rec_out, plain, (size_t)(1 + D) * 2 * V * sizeof *plain);
+      assert_memory_equal(rec_out, plain, n_out * sizeof *plain);
   }
   free(plain);
   free(rec_out);

@@ -2,13 +2,14 @@
  *
  * A decode step issues ~12 launches per layer; without dependent launch (SM80) each kernel starts only after the
  * previous one has drained, and each costs the host a few µs in the driver. The model brackets each layer of a
- * decode step (the last with the lm_head) with graph_begin/graph_end: the stream is captured, the captured graph
- * updates an executable graph kept for that layer (cudaGraphExecUpdate: new lengths, split counts, grids and
- * pointers, same kernels; the one last used for this step shape, else the most recent) and is launched, and the device runs that layer while the host captures the next
- * (one graph for the whole step would leave the device idle while the host captures it all: measured slower;
- * for the same reason the first layer runs as issued).
- * A part's first step runs uncaptured: it sizes the temporaries and the per-kernel caches (shared-memory
- * attributes, occupancy) so that the captured steps allocate nothing.
+ * decode step (the last with the lm_head) with graph_begin/graph_end. The first layer runs as issued; for each
+ * other the stream is captured, the captured graph updates an executable graph kept for that layer
+ * (cudaGraphExecUpdate: new lengths, split counts, grids and pointers, same kernels; the one last used for this
+ * step shape, else the most recent) and is launched. The device runs one layer while the host captures the next:
+ * capture records without running, so one graph for the whole step, or a captured first layer, left the device
+ * idle while the host captured (measured slower, docs/cuda.md round 10). A new shape's first step runs as issued:
+ * it sizes the temporaries and the per-kernel caches (shared-memory attributes, occupancy) so that the captured
+ * steps allocate nothing.
  *
  * Capture is relaxed: an op that must grow a temporary during capture takes plain cudaMalloc (legal while capturing,
  * unlike a stream-ordered allocation, which would become a node of the graph) and the old buffer is freed at the
