@@ -65,6 +65,17 @@ static int collect(mimo_request *r, int *out, int max, mimo_finish *fin) {
   }
 }
 
+/* The request ends by length with exactly these tokens; released. */
+static void expect_tokens(mimo_request *r, const int *want, int n) {
+  int got[128];
+  mimo_finish fin;
+  assert_true(n <= 128);
+  assert_int_equal(collect(r, got, n, &fin), n);
+  assert_int_equal(fin, MIMO_FINISH_LENGTH);
+  assert_memory_equal(got, want, (size_t)n * sizeof *got);
+  mimo_request_release(r);
+}
+
 static mimo_request_params greedy_params(const int *prompt, int n, int max_tokens) {
   mimo_request_params p = {.prompt = prompt, .n_prompt = n, .max_tokens = max_tokens, .ignore_eos = true};
   mimo_sampling_defaults(&p.sampling);
@@ -91,14 +102,8 @@ static void test_batched_equals_alone(void **state) {
     mimo_request_params p = greedy_params(prompts[r], lens[r], STEPS);
     assert_int_equal(mimo_engine_submit(e, &p, &req[r]), MIMO_OK);
   }
-  for (int r = 0; r < R; r++) {
-    int got[STEPS];
-    mimo_finish fin;
-    assert_int_equal(collect(req[r], got, STEPS, &fin), STEPS);
-    assert_int_equal(fin, MIMO_FINISH_LENGTH);
-    assert_memory_equal(got, want[r], sizeof got);
-    mimo_request_release(req[r]);
-  }
+  for (int r = 0; r < R; r++)
+    expect_tokens(req[r], want[r], STEPS);
   assert_false(mimo_engine_warming(e)); /* the requests ran, so the warm-up before them has ended */
   mimo_engine_stats st;
   mimo_engine_stats_get(e, &st);
@@ -299,14 +304,8 @@ static void test_kv_full_preempts(void **state) {
     big[i] = (i * 7 + 1) % 600;
   mimo_request_params pb = greedy_params(big, 5 * 64, 4);
   assert_int_equal(mimo_engine_submit(e, &pb, &req[R]), MIMO_OK);
-  for (int r = 0; r < R; r++) {
-    int got[STEPS];
-    mimo_finish fin;
-    assert_int_equal(collect(req[r], got, STEPS, &fin), STEPS);
-    assert_int_equal(fin, MIMO_FINISH_LENGTH);
-    assert_memory_equal(got, want[r], sizeof got);
-    mimo_request_release(req[r]);
-  }
+  for (int r = 0; r < R; r++)
+    expect_tokens(req[r], want[r], STEPS);
   int got[4];
   mimo_finish fin;
   collect(req[R], got, 4, &fin);
