@@ -5,6 +5,7 @@
  * forced prefixes and the mock seam; and under a KV memory budget that cannot hold every
  * running request, the youngest is preempted and recomputed later, still producing exactly
  * its greedy tokens, while a request that cannot fit even alone fails by itself. */
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -225,29 +226,32 @@ static void test_mock(void **state) {
   mimo_engine_free(e);
 }
 
-/* KV storage from a byte budget (the CPU backend then keeps its caches there, as a GPU keeps them in device memory
- * under --gpu-memory-utilization). */
+/* KV storage from a byte budget shared by every backend that takes these hooks (the CPU backend then keeps its
+ * caches there, as a GPU keeps them in device memory under --gpu-memory-utilization); tensor-parallel ranks call
+ * them from their own threads. */
+static pthread_mutex_t kv_mu = PTHREAD_MUTEX_INITIALIZER;
 static size_t kv_budget, kv_used;
 static float *budget_realloc(mimo_backend *b, float *p, size_t old_n, size_t new_n) {
   (void)b;
-  size_t *h = p ? (size_t *)p - 2 : NULL;
-  const size_t have = h ? h[0] : 0;
   (void)old_n;
+  size_t *h = p ? (size_t *)p - 2 : NULL, *n = NULL;
+  pthread_mutex_lock(&kv_mu);
+  const size_t have = h ? h[0] : 0;
   if (kv_used - have * 4 + new_n * 4 > kv_budget) {
     mimo_errf(MIMO_E_NOMEM, "test budget of %zu bytes", kv_budget);
-    return NULL;
+  } else if ((n = realloc(h, new_n * 4 + 2 * sizeof(size_t)))) {
+    kv_used = kv_used - have * 4 + new_n * 4;
+    n[0] = new_n;
   }
-  size_t *n = realloc(h, new_n * 4 + 2 * sizeof(size_t));
-  if (!n)
-    return NULL;
-  kv_used = kv_used - have * 4 + new_n * 4;
-  n[0] = new_n;
-  return (float *)(n + 2);
+  pthread_mutex_unlock(&kv_mu);
+  return n ? (float *)(n + 2) : NULL;
 }
 static void budget_free(mimo_backend *b, float *p) {
   (void)b;
   if (p) {
+    pthread_mutex_lock(&kv_mu);
     kv_used -= ((size_t *)p - 2)[0] * 4;
+    pthread_mutex_unlock(&kv_mu);
     free((size_t *)p - 2);
   }
 }
@@ -256,8 +260,29 @@ static void budget_table_write(mimo_backend *b, void **dst, void *const *src, in
   memcpy(dst, src, (size_t)n * sizeof *dst);
 }
 
-static void test_kv_full_preempts(void **state) {
-  (void)state;
+/* The model on tp CPU backends that keep their KV under the budget. */
+static mimo_model *budget_model(int tp) {
+  mimo_backend *bes[2];
+  for (int r = 0; r < tp; r++) {
+    assert_int_equal(mimo_backend_cpu_init(&bes[r], 2), MIMO_OK);
+    bes[r]->kv_realloc = budget_realloc;
+    bes[r]->kv_free = budget_free;
+    bes[r]->kv_table_write = budget_table_write;
+  }
+  mimo_model *m;
+  if (tp == 1) {
+    assert_int_equal(mimo_model_load(dir, bes[0], &m), MIMO_OK);
+    m->own_be = true;
+  } else {
+    assert_int_equal(mimo_model_load_tp(dir, bes, tp, false, NULL, &m), MIMO_OK);
+  }
+  return m;
+}
+
+/* Under a budget that holds two sequences' rings and three blocks (of every rank), three requests of two blocks
+ * each: the youngest is preempted when another's second block does not fit, recomputed later, and each request
+ * still produces exactly its greedy tokens; one that needs more blocks than the budget holds fails by itself. */
+static void kv_full_preempts(int tp) {
   enum { R = 3, P = 30, STEPS = 70 }; /* 100 positions each: two blocks of 64 */
   int prompts[R][P], want[R][STEPS];
   for (int r = 0; r < R; r++) {
@@ -265,31 +290,29 @@ static void test_kv_full_preempts(void **state) {
       prompts[r][i] = (r * 97 + i * 13 + 11) % 600;
     greedy_alone(prompts[r], P, STEPS, want[r]);
   }
-  mimo_backend *kb;
-  assert_int_equal(mimo_backend_cpu_init(&kb, 2), MIMO_OK);
-  kb->kv_realloc = budget_realloc;
-  kb->kv_free = budget_free;
-  kb->kv_table_write = budget_table_write;
-  /* what one sequence's rings and table take, and a block: measured on a model of its own */
+  /* sizes, measured on a model of its own: a first block takes a first chunk of 16 blocks on every rank, and
+   * each sequence its rings and block tables */
   kv_budget = (size_t)1 << 40;
   kv_used = 0;
-  mimo_model *probe;
-  assert_int_equal(mimo_model_load(dir, kb, &probe), MIMO_OK);
-  mimo_kv_seq *s;
-  assert_int_equal(mimo_kv_seq_init(&s, &probe->cfg), MIMO_OK);
-  assert_int_equal(mimo_model_kv_reserve(probe, s, 1), MIMO_OK);
-  const size_t bb = mimo_kv_pool_block_bytes(probe->kv_pool);
-  long blocks, in_use;
-  mimo_kv_pool_usage(probe->kv_pool, &blocks, &in_use);
-  const size_t per_seq = kv_used - (size_t)blocks * bb; /* rings and the block table */
-  mimo_kv_seq_free(s);
+  mimo_model *probe = budget_model(tp);
+  mimo_kv_seq *s[2];
+  int one = 1, tok = 1;
+  size_t used[2];
+  for (int i = 0; i < 2; i++) {
+    assert_int_equal(mimo_kv_seq_init(&s[i], &probe->cfg), MIMO_OK);
+    mimo_batch b = {.n_seqs = 1, .seqs = &s[i], .n_tokens = &one, .tokens = &tok, .all_logits = 1};
+    float *lg = malloc((size_t)probe->cfg.vocab_size * sizeof *lg);
+    assert_int_equal(mimo_model_forward(probe, &b, lg), MIMO_OK);
+    free(lg);
+    used[i] = kv_used;
+  }
+  const size_t per_seq = used[1] - used[0], blocks16 = used[0] - per_seq;
+  mimo_kv_seq_free(s[0]);
+  mimo_kv_seq_free(s[1]);
   mimo_model_free(probe);
   assert_int_equal(kv_used, 0);
-  /* room for two sequences' rings and three blocks: two requests start, and the second block of one of them does
-   * not fit until the other ends; the third waits */
-  kv_budget = 2 * per_seq + 3 * bb + 4096;
-  mimo_model *m;
-  assert_int_equal(mimo_model_load(dir, kb, &m), MIMO_OK);
+  kv_budget = 2 * per_seq + 3 * (blocks16 / 16) + 4096;
+  mimo_model *m = budget_model(tp);
   mimo_engine_opts o = {.max_num_seqs = 3, .max_num_batched_tokens = 16};
   mimo_engine *e;
   assert_int_equal(mimo_engine_init(&e, m, &o), MIMO_OK);
@@ -298,7 +321,6 @@ static void test_kv_full_preempts(void **state) {
     mimo_request_params p = greedy_params(prompts[r], P, STEPS);
     assert_int_equal(mimo_engine_submit(e, &p, &req[r]), MIMO_OK);
   }
-  /* one that alone needs more blocks than the budget holds: it fails, by itself */
   static int big[5 * 64];
   for (int i = 0; i < 5 * 64; i++)
     big[i] = (i * 7 + 1) % 600;
@@ -317,7 +339,18 @@ static void test_kv_full_preempts(void **state) {
   assert_true(kv_used <= kv_budget);
   mimo_engine_free(e);
   mimo_model_free(m);
-  kb->free(kb);
+  assert_int_equal(kv_used, 0);
+}
+
+static void test_kv_full_preempts(void **state) {
+  (void)state;
+  kv_full_preempts(1);
+}
+
+/* The same on a tensor-parallel group of two CPU ranks: a rank's failed reservation skips the step on all. */
+static void test_kv_full_preempts_tp(void **state) {
+  (void)state;
+  kv_full_preempts(2);
 }
 
 static int setup(void **state) {
@@ -345,6 +378,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_batched_equals_alone), cmocka_unit_test(test_limits_and_cancel),
       cmocka_unit_test(test_stop_and_forced), cmocka_unit_test(test_mock), cmocka_unit_test(test_kv_full_preempts),
+      cmocka_unit_test(test_kv_full_preempts_tp),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }
