@@ -13,7 +13,8 @@
  *
  * Capture is relaxed: an op that must grow a temporary during capture takes plain cudaMalloc (legal while capturing,
  * unlike a stream-ordered allocation, which would become a node of the graph) and the old buffer is freed at the
- * next wait (cu_defer_free). A capture that breaks anyway fails that step with the reason and turns graphs off. */
+ * next wait (cu_defer_free). A capture that breaks anyway fails that step with the reason (its work never ran) and
+ * turns graphs off; the backend has no sticky error from it, so serving goes on. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -154,7 +155,10 @@ static mimo_status cu_graph_end(mimo_backend *be) {
     g->stats.failures++;
     if (c->err != MIMO_OK) /* an op's error: the step's */
       return c->err;
-    return cu_fail(c, "CUDA graph capture of a decode step", cudaGetErrorString(ce), __FILE__, __LINE__);
+    /* The captured work never ran, so this step fails; the device is fine (no sticky error), and the next steps
+     * run as issued. */
+    return mimo_errf(MIMO_E_INTERNAL, "CUDA graph capture of a decode step failed (%s); decode steps run as issued "
+                     "from now on", cudaGetErrorString(ce));
   }
   /* the graph last used for this shape, else the most recent one, else a new one */
   cg_exec *same = NULL, *recent = NULL, *slot = NULL;
