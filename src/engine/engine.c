@@ -21,11 +21,11 @@ struct mimo_request {
   /* engine-thread state */
   mimo_kv_seq *kv;
   mimo_sampler *smp;
-  int *feed, n_feed; /* tokens to prefill: the prompt; after a preemption the prompt and the outputs so far */
-  int *out, n_out, cap_out; /* the output tokens so far (what a preempted request recomputes) */
+  int cap_tokens; /* prompt's room: the outputs follow the prompt there (what a preempted request recomputes) */
   bool out_lost;  /* an output could not be kept: this request cannot be recomputed */
+  int n_feed;     /* tokens of prompt[] to prefill: the prompt; after a preemption the outputs so far too */
   long admitted;  /* admission order (the youngest running request is preempted first) */
-  int fed;        /* tokens of feed fed so far */
+  int fed;        /* of those, fed so far */
   int generated;  /* output tokens produced */
   int next_token; /* last output token, fed in the next step */
   mimo_request *next_waiting;
@@ -77,10 +77,7 @@ static void request_unref(mimo_request *r) {
     return;
   pthread_mutex_destroy(&r->mu);
   pthread_cond_destroy(&r->cv);
-  if (r->feed != r->prompt)
-    free(r->feed);
   free(r->prompt);
-  free(r->out);
   free(r->stop);
   free(r->forced);
   free(r->ev);
@@ -157,17 +154,17 @@ static int deliver(mimo_engine *e, int i, int tok, const mimo_sample_info *info)
   }
   r->generated++;
   r->next_token = tok;
-  if (r->mock < 0 && !r->out_lost) { /* kept for a recompute after a preemption */
-    if (r->n_out == r->cap_out) {
-      const int cap = r->cap_out ? 2 * r->cap_out : 64;
-      int *o = realloc(r->out, (size_t)cap * sizeof *o);
-      if (o) {
-        r->out = o;
-        r->cap_out = cap;
+  if (r->mock < 0 && !r->out_lost) { /* after the prompt, for a recompute after a preemption */
+    const int at = r->n_prompt + r->generated - 1;
+    if (at == r->cap_tokens) {
+      int *t = realloc(r->prompt, (size_t)2 * r->cap_tokens * sizeof *t);
+      if (t) {
+        r->prompt = t;
+        r->cap_tokens *= 2;
       }
     }
-    if (r->n_out < r->cap_out)
-      r->out[r->n_out++] = tok;
+    if (at < r->cap_tokens)
+      r->prompt[at] = tok;
     else
       r->out_lost = true;
   }
@@ -200,21 +197,10 @@ static void mock_step(mimo_engine *e) {
 }
 
 /* Gives request slot's KV memory back and queues it first among the waiting, to be recomputed (prompt and outputs
- * so far fed again) once a running request finishes; vLLM's preemption by recompute. False if its tokens could not
- * be kept (then nothing changed). */
-static bool preempt(mimo_engine *e, int slot) {
+ * so far fed again) once a running request finishes; vLLM's preemption by recompute. */
+static void preempt(mimo_engine *e, int slot) {
   mimo_request *r = e->running[slot];
-  int *feed = r->prompt;
-  if (r->n_out) {
-    if (!(feed = malloc((size_t)(r->n_prompt + r->n_out) * sizeof *feed)))
-      return false;
-    memcpy(feed, r->prompt, (size_t)r->n_prompt * sizeof *feed);
-    memcpy(feed + r->n_prompt, r->out, (size_t)r->n_out * sizeof *feed);
-  }
-  if (r->feed != r->prompt)
-    free(r->feed);
-  r->feed = feed;
-  r->n_feed = r->n_prompt + r->n_out;
+  r->n_feed = r->n_prompt + r->generated;
   r->fed = 0;
   mimo_kv_seq_free(r->kv);
   r->kv = NULL;
@@ -228,7 +214,6 @@ static bool preempt(mimo_engine *e, int slot) {
   pthread_mutex_unlock(&e->mu);
   e->hold_admission = true;
   __atomic_fetch_add(&e->stats.preemptions_total, 1, __ATOMIC_RELAXED);
-  return true;
 }
 
 /* A step that did not fit in memory (the KV reservation or its buffers, before anything ran): preempt the youngest
@@ -243,14 +228,12 @@ static void kv_full(mimo_engine *e) {
       victim = i;
   }
   if (e->n_running > 1 && victim >= 0) {
-    const int n = e->running[victim]->n_prompt + e->running[victim]->n_out;
-    if (preempt(e, victim)) {
-      mimo_warn("engine: out of KV memory (%s): the youngest request gives its memory back and waits to be "
-                "recomputed (%d tokens)", why, n);
-      return;
-    }
+    mimo_warn("engine: out of KV memory (%s): the youngest request gives its memory back and waits to be "
+              "recomputed (%d tokens)", why, e->running[victim]->n_prompt + e->running[victim]->generated);
+    preempt(e, victim);
+    return;
   }
-  /* nothing to preempt, or it could not be: the youngest request fails */
+  /* nothing to preempt: the youngest request fails */
   int slot = victim >= 0 ? victim : e->n_running - 1;
   mimo_errf(MIMO_E_NOMEM, "out of KV memory: %s", why);
   mimo_warn("engine: %s; the request fails", mimo_errmsg());
@@ -279,7 +262,7 @@ static void model_step(mimo_engine *e) {
     e->batch[nb] = r;
     e->seqs[nb] = r->kv;
     e->counts[nb++] = n;
-    memcpy(e->tokens + T, r->feed + r->fed, (size_t)n * sizeof(int));
+    memcpy(e->tokens + T, r->prompt + r->fed, (size_t)n * sizeof(int));
     T += n;
     budget -= n;
   }
@@ -324,9 +307,8 @@ static void model_step(mimo_engine *e) {
     }
     int was_prefill = r->fed < r->n_feed;
     if (was_prefill) {
-      const int new_prompt = r->fed < r->n_prompt ? (r->n_prompt - r->fed < e->counts[k] ? r->n_prompt - r->fed
-                                                                                           : e->counts[k])
-                                                  : 0; /* a recompute's outputs are not prompt tokens */
+      /* a recompute's outputs are not prompt tokens */
+      const int left = r->n_prompt - r->fed, new_prompt = left <= 0 ? 0 : left < e->counts[k] ? left : e->counts[k];
       r->fed += e->counts[k];
       __atomic_fetch_add(&e->stats.prompt_tokens_total, new_prompt, __ATOMIC_RELAXED);
       if (r->fed < r->n_feed)
@@ -538,8 +520,9 @@ void mimo_engine_free(mimo_engine *e) {
   free(e);
 }
 
-static int *dup_ids(const int *p, int n) {
-  int *d = malloc((size_t)(n > 0 ? n : 1) * sizeof *d);
+/* n ids in an array with room for cap (>= n). */
+static int *dup_ids(const int *p, int n, int cap) {
+  int *d = malloc((size_t)(cap > 0 ? cap : 1) * sizeof *d);
   if (d && n > 0)
     memcpy(d, p, (size_t)n * sizeof *d);
   return d;
@@ -570,9 +553,9 @@ mimo_status mimo_engine_submit(mimo_engine *e, const mimo_request_params *p, mim
   mimo_request *r = calloc(1, sizeof *r);
   if (!r)
     return mimo_errf(MIMO_E_NOMEM, "request");
-  r->prompt = dup_ids(p->prompt, p->n_prompt);
+  r->cap_tokens = p->n_prompt + (p->max_tokens < 64 ? p->max_tokens : 64);
+  r->prompt = dup_ids(p->prompt, p->n_prompt, r->cap_tokens);
   r->n_prompt = p->n_prompt;
-  r->feed = r->prompt;
   r->n_feed = p->n_prompt;
   r->max_tokens = p->max_tokens;
   r->sp = p->sampling;
@@ -584,7 +567,7 @@ mimo_status mimo_engine_submit(mimo_engine *e, const mimo_request_params *p, mim
       memcpy(r->stop + n_eos, p->stop_ids, (size_t)p->n_stop_ids * sizeof(int));
     r->n_stop = n_eos + p->n_stop_ids;
   }
-  r->forced = dup_ids(p->forced, p->n_forced);
+  r->forced = dup_ids(p->forced, p->n_forced, p->n_forced);
   r->n_forced = p->n_forced;
   r->notify = p->notify;
   r->notify_ctx = p->notify_ctx;

@@ -56,8 +56,7 @@ static double now_ms(void) {
 }
 
 /* MIMO_CUDA_GRAPHS=0 (or --enforce-eager in the model): every op launched as issued. Measured on an H200 (round
- * 10), per-layer graphs with the first layer as issued took 2-3 % off the decode step at batch 32 and up to 2.5 % at
- * batch 1 with dependent launch, 4-5 % without it (the SM80 launch mode). */
+ * 10): with dependent launch a tie (-2.7 to +1 % per decode step), without it (the SM80 launch mode) -2 to -5 %. */
 static int graphs_mode = -1;
 extern "C" int mimo_cuda_graphs_mode(int mode) {
   if (graphs_mode < 0) {
@@ -69,11 +68,10 @@ extern "C" int mimo_cuda_graphs_mode(int mode) {
     graphs_mode = mode;
   return old;
 }
-static bool graphs_wanted(cu_ctx *c) {
-  (void)c;
+extern "C" bool mimo_cuda_graphs_used(mimo_backend *be) {
+  (void)be; /* one switch for every backend of the process */
   return mimo_cuda_graphs_mode(-1) == 1;
 }
-extern "C" bool mimo_cuda_graphs_used(mimo_backend *be) { return graphs_wanted(cu(be)); }
 
 /* Whether shape's first step has run (as issued); records it if not. */
 static bool seen_before(cu_graphs *g, int shape) {
@@ -89,7 +87,7 @@ static bool seen_before(cu_graphs *g, int shape) {
 
 static bool cu_graph_begin(mimo_backend *be, int shape, int part) {
   cu_ctx *c = cu(be);
-  if (c->prof || c->err != MIMO_OK || part < 0 || !graphs_wanted(c))
+  if (c->prof || c->err != MIMO_OK || part < 0 || !mimo_cuda_graphs_used(be))
     return false;
   if (!c->graphs && !(c->graphs = (cu_graphs *)calloc(1, sizeof *c->graphs)))
     return false;
