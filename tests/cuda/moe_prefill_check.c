@@ -14,6 +14,9 @@
 
 /* cuda_moe_gemm.cu test hooks */
 int mimo_cuda_moe_grouped_wn(int wn);
+int mimo_cuda_moe_grouped_wgmma(int on);
+int mimo_cuda_moe_grouped_wgmma_last(void);
+int mimo_cuda_moe_grouped_wgmma_stages(int st);
 void mimo_cuda_moe_grouped_events(void *ev5);
 
 static int n_pass, n_fail;
@@ -74,50 +77,71 @@ static mimo_moe_args set_args(moe_set *s, const float *x, float *out, int T, int
   return a;
 }
 
-/* One check case: CPU once; GPU with tile width 4 twice (bit-identical?) and width 8 once. */
+/* Kernel variants a check case runs (NULL names: the default) and the bench times. */
+typedef struct {
+  const char *name;
+  int wn, wgmma, stages; /* mma.sync tile width; wgmma mode (1 default, 0 off, 128/256 tokens per tile); stages */
+} variant;
+static const variant variants[] = {{"default", 4, 1, 4},       {"wgmma tile 256", 4, 256, 4}, {"wgmma 5 stages", 4, 128, 5},
+                                   {"mma.sync wn4", 4, 0, 4}, {"mma.sync wn8", 8, 0, 4}};
+enum { NV = sizeof variants / sizeof *variants };
+static void set_variant(const variant *v) {
+  mimo_cuda_moe_grouped_wn(v->wn);
+  mimo_cuda_moe_grouped_wgmma(v->wgmma);
+  mimo_cuda_moe_grouped_wgmma_stages(v->stages);
+}
+
+/* One check case: CPU once; GPU with the default kernels (wgmma on SM90a, else mma.sync) twice (bit-identical?),
+ * then every other variant; the largest error counts. */
 static void check_case(mimo_backend *c, mimo_backend *g, int T, int E, int K, int H, int I, int bf16, int group,
                        int asym) {
   moe_set s;
   set_init(&s, g, E, K, H, I, bf16, group, asym, E);
   const size_t n = (size_t)T * H;
-  float *x = xmalloc(n * 4), *oc = xmalloc(n * 4), *o1 = xmalloc(n * 4), *o2 = xmalloc(n * 4), *o3 = xmalloc(n * 4);
+  float *x = xmalloc(n * 4), *oc = xmalloc(n * 4), *o0 = xmalloc(n * 4), *o = xmalloc(n * 4);
   int *idc = xmalloc((size_t)T * K * 4), *idg = xmalloc((size_t)T * K * 4);
   fill(x, n, 1.0f);
   mimo_moe_args a = set_args(&s, x, oc, T, idc);
   c->moe(c, &a);
   float *dx = to_dev(g, x, n), *dout = g->alloc(g, n);
-  float *outs[3] = {o1, o2, o3};
-  const int wns[3] = {4, 4, 8};
-  int same_ids = 1;
-  for (int r = 0; r < 3; r++) {
-    mimo_cuda_moe_grouped_wn(wns[r]);
+  int same_ids = 1, used_wg = 0, det = 1;
+  double err = 0, e[NV + 1];
+  char errs[256];
+  int len = 0;
+  for (int r = 0; r <= NV; r++) { /* run 0 and 1: the default */
+    set_variant(&variants[r ? r - 1 : 0]);
     mimo_cuda_poison(g, dout, n);
     mimo_moe_args b = set_args(&s, dx, dout, T, idg);
     g->moe(g, &b);
-    from_dev(g, outs[r], dout, n);
+    from_dev(g, r ? o : o0, dout, n);
+    if (r == 0)
+      used_wg = mimo_cuda_moe_grouped_wgmma_last();
     same_ids &= memcmp(idc, idg, (size_t)T * K * 4) == 0;
+    e[r] = relerr(r ? o : o0, oc, n);
+    err = e[r] > err ? e[r] : err;
+    if (r == 1)
+      det = memcmp(o, o0, n * 4) == 0;
+    if (r >= 2)
+      len += snprintf(errs + len, sizeof errs - (size_t)len, " %.2e (%s)", e[r], variants[r - 1].name);
   }
-  mimo_cuda_moe_grouped_wn(4);
+  set_variant(&variants[0]);
   /* the grouped kernels take int4 with groups that are multiples of 32, or bf16; H, I multiples of 32 */
   const int grouped = (bf16 || group % 32 == 0) && H % 32 == 0 && I % 32 == 0;
   /* int4: fp16 operands (measured <= 3.9e-4 on H200); bf16 experts: bf16 operands (<= 2.7e-3) */
   const double tol = !grouped ? 1e-5 : bf16 ? 1e-2 : 2e-3;
-  const double e1 = relerr(o1, oc, n), e3 = relerr(o3, oc, n), err = e1 > e3 ? e1 : e3;
-  const int det = memcmp(o1, o2, n * 4) == 0;
   const int ok = same_ids && det && err <= tol;
   char name[160];
   snprintf(name, sizeof name, "%s T=%d E%d top%d %dx%d %s%s", grouped ? "grouped" : "per-token", T, E, K, H, I,
            bf16 ? "bf16" : asym ? "int4-asym" : "int4-sym", bf16 ? "" : group == 32 ? " g32" : group == 64 ? " g64" : group == 128 ? " g128" : " g16");
-  printf("%-4s %-52s rel %.2e (wn4) %.2e (wn8) tol %.0e, ids %s, runs %s\n", ok ? "ok" : "FAIL", name, e1, e3, tol,
-         same_ids ? "equal" : "DIFFER", det ? "identical" : "DIFFER");
+  printf("%-4s %-50s rel %.2e (default: %s)%s tol %.0e, ids %s, runs %s\n", ok ? "ok" : "FAIL", name, e[0],
+         used_wg ? "wgmma" : "mma.sync", errs, tol, same_ids ? "equal" : "DIFFER", det ? "identical" : "DIFFER");
   ok ? n_pass++ : n_fail++;
   g->release(g, dx);
   g->release(g, dout);
   free(x);
   free(oc);
-  free(o1);
-  free(o2);
-  free(o3);
+  free(o0);
+  free(o);
   free(idc);
   free(idg);
   set_free(&s, E);
@@ -135,6 +159,8 @@ static int check(void) {
       {2048, 32, 8, 512, 256, 0, 32, 1},   {2048, 16, 4, 1024, 512, 0, 128, 1}, {100, 64, 4, 512, 256, 0, 64, 0},
       /* widths that are multiples of 32 but not 64 (a half k stage, a part-filled column tile), as the tiny model */
       {100, 16, 4, 96, 32, 0, 32, 0},      {100, 16, 4, 320, 96, 1, 0, 0},    {300, 8, 2, 64, 32, 0, 32, 1},
+      /* experts of 129..256 tokens (one wgmma tile of 160..256), group 64 asymmetric */
+      {300, 16, 8, 512, 256, 0, 64, 1},
       /* the fallback: group 16 */
       {100, 16, 4, 256, 128, 0, 16, 1}};
   for (size_t i = 0; i < sizeof cs / sizeof *cs; i++)
@@ -229,13 +255,15 @@ static void bench_set(mimo_backend *g, moe_set *s, float *const *dx, int nx, flo
   for (int i = 0; i < nT; i++) {
     const int T = Ts[i];
     const double flops = 2.0 * T * s->K * 3.0 * s->H * s->I;
-    for (int wn = 4; wn <= 8; wn += 4) {
-      mimo_cuda_moe_grouped_wn(wn);
+    for (int v = 0; v < NV; v++) {
+      if (s->bf16 && variants[v].wgmma > 1)
+        continue; /* bf16 experts run mma.sync in every wgmma mode */
+      set_variant(&variants[v]);
       const float ms = time_moe(g, s, dx, nx, dout, T, T >= 2048 ? 9 : 15);
-      printf("BENCH moe_prefill %s T=%d E%d top%d %dx%d wn%d: %.3f ms  %.1f TFLOP/s = %.1f%% of cuBLAS bf16\n", name,
-             T, s->E, s->K, s->H, s->I, wn, ms, flops / (ms * 1e-3) / 1e12, 100.0 * flops / (ms * 1e-3) / fl);
+      printf("BENCH moe_prefill %s T=%d E%d top%d %dx%d %s: %.3f ms  %.1f TFLOP/s = %.1f%% of cuBLAS bf16\n", name, T,
+             s->E, s->K, s->H, s->I, variants[v].name, ms, flops / (ms * 1e-3) / 1e12, 100.0 * flops / (ms * 1e-3) / fl);
     }
-    mimo_cuda_moe_grouped_wn(4);
+    set_variant(&variants[0]);
     phases(g, s, dx, nx, dout, T, name);
   }
 }
@@ -260,7 +288,7 @@ static int bench(void) {
   /* crossover: the decode kernels (per pair below mimo_cuda_moe_tcg_min_t tokens, grouped by expert from there)
    * vs the grouped GEMM, same experts (sets the dispatch threshold gg_min_t) */
   const int old = mimo_cuda_moe_grouped_min_t(0);
-  const int Tc[] = {8, 16, 32, 64, 128, 192, 256, 384, 512};
+  const int Tc[] = {8, 16, 32, 64, 80, 96, 112, 128, 192, 256, 384, 512};
   for (int i = 0; i < (int)(sizeof Tc / sizeof *Tc); i++) {
     mimo_cuda_moe_grouped_min_t(1 << 30);
     const float tp = time_moe(g, &q, dx, NX, dout, Tc[i], 11);
@@ -272,8 +300,8 @@ static int bench(void) {
   mimo_cuda_moe_grouped_min_t(1);
   printf("BENCH moe_prefill_check grouped vs per-token (GPU) int4 T=64 rel %.2e, T=4096 rel %.2e\n",
          cross_check(g, &q, dx[0], dout, 64), cross_check(g, &q, dx[1], dout, 4096));
-  const int Ts[] = {4096, 512};
-  bench_set(g, &q, dx, NX, dout, fl, "int4-g128", Ts, 2);
+  const int Ts[] = {4096, 2048, 512};
+  bench_set(g, &q, dx, NX, dout, fl, "int4-g128", Ts, 3);
   set_free(&q, 2);
   moe_set b;
   set_init(&b, g, E, K, H, I, 1, 0, 0, 1);

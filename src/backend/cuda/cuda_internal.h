@@ -240,7 +240,7 @@ void cu_attention_seqs(mimo_backend *be, mimo_attn_args *a, int n);
 void cu_moe(mimo_backend *be, mimo_moe_args *a);
 /* cuda_moe_gemm.cu: grouped tensor-core experts (prefill) for local experts [e0, e0+n_local), after the routing;
  * tc_decode: the tensor-core decode kernels could take this MoE instead (a higher threshold) */
-bool cu_moe_grouped_fits(const mimo_moe_args *a, int n_local, bool tc_decode);
+bool cu_moe_grouped_fits(cu_ctx *c, const mimo_moe_args *a, int n_local, bool tc_decode);
 void cu_moe_grouped(mimo_backend *be, const mimo_moe_args *a, const cu_lin *tab, const int *sel, const float *wts,
                     int e0, int n_local);
 /* cuda_moe_tc.cu: int4 decode experts on tensor cores (groups of 128k, H and I multiples of 128), after

@@ -348,7 +348,7 @@ void cu_moe(mimo_backend *be, mimo_moe_args *a) {
                   ((const cu_lin *)a->experts[1].dev)->group == L0->group &&
                   ((const cu_lin *)a->experts[2].dev)->group == L0->group;
   const bool tc_ok = q4 && cu_moe_tc_fits(L0, H, I, K);
-  const bool grouped = cu_moe_grouped_fits(a, NL, tc_ok);
+  const bool grouped = cu_moe_grouped_fits(c, a, NL, tc_ok);
   const bool tc = !grouped && tc_ok; /* tensor-core decode (cuda_moe_tc.cu) */
   const bool tcg = tc && cu_moe_tcg_fits(T, NL);                  /* the same, pairs grouped by expert */
   const bool own = grouped || tcg;                                /* paths with their own scratch and expert ranges */

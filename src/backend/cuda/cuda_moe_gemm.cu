@@ -22,16 +22,17 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "backend/cuda/cuda_internal.h"
+#include "backend/cuda/cuda_moe_gemm.h"
 
 enum { GG_BM = 128, GG_BK = 64 };
 
 /* Dispatch thresholds (tokens), E256 top-8 4096x2048 int4 g128 on H200: where the tensor-core decode kernels take the
- * experts (cuda_moe_tc.cu: int4, groups of 128), against them (grouped by expert): 815 vs 2064 us at T = 64, 2481
- * vs 2606 us at T = 256, 3517 vs 2792 us at T = 384 (moe-prefill bench "crossover", 2026-12-03; equal near 275);
- * elsewhere against the fp32 per-token kernels, equal near T = 36 (1676 vs 1824 us at T = 32, 3305 vs 2105 us at
- * T = 64). */
-enum { GG_MIN_T_TC = 272, GG_MIN_T = 40 };
+ * experts (cuda_moe_tc.cu: int4, groups of 128), against them (grouped by expert): with the mma.sync GEMM 815 vs
+ * 2064 us at T = 64, 2481 vs 2606 us at T = 256, 3517 vs 2792 us at T = 384 (moe-prefill bench "crossover",
+ * 2026-12-03; equal near 275); with the SM90a wgmma GEMM 786 vs 1034 us at T = 64, 1338 vs 1095 us at T = 128
+ * (2026-12-04, fifth session; equal near 96); elsewhere against the fp32 per-token kernels, equal near T = 36
+ * (1676 vs 1824 us at T = 32, 3305 vs 2105 us at T = 64). */
+enum { GG_MIN_T_TC = 272, GG_MIN_T_WG = 96, GG_MIN_T = 40 };
 static int gg_force_t;    /* test hook's threshold for every format (0: the two above) */
 static int gg_wn = 4;     /* warps along n: block tile 128 x 32*wn (4 or 8) */
 static cudaEvent_t *gg_ev;
@@ -78,18 +79,6 @@ __device__ __forceinline__ void mma16816h(float (&d)[4], uint32_t a0, uint32_t a
       : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
 }
 
-__device__ __forceinline__ uint32_t h2_fma(uint32_t a, uint32_t b, uint32_t c) {
-  uint32_t d;
-  asm("fma.rn.f16x2 %0, %1, %2, %3;\n" : "=r"(d) : "r"(a), "r"(b), "r"(c));
-  return d;
-}
-
-/* fp16 with the range clamped (activations past 65504 would become inf). */
-__device__ __forceinline__ unsigned short f2h(float v) {
-  return __half_as_ushort(__float2half_rn(fminf(fmaxf(v, -65504.f), 65504.f)));
-}
-__device__ __forceinline__ uint32_t pack_h2(float lo, float hi) { return (uint32_t)f2h(lo) | ((uint32_t)f2h(hi) << 16); }
-
 __device__ __forceinline__ uint32_t bf2_fma(uint32_t a, uint32_t b, uint32_t c) {
   uint32_t d;
   asm("fma.rn.bf16x2 %0, %1, %2, %3;\n" : "=r"(d) : "r"(a), "r"(b), "r"(c));
@@ -99,19 +88,6 @@ __device__ __forceinline__ uint32_t bf2_fma(uint32_t a, uint32_t b, uint32_t c) 
 __device__ __forceinline__ uint32_t pack_bf2(float lo, float hi) {
   return (uint32_t)__bfloat16_as_ushort(__float2bfloat16_rn(lo)) |
          ((uint32_t)__bfloat16_as_ushort(__float2bfloat16_rn(hi)) << 16);
-}
-
-/* One 32-bit word of int4 weights (k 8t..8t+7 of a row) and its scale word -> the B registers (fp16) of both
- * k16 halves: pairs (u0,u4) (u1,u5) (u2,u6) (u3,u7). A nibble OR-ed into 0x6400 is the fp16 1024 + u, so
- * (1024 + u) − (1024 + o) is exact, then one rounding × scale (the bf16 scale is exact in fp16 above 6.1e-5). */
-__device__ __forceinline__ void dq4(uint32_t q, uint32_t sz, uint32_t (&b)[4]) {
-  const uint32_t s1 = __half_as_ushort(__float2half_rn(__uint_as_float(sz & 0xffff0000u))), s2 = s1 | (s1 << 16);
-  const uint32_t no2 = (0xe400u | (sz & 0xffu)) * 0x00010001u; /* -(1024 + o) in both halves */
-#pragma unroll
-  for (int i = 0; i < 4; i++) {
-    const uint32_t d = h2_fma(((q >> (4 * i)) & 0x000f000fu) | 0x64006400u, 0x3c003c00u, no2);
-    b[i] = h2_fma(d, s2, 0x80008000u);
-  }
 }
 
 /* ---- grouping ---- */
@@ -126,14 +102,14 @@ __global__ void k_gg_count(const int *sel, int n, int e0, int nloc, int *cnt) {
 }
 
 /* One block: exclusive scan of the counts (cur = start of each group, the scatter's cursor) and the tile
- * list (local expert, first position, rows <= GG_BM); *ntiles = its length. */
-__global__ void __launch_bounds__(1024) k_gg_plan(const int *cnt, int nloc, int *cur, int *tiles, int *ntiles) {
+ * list (local expert, first position, rows <= bm); *ntiles = its length. */
+__global__ void __launch_bounds__(1024) k_gg_plan(const int *cnt, int nloc, int bm, int *cur, int *tiles, int *ntiles) {
   __shared__ int sc[1024], st[1024], carry[2];
   const int i = threadIdx.x;
   if (i == 0)
     carry[0] = carry[1] = 0;
   for (int e0 = 0; e0 < nloc; e0 += 1024) {
-    const int e = e0 + i, c = e < nloc ? cnt[e] : 0, nt = (c + GG_BM - 1) / GG_BM;
+    const int e = e0 + i, c = e < nloc ? cnt[e] : 0, nt = (c + bm - 1) / bm;
     sc[i] = c;
     st[i] = nt;
     __syncthreads();
@@ -149,8 +125,8 @@ __global__ void __launch_bounds__(1024) k_gg_plan(const int *cnt, int nloc, int 
       cur[e] = pc;
       for (int j = 0; j < nt; j++) {
         tiles[3 * (pt + j)] = e;
-        tiles[3 * (pt + j) + 1] = pc + j * GG_BM;
-        tiles[3 * (pt + j) + 2] = min(GG_BM, c - j * GG_BM);
+        tiles[3 * (pt + j) + 1] = pc + j * bm;
+        tiles[3 * (pt + j) + 2] = min(bm, c - j * bm);
       }
     }
     __syncthreads(); /* every thread has read carry */
@@ -216,16 +192,6 @@ void cu_moe_combine(cu_ctx *c, float *out, const float *y, const int *slot, int 
 }
 
 /* ---- grouped GEMM ---- */
-
-struct gg_args {
-  const cu_lin *tab;       /* local experts, [e][gate, up, down] */
-  const int *tiles, *ntiles, *perm;
-  const __nv_bfloat16 *a;  /* gate+up: x in bf16 [T][H] (rows gathered); down: h [positions][I] */
-  __nv_bfloat16 *h;        /* gate+up output [positions][I] */
-  float *y;                /* down output [positions][H] */
-  const float *wts;        /* routing weights [T*K] */
-  int topk, H, I;
-};
 
 template <bool Q4, int WN> struct gg_cfg {
   static constexpr int NT = 64 * WN, BN = 32 * WN, A_B = GG_BM * GG_BK * 2,
@@ -461,13 +427,15 @@ template <bool Q4, bool UP> static void gg_launch_wn(cu_ctx *c, const gg_args &p
 
 /* ---- entry ---- */
 
-bool cu_moe_grouped_fits(const mimo_moe_args *a, int n_local, bool tc_decode) {
+bool cu_moe_grouped_fits(cu_ctx *c, const mimo_moe_args *a, int n_local, bool tc_decode) {
   static int off = -1; /* MIMO_CUDA_MOE_GROUPED=0: per-token experts at every T (whole-model comparisons) */
   if (off < 0) {
     const char *e = getenv("MIMO_CUDA_MOE_GROUPED");
     off = e && !strcmp(e, "0");
   }
-  const int min_t = gg_force_t ? gg_force_t : tc_decode ? GG_MIN_T_TC : GG_MIN_T;
+  int min_t = gg_force_t ? gg_force_t : tc_decode ? GG_MIN_T_WG : GG_MIN_T;
+  if (!gg_force_t && tc_decode && a->T >= min_t && !cu_moe_wg_usable(c, a))
+    min_t = GG_MIN_T_TC; /* the mma.sync GEMM (SM80, or a build without sm_90a code) */
   if (off || a->T < min_t || a->hidden % 32 || a->inter % 32 || ((uintptr_t)a->x | (uintptr_t)a->out) % 16)
     return false;
   const cu_lin *L0 = (const cu_lin *)a->experts[0].dev;
@@ -496,30 +464,39 @@ void cu_moe_grouped(mimo_backend *be, const mimo_moe_args *a, const cu_lin *tab,
   } else {
     int *cnt = ib, *cur = cnt + n_local, *tiles = cur + n_local, *ntiles = tiles + 3 * max_tiles,
         *perm = ntiles + 1, *slot = perm + TK;
+    const bool wg = cu_moe_wg_usable(c, a); /* SM90a: warpgroup MMA (its own tiles, k order of x and h) */
     gg_mark(c, 0);
     MIMO_CUDA(c, cudaMemsetAsync(cnt, 0, (size_t)n_local * sizeof(int), c->st));
     k_gg_count<<<cdiv(TK, 256), 256, 0, c->st>>>(sel, TK, e0, n_local, cnt);
     MIMO_CUDA_LAUNCHED(c);
-    k_gg_plan<<<1, 1024, 0, c->st>>>(cnt, n_local, cur, tiles, ntiles);
+    k_gg_plan<<<1, 1024, 0, c->st>>>(cnt, n_local, wg ? cu_moe_wg_tile() : GG_BM, cur, tiles, ntiles);
     MIMO_CUDA_LAUNCHED(c);
     k_gg_scatter<<<cdiv(TK, 256), 256, 0, c->st>>>(sel, TK, e0, n_local, cur, perm, slot);
     MIMO_CUDA_LAUNCHED(c);
     const long n8 = (long)T * H / 8;
     const unsigned gx = cdiv(n8, 256) < 4096 ? cdiv(n8, 256) : 4096;
-    if (q4)
-      k_gg_xbf16<true><<<gx, 256, 0, c->st>>>((uint4 *)xb, (const float4 *)a->x, n8);
-    else
-      k_gg_xbf16<false><<<gx, 256, 0, c->st>>>((uint4 *)xb, (const float4 *)a->x, n8);
-    MIMO_CUDA_LAUNCHED(c);
+    if (wg) {
+      cu_moe_wg_xconv(c, xb, a->x, T, H);
+    } else {
+      if (q4)
+        k_gg_xbf16<true><<<gx, 256, 0, c->st>>>((uint4 *)xb, (const float4 *)a->x, n8);
+      else
+        k_gg_xbf16<false><<<gx, 256, 0, c->st>>>((uint4 *)xb, (const float4 *)a->x, n8);
+      MIMO_CUDA_LAUNCHED(c);
+    }
     gg_mark(c, 1);
     gg_args p = {tab, tiles, ntiles, perm, xb, hb, y, wts, K, H, I};
-    if (q4)
+    if (wg)
+      cu_moe_wg_launch(c, p, max_tiles, true);
+    else if (q4)
       gg_launch_wn<true, true>(c, p, max_tiles);
     else
       gg_launch_wn<false, true>(c, p, max_tiles);
     gg_mark(c, 2);
     p.a = hb;
-    if (q4)
+    if (wg)
+      cu_moe_wg_launch(c, p, max_tiles, false);
+    else if (q4)
       gg_launch_wn<true, false>(c, p, max_tiles);
     else
       gg_launch_wn<false, false>(c, p, max_tiles);
