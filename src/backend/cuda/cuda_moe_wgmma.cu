@@ -263,7 +263,8 @@ __device__ __forceinline__ uint64_t wg_desc(uint32_t addr) {
 /* One tile's main loop and epilogue with N tokens per MMA (N >= the tile's rows). s_off: element offset of each
  * token's activation row, -1 past the tile. Addresses are formed once: per stage a copy adds its k offset. */
 template <bool UP, int N, int MAXN, int WG_ST>
-__device__ __forceinline__ void wg_tile(const gg_args &p, char *sm, const int *s_off, int e, int base, int rows) {
+__device__ __forceinline__ void wg_tile(const gg_args &p, char *sm, const int *s_off, const float *s_wt, int e, int base,
+                                        int rows) {
 #ifdef MIMO_WG
   using C = wg_cfg<MAXN, WG_ST>;
   const int Kd = UP ? p.H : p.I, Nd = UP ? p.I : p.H, nk32 = Kd / 32, nkt = Kd / 64;
@@ -286,11 +287,15 @@ __device__ __forceinline__ void wg_tile(const gg_args &p, char *sm, const int *s
     return (uint32_t)(r * 128 + (((tid & 7) ^ (r & 7)) << 4));
   };
 
+  int aoff[N * 8 / WG_NT]; /* this thread's rows' offsets in registers: no shared load per copy */
+#pragma unroll
+  for (int j = 0; j < N * 8 / WG_NT; j++)
+    aoff[j] = s_off[(tid >> 3) + (WG_NT / 8) * j];
   auto load = [&](int sb, int kt) {
     const uint32_t sB = sm0 + sb * C::STAGE, sW = sB + C::B_B, sS = sW + WG_W_B;
 #pragma unroll
     for (int j = 0; j < N * 8 / WG_NT; j++) {
-      const int off = s_off[(tid >> 3) + (WG_NT / 8) * j];
+      const int off = aoff[j];
       if (off >= 0)
         cp16s(sB + a_dst(j), act + 2 * ((size_t)off + kt * 64));
     }
@@ -398,7 +403,7 @@ __device__ __forceinline__ void wg_tile(const gg_args &p, char *sm, const int *s
       for (int v = 0; v < 2; v++) {
         const int tok = 8 * j + 2 * t + v;
         if (tok < rows) {
-          const float wt = p.wts[p.perm[base + tok]];
+          const float wt = s_wt[tok];
           if (f < p.H)
             y[(size_t)tok * p.H] = wt * d[4 * j + v];
           if (f + 8 < p.H)
@@ -413,27 +418,31 @@ template <bool UP, int MAXN, int ST>
 __global__ void __launch_bounds__(WG_NT, MAXN == 128 ? 2 : 1) k_wg(const gg_args p) {
   extern __shared__ uint4 wg_smem[];
   __shared__ int s_off[MAXN];
+  __shared__ float s_wt[UP ? 1 : MAXN]; /* down: the tile's routing weights (read in the epilogue) */
   const int tile = blockIdx.y;
   if (tile >= *p.ntiles)
     return;
   char *sm = (char *)wg_smem + ((1024u - (smem_u32(wg_smem) & 1023u)) & 1023u);
   const int e = p.tiles[3 * tile], base = p.tiles[3 * tile + 1], rows = p.tiles[3 * tile + 2];
   const int Kd = UP ? p.H : p.I;
-  for (int i = threadIdx.x; i < MAXN; i += WG_NT)
+  for (int i = threadIdx.x; i < MAXN; i += WG_NT) {
     s_off[i] = i >= rows ? -1 : (UP ? p.perm[base + i] / p.topk : base + i) * Kd;
+    if (!UP)
+      s_wt[i] = i >= rows ? 0.f : p.wts[p.perm[base + i]];
+  }
   __syncthreads();
   switch ((rows + 31) >> 5) { /* tokens per MMA: the tile's rows rounded up to 32 */
-  case 1: wg_tile<UP, 32, MAXN, ST>(p, sm, s_off, e, base, rows); break;
-  case 2: wg_tile<UP, 64, MAXN, ST>(p, sm, s_off, e, base, rows); break;
-  case 3: wg_tile<UP, 96, MAXN, ST>(p, sm, s_off, e, base, rows); break;
-  case 4: wg_tile<UP, 128, MAXN, ST>(p, sm, s_off, e, base, rows); break;
+  case 1: wg_tile<UP, 32, MAXN, ST>(p, sm, s_off, s_wt, e, base, rows); break;
+  case 2: wg_tile<UP, 64, MAXN, ST>(p, sm, s_off, s_wt, e, base, rows); break;
+  case 3: wg_tile<UP, 96, MAXN, ST>(p, sm, s_off, s_wt, e, base, rows); break;
+  case 4: wg_tile<UP, 128, MAXN, ST>(p, sm, s_off, s_wt, e, base, rows); break;
   default:
     if constexpr (MAXN == 256) {
       switch ((rows + 31) >> 5) {
-      case 5: wg_tile<UP, 160, MAXN, ST>(p, sm, s_off, e, base, rows); break;
-      case 6: wg_tile<UP, 192, MAXN, ST>(p, sm, s_off, e, base, rows); break;
-      case 7: wg_tile<UP, 224, MAXN, ST>(p, sm, s_off, e, base, rows); break;
-      default: wg_tile<UP, 256, MAXN, ST>(p, sm, s_off, e, base, rows); break;
+      case 5: wg_tile<UP, 160, MAXN, ST>(p, sm, s_off, s_wt, e, base, rows); break;
+      case 6: wg_tile<UP, 192, MAXN, ST>(p, sm, s_off, s_wt, e, base, rows); break;
+      case 7: wg_tile<UP, 224, MAXN, ST>(p, sm, s_off, s_wt, e, base, rows); break;
+      default: wg_tile<UP, 256, MAXN, ST>(p, sm, s_off, s_wt, e, base, rows); break;
       }
     }
   }
