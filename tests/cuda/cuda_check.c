@@ -341,6 +341,8 @@ static void check_moe(mimo_backend *c, mimo_backend *g) {
     /* the step's pairs grouped by expert (mimo_cuda_moe_tcg_min_t = 1): several token counts, every launch shape,
      * and expert parallel (this rank's half of the experts, either half) */
     mimo_cuda_moe_tcg_min_t(1);
+    /* ... and not the grouped GEMM, which takes 130 tokens on SM90a (fp16 operands: moe-prefill check) */
+    const int gg_old = mimo_cuda_moe_grouped_min_t(1 << 30);
     const int ngu = mimo_cuda_moe_tcg_variant(-1, -1, NULL, 0), ngd = mimo_cuda_moe_tcg_variant(-2, -1, NULL, 0);
     for (int v = 0; !cf[k].fmt && cf[k].group % 128 == 0 && H * I <= 4096 * 2048 && v < 6 + ngu + ngd - 2; v++) {
       const int Tg[] = {1, 2, 8, 33, 8, 130}, T = v < 6 ? Tg[v] : 8, ep = v == 4; /* 130: over 1024 pairs */
@@ -359,6 +361,7 @@ static void check_moe(mimo_backend *c, mimo_backend *g) {
     }
     mimo_cuda_moe_tcg_variant(0, 0, NULL, 0);
     mimo_cuda_moe_tcg_min_t(1 << 30);
+    mimo_cuda_moe_grouped_min_t(gg_old ? gg_old : -1);
     /* the same experts again in the checkpoint's row-major order (mimo_cuda_int4_tiled_off): decode on tensor
      * cores and with the fp32 kernels, and the grouped prefill (48 tokens: activations in bf16, so the bf16
      * paths' bound) */

@@ -1,4 +1,5 @@
-/* Grouped tensor-core experts for MoE prefill (cu_moe takes this path from GG_MIN_T or GG_MIN_T_TC tokens).
+/* Grouped tensor-core experts for MoE prefill (cu_moe takes this path from GG_MIN_T, GG_MIN_T_WG or GG_MIN_T_TC
+ * tokens; on SM90a int4 experts run the wgmma kernels of cuda_moe_wgmma.cu).
  *
  * The per-token kernels of cuda_moe.cu read an expert's weights once per (token, slot) that chose it. Here the
  * (token, slot) pairs are grouped by expert on the device (histogram, exclusive scan, scatter: no host sync)
@@ -455,8 +456,9 @@ void cu_moe_grouped(mimo_backend *be, const mimo_moe_args *a, const cu_lin *tab,
   const int T = a->T, K = a->top_k, H = a->hidden, I = a->inter, TK = T * K;
   const bool q4 = ((const cu_lin *)a->experts[0].dev)->fmt == CU_INT4;
   const int max_tiles = TK / GG_BM + (n_local < TK ? n_local : TK) + 1;
+  const bool wg = cu_moe_wg_usable(c, a); /* SM90a: warpgroup MMA (x gathered into expert order, its k order) */
   int *ib = (int *)cu_alloc(be, 2 * (size_t)n_local + 3 * (size_t)max_tiles + 1 + 2 * (size_t)TK);
-  __nv_bfloat16 *xb = (__nv_bfloat16 *)cu_alloc(be, (size_t)T * H / 2),
+  __nv_bfloat16 *xb = (__nv_bfloat16 *)cu_alloc(be, (size_t)(wg ? TK : T) * H / 2),
                 *hb = (__nv_bfloat16 *)cu_alloc(be, (size_t)TK * I / 2);
   float *y = cu_alloc(be, (size_t)TK * H);
   if (!ib || !xb || !hb || !y) {
@@ -464,19 +466,18 @@ void cu_moe_grouped(mimo_backend *be, const mimo_moe_args *a, const cu_lin *tab,
   } else {
     int *cnt = ib, *cur = cnt + n_local, *tiles = cur + n_local, *ntiles = tiles + 3 * max_tiles,
         *perm = ntiles + 1, *slot = perm + TK;
-    const bool wg = cu_moe_wg_usable(c, a); /* SM90a: warpgroup MMA (its own tiles, k order of x and h) */
     gg_mark(c, 0);
     MIMO_CUDA(c, cudaMemsetAsync(cnt, 0, (size_t)n_local * sizeof(int), c->st));
     k_gg_count<<<cdiv(TK, 256), 256, 0, c->st>>>(sel, TK, e0, n_local, cnt);
     MIMO_CUDA_LAUNCHED(c);
-    k_gg_plan<<<1, 1024, 0, c->st>>>(cnt, n_local, wg ? cu_moe_wg_tile() : GG_BM, cur, tiles, ntiles);
+    k_gg_plan<<<1, 1024, 0, c->st>>>(cnt, n_local, GG_BM, cur, tiles, ntiles);
     MIMO_CUDA_LAUNCHED(c);
     k_gg_scatter<<<cdiv(TK, 256), 256, 0, c->st>>>(sel, TK, e0, n_local, cur, perm, slot);
     MIMO_CUDA_LAUNCHED(c);
     const long n8 = (long)T * H / 8;
     const unsigned gx = cdiv(n8, 256) < 4096 ? cdiv(n8, 256) : 4096;
     if (wg) {
-      cu_moe_wg_xconv(c, xb, a->x, T, H);
+      cu_moe_wg_xscatter(c, xb, a->x, slot, T, K, H);
     } else {
       if (q4)
         k_gg_xbf16<true><<<gx, 256, 0, c->st>>>((uint4 *)xb, (const float4 *)a->x, n8);
@@ -487,7 +488,7 @@ void cu_moe_grouped(mimo_backend *be, const mimo_moe_args *a, const cu_lin *tab,
     gg_mark(c, 1);
     gg_args p = {tab, tiles, ntiles, perm, xb, hb, y, wts, K, H, I};
     if (wg)
-      cu_moe_wg_launch(c, p, max_tiles, true);
+      cu_moe_wg_launch(c, p, TK, max_tiles, true);
     else if (q4)
       gg_launch_wn<true, true>(c, p, max_tiles);
     else
@@ -495,7 +496,7 @@ void cu_moe_grouped(mimo_backend *be, const mimo_moe_args *a, const cu_lin *tab,
     gg_mark(c, 2);
     p.a = hb;
     if (wg)
-      cu_moe_wg_launch(c, p, max_tiles, false);
+      cu_moe_wg_launch(c, p, TK, max_tiles, false);
     else if (q4)
       gg_launch_wn<true, false>(c, p, max_tiles);
     else

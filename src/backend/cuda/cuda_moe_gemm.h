@@ -39,10 +39,10 @@ struct gg_args {
   int topk, H, I;
 };
 
-/* cuda_moe_wgmma.cu: the SM90a grouped GEMMs (int4 experts, H and I multiples of 64). usable: this device runs
- * the sm_90a code; xconv: x fp32 -> fp16 in the wgmma k order (see the file); launch: gate+up (up) or down. */
+/* cuda_moe_wgmma.cu: the SM90a grouped GEMMs (int4 experts, H and I multiples of 64, power-of-two groups). usable:
+ * this device runs the sm_90a code; xscatter: x fp32 -> fp16 rows in expert order (slot: pair -> position, as the
+ * scatter made it) and the wgmma k order (see the file); launch: gate+up (up) or down over npos activation rows. */
 bool cu_moe_wg_usable(cu_ctx *c, const mimo_moe_args *a);
-int cu_moe_wg_tile(void); /* tokens per tile of the wgmma kernels (the plan's tile size) */
-void cu_moe_wg_xconv(cu_ctx *c, void *xb, const float *x, int T, int H);
-void cu_moe_wg_launch(cu_ctx *c, const gg_args &p, int max_tiles, bool up);
+void cu_moe_wg_xscatter(cu_ctx *c, void *xs, const float *x, const int *slot, int T, int topk, int H);
+void cu_moe_wg_launch(cu_ctx *c, const gg_args &p, int npos, int max_tiles, bool up);
 #endif

@@ -4,30 +4,35 @@
  *   D [128 weight rows][<= 128 tokens] += A (weights, fp16, in registers) x B (activations, fp16, shared memory).
  * A block is two warpgroups, each m64 (warp w of a warpgroup: rows 16w..16w+15 of its 64); gate+up gives a warp's
  * rows g = gate row c and g + 8 = up row c of the same column c of h, so SiLU(gate)·up is formed in registers.
- * Tiles of <= 64 tokens (an expert's last, part-filled tile) take m64n64 instead of m64n128: half the MMA work.
+ * A tile's MMAs are n32, n64, n96 or n128: its rows rounded up to 32 (an expert's last tile is part-filled).
  *
  * The k order. Thread (g, t) holds A elements k ∈ {2t, 2t+1, 2t+8, 2t+9} of each k16; the int4 word it reads
  * holds a row's k 8t..8t+7 of a k32 block, which dq4 turns into the fp16 pairs (u0,u4) (u1,u5) (u2,u6) (u3,u7).
  * Given to the two k16 steps of the block in that order, MMA position p of the block (0..31) multiplies weight
  * element 4(p % 8) + p / 8 of it, so the activations are stored with element k at position 8(k % 4) + k / 4 of
- * each 32 (x by cu_moe_wg_xconv, h by the gate+up epilogue). A sum over k does not care about the order; both
- * operands agree, which is all the MMA needs.
+ * each 32 (x by cu_moe_wg_xscatter, h by the gate+up epilogue). A sum over k does not care about the order; both
+ * operands agree, which is all the MMA needs. Same products, same k16 order as the mma.sync kernels: the
+ * outputs have come out bitwise equal to theirs.
  *
- * Pipeline (all 256 threads copy, both warpgroups compute): 4 stages of k64, cp.async; activations as rows of
- * 128 bytes in the 128-byte swizzle the wgmma descriptor reads (16-byte chunk c of row r at c ^ (r % 8)); int4
- * words [k32 half][row][16 B] and scale words [half][row]. At stage kt a warpgroup issues its 4 wgmma k16 steps,
- * waits for those of kt − 1 (which frees their stage for the copy of kt + 3 and their A registers), then
- * dequantises stage kt + 1 while the tensor cores run. */
+ * Pipeline: 4 stages of k64. Activations (x written in expert order first, or h, which is) come by the tensor copy
+ * engine: thread 0 asks for the tile's rows in boxes of 32 rows x 128 bytes, in the 128-byte swizzle the wgmma
+ * descriptor reads, completing on the stage's mbarrier. Every thread copies one int4 word [k32 half][row][16 B] and
+ * one scale word [half][row] with cp.async. At stage kt a warpgroup issues its 4 wgmma k16 steps, waits for those
+ * of kt − 1 (which frees their stage for the copies of kt + 3 and their A registers), then dequantises stage kt + 1
+ * while the tensor cores run. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include <cuda.h>
+#include <cudaTypedefs.h>
+
 #include "backend/cuda/cuda_moe_gemm.h"
 
-/* A block: two warpgroups (256 threads), 128 weight rows; a tile: up to MAXN tokens of one expert (128: two
- * blocks per SM; 256: one, with up to 128 accumulators per thread). Stage: activations (MAXN rows of 64 fp16),
+/* A block: two warpgroups (256 threads), 128 weight rows, two blocks per SM; a tile: up to 128 tokens of one expert
+ * (a 256-token tile with one block per SM measured 10-30 % slower). Stage: activations (MAXN rows of 64 fp16),
  * int4 words (2 k32 halves x 128 rows x 16 bytes), scale words; a multiple of the swizzle's 1024-byte alignment. */
-enum { WG_BM = 128, WG_NT = 256, WG_W_B = 2 * WG_BM * 16, WG_S_B = 2 * WG_BM * 4 };
+enum { WG_BM = 128, WG_BN = 128, WG_NT = 256, WG_W_B = 2 * WG_BM * 16, WG_S_B = 2 * WG_BM * 4 };
 template <int MAXN, int ST> struct wg_cfg {
   static constexpr int B_B = MAXN * 128, STAGE = B_B + WG_W_B + WG_S_B, SMEM = STAGE * ST + 1024;
 };
@@ -38,7 +43,7 @@ template <int MAXN, int ST> struct wg_cfg {
 
 #ifdef MIMO_WG
 /* m64nNk16, fp32 D in registers, fp16 A in registers (4), fp16 B through a shared-memory descriptor (K-major).
- * One function per N the tiles use (multiples of 32). */
+ * One function per N the tiles use (multiples of 32 up to 128). */
 __device__ __forceinline__ void wg_mma_n32(float *d, const uint32_t *a, uint64_t desc) {
   asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %21, 0;\n"
                "wgmma.mma_async.sync.aligned.m64n32k16.f32.f16.f16 {"
@@ -94,110 +99,6 @@ __device__ __forceinline__ void wg_mma_n128(float *d, const uint32_t *a, uint64_
                  "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])
                : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc), "r"(1));
 }
-__device__ __forceinline__ void wg_mma_n160(float *d, const uint32_t *a, uint64_t desc) {
-  asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %85, 0;\n"
-               "wgmma.mma_async.sync.aligned.m64n160k16.f32.f16.f16 {"
-               "%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,"
-               "%27,%28,%29,%30,%31,%32,%33,%34,%35,%36,%37,%38,%39,%40,%41,%42,%43,%44,%45,%46,%47,%48,%49,%50,%51,"
-               "%52,%53,%54,%55,%56,%57,%58,%59,%60,%61,%62,%63,%64,%65,%66,%67,%68,%69,%70,%71,%72,%73,%74,%75,%76,"
-               "%77,%78,%79"
-               "}, {%80,%81,%82,%83}, %84, p, 1, 1, 0;\n}\n"
-               : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),
-                 "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]),
-                 "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]),
-                 "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]),
-                 "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]),
-                 "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]), "+f"(d[42]),
-                 "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]), "+f"(d[49]),
-                 "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), "+f"(d[56]),
-                 "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63]),
-                 "+f"(d[64]), "+f"(d[65]), "+f"(d[66]), "+f"(d[67]), "+f"(d[68]), "+f"(d[69]), "+f"(d[70]),
-                 "+f"(d[71]), "+f"(d[72]), "+f"(d[73]), "+f"(d[74]), "+f"(d[75]), "+f"(d[76]), "+f"(d[77]),
-                 "+f"(d[78]), "+f"(d[79])
-               : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc), "r"(1));
-}
-__device__ __forceinline__ void wg_mma_n192(float *d, const uint32_t *a, uint64_t desc) {
-  asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %101, 0;\n"
-               "wgmma.mma_async.sync.aligned.m64n192k16.f32.f16.f16 {"
-               "%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,"
-               "%27,%28,%29,%30,%31,%32,%33,%34,%35,%36,%37,%38,%39,%40,%41,%42,%43,%44,%45,%46,%47,%48,%49,%50,%51,"
-               "%52,%53,%54,%55,%56,%57,%58,%59,%60,%61,%62,%63,%64,%65,%66,%67,%68,%69,%70,%71,%72,%73,%74,%75,%76,"
-               "%77,%78,%79,%80,%81,%82,%83,%84,%85,%86,%87,%88,%89,%90,%91,%92,%93,%94,%95"
-               "}, {%96,%97,%98,%99}, %100, p, 1, 1, 0;\n}\n"
-               : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),
-                 "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]),
-                 "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]),
-                 "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]),
-                 "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]),
-                 "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]), "+f"(d[42]),
-                 "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]), "+f"(d[49]),
-                 "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), "+f"(d[56]),
-                 "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63]),
-                 "+f"(d[64]), "+f"(d[65]), "+f"(d[66]), "+f"(d[67]), "+f"(d[68]), "+f"(d[69]), "+f"(d[70]),
-                 "+f"(d[71]), "+f"(d[72]), "+f"(d[73]), "+f"(d[74]), "+f"(d[75]), "+f"(d[76]), "+f"(d[77]),
-                 "+f"(d[78]), "+f"(d[79]), "+f"(d[80]), "+f"(d[81]), "+f"(d[82]), "+f"(d[83]), "+f"(d[84]),
-                 "+f"(d[85]), "+f"(d[86]), "+f"(d[87]), "+f"(d[88]), "+f"(d[89]), "+f"(d[90]), "+f"(d[91]),
-                 "+f"(d[92]), "+f"(d[93]), "+f"(d[94]), "+f"(d[95])
-               : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc), "r"(1));
-}
-__device__ __forceinline__ void wg_mma_n224(float *d, const uint32_t *a, uint64_t desc) {
-  asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %117, 0;\n"
-               "wgmma.mma_async.sync.aligned.m64n224k16.f32.f16.f16 {"
-               "%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,"
-               "%27,%28,%29,%30,%31,%32,%33,%34,%35,%36,%37,%38,%39,%40,%41,%42,%43,%44,%45,%46,%47,%48,%49,%50,%51,"
-               "%52,%53,%54,%55,%56,%57,%58,%59,%60,%61,%62,%63,%64,%65,%66,%67,%68,%69,%70,%71,%72,%73,%74,%75,%76,"
-               "%77,%78,%79,%80,%81,%82,%83,%84,%85,%86,%87,%88,%89,%90,%91,%92,%93,%94,%95,%96,%97,%98,%99,%100,"
-               "%101,%102,%103,%104,%105,%106,%107,%108,%109,%110,%111"
-               "}, {%112,%113,%114,%115}, %116, p, 1, 1, 0;\n}\n"
-               : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),
-                 "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]),
-                 "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]),
-                 "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]),
-                 "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]),
-                 "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]), "+f"(d[42]),
-                 "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]), "+f"(d[49]),
-                 "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), "+f"(d[56]),
-                 "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63]),
-                 "+f"(d[64]), "+f"(d[65]), "+f"(d[66]), "+f"(d[67]), "+f"(d[68]), "+f"(d[69]), "+f"(d[70]),
-                 "+f"(d[71]), "+f"(d[72]), "+f"(d[73]), "+f"(d[74]), "+f"(d[75]), "+f"(d[76]), "+f"(d[77]),
-                 "+f"(d[78]), "+f"(d[79]), "+f"(d[80]), "+f"(d[81]), "+f"(d[82]), "+f"(d[83]), "+f"(d[84]),
-                 "+f"(d[85]), "+f"(d[86]), "+f"(d[87]), "+f"(d[88]), "+f"(d[89]), "+f"(d[90]), "+f"(d[91]),
-                 "+f"(d[92]), "+f"(d[93]), "+f"(d[94]), "+f"(d[95]), "+f"(d[96]), "+f"(d[97]), "+f"(d[98]),
-                 "+f"(d[99]), "+f"(d[100]), "+f"(d[101]), "+f"(d[102]), "+f"(d[103]), "+f"(d[104]), "+f"(d[105]),
-                 "+f"(d[106]), "+f"(d[107]), "+f"(d[108]), "+f"(d[109]), "+f"(d[110]), "+f"(d[111])
-               : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc), "r"(1));
-}
-__device__ __forceinline__ void wg_mma_n256(float *d, const uint32_t *a, uint64_t desc) {
-  asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %133, 0;\n"
-               "wgmma.mma_async.sync.aligned.m64n256k16.f32.f16.f16 {"
-               "%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,"
-               "%27,%28,%29,%30,%31,%32,%33,%34,%35,%36,%37,%38,%39,%40,%41,%42,%43,%44,%45,%46,%47,%48,%49,%50,%51,"
-               "%52,%53,%54,%55,%56,%57,%58,%59,%60,%61,%62,%63,%64,%65,%66,%67,%68,%69,%70,%71,%72,%73,%74,%75,%76,"
-               "%77,%78,%79,%80,%81,%82,%83,%84,%85,%86,%87,%88,%89,%90,%91,%92,%93,%94,%95,%96,%97,%98,%99,%100,"
-               "%101,%102,%103,%104,%105,%106,%107,%108,%109,%110,%111,%112,%113,%114,%115,%116,%117,%118,%119,%120,"
-               "%121,%122,%123,%124,%125,%126,%127"
-               "}, {%128,%129,%130,%131}, %132, p, 1, 1, 0;\n}\n"
-               : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),
-                 "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]),
-                 "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]),
-                 "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]),
-                 "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]),
-                 "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]), "+f"(d[42]),
-                 "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]), "+f"(d[49]),
-                 "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), "+f"(d[56]),
-                 "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63]),
-                 "+f"(d[64]), "+f"(d[65]), "+f"(d[66]), "+f"(d[67]), "+f"(d[68]), "+f"(d[69]), "+f"(d[70]),
-                 "+f"(d[71]), "+f"(d[72]), "+f"(d[73]), "+f"(d[74]), "+f"(d[75]), "+f"(d[76]), "+f"(d[77]),
-                 "+f"(d[78]), "+f"(d[79]), "+f"(d[80]), "+f"(d[81]), "+f"(d[82]), "+f"(d[83]), "+f"(d[84]),
-                 "+f"(d[85]), "+f"(d[86]), "+f"(d[87]), "+f"(d[88]), "+f"(d[89]), "+f"(d[90]), "+f"(d[91]),
-                 "+f"(d[92]), "+f"(d[93]), "+f"(d[94]), "+f"(d[95]), "+f"(d[96]), "+f"(d[97]), "+f"(d[98]),
-                 "+f"(d[99]), "+f"(d[100]), "+f"(d[101]), "+f"(d[102]), "+f"(d[103]), "+f"(d[104]), "+f"(d[105]),
-                 "+f"(d[106]), "+f"(d[107]), "+f"(d[108]), "+f"(d[109]), "+f"(d[110]), "+f"(d[111]), "+f"(d[112]),
-                 "+f"(d[113]), "+f"(d[114]), "+f"(d[115]), "+f"(d[116]), "+f"(d[117]), "+f"(d[118]), "+f"(d[119]),
-                 "+f"(d[120]), "+f"(d[121]), "+f"(d[122]), "+f"(d[123]), "+f"(d[124]), "+f"(d[125]), "+f"(d[126]),
-                 "+f"(d[127])
-               : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc), "r"(1));
-}
 template <int N> __device__ __forceinline__ void wg_mma(float *d, const uint32_t *a, uint64_t desc) {
   if constexpr (N == 32)
     wg_mma_n32(d, a, desc);
@@ -207,14 +108,6 @@ template <int N> __device__ __forceinline__ void wg_mma(float *d, const uint32_t
     wg_mma_n96(d, a, desc);
   else if constexpr (N == 128)
     wg_mma_n128(d, a, desc);
-  else if constexpr (N == 160)
-    wg_mma_n160(d, a, desc);
-  else if constexpr (N == 192)
-    wg_mma_n192(d, a, desc);
-  else if constexpr (N == 224)
-    wg_mma_n224(d, a, desc);
-  else if constexpr (N == 256)
-    wg_mma_n256(d, a, desc);
 }
 __device__ __forceinline__ void wg_fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
 __device__ __forceinline__ void wg_commit() { asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory"); }
@@ -251,8 +144,29 @@ __device__ __forceinline__ void cp4s(uint32_t dst, const void *src) {
 }
 /* Keeps the compiler from reading an accumulator before the wait that makes it final. */
 __device__ __forceinline__ void wg_hold(float &v) { asm volatile("" : "+f"(v)::"memory"); }
-/* Shared memory written by cp.async, read next by the tensor cores (the async proxy). */
-__device__ __forceinline__ void fence_async_smem() { asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); }
+/* The activations' stages arrive by the tensor copy engine (TMA), each completing on its stage's mbarrier. */
+__device__ __forceinline__ void mbar_init(uint32_t bar, int count) {
+  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(bar), "r"(count) : "memory");
+}
+__device__ __forceinline__ void mbar_init_fence() { asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory"); }
+__device__ __forceinline__ void mbar_expect_tx(uint32_t bar, uint32_t bytes) {
+  asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(bar), "r"(bytes) : "memory");
+}
+__device__ __forceinline__ void mbar_wait(uint32_t bar, uint32_t parity) {
+  uint32_t done;
+  do
+    asm volatile("{\n.reg .pred p;\nmbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\nselp.u32 %0, 1, 0, p;\n}\n"
+                 : "=r"(done)
+                 : "r"(bar), "r"(parity)
+                 : "memory");
+  while (!done);
+}
+/* box {64 elements, 32 rows} at (k, row) of the map into shared memory (128-byte swizzle, as the map says) */
+__device__ __forceinline__ void tma_load(uint32_t dst, const CUtensorMap *map, int k, int row, uint32_t bar) {
+  asm volatile("cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3}], [%4];\n" ::"r"(dst),
+               "l"((uint64_t)map), "r"(k), "r"(row), "r"(bar)
+               : "memory");
+}
 /* K-major operand in the 128-byte swizzle: start address, leading offset unused (1), 1024 bytes between groups of
  * 8 rows, layout 1 = SW128 (bits 62-63). */
 __device__ __forceinline__ uint64_t wg_desc(uint32_t addr) {
@@ -260,13 +174,14 @@ __device__ __forceinline__ uint64_t wg_desc(uint32_t addr) {
 }
 #endif
 
-/* One tile's main loop and epilogue with N tokens per MMA (N >= the tile's rows). s_off: element offset of each
- * token's activation row, -1 past the tile. Addresses are formed once: per stage a copy adds its k offset. */
-template <bool UP, int N, int MAXN, int WG_ST>
-__device__ __forceinline__ void wg_tile(const gg_args &p, char *sm, const int *s_off, const float *s_wt, int e, int base,
-                                        int rows) {
+/* One tile's main loop and epilogue with N tokens per MMA (N >= the tile's rows). The tile's activation rows are
+ * positions base.. of the map (x gathered into expert order for gate+up, h for down): thread 0 asks the copy engine
+ * for N/32 boxes of 32 rows per stage; every thread copies one int4 word and one scale word with cp.async. */
+template <bool UP, int N, int WG_ST>
+__device__ __forceinline__ void wg_tile(const gg_args &p, const CUtensorMap *map, char *sm, uint32_t bars,
+                                        const float *s_wt, int e, int base, int rows) {
 #ifdef MIMO_WG
-  using C = wg_cfg<MAXN, WG_ST>;
+  using C = wg_cfg<WG_BN, WG_ST>;
   const int Kd = UP ? p.H : p.I, Nd = UP ? p.I : p.H, nk32 = Kd / 32, nkt = Kd / 64;
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, g = lane >> 2, t = lane & 3;
   const cu_lin *tb = p.tab + (size_t)e * 3;
@@ -279,25 +194,15 @@ __device__ __forceinline__ void wg_tile(const gg_args &p, char *sm, const int *s
   const uint4 *qrow = L->q + q4_idx(tl, nk32, wok ? mrow : 0, 0);
   const uint32_t *srow = L->sz + sz_idx(tl, Kd / L->group, wok ? mrow : 0, 0);
   const int sstep = tl ? 16 : 1;
-  const char *act = (const char *)p.a + (tid & 7) * 16; /* this thread's 16-byte chunk of every row */
   const uint32_t sm0 = smem_u32(sm);
-  /* shared offsets of this thread's activation chunks within a stage (chunk c of row r at c ^ (r % 8)) */
-  auto a_dst = [&](int j) {
-    const int r = (tid >> 3) + (WG_NT / 8) * j;
-    return (uint32_t)(r * 128 + (((tid & 7) ^ (r & 7)) << 4));
-  };
 
-  int aoff[N * 8 / WG_NT]; /* this thread's rows' offsets in registers: no shared load per copy */
-#pragma unroll
-  for (int j = 0; j < N * 8 / WG_NT; j++)
-    aoff[j] = s_off[(tid >> 3) + (WG_NT / 8) * j];
   auto load = [&](int sb, int kt) {
     const uint32_t sB = sm0 + sb * C::STAGE, sW = sB + C::B_B, sS = sW + WG_W_B;
+    if (tid == 0) {
+      mbar_expect_tx(bars + 8 * sb, N * 128);
 #pragma unroll
-    for (int j = 0; j < N * 8 / WG_NT; j++) {
-      const int off = aoff[j];
-      if (off >= 0)
-        cp16s(sB + a_dst(j), act + 2 * ((size_t)off + kt * 64));
+      for (int j = 0; j < N / 32; j++)
+        tma_load(sB + j * 4096, map, kt * 64, base + 32 * j, bars + 8 * sb);
     }
     if (wok) {
       const int kb = 2 * kt + wh;
@@ -344,13 +249,14 @@ __device__ __forceinline__ void wg_tile(const gg_args &p, char *sm, const int *s
     cp_commit();
   }
   cp_wait<WG_ST - 2>();
-  fence_async_smem();
   __syncthreads();
   dequant(0, a0);
 
   /* stage kt: MMAs from registers a (dequantised before), then prepare stage kt + 1 into nx */
   auto step = [&](int kt, const uint32_t(&a)[16], uint32_t(&nx)[16]) {
-    const uint32_t sB = sm0 + (kt % WG_ST) * C::STAGE;
+    const int sb = kt % WG_ST;
+    const uint32_t sB = sm0 + sb * C::STAGE;
+    mbar_wait(bars + 8 * sb, (kt / WG_ST) & 1); /* this stage's activations have landed */
     wg_fence();
 #pragma unroll
     for (int i = 0; i < 4; i++)
@@ -359,8 +265,7 @@ __device__ __forceinline__ void wg_tile(const gg_args &p, char *sm, const int *s
     wg_wait<1>(); /* stage kt − 1's MMAs are done: its buffer and registers are free */
     if (kt + 1 < nkt) {
       cp_wait<WG_ST - 3>();
-      fence_async_smem();
-      __syncthreads(); /* every thread's copies of kt + 1 landed; every warpgroup is past kt − 1 */
+      __syncthreads(); /* every thread's weight copies of kt + 1 landed; every warpgroup is past kt − 1 */
       if (kt + WG_ST - 1 < nkt)
         load((kt + WG_ST - 1) % WG_ST, kt + WG_ST - 1);
       cp_commit();
@@ -414,73 +319,91 @@ __device__ __forceinline__ void wg_tile(const gg_args &p, char *sm, const int *s
 #endif
 }
 
-template <bool UP, int MAXN, int ST>
-__global__ void __launch_bounds__(WG_NT, MAXN == 128 ? 2 : 1) k_wg(const gg_args p) {
+template <bool UP, int ST>
+__global__ void __launch_bounds__(WG_NT, 2) k_wg(const gg_args p, const __grid_constant__ CUtensorMap map) {
   extern __shared__ uint4 wg_smem[];
-  __shared__ int s_off[MAXN];
-  __shared__ float s_wt[UP ? 1 : MAXN]; /* down: the tile's routing weights (read in the epilogue) */
+  __shared__ float s_wt[UP ? 1 : WG_BN]; /* down: the tile's routing weights (read in the epilogue) */
+  __shared__ alignas(8) uint64_t s_bar[ST];  /* per stage: its activations have landed */
   const int tile = blockIdx.y;
   if (tile >= *p.ntiles)
     return;
   char *sm = (char *)wg_smem + ((1024u - (smem_u32(wg_smem) & 1023u)) & 1023u);
   const int e = p.tiles[3 * tile], base = p.tiles[3 * tile + 1], rows = p.tiles[3 * tile + 2];
-  const int Kd = UP ? p.H : p.I;
-  for (int i = threadIdx.x; i < MAXN; i += WG_NT) {
-    s_off[i] = i >= rows ? -1 : (UP ? p.perm[base + i] / p.topk : base + i) * Kd;
-    if (!UP)
-      s_wt[i] = i >= rows ? 0.f : p.wts[p.perm[base + i]];
+  const uint32_t bars = smem_u32(s_bar);
+#ifdef MIMO_WG
+  if (threadIdx.x == 0) {
+    for (int s = 0; s < ST; s++)
+      mbar_init(bars + 8 * s, 1);
+    mbar_init_fence();
   }
+#endif
+  if (!UP)
+    for (int i = threadIdx.x; i < WG_BN; i += WG_NT)
+      s_wt[i] = i >= rows ? 0.f : p.wts[p.perm[base + i]];
   __syncthreads();
   switch ((rows + 31) >> 5) { /* tokens per MMA: the tile's rows rounded up to 32 */
-  case 1: wg_tile<UP, 32, MAXN, ST>(p, sm, s_off, s_wt, e, base, rows); break;
-  case 2: wg_tile<UP, 64, MAXN, ST>(p, sm, s_off, s_wt, e, base, rows); break;
-  case 3: wg_tile<UP, 96, MAXN, ST>(p, sm, s_off, s_wt, e, base, rows); break;
-  case 4: wg_tile<UP, 128, MAXN, ST>(p, sm, s_off, s_wt, e, base, rows); break;
-  default:
-    if constexpr (MAXN == 256) {
-      switch ((rows + 31) >> 5) {
-      case 5: wg_tile<UP, 160, MAXN, ST>(p, sm, s_off, s_wt, e, base, rows); break;
-      case 6: wg_tile<UP, 192, MAXN, ST>(p, sm, s_off, s_wt, e, base, rows); break;
-      case 7: wg_tile<UP, 224, MAXN, ST>(p, sm, s_off, s_wt, e, base, rows); break;
-      default: wg_tile<UP, 256, MAXN, ST>(p, sm, s_off, s_wt, e, base, rows); break;
-      }
+  case 1: wg_tile<UP, 32, ST>(p, &map, sm, bars, s_wt, e, base, rows); break;
+  case 2: wg_tile<UP, 64, ST>(p, &map, sm, bars, s_wt, e, base, rows); break;
+  case 3: wg_tile<UP, 96, ST>(p, &map, sm, bars, s_wt, e, base, rows); break;
+  default: wg_tile<UP, 128, ST>(p, &map, sm, bars, s_wt, e, base, rows); break;
+  }
+}
+
+/* x fp32 -> fp16 rows in expert order: token t's row goes to the positions slot[t·K + k] of its pairs (−1: on
+ * another rank), each fp32 row read once; element k of each 32 at position 8(k % 4) + k / 4 (output chunk q of a 32
+ * holds elements q, q + 4, ..., q + 28). */
+__global__ void k_wg_xscatter(uint4 *xs, const float *x, const int *slot, int topk, int H8, long n8) {
+  for (long i = blockIdx.x * (long)blockDim.x + threadIdx.x; i < n8; i += (long)gridDim.x * blockDim.x) {
+    const long t = i / H8;
+    const int c = (int)(i - t * H8);
+    const float *s = x + (size_t)t * (H8 * 8) + (c >> 2) * 32 + (c & 3);
+    const uint4 v = make_uint4(pack_h2(s[0], s[4]), pack_h2(s[8], s[12]), pack_h2(s[16], s[20]), pack_h2(s[24], s[28]));
+    for (int k = 0; k < topk; k++) {
+      const int q = slot[t * topk + k];
+      if (q >= 0)
+        xs[(size_t)q * H8 + c] = v;
     }
   }
 }
 
-/* x fp32 -> fp16 with element k of each 32 at position 8(k % 4) + k / 4: output chunk q (8 positions) of a block
- * holds elements q, q + 4, ..., q + 28. */
-__global__ void k_wg_xconv(uint4 *xb, const float *x, long n8) {
-  for (long i = blockIdx.x * (long)blockDim.x + threadIdx.x; i < n8; i += (long)gridDim.x * blockDim.x) {
-    const float *s = x + (i >> 2) * 32 + (i & 3);
-    xb[i] = make_uint4(pack_h2(s[0], s[4]), pack_h2(s[8], s[12]), pack_h2(s[16], s[20]), pack_h2(s[24], s[28]));
-  }
-}
-
-void cu_moe_wg_xconv(cu_ctx *c, void *xb, const float *x, int T, int H) {
+void cu_moe_wg_xscatter(cu_ctx *c, void *xs, const float *x, const int *slot, int T, int topk, int H) {
   const long n8 = (long)T * H / 8;
-  k_wg_xconv<<<cdiv(n8, 256) < 4096 ? cdiv(n8, 256) : 4096, 256, 0, c->st>>>((uint4 *)xb, x, n8);
+  k_wg_xscatter<<<cdiv(n8, 256) < 8192 ? cdiv(n8, 256) : 8192, 256, 0, c->st>>>((uint4 *)xs, x, slot, topk, H / 8, n8);
   MIMO_CUDA_LAUNCHED(c);
 }
 
-/* Test hook: 0 keeps the mma.sync kernels on SM90 too; 128 or 256 sets the tile (tokens); 1 the default. */
-static int wg_mode = 1;
-static int wg_last; /* the last grouped MoE took the wgmma kernels (test hook) */
+/* Test hooks: wgmma mode 0 keeps the mma.sync kernels on SM90 too (1: the default); stages 4 or 5. */
+static int wg_mode = 1, wg_stages = 4;
+static int wg_last; /* the last grouped MoE took the wgmma kernels */
 extern "C" int mimo_cuda_moe_grouped_wgmma_last(void) { return wg_last; }
 extern "C" int mimo_cuda_moe_grouped_wgmma(int mode) {
   const int o = wg_mode;
-  if (mode == 0 || mode == 1 || mode == 128 || mode == 256)
+  if (mode == 0 || mode == 1)
     wg_mode = mode;
   return o;
 }
-enum { WG_TILE_DEFAULT = 128, WG_ST_DEFAULT = 4 };
-int cu_moe_wg_tile(void) { return wg_mode > 1 ? wg_mode : WG_TILE_DEFAULT; }
-static int wg_stages = WG_ST_DEFAULT; /* test hook: 4 or 5 stages for 128-token tiles */
 extern "C" int mimo_cuda_moe_grouped_wgmma_stages(int st) {
   const int o = wg_stages;
   if (st == 4 || st == 5)
     wg_stages = st;
   return o;
+}
+
+/* cuTensorMapEncodeTiled from the driver, found through the runtime (no link against libcuda). */
+static PFN_cuTensorMapEncodeTiled_v12000 wg_encode(void) {
+  static PFN_cuTensorMapEncodeTiled_v12000 fn;
+  static int tried;
+  if (!tried) {
+    tried = 1;
+    void *f = NULL;
+    cudaDriverEntryPointQueryResult q;
+    if (cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &f, 12000, cudaEnableDefault, &q) == cudaSuccess &&
+        q == cudaDriverEntryPointSuccess)
+      fn = (PFN_cuTensorMapEncodeTiled_v12000)f;
+    else
+      (void)cudaGetLastError();
+  }
+  return fn;
 }
 
 static bool wg_usable(cu_ctx *c, const mimo_moe_args *a) {
@@ -489,14 +412,14 @@ static bool wg_usable(cu_ctx *c, const mimo_moe_args *a) {
     const char *v = getenv("MIMO_CUDA_MOE_WGMMA");
     env = !(v && !strcmp(v, "0"));
   }
-  if (!env || !wg_mode || c->cc != 90 || a->hidden % 64 || a->inter % 64)
+  if (!env || !wg_mode || c->cc != 90 || a->hidden % 64 || a->inter % 64 || !wg_encode())
     return false;
   const cu_lin *L0 = (const cu_lin *)a->experts[0].dev;
   if (L0->fmt != CU_INT4 || (L0->group & (L0->group - 1)))
     return false;
   /* the sm_90a code is what runs (a compute_80 PTX build JIT-compiled on Hopper reports PTX 80 and has no wgmma) */
   cudaFuncAttributes fa;
-  if (cudaFuncGetAttributes(&fa, k_wg<true, 128, 4>) != cudaSuccess) {
+  if (cudaFuncGetAttributes(&fa, k_wg<true, 4>) != cudaSuccess) {
     (void)cudaGetLastError();
     return false;
   }
@@ -507,21 +430,31 @@ bool cu_moe_wg_usable(cu_ctx *c, const mimo_moe_args *a) {
   return wg_last;
 }
 
-template <int MAXN, int ST> static void wg_launch(cu_ctx *c, const gg_args &p, int max_tiles, bool up) {
-  using C = wg_cfg<MAXN, ST>;
-  void (*k)(const gg_args) = up ? k_wg<true, MAXN, ST> : k_wg<false, MAXN, ST>;
+template <int ST> static void wg_launch(cu_ctx *c, const gg_args &p, const CUtensorMap &map, int max_tiles, bool up) {
+  using C = wg_cfg<WG_BN, ST>;
+  void (*k)(const gg_args, const CUtensorMap) = up ? k_wg<true, ST> : k_wg<false, ST>;
   if (MIMO_CUDA(c, cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, C::SMEM)) != MIMO_OK)
     return;
   const int cols = up ? cdiv(p.I, WG_BM / 2) : cdiv(p.H, WG_BM);
-  k<<<dim3(cols, max_tiles), WG_NT, C::SMEM, c->st>>>(p);
+  k<<<dim3(cols, max_tiles), WG_NT, C::SMEM, c->st>>>(p, map);
   MIMO_CUDA_LAUNCHED(c);
 }
 
-void cu_moe_wg_launch(cu_ctx *c, const gg_args &p, int max_tiles, bool up) {
-  if (cu_moe_wg_tile() == 256)
-    wg_launch<256, 4>(c, p, max_tiles, up);
-  else if (wg_stages == 5)
-    wg_launch<128, 5>(c, p, max_tiles, up);
+void cu_moe_wg_launch(cu_ctx *c, const gg_args &p, int npos, int max_tiles, bool up) {
+  /* the activations (x gathered, or h): npos rows of Kd fp16, boxes of 64 x 32 in the 128-byte swizzle */
+  const int Kd = up ? p.H : p.I;
+  CUtensorMap map;
+  const cuuint64_t dim[2] = {(cuuint64_t)Kd, (cuuint64_t)npos}, stride[1] = {(cuuint64_t)Kd * 2};
+  const cuuint32_t box[2] = {64, 32}, estride[2] = {1, 1};
+  const CUresult r = wg_encode()(&map, CU_TENSOR_MAP_DATA_TYPE_FLOAT16, 2, (void *)p.a, dim, stride, box, estride,
+                                 CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
+                                 CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+  if (r != CUDA_SUCCESS) {
+    cu_fail(c, "moe", "cuTensorMapEncodeTiled refused the activation map", __FILE__, __LINE__);
+    return;
+  }
+  if (wg_stages == 5)
+    wg_launch<5>(c, p, map, max_tiles, up);
   else
-    wg_launch<128, 4>(c, p, max_tiles, up);
+    wg_launch<4>(c, p, map, max_tiles, up);
 }
