@@ -246,38 +246,32 @@ __device__ __forceinline__ void wg_tile(const gg_args &p, const CUtensorMap *map
   for (int i = 0; i < N / 2; i++)
     wg_hold(d[i]);
 
-  /* epilogue: d[4j + v] is row g (v < 2) or g + 8 (v >= 2), token 8j + 2t + (v & 1) */
-  if constexpr (UP) {
-    const int col = blockIdx.x * (WG_BM / 2) + 8 * warp + g; /* column of h */
-    if (col < p.I) {
-      unsigned short *dh = (unsigned short *)p.h + (size_t)base * p.I + (col & ~31) + 8 * (col & 3) + ((col & 31) >> 2);
-#pragma unroll
-      for (int j = 0; j < N / 8; j++)
-#pragma unroll
-        for (int v = 0; v < 2; v++) {
-          const int tok = 8 * j + 2 * t + v;
-          if (tok < rows) {
-            const float gv = d[4 * j + v], uv = d[4 * j + 2 + v];
-            dh[(size_t)tok * p.I] = f2h(gv / (1.0f + expf(-gv)) * uv); /* at the down GEMM's k position */
-          }
-        }
-    }
-  } else {
-    const int f = blockIdx.x * WG_BM + R0;
-    float *y = p.y + (size_t)base * p.H + f;
+  /* epilogue: d[4j + v] is row g (v < 2) or g + 8 (v >= 2), token 8j + 2t + (v & 1); fn(token, row g, row g + 8) */
+  auto each_token = [&](auto &&fn) {
 #pragma unroll
     for (int j = 0; j < N / 8; j++)
 #pragma unroll
       for (int v = 0; v < 2; v++) {
         const int tok = 8 * j + 2 * t + v;
-        if (tok < rows) {
-          const float wt = s_wt[tok];
-          if (f < p.H)
-            y[(size_t)tok * p.H] = wt * d[4 * j + v];
-          if (f + 8 < p.H)
-            y[(size_t)tok * p.H + 8] = wt * d[4 * j + 2 + v];
-        }
+        if (tok < rows)
+          fn(tok, d[4 * j + v], d[4 * j + 2 + v]);
       }
+  };
+  if constexpr (UP) {
+    const int col = blockIdx.x * (WG_BM / 2) + 8 * warp + g; /* column of h */
+    unsigned short *dh = (unsigned short *)p.h + (size_t)base * p.I + (col & ~31) + 8 * (col & 3) + ((col & 31) >> 2);
+    if (col < p.I) /* h at the down GEMM's k position */
+      each_token([&](int tok, float gv, float uv) { dh[(size_t)tok * p.I] = f2h(gv / (1.0f + expf(-gv)) * uv); });
+  } else {
+    const int f = blockIdx.x * WG_BM + R0;
+    float *y = p.y + (size_t)base * p.H + f;
+    each_token([&](int tok, float lo, float hi) {
+      const float wt = s_wt[tok];
+      if (f < p.H)
+        y[(size_t)tok * p.H] = wt * lo;
+      if (f + 8 < p.H)
+        y[(size_t)tok * p.H + 8] = wt * hi;
+    });
   }
 #endif
 }
