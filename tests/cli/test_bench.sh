@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # `mimo bench` contracts on a tiny synthetic model: it runs at batch 1 and at a batch with sampling filters, prints
-# the untimed warm-up step apart, and at batch 1 its per-layer line adds up (layers · per layer + lm_head = the
+# the untimed warm-up step and prefill warm-up apart (the latter changing no token), and at batch 1 its per-layer line adds up (layers · per layer + lm_head = the
 # median step, to the printed rounding); bad values are usage errors (exit 2) that name the option.
 set -u
 work=$(mktemp -d)
@@ -24,6 +24,15 @@ if [ -n "$med" ] && [ -n "$lm" ] && [ -n "$per" ] &&
 else
   bad "per-layer line: median '$med', lm_head '$lm', per layer '$per' ($L layers): $out"
 fi
+
+# the untimed prefill warm-up runs on a scratch sequence: the greedy tokens are the same with it and without it
+out=$("$MIMO_BIN" bench --model "$M" --prompt 12 --chunk 5 --decode 6 --tokens-out "$work/tw" 2>&1); rc=$?
+grep -q "^warm-up forward: 5 tokens in .* (untimed" <<<"$out" && ok "prefill warm-up printed apart (first chunk)" ||
+  bad "prefill warm-up line: exit $rc: $out"
+out2=$("$MIMO_BIN" bench --model "$M" --prompt 12 --chunk 5 --decode 6 --tokens-out "$work/tc" --no-prefill-warmup 2>&1); rc=$?
+[ $rc = 0 ] && ! grep -q "^warm-up forward" <<<"$out2" && ok "--no-prefill-warmup skips it" || bad "--no-prefill-warmup: exit $rc: $out2"
+[ -s "$work/tw" ] && cmp -s "$work/tw" "$work/tc" && ok "same tokens with and without the prefill warm-up" ||
+  bad "tokens differ with the prefill warm-up: $(head -c 200 "$work/tw") / $(head -c 200 "$work/tc")"
 
 out=$("$MIMO_BIN" bench --model "$M" --prompt 5 --decode 4 --batch 3 --temperature 0.8 --top-p 0.9 --top-k 20 2>&1); rc=$?
 [ $rc = 0 ] && grep -q "^decode batch 3: 4 steps" <<<"$out" && ok "batch 3 with filters runs" || bad "batch 3: exit $rc: $out"
