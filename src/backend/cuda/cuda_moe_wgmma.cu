@@ -20,6 +20,7 @@
  * one scale word [half][row] with cp.async. At stage kt a warpgroup issues its 4 wgmma k16 steps, waits for those
  * of kt − 1 (which frees their stage for the copies of kt + 3 and their A registers), then dequantises stage kt + 1
  * while the tensor cores run. */
+#include <atomic>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -331,8 +332,8 @@ void cu_moe_wg_xscatter(cu_ctx *c, void *xs, const float *x, const int *slot, in
 
 /* Test hooks: wgmma mode 0 keeps the mma.sync kernels on SM90 too (1: the default); stages 4 or 5. */
 static int wg_mode = 1, wg_stages = 4;
-static int wg_last; /* the last grouped MoE took the wgmma kernels */
-extern "C" int mimo_cuda_moe_grouped_wgmma_last(void) { return wg_last; }
+static std::atomic<int> wg_last; /* the last grouped MoE took the wgmma kernels (set by every GPU's thread) */
+extern "C" int mimo_cuda_moe_grouped_wgmma_last(void) { return wg_last.load(std::memory_order_relaxed); }
 extern "C" int mimo_cuda_moe_grouped_wgmma(int mode) {
   const int o = wg_mode;
   if (mode == 0 || mode == 1)
@@ -348,27 +349,25 @@ extern "C" int mimo_cuda_moe_grouped_wgmma_stages(int st) {
 
 /* cuTensorMapEncodeTiled from the driver, found through the runtime (no link against libcuda). */
 static PFN_cuTensorMapEncodeTiled_v12000 wg_encode(void) {
-  static PFN_cuTensorMapEncodeTiled_v12000 fn;
-  static int tried;
-  if (!tried) {
-    tried = 1;
+  /* looked up once; a function-local static is initialised once even with several GPUs' threads calling */
+  static const PFN_cuTensorMapEncodeTiled_v12000 fn = [] {
     void *f = NULL;
     cudaDriverEntryPointQueryResult q;
     if (cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &f, 12000, cudaEnableDefault, &q) == cudaSuccess &&
         q == cudaDriverEntryPointSuccess)
-      fn = (PFN_cuTensorMapEncodeTiled_v12000)f;
-    else
-      (void)cudaGetLastError();
-  }
+      return (PFN_cuTensorMapEncodeTiled_v12000)f;
+    (void)cudaGetLastError();
+    return (PFN_cuTensorMapEncodeTiled_v12000)NULL;
+  }();
   return fn;
 }
 
 static bool wg_usable(cu_ctx *c, const mimo_moe_args *a) {
-  static int env = -1; /* MIMO_CUDA_MOE_WGMMA=0: the mma.sync kernels on SM90 too (whole-model A/B runs) */
-  if (env < 0) {
+  /* MIMO_CUDA_MOE_WGMMA=0: the mma.sync kernels on SM90 too (whole-model A/B runs) */
+  static const bool env = [] {
     const char *v = getenv("MIMO_CUDA_MOE_WGMMA");
-    env = !(v && !strcmp(v, "0"));
-  }
+    return !(v && !strcmp(v, "0"));
+  }();
   if (!env || !wg_mode || c->cc != 90 || a->hidden % 64 || a->inter % 64 || !wg_encode())
     return false;
   const cu_lin *L0 = (const cu_lin *)a->experts[0].dev;
@@ -383,8 +382,9 @@ static bool wg_usable(cu_ctx *c, const mimo_moe_args *a) {
   return fa.ptxVersion >= 90;
 }
 bool cu_moe_wg_usable(cu_ctx *c, const mimo_moe_args *a) {
-  wg_last = wg_usable(c, a);
-  return wg_last;
+  const bool ok = wg_usable(c, a);
+  wg_last.store(ok, std::memory_order_relaxed);
+  return ok;
 }
 
 template <int ST> static void wg_launch(cu_ctx *c, const gg_args &p, const CUtensorMap &map, int max_tiles, bool up) {
