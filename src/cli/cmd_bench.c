@@ -135,6 +135,12 @@ static double kv_read_bytes(const mimo_model *m, int len) {
   return b;
 }
 
+/* Sequence i's prompt: n token ids spread over the vocabulary, different for each sequence. */
+static void prompt_ids(int *ids, int n, int i, int vocab) {
+  for (int t = 0; t < n; t++)
+    ids[t] = (int)(((long long)t * 7919 + 13 + (long long)i * 104729) % vocab);
+}
+
 int mimo_cmd_bench(int argc, char **argv) {
   mimo_arg a[] = {{"model", 1, "checkpoint directory", 0},
                   {"prompt", 1, "prefill tokens (default 128)", 0}, {"decode", 1, "decode tokens (default 32)", 0},
@@ -240,8 +246,7 @@ int mimo_cmd_bench(int argc, char **argv) {
   const int first_chunk = chunk && chunk < P ? chunk : P;
   if (st == MIMO_OK && prefill_warmup) {
     mimo_kv_seq *ws = NULL;
-    for (int t = 0; t < first_chunk; t++)
-      ids[t] = (int)(((long long)t * 7919 + 13) % m->cfg.vocab_size);
+    prompt_ids(ids, first_chunk, 0, m->cfg.vocab_size);
     double t0 = mimo_now();
     st = mimo_kv_seq_init(&ws, &m->cfg);
     if (st == MIMO_OK) {
@@ -254,8 +259,7 @@ int mimo_cmd_bench(int argc, char **argv) {
   }
   double prefill = 0;
   for (int i = 0; st == MIMO_OK && i < B; i++) {
-    for (int t = 0; t < P; t++)
-      ids[t] = (int)(((long long)t * 7919 + 13 + (long long)i * 104729) % m->cfg.vocab_size);
+    prompt_ids(ids, P, i, m->cfg.vocab_size);
     double t0 = mimo_now();
     for (int at = 0; st == MIMO_OK && at < P;) { /* long prompts in chunks, as the server's scheduler feeds them */
       int k = chunk && P - at > chunk ? chunk : P - at;

@@ -32,7 +32,8 @@ __device__ __forceinline__ void dq4(uint32_t q, uint32_t sz, uint32_t (&b)[4]) {
 struct gg_args {
   const cu_lin *tab;       /* local experts, [e][gate, up, down] */
   const int *tiles, *ntiles, *perm;
-  const __nv_bfloat16 *a;  /* gate+up: x in bf16 [T][H] (rows gathered); down: h [positions][I] */
+  const __nv_bfloat16 *a;  /* gate+up: x in 16 bits, [T][H] with rows gathered (mma.sync) or already in expert
+                            * order [positions][H] (wgmma); down: h [positions][I] */
   __nv_bfloat16 *h;        /* gate+up output [positions][I] */
   float *y;                /* down output [positions][H] */
   const float *wts;        /* routing weights [T*K] */

@@ -31,11 +31,11 @@
 #include "backend/cuda/cuda_moe_gemm.h"
 
 /* A block: two warpgroups (256 threads), 128 weight rows, two blocks per SM; a tile: up to 128 tokens of one expert
- * (a 256-token tile with one block per SM measured 10-30 % slower). Stage: activations (MAXN rows of 64 fp16),
+ * (a 256-token tile with one block per SM measured 10-30 % slower). Stage: activations (WG_BN rows of 64 fp16),
  * int4 words (2 k32 halves x 128 rows x 16 bytes), scale words; a multiple of the swizzle's 1024-byte alignment. */
 enum { WG_BM = 128, WG_BN = 128, WG_NT = 256, WG_W_B = 2 * WG_BM * 16, WG_S_B = 2 * WG_BM * 4 };
-template <int MAXN, int ST> struct wg_cfg {
-  static constexpr int B_B = MAXN * 128, STAGE = B_B + WG_W_B + WG_S_B, SMEM = STAGE * ST + 1024;
+template <int ST> struct wg_cfg {
+  static constexpr int B_B = WG_BN * 128, STAGE = B_B + WG_W_B + WG_S_B, SMEM = STAGE * ST + 1024;
 };
 
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
@@ -145,7 +145,7 @@ template <bool UP, int N, int WG_ST>
 __device__ __forceinline__ void wg_tile(const gg_args &p, const CUtensorMap *map, char *sm, uint32_t bars,
                                         const float *s_wt, int e, int base, int rows) {
 #ifdef MIMO_WG
-  using C = wg_cfg<WG_BN, WG_ST>;
+  using C = wg_cfg<WG_ST>;
   const int Kd = UP ? p.H : p.I, Nd = UP ? p.I : p.H, nk32 = Kd / 32, nkt = Kd / 64;
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, g = lane >> 2, t = lane & 3;
   const cu_lin *tb = p.tab + (size_t)e * 3;
@@ -373,13 +373,21 @@ static bool wg_usable(cu_ctx *c, const mimo_moe_args *a) {
   const cu_lin *L0 = (const cu_lin *)a->experts[0].dev;
   if (L0->fmt != CU_INT4 || (L0->group & (L0->group - 1)))
     return false;
-  /* the sm_90a code is what runs (a compute_80 PTX build JIT-compiled on Hopper reports PTX 80 and has no wgmma) */
-  cudaFuncAttributes fa;
-  if (cudaFuncGetAttributes(&fa, k_wg<true, 4>) != cudaSuccess) {
-    (void)cudaGetLastError();
-    return false;
+  /* the sm_90a code is what runs (a compute_80 PTX build JIT-compiled on Hopper reports PTX 80 and has no wgmma):
+   * asked once per device (0 not yet, 1 no, 2 yes), not on every MoE call */
+  static std::atomic<signed char> code[64];
+  const int dev = c->device;
+  signed char k = dev < 64 ? code[dev].load(std::memory_order_relaxed) : 0;
+  if (!k) {
+    cudaFuncAttributes fa;
+    const bool ok = cudaFuncGetAttributes(&fa, k_wg<true, 4>) == cudaSuccess;
+    if (!ok)
+      (void)cudaGetLastError();
+    k = ok && fa.ptxVersion >= 90 ? 2 : 1;
+    if (dev < 64)
+      code[dev].store(k, std::memory_order_relaxed);
   }
-  return fa.ptxVersion >= 90;
+  return k == 2;
 }
 bool cu_moe_wg_usable(cu_ctx *c, const mimo_moe_args *a) {
   const bool ok = wg_usable(c, a);
@@ -388,7 +396,7 @@ bool cu_moe_wg_usable(cu_ctx *c, const mimo_moe_args *a) {
 }
 
 template <int ST> static void wg_launch(cu_ctx *c, const gg_args &p, const CUtensorMap &map, int max_tiles, bool up) {
-  using C = wg_cfg<WG_BN, ST>;
+  using C = wg_cfg<ST>;
   void (*k)(const gg_args, const CUtensorMap) = up ? k_wg<true, ST> : k_wg<false, ST>;
   if (MIMO_CUDA(c, cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, C::SMEM)) != MIMO_OK)
     return;
