@@ -17,7 +17,7 @@ grep -q "^decode first step .* (untimed warm-up)" <<<"$out" && ok "warm-up step 
 L=$(grep -o '"num_hidden_layers": *[0-9]*' "$M/config.json" | grep -o '[0-9]*$')
 med=$(sed -n 's/^decode step median \([0-9.]*\) ms.*/\1/p' <<<"$out")
 lm=$(sed -n 's/^decode layers without the lm_head (\([0-9.]*\) ms.*/\1/p' <<<"$out")
-per=$(sed -n 's/^decode layers without the lm_head .*: \([0-9.]*\) ms per layer.*/\1/p' <<<"$out")
+per=$(sed -n 's/^decode layers without the lm_head .*: \(-\{0,1\}[0-9.]*\) ms per layer.*/\1/p' <<<"$out")
 if [ -n "$med" ] && [ -n "$lm" ] && [ -n "$per" ] &&
    awk -v m="$med" -v l="$lm" -v p="$per" -v n="$L" 'BEGIN{d = n * p + l - m; exit !(d < 0.0005 * (n + 2) && d > -0.0005 * (n + 2) && l > 0)}'; then
   ok "per-layer line adds up ($L x $per + $lm = $med ms)"
