@@ -17,6 +17,12 @@ void mimo_cuda_attn_prefill_warps(int nw);
  * < 0 only asks; returns the precision in force */
 int mimo_cuda_attn_precision(int prec);
 
+/* cuda_attention_wgmma.cu test hooks: the SM90a prefill on (1, the default) or off (0), its stages (2 or 3); each
+ * returns the previous setting; _last: whether the last fp16 prefill ran it */
+int mimo_cuda_attn_prefill_wgmma(int mode);
+int mimo_cuda_attn_prefill_wgmma_stages(int st);
+int mimo_cuda_attn_prefill_wgmma_last(void);
+
 enum { NPREC = 2 };
 static const char *prec_name[NPREC] = {"fast", "fp16"};
 static const char *path_name[] = {"auto", "scalar", "decode", "prefill"};
@@ -26,6 +32,9 @@ static const double tol[4][NPREC] = {{0}, {1e-6, 1e-6}, {5e-3, 2e-5}, {1e-2, 1e-
 
 static int n_pass, n_fail;
 static double worst[4][NPREC];
+/* fp16 prefills run both ways on an SM90a build: how many, how many came out bitwise equal, the largest difference */
+static int wg_cases, wg_bitwise;
+static double wg_worst;
 
 /* The kernel cuda_attention.cu picks (its rule: tensor-core dims, 16-byte rows, T·G ≤ 256 → decode). */
 static int gpu_path(int force, int nh, int nkv, int T, int D, int V) {
@@ -101,11 +110,19 @@ static void run_case(mimo_backend *c, mimo_backend *g, const acase *cf) {
       kv_pair_get(&kp, g, rs);
     }
     char line[256];
-    int ok = 1, at = 0;
-    for (int pr = 0; pr < (path == 1 ? 1 : NPREC); pr++) {
+    int ok = 1, at = 0, wg = 0;
+    float *ow = NULL; /* the fp16 output through the warpgroup-MMA kernel */
+    /* variants: each precision, then fp16 again with the SM90a kernel off where it ran */
+    for (int vi = 0; vi < (path == 1 ? 1 : NPREC + 1); vi++) {
+      const int pr = vi < NPREC ? vi : 1;
+      if (vi == NPREC && !wg)
+        break;
       mimo_cuda_attn_precision(pr);
+      mimo_cuda_attn_prefill_wgmma(vi < NPREC);
+      /* against the SM90a kernel, mma.sync with its 128 rows per block: the same blocks, splits and tile order */
+      mimo_cuda_attn_prefill_warps(vi == NPREC ? 8 : 0);
       kg->len = len0;
-      if (rs && pr > 0)
+      if (rs && vi > 0)
         kv_pair_put(&kp, g, rs);
       mimo_cuda_poison(g, dout, no);
       g->attention(g, &ag);
@@ -114,8 +131,23 @@ static void run_case(mimo_backend *c, mimo_backend *g, const acase *cf) {
       ok &= e <= tol[path][pr];
       if (e > worst[path][pr])
         worst[path][pr] = e;
-      at += snprintf(line + at, sizeof line - at, " %s %.2e", path == 1 ? "fp32" : prec_name[pr], e);
+      at += snprintf(line + at, sizeof line - at, " %s %.2e", path == 1 ? "fp32" : vi == NPREC ? "fp16-mma.sync" : prec_name[pr], e);
+      if (vi == 1 && path == 3 && mimo_cuda_attn_prefill_wgmma_last()) {
+        wg = 1;
+        ow = xmalloc(no * 4);
+        memcpy(ow, og, no * 4);
+        at += snprintf(line + at, sizeof line - at, " (wgmma)");
+      }
+      if (vi == NPREC) {
+        const double d = relerr(ow, og, no);
+        wg_cases++;
+        wg_bitwise += memcmp(ow, og, no * 4) == 0;
+        wg_worst = d > wg_worst ? d : wg_worst;
+      }
     }
+    mimo_cuda_attn_prefill_wgmma(1);
+    mimo_cuda_attn_prefill_warps(0);
+    free(ow);
     free(rs);
     printf("%-4s h%d/kv%d %d/%d win %d sink %d past %d T %d%s (%s: %s) rel%s\n", ok ? "ok" : "FAIL", nh, nkv, D, V, W,
            cf->sink, len0, T, cf->bf16 ? " bf16" : "", path_name[cf->force], path_name[path], line);
@@ -279,6 +311,8 @@ static int attn_check(void) {
   for (int pr = 0; pr < NPREC; pr++)
     printf("worst relative error %-6s: decode %.2e (tol %.0e), prefill %.2e (tol %.0e)\n", prec_name[pr],
            worst[2][pr], tol[2][pr], worst[3][pr], tol[3][pr]);
+  printf("fp16 prefill through warpgroup MMA and again through mma.sync: %d cases, %d bitwise equal, largest relative "
+         "difference %.2e\n", wg_cases, wg_bitwise, wg_worst);
   printf("attn: %d passed, %d failed\n", n_pass, n_fail);
   g->free(g);
   c->free(c);
@@ -338,6 +372,26 @@ static void bcase_free(mimo_backend *g, bcase *b) {
   kv_pair_free(&b->kp, g);
 }
 
+/* fp16 prefill: the SM90a kernel with 2 and 3 stages against mma.sync, where it runs */
+static void wg_variants(mimo_backend *g, mimo_attn_args *a, const char *what, int T, double flops, double fl, int reps) {
+  mimo_cuda_attn_precision(1);
+  time_attn(g, a, 0, 1);
+  if (!mimo_cuda_attn_prefill_wgmma_last()) {
+    printf("BENCH attn_prefill_%s: no warpgroup-MMA kernel on this device or build\n", what);
+    return;
+  }
+  for (int v = 0; v < 3; v++) {
+    mimo_cuda_attn_prefill_wgmma(v < 2);
+    const int st0 = mimo_cuda_attn_prefill_wgmma_stages(v == 1 ? 2 : 3);
+    const float ms = time_attn(g, a, 0, reps);
+    mimo_cuda_attn_prefill_wgmma_stages(st0);
+    printf("BENCH attn_prefill_%s [fp16] %s T=%d: %.2f ms, %.1f TFLOP/s (%.1f %% of cuBLAS bf16)\n", what,
+           v == 0 ? "wgmma 3 stages" : v == 1 ? "wgmma 2 stages" : "mma.sync", T, ms, flops / ms / 1e9,
+           100.0 * flops / ms / 1e-3 / fl);
+  }
+  mimo_cuda_attn_prefill_wgmma(1);
+}
+
 static int attn_bench(void) {
   mimo_backend *g;
   must(mimo_backend_cuda_init(&g, 0), "cuda backend");
@@ -353,9 +407,11 @@ static int attn_bench(void) {
   for (int pr = 0; pr < NPREC; pr++) {
     mimo_cuda_attn_precision(pr);
     const float ms = time_attn(g, &b.a, 0, 5);
-    printf("BENCH attn_prefill_full [%s] T=%d h64/kv4 192/128 causal: %.2f ms, %.1f TFLOP/s (%.1f %% of cuBLAS bf16)\n",
-           prec_name[pr], T, ms, flops / ms / 1e9, 100.0 * flops / ms / 1e-3 / fl);
+    printf("BENCH attn_prefill_full [%s]%s T=%d h64/kv4 192/128 causal: %.2f ms, %.1f TFLOP/s (%.1f %% of cuBLAS bf16)\n",
+           prec_name[pr], pr && mimo_cuda_attn_prefill_wgmma_last() ? " wgmma" : "", T, ms, flops / ms / 1e9,
+           100.0 * flops / ms / 1e-3 / fl);
   }
+  wg_variants(g, &b.a, "full", T, flops, fl, 5);
   bcase_free(g, &b);
   /* prefill, sliding layer: 64 q / 8 kv heads, window 128, sink */
   bcase_init(g, &b, T, 64, 8, 128, 1, 128, 0);
@@ -375,6 +431,7 @@ static int attn_bench(void) {
     printf("BENCH attn_prefill_swa [%s] T=%d, 8 warps per block (1 block/SM): %.2f ms, %.1f TFLOP/s\n", prec_name[pr],
            T, ms, flops / ms / 1e9);
   }
+  wg_variants(g, &b.a, "swa", T, flops, fl, 7);
   bcase_free(g, &b);
   /* decode at 128K, full layer, tf32 (fast) and 3xTF32 (fp16), float32 and bf16 caches; then the scalar kernel */
   const int ctx = 131072;

@@ -48,7 +48,7 @@ void cu_attn_scalar(cu_ctx *c, const mimo_attn_args *a);
 
 /* cuda_attention_prefill.cu */
 int cu_attn_prefill_dims(int D, int V);
-int cu_attn_prefill_splits(cu_ctx *c, const mimo_attn_args *a);
+int cu_attn_prefill_splits(cu_ctx *c, const mimo_attn_args *a, int prec);
 void cu_attn_prefill(cu_ctx *c, const mimo_attn_args *a, float *part, int nsplit, int prec);
 /* Operand precision (shared with cuda_attention_prefill.cu), relative errors of attn check on H200:
  *  ATTN_FAST  bf16 prefill (3.1e-3), one tf32 product in decode (1.5e-3): the former kernels, kept as
@@ -652,7 +652,7 @@ void cu_attention(mimo_backend *be, mimo_attn_args *a) {
       appended = true;
     }
   } else if (path == 3) {
-    const int nsplit = cu_attn_prefill_splits(c, a);
+    const int nsplit = cu_attn_prefill_splits(c, a, prec);
     float *part = NULL;
     if (nsplit > 1 &&
         !(part = (float *)cu_tmp2(c, (size_t)a->n_kv * nsplit * rows * (V + 2) * sizeof(float))))

@@ -24,48 +24,10 @@
  * masked. With few blocks (short chunk, long cache) the key range is split
  * across blocks, which then write partial (max, sum, acc) rows that
  * cuda_attention.cu combines (and adds the sink to). */
-#include <math.h>
-
-#include "backend/cuda/cuda_internal.h"
+#include "backend/cuda/cuda_attention_prefill.cuh"
 
 namespace {
-enum { PF_BF16 = 0, PF_FP16 = 1 }; /* = ATTN_FAST, ATTN_FP16 */
-constexpr int BN = 64;
-constexpr float LOG2E = 1.4426950408889634f;
-
-struct pf_args {
-  const float *q;
-  float *out, *part;             /* part: NULL = final output (sink folded in here) */
-  const uint16_t *kb, *vb;       /* 16-bit [n_kv][L][D], [n_kv][L][V]; index = position − j0 */
-  const float *sink;
-  int n_heads, n_kv, G, rows, len, T, window, j0, L, nsplit;
-  float qscale;                  /* scale · log2(e) */
-};
-
-__device__ __forceinline__ uint32_t pack_bf16(float lo, float hi) {
-  uint32_t r; /* cvt puts its first source in the upper half */
-  asm("cvt.rn.bf16x2.f32 %0, %1, %2;" : "=r"(r) : "f"(hi), "f"(lo));
-  return r;
-}
-__device__ __forceinline__ uint32_t pack_f16(float lo, float hi) {
-  uint32_t r;
-  asm("cvt.rn.f16x2.f32 %0, %1, %2;" : "=r"(r) : "f"(hi), "f"(lo));
-  return r;
-}
-__device__ __forceinline__ float clamp_f16(float x) { return fminf(fmaxf(x, -65504.f), 65504.f); }
-/* Two values to this precision's 16-bit pair (P, in [0, 1], needs no clamp). */
-template <int P> __device__ __forceinline__ uint32_t pack2(float lo, float hi) {
-  if constexpr (P == PF_BF16)
-    return pack_bf16(lo, hi);
-  else
-    return pack_f16(clamp_f16(lo), clamp_f16(hi));
-}
-__device__ __forceinline__ float fast_exp2(float x) {
-  float y; /* ex2.approx(−inf) = +0, which the masking relies on */
-  asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
-  return y;
-}
-__device__ __forceinline__ unsigned smem_addr(const void *p) { return (unsigned)__cvta_generic_to_shared(p); }
+using namespace pf;
 /* 16-byte async copy global → shared; ok = 0 writes zeros (src not read). */
 __device__ __forceinline__ void cp_async16(void *dst, const void *src, bool ok) {
   asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(smem_addr(dst)), "l"(src), "r"(ok ? 16 : 0)
@@ -74,11 +36,6 @@ __device__ __forceinline__ void cp_async16(void *dst, const void *src, bool ok) 
 __device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;" ::: "memory"); }
 template <int N> __device__ __forceinline__ void cp_async_wait() {
   asm volatile("cp.async.wait_group %0;" ::"n"(N) : "memory");
-}
-__device__ __forceinline__ void ldsm_x4(uint32_t *r, const void *p) {
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];"
-               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-               : "r"(smem_addr(p)));
 }
 __device__ __forceinline__ void ldsm_x4_t(uint32_t *r, const void *p) {
   asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];"
@@ -140,17 +97,12 @@ template <int D, int V, int NW, int P> __global__ void __launch_bounds__(NW * 32
   extern __shared__ uint4 smem_u4[];
   uint16_t *sQ = (uint16_t *)smem_u4, *sK = sQ + BM * DS, *sV = sK + 2 * BN * DS;
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, gq = lane >> 2, tq = lane & 3;
-  const int R0 = (gridDim.x - 1 - blockIdx.x) * BM; /* rows with the most keys start first */
-  const int g = blockIdx.y, split = blockIdx.z;
-  const int rows_end = min(R0 + BM, a.rows);
-  const int p_first = a.len + R0 / a.G, p_last = a.len + (rows_end - 1) / a.G;
-  const int kbeg = a.window > 0 ? max(0, p_first - a.window + 1) : 0;
-  const int lo_last = a.window > 0 ? p_last - a.window + 1 : 0; /* tiles at/after it are inside every window */
-  const int ntiles = (p_last + 1 - kbeg + BN - 1) / BN;
-  const int t_lo = split * ntiles / a.nsplit, t_hi = (split + 1) * ntiles / a.nsplit;
+  const int g = blockIdx.y;
+  const pf_span sp = pf_block_span(a, BM);
+  const int t_lo = sp.t_lo, t_hi = sp.t_hi;
 
   auto load_tile = [&](int tile, int buf) {
-    const int kt = kbeg + tile * BN, jend = a.len + a.T;
+    const int kt = sp.kbeg + tile * BN, jend = a.len + a.T;
     uint16_t *dk = sK + buf * BN * DS, *dv = sV + buf * BN * VS;
     for (int i = tid; i < BN * DC; i += THREADS) {
       const int r = i / DC, c = (i % DC) * 8, j = kt + r;
@@ -161,40 +113,23 @@ template <int D, int V, int NW, int P> __global__ void __launch_bounds__(NW * 32
       cp_async16(dv + r * VS + c, a.vb + ((size_t)g * a.L + (j < jend ? j - a.j0 : 0)) * V + c, j < jend);
     }
   };
-  /* First K/V tile in flight while Q is staged; Q → 16-bit shared, scaled into the exp2 domain,
-   * all of a thread's loads issued before the first store. */
+  /* First K/V tile in flight while Q is staged. */
   if (t_lo < t_hi)
     load_tile(t_lo, 0);
   cp_async_commit();
-  static_assert(BM * DC % THREADS == 0, "Q tile splits evenly");
-#pragma unroll
-  for (int k = 0; k < BM * DC / THREADS; k++) {
-    const int i = tid + k * THREADS, r = i / DC, c = (i % DC) * 8, R = R0 + r;
-    uint4 u = {0, 0, 0, 0};
-    if (R < a.rows) {
-      const float *src = a.q + ((size_t)(R / a.G) * a.n_heads + g * a.G + R % a.G) * D + c;
-      const float4 x = *(const float4 *)src, y = *(const float4 *)(src + 4);
-      const float s = a.qscale;
-      u = make_uint4(pack2<P>(x.x * s, x.y * s), pack2<P>(x.z * s, x.w * s), pack2<P>(y.x * s, y.y * s),
-                     pack2<P>(y.z * s, y.w * s));
-    }
-    *(uint4 *)(sQ + r * DS + c) = u;
-  }
+  pf_stage_q<D, BM, THREADS, P>(a, sQ, sp.R0, g, tid);
   __syncthreads();
   uint32_t qf[D / 16][4];
 #pragma unroll
   for (int kk = 0; kk < D / 16; kk++)
     ldsm_x4(qf[kk], sQ + (warp * 16 + (lane & 15)) * DS + kk * 16 + (lane >> 4) * 8);
 
-  /* This thread's two rows (gq and gq+8 of the warp's 16): their position and window start. */
-  const int Ra = R0 + warp * 16 + gq, Rb = Ra + 8;
-  const int pa = Ra < a.rows ? a.len + Ra / a.G : -1, pb = Rb < a.rows ? a.len + Rb / a.G : -1;
-  const int loa = a.window > 0 ? pa - a.window + 1 : 0, lob = a.window > 0 ? pb - a.window + 1 : 0;
+  const pf_rows rw = pf_thread_rows(a, sp.R0, warp, gq);
   float o[V / 8][4];
 #pragma unroll
   for (int i = 0; i < V / 8; i++)
     o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.f;
-  float ma = -INFINITY, mb = -INFINITY, la = 0.f, lb = 0.f;
+  pf_state st = {-INFINITY, -INFINITY, 0.f, 0.f};
 
   for (int it = t_lo; it < t_hi; it++) {
     const int buf = (it - t_lo) & 1;
@@ -218,64 +153,19 @@ template <int D, int V, int NW, int P> __global__ void __launch_bounds__(NW * 32
         mma16<P>(s[2 * np + 1], qf[kk], b[2], b[3]);
       }
     }
-    const int kt = kbeg + it * BN;
-    if (!(kt >= lo_last && kt + BN - 1 <= p_first)) { /* edge tile: causal / window mask */
-#pragma unroll
-      for (int nt = 0; nt < BN / 8; nt++)
-#pragma unroll
-        for (int e = 0; e < 4; e++) {
-          const int j = kt + nt * 8 + 2 * tq + (e & 1);
-          const bool ok = e < 2 ? (j >= loa && j <= pa) : (j >= lob && j <= pb);
-          if (!ok)
-            s[nt][e] = -INFINITY;
-        }
-    }
-    /* Online softmax on this thread's two rows; the 4 threads of a quad share a row. */
-    float xa = -INFINITY, xb = -INFINITY;
-#pragma unroll
-    for (int nt = 0; nt < BN / 8; nt++) {
-      xa = fmaxf(xa, fmaxf(s[nt][0], s[nt][1]));
-      xb = fmaxf(xb, fmaxf(s[nt][2], s[nt][3]));
-    }
-    xa = fmaxf(xa, __shfl_xor_sync(0xffffffffu, xa, 1));
-    xa = fmaxf(xa, __shfl_xor_sync(0xffffffffu, xa, 2));
-    xb = fmaxf(xb, __shfl_xor_sync(0xffffffffu, xb, 1));
-    xb = fmaxf(xb, __shfl_xor_sync(0xffffffffu, xb, 2));
-    const float na = fmaxf(ma, xa), nb = fmaxf(mb, xb);
-    const float ba = na == -INFINITY ? 0.f : na, bb = nb == -INFINITY ? 0.f : nb; /* no key yet: avoid inf − inf */
-    const float ca = fast_exp2(ma - ba), cb = fast_exp2(mb - bb);
-    ma = na;
-    mb = nb;
-    float sa = 0.f, sb = 0.f;
-#pragma unroll
-    for (int nt = 0; nt < BN / 8; nt++) {
-      s[nt][0] = fast_exp2(s[nt][0] - ba);
-      s[nt][1] = fast_exp2(s[nt][1] - ba);
-      s[nt][2] = fast_exp2(s[nt][2] - bb);
-      s[nt][3] = fast_exp2(s[nt][3] - bb);
-      sa += s[nt][0] + s[nt][1];
-      sb += s[nt][2] + s[nt][3];
-    }
-    la = la * ca + sa; /* per-thread partial sums; the quad adds them at the end */
-    lb = lb * cb + sb;
+    const float2 cf = pf_softmax_tile(s, st, rw, sp, sp.kbeg + it * BN, tq);
 #pragma unroll
     for (int i = 0; i < V / 8; i++) {
-      o[i][0] *= ca;
-      o[i][1] *= ca;
-      o[i][2] *= cb;
-      o[i][3] *= cb;
+      o[i][0] *= cf.x;
+      o[i][1] *= cf.x;
+      o[i][2] *= cf.y;
+      o[i][3] *= cf.y;
     }
     /* O += P · V: the score accumulators are already laid out as A fragments. */
 #pragma unroll
     for (int kc = 0; kc < BN / 16; kc++) {
       uint32_t p[4];
-      if constexpr (P == PF_BF16) {
-        p[0] = pack_bf16(s[2 * kc][0], s[2 * kc][1]), p[1] = pack_bf16(s[2 * kc][2], s[2 * kc][3]);
-        p[2] = pack_bf16(s[2 * kc + 1][0], s[2 * kc + 1][1]), p[3] = pack_bf16(s[2 * kc + 1][2], s[2 * kc + 1][3]);
-      } else {
-        p[0] = pack_f16(s[2 * kc][0], s[2 * kc][1]), p[1] = pack_f16(s[2 * kc][2], s[2 * kc][3]);
-        p[2] = pack_f16(s[2 * kc + 1][0], s[2 * kc + 1][1]), p[3] = pack_f16(s[2 * kc + 1][2], s[2 * kc + 1][3]);
-      }
+      pf_p_frag<P>(p, s, kc);
 #pragma unroll
       for (int vp = 0; vp < V / 16; vp++) {
         uint32_t b[4]; /* b0,b1 of value n-tile 2vp, then of 2vp+1 */
@@ -287,39 +177,7 @@ template <int D, int V, int NW, int P> __global__ void __launch_bounds__(NW * 32
     __syncthreads(); /* the buffer is refilled next iteration */
   }
   cp_async_wait<0>();
-  la += __shfl_xor_sync(0xffffffffu, la, 1);
-  la += __shfl_xor_sync(0xffffffffu, la, 2);
-  lb += __shfl_xor_sync(0xffffffffu, lb, 1);
-  lb += __shfl_xor_sync(0xffffffffu, lb, 2);
-#pragma unroll
-  for (int half = 0; half < 2; half++) {
-    const int R = half ? Rb : Ra;
-    if (R >= a.rows)
-      continue;
-    float m = half ? mb : ma, l = half ? lb : la;
-    const int h = g * a.G + R % a.G;
-    if (a.part) { /* partial of one key split: unnormalised */
-      const size_t pr = (size_t)(g * a.nsplit + split) * a.rows + R;
-      float *dst = a.part + pr * V + 2 * tq;
-#pragma unroll
-      for (int i = 0; i < V / 8; i++)
-        *(float2 *)(dst + i * 8) = make_float2(o[i][2 * half], o[i][2 * half + 1]);
-      if (tq == 0)
-        *(float2 *)(a.part + (size_t)a.n_kv * a.nsplit * a.rows * V + pr * 2) = make_float2(m, l);
-      continue;
-    }
-    float c = 1.f;
-    if (a.sink) { /* one more denominator term, no value */
-      const float sg = a.sink[h] * LOG2E, m2 = fmaxf(m, sg);
-      c = fast_exp2(m - m2);
-      l = l * c + fast_exp2(sg - m2);
-    }
-    const float f = c / l;
-    float *dst = a.out + ((size_t)(R / a.G) * a.n_heads + h) * V + 2 * tq;
-#pragma unroll
-    for (int i = 0; i < V / 8; i++)
-      *(float2 *)(dst + i * 8) = make_float2(o[i][2 * half] * f, o[i][2 * half + 1] * f);
-  }
+  pf_store<V>(a, o, st, rw, g, tq);
 }
 
 template <int D, int V, int NW, int P> void launch(cu_ctx *c, const pf_args &p) {
@@ -343,6 +201,11 @@ int cu_attn_prefill_dims(int D, int V) { return (D == 192 && V == 128) || (D == 
 static int pf_warps; /* test hook: 0 auto, else 4 or 8 warps per block */
 extern "C" void mimo_cuda_attn_prefill_warps(int nw) { pf_warps = nw; }
 
+/* The SM90a kernel takes fp16 prefills where its code runs (128 rows per block, as 8 warps). */
+static bool use_wg(cu_ctx *c, const mimo_attn_args *a, int prec) {
+  return prec == PF_FP16 && cu_attn_wg_usable(c, a->head_dim, a->v_head_dim);
+}
+
 static int warps_for(const mimo_attn_args *a) {
   if (pf_warps == 4 || pf_warps == 8)
     return pf_warps;
@@ -350,8 +213,8 @@ static int warps_for(const mimo_attn_args *a) {
 }
 
 /* How many key splits the prefill will use: enough blocks to cover the SMs once. */
-int cu_attn_prefill_splits(cu_ctx *c, const mimo_attn_args *a) {
-  const int BM = 16 * warps_for(a);
+int cu_attn_prefill_splits(cu_ctx *c, const mimo_attn_args *a, int prec) {
+  const int BM = use_wg(c, a, prec) ? 128 : 16 * warps_for(a);
   const int G = a->n_heads / a->n_kv, rows = a->T * G, nrb = (rows + BM - 1) / BM, blocks = nrb * a->n_kv;
   if (blocks >= c->sms)
     return 1;
@@ -375,6 +238,10 @@ template <int P> static void prefill_prec(cu_ctx *c, const mimo_attn_args *a, pf
   if (MIMO_CUDA_LAUNCHED(c) != MIMO_OK)
     return;
   p.kb = kb, p.vb = vb;
+  if (use_wg(c, a, P)) {
+    cu_attn_wg_launch(c, p, D, V);
+    return;
+  }
   const int nw = warps_for(a);
   if (D == 192 && V == 128)
     launch_nw<192, 128, P>(c, p, nw);

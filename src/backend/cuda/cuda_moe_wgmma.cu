@@ -25,10 +25,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <cuda.h>
-#include <cudaTypedefs.h>
-
 #include "backend/cuda/cuda_moe_gemm.h"
+#include "backend/cuda/cuda_sm90.cuh"
 
 /* A block: two warpgroups (256 threads), 128 weight rows, two blocks per SM; a tile: up to 128 tokens of one expert
  * (a 256-token tile with one block per SM measured 10-30 % slower). Stage: activations (WG_BN rows of 64 fp16),
@@ -38,46 +36,7 @@ template <int ST> struct wg_cfg {
   static constexpr int B_B = WG_BN * 128, STAGE = B_B + WG_W_B + WG_S_B, SMEM = STAGE * ST + 1024;
 };
 
-#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-#define MIMO_WG 1
-#endif
-
 #ifdef MIMO_WG
-/* m64nNk16, fp32 D in registers, fp16 A in registers (4), fp16 B through a shared-memory descriptor (K-major).
- * One function per N the tiles use (multiples of 32 up to 128): D's registers are operands 0..N/2-1, then A's
- * four, the descriptor, and the constant 1 that sets the predicate "accumulate into D". */
-#define WG_D4(b) "+f"(d[(b)]), "+f"(d[(b) + 1]), "+f"(d[(b) + 2]), "+f"(d[(b) + 3])
-#define WG_D16(b) WG_D4(b), WG_D4((b) + 4), WG_D4((b) + 8), WG_D4((b) + 12)
-#define WG_R0 "%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15"
-#define WG_R1 ",%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31"
-#define WG_R2 ",%32,%33,%34,%35,%36,%37,%38,%39,%40,%41,%42,%43,%44,%45,%46,%47"
-#define WG_R3 ",%48,%49,%50,%51,%52,%53,%54,%55,%56,%57,%58,%59,%60,%61,%62,%63"
-#define WG_MMA(N, REGS, REST, PRED, ...)                                                                      \
-  __device__ __forceinline__ void wg_mma_n##N(float *d, const uint32_t *a, uint64_t desc) {                 \
-    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, " PRED ", 0;\n"                                          \
-                 "wgmma.mma_async.sync.aligned.m64n" #N "k16.f32.f16.f16 {" REGS "}, " REST ", p, 1, 1, 0;\n}\n" \
-                 : __VA_ARGS__                                                                                \
-                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc), "r"(1));                            \
-  }
-WG_MMA(32, WG_R0, "{%16,%17,%18,%19}, %20", "%21", WG_D16(0))
-WG_MMA(64, WG_R0 WG_R1, "{%32,%33,%34,%35}, %36", "%37", WG_D16(0), WG_D16(16))
-WG_MMA(96, WG_R0 WG_R1 WG_R2, "{%48,%49,%50,%51}, %52", "%53", WG_D16(0), WG_D16(16), WG_D16(32))
-WG_MMA(128, WG_R0 WG_R1 WG_R2 WG_R3, "{%64,%65,%66,%67}, %68", "%69", WG_D16(0), WG_D16(16), WG_D16(32), WG_D16(48))
-template <int N> __device__ __forceinline__ void wg_mma(float *d, const uint32_t *a, uint64_t desc) {
-  if constexpr (N == 32)
-    wg_mma_n32(d, a, desc);
-  else if constexpr (N == 64)
-    wg_mma_n64(d, a, desc);
-  else if constexpr (N == 96)
-    wg_mma_n96(d, a, desc);
-  else if constexpr (N == 128)
-    wg_mma_n128(d, a, desc);
-}
-__device__ __forceinline__ void wg_fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
-__device__ __forceinline__ void wg_commit() { asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory"); }
-template <int N> __device__ __forceinline__ void wg_wait() {
-  asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(N) : "memory");
-}
 /* dq4 of cuda_moe_gemm.h in 13 instructions per word instead of 15, bitwise the same: nibbles 1 and 5 (3 and 7)
  * are masked in place, giving the fp16 1024 + 16u, and scaled by 1/16 in the fma that subtracts 64 + o (both
  * steps exact, as in dq4); a word's scale set-up is done once per scale word. */
@@ -105,36 +64,6 @@ __device__ __forceinline__ void cp16s(uint32_t dst, const void *src) {
 }
 __device__ __forceinline__ void cp4s(uint32_t dst, const void *src) {
   asm volatile("cp.async.ca.shared.global [%0], [%1], 4;\n" ::"r"(dst), "l"(__cvta_generic_to_global(src)) : "memory");
-}
-/* Keeps the compiler from reading an accumulator before the wait that makes it final. */
-__device__ __forceinline__ void wg_hold(float &v) { asm volatile("" : "+f"(v)::"memory"); }
-/* The activations' stages arrive by the tensor copy engine (TMA), each completing on its stage's mbarrier. */
-__device__ __forceinline__ void mbar_init(uint32_t bar, int count) {
-  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(bar), "r"(count) : "memory");
-}
-__device__ __forceinline__ void mbar_init_fence() { asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory"); }
-__device__ __forceinline__ void mbar_expect_tx(uint32_t bar, uint32_t bytes) {
-  asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(bar), "r"(bytes) : "memory");
-}
-__device__ __forceinline__ void mbar_wait(uint32_t bar, uint32_t parity) {
-  uint32_t done;
-  do
-    asm volatile("{\n.reg .pred p;\nmbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\nselp.u32 %0, 1, 0, p;\n}\n"
-                 : "=r"(done)
-                 : "r"(bar), "r"(parity)
-                 : "memory");
-  while (!done);
-}
-/* box {64 elements, 32 rows} at (k, row) of the map into shared memory (128-byte swizzle, as the map says) */
-__device__ __forceinline__ void tma_load(uint32_t dst, const CUtensorMap *map, int k, int row, uint32_t bar) {
-  asm volatile("cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3}], [%4];\n" ::"r"(dst),
-               "l"((uint64_t)map), "r"(k), "r"(row), "r"(bar)
-               : "memory");
-}
-/* K-major operand in the 128-byte swizzle: start address, leading offset unused (1), 1024 bytes between groups of
- * 8 rows, layout 1 = SW128 (bits 62-63). */
-__device__ __forceinline__ uint64_t wg_desc(uint32_t addr) {
-  return (uint64_t)((addr & 0x3ffffu) >> 4) | ((uint64_t)1 << 16) | ((uint64_t)(1024 >> 4) << 32) | ((uint64_t)1 << 62);
 }
 #endif
 
@@ -347,47 +276,18 @@ extern "C" int mimo_cuda_moe_grouped_wgmma_stages(int st) {
   return o;
 }
 
-/* cuTensorMapEncodeTiled from the driver, found through the runtime (no link against libcuda). */
-static PFN_cuTensorMapEncodeTiled_v12000 wg_encode(void) {
-  /* looked up once; a function-local static is initialised once even with several GPUs' threads calling */
-  static const PFN_cuTensorMapEncodeTiled_v12000 fn = [] {
-    void *f = NULL;
-    cudaDriverEntryPointQueryResult q;
-    if (cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &f, 12000, cudaEnableDefault, &q) == cudaSuccess &&
-        q == cudaDriverEntryPointSuccess)
-      return (PFN_cuTensorMapEncodeTiled_v12000)f;
-    (void)cudaGetLastError();
-    return (PFN_cuTensorMapEncodeTiled_v12000)NULL;
-  }();
-  return fn;
-}
-
 static bool wg_usable(cu_ctx *c, const mimo_moe_args *a) {
   /* MIMO_CUDA_MOE_WGMMA=0: the mma.sync kernels on SM90 too (whole-model A/B runs) */
   static const bool env = [] {
     const char *v = getenv("MIMO_CUDA_MOE_WGMMA");
     return !(v && !strcmp(v, "0"));
   }();
-  if (!env || !wg_mode || c->cc != 90 || a->hidden % 64 || a->inter % 64 || !wg_encode())
+  if (!env || !wg_mode || c->cc != 90 || a->hidden % 64 || a->inter % 64 || !cu_tmap_encoder())
     return false;
   const cu_lin *L0 = (const cu_lin *)a->experts[0].dev;
   if (L0->fmt != CU_INT4 || (L0->group & (L0->group - 1)))
     return false;
-  /* the sm_90a code is what runs (a compute_80 PTX build JIT-compiled on Hopper reports PTX 80 and has no wgmma):
-   * asked once per device (0 not yet, 1 no, 2 yes), not on every MoE call */
-  static std::atomic<signed char> code[64];
-  const int dev = c->device;
-  signed char k = dev < 64 ? code[dev].load(std::memory_order_relaxed) : 0;
-  if (!k) {
-    cudaFuncAttributes fa;
-    const bool ok = cudaFuncGetAttributes(&fa, k_wg<true, 4>) == cudaSuccess;
-    if (!ok)
-      (void)cudaGetLastError();
-    k = ok && fa.ptxVersion >= 90 ? 2 : 1;
-    if (dev < 64)
-      code[dev].store(k, std::memory_order_relaxed);
-  }
-  return k == 2;
+  return cu_runs_sm90a(c);
 }
 bool cu_moe_wg_usable(cu_ctx *c, const mimo_moe_args *a) {
   const bool ok = wg_usable(c, a);
@@ -411,7 +311,7 @@ void cu_moe_wg_launch(cu_ctx *c, const gg_args &p, int npos, int max_tiles, bool
   CUtensorMap map;
   const cuuint64_t dim[2] = {(cuuint64_t)Kd, (cuuint64_t)npos}, stride[1] = {(cuuint64_t)Kd * 2};
   const cuuint32_t box[2] = {64, 32}, estride[2] = {1, 1};
-  const CUresult r = wg_encode()(&map, CU_TENSOR_MAP_DATA_TYPE_FLOAT16, 2, (void *)p.a, dim, stride, box, estride,
+  const CUresult r = cu_tmap_encoder()(&map, CU_TENSOR_MAP_DATA_TYPE_FLOAT16, 2, (void *)p.a, dim, stride, box, estride,
                                  CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
                                  CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
   if (r != CUDA_SUCCESS) {
