@@ -19,9 +19,6 @@ int mimo_cuda_moe_grouped_wgmma_last(void);
 int mimo_cuda_moe_grouped_wgmma_stages(int st);
 void mimo_cuda_moe_grouped_events(void *ev5);
 
-/* cuda_linear.cu test hook: f32 weights (the router) from 256 tokens on TF32 tensor cores (1) or SGEMM (0) */
-int mimo_cuda_linear_f32_tf32(int mode);
-
 static int n_pass, n_fail;
 
 typedef struct {
@@ -268,14 +265,6 @@ static void bench_set(mimo_backend *g, moe_set *s, float *const *dx, int nx, flo
     }
     set_variant(&variants[0]);
     phases(g, s, dx, nx, dout, T, name);
-    if (T >= 256) { /* the router as SGEMM, as before the 3xTF32 products */
-      const int old = mimo_cuda_linear_f32_tf32(0);
-      const float ms = time_moe(g, s, dx, nx, dout, T, T >= 2048 ? 9 : 15);
-      printf("BENCH moe_prefill %s T=%d default, router by SGEMM: %.3f ms  %.1f TFLOP/s = %.1f%% of cuBLAS bf16\n", name,
-             T, ms, flops / (ms * 1e-3) / 1e12, 100.0 * flops / (ms * 1e-3) / fl);
-      phases(g, s, dx, nx, dout, T, "router by SGEMM");
-      mimo_cuda_linear_f32_tf32(old);
-    }
   }
 }
 

@@ -4,8 +4,7 @@
  * (8 bf16 or 32 int4 weights), every token of the step against the same loads:
  * each weight byte is read once per step. Larger T: bf16 through cuBLAS (x
  * split into bf16 hi + lo, two bf16 products accumulated in fp32: fp32-accurate),
- * f32 through cuBLAS SGEMM (from F32_TF32_MIN_T tokens: three TF32 tensor-core products of hi + lo splits,
- * fp32-grade), int4 dequantized to fp32 slabs of rows on the GPU then SGEMM.
+ * f32 through cuBLAS SGEMM, int4 dequantized to fp32 slabs of rows on the GPU then SGEMM.
  *
  * int4 weights are repacked at load, on the GPU: 16-byte words of 32 consecutive
  * weights of a row (what a GEMV lane reads), stored in 16-row × 128-input tiles
@@ -242,22 +241,6 @@ __global__ void k_split_bf16(__nv_bfloat16 *hi, __nv_bfloat16 *lo, const float *
   }
 }
 
-/* x = hi + lo with both TF32 values (10-bit significands, rounded to nearest): |x − hi − lo| ≤ 2^-22 |x|, and
- * cuBLAS's TF32 products take them as they are, whatever rounding it applies to fp32 inputs. */
-__device__ __forceinline__ float tf32_rna(float x) {
-  uint32_t r;
-  asm("cvt.rna.tf32.f32 %0, %1;" : "=r"(r) : "f"(x));
-  return __uint_as_float(r);
-}
-__global__ void k_split_tf32(float4 *hi, float4 *lo, const float4 *x, long n4) {
-  for (long i = blockIdx.x * (long)blockDim.x + threadIdx.x; i < n4; i += (long)gridDim.x * blockDim.x) {
-    const float4 v = x[i];
-    const float4 h = make_float4(tf32_rna(v.x), tf32_rna(v.y), tf32_rna(v.z), tf32_rna(v.w));
-    hi[i] = h;
-    lo[i] = make_float4(tf32_rna(v.x - h.x), tf32_rna(v.y - h.y), tf32_rna(v.z - h.z), tf32_rna(v.w - h.w));
-  }
-}
-
 /* Rows [r0, r0+rows) of an int4 weight as fp32 ((u − o)·s, exact). */
 __global__ void k_dequant(float *o, cu_lin L, int r0, int rows) {
   long n = (long)rows * (L.in / 8);
@@ -287,50 +270,9 @@ static void gemm_bf16(cu_ctx *c, float *y, int ldy, const __nv_bfloat16 *xb, int
                               CUDA_R_16BF, in, &beta, y, CUDA_R_32F, ldy, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
 }
 
-/* fp32 weights (the MoE router) at F32_TF32_MIN_T tokens and more: x and W split into TF32 hi + lo, then
- * y = xh·Whᵀ + xh·Wlᵀ + xl·Whᵀ on TF32 tensor cores (the dropped xl·Wl is ~2^-22 relative): ~1e-6 relative against
- * an fp32 product, where SGEMM runs on the fp32 pipes at a tenth of the rate (router of 4096 tokens: ~200 µs).
- * Below that the weight's bytes dominate, and W's split would double them. Test hook / MIMO_CUDA_F32_TF32=0: SGEMM. */
-enum { F32_TF32_MIN_T = 256 };
-static int f32_tf32 = -1;
-extern "C" int mimo_cuda_linear_f32_tf32(int mode) {
-  if (f32_tf32 < 0) {
-    const char *e = getenv("MIMO_CUDA_F32_TF32");
-    f32_tf32 = !(e && !strcmp(e, "0"));
-  }
-  const int o = f32_tf32;
-  if (mode == 0 || mode == 1)
-    f32_tf32 = mode;
-  return o;
-}
-
-static void linear_f32_tf32(cu_ctx *c, float *y, const float *x, int T, const cu_lin *L) {
-  const size_t nx = (size_t)T * L->in, nw = (size_t)L->out * L->in;
-  float *xs = (float *)cu_tmp(c, nx * 8), *ws = (float *)cu_tmp2(c, nw * 8);
-  if (!xs || !ws)
-    return;
-  k_split_tf32<<<grid_for((long)(nx / 4)), 256, 0, c->st>>>((float4 *)xs, (float4 *)(xs + nx), (const float4 *)x,
-                                                            (long)(nx / 4));
-  MIMO_CUDA_LAUNCHED(c);
-  k_split_tf32<<<grid_for((long)(nw / 4)), 256, 0, c->st>>>((float4 *)ws, (float4 *)(ws + nw),
-                                                            (const float4 *)L->w, (long)(nw / 4));
-  MIMO_CUDA_LAUNCHED(c);
-  const float *xp[3] = {xs, xs, xs + nx}, *wp[3] = {ws, ws + nw, ws};
-  for (int i = 0; i < 3; i++) {
-    const float one = 1.f, beta = i ? 1.f : 0.f;
-    MIMO_CUBLAS(c, cublasGemmEx(c->blas, CUBLAS_OP_T, CUBLAS_OP_N, L->out, T, L->in, &one, wp[i], CUDA_R_32F, L->in,
-                                xp[i], CUDA_R_32F, L->in, &beta, y, CUDA_R_32F, L->out, CUBLAS_COMPUTE_32F_FAST_TF32,
-                                CUBLAS_GEMM_DEFAULT));
-  }
-}
-
 void cu_linear_dev(cu_ctx *c, float *y, const float *x, int T, const cu_lin *L) {
   if (T <= SMALL_T || L->fmt == CU_F16) {
     gemv(c, y, x, T, L);
-    return;
-  }
-  if (L->fmt == CU_F32 && T >= F32_TF32_MIN_T && L->in % 4 == 0 && mimo_cuda_linear_f32_tf32(-1)) {
-    linear_f32_tf32(c, y, x, T, L);
     return;
   }
   if (L->fmt == CU_F32) {
