@@ -80,11 +80,8 @@ __global__ void __launch_bounds__(WNT, 1)
     o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.f;
   pf_state st = {-INFINITY, -INFINITY, 0.f, 0.f};
 
-  for (int it = sp.t_lo; it < sp.t_hi; it++) {
-    const int i = it - sp.t_lo, s = i % NS;
-    const uint32_t stg = st0 + s * C::STAGE;
-    mbar_wait(full0 + 8 * s, (i / NS) & 1);
-    float sc[BN / 8][4];
+  /* S = Q · Kᵀ of the tile in stage stg into sc (one wgmma group) */
+  auto issue_qk = [&](float(&sc)[BN / 8][4], uint32_t stg) {
 #pragma unroll
     for (int j = 0; j < BN / 8; j++)
       sc[j][0] = sc[j][1] = sc[j][2] = sc[j][3] = 0.f;
@@ -94,13 +91,31 @@ __global__ void __launch_bounds__(WNT, 1)
       wg_mma_ss_n64(&sc[0][0], wg_desc(q0 + (kk >> 2) * (WBM * 128) + (kk & 3) * 32),
                     wg_desc(stg + (kk >> 2) * (BN * 128) + (kk & 3) * 32));
     wg_commit();
-    wg_wait<0>();
+  };
+  /* O += P · V of the tile in stage stg (one wgmma group) */
+  auto issue_pv = [&](const uint32_t(&p)[BN / 16][4], uint32_t stg) {
+    wg_fence();
+#pragma unroll
+    for (int kc = 0; kc < BN / 16; kc++) /* keys 16kc..: two groups of 8 rows; V's 64-dim boxes BN·128 apart */
+      wg_mma_tb<V>(&o[0][0], p[kc], wg_desc_n(stg + C::KB + kc * 16 * 128, BN * 128));
+    wg_commit();
+  };
+  auto hold_s = [&](float(&sc)[BN / 8][4]) {
 #pragma unroll
     for (int j = 0; j < BN / 8; j++)
 #pragma unroll
       for (int e = 0; e < 4; e++)
         wg_hold(sc[j][e]);
-    const float2 cf = pf_softmax_tile(sc, st, rw, sp, sp.kbeg + it * BN, tq);
+  };
+  auto hold_o = [&]() {
+#pragma unroll
+    for (int j = 0; j < V / 8; j++)
+#pragma unroll
+      for (int e = 0; e < 4; e++)
+        wg_hold(o[j][e]);
+  };
+  /* rescale O, then P as A fragments */
+  auto rescale_pack = [&](float2 cf, const float(&sc)[BN / 8][4], uint32_t(&p)[BN / 16][4]) {
 #pragma unroll
     for (int j = 0; j < V / 8; j++) {
       o[j][0] *= cf.x;
@@ -108,34 +123,40 @@ __global__ void __launch_bounds__(WNT, 1)
       o[j][2] *= cf.y;
       o[j][3] *= cf.y;
     }
-    uint32_t p[BN / 16][4];
 #pragma unroll
     for (int kc = 0; kc < BN / 16; kc++)
       pf_p_frag<PF_FP16>(p[kc], sc, kc);
-    wg_fence();
-#pragma unroll
-    for (int kc = 0; kc < BN / 16; kc++) /* keys 16kc..: two groups of 8 rows; V's 64-dim boxes BN·128 apart */
-      wg_mma_tb<V>(&o[0][0], p[kc], wg_desc_n(stg + C::KB + kc * 16 * 128, BN * 128));
-    wg_commit();
+  };
+  const int n = sp.t_hi - sp.t_lo;
+  auto stage = [&](int i) { return st0 + (i % NS) * C::STAGE; };
+  float sc[BN / 8][4];
+  uint32_t p[BN / 16][4];
+  /* Tried and not kept (H200, 32K causal): issuing tile i + 1's Q·Kᵀ before tile i's softmax (the accumulators
+   * allow it), with 3 or 4 stages: 41.4–42.2 ms against 39.6–42.8 ms, within the runs' noise; the two warpgroups
+   * already keep the tensor cores fed while one of them does its softmax. */
+  for (int i = 0; i < n; i++) {
+    mbar_wait(full0 + 8 * (i % NS), (i / NS) & 1);
+    issue_qk(sc, stage(i));
     wg_wait<0>();
-#pragma unroll
-    for (int j = 0; j < V / 8; j++)
-#pragma unroll
-      for (int e = 0; e < 4; e++)
-        wg_hold(o[j][e]);
+    hold_s(sc);
+    rescale_pack(pf_softmax_tile(sc, st, rw, sp, sp.kbeg + (sp.t_lo + i) * BN, tq), sc, p);
+    issue_pv(p, stage(i));
+    wg_wait<0>();
+    hold_o();
     if (lane == 0)
-      mbar_arrive(empty0 + 8 * s);
+      mbar_arrive(empty0 + 8 * (i % NS)); /* this warp is done with the stage */
   }
   pf_store<V>(a, o, st, rw, g, tq);
 #endif
 }
 
-/* Test hooks: mode 0 keeps the mma.sync kernel on SM90 too (1: the default); stages 2 or 3 (the default). */
-int wa_mode = 1, wa_stages = 3;
+/* Test hook: mode 0 keeps the mma.sync kernel on SM90 too (1: the default). */
+int wa_mode = 1;
 std::atomic<int> wa_last; /* the last fp16 prefill took this kernel */
 
-template <int D, int V, int NS>
-void wa_launch(cu_ctx *c, const pf_args &p, const CUtensorMap &mk, const CUtensorMap &mv) {
+/* 3 stages: 4 measured the same */
+template <int D, int V> void wa_launch(cu_ctx *c, const pf_args &p, const CUtensorMap &mk, const CUtensorMap &mv) {
+  constexpr int NS = 3;
   using C = wa_cfg<D, V, NS>;
   if (MIMO_CUDA(c, cudaFuncSetAttribute(k_attn_wg<D, V, NS>, cudaFuncAttributeMaxDynamicSharedMemorySize, C::SMEM)) !=
       MIMO_OK)
@@ -144,21 +165,12 @@ void wa_launch(cu_ctx *c, const pf_args &p, const CUtensorMap &mk, const CUtenso
   k_attn_wg<D, V, NS><<<dim3(nrb, p.n_kv, p.nsplit), WNT, C::SMEM, c->st>>>(p, mk, mv);
   MIMO_CUDA_LAUNCHED(c);
 }
-template <int D, int V> void wa_launch_st(cu_ctx *c, const pf_args &p, const CUtensorMap &mk, const CUtensorMap &mv) {
-  wa_stages == 2 ? wa_launch<D, V, 2>(c, p, mk, mv) : wa_launch<D, V, 3>(c, p, mk, mv);
-}
 } // namespace
 
 extern "C" int mimo_cuda_attn_prefill_wgmma(int mode) {
   const int o = wa_mode;
   if (mode == 0 || mode == 1)
     wa_mode = mode;
-  return o;
-}
-extern "C" int mimo_cuda_attn_prefill_wgmma_stages(int st) {
-  const int o = wa_stages;
-  if (st == 2 || st == 3)
-    wa_stages = st;
   return o;
 }
 extern "C" int mimo_cuda_attn_prefill_wgmma_last(void) { return wa_last.load(std::memory_order_relaxed); }
@@ -195,11 +207,11 @@ void cu_attn_wg_launch(cu_ctx *c, const pf_args &p, int D, int V) {
   if (!wa_map(c, &mk, p.kb, D, p.L, p.n_kv) || !wa_map(c, &mv, p.vb, V, p.L, p.n_kv))
     return;
   if (D == 192 && V == 128)
-    wa_launch_st<192, 128>(c, p, mk, mv);
+    wa_launch<192, 128>(c, p, mk, mv);
   else if (D == 128 && V == 128)
-    wa_launch_st<128, 128>(c, p, mk, mv);
+    wa_launch<128, 128>(c, p, mk, mv);
   else if (D == 64 && V == 64)
-    wa_launch_st<64, 64>(c, p, mk, mv);
+    wa_launch<64, 64>(c, p, mk, mv);
   else
     cu_fail(c, "attention", "no warpgroup-MMA kernel for these head dims", __FILE__, __LINE__);
 }
