@@ -131,9 +131,12 @@ __global__ void __launch_bounds__(WNT, 1)
   auto stage = [&](int i) { return st0 + (i % NS) * C::STAGE; };
   float sc[BN / 8][4];
   uint32_t p[BN / 16][4];
-  /* Tried and not kept (H200, 32K causal): issuing tile i + 1's Q·Kᵀ before tile i's softmax (the accumulators
-   * allow it), with 3 or 4 stages: 41.4–42.2 ms against 39.6–42.8 ms, within the runs' noise; the two warpgroups
-   * already keep the tensor cores fed while one of them does its softmax. */
+  /* Tried and not kept (H200, 32K causal, each against this loop in the same run): issuing tile i + 1's Q·Kᵀ
+   * before tile i's softmax, with 3 or 4 stages (41.4–42.2 ms against 39.6–42.8 ms), and on top of it the two
+   * warpgroups taking turns on the tensor cores through named barriers (40.1–41.7 against 41.2–41.9 ms): within
+   * the runs' noise. Nsight Compute (base clocks) has this loop's tensor pipe 67 % busy, L2 34 %, DRAM 2 %, 9 warps
+   * per SM: what is left is latency with two consumer warpgroups, which a third (registers moved from the producer
+   * with setmaxnreg) would cover. */
   for (int i = 0; i < n; i++) {
     mbar_wait(full0 + 8 * (i % NS), (i / NS) & 1);
     issue_qk(sc, stage(i));
