@@ -132,7 +132,7 @@ __global__ void __launch_bounds__(WNT, 1)
   float sc[BN / 8][4];
   uint32_t p[BN / 16][4];
   /* Tried and not kept (H200, 32K causal, each against this loop in the same run): issuing tile i + 1's Q·Kᵀ
-   * before tile i's softmax, with 3 or 4 stages (41.4–42.2 ms against 39.6–42.8 ms), and on top of it the two
+   * before tile i's softmax, with 3 or 4 stages (41.1–42.2 ms against 39.6–42.8 ms), and on top of it the two
    * warpgroups taking turns on the tensor cores through named barriers (40.1–41.7 against 41.2–41.9 ms): within
    * the runs' noise. Nsight Compute (base clocks) has this loop's tensor pipe 67 % busy, L2 34 %, DRAM 2 %, 9 warps
    * per SM: what is left is latency with two consumer warpgroups, which a third (registers moved from the producer
