@@ -214,7 +214,7 @@ static int warps_for(const mimo_attn_args *a) {
 
 /* How many key splits the prefill will use: enough blocks to cover the SMs once. */
 int cu_attn_prefill_splits(cu_ctx *c, const mimo_attn_args *a, int prec) {
-  const int BM = use_wg(c, a, prec) ? 128 : 16 * warps_for(a);
+  const int BM = use_wg(c, a, prec) ? cu_attn_wg_rows(a->window) : 16 * warps_for(a);
   const int G = a->n_heads / a->n_kv, rows = a->T * G, nrb = (rows + BM - 1) / BM, blocks = nrb * a->n_kv;
   if (blocks >= c->sms)
     return 1;

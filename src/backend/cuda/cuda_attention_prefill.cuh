@@ -218,7 +218,8 @@ __device__ __forceinline__ void pf_store(const pf_args &a, const float (&o)[V / 
 
 /* cuda_attention_wgmma.cu: the SM90a kernel (fp16 operands, dims 192/128, 128/128, 64/64). usable: this device
  * runs its code and the test hook / MIMO_CUDA_ATTN_WGMMA=0 has not turned it off; launch: as the mma.sync kernel
- * with 8 warps (128 rows per block), after the keys and values were converted. */
+ * (blocks of cu_attn_wg_rows rows), after the keys and values were converted. */
 bool cu_attn_wg_usable(cu_ctx *c, int D, int V);
+int cu_attn_wg_rows(int window); /* rows per block it takes */
 void cu_attn_wg_launch(cu_ctx *c, const pf::pf_args &p, int D, int V);
 #endif

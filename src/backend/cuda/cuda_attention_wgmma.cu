@@ -21,17 +21,21 @@
 
 namespace {
 using namespace pf;
-constexpr int WBM = 128, WNT = 288; /* rows per block; threads: two warpgroups + the producer warp */
-template <int D, int V, int NS> struct wa_cfg {
-  static constexpr int KB = BN * D * 2, STAGE = KB + BN * V * 2, QS = WBM * D * 2;
+/* NWG consumer warpgroups of 64 rows (BM rows per block) and the producer: one warp with two consumer warpgroups
+ * (288 threads, 168 registers each); a whole warpgroup with three, which gives its registers to the consumers
+ * (setmaxnreg: 24 for the producer, 160 for the consumers, of the 128 a thread of 512 starts with). */
+template <int D, int V, int NS, int NWG> struct wa_cfg {
+  static constexpr int BM = 64 * NWG, CT = 128 * NWG, NT = CT + (NWG == 3 ? 128 : 32);
+  static constexpr int KB = BN * D * 2, STAGE = KB + BN * V * 2, QS = BM * D * 2;
   static constexpr int SMEM = 1024 + NS * STAGE + QS;
 };
 
-template <int D, int V, int NS>
-__global__ void __launch_bounds__(WNT, 1)
+template <int D, int V, int NS, int NWG>
+__global__ void __launch_bounds__(wa_cfg<D, V, NS, NWG>::NT, 1)
     k_attn_wg(const pf_args a, const __grid_constant__ CUtensorMap mk, const __grid_constant__ CUtensorMap mv) {
 #ifdef MIMO_WG
-  using C = wa_cfg<D, V, NS>;
+  using C = wa_cfg<D, V, NS, NWG>;
+  constexpr int WBM = C::BM;
   extern __shared__ uint4 wa_smem[];
   __shared__ alignas(8) uint64_t s_full[NS], s_empty[NS];
   char *sm = (char *)wa_smem + ((1024u - (smem_u32(wa_smem) & 1023u)) & 1023u); /* the swizzle's alignment */
@@ -43,14 +47,16 @@ __global__ void __launch_bounds__(WNT, 1)
   if (tid == 0) {
     for (int s = 0; s < NS; s++) {
       mbar_init(full0 + 8 * s, 1);
-      mbar_init(empty0 + 8 * s, 8);
+      mbar_init(empty0 + 8 * s, 4 * NWG);
     }
     mbar_init_fence();
   }
   __syncthreads();
 
-  if (warp == 8) { /* producer */
-    if (lane == 0)
+  if (warp >= 4 * NWG) { /* producer */
+    if constexpr (NWG == 3)
+      asm volatile("setmaxnreg.dec.sync.aligned.u32 24;\n" ::: "memory");
+    if (warp == 4 * NWG && lane == 0)
       for (int it = sp.t_lo; it < sp.t_hi; it++) {
         const int i = it - sp.t_lo, s = i % NS;
         if (i >= NS)
@@ -68,8 +74,10 @@ __global__ void __launch_bounds__(WNT, 1)
     return;
   }
 
-  pf_stage_q<D, WBM, 256, PF_FP16, true>(a, sQ, sp.R0, g, tid);
-  asm volatile("bar.sync 1, 256;\n" ::: "memory"); /* the consumers only */
+  if constexpr (NWG == 3)
+    asm volatile("setmaxnreg.inc.sync.aligned.u32 160;\n" ::: "memory");
+  pf_stage_q<D, WBM, C::CT, PF_FP16, true>(a, sQ, sp.R0, g, tid);
+  asm volatile("bar.sync 1, %0;\n" ::"n"(C::CT) : "memory"); /* the consumers only */
   /* this warpgroup's 64 rows of Q: A through a descriptor, rows 64·wg.. of each 64-dim box */
   const uint32_t q0 = smem_u32(sQ) + (warp >> 2) * 64 * 128;
 
@@ -153,20 +161,25 @@ __global__ void __launch_bounds__(WNT, 1)
 #endif
 }
 
-/* Test hook: mode 0 keeps the mma.sync kernel on SM90 too (1: the default). */
-int wa_mode = 1;
+/* Test hooks: mode 0 keeps the mma.sync kernel on SM90 too (1: the default); consumer warpgroups per block 2 or 3
+ * (0: the default, cu_attn_wg_rows). */
+int wa_mode = 1, wa_wgs = 0;
 std::atomic<int> wa_last; /* the last fp16 prefill took this kernel */
 
 /* 3 stages: 4 measured the same */
-template <int D, int V> void wa_launch(cu_ctx *c, const pf_args &p, const CUtensorMap &mk, const CUtensorMap &mv) {
+template <int D, int V, int NWG>
+void wa_launch(cu_ctx *c, const pf_args &p, const CUtensorMap &mk, const CUtensorMap &mv) {
   constexpr int NS = 3;
-  using C = wa_cfg<D, V, NS>;
-  if (MIMO_CUDA(c, cudaFuncSetAttribute(k_attn_wg<D, V, NS>, cudaFuncAttributeMaxDynamicSharedMemorySize, C::SMEM)) !=
-      MIMO_OK)
+  using C = wa_cfg<D, V, NS, NWG>;
+  if (MIMO_CUDA(c, cudaFuncSetAttribute(k_attn_wg<D, V, NS, NWG>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                        C::SMEM)) != MIMO_OK)
     return;
-  const int nrb = (p.rows + WBM - 1) / WBM;
-  k_attn_wg<D, V, NS><<<dim3(nrb, p.n_kv, p.nsplit), WNT, C::SMEM, c->st>>>(p, mk, mv);
+  const int nrb = (p.rows + C::BM - 1) / C::BM;
+  k_attn_wg<D, V, NS, NWG><<<dim3(nrb, p.n_kv, p.nsplit), C::NT, C::SMEM, c->st>>>(p, mk, mv);
   MIMO_CUDA_LAUNCHED(c);
+}
+template <int D, int V> void wa_launch(cu_ctx *c, const pf_args &p, const CUtensorMap &mk, const CUtensorMap &mv) {
+  cu_attn_wg_rows(p.window) == 192 ? wa_launch<D, V, 3>(c, p, mk, mv) : wa_launch<D, V, 2>(c, p, mk, mv);
 }
 } // namespace
 
@@ -175,6 +188,18 @@ extern "C" int mimo_cuda_attn_prefill_wgmma(int mode) {
   if (mode == 0 || mode == 1)
     wa_mode = mode;
   return o;
+}
+extern "C" int mimo_cuda_attn_prefill_wgmma_wgs(int n) {
+  const int o = wa_wgs;
+  if (n == 0 || n == 2 || n == 3)
+    wa_wgs = n;
+  return o;
+}
+/* Rows per block: three consumer warpgroups (H200, 32K tokens: causal 38.1 against 42.1 ms with two, window 128
+ * 1.76 against 2.06 ms); two remain for the tests (the 8-warp mma.sync kernel's blocks, bit for bit). */
+int cu_attn_wg_rows(int window) {
+  (void)window;
+  return 64 * (wa_wgs ? wa_wgs : 3);
 }
 extern "C" int mimo_cuda_attn_prefill_wgmma_last(void) { return wa_last.load(std::memory_order_relaxed); }
 
