@@ -1,19 +1,21 @@
-/* Prefill attention on SM90a warpgroup MMA (wgmma), fp16 operands, fp32 accumulation: the same blocks, tiles,
- * masking, online softmax and outputs as the mma.sync kernel with 8 warps (cuda_attention_prefill.cu, whose
- * shared pieces are in cuda_attention_prefill.cuh), with the matrix products moved to warpgroup MMA and the key
- * and value tiles brought by the tensor copy engine.
+/* Prefill attention on SM90a warpgroup MMA (wgmma), fp16 operands, fp32 accumulation: the same tiles, masking,
+ * online softmax and outputs as the mma.sync kernel (cuda_attention_prefill.cu, whose shared pieces are in
+ * cuda_attention_prefill.cuh), with the matrix products moved to warpgroup MMA and the key and value tiles brought
+ * by the tensor copy engine.
  *
- * A block: 128 query rows of one kv head in two consumer warpgroups of 64 rows (warp w: rows 16w..16w+15, as
- * in the 8-warp kernel) and one producer warp. Per key tile of 64:
+ * A block: 64·NWG query rows of one kv head in NWG consumer warpgroups of 64 rows (warp w: rows 16w..16w+15, as in
+ * the mma.sync kernel) and a producer. Per key tile of 64:
  *   S [64 rows][64 keys] = Q · Kᵀ: m64n64k16, Q staged once into shared memory in the 128-byte swizzle (A through
- *     a descriptor: in registers it would take 48 of the 168 a thread may have), K as stored ([key][dim]: B K-major);
+ *     a descriptor: in registers it would take 48 of a consumer thread's registers), K as stored ([key][dim]: B
+ *     K-major);
  *   O [64 rows][V] += P · V: m64nVk16, P from registers (the score accumulators, laid out as A fragments), V from
  *     shared memory as stored ([key][dim]: B N-major, the transposing form).
  * A thread's S and O accumulators sit where the mma.sync kernel has them, so the softmax and the store are
- * shared code. The producer warp's one thread keeps NS stages of K and V in flight: each tile is D/64 + V/64
- * boxes of 64 keys x 64 dims (128-byte swizzle, which the descriptors read) of the 16-bit copies, completing on
- * the stage's "full" mbarrier; the 8 consumer warps arrive on its "empty" mbarrier when their MMAs are done
- * with it. Keys past a kv head's end come as zeros (the map's bounds), and are masked. */
+ * shared code; with NWG = 2 the blocks are the 8-warp kernel's and the results bit for bit its. The producer's one
+ * thread keeps NS stages of K and V in flight: each tile is D/64 + V/64 boxes of 64 keys x 64 dims (128-byte
+ * swizzle, which the descriptors read) of the 16-bit copies, completing on the stage's "full" mbarrier; the
+ * consumer warps arrive on its "empty" mbarrier when their MMAs are done with it. Keys past a kv head's end come as
+ * zeros (the map's bounds), and are masked. */
 #include <atomic>
 
 #include "backend/cuda/cuda_attention_prefill.cuh"
@@ -139,12 +141,11 @@ __global__ void __launch_bounds__(wa_cfg<D, V, NS, NWG>::NT, 1)
   auto stage = [&](int i) { return st0 + (i % NS) * C::STAGE; };
   float sc[BN / 8][4];
   uint32_t p[BN / 16][4];
-  /* Tried and not kept (H200, 32K causal, each against this loop in the same run): issuing tile i + 1's Q·Kᵀ
-   * before tile i's softmax, with 3 or 4 stages (41.1–42.2 ms against 39.6–42.8 ms), and on top of it the two
-   * warpgroups taking turns on the tensor cores through named barriers (40.1–41.7 against 41.2–41.9 ms): within
-   * the runs' noise. Nsight Compute (base clocks) has this loop's tensor pipe 67 % busy, L2 34 %, DRAM 2 %, 9 warps
-   * per SM: what is left is latency with two consumer warpgroups, which a third (registers moved from the producer
-   * with setmaxnreg) would cover. */
+  /* Tried and not kept (H200, 32K causal, two consumer warpgroups, each against this loop in the same run):
+   * issuing tile i + 1's Q·Kᵀ before tile i's softmax, with 3 or 4 stages (41.1–42.2 ms against 39.6–42.8 ms), and
+   * on top of it the two warpgroups taking turns on the tensor cores through named barriers (40.1–41.7 against
+   * 41.2–41.9 ms): within the runs' noise. Nsight Compute (base clocks) had the tensor pipe 67 % busy, L2 34 %,
+   * DRAM 2 %, 9 warps per SM: latency, which the third consumer warpgroup hides (38.1 against 42.1 ms). */
   for (int i = 0; i < n; i++) {
     mbar_wait(full0 + 8 * (i % NS), (i / NS) & 1);
     issue_qk(sc, stage(i));
