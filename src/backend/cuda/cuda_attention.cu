@@ -20,6 +20,7 @@
 
 #include <type_traits>
 
+#include "backend/cuda/cuda_attention_prefill.cuh"
 #include "backend/cuda/cuda_internal.h"
 
 /* Step token t's keys and values of kv heads [h0, h0 + nh) into the cache at position p: elements i0, i0 + di, ...
@@ -294,40 +295,7 @@ __global__ void __launch_bounds__(DEC_THREADS) k_attn_decode(dec_args a, const d
         if (!(e < 2 ? (j >= loa && j <= pa) : (j >= lob && j <= pb)))
           s[nt][e] = -INFINITY;
       }
-    float xa = -INFINITY, xb = -INFINITY;
-#pragma unroll
-    for (int nt = 0; nt < NT; nt++) {
-      xa = fmaxf(xa, fmaxf(s[nt][0], s[nt][1]));
-      xb = fmaxf(xb, fmaxf(s[nt][2], s[nt][3]));
-    }
-    xa = fmaxf(xa, __shfl_xor_sync(0xffffffffu, xa, 1));
-    xa = fmaxf(xa, __shfl_xor_sync(0xffffffffu, xa, 2));
-    xb = fmaxf(xb, __shfl_xor_sync(0xffffffffu, xb, 1));
-    xb = fmaxf(xb, __shfl_xor_sync(0xffffffffu, xb, 2));
-    const float na = fmaxf(ma, xa), nb = fmaxf(mb, xb);
-    const float ba = na == -INFINITY ? 0.f : na, bb = nb == -INFINITY ? 0.f : nb;
-    const float ca = ex2(ma - ba), cb = ex2(mb - bb);
-    ma = na;
-    mb = nb;
-    float sa = 0.f, sb = 0.f;
-#pragma unroll
-    for (int nt = 0; nt < NT; nt++) {
-      s[nt][0] = ex2(s[nt][0] - ba);
-      s[nt][1] = ex2(s[nt][1] - ba);
-      s[nt][2] = ex2(s[nt][2] - bb);
-      s[nt][3] = ex2(s[nt][3] - bb);
-      sa += s[nt][0] + s[nt][1];
-      sb += s[nt][2] + s[nt][3];
-    }
-    la = la * ca + sa;
-    lb = lb * cb + sb;
-#pragma unroll
-    for (int i = 0; i < V / 8; i++) {
-      o[i][0] *= ca;
-      o[i][1] *= ca;
-      o[i][2] *= cb;
-      o[i][3] *= cb;
-    }
+    pf::pf_rescale<V>(o, pf::pf_online_tile<NT>(s, ma, mb, la, lb));
     const CT *vr = sV + (buf * KT + ks * NT * 8 + 2 * tq) * VS + 4 * gq;
 #pragma unroll
     for (int nt = 0; nt < NT; nt++) {

@@ -153,14 +153,7 @@ template <int D, int V, int NW, int P> __global__ void __launch_bounds__(NW * 32
         mma16<P>(s[2 * np + 1], qf[kk], b[2], b[3]);
       }
     }
-    const float2 cf = pf_softmax_tile(s, st, rw, sp, sp.kbeg + it * BN, tq);
-#pragma unroll
-    for (int i = 0; i < V / 8; i++) {
-      o[i][0] *= cf.x;
-      o[i][1] *= cf.x;
-      o[i][2] *= cf.y;
-      o[i][3] *= cf.y;
-    }
+    pf_rescale<V>(o, pf_softmax_tile(s, st, rw, sp, sp.kbeg + it * BN, tq));
     /* O += P · V: the score accumulators are already laid out as A fragments. */
 #pragma unroll
     for (int kc = 0; kc < BN / 16; kc++) {
@@ -214,7 +207,7 @@ static int warps_for(const mimo_attn_args *a) {
 
 /* How many key splits the prefill will use: enough blocks to cover the SMs once. */
 int cu_attn_prefill_splits(cu_ctx *c, const mimo_attn_args *a, int prec) {
-  const int BM = use_wg(c, a, prec) ? cu_attn_wg_rows(a->window) : 16 * warps_for(a);
+  const int BM = use_wg(c, a, prec) ? cu_attn_wg_rows() : 16 * warps_for(a);
   const int G = a->n_heads / a->n_kv, rows = a->T * G, nrb = (rows + BM - 1) / BM, blocks = nrb * a->n_kv;
   if (blocks >= c->sms)
     return 1;

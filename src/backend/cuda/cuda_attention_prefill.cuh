@@ -117,8 +117,44 @@ struct pf_state {
   float ma, mb, la, lb;
 };
 
-/* One key tile's scores s (keys kt..kt+63, in the exp2 domain): masks an edge tile (causal / window), updates the
- * state and turns s into P = exp2(s − max); returns the factors the accumulated outputs are rescaled by. */
+/* The online softmax over one tile's masked scores s (NT n-tiles of 8 keys, exp2 domain) of a thread's two rows
+ * (the 4 threads of a quad share a row): new maxima ma, mb and per-thread partial sums la, lb, s turned into
+ * P = exp2(s − max); returns the factors the accumulated outputs are rescaled by. The decode kernel
+ * (cuda_attention.cu) uses it too. */
+template <int NT>
+__device__ __forceinline__ float2 pf_online_tile(float (&s)[NT][4], float &ma, float &mb, float &la, float &lb) {
+  float xa = -INFINITY, xb = -INFINITY;
+#pragma unroll
+  for (int nt = 0; nt < NT; nt++) {
+    xa = fmaxf(xa, fmaxf(s[nt][0], s[nt][1]));
+    xb = fmaxf(xb, fmaxf(s[nt][2], s[nt][3]));
+  }
+  xa = fmaxf(xa, __shfl_xor_sync(0xffffffffu, xa, 1));
+  xa = fmaxf(xa, __shfl_xor_sync(0xffffffffu, xa, 2));
+  xb = fmaxf(xb, __shfl_xor_sync(0xffffffffu, xb, 1));
+  xb = fmaxf(xb, __shfl_xor_sync(0xffffffffu, xb, 2));
+  const float na = fmaxf(ma, xa), nb = fmaxf(mb, xb);
+  const float ba = na == -INFINITY ? 0.f : na, bb = nb == -INFINITY ? 0.f : nb; /* no key yet: avoid inf − inf */
+  const float ca = fast_exp2(ma - ba), cb = fast_exp2(mb - bb);
+  ma = na;
+  mb = nb;
+  float sa = 0.f, sb = 0.f;
+#pragma unroll
+  for (int nt = 0; nt < NT; nt++) {
+    s[nt][0] = fast_exp2(s[nt][0] - ba);
+    s[nt][1] = fast_exp2(s[nt][1] - ba);
+    s[nt][2] = fast_exp2(s[nt][2] - bb);
+    s[nt][3] = fast_exp2(s[nt][3] - bb);
+    sa += s[nt][0] + s[nt][1];
+    sb += s[nt][2] + s[nt][3];
+  }
+  la = la * ca + sa; /* per-thread partial sums; the quad adds them at the end */
+  lb = lb * cb + sb;
+  return make_float2(ca, cb);
+}
+
+/* One key tile's scores s (keys kt..kt+63, in the exp2 domain): masks an edge tile (causal / window), then the
+ * online softmax above. */
 __device__ __forceinline__ float2 pf_softmax_tile(float (&s)[BN / 8][4], pf_state &st, const pf_rows &r,
                                                   const pf_span &sp, int kt, int tq) {
   if (!(kt >= sp.lo_last && kt + BN - 1 <= sp.p_first)) { /* edge tile: causal / window mask */
@@ -132,35 +168,18 @@ __device__ __forceinline__ float2 pf_softmax_tile(float (&s)[BN / 8][4], pf_stat
           s[nt][e] = -INFINITY;
       }
   }
-  /* the 4 threads of a quad share a row */
-  float xa = -INFINITY, xb = -INFINITY;
+  return pf_online_tile<BN / 8>(s, st.ma, st.mb, st.la, st.lb);
+}
+
+/* The accumulated outputs o (V dims of the thread's two rows) rescaled by the factors of pf_online_tile */
+template <int V> __device__ __forceinline__ void pf_rescale(float (&o)[V / 8][4], float2 cf) {
 #pragma unroll
-  for (int nt = 0; nt < BN / 8; nt++) {
-    xa = fmaxf(xa, fmaxf(s[nt][0], s[nt][1]));
-    xb = fmaxf(xb, fmaxf(s[nt][2], s[nt][3]));
+  for (int i = 0; i < V / 8; i++) {
+    o[i][0] *= cf.x;
+    o[i][1] *= cf.x;
+    o[i][2] *= cf.y;
+    o[i][3] *= cf.y;
   }
-  xa = fmaxf(xa, __shfl_xor_sync(0xffffffffu, xa, 1));
-  xa = fmaxf(xa, __shfl_xor_sync(0xffffffffu, xa, 2));
-  xb = fmaxf(xb, __shfl_xor_sync(0xffffffffu, xb, 1));
-  xb = fmaxf(xb, __shfl_xor_sync(0xffffffffu, xb, 2));
-  const float na = fmaxf(st.ma, xa), nb = fmaxf(st.mb, xb);
-  const float ba = na == -INFINITY ? 0.f : na, bb = nb == -INFINITY ? 0.f : nb; /* no key yet: avoid inf − inf */
-  const float ca = fast_exp2(st.ma - ba), cb = fast_exp2(st.mb - bb);
-  st.ma = na;
-  st.mb = nb;
-  float sa = 0.f, sb = 0.f;
-#pragma unroll
-  for (int nt = 0; nt < BN / 8; nt++) {
-    s[nt][0] = fast_exp2(s[nt][0] - ba);
-    s[nt][1] = fast_exp2(s[nt][1] - ba);
-    s[nt][2] = fast_exp2(s[nt][2] - bb);
-    s[nt][3] = fast_exp2(s[nt][3] - bb);
-    sa += s[nt][0] + s[nt][1];
-    sb += s[nt][2] + s[nt][3];
-  }
-  st.la = st.la * ca + sa; /* per-thread partial sums; the quad adds them at the end */
-  st.lb = st.lb * cb + sb;
-  return make_float2(ca, cb);
 }
 
 /* P of key chunk kc (16 keys) as an A fragment of this precision */
@@ -220,6 +239,6 @@ __device__ __forceinline__ void pf_store(const pf_args &a, const float (&o)[V / 
  * runs its code and the test hook / MIMO_CUDA_ATTN_WGMMA=0 has not turned it off; launch: as the mma.sync kernel
  * (blocks of cu_attn_wg_rows rows), after the keys and values were converted. */
 bool cu_attn_wg_usable(cu_ctx *c, int D, int V);
-int cu_attn_wg_rows(int window); /* rows per block it takes */
+int cu_attn_wg_rows(void); /* rows per block it takes */
 void cu_attn_wg_launch(cu_ctx *c, const pf::pf_args &p, int D, int V);
 #endif

@@ -126,13 +126,7 @@ __global__ void __launch_bounds__(wa_cfg<D, V, NS, NWG>::NT, 1)
   };
   /* rescale O, then P as A fragments */
   auto rescale_pack = [&](float2 cf, const float(&sc)[BN / 8][4], uint32_t(&p)[BN / 16][4]) {
-#pragma unroll
-    for (int j = 0; j < V / 8; j++) {
-      o[j][0] *= cf.x;
-      o[j][1] *= cf.x;
-      o[j][2] *= cf.y;
-      o[j][3] *= cf.y;
-    }
+    pf_rescale<V>(o, cf);
 #pragma unroll
     for (int kc = 0; kc < BN / 16; kc++)
       pf_p_frag<PF_FP16>(p[kc], sc, kc);
@@ -180,7 +174,7 @@ void wa_launch(cu_ctx *c, const pf_args &p, const CUtensorMap &mk, const CUtenso
   MIMO_CUDA_LAUNCHED(c);
 }
 template <int D, int V> void wa_launch(cu_ctx *c, const pf_args &p, const CUtensorMap &mk, const CUtensorMap &mv) {
-  cu_attn_wg_rows(p.window) == 192 ? wa_launch<D, V, 3>(c, p, mk, mv) : wa_launch<D, V, 2>(c, p, mk, mv);
+  cu_attn_wg_rows() == 192 ? wa_launch<D, V, 3>(c, p, mk, mv) : wa_launch<D, V, 2>(c, p, mk, mv);
 }
 } // namespace
 
@@ -198,10 +192,7 @@ extern "C" int mimo_cuda_attn_prefill_wgmma_wgs(int n) {
 }
 /* Rows per block: three consumer warpgroups (H200, 32K tokens: causal 38.1 against 42.1 ms with two, window 128
  * 1.76 against 2.06 ms); two remain for the tests (the 8-warp mma.sync kernel's blocks, bit for bit). */
-int cu_attn_wg_rows(int window) {
-  (void)window;
-  return 64 * (wa_wgs ? wa_wgs : 3);
-}
+int cu_attn_wg_rows(void) { return 64 * (wa_wgs ? wa_wgs : 3); }
 extern "C" int mimo_cuda_attn_prefill_wgmma_last(void) { return wa_last.load(std::memory_order_relaxed); }
 
 bool cu_attn_wg_usable(cu_ctx *c, int D, int V) {
