@@ -165,6 +165,8 @@ struct mimo_backend {
   /* Block tables (with kv_realloc): n pointers from the host into backend memory at dst, in order with the ops
    * (the host array may change as soon as this returns; no wait for queued work). */
   void (*kv_table_write)(mimo_backend *be, void **dst, void *const *src, int n);
+  /* Optional (NULL: memcpy): bytes of KV storage (kv_realloc's) from src to dst, in order with the ops. */
+  void (*kv_copy)(mimo_backend *be, void *dst, const void *src, size_t bytes);
   /* Copies n floats of backend memory to the host, waits for all queued work and
    * returns the first error any op met (ops themselves return nothing). */
   mimo_status (*download)(mimo_backend *be, float *host, const float *src, size_t n);

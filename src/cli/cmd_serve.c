@@ -33,7 +33,11 @@ static mimo_arg serve_args[] = {
     {"max-queue", 1, "waiting requests before 503 + Retry-After (default 256)", NULL},
     {"no-warmup", 0, "skip the warm-up forward on GPU backends (the first request then pays lazy set-up)", NULL},
     MIMO_OPEN_ARGS,
-    {"enable-prefix-caching", 0, "accepted; no effect (no prefix cache yet)", NULL},
+    {"enable-prefix-caching", 0, "keep prompts' KV states for requests that start with them (the default)", NULL},
+    {"no-enable-prefix-caching", 0, "no prefix cache: every prompt is computed in full", NULL},
+    {"prefix-cache-entries", 1,
+     "cached prefix states kept at most (default 64; each holds its sliding layers' windows, and shares its blocks)",
+     NULL},
     {"reasoning-parser", 1, "accepted; no effect: MiMo's <think> split (qwen3) is always on for chat", NULL},
     {"tool-call-parser", 1, "accepted; no effect: MiMo's qwen3_xml tool-call parser is always used", NULL},
     {"enable-auto-tool-choice", 0, "accepted; no effect: tool_choice auto is always available", NULL},
@@ -122,6 +126,8 @@ int mimo_cmd_serve(int argc, char **argv) {
   long mbt = mimo_arg_long(serve_args, N_ARGS, "max-num-batched-tokens", 0, &bad);
   const bool mbt_auto = !mimo_arg_str(serve_args, N_ARGS, "max-num-batched-tokens", NULL);
   long mq = mimo_arg_long(serve_args, N_ARGS, "max-queue", 256, &bad);
+  long pce = mimo_arg_long(serve_args, N_ARGS, "prefix-cache-entries", 64, &bad);
+  const bool no_pc = mimo_arg_str(serve_args, N_ARGS, "no-enable-prefix-caching", NULL) != NULL;
   long max_body = mimo_arg_long(serve_args, N_ARGS, "max-body-bytes", 32L << 20, &bad);
   long keep = mimo_arg_long(serve_args, N_ARGS, "timeout-keep-alive", 60, &bad);
   double grace = mimo_arg_double(serve_args, N_ARGS, "shutdown-timeout", 10, &bad);
@@ -138,8 +144,12 @@ int mimo_cmd_serve(int argc, char **argv) {
   }
   if (mbt_auto)
     mbt = strcmp(mimo_open_backend_name(oo.backend), "cuda") == 0 ? 8192 : 512;
+  if (no_pc && mimo_arg_str(serve_args, N_ARGS, "enable-prefix-caching", NULL)) {
+    fprintf(stderr, "mimo serve: --enable-prefix-caching and --no-enable-prefix-caching contradict each other\n");
+    return 2;
+  }
   if (port < 0 || port > 65535 || mml < 0 || seqs < 1 || mbt < 1 || mq < 1 || max_body < 1024 || keep < 1 ||
-      grace < 0) {
+      grace < 0 || pce < 1 || pce > 1 << 20) {
     fprintf(stderr, "mimo serve: a numeric option is out of range (see --help)\n");
     return 2;
   }
@@ -186,6 +196,7 @@ int mimo_cmd_serve(int argc, char **argv) {
                          .max_num_batched_tokens = (int)mbt,
                          .max_model_len = (int)mml,
                          .max_queue = (int)mq,
+                         .prefix_cache_entries = no_pc ? 0 : (int)pce,
                          .warmup = mimo_arg_str(serve_args, N_ARGS, "no-warmup", NULL) ? -1 : 0};
   const char *mock_path = mimo_arg_str(serve_args, N_ARGS, "mock-output", NULL);
   if (mock_path) {

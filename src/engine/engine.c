@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include "core/log.h"
+#include "engine/prefix_cache.h"
 
 struct mimo_request {
   /* immutable after submit */
@@ -28,6 +29,8 @@ struct mimo_request {
   int fed;        /* of those, fed so far */
   int generated;  /* output tokens produced */
   int next_token; /* last output token, fed in the next step */
+  int snap_at;    /* positions of the last prefix-cache entry this request made or started from */
+  atomic_int n_cached; /* prompt tokens its last admission found in the prefix cache */
   mimo_request *next_waiting;
   /* shared */
   atomic_int cancelled;
@@ -56,6 +59,7 @@ struct mimo_engine {
   /* A step did not fit in the KV memory and a request was preempted: admit no other until one finishes. */
   bool hold_admission;
   mimo_engine_stats stats;
+  mimo_prefix_cache *pc; /* NULL: no prefix caching */
   /* Set when a step fails in a way no later step can recover from (a GPU's sticky error, a lost
    * tensor-parallel link): new requests are refused and /health says why. */
   atomic_int broken;
@@ -112,11 +116,42 @@ static void publish(mimo_request *r, int token, const mimo_sample_info *info, mi
     r->notify(r->notify_ctx);
 }
 
-/* Ends a running request: frees its KV and sampler at once, drops the engine's reference. */
+/* Shortest prefix worth an entry: below a block, the copy of the rings costs about what the prefix would. */
+enum { PREFIX_MIN = MIMO_KV_BLOCK };
+
+/* r's cache as it stands (r->kv->len positions of r->prompt) into the prefix cache, as a copy. Memory that does not
+ * suffice for the copy is not worth a preemption: the oldest entry goes instead. */
+static void snapshot(mimo_engine *e, mimo_request *r) {
+  mimo_kv_seq *copy = NULL;
+  mimo_status st = mimo_kv_seq_init(&copy, &e->model->cfg);
+  if (st == MIMO_OK)
+    st = mimo_model_kv_fork(e->model, copy, r->kv);
+  if (st == MIMO_OK) {
+    st = mimo_prefix_cache_put(e->pc, r->prompt, copy); /* frees the copy when it fails */
+  } else {
+    mimo_kv_seq_free(copy);
+  }
+  if (st != MIMO_OK) {
+    mimo_warn("engine: prefix cache entry of %d tokens not kept: %s", r->kv->len, mimo_errmsg());
+    mimo_prefix_cache_evict(e->pc);
+    return;
+  }
+  r->snap_at = r->kv->len;
+}
+
+/* Ends a running request: frees its KV (or keeps it as a prefix-cache entry) and sampler at once, drops the engine's
+ * reference. */
 static void finish(mimo_engine *e, int slot, int token, const mimo_sample_info *info, mimo_finish fin) {
   mimo_request *r = e->running[slot];
   e->hold_admission = false; /* its memory comes back */
-  mimo_kv_seq_free(r->kv);
+  /* what it computed is valid however it ended, but after an error of the step it may not have been */
+  if (e->pc && r->kv && fin != MIMO_FINISH_ERROR && !r->out_lost && r->kv->len >= PREFIX_MIN &&
+      r->kv->len > r->snap_at) {
+    if (mimo_prefix_cache_put(e->pc, r->prompt, r->kv) != MIMO_OK)
+      mimo_warn("engine: prefix cache entry of a finished request not kept: %s", mimo_errmsg());
+  } else {
+    mimo_kv_seq_free(r->kv);
+  }
   r->kv = NULL;
   mimo_sampler_free(r->smp);
   r->smp = NULL;
@@ -130,6 +165,26 @@ static mimo_status admit(mimo_engine *e, mimo_request *r) {
   if (r->mock >= 0)
     return MIMO_OK;
   MIMO_TRY(mimo_kv_seq_init(&r->kv, &e->model->cfg));
+  r->snap_at = 0;
+  if (e->pc) {
+    /* at least the last token is computed: its logits are what the request samples from */
+    int m = 0;
+    mimo_kv_seq *hit = mimo_prefix_cache_find(e->pc, r->prompt, r->n_feed, r->n_feed - 1, &m);
+    mimo_status st = hit ? mimo_model_kv_fork(e->model, r->kv, hit) : MIMO_OK;
+    if (st != MIMO_OK) { /* no room for the copy: compute the prompt, and make room */
+      mimo_warn("engine: prefix cache hit of %d tokens not used: %s", m, mimo_errmsg());
+      for (int n = (mimo_prefix_cache_entries(e->pc) + 1) / 2; n > 0; n--)
+        mimo_prefix_cache_evict(e->pc);
+      mimo_kv_seq_free(r->kv);
+      r->kv = NULL;
+      MIMO_TRY(mimo_kv_seq_init(&r->kv, &e->model->cfg));
+      m = 0;
+    }
+    r->fed = r->snap_at = m;
+    atomic_store(&r->n_cached, m < r->n_prompt ? m : r->n_prompt);
+    __atomic_fetch_add(&e->stats.prefix_cache_queries_total, r->n_feed, __ATOMIC_RELAXED);
+    __atomic_fetch_add(&e->stats.prefix_cache_hits_total, m, __ATOMIC_RELAXED);
+  }
   if (r->smp) /* re-admitted after a preemption: the sampler kept its state */
     return MIMO_OK;
   MIMO_TRY(mimo_sampler_init(&r->smp, &r->sp, e->vocab));
@@ -221,6 +276,14 @@ static void preempt(mimo_engine *e, int slot) {
 static void kv_full(mimo_engine *e) {
   char why[512];
   snprintf(why, sizeof why, "%s", mimo_errmsg());
+  if (e->pc && mimo_prefix_cache_entries(e->pc)) { /* cached prefixes give their memory back first */
+    const int n = (mimo_prefix_cache_entries(e->pc) + 1) / 2;
+    mimo_info("engine: out of KV memory (%s): %d of %d prefix cache entries freed", why, n,
+              mimo_prefix_cache_entries(e->pc));
+    for (int i = 0; i < n; i++)
+      mimo_prefix_cache_evict(e->pc);
+    return;
+  }
   int victim = -1;
   for (int i = 0; i < e->n_running; i++) {
     const mimo_request *r = e->running[i];
@@ -311,6 +374,9 @@ static void model_step(mimo_engine *e) {
       const int left = r->n_prompt - r->fed, new_prompt = left <= 0 ? 0 : left < e->counts[k] ? left : e->counts[k];
       r->fed += e->counts[k];
       __atomic_fetch_add(&e->stats.prompt_tokens_total, new_prompt, __ATOMIC_RELAXED);
+      if (e->pc && r->fed >= PREFIX_MIN &&
+          (r->fed == r->n_feed ? r->fed > r->snap_at : r->fed - r->snap_at >= e->o.prefix_cache_every))
+        snapshot(e, r);
       if (r->fed < r->n_feed)
         continue; /* more to feed; these logits are not needed */
     }
@@ -337,6 +403,10 @@ static void update_kv_bytes(mimo_engine *e) {
       b += (long)mimo_kv_bytes(e->running[i]->kv);
   __atomic_store_n(&e->stats.kv_bytes, b, __ATOMIC_RELAXED);
   __atomic_store_n(&e->stats.kv_pool_bytes, (long)mimo_model_kv_pool_bytes(e->model), __ATOMIC_RELAXED);
+  if (e->pc) {
+    __atomic_store_n(&e->stats.prefix_cache_entries, (long)mimo_prefix_cache_entries(e->pc), __ATOMIC_RELAXED);
+    __atomic_store_n(&e->stats.prefix_cache_bytes, (long)mimo_prefix_cache_bytes(e->pc), __ATOMIC_RELAXED);
+  }
 }
 
 /* engine.h, mimo_engine_opts.warmup: a prompt of n tokens, one decode step, a prompt of min(n, 16) tokens on a
@@ -435,6 +505,8 @@ static void *engine_main(void *arg) {
   e->wait_tail = NULL;
   e->n_waiting = 0;
   pthread_mutex_unlock(&e->mu);
+  mimo_prefix_cache_free(e->pc); /* before the model, whose pools hold the entries' blocks */
+  e->pc = NULL;
   return NULL;
 }
 
@@ -482,6 +554,15 @@ mimo_status mimo_engine_init(mimo_engine **out, mimo_model *model, const mimo_en
     const int nb = e->o.max_num_batched_tokens < 512 ? e->o.max_num_batched_tokens : 512;
     e->warm_n = e->o.warmup > 0 ? e->o.warmup : e->o.warmup == 0 && be && be->download ? nb : 0;
   }
+  if (model && e->o.prefix_cache_entries > 0) {
+    if (e->o.prefix_cache_every <= 0)
+      e->o.prefix_cache_every = 2048;
+    mimo_status st = mimo_prefix_cache_new(&e->pc, e->o.prefix_cache_entries);
+    if (st != MIMO_OK) {
+      mimo_engine_free(e);
+      return st;
+    }
+  }
   atomic_init(&e->warming, e->warm_n > 0);
   if (pthread_create(&e->thread, NULL, engine_main, e) != 0) {
     mimo_engine_free(e);
@@ -507,6 +588,7 @@ void mimo_engine_free(mimo_engine *e) {
   if (!e)
     return;
   mimo_engine_shutdown(e);
+  mimo_prefix_cache_free(e->pc); /* set only when the engine thread never ran */
   pthread_mutex_destroy(&e->mu);
   pthread_cond_destroy(&e->cv);
   free(e->running);
@@ -574,6 +656,7 @@ mimo_status mimo_engine_submit(mimo_engine *e, const mimo_request_params *p, mim
   r->mock = -1;
   atomic_init(&r->refs, 2); /* caller + engine */
   atomic_init(&r->cancelled, 0);
+  atomic_init(&r->n_cached, 0);
   pthread_mutex_init(&r->mu, NULL);
   pthread_cond_init(&r->cv, NULL);
   if (!r->prompt || !r->stop || !r->forced) {
@@ -646,6 +729,8 @@ void mimo_request_release(mimo_request *r) {
 
 int mimo_request_prompt_tokens(const mimo_request *r) { return r->n_prompt; }
 
+int mimo_request_cached_tokens(const mimo_request *r) { return atomic_load(&((mimo_request *)r)->n_cached); }
+
 void mimo_engine_stats_get(mimo_engine *e, mimo_engine_stats *s) {
   pthread_mutex_lock(&e->mu);
   *s = e->stats;
@@ -656,6 +741,10 @@ void mimo_engine_stats_get(mimo_engine *e, mimo_engine_stats *s) {
   s->kv_bytes = __atomic_load_n(&e->stats.kv_bytes, __ATOMIC_RELAXED);
   s->kv_pool_bytes = __atomic_load_n(&e->stats.kv_pool_bytes, __ATOMIC_RELAXED);
   s->preemptions_total = __atomic_load_n(&e->stats.preemptions_total, __ATOMIC_RELAXED);
+  s->prefix_cache_queries_total = __atomic_load_n(&e->stats.prefix_cache_queries_total, __ATOMIC_RELAXED);
+  s->prefix_cache_hits_total = __atomic_load_n(&e->stats.prefix_cache_hits_total, __ATOMIC_RELAXED);
+  s->prefix_cache_entries = __atomic_load_n(&e->stats.prefix_cache_entries, __ATOMIC_RELAXED);
+  s->prefix_cache_bytes = __atomic_load_n(&e->stats.prefix_cache_bytes, __ATOMIC_RELAXED);
   pthread_mutex_unlock(&e->mu);
 }
 

@@ -27,6 +27,12 @@ typedef struct mimo_engine_opts {
    * until they are done; requests submitted meanwhile wait. 0: on device backends only, with min(max_num_batched_tokens, 512) tokens; < 0:
    * never; > 0: always, with that many tokens. Leaves no trace (its KV is freed, nothing is counted). */
   int warmup;
+  /* Prefix caching (engine/prefix_cache.h): at most this many cached prefix states; 0: none. A request whose prompt
+   * starts with a cached prefix computes only the rest. Entries are taken at the end of each prompt (and of prompt
+   * chunks at least prefix_cache_every positions apart) and when a request finishes; they give their memory back
+   * before any running request is preempted. */
+  int prefix_cache_entries;
+  int prefix_cache_every; /* positions between entries inside one long prompt (default 2048) */
   /* Test seam: instead of running the model, request i emits mock_ids[i % n_mock]
    * one token per step (the real tokenizer and API code run around it). */
   int n_mock;
@@ -78,6 +84,8 @@ void mimo_request_cancel(mimo_request *r);
 /* The caller's reference: after release the request must not be touched. */
 void mimo_request_release(mimo_request *r);
 int mimo_request_prompt_tokens(const mimo_request *r);
+/* Prompt tokens that came from the prefix cache instead of being computed (as of its last admission). */
+int mimo_request_cached_tokens(const mimo_request *r);
 
 typedef struct mimo_engine_stats {
   long requests_running, requests_waiting, requests_total;
@@ -86,6 +94,10 @@ typedef struct mimo_engine_stats {
   long kv_bytes;      /* KV cache held by the running sequences, after the last step */
   long kv_pool_bytes; /* storage the model's KV pools have taken for full-layer blocks (kept until the model ends) */
   long preemptions_total; /* requests that gave their KV memory back to be recomputed (a step did not fit) */
+  long prefix_cache_queries_total; /* prompt tokens looked up in the prefix cache (vLLM's counter of the same name) */
+  long prefix_cache_hits_total;    /* of those, tokens found there */
+  long prefix_cache_entries;
+  long prefix_cache_bytes;         /* what the entries hold (blocks they share counted in each) */
 } mimo_engine_stats;
 void mimo_engine_stats_get(mimo_engine *e, mimo_engine_stats *s);
 int mimo_engine_max_model_len(const mimo_engine *e);

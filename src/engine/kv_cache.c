@@ -2,6 +2,7 @@
 
 #include <pthread.h>
 #include <stdlib.h>
+#include <string.h>
 
 static const size_t CHUNK_MAX_BYTES = (size_t)256 << 20;
 enum { FIRST_CHUNK_BLOCKS = 16 };
@@ -13,6 +14,8 @@ struct mimo_kv_pool {
   size_t block_elems, es; /* a block's elements, and their size (4: float32, 2: bf16) */
   bool bf16;
   void **chunks;
+  long *chunk_n;  /* blocks in each chunk */
+  int **holders;  /* per chunk, per block: holders (sequences, and through them prefix-cache entries) */
   long n_chunks, cap_chunks;
   void **free_blocks; /* a stack: the lowest address on top, so a sequence's blocks tend to follow each other */
   long n_free, cap_free;
@@ -105,9 +108,13 @@ mimo_status mimo_kv_pool_new(mimo_kv_pool **out, const mimo_config *cfg, mimo_ba
 }
 
 static void pool_free(mimo_kv_pool *p) {
-  for (long i = 0; i < p->n_chunks; i++)
+  for (long i = 0; i < p->n_chunks; i++) {
     kv_free(p->be, p->chunks[i]);
+    free(p->holders[i]);
+  }
   free(p->chunks);
+  free(p->chunk_n);
+  free(p->holders);
   free(p->free_blocks);
   free(p->k_off);
   free(p->v_off);
@@ -149,9 +156,21 @@ static mimo_status add_chunk(mimo_kv_pool *p, long need) {
   if (want < need)
     want = need;
   /* the free stack has room for every block: all may come back */
-  if (!grow_ptrs(&p->chunks, &p->cap_chunks, p->n_chunks + 1, 8) ||
+  long cap_chunks = p->cap_chunks;
+  if (!grow_ptrs(&p->chunks, &cap_chunks, p->n_chunks + 1, 8) ||
       !grow_ptrs(&p->free_blocks, &p->cap_free, p->n_blocks + want, 64))
     return mimo_errf(MIMO_E_NOMEM, "KV pool");
+  if (cap_chunks != p->cap_chunks) {
+    long *n = realloc(p->chunk_n, (size_t)cap_chunks * sizeof *n);
+    if (n)
+      p->chunk_n = n;
+    int **r = n ? realloc(p->holders, (size_t)cap_chunks * sizeof *r) : NULL;
+    if (r)
+      p->holders = r;
+    if (!n || !r)
+      return mimo_errf(MIMO_E_NOMEM, "KV pool");
+    p->cap_chunks = cap_chunks;
+  }
   char *c = kv_realloc(p->be, NULL, 0, (size_t)want * bb);
   if (!c && want > need) { /* near the memory limit: only what this step needs */
     want = need;
@@ -159,29 +178,60 @@ static mimo_status add_chunk(mimo_kv_pool *p, long need) {
   }
   if (!c)
     return alloc_failed(p->be, "blocks", (size_t)want * bb);
-  p->chunks[p->n_chunks++] = c;
+  int *holders = calloc((size_t)want, sizeof *holders);
+  if (!holders) {
+    kv_free(p->be, c);
+    return mimo_errf(MIMO_E_NOMEM, "KV pool");
+  }
+  p->chunks[p->n_chunks] = c;
+  p->chunk_n[p->n_chunks] = want;
+  p->holders[p->n_chunks++] = holders;
   for (long i = want - 1; i >= 0; i--)
     p->free_blocks[p->n_free++] = c + (size_t)i * bb;
   p->n_blocks += want;
   return MIMO_OK;
 }
 
-/* n blocks into out, all or none. */
+/* A block's count of holders. Chunks are few (each at least as large as all before it), so a scan finds one. Called
+ * with the lock held. */
+static int *block_refs(mimo_kv_pool *p, const void *b) {
+  const size_t bb = p->block_elems * p->es;
+  for (long i = 0; i < p->n_chunks; i++) {
+    const char *c = (const char *)p->chunks[i];
+    if ((const char *)b >= c && (const char *)b < c + (size_t)p->chunk_n[i] * bb)
+      return &p->holders[i][((const char *)b - c) / bb];
+  }
+  return NULL;
+}
+
+/* n blocks into out, all or none, each with one holder. */
 static mimo_status pool_take(mimo_kv_pool *p, void **out, long n) {
   pthread_mutex_lock(&p->mu);
   mimo_status st = p->n_free >= n ? MIMO_OK : add_chunk(p, n - p->n_free);
   if (st == MIMO_OK)
-    for (long i = 0; i < n; i++)
+    for (long i = 0; i < n; i++) {
       out[i] = p->free_blocks[--p->n_free];
+      *block_refs(p, out[i]) = 1;
+    }
   pthread_mutex_unlock(&p->mu);
   return st;
 }
 
-/* Back on the stack in reverse, so the next taker gets them in the order they were held. */
+/* One more holder for each of n blocks (a fork shares them). */
+static void pool_ref(mimo_kv_pool *p, void *const *blocks, long n) {
+  pthread_mutex_lock(&p->mu);
+  for (long i = 0; i < n; i++)
+    (*block_refs(p, blocks[i]))++;
+  pthread_mutex_unlock(&p->mu);
+}
+
+/* One holder fewer; a block nobody holds goes back on the stack, in reverse, so the next taker gets them in the order
+ * they were held. */
 static void pool_give(mimo_kv_pool *p, void *const *blocks, long n) {
   pthread_mutex_lock(&p->mu);
   for (long i = n - 1; i >= 0; i--)
-    p->free_blocks[p->n_free++] = blocks[i]; /* room: every block was on the stack once */
+    if (--*block_refs(p, blocks[i]) == 0)
+      p->free_blocks[p->n_free++] = blocks[i]; /* room: every block was on the stack once */
   pthread_mutex_unlock(&p->mu);
 }
 
@@ -218,8 +268,9 @@ static mimo_status ring_alloc(mimo_kv_seq *s, mimo_kv_view *kv, int window, size
   return MIMO_OK;
 }
 
-/* Blocks up to `need` in the host table, the backend's copy and the views. */
-static mimo_status add_blocks(mimo_kv_seq *s, int need) {
+/* Blocks up to `need` in the host table and the backend's copy: the first n_shared of them held with `shared` (a
+ * fork), the rest new from the pool. */
+static mimo_status add_blocks(mimo_kv_seq *s, int need, void *const *shared, int n_shared) {
   mimo_kv_pool *p = s->pool;
   mimo_backend *be = s->be;
   const bool dev = be && be->kv_realloc;
@@ -235,7 +286,11 @@ static mimo_status add_blocks(mimo_kv_seq *s, int need) {
     s->table_cap = s->cap_blocks;
   }
   const int n = need - s->n_blocks;
-  MIMO_TRY(pool_take(p, s->blocks + s->n_blocks, n));
+  MIMO_TRY(pool_take(p, s->blocks + s->n_blocks + n_shared, n - n_shared));
+  if (n_shared) {
+    memcpy(s->blocks + s->n_blocks, shared, (size_t)n_shared * sizeof *shared);
+    pool_ref(p, shared, n_shared);
+  }
   if (dev)
     be->kv_table_write(be, s->table + s->n_blocks, s->blocks + s->n_blocks, n);
   s->n_blocks = need;
@@ -243,7 +298,8 @@ static mimo_status add_blocks(mimo_kv_seq *s, int need) {
   return MIMO_OK;
 }
 
-mimo_status mimo_kv_reserve(mimo_kv_seq *s, mimo_kv_pool *pool, int new_len) {
+/* s draws its blocks from pool from now on (a reference); a sequence stays with the pool it was first reserved on. */
+static mimo_status attach(mimo_kv_seq *s, mimo_kv_pool *pool) {
   if (!s->pool) {
     pthread_mutex_lock(&pool->mu);
     pool->refs++;
@@ -256,9 +312,12 @@ mimo_status mimo_kv_reserve(mimo_kv_seq *s, mimo_kv_pool *pool, int new_len) {
   }
   if (pool->n_layers != s->n_layers)
     return mimo_errf(MIMO_E_INVALID, "KV cache of %d layers for a model of %d", s->n_layers, pool->n_layers);
-  const int need = (int)(((long)new_len + MIMO_KV_BLOCK - 1) >> MIMO_KV_BLOCK_LOG2);
-  /* The views follow the tables even when this fails: a grown table has moved, with the blocks held so far. */
-  mimo_status st = pool->block_elems && need > s->n_blocks ? add_blocks(s, need) : MIMO_OK;
+  return MIMO_OK;
+}
+
+/* Every layer's view of the storage: the rings made once, the full layers reading the block table. */
+static mimo_status set_views(mimo_kv_seq *s, mimo_status st) {
+  mimo_kv_pool *pool = s->pool;
   for (int L = 0; L < s->n_layers; L++) {
     mimo_kv_view *kv = &s->layers[L];
     if (kv->ring && kv->cap == 0 && st == MIMO_OK)
@@ -272,6 +331,55 @@ mimo_status mimo_kv_reserve(mimo_kv_seq *s, mimo_kv_pool *pool, int new_len) {
     }
   }
   return st;
+}
+
+mimo_status mimo_kv_reserve(mimo_kv_seq *s, mimo_kv_pool *pool, int new_len) {
+  MIMO_TRY(attach(s, pool));
+  const int need = (int)(((long)new_len + MIMO_KV_BLOCK - 1) >> MIMO_KV_BLOCK_LOG2);
+  /* The views follow the tables even when this fails: a grown table has moved, with the blocks held so far. */
+  return set_views(s, pool->block_elems && need > s->n_blocks ? add_blocks(s, need, NULL, 0) : MIMO_OK);
+}
+
+static void kv_copy(mimo_backend *be, void *dst, const void *src, size_t bytes) {
+  if (be && be->kv_copy)
+    be->kv_copy(be, dst, src, bytes);
+  else
+    memcpy(dst, src, bytes);
+}
+
+mimo_status mimo_kv_fork(mimo_kv_seq *dst, const mimo_kv_seq *src) {
+  if (dst->pool || dst->len || dst->n_shards)
+    return mimo_errf(MIMO_E_INVALID, "KV fork: the new sequence has already run");
+  if (dst->n_layers != src->n_layers)
+    return mimo_errf(MIMO_E_INVALID, "KV fork: %d layers from %d", dst->n_layers, src->n_layers);
+  if (!src->len)
+    return MIMO_OK;
+  if (!src->pool)
+    return mimo_errf(MIMO_E_INVALID, "KV fork: the sequence's %d positions are not stored here", src->len);
+  mimo_kv_pool *p = src->pool;
+  MIMO_TRY(attach(dst, p));
+  const int whole = src->len >> MIMO_KV_BLOCK_LOG2;
+  const int need = (int)(((long)src->len + MIMO_KV_BLOCK - 1) >> MIMO_KV_BLOCK_LOG2);
+  mimo_status st = MIMO_OK;
+  if (p->block_elems) {
+    if (need > src->n_blocks)
+      return mimo_errf(MIMO_E_INTERNAL, "KV fork: %d positions in %d blocks", src->len, src->n_blocks);
+    st = add_blocks(dst, need, src->blocks, whole);
+    if (st == MIMO_OK && need > whole) /* positions past src->len in the copy are written before they are read */
+      kv_copy(dst->be, dst->blocks[whole], src->blocks[whole], p->block_elems * p->es);
+  }
+  MIMO_TRY(set_views(dst, st));
+  for (int L = 0; L < dst->n_layers; L++) {
+    mimo_kv_view *kv = &dst->layers[L];
+    const mimo_kv_view *from = &src->layers[L];
+    if (kv->ring) {
+      kv_copy(dst->be, kv->k, from->k, (size_t)kv->cap * p->kf[L] * p->es);
+      kv_copy(dst->be, kv->v, from->v, (size_t)kv->cap * p->vf[L] * p->es);
+    }
+    kv->len = from->len;
+  }
+  dst->len = src->len;
+  return MIMO_OK;
 }
 
 size_t mimo_kv_bytes(const mimo_kv_seq *s) {

@@ -102,6 +102,12 @@ mimo_status mimo_model_kv_reserve(mimo_model *m, mimo_kv_seq *s, int new_len) {
   return mimo_kv_reserve(s, m->kv_pool, new_len);
 }
 
+mimo_status mimo_model_kv_fork(mimo_model *m, mimo_kv_seq *dst, mimo_kv_seq *src) {
+  if (m->group)
+    return mimo_tp_kv_fork(m, dst, src);
+  return mimo_kv_fork(dst, src);
+}
+
 /* Step scratch, sized for this batch. */
 typedef struct {
   float *h, *a, *qkv, *q, *k, *v, *o, *t1, *t2, *t3;

@@ -544,6 +544,49 @@ mimo_status mimo_tp_forward(mimo_model *m, const mimo_batch *b, float *logits) {
   return tp_step(m, b, logits);
 }
 
+/* The forked copy on this process's ranks: dst's shards continue from src's. */
+static mimo_status fork_local(struct mimo_tp_group *g, mimo_kv_seq *dst, mimo_kv_seq *src) {
+  if (dst->n_shards || dst->len)
+    return mimo_errf(MIMO_E_INVALID, "KV fork: the new sequence has already run");
+  if (!src->len)
+    return MIMO_OK;
+  if (src->n_shards != g->tp)
+    return mimo_errf(MIMO_E_INVALID, "KV fork: the sequence was started on another model");
+  dst->shards = calloc((size_t)g->tp, sizeof *dst->shards);
+  if (!dst->shards)
+    return mimo_errf(MIMO_E_NOMEM, "KV cache shards");
+  dst->n_shards = g->tp;
+  for (int r = 0; r < g->tp; r++) {
+    MIMO_TRY(mimo_kv_seq_init(&dst->shards[r], &g->ranks[r]->cfg));
+    mimo_status st = mimo_kv_fork(dst->shards[r], src->shards[r]);
+    if (st != MIMO_OK)
+      return mimo_err_prefix(st, "rank %d", r);
+  }
+  dst->len = src->len;
+  return MIMO_OK;
+}
+
+mimo_status mimo_tp_kv_fork(mimo_model *m, mimo_kv_seq *dst, mimo_kv_seq *src) {
+  struct mimo_tp_group *g = m->group;
+  if (!g->net)
+    return fork_local(g, dst, src);
+  if (g->node != 0)
+    return mimo_errf(MIMO_E_INVALID, "node %d forks caches only as node 0 tells it", g->node);
+  if (!src->len)
+    return MIMO_OK;
+  if (!src->uid)
+    return mimo_errf(MIMO_E_INVALID, "KV fork: the sequence has not run on this group");
+  /* the workers copy theirs too: the message now, then every node's outcome */
+  dst->uid = ++g->next_uid;
+  dst->on_free = seq_freed;
+  dst->on_free_ctx = g;
+  unsigned long long pair[2] = {src->uid, dst->uid};
+  char msg[32];
+  mimo_tp_fork_write(msg, pair, 1);
+  MIMO_TRY(mimo_tp_net_send_msg(g->net, msg, mimo_tp_fork_bytes(1)));
+  return agree(g, fork_local(g, dst, src), "forking a KV cache");
+}
+
 static mimo_kv_seq *worker_seq(mimo_model *m, unsigned long long uid) {
   struct mimo_tp_group *g = m->group;
   for (int i = 0; i < g->n_wseqs; i++)
@@ -574,6 +617,32 @@ static void worker_free(struct mimo_tp_group *g, unsigned long long uid) {
     }
 }
 
+/* Node 0 forked caches: the same here, then every node's outcome (a failed copy is freed by node 0, which then
+ * tells the workers to free theirs). */
+static mimo_status worker_forks(mimo_model *m, const void *buf, size_t bytes) {
+  struct mimo_tp_group *g = m->group;
+  int n;
+  const unsigned char *pairs;
+  if (mimo_tp_fork_parse(buf, bytes, &n, &pairs) != MIMO_OK)
+    return mimo_err_prefix(MIMO_E_FORMAT, "node %d: from node 0", g->node);
+  mimo_status st = MIMO_OK;
+  for (int i = 0; i < n && st == MIMO_OK; i++) {
+    const unsigned long long from = mimo_tp_msg_u64(pairs, 2 * i), to = mimo_tp_msg_u64(pairs, 2 * i + 1);
+    mimo_kv_seq *src = NULL;
+    for (int k = 0; k < g->n_wseqs && !src; k++)
+      if (g->wseqs[k]->uid == from)
+        src = g->wseqs[k];
+    mimo_kv_seq *dst = src ? worker_seq(m, to) : NULL;
+    st = !src   ? mimo_errf(MIMO_E_INVALID, "node %d: fork of sequence %llu, which it does not hold", g->node, from)
+         : !dst ? mimo_errf(MIMO_E_NOMEM, "sequence")
+                : fork_local(g, dst, src);
+  }
+  st = agree(g, st, "forking a KV cache");
+  if (st != MIMO_OK)
+    mimo_warn("node %d: %s", g->node, mimo_errmsg());
+  return st;
+}
+
 mimo_status mimo_model_run_worker(mimo_model *m) {
   struct mimo_tp_group *g = m->group;
   if (!g || !g->net || g->node == 0)
@@ -586,6 +655,13 @@ mimo_status mimo_model_run_worker(mimo_model *m) {
       free(buf);
       mimo_info("node %d: node 0 ended the group after %ld steps", g->node, steps);
       return MIMO_OK;
+    }
+    if (mimo_tp_msg_op(buf, bytes) == MIMO_TP_MSG_FORK) {
+      mimo_status st = worker_forks(m, buf, bytes);
+      free(buf);
+      if (st == MIMO_E_IO || st == MIMO_E_FORMAT)
+        return st;
+      continue;
     }
     mimo_tp_step_view v;
     if (mimo_tp_step_parse(buf, bytes, &v) != MIMO_OK) {

@@ -75,3 +75,29 @@ mimo_status mimo_tp_step_parse(const void *buf, size_t bytes, mimo_tp_step_view 
   v->freed = p + (size_t)n * 12 + (size_t)T * 4;
   return MIMO_OK;
 }
+
+size_t mimo_tp_fork_bytes(int n_forks) { return 16 + (size_t)n_forks * 16; }
+
+void mimo_tp_fork_write(void *buf, const unsigned long long *pairs, int n_forks) {
+  const uint32_t h[4] = {MIMO_TP_MSG_FORK, (uint32_t)n_forks, 0, 0};
+  memcpy(buf, h, 16);
+  if (n_forks)
+    memcpy((char *)buf + 16, pairs, (size_t)n_forks * 16);
+}
+
+mimo_status mimo_tp_fork_parse(const void *buf, size_t bytes, int *n_forks, const unsigned char **pairs) {
+  uint32_t h[4];
+  if (bytes < 16)
+    return mimo_errf(MIMO_E_FORMAT, "fork message: %zu bytes, shorter than its header", bytes);
+  memcpy(h, buf, 16);
+  if (h[0] != MIMO_TP_MSG_FORK)
+    return mimo_errf(MIMO_E_FORMAT, "fork message: op %u is not a fork", h[0]);
+  if (h[1] < 1 || h[1] > MAX_SEQS || h[2] || h[3])
+    return mimo_errf(MIMO_E_FORMAT, "fork message: %u forks, header words %u %u: out of range", h[1], h[2], h[3]);
+  if (mimo_tp_fork_bytes((int)h[1]) != bytes)
+    return mimo_errf(MIMO_E_FORMAT, "fork message: %zu bytes, but %u forks need %zu", bytes, h[1],
+                     mimo_tp_fork_bytes((int)h[1]));
+  *n_forks = (int)h[1];
+  *pairs = (const unsigned char *)buf + 16;
+  return MIMO_OK;
+}

@@ -232,8 +232,9 @@ static void reply_whole(anth_run *o, mimo_http_req *rq) {
   json_t *msg = json_pack("{s:s,s:s,s:s,s:s,s:O,s:s,s:o,s:{s:i,s:i,s:i,s:i}}", "id", o->id, "type", "message", "role",
                           "assistant", "model", o->r.model, "content", o->content, "stop_reason", reason,
                           "stop_sequence", seq ? json_string(seq) : json_null(), "usage", "input_tokens",
-                          mimo_gen_prompt_tokens(o->g), "output_tokens", mimo_gen_completion_tokens(o->g),
-                          "cache_creation_input_tokens", 0, "cache_read_input_tokens", 0);
+                          mimo_gen_prompt_tokens(o->g) - mimo_gen_cached_tokens(o->g), "output_tokens",
+                          mimo_gen_completion_tokens(o->g), "cache_creation_input_tokens", 0,
+                          "cache_read_input_tokens", mimo_gen_cached_tokens(o->g));
   if (!msg)
     mimo_http_reply_error(rq, 500, "api_error", NULL, NULL, "out of memory");
   else
@@ -274,8 +275,12 @@ static void message_end(anth_run *o, mimo_sbuf *out) {
   } else {
     mimo_sbuf_puts(out, "null");
   }
-  mimo_sbuf_printf(out, "},\"usage\":{\"input_tokens\":%d,\"output_tokens\":%d}}\n\n", mimo_gen_prompt_tokens(o->g),
-                   mimo_gen_completion_tokens(o->g));
+  /* cumulative, as Anthropic's are: what the prefix cache supplied is known by now (message_start said 0) */
+  const int cached = mimo_gen_cached_tokens(o->g);
+  mimo_sbuf_printf(out,
+                   "},\"usage\":{\"input_tokens\":%d,\"output_tokens\":%d,\"cache_creation_input_tokens\":0,"
+                   "\"cache_read_input_tokens\":%d}}\n\n",
+                   mimo_gen_prompt_tokens(o->g) - cached, mimo_gen_completion_tokens(o->g), cached);
   ev_open(out, "message_stop");
   mimo_sbuf_puts(out, "}\n\n");
 }

@@ -34,6 +34,9 @@ int mimo_gen_n(const mimo_gen *g) { return g->n; }
 mimo_gen_delta *mimo_gen_delta_of(mimo_gen *g, int i) { return &g->c[i].d; }
 int mimo_gen_prompt_tokens(const mimo_gen *g) { return g->n_prompt; }
 
+/* The first choice's: the others share its prompt and, admitted after it, usually find at least as much cached. */
+int mimo_gen_cached_tokens(const mimo_gen *g) { return g->n && g->c[0].req ? mimo_request_cached_tokens(g->c[0].req) : 0; }
+
 int mimo_gen_completion_tokens(const mimo_gen *g) {
   int t = 0;
   for (int i = 0; i < g->n; i++)

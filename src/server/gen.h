@@ -64,6 +64,8 @@ int mimo_gen_n(const mimo_gen *g);
 mimo_gen_delta *mimo_gen_delta_of(mimo_gen *g, int choice);
 void mimo_gen_delta_clear(mimo_gen_delta *d);
 int mimo_gen_prompt_tokens(const mimo_gen *g);
+/* Of those, tokens the prefix cache supplied (known once the request is admitted). */
+int mimo_gen_cached_tokens(const mimo_gen *g);
 int mimo_gen_completion_tokens(const mimo_gen *g); /* over all choices */
 /* Cancels every choice still running (client went away). */
 void mimo_gen_cancel(mimo_gen *g);

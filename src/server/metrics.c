@@ -116,6 +116,18 @@ void mimo_metrics_render(mimo_metrics *m, const mimo_engine_stats *es, double ap
   mimo_sbuf_printf(o, "# HELP vllm:num_preemptions_total Requests that gave their KV memory back to be recomputed.\n"
                       "# TYPE vllm:num_preemptions_total counter\nvllm:num_preemptions_total{model_name=\"%s\"} %ld\n",
                    M, es->preemptions_total);
+  mimo_sbuf_printf(o, "# HELP vllm:prefix_cache_queries_total Prompt tokens looked up in the prefix cache.\n"
+                      "# TYPE vllm:prefix_cache_queries_total counter\nvllm:prefix_cache_queries_total{model_name=\"%s\"} "
+                      "%ld\n", M, es->prefix_cache_queries_total);
+  mimo_sbuf_printf(o, "# HELP vllm:prefix_cache_hits_total Prompt tokens found in the prefix cache.\n"
+                      "# TYPE vllm:prefix_cache_hits_total counter\nvllm:prefix_cache_hits_total{model_name=\"%s\"} "
+                      "%ld\n", M, es->prefix_cache_hits_total);
+  mimo_sbuf_printf(o, "# HELP mimo:prefix_cache_entries Cached prefix states.\n"
+                      "# TYPE mimo:prefix_cache_entries gauge\nmimo:prefix_cache_entries{model_name=\"%s\"} %ld\n",
+                   M, es->prefix_cache_entries);
+  mimo_sbuf_printf(o, "# HELP mimo:prefix_cache_bytes KV memory the cached prefix states hold (shared blocks in each).\n"
+                      "# TYPE mimo:prefix_cache_bytes gauge\nmimo:prefix_cache_bytes{model_name=\"%s\"} %ld\n",
+                   M, es->prefix_cache_bytes);
   mimo_sbuf_printf(o, "# HELP vllm:num_requests_waiting Requests waiting to be scheduled.\n"
                       "# TYPE vllm:num_requests_waiting gauge\nvllm:num_requests_waiting{model_name=\"%s\"} %ld\n",
                    M, es->requests_waiting);

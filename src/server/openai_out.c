@@ -166,7 +166,8 @@ static void acc_take(acc *a, mimo_gen_delta *d) {
 
 static json_t *usage_json(const mimo_gen *g) {
   int p = mimo_gen_prompt_tokens(g), c = mimo_gen_completion_tokens(g);
-  return json_pack("{s:i,s:i,s:i}", "prompt_tokens", p, "completion_tokens", c, "total_tokens", p + c);
+  return json_pack("{s:i,s:i,s:i,s:{s:i}}", "prompt_tokens", p, "completion_tokens", c, "total_tokens", p + c,
+                   "prompt_tokens_details", "cached_tokens", mimo_gen_cached_tokens(g));
 }
 
 static void reply_whole(oai_run *o, mimo_http_req *rq) {

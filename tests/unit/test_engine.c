@@ -13,6 +13,7 @@
 #include <cmocka.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <math.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -25,8 +26,8 @@ static char root[64], dir[256];
 static mimo_backend *be;
 static mimo_model *model;
 
-/* Greedy continuation of one prompt with the forward pass alone. */
-static void greedy_alone(const int *prompt, int n, int steps, int *out) {
+/* Greedy continuation of one prompt with the forward pass alone; lp (optional): each chosen token's log-softmax. */
+static void greedy_alone_lp(const int *prompt, int n, int steps, int *out, float *lp) {
   mimo_kv_seq *seq;
   assert_int_equal(mimo_kv_seq_init(&seq, &model->cfg), MIMO_OK);
   int V = model->cfg.vocab_size;
@@ -42,12 +43,20 @@ static void greedy_alone(const int *prompt, int n, int steps, int *out) {
       if (logits[v] > logits[t])
         t = v;
     out[s] = t;
+    if (lp) {
+      double z = 0;
+      for (int v = 0; v < V; v++)
+        z += exp((double)logits[v] - logits[t]);
+      lp[s] = (float)-log(z);
+    }
     toks = &out[s];
     cur = 1;
   }
   free(logits);
   mimo_kv_seq_free(seq);
 }
+
+static void greedy_alone(const int *prompt, int n, int steps, int *out) { greedy_alone_lp(prompt, n, steps, out, NULL); }
 
 static int collect(mimo_request *r, int *out, int max, mimo_finish *fin) {
   int n = 0;
@@ -282,7 +291,7 @@ static mimo_model *budget_model(int tp) {
 /* Under a budget that holds two sequences' rings and three blocks (of every rank), three requests of two blocks
  * each: the youngest is preempted when another's second block does not fit, recomputed later, and each request
  * still produces exactly its greedy tokens; one that needs more blocks than the budget holds fails by itself. */
-static void kv_full_preempts(int tp) {
+static void kv_full_preempts(int tp, int prefix_cache_entries) {
   enum { R = 3, P = 30, STEPS = 70 }; /* 100 positions each: two blocks of 64 */
   int prompts[R][P], want[R][STEPS];
   for (int r = 0; r < R; r++) {
@@ -313,7 +322,8 @@ static void kv_full_preempts(int tp) {
   assert_int_equal(kv_used, 0);
   kv_budget = 2 * per_seq + 3 * (blocks16 / 16) + 4096;
   mimo_model *m = budget_model(tp);
-  mimo_engine_opts o = {.max_num_seqs = 3, .max_num_batched_tokens = 16};
+  mimo_engine_opts o = {.max_num_seqs = 3, .max_num_batched_tokens = 16,
+                        .prefix_cache_entries = prefix_cache_entries, .prefix_cache_every = 16};
   mimo_engine *e;
   assert_int_equal(mimo_engine_init(&e, m, &o), MIMO_OK);
   mimo_request *req[R + 1];
@@ -344,13 +354,109 @@ static void kv_full_preempts(int tp) {
 
 static void test_kv_full_preempts(void **state) {
   (void)state;
-  kv_full_preempts(1);
+  kv_full_preempts(1, 0);
+}
+
+/* The same with a prefix cache whose entries compete for the budget: they give their memory back first. */
+static void test_kv_full_prefix_cache(void **state) {
+  (void)state;
+  kv_full_preempts(1, 8);
 }
 
 /* The same on a tensor-parallel group of two CPU ranks: a rank's failed reservation skips the step on all. */
 static void test_kv_full_preempts_tp(void **state) {
   (void)state;
-  kv_full_preempts(2);
+  kv_full_preempts(2, 0);
+}
+
+/* A prompt that continues a cached prefix computes only the rest and still produces exactly its greedy tokens alone:
+ * entries are taken at prompt chunks (every 64 positions here), at the end of a prompt and when a request finishes;
+ * a hit is the longest entry that the prompt starts with, short of its last token. */
+static void prefix_cache_hits(mimo_model *m) {
+  enum { PA = 150, STEPS = 9, EXTRA = 20 };
+  static int a[PA], b[PA + STEPS + EXTRA], c[150], want[4][STEPS];
+  static float want_lp[4][STEPS];
+  for (int i = 0; i < PA; i++)
+    a[i] = (i * 37 + 3) % 600;
+  greedy_alone_lp(a, PA, STEPS, want[0], want_lp[0]);
+  /* b: a, a's output (the finished request's entry holds a and its first STEPS - 1 outputs), then new text */
+  memcpy(b, a, sizeof a);
+  memcpy(b + PA, want[0], (STEPS - 1) * sizeof(int));
+  const int nb = PA + STEPS - 1 + EXTRA;
+  for (int i = PA + STEPS - 1; i < nb; i++)
+    b[i] = (i * 11 + 5) % 600;
+  /* c: a's first 100 tokens, then others (the entry at 64 serves, not the one at 128) */
+  memcpy(c, a, 100 * sizeof(int));
+  for (int i = 100; i < 150; i++)
+    c[i] = (i * 13 + 1) % 600;
+  greedy_alone_lp(b, nb, STEPS, want[1], want_lp[1]);
+  greedy_alone_lp(c, 150, STEPS, want[2], want_lp[2]);
+  greedy_alone_lp(a, PA, STEPS, want[3], want_lp[3]); /* a again: the entry at 128 (150 leaves no token to compute) */
+  mimo_engine_opts o = {.max_num_seqs = 2, .max_num_batched_tokens = 64, .prefix_cache_entries = 16,
+                        .prefix_cache_every = 64};
+  mimo_engine *e;
+  assert_int_equal(mimo_engine_init(&e, m, &o), MIMO_OK);
+  const int *prompts[4] = {a, b, c, a}, lens[4] = {PA, nb, 150, PA}, cached[4] = {0, PA + STEPS - 1, 64, 128};
+  for (int r = 0; r < 4; r++) { /* one after another: each finds what the ones before left */
+    mimo_request_params p = greedy_params(prompts[r], lens[r], STEPS);
+    p.sampling.logprobs = 1;
+    mimo_request *req;
+    assert_int_equal(mimo_engine_submit(e, &p, &req), MIMO_OK);
+    int got[STEPS], n = 0;
+    float lp[STEPS];
+    mimo_token_event ev[8];
+    for (int done = 0; !done;) {
+      const int k = mimo_request_poll(req, ev, 8, 10000);
+      assert_true(k > 0);
+      for (int i = 0; i < k; i++) {
+        if (ev[i].token >= 0 && n < STEPS) {
+          lp[n] = ev[i].info.logprob;
+          got[n++] = ev[i].token;
+        }
+        done |= ev[i].finish != MIMO_FINISH_NONE;
+        if (ev[i].finish)
+          assert_int_equal(ev[i].finish, MIMO_FINISH_LENGTH);
+      }
+    }
+    assert_int_equal(n, STEPS);
+    assert_int_equal(mimo_request_cached_tokens(req), cached[r]);
+    assert_memory_equal(got, want[r], sizeof got);
+    /* the logits themselves, not only their argmax (which zeroed sliding keys or a zeroed partial block leave as
+     * they were on this model): chunking moves a logprob by <= 2e-6 here, those faults by 0.02-0.3 */
+    for (int i = 0; i < STEPS; i++)
+      assert_true(fabs(lp[i] - want_lp[r][i]) <= 1e-4);
+    mimo_request_release(req);
+  }
+  mimo_engine_stats st;
+  for (int i = 0; i < 1000; i++) { /* the stats follow the step that ended the last request */
+    mimo_engine_stats_get(e, &st);
+    if (st.prefix_cache_hits_total == PA + STEPS - 1 + 64 + 128 && st.prefix_cache_entries > 0)
+      break;
+    usleep(1000);
+  }
+  assert_int_equal(st.prefix_cache_queries_total, PA + nb + 150 + PA);
+  assert_int_equal(st.prefix_cache_hits_total, PA + STEPS - 1 + 64 + 128);
+  /* a: 64, 128, 150 (its prompt) and 158 (its end); b: 178 (its prompt, in one chunk from 158) and its end; c: 128
+   * (64 past its hit), its prompt and its end; a again: its prompt and its end are there already */
+  assert_int_equal(st.prefix_cache_entries, 9);
+  assert_true(st.prefix_cache_bytes > 0);
+  mimo_engine_free(e);
+}
+
+static void test_prefix_cache(void **state) {
+  (void)state;
+  prefix_cache_hits(model);
+}
+
+/* The same on a tensor-parallel group of two CPU ranks: each rank forks its own shard of an entry. */
+static void test_prefix_cache_tp(void **state) {
+  (void)state;
+  kv_budget = (size_t)1 << 40;
+  kv_used = 0;
+  mimo_model *m = budget_model(2);
+  prefix_cache_hits(m);
+  mimo_model_free(m);
+  assert_int_equal(kv_used, 0);
 }
 
 static int setup(void **state) {
@@ -378,7 +484,8 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_batched_equals_alone), cmocka_unit_test(test_limits_and_cancel),
       cmocka_unit_test(test_stop_and_forced), cmocka_unit_test(test_mock), cmocka_unit_test(test_kv_full_preempts),
-      cmocka_unit_test(test_kv_full_preempts_tp),
+      cmocka_unit_test(test_kv_full_preempts_tp), cmocka_unit_test(test_kv_full_prefix_cache),
+      cmocka_unit_test(test_prefix_cache), cmocka_unit_test(test_prefix_cache_tp),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }

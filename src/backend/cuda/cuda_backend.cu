@@ -237,8 +237,11 @@ void *cu_arena(cu_ctx *c, size_t bytes) {
   return r;
 }
 
+static void on_device(cu_ctx *c);
+
 static float *cu_kv_realloc(mimo_backend *be, float *p, size_t old_n, size_t new_n) {
   cu_ctx *c = cu(be);
+  on_device(c); /* a fork runs on the engine's thread, not the rank's */
   float *q = NULL;
   const size_t bytes = (new_n ? new_n : 1) * sizeof(float);
   if (!mem_take(c, bytes, "the KV cache"))
@@ -274,7 +277,11 @@ static void cu_kv_free(mimo_backend *be, float *p) {
   }
 }
 
-static void on_device(cu_ctx *c);
+static void cu_kv_copy(mimo_backend *be, void *dst, const void *src, size_t bytes) {
+  cu_ctx *c = cu(be);
+  on_device(c);
+  MIMO_CUDA(c, cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, c->st));
+}
 
 /* Block table entries travel as a kernel parameter: in stream order with the ops that read them, no pinned staging
  * buffer and no wait (a copy from pageable memory would make the host wait for the queued work). */
@@ -483,6 +490,7 @@ extern "C" mimo_status mimo_backend_cuda_init(mimo_backend **out, int device) {
   be->kv_realloc = cu_kv_realloc;
   be->kv_free = cu_kv_free;
   be->kv_table_write = cu_kv_table_write;
+  be->kv_copy = cu_kv_copy;
   be->download = cu_download;
   be->sample = cu_sample;
   be->bind_thread = cu_bind_thread;
