@@ -125,7 +125,7 @@ static void snapshot(mimo_engine *e, mimo_request *r) {
   mimo_kv_seq *copy = NULL;
   mimo_status st = mimo_kv_seq_init(&copy, &e->model->cfg);
   if (st == MIMO_OK)
-    st = mimo_model_kv_fork(e->model, copy, r->kv);
+    st = mimo_model_kv_fork(e->model, copy, r->kv, r->kv->len);
   if (st == MIMO_OK) {
     st = mimo_prefix_cache_put(e->pc, r->prompt, copy); /* frees the copy when it fails */
   } else {
@@ -170,7 +170,7 @@ static mimo_status admit(mimo_engine *e, mimo_request *r) {
     /* at least the last token is computed: its logits are what the request samples from */
     int m = 0;
     mimo_kv_seq *hit = mimo_prefix_cache_find(e->pc, r->prompt, r->n_feed, r->n_feed - 1, &m);
-    mimo_status st = hit ? mimo_model_kv_fork(e->model, r->kv, hit) : MIMO_OK;
+    mimo_status st = hit ? mimo_model_kv_fork(e->model, r->kv, hit, m) : MIMO_OK;
     if (st != MIMO_OK) { /* no room for the copy: compute the prompt, and make room */
       mimo_warn("engine: prefix cache hit of %d tokens not used: %s", m, mimo_errmsg());
       for (int n = (mimo_prefix_cache_entries(e->pc) + 1) / 2; n > 0; n--)

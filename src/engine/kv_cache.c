@@ -347,28 +347,34 @@ static void kv_copy(mimo_backend *be, void *dst, const void *src, size_t bytes) 
     memcpy(dst, src, bytes);
 }
 
-mimo_status mimo_kv_fork(mimo_kv_seq *dst, const mimo_kv_seq *src) {
+mimo_status mimo_kv_fork(mimo_kv_seq *dst, const mimo_kv_seq *src, int len) {
   if (dst->pool || dst->len || dst->n_shards)
     return mimo_errf(MIMO_E_INVALID, "KV fork: the new sequence has already run");
   if (dst->n_layers != src->n_layers)
     return mimo_errf(MIMO_E_INVALID, "KV fork: %d layers from %d", dst->n_layers, src->n_layers);
-  if (!src->len)
+  if (len < 0 || len > src->len || (len < src->len - 1 && len > 0))
+    return mimo_errf(MIMO_E_INVALID, "KV fork: %d positions of a sequence at %d", len, src->len);
+  if (!len)
     return MIMO_OK;
   if (!src->pool)
     return mimo_errf(MIMO_E_INVALID, "KV fork: the sequence's %d positions are not stored here", src->len);
   mimo_kv_pool *p = src->pool;
   MIMO_TRY(attach(dst, p));
-  const int whole = src->len >> MIMO_KV_BLOCK_LOG2;
-  const int need = (int)(((long)src->len + MIMO_KV_BLOCK - 1) >> MIMO_KV_BLOCK_LOG2);
+  /* blocks wholly below len are shared; the one holding position len (if any of it is kept) is copied, since dst
+   * writes there next */
+  const int whole = len >> MIMO_KV_BLOCK_LOG2;
+  const int need = (int)(((long)len + MIMO_KV_BLOCK - 1) >> MIMO_KV_BLOCK_LOG2);
   mimo_status st = MIMO_OK;
   if (p->block_elems) {
     if (need > src->n_blocks)
-      return mimo_errf(MIMO_E_INTERNAL, "KV fork: %d positions in %d blocks", src->len, src->n_blocks);
+      return mimo_errf(MIMO_E_INTERNAL, "KV fork: %d positions in %d blocks", len, src->n_blocks);
     st = add_blocks(dst, need, src->blocks, whole);
-    if (st == MIMO_OK && need > whole) /* positions past src->len in the copy are written before they are read */
+    if (st == MIMO_OK && need > whole) /* positions from len on in the copy are written before they are read */
       kv_copy(dst->be, dst->blocks[whole], src->blocks[whole], p->block_elems * p->es);
   }
   MIMO_TRY(set_views(dst, st));
+  /* A ring at src->len holds positions src->len - window .. src->len - 1; the keys a step from len reads are
+   * len - window + 1 .. len - 1, all there for len >= src->len - 1 (position src->len - 1 is written again first). */
   for (int L = 0; L < dst->n_layers; L++) {
     mimo_kv_view *kv = &dst->layers[L];
     const mimo_kv_view *from = &src->layers[L];
@@ -376,9 +382,9 @@ mimo_status mimo_kv_fork(mimo_kv_seq *dst, const mimo_kv_seq *src) {
       kv_copy(dst->be, kv->k, from->k, (size_t)kv->cap * p->kf[L] * p->es);
       kv_copy(dst->be, kv->v, from->v, (size_t)kv->cap * p->vf[L] * p->es);
     }
-    kv->len = from->len;
+    kv->len = len;
   }
-  dst->len = src->len;
+  dst->len = len;
   return MIMO_OK;
 }
 

@@ -51,12 +51,13 @@ mimo_status mimo_kv_seq_init(mimo_kv_seq **out, const mimo_config *cfg);
 /* Makes room for positions up to new_len - 1 in every full-attention layer from pool (a sequence stays with the
  * pool it was first reserved on). */
 mimo_status mimo_kv_reserve(mimo_kv_seq *s, mimo_kv_pool *pool, int new_len);
-/* dst (new: never reserved or run) takes src's positions 0..src->len - 1 on src's pool: the full layers' whole blocks
- * are shared (nobody writes a position twice, so they stay as they are), the last partial block and the sliding
- * layers' rings are copied (in order with the backend's queued work). From here on the two grow apart. A prefix
- * cache entry is such a copy; so is a request that starts from one. Not for tensor-parallel sequences (their
- * shards are forked one by one: mimo_model_kv_fork). */
-mimo_status mimo_kv_fork(mimo_kv_seq *dst, const mimo_kv_seq *src);
+/* dst (new: never reserved or run) takes src's positions 0..len - 1 on src's pool, len = src->len or src->len - 1
+ * (a prompt equal to a cached one recomputes its last token; a sliding layer's ring keeps what that needs, but no
+ * more): the full layers' blocks wholly below len are shared (nobody writes a position twice, so they stay as they
+ * are), the block holding position len and the sliding layers' rings are copied (in order with the backend's queued
+ * work). From here on the two grow apart. A prefix cache entry is such a copy; so is a request that starts from one.
+ * Not for tensor-parallel sequences (their shards are forked one by one: mimo_model_kv_fork). */
+mimo_status mimo_kv_fork(mimo_kv_seq *dst, const mimo_kv_seq *src, int len);
 void mimo_kv_seq_free(mimo_kv_seq *s);
 /* Bytes of storage held, the ranks' shards included. */
 size_t mimo_kv_bytes(const mimo_kv_seq *s);

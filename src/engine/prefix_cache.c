@@ -48,15 +48,17 @@ void mimo_prefix_cache_free(mimo_prefix_cache *c) {
 /* Entries are few (tens to hundreds) and a comparison stops at the first token that differs, so a scan is cheap next
  * to the forward pass it saves; entries that share a long prefix with the prompt cost a full compare each. */
 mimo_kv_seq *mimo_prefix_cache_find(mimo_prefix_cache *c, const int *tokens, int n, int max_len, int *len) {
-  int best = -1;
+  int best = -1, best_len = 0;
+  if (max_len > n)
+    max_len = n;
   for (int i = 0; i < c->n; i++) {
-    const int m = c->e[i].kv->len;
-    if (m > max_len || m > n || (best >= 0 && m <= c->e[best].kv->len))
+    const int m = c->e[i].kv->len; /* usable as m, or as m - 1 (mimo_kv_fork) */
+    if (m - 1 > max_len || m - 1 <= best_len || memcmp(c->e[i].tokens, tokens, (size_t)(m - 1) * sizeof *tokens))
       continue;
-    if (memcmp(c->e[i].tokens, tokens, (size_t)m * sizeof *tokens) == 0)
-      best = i;
+    best = i;
+    best_len = m <= max_len && c->e[i].tokens[m - 1] == tokens[m - 1] ? m : m - 1;
   }
-  *len = best >= 0 ? c->e[best].kv->len : 0;
+  *len = best_len;
   if (best < 0)
     return NULL;
   c->e[best].used = ++c->clock;

@@ -6,7 +6,8 @@
  * layers' whole blocks shared with the sequence, its partial last block and the sliding layers' rings copied. The
  * rings are why entries are whole states rather than blocks: a sliding layer at M needs the keys of positions
  * M - window .. M - 1, which a sequence's ring holds only while it stands at M, so the engine takes entries where a
- * sequence is (at the end of a prompt chunk, when a request finishes), and a hit starts exactly at an entry's end.
+ * sequence is (at the end of a prompt chunk, when a request finishes), and a hit starts at an entry's end or one
+ * position before it.
  * The least recently used entry goes first when the count limit is reached or memory runs short. Engine thread only. */
 #ifndef MIMO_ENGINE_PREFIX_CACHE_H
 #define MIMO_ENGINE_PREFIX_CACHE_H
@@ -21,8 +22,10 @@ typedef struct mimo_prefix_cache mimo_prefix_cache;
 mimo_status mimo_prefix_cache_new(mimo_prefix_cache **out, int max_entries);
 /* Frees every entry's cache. */
 void mimo_prefix_cache_free(mimo_prefix_cache *c);
-/* The entry holding the longest prefix of tokens[0..n) that is at most max_len long, marked as used; NULL (and *len 0)
- * when none is. The entry stays the cache's: fork from it (mimo_model_kv_fork), do not keep it. */
+/* The entry that serves the longest prefix of tokens[0..n), at most max_len long, marked as used, and that length in
+ * *len: its whole length, or one less (mimo_kv_fork can step back one position: a prompt equal to a cached one, or
+ * one that differs only in the entry's last token); NULL (and *len 0) when none serves. The entry stays the cache's:
+ * fork *len positions from it (mimo_model_kv_fork), do not keep it. */
 mimo_kv_seq *mimo_prefix_cache_find(mimo_prefix_cache *c, const int *tokens, int n, int max_len, int *len);
 /* Takes kv, whose kv->len positions hold tokens[0..kv->len), as an entry (freeing the least recently used one when
  * full); frees kv instead when an entry already holds exactly those tokens (that one is marked as used). */

@@ -102,10 +102,10 @@ mimo_status mimo_model_kv_reserve(mimo_model *m, mimo_kv_seq *s, int new_len) {
   return mimo_kv_reserve(s, m->kv_pool, new_len);
 }
 
-mimo_status mimo_model_kv_fork(mimo_model *m, mimo_kv_seq *dst, mimo_kv_seq *src) {
+mimo_status mimo_model_kv_fork(mimo_model *m, mimo_kv_seq *dst, mimo_kv_seq *src, int len) {
   if (m->group)
-    return mimo_tp_kv_fork(m, dst, src);
-  return mimo_kv_fork(dst, src);
+    return mimo_tp_kv_fork(m, dst, src, len);
+  return mimo_kv_fork(dst, src, len);
 }
 
 /* Step scratch, sized for this batch. */

@@ -53,9 +53,9 @@ mimo_status mimo_model_load(const char *dir, mimo_backend *be, mimo_model **out)
 void mimo_model_free(mimo_model *m);
 /* Room in s for positions up to new_len - 1 on this model's backend (its KV pool made on first use). */
 mimo_status mimo_model_kv_reserve(mimo_model *m, mimo_kv_seq *s, int new_len);
-/* dst (new) continues from src's cached positions (engine/kv_cache.h, mimo_kv_fork), on every rank of a group: a
- * prefix cache's entries and the requests that start from them. */
-mimo_status mimo_model_kv_fork(mimo_model *m, mimo_kv_seq *dst, mimo_kv_seq *src);
+/* dst (new) continues from src's first len cached positions (engine/kv_cache.h, mimo_kv_fork: len is src->len or
+ * one less), on every rank of a group: a prefix cache's entries and the requests that start from them. */
+mimo_status mimo_model_kv_fork(mimo_model *m, mimo_kv_seq *dst, mimo_kv_seq *src, int len);
 /* Bytes the KV pools of this model (its ranks' in a group of this process) have taken for blocks. */
 size_t mimo_model_kv_pool_bytes(mimo_model *m);
 /* KV caches in bf16 (true) or float32, for this model and its tensor-parallel ranks; before the first step. */
@@ -107,6 +107,6 @@ mimo_status mimo_model_upload(mimo_backend *be, mimo_weights *w);
 mimo_status mimo_model_upload_globals(mimo_backend *be, mimo_weights *w);
 mimo_status mimo_model_upload_layer(mimo_backend *be, mimo_layer_weights *lw, int n_experts);
 mimo_status mimo_tp_forward(mimo_model *m, const mimo_batch *b, float *logits);
-mimo_status mimo_tp_kv_fork(mimo_model *m, mimo_kv_seq *dst, mimo_kv_seq *src);
+mimo_status mimo_tp_kv_fork(mimo_model *m, mimo_kv_seq *dst, mimo_kv_seq *src, int len);
 void mimo_tp_free(mimo_model *m);
 #endif

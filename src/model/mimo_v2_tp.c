@@ -545,10 +545,10 @@ mimo_status mimo_tp_forward(mimo_model *m, const mimo_batch *b, float *logits) {
 }
 
 /* The forked copy on this process's ranks: dst's shards continue from src's. */
-static mimo_status fork_local(struct mimo_tp_group *g, mimo_kv_seq *dst, mimo_kv_seq *src) {
+static mimo_status fork_local(struct mimo_tp_group *g, mimo_kv_seq *dst, mimo_kv_seq *src, int len) {
   if (dst->n_shards || dst->len)
     return mimo_errf(MIMO_E_INVALID, "KV fork: the new sequence has already run");
-  if (!src->len)
+  if (!len)
     return MIMO_OK;
   if (src->n_shards != g->tp)
     return mimo_errf(MIMO_E_INVALID, "KV fork: the sequence was started on another model");
@@ -558,21 +558,21 @@ static mimo_status fork_local(struct mimo_tp_group *g, mimo_kv_seq *dst, mimo_kv
   dst->n_shards = g->tp;
   for (int r = 0; r < g->tp; r++) {
     MIMO_TRY(mimo_kv_seq_init(&dst->shards[r], &g->ranks[r]->cfg));
-    mimo_status st = mimo_kv_fork(dst->shards[r], src->shards[r]);
+    mimo_status st = mimo_kv_fork(dst->shards[r], src->shards[r], len);
     if (st != MIMO_OK)
       return mimo_err_prefix(st, "rank %d", r);
   }
-  dst->len = src->len;
+  dst->len = len;
   return MIMO_OK;
 }
 
-mimo_status mimo_tp_kv_fork(mimo_model *m, mimo_kv_seq *dst, mimo_kv_seq *src) {
+mimo_status mimo_tp_kv_fork(mimo_model *m, mimo_kv_seq *dst, mimo_kv_seq *src, int len) {
   struct mimo_tp_group *g = m->group;
   if (!g->net)
-    return fork_local(g, dst, src);
+    return fork_local(g, dst, src, len);
   if (g->node != 0)
     return mimo_errf(MIMO_E_INVALID, "node %d forks caches only as node 0 tells it", g->node);
-  if (!src->len)
+  if (!len)
     return MIMO_OK;
   if (!src->uid)
     return mimo_errf(MIMO_E_INVALID, "KV fork: the sequence has not run on this group");
@@ -580,11 +580,11 @@ mimo_status mimo_tp_kv_fork(mimo_model *m, mimo_kv_seq *dst, mimo_kv_seq *src) {
   dst->uid = ++g->next_uid;
   dst->on_free = seq_freed;
   dst->on_free_ctx = g;
-  unsigned long long pair[2] = {src->uid, dst->uid};
-  char msg[32];
-  mimo_tp_fork_write(msg, pair, 1);
+  const unsigned long long fork[3] = {src->uid, dst->uid, (unsigned long long)len};
+  char msg[64];
+  mimo_tp_fork_write(msg, fork, 1);
   MIMO_TRY(mimo_tp_net_send_msg(g->net, msg, mimo_tp_fork_bytes(1)));
-  return agree(g, fork_local(g, dst, src), "forking a KV cache");
+  return agree(g, fork_local(g, dst, src, len), "forking a KV cache");
 }
 
 static mimo_kv_seq *worker_seq(mimo_model *m, unsigned long long uid) {
@@ -622,20 +622,22 @@ static void worker_free(struct mimo_tp_group *g, unsigned long long uid) {
 static mimo_status worker_forks(mimo_model *m, const void *buf, size_t bytes) {
   struct mimo_tp_group *g = m->group;
   int n;
-  const unsigned char *pairs;
-  if (mimo_tp_fork_parse(buf, bytes, &n, &pairs) != MIMO_OK)
+  const unsigned char *forks;
+  if (mimo_tp_fork_parse(buf, bytes, &n, &forks) != MIMO_OK)
     return mimo_err_prefix(MIMO_E_FORMAT, "node %d: from node 0", g->node);
   mimo_status st = MIMO_OK;
   for (int i = 0; i < n && st == MIMO_OK; i++) {
-    const unsigned long long from = mimo_tp_msg_u64(pairs, 2 * i), to = mimo_tp_msg_u64(pairs, 2 * i + 1);
+    const unsigned long long from = mimo_tp_msg_u64(forks, 3 * i), to = mimo_tp_msg_u64(forks, 3 * i + 1);
+    const unsigned long long len = mimo_tp_msg_u64(forks, 3 * i + 2);
     mimo_kv_seq *src = NULL;
     for (int k = 0; k < g->n_wseqs && !src; k++)
       if (g->wseqs[k]->uid == from)
         src = g->wseqs[k];
     mimo_kv_seq *dst = src ? worker_seq(m, to) : NULL;
-    st = !src   ? mimo_errf(MIMO_E_INVALID, "node %d: fork of sequence %llu, which it does not hold", g->node, from)
-         : !dst ? mimo_errf(MIMO_E_NOMEM, "sequence")
-                : fork_local(g, dst, src);
+    st = !src          ? mimo_errf(MIMO_E_INVALID, "node %d: fork of sequence %llu, which it does not hold", g->node, from)
+         : !dst        ? mimo_errf(MIMO_E_NOMEM, "sequence")
+         : len > 1u << 30 ? mimo_errf(MIMO_E_FORMAT, "node %d: fork of %llu positions", g->node, len)
+                       : fork_local(g, dst, src, (int)len);
   }
   st = agree(g, st, "forking a KV cache");
   if (st != MIMO_OK)

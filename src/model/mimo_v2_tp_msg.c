@@ -76,16 +76,16 @@ mimo_status mimo_tp_step_parse(const void *buf, size_t bytes, mimo_tp_step_view 
   return MIMO_OK;
 }
 
-size_t mimo_tp_fork_bytes(int n_forks) { return 16 + (size_t)n_forks * 16; }
+size_t mimo_tp_fork_bytes(int n_forks) { return 16 + (size_t)n_forks * 24; }
 
-void mimo_tp_fork_write(void *buf, const unsigned long long *pairs, int n_forks) {
+void mimo_tp_fork_write(void *buf, const unsigned long long *forks, int n_forks) {
   const uint32_t h[4] = {MIMO_TP_MSG_FORK, (uint32_t)n_forks, 0, 0};
   memcpy(buf, h, 16);
   if (n_forks)
-    memcpy((char *)buf + 16, pairs, (size_t)n_forks * 16);
+    memcpy((char *)buf + 16, forks, (size_t)n_forks * 24);
 }
 
-mimo_status mimo_tp_fork_parse(const void *buf, size_t bytes, int *n_forks, const unsigned char **pairs) {
+mimo_status mimo_tp_fork_parse(const void *buf, size_t bytes, int *n_forks, const unsigned char **forks) {
   uint32_t h[4];
   if (bytes < 16)
     return mimo_errf(MIMO_E_FORMAT, "fork message: %zu bytes, shorter than its header", bytes);
@@ -98,6 +98,6 @@ mimo_status mimo_tp_fork_parse(const void *buf, size_t bytes, int *n_forks, cons
     return mimo_errf(MIMO_E_FORMAT, "fork message: %zu bytes, but %u forks need %zu", bytes, h[1],
                      mimo_tp_fork_bytes((int)h[1]));
   *n_forks = (int)h[1];
-  *pairs = (const unsigned char *)buf + 16;
+  *forks = (const unsigned char *)buf + 16;
   return MIMO_OK;
 }

@@ -2,8 +2,8 @@
  * (docs/multi-gpu.md): [u32 op=1, n_seqs, all_logits, n_freed]
  * [u64 uid x n_seqs][i32 n_tokens x n_seqs][i32 tokens x sum n_tokens][u64 freed uid x n_freed],
  * little-endian. A fork message, sent when node 0 copies a sequence's cache (prefix caching; every node does the
- * same before the next step and the nodes agree on the outcome): [u32 op=3, n_forks, 0, 0][u64 src, u64 dst uid x
- * n_forks]. The worker checks every size before it trusts one. */
+ * same before the next step and the nodes agree on the outcome): [u32 op=3, n_forks, 0, 0][u64 src uid, u64 dst uid,
+ * u64 positions x n_forks]. The worker checks every size before it trusts one. */
 #ifndef MIMO_MODEL_MIMO_V2_TP_MSG_H
 #define MIMO_MODEL_MIMO_V2_TP_MSG_H
 #include <stddef.h>
@@ -31,9 +31,10 @@ uint32_t mimo_tp_msg_op(const void *buf, size_t bytes);
 /* Views a step message (buf 4-byte aligned); MIMO_E_FORMAT naming what is wrong. */
 mimo_status mimo_tp_step_parse(const void *buf, size_t bytes, mimo_tp_step_view *v);
 unsigned long long mimo_tp_msg_u64(const unsigned char *p, int i);
-/* A fork message: 16 + 16 n bytes; pairs[2i] = source uid, pairs[2i + 1] = the new sequence's. */
+/* A fork message: 16 + 24 n bytes; forks[3i] = source uid, forks[3i + 1] = the new sequence's, forks[3i + 2] = the
+ * positions it takes (mimo_kv_fork). */
 size_t mimo_tp_fork_bytes(int n_forks);
-void mimo_tp_fork_write(void *buf, const unsigned long long *pairs, int n_forks);
-/* Views a fork message: its count and pairs (read with mimo_tp_msg_u64); MIMO_E_FORMAT naming what is wrong. */
-mimo_status mimo_tp_fork_parse(const void *buf, size_t bytes, int *n_forks, const unsigned char **pairs);
+void mimo_tp_fork_write(void *buf, const unsigned long long *forks, int n_forks);
+/* Views a fork message: its count and triples (read with mimo_tp_msg_u64); MIMO_E_FORMAT naming what is wrong. */
+mimo_status mimo_tp_fork_parse(const void *buf, size_t bytes, int *n_forks, const unsigned char **forks);
 #endif

@@ -1,7 +1,7 @@
 /* A step message from node 0 as a worker node receives it (bytes of any shape):
  * mimo_tp_step_parse either refuses it with a message or yields a view whose
  * every count and pointer lies inside the buffer (all of it is read here, so
- * ASan catches a view past the end), and writing the view back gives the bytes. */
+ * ASan catches a view past the end), and writing the view back gives the bytes. Fork messages likewise. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,6 +14,28 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (!buf)
     return 0;
   memcpy(buf, data, size);
+  if (mimo_tp_msg_op(buf, size) == MIMO_TP_MSG_FORK) { /* a fork message: the same promises */
+    int n;
+    const unsigned char *forks;
+    if (mimo_tp_fork_parse(buf, size, &n, &forks) != MIMO_OK) {
+      if (mimo_errmsg()[0] == 0)
+        abort();
+    } else {
+      unsigned long long *f = malloc((size_t)n * 24);
+      void *out = malloc(size);
+      if (!f || !out || mimo_tp_fork_bytes(n) != size)
+        abort();
+      for (int i = 0; i < 3 * n; i++)
+        f[i] = mimo_tp_msg_u64(forks, i);
+      mimo_tp_fork_write(out, f, n);
+      if (memcmp(out, buf, size) != 0)
+        abort();
+      free(f);
+      free(out);
+    }
+    free(buf);
+    return 0;
+  }
   mimo_tp_step_view v;
   if (mimo_tp_step_parse(buf, size, &v) != MIMO_OK) {
     if (mimo_errmsg()[0] == 0)

@@ -8,9 +8,15 @@ ask() { # prompt [tag] -> completion text as JSON (greedy, 12 tokens)
     -d "{\"model\":\"tiny\",\"prompt\":\"$1\",\"max_tokens\":12,\"temperature\":0}" >"$f"
   node -e 'const r=require(process.argv[1]); process.stdout.write(JSON.stringify(r.choices[0].text))' "$f"
 }
+cached() { node -e 'const r=require(process.argv[1]); process.stdout.write(String(r.usage.prompt_tokens_details.cached_tokens))' "$WORK/r$1.json"; }
 prompts=("hello world" "the quick brown fox" "1 2 3 4 5")
-start_server --backend cpu --threads 2
+# Prompts long enough for the prefix cache (>= 64 tokens): the second continues the first.
+long="$(printf 'item %d, ' $(seq 1 40))"
+longer="$long and then some more words"
+start_server --backend cpu --threads 2 --no-enable-prefix-caching
 for p in "${prompts[@]}"; do ask "$p" >>"$WORK/one.txt"; echo >>"$WORK/one.txt"; done
+ask "$long" >"$WORK/one_long.txt"
+ask "$longer" >"$WORK/one_longer.txt"
 stop_server
 start_server --backend cpu --threads 2 --tensor-parallel-size 2
 for p in "${prompts[@]}"; do ask "$p" >>"$WORK/two.txt"; echo >>"$WORK/two.txt"; done
@@ -29,6 +35,10 @@ node1=$!
 start_server --backend cpu --threads 1 --tensor-parallel-size 2 --nnodes 2 --node-rank 0 --master-port "$port"
 for p in "${prompts[@]}"; do ask "$p" >>"$WORK/twoproc.txt"; echo >>"$WORK/twoproc.txt"; done
 for i in 1 2 3 4; do ask "${prompts[$((i % 3))]}" "p$i" >"$WORK/p$i.txt"; done
+# The prefix cache across the processes: node 0's fork of a cache tells node 1 to fork its shards too.
+ask "$long" L1 >"$WORK/two_long.txt"
+ask "$longer" L2 >"$WORK/two_longer.txt"
+ask "$long" L3 >"$WORK/two_long_again.txt"
 stop_server
 node1_rc=0
 wait "$node1" || node1_rc=$?
@@ -38,7 +48,13 @@ for i in 1 2 3 4; do
   want=$(sed -n "$(( (i % 3) + 1 ))p" "$WORK/one.txt")
   [ "$(cat "$WORK/p$i.txt")" = "$want" ] || die "2-process request $i: $(cat "$WORK/p$i.txt") vs $want"
 done
-echo "ok   serve over 2 processes = TP-1 on 7 requests; node 1 ended with node 0"
+for f in long longer; do
+  cmp -s "$WORK/one_$f.txt" "$WORK/two_$f.txt" || die "2-process $f prompt: $(cat "$WORK/two_$f.txt") vs $(cat "$WORK/one_$f.txt")"
+done
+cmp -s "$WORK/one_long.txt" "$WORK/two_long_again.txt" || die "2-process long prompt from the prefix cache differs"
+[ "$(cached L1)" = 0 ] && [ "$(cached L2)" -ge 64 ] && [ "$(cached L3)" -ge 64 ] ||
+  die "2-process cached tokens: $(cached L1) $(cached L2) $(cached L3) (want 0, >= 64, >= 64)"
+echo "ok   serve over 2 processes = TP-1 on 10 requests (2 from the prefix cache: $(cached L2), $(cached L3) tokens); node 1 ended with node 0"
 
 # A worker that dies: node 0 fails the step (no hang), /health turns 503, new requests get a 500 that says why.
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')

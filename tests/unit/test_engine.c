@@ -369,13 +369,14 @@ static void test_kv_full_preempts_tp(void **state) {
   kv_full_preempts(2, 0);
 }
 
-/* A prompt that continues a cached prefix computes only the rest and still produces exactly its greedy tokens alone:
- * entries are taken at prompt chunks (every 64 positions here), at the end of a prompt and when a request finishes;
- * a hit is the longest entry that the prompt starts with, short of its last token. */
+/* A prompt that continues a cached prefix computes only the rest and still produces exactly its greedy tokens alone
+ * (and their logprobs): entries are taken at prompt chunks (every 64 positions here), at the end of a prompt and when
+ * a request finishes; a hit is the longest entry the prompt starts with, or one position short of it (a prompt equal
+ * to a cached one, or differing in the entry's last token). */
 static void prefix_cache_hits(mimo_model *m) {
   enum { PA = 150, STEPS = 9, EXTRA = 20 };
-  static int a[PA], b[PA + STEPS + EXTRA], c[150], want[4][STEPS];
-  static float want_lp[4][STEPS];
+  static int a[PA], b[PA + STEPS + EXTRA], c[150], d[150], want[5][STEPS];
+  static float want_lp[5][STEPS];
   for (int i = 0; i < PA; i++)
     a[i] = (i * 37 + 3) % 600;
   greedy_alone_lp(a, PA, STEPS, want[0], want_lp[0]);
@@ -391,13 +392,21 @@ static void prefix_cache_hits(mimo_model *m) {
     c[i] = (i * 13 + 1) % 600;
   greedy_alone_lp(b, nb, STEPS, want[1], want_lp[1]);
   greedy_alone_lp(c, 150, STEPS, want[2], want_lp[2]);
-  greedy_alone_lp(a, PA, STEPS, want[3], want_lp[3]); /* a again: the entry at 128 (150 leaves no token to compute) */
+  /* a again: the entry at a's prompt, less its last token (which must be computed for the logits) */
+  greedy_alone_lp(a, PA, STEPS, want[3], want_lp[3]);
+  /* d: a's first 127 tokens, then others: the entry at 128, less its last token */
+  memcpy(d, a, 127 * sizeof(int));
+  for (int i = 127; i < 150; i++)
+    d[i] = (i * 19 + 7) % 600;
+  assert_int_not_equal(d[127], a[127]);
+  greedy_alone_lp(d, 150, STEPS, want[4], want_lp[4]);
   mimo_engine_opts o = {.max_num_seqs = 2, .max_num_batched_tokens = 64, .prefix_cache_entries = 16,
                         .prefix_cache_every = 64};
   mimo_engine *e;
   assert_int_equal(mimo_engine_init(&e, m, &o), MIMO_OK);
-  const int *prompts[4] = {a, b, c, a}, lens[4] = {PA, nb, 150, PA}, cached[4] = {0, PA + STEPS - 1, 64, 128};
-  for (int r = 0; r < 4; r++) { /* one after another: each finds what the ones before left */
+  const int *prompts[5] = {a, b, c, a, d}, lens[5] = {PA, nb, 150, PA, 150};
+  const int cached[5] = {0, PA + STEPS - 1, 64, PA - 1, 127};
+  for (int r = 0; r < 5; r++) { /* one after another: each finds what the ones before left */
     mimo_request_params p = greedy_params(prompts[r], lens[r], STEPS);
     p.sampling.logprobs = 1;
     mimo_request *req;
@@ -430,15 +439,16 @@ static void prefix_cache_hits(mimo_model *m) {
   mimo_engine_stats st;
   for (int i = 0; i < 1000; i++) { /* the stats follow the step that ended the last request */
     mimo_engine_stats_get(e, &st);
-    if (st.prefix_cache_hits_total == PA + STEPS - 1 + 64 + 128 && st.prefix_cache_entries > 0)
+    if (st.prefix_cache_entries == 11)
       break;
     usleep(1000);
   }
-  assert_int_equal(st.prefix_cache_queries_total, PA + nb + 150 + PA);
-  assert_int_equal(st.prefix_cache_hits_total, PA + STEPS - 1 + 64 + 128);
+  assert_int_equal(st.prefix_cache_queries_total, PA + nb + 150 + PA + 150);
+  assert_int_equal(st.prefix_cache_hits_total, PA + STEPS - 1 + 64 + PA - 1 + 127);
   /* a: 64, 128, 150 (its prompt) and 158 (its end); b: 178 (its prompt, in one chunk from 158) and its end; c: 128
-   * (64 past its hit), its prompt and its end; a again: its prompt and its end are there already */
-  assert_int_equal(st.prefix_cache_entries, 9);
+   * (64 past its hit), its prompt and its end; a again: its prompt and its end are there already; d: its prompt and
+   * its end */
+  assert_int_equal(st.prefix_cache_entries, 11);
   assert_true(st.prefix_cache_bytes > 0);
   mimo_engine_free(e);
 }

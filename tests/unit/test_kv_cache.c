@@ -2,7 +2,8 @@
  * does: storage from kv_realloc under a byte budget, block tables written only through kv_table_write. Checked
  * against the layout's own rules: the views read the backend's table and it holds the sequence's blocks in order;
  * blocks never overlap and come back for reuse; a reserve the budget cannot meet fails with MIMO_E_NOMEM, takes
- * nothing and leaves the sequence usable; a sequence stays with its pool; a bf16 pool's blocks are half the size. */
+ * nothing and leaves the sequence usable; a sequence stays with its pool; a bf16 pool's blocks are half the size;
+ * a fork shares whole blocks, copies the rest, and the blocks outlive any one of their holders. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -206,6 +207,95 @@ static void test_bf16_blocks(void **state) {
   assert_int_equal(fake.used, 0);
 }
 
+/* Fills a sequence's storage with bytes that say where they are (block i: i + 1, a ring: 0x40 + layer). */
+static void fill(mimo_kv_seq *s, size_t bb) {
+  for (int i = 0; i < s->n_blocks; i++)
+    memset(s->blocks[i], i + 1, bb);
+  for (int L = 0; L < s->n_layers; L++)
+    if (s->layers[L].ring) {
+      memset(s->layers[L].k, 0x40 + L, 4);
+      memset(s->layers[L].v, 0x50 + L, 4);
+    }
+}
+
+/* mimo_kv_fork: the blocks wholly below the length are the source's (one more holder each), the one holding the
+ * length is a copy, the rings are copies; a length more than one short of the source's is refused; the shared blocks
+ * stay held until the last holder ends, in any order, and then come back for reuse. */
+static void test_fork(void **state) {
+  (void)state;
+  fake = (fake_ctx){.budget = (size_t)1 << 30};
+  mimo_kv_pool *pool;
+  assert_int_equal(mimo_kv_pool_new(&pool, &cfg, &fake_be, false), MIMO_OK);
+  const size_t bb = mimo_kv_pool_block_bytes(pool);
+  const int B = MIMO_KV_BLOCK;
+  mimo_kv_seq *a, *f[4];
+  assert_int_equal(mimo_kv_seq_init(&a, &cfg), MIMO_OK);
+  assert_int_equal(mimo_kv_reserve(a, pool, 2 * B + 22), MIMO_OK);
+  a->len = 2 * B + 22;
+  for (int L = 0; L < a->n_layers; L++)
+    a->layers[L].len = a->len;
+  fill(a, bb);
+  const int lens[4] = {2 * B + 22, 2 * B + 21, 2 * B, 0};
+  for (int i = 0; i < 4; i++) {
+    assert_int_equal(mimo_kv_seq_init(&f[i], &cfg), MIMO_OK);
+    if (i == 2) { /* 22 positions short: the rings no longer hold what a step from there reads */
+      assert_int_equal(mimo_kv_fork(f[i], a, lens[i]), MIMO_E_INVALID);
+      mimo_kv_seq_free(f[i]);
+      assert_int_equal(mimo_kv_seq_init(&f[i], &cfg), MIMO_OK);
+      continue;
+    }
+    assert_int_equal(mimo_kv_fork(f[i], a, lens[i]), MIMO_OK);
+    assert_int_equal(f[i]->len, lens[i]);
+    if (!lens[i]) {
+      assert_null(f[i]->pool);
+      continue;
+    }
+    assert_int_equal(f[i]->n_blocks, 3);
+    check_views(f[i]);
+    assert_ptr_equal(f[i]->blocks[0], a->blocks[0]);
+    assert_ptr_equal(f[i]->blocks[1], a->blocks[1]);
+    assert_ptr_not_equal(f[i]->blocks[2], a->blocks[2]);
+    assert_memory_equal(f[i]->blocks[2], a->blocks[2], bb);
+    for (int L = 0; L < a->n_layers; L++) {
+      assert_int_equal(f[i]->layers[L].len, lens[i]);
+      if (!a->layers[L].ring)
+        continue;
+      assert_ptr_not_equal(f[i]->layers[L].k, a->layers[L].k);
+      assert_memory_equal(f[i]->layers[L].k, a->layers[L].k, 4);
+      assert_memory_equal(f[i]->layers[L].v, a->layers[L].v, 4);
+    }
+  }
+  assert_int_equal(mimo_kv_fork(f[0], a, a->len), MIMO_E_INVALID); /* only into a new sequence */
+  long blocks, in_use;
+  mimo_kv_pool_usage(pool, &blocks, &in_use);
+  assert_int_equal(in_use, 3 + 2); /* a's three, and one copy for each fork */
+  /* a fork of a fork, at a block boundary: both blocks shared, nothing copied */
+  mimo_kv_seq *g;
+  assert_int_equal(mimo_kv_seq_init(&g, &cfg), MIMO_OK);
+  f[1]->len = 2 * B + 1; /* as if it had stepped back to one position past the boundary */
+  assert_int_equal(mimo_kv_fork(g, f[1], 2 * B), MIMO_OK);
+  assert_int_equal(g->n_blocks, 2);
+  assert_ptr_equal(g->blocks[1], a->blocks[1]);
+  mimo_kv_pool_usage(pool, &blocks, &in_use);
+  assert_int_equal(in_use, 5);
+  /* the source ends first: the shared blocks stay with the forks, its own last block comes back */
+  mimo_kv_seq_free(a);
+  mimo_kv_pool_usage(pool, &blocks, &in_use);
+  assert_int_equal(in_use, 4);
+  assert_memory_equal(f[0]->blocks[0], g->blocks[0], bb);
+  mimo_kv_seq_free(f[0]);
+  mimo_kv_seq_free(g);
+  mimo_kv_pool_usage(pool, &blocks, &in_use);
+  assert_int_equal(in_use, 3);
+  mimo_kv_seq_free(f[1]);
+  mimo_kv_seq_free(f[2]);
+  mimo_kv_seq_free(f[3]);
+  mimo_kv_pool_usage(pool, &blocks, &in_use);
+  assert_int_equal(in_use, 0);
+  mimo_kv_pool_release(pool);
+  assert_int_equal(fake.used, 0);
+}
+
 static int setup(void **state) {
   (void)state;
   snprintf(root, sizeof root, "/tmp/mimo-test-kv-XXXXXX");
@@ -228,6 +318,6 @@ static int teardown(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {cmocka_unit_test(test_growth_and_reuse), cmocka_unit_test(test_out_of_memory),
-                                     cmocka_unit_test(test_bf16_blocks)};
+                                     cmocka_unit_test(test_bf16_blocks), cmocka_unit_test(test_fork)};
   return cmocka_run_group_tests(tests, setup, teardown);
 }
