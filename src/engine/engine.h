@@ -92,7 +92,7 @@ typedef struct mimo_engine_stats {
   long prompt_tokens_total, generation_tokens_total;
   long steps;
   long kv_bytes;      /* KV cache held by the running sequences, after the last step */
-  long kv_pool_bytes; /* storage the model's KV pools have taken for full-layer blocks (kept until the model ends) */
+  long kv_pool_bytes; /* storage the model's KV pools have taken for blocks and rings (kept until the model ends) */
   long preemptions_total; /* requests that gave their KV memory back to be recomputed (a step did not fit) */
   long prefix_cache_queries_total; /* prompt tokens looked up in the prefix cache (vLLM's counter of the same name) */
   long prefix_cache_hits_total;    /* of those, tokens found there */

@@ -24,6 +24,13 @@ struct mimo_kv_pool {
   int *k_off, *v_off;  /* per full layer, elements into a block */
   int *window;         /* per sliding layer: ring slots, */
   size_t *kf, *vf;     /* and elements per slot of keys and of values */
+  /* A sequence's rings, all its sliding layers', are one allocation (a ring set) at these byte offsets; a set comes
+   * back here when its sequence ends and goes to the next one, so that starting a sequence (or a prefix-cache copy)
+   * costs no allocation per layer and ending one no free (a device's free waits for the GPU). Free sets go back to
+   * the backend when blocks need the memory. */
+  size_t *rk_off, *rv_off, ring_bytes;
+  void **free_rings;
+  long n_free_rings, cap_free_rings, n_rings;
 };
 
 /* The backend's storage, or the host heap by default: bytes, kept when it grows. */
@@ -75,19 +82,27 @@ mimo_status mimo_kv_pool_new(mimo_kv_pool **out, const mimo_config *cfg, mimo_ba
   p->window = calloc(nl, sizeof *p->window);
   p->kf = calloc(nl, sizeof *p->kf);
   p->vf = calloc(nl, sizeof *p->vf);
-  if (!p->k_off || !p->v_off || !p->window || !p->kf || !p->vf) {
+  p->rk_off = calloc(nl, sizeof *p->rk_off);
+  p->rv_off = calloc(nl, sizeof *p->rv_off);
+  if (!p->k_off || !p->v_off || !p->window || !p->kf || !p->vf || !p->rk_off || !p->rv_off) {
     pool_free(p);
     return mimo_errf(MIMO_E_NOMEM, "KV pool");
   }
-  size_t off = 0;
+  p->es = bf16 ? 2 : 4;
+  size_t off = 0, roff = 0;
   for (int L = 0; L < p->n_layers; L++) {
     const mimo_attn_geom *g = mimo_config_geom(cfg, L);
     p->k_off[L] = p->v_off[L] = -1;
     p->window[L] = g->window;
     p->kf[L] = (size_t)g->n_kv_heads * g->head_dim;
     p->vf[L] = (size_t)g->n_kv_heads * g->v_head_dim;
-    if (g->window > 0)
+    if (g->window > 0) { /* each ring 256-byte aligned, as a device allocation of its own would be */
+      p->rk_off[L] = roff;
+      roff += ((size_t)g->window * p->kf[L] * p->es + 255) & ~(size_t)255;
+      p->rv_off[L] = roff;
+      roff += ((size_t)g->window * p->vf[L] * p->es + 255) & ~(size_t)255;
       continue;
+    }
     p->k_off[L] = (int)off;
     off += MIMO_KV_BLOCK * p->kf[L];
     p->v_off[L] = (int)off;
@@ -98,8 +113,8 @@ mimo_status mimo_kv_pool_new(mimo_kv_pool **out, const mimo_config *cfg, mimo_ba
     }
   }
   p->block_elems = off;
+  p->ring_bytes = roff;
   p->bf16 = bf16;
-  p->es = bf16 ? 2 : 4;
   p->be = be;
   p->refs = 1;
   pthread_mutex_init(&p->mu, NULL);
@@ -115,6 +130,11 @@ static void pool_free(mimo_kv_pool *p) {
   free(p->chunks);
   free(p->chunk_n);
   free(p->holders);
+  for (long i = 0; i < p->n_free_rings; i++)
+    kv_free(p->be, p->free_rings[i]);
+  free(p->free_rings);
+  free(p->rk_off);
+  free(p->rv_off);
   free(p->free_blocks);
   free(p->k_off);
   free(p->v_off);
@@ -137,6 +157,13 @@ void mimo_kv_pool_release(mimo_kv_pool *p) {
 }
 
 size_t mimo_kv_pool_block_bytes(const mimo_kv_pool *p) { return p->block_elems * p->es; }
+
+size_t mimo_kv_pool_bytes(mimo_kv_pool *p) {
+  pthread_mutex_lock(&p->mu);
+  const size_t b = (size_t)p->n_blocks * p->block_elems * p->es + (size_t)p->n_rings * p->ring_bytes;
+  pthread_mutex_unlock(&p->mu);
+  return b;
+}
 
 void mimo_kv_pool_usage(mimo_kv_pool *p, long *blocks, long *in_use) {
   pthread_mutex_lock(&p->mu);
@@ -208,6 +235,11 @@ static int *block_refs(mimo_kv_pool *p, const void *b) {
 static mimo_status pool_take(mimo_kv_pool *p, void **out, long n) {
   pthread_mutex_lock(&p->mu);
   mimo_status st = p->n_free >= n ? MIMO_OK : add_chunk(p, n - p->n_free);
+  if (st != MIMO_OK && p->n_free_rings) { /* ring sets nobody holds give their memory to the blocks */
+    for (; p->n_free_rings; p->n_rings--)
+      kv_free(p->be, p->free_rings[--p->n_free_rings]);
+    st = add_chunk(p, n - p->n_free);
+  }
   if (st == MIMO_OK)
     for (long i = 0; i < n; i++) {
       out[i] = p->free_blocks[--p->n_free];
@@ -215,6 +247,29 @@ static mimo_status pool_take(mimo_kv_pool *p, void **out, long n) {
     }
   pthread_mutex_unlock(&p->mu);
   return st;
+}
+
+/* A ring set: one nobody holds, or a new one. */
+static mimo_status ring_take(mimo_kv_pool *p, void **out) {
+  pthread_mutex_lock(&p->mu);
+  mimo_status st = MIMO_OK;
+  if (p->n_free_rings) {
+    *out = p->free_rings[--p->n_free_rings];
+  } else if (!grow_ptrs(&p->free_rings, &p->cap_free_rings, p->n_rings + 1, 16)) {
+    st = mimo_errf(MIMO_E_NOMEM, "KV pool");
+  } else if (!(*out = kv_realloc(p->be, NULL, 0, p->ring_bytes))) {
+    st = alloc_failed(p->be, "rings", p->ring_bytes);
+  } else {
+    p->n_rings++; /* the free stack has room for every set: all may come back */
+  }
+  pthread_mutex_unlock(&p->mu);
+  return st;
+}
+
+static void ring_give(mimo_kv_pool *p, void *r) {
+  pthread_mutex_lock(&p->mu);
+  p->free_rings[p->n_free_rings++] = r;
+  pthread_mutex_unlock(&p->mu);
 }
 
 /* One more holder for each of n blocks (a fork shares them). */
@@ -248,23 +303,6 @@ mimo_status mimo_kv_seq_init(mimo_kv_seq **out, const mimo_config *cfg) {
   for (int L = 0; L < s->n_layers; L++)
     s->layers[L].ring = mimo_config_geom(cfg, L)->window > 0;
   *out = s;
-  return MIMO_OK;
-}
-
-/* A sliding layer's ring of `window` slots, once. */
-static mimo_status ring_alloc(mimo_kv_seq *s, mimo_kv_view *kv, int window, size_t kf, size_t vf, size_t es) {
-  kv->k = kv_realloc(s->be, NULL, 0, (size_t)window * kf * es);
-  if (!kv->k)
-    return alloc_failed(s->be, "ring", (size_t)window * kf * es);
-  kv->v = kv_realloc(s->be, NULL, 0, (size_t)window * vf * es);
-  if (!kv->v) {
-    mimo_status st = alloc_failed(s->be, "ring", (size_t)window * vf * es);
-    kv_free(s->be, kv->k); /* all or nothing: a later reserve tries again */
-    kv->k = NULL;
-    return st;
-  }
-  kv->cap = window;
-  s->bytes += (size_t)window * (kf + vf) * es;
   return MIMO_OK;
 }
 
@@ -315,13 +353,22 @@ static mimo_status attach(mimo_kv_seq *s, mimo_kv_pool *pool) {
   return MIMO_OK;
 }
 
-/* Every layer's view of the storage: the rings made once, the full layers reading the block table. */
+/* Every layer's view of the storage: the rings in the sequence's ring set (taken once), the full layers reading the
+ * block table. */
 static mimo_status set_views(mimo_kv_seq *s, mimo_status st) {
   mimo_kv_pool *pool = s->pool;
+  if (pool->ring_bytes && !s->rings && st == MIMO_OK) {
+    st = ring_take(pool, &s->rings);
+    if (st == MIMO_OK)
+      s->bytes += pool->ring_bytes;
+  }
   for (int L = 0; L < s->n_layers; L++) {
     mimo_kv_view *kv = &s->layers[L];
-    if (kv->ring && kv->cap == 0 && st == MIMO_OK)
-      st = ring_alloc(s, kv, pool->window[L], pool->kf[L], pool->vf[L], pool->es);
+    if (kv->ring && s->rings) {
+      kv->k = (char *)s->rings + pool->rk_off[L];
+      kv->v = (char *)s->rings + pool->rv_off[L];
+      kv->cap = pool->window[L];
+    }
     kv->bf16 = pool->bf16;
     if (!kv->ring) {
       kv->blocks = s->table ? s->table : s->blocks;
@@ -400,12 +447,10 @@ void mimo_kv_seq_free(mimo_kv_seq *s) {
     return;
   if (s->on_free)
     s->on_free(s->on_free_ctx, s->uid);
-  for (int L = 0; L < s->n_layers && s->layers; L++)
-    if (s->layers[L].ring) {
-      kv_free(s->be, s->layers[L].k);
-      kv_free(s->be, s->layers[L].v);
-    }
   if (s->pool) {
+    /* the next holder of the rings and blocks writes them in stream order after this one's queued reads */
+    if (s->rings)
+      ring_give(s->pool, s->rings);
     if (s->table)
       kv_free(s->be, s->table); /* waits for queued work on a device backend, before the blocks go back */
     pool_give(s->pool, s->blocks, s->n_blocks);

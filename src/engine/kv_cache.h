@@ -12,9 +12,11 @@
 #include "backend/backend.h"
 #include "io/config.h"
 
-/* Blocks for the full layers of one model on one backend, shared by its sequences. Storage comes in chunks of
- * blocks (the first small, then each as large as all before it, up to 256 MiB) that stay until the pool ends;
- * freed blocks are reused. Reference counted: the model and every sequence holding blocks. Thread-safe. */
+/* Blocks for the full layers of one model on one backend, shared by its sequences, and their ring sets (every
+ * sliding layer's ring of one sequence in one allocation). Storage for blocks comes in chunks (the first small, then
+ * each as large as all before it, up to 256 MiB) that stay until the pool ends; freed blocks and ring sets are
+ * reused (free ring sets go back to the backend when blocks need room). Reference counted: the model and every
+ * sequence holding blocks. Thread-safe. */
 typedef struct mimo_kv_pool mimo_kv_pool;
 
 /* bf16: elements are bf16 instead of float32 (half the memory; attention reads keys and values rounded). */
@@ -22,12 +24,15 @@ mimo_status mimo_kv_pool_new(mimo_kv_pool **out, const mimo_config *cfg, mimo_ba
 void mimo_kv_pool_release(mimo_kv_pool *p);
 /* Bytes of one block (every full layer's keys and values for MIMO_KV_BLOCK positions); 0: no full layer. */
 size_t mimo_kv_pool_block_bytes(const mimo_kv_pool *p);
+/* Storage the pool has taken from its backend: blocks and ring sets, held or free. */
+size_t mimo_kv_pool_bytes(mimo_kv_pool *p);
 /* Blocks carved from storage so far, and how many of them sequences hold. */
 void mimo_kv_pool_usage(mimo_kv_pool *p, long *blocks, long *in_use);
 
 typedef struct mimo_kv_seq {
   int n_layers;
   mimo_kv_view *layers; /* per layer */
+  void *rings;          /* the sliding layers' rings, one allocation from the pool (NULL: not reserved yet) */
   int len;              /* positions processed */
   mimo_backend *be;     /* owner of the storage (NULL: not reserved yet); not owned */
   mimo_kv_pool *pool;   /* where the blocks come from (a reference, from the first reserve) */

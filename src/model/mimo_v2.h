@@ -56,7 +56,7 @@ mimo_status mimo_model_kv_reserve(mimo_model *m, mimo_kv_seq *s, int new_len);
 /* dst (new) continues from src's first len cached positions (engine/kv_cache.h, mimo_kv_fork: len is src->len or
  * one less), on every rank of a group: a prefix cache's entries and the requests that start from them. */
 mimo_status mimo_model_kv_fork(mimo_model *m, mimo_kv_seq *dst, mimo_kv_seq *src, int len);
-/* Bytes the KV pools of this model (its ranks' in a group of this process) have taken for blocks. */
+/* Bytes the KV pools of this model (its ranks' in a group of this process) have taken for blocks and rings. */
 size_t mimo_model_kv_pool_bytes(mimo_model *m);
 /* KV caches in bf16 (true) or float32, for this model and its tensor-parallel ranks; before the first step. */
 mimo_status mimo_model_set_kv_bf16(mimo_model *m, bool bf16);

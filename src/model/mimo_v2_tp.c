@@ -274,11 +274,8 @@ static void seq_freed(void *ctx, unsigned long long uid) {
 
 size_t mimo_model_kv_pool_bytes(mimo_model *m) {
   size_t b = 0;
-  if (m->kv_pool) {
-    long blocks, in_use;
-    mimo_kv_pool_usage(m->kv_pool, &blocks, &in_use);
-    b += (size_t)blocks * mimo_kv_pool_block_bytes(m->kv_pool);
-  }
+  if (m->kv_pool)
+    b += mimo_kv_pool_bytes(m->kv_pool);
   for (int r = 0; m->group && r < m->group->tp; r++)
     b += mimo_model_kv_pool_bytes(m->group->ranks[r]);
   return b;

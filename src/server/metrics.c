@@ -110,7 +110,7 @@ void mimo_metrics_render(mimo_metrics *m, const mimo_engine_stats *es, double ap
   mimo_sbuf_printf(o, "# HELP mimo:kv_cache_bytes KV cache held by the running sequences.\n"
                       "# TYPE mimo:kv_cache_bytes gauge\nmimo:kv_cache_bytes{model_name=\"%s\"} %ld\n",
                    M, es->kv_bytes);
-  mimo_sbuf_printf(o, "# HELP mimo:kv_pool_bytes KV storage the pools took for full-layer blocks (reused, kept).\n"
+  mimo_sbuf_printf(o, "# HELP mimo:kv_pool_bytes KV storage the pools took for full-layer blocks and sliding rings (reused, kept).\n"
                       "# TYPE mimo:kv_pool_bytes gauge\nmimo:kv_pool_bytes{model_name=\"%s\"} %ld\n",
                    M, es->kv_pool_bytes);
   mimo_sbuf_printf(o, "# HELP vllm:num_preemptions_total Requests that gave their KV memory back to be recomputed.\n"

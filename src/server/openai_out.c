@@ -374,8 +374,10 @@ static int stream_produce(void *ctx, mimo_sbuf *out, int gone) {
     if (o->r.include_usage) {
       int p = mimo_gen_prompt_tokens(o->g), c = mimo_gen_completion_tokens(o->g);
       mimo_sbuf_put(out, o->head.p, o->head.len - 1); /* drop the '[' of choices */
-      mimo_sbuf_printf(out, "[],\"usage\":{\"prompt_tokens\":%d,\"completion_tokens\":%d,\"total_tokens\":%d}}\n\n", p,
-                       c, p + c);
+      mimo_sbuf_printf(out,
+                       "[],\"usage\":{\"prompt_tokens\":%d,\"completion_tokens\":%d,\"total_tokens\":%d,"
+                       "\"prompt_tokens_details\":{\"cached_tokens\":%d}}}\n\n",
+                       p, c, p + c, mimo_gen_cached_tokens(o->g));
     }
     mimo_sse_done(out);
     o->finished = 1;

@@ -36,9 +36,15 @@ main(async () => {
     assert.ok(m.usage.cache_read_input_tokens >= 64, `anthropic cached ${m.usage.cache_read_input_tokens}`);
     for (let i = 0; i < a.lps.length; i++)
       assert.ok(Math.abs(a.lps[i] - again.lps[i]) <= 1e-4, `logprob ${i}: ${a.lps[i]} vs ${again.lps[i]}`);
+    // streamed: the usage chunk says the same
+    let streamed = null;
+    for await (const c of await client.chat.completions.create({ model: 'tiny', messages: first, max_tokens: 2,
+                                                                 stream: true, stream_options: { include_usage: true } }))
+      if (c.usage) streamed = c.usage;
+    assert.equal(streamed.prompt_tokens_details.cached_tokens, a.usage.prompt_tokens - 1);
     const metrics = await (await fetch(process.env.BASE + '/metrics')).text();
     const hits = Number(/^vllm:prefix_cache_hits_total\{[^}]*\} (\d+)/m.exec(metrics)[1]);
-    const expect = again.usage.prompt_tokens_details.cached_tokens + b.usage.prompt_tokens_details.cached_tokens +
+    const expect = 2 * again.usage.prompt_tokens_details.cached_tokens + b.usage.prompt_tokens_details.cached_tokens +
                    m.usage.cache_read_input_tokens;
     assert.equal(hits, expect);
     fs.writeFileSync(process.env.OUT, JSON.stringify({ a, again, b, m: m.content }));

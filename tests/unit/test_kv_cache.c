@@ -171,7 +171,7 @@ static void test_out_of_memory(void **state) {
   assert_int_equal(mimo_kv_seq_init(&b, &cfg), MIMO_OK);
   assert_int_equal(mimo_kv_reserve(b, pool, took * MIMO_KV_BLOCK), MIMO_OK);
   mimo_kv_seq_free(b);
-  /* no room for a new sequence's rings: refused, nothing kept, and the same sequence works once there is room */
+  /* no room for a new sequence's block table: refused, nothing kept, and the same sequence works once there is room */
   const size_t used = fake.used;
   fake.budget = used + 64;
   assert_int_equal(mimo_kv_seq_init(&b, &cfg), MIMO_OK);
@@ -180,6 +180,71 @@ static void test_out_of_memory(void **state) {
   fake.budget = (size_t)1 << 30;
   assert_int_equal(mimo_kv_reserve(b, pool, 1), MIMO_OK);
   check_views(b);
+  mimo_kv_seq_free(b);
+  mimo_kv_pool_release(pool);
+  assert_int_equal(fake.used, 0);
+}
+
+/* A sequence's rings are one set from the pool: an ended sequence's set goes to the next sequence without new
+ * storage; a set that cannot be had fails the reserve (E_NOMEM) and takes nothing; free sets give their storage
+ * to blocks that need it. */
+static void test_ring_sets(void **state) {
+  (void)state;
+  fake = (fake_ctx){.budget = (size_t)1 << 30};
+  mimo_kv_pool *pool;
+  assert_int_equal(mimo_kv_pool_new(&pool, &cfg, &fake_be, false), MIMO_OK);
+  const size_t bb = mimo_kv_pool_block_bytes(pool);
+  mimo_kv_seq *a, *b;
+  assert_int_equal(mimo_kv_seq_init(&a, &cfg), MIMO_OK);
+  assert_int_equal(mimo_kv_reserve(a, pool, 1), MIMO_OK);
+  assert_non_null(a->rings);
+  const size_t ring_set = mimo_kv_pool_bytes(pool) - 16 * bb; /* the first chunk holds 16 blocks */
+  assert_true(ring_set > 0);
+  for (int L = 0; L < a->n_layers; L++)
+    if (a->layers[L].ring) { /* inside the set, aligned as a device allocation of its own */
+      assert_true((char *)a->layers[L].k >= (char *)a->rings && (char *)a->layers[L].v < (char *)a->rings + ring_set);
+      assert_int_equal(((char *)a->layers[L].k - (char *)a->rings) % 256, 0);
+      assert_int_equal(((char *)a->layers[L].v - (char *)a->rings) % 256, 0);
+    }
+  void *set = a->rings;
+  mimo_kv_seq_free(a);
+  /* the next sequence gets the same set, with no more storage than its block table */
+  const size_t used = fake.used;
+  assert_int_equal(mimo_kv_seq_init(&b, &cfg), MIMO_OK);
+  assert_int_equal(mimo_kv_reserve(b, pool, 1), MIMO_OK);
+  assert_ptr_equal(b->rings, set);
+  assert_true(fake.used < used + ring_set);
+  /* a second set does not fit: refused, and nothing taken */
+  fake.budget = fake.used + ring_set / 2;
+  assert_int_equal(mimo_kv_seq_init(&a, &cfg), MIMO_OK);
+  const size_t before = fake.used;
+  assert_int_equal(mimo_kv_reserve(a, pool, 1), MIMO_E_NOMEM);
+  assert_null(a->rings);
+  assert_true(fake.used <= before + 128); /* at most its table */
+  fake.budget = (size_t)1 << 30;
+  assert_int_equal(mimo_kv_reserve(a, pool, 1), MIMO_OK);
+  mimo_kv_seq_free(a); /* its set is free now */
+  /* free sets, more than a block's worth, while b holds its own */
+  const int k = (int)(bb / ring_set) + 2;
+  mimo_kv_seq *many[64];
+  assert_true(k <= 64);
+  for (int i = 0; i < k; i++) {
+    assert_int_equal(mimo_kv_seq_init(&many[i], &cfg), MIMO_OK);
+    assert_int_equal(mimo_kv_reserve(many[i], pool, 1), MIMO_OK);
+  }
+  for (int i = 0; i < k; i++)
+    mimo_kv_seq_free(many[i]);
+  /* a block past the first chunk, under a budget that only the free sets' storage makes room for */
+  long blocks, in_use;
+  mimo_kv_pool_usage(pool, &blocks, &in_use);
+  assert_int_equal(blocks, 16);
+  fake.budget = fake.used + bb / 2;
+  assert_int_equal(mimo_kv_reserve(b, pool, 17 * MIMO_KV_BLOCK), MIMO_OK);
+  mimo_kv_pool_usage(pool, &blocks, &in_use);
+  assert_int_equal(blocks, 17);
+  assert_int_equal(mimo_kv_pool_bytes(pool), 17 * bb + ring_set); /* b's set alone is left */
+  check_views(b);
+  fake.budget = (size_t)1 << 30;
   mimo_kv_seq_free(b);
   mimo_kv_pool_release(pool);
   assert_int_equal(fake.used, 0);
@@ -318,6 +383,7 @@ static int teardown(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {cmocka_unit_test(test_growth_and_reuse), cmocka_unit_test(test_out_of_memory),
-                                     cmocka_unit_test(test_bf16_blocks), cmocka_unit_test(test_fork)};
+                                     cmocka_unit_test(test_bf16_blocks), cmocka_unit_test(test_fork),
+                                     cmocka_unit_test(test_ring_sets)};
   return cmocka_run_group_tests(tests, setup, teardown);
 }
