@@ -141,6 +141,8 @@ struct mimo_backend {
   /* dst[r][0..cols) = src[r][0..cols) with row strides dst_ld/src_ld (floats). */
   void (*copy2d)(mimo_backend *be, float *dst, long dst_ld, const float *src, long src_ld, int rows, int cols);
   void (*add)(mimo_backend *be, float *y, const float *x, long n);
+  /* Optional: x[0..n) = 0 (tensor-parallel ranks gather their logits slices with it; NULL: they cannot). */
+  void (*zero)(mimo_backend *be, float *x, long n);
   /* q, k, v out of the fused projection qkv [T][chunks * (qc + kc + vc)], stored as `chunks` blocks
    * [Q_c | K_c | V_c] per token (spec §3.3): q [T][chunks*qc], k [T][chunks*kc], v [T][chunks*vc] in natural
    * head order, v multiplied by v_scale, then (rope != NULL) RoPE on q and k exactly as rope() on each. One

@@ -257,7 +257,11 @@ static float *grow_floats(float **buf, size_t *cap, size_t n) {
 }
 
 bool mimo_model_samples_on_device(const mimo_model *m) {
-  return !m->group && !m->host_sampling && m->be && m->be->sample && m->vocab_n == m->cfg.vocab_size;
+  if (m->host_sampling)
+    return false;
+  if (m->group)
+    return mimo_tp_samples_on_device(m);
+  return m->be && m->be->sample && m->vocab_n == m->cfg.vocab_size;
 }
 
 /* The step's logits come to the host (into `logits`, or the model's own rows) and each job is run there, the
@@ -345,7 +349,9 @@ static void scatter_cols(float *logits, const float *part, int rows, int V, int 
 
 /* After the last layer: the residual's last add, then the final norm and lm_head on the rows asked for (none for
  * a rank whose logits another rank delivers). A backend with its own memory writes the logits there (t1 holds
- * rows*vocab) and copies them out after the step; a rank computes its vocabulary slice into part. */
+ * rows*vocab) and copies them out after the step; a rank computes its vocabulary slice into part, or, when the
+ * group samples where the logits are, into its columns of zeroed rows that the ranks then sum (an all-gather
+ * through the all-reduce: every other rank adds zeros, so the rows arrive exact). */
 static void final_rows(mimo_model *m, const mimo_batch *b, float *logits, float *part, int T, int rows, scratch *s) {
   const mimo_config *c = &m->cfg;
   mimo_backend *be = m->be;
@@ -359,6 +365,14 @@ static void final_rows(mimo_model *m, const mimo_batch *b, float *logits, float 
       be->copy2d(be, s->t3 + (size_t)i * H, H, s->h + (size_t)(end - 1) * H, H, 1, H);
     }
   be->rmsnorm(be, s->a, b->all_logits ? s->h : s->t3, &m->w.final_norm, rows, H, (float)c->layernorm_epsilon);
+  if (b->jobs && m->vocab_n < c->vocab_size) {
+    const int V = c->vocab_size, vn = m->vocab_n;
+    be->linear(be, s->t2, s->a, rows, &m->w.lm_head);
+    be->zero(be, s->t1, (long)rows * V);
+    be->copy2d(be, s->t1 + m->vocab0, V, s->t2, vn, rows, vn);
+    be->all_reduce(be, s->t1, (long)rows * V);
+    return;
+  }
   be->linear(be, b->jobs || be->download ? s->t1 : part ? part : logits, s->a, rows, &m->w.lm_head);
 }
 
@@ -400,8 +414,8 @@ mimo_status mimo_model_forward_local(mimo_model *m, const mimo_batch *b, float *
   const int rows = b->all_logits ? T : b->n_seqs;
   const bool head = logits || b->jobs; /* else a rank whose logits another rank delivers */
   /* a rank's columns before it scatters them */
-  float *part = head && vn < V ? grow_floats(&m->logit_part, &m->logit_part_n, (size_t)rows * vn) : NULL;
-  if (head && vn < V && !part) {
+  float *part = head && vn < V && !b->jobs ? grow_floats(&m->logit_part, &m->logit_part_n, (size_t)rows * vn) : NULL;
+  if (head && vn < V && !b->jobs && !part) {
     scratch_free(be, &s);
     return mimo_errf(MIMO_E_NOMEM, "logits slice");
   }
@@ -435,7 +449,9 @@ mimo_status mimo_model_forward_local(mimo_model *m, const mimo_batch *b, float *
     final_rows(m, b, logits, part, T, rows, &s);
   if (st != MIMO_OK || !head)
     goto done;
-  if (b->jobs) /* mimo_model_samples_on_device */
+  if (b->jobs && vn < V && m->rank != 0) /* the group's rank 0 samples the gathered rows */
+    st = be->download ? be->download(be, NULL, NULL, 0) : MIMO_OK;
+  else if (b->jobs) /* mimo_model_samples_on_device */
     st = be->sample(be, s.t1, rows, V, b->jobs, b->sampled, b->infos);
   else if (be->download)
     st = be->download(be, part ? part : logits, s.t1, (size_t)rows * vn);

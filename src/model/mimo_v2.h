@@ -108,5 +108,6 @@ mimo_status mimo_model_upload_globals(mimo_backend *be, mimo_weights *w);
 mimo_status mimo_model_upload_layer(mimo_backend *be, mimo_layer_weights *lw, int n_experts);
 mimo_status mimo_tp_forward(mimo_model *m, const mimo_batch *b, float *logits);
 mimo_status mimo_tp_kv_fork(mimo_model *m, mimo_kv_seq *dst, mimo_kv_seq *src, int len);
+bool mimo_tp_samples_on_device(const mimo_model *m);
 void mimo_tp_free(mimo_model *m);
 #endif

@@ -441,6 +441,21 @@ static mimo_status agree(struct mimo_tp_group *g, mimo_status st, const char *wh
   return mimo_errf((mimo_status)code, "%s failed on node %d (its log says why)", what, node);
 }
 
+/* Sampling where the logits are: several processes deliver them on node 0's first rank, which holds the whole
+ * lm_head; one process gathers the ranks' vocabulary slices on every rank (final_rows) for rank 0 to sample. */
+bool mimo_tp_samples_on_device(const mimo_model *m) {
+  const struct mimo_tp_group *g = m->group;
+  const mimo_model *r0 = g->ranks[0];
+  if (g->net)
+    return g->node == 0 && r0->be->sample && r0->vocab_n == r0->cfg.vocab_size;
+  for (int r = 0; r < g->tp; r++) {
+    const mimo_backend *be = g->ranks[r]->be;
+    if (!be->zero || !be->all_reduce || !be->copy2d)
+      return false;
+  }
+  return r0->be->sample != NULL;
+}
+
 /* The step on this process's ranks (every node runs it with the same batch). */
 static mimo_status tp_prepare(struct mimo_tp_group *g, const mimo_batch *b) {
   for (int i = 0; i < b->n_seqs; i++) {
@@ -469,6 +484,8 @@ static mimo_status tp_prepare(struct mimo_tp_group *g, const mimo_batch *b) {
       sl->seqs[i] = b->seqs[i]->shards[r];
     sl->batch = *b;
     sl->batch.seqs = sl->seqs;
+    if (g->net && (g->node != 0 || r != 0)) /* only the rank that delivers the logits samples them */
+      sl->batch.jobs = NULL;
   }
   return MIMO_OK;
 }

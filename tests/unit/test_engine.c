@@ -19,6 +19,7 @@
 
 #include "engine/engine.h"
 #include "engine/kv_cache.h"
+#include "engine/sampler.h"
 #include "model/mimo_v2.h"
 #include "model/synth.h"
 
@@ -269,14 +270,33 @@ static void budget_table_write(mimo_backend *b, void **dst, void *const *src, in
   memcpy(dst, src, (size_t)n * sizeof *dst);
 }
 
+/* A backend's sample op as a device has it (rows sampled where the logits are), on host memory: lets the CPU ranks of
+ * a group take the path that gathers the vocabulary slices for rank 0 to sample. */
+static int hook_calls;
+static mimo_status sample_hook(mimo_backend *b, float *logits, int rows, int V, const mimo_sample_job *jobs, int *tokens,
+                               mimo_sample_info *infos) {
+  (void)b;
+  mimo_sample_ws *ws;
+  MIMO_TRY(mimo_sample_ws_init(&ws, V));
+  for (int r = 0; r < rows; r++)
+    tokens[r] = jobs[r].skip ? -1
+                             : mimo_sample_logits(&jobs[r], logits + (size_t)r * V, V,
+                                                  infos && jobs[r].logprobs > 0 ? &infos[r] : NULL, ws);
+  mimo_sample_ws_free(ws);
+  __atomic_fetch_add(&hook_calls, 1, __ATOMIC_RELAXED);
+  return MIMO_OK;
+}
+
 /* The model on tp CPU backends that keep their KV under the budget. */
-static mimo_model *budget_model(int tp) {
+static mimo_model *budget_model_hooked(int tp, bool sample_op) {
   mimo_backend *bes[2];
   for (int r = 0; r < tp; r++) {
     assert_int_equal(mimo_backend_cpu_init(&bes[r], 2), MIMO_OK);
     bes[r]->kv_realloc = budget_realloc;
     bes[r]->kv_free = budget_free;
     bes[r]->kv_table_write = budget_table_write;
+    if (sample_op)
+      bes[r]->sample = sample_hook;
   }
   mimo_model *m;
   if (tp == 1) {
@@ -287,6 +307,8 @@ static mimo_model *budget_model(int tp) {
   }
   return m;
 }
+
+static mimo_model *budget_model(int tp) { return budget_model_hooked(tp, false); }
 
 /* Under a budget that holds two sequences' rings and three blocks (of every rank), three requests of two blocks
  * each: the youngest is preempted when another's second block does not fit, recomputed later, and each request
@@ -469,6 +491,67 @@ static void test_prefix_cache_tp(void **state) {
   assert_int_equal(kv_used, 0);
 }
 
+/* A tensor-parallel group whose backends sample where the logits are: the ranks gather their vocabulary slices (a sum
+ * with zeros elsewhere) and rank 0 samples; seeded sampling with every filter and logprobs gives exactly what the same
+ * group gives sampling on the host from the logits it scatters there. */
+static void test_tp_sampling_gathered(void **state) {
+  (void)state;
+  enum { R = 3, STEPS = 12 };
+  kv_budget = (size_t)1 << 40;
+  kv_used = 0;
+  mimo_model *m = budget_model_hooked(2, true);
+  int prompts[R][20], got[2][R][STEPS];
+  float lps[2][R][STEPS];
+  for (int r = 0; r < R; r++)
+    for (int i = 0; i < 20; i++)
+      prompts[r][i] = (r * 53 + i * 29 + 7) % 600;
+  for (int pass = 0; pass < 2; pass++) {
+    m->host_sampling = pass == 1;
+    assert_int_equal(mimo_model_samples_on_device(m), pass == 0);
+    hook_calls = 0;
+    mimo_engine_opts o = {.max_num_seqs = R, .max_num_batched_tokens = 64};
+    mimo_engine *e;
+    assert_int_equal(mimo_engine_init(&e, m, &o), MIMO_OK);
+    mimo_request *req[R];
+    for (int r = 0; r < R; r++) {
+      mimo_request_params p = {.prompt = prompts[r], .n_prompt = 8 + 6 * r, .max_tokens = STEPS, .ignore_eos = true};
+      mimo_sampling_defaults(&p.sampling);
+      p.sampling.temperature = 0.9f;
+      p.sampling.top_p = 0.95f;
+      p.sampling.top_k = 40;
+      p.sampling.seed = 1000 + r;
+      p.sampling.logprobs = 2;
+      assert_int_equal(mimo_engine_submit(e, &p, &req[r]), MIMO_OK);
+    }
+    for (int r = 0; r < R; r++) {
+      int n = 0;
+      mimo_token_event ev[8];
+      for (int done = 0; !done;) {
+        const int k = mimo_request_poll(req[r], ev, 8, 10000);
+        assert_true(k > 0);
+        for (int i = 0; i < k; i++) {
+          if (ev[i].token >= 0 && n < STEPS) {
+            lps[pass][r][n] = ev[i].info.logprob;
+            got[pass][r][n++] = ev[i].token;
+          }
+          done |= ev[i].finish != MIMO_FINISH_NONE;
+        }
+      }
+      assert_int_equal(n, STEPS);
+      mimo_request_release(req[r]);
+    }
+    mimo_engine_free(e);
+    if (pass == 0)
+      assert_true(hook_calls > 0); /* rank 0's sample op ran */
+    else
+      assert_int_equal(hook_calls, 0);
+  }
+  assert_memory_equal(got[0], got[1], sizeof got[0]);
+  assert_memory_equal(lps[0], lps[1], sizeof lps[0]);
+  mimo_model_free(m);
+  assert_int_equal(kv_used, 0);
+}
+
 static int setup(void **state) {
   (void)state;
   snprintf(root, sizeof root, "/tmp/mimo-test-engine-XXXXXX");
@@ -496,6 +579,7 @@ int main(void) {
       cmocka_unit_test(test_stop_and_forced), cmocka_unit_test(test_mock), cmocka_unit_test(test_kv_full_preempts),
       cmocka_unit_test(test_kv_full_preempts_tp), cmocka_unit_test(test_kv_full_prefix_cache),
       cmocka_unit_test(test_prefix_cache), cmocka_unit_test(test_prefix_cache_tp),
+      cmocka_unit_test(test_tp_sampling_gathered),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -127,6 +127,11 @@ static void cpu_copy2d(mimo_backend *be, float *dst, long dst_ld, const float *s
     memcpy(dst + r * dst_ld, src + r * src_ld, (size_t)cols * sizeof(float));
 }
 
+static void cpu_zero(mimo_backend *be, float *x, long n) {
+  (void)be;
+  memset(x, 0, (size_t)n * sizeof *x);
+}
+
 static void cpu_qkv_split(mimo_backend *be, float *q, float *k, float *v, const float *qkv, int T, int chunks, int qc,
                           int kc, int vc, float v_scale, const mimo_rope_args *rope) {
   const long row = (long)chunks * (qc + kc + vc);
@@ -180,6 +185,7 @@ mimo_status mimo_backend_cpu_init(mimo_backend **out, int n_threads) {
   be->rope = cpu_rope;
   be->scale = cpu_scale;
   be->copy2d = cpu_copy2d;
+  be->zero = cpu_zero;
   be->qkv_split = cpu_qkv_split;
   be->add_rmsnorm = cpu_add_rmsnorm;
   be->add = cpu_add;

@@ -345,6 +345,11 @@ static void cu_copy2d(mimo_backend *be, float *dst, long dst_ld, const float *sr
                                  (size_t)cols * sizeof(float), (size_t)rows, cudaMemcpyDeviceToDevice, c->st));
 }
 
+static void cu_zero(mimo_backend *be, float *x, long n) {
+  cu_ctx *c = cu(be);
+  MIMO_CUDA(c, cudaMemsetAsync(x, 0, (size_t)n * sizeof(float), c->st));
+}
+
 void cu_ops_install(mimo_backend *be) {
   be->embed = cu_embed;
   be->positions = cu_positions;
@@ -356,6 +361,7 @@ void cu_ops_install(mimo_backend *be) {
   be->add = cu_add;
   be->swiglu = cu_swiglu;
   be->copy2d = cu_copy2d;
+  be->zero = cu_zero;
 }
 
 void cu_ops_free(cu_ctx *c) {
