@@ -15,6 +15,7 @@ struct mimo_request {
   int *prompt, n_prompt, max_tokens;
   int *stop, n_stop;
   int *forced, n_forced;
+  int cache_at; /* mimo_request_params.cache_at, 0 when outside (PREFIX_MIN, n_prompt) */
   mimo_sampling_params sp;
   void (*notify)(void *);
   void *notify_ctx;
@@ -322,6 +323,8 @@ static void model_step(mimo_engine *e) {
     if (r->fed >= r->n_feed)
       continue;
     int n = r->n_feed - r->fed < budget ? r->n_feed - r->fed : budget;
+    if (e->pc && r->cache_at > r->fed && r->cache_at < r->fed + n) /* the chunk ends where an entry is wanted */
+      n = r->cache_at - r->fed;
     e->batch[nb] = r;
     e->seqs[nb] = r->kv;
     e->counts[nb++] = n;
@@ -375,7 +378,8 @@ static void model_step(mimo_engine *e) {
       r->fed += e->counts[k];
       __atomic_fetch_add(&e->stats.prompt_tokens_total, new_prompt, __ATOMIC_RELAXED);
       if (e->pc && r->fed >= PREFIX_MIN &&
-          (r->fed == r->n_feed ? r->fed > r->snap_at : r->fed - r->snap_at >= e->o.prefix_cache_every))
+          (r->fed == r->n_feed ? r->fed > r->snap_at
+                               : r->fed - r->snap_at >= e->o.prefix_cache_every || r->fed == r->cache_at))
         snapshot(e, r);
       if (r->fed < r->n_feed)
         continue; /* more to feed; these logits are not needed */
@@ -651,6 +655,7 @@ mimo_status mimo_engine_submit(mimo_engine *e, const mimo_request_params *p, mim
   }
   r->forced = dup_ids(p->forced, p->n_forced, p->n_forced);
   r->n_forced = p->n_forced;
+  r->cache_at = p->cache_at >= PREFIX_MIN && p->cache_at < p->n_prompt ? p->cache_at : 0;
   r->notify = p->notify;
   r->notify_ctx = p->notify_ctx;
   r->mock = -1;

@@ -58,6 +58,10 @@ typedef struct mimo_request_params {
   bool ignore_eos;
   const int *forced;          /* output must start with these ids (tool_choice forcing) */
   int n_forced;
+  /* With prefix caching: a prompt position many requests share (a chat's system block and tools, say) where the
+   * engine ends a prompt chunk and keeps an entry, so that prompts which differ only after it find it (entries are
+   * otherwise taken where chunks happen to end). 0: none. */
+  int cache_at;
   void (*notify)(void *ctx);  /* called on the engine thread when events are ready (may be NULL) */
   void *notify_ctx;
 } mimo_request_params;

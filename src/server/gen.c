@@ -30,6 +30,16 @@ struct mimo_gen {
   int first_seen;
 };
 
+/* Where the prompt's first message block ends (after its <|im_end|>: the system prompt and the tools, in MiMo's
+ * template): many conversations share it, so the engine keeps a prefix-cache entry there; 0 when there is none. */
+static int first_block_end(const mimo_server *s, const int *ids, int n) {
+  const int end = mimo_tok_token_id(s->tok, "<|im_end|>");
+  for (int i = 0; end >= 0 && i < n; i++)
+    if (ids[i] == end)
+      return i + 1;
+  return 0;
+}
+
 int mimo_gen_n(const mimo_gen *g) { return g->n; }
 mimo_gen_delta *mimo_gen_delta_of(mimo_gen *g, int i) { return &g->c[i].d; }
 int mimo_gen_prompt_tokens(const mimo_gen *g) { return g->n_prompt; }
@@ -98,6 +108,7 @@ int mimo_gen_start(mimo_server *s, const mimo_gen_spec *sp, mimo_gen **out, mimo
     c->d.stop_index = -1;
     c->t_last = g->t0;
   }
+  const int cache_at = first_block_end(s, sp->prompt, sp->n_prompt);
   for (int i = 0; i < sp->n; i++) {
     mimo_request_params rp = {.prompt = sp->prompt,
                               .n_prompt = sp->n_prompt,
@@ -107,7 +118,8 @@ int mimo_gen_start(mimo_server *s, const mimo_gen_spec *sp, mimo_gen **out, mimo
                               .n_stop_ids = sp->n_stop_ids,
                               .ignore_eos = sp->ignore_eos,
                               .forced = sp->forced,
-                              .n_forced = sp->n_forced};
+                              .n_forced = sp->n_forced,
+                              .cache_at = cache_at};
     rp.sampling.seed = sp->sp.seed + (uint64_t)i;
     mimo_status st = mimo_engine_submit(s->engine, &rp, &g->c[i].req);
     if (st != MIMO_OK) {

@@ -21,6 +21,8 @@ main(async () => {
   const again = await chat(first);
   const turn2 = [...first, { role: 'assistant', content: a.text }, { role: 'user', content: 'And 3 + 3?' }];
   const b = await chat(turn2);
+  // another conversation with the same system prompt: the entry at the end of the system block serves it
+  const other = await chat([{ role: 'system', content: system }, { role: 'user', content: 'Name a prime number.' }]);
   const m = await anthropic.messages.create({ model: 'tiny', system, max_tokens: 8, temperature: 0,
                                               messages: [{ role: 'user', content: 'What is 2 + 2?' }] });
   const count = await anthropic.messages.countTokens({ model: 'tiny', system, messages: [{ role: 'user', content: 'What is 2 + 2?' }] });
@@ -34,6 +36,8 @@ main(async () => {
     assert.ok(b.usage.prompt_tokens_details.cached_tokens >= a.usage.prompt_tokens - 1,
               `turn 2 cached ${b.usage.prompt_tokens_details.cached_tokens} of ${b.usage.prompt_tokens}`);
     assert.ok(m.usage.cache_read_input_tokens >= 64, `anthropic cached ${m.usage.cache_read_input_tokens}`);
+    const oc = other.usage.prompt_tokens_details.cached_tokens;
+    assert.ok(oc >= 64 && oc < other.usage.prompt_tokens - 8, `other conversation cached ${oc} of ${other.usage.prompt_tokens}`);
     for (let i = 0; i < a.lps.length; i++)
       assert.ok(Math.abs(a.lps[i] - again.lps[i]) <= 1e-4, `logprob ${i}: ${a.lps[i]} vs ${again.lps[i]}`);
     // streamed: the usage chunk says the same
@@ -45,16 +49,16 @@ main(async () => {
     const metrics = await (await fetch(process.env.BASE + '/metrics')).text();
     const hits = Number(/^vllm:prefix_cache_hits_total\{[^}]*\} (\d+)/m.exec(metrics)[1]);
     const expect = 2 * again.usage.prompt_tokens_details.cached_tokens + b.usage.prompt_tokens_details.cached_tokens +
-                   m.usage.cache_read_input_tokens;
+                   oc + m.usage.cache_read_input_tokens;
     assert.equal(hits, expect);
-    fs.writeFileSync(process.env.OUT, JSON.stringify({ a, again, b, m: m.content }));
+    fs.writeFileSync(process.env.OUT, JSON.stringify({ a, again, b, other, m: m.content }));
     return;
   }
-  for (const r of [again, b])
+  for (const r of [again, b, other])
     assert.equal(r.usage.prompt_tokens_details.cached_tokens, 0);
   assert.equal(m.usage.cache_read_input_tokens, 0);
   const want = JSON.parse(fs.readFileSync(process.env.OUT, 'utf8'));
-  for (const [k, r] of [['a', a], ['again', again], ['b', b]]) {
+  for (const [k, r] of [['a', a], ['again', again], ['b', b], ['other', other]]) {
     assert.equal(r.text, want[k].text, `${k}: the same text with and without the cache`);
     for (let i = 0; i < r.lps.length; i++)
       assert.ok(Math.abs(r.lps[i] - want[k].lps[i]) <= 1e-4, `${k} logprob ${i}: ${r.lps[i]} vs ${want[k].lps[i]}`);

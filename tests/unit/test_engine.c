@@ -480,6 +480,36 @@ static void test_prefix_cache(void **state) {
   prefix_cache_hits(model);
 }
 
+/* A shared head (cache_at: a chat's system block) inside one large chunk: the chunk ends there and keeps an entry, so
+ * a prompt that differs right after it starts from it, with exactly its greedy tokens alone. */
+static void test_prefix_cache_at(void **state) {
+  (void)state;
+  enum { HEAD = 100, N = 180, STEPS = 6 };
+  int p[2][N], want[2][STEPS];
+  for (int k = 0; k < 2; k++) {
+    for (int i = 0; i < N; i++)
+      p[k][i] = i < HEAD ? (i * 31 + 2) % 600 : (i * (7 + k) + 3 * k + 1) % 600;
+    greedy_alone(p[k], N, STEPS, want[k]);
+  }
+  assert_int_not_equal(p[0][HEAD], p[1][HEAD]);
+  mimo_engine_opts o = {.max_num_seqs = 2, .max_num_batched_tokens = 512, .prefix_cache_entries = 4};
+  mimo_engine *e;
+  assert_int_equal(mimo_engine_init(&e, model, &o), MIMO_OK);
+  for (int k = 0; k < 2; k++) {
+    mimo_request_params rp = greedy_params(p[k], N, STEPS);
+    rp.cache_at = HEAD;
+    mimo_request *r;
+    assert_int_equal(mimo_engine_submit(e, &rp, &r), MIMO_OK);
+    int got[STEPS];
+    mimo_finish fin;
+    assert_int_equal(collect(r, got, STEPS, &fin), STEPS);
+    assert_memory_equal(got, want[k], sizeof got);
+    assert_int_equal(mimo_request_cached_tokens(r), k ? HEAD : 0);
+    mimo_request_release(r);
+  }
+  mimo_engine_free(e);
+}
+
 /* The same on a tensor-parallel group of two CPU ranks: each rank forks its own shard of an entry. */
 static void test_prefix_cache_tp(void **state) {
   (void)state;
@@ -578,7 +608,7 @@ int main(void) {
       cmocka_unit_test(test_batched_equals_alone), cmocka_unit_test(test_limits_and_cancel),
       cmocka_unit_test(test_stop_and_forced), cmocka_unit_test(test_mock), cmocka_unit_test(test_kv_full_preempts),
       cmocka_unit_test(test_kv_full_preempts_tp), cmocka_unit_test(test_kv_full_prefix_cache),
-      cmocka_unit_test(test_prefix_cache), cmocka_unit_test(test_prefix_cache_tp),
+      cmocka_unit_test(test_prefix_cache), cmocka_unit_test(test_prefix_cache_tp), cmocka_unit_test(test_prefix_cache_at),
       cmocka_unit_test(test_tp_sampling_gathered),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
