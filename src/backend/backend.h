@@ -149,12 +149,6 @@ struct mimo_backend {
    * pass (not a copy per block, a scale and two rope launches). */
   void (*qkv_split)(mimo_backend *be, float *q, float *k, float *v, const float *qkv, int T, int chunks, int qc,
                     int kc, int vc, float v_scale, const mimo_rope_args *rope);
-  /* Optional: linear(qkv, x, T, W) then qkv_split(q, k, v, qkv, ...) in one pass, the same arithmetic, where the
-   * backend can (decode-sized T); false when it cannot for these arguments, having done nothing (the caller then
-   * runs the two ops). */
-  bool (*linear_qkv_split)(mimo_backend *be, float *q, float *k, float *v, const float *x, int T,
-                           const mimo_linear *W, int chunks, int qc, int kc, int vc, float v_scale,
-                           const mimo_rope_args *rope);
   void (*swiglu)(mimo_backend *be, float *out, const float *gate, const float *up, long n);
   void (*attention)(mimo_backend *be, mimo_attn_args *a);
   /* Optional (NULL: attention per sequence): the step's n sequences at once, each as attention() would; a device

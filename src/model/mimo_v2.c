@@ -181,14 +181,11 @@ static void project_qkv(mimo_model *m, const mimo_layer_weights *lw, const mimo_
     be->rope(be, s->k, T, g->n_kv_heads, g->head_dim, nk, g->rotary_dim, s->pos, g->rope_theta);
     return;
   }
+  be->linear(be, s->qkv, s->a, T, &lw->qkv);
   int n = m->cfg.qkv_chunks;
   const mimo_rope_args rope = {g->n_heads, g->n_kv_heads, g->head_dim, g->rotary_dim, s->pos, g->rope_theta};
-  const float vs = (float)m->cfg.attention_value_scale;
-  if (be->linear_qkv_split &&
-      be->linear_qkv_split(be, s->q, s->k, s->v, s->a, T, &lw->qkv, n, nq / n, nk / n, nv / n, vs, &rope))
-    return;
-  be->linear(be, s->qkv, s->a, T, &lw->qkv);
-  be->qkv_split(be, s->q, s->k, s->v, s->qkv, T, n, nq / n, nk / n, nv / n, vs, &rope);
+  be->qkv_split(be, s->q, s->k, s->v, s->qkv, T, n, nq / n, nk / n, nv / n, (float)m->cfg.attention_value_scale,
+                &rope);
 }
 
 static mimo_status attention_block(mimo_model *m, int L, const mimo_batch *b, int T, scratch *s) {

@@ -98,58 +98,6 @@ static void check_qkv_split(mimo_backend *c, mimo_backend *g) {
     }
 }
 
-/* The fused projection + split + RoPE (linear_qkv_split, decode-sized T): MiMo's sliding and full layers whole and in
- * two chunks (bf16 weights), against the same GPU's linear then qkv_split, which it must equal bit for bit, and
- * against the CPU's two ops. A shape the op declines is reported as such (the caller runs the two ops). */
-static void check_linear_qkv_split(mimo_backend *c, mimo_backend *g) {
-  struct { int chunks, hq, hk, hd, vd, rot; float vs; } cf[] = {
-      {1, 64, 8, 192, 128, 64, 0.707f}, {1, 64, 4, 192, 128, 64, 1.0f}, {2, 64, 8, 192, 128, 64, 0.5f}};
-  for (size_t k = 0; k < sizeof cf / sizeof *cf; k++)
-    for (int T = 1; T <= 4; T++) {
-      const int n = cf[k].chunks, qc = cf[k].hq / n * cf[k].hd, kc = cf[k].hk / n * cf[k].hd,
-                vc = cf[k].hk / n * cf[k].vd, H = 4096, out = n * (qc + kc + vc);
-      const size_t nq = (size_t)T * n * qc, nk = (size_t)T * n * kc, nv = (size_t)T * n * vc, nall = nq + nk + nv;
-      mimo_linear W = rand_dense(out, H, MIMO_DT_BF16, 0.05f);
-      must(mimo_backend_upload_linear(g, &W), "upload");
-      float *x = xmalloc((size_t)T * H * 4), *qkv = xmalloc((size_t)T * out * 4), *hc = xmalloc(nall * 4),
-            *hf = xmalloc(nall * 4), *hu = xmalloc(nall * 4);
-      int *pos = xmalloc((size_t)T * sizeof(int));
-      for (int t = 0; t < T; t++)
-        pos[t] = (int)(rnd64() % 1000000);
-      const mimo_rope_args rope = {cf[k].hq, cf[k].hk, cf[k].hd, cf[k].rot, pos, 1e7};
-      fill(x, (size_t)T * H, 1.0f);
-      c->linear(c, qkv, x, T, &W);
-      c->qkv_split(c, hc, hc + nq, hc + nq + nk, qkv, T, n, qc, kc, vc, cf[k].vs, &rope);
-      float *dx = to_dev(g, x, (size_t)T * H), *dqkv = g->alloc(g, (size_t)T * out), *df = g->alloc(g, nall),
-            *du = g->alloc(g, nall);
-      mimo_cuda_poison(g, df, nall);
-      mimo_cuda_poison(g, du, nall);
-      const bool took = g->linear_qkv_split &&
-                        g->linear_qkv_split(g, df, df + nq, df + nq + nk, dx, T, &W, n, qc, kc, vc, cf[k].vs, &rope);
-      g->linear(g, dqkv, dx, T, &W);
-      g->qkv_split(g, du, du + nq, du + nq + nk, dqkv, T, n, qc, kc, vc, cf[k].vs, &rope);
-      from_dev(g, hf, df, nall);
-      from_dev(g, hu, du, nall);
-      char buf[112];
-      snprintf(buf, sizeof buf, "linear+qkv_split+rope T=%d chunks %d %dx%d%s", T, n, out, H,
-               took ? "" : " (declined)");
-      report(buf, relerr(hf, hc, nall), took ? 1e-5 : 0);
-      snprintf(buf, sizeof buf, "  the same = linear, then qkv_split (bit for bit)");
-      report(buf, took && memcmp(hf, hu, nall * 4) == 0 ? 0 : 1, 0);
-      g->release(g, dx);
-      g->release(g, dqkv);
-      g->release(g, df);
-      g->release(g, du);
-      free_lin(&W);
-      free(x);
-      free(qkv);
-      free(hc);
-      free(hf);
-      free(hu);
-      free(pos);
-    }
-}
-
 static void check_small(mimo_backend *c, mimo_backend *g) {
   int Ts[] = {1, 7, 33}, ns[] = {64, 4096};
   for (int a = 0; a < 3; a++)
@@ -557,7 +505,6 @@ int main(int argc, char **argv) {
   printf("device: %s\n", mimo_cuda_device_name(g));
   check_small(c, g);
   check_qkv_split(c, g);
-  check_linear_qkv_split(c, g);
   check_linears(c, g);
   check_attention(c, g);
   check_moe(c, g);

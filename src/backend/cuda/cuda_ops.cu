@@ -193,24 +193,19 @@ static void cu_rmsnorm(mimo_backend *be, float *out, const float *x, const mimo_
 
 /* Partial NeoX RoPE; angle in fp32 from an fp32 inverse frequency, as the reference (whose inverse frequencies
  * the host computes once per (theta, rotary dims), with the CPU backend's formula: no double pow per element). */
-/* One rotated pair (a at dim d, b at d + half) at angle pos · inv[d]; every kernel that rotates uses this, with the
- * products and sums spelled out, so that each rounds the same way (the fused qkv GEMV is checked bit for bit against
- * linear + qkv_split). */
-__device__ __forceinline__ void rope_pair(float a, float b, int p, float inv_d, float *x, float *y) {
-  float sn, cs;
-  sincosf((float)p * inv_d, &sn, &cs);
-  *x = __fsub_rn(__fmul_rn(a, cs), __fmul_rn(b, sn));
-  *y = __fadd_rn(__fmul_rn(b, cs), __fmul_rn(a, sn));
-}
-
 __global__ void k_rope(float *x, int n_heads, int head_dim, int stride, int half, const int *pos, const float *inv) {
   pdl_start();
   const int t = blockIdx.y, i = blockIdx.x * blockDim.x + threadIdx.x;
   if (i >= n_heads * half)
     return;
   const int h = i / half, d = i % half;
+  const float ang = (float)pos[t] * __ldg(inv + d);
+  float sn, cs;
+  sincosf(ang, &sn, &cs);
   float *v = x + (size_t)t * stride + (size_t)h * head_dim;
-  rope_pair(v[d], v[d + half], pos[t], __ldg(inv + d), &v[d], &v[d + half]);
+  const float a = v[d], b = v[d + half];
+  v[d] = a * cs - b * sn;
+  v[d + half] = b * cs + a * sn;
 }
 
 static const float *rope_inv(cu_ctx *c, double theta, int rot_dim) {
@@ -317,7 +312,11 @@ __global__ void k_qkv_split(float *q, float *k, float *v, const float *qkv, int 
     if (!inv || d >= 2 * half) {
       *dst = src[i];
     } else if (d < half) {
-      rope_pair(src[i], src[i + half], pos[t], __ldg(inv + d), &dst[0], &dst[half]);
+      float sn, cs;
+      sincosf((float)pos[t] * __ldg(inv + d), &sn, &cs);
+      const float a = src[i], b = src[i + half];
+      dst[0] = a * cs - b * sn;
+      dst[half] = b * cs + a * sn;
     }
   }
 }
@@ -340,103 +339,6 @@ static void cu_qkv_split(mimo_backend *be, float *q, float *k, float *v, const f
             rope ? rope->head_dim : 1, rope ? rope->rot_dim / 2 : 0);
 }
 
-/* Decode-sized steps (T <= 4): the fused qkv projection with qkv_split's de-chunking, value scale and RoPE in the
- * GEMV's epilogue, one launch instead of two (each a few µs of a ~140 µs layer, docs/cuda.md round 14). A block
- * takes 8 rows of one head, as k_gemv takes 8 consecutive ones, but pairs the rotated ones: rows d..d+3 with their
- * partners d+half..d+half+3, so that a rotation finds both values in shared memory. Each row's dot is k_gemv's, term
- * for term, and the rotation k_qkv_split's (rope_pair): q, k and v come out bit for bit as linear + qkv_split. */
-enum { QKV_ROWS = 8 };
-template <int FMT, int MT>
-__global__ void __launch_bounds__(256) k_gemv_qkv(float *q, float *k, float *v, const float *x, cu_lin L, int chunks,
-                                                  int qc, int kc, int vc, float v_scale, const int *pos,
-                                                  const float *inv, int hd, int half) {
-  __shared__ float val[QKV_ROWS][MT];
-  const int lane = threadIdx.x & 31, w = threadIdx.x >> 5;
-  const int per = qc + kc + vc, c = blockIdx.x / (per / QKV_ROWS), jb = blockIdx.x % (per / QKV_ROWS) * QKV_ROWS;
-  int j = jb + w; /* this warp's row of the chunk */
-  if (inv && jb < qc + kc) {
-    const int h0 = jb < qc ? jb / hd * hd : qc + (jb - qc) / hd * hd, ib = (jb - h0) / QKV_ROWS;
-    j = ib < half / 4 ? h0 + ib * 4 + (w < 4 ? w : half + w - 4) : h0 + 2 * half + (ib - half / 4) * QKV_ROWS + w;
-  }
-  const size_t r = (size_t)c * per + j;
-  const int k0 = lane * 8;
-  const bool head = k0 + 3 * 256 < L.in;
-  float w0[4][8];
-  if (head)
-    load_batch4<FMT>(L, r * L.in, k0, w0);
-  pdl_start();
-#pragma unroll
-  for (int t = 0; t < MT; t++) {
-    const float *xt = x + (size_t)t * L.in;
-    const float a = head ? dot_batch4(w0, xt, k0, 0.f) : 0.f;
-    const float acc = warp_sum(warp_dot_dense_from<FMT>(L, (int)r, xt, head ? k0 + 4 * 256 : k0, L.in, a));
-    if (lane == 0)
-      val[w][t] = acc;
-  }
-  __syncthreads();
-  if (lane != 0)
-    return;
-#pragma unroll
-  for (int t = 0; t < MT; t++) {
-    const size_t tc = (size_t)t * chunks + c;
-    if (j >= qc + kc) {
-      v[tc * vc + j - qc - kc] = val[w][t] * v_scale;
-      continue;
-    }
-    float *dst = j < qc ? q + tc * qc + j : k + tc * kc + j - qc;
-    const int d = (j < qc ? j : j - qc) % hd;
-    if (!inv || d >= 2 * half)
-      *dst = val[w][t];
-    else if (d < half) /* warps 0-3 of a paired block: row d, its partner in warp w + 4 */
-      rope_pair(val[w][t], val[w + 4][t], pos[t], __ldg(inv + d), &dst[0], &dst[half]);
-  }
-}
-
-static int qkv_fused_env = -1;
-/* MIMO_CUDA_QKV_FUSED=0: linear and qkv_split as two launches (the bitwise comparison in tools/gpu-check). */
-static bool qkv_fused_on(void) {
-  if (qkv_fused_env < 0) {
-    const char *e = getenv("MIMO_CUDA_QKV_FUSED");
-    qkv_fused_env = !(e && strcmp(e, "0") == 0);
-  }
-  return qkv_fused_env != 0;
-}
-
-static bool cu_linear_qkv_split(mimo_backend *be, float *q, float *k, float *v, const float *x, int T,
-                                const mimo_linear *W, int chunks, int qc, int kc, int vc, float v_scale,
-                                const mimo_rope_args *rope) {
-  cu_ctx *c = cu(be);
-  const cu_lin *L = (const cu_lin *)W->dev;
-  /* where linear() would run k_gemv (not its split-K form, not a GEMM), on shapes whose heads tile into 8 rows */
-  if (!qkv_fused_on() || !L || T < 1 || T > 4 || L->fmt == CU_INT4 || L->out < 2 * QKV_ROWS * c->sms)
-    return false;
-  const int per = qc + kc + vc, hd = rope ? rope->head_dim : QKV_ROWS, half = rope ? rope->rot_dim / 2 : 0;
-  if ((long)chunks * per != L->out || hd % QKV_ROWS || half % 4 || 2 * half > hd || qc % hd || kc % hd ||
-      vc % QKV_ROWS || L->in % 8)
-    return false;
-  const int *dpos = NULL;
-  const float *inv = NULL;
-  if (rope && (!(inv = rope_inv(c, rope->theta, rope->rot_dim)) || !(dpos = rope_pos(c, rope->pos, T))))
-    return true; /* the failure is recorded; the step reports it */
-  const dim3 g(L->out / QKV_ROWS);
-#define QKV_LAUNCH(F, M) cu_launch(c, k_gemv_qkv<F, M>, g, 256, 0, q, k, v, x, *L, chunks, qc, kc, vc, v_scale, dpos, inv, hd, half)
-#define QKV_FMT(F)                                                                                                     \
-  switch (T) {                                                                                                         \
-  case 1: QKV_LAUNCH(F, 1); break;                                                                                     \
-  case 2: QKV_LAUNCH(F, 2); break;                                                                                     \
-  case 3: QKV_LAUNCH(F, 3); break;                                                                                     \
-  default: QKV_LAUNCH(F, 4); break;                                                                                    \
-  }
-  switch (L->fmt) {
-  case CU_BF16: QKV_FMT(CU_BF16) break;
-  case CU_F16: QKV_FMT(CU_F16) break;
-  default: QKV_FMT(CU_F32) break;
-  }
-#undef QKV_FMT
-#undef QKV_LAUNCH
-  return true;
-}
-
 static void cu_copy2d(mimo_backend *be, float *dst, long dst_ld, const float *src, long src_ld, int rows, int cols) {
   cu_ctx *c = cu(be);
   MIMO_CUDA(c, cudaMemcpy2DAsync(dst, (size_t)dst_ld * sizeof(float), src, (size_t)src_ld * sizeof(float),
@@ -455,7 +357,6 @@ void cu_ops_install(mimo_backend *be) {
   be->add_rmsnorm = cu_add_rmsnorm;
   be->rope = cu_rope;
   be->qkv_split = cu_qkv_split;
-  be->linear_qkv_split = cu_linear_qkv_split;
   be->scale = cu_scale;
   be->add = cu_add;
   be->swiglu = cu_swiglu;

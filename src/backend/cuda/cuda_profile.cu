@@ -138,18 +138,6 @@ static void pf_linear(mimo_backend *be, float *y, const float *x, int T, const m
   PF_ORIG(be).linear(be, y, x, T, W);
   pf_end(be);
 }
-/* The window a declined call opened is reused by the next op (pf_end not called: nothing was counted). */
-static bool pf_linear_qkv_split(mimo_backend *be, float *q, float *k, float *v, const float *x, int T,
-                                const mimo_linear *W, int chunks, int qc, int kc, int vc, float v_scale,
-                                const mimo_rope_args *rope) {
-  char key[PF_KEY];
-  snprintf(key, sizeof key, "linear+qkv_split %dx%d %s %s", W->out, W->in, pf_fmt(W), pf_t(T));
-  pf_begin(be, key, T);
-  const bool done = PF_ORIG(be).linear_qkv_split(be, q, k, v, x, T, W, chunks, qc, kc, vc, v_scale, rope);
-  if (done)
-    pf_end(be);
-  return done;
-}
 static void pf_rope(mimo_backend *be, float *x, int T, int n_heads, int head_dim, int stride, int rot_dim,
                     const int *pos, double theta) {
   pf_begin(be, "rope", T);
@@ -224,8 +212,6 @@ void cu_profile_install(mimo_backend *be) {
   be->copy2d = pf_copy2d;
   be->add = pf_add;
   be->qkv_split = pf_qkv_split;
-  if (be->linear_qkv_split)
-    be->linear_qkv_split = pf_linear_qkv_split;
   be->swiglu = pf_swiglu;
   be->attention = pf_attention;
   if (be->attention_seqs)
