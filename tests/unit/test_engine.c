@@ -76,6 +76,26 @@ static int collect(mimo_request *r, int *out, int max, mimo_finish *fin) {
   }
 }
 
+/* The request's tokens and their logprobs until it ends by length (exactly max of them); not released. */
+static void collect_lp(mimo_request *r, int *out, float *lp, int max) {
+  int n = 0;
+  mimo_token_event ev[8];
+  for (int done = 0; !done;) {
+    const int k = mimo_request_poll(r, ev, 8, 10000);
+    assert_true(k > 0);
+    for (int i = 0; i < k; i++) {
+      if (ev[i].token >= 0 && n < max) {
+        lp[n] = ev[i].info.logprob;
+        out[n++] = ev[i].token;
+      }
+      if (ev[i].finish)
+        assert_int_equal(ev[i].finish, MIMO_FINISH_LENGTH);
+      done |= ev[i].finish != MIMO_FINISH_NONE;
+    }
+  }
+  assert_int_equal(n, max);
+}
+
 /* The request ends by length with exactly these tokens; released. */
 static void expect_tokens(mimo_request *r, const int *want, int n) {
   int got[128];
@@ -433,23 +453,9 @@ static void prefix_cache_hits(mimo_model *m) {
     p.sampling.logprobs = 1;
     mimo_request *req;
     assert_int_equal(mimo_engine_submit(e, &p, &req), MIMO_OK);
-    int got[STEPS], n = 0;
+    int got[STEPS];
     float lp[STEPS];
-    mimo_token_event ev[8];
-    for (int done = 0; !done;) {
-      const int k = mimo_request_poll(req, ev, 8, 10000);
-      assert_true(k > 0);
-      for (int i = 0; i < k; i++) {
-        if (ev[i].token >= 0 && n < STEPS) {
-          lp[n] = ev[i].info.logprob;
-          got[n++] = ev[i].token;
-        }
-        done |= ev[i].finish != MIMO_FINISH_NONE;
-        if (ev[i].finish)
-          assert_int_equal(ev[i].finish, MIMO_FINISH_LENGTH);
-      }
-    }
-    assert_int_equal(n, STEPS);
+    collect_lp(req, got, lp, STEPS);
     assert_int_equal(mimo_request_cached_tokens(req), cached[r]);
     assert_memory_equal(got, want[r], sizeof got);
     /* the logits themselves, not only their argmax (which zeroed sliding keys or a zeroed partial block leave as
@@ -554,20 +560,7 @@ static void test_tp_sampling_gathered(void **state) {
       assert_int_equal(mimo_engine_submit(e, &p, &req[r]), MIMO_OK);
     }
     for (int r = 0; r < R; r++) {
-      int n = 0;
-      mimo_token_event ev[8];
-      for (int done = 0; !done;) {
-        const int k = mimo_request_poll(req[r], ev, 8, 10000);
-        assert_true(k > 0);
-        for (int i = 0; i < k; i++) {
-          if (ev[i].token >= 0 && n < STEPS) {
-            lps[pass][r][n] = ev[i].info.logprob;
-            got[pass][r][n++] = ev[i].token;
-          }
-          done |= ev[i].finish != MIMO_FINISH_NONE;
-        }
-      }
-      assert_int_equal(n, STEPS);
+      collect_lp(req[r], got[pass][r], lps[pass][r], STEPS);
       mimo_request_release(req[r]);
     }
     mimo_engine_free(e);
