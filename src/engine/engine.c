@@ -133,7 +133,7 @@ static void snapshot(mimo_engine *e, mimo_request *r) {
     mimo_kv_seq_free(copy);
   }
   if (st != MIMO_OK) {
-    mimo_warn("engine: prefix cache entry of %d tokens not kept: %s", r->kv->len, mimo_errmsg());
+    mimo_info("engine: prefix cache entry of %d tokens not kept: %s", r->kv->len, mimo_errmsg());
     mimo_prefix_cache_evict(e->pc);
     return;
   }
@@ -173,7 +173,7 @@ static mimo_status admit(mimo_engine *e, mimo_request *r) {
     mimo_kv_seq *hit = mimo_prefix_cache_find(e->pc, r->prompt, r->n_feed, r->n_feed - 1, &m);
     mimo_status st = hit ? mimo_model_kv_fork(e->model, r->kv, hit, m) : MIMO_OK;
     if (st != MIMO_OK) { /* no room for the copy: compute the prompt, and make room */
-      mimo_warn("engine: prefix cache hit of %d tokens not used: %s", m, mimo_errmsg());
+      mimo_info("engine: prefix cache hit of %d tokens not used: %s", m, mimo_errmsg());
       for (int n = (mimo_prefix_cache_entries(e->pc) + 1) / 2; n > 0; n--)
         mimo_prefix_cache_evict(e->pc);
       mimo_kv_seq_free(r->kv);
