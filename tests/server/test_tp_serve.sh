@@ -81,4 +81,13 @@ for i in 1 2 3 4; do
   [ "$(cat "$WORK/c$i.txt")" = "$want" ] || die "concurrent request $i: $(cat "$WORK/c$i.txt") vs $want"
 done
 echo "ok   serve TP-2 = TP-1 on $(wc -l <"$WORK/one.txt") prompts and 4 concurrent requests: $(head -1 "$WORK/one.txt")"
-echo "test_tp_serve: 3 passed, 0 failed"
+
+# TP-8 (issue 8's CPU side): bf16 with 4 KV heads, so one KV head is shared by two ranks; with and without expert
+# parallelism, the prefix cache (every rank forks its shard) answers as the uncached server does (tools/serve-prefix).
+"$MIMO_BIN" synth --out "$WORK/tp8" --preset tiny --quant bf16 --kv-heads 4 --seed 4 >/dev/null 2>&1 || die "synth tp8"
+for ep in "" --enable-expert-parallel; do
+  line=$(timeout 120 python3 "$MIMO_SRC/tools/serve-prefix" "$MIMO_BIN" "$WORK/tp8" 300 --backend cpu --threads 1 \
+    --tensor-parallel-size 8 $ep 2>&1) || die "TP-8 ${ep:-tensor parallel} prefix cache: $line"
+  echo "ok   serve TP-8 ${ep:-(TP)} prefix cache: $(tail -1 <<<"$line")"
+done
+echo "test_tp_serve: 5 passed, 0 failed"
