@@ -454,6 +454,28 @@ static mimo_status warm_up(mimo_engine *e, int n) {
   return st;
 }
 
+/* Whether r should wait for a running request that is still computing a prefix r shares and will leave in the prefix
+ * cache (its whole prompt, or its first message block): r then starts from there instead of computing the same
+ * tokens alongside it (the n choices of one request, a burst of requests with one system prompt). */
+static bool wait_for_shared_prefix(const mimo_engine *e, mimo_request *r) {
+  if (!e->pc || r->mock >= 0 || atomic_load(&r->cancelled))
+    return false;
+  for (int i = 0; i < e->n_running; i++) {
+    const mimo_request *q = e->running[i];
+    if (q->mock >= 0 || !q->kv || q->fed >= q->n_feed)
+      continue;
+    /* the entry q will make that r could start from, and the tokens r must share for it (mimo_prefix_cache_find) */
+    int at = 0, need = 0;
+    if (q->n_feed <= r->n_feed)
+      at = q->n_feed, need = q->n_feed - 1;
+    else if (q->cache_at > q->fed && q->cache_at < r->n_feed)
+      at = need = q->cache_at;
+    if (at >= PREFIX_MIN && memcmp(q->prompt, r->prompt, (size_t)need * sizeof *r->prompt) == 0)
+      return true;
+  }
+  return false;
+}
+
 static void *engine_main(void *arg) {
   mimo_engine *e = arg;
   if (e->warm_n > 0) {
@@ -463,11 +485,21 @@ static void *engine_main(void *arg) {
   }
   pthread_mutex_lock(&e->mu);
   for (;;) {
-    while (!e->stop && e->wait_head && e->n_running < e->o.max_num_seqs && (!e->hold_admission || !e->n_running)) {
-      mimo_request *r = e->wait_head;
-      e->wait_head = r->next_waiting;
-      if (!e->wait_head)
-        e->wait_tail = NULL;
+    /* in order, past the ones that wait for a running request's prefix (those keep their place) */
+    for (mimo_request *prev = NULL, *r = e->wait_head, *next; !e->stop && r && e->n_running < e->o.max_num_seqs &&
+                                                              (!e->hold_admission || !e->n_running);
+         r = next) {
+      next = r->next_waiting;
+      if (wait_for_shared_prefix(e, r)) {
+        prev = r;
+        continue;
+      }
+      if (prev)
+        prev->next_waiting = next;
+      else
+        e->wait_head = next;
+      if (e->wait_tail == r)
+        e->wait_tail = prev;
       e->n_waiting--;
       e->running[e->n_running++] = r;
       if (admit(e, r) != MIMO_OK) {

@@ -527,6 +527,42 @@ static void test_prefix_cache_tp(void **state) {
   assert_int_equal(kv_used, 0);
 }
 
+/* Requests submitted together with one prompt (a request's n choices): the first computes it, the others wait for its
+ * prefix-cache entry and compute only its last token, and all produce exactly the greedy tokens alone; a request with
+ * another prompt, queued behind them, is not held up by their wait. */
+static void test_shared_prompt_waits(void **state) {
+  (void)state;
+  enum { N = 150, STEPS = 5, R = 3 };
+  int p[N], other[N], want[STEPS], want_other[STEPS];
+  for (int i = 0; i < N; i++) {
+    p[i] = (i * 41 + 9) % 600;
+    other[i] = (i * 23 + 4) % 600;
+  }
+  greedy_alone(p, N, STEPS, want);
+  greedy_alone(other, N, STEPS, want_other);
+  mimo_engine_opts o = {.max_num_seqs = 4, .max_num_batched_tokens = 32, .prefix_cache_entries = 8};
+  mimo_engine *e;
+  assert_int_equal(mimo_engine_init(&e, model, &o), MIMO_OK);
+  mimo_request *req[R + 1];
+  for (int r = 0; r <= R; r++) {
+    mimo_request_params rp = greedy_params(r < R ? p : other, N, STEPS);
+    assert_int_equal(mimo_engine_submit(e, &rp, &req[r]), MIMO_OK);
+  }
+  int cached = 0;
+  for (int r = 0; r <= R; r++) {
+    int got[STEPS];
+    mimo_finish fin;
+    assert_int_equal(collect(req[r], got, STEPS, &fin), STEPS);
+    assert_memory_equal(got, r < R ? want : want_other, sizeof got);
+    cached += mimo_request_cached_tokens(req[r]);
+    if (r < R)
+      assert_int_equal(mimo_request_cached_tokens(req[r]), r ? N - 1 : 0);
+    mimo_request_release(req[r]);
+  }
+  assert_int_equal(cached, (R - 1) * (N - 1));
+  mimo_engine_free(e);
+}
+
 /* A tensor-parallel group whose backends sample where the logits are: the ranks gather their vocabulary slices (a sum
  * with zeros elsewhere) and rank 0 samples; seeded sampling with every filter and logprobs gives exactly what the same
  * group gives sampling on the host from the logits it scatters there. */
@@ -602,7 +638,7 @@ int main(void) {
       cmocka_unit_test(test_stop_and_forced), cmocka_unit_test(test_mock), cmocka_unit_test(test_kv_full_preempts),
       cmocka_unit_test(test_kv_full_preempts_tp), cmocka_unit_test(test_kv_full_prefix_cache),
       cmocka_unit_test(test_prefix_cache), cmocka_unit_test(test_prefix_cache_tp), cmocka_unit_test(test_prefix_cache_at),
-      cmocka_unit_test(test_tp_sampling_gathered),
+      cmocka_unit_test(test_tp_sampling_gathered), cmocka_unit_test(test_shared_prompt_waits),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }
