@@ -30,7 +30,8 @@ typedef struct mimo_engine_opts {
   /* Prefix caching (engine/prefix_cache.h): at most this many cached prefix states; 0: none. A request whose prompt
    * starts with a cached prefix computes only the rest. Entries are taken at the end of each prompt (and of prompt
    * chunks at least prefix_cache_every positions apart) and when a request finishes; they give their memory back
-   * before any running request is preempted. */
+   * before any running request is preempted. A request that shares the prefix a running one is computing toward an
+   * entry waits for that entry instead of computing it too. */
   int prefix_cache_entries;
   int prefix_cache_every; /* positions between entries inside one long prompt (default 2048) */
   /* Test seam: instead of running the model, request i emits mock_ids[i % n_mock]
