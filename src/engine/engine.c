@@ -120,6 +120,15 @@ static void publish(mimo_request *r, int token, const mimo_sample_info *info, mi
 /* Shortest prefix worth an entry: below a block, the copy of the rings costs about what the prefix would. */
 enum { PREFIX_MIN = MIMO_KV_BLOCK };
 
+/* Memory ran short: the least recently used half of the prefix cache goes (repeated, it empties the cache in a few
+ * steps, before anything running is preempted). Returns how many entries went. */
+static int shed_prefix_cache(mimo_engine *e) {
+  const int n = (mimo_prefix_cache_entries(e->pc) + 1) / 2;
+  for (int i = 0; i < n; i++)
+    mimo_prefix_cache_evict(e->pc);
+  return n;
+}
+
 /* r's cache as it stands (r->kv->len positions of r->prompt) into the prefix cache, as a copy. Memory that does not
  * suffice for the copy is not worth a preemption: the oldest entry goes instead. */
 static void snapshot(mimo_engine *e, mimo_request *r) {
@@ -174,8 +183,7 @@ static mimo_status admit(mimo_engine *e, mimo_request *r) {
     mimo_status st = hit ? mimo_model_kv_fork(e->model, r->kv, hit, m) : MIMO_OK;
     if (st != MIMO_OK) { /* no room for the copy: compute the prompt, and make room */
       mimo_info("engine: prefix cache hit of %d tokens not used: %s", m, mimo_errmsg());
-      for (int n = (mimo_prefix_cache_entries(e->pc) + 1) / 2; n > 0; n--)
-        mimo_prefix_cache_evict(e->pc);
+      shed_prefix_cache(e);
       mimo_kv_seq_free(r->kv);
       r->kv = NULL;
       MIMO_TRY(mimo_kv_seq_init(&r->kv, &e->model->cfg));
@@ -278,11 +286,8 @@ static void kv_full(mimo_engine *e) {
   char why[512];
   snprintf(why, sizeof why, "%s", mimo_errmsg());
   if (e->pc && mimo_prefix_cache_entries(e->pc)) { /* cached prefixes give their memory back first */
-    const int n = (mimo_prefix_cache_entries(e->pc) + 1) / 2;
-    mimo_info("engine: out of KV memory (%s): %d of %d prefix cache entries freed", why, n,
-              mimo_prefix_cache_entries(e->pc));
-    for (int i = 0; i < n; i++)
-      mimo_prefix_cache_evict(e->pc);
+    const int had = mimo_prefix_cache_entries(e->pc);
+    mimo_info("engine: out of KV memory (%s): %d of %d prefix cache entries freed", why, shed_prefix_cache(e), had);
     return;
   }
   int victim = -1;

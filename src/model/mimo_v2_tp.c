@@ -601,11 +601,20 @@ mimo_status mimo_tp_kv_fork(mimo_model *m, mimo_kv_seq *dst, mimo_kv_seq *src, i
   return agree(g, fork_local(g, dst, src, len), "forking a KV cache");
 }
 
-static mimo_kv_seq *worker_seq(mimo_model *m, unsigned long long uid) {
-  struct mimo_tp_group *g = m->group;
+/* Where the worker keeps sequence uid (-1: it holds none). */
+static int wseq_index(const struct mimo_tp_group *g, unsigned long long uid) {
   for (int i = 0; i < g->n_wseqs; i++)
     if (g->wseqs[i]->uid == uid)
-      return g->wseqs[i];
+      return i;
+  return -1;
+}
+
+/* Sequence uid, made on first use. */
+static mimo_kv_seq *worker_seq(mimo_model *m, unsigned long long uid) {
+  struct mimo_tp_group *g = m->group;
+  const int at = wseq_index(g, uid);
+  if (at >= 0)
+    return g->wseqs[at];
   if (g->n_wseqs == g->cap_wseqs) {
     int cap = g->cap_wseqs ? 2 * g->cap_wseqs : 64;
     mimo_kv_seq **n = realloc(g->wseqs, (size_t)cap * sizeof *n);
@@ -623,12 +632,11 @@ static mimo_kv_seq *worker_seq(mimo_model *m, unsigned long long uid) {
 }
 
 static void worker_free(struct mimo_tp_group *g, unsigned long long uid) {
-  for (int i = 0; i < g->n_wseqs; i++)
-    if (g->wseqs[i]->uid == uid) {
-      mimo_kv_seq_free(g->wseqs[i]);
-      g->wseqs[i] = g->wseqs[--g->n_wseqs];
-      return;
-    }
+  const int at = wseq_index(g, uid);
+  if (at < 0)
+    return;
+  mimo_kv_seq_free(g->wseqs[at]);
+  g->wseqs[at] = g->wseqs[--g->n_wseqs];
 }
 
 /* Node 0 forked caches: the same here, then every node's outcome (a failed copy is freed by node 0, which then
@@ -643,10 +651,8 @@ static mimo_status worker_forks(mimo_model *m, const void *buf, size_t bytes) {
   for (int i = 0; i < n && st == MIMO_OK; i++) {
     const unsigned long long from = mimo_tp_msg_u64(forks, 3 * i), to = mimo_tp_msg_u64(forks, 3 * i + 1);
     const unsigned long long len = mimo_tp_msg_u64(forks, 3 * i + 2);
-    mimo_kv_seq *src = NULL;
-    for (int k = 0; k < g->n_wseqs && !src; k++)
-      if (g->wseqs[k]->uid == from)
-        src = g->wseqs[k];
+    const int at = wseq_index(g, from);
+    mimo_kv_seq *src = at >= 0 ? g->wseqs[at] : NULL;
     mimo_kv_seq *dst = src ? worker_seq(m, to) : NULL;
     st = !src          ? mimo_errf(MIMO_E_INVALID, "node %d: fork of sequence %llu, which it does not hold", g->node, from)
          : !dst        ? mimo_errf(MIMO_E_NOMEM, "sequence")

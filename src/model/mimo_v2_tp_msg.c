@@ -41,13 +41,19 @@ unsigned long long mimo_tp_msg_u64(const unsigned char *p, int i) {
   return v;
 }
 
+/* The 16-byte header of a `kind` message (op `op`) into h. */
+static mimo_status read_header(const void *buf, size_t bytes, uint32_t op, const char *kind, uint32_t h[4]) {
+  if (bytes < 16)
+    return mimo_errf(MIMO_E_FORMAT, "%s message: %zu bytes, shorter than its header", kind, bytes);
+  memcpy(h, buf, 16);
+  if (h[0] != op)
+    return mimo_errf(MIMO_E_FORMAT, "%s message: op %u is not a %s", kind, h[0], kind);
+  return MIMO_OK;
+}
+
 mimo_status mimo_tp_step_parse(const void *buf, size_t bytes, mimo_tp_step_view *v) {
   uint32_t h[4];
-  if (bytes < 16)
-    return mimo_errf(MIMO_E_FORMAT, "step message: %zu bytes, shorter than its header", bytes);
-  memcpy(h, buf, 16);
-  if (h[0] != MIMO_TP_MSG_STEP)
-    return mimo_errf(MIMO_E_FORMAT, "step message: op %u is not a step", h[0]);
+  MIMO_TRY(read_header(buf, bytes, MIMO_TP_MSG_STEP, "step", h));
   if (h[1] < 1 || h[1] > MAX_SEQS || h[2] > 1 || h[3] > MAX_FREED)
     return mimo_errf(MIMO_E_FORMAT, "step message: %u sequences, all_logits %u, %u freed: out of range", h[1], h[2],
                      h[3]);
@@ -87,11 +93,7 @@ void mimo_tp_fork_write(void *buf, const unsigned long long *forks, int n_forks)
 
 mimo_status mimo_tp_fork_parse(const void *buf, size_t bytes, int *n_forks, const unsigned char **forks) {
   uint32_t h[4];
-  if (bytes < 16)
-    return mimo_errf(MIMO_E_FORMAT, "fork message: %zu bytes, shorter than its header", bytes);
-  memcpy(h, buf, 16);
-  if (h[0] != MIMO_TP_MSG_FORK)
-    return mimo_errf(MIMO_E_FORMAT, "fork message: op %u is not a fork", h[0]);
+  MIMO_TRY(read_header(buf, bytes, MIMO_TP_MSG_FORK, "fork", h));
   if (h[1] < 1 || h[1] > MAX_SEQS || h[2] || h[3])
     return mimo_errf(MIMO_E_FORMAT, "fork message: %u forks, header words %u %u: out of range", h[1], h[2], h[3]);
   if (mimo_tp_fork_bytes((int)h[1]) != bytes)
