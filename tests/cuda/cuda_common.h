@@ -22,6 +22,9 @@ int mimo_cuda_moe_route_split(int on);
 int mimo_cuda_moe_tcg_min_t(int t);
 int mimo_cuda_moe_tcg_variant(int up, int dn, char *label, int n);
 int mimo_cuda_moe_grouped_min_t(int t);
+/* cuda_sample.cu: blocks per sampled row (g > 0 fixes it, clamped to the device's cluster limit; 0 chooses by the
+ * row count); returns the old value */
+int mimo_cuda_sample_group(int g);
 
 static uint64_t rng_s = 0x9e3779b97f4a7c15ull;
 static inline uint64_t rnd64(void) {

@@ -101,7 +101,12 @@ static int check(void) {
   printf("device: %s\n", mimo_cuda_device_name(g));
   const int vocabs[2] = {1000, 152576};
   long draws = 0, sampled_draws = 0, mismatches = 0;
+  /* blocks per row: chosen by the row count, one, and groups of 2 and 16 blocks (clusters on SM90; below SM90 and
+   * in the compute_80 build every setting runs one block per row) */
+  const int groups[4] = {0, 1, 2, 16};
+  for (int gsel = 0; gsel < 4; gsel++)
   for (int vi = 0; vi < 2; vi++) {
+    mimo_cuda_sample_group(groups[gsel]);
     const int V = vocabs[vi], R = V > 10000 ? 48 : 256;
     pcase cases[32];
     const int nc = make_cases(cases, V);
@@ -135,7 +140,7 @@ static int check(void) {
         must(mimo_cuda_upload(g, d, rows, (size_t)R * V), "upload");
         mimo_status st = g->sample(g, d, R, V, jobs, gt, gi);
         if (st != MIMO_OK && dist < 5) {
-          printf("FAIL %s V=%d dist %d: %s\n", pc->name, V, dist, mimo_errmsg());
+          printf("FAIL %s V=%d dist %d group %d: %s\n", pc->name, V, dist, groups[gsel], mimo_errmsg());
           n_fail++;
           continue;
         }
@@ -171,8 +176,8 @@ static int check(void) {
         mismatches += mism;
         const bool ok = bad == 0 && lp_err <= 2e-4 && mism * 20 <= R;
         if (!ok || getenv("MIMO_SAMPLE_CHECK_VERBOSE"))
-          printf("%s %-40s V=%6d dist %d: %d wrong, %d boundary mismatches of %d, logprob err %.2e\n",
-                 ok ? "ok  " : "FAIL", pc->name, V, dist, bad, mism, R, lp_err);
+          printf("%s %-40s V=%6d dist %d group %2d: %d wrong, %d boundary mismatches of %d, logprob err %.2e\n",
+                 ok ? "ok  " : "FAIL", pc->name, V, dist, groups[gsel], bad, mism, R, lp_err);
         ok ? n_pass++ : n_fail++;
         mimo_sampler_free(hs);
         mimo_sampler_free(js);
@@ -181,6 +186,7 @@ static int check(void) {
     g->release(g, d);
     free(row), free(rows), free(tmp), free(jobs), free(gi), free(hi), free(gt), free(ht);
   }
+  mimo_cuda_sample_group(0);
   const bool ok = mismatches * 500 <= sampled_draws;
   printf("%s sampled tokens differing from the host: %ld of %ld sampled draws (%ld draws in all)\n",
          ok ? "ok  " : "FAIL", mismatches, sampled_draws, draws);

@@ -16,10 +16,11 @@
 
 #include "backend/cuda/cuda_sample_block.cuh"
 
-/* This thread's contiguous share of ids [0, L), for the steps that go in id order. */
+/* This thread's contiguous share of ids [0, L), for the steps that go in id order (the group's threads in rank
+ * order). */
 __device__ __forceinline__ void my_chunk(int L, int &c0, int &c1) {
-  const int ch = (L + SNT - 1) / SNT;
-  c0 = min(L, (int)threadIdx.x * ch);
+  const int nt = SNT * grp_size(), ch = (L + nt - 1) / nt;
+  c0 = min(L, (grp_rank() * SNT + (int)threadIdx.x) * ch);
   c1 = min(L, c0 + ch);
 }
 
@@ -33,21 +34,21 @@ __device__ int tie_cut(const sview &s, int L, uint32_t K, int r, sshared *sh) {
     n += s.test(i, xi, v, k) && k == K;
     return false;
   });
-  const int pre = block_exscan<int>(n, sh->red_i);
+  const int pre = group_exscan<int>(n, sh->red_i, sh);
+  int found = -1;
   if (pre < r && r <= pre + n) {
     int c = pre;
     chunk_pass(s.x, c0, c1, [&](int i, float xi) {
       float v;
       uint32_t k;
       if (s.test(i, xi, v, k) && k == K && ++c == r) {
-        sh->bcast_i = i;
+        found = i;
         return true;
       }
       return false;
     });
   }
-  __syncthreads();
-  return sh->bcast_i;
+  return group_max_int(found, sh); /* one thread of the group found it */
 }
 
 __device__ void hist_clear(sshared *sh) {
@@ -58,7 +59,8 @@ __device__ void hist_clear(sshared *sh) {
   __syncthreads();
 }
 
-/* After the adds: the copies summed into copy 0. */
+/* After the adds: the copies summed into copy 0, and then the group's blocks' copies 0 into each one's copy 0
+ * (integer sums: every block gets the same). */
 __device__ void hist_fold(sshared *sh) {
   __syncthreads();
   for (int b = threadIdx.x; b < 256; b += SNT)
@@ -66,6 +68,30 @@ __device__ void hist_fold(sshared *sh) {
       sh->hist[0][b] += sh->hist[c][b];
       sh->massfx[0][b] += sh->massfx[c][b];
     }
+  __syncthreads();
+  const int G = grp_size();
+  if (G == 1)
+    return;
+  static_assert(SNT % 256 == 0 && HCOPIES >= 2 + SNT / 256, "a partial sum per quarter of the threads");
+  cl_sync(); /* every block's copy 0 is final */
+  const int b = threadIdx.x & 255, q = threadIdx.x >> 8;
+  unsigned n = 0;
+  unsigned long long m = 0;
+  for (int r = q; r < G; r += SNT / 256) {
+    n += cl_ld32(cl_addr(&sh->hist[0][b], r));
+    m += cl_ld64(cl_addr(&sh->massfx[0][b], r));
+  }
+  sh->hist[2 + q][b] = n;
+  sh->massfx[2 + q][b] = m;
+  cl_sync(); /* nobody reads another block's copy 0 any more */
+  if (q == 0) {
+    for (int c = 3; c < 2 + SNT / 256; c++) {
+      n += sh->hist[c][b];
+      m += sh->massfx[c][b];
+    }
+    sh->hist[0][b] = n;
+    sh->massfx[0][b] = m;
+  }
   __syncthreads();
 }
 
@@ -102,45 +128,77 @@ template <bool MASS> __device__ void radix_hist(const sview &s, int L, uint32_t 
   hist_fold(sh);
 }
 
-/* Thread 0: walks copy 0's 256 bins from the top to the first non-empty one where `need` (an id count, or with
- * MASS a mass in the fixed-point sums' units made double) is met counting the bins above it, whose total goes to
- * *above. When no bin meets it (top-p within rounding of 1, or weights that underflow): the lowest non-empty bin,
- * with *above the bins above that one only, so that the passes inside it keep everything (-1: every bin empty). */
-template <bool MASS> __device__ int bin_walk(const sshared *sh, double need, double *above) {
-  double done = 0, done_low = 0;
-  int low = -1;
-  for (int b = 255; b >= 0; b--) {
-    if (!sh->hist[0][b])
-      continue;
-    const double w = MASS ? (double)sh->massfx[0][b] * 0x1p-40 : (double)sh->hist[0][b];
-    low = b;
-    done_low = done;
-    if (need - done <= w) {
-      *above = done;
-      return b;
-    }
-    done += w;
+/* Warp 0 (every lane gets the result): walks copy 0's 256 bins from the top to the first non-empty one where
+ * `need` (an id count, or with MASS a mass) is met counting the bins above it, whose total goes to *above; with
+ * frac > 0 the need becomes frac of all the bins' total (and is returned in need). When no bin meets it (top-p within rounding of 1, or
+ * weights that underflow): the lowest non-empty bin, with *above the bins above that one only, so that the passes
+ * inside it keep everything (-1: every bin empty). Lane l takes bins 255 - 8l down to 248 - 8l; the running sums
+ * are integers (counts, or the masses' fixed-point units), so they are exact whatever the order. */
+template <bool MASS> __device__ int bin_walk(const sshared *sh, double &need, double frac, double *above) {
+  const int lane = threadIdx.x & 31;
+  unsigned long long w[8], mine = 0;
+  unsigned nonempty = 0;
+#pragma unroll
+  for (int u = 0; u < 8; u++) {
+    const int b = 255 - 8 * lane - u;
+    w[u] = MASS ? sh->massfx[0][b] : sh->hist[0][b];
+    nonempty |= (sh->hist[0][b] != 0u) << u;
+    mine += w[u];
   }
-  *above = done_low;
-  return low;
+  unsigned long long incl = mine; /* inclusive scan over lanes, from the top bins down */
+  for (int o = 1; o < 32; o <<= 1) {
+    const unsigned long long y = __shfl_up_sync(~0u, incl, o);
+    if (lane >= o)
+      incl += y;
+  }
+  const double unit = MASS ? 0x1p-40 : 1.0;
+  if (frac > 0)
+    need = frac * (double)__shfl_sync(~0u, incl, 31) * unit;
+  unsigned long long run = incl - mine;
+  int hit = -1, low = -1;
+  unsigned long long hit_above = 0, low_above = 0;
+#pragma unroll
+  for (int u = 0; u < 8; u++) {
+    if (nonempty >> u & 1) {
+      if (hit < 0 && (double)(run + w[u]) * unit >= need)
+        hit = u, hit_above = run;
+      low = u, low_above = run;
+    }
+    run += w[u];
+  }
+  const unsigned hits = __ballot_sync(~0u, hit >= 0), lows = __ballot_sync(~0u, low >= 0);
+  if (!lows)
+    return *above = 0, -1;
+  const int src = hits ? __ffs(hits) - 1 : 31 - __clz(lows);
+  const int u = __shfl_sync(~0u, hits ? hit : low, src);
+  *above = (double)__shfl_sync(~0u, hits ? hit_above : low_above, src) * unit;
+  return 255 - 8 * src - u;
 }
 
 /* A first pass whose bins are linear in the value over the counted ids' range: order-preserving like the key
  * digits, but spread out where the keys' leading digits are not (one or two exponents hold most of a row), so
  * plain atomics do not queue on one counter. Returns s restricted to the bin where bin_walk stops for `need` (k
  * ids, or with MASS a mass target), and in *above what the bins above it hold. */
-template <bool MASS> __device__ sview lin_first(const sview &s, int L, double need, double *above, sshared *sh) {
+template <bool MASS>
+__device__ sview lin_first(const sview &s, int L, double need, double frac, const float2 *range, double *above,
+                           double *target, sshared *sh) {
   float lo = INFINITY, hi = -INFINITY;
-  row_pass(s.x, L, [&](int i, float xi) {
-    float v;
-    uint32_t key;
-    if (s.test(i, xi, v, key))
-      lo = fminf(lo, v), hi = fmaxf(hi, v);
-  });
-  lo = -block_max(-lo, sh);
-  hi = block_max(hi, sh);
+  if (range) { /* the counted ids' range, from a pass already made */
+    lo = range->x;
+    hi = range->y;
+  } else {
+    row_pass(s.x, L, [&](int i, float xi) {
+      float v;
+      uint32_t key;
+      if (s.test(i, xi, v, key))
+        lo = fminf(lo, v), hi = fmaxf(hi, v);
+    });
+    lo = -group_max(-lo, sh);
+    hi = group_max(hi, sh);
+  }
   sview r = s;
   *above = 0;
+  *target = -1;
   if (!(hi - lo > 0) || !isfinite(hi - lo))
     return r; /* one value (or a range float cannot scale): the key digits alone */
   r.lo = lo;
@@ -158,14 +216,16 @@ template <bool MASS> __device__ sview lin_first(const sview &s, int L, double ne
     }
   });
   hist_fold(sh);
-  if (threadIdx.x == 0) {
+  if (threadIdx.x < 32) {
     double a;
-    sh->bcast_i = bin_walk<MASS>(sh, need, &a);
-    sh->bcast_d = a;
+    const int b = bin_walk<MASS>(sh, need, frac, &a);
+    if (threadIdx.x == 0)
+      sh->bcast_i = b, sh->bcast_d = a, sh->bcast_t = need;
   }
   __syncthreads();
   r.lb = sh->bcast_i;
   *above = sh->bcast_d;
+  *target = sh->bcast_t;
   __syncthreads();
   return r;
 }
@@ -174,16 +234,17 @@ template <bool MASS> __device__ sview lin_first(const sview &s, int L, double ne
  * and id <= *cut. */
 __device__ void select_kth(const sview &s0, int L, int k, uint32_t *K, int *cut, sshared *sh) {
   double above;
-  const sview s = lin_first<false>(s0, L, k, &above, sh);
+  double target;
+  const sview s = lin_first<false>(s0, L, k, 0, NULL, &above, &target, sh);
   uint32_t prefix = 0, mask = 0;
   int rem = k - (int)above;
   for (int shift = 24; shift >= 0; shift -= 8) {
     radix_hist<false>(s, L, prefix, mask, shift, sh);
-    if (threadIdx.x == 0) {
-      double a;
-      const int b = bin_walk<false>(sh, rem, &a);
-      sh->bcast_u = (unsigned)(b < 0 ? 0 : b);
-      sh->bcast_i = rem - (int)a;
+    if (threadIdx.x < 32) {
+      double a, need = rem;
+      const int b = bin_walk<false>(sh, need, 0, &a);
+      if (threadIdx.x == 0)
+        sh->bcast_u = (unsigned)(b < 0 ? 0 : b), sh->bcast_i = rem - (int)a;
     }
     __syncthreads();
     prefix |= sh->bcast_u << shift;
@@ -210,24 +271,30 @@ __device__ int ties_needed(double w, double rem, int n_eq) {
   return m;
 }
 
-/* Top-p: the first id, in order value desc then id asc, at which the mass exp(v) summed in that order reaches
- * target (all counted ids when it never does), as *K / *cut like select_kth. */
-__device__ void select_mass(const sview &s0, int L, double target, uint32_t *K, int *cut, sshared *sh) {
-  double above;
-  const sview s = lin_first<true>(s0, L, target, &above, sh);
+/* Top-p: the first id, in order value desc then id asc, at which the mass exp(v) summed in that order reaches frac
+ * of the counted ids' mass (all of them when it never does), as *K / *cut like select_kth. range: the counted ids'
+ * values' (min, max) when a pass has found them, else NULL. The mass is the first histogram's total. */
+__device__ void select_mass(const sview &s0, int L, double frac, const float2 *range, uint32_t *K, int *cut,
+                            sshared *sh) {
+  double above, target;
+  const sview s = lin_first<true>(s0, L, 0, frac, range, &above, &target, sh);
   uint32_t prefix = 0, mask = 0;
+  bool known = target >= 0; /* else the first key-digit pass (over every counted id) gives the total */
   double rem = target - above;
   int n_eq = 0;
   for (int shift = 24; shift >= 0; shift -= 8) {
     radix_hist<true>(s, L, prefix, mask, shift, sh);
-    if (threadIdx.x == 0) {
-      double a;
-      int b = bin_walk<true>(sh, rem, &a);
+    if (threadIdx.x < 32) {
+      double a, need = rem;
+      int b = bin_walk<true>(sh, need, known ? 0 : frac, &a);
       b = b < 0 ? 0 : b;
-      sh->bcast_u = (unsigned)b;
-      sh->bcast_d = rem - a;
-      sh->bcast_i = (int)sh->hist[0][b];
+      if (threadIdx.x == 0) {
+        sh->bcast_u = (unsigned)b;
+        sh->bcast_d = need - a;
+        sh->bcast_i = (int)sh->hist[0][b];
+      }
     }
+    known = true;
     __syncthreads();
     prefix |= sh->bcast_u << shift;
     mask |= 255u << shift;
@@ -239,21 +306,9 @@ __device__ void select_mass(const sview &s0, int L, double target, uint32_t *K, 
   *cut = tie_cut(s, L, prefix, ties_needed(expf(key_value(prefix)), rem, n_eq), sh);
 }
 
-/* Sum of exp(v) over the counted ids. */
-__device__ double mass_of(const sview &s, int L, sshared *sh) {
-  double z = 0;
-  row_pass(s.x, L, [&](int i, float xi) {
-    float v;
-    uint32_t k;
-    if (s.test(i, xi, v, k))
-      z += expf(v);
-  });
-  return block_sum(z, sh);
-}
-
-/* Step 9: the first counted id, ascending, whose running mass exceeds uz; past the end (rounding), the highest
- * id with weight. */
-__device__ int draw(const sview &s, int L, double uz, sshared *sh) {
+/* Step 9: the first counted id, ascending, whose running mass exceeds u times the counted ids' mass; past the end
+ * (rounding), the highest id with weight. */
+__device__ int draw(const sview &s, int L, double u, sshared *sh) {
   int c0, c1, last = -1;
   my_chunk(L, c0, c1);
   double mine = 0;
@@ -268,10 +323,9 @@ __device__ int draw(const sview &s, int L, double uz, sshared *sh) {
     }
     return false;
   });
-  const double pre = block_exscan<double>(mine, sh->red_d);
-  if (threadIdx.x == 0)
-    sh->bcast_i = -1;
-  __syncthreads();
+  double z;
+  const double pre = group_exscan<double>(mine, sh->red_d, sh, &z), uz = u * z;
+  int found = -1;
   if (pre <= uz && uz < pre + mine) {
     double cum = pre;
     int tok = -1;
@@ -286,12 +340,33 @@ __device__ int draw(const sview &s, int L, double uz, sshared *sh) {
         tok = i;
       return uz < cum;
     });
-    sh->bcast_i = tok;
+    found = tok;
   }
-  __syncthreads();
-  const int tok = sh->bcast_i;
-  last = block_max_int(last, sh); /* the highest id with weight, for the fallback */
+  const int tok = group_max_int(found, sh); /* at most one thread of the group finds the crossing */
+  last = group_max_int(last, sh);          /* the highest id with weight, for the fallback */
   return tok >= 0 ? tok : last;
+}
+
+/* The group's entries (id[0..n) and v[0..n) of each block, n <= cap in all) appended in rank order to rank 0's
+ * arrays, whose own come first; every block returns the total. */
+__device__ int gather_to_rank0(int *id, float *v, int n, int cap, sshared *sh) {
+  const int G = grp_size();
+  if (G == 1)
+    return n;
+  group_exchange((unsigned long long)n, 0, sh);
+  int off = 0, tot = 0;
+  for (int k = 0; k < G; k++) {
+    const int nk = (int)sh->xg[k][0];
+    off += k < grp_rank() ? nk : 0;
+    tot += nk;
+  }
+  if (grp_rank() > 0)
+    for (int e = threadIdx.x; e < n && off + e < cap; e += SNT) {
+      cl_st32(cl_addr(id + off + e, 0), (unsigned)id[e]);
+      cl_st32(cl_addr(v + off + e, 0), __float_as_uint(v[e]));
+    }
+  cl_sync(); /* rank 0 sees them */
+  return min(tot, cap);
 }
 
 /* log-softmax over the counted ids at tok, and the n_top best of them. */
@@ -304,8 +379,8 @@ __device__ void fill_info(const sview &s, int L, int tok, int n_top, sout *o, ss
     if (s.test(i, xi, v, k))
       mx = fmaxf(mx, v), n++;
   });
-  mx = block_max(mx, sh);
-  n = block_sum_int(n, sh);
+  mx = group_max(mx, sh);
+  n = group_sum_int(n, sh);
   double z = 0;
   row_pass(s.x, L, [&](int i, float xi) {
     float v;
@@ -313,7 +388,7 @@ __device__ void fill_info(const sview &s, int L, int tok, int n_top, sout *o, ss
     if (s.test(i, xi, v, k))
       z += exp((double)v - mx);
   });
-  z = block_sum(z, sh);
+  z = group_sum(z, sh);
   const double lse = mx + log(z);
   n_top = n_top < n ? n_top : n;
   if (n_top > 0) {
@@ -335,8 +410,9 @@ __device__ void fill_info(const sview &s, int L, int tok, int n_top, sout *o, ss
       }
     });
     __syncthreads();
+    gather_to_rank0(sh->sel_id, sh->sel_v, min(sh->n_sel, MIMO_MAX_LOGPROBS), MIMO_MAX_LOGPROBS, sh);
   }
-  if (threadIdx.x == 0) {
+  if (threadIdx.x == 0 && grp_rank() == 0) {
     const float xt = s.mode ? (s.x[tok] - s.m) * s.inv_t : s.x[tok];
     o->logprob = (float)((double)xt - lse);
     const int m = n_top;
@@ -392,7 +468,8 @@ template <bool BY_ID> __device__ void sort_first(sshared *sh, int n) {
   bitonic<BY_ID>(sh);
 }
 
-/* Steps 8-9 (and processed logprobs) on the counted ids of s, n <= SNT of them; returns the token. */
+/* Steps 8-9 (and processed logprobs) on the counted ids of s, n <= SNT of them; returns the token (in the group's
+ * rank 0, which does the work once the candidates are gathered there; -1 in the others). */
 __device__ int sample_compact(const sview &s, int L, const sjob &j, sout *o, sshared *sh) {
   const int t = threadIdx.x;
   if (t == 0)
@@ -408,7 +485,9 @@ __device__ int sample_compact(const sview &s, int L, const sjob &j, sout *o, ssh
     }
   });
   __syncthreads();
-  const int n = sh->n_cmp;
+  const int n = gather_to_rank0(sh->cid, sh->cv, sh->n_cmp, SNT, sh);
+  if (grp_rank() != 0)
+    return -1;
   sort_first<false>(sh, n);
   /* weights in value order; top-p keeps the shortest prefix whose mass reaches p of the whole */
   const float w = t < n ? expf(sh->cv[t]) : 0.0f;
@@ -460,15 +539,19 @@ __global__ void __launch_bounds__(SNT) k_sample(float *logits, float *raw, int V
   static_assert(sizeof(sjob) % 4 == 0 && sizeof(sjob) / 4 <= SNT, "a job is read as words");
   __shared__ sshared sh;
   __shared__ sjob js;
+  const int G = grp_size(), job = blockIdx.x / G; /* a row's group is a cluster of consecutive blocks */
+  const bool lead = threadIdx.x == 0 && grp_rank() == 0;
   /* jobs, pen and out live in host memory the device maps (cu_sample): the job is read once per block, before
    * the wait, since the host wrote it before the launch */
   if (threadIdx.x < sizeof(sjob) / 4)
-    ((int *)&js)[threadIdx.x] = ((const int *)(jobs + blockIdx.x))[threadIdx.x];
+    ((int *)&js)[threadIdx.x] = ((const int *)(jobs + job))[threadIdx.x];
+  if (threadIdx.x == 0)
+    sh.xpar = 0;
   pdl_start();
   __syncthreads();
   const sjob j = js;
   float *x = logits + (size_t)j.row * V;
-  sout *o = out + blockIdx.x;
+  sout *o = out + job;
   const int L = j.limit > 0 && j.limit < V ? j.limit : V;
   /* 1. mask; 2. the raw copy; without penalties the argmax in the same pass */
   float *rx = j.raw >= 0 ? raw + (size_t)j.raw * V : NULL;
@@ -484,9 +567,9 @@ __global__ void __launch_bounds__(SNT) k_sample(float *logits, float *raw, int V
       m = b, arg = i;
   });
   if (j.n_pen) {
-    __syncthreads();
+    G > 1 ? cl_sync() : __syncthreads(); /* the group's masked logits are in place */
     /* 3. penalties (unique ids: no two threads touch one logit) */
-    for (int e = threadIdx.x; e < j.n_pen; e += SNT) {
+    for (int e = grp_rank() * SNT + threadIdx.x; e < j.n_pen; e += SNT * G) {
       const int t = pen[2 * (j.pen0 + e)], count = pen[2 * (j.pen0 + e) + 1];
       float v = x[t];
       if (j.rep != 1)
@@ -495,7 +578,7 @@ __global__ void __launch_bounds__(SNT) k_sample(float *logits, float *raw, int V
         v -= j.frequency * (float)count + j.presence;
       x[t] = sanitize(v);
     }
-    __syncthreads();
+    G > 1 ? cl_sync() : __syncthreads();
     m = -INFINITY;
     arg = INT_MAX;
     row_pass(x, L, [&](int i, float v) {
@@ -503,13 +586,15 @@ __global__ void __launch_bounds__(SNT) k_sample(float *logits, float *raw, int V
         m = v, arg = i;
     });
   }
-  block_argmax(m, arg, &sh);
+  group_argmax(m, arg, &sh);
   if (arg == INT_MAX) {
-    if (threadIdx.x == 0) {
+    if (lead) {
       o->token = -1;
       o->n_top = 0;
       fed[j.row] = -1;
     }
+    if (G > 1)
+      cl_sync(); /* no block leaves while another may read its shared memory */
     return;
   }
   int tok = arg;
@@ -522,13 +607,16 @@ __global__ void __launch_bounds__(SNT) k_sample(float *logits, float *raw, int V
     s.min_log = j.min_p > 0 ? logf(j.min_p) : -INFINITY;
     /* 6-7. min-p and top-k: how many candidates are left */
     int n = 0;
+    float2 range = make_float2(INFINITY, -INFINITY); /* the counted values' (min, max), for top-p's first pass */
     row_pass(x, L, [&](int i, float xi) {
       float v;
       uint32_t k;
-      n += s.test(i, xi, v, k);
+      if (s.test(i, xi, v, k))
+        n++, range.x = fminf(range.x, v), range.y = fmaxf(range.y, v);
     });
-    n = block_sum_int(n, &sh);
-    if (j.top_k > 0 && j.top_k < n) {
+    n = group_count_range(n, &range, &sh);
+    const bool cut_k = j.top_k > 0 && j.top_k < n;
+    if (cut_k) {
       select_kth(s, L, j.top_k, &s.kk, &s.kcut, &sh);
       n = j.top_k;
     }
@@ -536,18 +624,15 @@ __global__ void __launch_bounds__(SNT) k_sample(float *logits, float *raw, int V
       tok = sample_compact(s, L, j, o, &sh);
       info_done = j.processed;
     } else {
-      double z = mass_of(s, L, &sh);
       /* 8. top-p, with the host's tolerance for summation rounding */
-      if (j.top_p < 1) {
-        select_mass(s, L, j.top_p * z * (1 - 1e-9), &s.pk, &s.pcut, &sh);
-        z = mass_of(s, L, &sh);
-      }
-      tok = draw(s, L, j.u * z, &sh);
+      if (j.top_p < 1)
+        select_mass(s, L, j.top_p * (1 - 1e-9), cut_k ? NULL : &range, &s.pk, &s.pcut, &sh);
+      tok = draw(s, L, j.u, &sh);
     }
     if (tok < 0)
       tok = arg;
   }
-  if (threadIdx.x == 0) {
+  if (lead) {
     o->token = tok;
     fed[j.row] = tok; /* the next step's embed may read it here (cu_embed) */
   }
@@ -556,6 +641,65 @@ __global__ void __launch_bounds__(SNT) k_sample(float *logits, float *raw, int V
       s = view_all(rx);
     fill_info(s, j.processed ? L : V, tok, j.logprobs, o, &sh);
   }
+  if (G > 1)
+    cl_sync(); /* no block leaves while another may read its shared memory */
+}
+
+/* Blocks per row. A row's passes are bound by one block's instructions (a 152k-logit row: ~25-45 us a pass, ~12
+ * passes for top-p), so while rows leave SMs idle each row is split over a cluster of G blocks (SM90 code; G = 1
+ * otherwise), as many as keep every row's blocks resident at once. MIMO_CUDA_SAMPLE_GROUP=N (or the test hook)
+ * fixes G (clamped to what the device allows). */
+static int group_forced = -1;
+extern "C" int mimo_cuda_sample_group(int g) {
+  if (group_forced < 0) {
+    const char *e = getenv("MIMO_CUDA_SAMPLE_GROUP");
+    group_forced = e ? atoi(e) : 0;
+  }
+  const int o = group_forced;
+  if (g >= 0)
+    group_forced = g;
+  return o;
+}
+
+enum { MAX_DEVICES = 64 };
+static int group_max_of[MAX_DEVICES], blocks_per_sm_of[MAX_DEVICES]; /* 0: not asked yet */
+
+static int sample_group(cu_ctx *c, int rows) {
+  if (!c->pdl || c->device < 0 || c->device >= MAX_DEVICES) /* c->pdl: an SM90 device running SM90 code */
+    return 1;
+  if (!group_max_of[c->device]) {
+    int gmax = 1, bps = 1;
+    cudaLaunchAttribute at[1];
+    at[0].id = cudaLaunchAttributeClusterDimension;
+    at[0].val.clusterDim.x = GMAX;
+    at[0].val.clusterDim.y = at[0].val.clusterDim.z = 1;
+    cudaLaunchConfig_t cfg = {};
+    cfg.gridDim = dim3(GMAX);
+    cfg.blockDim = dim3(SNT);
+    cfg.stream = c->st;
+    cfg.attrs = at;
+    cfg.numAttrs = 1;
+    if (MIMO_CUDA(c, cudaFuncSetAttribute(k_sample, cudaFuncAttributeNonPortableClusterSizeAllowed, 1)) != MIMO_OK ||
+        MIMO_CUDA(c, cudaOccupancyMaxPotentialClusterSize(&gmax, k_sample, &cfg)) != MIMO_OK ||
+        MIMO_CUDA(c, cudaOccupancyMaxActiveBlocksPerMultiprocessor(&bps, k_sample, SNT, 0)) != MIMO_OK)
+      gmax = bps = 1;
+    int g = 1;
+    while (g * 2 <= gmax && g * 2 <= GMAX)
+      g *= 2;
+    group_max_of[c->device] = g;
+    blocks_per_sm_of[c->device] = bps > 0 ? bps : 1;
+  }
+  const int gmax = group_max_of[c->device], forced = mimo_cuda_sample_group(-1);
+  if (forced > 0) {
+    int g = 1;
+    while (g * 2 <= forced && g * 2 <= gmax)
+      g *= 2;
+    return g;
+  }
+  int g = gmax;
+  while (g > 1 && (long)rows * g > (long)c->sms * blocks_per_sm_of[c->device])
+    g /= 2;
+  return g;
 }
 
 /* The fed-back tokens' device array for rows rows (grown; -1 where nothing was sampled). */
@@ -623,8 +767,21 @@ extern "C" mimo_status cu_sample(mimo_backend *be, float *logits, int rows, int 
       p += q->n_pen;
       a++;
     }
-    cu_launch(c, k_sample, n, SNT, 0, logits, raw_rows, V, (const sjob *)dm, (const int *)(dm + jb + ob),
-              (sout *)(dm + jb), fed);
+    const int G = sample_group(c, n);
+    cudaLaunchAttribute at[2];
+    at[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    at[0].val.programmaticStreamSerializationAllowed = 1;
+    at[1].id = cudaLaunchAttributeClusterDimension;
+    at[1].val.clusterDim.x = G;
+    at[1].val.clusterDim.y = at[1].val.clusterDim.z = 1;
+    cudaLaunchConfig_t cfg = {};
+    cfg.gridDim = dim3(n * G);
+    cfg.blockDim = dim3(SNT);
+    cfg.stream = c->st;
+    cfg.attrs = cu_pdl(c) ? at : at + 1;
+    cfg.numAttrs = (cu_pdl(c) ? 1 : 0) + (G > 1 ? 1 : 0);
+    st = MIMO_CUDA(c, cudaLaunchKernelEx(&cfg, k_sample, logits, raw_rows, V, (const sjob *)dm,
+                                         (const int *)(dm + jb + ob), (sout *)(dm + jb), fed));
   }
   if (st == MIMO_OK)
     st = cu_wait(c);

@@ -27,7 +27,12 @@ typedef struct sout {
 
 #define HCOPIES 8 /* radix histograms: warp w adds into copy w % HCOPIES (hot bins otherwise serialise 32 warps) */
 
+#define GMAX 16 /* blocks per row at most (a thread block cluster: the largest size Hopper allows) */
+
 typedef struct sshared {
+  int xpar;                       /* the exchange slot in use */
+  unsigned long long xw[2][2]; /* exchange slots (two, used in turn: see group_reduce) */
+  unsigned long long xg[GMAX][2]; /* the group's slot values, fetched once for the whole block */
   unsigned hist[HCOPIES][256];
   unsigned long long massfx[HCOPIES][256];
   double red_d[32];
@@ -35,7 +40,7 @@ typedef struct sshared {
   int red_i[32];
   unsigned bcast_u;
   int bcast_i;
-  double bcast_d;
+  double bcast_d, bcast_t;
   int n_sel;
   int sel_id[MIMO_MAX_LOGPROBS];
   float sel_v[MIMO_MAX_LOGPROBS];
@@ -98,6 +103,91 @@ __device__ __forceinline__ sview view_all(const float *x) {
   return s;
 }
 
+/* ---- a row's group: with few rows, each row is split over a cluster of G blocks (SM90), which meet through
+ * distributed shared memory at cluster barriers. With G = 1 (one block per row, and always below SM90) none of
+ * the cluster instructions runs. Every decision a block takes depends only on values the whole group agrees on
+ * (integer sums, or reductions combined in rank order), so the blocks take the same path and meet at the same
+ * barriers. ---- */
+/* This block's rank in its row's group and the group's size: the cluster's (1 and 0 without one). */
+__device__ __forceinline__ int grp_size() {
+  unsigned n = 1;
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm("mov.u32 %0, %%cluster_nctarank;\n" : "=r"(n));
+#endif
+  return (int)n;
+}
+__device__ __forceinline__ int grp_rank() {
+  unsigned r = 0;
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm("mov.u32 %0, %%cluster_ctarank;\n" : "=r"(r));
+#endif
+  return (int)r;
+}
+__device__ __forceinline__ void cl_sync() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("barrier.cluster.arrive.release.aligned;\n\tbarrier.cluster.wait.acquire.aligned;\n" ::: "memory");
+#else
+  __trap();
+#endif
+}
+/* p (this block's shared memory) as rank r's copy of it in the cluster's shared window */
+__device__ __forceinline__ uint32_t cl_addr(const void *p, int r) {
+  uint32_t d = 0;
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("mapa.shared::cluster.u32 %0, %1, %2;\n" : "=r"(d) : "r"((uint32_t)__cvta_generic_to_shared(p)), "r"(r));
+#endif
+  return d;
+}
+__device__ __forceinline__ unsigned long long cl_ld64(uint32_t a) {
+  unsigned long long v = 0;
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("ld.shared::cluster.u64 %0, [%1];\n" : "=l"(v) : "r"(a) : "memory");
+#endif
+  return v;
+}
+__device__ __forceinline__ unsigned cl_ld32(uint32_t a) {
+  unsigned v = 0;
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("ld.shared::cluster.u32 %0, [%1];\n" : "=r"(v) : "r"(a) : "memory");
+#endif
+  return v;
+}
+__device__ __forceinline__ void cl_st32(uint32_t a, unsigned v) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("st.shared::cluster.u32 [%0], %1;\n" ::"r"(a), "r"(v) : "memory");
+#endif
+}
+
+/* Publishes this block's pair (w0, w1) (thread 0's) and fetches every rank's into sh->xg, in rank order. Two slots
+ * used in turn make one barrier enough: a block writes a slot again two exchanges later, when everyone has passed
+ * the barrier of the exchange between, so nobody still reads it. */
+__device__ void group_exchange(unsigned long long w0, unsigned long long w1, sshared *sh) {
+  const int p = sh->xpar;
+  if (threadIdx.x == 0) {
+    sh->xw[p][0] = w0;
+    sh->xw[p][1] = w1;
+  }
+  cl_sync();
+  if ((int)threadIdx.x < 2 * grp_size()) {
+    const int r = threadIdx.x >> 1, k = threadIdx.x & 1;
+    sh->xg[r][k] = cl_ld64(cl_addr(&sh->xw[p][k], r));
+  }
+  __syncthreads();
+  if (threadIdx.x == 0)
+    sh->xpar = p ^ 1; /* every thread read p before the barrier; the next exchange reads it after a __syncthreads */
+}
+
+template <typename T> __device__ __forceinline__ unsigned long long to_word(T v) {
+  unsigned long long w = 0;
+  memcpy(&w, &v, sizeof v);
+  return w;
+}
+template <typename T> __device__ __forceinline__ T of_word(unsigned long long w) {
+  T v;
+  memcpy(&v, &w, sizeof v);
+  return v;
+}
+
 /* ---- passes over a row: SB loads in flight per thread before any is used, so a thread does not wait one L2
  * round trip per element (measured: greedy 44 -> 36 us per 152k-logit row; the passes are mostly bound by
  * instructions, not latency) ---- */
@@ -105,30 +195,31 @@ __device__ __forceinline__ sview view_all(const float *x) {
 
 /* f(i, x[i]) for every i in [0, L), SNT-strided (coalesced). */
 template <typename F> __device__ __forceinline__ void row_pass(const float *x, int L, F f) {
-  for (int base = threadIdx.x; base < L; base += SB * SNT) {
+  const int G = grp_size(), step = SNT * G;
+  for (int base = grp_rank() * SNT + threadIdx.x; base < L; base += SB * step) {
     float xv[SB];
 #pragma unroll
     for (int u = 0; u < SB; u++)
-      xv[u] = base + u * SNT < L ? x[base + u * SNT] : 0.0f;
+      xv[u] = base + u * step < L ? x[base + u * step] : 0.0f;
 #pragma unroll
     for (int u = 0; u < SB; u++)
-      if (base + u * SNT < L)
-        f(base + u * SNT, xv[u]);
+      if (base + u * step < L)
+        f(base + u * step, xv[u]);
   }
 }
 
 /* The same with every lane of a warp calling f(i, x[i], valid) together (for warp-wide steps inside f). */
 template <typename F> __device__ __forceinline__ void row_pass_warp(const float *x, int L, F f) {
-  const int lane = threadIdx.x & 31;
-  for (int wb = threadIdx.x & ~31; wb < L; wb += SB * SNT) {
+  const int lane = threadIdx.x & 31, step = SNT * grp_size();
+  for (int wb = grp_rank() * SNT + (threadIdx.x & ~31); wb < L; wb += SB * step) {
     float xv[SB];
 #pragma unroll
     for (int u = 0; u < SB; u++)
-      xv[u] = wb + u * SNT + lane < L ? x[wb + u * SNT + lane] : 0.0f;
+      xv[u] = wb + u * step + lane < L ? x[wb + u * step + lane] : 0.0f;
 #pragma unroll
     for (int u = 0; u < SB; u++)
-      if (wb + u * SNT < L) /* uniform in the warp */
-        f(wb + u * SNT + lane, xv[u], wb + u * SNT + lane < L);
+      if (wb + u * step < L) /* uniform in the warp */
+        f(wb + u * step + lane, xv[u], wb + u * step + lane < L);
   }
 }
 
@@ -201,6 +292,47 @@ __device__ void block_argmax(float &v, int &id, sshared *sh) {
   }
 }
 
+/* ---- the same over the row's group (the block's value when G = 1); combined in rank order ---- */
+template <typename T, typename Op> __device__ T group_reduce(T v, T *red, sshared *sh, Op op) {
+  T b = block_reduce<T>(v, red, op);
+  const int G = grp_size();
+  if (G == 1)
+    return b;
+  group_exchange(to_word(b), 0, sh);
+  T r = of_word<T>(sh->xg[0][0]);
+  for (int k = 1; k < G; k++)
+    r = op(r, of_word<T>(sh->xg[k][0]));
+  return r;
+}
+__device__ double group_sum(double v, sshared *sh) {
+  return group_reduce<double>(v, sh->red_d, sh, [](double a, double b) { return a + b; });
+}
+__device__ int group_sum_int(int v, sshared *sh) {
+  return group_reduce<int>(v, sh->red_i, sh, [](int a, int b) { return a + b; });
+}
+__device__ int group_min_int(int v, sshared *sh) {
+  return group_reduce<int>(v, sh->red_i, sh, [](int a, int b) { return min(a, b); });
+}
+__device__ int group_max_int(int v, sshared *sh) {
+  return group_reduce<int>(v, sh->red_i, sh, [](int a, int b) { return max(a, b); });
+}
+__device__ float group_max(float v, sshared *sh) {
+  return group_reduce<float>(v, sh->red_f, sh, [](float a, float b) { return fmaxf(a, b); });
+}
+__device__ void group_argmax(float &v, int &id, sshared *sh) {
+  block_argmax(v, id, sh);
+  const int G = grp_size();
+  if (G == 1)
+    return;
+  group_exchange(to_word(v), (unsigned long long)(unsigned)id, sh);
+  for (int k = 0; k < G; k++) {
+    const float ov = of_word<float>(sh->xg[k][0]);
+    const int oi = (int)(unsigned)sh->xg[k][1];
+    if (k == 0 || ov > v || (ov == v && oi < id))
+      v = ov, id = oi;
+  }
+}
+
 /* Exclusive prefix over threads in thread order. */
 template <typename T> __device__ T block_exscan(T v, T *red) {
   const int l = threadIdx.x & 31, w = threadIdx.x >> 5;
@@ -218,5 +350,46 @@ template <typename T> __device__ T block_exscan(T v, T *red) {
   for (int i = 0; i < w; i++)
     base += red[i];
   return base + x - v;
+}
+/* The same over the group's threads, rank by rank; *total (if given) gets the sum over the group. */
+template <typename T> __device__ T group_exscan(T v, T *red, sshared *sh, T *total = NULL) {
+  const T pre = block_exscan<T>(v, red);
+  const int G = grp_size();
+  if (G == 1 && !total)
+    return pre;
+  const T tot = block_reduce<T>(v, red, [](T a, T b) { return a + b; });
+  if (G == 1)
+    return *total = tot, pre;
+  group_exchange(to_word(tot), 0, sh);
+  T base = 0, all = 0;
+  for (int k = 0; k < G; k++) {
+    const T t = of_word<T>(sh->xg[k][0]);
+    base += k < grp_rank() ? t : 0;
+    all += t;
+  }
+  if (total)
+    *total = all;
+  return base + pre;
+}
+
+/* The group's count of counted ids and their values' range (r->x min, r->y max) in one exchange. */
+__device__ int group_count_range(int n, float2 *r, sshared *sh) {
+  n = block_reduce<int>(n, sh->red_i, [](int a, int b) { return a + b; });
+  float lo = -block_reduce<float>(-r->x, sh->red_f, [](float a, float b) { return fmaxf(a, b); });
+  float hi = block_reduce<float>(r->y, sh->red_f, [](float a, float b) { return fmaxf(a, b); });
+  const int G = grp_size();
+  if (G > 1) {
+    group_exchange((unsigned long long)(unsigned)n | (unsigned long long)__float_as_uint(lo) << 32,
+                   (unsigned long long)__float_as_uint(hi), sh);
+    n = 0;
+    for (int k = 0; k < G; k++) {
+      n += (int)(unsigned)sh->xg[k][0];
+      lo = fminf(lo, __uint_as_float((unsigned)(sh->xg[k][0] >> 32)));
+      hi = fmaxf(hi, __uint_as_float((unsigned)sh->xg[k][1]));
+    }
+  }
+  r->x = lo;
+  r->y = hi;
+  return n;
 }
 #endif
