@@ -1,12 +1,13 @@
-/* Sampling where the logits are (backend op `sample`): one block per sampled row runs the steps of
- * engine/sampler.h on the row in device memory and only the tokens (and asked-for logprobs) come back, instead
- * of vocab floats per row to a host loop.
+/* Sampling where the logits are (backend op `sample`): each sampled row's steps of engine/sampler.h run on the
+ * row in device memory, by one block, or while rows leave SMs idle by a cluster of up to 16 blocks (SM90), and
+ * only the tokens (and asked-for logprobs) come back, instead of vocab floats per row to a host loop.
  *
- * The order "value desc, then id asc" is found without sorting: values map to order-preserving 32-bit keys, and
- * a selection (a pass on 256 bins linear in the value, then 8-bit key digits inside the crossing bin) finds the
- * key of the k-th best (top-k, the top-N logprobs) or of the element where the mass in that order reaches a
- * target (top-p); the ties at that key are then cut in id order. At most 1024 candidates (after top-k, or few
- * left by min-p) are sorted in shared memory instead. The draw walks ids in ascending order, as the host sampler
+ * The order "value desc, then id asc" is found without sorting the row: values map to order-preserving 32-bit
+ * keys, and a selection finds the key and id of the k-th best (top-k, the top-N logprobs) or of the element where
+ * the mass in that order reaches a target (top-p): a pass on 2048 bins linear in the value, then the crossing
+ * bin's ids sorted in shared memory (at most 4096 of them; more, as with many tied values, and 8-bit key digits
+ * inside the bin plus a tie cut in id order take over). At most 1024 candidates (after top-k, or few left by
+ * min-p) are sorted in shared memory from the start. The draw walks ids in ascending order, as the host sampler
  * does, so the same logits and uniform give the same token on either. */
 #include <float.h>
 #include <limits.h>
@@ -75,12 +76,20 @@ __device__ void hist_fold(sshared *sh) {
   static_assert(SNT % 256 == 0 && HCOPIES >= 2 + SNT / 256, "a partial sum per quarter of the threads");
   cl_sync(); /* every block's copy 0 is final */
   const int b = threadIdx.x & 255, q = threadIdx.x >> 8;
+  constexpr int NR = GMAX / (SNT / 256); /* ranks a thread reads: all loads issued before any is used */
+  unsigned nr[NR];
+  unsigned long long mr[NR];
+#pragma unroll
+  for (int i = 0; i < NR; i++) {
+    const int r = q + i * (SNT / 256);
+    nr[i] = r < G ? cl_ld32(cl_addr(&sh->hist[0][b], r)) : 0u;
+    mr[i] = r < G ? cl_ld64(cl_addr(&sh->massfx[0][b], r)) : 0ull;
+  }
   unsigned n = 0;
   unsigned long long m = 0;
-  for (int r = q; r < G; r += SNT / 256) {
-    n += cl_ld32(cl_addr(&sh->hist[0][b], r));
-    m += cl_ld64(cl_addr(&sh->massfx[0][b], r));
-  }
+#pragma unroll
+  for (int i = 0; i < NR; i++)
+    n += nr[i], m += mr[i];
   sh->hist[2 + q][b] = n;
   sh->massfx[2 + q][b] = m;
   cl_sync(); /* nobody reads another block's copy 0 any more */
@@ -93,6 +102,88 @@ __device__ void hist_fold(sshared *sh) {
     sh->massfx[0][b] = m;
   }
   __syncthreads();
+}
+
+/* After the adds of a pass into the flat histogram (NLIN bins over the copies' storage): the group's blocks' sums
+ * into each one's (integer sums: every block gets the same). Reduce-scatter, then all-gather: block r adds up
+ * slice r of everyone's histogram into its own (nobody else reads that slice of it meanwhile), then every block
+ * copies the other slices from their owners. Each block reads about two histograms' worth, not G. */
+__device__ void lin_hist_group(sshared *sh) {
+  __syncthreads();
+  const int G = grp_size();
+  if (G == 1)
+    return;
+  static_assert(NLIN == HCOPIES * 256 && NLIN % SNT == 0, "the flat histogram is the copies' storage");
+  unsigned *hf = &sh->hist[0][0];
+  unsigned long long *mf = &sh->massfx[0][0];
+  const int rank = grp_rank(), slice = NLIN / G, lanes = SNT / slice; /* G <= 16: slice >= 128, lanes <= 8 */
+  cl_sync(); /* every block's histogram is final */
+  {
+    const int b = rank * slice + (int)threadIdx.x % slice, lane = (int)threadIdx.x / slice;
+    unsigned n = 0;
+    unsigned long long m = 0;
+    if (lane < lanes) {
+      constexpr int RMAX = GMAX;
+      unsigned nr[RMAX];
+      unsigned long long mr[RMAX];
+#pragma unroll
+      for (int i = 0; i < RMAX; i++) { /* ranks lane, lane + lanes, ...: all loads in flight before any add */
+        const int r = lane + i * lanes;
+        const bool on = r < G && r != rank;
+        nr[i] = on ? cl_ld32(cl_addr(hf + b, r)) : 0u;
+        mr[i] = on ? cl_ld64(cl_addr(mf + b, r)) : 0ull;
+      }
+#pragma unroll
+      for (int i = 0; i < RMAX; i++)
+        n += nr[i], m += mr[i];
+    }
+    __syncthreads(); /* own adds go on top of this block's own counts */
+    if (lane < lanes && (n || m)) {
+      atomicAdd(hf + b, n);
+      atomicAdd(mf + b, m);
+    }
+  }
+  cl_sync(); /* every slice is summed in its owner */
+  for (int b = threadIdx.x; b < NLIN; b += SNT) {
+    const int owner = b / slice;
+    if (owner != rank) {
+      hf[b] = cl_ld32(cl_addr(hf + b, owner));
+      mf[b] = cl_ld64(cl_addr(mf + b, owner));
+    }
+  }
+  cl_sync(); /* nobody reads this block's slice any more (the next pass may overwrite it) */
+}
+
+/* bin_walk over the NLIN linear bins, by the whole block (thread t takes bins NLIN - 1 - 2t and NLIN - 2 - 2t). */
+template <bool MASS> __device__ int lin_walk(sshared *sh, double &need, double frac, double *above) {
+  static_assert(NLIN == 2 * SNT, "two bins a thread");
+  const unsigned *hf = &sh->hist[0][0];
+  const unsigned long long *mf = &sh->massfx[0][0];
+  const int t = threadIdx.x, b0 = NLIN - 1 - 2 * t, b1 = b0 - 1;
+  const unsigned long long w0 = MASS ? mf[b0] : hf[b0], w1 = MASS ? mf[b1] : hf[b1];
+  const bool ne0 = hf[b0] != 0u, ne1 = hf[b1] != 0u;
+  const unsigned long long pre = block_exscan<unsigned long long>(w0 + w1, sh->red_u);
+  const unsigned long long tot =
+      block_reduce<unsigned long long>(w0 + w1, sh->red_u, [](unsigned long long a, unsigned long long b) { return a + b; });
+  const double unit = MASS ? 0x1p-40 : 1.0;
+  if (frac > 0)
+    need = frac * (double)tot * unit;
+  int hit = INT_MAX;
+  if (ne0 && (double)(pre + w0) * unit >= need)
+    hit = 2 * t;
+  else if (ne1 && (double)(pre + w0 + w1) * unit >= need)
+    hit = 2 * t + 1;
+  const int low = block_max_int(ne1 ? 2 * t + 1 : ne0 ? 2 * t : -1, sh);
+  hit = block_min_int(hit, sh);
+  if (low < 0)
+    return *above = 0, -1;
+  const int pos = hit != INT_MAX ? hit : low;
+  if (t == pos >> 1)
+    sh->bcast_w = pre + (pos & 1 ? w0 : 0);
+  __syncthreads();
+  *above = (double)sh->bcast_w * unit;
+  __syncthreads();
+  return NLIN - 1 - pos;
 }
 
 /* One radix pass: how many counted ids whose key matches prefix under mask fall in each 8-bit digit at shift,
@@ -175,9 +266,10 @@ template <bool MASS> __device__ int bin_walk(const sshared *sh, double &need, do
   return 255 - 8 * src - u;
 }
 
-/* A first pass whose bins are linear in the value over the counted ids' range: order-preserving like the key
+/* A first pass whose NLIN bins are linear in the value over the counted ids' range: order-preserving like the key
  * digits, but spread out where the keys' leading digits are not (one or two exponents hold most of a row), so
- * plain atomics do not queue on one counter. Returns s restricted to the bin where bin_walk stops for `need` (k
+ * plain atomics do not queue on one counter, and fine enough that the crossing bin of a 152k-logit row holds a
+ * few hundred ids, which bin_select sorts. Returns s restricted to the bin where bin_walk stops for `need` (k
  * ids, or with MASS a mass target), and in *above what the bins above it hold. */
 template <bool MASS>
 __device__ sview lin_first(const sview &s, int L, double need, double frac, const float2 *range, double *above,
@@ -202,32 +294,128 @@ __device__ sview lin_first(const sview &s, int L, double need, double frac, cons
   if (!(hi - lo > 0) || !isfinite(hi - lo))
     return r; /* one value (or a range float cannot scale): the key digits alone */
   r.lo = lo;
-  r.scale = 256.0f / (hi - lo);
+  r.scale = (float)NLIN / (hi - lo);
   hist_clear(sh);
-  const int copy = (threadIdx.x >> 5) % HCOPIES;
+  unsigned *hf = &sh->hist[0][0];
+  unsigned long long *mf = &sh->massfx[0][0];
   row_pass(s.x, L, [&](int i, float xi) {
     float v;
     uint32_t key;
     if (s.test(i, xi, v, key)) {
       const int b = r.lin_bin(v);
-      atomicAdd(&sh->hist[copy][b], 1u);
+      atomicAdd(hf + b, 1u);
       if (MASS)
-        atomicAdd(&sh->massfx[copy][b], (unsigned long long)llrint((double)expf(v) * 0x1p40));
+        atomicAdd(mf + b, (unsigned long long)llrint((double)expf(v) * 0x1p40));
     }
   });
-  hist_fold(sh);
-  if (threadIdx.x < 32) {
-    double a;
-    const int b = bin_walk<MASS>(sh, need, frac, &a);
-    if (threadIdx.x == 0)
-      sh->bcast_i = b, sh->bcast_d = a, sh->bcast_t = need;
-  }
-  __syncthreads();
-  r.lb = sh->bcast_i;
-  *above = sh->bcast_d;
-  *target = sh->bcast_t;
-  __syncthreads();
+  lin_hist_group(sh);
+  double a;
+  r.lb = lin_walk<MASS>(sh, need, frac, &a);
+  *above = a;
+  *target = need;
   return r;
+}
+
+/* The selection inside one linear bin, when it holds at most SORTN counted ids: they are gathered in the group's
+ * rank 0 (a pass that keeps only the bin's ids, whose (key, id) pairs go to shared memory), sorted there in the
+ * order value desc, id asc, and the answer is read off the sorted list: the rem-th of them (count: rem 1-based),
+ * or (MASS) the first at which their masses, summed in that order in the histograms' fixed point, reach rem (the
+ * last when they never do). Replaces four key-digit passes and the tie cut's two over the whole row. */
+template <bool MASS> __device__ void bin_select(const sview &s, int L, double rem, uint32_t *K, int *cut, sshared *sh) {
+  if (threadIdx.x == 0)
+    sh->n_cmp = 0;
+  __syncthreads();
+  const int lane = threadIdx.x & 31;
+  row_pass_warp(s.x, L, [&](int i, float xi, bool valid) {
+    float v = 0;
+    uint32_t key = 0;
+    const bool on = valid && s.test(i, xi, v, key);
+    const unsigned act = __ballot_sync(~0u, on);
+    if (!act)
+      return;
+    int base = 0;
+    if (lane == __ffs(act) - 1)
+      base = atomicAdd(&sh->n_cmp, __popc(act));
+    base = __shfl_sync(~0u, base, __ffs(act) - 1);
+    if (on)
+      sh->cand[base + __popc(act & ((1u << lane) - 1))] = (unsigned long long)~key << 32 | (unsigned)i;
+  });
+  __syncthreads();
+  const int G = grp_size();
+  int n = sh->n_cmp;
+  if (G > 1) { /* append every block's pairs to rank 0's, in rank order */
+    group_exchange((unsigned long long)n, 0, sh);
+    int off = 0, tot = 0;
+    for (int k = 0; k < G; k++) {
+      const int nk = (int)sh->xg[k][0];
+      off += k < grp_rank() ? nk : 0;
+      tot += nk;
+    }
+    if (grp_rank() > 0)
+      for (int e = threadIdx.x; e < n; e += SNT) {
+        const uint32_t a = cl_addr(&sh->cand[off + e], 0);
+        cl_st32(a, (unsigned)sh->cand[e]);
+        cl_st32(a + 4, (unsigned)(sh->cand[e] >> 32));
+      }
+    cl_sync(); /* rank 0 has them all */
+    n = tot;
+  }
+  unsigned long long pick = 0;
+  if (grp_rank() == 0) {
+    int S = 32; /* the sort's size: a power of two */
+    while (S < n)
+      S <<= 1;
+    for (int e = n + threadIdx.x; e < S; e += SNT)
+      sh->cand[e] = ~0ull; /* sentinels sort last */
+    __syncthreads();
+    for (int k = 2; k <= S; k <<= 1)
+      for (int jj = k >> 1; jj > 0; jj >>= 1) {
+        for (int e = threadIdx.x; e < S; e += SNT) {
+          const int q = e ^ jj;
+          if (q > e) {
+            const unsigned long long a = sh->cand[e], b = sh->cand[q];
+            if ((a > b) == ((e & k) == 0)) {
+              sh->cand[e] = b;
+              sh->cand[q] = a;
+            }
+          }
+        }
+        __syncthreads();
+      }
+    /* thread t holds sorted entries 4t..4t+3 */
+    static_assert(SORTN == 4 * SNT, "four entries a thread");
+    int p = INT_MAX;
+    if (MASS) {
+      unsigned long long w[4], sum = 0;
+#pragma unroll
+      for (int u = 0; u < 4; u++) {
+        const int e = 4 * threadIdx.x + u;
+        w[u] = e < n ? (unsigned long long)llrint((double)expf(key_value(~(uint32_t)(sh->cand[e] >> 32))) * 0x1p40)
+                     : 0ull;
+        sum += w[u];
+      }
+      unsigned long long run = block_exscan<unsigned long long>(sum, sh->red_u);
+#pragma unroll
+      for (int u = 0; u < 4; u++) {
+        run += w[u];
+        if (p == INT_MAX && 4 * (int)threadIdx.x + u < n && (double)run * 0x1p-40 >= rem)
+          p = 4 * threadIdx.x + u;
+      }
+      p = block_min_int(p, sh);
+      p = p == INT_MAX ? n - 1 : p;
+    } else {
+      p = (int)rem - 1;
+      p = p < 0 ? 0 : p >= n ? n - 1 : p;
+    }
+    pick = sh->cand[p];
+  }
+  if (G > 1) {
+    group_exchange(pick, 0, sh);
+    pick = sh->xg[0][0];
+  }
+  *K = ~(uint32_t)(pick >> 32);
+  *cut = (int)(uint32_t)pick;
+  __syncthreads(); /* the candidates' storage is the histograms' again */
 }
 
 /* The k-th best (1 <= k <= counted ids) in order value desc, id asc: everything better is key > *K or key == *K
@@ -236,6 +424,12 @@ __device__ void select_kth(const sview &s0, int L, int k, uint32_t *K, int *cut,
   double above;
   double target;
   const sview s = lin_first<false>(s0, L, k, 0, NULL, &above, &target, sh);
+  if (s.lb >= 0) {
+    const unsigned nb = (&sh->hist[0][0])[s.lb];
+    __syncthreads();
+    if (nb <= SORTN)
+      return bin_select<false>(s, L, k - above, K, cut, sh);
+  }
   uint32_t prefix = 0, mask = 0;
   int rem = k - (int)above;
   for (int shift = 24; shift >= 0; shift -= 8) {
@@ -278,6 +472,12 @@ __device__ void select_mass(const sview &s0, int L, double frac, const float2 *r
                             sshared *sh) {
   double above, target;
   const sview s = lin_first<true>(s0, L, 0, frac, range, &above, &target, sh);
+  if (s.lb >= 0) {
+    const unsigned nb = (&sh->hist[0][0])[s.lb];
+    __syncthreads();
+    if (nb <= SORTN)
+      return bin_select<true>(s, L, target - above, K, cut, sh);
+  }
   uint32_t prefix = 0, mask = 0;
   bool known = target >= 0; /* else the first key-digit pass (over every counted id) gives the total */
   double rem = target - above;
@@ -342,8 +542,15 @@ __device__ int draw(const sview &s, int L, double u, sshared *sh) {
     });
     found = tok;
   }
-  const int tok = group_max_int(found, sh); /* at most one thread of the group finds the crossing */
-  last = group_max_int(last, sh);          /* the highest id with weight, for the fallback */
+  /* at most one thread of the group finds the crossing; the highest id with weight is the fallback */
+  int tok = block_max_int(found, sh);
+  last = block_max_int(last, sh);
+  const int G = grp_size();
+  if (G > 1) {
+    group_exchange((unsigned long long)(unsigned)tok, (unsigned long long)(unsigned)last, sh);
+    for (int k = 0; k < G; k++)
+      tok = max(tok, (int)(unsigned)sh->xg[k][0]), last = max(last, (int)(unsigned)sh->xg[k][1]);
+  }
   return tok >= 0 ? tok : last;
 }
 

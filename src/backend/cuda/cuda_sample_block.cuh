@@ -27,20 +27,29 @@ typedef struct sout {
 
 #define HCOPIES 8 /* radix histograms: warp w adds into copy w % HCOPIES (hot bins otherwise serialise 32 warps) */
 
-#define GMAX 16 /* blocks per row at most (a thread block cluster: the largest size Hopper allows) */
+#define GMAX 16   /* blocks per row at most (a thread block cluster: the largest size Hopper allows) */
+#define SORTN 4096 /* candidates a selection sorts instead of walking key digits over the row (bin_select) */
+#define NLIN 2048  /* linear bins of a selection's first pass: one histogram over the copies' storage */
 
 typedef struct sshared {
   int xpar;                       /* the exchange slot in use */
   unsigned long long xw[2][2]; /* exchange slots (two, used in turn: see group_reduce) */
   unsigned long long xg[GMAX][2]; /* the group's slot values, fetched once for the whole block */
-  unsigned hist[HCOPIES][256];
-  unsigned long long massfx[HCOPIES][256];
+  union { /* the histograms, or a selection's candidates once the histogram that found their bin is read */
+    struct {
+      unsigned long long massfx[HCOPIES][256];
+      unsigned hist[HCOPIES][256];
+    };
+    unsigned long long cand[SORTN]; /* (~key << 32 | id): ascending = value desc, then id asc */
+  };
+  unsigned long long red_u[32];
   double red_d[32];
   float red_f[32];
   int red_i[32];
   unsigned bcast_u;
   int bcast_i;
   double bcast_d, bcast_t;
+  unsigned long long bcast_w;
   int n_sel;
   int sel_id[MIMO_MAX_LOGPROBS];
   float sel_v[MIMO_MAX_LOGPROBS];
@@ -73,9 +82,9 @@ struct sview {
   float m, inv_t, min_log;
   uint32_t kk, pk;
   int kcut, pcut;
-  float lo, scale; /* lb >= 0: only values in linear bin lb of [lo, lo + 256 / scale] (see lin_first) */
+  float lo, scale; /* lb >= 0: only values in linear bin lb of [lo, lo + NLIN / scale] (see lin_first) */
   int lb;
-  __device__ __forceinline__ int lin_bin(float v) const { return min(255, max(0, (int)((v - lo) * scale))); }
+  __device__ __forceinline__ int lin_bin(float v) const { return min(NLIN - 1, max(0, (int)((v - lo) * scale))); }
   /* whether id i, whose logit is xi, counts; its value v and key */
   __device__ __forceinline__ bool test(int i, float xi, float &v, uint32_t &key) const {
     v = mode ? (xi - m) * inv_t : xi;
