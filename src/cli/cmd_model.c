@@ -18,48 +18,9 @@ static int fail(const char *cmd) {
   return 1;
 }
 
-typedef struct {
-  mimo_model *m;
-  mimo_kv_seq *seq;
-  bool worker; /* a worker node: it served node 0's steps and is done */
-} runner;
-
-static void runner_free(runner *r) {
-  mimo_kv_seq_free(r->seq);
-  mimo_model_free(r->m);
-}
-
-static mimo_status runner_init(runner *r, const char *dir, const mimo_arg *a, int n) {
-  memset(r, 0, sizeof *r);
-  mimo_open_opts o;
-  if (!mimo_open_parse(a, n, dir, &o))
-    return mimo_errf(MIMO_E_INVALID, "bad model options (see --help)");
-  MIMO_TRY(mimo_open_model(&o, &r->m));
-  if (mimo_open_is_worker(&o)) {
-    r->worker = true;
-    return mimo_model_run_worker(r->m);
-  }
-  return mimo_kv_seq_init(&r->seq, &r->m->cfg);
-}
-
-/* Feeds ids in chunks of `chunk`; logits gets [n][vocab]; margin (optional, filled with +inf) each token's
- * smallest router margin (mimo_model.route_margin). */
-static mimo_status feed(runner *r, const int *ids, int n, int chunk, float *logits, float *margin) {
-  const int V = r->m->cfg.vocab_size;
-  mimo_status st = MIMO_OK;
-  for (int i = 0; i < n && st == MIMO_OK; i += chunk) {
-    int k = n - i < chunk ? n - i : chunk;
-    mimo_batch b = {.n_seqs = 1, .seqs = &r->seq, .n_tokens = &k, .tokens = ids + i, .all_logits = 1};
-    r->m->route_margin = margin ? margin + i : NULL;
-    st = mimo_model_forward(r->m, &b, logits + (size_t)i * V);
-    r->m->route_margin = NULL;
-  }
-  return st;
-}
-
 /* Feeds ids in chunks of `chunk` and samples the token after them with smp, where the logits are when the
  * model can (mimo_batch.jobs). */
-static mimo_status feed_sample(runner *r, const int *ids, int n, int chunk, mimo_sampler *smp, int *tok) {
+static mimo_status feed_sample(mimo_runner *r, const int *ids, int n, int chunk, mimo_sampler *smp, int *tok) {
   for (int i = 0; i < n; i += chunk) {
     int k = n - i < chunk ? n - i : chunk;
     mimo_sample_job job = {.skip = true};
@@ -111,12 +72,12 @@ int mimo_cmd_logits(int argc, char **argv) {
     fprintf(stderr, "mimo logits: --tokens needs at least one id\n");
     return 2;
   }
-  runner r;
-  mimo_status st = runner_init(&r, dir, a, n);
+  mimo_runner r;
+  mimo_status st = mimo_runner_init(&r, dir, a, n);
   float *logits = NULL, *margin = NULL;
   if (st == MIMO_OK && r.worker) {
     free(ids);
-    runner_free(&r);
+    mimo_runner_free(&r);
     return 0;
   }
   if (st == MIMO_OK && margin_path) {
@@ -129,7 +90,7 @@ int mimo_cmd_logits(int argc, char **argv) {
   }
   if (st == MIMO_OK) {
     logits = malloc((size_t)T * r.m->cfg.vocab_size * sizeof(float));
-    st = logits ? feed(&r, ids, T, chunk ? (int)chunk : T, logits, margin) : mimo_errf(MIMO_E_NOMEM, "logits");
+    st = logits ? mimo_runner_feed(&r, ids, T, chunk ? (int)chunk : T, logits, margin) : mimo_errf(MIMO_E_NOMEM, "logits");
   }
   if (st == MIMO_OK)
     st = write_floats(out, logits, (size_t)T * r.m->cfg.vocab_size);
@@ -138,7 +99,7 @@ int mimo_cmd_logits(int argc, char **argv) {
   free(logits);
   free(margin);
   free(ids);
-  runner_free(&r);
+  mimo_runner_free(&r);
   return st == MIMO_OK ? 0 : fail("logits");
 }
 
@@ -267,14 +228,14 @@ int mimo_cmd_generate(int argc, char **argv) {
     fprintf(stderr, "mimo generate: the prompt has no tokens\n");
     return 2;
   }
-  runner r;
+  mimo_runner r;
   mimo_sampler *smp = NULL;
   int id = -1;
-  mimo_status st = runner_init(&r, dir, a, n);
+  mimo_status st = mimo_runner_init(&r, dir, a, n);
   if (st == MIMO_OK && r.worker) {
     free(ids);
     mimo_tok_free(tok);
-    runner_free(&r);
+    mimo_runner_free(&r);
     return 0;
   }
   if (st == MIMO_OK)
@@ -326,6 +287,6 @@ int mimo_cmd_generate(int argc, char **argv) {
   free(ids);
   mimo_tok_free(tok);
   mimo_sampler_free(smp);
-  runner_free(&r);
+  mimo_runner_free(&r);
   return st == MIMO_OK ? 0 : fail("generate");
 }

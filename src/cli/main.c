@@ -15,6 +15,7 @@ static const command commands[] = {
     {"logits", mimo_cmd_logits, "token ids -> float32 logits file"},
     {"generate", mimo_cmd_generate, "token ids -> generated token ids"},
     {"bench", mimo_cmd_bench, "prefill/decode speed and effective bandwidth"},
+    {"perplexity", mimo_cmd_perplexity, "perplexity over a text; KL divergence from a base run"},
     {"inspect", mimo_cmd_inspect, "validate a checkpoint directory and summarise it"},
     {"synth", mimo_cmd_synth, "write a random checkpoint in the published layout"},
     {"tokenize", mimo_cmd_tokenize, "stdin text -> token ids"},

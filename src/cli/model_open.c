@@ -191,3 +191,40 @@ mimo_status mimo_open_model(const mimo_open_opts *o, mimo_model **out) {
   }
   return st;
 }
+
+void mimo_runner_free(mimo_runner *r) {
+  mimo_kv_seq_free(r->seq);
+  mimo_model_free(r->m);
+}
+
+mimo_status mimo_runner_init(mimo_runner *r, const char *dir, const mimo_arg *a, int n) {
+  memset(r, 0, sizeof *r);
+  mimo_open_opts o;
+  if (!mimo_open_parse(a, n, dir, &o))
+    return mimo_errf(MIMO_E_INVALID, "bad model options (see --help)");
+  MIMO_TRY(mimo_open_model(&o, &r->m));
+  if (mimo_open_is_worker(&o)) {
+    r->worker = true;
+    return mimo_model_run_worker(r->m);
+  }
+  return mimo_kv_seq_init(&r->seq, &r->m->cfg);
+}
+
+mimo_status mimo_runner_restart(mimo_runner *r) {
+  mimo_kv_seq_free(r->seq);
+  r->seq = NULL;
+  return mimo_kv_seq_init(&r->seq, &r->m->cfg);
+}
+
+mimo_status mimo_runner_feed(mimo_runner *r, const int *ids, int n, int chunk, float *logits, float *margin) {
+  const int V = r->m->cfg.vocab_size;
+  mimo_status st = MIMO_OK;
+  for (int i = 0; i < n && st == MIMO_OK; i += chunk) {
+    int k = n - i < chunk ? n - i : chunk;
+    mimo_batch b = {.n_seqs = 1, .seqs = &r->seq, .n_tokens = &k, .tokens = ids + i, .all_logits = 1};
+    r->m->route_margin = margin ? margin + i : NULL;
+    st = mimo_model_forward(r->m, &b, logits + (size_t)i * V);
+    r->m->route_margin = NULL;
+  }
+  return st;
+}

@@ -51,4 +51,18 @@ bool mimo_open_parse(const struct mimo_arg *a, int n, const char *dir, mimo_open
 
 /* The backend name chosen for o->backend (after the default). */
 const char *mimo_open_backend_name(const char *backend);
+
+/* A model opened from a command's options with one sequence to feed (logits, generate, perplexity). */
+typedef struct mimo_runner {
+  mimo_model *m;
+  mimo_kv_seq *seq;
+  bool worker; /* a worker node: it served node 0's steps and is done */
+} mimo_runner;
+mimo_status mimo_runner_init(mimo_runner *r, const char *dir, const struct mimo_arg *a, int n);
+void mimo_runner_free(mimo_runner *r);
+/* The sequence emptied: a new one in its place. */
+mimo_status mimo_runner_restart(mimo_runner *r);
+/* Feeds ids in chunks of `chunk`; logits gets [n][vocab]; margin (optional, filled with +inf) each token's
+ * smallest router margin (mimo_model.route_margin). */
+mimo_status mimo_runner_feed(mimo_runner *r, const int *ids, int n, int chunk, float *logits, float *margin);
 #endif
