@@ -52,13 +52,68 @@ static void print_estimate(const char *label, mimo_estimate e, double scale, con
   printf("%-30s: %.6g ± %.3g%s\n", label, e.mean * scale, e.err * scale, unit);
 }
 
+/* A row of the base file as this run writes it: the whole row, or (top > 0) the log-probability of the next token
+ * and the top entries. */
+static mimo_status write_row(FILE *f, const char *path, const double *lp, int V, int next, int top, float *row,
+                             int *tid, double *tlp) {
+  bool ok = true;
+  if (!top) {
+    for (int v = 0; v < V; v++)
+      row[v] = (float)lp[v];
+    ok = fwrite(row, sizeof *row, (size_t)V, f) == (size_t)V;
+  } else {
+    mimo_top_entries(lp, V, top, tid, tlp);
+    const float ln = (float)lp[next];
+    ok = fwrite(&ln, sizeof ln, 1, f) == 1;
+    for (int i = 0; ok && i < top; i++) {
+      const uint32_t id = (uint32_t)tid[i];
+      const float l = (float)tlp[i];
+      ok = fwrite(&id, 4, 1, f) == 1 && fwrite(&l, 4, 1, f) == 1;
+    }
+  }
+  return ok ? MIMO_OK : mimo_errf(MIMO_E_IO, "%s: cannot write", path);
+}
+
+/* A row of a base file into base (top = 0, normalised again: the file's float32 rounding would otherwise add a
+ * first-order term to the KL, ~1e-8 for a run against itself instead of ~1e-13) or bt. where: "chunk C, position
+ * P" for the messages. */
+static mimo_status read_row(FILE *f, const char *path, const char *where, int V, int top, float *row, double *base,
+                            int *tid, double *tlp, mimo_base_top *bt) {
+  if (!top) {
+    if (fread(row, sizeof *row, (size_t)V, f) != (size_t)V)
+      return mimo_errf(MIMO_E_FORMAT, "%s: cut short at %s", path, where);
+    if (mimo_log_softmax(row, V, base, NULL) != MIMO_OK)
+      return mimo_errf(MIMO_E_FORMAT, "%s: %s: %s", path, where, mimo_errmsg());
+    return MIMO_OK;
+  }
+  float ln;
+  bool ok = fread(&ln, sizeof ln, 1, f) == 1;
+  for (int i = 0; ok && i < top; i++) {
+    uint32_t id;
+    float l;
+    ok = fread(&id, 4, 1, f) == 1 && fread(&l, 4, 1, f) == 1;
+    tid[i] = id >= (uint32_t)V ? -1 : (int)id; /* refused by mimo_eval_add_top */
+    tlp[i] = l;
+  }
+  if (!ok)
+    return mimo_errf(MIMO_E_FORMAT, "%s: cut short at %s", path, where);
+  for (int i = 0; i < top; i++)
+    if (!(tlp[i] <= 0)) /* a log-probability; NaN fails too */
+      return mimo_errf(MIMO_E_FORMAT, "%s: %s: entry %d is not a log-probability", path, where, i);
+  *bt = (mimo_base_top){.k = top, .id = tid, .lp = tlp, .lp_next = ln};
+  return MIMO_OK;
+}
+
 /* Evaluates every chunk: logits, log-probabilities, statistics, and the base file read or written. */
 static mimo_status run(mimo_runner *r, const int *ids, const mimo_kl_header *h, int feed, FILE *base_in,
                        const char *base_in_path, FILE *base_out, const char *base_out_path, mimo_eval *e) {
-  const int V = (int)h->vocab, ctx = (int)h->ctx;
+  const int V = (int)h->vocab, ctx = (int)h->ctx, top = (int)h->top;
   float *logits = malloc((size_t)ctx * V * sizeof *logits), *row = malloc((size_t)V * sizeof *row);
   double *lp = malloc((size_t)V * sizeof *lp), *base = malloc((size_t)V * sizeof *base);
-  mimo_status st = logits && row && lp && base ? MIMO_OK : mimo_errf(MIMO_E_NOMEM, "logits of a %d-token chunk", ctx);
+  int *tid = malloc((size_t)(top ? top : 1) * sizeof *tid);
+  double *tlp = malloc((size_t)(top ? top : 1) * sizeof *tlp);
+  mimo_status st = logits && row && lp && base && tid && tlp ? MIMO_OK
+                                                             : mimo_errf(MIMO_E_NOMEM, "logits of a %d-token chunk", ctx);
   for (uint32_t c = 0; st == MIMO_OK && c < h->chunks; c++) {
     const int *chunk = ids + (size_t)c * ctx;
     const double t0 = mimo_now();
@@ -72,28 +127,17 @@ static mimo_status run(mimo_runner *r, const int *ids, const mimo_kl_header *h, 
         st = mimo_errf(st, "chunk %u, position %d: %s", c + 1, j, mimo_errmsg());
         break;
       }
-      if (base_in) {
-        if (fread(row, sizeof *row, (size_t)V, base_in) != (size_t)V) {
-          st = mimo_errf(MIMO_E_FORMAT, "%s: cut short at chunk %u, position %d", base_in_path, c + 1, j);
-          break;
-        }
-        /* normalised again: the file's float32 rounding would otherwise add a first-order term to the KL
-         * (against itself a run would measure ~1e-8 instead of ~1e-13) */
-        st = mimo_log_softmax(row, V, base, NULL);
-        if (st != MIMO_OK) {
-          st = mimo_errf(MIMO_E_FORMAT, "%s: chunk %u, position %d: %s", base_in_path, c + 1, j, mimo_errmsg());
-          break;
-        }
-      }
-      if (base_out) {
-        for (int v = 0; v < V; v++)
-          row[v] = (float)lp[v];
-        if (fwrite(row, sizeof *row, (size_t)V, base_out) != (size_t)V) {
-          st = mimo_errf(MIMO_E_IO, "%s: cannot write", base_out_path);
-          break;
-        }
-      }
-      st = mimo_eval_add(e, lp, V, chunk[j + 1], base_in ? base : NULL);
+      mimo_base_top bt;
+      char where[64];
+      snprintf(where, sizeof where, "chunk %u, position %d", c + 1, j);
+      if (base_in && (st = read_row(base_in, base_in_path, where, V, top, row, base, tid, tlp, &bt)) != MIMO_OK)
+        break;
+      if (base_out && (st = write_row(base_out, base_out_path, lp, V, chunk[j + 1], top, row, tid, tlp)) != MIMO_OK)
+        break;
+      if (base_in && top)
+        st = mimo_eval_add_top(e, lp, V, chunk[j + 1], &bt);
+      else
+        st = mimo_eval_add(e, lp, V, chunk[j + 1], base_in ? base : NULL);
     }
     if (st == MIMO_OK) {
       printf("[%u]%.4f%s", c + 1, mimo_eval_ppl(e).mean, c + 1 == h->chunks ? "\n" : ",");
@@ -103,7 +147,7 @@ static mimo_status run(mimo_runner *r, const int *ids, const mimo_kl_header *h, 
   }
   if (st == MIMO_OK && base_in && fgetc(base_in) != EOF)
     st = mimo_errf(MIMO_E_FORMAT, "%s: longer than this run's %ld scored positions", base_in_path, e->n);
-  free(logits), free(row), free(lp), free(base);
+  free(logits), free(row), free(lp), free(base), free(tid), free(tlp);
   return st;
 }
 
@@ -118,6 +162,8 @@ int mimo_cmd_perplexity(int argc, char **argv) {
                   {"chunk", 1, "tokens fed per forward step through the KV cache (default: the whole chunk)", 0},
                   {"kl-base-out", 1, "write this run's log-probabilities of the scored positions to FILE (a base run: "
                                      "vocab x 4 bytes per scored token)", 0},
+                  {"kl-top", 1, "with --kl-base-out: keep only each position's K most likely tokens (8 K + 4 bytes "
+                               "instead of vocab x 4; the KL then lumps the rest into one bucket: a lower bound)", 0},
                   {"kl-base", 1, "compare with a base run's FILE: KL divergence, top-token agreement, PPL ratio", 0},
                   MIMO_OPEN_ARGS,
                   {"verbose", 0, "log progress", 0}};
@@ -130,7 +176,8 @@ int mimo_cmd_perplexity(int argc, char **argv) {
              *kl_in = mimo_arg_str(a, n, "kl-base", NULL);
   bool bad = false;
   const long ctx = mimo_arg_long(a, n, "ctx", 512, &bad), score_from = mimo_arg_long(a, n, "score-from", ctx / 2, &bad),
-             max_chunks = mimo_arg_long(a, n, "chunks", 0, &bad), feed = mimo_arg_long(a, n, "chunk", ctx, &bad);
+             max_chunks = mimo_arg_long(a, n, "chunks", 0, &bad), feed = mimo_arg_long(a, n, "chunk", ctx, &bad),
+             kl_top = mimo_arg_long(a, n, "kl-top", 0, &bad);
   if (!dir || !file == !toks || bad) {
     fprintf(stderr, "mimo perplexity: need --model and one of --file or --tokens (see --help)\n");
     return 2;
@@ -141,6 +188,10 @@ int mimo_cmd_perplexity(int argc, char **argv) {
   }
   if (kl_in && kl_out) {
     fprintf(stderr, "mimo perplexity: --kl-base and --kl-base-out are two runs\n");
+    return 2;
+  }
+  if (kl_top < 0 || kl_top > 1 << 20 || (kl_top && !kl_out)) {
+    fprintf(stderr, "mimo perplexity: --kl-top K (0 <= K <= 2^20) goes with --kl-base-out\n");
     return 2;
   }
   if (mimo_arg_str(a, n, "verbose", NULL))
@@ -174,6 +225,7 @@ int mimo_cmd_perplexity(int argc, char **argv) {
   bool created = false; /* kl_out is this run's (removed again if the run fails) */
   if (st == MIMO_OK) {
     h.vocab = (uint32_t)r.m->cfg.vocab_size;
+    h.top = (uint32_t)(kl_top < (long)h.vocab ? kl_top : 0); /* K >= vocab: the whole rows */
     for (long i = 0; i < chunks * ctx && st == MIMO_OK; i++)
       if (ids[i] < 0 || ids[i] >= (int)h.vocab)
         st = mimo_errf(MIMO_E_INVALID, "token %d (at %ld) is outside the vocabulary (%u)", ids[i], i, h.vocab);
@@ -182,7 +234,7 @@ int mimo_cmd_perplexity(int argc, char **argv) {
     if (!(fin = fopen(kl_in, "rb")))
       st = mimo_errf(MIMO_E_IO, "%s: cannot open", kl_in);
     else
-      st = mimo_kl_read_header(fin, kl_in, &h);
+      st = mimo_kl_read_header(fin, kl_in, &h, &h.top);
   }
   if (st == MIMO_OK && kl_out) {
     if (!(fout = fopen(kl_out, "wb")))
@@ -208,6 +260,9 @@ int mimo_cmd_perplexity(int argc, char **argv) {
       print_estimate("Mean PPL(Q)", p, 1, "");
       print_estimate("Mean PPL(base)", mimo_eval_base_ppl(&e), 1, "");
       print_estimate("Mean ln(PPL(Q)/PPL(base))", mimo_eval_ln_ppl_ratio(&e), 1, "");
+      if (h.top)
+        printf("(the base kept each position's %u most likely tokens: KL over them and one bucket for the rest)\n",
+               h.top);
       print_estimate("Mean KLD", mimo_eval_kl(&e), 1, "");
       printf("%-30s: %.6g\n", "Maximum KLD", e.kl_max);
       printf("%-30s: %.6g\n", "99.9%   KLD", mimo_eval_kl_quantile(&e, 0.999));

@@ -2,6 +2,7 @@
 #include "quant/eval.h"
 
 #include <math.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -47,15 +48,8 @@ static int argmax(const double *lp, int V) {
   return b;
 }
 
-mimo_status mimo_eval_add(mimo_eval *e, const double *lp, int V, int next, const double *base) {
-  if (next < 0 || next >= V)
-    return mimo_errf(MIMO_E_INVALID, "token %d is outside the vocabulary (%d)", next, V);
-  const double nll = -lp[next];
-  e->n++;
-  e->nll += nll;
-  e->nll2 += nll * nll;
-  if (!base)
-    return MIMO_OK;
+/* One position against its base: the statistics of eval.h. */
+static mimo_status add_base(mimo_eval *e, double nll, double bnll, double kl, bool same) {
   if (e->n_kl == e->kls_cap) {
     const long cap = e->kls_cap ? 2 * e->kls_cap : 1024;
     float *k = realloc(e->kls, (size_t)cap * sizeof *k);
@@ -64,7 +58,6 @@ mimo_status mimo_eval_add(mimo_eval *e, const double *lp, int V, int next, const
     e->kls = k;
     e->kls_cap = cap;
   }
-  const double kl = mimo_kl_div(base, lp, V), bnll = -base[next];
   e->kls[e->n_kl++] = (float)kl;
   e->kl += kl;
   e->kl2 += kl * kl;
@@ -73,8 +66,101 @@ mimo_status mimo_eval_add(mimo_eval *e, const double *lp, int V, int next, const
   e->base_nll2 += bnll * bnll;
   e->dnll += nll - bnll;
   e->dnll2 += (nll - bnll) * (nll - bnll);
-  e->same_top += argmax(lp, V) == argmax(base, V);
+  e->same_top += same;
   return MIMO_OK;
+}
+
+static mimo_status add_nll(mimo_eval *e, const double *lp, int V, int next) {
+  if (next < 0 || next >= V)
+    return mimo_errf(MIMO_E_INVALID, "token %d is outside the vocabulary (%d)", next, V);
+  const double nll = -lp[next];
+  e->n++;
+  e->nll += nll;
+  e->nll2 += nll * nll;
+  return MIMO_OK;
+}
+
+mimo_status mimo_eval_add(mimo_eval *e, const double *lp, int V, int next, const double *base) {
+  MIMO_TRY(add_nll(e, lp, V, next));
+  if (!base)
+    return MIMO_OK;
+  return add_base(e, -lp[next], -base[next], mimo_kl_div(base, lp, V), argmax(lp, V) == argmax(base, V));
+}
+
+mimo_status mimo_eval_add_top(mimo_eval *e, const double *lp, int V, int next, const mimo_base_top *base) {
+  for (int i = 0; i < base->k; i++)
+    if (base->id[i] < 0 || base->id[i] >= V)
+      return mimo_errf(MIMO_E_FORMAT, "base entry %d: token %d is outside the vocabulary (%d)", i, base->id[i], V);
+  MIMO_TRY(add_nll(e, lp, V, next));
+  return add_base(e, -lp[next], -base->lp_next, mimo_kl_div_top(base, lp), base->k > 0 && argmax(lp, V) == base->id[0]);
+}
+
+double mimo_kl_div_top(const mimo_base_top *b, const double *lq) {
+  double kl = 0, pk = 0, qk = 0;
+  for (int i = 0; i < b->k; i++) {
+    const double p = exp(b->lp[i]), q = exp(lq[b->id[i]]);
+    pk += p;
+    qk += q;
+    if (p > 0)
+      kl += p * (b->lp[i] - lq[b->id[i]]);
+  }
+  const double pr = 1 - pk, qr = 1 - qk; /* the rest's mass */
+  if (pr > 0)
+    kl += pr * (log(pr) - log(qr > 0 ? qr : 1e-300));
+  return kl > 0 ? kl : 0;
+}
+
+/* Entry order: value desc, then id asc. */
+static bool better(double va, int ia, double vb, int ib) { return va > vb || (va == vb && ia < ib); }
+
+void mimo_top_entries(const double *lp, int V, int k, int *id, double *out_lp) {
+  /* a min-heap of the k best so far (the worst at the root), then sorted best first */
+  int n = 0;
+  for (int v = 0; v < V; v++) {
+    if (n == k && !better(lp[v], v, out_lp[0], id[0]))
+      continue;
+    int at;
+    if (n < k) { /* sift up from the end */
+      at = n++;
+      while (at > 0 && better(out_lp[(at - 1) / 2], id[(at - 1) / 2], lp[v], v)) {
+        out_lp[at] = out_lp[(at - 1) / 2], id[at] = id[(at - 1) / 2];
+        at = (at - 1) / 2;
+      }
+    } else { /* replace the root, sift down */
+      at = 0;
+      for (;;) {
+        int c = 2 * at + 1;
+        if (c >= n)
+          break;
+        if (c + 1 < n && better(out_lp[c], id[c], out_lp[c + 1], id[c + 1]))
+          c++;
+        if (!better(lp[v], v, out_lp[c], id[c]))
+          break;
+        out_lp[at] = out_lp[c], id[at] = id[c];
+        at = c;
+      }
+    }
+    out_lp[at] = lp[v], id[at] = v;
+  }
+  /* heap sort: repeatedly move the worst to the end */
+  for (int end = n - 1; end > 0; end--) {
+    const double tv = out_lp[end];
+    const int ti = id[end];
+    out_lp[end] = out_lp[0], id[end] = id[0];
+    int at = 0;
+    for (;;) {
+      int c = 2 * at + 1;
+      if (c >= end)
+        break;
+      if (c + 1 < end && better(out_lp[c], id[c], out_lp[c + 1], id[c + 1]))
+        c++;
+      if (!better(tv, ti, out_lp[c], id[c]))
+        break;
+      out_lp[at] = out_lp[c], id[at] = id[c];
+      at = c;
+    }
+    out_lp[at] = tv, id[at] = ti;
+  }
 }
 
 /* Mean of n samples with sum s and sum of squares s2, and the standard error of that mean. */
@@ -135,24 +221,28 @@ uint64_t mimo_tokens_hash(const int *ids, long n) {
 
 static const char KL_MAGIC[8] = {'M', 'I', 'M', 'O', 'K', 'L', 'B', '1'};
 
-/* The header on disk: magic, then u32 vocab, ctx, score_from, chunks, then u64 n_tokens, tokens_hash, all little
- * endian (the hosts mimo runs on are). */
+/* The header on disk (MIMO_KL_HEADER_BYTES): magic, then u32 vocab, ctx, score_from, chunks, top, 0, then u64
+ * n_tokens, tokens_hash, all little endian (the hosts mimo runs on are). */
 mimo_status mimo_kl_write_header(FILE *f, const char *path, const mimo_kl_header *h) {
-  const uint32_t w[4] = {h->vocab, h->ctx, h->score_from, h->chunks};
+  const uint32_t w[6] = {h->vocab, h->ctx, h->score_from, h->chunks, h->top, 0};
   const uint64_t d[2] = {h->n_tokens, h->tokens_hash};
-  if (fwrite(KL_MAGIC, 1, 8, f) != 8 || fwrite(w, 4, 4, f) != 4 || fwrite(d, 8, 2, f) != 2)
+  if (fwrite(KL_MAGIC, 1, 8, f) != 8 || fwrite(w, 4, 6, f) != 6 || fwrite(d, 8, 2, f) != 2)
     return mimo_errf(MIMO_E_IO, "%s: cannot write", path);
   return MIMO_OK;
 }
 
-mimo_status mimo_kl_read_header(FILE *f, const char *path, const mimo_kl_header *want) {
+mimo_status mimo_kl_read_header(FILE *f, const char *path, const mimo_kl_header *want, uint32_t *top) {
   char magic[8];
-  uint32_t w[4];
+  uint32_t w[6];
   uint64_t d[2];
   if (fread(magic, 1, 8, f) != 8 || memcmp(magic, KL_MAGIC, 8) != 0)
     return mimo_errf(MIMO_E_FORMAT, "%s: not a base-run file of mimo perplexity (no MIMOKLB1 header)", path);
-  if (fread(w, 4, 4, f) != 4 || fread(d, 8, 2, f) != 2)
+  if (fread(w, 4, 6, f) != 6 || fread(d, 8, 2, f) != 2)
     return mimo_errf(MIMO_E_FORMAT, "%s: header cut short", path);
+  if (w[4] > w[0] || w[5] != 0)
+    return mimo_errf(MIMO_E_FORMAT, "%s: header has top %u of a %u-token vocabulary (reserved word %u)", path, w[4],
+                     w[0], w[5]);
+  *top = w[4];
   const struct {
     const char *name;
     uint64_t have, want;

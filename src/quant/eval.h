@@ -20,6 +20,20 @@ mimo_status mimo_log_softmax(const float *x, int V, double *lp, double *lse);
 /* KL(P || Q) = Σ_v P(v) (log P(v) - log Q(v)) from log-probabilities (P the base). Terms with P(v) = 0 add 0. */
 double mimo_kl_div(const double *lp, const double *lq, int V);
 
+/* A base row kept as its k best entries (log-probabilities, best first: value desc, then id asc) and the base's
+ * log-probability of the token that follows (which may be outside them). */
+typedef struct mimo_base_top {
+  int k;
+  const int *id;
+  const double *lp;
+  double lp_next;
+} mimo_base_top;
+/* KL over the base's k entries plus one bucket for the rest of the vocabulary (mass 1 - Σ of the k, on either
+ * side): a lower bound of the full KL (the log-sum inequality), equal to it when the k entries hold all the mass. */
+double mimo_kl_div_top(const mimo_base_top *b, const double *lq);
+/* The k best of lp[0..V) into id/out_lp (best first, ties by id). */
+void mimo_top_entries(const double *lp, int V, int k, int *id, double *out_lp);
+
 /* Running statistics of one evaluation. */
 typedef struct mimo_eval {
   long n;                  /* scored tokens */
@@ -37,6 +51,8 @@ void mimo_eval_free(mimo_eval *e);
 /* One scored position: lp the run's log-probabilities, next the token that follows; base (NULL: none) the base
  * run's log-probabilities at the same position. */
 mimo_status mimo_eval_add(mimo_eval *e, const double *lp, int V, int next, const double *base);
+/* The same against a base row kept as its top entries (mimo_kl_div_top). */
+mimo_status mimo_eval_add_top(mimo_eval *e, const double *lp, int V, int next, const mimo_base_top *base);
 
 /* Mean and its standard error (0 with fewer than two samples). */
 typedef struct {
@@ -50,14 +66,18 @@ mimo_estimate mimo_eval_same_top(const mimo_eval *e);     /* fraction, binomial 
 /* The q-quantile (0..1) of the per-token KL values (nearest rank); sorts them. */
 double mimo_eval_kl_quantile(mimo_eval *e, double q);
 
-/* A base run's file (`mimo perplexity --kl-base-out`): a header, then float32 log-probabilities [n_scored][vocab]
- * in the order the positions are scored. The header pins what makes two runs comparable. */
+/* A base run's file (`mimo perplexity --kl-base-out`): a header, then one row per scored position in the order
+ * they are scored: with top = 0 the float32 log-probabilities [vocab]; else the float32 log-probability of the
+ * token that follows, then `top` pairs (uint32 id, float32 log-probability), best first. The header pins what
+ * makes two runs comparable. */
 typedef struct mimo_kl_header {
-  uint32_t vocab, ctx, score_from, chunks;
+  uint32_t vocab, ctx, score_from, chunks, top;
   uint64_t n_tokens, tokens_hash; /* the whole token stream: count and FNV-1a of the ids */
 } mimo_kl_header;
+enum { MIMO_KL_HEADER_BYTES = 48 };
 uint64_t mimo_tokens_hash(const int *ids, long n);
 mimo_status mimo_kl_write_header(FILE *f, const char *path, const mimo_kl_header *h);
-/* Reads and checks the header against want (what this run evaluates); the error names the file and the field. */
-mimo_status mimo_kl_read_header(FILE *f, const char *path, const mimo_kl_header *want);
+/* Reads and checks the header against want (what this run evaluates; want->top is not compared: the file's is
+ * returned in *top); the error names the file and the field. */
+mimo_status mimo_kl_read_header(FILE *f, const char *path, const mimo_kl_header *want, uint32_t *top);
 #endif

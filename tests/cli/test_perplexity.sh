@@ -41,7 +41,7 @@ close "$ppl" "$rppl" 1e-6 && ok "PPL $ppl = reference $rppl" || bad "PPL $ppl, r
 printf '%s\n' "$out" | grep -q "^perplexity: 3 chunks of 24 tokens, scoring positions 9..22 of each (42 tokens)" &&
   ok "3 whole chunks of 80 tokens, 14 scored each" || bad "chunking: $(printf '%s' "$out" | head -1)"
 size=$(stat -c %s "$work/base")
-[ "$size" = $((40 + 42 * V * 4)) ] && ok "base file: header + 42 rows of $V floats" || bad "base file size $size"
+[ "$size" = $((48 + 42 * V * 4)) ] && ok "base file: header + 42 rows of $V floats" || bad "base file size $size"
 
 out2=$("${P[@]}" --chunk 5 | sed -n 's/^Final estimate: PPL = \([^ ]*\).*/\1/p')
 close "$out2" "$ppl" 1e-6 && ok "fed 5 tokens a step = one shot ($out2)" || bad "chunked $out2 vs $ppl"
@@ -60,6 +60,19 @@ rkl=$(printf '%s' "$ref_kl" | field kl) rsame=$(printf '%s' "$ref_kl" | field sa
 close "$kld" "$rkl" 1e-4 && ok "bf16 KV against float32: KL $kld = reference $rkl" || bad "KL $kld, reference $rkl"
 close "$same" "$rsame" 1e-3 && ok "same top $same % = reference $rsame" || bad "same top $same vs $rsame"
 close "$bppl" "$rppl" 1e-5 && ok "base PPL read back from the file ($bppl)" || bad "base PPL $bppl vs $rppl"
+
+# a base kept as each position's 16 most likely tokens: the KL lumps the rest into one bucket, a lower bound
+"${P[@]}" --kl-base-out "$work/base16" --kl-top 16 >/dev/null || bad "--kl-top 16 run"
+size16=$(stat -c %s "$work/base16")
+[ "$size16" = $((48 + 42 * (4 + 16 * 8))) ] && ok "--kl-top 16 file: header + 42 rows of 132 bytes" || bad "top-16 size $size16"
+kv16=$("${P[@]}" --kl-base "$work/base16" --kv-cache-dtype bfloat16)
+k16=$(printf '%s\n' "$kv16" | sed -n 's/^Mean KLD *: \([^ ]*\).*/\1/p')
+s16=$(printf '%s\n' "$kv16" | sed -n 's/^Same top token *: \([^ ]*\).*/\1/p')
+b16=$(printf '%s\n' "$kv16" | sed -n 's/^Mean PPL(base) *: \([^ ]*\).*/\1/p')
+python3 -c "import sys; a, b = map(float, sys.argv[1:]); sys.exit(0 if 0 < a <= b * (1 + 1e-6) else 1)" "$k16" "$kld" &&
+  ok "top-16 KL $k16: positive, at most the full KL $kld" || bad "top-16 KL $k16 vs full $kld"
+[ "$s16" = "$same" ] && close "$b16" "$bppl" 1e-6 && ok "top-16: same top and base PPL as the full base" ||
+  bad "top-16 same $s16 vs $same, base PPL $b16 vs $bppl"
 
 # refusals
 expect_fail() { # name, expected rc, message pattern, command...
@@ -81,6 +94,11 @@ expect_fail "not a base file" 1 "not a base-run file" "${P[@]}" --kl-base "$work
 expect_fail "fewer tokens than one chunk" 1 "less than one chunk" "$MIMO_BIN" perplexity --model "$M" \
   --backend cpu --tokens 1,2,3 --ctx 8
 expect_fail "--score-from past the chunk" 2 "score-from" "${P[@]/--score-from/--chunks}" --score-from 23
+cp "$work/base16" "$work/bad16" && printf '\xff\xff\xff\x7f' | dd of="$work/bad16" bs=1 seek=52 conv=notrunc 2>/dev/null
+expect_fail "top-16 base entry outside the vocabulary" 1 "outside the vocabulary" "${P[@]}" --kl-base "$work/bad16"
+cp "$work/base16" "$work/nan16" && printf '\x00\x00\xc0\x7f' | dd of="$work/nan16" bs=1 seek=56 conv=notrunc 2>/dev/null
+expect_fail "top-16 base entry NaN" 1 "entry 0 is not a log-probability" "${P[@]}" --kl-base "$work/nan16"
+expect_fail "--kl-top without --kl-base-out" 2 "goes with --kl-base-out" "${P[@]}" --kl-top 4
 expect_fail "--file and --tokens" 2 "one of --file or --tokens" "$MIMO_BIN" perplexity --model "$M" \
   --tokens 1,2 --file /dev/null
 expect_fail "token outside the vocabulary" 1 "outside the vocabulary" "$MIMO_BIN" perplexity --model "$M" \

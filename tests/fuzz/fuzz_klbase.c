@@ -1,5 +1,5 @@
 /* A base-run file of `mimo perplexity --kl-base` (quant/eval.h) of any bytes: the header reader either accepts
- * exactly the header it was asked for or refuses with a message, and reads no further than its 40 bytes. */
+ * exactly the header it was asked for or refuses with a message, and reads no further than its MIMO_KL_HEADER_BYTES. */
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -15,12 +15,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   static const int ids[4] = {1, 2, 3, 4};
   const mimo_kl_header want = {.vocab = 640, .ctx = 4, .score_from = 2, .chunks = 1, .n_tokens = 4,
                                .tokens_hash = mimo_tokens_hash(ids, 4)};
-  const mimo_status st = mimo_kl_read_header(f, "fuzz/base", &want);
+  uint32_t top = 0;
+  const mimo_status st = mimo_kl_read_header(f, "fuzz/base", &want, &top);
   const long at = ftell(f);
   fclose(f);
   if (st != MIMO_OK && mimo_errmsg()[0] == 0)
     abort();
-  if (at > 40 || (st == MIMO_OK && (size < 40 || at != 40)))
+  if (at > MIMO_KL_HEADER_BYTES || (st == MIMO_OK && (size < MIMO_KL_HEADER_BYTES || at != MIMO_KL_HEADER_BYTES ||
+                                                       top > want.vocab)))
     abort();
   return 0;
 }

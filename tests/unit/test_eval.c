@@ -98,36 +98,105 @@ static void test_header(void **state) {
   (void)state;
   const int ids[4] = {5, 6, 7, 8}, other[4] = {5, 6, 7, 9};
   mimo_kl_header h = {.vocab = 100, .ctx = 4, .score_from = 2, .chunks = 1, .n_tokens = 4};
+  {
+    FILE *g = tmpfile(); /* a header's top travels in the file, and cannot exceed the vocabulary */
+    assert_non_null(g);
+    mimo_kl_header t = h;
+    t.top = 7;
+    assert_int_equal(mimo_kl_write_header(g, "g", &t), MIMO_OK);
+    assert_int_equal(ftell(g), MIMO_KL_HEADER_BYTES);
+    rewind(g);
+    uint32_t k = 0;
+    assert_int_equal(mimo_kl_read_header(g, "g", &h, &k), MIMO_OK);
+    assert_int_equal(k, 7);
+    t.top = 101;
+    rewind(g);
+    assert_int_equal(mimo_kl_write_header(g, "g", &t), MIMO_OK);
+    rewind(g);
+    assert_int_equal(mimo_kl_read_header(g, "g", &h, &k), MIMO_E_FORMAT);
+    fclose(g);
+  }
   h.tokens_hash = mimo_tokens_hash(ids, 4);
   assert_true(h.tokens_hash != mimo_tokens_hash(other, 4));
   FILE *f = tmpfile();
   assert_non_null(f);
   assert_int_equal(mimo_kl_write_header(f, "t", &h), MIMO_OK);
   rewind(f);
-  assert_int_equal(mimo_kl_read_header(f, "t", &h), MIMO_OK);
+  uint32_t top = 99;
+  assert_int_equal(mimo_kl_read_header(f, "t", &h, &top), MIMO_OK);
+  assert_int_equal(top, 0);
   mimo_kl_header w = h;
   w.score_from = 1;
   rewind(f);
-  assert_int_equal(mimo_kl_read_header(f, "t", &w), MIMO_E_INVALID);
+  assert_int_equal(mimo_kl_read_header(f, "t", &w, &top), MIMO_E_INVALID);
   assert_non_null(strstr(mimo_errmsg(), "score_from 2, this run 1"));
   w = h;
   w.tokens_hash = mimo_tokens_hash(other, 4);
   rewind(f);
-  assert_int_equal(mimo_kl_read_header(f, "t", &w), MIMO_E_INVALID);
+  assert_int_equal(mimo_kl_read_header(f, "t", &w, &top), MIMO_E_INVALID);
   assert_non_null(strstr(mimo_errmsg(), "other tokens"));
   fclose(f);
   f = tmpfile();
   assert_non_null(f);
   fwrite("MIMOKLB1\1\0", 1, 10, f); /* the magic, then a header cut short */
   rewind(f);
-  assert_int_equal(mimo_kl_read_header(f, "t", &h), MIMO_E_FORMAT);
+  assert_int_equal(mimo_kl_read_header(f, "t", &h, &top), MIMO_E_FORMAT);
   assert_non_null(strstr(mimo_errmsg(), "cut short"));
   fclose(f);
+}
+
+/* The k best entries against a full sort; KL over them plus a rest bucket: the full KL when they cover the
+ * vocabulary, below it (and >= 0) otherwise, growing with k. */
+static int cmp_desc(const void *a, const void *b) {
+  const double *x = a, *y = b;
+  return (x[0] < y[0]) - (x[0] > y[0]) ?: (x[1] > y[1]) - (x[1] < y[1]);
+}
+static void test_top(void **state) {
+  (void)state;
+  enum { V = 300 };
+  float xp[V], xq[V];
+  double lp[V], lq[V], pairs[V][2], tlp[V];
+  int tid[V];
+  uint64_t s = 12345;
+  for (int v = 0; v < V; v++) {
+    s = s * 6364136223846793005ull + 1442695040888963407ull;
+    xp[v] = (float)((s >> 40) % 97) / 8.0f; /* a grid: many ties */
+    xq[v] = xp[v] + (float)((s >> 20) % 13) / 64.0f;
+  }
+  assert_int_equal(mimo_log_softmax(xp, V, lp, NULL), MIMO_OK);
+  assert_int_equal(mimo_log_softmax(xq, V, lq, NULL), MIMO_OK);
+  for (int v = 0; v < V; v++)
+    pairs[v][0] = lp[v], pairs[v][1] = v;
+  qsort(pairs, V, sizeof pairs[0], cmp_desc);
+  const double full = mimo_kl_div(lp, lq, V);
+  double last = 0;
+  const int ks[5] = {1, 10, 64, 299, 300};
+  for (int i = 0; i < 5; i++) {
+    const int k = ks[i];
+    mimo_top_entries(lp, V, k, tid, tlp);
+    for (int j = 0; j < k; j++) {
+      assert_int_equal(tid[j], (int)pairs[j][1]);
+      assert_true(tlp[j] == pairs[j][0]);
+    }
+    const mimo_base_top b = {.k = k, .id = tid, .lp = tlp, .lp_next = lp[5]};
+    const double kt = mimo_kl_div_top(&b, lq);
+    assert_true(kt >= 0 && kt <= full * (1 + 1e-12));
+    assert_true(kt >= last * (1 - 1e-12));
+    last = kt;
+    if (k >= V - 1) /* one token left: its bucket is that token (1 - Σ p cancels: 1e-9, not 1e-15) */
+      assert_true(fabs(kt - full) < 1e-9 * full);
+    mimo_eval e;
+    mimo_eval_init(&e);
+    assert_int_equal(mimo_eval_add_top(&e, lq, V, 5, &b), MIMO_OK);
+    assert_true(fabs(mimo_eval_base_ppl(&e).mean - exp(-lp[5])) < 1e-12 * exp(-lp[5]));
+    mimo_eval_free(&e);
+  }
+  assert_true(full > 0);
 }
 
 int main(void) {
   const struct CMUnitTest tests[] = {cmocka_unit_test(test_log_softmax), cmocka_unit_test(test_kl),
                                      cmocka_unit_test(test_ppl_stats), cmocka_unit_test(test_against_base),
-                                     cmocka_unit_test(test_header)};
+                                     cmocka_unit_test(test_header), cmocka_unit_test(test_top)};
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
