@@ -1,3 +1,5 @@
+/* The engine thread (engine.h): admission, prefix-cache lookups and entries, the steps of continuous batching
+ * (decode tokens first, then prompt chunks), sampling and delivery, preemption when KV memory runs short. */
 #include "engine/engine.h"
 
 #include <pthread.h>
@@ -8,86 +10,8 @@
 #include <time.h>
 
 #include "core/log.h"
+#include "engine/engine_internal.h"
 #include "engine/prefix_cache.h"
-
-struct mimo_request {
-  /* immutable after submit */
-  int *prompt, n_prompt, max_tokens;
-  int *stop, n_stop;
-  int *forced, n_forced;
-  int cache_at; /* mimo_request_params.cache_at, 0 when outside (PREFIX_MIN, n_prompt) */
-  mimo_sampling_params sp;
-  void (*notify)(void *);
-  void *notify_ctx;
-  int mock; /* index of the mock script, -1 when the model runs */
-  /* engine-thread state */
-  mimo_kv_seq *kv;
-  mimo_sampler *smp;
-  int cap_tokens; /* prompt's room: the outputs follow the prompt there (what a preempted request recomputes) */
-  bool out_lost;  /* an output could not be kept: this request cannot be recomputed */
-  int n_feed;     /* tokens of prompt[] to prefill: the prompt; after a preemption the outputs so far too */
-  long admitted;  /* admission order (the youngest running request is preempted first) */
-  int fed;        /* of those, fed so far */
-  int generated;  /* output tokens produced */
-  int next_token; /* last output token, fed in the next step */
-  int snap_at;    /* positions of the last prefix-cache entry this request made or started from */
-  atomic_int n_cached; /* prompt tokens its last admission found in the prefix cache */
-  mimo_request *next_waiting;
-  /* shared */
-  atomic_int cancelled;
-  atomic_int refs;
-  pthread_mutex_t mu;
-  pthread_cond_t cv;
-  mimo_token_event *ev; /* pending events (ring would do; a growable array is simpler) */
-  int n_ev, cap_ev;
-};
-
-struct mimo_engine {
-  mimo_model *model;
-  mimo_engine_opts o;
-  int vocab, n_eos, eos[MIMO_MAX_EOS];
-  pthread_t thread;
-  int started;
-  pthread_mutex_t mu;
-  pthread_cond_t cv;
-  int stop;
-  mimo_request *wait_head, *wait_tail;
-  int n_waiting;
-  mimo_request **running;
-  int n_running;
-  long mock_counter;
-  long admissions;
-  /* A step did not fit in the KV memory and a request was preempted: admit no other until one finishes. */
-  bool hold_admission;
-  mimo_engine_stats stats;
-  mimo_prefix_cache *pc; /* NULL: no prefix caching */
-  /* Set when a step fails in a way no later step can recover from (a GPU's sticky error, a lost
-   * tensor-parallel link): new requests are refused and /health says why. */
-  atomic_int broken;
-  char broken_why[512];
-  /* Tokens of the warm-up forward still to run (0: none, or done): /health answers 503 until then. */
-  int warm_n;
-  atomic_int warming;
-  /* step buffers */
-  int *tokens, *counts;
-  mimo_kv_seq **seqs;
-  mimo_request **batch;
-  mimo_sample_job *jobs;
-  int *sampled;
-  mimo_sample_info *infos;
-};
-
-static void request_unref(mimo_request *r) {
-  if (atomic_fetch_sub(&r->refs, 1) != 1)
-    return;
-  pthread_mutex_destroy(&r->mu);
-  pthread_cond_destroy(&r->cv);
-  free(r->prompt);
-  free(r->stop);
-  free(r->forced);
-  free(r->ev);
-  free(r);
-}
 
 /* Appends an event; tells the waiting caller. */
 static void publish(mimo_request *r, int token, const mimo_sample_info *info, mimo_finish fin) {
@@ -117,8 +41,6 @@ static void publish(mimo_request *r, int token, const mimo_sample_info *info, mi
     r->notify(r->notify_ctx);
 }
 
-/* Shortest prefix worth an entry: below a block, the copy of the rings costs about what the prefix would. */
-enum { PREFIX_MIN = MIMO_KV_BLOCK };
 
 /* Memory ran short: the least recently used half of the prefix cache goes (repeated, it empties the cache in a few
  * steps, before anything running is preempted). Returns how many entries went. */
@@ -167,7 +89,7 @@ static void finish(mimo_engine *e, int slot, int token, const mimo_sample_info *
   r->smp = NULL;
   publish(r, token, info, fin);
   e->running[slot] = e->running[--e->n_running];
-  request_unref(r);
+  mimo_request_unref(r);
 }
 
 static mimo_status admit(mimo_engine *e, mimo_request *r) {
@@ -176,7 +98,7 @@ static mimo_status admit(mimo_engine *e, mimo_request *r) {
     return MIMO_OK;
   MIMO_TRY(mimo_kv_seq_init(&r->kv, &e->model->cfg));
   r->snap_at = 0;
-  if (e->pc) {
+  if (e->pc && !(r->plp && !r->plp_done)) { /* (prompt logprobs need every position's logits) */
     /* at least the last token is computed: its logits are what the request samples from */
     int m = 0;
     mimo_kv_seq *hit = mimo_prefix_cache_find(e->pc, r->prompt, r->n_feed, r->n_feed - 1, &m);
@@ -309,6 +231,98 @@ static void kv_full(mimo_engine *e) {
   finish(e, slot, -1, NULL, MIMO_FINISH_ERROR);
 }
 
+/* A step's forward failed for r (in running slot `slot`): the request ends with an error, and an error no later step
+ * recovers from (a GPU's sticky error, a lost tensor-parallel link) marks the engine broken. */
+static void step_failed(mimo_engine *e, int slot, mimo_status st) {
+  if ((st == MIMO_E_CUDA || st == MIMO_E_NCCL || st == MIMO_E_IO) && !atomic_load(&e->broken)) {
+    pthread_mutex_lock(&e->mu);
+    snprintf(e->broken_why, sizeof e->broken_why, "%s", mimo_errmsg());
+    pthread_mutex_unlock(&e->mu);
+    atomic_store(&e->broken, 1);
+    mimo_warn("engine: the model can no longer run (%s); new requests are refused", e->broken_why);
+  }
+  mimo_warn("engine step failed: %s", mimo_errmsg());
+  finish(e, slot, -1, NULL, MIMO_FINISH_ERROR);
+}
+
+static int slot_of(const mimo_engine *e, const mimo_request *r) {
+  for (int i = 0; i < e->n_running; i++)
+    if (e->running[i] == r)
+      return i;
+  return -1;
+}
+
+/* r was fed n more of its tokens: counts and prefix-cache entries. True when all it had to feed is in. */
+static bool fed_chunk(mimo_engine *e, mimo_request *r, int n) {
+  /* a recompute's outputs are not prompt tokens */
+  const int left = r->n_prompt - r->fed, new_prompt = left <= 0 ? 0 : left < n ? left : n;
+  r->fed += n;
+  __atomic_fetch_add(&e->stats.prompt_tokens_total, new_prompt, __ATOMIC_RELAXED);
+  if (e->pc && r->fed >= PREFIX_MIN &&
+      (r->fed == r->n_feed ? r->fed > r->snap_at
+                           : r->fed - r->snap_at >= e->o.prefix_cache_every || r->fed == r->cache_at))
+    snapshot(e, r);
+  return r->fed >= r->n_feed;
+}
+
+/* r's next output: a forced one when due, else tok, sampled from its last row (tok < 0: the sampler failed). */
+static void take_token(mimo_engine *e, int slot, mimo_request *r, int tok, const mimo_sample_info *info) {
+  if (r->generated < r->n_forced) {
+    deliver(e, slot, r->forced[r->generated], NULL);
+    return;
+  }
+  if (tok < 0) {
+    mimo_warn("engine: %s", mimo_errmsg());
+    finish(e, slot, -1, NULL, MIMO_FINISH_ERROR);
+    return;
+  }
+  mimo_sampler_accept(r->smp, tok);
+  deliver(e, slot, tok, r->sp.logprobs ? info : NULL);
+}
+
+/* A chunk of n prompt tokens of a request that wants its prompt's logprobs, on its own: every row of logits comes
+ * to the host, each gives the logprob of the prompt token after it, and the last one of the prompt is sampled
+ * there. */
+static void prompt_logprobs_step(mimo_engine *e, mimo_request *r, int n) {
+  const int V = e->vocab;
+  if (e->plp_rows < n) {
+    float *p = realloc(e->plp_logits, (size_t)n * V * sizeof *p);
+    if (!p) {
+      mimo_errf(MIMO_E_NOMEM, "host memory for %d rows of prompt logprobs", n);
+      step_failed(e, slot_of(e, r), MIMO_E_NOMEM);
+      return;
+    }
+    e->plp_logits = p;
+    e->plp_rows = n;
+  }
+  mimo_batch b = {.n_seqs = 1, .seqs = &r->kv, .n_tokens = &n, .tokens = r->prompt + r->fed, .all_logits = 1};
+  const mimo_status st = mimo_model_forward(e->model, &b, e->plp_logits);
+  if (st == MIMO_E_NOMEM && e->model->step_skipped) {
+    kv_full(e);
+    return;
+  }
+  __atomic_fetch_add(&e->stats.steps, 1, __ATOMIC_RELAXED);
+  const int slot = slot_of(e, r);
+  if (st != MIMO_OK) {
+    step_failed(e, slot, st);
+    return;
+  }
+  for (int i = 0; i < n; i++) {
+    const int next = r->fed + i + 1;
+    if (next < r->n_prompt)
+      mimo_logprobs_of(e->plp_logits + (size_t)i * V, V, r->prompt[next], r->plp_top, &r->plp[next]);
+  }
+  if (!fed_chunk(e, r, n))
+    return;
+  r->plp_done = true;
+  atomic_store(&r->plp_ready, 1);
+  mimo_sample_info info;
+  const int tok = r->generated < r->n_forced
+                      ? 0
+                      : mimo_sampler_sample(r->smp, e->plp_logits + (size_t)(n - 1) * V, r->sp.logprobs ? &info : NULL);
+  take_token(e, slot, r, tok, &info);
+}
+
 static void model_step(mimo_engine *e) {
   int budget = e->o.max_num_batched_tokens, nb = 0, T = 0;
   /* decoding sequences first: one token each */
@@ -322,14 +336,26 @@ static void model_step(mimo_engine *e) {
     e->tokens[T++] = r->next_token;
     budget--;
   }
-  /* then prompt chunks in the remaining budget */
+  /* then prompt chunks in the remaining budget; one prompt whose logprobs are wanted runs on its own */
+  mimo_request *plp = NULL;
+  int plp_n = 0;
   for (int i = 0; i < e->n_running && budget > 0; i++) {
     mimo_request *r = e->running[i];
     if (r->fed >= r->n_feed)
       continue;
+    const bool wants_plp = r->plp && !r->plp_done;
+    if (wants_plp && plp)
+      continue;
     int n = r->n_feed - r->fed < budget ? r->n_feed - r->fed : budget;
     if (e->pc && r->cache_at > r->fed && r->cache_at < r->fed + n) /* the chunk ends where an entry is wanted */
       n = r->cache_at - r->fed;
+    if (wants_plp) {
+      const int most = PLP_FLOATS / e->vocab > 0 ? PLP_FLOATS / e->vocab : 1;
+      plp = r;
+      plp_n = n < most ? n : most;
+      budget -= plp_n;
+      continue;
+    }
     e->batch[nb] = r;
     e->seqs[nb] = r->kv;
     e->counts[nb++] = n;
@@ -337,8 +363,11 @@ static void model_step(mimo_engine *e) {
     T += n;
     budget -= n;
   }
-  if (!nb)
+  if (!nb) {
+    if (plp)
+      prompt_logprobs_step(e, plp, plp_n);
     return;
+  }
   /* A row is sampled when its prompt ends in this step or it decodes, and no forced token is due. */
   for (int k = 0; k < nb; k++) {
     mimo_request *r = e->batch[k];
@@ -359,49 +388,17 @@ static void model_step(mimo_engine *e) {
   __atomic_fetch_add(&e->stats.steps, 1, __ATOMIC_RELAXED);
   for (int k = 0; k < nb; k++) {
     mimo_request *r = e->batch[k];
-    int slot = -1;
-    for (int i = 0; i < e->n_running; i++)
-      if (e->running[i] == r)
-        slot = i;
-    if (st != MIMO_OK && k == 0 && (st == MIMO_E_CUDA || st == MIMO_E_NCCL || st == MIMO_E_IO) &&
-        !atomic_load(&e->broken)) {
-      pthread_mutex_lock(&e->mu);
-      snprintf(e->broken_why, sizeof e->broken_why, "%s", mimo_errmsg());
-      pthread_mutex_unlock(&e->mu);
-      atomic_store(&e->broken, 1);
-      mimo_warn("engine: the model can no longer run (%s); new requests are refused", e->broken_why);
-    }
+    const int slot = slot_of(e, r);
     if (st != MIMO_OK) {
-      mimo_warn("engine step failed: %s", mimo_errmsg());
-      finish(e, slot, -1, NULL, MIMO_FINISH_ERROR);
+      step_failed(e, slot, st);
       continue;
     }
-    int was_prefill = r->fed < r->n_feed;
-    if (was_prefill) {
-      /* a recompute's outputs are not prompt tokens */
-      const int left = r->n_prompt - r->fed, new_prompt = left <= 0 ? 0 : left < e->counts[k] ? left : e->counts[k];
-      r->fed += e->counts[k];
-      __atomic_fetch_add(&e->stats.prompt_tokens_total, new_prompt, __ATOMIC_RELAXED);
-      if (e->pc && r->fed >= PREFIX_MIN &&
-          (r->fed == r->n_feed ? r->fed > r->snap_at
-                               : r->fed - r->snap_at >= e->o.prefix_cache_every || r->fed == r->cache_at))
-        snapshot(e, r);
-      if (r->fed < r->n_feed)
-        continue; /* more to feed; these logits are not needed */
-    }
-    if (r->generated < r->n_forced) {
-      deliver(e, slot, r->forced[r->generated], NULL);
-      continue;
-    }
-    int tok = e->sampled[k];
-    if (tok < 0) {
-      mimo_warn("engine: %s", mimo_errmsg());
-      finish(e, slot, -1, NULL, MIMO_FINISH_ERROR);
-      continue;
-    }
-    mimo_sampler_accept(r->smp, tok);
-    deliver(e, slot, tok, r->sp.logprobs ? &e->infos[k] : NULL);
+    if (r->fed < r->n_feed && !fed_chunk(e, r, e->counts[k]))
+      continue; /* more to feed; these logits are not needed */
+    take_token(e, slot, r, e->sampled[k], &e->infos[k]);
   }
+  if (plp && slot_of(e, plp) >= 0)
+    prompt_logprobs_step(e, plp, plp_n);
 }
 
 /* KV bytes of the running sequences, published for /metrics. */
@@ -541,7 +538,7 @@ static void *engine_main(void *arg) {
     mimo_request *r = e->wait_head;
     e->wait_head = r->next_waiting;
     publish(r, -1, NULL, MIMO_FINISH_CANCELLED);
-    request_unref(r);
+    mimo_request_unref(r);
   }
   e->wait_tail = NULL;
   e->n_waiting = 0;
@@ -640,165 +637,6 @@ void mimo_engine_free(mimo_engine *e) {
   free(e->jobs);
   free(e->sampled);
   free(e->infos);
+  free(e->plp_logits);
   free(e);
-}
-
-/* n ids in an array with room for cap (>= n). */
-static int *dup_ids(const int *p, int n, int cap) {
-  int *d = malloc((size_t)(cap > 0 ? cap : 1) * sizeof *d);
-  if (d && n > 0)
-    memcpy(d, p, (size_t)n * sizeof *d);
-  return d;
-}
-
-mimo_status mimo_engine_submit(mimo_engine *e, const mimo_request_params *p, mimo_request **out) {
-  *out = NULL;
-  char why[512];
-  if (!mimo_engine_healthy(e, why, sizeof why))
-    return mimo_errf(MIMO_E_INTERNAL, "the model stopped working and needs a restart: %s", why);
-  if (p->n_prompt < 1)
-    return mimo_errf(MIMO_E_INVALID, "the prompt is empty");
-  if (p->max_tokens < 1)
-    return mimo_errf(MIMO_E_INVALID, "max_tokens must be at least 1, got %d", p->max_tokens);
-  long want = (long)p->n_prompt + p->max_tokens;
-  if (want > e->o.max_model_len)
-    return mimo_errf(MIMO_E_TOO_LONG,
-                     "This model's maximum context length is %d tokens. However, you requested %ld tokens (%d in the "
-                     "messages, %d in the completion). Please reduce the length of the messages or completion.",
-                     e->o.max_model_len, want, p->n_prompt, p->max_tokens);
-  if (e->model)
-    for (int i = 0; i < p->n_prompt; i++)
-      if (p->prompt[i] < 0 || p->prompt[i] >= e->vocab)
-        return mimo_errf(MIMO_E_INVALID, "prompt token %d is outside the vocabulary [0, %d)", p->prompt[i], e->vocab);
-  mimo_sampler *check;
-  MIMO_TRY(mimo_sampler_init(&check, &p->sampling, e->model ? e->vocab : 1024));
-  mimo_sampler_free(check);
-  mimo_request *r = calloc(1, sizeof *r);
-  if (!r)
-    return mimo_errf(MIMO_E_NOMEM, "request");
-  r->cap_tokens = p->n_prompt + (p->max_tokens < 64 ? p->max_tokens : 64);
-  r->prompt = dup_ids(p->prompt, p->n_prompt, r->cap_tokens);
-  r->n_prompt = p->n_prompt;
-  r->n_feed = p->n_prompt;
-  r->max_tokens = p->max_tokens;
-  r->sp = p->sampling;
-  int n_eos = p->ignore_eos ? 0 : e->n_eos;
-  r->stop = malloc((size_t)(n_eos + p->n_stop_ids + 1) * sizeof(int));
-  if (r->stop) {
-    memcpy(r->stop, e->eos, (size_t)n_eos * sizeof(int));
-    if (p->n_stop_ids)
-      memcpy(r->stop + n_eos, p->stop_ids, (size_t)p->n_stop_ids * sizeof(int));
-    r->n_stop = n_eos + p->n_stop_ids;
-  }
-  r->forced = dup_ids(p->forced, p->n_forced, p->n_forced);
-  r->n_forced = p->n_forced;
-  r->cache_at = p->cache_at >= PREFIX_MIN && p->cache_at < p->n_prompt ? p->cache_at : 0;
-  r->notify = p->notify;
-  r->notify_ctx = p->notify_ctx;
-  r->mock = -1;
-  atomic_init(&r->refs, 2); /* caller + engine */
-  atomic_init(&r->cancelled, 0);
-  atomic_init(&r->n_cached, 0);
-  pthread_mutex_init(&r->mu, NULL);
-  pthread_cond_init(&r->cv, NULL);
-  if (!r->prompt || !r->stop || !r->forced) {
-    atomic_store(&r->refs, 1);
-    request_unref(r);
-    return mimo_errf(MIMO_E_NOMEM, "request");
-  }
-  pthread_mutex_lock(&e->mu);
-  if (e->stop || e->n_waiting >= e->o.max_queue) {
-    int stopping = e->stop;
-    pthread_mutex_unlock(&e->mu);
-    atomic_store(&r->refs, 1);
-    request_unref(r);
-    return stopping ? mimo_errf(MIMO_E_BUSY, "the server is shutting down")
-                    : mimo_errf(MIMO_E_BUSY, "the request queue is full (%d waiting)", e->o.max_queue);
-  }
-  if (!e->model)
-    r->mock = (int)(e->mock_counter++ % e->o.n_mock);
-  if (e->wait_tail)
-    e->wait_tail->next_waiting = r;
-  else
-    e->wait_head = r;
-  e->wait_tail = r;
-  e->n_waiting++;
-  e->stats.requests_total++;
-  pthread_cond_signal(&e->cv);
-  pthread_mutex_unlock(&e->mu);
-  *out = r;
-  return MIMO_OK;
-}
-
-int mimo_request_poll(mimo_request *r, mimo_token_event *ev, int max, int timeout_ms) {
-  pthread_mutex_lock(&r->mu);
-  if (!r->n_ev && timeout_ms != 0) {
-    if (timeout_ms < 0) {
-      while (!r->n_ev)
-        pthread_cond_wait(&r->cv, &r->mu);
-    } else {
-      struct timespec ts;
-      clock_gettime(CLOCK_REALTIME, &ts);
-      ts.tv_sec += timeout_ms / 1000;
-      ts.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
-      if (ts.tv_nsec >= 1000000000L) {
-        ts.tv_sec++;
-        ts.tv_nsec -= 1000000000L;
-      }
-      while (!r->n_ev)
-        if (pthread_cond_timedwait(&r->cv, &r->mu, &ts) != 0)
-          break;
-    }
-  }
-  int n = r->n_ev < max ? r->n_ev : max;
-  if (n) { /* r->ev is NULL until the first event */
-    memcpy(ev, r->ev, (size_t)n * sizeof *ev);
-    memmove(r->ev, r->ev + n, (size_t)(r->n_ev - n) * sizeof *ev);
-    r->n_ev -= n;
-  }
-  pthread_mutex_unlock(&r->mu);
-  return n;
-}
-
-void mimo_request_cancel(mimo_request *r) { atomic_store(&r->cancelled, 1); }
-
-void mimo_request_release(mimo_request *r) {
-  if (!r)
-    return;
-  atomic_store(&r->cancelled, 1); /* a released request is no longer wanted */
-  request_unref(r);
-}
-
-int mimo_request_prompt_tokens(const mimo_request *r) { return r->n_prompt; }
-
-int mimo_request_cached_tokens(const mimo_request *r) { return atomic_load(&((mimo_request *)r)->n_cached); }
-
-void mimo_engine_stats_get(mimo_engine *e, mimo_engine_stats *s) {
-  pthread_mutex_lock(&e->mu);
-  *s = e->stats;
-  s->requests_waiting = e->n_waiting;
-  s->generation_tokens_total = __atomic_load_n(&e->stats.generation_tokens_total, __ATOMIC_RELAXED);
-  s->prompt_tokens_total = __atomic_load_n(&e->stats.prompt_tokens_total, __ATOMIC_RELAXED);
-  s->steps = __atomic_load_n(&e->stats.steps, __ATOMIC_RELAXED);
-  s->kv_bytes = __atomic_load_n(&e->stats.kv_bytes, __ATOMIC_RELAXED);
-  s->kv_pool_bytes = __atomic_load_n(&e->stats.kv_pool_bytes, __ATOMIC_RELAXED);
-  s->preemptions_total = __atomic_load_n(&e->stats.preemptions_total, __ATOMIC_RELAXED);
-  s->prefix_cache_queries_total = __atomic_load_n(&e->stats.prefix_cache_queries_total, __ATOMIC_RELAXED);
-  s->prefix_cache_hits_total = __atomic_load_n(&e->stats.prefix_cache_hits_total, __ATOMIC_RELAXED);
-  s->prefix_cache_entries = __atomic_load_n(&e->stats.prefix_cache_entries, __ATOMIC_RELAXED);
-  s->prefix_cache_bytes = __atomic_load_n(&e->stats.prefix_cache_bytes, __ATOMIC_RELAXED);
-  pthread_mutex_unlock(&e->mu);
-}
-
-int mimo_engine_max_model_len(const mimo_engine *e) { return e->o.max_model_len; }
-
-bool mimo_engine_warming(mimo_engine *e) { return atomic_load(&e->warming) != 0; }
-
-bool mimo_engine_healthy(mimo_engine *e, char *why, size_t n) {
-  if (!atomic_load(&e->broken))
-    return true;
-  pthread_mutex_lock(&e->mu);
-  snprintf(why, n, "%s", e->broken_why);
-  pthread_mutex_unlock(&e->mu);
-  return false;
 }

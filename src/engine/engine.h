@@ -63,6 +63,12 @@ typedef struct mimo_request_params {
    * engine ends a prompt chunk and keeps an entry, so that prompts which differ only after it find it (entries are
    * otherwise taken where chunks happen to end). 0: none. */
   int cache_at;
+  /* The prompt's own log-probabilities (OpenAI completions' `echo` with `logprobs`): each prompt token's under the
+   * raw distribution after the tokens before it, with prompt_top_logprobs (0..MIMO_MAX_LOGPROBS) alternatives;
+   * mimo_request_prompt_logprobs. Such a prompt is computed whole (no prefix-cache hit), in chunks whose every
+   * row of logits comes to the host. */
+  bool prompt_logprobs;
+  int prompt_top_logprobs;
   void (*notify)(void *ctx);  /* called on the engine thread when events are ready (may be NULL) */
   void *notify_ctx;
 } mimo_request_params;
@@ -91,6 +97,9 @@ void mimo_request_release(mimo_request *r);
 int mimo_request_prompt_tokens(const mimo_request *r);
 /* Prompt tokens that came from the prefix cache instead of being computed (as of its last admission). */
 int mimo_request_cached_tokens(const mimo_request *r);
+/* With mimo_request_params.prompt_logprobs, once the request's first event has been polled (the prompt is in):
+ * entry i (1 <= i < n_prompt) of the prompt's log-probabilities (entry 0 has none); NULL before, or without. */
+const mimo_sample_info *mimo_request_prompt_logprobs(const mimo_request *r);
 
 typedef struct mimo_engine_stats {
   long requests_running, requests_waiting, requests_total;

@@ -403,6 +403,12 @@ void mimo_sampler_job(mimo_sampler *s, mimo_sample_job *j) {
   j->pen = s->pen;
 }
 
+void mimo_logprobs_of(float *logits, int vocab, int token, int n_top, mimo_sample_info *info) {
+  for (int i = 0; i < vocab; i++)
+    logits[i] = sanitize(logits[i]);
+  fill_info(logits, vocab, token, n_top < MIMO_MAX_LOGPROBS ? n_top : MIMO_MAX_LOGPROBS, info);
+}
+
 int mimo_sampler_sample(mimo_sampler *s, float *logits, mimo_sample_info *info) {
   /* scratch on first use: a sequence whose rows are sampled elsewhere (mimo_sampler_job) never needs it */
   if (!s->ws && mimo_sample_ws_init(&s->ws, s->vocab) != MIMO_OK)

@@ -61,6 +61,9 @@ void mimo_sampler_accept(mimo_sampler *s, int token);
  * processed_logprobs is set). Returns the token, or -1 with a message when no
  * id below vocab_limit has a logit other than NaN/-inf. info may be NULL. */
 int mimo_sampler_sample(mimo_sampler *s, float *logits, mimo_sample_info *info);
+/* The raw distribution's (log-softmax of the logits, no sampling parameters) log-probability of token and its
+ * n_top best alternatives (ties: lowest id), as the prompt's logprobs report them. Overwrites NaN logits. */
+void mimo_logprobs_of(float *logits, int vocab, int token, int n_top, mimo_sample_info *info);
 /* The next token's job (backend/sampling.h) for sampling elsewhere, e.g. on the device that holds the logits:
  * the parameters, the penalised ids (job->pen points into s until the next call) and, unless greedy, the one
  * uniform mimo_sampler_sample would draw, so the sequence's RNG advances alike either way. */

@@ -47,6 +47,10 @@ int mimo_gen_prompt_tokens(const mimo_gen *g) { return g->n_prompt; }
 /* The first choice's: the others share its prompt and, admitted after it, usually find at least as much cached. */
 int mimo_gen_cached_tokens(const mimo_gen *g) { return g->n && g->c[0].req ? mimo_request_cached_tokens(g->c[0].req) : 0; }
 
+const mimo_sample_info *mimo_gen_prompt_logprobs(const mimo_gen *g) {
+  return g->n && g->c[0].req ? mimo_request_prompt_logprobs(g->c[0].req) : NULL;
+}
+
 int mimo_gen_completion_tokens(const mimo_gen *g) {
   int t = 0;
   for (int i = 0; i < g->n; i++)
@@ -119,7 +123,10 @@ int mimo_gen_start(mimo_server *s, const mimo_gen_spec *sp, mimo_gen **out, mimo
                               .ignore_eos = sp->ignore_eos,
                               .forced = sp->forced,
                               .n_forced = sp->n_forced,
-                              .cache_at = cache_at};
+                              .cache_at = cache_at,
+                              /* the choices share the prompt: the first computes its logprobs */
+                              .prompt_logprobs = sp->prompt_logprobs && i == 0,
+                              .prompt_top_logprobs = sp->prompt_top};
     rp.sampling.seed = sp->sp.seed + (uint64_t)i;
     mimo_status st = mimo_engine_submit(s->engine, &rp, &g->c[i].req);
     if (st != MIMO_OK) {

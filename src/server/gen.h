@@ -27,6 +27,8 @@ typedef struct mimo_gen_spec {
   const json_t *tools;  /* non-NULL: parse tool calls, typing arguments by these schemas */
   const int *forced;    /* output must start with these ids */
   int n_forced;
+  bool prompt_logprobs; /* the prompt's own logprobs (completions' echo), with prompt_top alternatives */
+  int prompt_top;
 } mimo_gen_spec;
 
 typedef struct mimo_gen_tool {
@@ -67,6 +69,8 @@ int mimo_gen_prompt_tokens(const mimo_gen *g);
 /* Of those, tokens the prefix cache supplied (known once the request is admitted). */
 int mimo_gen_cached_tokens(const mimo_gen *g);
 int mimo_gen_completion_tokens(const mimo_gen *g); /* over all choices */
+/* With spec.prompt_logprobs, once the prompt is in: entries 1..n_prompt-1 (engine.h), else NULL. */
+const mimo_sample_info *mimo_gen_prompt_logprobs(const mimo_gen *g);
 /* Cancels every choice still running (client went away). */
 void mimo_gen_cancel(mimo_gen *g);
 void mimo_gen_free(mimo_gen *g);

@@ -403,8 +403,9 @@ int mimo_openai_parse(mimo_server *s, json_t *root, bool chat, mimo_oai_req *r, 
     bool echo = false;
     if (mimo_api_get_int(root, "logprobs", 0, MIMO_MAX_LOGPROBS, &lp, e) || mimo_api_get_bool(root, "echo", &echo, e))
       return -1;
-    if (echo)
-      return mimo_api_fail(e, 400, "echo", "'echo' is not supported");
+    if (echo && r->stream)
+      return mimo_api_fail(e, 400, "echo", "'echo' is not supported with 'stream'");
+    r->echo = echo;
     r->logprobs = (int)lp;
     if (parse_prompt(s, json_object_get(root, "prompt"), r, e))
       return -1;
@@ -429,5 +430,7 @@ int mimo_openai_parse(mimo_server *s, json_t *root, bool chat, mimo_oai_req *r, 
   g->tools = chat && r->tool_choice != MIMO_TOOLS_NONE ? r->tools : NULL;
   g->forced = r->forced;
   g->n_forced = r->n_forced;
+  g->prompt_logprobs = r->echo && r->logprobs >= 0;
+  g->prompt_top = r->logprobs < 0 ? 0 : r->logprobs;
   return 0;
 }

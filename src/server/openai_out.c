@@ -8,6 +8,7 @@
 
 #include "core/log.h"
 #include "server/sse.h"
+#include "text/tokenizer.h"
 
 #define POLL_MS 100
 
@@ -75,8 +76,10 @@ static void chat_logprobs(mimo_server *s, int ntop, const mimo_gen_delta *d, mim
   mimo_sbuf_puts(b, "]}");
 }
 
-/* completions: {"text_offset":[],"token_logprobs":[],"tokens":[],"top_logprobs":[{tok: lp}]} */
-static void cmpl_logprobs(mimo_server *s, int ntop, const mimo_gen_delta *d, size_t offset0, mimo_sbuf *b) {
+/* completions: {"text_offset":[],"token_logprobs":[],"tokens":[],"top_logprobs":[{tok: lp}]}; the first n_null
+ * entries have no logprob (null), as an echoed prompt's first token */
+static void cmpl_logprobs(mimo_server *s, int ntop, const mimo_gen_delta *d, size_t offset0, int n_null,
+                          mimo_sbuf *b) {
   char **tx = calloc((size_t)d->n_lp + 1, sizeof *tx);
   if (!tx) {
     mimo_sbuf_puts(b, "null");
@@ -92,7 +95,10 @@ static void cmpl_logprobs(mimo_server *s, int ntop, const mimo_gen_delta *d, siz
   }
   mimo_sbuf_puts(b, "],\"token_logprobs\":[");
   for (int i = 0; i < d->n_lp; i++)
-    mimo_sbuf_printf(b, "%s%.6g", i ? "," : "", d->lp[i].info.logprob < -9999.0f ? -9999.0 : d->lp[i].info.logprob);
+    if (i < n_null)
+      mimo_sbuf_puts(b, i ? ",null" : "null");
+    else
+      mimo_sbuf_printf(b, "%s%.6g", i ? "," : "", d->lp[i].info.logprob < -9999.0f ? -9999.0 : d->lp[i].info.logprob);
   mimo_sbuf_puts(b, "],\"tokens\":[");
   for (int i = 0; i < d->n_lp; i++) {
     mimo_sbuf_puts(b, i ? ",\"" : "\"");
@@ -101,6 +107,10 @@ static void cmpl_logprobs(mimo_server *s, int ntop, const mimo_gen_delta *d, siz
   }
   mimo_sbuf_puts(b, "],\"top_logprobs\":[");
   for (int i = 0; i < d->n_lp; i++) {
+    if (i < n_null) {
+      mimo_sbuf_puts(b, i ? ",null" : "null");
+      continue;
+    }
     mimo_sbuf_puts(b, i ? ",{" : "{");
     int nt = d->lp[i].info.n_top < ntop ? d->lp[i].info.n_top : ntop;
     for (int k = 0; k < nt; k++) {
@@ -190,6 +200,31 @@ static void reply_whole(oai_run *o, mimo_http_req *rq) {
       break;
     }
   }
+  /* completions' echo: the prompt's text, and with logprobs its tokens' (the first has none) */
+  char *echo_text = NULL;
+  size_t echo_len = 0;
+  mimo_gen_delta echo_lp = {0};
+  int echo_null = 0; /* leading entries without a logprob: the first, or all when the prompt never ran */
+  if (o->r.echo && !o->r.chat) {
+    if (o->r.prompt_text) {
+      echo_text = strdup(o->r.prompt_text);
+      echo_len = echo_text ? strlen(echo_text) : 0;
+    } else if (mimo_tok_decode(o->s->tok, o->r.prompt, (size_t)o->r.n_prompt, 0, &echo_text, &echo_len) != MIMO_OK) {
+      echo_text = NULL;
+    }
+    if (o->r.logprobs >= 0)
+      echo_lp.lp = calloc((size_t)o->r.n_prompt, sizeof *echo_lp.lp);
+    if (echo_lp.lp) {
+      const mimo_sample_info *plp = mimo_gen_prompt_logprobs(o->g);
+      echo_lp.n_lp = o->r.n_prompt;
+      for (int k = 0; k < o->r.n_prompt; k++) {
+        echo_lp.lp[k].token = o->r.prompt[k];
+        if (plp && k > 0)
+          echo_lp.lp[k].info = plp[k];
+      }
+      echo_null = plp ? 1 : o->r.n_prompt;
+    }
+  }
   json_t *choices = json_array();
   for (int i = 0; i < n; i++) {
     acc *c = &a[i];
@@ -201,8 +236,20 @@ static void reply_whole(oai_run *o, mimo_http_req *rq) {
       mimo_sbuf b = {0};
       if (o->r.chat)
         chat_logprobs(o->s, o->r.logprobs, &c->lp, &b);
-      else
-        cmpl_logprobs(o->s, o->r.logprobs, &c->lp, 0, &b);
+      else if (echo_lp.lp) { /* the prompt's entries, then the choice's */
+        mimo_gen_delta both = echo_lp;
+        mimo_gen_lp *all = malloc(((size_t)echo_lp.n_lp + (size_t)c->lp.n_lp) * sizeof *all);
+        if (all) {
+          memcpy(all, echo_lp.lp, (size_t)echo_lp.n_lp * sizeof *all);
+          if (c->lp.n_lp)
+            memcpy(all + echo_lp.n_lp, c->lp.lp, (size_t)c->lp.n_lp * sizeof *all);
+          both.lp = all;
+          both.n_lp = echo_lp.n_lp + c->lp.n_lp;
+        }
+        cmpl_logprobs(o->s, o->r.logprobs, all ? &both : &c->lp, 0, all ? echo_null : 0, &b);
+        free(all);
+      } else
+        cmpl_logprobs(o->s, o->r.logprobs, &c->lp, 0, 0, &b);
       json_decref(lp);
       lp = raw_json(&b);
       mimo_sbuf_free(&b);
@@ -218,12 +265,21 @@ static void reply_whole(oai_run *o, mimo_http_req *rq) {
                               reasoning, "tool_calls", c->calls);
       ch = json_pack("{s:i,s:o,s:o,s:s,s:n}", "index", i, "message", msg, "logprobs", lp ? lp : json_null(),
                      "finish_reason", fin, "stop_reason");
+    } else if (echo_text) {
+      mimo_sbuf t = {0};
+      mimo_sbuf_put(&t, echo_text, echo_len);
+      mimo_sbuf_put(&t, c->content.p ? c->content.p : "", c->content.len);
+      ch = json_pack("{s:i,s:s%,s:o,s:s,s:n}", "index", i, "text", t.p ? t.p : "", t.len, "logprobs",
+                     lp ? lp : json_null(), "finish_reason", fin, "stop_reason");
+      mimo_sbuf_free(&t);
     } else {
       ch = json_pack("{s:i,s:s%,s:o,s:s,s:n}", "index", i, "text", c->content.p ? c->content.p : "",
                      c->content.len, "logprobs", lp ? lp : json_null(), "finish_reason", fin, "stop_reason");
     }
     json_array_append_new(choices, ch);
   }
+  free(echo_text);
+  free(echo_lp.lp);
   json_t *resp = json_pack("{s:s,s:s,s:I,s:s,s:o,s:o}", "id", o->id, "object",
                            o->r.chat ? "chat.completion" : "text_completion", "created", (json_int_t)o->created,
                            "model", o->r.model, "choices", choices, "usage", usage_json(o->g));
@@ -259,7 +315,7 @@ static void chunk_close(oai_run *o, mimo_sbuf *b, const mimo_gen_delta *d, const
     if (o->r.chat)
       chat_logprobs(o->s, o->r.logprobs, d, b);
     else
-      cmpl_logprobs(o->s, o->r.logprobs, d, *text_off, b);
+      cmpl_logprobs(o->s, o->r.logprobs, d, *text_off, 0, b);
   } else {
     mimo_sbuf_puts(b, "null");
   }

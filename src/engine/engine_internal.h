@@ -1,0 +1,93 @@
+/* The engine's state, shared by engine.c (the engine thread: scheduling, steps) and engine_request.c (the
+ * callers' side: submit, poll, release, stats). Not for other users: engine.h is the interface. */
+#ifndef MIMO_ENGINE_ENGINE_INTERNAL_H
+#define MIMO_ENGINE_ENGINE_INTERNAL_H
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include "engine/engine.h"
+#include "engine/prefix_cache.h"
+
+struct mimo_request {
+  /* immutable after submit */
+  int *prompt, n_prompt, max_tokens;
+  int *stop, n_stop;
+  int *forced, n_forced;
+  int cache_at; /* mimo_request_params.cache_at, 0 when outside (PREFIX_MIN, n_prompt) */
+  int plp_top;                /* mimo_request_params.prompt_top_logprobs; -1: no prompt logprobs */
+  mimo_sample_info *plp;      /* [n_prompt]: the prompt's logprobs, written while it is fed, before the first event */
+  bool plp_done;              /* all of them (a recompute after a preemption goes the usual way) */
+  atomic_int plp_ready;       /* plp_done for other threads (set after the last entry is written) */
+  mimo_sampling_params sp;
+  void (*notify)(void *);
+  void *notify_ctx;
+  int mock; /* index of the mock script, -1 when the model runs */
+  /* engine-thread state */
+  mimo_kv_seq *kv;
+  mimo_sampler *smp;
+  int cap_tokens; /* prompt's room: the outputs follow the prompt there (what a preempted request recomputes) */
+  bool out_lost;  /* an output could not be kept: this request cannot be recomputed */
+  int n_feed;     /* tokens of prompt[] to prefill: the prompt; after a preemption the outputs so far too */
+  long admitted;  /* admission order (the youngest running request is preempted first) */
+  int fed;        /* of those, fed so far */
+  int generated;  /* output tokens produced */
+  int next_token; /* last output token, fed in the next step */
+  int snap_at;    /* positions of the last prefix-cache entry this request made or started from */
+  atomic_int n_cached; /* prompt tokens its last admission found in the prefix cache */
+  mimo_request *next_waiting;
+  /* shared */
+  atomic_int cancelled;
+  atomic_int refs;
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  mimo_token_event *ev; /* pending events (ring would do; a growable array is simpler) */
+  int n_ev, cap_ev;
+};
+
+struct mimo_engine {
+  mimo_model *model;
+  mimo_engine_opts o;
+  int vocab, n_eos, eos[MIMO_MAX_EOS];
+  pthread_t thread;
+  int started;
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  int stop;
+  mimo_request *wait_head, *wait_tail;
+  int n_waiting;
+  mimo_request **running;
+  int n_running;
+  long mock_counter;
+  long admissions;
+  /* A step did not fit in the KV memory and a request was preempted: admit no other until one finishes. */
+  bool hold_admission;
+  mimo_engine_stats stats;
+  mimo_prefix_cache *pc; /* NULL: no prefix caching */
+  /* Set when a step fails in a way no later step can recover from (a GPU's sticky error, a lost
+   * tensor-parallel link): new requests are refused and /health says why. */
+  atomic_int broken;
+  char broken_why[512];
+  /* Tokens of the warm-up forward still to run (0: none, or done): /health answers 503 until then. */
+  int warm_n;
+  atomic_int warming;
+  /* step buffers */
+  int *tokens, *counts;
+  mimo_kv_seq **seqs;
+  mimo_request **batch;
+  mimo_sample_job *jobs;
+  int *sampled;
+  mimo_sample_info *infos;
+  float *plp_logits; /* every row of a prompt-logprobs chunk (plp_rows of them) */
+  int plp_rows;
+};
+
+/* Rows of logits a prompt-logprobs chunk brings to the host at most: 64 Mi floats (256 MiB; 440 rows of MiMo's
+ * 152,576). */
+enum { PLP_FLOATS = 64 << 20 };
+
+/* Shortest prefix worth an entry: below a block, the copy of the rings costs about what the prefix would. */
+enum { PREFIX_MIN = MIMO_KV_BLOCK };
+
+/* Drops one reference (the caller's or the engine's); the last frees the request. */
+void mimo_request_unref(mimo_request *r);
+#endif
