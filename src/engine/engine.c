@@ -10,6 +10,7 @@
 #include <time.h>
 
 #include "core/log.h"
+#include "core/threads.h"
 #include "engine/engine_internal.h"
 #include "engine/prefix_cache.h"
 
@@ -280,6 +281,22 @@ static void take_token(mimo_engine *e, int slot, mimo_request *r, int tok, const
   deliver(e, slot, tok, r->sp.logprobs ? info : NULL);
 }
 
+/* Rows [begin, end) of a prompt-logprobs chunk: the logprob of the prompt token after each. */
+typedef struct {
+  mimo_request *r;
+  const float *logits;
+  int V;
+} plp_rows;
+static void plp_rows_run(void *ctx, long begin, long end) {
+  const plp_rows *p = ctx;
+  mimo_request *r = p->r;
+  for (long i = begin; i < end; i++) {
+    const int next = r->fed + (int)i + 1;
+    if (next < r->n_prompt)
+      mimo_logprobs_of((float *)p->logits + (size_t)i * p->V, p->V, r->prompt[next], r->plp_top, &r->plp[next]);
+  }
+}
+
 /* A chunk of n prompt tokens of a request that wants its prompt's logprobs, on its own: every row of logits comes
  * to the host, each gives the logprob of the prompt token after it, and the last one of the prompt is sampled
  * there. */
@@ -307,11 +324,14 @@ static void prompt_logprobs_step(mimo_engine *e, mimo_request *r, int n) {
     step_failed(e, slot, st);
     return;
   }
-  for (int i = 0; i < n; i++) {
-    const int next = r->fed + i + 1;
-    if (next < r->n_prompt)
-      mimo_logprobs_of(e->plp_logits + (size_t)i * V, V, r->prompt[next], r->plp_top, &r->plp[next]);
-  }
+  /* a row's log-softmax over 152k logits is ~1 ms of one core: a chunk's rows on a pool */
+  if (!e->plp_pool && mimo_pool_init(&e->plp_pool, mimo_cpu_count() < 16 ? mimo_cpu_count() : 16) != MIMO_OK)
+    e->plp_pool = NULL;
+  plp_rows rows = {r, e->plp_logits, V};
+  if (e->plp_pool)
+    mimo_parallel_for(e->plp_pool, n, 1, plp_rows_run, &rows);
+  else
+    plp_rows_run(&rows, 0, n);
   if (!fed_chunk(e, r, n))
     return;
   r->plp_done = true;
@@ -638,5 +658,6 @@ void mimo_engine_free(mimo_engine *e) {
   free(e->sampled);
   free(e->infos);
   free(e->plp_logits);
+  mimo_pool_free(e->plp_pool);
   free(e);
 }
