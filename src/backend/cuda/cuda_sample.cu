@@ -269,8 +269,10 @@ template <bool MASS> __device__ int bin_walk(const sshared *sh, double &need, do
 /* A first pass whose NLIN bins are linear in the value over the counted ids' range: order-preserving like the key
  * digits, but spread out where the keys' leading digits are not (one or two exponents hold most of a row), so
  * plain atomics do not queue on one counter, and fine enough that the crossing bin of a 152k-logit row holds a
- * few hundred ids, which bin_select sorts. Returns s restricted to the bin where bin_walk stops for `need` (k
- * ids, or with MASS a mass target), and in *above what the bins above it hold. */
+ * few hundred ids, which bin_select sorts. Returns s restricted to the bin where lin_walk stops for `need` (k
+ * ids, or with MASS a mass target; with frac > 0, frac of the pass's total, returned in *target), and in *above
+ * what the bins above it hold. range: the counted values' (min, max) when a pass found them already, else NULL.
+ * With one value (no range to spread) s comes back unrestricted and *target is -1. */
 template <bool MASS>
 __device__ sview lin_first(const sview &s, int L, double need, double frac, const float2 *range, double *above,
                            double *target, sshared *sh) {
