@@ -11,6 +11,7 @@
 #include "cli/model_open.h"
 #include "core/fileio.h"
 #include "core/log.h"
+#include "core/threads.h"
 #include "quant/eval.h"
 #include "text/tokenizer.h"
 
@@ -52,68 +53,92 @@ static void print_estimate(const char *label, mimo_estimate e, double scale, con
   printf("%-30s: %.6g ± %.3g%s\n", label, e.mean * scale, e.err * scale, unit);
 }
 
-/* A row of the base file as this run writes it: the whole row, or (top > 0) the log-probability of the next token
- * and the top entries. */
-static mimo_status write_row(FILE *f, const char *path, const double *lp, int V, int next, int top, float *row,
-                             int *tid, double *tlp) {
-  bool ok = true;
-  if (!top) {
-    for (int v = 0; v < V; v++)
-      row[v] = (float)lp[v];
-    ok = fwrite(row, sizeof *row, (size_t)V, f) == (size_t)V;
-  } else {
-    mimo_top_entries(lp, V, top, tid, tlp);
-    const float ln = (float)lp[next];
-    ok = fwrite(&ln, sizeof ln, 1, f) == 1;
-    for (int i = 0; ok && i < top; i++) {
-      const uint32_t id = (uint32_t)tid[i];
-      const float l = (float)tlp[i];
-      ok = fwrite(&id, 4, 1, f) == 1 && fwrite(&l, 4, 1, f) == 1;
+/* A chunk's scored positions, scored on a pool of threads and added in order. A base row in memory is `bw` 32-bit
+ * words: the whole row of float32 log-probabilities, or (top > 0) the next token's and `top` (id, log-probability)
+ * pairs, as in the file. */
+typedef struct {
+  const float *logits;   /* the chunk's rows [ctx][V] */
+  const int *chunk;      /* its tokens */
+  int V, top, first, bw; /* first: the first scored position */
+  const uint32_t *base_in; /* [scored][bw] or NULL */
+  uint32_t *base_out;      /* [scored][bw] or NULL */
+  mimo_eval_row *rows;     /* [scored] */
+  mimo_status *st;         /* [scored]: a row's outcome; its message is made again on the main thread */
+} chunk_job;
+
+/* Row i: log-softmax, the base row it is compared with (normalised again when whole: the file's float32 rounding
+ * would otherwise add a first-order term to the KL, ~1e-8 for a run against itself instead of ~1e-13) and the
+ * row written for a later comparison. lp, base: V doubles; tid, tlp: top entries. */
+static mimo_status score_row(const chunk_job *j, int i, double *lp, double *base, int *tid, double *tlp) {
+  const int V = j->V, top = j->top, pos = j->first + i, next = j->chunk[pos + 1];
+  MIMO_TRY(mimo_log_softmax(j->logits + (size_t)pos * V, V, lp, NULL));
+  mimo_base_top bt = {0};
+  const uint32_t *in = j->base_in ? j->base_in + (size_t)i * j->bw : NULL;
+  if (in && !top)
+    MIMO_TRY(mimo_log_softmax((const float *)in, V, base, NULL));
+  if (in && top) {
+    for (int k = 0; k < top; k++) {
+      const uint32_t id = in[1 + 2 * k];
+      float l;
+      memcpy(&l, &in[2 + 2 * k], sizeof l);
+      if (!(l <= 0)) /* a log-probability; NaN fails too */
+        return mimo_errf(MIMO_E_FORMAT, "entry %d is not a log-probability", k);
+      tid[k] = id >= (uint32_t)V ? -1 : (int)id; /* refused by mimo_eval_score */
+      tlp[k] = l;
+    }
+    float ln;
+    memcpy(&ln, &in[0], sizeof ln);
+    bt = (mimo_base_top){.k = top, .id = tid, .lp = tlp, .lp_next = ln};
+  }
+  if (j->base_out) {
+    uint32_t *out = j->base_out + (size_t)i * j->bw;
+    if (!top) {
+      for (int v = 0; v < V; v++) {
+        const float f = (float)lp[v];
+        memcpy(&out[v], &f, sizeof f);
+      }
+    } else {
+      mimo_top_entries(lp, V, top, tid, tlp);
+      const float ln = (float)lp[next];
+      memcpy(&out[0], &ln, sizeof ln);
+      for (int k = 0; k < top; k++) {
+        const float l = (float)tlp[k];
+        out[1 + 2 * k] = (uint32_t)tid[k];
+        memcpy(&out[2 + 2 * k], &l, sizeof l);
+      }
     }
   }
-  return ok ? MIMO_OK : mimo_errf(MIMO_E_IO, "%s: cannot write", path);
+  return mimo_eval_score(lp, V, next, in && !top ? base : NULL, in && top ? &bt : NULL, &j->rows[i]);
 }
 
-/* A row of a base file into base (top = 0, normalised again: the file's float32 rounding would otherwise add a
- * first-order term to the KL, ~1e-8 for a run against itself instead of ~1e-13) or bt. where: "chunk C, position
- * P" for the messages. */
-static mimo_status read_row(FILE *f, const char *path, const char *where, int V, int top, float *row, double *base,
-                            int *tid, double *tlp, mimo_base_top *bt) {
-  if (!top) {
-    if (fread(row, sizeof *row, (size_t)V, f) != (size_t)V)
-      return mimo_errf(MIMO_E_FORMAT, "%s: cut short at %s", path, where);
-    if (mimo_log_softmax(row, V, base, NULL) != MIMO_OK)
-      return mimo_errf(MIMO_E_FORMAT, "%s: %s: %s", path, where, mimo_errmsg());
-    return MIMO_OK;
-  }
-  float ln;
-  bool ok = fread(&ln, sizeof ln, 1, f) == 1;
-  for (int i = 0; ok && i < top; i++) {
-    uint32_t id;
-    float l;
-    ok = fread(&id, 4, 1, f) == 1 && fread(&l, 4, 1, f) == 1;
-    tid[i] = id >= (uint32_t)V ? -1 : (int)id; /* refused by mimo_eval_add_top */
-    tlp[i] = l;
-  }
-  if (!ok)
-    return mimo_errf(MIMO_E_FORMAT, "%s: cut short at %s", path, where);
-  for (int i = 0; i < top; i++)
-    if (!(tlp[i] <= 0)) /* a log-probability; NaN fails too */
-      return mimo_errf(MIMO_E_FORMAT, "%s: %s: entry %d is not a log-probability", path, where, i);
-  *bt = (mimo_base_top){.k = top, .id = tid, .lp = tlp, .lp_next = ln};
-  return MIMO_OK;
+static void score_rows(void *ctx, long begin, long end) {
+  const chunk_job *j = ctx;
+  const int k = j->top ? j->top : 1;
+  double *lp = malloc((size_t)j->V * sizeof *lp), *base = malloc((size_t)j->V * sizeof *base);
+  double *tlp = malloc((size_t)k * sizeof *tlp);
+  int *tid = malloc((size_t)k * sizeof *tid);
+  for (long i = begin; i < end; i++)
+    j->st[i] = lp && base && tid && tlp ? score_row(j, (int)i, lp, base, tid, tlp) : MIMO_E_NOMEM;
+  free(lp), free(base), free(tlp), free(tid);
 }
 
-/* Evaluates every chunk: logits, log-probabilities, statistics, and the base file read or written. */
+/* Evaluates every chunk: logits, then its scored positions on the pool (the base rows read before, written after,
+ * in order), and their statistics added in order. */
 static mimo_status run(mimo_runner *r, const int *ids, const mimo_kl_header *h, int feed, FILE *base_in,
                        const char *base_in_path, FILE *base_out, const char *base_out_path, mimo_eval *e) {
-  const int V = (int)h->vocab, ctx = (int)h->ctx, top = (int)h->top;
-  float *logits = malloc((size_t)ctx * V * sizeof *logits), *row = malloc((size_t)V * sizeof *row);
-  double *lp = malloc((size_t)V * sizeof *lp), *base = malloc((size_t)V * sizeof *base);
-  int *tid = malloc((size_t)(top ? top : 1) * sizeof *tid);
-  double *tlp = malloc((size_t)(top ? top : 1) * sizeof *tlp);
-  mimo_status st = logits && row && lp && base && tid && tlp ? MIMO_OK
-                                                             : mimo_errf(MIMO_E_NOMEM, "logits of a %d-token chunk", ctx);
+  const int V = (int)h->vocab, ctx = (int)h->ctx, top = (int)h->top, first = (int)h->score_from;
+  const int n = ctx - 1 - first, bw = top ? 1 + 2 * top : V;
+  mimo_pool *pool = NULL;
+  if (mimo_pool_init(&pool, 0) != MIMO_OK)
+    pool = NULL; /* one thread then */
+  float *logits = malloc((size_t)ctx * V * sizeof *logits);
+  uint32_t *rows_in = base_in ? malloc((size_t)n * bw * sizeof *rows_in) : NULL;
+  uint32_t *rows_out = base_out ? malloc((size_t)n * bw * sizeof *rows_out) : NULL;
+  mimo_eval_row *rows = malloc((size_t)n * sizeof *rows);
+  mimo_status *sts = malloc((size_t)n * sizeof *sts);
+  mimo_status st = logits && rows && sts && (!base_in || rows_in) && (!base_out || rows_out)
+                       ? MIMO_OK
+                       : mimo_errf(MIMO_E_NOMEM, "logits of a %d-token chunk", ctx);
   for (uint32_t c = 0; st == MIMO_OK && c < h->chunks; c++) {
     const int *chunk = ids + (size_t)c * ctx;
     const double t0 = mimo_now();
@@ -121,24 +146,34 @@ static mimo_status run(mimo_runner *r, const int *ids, const mimo_kl_header *h, 
       st = mimo_runner_restart(r); /* every chunk from an empty cache */
     if (st == MIMO_OK)
       st = mimo_runner_feed(r, chunk, ctx, feed, logits, NULL);
-    for (int j = (int)h->score_from; st == MIMO_OK && j < ctx - 1; j++) {
-      st = mimo_log_softmax(logits + (size_t)j * V, V, lp, NULL);
-      if (st != MIMO_OK) {
-        st = mimo_errf(st, "chunk %u, position %d: %s", c + 1, j, mimo_errmsg());
+    for (int i = 0; st == MIMO_OK && base_in && i < n; i++)
+      if (fread(rows_in + (size_t)i * bw, 4, (size_t)bw, base_in) != (size_t)bw)
+        st = mimo_errf(MIMO_E_FORMAT, "%s: cut short at chunk %u, position %d", base_in_path, c + 1, first + i);
+    if (st != MIMO_OK)
+      break;
+    chunk_job job = {logits, chunk, V, top, first, bw, rows_in, rows_out, rows, sts};
+    if (pool)
+      mimo_parallel_for(pool, n, 1, score_rows, &job);
+    else
+      score_rows(&job, 0, n);
+    for (int i = 0; st == MIMO_OK && i < n; i++) {
+      if (sts[i] != MIMO_OK) { /* the message stayed on the worker's thread: make it again here */
+        const int k = top ? top : 1;
+        double *lp = malloc((size_t)V * sizeof *lp), *base = malloc((size_t)V * sizeof *base);
+        double *tlp = malloc((size_t)k * sizeof *tlp);
+        int *tid = malloc((size_t)k * sizeof *tid);
+        st = lp && base && tlp && tid ? score_row(&job, i, lp, base, tid, tlp) : mimo_errf(MIMO_E_NOMEM, "a row");
+        free(lp), free(base), free(tlp), free(tid);
+        char why[512];
+        snprintf(why, sizeof why, "%s", mimo_errmsg()); /* mimo_errf writes where mimo_errmsg points */
+        st = mimo_errf(st != MIMO_OK ? st : sts[i], "%s%schunk %u, position %d: %s", base_in ? base_in_path : "",
+                       base_in ? ": " : "", c + 1, first + i, why);
         break;
       }
-      mimo_base_top bt;
-      char where[64];
-      snprintf(where, sizeof where, "chunk %u, position %d", c + 1, j);
-      if (base_in && (st = read_row(base_in, base_in_path, where, V, top, row, base, tid, tlp, &bt)) != MIMO_OK)
-        break;
-      if (base_out && (st = write_row(base_out, base_out_path, lp, V, chunk[j + 1], top, row, tid, tlp)) != MIMO_OK)
-        break;
-      if (base_in && top)
-        st = mimo_eval_add_top(e, lp, V, chunk[j + 1], &bt);
-      else
-        st = mimo_eval_add(e, lp, V, chunk[j + 1], base_in ? base : NULL);
+      st = mimo_eval_push(e, &rows[i]);
     }
+    if (st == MIMO_OK && base_out && fwrite(rows_out, 4, (size_t)n * bw, base_out) != (size_t)n * bw)
+      st = mimo_errf(MIMO_E_IO, "%s: cannot write", base_out_path);
     if (st == MIMO_OK) {
       printf("[%u]%.4f%s", c + 1, mimo_eval_ppl(e).mean, c + 1 == h->chunks ? "\n" : ",");
       fflush(stdout);
@@ -147,7 +182,8 @@ static mimo_status run(mimo_runner *r, const int *ids, const mimo_kl_header *h, 
   }
   if (st == MIMO_OK && base_in && fgetc(base_in) != EOF)
     st = mimo_errf(MIMO_E_FORMAT, "%s: longer than this run's %ld scored positions", base_in_path, e->n);
-  free(logits), free(row), free(lp), free(base), free(tid), free(tlp);
+  free(logits), free(rows_in), free(rows_out), free(rows), free(sts);
+  mimo_pool_free(pool);
   return st;
 }
 

@@ -70,29 +70,46 @@ static mimo_status add_base(mimo_eval *e, double nll, double bnll, double kl, bo
   return MIMO_OK;
 }
 
-static mimo_status add_nll(mimo_eval *e, const double *lp, int V, int next) {
+mimo_status mimo_eval_score(const double *lp, int V, int next, const double *base, const mimo_base_top *bt,
+                            mimo_eval_row *row) {
+  memset(row, 0, sizeof *row);
   if (next < 0 || next >= V)
     return mimo_errf(MIMO_E_INVALID, "token %d is outside the vocabulary (%d)", next, V);
-  const double nll = -lp[next];
-  e->n++;
-  e->nll += nll;
-  e->nll2 += nll * nll;
+  row->nll = -lp[next];
+  if (bt) {
+    for (int i = 0; i < bt->k; i++)
+      if (bt->id[i] < 0 || bt->id[i] >= V)
+        return mimo_errf(MIMO_E_FORMAT, "base entry %d: token %d is outside the vocabulary (%d)", i, bt->id[i], V);
+    row->has_base = true;
+    row->base_nll = -bt->lp_next;
+    row->kl = mimo_kl_div_top(bt, lp);
+    row->same_top = bt->k > 0 && argmax(lp, V) == bt->id[0];
+  } else if (base) {
+    row->has_base = true;
+    row->base_nll = -base[next];
+    row->kl = mimo_kl_div(base, lp, V);
+    row->same_top = argmax(lp, V) == argmax(base, V);
+  }
   return MIMO_OK;
 }
 
+mimo_status mimo_eval_push(mimo_eval *e, const mimo_eval_row *row) {
+  e->n++;
+  e->nll += row->nll;
+  e->nll2 += row->nll * row->nll;
+  return row->has_base ? add_base(e, row->nll, row->base_nll, row->kl, row->same_top) : MIMO_OK;
+}
+
 mimo_status mimo_eval_add(mimo_eval *e, const double *lp, int V, int next, const double *base) {
-  MIMO_TRY(add_nll(e, lp, V, next));
-  if (!base)
-    return MIMO_OK;
-  return add_base(e, -lp[next], -base[next], mimo_kl_div(base, lp, V), argmax(lp, V) == argmax(base, V));
+  mimo_eval_row row;
+  MIMO_TRY(mimo_eval_score(lp, V, next, base, NULL, &row));
+  return mimo_eval_push(e, &row);
 }
 
 mimo_status mimo_eval_add_top(mimo_eval *e, const double *lp, int V, int next, const mimo_base_top *base) {
-  for (int i = 0; i < base->k; i++)
-    if (base->id[i] < 0 || base->id[i] >= V)
-      return mimo_errf(MIMO_E_FORMAT, "base entry %d: token %d is outside the vocabulary (%d)", i, base->id[i], V);
-  MIMO_TRY(add_nll(e, lp, V, next));
-  return add_base(e, -lp[next], -base->lp_next, mimo_kl_div_top(base, lp), base->k > 0 && argmax(lp, V) == base->id[0]);
+  mimo_eval_row row;
+  MIMO_TRY(mimo_eval_score(lp, V, next, NULL, base, &row));
+  return mimo_eval_push(e, &row);
 }
 
 double mimo_kl_div_top(const mimo_base_top *b, const double *lq) {

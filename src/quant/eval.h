@@ -53,6 +53,15 @@ void mimo_eval_free(mimo_eval *e);
 mimo_status mimo_eval_add(mimo_eval *e, const double *lp, int V, int next, const double *base);
 /* The same against a base row kept as its top entries (mimo_kl_div_top). */
 mimo_status mimo_eval_add_top(mimo_eval *e, const double *lp, int V, int next, const mimo_base_top *base);
+/* Those in two parts, so that positions can be scored on several threads and added in order: one position's
+ * figures (base or base_top or neither), then their addition to e. */
+typedef struct mimo_eval_row {
+  double nll, base_nll, kl;
+  bool same_top, has_base;
+} mimo_eval_row;
+mimo_status mimo_eval_score(const double *lp, int V, int next, const double *base, const mimo_base_top *base_top,
+                            mimo_eval_row *row);
+mimo_status mimo_eval_push(mimo_eval *e, const mimo_eval_row *row);
 
 /* Mean and its standard error (0 with fewer than two samples). */
 typedef struct {
