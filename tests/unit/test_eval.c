@@ -148,8 +148,9 @@ static void test_header(void **state) {
 /* The k best entries against a full sort; KL over them plus a rest bucket: the full KL when they cover the
  * vocabulary, below it (and >= 0) otherwise, growing with k. */
 static int cmp_desc(const void *a, const void *b) {
-  const double *x = a, *y = b;
-  return (x[0] < y[0]) - (x[0] > y[0]) ?: (x[1] > y[1]) - (x[1] < y[1]);
+  const double *x = a, *y = b; /* value desc, then id asc */
+  const int by_value = (x[0] < y[0]) - (x[0] > y[0]);
+  return by_value ? by_value : (x[1] > y[1]) - (x[1] < y[1]);
 }
 static void test_top(void **state) {
   (void)state;
