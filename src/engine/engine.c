@@ -292,8 +292,14 @@ static void plp_rows_run(void *ctx, long begin, long end) {
   mimo_request *r = p->r;
   for (long i = begin; i < end; i++) {
     const int next = r->fed + (int)i + 1;
-    if (next < r->n_prompt)
-      mimo_logprobs_of((float *)p->logits + (size_t)i * p->V, p->V, r->prompt[next], r->plp_top, &r->plp[next]);
+    if (next >= r->n_prompt)
+      continue;
+    float *x = (float *)p->logits + (size_t)i * p->V;
+    mimo_logprobs_of(x, p->V, r->prompt[next], r->plp_top, &r->plp[next]); /* (sanitizes x) */
+    int above = 0;
+    for (int v = 0; v < p->V; v++)
+      above += x[v] > x[r->prompt[next]];
+    r->plp_rank[next] = 1 + above;
   }
 }
 

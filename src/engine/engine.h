@@ -100,6 +100,8 @@ int mimo_request_cached_tokens(const mimo_request *r);
 /* With mimo_request_params.prompt_logprobs, once the request's first event has been polled (the prompt is in):
  * entry i (1 <= i < n_prompt) of the prompt's log-probabilities (entry 0 has none); NULL before, or without. */
 const mimo_sample_info *mimo_request_prompt_logprobs(const mimo_request *r);
+/* The same entries' ranks: 1 + how many tokens the model gave a higher logit (vLLM's prompt_logprobs "rank"). */
+const int *mimo_request_prompt_ranks(const mimo_request *r);
 
 typedef struct mimo_engine_stats {
   long requests_running, requests_waiting, requests_total;

@@ -16,6 +16,7 @@ struct mimo_request {
   int cache_at; /* mimo_request_params.cache_at, 0 when outside (PREFIX_MIN, n_prompt) */
   int plp_top;                /* mimo_request_params.prompt_top_logprobs; -1: no prompt logprobs */
   mimo_sample_info *plp;      /* [n_prompt]: the prompt's logprobs, written while it is fed, before the first event */
+  int *plp_rank;              /* [n_prompt]: each prompt token's rank under those (1: the most likely) */
   bool plp_done;              /* all of them (a recompute after a preemption goes the usual way) */
   atomic_int plp_ready;       /* plp_done for other threads (set after the last entry is written) */
   mimo_sampling_params sp;

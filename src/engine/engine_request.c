@@ -16,6 +16,7 @@ void mimo_request_unref(mimo_request *r) {
   free(r->stop);
   free(r->forced);
   free(r->plp);
+  free(r->plp_rank);
   free(r->ev);
   free(r);
 }
@@ -77,6 +78,7 @@ mimo_status mimo_engine_submit(mimo_engine *e, const mimo_request_params *p, mim
   if (p->prompt_logprobs) {
     r->plp_top = p->prompt_top_logprobs;
     r->plp = calloc((size_t)p->n_prompt, sizeof *r->plp);
+    r->plp_rank = calloc((size_t)p->n_prompt, sizeof *r->plp_rank);
   }
   r->notify = p->notify;
   r->notify_ctx = p->notify_ctx;
@@ -87,7 +89,7 @@ mimo_status mimo_engine_submit(mimo_engine *e, const mimo_request_params *p, mim
   atomic_init(&r->plp_ready, 0);
   pthread_mutex_init(&r->mu, NULL);
   pthread_cond_init(&r->cv, NULL);
-  if (!r->prompt || !r->stop || !r->forced || (p->prompt_logprobs && !r->plp)) {
+  if (!r->prompt || !r->stop || !r->forced || (p->prompt_logprobs && (!r->plp || !r->plp_rank))) {
     atomic_store(&r->refs, 1);
     mimo_request_unref(r);
     return mimo_errf(MIMO_E_NOMEM, "request");
@@ -161,6 +163,10 @@ int mimo_request_cached_tokens(const mimo_request *r) { return atomic_load(&((mi
 
 const mimo_sample_info *mimo_request_prompt_logprobs(const mimo_request *r) {
   return atomic_load(&((mimo_request *)r)->plp_ready) ? r->plp : NULL;
+}
+
+const int *mimo_request_prompt_ranks(const mimo_request *r) {
+  return atomic_load(&((mimo_request *)r)->plp_ready) ? r->plp_rank : NULL;
 }
 
 void mimo_engine_stats_get(mimo_engine *e, mimo_engine_stats *s) {

@@ -51,6 +51,10 @@ const mimo_sample_info *mimo_gen_prompt_logprobs(const mimo_gen *g) {
   return g->n && g->c[0].req ? mimo_request_prompt_logprobs(g->c[0].req) : NULL;
 }
 
+const int *mimo_gen_prompt_ranks(const mimo_gen *g) {
+  return g->n && g->c[0].req ? mimo_request_prompt_ranks(g->c[0].req) : NULL;
+}
+
 int mimo_gen_completion_tokens(const mimo_gen *g) {
   int t = 0;
   for (int i = 0; i < g->n; i++)

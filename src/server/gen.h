@@ -71,6 +71,7 @@ int mimo_gen_cached_tokens(const mimo_gen *g);
 int mimo_gen_completion_tokens(const mimo_gen *g); /* over all choices */
 /* With spec.prompt_logprobs, once the prompt is in: entries 1..n_prompt-1 (engine.h), else NULL. */
 const mimo_sample_info *mimo_gen_prompt_logprobs(const mimo_gen *g);
+const int *mimo_gen_prompt_ranks(const mimo_gen *g); /* their ranks (engine.h) */
 /* Cancels every choice still running (client went away). */
 void mimo_gen_cancel(mimo_gen *g);
 void mimo_gen_free(mimo_gen *g);

@@ -359,8 +359,12 @@ int mimo_openai_parse(mimo_server *s, json_t *root, bool chat, mimo_oai_req *r, 
   memset(r, 0, sizeof *r);
   r->chat = chat;
   r->logprobs = -1;
-  if (parse_common(s, root, r, e))
+  long plp = -1;
+  if (parse_common(s, root, r, e) || mimo_api_get_int(root, "prompt_logprobs", 0, MIMO_MAX_LOGPROBS, &plp, e))
     return -1;
+  if (plp >= 0 && r->stream)
+    return mimo_api_fail(e, 400, "prompt_logprobs", "'prompt_logprobs' is not supported with 'stream'");
+  r->prompt_logprobs = (int)plp;
   const char *named = NULL;
   bool thinking = true;
   if (chat) {
@@ -430,7 +434,8 @@ int mimo_openai_parse(mimo_server *s, json_t *root, bool chat, mimo_oai_req *r, 
   g->tools = chat && r->tool_choice != MIMO_TOOLS_NONE ? r->tools : NULL;
   g->forced = r->forced;
   g->n_forced = r->n_forced;
-  g->prompt_logprobs = r->echo && r->logprobs >= 0;
-  g->prompt_top = r->logprobs < 0 ? 0 : r->logprobs;
+  g->prompt_logprobs = (r->echo && r->logprobs >= 0) || r->prompt_logprobs >= 0;
+  g->prompt_top = r->logprobs > r->prompt_logprobs ? r->logprobs : r->prompt_logprobs;
+  g->prompt_top = g->prompt_top < 0 ? 0 : g->prompt_top;
   return 0;
 }

@@ -15,6 +15,7 @@ typedef struct mimo_oai_req {
   const char *model; /* as asked (or the served name) */
   int n;
   int logprobs; /* chat: top_logprobs when logprobs is true (-1: off); completions: the count (-1: off) */
+  int prompt_logprobs; /* vLLM's extension: the prompt's logprobs with this many alternatives (-1: off) */
   json_t *messages, *tools, *kwargs; /* owned: normalised copies for the template */
   mimo_tool_choice tool_choice;
   char *prompt_text; /* rendered chat prompt or the completion prompt */

@@ -76,6 +76,33 @@ static void chat_logprobs(mimo_server *s, int ntop, const mimo_gen_delta *d, mim
   mimo_sbuf_puts(b, "]}");
 }
 
+/* vLLM's prompt_logprobs: [null, {"<id>": {logprob, rank, decoded_token}, ...}, ...]: at each prompt position the
+ * prompt token's entry, then the best alternatives not already there (null when the prompt never ran). */
+static json_t *prompt_logprobs_json(mimo_server *s, const mimo_oai_req *r, const mimo_gen *g) {
+  const mimo_sample_info *plp = mimo_gen_prompt_logprobs(g);
+  const int *rank = mimo_gen_prompt_ranks(g);
+  if (!plp || !rank)
+    return json_null();
+  json_t *a = json_array();
+  json_array_append_new(a, json_null());
+  for (int i = 1; i < r->n_prompt; i++) {
+    json_t *d = json_object();
+    for (int k = -1; k < plp[i].n_top && k < r->prompt_logprobs; k++) {
+      const int id = k < 0 ? r->prompt[i] : plp[i].top[k].token;
+      if (k >= 0 && id == r->prompt[i])
+        continue;
+      char key[16], *t = mimo_api_token_text(s, id);
+      snprintf(key, sizeof key, "%d", id);
+      const float lp = k < 0 ? plp[i].logprob : plp[i].top[k].logprob;
+      json_object_set_new(d, key, json_pack("{s:f,s:i,s:s}", "logprob", lp < -9999.0f ? -9999.0 : (double)lp, "rank",
+                                            k < 0 ? rank[i] : k + 1, "decoded_token", t ? t : ""));
+      free(t);
+    }
+    json_array_append_new(a, d);
+  }
+  return a;
+}
+
 /* completions: {"text_offset":[],"token_logprobs":[],"tokens":[],"top_logprobs":[{tok: lp}]}; the first n_null
  * entries have no logprob (null), as an echoed prompt's first token */
 static void cmpl_logprobs(mimo_server *s, int ntop, const mimo_gen_delta *d, size_t offset0, int n_null,
@@ -272,9 +299,13 @@ static void reply_whole(oai_run *o, mimo_http_req *rq) {
       ch = json_pack("{s:i,s:s%,s:o,s:s,s:n}", "index", i, "text", t.p ? t.p : "", t.len, "logprobs",
                      lp ? lp : json_null(), "finish_reason", fin, "stop_reason");
       mimo_sbuf_free(&t);
+      if (o->r.prompt_logprobs >= 0)
+        json_object_set_new(ch, "prompt_logprobs", prompt_logprobs_json(o->s, &o->r, o->g));
     } else {
       ch = json_pack("{s:i,s:s%,s:o,s:s,s:n}", "index", i, "text", c->content.p ? c->content.p : "",
                      c->content.len, "logprobs", lp ? lp : json_null(), "finish_reason", fin, "stop_reason");
+      if (o->r.prompt_logprobs >= 0)
+        json_object_set_new(ch, "prompt_logprobs", prompt_logprobs_json(o->s, &o->r, o->g));
     }
     json_array_append_new(choices, ch);
   }
@@ -283,6 +314,8 @@ static void reply_whole(oai_run *o, mimo_http_req *rq) {
   json_t *resp = json_pack("{s:s,s:s,s:I,s:s,s:o,s:o}", "id", o->id, "object",
                            o->r.chat ? "chat.completion" : "text_completion", "created", (json_int_t)o->created,
                            "model", o->r.model, "choices", choices, "usage", usage_json(o->g));
+  if (o->r.chat && o->r.prompt_logprobs >= 0) /* vLLM: chat responses carry it once, beside the choices */
+    json_object_set_new(resp, "prompt_logprobs", prompt_logprobs_json(o->s, &o->r, o->g));
   for (int i = 0; i < n; i++) {
     mimo_sbuf_free(&a[i].reasoning);
     mimo_sbuf_free(&a[i].content);

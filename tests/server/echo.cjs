@@ -22,6 +22,31 @@ main(async () => {
   assert.equal(r.usage.prompt_tokens, ids.length);
   out.echo = { token_logprobs: c.logprobs.token_logprobs, top: c.logprobs.top_logprobs.map((t) => t && Object.values(t)) };
 
+  // vLLM's prompt_logprobs extension: the prompt token's entry (logprob, rank) and the best alternatives
+  const v = await client.completions.create({ model: 'tiny', prompt: ids, max_tokens: 1, temperature: 0,
+                                              prompt_logprobs: 2 });
+  const pl = v.choices[0].prompt_logprobs;
+  assert.equal(pl.length, ids.length);
+  assert.equal(pl[0], null);
+  out.ranks = [null];
+  for (let i = 1; i < ids.length; i++) {
+    const mine = pl[i][String(ids[i])];
+    assert.ok(mine, `position ${i}: the prompt token's entry`);
+    assert.ok(Math.abs(mine.logprob - c.logprobs.token_logprobs[i]) <= 1e-5 * Math.abs(mine.logprob), `${mine.logprob} vs ${c.logprobs.token_logprobs[i]}: ` + `position ${i}: the echo's logprob (printed to 6 digits)`);
+    const ranks = Object.values(pl[i]).map((x) => x.rank).sort((a, b) => a - b);
+    assert.ok(ranks[0] === 1 && Object.keys(pl[i]).length <= 3, `position ${i}: ranks ${ranks}`);
+    out.ranks.push(mine.rank);
+  }
+  const chat = await client.chat.completions.create({ model: 'tiny', messages: [{ role: 'user', content: 'hi' }],
+                                                      max_tokens: 1, prompt_logprobs: 0 });
+  assert.equal(chat.prompt_logprobs.length, chat.usage.prompt_tokens, 'chat: one entry a prompt token');
+  assert.ok(chat.prompt_logprobs.slice(1).every((d) => Object.keys(d).length === 1), 'chat: no alternatives asked');
+  let perr = null;
+  try {
+    await client.completions.create({ model: 'tiny', prompt: ids, max_tokens: 1, stream: true, prompt_logprobs: 1 });
+  } catch (e) { perr = e; }
+  assert.ok(perr && perr.status === 400 && /prompt_logprobs/.test(perr.message), `stream + prompt_logprobs: ${perr}`);
+
   // two choices: both echo the prompt with its logprobs
   const two = await client.completions.create({ model: 'tiny', prompt: ids, echo: true, logprobs: 0, max_tokens: 3,
                                                 temperature: 1, seed: 4, n: 2 });

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Completions' `echo` (with and without logprobs) through the official OpenAI client, the prompt fed in chunks of 16
-# with prefix caching on; the prompt logprobs against plain-Python log-softmax of `mimo logits` rows.
+# Completions' `echo` (with and without logprobs) and vLLM's `prompt_logprobs` (completions and chat) through the
+# official OpenAI client, the prompt fed in chunks of 16 with prefix caching on; the prompt logprobs and ranks
+# against plain-Python log-softmax of `mimo logits` rows.
 source "$(dirname "$0")/lib.sh"
 V=$(grep -o '"vocab_size": *[0-9]*' "$MODEL/config.json" | grep -o '[0-9]*$')
 IDS=$(awk -v V="$V" 'BEGIN{s=5; for(i=0;i<41;i++){s=(s*1103515245+12345)%2147483648; printf "%s%d", (i?",":""), s%V}}')
@@ -10,4 +11,4 @@ start_server --max-num-batched-tokens 16
 run_node "$HERE/echo.cjs"
 stop_server
 python3 "$HERE/echo_ref.py" "$V" "$IDS" "$WORK/ref.f32" "$OUT" || die "echoed logprobs differ from the reference"
-echo "ok   echo: prompt text and logprobs (chunked, cache on, n=2) = reference; stream + echo refused"
+echo "ok   echo and prompt_logprobs: prompt text, logprobs and ranks (chunked, cache on, n=2) = reference; with stream refused"

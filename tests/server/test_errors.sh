@@ -61,6 +61,7 @@ expect 400 /v1/completions '{"prompt":""}' prompt
 expect 400 /v1/completions '{"prompt":[1,-3]}' prompt
 expect 400 /v1/completions '{"prompt":[[1,2],[3]]}' prompt
 expect 400 /v1/completions '{"prompt":"hi","echo":true,"stream":true}' echo
+expect 400 /v1/completions '{"prompt":"hi","prompt_logprobs":21}' prompt_logprobs
 expect 400 /v1/completions '{"max_tokens":3}' prompt
 # body too large
 head -c 70000 /dev/zero | tr '\0' 'a' >"$WORK/big"
