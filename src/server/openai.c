@@ -362,8 +362,8 @@ int mimo_openai_parse(mimo_server *s, json_t *root, bool chat, mimo_oai_req *r, 
   long plp = -1;
   if (parse_common(s, root, r, e) || mimo_api_get_int(root, "prompt_logprobs", 0, MIMO_MAX_LOGPROBS, &plp, e))
     return -1;
-  if (plp >= 0 && r->stream)
-    return mimo_api_fail(e, 400, "prompt_logprobs", "'prompt_logprobs' is not supported with 'stream'");
+  if (plp >= 0 && r->stream && chat)
+    return mimo_api_fail(e, 400, "prompt_logprobs", "'prompt_logprobs' is not supported with 'stream' in chat");
   r->prompt_logprobs = (int)plp;
   const char *named = NULL;
   bool thinking = true;
@@ -407,8 +407,6 @@ int mimo_openai_parse(mimo_server *s, json_t *root, bool chat, mimo_oai_req *r, 
     bool echo = false;
     if (mimo_api_get_int(root, "logprobs", 0, MIMO_MAX_LOGPROBS, &lp, e) || mimo_api_get_bool(root, "echo", &echo, e))
       return -1;
-    if (echo && r->stream)
-      return mimo_api_fail(e, 400, "echo", "'echo' is not supported with 'stream'");
     r->echo = echo;
     r->logprobs = (int)lp;
     if (parse_prompt(s, json_object_get(root, "prompt"), r, e))

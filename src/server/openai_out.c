@@ -21,6 +21,7 @@ typedef struct oai_run {
   long created;
   mimo_sbuf head; /* `data: {"id":...,"choices":[` */
   int started, finished;
+  bool echo_pending; /* a stream's completions chunk with the echoed prompt / prompt_logprobs is still to go */
 } oai_run;
 
 static void run_free(oai_run *o) {
@@ -103,10 +104,40 @@ static json_t *prompt_logprobs_json(mimo_server *s, const mimo_oai_req *r, const
   return a;
 }
 
-/* completions: {"text_offset":[],"token_logprobs":[],"tokens":[],"top_logprobs":[{tok: lp}]}; the first n_null
- * entries have no logprob (null), as an echoed prompt's first token */
 static void cmpl_logprobs(mimo_server *s, int ntop, const mimo_gen_delta *d, size_t offset0, int n_null,
-                          mimo_sbuf *b) {
+                          mimo_sbuf *b);
+
+/* completions' echo: the prompt's text, and with logprobs its tokens' records (lp; the first n_null have none: the
+ * first, or all when the prompt never ran). */
+static void echo_build(oai_run *o, char **text, size_t *len, mimo_gen_delta *lp, int *n_null) {
+  *text = NULL;
+  *len = 0;
+  if (o->r.prompt_text) {
+    *text = strdup(o->r.prompt_text);
+    *len = *text ? strlen(*text) : 0;
+  } else if (mimo_tok_decode(o->s->tok, o->r.prompt, (size_t)o->r.n_prompt, 0, text, len) != MIMO_OK) {
+    *text = NULL;
+    *len = 0;
+  }
+  if (o->r.logprobs >= 0)
+    lp->lp = calloc((size_t)o->r.n_prompt, sizeof *lp->lp);
+  if (lp->lp) {
+    const mimo_sample_info *plp = mimo_gen_prompt_logprobs(o->g);
+    lp->n_lp = o->r.n_prompt;
+    for (int k = 0; k < o->r.n_prompt; k++) {
+      lp->lp[k].token = o->r.prompt[k];
+      if (plp && k > 0)
+        lp->lp[k].info = plp[k];
+    }
+    *n_null = plp ? 1 : o->r.n_prompt;
+  }
+}
+
+/* completions: {"text_offset":[],"token_logprobs":[],"tokens":[],"top_logprobs":[{tok: lp}]}; the first n_null
+ * entries have no logprob (null), as an echoed prompt's first token; entry `split` (>= 0) starts again at text
+ * offset split_off (an echo's completion starts where the prompt's text ends) */
+static void cmpl_logprobs_at(mimo_server *s, int ntop, const mimo_gen_delta *d, size_t offset0, int n_null, int split,
+                             size_t split_off, mimo_sbuf *b) {
   char **tx = calloc((size_t)d->n_lp + 1, sizeof *tx);
   if (!tx) {
     mimo_sbuf_puts(b, "null");
@@ -117,6 +148,8 @@ static void cmpl_logprobs(mimo_server *s, int ntop, const mimo_gen_delta *d, siz
   mimo_sbuf_puts(b, "{\"text_offset\":[");
   size_t off = offset0;
   for (int i = 0; i < d->n_lp; i++) {
+    if (i == split)
+      off = split_off;
     mimo_sbuf_printf(b, "%s%zu", i ? "," : "", off);
     off += tx[i] ? strlen(tx[i]) : 0;
   }
@@ -153,6 +186,11 @@ static void cmpl_logprobs(mimo_server *s, int ntop, const mimo_gen_delta *d, siz
   for (int i = 0; i < d->n_lp; i++)
     free(tx[i]);
   free(tx);
+}
+
+static void cmpl_logprobs(mimo_server *s, int ntop, const mimo_gen_delta *d, size_t offset0, int n_null,
+                          mimo_sbuf *b) {
+  cmpl_logprobs_at(s, ntop, d, offset0, n_null, -1, 0, b);
 }
 
 static json_t *raw_json(const mimo_sbuf *b) { return json_loadb(b->p ? b->p : "null", b->len ? b->len : 4, 0, NULL); }
@@ -227,31 +265,12 @@ static void reply_whole(oai_run *o, mimo_http_req *rq) {
       break;
     }
   }
-  /* completions' echo: the prompt's text, and with logprobs its tokens' (the first has none) */
   char *echo_text = NULL;
   size_t echo_len = 0;
   mimo_gen_delta echo_lp = {0};
-  int echo_null = 0; /* leading entries without a logprob: the first, or all when the prompt never ran */
-  if (o->r.echo && !o->r.chat) {
-    if (o->r.prompt_text) {
-      echo_text = strdup(o->r.prompt_text);
-      echo_len = echo_text ? strlen(echo_text) : 0;
-    } else if (mimo_tok_decode(o->s->tok, o->r.prompt, (size_t)o->r.n_prompt, 0, &echo_text, &echo_len) != MIMO_OK) {
-      echo_text = NULL;
-    }
-    if (o->r.logprobs >= 0)
-      echo_lp.lp = calloc((size_t)o->r.n_prompt, sizeof *echo_lp.lp);
-    if (echo_lp.lp) {
-      const mimo_sample_info *plp = mimo_gen_prompt_logprobs(o->g);
-      echo_lp.n_lp = o->r.n_prompt;
-      for (int k = 0; k < o->r.n_prompt; k++) {
-        echo_lp.lp[k].token = o->r.prompt[k];
-        if (plp && k > 0)
-          echo_lp.lp[k].info = plp[k];
-      }
-      echo_null = plp ? 1 : o->r.n_prompt;
-    }
-  }
+  int echo_null = 0;
+  if (o->r.echo && !o->r.chat)
+    echo_build(o, &echo_text, &echo_len, &echo_lp, &echo_null);
   json_t *choices = json_array();
   for (int i = 0; i < n; i++) {
     acc *c = &a[i];
@@ -273,7 +292,8 @@ static void reply_whole(oai_run *o, mimo_http_req *rq) {
           both.lp = all;
           both.n_lp = echo_lp.n_lp + c->lp.n_lp;
         }
-        cmpl_logprobs(o->s, o->r.logprobs, all ? &both : &c->lp, 0, all ? echo_null : 0, &b);
+        cmpl_logprobs_at(o->s, o->r.logprobs, all ? &both : &c->lp, 0, all ? echo_null : 0, all ? echo_lp.n_lp : -1,
+                         echo_len, &b);
         free(all);
       } else
         cmpl_logprobs(o->s, o->r.logprobs, &c->lp, 0, 0, &b);
@@ -431,6 +451,46 @@ typedef struct oai_stream {
   size_t *text_off; /* completions logprobs offsets per choice */
 } oai_stream;
 
+/* A stream's first completions chunks (one per choice), once the prompt's logprobs are in when they are wanted: the
+ * echoed prompt text with its logprobs, and vLLM's prompt_logprobs. */
+static void emit_echo(oai_stream *st, mimo_sbuf *out) {
+  oai_run *o = st->o;
+  const bool want_lp = (o->r.echo && o->r.logprobs >= 0) || o->r.prompt_logprobs >= 0;
+  if (want_lp && !mimo_gen_prompt_logprobs(o->g) && !mimo_gen_done(o->g))
+    return;
+  o->echo_pending = false;
+  char *text = NULL;
+  size_t len = 0;
+  mimo_gen_delta lp = {0};
+  int n_null = 0;
+  if (o->r.echo)
+    echo_build(o, &text, &len, &lp, &n_null);
+  char *plp = NULL;
+  if (o->r.prompt_logprobs >= 0) {
+    json_t *j = prompt_logprobs_json(o->s, &o->r, o->g);
+    plp = json_dumps(j, JSON_COMPACT | JSON_REAL_PRECISION(8)); /* as whole replies (http.c) */
+    json_decref(j);
+  }
+  for (int i = 0; i < mimo_gen_n(o->g); i++) {
+    chunk_open(o, out, i);
+    mimo_sbuf_puts(out, "\"text\":\"");
+    mimo_sbuf_json_str(out, text ? text : "", len);
+    mimo_sbuf_puts(out, "\"");
+    if (plp)
+      mimo_sbuf_printf(out, ",\"prompt_logprobs\":%s", plp);
+    mimo_sbuf_puts(out, ",\"logprobs\":");
+    if (lp.lp)
+      cmpl_logprobs(o->s, o->r.logprobs, &lp, 0, n_null, out);
+    else
+      mimo_sbuf_puts(out, "null");
+    mimo_sbuf_puts(out, ",\"finish_reason\":null}]}\n\n");
+    st->text_off[i] = len; /* the completion's tokens follow the prompt's text */
+  }
+  free(text);
+  free(lp.lp);
+  free(plp);
+}
+
 static int stream_produce(void *ctx, mimo_sbuf *out, int gone) {
   oai_stream *st = ctx;
   oai_run *o = st->o;
@@ -452,6 +512,10 @@ static int stream_produce(void *ctx, mimo_sbuf *out, int gone) {
   if (o->finished)
     return 0;
   mimo_gen_pump(o->g, POLL_MS);
+  if (o->echo_pending)
+    emit_echo(st, out);
+  if (o->echo_pending)
+    return 1; /* the completion's chunks wait for the prompt's */
   for (int i = 0; i < n; i++) {
     mimo_gen_delta *d = mimo_gen_delta_of(o->g, i);
     if (o->r.chat)
@@ -509,6 +573,7 @@ void mimo_openai_run(mimo_server *s, mimo_http_req *rq, mimo_oai_req *r, json_t 
                    r->chat ? "chat.completion.chunk" : "text_completion", o->created);
   mimo_sbuf_json_str(&o->head, o->r.model, strlen(o->r.model));
   mimo_sbuf_puts(&o->head, "\",\"choices\":[");
+  o->echo_pending = !r->chat && (r->echo || r->prompt_logprobs >= 0);
   oai_stream *st = calloc(1, sizeof *st);
   if (st)
     st->text_off = calloc((size_t)o->r.n, sizeof *st->text_off);

@@ -1,8 +1,9 @@
-// Completions' `echo` through the official client (tests/server/test_echo.sh): the prompt's text comes back before
-// the completion, and with `logprobs` each prompt token's logprob (the first has none) and its alternatives, as
-// lm-evaluation-harness asks for (echo, logprobs 1, max_tokens 1). The answers go to $OUT for the reference check.
+// Completions' `echo` and vLLM's `prompt_logprobs` through the official client (tests/server/test_echo.sh): the
+// prompt's text comes back before the completion, and with `logprobs` each prompt token's logprob (the first has
+// none) and its alternatives, as lm-evaluation-harness asks for (echo, logprobs 1, max_tokens 1); whole and streamed
+// alike. The answers go to $OUT for the reference check.
 const fs = require('node:fs');
-const { client, assert, main } = require('./client.cjs');
+const { client, assert, collect, main } = require('./client.cjs');
 
 main(async () => {
   const ids = process.env.IDS.split(',').map(Number);
@@ -43,9 +44,32 @@ main(async () => {
   assert.ok(chat.prompt_logprobs.slice(1).every((d) => Object.keys(d).length === 1), 'chat: no alternatives asked');
   let perr = null;
   try {
-    await client.completions.create({ model: 'tiny', prompt: ids, max_tokens: 1, stream: true, prompt_logprobs: 1 });
+    await client.chat.completions.create({ model: 'tiny', messages: [{ role: 'user', content: 'hi' }], max_tokens: 1,
+                                           stream: true, prompt_logprobs: 1 });
   } catch (e) { perr = e; }
-  assert.ok(perr && perr.status === 400 && /prompt_logprobs/.test(perr.message), `stream + prompt_logprobs: ${perr}`);
+  assert.ok(perr && perr.status === 400 && /prompt_logprobs/.test(perr.message), `chat stream + prompt_logprobs: ${perr}`);
+
+  // streamed: the first chunk carries the echoed prompt (with its logprobs) and prompt_logprobs, then the completion
+  const whole = await client.completions.create({ model: 'tiny', prompt: ids, echo: true, logprobs: 2, max_tokens: 5,
+                                                  temperature: 0, prompt_logprobs: 1 });
+  const parts = await collect(await client.completions.create({ model: 'tiny', prompt: ids, echo: true, logprobs: 2,
+                                                                max_tokens: 5, temperature: 0, prompt_logprobs: 1,
+                                                                stream: true }));
+  const first = parts[0].choices[0];
+  assert.equal(first.text, det.prompt, 'streamed: the prompt first');
+  assert.equal(first.logprobs.tokens.length, ids.length);
+  assert.deepEqual(first.prompt_logprobs, whole.choices[0].prompt_logprobs);
+  const text = parts.filter((p) => p.choices.length).map((p) => p.choices[0].text).join('');
+  const lps = parts.filter((p) => p.choices.length && p.choices[0].logprobs)
+    .flatMap((p) => p.choices[0].logprobs.token_logprobs);
+  const offs = parts.filter((p) => p.choices.length && p.choices[0].logprobs)
+    .flatMap((p) => p.choices[0].logprobs.text_offset);
+  assert.equal(text, whole.choices[0].text, 'streamed text = whole');
+  assert.deepEqual(lps, whole.choices[0].logprobs.token_logprobs, 'streamed logprobs = whole');
+  // the prompt's offsets and where the completion starts (later offsets: streamed chunks advance by the text a
+  // chunk carries, a whole reply by each token's text, which differ where the detokenizer holds bytes back)
+  assert.deepEqual(offs.slice(0, ids.length + 1), whole.choices[0].logprobs.text_offset.slice(0, ids.length + 1),
+                   'streamed prompt offsets = whole');
 
   // two choices: both echo the prompt with its logprobs
   const two = await client.completions.create({ model: 'tiny', prompt: ids, echo: true, logprobs: 0, max_tokens: 3,
@@ -63,11 +87,11 @@ main(async () => {
   assert.equal(plain.choices[0].text, 'The quick brown fox' + noecho.choices[0].text);
   assert.equal(plain.choices[0].logprobs, null);
 
-  // stream + echo is refused with a 400 naming the field
-  let err = null;
-  try {
-    await client.completions.create({ model: 'tiny', prompt: ids, echo: true, max_tokens: 1, stream: true });
-  } catch (e) { err = e; }
-  assert.ok(err && err.status === 400 && /echo/.test(err.message), `stream + echo: ${err}`);
+  // streamed echo without logprobs: the prompt's text first, logprobs null, the same text in all
+  const sp = await collect(await client.completions.create({ model: 'tiny', prompt: 'The quick brown fox', echo: true,
+                                                             max_tokens: 4, temperature: 0, stream: true }));
+  assert.equal(sp[0].choices[0].text, 'The quick brown fox');
+  assert.equal(sp[0].choices[0].logprobs, null);
+  assert.equal(sp.filter((p) => p.choices.length).map((p) => p.choices[0].text).join(''), plain.choices[0].text);
   fs.writeFileSync(process.env.OUT, JSON.stringify(out));
 });

@@ -11,4 +11,4 @@ start_server --max-num-batched-tokens 16
 run_node "$HERE/echo.cjs"
 stop_server
 python3 "$HERE/echo_ref.py" "$V" "$IDS" "$WORK/ref.f32" "$OUT" || die "echoed logprobs differ from the reference"
-echo "ok   echo and prompt_logprobs: prompt text, logprobs and ranks (chunked, cache on, n=2) = reference; with stream refused"
+echo "ok   echo and prompt_logprobs: prompt text, logprobs and ranks (chunked, cache on, n=2) = reference; streamed = whole; chat stream + prompt_logprobs refused"

@@ -60,7 +60,7 @@ grep -q "However, you requested" "$WORK/resp" || die "too-long message"
 expect 400 /v1/completions '{"prompt":""}' prompt
 expect 400 /v1/completions '{"prompt":[1,-3]}' prompt
 expect 400 /v1/completions '{"prompt":[[1,2],[3]]}' prompt
-expect 400 /v1/completions '{"prompt":"hi","echo":true,"stream":true}' echo
+expect 400 /v1/chat/completions '{"messages":[{"role":"user","content":"hi"}],"prompt_logprobs":1,"stream":true}' prompt_logprobs
 expect 400 /v1/completions '{"prompt":"hi","prompt_logprobs":21}' prompt_logprobs
 expect 400 /v1/completions '{"max_tokens":3}' prompt
 # body too large
