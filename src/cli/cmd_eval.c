@@ -118,7 +118,8 @@ static void score_rows(void *ctx, long begin, long end) {
   double *tlp = malloc((size_t)k * sizeof *tlp);
   int *tid = malloc((size_t)k * sizeof *tid);
   for (long i = begin; i < end; i++)
-    j->st[i] = lp && base && tid && tlp ? score_row(j, (int)i, lp, base, tid, tlp) : MIMO_E_NOMEM;
+    j->st[i] = lp && base && tid && tlp ? score_row(j, (int)i, lp, base, tid, tlp)
+                                        : mimo_errf(MIMO_E_NOMEM, "scratch of %d log-probabilities", j->V);
   free(lp), free(base), free(tlp), free(tid);
 }
 
@@ -157,17 +158,12 @@ static mimo_status run(mimo_runner *r, const int *ids, const mimo_kl_header *h, 
     else
       score_rows(&job, 0, n);
     for (int i = 0; st == MIMO_OK && i < n; i++) {
-      if (sts[i] != MIMO_OK) { /* the message stayed on the worker's thread: make it again here */
-        const int k = top ? top : 1;
-        double *lp = malloc((size_t)V * sizeof *lp), *base = malloc((size_t)V * sizeof *base);
-        double *tlp = malloc((size_t)k * sizeof *tlp);
-        int *tid = malloc((size_t)k * sizeof *tid);
-        st = lp && base && tlp && tid ? score_row(&job, i, lp, base, tid, tlp) : mimo_errf(MIMO_E_NOMEM, "a row");
-        free(lp), free(base), free(tlp), free(tid);
+      if (sts[i] != MIMO_OK) { /* the message stayed on the worker's thread: score the row again on this one */
+        score_rows(&job, i, i + 1);
         char why[512];
         snprintf(why, sizeof why, "%s", mimo_errmsg()); /* mimo_errf writes where mimo_errmsg points */
-        st = mimo_errf(st != MIMO_OK ? st : sts[i], "%s%schunk %u, position %d: %s", base_in ? base_in_path : "",
-                       base_in ? ": " : "", c + 1, first + i, why);
+        st = mimo_errf(sts[i], "%s%schunk %u, position %d: %s", base_in ? base_in_path : "", base_in ? ": " : "",
+                       c + 1, first + i, why);
         break;
       }
       st = mimo_eval_push(e, &rows[i]);

@@ -271,6 +271,7 @@ static void reply_whole(oai_run *o, mimo_http_req *rq) {
   int echo_null = 0;
   if (o->r.echo && !o->r.chat)
     echo_build(o, &echo_text, &echo_len, &echo_lp, &echo_null);
+  json_t *plp = o->r.prompt_logprobs >= 0 ? prompt_logprobs_json(o->s, &o->r, o->g) : NULL; /* the choices share it */
   json_t *choices = json_array();
   for (int i = 0; i < n; i++) {
     acc *c = &a[i];
@@ -319,13 +320,13 @@ static void reply_whole(oai_run *o, mimo_http_req *rq) {
       ch = json_pack("{s:i,s:s%,s:o,s:s,s:n}", "index", i, "text", t.p ? t.p : "", t.len, "logprobs",
                      lp ? lp : json_null(), "finish_reason", fin, "stop_reason");
       mimo_sbuf_free(&t);
-      if (o->r.prompt_logprobs >= 0)
-        json_object_set_new(ch, "prompt_logprobs", prompt_logprobs_json(o->s, &o->r, o->g));
+      if (plp)
+        json_object_set(ch, "prompt_logprobs", plp);
     } else {
       ch = json_pack("{s:i,s:s%,s:o,s:s,s:n}", "index", i, "text", c->content.p ? c->content.p : "",
                      c->content.len, "logprobs", lp ? lp : json_null(), "finish_reason", fin, "stop_reason");
-      if (o->r.prompt_logprobs >= 0)
-        json_object_set_new(ch, "prompt_logprobs", prompt_logprobs_json(o->s, &o->r, o->g));
+      if (plp)
+        json_object_set(ch, "prompt_logprobs", plp);
     }
     json_array_append_new(choices, ch);
   }
@@ -334,8 +335,9 @@ static void reply_whole(oai_run *o, mimo_http_req *rq) {
   json_t *resp = json_pack("{s:s,s:s,s:I,s:s,s:o,s:o}", "id", o->id, "object",
                            o->r.chat ? "chat.completion" : "text_completion", "created", (json_int_t)o->created,
                            "model", o->r.model, "choices", choices, "usage", usage_json(o->g));
-  if (o->r.chat && o->r.prompt_logprobs >= 0) /* vLLM: chat responses carry it once, beside the choices */
-    json_object_set_new(resp, "prompt_logprobs", prompt_logprobs_json(o->s, &o->r, o->g));
+  if (o->r.chat && plp) /* vLLM: chat responses carry it once, beside the choices */
+    json_object_set(resp, "prompt_logprobs", plp);
+  json_decref(plp);
   for (int i = 0; i < n; i++) {
     mimo_sbuf_free(&a[i].reasoning);
     mimo_sbuf_free(&a[i].content);
