@@ -150,7 +150,8 @@ int mimo_api_tokenize(const mimo_server *s, const char *text, size_t len, int **
   return 0;
 }
 
-/* Copies bytes, replacing every byte that does not start a complete UTF-8 sequence by U+FFFD. */
+/* Copies a token's bytes with every ill-formed UTF-8 subsequence (a lone byte of a split character, an overlong
+ * form, a surrogate) replaced by U+FFFD, as the detokenizer replaces them. */
 char *mimo_api_token_text(const mimo_server *s, int id) {
   size_t len = 0;
   const char *b = mimo_tok_token_bytes(s->tok, id, &len);
@@ -159,21 +160,16 @@ char *mimo_api_token_text(const mimo_server *s, int id) {
   char *o = malloc(len * 3 + 1), *w = o;
   if (!o)
     return NULL;
-  const unsigned char *p = (const unsigned char *)b;
   for (size_t i = 0; i < len;) {
-    unsigned c = p[i];
-    size_t L = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 0;
-    int ok = L && i + L <= len;
-    for (size_t k = 1; ok && k < L; k++)
-      ok = (p[i + k] & 0xC0) == 0x80;
-    if (ok) {
-      memcpy(w, p + i, L);
+    size_t bad = 0, L = mimo_utf8_next(b + i, len - i, &bad);
+    if (L) {
+      memcpy(w, b + i, L);
       w += L;
       i += L;
     } else {
       memcpy(w, "\xEF\xBF\xBD", 3);
       w += 3;
-      i++;
+      i += bad;
     }
   }
   *w = 0;

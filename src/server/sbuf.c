@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "text/tokenizer.h"
+
 static int grow(mimo_sbuf *b, size_t n) {
   if (b->oom)
     return 0;
@@ -61,6 +63,18 @@ void mimo_sbuf_json_str(mimo_sbuf *b, const char *s, size_t n) {
   size_t run = 0; /* bytes copied verbatim in one go */
   for (size_t i = 0; i < n; i++) {
     unsigned char c = (unsigned char)s[i];
+    if (c >= 0x80) { /* JSON text is UTF-8: an ill-formed subsequence becomes U+FFFD, never raw bytes */
+      size_t bad = 0, L = mimo_utf8_next(s + i, n - i, &bad);
+      if (L) {
+        i += L - 1;
+        continue;
+      }
+      mimo_sbuf_put(b, s + run, i - run);
+      mimo_sbuf_put(b, "\xEF\xBF\xBD", 3);
+      run = i + bad;
+      i = run - 1;
+      continue;
+    }
     if (c >= 0x20 && c != '"' && c != '\\')
       continue;
     mimo_sbuf_put(b, s + run, i - run);

@@ -233,6 +233,15 @@ size_t tok_utf8_bad_len(const unsigned char *s, size_t n) {
   return i;
 }
 
+size_t mimo_utf8_next(const char *s, size_t n, size_t *bad) {
+  const unsigned char *u = (const unsigned char *)s;
+  uint32_t cp;
+  const int l = n ? tok_utf8_next(u, n, &cp) : 0;
+  if (!l)
+    *bad = n ? tok_utf8_bad_len(u, n) : 0;
+  return (size_t)l;
+}
+
 int tok_utf8_valid(const char *s, size_t n) {
   const unsigned char *u = (const unsigned char *)s;
   size_t i = 0;

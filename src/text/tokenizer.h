@@ -24,6 +24,11 @@ mimo_status mimo_tok_encode(const mimo_tok *t, const char *text, size_t len, int
  * byte sequences that are not UTF-8 become U+FFFD. */
 mimo_status mimo_tok_decode(const mimo_tok *t, const int *ids, size_t n, int skip_special, char **text,
                             size_t *len);
+/* For text that leaves the program (the server's JSON strings): the length (1-4) of the well-formed UTF-8 sequence
+ * at s, n bytes left; or 0 when the bytes there are ill-formed (overlong forms, surrogates, past U+10FFFF, stray
+ * or truncated bytes), with *bad set to the bytes one U+FFFD replaces (Unicode's maximal subparts, as the decoder
+ * does). */
+size_t mimo_utf8_next(const char *s, size_t n, size_t *bad);
 /* 1 + the largest id of the vocabulary and the added tokens. */
 int mimo_tok_vocab_size(const mimo_tok *t);
 /* Id of an exact token string (added tokens first, then the vocabulary); -1 if absent. */

@@ -1,6 +1,7 @@
 /* Reasoning split and qwen3_xml tool-call parsing: expected results for the
  * cases of spec §5.3, and the streaming property — feeding the text cut at
- * every byte (two pieces) or in random pieces gives exactly the one-shot result. */
+ * every byte (two pieces) or in random pieces gives exactly the one-shot result.
+ * The server's JSON string writer: ill-formed UTF-8 never leaves it. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -11,6 +12,7 @@
 #include <string.h>
 
 #include "core/num.h"
+#include "server/sbuf.h"
 #include "text/reasoning.h"
 #include "text/toolcall.h"
 
@@ -243,7 +245,36 @@ static void test_toolcalls(void **state) {
   assert_string_equal(mimo_toolcall_forced_prefix(NULL), "<tool_call>\n<function=");
 }
 
+/* A token's bytes are any bytes (byte-level BPE), and a server reply's strings must still be UTF-8 (a strict
+ * client's decoder fails otherwise). Expected: the Unicode standard's "U+FFFD substitution of maximal subparts"
+ * (§3.9, the examples of its Table 3-8 and around it), which is also what Python's bytes.decode('utf-8',
+ * 'replace') and the WHATWG decoder produce. */
+static void test_json_utf8(void **state) {
+  (void)state;
+  static const struct {
+    const char *in, *want;
+  } cases[] = {
+      {"a\xF0\x9F\x98\x80" "b", "a\xF0\x9F\x98\x80" "b"},         /* well-formed 4-byte: as is */
+      {"\xC0\xAF", "\xEF\xBF\xBD\xEF\xBF\xBD"},                 /* overlong '/': C0 never starts a sequence */
+      {"\xE0\x80\xAF", "\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD"}, /* overlong 3-byte */
+      {"\xED\xA0\x80", "\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD"}, /* a surrogate */
+      {"\xF4\x90\x80\x80", "\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD"}, /* past U+10FFFF */
+      {"\xF5\x80", "\xEF\xBF\xBD\xEF\xBF\xBD"},                 /* F5 never starts a sequence */
+      {"x\xE2\x82\"", "x\xEF\xBF\xBD\\\""},                    /* truncated: one U+FFFD, then the quote escaped */
+      {"\xE2\x82", "\xEF\xBF\xBD"},                               /* truncated at the end */
+      {"\xE2\x82\xAC\x80\n", "\xE2\x82\xAC\xEF\xBF\xBD\\n"},   /* a stray continuation byte */
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+    mimo_sbuf b = {0};
+    mimo_sbuf_json_str(&b, cases[i].in, strlen(cases[i].in));
+    assert_non_null(b.p);
+    assert_string_equal(b.p, cases[i].want);
+    mimo_sbuf_free(&b);
+  }
+}
+
 int main(void) {
-  const struct CMUnitTest tests[] = {cmocka_unit_test(test_reasoning), cmocka_unit_test(test_toolcalls)};
+  const struct CMUnitTest tests[] = {cmocka_unit_test(test_reasoning), cmocka_unit_test(test_toolcalls),
+                                     cmocka_unit_test(test_json_utf8)};
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
