@@ -142,8 +142,10 @@ void mimo_http_reply(mimo_http_req *rq, int status, const char *content_type, co
   queue(rq, status, MHD_create_response_from_buffer(len, (void *)body, MHD_RESPMEM_MUST_COPY), content_type);
 }
 
+/* Reals with 9 significant digits: a float32 (a logprob) reads back as the same float; lm-evaluation-harness sums
+ * hundreds of them. */
 void mimo_http_reply_json(mimo_http_req *rq, int status, json_t *j) {
-  char *s = j ? json_dumps(j, JSON_COMPACT | JSON_REAL_PRECISION(8)) : NULL;
+  char *s = j ? json_dumps(j, JSON_COMPACT | JSON_REAL_PRECISION(9)) : NULL;
   json_decref(j);
   if (!s) {
     static const char oom[] = "{\"error\":{\"message\":\"out of memory\",\"type\":\"InternalServerError\"}}";

@@ -50,14 +50,15 @@ static void lp_bytes_json(mimo_sbuf *b, const char *t) {
   mimo_sbuf_puts(b, "]");
 }
 
-/* chat: {"content":[{token, logprob, bytes, top_logprobs:[...]}...]} */
+/* chat: {"content":[{token, logprob, bytes, top_logprobs:[...]}...]}. Logprobs print with 9 significant digits
+ * (%.9g): the float32 reads back exactly, as in whole replies (http.c). */
 static void chat_logprobs(mimo_server *s, int ntop, const mimo_gen_delta *d, mimo_sbuf *b) {
   mimo_sbuf_puts(b, "{\"content\":[");
   for (int i = 0; i < d->n_lp; i++) {
     char *t = mimo_api_token_text(s, d->lp[i].token);
     mimo_sbuf_puts(b, i ? ",{" : "{");
     lp_token_json(b, "token", t ? t : "");
-    mimo_sbuf_printf(b, ",\"logprob\":%.6g", d->lp[i].info.logprob < -9999.0f ? -9999.0 : d->lp[i].info.logprob);
+    mimo_sbuf_printf(b, ",\"logprob\":%.9g", d->lp[i].info.logprob < -9999.0f ? -9999.0 : d->lp[i].info.logprob);
     lp_bytes_json(b, t ? t : "");
     free(t);
     mimo_sbuf_puts(b, ",\"top_logprobs\":[");
@@ -67,7 +68,7 @@ static void chat_logprobs(mimo_server *s, int ntop, const mimo_gen_delta *d, mim
       char *tt = mimo_api_token_text(s, tl->token);
       mimo_sbuf_puts(b, k ? ",{" : "{");
       lp_token_json(b, "token", tt ? tt : "");
-      mimo_sbuf_printf(b, ",\"logprob\":%.6g", tl->logprob < -9999.0f ? -9999.0 : tl->logprob);
+      mimo_sbuf_printf(b, ",\"logprob\":%.9g", tl->logprob < -9999.0f ? -9999.0 : tl->logprob);
       lp_bytes_json(b, tt ? tt : "");
       mimo_sbuf_puts(b, "}");
       free(tt);
@@ -158,7 +159,7 @@ static void cmpl_logprobs_at(mimo_server *s, int ntop, const mimo_gen_delta *d, 
     if (i < n_null)
       mimo_sbuf_puts(b, i ? ",null" : "null");
     else
-      mimo_sbuf_printf(b, "%s%.6g", i ? "," : "", d->lp[i].info.logprob < -9999.0f ? -9999.0 : d->lp[i].info.logprob);
+      mimo_sbuf_printf(b, "%s%.9g", i ? "," : "", d->lp[i].info.logprob < -9999.0f ? -9999.0 : d->lp[i].info.logprob);
   mimo_sbuf_puts(b, "],\"tokens\":[");
   for (int i = 0; i < d->n_lp; i++) {
     mimo_sbuf_puts(b, i ? ",\"" : "\"");
@@ -177,7 +178,7 @@ static void cmpl_logprobs_at(mimo_server *s, int ntop, const mimo_gen_delta *d, 
       char *tt = mimo_api_token_text(s, d->lp[i].info.top[k].token);
       mimo_sbuf_puts(b, k ? ",\"" : "\"");
       mimo_sbuf_json_str(b, tt ? tt : "", tt ? strlen(tt) : 0);
-      mimo_sbuf_printf(b, "\":%.6g", d->lp[i].info.top[k].logprob < -9999.0f ? -9999.0 : d->lp[i].info.top[k].logprob);
+      mimo_sbuf_printf(b, "\":%.9g", d->lp[i].info.top[k].logprob < -9999.0f ? -9999.0 : d->lp[i].info.top[k].logprob);
       free(tt);
     }
     mimo_sbuf_puts(b, "}");
@@ -470,7 +471,7 @@ static void emit_echo(oai_stream *st, mimo_sbuf *out) {
   char *plp = NULL;
   if (o->r.prompt_logprobs >= 0) {
     json_t *j = prompt_logprobs_json(o->s, &o->r, o->g);
-    plp = json_dumps(j, JSON_COMPACT | JSON_REAL_PRECISION(8)); /* as whole replies (http.c) */
+    plp = json_dumps(j, JSON_COMPACT | JSON_REAL_PRECISION(9)); /* as whole replies (http.c) */
     json_decref(j);
   }
   for (int i = 0; i < mimo_gen_n(o->g); i++) {

@@ -33,7 +33,8 @@ main(async () => {
   for (let i = 1; i < ids.length; i++) {
     const mine = pl[i][String(ids[i])];
     assert.ok(mine, `position ${i}: the prompt token's entry`);
-    assert.ok(Math.abs(mine.logprob - c.logprobs.token_logprobs[i]) <= 1e-5 * Math.abs(mine.logprob), `${mine.logprob} vs ${c.logprobs.token_logprobs[i]}: ` + `position ${i}: the echo's logprob (printed to 6 digits)`);
+    // both print the same float32 with 9 significant digits, which reads back exactly: equal numbers
+    assert.equal(Math.fround(mine.logprob), Math.fround(c.logprobs.token_logprobs[i]), `position ${i}: the echo's logprob`);
     const ranks = Object.values(pl[i]).map((x) => x.rank).sort((a, b) => a - b);
     assert.ok(ranks[0] === 1 && Object.keys(pl[i]).length <= 3, `position ${i}: ranks ${ranks}`);
     out.ranks.push(mine.rank);

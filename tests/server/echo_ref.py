@@ -26,4 +26,4 @@ for i in range(1, len(ids)):
         print("position %d: rank %d, reference %d" % (i, a["ranks"][i], rank))
         worst = 1.0
 print("max |logprob - reference| = %.3g over %d prompt positions" % (worst, len(ids) - 1))
-sys.exit(0 if worst <= 1e-4 else 1)
+sys.exit(0 if worst <= 1e-5 else 1)  # (9 printed digits: the float32 itself)
