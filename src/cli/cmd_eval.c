@@ -15,38 +15,10 @@
 #include "quant/eval.h"
 #include "text/tokenizer.h"
 
-enum { TEXT_MAX = 1 << 30 }; /* bytes of --file read at most */
 
 static int fail(const char *what) {
   fprintf(stderr, "mimo perplexity: %s\n", what);
   return 1;
-}
-
-/* --tokens ids, or --file text through the checkpoint's tokenizer. */
-static mimo_status input_ids(const char *dir, const char *file, const char *toks, int **ids, long *T) {
-  if (toks) {
-    const int n = mimo_parse_ids(toks, ids);
-    if (n <= 0) {
-      if (n == 0)
-        free(*ids);
-      *ids = NULL;
-      return mimo_errf(MIMO_E_INVALID, "--tokens: not a list of token ids");
-    }
-    *T = n;
-    return MIMO_OK;
-  }
-  char *text = NULL;
-  size_t len = 0;
-  MIMO_TRY(mimo_read_file(file, &text, &len, TEXT_MAX));
-  mimo_tok *tok = NULL;
-  size_t n = 0;
-  mimo_status st = mimo_tok_load(dir, &tok);
-  if (st == MIMO_OK)
-    st = mimo_tok_encode(tok, text, len, ids, &n);
-  *T = (long)n;
-  mimo_tok_free(tok);
-  free(text);
-  return st;
 }
 
 static void print_estimate(const char *label, mimo_estimate e, double scale, const char *unit) {
@@ -230,7 +202,7 @@ int mimo_cmd_perplexity(int argc, char **argv) {
     mimo_log_set_level(MIMO_LOG_INFO);
   int *ids = NULL;
   long T = 0;
-  mimo_status st = input_ids(dir, file, toks, &ids, &T);
+  mimo_status st = mimo_input_ids(dir, file, toks, &ids, &T);
   if (st != MIMO_OK) {
     free(ids);
     return fail(mimo_errmsg());

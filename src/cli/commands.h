@@ -8,6 +8,7 @@ int mimo_cmd_inspect(int argc, char **argv);
 int mimo_cmd_synth(int argc, char **argv);
 int mimo_cmd_bench(int argc, char **argv);
 int mimo_cmd_perplexity(int argc, char **argv);
+int mimo_cmd_quantize(int argc, char **argv);
 int mimo_cmd_tokenize(int argc, char **argv);
 int mimo_cmd_detokenize(int argc, char **argv);
 int mimo_cmd_render(int argc, char **argv);

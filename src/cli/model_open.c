@@ -5,8 +5,10 @@
 #include <string.h>
 
 #include "cli/args.h"
+#include "core/fileio.h"
 #include "core/log.h"
 #include "model/mimo_v2_tp_net.h"
+#include "text/tokenizer.h"
 #ifdef MIMO_HAVE_CUDA
 #include "backend/cuda/cuda_backend.h"
 #endif
@@ -226,5 +228,32 @@ mimo_status mimo_runner_feed(mimo_runner *r, const int *ids, int n, int chunk, f
     st = mimo_model_forward(r->m, &b, logits + (size_t)i * V);
     r->m->route_margin = NULL;
   }
+  return st;
+}
+
+/* --tokens ids, or --file text through the checkpoint's tokenizer. */
+mimo_status mimo_input_ids(const char *dir, const char *file, const char *toks, int **ids, long *T) {
+  if (toks) {
+    const int n = mimo_parse_ids(toks, ids);
+    if (n <= 0) {
+      if (n == 0)
+        free(*ids);
+      *ids = NULL;
+      return mimo_errf(MIMO_E_INVALID, "--tokens: not a list of token ids");
+    }
+    *T = n;
+    return MIMO_OK;
+  }
+  char *text = NULL;
+  size_t len = 0;
+  MIMO_TRY(mimo_read_file(file, &text, &len, (size_t)1 << 30));
+  mimo_tok *tok = NULL;
+  size_t n = 0;
+  mimo_status st = mimo_tok_load(dir, &tok);
+  if (st == MIMO_OK)
+    st = mimo_tok_encode(tok, text, len, ids, &n);
+  *T = (long)n;
+  mimo_tok_free(tok);
+  free(text);
   return st;
 }

@@ -65,4 +65,6 @@ mimo_status mimo_runner_restart(mimo_runner *r);
 /* Feeds ids in chunks of `chunk`; logits gets [n][vocab]; margin (optional, filled with +inf) each token's
  * smallest router margin (mimo_model.route_margin). */
 mimo_status mimo_runner_feed(mimo_runner *r, const int *ids, int n, int chunk, float *logits, float *margin);
+/* --tokens ids, or --file text (at most 1 GiB) through the checkpoint's tokenizer (perplexity, quantize). */
+mimo_status mimo_input_ids(const char *dir, const char *file, const char *toks, int **ids, long *T);
 #endif
