@@ -2,8 +2,9 @@
 # `mimo quantize` on a tiny synthetic checkpoint with bf16 experts: round to nearest, symmetric and asymmetric,
 # bit-exact against plain Python written from the spec (quantize_ref.py), and the result loads; AWQ's scales folded
 # without quantising (--smooth-only, float32) compute the same function (KL ~ 0 against the source) while the norms
-# did change; AWQ and RTN checkpoints' KL from the source (reported, and both well below a random model's); refusals
-# that name what is wrong, and none of them leaves a checkpoint behind.
+# did change; AWQ and RTN checkpoints' KL from the source (reported, and both well below a random model's); with
+# outlier channels in the MoE inputs AWQ's KL below RTN's; refusals that name what is wrong, and none of them leaves a
+# checkpoint behind.
 set -u
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
@@ -62,6 +63,19 @@ python3 -c "import sys; sys.exit(0 if float(sys.argv[1]) <= 1e-9 and float(sys.a
 ka=$(kl "$work/awq") kr=$(kl "$work/rtn")
 python3 -c "import sys; a, r = map(float, sys.argv[1:]); sys.exit(0 if 0 < a < 0.2 and 0 < r < 0.2 else 1)" "${ka:-1}" "${kr:-1}" &&
   ok "int4 group 32 KL from the bf16 source: awq $ka, rtn $kr" || bad "KL awq $ka, rtn $kr"
+
+# with outlier channels in the MoE inputs (every 7th channel of the post-attention norms x20, as trained models
+# have them), what AWQ is for: its KL from the source must come out below round to nearest's
+O="$work/outliers"
+cp -r "$S" "$O" && python3 "$(dirname "$0")/outliers.py" "$O" 20 >/dev/null || bad "outliers.py"
+"$MIMO_BIN" "${P[@]}" --model "$O" --kl-base-out "$work/obase" >/dev/null 2>&1 || bad "perplexity of the outlier source"
+"$MIMO_BIN" quantize --model "$O" --out "$work/oawq" --method awq --group-size 32 --calib-tokens "$calib" \
+  --calib-ctx 128 2>/dev/null || bad "awq on outliers"
+"$MIMO_BIN" quantize --model "$O" --out "$work/ortn" --method rtn --group-size 32 2>/dev/null || bad "rtn on outliers"
+okl() { "$MIMO_BIN" "${P[@]}" --model "$1" --kl-base "$work/obase" 2>/dev/null | sed -n 's/^Mean KLD *: \([^ ]*\).*/\1/p'; }
+ka=$(okl "$work/oawq") kr=$(okl "$work/ortn")
+python3 -c "import sys; a, r = map(float, sys.argv[1:]); sys.exit(0 if 0 < a < r else 1)" "${ka:-1}" "${kr:-0}" &&
+  ok "outlier channels: awq KL $ka below rtn's $kr" || bad "outlier channels: awq KL $ka, rtn $kr"
 
 refuse() { # name, expected message part, args...
   local name=$1 want=$2; shift 2
