@@ -157,3 +157,29 @@ void mimo_ckpt_close(mimo_ckpt *ck) {
   free(ck->dir);
   memset(ck, 0, sizeof *ck);
 }
+
+mimo_status mimo_ckpt_write_index(const char *dir, json_t *weight_map, uint64_t total_bytes) {
+  json_t *idx = json_pack("{s:{s:I},s:o}", "metadata", "total_size", (json_int_t)total_bytes, "weight_map", weight_map);
+  char path[4096];
+  snprintf(path, sizeof path, "%s/model.safetensors.index.json", dir);
+  const int bad = !idx || json_dump_file(idx, path, JSON_INDENT(2) | JSON_SORT_KEYS) != 0;
+  json_decref(idx);
+  return bad ? mimo_errf(MIMO_E_IO, "%s: write failed", path) : MIMO_OK;
+}
+
+json_t *mimo_ckpt_int4_config(int group, bool asym, const char *observer, const int *ignore_layers, int n) {
+  json_t *w = json_pack("{s:i,s:s,s:b,s:s,s:i,s:b,s:n,s:n,s:s}", "num_bits", 4, "type", "int", "symmetric", !asym,
+                        "strategy", "group", "group_size", group, "dynamic", 0, "actorder", "block_structure",
+                        "observer", observer);
+  json_t *g = json_pack("{s:[s],s:o,s:n,s:n,s:s}", "targets", "re:.*mlp\\.experts\\.\\d+\\.(gate|up|down)_proj$",
+                        "weights", w, "input_activations", "output_activations", "format", "pack-quantized");
+  json_t *ignore = json_pack("[s]", "lm_head");
+  for (int i = 0; i < n; i++) {
+    char re[96];
+    snprintf(re, sizeof re, "re:.*layers\\.%d\\.mlp\\.experts\\..*", ignore_layers[i]);
+    json_array_append_new(ignore, json_string(re));
+  }
+  return json_pack("{s:s,s:s,s:s,s:{s:o},s:o,s:n}", "quant_method", "compressed-tensors", "format", "pack-quantized",
+                   "quantization_status", "compressed", "config_groups", "group_0", g, "ignore", ignore,
+                   "kv_cache_scheme");
+}

@@ -2,6 +2,7 @@
 
 #include <jansson.h>
 #include <math.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,6 +12,7 @@
 #include "core/log.h"
 #include "core/num.h"
 #include "core/threads.h"
+#include "io/checkpoint.h"
 #include "io/safetensors.h"
 #include "text/synth_tokenizer.h"
 
@@ -366,21 +368,9 @@ static json_t *make_config(const preset *ps, int int4, int asym, int split, cons
   json_object_set_new(c, "norm_topk_prob", json_true());
   json_object_set_new(c, "routed_scaling_factor", json_null());
   if (int4) {
-    json_t *w = json_pack("{s:i,s:s,s:b,s:s,s:i,s:b,s:n,s:n,s:s}", "num_bits", 4, "type", "int", "symmetric", !asym,
-                          "strategy", "group", "group_size", ps->group, "dynamic", 0, "actorder", "block_structure",
-                          "observer", "minmax");
-    json_t *g = json_pack("{s:[s],s:o,s:n,s:n,s:s}", "targets", "re:.*mlp\\.experts\\.\\d+\\.(gate|up|down)_proj$",
-                          "weights", w, "input_activations", "output_activations", "format", "pack-quantized");
-    json_t *ignore = json_pack("[s]", "lm_head");
-    if (ps->bf16_layer >= 1 && ps->bf16_layer < ps->layers) {
-      char re[96];
-      snprintf(re, sizeof re, "re:.*layers\\.%d\\.mlp\\.experts\\..*", ps->bf16_layer);
-      json_array_append_new(ignore, json_string(re));
-    }
+    const bool has_bf16 = ps->bf16_layer >= 1 && ps->bf16_layer < ps->layers;
     json_object_set_new(c, "quantization_config",
-                        json_pack("{s:s,s:s,s:s,s:{s:o},s:o,s:n}", "quant_method", "compressed-tensors", "format",
-                                  "pack-quantized", "quantization_status", "compressed", "config_groups", "group_0", g,
-                                  "ignore", ignore, "kv_cache_scheme"));
+                        mimo_ckpt_int4_config(ps->group, asym, "minmax", &ps->bf16_layer, has_bf16 ? 1 : 0));
   }
   return c;
 }
@@ -425,16 +415,9 @@ static mimo_status write_files(plan *p, const char *dir, int shards) {
       st = mimo_st_writer_save(w, path);
     mimo_st_writer_free(w);
   }
-  if (st == MIMO_OK) {
-    json_t *idx = json_pack("{s:{s:I},s:o}", "metadata", "total_size", (json_int_t)total, "weight_map", wm);
-    char path[4096];
-    snprintf(path, sizeof path, "%s/model.safetensors.index.json", dir);
-    if (json_dump_file(idx, path, JSON_INDENT(2) | JSON_SORT_KEYS) != 0)
-      st = mimo_errf(MIMO_E_IO, "%s: write failed", path);
-    json_decref(idx);
-  } else {
-    json_decref(wm);
-  }
+  if (st == MIMO_OK)
+    return mimo_ckpt_write_index(dir, wm, total);
+  json_decref(wm);
   return st;
 }
 

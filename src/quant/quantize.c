@@ -16,6 +16,7 @@
 #include "core/fileio.h"
 #include "core/log.h"
 #include "core/num.h"
+#include "io/checkpoint.h"
 #include "io/safetensors.h"
 #include "quant/int4.h"
 #include "quant/quant_internal.h"
@@ -139,22 +140,13 @@ static mimo_status write_config(qctx *q, const char *dst) {
   if (!c)
     return mimo_errf(MIMO_E_FORMAT, "%s:%d: %s", path, err.line, err.text);
   if (!o->smooth_only) {
-    json_t *w = json_pack("{s:i,s:s,s:b,s:s,s:i,s:b,s:n,s:n,s:s}", "num_bits", 4, "type", "int", "symmetric", !o->asym,
-                          "strategy", "group", "group_size", o->group, "dynamic", 0, "actorder", "block_structure",
-                          "observer", o->awq ? "awq (mimo quantize)" : "minmax (mimo quantize)");
-    json_t *g = json_pack("{s:[s],s:o,s:n,s:n,s:s}", "targets", "re:.*mlp\\.experts\\.\\d+\\.(gate|up|down)_proj$",
-                          "weights", w, "input_activations", "output_activations", "format", "pack-quantized");
-    json_t *ignore = json_pack("[s]", "lm_head");
+    int ign[MIMO_MAX_LAYERS], n = 0; /* MoE layers left dense */
     for (int L = 0; L < q->m->cfg.num_hidden_layers; L++)
-      if (q->m->cfg.layer_moe[L] && !q->L[L].quant) {
-        char re[96];
-        snprintf(re, sizeof re, "re:.*layers\\.%d\\.mlp\\.experts\\..*", L);
-        json_array_append_new(ignore, json_string(re));
-      }
+      if (q->m->cfg.layer_moe[L] && !q->L[L].quant)
+        ign[n++] = L;
     json_object_set_new(c, "quantization_config",
-                        json_pack("{s:s,s:s,s:s,s:{s:o},s:o,s:n}", "quant_method", "compressed-tensors", "format",
-                                  "pack-quantized", "quantization_status", "compressed", "config_groups", "group_0", g,
-                                  "ignore", ignore, "kv_cache_scheme"));
+                        mimo_ckpt_int4_config(o->group, o->asym, o->awq ? "awq (mimo quantize)" : "minmax (mimo quantize)",
+                                              ign, n));
   }
   snprintf(path, sizeof path, "%s/config.json", dst);
   const int bad = json_dump_file(c, path, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
@@ -257,16 +249,9 @@ static mimo_status write_shards(qctx *q) {
     free(owned);
     last_free();
   }
-  if (st == MIMO_OK) {
-    json_t *idx = json_pack("{s:{s:I},s:o}", "metadata", "total_size", (json_int_t)total, "weight_map", wm);
-    char path[4096];
-    snprintf(path, sizeof path, "%s/model.safetensors.index.json", q->o->dst);
-    if (json_dump_file(idx, path, JSON_INDENT(2) | JSON_SORT_KEYS) != 0)
-      st = mimo_errf(MIMO_E_IO, "%s: write failed", path);
-    json_decref(idx);
-  } else {
-    json_decref(wm);
-  }
+  if (st == MIMO_OK)
+    return mimo_ckpt_write_index(q->o->dst, wm, total);
+  json_decref(wm);
   return st;
 }
 
