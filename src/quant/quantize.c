@@ -278,6 +278,23 @@ static mimo_status copy_others(const mimo_quant_opts *o) {
   return st;
 }
 
+/* After a failure: the files written into dst (which was empty or absent), and dst if this run made it. */
+static void remove_output(const char *dst, bool made) {
+  DIR *d = opendir(dst);
+  if (!d)
+    return;
+  for (struct dirent *de; (de = readdir(d));) {
+    if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+      continue;
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s", dst, de->d_name);
+    remove(path);
+  }
+  closedir(d);
+  if (made)
+    remove(dst);
+}
+
 static mimo_status check_opts(const mimo_quant_opts *o, const mimo_model *m, qlayer *L) {
   const mimo_config *c = &m->cfg;
   const int H = c->hidden_size, I = c->moe_intermediate_size;
@@ -321,6 +338,7 @@ mimo_status mimo_quantize(const mimo_quant_opts *o) {
   if (realpath(o->src, rs) && realpath(o->dst, rd) && !strcmp(rs, rd))
     return mimo_errf(MIMO_E_INVALID, "--out %s is the source directory", o->dst);
   DIR *d = opendir(o->dst);
+  const bool made = !d;
   if (d) { /* never over another checkpoint */
     struct dirent *de;
     int n = 0;
@@ -349,14 +367,17 @@ mimo_status mimo_quantize(const mimo_quant_opts *o) {
     st = mimo_pool_init(&q.pool, o->threads);
   if (st == MIMO_OK && o->awq)
     st = mimo_awq_scales(&q);
+  bool writing = false;
   if (st == MIMO_OK)
-    st = mimo_mkdir_p(o->dst);
+    writing = (st = mimo_mkdir_p(o->dst)) == MIMO_OK;
   if (st == MIMO_OK)
     st = write_shards(&q);
   if (st == MIMO_OK)
     st = write_config(&q, o->dst);
   if (st == MIMO_OK)
     st = copy_others(o);
+  if (st != MIMO_OK && writing) /* no half-written checkpoint left to load */
+    remove_output(o->dst, made);
   for (int L = 0; q.L && L < m->cfg.num_hidden_layers; L++) {
     free(q.L[L].s_gu);
     free(q.L[L].s_dn);

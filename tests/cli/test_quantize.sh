@@ -93,4 +93,10 @@ refuse "awq without calibration" "calib" --model "$S" --out "$work/no" --method 
 refuse "a calibration token past the vocabulary" "outside the vocabulary" --model "$S" --out "$work/no" --method awq \
   --group-size 32 --calib-tokens "1,2,$V"
 refuse "an unknown scheme" "scheme" --model "$S" --out "$work/no" --method rtn --scheme w8a8
+# a write that fails midway (a file size limit: the shard write gets EFBIG) names the file and leaves nothing behind
+rm -rf "$work/no"
+if (trap '' XFSZ; ulimit -f 100; "$MIMO_BIN" quantize --model "$S" --out "$work/no" --method rtn --group-size 32) \
+  2>"$work/err"; then bad "a failed write: accepted"
+elif ! grep -q "write failed" "$work/err" || [ -e "$work/no" ]; then bad "a failed write: $(tail -1 "$work/err"); left: $(ls "$work/no" 2>&1)"
+else ok "a failed write removes what it wrote ($(tail -1 "$work/err"))"; fi
 [ $fails = 0 ] && echo "quantize: all passed" || { echo "quantize: $fails failed"; exit 1; }
