@@ -111,6 +111,15 @@ static void matvec(const float *W, int rows, int in, const float *x, float *y) {
   }
 }
 
+/* Y[j][r] = W[r] · X[j] for n vectors X [n][in]: each weight row is read once for all of them (an expert's
+ * calibration tokens), not once per token, which at MiMo's sizes is the difference between reading a layer's
+ * experts once per candidate and once per token. */
+static void matmat(const float *W, int rows, int in, const float *X, int n, float *Y) {
+  for (int r = 0; r < rows; r++)
+    for (int j = 0; j < n; j++)
+      matvec(W + (size_t)r * in, 1, in, X + (size_t)j * in, Y + (size_t)j * rows + r);
+}
+
 /* One layer's gate/up search: the block output per (token, slot), original and with the candidate scales. */
 typedef struct gu_job {
   qctx *q;
@@ -127,12 +136,14 @@ static void gu_expert(void *ctx, long e0, long e1) {
   gu_job *j = ctx;
   const int H = j->H, I = j->I;
   const mimo_linear *ex = j->q->m->w.layers[j->L].experts;
-  float *xs = malloc(((size_t)H + 2 * I + H) * sizeof(float));
-  for (long e = e0; e < e1 && xs; e++) {
-    if (j->start[e] == j->start[e + 1])
+  for (long e = e0; e < e1; e++) {
+    const int n = j->start[e + 1] - j->start[e];
+    if (!n)
       continue;
     float *G = mimo_q_dense_f32(&ex[e * 3]), *U = mimo_q_dense_f32(&ex[e * 3 + 1]), *D = mimo_q_dense_f32(&ex[e * 3 + 2]);
-    if (!G || !U || !D) {
+    float *X = malloc((size_t)n * (2 * H + 2 * I) * sizeof *X), *g = X + (size_t)n * H, *u = g + (size_t)n * I,
+          *y = u + (size_t)n * I;
+    if (!G || !U || !D || !X) {
       j->st = MIMO_E_NOMEM;
     } else {
       if (j->s) {
@@ -144,26 +155,21 @@ static void gu_expert(void *ctx, long e0, long e1) {
         mimo_int4_fake_quantize(G, I, H, j->q->o->group, j->q->o->asym);
         mimo_int4_fake_quantize(U, I, H, j->q->o->group, j->q->o->asym);
       }
-      float *g = xs + H, *u = g + I, *y = u + I;
-      (void)y;
-      for (int p = j->start[e]; p < j->start[e + 1]; p++) {
-        const int tk = j->order[p], t = tk / j->K;
+      for (int p = 0; p < n; p++) {
+        const int t = j->order[j->start[e] + p] / j->K;
         for (int c = 0; c < H; c++)
-          xs[c] = j->c->x[(size_t)t * H + c] / (j->s ? j->s[c] : 1.f);
-        matvec(G, I, H, xs, g);
-        matvec(U, I, H, xs, u);
-        for (int i = 0; i < I; i++)
-          g[i] = silu(g[i]) * u[i];
-        matvec(D, H, I, g, j->y + (size_t)tk * H);
+          X[(size_t)p * H + c] = j->c->x[(size_t)t * H + c] / (j->s ? j->s[c] : 1.f);
       }
+      matmat(G, I, H, X, n, g);
+      matmat(U, I, H, X, n, u);
+      for (size_t i = 0; i < (size_t)n * I; i++)
+        g[i] = silu(g[i]) * u[i];
+      matmat(D, H, I, g, n, y);
+      for (int p = 0; p < n; p++)
+        memcpy(j->y + (size_t)j->order[j->start[e] + p] * H, y + (size_t)p * H, (size_t)H * sizeof *y);
     }
-    free(G);
-    free(U);
-    free(D);
+    free(G), free(U), free(D), free(X);
   }
-  if (!xs)
-    j->st = MIMO_E_NOMEM;
-  free(xs);
 }
 
 /* Σ over tokens of |Σ_k w_tk (y_a - y_b)|² */
@@ -227,25 +233,24 @@ static void dn_expert(void *ctx, long e0, long e1) {
     if (!n)
       continue;
     float *G = mimo_q_dense_f32(&ex[e * 3]), *U = mimo_q_dense_f32(&ex[e * 3 + 1]), *D = mimo_q_dense_f32(&ex[e * 3 + 2]);
-    float *h = malloc((size_t)n * I * sizeof *h), *u = malloc((size_t)I * sizeof *u), *Dq = malloc((size_t)H * I * 4);
-    float *cand = malloc((size_t)I * sizeof *cand), *hs = malloc((size_t)I * sizeof *hs);
-    float *y0 = malloc((size_t)n * H * sizeof *y0), *y1 = malloc((size_t)H * sizeof *y1); /* y0: D·h per token */
+    float *h = malloc((size_t)n * I * sizeof *h), *u = malloc((size_t)n * I * sizeof *u), *Dq = malloc((size_t)H * I * 4);
+    float *cand = malloc((size_t)I * sizeof *cand), *hs = malloc((size_t)n * I * sizeof *hs), *X = malloc((size_t)n * H * 4);
+    float *y0 = malloc((size_t)n * H * sizeof *y0), *y1 = malloc((size_t)n * H * sizeof *y1); /* y0: D·h per token */
     double *xbar = calloc((size_t)I, sizeof *xbar), *wbar = calloc((size_t)I, sizeof *wbar);
-    if (!G || !U || !D || !h || !u || !Dq || !cand || !hs || !y0 || !y1 || !xbar || !wbar) {
+    if (!G || !U || !D || !h || !u || !Dq || !cand || !hs || !X || !y0 || !y1 || !xbar || !wbar) {
       j->st = MIMO_E_NOMEM;
     } else {
-      for (int p = 0; p < n; p++) {
-        const int t = j->order[j->start[e] + p] / j->K;
-        float *hp = h + (size_t)p * I;
-        matvec(G, I, H, j->c->x + (size_t)t * H, hp);
-        matvec(U, I, H, j->c->x + (size_t)t * H, u);
+      for (int p = 0; p < n; p++)
+        memcpy(X + (size_t)p * H, j->c->x + (size_t)(j->order[j->start[e] + p] / j->K) * H, (size_t)H * sizeof *X);
+      matmat(G, I, H, X, n, h);
+      matmat(U, I, H, X, n, u);
+      for (int p = 0; p < n; p++)
         for (int i = 0; i < I; i++) {
-          hp[i] = silu(hp[i]) * u[i];
+          float *hp = h + (size_t)p * I;
+          hp[i] = silu(hp[i]) * u[(size_t)p * I + i];
           xbar[i] += fabs(hp[i]) / n;
         }
-      }
-      for (int p = 0; p < n; p++)
-        matvec(D, H, I, h + (size_t)p * I, y0 + (size_t)p * H);
+      matmat(D, H, I, h, n, y0);
       wbar_add(wbar, D, H, I, j->q->o->group);
       for (int i = 0; i < I; i++)
         wbar[i] /= H;
@@ -260,16 +265,13 @@ static void dn_expert(void *ctx, long e0, long e1) {
           for (int i = 0; i < I; i++)
             Dq[(size_t)r * I + i] = D[(size_t)r * I + i] * cand[i];
         mimo_int4_fake_quantize(Dq, H, I, j->q->o->group, j->q->o->asym);
-        double err = 0;
-        for (int p = 0; p < n; p++) {
-          const float *hp = h + (size_t)p * I;
-          const float *yp = y0 + (size_t)p * H;
+        for (int p = 0; p < n; p++)
           for (int i = 0; i < I; i++)
-            hs[i] = hp[i] / cand[i];
-          matvec(Dq, H, I, hs, y1);
-          for (int r = 0; r < H; r++)
-            err += ((double)yp[r] - y1[r]) * ((double)yp[r] - y1[r]);
-        }
+            hs[(size_t)p * I + i] = h[(size_t)p * I + i] / cand[i];
+        matmat(Dq, H, I, hs, n, y1);
+        double err = 0;
+        for (size_t i = 0; i < (size_t)n * H; i++)
+          err += ((double)y0[i] - y1[i]) * ((double)y0[i] - y1[i]);
         if (err < best) {
           best = err;
           memcpy(s, cand, (size_t)I * sizeof *s);
@@ -277,7 +279,7 @@ static void dn_expert(void *ctx, long e0, long e1) {
         }
       }
     }
-    free(G), free(U), free(D), free(h), free(u), free(Dq), free(cand), free(hs), free(y0), free(y1), free(xbar);
+    free(G), free(U), free(D), free(h), free(u), free(Dq), free(cand), free(hs), free(X), free(y0), free(y1), free(xbar);
     free(wbar);
   }
 }
