@@ -9,12 +9,9 @@
 #include "cli/args.h"
 #include "cli/commands.h"
 #include "cli/model_open.h"
-#include "core/fileio.h"
 #include "core/log.h"
 #include "core/threads.h"
 #include "quant/eval.h"
-#include "text/tokenizer.h"
-
 
 static int fail(const char *what) {
   fprintf(stderr, "mimo perplexity: %s\n", what);

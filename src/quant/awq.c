@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backend/cpu/cpu.h"
 #include "core/log.h"
 #include "core/num.h"
 #include "engine/kv_cache.h"
@@ -11,14 +12,9 @@
 #include "quant/quant_internal.h"
 
 float *mimo_q_dense_f32(const mimo_linear *l) {
-  const size_t n = (size_t)l->out * l->in;
-  float *w = malloc(n * sizeof *w);
-  if (!w)
-    return NULL;
-  for (size_t i = 0; i < n; i++)
-    w[i] = l->dt == MIMO_DT_F32   ? ((const float *)l->w)[i]
-           : l->dt == MIMO_DT_F16 ? mimo_f16_to_f32(((const uint16_t *)l->w)[i])
-                                  : mimo_bf16_to_f32(((const uint16_t *)l->w)[i]);
+  float *w = malloc((size_t)l->out * l->in * sizeof *w);
+  for (int r = 0; w && r < l->out; r++)
+    cpu_linear_row(l, r, 0, l->in, w + (size_t)r * l->in);
   return w;
 }
 
@@ -186,20 +182,16 @@ static double block_err(const float *ya, const float *yb, const float *wt, int n
 }
 
 /* The routing weights of the chosen experts (unbiased sigmoid scores, renormalised, scaled), as the model's MoE. */
-static void route_weights(const mimo_model *m, int L, const cal *c, float *wt) {
+static void route_weights(const mimo_model *m, const cal *c, const float *R, float *wt) {
   const mimo_config *cfg = &m->cfg;
   const int H = cfg->hidden_size, K = cfg->num_experts_per_tok;
-  const mimo_linear *R = &m->w.layers[L].router;
   for (int t = 0; t < c->n; t++) {
     double sum = 0;
     for (int k = 0; k < K; k++) {
-      const int e = c->ids[t * K + k];
+      const float *w = R + (size_t)c->ids[t * K + k] * H;
       double z = 0;
-      for (int i = 0; i < H; i++) {
-        const size_t o = (size_t)e * H + i;
-        const float w = R->dt == MIMO_DT_F32 ? ((const float *)R->w)[o] : mimo_bf16_to_f32(((const uint16_t *)R->w)[o]);
-        z += (double)w * c->x[(size_t)t * H + i];
-      }
+      for (int i = 0; i < H; i++)
+        z += (double)w[i] * c->x[(size_t)t * H + i];
       wt[t * K + k] = (float)(1.0 / (1.0 + exp(-z)));
       sum += wt[t * K + k];
     }
@@ -319,7 +311,6 @@ static mimo_status layer_search(qctx *q, int L, const cal *c) {
       order[fill[c->ids[i]]++] = i;
     free(fill);
   }
-  route_weights(m, L, c, wt);
   /* x̄ over the tokens; w̄ over the router's and every expert's gate and up rows */
   for (int t = 0; t < n; t++)
     for (int i = 0; i < H; i++)
@@ -331,6 +322,7 @@ static mimo_status layer_search(qctx *q, int L, const cal *c) {
       st = mimo_errf(MIMO_E_NOMEM, "AWQ search of layer %d", L);
       goto out;
     }
+    route_weights(m, c, R, wt);
     wbar_add(wbar, R, E, H, q->o->group);
     free(R);
     rows += E;

@@ -98,19 +98,20 @@ static mimo_status xfill(void *ctx, void *dst, size_t bytes) {
   return MIMO_OK;
 }
 
-/* The smoothed norm (/ s) or router (columns * s) of layer L, in dtype dt. */
-static void *smoothed_vec(const mimo_st_tensor *t, const float *s, bool router, int H, mimo_dtype dt) {
-  const size_t n = router ? (size_t)t->shape[0] * H : (size_t)H, es = dt == MIMO_DT_F32 ? 4 : 2;
-  float *x = malloc(n * sizeof *x);
-  void *out = malloc(n * es);
+/* Layer L's smoothed norm (/ s) or router (columns * s), n values, in dtype dt. */
+static void *smoothed_vec(const qctx *q, int L, bool router, mimo_dtype dt) {
+  const mimo_layer_weights *lw = &q->m->w.layers[L];
+  const float *s = q->L[L].s_gu;
+  const int H = q->m->cfg.hidden_size;
+  const size_t n = router ? (size_t)lw->router.out * H : (size_t)H;
+  float *x = router ? mimo_q_dense_f32(&lw->router) : malloc(n * sizeof *x);
+  void *out = malloc(n * (dt == MIMO_DT_F32 ? 4 : 2));
   if (!x || !out) {
     free(x), free(out);
     return NULL;
   }
-  for (size_t i = 0; i < n; i++) {
-    const float v = t->dtype == MIMO_DT_F32 ? ((const float *)t->data)[i] : mimo_bf16_to_f32(((const uint16_t *)t->data)[i]);
-    x[i] = router ? v * s[i % H] : v / s[i];
-  }
+  for (size_t i = 0; i < n; i++)
+    x[i] = router ? x[i] * s[i % H] : mimo_vec_get(&lw->post_norm, (int)i) / s[i];
   put_dense(out, dt, x, n);
   free(x);
   return out;
@@ -157,7 +158,6 @@ static mimo_status write_config(qctx *q, const char *dst) {
 /* Every shard of the source again, under its name. */
 static mimo_status write_shards(qctx *q) {
   const mimo_ckpt *ck = &q->m->ck;
-  const int H = q->m->cfg.hidden_size;
   json_t *wm = json_object();
   uint64_t total = 0;
   mimo_status st = MIMO_OK;
@@ -225,7 +225,7 @@ static mimo_status write_shards(qctx *q) {
         if (L >= 0 && L < q->m->cfg.num_hidden_layers && (ql = &q->L[L])->s_gu) {
           /* --smooth-only writes what it smooths in float32, so that only the folding's own rounding differs */
           dt = q->o->smooth_only ? MIMO_DT_F32 : t->dtype;
-          void *sm = smoothed_vec(t, ql->s_gu, !norm, H, dt);
+          void *sm = smoothed_vec(q, L, !norm, dt);
           if (!sm) {
             st = mimo_errf(MIMO_E_NOMEM, "shard %s", sf->path);
             break;

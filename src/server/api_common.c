@@ -155,25 +155,7 @@ int mimo_api_tokenize(const mimo_server *s, const char *text, size_t len, int **
 char *mimo_api_token_text(const mimo_server *s, int id) {
   size_t len = 0;
   const char *b = mimo_tok_token_bytes(s->tok, id, &len);
-  if (!b)
-    len = 0;
-  char *o = malloc(len * 3 + 1), *w = o;
-  if (!o)
-    return NULL;
-  for (size_t i = 0; i < len;) {
-    size_t bad = 0, L = mimo_utf8_next(b + i, len - i, &bad);
-    if (L) {
-      memcpy(w, b + i, L);
-      w += L;
-      i += L;
-    } else {
-      memcpy(w, "\xEF\xBF\xBD", 3);
-      w += 3;
-      i += bad;
-    }
-  }
-  *w = 0;
-  return o;
+  return mimo_utf8_sanitize(b ? b : "", b ? len : 0);
 }
 
 int mimo_api_render(const mimo_server *s, const json_t *messages, const json_t *tools, const json_t *kwargs,

@@ -242,6 +242,15 @@ size_t mimo_utf8_next(const char *s, size_t n, size_t *bad) {
   return (size_t)l;
 }
 
+char *mimo_utf8_sanitize(const char *s, size_t n) {
+  tok_buf b = {0};
+  if (tok_utf8_sanitize(s, n, &b) != MIMO_OK || tok_buf_put(&b, "", 1) != MIMO_OK) {
+    free(b.p);
+    return NULL;
+  }
+  return b.p;
+}
+
 int tok_utf8_valid(const char *s, size_t n) {
   const unsigned char *u = (const unsigned char *)s;
   size_t i = 0;

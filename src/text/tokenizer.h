@@ -29,6 +29,8 @@ mimo_status mimo_tok_decode(const mimo_tok *t, const int *ids, size_t n, int ski
  * or truncated bytes), with *bad set to the bytes one U+FFFD replaces (Unicode's maximal subparts, as the decoder
  * does). */
 size_t mimo_utf8_next(const char *s, size_t n, size_t *bad);
+/* s[0..n) with every ill-formed subsequence replaced so (malloc'd, NUL-terminated; NULL on OOM). */
+char *mimo_utf8_sanitize(const char *s, size_t n);
 /* 1 + the largest id of the vocabulary and the added tokens. */
 int mimo_tok_vocab_size(const mimo_tok *t);
 /* Id of an exact token string (added tokens first, then the vocabulary); -1 if absent. */
