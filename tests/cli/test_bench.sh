@@ -2,14 +2,9 @@
 # `mimo bench` contracts on a tiny synthetic model: it runs at batch 1 and at a batch with sampling filters, prints
 # the untimed warm-up step and prefill warm-up apart (the latter changing no token), and at batch 1 its per-layer line adds up (layers · per layer + lm_head = the
 # median step, to the printed rounding); bad values are usage errors (exit 2) that name the option.
-set -u
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+source "$(dirname "$0")/lib.sh"
 M="$work/m"
 "$MIMO_BIN" synth --out "$M" --preset tiny --seed 5 2>/dev/null || { echo "synth failed"; exit 1; }
-fails=0
-ok() { echo "ok   $1"; }
-bad() { echo "FAIL $1"; fails=$((fails+1)); }
 
 out=$("$MIMO_BIN" bench --model "$M" --prompt 8 --decode 6 2>&1); rc=$?
 [ $rc = 0 ] && ok "batch 1 runs" || bad "batch 1: exit $rc: $out"
@@ -43,4 +38,4 @@ for a in "--decode 0:--decode" "--batch 0:--batch" "--prompt 0:--prompt" "--chun
   err=$("$MIMO_BIN" bench --model "$M" $arg 2>&1 >/dev/null); rc=$?
   [ $rc = 2 ] && grep -q -- "$name" <<<"$err" && ok "$arg: exit 2, names $name" || bad "$arg: exit $rc: $err"
 done
-[ $fails -eq 0 ] && echo "bench: all checks passed" || { echo "bench: $fails failures"; exit 1; }
+finish bench

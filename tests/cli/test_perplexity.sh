@@ -4,14 +4,9 @@
 # Python (perplexity_ref.py). Also: feeding a chunk in steps = one shot; a run against its own base has KL 0;
 # bad base files and arguments are refused with a message naming what is wrong, and a failed run leaves no
 # base file behind.
-set -u
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+source "$(dirname "$0")/lib.sh"
 M="$work/m"
 "$MIMO_BIN" synth --out "$M" --preset tiny --seed 7 2>/dev/null || { echo "synth failed"; exit 1; }
-fails=0
-ok() { echo "ok   $1"; }
-bad() { echo "FAIL $1"; fails=$((fails + 1)); }
 # close A B REL: |A - B| <= REL * |B|
 close() { python3 -c "import sys; a, b, r = map(float, sys.argv[1:]); sys.exit(0 if abs(a - b) <= r * abs(b) else 1)" "$1" "$2" "$3"; }
 field() { sed -n "s/.*$1=\([^ ]*\).*/\1/p"; }
@@ -109,4 +104,4 @@ for i in 1 2 3 4 5 6; do cat "$work/t.txt" "$work/t.txt" >"$work/t2" && mv "$wor
 "$MIMO_BIN" perplexity --model "$M" --backend cpu --file "$work/t.txt" --ctx 32 --chunks 2 >"$work/ft" 2>&1 &&
   grep -q "^perplexity: 2 chunks of 32 tokens" "$work/ft" && ok "--file text through the tokenizer, --chunks 2" ||
   bad "--file: $(cat "$work/ft")"
-[ $fails -eq 0 ] && echo "perplexity: all checks passed" || { echo "perplexity: $fails failures"; exit 1; }
+finish perplexity

@@ -5,12 +5,7 @@
 # did change; AWQ and RTN checkpoints' KL from the source (reported, and both well below a random model's); with
 # outlier channels in the MoE inputs AWQ's KL below RTN's; refusals that name what is wrong, and none of them leaves a
 # checkpoint behind.
-set -u
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-fails=0
-ok() { echo "ok   $1"; }
-bad() { echo "FAIL $1"; fails=$((fails + 1)); }
+source "$(dirname "$0")/lib.sh"
 S="$work/src"
 "$MIMO_BIN" synth --out "$S" --preset tiny --quant bf16 --seed 5 2>/dev/null || { echo "synth failed"; exit 1; }
 V=$(grep -o '"vocab_size": *[0-9]*' "$S/config.json" | grep -o '[0-9]*$')
@@ -99,4 +94,4 @@ if (trap '' XFSZ; ulimit -f 100; "$MIMO_BIN" quantize --model "$S" --out "$work/
   2>"$work/err"; then bad "a failed write: accepted"
 elif ! grep -q "write failed" "$work/err" || [ -e "$work/no" ]; then bad "a failed write: $(tail -1 "$work/err"); left: $(ls "$work/no" 2>&1)"
 else ok "a failed write removes what it wrote ($(tail -1 "$work/err"))"; fi
-[ $fails = 0 ] && echo "quantize: all passed" || { echo "quantize: $fails failed"; exit 1; }
+finish quantize
