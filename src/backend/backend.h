@@ -117,6 +117,22 @@ typedef struct mimo_rope_args {
   double theta;
 } mimo_rope_args;
 
+/* Vision tower attention (spec §4.4): bidirectional over each frame-sequence [seq_start[s], seq_start[s+1]) of
+ * the T tokens, GQA (q head h reads kv head h / (n_heads / n_kv)), all heads of width head_dim. */
+typedef struct mimo_vit_attn_args {
+  const float *q;          /* [T][n_heads][head_dim] after RoPE */
+  const float *k;          /* [T][n_kv][head_dim] after RoPE */
+  const float *v;          /* [T][n_kv][head_dim] */
+  float *out;              /* [T][n_heads][head_dim] */
+  int T, n_heads, n_kv, head_dim;
+  int n_seq;
+  const int *seq_start;    /* [n_seq + 1], host memory */
+  int window;              /* 0: every key of the sequence; else keys with |i - j| <= window (sequence-local) */
+  float scale;
+  const mimo_vec *sink;    /* NULL or [n_heads] */
+  bool sink_key0;          /* sink added to the logit of the sequence's key 0 (else an extra denominator column) */
+} mimo_vit_attn_args;
+
 typedef struct mimo_backend mimo_backend;
 struct mimo_backend {
   const char *name;
@@ -155,6 +171,20 @@ struct mimo_backend {
    * backend runs the one-token ones together. */
   void (*attention_seqs)(mimo_backend *be, mimo_attn_args *a, int n);
   void (*moe)(mimo_backend *be, mimo_moe_args *a);
+
+  /* Vision tower ops (model/vision.c). Optional as a set: a backend without them (NULL) has its images encoded
+   * on a CPU backend. */
+  void (*bias_add)(mimo_backend *be, float *y, const mimo_vec *b, int T, int n);          /* y[t] += b */
+  void (*gelu)(mimo_backend *be, float *x, long n);                                    /* exact (erf) GELU */
+  /* LayerNorm with a weight and no bias: w ⊙ (x - mean) / sqrt(var + eps), var the biased variance. */
+  void (*layernorm)(mimo_backend *be, float *out, const float *x, const mimo_vec *w, int T, int n, float eps);
+  /* 2-D rotate-half RoPE over whole heads: dim d pairs with d + head_dim/2; pair d turns by hpos[t]·f(d) for
+   * d < head_dim/4 and wpos[t]·f(d - head_dim/4) after, f(i) = theta^(-2i/(head_dim/2)) in fp32. */
+  void (*rope_2d)(mimo_backend *be, float *x, int T, int n_heads, int head_dim, int stride, const int *hpos,
+                  const int *wpos, double theta);
+  void (*vit_attention)(mimo_backend *be, const mimo_vit_attn_args *a);
+  /* dst[r] = src[idx[r]] for rows of cols floats (idx in host memory). */
+  void (*gather_rows)(mimo_backend *be, float *dst, const float *src, const int *idx, int rows, int cols);
 
   /* Optional hooks; NULL means host memory (the CPU default). */
   /* Called once per weight by mimo_model_load: copy/repack into backend memory, set ->dev. */

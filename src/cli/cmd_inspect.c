@@ -70,8 +70,20 @@ int mimo_cmd_inspect(int argc, char **argv) {
          b_embed / 1e6, b_head / 1e6, b_attn / 1e6, b_dense / 1e6, b_router / 1e6, b_int4 / 1e6, b_bf16x / 1e6,
          b_norm / 1e6);
   (void)used;
-  printf("total: %.6f GB bound by the text model; %.6f GB in other tensors (MTP, vision, audio)\n", m->w.bytes / 1e9,
-         (double)(m->ck.total_bytes - m->w.bytes) / 1e9);
+  const mimo_vision_config *vc = &m->cfg.vision;
+  if (m->vw.present) {
+    int windows = 0;
+    for (int i = 0; i < vc->depth; i++)
+      windows += vc->attn[i] != MIMO_VIT_FULL;
+    printf("vision: %d blocks (%d windowed, |i-j| <= %d%s), width %d, %d q / %d kv heads x %d, patch %d, merge %d, "
+           "images %ld..%ld pixels; %.6f GB\n",
+           vc->depth, windows, vc->window, vc->use_sink ? ", sinks" : "", vc->hidden, vc->n_heads, vc->n_kv_heads,
+           vc->head_dim, vc->patch, vc->merge, vc->min_pixels, vc->max_pixels, m->vw.bytes / 1e9);
+  } else {
+    printf("vision: none (text only)\n");
+  }
+  printf("total: %.6f GB bound by the text model, %.6f GB by the vision tower; %.6f GB in other tensors (MTP, "
+         "audio)\n", m->w.bytes / 1e9, m->vw.bytes / 1e9, (double)(m->ck.total_bytes - m->w.bytes - m->vw.bytes) / 1e9);
   printf("ok\n");
   mimo_model_free(m);
   return 0;

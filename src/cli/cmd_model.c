@@ -7,6 +7,7 @@
 #include "cli/args.h"
 #include "cli/commands.h"
 #include "cli/model_open.h"
+#include "cli/vision_args.h"
 #include "core/log.h"
 #include "engine/sampler.h"
 #include "model/mimo_v2.h"
@@ -51,6 +52,11 @@ int mimo_cmd_logits(int argc, char **argv) {
                    "biased score minus the best left out; near 0 = a near-tie that any rounding may flip); "
                    "--backend cpu, one rank",
                    0},
+                  {"image", 1,
+                   "image file(s), comma-separated: each replaces one image placeholder id of --tokens (in order), "
+                   "expanded to its tokens",
+                   0},
+                  MIMO_VISION_ARGS,
                   {"verbose", 0, "log progress", 0}};
   int n = sizeof a / sizeof *a, rc = mimo_args_parse(argc, argv, a, n, "--model DIR --tokens 1,2,3 --out FILE");
   if (rc)
@@ -80,6 +86,32 @@ int mimo_cmd_logits(int argc, char **argv) {
     mimo_runner_free(&r);
     return 0;
   }
+  mimo_cli_images imgs = {0};
+  mimo_embed_run *runs = NULL;
+  const char *images = mimo_arg_str(a, n, "image", NULL);
+  if (st == MIMO_OK && images) {
+    mimo_vision *v = NULL;
+    mimo_model *top = r.m;
+    if (!mimo_vision_args_parse(a, n, &top->cfg.vision))
+      st = mimo_errf(MIMO_E_INVALID, "bad vision option");
+    if (st == MIMO_OK)
+      st = mimo_vision_open(&top->cfg, &top->vw, (int)mimo_arg_long(a, n, "threads", 0, &bad), &v);
+    if (st == MIMO_OK)
+      st = mimo_cli_images_encode(v, images, &imgs);
+    mimo_vision_close(v);
+    int *expanded = NULL, n_exp = 0;
+    if (st == MIMO_OK && !(runs = calloc((size_t)imgs.n, sizeof *runs)))
+      st = mimo_errf(MIMO_E_NOMEM, "images");
+    if (st == MIMO_OK)
+      st = mimo_vision_expand(&top->cfg.vision, ids, T, imgs.tokens, imgs.n, &expanded, &n_exp, runs);
+    if (st == MIMO_OK) {
+      for (int i = 0; i < imgs.n; i++)
+        runs[i].rows = imgs.rows[i];
+      free(ids);
+      ids = expanded;
+      T = n_exp;
+    }
+  }
   if (st == MIMO_OK && margin_path) {
     if (r.m->group || !r.m->be || strcmp(r.m->be->name, "cpu") != 0)
       st = mimo_errf(MIMO_E_INVALID, "--route-margin needs --backend cpu on one rank");
@@ -90,7 +122,8 @@ int mimo_cmd_logits(int argc, char **argv) {
   }
   if (st == MIMO_OK) {
     logits = malloc((size_t)T * r.m->cfg.vocab_size * sizeof(float));
-    st = logits ? mimo_runner_feed(&r, ids, T, chunk ? (int)chunk : T, logits, margin) : mimo_errf(MIMO_E_NOMEM, "logits");
+    st = logits ? mimo_runner_feed_embeds(&r, ids, T, chunk ? (int)chunk : T, logits, margin, runs, imgs.n)
+                : mimo_errf(MIMO_E_NOMEM, "logits");
   }
   if (st == MIMO_OK)
     st = write_floats(out, logits, (size_t)T * r.m->cfg.vocab_size);
@@ -99,6 +132,8 @@ int mimo_cmd_logits(int argc, char **argv) {
   free(logits);
   free(margin);
   free(ids);
+  free(runs);
+  mimo_cli_images_free(&imgs);
   mimo_runner_free(&r);
   return st == MIMO_OK ? 0 : fail("logits");
 }

@@ -1,6 +1,7 @@
 /* `mimo serve MODEL_DIR [flags]`: the OpenAI-compatible HTTP server (vLLM's flag
  * names). Wires model/tokenizer/template/engine into src/server and waits for
  * SIGINT/SIGTERM, then drains (docs/server.md). */
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,6 +10,7 @@
 
 #include "backend/backend.h"
 #include "cli/model_open.h"
+#include "cli/vision_args.h"
 #include "cli/args.h"
 #include "cli/commands.h"
 #include "core/fileio.h"
@@ -47,6 +49,8 @@ static mimo_arg serve_args[] = {
     {"max-body-bytes", 1, "largest request body (default 33554432; 413 beyond)", NULL},
     {"timeout-keep-alive", 1, "seconds an idle connection is kept (default 60)", NULL},
     {"shutdown-timeout", 1, "seconds in-flight requests may finish after SIGTERM (default 10)", NULL},
+    {"allowed-local-media-path", 1, "directory whose images requests may name as file:// URLs (default: none)", NULL},
+    MIMO_VISION_ARGS,
     {"mock-output", 1, "TEST ONLY: FILE of JSON-string lines; request i outputs line i mod N instead of running "
                        "the model",
      NULL},
@@ -134,6 +138,15 @@ int mimo_cmd_serve(int argc, char **argv) {
   mimo_open_opts oo;
   if (bad || !mimo_open_parse(serve_args, N_ARGS, dir, &oo))
     return 2;
+  mimo_vision_config vis_opts = {0};
+  if (!mimo_vision_args_parse(serve_args, N_ARGS, &vis_opts))
+    return 2;
+  char media[PATH_MAX];
+  const char *media_arg = mimo_arg_str(serve_args, N_ARGS, "allowed-local-media-path", NULL);
+  if (media_arg && !realpath(media_arg, media)) {
+    fprintf(stderr, "mimo serve: --allowed-local-media-path %s: no such directory\n", media_arg);
+    return 2;
+  }
   if (pos_model && mimo_arg_str(serve_args, N_ARGS, "model", NULL)) {
     fprintf(stderr, "mimo serve: the model is given twice (positional and --model)\n");
     return 2;
@@ -221,6 +234,15 @@ int mimo_cmd_serve(int argc, char **argv) {
       goto out;
     }
   }
+  if (model && model->vw.present) { /* images run through the tower on the CPU, on the request's thread */
+    model->cfg.vision.sink_mode = vis_opts.sink_mode;
+    model->cfg.vision.merger_norm = vis_opts.merger_norm;
+    if (mimo_vision_open(&model->cfg, &model->vw, oo.threads, &s.vision) != MIMO_OK) {
+      ret = fail("vision tower");
+      goto out;
+    }
+  }
+  s.media_path = media_arg ? media : NULL;
   if (mimo_engine_init(&s.engine, model, &eo) != MIMO_OK) {
     ret = fail("engine");
     goto out;
@@ -267,6 +289,7 @@ out:
   mimo_http_free(s.http);
   mimo_engine_free(s.engine);
   mimo_metrics_free(s.metrics);
+  mimo_vision_close(s.vision);
   mimo_model_free(model);
   if (mock)
     for (int i = 0; i < mock->n; i++)

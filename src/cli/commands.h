@@ -13,5 +13,6 @@ int mimo_cmd_tokenize(int argc, char **argv);
 int mimo_cmd_detokenize(int argc, char **argv);
 int mimo_cmd_render(int argc, char **argv);
 int mimo_cmd_serve(int argc, char **argv);
+int mimo_cmd_vision(int argc, char **argv);
 int mimo_cmd_bench_tokenizer(int argc, char **argv);
 #endif

@@ -17,6 +17,7 @@ static const command commands[] = {
     {"bench", mimo_cmd_bench, "prefill/decode speed and effective bandwidth"},
     {"perplexity", mimo_cmd_perplexity, "perplexity over a text; KL divergence from a base run"},
     {"quantize", mimo_cmd_quantize, "dense routed experts to the published int4 layout (AWQ or round to nearest)"},
+    {"vision", mimo_cmd_vision, "images -> the vision tower's embeddings (and their patch rows)"},
     {"inspect", mimo_cmd_inspect, "validate a checkpoint directory and summarise it"},
     {"synth", mimo_cmd_synth, "write a random checkpoint in the published layout"},
     {"tokenize", mimo_cmd_tokenize, "stdin text -> token ids"},

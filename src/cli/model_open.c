@@ -219,15 +219,26 @@ mimo_status mimo_runner_restart(mimo_runner *r) {
 }
 
 mimo_status mimo_runner_feed(mimo_runner *r, const int *ids, int n, int chunk, float *logits, float *margin) {
+  return mimo_runner_feed_embeds(r, ids, n, chunk, logits, margin, NULL, 0);
+}
+
+mimo_status mimo_runner_feed_embeds(mimo_runner *r, const int *ids, int n, int chunk, float *logits, float *margin,
+                                    const mimo_embed_run *runs, int n_runs) {
   const int V = r->m->cfg.vocab_size;
+  mimo_embed_run *part = n_runs ? malloc((size_t)n_runs * sizeof *part) : NULL;
+  if (n_runs && !part)
+    return mimo_errf(MIMO_E_NOMEM, "image rows");
   mimo_status st = MIMO_OK;
   for (int i = 0; i < n && st == MIMO_OK; i += chunk) {
     int k = n - i < chunk ? n - i : chunk;
-    mimo_batch b = {.n_seqs = 1, .seqs = &r->seq, .n_tokens = &k, .tokens = ids + i, .all_logits = 1};
+    const int n_part = mimo_embed_runs_slice(runs, n_runs, i, k, 0, r->m->cfg.hidden_size, part);
+    mimo_batch b = {.n_seqs = 1, .seqs = &r->seq, .n_tokens = &k, .tokens = ids + i, .all_logits = 1,
+                    .embeds = part, .n_embeds = n_part};
     r->m->route_margin = margin ? margin + i : NULL;
     st = mimo_model_forward(r->m, &b, logits + (size_t)i * V);
     r->m->route_margin = NULL;
   }
+  free(part);
   return st;
 }
 

@@ -65,6 +65,9 @@ mimo_status mimo_runner_restart(mimo_runner *r);
 /* Feeds ids in chunks of `chunk`; logits gets [n][vocab]; margin (optional, filled with +inf) each token's
  * smallest router margin (mimo_model.route_margin). */
 mimo_status mimo_runner_feed(mimo_runner *r, const int *ids, int n, int chunk, float *logits, float *margin);
+/* The same with rows that replace the embeddings of some of the ids (runs' at = positions in ids). */
+mimo_status mimo_runner_feed_embeds(mimo_runner *r, const int *ids, int n, int chunk, float *logits, float *margin,
+                                    const mimo_embed_run *runs, int n_runs);
 /* --tokens ids, or --file text (at most 1 GiB) through the checkpoint's tokenizer (perplexity, quantize). */
 mimo_status mimo_input_ids(const char *dir, const char *file, const char *toks, int **ids, long *T);
 #endif

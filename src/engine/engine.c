@@ -79,7 +79,7 @@ static void finish(mimo_engine *e, int slot, int token, const mimo_sample_info *
   e->hold_admission = false; /* its memory comes back */
   /* what it computed is valid however it ended, but after an error of the step it may not have been */
   if (e->pc && r->kv && fin != MIMO_FINISH_ERROR && !r->out_lost && r->kv->len >= PREFIX_MIN &&
-      r->kv->len > r->snap_at) {
+      r->kv->len > r->snap_at && r->kv->len <= r->pc_limit) {
     if (mimo_prefix_cache_put(e->pc, r->prompt, r->kv) != MIMO_OK)
       mimo_warn("engine: prefix cache entry of a finished request not kept: %s", mimo_errmsg());
   } else {
@@ -102,7 +102,8 @@ static mimo_status admit(mimo_engine *e, mimo_request *r) {
   if (e->pc && !(r->plp && !r->plp_done)) { /* (prompt logprobs need every position's logits) */
     /* at least the last token is computed: its logits are what the request samples from */
     int m = 0;
-    mimo_kv_seq *hit = mimo_prefix_cache_find(e->pc, r->prompt, r->n_feed, r->n_feed - 1, &m);
+    const int most = r->n_feed - 1 < r->pc_limit ? r->n_feed - 1 : r->pc_limit;
+    mimo_kv_seq *hit = mimo_prefix_cache_find(e->pc, r->prompt, r->n_feed, most, &m);
     mimo_status st = hit ? mimo_model_kv_fork(e->model, r->kv, hit, m) : MIMO_OK;
     if (st != MIMO_OK) { /* no room for the copy: compute the prompt, and make room */
       mimo_info("engine: prefix cache hit of %d tokens not used: %s", m, mimo_errmsg());
@@ -253,13 +254,30 @@ static int slot_of(const mimo_engine *e, const mimo_request *r) {
   return -1;
 }
 
+/* The image rows of r's tokens [from, from + n), which sit at batch position `at` on, appended to the step's list
+ * (*count of them so far). False when the list cannot grow. */
+static bool chunk_embeds(mimo_engine *e, const mimo_request *r, int from, int n, int at, int *count) {
+  if (!r->n_mm)
+    return true;
+  if (*count + r->n_mm > e->cap_embeds) {
+    const int cap = 2 * (*count + r->n_mm);
+    mimo_embed_run *p = realloc(e->embeds, (size_t)cap * sizeof *p);
+    if (!p)
+      return false;
+    e->embeds = p;
+    e->cap_embeds = cap;
+  }
+  *count += mimo_embed_runs_slice(r->mm, r->n_mm, from, n, at, e->model->cfg.hidden_size, e->embeds + *count);
+  return true;
+}
+
 /* r was fed n more of its tokens: counts and prefix-cache entries. True when all it had to feed is in. */
 static bool fed_chunk(mimo_engine *e, mimo_request *r, int n) {
   /* a recompute's outputs are not prompt tokens */
   const int left = r->n_prompt - r->fed, new_prompt = left <= 0 ? 0 : left < n ? left : n;
   r->fed += n;
   __atomic_fetch_add(&e->stats.prompt_tokens_total, new_prompt, __ATOMIC_RELAXED);
-  if (e->pc && r->fed >= PREFIX_MIN &&
+  if (e->pc && r->fed >= PREFIX_MIN && r->fed <= r->pc_limit &&
       (r->fed == r->n_feed ? r->fed > r->snap_at
                            : r->fed - r->snap_at >= e->o.prefix_cache_every || r->fed == r->cache_at))
     snapshot(e, r);
@@ -318,7 +336,14 @@ static void prompt_logprobs_step(mimo_engine *e, mimo_request *r, int n) {
     e->plp_logits = p;
     e->plp_rows = n;
   }
-  mimo_batch b = {.n_seqs = 1, .seqs = &r->kv, .n_tokens = &n, .tokens = r->prompt + r->fed, .all_logits = 1};
+  int n_emb = 0;
+  if (!chunk_embeds(e, r, r->fed, n, 0, &n_emb)) {
+    mimo_errf(MIMO_E_NOMEM, "image rows of a step");
+    step_failed(e, slot_of(e, r), MIMO_E_NOMEM);
+    return;
+  }
+  mimo_batch b = {.n_seqs = 1, .seqs = &r->kv, .n_tokens = &n, .tokens = r->prompt + r->fed, .all_logits = 1,
+                  .embeds = e->embeds, .n_embeds = n_emb};
   const mimo_status st = mimo_model_forward(e->model, &b, e->plp_logits);
   if (st == MIMO_E_NOMEM && e->model->step_skipped) {
     kv_full(e);
@@ -364,7 +389,7 @@ static void model_step(mimo_engine *e) {
   }
   /* then prompt chunks in the remaining budget; one prompt whose logprobs are wanted runs on its own */
   mimo_request *plp = NULL;
-  int plp_n = 0;
+  int plp_n = 0, n_emb = 0;
   for (int i = 0; i < e->n_running && budget > 0; i++) {
     mimo_request *r = e->running[i];
     if (r->fed >= r->n_feed)
@@ -381,6 +406,11 @@ static void model_step(mimo_engine *e) {
       plp_n = n < most ? n : most;
       budget -= plp_n;
       continue;
+    }
+    if (!chunk_embeds(e, r, r->fed, n, T, &n_emb)) {
+      mimo_errf(MIMO_E_NOMEM, "image rows of a step");
+      step_failed(e, i, MIMO_E_NOMEM);
+      break;
     }
     e->batch[nb] = r;
     e->seqs[nb] = r->kv;
@@ -405,7 +435,8 @@ static void model_step(mimo_engine *e) {
     }
   }
   mimo_batch b = {.n_seqs = nb, .seqs = e->seqs, .n_tokens = e->counts, .tokens = e->tokens, .all_logits = 0,
-                  .jobs = e->jobs, .sampled = e->sampled, .infos = e->infos};
+                  .jobs = e->jobs, .sampled = e->sampled, .infos = e->infos, .embeds = e->embeds,
+                  .n_embeds = n_emb};
   mimo_status st = mimo_model_forward(e->model, &b, NULL);
   if (st == MIMO_E_NOMEM && e->model->step_skipped) { /* nothing ran: make room, the next step tries again */
     kv_full(e);
@@ -663,6 +694,7 @@ void mimo_engine_free(mimo_engine *e) {
   free(e->jobs);
   free(e->sampled);
   free(e->infos);
+  free(e->embeds);
   free(e->plp_logits);
   mimo_pool_free(e->plp_pool);
   free(e);

@@ -69,6 +69,11 @@ typedef struct mimo_request_params {
    * row of logits comes to the host. */
   bool prompt_logprobs;
   int prompt_top_logprobs;
+  /* Image placeholders: prompt positions [at, at + n) of each run take rows [n][hidden_size] (the vision tower's
+   * output) instead of their tokens' embeddings; in order, not overlapping. Copied at submit. The prefix cache
+   * serves and keeps such a prompt only up to its first image (the ids alone do not say which image it was). */
+  const mimo_embed_run *embeds;
+  int n_embeds;
   void (*notify)(void *ctx);  /* called on the engine thread when events are ready (may be NULL) */
   void *notify_ctx;
 } mimo_request_params;

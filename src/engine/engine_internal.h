@@ -20,6 +20,11 @@ struct mimo_request {
   bool plp_done;              /* all of them (a recompute after a preemption goes the usual way) */
   atomic_int plp_ready;       /* plp_done for other threads (set after the last entry is written) */
   mimo_sampling_params sp;
+  mimo_embed_run *mm;         /* image rows (mimo_request_params.embeds), at = prompt positions; rows in mm_rows */
+  int n_mm;
+  float *mm_rows;
+  int pc_limit;               /* the prefix cache serves and keeps at most this many positions (INT_MAX; with images
+                               * the first one's position: the ids alone do not say which image it was) */
   void (*notify)(void *);
   void *notify_ctx;
   int mock; /* index of the mock script, -1 when the model runs */
@@ -78,6 +83,8 @@ struct mimo_engine {
   mimo_sample_job *jobs;
   int *sampled;
   mimo_sample_info *infos;
+  mimo_embed_run *embeds;    /* the step's image rows */
+  int cap_embeds;
   float *plp_logits; /* every row of a prompt-logprobs chunk (plp_rows of them) */
   int plp_rows;
   struct mimo_pool *plp_pool; /* threads for those rows' log-softmax (made on first use) */

@@ -1,6 +1,7 @@
 /* The callers' side of the engine (engine.h): submitting requests, polling their events, releasing them, and the
  * engine's counters and health as other threads read them. */
 #include <stdio.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -17,6 +18,8 @@ void mimo_request_unref(mimo_request *r) {
   free(r->forced);
   free(r->plp);
   free(r->plp_rank);
+  free(r->mm);
+  free(r->mm_rows);
   free(r->ev);
   free(r);
 }
@@ -27,6 +30,33 @@ static int *dup_ids(const int *p, int n, int cap) {
   if (d && n > 0)
     memcpy(d, p, (size_t)n * sizeof *d);
   return d;
+}
+
+/* p's image rows into r, checked against the prompt. */
+static mimo_status copy_embeds(mimo_request *r, const mimo_request_params *p, int hidden) {
+  size_t rows = 0;
+  for (int i = 0, end = 0; i < p->n_embeds; i++) {
+    const mimo_embed_run *x = &p->embeds[i];
+    if (x->n < 1 || x->at < end || x->at > p->n_prompt - x->n || !x->rows)
+      return mimo_errf(MIMO_E_INVALID, "image %d: placeholder positions %d..%d are empty, out of order or past the "
+                       "prompt's %d tokens", i, x->at, x->at + x->n - 1, p->n_prompt);
+    end = x->at + x->n;
+    rows += (size_t)x->n;
+  }
+  r->mm = malloc((size_t)p->n_embeds * sizeof *r->mm);
+  r->mm_rows = malloc(rows * hidden * sizeof *r->mm_rows);
+  if (!r->mm || !r->mm_rows)
+    return mimo_errf(MIMO_E_NOMEM, "image embeddings (%zu rows)", rows);
+  size_t off = 0;
+  for (int i = 0; i < p->n_embeds; i++) {
+    const mimo_embed_run *x = &p->embeds[i];
+    memcpy(r->mm_rows + off * hidden, x->rows, (size_t)x->n * hidden * sizeof(float));
+    r->mm[i] = (mimo_embed_run){.at = x->at, .n = x->n, .rows = r->mm_rows + off * hidden};
+    off += (size_t)x->n;
+  }
+  r->n_mm = p->n_embeds;
+  r->pc_limit = r->mm[0].at;
+  return MIMO_OK;
 }
 
 mimo_status mimo_engine_submit(mimo_engine *e, const mimo_request_params *p, mimo_request **out) {
@@ -80,6 +110,7 @@ mimo_status mimo_engine_submit(mimo_engine *e, const mimo_request_params *p, mim
     r->plp = calloc((size_t)p->n_prompt, sizeof *r->plp);
     r->plp_rank = calloc((size_t)p->n_prompt, sizeof *r->plp_rank);
   }
+  r->pc_limit = INT_MAX; /* (the first image's position when there are images) */
   r->notify = p->notify;
   r->notify_ctx = p->notify_ctx;
   r->mock = -1;
@@ -93,6 +124,14 @@ mimo_status mimo_engine_submit(mimo_engine *e, const mimo_request_params *p, mim
     atomic_store(&r->refs, 1);
     mimo_request_unref(r);
     return mimo_errf(MIMO_E_NOMEM, "request");
+  }
+  if (p->n_embeds > 0 && e->model) { /* (the mock engine runs no model: it has no use for them) */
+    const mimo_status st = copy_embeds(r, p, e->model->cfg.hidden_size);
+    if (st != MIMO_OK) {
+      atomic_store(&r->refs, 1);
+      mimo_request_unref(r);
+      return st;
+    }
   }
   pthread_mutex_lock(&e->mu);
   if (e->stop || e->n_waiting >= e->o.max_queue) {

@@ -8,14 +8,9 @@
 #include <string.h>
 
 #include "core/fileio.h"
+#include "io/config_internal.h"
 
-/* Field readers: each names the file and field in its message. */
-typedef struct {
-  json_t *root;
-  const char *path;
-} reader;
-
-static mimo_status get_int(reader *r, const char *key, long lo, long hi, int required, long dflt, long *out) {
+mimo_status mimo_cfg_int(mimo_cfg_reader *r, const char *key, long lo, long hi, int required, long dflt, long *out) {
   json_t *v = json_object_get(r->root, key);
   if (!v || json_is_null(v)) {
     if (required)
@@ -32,7 +27,7 @@ static mimo_status get_int(reader *r, const char *key, long lo, long hi, int req
   return MIMO_OK;
 }
 
-static mimo_status get_num(reader *r, const char *key, int required, double dflt, double *out) {
+mimo_status mimo_cfg_num(mimo_cfg_reader *r, const char *key, int required, double dflt, double *out) {
   json_t *v = json_object_get(r->root, key);
   if (!v || json_is_null(v)) {
     if (required)
@@ -48,7 +43,7 @@ static mimo_status get_num(reader *r, const char *key, int required, double dflt
   return MIMO_OK;
 }
 
-static mimo_status get_bool(reader *r, const char *key, bool dflt, bool *out) {
+mimo_status mimo_cfg_bool(mimo_cfg_reader *r, const char *key, bool dflt, bool *out) {
   json_t *v = json_object_get(r->root, key);
   if (!v || json_is_null(v)) {
     *out = dflt;
@@ -60,8 +55,7 @@ static mimo_status get_bool(reader *r, const char *key, bool dflt, bool *out) {
   return MIMO_OK;
 }
 
-/* A string field that, when present, must be one of the values we implement. */
-static mimo_status expect_str(reader *r, const char *key, const char *const *allowed, const char *what) {
+mimo_status mimo_cfg_expect_str(mimo_cfg_reader *r, const char *key, const char *const *allowed, const char *what) {
   json_t *v = json_object_get(r->root, key);
   if (!v || json_is_null(v))
     return MIMO_OK;
@@ -74,21 +68,21 @@ static mimo_status expect_str(reader *r, const char *key, const char *const *all
                    json_string_value(v));
 }
 
-static mimo_status parse_geom(reader *r, const char *prefix, const mimo_attn_geom *dflt, mimo_attn_geom *g) {
+static mimo_status parse_geom(mimo_cfg_reader *r, const char *prefix, const mimo_attn_geom *dflt, mimo_attn_geom *g) {
   char k[64];
   long x = 0;
   snprintf(k, sizeof k, "%snum_attention_heads", prefix);
-  MIMO_TRY(get_int(r, k, 1, 4096, dflt == NULL, dflt ? dflt->n_heads : 0, &x));
+  MIMO_TRY(mimo_cfg_int(r, k, 1, 4096, dflt == NULL, dflt ? dflt->n_heads : 0, &x));
   g->n_heads = (int)x;
   snprintf(k, sizeof k, "%snum_key_value_heads", prefix);
-  MIMO_TRY(get_int(r, k, 1, 4096, 0, dflt ? dflt->n_kv_heads : g->n_heads, &x));
+  MIMO_TRY(mimo_cfg_int(r, k, 1, 4096, 0, dflt ? dflt->n_kv_heads : g->n_heads, &x));
   g->n_kv_heads = (int)x;
   snprintf(k, sizeof k, "%shead_dim", prefix);
-  MIMO_TRY(get_int(r, k, 2, 4096, dflt == NULL, dflt ? dflt->head_dim : 0, &x));
+  MIMO_TRY(mimo_cfg_int(r, k, 2, 4096, dflt == NULL, dflt ? dflt->head_dim : 0, &x));
   g->head_dim = (int)x;
   /* swa_v_head_dim absent defaults to swa_head_dim, not v_head_dim (spec §8.2) */
   snprintf(k, sizeof k, "%sv_head_dim", prefix);
-  MIMO_TRY(get_int(r, k, 1, 4096, 0, g->head_dim, &x));
+  MIMO_TRY(mimo_cfg_int(r, k, 1, 4096, 0, g->head_dim, &x));
   g->v_head_dim = (int)x;
   if (g->n_heads % g->n_kv_heads != 0)
     return mimo_errf(MIMO_E_CONFIG, "%s: %snum_attention_heads (%d) is not a multiple of %snum_key_value_heads (%d)",
@@ -96,7 +90,7 @@ static mimo_status parse_geom(reader *r, const char *prefix, const mimo_attn_geo
   return MIMO_OK;
 }
 
-static mimo_status parse_quant(reader *r, json_t *q, mimo_quant_config *qc) {
+static mimo_status parse_quant(mimo_cfg_reader *r, json_t *q, mimo_quant_config *qc) {
   const char *p = r->path;
   json_t *m = json_object_get(q, "quant_method");
   if (!json_is_string(m))
@@ -154,7 +148,7 @@ static mimo_status parse_quant(reader *r, json_t *q, mimo_quant_config *qc) {
 
 static void read_eos(json_t *eos, int *ids, int *n);
 
-static mimo_status parse_root(reader *r, mimo_config *c) {
+static mimo_status parse_root(mimo_cfg_reader *r, mimo_config *c) {
   const char *p = r->path;
   json_t *mt = json_object_get(r->root, "model_type");
   if (!json_is_string(mt))
@@ -163,26 +157,26 @@ static mimo_status parse_root(reader *r, mimo_config *c) {
     return mimo_errf(MIMO_E_CONFIG, "%s: model_type \"%s\" is not a MiMo-V2 model (expected \"mimo_v2\")", p,
                      json_string_value(mt));
   long x = 0;
-  MIMO_TRY(get_int(r, "vocab_size", 1, 16L << 20, 1, 0, &x));
+  MIMO_TRY(mimo_cfg_int(r, "vocab_size", 1, 16L << 20, 1, 0, &x));
   c->vocab_size = (int)x;
-  MIMO_TRY(get_int(r, "hidden_size", 1, 65536, 1, 0, &x));
+  MIMO_TRY(mimo_cfg_int(r, "hidden_size", 1, 65536, 1, 0, &x));
   c->hidden_size = (int)x;
-  MIMO_TRY(get_int(r, "num_hidden_layers", 1, MIMO_MAX_LAYERS, 1, 0, &x));
+  MIMO_TRY(mimo_cfg_int(r, "num_hidden_layers", 1, MIMO_MAX_LAYERS, 1, 0, &x));
   c->num_hidden_layers = (int)x;
-  MIMO_TRY(get_int(r, "intermediate_size", 1, 1 << 20, 1, 0, &x));
+  MIMO_TRY(mimo_cfg_int(r, "intermediate_size", 1, 1 << 20, 1, 0, &x));
   c->intermediate_size = (int)x;
-  MIMO_TRY(get_int(r, "max_position_embeddings", 1, 1L << 40, 0, 1L << 20, &c->max_position_embeddings));
+  MIMO_TRY(mimo_cfg_int(r, "max_position_embeddings", 1, 1L << 40, 0, 1L << 20, &c->max_position_embeddings));
 
   static const char *silu[] = {"silu", NULL}, *sigmoid[] = {"sigmoid", NULL}, *noaux[] = {"noaux_tc", NULL};
-  MIMO_TRY(expect_str(r, "hidden_act", silu, "activation"));
+  MIMO_TRY(mimo_cfg_expect_str(r, "hidden_act", silu, "activation"));
 
   MIMO_TRY(parse_geom(r, "", NULL, &c->full));
   MIMO_TRY(parse_geom(r, "swa_", &c->full, &c->swa));
-  MIMO_TRY(get_num(r, "partial_rotary_factor", 0, 1.0, &c->partial_rotary_factor));
+  MIMO_TRY(mimo_cfg_num(r, "partial_rotary_factor", 0, 1.0, &c->partial_rotary_factor));
   if (!(c->partial_rotary_factor > 0 && c->partial_rotary_factor <= 1))
     return mimo_errf(MIMO_E_CONFIG, "%s: partial_rotary_factor must be in (0, 1]", p);
-  MIMO_TRY(get_num(r, "rope_theta", 0, 10000.0, &c->full.rope_theta));
-  MIMO_TRY(get_num(r, "swa_rope_theta", 0, c->full.rope_theta, &c->swa.rope_theta));
+  MIMO_TRY(mimo_cfg_num(r, "rope_theta", 0, 10000.0, &c->full.rope_theta));
+  MIMO_TRY(mimo_cfg_num(r, "swa_rope_theta", 0, c->full.rope_theta, &c->swa.rope_theta));
   if (c->full.rope_theta <= 1 || c->swa.rope_theta <= 1)
     return mimo_errf(MIMO_E_CONFIG, "%s: rope_theta must be > 1", p);
   json_t *rs = json_object_get(r->root, "rope_scaling");
@@ -202,21 +196,21 @@ static mimo_status parse_root(reader *r, mimo_config *c) {
       return mimo_errf(MIMO_E_CONFIG, "%s: rotary dim int(%d * %g) = %d must be even and >= 2", p, gs[i]->head_dim,
                        c->partial_rotary_factor, gs[i]->rotary_dim);
   }
-  MIMO_TRY(get_num(r, "attention_value_scale", 0, 1.0, &c->attention_value_scale));
-  MIMO_TRY(get_bool(r, "add_swa_attention_sink_bias", false, &c->swa.has_sink));
-  MIMO_TRY(get_bool(r, "add_full_attention_sink_bias", false, &c->full.has_sink));
+  MIMO_TRY(mimo_cfg_num(r, "attention_value_scale", 0, 1.0, &c->attention_value_scale));
+  MIMO_TRY(mimo_cfg_bool(r, "add_swa_attention_sink_bias", false, &c->swa.has_sink));
+  MIMO_TRY(mimo_cfg_bool(r, "add_full_attention_sink_bias", false, &c->full.has_sink));
   bool attn_bias;
-  MIMO_TRY(get_bool(r, "attention_bias", false, &attn_bias));
+  MIMO_TRY(mimo_cfg_bool(r, "attention_bias", false, &attn_bias));
   if (attn_bias)
     return mimo_errf(MIMO_E_CONFIG, "%s: attention_bias = true is not implemented", p);
   bool tie;
-  MIMO_TRY(get_bool(r, "tie_word_embeddings", false, &tie));
+  MIMO_TRY(mimo_cfg_bool(r, "tie_word_embeddings", false, &tie));
   c->tie_word_embeddings = tie;
 
   long win = 0;
-  MIMO_TRY(get_int(r, "sliding_window", 1, 1L << 30, 0, 0, &win));
+  MIMO_TRY(mimo_cfg_int(r, "sliding_window", 1, 1L << 30, 0, 0, &win));
   if (!win)
-    MIMO_TRY(get_int(r, "sliding_window_size", 1, 1L << 30, 0, 0, &win));
+    MIMO_TRY(mimo_cfg_int(r, "sliding_window_size", 1, 1L << 30, 0, 0, &win));
   c->swa.window = (int)win;
   c->full.window = 0;
 
@@ -264,25 +258,25 @@ static mimo_status parse_root(reader *r, mimo_config *c) {
     }
   }
   if (any_moe) {
-    MIMO_TRY(get_int(r, "moe_intermediate_size", 1, 1 << 20, 1, 0, &x));
+    MIMO_TRY(mimo_cfg_int(r, "moe_intermediate_size", 1, 1 << 20, 1, 0, &x));
     c->moe_intermediate_size = (int)x;
-    MIMO_TRY(get_int(r, "n_routed_experts", 1, 1 << 16, 1, 0, &x));
+    MIMO_TRY(mimo_cfg_int(r, "n_routed_experts", 1, 1 << 16, 1, 0, &x));
     c->n_routed_experts = (int)x;
-    MIMO_TRY(get_int(r, "num_experts_per_tok", 1, c->n_routed_experts, 1, 0, &x));
+    MIMO_TRY(mimo_cfg_int(r, "num_experts_per_tok", 1, c->n_routed_experts, 1, 0, &x));
     c->num_experts_per_tok = (int)x;
-    MIMO_TRY(get_int(r, "n_shared_experts", 0, 0, 0, 0, &x));
-    MIMO_TRY(expect_str(r, "scoring_func", sigmoid, "router scoring"));
-    MIMO_TRY(expect_str(r, "topk_method", noaux, "router top-k method"));
-    MIMO_TRY(get_int(r, "n_group", 1, 1, 0, 1, &x));
+    MIMO_TRY(mimo_cfg_int(r, "n_shared_experts", 0, 0, 0, 0, &x));
+    MIMO_TRY(mimo_cfg_expect_str(r, "scoring_func", sigmoid, "router scoring"));
+    MIMO_TRY(mimo_cfg_expect_str(r, "topk_method", noaux, "router top-k method"));
+    MIMO_TRY(mimo_cfg_int(r, "n_group", 1, 1, 0, 1, &x));
     c->n_group = (int)x;
-    MIMO_TRY(get_int(r, "topk_group", 1, 1, 0, 1, &x));
+    MIMO_TRY(mimo_cfg_int(r, "topk_group", 1, 1, 0, 1, &x));
     c->topk_group = (int)x;
-    MIMO_TRY(get_bool(r, "norm_topk_prob", true, &c->norm_topk_prob));
-    MIMO_TRY(get_num(r, "routed_scaling_factor", 0, 1.0, &c->routed_scaling_factor));
+    MIMO_TRY(mimo_cfg_bool(r, "norm_topk_prob", true, &c->norm_topk_prob));
+    MIMO_TRY(mimo_cfg_num(r, "routed_scaling_factor", 0, 1.0, &c->routed_scaling_factor));
   }
-  MIMO_TRY(get_num(r, "layernorm_epsilon", 0, -1, &c->layernorm_epsilon));
+  MIMO_TRY(mimo_cfg_num(r, "layernorm_epsilon", 0, -1, &c->layernorm_epsilon));
   if (c->layernorm_epsilon < 0)
-    MIMO_TRY(get_num(r, "rms_norm_eps", 0, 1e-6, &c->layernorm_epsilon));
+    MIMO_TRY(mimo_cfg_num(r, "rms_norm_eps", 0, 1e-6, &c->layernorm_epsilon));
   if (!(c->layernorm_epsilon > 0 && c->layernorm_epsilon < 1))
     return mimo_errf(MIMO_E_CONFIG, "%s: layernorm_epsilon must be in (0, 1)", p);
 
@@ -291,7 +285,7 @@ static mimo_status parse_root(reader *r, mimo_config *c) {
     if (c->eos_token_id[i] < 0 || c->eos_token_id[i] >= c->vocab_size)
       return mimo_errf(MIMO_E_CONFIG, "%s: eos_token_id %d is outside the vocab [0, %d)", p, c->eos_token_id[i],
                        c->vocab_size);
-  MIMO_TRY(get_int(r, "pad_token_id", -1, 16L << 20, 0, -1, &x));
+  MIMO_TRY(mimo_cfg_int(r, "pad_token_id", -1, 16L << 20, 0, -1, &x));
   c->pad_token_id = (int)x;
 
   json_t *q = json_object_get(r->root, "quantization_config");
@@ -313,8 +307,10 @@ mimo_status mimo_config_parse(const char *text, size_t len, const char *path, mi
     json_decref(root);
     return mimo_errf(MIMO_E_CONFIG, "%s: not a JSON object", path);
   }
-  reader r = {root, path};
+  mimo_cfg_reader r = {root, path};
   mimo_status st = parse_root(&r, c);
+  if (st == MIMO_OK)
+    st = mimo_config_parse_vision(root, path, c);
   json_decref(root);
   return st;
 }
@@ -365,16 +361,16 @@ mimo_status mimo_gen_defaults_load(const char *dir, mimo_gen_defaults *g) {
     json_decref(root);
     return mimo_errf(MIMO_E_CONFIG, "%s: line %d: %s", path, err.line, root ? "not an object" : err.text);
   }
-  reader r = {root, path};
+  mimo_cfg_reader r = {root, path};
   long k = -1;
-  mimo_status st = get_num(&r, "temperature", 0, 1.0, &g->temperature);
+  mimo_status st = mimo_cfg_num(&r, "temperature", 0, 1.0, &g->temperature);
   if (st == MIMO_OK)
-    st = get_num(&r, "top_p", 0, 1.0, &g->top_p);
+    st = mimo_cfg_num(&r, "top_p", 0, 1.0, &g->top_p);
   if (st == MIMO_OK)
-    st = get_num(&r, "min_p", 0, 0.0, &g->min_p);
+    st = mimo_cfg_num(&r, "min_p", 0, 0.0, &g->min_p);
   if (st == MIMO_OK)
-    st = get_num(&r, "repetition_penalty", 0, 1.0, &g->repetition_penalty);
-  if (st == MIMO_OK && (st = get_int(&r, "top_k", -1, 1L << 30, 0, -1, &k)) == MIMO_OK)
+    st = mimo_cfg_num(&r, "repetition_penalty", 0, 1.0, &g->repetition_penalty);
+  if (st == MIMO_OK && (st = mimo_cfg_int(&r, "top_k", -1, 1L << 30, 0, -1, &k)) == MIMO_OK)
     g->top_k = k == 0 ? -1 : (int)k;
   read_eos(json_object_get(root, "eos_token_id"), g->eos_token_id, &g->n_eos);
   json_decref(root);

@@ -33,6 +33,37 @@ typedef struct mimo_quant_config {
   char format[32];   /* pack-quantized */
 } mimo_quant_config;
 
+#define MIMO_MAX_VIT_DEPTH 128
+
+/* Vision tower attention of one block (vit_window_attn_types): -1 full, 0 window in row-major merge-unit order,
+ * 1 window in column-major order (spec §4.4). */
+typedef enum { MIMO_VIT_FULL = -1, MIMO_VIT_ROW = 0, MIMO_VIT_COL = 1 } mimo_vit_attn;
+/* Where a window block's sink logit goes (spec §4.4, a CONFLICT between ports): a bias on key 0 of each
+ * frame-sequence (the HF source as ported by NeMo/MLX; upstream vLLM) or an extra softmax-denominator column (as
+ * the text model; vLLM's later MiMo vision fix). */
+typedef enum { MIMO_VIT_SINK_KEY0 = 0, MIMO_VIT_SINK_DENOM = 1 } mimo_vit_sink;
+/* The merger's ln_q (weight only): LayerNorm (NeMo, MLX, the HF class) or RMSNorm (vLLM, SGLang). */
+typedef enum { MIMO_VIT_NORM_LAYER = 0, MIMO_VIT_NORM_RMS = 1 } mimo_vit_norm;
+
+/* config.json's vision_config and processor_config (spec §4.1, §4.3) and the placeholder ids (§4.6). */
+typedef struct mimo_vision_config {
+  bool present;                  /* vision_config given (else the model takes text only) */
+  int depth, hidden, inter;      /* blocks, width, SwiGLU width */
+  int n_heads, n_kv_heads, head_dim; /* head_dim = qk_channels (not hidden / n_heads) */
+  int in_chans, patch, temporal_patch, merge;
+  int out_hidden;                /* = the text model's hidden_size */
+  int window;                    /* visual_token_window_size: window blocks see keys with |i - j| <= window */
+  bool use_sink;                 /* window blocks carry attn.sinks [n_heads] */
+  mimo_vit_attn attn[MIMO_MAX_VIT_DEPTH];
+  double rope_theta;             /* 2-D RoPE base, 10000 */
+  double eps;                    /* RMSNorm / LayerNorm eps, 1e-6 */
+  long min_pixels, max_pixels;   /* processor_config image_min_pixels / image_max_pixels */
+  double mean[3], std[3];        /* per-channel normalisation in 0..255 units */
+  int image_token_id, vision_start_id, vision_end_id, video_token_id;
+  mimo_vit_sink sink_mode;       /* run-time choice (default key 0) */
+  mimo_vit_norm merger_norm;     /* run-time choice (default LayerNorm) */
+} mimo_vision_config;
+
 typedef struct mimo_config {
   int vocab_size, hidden_size, num_hidden_layers;
   int intermediate_size, moe_intermediate_size;
@@ -54,7 +85,12 @@ typedef struct mimo_config {
   int pad_token_id;             /* -1 if absent */
   mimo_quant_config quant;
   long max_position_embeddings;
+  mimo_vision_config vision;
 } mimo_config;
+
+/* vision_config / processor_config / the placeholder ids of root (config_vision.c); absent vision_config leaves
+ * vision.present false. */
+mimo_status mimo_config_parse_vision(const void *root /* json_t */, const char *path, mimo_config *c);
 
 /* generation_config.json: the checkpoint's sampling defaults and extra stop ids. */
 typedef struct mimo_gen_defaults {

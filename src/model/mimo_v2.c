@@ -51,6 +51,8 @@ mimo_status mimo_model_bind(const char *dir, mimo_model *m) {
     st = mimo_ckpt_open(dir, &m->ck);
   if (st == MIMO_OK)
     st = mimo_weights_bind(&m->cfg, &m->ck, &m->w);
+  if (st == MIMO_OK)
+    st = mimo_vision_bind(&m->cfg, &m->ck, &m->vw);
   m->vocab_n = m->cfg.vocab_size;
   return st;
 }
@@ -64,6 +66,7 @@ mimo_status mimo_model_load(const char *dir, mimo_backend *be, mimo_model **out)
     st = mimo_model_upload(be, &m->w);
   if (st != MIMO_OK) {
     mimo_weights_free(&m->w);
+    mimo_vision_weights_free(&m->vw);
     mimo_ckpt_close(&m->ck);
     free(m);
     return st;
@@ -80,6 +83,7 @@ void mimo_model_free(mimo_model *m) {
     return;
   mimo_tp_free(m);
   mimo_weights_free(&m->w);
+  mimo_vision_weights_free(&m->vw);
   mimo_ckpt_close(&m->ck);
   for (int i = 0; i < m->n_owned; i++)
     free(m->owned[i]);
@@ -402,6 +406,13 @@ mimo_status mimo_model_forward_local(mimo_model *m, const mimo_batch *b, float *
   for (int t = 0; t < T; t++)
     if (b->tokens[t] < 0 || b->tokens[t] >= c->vocab_size)
       return mimo_errf(MIMO_E_INVALID, "token id %d is outside the vocabulary [0, %d)", b->tokens[t], c->vocab_size);
+  for (int i = 0, end = 0; i < b->n_embeds; i++) {
+    const mimo_embed_run *r = &b->embeds[i];
+    if (r->n < 1 || r->at < end || r->at > T - r->n || !r->rows)
+      return mimo_errf(MIMO_E_INVALID, "embedding run %d (tokens %d..%d) is empty, out of order or past the step's %d "
+                       "tokens", i, r->at, r->at + r->n - 1, T);
+    end = r->at + r->n;
+  }
   for (int i = 0; i < b->n_seqs; i++)
     MIMO_TRY(mimo_model_kv_reserve(m, b->seqs[i], b->seqs[i]->len + b->n_tokens[i]));
   scratch s;
@@ -420,16 +431,23 @@ mimo_status mimo_model_forward_local(mimo_model *m, const mimo_batch *b, float *
     return mimo_errf(MIMO_E_NOMEM, "logits slice");
   }
   m->step_skipped = false;
+  mimo_status st = MIMO_OK;
   /* Each block leaves its output in t3; it joins the residual h together with the next norm. */
   const float eps = (float)c->layernorm_epsilon;
   if (be->positions)
     be->positions(be, s.pos, T);
   be->embed(be, s.h, &m->w.embed, b->tokens, T);
+  for (int i = 0; i < b->n_embeds && st == MIMO_OK; i++) { /* rows that are not looked up (image placeholders) */
+    const mimo_embed_run *r = &b->embeds[i];
+    if (be->upload)
+      st = be->upload(be, s.h + (size_t)r->at * H, r->rows, (size_t)r->n * H);
+    else
+      memcpy(s.h + (size_t)r->at * H, r->rows, (size_t)r->n * H * sizeof(float));
+  }
   /* A decode step (one token per sequence) runs from here to its logits as recorded units where the backend keeps
    * them (CUDA graphs), one per layer, so that the device runs a layer while the host records the next: its ops
    * differ from the last such step's only in their arguments. */
-  const bool graphs = be->graph_begin && graphable(m, b, T);
-  mimo_status st = MIMO_OK;
+  const bool graphs = be->graph_begin && graphable(m, b, T) && !b->n_embeds;
   for (int L = 0; L < c->num_hidden_layers && st == MIMO_OK; L++) {
     const bool graph = graphs && be->graph_begin(be, T * 2 + head, L);
     const mimo_layer_weights *lw = &m->w.layers[L];

@@ -7,6 +7,7 @@
 #include "io/checkpoint.h"
 #include "io/config.h"
 #include "model/mimo_v2_weights.h"
+#include "model/vision.h"
 
 typedef struct mimo_tp_group mimo_tp_group;
 
@@ -15,6 +16,7 @@ typedef struct mimo_model {
   mimo_gen_defaults gen;  /* generation_config.json sampling defaults */
   mimo_ckpt ck;
   mimo_weights w;         /* a TP group's top-level model: the checkpoint's views, run by no backend */
+  mimo_vision_weights vw; /* the vision tower's views (vw.present with a vision_config) */
   mimo_backend *be;       /* owned only when own_be */
   bool own_be;
   mimo_kv_pool *kv_pool;      /* blocks of the full layers' KV caches, on be (made on the first step) */
@@ -87,6 +89,9 @@ typedef struct mimo_batch {
   const mimo_sample_job *jobs;
   int *sampled;
   mimo_sample_info *infos;
+  /* Optional: embedding rows that replace the looked-up ones, in order of `at`, not overlapping. */
+  const mimo_embed_run *embeds;
+  int n_embeds;
 } mimo_batch;
 
 mimo_status mimo_model_forward(mimo_model *m, const mimo_batch *b, float *logits);

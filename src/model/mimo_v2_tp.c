@@ -553,6 +553,8 @@ mimo_status mimo_tp_forward(mimo_model *m, const mimo_batch *b, float *logits) {
   for (int i = 0; i < b->n_seqs; i++)
     if (b->n_tokens[i] < 1)
       return mimo_errf(MIMO_E_INVALID, "sequence %d of the batch has no tokens", i);
+  if (g->net && b->n_embeds) /* the step message carries token ids only */
+    return mimo_errf(MIMO_E_INVALID, "image inputs over several nodes are not implemented (one node, any TP size, is)");
   if (g->net)
     MIMO_TRY(send_step(g, b));
   return tp_step(m, b, logits);

@@ -5,78 +5,11 @@
 #include <string.h>
 
 #include "core/num.h"
+#include "model/weights_bind.h"
 
-typedef struct {
-  const mimo_config *cfg;
-  const mimo_ckpt *ck;
-  mimo_weights *w;
-} binder;
-
-static const char *shape_str(const mimo_st_tensor *t, char *buf, size_t n) {
-  size_t o = (size_t)snprintf(buf, n, "[");
-  for (int i = 0; i < t->ndim && o < n; i++)
-    o += (size_t)snprintf(buf + o, n - o, "%s%lld", i ? ", " : "", (long long)t->shape[i]);
-  if (o < n)
-    snprintf(buf + o, n - o, "]");
-  return buf;
-}
-
-static mimo_status get(binder *b, const char *name, const mimo_st_tensor **out) {
-  *out = mimo_ckpt_find(b->ck, name);
-  if (!*out)
-    return mimo_errf(MIMO_E_FORMAT, "%s: missing tensor '%s'", b->ck->dir, name);
-  /* Views are read as typed arrays: the extent must be aligned to its element. */
-  if ((uintptr_t)(*out)->data % mimo_dtype_size((*out)->dtype) != 0)
-    return mimo_errf(MIMO_E_FORMAT, "%s: tensor '%s' is not aligned to its %zu-byte elements", b->ck->dir, name,
-                     mimo_dtype_size((*out)->dtype));
-  b->w->bytes += (*out)->end - (*out)->begin;
-  return MIMO_OK;
-}
-
-static mimo_status expect_shape(binder *b, const mimo_st_tensor *t, int ndim, int64_t d0, int64_t d1) {
-  if (t->ndim == ndim && t->shape[0] == d0 && (ndim < 2 || t->shape[1] == d1))
-    return MIMO_OK;
-  char have[128];
-  if (ndim == 1)
-    return mimo_errf(MIMO_E_FORMAT, "%s: tensor '%s' has shape %s, config needs [%lld]", b->ck->dir, t->name,
-                     shape_str(t, have, sizeof have), (long long)d0);
-  return mimo_errf(MIMO_E_FORMAT, "%s: tensor '%s' has shape %s, config needs [%lld, %lld]", b->ck->dir, t->name,
-                   shape_str(t, have, sizeof have), (long long)d0, (long long)d1);
-}
-
-static int is_float(mimo_dtype d) { return d == MIMO_DT_F32 || d == MIMO_DT_BF16 || d == MIMO_DT_F16; }
-
-static mimo_status bind_vec(binder *b, const char *name, int n, mimo_vec *v) {
-  const mimo_st_tensor *t;
-  MIMO_TRY(get(b, name, &t));
-  MIMO_TRY(expect_shape(b, t, 1, n, 0));
-  if (!is_float(t->dtype))
-    return mimo_errf(MIMO_E_FORMAT, "%s: tensor '%s' has dtype %s, expected a float type", b->ck->dir, name,
-                     mimo_dtype_name(t->dtype));
-  v->n = n;
-  v->dt = t->dtype;
-  v->p = t->data;
-  return MIMO_OK;
-}
-
-static mimo_status bind_dense(binder *b, const char *name, int out, int in, mimo_linear *l) {
-  const mimo_st_tensor *t;
-  MIMO_TRY(get(b, name, &t));
-  MIMO_TRY(expect_shape(b, t, 2, out, in));
-  if (!is_float(t->dtype))
-    return mimo_errf(MIMO_E_FORMAT, "%s: tensor '%s' has dtype %s, expected F32, BF16 or F16", b->ck->dir, name,
-                     mimo_dtype_name(t->dtype));
-  memset(l, 0, sizeof *l);
-  l->out = out;
-  l->in = in;
-  l->fmt = MIMO_WF_DENSE;
-  l->dt = t->dtype;
-  l->w = t->data;
-  return MIMO_OK;
-}
 
 /* compressed-tensors pack-quantized (spec §6.1-6.2). */
-static mimo_status bind_int4(binder *b, const char *prefix, int out, int in, mimo_linear *l) {
+static mimo_status bind_int4(mimo_binder *b, const char *prefix, int out, int in, mimo_linear *l) {
   char name[512];
   const mimo_st_tensor *pk, *sc, *sh, *zp;
   const char *dir = b->ck->dir;
@@ -86,12 +19,12 @@ static mimo_status bind_int4(binder *b, const char *prefix, int out, int in, mim
   if (in % 8)
     return mimo_errf(MIMO_E_FORMAT, "%s: %s: input dim %d is not a multiple of 8", dir, prefix, in);
   snprintf(name, sizeof name, "%s.weight_packed", prefix);
-  MIMO_TRY(get(b, name, &pk));
-  MIMO_TRY(expect_shape(b, pk, 2, out, in / 8));
+  MIMO_TRY(mimo_bind_get(b, name, &pk));
+  MIMO_TRY(mimo_bind_expect_shape(b, pk, 2, out, in / 8));
   if (pk->dtype != MIMO_DT_I32)
     return mimo_errf(MIMO_E_FORMAT, "%s: tensor '%s' has dtype %s, expected I32", dir, name, mimo_dtype_name(pk->dtype));
   snprintf(name, sizeof name, "%s.weight_shape", prefix);
-  MIMO_TRY(get(b, name, &sh));
+  MIMO_TRY(mimo_bind_get(b, name, &sh));
   if (sh->dtype != MIMO_DT_I64 || sh->ndim != 1 || sh->shape[0] != 2)
     return mimo_errf(MIMO_E_FORMAT, "%s: tensor '%s' must be I64 [2]", dir, name);
   int64_t dims[2];
@@ -100,10 +33,10 @@ static mimo_status bind_int4(binder *b, const char *prefix, int out, int in, mim
     return mimo_errf(MIMO_E_FORMAT, "%s: tensor '%s' says [%lld, %lld], config needs [%d, %d]", dir, name,
                      (long long)dims[0], (long long)dims[1], out, in);
   snprintf(name, sizeof name, "%s.weight_scale", prefix);
-  MIMO_TRY(get(b, name, &sc));
+  MIMO_TRY(mimo_bind_get(b, name, &sc));
   if (sc->ndim != 2 || sc->shape[0] != out || sc->shape[1] < 1 || in % sc->shape[1] != 0)
     return mimo_errf(MIMO_E_FORMAT, "%s: tensor '%s' must be [%d, in/group] with group dividing %d", dir, name, out, in);
-  if (!is_float(sc->dtype))
+  if (!mimo_bind_is_float(sc->dtype))
     return mimo_errf(MIMO_E_FORMAT, "%s: tensor '%s' has dtype %s, expected a float type", dir, name,
                      mimo_dtype_name(sc->dtype));
   int groups = (int)sc->shape[1], group = in / groups;
@@ -116,8 +49,8 @@ static mimo_status bind_int4(binder *b, const char *prefix, int out, int in, mim
   snprintf(name, sizeof name, "%s.weight_zero_point", prefix);
   zp = mimo_ckpt_find(b->ck, name);
   if (zp) {
-    MIMO_TRY(get(b, name, &zp));
-    MIMO_TRY(expect_shape(b, zp, 2, (out + 7) / 8, groups));
+    MIMO_TRY(mimo_bind_get(b, name, &zp));
+    MIMO_TRY(mimo_bind_expect_shape(b, zp, 2, (out + 7) / 8, groups));
     if (zp->dtype != MIMO_DT_I32)
       return mimo_errf(MIMO_E_FORMAT, "%s: tensor '%s' has dtype %s, expected I32", dir, name, mimo_dtype_name(zp->dtype));
   }
@@ -138,7 +71,7 @@ static mimo_status bind_int4(binder *b, const char *prefix, int out, int in, mim
 }
 
 /* A projection stored either dense (P.weight) or int4 (P.weight_packed ...). */
-static mimo_status bind_proj(binder *b, const char *prefix, int out, int in, mimo_linear *l) {
+static mimo_status bind_proj(mimo_binder *b, const char *prefix, int out, int in, mimo_linear *l) {
   char name[512];
   snprintf(name, sizeof name, "%s.weight_packed", prefix);
   if (mimo_ckpt_find(b->ck, name))
@@ -146,10 +79,10 @@ static mimo_status bind_proj(binder *b, const char *prefix, int out, int in, mim
   snprintf(name, sizeof name, "%s.weight", prefix);
   if (!mimo_ckpt_find(b->ck, name))
     return mimo_errf(MIMO_E_FORMAT, "%s: missing tensor '%s' (or '%s.weight_packed')", b->ck->dir, name, prefix);
-  return bind_dense(b, name, out, in, l);
+  return mimo_bind_dense(b, name, out, in, l);
 }
 
-static mimo_status bind_attention(binder *b, int L, mimo_layer_weights *lw) {
+static mimo_status bind_attention(mimo_binder *b, int L, mimo_layer_weights *lw) {
   const mimo_config *c = b->cfg;
   const mimo_attn_geom *g = mimo_config_geom(c, L);
   int H = c->hidden_size;
@@ -166,7 +99,7 @@ static mimo_status bind_attention(binder *b, int L, mimo_layer_weights *lw) {
       return mimo_errf(MIMO_E_CONFIG, "%s: layer %d: %d query / %d kv heads do not split into %d qkv chunks", b->ck->dir,
                        L, g->n_heads, g->n_kv_heads, n);
     int rows = g->n_heads * g->head_dim + g->n_kv_heads * (g->head_dim + g->v_head_dim);
-    MIMO_TRY(bind_dense(b, name, rows, H, &lw->qkv));
+    MIMO_TRY(mimo_bind_dense(b, name, rows, H, &lw->qkv));
   } else if (c->qkv_layout == MIMO_QKV_FUSED) {
     return mimo_errf(MIMO_E_FORMAT, "%s: missing tensor '%s' (config says attention_projection_layout fused_qkv)",
                      b->ck->dir, name);
@@ -182,7 +115,7 @@ static mimo_status bind_attention(binder *b, int L, mimo_layer_weights *lw) {
   MIMO_TRY(bind_proj(b, name, H, g->n_heads * g->v_head_dim, &lw->o));
   snprintf(name, sizeof name, "model.layers.%d.self_attn.attention_sink_bias", L);
   if (g->has_sink) {
-    MIMO_TRY(bind_vec(b, name, g->n_heads, &lw->sink));
+    MIMO_TRY(mimo_bind_vec(b, name, g->n_heads, &lw->sink));
   } else if (mimo_ckpt_find(b->ck, name)) {
     return mimo_errf(MIMO_E_FORMAT, "%s: unexpected tensor '%s': config gives this layer type no attention sink",
                      b->ck->dir, name);
@@ -190,7 +123,7 @@ static mimo_status bind_attention(binder *b, int L, mimo_layer_weights *lw) {
   return MIMO_OK;
 }
 
-static mimo_status bind_experts(binder *b, int L, mimo_layer_weights *lw) {
+static mimo_status bind_experts(mimo_binder *b, int L, mimo_layer_weights *lw) {
   const mimo_config *c = b->cfg;
   int E = c->n_routed_experts, H = c->hidden_size, I = c->moe_intermediate_size;
   lw->experts = calloc((size_t)E * 3, sizeof *lw->experts);
@@ -217,7 +150,7 @@ static mimo_status bind_experts(binder *b, int L, mimo_layer_weights *lw) {
   return MIMO_OK;
 }
 
-static mimo_status bind_ffn(binder *b, int L, mimo_layer_weights *lw) {
+static mimo_status bind_ffn(mimo_binder *b, int L, mimo_layer_weights *lw) {
   const mimo_config *c = b->cfg;
   int H = c->hidden_size;
   char name[512];
@@ -232,25 +165,25 @@ static mimo_status bind_ffn(binder *b, int L, mimo_layer_weights *lw) {
     return bind_proj(b, name, H, I, &lw->down);
   }
   snprintf(name, sizeof name, "model.layers.%d.mlp.gate.weight", L);
-  MIMO_TRY(bind_dense(b, name, c->n_routed_experts, H, &lw->router));
+  MIMO_TRY(mimo_bind_dense(b, name, c->n_routed_experts, H, &lw->router));
   snprintf(name, sizeof name, "model.layers.%d.mlp.gate.e_score_correction_bias", L);
   if (mimo_ckpt_find(b->ck, name))
-    MIMO_TRY(bind_vec(b, name, c->n_routed_experts, &lw->router_bias));
+    MIMO_TRY(mimo_bind_vec(b, name, c->n_routed_experts, &lw->router_bias));
   return bind_experts(b, L, lw);
 }
 
 mimo_status mimo_weights_bind(const mimo_config *c, const mimo_ckpt *ck, mimo_weights *w) {
   memset(w, 0, sizeof *w);
-  binder b = {c, ck, w};
+  mimo_binder b = {c, ck, &w->bytes};
   int H = c->hidden_size;
-  mimo_status st = bind_dense(&b, "model.embed_tokens.weight", c->vocab_size, H, &w->embed);
+  mimo_status st = mimo_bind_dense(&b, "model.embed_tokens.weight", c->vocab_size, H, &w->embed);
   if (st == MIMO_OK)
-    st = bind_vec(&b, "model.norm.weight", H, &w->final_norm);
+    st = mimo_bind_vec(&b, "model.norm.weight", H, &w->final_norm);
   if (st == MIMO_OK) {
     if (c->tie_word_embeddings && !mimo_ckpt_find(ck, "lm_head.weight"))
       w->lm_head = w->embed;
     else
-      st = bind_dense(&b, "lm_head.weight", c->vocab_size, H, &w->lm_head);
+      st = mimo_bind_dense(&b, "lm_head.weight", c->vocab_size, H, &w->lm_head);
   }
   if (st == MIMO_OK) {
     w->layers = calloc((size_t)c->num_hidden_layers, sizeof *w->layers);
@@ -262,10 +195,10 @@ mimo_status mimo_weights_bind(const mimo_config *c, const mimo_ckpt *ck, mimo_we
     mimo_layer_weights *lw = &w->layers[L];
     char name[256];
     snprintf(name, sizeof name, "model.layers.%d.input_layernorm.weight", L);
-    st = bind_vec(&b, name, H, &lw->input_norm);
+    st = mimo_bind_vec(&b, name, H, &lw->input_norm);
     snprintf(name, sizeof name, "model.layers.%d.post_attention_layernorm.weight", L);
     if (st == MIMO_OK)
-      st = bind_vec(&b, name, H, &lw->post_norm);
+      st = mimo_bind_vec(&b, name, H, &lw->post_norm);
     if (st == MIMO_OK)
       st = bind_attention(&b, L, lw);
     if (st == MIMO_OK)

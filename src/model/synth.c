@@ -26,6 +26,27 @@ typedef struct {
   const char *pattern; /* per layer '0' full / '1' sliding; repeated */
 } preset;
 
+/* The vision tower (spec §4.1): window types repeat `types` ('F' full, 'R' row window, 'C' column window). */
+typedef struct {
+  int depth, hidden, inter, heads, kv, head_dim, patch, window;
+  long min_pixels, max_pixels;
+  const char *types;
+} vision_preset;
+
+static void vision_preset_get(const char *name, vision_preset *v) {
+  if (strcmp(name, "tiny") == 0)
+    *v = (vision_preset){4, 32, 48, 4, 2, 16, 4, 8, 64, 4096, "FRCF"};
+  else if (strcmp(name, "small") == 0)
+    *v = (vision_preset){8, 256, 512, 8, 2, 32, 16, 16, 8192, 262144, "FRRCCRCF"};
+  else
+    *v = (vision_preset){28, 1280, 4608, 32, 8, 64, 16, 64, 8192, 8388608, "FRRRRCCCCFRRRRCCCCFRRRRCCCCF"};
+}
+
+static int vit_type(const vision_preset *v, int i) {
+  const char c = v->types[i % strlen(v->types)];
+  return c == 'F' ? -1 : c == 'R' ? 0 : 1;
+}
+
 static const int real_full_layers[] = {0, 5, 11, 17, 23, 29, 35, 41, 47};
 
 static int preset_get(const char *name, preset *p) {
@@ -173,7 +194,7 @@ typedef struct tensor_spec {
   char name[160];
   mimo_dtype dt;
   int ndim;
-  int64_t shape[2];
+  int64_t shape[5];
   gen g;
   size_t bytes;
   int shard;
@@ -194,7 +215,7 @@ static uint64_t name_seed(uint64_t seed, const char *s) {
   return h;
 }
 
-static void add(plan *p, const char *name, mimo_dtype dt, int ndim, int64_t d0, int64_t d1, gen g) {
+static void add_nd(plan *p, const char *name, mimo_dtype dt, int ndim, const int64_t *shape, gen g) {
   if (p->st != MIMO_OK)
     return;
   if (p->n == p->cap) {
@@ -212,12 +233,19 @@ static void add(plan *p, const char *name, mimo_dtype dt, int ndim, int64_t d0, 
   snprintf(t->name, sizeof t->name, "%s", name);
   t->dt = dt;
   t->ndim = ndim;
-  t->shape[0] = d0;
-  t->shape[1] = d1;
+  t->bytes = mimo_dtype_size(dt);
+  for (int i = 0; i < ndim; i++) {
+    t->shape[i] = shape[i];
+    t->bytes *= (size_t)shape[i];
+  }
   t->g = g;
   t->g.seed = name_seed(p->seed, name);
   t->g.pool = p->pool;
-  t->bytes = (size_t)d0 * (size_t)(ndim > 1 ? d1 : 1) * mimo_dtype_size(dt);
+}
+
+static void add(plan *p, const char *name, mimo_dtype dt, int ndim, int64_t d0, int64_t d1, gen g) {
+  const int64_t shape[2] = {d0, d1};
+  add_nd(p, name, dt, ndim, shape, g);
 }
 
 static void add_bf16(plan *p, const char *name, int64_t out, int64_t in, double std) {
@@ -303,6 +331,76 @@ static void plan_model(plan *p, const preset *ps, int int4, int asym, int split)
   add_bf16(p, "lm_head.weight", ps->vocab, H, 2.0 / sqrt((double)H));
 }
 
+static void plan_vision(plan *p, const vision_preset *v, int out_hidden) {
+  char n[200];
+  const int H = v->hidden, q = v->heads * v->head_dim, kv = v->kv * v->head_dim, cat = 4 * H;
+  const int64_t pe[5] = {H, 3, 2, v->patch, v->patch};
+  add_nd(p, "visual.patch_embed.proj.weight", MIMO_DT_BF16, 5, pe,
+         (gen){.kind = G_NORMAL_BF16, .std = 1.0 / sqrt(6.0 * v->patch * v->patch)});
+  const gen bias = {.kind = G_NORMAL_BF16, .std = 0.02};
+  for (int i = 0; i < v->depth; i++) {
+    static const char *norms[2] = {"norm1", "norm2"};
+    for (int k = 0; k < 2; k++) {
+      snprintf(n, sizeof n, "visual.blocks.%d.%s.weight", i, norms[k]);
+      add(p, n, MIMO_DT_BF16, 1, H, 0, (gen){.kind = G_NORM_BF16, .std = 0.1});
+    }
+    snprintf(n, sizeof n, "visual.blocks.%d.attn.qkv.weight", i);
+    add_bf16(p, n, q + 2 * kv, H, 1.0 / sqrt((double)H));
+    snprintf(n, sizeof n, "visual.blocks.%d.attn.qkv.bias", i);
+    add(p, n, MIMO_DT_BF16, 1, q + 2 * kv, 0, bias);
+    snprintf(n, sizeof n, "visual.blocks.%d.attn.proj.weight", i);
+    add_bf16(p, n, H, q, 1.0 / sqrt((double)q));
+    snprintf(n, sizeof n, "visual.blocks.%d.attn.proj.bias", i);
+    add(p, n, MIMO_DT_BF16, 1, H, 0, bias);
+    if (vit_type(v, i) != -1) {
+      snprintf(n, sizeof n, "visual.blocks.%d.attn.sinks", i);
+      add(p, n, MIMO_DT_BF16, 1, v->heads, 0, (gen){.kind = G_NORMAL_BF16, .std = 1.0});
+    }
+    static const char *mlp[3] = {"gate_proj", "up_proj", "down_proj"};
+    for (int k = 0; k < 3; k++) {
+      const int out = k == 2 ? H : v->inter, in = k == 2 ? v->inter : H;
+      snprintf(n, sizeof n, "visual.blocks.%d.mlp.%s.weight", i, mlp[k]);
+      add_bf16(p, n, out, in, 1.0 / sqrt((double)in));
+      snprintf(n, sizeof n, "visual.blocks.%d.mlp.%s.bias", i, mlp[k]);
+      add(p, n, MIMO_DT_BF16, 1, out, 0, bias);
+    }
+  }
+  add(p, "visual.merger.ln_q.weight", MIMO_DT_BF16, 1, H, 0, (gen){.kind = G_NORM_BF16, .std = 0.1});
+  add_bf16(p, "visual.merger.mlp.0.weight", cat, cat, 1.0 / sqrt((double)cat));
+  add_bf16(p, "visual.merger.mlp.2.weight", out_hidden, cat, 1.0 / sqrt((double)cat));
+}
+
+static json_t *vision_config(const vision_preset *v, int out_hidden) {
+  json_t *c = json_object(), *types = json_array(), *full = json_array();
+  for (int i = 0; i < v->depth; i++) {
+    json_array_append_new(types, json_integer(vit_type(v, i)));
+    if (vit_type(v, i) == -1)
+      json_array_append_new(full, json_integer(i));
+  }
+  json_object_set_new(c, "depth", json_integer(v->depth));
+  json_object_set_new(c, "hidden_size", json_integer(v->hidden));
+  json_object_set_new(c, "intermediate_size", json_integer(v->inter));
+  json_object_set_new(c, "hidden_act", json_string("silu"));
+  json_object_set_new(c, "num_heads", json_integer(v->heads));
+  json_object_set_new(c, "num_key_value_heads", json_integer(v->kv));
+  json_object_set_new(c, "qk_channels", json_integer(v->head_dim));
+  json_object_set_new(c, "in_chans", json_integer(3));
+  json_object_set_new(c, "patch_size", json_integer(v->patch));
+  json_object_set_new(c, "spatial_patch_size", json_integer(v->patch));
+  json_object_set_new(c, "temporal_patch_size", json_integer(2));
+  json_object_set_new(c, "spatial_merge_size", json_integer(2));
+  json_object_set_new(c, "out_hidden_size", json_integer(out_hidden));
+  json_object_set_new(c, "tokens_per_second", json_integer(2));
+  json_object_set_new(c, "use_sink", json_true());
+  json_object_set_new(c, "visual_token_window_size", json_integer(v->window));
+  json_object_set_new(c, "window_size", json_integer(2 * v->window));
+  json_object_set_new(c, "fullatt_block_indexes", full);
+  json_object_set_new(c, "vit_window_attn_types", types);
+  json_object_set_new(c, "num_query_groups", json_integer(v->kv / 2 ? v->kv / 2 : 1));
+  json_object_set_new(c, "vision_model_type", json_string("mimovl"));
+  return c;
+}
+
 static json_t *int_list(int n, int (*f)(const preset *, int), const preset *p) {
   json_t *a = json_array();
   for (int i = 0; i < n; i++)
@@ -314,7 +412,8 @@ static int moe_flag(const preset *p, int L) {
   return L == 0 ? 0 : 1;
 }
 
-static json_t *make_config(const preset *ps, int int4, int asym, int split, const mimo_synth_tok_ids *ids) {
+static json_t *make_config(const preset *ps, int int4, int asym, int split, const mimo_synth_tok_ids *ids,
+                           const vision_preset *vis) {
   json_t *c = json_object();
   json_object_set_new(c, "eos_token_id", json_integer(ids->im_end));
   json_object_set_new(c, "pad_token_id", json_integer(ids->endoftext));
@@ -367,6 +466,13 @@ static json_t *make_config(const preset *ps, int int4, int asym, int split, cons
   json_object_set_new(c, "topk_group", json_integer(1));
   json_object_set_new(c, "norm_topk_prob", json_true());
   json_object_set_new(c, "routed_scaling_factor", json_null());
+  if (vis) {
+    json_object_set_new(c, "vision_config", vision_config(vis, ps->hidden));
+    json_object_set_new(c, "processor_config",
+                        json_pack("{s:I,s:I,s:f,s:I}", "image_min_pixels", (json_int_t)vis->min_pixels,
+                                  "image_max_pixels", (json_int_t)vis->max_pixels, "fps", 1.0, "max_frames",
+                                  (json_int_t)3600));
+  }
   if (int4) {
     const bool has_bf16 = ps->bf16_layer >= 1 && ps->bf16_layer < ps->layers;
     json_object_set_new(c, "quantization_config",
@@ -454,6 +560,10 @@ mimo_status mimo_synth(const mimo_synth_opts *o) {
   if ((p.st = mimo_pool_init(&p.pool, 0)) != MIMO_OK)
     return p.st;
   plan_model(&p, &ps, int4, asym, o->split_qkv);
+  vision_preset vis;
+  vision_preset_get(o->preset ? o->preset : "tiny", &vis);
+  if (!o->no_vision)
+    plan_vision(&p, &vis, ps.hidden);
   if (p.st != MIMO_OK) {
     free(p.t);
     mimo_pool_free(p.pool);
@@ -481,7 +591,7 @@ mimo_status mimo_synth(const mimo_synth_opts *o) {
     st = mimo_write_file(path, mimo_default_chat_template, strlen(mimo_default_chat_template));
   }
   if (st == MIMO_OK) {
-    json_t *cfg = make_config(&ps, int4, asym, o->split_qkv, &ids);
+    json_t *cfg = make_config(&ps, int4, asym, o->split_qkv, &ids, o->no_vision ? NULL : &vis);
     char path[4096];
     snprintf(path, sizeof path, "%s/config.json", o->out);
     if (json_dump_file(cfg, path, JSON_INDENT(2) | JSON_PRESERVE_ORDER) != 0)

@@ -10,6 +10,7 @@
 #include <string.h>
 #include <sys/random.h>
 
+#include "core/base64.h"
 #include "core/log.h"
 #include "text/toolcall.h"
 
@@ -51,6 +52,7 @@ void mimo_anth_req_free(mimo_anth_req *r) {
   free(r->prompt);
   free(r->forced);
   free(r->stop);
+  mimo_api_images_free(&r->images);
   memset(r, 0, sizeof *r);
 }
 
@@ -66,9 +68,16 @@ static const char *block_type(const json_t *b, const char *where, size_t i, mimo
   return t;
 }
 
-/* Image blocks are checked for Anthropic's shape, then refused like the
- * OpenAI side's image parts: there is no vision encoder yet. */
-static int image_block(const json_t *b, const char *where, size_t i, mimo_api_err *e) {
+/* Where a user turn's images go (NULL in places that take none). */
+typedef struct {
+  mimo_server *s;
+  mimo_api_images *im;
+  bool encode; /* false: count_tokens (sizes only) */
+} img_ctx;
+
+/* An image block, checked for Anthropic's shape; with ic, decoded and encoded into ic->im, else refused (images
+ * inside tool results and system prompts are not rendered). */
+static int image_block(const img_ctx *ic, const json_t *b, const char *where, size_t i, mimo_api_err *e) {
   json_t *src = json_object_get(b, "source");
   const char *st = json_string_value(json_object_get(src, "type"));
   int ok = json_is_object(src) && st &&
@@ -78,7 +87,23 @@ static int image_block(const json_t *b, const char *where, size_t i, mimo_api_er
   if (!ok)
     return mimo_api_fail(e, 400, where,
                          "%s.%zu.source: expected {type: base64, media_type, data} or {type: url, url}", where, i);
-  return mimo_api_fail(e, 400, where, "%s.%zu: image content is not supported yet (text only)", where, i);
+  if (!ic)
+    return mimo_api_fail(e, 400, where, "%s.%zu: images are supported in user turns only", where, i);
+  char w[96];
+  snprintf(w, sizeof w, "%s.%zu.source", where, i);
+  if (strcmp(st, "url") == 0)
+    return mimo_api_image_add(ic->s, ic->im, json_string_value(json_object_get(src, "url")), ic->encode, w, e);
+  const char *mt = json_string_value(json_object_get(src, "media_type"));
+  if (strncmp(mt, "image/", 6) != 0)
+    return mimo_api_fail(e, 400, where, "%s.media_type: '%s' is not an image type", w, mt);
+  json_t *data = json_object_get(src, "data");
+  uint8_t *bytes = NULL;
+  size_t n = 0;
+  if (mimo_base64_decode(json_string_value(data), json_string_length(data), &bytes, &n) != MIMO_OK)
+    return mimo_api_fail(e, 400, where, "%s.data: %s", w, mimo_errmsg());
+  const int rc = mimo_api_image_add_bytes(ic->s, ic->im, bytes, n, ic->encode, w, e);
+  free(bytes);
+  return rc;
 }
 
 static void join(mimo_sbuf *b, const char *t, size_t n) {
@@ -102,7 +127,7 @@ static int plain_text(const json_t *c, const char *where, mimo_sbuf *out, mimo_a
     if (!t)
       return -1;
     if (strcmp(t, "image") == 0)
-      return image_block(b, where, i, e);
+      return image_block(NULL, b, where, i, e);
     if (strcmp(t, "text") != 0)
       return mimo_api_fail(e, 400, where, "%s.%zu.type: '%s' is not supported here (text only)", where, i, t);
     json_t *tx = json_object_get(b, "text");
@@ -120,10 +145,27 @@ static int push_msg(json_t *msgs, const char *role, const char *text, size_t n, 
   return 0;
 }
 
-/* user turn: text blocks -> a user message; each tool_result -> a tool message, in order. */
-static int user_blocks(const json_t *c, const char *where, json_t *msgs, mimo_api_err *e) {
+/* A user message: its text, or, when images came with it, a list of parts (text, then the images and text after
+ * them, in order) for the template to place the images' placeholders. */
+static int push_user(json_t *msgs, json_t **parts, const mimo_sbuf *text, mimo_api_err *e) {
+  if (!json_array_size(*parts))
+    return push_msg(msgs, "user", text->p, text->len, e);
+  if (text->len)
+    json_array_append_new(*parts, json_pack("{s:s,s:s%}", "type", "text", "text", text->p, text->len));
+  json_t *m = json_pack("{s:s,s:o}", "role", "user", "content", *parts); /* the message takes the list */
+  *parts = json_array();
+  if (!m || !*parts || json_array_append_new(msgs, m))
+    return oom(e);
+  return 0;
+}
+
+/* user turn: text and image blocks -> a user message; each tool_result -> a tool message, in order. */
+static int user_blocks(const img_ctx *ic, const json_t *c, const char *where, json_t *msgs, mimo_api_err *e) {
   mimo_sbuf text = {0}, res = {0};
   int have_text = 0, rc = 0;
+  json_t *parts = json_array();
+  if (!parts)
+    return oom(e);
   char w[64];
   size_t i;
   json_t *b;
@@ -142,8 +184,13 @@ static int user_blocks(const json_t *c, const char *where, json_t *msgs, mimo_ap
       join(&text, json_string_value(tx), json_string_length(tx));
       have_text = 1;
     } else if (strcmp(t, "image") == 0) {
-      rc = image_block(b, where, i, e);
-      break;
+      if ((rc = image_block(ic, b, where, i, e)))
+        break;
+      if (text.len)
+        json_array_append_new(parts, json_pack("{s:s,s:s%}", "type", "text", "text", text.p, text.len));
+      json_array_append_new(parts, json_pack("{s:s}", "type", "image"));
+      text.len = 0;
+      have_text = 1;
     } else if (strcmp(t, "tool_result") == 0) {
       const char *id = json_string_value(json_object_get(b, "tool_use_id"));
       json_t *err = json_object_get(b, "is_error"), *rc_c = json_object_get(b, "content");
@@ -156,7 +203,7 @@ static int user_blocks(const json_t *c, const char *where, json_t *msgs, mimo_ap
         break;
       }
       if (have_text) { /* text written before the result stays before it */
-        if ((rc = push_msg(msgs, "user", text.p, text.len, e)))
+        if ((rc = push_user(msgs, &parts, &text, e)))
           break;
         text.len = 0;
         have_text = 0;
@@ -179,9 +226,10 @@ static int user_blocks(const json_t *c, const char *where, json_t *msgs, mimo_ap
     }
   }
   if (!rc && have_text)
-    rc = push_msg(msgs, "user", text.p, text.len, e);
+    rc = push_user(msgs, &parts, &text, e);
   if (!rc && (text.oom || res.oom))
     rc = oom(e);
+  json_decref(parts);
   mimo_sbuf_free(&text);
   mimo_sbuf_free(&res);
   return rc;
@@ -250,7 +298,7 @@ static int assistant_blocks(const json_t *c, const char *where, json_t *msgs, mi
   return rc;
 }
 
-static int conv_messages(const json_t *root, json_t **out, mimo_api_err *e) {
+static int conv_messages(const img_ctx *ic, const json_t *root, json_t **out, mimo_api_err *e) {
   json_t *msgs = json_object_get(root, "messages"), *sys = json_object_get(root, "system");
   if (!msgs || json_is_null(msgs))
     return mimo_api_fail(e, 400, "messages", "messages: Field required");
@@ -291,7 +339,7 @@ static int conv_messages(const json_t *root, json_t **out, mimo_api_err *e) {
     } else if (json_is_array(c)) {
       if (user && !json_array_size(c))
         return mimo_api_fail(e, 400, "messages", "%s: a user turn needs at least one content block", where);
-      if (user ? user_blocks(c, where, arr, e) : assistant_blocks(c, where, arr, e))
+      if (user ? user_blocks(ic, c, where, arr, e) : assistant_blocks(c, where, arr, e))
         return -1;
     } else {
       return mimo_api_fail(e, 400, "messages", "%s: %s", where,
@@ -468,7 +516,8 @@ int mimo_anthropic_parse(mimo_server *s, const json_t *root, bool count_only, mi
       return mimo_api_fail(e, 400, "metadata", "metadata: expected an object");
   }
   r->stream = stream;
-  if (conv_messages(root, &r->messages, e) || conv_tools(json_object_get(root, "tools"), &r->tools, e))
+  const img_ctx ic = {s, &r->images, !count_only};
+  if (conv_messages(&ic, root, &r->messages, e) || conv_tools(json_object_get(root, "tools"), &r->tools, e))
     return -1;
   if (r->tools && !json_array_size(r->tools)) {
     json_decref(r->tools);
@@ -489,7 +538,8 @@ int mimo_anthropic_parse(mimo_server *s, const json_t *root, bool count_only, mi
   }
   json_t *et = json_object_get(r->kwargs, "enable_thinking");
   bool thinking = !(et && json_is_false(et));
-  if (mimo_api_render(s, r->messages, r->tools, r->kwargs, 1, &r->prompt, &r->n_prompt, NULL, e))
+  if (mimo_api_render(s, r->messages, r->tools, r->kwargs, 1, &r->prompt, &r->n_prompt, NULL, e) ||
+      mimo_api_images_expand(s, &r->images, &r->prompt, &r->n_prompt, e))
     return -1;
   if (count_only)
     return 0;
@@ -520,5 +570,7 @@ int mimo_anthropic_parse(mimo_server *s, const json_t *root, bool count_only, mi
   g->tools = parse_calls ? r->tools : NULL;
   g->forced = r->forced;
   g->n_forced = r->n_forced;
+  g->embeds = r->images.runs;
+  g->n_embeds = r->images.n;
   return 0;
 }

@@ -8,6 +8,7 @@
 #include <stdbool.h>
 
 #include "server/api_common.h"
+#include "server/api_images.h"
 #include "server/gen.h"
 
 typedef struct mimo_anth_req {
@@ -21,6 +22,7 @@ typedef struct mimo_anth_req {
   int n_forced;
   const char **stop; /* borrowed from the body */
   int n_stop;
+  mimo_api_images images; /* the user turns' images, in order */
   mimo_gen_spec spec; /* points into the fields above */
 } mimo_anth_req;
 

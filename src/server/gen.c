@@ -130,7 +130,9 @@ int mimo_gen_start(mimo_server *s, const mimo_gen_spec *sp, mimo_gen **out, mimo
                               .cache_at = cache_at,
                               /* the choices share the prompt: the first computes its logprobs */
                               .prompt_logprobs = sp->prompt_logprobs && i == 0,
-                              .prompt_top_logprobs = sp->prompt_top};
+                              .prompt_top_logprobs = sp->prompt_top,
+                              .embeds = sp->embeds,
+                              .n_embeds = sp->n_embeds};
     rp.sampling.seed = sp->sp.seed + (uint64_t)i;
     mimo_status st = mimo_engine_submit(s->engine, &rp, &g->c[i].req);
     if (st != MIMO_OK) {

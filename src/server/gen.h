@@ -29,6 +29,8 @@ typedef struct mimo_gen_spec {
   int n_forced;
   bool prompt_logprobs; /* the prompt's own logprobs (completions' echo), with prompt_top alternatives */
   int prompt_top;
+  const struct mimo_embed_run *embeds; /* image rows of the prompt (engine.h) */
+  int n_embeds;
 } mimo_gen_spec;
 
 typedef struct mimo_gen_tool {

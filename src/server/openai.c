@@ -7,6 +7,7 @@
 #include <sys/random.h>
 
 #include "core/log.h"
+#include "server/api_images.h"
 
 #define MAX_N 128
 #define MAX_STOP 16
@@ -27,11 +28,50 @@ void mimo_oai_req_free(mimo_oai_req *r) {
   free(r->forced);
   free(r->stop_ids);
   free(r->stop);
+  mimo_api_images_free(&r->images);
   memset(r, 0, sizeof *r);
 }
 
-/* Text of a content field: a string, or a list of text parts joined by "\n". */
-static int content_text(const json_t *c, const char *param, json_t **out, mimo_api_err *e) {
+/* An image_url part's URL ({"url": ...} or the string itself, as vLLM takes both). */
+static const char *image_url_of(const json_t *p) {
+  const json_t *u = json_object_get(p, "image_url");
+  return json_is_string(u) ? json_string_value(u) : json_string_value(json_object_get(u, "url"));
+}
+
+/* A content list with images: their parts become {"type": "image"} for the template (which renders the placeholders
+ * where they stand and joins the text parts as they are, as vLLM passes such lists) and the images go to im. */
+static int content_parts(mimo_server *s, const json_t *c, const char *param, json_t **out, mimo_api_images *im,
+                         mimo_api_err *e) {
+  json_t *arr = json_array();
+  size_t i;
+  json_t *p;
+  json_array_foreach(c, i, p) {
+    const char *type = json_string_value(json_object_get(p, "type"));
+    char where[96];
+    if (strcmp(type, "text") == 0) {
+      json_array_append_new(arr, json_pack("{s:s,s:O}", "type", "text", "text", json_object_get(p, "text")));
+      continue;
+    }
+    snprintf(where, sizeof where, "%s[%zu].image_url", param, i);
+    const char *url = image_url_of(p);
+    if (!url) {
+      json_decref(arr);
+      return mimo_api_fail(e, 400, param, "%s.url must be a string", where);
+    }
+    if (mimo_api_image_add(s, im, url, true, where, e)) {
+      json_decref(arr);
+      return -1;
+    }
+    json_array_append_new(arr, json_pack("{s:s}", "type", "image"));
+  }
+  *out = arr;
+  return 0;
+}
+
+/* Text of a content field: a string, or a list of text parts joined by "\n"; a list with image_url parts stays a
+ * list (content_parts). */
+static int content_text(mimo_server *s, const json_t *c, const char *param, json_t **out, mimo_api_images *im,
+                        mimo_api_err *e) {
   if (json_is_string(c)) {
     *out = json_incref((json_t *)c);
     return 0;
@@ -42,19 +82,27 @@ static int content_text(const json_t *c, const char *param, json_t **out, mimo_a
   json_t *p;
   char *acc = NULL;
   size_t len = 0;
+  bool images = false;
   json_array_foreach(c, i, p) {
     const char *type = json_string_value(json_object_get(p, "type"));
-    if (!json_is_object(p) || !type) {
-      free(acc);
+    if (!json_is_object(p) || !type)
       return mimo_api_fail(e, 400, param, "%s[%zu] must be an object with a 'type'", param, i);
+    if (strcmp(type, "image_url") == 0) {
+      images = true;
+      continue;
     }
     if (strcmp(type, "text") != 0) {
-      free(acc);
-      if (strstr(type, "image") || strstr(type, "audio") || strstr(type, "video") || strstr(type, "file"))
-        return mimo_api_fail(e, 400, param, "%s[%zu]: '%s' content is not supported yet (text only)", param, i,
-                             type);
+      if (strstr(type, "audio") || strstr(type, "video") || strstr(type, "file") || strstr(type, "image"))
+        return mimo_api_fail(e, 400, param, "%s[%zu]: '%s' content is not supported (text and image_url parts are)",
+                             param, i, type);
       return mimo_api_fail(e, 400, param, "%s[%zu]: unknown content part type '%s'", param, i, type);
     }
+    if (!json_is_string(json_object_get(p, "text")))
+      return mimo_api_fail(e, 400, param, "%s[%zu].text must be a string", param, i);
+  }
+  if (images)
+    return content_parts(s, c, param, out, im, e);
+  json_array_foreach(c, i, p) {
     const char *t = json_string_value(json_object_get(p, "text"));
     if (!t) {
       free(acc);
@@ -114,7 +162,7 @@ static int norm_tool_calls(const json_t *tc, int mi, json_t *m, mimo_api_err *e)
   return 0;
 }
 
-static int norm_messages(const json_t *msgs, json_t **out, mimo_api_err *e) {
+static int norm_messages(mimo_server *s, const json_t *msgs, json_t **out, mimo_api_images *im, mimo_api_err *e) {
   if (!msgs)
     return mimo_api_fail(e, 400, "messages", "'messages' is required");
   if (!json_is_array(msgs))
@@ -151,7 +199,7 @@ static int norm_messages(const json_t *msgs, json_t **out, mimo_api_err *e) {
       json_decref(nm);
       json_decref(arr);
       return mimo_api_fail(e, 400, "messages", "messages[%zu] (%s) needs 'content'", i, role);
-    } else if (content_text(c, param, &txt, e) != 0) {
+    } else if (content_text(s, c, param, &txt, im, e) != 0) {
       json_decref(nm);
       json_decref(arr);
       return -1;
@@ -376,7 +424,7 @@ int mimo_openai_parse(mimo_server *s, json_t *root, bool chat, mimo_oai_req *r, 
     if (top > 0 && !lp)
       return mimo_api_fail(e, 400, "top_logprobs", "'top_logprobs' needs 'logprobs': true");
     r->logprobs = lp ? (int)top : -1;
-    if (norm_messages(json_object_get(root, "messages"), &r->messages, e))
+    if (norm_messages(s, json_object_get(root, "messages"), &r->messages, &r->images, e))
       return -1;
     json_t *tools = json_object_get(root, "tools");
     if (tools && !json_is_null(tools)) {
@@ -398,7 +446,8 @@ int mimo_openai_parse(mimo_server *s, json_t *root, bool chat, mimo_oai_req *r, 
       json_object_set_new(r->kwargs, "enable_thinking", json_false());
     json_t *et = json_object_get(r->kwargs, "enable_thinking");
     thinking = !(et && (json_is_false(et) || json_is_null(et)));
-    if (mimo_api_render(s, r->messages, r->tools, r->kwargs, 1, &r->prompt, &r->n_prompt, &r->prompt_text, e))
+    if (mimo_api_render(s, r->messages, r->tools, r->kwargs, 1, &r->prompt, &r->n_prompt, &r->prompt_text, e) ||
+        mimo_api_images_expand(s, &r->images, &r->prompt, &r->n_prompt, e))
       return -1;
     if (forced_prefix(s, r, named, e))
       return -1;
@@ -435,5 +484,7 @@ int mimo_openai_parse(mimo_server *s, json_t *root, bool chat, mimo_oai_req *r, 
   g->prompt_logprobs = (r->echo && r->logprobs >= 0) || r->prompt_logprobs >= 0;
   g->prompt_top = r->logprobs > r->prompt_logprobs ? r->logprobs : r->prompt_logprobs;
   g->prompt_top = g->prompt_top < 0 ? 0 : g->prompt_top;
+  g->embeds = r->images.runs;
+  g->n_embeds = r->images.n;
   return 0;
 }

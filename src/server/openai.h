@@ -6,6 +6,7 @@
 #include <stdbool.h>
 
 #include "server/api_common.h"
+#include "server/api_images.h"
 #include "server/gen.h"
 
 typedef enum { MIMO_TOOLS_NONE, MIMO_TOOLS_AUTO, MIMO_TOOLS_REQUIRED, MIMO_TOOLS_NAMED } mimo_tool_choice;
@@ -27,6 +28,7 @@ typedef struct mimo_oai_req {
   int n_stop_ids;
   const char **stop;
   int n_stop;
+  mimo_api_images images; /* the messages' images, in order */
   mimo_gen_spec spec; /* points into the fields above */
 } mimo_oai_req;
 

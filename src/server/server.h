@@ -25,6 +25,8 @@ typedef struct mimo_server {
   int vocab_limit; /* ids the sampler may pick (<= 0: all) */
   long created;    /* unix time the server started (model "created") */
   double shutdown_grace; /* seconds in-flight requests get on SIGTERM */
+  struct mimo_vision *vision; /* the image encoder (NULL: text only) */
+  const char *media_path;     /* --allowed-local-media-path, resolved (NULL: no file:// images) */
 } mimo_server;
 
 /* 1 if name is one of the served names. */

@@ -51,8 +51,8 @@ elif case == "overlap":
         a, b = names[0], names[1]
         h[b]["data_offsets"] = [h[a]["data_offsets"][0], h[a]["data_offsets"][0] + h[b]["data_offsets"][1] - h[b]["data_offsets"][0]]
     edit_header(qkv, ov)
-elif case == "missing_tensor":
-    name = "model.layers.2.post_attention_layernorm.weight"
+elif case in ("missing_tensor", "missing_vision_sink"):
+    name = "model.layers.2.post_attention_layernorm.weight" if case == "missing_tensor" else "visual.blocks.1.attn.sinks"
     path = shard_of(name)
     header, data = read(path)
     b, e = header[name]["data_offsets"]
@@ -78,6 +78,18 @@ elif case in ("wrong_shape", "qkv_not_divisible"):
         if k not in ("__metadata__", qkv) and v["data_offsets"][0] >= e:
             v["data_offsets"] = [v["data_offsets"][0] - delta, v["data_offsets"][1] - delta]
     write(path, header, data[:b + new_bytes] + data[e:])
+elif case in ("vision_depth_more", "vision_depth_less", "vision_bad_type"):
+    cp = os.path.join(dst, "config.json")
+    cfg = json.load(open(cp))
+    vc = cfg["vision_config"]
+    if case == "vision_bad_type":
+        vc["vit_window_attn_types"][1] = 2
+    else:
+        d = vc["depth"] + (1 if case == "vision_depth_more" else -1)
+        vc["depth"] = d
+        vc["vit_window_attn_types"] = (vc["vit_window_attn_types"] + [-1])[:d]
+        vc["fullatt_block_indexes"] = [i for i in range(d) if vc["vit_window_attn_types"][i] == -1]
+    json.dump(cfg, open(cp, "w"))
 elif case == "missing_config_field":
     cfg = json.load(open(os.path.join(dst, "config.json")))
     del cfg["hidden_size"]

@@ -35,6 +35,10 @@ check missing_config_field "missing required field 'hidden_size'"
 check not_mimo "not a MiMo-V2 model"
 check bad_index "not a plain shard file name"
 check int4_bits8 "num_bits must be 4"
+check missing_vision_sink "missing tensor 'visual.blocks.1.attn.sinks'"
+check vision_depth_more "missing tensor 'visual.blocks.4.norm1.weight'"
+check vision_depth_less "unexpected tensor 'visual.blocks.3.norm1.weight': vision_config.depth is 3"
+check vision_bad_type "vision_config.vit_window_attn_types[1] must be -1 (full), 0 (row window) or 1 (column window)"
 # A trace the command cannot honour is refused, not silently left empty.
 "$MIMO_BIN" logits --model "$work/good" --tokens 1,2,3 --out "$work/out.f32" --tensor-parallel-size 2 \
   --route-margin "$work/m.f32" >"$work/stdout" 2>"$work/stderr"

@@ -71,7 +71,7 @@ expect 400 $IR $M '{"model":"tiny","max_tokens":8,"messages":[{"role":"user","co
 expect 400 $IR $M '{"model":"tiny","max_tokens":8,"messages":[{"role":"user","content":[{"type":"video"}]}]}'
 expect 400 $IR $M '{"model":"tiny","max_tokens":8,"messages":[{"role":"user","content":[{"type":"text"}]}]}'
 expect 400 $IR $M '{"model":"tiny","max_tokens":8,"messages":[{"role":"user","content":[{"type":"image","source":{"type":"base64","media_type":"image/png","data":"iVBORw0KGgo="}}]}]}'
-grep -q "not supported yet" "$WORK/resp" || die "image message: $(cat "$WORK/resp")"
+grep -q "messages.0.content.0.source: image: PNG data truncated" "$WORK/resp" || die "image message: $(cat "$WORK/resp")"
 expect 400 $IR $M '{"model":"tiny","max_tokens":8,"messages":[{"role":"user","content":[{"type":"image","source":{"type":"file"}}]}]}'
 expect 400 $IR $M '{"model":"tiny","max_tokens":8,"messages":[{"role":"user","content":[{"type":"tool_result","content":"x"}]}]}'
 expect 400 $IR $M '{"model":"tiny","max_tokens":8,"messages":[{"role":"user","content":[{"type":"tool_result","tool_use_id":"t","is_error":"yes"}]}]}'

@@ -4,10 +4,13 @@ reading a checkpoint directory in the spectator2026/MiMo-V2.5-AWQ-int4 layout di
 
 usage: np_reference.py --model DIR --tokens 1,2,3 --out logits.f32
                        [--greedy N --greedy-prompt 1,2 --greedy-out file.json] [--diag]
+                       [--embeds F1,F2 --embeds-at P1,P2]
 Writes float32 little-endian [T][vocab]: row t = logits after token t (no KV cache: the
 whole sequence in one pass, causal/sliding masks applied explicitly).
 --greedy N recomputes the full sequence for each of N greedy steps (argmax, no EOS stop)
 starting from --greedy-prompt (default: --tokens).
+--embeds/--embeds-at: the input embeddings of positions P.. are the rows of float32 [n][hidden] file F instead of
+the tokens' (an image's placeholders take the vision tower's output, spec §4.6).
 --diag prints the smallest router top-k margin (k-th vs (k+1)-th corrected score) and the
 smallest top-1/top-2 logit gap, i.e. how robust the case is to rounding differences.
 """
@@ -254,11 +257,13 @@ class Model:
                 out[t] += we * self.swiglu(b[t:t + 1], *lay["experts"][e])[0]
         return out
 
-    def forward(self, tokens):
+    def forward(self, tokens, embeds=()):
         tokens = np.asarray(tokens, dtype=np.int64)
         pos = np.arange(len(tokens))
         self.tok_margin = np.full(len(tokens), np.inf)  # per token, smallest router margin over the MoE layers
         h = self.embed[tokens]
+        for at, rows in embeds:
+            h[at:at + len(rows)] = rows
         for lay in self.layers:
             h = h + self.attention(lay, self.rms(h, lay["ln1"]), pos)
             b = self.rms(h, lay["ln2"])
@@ -279,6 +284,8 @@ def main():
     ap.add_argument("--greedy-prompt")
     ap.add_argument("--greedy-out")
     ap.add_argument("--diag", action="store_true")
+    ap.add_argument("--embeds", help="comma-separated float32 [n][hidden] files replacing input embeddings")
+    ap.add_argument("--embeds-at", help="comma-separated first positions of those rows")
     ap.add_argument("--margin-out", help="float32 LE [T]: each token's smallest router margin over the MoE layers")
     a = ap.parse_args()
     m = Model(a.model)
@@ -286,7 +293,15 @@ def main():
     V = m.lm_head.shape[0]
     if any(t < 0 or t >= V for t in toks):
         raise SystemExit("token id out of range")
-    logits = m.forward(toks)
+    embeds = []
+    if a.embeds:
+        H = m.embed.shape[1]
+        for f, at in zip(a.embeds.split(","), ids(a.embeds_at)):
+            rows = np.fromfile(f, dtype="<f4").astype(np.float64).reshape(-1, H)
+            if at < 0 or at + len(rows) > len(toks):
+                raise SystemExit(f"{f}: {len(rows)} rows at {at} do not fit the {len(toks)} tokens")
+            embeds.append((at, rows))
+    logits = m.forward(toks, embeds)
     if a.out:
         logits.astype("<f4").tofile(a.out)
     if a.margin_out:

@@ -192,6 +192,7 @@ mimo_status mimo_backend_cpu_init(mimo_backend **out, int n_threads) {
   be->swiglu = cpu_swiglu;
   be->attention = cpu_attention;
   be->moe = cpu_moe;
+  cpu_vision_ops(be);
   *out = be;
   return MIMO_OK;
 }

@@ -1,0 +1,80 @@
+#include "cli/vision_args.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/args.h"
+#include "core/fileio.h"
+#include "io/image.h"
+#include "model/vision_preproc.h"
+
+bool mimo_vision_args_parse(const mimo_arg *a, int n, mimo_vision_config *vc) {
+  const char *sink = mimo_arg_str(a, n, "vision-sink", "key0"), *norm = mimo_arg_str(a, n, "vision-merger-norm", "layer");
+  if (strcmp(sink, "key0") && strcmp(sink, "denominator")) {
+    fprintf(stderr, "--vision-sink: '%s' is not key0 or denominator\n", sink);
+    return false;
+  }
+  if (strcmp(norm, "layer") && strcmp(norm, "rms")) {
+    fprintf(stderr, "--vision-merger-norm: '%s' is not layer or rms\n", norm);
+    return false;
+  }
+  vc->sink_mode = strcmp(sink, "key0") == 0 ? MIMO_VIT_SINK_KEY0 : MIMO_VIT_SINK_DENOM;
+  vc->merger_norm = strcmp(norm, "layer") == 0 ? MIMO_VIT_NORM_LAYER : MIMO_VIT_NORM_RMS;
+  return true;
+}
+
+void mimo_cli_images_free(mimo_cli_images *im) {
+  for (int i = 0; i < im->n; i++)
+    free(im->rows[i]);
+  free(im->rows);
+  free(im->tokens);
+  free(im->grid_h);
+  free(im->grid_w);
+  memset(im, 0, sizeof *im);
+}
+
+/* One file: read, decode, encode. */
+static mimo_status encode_file(mimo_vision *v, const char *path, float **rows, int *tokens, int *gh, int *gw) {
+  char *data = NULL;
+  size_t len = 0;
+  MIMO_TRY(mimo_read_file(path, &data, &len, (size_t)256 << 20));
+  mimo_image im = {0};
+  mimo_status st = mimo_image_decode(data, len, &im);
+  free(data);
+  if (st == MIMO_OK) {
+    int h = 0, w = 0;
+    const mimo_vision_config *vc = mimo_vision_cfg(v);
+    st = mimo_vision_smart_resize(im.h, im.w, vc->patch * vc->merge, vc->min_pixels, vc->max_pixels, &h, &w);
+    *gh = h / vc->patch;
+    *gw = w / vc->patch;
+  }
+  if (st == MIMO_OK)
+    st = mimo_vision_encode_image(v, &im, rows, tokens);
+  mimo_image_free(&im);
+  return st == MIMO_OK ? MIMO_OK : mimo_err_prefix(st, "%s", path);
+}
+
+mimo_status mimo_cli_images_encode(mimo_vision *v, const char *files, mimo_cli_images *out) {
+  memset(out, 0, sizeof *out);
+  int cap = 1;
+  for (const char *p = files; *p; p++)
+    cap += *p == ',';
+  out->rows = calloc((size_t)cap, sizeof *out->rows);
+  out->tokens = calloc((size_t)cap, sizeof *out->tokens);
+  out->grid_h = calloc((size_t)cap, sizeof *out->grid_h);
+  out->grid_w = calloc((size_t)cap, sizeof *out->grid_w);
+  char *list = strdup(files);
+  mimo_status st = out->rows && out->tokens && out->grid_h && out->grid_w && list ? MIMO_OK
+                                                                                 : mimo_errf(MIMO_E_NOMEM, "images");
+  char *save = NULL;
+  for (char *f = list ? strtok_r(list, ",", &save) : NULL; st == MIMO_OK && f; f = strtok_r(NULL, ",", &save)) {
+    st = encode_file(v, f, &out->rows[out->n], &out->tokens[out->n], &out->grid_h[out->n], &out->grid_w[out->n]);
+    if (st == MIMO_OK)
+      out->n++;
+  }
+  free(list);
+  if (st != MIMO_OK)
+    mimo_cli_images_free(out);
+  return st;
+}
