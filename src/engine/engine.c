@@ -60,7 +60,7 @@ static void snapshot(mimo_engine *e, mimo_request *r) {
   if (st == MIMO_OK)
     st = mimo_model_kv_fork(e->model, copy, r->kv, r->kv->len);
   if (st == MIMO_OK) {
-    st = mimo_prefix_cache_put(e->pc, r->prompt, copy); /* frees the copy when it fails */
+    st = mimo_prefix_cache_put(e->pc, mimo_request_pc_tokens(r), copy); /* frees the copy when it fails */
   } else {
     mimo_kv_seq_free(copy);
   }
@@ -79,8 +79,8 @@ static void finish(mimo_engine *e, int slot, int token, const mimo_sample_info *
   e->hold_admission = false; /* its memory comes back */
   /* what it computed is valid however it ended, but after an error of the step it may not have been */
   if (e->pc && r->kv && fin != MIMO_FINISH_ERROR && !r->out_lost && r->kv->len >= PREFIX_MIN &&
-      r->kv->len > r->snap_at && r->kv->len <= r->pc_limit) {
-    if (mimo_prefix_cache_put(e->pc, r->prompt, r->kv) != MIMO_OK)
+      r->kv->len > r->snap_at) {
+    if (mimo_prefix_cache_put(e->pc, mimo_request_pc_tokens(r), r->kv) != MIMO_OK)
       mimo_warn("engine: prefix cache entry of a finished request not kept: %s", mimo_errmsg());
   } else {
     mimo_kv_seq_free(r->kv);
@@ -102,8 +102,7 @@ static mimo_status admit(mimo_engine *e, mimo_request *r) {
   if (e->pc && !(r->plp && !r->plp_done)) { /* (prompt logprobs need every position's logits) */
     /* at least the last token is computed: its logits are what the request samples from */
     int m = 0;
-    const int most = r->n_feed - 1 < r->pc_limit ? r->n_feed - 1 : r->pc_limit;
-    mimo_kv_seq *hit = mimo_prefix_cache_find(e->pc, r->prompt, r->n_feed, most, &m);
+    mimo_kv_seq *hit = mimo_prefix_cache_find(e->pc, mimo_request_pc_tokens(r), r->n_feed, r->n_feed - 1, &m);
     mimo_status st = hit ? mimo_model_kv_fork(e->model, r->kv, hit, m) : MIMO_OK;
     if (st != MIMO_OK) { /* no room for the copy: compute the prompt, and make room */
       mimo_info("engine: prefix cache hit of %d tokens not used: %s", m, mimo_errmsg());
@@ -146,15 +145,21 @@ static int deliver(mimo_engine *e, int i, int tok, const mimo_sample_info *info)
     const int at = r->n_prompt + r->generated - 1;
     if (at == r->cap_tokens) {
       int *t = realloc(r->prompt, (size_t)2 * r->cap_tokens * sizeof *t);
-      if (t) {
+      if (t)
         r->prompt = t;
+      int *k = t && r->key ? realloc(r->key, (size_t)2 * r->cap_tokens * sizeof *k) : NULL;
+      if (k)
+        r->key = k;
+      if (t && (k || !r->key))
         r->cap_tokens *= 2;
-      }
     }
-    if (at < r->cap_tokens)
+    if (at < r->cap_tokens) {
       r->prompt[at] = tok;
-    else
+      if (r->key)
+        r->key[at] = tok;
+    } else {
       r->out_lost = true;
+    }
   }
   __atomic_fetch_add(&e->stats.generation_tokens_total, 1, __ATOMIC_RELAXED); /* read by other threads */
   int len_hit = r->generated >= r->max_tokens || r->n_prompt + r->generated >= e->o.max_model_len;
@@ -277,7 +282,7 @@ static bool fed_chunk(mimo_engine *e, mimo_request *r, int n) {
   const int left = r->n_prompt - r->fed, new_prompt = left <= 0 ? 0 : left < n ? left : n;
   r->fed += n;
   __atomic_fetch_add(&e->stats.prompt_tokens_total, new_prompt, __ATOMIC_RELAXED);
-  if (e->pc && r->fed >= PREFIX_MIN && r->fed <= r->pc_limit &&
+  if (e->pc && r->fed >= PREFIX_MIN &&
       (r->fed == r->n_feed ? r->fed > r->snap_at
                            : r->fed - r->snap_at >= e->o.prefix_cache_every || r->fed == r->cache_at))
     snapshot(e, r);
@@ -529,7 +534,8 @@ static bool wait_for_shared_prefix(const mimo_engine *e, mimo_request *r) {
       at = q->n_feed, need = q->n_feed - 1;
     else if (q->cache_at > q->fed && q->cache_at < r->n_feed)
       at = need = q->cache_at;
-    if (at >= PREFIX_MIN && memcmp(q->prompt, r->prompt, (size_t)need * sizeof *r->prompt) == 0)
+    if (at >= PREFIX_MIN &&
+        memcmp(mimo_request_pc_tokens(q), mimo_request_pc_tokens(r), (size_t)need * sizeof *r->prompt) == 0)
       return true;
   }
   return false;

@@ -70,8 +70,8 @@ typedef struct mimo_request_params {
   bool prompt_logprobs;
   int prompt_top_logprobs;
   /* Image placeholders: prompt positions [at, at + n) of each run take rows [n][hidden_size] (the vision tower's
-   * output) instead of their tokens' embeddings; in order, not overlapping. Copied at submit. The prefix cache
-   * serves and keeps such a prompt only up to its first image (the ids alone do not say which image it was). */
+   * output) instead of their tokens' embeddings; in order, not overlapping. Copied at submit. The prefix cache knows
+   * those positions by a hash of the rows, so a prompt with the same images finds the entries, one with others not. */
   const mimo_embed_run *embeds;
   int n_embeds;
   void (*notify)(void *ctx);  /* called on the engine thread when events are ready (may be NULL) */

@@ -23,8 +23,10 @@ struct mimo_request {
   mimo_embed_run *mm;         /* image rows (mimo_request_params.embeds), at = prompt positions; rows in mm_rows */
   int n_mm;
   float *mm_rows;
-  int pc_limit;               /* the prefix cache serves and keeps at most this many positions (INT_MAX; with images
-                               * the first one's position: the ids alone do not say which image it was) */
+  /* With images: prompt[] with each image position's id replaced by a negative value drawn from the image's rows
+   * and the position in it (outputs appended as to prompt[]), so that the prefix cache tells images apart; NULL
+   * without. mimo_request_pc_tokens. */
+  int *key;
   void (*notify)(void *);
   void *notify_ctx;
   int mock; /* index of the mock script, -1 when the model runs */
@@ -96,6 +98,9 @@ enum { PLP_FLOATS = 64 << 20 };
 
 /* Shortest prefix worth an entry: below a block, the copy of the rings costs about what the prefix would. */
 enum { PREFIX_MIN = MIMO_KV_BLOCK };
+
+/* The ids the prefix cache knows r's positions by. */
+static inline const int *mimo_request_pc_tokens(const mimo_request *r) { return r->key ? r->key : r->prompt; }
 
 /* Drops one reference (the caller's or the engine's); the last frees the request. */
 void mimo_request_unref(mimo_request *r);

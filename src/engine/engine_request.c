@@ -20,6 +20,7 @@ void mimo_request_unref(mimo_request *r) {
   free(r->plp_rank);
   free(r->mm);
   free(r->mm_rows);
+  free(r->key);
   free(r->ev);
   free(r);
 }
@@ -55,7 +56,18 @@ static mimo_status copy_embeds(mimo_request *r, const mimo_request_params *p, in
     off += (size_t)x->n;
   }
   r->n_mm = p->n_embeds;
-  r->pc_limit = r->mm[0].at;
+  /* the prefix cache's ids: an image's positions by a hash of its rows (FNV-1a) and the position in it */
+  if (!(r->key = malloc((size_t)r->cap_tokens * sizeof *r->key)))
+    return mimo_errf(MIMO_E_NOMEM, "request");
+  memcpy(r->key, r->prompt, (size_t)r->n_prompt * sizeof *r->key);
+  for (int i = 0; i < r->n_mm; i++) {
+    uint64_t h = 1469598103934665603ull;
+    const unsigned char *b = (const unsigned char *)r->mm[i].rows;
+    for (size_t k = 0; k < (size_t)r->mm[i].n * hidden * sizeof(float); k++)
+      h = (h ^ b[k]) * 1099511628211ull;
+    for (int j = 0; j < r->mm[i].n; j++)
+      r->key[r->mm[i].at + j] = -1 - (int)((h + (uint64_t)j * 0x9e3779b97f4a7c15ull) >> 34);
+  }
   return MIMO_OK;
 }
 
@@ -110,7 +122,6 @@ mimo_status mimo_engine_submit(mimo_engine *e, const mimo_request_params *p, mim
     r->plp = calloc((size_t)p->n_prompt, sizeof *r->plp);
     r->plp_rank = calloc((size_t)p->n_prompt, sizeof *r->plp_rank);
   }
-  r->pc_limit = INT_MAX; /* (the first image's position when there are images) */
   r->notify = p->notify;
   r->notify_ctx = p->notify_ctx;
   r->mock = -1;

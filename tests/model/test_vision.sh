@@ -84,8 +84,8 @@ done
 "$MIMO_BIN" logits --model "$M" --backend cpu --tokens "$expanded" --out "$work/plain.f32" 2>/dev/null
 same=$($PY -c "
 import numpy as n; a=n.fromfile('$work/plain.f32','<f4').reshape(-1,$V); b=n.fromfile('$work/l0.f32','<f4').reshape(-1,$V)
-print(int(abs(a[:3]-b[:3]).max()==0), int(abs(a[3:]-b[3:]).max()>1e-3))")
-[ "$same" = "1 1" ] && ok "the rows change the image's positions and after, not before" ||
+m=abs(a).max(); print(int(abs(a[:3]-b[:3]).max()<=1e-5*m), int(abs(a[3:]-b[3:]).max()>1e-3*m))")
+[ "$same" = "1 1" ] && ok "the rows change the image's positions and after, not before (rows batch with others: to 1e-5)" ||
   bad "image rows: before-equal/after-differ = $same"
 
 # 5. refusals

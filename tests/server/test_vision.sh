@@ -7,10 +7,11 @@ source "$(dirname "$0")/lib.sh"
 PY=/usr/bin/python3
 $PY -c "
 import numpy as n; from PIL import Image
-Image.fromarray(n.random.default_rng(5).integers(0, 256, (30, 45, 3), dtype=n.uint8)).save('$WORK/img.png')" ||
+Image.fromarray(n.random.default_rng(5).integers(0, 256, (30, 45, 3), dtype=n.uint8)).save('$WORK/img.png')
+Image.fromarray(n.random.default_rng(6).integers(0, 256, (30, 45, 3), dtype=n.uint8)).save('$WORK/img2.png')" ||
   die "making the test image (python3-pil)"
 start_server --allowed-local-media-path "$WORK"
-out=$(IMG="$WORK/img.png" timeout 300 node "$HERE/vision.cjs") || die "vision.cjs"
+out=$(IMG="$WORK/img.png" IMG2="$WORK/img2.png" timeout 300 node "$HERE/vision.cjs") || die "vision.cjs"
 echo "$out"
 get() { node -e 'console.log(JSON.parse(process.argv[1])[process.argv[2]])' "$out" "$1"; }
 # the same prompt through the CLI: render, tokenize, logits with the image

@@ -28,9 +28,15 @@ main(async () => {
   const sTok = chunks.flatMap((c) => c.choices[0]?.logprobs?.content || []).map((x) => x.token);
   assert.deepEqual(sTok, lp.map((x) => x.token));
   assert.equal(chunks[chunks.length - 1].usage.prompt_tokens, r.usage.prompt_tokens);
-  // a second turn about the same image (the prefix cache serves at most the text before it)
+  // the same image again: the prefix cache serves the whole prompt but its last token (it knows the image's
+  // positions by its rows); another image with the same text: only what comes before the image, and another answer
   const again = await ask(dataUrl);
   assert.deepEqual(again.choices[0].logprobs.content.map((x) => x.token), lp.map((x) => x.token));
+  assert.equal(again.usage.prompt_tokens_details.cached_tokens, r.usage.prompt_tokens - 1);
+  const other = await ask('data:image/png;base64,' + fs.readFileSync(process.env.IMG2).toString('base64'));
+  assert.ok(other.usage.prompt_tokens_details.cached_tokens < r.usage.prompt_tokens - 20,
+    `another image found ${other.usage.prompt_tokens_details.cached_tokens} cached tokens`);
+  assert.notEqual(other.choices[0].logprobs.content[0].logprob, lp[0].logprob);
   // text only: fewer prompt tokens by the image's tokens (its placeholder renders as 3 before it is expanded)
   const t = await client.chat.completions.create({ model: 'tiny', max_tokens: 1, temperature: 0,
     messages: [{ role: 'user', content: 'What is in  this picture?' }] });
