@@ -92,10 +92,8 @@ int mimo_cmd_logits(int argc, char **argv) {
   if (st == MIMO_OK && images) {
     mimo_vision *v = NULL;
     mimo_model *top = r.m;
-    if (!mimo_vision_args_parse(a, n, &top->cfg.vision))
-      st = mimo_errf(MIMO_E_INVALID, "bad vision option");
-    if (st == MIMO_OK)
-      st = mimo_vision_open(&top->cfg, &top->vw, (int)mimo_arg_long(a, n, "threads", 0, &bad), &v);
+    st = mimo_vision_args_open(a, n, &top->cfg, &top->vw, mimo_first_device(mimo_arg_str(a, n, "devices", NULL)),
+                               (int)mimo_arg_long(a, n, "threads", 0, &bad), &v);
     if (st == MIMO_OK)
       st = mimo_cli_images_encode(v, images, &imgs);
     mimo_vision_close(v);

@@ -141,6 +141,11 @@ int mimo_cmd_serve(int argc, char **argv) {
   mimo_vision_config vis_opts = {0};
   if (!mimo_vision_args_parse(serve_args, N_ARGS, &vis_opts))
     return 2;
+  const char *vb = mimo_arg_str(serve_args, N_ARGS, "vision-backend", "cpu");
+  if (strcmp(vb, "cpu") && strcmp(vb, "cuda")) {
+    fprintf(stderr, "mimo serve: --vision-backend '%s' is not cpu or cuda\n", vb);
+    return 2;
+  }
   char media[PATH_MAX];
   const char *media_arg = mimo_arg_str(serve_args, N_ARGS, "allowed-local-media-path", NULL);
   if (media_arg && !realpath(media_arg, media)) {
@@ -234,10 +239,9 @@ int mimo_cmd_serve(int argc, char **argv) {
       goto out;
     }
   }
-  if (model && model->vw.present) { /* images run through the tower on the CPU, on the request's thread */
-    model->cfg.vision.sink_mode = vis_opts.sink_mode;
-    model->cfg.vision.merger_norm = vis_opts.merger_norm;
-    if (mimo_vision_open(&model->cfg, &model->vw, oo.threads, &s.vision) != MIMO_OK) {
+  if (model && model->vw.present) { /* images run through the tower on the request's thread, on a backend of its own */
+    if (mimo_vision_args_open(serve_args, N_ARGS, &model->cfg, &model->vw, mimo_first_device(oo.devices), oo.threads,
+                              &s.vision) != MIMO_OK) {
       ret = fail("vision tower");
       goto out;
     }

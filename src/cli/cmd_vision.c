@@ -19,7 +19,7 @@ static mimo_status append_floats(FILE *f, const char *path, const float *p, size
 }
 
 /* --patches FILE --grid HxW: patch rows made elsewhere (a reference's preprocessing) straight into the tower. */
-static mimo_status run_patches(const mimo_vision_config *vc, const mimo_vision_weights *w, mimo_backend *be,
+static mimo_status run_patches(const mimo_vision_config *vc, const mimo_vision_weights *w, mimo_vision *v,
                                const char *path, const char *grid, FILE *fo, const char *out) {
   mimo_vision_item it = {0};
   if (sscanf(grid, "%dx%d", &it.grid_h, &it.grid_w) != 2 || it.grid_h <= 0 || it.grid_w <= 0 ||
@@ -37,7 +37,7 @@ static mimo_status run_patches(const mimo_vision_config *vc, const mimo_vision_w
   it.patches = (const float *)data;
   const int tokens = mimo_vision_tokens(vc, it.grid_h, it.grid_w);
   float *emb = malloc((size_t)tokens * vc->out_hidden * sizeof *emb);
-  mimo_status st = emb ? mimo_vision_forward(be, vc, w, &it, 1, emb) : mimo_errf(MIMO_E_NOMEM, "embeddings");
+  mimo_status st = emb ? mimo_vision_encode(v, &it, 1, emb) : mimo_errf(MIMO_E_NOMEM, "embeddings");
   if (st == MIMO_OK && fo)
     st = append_floats(fo, out, emb, (size_t)tokens * vc->out_hidden);
   if (st == MIMO_OK)
@@ -53,27 +53,25 @@ static mimo_status run(const char *dir, const char *files, const char *out, cons
   mimo_config cfg;
   mimo_ckpt ck = {0};
   mimo_vision_weights w = {0};
-  mimo_backend *be = NULL;
   FILE *fo = NULL, *fp = NULL;
   char *list = NULL;
   mimo_status st = mimo_config_load(dir, &cfg);
   if (st == MIMO_OK && !cfg.vision.present)
     st = mimo_errf(MIMO_E_INVALID, "%s: the model has no vision tower (config.json has no vision_config)", dir);
-  if (st == MIMO_OK && !mimo_vision_args_parse(a, n, &cfg.vision))
-    st = mimo_errf(MIMO_E_INVALID, "bad vision option");
   if (st == MIMO_OK)
     st = mimo_ckpt_open(dir, &ck);
   if (st == MIMO_OK)
     st = mimo_vision_bind(&cfg, &ck, &w);
+  mimo_vision *v = NULL;
   if (st == MIMO_OK)
-    st = mimo_backend_cpu_init(&be, threads);
+    st = mimo_vision_args_open(a, n, &cfg, &w, mimo_first_device(mimo_arg_str(a, n, "devices", NULL)), threads, &v);
   if (st == MIMO_OK && out && !(fo = fopen(out, "wb")))
     st = mimo_errf(MIMO_E_IO, "%s: cannot create", out);
   if (st == MIMO_OK && patches_out && !(fp = fopen(patches_out, "wb")))
     st = mimo_errf(MIMO_E_IO, "%s: cannot create", patches_out);
   const char *patches_in = mimo_arg_str(a, n, "patches", NULL);
   if (st == MIMO_OK && patches_in)
-    st = run_patches(&cfg.vision, &w, be, patches_in, mimo_arg_str(a, n, "grid", ""), fo, out);
+    st = run_patches(&cfg.vision, &w, v, patches_in, mimo_arg_str(a, n, "grid", ""), fo, out);
   if (st == MIMO_OK && files && !(list = strdup(files)))
     st = mimo_errf(MIMO_E_NOMEM, "file list");
   const mimo_vision_config *vc = &cfg.vision;
@@ -95,16 +93,16 @@ static mimo_status run(const char *dir, const char *files, const char *out, cons
     if (st == MIMO_OK && !(emb = malloc((size_t)tokens * vc->out_hidden * sizeof *emb)))
       st = mimo_errf(MIMO_E_NOMEM, "embeddings");
     if (st == MIMO_OK)
-      st = mimo_vision_forward(be, vc, &w, &it, 1, emb);
+      st = mimo_vision_encode(v, &it, 1, emb);
     if (st == MIMO_OK && fp)
       st = append_floats(fp, patches_out, patches, (size_t)it.grid_h * it.grid_w * w.patch_embed.in);
     if (st == MIMO_OK && fo)
       st = append_floats(fo, out, emb, (size_t)tokens * vc->out_hidden);
     if (st == MIMO_OK)
       printf("{\"image\": \"%s\", \"height\": %d, \"width\": %d, \"resized_height\": %d, \"resized_width\": %d, "
-             "\"grid_h\": %d, \"grid_w\": %d, \"patches\": %d, \"tokens\": %d, \"seconds\": %.3f}\n",
+             "\"grid_h\": %d, \"grid_w\": %d, \"patches\": %d, \"tokens\": %d, \"seconds\": %.3f, \"backend\": \"%s\"}\n",
              f, im.h, im.w, it.grid_h * vc->patch, it.grid_w * vc->patch, it.grid_h, it.grid_w, it.grid_h * it.grid_w,
-             tokens, mimo_now() - t0);
+             tokens, mimo_now() - t0, mimo_vision_backend_name(v));
     else
       st = mimo_err_prefix(st, "%s", f);
     free(data);
@@ -117,8 +115,7 @@ static mimo_status run(const char *dir, const char *files, const char *out, cons
     st = mimo_errf(MIMO_E_IO, "%s: write failed", out);
   if (fp && fclose(fp) != 0 && st == MIMO_OK)
     st = mimo_errf(MIMO_E_IO, "%s: write failed", patches_out);
-  if (be)
-    be->free(be);
+  mimo_vision_close(v);
   mimo_vision_weights_free(&w);
   mimo_ckpt_close(&ck);
   return st;
@@ -132,6 +129,7 @@ int mimo_cmd_vision(int argc, char **argv) {
                   {"patches", 1, "instead of images: patch rows, float32 LE [H*W][3 * temporal * patch²] (with --grid)", 0},
                   {"grid", 1, "the --patches grid, HxW patches", 0},
                   {"threads", 1, "CPU threads (default: all cores)", 0},
+                  {"devices", 1, "GPU for --vision-backend cuda (default 0)", 0},
                   MIMO_VISION_ARGS};
   int n = sizeof a / sizeof *a, rc = mimo_args_parse(argc, argv, a, n, "--model DIR --image FILE[,FILE...] [--out FILE]");
   if (rc)

@@ -8,6 +8,9 @@
 #include "core/fileio.h"
 #include "io/image.h"
 #include "model/vision_preproc.h"
+#ifdef MIMO_HAVE_CUDA
+#include "backend/cuda/cuda_backend.h"
+#endif
 
 bool mimo_vision_args_parse(const mimo_arg *a, int n, mimo_vision_config *vc) {
   const char *sink = mimo_arg_str(a, n, "vision-sink", "key0"), *norm = mimo_arg_str(a, n, "vision-merger-norm", "layer");
@@ -22,6 +25,36 @@ bool mimo_vision_args_parse(const mimo_arg *a, int n, mimo_vision_config *vc) {
   vc->sink_mode = strcmp(sink, "key0") == 0 ? MIMO_VIT_SINK_KEY0 : MIMO_VIT_SINK_DENOM;
   vc->merger_norm = strcmp(norm, "layer") == 0 ? MIMO_VIT_NORM_LAYER : MIMO_VIT_NORM_RMS;
   return true;
+}
+
+int mimo_first_device(const char *devices) {
+  const long d = devices ? strtol(devices, NULL, 10) : 0;
+  return d >= 0 && d < 1024 ? (int)d : 0;
+}
+
+mimo_status mimo_vision_args_backend(const mimo_arg *a, int n, int device, mimo_backend **be) {
+  *be = NULL;
+  const char *name = mimo_arg_str(a, n, "vision-backend", "cpu");
+  if (strcmp(name, "cpu") == 0)
+    return MIMO_OK;
+  if (strcmp(name, "cuda") != 0)
+    return mimo_errf(MIMO_E_INVALID, "--vision-backend: '%s' is not cpu or cuda", name);
+#ifdef MIMO_HAVE_CUDA
+  return mimo_backend_cuda_init(be, device);
+#else
+  (void)device;
+  return mimo_errf(MIMO_E_INVALID, "--vision-backend cuda: this build has no CUDA backend (cmake -DMIMO_CUDA=ON)");
+#endif
+}
+
+mimo_status mimo_vision_args_open(const mimo_arg *a, int n, mimo_config *cfg, const mimo_vision_weights *w,
+                                  int device, int threads, mimo_vision **out) {
+  *out = NULL;
+  if (!mimo_vision_args_parse(a, n, &cfg->vision))
+    return mimo_errf(MIMO_E_INVALID, "bad vision option");
+  mimo_backend *be = NULL;
+  MIMO_TRY(mimo_vision_args_backend(a, n, device, &be));
+  return mimo_vision_open(cfg, w, be, threads, out);
 }
 
 void mimo_cli_images_free(mimo_cli_images *im) {

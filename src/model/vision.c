@@ -261,25 +261,66 @@ mimo_status mimo_vision_expand(const mimo_vision_config *vc, const int *ids, int
 struct mimo_vision {
   mimo_vision_config cfg;
   const mimo_vision_weights *w;
+  mimo_vision_weights own; /* a device backend's copy of the views (their ->dev set by its uploads) */
   mimo_backend *be;
   pthread_mutex_t mu; /* one encode at a time on the backend */
 };
 
-mimo_status mimo_vision_open(const mimo_config *cfg, const mimo_vision_weights *w, int threads, mimo_vision **out) {
+/* Every tensor of the tower to be (a GPU backend copies them into its memory). */
+static mimo_status upload(mimo_backend *be, mimo_vision_weights *w, int depth) {
+  MIMO_TRY(mimo_backend_upload_linear(be, &w->patch_embed));
+  for (int i = 0; i < depth; i++) {
+    mimo_vit_block *b = &w->blocks[i];
+    mimo_linear *lins[] = {&b->qkv, &b->proj, &b->gate, &b->up, &b->down};
+    mimo_vec *vecs[] = {&b->norm1, &b->norm2, &b->qkv_bias, &b->proj_bias, &b->sinks, &b->gate_bias, &b->up_bias,
+                        &b->down_bias};
+    for (size_t k = 0; k < sizeof lins / sizeof *lins; k++)
+      MIMO_TRY(mimo_backend_upload_linear(be, lins[k]));
+    for (size_t k = 0; k < sizeof vecs / sizeof *vecs; k++)
+      MIMO_TRY(mimo_backend_upload_vec(be, vecs[k]));
+  }
+  MIMO_TRY(mimo_backend_upload_vec(be, &w->merger_norm));
+  MIMO_TRY(mimo_backend_upload_linear(be, &w->merger_fc1));
+  return mimo_backend_upload_linear(be, &w->merger_fc2);
+}
+
+mimo_status mimo_vision_open(const mimo_config *cfg, const mimo_vision_weights *w, mimo_backend *be, int threads,
+                             mimo_vision **out) {
   *out = NULL;
+  mimo_vision *v = NULL;
+  mimo_status st = MIMO_OK;
   if (!cfg->vision.present || !w->present)
-    return mimo_errf(MIMO_E_INVALID, "the model has no vision tower (config.json has no vision_config)");
-  mimo_vision *v = calloc(1, sizeof *v);
-  if (!v)
-    return mimo_errf(MIMO_E_NOMEM, "vision encoder");
-  v->cfg = cfg->vision;
-  v->w = w;
-  mimo_status st = mimo_backend_cpu_init(&v->be, threads);
+    st = mimo_errf(MIMO_E_INVALID, "the model has no vision tower (config.json has no vision_config)");
+  else if (!(v = calloc(1, sizeof *v)))
+    st = mimo_errf(MIMO_E_NOMEM, "vision encoder");
   if (st != MIMO_OK) {
-    free(v);
+    if (be)
+      be->free(be);
     return st;
   }
+  v->cfg = cfg->vision;
+  v->w = w;
+  v->be = be;
+  if (!be) {
+    st = mimo_backend_cpu_init(&v->be, threads);
+  } else { /* the views again, for this backend's copies */
+    v->own = *w;
+    v->own.blocks = malloc((size_t)v->cfg.depth * sizeof *v->own.blocks);
+    if (!v->own.blocks)
+      st = mimo_errf(MIMO_E_NOMEM, "vision weights");
+    else
+      memcpy(v->own.blocks, w->blocks, (size_t)v->cfg.depth * sizeof *v->own.blocks);
+    if (st == MIMO_OK && be->bind_thread)
+      st = be->bind_thread(be);
+    if (st == MIMO_OK)
+      st = upload(be, &v->own, v->cfg.depth);
+    v->w = &v->own;
+  }
   pthread_mutex_init(&v->mu, NULL);
+  if (st != MIMO_OK) {
+    mimo_vision_close(v);
+    return st;
+  }
   *out = v;
   return MIMO_OK;
 }
@@ -287,9 +328,22 @@ mimo_status mimo_vision_open(const mimo_config *cfg, const mimo_vision_weights *
 void mimo_vision_close(mimo_vision *v) {
   if (!v)
     return;
-  v->be->free(v->be);
+  if (v->be)
+    v->be->free(v->be);
+  free(v->own.blocks);
   pthread_mutex_destroy(&v->mu);
   free(v);
+}
+
+const char *mimo_vision_backend_name(const mimo_vision *v) { return v->be->name; }
+
+mimo_status mimo_vision_encode(mimo_vision *v, const mimo_vision_item *items, int n, float *out) {
+  pthread_mutex_lock(&v->mu);
+  mimo_status st = v->be->bind_thread ? v->be->bind_thread(v->be) : MIMO_OK;
+  if (st == MIMO_OK)
+    st = mimo_vision_forward(v->be, &v->cfg, v->w, items, n, out);
+  pthread_mutex_unlock(&v->mu);
+  return st;
 }
 
 const mimo_vision_config *mimo_vision_cfg(const mimo_vision *v) { return &v->cfg; }
@@ -304,11 +358,8 @@ mimo_status mimo_vision_encode_image(mimo_vision *v, const mimo_image *im, float
   const int n = mimo_vision_tokens(&v->cfg, it.grid_h, it.grid_w);
   float *e = malloc((size_t)n * v->cfg.out_hidden * sizeof(float));
   mimo_status st = e ? MIMO_OK : mimo_errf(MIMO_E_NOMEM, "vision: %d embeddings", n);
-  if (st == MIMO_OK) {
-    pthread_mutex_lock(&v->mu);
-    st = mimo_vision_forward(v->be, &v->cfg, v->w, &it, 1, e);
-    pthread_mutex_unlock(&v->mu);
-  }
+  if (st == MIMO_OK)
+    st = mimo_vision_encode(v, &it, 1, e);
   free(patches);
   if (st != MIMO_OK) {
     free(e);

@@ -71,12 +71,17 @@ mimo_status mimo_vision_forward(mimo_backend *be, const mimo_vision_config *vc, 
 mimo_status mimo_vision_expand(const mimo_vision_config *vc, const int *ids, int n_ids, const int *tokens,
                                int n_images, int **out, int *n_out, mimo_embed_run *runs);
 
-/* An encoder a server or command keeps: the tower's weights and a backend of its own (the CPU backend; calls
- * from several threads take turns). */
+/* An encoder a server or command keeps: the tower's weights on a backend of its own, be (taken, also on failure:
+ * a GPU backend gets its own copy of the weights) or, with be NULL, a CPU backend of `threads` threads. Calls from
+ * several threads take turns. */
 typedef struct mimo_vision mimo_vision;
-mimo_status mimo_vision_open(const mimo_config *cfg, const mimo_vision_weights *w, int threads, mimo_vision **out);
+mimo_status mimo_vision_open(const mimo_config *cfg, const mimo_vision_weights *w, mimo_backend *be, int threads,
+                             mimo_vision **out);
 void mimo_vision_close(mimo_vision *v);
 const mimo_vision_config *mimo_vision_cfg(const mimo_vision *v);
+/* The tower over n images' patch rows (mimo_vision_forward on the encoder's backend). */
+mimo_status mimo_vision_encode(mimo_vision *v, const mimo_vision_item *items, int n, float *out);
+const char *mimo_vision_backend_name(const mimo_vision *v);
 /* Decoded image -> its placeholder embeddings: *embeds (malloc'd) [*n_tokens][out_hidden]. */
 mimo_status mimo_vision_encode_image(mimo_vision *v, const mimo_image *im, float **embeds, int *n_tokens);
 #endif

@@ -475,6 +475,8 @@ static int compare(const char *fa, const char *fb, int V, const char *fm) {
   return ok ? 0 : 1;
 }
 
+void cuda_vision_check(mimo_backend *c, mimo_backend *g, int *pass, int *fail); /* vision_check.c */
+
 int main(int argc, char **argv) {
   if (argc >= 5 && strcmp(argv[1], "compare") == 0)
     return compare(argv[2], argv[3], atoi(argv[4]), argc >= 6 ? argv[5] : NULL);
@@ -508,6 +510,7 @@ int main(int argc, char **argv) {
   check_linears(c, g);
   check_attention(c, g);
   check_moe(c, g);
+  cuda_vision_check(c, g, &n_pass, &n_fail);
   must(mimo_cuda_sync(g), "final sync");
   printf("kernels: %d passed, %d failed\n", n_pass, n_fail);
   g->free(g);

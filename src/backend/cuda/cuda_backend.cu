@@ -482,6 +482,7 @@ extern "C" mimo_status mimo_backend_cuda_init(mimo_backend **out, int device) {
   be->release = cu_release;
   be->linear = cu_linear;
   cu_ops_install(be); /* embed, positions, norms, rope, qkv split, elementwise ops (cuda_ops.cu) */
+  cu_vision_install(be); /* the vision tower's ops (cuda_vision.cu) */
   be->attention = cu_attention;
   be->attention_seqs = cu_attention_seqs;
   be->moe = cu_moe;

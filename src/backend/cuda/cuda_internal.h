@@ -69,6 +69,7 @@ typedef struct cu_ctx {
   cu_ints pos;               /* rope positions (last uploaded copy in pos.pinned, pos_n of them) */
   int pos_n;
   cu_ints ids;               /* token ids for embed */
+  cu_ints vis_ints, vis_seq; /* the vision ops' positions / gather indices, and sequence starts */
   char *mapped, *mapped_dev; /* pinned host memory the device reads and writes directly (cu_mapped) */
   size_t mapped_cap;
   int *fed, *fed_host;       /* the last sampled tokens on the device and their host copy (fed_n rows): the next */
@@ -228,6 +229,11 @@ void cu_defer_free(cu_ctx *c, void *p);
 
 /* cuda_ops.cu: sets the small ops of the backend table; frees their staging at the backend's end */
 void cu_ops_install(mimo_backend *be);
+void cu_vision_install(mimo_backend *be); /* the vision tower's ops (cuda_vision.cu) */
+/* n ints from the host to u's device buffer, stream-ordered through pinned memory; NULL on failure (recorded). */
+int *cu_upload_ints(cu_ctx *c, cu_ints *u, const int *src, int n);
+/* The device table of RoPE inverse frequencies mimo_rope_inv_freq(theta, d, rot_dim), d < rot_dim / 2. */
+const float *cu_rope_inv(cu_ctx *c, double theta, int rot_dim);
 void cu_ops_free(cu_ctx *c);
 /* cuda_linear.cu */
 void cu_linear(mimo_backend *be, float *y, const float *x, int T, const mimo_linear *W);

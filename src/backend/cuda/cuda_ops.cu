@@ -23,7 +23,7 @@ __global__ void k_embed(float *out, const void *table, int fmt, const int *ids, 
 }
 
 /* n ints from the host to u->dev (stream-ordered, asynchronous); NULL on failure (recorded). */
-static int *upload_ints(cu_ctx *c, cu_ints *u, const int *src, int n) {
+int *cu_upload_ints(cu_ctx *c, cu_ints *u, const int *src, int n) {
   if (u->pending && MIMO_CUDA(c, cudaEventSynchronize(u->done)) != MIMO_OK) /* the last copy has read pinned */
     return NULL;
   u->pending = false;
@@ -69,7 +69,7 @@ static void cu_embed(mimo_backend *be, float *out, const mimo_linear *table, con
   }
   /* a decode step feeds back what the device sampled last: those ids are already there */
   const int *d = T == c->fed_n && !memcmp(ids, c->fed_host, (size_t)T * sizeof *ids) ? c->fed
-                                                                                       : upload_ints(c, &c->ids, ids, T);
+                                                                                       : cu_upload_ints(c, &c->ids, ids, T);
   if (!d)
     return;
   cu_launch(c, k_embed, dim3(cdiv(table->in, 256), T), 256, 0, out, L->w, L->fmt, d, table->in);
@@ -208,7 +208,7 @@ __global__ void k_rope(float *x, int n_heads, int head_dim, int stride, int half
   v[d + half] = b * cs + a * sn;
 }
 
-static const float *rope_inv(cu_ctx *c, double theta, int rot_dim) {
+const float *cu_rope_inv(cu_ctx *c, double theta, int rot_dim) {
   const int n = (int)(sizeof c->rope_inv / sizeof *c->rope_inv);
   int i = 0;
   for (; i < n && c->rope_inv[i].inv; i++)
@@ -240,7 +240,7 @@ static const float *rope_inv(cu_ctx *c, double theta, int rot_dim) {
 static const int *rope_pos(cu_ctx *c, const int *pos, int T) {
   if (T != c->pos_n || !c->pos.pinned || memcmp(pos, c->pos.pinned, (size_t)T * sizeof(int)) != 0) {
     c->pos_n = 0;
-    if (!upload_ints(c, &c->pos, pos, T))
+    if (!cu_upload_ints(c, &c->pos, pos, T))
       return NULL;
     c->pos_n = T;
   }
@@ -252,7 +252,7 @@ static void cu_positions(mimo_backend *be, const int *pos, int T) { rope_pos(cu(
 static void cu_rope(mimo_backend *be, float *x, int T, int n_heads, int head_dim, int stride, int rot_dim,
                     const int *pos, double theta) {
   cu_ctx *c = cu(be);
-  const float *inv = rope_inv(c, theta, rot_dim);
+  const float *inv = cu_rope_inv(c, theta, rot_dim);
   if (!inv)
     return;
   const int *dpos = rope_pos(c, pos, T);
@@ -333,7 +333,7 @@ static void cu_qkv_split(mimo_backend *be, float *q, float *k, float *v, const f
     cu_rope(be, k, T, rope->n_kv_heads, rope->head_dim, chunks * kc, rope->rot_dim, rope->pos, rope->theta);
     return;
   }
-  if (rope && (!(inv = rope_inv(c, rope->theta, rope->rot_dim)) || !(dpos = rope_pos(c, rope->pos, T))))
+  if (rope && (!(inv = cu_rope_inv(c, rope->theta, rope->rot_dim)) || !(dpos = rope_pos(c, rope->pos, T))))
     return;
   cu_launch(c, k_qkv_split, dim3(cdiv(row, 256), T), 256, 0, q, k, v, qkv, chunks, qc, kc, vc, v_scale, dpos, inv,
             rope ? rope->head_dim : 1, rope ? rope->rot_dim / 2 : 0);
@@ -367,4 +367,6 @@ void cu_ops_install(mimo_backend *be) {
 void cu_ops_free(cu_ctx *c) {
   free_ints(&c->pos);
   free_ints(&c->ids);
+  free_ints(&c->vis_ints);
+  free_ints(&c->vis_seq);
 }
