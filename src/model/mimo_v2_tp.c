@@ -546,6 +546,29 @@ static mimo_status send_step(struct mimo_tp_group *g, const mimo_batch *b) {
   return st;
 }
 
+/* The step's image rows, for the workers to attach to the step message that follows (mimo_v2_tp_msg.h). */
+static mimo_status send_embeds(struct mimo_tp_group *g, const mimo_batch *b, int hidden) {
+  int32_t *runs = malloc((size_t)b->n_embeds * 2 * sizeof *runs);
+  const float **rows = malloc((size_t)b->n_embeds * sizeof *rows);
+  char *msg = NULL;
+  size_t bytes = 0;
+  if (runs && rows) {
+    for (int i = 0; i < b->n_embeds; i++) {
+      runs[2 * i] = b->embeds[i].at;
+      runs[2 * i + 1] = b->embeds[i].n;
+      rows[i] = b->embeds[i].rows;
+    }
+    bytes = mimo_tp_embeds_bytes(runs, b->n_embeds, hidden);
+    if ((msg = malloc(bytes)))
+      mimo_tp_embeds_write(msg, runs, b->n_embeds, hidden, rows);
+  }
+  mimo_status st = msg ? mimo_tp_net_send_msg(g->net, msg, bytes) : mimo_errf(MIMO_E_NOMEM, "embeddings message");
+  free(msg);
+  free(runs);
+  free((void *)rows);
+  return st;
+}
+
 mimo_status mimo_tp_forward(mimo_model *m, const mimo_batch *b, float *logits) {
   struct mimo_tp_group *g = m->group;
   if (g->net && g->node != 0)
@@ -553,8 +576,8 @@ mimo_status mimo_tp_forward(mimo_model *m, const mimo_batch *b, float *logits) {
   for (int i = 0; i < b->n_seqs; i++)
     if (b->n_tokens[i] < 1)
       return mimo_errf(MIMO_E_INVALID, "sequence %d of the batch has no tokens", i);
-  if (g->net && b->n_embeds) /* the step message carries token ids only */
-    return mimo_errf(MIMO_E_INVALID, "image inputs over several nodes are not implemented (one node, any TP size, is)");
+  if (g->net && b->n_embeds)
+    MIMO_TRY(send_embeds(g, b, m->cfg.hidden_size));
   if (g->net)
     MIMO_TRY(send_step(g, b));
   return tp_step(m, b, logits);
@@ -667,29 +690,77 @@ static mimo_status worker_forks(mimo_model *m, const void *buf, size_t bytes) {
   return st;
 }
 
+/* An embeddings message from node 0: kept (with its buffer) for the step message that follows. */
+static mimo_status worker_embeds(mimo_model *m, void *buf, size_t bytes, void **held, mimo_embed_run **runs, int *n) {
+  int k = 0, hidden = 0;
+  const int32_t *r;
+  const float *rows;
+  if (mimo_tp_embeds_parse(buf, bytes, &k, &r, &hidden, &rows) != MIMO_OK)
+    return mimo_err_prefix(MIMO_E_FORMAT, "node %d: from node 0", m->group->node);
+  if (hidden != m->cfg.hidden_size)
+    return mimo_errf(MIMO_E_FORMAT, "node %d: embeddings of width %d from node 0; the model's is %d", m->group->node,
+                     hidden, m->cfg.hidden_size);
+  mimo_embed_run *e = malloc((size_t)k * sizeof *e);
+  if (!e)
+    return mimo_errf(MIMO_E_NOMEM, "embeddings");
+  for (int i = 0; i < k; i++) {
+    e[i] = (mimo_embed_run){.at = r[2 * i], .n = r[2 * i + 1], .rows = rows};
+    rows += (size_t)r[2 * i + 1] * hidden;
+  }
+  free(*held);
+  free(*runs);
+  *held = buf;
+  *runs = e;
+  *n = k;
+  return MIMO_OK;
+}
+
 mimo_status mimo_model_run_worker(mimo_model *m) {
   struct mimo_tp_group *g = m->group;
   if (!g || !g->net || g->node == 0)
     return mimo_errf(MIMO_E_INVALID, "not a worker node of a tensor-parallel group");
+  void *emb_buf = NULL; /* the last embeddings message, for the next step */
+  mimo_embed_run *emb = NULL;
+  int n_emb = 0;
   for (long steps = 0;; steps++) {
     void *buf = NULL;
     size_t bytes = 0;
-    MIMO_TRY(mimo_tp_net_recv_msg(g->net, &buf, &bytes));
+    mimo_status rst = mimo_tp_net_recv_msg(g->net, &buf, &bytes);
+    if (rst == MIMO_OK && mimo_tp_msg_op(buf, bytes) == MIMO_TP_MSG_EMBEDS) {
+      rst = worker_embeds(m, buf, bytes, &emb_buf, &emb, &n_emb);
+      if (rst == MIMO_OK) {
+        steps--;
+        continue;
+      }
+      free(buf);
+    }
+    if (rst != MIMO_OK) {
+      free(emb_buf);
+      free(emb);
+      return rst;
+    }
     if (mimo_tp_msg_op(buf, bytes) == MIMO_TP_MSG_QUIT) {
       free(buf);
+      free(emb_buf);
+      free(emb);
       mimo_info("node %d: node 0 ended the group after %ld steps", g->node, steps);
       return MIMO_OK;
     }
     if (mimo_tp_msg_op(buf, bytes) == MIMO_TP_MSG_FORK) {
       mimo_status st = worker_forks(m, buf, bytes);
       free(buf);
-      if (st == MIMO_E_IO || st == MIMO_E_FORMAT)
+      if (st == MIMO_E_IO || st == MIMO_E_FORMAT) {
+        free(emb_buf);
+        free(emb);
         return st;
+      }
       continue;
     }
     mimo_tp_step_view v;
     if (mimo_tp_step_parse(buf, bytes, &v) != MIMO_OK) {
       free(buf);
+      free(emb_buf);
+      free(emb);
       return mimo_err_prefix(MIMO_E_FORMAT, "node %d: from node 0", g->node);
     }
     for (int i = 0; i < v.n_freed; i++)
@@ -700,13 +771,18 @@ mimo_status mimo_model_run_worker(mimo_model *m) {
       if (!(seqs[i] = worker_seq(m, mimo_tp_msg_u64(v.uids, i))))
         st = mimo_errf(MIMO_E_NOMEM, "sequence");
     mimo_batch b = {.n_seqs = v.n_seqs, .seqs = seqs, .n_tokens = v.n_tokens, .tokens = v.tokens,
-                    .all_logits = v.all_logits};
+                    .all_logits = v.all_logits, .embeds = emb, .n_embeds = n_emb};
     if (st == MIMO_OK)
       st = tp_step(m, &b, NULL);
     else /* still take part in the step's first agreement, saying no */
       st = agree(g, st, "preparing the step");
     free(seqs);
     free(buf);
+    free(emb_buf); /* the rows were this step's */
+    free(emb);
+    emb_buf = NULL;
+    emb = NULL;
+    n_emb = 0;
     if (st != MIMO_OK)
       mimo_warn("node %d: step %ld: %s", g->node, steps, mimo_errmsg());
     if (st == MIMO_E_IO)

@@ -103,3 +103,50 @@ mimo_status mimo_tp_fork_parse(const void *buf, size_t bytes, int *n_forks, cons
   *forks = (const unsigned char *)buf + 16;
   return MIMO_OK;
 }
+
+size_t mimo_tp_embeds_bytes(const int32_t *runs, int n_runs, int hidden) {
+  size_t rows = 0;
+  for (int i = 0; i < n_runs; i++)
+    rows += (size_t)runs[2 * i + 1];
+  return 16 + (size_t)n_runs * 8 + rows * (size_t)hidden * 4;
+}
+
+void mimo_tp_embeds_write(void *buf, const int32_t *runs, int n_runs, int hidden, const float *const *rows) {
+  const uint32_t h[4] = {MIMO_TP_MSG_EMBEDS, (uint32_t)n_runs, (uint32_t)hidden, 0};
+  char *p = buf;
+  memcpy(p, h, 16);
+  memcpy(p + 16, runs, (size_t)n_runs * 8);
+  p += 16 + (size_t)n_runs * 8;
+  for (int i = 0; i < n_runs; i++) {
+    const size_t b = (size_t)runs[2 * i + 1] * hidden * 4;
+    memcpy(p, rows[i], b);
+    p += b;
+  }
+}
+
+mimo_status mimo_tp_embeds_parse(const void *buf, size_t bytes, int *n_runs, const int32_t **runs, int *hidden,
+                                 const float **rows) {
+  uint32_t h[4];
+  MIMO_TRY(read_header(buf, bytes, MIMO_TP_MSG_EMBEDS, "embeddings", h));
+  if (h[1] < 1 || h[1] > MAX_SEQS || h[2] < 1 || h[2] > 1 << 20 || h[3])
+    return mimo_errf(MIMO_E_FORMAT, "embeddings message: %u runs of width %u, header word %u: out of range", h[1], h[2],
+                     h[3]);
+  const int n = (int)h[1];
+  if (16 + (size_t)n * 8 > bytes)
+    return mimo_errf(MIMO_E_FORMAT, "embeddings message: %zu bytes cannot hold %d runs", bytes, n);
+  const int32_t *r = (const int32_t *)((const char *)buf + 16);
+  size_t total = 0;
+  for (int i = 0; i < n; i++) {
+    if (r[2 * i] < 0 || r[2 * i] > MAX_TOKENS || r[2 * i + 1] < 1 || r[2 * i + 1] > MAX_TOKENS)
+      return mimo_errf(MIMO_E_FORMAT, "embeddings message: run %d at %d of %d rows", i, r[2 * i], r[2 * i + 1]);
+    total += (size_t)r[2 * i + 1];
+  }
+  if (total > MAX_TOKENS || 16 + (size_t)n * 8 + total * h[2] * 4 != bytes)
+    return mimo_errf(MIMO_E_FORMAT, "embeddings message: %zu bytes, but its counts need %zu", bytes,
+                     16 + (size_t)n * 8 + total * h[2] * 4);
+  *n_runs = n;
+  *runs = r;
+  *hidden = (int)h[2];
+  *rows = (const float *)(r + 2 * n);
+  return MIMO_OK;
+}

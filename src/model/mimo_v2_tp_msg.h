@@ -3,7 +3,9 @@
  * [u64 uid x n_seqs][i32 n_tokens x n_seqs][i32 tokens x sum n_tokens][u64 freed uid x n_freed],
  * little-endian. A fork message, sent when node 0 copies a sequence's cache (prefix caching; every node does the
  * same before the next step and the nodes agree on the outcome): [u32 op=3, n_forks, 0, 0][u64 src uid, u64 dst uid,
- * u64 positions x n_forks]. The worker checks every size before it trusts one. */
+ * u64 positions x n_forks]. An embeddings message goes just before a step whose batch has image rows
+ * (mimo_batch.embeds): [u32 op=4, n_runs, hidden, 0][i32 at, i32 n x n_runs][f32 rows x hidden x sum n].
+ * The worker checks every size before it trusts one. */
 #ifndef MIMO_MODEL_MIMO_V2_TP_MSG_H
 #define MIMO_MODEL_MIMO_V2_TP_MSG_H
 #include <stddef.h>
@@ -11,7 +13,7 @@
 
 #include "core/status.h"
 
-enum { MIMO_TP_MSG_STEP = 1, MIMO_TP_MSG_QUIT = 2, MIMO_TP_MSG_FORK = 3 };
+enum { MIMO_TP_MSG_STEP = 1, MIMO_TP_MSG_QUIT = 2, MIMO_TP_MSG_FORK = 3, MIMO_TP_MSG_EMBEDS = 4 };
 
 typedef struct mimo_tp_step_view {
   int n_seqs, all_logits, n_freed, n_tokens_total;
@@ -37,4 +39,11 @@ size_t mimo_tp_fork_bytes(int n_forks);
 void mimo_tp_fork_write(void *buf, const unsigned long long *forks, int n_forks);
 /* Views a fork message: its count and triples (read with mimo_tp_msg_u64); MIMO_E_FORMAT naming what is wrong. */
 mimo_status mimo_tp_fork_parse(const void *buf, size_t bytes, int *n_forks, const unsigned char **forks);
+/* An embeddings message: runs[2i] = at, runs[2i + 1] = n of run i; rows[r][hidden] one run after another. */
+size_t mimo_tp_embeds_bytes(const int32_t *runs, int n_runs, int hidden);
+void mimo_tp_embeds_write(void *buf, const int32_t *runs, int n_runs, int hidden, const float *const *rows);
+/* Views one (buf 4-byte aligned): its run count, (at, n) pairs, hidden size and rows; MIMO_E_FORMAT naming what is
+ * wrong (every count checked against the size). */
+mimo_status mimo_tp_embeds_parse(const void *buf, size_t bytes, int *n_runs, const int32_t **runs, int *hidden,
+                                 const float **rows);
 #endif

@@ -1,7 +1,8 @@
 /* A step message from node 0 as a worker node receives it (bytes of any shape):
  * mimo_tp_step_parse either refuses it with a message or yields a view whose
  * every count and pointer lies inside the buffer (all of it is read here, so
- * ASan catches a view past the end), and writing the view back gives the bytes. Fork messages likewise. */
+ * ASan catches a view past the end), and writing the view back gives the bytes. Fork and embeddings messages
+ * likewise. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,6 +32,34 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
       if (memcmp(out, buf, size) != 0)
         abort();
       free(f);
+      free(out);
+    }
+    free(buf);
+    return 0;
+  }
+  if (mimo_tp_msg_op(buf, size) == MIMO_TP_MSG_EMBEDS) { /* an embeddings message: the same promises */
+    int n, hidden;
+    const int32_t *runs;
+    const float *rows;
+    if (mimo_tp_embeds_parse(buf, size, &n, &runs, &hidden, &rows) != MIMO_OK) {
+      if (mimo_errmsg()[0] == 0)
+        abort();
+    } else {
+      const float **starts = malloc((size_t)n * sizeof *starts);
+      void *out = malloc(size);
+      if (!starts || !out || mimo_tp_embeds_bytes(runs, n, hidden) != size)
+        abort();
+      const float *r = rows;
+      for (int i = 0; i < n; i++) {
+        starts[i] = r;
+        r += (size_t)runs[2 * i + 1] * hidden;
+      }
+      if ((const char *)r != (const char *)buf + size)
+        abort();
+      mimo_tp_embeds_write(out, runs, n, hidden, starts);
+      if (memcmp(out, buf, size) != 0)
+        abort();
+      free((void *)starts);
       free(out);
     }
     free(buf);

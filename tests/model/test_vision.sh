@@ -4,7 +4,8 @@
 #    dense masked attention, argsort reorders), in both sink placements and both merger norms, which must differ;
 #    and from patch rows given directly (--patches);
 #  - `mimo logits --image` (the placeholder expanded to the image's tokens, whose rows are the tower's output)
-#    against tools/reference/np_reference.py fed the same rows, one-shot and in chunks that cut the image;
+#    against tools/reference/np_reference.py fed the same rows, one-shot and in chunks that cut the image, and at
+#    TP-2 in one process and over two processes (node 0 sends the rows);
 #  - refusals that name what is wrong (an unreadable image, a text-only model, placeholders and images that do not
 #    pair up).
 source "$(dirname "$0")/../cli/lib.sh"
@@ -81,6 +82,28 @@ for chunk in 0 5 16; do
     bad "logits --image, chunk $chunk: $(cat "$work/err")"
   fi
 done
+# tensor parallel: two ranks in one process, and two processes (node 0 sends node 1 the image rows)
+free_port() { $PY -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+if "$MIMO_BIN" logits --model "$M" --backend cpu --threads 2 --tensor-parallel-size 2 --tokens "$pre,$IMG,$post" \
+  --image "$work/a.png" --chunk 5 --out "$work/tp2.f32" 2>"$work/err"; then
+  out=$($PY "$MIMO_SRC/tests/model/compare_logits.py" "$work/tp2.f32" "$work/ref.f32" --vocab "$V" --label "TP-2") &&
+    ok "logits with an image at TP-2: $out" || bad "logits with an image at TP-2: $out"
+else
+  bad "logits --image at TP-2: $(cat "$work/err")"
+fi
+port=$(free_port)
+L=("$MIMO_BIN" logits --model "$M" --backend cpu --threads 1 --tensor-parallel-size 2 --nnodes 2 --master-port "$port"
+  --tokens "$pre,$IMG,$post" --image "$work/a.png" --chunk 16)
+"${L[@]}" --node-rank 1 --out "$work/unused" >"$work/node1.log" 2>&1 &
+w=$!
+"${L[@]}" --node-rank 0 --out "$work/2proc.f32" >"$work/node0.log" 2>&1; rc0=$?
+wait $w; rc1=$?
+if [ $rc0 = 0 ] && [ $rc1 = 0 ]; then
+  out=$($PY "$MIMO_SRC/tests/model/compare_logits.py" "$work/2proc.f32" "$work/ref.f32" --vocab "$V" --label "2 nodes") &&
+    ok "logits with an image over 2 nodes: $out" || bad "logits with an image over 2 nodes: $out"
+else
+  bad "logits --image over 2 nodes: node 0 rc=$rc0 node 1 rc=$rc1: $(tail -n 2 "$work/node0.log" "$work/node1.log")"
+fi
 "$MIMO_BIN" logits --model "$M" --backend cpu --tokens "$expanded" --out "$work/plain.f32" 2>/dev/null
 same=$($PY -c "
 import numpy as n; a=n.fromfile('$work/plain.f32','<f4').reshape(-1,$V); b=n.fromfile('$work/l0.f32','<f4').reshape(-1,$V)
