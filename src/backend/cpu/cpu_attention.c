@@ -52,26 +52,10 @@ static void attn_tasks(void *ctx, long b, long e) {
       for (int d = 0; d < D; d++)
         s += q[d] * k[d];
       s *= a->scale;
-      const float *v = key_at(a, j, 1, g, vt);
-      if (s > m) { /* rescale what we have to the new maximum */
-        float c = expf(m - s);
-        l *= c;
-        for (int d = 0; d < V; d++)
-          acc[d] *= c;
-        m = s;
-      }
-      float w = expf(s - m);
-      l += w;
-      for (int d = 0; d < V; d++)
-        acc[d] += w * v[d];
+      cpu_softmax_add(s, key_at(a, j, 1, g, vt), V, &m, &l, acc);
     }
-    if (a->sink && a->sink->n) { /* extra denominator column, carries no value */
-      float sg = mimo_vec_get(a->sink, h);
-      float m2 = sg > m ? sg : m, c = expf(m - m2);
-      l = l * c + expf(sg - m2);
-      for (int d = 0; d < V; d++)
-        acc[d] *= c;
-    }
+    if (a->sink && a->sink->n)
+      cpu_softmax_sink(mimo_vec_get(a->sink, h), V, &m, &l, acc);
     float *o = a->out + ((size_t)t * a->n_heads + h) * V;
     for (int d = 0; d < V; d++)
       o[d] = acc[d] / l;

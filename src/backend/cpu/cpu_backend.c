@@ -40,17 +40,9 @@ static void cpu_embed(mimo_backend *be, float *out, const mimo_linear *table, co
     cpu_linear_row(table, ids[t], 0, table->in, out + (size_t)t * table->in);
 }
 
-typedef struct {
-  float *out;
-  const float *x;
-  const mimo_vec *w;
-  int n;
-  float eps;
-} norm_job;
-
 /* RMSNorm in fp32 as the reference: w ⊙ x / sqrt(mean(x²) + eps). */
 static void norm_rows(void *ctx, long b, long e) {
-  norm_job *j = ctx;
+  cpu_norm_job *j = ctx;
   for (long t = b; t < e; t++) {
     const float *x = j->x + t * j->n;
     float *o = j->out + t * j->n;
@@ -64,7 +56,7 @@ static void norm_rows(void *ctx, long b, long e) {
 }
 
 static void cpu_rmsnorm(mimo_backend *be, float *out, const float *x, const mimo_vec *w, int T, int n, float eps) {
-  norm_job j = {out, x, w, n, eps};
+  cpu_norm_job j = {out, x, w, n, eps};
   mimo_parallel_for(cpu_pool(be), T, 8, norm_rows, &j);
 }
 

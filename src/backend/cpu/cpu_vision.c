@@ -19,16 +19,8 @@ static void cpu_gelu(mimo_backend *be, float *x, long n) {
     x[i] = 0.5f * x[i] * (1.0f + erff(x[i] * (float)M_SQRT1_2));
 }
 
-typedef struct {
-  float *out;
-  const float *x;
-  const mimo_vec *w;
-  int n;
-  float eps;
-} ln_job;
-
 static void ln_rows(void *ctx, long b, long e) {
-  ln_job *j = ctx;
+  cpu_norm_job *j = ctx;
   for (long t = b; t < e; t++) {
     const float *x = j->x + t * j->n;
     float *o = j->out + t * j->n;
@@ -45,7 +37,7 @@ static void ln_rows(void *ctx, long b, long e) {
 }
 
 static void cpu_layernorm(mimo_backend *be, float *out, const float *x, const mimo_vec *w, int T, int n, float eps) {
-  ln_job j = {out, x, w, n, eps};
+  cpu_norm_job j = {out, x, w, n, eps};
   mimo_parallel_for(cpu_pool(be), T, 8, ln_rows, &j);
 }
 
@@ -105,25 +97,10 @@ static void vit_tasks(void *ctx, long b, long e) {
       s *= a->scale;
       if (k == s0 && a->sink && a->sink->n && a->sink_key0)
         s += sink;
-      const float *vr = a->v + ((size_t)k * a->n_kv + g) * D;
-      if (s > m) {
-        const float c = expf(m - s);
-        l *= c;
-        for (int d = 0; d < D; d++)
-          acc[d] *= c;
-        m = s;
-      }
-      const float w = expf(s - m);
-      l += w;
-      for (int d = 0; d < D; d++)
-        acc[d] += w * vr[d];
+      cpu_softmax_add(s, a->v + ((size_t)k * a->n_kv + g) * D, D, &m, &l, acc);
     }
-    if (a->sink && a->sink->n && !a->sink_key0) { /* extra denominator column carrying no value */
-      const float m2 = sink > m ? sink : m, c = expf(m - m2);
-      l = l * c + expf(sink - m2);
-      for (int d = 0; d < D; d++)
-        acc[d] *= c;
-    }
+    if (a->sink && a->sink->n && !a->sink_key0)
+      cpu_softmax_sink(sink, D, &m, &l, acc);
     float *o = a->out + ((size_t)i * a->n_heads + h) * D;
     for (int d = 0; d < D; d++)
       o[d] = acc[d] / l;
