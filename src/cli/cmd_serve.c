@@ -49,6 +49,8 @@ static mimo_arg serve_args[] = {
     {"max-body-bytes", 1, "largest request body (default 33554432; 413 beyond)", NULL},
     {"timeout-keep-alive", 1, "seconds an idle connection is kept (default 60)", NULL},
     {"shutdown-timeout", 1, "seconds in-flight requests may finish after SIGTERM (default 10)", NULL},
+    {"mm-processor-cache-gb", 1, "GiB of vision tower outputs kept by image for repeated images (default 1; 0: none)",
+     NULL},
     {"allowed-local-media-path", 1, "directory whose images requests may name as file:// URLs (default: none)", NULL},
     MIMO_VISION_ARGS,
     {"mock-output", 1, "TEST ONLY: FILE of JSON-string lines; request i outputs line i mod N instead of running "
@@ -135,6 +137,7 @@ int mimo_cmd_serve(int argc, char **argv) {
   long max_body = mimo_arg_long(serve_args, N_ARGS, "max-body-bytes", 32L << 20, &bad);
   long keep = mimo_arg_long(serve_args, N_ARGS, "timeout-keep-alive", 60, &bad);
   double grace = mimo_arg_double(serve_args, N_ARGS, "shutdown-timeout", 10, &bad);
+  const double mm_cache_gb = mimo_arg_double(serve_args, N_ARGS, "mm-processor-cache-gb", 1, &bad);
   mimo_open_opts oo;
   if (bad || !mimo_open_parse(serve_args, N_ARGS, dir, &oo))
     return 2;
@@ -167,7 +170,7 @@ int mimo_cmd_serve(int argc, char **argv) {
     return 2;
   }
   if (port < 0 || port > 65535 || mml < 0 || seqs < 1 || mbt < 1 || mq < 1 || max_body < 1024 || keep < 1 ||
-      grace < 0 || pce < 1 || pce > 1 << 20) {
+      grace < 0 || pce < 1 || pce > 1 << 20 || !(mm_cache_gb >= 0 && mm_cache_gb <= 1 << 20)) {
     fprintf(stderr, "mimo serve: a numeric option is out of range (see --help)\n");
     return 2;
   }
@@ -241,7 +244,8 @@ int mimo_cmd_serve(int argc, char **argv) {
   }
   if (model && model->vw.present) { /* images run through the tower on the request's thread, on a backend of its own */
     if (mimo_vision_args_open(serve_args, N_ARGS, &model->cfg, &model->vw, mimo_first_device(oo.devices), oo.threads,
-                              &s.vision) != MIMO_OK) {
+                              &s.vision) != MIMO_OK ||
+        mimo_vision_set_cache(s.vision, (size_t)(mm_cache_gb * (1 << 30))) != MIMO_OK) {
       ret = fail("vision tower");
       goto out;
     }

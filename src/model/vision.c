@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "model/vision_cache.h"
 #include "model/vision_preproc.h"
 
 /* Row-major and column-major orders of every image's merge units, as token permutations of the whole call:
@@ -264,6 +265,7 @@ struct mimo_vision {
   mimo_vision_weights own; /* a device backend's copy of the views (their ->dev set by its uploads) */
   mimo_backend *be;
   pthread_mutex_t mu; /* one encode at a time on the backend */
+  mimo_vcache *cache; /* NULL: none */
 };
 
 /* Every tensor of the tower to be (a GPU backend copies them into its memory). */
@@ -330,12 +332,23 @@ void mimo_vision_close(mimo_vision *v) {
     return;
   if (v->be)
     v->be->free(v->be);
+  mimo_vcache_free(v->cache);
   free(v->own.blocks);
   pthread_mutex_destroy(&v->mu);
   free(v);
 }
 
 const char *mimo_vision_backend_name(const mimo_vision *v) { return v->be->name; }
+
+mimo_status mimo_vision_set_cache(mimo_vision *v, size_t bytes) {
+  mimo_vcache_free(v->cache);
+  v->cache = mimo_vcache_new(bytes);
+  return v->cache || !bytes ? MIMO_OK : mimo_errf(MIMO_E_NOMEM, "vision cache");
+}
+
+void mimo_vision_cache_stats(mimo_vision *v, long *hits, long *misses, size_t *bytes) {
+  mimo_vcache_stats(v->cache, hits, misses, bytes);
+}
 
 mimo_status mimo_vision_encode(mimo_vision *v, const mimo_vision_item *items, int n, float *out) {
   pthread_mutex_lock(&v->mu);
@@ -351,6 +364,8 @@ const mimo_vision_config *mimo_vision_cfg(const mimo_vision *v) { return &v->cfg
 mimo_status mimo_vision_encode_image(mimo_vision *v, const mimo_image *im, float **embeds, int *n_tokens) {
   *embeds = NULL;
   *n_tokens = 0;
+  if (mimo_vcache_get(v->cache, im, v->cfg.out_hidden, embeds, n_tokens))
+    return MIMO_OK;
   mimo_vision_item it = {0};
   float *patches = NULL;
   MIMO_TRY(mimo_vision_patchify(&v->cfg, im, &patches, &it.grid_h, &it.grid_w));
@@ -365,6 +380,7 @@ mimo_status mimo_vision_encode_image(mimo_vision *v, const mimo_image *im, float
     free(e);
     return st;
   }
+  mimo_vcache_put(v->cache, im, v->cfg.out_hidden, e, n);
   *embeds = e;
   *n_tokens = n;
   return MIMO_OK;

@@ -82,6 +82,10 @@ const mimo_vision_config *mimo_vision_cfg(const mimo_vision *v);
 /* The tower over n images' patch rows (mimo_vision_forward on the encoder's backend). */
 mimo_status mimo_vision_encode(mimo_vision *v, const mimo_vision_item *items, int n, float *out);
 const char *mimo_vision_backend_name(const mimo_vision *v);
+/* Keeps up to `bytes` of tower outputs by image for mimo_vision_encode_image (model/vision_cache.h; 0: none, the
+ * default). */
+mimo_status mimo_vision_set_cache(mimo_vision *v, size_t bytes);
+void mimo_vision_cache_stats(mimo_vision *v, long *hits, long *misses, size_t *bytes);
 /* Decoded image -> its placeholder embeddings: *embeds (malloc'd) [*n_tokens][out_hidden]. */
 mimo_status mimo_vision_encode_image(mimo_vision *v, const mimo_image *im, float **embeds, int *n_tokens);
 #endif

@@ -2,6 +2,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "model/vision.h"
 #include "server/openai.h"
 
 static int parse_or_reply(mimo_http_req *rq, json_t **root) {
@@ -65,6 +66,21 @@ static void on_metrics(mimo_http_req *rq, void *ctx) {
   mimo_engine_stats_get(s->engine, &es);
   mimo_sbuf b = {0};
   mimo_metrics_render(s->metrics, &es, mimo_http_cpu_seconds(s->http), &b);
+  if (s->vision) {
+    long hits, misses;
+    size_t bytes;
+    mimo_vision_cache_stats(s->vision, &hits, &misses, &bytes);
+    const char *M = s->names[0];
+    mimo_sbuf_printf(&b, "# HELP mimo:vision_cache_queries_total Images looked up in the vision encoder's cache.\n"
+                         "# TYPE mimo:vision_cache_queries_total counter\nmimo:vision_cache_queries_total{model_name=\"%s\"} "
+                         "%ld\n", M, hits + misses);
+    mimo_sbuf_printf(&b, "# HELP mimo:vision_cache_hits_total Images whose tower output came from the cache.\n"
+                         "# TYPE mimo:vision_cache_hits_total counter\nmimo:vision_cache_hits_total{model_name=\"%s\"} "
+                         "%ld\n", M, hits);
+    mimo_sbuf_printf(&b, "# HELP mimo:vision_cache_bytes Tower outputs and pixels the cache holds.\n"
+                         "# TYPE mimo:vision_cache_bytes gauge\nmimo:vision_cache_bytes{model_name=\"%s\"} %zu\n", M,
+                     bytes);
+  }
   if (b.oom)
     mimo_http_reply_error(rq, 500, "InternalServerError", NULL, NULL, "out of memory");
   else

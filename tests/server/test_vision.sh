@@ -14,6 +14,12 @@ start_server --allowed-local-media-path "$WORK"
 out=$(IMG="$WORK/img.png" IMG2="$WORK/img2.png" timeout 300 node "$HERE/vision.cjs") || die "vision.cjs"
 echo "$out"
 get() { node -e 'console.log(JSON.parse(process.argv[1])[process.argv[2]])' "$out" "$1"; }
+# the same image in five requests: the tower ran for it once (the encoder's cache, --mm-processor-cache-gb)
+metrics=$(curl -sf "$BASE/metrics") || die "/metrics"
+hits=$(sed -n 's/^mimo:vision_cache_hits_total{model_name="tiny"} \([0-9]*\)$/\1/p' <<<"$metrics")
+queries=$(sed -n 's/^mimo:vision_cache_queries_total{model_name="tiny"} \([0-9]*\)$/\1/p' <<<"$metrics")
+[ -n "$hits" ] && [ "$hits" -ge 4 ] && [ "$queries" -gt "$hits" ] || die "vision cache: $hits hits of $queries"
+echo "ok   vision cache: $hits hits of $queries images"
 # the same prompt through the CLI: render, tokenize, logits with the image
 cat >"$WORK/msgs.json" <<'JSON'
 [{"role": "user", "content": [{"type": "text", "text": "What is in "}, {"type": "image"}, {"type": "text", "text": " this picture?"}]}]
