@@ -611,6 +611,51 @@ static void test_tp_sampling_gathered(void **state) {
   assert_int_equal(kv_used, 0);
 }
 
+/* Image rows through the engine: rows equal to the embeddings of other tokens make a prompt compute exactly what
+ * the prompt with those tokens does, however the chunks cut the runs (a budget of 8 tokens per step); runs that do not
+ * fit the prompt are refused. */
+static void test_embeds(void **state) {
+  (void)state;
+  enum { N = 30, STEPS = 6 };
+  const int H = model->cfg.hidden_size;
+  int prompt[N], swapped[N], want[STEPS];
+  for (int i = 0; i < N; i++)
+    prompt[i] = swapped[i] = (i * 37 + 11) % 600;
+  const mimo_embed_run at[2] = {{.at = 5, .n = 7}, {.at = 20, .n = 3}};
+  float *rows[2];
+  for (int r = 0; r < 2; r++) {
+    for (int j = 0; j < at[r].n; j++)
+      swapped[at[r].at + j] = (at[r].at + j) * 7 % 600;
+    rows[r] = malloc((size_t)at[r].n * H * sizeof(float));
+    assert_non_null(rows[r]);
+    be->embed(be, rows[r], &model->w.embed, swapped + at[r].at, at[r].n);
+  }
+  greedy_alone(swapped, N, STEPS, want);
+  int plain[STEPS]; /* the test means something only if the rows change the output */
+  greedy_alone(prompt, N, STEPS, plain);
+  assert_memory_not_equal(plain, want, sizeof want);
+  const mimo_embed_run runs[2] = {{5, 7, rows[0]}, {20, 3, rows[1]}};
+  mimo_engine_opts o = {.max_num_seqs = 2, .max_num_batched_tokens = 8};
+  mimo_engine *e;
+  assert_int_equal(mimo_engine_init(&e, model, &o), MIMO_OK);
+  mimo_request_params p = greedy_params(prompt, N, STEPS);
+  p.embeds = runs;
+  p.n_embeds = 2;
+  mimo_request *req;
+  assert_int_equal(mimo_engine_submit(e, &p, &req), MIMO_OK);
+  expect_tokens(req, want, STEPS);
+  const mimo_embed_run bad[3][2] = {{{5, 7, rows[0]}, {8, 3, rows[1]}},   /* overlapping */
+                                    {{5, 7, rows[0]}, {28, 3, rows[1]}},  /* past the prompt */
+                                    {{20, 3, rows[1]}, {5, 7, rows[0]}}}; /* out of order */
+  for (int k = 0; k < 3; k++) {
+    p.embeds = bad[k];
+    assert_int_equal(mimo_engine_submit(e, &p, &req), MIMO_E_INVALID);
+  }
+  mimo_engine_free(e);
+  free(rows[0]);
+  free(rows[1]);
+}
+
 static int setup(void **state) {
   (void)state;
   snprintf(root, sizeof root, "/tmp/mimo-test-engine-XXXXXX");
@@ -639,6 +684,7 @@ int main(void) {
       cmocka_unit_test(test_kv_full_preempts_tp), cmocka_unit_test(test_kv_full_prefix_cache),
       cmocka_unit_test(test_prefix_cache), cmocka_unit_test(test_prefix_cache_tp), cmocka_unit_test(test_prefix_cache_at),
       cmocka_unit_test(test_tp_sampling_gathered), cmocka_unit_test(test_shared_prompt_waits),
+      cmocka_unit_test(test_embeds),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }
