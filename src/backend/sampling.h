@@ -32,6 +32,8 @@ typedef struct mimo_sample_job {
   int n_pen;
   const int *pen;
   int logprobs;             /* alternatives to report, 0..MIMO_MAX_LOGPROBS; 0 and no info wanted: none */
+  const unsigned *allow;    /* NULL, or a bit per id: only these may be sampled (structured outputs); the raw
+                             * logprobs are taken before it, as before the penalties */
   bool processed_logprobs;  /* see mimo_sampling_params */
 } mimo_sample_job;
 #endif

@@ -17,6 +17,7 @@
 #include "core/log.h"
 #include "model/mimo_v2.h"
 #include "server/server.h"
+#include "text/grammar_vocab.h"
 
 #define MAX_MOCK 4096
 
@@ -203,6 +204,10 @@ int mimo_cmd_serve(int argc, char **argv) {
     ret = fail("tokenizer");
     goto out;
   }
+  if (mimo_gvocab_new(s.tok, &s.gvocab) != MIMO_OK) { /* structured outputs' token index */
+    ret = fail("tokenizer");
+    goto out;
+  }
   if (mimo_tmpl_load(dir, mimo_arg_str(serve_args, N_ARGS, "chat-template", NULL), &s.tmpl) != MIMO_OK) {
     ret = fail("chat template");
     goto out;
@@ -304,6 +309,7 @@ out:
       free(mock->ids[i]);
   free(mock);
   mimo_tmpl_free(&s.tmpl);
+  mimo_gvocab_free(s.gvocab);
   mimo_tok_free(s.tok);
   free(names);
   return ret;

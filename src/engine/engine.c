@@ -300,8 +300,28 @@ static void take_token(mimo_engine *e, int slot, mimo_request *r, int tok, const
     finish(e, slot, -1, NULL, MIMO_FINISH_ERROR);
     return;
   }
+  if (r->con && !r->con_active) {
+    r->con_active = tok == r->con->after_token;
+  } else if (r->con && !is_stop(r, tok) && !r->con->accept(r->con, tok)) { /* the mask allowed it: a bug */
+    mimo_errf(MIMO_E_INTERNAL, "structured output: token %d does not continue the output's grammar", tok);
+    mimo_warn("engine: %s", mimo_errmsg());
+    finish(e, slot, -1, NULL, MIMO_FINISH_ERROR);
+    return;
+  }
   mimo_sampler_accept(r->smp, tok);
-  deliver(e, slot, tok, r->sp.logprobs ? info : NULL);
+  if (deliver(e, slot, tok, r->sp.logprobs ? info : NULL))
+    return;
+  if (r->con && r->con_active && !r->n_stop && r->con->done(r->con)) /* complete, and nothing may end it */
+    finish(e, slot, -1, NULL, MIMO_FINISH_STOP);
+}
+
+/* r's constraint mask for its next token, or NULL when it has none now. */
+static const unsigned *constraint_mask(const mimo_engine *e, mimo_request *r) {
+  if (!r->con || !r->con_active)
+    return NULL;
+  memset(r->allow, 0, ((size_t)e->vocab + 31) / 32 * sizeof *r->allow);
+  r->con->mask(r->con, r->allow, e->vocab, r->stop, r->n_stop);
+  return r->allow;
 }
 
 /* Rows [begin, end) of a prompt-logprobs chunk: the logprob of the prompt token after each. */
@@ -375,7 +395,8 @@ static void prompt_logprobs_step(mimo_engine *e, mimo_request *r, int n) {
   mimo_sample_info info;
   const int tok = r->generated < r->n_forced
                       ? 0
-                      : mimo_sampler_sample(r->smp, e->plp_logits + (size_t)(n - 1) * V, r->sp.logprobs ? &info : NULL);
+                      : mimo_sampler_sample_masked(r->smp, e->plp_logits + (size_t)(n - 1) * V, constraint_mask(e, r),
+                                                   r->sp.logprobs ? &info : NULL);
   take_token(e, slot, r, tok, &info);
 }
 
@@ -437,6 +458,7 @@ static void model_step(mimo_engine *e) {
       e->jobs[k].skip = true;
     } else {
       mimo_sampler_job(r->smp, &e->jobs[k]);
+      e->jobs[k].allow = constraint_mask(e, r);
     }
   }
   mimo_batch b = {.n_seqs = nb, .seqs = e->seqs, .n_tokens = e->counts, .tokens = e->tokens, .all_logits = 0,

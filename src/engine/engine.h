@@ -10,6 +10,7 @@
 #define MIMO_ENGINE_ENGINE_H
 #include <stdbool.h>
 
+#include "engine/constraint.h"
 #include "engine/sampler.h"
 #include "model/mimo_v2.h"
 
@@ -74,6 +75,9 @@ typedef struct mimo_request_params {
    * those positions by a hash of the rows, so a prompt with the same images finds the entries, one with others not. */
   const mimo_embed_run *embeds;
   int n_embeds;
+  /* Structured outputs: the ids each sampled token may take (engine/constraint.h); taken by submit, also when it
+   * fails. Not with forced ids. The output ends (FINISH_STOP) once the constraint is done and no stop id may come. */
+  mimo_constraint *constraint;
   void (*notify)(void *ctx);  /* called on the engine thread when events are ready (may be NULL) */
   void *notify_ctx;
 } mimo_request_params;

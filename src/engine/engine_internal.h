@@ -20,6 +20,9 @@ struct mimo_request {
   bool plp_done;              /* all of them (a recompute after a preemption goes the usual way) */
   atomic_int plp_ready;       /* plp_done for other threads (set after the last entry is written) */
   mimo_sampling_params sp;
+  mimo_constraint *con;       /* structured outputs, or NULL */
+  bool con_active;            /* con->after_token has been generated (or there is none) */
+  uint32_t *allow;            /* con's mask for the next token, a bit per id */
   mimo_embed_run *mm;         /* image rows (mimo_request_params.embeds), at = prompt positions; rows in mm_rows */
   int n_mm;
   float *mm_rows;

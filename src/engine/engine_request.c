@@ -18,6 +18,9 @@ void mimo_request_unref(mimo_request *r) {
   free(r->forced);
   free(r->plp);
   free(r->plp_rank);
+  if (r->con)
+    r->con->free(r->con);
+  free(r->allow);
   free(r->mm);
   free(r->mm_rows);
   free(r->key);
@@ -71,7 +74,20 @@ static mimo_status copy_embeds(mimo_request *r, const mimo_request_params *p, in
   return MIMO_OK;
 }
 
+static mimo_status submit(mimo_engine *e, const mimo_request_params *p, mimo_request **out, bool *taken);
+
 mimo_status mimo_engine_submit(mimo_engine *e, const mimo_request_params *p, mimo_request **out) {
+  bool taken = false; /* the request holds the constraint (and frees it with itself) */
+  *out = NULL;
+  mimo_status st = p->constraint && p->n_forced
+                       ? mimo_errf(MIMO_E_INVALID, "structured outputs cannot be combined with forced output ids")
+                       : submit(e, p, out, &taken);
+  if (st != MIMO_OK && p->constraint && !taken)
+    p->constraint->free(p->constraint);
+  return st;
+}
+
+static mimo_status submit(mimo_engine *e, const mimo_request_params *p, mimo_request **out, bool *taken) {
   *out = NULL;
   char why[512];
   if (!mimo_engine_healthy(e, why, sizeof why))
@@ -135,6 +151,17 @@ mimo_status mimo_engine_submit(mimo_engine *e, const mimo_request_params *p, mim
     atomic_store(&r->refs, 1);
     mimo_request_unref(r);
     return mimo_errf(MIMO_E_NOMEM, "request");
+  }
+  if (p->constraint) { /* the request owns it from here (freed with it) */
+    r->allow = malloc(((size_t)e->vocab + 31) / 32 * sizeof *r->allow);
+    if (!r->allow) {
+      atomic_store(&r->refs, 1);
+      mimo_request_unref(r);
+      return mimo_errf(MIMO_E_NOMEM, "request");
+    }
+    r->con = p->constraint;
+    r->con_active = p->constraint->after_token < 0;
+    *taken = true;
   }
   if (p->n_embeds > 0 && e->model) { /* (the mock engine runs no model: it has no use for them) */
     const mimo_status st = copy_embeds(r, p, e->model->cfg.hidden_size);

@@ -410,11 +410,16 @@ void mimo_logprobs_of(float *logits, int vocab, int token, int n_top, mimo_sampl
 }
 
 int mimo_sampler_sample(mimo_sampler *s, float *logits, mimo_sample_info *info) {
+  return mimo_sampler_sample_masked(s, logits, NULL, info);
+}
+
+int mimo_sampler_sample_masked(mimo_sampler *s, float *logits, const unsigned *allow, mimo_sample_info *info) {
   /* scratch on first use: a sequence whose rows are sampled elsewhere (mimo_sampler_job) never needs it */
   if (!s->ws && mimo_sample_ws_init(&s->ws, s->vocab) != MIMO_OK)
     return -1;
   mimo_sample_job j;
   mimo_sampler_job(s, &j);
+  j.allow = allow;
   return mimo_sample_logits(&j, logits, s->vocab, info, s->ws);
 }
 
@@ -432,6 +437,10 @@ int mimo_sample_logits(const mimo_sample_job *j, float *logits, int V, mimo_samp
     }
     memcpy(ws->raw, logits, (size_t)V * sizeof *logits);
   }
+  if (j->allow)
+    for (int i = 0; i < L; i++)
+      if (!(j->allow[i / 32] >> (i % 32) & 1))
+        logits[i] = -INFINITY;
   apply_penalties(j, logits);
 
   int arg = -1;

@@ -61,6 +61,8 @@ void mimo_sampler_accept(mimo_sampler *s, int token);
  * processed_logprobs is set). Returns the token, or -1 with a message when no
  * id below vocab_limit has a logit other than NaN/-inf. info may be NULL. */
 int mimo_sampler_sample(mimo_sampler *s, float *logits, mimo_sample_info *info);
+/* The same with only the ids whose bit is set in allow (NULL: all). */
+int mimo_sampler_sample_masked(mimo_sampler *s, float *logits, const unsigned *allow, mimo_sample_info *info);
 /* The raw distribution's (log-softmax of the logits, no sampling parameters) log-probability of token and its
  * n_top best alternatives (ties: lowest id), as the prompt's logprobs report them. Overwrites NaN logits. */
 void mimo_logprobs_of(float *logits, int vocab, int token, int n_top, mimo_sample_info *info);

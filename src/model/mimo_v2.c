@@ -339,7 +339,10 @@ mimo_status mimo_model_forward(mimo_model *m, const mimo_batch *b, float *logits
   m->step_skipped = true; /* until compute begins (forward_local, or the group past its reservation) */
   if (b->jobs && (b->all_logits || !b->sampled))
     return mimo_errf(MIMO_E_INVALID, "a sampled step needs one row per sequence and somewhere to put the tokens");
-  if (b->jobs && !mimo_model_samples_on_device(m))
+  bool masked = false; /* token masks (structured outputs) are applied by the host sampler */
+  for (int i = 0; b->jobs && i < b->n_seqs; i++)
+    masked |= b->jobs[i].allow != NULL;
+  if (b->jobs && (masked || !mimo_model_samples_on_device(m)))
     return forward_host_sampling(m, b, logits);
   return m->group ? mimo_tp_forward(m, b, logits) : mimo_model_forward_local(m, b, logits);
 }

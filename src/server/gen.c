@@ -5,6 +5,7 @@
 
 #include "core/log.h"
 #include "server/parse_out.h"
+#include "text/grammar_vocab.h"
 
 #define EV_BATCH 64
 
@@ -133,6 +134,12 @@ int mimo_gen_start(mimo_server *s, const mimo_gen_spec *sp, mimo_gen **out, mimo
                               .prompt_top_logprobs = sp->prompt_top,
                               .embeds = sp->embeds,
                               .n_embeds = sp->n_embeds};
+    if (sp->grammar && (!s->gvocab || mimo_grammar_constraint(s->gvocab, sp->grammar, sp->grammar_after,
+                                                             &rp.constraint) != MIMO_OK)) {
+      mimo_api_fail(e, 500, NULL, "structured outputs: %s", s->gvocab ? mimo_errmsg() : "no token index");
+      mimo_gen_free(g);
+      return -1;
+    }
     rp.sampling.seed = sp->sp.seed + (uint64_t)i;
     mimo_status st = mimo_engine_submit(s->engine, &rp, &g->c[i].req);
     if (st != MIMO_OK) {

@@ -31,6 +31,8 @@ typedef struct mimo_gen_spec {
   int prompt_top;
   const struct mimo_embed_run *embeds; /* image rows of the prompt (engine.h) */
   int n_embeds;
+  const struct mimo_jg *grammar; /* structured outputs: every choice's tokens follow it (NULL: none) */
+  int grammar_after;             /* ... after this id (the end of reasoning; -1: from the first token) */
 } mimo_gen_spec;
 
 typedef struct mimo_gen_tool {

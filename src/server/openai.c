@@ -8,6 +8,7 @@
 
 #include "core/log.h"
 #include "server/api_images.h"
+#include "server/api_structured.h"
 
 #define MAX_N 128
 #define MAX_STOP 16
@@ -29,6 +30,7 @@ void mimo_oai_req_free(mimo_oai_req *r) {
   free(r->stop_ids);
   free(r->stop);
   mimo_api_images_free(&r->images);
+  mimo_jg_free(r->grammar);
   memset(r, 0, sizeof *r);
 }
 
@@ -463,6 +465,10 @@ int mimo_openai_parse(mimo_server *s, json_t *root, bool chat, mimo_oai_req *r, 
   }
   if (!r->n_prompt)
     return mimo_api_fail(e, 400, chat ? "messages" : "prompt", "the prompt is empty after tokenization");
+  if (mimo_api_structured(s, root, chat && thinking, &r->grammar, &r->grammar_after, e))
+    return -1;
+  if (r->grammar && r->n_forced)
+    return mimo_api_fail(e, 400, "tool_choice", "a forced tool call cannot be combined with a response format");
   if (parse_max_tokens(s, root, r, e))
     return -1;
   mimo_gen_spec *g = &r->spec;
@@ -486,5 +492,7 @@ int mimo_openai_parse(mimo_server *s, json_t *root, bool chat, mimo_oai_req *r, 
   g->prompt_top = g->prompt_top < 0 ? 0 : g->prompt_top;
   g->embeds = r->images.runs;
   g->n_embeds = r->images.n;
+  g->grammar = r->grammar;
+  g->grammar_after = r->grammar_after;
   return 0;
 }

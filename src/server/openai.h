@@ -29,6 +29,8 @@ typedef struct mimo_oai_req {
   const char **stop;
   int n_stop;
   mimo_api_images images; /* the messages' images, in order */
+  struct mimo_jg *grammar; /* structured outputs (response_format, guided_*), or NULL */
+  int grammar_after;
   mimo_gen_spec spec; /* points into the fields above */
 } mimo_oai_req;
 

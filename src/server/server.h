@@ -26,6 +26,7 @@ typedef struct mimo_server {
   long created;    /* unix time the server started (model "created") */
   double shutdown_grace; /* seconds in-flight requests get on SIGTERM */
   struct mimo_vision *vision; /* the image encoder (NULL: text only) */
+  struct mimo_gvocab *gvocab; /* the tokens' bytes for structured outputs (text/grammar_vocab.h) */
   const char *media_path;     /* --allowed-local-media-path, resolved (NULL: no file:// images) */
 } mimo_server;
 

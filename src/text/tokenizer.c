@@ -311,3 +311,10 @@ const char *mimo_tok_token_bytes(const mimo_tok *t, int id, size_t *len) {
 int mimo_tok_is_special(const mimo_tok *t, int id) {
   return id >= 0 && id < t->vocab_size && t->is_special[id];
 }
+
+int mimo_tok_is_added(const mimo_tok *t, int id) {
+  for (size_t i = 0; i < t->n_added; i++)
+    if (t->added[i].id == id)
+      return 1;
+  return 0;
+}

@@ -39,6 +39,8 @@ int mimo_tok_token_id(const mimo_tok *t, const char *token_string);
 const char *mimo_tok_token_bytes(const mimo_tok *t, int id, size_t *len);
 /* 1 if id is an added token marked special. */
 int mimo_tok_is_special(const mimo_tok *t, int id);
+/* 1 if id is an added token (special or not: <think>, <tool_call>, ...). */
+int mimo_tok_is_added(const mimo_tok *t, int id);
 
 /* Streaming detokenizer: push ids one at a time; text comes out only as whole
  * UTF-8 characters (an incomplete tail is held until the next push or flush). */

@@ -1,0 +1,135 @@
+#include "server/api_structured.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "text/tokenizer.h"
+
+/* A schema given as an object or as a JSON string (vLLM takes both for guided_json). */
+static int schema_of(const json_t *v, const char *field, json_t **out, mimo_api_err *e) {
+  if (json_is_object(v) || json_is_true(v)) {
+    *out = json_incref((json_t *)v);
+    return 0;
+  }
+  if (json_is_string(v)) {
+    json_error_t err;
+    *out = json_loads(json_string_value(v), 0, &err);
+    if (*out)
+      return 0;
+    return mimo_api_fail(e, 400, field, "%s: not a JSON schema: %s", field, err.text);
+  }
+  return mimo_api_fail(e, 400, field, "%s must be a JSON schema (an object)", field);
+}
+
+static int choices_of(const json_t *v, const char *field, mimo_jg **out, mimo_api_err *e) {
+  if (!json_is_array(v) || !json_array_size(v) || json_array_size(v) > 64)
+    return mimo_api_fail(e, 400, field, "%s must be a list of 1 to 64 strings", field);
+  const char *c[64];
+  size_t i;
+  json_t *x;
+  json_array_foreach(v, i, x) {
+    if (!json_is_string(x))
+      return mimo_api_fail(e, 400, field, "%s[%zu] must be a string", field, i);
+    c[i] = json_string_value(x);
+  }
+  if (mimo_jg_choice(c, (int)json_array_size(v), out) != MIMO_OK)
+    return mimo_api_fail(e, 400, field, "%s: %s", field, mimo_errmsg());
+  return 0;
+}
+
+static int compile_schema(const json_t *schema, const char *field, mimo_jg **out, mimo_api_err *e) {
+  if (mimo_jg_compile(schema, out) != MIMO_OK)
+    return mimo_api_fail(e, 400, field, "%s: %s", field, mimo_errmsg());
+  return 0;
+}
+
+int mimo_api_structured(const mimo_server *s, const json_t *root, bool thinking, mimo_jg **out, int *after,
+                        mimo_api_err *e) {
+  *out = NULL;
+  *after = -1;
+  const json_t *rf = json_object_get(root, "response_format"), *gj = json_object_get(root, "guided_json"),
+               *gc = json_object_get(root, "guided_choice"), *so = json_object_get(root, "structured_outputs");
+  const char *field = NULL;
+  int asked = 0;
+  if (rf && !json_is_null(rf)) {
+    if (!json_is_object(rf) || !json_is_string(json_object_get(rf, "type")))
+      return mimo_api_fail(e, 400, "response_format", "response_format must be an object with a string 'type'");
+    const char *t = json_string_value(json_object_get(rf, "type"));
+    if (strcmp(t, "text") == 0) {
+      rf = NULL;
+    } else if (strcmp(t, "json_object") == 0) {
+      if (compile_schema(NULL, "response_format", out, e))
+        return -1;
+      asked++;
+    } else if (strcmp(t, "json_schema") == 0) {
+      const json_t *js = json_object_get(rf, "json_schema");
+      const json_t *sc = json_is_object(js) ? json_object_get(js, "schema") : NULL;
+      if (!sc)
+        return mimo_api_fail(e, 400, "response_format",
+                             "response_format.json_schema.schema is required with type json_schema");
+      json_t *schema = NULL;
+      if (schema_of(sc, "response_format.json_schema.schema", &schema, e))
+        return -1;
+      const int rc = compile_schema(schema, "response_format.json_schema", out, e);
+      json_decref(schema);
+      if (rc)
+        return -1;
+      asked++;
+    } else {
+      return mimo_api_fail(e, 400, "response_format", "response_format.type '%s' is not text, json_object or json_schema",
+                           t);
+    }
+    field = "response_format";
+  }
+  if (gj && !json_is_null(gj)) {
+    if (asked++) {
+      mimo_jg_free(*out);
+      *out = NULL;
+      return mimo_api_fail(e, 400, "guided_json", "guided_json and %s are both given; send one", field);
+    }
+    json_t *schema = NULL;
+    if (schema_of(gj, "guided_json", &schema, e))
+      return -1;
+    const int rc = compile_schema(schema, "guided_json", out, e);
+    json_decref(schema);
+    if (rc)
+      return -1;
+    field = "guided_json";
+  }
+  if (gc && !json_is_null(gc)) {
+    if (asked++) {
+      mimo_jg_free(*out);
+      *out = NULL;
+      return mimo_api_fail(e, 400, "guided_choice", "guided_choice and %s are both given; send one", field);
+    }
+    if (choices_of(gc, "guided_choice", out, e))
+      return -1;
+    field = "guided_choice";
+  }
+  if (so && !json_is_null(so)) {
+    const json_t *sj = json_object_get(so, "json"), *sch = json_object_get(so, "choice");
+    if (!json_is_object(so) || (!sj && !sch) || (sj && sch))
+      return mimo_api_fail(e, 400, "structured_outputs", "structured_outputs must be {\"json\": SCHEMA} or "
+                           "{\"choice\": [...]} (regex and grammar are not supported)");
+    if (asked++) {
+      mimo_jg_free(*out);
+      *out = NULL;
+      return mimo_api_fail(e, 400, "structured_outputs", "structured_outputs and %s are both given; send one", field);
+    }
+    if (sch) {
+      if (choices_of(sch, "structured_outputs.choice", out, e))
+        return -1;
+    } else {
+      json_t *schema = NULL;
+      if (schema_of(sj, "structured_outputs.json", &schema, e))
+        return -1;
+      const int rc = compile_schema(schema, "structured_outputs.json", out, e);
+      json_decref(schema);
+      if (rc)
+        return -1;
+    }
+  }
+  if (*out && thinking) /* the reasoning is free; the answer after it follows the format */
+    *after = mimo_tok_token_id(s->tok, "</think>");
+  return 0;
+}

@@ -1,0 +1,15 @@
+/* Structured outputs in OpenAI requests: response_format (json_object, json_schema), and vLLM's guided_json,
+ * guided_choice and structured_outputs {json, choice}. The grammar (text/json_grammar.h) then masks every sampled
+ * token of every choice (engine/constraint.h); in chat with thinking on, only after the reasoning ends. */
+#ifndef MIMO_SERVER_API_STRUCTURED_H
+#define MIMO_SERVER_API_STRUCTURED_H
+#include <stdbool.h>
+
+#include "server/api_common.h"
+#include "text/json_grammar.h"
+
+/* *out: the request's grammar (NULL: none asked); *after: the token id it applies after (-1: from the first). A 400
+ * naming the field for a malformed or unsupported format, or two of them at once. */
+int mimo_api_structured(const mimo_server *s, const json_t *root, bool thinking, mimo_jg **out, int *after,
+                        mimo_api_err *e);
+#endif

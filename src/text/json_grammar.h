@@ -1,0 +1,60 @@
+/* Structured outputs: a JSON schema (or "any JSON object", or a list of choices) compiled into a byte-level
+ * pushdown matcher, so that a decoder can ask of any byte whether the output may continue with it (vLLM's
+ * guided decoding, OpenAI's response_format). The matcher state is a small fixed-size value: copy it to try bytes.
+ *
+ * Schema subset: type (one or a list of distinct kinds), properties + required (any order; no other keys unless
+ * additionalProperties is true), items, minItems/maxItems, enum, const, anyOf/oneOf whose alternatives start with
+ * different characters, minLength/maxLength (code points), nullable-style type lists. Anything else (pattern,
+ * $ref, format, minimum, ...) is refused with a message naming the keyword's path: a constraint silently dropped
+ * would be a promise broken. Whitespace between tokens: at most MIMO_JG_MAX_WS in a row (room for a newline and
+ * indentation), so a weak model cannot pad forever; numbers at most MIMO_JG_MAX_NUM characters. */
+#ifndef MIMO_TEXT_JSON_GRAMMAR_H
+#define MIMO_TEXT_JSON_GRAMMAR_H
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "core/status.h"
+
+#define MIMO_JG_MAX_DEPTH 24
+#define MIMO_JG_MAX_WS 20
+#define MIMO_JG_MAX_NUM 24
+
+typedef struct mimo_jg mimo_jg;
+
+/* schema NULL: any JSON object (response_format json_object). */
+mimo_status mimo_jg_compile(const json_t *schema, mimo_jg **out);
+/* The output is exactly one of the n strings (vLLM's guided_choice; raw text, not JSON). */
+mimo_status mimo_jg_choice(const char *const *choices, int n, mimo_jg **out);
+void mimo_jg_free(mimo_jg *g);
+
+typedef struct mimo_jg_frame {
+  const struct mimo_jg_node *node;
+  uint8_t phase, ws, need;   /* need: UTF-8 continuation bytes still due (strings) */
+  uint8_t hex;               /* \u digits still due */
+  uint8_t lo, hi;            /* the range of the next UTF-8 continuation byte (well-formed UTF-8 only) */
+  uint16_t count;            /* array items, number characters, string code points */
+  int16_t prop;              /* object: the property whose value is being read */
+  uint32_t off;              /* literal / key: bytes matched */
+  uint64_t cand;             /* literal / key: candidates still possible */
+  uint64_t seen;             /* object: properties given */
+} mimo_jg_frame;
+
+typedef struct mimo_jg_state {
+  int depth;
+  uint8_t ws;                /* whitespace before the top value */
+  bool started;              /* the top value has begun */
+  mimo_jg_frame f[MIMO_JG_MAX_DEPTH];
+} mimo_jg_state;
+
+void mimo_jg_start(const mimo_jg *g, mimo_jg_state *s);
+/* Whether the output may continue with byte c; on true s has taken it, on false s is unchanged. */
+bool mimo_jg_feed(const mimo_jg *g, mimo_jg_state *s, unsigned char c);
+/* Whether the output may end here (a complete value). */
+bool mimo_jg_done(const mimo_jg *g, const mimo_jg_state *s);
+/* Inside a string with no length limit and no escape or UTF-8 sequence pending: every token whose bytes are
+ * printable UTF-8 without '"' or '\\' may follow (the vocabulary's fast path). */
+bool mimo_jg_free_text(const mimo_jg_state *s);
+/* mimo_jg_feed without the copy: on false s is left in an unspecified state (callers that try bytes on a copy). */
+bool mimo_jg_step_inplace(const mimo_jg *g, mimo_jg_state *s, unsigned char c);
+#endif

@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Structured outputs on the tiny synthetic model (a random model: whatever it "wants" to say, the grammar decides
+# what it may): every finished output of every schema is valid JSON that python3-jsonschema accepts (an independent
+# validator), cut-off ones (finish "length") are not checked; guided choices are one of the choices; unsupported
+# schemas and conflicting options are 400s naming the field.
+source "$(dirname "$0")/lib.sh"
+start_server
+export SCHEMAS='[
+ {"type":"object","properties":{"name":{"type":"string","maxLength":6},"age":{"type":"integer"},
+  "ok":{"type":"boolean"},"tags":{"type":"array","items":{"enum":["a","b",3,null]},"maxItems":2}},
+  "required":["name","age","ok"]},
+ {"type":"array","items":{"type":["integer","null"]},"minItems":1,"maxItems":3},
+ {"anyOf":[{"type":"object","properties":{"k":{"const":"v"}},"required":["k"]},{"type":"boolean"}]},
+ null]'
+run_node "$HERE/structured.cjs" >"$WORK/outputs.jsonl"
+/usr/bin/python3 - "$WORK/outputs.jsonl" <<'PY' || die "structured outputs: a finished output is not valid"
+import json, os, sys
+import jsonschema
+schemas = json.loads(os.environ["SCHEMAS"])
+done = cut = 0
+for line in open(sys.argv[1]):
+    o = json.loads(line)
+    s = schemas[o["schema"]]
+    if o["finish"] != "stop":
+        cut += 1
+        continue
+    v = json.loads(o["text"])
+    jsonschema.validate(v, s if s is not None else {"type": "object"})
+    done += 1
+print(f"ok   {done} finished outputs valid under their schemas ({cut} cut off by max_tokens)")
+if done < 12:
+    sys.exit(f"only {done} outputs finished")
+PY
+C=(-s -m 30 -o "$WORK/resp" -w '%{http_code}' -H 'Content-Type: application/json')
+expect_err() { # body substring
+  local code
+  code=$(curl "${C[@]}" "$BASE/v1/chat/completions" --data-binary "$1")
+  [ "$code" = 400 ] && grep -qF -- "$2" "$WORK/resp" || die "status $code for $1: $(cat "$WORK/resp"), wanted '$2'"
+  echo "ok   400: $(node -e 'console.log(JSON.parse(require("fs").readFileSync(process.argv[1])).error.message)' "$WORK/resp")"
+}
+M='"model":"tiny","messages":[{"role":"user","content":"x"}],"max_tokens":4'
+expect_err "{$M,\"response_format\":{\"type\":\"json_schema\",\"json_schema\":{\"schema\":{\"type\":\"string\",\"pattern\":\"a\"}}}}" \
+  "schema.pattern: this schema keyword is not supported"
+expect_err "{$M,\"response_format\":{\"type\":\"json_object\"},\"guided_choice\":[\"a\"]}" "guided_choice and response_format are both given"
+expect_err "{$M,\"response_format\":{\"type\":\"yaml\"}}" "response_format.type 'yaml'"
+expect_err "{$M,\"response_format\":{\"type\":\"json_schema\"}}" "json_schema.schema is required"
+expect_err "{$M,\"guided_json\":\"{not json\"}" "guided_json: not a JSON schema"
+expect_err "{$M,\"response_format\":{\"type\":\"json_object\"},\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"f\",\"parameters\":{}}}],\"tool_choice\":\"required\"}" \
+  "a forced tool call cannot be combined with a response format"
+stop_server
+echo "ok"

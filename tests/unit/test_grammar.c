@@ -1,0 +1,257 @@
+/* Structured outputs (text/json_grammar.h, text/grammar_vocab.h):
+ *  - hand-written documents: valid ones go through byte by byte and end complete, invalid ones are refused at the
+ *    byte where they go wrong;
+ *  - random walks over the bytes each state allows (a few hundred per schema) always reach a complete value, and
+ *    every one of them is valid JSON that python3-jsonschema (an independent validator) accepts under the schema;
+ *  - the token mask (trie walk, with the plain-string fast path) equals feeding every token on its own, at states
+ *    met along walks, over the synthetic tokenizer's vocabulary;
+ *  - unsupported schemas are refused naming the keyword. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "text/grammar_vocab.h"
+#include "text/json_grammar.h"
+#include "text/synth_tokenizer.h"
+
+static const char *schemas[] = {
+    "{\"type\":\"object\",\"properties\":{\"name\":{\"type\":\"string\",\"maxLength\":8},\"age\":{\"type\":\"integer\"},"
+    "\"ok\":{\"type\":\"boolean\"},\"tags\":{\"type\":\"array\",\"items\":{\"enum\":[\"a\",\"bc\",1,null]},"
+    "\"maxItems\":3}},\"required\":[\"name\",\"age\"]}",
+    "{\"type\":\"array\",\"items\":{\"type\":[\"number\",\"null\",\"string\"]},\"minItems\":2,\"maxItems\":4}",
+    "{\"anyOf\":[{\"type\":\"object\",\"properties\":{\"x\":{\"const\":\"k\\\"q\"}},\"required\":[\"x\"]},"
+    "{\"type\":\"array\",\"items\":{\"type\":\"object\",\"additionalProperties\":{\"type\":\"integer\"}},"
+    "\"maxItems\":2},{\"type\":\"string\",\"minLength\":2,\"maxLength\":5}]}",
+    "{\"type\":\"object\",\"properties\":{\"deep\":{\"type\":\"object\",\"properties\":{\"a\":{\"type\":\"array\","
+    "\"items\":{\"type\":\"array\",\"items\":{\"type\":\"number\"},\"maxItems\":2},\"maxItems\":2}},"
+    "\"required\":[\"a\"]},\"n\":{\"type\":\"null\"}},\"required\":[\"deep\",\"n\"]}",
+    NULL /* any JSON object (response_format json_object) */
+};
+enum { N_SCHEMAS = 5 };
+
+static mimo_jg *compile_str(const char *s) {
+  json_error_t err;
+  json_t *j = s ? json_loads(s, 0, &err) : NULL;
+  assert_true(!s || j);
+  mimo_jg *g = NULL;
+  assert_int_equal(mimo_jg_compile(j, &g), MIMO_OK);
+  json_decref(j);
+  return g;
+}
+
+/* Bytes of doc accepted up to where it fails: -1 when all are accepted and the value is complete. */
+static long run(const mimo_jg *g, const char *doc) {
+  mimo_jg_state s;
+  mimo_jg_start(g, &s);
+  for (size_t i = 0; doc[i]; i++)
+    if (!mimo_jg_feed(g, &s, (unsigned char)doc[i]))
+      return (long)i;
+  return mimo_jg_done(g, &s) ? -1 : (long)strlen(doc);
+}
+
+static void test_documents(void **state) {
+  (void)state;
+  mimo_jg *g = compile_str(schemas[0]);
+  assert_int_equal(run(g, "{\"name\":\"bob\",\"age\":-12}"), -1);
+  assert_int_equal(run(g, " {\n  \"age\": 0, \"tags\": [\"bc\", 1, null],\n  \"name\": \"\\u00e9\\n\", \"ok\": true\n}"), -1);
+  assert_int_equal(run(g, "{\"age\":1}"), 8);                   /* '}' before the required name */
+  assert_int_equal(run(g, "{\"name\":\"toolongname\",\"age\":1}"), 17); /* the 9th code point */
+  assert_int_equal(run(g, "{\"name\":\"a\",\"age\":1.5}"), 19);   /* an integer has no fraction */
+  assert_int_equal(run(g, "{\"name\":\"a\",\"name\":\"b\"}"), 13); /* a key given twice */
+  assert_int_equal(run(g, "{\"name\":\"\xed\xa0\x80\"}"), 10);     /* a surrogate */
+  assert_int_equal(run(g, "{\"name\":\"\xf4\x90\x80\x80\"}"), 10); /* past U+10FFFF */
+  assert_int_equal(run(g, "{\"name\":\"\xe0\x80\x80\"}"), 10);     /* overlong */
+  assert_int_equal(run(g, "{\"name\":\"a\",\"age\":1,\"x\":2}"), 21); /* no other keys */
+  assert_int_equal(run(g, "{\"name\":\"a\",\"age\":01}"), 19);
+  assert_int_equal(run(g, "{\"name\":\"a\",\"age\":1,\"tags\":[\"b\"]}"), 30); /* "b" is not "bc" */
+  assert_int_equal(run(g, "{\"name\":\"a\",\"age\":1,\"tags\":[1,1,1,1]}"), 33); /* maxItems 3 */
+  assert_int_equal(run(g, "{\"name\":\"\xc3\",\"age\":1}"), 10); /* a broken UTF-8 sequence */
+  assert_int_equal(run(g, "{\"name\":\"a\",\"age\":1}x"), 20); /* nothing after the value */
+  mimo_jg_free(g);
+  g = compile_str(schemas[2]);
+  assert_int_equal(run(g, "{\"x\":\"k\\\"q\"}"), -1);
+  assert_int_equal(run(g, "[{\"any\":3,\"b\":-4},{}]"), -1);
+  assert_int_equal(run(g, "\"abcde\""), -1);
+  assert_int_equal(run(g, "\"a\""), 2);
+  assert_int_equal(run(g, "[{\"k\":\"s\"}]"), 6);
+  mimo_jg_free(g);
+  g = compile_str(NULL);
+  assert_int_equal(run(g, "{\"a\":[1,{\"b\":null}],\"c\":\"d\",\"e\":1e-3,\"f\":false}"), -1);
+  assert_int_equal(run(g, "[1]"), 0);
+  mimo_jg_free(g);
+  const char *ch[] = {"yes", "no", "nope"};
+  assert_int_equal(mimo_jg_choice(ch, 3, &g), MIMO_OK);
+  assert_int_equal(run(g, "no"), -1);
+  assert_int_equal(run(g, "nope"), -1);
+  assert_int_equal(run(g, "yes!"), 3);
+  assert_int_equal(run(g, " no"), 0);
+  mimo_jg_free(g);
+}
+
+static uint64_t rng = 0x2545f4914f6cdd1dull;
+static unsigned rnd(unsigned n) {
+  rng ^= rng << 13;
+  rng ^= rng >> 7;
+  rng ^= rng << 17;
+  return (unsigned)(rng % n);
+}
+
+/* A random walk to a complete value (bytes each state allows; after `patience` bytes, closers first). */
+static size_t walk(const mimo_jg *g, char *out, size_t cap, mimo_jg_state *states, size_t max_states, size_t *n_states) {
+  mimo_jg_state s;
+  mimo_jg_start(g, &s);
+  size_t n = 0;
+  for (;;) {
+    if (states && *n_states < max_states && rnd(4) == 0)
+      states[(*n_states)++] = s;
+    const bool done = mimo_jg_done(g, &s);
+    if (done && (s.depth == 0 || rnd(3) == 0 || n > 200))
+      break;
+    int ok[256], k = 0;
+    for (int c = 0; c < 256; c++) {
+      mimo_jg_state t = s;
+      if (mimo_jg_feed(g, &t, (unsigned char)c))
+        ok[k++] = c;
+    }
+    assert_true(k > 0 || done); /* never a dead end */
+    if (!k)
+      break;
+    int c = ok[rnd((unsigned)k)];
+    if (n > 40) /* wind down: close what is open, skip whitespace */
+      for (int i = 0; i < k; i++)
+        if (strchr("}]\"", ok[i]) && ok[i]) {
+          c = ok[i];
+          break;
+        }
+    assert_true(mimo_jg_feed(g, &s, (unsigned char)c));
+    assert_true(n + 1 < cap);
+    out[n++] = (char)c;
+  }
+  out[n] = 0;
+  return n;
+}
+
+static void test_random_walks_validate(void **state) {
+  (void)state;
+  const char *src = getenv("MIMO_SRC");
+  assert_non_null(src);
+  char dir[] = "/tmp/mimo-test-grammar-XXXXXX";
+  assert_non_null(mkdtemp(dir));
+  for (int k = 0; k < N_SCHEMAS; k++) {
+    mimo_jg *g = compile_str(schemas[k]);
+    char path[256], cmd[1024];
+    snprintf(path, sizeof path, "%s/schema.json", dir);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs(schemas[k] ? schemas[k] : "{\"type\":\"object\"}", f);
+    fclose(f);
+    snprintf(path, sizeof path, "%s/docs.bin", dir);
+    f = fopen(path, "wb");
+    assert_non_null(f);
+    static char doc[1 << 16];
+    for (int i = 0; i < 300; i++) {
+      const size_t n = walk(g, doc, sizeof doc, NULL, 0, NULL);
+      fwrite(doc, 1, n, f);
+      fputc(0, f); /* NUL never occurs inside JSON text */
+    }
+    fclose(f);
+    snprintf(cmd, sizeof cmd,
+             "/usr/bin/python3 -c \"import json,jsonschema,sys\n"
+             "s=json.load(open('%s/schema.json'))\n"
+             "docs=open('%s/docs.bin','rb').read().split(b'\\\\0')[:-1]\n"
+             "for d in docs: jsonschema.validate(json.loads(d.decode('utf-8')), s)\n"
+             "print('schema %d: %%d random documents valid' %% len(docs))\"",
+             dir, dir, k);
+    assert_int_equal(system(cmd), 0);
+    mimo_jg_free(g);
+  }
+  char cmd[128];
+  snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+  assert_int_equal(system(cmd), 0);
+}
+
+static void test_mask_equals_feeding(void **state) {
+  (void)state;
+  char dir[] = "/tmp/mimo-test-gvocab-XXXXXX";
+  assert_non_null(mkdtemp(dir));
+  mimo_synth_tok_ids ids;
+  assert_int_equal(mimo_synth_tokenizer(dir, 600, 5, &ids), MIMO_OK);
+  mimo_tok *t = NULL;
+  assert_int_equal(mimo_tok_load(dir, &t), MIMO_OK);
+  mimo_gvocab *v = NULL;
+  assert_int_equal(mimo_gvocab_new(t, &v), MIMO_OK);
+  const int V = mimo_tok_vocab_size(t), words = (V + 31) / 32;
+  uint32_t *mask = calloc((size_t)words, 4);
+  assert_non_null(mask);
+  static mimo_jg_state st[2000];
+  static char doc[1 << 16];
+  long checked = 0, allowed = 0;
+  for (int k = 0; k < N_SCHEMAS; k++) {
+    mimo_jg *g = compile_str(schemas[k]);
+    size_t n_st = 0;
+    for (int i = 0; i < 40; i++)
+      walk(g, doc, sizeof doc, st, sizeof st / sizeof *st, &n_st);
+    for (size_t i = 0; i < n_st; i++) {
+      memset(mask, 0, (size_t)words * 4);
+      mimo_gvocab_mask(v, g, &st[i], mask);
+      for (int id = 0; id < V; id++) {
+        mimo_jg_state c = st[i];
+        const bool want = !mimo_tok_is_added(t, id) && mimo_gvocab_feed(v, g, &c, id);
+        const bool got = mask[id / 32] >> (id % 32) & 1;
+        if (want != got)
+          fail_msg("schema %d, state %zu, token %d: mask %d, feeding %d", k, i, id, got, want);
+        allowed += got;
+        checked++;
+      }
+    }
+    mimo_jg_free(g);
+  }
+  print_message("mask = feeding over %ld (state, token) pairs, %ld allowed\n", checked, allowed);
+  assert_true(allowed > 1000);
+  free(mask);
+  mimo_gvocab_free(v);
+  mimo_tok_free(t);
+  char cmd[128];
+  snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+  assert_int_equal(system(cmd), 0);
+}
+
+static void refused(const char *schema, const char *want) {
+  json_error_t err;
+  json_t *j = json_loads(schema, 0, &err);
+  assert_non_null(j);
+  mimo_jg *g = NULL;
+  assert_int_equal(mimo_jg_compile(j, &g), MIMO_E_INVALID);
+  if (!strstr(mimo_errmsg(), want))
+    fail_msg("'%s': wanted '%s', got '%s'", schema, want, mimo_errmsg());
+  json_decref(j);
+}
+
+static void test_refusals(void **state) {
+  (void)state;
+  refused("{\"type\":\"string\",\"pattern\":\"a+\"}", "schema.pattern: this schema keyword is not supported");
+  refused("{\"properties\":{\"a\":{\"$ref\":\"#/x\"}}}", "schema.properties.a.$ref");
+  refused("{\"anyOf\":[{\"type\":\"integer\"},{\"type\":\"number\"}]}", "can start with the same character");
+  refused("{\"type\":\"color\"}", "'color' is not a JSON schema type");
+  refused("{\"type\":\"object\",\"properties\":{\"a\":{}},\"required\":[\"b\"]}", "required[0] is not one of");
+  refused("{\"type\":\"array\",\"minItems\":3,\"maxItems\":2}", "maxItems is below minItems");
+  mimo_jg *g = NULL;
+  const char *none[] = {""};
+  assert_int_equal(mimo_jg_choice(none, 1, &g), MIMO_E_INVALID);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_documents),
+      cmocka_unit_test(test_random_walks_validate),
+      cmocka_unit_test(test_mask_equals_feeding),
+      cmocka_unit_test(test_refusals),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
