@@ -44,7 +44,7 @@ enum {
   P_VALUE,
   P_OBJ_OPEN, P_OBJ_KEY, P_OBJ_KEYSTR, P_OBJ_COLON, P_OBJ_VALUE, P_OBJ_AFTER, P_OBJ_NEXT,
   P_ARR_OPEN, P_ARR_VALUE, P_ARR_AFTER, P_ARR_NEXT,
-  P_STR_IN, P_STR_ESC, P_STR_HEX,
+  P_STR_IN, P_STR_ESC, P_STR_HEX, P_STR_SURR1, P_STR_SURR2,
   P_NUM_MINUS, P_NUM_ZERO, P_NUM_INT, P_NUM_DOT, P_NUM_FRAC, P_NUM_E, P_NUM_ESIGN, P_NUM_EXP,
   P_LIT,
 };
@@ -543,6 +543,7 @@ static int string_byte(mimo_jg_state *s, mimo_jg_frame *f, int c) {
     if (c == 'u') {
       f->phase = P_STR_HEX;
       f->hex = 4;
+      f->off = 0;
       return TOOK;
     }
     if (!strchr("\"\\/bfnrt", c) || !c)
@@ -550,11 +551,30 @@ static int string_byte(mimo_jg_state *s, mimo_jg_frame *f, int c) {
     f->phase = P_STR_IN;
     return TOOK;
   }
-  if (f->phase == P_STR_HEX) {
+  if (f->phase == P_STR_HEX) { /* \uXXXX: surrogates only as a high-low pair, so the text is Unicode */
     if (!is_hex(c))
       return REJECT;
-    if (--f->hex == 0)
-      f->phase = P_STR_IN;
+    const unsigned v = (unsigned)(is_digit(c) ? c - '0' : (c | 0x20) - 'a' + 10), pos = 4u - f->hex;
+    const bool low = f->off >> 16 & 1;
+    const unsigned prev = f->off & 0xffff;
+    if (low ? (pos == 0 && v != 0xd) || (pos == 1 && v < 0xc) : pos == 1 && prev == 0xd && v >= 0xc)
+      return REJECT;
+    f->off = (low ? 1u << 16 : 0) | ((prev << 4 | v) & 0xffff);
+    if (--f->hex == 0) {
+      const unsigned cp = f->off & 0xffff;
+      f->phase = !low && cp >= 0xd800 && cp <= 0xdbff ? P_STR_SURR1 : P_STR_IN;
+      f->off = 0;
+    }
+    return TOOK;
+  }
+  if (f->phase == P_STR_SURR1 || f->phase == P_STR_SURR2) { /* the low half of a pair: \uDC00..\uDFFF */
+    if (c != (f->phase == P_STR_SURR1 ? '\\' : 'u'))
+      return REJECT;
+    if (f->phase == P_STR_SURR2) {
+      f->hex = 4;
+      f->off = 1u << 16;
+    }
+    f->phase = f->phase == P_STR_SURR1 ? P_STR_SURR2 : P_STR_HEX;
     return TOOK;
   }
   if (f->need) { /* inside a UTF-8 sequence */
@@ -768,7 +788,9 @@ static bool step(const mimo_jg *g, mimo_jg_state *s, int c) {
       break;
     case P_STR_IN:
     case P_STR_ESC:
-    case P_STR_HEX: r = string_byte(s, f, c); break;
+    case P_STR_HEX:
+    case P_STR_SURR1:
+    case P_STR_SURR2: r = string_byte(s, f, c); break;
     case P_LIT: r = literal_byte(s, f, c); break;
     case P_ARR_OPEN:
     case P_ARR_AFTER:

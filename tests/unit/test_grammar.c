@@ -67,6 +67,10 @@ static void test_documents(void **state) {
   assert_int_equal(run(g, "{\"name\":\"\xed\xa0\x80\"}"), 10);     /* a surrogate */
   assert_int_equal(run(g, "{\"name\":\"\xf4\x90\x80\x80\"}"), 10); /* past U+10FFFF */
   assert_int_equal(run(g, "{\"name\":\"\xe0\x80\x80\"}"), 10);     /* overlong */
+  assert_int_equal(run(g, "{\"name\":\"\\ud83d\\ude00\",\"age\":1}"), -1); /* a surrogate pair */
+  assert_int_equal(run(g, "{\"name\":\"\\udc00\"}"), 12);         /* a lone low surrogate */
+  assert_int_equal(run(g, "{\"name\":\"\\ud83dx\"}"), 15);        /* a high one not followed by its pair */
+  assert_int_equal(run(g, "{\"name\":\"\\ud83d\\u0041\"}"), 17); /* ... or by another escape */
   assert_int_equal(run(g, "{\"name\":\"a\",\"age\":1,\"x\":2}"), 21); /* no other keys */
   assert_int_equal(run(g, "{\"name\":\"a\",\"age\":01}"), 19);
   assert_int_equal(run(g, "{\"name\":\"a\",\"age\":1,\"tags\":[\"b\"]}"), 30); /* "b" is not "bc" */
