@@ -37,10 +37,21 @@ static int choices_of(const json_t *v, const char *field, mimo_jg **out, mimo_ap
   return 0;
 }
 
-static int compile_schema(const json_t *schema, const char *field, mimo_jg **out, mimo_api_err *e) {
-  if (mimo_jg_compile(schema, out) != MIMO_OK)
-    return mimo_api_fail(e, 400, field, "%s: %s", field, mimo_errmsg());
-  return 0;
+/* The grammar of a schema given as an object or a JSON string. */
+static int schema_grammar(const json_t *v, const char *field, mimo_jg **out, mimo_api_err *e) {
+  json_t *schema = NULL;
+  if (schema_of(v, field, &schema, e))
+    return -1;
+  const mimo_status st = mimo_jg_compile(schema, out);
+  json_decref(schema);
+  return st == MIMO_OK ? 0 : mimo_api_fail(e, 400, field, "%s: %s", field, mimo_errmsg());
+}
+
+/* One format per request: the second one asked is refused. */
+static int second(mimo_jg **out, const char *field, const char *first, mimo_api_err *e) {
+  mimo_jg_free(*out);
+  *out = NULL;
+  return mimo_api_fail(e, 400, field, "%s and %s are both given; send one", field, first);
 }
 
 int mimo_api_structured(const mimo_server *s, const json_t *root, bool thinking, mimo_jg **out, int *after,
@@ -50,58 +61,38 @@ int mimo_api_structured(const mimo_server *s, const json_t *root, bool thinking,
   const json_t *rf = json_object_get(root, "response_format"), *gj = json_object_get(root, "guided_json"),
                *gc = json_object_get(root, "guided_choice"), *so = json_object_get(root, "structured_outputs");
   const char *field = NULL;
-  int asked = 0;
   if (rf && !json_is_null(rf)) {
     if (!json_is_object(rf) || !json_is_string(json_object_get(rf, "type")))
       return mimo_api_fail(e, 400, "response_format", "response_format must be an object with a string 'type'");
     const char *t = json_string_value(json_object_get(rf, "type"));
-    if (strcmp(t, "text") == 0) {
-      rf = NULL;
-    } else if (strcmp(t, "json_object") == 0) {
-      if (compile_schema(NULL, "response_format", out, e))
-        return -1;
-      asked++;
+    if (strcmp(t, "json_object") == 0) {
+      if (mimo_jg_compile(NULL, out) != MIMO_OK)
+        return mimo_api_fail(e, 500, NULL, "%s", mimo_errmsg());
+      field = "response_format";
     } else if (strcmp(t, "json_schema") == 0) {
       const json_t *js = json_object_get(rf, "json_schema");
       const json_t *sc = json_is_object(js) ? json_object_get(js, "schema") : NULL;
       if (!sc)
         return mimo_api_fail(e, 400, "response_format",
                              "response_format.json_schema.schema is required with type json_schema");
-      json_t *schema = NULL;
-      if (schema_of(sc, "response_format.json_schema.schema", &schema, e))
+      if (schema_grammar(sc, "response_format.json_schema", out, e))
         return -1;
-      const int rc = compile_schema(schema, "response_format.json_schema", out, e);
-      json_decref(schema);
-      if (rc)
-        return -1;
-      asked++;
-    } else {
+      field = "response_format";
+    } else if (strcmp(t, "text") != 0) {
       return mimo_api_fail(e, 400, "response_format", "response_format.type '%s' is not text, json_object or json_schema",
                            t);
     }
-    field = "response_format";
   }
   if (gj && !json_is_null(gj)) {
-    if (asked++) {
-      mimo_jg_free(*out);
-      *out = NULL;
-      return mimo_api_fail(e, 400, "guided_json", "guided_json and %s are both given; send one", field);
-    }
-    json_t *schema = NULL;
-    if (schema_of(gj, "guided_json", &schema, e))
-      return -1;
-    const int rc = compile_schema(schema, "guided_json", out, e);
-    json_decref(schema);
-    if (rc)
+    if (field)
+      return second(out, "guided_json", field, e);
+    if (schema_grammar(gj, "guided_json", out, e))
       return -1;
     field = "guided_json";
   }
   if (gc && !json_is_null(gc)) {
-    if (asked++) {
-      mimo_jg_free(*out);
-      *out = NULL;
-      return mimo_api_fail(e, 400, "guided_choice", "guided_choice and %s are both given; send one", field);
-    }
+    if (field)
+      return second(out, "guided_choice", field, e);
     if (choices_of(gc, "guided_choice", out, e))
       return -1;
     field = "guided_choice";
@@ -111,23 +102,11 @@ int mimo_api_structured(const mimo_server *s, const json_t *root, bool thinking,
     if (!json_is_object(so) || (!sj && !sch) || (sj && sch))
       return mimo_api_fail(e, 400, "structured_outputs", "structured_outputs must be {\"json\": SCHEMA} or "
                            "{\"choice\": [...]} (regex and grammar are not supported)");
-    if (asked++) {
-      mimo_jg_free(*out);
-      *out = NULL;
-      return mimo_api_fail(e, 400, "structured_outputs", "structured_outputs and %s are both given; send one", field);
-    }
-    if (sch) {
-      if (choices_of(sch, "structured_outputs.choice", out, e))
-        return -1;
-    } else {
-      json_t *schema = NULL;
-      if (schema_of(sj, "structured_outputs.json", &schema, e))
-        return -1;
-      const int rc = compile_schema(schema, "structured_outputs.json", out, e);
-      json_decref(schema);
-      if (rc)
-        return -1;
-    }
+    if (field)
+      return second(out, "structured_outputs", field, e);
+    if (sch ? choices_of(sch, "structured_outputs.choice", out, e)
+            : schema_grammar(sj, "structured_outputs.json", out, e))
+      return -1;
   }
   if (*out && thinking) /* the reasoning is free; the answer after it follows the format */
     *after = mimo_tok_token_id(s->tok, "</think>");

@@ -72,4 +72,13 @@ stop_server() {
   [ "$rc" -eq 0 ] || die "server exit status $rc"
 }
 
+# expect_400 BODY SUBSTRING: POST /v1/chat/completions answers 400 with SUBSTRING in the error body (printed).
+expect_400() {
+  local code
+  code=$(curl -s -m 30 -o "$WORK/resp" -w '%{http_code}' -H 'Content-Type: application/json' \
+    "$BASE/v1/chat/completions" --data-binary "$1")
+  [ "$code" = 400 ] && grep -qF -- "$2" "$WORK/resp" || die "status $code for $1: $(cat "$WORK/resp"), wanted '$2'"
+  echo "ok   400: $(node -e 'console.log(JSON.parse(require("fs").readFileSync(process.argv[1])).error.message)' "$WORK/resp")"
+}
+
 run_node() { timeout 120 node "$@" || die "node $*"; }

@@ -31,21 +31,14 @@ print(f"ok   {done} finished outputs valid under their schemas ({cut} cut off by
 if done < 12:
     sys.exit(f"only {done} outputs finished")
 PY
-C=(-s -m 30 -o "$WORK/resp" -w '%{http_code}' -H 'Content-Type: application/json')
-expect_err() { # body substring
-  local code
-  code=$(curl "${C[@]}" "$BASE/v1/chat/completions" --data-binary "$1")
-  [ "$code" = 400 ] && grep -qF -- "$2" "$WORK/resp" || die "status $code for $1: $(cat "$WORK/resp"), wanted '$2'"
-  echo "ok   400: $(node -e 'console.log(JSON.parse(require("fs").readFileSync(process.argv[1])).error.message)' "$WORK/resp")"
-}
 M='"model":"tiny","messages":[{"role":"user","content":"x"}],"max_tokens":4'
-expect_err "{$M,\"response_format\":{\"type\":\"json_schema\",\"json_schema\":{\"schema\":{\"type\":\"string\",\"pattern\":\"a\"}}}}" \
+expect_400 "{$M,\"response_format\":{\"type\":\"json_schema\",\"json_schema\":{\"schema\":{\"type\":\"string\",\"pattern\":\"a\"}}}}" \
   "schema.pattern: this schema keyword is not supported"
-expect_err "{$M,\"response_format\":{\"type\":\"json_object\"},\"guided_choice\":[\"a\"]}" "guided_choice and response_format are both given"
-expect_err "{$M,\"response_format\":{\"type\":\"yaml\"}}" "response_format.type 'yaml'"
-expect_err "{$M,\"response_format\":{\"type\":\"json_schema\"}}" "json_schema.schema is required"
-expect_err "{$M,\"guided_json\":\"{not json\"}" "guided_json: not a JSON schema"
-expect_err "{$M,\"response_format\":{\"type\":\"json_object\"},\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"f\",\"parameters\":{}}}],\"tool_choice\":\"required\"}" \
+expect_400 "{$M,\"response_format\":{\"type\":\"json_object\"},\"guided_choice\":[\"a\"]}" "guided_choice and response_format are both given"
+expect_400 "{$M,\"response_format\":{\"type\":\"yaml\"}}" "response_format.type 'yaml'"
+expect_400 "{$M,\"response_format\":{\"type\":\"json_schema\"}}" "json_schema.schema is required"
+expect_400 "{$M,\"guided_json\":\"{not json\"}" "guided_json: not a JSON schema"
+expect_400 "{$M,\"response_format\":{\"type\":\"json_object\"},\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"f\",\"parameters\":{}}}],\"tool_choice\":\"required\"}" \
   "a forced tool call cannot be combined with a response format"
 stop_server
 echo "ok"

@@ -48,24 +48,17 @@ n_img=$((T - $(tr ',' '\n' <<<"$ids" | wc -l) + 1))
   die "count_tokens: the image added $(get anthropic_image_delta) tokens, want $n_img + 2"
 echo "ok   count_tokens: the image adds $n_img + 2 tokens"
 # errors: each a 400 naming the part
-C=(-s -m 30 -o "$WORK/resp" -w '%{http_code}' -H 'Content-Type: application/json')
-expect_err() { # body substring
-  local code
-  code=$(curl "${C[@]}" "$BASE/v1/chat/completions" --data-binary "$1")
-  [ "$code" = 400 ] && grep -qF -- "$2" "$WORK/resp" || die "status $code for $1: $(cat "$WORK/resp"), wanted '$2'"
-  echo "ok   400: $(node -e 'console.log(JSON.parse(require("fs").readFileSync(process.argv[1])).error.message)' "$WORK/resp")"
-}
 msg() { echo '{"model":"tiny","max_tokens":2,"messages":[{"role":"user","content":[{"type":"image_url","image_url":{"url":"'"$1"'"}}]}]}'; }
-expect_err "$(msg 'https://example.com/cat.png')" "does not fetch image URLs"
-expect_err "$(msg 'data:image/png;base64,iVBO!!')" "messages[0].content[0].image_url"
-expect_err "$(msg 'data:text/plain;base64,aGVsbG8=')" "is not an image"
-expect_err "$(msg 'data:image/png;base64,aGVsbG8=')" "image: unknown format"
-expect_err "$(msg 'file:///etc/passwd')" "outside --allowed-local-media-path"
-expect_err '{"model":"tiny","max_tokens":2,"messages":[{"role":"user","content":[{"type":"input_audio","input_audio":{}}]}]}' "not supported"
+expect_400 "$(msg 'https://example.com/cat.png')" "does not fetch image URLs"
+expect_400 "$(msg 'data:image/png;base64,iVBO!!')" "messages[0].content[0].image_url"
+expect_400 "$(msg 'data:text/plain;base64,aGVsbG8=')" "is not an image"
+expect_400 "$(msg 'data:image/png;base64,aGVsbG8=')" "image: unknown format"
+expect_400 "$(msg 'file:///etc/passwd')" "outside --allowed-local-media-path"
+expect_400 '{"model":"tiny","max_tokens":2,"messages":[{"role":"user","content":[{"type":"input_audio","input_audio":{}}]}]}' "not supported"
 stop_server
 # a text-only model refuses images
 "$MIMO_BIN" synth --out "$MODEL" --preset tiny --seed 1 --no-vision >/dev/null 2>&1 || die "synth --no-vision"
 start_server
-expect_err "$(msg "data:image/png;base64,$(base64 -w0 "$WORK/img.png")")" "this model takes text only"
+expect_400 "$(msg "data:image/png;base64,$(base64 -w0 "$WORK/img.png")")" "this model takes text only"
 stop_server
 echo "ok"
