@@ -50,6 +50,8 @@ static mimo_arg serve_args[] = {
     {"max-body-bytes", 1, "largest request body (default 33554432; 413 beyond)", NULL},
     {"timeout-keep-alive", 1, "seconds an idle connection is kept (default 60)", NULL},
     {"shutdown-timeout", 1, "seconds in-flight requests may finish after SIGTERM (default 10)", NULL},
+    {"limit-mm-per-prompt", 1, "images per request at most: '{\"image\": N}' or image=N (default 16; 0: no limit)",
+     NULL},
     {"mm-processor-cache-gb", 1, "GiB of vision tower outputs kept by image for repeated images (default 1; 0: none)",
      NULL},
     {"allowed-local-media-path", 1, "directory whose images requests may name as file:// URLs (default: none)", NULL},
@@ -149,6 +151,22 @@ int mimo_cmd_serve(int argc, char **argv) {
   if (strcmp(vb, "cpu") && strcmp(vb, "cuda")) {
     fprintf(stderr, "mimo serve: --vision-backend '%s' is not cpu or cuda\n", vb);
     return 2;
+  }
+  long image_limit = 16;
+  const char *lim = mimo_arg_str(serve_args, N_ARGS, "limit-mm-per-prompt", NULL);
+  if (lim) { /* vLLM's JSON form, or the older image=N */
+    const char *at = strstr(lim, "image");
+    char *end = NULL;
+    if (at) {
+      at += 5;
+      while (*at == '"' || *at == ' ' || *at == ':' || *at == '=')
+        at++;
+      image_limit = strtol(at, &end, 10);
+    }
+    if (!at || end == at || image_limit < 0 || image_limit > 1 << 20) {
+      fprintf(stderr, "mimo serve: --limit-mm-per-prompt '%s': expected '{\"image\": N}' or image=N\n", lim);
+      return 2;
+    }
   }
   char media[PATH_MAX];
   const char *media_arg = mimo_arg_str(serve_args, N_ARGS, "allowed-local-media-path", NULL);
@@ -256,6 +274,7 @@ int mimo_cmd_serve(int argc, char **argv) {
     }
   }
   s.media_path = media_arg ? media : NULL;
+  s.image_limit = (int)image_limit;
   if (mimo_engine_init(&s.engine, model, &eo) != MIMO_OK) {
     ret = fail("engine");
     goto out;

@@ -26,6 +26,9 @@ int mimo_api_image_add_bytes(mimo_server *s, mimo_api_images *im, const void *da
                              const char *param, mimo_api_err *e) {
   if (!s->vision)
     return mimo_api_fail(e, 400, param, "%s: this model takes text only (its checkpoint has no vision tower)", param);
+  if (s->image_limit > 0 && im->n >= s->image_limit)
+    return mimo_api_fail(e, 400, param, "%s: at most %d image%s per request (--limit-mm-per-prompt)", param,
+                         s->image_limit, s->image_limit == 1 ? "" : "s");
   if (im->n == im->cap) {
     const int cap = im->cap ? 2 * im->cap : 4;
     float **r = realloc(im->rows, (size_t)cap * sizeof *r);

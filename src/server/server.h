@@ -28,6 +28,7 @@ typedef struct mimo_server {
   struct mimo_vision *vision; /* the image encoder (NULL: text only) */
   struct mimo_gvocab *gvocab; /* the tokens' bytes for structured outputs (text/grammar_vocab.h) */
   const char *media_path;     /* --allowed-local-media-path, resolved (NULL: no file:// images) */
+  int image_limit;            /* images per request at most (--limit-mm-per-prompt; 0: none) */
 } mimo_server;
 
 /* 1 if name is one of the served names. */

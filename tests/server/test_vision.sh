@@ -56,6 +56,12 @@ expect_400 "$(msg 'data:image/png;base64,aGVsbG8=')" "image: unknown format"
 expect_400 "$(msg 'file:///etc/passwd')" "outside --allowed-local-media-path"
 expect_400 '{"model":"tiny","max_tokens":2,"messages":[{"role":"user","content":[{"type":"input_audio","input_audio":{}}]}]}' "not supported"
 stop_server
+start_server --limit-mm-per-prompt '{"image": 1}'
+two="$(node -e 'const u="data:image/png;base64,"+require("fs").readFileSync(process.argv[1]).toString("base64");
+console.log(JSON.stringify({model:"tiny",max_tokens:2,messages:[{role:"user",content:[{type:"image_url",image_url:{url:u}},
+{type:"image_url",image_url:{url:u}}]}]}))' "$WORK/img.png")"
+expect_400 "$two" "at most 1 image per request (--limit-mm-per-prompt)"
+stop_server
 # a text-only model refuses images
 "$MIMO_BIN" synth --out "$MODEL" --preset tiny --seed 1 --no-vision >/dev/null 2>&1 || die "synth --no-vision"
 start_server
