@@ -13,6 +13,7 @@ typedef struct mimo_api_images {
   float **rows;   /* [tokens[i]][hidden]; NULL when only counted */
   int *tokens;
   mimo_embed_run *runs; /* after mimo_api_images_expand: where each image's rows go in the prompt */
+  bool count_only;      /* set by the caller: images are sized, not encoded (token counts) */
 } mimo_api_images;
 
 /* Adds the image at url (data:...;base64,... or file://PATH) as the request's next image; `encode` false only

@@ -60,7 +60,7 @@ static int content_parts(mimo_server *s, const json_t *c, const char *param, jso
       json_decref(arr);
       return mimo_api_fail(e, 400, param, "%s.url must be a string", where);
     }
-    if (mimo_api_image_add(s, im, url, true, where, e)) {
+    if (mimo_api_image_add(s, im, url, !im->count_only, where, e)) {
       json_decref(arr);
       return -1;
     }
@@ -406,7 +406,12 @@ static int forced_prefix(mimo_server *s, mimo_oai_req *r, const char *named, mim
 }
 
 int mimo_openai_parse(mimo_server *s, json_t *root, bool chat, mimo_oai_req *r, mimo_api_err *e) {
+  return mimo_openai_parse_ex(s, root, chat, false, r, e);
+}
+
+int mimo_openai_parse_ex(mimo_server *s, json_t *root, bool chat, bool count_only, mimo_oai_req *r, mimo_api_err *e) {
   memset(r, 0, sizeof *r);
+  r->images.count_only = count_only;
   r->chat = chat;
   r->logprobs = -1;
   long plp = -1;

@@ -36,6 +36,8 @@ typedef struct mimo_oai_req {
 
 /* root: the parsed body (borrowed; must outlive r). */
 int mimo_openai_parse(mimo_server *s, json_t *root, bool chat, mimo_oai_req *r, mimo_api_err *e);
+/* count_only: the prompt is wanted for its length (/tokenize): images are sized, not run through the tower. */
+int mimo_openai_parse_ex(mimo_server *s, json_t *root, bool chat, bool count_only, mimo_oai_req *r, mimo_api_err *e);
 void mimo_oai_req_free(mimo_oai_req *r);
 
 /* The OpenAI error body. */

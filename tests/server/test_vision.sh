@@ -42,6 +42,15 @@ want=$(curl -sf "$BASE/detokenize" -d "{\"tokens\":[$tok]}" | node -e 'let s="";
 $PY -c "import sys;sys.exit(0 if abs(float(sys.argv[1])-float(sys.argv[2]))<1e-4 else 1)" "$(get first_logprob)" "$lp" ||
   die "first token logprob $(get first_logprob), the CLI's $lp"
 echo "ok   server = CLI: $T prompt tokens, first token '$want' logprob $lp"
+# /tokenize counts the image's tokens from its size (the tower does not run: the cache sees no query)
+q0=$(curl -sf "$BASE/metrics" | sed -n 's/^mimo:vision_cache_queries_total{model_name="tiny"} //p')
+count=$(node -e 'const u="data:image/png;base64,"+require("fs").readFileSync(process.argv[1]).toString("base64");
+console.log(JSON.stringify({model:"tiny",messages:[{role:"user",content:[{type:"text",text:"What is in "},
+{type:"image_url",image_url:{url:u}},{type:"text",text:" this picture?"}]}]}))' "$WORK/img.png" |
+  curl -sf "$BASE/tokenize" --data-binary @- | node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>console.log(JSON.parse(s).count))')
+q1=$(curl -sf "$BASE/metrics" | sed -n 's/^mimo:vision_cache_queries_total{model_name="tiny"} //p')
+[ "$count" = "$T" ] && [ "$q0" = "$q1" ] || die "/tokenize with the image: $count tokens (want $T), cache queries $q0 -> $q1"
+echo "ok   /tokenize: $count tokens with the image, the tower not run"
 n_img=$((T - $(tr ',' '\n' <<<"$ids" | wc -l) + 1))
 # Anthropic's count_tokens: the image's tokens and its vision_start/vision_end
 [ "$(get anthropic_image_delta)" = $((n_img + 2)) ] ||
