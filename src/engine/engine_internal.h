@@ -92,7 +92,7 @@ struct mimo_engine {
   int cap_embeds;
   float *plp_logits; /* every row of a prompt-logprobs chunk (plp_rows of them) */
   int plp_rows;
-  struct mimo_pool *plp_pool; /* threads for those rows' log-softmax (made on first use) */
+  struct mimo_pool *plp_pool; /* threads for those rows' log-softmax and the constrained rows' masks (on first use) */
 };
 
 /* Rows of logits a prompt-logprobs chunk brings to the host at most: 64 Mi floats (256 MiB; 440 rows of MiMo's
