@@ -112,8 +112,11 @@ static void join(mimo_sbuf *b, const char *t, size_t n) {
   mimo_sbuf_put(b, t, n);
 }
 
-/* A string, or text blocks joined by "\n" (system prompt, tool_result content). */
-static int plain_text(const json_t *c, const char *where, mimo_sbuf *out, mimo_api_err *e) {
+/* A string, or text blocks joined by "\n" (system prompt, tool_result content). With parts (tool results: a
+ * screenshot a tool returns), image blocks go through the tower: the text so far becomes a text part of parts, then
+ * an image part; the caller adds what text is left. Without, images are refused. */
+static int plain_text(const img_ctx *ic, const json_t *c, const char *where, mimo_sbuf *out, json_t *parts,
+                      mimo_api_err *e) {
   if (json_is_string(c)) {
     mimo_sbuf_put(out, json_string_value(c), json_string_length(c));
     return 0;
@@ -126,8 +129,17 @@ static int plain_text(const json_t *c, const char *where, mimo_sbuf *out, mimo_a
     const char *t = block_type(b, where, i, e);
     if (!t)
       return -1;
-    if (strcmp(t, "image") == 0)
-      return image_block(NULL, b, where, i, e);
+    if (strcmp(t, "image") == 0) {
+      if (!parts)
+        return image_block(NULL, b, where, i, e);
+      if (image_block(ic, b, where, i, e))
+        return -1;
+      if (out->len)
+        json_array_append_new(parts, json_pack("{s:s,s:s%}", "type", "text", "text", out->p, out->len));
+      json_array_append_new(parts, json_pack("{s:s}", "type", "image"));
+      out->len = 0;
+      continue;
+    }
     if (strcmp(t, "text") != 0)
       return mimo_api_fail(e, 400, where, "%s.%zu.type: '%s' is not supported here (text only)", where, i, t);
     json_t *tx = json_object_get(b, "text");
@@ -212,10 +224,22 @@ static int user_blocks(const img_ctx *ic, const json_t *c, const char *where, js
       if (json_is_true(err))
         mimo_sbuf_puts(&res, "Error: ");
       snprintf(w, sizeof w, "%s.%zu.content", where, i);
-      if (rc_c && !json_is_null(rc_c) && (rc = plain_text(rc_c, w, &res, e)))
+      json_t *tparts = json_array();
+      if (!tparts) {
+        rc = oom(e);
         break;
-      json_t *m = json_pack("{s:s,s:s%,s:s}", "role", "tool", "content", res.p ? res.p : "", res.len,
-                            "tool_call_id", id);
+      }
+      if (rc_c && !json_is_null(rc_c) && (rc = plain_text(ic, rc_c, w, &res, tparts, e))) {
+        json_decref(tparts);
+        break;
+      }
+      if (json_array_size(tparts) && res.len) /* the text after the last image */
+        json_array_append_new(tparts, json_pack("{s:s,s:s%}", "type", "text", "text", res.p, res.len));
+      json_t *m = json_array_size(tparts)
+                      ? json_pack("{s:s,s:O,s:s}", "role", "tool", "content", tparts, "tool_call_id", id)
+                      : json_pack("{s:s,s:s%,s:s}", "role", "tool", "content", res.p ? res.p : "", res.len,
+                                  "tool_call_id", id);
+      json_decref(tparts);
       if (!m || json_array_append_new(msgs, m)) {
         rc = oom(e);
         break;
@@ -311,7 +335,7 @@ static int conv_messages(const img_ctx *ic, const json_t *root, json_t **out, mi
     return oom(e);
   if (sys && !json_is_null(sys)) {
     mimo_sbuf t = {0};
-    int rc = plain_text(sys, "system", &t, e);
+    int rc = plain_text(NULL, sys, "system", &t, NULL, e);
     if (!rc && t.len)
       rc = push_msg(arr, "system", t.p, t.len, e);
     mimo_sbuf_free(&t);

@@ -49,6 +49,17 @@ main(async () => {
   const c1 = await anth.messages.countTokens({ model: 'tiny', messages: am });
   const c0 = await anth.messages.countTokens({ model: 'tiny', messages: [{ role: 'user', content: [{ type: 'text', text: 'Describe ' }] }] });
   assert.equal(a.usage.input_tokens, c1.input_tokens);
+  // a tool's result with an image (a screenshot): the image goes where the result stands, counted the same
+  const tools = [{ name: 'shot', description: 'screenshot', input_schema: { type: 'object', properties: {} } }];
+  const turn = (content) => [{ role: 'user', content: 'look' },
+    { role: 'assistant', content: [{ type: 'tool_use', id: 't1', name: 'shot', input: {} }] },
+    { role: 'user', content: [{ type: 'tool_result', tool_use_id: 't1', content }] }];
+  const shot = [{ type: 'text', text: 'here' }, { type: 'image', source: { type: 'base64', media_type: 'image/png', data: png } }];
+  const a2 = await anth.messages.create({ model: 'tiny', max_tokens: 4, tools, messages: turn(shot) });
+  assert.equal(a2.type, 'message');
+  const t1 = await anth.messages.countTokens({ model: 'tiny', tools, messages: turn(shot) });
+  const t0 = await anth.messages.countTokens({ model: 'tiny', tools, messages: turn([shot[0]]) });
+  assert.equal(t1.input_tokens - t0.input_tokens, c1.input_tokens - c0.input_tokens);
   console.log(JSON.stringify({ prompt_tokens: r.usage.prompt_tokens, text_tokens: t.usage.prompt_tokens,
     anthropic_image_delta: c1.input_tokens - c0.input_tokens, first_token: lp[0].token, first_logprob: lp[0].logprob }));
 });
