@@ -70,6 +70,11 @@ int mimo_cmd_inspect(int argc, char **argv) {
          b_embed / 1e6, b_head / 1e6, b_attn / 1e6, b_dense / 1e6, b_router / 1e6, b_int4 / 1e6, b_bf16x / 1e6,
          b_norm / 1e6);
   (void)used;
+  if (m->w.n_mtp)
+    printf("mtp: %d layer%s (model.mtp.layers.*: sliding attention with sink, dense MLP; speculative decoding drafts)\n",
+           m->w.n_mtp, m->w.n_mtp == 1 ? "" : "s");
+  else
+    printf("mtp: none\n");
   const mimo_vision_config *vc = &m->cfg.vision;
   if (m->vw.present) {
     int windows = 0;

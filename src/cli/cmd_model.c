@@ -10,6 +10,7 @@
 #include "cli/vision_args.h"
 #include "core/log.h"
 #include "engine/sampler.h"
+#include "engine/speculate.h"
 #include "model/mimo_v2.h"
 #include "text/chat_template.h"
 #include "text/tokenizer.h"
@@ -42,6 +43,31 @@ static mimo_status write_floats(const char *path, const float *p, size_t n) {
   return ok ? MIMO_OK : mimo_errf(MIMO_E_IO, "%s: cannot write", path);
 }
 
+/* --mtp-out: the model's logits and final-normed hidden states in one pass, then MTP layer 0 over positions
+ * 0..T-2 (token t + 1, hidden state at t) into path. */
+static mimo_status mtp_logits(mimo_runner *r, const int *ids, int T, float **logits, const char *path) {
+  const int V = r->m->cfg.vocab_size, H = r->m->cfg.hidden_size;
+  float *hidden = malloc((size_t)T * H * sizeof *hidden), *dl = malloc((size_t)(T - 1) * V * sizeof *dl);
+  *logits = malloc((size_t)T * V * sizeof **logits);
+  mimo_kv_seq *ds = NULL;
+  mimo_status st = hidden && dl && *logits ? MIMO_OK : mimo_errf(MIMO_E_NOMEM, "MTP logits");
+  mimo_batch b = {.n_seqs = 1, .seqs = &r->seq, .n_tokens = &T, .tokens = ids, .all_logits = 1, .hidden_out = hidden};
+  if (st == MIMO_OK)
+    st = mimo_model_forward(r->m, &b, *logits);
+  if (st == MIMO_OK)
+    st = mimo_model_mtp_open(r->m, 0);
+  if (st == MIMO_OK)
+    st = mimo_kv_seq_init(&ds, &r->m->mtp->cfg);
+  if (st == MIMO_OK)
+    st = mimo_model_mtp_forward(r->m, ds, ids + 1, hidden, T - 1, 1, dl, NULL);
+  if (st == MIMO_OK)
+    st = write_floats(path, dl, (size_t)(T - 1) * V);
+  mimo_kv_seq_free(ds);
+  free(hidden);
+  free(dl);
+  return st;
+}
+
 int mimo_cmd_logits(int argc, char **argv) {
   mimo_arg a[] = {{"model", 1, "checkpoint directory", 0}, {"tokens", 1, "comma-separated token ids", 0},
                   {"chunk", 1, "tokens fed per step through the KV cache (default: all)", 0},
@@ -57,6 +83,9 @@ int mimo_cmd_logits(int argc, char **argv) {
                    "expanded to its tokens",
                    0},
                   MIMO_VISION_ARGS,
+                  {"mtp-out", 1,
+                   "also write float32 LE [T-1][vocab]: the checkpoint's MTP layer 0 over positions 0..T-2 (token t+1 "
+                   "and the model's final-normed hidden state at t; spec §2.7); one rank, no --image, no --chunk", 0},
                   {"verbose", 0, "log progress", 0}};
   int n = sizeof a / sizeof *a, rc = mimo_args_parse(argc, argv, a, n, "--model DIR --tokens 1,2,3 --out FILE");
   if (rc)
@@ -118,7 +147,12 @@ int mimo_cmd_logits(int argc, char **argv) {
     for (int i = 0; margin && i < T; i++)
       margin[i] = INFINITY;
   }
-  if (st == MIMO_OK) {
+  const char *mtp_path = mimo_arg_str(a, n, "mtp-out", NULL);
+  if (st == MIMO_OK && mtp_path && (images || chunk || margin || T < 2))
+    st = mimo_errf(MIMO_E_INVALID, "--mtp-out: one pass over two or more tokens (no --image, --chunk, --route-margin)");
+  if (st == MIMO_OK && mtp_path) {
+    st = mtp_logits(&r, ids, T, &logits, mtp_path);
+  } else if (st == MIMO_OK) {
     logits = malloc((size_t)T * r.m->cfg.vocab_size * sizeof(float));
     st = logits ? mimo_runner_feed_embeds(&r, ids, T, chunk ? (int)chunk : T, logits, margin, runs, imgs.n)
                 : mimo_errf(MIMO_E_NOMEM, "logits");
@@ -210,6 +244,34 @@ static mimo_status prompt_ids(const char *dir, const char *prompt, const char *c
   return st;
 }
 
+/* --num-speculative-tokens: greedy decoding with MTP drafts; prints the ids (or the text) as the plain path does and
+ * the drafts' acceptance on stderr. */
+static mimo_status speculative(mimo_runner *r, const int *ids, int T, int max_tokens, int k, bool ignore_eos,
+                               const mimo_tok *tok) {
+  int *out = malloc((size_t)(max_tokens > 0 ? max_tokens : 1) * sizeof *out), n_out = 0;
+  if (!out)
+    return mimo_errf(MIMO_E_NOMEM, "output");
+  mimo_spec_stats ss;
+  const double t0 = mimo_now();
+  mimo_status st = mimo_speculate_greedy(r->m, ids, T, max_tokens, k, ignore_eos, out, &n_out, &ss);
+  const double dt = mimo_now() - t0;
+  if (st == MIMO_OK) {
+    char *text = NULL;
+    size_t len = 0;
+    if (tok && mimo_tok_decode(tok, out, (size_t)n_out, 1, &text, &len) == MIMO_OK)
+      printf("%s\n", text);
+    else
+      for (int i = 0; i < n_out; i++)
+        printf(i + 1 < n_out ? "%d," : "%d\n", out[i]);
+    free(text);
+    fprintf(stderr, "speculative: %d tokens in %.2f s; %ld verifying steps, %ld of %ld drafts kept (%.1f %%), %.2f "
+                    "tokens per step\n", n_out, dt, ss.steps, ss.accepted, ss.drafted,
+            ss.drafted ? 100.0 * ss.accepted / ss.drafted : 0.0, ss.steps ? (double)(n_out - 1) / ss.steps : 0.0);
+  }
+  free(out);
+  return st;
+}
+
 int mimo_cmd_generate(int argc, char **argv) {
   mimo_arg a[] = {{"model", 1, "checkpoint directory", 0}, {"tokens", 1, "prompt token ids, comma-separated", 0},
                   {"prompt", 1, "prompt text (tokenized with the model's tokenizer; output printed as text)", 0},
@@ -222,6 +284,9 @@ int mimo_cmd_generate(int argc, char **argv) {
                   {"frequency-penalty", 1, "default 0", 0}, {"seed", 1, "RNG seed (default 0)", 0},
                   {"chunk", 1, "prompt tokens per prefill step (default all)", 0},
                   {"ignore-eos", 0, "do not stop at end-of-sequence ids", 0},
+                  {"num-speculative-tokens", 1,
+                   "draft this many tokens per step with the checkpoint's MTP layer and verify them in one pass "
+                   "(greedy only; the output is the same, the step count drops with the drafts kept)", 0},
                   MIMO_OPEN_ARGS, {"verbose", 0, "log progress", 0}};
   int n = sizeof a / sizeof *a,
       rc = mimo_args_parse(argc, argv, a, n, "--model DIR (--tokens 1,2,3 | --prompt TEXT | --chat TEXT) [--max-tokens N]");
@@ -270,6 +335,19 @@ int mimo_cmd_generate(int argc, char **argv) {
     mimo_tok_free(tok);
     mimo_runner_free(&r);
     return 0;
+  }
+  const long spec_k = mimo_arg_long(a, n, "num-speculative-tokens", 0, &bad);
+  if (st == MIMO_OK && spec_k) {
+    if (bad || spec_k < 0 || sp.temperature != 0 || sp.repetition_penalty != 1 || sp.presence_penalty != 0 ||
+        sp.frequency_penalty != 0) {
+      st = mimo_errf(MIMO_E_INVALID, "--num-speculative-tokens: 1 to 16, with greedy decoding and no penalties");
+    } else {
+      st = speculative(&r, ids, T, (int)max_tokens, (int)spec_k, mimo_arg_str(a, n, "ignore-eos", NULL) != NULL, tok);
+    }
+    free(ids);
+    mimo_tok_free(tok);
+    mimo_runner_free(&r);
+    return st == MIMO_OK ? 0 : fail("generate");
   }
   if (st == MIMO_OK)
     st = mimo_sampler_init(&smp, &sp, r.m->cfg.vocab_size);

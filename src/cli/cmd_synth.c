@@ -17,6 +17,7 @@ int mimo_cmd_synth(int argc, char **argv) {
                   {"seed", 1, "RNG seed (default 0)", 0},
                   {"moe-inter", 1, "expert width (moe_intermediate_size; default: preset's)", 0},
                   {"split-qkv", 0, "separate q/k/v projections (V2-Flash layout), same weights as fused", 0},
+                  {"mtp-layers", 1, "MTP layers model.mtp.layers.* (spec §2.7; default 0, the release has 3)", 0},
                   {"no-vision", 0, "text only: no vision tower (visual.* tensors, vision_config)", 0}};
   int n = sizeof a / sizeof *a, rc = mimo_args_parse(argc, argv, a, n, "--out DIR [--preset tiny|small|full] [--quant int4|int4-asym|bf16] [--seed S]");
   if (rc)
@@ -29,7 +30,8 @@ int mimo_cmd_synth(int argc, char **argv) {
       .shards = (int)mimo_arg_long(a, n, "shards", 0, &bad), .seed = (uint64_t)mimo_arg_long(a, n, "seed", 0, &bad),
       .moe_inter = (int)mimo_arg_long(a, n, "moe-inter", 0, &bad),
       .split_qkv = mimo_arg_str(a, n, "split-qkv", NULL) != NULL,
-      .no_vision = mimo_arg_str(a, n, "no-vision", NULL) != NULL};
+      .no_vision = mimo_arg_str(a, n, "no-vision", NULL) != NULL,
+      .mtp_layers = (int)mimo_arg_long(a, n, "mtp-layers", 0, &bad)};
   if (!o.out || bad) {
     fprintf(stderr, "mimo synth: need --out DIR (see --help)\n");
     return 2;

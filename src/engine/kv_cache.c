@@ -22,7 +22,8 @@ struct mimo_kv_pool {
   long n_blocks;
   int n_layers;
   int *k_off, *v_off;  /* per full layer, elements into a block */
-  int *window;         /* per sliding layer: ring slots, */
+  int *window;         /* per sliding layer: ring slots (the window and the slack), */
+  int slack;           /* ring slots past the window (cfg.kv_ring_slack) */
   size_t *kf, *vf;     /* and elements per slot of keys and of values */
   /* A sequence's rings, all its sliding layers', are one allocation (a ring set) at these byte offsets; a set comes
    * back here when its sequence ends and goes to the next one, so that starting a sequence (or a prefix-cache copy)
@@ -93,14 +94,15 @@ mimo_status mimo_kv_pool_new(mimo_kv_pool **out, const mimo_config *cfg, mimo_ba
   for (int L = 0; L < p->n_layers; L++) {
     const mimo_attn_geom *g = mimo_config_geom(cfg, L);
     p->k_off[L] = p->v_off[L] = -1;
-    p->window[L] = g->window;
+    p->window[L] = g->window > 0 ? g->window + cfg->kv_ring_slack : 0;
+    p->slack = cfg->kv_ring_slack;
     p->kf[L] = (size_t)g->n_kv_heads * g->head_dim;
     p->vf[L] = (size_t)g->n_kv_heads * g->v_head_dim;
     if (g->window > 0) { /* each ring 256-byte aligned, as a device allocation of its own would be */
       p->rk_off[L] = roff;
-      roff += ((size_t)g->window * p->kf[L] * p->es + 255) & ~(size_t)255;
+      roff += ((size_t)p->window[L] * p->kf[L] * p->es + 255) & ~(size_t)255;
       p->rv_off[L] = roff;
-      roff += ((size_t)g->window * p->vf[L] * p->es + 255) & ~(size_t)255;
+      roff += ((size_t)p->window[L] * p->vf[L] * p->es + 255) & ~(size_t)255;
       continue;
     }
     p->k_off[L] = (int)off;
@@ -462,4 +464,21 @@ void mimo_kv_seq_free(mimo_kv_seq *s) {
     mimo_kv_seq_free(s->shards[i]);
   free(s->shards);
   free(s);
+}
+
+mimo_status mimo_kv_seq_truncate(mimo_kv_seq *s, int len) {
+  if (s->n_shards)
+    return mimo_errf(MIMO_E_INVALID, "stepping back a tensor-parallel sequence is not implemented");
+  if (len < 0 || len > s->len)
+    return mimo_errf(MIMO_E_INVALID, "cannot step a sequence of %d positions back to %d", s->len, len);
+  for (int L = 0; L < s->n_layers; L++) {
+    mimo_kv_view *v = &s->layers[L];
+    /* a ring holds cap positions back from its length; a step needs window - 1 of them before len */
+    if (v->ring && s->len - len > (s->pool ? s->pool->slack : 0))
+      return mimo_errf(MIMO_E_INVALID, "layer %d: stepping back %d positions needs as many ring slots of slack, the "
+                       "pool has %d", L, s->len - len, s->pool ? s->pool->slack : 0);
+    v->len = len;
+  }
+  s->len = len;
+  return MIMO_OK;
 }

@@ -64,6 +64,9 @@ mimo_status mimo_kv_reserve(mimo_kv_seq *s, mimo_kv_pool *pool, int new_len);
  * Not for tensor-parallel sequences (their shards are forked one by one: mimo_model_kv_fork). */
 mimo_status mimo_kv_fork(mimo_kv_seq *dst, const mimo_kv_seq *src, int len);
 void mimo_kv_seq_free(mimo_kv_seq *s);
+/* Forgets the positions from len on (len >= s->len minus the pool's ring slack, cfg.kv_ring_slack, when there are
+ * sliding layers): rejected speculative tokens. Their slots are written again by the next step. */
+mimo_status mimo_kv_seq_truncate(mimo_kv_seq *s, int len);
 /* Bytes of storage held, the ranks' shards included. */
 size_t mimo_kv_bytes(const mimo_kv_seq *s);
 #endif

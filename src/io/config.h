@@ -86,6 +86,7 @@ typedef struct mimo_config {
   mimo_quant_config quant;
   long max_position_embeddings;
   mimo_vision_config vision;
+  int kv_ring_slack;            /* run time: sliding caches keep this many slots past the window (speculation) */
 } mimo_config;
 
 /* vision_config / processor_config / the placeholder ids of root (config_vision.c); absent vision_config leaves

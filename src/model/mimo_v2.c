@@ -40,6 +40,14 @@ mimo_status mimo_model_upload(mimo_backend *be, mimo_weights *w) {
   MIMO_TRY(mimo_model_upload_globals(be, w));
   for (int L = 0; L < w->n_layers; L++)
     MIMO_TRY(mimo_model_upload_layer(be, &w->layers[L], w->layers[L].router.out));
+  for (int M = 0; M < w->n_mtp; M++) {
+    mimo_mtp_weights *t = &w->mtp[M];
+    MIMO_TRY(mimo_model_upload_layer(be, &t->layer, 0));
+    MIMO_TRY(mimo_backend_upload_linear(be, &t->eh_proj));
+    MIMO_TRY(mimo_backend_upload_vec(be, &t->enorm));
+    MIMO_TRY(mimo_backend_upload_vec(be, &t->hnorm));
+    MIMO_TRY(mimo_backend_upload_vec(be, &t->final_norm));
+  }
   return MIMO_OK;
 }
 
@@ -82,6 +90,11 @@ void mimo_model_free(mimo_model *m) {
   if (!m)
     return;
   mimo_tp_free(m);
+  if (m->mtp) { /* its weights are views into ours; its backend is ours */
+    mimo_kv_pool_release(m->mtp->kv_pool);
+    free(m->mtp->w.layers);
+    free(m->mtp);
+  }
   mimo_weights_free(&m->w);
   mimo_vision_weights_free(&m->vw);
   mimo_ckpt_close(&m->ck);
@@ -337,6 +350,8 @@ static mimo_status forward_host_sampling(mimo_model *m, const mimo_batch *b, flo
 
 mimo_status mimo_model_forward(mimo_model *m, const mimo_batch *b, float *logits) {
   m->step_skipped = true; /* until compute begins (forward_local, or the group past its reservation) */
+  if (b->hidden_out && m->group)
+    return mimo_errf(MIMO_E_INVALID, "hidden states out of a tensor-parallel group are not implemented");
   if (b->jobs && (b->all_logits || !b->sampled))
     return mimo_errf(MIMO_E_INVALID, "a sampled step needs one row per sequence and somewhere to put the tokens");
   bool masked = false; /* token masks (structured outputs) are applied by the host sampler */
@@ -450,7 +465,7 @@ mimo_status mimo_model_forward_local(mimo_model *m, const mimo_batch *b, float *
   /* A decode step (one token per sequence) runs from here to its logits as recorded units where the backend keeps
    * them (CUDA graphs), one per layer, so that the device runs a layer while the host records the next: its ops
    * differ from the last such step's only in their arguments. */
-  const bool graphs = be->graph_begin && graphable(m, b, T) && !b->n_embeds;
+  const bool graphs = be->graph_begin && graphable(m, b, T) && !b->n_embeds && !b->hidden_out;
   for (int L = 0; L < c->num_hidden_layers && st == MIMO_OK; L++) {
     const bool graph = graphs && be->graph_begin(be, T * 2 + head, L);
     const mimo_layer_weights *lw = &m->w.layers[L];
@@ -478,6 +493,12 @@ mimo_status mimo_model_forward_local(mimo_model *m, const mimo_batch *b, float *
     st = be->download(be, part ? part : logits, s.t1, (size_t)rows * vn);
   if (st == MIMO_OK && part)
     scatter_cols(logits, part, rows, V, m->vocab0, vn);
+  if (st == MIMO_OK && b->hidden_out) { /* final_rows left the normed rows in s.a */
+    if (be->download)
+      st = be->download(be, b->hidden_out, s.a, (size_t)rows * H);
+    else
+      memcpy(b->hidden_out, s.a, (size_t)rows * H * sizeof(float));
+  }
 done:
   if (st == MIMO_OK && !head && be->download) /* wait for the step like the ranks that download do */
     st = be->download(be, NULL, NULL, 0);

@@ -49,6 +49,10 @@ typedef struct mimo_model {
   struct mimo_pool *sample_pool;     /* rows are sampled in parallel, one scratch per thread */
   struct mimo_sample_ws **sample_ws;
   int n_sample_ws;
+  /* MTP drafting (mimo_model_mtp_open): a one-layer model of the checkpoint's MTP layer on the same backend, sharing
+   * the embedding and lm_head; its sequences are its own (a cache of the MTP layer's keys). NULL: none. */
+  struct mimo_model *mtp;
+  const mimo_mtp_weights *mtp_w;
 } mimo_model;
 
 mimo_status mimo_model_load(const char *dir, mimo_backend *be, mimo_model **out);
@@ -92,9 +96,24 @@ typedef struct mimo_batch {
   /* Optional: embedding rows that replace the looked-up ones, in order of `at`, not overlapping. */
   const mimo_embed_run *embeds;
   int n_embeds;
+  /* Optional (one process, one rank): the final-normed hidden state of the logits' rows, [rows][hidden] host
+   * floats (what an MTP layer takes as h, spec §2.7). */
+  float *hidden_out;
 } mimo_batch;
 
 mimo_status mimo_model_forward(mimo_model *m, const mimo_batch *b, float *logits);
+
+/* MTP (spec §2.7): a draft model of MTP layer `layer` (vLLM reuses layer 0 for every draft step). One process, one
+ * rank. */
+mimo_status mimo_model_mtp_open(mimo_model *m, int layer);
+/* T tokens of the MTP layer at its next positions on seq (a sequence of m->mtp): ids[t] is the token after target
+ * position p + t and h[t] the target's final-normed hidden state there ([T][hidden] host). logits: [T][vocab] when
+ * all_logits, else the last row's; hidden_out (optional): the MTP's final-normed rows likewise (the next draft's h). */
+mimo_status mimo_model_mtp_forward(mimo_model *m, mimo_kv_seq *seq, const int *ids, const float *h, int T,
+                                   int all_logits, float *logits, float *hidden_out);
+/* Sliding-window caches keep this many slots beyond the window, so that a sequence can step back that far
+ * (mimo_kv_seq_truncate: speculative tokens that were rejected). Before the model's first step. */
+mimo_status mimo_model_set_kv_slack(mimo_model *m, int slack);
 /* Whether mimo_batch.jobs are sampled on the device that computes the logits. */
 bool mimo_model_samples_on_device(const mimo_model *m);
 /* The backend of rank r (a lone model: its only backend). */

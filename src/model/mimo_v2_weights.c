@@ -82,12 +82,12 @@ static mimo_status bind_proj(mimo_binder *b, const char *prefix, int out, int in
   return mimo_bind_dense(b, name, out, in, l);
 }
 
-static mimo_status bind_attention(mimo_binder *b, int L, mimo_layer_weights *lw) {
+/* The attention of the layer whose tensors start with prefix (model.layers.L, model.mtp.layers.M), geometry g. */
+static mimo_status bind_attention_at(mimo_binder *b, const char *prefix, const mimo_attn_geom *g, mimo_layer_weights *lw) {
   const mimo_config *c = b->cfg;
-  const mimo_attn_geom *g = mimo_config_geom(c, L);
   int H = c->hidden_size;
   char name[512];
-  snprintf(name, sizeof name, "model.layers.%d.self_attn.qkv_proj.weight", L);
+  snprintf(name, sizeof name, "%s.self_attn.qkv_proj.weight", prefix);
   lw->fused_qkv = mimo_ckpt_find(b->ck, name) != NULL;
   if (lw->fused_qkv) {
     const mimo_st_tensor *t = mimo_ckpt_find(b->ck, name);
@@ -96,24 +96,24 @@ static mimo_status bind_attention(mimo_binder *b, int L, mimo_layer_weights *lw)
       return mimo_errf(MIMO_E_FORMAT, "%s: tensor '%s' has %lld rows, not divisible by the chunk count %d (num_key_value_heads)",
                        b->ck->dir, name, (long long)(t->ndim ? t->shape[0] : 0), n);
     if (g->n_heads % n || g->n_kv_heads % n)
-      return mimo_errf(MIMO_E_CONFIG, "%s: layer %d: %d query / %d kv heads do not split into %d qkv chunks", b->ck->dir,
-                       L, g->n_heads, g->n_kv_heads, n);
+      return mimo_errf(MIMO_E_CONFIG, "%s: %s: %d query / %d kv heads do not split into %d qkv chunks", b->ck->dir,
+                       prefix, g->n_heads, g->n_kv_heads, n);
     int rows = g->n_heads * g->head_dim + g->n_kv_heads * (g->head_dim + g->v_head_dim);
     MIMO_TRY(mimo_bind_dense(b, name, rows, H, &lw->qkv));
   } else if (c->qkv_layout == MIMO_QKV_FUSED) {
     return mimo_errf(MIMO_E_FORMAT, "%s: missing tensor '%s' (config says attention_projection_layout fused_qkv)",
                      b->ck->dir, name);
   } else {
-    snprintf(name, sizeof name, "model.layers.%d.self_attn.q_proj", L);
+    snprintf(name, sizeof name, "%s.self_attn.q_proj", prefix);
     MIMO_TRY(bind_proj(b, name, g->n_heads * g->head_dim, H, &lw->q));
-    snprintf(name, sizeof name, "model.layers.%d.self_attn.k_proj", L);
+    snprintf(name, sizeof name, "%s.self_attn.k_proj", prefix);
     MIMO_TRY(bind_proj(b, name, g->n_kv_heads * g->head_dim, H, &lw->k));
-    snprintf(name, sizeof name, "model.layers.%d.self_attn.v_proj", L);
+    snprintf(name, sizeof name, "%s.self_attn.v_proj", prefix);
     MIMO_TRY(bind_proj(b, name, g->n_kv_heads * g->v_head_dim, H, &lw->v));
   }
-  snprintf(name, sizeof name, "model.layers.%d.self_attn.o_proj", L);
+  snprintf(name, sizeof name, "%s.self_attn.o_proj", prefix);
   MIMO_TRY(bind_proj(b, name, H, g->n_heads * g->v_head_dim, &lw->o));
-  snprintf(name, sizeof name, "model.layers.%d.self_attn.attention_sink_bias", L);
+  snprintf(name, sizeof name, "%s.self_attn.attention_sink_bias", prefix);
   if (g->has_sink) {
     MIMO_TRY(mimo_bind_vec(b, name, g->n_heads, &lw->sink));
   } else if (mimo_ckpt_find(b->ck, name)) {
@@ -121,6 +121,12 @@ static mimo_status bind_attention(mimo_binder *b, int L, mimo_layer_weights *lw)
                      b->ck->dir, name);
   }
   return MIMO_OK;
+}
+
+static mimo_status bind_attention(mimo_binder *b, int L, mimo_layer_weights *lw) {
+  char prefix[64];
+  snprintf(prefix, sizeof prefix, "model.layers.%d", L);
+  return bind_attention_at(b, prefix, mimo_config_geom(b->cfg, L), lw);
 }
 
 static mimo_status bind_experts(mimo_binder *b, int L, mimo_layer_weights *lw) {
@@ -172,6 +178,30 @@ static mimo_status bind_ffn(mimo_binder *b, int L, mimo_layer_weights *lw) {
   return bind_experts(b, L, lw);
 }
 
+static mimo_status bind_mtp(mimo_binder *b, int M, mimo_mtp_weights *t) {
+  const mimo_config *c = b->cfg;
+  const int H = c->hidden_size, I = c->intermediate_size;
+  char p[64], name[128];
+  snprintf(p, sizeof p, "model.mtp.layers.%d", M);
+  mimo_vec *norms[] = {&t->enorm, &t->hnorm, &t->layer.input_norm, &t->layer.post_norm, &t->final_norm};
+  static const char *nn[] = {"enorm", "hnorm", "input_layernorm", "pre_mlp_layernorm", "final_layernorm"};
+  for (int k = 0; k < 5; k++) {
+    snprintf(name, sizeof name, "%s.%s.weight", p, nn[k]);
+    MIMO_TRY(mimo_bind_vec(b, name, H, norms[k]));
+  }
+  snprintf(name, sizeof name, "%s.eh_proj", p);
+  MIMO_TRY(bind_proj(b, name, H, 2 * H, &t->eh_proj));
+  MIMO_TRY(bind_attention_at(b, p, &c->swa, &t->layer));
+  static const char *mlp[3] = {"gate_proj", "up_proj", "down_proj"};
+  mimo_linear *l[3] = {&t->layer.gate, &t->layer.up, &t->layer.down};
+  for (int k = 0; k < 3; k++) {
+    snprintf(name, sizeof name, "%s.mlp.%s", p, mlp[k]);
+    MIMO_TRY(bind_proj(b, name, k == 2 ? H : I, k == 2 ? I : H, l[k]));
+  }
+  t->layer.moe = false;
+  return MIMO_OK;
+}
+
 mimo_status mimo_weights_bind(const mimo_config *c, const mimo_ckpt *ck, mimo_weights *w) {
   memset(w, 0, sizeof *w);
   mimo_binder b = {c, ck, &w->bytes};
@@ -204,6 +234,22 @@ mimo_status mimo_weights_bind(const mimo_config *c, const mimo_ckpt *ck, mimo_we
     if (st == MIMO_OK)
       st = bind_ffn(&b, L, lw);
   }
+  /* MTP layers (not in config.json: the checkpoint says how many there are) */
+  char name[96];
+  for (int M = 0; st == MIMO_OK && M < 16; M++) {
+    snprintf(name, sizeof name, "model.mtp.layers.%d.eh_proj.weight", M);
+    if (!mimo_ckpt_find(ck, name))
+      break;
+    mimo_mtp_weights *t = realloc(w->mtp, (size_t)(M + 1) * sizeof *t);
+    if (!t) {
+      st = mimo_errf(MIMO_E_NOMEM, "MTP layers");
+      break;
+    }
+    w->mtp = t;
+    memset(&w->mtp[M], 0, sizeof *w->mtp);
+    w->n_mtp = M + 1;
+    st = bind_mtp(&b, M, &w->mtp[M]);
+  }
   if (st != MIMO_OK)
     mimo_weights_free(w);
   return st;
@@ -216,6 +262,9 @@ void mimo_weights_free(mimo_weights *w) {
     free(w->layers[i].experts);
   free(w->layers);
   w->layers = NULL;
+  free(w->mtp);
+  w->mtp = NULL;
+  w->n_mtp = 0;
 }
 
 double mimo_linear_bytes(const mimo_linear *l) {

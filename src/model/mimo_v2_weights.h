@@ -24,12 +24,22 @@ typedef struct mimo_layer_weights {
   bool expert_asym;
 } mimo_layer_weights;
 
+/* One MTP layer (spec §2.7): x = eh_proj · [enorm(E[next token]) ; hnorm(h)], then a decoder layer of the sliding
+ * geometry with its sink and a dense MLP, then final_norm and the shared lm_head. */
+typedef struct mimo_mtp_weights {
+  mimo_vec enorm, hnorm, final_norm;
+  mimo_linear eh_proj;              /* [hidden, 2 * hidden] */
+  mimo_layer_weights layer;         /* input_norm, attention, post_norm = pre_mlp_layernorm, dense MLP */
+} mimo_mtp_weights;
+
 typedef struct mimo_weights {
   mimo_linear embed;                /* [vocab, hidden] as a table */
   mimo_vec final_norm;
   mimo_linear lm_head;
   mimo_layer_weights *layers;       /* [num_hidden_layers] */
   int n_layers;
+  mimo_mtp_weights *mtp;            /* model.mtp.layers.{0..n_mtp-1}, as many as the checkpoint has (0: none) */
+  int n_mtp;
   uint64_t bytes;                   /* bytes of all bound tensors */
 } mimo_weights;
 

@@ -401,6 +401,31 @@ static json_t *vision_config(const vision_preset *v, int out_hidden) {
   return c;
 }
 
+/* An MTP layer (spec §2.7, §3.1): SWA attention geometry with its sink, a dense MLP, and the projection of
+ * [embedding ; hidden] to the hidden size. */
+static void plan_mtp(plan *p, const preset *ps, int M) {
+  char n[200];
+  const int H = ps->hidden, kv = ps->swa_kv;
+  static const char *norms[] = {"enorm", "hnorm", "input_layernorm", "pre_mlp_layernorm", "final_layernorm"};
+  for (size_t k = 0; k < sizeof norms / sizeof *norms; k++) {
+    snprintf(n, sizeof n, "model.mtp.layers.%d.%s.weight", M, norms[k]);
+    add(p, n, MIMO_DT_BF16, 1, H, 0, (gen){.kind = G_NORM_BF16, .std = 0.1});
+  }
+  snprintf(n, sizeof n, "model.mtp.layers.%d.eh_proj.weight", M);
+  add_bf16(p, n, H, 2 * H, 1.0 / sqrt(2.0 * H));
+  snprintf(n, sizeof n, "model.mtp.layers.%d.self_attn.qkv_proj.weight", M);
+  add_bf16(p, n, ps->heads * ps->head_dim + kv * (ps->head_dim + ps->v_head_dim), H, 1.0 / sqrt((double)H));
+  snprintf(n, sizeof n, "model.mtp.layers.%d.self_attn.o_proj.weight", M);
+  add_bf16(p, n, H, ps->heads * ps->v_head_dim, 1.0 / sqrt((double)ps->heads * ps->v_head_dim));
+  snprintf(n, sizeof n, "model.mtp.layers.%d.self_attn.attention_sink_bias", M);
+  add(p, n, MIMO_DT_BF16, 1, ps->heads, 0, (gen){.kind = G_NORMAL_BF16, .std = 1.0});
+  static const char *pr[3] = {"gate_proj", "up_proj", "down_proj"};
+  for (int k = 0; k < 3; k++) {
+    snprintf(n, sizeof n, "model.mtp.layers.%d.mlp.%s", M, pr[k]);
+    add_proj(p, n, k == 2 ? H : ps->inter, k == 2 ? ps->inter : H, 0, 0, 0);
+  }
+}
+
 static json_t *int_list(int n, int (*f)(const preset *, int), const preset *p) {
   json_t *a = json_array();
   for (int i = 0; i < n; i++)
@@ -560,6 +585,13 @@ mimo_status mimo_synth(const mimo_synth_opts *o) {
   if ((p.st = mimo_pool_init(&p.pool, 0)) != MIMO_OK)
     return p.st;
   plan_model(&p, &ps, int4, asym, o->split_qkv);
+  if (o->mtp_layers < 0 || o->mtp_layers > 8) {
+    free(p.t);
+    mimo_pool_free(p.pool);
+    return mimo_errf(MIMO_E_INVALID, "--mtp-layers %d: 0 to 8", o->mtp_layers);
+  }
+  for (int M = 0; M < o->mtp_layers; M++)
+    plan_mtp(&p, &ps, M);
   vision_preset vis;
   vision_preset_get(o->preset ? o->preset : "tiny", &vis);
   if (!o->no_vision)

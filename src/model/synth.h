@@ -18,6 +18,7 @@ typedef struct mimo_synth_opts {
   int shards;           /* 0 = preset default */
   int moe_inter;        /* expert width, 0 = preset default */
   uint64_t seed;
+  int mtp_layers;       /* model.mtp.layers.{0..N-1} (spec §2.7; the release has 3) */
   int no_vision;        /* leave out the vision tower (visual.* and vision_config) */
   int split_qkv;        /* write q_proj/k_proj/v_proj (V2-Flash layout) holding the fused tensor's rows */
 } mimo_synth_opts;

@@ -268,7 +268,23 @@ class Model:
             h = h + self.attention(lay, self.rms(h, lay["ln1"]), pos)
             b = self.rms(h, lay["ln2"])
             h = h + (self.swiglu(b, *lay["dense"]) if "dense" in lay else self.moe(lay, b))
-        return self.rms(h, self.norm) @ self.lm_head.T
+        self.last_hidden = self.rms(h, self.norm)  # what an MTP layer takes as h (vLLM: after model.norm)
+        return self.last_hidden @ self.lm_head.T
+
+    def mtp(self, tokens, hidden, layer=0):
+        """MTP layer `layer` (spec 2.7) over positions 0..T-2: position i takes token i+1 and the model's
+        final-normed hidden state at i; returns its logits [T-1][vocab]."""
+        ck, p, g = self.ck, f"model.mtp.layers.{layer}.", self.geoms[1]
+        lay = dict(type=1, g=g, ln1=ck.get(p + "input_layernorm.weight"), wo=ck.get(p + "self_attn.o_proj.weight"),
+                   sink=ck.get(p + "self_attn.attention_sink_bias"))
+        lay["wq"], lay["wk"], lay["wv"] = self.qkv(p, g)
+        nxt = np.asarray(tokens[1:], dtype=np.int64)
+        x = np.concatenate([self.rms(self.embed[nxt], ck.get(p + "enorm.weight")),
+                            self.rms(hidden[:-1], ck.get(p + "hnorm.weight"))], -1) @ ck.get(p + "eh_proj.weight").T
+        x = x + self.attention(lay, self.rms(x, lay["ln1"]), np.arange(len(nxt)))
+        dense = tuple(ck.get(p + f"mlp.{n}_proj.weight") for n in ("gate", "up", "down"))
+        x = x + self.swiglu(self.rms(x, ck.get(p + "pre_mlp_layernorm.weight")), *dense)
+        return self.rms(x, ck.get(p + "final_layernorm.weight")) @ self.lm_head.T
 
 
 def ids(s):
@@ -286,6 +302,7 @@ def main():
     ap.add_argument("--diag", action="store_true")
     ap.add_argument("--embeds", help="comma-separated float32 [n][hidden] files replacing input embeddings")
     ap.add_argument("--embeds-at", help="comma-separated first positions of those rows")
+    ap.add_argument("--mtp-out", help="float32 LE [T-1][vocab]: MTP layer 0's logits (spec 2.7)")
     ap.add_argument("--margin-out", help="float32 LE [T]: each token's smallest router margin over the MoE layers")
     a = ap.parse_args()
     m = Model(a.model)
@@ -304,6 +321,8 @@ def main():
     logits = m.forward(toks, embeds)
     if a.out:
         logits.astype("<f4").tofile(a.out)
+    if a.mtp_out:
+        m.mtp(toks, m.last_hidden).astype("<f4").tofile(a.mtp_out)
     if a.margin_out:
         m.tok_margin.astype("<f4").tofile(a.margin_out)
     srt = np.sort(logits, -1)

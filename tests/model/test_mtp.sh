@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# MTP layers (spec §2.7) on a tiny synthetic checkpoint with one:
+#  - `mimo logits --mtp-out`: the MTP layer's logits over a prompt (token t + 1 with the model's final-normed hidden
+#    state at t) against tools/reference/np_reference.py --mtp-out (numpy, float64, written from the spec), and the
+#    model's own logits from the same pass against it too;
+#  - `mimo generate --num-speculative-tokens K` (greedy with MTP drafts) prints what plain greedy decoding prints;
+#  - refusals: a checkpoint without MTP layers, sampling instead of greedy.
+source "$(dirname "$0")/../cli/lib.sh"
+PY=/usr/bin/python3
+M="$work/m"
+"$MIMO_BIN" synth --out "$M" --preset tiny --seed 8 --mtp-layers 2 --no-vision 2>/dev/null || { echo "synth failed"; exit 1; }
+V=$($PY -c "import json;print(json.load(open('$M/config.json'))['vocab_size'])")
+ids=$(seq -s, 40 3 150)
+if "$MIMO_BIN" logits --model "$M" --backend cpu --tokens "$ids" --out "$work/l.f32" --mtp-out "$work/d.f32" 2>"$work/err"; then
+  $PY "$MIMO_SRC/tools/reference/np_reference.py" --model "$M" --tokens "$ids" --out "$work/lr.f32" \
+    --mtp-out "$work/dr.f32" >/dev/null || bad "np_reference --mtp-out"
+  for x in l d; do
+    out=$($PY "$MIMO_SRC/tests/model/compare_logits.py" "$work/$x.f32" "$work/${x}r.f32" --vocab "$V" \
+      --label "$([ $x = d ] && echo MTP || echo model)") && ok "$out" || bad "$out"
+  done
+else
+  bad "logits --mtp-out: $(cat "$work/err")"
+fi
+P=$(seq -s, 11 2 60)
+want=$("$MIMO_BIN" generate --model "$M" --backend cpu --tokens "$P" --max-tokens 48 --ignore-eos 2>/dev/null)
+for k in 1 3; do
+  got=$("$MIMO_BIN" generate --model "$M" --backend cpu --tokens "$P" --max-tokens 48 --ignore-eos \
+    --num-speculative-tokens $k 2>"$work/err")
+  [ -n "$want" ] && [ "$got" = "$want" ] && ok "speculative k=$k = greedy: $(cat "$work/err")" ||
+    bad "speculative k=$k: '$got' vs greedy '$want': $(cat "$work/err")"
+done
+"$MIMO_BIN" synth --out "$work/plain" --preset tiny --seed 8 --no-vision 2>/dev/null
+expect_fail() { # label substring command...
+  local label=$1 want=$2; shift 2
+  if "$@" >/dev/null 2>"$work/err"; then bad "$label: succeeded"; return; fi
+  grep -qF -- "$want" "$work/err" && ok "$label: $(head -1 "$work/err")" || bad "$label: wanted '$want': $(cat "$work/err")"
+}
+expect_fail "no MTP layers" "the checkpoint has 0 MTP layers" \
+  "$MIMO_BIN" generate --model "$work/plain" --backend cpu --tokens 1,2,3 --num-speculative-tokens 2
+expect_fail "sampling" "with greedy decoding and no penalties" \
+  "$MIMO_BIN" generate --model "$M" --backend cpu --tokens 1,2,3 --num-speculative-tokens 2 --temperature 0.7
+finish mtp
