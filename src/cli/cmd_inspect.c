@@ -87,8 +87,8 @@ int mimo_cmd_inspect(int argc, char **argv) {
   } else {
     printf("vision: none (text only)\n");
   }
-  printf("total: %.6f GB bound by the text model, %.6f GB by the vision tower; %.6f GB in other tensors (MTP, "
-         "audio)\n", m->w.bytes / 1e9, m->vw.bytes / 1e9, (double)(m->ck.total_bytes - m->w.bytes - m->vw.bytes) / 1e9);
+  printf("total: %.6f GB bound by the text model, %.6f GB by the vision tower; %.6f GB in other tensors (audio, "
+         "...)\n", m->w.bytes / 1e9, m->vw.bytes / 1e9, (double)(m->ck.total_bytes - m->w.bytes - m->vw.bytes) / 1e9);
   printf("ok\n");
   mimo_model_free(m);
   return 0;
