@@ -231,4 +231,8 @@ mimo_status mimo_backend_cpu_init(mimo_backend **out, int n_threads);
 /* Hands the weights to be->upload_* when the backend has them (no-op on the CPU). */
 mimo_status mimo_backend_upload_linear(mimo_backend *be, mimo_linear *W);
 mimo_status mimo_backend_upload_vec(mimo_backend *be, mimo_vec *v);
+/* n floats host -> backend memory (its upload op, or a copy where backend memory is the host's). */
+mimo_status mimo_backend_to(mimo_backend *be, float *dst, const float *host, size_t n);
+/* n floats backend memory -> host, after the queued work (download), or a copy. */
+mimo_status mimo_backend_from(mimo_backend *be, float *host, const float *src, size_t n);
 #endif

@@ -364,9 +364,7 @@ int mimo_cmd_generate(int argc, char **argv) {
     mimo_detok_init(&dt, tok, 1);
   for (; st == MIMO_OK && produced < max_tokens; produced++) {
     mimo_sampler_accept(smp, id);
-    bool eos = false;
-    for (int e = 0; e < r.m->cfg.n_eos; e++)
-      eos |= stop_eos && id == r.m->cfg.eos_token_id[e];
+    const bool eos = stop_eos && mimo_config_is_eos(&r.m->cfg, id);
     if (!tok) {
       printf("%s%d", produced ? "," : "", id);
       fflush(stdout);

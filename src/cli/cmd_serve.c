@@ -144,14 +144,9 @@ int mimo_cmd_serve(int argc, char **argv) {
   mimo_open_opts oo;
   if (bad || !mimo_open_parse(serve_args, N_ARGS, dir, &oo))
     return 2;
-  mimo_vision_config vis_opts = {0};
+  mimo_vision_config vis_opts = {0}; /* checked before the model loads; mimo_vision_args_open applies them */
   if (!mimo_vision_args_parse(serve_args, N_ARGS, &vis_opts))
     return 2;
-  const char *vb = mimo_arg_str(serve_args, N_ARGS, "vision-backend", "cpu");
-  if (strcmp(vb, "cpu") && strcmp(vb, "cuda")) {
-    fprintf(stderr, "mimo serve: --vision-backend '%s' is not cpu or cuda\n", vb);
-    return 2;
-  }
   long image_limit = 16;
   const char *lim = mimo_arg_str(serve_args, N_ARGS, "limit-mm-per-prompt", NULL);
   if (lim) { /* vLLM's JSON form, or the older image=N */

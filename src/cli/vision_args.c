@@ -7,7 +7,6 @@
 #include "cli/args.h"
 #include "core/fileio.h"
 #include "io/image.h"
-#include "model/vision_preproc.h"
 #ifdef MIMO_HAVE_CUDA
 #include "backend/cuda/cuda_backend.h"
 #endif
@@ -22,6 +21,11 @@ bool mimo_vision_args_parse(const mimo_arg *a, int n, mimo_vision_config *vc) {
     fprintf(stderr, "--vision-merger-norm: '%s' is not layer or rms\n", norm);
     return false;
   }
+  const char *vb = mimo_arg_str(a, n, "vision-backend", "cpu");
+  if (strcmp(vb, "cpu") && strcmp(vb, "cuda")) {
+    fprintf(stderr, "--vision-backend: '%s' is not cpu or cuda\n", vb);
+    return false;
+  }
   vc->sink_mode = strcmp(sink, "key0") == 0 ? MIMO_VIT_SINK_KEY0 : MIMO_VIT_SINK_DENOM;
   vc->merger_norm = strcmp(norm, "layer") == 0 ? MIMO_VIT_NORM_LAYER : MIMO_VIT_NORM_RMS;
   return true;
@@ -34,11 +38,8 @@ int mimo_first_device(const char *devices) {
 
 mimo_status mimo_vision_args_backend(const mimo_arg *a, int n, int device, mimo_backend **be) {
   *be = NULL;
-  const char *name = mimo_arg_str(a, n, "vision-backend", "cpu");
-  if (strcmp(name, "cpu") == 0)
+  if (strcmp(mimo_arg_str(a, n, "vision-backend", "cpu"), "cuda") != 0) /* (checked by mimo_vision_args_parse) */
     return MIMO_OK;
-  if (strcmp(name, "cuda") != 0)
-    return mimo_errf(MIMO_E_INVALID, "--vision-backend: '%s' is not cpu or cuda", name);
 #ifdef MIMO_HAVE_CUDA
   return mimo_backend_cuda_init(be, device);
 #else
@@ -62,26 +63,17 @@ void mimo_cli_images_free(mimo_cli_images *im) {
     free(im->rows[i]);
   free(im->rows);
   free(im->tokens);
-  free(im->grid_h);
-  free(im->grid_w);
   memset(im, 0, sizeof *im);
 }
 
 /* One file: read, decode, encode. */
-static mimo_status encode_file(mimo_vision *v, const char *path, float **rows, int *tokens, int *gh, int *gw) {
+static mimo_status encode_file(mimo_vision *v, const char *path, float **rows, int *tokens) {
   char *data = NULL;
   size_t len = 0;
   MIMO_TRY(mimo_read_file(path, &data, &len, (size_t)256 << 20));
   mimo_image im = {0};
   mimo_status st = mimo_image_decode(data, len, &im);
   free(data);
-  if (st == MIMO_OK) {
-    int h = 0, w = 0;
-    const mimo_vision_config *vc = mimo_vision_cfg(v);
-    st = mimo_vision_smart_resize(im.h, im.w, vc->patch * vc->merge, vc->min_pixels, vc->max_pixels, &h, &w);
-    *gh = h / vc->patch;
-    *gw = w / vc->patch;
-  }
   if (st == MIMO_OK)
     st = mimo_vision_encode_image(v, &im, rows, tokens);
   mimo_image_free(&im);
@@ -95,14 +87,11 @@ mimo_status mimo_cli_images_encode(mimo_vision *v, const char *files, mimo_cli_i
     cap += *p == ',';
   out->rows = calloc((size_t)cap, sizeof *out->rows);
   out->tokens = calloc((size_t)cap, sizeof *out->tokens);
-  out->grid_h = calloc((size_t)cap, sizeof *out->grid_h);
-  out->grid_w = calloc((size_t)cap, sizeof *out->grid_w);
   char *list = strdup(files);
-  mimo_status st = out->rows && out->tokens && out->grid_h && out->grid_w && list ? MIMO_OK
-                                                                                 : mimo_errf(MIMO_E_NOMEM, "images");
+  mimo_status st = out->rows && out->tokens && list ? MIMO_OK : mimo_errf(MIMO_E_NOMEM, "images");
   char *save = NULL;
   for (char *f = list ? strtok_r(list, ",", &save) : NULL; st == MIMO_OK && f; f = strtok_r(NULL, ",", &save)) {
-    st = encode_file(v, f, &out->rows[out->n], &out->tokens[out->n], &out->grid_h[out->n], &out->grid_w[out->n]);
+    st = encode_file(v, f, &out->rows[out->n], &out->tokens[out->n]);
     if (st == MIMO_OK)
       out->n++;
   }

@@ -11,7 +11,8 @@
       {"vision-merger-norm", 1, "layer | rms: the merger's norm (spec §4.4; default layer)", 0},                 \
       {"vision-backend", 1, "cpu | cuda: where the vision tower runs (default cpu; docs/vision.md)", 0}
 struct mimo_arg;
-/* --vision-sink / --vision-merger-norm into vc; false, with a message printed, on a bad value. */
+/* --vision-sink / --vision-merger-norm into vc, --vision-backend checked; false, with a message printed, on a bad
+ * value. */
 bool mimo_vision_args_parse(const struct mimo_arg *a, int n, mimo_vision_config *vc);
 /* The encoder's backend for --vision-backend: NULL for cpu (mimo_vision_open makes one), a new CUDA backend on GPU
  * `device` for cuda. */
@@ -27,7 +28,6 @@ typedef struct mimo_cli_images {
   int n;
   float **rows;
   int *tokens;
-  int *grid_h, *grid_w;
 } mimo_cli_images;
 mimo_status mimo_cli_images_encode(mimo_vision *v, const char *files, mimo_cli_images *out);
 void mimo_cli_images_free(mimo_cli_images *im);

@@ -2,6 +2,7 @@
 #ifndef MIMO_CORE_NUM_H
 #define MIMO_CORE_NUM_H
 #include <math.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -26,6 +27,15 @@ float mimo_f16_to_f32(uint16_t h);
 uint16_t mimo_f32_to_f16(float f);
 
 /* xoshiro256** seeded through splitmix64: same seed, same stream, on every platform. */
+/* FNV-1a over n bytes, continuing from h (start with MIMO_FNV_BASIS): table keys and content hashes. */
+#define MIMO_FNV_BASIS 1469598103934665603ull
+static inline uint64_t mimo_fnv1a(uint64_t h, const void *p, size_t n) {
+  const uint8_t *b = (const uint8_t *)p;
+  for (size_t i = 0; i < n; i++)
+    h = (h ^ b[i]) * 1099511628211ull;
+  return h;
+}
+
 typedef struct mimo_rng {
   uint64_t s[4];
 } mimo_rng;

@@ -1,11 +1,11 @@
 /* The callers' side of the engine (engine.h): submitting requests, polling their events, releasing them, and the
  * engine's counters and health as other threads read them. */
 #include <stdio.h>
-#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "core/log.h"
+#include "core/num.h"
 #include "engine/engine_internal.h"
 
 void mimo_request_unref(mimo_request *r) {
@@ -64,10 +64,7 @@ static mimo_status copy_embeds(mimo_request *r, const mimo_request_params *p, in
     return mimo_errf(MIMO_E_NOMEM, "request");
   memcpy(r->key, r->prompt, (size_t)r->n_prompt * sizeof *r->key);
   for (int i = 0; i < r->n_mm; i++) {
-    uint64_t h = 1469598103934665603ull;
-    const unsigned char *b = (const unsigned char *)r->mm[i].rows;
-    for (size_t k = 0; k < (size_t)r->mm[i].n * hidden * sizeof(float); k++)
-      h = (h ^ b[k]) * 1099511628211ull;
+    const uint64_t h = mimo_fnv1a(MIMO_FNV_BASIS, r->mm[i].rows, (size_t)r->mm[i].n * hidden * sizeof(float));
     for (int j = 0; j < r->mm[i].n; j++)
       r->key[r->mm[i].at + j] = -1 - (int)((h + (uint64_t)j * 0x9e3779b97f4a7c15ull) >> 34);
   }

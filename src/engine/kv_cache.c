@@ -90,12 +90,12 @@ mimo_status mimo_kv_pool_new(mimo_kv_pool **out, const mimo_config *cfg, mimo_ba
     return mimo_errf(MIMO_E_NOMEM, "KV pool");
   }
   p->es = bf16 ? 2 : 4;
+  p->slack = cfg->kv_ring_slack;
   size_t off = 0, roff = 0;
   for (int L = 0; L < p->n_layers; L++) {
     const mimo_attn_geom *g = mimo_config_geom(cfg, L);
     p->k_off[L] = p->v_off[L] = -1;
     p->window[L] = g->window > 0 ? g->window + cfg->kv_ring_slack : 0;
-    p->slack = cfg->kv_ring_slack;
     p->kf[L] = (size_t)g->n_kv_heads * g->head_dim;
     p->vf[L] = (size_t)g->n_kv_heads * g->v_head_dim;
     if (g->window > 0) { /* each ring 256-byte aligned, as a device allocation of its own would be */

@@ -56,13 +56,6 @@ static mimo_status draft(spec *s, const int *ids, const float *h, int n) {
   return MIMO_OK;
 }
 
-static bool is_eos(const mimo_model *m, int id) {
-  for (int e = 0; e < m->cfg.n_eos; e++)
-    if (id == m->cfg.eos_token_id[e])
-      return true;
-  return false;
-}
-
 mimo_status mimo_speculate_greedy(mimo_model *m, const int *prompt, int n, int max_tokens, int k, bool ignore_eos,
                                   int *out, int *n_out, mimo_spec_stats *stats) {
   *n_out = 0;
@@ -92,7 +85,7 @@ mimo_status mimo_speculate_greedy(mimo_model *m, const int *prompt, int n, int m
     st = target(&s, prompt, n);
   if (st == MIMO_OK && max_tokens > 0) {
     t = argmax(s.logits + (size_t)(n - 1) * s.V, s.V);
-    if (!ignore_eos && is_eos(m, t)) {
+    if (!ignore_eos && mimo_config_is_eos(&m->cfg, t)) {
       max_tokens = 0;
     } else {
       out[(*n_out)++] = t;
@@ -119,7 +112,7 @@ mimo_status mimo_speculate_greedy(mimo_model *m, const int *prompt, int n, int m
     stats->accepted += acc;
     bool end = false;
     for (int i = 0; i <= acc && !end; i++) {
-      if (!ignore_eos && is_eos(m, g[i]))
+      if (!ignore_eos && mimo_config_is_eos(&m->cfg, g[i]))
         end = true;
       else
         out[(*n_out)++] = g[i];

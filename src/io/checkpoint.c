@@ -6,13 +6,9 @@
 #include <string.h>
 
 #include "core/fileio.h"
+#include "core/num.h"
 
-static uint64_t hash_name(const char *s) {
-  uint64_t h = 1469598103934665603ull; /* FNV-1a */
-  for (; *s; s++)
-    h = (h ^ (uint8_t)*s) * 1099511628211ull;
-  return h;
-}
+static uint64_t hash_name(const char *s) { return mimo_fnv1a(MIMO_FNV_BASIS, s, strlen(s)); }
 
 static const mimo_st_tensor **slot(const mimo_ckpt *ck, const char *name) {
   size_t i = hash_name(name) & (ck->cap - 1);

@@ -109,6 +109,13 @@ void mimo_config_merge_eos(mimo_config *cfg, const mimo_gen_defaults *g);
 /* Parses text (the file's bytes); `path` labels messages. */
 mimo_status mimo_config_parse(const char *text, size_t len, const char *path, mimo_config *cfg);
 mimo_status mimo_config_load(const char *dir, mimo_config *cfg);
+/* Whether id is one of the model's stop ids. */
+static inline bool mimo_config_is_eos(const mimo_config *c, int id) {
+  for (int e = 0; e < c->n_eos; e++)
+    if (id == c->eos_token_id[e])
+      return true;
+  return false;
+}
 static inline const mimo_attn_geom *mimo_config_geom(const mimo_config *c, int layer) {
   return c->layer_type[layer] == MIMO_ATTN_SWA ? &c->swa : &c->full;
 }

@@ -457,10 +457,7 @@ mimo_status mimo_model_forward_local(mimo_model *m, const mimo_batch *b, float *
   be->embed(be, s.h, &m->w.embed, b->tokens, T);
   for (int i = 0; i < b->n_embeds && st == MIMO_OK; i++) { /* rows that are not looked up (image placeholders) */
     const mimo_embed_run *r = &b->embeds[i];
-    if (be->upload)
-      st = be->upload(be, s.h + (size_t)r->at * H, r->rows, (size_t)r->n * H);
-    else
-      memcpy(s.h + (size_t)r->at * H, r->rows, (size_t)r->n * H * sizeof(float));
+    st = mimo_backend_to(be, s.h + (size_t)r->at * H, r->rows, (size_t)r->n * H);
   }
   /* A decode step (one token per sequence) runs from here to its logits as recorded units where the backend keeps
    * them (CUDA graphs), one per layer, so that the device runs a layer while the host records the next: its ops
@@ -493,12 +490,8 @@ mimo_status mimo_model_forward_local(mimo_model *m, const mimo_batch *b, float *
     st = be->download(be, part ? part : logits, s.t1, (size_t)rows * vn);
   if (st == MIMO_OK && part)
     scatter_cols(logits, part, rows, V, m->vocab0, vn);
-  if (st == MIMO_OK && b->hidden_out) { /* final_rows left the normed rows in s.a */
-    if (be->download)
-      st = be->download(be, b->hidden_out, s.a, (size_t)rows * H);
-    else
-      memcpy(b->hidden_out, s.a, (size_t)rows * H * sizeof(float));
-  }
+  if (st == MIMO_OK && b->hidden_out) /* final_rows left the normed rows in s.a */
+    st = mimo_backend_from(be, b->hidden_out, s.a, (size_t)rows * H);
 done:
   if (st == MIMO_OK && !head && be->download) /* wait for the step like the ranks that download do */
     st = be->download(be, NULL, NULL, 0);

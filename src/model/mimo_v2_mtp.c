@@ -54,7 +54,6 @@ mimo_status mimo_model_mtp_open(mimo_model *m, int layer) {
   d->tp = 1;
   d->vocab_n = m->vocab_n;
   d->kv_bf16 = m->kv_bf16;
-  d->eager = true; /* its steps carry embedding rows: never a recorded graph */
   m->mtp = d;
   m->mtp_w = t;
   return MIMO_OK;
@@ -66,30 +65,23 @@ static mimo_status mtp_input(mimo_model *m, const int *ids, const float *h, int 
   const mimo_mtp_weights *t = m->mtp_w;
   const int H = m->cfg.hidden_size;
   const float eps = (float)m->cfg.layernorm_epsilon;
-  float *e = be->alloc(be, (size_t)T * H), *hn = be->alloc(be, (size_t)T * H), *cat = be->alloc(be, (size_t)T * 2 * H),
-        *out = be->alloc(be, (size_t)T * H);
-  mimo_status st = e && hn && cat && out ? MIMO_OK : mimo_errf(MIMO_E_NOMEM, "MTP input of %d tokens", T);
-  if (st == MIMO_OK) {
-    be->embed(be, e, &m->w.embed, ids, T);
-    be->rmsnorm(be, cat, e, &t->enorm, T, H, eps); /* (cat as scratch for the normed embeddings) */
-    be->copy2d(be, e, H, cat, H, T, H);
-    if (be->upload)
-      st = be->upload(be, hn, h, (size_t)T * H);
-    else
-      memcpy(hn, h, (size_t)T * H * sizeof(float));
+  float *in = be->alloc(be, (size_t)T * H), *normed = be->alloc(be, (size_t)T * H),
+        *cat = be->alloc(be, (size_t)T * 2 * H);
+  mimo_status st = in && normed && cat ? MIMO_OK : mimo_errf(MIMO_E_NOMEM, "MTP input of %d tokens", T);
+  if (st == MIMO_OK) { /* [embedding ; hidden], the order of spec §2.7 */
+    be->embed(be, in, &m->w.embed, ids, T);
+    be->rmsnorm(be, normed, in, &t->enorm, T, H, eps);
+    be->copy2d(be, cat, 2 * H, normed, H, T, H);
+    st = mimo_backend_to(be, in, h, (size_t)T * H);
   }
   if (st == MIMO_OK) {
-    be->rmsnorm(be, out, hn, &t->hnorm, T, H, eps);
-    be->copy2d(be, cat, 2 * H, e, H, T, H); /* [embedding ; hidden], the order of spec §2.7 */
-    be->copy2d(be, cat + H, 2 * H, out, H, T, H);
-    be->linear(be, out, cat, T, &t->eh_proj);
-    if (be->download)
-      st = be->download(be, x, out, (size_t)T * H);
-    else
-      memcpy(x, out, (size_t)T * H * sizeof(float));
+    be->rmsnorm(be, normed, in, &t->hnorm, T, H, eps);
+    be->copy2d(be, cat + H, 2 * H, normed, H, T, H);
+    be->linear(be, in, cat, T, &t->eh_proj);
+    st = mimo_backend_from(be, x, in, (size_t)T * H);
   }
-  float *bufs[] = {e, hn, cat, out};
-  for (int i = 0; i < 4; i++)
+  float *bufs[] = {in, normed, cat};
+  for (int i = 0; i < 3; i++)
     if (bufs[i])
       be->release(be, bufs[i]);
   return st;

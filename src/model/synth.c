@@ -209,10 +209,7 @@ typedef struct {
 } plan;
 
 static uint64_t name_seed(uint64_t seed, const char *s) {
-  uint64_t h = 1469598103934665603ull ^ (seed * 0x9e3779b97f4a7c15ull);
-  for (; *s; s++)
-    h = (h ^ (uint8_t)*s) * 1099511628211ull;
-  return h;
+  return mimo_fnv1a(MIMO_FNV_BASIS ^ (seed * 0x9e3779b97f4a7c15ull), s, strlen(s));
 }
 
 static void add_nd(plan *p, const char *name, mimo_dtype dt, int ndim, const int64_t *shape, gen g) {

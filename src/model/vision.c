@@ -171,11 +171,7 @@ mimo_status mimo_vision_forward(mimo_backend *be, const mimo_vision_config *vc, 
   if (st == MIMO_OK && !patches)
     st = mimo_errf(MIMO_E_NOMEM, "vision: %d patch rows", N);
   for (int i = 0, r = 0; st == MIMO_OK && i < n; r += items[i].grid_h * items[i].grid_w, i++) {
-    const size_t cnt = (size_t)items[i].grid_h * items[i].grid_w * P;
-    if (be->upload)
-      st = be->upload(be, patches + (size_t)r * P, items[i].patches, cnt);
-    else
-      memcpy(patches + (size_t)r * P, items[i].patches, cnt * sizeof(float));
+    st = mimo_backend_to(be, patches + (size_t)r * P, items[i].patches, (size_t)items[i].grid_h * items[i].grid_w * P);
   }
   if (st != MIMO_OK)
     goto done;
@@ -198,10 +194,7 @@ mimo_status mimo_vision_forward(mimo_backend *be, const mimo_vision_config *vc, 
   be->linear(be, s.g, s.a, N / m2, &w->merger_fc1);
   be->gelu(be, s.g, (long)(N / m2) * w->merger_fc1.out);
   be->linear(be, s.u, s.g, N / m2, &w->merger_fc2);
-  if (be->download)
-    st = be->download(be, out, s.u, (size_t)(N / m2) * vc->out_hidden);
-  else
-    memcpy(out, s.u, (size_t)(N / m2) * vc->out_hidden * sizeof(float));
+  st = mimo_backend_from(be, out, s.u, (size_t)(N / m2) * vc->out_hidden);
 done:
   if (patches)
     be->release(be, patches);

@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/num.h"
+
 typedef struct {
   uint64_t hash;
   int w, h, n, width;
@@ -23,11 +25,7 @@ struct mimo_vcache {
 };
 
 static uint64_t pixels_hash(const mimo_image *im) {
-  uint64_t h = 1469598103934665603ull ^ ((uint64_t)im->w << 32 | (uint64_t)im->h);
-  const size_t n = (size_t)im->w * im->h * 3;
-  for (size_t i = 0; i < n; i++)
-    h = (h ^ im->rgb[i]) * 1099511628211ull;
-  return h;
+  return mimo_fnv1a(MIMO_FNV_BASIS ^ ((uint64_t)im->w << 32 | (uint64_t)im->h), im->rgb, (size_t)im->w * im->h * 3);
 }
 
 mimo_vcache *mimo_vcache_new(size_t budget) {

@@ -106,6 +106,12 @@ static int image_block(const img_ctx *ic, const json_t *b, const char *where, si
   return rc;
 }
 
+/* A text part of a content list (text and images in order, for the template), when there is text. */
+static void text_part(json_t *parts, const mimo_sbuf *t) {
+  if (t->len)
+    json_array_append_new(parts, json_pack("{s:s,s:s%}", "type", "text", "text", t->p, t->len));
+}
+
 static void join(mimo_sbuf *b, const char *t, size_t n) {
   if (b->len)
     mimo_sbuf_puts(b, "\n");
@@ -134,8 +140,7 @@ static int plain_text(const img_ctx *ic, const json_t *c, const char *where, mim
         return image_block(NULL, b, where, i, e);
       if (image_block(ic, b, where, i, e))
         return -1;
-      if (out->len)
-        json_array_append_new(parts, json_pack("{s:s,s:s%}", "type", "text", "text", out->p, out->len));
+      text_part(parts, out);
       json_array_append_new(parts, json_pack("{s:s}", "type", "image"));
       out->len = 0;
       continue;
@@ -162,8 +167,7 @@ static int push_msg(json_t *msgs, const char *role, const char *text, size_t n, 
 static int push_user(json_t *msgs, json_t **parts, const mimo_sbuf *text, mimo_api_err *e) {
   if (!json_array_size(*parts))
     return push_msg(msgs, "user", text->p, text->len, e);
-  if (text->len)
-    json_array_append_new(*parts, json_pack("{s:s,s:s%}", "type", "text", "text", text->p, text->len));
+  text_part(*parts, text);
   json_t *m = json_pack("{s:s,s:o}", "role", "user", "content", *parts); /* the message takes the list */
   *parts = json_array();
   if (!m || !*parts || json_array_append_new(msgs, m))
@@ -198,8 +202,7 @@ static int user_blocks(const img_ctx *ic, const json_t *c, const char *where, js
     } else if (strcmp(t, "image") == 0) {
       if ((rc = image_block(ic, b, where, i, e)))
         break;
-      if (text.len)
-        json_array_append_new(parts, json_pack("{s:s,s:s%}", "type", "text", "text", text.p, text.len));
+      text_part(parts, &text);
       json_array_append_new(parts, json_pack("{s:s}", "type", "image"));
       text.len = 0;
       have_text = 1;
@@ -233,8 +236,8 @@ static int user_blocks(const img_ctx *ic, const json_t *c, const char *where, js
         json_decref(tparts);
         break;
       }
-      if (json_array_size(tparts) && res.len) /* the text after the last image */
-        json_array_append_new(tparts, json_pack("{s:s,s:s%}", "type", "text", "text", res.p, res.len));
+      if (json_array_size(tparts)) /* the text after the last image */
+        text_part(tparts, &res);
       json_t *m = json_array_size(tparts)
                       ? json_pack("{s:s,s:O,s:s}", "role", "tool", "content", tparts, "tool_call_id", id)
                       : json_pack("{s:s,s:s%,s:s}", "role", "tool", "content", res.p ? res.p : "", res.len,

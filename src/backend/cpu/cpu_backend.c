@@ -24,6 +24,20 @@ mimo_status mimo_backend_upload_vec(mimo_backend *be, mimo_vec *v) {
   return be && be->upload_vec && v->n > 0 ? be->upload_vec(be, v) : MIMO_OK;
 }
 
+mimo_status mimo_backend_to(mimo_backend *be, float *dst, const float *host, size_t n) {
+  if (be->upload)
+    return be->upload(be, dst, host, n);
+  memcpy(dst, host, n * sizeof *dst);
+  return MIMO_OK;
+}
+
+mimo_status mimo_backend_from(mimo_backend *be, float *host, const float *src, size_t n) {
+  if (be->download)
+    return be->download(be, host, src, n);
+  memcpy(host, src, n * sizeof *host);
+  return MIMO_OK;
+}
+
 static float *cpu_alloc(mimo_backend *be, size_t n) {
   (void)be;
   return malloc((n ? n : 1) * sizeof(float));
