@@ -1,6 +1,7 @@
 /* `mimo serve MODEL_DIR [flags]`: the OpenAI-compatible HTTP server (vLLM's flag
  * names). Wires model/tokenizer/template/engine into src/server and waits for
  * SIGINT/SIGTERM, then drains (docs/server.md). */
+#include <jansson.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdio.h>
@@ -41,6 +42,12 @@ static mimo_arg serve_args[] = {
     {"prefix-cache-entries", 1,
      "cached prefix states kept at most (default 64; each holds its sliding layers' windows, and shares its blocks)",
      NULL},
+    {"num-speculative-tokens", 1,
+     "draft tokens per step from the checkpoint's MTP layer, verified by the model in the same step (default 0: off; "
+     "1 to 16); the outputs stay those of decoding without drafts",
+     NULL},
+    {"speculative-config", 1, "vLLM's form of the same: '{\"method\": \"mtp\", \"num_speculative_tokens\": K}'",
+     NULL},
     {"reasoning-parser", 1, "accepted; no effect: MiMo's <think> split (qwen3) is always on for chat", NULL},
     {"tool-call-parser", 1, "accepted; no effect: MiMo's qwen3_xml tool-call parser is always used", NULL},
     {"enable-auto-tool-choice", 0, "accepted; no effect: tool_choice auto is always available", NULL},
@@ -67,6 +74,48 @@ static const char *usage_text =
     "OpenAI- and Anthropic-compatible server: POST /v1/chat/completions, POST /v1/completions,\n"
     "GET /v1/models, POST /v1/messages, POST /v1/messages/count_tokens, POST /tokenize, POST /detokenize,\n"
     "GET /health, GET /metrics. See docs/server.md.";
+
+/* --speculative-config (vLLM's JSON) or --num-speculative-tokens into *k; false with a message on stderr. */
+static bool speculative_args(int *k) {
+  bool bad = false;
+  const long n = mimo_arg_long(serve_args, N_ARGS, "num-speculative-tokens", 0, &bad);
+  const char *cfg = mimo_arg_str(serve_args, N_ARGS, "speculative-config", NULL);
+  if (bad || n < 0 || n > MIMO_SPEC_MAX) {
+    fprintf(stderr, "mimo serve: --num-speculative-tokens: 0 to %d\n", MIMO_SPEC_MAX);
+    return false;
+  }
+  *k = (int)n;
+  if (!cfg)
+    return true;
+  json_error_t err;
+  json_t *j = json_loads(cfg, 0, &err);
+  const char *why = !j || !json_is_object(j) ? "not a JSON object" : NULL;
+  const char *key;
+  json_t *v;
+  json_object_foreach(j, key, v) {
+    if (why)
+      break;
+    if (strcmp(key, "method") == 0) {
+      const char *m = json_string_value(v);
+      if (!m || (strcmp(m, "mtp") && strcmp(m, "mimo_mtp") && strcmp(m, "deepseek_mtp")))
+        why = "method: only \"mtp\" (the checkpoint's MTP layers draft)";
+    } else if (strcmp(key, "num_speculative_tokens") == 0) {
+      if (!json_is_integer(v) || json_integer_value(v) < 1 || json_integer_value(v) > MIMO_SPEC_MAX)
+        why = "num_speculative_tokens: an integer from 1 to 16";
+      else
+        *k = (int)json_integer_value(v);
+    } else if (strcmp(key, "model") != 0 || !json_is_null(v)) {
+      why = "unknown key (mimo takes method and num_speculative_tokens; its drafts come from the MTP layers)";
+      break;
+    }
+  }
+  if (!why && !json_object_get(j, "num_speculative_tokens"))
+    why = "num_speculative_tokens is missing";
+  if (why)
+    fprintf(stderr, "mimo serve: --speculative-config '%s': %s%s%s\n", cfg, why, j ? "" : ": ", j ? "" : err.text);
+  json_decref(j);
+  return why == NULL;
+}
 
 typedef struct mock_set {
   int n;
@@ -142,7 +191,8 @@ int mimo_cmd_serve(int argc, char **argv) {
   double grace = mimo_arg_double(serve_args, N_ARGS, "shutdown-timeout", 10, &bad);
   const double mm_cache_gb = mimo_arg_double(serve_args, N_ARGS, "mm-processor-cache-gb", 1, &bad);
   mimo_open_opts oo;
-  if (bad || !mimo_open_parse(serve_args, N_ARGS, dir, &oo))
+  int spec_k = 0;
+  if (bad || !mimo_open_parse(serve_args, N_ARGS, dir, &oo) || !speculative_args(&spec_k))
     return 2;
   mimo_vision_config vis_opts = {0}; /* checked before the model loads; mimo_vision_args_open applies them */
   if (!mimo_vision_args_parse(serve_args, N_ARGS, &vis_opts))
@@ -236,6 +286,7 @@ int mimo_cmd_serve(int argc, char **argv) {
                          .max_model_len = (int)mml,
                          .max_queue = (int)mq,
                          .prefix_cache_entries = no_pc ? 0 : (int)pce,
+                         .num_speculative_tokens = spec_k,
                          .warmup = mimo_arg_str(serve_args, N_ARGS, "no-warmup", NULL) ? -1 : 0};
   const char *mock_path = mimo_arg_str(serve_args, N_ARGS, "mock-output", NULL);
   if (mock_path) {

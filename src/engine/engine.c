@@ -77,8 +77,12 @@ static void snapshot(mimo_engine *e, mimo_request *r) {
 static void finish(mimo_engine *e, int slot, int token, const mimo_sample_info *info, mimo_finish fin) {
   mimo_request *r = e->running[slot];
   e->hold_admission = false; /* its memory comes back */
+  mimo_spec_drop(r);
+  /* positions past the recorded tokens (drafts after the one that ended it) are not the entry's */
+  const int recorded = r->n_prompt + r->generated;
+  bool kv_ok = !r->kv || r->kv->len <= recorded || mimo_model_kv_truncate(e->model, r->kv, recorded) == MIMO_OK;
   /* what it computed is valid however it ended, but after an error of the step it may not have been */
-  if (e->pc && r->kv && fin != MIMO_FINISH_ERROR && !r->out_lost && r->kv->len >= PREFIX_MIN &&
+  if (e->pc && r->kv && kv_ok && fin != MIMO_FINISH_ERROR && !r->out_lost && r->kv->len >= PREFIX_MIN &&
       r->kv->len > r->snap_at) {
     if (mimo_prefix_cache_put(e->pc, mimo_request_pc_tokens(r), r->kv) != MIMO_OK)
       mimo_warn("engine: prefix cache entry of a finished request not kept: %s", mimo_errmsg());
@@ -195,6 +199,7 @@ static void preempt(mimo_engine *e, int slot) {
   mimo_request *r = e->running[slot];
   r->n_feed = r->n_prompt + r->generated;
   r->fed = 0;
+  mimo_spec_drop(r);
   mimo_kv_seq_free(r->kv);
   r->kv = NULL;
   e->running[slot] = e->running[--e->n_running];
@@ -258,6 +263,8 @@ static int slot_of(const mimo_engine *e, const mimo_request *r) {
       return i;
   return -1;
 }
+int mimo_engine_slot_of(const mimo_engine *e, const mimo_request *r) { return slot_of(e, r); }
+void mimo_engine_step_failed(mimo_engine *e, int slot, mimo_status st) { step_failed(e, slot, st); }
 
 /* The image rows of r's tokens [from, from + n), which sit at batch position `at` on, appended to the step's list
  * (*count of them so far). False when the list cannot grow. */
@@ -313,6 +320,10 @@ static void take_token(mimo_engine *e, int slot, mimo_request *r, int tok, const
     return;
   if (r->con && r->con_active && !r->n_stop && r->con->done(r->con)) /* complete, and nothing may end it */
     finish(e, slot, -1, NULL, MIMO_FINISH_STOP);
+}
+
+void mimo_engine_take_token(mimo_engine *e, int slot, mimo_request *r, int tok, const mimo_sample_info *info) {
+  take_token(e, slot, r, tok, info);
 }
 
 /* r's constraint mask for its next token, or NULL when it has none now. */
@@ -428,16 +439,20 @@ static void step_masks(mimo_engine *e, int nb) {
 
 static void model_step(mimo_engine *e) {
   int budget = e->o.max_num_batched_tokens, nb = 0, T = 0;
-  /* decoding sequences first: one token each */
+  /* decoding sequences first: one token each, and the drafts they verify */
   for (int i = 0; i < e->n_running && budget > 0; i++) {
     mimo_request *r = e->running[i];
     if (r->fed < r->n_feed)
       continue;
+    const int nd = e->spec_k ? mimo_spec_drafts(e, r, budget) : 0;
     e->batch[nb] = r;
     e->seqs[nb] = r->kv;
-    e->counts[nb++] = 1;
+    e->n_logits[nb] = 1 + nd;
+    e->counts[nb++] = 1 + nd;
     e->tokens[T++] = r->next_token;
-    budget--;
+    memcpy(e->tokens + T, r->draft, (size_t)nd * sizeof(int));
+    T += nd;
+    budget -= 1 + nd;
   }
   /* then prompt chunks in the remaining budget; one prompt whose logprobs are wanted runs on its own */
   mimo_request *plp = NULL;
@@ -466,6 +481,7 @@ static void model_step(mimo_engine *e) {
     }
     e->batch[nb] = r;
     e->seqs[nb] = r->kv;
+    e->n_logits[nb] = 1;
     e->counts[nb++] = n;
     memcpy(e->tokens + T, r->prompt + r->fed, (size_t)n * sizeof(int));
     T += n;
@@ -476,21 +492,30 @@ static void model_step(mimo_engine *e) {
       prompt_logprobs_step(e, plp, plp_n);
     return;
   }
-  /* A row is sampled when its prompt ends in this step or it decodes, and no forced token is due. */
+  /* A row is sampled when its prompt ends in this step or it decodes, and no forced token is due; a sequence that
+   * verifies drafts has a row for each (engine_spec.c). Rows of sequence k start at row[k]; its cache at start[k]. */
+  int rows = 0, row[nb > 0 ? nb : 1], start[nb > 0 ? nb : 1];
   for (int k = 0; k < nb; k++) {
     mimo_request *r = e->batch[k];
+    row[k] = rows;
+    start[k] = r->kv->len;
+    mimo_sample_job *j = &e->jobs[rows];
+    rows += e->n_logits[k];
     if (r->fed + e->counts[k] < r->n_feed || r->generated < r->n_forced) {
-      memset(&e->jobs[k], 0, sizeof e->jobs[k]);
-      e->jobs[k].skip = true;
+      memset(j, 0, sizeof *j);
+      j->skip = true;
+    } else if (e->n_logits[k] > 1) { /* (mimo_spec_drafts made room for the rows' penalties) */
+      mimo_sampler_jobs_ahead(r->smp, r->draft, e->n_logits[k] - 1, j);
     } else {
-      mimo_sampler_job(r->smp, &e->jobs[k]);
-      e->jobs[k].allow = r->con && r->con_active ? r->allow : NULL;
+      mimo_sampler_job(r->smp, j);
+      j->allow = r->con && r->con_active ? r->allow : NULL;
     }
   }
   step_masks(e, nb);
   mimo_batch b = {.n_seqs = nb, .seqs = e->seqs, .n_tokens = e->counts, .tokens = e->tokens, .all_logits = 0,
                   .jobs = e->jobs, .sampled = e->sampled, .infos = e->infos, .embeds = e->embeds,
-                  .n_embeds = n_emb};
+                  .n_embeds = n_emb, .n_logits = e->spec_k ? e->n_logits : NULL,
+                  .hidden_out = e->spec_k ? e->hidden : NULL};
   mimo_status st = mimo_model_forward(e->model, &b, NULL);
   if (st == MIMO_E_NOMEM && e->model->step_skipped) { /* nothing ran: make room, the next step tries again */
     kv_full(e);
@@ -506,8 +531,13 @@ static void model_step(mimo_engine *e) {
     }
     if (r->fed < r->n_feed && !fed_chunk(e, r, e->counts[k]))
       continue; /* more to feed; these logits are not needed */
-    take_token(e, slot, r, e->sampled[k], &e->infos[k]);
+    if (e->n_logits[k] > 1)
+      mimo_spec_emit(e, r, start[k], e->n_logits[k] - 1, row[k]);
+    else
+      take_token(e, slot, r, e->sampled[row[k]], &e->infos[row[k]]);
   }
+  if (st == MIMO_OK && e->spec_k)
+    mimo_spec_draft(e, nb, start);
   if (plp && slot_of(e, plp) >= 0)
     prompt_logprobs_step(e, plp, plp_n);
 }
@@ -684,20 +714,37 @@ mimo_status mimo_engine_init(mimo_engine **out, mimo_model *model, const mimo_en
     e->n_eos = model->cfg.n_eos;
     memcpy(e->eos, model->cfg.eos_token_id, sizeof e->eos);
   }
-  int S = e->o.max_num_seqs, B = e->o.max_num_batched_tokens;
+  if (e->o.num_speculative_tokens < 0 || e->o.num_speculative_tokens > MIMO_SPEC_MAX) {
+    const int k = e->o.num_speculative_tokens;
+    free(e);
+    return mimo_errf(MIMO_E_INVALID, "%d speculative tokens: 0 to %d", k, MIMO_SPEC_MAX);
+  }
+  e->spec_k = model ? e->o.num_speculative_tokens : 0;
+  e->stats.spec_k = e->spec_k;
+  /* rows of logits: one per sequence, and one per draft */
+  int S = e->o.max_num_seqs, B = e->o.max_num_batched_tokens, R = S * (1 + e->spec_k);
   e->running = calloc((size_t)S, sizeof *e->running);
   e->batch = calloc((size_t)S, sizeof *e->batch);
   e->seqs = calloc((size_t)S, sizeof *e->seqs);
   e->counts = calloc((size_t)S, sizeof *e->counts);
+  e->n_logits = calloc((size_t)S, sizeof *e->n_logits);
   e->tokens = calloc((size_t)B, sizeof *e->tokens);
-  e->jobs = calloc((size_t)S, sizeof *e->jobs);
-  e->sampled = calloc((size_t)S, sizeof *e->sampled);
-  e->infos = calloc((size_t)S, sizeof *e->infos);
+  e->jobs = calloc((size_t)R, sizeof *e->jobs);
+  e->sampled = calloc((size_t)R, sizeof *e->sampled);
+  e->infos = calloc((size_t)R, sizeof *e->infos);
   pthread_mutex_init(&e->mu, NULL);
   pthread_cond_init(&e->cv, NULL);
-  if (!e->running || !e->batch || !e->seqs || !e->counts || !e->tokens || !e->jobs || !e->sampled || !e->infos) {
+  if (!e->running || !e->batch || !e->seqs || !e->counts || !e->n_logits || !e->tokens || !e->jobs || !e->sampled ||
+      !e->infos) {
     mimo_engine_free(e);
     return mimo_errf(MIMO_E_NOMEM, "engine buffers for %d sequences", S);
+  }
+  if (e->spec_k) {
+    mimo_status st = mimo_spec_init(e);
+    if (st != MIMO_OK) {
+      mimo_engine_free(e);
+      return st;
+    }
   }
   if (model) {
     const mimo_backend *be = mimo_model_backend(model, 0);
@@ -745,6 +792,8 @@ void mimo_engine_free(mimo_engine *e) {
   free(e->batch);
   free(e->seqs);
   free(e->counts);
+  free(e->n_logits);
+  mimo_spec_free(e);
   free(e->tokens);
   free(e->jobs);
   free(e->sampled);

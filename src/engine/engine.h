@@ -15,6 +15,8 @@
 #include "model/mimo_v2.h"
 
 typedef struct mimo_engine mimo_engine;
+
+enum { MIMO_SPEC_MAX = 16 }; /* drafts per step at most (num_speculative_tokens) */
 typedef struct mimo_request mimo_request;
 
 typedef struct mimo_engine_opts {
@@ -35,6 +37,15 @@ typedef struct mimo_engine_opts {
    * entry waits for that entry instead of computing it too. */
   int prefix_cache_entries;
   int prefix_cache_every; /* positions between entries inside one long prompt (default 2048) */
+  /* Speculative decoding (vLLM's --speculative-config with method "mtp"): the checkpoint's MTP layer 0 drafts this
+   * many tokens after each decoding sequence's next one, the model checks them in the same step as its other rows,
+   * and the outputs keep the drafts it samples itself, then its own token (docs/speculative.md). The outputs are
+   * what decoding without drafts gives, with the same seeds. 0: off; at most MIMO_SPEC_MAX. */
+  int num_speculative_tokens;
+  /* Test seam: drafts for output position p of every request become spec_oracle[p] (p < n_spec_oracle) instead of
+   * the MTP's (which still runs): reaches the rounds where drafts are kept on a random model. */
+  const int *spec_oracle;
+  int n_spec_oracle;
   /* Test seam: instead of running the model, request i emits mock_ids[i % n_mock]
    * one token per step (the real tokenizer and API code run around it). */
   int n_mock;
@@ -123,6 +134,12 @@ typedef struct mimo_engine_stats {
   long prefix_cache_hits_total;    /* of those, tokens found there */
   long prefix_cache_entries;
   long prefix_cache_bytes;         /* what the entries hold (blocks they share counted in each) */
+  /* speculative decoding (vLLM's counters of the same names) */
+  long spec_k;                     /* num_speculative_tokens (0: off) */
+  long spec_drafts;                /* sequence steps that verified drafts */
+  long spec_draft_tokens;          /* drafts verified */
+  long spec_accepted_tokens;       /* of those, the ones the model sampled too (kept) */
+  long spec_accepted_per_pos[MIMO_SPEC_MAX]; /* kept drafts by their place in the step's run of drafts */
 } mimo_engine_stats;
 void mimo_engine_stats_get(mimo_engine *e, mimo_engine_stats *s);
 int mimo_engine_max_model_len(const mimo_engine *e);

@@ -45,6 +45,11 @@ struct mimo_request {
   int next_token; /* last output token, fed in the next step */
   int snap_at;    /* positions of the last prefix-cache entry this request made or started from */
   atomic_int n_cached; /* prompt tokens its last admission found in the prefix cache */
+  /* speculative decoding (engine_spec.c) */
+  mimo_kv_seq *dkv; /* the MTP layer's cache: its positions as kv's, each from the model's hidden state there and the
+                     * token after it (NULL: not started, or dropped after an MTP step failed) */
+  int draft[MIMO_SPEC_MAX]; /* the MTP's guesses at the outputs after next_token */
+  int n_draft;
   mimo_request *next_waiting;
   /* shared */
   atomic_int cancelled;
@@ -81,6 +86,11 @@ struct mimo_engine {
   /* Tokens of the warm-up forward still to run (0: none, or done): /health answers 503 until then. */
   int warm_n;
   atomic_int warming;
+  /* speculative decoding (engine_spec.c): drafts per decoding sequence (0: off), and the MTP step's buffers */
+  int spec_k;
+  float *hidden;              /* the step's final-normed hidden states [max_num_batched_tokens][hidden] */
+  int *n_logits;              /* rows of logits per sequence of the step */
+  struct spec_bufs *sb;
   /* step buffers */
   int *tokens, *counts;
   mimo_kv_seq **seqs;
@@ -104,6 +114,29 @@ enum { PREFIX_MIN = MIMO_KV_BLOCK };
 
 /* The ids the prefix cache knows r's positions by. */
 static inline const int *mimo_request_pc_tokens(const mimo_request *r) { return r->key ? r->key : r->prompt; }
+
+/* engine.c, for engine_spec.c: r's next output (take_token: a forced one when due, else tok), and where r runs. */
+void mimo_engine_take_token(mimo_engine *e, int slot, mimo_request *r, int tok, const mimo_sample_info *info);
+int mimo_engine_slot_of(const mimo_engine *e, const mimo_request *r);
+/* A step went wrong for the request in slot: it ends with an error (and the engine is marked broken when no later
+ * step can recover). */
+void mimo_engine_step_failed(mimo_engine *e, int slot, mimo_status st);
+
+/* engine_spec.c: speculative decoding with MTP drafts (engine.h, num_speculative_tokens). */
+mimo_status mimo_spec_init(mimo_engine *e);
+void mimo_spec_free(mimo_engine *e);
+/* Drafts r verifies in the next step: as many as it has, the budget allows and its output can still use; 0 while
+ * its rows need something a draft cannot give (a forced token due, an active structured-output mask). */
+int mimo_spec_drafts(const mimo_engine *e, const mimo_request *r, int budget);
+/* r's rows after a step that verified n drafts at `row` (jobs made by mimo_sampler_jobs_ahead; its cache stood at
+ * start): the outputs up to the first draft the model did not sample (or until it finishes), and the cache back to
+ * what they left valid. */
+void mimo_spec_emit(mimo_engine *e, mimo_request *r, int start, int n, int row);
+/* After a step of nb sequences (hidden states in e->hidden; starts[k]: sequence k's position before it): the MTP
+ * layer over the positions each running sequence added, then k drafts for each that decodes next. */
+void mimo_spec_draft(mimo_engine *e, int nb, const int *starts);
+/* r ends or gives its memory back: its MTP cache and drafts go. */
+void mimo_spec_drop(mimo_request *r);
 
 /* Drops one reference (the caller's or the engine's); the last frees the request. */
 void mimo_request_unref(mimo_request *r);

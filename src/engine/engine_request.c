@@ -257,6 +257,11 @@ void mimo_engine_stats_get(mimo_engine *e, mimo_engine_stats *s) {
   s->prefix_cache_hits_total = __atomic_load_n(&e->stats.prefix_cache_hits_total, __ATOMIC_RELAXED);
   s->prefix_cache_entries = __atomic_load_n(&e->stats.prefix_cache_entries, __ATOMIC_RELAXED);
   s->prefix_cache_bytes = __atomic_load_n(&e->stats.prefix_cache_bytes, __ATOMIC_RELAXED);
+  s->spec_drafts = __atomic_load_n(&e->stats.spec_drafts, __ATOMIC_RELAXED);
+  s->spec_draft_tokens = __atomic_load_n(&e->stats.spec_draft_tokens, __ATOMIC_RELAXED);
+  s->spec_accepted_tokens = __atomic_load_n(&e->stats.spec_accepted_tokens, __ATOMIC_RELAXED);
+  for (int i = 0; i < MIMO_SPEC_MAX; i++)
+    s->spec_accepted_per_pos[i] = __atomic_load_n(&e->stats.spec_accepted_per_pos[i], __ATOMIC_RELAXED);
   pthread_mutex_unlock(&e->mu);
 }
 

@@ -482,3 +482,25 @@ mimo_status mimo_kv_seq_truncate(mimo_kv_seq *s, int len) {
   s->len = len;
   return MIMO_OK;
 }
+
+mimo_status mimo_kv_seq_start_at(mimo_kv_seq *s, int pos) {
+  if (s->len || !s->pool || s->n_shards)
+    return mimo_errf(MIMO_E_INVALID, "a sequence starts at a later position only when new and reserved here");
+  if (pos < 0)
+    return mimo_errf(MIMO_E_INVALID, "a sequence cannot start at position %d", pos);
+  if (s->pool->block_elems && pos > 0)
+    return mimo_errf(MIMO_E_INVALID, "full-attention layers read every position: their sequences start at 0");
+  mimo_backend *be = s->be;
+  if (s->rings && s->pool->ring_bytes) { /* zeros (float32 or bf16) where the skipped positions would be */
+    if (be && be->kv_realloc && !be->zero)
+      return mimo_errf(MIMO_E_INVALID, "the backend cannot clear its KV storage");
+    if (be && be->kv_realloc)
+      be->zero(be, (float *)s->rings, (long)(s->pool->ring_bytes / sizeof(float)));
+    else
+      memset(s->rings, 0, s->pool->ring_bytes);
+  }
+  for (int L = 0; L < s->n_layers; L++)
+    s->layers[L].len = pos;
+  s->len = pos;
+  return MIMO_OK;
+}

@@ -67,6 +67,9 @@ void mimo_kv_seq_free(mimo_kv_seq *s);
 /* Forgets the positions from len on (len >= s->len minus the pool's ring slack, cfg.kv_ring_slack, when there are
  * sliding layers): rejected speculative tokens. Their slots are written again by the next step. */
 mimo_status mimo_kv_seq_truncate(mimo_kv_seq *s, int len);
+/* A new sequence (reserved, nothing run) of sliding layers only continues from position pos: its rings are cleared
+ * to zeros, which the first steps' windows read in place of the positions never computed. */
+mimo_status mimo_kv_seq_start_at(mimo_kv_seq *s, int pos);
 /* Bytes of storage held, the ranks' shards included. */
 size_t mimo_kv_bytes(const mimo_kv_seq *s);
 #endif

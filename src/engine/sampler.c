@@ -26,6 +26,8 @@ struct mimo_sampler {
   int *seen_list; /* ids with seen != 0, so penalties cost O(distinct tokens) */
   int n_seen;
   int *pen;       /* the job's (id, count) pairs [2 * vocab] */
+  int *pen_ahead; /* a speculative step's rows' pairs (mimo_sampler_jobs_ahead), grown as needed */
+  size_t cap_pen_ahead;
   mimo_sample_ws *ws;
 };
 
@@ -128,6 +130,7 @@ void mimo_sampler_free(mimo_sampler *s) {
   free(s->seen);
   free(s->seen_list);
   free(s->pen);
+  free(s->pen_ahead);
   mimo_sample_ws_free(s->ws);
   free(s);
 }
@@ -401,6 +404,60 @@ void mimo_sampler_job(mimo_sampler *s, mimo_sample_job *j) {
     j->n_pen++;
   }
   j->pen = s->pen;
+}
+
+mimo_status mimo_sampler_ahead_room(mimo_sampler *s, int n) {
+  /* every row's pairs: the ids seen so far and the distinct ids ahead of it */
+  const size_t need = 2 * ((size_t)s->n_seen + (size_t)n) * (size_t)(n + 1);
+  if (!penalties_on(&s->p) || need <= s->cap_pen_ahead)
+    return MIMO_OK;
+  int *p = realloc(s->pen_ahead, need * sizeof *p);
+  if (!p)
+    return mimo_errf(MIMO_E_NOMEM, "sampler: penalties of %d speculative rows", n + 1);
+  s->pen_ahead = p;
+  s->cap_pen_ahead = need;
+  return MIMO_OK;
+}
+
+mimo_status mimo_sampler_jobs_ahead(mimo_sampler *s, const int *ahead, int n, mimo_sample_job *jobs) {
+  const bool pen = penalties_on(&s->p);
+  const size_t per_row = 2 * ((size_t)s->n_seen + (size_t)n);
+  MIMO_TRY(mimo_sampler_ahead_room(s, n));
+  mimo_rng rng = s->rng; /* the draws the rows would take; mimo_sampler_advance takes them for real */
+  for (int i = 0; i <= n; i++) {
+    mimo_sample_job *j = &jobs[i];
+    const mimo_rng keep = s->rng;
+    s->rng = rng;
+    mimo_sampler_job(s, j); /* the parameters, the uniform and the pairs as of now */
+    rng = s->rng;
+    s->rng = keep;
+    if (!pen)
+      continue;
+    int *pairs = s->pen_ahead + per_row * (size_t)i;
+    memcpy(pairs, j->pen, (size_t)j->n_pen * 2 * sizeof *pairs);
+    for (int a = 0; a < i; a++) { /* ahead[a] counts as an output token for row i */
+      const int t = ahead[a];
+      if (t < 0 || t >= s->limit)
+        continue;
+      int e = 0;
+      while (e < j->n_pen && pairs[2 * e] != t)
+        e++;
+      if (e == j->n_pen) {
+        pairs[2 * e] = t;
+        pairs[2 * e + 1] = 0;
+        j->n_pen++;
+      }
+      if (pairs[2 * e + 1] < INT32_MAX)
+        pairs[2 * e + 1]++;
+    }
+    j->pen = pairs;
+  }
+  return MIMO_OK;
+}
+
+void mimo_sampler_advance(mimo_sampler *s, int n) {
+  for (int i = 0; i < n && s->p.temperature >= GREEDY_EPS; i++)
+    (void)mimo_rng_uniform(&s->rng);
 }
 
 void mimo_logprobs_of(float *logits, int vocab, int token, int n_top, mimo_sample_info *info) {

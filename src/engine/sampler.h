@@ -71,6 +71,16 @@ void mimo_logprobs_of(float *logits, int vocab, int token, int n_top, mimo_sampl
  * uniform mimo_sampler_sample would draw, so the sequence's RNG advances alike either way. */
 void mimo_sampler_job(mimo_sampler *s, mimo_sample_job *job);
 
+/* Jobs for the n + 1 rows of a speculative step (the row after the last output, then one after each draft
+ * ahead[0..n)): row i as mimo_sampler_job would make it once ahead[0..i) were accepted (they count for the
+ * penalties), with the uniform it would draw i draws from now. Nothing advances: accept the tokens kept, then
+ * mimo_sampler_advance over the rows they came from. jobs[i].pen point into s until the next call. */
+mimo_status mimo_sampler_jobs_ahead(mimo_sampler *s, const int *ahead, int n, mimo_sample_job *jobs);
+/* The memory mimo_sampler_jobs_ahead needs for n drafts, taken now (it then cannot fail until more is seen). */
+mimo_status mimo_sampler_ahead_room(mimo_sampler *s, int n);
+/* The draws of n rows' jobs (mimo_sampler_jobs_ahead), as n calls of mimo_sampler_job would take them. */
+void mimo_sampler_advance(mimo_sampler *s, int n);
+
 /* Scratch for mimo_sample_logits over a vocabulary of up to `vocab` ids; one per thread that samples. */
 typedef struct mimo_sample_ws mimo_sample_ws;
 mimo_status mimo_sample_ws_init(mimo_sample_ws **ws, int vocab);

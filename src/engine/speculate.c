@@ -31,7 +31,7 @@ typedef struct {
   int produced; /* output tokens so far: draft j is for output position produced + j */
   mimo_kv_seq *seq, *dseq; /* the model's cache, the MTP's */
   int V, H, k;
-  float *logits, *hidden, *dlogits, *dhidden; /* [k + 1][V], [k + 1][H] (n rows for the prompt), [V], [H] */
+  float *logits, *hidden, *dlogits, *dhidden; /* [k + 1][V], [k + 1][H] (n rows for the prompt), [V], as hidden */
   int *draft;                                /* [k] */
 } spec;
 
@@ -46,6 +46,8 @@ static mimo_status target(spec *s, const int *ids, int n) {
 static mimo_status draft(spec *s, const int *ids, const float *h, int n) {
   MIMO_TRY(mimo_model_mtp_forward(s->m, s->dseq, ids, h, n, 0, s->dlogits, s->dhidden));
   s->draft[0] = argmax(s->dlogits, s->V);
+  if (n > 1) /* every row's hidden state came out; the chain goes on from the last */
+    memmove(s->dhidden, s->dhidden + (size_t)(n - 1) * s->H, (size_t)s->H * sizeof(float));
   for (int j = 1; j < s->k; j++) {
     MIMO_TRY(mimo_model_mtp_forward(s->m, s->dseq, &s->draft[j - 1], s->dhidden, 1, 0, s->dlogits, s->dhidden));
     s->draft[j] = argmax(s->dlogits, s->V);
@@ -69,7 +71,7 @@ mimo_status mimo_speculate_greedy(mimo_model *m, const int *prompt, int n, int m
   s.logits = malloc((size_t)rows * s.V * sizeof(float));
   s.hidden = malloc((size_t)rows * s.H * sizeof(float));
   s.dlogits = malloc((size_t)s.V * sizeof(float));
-  s.dhidden = malloc((size_t)s.H * sizeof(float));
+  s.dhidden = malloc((size_t)rows * s.H * sizeof(float));
   s.draft = malloc((size_t)k * sizeof(int));
   int *ids = malloc((size_t)rows * sizeof(int));
   mimo_status st = s.logits && s.hidden && s.dlogits && s.dhidden && s.draft && ids

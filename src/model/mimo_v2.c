@@ -89,12 +89,20 @@ mimo_status mimo_model_load(const char *dir, mimo_backend *be, mimo_model **out)
 void mimo_model_free(mimo_model *m) {
   if (!m)
     return;
-  mimo_tp_free(m);
-  if (m->mtp) { /* its weights are views into ours; its backend is ours */
+  if (m->mtp) { /* its weights are views into ours; its backend is ours (a group's rank 0's: before the group) */
+    if (m->group && m->mtp->be->bind_thread)
+      (void)m->mtp->be->bind_thread(m->mtp->be);
     mimo_kv_pool_release(m->mtp->kv_pool);
     free(m->mtp->w.layers);
+    free(m->mtp->w.mtp); /* a group's copy of the MTP views (NULL alone) */
+    mimo_pool_free(m->mtp->sample_pool);
+    for (int i = 0; i < m->mtp->n_sample_ws; i++)
+      mimo_sample_ws_free(m->mtp->sample_ws[i]);
+    free(m->mtp->sample_ws);
+    free(m->mtp->sample_logits);
     free(m->mtp);
   }
+  mimo_tp_free(m);
   mimo_weights_free(&m->w);
   mimo_vision_weights_free(&m->vw);
   mimo_ckpt_close(&m->ck);
@@ -287,13 +295,14 @@ typedef struct {
   mimo_model *m;
   const mimo_batch *b;
   const float *logits;
+  int rows;
 } host_rows;
 
 static void sample_rows(void *ctx, long begin, long end) {
   host_rows *h = ctx;
   const int V = h->m->cfg.vocab_size, n = h->m->n_sample_ws;
   for (long w = begin; w < end; w++) /* worker w takes rows w, w + n, ... with its own scratch */
-    for (int i = (int)w; i < h->b->n_seqs; i += n) {
+    for (int i = (int)w; i < h->rows; i += n) {
       const mimo_sample_job *j = &h->b->jobs[i];
       mimo_sample_info *info = h->b->infos && j->logprobs > 0 ? &h->b->infos[i] : NULL;
       h->b->sampled[i] =
@@ -324,41 +333,55 @@ static mimo_status sample_pool_init(mimo_model *m) {
   return MIMO_OK;
 }
 
-static mimo_status forward_host_sampling(mimo_model *m, const mimo_batch *b, float *logits) {
+static mimo_status forward_host_sampling(mimo_model *m, const mimo_batch *b, float *logits, int rows) {
   const int V = m->cfg.vocab_size;
-  const size_t n = (size_t)b->n_seqs * V;
+  const size_t n = (size_t)rows * V;
   if (!logits && !(logits = grow_floats(&m->sample_logits, &m->sample_logits_n, n)))
-    return mimo_errf(MIMO_E_NOMEM, "logits of %d sequences", b->n_seqs);
+    return mimo_errf(MIMO_E_NOMEM, "logits of %d rows", rows);
   if (!m->sample_pool)
     MIMO_TRY(sample_pool_init(m));
   mimo_batch lb = *b;
   lb.jobs = NULL;
   MIMO_TRY(m->group ? mimo_tp_forward(m, &lb, logits) : mimo_model_forward_local(m, &lb, logits));
-  host_rows h = {m, b, logits};
-  const int nw = b->n_seqs < m->n_sample_ws ? b->n_seqs : m->n_sample_ws;
+  host_rows h = {m, b, logits, rows};
+  const int nw = rows < m->n_sample_ws ? rows : m->n_sample_ws;
   if (nw <= 1)
     sample_rows(&h, 0, 1);
   else
     mimo_parallel_for(m->sample_pool, nw, 1, sample_rows, &h);
   /* A row that failed comes back as -1 (the step itself succeeded); a worker's message stays on its thread, so
    * say it again here. */
-  for (int i = 0; i < b->n_seqs; i++)
+  for (int i = 0; i < rows; i++)
     if (!b->jobs[i].skip && b->sampled[i] < 0)
-      mimo_errf(MIMO_E_INVALID, "sampler: sequence %d has no usable logit below its vocabulary limit", i);
+      mimo_errf(MIMO_E_INVALID, "sampler: row %d has no usable logit below its vocabulary limit", i);
   return MIMO_OK;
+}
+
+int mimo_batch_rows(const mimo_batch *b, int T) {
+  if (b->all_logits)
+    return T;
+  if (!b->n_logits)
+    return b->n_seqs;
+  int rows = 0;
+  for (int i = 0; i < b->n_seqs; i++)
+    rows += b->n_logits[i];
+  return rows;
 }
 
 mimo_status mimo_model_forward(mimo_model *m, const mimo_batch *b, float *logits) {
   m->step_skipped = true; /* until compute begins (forward_local, or the group past its reservation) */
-  if (b->hidden_out && m->group)
-    return mimo_errf(MIMO_E_INVALID, "hidden states out of a tensor-parallel group are not implemented");
   if (b->jobs && (b->all_logits || !b->sampled))
-    return mimo_errf(MIMO_E_INVALID, "a sampled step needs one row per sequence and somewhere to put the tokens");
+    return mimo_errf(MIMO_E_INVALID, "a sampled step needs chosen rows of logits and somewhere to put the tokens");
+  for (int i = 0; b->n_logits && i < b->n_seqs; i++)
+    if (b->all_logits || b->n_logits[i] < 1 || b->n_logits[i] > b->n_tokens[i])
+      return mimo_errf(MIMO_E_INVALID, "sequence %d of the batch asks for %d rows of logits of its %d tokens", i,
+                       b->n_logits[i], b->n_tokens[i]);
+  const int rows = mimo_batch_rows(b, 0);
   bool masked = false; /* token masks (structured outputs) are applied by the host sampler */
-  for (int i = 0; b->jobs && i < b->n_seqs; i++)
+  for (int i = 0; b->jobs && i < rows; i++)
     masked |= b->jobs[i].allow != NULL;
   if (b->jobs && (masked || !mimo_model_samples_on_device(m)))
-    return forward_host_sampling(m, b, logits);
+    return forward_host_sampling(m, b, logits, rows);
   return m->group ? mimo_tp_forward(m, b, logits) : mimo_model_forward_local(m, b, logits);
 }
 
@@ -378,24 +401,35 @@ static void final_rows(mimo_model *m, const mimo_batch *b, float *logits, float 
   const mimo_config *c = &m->cfg;
   mimo_backend *be = m->be;
   const int H = c->hidden_size;
+  const float eps = (float)c->layernorm_epsilon;
   be->add(be, s->h, s->t3, (long)T * H);
+  if (b->hidden_out) /* every token's normed row in a (the logits' rows are taken from there) */
+    be->rmsnorm(be, s->a, s->h, &m->w.final_norm, T, H, eps);
   if (!logits && !b->jobs)
     return;
+  /* the rows asked for, gathered into t3 (before the norm, unless every row was normed above) */
+  const float *from = b->hidden_out ? s->a : s->h;
   if (!b->all_logits)
-    for (int i = 0, end = 0; i < b->n_seqs; i++) {
+    for (int i = 0, end = 0, row = 0; i < b->n_seqs; i++) {
       end += b->n_tokens[i];
-      be->copy2d(be, s->t3 + (size_t)i * H, H, s->h + (size_t)(end - 1) * H, H, 1, H);
+      const int n = b->n_logits ? b->n_logits[i] : 1;
+      be->copy2d(be, s->t3 + (size_t)row * H, H, from + (size_t)(end - n) * H, H, n, H);
+      row += n;
     }
-  be->rmsnorm(be, s->a, b->all_logits ? s->h : s->t3, &m->w.final_norm, rows, H, (float)c->layernorm_epsilon);
+  const float *x = s->a;
+  if (b->hidden_out && !b->all_logits)
+    x = s->t3;
+  else if (!b->hidden_out)
+    be->rmsnorm(be, s->a, b->all_logits ? s->h : s->t3, &m->w.final_norm, rows, H, eps);
   if (b->jobs && m->vocab_n < c->vocab_size) {
     const int V = c->vocab_size, vn = m->vocab_n;
-    be->linear(be, s->t2, s->a, rows, &m->w.lm_head);
+    be->linear(be, s->t2, x, rows, &m->w.lm_head);
     be->zero(be, s->t1, (long)rows * V);
     be->copy2d(be, s->t1 + m->vocab0, V, s->t2, vn, rows, vn);
     be->all_reduce(be, s->t1, (long)rows * V);
     return;
   }
-  be->linear(be, b->jobs || be->download ? s->t1 : part ? part : logits, s->a, rows, &m->w.lm_head);
+  be->linear(be, b->jobs || be->download ? s->t1 : part ? part : logits, x, rows, &m->w.lm_head);
 }
 
 /* Whether this step may run as a backend's recorded unit (graph_begin): a decode step of one process's lone
@@ -440,7 +474,7 @@ mimo_status mimo_model_forward_local(mimo_model *m, const mimo_batch *b, float *
       s.pos[t++] = b->seqs[i]->len + j;
 
   const int V = c->vocab_size, vn = m->vocab_n, H = c->hidden_size;
-  const int rows = b->all_logits ? T : b->n_seqs;
+  const int rows = mimo_batch_rows(b, T);
   const bool head = logits || b->jobs; /* else a rank whose logits another rank delivers */
   /* a rank's columns before it scatters them */
   float *part = head && vn < V && !b->jobs ? grow_floats(&m->logit_part, &m->logit_part_n, (size_t)rows * vn) : NULL;
@@ -490,10 +524,10 @@ mimo_status mimo_model_forward_local(mimo_model *m, const mimo_batch *b, float *
     st = be->download(be, part ? part : logits, s.t1, (size_t)rows * vn);
   if (st == MIMO_OK && part)
     scatter_cols(logits, part, rows, V, m->vocab0, vn);
-  if (st == MIMO_OK && b->hidden_out) /* final_rows left the normed rows in s.a */
-    st = mimo_backend_from(be, b->hidden_out, s.a, (size_t)rows * H);
 done:
-  if (st == MIMO_OK && !head && be->download) /* wait for the step like the ranks that download do */
+  if (st == MIMO_OK && b->hidden_out) /* final_rows left every normed row in s.a */
+    st = mimo_backend_from(be, b->hidden_out, s.a, (size_t)T * H);
+  else if (st == MIMO_OK && !head && be->download) /* wait for the step like the ranks that download do */
     st = be->download(be, NULL, NULL, 0);
   for (int i = 0; i < b->n_seqs; i++)
     b->seqs[i]->len += b->n_tokens[i];

@@ -96,16 +96,35 @@ typedef struct mimo_batch {
   /* Optional: embedding rows that replace the looked-up ones, in order of `at`, not overlapping. */
   const mimo_embed_run *embeds;
   int n_embeds;
-  /* Optional (one process, one rank): the final-normed hidden state of the logits' rows, [rows][hidden] host
-   * floats (what an MTP layer takes as h, spec §2.7). */
+  /* Optional, with all_logits 0: sequence i's last n_logits[i] tokens (1..n_tokens[i]) give rows of logits instead
+   * of its last one (the tokens a speculative step verifies); rows = their sum, in batch order, and jobs, sampled
+   * and infos are per row. NULL: one each. */
+  const int *n_logits;
+  /* Optional: the final-normed hidden state of every token, [T][hidden] host floats (what an MTP layer takes as h,
+   * spec §2.7); a tensor-parallel group's rank 0 on node 0 writes it. */
   float *hidden_out;
 } mimo_batch;
 
+/* Rows of logits a batch of T tokens gives (mimo_batch.all_logits, n_logits). */
+int mimo_batch_rows(const mimo_batch *b, int T);
+
 mimo_status mimo_model_forward(mimo_model *m, const mimo_batch *b, float *logits);
 
-/* MTP (spec §2.7): a draft model of MTP layer `layer` (vLLM reuses layer 0 for every draft step). One process, one
- * rank. */
+/* Forgets s's positions from len on (mimo_kv_seq_truncate) on every rank and node of a group too: rejected
+ * speculative tokens. */
+mimo_status mimo_model_kv_truncate(mimo_model *m, mimo_kv_seq *s, int len);
+
+/* MTP (spec §2.7): a draft model of MTP layer `layer` (vLLM reuses layer 0 for every draft step). On a
+ * tensor-parallel group it is whole on rank 0's backend (node 0), with its own copy of the lm_head when the ranks
+ * split it; the workers of other nodes never see it. */
 mimo_status mimo_model_mtp_open(mimo_model *m, int layer);
+/* One step of the MTP model over a batch of its sequences: row t takes token b->tokens[t] (the token after the
+ * target position it stands for) and h[t] (the target's final-normed hidden state there, [T][hidden] host floats;
+ * a row of zeros where it is not known). Logits, jobs, hidden_out as mimo_model_forward; b->embeds must be empty. */
+mimo_status mimo_model_mtp_step(mimo_model *m, const mimo_batch *b, const float *h);
+/* A new MTP sequence begins at position pos instead of 0: its cache slots before it hold zeros (a sequence that
+ * starts from a prefix-cache hit has no hidden states for the cached positions). */
+mimo_status mimo_model_mtp_start_at(mimo_model *m, mimo_kv_seq *seq, int pos);
 /* T tokens of the MTP layer at its next positions on seq (a sequence of m->mtp): ids[t] is the token after target
  * position p + t and h[t] the target's final-normed hidden state there ([T][hidden] host). logits: [T][vocab] when
  * all_logits, else the last row's; hidden_out (optional): the MTP's final-normed rows likewise (the next draft's h). */
@@ -132,6 +151,10 @@ mimo_status mimo_model_upload_globals(mimo_backend *be, mimo_weights *w);
 mimo_status mimo_model_upload_layer(mimo_backend *be, mimo_layer_weights *lw, int n_experts);
 mimo_status mimo_tp_forward(mimo_model *m, const mimo_batch *b, float *logits);
 mimo_status mimo_tp_kv_fork(mimo_model *m, mimo_kv_seq *dst, mimo_kv_seq *src, int len);
+mimo_status mimo_tp_kv_truncate(mimo_model *m, mimo_kv_seq *s, int len);
+mimo_status mimo_tp_set_kv_slack(mimo_model *m, int slack);
+mimo_model *mimo_tp_rank_model(const mimo_model *m, int r); /* this process's rank r of a group */
+int mimo_tp_node(const mimo_model *m);                       /* this process's node in the group */
 bool mimo_tp_samples_on_device(const mimo_model *m);
 void mimo_tp_free(mimo_model *m);
 #endif

@@ -486,6 +486,8 @@ static mimo_status tp_prepare(struct mimo_tp_group *g, const mimo_batch *b) {
     sl->batch.seqs = sl->seqs;
     if (g->net && (g->node != 0 || r != 0)) /* only the rank that delivers the logits samples them */
       sl->batch.jobs = NULL;
+    if (g->node != 0 || r != 0) /* every rank has the same hidden states; rank 0 of node 0 hands them out */
+      sl->batch.hidden_out = NULL;
   }
   return MIMO_OK;
 }
@@ -626,6 +628,35 @@ mimo_status mimo_tp_kv_fork(mimo_model *m, mimo_kv_seq *dst, mimo_kv_seq *src, i
   return agree(g, fork_local(g, dst, src, len), "forking a KV cache");
 }
 
+/* The shards of this process step back to len. */
+static mimo_status truncate_local(struct mimo_tp_group *g, mimo_kv_seq *s, int len) {
+  if (len > s->len)
+    return mimo_errf(MIMO_E_INVALID, "cannot step a sequence of %d positions back to %d", s->len, len);
+  for (int r = 0; r < s->n_shards; r++) {
+    mimo_status st = mimo_kv_seq_truncate(s->shards[r], len);
+    if (st != MIMO_OK)
+      return mimo_err_prefix(st, "rank %d", r);
+  }
+  (void)g;
+  s->len = len;
+  return MIMO_OK;
+}
+
+mimo_status mimo_tp_kv_truncate(mimo_model *m, mimo_kv_seq *s, int len) {
+  struct mimo_tp_group *g = m->group;
+  if (g->net && g->node != 0)
+    return mimo_errf(MIMO_E_INVALID, "node %d steps caches back only as node 0 tells it", g->node);
+  if (len == s->len)
+    return MIMO_OK;
+  MIMO_TRY(truncate_local(g, s, len)); /* checked here first: a step back node 0 refuses is never sent */
+  if (!g->net || !s->uid)
+    return MIMO_OK;
+  const unsigned long long t[2] = {s->uid, (unsigned long long)len};
+  char msg[32];
+  mimo_tp_truncate_write(msg, t, 1);
+  return mimo_tp_net_send_msg(g->net, msg, mimo_tp_truncate_bytes(1));
+}
+
 /* Where the worker keeps sequence uid (-1: it holds none). */
 static int wseq_index(const struct mimo_tp_group *g, unsigned long long uid) {
   for (int i = 0; i < g->n_wseqs; i++)
@@ -690,6 +721,42 @@ static mimo_status worker_forks(mimo_model *m, const void *buf, size_t bytes) {
   return st;
 }
 
+mimo_status mimo_tp_set_kv_slack(mimo_model *m, int slack) {
+  struct mimo_tp_group *g = m->group;
+  for (int r = 0; r < g->tp; r++)
+    if (g->ranks[r]->kv_pool)
+      return mimo_errf(MIMO_E_INVALID, "the KV ring slack is set before the model's first step");
+  for (int r = 0; r < g->tp; r++)
+    g->ranks[r]->cfg.kv_ring_slack = slack;
+  m->cfg.kv_ring_slack = slack;
+  if (!g->net || g->node != 0)
+    return MIMO_OK;
+  char msg[16];
+  mimo_tp_slack_write(msg, slack);
+  return mimo_tp_net_send_msg(g->net, msg, sizeof msg);
+}
+
+/* Node 0 stepped sequences back (rejected speculative tokens): the same here. Node 0 checked each step back
+ * against its own shards, which are made like these, so a failure here means the nodes no longer agree. */
+static mimo_status worker_truncates(mimo_model *m, const void *buf, size_t bytes) {
+  struct mimo_tp_group *g = m->group;
+  int n;
+  const unsigned char *t;
+  if (mimo_tp_truncate_parse(buf, bytes, &n, &t) != MIMO_OK)
+    return mimo_err_prefix(MIMO_E_FORMAT, "node %d: from node 0", g->node);
+  for (int i = 0; i < n; i++) {
+    const unsigned long long uid = mimo_tp_msg_u64(t, 2 * i), len = mimo_tp_msg_u64(t, 2 * i + 1);
+    const int at = wseq_index(g, uid);
+    if (at < 0)
+      return mimo_errf(MIMO_E_FORMAT, "node %d: step back of sequence %llu, which it does not hold", g->node, uid);
+    if (len > (unsigned long long)g->wseqs[at]->len)
+      return mimo_errf(MIMO_E_FORMAT, "node %d: step back of sequence %llu to %llu of its %d positions", g->node,
+                       uid, len, g->wseqs[at]->len);
+    MIMO_TRY(truncate_local(g, g->wseqs[at], (int)len));
+  }
+  return MIMO_OK;
+}
+
 /* An embeddings message from node 0: kept (with its buffer) for the step message that follows. */
 static mimo_status worker_embeds(mimo_model *m, void *buf, size_t bytes, void **held, mimo_embed_run **runs, int *n) {
   int k = 0, hidden = 0;
@@ -746,6 +813,29 @@ mimo_status mimo_model_run_worker(mimo_model *m) {
       mimo_info("node %d: node 0 ended the group after %ld steps", g->node, steps);
       return MIMO_OK;
     }
+    if (mimo_tp_msg_op(buf, bytes) == MIMO_TP_MSG_SLACK) {
+      int slots = 0;
+      mimo_status st = mimo_tp_slack_parse(buf, bytes, &slots);
+      free(buf);
+      if (st == MIMO_OK)
+        st = mimo_tp_set_kv_slack(m, slots);
+      if (st != MIMO_OK) {
+        free(emb_buf);
+        free(emb);
+        return mimo_err_prefix(st, "node %d", g->node);
+      }
+      continue;
+    }
+    if (mimo_tp_msg_op(buf, bytes) == MIMO_TP_MSG_TRUNCATE) {
+      mimo_status st = worker_truncates(m, buf, bytes);
+      free(buf);
+      if (st != MIMO_OK) { /* its caches no longer match node 0's: no later step would be right */
+        free(emb_buf);
+        free(emb);
+        return mimo_err_prefix(st, "node %d", g->node);
+      }
+      continue;
+    }
     if (mimo_tp_msg_op(buf, bytes) == MIMO_TP_MSG_FORK) {
       mimo_status st = worker_forks(m, buf, bytes);
       free(buf);
@@ -789,6 +879,9 @@ mimo_status mimo_model_run_worker(mimo_model *m) {
       return st; /* the link is gone */
   }
 }
+
+mimo_model *mimo_tp_rank_model(const mimo_model *m, int r) { return m->group->ranks[r]; }
+int mimo_tp_node(const mimo_model *m) { return m->group->node; }
 
 mimo_backend *mimo_model_backend(const mimo_model *m, int r) {
   return m->group ? m->group->ranks[r]->be : m->be;

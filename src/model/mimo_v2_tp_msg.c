@@ -104,6 +104,44 @@ mimo_status mimo_tp_fork_parse(const void *buf, size_t bytes, int *n_forks, cons
   return MIMO_OK;
 }
 
+size_t mimo_tp_truncate_bytes(int n) { return 16 + (size_t)n * 16; }
+
+void mimo_tp_truncate_write(void *buf, const unsigned long long *pairs, int n) {
+  const uint32_t h[4] = {MIMO_TP_MSG_TRUNCATE, (uint32_t)n, 0, 0};
+  memcpy(buf, h, 16);
+  if (n)
+    memcpy((char *)buf + 16, pairs, (size_t)n * 16);
+}
+
+mimo_status mimo_tp_truncate_parse(const void *buf, size_t bytes, int *n, const unsigned char **pairs) {
+  uint32_t h[4];
+  MIMO_TRY(read_header(buf, bytes, MIMO_TP_MSG_TRUNCATE, "step-back", h));
+  if (h[1] < 1 || h[1] > MAX_SEQS || h[2] || h[3])
+    return mimo_errf(MIMO_E_FORMAT, "step-back message: %u sequences, header words %u %u: out of range", h[1], h[2],
+                     h[3]);
+  if (mimo_tp_truncate_bytes((int)h[1]) != bytes)
+    return mimo_errf(MIMO_E_FORMAT, "step-back message: %zu bytes, but %u sequences need %zu", bytes, h[1],
+                     mimo_tp_truncate_bytes((int)h[1]));
+  *n = (int)h[1];
+  *pairs = (const unsigned char *)buf + 16;
+  return MIMO_OK;
+}
+
+void mimo_tp_slack_write(void *buf, int slots) {
+  const uint32_t h[4] = {MIMO_TP_MSG_SLACK, (uint32_t)slots, 0, 0};
+  memcpy(buf, h, 16);
+}
+
+mimo_status mimo_tp_slack_parse(const void *buf, size_t bytes, int *slots) {
+  uint32_t h[4] = {0};
+  MIMO_TRY(read_header(buf, bytes, MIMO_TP_MSG_SLACK, "slack", h));
+  if (bytes != 16 || h[1] > 64 || h[2] || h[3])
+    return mimo_errf(MIMO_E_FORMAT, "slack message: %zu bytes, %u slots, header words %u %u: out of range", bytes,
+                     h[1], h[2], h[3]);
+  *slots = (int)h[1];
+  return MIMO_OK;
+}
+
 size_t mimo_tp_embeds_bytes(const int32_t *runs, int n_runs, int hidden) {
   size_t rows = 0;
   for (int i = 0; i < n_runs; i++)

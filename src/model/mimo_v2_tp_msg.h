@@ -5,6 +5,9 @@
  * same before the next step and the nodes agree on the outcome): [u32 op=3, n_forks, 0, 0][u64 src uid, u64 dst uid,
  * u64 positions x n_forks]. An embeddings message goes just before a step whose batch has image rows
  * (mimo_batch.embeds): [u32 op=4, n_runs, hidden, 0][i32 at, i32 n x n_runs][f32 rows x hidden x sum n].
+ * A step-back message, sent when node 0 drops a sequence's last positions (rejected speculative tokens):
+ * [u32 op=5, n, 0, 0][u64 uid, u64 new length x n]. A slack message, before the first step of a group that steps
+ * sequences back (mimo_model_set_kv_slack): [u32 op=6, slots, 0, 0].
  * The worker checks every size before it trusts one. */
 #ifndef MIMO_MODEL_MIMO_V2_TP_MSG_H
 #define MIMO_MODEL_MIMO_V2_TP_MSG_H
@@ -13,7 +16,8 @@
 
 #include "core/status.h"
 
-enum { MIMO_TP_MSG_STEP = 1, MIMO_TP_MSG_QUIT = 2, MIMO_TP_MSG_FORK = 3, MIMO_TP_MSG_EMBEDS = 4 };
+enum { MIMO_TP_MSG_STEP = 1, MIMO_TP_MSG_QUIT = 2, MIMO_TP_MSG_FORK = 3, MIMO_TP_MSG_EMBEDS = 4, MIMO_TP_MSG_TRUNCATE = 5,
+       MIMO_TP_MSG_SLACK = 6 };
 
 typedef struct mimo_tp_step_view {
   int n_seqs, all_logits, n_freed, n_tokens_total;
@@ -39,6 +43,14 @@ size_t mimo_tp_fork_bytes(int n_forks);
 void mimo_tp_fork_write(void *buf, const unsigned long long *forks, int n_forks);
 /* Views a fork message: its count and triples (read with mimo_tp_msg_u64); MIMO_E_FORMAT naming what is wrong. */
 mimo_status mimo_tp_fork_parse(const void *buf, size_t bytes, int *n_forks, const unsigned char **forks);
+/* A step-back message: 16 + 16 n bytes; pairs[2i] = uid, pairs[2i + 1] = the length it keeps. */
+size_t mimo_tp_truncate_bytes(int n);
+void mimo_tp_truncate_write(void *buf, const unsigned long long *pairs, int n);
+/* Views one: its count and pairs (read with mimo_tp_msg_u64); MIMO_E_FORMAT naming what is wrong. */
+mimo_status mimo_tp_truncate_parse(const void *buf, size_t bytes, int *n, const unsigned char **pairs);
+/* A slack message (16 bytes); its parse checks the size and the range 0..64. */
+void mimo_tp_slack_write(void *buf, int slots);
+mimo_status mimo_tp_slack_parse(const void *buf, size_t bytes, int *slots);
 /* An embeddings message: runs[2i] = at, runs[2i + 1] = n of run i; rows[r][hidden] one run after another. */
 size_t mimo_tp_embeds_bytes(const int32_t *runs, int n_runs, int hidden);
 void mimo_tp_embeds_write(void *buf, const int32_t *runs, int n_runs, int hidden, const float *const *rows);

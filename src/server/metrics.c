@@ -128,6 +128,22 @@ void mimo_metrics_render(mimo_metrics *m, const mimo_engine_stats *es, double ap
   mimo_sbuf_printf(o, "# HELP mimo:prefix_cache_bytes KV memory the cached prefix states hold (shared blocks in each).\n"
                       "# TYPE mimo:prefix_cache_bytes gauge\nmimo:prefix_cache_bytes{model_name=\"%s\"} %ld\n",
                    M, es->prefix_cache_bytes);
+  if (es->spec_k > 0) { /* speculative decoding, as vLLM reports it */
+    static const struct {
+      const char *name, *help;
+    } spec[3] = {{"spec_decode_num_drafts", "Sequence steps that verified drafts."},
+                 {"spec_decode_num_draft_tokens", "Draft tokens verified."},
+                 {"spec_decode_num_accepted_tokens", "Draft tokens kept (the model sampled them too)."}};
+    const long v[3] = {es->spec_drafts, es->spec_draft_tokens, es->spec_accepted_tokens};
+    for (int i = 0; i < 3; i++)
+      mimo_sbuf_printf(o, "# HELP vllm:%s_total %s\n# TYPE vllm:%s_total counter\nvllm:%s_total{model_name=\"%s\"} %ld\n",
+                       spec[i].name, spec[i].help, spec[i].name, spec[i].name, M, v[i]);
+    mimo_sbuf_printf(o, "# HELP vllm:spec_decode_num_accepted_tokens_per_pos_total Draft tokens kept, by their place "
+                        "in the step's drafts.\n# TYPE vllm:spec_decode_num_accepted_tokens_per_pos_total counter\n");
+    for (long p = 0; p < es->spec_k && p < MIMO_SPEC_MAX; p++)
+      mimo_sbuf_printf(o, "vllm:spec_decode_num_accepted_tokens_per_pos_total{model_name=\"%s\",position=\"%ld\"} %ld\n",
+                       M, p, es->spec_accepted_per_pos[p]);
+  }
   mimo_sbuf_printf(o, "# HELP vllm:num_requests_waiting Requests waiting to be scheduled.\n"
                       "# TYPE vllm:num_requests_waiting gauge\nvllm:num_requests_waiting{model_name=\"%s\"} %ld\n",
                    M, es->requests_waiting);

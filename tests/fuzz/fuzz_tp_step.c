@@ -1,8 +1,8 @@
 /* A step message from node 0 as a worker node receives it (bytes of any shape):
  * mimo_tp_step_parse either refuses it with a message or yields a view whose
  * every count and pointer lies inside the buffer (all of it is read here, so
- * ASan catches a view past the end), and writing the view back gives the bytes. Fork and embeddings messages
- * likewise. */
+ * ASan catches a view past the end), and writing the view back gives the bytes. Fork, embeddings, step-back and
+ * slack messages likewise. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,6 +32,44 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
       if (memcmp(out, buf, size) != 0)
         abort();
       free(f);
+      free(out);
+    }
+    free(buf);
+    return 0;
+  }
+  if (mimo_tp_msg_op(buf, size) == MIMO_TP_MSG_SLACK) {
+    int slots;
+    if (mimo_tp_slack_parse(buf, size, &slots) != MIMO_OK) {
+      if (mimo_errmsg()[0] == 0)
+        abort();
+    } else {
+      char out[16];
+      if (size != 16 || slots < 0 || slots > 64)
+        abort();
+      mimo_tp_slack_write(out, slots);
+      if (memcmp(out, buf, size) != 0)
+        abort();
+    }
+    free(buf);
+    return 0;
+  }
+  if (mimo_tp_msg_op(buf, size) == MIMO_TP_MSG_TRUNCATE) { /* a step-back message: the same promises */
+    int n;
+    const unsigned char *pairs;
+    if (mimo_tp_truncate_parse(buf, size, &n, &pairs) != MIMO_OK) {
+      if (mimo_errmsg()[0] == 0)
+        abort();
+    } else {
+      unsigned long long *t = malloc((size_t)n * 16);
+      void *out = malloc(size);
+      if (!t || !out || mimo_tp_truncate_bytes(n) != size)
+        abort();
+      for (int i = 0; i < 2 * n; i++)
+        t[i] = mimo_tp_msg_u64(pairs, i);
+      mimo_tp_truncate_write(out, t, n);
+      if (memcmp(out, buf, size) != 0)
+        abort();
+      free(t);
       free(out);
     }
     free(buf);
