@@ -15,4 +15,5 @@ int mimo_cmd_render(int argc, char **argv);
 int mimo_cmd_serve(int argc, char **argv);
 int mimo_cmd_vision(int argc, char **argv);
 int mimo_cmd_bench_tokenizer(int argc, char **argv);
+int mimo_cmd_bench_spec(int argc, char **argv);
 #endif

@@ -22,6 +22,7 @@ static const command commands[] = {
     {"synth", mimo_cmd_synth, "write a random checkpoint in the published layout"},
     {"tokenize", mimo_cmd_tokenize, "stdin text -> token ids"},
     {"detokenize", mimo_cmd_detokenize, "token ids -> text"},
+    {"bench-spec", mimo_cmd_bench_spec, "decode speed with MTP drafts against without, outputs compared"},
     {"bench-tokenizer", mimo_cmd_bench_tokenizer, "tokenizer encode speed vs the Rust library"},
     {"render", mimo_cmd_render, "render a chat with the model's template"},
     {"serve", mimo_cmd_serve, "OpenAI-compatible HTTP server (vLLM's flags)"},

@@ -29,6 +29,17 @@ for k in 1 3; do
   [ -n "$want" ] && [ "$got" = "$want" ] && ok "speculative k=$k = greedy: $(cat "$work/err")" ||
     bad "speculative k=$k: '$got' vs greedy '$want': $(cat "$work/err")"
 done
+# bench-spec: the serving engine with drafts from the answer (70 % right) against without; it exits 1 when the outputs
+# differ, and says how many drafts were kept (stated property: some, not all).
+if out=$("$MIMO_BIN" bench-spec --model "$M" --backend cpu --prompt 16 --decode 40 --batch 2 --acceptance 0.7 \
+  --num-speculative-tokens 3 2>"$work/err"); then
+  kept=$(sed -n 's/.*drafts from the answer: \([0-9]*\) of \([0-9]*\) kept.*/\1 \2/p' <<<"$out")
+  read -r a b <<<"$kept"
+  [ -n "$kept" ] && [ "$a" -gt 0 ] && [ "$a" -lt "$b" ] && grep -q 'outputs identical' <<<"$out" &&
+    ok "bench-spec: $(tail -2 <<<"$out" | paste -sd' ')" || bad "bench-spec: $out"
+else
+  bad "bench-spec: $out $(tail -2 "$work/err")"
+fi
 "$MIMO_BIN" synth --out "$work/plain" --preset tiny --seed 8 --no-vision 2>/dev/null
 refused "no MTP layers" "the checkpoint has 0 MTP layers" \
   "$MIMO_BIN" generate --model "$work/plain" --backend cpu --tokens 1,2,3 --num-speculative-tokens 2
