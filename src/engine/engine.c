@@ -418,14 +418,14 @@ typedef struct {
 } mask_job;
 static void mask_rows(void *ctx, long begin, long end) {
   const mask_job *j = ctx;
-  for (long k = begin; k < end; k++)
-    if (j->e->jobs[k].allow)
+  for (long k = begin; k < end; k++) /* (a masked sequence has one row: it drafts nothing) */
+    if (j->e->jobs[j->e->row_at[k]].allow)
       constraint_mask(j->e, j->e->batch[k]);
 }
 static void step_masks(mimo_engine *e, int nb) {
   int n = 0;
   for (int k = 0; k < nb; k++)
-    n += e->jobs[k].allow != NULL;
+    n += e->jobs[e->row_at[k]].allow != NULL;
   if (!n)
     return;
   mask_job j = {e, nb};
@@ -494,7 +494,7 @@ static void model_step(mimo_engine *e) {
   }
   /* A row is sampled when its prompt ends in this step or it decodes, and no forced token is due; a sequence that
    * verifies drafts has a row for each (engine_spec.c). Rows of sequence k start at row[k]; its cache at start[k]. */
-  int rows = 0, row[nb > 0 ? nb : 1], start[nb > 0 ? nb : 1];
+  int rows = 0, *row = e->row_at, start[nb > 0 ? nb : 1];
   for (int k = 0; k < nb; k++) {
     mimo_request *r = e->batch[k];
     row[k] = rows;
@@ -728,14 +728,15 @@ mimo_status mimo_engine_init(mimo_engine **out, mimo_model *model, const mimo_en
   e->seqs = calloc((size_t)S, sizeof *e->seqs);
   e->counts = calloc((size_t)S, sizeof *e->counts);
   e->n_logits = calloc((size_t)S, sizeof *e->n_logits);
+  e->row_at = calloc((size_t)S, sizeof *e->row_at);
   e->tokens = calloc((size_t)B, sizeof *e->tokens);
   e->jobs = calloc((size_t)R, sizeof *e->jobs);
   e->sampled = calloc((size_t)R, sizeof *e->sampled);
   e->infos = calloc((size_t)R, sizeof *e->infos);
   pthread_mutex_init(&e->mu, NULL);
   pthread_cond_init(&e->cv, NULL);
-  if (!e->running || !e->batch || !e->seqs || !e->counts || !e->n_logits || !e->tokens || !e->jobs || !e->sampled ||
-      !e->infos) {
+  if (!e->running || !e->batch || !e->seqs || !e->counts || !e->n_logits || !e->row_at || !e->tokens || !e->jobs ||
+      !e->sampled || !e->infos) {
     mimo_engine_free(e);
     return mimo_errf(MIMO_E_NOMEM, "engine buffers for %d sequences", S);
   }
@@ -793,6 +794,7 @@ void mimo_engine_free(mimo_engine *e) {
   free(e->seqs);
   free(e->counts);
   free(e->n_logits);
+  free(e->row_at);
   mimo_spec_free(e);
   free(e->tokens);
   free(e->jobs);

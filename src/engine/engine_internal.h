@@ -90,6 +90,7 @@ struct mimo_engine {
   int spec_k;
   float *hidden;              /* the step's final-normed hidden states [max_num_batched_tokens][hidden] */
   int *n_logits;              /* rows of logits per sequence of the step */
+  int *row_at;                /* the step's first row (job) of each sequence */
   struct spec_bufs *sb;
   /* step buffers */
   int *tokens, *counts;

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # `mimo serve --num-speculative-tokens K` (MTP drafts, engine_spec.c) answers what the server without drafts answers:
-# greedy and seeded sampled completions with penalties and logprobs, a streamed chat, a stop string, concurrent
-# requests; in one process, through vLLM's --speculative-config, and over two processes (node 0 steps the caches
+# greedy and seeded sampled completions with penalties and logprobs, a streamed chat, a stop string, structured
+# outputs (a masked request drafts nothing, the others in its steps do), concurrent requests; in one process, through vLLM's --speculative-config, and over two processes (node 0 steps the caches
 # back on node 1 too). /metrics counts the drafts. Bad configurations are refused at start with the reason.
 source "$(dirname "$0")/lib.sh"
 MTP="$WORK/mtp"
@@ -20,6 +20,8 @@ answers() { # OUT
     '{"model":"tiny","prompt":"the quick brown fox","max_tokens":27,"temperature":0.8,"top_p":0.9,"top_k":40,"seed":11,"presence_penalty":0.4,"frequency_penalty":0.2,"repetition_penalty":1.1,"logprobs":2}'
     '{"model":"tiny","prompt":"alpha beta gamma","max_tokens":30,"temperature":1.0,"min_p":0.05,"seed":5,"n":2}'
     '{"model":"tiny","prompt":"one two three four","max_tokens":24,"temperature":0,"stop":["'"$STOP"'"]}'
+    '{"model":"tiny","prompt":"JSON:","max_tokens":60,"temperature":0.8,"seed":9,"response_format":{"type":"json_object"}}'
+    '{"model":"tiny","prompt":"pick:","max_tokens":20,"temperature":0.8,"seed":2,"guided_choice":["yes","no","maybe"]}'
   )
   local i=0
   for b in "${bodies[@]}"; do
