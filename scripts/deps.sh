@@ -4,7 +4,7 @@
 set -euo pipefail
 PKGS=(build-essential cmake pkg-config clang libclang-rt-dev
       libjansson-dev libcmocka-dev libonig-dev libutf8proc-dev libmicrohttpd-dev
-      python3-jinja2 python3-numpy python3-jsonschema curl libpng-dev libjpeg62-turbo-dev libwebp-dev python3-pil)
+      python3-jinja2 python3-numpy python3-jsonschema curl libcurl4-openssl-dev libpng-dev libjpeg62-turbo-dev libwebp-dev python3-pil)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -62,6 +62,12 @@ static mimo_arg serve_args[] = {
     {"mm-processor-cache-gb", 1, "GiB of vision tower outputs kept by image for repeated images (default 1; 0: none)",
      NULL},
     {"allowed-local-media-path", 1, "directory whose images requests may name as file:// URLs (default: none)", NULL},
+    {"allowed-media-domains", 1,
+     "hosts (comma-separated, exact) whose http(s) image URLs are fetched (default: any host, as vLLM; redirects "
+     "are then not followed)",
+     NULL},
+    {"media-fetch-timeout", 1, "seconds an image URL may take (default 5, or VLLM_IMAGE_FETCH_TIMEOUT)", NULL},
+    {"no-media-fetch", 0, "fetch no http(s) image URLs (requests that name one get a 400)", NULL},
     MIMO_VISION_ARGS,
     {"mock-output", 1, "TEST ONLY: FILE of JSON-string lines; request i outputs line i mod N instead of running "
                        "the model",
@@ -190,6 +196,13 @@ int mimo_cmd_serve(int argc, char **argv) {
   long keep = mimo_arg_long(serve_args, N_ARGS, "timeout-keep-alive", 60, &bad);
   double grace = mimo_arg_double(serve_args, N_ARGS, "shutdown-timeout", 10, &bad);
   const double mm_cache_gb = mimo_arg_double(serve_args, N_ARGS, "mm-processor-cache-gb", 1, &bad);
+  const char *env_timeout = getenv("VLLM_IMAGE_FETCH_TIMEOUT");
+  const double fetch_timeout =
+      mimo_arg_double(serve_args, N_ARGS, "media-fetch-timeout", env_timeout ? atof(env_timeout) : 5, &bad);
+  if (!bad && !(fetch_timeout > 0 && fetch_timeout <= 3600)) {
+    fprintf(stderr, "mimo serve: --media-fetch-timeout (or VLLM_IMAGE_FETCH_TIMEOUT): seconds in (0, 3600]\n");
+    return 2;
+  }
   mimo_open_opts oo;
   int spec_k = 0;
   if (bad || !mimo_open_parse(serve_args, N_ARGS, dir, &oo) || !speculative_args(&spec_k))
@@ -320,6 +333,13 @@ int mimo_cmd_serve(int argc, char **argv) {
     }
   }
   s.media_path = media_arg ? media : NULL;
+  s.fetch = (mimo_media_fetch){.off = mimo_arg_str(serve_args, N_ARGS, "no-media-fetch", NULL) != NULL,
+                               .timeout_s = fetch_timeout,
+                               .domains = mimo_arg_str(serve_args, N_ARGS, "allowed-media-domains", NULL)};
+  if (!s.fetch.off && mimo_media_fetch_global_init() != MIMO_OK) {
+    ret = fail("image URL fetching");
+    goto out;
+  }
   s.image_limit = (int)image_limit;
   if (mimo_engine_init(&s.engine, model, &eo) != MIMO_OK) {
     ret = fail("engine");

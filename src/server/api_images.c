@@ -104,10 +104,18 @@ int mimo_api_image_add(mimo_server *s, mimo_api_images *im, const char *url, boo
     free(data);
     return rc;
   }
-  if (strncasecmp(url, "http://", 7) == 0 || strncasecmp(url, "https://", 8) == 0)
-    return mimo_api_fail(e, 400, param, "%s: the server does not fetch image URLs; send the image inline as a "
-                         "data:image/...;base64 URL", param);
-  return mimo_api_fail(e, 400, param, "%s: an image URL must be data:image/...;base64,... or file://", param);
+  if (strncasecmp(url, "http://", 7) == 0 || strncasecmp(url, "https://", 8) == 0) {
+    char *data = NULL;
+    size_t n = 0;
+    mimo_status st = mimo_media_fetch_url(&s->fetch, url, &data, &n);
+    if (st != MIMO_OK)
+      return mimo_api_fail(e, st == MIMO_E_NOMEM ? 500 : 400, param, "%s: %s", param, mimo_errmsg());
+    int rc = mimo_api_image_add_bytes(s, im, data, n, encode, param, e);
+    free(data);
+    return rc;
+  }
+  return mimo_api_fail(e, 400, param, "%s: an image URL must be http(s)://, data:image/...;base64,... or file://",
+                       param);
 }
 
 int mimo_api_images_expand(mimo_server *s, mimo_api_images *im, int **ids, int *n, mimo_api_err *e) {

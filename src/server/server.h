@@ -4,6 +4,7 @@
 #ifndef MIMO_SERVER_SERVER_H
 #define MIMO_SERVER_SERVER_H
 #include "engine/engine.h"
+#include "server/media_fetch.h"
 #include "io/config.h"
 #include "server/http.h"
 #include "server/metrics.h"
@@ -28,6 +29,7 @@ typedef struct mimo_server {
   struct mimo_vision *vision; /* the image encoder (NULL: text only) */
   struct mimo_gvocab *gvocab; /* the tokens' bytes for structured outputs (text/grammar_vocab.h) */
   const char *media_path;     /* --allowed-local-media-path, resolved (NULL: no file:// images) */
+  mimo_media_fetch fetch;     /* http(s) image URLs (server/media_fetch.h) */
   int image_limit;            /* images per request at most (--limit-mm-per-prompt; 0: none) */
 } mimo_server;
 

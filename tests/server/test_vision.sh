@@ -58,7 +58,7 @@ n_img=$((T - $(tr ',' '\n' <<<"$ids" | wc -l) + 1))
 echo "ok   count_tokens: the image adds $n_img + 2 tokens"
 # errors: each a 400 naming the part
 msg() { echo '{"model":"tiny","max_tokens":2,"messages":[{"role":"user","content":[{"type":"image_url","image_url":{"url":"'"$1"'"}}]}]}'; }
-expect_400 "$(msg 'https://example.com/cat.png')" "does not fetch image URLs"
+expect_400 "$(msg 'ftp://example.com/cat.png')" "an image URL must be http(s)://"
 expect_400 "$(msg 'data:image/png;base64,iVBO!!')" "messages[0].content[0].image_url"
 expect_400 "$(msg 'data:text/plain;base64,aGVsbG8=')" "is not an image"
 expect_400 "$(msg 'data:image/png;base64,aGVsbG8=')" "image: unknown format"
