@@ -35,5 +35,13 @@ typedef struct mimo_sample_job {
   const unsigned *allow;    /* NULL, or a bit per id: only these may be sampled (structured outputs); the raw
                              * logprobs are taken before it, as before the penalties */
   bool processed_logprobs;  /* see mimo_sampling_params */
+  /* Added to the logits after the raw logprobs are taken, before the penalties (OpenAI's logit_bias, vLLM's order);
+   * then the ban ids are -inf (vLLM's min_tokens: the stop ids until enough tokens came). A job with either is
+   * sampled on the host. */
+  int n_bias;
+  const int *bias_ids;
+  const float *bias_vals;
+  int n_ban;
+  const int *ban;
 } mimo_sample_job;
 #endif

@@ -19,7 +19,9 @@ struct mimo_request {
   int *plp_rank;              /* [n_prompt]: each prompt token's rank under those (1: the most likely) */
   bool plp_done;              /* all of them (a recompute after a preemption goes the usual way) */
   atomic_int plp_ready;       /* plp_done for other threads (set after the last entry is written) */
-  mimo_sampling_params sp;
+  mimo_sampling_params sp;   /* its id lists point at the request's own: stop (min_tokens), bias_* */
+  int *bias_ids;
+  float *bias_vals;
   mimo_constraint *con;       /* structured outputs, or NULL */
   bool con_active;            /* con->after_token has been generated (or there is none) */
   uint32_t *allow;            /* con's mask for the next token, a bit per id */

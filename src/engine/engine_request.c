@@ -15,6 +15,8 @@ void mimo_request_unref(mimo_request *r) {
   pthread_cond_destroy(&r->cv);
   free(r->prompt);
   free(r->stop);
+  free(r->bias_ids);
+  free(r->bias_vals);
   free(r->forced);
   free(r->plp);
   free(r->plp_rank);
@@ -126,6 +128,17 @@ static mimo_status submit(mimo_engine *e, const mimo_request_params *p, mimo_req
       memcpy(r->stop + n_eos, p->stop_ids, (size_t)p->n_stop_ids * sizeof(int));
     r->n_stop = n_eos + p->n_stop_ids;
   }
+  /* the sampling's id lists, the request's own (the sampler is made later, on the engine thread) */
+  r->sp.min_tokens_ids = r->stop;
+  r->sp.n_min_tokens_ids = r->stop ? r->n_stop : 0;
+  if (p->sampling.n_bias > 0) {
+    r->bias_ids = dup_ids(p->sampling.bias_ids, p->sampling.n_bias, p->sampling.n_bias);
+    r->bias_vals = malloc((size_t)p->sampling.n_bias * sizeof *r->bias_vals);
+    if (r->bias_vals)
+      memcpy(r->bias_vals, p->sampling.bias_vals, (size_t)p->sampling.n_bias * sizeof *r->bias_vals);
+    r->sp.bias_ids = r->bias_ids;
+    r->sp.bias_vals = r->bias_vals;
+  }
   r->forced = dup_ids(p->forced, p->n_forced, p->n_forced);
   r->n_forced = p->n_forced;
   r->cache_at = p->cache_at >= PREFIX_MIN && p->cache_at < p->n_prompt ? p->cache_at : 0;
@@ -144,7 +157,8 @@ static mimo_status submit(mimo_engine *e, const mimo_request_params *p, mimo_req
   atomic_init(&r->plp_ready, 0);
   pthread_mutex_init(&r->mu, NULL);
   pthread_cond_init(&r->cv, NULL);
-  if (!r->prompt || !r->stop || !r->forced || (p->prompt_logprobs && (!r->plp || !r->plp_rank))) {
+  if (!r->prompt || !r->stop || !r->forced || (p->prompt_logprobs && (!r->plp || !r->plp_rank)) ||
+      (p->sampling.n_bias > 0 && (!r->bias_ids || !r->bias_vals))) {
     atomic_store(&r->refs, 1);
     mimo_request_unref(r);
     return mimo_errf(MIMO_E_NOMEM, "request");

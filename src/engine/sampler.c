@@ -27,6 +27,9 @@ struct mimo_sampler {
   int n_seen;
   int *pen;       /* the job's (id, count) pairs [2 * vocab] */
   int *pen_ahead; /* a speculative step's rows' pairs (mimo_sampler_jobs_ahead), grown as needed */
+  int *bias_ids, *ban; /* copies of p's logit_bias and min_tokens ids */
+  float *bias_vals;
+  long n_out;     /* tokens accepted (min_tokens) */
   size_t cap_pen_ahead;
   mimo_sample_ws *ws;
 };
@@ -103,10 +106,39 @@ mimo_status mimo_sampler_init(mimo_sampler **out, const mimo_sampling_params *p,
     return mimo_errf(MIMO_E_INVALID, "sampler: presence_penalty/frequency_penalty must be finite");
   if (p->logprobs < 0 || p->logprobs > MIMO_MAX_LOGPROBS)
     return mimo_errf(MIMO_E_INVALID, "sampler: logprobs %d must be in [0, %d]", p->logprobs, MIMO_MAX_LOGPROBS);
+  if (p->n_bias < 0 || p->n_bias > vocab_size || (p->n_bias && (!p->bias_ids || !p->bias_vals)))
+    return mimo_errf(MIMO_E_INVALID, "sampler: %d logit_bias entries", p->n_bias);
+  for (int i = 0; i < p->n_bias; i++) {
+    if (p->bias_ids[i] < 0 || p->bias_ids[i] >= vocab_size)
+      return mimo_errf(MIMO_E_INVALID, "logit_bias: token id %d is outside the vocabulary [0, %d)", p->bias_ids[i],
+                       vocab_size);
+    if (!(p->bias_vals[i] >= -100 && p->bias_vals[i] <= 100))
+      return mimo_errf(MIMO_E_INVALID, "logit_bias: the bias of token %d, %g, must be in [-100, 100]", p->bias_ids[i],
+                       p->bias_vals[i]);
+  }
+  if (p->min_tokens < 0 || p->n_min_tokens_ids < 0 || (p->n_min_tokens_ids && !p->min_tokens_ids))
+    return mimo_errf(MIMO_E_INVALID, "sampler: min_tokens %d with %d ids", p->min_tokens, p->n_min_tokens_ids);
   mimo_sampler *s = calloc(1, sizeof *s);
   if (!s)
     return mimo_errf(MIMO_E_NOMEM, "sampler");
   s->p = *p;
+  /* own copies of the id lists (the caller's may go) */
+  s->bias_ids = malloc(((size_t)p->n_bias + 1) * sizeof *s->bias_ids);
+  s->bias_vals = malloc(((size_t)p->n_bias + 1) * sizeof *s->bias_vals);
+  s->ban = malloc(((size_t)p->n_min_tokens_ids + 1) * sizeof *s->ban);
+  if (!s->bias_ids || !s->bias_vals || !s->ban) {
+    mimo_sampler_free(s);
+    return mimo_errf(MIMO_E_NOMEM, "sampler");
+  }
+  if (p->n_bias) {
+    memcpy(s->bias_ids, p->bias_ids, (size_t)p->n_bias * sizeof *s->bias_ids);
+    memcpy(s->bias_vals, p->bias_vals, (size_t)p->n_bias * sizeof *s->bias_vals);
+  }
+  if (p->n_min_tokens_ids)
+    memcpy(s->ban, p->min_tokens_ids, (size_t)p->n_min_tokens_ids * sizeof *s->ban);
+  s->p.bias_ids = s->bias_ids;
+  s->p.bias_vals = s->bias_vals;
+  s->p.min_tokens_ids = s->ban;
   s->vocab = vocab_size;
   s->limit = p->vocab_limit > 0 && p->vocab_limit < vocab_size ? p->vocab_limit : vocab_size;
   mimo_rng_seed(&s->rng, p->seed);
@@ -131,6 +163,9 @@ void mimo_sampler_free(mimo_sampler *s) {
   free(s->seen_list);
   free(s->pen);
   free(s->pen_ahead);
+  free(s->bias_ids);
+  free(s->bias_vals);
+  free(s->ban);
   mimo_sample_ws_free(s->ws);
   free(s);
 }
@@ -154,6 +189,7 @@ void mimo_sampler_accept(mimo_sampler *s, int token) {
   mark(s, token, 2);
   if (s->count[token] < INT32_MAX)
     s->count[token]++;
+  s->n_out++;
 }
 
 /* ---- selection over candidates, total order: value desc, then id asc ---- */
@@ -393,6 +429,11 @@ void mimo_sampler_job(mimo_sampler *s, mimo_sample_job *j) {
   j->processed_logprobs = p->processed_logprobs;
   if (p->temperature >= GREEDY_EPS)
     j->u = mimo_rng_uniform(&s->rng);
+  j->n_bias = p->n_bias;
+  j->bias_ids = p->bias_ids;
+  j->bias_vals = p->bias_vals;
+  j->n_ban = s->n_out < p->min_tokens ? p->n_min_tokens_ids : 0;
+  j->ban = p->min_tokens_ids;
   if (!penalties_on(p))
     return;
   for (int e = 0; e < s->n_seen; e++) {
@@ -431,6 +472,7 @@ mimo_status mimo_sampler_jobs_ahead(mimo_sampler *s, const int *ahead, int n, mi
     mimo_sampler_job(s, j); /* the parameters, the uniform and the pairs as of now */
     rng = s->rng;
     s->rng = keep;
+    j->n_ban = s->n_out + i < s->p.min_tokens ? s->p.n_min_tokens_ids : 0; /* (the drafts before it count) */
     if (!pen)
       continue;
     int *pairs = s->pen_ahead + per_row * (size_t)i;
@@ -494,6 +536,12 @@ int mimo_sample_logits(const mimo_sample_job *j, float *logits, int V, mimo_samp
     }
     memcpy(ws->raw, logits, (size_t)V * sizeof *logits);
   }
+  for (int i = 0; i < j->n_bias; i++)
+    if (j->bias_ids[i] >= 0 && j->bias_ids[i] < L)
+      logits[j->bias_ids[i]] += j->bias_vals[i];
+  for (int i = 0; i < j->n_ban; i++)
+    if (j->ban[i] >= 0 && j->ban[i] < L)
+      logits[j->ban[i]] = -INFINITY;
   if (j->allow)
     for (int i = 0; i < L; i++)
       if (!(j->allow[i / 32] >> (i % 32) & 1))

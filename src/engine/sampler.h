@@ -4,7 +4,8 @@
  * Order of operations in mimo_sampler_sample (as vLLM's V1 sampler):
  *   1. mask: ids >= vocab_limit -> -inf; NaN -> -inf; +inf -> FLT_MAX (an +inf
  *      token is certain; several share the mass equally)
- *   2. raw logprobs are taken here (if asked for)
+ *   2. raw logprobs are taken here (if asked for); then logit_bias is added and, before min_tokens outputs, the
+ *      stop ids are -inf
  *   3. repetition penalty over tokens seen in the prompt or the output
  *      (logit > 0 divided, <= 0 multiplied), then frequency and presence over the
  *      output only: logit -= frequency * count + presence * [count > 0]
@@ -43,6 +44,16 @@ typedef struct mimo_sampling_params {
    * after step 1 only. true: log-softmax of the distribution actually sampled
    * from (after step 8; filtered tokens -inf; greedy: after step 3). */
   bool processed_logprobs;
+  /* OpenAI logit_bias: bias_vals[i] (finite, [-100, 100]) added to id bias_ids[i]'s logit after the raw logprobs are
+   * taken and before the penalties (vLLM's order). Copied by mimo_sampler_init. */
+  int n_bias;
+  const int *bias_ids;
+  const float *bias_vals;
+  /* vLLM's min_tokens: until this many tokens were accepted, the ids min_tokens_ids (the stop ids) are never
+   * sampled. Copied by mimo_sampler_init. */
+  int min_tokens;
+  int n_min_tokens_ids;
+  const int *min_tokens_ids;
 } mimo_sampling_params;
 
 /* temperature 1, top_p 1, top_k off, min_p 0, penalties neutral, seed 0, no logprobs */

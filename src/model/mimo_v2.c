@@ -377,9 +377,9 @@ mimo_status mimo_model_forward(mimo_model *m, const mimo_batch *b, float *logits
       return mimo_errf(MIMO_E_INVALID, "sequence %d of the batch asks for %d rows of logits of its %d tokens", i,
                        b->n_logits[i], b->n_tokens[i]);
   const int rows = mimo_batch_rows(b, 0);
-  bool masked = false; /* token masks (structured outputs) are applied by the host sampler */
+  bool masked = false; /* token masks (structured outputs), logit_bias and min_tokens are the host sampler's */
   for (int i = 0; b->jobs && i < rows; i++)
-    masked |= b->jobs[i].allow != NULL;
+    masked |= b->jobs[i].allow != NULL || b->jobs[i].n_bias > 0 || b->jobs[i].n_ban > 0;
   if (b->jobs && (masked || !mimo_model_samples_on_device(m)))
     return forward_host_sampling(m, b, logits, rows);
   return m->group ? mimo_tp_forward(m, b, logits) : mimo_model_forward_local(m, b, logits);

@@ -26,6 +26,7 @@ struct mimo_gen {
   char **stop;
   int *stop_of; /* index in the spec's list of each kept (non-empty) stop string */
   int n_stop;
+  int min_tokens; /* stop strings are looked for from this many tokens on (vLLM's min_tokens) */
   int want_lp;
   double t0;
   int first_seen;
@@ -105,6 +106,7 @@ int mimo_gen_start(mimo_server *s, const mimo_gen_spec *sp, mimo_gen **out, mimo
   g->n = sp->n;
   g->n_prompt = sp->n_prompt;
   g->want_lp = sp->sp.logprobs > 0;
+  g->min_tokens = sp->sp.min_tokens;
   g->t0 = mimo_now();
   g->stop_of = calloc((size_t)(sp->n_stop ? sp->n_stop : 1), sizeof *g->stop_of);
   for (int i = 0; g->stop_of && i < sp->n_stop; i++)
@@ -185,7 +187,11 @@ static void end_choice(mimo_gen *g, choice *c, const char *reason) {
 
 /* Feeds detokenized text through the stop-string filter. Returns 1 when a stop string ended the choice. */
 static int feed_text(mimo_gen *g, choice *c, const char *t, size_t n, int final) {
-  if (!g->n_stop) {
+  if (!g->n_stop || c->n_tokens < g->min_tokens) {
+    if (c->hold.len) { /* (held before: released as it is) */
+      push_parsed(c, c->hold.p, c->hold.len);
+      c->hold.len = 0;
+    }
     push_parsed(c, t, n);
     return 0;
   }

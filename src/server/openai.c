@@ -2,6 +2,7 @@
  * stop strings, tool choice), with a 400 naming the field for anything wrong. */
 #include "server/openai.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
@@ -29,6 +30,8 @@ void mimo_oai_req_free(mimo_oai_req *r) {
   free(r->forced);
   free(r->stop_ids);
   free(r->stop);
+  free(r->bias_ids);
+  free(r->bias_vals);
   mimo_api_images_free(&r->images);
   mimo_jg_free(r->grammar);
   memset(r, 0, sizeof *r);
@@ -294,6 +297,38 @@ static int parse_prompt(mimo_server *s, const json_t *p, mimo_oai_req *r, mimo_a
   return 0;
 }
 
+/* OpenAI's logit_bias: {"token id": bias}; biases clamped to [-100, 100] as vLLM does. */
+static int parse_logit_bias(mimo_server *s, const json_t *lb, mimo_oai_req *r, mimo_api_err *e) {
+  if (!lb || json_is_null(lb))
+    return 0;
+  const int vocab = mimo_tok_vocab_size(s->tok);
+  if (!json_is_object(lb) || json_object_size(lb) > (size_t)vocab)
+    return mimo_api_fail(e, 400, "logit_bias", "'logit_bias' must be an object of token ids (as strings) to numbers");
+  const size_t n = json_object_size(lb);
+  r->bias_ids = malloc((n + 1) * sizeof *r->bias_ids);
+  r->bias_vals = malloc((n + 1) * sizeof *r->bias_vals);
+  if (!r->bias_ids || !r->bias_vals)
+    return mimo_api_fail(e, 500, NULL, "out of memory");
+  const char *key;
+  json_t *v;
+  int k = 0;
+  json_object_foreach((json_t *)lb, key, v) {
+    char *end;
+    const long id = strtol(key, &end, 10);
+    if (!*key || *end || id < 0 || id >= vocab)
+      return mimo_api_fail(e, 400, "logit_bias", "logit_bias: '%.40s' is not a token id in [0, %d)", key, vocab);
+    if (!json_is_number(v) || !isfinite(json_number_value(v)))
+      return mimo_api_fail(e, 400, "logit_bias", "logit_bias['%s']: a bias must be a number", key);
+    const double b = json_number_value(v);
+    r->bias_ids[k] = (int)id;
+    r->bias_vals[k++] = (float)(b < -100 ? -100 : b > 100 ? 100 : b);
+  }
+  r->spec.sp.n_bias = k;
+  r->spec.sp.bias_ids = r->bias_ids;
+  r->spec.sp.bias_vals = r->bias_vals;
+  return 0;
+}
+
 static int parse_sampling(mimo_server *s, const json_t *root, mimo_oai_req *r, mimo_api_err *e) {
   mimo_sampling_params *sp = &r->spec.sp;
   mimo_sampling_defaults(sp);
@@ -321,7 +356,7 @@ static int parse_sampling(mimo_server *s, const json_t *root, mimo_oai_req *r, m
     sp->seed = (uint64_t)(uintptr_t)r ^ (uint64_t)mimo_now();
   }
   sp->vocab_limit = s->vocab_limit;
-  return 0;
+  return parse_logit_bias(s, json_object_get(root, "logit_bias"), r, e);
 }
 
 static int parse_common(mimo_server *s, json_t *root, mimo_oai_req *r, mimo_api_err *e) {
@@ -391,6 +426,12 @@ static int parse_max_tokens(mimo_server *s, const json_t *root, mimo_oai_req *r,
       mt = 1; /* the engine then reports the prompt as too long */
   }
   r->spec.max_tokens = (int)mt;
+  long min_tokens = 0;
+  if (mimo_api_get_int(root, "min_tokens", 0, 1L << 30, &min_tokens, e))
+    return -1;
+  if (min_tokens > mt)
+    return mimo_api_fail(e, 400, "min_tokens", "min_tokens (%ld) must be at most max_tokens (%ld)", min_tokens, mt);
+  r->spec.sp.min_tokens = (int)min_tokens;
   return 0;
 }
 

@@ -26,6 +26,8 @@ typedef struct mimo_oai_req {
   int n_forced;
   int *stop_ids;
   int n_stop_ids;
+  int *bias_ids;    /* logit_bias, as spec.sp points at them */
+  float *bias_vals;
   const char **stop;
   int n_stop;
   mimo_api_images images; /* the messages' images, in order */

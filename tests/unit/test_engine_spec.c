@@ -5,6 +5,7 @@
  *     the known answer and corrupted at every fifth position (the test seam), so that steps keep none, some and all
  *     of their drafts; the logprobs of each output agree too;
  *   - a stop id that comes in the middle of a step's drafts, and max_tokens that ends inside one;
+ *   - logit_bias and min_tokens (a stop id banned for the first 20 tokens);
  *   - a repeated prompt that starts from a prefix-cache hit (the MTP cache then starts late);
  *   - a tensor-parallel group of two CPU ranks in one process (the MTP on rank 0, the caches stepped back on both);
  * and the counters say drafts were kept (stated property: 0 < kept < verified with corrupted drafts). */
@@ -208,6 +209,25 @@ static void test_sampling(void **state) {
   s.k = 4;
   run(&s, &got);
   expect_same(&ref, &got, true);
+  /* logit_bias and min_tokens (sampled on the host; row i of a step counts the drafts before it for min_tokens) */
+  const int bias_ids[2] = {ref.tok[0][3], 17};
+  const float bias_vals[2] = {-3.0f, 2.5f};
+  s.sp.n_bias = 2;
+  s.sp.bias_ids = bias_ids;
+  s.sp.bias_vals = bias_vals;
+  s.sp.min_tokens = 20;
+  s.k = 0;
+  s.oracle = NULL;
+  run(&s, &ref);
+  assert_true(ref.n[0] >= 20);
+  corrupted(&ref, bad);
+  s.oracle = bad;
+  s.n_oracle = ref.n[0];
+  s.k = 3;
+  run(&s, &got);
+  report("logit_bias and min_tokens, k=3", &got);
+  expect_same(&ref, &got, true);
+  assert_true(got.stats.spec_accepted_tokens > 0);
 }
 
 static void test_prefix_cache_and_tp(void **state) {

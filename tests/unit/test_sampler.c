@@ -525,6 +525,80 @@ static void test_penalties(void **state) {
   mimo_sampler_free(s);
 }
 
+/* logit_bias is added after the raw logprobs and before the penalties; min_tokens bans the stop ids until that many
+ * tokens were accepted (vLLM's semantics, stated in engine/sampler.h). */
+static void test_logit_bias_min_tokens(void **state) {
+  (void)state;
+  enum { V = 6 };
+  const float x[V] = {2.0f, -1.0f, 0.5f, 3.0f, -2.0f, 1.0f};
+  const int ids[2] = {1, 3};
+  const float vals[2] = {4.5f, -0.5f};
+  mimo_sampling_params p;
+  mimo_sampling_defaults(&p);
+  p.n_bias = 2;
+  p.bias_ids = ids;
+  p.bias_vals = vals;
+  p.presence_penalty = 1.0f; /* over the output {1}: after the bias */
+  p.processed_logprobs = true;
+  const int out[1] = {1};
+  float res[V];
+  penalised(&p, NULL, 0, out, 1, x, V, res);
+  const float want[V] = {2.0f, -1.0f + 4.5f - 1.0f, 0.5f, 3.0f - 0.5f, -2.0f, 1.0f};
+  float mx = -INFINITY;
+  for (int i = 0; i < V; i++)
+    mx = fmaxf(mx, want[i]);
+  for (int i = 0; i < V; i++)
+    assert_float_equal(res[i], want[i] - mx, 1e-5);
+  /* the raw logprobs do not see the bias */
+  p.processed_logprobs = false;
+  p.presence_penalty = 0;
+  p.temperature = 0;
+  p.logprobs = 1;
+  mimo_sampler *s = make(&p, V);
+  float buf[V];
+  mimo_sample_info info;
+  double z = 0;
+  for (int i = 0; i < V; i++)
+    z += exp((double)x[i]);
+  assert_int_equal(draw(s, x, V, buf, &info), 1); /* -1 + 4.5 beats 3 - 0.5 */
+  assert_float_equal(info.logprob, (double)x[1] - log(z), 1e-5);
+  mimo_sampler_free(s);
+  /* min_tokens: the stop ids 3 and 0 (the two best) are banned for the first 2 tokens */
+  mimo_sampling_defaults(&p);
+  p.temperature = 0;
+  const int stops[2] = {3, 0};
+  p.min_tokens = 2;
+  p.n_min_tokens_ids = 2;
+  p.min_tokens_ids = stops;
+  s = make(&p, V);
+  for (int k = 0; k < 2; k++) {
+    assert_int_equal(draw(s, x, V, buf, NULL), 5);
+    mimo_sampler_accept(s, 5);
+  }
+  assert_int_equal(draw(s, x, V, buf, NULL), 3);
+  mimo_sampler_free(s);
+  /* speculative rows: row i counts the drafts before it (two rows banned, the third not) */
+  s = make(&p, V);
+  mimo_sample_job jobs[3];
+  const int ahead[2] = {5, 5};
+  assert_int_equal(mimo_sampler_jobs_ahead(s, ahead, 2, jobs), MIMO_OK);
+  assert_int_equal(jobs[0].n_ban, 2);
+  assert_int_equal(jobs[1].n_ban, 2);
+  assert_int_equal(jobs[2].n_ban, 0);
+  mimo_sampler_free(s);
+  /* bad biases are refused */
+  mimo_sampling_defaults(&p);
+  const int bad_id[1] = {V};
+  const float ok_val[1] = {1}, bad_val[1] = {NAN};
+  p.n_bias = 1;
+  p.bias_ids = bad_id;
+  p.bias_vals = ok_val;
+  assert_int_equal(mimo_sampler_init(&s, &p, V), MIMO_E_INVALID);
+  p.bias_ids = ids;
+  p.bias_vals = bad_val;
+  assert_int_equal(mimo_sampler_init(&s, &p, V), MIMO_E_INVALID);
+}
+
 static void test_vocab_limit(void **state) {
   (void)state;
   enum { V = 100 };
@@ -723,6 +797,7 @@ int main(void) {
       cmocka_unit_test(test_large_vocab),     cmocka_unit_test(test_top_p_boundary),
       cmocka_unit_test(test_min_p), cmocka_unit_test(test_top_k_ties),           cmocka_unit_test(test_penalties),
       cmocka_unit_test(test_vocab_limit),     cmocka_unit_test(test_nonfinite),
+      cmocka_unit_test(test_logit_bias_min_tokens),
       cmocka_unit_test(test_logprobs),        cmocka_unit_test(test_params),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
