@@ -17,6 +17,7 @@
 #include "core/fileio.h"
 #include "core/log.h"
 #include "model/mimo_v2.h"
+#include "server/responses.h"
 #include "server/server.h"
 #include "text/grammar_vocab.h"
 
@@ -47,6 +48,10 @@ static mimo_arg serve_args[] = {
      "1 to 16); the outputs stay those of decoding without drafts",
      NULL},
     {"speculative-config", 1, "vLLM's form of the same: '{\"method\": \"mtp\", \"num_speculative_tokens\": K}'",
+     NULL},
+    {"max-stored-responses", 1,
+     "finished /v1/responses kept in memory for previous_response_id and GET /v1/responses/{id} (default 256, "
+     "the oldest dropped first; 0: none)",
      NULL},
     {"reasoning-parser", 1, "accepted; no effect: MiMo's <think> split (qwen3) is always on for chat", NULL},
     {"tool-call-parser", 1, "accepted; no effect: MiMo's qwen3_xml tool-call parser is always used", NULL},
@@ -191,6 +196,11 @@ int mimo_cmd_serve(int argc, char **argv) {
   const bool mbt_auto = !mimo_arg_str(serve_args, N_ARGS, "max-num-batched-tokens", NULL);
   long mq = mimo_arg_long(serve_args, N_ARGS, "max-queue", 256, &bad);
   long pce = mimo_arg_long(serve_args, N_ARGS, "prefix-cache-entries", 64, &bad);
+  long stored_max = mimo_arg_long(serve_args, N_ARGS, "max-stored-responses", 256, &bad);
+  if (!bad && (stored_max < 0 || stored_max > 1000000)) {
+    fprintf(stderr, "mimo serve: --max-stored-responses: 0 to 1000000\n");
+    return 2;
+  }
   const bool no_pc = mimo_arg_str(serve_args, N_ARGS, "no-enable-prefix-caching", NULL) != NULL;
   long max_body = mimo_arg_long(serve_args, N_ARGS, "max-body-bytes", 32L << 20, &bad);
   long keep = mimo_arg_long(serve_args, N_ARGS, "timeout-keep-alive", 60, &bad);
@@ -355,8 +365,12 @@ int mimo_cmd_serve(int argc, char **argv) {
                        .api_key = mimo_arg_str(serve_args, N_ARGS, "api-key", NULL),
                        .max_body = (size_t)max_body,
                        .idle_timeout = (unsigned)keep};
+  if (!(s.responses = mimo_resp_store_new((int)stored_max))) {
+    ret = fail("responses store");
+    goto out;
+  }
   if (!s.metrics || mimo_http_init(&s.http, &ho) != MIMO_OK || mimo_openai_register(&s) != MIMO_OK ||
-      mimo_anthropic_register(&s) != MIMO_OK) {
+      mimo_anthropic_register(&s) != MIMO_OK || mimo_responses_register(&s) != MIMO_OK) {
     ret = fail("server");
     goto out;
   }
@@ -387,6 +401,7 @@ out:
   mimo_http_free(s.http);
   mimo_engine_free(s.engine);
   mimo_metrics_free(s.metrics);
+  mimo_resp_store_free(s.responses);
   mimo_vision_close(s.vision);
   mimo_model_free(model);
   if (mock)

@@ -280,10 +280,18 @@ static int authorized(mimo_http_req *rq) {
   return x && strcmp(x, key) == 0;
 }
 
+/* A route's path matches exactly, or, ending in a slash and a star, as a prefix followed by one non-empty segment. */
+static int path_matches(const char *route_path, const char *path) {
+  const size_t n = strlen(route_path);
+  if (n >= 2 && route_path[n - 1] == '*' && route_path[n - 2] == '/')
+    return strncmp(route_path, path, n - 1) == 0 && path[n - 1] && !strchr(path + n - 1, '/');
+  return strcmp(route_path, path) == 0;
+}
+
 static const route *find_route(mimo_http *h, const char *method, const char *path, int *path_known) {
   *path_known = 0;
   for (int i = 0; i < h->n_routes; i++)
-    if (strcmp(h->routes[i].path, path) == 0) {
+    if (path_matches(h->routes[i].path, path)) {
       *path_known = 1;
       if (strcmp(h->routes[i].method, method) == 0)
         return &h->routes[i];

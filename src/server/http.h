@@ -32,7 +32,8 @@ typedef struct mimo_http_opts {
 enum { MIMO_HTTP_AUTH = 1 };
 
 mimo_status mimo_http_init(mimo_http **out, const mimo_http_opts *o);
-/* Routes are matched exactly on method and path (before starting). */
+/* Routes are matched on method and path (before starting): exactly, or for a path ending in a slash and a star
+ * (GET /v1/responses/{id}), on its prefix followed by one non-empty segment. */
 mimo_status mimo_http_route(mimo_http *h, const char *method, const char *path, int flags, mimo_http_handler fn,
                             void *ctx, mimo_http_err_fn err);
 mimo_status mimo_http_start(mimo_http *h);

@@ -30,6 +30,7 @@ typedef struct mimo_server {
   struct mimo_gvocab *gvocab; /* the tokens' bytes for structured outputs (text/grammar_vocab.h) */
   const char *media_path;     /* --allowed-local-media-path, resolved (NULL: no file:// images) */
   mimo_media_fetch fetch;     /* http(s) image URLs (server/media_fetch.h) */
+  struct mimo_resp_store *responses; /* finished /v1/responses (server/responses.h) */
   int image_limit;            /* images per request at most (--limit-mm-per-prompt; 0: none) */
 } mimo_server;
 
