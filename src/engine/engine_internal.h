@@ -125,6 +125,9 @@ int mimo_engine_slot_of(const mimo_engine *e, const mimo_request *r);
  * step can recover). */
 void mimo_engine_step_failed(mimo_engine *e, int slot, mimo_status st);
 
+/* engine_warmup.c: n tokens of throw-away forward passes (mimo_engine_opts.warmup); leaves no trace. */
+mimo_status mimo_engine_warm_up(mimo_engine *e, int n);
+
 /* engine_spec.c: speculative decoding with MTP drafts (engine.h, num_speculative_tokens). */
 mimo_status mimo_spec_init(mimo_engine *e);
 void mimo_spec_free(mimo_engine *e);
