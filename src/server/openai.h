@@ -47,4 +47,8 @@ json_t *mimo_openai_error_body(int status, const char *type, const char *param, 
 
 /* Runs r and replies (streamed or whole). Takes r and root (freed when the reply is over). */
 void mimo_openai_run(mimo_server *s, mimo_http_req *rq, mimo_oai_req *r, json_t *root);
+/* A completions request with n prompts (OpenAI's batched prompt), parsed as n requests rs[i] from roots[i] (all
+ * taken): one reply whose choices are prompt 0's, then prompt 1's, ... (index = prompt * n_choices + choice), usage
+ * summed; streamed, their chunks interleave as they come. */
+void mimo_openai_run_batch(mimo_server *s, mimo_http_req *rq, mimo_oai_req *rs, json_t **roots, int n);
 #endif

@@ -20,7 +20,8 @@ typedef struct oai_run {
   char id[64];
   long created;
   mimo_sbuf head; /* `data: {"id":...,"choices":[` */
-  int started, finished;
+  int index_base;  /* a batched completions request: this prompt's choices start at this index */
+  int started, finished, ended; /* finished: the generation is done; ended: the stream's last chunk went out */
   bool echo_pending; /* a stream's completions chunk with the echoed prompt / prompt_logprobs is still to go */
 } oai_run;
 
@@ -246,13 +247,13 @@ static json_t *usage_json(const mimo_gen *g) {
                    "prompt_tokens_details", "cached_tokens", mimo_gen_cached_tokens(g));
 }
 
-static void reply_whole(oai_run *o, mimo_http_req *rq) {
+/* The whole reply's JSON once the generation is done (NULL: out of memory, or *gone when the client left). */
+static json_t *whole_json(oai_run *o, mimo_http_req *rq, int *gone_out) {
   int n = mimo_gen_n(o->g);
+  *gone_out = 0;
   acc *a = calloc((size_t)n, sizeof *a);
-  if (!a) {
-    mimo_http_reply_error(rq, 500, "InternalServerError", NULL, NULL, "out of memory");
-    return;
-  }
+  if (!a)
+    return NULL;
   for (int i = 0; i < n; i++)
     a[i].calls = json_array();
   int gone = 0;
@@ -312,19 +313,19 @@ static void reply_whole(oai_run *o, mimo_http_req *rq) {
       json_t *reasoning = c->reasoning.len ? json_stringn(c->reasoning.p, c->reasoning.len) : json_null();
       json_t *msg = json_pack("{s:s,s:o,s:o,s:O}", "role", "assistant", "content", content, "reasoning_content",
                               reasoning, "tool_calls", c->calls);
-      ch = json_pack("{s:i,s:o,s:o,s:s,s:n}", "index", i, "message", msg, "logprobs", lp ? lp : json_null(),
+      ch = json_pack("{s:i,s:o,s:o,s:s,s:n}", "index", o->index_base + i, "message", msg, "logprobs", lp ? lp : json_null(),
                      "finish_reason", fin, "stop_reason");
     } else if (echo_text) {
       mimo_sbuf t = {0};
       mimo_sbuf_put(&t, echo_text, echo_len);
       mimo_sbuf_put(&t, c->content.p ? c->content.p : "", c->content.len);
-      ch = json_pack("{s:i,s:s%,s:o,s:s,s:n}", "index", i, "text", t.p ? t.p : "", t.len, "logprobs",
+      ch = json_pack("{s:i,s:s%,s:o,s:s,s:n}", "index", o->index_base + i, "text", t.p ? t.p : "", t.len, "logprobs",
                      lp ? lp : json_null(), "finish_reason", fin, "stop_reason");
       mimo_sbuf_free(&t);
       if (plp)
         json_object_set(ch, "prompt_logprobs", plp);
     } else {
-      ch = json_pack("{s:i,s:s%,s:o,s:s,s:n}", "index", i, "text", c->content.p ? c->content.p : "",
+      ch = json_pack("{s:i,s:s%,s:o,s:s,s:n}", "index", o->index_base + i, "text", c->content.p ? c->content.p : "",
                      c->content.len, "logprobs", lp ? lp : json_null(), "finish_reason", fin, "stop_reason");
       if (plp)
         json_object_set(ch, "prompt_logprobs", plp);
@@ -351,17 +352,32 @@ static void reply_whole(oai_run *o, mimo_http_req *rq) {
   free(a);
   if (gone) {
     json_decref(resp);
-    mimo_http_reply_error(rq, 499, "ClientClosedRequest", NULL, NULL, "the client closed the connection");
-    return;
+    *gone_out = 1;
+    return NULL;
   }
-  mimo_http_reply_json(rq, 200, resp);
+  return resp;
+}
+
+static void reply_json_or_fail(mimo_http_req *rq, json_t *resp, int gone) {
+  if (gone)
+    mimo_http_reply_error(rq, 499, "ClientClosedRequest", NULL, NULL, "the client closed the connection");
+  else if (!resp)
+    mimo_http_reply_error(rq, 500, "InternalServerError", NULL, NULL, "out of memory");
+  else
+    mimo_http_reply_json(rq, 200, resp);
+}
+
+static void reply_whole(oai_run *o, mimo_http_req *rq) {
+  int gone;
+  json_t *resp = whole_json(o, rq, &gone);
+  reply_json_or_fail(rq, resp, gone);
 }
 
 /* ---- streaming ---- */
 
 static void chunk_open(oai_run *o, mimo_sbuf *b, int index) {
   mimo_sbuf_put(b, o->head.p, o->head.len);
-  mimo_sbuf_printf(b, "{\"index\":%d,", index);
+  mimo_sbuf_printf(b, "{\"index\":%d,", o->index_base + index);
 }
 
 static void chunk_close(oai_run *o, mimo_sbuf *b, const mimo_gen_delta *d, const char *finish, int with_lp,
@@ -494,6 +510,37 @@ static void emit_echo(oai_stream *st, mimo_sbuf *out) {
   free(plp);
 }
 
+/* The chunks of what arrived within timeout_ms; o->finished once the generation is done (no usage, no [DONE]). */
+static void stream_step(oai_stream *st, mimo_sbuf *out, int timeout_ms) {
+  oai_run *o = st->o;
+  const int n = mimo_gen_n(o->g);
+  mimo_gen_pump(o->g, timeout_ms);
+  if (o->echo_pending)
+    emit_echo(st, out);
+  if (o->echo_pending)
+    return; /* the completion's chunks wait for the prompt's */
+  for (int i = 0; i < n; i++) {
+    mimo_gen_delta *d = mimo_gen_delta_of(o->g, i);
+    if (o->r.chat)
+      emit_chat(o, out, i, d);
+    else
+      emit_cmpl(o, out, i, d, &st->text_off[i]);
+  }
+  o->finished = mimo_gen_done(o->g);
+}
+
+/* The usage chunk (stream_options.include_usage), then [DONE]. */
+static void stream_end(oai_run *o, mimo_sbuf *out, int p, int c, int cached) {
+  if (o->r.include_usage) {
+    mimo_sbuf_put(out, o->head.p, o->head.len - 1); /* drop the '[' of choices */
+    mimo_sbuf_printf(out,
+                     "[],\"usage\":{\"prompt_tokens\":%d,\"completion_tokens\":%d,\"total_tokens\":%d,"
+                     "\"prompt_tokens_details\":{\"cached_tokens\":%d}}}\n\n",
+                     p, c, p + c, cached);
+  }
+  mimo_sse_done(out);
+}
+
 static int stream_produce(void *ctx, mimo_sbuf *out, int gone) {
   oai_stream *st = ctx;
   oai_run *o = st->o;
@@ -512,31 +559,12 @@ static int stream_produce(void *ctx, mimo_sbuf *out, int gone) {
       }
     return 1;
   }
-  if (o->finished)
+  if (o->ended)
     return 0;
-  mimo_gen_pump(o->g, POLL_MS);
-  if (o->echo_pending)
-    emit_echo(st, out);
-  if (o->echo_pending)
-    return 1; /* the completion's chunks wait for the prompt's */
-  for (int i = 0; i < n; i++) {
-    mimo_gen_delta *d = mimo_gen_delta_of(o->g, i);
-    if (o->r.chat)
-      emit_chat(o, out, i, d);
-    else
-      emit_cmpl(o, out, i, d, &st->text_off[i]);
-  }
-  if (mimo_gen_done(o->g)) {
-    if (o->r.include_usage) {
-      int p = mimo_gen_prompt_tokens(o->g), c = mimo_gen_completion_tokens(o->g);
-      mimo_sbuf_put(out, o->head.p, o->head.len - 1); /* drop the '[' of choices */
-      mimo_sbuf_printf(out,
-                       "[],\"usage\":{\"prompt_tokens\":%d,\"completion_tokens\":%d,\"total_tokens\":%d,"
-                       "\"prompt_tokens_details\":{\"cached_tokens\":%d}}}\n\n",
-                       p, c, p + c, mimo_gen_cached_tokens(o->g));
-    }
-    mimo_sse_done(out);
-    o->finished = 1;
+  stream_step(st, out, POLL_MS);
+  if (o->finished) {
+    stream_end(o, out, mimo_gen_prompt_tokens(o->g), mimo_gen_completion_tokens(o->g), mimo_gen_cached_tokens(o->g));
+    o->ended = 1;
   }
   return 1;
 }
@@ -548,22 +576,51 @@ static void stream_done(void *ctx) {
   free(st);
 }
 
-void mimo_openai_run(mimo_server *s, mimo_http_req *rq, mimo_oai_req *r, json_t *root) {
+/* A run of r and root (taken) with its generation submitted; NULL with *e filled (r and root freed). */
+static oai_run *run_start(mimo_server *s, mimo_oai_req *r, json_t *root, mimo_api_err *e) {
   oai_run *o = calloc(1, sizeof *o);
   if (!o) {
     mimo_oai_req_free(r);
     json_decref(root);
-    mimo_http_reply_error(rq, 500, "InternalServerError", NULL, NULL, "out of memory");
-    return;
+    mimo_api_fail(e, 500, NULL, "out of memory");
+    return NULL;
   }
   o->s = s;
   o->r = *r;
   o->root = root;
   o->created = (long)time(NULL);
   mimo_api_new_id(r->chat ? "chatcmpl-" : "cmpl-", o->id, sizeof o->id);
-  mimo_api_err e = {0};
-  if (mimo_gen_start(s, &o->r.spec, &o->g, &e)) {
+  if (mimo_gen_start(s, &o->r.spec, &o->g, e)) {
     run_free(o);
+    return NULL;
+  }
+  return o;
+}
+
+/* The stream's state for o (its chunks' common head); NULL when out of memory (o then still the caller's). */
+static oai_stream *stream_new(oai_run *o) {
+  mimo_sbuf_printf(&o->head, "data: {\"id\":\"%s\",\"object\":\"%s\",\"created\":%ld,\"model\":\"", o->id,
+                   o->r.chat ? "chat.completion.chunk" : "text_completion", o->created);
+  mimo_sbuf_json_str(&o->head, o->r.model, strlen(o->r.model));
+  mimo_sbuf_puts(&o->head, "\",\"choices\":[");
+  o->echo_pending = !o->r.chat && (o->r.echo || o->r.prompt_logprobs >= 0);
+  oai_stream *st = calloc(1, sizeof *st);
+  if (st)
+    st->text_off = calloc((size_t)o->r.n, sizeof *st->text_off);
+  if (!st || !st->text_off || o->head.oom) {
+    if (st)
+      free(st->text_off);
+    free(st);
+    return NULL;
+  }
+  st->o = o;
+  return st;
+}
+
+void mimo_openai_run(mimo_server *s, mimo_http_req *rq, mimo_oai_req *r, json_t *root) {
+  mimo_api_err e = {0};
+  oai_run *o = run_start(s, r, root, &e);
+  if (!o) {
     mimo_api_reply_err(rq, &e);
     return;
   }
@@ -572,22 +629,143 @@ void mimo_openai_run(mimo_server *s, mimo_http_req *rq, mimo_oai_req *r, json_t 
     run_free(o);
     return;
   }
-  mimo_sbuf_printf(&o->head, "data: {\"id\":\"%s\",\"object\":\"%s\",\"created\":%ld,\"model\":\"", o->id,
-                   r->chat ? "chat.completion.chunk" : "text_completion", o->created);
-  mimo_sbuf_json_str(&o->head, o->r.model, strlen(o->r.model));
-  mimo_sbuf_puts(&o->head, "\",\"choices\":[");
-  o->echo_pending = !r->chat && (r->echo || r->prompt_logprobs >= 0);
-  oai_stream *st = calloc(1, sizeof *st);
-  if (st)
-    st->text_off = calloc((size_t)o->r.n, sizeof *st->text_off);
-  if (!st || !st->text_off || o->head.oom) {
-    if (st)
-      free(st->text_off);
-    free(st);
+  oai_stream *st = stream_new(o);
+  if (!st) {
     run_free(o);
     mimo_http_reply_error(rq, 500, "InternalServerError", NULL, NULL, "out of memory");
     return;
   }
-  st->o = o;
   mimo_http_reply_stream(rq, 200, "text/event-stream; charset=utf-8", stream_produce, stream_done, st);
+}
+
+/* ---- batched completions prompts: one run per prompt, one reply ---- */
+
+typedef struct batch {
+  int n;
+  oai_run **o;
+  oai_stream **st;
+  int ended;
+} batch;
+
+static void batch_free(batch *b) {
+  for (int i = 0; i < b->n; i++) {
+    if (b->st && b->st[i])
+      stream_done(b->st[i]); /* (frees its run) */
+    else if (b->o[i])
+      run_free(b->o[i]);
+  }
+  free(b->st);
+  free(b->o);
+  free(b);
+}
+
+static int batch_produce(void *ctx, mimo_sbuf *out, int gone) {
+  batch *b = ctx;
+  if (gone) {
+    for (int i = 0; i < b->n; i++)
+      mimo_gen_cancel(b->o[i]->g);
+    return -1;
+  }
+  if (b->ended)
+    return 0;
+  int left = 0;
+  for (int i = 0; i < b->n; i++)
+    left += !b->o[i]->finished;
+  for (int i = 0; i < b->n; i++) /* a share of the wait each, so that every prompt's tokens flow */
+    if (!b->o[i]->finished)
+      stream_step(b->st[i], out, POLL_MS / left > 1 ? POLL_MS / left : 1);
+  for (int i = 0; i < b->n; i++)
+    if (!b->o[i]->finished)
+      return 1;
+  int p = 0, c = 0, cached = 0;
+  for (int i = 0; i < b->n; i++) {
+    p += mimo_gen_prompt_tokens(b->o[i]->g);
+    c += mimo_gen_completion_tokens(b->o[i]->g);
+    cached += mimo_gen_cached_tokens(b->o[i]->g);
+  }
+  stream_end(b->o[0], out, p, c, cached);
+  b->ended = 1;
+  return 1;
+}
+
+static void batch_done(void *ctx) { batch_free(ctx); }
+
+void mimo_openai_run_batch(mimo_server *s, mimo_http_req *rq, mimo_oai_req *rs, json_t **roots, int n) {
+  batch *b = calloc(1, sizeof *b);
+  if (b)
+    b->o = calloc((size_t)n, sizeof *b->o);
+  mimo_api_err e = {0};
+  int started = 0;
+  if (!b || !b->o) {
+    mimo_api_fail(&e, 500, NULL, "out of memory");
+  } else {
+    for (; started < n; started++) /* every prompt's choices go to the engine at once */
+      if (!(b->o[started] = run_start(s, &rs[started], roots[started], &e)))
+        break;
+  }
+  for (int i = b && b->o ? started + (started < n) : 0; i < n; i++) { /* (the one that failed freed its own) */
+    mimo_oai_req_free(&rs[i]);
+    json_decref(roots[i]);
+  }
+  if (!b || !b->o || started < n) {
+    if (b && b->o) {
+      b->n = started;
+      batch_free(b);
+    } else {
+      free(b);
+    }
+    mimo_api_reply_err(rq, &e);
+    return;
+  }
+  b->n = n;
+  for (int i = 0; i < n; i++) { /* one id and time for the reply; choice indices continue from prompt to prompt */
+    memcpy(b->o[i]->id, b->o[0]->id, sizeof b->o[i]->id);
+    b->o[i]->created = b->o[0]->created;
+    b->o[i]->index_base = i * b->o[0]->r.n;
+  }
+  if (!b->o[0]->r.stream) {
+    json_t *resp = NULL;
+    int gone = 0;
+    for (int i = 0; i < n && !gone; i++) {
+      json_t *one = whole_json(b->o[i], rq, &gone);
+      if (!one) {
+        json_decref(resp);
+        resp = NULL;
+        break;
+      }
+      if (!resp) {
+        resp = one;
+        continue;
+      }
+      json_array_extend(json_object_get(resp, "choices"), json_object_get(one, "choices"));
+      json_t *u = json_object_get(resp, "usage"), *v = json_object_get(one, "usage");
+      const char *keys[] = {"prompt_tokens", "completion_tokens", "total_tokens"};
+      for (int k = 0; k < 3; k++)
+        json_object_set_new(u, keys[k], json_integer(json_integer_value(json_object_get(u, keys[k])) +
+                                                     json_integer_value(json_object_get(v, keys[k]))));
+      json_t *cu = json_object_get(u, "prompt_tokens_details"), *cv = json_object_get(v, "prompt_tokens_details");
+      json_object_set_new(cu, "cached_tokens", json_integer(json_integer_value(json_object_get(cu, "cached_tokens")) +
+                                                            json_integer_value(json_object_get(cv, "cached_tokens"))));
+      json_decref(one);
+    }
+    if (gone)
+      for (int i = 0; i < n; i++)
+        mimo_gen_cancel(b->o[i]->g);
+    reply_json_or_fail(rq, resp, gone);
+    batch_free(b);
+    return;
+  }
+  b->st = calloc((size_t)n, sizeof *b->st);
+  for (int i = 0; b->st && i < n; i++)
+    if (!(b->st[i] = stream_new(b->o[i]))) {
+      batch_free(b);
+      mimo_http_reply_error(rq, 500, "InternalServerError", NULL, NULL, "out of memory");
+      return;
+    }
+  if (!b->st) {
+    batch_free(b);
+    mimo_http_reply_error(rq, 500, "InternalServerError", NULL, NULL, "out of memory");
+    return;
+  }
+  mimo_http_reply_stream(rq, 200, "text/event-stream; charset=utf-8", batch_produce, batch_done, b);
 }

@@ -17,10 +17,7 @@ static int parse_or_reply(mimo_http_req *rq, json_t **root) {
   return 0;
 }
 
-static void gen_route(mimo_http_req *rq, mimo_server *s, bool chat) {
-  json_t *root;
-  if (parse_or_reply(rq, &root))
-    return;
+static void gen_root(mimo_http_req *rq, mimo_server *s, bool chat, json_t *root) {
   mimo_oai_req r;
   mimo_api_err e = {0};
   if (mimo_openai_parse(s, root, chat, &r, &e)) {
@@ -32,8 +29,85 @@ static void gen_route(mimo_http_req *rq, mimo_server *s, bool chat) {
   mimo_openai_run(s, rq, &r, root);
 }
 
-static void on_chat(mimo_http_req *rq, void *ctx) { gen_route(rq, ctx, true); }
-static void on_completions(mimo_http_req *rq, void *ctx) { gen_route(rq, ctx, false); }
+/* OpenAI's batched completions prompt: a list of several strings, or of token-id lists. 0: not one. */
+static size_t batched_prompts(const json_t *root) {
+  const json_t *p = json_object_get(root, "prompt");
+  if (!json_is_array(p) || json_array_size(p) < 1)
+    return 0;
+  const json_t *first = json_array_get(p, 0);
+  if (json_is_array(first) || (json_is_string(first) && json_array_size(p) > 1))
+    return json_array_size(p);
+  return 0;
+}
+
+enum { MAX_BATCHED_PROMPTS = 1024 };
+
+/* Each prompt of a batch parsed as a request of its own (the body with that prompt), then one reply. */
+static void batch_route(mimo_http_req *rq, mimo_server *s, json_t *root, size_t n) {
+  mimo_api_err e = {0};
+  if (n > MAX_BATCHED_PROMPTS) {
+    mimo_api_fail(&e, 400, "prompt", "prompt: %zu prompts in one request; at most %d", n, MAX_BATCHED_PROMPTS);
+    json_decref(root);
+    mimo_api_reply_err(rq, &e);
+    return;
+  }
+  mimo_oai_req *rs = calloc(n, sizeof *rs);
+  json_t **roots = calloc(n, sizeof *roots);
+  size_t done = 0;
+  int rc = rs && roots ? 0 : mimo_api_fail(&e, 500, NULL, "out of memory");
+  for (; !rc && done < n; done++) {
+    const json_t *p = json_array_get(json_object_get(root, "prompt"), done);
+    if (!json_is_string(p) && !json_is_array(p)) {
+      rc = mimo_api_fail(&e, 400, "prompt", "prompt[%zu]: a batch of prompts is a list of strings or of token-id lists",
+                         done);
+      break;
+    }
+    if (!(roots[done] = json_copy(root)) || json_object_set(roots[done], "prompt", (json_t *)p)) {
+      rc = mimo_api_fail(&e, 500, NULL, "out of memory");
+      break;
+    }
+    if (mimo_openai_parse(s, roots[done], false, &rs[done], &e)) {
+      char msg[sizeof e.msg];
+      snprintf(msg, sizeof msg, "prompt[%zu]: %s", done, e.msg);
+      snprintf(e.msg, sizeof e.msg, "%s", msg);
+      mimo_oai_req_free(&rs[done]);
+      json_decref(roots[done]);
+      rc = -1;
+      break;
+    }
+  }
+  json_decref(root);
+  if (rc) {
+    for (size_t i = 0; i < done && rs && roots; i++) {
+      mimo_oai_req_free(&rs[i]);
+      json_decref(roots[i]);
+    }
+    free(rs);
+    free(roots);
+    mimo_api_reply_err(rq, &e);
+    return;
+  }
+  mimo_openai_run_batch(s, rq, rs, roots, (int)n);
+  free(rs);
+  free(roots);
+}
+
+static void on_chat(mimo_http_req *rq, void *ctx) {
+  json_t *root;
+  if (!parse_or_reply(rq, &root))
+    gen_root(rq, ctx, true, root);
+}
+static void on_completions(mimo_http_req *rq, void *ctx) {
+  json_t *root;
+  if (parse_or_reply(rq, &root))
+    return;
+  const size_t n = batched_prompts(root);
+  if (n) {
+    batch_route(rq, ctx, root, n);
+    return;
+  }
+  gen_root(rq, ctx, false, root);
+}
 
 static void on_models(mimo_http_req *rq, void *ctx) {
   mimo_server *s = ctx;
