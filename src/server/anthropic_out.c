@@ -129,18 +129,11 @@ static void block_put(anth_run *o, mimo_sbuf *out, const char *s, size_t n) {
   mimo_sbuf_puts(out, "}}\n\n");
 }
 
-static int all_space(const char *s, size_t n) {
-  for (size_t i = 0; i < n; i++)
-    if (s[i] != ' ' && s[i] != '\n' && s[i] != '\t' && s[i] != '\r')
-      return 0;
-  return 1;
-}
-
 /* Text: whitespace that would open a text block on its own (between or after
  * tool calls) is held; it leads the next text block unless a tool_use block
  * comes first, and is dropped at the end. */
 static void put_text(anth_run *o, mimo_sbuf *out, const char *s, size_t n) {
-  if (o->open != BK_TEXT && all_space(s, n)) {
+  if (o->open != BK_TEXT && mimo_api_all_space(s, n)) {
     mimo_sbuf_put(&o->ws, s, n);
     return;
   }

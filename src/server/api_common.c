@@ -213,3 +213,10 @@ int mimo_server_has_model(const mimo_server *s, const char *name) {
       return 1;
   return 0;
 }
+
+bool mimo_api_all_space(const char *s, size_t n) {
+  for (size_t i = 0; i < n; i++)
+    if (s[i] != ' ' && s[i] != '\n' && s[i] != '\t' && s[i] != '\r')
+      return false;
+  return true;
+}

@@ -47,6 +47,8 @@ int mimo_api_render(const mimo_server *s, const json_t *messages, const json_t *
                     int add_generation_prompt, int **ids, int *n, char **text, mimo_api_err *e);
 /* A random id like "chatcmpl-<32 hex>" into out (>= 48 bytes). */
 void mimo_api_new_id(const char *prefix, char *out, size_t cap);
+/* Whether text is only spaces, tabs and line ends (the output builders hold such text between tool calls). */
+bool mimo_api_all_space(const char *s, size_t n);
 /* Checks a tool list (OpenAI shape: [{type: function, function: {name, parameters}}]). */
 int mimo_api_check_tools(const json_t *tools, mimo_api_err *e);
 #endif

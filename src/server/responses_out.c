@@ -186,13 +186,6 @@ static void item_put(resp_run *o, const char *s, size_t n) {
        ev);
 }
 
-static int all_space(const char *s, size_t n) {
-  for (size_t i = 0; i < n; i++)
-    if (s[i] != ' ' && s[i] != '\n' && s[i] != '\t' && s[i] != '\r')
-      return 0;
-  return 1;
-}
-
 static void take(resp_run *o, mimo_gen_delta *d) {
   if (d->reasoning.len) {
     if (o->open != IT_REASONING)
@@ -200,7 +193,7 @@ static void take(resp_run *o, mimo_gen_delta *d) {
     item_put(o, d->reasoning.p, d->reasoning.len);
   }
   if (d->content.len) { /* whitespace alone (around tool calls) waits to see whether text follows */
-    if (o->open != IT_MESSAGE && all_space(d->content.p, d->content.len)) {
+    if (o->open != IT_MESSAGE && mimo_api_all_space(d->content.p, d->content.len)) {
       mimo_sbuf_put(&o->ws, d->content.p, d->content.len);
     } else {
       if (o->open != IT_MESSAGE) {
