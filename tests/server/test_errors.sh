@@ -59,7 +59,7 @@ expect 400 /v1/completions '{"prompt":"hi","max_tokens":500}'
 grep -q "However, you requested" "$WORK/resp" || die "too-long message"
 expect 400 /v1/completions '{"prompt":""}' prompt
 expect 400 /v1/completions '{"prompt":[1,-3]}' prompt
-expect 400 /v1/completions '{"prompt":[[1,2],[3]]}' prompt
+expect 400 /v1/completions '{"prompt":[[1,2],[3,-1]]}' prompt
 expect 400 /v1/chat/completions '{"messages":[{"role":"user","content":"hi"}],"prompt_logprobs":1,"stream":true}' prompt_logprobs
 expect 400 /v1/completions '{"prompt":"hi","prompt_logprobs":21}' prompt_logprobs
 expect 400 /v1/completions '{"max_tokens":3}' prompt
