@@ -54,12 +54,22 @@ static int second(mimo_jg **out, const char *field, const char *first, mimo_api_
   return mimo_api_fail(e, 400, field, "%s and %s are both given; send one", field, first);
 }
 
+/* A regex given as a string. */
+static int regex_grammar(const json_t *v, const char *field, mimo_jg **out, mimo_api_err *e) {
+  if (!json_is_string(v))
+    return mimo_api_fail(e, 400, field, "%s must be a string (a regular expression)", field);
+  if (mimo_jg_regex(json_string_value(v), json_string_length(v), out) != MIMO_OK)
+    return mimo_api_fail(e, 400, field, "%s: %s", field, mimo_errmsg());
+  return 0;
+}
+
 int mimo_api_structured(const mimo_server *s, const json_t *root, bool thinking, mimo_jg **out, int *after,
                         mimo_api_err *e) {
   *out = NULL;
   *after = -1;
   const json_t *rf = json_object_get(root, "response_format"), *gj = json_object_get(root, "guided_json"),
-               *gc = json_object_get(root, "guided_choice"), *so = json_object_get(root, "structured_outputs");
+               *gc = json_object_get(root, "guided_choice"), *so = json_object_get(root, "structured_outputs"),
+               *gr = json_object_get(root, "guided_regex");
   const char *field = NULL;
   if (rf && !json_is_null(rf)) {
     if (!json_is_object(rf) || !json_is_string(json_object_get(rf, "type")))
@@ -97,15 +107,24 @@ int mimo_api_structured(const mimo_server *s, const json_t *root, bool thinking,
       return -1;
     field = "guided_choice";
   }
+  if (gr && !json_is_null(gr)) {
+    if (field)
+      return second(out, "guided_regex", field, e);
+    if (regex_grammar(gr, "guided_regex", out, e))
+      return -1;
+    field = "guided_regex";
+  }
   if (so && !json_is_null(so)) {
-    const json_t *sj = json_object_get(so, "json"), *sch = json_object_get(so, "choice");
-    if (!json_is_object(so) || (!sj && !sch) || (sj && sch))
-      return mimo_api_fail(e, 400, "structured_outputs", "structured_outputs must be {\"json\": SCHEMA} or "
-                           "{\"choice\": [...]} (regex and grammar are not supported)");
+    const json_t *sj = json_object_get(so, "json"), *sch = json_object_get(so, "choice"),
+                 *sr = json_object_get(so, "regex");
+    if (!json_is_object(so) || (!!sj + !!sch + !!sr) != 1)
+      return mimo_api_fail(e, 400, "structured_outputs", "structured_outputs must be {\"json\": SCHEMA}, "
+                           "{\"choice\": [...]} or {\"regex\": PATTERN} (grammar is not supported)");
     if (field)
       return second(out, "structured_outputs", field, e);
-    if (sch ? choices_of(sch, "structured_outputs.choice", out, e)
-            : schema_grammar(sj, "structured_outputs.json", out, e))
+    if (sch   ? choices_of(sch, "structured_outputs.choice", out, e)
+        : sr ? regex_grammar(sr, "structured_outputs.regex", out, e)
+             : schema_grammar(sj, "structured_outputs.json", out, e))
       return -1;
   }
   if (*out && thinking) /* the reasoning is free; the answer after it follows the format */

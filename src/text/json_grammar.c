@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "text/regex_dfa.h"
+
 typedef enum { K_ANY, K_OBJECT, K_ARRAY, K_STRING, K_NUMBER, K_INTEGER, K_LITERALS, K_UNION } kind;
 
 typedef struct mimo_jg_node {
@@ -35,6 +37,7 @@ typedef struct mimo_jg_node {
 
 struct mimo_jg {
   bool raw; /* choices: the literal is the whole output (no whitespace around it) */
+  mimo_re *re; /* a regex: the whole output matches it (raw text); the frame's off is the DFA state */
   node *root, *any, *any_obj, *any_arr, *free_str, *any_num, *json_lits;
   node **all;
   int n_all, cap_all;
@@ -47,6 +50,7 @@ enum {
   P_STR_IN, P_STR_ESC, P_STR_HEX, P_STR_SURR1, P_STR_SURR2,
   P_NUM_MINUS, P_NUM_ZERO, P_NUM_INT, P_NUM_DOT, P_NUM_FRAC, P_NUM_E, P_NUM_ESIGN, P_NUM_EXP,
   P_LIT,
+  P_REGEX,
 };
 
 /* ---- compiling ---- */
@@ -383,6 +387,7 @@ void mimo_jg_free(mimo_jg *g) {
     free(n);
   }
   free(g->all);
+  mimo_re_free(g->re);
   free(g);
 }
 
@@ -441,6 +446,20 @@ mimo_status mimo_jg_choice(const char *const *choices, int n, mimo_jg **out) {
   if (!(g->root = literals(g, choices, n))) {
     mimo_jg_free(g);
     return mimo_errf(MIMO_E_NOMEM, "structured output grammar");
+  }
+  *out = g;
+  return MIMO_OK;
+}
+
+mimo_status mimo_jg_regex(const char *pattern, size_t len, mimo_jg **out) {
+  *out = NULL;
+  mimo_jg *g;
+  MIMO_TRY(base(&g));
+  g->raw = true;
+  mimo_status st = mimo_re_compile(pattern, len, MIMO_JG_MAX_REGEX_STATES, &g->re);
+  if (st != MIMO_OK) {
+    mimo_jg_free(g);
+    return st;
   }
   *out = g;
   return MIMO_OK;
@@ -792,6 +811,13 @@ static bool step(const mimo_jg *g, mimo_jg_state *s, int c) {
     case P_STR_SURR1:
     case P_STR_SURR2: r = string_byte(s, f, c); break;
     case P_LIT: r = literal_byte(s, f, c); break;
+    case P_REGEX: {
+      const int next = mimo_re_next(g->re, (int)f->off, (unsigned char)c);
+      if (next < 0)
+        return false;
+      f->off = (uint32_t)next;
+      return true;
+    }
     case P_ARR_OPEN:
     case P_ARR_AFTER:
     case P_ARR_NEXT: r = array_byte(s, f, c); break;
@@ -810,6 +836,11 @@ static bool step(const mimo_jg *g, mimo_jg_state *s, int c) {
 
 void mimo_jg_start(const mimo_jg *g, mimo_jg_state *s) {
   memset(s, 0, sizeof *s);
+  if (g->re) {
+    push(s, NULL, P_REGEX);
+    s->f[0].off = (uint32_t)mimo_re_start(g->re);
+    return;
+  }
   push(s, g->root, P_VALUE);
 }
 
@@ -822,12 +853,13 @@ bool mimo_jg_feed(const mimo_jg *g, mimo_jg_state *s, unsigned char c) {
 }
 
 bool mimo_jg_done(const mimo_jg *g, const mimo_jg_state *s) {
-  (void)g;
   if (s->depth == 0)
     return true;
   if (s->depth > 1)
     return false;
   const mimo_jg_frame *f = &s->f[0];
+  if (f->phase == P_REGEX)
+    return mimo_re_accepts(g->re, (int)f->off);
   if (f->phase >= P_NUM_MINUS && f->phase <= P_NUM_EXP)
     return num_complete(f->phase);
   return f->phase == P_LIT && lit_complete(f);

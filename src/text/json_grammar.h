@@ -26,6 +26,9 @@ typedef struct mimo_jg mimo_jg;
 mimo_status mimo_jg_compile(const json_t *schema, mimo_jg **out);
 /* The output is exactly one of the n strings (vLLM's guided_choice; raw text, not JSON). */
 mimo_status mimo_jg_choice(const char *const *choices, int n, mimo_jg **out);
+/* The whole output matches a regular expression (vLLM's guided_regex; raw text; syntax in text/regex_dfa.h). */
+mimo_status mimo_jg_regex(const char *pattern, size_t len, mimo_jg **out);
+#define MIMO_JG_MAX_REGEX_STATES 20000
 void mimo_jg_free(mimo_jg *g);
 
 typedef struct mimo_jg_frame {

@@ -40,5 +40,30 @@ expect_400 "{$M,\"response_format\":{\"type\":\"json_schema\"}}" "json_schema.sc
 expect_400 "{$M,\"guided_json\":\"{not json\"}" "guided_json: not a JSON schema"
 expect_400 "{$M,\"response_format\":{\"type\":\"json_object\"},\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"f\",\"parameters\":{}}}],\"tool_choice\":\"required\"}" \
   "a forced tool call cannot be combined with a response format"
+# guided_regex / structured_outputs.regex: every finished output fullmatches the pattern (Python's re)
+for body in '"guided_regex":"[a-z]{2,5}-\\d{2}( (yes|no))?"' '"structured_outputs":{"regex":"(\\w{1,4}, ){0,3}end\\."}'; do
+  for seed in 1 2 3 4 5 6; do
+    curl -sS -m 60 "$BASE/v1/completions" -H 'content-type: application/json' \
+      -d "{\"model\":\"tiny\",\"prompt\":\"x\",\"max_tokens\":40,\"temperature\":1,\"seed\":$seed,$body}" >>"$WORK/regex.jsonl"
+    echo >>"$WORK/regex.jsonl"
+  done
+done
+/usr/bin/python3 - "$WORK/regex.jsonl" <<'PY' || die "guided_regex: an output does not match"
+import json, re, sys
+pats = [r"[a-z]{2,5}-\d{2}( (yes|no))?", r"(\w{1,4}, ){0,3}end\."]
+done = 0
+for i, line in enumerate(l for l in open(sys.argv[1]) if l.strip()):
+    c = json.loads(line)["choices"][0]
+    if c["finish_reason"] != "stop":
+        continue
+    if not re.fullmatch(pats[i // 6], c["text"], re.ASCII):
+        sys.exit(f"{pats[i // 6]!r} does not match {c['text']!r}")
+    done += 1
+print(f"ok   {done} of 12 regex-constrained outputs finished, each matching its pattern")
+if done < 8:
+    sys.exit("too few finished")
+PY
+expect_400 "{$M,\"guided_regex\":\"(a)\\\\1\"}" "guided_regex: regex: backreferences are not supported"
+expect_400 "{$M,\"guided_regex\":\"a\",\"guided_choice\":[\"a\"]}" "guided_regex and guided_choice are both given"
 stop_server
 echo "ok"
