@@ -25,6 +25,7 @@ typedef struct mimo_jg_node {
   int min_items, max_items; /* max < 0: none */
   /* string */
   int min_len, max_len;     /* code points; max < 0: none */
+  mimo_re *pattern;         /* the decoded value must match (pattern / format); the frame's off is the DFA state */
   /* literals: serialized JSON values, or the raw choices */
   int n_lits;
   char **lits;
@@ -54,6 +55,8 @@ enum {
 };
 
 /* ---- compiling ---- */
+
+static mimo_status string_pattern(const json_t *s, const char *path, struct mimo_jg_node *n);
 
 static node *new_node(mimo_jg *g, kind k) {
   if (g->n_all == g->cap_all) {
@@ -256,10 +259,79 @@ static mimo_status compile_type(mimo_jg *g, const json_t *s, const char *type, c
     MIMO_TRY(get_count(s, "maxLength", path, &n->max_len));
     if (n->max_len >= 0 && n->max_len < n->min_len)
       return mimo_errf(MIMO_E_INVALID, "%s: maxLength is below minLength", path);
+    MIMO_TRY(string_pattern(s, path, n));
   }
   first_of(n);
   *out = n;
   return MIMO_OK;
+}
+
+/* JSON Schema formats as regexes over the decoded value: RFC 3339 full-date (with the calendar's month lengths and
+ * leap years, year 0001 on), full-time (seconds 00-59, at most 6 fraction digits, an offset) and date-time; RFC 4122
+ * UUID; dotted IPv4; a plain e-mail shape. */
+static const struct {
+  const char *name, *re;
+} formats[] = {
+    {"date", "((\\d{3}[1-9]|\\d{2}[1-9]\\d|\\d[1-9]\\d{2}|[1-9]\\d{3})-((0[13578]|1[02])-(0[1-9]|[12]"
+     "\\d|3[01])|(0[469]|11)-(0[1-9]|[12]\\d|30)|02-(0[1-9]|1\\d|2[0-8]))|(\\d\\d(0[48]|[2468"
+     "][048]|[13579][26])|(0[48]|[2468][048]|[13579][26])00)-02-29)"},
+    {"time", "([01]\\d|2[0-3]):[0-5]\\d:[0-5]\\d(\\.\\d{1,6})?(Z|[+-]([01]\\d|2[0-3]):[0-5]\\d)"},
+    {"date-time", "((\\d{3}[1-9]|\\d{2}[1-9]\\d|\\d[1-9]\\d{2}|[1-9]\\d{3})-((0[13578]|1[02])-(0[1-9]|[12]"
+     "\\d|3[01])|(0[469]|11)-(0[1-9]|[12]\\d|30)|02-(0[1-9]|1\\d|2[0-8]))|(\\d\\d(0[48]|[2468"
+     "][048]|[13579][26])|(0[48]|[2468][048]|[13579][26])00)-02-29)T([01]\\d|2[0-3]):[0-5]\\d"
+     ":[0-5]\\d(\\.\\d{1,6})?(Z|[+-]([01]\\d|2[0-3]):[0-5]\\d)"},
+    {"uuid", "[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"},
+    {"ipv4", "((25[0-5]|2[0-4]\\d|1\\d\\d|[1-9]?\\d)\\.){3}(25[0-5]|2[0-4]\\d|1\\d\\d|[1-9]?\\d)"},
+    {"email", "[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9-]{1,63}(\\.[A-Za-z0-9-]{1,63}){0,8}\\.[A-Za-z]{2,24}"},
+};
+
+/* pattern (search semantics, as JSON Schema: unanchored ends match anything) or format: the node's DFA. */
+static mimo_status string_pattern(const json_t *s, const char *path, node *n) {
+  const json_t *pj = json_object_get(s, "pattern"), *fj = json_object_get(s, "format");
+  if (!pj && !fj)
+    return MIMO_OK;
+  if (pj && fj)
+    return mimo_errf(MIMO_E_INVALID, "%s: pattern and format together are not supported", path);
+  if ((pj && !json_is_string(pj)) || (fj && !json_is_string(fj)))
+    return mimo_errf(MIMO_E_INVALID, "%s.%s: expected a string", path, pj ? "pattern" : "format");
+  if (n->min_len || n->max_len >= 0) /* a length bound could end a string the DFA has not finished: no lookahead */
+    return mimo_errf(MIMO_E_INVALID, "%s: %s with minLength/maxLength is not supported", path,
+                     pj ? "pattern" : "format");
+  char *re = NULL;
+  if (fj) {
+    const char *f = json_string_value(fj);
+    for (size_t i = 0; i < sizeof formats / sizeof *formats && !re; i++)
+      if (!strcmp(f, formats[i].name))
+        re = strdup(formats[i].re);
+    if (!re)
+      return mimo_errf(MIMO_E_INVALID, "%s.format: '%s' is not supported (date, time, date-time, uuid, ipv4, email "
+                       "are)", path, f);
+  } else {
+    const char *p = json_string_value(pj);
+    size_t len = json_string_length(pj);
+    const bool head = len && p[0] == '^';
+    size_t bs = 0; /* backslashes before a final '$' (odd: it is escaped) */
+    while (len >= 2 + bs && p[len - 2 - bs] == '\\')
+      bs++;
+    const bool tail = len > (size_t)head && p[len - 1] == '$' && bs % 2 == 0;
+    const char *core = p + head;
+    const size_t core_len = len - head - tail;
+    if ((re = malloc(core_len + 32)))
+      snprintf(re, core_len + 32, "%s(?:%.*s)%s", head ? "" : "[\\s\\S]*", (int)core_len, core,
+               tail ? "" : "[\\s\\S]*");
+  }
+  if (!re)
+    return mimo_errf(MIMO_E_NOMEM, "schema");
+  mimo_status st = mimo_re_compile(re, strlen(re), MIMO_JG_MAX_REGEX_STATES, &n->pattern);
+  free(re);
+  mimo_re *alone = NULL; /* a syntax error again, in the user's own pattern: its positions are the ones to name */
+  if (st != MIMO_OK && pj &&
+      mimo_re_compile(json_string_value(pj), json_string_length(pj), MIMO_JG_MAX_REGEX_STATES, &alone) == MIMO_OK) {
+    mimo_re_free(alone);
+    st = mimo_errf(st, "regex: the pattern, found anywhere in the string, needs more than %d DFA states",
+                   MIMO_JG_MAX_REGEX_STATES);
+  }
+  return st == MIMO_OK ? MIMO_OK : mimo_err_prefix(st, "%s.%s", path, pj ? "pattern" : "format");
 }
 
 /* Alternatives must start with different bytes, so the first byte of a value picks one. */
@@ -284,7 +356,7 @@ static const char *const annotations[] = {"title", "description", "default", "ex
                                           "deprecated", "readOnly", "writeOnly", "strict", NULL};
 static const char *const understood[] = {"type", "properties", "required", "additionalProperties", "items",
                                          "minItems", "maxItems", "enum", "const", "anyOf", "oneOf", "minLength",
-                                         "maxLength", NULL};
+                                         "maxLength", "pattern", "format", NULL};
 
 static bool in_list(const char *k, const char *const *l) {
   for (int i = 0; l[i]; i++)
@@ -384,6 +456,7 @@ void mimo_jg_free(mimo_jg *g) {
     free(n->lits);
     free(n->lit_len);
     free(n->alts);
+    mimo_re_free(n->pattern);
     free(n);
   }
   free(g->all);
@@ -540,6 +613,7 @@ static int value_start(const mimo_jg *g, mimo_jg_state *s, mimo_jg_frame *f, int
     return TOOK;
   case K_STRING:
     f->phase = P_STR_IN;
+    f->off = n->pattern ? (uint32_t)mimo_re_start(n->pattern) : 0;
     return TOOK;
   case K_NUMBER:
   case K_INTEGER:
@@ -556,8 +630,37 @@ static int value_start(const mimo_jg *g, mimo_jg_state *s, mimo_jg_frame *f, int
   return REJECT;
 }
 
+/* A pattern string's DFA after decoded byte c (false: it cannot continue). */
+static bool pattern_byte(const node *n, mimo_jg_frame *f, int c) {
+  const int next = mimo_re_next(n->pattern, (int)f->off, (unsigned char)c);
+  if (next < 0)
+    return false;
+  f->off = (uint32_t)next;
+  return true;
+}
+
+/* A short escape's decoded byte ('\\' followed by c), or -1. */
+static int short_escape(int c) {
+  switch (c) {
+  case '"': case '\\': case '/': return c;
+  case 'b': return 8;
+  case 'f': return 12;
+  case 'n': return 10;
+  case 'r': return 13;
+  case 't': return 9;
+  default: return -1;
+  }
+}
+
 static int string_byte(mimo_jg_state *s, mimo_jg_frame *f, int c) {
   const node *n = f->node;
+  if (f->phase == P_STR_ESC && n->pattern) { /* the short escapes only: their byte is known at once */
+    const int d = short_escape(c);
+    if (d < 0 || !pattern_byte(n, f, d))
+      return REJECT;
+    f->phase = P_STR_IN;
+    return TOOK;
+  }
   if (f->phase == P_STR_ESC) {
     if (c == 'u') {
       f->phase = P_STR_HEX;
@@ -597,7 +700,7 @@ static int string_byte(mimo_jg_state *s, mimo_jg_frame *f, int c) {
     return TOOK;
   }
   if (f->need) { /* inside a UTF-8 sequence */
-    if (c < f->lo || c > f->hi)
+    if (c < f->lo || c > f->hi || (n->pattern && !pattern_byte(n, f, c)))
       return REJECT;
     f->need--;
     f->lo = 0x80;
@@ -605,7 +708,7 @@ static int string_byte(mimo_jg_state *s, mimo_jg_frame *f, int c) {
     return TOOK;
   }
   if (c == '"') {
-    if (f->count < n->min_len)
+    if (f->count < n->min_len || (n->pattern && !mimo_re_accepts(n->pattern, (int)f->off)))
       return REJECT;
     pop(s);
     return TOOK;
@@ -614,6 +717,19 @@ static int string_byte(mimo_jg_state *s, mimo_jg_frame *f, int c) {
     return REJECT;
   if (n->max_len >= 0 && f->count >= n->max_len)
     return REJECT;
+  if (n->pattern && c == '\\') { /* only when some short escape's byte can come next */
+    static const char esc[] = "\"\\/bfnrt";
+    bool any = false;
+    for (int i = 0; esc[i] && !any; i++)
+      any = mimo_re_next(n->pattern, (int)f->off, (unsigned char)short_escape(esc[i])) >= 0;
+    if (!any)
+      return REJECT;
+  } else if (n->pattern) {
+    mimo_jg_frame t = *f;
+    if (!pattern_byte(n, &t, c))
+      return REJECT;
+    f->off = t.off;
+  }
   if (c == '\\') {
     f->phase = P_STR_ESC;
   } else if (c >= 0x80) { /* well-formed UTF-8 (Unicode table 3-7): no overlong forms, surrogates or > U+10FFFF */
@@ -869,7 +985,7 @@ bool mimo_jg_free_text(const mimo_jg_state *s) {
   if (!s->depth)
     return false;
   const mimo_jg_frame *f = &s->f[s->depth - 1];
-  return f->phase == P_STR_IN && !f->need && f->node->max_len < 0;
+  return f->phase == P_STR_IN && !f->need && f->node->max_len < 0 && !f->node->pattern;
 }
 
 /* For the vocabulary's mask (grammar_vocab.c): the same step, in place. */

@@ -11,7 +11,8 @@ export SCHEMAS='[
   "required":["name","age","ok"]},
  {"type":"array","items":{"type":["integer","null"]},"minItems":1,"maxItems":3},
  {"anyOf":[{"type":"object","properties":{"k":{"const":"v"}},"required":["k"]},{"type":"boolean"}]},
- null]'
+ null,
+ {"type":"object","properties":{"code":{"type":"string","pattern":"^[A-Z]{2}-[0-9]{3}$"},"id":{"type":"string","format":"uuid"}},"required":["code","id"]}]'
 run_node "$HERE/structured.cjs" >"$WORK/outputs.jsonl"
 /usr/bin/python3 - "$WORK/outputs.jsonl" <<'PY' || die "structured outputs: a finished output is not valid"
 import json, os, sys
@@ -25,15 +26,17 @@ for line in open(sys.argv[1]):
         cut += 1
         continue
     v = json.loads(o["text"])
-    jsonschema.validate(v, s if s is not None else {"type": "object"})
+    jsonschema.validate(v, s if s is not None else {"type": "object"}, format_checker=jsonschema.FormatChecker())
     done += 1
 print(f"ok   {done} finished outputs valid under their schemas ({cut} cut off by max_tokens)")
 if done < 12:
     sys.exit(f"only {done} outputs finished")
 PY
 M='"model":"tiny","messages":[{"role":"user","content":"x"}],"max_tokens":4'
-expect_400 "{$M,\"response_format\":{\"type\":\"json_schema\",\"json_schema\":{\"schema\":{\"type\":\"string\",\"pattern\":\"a\"}}}}" \
-  "schema.pattern: this schema keyword is not supported"
+expect_400 "{$M,\"response_format\":{\"type\":\"json_schema\",\"json_schema\":{\"schema\":{\"type\":\"string\",\"minimum\":1}}}}" \
+  "schema.minimum: this schema keyword is not supported"
+expect_400 "{$M,\"response_format\":{\"type\":\"json_schema\",\"json_schema\":{\"schema\":{\"type\":\"string\",\"pattern\":\"(?=a)\"}}}}" \
+  "schema.pattern: regex: lookaround"
 expect_400 "{$M,\"response_format\":{\"type\":\"json_object\"},\"guided_choice\":[\"a\"]}" "guided_choice and response_format are both given"
 expect_400 "{$M,\"response_format\":{\"type\":\"yaml\"}}" "response_format.type 'yaml'"
 expect_400 "{$M,\"response_format\":{\"type\":\"json_schema\"}}" "json_schema.schema is required"
