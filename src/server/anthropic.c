@@ -565,7 +565,19 @@ int mimo_anthropic_parse(mimo_server *s, const json_t *root, bool count_only, mi
   }
   json_t *et = json_object_get(r->kwargs, "enable_thinking");
   bool thinking = !(et && json_is_false(et));
-  if (mimo_api_render(s, r->messages, r->tools, r->kwargs, 1, &r->prompt, &r->n_prompt, NULL, e) ||
+  /* A final assistant message is a prefill: the answer continues it (and so is not in thinking mode). */
+  const size_t nm = json_array_size(r->messages);
+  const char *last_role = nm ? json_string_value(json_object_get(json_array_get(r->messages, nm - 1), "role")) : NULL;
+  const bool prefill = last_role && !strcmp(last_role, "assistant") &&
+                       !json_object_get(json_array_get(r->messages, nm - 1), "tool_calls");
+  if (prefill) {
+    if (r->forced_call)
+      return mimo_api_fail(e, 400, "messages", "a final assistant message (prefill) cannot be combined with a forced "
+                           "tool_choice");
+    thinking = false;
+  }
+  if (mimo_api_render(s, r->messages, r->tools, r->kwargs, prefill ? MIMO_RENDER_CONTINUE : MIMO_RENDER_GEN_PROMPT,
+                      &r->prompt, &r->n_prompt, NULL, e) ||
       mimo_api_images_expand(s, &r->images, &r->prompt, &r->n_prompt, e))
     return -1;
   if (count_only)

@@ -158,12 +158,62 @@ char *mimo_api_token_text(const mimo_server *s, int id) {
   return mimo_utf8_sanitize(b ? b : "", b ? len : 0);
 }
 
+const char *mimo_api_final_text(const json_t *messages) {
+  const size_t n = json_array_size(messages);
+  const json_t *c = n ? json_object_get(json_array_get(messages, n - 1), "content") : NULL;
+  if (json_is_string(c))
+    return json_string_value(c);
+  for (size_t i = json_array_size(c); i > 0; i--) {
+    const json_t *p = json_array_get(c, i - 1);
+    const char *t = json_string_value(json_object_get(p, "text"));
+    if (t)
+      return t;
+  }
+  return NULL;
+}
+
+/* Whitespace-trimmed view of t (the fallback when a template trims the message). */
+static void trimmed(const char *t, const char **p, size_t *n) {
+  size_t a = 0, b = strlen(t);
+  while (a < b && strchr(" \t\r\n", t[a]))
+    a++;
+  while (b > a && strchr(" \t\r\n", t[b - 1]))
+    b--;
+  *p = t + a;
+  *n = b - a;
+}
+
+/* The last occurrence of needle[0..m) in hay[0..n), or NULL. */
+static const char *last_of(const char *hay, size_t n, const char *needle, size_t m) {
+  if (!m || m > n)
+    return NULL;
+  for (size_t i = n - m + 1; i > 0; i--)
+    if (!memcmp(hay + i - 1, needle, m))
+      return hay + i - 1;
+  return NULL;
+}
+
 int mimo_api_render(const mimo_server *s, const json_t *messages, const json_t *tools, const json_t *kwargs,
-                    int add_generation_prompt, int **ids, int *n, char **text, mimo_api_err *e) {
+                    int mode, int **ids, int *n, char **text, mimo_api_err *e) {
   char *t = NULL;
-  mimo_status st = mimo_tmpl_render(&s->tmpl, messages, tools, add_generation_prompt, kwargs, &t);
+  mimo_status st = mimo_tmpl_render(&s->tmpl, messages, tools, mode == MIMO_RENDER_GEN_PROMPT, kwargs, &t);
   if (st != MIMO_OK)
     return mimo_api_fail(e, 400, "messages", "cannot apply the chat template: %s", mimo_errmsg());
+  if (mode == MIMO_RENDER_CONTINUE) { /* cut after the final message's text: what the template closes it with goes */
+    const char *fin = mimo_api_final_text(messages), *p = NULL;
+    size_t m = fin ? strlen(fin) : 0;
+    const char *at = fin ? last_of(t, strlen(t), fin, m) : NULL;
+    if (!at && fin) {
+      trimmed(fin, &p, &m);
+      at = last_of(t, strlen(t), p, m);
+    }
+    if (!at) {
+      free(t);
+      return mimo_api_fail(e, 400, "messages", "the final message has no text to continue (or the chat template "
+                           "does not render it as given)");
+    }
+    t[at - t + m] = 0;
+  }
   int r = mimo_api_tokenize(s, t, strlen(t), ids, n, e);
   if (text && r == 0)
     *text = t;

@@ -42,9 +42,15 @@ int mimo_api_get_strs(const json_t *o, const char *k, int max, const char ***out
 int mimo_api_tokenize(const mimo_server *s, const char *text, size_t len, int **ids, int *n, mimo_api_err *e);
 /* Token text for logprobs: the token's bytes with invalid UTF-8 as U+FFFD (malloc'ed). */
 char *mimo_api_token_text(const mimo_server *s, int id);
+/* How a chat ends (mimo_api_render): as it is, with the template's generation prompt (a new assistant turn), or with
+ * its final message left open for the model to continue (vLLM's continue_final_message; Anthropic's prefill): the
+ * prompt is cut just after that message's text, as transformers' apply_chat_template does. */
+enum { MIMO_RENDER_AS_IS = 0, MIMO_RENDER_GEN_PROMPT = 1, MIMO_RENDER_CONTINUE = 2 };
 /* Renders messages/tools with the template and tokenizes the prompt. */
 int mimo_api_render(const mimo_server *s, const json_t *messages, const json_t *tools, const json_t *kwargs,
-                    int add_generation_prompt, int **ids, int *n, char **text, mimo_api_err *e);
+                    int mode, int **ids, int *n, char **text, mimo_api_err *e);
+/* The text a continued final message ends with (its string content, or its last text part); NULL: none. */
+const char *mimo_api_final_text(const json_t *messages);
 /* A random id like "chatcmpl-<32 hex>" into out (>= 48 bytes). */
 void mimo_api_new_id(const char *prefix, char *out, size_t cap);
 /* Whether text is only spaces, tabs and line ends (the output builders hold such text between tool calls). */

@@ -494,7 +494,19 @@ int mimo_openai_parse_ex(mimo_server *s, json_t *root, bool chat, bool count_onl
       json_object_set_new(r->kwargs, "enable_thinking", json_false());
     json_t *et = json_object_get(r->kwargs, "enable_thinking");
     thinking = !(et && (json_is_false(et) || json_is_null(et)));
-    if (mimo_api_render(s, r->messages, r->tools, r->kwargs, 1, &r->prompt, &r->n_prompt, &r->prompt_text, e) ||
+    bool gen_prompt = true, cont = false; /* vLLM's extensions: how the chat ends */
+    if (mimo_api_get_bool(root, "add_generation_prompt", &gen_prompt, e) ||
+        mimo_api_get_bool(root, "continue_final_message", &cont, e))
+      return -1;
+    if (gen_prompt && cont && json_object_get(root, "add_generation_prompt"))
+      return mimo_api_fail(e, 400, "continue_final_message",
+                           "continue_final_message and add_generation_prompt cannot both be true");
+    if (cont) { /* the output continues the final message: reasoning only when it stopped inside <think> */
+      const char *fin = mimo_api_final_text(r->messages);
+      thinking = fin && strstr(fin, "<think>") && !strstr(fin, "</think>");
+    }
+    const int mode = cont ? MIMO_RENDER_CONTINUE : gen_prompt ? MIMO_RENDER_GEN_PROMPT : MIMO_RENDER_AS_IS;
+    if (mimo_api_render(s, r->messages, r->tools, r->kwargs, mode, &r->prompt, &r->n_prompt, &r->prompt_text, e) ||
         mimo_api_images_expand(s, &r->images, &r->prompt, &r->n_prompt, e))
       return -1;
     if (forced_prefix(s, r, named, e))
