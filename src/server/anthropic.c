@@ -423,13 +423,14 @@ static int conv_tools(const json_t *tools, json_t **out, mimo_api_err *e) {
   return mimo_api_check_tools(arr, e);
 }
 
-/* tool_choice {type: auto|any|tool|none, name}: sets *parse (parse calls from the
- * output) and *forced_name / *forced (the output must start with a call). */
+/* tool_choice {type: auto|any|tool|none, name, disable_parallel_tool_use}: sets *parse (parse calls from the
+ * output), *forced_name / *forced (the output must start with a call) and *one_call (it ends after one). */
 static int conv_tool_choice(const json_t *root, const json_t *tools, bool *parse, bool *forced,
-                            const char **forced_name, mimo_api_err *e) {
+                            const char **forced_name, bool *one_call, mimo_api_err *e) {
   json_t *tc = json_object_get(root, "tool_choice");
   *parse = tools && json_array_size(tools);
   *forced = false;
+  *one_call = false;
   *forced_name = NULL;
   if (!tc || json_is_null(tc))
     return 0;
@@ -439,6 +440,7 @@ static int conv_tool_choice(const json_t *root, const json_t *tools, bool *parse
   json_t *dp = json_object_get(tc, "disable_parallel_tool_use");
   if (dp && !json_is_null(dp) && !json_is_boolean(dp))
     return mimo_api_fail(e, 400, "tool_choice", "tool_choice.disable_parallel_tool_use: expected a boolean");
+  *one_call = json_is_true(dp);
   if (strcmp(type, "none") == 0) {
     *parse = false;
     return 0;
@@ -554,7 +556,8 @@ int mimo_anthropic_parse(mimo_server *s, const json_t *root, bool count_only, mi
   const char *named;
   if (!(r->kwargs = json_object()))
     return oom(e);
-  if (conv_tool_choice(root, r->tools, &parse_calls, &r->forced_call, &named, e) ||
+  bool one_call;
+  if (conv_tool_choice(root, r->tools, &parse_calls, &r->forced_call, &named, &one_call, e) ||
       conv_thinking(root, r->kwargs, &think_on, e))
     return -1;
   if (r->forced_call) {
@@ -607,6 +610,7 @@ int mimo_anthropic_parse(mimo_server *s, const json_t *root, bool count_only, mi
   g->parse_reasoning = true;
   g->thinking = thinking;
   g->tools = parse_calls ? r->tools : NULL;
+  g->max_tool_calls = one_call ? 1 : 0;
   g->forced = r->forced;
   g->n_forced = r->n_forced;
   g->embeds = r->images.runs;

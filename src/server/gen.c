@@ -115,7 +115,7 @@ int mimo_gen_start(mimo_server *s, const mimo_gen_spec *sp, mimo_gen **out, mimo
   for (int i = 0; i < sp->n; i++) {
     choice *c = &g->c[i];
     mimo_detok_init(&c->dt, s->tok, sp->skip_special);
-    mimo_parse_out_init(&c->po, sp->parse_reasoning, sp->thinking, sp->tools);
+    mimo_parse_out_init(&c->po, sp->parse_reasoning, sp->thinking, sp->tools, sp->max_tool_calls);
     c->d.stop_index = -1;
     c->t_last = g->t0;
   }
@@ -251,6 +251,11 @@ static void process(mimo_gen *g, int i, const mimo_token_event *ev, int n) {
       size_t len;
       if (mimo_detok_push(&c->dt, e->token, &t, &len) == MIMO_OK && feed_text(g, c, t, len, 0))
         break;
+      if (c->po.calls_done) { /* the last tool call allowed ended: the output ends with it */
+        mimo_request_cancel(c->req);
+        end_choice(g, c, "tool_calls");
+        break;
+      }
     }
     if (e->finish) {
       const char *t;

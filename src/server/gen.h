@@ -25,6 +25,7 @@ typedef struct mimo_gen_spec {
   bool parse_reasoning; /* split <think>...</think> (chat) */
   bool thinking;        /* the prompt leaves the model in thinking mode */
   const json_t *tools;  /* non-NULL: parse tool calls, typing arguments by these schemas */
+  int max_tool_calls;   /* > 0: the output ends after this many calls (parallel_tool_calls false: 1) */
   const int *forced;    /* output must start with these ids */
   int n_forced;
   bool prompt_logprobs; /* the prompt's own logprobs (completions' echo), with prompt_top alternatives */

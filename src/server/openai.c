@@ -543,6 +543,10 @@ int mimo_openai_parse_ex(mimo_server *s, json_t *root, bool chat, bool count_onl
   g->parse_reasoning = chat;
   g->thinking = chat && thinking;
   g->tools = chat && r->tool_choice != MIMO_TOOLS_NONE ? r->tools : NULL;
+  bool parallel = true;
+  if (mimo_api_get_bool(root, "parallel_tool_calls", &parallel, e))
+    return -1;
+  g->max_tool_calls = parallel ? 0 : 1;
   g->forced = r->forced;
   g->n_forced = r->n_forced;
   g->prompt_logprobs = (r->echo && r->logprobs >= 0) || r->prompt_logprobs >= 0;

@@ -33,10 +33,16 @@ static mimo_gen_tool *tool_slot(mimo_gen_delta *d, int index) {
   return t;
 }
 
-static void tc_content(void *ctx, const char *s, size_t n) { mimo_sbuf_put(&((po_state *)ctx)->d->content, s, n); }
+static void tc_content(void *ctx, const char *s, size_t n) {
+  po_state *st = ctx;
+  if (!st->p->calls_done)
+    mimo_sbuf_put(&st->d->content, s, n);
+}
 static void tc_start(void *ctx, int index, const char *id, const char *name) {
   po_state *st = ctx;
   mimo_gen_delta *d = st->d;
+  if (st->p->calls_done)
+    return;
   /* a new call always opens a new entry (its first delta carries id + name) */
   if (d->n_tools && d->tools[d->n_tools - 1].index == index)
     return;
@@ -48,13 +54,16 @@ static void tc_start(void *ctx, int index, const char *id, const char *name) {
   st->p->n_calls++;
 }
 static void tc_args(void *ctx, int index, const char *s, size_t n) {
+  if (((po_state *)ctx)->p->calls_done)
+    return;
   mimo_gen_tool *t = tool_slot(((po_state *)ctx)->d, index);
   if (t)
     mimo_sbuf_put(&t->args, s, n);
 }
 static void tc_end(void *ctx, int index) {
-  (void)ctx;
-  (void)index;
+  po_state *st = ctx;
+  if (st->p->max_calls && index + 1 >= st->p->max_calls)
+    st->p->calls_done = true;
 }
 
 static void on_text(void *ctx, mimo_text_kind kind, const char *s, size_t n) {
@@ -70,10 +79,11 @@ static void on_text(void *ctx, mimo_text_kind kind, const char *s, size_t n) {
   mimo_sbuf_put(&st->d->content, s, n);
 }
 
-void mimo_parse_out_init(mimo_parse_out *p, bool parse_reasoning, bool thinking, const json_t *tools) {
+void mimo_parse_out_init(mimo_parse_out *p, bool parse_reasoning, bool thinking, const json_t *tools, int max_calls) {
   memset(p, 0, sizeof *p);
   p->reasoning = parse_reasoning;
   p->tools = tools != NULL;
+  p->max_calls = max_calls;
   po_state *st = calloc(1, sizeof *st);
   if (!st)
     return; /* degrades to plain content */

@@ -364,7 +364,8 @@ int mimo_responses_parse(mimo_server *s, const json_t *root, mimo_resp_req *r, m
   if (mot && !json_is_null(mot))
     json_object_set(r->chat, "max_tokens", (json_t *)mot);
   /* sampling, and vLLM's extra fields, as chat completions takes them */
-  static const char *same[] = {"temperature", "top_p", "top_k", "min_p", "repetition_penalty", "presence_penalty",
+  static const char *same[] = {"parallel_tool_calls", "temperature", "top_p", "top_k", "min_p", "repetition_penalty",
+                               "presence_penalty",
                                "frequency_penalty", "seed", "stop", "stop_token_ids", "logit_bias", "min_tokens",
                                "ignore_eos", "skip_special_tokens", "chat_template_kwargs"};
   for (size_t k = 0; k < sizeof same / sizeof *same; k++) {
