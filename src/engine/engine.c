@@ -506,8 +506,8 @@ static void model_step(mimo_engine *e) {
       j->skip = true;
     } else if (e->n_logits[k] > 1) { /* (mimo_spec_drafts made room for the rows' penalties) */
       mimo_sampler_jobs_ahead(r->smp, r->draft, e->n_logits[k] - 1, j);
-    } else {
-      mimo_sampler_job(r->smp, j);
+    } else { /* drawn below once the step ran: a step skipped for memory leaves the seeded draws as they were */
+      mimo_sampler_job_peek(r->smp, j);
       j->allow = r->con && r->con_active ? r->allow : NULL;
     }
   }
@@ -531,10 +531,13 @@ static void model_step(mimo_engine *e) {
     }
     if (r->fed < r->n_feed && !fed_chunk(e, r, e->counts[k]))
       continue; /* more to feed; these logits are not needed */
-    if (e->n_logits[k] > 1)
+    if (e->n_logits[k] > 1) {
       mimo_spec_emit(e, r, start[k], e->n_logits[k] - 1, row[k]);
-    else
+    } else {
+      if (!e->jobs[row[k]].skip)
+        mimo_sampler_advance(r->smp, 1); /* the draw its job took (mimo_sampler_job_peek) */
       take_token(e, slot, r, e->sampled[row[k]], &e->infos[row[k]]);
+    }
   }
   if (st == MIMO_OK && e->spec_k)
     mimo_spec_draft(e, nb, start);

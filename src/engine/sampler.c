@@ -447,6 +447,12 @@ void mimo_sampler_job(mimo_sampler *s, mimo_sample_job *j) {
   j->pen = s->pen;
 }
 
+void mimo_sampler_job_peek(mimo_sampler *s, mimo_sample_job *j) {
+  const mimo_rng keep = s->rng;
+  mimo_sampler_job(s, j);
+  s->rng = keep;
+}
+
 mimo_status mimo_sampler_ahead_room(mimo_sampler *s, int n) {
   /* every row's pairs: the ids seen so far and the distinct ids ahead of it */
   const size_t need = 2 * ((size_t)s->n_seen + (size_t)n) * (size_t)(n + 1);

@@ -92,6 +92,10 @@ mimo_status mimo_sampler_ahead_room(mimo_sampler *s, int n);
 /* The draws of n rows' jobs (mimo_sampler_jobs_ahead), as n calls of mimo_sampler_job would take them. */
 void mimo_sampler_advance(mimo_sampler *s, int n);
 
+/* mimo_sampler_job without drawing: the uniform it would take stays to be drawn by mimo_sampler_advance once the
+ * row's token is used (a step that did not run leaves the sequence's draws as they were). */
+void mimo_sampler_job_peek(mimo_sampler *s, mimo_sample_job *job);
+
 /* Scratch for mimo_sample_logits over a vocabulary of up to `vocab` ids; one per thread that samples. */
 typedef struct mimo_sample_ws mimo_sample_ws;
 mimo_status mimo_sample_ws_init(mimo_sample_ws **ws, int vocab);

@@ -8,6 +8,7 @@
  *   - logit_bias and min_tokens (a stop id banned for the first 20 tokens);
  *   - a repeated prompt that starts from a prefix-cache hit (the MTP cache then starts late);
  *   - a tensor-parallel group of two CPU ranks in one process (the MTP on rank 0, the caches stepped back on both);
+ *   - a KV memory budget that forces preemptions (recomputed requests, MTP caches started again);
  * and the counters say drafts were kept (stated property: 0 < kept < verified with corrupted drafts). */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -26,7 +27,7 @@
 
 static char root[64], dir[256];
 
-enum { NREQ = 3, PROMPT = 23, MAXOUT = 40 };
+enum { NREQ = 3, PROMPT = 23, MAXOUT = 80 };
 
 typedef struct {
   int n[NREQ];
@@ -49,11 +50,46 @@ typedef struct {
   bool twice;            /* the requests once more after the first round finished (prefix-cache hits) */
 } setup_t;
 
+/* KV storage under a byte budget (as a GPU's under --gpu-memory-utilization): the model's caches and the MTP's both
+ * take from it, so a step that does not fit preempts, and an MTP cache that does not fit is dropped. */
+static size_t kv_budget, kv_used, kv_peak;
+static float *budget_realloc(mimo_backend *b, float *p, size_t old_n, size_t new_n) {
+  (void)b;
+  (void)old_n;
+  size_t *h = p ? (size_t *)p - 2 : NULL, *n = NULL;
+  const size_t have = h ? h[0] : 0;
+  if (kv_used - have * 4 + new_n * 4 > kv_budget) {
+    mimo_errf(MIMO_E_NOMEM, "test budget of %zu bytes", kv_budget);
+  } else if ((n = realloc(h, new_n * 4 + 2 * sizeof(size_t)))) {
+    kv_used = kv_used - have * 4 + new_n * 4;
+    kv_peak = kv_used > kv_peak ? kv_used : kv_peak;
+    n[0] = new_n;
+  }
+  return n ? (float *)(n + 2) : NULL;
+}
+static void budget_free(mimo_backend *b, float *p) {
+  (void)b;
+  if (p) {
+    kv_used -= ((size_t *)p - 2)[0] * 4;
+    free((size_t *)p - 2);
+  }
+}
+static void budget_table_write(mimo_backend *b, void **dst, void *const *src, int n) {
+  (void)b;
+  memcpy(dst, src, (size_t)n * sizeof *dst);
+}
+static bool budgeted; /* load() hooks the budget in */
+
 static mimo_model *load(bool tp2) {
   mimo_model *m;
   if (!tp2) {
     mimo_backend *be;
     assert_int_equal(mimo_backend_cpu_init(&be, 2), MIMO_OK);
+    if (budgeted) {
+      be->kv_realloc = budget_realloc;
+      be->kv_free = budget_free;
+      be->kv_table_write = budget_table_write;
+    }
     assert_int_equal(mimo_model_load(dir, be, &m), MIMO_OK);
     m->own_be = true;
     return m;
@@ -252,6 +288,48 @@ static void test_prefix_cache_and_tp(void **state) {
   assert_true(got.stats.spec_accepted_tokens > 0);
 }
 
+/* Under a KV budget below what the requests need at once: preemptions (a preempted request recomputes its prompt and
+ * outputs, its MTP cache starting again), and the outputs still those without drafts and without the budget. */
+static void test_preemption(void **state) {
+  (void)state;
+  setup_t s = {.max_tokens = 70, .stop_id = -1, .same_prompt = true}; /* (a second block while decoding) */
+  mimo_sampling_defaults(&s.sp);
+  s.sp.temperature = 0.8f;
+  s.sp.seed = 3;
+  outputs ref, got;
+  run(&s, &ref); /* no budget, no drafts */
+  int bad[MAXOUT];
+  corrupted(&ref, bad);
+  s.oracle = bad;
+  s.n_oracle = ref.n[0];
+  s.k = 3;
+  budgeted = true;
+  kv_budget = (size_t)1 << 40;
+  kv_used = kv_peak = 0;
+  run(&s, &got); /* the room it takes */
+  expect_same(&ref, &got, false);
+  const size_t peak = kv_peak;
+  long preempted = 0;
+  /* smaller and smaller budgets, until one request no longer fits alone (it then fails by itself) */
+  for (int pct = 90; pct >= 10; pct -= 10) {
+    kv_budget = peak * (size_t)pct / 100;
+    kv_used = kv_peak = 0;
+    run(&s, &got);
+    assert_int_equal(kv_used, 0);
+    bool failed = false;
+    for (int i = 0; i < NREQ; i++)
+      failed |= got.fin[i] == MIMO_FINISH_ERROR;
+    if (failed)
+      break;
+    print_message("KV budget %d %% of the peak (%zu bytes): %ld preemptions, %ld of %ld drafts kept\n", pct, peak,
+                  got.stats.preemptions_total, got.stats.spec_accepted_tokens, got.stats.spec_draft_tokens);
+    expect_same(&ref, &got, false);
+    preempted += got.stats.preemptions_total;
+  }
+  budgeted = false;
+  assert_true(preempted >= 1);
+}
+
 static void test_refusals(void **state) {
   (void)state;
   mimo_model *m = load(false);
@@ -283,6 +361,7 @@ int main(void) {
       cmocka_unit_test(test_greedy),
       cmocka_unit_test(test_sampling),
       cmocka_unit_test(test_prefix_cache_and_tp),
+      cmocka_unit_test(test_preemption),
       cmocka_unit_test(test_refusals),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
