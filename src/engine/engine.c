@@ -59,6 +59,8 @@ static void snapshot(mimo_engine *e, mimo_request *r) {
   mimo_status st = mimo_kv_seq_init(&copy, &e->model->cfg);
   if (st == MIMO_OK)
     st = mimo_model_kv_fork(e->model, copy, r->kv, r->kv->len);
+  if (st == MIMO_OK && e->spec_k && (copy->attach = mimo_spec_hist_copy(r))) /* the MTP's context, for a hit */
+    copy->attach_free = mimo_spec_hist_free;
   if (st == MIMO_OK) {
     st = mimo_prefix_cache_put(e->pc, mimo_request_pc_tokens(r), copy); /* frees the copy when it fails */
   } else {
@@ -84,6 +86,11 @@ static void finish(mimo_engine *e, int slot, int token, const mimo_sample_info *
   /* what it computed is valid however it ended, but after an error of the step it may not have been */
   if (e->pc && r->kv && kv_ok && fin != MIMO_FINISH_ERROR && !r->out_lost && r->kv->len >= PREFIX_MIN &&
       r->kv->len > r->snap_at) {
+    if (r->hist && !r->kv->attach) { /* the MTP's context goes with the entry */
+      r->kv->attach = r->hist;
+      r->kv->attach_free = mimo_spec_hist_free;
+      r->hist = NULL;
+    }
     if (mimo_prefix_cache_put(e->pc, mimo_request_pc_tokens(r), r->kv) != MIMO_OK)
       mimo_warn("engine: prefix cache entry of a finished request not kept: %s", mimo_errmsg());
   } else {
@@ -108,6 +115,8 @@ static mimo_status admit(mimo_engine *e, mimo_request *r) {
     int m = 0;
     mimo_kv_seq *hit = mimo_prefix_cache_find(e->pc, mimo_request_pc_tokens(r), r->n_feed, r->n_feed - 1, &m);
     mimo_status st = hit ? mimo_model_kv_fork(e->model, r->kv, hit, m) : MIMO_OK;
+    if (st == MIMO_OK && hit && e->spec_k) /* the hidden states the entry kept, for the MTP cache made next */
+      mimo_spec_hist_from(e, r, hit->attach, m);
     if (st != MIMO_OK) { /* no room for the copy: compute the prompt, and make room */
       mimo_info("engine: prefix cache hit of %d tokens not used: %s", m, mimo_errmsg());
       shed_prefix_cache(e);
@@ -522,6 +531,8 @@ static void model_step(mimo_engine *e) {
     return;
   }
   __atomic_fetch_add(&e->stats.steps, 1, __ATOMIC_RELAXED);
+  if (st == MIMO_OK && e->spec_k) /* before any entry is taken from these caches */
+    mimo_spec_keep_hidden(e, nb, start);
   for (int k = 0; k < nb; k++) {
     mimo_request *r = e->batch[k];
     const int slot = slot_of(e, r);

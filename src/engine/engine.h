@@ -46,6 +46,9 @@ typedef struct mimo_engine_opts {
    * the MTP's (which still runs): reaches the rounds where drafts are kept on a random model. */
   const int *spec_oracle;
   int n_spec_oracle;
+  /* Test seam: called on the engine thread with each request's drafts as the MTP makes them (before spec_oracle). */
+  void (*spec_trace)(void *ctx, const mimo_request *r, const int *drafts, int n);
+  void *spec_trace_ctx;
   /* Test seam: instead of running the model, request i emits mock_ids[i % n_mock]
    * one token per step (the real tokenizer and API code run around it). */
   int n_mock;

@@ -52,6 +52,8 @@ struct mimo_request {
                      * token after it (NULL: not started, or dropped after an MTP step failed) */
   int draft[MIMO_SPEC_MAX]; /* the MTP's guesses at the outputs after next_token */
   int n_draft;
+  struct spec_hist *hist;   /* the model's hidden states of its last positions (an MTP cache made later starts from
+                             * them; prefix-cache entries keep a copy) */
   mimo_request *next_waiting;
   /* shared */
   atomic_int cancelled;
@@ -143,6 +145,14 @@ void mimo_spec_emit(mimo_engine *e, mimo_request *r, int start, int n, int row);
 void mimo_spec_draft(mimo_engine *e, int nb, const int *starts);
 /* r ends or gives its memory back: its MTP cache and drafts go. */
 void mimo_spec_drop(mimo_request *r);
+/* Right after a step that ran (before its outputs are delivered): each sequence's hidden states of the positions
+ * the step leaves valid (a prompt chunk's, a verifying step's up to its first rejected draft) into its history. */
+void mimo_spec_keep_hidden(mimo_engine *e, int nb, const int *starts);
+/* A copy of r's history for a prefix-cache entry of r's cache (kv_seq.attach; NULL: none), and its free. */
+void *mimo_spec_hist_copy(const mimo_request *r);
+void mimo_spec_hist_free(void *h);
+/* r starts from a prefix-cache entry's first len positions: its history from the entry's (h: its attach). */
+void mimo_spec_hist_from(mimo_engine *e, mimo_request *r, const void *h, int len);
 
 /* Drops one reference (the caller's or the engine's); the last frees the request. */
 void mimo_request_unref(mimo_request *r);

@@ -15,6 +15,7 @@ void mimo_request_unref(mimo_request *r) {
   pthread_cond_destroy(&r->cv);
   free(r->prompt);
   free(r->stop);
+  mimo_spec_hist_free(r->hist);
   free(r->bias_ids);
   free(r->bias_vals);
   free(r->forced);

@@ -13,8 +13,9 @@
  * step before are stepped back first), and its last row drafts d0; k - 1 more follow, one token at a time, each from
  * the one before and the MTP's own hidden state. A sequence that starts from a prefix-cache hit (or after a prompt
  * whose logprobs were wanted, or an MTP step that failed) has no hidden states for what came before: its MTP cache
- * starts window - 1 positions back, those positions made from their tokens alone (hidden state zero), the earlier
- * ones zeros. Only the drafts suffer; the outputs do not depend on them. */
+ * starts window - 1 positions back: those positions are made from the hidden states the request keeps of its last
+ * positions (spec_hist: a prefix-cache entry carries a copy), or from their tokens alone (hidden state zero) where
+ * it has none; the slots before them hold zeros. Only the drafts suffer; the outputs do not depend on them. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -86,6 +87,89 @@ void mimo_spec_drop(mimo_request *r) {
   mimo_kv_seq_free(r->dkv);
   r->dkv = NULL;
   r->n_draft = 0;
+}
+
+/* The hidden states of positions [lo, hi) (at most W of them: position p in row p % W). */
+struct spec_hist {
+  int W, H, lo, hi;
+  float *rows; /* [W][H] */
+};
+
+void mimo_spec_hist_free(void *p) {
+  struct spec_hist *h = p;
+  if (h)
+    free(h->rows);
+  free(h);
+}
+
+static struct spec_hist *hist_new(int W, int H) {
+  struct spec_hist *h = calloc(1, sizeof *h);
+  if (h && !(h->rows = malloc((size_t)W * H * sizeof *h->rows))) {
+    free(h);
+    return NULL;
+  }
+  if (h) {
+    h->W = W;
+    h->H = H;
+  }
+  return h;
+}
+
+/* Position p's row, or NULL when it is not kept. */
+static const float *hist_row(const struct spec_hist *h, int p) {
+  if (!h || p < h->lo || p >= h->hi || p < h->hi - h->W)
+    return NULL;
+  return h->rows + (size_t)(p % h->W) * h->H;
+}
+
+static void hist_put(struct spec_hist *h, int p, const float *row) {
+  if (p > h->hi || p < h->lo) /* a gap, or a step back past what it holds: start again from p */
+    h->lo = p;
+  if (p != h->hi) /* (positions from p on are made again) */
+    h->hi = p;
+  memcpy(h->rows + (size_t)(p % h->W) * h->H, row, (size_t)h->H * sizeof *row);
+  h->hi = p + 1;
+}
+
+void mimo_spec_keep_hidden(mimo_engine *e, int nb, const int *starts) {
+  mimo_model *m = e->model;
+  const int H = m->cfg.hidden_size, W = m->mtp->cfg.swa.window > 1 ? m->mtp->cfg.swa.window : 1;
+  for (int k = 0, hrow = 0, row = 0; k < nb; hrow += e->counts[k], row += e->n_logits[k], k++) {
+    mimo_request *r = e->batch[k];
+    int valid = e->counts[k];
+    if (e->n_logits[k] > 1) { /* t and the drafts the model sampled too */
+      valid = 1;
+      while (valid < e->n_logits[k] && e->sampled[row + valid - 1] == r->draft[valid - 1])
+        valid++;
+    }
+    if (!r->hist && !(r->hist = hist_new(W, H)))
+      continue; /* (no memory: its MTP cache starts from zeros later) */
+    for (int j = 0; j < valid; j++)
+      hist_put(r->hist, starts[k] + j, e->hidden + (size_t)(hrow + j) * H);
+  }
+}
+
+static struct spec_hist *hist_clone(const struct spec_hist *h) {
+  struct spec_hist *c = h ? hist_new(h->W, h->H) : NULL;
+  if (!c)
+    return NULL;
+  c->lo = h->lo;
+  c->hi = h->hi;
+  memcpy(c->rows, h->rows, (size_t)h->W * h->H * sizeof *c->rows);
+  return c;
+}
+
+void *mimo_spec_hist_copy(const mimo_request *r) { return hist_clone(r->hist); }
+
+void mimo_spec_hist_from(mimo_engine *e, mimo_request *r, const void *p, int len) {
+  const struct spec_hist *h = p;
+  (void)e;
+  mimo_spec_hist_free(r->hist);
+  r->hist = NULL;
+  if (!h || len <= h->lo)
+    return;
+  if ((r->hist = hist_clone(h)))
+    r->hist->hi = len < h->hi ? len : h->hi;
 }
 
 int mimo_spec_drafts(const mimo_engine *e, const mimo_request *r, int budget) {
@@ -196,8 +280,11 @@ static bool catch_up_rows(mimo_engine *e, mimo_request *r, int p0, int hrow, int
   for (int p = from; p < to; p++, (*T)++) {
     sb->tokens[*T] = r->prompt[p + 1];
     float *h = sb->h + (size_t)*T * H;
+    const float *kept = p < p0 ? hist_row(r->hist, p) : NULL;
     if (p >= p0)
       memcpy(h, e->hidden + (size_t)(hrow + p - p0) * H, (size_t)H * sizeof *h);
+    else if (kept) /* a position computed before (a prefix-cache entry's, an earlier step's) */
+      memcpy(h, kept, (size_t)H * sizeof *h);
     else
       memset(h, 0, (size_t)H * sizeof *h);
   }
@@ -271,7 +358,9 @@ void mimo_spec_draft(mimo_engine *e, int nb, const int *starts) {
       }
     }
   }
-  for (int i = 0; e->o.spec_oracle && i < nd; i++) { /* test seam (engine.h) */
+  for (int i = 0; e->o.spec_trace && i < nd; i++) /* test seams (engine.h) */
+    e->o.spec_trace(e->o.spec_trace_ctx, sb->reqs[i], sb->reqs[i]->draft, sb->reqs[i]->n_draft);
+  for (int i = 0; e->o.spec_oracle && i < nd; i++) {
     mimo_request *r = sb->reqs[i];
     for (int j = 0; j < r->n_draft && r->generated + j < e->o.n_spec_oracle; j++)
       r->draft[j] = e->o.spec_oracle[r->generated + j];

@@ -449,6 +449,8 @@ void mimo_kv_seq_free(mimo_kv_seq *s) {
     return;
   if (s->on_free)
     s->on_free(s->on_free_ctx, s->uid);
+  if (s->attach_free)
+    s->attach_free(s->attach);
   if (s->pool) {
     /* the next holder of the rings and blocks writes them in stream order after this one's queued reads */
     if (s->rings)

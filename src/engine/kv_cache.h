@@ -46,6 +46,10 @@ typedef struct mimo_kv_seq {
    * the model on the first step; this sequence's own views stay empty. */
   struct mimo_kv_seq **shards;
   int n_shards;
+  /* What a user keeps with the sequence, freed with it and not forked (the engine's MTP context of a prefix-cache
+   * entry: the hidden states of its last positions). */
+  void *attach;
+  void (*attach_free)(void *attach);
   /* Several processes: the sequence's id in the group, and who to tell when it ends. */
   unsigned long long uid;
   void (*on_free)(void *ctx, unsigned long long uid);

@@ -9,6 +9,8 @@
  *   - a repeated prompt that starts from a prefix-cache hit (the MTP cache then starts late);
  *   - a tensor-parallel group of two CPU ranks in one process (the MTP on rank 0, the caches stepped back on both);
  *   - a KV memory budget that forces preemptions (recomputed requests, MTP caches started again);
+ *   - after a prefix-cache hit the MTP drafts exactly what it drafts from a cold start (the entry keeps the hidden
+ *     states its MTP cache is made from);
  * and the counters say drafts were kept (stated property: 0 < kept < verified with corrupted drafts). */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -330,6 +332,63 @@ static void test_preemption(void **state) {
   assert_true(preempted >= 1);
 }
 
+/* The drafts the MTP makes for a request (test seam), one round after another. */
+static int trace_round, trace_n[2], trace[2][4096];
+static void on_drafts(void *ctx, const mimo_request *r, const int *d, int n) {
+  (void)ctx;
+  (void)r;
+  for (int i = 0; i < n && trace_n[trace_round] < 4096; i++)
+    trace[trace_round][trace_n[trace_round]++] = d[i];
+}
+
+/* A prompt that starts from a prefix-cache entry: the entry keeps the model's hidden states of its last positions,
+ * so the MTP cache made after the hit is the one a cold start makes, and the MTP drafts exactly the same tokens
+ * (its own drafts, greedy: the same outputs both times, so any difference would be the MTP's context). */
+static void test_prefix_hit_drafts(void **state) {
+  (void)state;
+  enum { P = 150, OUT = 24 };
+  mimo_model *m = load(false);
+  mimo_engine_opts eo = {.max_num_seqs = 2, .max_num_batched_tokens = 48, .warmup = -1, .prefix_cache_entries = 4,
+                         .num_speculative_tokens = 3, .spec_trace = on_drafts};
+  mimo_engine *e;
+  assert_int_equal(mimo_engine_init(&e, m, &eo), MIMO_OK);
+  int prompt[P], out[2][OUT];
+  for (int i = 0; i < P; i++)
+    prompt[i] = (i * 53 + 7) % 600;
+  memset(trace_n, 0, sizeof trace_n);
+  for (trace_round = 0; trace_round < 2; trace_round++) {
+    mimo_sampling_params sp;
+    mimo_sampling_defaults(&sp);
+    sp.temperature = 0;
+    mimo_request_params p = {.prompt = prompt, .n_prompt = P, .max_tokens = OUT, .sampling = sp, .ignore_eos = true};
+    mimo_request *r;
+    assert_int_equal(mimo_engine_submit(e, &p, &r), MIMO_OK);
+    int n = 0;
+    for (bool done = false; !done;) {
+      mimo_token_event ev[8];
+      const int got = mimo_request_poll(r, ev, 8, 20000);
+      assert_true(got > 0);
+      for (int j = 0; j < got; j++) {
+        if (ev[j].token >= 0 && n < OUT)
+          out[trace_round][n++] = ev[j].token;
+        done |= ev[j].finish != MIMO_FINISH_NONE;
+      }
+    }
+    assert_int_equal(n, OUT);
+    if (trace_round)
+      assert_true(mimo_request_cached_tokens(r) >= 64); /* it did start from an entry */
+    mimo_request_release(r);
+  }
+  trace_round = 0;
+  print_message("drafts: %d cold, %d after a prefix-cache hit\n", trace_n[0], trace_n[1]);
+  assert_memory_equal(out[0], out[1], sizeof out[0]);
+  assert_true(trace_n[0] > 0);
+  assert_int_equal(trace_n[1], trace_n[0]);
+  assert_memory_equal(trace[1], trace[0], (size_t)trace_n[0] * sizeof(int));
+  mimo_engine_free(e);
+  mimo_model_free(m);
+}
+
 static void test_refusals(void **state) {
   (void)state;
   mimo_model *m = load(false);
@@ -362,6 +421,7 @@ int main(void) {
       cmocka_unit_test(test_sampling),
       cmocka_unit_test(test_prefix_cache_and_tp),
       cmocka_unit_test(test_preemption),
+      cmocka_unit_test(test_prefix_hit_drafts),
       cmocka_unit_test(test_refusals),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
