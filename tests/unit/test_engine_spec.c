@@ -344,10 +344,9 @@ static void on_drafts(void *ctx, const mimo_request *r, const int *d, int n) {
 /* A prompt that starts from a prefix-cache entry: the entry keeps the model's hidden states of its last positions,
  * so the MTP cache made after the hit is the one a cold start makes, and the MTP drafts exactly the same tokens
  * (its own drafts, greedy: the same outputs both times, so any difference would be the MTP's context). */
-static void test_prefix_hit_drafts(void **state) {
-  (void)state;
+static void prefix_hit_drafts(bool tp2) {
   enum { P = 150, OUT = 24 };
-  mimo_model *m = load(false);
+  mimo_model *m = load(tp2);
   mimo_engine_opts eo = {.max_num_seqs = 2, .max_num_batched_tokens = 48, .warmup = -1, .prefix_cache_entries = 4,
                          .num_speculative_tokens = 3, .spec_trace = on_drafts};
   mimo_engine *e;
@@ -387,6 +386,12 @@ static void test_prefix_hit_drafts(void **state) {
   assert_memory_equal(trace[1], trace[0], (size_t)trace_n[0] * sizeof(int));
   mimo_engine_free(e);
   mimo_model_free(m);
+}
+
+static void test_prefix_hit_drafts(void **state) {
+  (void)state;
+  prefix_hit_drafts(false);
+  prefix_hit_drafts(true); /* a group: the entries are forks of every rank's shards, the MTP on rank 0 */
 }
 
 static void test_refusals(void **state) {
