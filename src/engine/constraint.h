@@ -16,6 +16,8 @@ struct mimo_constraint {
   /* the output is complete: nothing more may come but a stop id */
   bool (*done)(mimo_constraint *c);
   void (*free)(mimo_constraint *c);
+  /* a copy in the same state (NULL when out of memory), to try tokens ahead (speculative decoding's drafts) */
+  mimo_constraint *(*clone)(const mimo_constraint *c);
   int after_token; /* the constraint applies after this id has been generated (the end of reasoning); -1: at once */
 };
 #endif

@@ -427,14 +427,14 @@ typedef struct {
 } mask_job;
 static void mask_rows(void *ctx, long begin, long end) {
   const mask_job *j = ctx;
-  for (long k = begin; k < end; k++) /* (a masked sequence has one row: it drafts nothing) */
-    if (j->e->jobs[j->e->row_at[k]].allow)
+  for (long k = begin; k < end; k++) /* (a drafting sequence's masks were made with its drafts) */
+    if (j->e->jobs[j->e->row_at[k]].allow && j->e->n_logits[k] == 1)
       constraint_mask(j->e, j->e->batch[k]);
 }
 static void step_masks(mimo_engine *e, int nb) {
   int n = 0;
   for (int k = 0; k < nb; k++)
-    n += e->jobs[e->row_at[k]].allow != NULL;
+    n += e->jobs[e->row_at[k]].allow != NULL && e->n_logits[k] == 1;
   if (!n)
     return;
   mask_job j = {e, nb};
@@ -513,8 +513,10 @@ static void model_step(mimo_engine *e) {
     if (r->fed + e->counts[k] < r->n_feed || r->generated < r->n_forced) {
       memset(j, 0, sizeof *j);
       j->skip = true;
-    } else if (e->n_logits[k] > 1) { /* (mimo_spec_drafts made room for the rows' penalties) */
+    } else if (e->n_logits[k] > 1) { /* (mimo_spec_drafts made room for the rows' penalties, and their masks) */
       mimo_sampler_jobs_ahead(r->smp, r->draft, e->n_logits[k] - 1, j);
+      for (int i = 0; r->con && r->con_active && i < e->n_logits[k]; i++)
+        j[i].allow = r->allow_rows + (size_t)i * (((size_t)e->vocab + 31) / 32);
     } else { /* drawn below once the step ran: a step skipped for memory leaves the seeded draws as they were */
       mimo_sampler_job_peek(r->smp, j);
       j->allow = r->con && r->con_active ? r->allow : NULL;

@@ -52,6 +52,7 @@ struct mimo_request {
                      * token after it (NULL: not started, or dropped after an MTP step failed) */
   int draft[MIMO_SPEC_MAX]; /* the MTP's guesses at the outputs after next_token */
   int n_draft;
+  uint32_t *allow_rows;     /* structured outputs while drafting: row i's mask (after drafts 0..i-1), [k + 1][V/32] */
   struct spec_hist *hist;   /* the model's hidden states of its last positions (an MTP cache made later starts from
                              * them; prefix-cache entries keep a copy) */
   mimo_request *next_waiting;
@@ -133,9 +134,10 @@ mimo_status mimo_engine_warm_up(mimo_engine *e, int n);
 /* engine_spec.c: speculative decoding with MTP drafts (engine.h, num_speculative_tokens). */
 mimo_status mimo_spec_init(mimo_engine *e);
 void mimo_spec_free(mimo_engine *e);
-/* Drafts r verifies in the next step: as many as it has, the budget allows and its output can still use; 0 while
- * its rows need something a draft cannot give (a forced token due, an active structured-output mask). */
-int mimo_spec_drafts(const mimo_engine *e, const mimo_request *r, int budget);
+/* Drafts r verifies in the next step: as many as it has, the budget allows and its output can still use (and, under
+ * a structured-output mask, its grammar takes: each row's mask is then in r->allow_rows); 0 while a forced token is
+ * due. */
+int mimo_spec_drafts(const mimo_engine *e, mimo_request *r, int budget);
 /* r's rows after a step that verified n drafts at `row` (jobs made by mimo_sampler_jobs_ahead; its cache stood at
  * start): the outputs up to the first draft the model did not sample (or until it finishes), and the cache back to
  * what they left valid. */

@@ -24,6 +24,7 @@ void mimo_request_unref(mimo_request *r) {
   if (r->con)
     r->con->free(r->con);
   free(r->allow);
+  free(r->allow_rows);
   free(r->mm);
   free(r->mm_rows);
   free(r->key);

@@ -172,8 +172,35 @@ void mimo_spec_hist_from(mimo_engine *e, mimo_request *r, const void *p, int len
     r->hist->hi = len < h->hi ? len : h->hi;
 }
 
-int mimo_spec_drafts(const mimo_engine *e, const mimo_request *r, int budget) {
-  if (!r->n_draft || !r->dkv || r->generated < r->n_forced || (r->con && r->con_active))
+/* Under an active structured-output mask: the drafts the grammar takes (up to n, none past a stop id), and row i's
+ * mask after drafts 0..i-1 into r->allow_rows; 0 when there is no room for them. */
+static int constrained_rows(const mimo_engine *e, mimo_request *r, int n) {
+  const size_t words = ((size_t)e->vocab + 31) / 32;
+  if (!r->con->clone || (!r->allow_rows && !(r->allow_rows = malloc((size_t)(e->spec_k + 1) * words * 4))))
+    return 0;
+  mimo_constraint *c = r->con->clone(r->con);
+  if (!c)
+    return 0;
+  int i = 0;
+  for (;; i++) {
+    uint32_t *allow = r->allow_rows + (size_t)i * words;
+    memset(allow, 0, words * sizeof *allow);
+    c->mask(c, allow, e->vocab, r->stop, r->n_stop);
+    if (i == n)
+      break;
+    bool stop = false;
+    for (int s = 0; s < r->n_stop; s++)
+      stop |= r->stop[s] == r->draft[i];
+    /* a draft the mask refuses, or a stop id (the output ends there), ends the run */
+    if (stop || !(allow[r->draft[i] / 32] >> (r->draft[i] % 32) & 1) || !c->accept(c, r->draft[i]))
+      break;
+  }
+  c->free(c);
+  return i;
+}
+
+int mimo_spec_drafts(const mimo_engine *e, mimo_request *r, int budget) {
+  if (!r->n_draft || !r->dkv || r->generated < r->n_forced)
     return 0;
   int n = r->n_draft;
   const int limits[3] = {
@@ -183,6 +210,8 @@ int mimo_spec_drafts(const mimo_engine *e, const mimo_request *r, int budget) {
   };
   for (int i = 0; i < 3; i++)
     n = limits[i] < n ? limits[i] : n;
+  if (n > 0 && r->con && r->con_active)
+    n = constrained_rows(e, r, n);
   if (n <= 0 || mimo_sampler_ahead_room(r->smp, n) != MIMO_OK)
     return 0;
   return n;
@@ -193,6 +222,7 @@ void mimo_spec_emit(mimo_engine *e, mimo_request *r, int start, int n, int row) 
   int emitted = 0, draft[MIMO_SPEC_MAX];
   memcpy(draft, r->draft, (size_t)n * sizeof *draft);
   bool alive = true;
+  const bool masked = r->con && r->con_active; /* the rows were masked as the grammar stood after each draft */
   for (int i = 0; i <= n && alive; i++) {
     const int tok = e->sampled[row + i];
     const bool match = i < n && tok == draft[i];
@@ -203,7 +233,7 @@ void mimo_spec_emit(mimo_engine *e, mimo_request *r, int start, int n, int row) 
     mimo_engine_take_token(e, mimo_engine_slot_of(e, r), r, tok, &e->infos[row + i]);
     alive = mimo_engine_slot_of(e, r) >= 0; /* r is not touched once it finished (it may be gone) */
     /* a mismatch ends the run; so does a structured-output mask that starts here (the rows after were not masked) */
-    if (alive && (!match || (r->con && r->con_active)))
+    if (alive && (!match || (r->con && r->con_active && !masked)))
       break;
   }
   __atomic_fetch_add(&e->stats.spec_drafts, 1, __ATOMIC_RELAXED);
@@ -310,7 +340,7 @@ void mimo_spec_draft(mimo_engine *e, int nb, const int *starts) {
     sb->counts[ns] = T - at;
     sb->last[ns] = T - 1;
     /* drafts only for the sequences that decode next and may use them */
-    const bool drafts = r->fed >= r->n_feed && !(r->con && r->con_active) &&
+    const bool drafts = r->fed >= r->n_feed &&
                         r->n_prompt + r->generated + k < e->o.max_model_len; /* (the drafting rows' positions) */
     sb->jobs[ns] = greedy;
     sb->jobs[ns].skip = !drafts;

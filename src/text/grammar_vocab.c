@@ -204,19 +204,31 @@ static bool gc_accept(mimo_constraint *c, int token) {
 
 static bool gc_done(mimo_constraint *c) {
   grammar_constraint *x = (grammar_constraint *)c;
-  /* complete, and no byte could extend it (a number or literal that could go on is not done yet) */
+  /* complete, and no byte could extend it (a number, literal or regex match that could go on is not done yet) */
   if (!mimo_jg_done(x->g, &x->s))
     return false;
-  return x->s.depth == 0;
+  for (int b = 0; b < 256; b++) {
+    mimo_jg_state t = x->s;
+    if (mimo_jg_feed(x->g, &t, (unsigned char)b))
+      return false;
+  }
+  return true;
 }
 
 static void gc_free(mimo_constraint *c) { free(c); }
+
+static mimo_constraint *gc_clone(const mimo_constraint *c) {
+  grammar_constraint *x = malloc(sizeof *x);
+  if (x)
+    *x = *(const grammar_constraint *)c;
+  return x ? &x->base : NULL;
+}
 
 mimo_status mimo_grammar_constraint(const mimo_gvocab *v, const mimo_jg *g, int after_token, mimo_constraint **out) {
   grammar_constraint *x = calloc(1, sizeof *x);
   if (!x)
     return mimo_errf(MIMO_E_NOMEM, "structured output state");
-  x->base = (mimo_constraint){gc_mask, gc_accept, gc_done, gc_free, after_token};
+  x->base = (mimo_constraint){gc_mask, gc_accept, gc_done, gc_free, gc_clone, after_token};
   x->v = v;
   x->g = g;
   mimo_jg_start(g, &x->s);

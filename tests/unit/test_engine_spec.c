@@ -8,6 +8,7 @@
  *   - logit_bias and min_tokens (a stop id banned for the first 20 tokens);
  *   - a repeated prompt that starts from a prefix-cache hit (the MTP cache then starts late);
  *   - a tensor-parallel group of two CPU ranks in one process (the MTP on rank 0, the caches stepped back on both);
+ *   - a JSON schema (structured outputs): every row masked as the grammar stands after the drafts before it;
  *   - a KV memory budget that forces preemptions (recomputed requests, MTP caches started again);
  *   - after a prefix-cache hit the MTP drafts exactly what it drafts from a cold start (the entry keeps the hidden
  *     states its MTP cache is made from);
@@ -26,6 +27,9 @@
 #include "engine/engine.h"
 #include "model/mimo_v2.h"
 #include "model/synth.h"
+#include "text/grammar_vocab.h"
+#include "text/json_grammar.h"
+#include "text/tokenizer.h"
 
 static char root[64], dir[256];
 
@@ -394,6 +398,75 @@ static void test_prefix_hit_drafts(void **state) {
   prefix_hit_drafts(true); /* a group: the entries are forks of every rank's shards, the MTP on rank 0 */
 }
 
+/* Structured outputs with drafts: each row of a drafting step is masked as the grammar stands after the drafts
+ * before it, the drafts the grammar refuses are not verified, and the outputs are those without drafts (sampled, a
+ * JSON schema; the drafts from the answer, corrupted). */
+static void constrained_run(const mimo_gvocab *v, const mimo_jg *g, int k, const int *oracle, int n_oracle, int *out,
+                            int *n_out, mimo_engine_stats *st) {
+  mimo_model *m = load(false);
+  mimo_engine_opts eo = {.max_num_seqs = 2, .max_num_batched_tokens = 32, .warmup = -1, .num_speculative_tokens = k,
+                         .spec_oracle = oracle, .n_spec_oracle = n_oracle};
+  mimo_engine *e;
+  assert_int_equal(mimo_engine_init(&e, m, &eo), MIMO_OK);
+  int prompt[PROMPT];
+  prompt_of(1, prompt);
+  mimo_sampling_params sp;
+  mimo_sampling_defaults(&sp);
+  sp.temperature = 0.9f;
+  sp.seed = 11;
+  mimo_constraint *con;
+  assert_int_equal(mimo_grammar_constraint(v, g, -1, &con), MIMO_OK);
+  mimo_request_params p = {.prompt = prompt, .n_prompt = PROMPT, .max_tokens = MAXOUT, .sampling = sp,
+                           .constraint = con};
+  mimo_request *r;
+  assert_int_equal(mimo_engine_submit(e, &p, &r), MIMO_OK);
+  *n_out = 0;
+  for (bool done = false; !done;) {
+    mimo_token_event ev[8];
+    const int got = mimo_request_poll(r, ev, 8, 20000);
+    assert_true(got > 0);
+    for (int j = 0; j < got; j++) {
+      if (ev[j].token >= 0 && *n_out < MAXOUT)
+        out[(*n_out)++] = ev[j].token;
+      assert_true(ev[j].finish != MIMO_FINISH_ERROR);
+      done |= ev[j].finish != MIMO_FINISH_NONE;
+    }
+  }
+  mimo_request_release(r);
+  mimo_engine_stats_get(e, st);
+  mimo_engine_free(e);
+  mimo_model_free(m);
+}
+
+static void test_structured(void **state) {
+  (void)state;
+  mimo_tok *t;
+  assert_int_equal(mimo_tok_load(dir, &t), MIMO_OK);
+  mimo_gvocab *v;
+  assert_int_equal(mimo_gvocab_new(t, &v), MIMO_OK);
+  const char *schema = "{\"type\":\"object\",\"properties\":{\"a\":{\"type\":\"integer\"},\"b\":{\"type\":"
+                       "\"string\",\"maxLength\":12}},\"required\":[\"a\",\"b\"]}";
+  json_error_t err;
+  json_t *js = json_loads(schema, 0, &err);
+  mimo_jg *g;
+  assert_int_equal(mimo_jg_compile(js, &g), MIMO_OK);
+  json_decref(js);
+  int want[MAXOUT], got[MAXOUT], n_want, n_got, bad[MAXOUT];
+  mimo_engine_stats st;
+  constrained_run(v, g, 0, NULL, 0, want, &n_want, &st);
+  for (int i = 0; i < n_want; i++)
+    bad[i] = i % 5 == 3 ? (want[i] + 1) % 600 : want[i];
+  constrained_run(v, g, 3, bad, n_want, got, &n_got, &st);
+  print_message("structured output, k=3: %d tokens, %ld of %ld drafts kept in %ld verifying steps\n", n_got,
+                st.spec_accepted_tokens, st.spec_draft_tokens, st.spec_drafts);
+  assert_int_equal(n_got, n_want);
+  assert_memory_equal(got, want, (size_t)n_want * sizeof *want);
+  assert_true(st.spec_accepted_tokens > 0);
+  mimo_jg_free(g);
+  mimo_gvocab_free(v);
+  mimo_tok_free(t);
+}
+
 static void test_refusals(void **state) {
   (void)state;
   mimo_model *m = load(false);
@@ -427,6 +500,7 @@ int main(void) {
       cmocka_unit_test(test_prefix_cache_and_tp),
       cmocka_unit_test(test_preemption),
       cmocka_unit_test(test_prefix_hit_drafts),
+      cmocka_unit_test(test_structured),
       cmocka_unit_test(test_refusals),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
