@@ -52,9 +52,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     fed[k++] = (char)out[i];
     if (mimo_jg_done(g, &s)) {
       if (schema) {
-        /* (jansson refuses numbers past a double's range, which JSON itself allows; \u0000 needs its flag) */
+        /* (jansson refuses numbers past a double's range and \u0000 in object keys, both valid JSON; \u0000 in
+         * values needs its flag) */
         json_t *v = json_loadb(fed, k, JSON_DECODE_ANY | JSON_DECODE_INT_AS_REAL | JSON_ALLOW_NUL, &err);
-        if (!v && !strstr(err.text, "overflow"))
+        if (!v && !strstr(err.text, "overflow") && !strstr(err.text, "NUL byte in object key"))
           abort();
         json_decref(v);
       } else {
