@@ -9,6 +9,7 @@
 #define MAX_CP 0x10FFFF
 #define MAX_REPEAT 1000
 #define MAX_NFA (1 << 18)
+#define MAX_WORK 30000000L /* NFA states visited while building the DFA (about half a second at most) */
 
 /* ---- code point sets: sorted, disjoint, non-adjacent ranges ---- */
 
@@ -677,7 +678,7 @@ static int cmp_int(const void *a, const void *b) {
 
 /* The epsilon closure of stack[0..n) (distinct states; marked in seen with the stamp) into a sorted set; buf has room
  * for every NFA state. */
-static bool closure(const nfa *a, int *stack, int n, int *seen, int stamp, int *buf, sset *out) {
+static bool closure(const nfa *a, int *stack, int n, int *seen, int stamp, int *buf, sset *out, long *work) {
   int k = 0;
   for (int i = 0; i < n; i++)
     seen[stack[i]] = stamp;
@@ -692,6 +693,7 @@ static bool closure(const nfa *a, int *stack, int n, int *seen, int stamp, int *
       }
     }
   }
+  *work += k;
   int *items = malloc((size_t)(k ? k : 1) * sizeof *items);
   if (!items)
     return false;
@@ -708,6 +710,7 @@ static bool closure(const nfa *a, int *stack, int n, int *seen, int stamp, int *
 
 static mimo_status dfa_build(const nfa *a, int start, int accept, int max_states, mimo_re **out) {
   mimo_status st = MIMO_OK;
+  long work = 0; /* NFA states visited: a bound on the compile's time (about a second at the limit) */
   sset *sets = NULL;
   int n_sets = 0, cap_sets = 0, hcap = 1024;
   int *htab = malloc((size_t)hcap * sizeof *htab), *stack = malloc((size_t)a->n * sizeof *stack),
@@ -777,7 +780,7 @@ static mimo_status dfa_build(const nfa *a, int start, int accept, int max_states
   if (st == MIMO_OK) {
     sset s0;
     stack[0] = start;
-    if (!closure(a, stack, 1, seen, ++stamp, buf, &s0)) {
+    if (!closure(a, stack, 1, seen, ++stamp, buf, &s0, &work)) {
       st = mimo_errf(MIMO_E_NOMEM, "regex DFA");
     } else {
       int id;
@@ -790,25 +793,41 @@ static mimo_status dfa_build(const nfa *a, int start, int accept, int max_states
     for (int i = 0; i < sets[d].n; i++)
       if (a->s[sets[d].items[i]].to >= 0)
         edges[n_edges++] = sets[d].items[i];
-    for (int b = 0; b < 256 && st == MIMO_OK; b++) {
+    /* bytes that every edge either takes or not fall in one class: its targets are found once */
+    uint8_t cut[257] = {0};
+    for (int i = 0; i < n_edges; i++) {
+      cut[a->s[edges[i]].lo] = 1;
+      cut[a->s[edges[i]].hi + 1] = 1;
+    }
+    for (int b0 = 0; b0 < 256 && st == MIMO_OK;) {
+      int b1 = b0 + 1;
+      while (b1 < 256 && !cut[b1])
+        b1++;
       int id = -1, n = 0;
-      ++stamp; /* the targets of byte b, each once */
+      work += n_edges;
+      if (work > MAX_WORK) {
+        st = mimo_errf(MIMO_E_INVALID, "regex: the pattern is too complex to compile (its automaton grows too fast); "
+                       "simplify it");
+        break;
+      }
+      ++stamp; /* the targets of the class's bytes, each once */
       for (int i = 0; i < n_edges; i++) {
         const nstate *ns = &a->s[edges[i]];
-        if (b >= ns->lo && b <= ns->hi && seen[ns->to] != stamp) {
+        if (b0 >= ns->lo && b0 <= ns->hi && seen[ns->to] != stamp) {
           seen[ns->to] = stamp;
           stack[n++] = ns->to;
         }
       }
       if (n) {
         sset t;
-        if (!closure(a, stack, n, seen, ++stamp, buf, &t))
+        if (!closure(a, stack, n, seen, ++stamp, buf, &t, &work))
           st = mimo_errf(MIMO_E_NOMEM, "regex DFA");
         else
           INTERN(t, id);
       }
-      if (st == MIMO_OK)
+      for (int b = b0; st == MIMO_OK && b < b1; b++)
         re->next[(size_t)d * 256 + b] = id;
+      b0 = b1;
     }
   }
 #undef INTERN

@@ -7,6 +7,10 @@
  * `* + ? {m} {m,} {m,n} {,n}` (lazy forms match the same strings), `^` at the start and `$` at the end. Refused
  * with the position and the reason: backreferences, lookaround, word boundaries, inline flags, anchors elsewhere.
  *
+ * Compiling is bounded: at most max_states DFA states and a fixed amount of work (about half a second), so that a
+ * request's pattern cannot hold a server thread for long. Bytes that every NFA edge of a state treats alike form
+ * one class, whose transition is computed once.
+ *
  * Matching: states whose every path is a dead end are removed, so a state that accepts a byte can always still
  * reach a match: a decoder masked by it cannot be led into a corner. */
 #ifndef MIMO_TEXT_REGEX_DFA_H
