@@ -27,6 +27,7 @@
 
 typedef struct {
   double prefill_s, decode_s; /* to the first token of request 0; from there to the end of the last request */
+  double draft_s;             /* the engine's time in MTP steps */
   long steps, drafts, kept, verifying;
   int *out;                   /* [B][D] */
   int n_diff;                 /* requests whose output differs from request 0's */
@@ -85,6 +86,7 @@ static mimo_status run(mimo_model *m, const int *prompt, int P, int D, int B, in
   res->drafts = s.spec_draft_tokens;
   res->kept = s.spec_accepted_tokens;
   res->verifying = s.spec_drafts;
+  res->draft_s = s.spec_draft_seconds;
   for (int i = 0; r && i < B; i++)
     if (r[i])
       mimo_request_release(r[i]);
@@ -174,6 +176,8 @@ int mimo_cmd_bench_spec(int argc, char **argv) {
           who = i;
           break;
         }
+    printf("MTP steps: %.3f s (%.1f %% of the speculative run's decode and prefill)\n", spec.draft_s,
+           100.0 * spec.draft_s / (spec.decode_s + spec.prefill_s));
     if (same)
       printf("speedup %.2fx; outputs identical\n", ts / tp);
     else

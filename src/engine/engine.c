@@ -552,8 +552,13 @@ static void model_step(mimo_engine *e) {
       take_token(e, slot, r, e->sampled[row[k]], &e->infos[row[k]]);
     }
   }
-  if (st == MIMO_OK && e->spec_k)
+  if (st == MIMO_OK && e->spec_k) {
+    const double t0 = mimo_now();
     mimo_spec_draft(e, nb, start);
+    pthread_mutex_lock(&e->mu); /* (a double: read under the lock by mimo_engine_stats_get) */
+    e->stats.spec_draft_seconds += mimo_now() - t0;
+    pthread_mutex_unlock(&e->mu);
+  }
   if (plp && slot_of(e, plp) >= 0)
     prompt_logprobs_step(e, plp, plp_n);
 }
