@@ -384,8 +384,10 @@ static int parse_common(mimo_server *s, json_t *root, mimo_oai_req *r, mimo_api_
       return mimo_api_fail(e, 400, "stream_options", "'stream_options' must be an object");
     if (!stream)
       return mimo_api_fail(e, 400, "stream_options", "'stream_options' is only allowed when 'stream' is true");
-    if (mimo_api_get_bool(so, "include_usage", &usage, e))
+    bool cont = false;
+    if (mimo_api_get_bool(so, "include_usage", &usage, e) || mimo_api_get_bool(so, "continuous_usage_stats", &cont, e))
       return -1;
+    r->continuous_usage = usage && cont; /* (as vLLM: only with include_usage) */
   }
   r->stream = stream;
   r->include_usage = usage;

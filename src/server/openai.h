@@ -13,6 +13,7 @@ typedef enum { MIMO_TOOLS_NONE, MIMO_TOOLS_AUTO, MIMO_TOOLS_REQUIRED, MIMO_TOOLS
 
 typedef struct mimo_oai_req {
   bool chat, stream, include_usage, echo;
+  bool continuous_usage; /* vLLM's stream_options.continuous_usage_stats: usage so far in every chunk */
   const char *model; /* as asked (or the served name) */
   int n;
   int logprobs; /* chat: top_logprobs when logprobs is true (-1: off); completions: the count (-1: off) */

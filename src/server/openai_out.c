@@ -392,9 +392,15 @@ static void chunk_close(oai_run *o, mimo_sbuf *b, const mimo_gen_delta *d, const
     mimo_sbuf_puts(b, "null");
   }
   if (finish)
-    mimo_sbuf_printf(b, ",\"finish_reason\":\"%s\",\"stop_reason\":null}]}\n\n", finish);
+    mimo_sbuf_printf(b, ",\"finish_reason\":\"%s\",\"stop_reason\":null}]", finish);
   else
-    mimo_sbuf_puts(b, ",\"finish_reason\":null}]}\n\n");
+    mimo_sbuf_puts(b, ",\"finish_reason\":null}]");
+  if (o->r.continuous_usage && o->g) { /* the counts so far */
+    const int p = mimo_gen_prompt_tokens(o->g), c = mimo_gen_completion_tokens(o->g);
+    mimo_sbuf_printf(b, ",\"usage\":{\"prompt_tokens\":%d,\"completion_tokens\":%d,\"total_tokens\":%d}", p, c,
+                     p + c);
+  }
+  mimo_sbuf_puts(b, "}\n\n");
 }
 
 static void chat_text_chunk(oai_run *o, mimo_sbuf *b, int i, const char *key, const mimo_sbuf *t,

@@ -14,5 +14,14 @@ tok=$(curl -sf "$BASE/tokenize" -d '{"prompt":"Hello world"}')
 ids=$(node -e 'console.log(JSON.stringify(JSON.parse(process.argv[1]).tokens))' "$tok")
 detok=$(curl -sf "$BASE/detokenize" -d "{\"tokens\":$ids}") || die "detokenize"
 grep -q '"prompt":"Hello world"' <<<"$detok" || die "tokenize round trip"
+# vLLM's stream_options.continuous_usage_stats: every chunk carries the counts so far, never falling, ending at the
+# final usage chunk's
+curl -sS -N -m 60 "$BASE/v1/chat/completions" -H 'content-type: application/json' -d '{"model":"tiny","messages":[{"role":"user","content":"hi"}],"max_tokens":12,"stream":true,"stream_options":{"include_usage":true,"continuous_usage_stats":true}}' >"$WORK/cu.txt"
+node -e 'const l=require("fs").readFileSync(process.argv[1],"utf8").split("\n").filter(x=>x.startsWith("data: {")).map(x=>JSON.parse(x.slice(6)));
+  let prev=-1; for (const c of l) { if (!c.usage) { console.error("a chunk without usage"); process.exit(1) }
+    if (c.usage.completion_tokens < prev) { console.error("usage fell"); process.exit(1) } prev=c.usage.completion_tokens }
+  const fin=l[l.length-1]; if (fin.choices.length || l[l.length-2].usage.completion_tokens !== fin.usage.completion_tokens) { console.error("last", JSON.stringify(fin)); process.exit(1) }
+  console.log("ok   continuous_usage_stats: " + l.length + " chunks, usage in each, " + fin.usage.completion_tokens + " tokens")' "$WORK/cu.txt" ||
+  die "continuous_usage_stats"
 stop_server
 echo "ok"
