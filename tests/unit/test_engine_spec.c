@@ -33,7 +33,7 @@
 
 static char root[64], dir[256];
 
-enum { NREQ = 3, PROMPT = 23, MAXOUT = 80 };
+enum { NREQ = 3, PROMPT = 23, MAXPROMPT = 128, MAXOUT = 80 };
 
 typedef struct {
   int n[NREQ];
@@ -41,6 +41,7 @@ typedef struct {
   float lp[NREQ][MAXOUT];
   mimo_finish fin[NREQ];
   mimo_engine_stats stats;
+  long cached; /* prompt tokens the second round found in the prefix cache */
 } outputs;
 
 typedef struct {
@@ -54,6 +55,7 @@ typedef struct {
   int max_tokens;
   int stop_id;           /* -1: none */
   bool twice;            /* the requests once more after the first round finished (prefix-cache hits) */
+  int prompt_len;        /* 0: PROMPT */
 } setup_t;
 
 /* KV storage under a byte budget (as a GPU's under --gpu-memory-utilization): the model's caches and the MTP's both
@@ -107,8 +109,8 @@ static mimo_model *load(bool tp2) {
   return m;
 }
 
-static void prompt_of(int i, int *p) {
-  for (int t = 0; t < PROMPT; t++)
+static void prompt_of(int i, int *p, int n) {
+  for (int t = 0; t < n; t++)
     p[t] = (t * 37 + i * 101 + 5) % 600;
 }
 
@@ -122,10 +124,11 @@ static void run(const setup_t *s, outputs *o) {
   assert_int_equal(mimo_engine_init(&e, m, &eo), MIMO_OK);
   for (int round = 0; round < (s->twice ? 2 : 1); round++) {
     mimo_request *r[NREQ];
-    int prompts[NREQ][PROMPT];
+    const int np = s->prompt_len ? s->prompt_len : PROMPT;
+    int prompts[NREQ][MAXPROMPT];
     for (int i = 0; i < NREQ; i++) {
-      prompt_of(s->same_prompt ? 0 : i, prompts[i]);
-      mimo_request_params p = {.prompt = prompts[i], .n_prompt = PROMPT, .max_tokens = s->max_tokens,
+      prompt_of(s->same_prompt ? 0 : i, prompts[i], np);
+      mimo_request_params p = {.prompt = prompts[i], .n_prompt = np, .max_tokens = s->max_tokens,
                                .sampling = s->sp, .ignore_eos = true, .stop_ids = &s->stop_id,
                                .n_stop_ids = s->stop_id >= 0};
       p.sampling.seed = s->sp.seed + (uint64_t)i;
@@ -154,6 +157,8 @@ static void run(const setup_t *s, outputs *o) {
       if (round) /* the second round (from the prefix cache) gives the same tokens */
         assert_int_equal(n, o->n[i]);
       o->n[i] = n;
+      if (round)
+        o->cached += mimo_request_cached_tokens(r[i]);
       mimo_request_release(r[i]);
     }
   }
@@ -274,7 +279,8 @@ static void test_sampling(void **state) {
 
 static void test_prefix_cache_and_tp(void **state) {
   (void)state;
-  setup_t s = {.max_tokens = 30, .stop_id = -1, .same_prompt = true, .prefix_cache = 8, .twice = true};
+  setup_t s = {.max_tokens = 30, .stop_id = -1, .same_prompt = true, .prefix_cache = 8, .twice = true,
+               .prompt_len = 90}; /* (entries need 64 positions) */
   mimo_sampling_defaults(&s.sp);
   s.sp.temperature = 0;
   outputs ref, got;
@@ -287,10 +293,12 @@ static void test_prefix_cache_and_tp(void **state) {
   run(&s, &got); /* (run checks the second round against the first) */
   report("prefix cache, k=3", &got);
   expect_same(&ref, &got, false);
+  assert_true(got.cached >= 64 * NREQ); /* the second round started from entries */
   s.tp2 = true;
   run(&s, &got);
   report("TP-2, k=3", &got);
   expect_same(&ref, &got, false);
+  assert_true(got.cached >= 64 * NREQ);
   assert_true(got.stats.spec_accepted_tokens > 0);
 }
 
@@ -409,7 +417,7 @@ static void constrained_run(const mimo_gvocab *v, const mimo_jg *g, int k, const
   mimo_engine *e;
   assert_int_equal(mimo_engine_init(&e, m, &eo), MIMO_OK);
   int prompt[PROMPT];
-  prompt_of(1, prompt);
+  prompt_of(1, prompt, PROMPT);
   mimo_sampling_params sp;
   mimo_sampling_defaults(&sp);
   sp.temperature = 0.9f;
