@@ -38,6 +38,7 @@ typedef struct mimo_jg_node {
 
 struct mimo_jg {
   bool raw; /* choices: the literal is the whole output (no whitespace around it) */
+  long re_budget; /* the work left for the schema's patterns and formats, all together (text/regex_dfa.h) */
   mimo_re *re; /* a regex: the whole output matches it (raw text); the frame's off is the DFA state */
   node *root, *any, *any_obj, *any_arr, *free_str, *any_num, *json_lits;
   node **all;
@@ -56,7 +57,7 @@ enum {
 
 /* ---- compiling ---- */
 
-static mimo_status string_pattern(const json_t *s, const char *path, struct mimo_jg_node *n);
+static mimo_status string_pattern(mimo_jg *g, const json_t *s, const char *path, struct mimo_jg_node *n);
 
 static node *new_node(mimo_jg *g, kind k) {
   if (g->n_all == g->cap_all) {
@@ -259,7 +260,7 @@ static mimo_status compile_type(mimo_jg *g, const json_t *s, const char *type, c
     MIMO_TRY(get_count(s, "maxLength", path, &n->max_len));
     if (n->max_len >= 0 && n->max_len < n->min_len)
       return mimo_errf(MIMO_E_INVALID, "%s: maxLength is below minLength", path);
-    MIMO_TRY(string_pattern(s, path, n));
+    MIMO_TRY(string_pattern(g, s, path, n));
   }
   first_of(n);
   *out = n;
@@ -286,7 +287,7 @@ static const struct {
 };
 
 /* pattern (search semantics, as JSON Schema: unanchored ends match anything) or format: the node's DFA. */
-static mimo_status string_pattern(const json_t *s, const char *path, node *n) {
+static mimo_status string_pattern(mimo_jg *g, const json_t *s, const char *path, node *n) {
   const json_t *pj = json_object_get(s, "pattern"), *fj = json_object_get(s, "format");
   if (!pj && !fj)
     return MIMO_OK;
@@ -322,7 +323,7 @@ static mimo_status string_pattern(const json_t *s, const char *path, node *n) {
   }
   if (!re)
     return mimo_errf(MIMO_E_NOMEM, "schema");
-  mimo_status st = mimo_re_compile(re, strlen(re), MIMO_JG_MAX_REGEX_STATES, &n->pattern);
+  mimo_status st = mimo_re_compile_budget(re, strlen(re), MIMO_JG_MAX_REGEX_STATES, &g->re_budget, &n->pattern);
   free(re);
   mimo_re *alone = NULL; /* a syntax error again, in the user's own pattern: its positions are the ones to name */
   if (st != MIMO_OK && pj &&
@@ -469,6 +470,7 @@ static mimo_status base(mimo_jg **out) {
   mimo_jg *g = calloc(1, sizeof *g);
   if (!g)
     return mimo_errf(MIMO_E_NOMEM, "structured output grammar");
+  g->re_budget = MIMO_RE_WORK;
   static const char *const lits[] = {"true", "false", "null"};
   g->any = new_node(g, K_ANY);
   g->any_obj = new_node(g, K_OBJECT);

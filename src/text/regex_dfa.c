@@ -9,7 +9,7 @@
 #define MAX_CP 0x10FFFF
 #define MAX_REPEAT 1000
 #define MAX_NFA (1 << 18)
-#define MAX_WORK 30000000L /* NFA states visited while building the DFA (about half a second at most) */
+#define MAX_WORK MIMO_RE_WORK /* NFA states visited while building the DFA (about half a second at most) */
 
 /* ---- code point sets: sorted, disjoint, non-adjacent ranges ---- */
 
@@ -708,9 +708,10 @@ static bool closure(const nfa *a, int *stack, int n, int *seen, int stamp, int *
   return true;
 }
 
-static mimo_status dfa_build(const nfa *a, int start, int accept, int max_states, mimo_re **out) {
+static mimo_status dfa_build(const nfa *a, int start, int accept, int max_states, long *budget, mimo_re **out) {
   mimo_status st = MIMO_OK;
-  long work = 0; /* NFA states visited: a bound on the compile's time (about a second at the limit) */
+  const long max_work = *budget;
+  long work = 0; /* NFA states visited: a bound on the compile's time */
   sset *sets = NULL;
   int n_sets = 0, cap_sets = 0, hcap = 1024;
   int *htab = malloc((size_t)hcap * sizeof *htab), *stack = malloc((size_t)a->n * sizeof *stack),
@@ -805,7 +806,7 @@ static mimo_status dfa_build(const nfa *a, int start, int accept, int max_states
         b1++;
       int id = -1, n = 0;
       work += n_edges;
-      if (work > MAX_WORK) {
+      if (work > max_work) {
         st = mimo_errf(MIMO_E_INVALID, "regex: the pattern is too complex to compile (its automaton grows too fast); "
                        "simplify it");
         break;
@@ -864,6 +865,7 @@ static mimo_status dfa_build(const nfa *a, int start, int accept, int max_states
   if (st == MIMO_OK && !live[re->start])
     st = mimo_errf(MIMO_E_INVALID, "regex: the pattern matches no string");
   free(live);
+  *budget = max_work - work;
   for (int i = 0; i < n_sets; i++)
     free(sets[i].items);
   free(sets);
@@ -881,6 +883,11 @@ static mimo_status dfa_build(const nfa *a, int start, int accept, int max_states
 }
 
 mimo_status mimo_re_compile(const char *pattern, size_t len, int max_states, mimo_re **out) {
+  long budget = MAX_WORK;
+  return mimo_re_compile_budget(pattern, len, max_states, &budget, out);
+}
+
+mimo_status mimo_re_compile_budget(const char *pattern, size_t len, int max_states, long *budget, mimo_re **out) {
   *out = NULL;
   parser ps = {.p = pattern, .len = len};
   if (peek(&ps) == '^')
@@ -897,7 +904,7 @@ mimo_status mimo_re_compile(const char *pattern, size_t len, int max_states, mim
   node_free(root);
   mimo_status st = end < 0 || a.full ? mimo_errf(MIMO_E_INVALID, "regex: the pattern is too large (its repeats "
                                                                "expand past %d NFA states)", MAX_NFA)
-                                      : dfa_build(&a, start, end, max_states, out);
+                                      : dfa_build(&a, start, end, max_states, budget, out);
   nfa_free(&a);
   return st;
 }

@@ -24,6 +24,10 @@ typedef struct mimo_re mimo_re;
 
 /* MIMO_E_INVALID naming the position and what is wrong (or that the DFA would pass max_states). */
 mimo_status mimo_re_compile(const char *pattern, size_t len, int max_states, mimo_re **out);
+/* The same drawing on *budget (work units; the plain call has MIMO_RE_WORK), which it lowers by what it used: several
+ * patterns of one request (a JSON schema's) share one bound. */
+mimo_status mimo_re_compile_budget(const char *pattern, size_t len, int max_states, long *budget, mimo_re **out);
+#define MIMO_RE_WORK 30000000L
 void mimo_re_free(mimo_re *re);
 int mimo_re_start(const mimo_re *re);
 /* The state after byte c, or -1 when no match can continue with it. */
