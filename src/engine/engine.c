@@ -387,8 +387,9 @@ static void prompt_logprobs_step(mimo_engine *e, mimo_request *r, int n) {
     step_failed(e, slot_of(e, r), MIMO_E_NOMEM);
     return;
   }
+  const int start = r->kv->len;
   mimo_batch b = {.n_seqs = 1, .seqs = &r->kv, .n_tokens = &n, .tokens = r->prompt + r->fed, .all_logits = 1,
-                  .embeds = e->embeds, .n_embeds = n_emb};
+                  .embeds = e->embeds, .n_embeds = n_emb, .hidden_out = e->spec_k ? e->hidden : NULL};
   const mimo_status st = mimo_model_forward(e->model, &b, e->plp_logits);
   if (st == MIMO_E_NOMEM && e->model->step_skipped) {
     kv_full(e);
@@ -400,6 +401,8 @@ static void prompt_logprobs_step(mimo_engine *e, mimo_request *r, int n) {
     step_failed(e, slot, st);
     return;
   }
+  if (e->spec_k) /* the hidden states the MTP cache is made from once the request decodes */
+    mimo_spec_keep_rows(e, r, start, n, 0);
   /* a row's log-softmax over 152k logits is ~1 ms of one core: a chunk's rows on a pool */
   if (!e->plp_pool && mimo_pool_init(&e->plp_pool, mimo_cpu_count() < 16 ? mimo_cpu_count() : 16) != MIMO_OK)
     e->plp_pool = NULL;
@@ -418,6 +421,12 @@ static void prompt_logprobs_step(mimo_engine *e, mimo_request *r, int n) {
                       : mimo_sampler_sample_masked(r->smp, e->plp_logits + (size_t)(n - 1) * V, constraint_mask(e, r),
                                                    r->sp.logprobs ? &info : NULL);
   take_token(e, slot, r, tok, &info);
+  if (e->spec_k && slot_of(e, r) >= 0) { /* its MTP cache now, so that it drafts from its first decoding step on */
+    e->batch[0] = r;
+    e->counts[0] = n;
+    e->n_logits[0] = 1;
+    mimo_spec_draft(e, 1, &start);
+  }
 }
 
 /* The constrained rows' masks (structured outputs: ~0.01-3 ms each at a 152K vocabulary) on the pool. */

@@ -150,6 +150,8 @@ void mimo_spec_drop(mimo_request *r);
 /* Right after a step that ran (before its outputs are delivered): each sequence's hidden states of the positions
  * the step leaves valid (a prompt chunk's, a verifying step's up to its first rejected draft) into its history. */
 void mimo_spec_keep_hidden(mimo_engine *e, int nb, const int *starts);
+/* The same for one request: rows hrow .. hrow + n of e->hidden, its positions start .. start + n. */
+void mimo_spec_keep_rows(mimo_engine *e, mimo_request *r, int start, int n, int hrow);
 /* A copy of r's history for a prefix-cache entry of r's cache (kv_seq.attach; NULL: none), and its free. */
 void *mimo_spec_hist_copy(const mimo_request *r);
 void mimo_spec_hist_free(void *h);

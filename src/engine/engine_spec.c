@@ -131,9 +131,16 @@ static void hist_put(struct spec_hist *h, int p, const float *row) {
   h->hi = p + 1;
 }
 
-void mimo_spec_keep_hidden(mimo_engine *e, int nb, const int *starts) {
+void mimo_spec_keep_rows(mimo_engine *e, mimo_request *r, int start, int n, int hrow) {
   mimo_model *m = e->model;
   const int H = m->cfg.hidden_size, W = m->mtp->cfg.swa.window > 1 ? m->mtp->cfg.swa.window : 1;
+  if (!r->hist && !(r->hist = hist_new(W, H)))
+    return; /* (no memory: its MTP cache starts from zeros later) */
+  for (int j = n > W ? n - W : 0; j < n; j++) /* (only the last window is kept) */
+    hist_put(r->hist, start + j, e->hidden + (size_t)(hrow + j) * H);
+}
+
+void mimo_spec_keep_hidden(mimo_engine *e, int nb, const int *starts) {
   for (int k = 0, hrow = 0, row = 0; k < nb; hrow += e->counts[k], row += e->n_logits[k], k++) {
     mimo_request *r = e->batch[k];
     int valid = e->counts[k];
@@ -142,10 +149,7 @@ void mimo_spec_keep_hidden(mimo_engine *e, int nb, const int *starts) {
       while (valid < e->n_logits[k] && e->sampled[row + valid - 1] == r->draft[valid - 1])
         valid++;
     }
-    if (!r->hist && !(r->hist = hist_new(W, H)))
-      continue; /* (no memory: its MTP cache starts from zeros later) */
-    for (int j = 0; j < valid; j++)
-      hist_put(r->hist, starts[k] + j, e->hidden + (size_t)(hrow + j) * H);
+    mimo_spec_keep_rows(e, r, starts[k], valid, hrow);
   }
 }
 

@@ -400,6 +400,53 @@ static void prefix_hit_drafts(bool tp2) {
   mimo_model_free(m);
 }
 
+/* A prompt whose logprobs are wanted is computed on its own, without the MTP; the hidden states it keeps make the
+ * MTP cache when it decodes: the drafts are those of the same prompt without logprobs. */
+static void test_prompt_logprobs_drafts(void **state) {
+  (void)state;
+  enum { P = 100, OUT = 20 };
+  mimo_model *m = load(false);
+  mimo_engine_opts eo = {.max_num_seqs = 2, .max_num_batched_tokens = 32, .warmup = -1,
+                         .num_speculative_tokens = 2, .spec_trace = on_drafts};
+  mimo_engine *e;
+  assert_int_equal(mimo_engine_init(&e, m, &eo), MIMO_OK);
+  int prompt[P], out[2][OUT];
+  for (int i = 0; i < P; i++)
+    prompt[i] = (i * 31 + 3) % 600;
+  memset(trace_n, 0, sizeof trace_n);
+  for (trace_round = 0; trace_round < 2; trace_round++) {
+    mimo_sampling_params sp;
+    mimo_sampling_defaults(&sp);
+    sp.temperature = 0;
+    mimo_request_params p = {.prompt = prompt, .n_prompt = P, .max_tokens = OUT, .sampling = sp, .ignore_eos = true,
+                             .prompt_logprobs = trace_round == 0, .prompt_top_logprobs = 1};
+    mimo_request *r;
+    assert_int_equal(mimo_engine_submit(e, &p, &r), MIMO_OK);
+    int n = 0;
+    for (bool done = false; !done;) {
+      mimo_token_event ev[8];
+      const int got = mimo_request_poll(r, ev, 8, 20000);
+      assert_true(got > 0);
+      for (int j = 0; j < got; j++) {
+        if (ev[j].token >= 0 && n < OUT)
+          out[trace_round][n++] = ev[j].token;
+        done |= ev[j].finish != MIMO_FINISH_NONE;
+      }
+    }
+    if (trace_round == 0)
+      assert_non_null(mimo_request_prompt_logprobs(r));
+    mimo_request_release(r);
+  }
+  trace_round = 0;
+  print_message("drafts: %d after a prompt with logprobs, %d without\n", trace_n[0], trace_n[1]);
+  assert_memory_equal(out[0], out[1], sizeof out[0]);
+  assert_true(trace_n[0] > 0);
+  assert_int_equal(trace_n[1], trace_n[0]);
+  assert_memory_equal(trace[1], trace[0], (size_t)trace_n[0] * sizeof(int));
+  mimo_engine_free(e);
+  mimo_model_free(m);
+}
+
 static void test_prefix_hit_drafts(void **state) {
   (void)state;
   prefix_hit_drafts(false);
@@ -508,6 +555,7 @@ int main(void) {
       cmocka_unit_test(test_prefix_cache_and_tp),
       cmocka_unit_test(test_preemption),
       cmocka_unit_test(test_prefix_hit_drafts),
+      cmocka_unit_test(test_prompt_logprobs_drafts),
       cmocka_unit_test(test_structured),
       cmocka_unit_test(test_refusals),
   };
