@@ -32,6 +32,8 @@ struct spec_bufs {
   mimo_sample_job *jobs;     /* [S] */
   int *sampled;              /* [S] */
   float *chain_h;            /* [S][hidden] */
+  mimo_embed_run *emb;       /* image rows among the MTP rows (their tokens' embeddings) */
+  int n_emb, cap_emb;
   bool warned;               /* an MTP step failed (said once) */
 };
 
@@ -79,6 +81,7 @@ void mimo_spec_free(mimo_engine *e) {
   free(sb->jobs);
   free(sb->sampled);
   free(sb->chain_h);
+  free(sb->emb);
   free(sb);
   e->sb = NULL;
 }
@@ -311,6 +314,19 @@ static bool catch_up_rows(mimo_engine *e, mimo_request *r, int p0, int hrow, int
       mimo_spec_drop(r);
     return false;
   }
+  if (r->n_mm) { /* the image rows of the tokens after these positions: from + 1 .. to */
+    if (sb->n_emb + r->n_mm > sb->cap_emb) {
+      const int cap = 2 * (sb->n_emb + r->n_mm);
+      mimo_embed_run *e2 = realloc(sb->emb, (size_t)cap * sizeof *e2);
+      if (!e2) {
+        mimo_spec_drop(r);
+        return false;
+      }
+      sb->emb = e2;
+      sb->cap_emb = cap;
+    }
+    sb->n_emb += mimo_embed_runs_slice(r->mm, r->n_mm, from + 1, to - from, *T, H, sb->emb + sb->n_emb);
+  }
   for (int p = from; p < to; p++, (*T)++) {
     sb->tokens[*T] = r->prompt[p + 1];
     float *h = sb->h + (size_t)*T * H;
@@ -331,6 +347,7 @@ void mimo_spec_draft(mimo_engine *e, int nb, const int *starts) {
   const int H = m->cfg.hidden_size, k = e->spec_k;
   const mimo_sample_job greedy = {.temperature = 0, .top_p = 1, .repetition_penalty = 1, .limit = e->vocab};
   int ns = 0, T = 0;
+  sb->n_emb = 0;
   for (int b = 0, hrow = 0; b < nb; hrow += e->counts[b++]) {
     mimo_request *r = e->batch[b];
     if (mimo_engine_slot_of(e, r) < 0) /* finished in this step (not touched: it may be gone) */
@@ -353,7 +370,7 @@ void mimo_spec_draft(mimo_engine *e, int nb, const int *starts) {
   if (!ns)
     return;
   mimo_batch b = {.n_seqs = ns, .seqs = sb->seqs, .n_tokens = sb->counts, .tokens = sb->tokens, .jobs = sb->jobs,
-                  .sampled = sb->sampled, .hidden_out = sb->hout};
+                  .sampled = sb->sampled, .hidden_out = sb->hout, .embeds = sb->emb, .n_embeds = sb->n_emb};
   if (mimo_model_mtp_step(m, &b, sb->h) != MIMO_OK) {
     drop_all(e, ns, "an MTP step");
     return;

@@ -120,7 +120,8 @@ mimo_status mimo_model_kv_truncate(mimo_model *m, mimo_kv_seq *s, int len);
 mimo_status mimo_model_mtp_open(mimo_model *m, int layer);
 /* One step of the MTP model over a batch of its sequences: row t takes token b->tokens[t] (the token after the
  * target position it stands for) and h[t] (the target's final-normed hidden state there, [T][hidden] host floats;
- * a row of zeros where it is not known). Logits, jobs, hidden_out as mimo_model_forward; b->embeds must be empty. */
+ * a row of zeros where it is not known). Logits, jobs, hidden_out as mimo_model_forward; b->embeds replace the
+ * token embeddings of their rows (an image's positions). */
 mimo_status mimo_model_mtp_step(mimo_model *m, const mimo_batch *b, const float *h);
 /* A new MTP sequence begins at position pos instead of 0: its cache slots before it hold zeros (a sequence that
  * starts from a prefix-cache hit has no hidden states for the cached positions). */

@@ -107,8 +107,10 @@ mimo_status mimo_model_mtp_open(mimo_model *m, int layer) {
   return MIMO_OK;
 }
 
-/* x = eh_proj · [enorm(E[ids]) ; hnorm(h)] for T tokens, into host rows. */
-static mimo_status mtp_input(mimo_model *m, const int *ids, const float *h, int T, float *x) {
+/* x = eh_proj · [enorm(E[ids]) ; hnorm(h)] for T tokens, into host rows; emb (n_emb runs) replaces E[ids] on its rows
+ * (an image's positions take the tower's rows, as the model's own input does). */
+static mimo_status mtp_input(mimo_model *m, const int *ids, const float *h, int T, const mimo_embed_run *emb,
+                             int n_emb, float *x) {
   mimo_model *d = m->mtp;
   mimo_backend *be = d->be;
   const mimo_mtp_weights *t = m->mtp_w;
@@ -117,8 +119,11 @@ static mimo_status mtp_input(mimo_model *m, const int *ids, const float *h, int 
   float *in = be->alloc(be, (size_t)T * H), *normed = be->alloc(be, (size_t)T * H),
         *cat = be->alloc(be, (size_t)T * 2 * H);
   mimo_status st = in && normed && cat ? MIMO_OK : mimo_errf(MIMO_E_NOMEM, "MTP input of %d tokens", T);
-  if (st == MIMO_OK) { /* [embedding ; hidden], the order of spec §2.7 */
+  if (st == MIMO_OK) /* [embedding ; hidden], the order of spec §2.7 */
     be->embed(be, in, &d->w.embed, ids, T);
+  for (int i = 0; i < n_emb && st == MIMO_OK; i++)
+    st = mimo_backend_to(be, in + (size_t)emb[i].at * H, emb[i].rows, (size_t)emb[i].n * H);
+  if (st == MIMO_OK) {
     be->rmsnorm(be, normed, in, &t->enorm, T, H, eps);
     be->copy2d(be, cat, 2 * H, normed, H, T, H);
     st = mimo_backend_to(be, in, h, (size_t)T * H);
@@ -139,8 +144,6 @@ static mimo_status mtp_input(mimo_model *m, const int *ids, const float *h, int 
 mimo_status mimo_model_mtp_step(mimo_model *m, const mimo_batch *b, const float *h) {
   if (!m->mtp)
     return mimo_errf(MIMO_E_INVALID, "no MTP draft model (mimo_model_mtp_open)");
-  if (b->n_embeds)
-    return mimo_errf(MIMO_E_INVALID, "an MTP step makes its own input rows");
   int T = 0;
   for (int i = 0; i < b->n_seqs; i++)
     T += b->n_tokens[i];
@@ -156,7 +159,15 @@ mimo_status mimo_model_mtp_step(mimo_model *m, const mimo_batch *b, const float 
   float *x = malloc((size_t)T * m->cfg.hidden_size * sizeof *x);
   if (!x)
     return mimo_errf(MIMO_E_NOMEM, "MTP input of %d tokens", T);
-  mimo_status st = mtp_input(m, b->tokens, h, T, x);
+  for (int i = 0, end = 0; i < b->n_embeds; i++) { /* (as mimo_model_forward checks them) */
+    const mimo_embed_run *r = &b->embeds[i];
+    if (r->n < 1 || r->at < end || r->at > T - r->n || !r->rows) {
+      free(x);
+      return mimo_errf(MIMO_E_INVALID, "MTP embedding run %d is empty, out of order or past the step's %d tokens", i, T);
+    }
+    end = r->at + r->n;
+  }
+  mimo_status st = mtp_input(m, b->tokens, h, T, b->embeds, b->n_embeds, x);
   const mimo_embed_run run = {.at = 0, .n = T, .rows = x};
   mimo_batch db = *b;
   db.embeds = &run;
@@ -176,7 +187,7 @@ mimo_status mimo_model_mtp_forward(mimo_model *m, mimo_kv_seq *seq, const int *i
   float *x = malloc((size_t)T * m->cfg.hidden_size * sizeof *x);
   if (!x)
     return mimo_errf(MIMO_E_NOMEM, "MTP input of %d tokens", T);
-  mimo_status st = mtp_input(m, ids, h, T, x);
+  mimo_status st = mtp_input(m, ids, h, T, NULL, 0, x);
   const mimo_embed_run run = {.at = 0, .n = T, .rows = x};
   mimo_batch b = {.n_seqs = 1, .seqs = &seq, .n_tokens = &T, .tokens = ids, .all_logits = all_logits,
                   .embeds = &run, .n_embeds = 1, .hidden_out = hidden_out};

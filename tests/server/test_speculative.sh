@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # `mimo serve --num-speculative-tokens K` (MTP drafts, engine_spec.c) answers what the server without drafts answers:
 # greedy and seeded sampled completions with penalties and logprobs, a streamed chat, a stop string, structured
-# outputs (a masked request drafts nothing, the others in its steps do), concurrent requests; in one process, through vLLM's --speculative-config, and over two processes (node 0 steps the caches
+# outputs, an image, concurrent requests; in one process, through vLLM's --speculative-config, and over two processes (node 0 steps the caches
 # back on node 1 too). /metrics counts the drafts. Bad configurations are refused at start with the reason.
 source "$(dirname "$0")/lib.sh"
 MTP="$WORK/mtp"
@@ -37,6 +37,11 @@ answers() { # OUT
     node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>{let t="";for(const l of s.split("\n")){
       if(!l.startsWith("data: {"))continue;const j=JSON.parse(l.slice(6));const d=j.choices[0]&&j.choices[0].delta||{};
       t+=(d.content||"")+(d.reasoning_content||"")} console.log(JSON.stringify(t))})' >>"$out"
+  # an image (its positions feed the MTP the tower's rows)
+  curl -sS --max-time 60 "$BASE/v1/chat/completions" -H 'content-type: application/json' \
+    -d '{"model":"tiny","messages":[{"role":"user","content":[{"type":"text","text":"see "},{"type":"image_url","image_url":{"url":"'"$IMG"'"}}]}],"max_tokens":20,"temperature":0.6,"seed":4}' |
+    node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>{const r=JSON.parse(s); if(!r.choices){console.log("ERROR "+s);return}
+      const m=r.choices[0].message; console.log(JSON.stringify([m.reasoning_content, m.content, r.usage]))})' >>"$out"
   # concurrent greedy requests
   local pids=()
   for i in 1 2 3; do
@@ -47,6 +52,10 @@ answers() { # OUT
   for i in 1 2 3; do node -e 'console.log(JSON.stringify(require(process.argv[1]).choices[0].text))' "$WORK/c$i.json" >>"$out"; done
 }
 
+IMG="data:image/png;base64,$(/usr/bin/python3 -c "
+import base64, io, numpy as n; from PIL import Image
+b = io.BytesIO(); Image.fromarray(n.random.default_rng(9).integers(0, 256, (28, 40, 3), dtype=n.uint8)).save(b, 'PNG')
+print(base64.b64encode(b.getvalue()).decode())")"
 # A stop string from the greedy answer's middle (found without drafts).
 STOP=zzzz
 start_server --backend cpu --threads 2
