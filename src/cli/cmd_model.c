@@ -10,7 +10,7 @@
 #include "cli/vision_args.h"
 #include "core/log.h"
 #include "engine/sampler.h"
-#include "engine/speculate.h"
+#include "engine/engine.h"
 #include "model/mimo_v2.h"
 #include "text/chat_template.h"
 #include "text/tokenizer.h"
@@ -244,17 +244,37 @@ static mimo_status prompt_ids(const char *dir, const char *prompt, const char *c
   return st;
 }
 
-/* --num-speculative-tokens: greedy decoding with MTP drafts; prints the ids (or the text) as the plain path does and
- * the drafts' acceptance on stderr. */
-static mimo_status speculative(mimo_runner *r, const int *ids, int T, int max_tokens, int k, bool ignore_eos,
-                               const mimo_tok *tok) {
+/* --num-speculative-tokens: the serving engine with MTP drafts (engine/engine_spec.c, any sampling) on the one
+ * request; prints the ids (or the text) as the plain path does, and the drafts' acceptance on stderr. */
+static mimo_status speculative(mimo_runner *r, const int *ids, int T, int max_tokens, int k,
+                               const mimo_sampling_params *sp, bool ignore_eos, const mimo_tok *tok) {
+  mimo_engine_opts eo = {.max_num_seqs = 1, .max_num_batched_tokens = T + k + 1, .warmup = -1,
+                         .num_speculative_tokens = k}; /* (the prompt in one step, as the plain path feeds it) */
+  mimo_engine *e;
+  MIMO_TRY(mimo_engine_init(&e, r->m, &eo));
   int *out = malloc((size_t)(max_tokens > 0 ? max_tokens : 1) * sizeof *out), n_out = 0;
-  if (!out)
-    return mimo_errf(MIMO_E_NOMEM, "output");
-  mimo_spec_stats ss;
+  mimo_request_params p = {.prompt = ids, .n_prompt = T, .max_tokens = max_tokens, .sampling = *sp,
+                           .ignore_eos = ignore_eos};
+  mimo_request *q = NULL;
   const double t0 = mimo_now();
-  mimo_status st = mimo_speculate_greedy(r->m, ids, T, max_tokens, k, ignore_eos, out, &n_out, &ss);
+  mimo_status st = !out ? mimo_errf(MIMO_E_NOMEM, "output") : mimo_engine_submit(e, &p, &q);
+  for (bool done = st != MIMO_OK; !done;) {
+    mimo_token_event ev[16];
+    const int got = mimo_request_poll(q, ev, 16, -1);
+    for (int i = 0; i < got; i++) {
+      if (ev[i].token >= 0 && n_out < max_tokens)
+        out[n_out++] = ev[i].token;
+      if (ev[i].finish == MIMO_FINISH_ERROR)
+        st = mimo_errf(MIMO_E_INTERNAL, "the generation failed (the log says why)");
+      done |= ev[i].finish != MIMO_FINISH_NONE;
+    }
+  }
   const double dt = mimo_now() - t0;
+  mimo_engine_stats ss;
+  mimo_engine_stats_get(e, &ss);
+  if (q)
+    mimo_request_release(q);
+  mimo_engine_free(e);
   if (st == MIMO_OK) {
     char *text = NULL;
     size_t len = 0;
@@ -265,8 +285,9 @@ static mimo_status speculative(mimo_runner *r, const int *ids, int T, int max_to
         printf(i + 1 < n_out ? "%d," : "%d\n", out[i]);
     free(text);
     fprintf(stderr, "speculative: %d tokens in %.2f s; %ld verifying steps, %ld of %ld drafts kept (%.1f %%), %.2f "
-                    "tokens per step\n", n_out, dt, ss.steps, ss.accepted, ss.drafted,
-            ss.drafted ? 100.0 * ss.accepted / ss.drafted : 0.0, ss.steps ? (double)(n_out - 1) / ss.steps : 0.0);
+                    "tokens per verifying step\n", n_out, dt, ss.spec_drafts, ss.spec_accepted_tokens,
+            ss.spec_draft_tokens, ss.spec_draft_tokens ? 100.0 * ss.spec_accepted_tokens / ss.spec_draft_tokens : 0.0,
+            ss.spec_drafts ? (double)(ss.spec_accepted_tokens + ss.spec_drafts) / ss.spec_drafts : 0.0);
   }
   free(out);
   return st;
@@ -286,7 +307,7 @@ int mimo_cmd_generate(int argc, char **argv) {
                   {"ignore-eos", 0, "do not stop at end-of-sequence ids", 0},
                   {"num-speculative-tokens", 1,
                    "draft this many tokens per step with the checkpoint's MTP layer and verify them in one pass "
-                   "(greedy only; the output is the same, the step count drops with the drafts kept)", 0},
+                   "(1 to 16; the output is the same as without, the step count drops with the drafts kept)", 0},
                   MIMO_OPEN_ARGS, {"verbose", 0, "log progress", 0}};
   int n = sizeof a / sizeof *a,
       rc = mimo_args_parse(argc, argv, a, n, "--model DIR (--tokens 1,2,3 | --prompt TEXT | --chat TEXT) [--max-tokens N]");
@@ -338,12 +359,11 @@ int mimo_cmd_generate(int argc, char **argv) {
   }
   const long spec_k = mimo_arg_long(a, n, "num-speculative-tokens", 0, &bad);
   if (st == MIMO_OK && spec_k) {
-    if (bad || spec_k < 0 || sp.temperature != 0 || sp.repetition_penalty != 1 || sp.presence_penalty != 0 ||
-        sp.frequency_penalty != 0) {
-      st = mimo_errf(MIMO_E_INVALID, "--num-speculative-tokens: 1 to 16, with greedy decoding and no penalties");
-    } else {
-      st = speculative(&r, ids, T, (int)max_tokens, (int)spec_k, mimo_arg_str(a, n, "ignore-eos", NULL) != NULL, tok);
-    }
+    if (bad || spec_k < 0 || spec_k > MIMO_SPEC_MAX || max_tokens < 1)
+      st = mimo_errf(MIMO_E_INVALID, "--num-speculative-tokens: 1 to %d, with --max-tokens at least 1", MIMO_SPEC_MAX);
+    else
+      st = speculative(&r, ids, T, (int)max_tokens, (int)spec_k, &sp, mimo_arg_str(a, n, "ignore-eos", NULL) != NULL,
+                       tok);
     free(ids);
     mimo_tok_free(tok);
     mimo_runner_free(&r);

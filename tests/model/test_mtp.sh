@@ -3,8 +3,9 @@
 #  - `mimo logits --mtp-out`: the MTP layer's logits over a prompt (token t + 1 with the model's final-normed hidden
 #    state at t) against tools/reference/np_reference.py --mtp-out (numpy, float64, written from the spec), and the
 #    model's own logits from the same pass against it too;
-#  - `mimo generate --num-speculative-tokens K` (greedy with MTP drafts) prints what plain greedy decoding prints;
-#  - refusals: a checkpoint without MTP layers, sampling instead of greedy.
+#  - `mimo generate --num-speculative-tokens K` (the serving engine with MTP drafts) prints what plain decoding prints,
+#    greedy and seeded sampling (the drafts' rejection sampling keeps the seeded draws);
+#  - refusals: a checkpoint without MTP layers, a draft count out of range.
 source "$(dirname "$0")/../cli/lib.sh"
 PY=/usr/bin/python3
 M="$work/m"
@@ -29,6 +30,12 @@ for k in 1 3; do
   [ -n "$want" ] && [ "$got" = "$want" ] && ok "speculative k=$k = greedy: $(cat "$work/err")" ||
     bad "speculative k=$k: '$got' vs greedy '$want': $(cat "$work/err")"
 done
+S="--temperature 0.8 --top-p 0.9 --seed 5"
+want=$("$MIMO_BIN" generate --model "$M" --backend cpu --tokens "$P" --max-tokens 40 --ignore-eos $S 2>/dev/null)
+got=$("$MIMO_BIN" generate --model "$M" --backend cpu --tokens "$P" --max-tokens 40 --ignore-eos $S \
+  --num-speculative-tokens 3 2>"$work/err")
+[ -n "$want" ] && [ "$got" = "$want" ] && ok "speculative k=3 sampled = sampled: $(cat "$work/err")" ||
+  bad "speculative k=3 sampled: '$got' vs '$want': $(cat "$work/err")"
 # bench-spec: the serving engine with drafts from the answer (70 % right) against without; it exits 1 when the outputs
 # differ, and says how many drafts were kept (stated property: some, not all).
 if out=$("$MIMO_BIN" bench-spec --model "$M" --backend cpu --prompt 16 --decode 40 --batch 2 --acceptance 0.7 \
@@ -41,8 +48,8 @@ else
   bad "bench-spec: $out $(tail -2 "$work/err")"
 fi
 "$MIMO_BIN" synth --out "$work/plain" --preset tiny --seed 8 --no-vision 2>/dev/null
-refused "no MTP layers" "the checkpoint has 0 MTP layers" \
+refused "no MTP layers" "the checkpoint has no MTP layers" \
   "$MIMO_BIN" generate --model "$work/plain" --backend cpu --tokens 1,2,3 --num-speculative-tokens 2
-refused "sampling" "with greedy decoding and no penalties" \
-  "$MIMO_BIN" generate --model "$M" --backend cpu --tokens 1,2,3 --num-speculative-tokens 2 --temperature 0.7
+refused "17 drafts" "--num-speculative-tokens: 1 to 16" \
+  "$MIMO_BIN" generate --model "$M" --backend cpu --tokens 1,2,3 --num-speculative-tokens 17
 finish mtp
