@@ -11,16 +11,8 @@ dst="$root/$name"
 rm -rf "$dst"
 mkdir -p "$dst/bin" "$dst/lib"
 cp "$1/mimo" "$1/mimo_cuda_check" "$dst/bin/"
-if [ "$(cd "$1" && pwd)" = "$(cd "$2" && pwd)" ]; then
-  # One build with both: the -ptx80 names JIT its compute_80 PTX (the SM80 path) instead of taking the SASS.
-  for b in mimo mimo_cuda_check; do
-    printf '#!/bin/sh\nCUDA_FORCE_PTX_JIT=1 exec "$(dirname "$0")/%s" "$@"\n' "$b" >"$dst/bin/$b-ptx80"
-    chmod +x "$dst/bin/$b-ptx80"
-  done
-else
-  cp "$2/mimo" "$dst/bin/mimo-ptx80"
-  cp "$2/mimo_cuda_check" "$dst/bin/mimo_cuda_check-ptx80"
-fi
+cp "$2/mimo" "$dst/bin/mimo-ptx80"
+cp "$2/mimo_cuda_check" "$dst/bin/mimo_cuda_check-ptx80"
 # Everything ldd resolves except libc/libstdc++ and CUDA's own libraries.
 ldd "$1/mimo" | awk '/=> \//{print $3}' | grep -vE 'libc\.so|libm\.so|libpthread|libdl|librt|ld-linux|libstdc\+\+|libgcc_s|libcublas|libcudart' |
   while read -r f; do cp -L "$f" "$dst/lib/"; done
