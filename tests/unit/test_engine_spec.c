@@ -353,6 +353,30 @@ static void on_drafts(void *ctx, const mimo_request *r, const int *d, int n) {
     trace[trace_round][trace_n[trace_round]++] = d[i];
 }
 
+/* Submits one greedy request of prompt[0..P) for OUT tokens (prompt logprobs when asked) and collects its tokens. */
+static mimo_request *greedy_one(mimo_engine *e, const int *prompt, int P, int OUT, bool prompt_lp, int *out) {
+  mimo_sampling_params sp;
+  mimo_sampling_defaults(&sp);
+  sp.temperature = 0;
+  mimo_request_params p = {.prompt = prompt, .n_prompt = P, .max_tokens = OUT, .sampling = sp, .ignore_eos = true,
+                           .prompt_logprobs = prompt_lp, .prompt_top_logprobs = prompt_lp ? 1 : 0};
+  mimo_request *r;
+  assert_int_equal(mimo_engine_submit(e, &p, &r), MIMO_OK);
+  int n = 0;
+  for (bool done = false; !done;) {
+    mimo_token_event ev[8];
+    const int got = mimo_request_poll(r, ev, 8, 20000);
+    assert_true(got > 0);
+    for (int j = 0; j < got; j++) {
+      if (ev[j].token >= 0 && n < OUT)
+        out[n++] = ev[j].token;
+      done |= ev[j].finish != MIMO_FINISH_NONE;
+    }
+  }
+  assert_int_equal(n, OUT);
+  return r;
+}
+
 /* A prompt that starts from a prefix-cache entry: the entry keeps the model's hidden states of its last positions,
  * so the MTP cache made after the hit is the one a cold start makes, and the MTP drafts exactly the same tokens
  * (its own drafts, greedy: the same outputs both times, so any difference would be the MTP's context). */
@@ -368,24 +392,7 @@ static void prefix_hit_drafts(bool tp2) {
     prompt[i] = (i * 53 + 7) % 600;
   memset(trace_n, 0, sizeof trace_n);
   for (trace_round = 0; trace_round < 2; trace_round++) {
-    mimo_sampling_params sp;
-    mimo_sampling_defaults(&sp);
-    sp.temperature = 0;
-    mimo_request_params p = {.prompt = prompt, .n_prompt = P, .max_tokens = OUT, .sampling = sp, .ignore_eos = true};
-    mimo_request *r;
-    assert_int_equal(mimo_engine_submit(e, &p, &r), MIMO_OK);
-    int n = 0;
-    for (bool done = false; !done;) {
-      mimo_token_event ev[8];
-      const int got = mimo_request_poll(r, ev, 8, 20000);
-      assert_true(got > 0);
-      for (int j = 0; j < got; j++) {
-        if (ev[j].token >= 0 && n < OUT)
-          out[trace_round][n++] = ev[j].token;
-        done |= ev[j].finish != MIMO_FINISH_NONE;
-      }
-    }
-    assert_int_equal(n, OUT);
+    mimo_request *r = greedy_one(e, prompt, P, OUT, false, out[trace_round]);
     if (trace_round)
       assert_true(mimo_request_cached_tokens(r) >= 64); /* it did start from an entry */
     mimo_request_release(r);
@@ -415,24 +422,7 @@ static void test_prompt_logprobs_drafts(void **state) {
     prompt[i] = (i * 31 + 3) % 600;
   memset(trace_n, 0, sizeof trace_n);
   for (trace_round = 0; trace_round < 2; trace_round++) {
-    mimo_sampling_params sp;
-    mimo_sampling_defaults(&sp);
-    sp.temperature = 0;
-    mimo_request_params p = {.prompt = prompt, .n_prompt = P, .max_tokens = OUT, .sampling = sp, .ignore_eos = true,
-                             .prompt_logprobs = trace_round == 0, .prompt_top_logprobs = 1};
-    mimo_request *r;
-    assert_int_equal(mimo_engine_submit(e, &p, &r), MIMO_OK);
-    int n = 0;
-    for (bool done = false; !done;) {
-      mimo_token_event ev[8];
-      const int got = mimo_request_poll(r, ev, 8, 20000);
-      assert_true(got > 0);
-      for (int j = 0; j < got; j++) {
-        if (ev[j].token >= 0 && n < OUT)
-          out[trace_round][n++] = ev[j].token;
-        done |= ev[j].finish != MIMO_FINISH_NONE;
-      }
-    }
+    mimo_request *r = greedy_one(e, prompt, P, OUT, trace_round == 0, out[trace_round]);
     if (trace_round == 0)
       assert_non_null(mimo_request_prompt_logprobs(r));
     mimo_request_release(r);
