@@ -28,6 +28,9 @@
 typedef struct {
   double prefill_s, decode_s; /* to the first token of request 0; from there to the end of the last request */
   double draft_s;             /* the engine's time in MTP steps */
+  double forward_s;           /* the engine's time in the model's steps (forward and sampling), after the first token */
+  double decode_draft_s;      /* MTP time after the first token */
+  long decode_steps;          /* steps after the first token */
   long steps, drafts, kept, verifying;
   int *out;                   /* [B][D] */
   int n_diff;                 /* requests whose output differs from request 0's */
@@ -49,6 +52,7 @@ static mimo_status run(mimo_model *m, const int *prompt, int P, int D, int B, in
   sp.temperature = 0;
   const double t0 = mimo_now();
   double t_first = 0;
+  mimo_engine_stats s0 = {0}; /* at the first token: what the prefill took (a step that is running is not in it) */
   for (int i = 0; st == MIMO_OK && i < B; i++) {
     mimo_request_params p = {.prompt = prompt, .n_prompt = P, .max_tokens = D, .sampling = sp, .ignore_eos = true};
     st = mimo_engine_submit(e, &p, &r[i]);
@@ -62,8 +66,10 @@ static mimo_status run(mimo_model *m, const int *prompt, int P, int D, int B, in
         st = mimo_errf(MIMO_E_INTERNAL, "request %d: no tokens for 10 minutes", i);
       for (int j = 0; j < got; j++) {
         if (ev[j].token >= 0 && n < D) {
-          if (!t_first)
+          if (!t_first) {
             t_first = mimo_now();
+            mimo_engine_stats_get(e, &s0);
+          }
           res->out[(size_t)i * D + n++] = ev[j].token;
         }
         if (ev[j].finish && ev[j].finish != MIMO_FINISH_LENGTH)
@@ -87,6 +93,9 @@ static mimo_status run(mimo_model *m, const int *prompt, int P, int D, int B, in
   res->kept = s.spec_accepted_tokens;
   res->verifying = s.spec_drafts;
   res->draft_s = s.spec_draft_seconds;
+  res->forward_s = s.forward_seconds - s0.forward_seconds;
+  res->decode_draft_s = s.spec_draft_seconds - s0.spec_draft_seconds;
+  res->decode_steps = s.steps - s0.steps;
   for (int i = 0; r && i < B; i++)
     if (r[i])
       mimo_request_release(r[i]);
@@ -178,6 +187,15 @@ int mimo_cmd_bench_spec(int argc, char **argv) {
         }
     printf("MTP steps: %.3f s (%.1f %% of the speculative run's decode and prefill)\n", spec.draft_s,
            100.0 * spec.draft_s / (spec.decode_s + spec.prefill_s));
+    /* per decode step (after the first token): the model's forward, the MTP's passes, and the rest (the engine's
+     * bookkeeping and the requests' wake-ups) */
+    const run_result *rr[2] = {&plain, &spec};
+    for (int i = 0; i < 2; i++) {
+      const double n = rr[i]->decode_steps > 0 ? (double)rr[i]->decode_steps : 1;
+      printf("per decode step (%s): %.3f ms: forward %.3f ms, MTP %.3f ms, rest %.3f ms\n",
+             i ? "speculative" : "plain", 1e3 * rr[i]->decode_s / n, 1e3 * rr[i]->forward_s / n,
+             1e3 * rr[i]->decode_draft_s / n, 1e3 * (rr[i]->decode_s - rr[i]->forward_s - rr[i]->decode_draft_s) / n);
+    }
     if (same)
       printf("speedup %.2fx; outputs identical\n", ts / tp);
     else

@@ -536,7 +536,12 @@ static void model_step(mimo_engine *e) {
                   .jobs = e->jobs, .sampled = e->sampled, .infos = e->infos, .embeds = e->embeds,
                   .n_embeds = n_emb, .n_logits = e->spec_k ? e->n_logits : NULL,
                   .hidden_out = e->spec_k ? e->hidden : NULL};
+  const double t_fwd = mimo_now();
   mimo_status st = mimo_model_forward(e->model, &b, NULL);
+  const double fwd_s = mimo_now() - t_fwd;
+  pthread_mutex_lock(&e->mu); /* (a double: read under the lock by mimo_engine_stats_get) */
+  e->stats.forward_seconds += fwd_s;
+  pthread_mutex_unlock(&e->mu);
   if (st == MIMO_E_NOMEM && e->model->step_skipped) { /* nothing ran: make room, the next step tries again */
     kv_full(e);
     return;

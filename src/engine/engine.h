@@ -144,6 +144,7 @@ typedef struct mimo_engine_stats {
   long spec_accepted_tokens;       /* of those, the ones the model sampled too (kept) */
   long spec_accepted_per_pos[MIMO_SPEC_MAX]; /* kept drafts by their place in the step's run of drafts */
   double spec_draft_seconds;       /* engine-thread time in the MTP's steps (catch-up and drafting) */
+  double forward_seconds;          /* engine-thread time in the model's batched steps (forward and sampling) */
 } mimo_engine_stats;
 void mimo_engine_stats_get(mimo_engine *e, mimo_engine_stats *s);
 int mimo_engine_max_model_len(const mimo_engine *e);
