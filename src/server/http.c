@@ -267,6 +267,9 @@ const char *mimo_http_header(const mimo_http_req *rq, const char *name) {
 }
 
 const char *mimo_http_path(const mimo_http_req *rq) { return rq->path; }
+const char *mimo_http_query(const mimo_http_req *rq, const char *name) {
+  return MHD_lookup_connection_value(rq->c, MHD_GET_ARGUMENT_KIND, name);
+}
 double mimo_http_start_time(const mimo_http_req *rq) { return rq->t0; }
 
 static int authorized(mimo_http_req *rq) {
@@ -280,12 +283,24 @@ static int authorized(mimo_http_req *rq) {
   return x && strcmp(x, key) == 0;
 }
 
-/* A route's path matches exactly, or, ending in a slash and a star, as a prefix followed by one non-empty segment. */
+/* A route's path matches exactly, where a segment that is a star matches any one non-empty segment (a response's
+ * id, in the GET of a response and of its input items). */
 static int path_matches(const char *route_path, const char *path) {
-  const size_t n = strlen(route_path);
-  if (n >= 2 && route_path[n - 1] == '*' && route_path[n - 2] == '/')
-    return strncmp(route_path, path, n - 1) == 0 && path[n - 1] && !strchr(path + n - 1, '/');
-  return strcmp(route_path, path) == 0;
+  const char *r = route_path, *p = path;
+  while (*r && *p) {
+    if (r[0] == '*' && r[-1] == '/' && (r[1] == '/' || !r[1])) { /* (r > route_path: a path starts with '/') */
+      const char *end = strchr(p, '/');
+      if (!end)
+        end = p + strlen(p);
+      if (end == p)
+        return 0;
+      p = end;
+      r++;
+    } else if (*r++ != *p++) {
+      return 0;
+    }
+  }
+  return !*r && !*p;
 }
 
 static const route *find_route(mimo_http *h, const char *method, const char *path, int *path_known) {

@@ -58,6 +58,7 @@ double mimo_http_cpu_seconds(mimo_http *h);
 const char *mimo_http_body(const mimo_http_req *rq, size_t *len);
 const char *mimo_http_header(const mimo_http_req *rq, const char *name);
 const char *mimo_http_path(const mimo_http_req *rq);
+const char *mimo_http_query(const mimo_http_req *rq, const char *name); /* ?name=value, decoded; NULL if absent */
 double mimo_http_start_time(const mimo_http_req *rq);
 void mimo_http_reply(mimo_http_req *rq, int status, const char *content_type, const char *body, size_t len);
 /* Takes the reference to j. */

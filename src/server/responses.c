@@ -13,6 +13,7 @@ void mimo_resp_req_free(mimo_resp_req *r) {
   json_decref(r->chat);
   json_decref(r->history);
   json_decref(r->echo);
+  json_decref(r->items);
   memset(r, 0, sizeof *r);
 }
 
@@ -299,6 +300,44 @@ static json_t *echo_fields(const json_t *root) {
   return o;
 }
 
+/* The request's input as items with ids, as GET /v1/responses/{id}/input_items lists them: a string is one user
+ * message, a message's string content one input_text part (output_text for the assistant's). Called after
+ * conv_input accepted the input. */
+static json_t *input_items_of(const json_t *input) {
+  json_t *out = json_array(),
+         *list = json_is_string(input) ? json_pack("[{s:s,s:O}]", "role", "user", "content", input)
+                                       : json_incref((json_t *)input);
+  size_t i;
+  json_t *it;
+  json_array_foreach(list, i, it) {
+    json_t *x = json_is_object(it) ? json_deep_copy(it) : NULL;
+    if (!x || !out)
+      continue;
+    const char *type = json_string_value(json_object_get(x, "type"));
+    if (!type) {
+      json_object_set_new(x, "type", json_string("message"));
+      type = "message";
+    }
+    const bool msg = !strcmp(type, "message");
+    const char *role = json_string_value(json_object_get(x, "role"));
+    json_t *c = json_object_get(x, "content");
+    if (msg && json_is_string(c))
+      json_object_set_new(x, "content", json_pack("[{s:s,s:O}]", "type",
+                                                   role && !strcmp(role, "assistant") ? "output_text" : "input_text",
+                                                   "text", c));
+    if (msg && !json_object_get(x, "status"))
+      json_object_set_new(x, "status", json_string("completed"));
+    if (!json_is_string(json_object_get(x, "id"))) {
+      char id[64];
+      mimo_api_new_id(msg ? "msg_" : "item_", id, sizeof id);
+      json_object_set_new(x, "id", json_string(id));
+    }
+    json_array_append_new(out, x);
+  }
+  json_decref(list);
+  return out;
+}
+
 int mimo_responses_parse(mimo_server *s, const json_t *root, mimo_resp_req *r, mimo_api_err *e) {
   memset(r, 0, sizeof *r);
   r->store = true;
@@ -328,7 +367,7 @@ int mimo_responses_parse(mimo_server *s, const json_t *root, mimo_resp_req *r, m
   /* the conversation: the previous response's, then this input */
   if (prev) {
     json_t *h = NULL;
-    if (!s->responses || !mimo_resp_store_get(s->responses, prev, NULL, &h))
+    if (!s->responses || !mimo_resp_store_get(s->responses, prev, NULL, &h, NULL))
       return mimo_api_fail(e, 404, "previous_response_id", "Previous response with id '%s' not found.", prev);
     r->history = json_deep_copy(h);
     json_decref(h);
@@ -339,6 +378,8 @@ int mimo_responses_parse(mimo_server *s, const json_t *root, mimo_resp_req *r, m
     return oom(e);
   if (conv_input(json_object_get(root, "input"), r->history, e))
     return -1;
+  if (!(r->items = input_items_of(json_object_get(root, "input"))))
+    return oom(e);
   json_t *msgs = json_array();
   if (!msgs || (instructions && json_array_append_new(msgs, json_pack("{s:s,s:s}", "role", "system", "content",
                                                                        instructions))) ||
@@ -383,7 +424,7 @@ int mimo_responses_parse(mimo_server *s, const json_t *root, mimo_resp_req *r, m
 
 typedef struct {
   char id[64];
-  json_t *response, *history;
+  json_t *response, *history, *items;
 } stored;
 
 struct mimo_resp_store {
@@ -413,13 +454,14 @@ void mimo_resp_store_free(mimo_resp_store *st) {
     stored *x = &st->e[(st->head + i) % st->max];
     json_decref(x->response);
     json_decref(x->history);
+    json_decref(x->items);
   }
   pthread_mutex_destroy(&st->mu);
   free(st->e);
   free(st);
 }
 
-void mimo_resp_store_put(mimo_resp_store *st, const char *id, json_t *response, json_t *history) {
+void mimo_resp_store_put(mimo_resp_store *st, const char *id, json_t *response, json_t *history, json_t *items) {
   if (!st || !st->max)
     return;
   pthread_mutex_lock(&st->mu);
@@ -427,6 +469,7 @@ void mimo_resp_store_put(mimo_resp_store *st, const char *id, json_t *response, 
     stored *old = &st->e[st->head];
     json_decref(old->response);
     json_decref(old->history);
+    json_decref(old->items);
     st->head = (st->head + 1) % st->max;
     st->n--;
   }
@@ -434,6 +477,7 @@ void mimo_resp_store_put(mimo_resp_store *st, const char *id, json_t *response, 
   snprintf(x->id, sizeof x->id, "%s", id);
   x->response = json_incref(response);
   x->history = json_incref(history);
+  x->items = json_incref(items);
   pthread_mutex_unlock(&st->mu);
 }
 
@@ -444,7 +488,8 @@ static int find(const mimo_resp_store *st, const char *id) {
   return -1;
 }
 
-bool mimo_resp_store_get(mimo_resp_store *st, const char *id, json_t **response, json_t **history) {
+bool mimo_resp_store_get(mimo_resp_store *st, const char *id, json_t **response, json_t **history,
+                         json_t **items) {
   if (!st || !st->max)
     return false;
   pthread_mutex_lock(&st->mu);
@@ -454,6 +499,8 @@ bool mimo_resp_store_get(mimo_resp_store *st, const char *id, json_t **response,
       *response = json_incref(st->e[at].response);
     if (history)
       *history = json_incref(st->e[at].history);
+    if (items)
+      *items = json_incref(st->e[at].items);
   }
   pthread_mutex_unlock(&st->mu);
   return at >= 0;
@@ -467,6 +514,7 @@ bool mimo_resp_store_delete(mimo_resp_store *st, const char *id) {
   if (at >= 0) { /* the later ones move up one place */
     json_decref(st->e[at].response);
     json_decref(st->e[at].history);
+    json_decref(st->e[at].items);
     for (int k = (at - st->head + st->max) % st->max; k + 1 < st->n; k++)
       st->e[(st->head + k) % st->max] = st->e[(st->head + k + 1) % st->max];
     st->n--;

@@ -18,6 +18,7 @@ typedef struct mimo_resp_req {
   json_t *history;    /* the conversation so far without the instructions: the previous response's, then this
                        * input, as chat messages (owned), for the store */
   json_t *echo;       /* the request's fields a Response object repeats (owned) */
+  json_t *items;      /* this request's input as items with ids, as input_items lists them (owned) */
   bool stream, store;
   const char *model;  /* as asked */
 } mimo_resp_req;
@@ -30,10 +31,12 @@ void mimo_resp_req_free(mimo_resp_req *r);
 typedef struct mimo_resp_store mimo_resp_store;
 mimo_resp_store *mimo_resp_store_new(int max);
 void mimo_resp_store_free(mimo_resp_store *st);
-/* Takes references to response and history (the whole conversation, with the response's output). */
-void mimo_resp_store_put(mimo_resp_store *st, const char *id, json_t *response, json_t *history);
-/* New references (NULL when not kept); either out may be NULL. */
-bool mimo_resp_store_get(mimo_resp_store *st, const char *id, json_t **response, json_t **history);
+/* Takes references to response, history (the whole conversation, with the response's output) and items (the
+ * request's input items). */
+void mimo_resp_store_put(mimo_resp_store *st, const char *id, json_t *response, json_t *history, json_t *items);
+/* New references (NULL when not kept); any out may be NULL. */
+bool mimo_resp_store_get(mimo_resp_store *st, const char *id, json_t **response, json_t **history,
+                         json_t **items);
 bool mimo_resp_store_delete(mimo_resp_store *st, const char *id);
 
 /* Registers the routes (server.h's mimo_server.responses is the store). */

@@ -283,7 +283,7 @@ static void store(resp_run *o, json_t *response) {
     json_object_set(turn, "tool_calls", o->calls);
   if (!turn || json_array_append_new(o->r.history, turn))
     return;
-  mimo_resp_store_put(o->s->responses, o->id, response, o->r.history);
+  mimo_resp_store_put(o->s->responses, o->id, response, o->r.history, o->r.items);
 }
 
 static void reply_whole(resp_run *o, mimo_http_req *rq) {
@@ -393,17 +393,70 @@ static void on_create(mimo_http_req *rq, void *ctx) {
   run(s, rq, &r, root);
 }
 
-/* The id at the end of /v1/responses/{id}. */
-static const char *id_of(mimo_http_req *rq) {
-  const char *p = mimo_http_path(rq), *slash = strrchr(p, '/');
-  return slash ? slash + 1 : p;
+/* /v1/responses/{id} or /v1/responses/{id}/input_items: the id (the whole rest when the path has another shape,
+ * which then matches no response) and whether the items are asked for. */
+static void path_id(mimo_http_req *rq, char *id, size_t cap, bool *items) {
+  const char *base = "/v1/responses/", *p = mimo_http_path(rq);
+  if (!strncmp(p, base, strlen(base)))
+    p += strlen(base);
+  const char *slash = strchr(p, '/');
+  *items = slash && !strcmp(slash, "/input_items");
+  const size_t n = *items ? (size_t)(slash - p) : strlen(p);
+  snprintf(id, cap, "%.*s", (int)(n < cap ? n : cap - 1), p);
+}
+
+/* GET /v1/responses/{id}/input_items: the request's input items, a page at a time (order, limit, after). */
+static void list_items(mimo_http_req *rq, mimo_server *s, const char *id) {
+  const char *order = mimo_http_query(rq, "order"), *lim = mimo_http_query(rq, "limit"),
+             *after = mimo_http_query(rq, "after");
+  if (order && strcmp(order, "asc") && strcmp(order, "desc")) {
+    mimo_http_reply_error(rq, 400, "BadRequestError", "order", NULL, "order: 'asc' or 'desc', not '%s'", order);
+    return;
+  }
+  long limit = 20;
+  if (lim) {
+    char *end;
+    limit = strtol(lim, &end, 10);
+    if (end == lim || *end || limit < 1 || limit > 100) {
+      mimo_http_reply_error(rq, 400, "BadRequestError", "limit", NULL, "limit: an integer from 1 to 100, not '%s'", lim);
+      return;
+    }
+  }
+  json_t *items = NULL;
+  if (!mimo_resp_store_get(s->responses, id, NULL, NULL, &items) || !items) {
+    json_decref(items);
+    mimo_http_reply_error(rq, 404, "NotFoundError", NULL, NULL, "Response with id '%s' not found.", id);
+    return;
+  }
+  const bool asc = order && !strcmp(order, "asc"); /* (newest first by default, as OpenAI lists them) */
+  const size_t n = json_array_size(items);
+  size_t start = 0;
+  for (size_t k = 0; after && k < n; k++)
+    if (!strcmp(json_string_value(json_object_get(json_array_get(items, asc ? k : n - 1 - k), "id")), after))
+      start = k + 1;
+  json_t *data = json_array();
+  for (size_t k = start; data && k < n && k < start + (size_t)limit; k++)
+    json_array_append(data, json_array_get(items, asc ? k : n - 1 - k));
+  const size_t got = json_array_size(data);
+  json_t *first = got ? json_object_get(json_array_get(data, 0), "id") : NULL,
+         *last = got ? json_object_get(json_array_get(data, got - 1), "id") : NULL;
+  mimo_http_reply_json(rq, 200, json_pack("{s:s,s:o*,s:O?,s:O?,s:b}", "object", "list", "data", data, "first_id", first,
+                                          "last_id", last, "has_more", start + got < n));
+  json_decref(items);
 }
 
 static void on_get(mimo_http_req *rq, void *ctx) {
   mimo_server *s = ctx;
+  char id[128];
+  bool items;
+  path_id(rq, id, sizeof id, &items);
+  if (items) {
+    list_items(rq, s, id);
+    return;
+  }
   json_t *resp = NULL;
-  if (!mimo_resp_store_get(s->responses, id_of(rq), &resp, NULL)) {
-    mimo_http_reply_error(rq, 404, "NotFoundError", NULL, NULL, "Response with id '%s' not found.", id_of(rq));
+  if (!mimo_resp_store_get(s->responses, id, &resp, NULL, NULL)) {
+    mimo_http_reply_error(rq, 404, "NotFoundError", NULL, NULL, "Response with id '%s' not found.", id);
     return;
   }
   mimo_http_reply_json(rq, 200, resp);
@@ -411,18 +464,21 @@ static void on_get(mimo_http_req *rq, void *ctx) {
 
 static void on_delete(mimo_http_req *rq, void *ctx) {
   mimo_server *s = ctx;
-  if (!mimo_resp_store_delete(s->responses, id_of(rq))) {
-    mimo_http_reply_error(rq, 404, "NotFoundError", NULL, NULL, "Response with id '%s' not found.", id_of(rq));
+  char id[128];
+  bool items;
+  path_id(rq, id, sizeof id, &items);
+  if (items || !mimo_resp_store_delete(s->responses, id)) {
+    mimo_http_reply_error(rq, 404, "NotFoundError", NULL, NULL, "Response with id '%s' not found.", id);
     return;
   }
-  mimo_http_reply_json(rq, 200, json_pack("{s:s,s:s,s:b}", "id", id_of(rq), "object", "response.deleted", "deleted",
-                                          1));
+  mimo_http_reply_json(rq, 200, json_pack("{s:s,s:s,s:b}", "id", id, "object", "response.deleted", "deleted", 1));
 }
 
 mimo_status mimo_responses_register(mimo_server *s) {
   mimo_http_err_fn err = mimo_openai_error_body;
   MIMO_TRY(mimo_http_route(s->http, "POST", "/v1/responses", MIMO_HTTP_AUTH, on_create, s, err));
   MIMO_TRY(mimo_http_route(s->http, "GET", "/v1/responses/*", MIMO_HTTP_AUTH, on_get, s, err));
+  MIMO_TRY(mimo_http_route(s->http, "GET", "/v1/responses/*/input_items", MIMO_HTTP_AUTH, on_get, s, err));
   MIMO_TRY(mimo_http_route(s->http, "DELETE", "/v1/responses/*", MIMO_HTTP_AUTH, on_delete, s, err));
   return MIMO_OK;
 }

@@ -19,7 +19,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     json_t *resp = json_pack("{s:s}", "id", "resp_fuzz");
     if (!s->responses || !h || !resp)
       abort();
-    mimo_resp_store_put(s->responses, "resp_fuzz", resp, h);
+    mimo_resp_store_put(s->responses, "resp_fuzz", resp, h, NULL);
     json_decref(h);
     json_decref(resp);
   }

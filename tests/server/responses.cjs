@@ -120,6 +120,24 @@ main(async () => {
     { type: 'function_call', call_id: 'call_1', name: 'get_weather', arguments: '{"city": "Paris"}' },
     { type: 'function_call_output', call_id: 'call_1', output: '{"temp": 21}' }] });
   same('reasoning, message, function_call and function_call_output items', chat4, r4);
+  // input_items: the five items as sent (ids added where they had none, string content as input_text), newest
+  // first by default; ascending a page of 2 at a time through the SDK's auto-pagination (after = the last id)
+  const sent = ['message', 'reasoning', 'message', 'function_call', 'function_call_output'];
+  const desc = await client.responses.inputItems.list(r4.id);
+  assert.deepEqual(desc.data.map((it) => it.type), [...sent].reverse(), 'input_items newest first');
+  assert.ok(desc.data.every((it) => typeof it.id === 'string' && it.id.length > 0), 'every input item has an id');
+  assert.equal(desc.data.find((it) => it.type === 'reasoning').id, 'rs_1', 'a given id is kept');
+  assert.equal(desc.data.find((it) => it.type === 'function_call_output').output, '{"temp": 21}');
+  const asc = [];
+  for await (const it of client.responses.inputItems.list(r4.id, { order: 'asc', limit: 2 })) asc.push(it);
+  assert.deepEqual(asc.map((it) => it.id), [...desc.data].reverse().map((it) => it.id), 'asc pages of 2 = desc reversed');
+  const one = await client.responses.inputItems.list(r2.id);
+  assert.deepEqual(one.data.map((it) => [it.type, it.role, it.content]), [['message', 'user',
+    [{ type: 'input_text', text: 'And then?' }]]], 'a string input: one user message (this request\'s input only)');
+  const badLimit = await client.responses.inputItems.list(r4.id, { limit: 0 }).catch((e) => e);
+  assert.equal(badLimit.status, 400, 'limit 0');
+  const noItems = await client.responses.inputItems.list('resp_nope').catch((e) => e);
+  assert.equal(noItems.status, 404);
 
   // 4. structured output (text.format) = chat's response_format; thinking off (reasoning.effort none)
   const schema = { type: 'object', properties: { ok: { type: 'boolean' } }, required: ['ok'] };
