@@ -377,6 +377,16 @@ static mimo_request *greedy_one(mimo_engine *e, const int *prompt, int P, int OU
   return r;
 }
 
+/* The two rounds' outputs (n tokens each) and the MTP's drafts in them (on_drafts) are the same. */
+static void same_drafts(const char *first, const char *second, const int *out0, const int *out1, int n) {
+  trace_round = 0;
+  print_message("drafts: %d %s, %d %s\n", trace_n[0], first, trace_n[1], second);
+  assert_memory_equal(out0, out1, (size_t)n * sizeof(int));
+  assert_true(trace_n[0] > 0);
+  assert_int_equal(trace_n[1], trace_n[0]);
+  assert_memory_equal(trace[1], trace[0], (size_t)trace_n[0] * sizeof(int));
+}
+
 /* A prompt that starts from a prefix-cache entry: the entry keeps the model's hidden states of its last positions,
  * so the MTP cache made after the hit is the one a cold start makes, and the MTP drafts exactly the same tokens
  * (its own drafts, greedy: the same outputs both times, so any difference would be the MTP's context). */
@@ -397,12 +407,7 @@ static void prefix_hit_drafts(bool tp2) {
       assert_true(mimo_request_cached_tokens(r) >= 64); /* it did start from an entry */
     mimo_request_release(r);
   }
-  trace_round = 0;
-  print_message("drafts: %d cold, %d after a prefix-cache hit\n", trace_n[0], trace_n[1]);
-  assert_memory_equal(out[0], out[1], sizeof out[0]);
-  assert_true(trace_n[0] > 0);
-  assert_int_equal(trace_n[1], trace_n[0]);
-  assert_memory_equal(trace[1], trace[0], (size_t)trace_n[0] * sizeof(int));
+  same_drafts("cold", "after a prefix-cache hit", out[0], out[1], OUT);
   mimo_engine_free(e);
   mimo_model_free(m);
 }
@@ -427,12 +432,7 @@ static void test_prompt_logprobs_drafts(void **state) {
       assert_non_null(mimo_request_prompt_logprobs(r));
     mimo_request_release(r);
   }
-  trace_round = 0;
-  print_message("drafts: %d after a prompt with logprobs, %d without\n", trace_n[0], trace_n[1]);
-  assert_memory_equal(out[0], out[1], sizeof out[0]);
-  assert_true(trace_n[0] > 0);
-  assert_int_equal(trace_n[1], trace_n[0]);
-  assert_memory_equal(trace[1], trace[0], (size_t)trace_n[0] * sizeof(int));
+  same_drafts("after a prompt with logprobs", "without", out[0], out[1], OUT);
   mimo_engine_free(e);
   mimo_model_free(m);
 }
