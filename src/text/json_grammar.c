@@ -286,6 +286,49 @@ static const struct {
     {"email", "[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9-]{1,63}(\\.[A-Za-z0-9-]{1,63}){0,8}\\.[A-Za-z]{2,24}"},
 };
 
+/* A branch of a pattern's top-level alternation under search semantics: its own '^' and '$' anchor it, else
+ * anything may stand before or after it. Written at out as a group (at most len + 32 bytes); returns its length. */
+static size_t search_branch(char *out, const char *p, size_t len) {
+  const bool head = len && p[0] == '^';
+  size_t bs = 0; /* backslashes before a final '$' (odd: it is escaped) */
+  while (len >= 2 + bs && p[len - 2 - bs] == '\\')
+    bs++;
+  const bool tail = len > (size_t)head && p[len - 1] == '$' && bs % 2 == 0;
+  return (size_t)sprintf(out, "%s(?:%.*s)%s", head ? "" : "[\\s\\S]*", (int)(len - head - tail), p + head,
+                         tail ? "" : "[\\s\\S]*");
+}
+
+/* JSON Schema's pattern (an ECMA regex searched for anywhere in the string) as a regex for the whole string: each
+ * top-level alternative is anchored by its own '^'/'$' ("^ab|cd$": starts with ab, or ends with cd). The split
+ * skips escapes, classes and groups; a malformed pattern goes through as it is, for the compiler to name. NULL: no
+ * memory. */
+static char *search_regex(const char *p, size_t len) {
+  char *out = malloc(33 * (len + 1) + 1); /* (len + 1 branches at most, each its bytes + 32 and a '|') */
+  if (!out)
+    return NULL;
+  size_t n = 0, from = 0;
+  int depth = 0;
+  bool in_class = false;
+  for (size_t i = 0; i <= len; i++) {
+    if (i < len && p[i] == '\\') {
+      i++;
+    } else if (i < len && in_class) {
+      in_class = p[i] != ']' || p[i - 1] == '[' || (p[i - 1] == '^' && i >= 2 && p[i - 2] == '[');
+    } else if (i < len && p[i] == '[') {
+      in_class = true;
+    } else if (i < len && (p[i] == '(' || p[i] == ')')) {
+      depth += p[i] == '(' ? 1 : -1;
+    } else if (i == len || (p[i] == '|' && depth == 0)) {
+      if (from)
+        out[n++] = '|';
+      n += search_branch(out + n, p + from, i - from);
+      from = i + 1;
+    }
+  }
+  out[n] = 0;
+  return out;
+}
+
 /* pattern (search semantics, as JSON Schema: unanchored ends match anything) or format: the node's DFA. */
 static mimo_status string_pattern(mimo_jg *g, const json_t *s, const char *path, node *n) {
   const json_t *pj = json_object_get(s, "pattern"), *fj = json_object_get(s, "format");
@@ -308,18 +351,7 @@ static mimo_status string_pattern(mimo_jg *g, const json_t *s, const char *path,
       return mimo_errf(MIMO_E_INVALID, "%s.format: '%s' is not supported (date, time, date-time, uuid, ipv4, email "
                        "are)", path, f);
   } else {
-    const char *p = json_string_value(pj);
-    size_t len = json_string_length(pj);
-    const bool head = len && p[0] == '^';
-    size_t bs = 0; /* backslashes before a final '$' (odd: it is escaped) */
-    while (len >= 2 + bs && p[len - 2 - bs] == '\\')
-      bs++;
-    const bool tail = len > (size_t)head && p[len - 1] == '$' && bs % 2 == 0;
-    const char *core = p + head;
-    const size_t core_len = len - head - tail;
-    if ((re = malloc(core_len + 32)))
-      snprintf(re, core_len + 32, "%s(?:%.*s)%s", head ? "" : "[\\s\\S]*", (int)core_len, core,
-               tail ? "" : "[\\s\\S]*");
+    re = search_regex(json_string_value(pj), json_string_length(pj));
   }
   if (!re)
     return mimo_errf(MIMO_E_NOMEM, "schema");
