@@ -73,6 +73,8 @@ static mimo_arg serve_args[] = {
      NULL},
     {"media-fetch-timeout", 1, "seconds an image URL may take (default 5, or VLLM_IMAGE_FETCH_TIMEOUT)", NULL},
     {"no-media-fetch", 0, "fetch no http(s) image URLs (requests that name one get a 400)", NULL},
+    {"enable-request-id-headers", 0,
+     "send X-Request-Id on every reply: the client's (1-64 of A-Za-z0-9._:-) or a new one (as vLLM's flag)", NULL},
     MIMO_VISION_ARGS,
     {"mock-output", 1, "TEST ONLY: FILE of JSON-string lines; request i outputs line i mod N instead of running "
                        "the model",
@@ -364,7 +366,8 @@ int mimo_cmd_serve(int argc, char **argv) {
                        .port = (int)port,
                        .api_key = mimo_arg_str(serve_args, N_ARGS, "api-key", NULL),
                        .max_body = (size_t)max_body,
-                       .idle_timeout = (unsigned)keep};
+                       .idle_timeout = (unsigned)keep,
+                       .request_id_headers = mimo_arg_str(serve_args, N_ARGS, "enable-request-id-headers", NULL) != NULL};
   if (!(s.responses = mimo_resp_store_new((int)stored_max))) {
     ret = fail("responses store");
     goto out;

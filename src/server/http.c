@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -267,6 +268,14 @@ const char *mimo_http_header(const mimo_http_req *rq, const char *name) {
 }
 
 const char *mimo_http_path(const mimo_http_req *rq) { return rq->path; }
+const char *mimo_http_request_id(const mimo_http_req *rq) {
+  const char *id = MHD_lookup_connection_value(rq->c, MHD_HEADER_KIND, "X-Request-Id");
+  const size_t n = id ? strlen(id) : 0;
+  if (n < 1 || n > 64 || strspn(id, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._:-") != n)
+    return NULL;
+  return id;
+}
+
 const char *mimo_http_query(const mimo_http_req *rq, const char *name) {
   return MHD_lookup_connection_value(rq->c, MHD_GET_ARGUMENT_KIND, name);
 }
@@ -332,6 +341,22 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     char *q = strchr(rq->path, '?');
     if (q)
       *q = 0;
+    if (h->o.request_id_headers) { /* (vLLM's --enable-request-id-headers) */
+      const char *given = mimo_http_request_id(rq);
+      char fresh[33] = {0};
+      unsigned char r[16];
+      if (!given) {
+        if (getrandom(r, sizeof r, GRND_NONBLOCK) != (ssize_t)sizeof r) { /* (no entropy yet: distinct is enough) */
+          static atomic_ulong counter;
+          const unsigned long v = atomic_fetch_add(&counter, 1) + 1;
+          memset(r, 0, sizeof r);
+          memcpy(r, &v, sizeof v);
+        }
+        for (size_t i = 0; i < sizeof r; i++)
+          snprintf(fresh + 2 * i, 3, "%02x", r[i]);
+      }
+      mimo_http_add_header(rq, "X-Request-Id", given ? given : fresh);
+    }
     int known;
     rq->rt = find_route(h, method, rq->path, &known);
     const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);

@@ -27,13 +27,14 @@ typedef struct mimo_http_opts {
   size_t max_body;       /* bytes (413 beyond) */
   unsigned idle_timeout; /* seconds an idle keep-alive connection is kept */
   unsigned max_conns;
+  int request_id_headers; /* X-Request-Id on every reply: the client's (mimo_http_request_id) or a new one */
 } mimo_http_opts;
 
 enum { MIMO_HTTP_AUTH = 1 };
 
 mimo_status mimo_http_init(mimo_http **out, const mimo_http_opts *o);
-/* Routes are matched on method and path (before starting): exactly, or for a path ending in a slash and a star
- * (GET /v1/responses/{id}), on its prefix followed by one non-empty segment. */
+/* Routes are matched on method and path (before starting): exactly, where a segment that is a star matches any one
+ * non-empty segment (GET /v1/responses/{id} and its input_items). */
 mimo_status mimo_http_route(mimo_http *h, const char *method, const char *path, int flags, mimo_http_handler fn,
                             void *ctx, mimo_http_err_fn err);
 mimo_status mimo_http_start(mimo_http *h);
@@ -59,6 +60,8 @@ const char *mimo_http_body(const mimo_http_req *rq, size_t *len);
 const char *mimo_http_header(const mimo_http_req *rq, const char *name);
 const char *mimo_http_path(const mimo_http_req *rq);
 const char *mimo_http_query(const mimo_http_req *rq, const char *name); /* ?name=value, decoded; NULL if absent */
+/* The client's X-Request-Id when it is 1-64 of [A-Za-z0-9._:-] (safe in ids and headers as it is), else NULL. */
+const char *mimo_http_request_id(const mimo_http_req *rq);
 double mimo_http_start_time(const mimo_http_req *rq);
 void mimo_http_reply(mimo_http_req *rq, int status, const char *content_type, const char *body, size_t len);
 /* Takes the reference to j. */

@@ -17,7 +17,7 @@ typedef struct oai_run {
   mimo_oai_req r;
   json_t *root;
   mimo_gen *g;
-  char id[64];
+  char id[96]; /* (a prefix and a client X-Request-Id of up to 64) */
   long created;
   mimo_sbuf head; /* `data: {"id":...,"choices":[` */
   int index_base;  /* a batched completions request: this prompt's choices start at this index */
@@ -582,8 +582,9 @@ static void stream_done(void *ctx) {
   free(st);
 }
 
-/* A run of r and root (taken) with its generation submitted; NULL with *e filled (r and root freed). */
-static oai_run *run_start(mimo_server *s, mimo_oai_req *r, json_t *root, mimo_api_err *e) {
+/* A run of r and root (taken) with its generation submitted; NULL with *e filled (r and root freed). Its id is
+ * the client's X-Request-Id after the prefix when it sent a usable one (as vLLM names it), else random. */
+static oai_run *run_start(mimo_server *s, mimo_http_req *rq, mimo_oai_req *r, json_t *root, mimo_api_err *e) {
   oai_run *o = calloc(1, sizeof *o);
   if (!o) {
     mimo_oai_req_free(r);
@@ -595,7 +596,11 @@ static oai_run *run_start(mimo_server *s, mimo_oai_req *r, json_t *root, mimo_ap
   o->r = *r;
   o->root = root;
   o->created = (long)time(NULL);
-  mimo_api_new_id(r->chat ? "chatcmpl-" : "cmpl-", o->id, sizeof o->id);
+  const char *given = mimo_http_request_id(rq);
+  if (given)
+    snprintf(o->id, sizeof o->id, "%s%s", r->chat ? "chatcmpl-" : "cmpl-", given);
+  else
+    mimo_api_new_id(r->chat ? "chatcmpl-" : "cmpl-", o->id, sizeof o->id);
   if (mimo_gen_start(s, &o->r.spec, &o->g, e)) {
     run_free(o);
     return NULL;
@@ -625,7 +630,7 @@ static oai_stream *stream_new(oai_run *o) {
 
 void mimo_openai_run(mimo_server *s, mimo_http_req *rq, mimo_oai_req *r, json_t *root) {
   mimo_api_err e = {0};
-  oai_run *o = run_start(s, r, root, &e);
+  oai_run *o = run_start(s, rq, r, root, &e);
   if (!o) {
     mimo_api_reply_err(rq, &e);
     return;
@@ -706,7 +711,7 @@ void mimo_openai_run_batch(mimo_server *s, mimo_http_req *rq, mimo_oai_req *rs, 
     mimo_api_fail(&e, 500, NULL, "out of memory");
   } else {
     for (; started < n; started++) /* every prompt's choices go to the engine at once */
-      if (!(b->o[started] = run_start(s, &rs[started], roots[started], &e)))
+      if (!(b->o[started] = run_start(s, rq, &rs[started], roots[started], &e)))
         break;
   }
   for (int i = b && b->o ? started + (started < n) : 0; i < n; i++) { /* (the one that failed freed its own) */
