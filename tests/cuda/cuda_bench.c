@@ -116,6 +116,7 @@ static mimo_linear *moe_bench_layer(mimo_backend *g, mimo_linear *router, mimo_l
 int mimo_cuda_moe_tc_variant(int up, int dn, char *label, int n);
 int mimo_cuda_int4_tiled_off(int on);
 int mimo_cuda_pdl_off(int on);
+int mimo_cuda_moe_fused_off(int on);
 static void moe_tc_variants(mimo_backend *g, double bw) {
   int E = 256, K = 8, H = 4096, I = 2048;
   mimo_linear router, proto[3];
@@ -231,19 +232,23 @@ int cuda_bench_main(int argc, char **argv) {
     /* each T with the fp32 kernels, on tensor cores with the router GEMV and the routing as two launches, then
      * fused, then with the row-major layer (before/after in one run), all per (token, slot) pair; then on tensor
      * cores with the pairs grouped by expert, and with the prefill's grouped GEMM */
-    for (int ti = 0; ti < 6 * NT; ti++) {
+    for (int ti = 0; ti < 7 * NT; ti++) {
       int T = Ts[ti % NT], mode = ti / NT;
+      if (mode == 6 && T > 8) /* the persistent launch takes few pairs only */
+        continue;
       const char *path = mode == 0   ? "fp32"
                          : mode == 1 ? "tensor cores, split routing"
                          : mode == 2 ? "tensor cores"
                          : mode == 3 ? "tensor cores, row-major weights"
                          : mode == 4 ? "tensor cores, grouped by expert"
-                                     : "grouped GEMM (prefill kernels)";
+                         : mode == 5 ? "grouped GEMM (prefill kernels)"
+                                     : "tensor cores, four launches";
       mimo_linear *lx = mode == 3 ? exr : ex, *lr = mode == 3 ? &router_r : &router;
       mimo_cuda_moe_decode_fp32(mode == 0);
       mimo_cuda_moe_route_split(mode == 1);
       mimo_cuda_moe_tcg_min_t(mode == 4 ? 1 : 1 << 30);
       mimo_cuda_moe_grouped_min_t(mode == 5 ? 1 : 1 << 30);
+      mimo_cuda_moe_fused_off(mode == 6);
       float ms[32];
       double uniq_sum = 0;
       for (int r = 0; r < 36; r++) {
@@ -322,6 +327,7 @@ int cuda_bench_main(int argc, char **argv) {
   }
   mimo_cuda_moe_decode_fp32(0);
   mimo_cuda_moe_route_split(0);
+  mimo_cuda_moe_fused_off(0);
   moe_tc_variants(g, bw);
   g->free(g);
   return 0;

@@ -287,6 +287,32 @@ static void moe_case(mimo_backend *c, mimo_backend *g, mimo_linear *router, mimo
   free(idg);
 }
 
+int mimo_cuda_moe_fused_off(int on);
+/* The few-token MoE in one persistent launch against the four launches of the same kernels (cuda_moe_fused.cu):
+ * same input, outputs compared bit for bit (the fused launch keeps their arithmetic and its order). */
+static void moe_fused_case(mimo_backend *g, mimo_linear *router, mimo_vec *bv, mimo_linear *ex, int E, int K, int H,
+                           int I, int T, int e0, int nl, const char *name) {
+  float *x = xmalloc((size_t)T * H * 4), *of = xmalloc((size_t)T * H * 4), *o4 = xmalloc((size_t)T * H * 4);
+  fill(x, (size_t)T * H, 1.0f);
+  float *dx = to_dev(g, x, (size_t)T * H), *dout = g->alloc(g, (size_t)T * H);
+  for (int off = 0; off < 2; off++) {
+    mimo_moe_args a = {.x = dx, .out = dout, .T = T, .hidden = H, .inter = I, .n_experts = E, .top_k = K,
+                       .router = router, .bias = bv, .experts = ex + (size_t)e0 * 3, .norm_topk = true,
+                       .scaling = 1.0f, .expert0 = e0, .n_local = nl};
+    mimo_cuda_poison(g, dout, (size_t)T * H);
+    mimo_cuda_moe_fused_off(off);
+    g->moe(g, &a);
+    from_dev(g, off ? o4 : of, dout, (size_t)T * H);
+  }
+  mimo_cuda_moe_fused_off(0);
+  report(name, memcmp(of, o4, (size_t)T * H * 4) == 0 ? 0.0 : relerr(of, o4, (size_t)T * H) + 1.0, 0.0);
+  g->release(g, dx);
+  g->release(g, dout);
+  free(x);
+  free(of);
+  free(o4);
+}
+
 static void check_moe(mimo_backend *c, mimo_backend *g) {
   struct { int E, K, H, I, fmt, group, asym; } cf[] = {
       {16, 4, 256, 128, 0, 32, 0}, {16, 4, 256, 128, 0, 16, 1}, {32, 8, 512, 256, 1, 0, 0}, {64, 8, 1024, 512, 0, 128, 1},
@@ -338,6 +364,15 @@ static void check_moe(mimo_backend *c, mimo_backend *g) {
       }
     }
     mimo_cuda_moe_tc_variant(0, 0, NULL, 0);
+    /* one persistent launch = four launches, bit for bit: several token counts, and this rank's half of the
+     * experts (expert parallel) */
+    for (int v = 0; !cf[k].fmt && cf[k].group % 128 == 0 && H * I <= 4096 * 2048 && v < 5; v++) {
+      const int Tf[] = {1, 2, 5, 8, 2}, ep = v == 4;
+      char name[160];
+      snprintf(name, sizeof name, "moe int4 E%d top%d %dx%d g%d T=%d one launch = four, bitwise%s", E, K, H, I,
+               cf[k].group, Tf[v], ep ? " (experts of rank 1 of 2)" : "");
+      moe_fused_case(g, &router, &bv, ex, E, K, H, I, Tf[v], ep ? E / 2 : 0, ep ? E / 2 : 0, name);
+    }
     /* the step's pairs grouped by expert (mimo_cuda_moe_tcg_min_t = 1): several token counts, every launch shape,
      * and expert parallel (this rank's half of the experts, either half) */
     mimo_cuda_moe_tcg_min_t(1);
@@ -505,12 +540,18 @@ int main(int argc, char **argv) {
   must(mimo_backend_cpu_init(&c, 0), "cpu backend");
   must(mimo_backend_cuda_init(&g, 0), "cuda backend");
   printf("device: %s\n", mimo_cuda_device_name(g));
-  check_small(c, g);
-  check_qkv_split(c, g);
-  check_linears(c, g);
-  check_attention(c, g);
+  /* MIMO_CHECK_ONLY=moe: the MoE cases alone (a targeted device call) */
+  const char *only = getenv("MIMO_CHECK_ONLY");
+  const bool all = !only || strcmp(only, "moe") != 0;
+  if (all) {
+    check_small(c, g);
+    check_qkv_split(c, g);
+    check_linears(c, g);
+    check_attention(c, g);
+  }
   check_moe(c, g);
-  cuda_vision_check(c, g, &n_pass, &n_fail);
+  if (all)
+    cuda_vision_check(c, g, &n_pass, &n_fail);
   must(mimo_cuda_sync(g), "final sync");
   printf("kernels: %d passed, %d failed\n", n_pass, n_fail);
   g->free(g);

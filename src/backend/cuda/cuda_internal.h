@@ -78,6 +78,7 @@ typedef struct cu_ctx {
   cudaEvent_t ev0, ev1;
   struct cu_prof *prof;      /* MIMO_CUDA_PROFILE: op timing (cuda_profile.cu), else NULL */
   unsigned *route_done;      /* k_router_route's finished-block counter (zero between launches) */
+  unsigned *moe_sync;        /* k_tc_fused's tickets and readiness counters (zero between launches) */
   int pdl;                   /* programmatic dependent launch usable: SM90+ device running SM90+ code (cu_launch) */
   size_t mem_limit;          /* --gpu-memory-utilization x total (0: none); weights + KV + scratch */
   size_t mem_used;
@@ -256,6 +257,11 @@ void cu_moe_tc(cu_ctx *c, float *out, float *hf, void *hrec, void *xrec, const f
                const int *sel, const float *wts, int T, int K, int I, int H, int group, bool tiled);
 /* Bytes of the tensor-core decode's 8-bit step records of n vectors of len inputs (x: n = T; h: n = T·K). */
 size_t cu_moe_tc_scratch(int n, int len);
+/* cuda_moe_fused.cu: the same per-pair arithmetic in one persistent launch after x's split (xrec), bitwise equal to
+ * the default shapes' four launches; fits: few pairs (T·K <= 64, T <= 8) and MIMO_CUDA_MOE_FUSED not "off". */
+bool cu_moe_fused_fits(int T, int K, int I, int H);
+void cu_moe_fused(cu_ctx *c, float *out, float *hf, void *hrec, const void *xrec, const cu_lin *tab, const int *sel,
+                  const float *wts, int T, int K, int I, int H, int group, bool tiled);
 /* The same kernels with the step's (token, slot) pairs grouped by expert (from mimo_cuda_moe_tcg_min_t tokens):
  * each local expert [e0, e0 + n_local) is read once per 4 pairs that chose it; sel and wts as routed. */
 bool cu_moe_tcg_fits(int T, int n_local);
