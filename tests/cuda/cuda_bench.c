@@ -117,6 +117,7 @@ int mimo_cuda_moe_tc_variant(int up, int dn, char *label, int n);
 int mimo_cuda_int4_tiled_off(int on);
 int mimo_cuda_pdl_off(int on);
 int mimo_cuda_moe_fused_off(int on);
+int mimo_cuda_moe_fused_variant(int v, char *label, int n);
 static void moe_tc_variants(mimo_backend *g, double bw) {
   int E = 256, K = 8, H = 4096, I = 2048;
   mimo_linear router, proto[3];
@@ -153,6 +154,32 @@ static void moe_tc_variants(mimo_backend *g, double bw) {
     }
     variant(0, 0, NULL, 0);
   }
+  mimo_cuda_moe_tcg_min_t(1 << 30);
+  /* the one launch's shapes (mimo_cuda_moe_fused_variant) at 1 and 4 tokens, 16 calls back to back */
+  const int nfv = mimo_cuda_moe_fused_variant(-1, NULL, 0);
+  for (int v = 0; v < nfv; v++) {
+    char label[96];
+    mimo_cuda_moe_fused_variant(v, label, sizeof label);
+    for (int T = 1; T <= 4; T += 3) {
+      float ms[5];
+      for (int r = 0; r < 6; r++) {
+        mimo_cuda_timer_start(g);
+        for (int i = 0; i < 16; i++) {
+          mimo_moe_args a = {.x = dxs + (size_t)i * 32 * H, .out = dout, .T = T, .hidden = H, .inter = I,
+                             .n_experts = E, .top_k = K, .router = &router, .bias = &bias, .experts = ex,
+                             .norm_topk = true, .scaling = 1.0f};
+          g->moe(g, &a);
+        }
+        const float t = mimo_cuda_timer_stop(g) / 16;
+        if (r >= 1)
+          ms[r - 1] = t;
+      }
+      const double t = median(ms, 5), b = E * (1 - pow(1 - (double)K / E, T)) * ebytes;
+      printf("BENCH moe_int4_variant [%s] T=%d back to back %.1f us (~%.1f%% of copy)\n", label, T, t * 1e3,
+             100.0 * b / (t * 1e-3) / bw);
+    }
+  }
+  mimo_cuda_moe_fused_variant(0, NULL, 0);
   mimo_cuda_moe_tcg_min_t(tcg_old);
   g->release(g, dxs);
   g->release(g, dout);

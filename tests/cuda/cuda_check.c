@@ -288,6 +288,7 @@ static void moe_case(mimo_backend *c, mimo_backend *g, mimo_linear *router, mimo
 }
 
 int mimo_cuda_moe_fused_off(int on);
+int mimo_cuda_moe_fused_variant(int v, char *label, int n);
 /* The few-token MoE in one persistent launch against the four launches of the same kernels (cuda_moe_fused.cu):
  * same input, outputs compared bit for bit (the fused launch keeps their arithmetic and its order). */
 static void moe_fused_case(mimo_backend *g, mimo_linear *router, mimo_vec *bv, mimo_linear *ex, int E, int K, int H,
@@ -373,6 +374,17 @@ static void check_moe(mimo_backend *c, mimo_backend *g) {
                cf[k].group, Tf[v], ep ? " (experts of rank 1 of 2)" : "");
       moe_fused_case(g, &router, &bv, ex, E, K, H, I, Tf[v], ep ? E / 2 : 0, ep ? E / 2 : 0, name);
     }
+    /* the one launch's other shapes (mimo_cuda_moe_fused_variant) against the CPU */
+    const int nfv = mimo_cuda_moe_fused_variant(-1, NULL, 0);
+    for (int v = 1; !cf[k].fmt && cf[k].group % 128 == 0 && H * I <= 4096 * 2048 && v < nfv; v++) {
+      char label[96], name[192];
+      mimo_cuda_moe_fused_variant(v, label, sizeof label);
+      for (int T = 1; T <= 4; T += 3) {
+        snprintf(name, sizeof name, "moe int4 E%d top%d %dx%d g%d T=%d [%s]", E, K, H, I, cf[k].group, T, label);
+        moe_case(c, g, &router, &bv, ex, E, K, H, I, T, name, 1e-5, 0, 0);
+      }
+    }
+    mimo_cuda_moe_fused_variant(0, NULL, 0);
     /* the step's pairs grouped by expert (mimo_cuda_moe_tcg_min_t = 1): several token counts, every launch shape,
      * and expert parallel (this rank's half of the experts, either half) */
     mimo_cuda_moe_tcg_min_t(1);

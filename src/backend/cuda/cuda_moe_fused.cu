@@ -19,10 +19,12 @@
  * producer stores, fences (__threadfence: its stores are visible device-wide), then counts; a consumer reads the
  * count with a volatile load, fences, and reads the data through L2 (__ldcg, cp.async.cg). */
 #include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
 
 #include "backend/cuda/cuda_moe_tc.cuh"
 
-enum { FU_W = 8, FU_P = 4, FU_UT = FU_W / FU_P, FU_NT = 2, FU_SYNC = 2 + 64 + 8 };
+enum { FU_W = 8, FU_NT = 2, FU_SYNC = 2 + 64 + 8 };
 
 __device__ __forceinline__ void fu_wait_count(const unsigned *ctr, unsigned target) {
   if (threadIdx.x == 0) {
@@ -33,7 +35,8 @@ __device__ __forceinline__ void fu_wait_count(const unsigned *ctr, unsigned targ
   __syncthreads();
 }
 
-template <int S>
+/* S ring stages; P warps share a gate+up tile (FU_W / P tiles per task) */
+template <int S, int P>
 __global__ void __launch_bounds__(FU_W * 32, 2) k_tc_fused(float *out, float *hf, char *hrec, unsigned *sync,
                                                         const char *xrec, const cu_lin *tab, const int *sel,
                                                         const float *wts, int T, int K, int I, int H, int gshift,
@@ -44,6 +47,7 @@ __global__ void __launch_bounds__(FU_W * 32, 2) k_tc_fused(float *out, float *hf
   __shared__ const uint32_t *ss[32];
   __shared__ float sw[32];
   __shared__ int tick[2];
+  constexpr int FU_P = P, FU_UT = FU_W / P;
   const int wp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
   const int TK = T * K, nsH = H / 128, nsI = I / 128, upt = I / (TC_ROWS * FU_UT); /* gate+up tasks per pair */
   const int n_up = TK * upt, n_rec = TK, n_dn = T * (H / (TC_ROWS * FU_NT)), n_all = n_up + n_rec + n_dn;
@@ -204,32 +208,56 @@ __global__ void __launch_bounds__(FU_W * 32, 2) k_tc_fused(float *out, float *hf
 
 typedef void (*fu_fn)(float *, float *, char *, unsigned *, const char *, const cu_lin *, const int *, const float *,
                       int, int, int, int, int, bool);
-static const fu_fn fu_kernel = k_tc_fused<4>;
-static const int fu_stages = 4;
+typedef struct {
+  fu_fn f;
+  int per_tile; /* warps per gate+up tile */
+} fu_shape;
+enum { FU_STAGES = 4 };
+/* The first is the default (bitwise the four launches' default shapes); the others are there to be measured. */
+static const fu_shape fu_shapes[] = {{k_tc_fused<FU_STAGES, 4>, 4}, {k_tc_fused<FU_STAGES, 2>, 2}, {k_tc_fused<FU_STAGES, 8>, 8}};
+enum { FU_NV = sizeof fu_shapes / sizeof *fu_shapes };
+static int fu_v = -1;
 
-static size_t fu_smem(void) { return (size_t)FU_W * fu_stages * tc_ring<2>::BYTES; }
+static size_t fu_smem(void) { return (size_t)FU_W * FU_STAGES * tc_ring<2>::BYTES; }
 
 /* Test hook and MIMO_CUDA_MOE_FUSED=off: the four-launch per-pair path instead (before/after in one run). */
 static int fu_off = -1;
 extern "C" int mimo_cuda_moe_fused_off(int on) { return cu_switch(&fu_off, "MIMO_CUDA_MOE_FUSED", "off", on); }
 
+/* Test hook and MIMO_CUDA_FUSED_VARIANT=v: the launch shape (v >= 0 sets it); returns how many there are and writes
+ * a label of the current one. */
+extern "C" int mimo_cuda_moe_fused_variant(int v, char *label, int n) {
+  if (fu_v < 0) {
+    const char *e = getenv("MIMO_CUDA_FUSED_VARIANT");
+    fu_v = e && atoi(e) >= 0 && atoi(e) < FU_NV ? atoi(e) : 0;
+  }
+  if (v >= 0 && v < FU_NV)
+    fu_v = v;
+  if (label)
+    snprintf(label, (size_t)n, "one launch, %d warps per gate+up tile", fu_shapes[fu_v].per_tile);
+  return FU_NV;
+}
+
 bool cu_moe_fused_fits(int T, int K, int I, int H) {
-  return !mimo_cuda_moe_fused_off(-1) && T * K <= 64 && T <= 8 && K <= 32 && I % (TC_ROWS * FU_UT) == 0 &&
-         H % (TC_ROWS * FU_NT) == 0 && H / 128 >= FU_P && fu_smem() <= TC_SMEM_MAX && 2 + T * K + T <= FU_SYNC;
+  return !mimo_cuda_moe_fused_off(-1) && T * K <= 64 && T <= 8 && K <= 32 && I % (TC_ROWS * FU_W) == 0 &&
+         H % (TC_ROWS * FU_NT) == 0 && H / 128 >= 8 && fu_smem() <= TC_SMEM_MAX && 2 + T * K + T <= FU_SYNC;
 }
 
 void cu_moe_fused(cu_ctx *c, float *out, float *hf, void *hrec, const void *xrec, const cu_lin *tab, const int *sel,
                   const float *wts, int T, int K, int I, int H, int group, bool tiled) {
-  static int blocks_per_sm[64]; /* per device, 0 until asked */
+  static int blocks_per_sm[FU_NV][64]; /* per shape and device, 0 until asked */
+  mimo_cuda_moe_fused_variant(-1, NULL, 0);
+  const fu_shape *sh = &fu_shapes[fu_v];
   const size_t smem = fu_smem();
   const int dev = c->device >= 0 && c->device < 64 ? c->device : 0;
-  if (!blocks_per_sm[dev]) {
+  int *bps = &blocks_per_sm[fu_v][dev];
+  if (!*bps) {
     int n = 0;
-    if (MIMO_CUDA(c, cudaFuncSetAttribute((const void *)fu_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+    if (MIMO_CUDA(c, cudaFuncSetAttribute((const void *)sh->f, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                           TC_SMEM_MAX)) != MIMO_OK ||
-        MIMO_CUDA(c, cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, fu_kernel, FU_W * 32, smem)) != MIMO_OK)
+        MIMO_CUDA(c, cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, sh->f, FU_W * 32, smem)) != MIMO_OK)
       return;
-    blocks_per_sm[dev] = n > 0 ? n : 1;
+    *bps = n > 0 ? n : 1;
   }
   if (!c->moe_sync) {
     void *d = cu_arena(c, FU_SYNC * sizeof(unsigned));
@@ -239,8 +267,9 @@ void cu_moe_fused(cu_ctx *c, float *out, float *hf, void *hrec, const void *xrec
     }
     c->moe_sync = (unsigned *)d;
   }
-  const int n_all = T * K * (I / (TC_ROWS * FU_UT)) + T * K + T * (H / (TC_ROWS * FU_NT));
-  const int grid = blocks_per_sm[dev] * c->sms < n_all ? blocks_per_sm[dev] * c->sms : n_all;
-  cu_launch(c, fu_kernel, grid, FU_W * 32, smem, out, hf, (char *)hrec, c->moe_sync, (const char *)xrec, tab, sel, wts, T,
-            K, I, H, __builtin_ctz((unsigned)group), tiled);
+  const int ut = FU_W / sh->per_tile;
+  const int n_all = T * K * (I / (TC_ROWS * ut)) + T * K + T * (H / (TC_ROWS * FU_NT));
+  const int grid = *bps * c->sms < n_all ? *bps * c->sms : n_all;
+  cu_launch(c, sh->f, grid, FU_W * 32, smem, out, hf, (char *)hrec, c->moe_sync, (const char *)xrec, tab, sel, wts, T, K,
+            I, H, __builtin_ctz((unsigned)group), tiled);
 }
