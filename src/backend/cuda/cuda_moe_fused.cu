@@ -24,7 +24,7 @@
 
 #include "backend/cuda/cuda_moe_tc.cuh"
 
-enum { FU_W = 8, FU_NT = 2, FU_SYNC = 2 + 64 + 8 };
+enum { FU_W = 8, FU_SYNC = 2 + 64 + 8 };
 
 __device__ __forceinline__ void fu_wait_count(const unsigned *ctr, unsigned target) {
   if (threadIdx.x == 0) {
@@ -35,8 +35,8 @@ __device__ __forceinline__ void fu_wait_count(const unsigned *ctr, unsigned targ
   __syncthreads();
 }
 
-/* S ring stages; P warps share a gate+up tile (FU_W / P tiles per task) */
-template <int S, int P>
+/* S ring stages; P warps share a gate+up tile (FU_W / P tiles per task); down tasks of NT 16-row tiles */
+template <int S, int P, int FU_NT>
 __global__ void __launch_bounds__(FU_W * 32, 2) k_tc_fused(float *out, float *hf, char *hrec, unsigned *sync,
                                                         const char *xrec, const cu_lin *tab, const int *sel,
                                                         const float *wts, int T, int K, int I, int H, int gshift,
@@ -211,10 +211,14 @@ typedef void (*fu_fn)(float *, float *, char *, unsigned *, const char *, const 
 typedef struct {
   fu_fn f;
   int per_tile; /* warps per gate+up tile */
+  int nt;       /* 16-row tiles per down task */
 } fu_shape;
 enum { FU_STAGES = 4 };
 /* The first is the default (bitwise the four launches' default shapes); the others are there to be measured. */
-static const fu_shape fu_shapes[] = {{k_tc_fused<FU_STAGES, 4>, 4}, {k_tc_fused<FU_STAGES, 2>, 2}, {k_tc_fused<FU_STAGES, 8>, 8}};
+static const fu_shape fu_shapes[] = {{k_tc_fused<FU_STAGES, 4, 2>, 4, 2},
+                                     {k_tc_fused<FU_STAGES, 2, 2>, 2, 2},
+                                     {k_tc_fused<FU_STAGES, 8, 2>, 8, 2},
+                                     {k_tc_fused<FU_STAGES, 4, 1>, 4, 1}};
 enum { FU_NV = sizeof fu_shapes / sizeof *fu_shapes };
 static int fu_v = -1;
 
@@ -234,13 +238,14 @@ extern "C" int mimo_cuda_moe_fused_variant(int v, char *label, int n) {
   if (v >= 0 && v < FU_NV)
     fu_v = v;
   if (label)
-    snprintf(label, (size_t)n, "one launch, %d warps per gate+up tile", fu_shapes[fu_v].per_tile);
+    snprintf(label, (size_t)n, "one launch, %d warps per gate+up tile, down tasks of %d rows", fu_shapes[fu_v].per_tile,
+             16 * fu_shapes[fu_v].nt);
   return FU_NV;
 }
 
 bool cu_moe_fused_fits(int T, int K, int I, int H) {
   return !mimo_cuda_moe_fused_off(-1) && T * K <= 64 && T <= 8 && K <= 32 && I % (TC_ROWS * FU_W) == 0 &&
-         H % (TC_ROWS * FU_NT) == 0 && H / 128 >= 8 && fu_smem() <= TC_SMEM_MAX && 2 + T * K + T <= FU_SYNC;
+         H % (TC_ROWS * 2) == 0 && H / 128 >= 8 && fu_smem() <= TC_SMEM_MAX && 2 + T * K + T <= FU_SYNC;
 }
 
 void cu_moe_fused(cu_ctx *c, float *out, float *hf, void *hrec, const void *xrec, const cu_lin *tab, const int *sel,
@@ -268,7 +273,7 @@ void cu_moe_fused(cu_ctx *c, float *out, float *hf, void *hrec, const void *xrec
     c->moe_sync = (unsigned *)d;
   }
   const int ut = FU_W / sh->per_tile;
-  const int n_all = T * K * (I / (TC_ROWS * ut)) + T * K + T * (H / (TC_ROWS * FU_NT));
+  const int n_all = T * K * (I / (TC_ROWS * ut)) + T * K + T * (H / (TC_ROWS * sh->nt));
   const int grid = *bps * c->sms < n_all ? *bps * c->sms : n_all;
   cu_launch(c, sh->f, grid, FU_W * 32, smem, out, hf, (char *)hrec, c->moe_sync, (const char *)xrec, tab, sel, wts, T, K,
             I, H, __builtin_ctz((unsigned)group), tiled);
