@@ -116,7 +116,7 @@ static mimo_linear *moe_bench_layer(mimo_backend *g, mimo_linear *router, mimo_l
 int mimo_cuda_moe_tc_variant(int up, int dn, char *label, int n);
 int mimo_cuda_int4_tiled_off(int on);
 int mimo_cuda_pdl_off(int on);
-int mimo_cuda_moe_fused_off(int on);
+int mimo_cuda_moe_fused_on(int on);
 int mimo_cuda_moe_fused_variant(int v, char *label, int n);
 static void moe_tc_variants(mimo_backend *g, double bw) {
   int E = 256, K = 8, H = 4096, I = 2048;
@@ -156,7 +156,7 @@ static void moe_tc_variants(mimo_backend *g, double bw) {
   }
   mimo_cuda_moe_tcg_min_t(1 << 30);
   /* the one launch's shapes (mimo_cuda_moe_fused_variant) at 1 and 4 tokens, 16 calls back to back */
-  const int nfv = mimo_cuda_moe_fused_variant(-1, NULL, 0);
+  const int nfv = mimo_cuda_moe_fused_variant(-1, NULL, 0), fused_old = mimo_cuda_moe_fused_on(1);
   for (int v = 0; v < nfv; v++) {
     char label[96];
     mimo_cuda_moe_fused_variant(v, label, sizeof label);
@@ -180,6 +180,7 @@ static void moe_tc_variants(mimo_backend *g, double bw) {
     }
   }
   mimo_cuda_moe_fused_variant(0, NULL, 0);
+  mimo_cuda_moe_fused_on(fused_old);
   mimo_cuda_moe_tcg_min_t(tcg_old);
   g->release(g, dxs);
   g->release(g, dout);
@@ -284,13 +285,13 @@ int cuda_bench_main(int argc, char **argv) {
                          : mode == 3 ? "tensor cores, row-major weights"
                          : mode == 4 ? "tensor cores, grouped by expert"
                          : mode == 5 ? "grouped GEMM (prefill kernels)"
-                                     : "tensor cores, four launches";
+                                     : "tensor cores, one launch";
       mimo_linear *lx = mode == 3 ? exr : ex, *lr = mode == 3 ? &router_r : &router;
       mimo_cuda_moe_decode_fp32(mode == 0);
       mimo_cuda_moe_route_split(mode == 1);
       mimo_cuda_moe_tcg_min_t(mode == 4 ? 1 : 1 << 30);
       mimo_cuda_moe_grouped_min_t(mode == 5 ? 1 : 1 << 30);
-      mimo_cuda_moe_fused_off(mode == 6);
+      mimo_cuda_moe_fused_on(mode == 6);
       float ms[32];
       double uniq_sum = 0;
       for (int r = 0; r < 36; r++) {
@@ -369,7 +370,7 @@ int cuda_bench_main(int argc, char **argv) {
   }
   mimo_cuda_moe_decode_fp32(0);
   mimo_cuda_moe_route_split(0);
-  mimo_cuda_moe_fused_off(0);
+  mimo_cuda_moe_fused_on(0);
   moe_tc_variants(g, bw);
   g->free(g);
   return 0;

@@ -287,7 +287,7 @@ static void moe_case(mimo_backend *c, mimo_backend *g, mimo_linear *router, mimo
   free(idg);
 }
 
-int mimo_cuda_moe_fused_off(int on);
+int mimo_cuda_moe_fused_on(int on);
 int mimo_cuda_moe_fused_variant(int v, char *label, int n);
 /* The few-token MoE in one persistent launch against the four launches of the same kernels (cuda_moe_fused.cu):
  * same input, outputs compared bit for bit (the fused launch keeps their arithmetic and its order). */
@@ -296,16 +296,17 @@ static void moe_fused_case(mimo_backend *g, mimo_linear *router, mimo_vec *bv, m
   float *x = xmalloc((size_t)T * H * 4), *of = xmalloc((size_t)T * H * 4), *o4 = xmalloc((size_t)T * H * 4);
   fill(x, (size_t)T * H, 1.0f);
   float *dx = to_dev(g, x, (size_t)T * H), *dout = g->alloc(g, (size_t)T * H);
+  const int was = mimo_cuda_moe_fused_on(-1);
   for (int off = 0; off < 2; off++) {
     mimo_moe_args a = {.x = dx, .out = dout, .T = T, .hidden = H, .inter = I, .n_experts = E, .top_k = K,
                        .router = router, .bias = bv, .experts = ex + (size_t)e0 * 3, .norm_topk = true,
                        .scaling = 1.0f, .expert0 = e0, .n_local = nl};
     mimo_cuda_poison(g, dout, (size_t)T * H);
-    mimo_cuda_moe_fused_off(off);
+    mimo_cuda_moe_fused_on(!off);
     g->moe(g, &a);
     from_dev(g, off ? o4 : of, dout, (size_t)T * H);
   }
-  mimo_cuda_moe_fused_off(0);
+  mimo_cuda_moe_fused_on(was);
   report(name, memcmp(of, o4, (size_t)T * H * 4) == 0 ? 0.0 : relerr(of, o4, (size_t)T * H) + 1.0, 0.0);
   g->release(g, dx);
   g->release(g, dout);
@@ -375,7 +376,7 @@ static void check_moe(mimo_backend *c, mimo_backend *g) {
       moe_fused_case(g, &router, &bv, ex, E, K, H, I, Tf[v], ep ? E / 2 : 0, ep ? E / 2 : 0, name);
     }
     /* the one launch's other shapes (mimo_cuda_moe_fused_variant) against the CPU */
-    const int nfv = mimo_cuda_moe_fused_variant(-1, NULL, 0);
+    const int nfv = mimo_cuda_moe_fused_variant(-1, NULL, 0), fused_was = mimo_cuda_moe_fused_on(1);
     for (int v = 1; !cf[k].fmt && cf[k].group % 128 == 0 && H * I <= 4096 * 2048 && v < nfv; v++) {
       char label[96], name[192];
       mimo_cuda_moe_fused_variant(v, label, sizeof label);
@@ -385,6 +386,7 @@ static void check_moe(mimo_backend *c, mimo_backend *g) {
       }
     }
     mimo_cuda_moe_fused_variant(0, NULL, 0);
+    mimo_cuda_moe_fused_on(fused_was);
     /* the step's pairs grouped by expert (mimo_cuda_moe_tcg_min_t = 1): several token counts, every launch shape,
      * and expert parallel (this rank's half of the experts, either half) */
     mimo_cuda_moe_tcg_min_t(1);

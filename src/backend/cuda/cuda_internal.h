@@ -258,7 +258,8 @@ void cu_moe_tc(cu_ctx *c, float *out, float *hf, void *hrec, void *xrec, const f
 /* Bytes of the tensor-core decode's 8-bit step records of n vectors of len inputs (x: n = T; h: n = T·K). */
 size_t cu_moe_tc_scratch(int n, int len);
 /* cuda_moe_fused.cu: the same per-pair arithmetic in one persistent launch after x's split (xrec), bitwise equal to
- * the default shapes' four launches; fits: few pairs (T·K <= 64, T <= 8) and MIMO_CUDA_MOE_FUSED not "off". */
+ * the four launches of the default shapes; fits: few pairs (T·K <= 64, T <= 8) and MIMO_CUDA_MOE_FUSED=on (off by
+ * default until measured on a GPU). */
 bool cu_moe_fused_fits(int T, int K, int I, int H);
 void cu_moe_fused(cu_ctx *c, float *out, float *hf, void *hrec, const void *xrec, const cu_lin *tab, const int *sel,
                   const float *wts, int T, int K, int I, int H, int group, bool tiled);

@@ -224,9 +224,10 @@ static int fu_v = -1;
 
 static size_t fu_smem(void) { return (size_t)FU_W * FU_STAGES * tc_ring<2>::BYTES; }
 
-/* Test hook and MIMO_CUDA_MOE_FUSED=off: the four-launch per-pair path instead (before/after in one run). */
-static int fu_off = -1;
-extern "C" int mimo_cuda_moe_fused_off(int on) { return cu_switch(&fu_off, "MIMO_CUDA_MOE_FUSED", "off", on); }
+/* MIMO_CUDA_MOE_FUSED=on and test hook: take the one launch. Off by default until it has run on a GPU: written in
+ * a session that had none (docs/cuda.md, round 17); the four launches are the measured path. */
+static int fu_on = -1;
+extern "C" int mimo_cuda_moe_fused_on(int on) { return cu_switch(&fu_on, "MIMO_CUDA_MOE_FUSED", "on", on); }
 
 /* Test hook and MIMO_CUDA_FUSED_VARIANT=v: the launch shape (v >= 0 sets it); returns how many there are and writes
  * a label of the current one. */
@@ -244,7 +245,7 @@ extern "C" int mimo_cuda_moe_fused_variant(int v, char *label, int n) {
 }
 
 bool cu_moe_fused_fits(int T, int K, int I, int H) {
-  return !mimo_cuda_moe_fused_off(-1) && T * K <= 64 && T <= 8 && K <= 32 && I % (TC_ROWS * FU_W) == 0 &&
+  return mimo_cuda_moe_fused_on(-1) && T * K <= 64 && T <= 8 && K <= 32 && I % (TC_ROWS * FU_W) == 0 &&
          H % (TC_ROWS * 2) == 0 && H / 128 >= 8 && fu_smem() <= TC_SMEM_MAX && 2 + T * K + T <= FU_SYNC;
 }
 
