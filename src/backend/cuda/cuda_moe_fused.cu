@@ -82,17 +82,7 @@ __global__ void __launch_bounds__(FU_W * 32, 2) k_tc_fused(float *out, float *hf
           ring, tc_ring<2>::BYTES, sb - sa, [&](char *st, int i) { tc_fill_w<2>(st, q, scp, mpH, sa + i, gshift, lane); },
           first_wait, [&](char *st, int i) { tc_fill_r<2>(st, rec, sa + i, lane); },
           [&](const char *st, int) { tc_use<2>(acc, st, g, t, lane); });
-#pragma unroll
-      for (int m = 0; m < 2; m++) {
-        acc[m][0] = group_sum(acc[m][0]);
-        acc[m][1] = group_sum(acc[m][1]);
-      }
-      if (t == 0) {
-        part[wp][g] = acc[0][0];
-        part[wp][g + 8] = acc[0][1];
-        part[wp][16 + g] = acc[1][0];
-        part[wp][16 + g + 8] = acc[1][1];
-      }
+      tc_up_part(part[wp], part[wp] + 16, acc, g, t);
       __syncthreads();
       if (pi == 0 && lane < TC_ROWS) {
         float a = 0.f, u = 0.f;
@@ -163,31 +153,12 @@ __global__ void __launch_bounds__(FU_W * 32, 2) k_tc_fused(float *out, float *hf
           [&](const char *stg, int) {
             tc_use<FU_NT>(acc, stg, g, t, lane);
             if (++us == nsI) { /* the slot's last step: weight it into the output */
-#pragma unroll
-              for (int m = 0; m < FU_NT; m++) {
-                og[m][0] = fmaf(sw[uk], acc[m][0], og[m][0]);
-                og[m][1] = fmaf(sw[uk], acc[m][1], og[m][1]);
-                acc[m][0] = acc[m][1] = 0.f;
-              }
+              tc_weigh_slot<FU_NT>(og, acc, sw[uk]);
               us = 0;
               uk += FU_W;
             }
           });
-#pragma unroll
-      for (int m = 0; m < FU_NT; m++) {
-        const float a = group_sum(og[m][0]), b = group_sum(og[m][1]);
-        if (t == 0) {
-          part[wp][m * TC_ROWS + g] = a;
-          part[wp][m * TC_ROWS + g + 8] = b;
-        }
-      }
-      __syncthreads();
-      if (threadIdx.x < FU_NT * TC_ROWS) {
-        float v = 0.f;
-        for (int w = 0; w < FU_W; w++)
-          v += part[w][threadIdx.x];
-        out[(size_t)tt * H + r0 + threadIdx.x] = v;
-      }
+      tc_down_store<FU_NT, FU_W>(&part[0][0], 32, og, out + (size_t)tt * H + r0, wp, g, t);
     }
     if (threadIdx.x == 0)
       tick[par] = (int)nxt;

@@ -45,17 +45,7 @@ __global__ void __launch_bounds__(W * 32) k_tc_up(float *hf, const char *xrec, c
         ring, tc_ring<2>::BYTES, sb - sa, [&](char *st, int i) { tc_fill_w<2>(st, q, scp, mp, sa + i, gshift, lane); },
         [&](char *st, int i) { tc_fill_r<2>(st, rec, sa + i, lane); },
         [&](const char *st, int) { tc_use<2>(acc, st, g, t, lane); });
-#pragma unroll
-    for (int m = 0; m < 2; m++) {
-      acc[m][0] = group_sum(acc[m][0]);
-      acc[m][1] = group_sum(acc[m][1]);
-    }
-    if (t == 0) {
-      part[wp][0][g] = acc[0][0];
-      part[wp][0][g + 8] = acc[0][1];
-      part[wp][1][g] = acc[1][0];
-      part[wp][1][g + 8] = acc[1][1];
-    }
+    tc_up_part(part[wp][0], part[wp][1], acc, g, t);
   }
   __syncthreads();
   if (live && pi == 0 && lane < TC_ROWS) {
@@ -121,31 +111,12 @@ __global__ void __launch_bounds__(W * 32) k_tc_down(float *out, const char *hrec
       [&](const char *stg, int) {
         tc_use<NT>(acc, stg, g, t, lane);
         if (++us == sb) { /* the slot's last step (of this warp's part): weight it into the output */
-#pragma unroll
-          for (int m = 0; m < NT; m++) {
-            og[m][0] = fmaf(sw[uk], acc[m][0], og[m][0]);
-            og[m][1] = fmaf(sw[uk], acc[m][1], og[m][1]);
-            acc[m][0] = acc[m][1] = 0.f;
-          }
+          tc_weigh_slot<NT>(og, acc, sw[uk]);
           us = sa;
           uk += SW;
         }
       });
-#pragma unroll
-  for (int m = 0; m < NT; m++) {
-    const float a = group_sum(og[m][0]), b = group_sum(og[m][1]);
-    if (t == 0) {
-      part[wp][m * TC_ROWS + g] = a;
-      part[wp][m * TC_ROWS + g + 8] = b;
-    }
-  }
-  __syncthreads();
-  if (threadIdx.x < NT * TC_ROWS) {
-    float v = 0.f;
-    for (int w = 0; w < W; w++)
-      v += part[w][threadIdx.x];
-    out[(size_t)tt * H + r0 + threadIdx.x] = v;
-  }
+  tc_down_store<NT, W>(&part[0][0], NT * TC_ROWS, og, out + (size_t)tt * H + r0, wp, g, t);
 }
 
 /* ---- grouped by expert (T >= tcg_min_t): an expert's weights are read once for up to NT of the step's
@@ -246,12 +217,7 @@ template <int NM, int NT> struct tcg_ring {
 template <int NM, int NT>
 __device__ __forceinline__ void tcg_fill_w(char *st, const uint4 *const *q, const uint32_t *scp, const tc_map &mp,
                                            int s, int gshift, int lane) {
-  uint4 *w = (uint4 *)st;
-#pragma unroll
-  for (int m = 0; m < NM; m++) {
-    cp16(w + (2 * m) * 32 + lane, q[m] + (size_t)mp.qstep * s);
-    cp16(w + (2 * m + 1) * 32 + lane, q[m] + mp.r8w + (size_t)mp.qstep * s);
-  }
+  tc_fill_q<NM>(st, q, mp, s, lane);
   if (lane < NM * 16)
     cp4((uint32_t *)(st + tcg_ring<NM, NT>::WB + tcg_ring<NM, NT>::RB) + lane,
         scp + (size_t)mp.sstep * ((s * 128) >> gshift));

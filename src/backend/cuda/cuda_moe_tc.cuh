@@ -98,17 +98,22 @@ template <int NM> struct tc_ring {
   enum { WB = NM * 2 * 32 * 16, SB = NM * 16 * 4, BYTES = WB + TC_REC + SB };
 };
 
-/* Issues the weights of step s into stage st: q[m] row g's word t (step 0), scp the scale words of row lane % 16 of
- * matrix lane / 16. Not committed. */
+/* The weight words of step s (rows g and g+8 of each of NM matrices or tiles, lane order) to the stage's start. */
 template <int NM>
-__device__ __forceinline__ void tc_fill_w(char *st, const uint4 *const (&q)[NM], const uint32_t *scp, const tc_map &mp,
-                                          int s, int gshift, int lane) {
+__device__ __forceinline__ void tc_fill_q(char *st, const uint4 *const *q, const tc_map &mp, int s, int lane) {
   uint4 *w = (uint4 *)st;
 #pragma unroll
   for (int m = 0; m < NM; m++) {
     cp16(w + (2 * m) * 32 + lane, q[m] + (size_t)mp.qstep * s);
     cp16(w + (2 * m + 1) * 32 + lane, q[m] + mp.r8w + (size_t)mp.qstep * s);
   }
+}
+/* Issues the weights of step s into stage st: q[m] row g's word t (step 0), scp the scale words of row lane % 16 of
+ * matrix lane / 16. Not committed. */
+template <int NM>
+__device__ __forceinline__ void tc_fill_w(char *st, const uint4 *const (&q)[NM], const uint32_t *scp, const tc_map &mp,
+                                          int s, int gshift, int lane) {
+  tc_fill_q<NM>(st, q, mp, s, lane);
   if (lane < NM * 16)
     cp4((uint32_t *)(st + tc_ring<NM>::WB + TC_REC) + lane, scp + (size_t)mp.sstep * ((s * 128) >> gshift));
 }
@@ -191,5 +196,46 @@ __device__ __forceinline__ void tc_ring_walk(char *ring, int bytes, int n, FillW
 __device__ __forceinline__ float group_sum(float v) {
   v += __shfl_xor_sync(0xffffffffu, v, 1);
   return v + __shfl_xor_sync(0xffffffffu, v, 2);
+}
+
+/* gate+up: a warp's sums of its 16 rows of gate (pg) and up (pu), summed over the four t of each group */
+__device__ __forceinline__ void tc_up_part(float *pg, float *pu, float (&acc)[2][2], int g, int t) {
+  const float a0 = group_sum(acc[0][0]), a1 = group_sum(acc[0][1]), u0 = group_sum(acc[1][0]), u1 = group_sum(acc[1][1]);
+  if (t == 0) {
+    pg[g] = a0;
+    pg[g + 8] = a1;
+    pu[g] = u0;
+    pu[g + 8] = u1;
+  }
+}
+/* down: a slot's sums done, weighted by its routing weight w into og (fixed order), acc cleared for the next slot */
+template <int NT> __device__ __forceinline__ void tc_weigh_slot(float (&og)[NT][2], float (&acc)[NT][2], float w) {
+#pragma unroll
+  for (int m = 0; m < NT; m++) {
+    og[m][0] = fmaf(w, acc[m][0], og[m][0]);
+    og[m][1] = fmaf(w, acc[m][1], og[m][1]);
+    acc[m][0] = acc[m][1] = 0.f;
+  }
+}
+/* down: each warp's NT·16 row sums into its row of part (stride floats apart), then the block's sum over its W
+ * warps in warp order to out (NT·16 rows). Whole block. */
+template <int NT, int W>
+__device__ __forceinline__ void tc_down_store(float *part, int stride, const float (&og)[NT][2], float *out, int wp,
+                                              int g, int t) {
+#pragma unroll
+  for (int m = 0; m < NT; m++) {
+    const float a = group_sum(og[m][0]), b = group_sum(og[m][1]);
+    if (t == 0) {
+      part[wp * stride + m * TC_ROWS + g] = a;
+      part[wp * stride + m * TC_ROWS + g + 8] = b;
+    }
+  }
+  __syncthreads();
+  if (threadIdx.x < NT * TC_ROWS) {
+    float v = 0.f;
+    for (int w = 0; w < W; w++)
+      v += part[w * stride + threadIdx.x];
+    out[threadIdx.x] = v;
+  }
 }
 #endif
