@@ -92,6 +92,21 @@ static double lin_bytes(const mimo_linear *l) {
 
 /* The MoE decode benchmark's layer: 256 experts of MiMo's shape (4096 × 2048, int4 g128 sym), one random
  * expert's bits uploaded 256 times (a separate device copy each: the bytes streamed are real), an fp32 router. */
+/* ms per call of 16 MoE calls between two events (x of call r at xs + r·stride), so the GPU does not wait for the
+ * host's launches as it does when each call is timed alone (in a model's step the host runs ahead of the GPU).
+ * MiMo's decode shapes: E256 top-8, 4096 x 2048. */
+static float moe_back_to_back(mimo_backend *g, const float *xs, size_t stride, float *out, int T, mimo_linear *router,
+                              mimo_vec *bias, mimo_linear *ex) {
+  mimo_cuda_timer_start(g);
+  for (int r = 0; r < 16; r++) {
+    mimo_moe_args a = {.x = xs + (size_t)r * stride, .out = out, .T = T, .hidden = 4096, .inter = 2048,
+                       .n_experts = 256, .top_k = 8, .router = router, .bias = bias, .experts = ex,
+                       .norm_topk = true, .scaling = 1.0f};
+    g->moe(g, &a);
+  }
+  return mimo_cuda_timer_stop(g) / 16;
+}
+
 static mimo_linear *moe_bench_layer(mimo_backend *g, mimo_linear *router, mimo_linear proto[3]) {
   const int E = 256, H = 4096, I = 2048;
   *router = rand_dense(E, H, MIMO_DT_F32, 0.05f);
@@ -162,18 +177,9 @@ static void moe_tc_variants(mimo_backend *g, double bw) {
     mimo_cuda_moe_fused_variant(v, label, sizeof label);
     for (int T = 1; T <= 4; T += 3) {
       float ms[5];
-      for (int r = 0; r < 6; r++) {
-        mimo_cuda_timer_start(g);
-        for (int i = 0; i < 16; i++) {
-          mimo_moe_args a = {.x = dxs + (size_t)i * 32 * H, .out = dout, .T = T, .hidden = H, .inter = I,
-                             .n_experts = E, .top_k = K, .router = &router, .bias = &bias, .experts = ex,
-                             .norm_topk = true, .scaling = 1.0f};
-          g->moe(g, &a);
-        }
-        const float t = mimo_cuda_timer_stop(g) / 16;
-        if (r >= 1)
-          ms[r - 1] = t;
-      }
+      moe_back_to_back(g, dxs, (size_t)32 * H, dout, T, &router, &bias, ex); /* (warm-up) */
+      for (int r = 0; r < 5; r++)
+        ms[r] = moe_back_to_back(g, dxs, (size_t)32 * H, dout, T, &router, &bias, ex);
       const double t = median(ms, 5), b = E * (1 - pow(1 - (double)K / E, T)) * ebytes;
       printf("BENCH moe_int4_variant [%s] T=%d back to back %.1f us (~%.1f%% of copy)\n", label, T, t * 1e3,
              100.0 * b / (t * 1e-3) / bw);
@@ -314,19 +320,11 @@ int cuda_bench_main(int argc, char **argv) {
         ms[r - 16] = mimo_cuda_timer_stop(g);
       }
       must(mimo_cuda_sync(g), "moe");
-      /* back to back: 16 calls between two events, so the GPU does not wait for the host's launches as it does
-       * when each call is timed alone (in a model's step the host runs ahead of the GPU) */
+      /* back to back (moe_back_to_back) */
       double tb = 0, tb_serial = 0; /* with programmatic dependent launch (SM90) and without */
       for (int pdl = 0; pdl < 2; pdl++) {
         mimo_cuda_pdl_off(!pdl);
-        mimo_cuda_timer_start(g);
-        for (int r = 0; r < 16; r++) {
-          mimo_moe_args a = {.x = dxs + (size_t)r * TMAX * H, .out = dout, .T = T, .hidden = H, .inter = I,
-                             .n_experts = E, .top_k = K, .router = lr, .bias = &bias, .experts = lx,
-                             .norm_topk = true, .scaling = 1.0f};
-          g->moe(g, &a);
-        }
-        *(pdl ? &tb : &tb_serial) = mimo_cuda_timer_stop(g) / 16;
+        *(pdl ? &tb : &tb_serial) = moe_back_to_back(g, dxs, (size_t)TMAX * H, dout, T, lr, &bias, lx);
       }
       mimo_cuda_pdl_off(0);
       /* where the time goes: events between the launches (router, routing, gate+up, down), separate runs */

@@ -237,6 +237,17 @@ void *cu_arena(cu_ctx *c, size_t bytes) {
   return r;
 }
 
+unsigned *cu_counters(cu_ctx *c, unsigned **slot, size_t n, const char *what) {
+  if (*slot)
+    return *slot;
+  void *d = cu_arena(c, n * sizeof(unsigned));
+  if (!d || MIMO_CUDA(c, cudaMemsetAsync(d, 0, n * sizeof(unsigned), c->st)) != MIMO_OK) {
+    cu_fail(c, what, "out of GPU memory for its counters", __FILE__, __LINE__);
+    return NULL;
+  }
+  return *slot = (unsigned *)d;
+}
+
 static void on_device(cu_ctx *c);
 
 static float *cu_kv_realloc(mimo_backend *be, float *p, size_t old_n, size_t new_n) {

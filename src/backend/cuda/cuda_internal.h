@@ -241,6 +241,9 @@ void cu_linear(mimo_backend *be, float *y, const float *x, int T, const mimo_lin
 void cu_linear_dev(cu_ctx *c, float *y, const float *x, int T, const cu_lin *L);
 mimo_status cu_upload_linear(mimo_backend *be, mimo_linear *W);
 void *cu_arena(cu_ctx *c, size_t bytes);
+/* *slot, or on first use n zeroed unsigned counters from the arena (kernels leave them zero between launches);
+ * NULL on failure (recorded, naming what). */
+unsigned *cu_counters(cu_ctx *c, unsigned **slot, size_t n, const char *what);
 /* cuda_attention.cu, cuda_moe.cu */
 void cu_attention(mimo_backend *be, mimo_attn_args *a);
 void cu_attention_seqs(mimo_backend *be, mimo_attn_args *a, int n);

@@ -36,7 +36,7 @@ __device__ __forceinline__ void fu_wait_count(const unsigned *ctr, unsigned targ
 }
 
 /* S ring stages; P warps share a gate+up tile (FU_W / P tiles per task); down tasks of NT 16-row tiles */
-template <int S, int P, int FU_NT>
+template <int S, int P, int NT>
 __global__ void __launch_bounds__(FU_W * 32, 2) k_tc_fused(float *out, float *hf, char *hrec, unsigned *sync,
                                                         const char *xrec, const cu_lin *tab, const int *sel,
                                                         const float *wts, int T, int K, int I, int H, int gshift,
@@ -47,10 +47,10 @@ __global__ void __launch_bounds__(FU_W * 32, 2) k_tc_fused(float *out, float *hf
   __shared__ const uint32_t *ss[32];
   __shared__ float sw[32];
   __shared__ int tick[2];
-  constexpr int FU_P = P, FU_UT = FU_W / P;
+  constexpr int UT = FU_W / P; /* gate+up tiles per task */
   const int wp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
-  const int TK = T * K, nsH = H / 128, nsI = I / 128, upt = I / (TC_ROWS * FU_UT); /* gate+up tasks per pair */
-  const int n_up = TK * upt, n_rec = TK, n_dn = T * (H / (TC_ROWS * FU_NT)), n_all = n_up + n_rec + n_dn;
+  const int TK = T * K, nsH = H / 128, nsI = I / 128, upt = I / (TC_ROWS * UT); /* gate+up tasks per pair */
+  const int n_up = TK * upt, n_rec = TK, n_dn = T * (H / (TC_ROWS * NT)), n_all = n_up + n_rec + n_dn;
   const int rec_warps = nsI < FU_W ? nsI : FU_W; /* warps of a record task that write records */
   unsigned *ticket = sync, *done = sync + 1, *up_done = sync + 2, *rec_done = sync + 2 + TK;
   char *ring = (char *)tc_sm + (size_t)wp * S * tc_ring<2>::BYTES;
@@ -71,8 +71,8 @@ __global__ void __launch_bounds__(FU_W * 32, 2) k_tc_fused(float *out, float *hf
       nxt = atomicAdd(ticket, 1u); /* needed at the end of this task */
     if (cur < n_up) {
       /* gate+up+SiLU·up of two 16-row tiles of pair tk -> hf */
-      const int tk = cur / upt, pi = wp % FU_P, r0 = ((cur % upt) * FU_UT + wp / FU_P) * TC_ROWS;
-      const int sa = pi * nsH / FU_P, sb = (pi + 1) * nsH / FU_P;
+      const int tk = cur / upt, pi = wp % P, r0 = ((cur % upt) * UT + wp / P) * TC_ROWS;
+      const int sa = pi * nsH / P, sb = (pi + 1) * nsH / P;
       const int e = __ldcg(sel + tk); /* routed two launches back: complete when this kernel starts (cu_launch) */
       const uint4 *const q[2] = {tc_q(tab[e * 3].q, tiled, r0, g, t, H / 32), tc_q(tab[e * 3 + 1].q, tiled, r0, g, t, H / 32)};
       const uint32_t *scp = tc_sz(tab[e * 3 + (lane >> 4)].sz, tiled, r0, lane & 15, H >> gshift);
@@ -87,7 +87,7 @@ __global__ void __launch_bounds__(FU_W * 32, 2) k_tc_fused(float *out, float *hf
       if (pi == 0 && lane < TC_ROWS) {
         float a = 0.f, u = 0.f;
 #pragma unroll
-        for (int p = 0; p < FU_P; p++) {
+        for (int p = 0; p < P; p++) {
           a += part[wp + p][lane];
           u += part[wp + p][16 + lane];
         }
@@ -113,7 +113,7 @@ __global__ void __launch_bounds__(FU_W * 32, 2) k_tc_fused(float *out, float *hf
       }
     } else {
       /* down of 32 rows of token tt over its K slots, weighted */
-      const int d = cur - n_up - n_rec, tt = d / (H / (TC_ROWS * FU_NT)), r0 = d % (H / (TC_ROWS * FU_NT)) * TC_ROWS * FU_NT;
+      const int d = cur - n_up - n_rec, tt = d / (H / (TC_ROWS * NT)), r0 = d % (H / (TC_ROWS * NT)) * TC_ROWS * NT;
       if ((int)threadIdx.x < K) { /* routed launches back, complete now (cu_launch) */
         const cu_lin *D = tab + __ldcg(sel + tt * K + threadIdx.x) * 3 + 2;
         sq[threadIdx.x] = D->q;
@@ -121,18 +121,18 @@ __global__ void __launch_bounds__(FU_W * 32, 2) k_tc_fused(float *out, float *hf
         sw[threadIdx.x] = __ldcg(wts + tt * K + threadIdx.x);
       }
       __syncthreads();
-      const int st = lane >> 4 < FU_NT ? lane >> 4 : 0; /* the row tile whose scale words this lane fetches */
+      const int st = lane >> 4 < NT ? lane >> 4 : 0; /* the row tile whose scale words this lane fetches */
       const int ns = wp < K ? (K - wp + FU_W - 1) / FU_W : 0;
-      float acc[FU_NT][2] = {}, og[FU_NT][2] = {};
+      float acc[NT][2] = {}, og[NT][2] = {};
       int wk = wp, ws = 0, rk = wp, rs = 0, uk = wp, us = 0; /* slot and step of the next fill / record / use */
       tc_ring_walk_after<S>(
           ring, tc_ring<2>::BYTES, ns * nsI,
           [&](char *stg, int) {
-            const uint4 *q[FU_NT];
+            const uint4 *q[NT];
 #pragma unroll
-            for (int m = 0; m < FU_NT; m++)
+            for (int m = 0; m < NT; m++)
               q[m] = tc_q(sq[wk], tiled, r0 + m * TC_ROWS, g, t, I / 32);
-            tc_fill_w<FU_NT>(stg, q, tc_sz(ss[wk], tiled, r0 + st * TC_ROWS, lane & 15, I >> gshift), mpI, ws, gshift,
+            tc_fill_w<NT>(stg, q, tc_sz(ss[wk], tiled, r0 + st * TC_ROWS, lane & 15, I >> gshift), mpI, ws, gshift,
                              lane);
             if (++ws == nsI) {
               ws = 0;
@@ -144,21 +144,21 @@ __global__ void __launch_bounds__(FU_W * 32, 2) k_tc_fused(float *out, float *hf
             fu_wait_count(rec_done + tt, (unsigned)(K * rec_warps));
           },
           [&](char *stg, int) {
-            tc_fill_r<FU_NT>(stg, hrec + (size_t)(tt * K + rk) * nsI * TC_REC, rs, lane);
+            tc_fill_r<NT>(stg, hrec + (size_t)(tt * K + rk) * nsI * TC_REC, rs, lane);
             if (++rs == nsI) {
               rs = 0;
               rk += FU_W;
             }
           },
           [&](const char *stg, int) {
-            tc_use<FU_NT>(acc, stg, g, t, lane);
+            tc_use<NT>(acc, stg, g, t, lane);
             if (++us == nsI) { /* the slot's last step: weight it into the output */
-              tc_weigh_slot<FU_NT>(og, acc, sw[uk]);
+              tc_weigh_slot<NT>(og, acc, sw[uk]);
               us = 0;
               uk += FU_W;
             }
           });
-      tc_down_store<FU_NT, FU_W>(&part[0][0], 32, og, out + (size_t)tt * H + r0, wp, g, t);
+      tc_down_store<NT, FU_W>(&part[0][0], 32, og, out + (size_t)tt * H + r0, wp, g, t);
     }
     if (threadIdx.x == 0)
       tick[par] = (int)nxt;
@@ -240,14 +240,8 @@ void cu_moe_fused(cu_ctx *c, float *out, float *hf, void *hrec, const void *xrec
       return;
     *bps = n > 0 ? n : 1;
   }
-  if (!c->moe_sync) {
-    void *d = cu_arena(c, FU_SYNC * sizeof(unsigned));
-    if (!d || MIMO_CUDA(c, cudaMemsetAsync(d, 0, FU_SYNC * sizeof(unsigned), c->st)) != MIMO_OK) {
-      cu_fail(c, "moe", "out of GPU memory for the fused MoE's counters", __FILE__, __LINE__);
-      return;
-    }
-    c->moe_sync = (unsigned *)d;
-  }
+  if (!cu_counters(c, &c->moe_sync, FU_SYNC, "fused moe"))
+    return;
   const int ut = FU_W / sh->per_tile;
   const int n_all = T * K * (I / (TC_ROWS * ut)) + T * K + T * (H / (TC_ROWS * sh->nt));
   const int grid = *bps * c->sms < n_all ? *bps * c->sms : n_all;

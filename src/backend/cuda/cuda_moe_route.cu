@@ -202,14 +202,8 @@ void cu_moe_route(cu_ctx *c, float *z, const float *x, int T, const cu_lin *rout
    * not MIMO_CUDA_PDL, so that switch compares launches over the same arithmetic (gpu-check: bitwise equal). */
   const bool fused = router->fmt == CU_F32 && T <= RT_TMAX && E <= RT_EMAX && K <= 32 && K <= E &&
                      router->in % 16 == 0 && smem <= 48 * 1024 && !mimo_cuda_moe_route_split(-1) && (T > 1 || !c->pdl);
-  if (fused && !c->route_done) {
-    void *d = cu_arena(c, sizeof(unsigned));
-    if (!d || MIMO_CUDA(c, cudaMemsetAsync(d, 0, sizeof(unsigned), c->st)) != MIMO_OK) {
-      cu_fail(c, "moe", "out of GPU memory for the routing counter", __FILE__, __LINE__);
-      return;
-    }
-    c->route_done = (unsigned *)d;
-  }
+  if (fused && !cu_counters(c, &c->route_done, 1, "moe routing"))
+    return;
   if (fused) {
     cu_launch(c, k_router_route, dim3(cdiv(E, RT_WARPS), RT_PARTS), RT_WARPS * 32, smem, x, T,
               (const float *)router->w, E, router->in, bias, K, norm, scaling, z, c->route_done, sel, wts);
