@@ -68,6 +68,9 @@ static void test_limits(void **state) {
   expect_error("{{ 10 ** 20 }}", "overflow"); /* Python would print a big int; mimo's are 64-bit */
   expect_error("{% macro m() %}{{ m() }}{% endmacro %}{{ m() }}", "deep");
   expect_error("{{ 'x' * 1000000000 }}", "longer");
+  /* widths and precisions of more digits than an int64 holds: refused by size, no overflow (fuzz_jinja found it) */
+  expect_error("{{ '%99999999999999999999999d' % 1 }}", "longer");
+  expect_error("{{ '%.99999999999999999999999f%99999999999999999999999d' % (1.5, 2) }}", "longer");
   expect_error("{% set s = 'xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx' * 100000 %}"
                "{% for i in range(100000) %}{{ s }}{% endfor %}", "output longer");
   char deep[5000];

@@ -13,6 +13,9 @@ typedef struct spec {
   int64_t width, prec;
 } spec;
 
+/* v·10 + the digit d, saturating at INT32_MAX (past every limit the callers check) instead of overflowing */
+static int64_t spec_digit(int64_t v, char d) { return v >= INT32_MAX / 10 ? INT32_MAX : v * 10 + (d - '0'); }
+
 static void put_padded(jj_ctx *c, jj_buf *b, const char *s, size_t n, spec *sp, char default_align) {
   int64_t len = (int64_t)jj_utf8_len(s, n);
   char al = sp->align ? sp->align : default_align;
@@ -155,12 +158,12 @@ jv jj_percent_format(jj_ctx *c, jv fmt, jv args) {
       sp.width = pos->v[ai++].i;
       s++;
     } else
-      while (s < e && *s >= '0' && *s <= '9') sp.width = sp.width * 10 + (*s++ - '0');
+      while (s < e && *s >= '0' && *s <= '9') sp.width = spec_digit(sp.width, *s++);
     if (sp.width > JJ_MAX_STRING) jj_check_str(c, (size_t)sp.width);
     if (s < e && *s == '.') {
       s++;
       sp.prec = 0;
-      while (s < e && *s >= '0' && *s <= '9') sp.prec = sp.prec * 10 + (*s++ - '0');
+      while (s < e && *s >= '0' && *s <= '9') sp.prec = spec_digit(sp.prec, *s++);
       if (sp.prec > 1000) sp.prec = 1000;
     }
     while (s < e && (*s == 'l' || *s == 'h' || *s == 'L')) s++;
@@ -225,13 +228,13 @@ static bool parse_spec(const char *s, size_t n, spec *sp) {
     if (!sp->align) { sp->align = '='; sp->fill = '0'; }
     i++;
   }
-  while (i < n && s[i] >= '0' && s[i] <= '9') sp->width = sp->width * 10 + (s[i++] - '0');
+  while (i < n && s[i] >= '0' && s[i] <= '9') sp->width = spec_digit(sp->width, s[i++]);
   if (sp->width > JJ_MAX_STRING) return false;
   if (i < n && s[i] == ',') sp->comma = true, i++;
   if (i < n && s[i] == '.') {
     i++;
     sp->prec = 0;
-    while (i < n && s[i] >= '0' && s[i] <= '9') sp->prec = sp->prec * 10 + (s[i++] - '0');
+    while (i < n && s[i] >= '0' && s[i] <= '9') sp->prec = spec_digit(sp->prec, s[i++]);
     if (sp->prec > 1000) sp->prec = 1000;
   }
   if (i < n) sp->type = s[i++];
