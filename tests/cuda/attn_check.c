@@ -17,6 +17,10 @@ void mimo_cuda_attn_prefill_warps(int nw);
  * < 0 only asks; returns the precision in force */
 int mimo_cuda_attn_precision(int prec);
 
+/* the fp32-grade decode over a bf16 cache through three bf16 parts instead of 3xTF32: on (1) or off (0), returning
+ * the previous setting; < 0 only asks */
+int mimo_cuda_attn_decode_bf16x3(int on);
+
 /* cuda_attention_wgmma.cu test hooks: the SM90a prefill on (1, the default) or off (0), returning the previous
  * setting; _last: whether the last fp16 prefill ran it */
 int mimo_cuda_attn_prefill_wgmma(int mode);
@@ -33,6 +37,8 @@ static const double tol[4][NPREC] = {{0}, {1e-6, 1e-6}, {5e-3, 2e-5}, {1e-2, 1e-
 
 static int n_pass, n_fail;
 static double worst[4][NPREC];
+static double worst_bf3; /* decode over bf16 caches through bf16 parts (tolerance: 3xTF32's) */
+static int bf3_cases;
 /* fp16 prefills run both ways on an SM90a build: how many, how many came out bitwise equal, the largest difference */
 static int wg_cases, wg_bitwise;
 static double wg_worst;
@@ -167,6 +173,22 @@ static void run_case(mimo_backend *c, mimo_backend *g, const acase *cf) {
     }
     mimo_cuda_attn_prefill_wgmma(1);
     mimo_cuda_attn_prefill_warps(0);
+    if (path == 2 && cf->bf16) { /* the decode kernel once more with bf16 parts instead of 3xTF32 */
+      mimo_cuda_attn_precision(1);
+      const int b0 = mimo_cuda_attn_decode_bf16x3(1);
+      kg->len = len0;
+      if (rs)
+        kv_pair_put(&kp, g, rs);
+      mimo_cuda_poison(g, dout, no);
+      g->attention(g, &ag);
+      from_dev(g, og, dout, no);
+      mimo_cuda_attn_decode_bf16x3(b0);
+      const double e = relerr(og, oc, no);
+      ok &= e <= tol[2][1];
+      worst_bf3 = e > worst_bf3 ? e : worst_bf3;
+      bf3_cases++;
+      at += snprintf(line + at, sizeof line - at, " bf16x3 %.2e", e);
+    }
     free(ow);
     free(rs);
     printf("%-4s h%d/kv%d %d/%d win %d sink %d past %d T %d%s (%s: %s) rel%s\n", ok ? "ok" : "FAIL", nh, nkv, D, V, W,
@@ -259,7 +281,8 @@ static void run_seqs_case(mimo_backend *c, mimo_backend *g, int nh, int nkv, int
   }
   ok &= cache_ok;
   printf("%-4s attention_seqs h%d/kv%d %d/%d win %d sink %d%s: %d sequences%s, 2 steps, rel %.2e (tol 2e-05), caches %s\n",
-         ok ? "ok" : "FAIL", nh, nkv, D, V, W, sink, bf16 ? " bf16" : "", nseq, mixed ? " (every 7th 5 tokens)" : "", worst_e,
+         ok ? "ok" : "FAIL", nh, nkv, D, V, W, sink,
+         !bf16 ? "" : mimo_cuda_attn_decode_bf16x3(-1) ? " bf16 (bf16x3 decode)" : " bf16", nseq, mixed ? " (every 7th 5 tokens)" : "", worst_e,
          cache_ok ? "equal" : "DIFFER");
   ok ? n_pass++ : n_fail++;
   free(kp);
@@ -325,12 +348,18 @@ static int attn_check(void) {
   run_seqs_case(c, g, 8, 1, 64, 64, 0, 1, 9, 1, 0);
   run_seqs_case(c, g, 64, 4, 192, 128, 0, 1, 24, 0, 1);  /* the same with bf16 caches */
   run_seqs_case(c, g, 64, 8, 192, 128, 128, 1, 24, 1, 1);
+  const int bf3 = mimo_cuda_attn_decode_bf16x3(1); /* the batched decode launches through bf16 parts */
+  run_seqs_case(c, g, 64, 4, 192, 128, 0, 1, 24, 0, 1);
+  run_seqs_case(c, g, 64, 8, 192, 128, 128, 1, 24, 1, 1);
+  mimo_cuda_attn_decode_bf16x3(bf3);
   must(mimo_cuda_sync(g), "final sync");
   mimo_cuda_attn_precision(prec0);
   printf("worst relative error: scalar %.2e (tol %.0e)\n", worst[1][0], tol[1][0]);
   for (int pr = 0; pr < NPREC; pr++)
     printf("worst relative error %-6s: decode %.2e (tol %.0e), prefill %.2e (tol %.0e)\n", prec_name[pr],
            worst[2][pr], tol[2][pr], worst[3][pr], tol[3][pr]);
+  printf("worst relative error bf16x3: decode %.2e over %d bf16-cache cases (tol %.0e)\n", worst_bf3, bf3_cases,
+         tol[2][1]);
   printf("fp16 prefill through warpgroup MMA and again through mma.sync: %d cases, %d bitwise equal, largest relative "
          "difference %.2e\n", wg_cases, wg_bitwise, wg_worst);
   printf("attn: %d passed, %d failed\n", n_pass, n_fail);
@@ -460,11 +489,13 @@ static int attn_bench(void) {
     for (int bf = 1; bf >= 0; bf--) {
       bcase_init(g, &b, Td, 64, 4, 0, 0, ctx + Td, bf);
       const double bytes = (double)(ctx + Td) * 4 * (192 + 128) * (bf ? 2 : 4);
-      for (int pr = 0; pr < 2; pr++) {
-        mimo_cuda_attn_precision(pr);
+      for (int pr = 0; pr < (bf ? 3 : 2); pr++) { /* 2: bf16 parts (bf16 caches) */
+        mimo_cuda_attn_precision(pr ? 1 : 0);
+        const int bf3 = mimo_cuda_attn_decode_bf16x3(pr == 2);
         const float ms = time_attn(g, &b.a, ctx, 9);
+        mimo_cuda_attn_decode_bf16x3(bf3);
         printf("BENCH attn_decode_full [%s]%s T=%d ctx=%d h64/kv4: %.1f us, %.1f GB/s on KV bytes (%.1f %% of copy)\n",
-               pr ? "3xtf32" : "tf32", bf ? " bf16 KV" : "", Td, ctx, ms * 1e3, bytes / ms / 1e6,
+               pr == 2 ? "bf16x3" : pr ? "3xtf32" : "tf32", bf ? " bf16 KV" : "", Td, ctx, ms * 1e3, bytes / ms / 1e6,
                100.0 * bytes / ms / 1e-3 / bw);
       }
       if (bf)
@@ -481,18 +512,22 @@ static int attn_bench(void) {
     bcase_free(g, &b);
   }
   /* decode on a sliding layer: 128 cached keys of 8 kv heads (ring), sink */
-  for (int Td = 1; Td <= 4; Td *= 4) {
-    bcase_init(g, &b, Td, 64, 8, 128, 1, 128, 0);
-    const double bytes = 128.0 * 8 * (192 + 128) * 4;
-    for (int pr = 0; pr < 2; pr++) {
-      mimo_cuda_attn_precision(pr);
-      const float ms = time_attn(g, &b.a, ctx, 15);
-      printf("BENCH attn_decode_swa [%s] T=%d ctx=%d h64/kv8 window 128: %.1f us, %.1f GB/s on KV bytes (%.1f %% of "
-             "copy)\n",
-             pr ? "3xtf32" : "tf32", Td, ctx, ms * 1e3, bytes / ms / 1e6, 100.0 * bytes / ms / 1e-3 / bw);
+  for (int Td = 1; Td <= 4; Td *= 4)
+    for (int bf = 0; bf <= 1; bf++) {
+      bcase_init(g, &b, Td, 64, 8, 128, 1, 128, bf);
+      const double bytes = 128.0 * 8 * (192 + 128) * (bf ? 2 : 4);
+      for (int pr = 0; pr < (bf ? 3 : 2); pr++) {
+        mimo_cuda_attn_precision(pr ? 1 : 0);
+        const int bf3 = mimo_cuda_attn_decode_bf16x3(pr == 2);
+        const float ms = time_attn(g, &b.a, ctx, 15);
+        mimo_cuda_attn_decode_bf16x3(bf3);
+        printf("BENCH attn_decode_swa [%s]%s T=%d ctx=%d h64/kv8 window 128: %.1f us, %.1f GB/s on KV bytes (%.1f %% "
+               "of copy)\n",
+               pr == 2 ? "bf16x3" : pr ? "3xtf32" : "tf32", bf ? " bf16 KV" : "", Td, ctx, ms * 1e3, bytes / ms / 1e6,
+               100.0 * bytes / ms / 1e-3 / bw);
+      }
+      bcase_free(g, &b);
     }
-    bcase_free(g, &b);
-  }
   mimo_cuda_attn_precision(prec0);
   must(mimo_cuda_sync(g), "final sync");
   g->free(g);

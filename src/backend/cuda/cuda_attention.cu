@@ -21,6 +21,7 @@
 #include <type_traits>
 
 #include "backend/cuda/cuda_attention_prefill.cuh"
+#include "backend/cuda/cuda_bf16x3.cuh"
 #include "backend/cuda/cuda_internal.h"
 
 /* Step token t's keys and values of kv heads [h0, h0 + nh) into the cache at position p: elements i0, i0 + di, ...
@@ -57,6 +58,11 @@ void cu_attn_prefill(cu_ctx *c, const mimo_attn_args *a, float *part, int nsplit
  *  ATTN_FP16  fp16 prefill (Q, K, P, V; 3.9e-4, same speed), 3xTF32 decode (6e-6; 128K context:
  *             +16 % at T = 1, +47 % at T = 4, where the extra products make it compute-bound). */
 enum { ATTN_FAST = 0, ATTN_FP16 = 1, ATTN_PREC_DEFAULT = ATTN_FP16 };
+
+/* MIMO_CUDA_ATTN_DECODE=bf16x3 and test hook: the fp32-grade decode over a bf16 cache through bf16 parts (DEC_BF3)
+ * instead of 3xTF32. Off by default until measured: written in a session without a GPU (docs/cuda.md, round 18). */
+static int bf3_on = -1;
+extern "C" int mimo_cuda_attn_decode_bf16x3(int on) { return cu_switch(&bf3_on, "MIMO_CUDA_ATTN_DECODE", "bf16x3", on); }
 
 namespace {
 constexpr float LOG2E = 1.4426950408889634f;
@@ -139,11 +145,16 @@ __device__ __forceinline__ void dec_seq_of(dec_args &a, const dec_batch &bt, int
  * float4 of V over 4 output n-tiles. Padded rows (K +16, V +4 floats) make
  * those float4 reads conflict-free. The KS slices merge in shared memory; each
  * block writes one partial (max, sum, acc) per row.
- * X3: both products in 3xTF32 (a·b ≈ a_hi·b_hi + a_hi·b_lo + a_lo·b_hi, split_tf32), fp32-grade
- * scores and outputs: whole-model logits need them (tiny score errors flip near-tied MoE routing);
- * !X3: one tf32 product (~1e-3 relative), kept as the speed reference (MIMO_CUDA_ATTN_PREC=fast). */
-template <int D, int V, int KS, int KT, int NST, bool X3, bool B, bool BF>
+ * PM (dec_pm): DEC_X3 both products in 3xTF32 (a·b ≈ a_hi·b_hi + a_hi·b_lo + a_lo·b_hi, split_tf32),
+ * fp32-grade scores and outputs: whole-model logits need them (tiny score errors flip near-tied MoE routing);
+ * DEC_TF32 one tf32 product (~1e-3 relative), kept as the speed reference (MIMO_CUDA_ATTN_PREC=fast);
+ * DEC_BF3 (bf16 cache only) q and p in three bf16 parts (cuda_bf16x3.cuh) against the stored bf16 keys and values:
+ * the same fp32-grade products in three quarters of 3xTF32's tensor-core cycles. */
+enum dec_pm { DEC_TF32 = 0, DEC_X3 = 1, DEC_BF3 = 2 };
+template <int D, int V, int KS, int KT, int NST, int PM, bool B, bool BF>
 __global__ void __launch_bounds__(DEC_THREADS) k_attn_decode(dec_args a, const dec_tab<B> bt) {
+  constexpr bool X3 = PM == DEC_X3;
+  static_assert(PM != DEC_BF3 || BF, "bf16 parts against a bf16 cache only");
   using CT = typename std::conditional<BF, uint16_t, float>::type; /* the cache's elements, as staged */
   constexpr int DS = D + 16, VS = dec_vs<V, BF>(), MTP = 4 / KS, NT = KT / 8 / KS, QR = MTP * 16;
   constexpr int EPC = 16 / (int)sizeof(CT); /* elements per 16-byte copy */
@@ -250,7 +261,28 @@ __global__ void __launch_bounds__(DEC_THREADS) k_attn_decode(dec_args a, const d
 #pragma unroll
     for (int c = 0; c < D; c += 16) {
       const float4 qa = *(const float4 *)(q0 + c), qb = *(const float4 *)(q1 + c);
-      if constexpr (X3) {
+      if constexpr (PM == DEC_BF3) {
+        /* thread t's dims c+4t..c+4t+3 are its k slots 2t, 2t+1, 2t+8, 2t+9 in A (q rows g, g+8) and in B (key g's
+         * stored bf16, one 8-byte read); even chunks accumulate in s, odd ones in s2 */
+        uint32_t qh[4], qm[4], ql[4];
+        split_bf16x3(qa.x, qa.y, qh[0], qm[0], ql[0]);
+        split_bf16x3(qb.x, qb.y, qh[1], qm[1], ql[1]);
+        split_bf16x3(qa.z, qa.w, qh[2], qm[2], ql[2]);
+        split_bf16x3(qb.z, qb.w, qh[3], qm[3], ql[3]);
+#pragma unroll
+        for (int nt = 0; nt < NT; nt++) {
+          const uint2 kb = *(const uint2 *)(kr + nt * 8 * DS + c);
+          if ((c / 16) % 2) { /* small parts first */
+            mma_bf16_k16(s2[nt], ql, kb.x, kb.y);
+            mma_bf16_k16(s2[nt], qm, kb.x, kb.y);
+            mma_bf16_k16(s2[nt], qh, kb.x, kb.y);
+          } else {
+            mma_bf16_k16(s[nt], ql, kb.x, kb.y);
+            mma_bf16_k16(s[nt], qm, kb.x, kb.y);
+            mma_bf16_k16(s[nt], qh, kb.x, kb.y);
+          }
+        }
+      } else if constexpr (X3) {
         uint32_t a1[4], a2[4], l1[4], l2[4];
         split_tf32(qa.x, a1[0], l1[0]), split_tf32(qb.x, a1[1], l1[1]);
         split_tf32(qa.y, a1[2], l1[2]), split_tf32(qb.y, a1[3], l1[3]);
@@ -300,7 +332,25 @@ __global__ void __launch_bounds__(DEC_THREADS) k_attn_decode(dec_args a, const d
 #pragma unroll
     for (int nt = 0; nt < NT; nt++) {
       /* k index t ↔ key 2t, t+4 ↔ key 2t+1: the thread's own score pair */
-      if constexpr (X3) {
+      if constexpr (PM == DEC_BF3) {
+        /* m16n8k8: A = p of keys 2t, 2t+1 (the thread's scores, rows g and g+8); B column g of n-tile i = value dim
+         * vg·32 + 4g + i of those two keys, paired from the two rows' 8-byte reads */
+        uint32_t ph[2], pm[2], pl[2];
+        split_bf16x3(s[nt][0], s[nt][1], ph[0], pm[0], pl[0]);
+        split_bf16x3(s[nt][2], s[nt][3], ph[1], pm[1], pl[1]);
+#pragma unroll
+        for (int vg = 0; vg < V / 32; vg++) {
+          const uint2 va = *(const uint2 *)(vr + nt * 8 * VS + vg * 32), vb = *(const uint2 *)(vr + (nt * 8 + 1) * VS + vg * 32);
+          const uint32_t bv[4] = {__byte_perm(va.x, vb.x, 0x5410), __byte_perm(va.x, vb.x, 0x7632),
+                                  __byte_perm(va.y, vb.y, 0x5410), __byte_perm(va.y, vb.y, 0x7632)};
+#pragma unroll
+          for (int i = 0; i < 4; i++) {
+            mma_bf16_k8(o[vg * 4 + i], pl[0], pl[1], bv[i]);
+            mma_bf16_k8(o[vg * 4 + i], pm[0], pm[1], bv[i]);
+            mma_bf16_k8(o[vg * 4 + i], ph[0], ph[1], bv[i]);
+          }
+        }
+      } else if constexpr (X3) {
         uint32_t p[4], pl[4];
         split_tf32(s[nt][0], p[0], pl[0]), split_tf32(s[nt][2], p[1], pl[1]);
         split_tf32(s[nt][1], p[2], pl[2]), split_tf32(s[nt][3], p[3], pl[3]);
@@ -477,17 +527,17 @@ __global__ void __launch_bounds__(256) k_attn_combine(const float *part, float *
 }
 
 /* nseq > 0: a batch of nseq sequences (bt), one token each. */
-template <bool X3, int D, int V, int KS, bool B, bool BF, int KT = DEC_KT, int NST = 2>
+template <int PM, int D, int V, int KS, bool B, bool BF, int KT = DEC_KT, int NST = 2>
 void dec_launch(cu_ctx *c, dec_args &p, int keys, const dec_tab<B> &bt, int nseq) {
   constexpr int QR = 64 / KS;
   const size_t smem = (size_t)QR * (D + 16) * 4 + (size_t)NST * KT * (D + 16 + dec_vs<V, BF>()) * (BF ? 2 : 4);
-  if (MIMO_CUDA(c, cudaFuncSetAttribute(k_attn_decode<D, V, KS, KT, NST, X3, B, BF>,
+  if (MIMO_CUDA(c, cudaFuncSetAttribute(k_attn_decode<D, V, KS, KT, NST, PM, B, BF>,
                                         cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem)) != MIMO_OK)
     return;
   static int occ_of[64]; /* per device: blocks per SM (a host query per call cost more than some launches) */
   int occ = c->device < 64 ? occ_of[c->device] : 0;
   if (!occ) {
-    if (MIMO_CUDA(c, cudaOccupancyMaxActiveBlocksPerMultiprocessor(&occ, k_attn_decode<D, V, KS, KT, NST, X3, B, BF>,
+    if (MIMO_CUDA(c, cudaOccupancyMaxActiveBlocksPerMultiprocessor(&occ, k_attn_decode<D, V, KS, KT, NST, PM, B, BF>,
                                                                    DEC_THREADS, smem)) != MIMO_OK)
       return;
     if (c->device < 64)
@@ -504,39 +554,47 @@ void dec_launch(cu_ctx *c, dec_args &p, int keys, const dec_tab<B> &bt, int nseq
   p.part = (float *)cu_tmp2(c, (size_t)nz * p.n_kv * p.nsplit * p.rows * (V + 2) * sizeof(float));
   if (!p.part)
     return;
-  cu_launch(c, k_attn_decode<D, V, KS, KT, NST, X3, B, BF>, dim3(p.nrg * p.nsplit, p.n_kv, nz), DEC_THREADS, smem, p,
+  cu_launch(c, k_attn_decode<D, V, KS, KT, NST, PM, B, BF>, dim3(p.nrg * p.nsplit, p.n_kv, nz), DEC_THREADS, smem, p,
             bt);
 }
 
 /* Measured on H200 at 128K (T = 1): 32-key tiles, 2 stages, 2 blocks per SM, one wave of splits is
  * the fastest tried; 64-key tiles (362 µs) or 3 stages (415 µs), both 1 block per SM, and 2 or 4
  * waves of splits (265 / 276 µs) were slower than this (257 µs). */
-template <bool X3, int D, int V, bool B, bool BF>
+template <int PM, int D, int V, bool B, bool BF>
 void dec_dispatch(cu_ctx *c, dec_args &p, int keys, const dec_tab<B> &bt, int nseq) {
   if (p.rows <= 16)
-    dec_launch<X3, D, V, 4, B, BF>(c, p, keys, bt, nseq);
+    dec_launch<PM, D, V, 4, B, BF>(c, p, keys, bt, nseq);
   else if (p.rows <= 32)
-    dec_launch<X3, D, V, 2, B, BF>(c, p, keys, bt, nseq);
+    dec_launch<PM, D, V, 2, B, BF>(c, p, keys, bt, nseq);
   else
-    dec_launch<X3, D, V, 1, B, BF>(c, p, keys, bt, nseq);
+    dec_launch<PM, D, V, 1, B, BF>(c, p, keys, bt, nseq);
 }
-template <bool X3, int D, int V, bool B>
+/* DEC_BF3 on a float32 cache is DEC_X3 (the callers ask for it by the switch alone) */
+template <int PM, int D, int V, bool B>
 void dec_dispatch(cu_ctx *c, dec_args &p, int keys, const dec_tab<B> &bt, int nseq, bool bf16) {
-  bf16 ? dec_dispatch<X3, D, V, B, true>(c, p, keys, bt, nseq) : dec_dispatch<X3, D, V, B, false>(c, p, keys, bt, nseq);
+  constexpr int PF = PM == DEC_BF3 ? DEC_X3 : PM;
+  bf16 ? dec_dispatch<PM, D, V, B, true>(c, p, keys, bt, nseq) : dec_dispatch<PF, D, V, B, false>(c, p, keys, bt, nseq);
+}
+template <int PM, bool B>
+void dec_dispatch_pm(cu_ctx *c, dec_args &p, int D, int keys, const dec_tab<B> &bt, int nseq, bool bf) {
+  if (D == 192)
+    dec_dispatch<PM, 192, 128, B>(c, p, keys, bt, nseq, bf);
+  else if (D == 128)
+    dec_dispatch<PM, 128, 128, B>(c, p, keys, bt, nseq, bf);
+  else
+    dec_dispatch<PM, 64, 64, B>(c, p, keys, bt, nseq, bf);
 }
 /* The split kernel for head dim D (192, 128 or 64; V follows) and operand precision prec: one sequence (B = false),
  * or nseq of a batch. */
 template <bool B>
 void dec_dispatch(cu_ctx *c, dec_args &p, int D, int keys, int prec, const dec_tab<B> &bt, int nseq, bool bf) {
-  const bool x3 = prec != ATTN_FAST;
-  if (D == 192)
-    x3 ? dec_dispatch<true, 192, 128, B>(c, p, keys, bt, nseq, bf)
-       : dec_dispatch<false, 192, 128, B>(c, p, keys, bt, nseq, bf);
-  else if (D == 128)
-    x3 ? dec_dispatch<true, 128, 128, B>(c, p, keys, bt, nseq, bf)
-       : dec_dispatch<false, 128, 128, B>(c, p, keys, bt, nseq, bf);
+  if (prec == ATTN_FAST)
+    dec_dispatch_pm<DEC_TF32, B>(c, p, D, keys, bt, nseq, bf);
+  else if (bf && mimo_cuda_attn_decode_bf16x3(-1))
+    dec_dispatch_pm<DEC_BF3, B>(c, p, D, keys, bt, nseq, bf);
   else
-    x3 ? dec_dispatch<true, 64, 64, B>(c, p, keys, bt, nseq, bf) : dec_dispatch<false, 64, 64, B>(c, p, keys, bt, nseq, bf);
+    dec_dispatch_pm<DEC_X3, B>(c, p, D, keys, bt, nseq, bf);
 }
 
 /* nseq > 0: a batch (bt), a->out, a->k, a->v the step's buffers (row tok of each sequence). */
