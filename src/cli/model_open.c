@@ -186,6 +186,10 @@ mimo_status mimo_open_model(const mimo_open_opts *o, mimo_model **out) {
   MIMO_TRY(open_model(o, out));
   (*out)->host_sampling = o->host_sampling;
   (*out)->eager = o->eager;
+  { /* a measuring switch, like the CUDA backend's MIMO_CUDA_* ones (docs/speculative.md) */
+    const char *gv = getenv("MIMO_GRAPHS_VERIFY");
+    (*out)->graph_verify = gv && !strcmp(gv, "1");
+  }
   mimo_status st = mimo_model_set_kv_bf16(*out, o->kv_bf16);
   if (st != MIMO_OK) {
     mimo_model_free(*out);

@@ -432,15 +432,28 @@ static void final_rows(mimo_model *m, const mimo_batch *b, float *logits, float 
   be->linear(be, b->jobs || be->download ? s->t1 : part ? part : logits, x, rows, &m->w.lm_head);
 }
 
-/* Whether this step may run as a backend's recorded unit (graph_begin): a decode step of one process's lone
- * backend, without traces. Tensor-parallel ranks issue collectives between the ops and run them as issued. */
-static bool graphable(const mimo_model *m, const mimo_batch *b, int T) {
-  if (m->eager || m->tp > 1 || m->route_margin || T != b->n_seqs)
-    return false;
-  for (int i = 0; i < b->n_seqs; i++)
-    if (b->n_tokens[i] != 1)
-      return false;
-  return true;
+/* The key under which this step may run as a backend's recorded unit (graph_begin), or -1: a decode step (one
+ * token per sequence) of one process's lone backend without traces. With m->graph_verify also the steps of
+ * speculative decoding: those that return hidden states, and those in which every sequence feeds the same few
+ * tokens (its next token and its drafts), few enough that every attention call stays on the decode kernels (tokens
+ * × query heads per KV head ≤ 256, the GPU's one-token path; its prompt kernels are not run under capture).
+ * Tensor-parallel ranks issue collectives between the ops and run them as issued; the MTP layer's passes take
+ * their input as embedding rows and are one layer (nothing to record). The key tells apart steps of one token count
+ * split into sequences differently (other kernels). */
+static int graph_shape(const mimo_model *m, const mimo_batch *b, int T, bool head) {
+  if (m->eager || m->tp > 1 || m->route_margin || b->n_seqs < 1 || b->n_embeds || (b->hidden_out && !m->graph_verify))
+    return -1;
+  const int n = b->n_tokens[0];
+  for (int i = 1; i < b->n_seqs; i++)
+    if (b->n_tokens[i] != n)
+      return -1;
+  if (n > 1) {
+    const mimo_config *c = &m->cfg;
+    const int gf = c->full.n_heads / c->full.n_kv_heads, gs = c->swa.n_heads / c->swa.n_kv_heads;
+    if (!m->graph_verify || n > 16 || n * (gf > gs ? gf : gs) > 256 || T >= 1 << 20)
+      return -1;
+  }
+  return ((n - 1) * (1 << 20) + T) * 2 + head; /* decode steps: 2T + head, as before */
 }
 
 mimo_status mimo_model_forward_local(mimo_model *m, const mimo_batch *b, float *logits) {
@@ -496,9 +509,9 @@ mimo_status mimo_model_forward_local(mimo_model *m, const mimo_batch *b, float *
   /* A decode step (one token per sequence) runs from here to its logits as recorded units where the backend keeps
    * them (CUDA graphs), one per layer, so that the device runs a layer while the host records the next: its ops
    * differ from the last such step's only in their arguments. */
-  const bool graphs = be->graph_begin && graphable(m, b, T) && !b->n_embeds && !b->hidden_out;
+  const int shape = be->graph_begin ? graph_shape(m, b, T, head) : -1;
   for (int L = 0; L < c->num_hidden_layers && st == MIMO_OK; L++) {
-    const bool graph = graphs && be->graph_begin(be, T * 2 + head, L);
+    const bool graph = shape >= 0 && be->graph_begin(be, shape, L);
     const mimo_layer_weights *lw = &m->w.layers[L];
     if (L == 0)
       be->rmsnorm(be, s.a, s.h, &lw->input_norm, T, H, eps);

@@ -41,6 +41,9 @@ typedef struct mimo_model {
   bool host_sampling;
   /* --enforce-eager: every op launched as issued, never a backend's recorded decode step (CUDA graph). */
   bool eager;
+  /* Speculative verifying steps (every sequence the same few tokens) recorded like decode steps
+   * (MIMO_GRAPHS_VERIFY=1; off until measured on a GPU: docs/speculative.md). */
+  bool graph_verify;
   /* The last mimo_model_forward failed before any rank computed anything (a KV reservation or step buffers that
    * did not fit): no cache changed, so the step can be retried, say with fewer sequences. */
   bool step_skipped;

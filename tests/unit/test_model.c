@@ -410,6 +410,75 @@ static void test_graph_bracket(void **state) {
   mimo_model_free(m);
 }
 
+/* Speculative decoding's steps return hidden states and verify drafts (every sequence its next token and the same
+ * number of drafts): recorded only with graph_verify (MIMO_GRAPHS_VERIFY=1), one part per layer under a key of
+ * their own, with the logits and hidden states of the unrecorded run; sequences of unequal token counts never. */
+static void test_graph_verify(void **state) {
+  (void)state;
+  mimo_model *m;
+  assert_int_equal(mimo_model_load(dir_fused, be, &m), MIMO_OK);
+  enum { P = 20, N = 3 }; /* prompts longer than 16 tokens a sequence: never recorded */
+  const int V = m->cfg.vocab_size, H = m->cfg.hidden_size, nl = m->cfg.num_hidden_layers;
+  float *out[2], *hid[2];
+  for (int pass = 0; pass < 2; pass++) { /* 0: no switch (no bracket), 1: graph_verify */
+    memset(&rec, 0, sizeof rec);
+    rec.linear = be->linear;
+    be->linear = rec_linear;
+    be->graph_begin = rec_begin;
+    be->graph_end = rec_end;
+    m->graph_verify = pass == 1;
+    out[pass] = malloc((size_t)2 * N * V * 2 * sizeof(float));
+    hid[pass] = malloc((size_t)2 * N * H * 2 * sizeof(float));
+    mimo_kv_seq *s[2];
+    assert_int_equal(mimo_kv_seq_init(&s[0], &m->cfg), MIMO_OK);
+    assert_int_equal(mimo_kv_seq_init(&s[1], &m->cfg), MIMO_OK);
+    int toks[2 * P], n[2] = {P, P};
+    for (int i = 0; i < 2 * P; i++)
+      toks[i] = (i * 13 + 3) % V;
+    mimo_batch pre = {.n_seqs = 2, .seqs = s, .n_tokens = n, .tokens = toks};
+    assert_int_equal(mimo_model_forward(m, &pre, NULL), MIMO_OK);
+    assert_int_equal(rec.begins, 0);
+    const int lin_out = rec.lin_out;
+    for (int step = 0; step < 2; step++) { /* two verifying steps of N tokens per sequence, every row's logits */
+      int cnt[2] = {N, N}, nlog[2] = {N, N}, tk[2 * N];
+      for (int i = 0; i < 2 * N; i++)
+        tk[i] = (i * 7 + step * 5 + 1) % V;
+      mimo_batch vb = {.n_seqs = 2, .seqs = s, .n_tokens = cnt, .tokens = tk, .n_logits = nlog,
+                       .hidden_out = hid[pass] + (size_t)step * 2 * N * H};
+      assert_int_equal(mimo_model_forward(m, &vb, out[pass] + (size_t)step * 2 * N * V), MIMO_OK);
+    }
+    if (pass == 0) {
+      assert_int_equal(rec.begins, 0);
+    } else {
+      assert_int_equal(rec.begins, 2 * nl);
+      assert_int_equal(rec.ends, 2 * nl);
+      assert_int_equal(rec.last_shape, ((N - 1) * (1 << 20) + 2 * N) * 2 + 1);
+      assert_int_equal(rec.last_part, nl - 1);
+      assert_int_equal(rec.lin_out, lin_out); /* nothing of these steps outside the brackets */
+      int c2[2] = {N, 1}, l2[2] = {N, 1}, t2[4] = {1, 2, 3, 4}; /* (N + 1 tokens) */
+      float *o2 = malloc((size_t)(N + 1) * V * sizeof(float)), *h2 = malloc((size_t)(N + 1) * H * sizeof(float));
+      mimo_batch ub = {.n_seqs = 2, .seqs = s, .n_tokens = c2, .tokens = t2, .n_logits = l2, .hidden_out = h2};
+      assert_int_equal(mimo_model_forward(m, &ub, o2), MIMO_OK); /* unequal counts: as issued */
+      assert_int_equal(rec.begins, 2 * nl);
+      free(o2);
+      free(h2);
+    }
+    be->linear = rec.linear;
+    be->graph_begin = NULL;
+    be->graph_end = NULL;
+    mimo_kv_seq_free(s[0]);
+    mimo_kv_seq_free(s[1]);
+  }
+  assert_memory_equal(out[1], out[0], (size_t)2 * 2 * N * V * sizeof(float));
+  assert_memory_equal(hid[1], hid[0], (size_t)2 * 2 * N * H * sizeof(float));
+  for (int i = 0; i < 2; i++) {
+    free(out[i]);
+    free(hid[i]);
+  }
+  m->graph_verify = false;
+  mimo_model_free(m);
+}
+
 static int setup(void **state) {
   (void)state;
   snprintf(root, sizeof root, "/tmp/mimo-test-model-XXXXXX");
@@ -445,7 +514,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_chunking), cmocka_unit_test(test_batch), cmocka_unit_test(test_sampled_step),
       cmocka_unit_test(test_swa_memory_bounded), cmocka_unit_test(test_paged_interleaved),
-      cmocka_unit_test(test_split_equals_fused), cmocka_unit_test(test_graph_bracket),
+      cmocka_unit_test(test_split_equals_fused), cmocka_unit_test(test_graph_bracket), cmocka_unit_test(test_graph_verify),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }
