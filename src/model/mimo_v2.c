@@ -382,6 +382,9 @@ mimo_status mimo_model_forward(mimo_model *m, const mimo_batch *b, float *logits
     masked |= b->jobs[i].allow != NULL || b->jobs[i].n_bias > 0 || b->jobs[i].n_ban > 0;
   if (b->jobs && (masked || !mimo_model_samples_on_device(m)))
     return forward_host_sampling(m, b, logits, rows);
+  for (int i = 0; m->group && i < b->n_embeds; i++)
+    if (b->embeds[i].on_backend)
+      return mimo_errf(MIMO_E_INVALID, "embedding run %d is in backend memory: tensor-parallel ranks take host rows", i);
   return m->group ? mimo_tp_forward(m, b, logits) : mimo_model_forward_local(m, b, logits);
 }
 
@@ -504,7 +507,10 @@ mimo_status mimo_model_forward_local(mimo_model *m, const mimo_batch *b, float *
   be->embed(be, s.h, &m->w.embed, b->tokens, T);
   for (int i = 0; i < b->n_embeds && st == MIMO_OK; i++) { /* rows that are not looked up (image placeholders) */
     const mimo_embed_run *r = &b->embeds[i];
-    st = mimo_backend_to(be, s.h + (size_t)r->at * H, r->rows, (size_t)r->n * H);
+    if (r->on_backend)
+      be->copy2d(be, s.h + (size_t)r->at * H, H, r->rows, H, r->n, H);
+    else
+      st = mimo_backend_to(be, s.h + (size_t)r->at * H, r->rows, (size_t)r->n * H);
   }
   /* A decode step (one token per sequence) runs from here to its logits as recorded units where the backend keeps
    * them (CUDA graphs), one per layer, so that the device runs a layer while the host records the next: its ops

@@ -107,18 +107,20 @@ mimo_status mimo_model_mtp_open(mimo_model *m, int layer) {
   return MIMO_OK;
 }
 
-/* x = eh_proj · [enorm(E[ids]) ; hnorm(h)] for T tokens, into host rows; emb (n_emb runs) replaces E[ids] on its rows
- * (an image's positions take the tower's rows, as the model's own input does). */
+/* x = eh_proj · [enorm(E[ids]) ; hnorm(h)] for T tokens, into *x (backend memory of the draft model's backend,
+ * released by the caller after the pass that reads it: the ops are in stream order, so the pass needs no wait);
+ * emb (n_emb runs) replaces E[ids] on its rows (an image's positions take the tower's rows, as the model's own input
+ * does). */
 static mimo_status mtp_input(mimo_model *m, const int *ids, const float *h, int T, const mimo_embed_run *emb,
-                             int n_emb, float *x) {
+                             int n_emb, float **x) {
   mimo_model *d = m->mtp;
   mimo_backend *be = d->be;
   const mimo_mtp_weights *t = m->mtp_w;
   const int H = m->cfg.hidden_size;
   const float eps = (float)m->cfg.layernorm_epsilon;
   float *in = be->alloc(be, (size_t)T * H), *normed = be->alloc(be, (size_t)T * H),
-        *cat = be->alloc(be, (size_t)T * 2 * H);
-  mimo_status st = in && normed && cat ? MIMO_OK : mimo_errf(MIMO_E_NOMEM, "MTP input of %d tokens", T);
+        *cat = be->alloc(be, (size_t)T * 2 * H), *out = be->alloc(be, (size_t)T * H);
+  mimo_status st = in && normed && cat && out ? MIMO_OK : mimo_errf(MIMO_E_NOMEM, "MTP input of %d tokens", T);
   if (st == MIMO_OK) /* [embedding ; hidden], the order of spec §2.7 */
     be->embed(be, in, &d->w.embed, ids, T);
   for (int i = 0; i < n_emb && st == MIMO_OK; i++)
@@ -131,13 +133,25 @@ static mimo_status mtp_input(mimo_model *m, const int *ids, const float *h, int 
   if (st == MIMO_OK) {
     be->rmsnorm(be, normed, in, &t->hnorm, T, H, eps);
     be->copy2d(be, cat + H, 2 * H, normed, H, T, H);
-    be->linear(be, in, cat, T, &t->eh_proj);
-    st = mimo_backend_from(be, x, in, (size_t)T * H);
+    be->linear(be, out, cat, T, &t->eh_proj);
   }
   float *bufs[] = {in, normed, cat};
   for (int i = 0; i < 3; i++)
     if (bufs[i])
       be->release(be, bufs[i]);
+  if (st != MIMO_OK && out)
+    be->release(be, out);
+  *x = st == MIMO_OK ? out : NULL;
+  return st;
+}
+
+/* The draft model's pass over batch b with x (backend rows) as every token's input; x released after. */
+static mimo_status mtp_pass(mimo_model *m, mimo_batch *b, int T, float *x, float *logits) {
+  const mimo_embed_run run = {.at = 0, .n = T, .rows = x, .on_backend = true};
+  b->embeds = &run;
+  b->n_embeds = 1;
+  mimo_status st = mimo_model_forward(m->mtp, b, logits);
+  m->mtp->be->release(m->mtp->be, x);
   return st;
 }
 
@@ -156,26 +170,16 @@ mimo_status mimo_model_mtp_step(mimo_model *m, const mimo_batch *b, const float 
   mimo_backend *be = m->mtp->be;
   if (m->group && be->bind_thread) /* rank 0's device, from the caller's thread */
     MIMO_TRY(be->bind_thread(be));
-  float *x = malloc((size_t)T * m->cfg.hidden_size * sizeof *x);
-  if (!x)
-    return mimo_errf(MIMO_E_NOMEM, "MTP input of %d tokens", T);
   for (int i = 0, end = 0; i < b->n_embeds; i++) { /* (as mimo_model_forward checks them) */
     const mimo_embed_run *r = &b->embeds[i];
-    if (r->n < 1 || r->at < end || r->at > T - r->n || !r->rows) {
-      free(x);
+    if (r->n < 1 || r->at < end || r->at > T - r->n || !r->rows)
       return mimo_errf(MIMO_E_INVALID, "MTP embedding run %d is empty, out of order or past the step's %d tokens", i, T);
-    }
     end = r->at + r->n;
   }
-  mimo_status st = mtp_input(m, b->tokens, h, T, b->embeds, b->n_embeds, x);
-  const mimo_embed_run run = {.at = 0, .n = T, .rows = x};
+  float *x;
+  MIMO_TRY(mtp_input(m, b->tokens, h, T, b->embeds, b->n_embeds, &x));
   mimo_batch db = *b;
-  db.embeds = &run;
-  db.n_embeds = 1;
-  if (st == MIMO_OK)
-    st = mimo_model_forward(m->mtp, &db, NULL);
-  free(x);
-  return st;
+  return mtp_pass(m, &db, T, x, NULL);
 }
 
 mimo_status mimo_model_mtp_forward(mimo_model *m, mimo_kv_seq *seq, const int *ids, const float *h, int T,
@@ -184,17 +188,11 @@ mimo_status mimo_model_mtp_forward(mimo_model *m, mimo_kv_seq *seq, const int *i
     return mimo_errf(MIMO_E_INVALID, "no MTP draft model (mimo_model_mtp_open)");
   if (T < 1)
     return MIMO_OK;
-  float *x = malloc((size_t)T * m->cfg.hidden_size * sizeof *x);
-  if (!x)
-    return mimo_errf(MIMO_E_NOMEM, "MTP input of %d tokens", T);
-  mimo_status st = mtp_input(m, ids, h, T, NULL, 0, x);
-  const mimo_embed_run run = {.at = 0, .n = T, .rows = x};
+  float *x;
+  MIMO_TRY(mtp_input(m, ids, h, T, NULL, 0, &x));
   mimo_batch b = {.n_seqs = 1, .seqs = &seq, .n_tokens = &T, .tokens = ids, .all_logits = all_logits,
-                  .embeds = &run, .n_embeds = 1, .hidden_out = hidden_out};
-  if (st == MIMO_OK)
-    st = mimo_model_forward(m->mtp, &b, logits);
-  free(x);
-  return st;
+                  .hidden_out = hidden_out};
+  return mtp_pass(m, &b, T, x, logits);
 }
 
 mimo_status mimo_model_mtp_start_at(mimo_model *m, mimo_kv_seq *seq, int pos) {

@@ -12,10 +12,12 @@
 #include "io/image.h"
 
 /* Rows of input embeddings given directly instead of looked up by token (an image's placeholders take the vision
- * tower's output): tokens [at, at + n) get rows[0..n) ([n][hidden], host memory). */
+ * tower's output): tokens [at, at + n) get rows[0..n) ([n][hidden], host memory; with on_backend, memory of the
+ * model's backend, as the MTP layer's input is: no round trip through the host, one rank only). */
 typedef struct mimo_embed_run {
   int at, n;
   const float *rows;
+  bool on_backend;
 } mimo_embed_run;
 
 /* The part of runs[0..n) (at = positions of a token sequence) that falls in positions [from, from + count), moved

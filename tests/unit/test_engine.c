@@ -634,7 +634,7 @@ static void test_embeds(void **state) {
   int plain[STEPS]; /* the test means something only if the rows change the output */
   greedy_alone(prompt, N, STEPS, plain);
   assert_memory_not_equal(plain, want, sizeof want);
-  const mimo_embed_run runs[2] = {{5, 7, rows[0]}, {20, 3, rows[1]}};
+  const mimo_embed_run runs[2] = {{5, 7, rows[0], false}, {20, 3, rows[1], false}};
   mimo_engine_opts o = {.max_num_seqs = 2, .max_num_batched_tokens = 8};
   mimo_engine *e;
   assert_int_equal(mimo_engine_init(&e, model, &o), MIMO_OK);
@@ -644,9 +644,9 @@ static void test_embeds(void **state) {
   mimo_request *req;
   assert_int_equal(mimo_engine_submit(e, &p, &req), MIMO_OK);
   expect_tokens(req, want, STEPS);
-  const mimo_embed_run bad[3][2] = {{{5, 7, rows[0]}, {8, 3, rows[1]}},   /* overlapping */
-                                    {{5, 7, rows[0]}, {28, 3, rows[1]}},  /* past the prompt */
-                                    {{20, 3, rows[1]}, {5, 7, rows[0]}}}; /* out of order */
+  const mimo_embed_run bad[3][2] = {{{5, 7, rows[0], false}, {8, 3, rows[1], false}},   /* overlapping */
+                                    {{5, 7, rows[0], false}, {28, 3, rows[1], false}},  /* past the prompt */
+                                    {{20, 3, rows[1], false}, {5, 7, rows[0], false}}}; /* out of order */
   for (int k = 0; k < 3; k++) {
     p.embeds = bad[k];
     assert_int_equal(mimo_engine_submit(e, &p, &req), MIMO_E_INVALID);
