@@ -1,0 +1,460 @@
+/* JSON-schema grammar, matching (json_grammar.h): a frame per open value, its schema node and where in the value
+ * the bytes have got to; numbers and literals end when a byte cannot continue them, which then goes to the
+ * enclosing value. The nodes come from json_grammar.c. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "text/json_grammar_internal.h"
+
+
+static bool is_ws(int c) { return c == ' ' || c == '\n' || c == '\t' || c == '\r'; }
+static bool is_digit(int c) { return c >= '0' && c <= '9'; }
+static bool is_hex(int c) { return is_digit(c) || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F'); }
+
+static bool push(mimo_jg_state *s, const node *n, int phase) {
+  if (s->depth >= MIMO_JG_MAX_DEPTH)
+    return false;
+  mimo_jg_frame *f = &s->f[s->depth++];
+  memset(f, 0, sizeof *f);
+  f->node = n;
+  f->phase = (uint8_t)phase;
+  return true;
+}
+
+/* The top value is complete: its parent moves on. */
+static void pop(mimo_jg_state *s) {
+  if (--s->depth == 0)
+    return;
+  mimo_jg_frame *p = &s->f[s->depth - 1];
+  p->ws = 0;
+  if (p->phase == P_OBJ_VALUE) {
+    if (p->prop >= 0)
+      p->seen |= 1ull << p->prop;
+    p->phase = P_OBJ_AFTER;
+  } else if (p->phase == P_OBJ_KEYSTR) {
+    p->phase = P_OBJ_COLON;
+  } else if (p->phase == P_ARR_VALUE) {
+    p->count++;
+    p->phase = P_ARR_AFTER;
+  }
+}
+
+static uint64_t all_bits(int n) { return n >= 64 ? ~0ull : (1ull << n) - 1; }
+
+static bool num_complete(int phase) {
+  return phase == P_NUM_ZERO || phase == P_NUM_INT || phase == P_NUM_FRAC || phase == P_NUM_EXP;
+}
+
+static bool lit_complete(const mimo_jg_frame *f) {
+  for (int i = 0; i < f->node->n_lits; i++)
+    if (f->cand >> i & 1 && f->node->lit_len[i] == f->off)
+      return true;
+  return false;
+}
+
+enum { TOOK, REJECT, AGAIN }; /* AGAIN: the byte goes to the (new) top frame */
+
+/* A value of f's node begins with c (f in P_VALUE). */
+static int value_start(const mimo_jg *g, mimo_jg_state *s, mimo_jg_frame *f, int c) {
+  const node *n = f->node;
+  if (!has_first(n, c))
+    return REJECT;
+  switch (n->k) {
+  case K_ANY:
+    f->node = c == '{' ? g->any_obj : c == '[' ? g->any_arr : c == '"' ? g->free_str
+              : (c == '-' || is_digit(c)) ? g->any_num : g->json_lits;
+    return AGAIN;
+  case K_UNION:
+    for (int i = 0; i < n->n_alts; i++)
+      if (has_first(n->alts[i], c)) {
+        f->node = n->alts[i];
+        return AGAIN;
+      }
+    return REJECT;
+  case K_OBJECT:
+    f->phase = P_OBJ_OPEN;
+    f->prop = -1;
+    return TOOK;
+  case K_ARRAY:
+    f->phase = P_ARR_OPEN;
+    return TOOK;
+  case K_STRING:
+    f->phase = P_STR_IN;
+    f->off = n->pattern ? (uint32_t)mimo_re_start(n->pattern) : 0;
+    return TOOK;
+  case K_NUMBER:
+  case K_INTEGER:
+    f->phase = c == '-' ? P_NUM_MINUS : c == '0' ? P_NUM_ZERO : P_NUM_INT;
+    f->count = 1;
+    return TOOK;
+  case K_LITERALS:
+    f->phase = P_LIT;
+    f->cand = all_bits(n->n_lits);
+    f->off = 0;
+    return AGAIN;
+  }
+  (void)s;
+  return REJECT;
+}
+
+/* A pattern string's DFA after decoded byte c (false: it cannot continue). */
+static bool pattern_byte(const node *n, mimo_jg_frame *f, int c) {
+  const int next = mimo_re_next(n->pattern, (int)f->off, (unsigned char)c);
+  if (next < 0)
+    return false;
+  f->off = (uint32_t)next;
+  return true;
+}
+
+/* A short escape's decoded byte ('\\' followed by c), or -1. */
+static int short_escape(int c) {
+  switch (c) {
+  case '"': case '\\': case '/': return c;
+  case 'b': return 8;
+  case 'f': return 12;
+  case 'n': return 10;
+  case 'r': return 13;
+  case 't': return 9;
+  default: return -1;
+  }
+}
+
+static int string_byte(mimo_jg_state *s, mimo_jg_frame *f, int c) {
+  const node *n = f->node;
+  if (f->phase == P_STR_ESC && n->pattern) { /* the short escapes only: their byte is known at once */
+    const int d = short_escape(c);
+    if (d < 0 || !pattern_byte(n, f, d))
+      return REJECT;
+    f->phase = P_STR_IN;
+    return TOOK;
+  }
+  if (f->phase == P_STR_ESC) {
+    if (c == 'u') {
+      f->phase = P_STR_HEX;
+      f->hex = 4;
+      f->off = 0;
+      return TOOK;
+    }
+    if (!strchr("\"\\/bfnrt", c) || !c)
+      return REJECT;
+    f->phase = P_STR_IN;
+    return TOOK;
+  }
+  if (f->phase == P_STR_HEX) { /* \uXXXX: surrogates only as a high-low pair, so the text is Unicode */
+    if (!is_hex(c))
+      return REJECT;
+    const unsigned v = (unsigned)(is_digit(c) ? c - '0' : (c | 0x20) - 'a' + 10), pos = 4u - f->hex;
+    const bool low = f->off >> 16 & 1;
+    const unsigned prev = f->off & 0xffff;
+    if (low ? (pos == 0 && v != 0xd) || (pos == 1 && v < 0xc) : pos == 1 && prev == 0xd && v >= 0xc)
+      return REJECT;
+    f->off = (low ? 1u << 16 : 0) | ((prev << 4 | v) & 0xffff);
+    if (--f->hex == 0) {
+      const unsigned cp = f->off & 0xffff;
+      f->phase = !low && cp >= 0xd800 && cp <= 0xdbff ? P_STR_SURR1 : P_STR_IN;
+      f->off = 0;
+    }
+    return TOOK;
+  }
+  if (f->phase == P_STR_SURR1 || f->phase == P_STR_SURR2) { /* the low half of a pair: \uDC00..\uDFFF */
+    if (c != (f->phase == P_STR_SURR1 ? '\\' : 'u'))
+      return REJECT;
+    if (f->phase == P_STR_SURR2) {
+      f->hex = 4;
+      f->off = 1u << 16;
+    }
+    f->phase = f->phase == P_STR_SURR1 ? P_STR_SURR2 : P_STR_HEX;
+    return TOOK;
+  }
+  if (f->need) { /* inside a UTF-8 sequence */
+    if (c < f->lo || c > f->hi || (n->pattern && !pattern_byte(n, f, c)))
+      return REJECT;
+    f->need--;
+    f->lo = 0x80;
+    f->hi = 0xbf;
+    return TOOK;
+  }
+  if (c == '"') {
+    if (f->count < n->min_len || (n->pattern && !mimo_re_accepts(n->pattern, (int)f->off)))
+      return REJECT;
+    pop(s);
+    return TOOK;
+  }
+  if (c < 0x20)
+    return REJECT;
+  if (n->max_len >= 0 && f->count >= n->max_len)
+    return REJECT;
+  if (n->pattern && c == '\\') { /* only when some short escape's byte can come next */
+    static const char esc[] = "\"\\/bfnrt";
+    bool any = false;
+    for (int i = 0; esc[i] && !any; i++)
+      any = mimo_re_next(n->pattern, (int)f->off, (unsigned char)short_escape(esc[i])) >= 0;
+    if (!any)
+      return REJECT;
+  } else if (n->pattern) {
+    mimo_jg_frame t = *f;
+    if (!pattern_byte(n, &t, c))
+      return REJECT;
+    f->off = t.off;
+  }
+  if (c == '\\') {
+    f->phase = P_STR_ESC;
+  } else if (c >= 0x80) { /* well-formed UTF-8 (Unicode table 3-7): no overlong forms, surrogates or > U+10FFFF */
+    f->need = c >= 0xc2 && c <= 0xdf ? 1 : c >= 0xe0 && c <= 0xef ? 2 : c >= 0xf0 && c <= 0xf4 ? 3 : 9;
+    if (f->need == 9)
+      return REJECT;
+    f->lo = c == 0xe0 ? 0xa0 : c == 0xf0 ? 0x90 : 0x80;
+    f->hi = c == 0xed ? 0x9f : c == 0xf4 ? 0x8f : 0xbf;
+  }
+  f->count++;
+  return TOOK;
+}
+
+static int number_byte(mimo_jg_state *s, mimo_jg_frame *f, int c) {
+  const bool integer = f->node->k == K_INTEGER;
+  int next = -1;
+  switch (f->phase) {
+  case P_NUM_MINUS: next = c == '0' ? P_NUM_ZERO : is_digit(c) ? P_NUM_INT : -1; break;
+  case P_NUM_ZERO:
+  case P_NUM_INT:
+    next = f->phase == P_NUM_INT && is_digit(c) ? P_NUM_INT
+           : !integer && c == '.'             ? P_NUM_DOT
+           : !integer && (c == 'e' || c == 'E') ? P_NUM_E
+                                                : -1;
+    break;
+  case P_NUM_DOT: next = is_digit(c) ? P_NUM_FRAC : -1; break;
+  case P_NUM_FRAC: next = is_digit(c) ? P_NUM_FRAC : (c == 'e' || c == 'E') ? P_NUM_E : -1; break;
+  case P_NUM_E: next = is_digit(c) ? P_NUM_EXP : (c == '+' || c == '-') ? P_NUM_ESIGN : -1; break;
+  case P_NUM_ESIGN:
+  case P_NUM_EXP: next = is_digit(c) ? P_NUM_EXP : -1; break;
+  }
+  if (next >= 0 && f->count < MIMO_JG_MAX_NUM) {
+    f->phase = (uint8_t)next;
+    f->count++;
+    return TOOK;
+  }
+  if (!num_complete(f->phase) || s->depth == 1) /* a top-level number ends the output */
+    return REJECT;
+  pop(s);
+  return AGAIN;
+}
+
+static int literal_byte(mimo_jg_state *s, mimo_jg_frame *f, int c) {
+  const node *n = f->node;
+  uint64_t next = 0;
+  for (int i = 0; i < n->n_lits; i++)
+    if (f->cand >> i & 1 && f->off < n->lit_len[i] && (unsigned char)n->lits[i][f->off] == c)
+      next |= 1ull << i;
+  if (next) {
+    f->cand = next;
+    f->off++;
+    return TOOK;
+  }
+  if (!lit_complete(f) || s->depth == 1)
+    return REJECT;
+  pop(s);
+  return AGAIN;
+}
+
+/* Object key of a named-properties object: the bytes between the quotes must spell one not given yet. */
+static int key_byte(mimo_jg_frame *f, int c) {
+  const node *n = f->node;
+  if (c == '"') {
+    for (int i = 0; i < n->n_props; i++)
+      if (f->cand >> i & 1 && n->key_len[i] == f->off) {
+        f->prop = (int16_t)i;
+        f->phase = P_OBJ_COLON;
+        f->ws = 0;
+        return TOOK;
+      }
+    return REJECT;
+  }
+  uint64_t next = 0;
+  for (int i = 0; i < n->n_props; i++)
+    if (f->cand >> i & 1 && f->off < n->key_len[i] && (unsigned char)n->keys[i][f->off] == c)
+      next |= 1ull << i;
+  if (!next)
+    return REJECT;
+  f->cand = next;
+  f->off++;
+  return TOOK;
+}
+
+static int ws_byte(mimo_jg_frame *f) {
+  if (f->ws >= MIMO_JG_MAX_WS)
+    return REJECT;
+  f->ws++;
+  return TOOK;
+}
+
+static int object_byte(const mimo_jg *g, mimo_jg_state *s, mimo_jg_frame *f, int c) {
+  const node *n = f->node;
+  const bool named = n->n_props > 0;
+  const uint64_t left = all_bits(n->n_props) & ~f->seen;
+  switch (f->phase) {
+  case P_OBJ_OPEN:
+  case P_OBJ_NEXT:
+    if (is_ws(c))
+      return ws_byte(f);
+    if (c == '}' && f->phase == P_OBJ_OPEN && (!named || !n->required)) {
+      pop(s);
+      return TOOK;
+    }
+    if (c != '"' || (named ? !left : !n->addl))
+      return REJECT;
+    f->ws = 0;
+    if (named) {
+      f->phase = P_OBJ_KEY;
+      f->cand = left;
+      f->off = 0;
+      return TOOK;
+    }
+    f->phase = P_OBJ_KEYSTR;
+    f->prop = -1;
+    if (!push(s, g->free_str, P_STR_IN))
+      return REJECT;
+    return TOOK;
+  case P_OBJ_KEY:
+    return key_byte(f, c);
+  case P_OBJ_COLON:
+    if (is_ws(c))
+      return ws_byte(f);
+    if (c != ':')
+      return REJECT;
+    f->phase = P_OBJ_VALUE;
+    return push(s, named ? n->props[f->prop] : n->addl, P_VALUE) ? TOOK : REJECT;
+  case P_OBJ_AFTER:
+    if (is_ws(c))
+      return ws_byte(f);
+    if (c == ',' && (!named || left)) {
+      f->phase = P_OBJ_NEXT;
+      f->ws = 0;
+      return TOOK;
+    }
+    if (c == '}' && (!named || (f->seen & n->required) == n->required)) {
+      pop(s);
+      return TOOK;
+    }
+    return REJECT;
+  }
+  return REJECT;
+}
+
+static int array_byte(mimo_jg_state *s, mimo_jg_frame *f, int c) {
+  const node *n = f->node;
+  switch (f->phase) {
+  case P_ARR_OPEN:
+  case P_ARR_NEXT:
+    if (is_ws(c))
+      return ws_byte(f);
+    if (c == ']' && f->phase == P_ARR_OPEN) {
+      if (n->min_items > 0)
+        return REJECT;
+      pop(s);
+      return TOOK;
+    }
+    if (n->max_items >= 0 && f->count >= n->max_items)
+      return REJECT;
+    f->phase = P_ARR_VALUE;
+    f->ws = 0;
+    return push(s, n->items, P_VALUE) ? AGAIN : REJECT;
+  case P_ARR_AFTER:
+    if (is_ws(c))
+      return ws_byte(f);
+    if (c == ',' && (n->max_items < 0 || f->count < n->max_items)) {
+      f->phase = P_ARR_NEXT;
+      f->ws = 0;
+      return TOOK;
+    }
+    if (c == ']' && f->count >= n->min_items) {
+      pop(s);
+      return TOOK;
+    }
+    return REJECT;
+  }
+  return REJECT;
+}
+
+/* One byte on s in place; false leaves s in an unspecified state. */
+static bool step(const mimo_jg *g, mimo_jg_state *s, int c) {
+  for (int guard = 0; guard < 4 * MIMO_JG_MAX_DEPTH; guard++) {
+    if (s->depth == 0)
+      return false; /* nothing may follow the value */
+    mimo_jg_frame *f = &s->f[s->depth - 1];
+    int r;
+    switch (f->phase) {
+    case P_VALUE:
+      if (is_ws(c) && !g->raw)
+        return ws_byte(f) == TOOK;
+      r = value_start(g, s, f, c);
+      break;
+    case P_STR_IN:
+    case P_STR_ESC:
+    case P_STR_HEX:
+    case P_STR_SURR1:
+    case P_STR_SURR2: r = string_byte(s, f, c); break;
+    case P_LIT: r = literal_byte(s, f, c); break;
+    case P_REGEX: {
+      const int next = mimo_re_next(g->re, (int)f->off, (unsigned char)c);
+      if (next < 0)
+        return false;
+      f->off = (uint32_t)next;
+      return true;
+    }
+    case P_ARR_OPEN:
+    case P_ARR_AFTER:
+    case P_ARR_NEXT: r = array_byte(s, f, c); break;
+    case P_ARR_VALUE:
+    case P_OBJ_VALUE:
+    case P_OBJ_KEYSTR: return false; /* a child frame is on top while these wait */
+    default:
+      r = f->phase >= P_NUM_MINUS && f->phase <= P_NUM_EXP ? number_byte(s, f, c) : object_byte(g, s, f, c);
+      break;
+    }
+    if (r != AGAIN)
+      return r == TOOK;
+  }
+  return false;
+}
+
+void mimo_jg_start(const mimo_jg *g, mimo_jg_state *s) {
+  memset(s, 0, sizeof *s);
+  if (g->re) {
+    push(s, NULL, P_REGEX);
+    s->f[0].off = (uint32_t)mimo_re_start(g->re);
+    return;
+  }
+  push(s, g->root, P_VALUE);
+}
+
+bool mimo_jg_feed(const mimo_jg *g, mimo_jg_state *s, unsigned char c) {
+  mimo_jg_state t = *s;
+  if (!step(g, &t, c))
+    return false;
+  *s = t;
+  return true;
+}
+
+bool mimo_jg_done(const mimo_jg *g, const mimo_jg_state *s) {
+  if (s->depth == 0)
+    return true;
+  if (s->depth > 1)
+    return false;
+  const mimo_jg_frame *f = &s->f[0];
+  if (f->phase == P_REGEX)
+    return mimo_re_accepts(g->re, (int)f->off);
+  if (f->phase >= P_NUM_MINUS && f->phase <= P_NUM_EXP)
+    return num_complete(f->phase);
+  return f->phase == P_LIT && lit_complete(f);
+}
+
+bool mimo_jg_free_text(const mimo_jg_state *s) {
+  if (!s->depth)
+    return false;
+  const mimo_jg_frame *f = &s->f[s->depth - 1];
+  return f->phase == P_STR_IN && !f->need && f->node->max_len < 0 && !f->node->pattern;
+}
+
+/* For the vocabulary's mask (grammar_vocab.c): the same step, in place. */
+bool mimo_jg_step_inplace(const mimo_jg *g, mimo_jg_state *s, unsigned char c) { return step(g, s, c); }
