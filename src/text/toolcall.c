@@ -252,8 +252,13 @@ static void run(mimo_toolcall *p, int final) {
     }
     case NAME: {
       char *gt = memchr(s, '>', n);
-      size_t upto = gt ? (size_t)(gt - s) : n;
-      if (memchr(s, '\n', upto) || p->name.n + upto >= sizeof p->fname) {
+      size_t upto = gt ? (size_t)(gt - s) : n, ok = 0;
+      /* a name ends at a control character or '<' (where a tag may begin), as a parameter's does: what was read of
+       * the call becomes content and the scan goes on from there, so a tag after it is found whatever pieces the
+       * bytes came in (fuzz_toolcall found a long name swallowing a second call when fed in small pieces) */
+      while (ok < upto && (unsigned char)s[ok] >= 0x20 && s[ok] != '<')
+        ok++;
+      if (ok < upto || p->name.n + upto >= sizeof p->fname) {
         abandon(p);
         break;
       }

@@ -273,6 +273,10 @@ static void test_malformed(void **state) {
   /* stray text inside a function is skipped */
   check("<tool_call>\n<function=search>\nhmm\n<parameter=q>\nx\n</parameter>\n</function>\n</tool_call>", "", 1,
         "search", "{\"q\": \"x\"}");
+  /* a name that runs into another tag ends there: content, then that call, in any pieces (fuzz_toolcall) */
+  check("<tool_call>\n<function=get_wea<tool_call>\n<function=search>\n</function>\n</tool_call>",
+        "<tool_call>\n<function=get_wea", 1, "search", "{}");
+  check("<tool_call>\n<function=get\x01x>\n</function>", "<tool_call>\n<function=get\x01x>\n</function>", 0);
   /* invalid UTF-8 in a string value: U+FFFD, arguments stay valid JSON */
   check("<tool_call>\n<function=search>\n<parameter=q>\na\xff\xc3(b\n</parameter>\n</function>\n</tool_call>", "", 1,
         "search", "{\"q\": \"a\\ufffd\\ufffd(b\"}");
