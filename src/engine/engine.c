@@ -62,7 +62,7 @@ static void snapshot(mimo_engine *e, mimo_request *r) {
   if (st == MIMO_OK && e->spec_k && (copy->attach = mimo_spec_hist_copy(r))) /* the MTP's context, for a hit */
     copy->attach_free = mimo_spec_hist_free;
   if (st == MIMO_OK) {
-    st = mimo_prefix_cache_put(e->pc, mimo_request_pc_tokens(r), copy); /* frees the copy when it fails */
+    st = mimo_prefix_cache_put(e->pc, r->salt, mimo_request_pc_tokens(r), copy); /* frees the copy when it fails */
   } else {
     mimo_kv_seq_free(copy);
   }
@@ -91,7 +91,7 @@ static void finish(mimo_engine *e, int slot, int token, const mimo_sample_info *
       r->kv->attach_free = mimo_spec_hist_free;
       r->hist = NULL;
     }
-    if (mimo_prefix_cache_put(e->pc, mimo_request_pc_tokens(r), r->kv) != MIMO_OK)
+    if (mimo_prefix_cache_put(e->pc, r->salt, mimo_request_pc_tokens(r), r->kv) != MIMO_OK)
       mimo_warn("engine: prefix cache entry of a finished request not kept: %s", mimo_errmsg());
   } else {
     mimo_kv_seq_free(r->kv);
@@ -113,7 +113,7 @@ static mimo_status admit(mimo_engine *e, mimo_request *r) {
   if (e->pc && !(r->plp && !r->plp_done)) { /* (prompt logprobs need every position's logits) */
     /* at least the last token is computed: its logits are what the request samples from */
     int m = 0;
-    mimo_kv_seq *hit = mimo_prefix_cache_find(e->pc, mimo_request_pc_tokens(r), r->n_feed, r->n_feed - 1, &m);
+    mimo_kv_seq *hit = mimo_prefix_cache_find(e->pc, r->salt, mimo_request_pc_tokens(r), r->n_feed, r->n_feed - 1, &m);
     mimo_status st = hit ? mimo_model_kv_fork(e->model, r->kv, hit, m) : MIMO_OK;
     if (st == MIMO_OK && hit && e->spec_k) /* the hidden states the entry kept, for the MTP cache made next */
       mimo_spec_hist_from(e, r, hit->attach, m);
@@ -599,7 +599,7 @@ static bool wait_for_shared_prefix(const mimo_engine *e, mimo_request *r) {
     return false;
   for (int i = 0; i < e->n_running; i++) {
     const mimo_request *q = e->running[i];
-    if (q->mock >= 0 || !q->kv || q->fed >= q->n_feed)
+    if (q->mock >= 0 || !q->kv || q->fed >= q->n_feed || q->salt != r->salt)
       continue;
     /* the entry q will make that r could start from, and the tokens r must share for it (mimo_prefix_cache_find) */
     int at = 0, need = 0;

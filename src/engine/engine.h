@@ -78,6 +78,9 @@ typedef struct mimo_request_params {
    * engine ends a prompt chunk and keeps an entry, so that prompts which differ only after it find it (entries are
    * otherwise taken where chunks happen to end). 0: none. */
   int cache_at;
+  /* With prefix caching: the partition of entries this request finds and leaves (vLLM's cache_salt, hashed by the
+   * caller; 0: the shared one). */
+  uint64_t cache_salt;
   /* The prompt's own log-probabilities (OpenAI completions' `echo` with `logprobs`): each prompt token's under the
    * raw distribution after the tokens before it, with prompt_top_logprobs (0..MIMO_MAX_LOGPROBS) alternatives;
    * mimo_request_prompt_logprobs. Such a prompt is computed whole (no prefix-cache hit), in chunks whose every

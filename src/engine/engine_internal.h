@@ -32,6 +32,7 @@ struct mimo_request {
    * and the position in it (outputs appended as to prompt[]), so that the prefix cache tells images apart; NULL
    * without. mimo_request_pc_tokens. */
   int *key;
+  uint64_t salt; /* the prefix-cache partition (mimo_request_params.cache_salt) */
   void (*notify)(void *);
   void *notify_ctx;
   int mock; /* index of the mock script, -1 when the model runs */

@@ -144,6 +144,7 @@ static mimo_status submit(mimo_engine *e, const mimo_request_params *p, mimo_req
   r->forced = dup_ids(p->forced, p->n_forced, p->n_forced);
   r->n_forced = p->n_forced;
   r->cache_at = p->cache_at >= PREFIX_MIN && p->cache_at < p->n_prompt ? p->cache_at : 0;
+  r->salt = p->cache_salt;
   r->plp_top = -1;
   if (p->prompt_logprobs) {
     r->plp_top = p->prompt_top_logprobs;

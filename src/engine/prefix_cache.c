@@ -5,6 +5,7 @@
 
 typedef struct {
   int *tokens; /* owned, kv->len of them */
+  uint64_t salt;
   mimo_kv_seq *kv;
   long used;   /* the cache's clock when last found or put */
 } entry;
@@ -47,13 +48,15 @@ void mimo_prefix_cache_free(mimo_prefix_cache *c) {
 
 /* Entries are few (tens to hundreds) and a comparison stops at the first token that differs, so a scan is cheap next
  * to the forward pass it saves; entries that share a long prefix with the prompt cost a full compare each. */
-mimo_kv_seq *mimo_prefix_cache_find(mimo_prefix_cache *c, const int *tokens, int n, int max_len, int *len) {
+mimo_kv_seq *mimo_prefix_cache_find(mimo_prefix_cache *c, uint64_t salt, const int *tokens, int n, int max_len,
+                                    int *len) {
   int best = -1, best_len = 0;
   if (max_len > n)
     max_len = n;
   for (int i = 0; i < c->n; i++) {
     const int m = c->e[i].kv->len; /* usable as m, or as m - 1 (mimo_kv_fork) */
-    if (m - 1 > max_len || m - 1 <= best_len || memcmp(c->e[i].tokens, tokens, (size_t)(m - 1) * sizeof *tokens))
+    if (c->e[i].salt != salt || m - 1 > max_len || m - 1 <= best_len ||
+        memcmp(c->e[i].tokens, tokens, (size_t)(m - 1) * sizeof *tokens))
       continue;
     best = i;
     best_len = m <= max_len && c->e[i].tokens[m - 1] == tokens[m - 1] ? m : m - 1;
@@ -65,10 +68,10 @@ mimo_kv_seq *mimo_prefix_cache_find(mimo_prefix_cache *c, const int *tokens, int
   return c->e[best].kv;
 }
 
-mimo_status mimo_prefix_cache_put(mimo_prefix_cache *c, const int *tokens, mimo_kv_seq *kv) {
+mimo_status mimo_prefix_cache_put(mimo_prefix_cache *c, uint64_t salt, const int *tokens, mimo_kv_seq *kv) {
   const int m = kv->len;
   for (int i = 0; i < c->n; i++)
-    if (c->e[i].kv->len == m && memcmp(c->e[i].tokens, tokens, (size_t)m * sizeof *tokens) == 0) {
+    if (c->e[i].salt == salt && c->e[i].kv->len == m && memcmp(c->e[i].tokens, tokens, (size_t)m * sizeof *tokens) == 0) {
       c->e[i].used = ++c->clock;
       mimo_kv_seq_free(kv);
       return MIMO_OK;
@@ -81,7 +84,7 @@ mimo_status mimo_prefix_cache_put(mimo_prefix_cache *c, const int *tokens, mimo_
   memcpy(t, tokens, (size_t)m * sizeof *t);
   if (c->n == c->max)
     mimo_prefix_cache_evict(c);
-  c->e[c->n++] = (entry){.tokens = t, .kv = kv, .used = ++c->clock};
+  c->e[c->n++] = (entry){.tokens = t, .salt = salt, .kv = kv, .used = ++c->clock};
   return MIMO_OK;
 }
 

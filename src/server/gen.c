@@ -131,6 +131,7 @@ int mimo_gen_start(mimo_server *s, const mimo_gen_spec *sp, mimo_gen **out, mimo
                               .forced = sp->forced,
                               .n_forced = sp->n_forced,
                               .cache_at = cache_at,
+                              .cache_salt = sp->cache_salt,
                               /* the choices share the prompt: the first computes its logprobs */
                               .prompt_logprobs = sp->prompt_logprobs && i == 0,
                               .prompt_top_logprobs = sp->prompt_top,

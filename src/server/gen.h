@@ -34,6 +34,7 @@ typedef struct mimo_gen_spec {
   int n_embeds;
   const struct mimo_jg *grammar; /* structured outputs: every choice's tokens follow it (NULL: none) */
   int grammar_after;             /* ... after this id (the end of reasoning; -1: from the first token) */
+  uint64_t cache_salt;           /* the prefix-cache partition (`cache_salt`, hashed; 0: shared) */
 } mimo_gen_spec;
 
 typedef struct mimo_gen_tool {

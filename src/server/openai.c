@@ -8,6 +8,7 @@
 #include <sys/random.h>
 
 #include "core/log.h"
+#include "core/num.h"
 #include "server/api_images.h"
 #include "server/api_structured.h"
 
@@ -394,6 +395,15 @@ static int parse_common(mimo_server *s, json_t *root, mimo_oai_req *r, mimo_api_
   r->n = (int)n;
   r->spec.skip_special = skip;
   r->spec.ignore_eos = ignore_eos;
+  /* vLLM's cache_salt: this request's prompt finds and leaves prefix-cache entries only among requests with the
+   * same salt (the string's 64-bit FNV-1a; a secret, random salt per tenant keeps its prompts from being probed) */
+  json_t *salt = json_object_get(root, "cache_salt");
+  if (salt && !json_is_null(salt)) {
+    if (!json_is_string(salt) || !json_string_length(salt))
+      return mimo_api_fail(e, 400, "cache_salt", "Parameter 'cache_salt' must be a non-empty string if provided.");
+    const uint64_t h = mimo_fnv1a(MIMO_FNV_BASIS, json_string_value(salt), json_string_length(salt));
+    r->spec.cache_salt = h ? h : 1;
+  }
   if (mimo_api_get_strs(root, "stop", MAX_STOP, &r->stop, &r->n_stop, e))
     return -1;
   json_t *sti = json_object_get(root, "stop_token_ids");

@@ -408,7 +408,7 @@ int mimo_responses_parse(mimo_server *s, const json_t *root, mimo_resp_req *r, m
   static const char *same[] = {"parallel_tool_calls", "temperature", "top_p", "top_k", "min_p", "repetition_penalty",
                                "presence_penalty",
                                "frequency_penalty", "seed", "stop", "stop_token_ids", "logit_bias", "min_tokens",
-                               "ignore_eos", "skip_special_tokens", "chat_template_kwargs"};
+                               "ignore_eos", "skip_special_tokens", "chat_template_kwargs", "cache_salt"};
   for (size_t k = 0; k < sizeof same / sizeof *same; k++) {
     json_t *v = json_object_get(root, same[k]);
     if (v && !json_is_null(v))

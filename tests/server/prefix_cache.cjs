@@ -51,6 +51,19 @@ main(async () => {
     const expect = 2 * again.usage.prompt_tokens_details.cached_tokens + b.usage.prompt_tokens_details.cached_tokens +
                    oc + m.usage.cache_read_input_tokens;
     assert.equal(hits, expect);
+    // vLLM's cache_salt: entries are found only by requests with the same salt; a bad salt is a 400
+    const salted = (salt) => client.chat.completions.create({ model: 'tiny', messages: first, max_tokens: 8,
+                                                              temperature: 0, cache_salt: salt });
+    const sa = await salted('tenant-a'), sa2 = await salted('tenant-a'), sb = await salted('tenant-b');
+    assert.equal(sa.usage.prompt_tokens_details.cached_tokens, 0, 'salt a: the unsalted entries are not its');
+    assert.equal(sa2.usage.prompt_tokens_details.cached_tokens, a.usage.prompt_tokens - 1, 'salt a again: its own entry');
+    assert.equal(sb.usage.prompt_tokens_details.cached_tokens, 0, 'salt b: not a\'s');
+    for (const r of [sa, sa2, sb]) assert.equal(r.choices[0].message.content ?? '', a.text);
+    const rs = await client.responses.create({ model: 'tiny', input: 'What is 2 + 2?', instructions: system,
+                                               max_output_tokens: 4, temperature: 0, cache_salt: 'tenant-c' });
+    assert.equal(rs.usage.input_tokens_details.cached_tokens, 0, 'responses with a new salt');
+    for (const bad of ['', 5])
+      await assert.rejects(salted(bad), (err) => err.status === 400 && /cache_salt/.test(err.message), `salt ${bad}`);
     fs.writeFileSync(process.env.OUT, JSON.stringify({ a, again, b, other, m: m.content }));
     return;
   }

@@ -486,6 +486,36 @@ static void test_prefix_cache(void **state) {
   prefix_cache_hits(model);
 }
 
+/* Salted prefix caches (vLLM's cache_salt): a prompt finds only the entries of requests with its own salt, and the
+ * tokens are those of the unsalted run whatever was found. */
+static void test_prefix_cache_salt(void **state) {
+  (void)state;
+  enum { N = 150, STEPS = 5 };
+  int p[N], want[STEPS];
+  for (int i = 0; i < N; i++)
+    p[i] = (i * 29 + 11) % 600;
+  greedy_alone(p, N, STEPS, want);
+  mimo_engine_opts o = {.max_num_seqs = 2, .max_num_batched_tokens = 64, .prefix_cache_entries = 16};
+  mimo_engine *e;
+  assert_int_equal(mimo_engine_init(&e, model, &o), MIMO_OK);
+  /* salt of each request in turn, and the cached tokens it should see */
+  const uint64_t salts[5] = {7, 9, 0, 7, 9};
+  const int cached[5] = {0, 0, 0, N - 1, N - 1};
+  for (int k = 0; k < 5; k++) {
+    mimo_request_params rp = greedy_params(p, N, STEPS);
+    rp.cache_salt = salts[k];
+    mimo_request *r;
+    assert_int_equal(mimo_engine_submit(e, &rp, &r), MIMO_OK);
+    int got[STEPS];
+    mimo_finish fin;
+    assert_int_equal(collect(r, got, STEPS, &fin), STEPS);
+    assert_memory_equal(got, want, sizeof got);
+    assert_int_equal(mimo_request_cached_tokens(r), cached[k]);
+    mimo_request_release(r);
+  }
+  mimo_engine_free(e);
+}
+
 /* A shared head (cache_at: a chat's system block) inside one large chunk: the chunk ends there and keeps an entry, so
  * a prompt that differs right after it starts from it, with exactly its greedy tokens alone. */
 static void test_prefix_cache_at(void **state) {
@@ -683,6 +713,7 @@ int main(void) {
       cmocka_unit_test(test_stop_and_forced), cmocka_unit_test(test_mock), cmocka_unit_test(test_kv_full_preempts),
       cmocka_unit_test(test_kv_full_preempts_tp), cmocka_unit_test(test_kv_full_prefix_cache),
       cmocka_unit_test(test_prefix_cache), cmocka_unit_test(test_prefix_cache_tp), cmocka_unit_test(test_prefix_cache_at),
+      cmocka_unit_test(test_prefix_cache_salt),
       cmocka_unit_test(test_tp_sampling_gathered), cmocka_unit_test(test_shared_prompt_waits),
       cmocka_unit_test(test_embeds),
   };
