@@ -73,6 +73,18 @@ typedef struct {
   int bf16;  /* bf16 cache */
 } acase;
 
+/* The GPU attention once more over its cache as it stood before the step (length len0; a ring's slots restored from
+ * rs unless NULL), output poisoned first, into host out. */
+static void attn_rerun(mimo_backend *g, kv_pair *kp, int len0, const char *rs, mimo_attn_args *ag, float *dout,
+                       size_t no, float *out) {
+  kp->g.len = len0;
+  if (rs)
+    kv_pair_put(kp, g, rs);
+  mimo_cuda_poison(g, dout, no);
+  g->attention(g, ag);
+  from_dev(g, out, dout, no);
+}
+
 static void run_case(mimo_backend *c, mimo_backend *g, const acase *cf) {
   const int nh = cf->nh, nkv = cf->nkv, D = cf->D, V = cf->V, W = cf->window;
   int total = cf->past;
@@ -128,12 +140,7 @@ static void run_case(mimo_backend *c, mimo_backend *g, const acase *cf) {
       mimo_cuda_attn_prefill_wgmma(vi < NPREC);
       /* against the SM90a kernel, mma.sync with its 128 rows per block: the same blocks, splits and tile order */
       mimo_cuda_attn_prefill_warps(vi == NPREC ? 8 : 0);
-      kg->len = len0;
-      if (rs && vi > 0)
-        kv_pair_put(&kp, g, rs);
-      mimo_cuda_poison(g, dout, no);
-      g->attention(g, &ag);
-      from_dev(g, og, dout, no);
+      attn_rerun(g, &kp, len0, vi > 0 ? rs : NULL, &ag, dout, no, og);
       const double e = relerr(og, oc, no);
       ok &= e <= tol[path][pr];
       if (e > worst[path][pr])
@@ -145,12 +152,7 @@ static void run_case(mimo_backend *c, mimo_backend *g, const acase *cf) {
         wg = 1;
         ow = xmalloc(no * 4);
         const int w0 = mimo_cuda_attn_prefill_wgmma_wgs(2);
-        kg->len = len0;
-        if (rs)
-          kv_pair_put(&kp, g, rs);
-        mimo_cuda_poison(g, dout, no);
-        g->attention(g, &ag);
-        from_dev(g, ow, dout, no);
+        attn_rerun(g, &kp, len0, rs, &ag, dout, no, ow);
         mimo_cuda_attn_prefill_wgmma_wgs(w0);
         const double e2 = relerr(ow, oc, no);
         ok &= e2 <= tol[path][pr];
@@ -176,12 +178,7 @@ static void run_case(mimo_backend *c, mimo_backend *g, const acase *cf) {
     if (path == 2 && cf->bf16) { /* the decode kernel once more with bf16 parts instead of 3xTF32 */
       mimo_cuda_attn_precision(1);
       const int b0 = mimo_cuda_attn_decode_bf16x3(1);
-      kg->len = len0;
-      if (rs)
-        kv_pair_put(&kp, g, rs);
-      mimo_cuda_poison(g, dout, no);
-      g->attention(g, &ag);
-      from_dev(g, og, dout, no);
+      attn_rerun(g, &kp, len0, rs, &ag, dout, no, og);
       mimo_cuda_attn_decode_bf16x3(b0);
       const double e = relerr(og, oc, no);
       ok &= e <= tol[2][1];

@@ -6,6 +6,18 @@
 #define MIMO_BACKEND_CUDA_SAMPLE_SELECT_CUH
 #include "backend/cuda/cuda_sample_block.cuh"
 
+/* Every block of the group (G of them) exchanges its count n: where this block's entries go after the lower ranks'
+ * (off), and all of them (tot). Whole group. */
+__device__ __forceinline__ void group_counts(int n, int G, sshared *sh, int &off, int &tot) {
+  group_exchange((unsigned long long)n, 0, sh);
+  off = tot = 0;
+  for (int k = 0; k < G; k++) {
+    const int nk = (int)sh->xg[k][0];
+    off += k < grp_rank() ? nk : 0;
+    tot += nk;
+  }
+}
+
 /* This thread's contiguous share of ids [0, L), for the steps that go in id order (the group's threads in rank
  * order). */
 __device__ __forceinline__ void my_chunk(int L, int &c0, int &c1) {
@@ -335,13 +347,8 @@ template <bool MASS> __device__ void bin_select(const sview &s, int L, double re
   const int G = grp_size();
   int n = sh->n_cmp;
   if (G > 1) { /* append every block's pairs to rank 0's, in rank order */
-    group_exchange((unsigned long long)n, 0, sh);
-    int off = 0, tot = 0;
-    for (int k = 0; k < G; k++) {
-      const int nk = (int)sh->xg[k][0];
-      off += k < grp_rank() ? nk : 0;
-      tot += nk;
-    }
+    int off, tot;
+    group_counts(n, G, sh, off, tot);
     if (grp_rank() > 0)
       for (int e = threadIdx.x; e < n; e += SNT) {
         const uint32_t a = cl_addr(&sh->cand[off + e], 0);
@@ -551,13 +558,8 @@ __device__ int gather_to_rank0(int *id, float *v, int n, int cap, sshared *sh) {
   const int G = grp_size();
   if (G == 1)
     return n;
-  group_exchange((unsigned long long)n, 0, sh);
-  int off = 0, tot = 0;
-  for (int k = 0; k < G; k++) {
-    const int nk = (int)sh->xg[k][0];
-    off += k < grp_rank() ? nk : 0;
-    tot += nk;
-  }
+  int off, tot;
+  group_counts(n, G, sh, off, tot);
   if (grp_rank() > 0)
     for (int e = threadIdx.x; e < n && off + e < cap; e += SNT) {
       cl_st32(cl_addr(id + off + e, 0), (unsigned)id[e]);
