@@ -189,6 +189,10 @@ struct mimo_backend {
   /* Optional hooks; NULL means host memory (the CPU default). */
   /* Called once per weight by mimo_model_load: copy/repack into backend memory, set ->dev. */
   mimo_status (*upload_linear)(mimo_backend *be, mimo_linear *W);
+  /* The same for a weight a step reads little of (a routed expert: top-k of many); the backend may keep it where
+   * its kernels reach it more slowly but memory is plentiful (a GPU: pinned host memory read over the bus, up to
+   * --cpu-offload-gb). NULL: upload_linear. */
+  mimo_status (*upload_linear_cold)(mimo_backend *be, mimo_linear *W);
   mimo_status (*upload_vec)(mimo_backend *be, mimo_vec *v);
   /* KV storage: grow p from old_n to new_n floats keeping its contents (p may be NULL);
    * NULL on OOM with p untouched. */
@@ -230,6 +234,8 @@ struct mimo_backend {
 mimo_status mimo_backend_cpu_init(mimo_backend **out, int n_threads);
 /* Hands the weights to be->upload_* when the backend has them (no-op on the CPU). */
 mimo_status mimo_backend_upload_linear(mimo_backend *be, mimo_linear *W);
+/* A routed expert's weight: be->upload_linear_cold where the backend has it, else as mimo_backend_upload_linear. */
+mimo_status mimo_backend_upload_linear_cold(mimo_backend *be, mimo_linear *W);
 mimo_status mimo_backend_upload_vec(mimo_backend *be, mimo_vec *v);
 /* n floats host -> backend memory (its upload op, or a copy where backend memory is the host's). */
 mimo_status mimo_backend_to(mimo_backend *be, float *dst, const float *host, size_t n);

@@ -21,7 +21,8 @@ const char *mimo_open_backend_name(const char *backend) {
   return backend ? backend : "cpu";
 }
 
-static mimo_status make_backend(const char *name, int device, int threads, double gmu, mimo_backend **be) {
+static mimo_status make_backend(const char *name, int device, int threads, double gmu, double offload_gb,
+                                mimo_backend **be) {
 #ifdef MIMO_HAVE_CUDA
   if (strcmp(name, "cuda") == 0) {
     MIMO_TRY(mimo_backend_cuda_init(be, device));
@@ -30,12 +31,15 @@ static mimo_status make_backend(const char *name, int device, int threads, doubl
       (*be)->free(*be);
       return st;
     }
+    mimo_cuda_set_cpu_offload(*be, offload_gb);
     mimo_info("backend cuda %d: %s", device, mimo_cuda_device_name(*be));
     return MIMO_OK;
   }
 #endif
   (void)device;
   (void)gmu;
+  if (offload_gb > 0)
+    mimo_warn("--cpu-offload-gb %g: the %s backend keeps its weights in host memory already", offload_gb, name);
   if (strcmp(name, "cpu") == 0)
     return mimo_backend_cpu_init(be, threads);
   return mimo_errf(MIMO_E_INVALID, "backend '%s' is not available in this build (have: cpu%s)", name,
@@ -58,6 +62,7 @@ bool mimo_open_parse(const mimo_arg *a, int n, const char *dir, mimo_open_opts *
                         .ep = mimo_arg_str(a, n, "enable-expert-parallel", NULL) != NULL,
                         .devices = mimo_arg_str(a, n, "devices", NULL),
                         .gpu_memory_utilization = mimo_arg_double(a, n, "gpu-memory-utilization", 0.9, &bad),
+                        .cpu_offload_gb = mimo_arg_double(a, n, "cpu-offload-gb", 0, &bad),
                         .nnodes = (int)mimo_arg_long(a, n, "nnodes", 1, &bad),
                         .node_rank = (int)mimo_arg_long(a, n, "node-rank", 0, &bad),
                         .master_addr = mimo_arg_str(a, n, "master-addr", "127.0.0.1"),
@@ -75,6 +80,10 @@ bool mimo_open_parse(const mimo_arg *a, int n, const char *dir, mimo_open_opts *
   }
   if (o->threads < 0 || o->tp < 1 || o->tp > 1024 || !(o->gpu_memory_utilization > 0 && o->gpu_memory_utilization <= 1)) {
     fprintf(stderr, "mimo: need --threads >= 0, 1 <= --tensor-parallel-size <= 1024 and 0 < --gpu-memory-utilization <= 1\n");
+    return false;
+  }
+  if (!(o->cpu_offload_gb >= 0 && o->cpu_offload_gb <= 1 << 20)) {
+    fprintf(stderr, "mimo: --cpu-offload-gb %g: need 0 to 1048576 GiB\n", o->cpu_offload_gb);
     return false;
   }
   if (o->nnodes < 1 || o->nnodes > 64 || o->node_rank < 0 || o->node_rank >= o->nnodes || o->master_port < 1 ||
@@ -102,7 +111,7 @@ static mimo_status open_model(const mimo_open_opts *o, mimo_model **out) {
     if (o->ep)
       mimo_warn("--enable-expert-parallel has no effect with one device");
     mimo_backend *be;
-    MIMO_TRY(make_backend(name, 0, o->threads, o->gpu_memory_utilization, &be));
+    MIMO_TRY(make_backend(name, 0, o->threads, o->gpu_memory_utilization, o->cpu_offload_gb, &be));
     mimo_status st = mimo_model_load(o->dir, be, out);
     if (st != MIMO_OK) {
       be->free(be);
@@ -110,6 +119,11 @@ static mimo_status open_model(const mimo_open_opts *o, mimo_model **out) {
     }
     (*out)->own_be = true;
     mimo_info("loaded %s in %.2f s (%.1f MB of weights)", o->dir, mimo_now() - t0, (*out)->w.bytes / 1e6);
+#ifdef MIMO_HAVE_CUDA
+    if (o->cpu_offload_gb > 0 && strcmp(name, "cuda") == 0)
+      mimo_info("routed experts in pinned host memory: %.2f GiB (--cpu-offload-gb %g)",
+                mimo_cuda_offloaded_bytes(be) / 1073741824.0, o->cpu_offload_gb);
+#endif
     return MIMO_OK;
   }
   /* The group's backends: rank r on GPU dev[r] (--devices, default r). */
@@ -146,7 +160,7 @@ static mimo_status open_model(const mimo_open_opts *o, mimo_model **out) {
 #endif
   int per_rank = o->threads > 0 ? (o->threads / tp > 0 ? o->threads / tp : 1) : 0;
   for (int r = 0; r < tp && st == MIMO_OK; r++)
-    st = make_backend(name, dev[r], per_rank, o->gpu_memory_utilization, &bes[r]);
+    st = make_backend(name, dev[r], per_rank, o->gpu_memory_utilization, o->cpu_offload_gb, &bes[r]);
 #ifdef MIMO_HAVE_CUDA
   if (st == MIMO_OK && cuda && !shared && !net)
     st = mimo_cuda_comm_init_all(bes, tp);

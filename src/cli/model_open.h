@@ -13,6 +13,7 @@ typedef struct mimo_open_opts {
   int tp;              /* tensor-parallel ranks (0 or 1: one device) */
   bool ep;             /* expert parallel inside the group */
   double gpu_memory_utilization; /* fraction of each GPU's memory to use (0: default 0.9) */
+  double cpu_offload_gb;         /* GiB of each GPU's routed experts in pinned host memory (0: none) */
   /* Several processes (hosts): this one is node node_rank of nnodes and holds tp / nnodes ranks. */
   int nnodes, node_rank;
   const char *master_addr;
@@ -36,6 +37,8 @@ bool mimo_open_is_worker(const mimo_open_opts *o);
       {"enable-expert-parallel", 0, "whole experts per rank instead of every expert split", 0},                 \
       {"devices", 1, "GPU of each rank, e.g. 0,1 (default 0..N-1; 0,0 tests TP on one GPU via host sums)", 0},  \
       {"gpu-memory-utilization", 1, "fraction of each GPU's memory for weights, KV and activations (default 0.9)", \
+       0},                                                                                                         \
+      {"cpu-offload-gb", 1, "GiB of each GPU's routed experts kept in pinned host memory, read over the bus (default 0)", \
        0},                                                                                                         \
       {"nnodes", 1, "processes (hosts) the tensor-parallel group spans (default 1)", 0},                          \
       {"node-rank", 1, "this process's place among them; 0 runs the command, the others follow it (default 0)", 0}, \

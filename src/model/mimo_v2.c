@@ -32,7 +32,7 @@ mimo_status mimo_model_upload_layer(mimo_backend *be, mimo_layer_weights *lw, in
   for (size_t i = 0; i < sizeof vecs / sizeof *vecs; i++)
     MIMO_TRY(mimo_backend_upload_vec(be, vecs[i]));
   for (int e = 0; lw->moe && lw->experts && e < 3 * n_experts; e++)
-    MIMO_TRY(mimo_backend_upload_linear(be, &lw->experts[e]));
+    MIMO_TRY(mimo_backend_upload_linear_cold(be, &lw->experts[e]));
   return MIMO_OK;
 }
 

@@ -322,6 +322,51 @@ static void moe_fused_case(mimo_backend *g, mimo_linear *router, mimo_vec *bv, m
   free(o4);
 }
 
+/* Routed experts in pinned host memory (--cpu-offload-gb): the same kernels read the same bytes over the bus, so the
+ * output is bitwise that of the experts in GPU memory, at the token counts of each path (per pair, grouped by
+ * expert, the grouped GEMM). Fails as well when nothing went to host memory. */
+static void moe_offload_case(mimo_backend *g, mimo_linear *router, mimo_vec *bv, const mimo_linear *ex, int E, int K,
+                             int H, int I, const char *what) {
+  mimo_linear *hx = xmalloc((size_t)E * 3 * sizeof *hx);
+  const size_t before = mimo_cuda_offloaded_bytes(g);
+  mimo_cuda_set_cpu_offload(g, 1 << 20); /* GiB: every one of them */
+  for (int e = 0; e < 3 * E; e++) {
+    hx[e] = ex[e];
+    hx[e].dev = NULL;
+    must(mimo_backend_upload_linear_cold(g, &hx[e]), "upload to host memory");
+  }
+  mimo_cuda_set_cpu_offload(g, 0);
+  const bool moved = mimo_cuda_offloaded_bytes(g) > before;
+  const int Ts[] = {1, 8, 33, 130};
+  for (int i = 0; i < 4; i++) {
+    const int T = Ts[i];
+    if (T >= 33 && (long)H * I > 1024 * 512)
+      continue;
+    float *x = xmalloc((size_t)T * H * 4), *od = xmalloc((size_t)T * H * 4), *oh = xmalloc((size_t)T * H * 4);
+    fill(x, (size_t)T * H, 1.0f);
+    float *dx = to_dev(g, x, (size_t)T * H), *dout = g->alloc(g, (size_t)T * H);
+    for (int h = 0; h < 2; h++) {
+      mimo_moe_args a = {.x = dx, .out = dout, .T = T, .hidden = H, .inter = I, .n_experts = E, .top_k = K,
+                         .router = router, .bias = bv, .experts = h ? hx : (mimo_linear *)ex, .norm_topk = true,
+                         .scaling = 1.0f};
+      mimo_cuda_poison(g, dout, (size_t)T * H);
+      g->moe(g, &a);
+      from_dev(g, h ? oh : od, dout, (size_t)T * H);
+    }
+    char name[192];
+    snprintf(name, sizeof name, "%s T=%d, experts in host memory = in GPU memory, bitwise%s", what, T,
+             moved ? "" : " (nothing went to host memory)");
+    report(name, !moved ? INFINITY : memcmp(od, oh, (size_t)T * H * 4) == 0 ? 0.0 : relerr(od, oh, (size_t)T * H) + 1.0,
+           0.0);
+    g->release(g, dx);
+    g->release(g, dout);
+    free(x);
+    free(od);
+    free(oh);
+  }
+  free(hx);
+}
+
 static void check_moe(mimo_backend *c, mimo_backend *g) {
   struct { int E, K, H, I, fmt, group, asym; } cf[] = {
       {16, 4, 256, 128, 0, 32, 0}, {16, 4, 256, 128, 0, 16, 1}, {32, 8, 512, 256, 1, 0, 0}, {64, 8, 1024, 512, 0, 128, 1},
@@ -373,6 +418,10 @@ static void check_moe(mimo_backend *c, mimo_backend *g) {
       }
     }
     mimo_cuda_moe_tc_variant(0, 0, NULL, 0);
+    char what[96];
+    snprintf(what, sizeof what, "moe %s E%d top%d %dx%d g%d", cf[k].fmt ? "bf16" : cf[k].asym ? "int4-asym" : "int4-sym",
+             E, K, H, I, cf[k].group);
+    moe_offload_case(g, &router, &bv, ex, E, K, H, I, what);
     /* one persistent launch = four launches, bit for bit: several token counts, and this rank's half of the
      * experts (expert parallel) */
     for (int v = 0; !cf[k].fmt && cf[k].group % 128 == 0 && H * I <= 4096 * 2048 && v < 5; v++) {

@@ -20,6 +20,12 @@ mimo_status mimo_backend_upload_linear(mimo_backend *be, mimo_linear *W) {
   return be && be->upload_linear && W->out > 0 ? be->upload_linear(be, W) : MIMO_OK;
 }
 
+mimo_status mimo_backend_upload_linear_cold(mimo_backend *be, mimo_linear *W) {
+  if (be && be->upload_linear_cold && W->out > 0)
+    return be->upload_linear_cold(be, W);
+  return mimo_backend_upload_linear(be, W);
+}
+
 mimo_status mimo_backend_upload_vec(mimo_backend *be, mimo_vec *v) {
   return be && be->upload_vec && v->n > 0 ? be->upload_vec(be, v) : MIMO_OK;
 }

@@ -237,6 +237,41 @@ void *cu_arena(cu_ctx *c, size_t bytes) {
   return r;
 }
 
+void *cu_host_arena(cu_ctx *c, size_t bytes) {
+  bytes = (bytes + 255) & ~(size_t)255;
+  if (c->nharenas == 0 || c->harena_used + bytes > c->harena_cap) {
+    const size_t cap = bytes > ((size_t)256 << 20) ? bytes : ((size_t)256 << 20);
+    char *h = NULL, *d = NULL;
+    if (cudaHostAlloc((void **)&h, cap, cudaHostAllocMapped | cudaHostAllocPortable) != cudaSuccess) {
+      (void)cudaGetLastError();
+      cu_fail(c, "--cpu-offload-gb", "no pinned host memory for more routed experts", __FILE__, __LINE__);
+      return NULL;
+    }
+    if (MIMO_CUDA(c, cudaHostGetDevicePointer((void **)&d, h, 0)) != MIMO_OK) {
+      cudaFreeHost(h);
+      return NULL;
+    }
+    void *na = realloc(c->harenas, (size_t)(c->nharenas + 1) * sizeof *c->harenas);
+    if (!na) {
+      cudaFreeHost(h);
+      return NULL;
+    }
+    c->harenas = (decltype(c->harenas))na;
+    c->harenas[c->nharenas].base = h;
+    c->harenas[c->nharenas++].dev = d;
+    c->harena_used = 0;
+    c->harena_cap = cap;
+  }
+  void *r = c->harenas[c->nharenas - 1].dev + c->harena_used;
+  c->harena_used += bytes;
+  return r;
+}
+
+extern "C" void mimo_cuda_set_cpu_offload(mimo_backend *be, double gib) {
+  cu(be)->offload_left = gib > 0 ? (size_t)(gib * 1073741824.0) : 0;
+}
+extern "C" size_t mimo_cuda_offloaded_bytes(mimo_backend *be) { return cu(be)->offloaded; }
+
 unsigned *cu_counters(cu_ctx *c, unsigned **slot, size_t n, const char *what) {
   if (*slot)
     return *slot;
@@ -376,6 +411,9 @@ static void cu_free_be(mimo_backend *be) {
       cudaFree(c->blocks[i].p);
     for (int i = 0; i < c->narenas; i++)
       cudaFree(c->arenas[i]);
+    for (int i = 0; i < c->nharenas; i++)
+      cudaFreeHost(c->harenas[i].base);
+    free(c->harenas);
     for (int i = 0; i < c->nlins; i++) {
       if (c->lins[i]->table)
         cudaFree(c->lins[i]->table);
@@ -498,6 +536,7 @@ extern "C" mimo_status mimo_backend_cuda_init(mimo_backend **out, int device) {
   be->attention_seqs = cu_attention_seqs;
   be->moe = cu_moe;
   be->upload_linear = cu_upload_linear;
+  be->upload_linear_cold = cu_upload_linear_cold;
   be->upload_vec = cu_upload_vec;
   be->kv_realloc = cu_kv_realloc;
   be->kv_free = cu_kv_free;

@@ -29,6 +29,10 @@ void mimo_cuda_poison(mimo_backend *be, float *p, size_t n);
 /* Caps weights + KV + step scratch at fraction x the card's memory (vLLM's
  * --gpu-memory-utilization); allocations past it fail with a message naming them. */
 mimo_status mimo_cuda_set_memory_fraction(mimo_backend *be, double fraction);
+/* --cpu-offload-gb: up to gib GiB of the routed experts uploaded after this go to pinned host memory, which the
+ * kernels read over the bus (PCIe, NVLink-C2C), instead of GPU memory; the bytes that went there so far. */
+void mimo_cuda_set_cpu_offload(mimo_backend *be, double gib);
+size_t mimo_cuda_offloaded_bytes(mimo_backend *be);
 size_t mimo_cuda_memory_used(mimo_backend *be);
 
 /* Decode steps as CUDA graphs, one per layer (cuda_graph.cu): counts since the backend began. */

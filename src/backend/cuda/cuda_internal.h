@@ -59,6 +59,12 @@ typedef struct cu_ctx {
   char **arenas;             /* weight memory, never freed before the backend */
   int narenas;
   size_t arena_used, arena_cap;
+  /* --cpu-offload-gb: routed experts in pinned, mapped host memory (the kernels read it over the bus) while
+   * offload_left lasts; host arenas hold them (base for cudaFreeHost, dev its device address) */
+  size_t offload_left, offloaded;
+  struct { char *base, *dev; } *harenas;
+  int nharenas;
+  size_t harena_used, harena_cap;
   cu_lin **lins;             /* host handles to free */
   int nlins, caplins;
   void *tmp;                 /* reusable temporaries: bf16 activations, dequantized weights, ids */
@@ -240,7 +246,12 @@ void cu_ops_free(cu_ctx *c);
 void cu_linear(mimo_backend *be, float *y, const float *x, int T, const mimo_linear *W);
 void cu_linear_dev(cu_ctx *c, float *y, const float *x, int T, const cu_lin *L);
 mimo_status cu_upload_linear(mimo_backend *be, mimo_linear *W);
+/* A routed expert's weight: into pinned host memory while --cpu-offload-gb lasts, else as cu_upload_linear. */
+mimo_status cu_upload_linear_cold(mimo_backend *be, mimo_linear *W);
 void *cu_arena(cu_ctx *c, size_t bytes);
+/* bytes of pinned host memory mapped into the device's address space, for weights (--cpu-offload-gb); its device
+ * address, NULL with the error recorded when the host has none to give */
+void *cu_host_arena(cu_ctx *c, size_t bytes);
 /* *slot, or on first use n zeroed unsigned counters from the arena (kernels leave them zero between launches);
  * NULL on failure (recorded, naming what). */
 unsigned *cu_counters(cu_ctx *c, unsigned **slot, size_t n, const char *what);

@@ -69,8 +69,12 @@ static mimo_status track(cu_ctx *c, cu_lin *L) {
   return MIMO_OK;
 }
 
-mimo_status cu_upload_linear(mimo_backend *be, mimo_linear *W) {
+/* The weight's bytes in the backend's memory, or with host (--cpu-offload-gb) in pinned host memory that the kernels
+ * read over the bus: the same layout, so every kernel takes either (copies into it go by cudaMemcpyDefault). */
+static mimo_status upload_linear_to(mimo_backend *be, mimo_linear *W, bool host) {
   cu_ctx *c = cu(be);
+  void *(*weight_alloc)(cu_ctx *, size_t) = host ? cu_host_arena : cu_arena;
+  const cudaMemcpyKind to = host ? cudaMemcpyDefault : cudaMemcpyHostToDevice;
   cu_lin *L = (cu_lin *)calloc(1, sizeof *L);
   if (!L || track(c, L) != MIMO_OK) {
     free(L);
@@ -84,10 +88,10 @@ mimo_status cu_upload_linear(mimo_backend *be, mimo_linear *W) {
       return mimo_errf(MIMO_E_INVALID, "cuda: dense weight [%d, %d] of dtype %s is not supported (in %% 8 == 0)",
                        W->out, W->in, mimo_dtype_name(W->dt));
     size_t bytes = (size_t)W->out * W->in * mimo_dtype_size(W->dt);
-    void *d = cu_arena(c, bytes);
+    void *d = weight_alloc(c, bytes);
     if (!d)
       return MIMO_E_NOMEM;
-    MIMO_CUDA_TRY(c, cudaMemcpy(d, W->w, bytes, cudaMemcpyHostToDevice));
+    MIMO_CUDA_TRY(c, cudaMemcpy(d, W->w, bytes, to));
     L->w = d;
   } else {
     int sfmt = cu_fmt(W->scale_dt);
@@ -100,13 +104,13 @@ mimo_status cu_upload_linear(mimo_backend *be, mimo_linear *W) {
     size_t qb = (size_t)W->out * W->in / 2, sb = (size_t)W->out * groups * mimo_dtype_size(W->scale_dt),
            zb = W->zero ? (size_t)((W->out + 7) / 8) * groups * 4 : 0;
     L->tiled = W->in % 128 == 0 && W->out % 16 == 0 && !mimo_cuda_int4_tiled_off(-1);
-    void *q = cu_arena(c, qb);
-    uint32_t *sz = (uint32_t *)cu_arena(c, (size_t)W->out * groups * 4);
+    void *q = weight_alloc(c, qb);
+    uint32_t *sz = (uint32_t *)weight_alloc(c, (size_t)W->out * groups * 4);
     const size_t qt = L->tiled ? (qb + 255) & ~(size_t)255 : 0; /* the row-major words, before tiling */
     char *tmp = (char *)cu_tmp(c, qt + sb + zb + 512);
     if (!q || !sz || !tmp)
       return MIMO_E_NOMEM;
-    MIMO_CUDA_TRY(c, cudaMemcpyAsync(L->tiled ? tmp : q, W->packed, qb, cudaMemcpyHostToDevice, c->st));
+    MIMO_CUDA_TRY(c, cudaMemcpyAsync(L->tiled ? tmp : q, W->packed, qb, L->tiled ? cudaMemcpyHostToDevice : to, c->st));
     if (L->tiled) {
       k_tile_q4<<<cdiv((long)W->out * (W->in / 32), 256), 256, 0, c->st>>>((uint4 *)q, (const uint4 *)tmp, W->out,
                                                                             W->in / 32);
@@ -127,6 +131,26 @@ mimo_status cu_upload_linear(mimo_backend *be, mimo_linear *W) {
     L->sz = sz;
   }
   W->dev = L;
+  return MIMO_OK;
+}
+
+mimo_status cu_upload_linear(mimo_backend *be, mimo_linear *W) { return upload_linear_to(be, W, false); }
+
+/* Bytes a weight takes in backend memory (what upload_linear_to allocates for it, before rounding). */
+static size_t linear_bytes(const mimo_linear *W) {
+  if (W->fmt == MIMO_WF_DENSE)
+    return (size_t)W->out * W->in * mimo_dtype_size(W->dt);
+  return (size_t)W->out * W->in / 2 + (size_t)W->out * (W->group > 0 ? W->in / W->group : 0) * 4;
+}
+
+mimo_status cu_upload_linear_cold(mimo_backend *be, mimo_linear *W) {
+  cu_ctx *c = cu(be);
+  const size_t bytes = linear_bytes(W) + 512;
+  if (c->offload_left < bytes)
+    return upload_linear_to(be, W, false);
+  MIMO_TRY(upload_linear_to(be, W, true));
+  c->offload_left -= bytes;
+  c->offloaded += bytes;
   return MIMO_OK;
 }
 
