@@ -442,7 +442,7 @@ static void final_rows(mimo_model *m, const mimo_batch *b, float *logits, float 
  * × query heads per KV head ≤ 256, the GPU's one-token path; its prompt kernels are not run under capture).
  * Tensor-parallel ranks issue collectives between the ops and run them as issued; the MTP layer's passes take
  * their input as embedding rows and are one layer (nothing to record). The key tells apart steps of one token count
- * split into sequences differently (other kernels). */
+ * split into sequences differently, and those that return hidden states (other kernels). */
 static int graph_shape(const mimo_model *m, const mimo_batch *b, int T, bool head) {
   if (m->eager || m->tp > 1 || m->route_margin || b->n_seqs < 1 || b->n_embeds || (b->hidden_out && !m->graph_verify))
     return -1;
@@ -456,7 +456,7 @@ static int graph_shape(const mimo_model *m, const mimo_batch *b, int T, bool hea
     if (!m->graph_verify || n > 16 || n * (gf > gs ? gf : gs) > 256 || T >= 1 << 20)
       return -1;
   }
-  return ((n - 1) * (1 << 20) + T) * 2 + head; /* decode steps: 2T + head, as before */
+  return (((n - 1) * (1 << 20) + T) * 2 + (b->hidden_out != NULL)) * 2 + head;
 }
 
 mimo_status mimo_model_forward_local(mimo_model *m, const mimo_batch *b, float *logits) {

@@ -386,7 +386,7 @@ static void test_graph_bracket(void **state) {
         const int nl = m->cfg.num_hidden_layers;
         assert_int_equal(rec.begins, (d + 1) * nl);
         assert_int_equal(rec.ends, (d + 1) * nl);
-        assert_int_equal(rec.last_shape, 2 * 2 + 1); /* 2 tokens, logits wanted */
+        assert_int_equal(rec.last_shape, 2 * 4 + 1); /* 2 tokens, no hidden states, logits wanted */
         assert_int_equal(rec.last_part, nl - 1);
         assert_int_equal(rec.lin_out, lin_out);       /* nothing of the step outside the brackets */
       }
@@ -452,7 +452,7 @@ static void test_graph_verify(void **state) {
     } else {
       assert_int_equal(rec.begins, 2 * nl);
       assert_int_equal(rec.ends, 2 * nl);
-      assert_int_equal(rec.last_shape, ((N - 1) * (1 << 20) + 2 * N) * 2 + 1);
+      assert_int_equal(rec.last_shape, (((N - 1) * (1 << 20) + 2 * N) * 2 + 1) * 2 + 1); /* hidden states, logits */
       assert_int_equal(rec.last_part, nl - 1);
       assert_int_equal(rec.lin_out, lin_out); /* nothing of these steps outside the brackets */
       int c2[2] = {N, 1}, l2[2] = {N, 1}, t2[4] = {1, 2, 3, 4}; /* (N + 1 tokens) */
