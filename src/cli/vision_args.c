@@ -5,11 +5,18 @@
 #include <string.h>
 
 #include "cli/args.h"
+#include "cli/model_open.h"
 #include "core/fileio.h"
 #include "io/image.h"
 #ifdef MIMO_HAVE_CUDA
 #include "backend/cuda/cuda_backend.h"
 #endif
+
+/* --vision-backend, by default the model's backend: the tower on the GPU where the model is (checked against the CPU
+ * tower on an H200: relative error 1e-5, a 448² image in 0.07 s against 27 s on 16 CPU cores; docs/vision.md) */
+static const char *vision_backend(const mimo_arg *a, int n) {
+  return mimo_arg_str(a, n, "vision-backend", mimo_open_backend_name(mimo_arg_str(a, n, "backend", NULL)));
+}
 
 bool mimo_vision_args_parse(const mimo_arg *a, int n, mimo_vision_config *vc) {
   const char *sink = mimo_arg_str(a, n, "vision-sink", "key0"), *norm = mimo_arg_str(a, n, "vision-merger-norm", "layer");
@@ -21,7 +28,7 @@ bool mimo_vision_args_parse(const mimo_arg *a, int n, mimo_vision_config *vc) {
     fprintf(stderr, "--vision-merger-norm: '%s' is not layer or rms\n", norm);
     return false;
   }
-  const char *vb = mimo_arg_str(a, n, "vision-backend", "cpu");
+  const char *vb = vision_backend(a, n);
   if (strcmp(vb, "cpu") && strcmp(vb, "cuda")) {
     fprintf(stderr, "--vision-backend: '%s' is not cpu or cuda\n", vb);
     return false;
@@ -38,7 +45,7 @@ int mimo_first_device(const char *devices) {
 
 mimo_status mimo_vision_args_backend(const mimo_arg *a, int n, int device, mimo_backend **be) {
   *be = NULL;
-  if (strcmp(mimo_arg_str(a, n, "vision-backend", "cpu"), "cuda") != 0) /* (checked by mimo_vision_args_parse) */
+  if (strcmp(vision_backend(a, n), "cuda") != 0) /* (checked by mimo_vision_args_parse) */
     return MIMO_OK;
 #ifdef MIMO_HAVE_CUDA
   return mimo_backend_cuda_init(be, device);
