@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "text/gbnf.h"
 #include "text/tokenizer.h"
 
 /* A schema given as an object or as a JSON string (vLLM takes both for guided_json). */
@@ -63,13 +64,25 @@ static int regex_grammar(const json_t *v, const char *field, mimo_jg **out, mimo
   return 0;
 }
 
+/* A GBNF grammar given as a string: its regular form (text/gbnf.h), then as a regex. */
+static int gbnf_grammar(const json_t *v, const char *field, mimo_jg **out, mimo_api_err *e) {
+  if (!json_is_string(v))
+    return mimo_api_fail(e, 400, field, "%s must be a string (a GBNF grammar)", field);
+  char *rx;
+  if (mimo_gbnf_to_regex(json_string_value(v), json_string_length(v), &rx) != MIMO_OK)
+    return mimo_api_fail(e, 400, field, "%s: %s", field, mimo_errmsg());
+  const mimo_status st = mimo_jg_regex(rx, strlen(rx), out);
+  free(rx);
+  return st == MIMO_OK ? 0 : mimo_api_fail(e, 400, field, "%s: %s", field, mimo_errmsg());
+}
+
 int mimo_api_structured(const mimo_server *s, const json_t *root, bool thinking, mimo_jg **out, int *after,
                         mimo_api_err *e) {
   *out = NULL;
   *after = -1;
   const json_t *rf = json_object_get(root, "response_format"), *gj = json_object_get(root, "guided_json"),
                *gc = json_object_get(root, "guided_choice"), *so = json_object_get(root, "structured_outputs"),
-               *gr = json_object_get(root, "guided_regex");
+               *gr = json_object_get(root, "guided_regex"), *gg = json_object_get(root, "guided_grammar");
   const char *field = NULL;
   if (rf && !json_is_null(rf)) {
     if (!json_is_object(rf) || !json_is_string(json_object_get(rf, "type")))
@@ -114,16 +127,24 @@ int mimo_api_structured(const mimo_server *s, const json_t *root, bool thinking,
       return -1;
     field = "guided_regex";
   }
+  if (gg && !json_is_null(gg)) {
+    if (field)
+      return second(out, "guided_grammar", field, e);
+    if (gbnf_grammar(gg, "guided_grammar", out, e))
+      return -1;
+    field = "guided_grammar";
+  }
   if (so && !json_is_null(so)) {
     const json_t *sj = json_object_get(so, "json"), *sch = json_object_get(so, "choice"),
-                 *sr = json_object_get(so, "regex");
-    if (!json_is_object(so) || (!!sj + !!sch + !!sr) != 1)
+                 *sr = json_object_get(so, "regex"), *sg = json_object_get(so, "grammar");
+    if (!json_is_object(so) || (!!sj + !!sch + !!sr + !!sg) != 1)
       return mimo_api_fail(e, 400, "structured_outputs", "structured_outputs must be {\"json\": SCHEMA}, "
-                           "{\"choice\": [...]} or {\"regex\": PATTERN} (grammar is not supported)");
+                           "{\"choice\": [...]}, {\"regex\": PATTERN} or {\"grammar\": GBNF}");
     if (field)
       return second(out, "structured_outputs", field, e);
     if (sch   ? choices_of(sch, "structured_outputs.choice", out, e)
         : sr ? regex_grammar(sr, "structured_outputs.regex", out, e)
+        : sg ? gbnf_grammar(sg, "structured_outputs.grammar", out, e)
              : schema_grammar(sj, "structured_outputs.json", out, e))
       return -1;
   }

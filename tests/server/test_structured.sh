@@ -66,6 +66,36 @@ print(f"ok   {done} of 12 regex-constrained outputs finished, each matching its 
 if done < 8:
     sys.exit("too few finished")
 PY
+# guided_grammar / structured_outputs.grammar (GBNF; vLLM's documentation example): every finished output is a
+# sentence of the grammar, checked with a Python regex written out by hand for that grammar
+G='root ::= select_statement\nselect_statement ::= \"SELECT \" column \" from \" table \" where \" condition\ncolumn ::= \"col_1 \" | \"col_2 \"\ntable ::= \"table_1 \" | \"table_2 \"\ncondition ::= column \"= \" number\nnumber ::= \"1 \" | \"2 \"'
+for body in "\"guided_grammar\":\"$G\"" "\"structured_outputs\":{\"grammar\":\"$G\"}"; do
+  for seed in 1 2 3; do
+    curl -sS -m 60 "$BASE/v1/completions" -H 'content-type: application/json' \
+      -d "{\"model\":\"tiny\",\"prompt\":\"x\",\"max_tokens\":60,\"temperature\":1,\"seed\":$seed,$body}" >>"$WORK/gbnf.jsonl"
+    echo >>"$WORK/gbnf.jsonl"
+  done
+done
+/usr/bin/python3 - "$WORK/gbnf.jsonl" <<'PY' || die "guided_grammar: an output is not in the grammar"
+import json, re, sys
+pat = r"SELECT (col_1 |col_2 ) from (table_1 |table_2 ) where (col_1 |col_2 )= (1 |2 )"
+done = 0
+for line in (l for l in open(sys.argv[1]) if l.strip()):
+    r = json.loads(line)
+    if "choices" not in r:
+        sys.exit(f"no choices: {r}")
+    c = r["choices"][0]
+    if c["finish_reason"] != "stop":
+        continue
+    if not re.fullmatch(pat, c["text"]):
+        sys.exit(f"not in the grammar: {c['text']!r}")
+    done += 1
+print(f"ok   {done} of 6 grammar-constrained outputs finished, each a sentence of the grammar")
+if done < 4:
+    sys.exit("too few finished")
+PY
+expect_400 "{$M,\"guided_grammar\":\"root ::= \\\"(\\\" root \\\")\\\" | \\\"x\\\"\"}" "guided_grammar: grammar line 1: a rule reaches itself, root -> root"
+expect_400 "{$M,\"structured_outputs\":{\"grammar\":\"root ::= [abc\"}}" "structured_outputs.grammar: grammar line 1: a character class is not closed"
 expect_400 "{$M,\"guided_regex\":\"(a)\\\\1\"}" "guided_regex: regex: backreferences are not supported"
 expect_400 "{$M,\"guided_regex\":\"a\",\"guided_choice\":[\"a\"]}" "guided_regex and guided_choice are both given"
 stop_server
