@@ -1,7 +1,8 @@
 /* GBNF grammars to one regular expression (gbnf.h): the source is cut into tokens, rules are the spans between
  * `name ::=` pairs, and the text of root is written out by recursive descent with every rule reference replaced by
- * its own text (each rule's text made once; a reference to a rule still being made is a cycle, refused). Every code
- * point is written as a \U escape, so no character of the grammar reaches the regex syntax unquoted. */
+ * its own text (made once where it depends on no rule being made; a recursion written out again up to GB_MAX_NEST
+ * times on a path). Every code point is written as a \U escape, so no character of the grammar reaches the regex
+ * syntax unquoted. */
 #include "text/gbnf.h"
 
 #include <stdbool.h>
@@ -15,6 +16,7 @@
 #define GB_MAX_OUT ((size_t)4 << 20) /* regex text, all rules inlined */
 #define GB_MAX_DEPTH 60              /* groups and rule references nested (the regex parser allows 200 groups) */
 #define GB_MAX_QUANT 4               /* repetitions on one item */
+#define GB_MAX_NEST 5                /* a rule stands at most this many times on a path: recursion nests 4 deep */
 
 typedef enum { T_NAME, T_DEF, T_STR, T_CLASS, T_DOT, T_LP, T_RP, T_BAR, T_QUANT, T_END } tkind;
 
@@ -28,7 +30,7 @@ typedef struct {
   size_t name, name_len; /* in the source */
   int first, end;        /* body tokens [first, end) */
   int line;
-  int state;             /* 0 not made, 1 being made, 2 made */
+  int state;             /* 2: text made once and kept (it depends on no rule being made) */
   char *text;
   size_t text_len;
 } rule;
@@ -42,6 +44,7 @@ typedef struct {
   int nr, capr;
   int *stack; /* rules being made, outermost first (nstack of them) */
   int nstack;
+  long ctx;   /* references to a rule being made, so far (a text made meanwhile depends on its place) */
   int depth;  /* items nested (groups, references) */
   mimo_status st;
 } gb;
@@ -319,7 +322,7 @@ static bool write_class(gb *g, buf *b, const token *t) {
 }
 
 static bool write_alt(gb *g, buf *b, int *i, int end, int line);
-static bool make_rule(gb *g, int r);
+static bool ref_rule(gb *g, int r, buf *out);
 
 /* {m}, {m,} or {m,n} with m <= n <= 1000 (the regex engine's bound) */
 static bool valid_braces(gb *g, const token *q) {
@@ -371,7 +374,7 @@ static bool write_item(gb *g, buf *out, int *i, int end) {
       gb_fail(g, t->line, "no rule named ", name_of(g, t));
       ok = false;
     } else {
-      ok = make_rule(g, r) && puts_(g, b, "(?:") && put(g, b, g->r[r].text, g->r[r].text_len) && puts_(g, b, ")");
+      ok = ref_rule(g, r, b);
     }
     (*i)++;
     break;
@@ -428,49 +431,50 @@ static bool write_alt(gb *g, buf *b, int *i, int end, int line) {
   return true;
 }
 
-static bool make_rule(gb *g, int r) {
-  rule *R = &g->r[r];
-  if (R->state == 2)
-    return true;
-  if (R->state == 1) { /* a cycle: the stack from where r stands up to now */
-    char path[512];
-    int at = 0, from = g->nstack;
-    for (int k = 0; k < g->nstack; k++)
-      if (g->stack[k] == r) {
-        from = k;
-        break;
-      }
-    for (int k = from; k < g->nstack && at < (int)sizeof path - 90; k++) {
-      const rule *x = &g->r[g->stack[k]];
-      at += snprintf(path + at, sizeof path - (size_t)at, "%.*s -> ", (int)(x->name_len < 60 ? x->name_len : 60),
-                     g->src + x->name);
-    }
-    snprintf(path + at, sizeof path - (size_t)at, "%.*s: recursion has no regular form (write repetition with * or +)",
-             (int)(R->name_len < 60 ? R->name_len : 60), g->src + R->name);
-    gb_fail(g, R->line, "a rule reaches itself, ", path);
-    return false;
-  }
-  R->state = 1;
+/* Rule r's text into out, r on the stack meanwhile. */
+static bool render_rule(gb *g, int r, buf *out) {
+  const rule *R = &g->r[r];
   g->stack[g->nstack++] = r; /* (at most one per nesting level: room for GB_MAX_DEPTH + 1) */
   const int saved = g->depth;
-  buf b = {0};
   int i = R->first;
-  bool ok = write_alt(g, &b, &i, R->end, R->line) && puts_(g, &b, "");
+  bool ok = write_alt(g, out, &i, R->end, R->line) && puts_(g, out, "");
   if (ok && i < R->end) {
     gb_fail(g, g->t[i].line, "an unmatched ')'", NULL);
     ok = false;
   }
   g->depth = saved;
   g->nstack--;
-  if (!ok) {
-    free(b.p);
-    return false;
+  return ok;
+}
+
+/* Rule r's text where it is referenced now, as a group. A rule already being made (a recursion) is written out once
+ * more while it stands fewer than GB_MAX_NEST times on the stack, and beyond that matches nothing: the output then
+ * nests at most GB_MAX_NEST deep (a regular subset of the grammar's language). A rule whose text depends on no
+ * rule being made is made once and kept. */
+static bool ref_rule(gb *g, int r, buf *out) {
+  rule *R = &g->r[r];
+  if (R->state == 2)
+    return puts_(g, out, "(?:") && put(g, out, R->text, R->text_len) && puts_(g, out, ")");
+  int on = 0;
+  for (int k = 0; k < g->nstack; k++)
+    on += g->stack[k] == r;
+  if (on) {
+    g->ctx++; /* the text being made depends on where it stands */
+    if (on >= GB_MAX_NEST)
+      return puts_(g, out, "[^\\U00000000-\\U0010FFFF]");
   }
+  const long ctx0 = g->ctx;
+  buf b = {0};
+  bool ok = render_rule(g, r, &b) && puts_(g, out, "(?:") && put(g, out, b.p, b.n) && puts_(g, out, ")");
   R = &g->r[r];
-  R->text = b.p;
-  R->text_len = b.n;
-  R->state = 2;
-  return true;
+  if (ok && !on && g->ctx == ctx0) {
+    R->text = b.p;
+    R->text_len = b.n;
+    R->state = 2;
+  } else {
+    free(b.p);
+  }
+  return ok;
 }
 
 mimo_status mimo_gbnf_to_regex(const char *src, size_t len, char **regex) {
@@ -483,13 +487,19 @@ mimo_status mimo_gbnf_to_regex(const char *src, size_t len, char **regex) {
     const int root = find_rule(&g, "root", 4);
     if (root < 0)
       gb_fail(&g, 0, "no rule named root (the whole output)", NULL);
-    else if (make_rule(&g, root)) {
-      for (int i = 0; i < g.nr && g.st == MIMO_OK; i++) /* the rules root does not use are checked too */
-        make_rule(&g, i);
-      if (g.st == MIMO_OK) {
-        *regex = g.r[root].text;
-        g.r[root].text = NULL;
-      }
+    else {
+      buf b = {0};
+      if (render_rule(&g, root, &b))
+        for (int i = 0; i < g.nr && g.st == MIMO_OK; i++) { /* the rules root does not use are checked too */
+          buf u = {0};
+          if (g.r[i].state != 2 && i != root)
+            render_rule(&g, i, &u);
+          free(u.p);
+        }
+      if (g.st == MIMO_OK)
+        *regex = b.p;
+      else
+        free(b.p);
     }
   }
   for (int i = 0; i < g.nr; i++)

@@ -94,7 +94,7 @@ print(f"ok   {done} of 6 grammar-constrained outputs finished, each a sentence o
 if done < 4:
     sys.exit("too few finished")
 PY
-expect_400 "{$M,\"guided_grammar\":\"root ::= \\\"(\\\" root \\\")\\\" | \\\"x\\\"\"}" "guided_grammar: grammar line 1: a rule reaches itself, root -> root"
+expect_400 "{$M,\"guided_grammar\":\"root ::= \\\"(\\\" root \\\")\\\"\"}" "guided_grammar: regex: the pattern matches no string"
 expect_400 "{$M,\"structured_outputs\":{\"grammar\":\"root ::= [abc\"}}" "structured_outputs.grammar: grammar line 1: a character class is not closed"
 expect_400 "{$M,\"guided_regex\":\"(a)\\\\1\"}" "guided_regex: regex: backreferences are not supported"
 expect_400 "{$M,\"guided_regex\":\"a\",\"guided_choice\":[\"a\"]}" "guided_regex and guided_choice are both given"
