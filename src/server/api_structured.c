@@ -80,9 +80,7 @@ int mimo_api_structured(const mimo_server *s, const json_t *root, bool thinking,
                         mimo_api_err *e) {
   *out = NULL;
   *after = -1;
-  const json_t *rf = json_object_get(root, "response_format"), *gj = json_object_get(root, "guided_json"),
-               *gc = json_object_get(root, "guided_choice"), *so = json_object_get(root, "structured_outputs"),
-               *gr = json_object_get(root, "guided_regex"), *gg = json_object_get(root, "guided_grammar");
+  const json_t *rf = json_object_get(root, "response_format"), *so = json_object_get(root, "structured_outputs");
   const char *field = NULL;
   if (rf && !json_is_null(rf)) {
     if (!json_is_object(rf) || !json_is_string(json_object_get(rf, "type")))
@@ -106,33 +104,21 @@ int mimo_api_structured(const mimo_server *s, const json_t *root, bool thinking,
                            t);
     }
   }
-  if (gj && !json_is_null(gj)) {
+  /* vLLM's guided_* fields, one handler each */
+  static const struct {
+    const char *name;
+    int (*make)(const json_t *, const char *, mimo_jg **, mimo_api_err *);
+  } guided[] = {{"guided_json", schema_grammar}, {"guided_choice", choices_of}, {"guided_regex", regex_grammar},
+                {"guided_grammar", gbnf_grammar}};
+  for (size_t k = 0; k < sizeof guided / sizeof *guided; k++) {
+    const json_t *v = json_object_get(root, guided[k].name);
+    if (!v || json_is_null(v))
+      continue;
     if (field)
-      return second(out, "guided_json", field, e);
-    if (schema_grammar(gj, "guided_json", out, e))
+      return second(out, guided[k].name, field, e);
+    if (guided[k].make(v, guided[k].name, out, e))
       return -1;
-    field = "guided_json";
-  }
-  if (gc && !json_is_null(gc)) {
-    if (field)
-      return second(out, "guided_choice", field, e);
-    if (choices_of(gc, "guided_choice", out, e))
-      return -1;
-    field = "guided_choice";
-  }
-  if (gr && !json_is_null(gr)) {
-    if (field)
-      return second(out, "guided_regex", field, e);
-    if (regex_grammar(gr, "guided_regex", out, e))
-      return -1;
-    field = "guided_regex";
-  }
-  if (gg && !json_is_null(gg)) {
-    if (field)
-      return second(out, "guided_grammar", field, e);
-    if (gbnf_grammar(gg, "guided_grammar", out, e))
-      return -1;
-    field = "guided_grammar";
+    field = guided[k].name;
   }
   if (so && !json_is_null(so)) {
     const json_t *sj = json_object_get(so, "json"), *sch = json_object_get(so, "choice"),

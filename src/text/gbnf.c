@@ -49,10 +49,7 @@ typedef struct {
   mimo_status st;
 } gb;
 
-typedef struct {
-  char *p;
-  size_t n, cap;
-} buf;
+typedef tok_buf buf;
 
 static mimo_status gb_fail(gb *g, int line, const char *fmt, const char *a) {
   if (g->st == MIMO_OK)
@@ -61,23 +58,16 @@ static mimo_status gb_fail(gb *g, int line, const char *fmt, const char *a) {
   return g->st;
 }
 
+/* Appends n bytes, keeping the text NUL-terminated. */
 static bool put(gb *g, buf *b, const char *s, size_t n) {
   if (b->n + n + 1 > GB_MAX_OUT) {
     gb_fail(g, 0, "its rules inline to more than 4 MiB of regular expression", NULL);
     return false;
   }
-  if (b->n + n + 1 > b->cap) {
-    const size_t cap = (b->n + n + 1) * 2;
-    char *p = realloc(b->p, cap);
-    if (!p) {
-      gb_fail(g, 0, "out of memory", NULL);
-      return false;
-    }
-    b->p = p;
-    b->cap = cap;
+  if (tok_buf_put(b, s, n) != MIMO_OK || tok_buf_reserve(b, 1) != MIMO_OK) {
+    gb_fail(g, 0, "out of memory", NULL);
+    return false;
   }
-  memcpy(b->p + b->n, s, n);
-  b->n += n;
   b->p[b->n] = 0;
   return true;
 }

@@ -43,14 +43,20 @@ expect_400 "{$M,\"response_format\":{\"type\":\"json_schema\"}}" "json_schema.sc
 expect_400 "{$M,\"guided_json\":\"{not json\"}" "guided_json: not a JSON schema"
 expect_400 "{$M,\"response_format\":{\"type\":\"json_object\"},\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"f\",\"parameters\":{}}}],\"tool_choice\":\"required\"}" \
   "a forced tool call cannot be combined with a response format"
-# guided_regex / structured_outputs.regex: every finished output fullmatches the pattern (Python's re)
-for body in '"guided_regex":"[a-z]{2,5}-\\d{2}( (yes|no))?"' '"structured_outputs":{"regex":"(\\w{1,4}, ){0,3}end\\."}'; do
-  for seed in 1 2 3 4 5 6; do
-    curl -sS -m 60 "$BASE/v1/completions" -H 'content-type: application/json' \
-      -d "{\"model\":\"tiny\",\"prompt\":\"x\",\"max_tokens\":40,\"temperature\":1,\"seed\":$seed,$body}" >>"$WORK/regex.jsonl"
-    echo >>"$WORK/regex.jsonl"
+# gen FILE MAX_TOKENS SEEDS BODY...: sampled completions with each body's fields and seeds 1..SEEDS, a reply a line
+gen() {
+  local f=$1 mt=$2 n=$3 body seed
+  shift 3
+  for body in "$@"; do
+    for seed in $(seq 1 "$n"); do
+      curl -sS -m 60 "$BASE/v1/completions" -H 'content-type: application/json' \
+        -d "{\"model\":\"tiny\",\"prompt\":\"x\",\"max_tokens\":$mt,\"temperature\":1,\"seed\":$seed,$body}" >>"$f"
+      echo >>"$f"
+    done
   done
-done
+}
+# guided_regex / structured_outputs.regex: every finished output fullmatches the pattern (Python's re)
+gen "$WORK/regex.jsonl" 40 6 '"guided_regex":"[a-z]{2,5}-\\d{2}( (yes|no))?"' '"structured_outputs":{"regex":"(\\w{1,4}, ){0,3}end\\."}'
 /usr/bin/python3 - "$WORK/regex.jsonl" <<'PY' || die "guided_regex: an output does not match"
 import json, re, sys
 pats = [r"[a-z]{2,5}-\d{2}( (yes|no))?", r"(\w{1,4}, ){0,3}end\."]
@@ -69,13 +75,7 @@ PY
 # guided_grammar / structured_outputs.grammar (GBNF; vLLM's documentation example): every finished output is a
 # sentence of the grammar, checked with a Python regex written out by hand for that grammar
 G='root ::= select_statement\nselect_statement ::= \"SELECT \" column \" from \" table \" where \" condition\ncolumn ::= \"col_1 \" | \"col_2 \"\ntable ::= \"table_1 \" | \"table_2 \"\ncondition ::= column \"= \" number\nnumber ::= \"1 \" | \"2 \"'
-for body in "\"guided_grammar\":\"$G\"" "\"structured_outputs\":{\"grammar\":\"$G\"}"; do
-  for seed in 1 2 3; do
-    curl -sS -m 60 "$BASE/v1/completions" -H 'content-type: application/json' \
-      -d "{\"model\":\"tiny\",\"prompt\":\"x\",\"max_tokens\":60,\"temperature\":1,\"seed\":$seed,$body}" >>"$WORK/gbnf.jsonl"
-    echo >>"$WORK/gbnf.jsonl"
-  done
-done
+gen "$WORK/gbnf.jsonl" 60 3 "\"guided_grammar\":\"$G\"" "\"structured_outputs\":{\"grammar\":\"$G\"}"
 /usr/bin/python3 - "$WORK/gbnf.jsonl" <<'PY' || die "guided_grammar: an output is not in the grammar"
 import json, re, sys
 pat = r"SELECT (col_1 |col_2 ) from (table_1 |table_2 ) where (col_1 |col_2 )= (1 |2 )"
