@@ -336,7 +336,8 @@ static mimo_status union_of(mimo_jg *g, node **alts, int n, const char *path, no
 }
 
 static const char *const annotations[] = {"title", "description", "default", "examples", "$schema", "$id", "$comment",
-                                          "deprecated", "readOnly", "writeOnly", "strict", NULL};
+                                          "deprecated", "readOnly", "writeOnly", "strict", "$defs", "definitions",
+                                          NULL};
 static const char *const understood[] = {"type", "properties", "required", "additionalProperties", "items",
                                          "minItems", "maxItems", "enum", "const", "anyOf", "oneOf", "minLength",
                                          "maxLength", "pattern", "format", NULL};
@@ -348,6 +349,71 @@ static bool in_list(const char *k, const char *const *l) {
   return false;
 }
 
+/* The schema a local reference ("#", "#/$defs/Pet", "#/definitions/a~1b", "#/items/0") points at in root, or NULL. */
+static const json_t *resolve_ref(const json_t *root, const char *ref) {
+  if (ref[0] != '#' || (ref[1] && ref[1] != '/'))
+    return NULL;
+  const json_t *at = root;
+  for (const char *p = ref + 1; at && *p == '/';) {
+    char key[256];
+    size_t n = 0;
+    for (p++; *p && *p != '/'; p++) { /* one token, ~1 -> '/', ~0 -> '~' */
+      char c = *p;
+      if (c == '~') {
+        if (p[1] != '0' && p[1] != '1')
+          return NULL;
+        c = *++p == '1' ? '/' : '~';
+      }
+      if (n + 1 >= sizeof key)
+        return NULL;
+      key[n++] = c;
+    }
+    key[n] = 0;
+    if (json_is_object(at)) {
+      at = json_object_get(at, key);
+    } else if (json_is_array(at)) {
+      char *end;
+      const long i = strtol(key, &end, 10);
+      at = n && !*end && i >= 0 ? json_array_get(at, (size_t)i) : NULL;
+    } else {
+      at = NULL;
+    }
+  }
+  return at;
+}
+
+static mimo_status compile(mimo_jg *g, const json_t *s, const char *path, int depth, node **out);
+
+/* s = {"$ref": "#/...", annotations...}: the schema it points at, compiled in its place (pydantic's nested models:
+ * $defs). A reference back into one being compiled (a recursive schema) is refused: the nodes form a tree. */
+static mimo_status compile_ref(mimo_jg *g, const json_t *s, const char *path, int depth, node **out) {
+  const json_t *ref = json_object_get(s, "$ref");
+  const char *k;
+  json_t *v;
+  json_object_foreach((json_t *)s, k, v)
+    if (strcmp(k, "$ref") && !in_list(k, annotations))
+      return mimo_errf(MIMO_E_INVALID, "%s.%s: keywords beside $ref are not supported in structured outputs", path, k);
+  if (!json_is_string(ref))
+    return mimo_errf(MIMO_E_INVALID, "%s.$ref must be a string", path);
+  const char *r = json_string_value(ref);
+  const json_t *target = g->schema_root ? resolve_ref(g->schema_root, r) : NULL;
+  if (!target)
+    return mimo_errf(MIMO_E_INVALID, "%s.$ref: '%.200s' points nowhere in this schema (local references #/... only)", path,
+                     r);
+  for (int i = 0; i < g->n_refs; i++)
+    if (g->ref_stack[i] == target)
+      return mimo_errf(MIMO_E_INVALID, "%s.$ref: '%.200s' refers back into itself; recursive schemas are not supported",
+                       path, r);
+  if (g->n_refs == MIMO_JG_MAX_DEPTH)
+    return mimo_errf(MIMO_E_INVALID, "%s.$ref: references nested deeper than %d", path, MIMO_JG_MAX_DEPTH);
+  char sub[512];
+  snprintf(sub, sizeof sub, "%s.$ref(%.200s)", path, r);
+  g->ref_stack[g->n_refs++] = target;
+  const mimo_status st = compile(g, target, sub, depth, out);
+  g->n_refs--;
+  return st;
+}
+
 static mimo_status compile(mimo_jg *g, const json_t *s, const char *path, int depth, node **out) {
   if (depth >= MIMO_JG_MAX_DEPTH - 1)
     return mimo_errf(MIMO_E_INVALID, "%s: nested deeper than %d levels", path, MIMO_JG_MAX_DEPTH - 2);
@@ -357,6 +423,8 @@ static mimo_status compile(mimo_jg *g, const json_t *s, const char *path, int de
   }
   if (!json_is_object(s))
     return mimo_errf(MIMO_E_INVALID, "%s must be a schema object", path);
+  if (json_object_get(s, "$ref"))
+    return compile_ref(g, s, path, depth, out);
   const char *k;
   json_t *v;
   json_object_foreach((json_t *)s, k, v)
@@ -480,8 +548,11 @@ mimo_status mimo_jg_compile(const json_t *schema, mimo_jg **out) {
   mimo_status st = MIMO_OK;
   if (!schema)
     g->root = g->any_obj;
-  else
+  else {
+    g->schema_root = schema;
     st = compile(g, schema, "schema", 0, &g->root);
+    g->schema_root = NULL;
+  }
   if (st != MIMO_OK) {
     mimo_jg_free(g);
     return st;

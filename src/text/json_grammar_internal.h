@@ -43,6 +43,10 @@ struct mimo_jg {
   node *root, *any, *any_obj, *any_arr, *free_str, *any_num, *json_lits;
   node **all;
   int n_all, cap_all;
+  /* while compiling: the whole schema ($ref's root) and the $ref targets being compiled (a cycle is refused) */
+  const json_t *schema_root;
+  const json_t *ref_stack[MIMO_JG_MAX_DEPTH];
+  int n_refs;
 };
 
 enum {

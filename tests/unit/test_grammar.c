@@ -38,9 +38,17 @@ static const char *schemas[] = {
     "\"esc\":{\"type\":\"string\",\"pattern\":\"^[\\\\n\\\\t\\\"a/]{1,6}$\"},"
     "\"alt\":{\"type\":\"string\",\"pattern\":\"^ab|\\\\d$\"}},"
     "\"required\":[\"code\",\"note\",\"id\",\"ip\",\"day\",\"at\",\"mail\",\"esc\",\"alt\"]}",
+    /* pydantic's shape for nested models: $defs and local $ref (an Optional one through anyOf with null) */
+    "{\"$defs\":{\"Pet\":{\"title\":\"Pet\",\"type\":\"object\",\"properties\":{\"name\":{\"type\":\"string\","
+    "\"maxLength\":6},\"kind\":{\"$ref\":\"#/$defs/Kind\"}},\"required\":[\"name\",\"kind\"],"
+    "\"additionalProperties\":false},\"Kind\":{\"enum\":[\"cat\",\"dog\"],\"title\":\"Kind\"}},"
+    "\"title\":\"Owner\",\"type\":\"object\",\"properties\":{\"pets\":{\"type\":\"array\",\"items\":"
+    "{\"$ref\":\"#/$defs/Pet\"},\"maxItems\":3},\"best\":{\"anyOf\":[{\"$ref\":\"#/$defs/Pet\"},{\"type\":\"null\"}],"
+    "\"default\":null},\"old\":{\"$ref\":\"#/definitions/a~1b\",\"description\":\"JSON pointer escapes\"}},"
+    "\"required\":[\"pets\",\"best\",\"old\"],\"additionalProperties\":false,\"definitions\":{\"a/b\":{\"type\":\"boolean\"}}}",
     NULL /* any JSON object (response_format json_object) */
 };
-enum { N_SCHEMAS = 6 };
+enum { N_SCHEMAS = 7 };
 
 static mimo_jg *compile_str(const char *s) {
   json_error_t err;
@@ -95,6 +103,12 @@ static void test_documents(void **state) {
   g = compile_str(NULL);
   assert_int_equal(run(g, "{\"a\":[1,{\"b\":null}],\"c\":\"d\",\"e\":1e-3,\"f\":false}"), -1);
   assert_int_equal(run(g, "[1]"), 0);
+  mimo_jg_free(g);
+  g = compile_str(schemas[5]); /* $defs and $ref */
+  assert_int_equal(run(g, "{\"pets\":[{\"name\":\"Rex\",\"kind\":\"dog\"}],\"best\":null,\"old\":true}"), -1);
+  assert_int_equal(run(g, "{\"pets\":[],\"best\":{\"name\":\"Tom\",\"kind\":\"cat\"},\"old\":false}"), -1);
+  assert_int_equal(run(g, "{\"pets\":[{\"name\":\"Rex\",\"kind\":\"cow\"}]"), 32); /* the enum through $ref */
+  assert_int_equal(run(g, "{\"pets\":[],\"best\":{\"kind\":\"cat\"}"), 31); /* Pet's required name */
   mimo_jg_free(g);
   const char *ch[] = {"yes", "no", "nope"};
   assert_int_equal(mimo_jg_choice(ch, 3, &g), MIMO_OK);
@@ -294,7 +308,14 @@ static void test_refusals(void **state) {
   refused("{\"type\":\"string\",\"pattern\":\"(a)\\\\1\"}", "schema.pattern: regex: backreferences");
   refused("{\"type\":\"string\",\"pattern\":\"a\",\"maxLength\":3}", "pattern with minLength/maxLength");
   refused("{\"type\":\"string\",\"format\":\"hostname\"}", "schema.format: 'hostname' is not supported");
-  refused("{\"properties\":{\"a\":{\"$ref\":\"#/x\"}}}", "schema.properties.a.$ref");
+  refused("{\"properties\":{\"a\":{\"$ref\":\"#/x\"}}}", "schema.properties.a.$ref: '#/x' points nowhere");
+  refused("{\"properties\":{\"a\":{\"$ref\":\"https://example.com/s.json\"}}}", "local references #/... only");
+  refused("{\"$defs\":{\"N\":{\"type\":\"object\",\"properties\":{\"kids\":{\"type\":\"array\",\"items\":"
+          "{\"$ref\":\"#/$defs/N\"}}}}},\"$ref\":\"#/$defs/N\"}",
+          "schema.$ref(#/$defs/N).properties.kids.items.$ref: '#/$defs/N' refers back into itself");
+  refused("{\"$defs\":{\"A\":{\"type\":\"string\"}},\"properties\":{\"a\":{\"$ref\":\"#/$defs/A\",\"maxLength\":3}}}",
+          "schema.properties.a.maxLength: keywords beside $ref are not supported");
+  refused("{\"properties\":{\"a\":{\"$ref\":5}}}", "schema.properties.a.$ref must be a string");
   refused("{\"anyOf\":[{\"type\":\"integer\"},{\"type\":\"number\"}]}", "can start with the same character");
   refused("{\"type\":\"color\"}", "'color' is not a JSON schema type");
   refused("{\"type\":\"object\",\"properties\":{\"a\":{}},\"required\":[\"b\"]}", "required[0] is not one of");
