@@ -349,6 +349,8 @@ static bool in_list(const char *k, const char *const *l) {
   return false;
 }
 
+enum { JG_MAX_REF_NODES = 50000 };
+
 /* The schema a local reference ("#", "#/$defs/Pet", "#/definitions/a~1b", "#/items/0") points at in root, or NULL. */
 static const json_t *resolve_ref(const json_t *root, const char *ref) {
   if (ref[0] != '#' || (ref[1] && ref[1] != '/'))
@@ -406,6 +408,9 @@ static mimo_status compile_ref(mimo_jg *g, const json_t *s, const char *path, in
                        path, r);
   if (g->n_refs == MIMO_JG_MAX_DEPTH)
     return mimo_errf(MIMO_E_INVALID, "%s.$ref: references nested deeper than %d", path, MIMO_JG_MAX_DEPTH);
+  if (g->n_all > JG_MAX_REF_NODES) /* each use compiles the target again: a chain of doubled references explodes */
+    return mimo_errf(MIMO_E_INVALID, "%s.$ref: the schema grows past %d nodes through its references", path,
+                     JG_MAX_REF_NODES);
   char sub[512];
   snprintf(sub, sizeof sub, "%s.$ref(%.200s)", path, r);
   g->ref_stack[g->n_refs++] = target;

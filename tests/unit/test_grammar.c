@@ -316,6 +316,15 @@ static void test_refusals(void **state) {
   refused("{\"$defs\":{\"A\":{\"type\":\"string\"}},\"properties\":{\"a\":{\"$ref\":\"#/$defs/A\",\"maxLength\":3}}}",
           "schema.properties.a.maxLength: keywords beside $ref are not supported");
   refused("{\"properties\":{\"a\":{\"$ref\":5}}}", "schema.properties.a.$ref must be a string");
+  { /* twenty levels of definitions, each using the next twice: 2^20 copies if nothing stopped it */
+    char big[8192];
+    int at = snprintf(big, sizeof big, "{\"$defs\":{");
+    for (int i = 0; i < 20; i++)
+      at += snprintf(big + at, sizeof big - (size_t)at, "\"d%d\":{\"type\":\"object\",\"properties\":{\"a\":{\"$ref\":"
+                     "\"#/$defs/d%d\"},\"b\":{\"$ref\":\"#/$defs/d%d\"}}},", i, i + 1, i + 1);
+    snprintf(big + at, sizeof big - (size_t)at, "\"d20\":{\"type\":\"integer\"}},\"$ref\":\"#/$defs/d0\"}");
+    refused(big, "grows past 50000 nodes through its references");
+  }
   refused("{\"anyOf\":[{\"type\":\"integer\"},{\"type\":\"number\"}]}", "can start with the same character");
   refused("{\"type\":\"color\"}", "'color' is not a JSON schema type");
   refused("{\"type\":\"object\",\"properties\":{\"a\":{}},\"required\":[\"b\"]}", "required[0] is not one of");
