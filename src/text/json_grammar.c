@@ -432,6 +432,17 @@ static mimo_status compile(mimo_jg *g, const json_t *s, const char *path, int de
     return compile_ref(g, s, path, depth, out);
   const char *k;
   json_t *v;
+  const json_t *all = json_object_get(s, "allOf");
+  if (all) { /* one schema (how pydantic v1 gave a $ref a description); an intersection of several is not supported */
+    json_object_foreach((json_t *)s, k, v)
+      if (strcmp(k, "allOf") && !in_list(k, annotations))
+        return mimo_errf(MIMO_E_INVALID, "%s.%s: keywords beside allOf are not supported in structured outputs", path, k);
+    if (!json_is_array(all) || json_array_size(all) != 1)
+      return mimo_errf(MIMO_E_INVALID, "%s.allOf: only a list of one schema is supported in structured outputs", path);
+    char sub[512];
+    snprintf(sub, sizeof sub, "%s.allOf[0]", path);
+    return compile(g, json_array_get(all, 0), sub, depth, out);
+  }
   json_object_foreach((json_t *)s, k, v)
     if (!in_list(k, annotations) && !in_list(k, understood))
       return mimo_errf(MIMO_E_INVALID, "%s.%s: this schema keyword is not supported in structured outputs", path, k);

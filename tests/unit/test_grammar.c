@@ -44,7 +44,8 @@ static const char *schemas[] = {
     "\"additionalProperties\":false},\"Kind\":{\"enum\":[\"cat\",\"dog\"],\"title\":\"Kind\"}},"
     "\"title\":\"Owner\",\"type\":\"object\",\"properties\":{\"pets\":{\"type\":\"array\",\"items\":"
     "{\"$ref\":\"#/$defs/Pet\"},\"maxItems\":3},\"best\":{\"anyOf\":[{\"$ref\":\"#/$defs/Pet\"},{\"type\":\"null\"}],"
-    "\"default\":null},\"old\":{\"$ref\":\"#/definitions/a~1b\",\"description\":\"JSON pointer escapes\"}},"
+    "\"default\":null},\"old\":{\"$ref\":\"#/definitions/a~1b\",\"description\":\"JSON pointer escapes\"},"
+    "\"fav\":{\"allOf\":[{\"$ref\":\"#/$defs/Kind\"}],\"description\":\"pydantic v1's way\"}},"
     "\"required\":[\"pets\",\"best\",\"old\"],\"additionalProperties\":false,\"definitions\":{\"a/b\":{\"type\":\"boolean\"}}}",
     NULL /* any JSON object (response_format json_object) */
 };
@@ -107,6 +108,7 @@ static void test_documents(void **state) {
   g = compile_str(schemas[5]); /* $defs and $ref */
   assert_int_equal(run(g, "{\"pets\":[{\"name\":\"Rex\",\"kind\":\"dog\"}],\"best\":null,\"old\":true}"), -1);
   assert_int_equal(run(g, "{\"pets\":[],\"best\":{\"name\":\"Tom\",\"kind\":\"cat\"},\"old\":false}"), -1);
+  assert_int_equal(run(g, "{\"fav\":\"dog\",\"pets\":[],\"best\":null,\"old\":false}"), -1); /* allOf of one */
   assert_int_equal(run(g, "{\"pets\":[{\"name\":\"Rex\",\"kind\":\"cow\"}]"), 32); /* the enum through $ref */
   assert_int_equal(run(g, "{\"pets\":[],\"best\":{\"kind\":\"cat\"}"), 31); /* Pet's required name */
   mimo_jg_free(g);
@@ -316,6 +318,7 @@ static void test_refusals(void **state) {
   refused("{\"$defs\":{\"A\":{\"type\":\"string\"}},\"properties\":{\"a\":{\"$ref\":\"#/$defs/A\",\"maxLength\":3}}}",
           "schema.properties.a.maxLength: keywords beside $ref are not supported");
   refused("{\"properties\":{\"a\":{\"$ref\":5}}}", "schema.properties.a.$ref must be a string");
+  refused("{\"allOf\":[{\"type\":\"string\"},{\"maxLength\":2}]}", "schema.allOf: only a list of one schema");
   { /* twenty levels of definitions, each using the next twice: 2^20 copies if nothing stopped it */
     char big[8192];
     int at = snprintf(big, sizeof big, "{\"$defs\":{");
