@@ -2,10 +2,12 @@
  * nodes. The matcher that runs them is json_grammar_match.c. */
 #include "text/json_grammar.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "text/int_range.h"
 #include "text/json_grammar_internal.h"
 
 static mimo_status string_pattern(mimo_jg *g, const json_t *s, const char *path, struct mimo_jg_node *n);
@@ -169,6 +171,52 @@ static mimo_status compile_object(mimo_jg *g, const json_t *s, const char *path,
   return MIMO_OK;
 }
 
+static const char *const bounds[] = {"minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", NULL};
+
+/* Whether s bounds numbers (minimum, ...): enforced on integers only. */
+static bool has_bounds(const json_t *s) {
+  for (int i = 0; bounds[i]; i++)
+    if (json_object_get(s, bounds[i]))
+      return true;
+  return false;
+}
+
+/* An integer schema's bounds (pydantic's ge/gt/le/lt) as a DFA over its digits, n->pattern; none: nothing. */
+static mimo_status integer_bounds(mimo_jg *g, const json_t *s, const char *path, node *n) {
+  bool has_lo = false, has_hi = false;
+  long long lo = 0, hi = 0;
+  for (int i = 0; bounds[i]; i++) {
+    const json_t *v = json_object_get(s, bounds[i]);
+    if (!v)
+      continue;
+    if (!json_is_number(v))
+      return mimo_errf(MIMO_E_INVALID, "%s.%s must be a number", path, bounds[i]);
+    const double x = json_number_value(v);
+    if (!(x >= -1e18 && x <= 1e18))
+      return mimo_errf(MIMO_E_INVALID, "%s.%s: integer bounds beyond 10^18 are not supported", path, bounds[i]);
+    /* the integer bound: a JSON integer exactly; a real rounded inward */
+    const long long f = json_is_integer(v) ? json_integer_value(v) : (long long)floor(x),
+                    c = json_is_integer(v) ? f : (long long)ceil(x);
+    const long long b = i == 0 ? c : i == 1 ? f : i == 2 ? f + 1 : c - 1;
+    if (i % 2 == 0) {
+      lo = has_lo && lo > b ? lo : b;
+      has_lo = true;
+    } else {
+      hi = has_hi && hi < b ? hi : b;
+      has_hi = true;
+    }
+  }
+  if (!has_lo && !has_hi)
+    return MIMO_OK;
+  char *re;
+  mimo_status st = mimo_int_range_regex(has_lo, lo, has_hi, hi, &re);
+  if (st == MIMO_OK) {
+    st = mimo_re_compile_budget(re, strlen(re), MIMO_JG_MAX_REGEX_STATES, &g->re_budget, &n->pattern);
+    free(re);
+  }
+  return st == MIMO_OK ? MIMO_OK : mimo_err_prefix(st, "%s", path);
+}
+
 static mimo_status compile_type(mimo_jg *g, const json_t *s, const char *type, const char *path, int depth,
                                 node **out) {
   char sub[512];
@@ -205,6 +253,10 @@ static mimo_status compile_type(mimo_jg *g, const json_t *s, const char *type, c
     if (n->max_items >= 0 && n->max_items < n->min_items)
       return mimo_errf(MIMO_E_INVALID, "%s: maxItems is below minItems", path);
   }
+  if (k == K_NUMBER && has_bounds(s))
+    return mimo_errf(MIMO_E_INVALID, "%s: minimum/maximum are supported on integers only (type integer)", path);
+  if (k == K_INTEGER)
+    MIMO_TRY(integer_bounds(g, s, path, n));
   if (k == K_STRING) {
     MIMO_TRY(get_count(s, "minLength", path, &n->min_len));
     MIMO_TRY(get_count(s, "maxLength", path, &n->max_len));
@@ -340,7 +392,9 @@ static const char *const annotations[] = {"title", "description", "default", "ex
                                           NULL};
 static const char *const understood[] = {"type", "properties", "required", "additionalProperties", "items",
                                          "minItems", "maxItems", "enum", "const", "anyOf", "oneOf", "minLength",
-                                         "maxLength", "pattern", "format", NULL};
+                                         "maxLength", "pattern", "format", "minimum", "maximum", "exclusiveMinimum",
+                                         "exclusiveMaximum", NULL};
+
 
 static bool in_list(const char *k, const char *const *l) {
   for (int i = 0; l[i]; i++)
@@ -504,6 +558,8 @@ static mimo_status compile(mimo_jg *g, const json_t *s, const char *path, int de
     return compile_type(g, s, "object", path, depth, out);
   if (json_object_get(s, "items"))
     return compile_type(g, s, "array", path, depth, out);
+  if (has_bounds(s)) /* any value, numbers among them bounded: not a form the matcher has */
+    return mimo_errf(MIMO_E_INVALID, "%s: minimum/maximum need type integer", path);
   *out = g->any;
   return MIMO_OK;
 }

@@ -46,6 +46,20 @@ static bool num_complete(int phase) {
   return phase == P_NUM_ZERO || phase == P_NUM_INT || phase == P_NUM_FRAC || phase == P_NUM_EXP;
 }
 
+/* A pattern string's (or a bounded integer's) DFA after decoded byte c (false: it cannot continue). */
+static bool pattern_byte(const node *n, mimo_jg_frame *f, int c) {
+  const int next = mimo_re_next(n->pattern, (int)f->off, (unsigned char)c);
+  if (next < 0)
+    return false;
+  f->off = (uint32_t)next;
+  return true;
+}
+
+/* A number that may end here: complete, and within its bounds where it has them. */
+static bool num_done(const mimo_jg_frame *f) {
+  return num_complete(f->phase) && (!f->node->pattern || mimo_re_accepts(f->node->pattern, (int)f->off));
+}
+
 static bool lit_complete(const mimo_jg_frame *f) {
   for (int i = 0; i < f->node->n_lits; i++)
     if (f->cand >> i & 1 && f->node->lit_len[i] == f->off)
@@ -85,6 +99,11 @@ static int value_start(const mimo_jg *g, mimo_jg_state *s, mimo_jg_frame *f, int
     return TOOK;
   case K_NUMBER:
   case K_INTEGER:
+    if (n->pattern) { /* bounds: the digits' DFA (int_range.h) */
+      f->off = (uint32_t)mimo_re_start(n->pattern);
+      if (!pattern_byte(n, f, c))
+        return REJECT;
+    }
     f->phase = c == '-' ? P_NUM_MINUS : c == '0' ? P_NUM_ZERO : P_NUM_INT;
     f->count = 1;
     return TOOK;
@@ -98,14 +117,6 @@ static int value_start(const mimo_jg *g, mimo_jg_state *s, mimo_jg_frame *f, int
   return REJECT;
 }
 
-/* A pattern string's DFA after decoded byte c (false: it cannot continue). */
-static bool pattern_byte(const node *n, mimo_jg_frame *f, int c) {
-  const int next = mimo_re_next(n->pattern, (int)f->off, (unsigned char)c);
-  if (next < 0)
-    return false;
-  f->off = (uint32_t)next;
-  return true;
-}
 
 /* A short escape's decoded byte ('\\' followed by c), or -1. */
 static int short_escape(int c) {
@@ -229,12 +240,12 @@ static int number_byte(mimo_jg_state *s, mimo_jg_frame *f, int c) {
   case P_NUM_ESIGN:
   case P_NUM_EXP: next = is_digit(c) ? P_NUM_EXP : -1; break;
   }
-  if (next >= 0 && f->count < MIMO_JG_MAX_NUM) {
+  if (next >= 0 && f->count < MIMO_JG_MAX_NUM && (!f->node->pattern || pattern_byte(f->node, f, c))) {
     f->phase = (uint8_t)next;
     f->count++;
     return TOOK;
   }
-  if (!num_complete(f->phase) || s->depth == 1) /* a top-level number ends the output */
+  if (!num_done(f) || s->depth == 1) /* a top-level number ends the output */
     return REJECT;
   pop(s);
   return AGAIN;
@@ -445,7 +456,7 @@ bool mimo_jg_done(const mimo_jg *g, const mimo_jg_state *s) {
   if (f->phase == P_REGEX)
     return mimo_re_accepts(g->re, (int)f->off);
   if (f->phase >= P_NUM_MINUS && f->phase <= P_NUM_EXP)
-    return num_complete(f->phase);
+    return num_done(f);
   return f->phase == P_LIT && lit_complete(f);
 }
 

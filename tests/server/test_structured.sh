@@ -33,8 +33,8 @@ if done < 12:
     sys.exit(f"only {done} outputs finished")
 PY
 M='"model":"tiny","messages":[{"role":"user","content":"x"}],"max_tokens":4'
-expect_400 "{$M,\"response_format\":{\"type\":\"json_schema\",\"json_schema\":{\"schema\":{\"type\":\"string\",\"minimum\":1}}}}" \
-  "schema.minimum: this schema keyword is not supported"
+expect_400 "{$M,\"response_format\":{\"type\":\"json_schema\",\"json_schema\":{\"schema\":{\"type\":\"integer\",\"multipleOf\":3}}}}" \
+  "schema.multipleOf: this schema keyword is not supported"
 expect_400 "{$M,\"response_format\":{\"type\":\"json_schema\",\"json_schema\":{\"schema\":{\"type\":\"string\",\"pattern\":\"(?=a)\"}}}}" \
   "schema.pattern: regex: lookaround"
 expect_400 "{$M,\"response_format\":{\"type\":\"json_object\"},\"guided_choice\":[\"a\"]}" "guided_choice and response_format are both given"

@@ -47,9 +47,14 @@ static const char *schemas[] = {
     "\"default\":null},\"old\":{\"$ref\":\"#/definitions/a~1b\",\"description\":\"JSON pointer escapes\"},"
     "\"fav\":{\"allOf\":[{\"$ref\":\"#/$defs/Kind\"}],\"description\":\"pydantic v1's way\"}},"
     "\"required\":[\"pets\",\"best\",\"old\"],\"additionalProperties\":false,\"definitions\":{\"a/b\":{\"type\":\"boolean\"}}}",
+    /* integer bounds (pydantic's ge, gt, le, lt) */
+    "{\"type\":\"object\",\"properties\":{\"age\":{\"type\":\"integer\",\"minimum\":0,\"maximum\":150},"
+    "\"score\":{\"type\":\"integer\",\"exclusiveMinimum\":-10,\"exclusiveMaximum\":10},\"n\":{\"type\":"
+    "[\"integer\",\"null\"],\"minimum\":1000},\"neg\":{\"type\":\"integer\",\"maximum\":-5.5},\"h\":{\"type\":"
+    "\"integer\",\"minimum\":99,\"maximum\":1000}},\"required\":[\"age\",\"score\",\"n\",\"neg\",\"h\"]}",
     NULL /* any JSON object (response_format json_object) */
 };
-enum { N_SCHEMAS = 7 };
+enum { N_SCHEMAS = 8 };
 
 static mimo_jg *compile_str(const char *s) {
   json_error_t err;
@@ -111,6 +116,16 @@ static void test_documents(void **state) {
   assert_int_equal(run(g, "{\"fav\":\"dog\",\"pets\":[],\"best\":null,\"old\":false}"), -1); /* allOf of one */
   assert_int_equal(run(g, "{\"pets\":[{\"name\":\"Rex\",\"kind\":\"cow\"}]"), 32); /* the enum through $ref */
   assert_int_equal(run(g, "{\"pets\":[],\"best\":{\"kind\":\"cat\"}"), 31); /* Pet's required name */
+  mimo_jg_free(g);
+  g = compile_str(schemas[6]); /* integer bounds */
+  assert_int_equal(run(g, "{\"age\":150,\"score\":-9,\"n\":1000,\"neg\":-6,\"h\":99}"), -1);
+  assert_int_equal(run(g, "{\"age\":0,\"score\":9,\"n\":null,\"neg\":-123456,\"h\":1000}"), -1);
+  assert_int_equal(run(g, "{\"age\":151,"), 9);    /* the 1 that makes 151 */
+  assert_int_equal(run(g, "{\"age\":-1,"), 7);     /* no minus at all */
+  assert_int_equal(run(g, "{\"score\":10,"), 10);  /* exclusive: 10 is out at its 0 */
+  assert_int_equal(run(g, "{\"neg\":-5,"), 9);     /* maximum -5.5: -5 ends too high (at the ',') */
+  assert_int_equal(run(g, "{\"h\":98,"), 7);       /* minimum 99: 98 may still grow (980), not end */
+  assert_int_equal(run(g, "{\"h\":9,"), 6);        /* ... and 9 at the ',' */
   mimo_jg_free(g);
   const char *ch[] = {"yes", "no", "nope"};
   assert_int_equal(mimo_jg_choice(ch, 3, &g), MIMO_OK);
@@ -319,6 +334,11 @@ static void test_refusals(void **state) {
           "schema.properties.a.maxLength: keywords beside $ref are not supported");
   refused("{\"properties\":{\"a\":{\"$ref\":5}}}", "schema.properties.a.$ref must be a string");
   refused("{\"allOf\":[{\"type\":\"string\"},{\"maxLength\":2}]}", "schema.allOf: only a list of one schema");
+  refused("{\"type\":\"number\",\"minimum\":0}", "schema: minimum/maximum are supported on integers only");
+  refused("{\"minimum\":0}", "schema: minimum/maximum need type integer");
+  refused("{\"type\":\"integer\",\"minimum\":5,\"maximum\":4}", "schema: the range of integers is empty");
+  refused("{\"type\":\"integer\",\"exclusiveMinimum\":true}", "schema.exclusiveMinimum must be a number");
+  refused("{\"type\":\"integer\",\"maximum\":1e30}", "integer bounds beyond 10^18");
   { /* twenty levels of definitions, each using the next twice: 2^20 copies if nothing stopped it */
     char big[8192];
     int at = snprintf(big, sizeof big, "{\"$defs\":{");
