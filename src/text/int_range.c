@@ -156,3 +156,178 @@ mimo_status mimo_int_range_regex(bool has_lo, long long lo, bool has_hi, long lo
   *out = b.p;
   return MIMO_OK;
 }
+
+/* ---- decimals (no exponent): [lo, hi] as "-?I(.F)?" strings ---- */
+
+/* Fraction digit strings F (after the '.') with 0.F >= 0.s, s without trailing zeros (empty: any F). */
+static void frac_ge(sb *b, const char *s) {
+  if (!*s) {
+    puts_(b, "[0-9]*");
+    return;
+  }
+  char t[16];
+  puts_(b, "(?:");
+  put(b, s, 1);
+  puts_(b, "(?:");
+  frac_ge(b, s + 1);
+  puts_(b, ")");
+  if (s[0] < '9') {
+    snprintf(t, sizeof t, "|[%c-9][0-9]*", s[0] + 1);
+    puts_(b, t);
+  }
+  puts_(b, ")");
+}
+/* ... with 0.F <= 0.s, F possibly empty (what follows digits already matched: nothing more is zeros) */
+static void frac_le(sb *b, const char *s) {
+  if (!*s) {
+    puts_(b, "0*");
+    return;
+  }
+  char t[16];
+  puts_(b, "(?:");
+  if (s[0] > '0') {
+    snprintf(t, sizeof t, "[0-%c][0-9]*|", s[0] - 1);
+    puts_(b, t);
+  }
+  put(b, s, 1);
+  puts_(b, "(?:");
+  frac_le(b, s + 1);
+  puts_(b, ")|)"); /* (the empty alternative: the digits so far, then zeros) */
+}
+/* ... with 0.x <= 0.F <= 0.y, x < y as fractions */
+static void frac_between(sb *b, const char *x, const char *y) {
+  if (!*x) {
+    frac_le(b, y);
+    return;
+  }
+  if (x[0] == y[0]) {
+    put(b, x, 1);
+    puts_(b, "(?:");
+    frac_between(b, x + 1, y + 1);
+    puts_(b, ")");
+    return;
+  }
+  char t[32];
+  puts_(b, "(?:");
+  put(b, x, 1);
+  puts_(b, "(?:");
+  frac_ge(b, x + 1);
+  puts_(b, ")");
+  if (x[0] + 1 <= y[0] - 1) {
+    snprintf(t, sizeof t, "|[%c-%c][0-9]*", x[0] + 1, y[0] - 1);
+    puts_(b, t);
+  }
+  puts_(b, "|");
+  put(b, y, 1);
+  puts_(b, "(?:");
+  frac_le(b, y + 1);
+  puts_(b, "))");
+}
+
+typedef struct {
+  long long i; /* integer part */
+  char f[24];  /* fraction digits, no trailing zeros ("" for none) */
+} dec;
+
+/* "I" or "I.F", I without a sign; false if malformed or over 10^18 */
+static bool dec_of(const char *s, dec *d) {
+  char *end;
+  if (*s < '0' || *s > '9')
+    return false;
+  d->i = strtoll(s, &end, 10);
+  if (d->i > RANGE_MAX)
+    return false;
+  d->f[0] = 0;
+  if (*end == '.') {
+    const size_t n = strlen(end + 1);
+    if (!n || n >= sizeof d->f || strspn(end + 1, "0123456789") != n)
+      return false;
+    memcpy(d->f, end + 1, n + 1);
+    for (size_t k = n; k > 0 && d->f[k - 1] == '0'; k--)
+      d->f[k - 1] = 0;
+  } else if (*end) {
+    return false;
+  }
+  return true;
+}
+
+static const char *frac_any = "(?:\\.[0-9]+)?";
+
+/* non-negative decimals in [a, b] (b open when !has_b) */
+static void dec_nonneg(sb *b, const dec *a, bool has_b, const dec *bb) {
+  char t[32];
+  if (has_b && a->i == bb->i) { /* one integer part: the fraction between */
+    snprintf(t, sizeof t, "%lld", a->i);
+    puts_(b, t);
+    if (!a->f[0]) {
+      puts_(b, "(?:\\.");
+      frac_le(b, bb->f);
+      puts_(b, ")?");
+    } else {
+      puts_(b, "\\.(?:");
+      frac_between(b, a->f, bb->f);
+      puts_(b, ")");
+    }
+    return;
+  }
+  puts_(b, "(?:");
+  snprintf(t, sizeof t, "%lld", a->i); /* a's integer part, a fraction at least a's */
+  puts_(b, t);
+  if (a->f[0]) {
+    puts_(b, "\\.(?:");
+    frac_ge(b, a->f);
+    puts_(b, ")");
+  } else {
+    puts_(b, frac_any);
+  }
+  if (!has_b || a->i + 1 <= bb->i - 1) { /* integer parts strictly between: any fraction */
+    puts_(b, "|(?:");
+    from(b, a->i + 1, has_b, has_b ? bb->i - 1 : 0);
+    puts_(b, ")");
+    puts_(b, frac_any);
+  }
+  if (has_b) { /* b's integer part, a fraction at most b's */
+    snprintf(t, sizeof t, "|%lld(?:\\.", bb->i);
+    puts_(b, t);
+    frac_le(b, bb->f);
+    puts_(b, ")?");
+  }
+  puts_(b, ")");
+}
+
+static bool dec_lt(const dec *x, const dec *y) { return x->i != y->i ? x->i < y->i : strcmp(x->f, y->f) < 0; }
+
+mimo_status mimo_dec_range_regex(const char *lo, const char *hi, char **out) {
+  *out = NULL;
+  const bool has_lo = lo != NULL, has_hi = hi != NULL;
+  const bool lo_neg = has_lo && lo[0] == '-', hi_neg = has_hi && hi[0] == '-';
+  dec l = {0}, h = {0};
+  if ((has_lo && !dec_of(lo + lo_neg, &l)) || (has_hi && !dec_of(hi + hi_neg, &h)))
+    return mimo_errf(MIMO_E_INVALID, "number bounds: plain decimals up to 10^18 with at most 20 fraction digits");
+  const bool l_zero = !l.i && !l.f[0], h_zero = !h.i && !h.f[0];
+  /* signs as numbers: a negative zero is zero */
+  const bool lneg = lo_neg && !l_zero, hneg = hi_neg && !h_zero;
+  if (has_lo && has_hi && ((!lneg && hneg) || (!lneg && !hneg && dec_lt(&h, &l)) || (lneg && hneg && dec_lt(&l, &h))))
+    return mimo_errf(MIMO_E_INVALID, "the range of numbers is empty (minimum above maximum)");
+  sb b = {0};
+  puts_(&b, "(?:");
+  const bool neg = !has_lo || lneg, pos = !has_hi || !hneg;
+  const dec zero = {0, ""};
+  if (neg) { /* "-" and magnitudes [hi < 0 ? |hi| : 0, |lo|] */
+    puts_(&b, "-");
+    dec_nonneg(&b, hneg ? &h : &zero, has_lo, &l);
+  }
+  if (pos) {
+    if (neg)
+      puts_(&b, "|");
+    dec_nonneg(&b, has_lo && !lneg ? &l : &zero, has_hi, &h);
+  }
+  puts_(&b, ")");
+  if (b.bad) {
+    free(b.p);
+    return mimo_errf(MIMO_E_NOMEM, "number range");
+  }
+  *out = b.p;
+  return MIMO_OK;
+}
+

@@ -181,6 +181,62 @@ static bool has_bounds(const json_t *s) {
   return false;
 }
 
+/* x as the shortest plain decimal (no exponent, at most 20 fraction digits) that reads back as x; false if none. */
+static bool plain_decimal(double x, char *out, size_t cap) {
+  if (!(x >= -1e18 && x <= 1e18))
+    return false;
+  for (int f = 0; f <= 20; f++) {
+    snprintf(out, cap, "%.*f", f, x);
+    if (strtod(out, NULL) == x)
+      return true;
+  }
+  return false;
+}
+
+/* A number schema's bounds as a DFA over its characters (plain decimals only: int_range.h). An exclusive bound
+ * becomes the inclusive one of the next double past it (so that no accepted text reads back as the bound itself);
+ * past 0, 10^-20 (a 24-character number cannot come within a double's rounding of 0). */
+static mimo_status number_bounds(mimo_jg *g, const json_t *s, const char *path, node *n) {
+  char lo[64], hi[64];
+  bool has_lo = false, has_hi = false;
+  for (int i = 0; bounds[i]; i++) {
+    const json_t *v = json_object_get(s, bounds[i]);
+    if (!v)
+      continue;
+    if (!json_is_number(v))
+      return mimo_errf(MIMO_E_INVALID, "%s.%s must be a number", path, bounds[i]);
+    double x = json_number_value(v);
+    char d[64];
+    bool ok;
+    if (i >= 2 && x == 0) {
+      snprintf(d, sizeof d, "%s0.00000000000000000001", i == 3 ? "-" : "");
+      ok = true;
+    } else {
+      if (i >= 2)
+        x = nextafter(x, i == 2 ? INFINITY : -INFINITY);
+      ok = plain_decimal(x, d, sizeof d);
+    }
+    if (!ok)
+      return mimo_errf(MIMO_E_INVALID, "%s.%s: a bound beyond 10^18 or needing more than 20 decimal places is not "
+                       "supported", path, bounds[i]);
+    const bool low = i % 2 == 0; /* the tighter of two bounds on one side */
+    char *cur = low ? lo : hi;
+    bool *has = low ? &has_lo : &has_hi;
+    if (!*has || (low ? strtod(d, NULL) > strtod(cur, NULL) : strtod(d, NULL) < strtod(cur, NULL)))
+      snprintf(cur, 64, "%s", d);
+    *has = true;
+  }
+  if (!has_lo && !has_hi)
+    return MIMO_OK;
+  char *re;
+  mimo_status st = mimo_dec_range_regex(has_lo ? lo : NULL, has_hi ? hi : NULL, &re);
+  if (st == MIMO_OK) {
+    st = mimo_re_compile_budget(re, strlen(re), MIMO_JG_MAX_REGEX_STATES, &g->re_budget, &n->pattern);
+    free(re);
+  }
+  return st == MIMO_OK ? MIMO_OK : mimo_err_prefix(st, "%s", path);
+}
+
 /* An integer schema's bounds (pydantic's ge/gt/le/lt) as a DFA over its digits, n->pattern; none: nothing. */
 static mimo_status integer_bounds(mimo_jg *g, const json_t *s, const char *path, node *n) {
   bool has_lo = false, has_hi = false;
@@ -253,8 +309,8 @@ static mimo_status compile_type(mimo_jg *g, const json_t *s, const char *type, c
     if (n->max_items >= 0 && n->max_items < n->min_items)
       return mimo_errf(MIMO_E_INVALID, "%s: maxItems is below minItems", path);
   }
-  if (k == K_NUMBER && has_bounds(s))
-    return mimo_errf(MIMO_E_INVALID, "%s: minimum/maximum are supported on integers only (type integer)", path);
+  if (k == K_NUMBER)
+    MIMO_TRY(number_bounds(g, s, path, n));
   if (k == K_INTEGER)
     MIMO_TRY(integer_bounds(g, s, path, n));
   if (k == K_STRING) {
@@ -559,7 +615,7 @@ static mimo_status compile(mimo_jg *g, const json_t *s, const char *path, int de
   if (json_object_get(s, "items"))
     return compile_type(g, s, "array", path, depth, out);
   if (has_bounds(s)) /* any value, numbers among them bounded: not a form the matcher has */
-    return mimo_errf(MIMO_E_INVALID, "%s: minimum/maximum need type integer", path);
+    return mimo_errf(MIMO_E_INVALID, "%s: minimum/maximum need type integer or number", path);
   *out = g->any;
   return MIMO_OK;
 }

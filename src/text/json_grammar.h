@@ -5,8 +5,8 @@
  * Schema subset: type (one or a list of distinct kinds), properties + required (any order; no other keys unless
  * additionalProperties is true), items, minItems/maxItems, enum, const, anyOf/oneOf whose alternatives start with
  * different characters, minLength/maxLength (code points), nullable-style type lists, pattern and some formats,
- * local $ref (#/$defs/..., not recursive), minimum/maximum (exclusive too) on integers. Anything else (multipleOf,
- * bounds on reals, ...) is refused with a message naming the
+ * local $ref (#/$defs/..., not recursive), minimum/maximum (exclusive too) on integers and numbers. Anything else
+ * (multipleOf, ...) is refused with a message naming the
  * keyword's path: a constraint silently dropped
  * would be a promise broken. Whitespace between tokens: at most MIMO_JG_MAX_WS in a row (room for a newline and
  * indentation), so a weak model cannot pad forever; numbers at most MIMO_JG_MAX_NUM characters. */

@@ -51,7 +51,9 @@ static const char *schemas[] = {
     "{\"type\":\"object\",\"properties\":{\"age\":{\"type\":\"integer\",\"minimum\":0,\"maximum\":150},"
     "\"score\":{\"type\":\"integer\",\"exclusiveMinimum\":-10,\"exclusiveMaximum\":10},\"n\":{\"type\":"
     "[\"integer\",\"null\"],\"minimum\":1000},\"neg\":{\"type\":\"integer\",\"maximum\":-5.5},\"h\":{\"type\":"
-    "\"integer\",\"minimum\":99,\"maximum\":1000}},\"required\":[\"age\",\"score\",\"n\",\"neg\",\"h\"]}",
+    "\"integer\",\"minimum\":99,\"maximum\":1000},\"p\":{\"type\":\"number\",\"minimum\":0,\"maximum\":1},"
+    "\"pos\":{\"type\":\"number\",\"exclusiveMinimum\":0},\"t\":{\"type\":\"number\",\"minimum\":-2.5,"
+    "\"exclusiveMaximum\":3.75}},\"required\":[\"age\",\"score\",\"n\",\"neg\",\"h\",\"p\",\"pos\",\"t\"]}",
     NULL /* any JSON object (response_format json_object) */
 };
 enum { N_SCHEMAS = 8 };
@@ -118,8 +120,15 @@ static void test_documents(void **state) {
   assert_int_equal(run(g, "{\"pets\":[],\"best\":{\"kind\":\"cat\"}"), 31); /* Pet's required name */
   mimo_jg_free(g);
   g = compile_str(schemas[6]); /* integer bounds */
-  assert_int_equal(run(g, "{\"age\":150,\"score\":-9,\"n\":1000,\"neg\":-6,\"h\":99}"), -1);
-  assert_int_equal(run(g, "{\"age\":0,\"score\":9,\"n\":null,\"neg\":-123456,\"h\":1000}"), -1);
+  assert_int_equal(run(g, "{\"age\":150,\"score\":-9,\"n\":1000,\"neg\":-6,\"h\":99,\"p\":1,\"pos\":0.5,\"t\":-2.5}"),
+                   -1);
+  assert_int_equal(run(g, "{\"age\":0,\"score\":9,\"n\":null,\"neg\":-123456,\"h\":1000,\"p\":0.999,\"pos\":7,"
+                          "\"t\":3.7499}"),
+                   -1);
+  assert_int_equal(run(g, "{\"p\":1.5"), 7);    /* the 5 that takes 1.5 past 1 (1.0 would do) */
+  assert_int_equal(run(g, "{\"pos\":0,"), 8);   /* exclusive: 0 may not end */
+  assert_int_equal(run(g, "{\"t\":3.75"), 8);   /* exclusive 3.75: its 5 */
+  assert_int_equal(run(g, "{\"p\":1e0"), 6);    /* plain decimals only where bounded */
   assert_int_equal(run(g, "{\"age\":151,"), 9);    /* the 1 that makes 151 */
   assert_int_equal(run(g, "{\"age\":-1,"), 7);     /* no minus at all */
   assert_int_equal(run(g, "{\"score\":10,"), 10);  /* exclusive: 10 is out at its 0 */
@@ -334,8 +343,8 @@ static void test_refusals(void **state) {
           "schema.properties.a.maxLength: keywords beside $ref are not supported");
   refused("{\"properties\":{\"a\":{\"$ref\":5}}}", "schema.properties.a.$ref must be a string");
   refused("{\"allOf\":[{\"type\":\"string\"},{\"maxLength\":2}]}", "schema.allOf: only a list of one schema");
-  refused("{\"type\":\"number\",\"minimum\":0}", "schema: minimum/maximum are supported on integers only");
-  refused("{\"minimum\":0}", "schema: minimum/maximum need type integer");
+  refused("{\"type\":\"number\",\"minimum\":1e-30}", "needing more than 20 decimal places");
+  refused("{\"minimum\":0}", "schema: minimum/maximum need type integer or number");
   refused("{\"type\":\"integer\",\"minimum\":5,\"maximum\":4}", "schema: the range of integers is empty");
   refused("{\"type\":\"integer\",\"exclusiveMinimum\":true}", "schema.exclusiveMinimum must be a number");
   refused("{\"type\":\"integer\",\"maximum\":1e30}", "integer bounds beyond 10^18");
