@@ -181,6 +181,15 @@ static bool has_bounds(const json_t *s) {
   return false;
 }
 
+/* n->pattern: the DFA of a range's regex re (taken), or the error st of making it, named by path. */
+static mimo_status range_dfa(mimo_jg *g, mimo_status st, char *re, const char *path, node *n) {
+  if (st == MIMO_OK) {
+    st = mimo_re_compile_budget(re, strlen(re), MIMO_JG_MAX_REGEX_STATES, &g->re_budget, &n->pattern);
+    free(re);
+  }
+  return st == MIMO_OK ? MIMO_OK : mimo_err_prefix(st, "%s", path);
+}
+
 /* x as the shortest plain decimal (no exponent, at most 20 fraction digits) that reads back as x; false if none. */
 static bool plain_decimal(double x, char *out, size_t cap) {
   if (!(x >= -1e18 && x <= 1e18))
@@ -228,13 +237,9 @@ static mimo_status number_bounds(mimo_jg *g, const json_t *s, const char *path, 
   }
   if (!has_lo && !has_hi)
     return MIMO_OK;
-  char *re;
-  mimo_status st = mimo_dec_range_regex(has_lo ? lo : NULL, has_hi ? hi : NULL, &re);
-  if (st == MIMO_OK) {
-    st = mimo_re_compile_budget(re, strlen(re), MIMO_JG_MAX_REGEX_STATES, &g->re_budget, &n->pattern);
-    free(re);
-  }
-  return st == MIMO_OK ? MIMO_OK : mimo_err_prefix(st, "%s", path);
+  char *re = NULL;
+  const mimo_status st = mimo_dec_range_regex(has_lo ? lo : NULL, has_hi ? hi : NULL, &re);
+  return range_dfa(g, st, re, path, n);
 }
 
 /* An integer schema's bounds (pydantic's ge/gt/le/lt) as a DFA over its digits, n->pattern; none: nothing. */
@@ -264,13 +269,9 @@ static mimo_status integer_bounds(mimo_jg *g, const json_t *s, const char *path,
   }
   if (!has_lo && !has_hi)
     return MIMO_OK;
-  char *re;
-  mimo_status st = mimo_int_range_regex(has_lo, lo, has_hi, hi, &re);
-  if (st == MIMO_OK) {
-    st = mimo_re_compile_budget(re, strlen(re), MIMO_JG_MAX_REGEX_STATES, &g->re_budget, &n->pattern);
-    free(re);
-  }
-  return st == MIMO_OK ? MIMO_OK : mimo_err_prefix(st, "%s", path);
+  char *re = NULL;
+  const mimo_status st = mimo_int_range_regex(has_lo, lo, has_hi, hi, &re);
+  return range_dfa(g, st, re, path, n);
 }
 
 static mimo_status compile_type(mimo_jg *g, const json_t *s, const char *type, const char *path, int depth,
