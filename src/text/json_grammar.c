@@ -181,6 +181,12 @@ static bool has_bounds(const json_t *s) {
   return false;
 }
 
+/* Bound i (bounds[]) of s in *v (NULL: none); an error if it is not a number. */
+static mimo_status bound_of(const json_t *s, int i, const char *path, const json_t **v) {
+  *v = json_object_get(s, bounds[i]);
+  return !*v || json_is_number(*v) ? MIMO_OK : mimo_errf(MIMO_E_INVALID, "%s.%s must be a number", path, bounds[i]);
+}
+
 /* n->pattern: the DFA of a range's regex re (taken), or the error st of making it, named by path. */
 static mimo_status range_dfa(mimo_jg *g, mimo_status st, char *re, const char *path, node *n) {
   if (st == MIMO_OK) {
@@ -209,11 +215,10 @@ static mimo_status number_bounds(mimo_jg *g, const json_t *s, const char *path, 
   char lo[64], hi[64];
   bool has_lo = false, has_hi = false;
   for (int i = 0; bounds[i]; i++) {
-    const json_t *v = json_object_get(s, bounds[i]);
+    const json_t *v;
+    MIMO_TRY(bound_of(s, i, path, &v));
     if (!v)
       continue;
-    if (!json_is_number(v))
-      return mimo_errf(MIMO_E_INVALID, "%s.%s must be a number", path, bounds[i]);
     double x = json_number_value(v);
     char d[64];
     bool ok;
@@ -247,11 +252,10 @@ static mimo_status integer_bounds(mimo_jg *g, const json_t *s, const char *path,
   bool has_lo = false, has_hi = false;
   long long lo = 0, hi = 0;
   for (int i = 0; bounds[i]; i++) {
-    const json_t *v = json_object_get(s, bounds[i]);
+    const json_t *v;
+    MIMO_TRY(bound_of(s, i, path, &v));
     if (!v)
       continue;
-    if (!json_is_number(v))
-      return mimo_errf(MIMO_E_INVALID, "%s.%s must be a number", path, bounds[i]);
     const double x = json_number_value(v);
     if (!(x >= -1e18 && x <= 1e18))
       return mimo_errf(MIMO_E_INVALID, "%s.%s: integer bounds beyond 10^18 are not supported", path, bounds[i]);
