@@ -119,8 +119,8 @@ static mimo_status mtp_input(mimo_model *m, const int *ids, const float *h, int 
   const int H = m->cfg.hidden_size;
   const float eps = (float)m->cfg.layernorm_epsilon;
   float *in = be->alloc(be, (size_t)T * H), *normed = be->alloc(be, (size_t)T * H),
-        *cat = be->alloc(be, (size_t)T * 2 * H), *out = be->alloc(be, (size_t)T * H);
-  mimo_status st = in && normed && cat && out ? MIMO_OK : mimo_errf(MIMO_E_NOMEM, "MTP input of %d tokens", T);
+        *cat = be->alloc(be, (size_t)T * 2 * H);
+  mimo_status st = in && normed && cat ? MIMO_OK : mimo_errf(MIMO_E_NOMEM, "MTP input of %d tokens", T);
   if (st == MIMO_OK) /* [embedding ; hidden], the order of spec §2.7 */
     be->embed(be, in, &d->w.embed, ids, T);
   for (int i = 0; i < n_emb && st == MIMO_OK; i++)
@@ -133,15 +133,13 @@ static mimo_status mtp_input(mimo_model *m, const int *ids, const float *h, int 
   if (st == MIMO_OK) {
     be->rmsnorm(be, normed, in, &t->hnorm, T, H, eps);
     be->copy2d(be, cat + H, 2 * H, normed, H, T, H);
-    be->linear(be, out, cat, T, &t->eh_proj);
+    be->linear(be, in, cat, T, &t->eh_proj); /* (in is read no more: the output goes there) */
   }
-  float *bufs[] = {in, normed, cat};
+  float *bufs[] = {st == MIMO_OK ? NULL : in, normed, cat};
   for (int i = 0; i < 3; i++)
     if (bufs[i])
       be->release(be, bufs[i]);
-  if (st != MIMO_OK && out)
-    be->release(be, out);
-  *x = st == MIMO_OK ? out : NULL;
+  *x = st == MIMO_OK ? in : NULL;
   return st;
 }
 

@@ -311,7 +311,7 @@ static bool write_class(gb *g, buf *b, const token *t) {
   return puts_(g, b, "]");
 }
 
-static bool write_alt(gb *g, buf *b, int *i, int end, int line);
+static bool write_alt(gb *g, buf *b, int *i, int end);
 static bool ref_rule(gb *g, int r, buf *out);
 
 /* {m}, {m,} or {m,n} with m <= n <= 1000 (the regex engine's bound) */
@@ -350,7 +350,7 @@ static bool write_item(gb *g, buf *out, int *i, int end) {
   case T_DOT: ok = puts_(g, b, "[\\U00000000-\\U0010FFFF]"); (*i)++; break;
   case T_LP:
     (*i)++;
-    ok = puts_(g, b, "(?:") && write_alt(g, b, i, end, t->line);
+    ok = puts_(g, b, "(?:") && write_alt(g, b, i, end);
     if (ok && (*i >= end || g->t[*i].k != T_RP)) {
       gb_fail(g, t->line, "a group ( is not closed", NULL);
       ok = false;
@@ -409,8 +409,7 @@ static bool write_seq(gb *g, buf *b, int *i, int end) {
   return true;
 }
 
-static bool write_alt(gb *g, buf *b, int *i, int end, int line) {
-  (void)line;
+static bool write_alt(gb *g, buf *b, int *i, int end) {
   if (!write_seq(g, b, i, end))
     return false;
   while (*i < end && g->t[*i].k == T_BAR) {
@@ -427,7 +426,7 @@ static bool render_rule(gb *g, int r, buf *out) {
   g->stack[g->nstack++] = r; /* (at most one per nesting level: room for GB_MAX_DEPTH + 1) */
   const int saved = g->depth;
   int i = R->first;
-  bool ok = write_alt(g, out, &i, R->end, R->line) && puts_(g, out, "");
+  bool ok = write_alt(g, out, &i, R->end) && puts_(g, out, "");
   if (ok && i < R->end) {
     gb_fail(g, g->t[i].line, "an unmatched ')'", NULL);
     ok = false;

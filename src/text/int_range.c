@@ -8,30 +8,21 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "text/tok_internal.h"
+
 #define RANGE_MAX 1000000000000000000LL
 
+/* the regex text (NUL-terminated), and whether memory ran out on the way */
 typedef struct {
-  char *p;
-  size_t n, cap;
+  tok_buf t;
   bool bad;
 } sb;
 
 static void put(sb *b, const char *s, size_t n) {
-  if (b->bad)
-    return;
-  if (b->n + n + 1 > b->cap) {
-    const size_t cap = (b->n + n + 1) * 2 + 64;
-    char *p = realloc(b->p, cap);
-    if (!p) {
-      b->bad = true;
-      return;
-    }
-    b->p = p;
-    b->cap = cap;
-  }
-  memcpy(b->p + b->n, s, n);
-  b->n += n;
-  b->p[b->n] = 0;
+  if (b->bad || tok_buf_put(&b->t, s, n) != MIMO_OK || tok_buf_reserve(&b->t, 1) != MIMO_OK)
+    b->bad = true;
+  else
+    b->t.p[b->t.n] = 0;
 }
 static void puts_(sb *b, const char *s) { put(b, s, strlen(s)); }
 
@@ -150,10 +141,10 @@ mimo_status mimo_int_range_regex(bool has_lo, long long lo, bool has_hi, long lo
   }
   puts_(&b, ")");
   if (b.bad) {
-    free(b.p);
+    free(b.t.p);
     return mimo_errf(MIMO_E_NOMEM, "integer range");
   }
-  *out = b.p;
+  *out = b.t.p;
   return MIMO_OK;
 }
 
@@ -324,10 +315,10 @@ mimo_status mimo_dec_range_regex(const char *lo, const char *hi, char **out) {
   }
   puts_(&b, ")");
   if (b.bad) {
-    free(b.p);
+    free(b.t.p);
     return mimo_errf(MIMO_E_NOMEM, "number range");
   }
-  *out = b.p;
+  *out = b.t.p;
   return MIMO_OK;
 }
 

@@ -292,6 +292,18 @@ int mimo_cuda_moe_fused_variant(int v, char *label, int n);
 long mimo_cuda_moe_fused_launches(void);
 /* The few-token MoE in one persistent launch against the four launches of the same kernels (cuda_moe_fused.cu):
  * same input, outputs compared bit for bit (the fused launch keeps their arithmetic and its order). */
+/* The GPU MoE of a into host out, its output poisoned first. */
+static void moe_to_host(mimo_backend *g, mimo_moe_args *a, float *out) {
+  mimo_cuda_poison(g, a->out, (size_t)a->T * a->hidden);
+  g->moe(g, a);
+  from_dev(g, out, a->out, (size_t)a->T * a->hidden);
+}
+/* Two outputs that must be equal bit for bit, as report()'s error (tolerance 0): 0 equal, 1 + their relative
+ * difference otherwise, infinite when the variant under test did not run. */
+static double bitwise_err(bool ran, const float *x, const float *y, size_t n) {
+  return !ran ? INFINITY : memcmp(x, y, n * sizeof *x) == 0 ? 0.0 : relerr(x, y, n) + 1.0;
+}
+
 static void moe_fused_case(mimo_backend *g, mimo_linear *router, mimo_vec *bv, mimo_linear *ex, int E, int K, int H,
                            int I, int T, int e0, int nl, const char *name) {
   float *x = xmalloc((size_t)T * H * 4), *of = xmalloc((size_t)T * H * 4), *o4 = xmalloc((size_t)T * H * 4);
@@ -304,17 +316,15 @@ static void moe_fused_case(mimo_backend *g, mimo_linear *router, mimo_vec *bv, m
     mimo_moe_args a = {.x = dx, .out = dout, .T = T, .hidden = H, .inter = I, .n_experts = E, .top_k = K,
                        .router = router, .bias = bv, .experts = ex + (size_t)e0 * 3, .norm_topk = true,
                        .scaling = 1.0f, .expert0 = e0, .n_local = nl};
-    mimo_cuda_poison(g, dout, (size_t)T * H);
     mimo_cuda_moe_fused_on(!off);
-    g->moe(g, &a);
-    from_dev(g, off ? o4 : of, dout, (size_t)T * H);
+    moe_to_host(g, &a, off ? o4 : of);
     if (!off)
       ran = mimo_cuda_moe_fused_launches() > launches;
   }
   mimo_cuda_moe_fused_on(was);
   char buf[256];
   snprintf(buf, sizeof buf, "%s%s", name, ran ? "" : " (the one launch did not run)");
-  report(buf, !ran ? INFINITY : memcmp(of, o4, (size_t)T * H * 4) == 0 ? 0.0 : relerr(of, o4, (size_t)T * H) + 1.0, 0.0);
+  report(buf, bitwise_err(ran, of, o4, (size_t)T * H), 0.0);
   g->release(g, dx);
   g->release(g, dout);
   free(x);
@@ -349,15 +359,12 @@ static void moe_offload_case(mimo_backend *g, mimo_linear *router, mimo_vec *bv,
       mimo_moe_args a = {.x = dx, .out = dout, .T = T, .hidden = H, .inter = I, .n_experts = E, .top_k = K,
                          .router = router, .bias = bv, .experts = h ? hx : (mimo_linear *)ex, .norm_topk = true,
                          .scaling = 1.0f};
-      mimo_cuda_poison(g, dout, (size_t)T * H);
-      g->moe(g, &a);
-      from_dev(g, h ? oh : od, dout, (size_t)T * H);
+      moe_to_host(g, &a, h ? oh : od);
     }
     char name[192];
     snprintf(name, sizeof name, "%s T=%d, experts in host memory = in GPU memory, bitwise%s", what, T,
              moved ? "" : " (nothing went to host memory)");
-    report(name, !moved ? INFINITY : memcmp(od, oh, (size_t)T * H * 4) == 0 ? 0.0 : relerr(od, oh, (size_t)T * H) + 1.0,
-           0.0);
+    report(name, bitwise_err(moved, od, oh, (size_t)T * H), 0.0);
     g->release(g, dx);
     g->release(g, dout);
     free(x);
