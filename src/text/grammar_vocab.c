@@ -20,7 +20,10 @@ struct mimo_gvocab {
   uint32_t *plain;  /* plain string-text tokens, a bit each */
   const char **bytes;
   size_t *len;
+  int depth;        /* the trie's depth: the longest token's bytes, at most MAX_WALK */
 };
+
+enum { MAX_WALK = 512 };
 
 static int trie_node(trie *t, int byte) {
   if (t->n == t->cap) {
@@ -120,6 +123,8 @@ mimo_status mimo_gvocab_new(const mimo_tok *t, mimo_gvocab **out) {
       continue;
     v->bytes[id] = b;
     v->len[id] = n;
+    if ((size_t)v->depth < n)
+      v->depth = n < MAX_WALK ? (int)n : MAX_WALK;
     ok = trie_add(&v->all, b, n, id, v->tok_next);
     if (plain_text(b, n))
       v->plain[id / 32] |= 1u << (id % 32);
@@ -142,39 +147,44 @@ static void set_tokens(const mimo_gvocab *v, const trie *t, int node, uint32_t *
     allow[id / 32] |= 1u << (id % 32);
 }
 
-/* Depth-first over t's children of node from state s (each child tries its byte on a copy). */
+int mimo_gvocab_scratch_states(const mimo_gvocab *v) { return v->depth + 1; }
+
+/* Depth-first over t's children of node from state s (each child tries its byte on scratch[depth], a copy). */
 static void walk(const mimo_gvocab *v, const trie *t, int node, const mimo_jg *g, const mimo_jg_state *s,
-                 uint32_t *allow, int depth) {
-  if (depth > 512)
+                 uint32_t *allow, mimo_jg_state *scratch, int depth) {
+  if (depth >= v->depth)
     return;
+  mimo_jg_state *c = &scratch[depth];
   for (int ch = t->first[node]; ch >= 0; ch = t->next[ch]) {
-    mimo_jg_state c = *s;
-    if (!mimo_jg_step_inplace(g, &c, t->byte[ch]))
+    mimo_jg_copy(c, s);
+    if (!mimo_jg_step_inplace(g, c, t->byte[ch]))
       continue;
     set_tokens(v, t, ch, allow);
     if (t->first[ch] >= 0)
-      walk(v, t, ch, g, &c, allow, depth + 1);
+      walk(v, t, ch, g, c, allow, scratch, depth + 1);
   }
 }
 
-void mimo_gvocab_mask(const mimo_gvocab *v, const mimo_jg *g, const mimo_jg_state *s, uint32_t *allow) {
+void mimo_gvocab_mask(const mimo_gvocab *v, const mimo_jg *g, const mimo_jg_state *s, uint32_t *allow,
+                      mimo_jg_state *scratch) {
   if (mimo_jg_free_text(s)) {
     for (int w = 0; w < (v->n_ids + 31) / 32; w++)
       allow[w] |= v->plain[w];
-    walk(v, &v->special_text, 0, g, s, allow, 0);
+    walk(v, &v->special_text, 0, g, s, allow, scratch, 0);
     return;
   }
-  walk(v, &v->all, 0, g, s, allow, 0);
+  walk(v, &v->all, 0, g, s, allow, scratch, 0);
 }
 
 bool mimo_gvocab_feed(const mimo_gvocab *v, const mimo_jg *g, mimo_jg_state *s, int id) {
   if (id < 0 || id >= v->n_ids || !v->bytes[id])
     return false;
-  mimo_jg_state c = *s;
+  mimo_jg_state c;
+  mimo_jg_copy(&c, s);
   for (size_t i = 0; i < v->len[id]; i++)
     if (!mimo_jg_step_inplace(g, &c, (unsigned char)v->bytes[id][i]))
       return false;
-  *s = c;
+  mimo_jg_copy(s, &c);
   return true;
 }
 
@@ -185,12 +195,13 @@ typedef struct {
   const mimo_gvocab *v;
   const mimo_jg *g;
   mimo_jg_state s;
+  mimo_jg_state *scratch; /* the mask's (mimo_gvocab_scratch_states) */
 } grammar_constraint;
 
 static void gc_mask(mimo_constraint *c, uint32_t *allow, int V, const int *stops, int n_stops) {
   grammar_constraint *x = (grammar_constraint *)c;
   (void)V;
-  mimo_gvocab_mask(x->v, x->g, &x->s, allow);
+  mimo_gvocab_mask(x->v, x->g, &x->s, allow, x->scratch);
   if (mimo_jg_done(x->g, &x->s))
     for (int i = 0; i < n_stops; i++)
       if (stops[i] >= 0 && stops[i] < V)
@@ -208,24 +219,42 @@ static bool gc_done(mimo_constraint *c) {
   if (!mimo_jg_done(x->g, &x->s))
     return false;
   for (int b = 0; b < 256; b++) {
-    mimo_jg_state t = x->s;
-    if (mimo_jg_feed(x->g, &t, (unsigned char)b))
+    mimo_jg_copy(x->scratch, &x->s);
+    if (mimo_jg_step_inplace(x->g, x->scratch, (unsigned char)b))
       return false;
   }
   return true;
 }
 
-static void gc_free(mimo_constraint *c) { free(c); }
+static void gc_free(mimo_constraint *c) {
+  grammar_constraint *x = (grammar_constraint *)c;
+  if (x)
+    free(x->scratch);
+  free(x);
+}
+
+static grammar_constraint *gc_alloc(const mimo_gvocab *v) {
+  grammar_constraint *x = calloc(1, sizeof *x);
+  if (x && !(x->scratch = malloc((size_t)mimo_gvocab_scratch_states(v) * sizeof *x->scratch))) {
+    free(x);
+    x = NULL;
+  }
+  return x;
+}
 
 static mimo_constraint *gc_clone(const mimo_constraint *c) {
-  grammar_constraint *x = malloc(sizeof *x);
-  if (x)
-    *x = *(const grammar_constraint *)c;
-  return x ? &x->base : NULL;
+  const grammar_constraint *from = (const grammar_constraint *)c;
+  grammar_constraint *x = gc_alloc(from->v);
+  if (!x)
+    return NULL;
+  mimo_jg_state *scratch = x->scratch;
+  *x = *from;
+  x->scratch = scratch;
+  return &x->base;
 }
 
 mimo_status mimo_grammar_constraint(const mimo_gvocab *v, const mimo_jg *g, int after_token, mimo_constraint **out) {
-  grammar_constraint *x = calloc(1, sizeof *x);
+  grammar_constraint *x = gc_alloc(v);
   if (!x)
     return mimo_errf(MIMO_E_NOMEM, "structured output state");
   x->base = (mimo_constraint){gc_mask, gc_accept, gc_done, gc_free, gc_clone, after_token};

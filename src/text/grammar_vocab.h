@@ -14,8 +14,12 @@ typedef struct mimo_gvocab mimo_gvocab;
 /* Tries over the tokenizer's ordinary tokens (special tokens never match grammar text). */
 mimo_status mimo_gvocab_new(const mimo_tok *t, mimo_gvocab **out);
 void mimo_gvocab_free(mimo_gvocab *v);
-/* Sets the bits of the ids that may follow s (allow: V bits, V >= the tokenizer's ids; not cleared here). */
-void mimo_gvocab_mask(const mimo_gvocab *v, const mimo_jg *g, const mimo_jg_state *s, uint32_t *allow);
+/* The states mimo_gvocab_mask needs as scratch: one per byte of the longest token. */
+int mimo_gvocab_scratch_states(const mimo_gvocab *v);
+/* Sets the bits of the ids that may follow s (allow: V bits, V >= the tokenizer's ids; not cleared here).
+ * scratch: mimo_gvocab_scratch_states(v) states. */
+void mimo_gvocab_mask(const mimo_gvocab *v, const mimo_jg *g, const mimo_jg_state *s, uint32_t *allow,
+                      mimo_jg_state *scratch);
 /* Feeds token id's bytes; false (s unchanged) when the grammar refuses them. */
 bool mimo_gvocab_feed(const mimo_gvocab *v, const mimo_jg *g, mimo_jg_state *s, int id);
 

@@ -149,6 +149,7 @@ static mimo_status compile_object(mimo_jg *g, const json_t *s, const char *path,
   } else if (!json_is_false(addl)) {
     return mimo_errf(MIMO_E_INVALID, "%s.additionalProperties must be a boolean or a schema", path);
   }
+  n->closed = json_is_false(addl);
   /* with named properties, no others are produced: a subset of what the schema allows, whatever it says */
   if (req) {
     if (!json_is_array(req))
@@ -430,14 +431,70 @@ static mimo_status string_pattern(mimo_jg *g, const json_t *s, const char *path,
   return st == MIMO_OK ? MIMO_OK : mimo_err_prefix(st, "%s.%s", path, pj ? "pattern" : "format");
 }
 
-/* Alternatives must start with different bytes, so the first byte of a value picks one. */
-static mimo_status union_of(mimo_jg *g, node **alts, int n, const char *path, node **out) {
-  for (int i = 0; i < n; i++)
+/* Whether n's literals hold one equal to lit as JSON Schema compares values (1 equals 1.0). */
+static bool literal_in(const node *n, const char *lit, size_t len) {
+  const bool number = lit[0] == '-' || (lit[0] >= '0' && lit[0] <= '9');
+  for (int i = 0; i < n->n_lits; i++) {
+    const char *o = n->lits[i];
+    if (n->lit_len[i] == len && !memcmp(o, lit, len))
+      return true;
+    if (number && (o[0] == '-' || (o[0] >= '0' && o[0] <= '9')) && strtod(o, NULL) == strtod(lit, NULL))
+      return true;
+    if ((lit[0] == '{' || lit[0] == '[') && o[0] == lit[0]) /* key order aside: not worth comparing */
+      return true;
+  }
+  return false;
+}
+
+static int prop_index(const node *n, const char *key, size_t len) {
+  for (int i = 0; i < n->n_props; i++)
+    if (n->key_len[i] == len && !memcmp(n->keys[i], key, len))
+      return i;
+  return -1;
+}
+
+/* Whether no JSON value can match both a and b, by their shapes: different first characters, literal sets with
+ * nothing in common, or objects that differ in a property both require (a discriminator: pydantic's tagged
+ * unions) or in one that one requires and the other cannot have. False where it cannot tell. */
+static bool disjoint(const node *a, const node *b, int depth) {
+  bool shared_first = false;
+  for (int i = 0; i < 32; i++)
+    shared_first |= (a->first[i] & b->first[i]) != 0;
+  if (!shared_first)
+    return true;
+  if (depth > 8)
+    return false;
+  if (a->k == K_LITERALS && b->k == K_LITERALS) {
+    for (int i = 0; i < a->n_lits; i++)
+      if (literal_in(b, a->lits[i], a->lit_len[i]))
+        return false;
+    return true;
+  }
+  if (a->k != K_OBJECT || b->k != K_OBJECT || !a->n_props || !b->n_props)
+    return false;
+  for (int pass = 0; pass < 2; pass++) {
+    const node *x = pass ? b : a, *y = pass ? a : b;
+    for (int i = 0; i < x->n_props; i++) {
+      if (!(x->required >> i & 1))
+        continue;
+      const int j = prop_index(y, x->keys[i], x->key_len[i]);
+      if (j < 0 ? y->closed : (y->required >> j & 1) && disjoint(x->props[i], y->props[j], depth + 1))
+        return true;
+    }
+  }
+  return false;
+}
+
+/* A value matches the union when it matches an alternative; alternatives that can start alike are read side by
+ * side (json_grammar.h). oneOf also needs no value to match two alternatives: refused unless that is plain from
+ * their shapes, rather than a promise the matcher could not keep. */
+static mimo_status union_of(mimo_jg *g, node **alts, int n, const char *path, bool one_of, node **out) {
+  for (int i = 0; one_of && i < n; i++)
     for (int j = 0; j < i; j++)
-      for (int b = 0; b < 32; b++)
-        if (alts[i]->first[b] & alts[j]->first[b])
-          return mimo_errf(MIMO_E_INVALID, "%s: alternatives %d and %d can start with the same character (only "
-                           "alternatives of different kinds are supported)", path, j, i);
+      if (!disjoint(alts[j], alts[i], 0))
+        return mimo_errf(MIMO_E_INVALID, "%s.oneOf: alternatives %d and %d might both match one value, which oneOf "
+                         "forbids and structured outputs cannot rule out (give them a property that tells them "
+                         "apart, e.g. a const, or use anyOf)", path, j, i);
   node *u = new_node(g, K_UNION);
   if (!u || !(u->alts = malloc((size_t)n * sizeof *u->alts)))
     return mimo_errf(MIMO_E_NOMEM, "schema");
@@ -449,7 +506,7 @@ static mimo_status union_of(mimo_jg *g, node **alts, int n, const char *path, no
 }
 
 static const char *const annotations[] = {"title", "description", "default", "examples", "$schema", "$id", "$comment",
-                                          "deprecated", "readOnly", "writeOnly", "strict", "$defs", "definitions",
+                                          "deprecated", "readOnly", "writeOnly", "strict", "$defs", "definitions", "discriminator",
                                           NULL};
 static const char *const understood[] = {"type", "properties", "required", "additionalProperties", "items",
                                          "minItems", "maxItems", "enum", "const", "anyOf", "oneOf", "minLength",
@@ -583,19 +640,24 @@ static mimo_status compile(mimo_jg *g, const json_t *s, const char *path, int de
     return MIMO_OK;
   }
   const json_t *any = json_object_get(s, "anyOf");
+  const bool one_of = !any;
   if (!any)
     any = json_object_get(s, "oneOf");
   if (any) {
+    const char *word = one_of ? "oneOf" : "anyOf";
+    if (json_object_get(s, "anyOf") && json_object_get(s, "oneOf"))
+      return mimo_errf(MIMO_E_INVALID, "%s: anyOf beside oneOf is not supported in structured outputs", path);
     if (!json_is_array(any) || !json_array_size(any) || json_array_size(any) > 8)
-      return mimo_errf(MIMO_E_INVALID, "%s.anyOf must be a list of 1 to 8 schemas", path);
+      return mimo_errf(MIMO_E_INVALID, "%s.%s must be a list of 1 to 8 schemas", path, word);
     node *alts[8];
     size_t i;
     json_t *a;
     json_array_foreach(any, i, a) {
-      snprintf(sub, sizeof sub, "%s.anyOf[%zu]", path, i);
+      snprintf(sub, sizeof sub, "%s.%s[%zu]", path, word, i);
       MIMO_TRY(compile(g, a, sub, depth + 1, &alts[i]));
     }
-    return json_array_size(any) == 1 ? (*out = alts[0], MIMO_OK) : union_of(g, alts, (int)json_array_size(any), path, out);
+    return json_array_size(any) == 1 ? (*out = alts[0], MIMO_OK)
+                                     : union_of(g, alts, (int)json_array_size(any), path, one_of, out);
   }
   const json_t *t = json_object_get(s, "type");
   if (json_is_string(t))
@@ -611,7 +673,8 @@ static mimo_status compile(mimo_jg *g, const json_t *s, const char *path, int de
         return mimo_errf(MIMO_E_INVALID, "%s.type[%zu] must be a string", path, i);
       MIMO_TRY(compile_type(g, s, json_string_value(a), path, depth, &alts[i]));
     }
-    return json_array_size(t) == 1 ? (*out = alts[0], MIMO_OK) : union_of(g, alts, (int)json_array_size(t), path, out);
+    return json_array_size(t) == 1 ? (*out = alts[0], MIMO_OK)
+                                   : union_of(g, alts, (int)json_array_size(t), path, false, out);
   }
   if (t)
     return mimo_errf(MIMO_E_INVALID, "%s.type must be a string or a list", path);

@@ -3,8 +3,8 @@
  * guided decoding, OpenAI's response_format). The matcher state is a small fixed-size value: copy it to try bytes.
  *
  * Schema subset: type (one or a list of distinct kinds), properties + required (any order; no other keys unless
- * additionalProperties is true), items, minItems/maxItems, enum, const, anyOf/oneOf whose alternatives start with
- * different characters, minLength/maxLength (code points), nullable-style type lists, pattern and some formats,
+ * additionalProperties is true), items, minItems/maxItems, enum, const, anyOf/oneOf (of up to 8 schemas; oneOf is
+ * read as anyOf), minLength/maxLength (code points), nullable-style type lists, pattern and some formats,
  * local $ref (#/$defs/..., not recursive), minimum/maximum (exclusive too) on integers and numbers. Anything else
  * (multipleOf, ...) is refused with a message naming the
  * keyword's path: a constraint silently dropped
@@ -45,20 +45,32 @@ typedef struct mimo_jg_frame {
   uint64_t seen;             /* object: properties given */
 } mimo_jg_frame;
 
-typedef struct mimo_jg_state {
+/* One reading of the output so far: a frame per open value. */
+typedef struct mimo_jg_stack {
   int depth;
-  uint8_t ws;                /* whitespace before the top value */
-  bool started;              /* the top value has begun */
   mimo_jg_frame f[MIMO_JG_MAX_DEPTH];
+} mimo_jg_stack;
+
+/* The readings still possible. An anyOf whose alternatives can start alike (two object schemas, integer or number)
+ * follows each alternative in a reading of its own until the bytes rule it out; identical readings merge. At most
+ * MIMO_JG_MAX_READINGS at once: beyond that, later alternatives are not followed (the output stays valid; only
+ * fewer continuations are offered). Copy a state with mimo_jg_copy (it touches only the frames in use). */
+#define MIMO_JG_MAX_READINGS 8
+typedef struct mimo_jg_state {
+  int n;
+  mimo_jg_stack s[MIMO_JG_MAX_READINGS];
 } mimo_jg_state;
 
+void mimo_jg_copy(mimo_jg_state *dst, const mimo_jg_state *src);
+/* Whether every reading has closed its value: no byte may follow. */
+bool mimo_jg_closed(const mimo_jg_state *s);
 void mimo_jg_start(const mimo_jg *g, mimo_jg_state *s);
 /* Whether the output may continue with byte c; on true s has taken it, on false s is unchanged. */
 bool mimo_jg_feed(const mimo_jg *g, mimo_jg_state *s, unsigned char c);
 /* Whether the output may end here (a complete value). */
 bool mimo_jg_done(const mimo_jg *g, const mimo_jg_state *s);
-/* Inside a string with no length limit and no escape or UTF-8 sequence pending: every token whose bytes are
- * printable UTF-8 without '"' or '\\' may follow (the vocabulary's fast path). */
+/* Every reading is inside a string with no length limit and no escape or UTF-8 sequence pending: every token whose
+ * bytes are printable UTF-8 without '"' or '\\' may follow (the vocabulary's fast path). */
 bool mimo_jg_free_text(const mimo_jg_state *s);
 /* mimo_jg_feed without the copy: on false s is left in an unspecified state (callers that try bytes on a copy). */
 bool mimo_jg_step_inplace(const mimo_jg *g, mimo_jg_state *s, unsigned char c);

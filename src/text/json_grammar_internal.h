@@ -20,6 +20,7 @@ typedef struct mimo_jg_node {
   size_t *key_len;
   struct mimo_jg_node **props, *addl;
   uint64_t required;
+  bool closed;              /* additionalProperties: false (the schema allows no other keys, not only the output) */
   /* array */
   struct mimo_jg_node *items;
   int min_items, max_items; /* max < 0: none */
@@ -30,7 +31,7 @@ typedef struct mimo_jg_node {
   int n_lits;
   char **lits;
   size_t *lit_len;
-  /* union: alternatives that start with different bytes */
+  /* union: a value of any alternative (those that may start alike are read side by side) */
   int n_alts;
   struct mimo_jg_node **alts;
   uint8_t first[32];        /* bytes a value may start with */

@@ -12,7 +12,7 @@ static bool is_ws(int c) { return c == ' ' || c == '\n' || c == '\t' || c == '\r
 static bool is_digit(int c) { return c >= '0' && c <= '9'; }
 static bool is_hex(int c) { return is_digit(c) || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F'); }
 
-static bool push(mimo_jg_state *s, const node *n, int phase) {
+static bool push(mimo_jg_stack *s, const node *n, int phase) {
   if (s->depth >= MIMO_JG_MAX_DEPTH)
     return false;
   mimo_jg_frame *f = &s->f[s->depth++];
@@ -23,7 +23,7 @@ static bool push(mimo_jg_state *s, const node *n, int phase) {
 }
 
 /* The top value is complete: its parent moves on. */
-static void pop(mimo_jg_state *s) {
+static void pop(mimo_jg_stack *s) {
   if (--s->depth == 0)
     return;
   mimo_jg_frame *p = &s->f[s->depth - 1];
@@ -67,10 +67,30 @@ static bool lit_complete(const mimo_jg_frame *f) {
   return false;
 }
 
+static void copy_stack(mimo_jg_stack *dst, const mimo_jg_stack *src) {
+  dst->depth = src->depth;
+  memcpy(dst->f, src->f, (size_t)src->depth * sizeof *src->f);
+}
+
+/* The readings of one byte's step: those of the state, then those forked while stepping them. */
+typedef struct {
+  mimo_jg_state *set;
+  int used;
+} readings;
+
+/* A copy of s whose top value is read as alternative alt (dropped when there is no room: see json_grammar.h). */
+static void fork_reading(readings *room, const mimo_jg_stack *s, const node *alt) {
+  if (room->used >= MIMO_JG_MAX_READINGS)
+    return;
+  mimo_jg_stack *t = &room->set->s[room->used++];
+  copy_stack(t, s);
+  t->f[t->depth - 1].node = alt;
+}
+
 enum { TOOK, REJECT, AGAIN }; /* AGAIN: the byte goes to the (new) top frame */
 
 /* A value of f's node begins with c (f in P_VALUE). */
-static int value_start(const mimo_jg *g, mimo_jg_state *s, mimo_jg_frame *f, int c) {
+static int value_start(const mimo_jg *g, mimo_jg_stack *s, mimo_jg_frame *f, int c, readings *room) {
   const node *n = f->node;
   if (!has_first(n, c))
     return REJECT;
@@ -79,13 +99,18 @@ static int value_start(const mimo_jg *g, mimo_jg_state *s, mimo_jg_frame *f, int
     f->node = c == '{' ? g->any_obj : c == '[' ? g->any_arr : c == '"' ? g->free_str
               : (c == '-' || is_digit(c)) ? g->any_num : g->json_lits;
     return AGAIN;
-  case K_UNION:
+  case K_UNION: { /* the first alternative that may start with c here, the others in readings of their own */
+    const node *pick = NULL;
     for (int i = 0; i < n->n_alts; i++)
       if (has_first(n->alts[i], c)) {
-        f->node = n->alts[i];
-        return AGAIN;
+        if (!pick)
+          pick = n->alts[i];
+        else
+          fork_reading(room, s, n->alts[i]);
       }
-    return REJECT;
+    f->node = pick;
+    return pick ? AGAIN : REJECT;
+  }
   case K_OBJECT:
     f->phase = P_OBJ_OPEN;
     f->prop = -1;
@@ -131,7 +156,7 @@ static int short_escape(int c) {
   }
 }
 
-static int string_byte(mimo_jg_state *s, mimo_jg_frame *f, int c) {
+static int string_byte(mimo_jg_stack *s, mimo_jg_frame *f, int c) {
   const node *n = f->node;
   if (f->phase == P_STR_ESC && n->pattern) { /* the short escapes only: their byte is known at once */
     const int d = short_escape(c);
@@ -222,7 +247,7 @@ static int string_byte(mimo_jg_state *s, mimo_jg_frame *f, int c) {
   return TOOK;
 }
 
-static int number_byte(mimo_jg_state *s, mimo_jg_frame *f, int c) {
+static int number_byte(mimo_jg_stack *s, mimo_jg_frame *f, int c) {
   const bool integer = f->node->k == K_INTEGER;
   int next = -1;
   switch (f->phase) {
@@ -251,7 +276,7 @@ static int number_byte(mimo_jg_state *s, mimo_jg_frame *f, int c) {
   return AGAIN;
 }
 
-static int literal_byte(mimo_jg_state *s, mimo_jg_frame *f, int c) {
+static int literal_byte(mimo_jg_stack *s, mimo_jg_frame *f, int c) {
   const node *n = f->node;
   uint64_t next = 0;
   for (int i = 0; i < n->n_lits; i++)
@@ -299,7 +324,7 @@ static int ws_byte(mimo_jg_frame *f) {
   return TOOK;
 }
 
-static int object_byte(const mimo_jg *g, mimo_jg_state *s, mimo_jg_frame *f, int c) {
+static int object_byte(const mimo_jg *g, mimo_jg_stack *s, mimo_jg_frame *f, int c) {
   const node *n = f->node;
   const bool named = n->n_props > 0;
   const uint64_t left = all_bits(n->n_props) & ~f->seen;
@@ -352,7 +377,7 @@ static int object_byte(const mimo_jg *g, mimo_jg_state *s, mimo_jg_frame *f, int
   return REJECT;
 }
 
-static int array_byte(mimo_jg_state *s, mimo_jg_frame *f, int c) {
+static int array_byte(mimo_jg_stack *s, mimo_jg_frame *f, int c) {
   const node *n = f->node;
   switch (f->phase) {
   case P_ARR_OPEN:
@@ -387,8 +412,8 @@ static int array_byte(mimo_jg_state *s, mimo_jg_frame *f, int c) {
   return REJECT;
 }
 
-/* One byte on s in place; false leaves s in an unspecified state. */
-static bool step(const mimo_jg *g, mimo_jg_state *s, int c) {
+/* One byte on reading s in place (readings it forks go to room); false leaves s in an unspecified state. */
+static bool step(const mimo_jg *g, mimo_jg_stack *s, int c, readings *room) {
   for (int guard = 0; guard < 4 * MIMO_JG_MAX_DEPTH; guard++) {
     if (s->depth == 0)
       return false; /* nothing may follow the value */
@@ -398,7 +423,7 @@ static bool step(const mimo_jg *g, mimo_jg_state *s, int c) {
     case P_VALUE:
       if (is_ws(c) && !g->raw)
         return ws_byte(f) == TOOK;
-      r = value_start(g, s, f, c);
+      r = value_start(g, s, f, c, room);
       break;
     case P_STR_IN:
     case P_STR_ESC:
@@ -429,8 +454,41 @@ static bool step(const mimo_jg *g, mimo_jg_state *s, int c) {
   return false;
 }
 
-void mimo_jg_start(const mimo_jg *g, mimo_jg_state *s) {
-  memset(s, 0, sizeof *s);
+void mimo_jg_copy(mimo_jg_state *dst, const mimo_jg_state *src) {
+  dst->n = src->n;
+  for (int i = 0; i < src->n; i++)
+    copy_stack(&dst->s[i], &src->s[i]);
+}
+
+static bool same_stack(const mimo_jg_stack *a, const mimo_jg_stack *b) {
+  return a->depth == b->depth && !memcmp(a->f, b->f, (size_t)a->depth * sizeof *a->f);
+}
+
+/* One byte on every reading, in place; false (no reading took it) leaves set in an unspecified state. */
+static bool step_all(const mimo_jg *g, mimo_jg_state *set, int c) {
+  bool alive[MIMO_JG_MAX_READINGS];
+  readings room = {set, set->n};
+  for (int i = 0; i < room.used; i++) /* room.used grows as readings fork; the forks step in this loop too */
+    alive[i] = step(g, &set->s[i], c, &room);
+  int n = 0;
+  for (int i = 0; i < room.used; i++) {
+    if (!alive[i])
+      continue;
+    bool dup = false;
+    for (int j = 0; j < n && !dup; j++)
+      dup = same_stack(&set->s[j], &set->s[i]);
+    if (!dup && n != i)
+      copy_stack(&set->s[n], &set->s[i]);
+    n += !dup;
+  }
+  set->n = n;
+  return n > 0;
+}
+
+void mimo_jg_start(const mimo_jg *g, mimo_jg_state *set) {
+  mimo_jg_stack *s = &set->s[0];
+  set->n = 1;
+  s->depth = 0;
   if (g->re) {
     push(s, NULL, P_REGEX);
     s->f[0].off = (uint32_t)mimo_re_start(g->re);
@@ -440,14 +498,15 @@ void mimo_jg_start(const mimo_jg *g, mimo_jg_state *s) {
 }
 
 bool mimo_jg_feed(const mimo_jg *g, mimo_jg_state *s, unsigned char c) {
-  mimo_jg_state t = *s;
-  if (!step(g, &t, c))
+  mimo_jg_state t;
+  mimo_jg_copy(&t, s);
+  if (!step_all(g, &t, c))
     return false;
-  *s = t;
+  mimo_jg_copy(s, &t);
   return true;
 }
 
-bool mimo_jg_done(const mimo_jg *g, const mimo_jg_state *s) {
+static bool stack_done(const mimo_jg *g, const mimo_jg_stack *s) {
   if (s->depth == 0)
     return true;
   if (s->depth > 1)
@@ -460,12 +519,31 @@ bool mimo_jg_done(const mimo_jg *g, const mimo_jg_state *s) {
   return f->phase == P_LIT && lit_complete(f);
 }
 
-bool mimo_jg_free_text(const mimo_jg_state *s) {
-  if (!s->depth)
-    return false;
-  const mimo_jg_frame *f = &s->f[s->depth - 1];
-  return f->phase == P_STR_IN && !f->need && f->node->max_len < 0 && !f->node->pattern;
+bool mimo_jg_done(const mimo_jg *g, const mimo_jg_state *s) {
+  for (int i = 0; i < s->n; i++)
+    if (stack_done(g, &s->s[i]))
+      return true;
+  return false;
+}
+
+bool mimo_jg_closed(const mimo_jg_state *s) {
+  for (int i = 0; i < s->n; i++)
+    if (s->s[i].depth)
+      return false;
+  return true;
+}
+
+bool mimo_jg_free_text(const mimo_jg_state *set) {
+  for (int i = 0; i < set->n; i++) {
+    const mimo_jg_stack *s = &set->s[i];
+    if (!s->depth)
+      return false;
+    const mimo_jg_frame *f = &s->f[s->depth - 1];
+    if (f->phase != P_STR_IN || f->need || f->node->max_len >= 0 || f->node->pattern)
+      return false;
+  }
+  return set->n > 0;
 }
 
 /* For the vocabulary's mask (grammar_vocab.c): the same step, in place. */
-bool mimo_jg_step_inplace(const mimo_jg *g, mimo_jg_state *s, unsigned char c) { return step(g, s, c); }
+bool mimo_jg_step_inplace(const mimo_jg *g, mimo_jg_state *s, unsigned char c) { return step_all(g, s, c); }

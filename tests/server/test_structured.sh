@@ -12,7 +12,15 @@ export SCHEMAS='[
  {"type":"array","items":{"type":["integer","null"]},"minItems":1,"maxItems":3},
  {"anyOf":[{"type":"object","properties":{"k":{"const":"v"}},"required":["k"]},{"type":"boolean"}]},
  null,
- {"type":"object","properties":{"code":{"type":"string","pattern":"^[A-Z]{2}-[0-9]{3}$"},"id":{"type":"string","format":"uuid"}},"required":["code","id"]}]'
+ {"type":"object","properties":{"code":{"type":"string","pattern":"^[A-Z]{2}-[0-9]{3}$"},"id":{"type":"string","format":"uuid"}},"required":["code","id"]},
+ {"$defs":{"Cat":{"type":"object","properties":{"pet_type":{"const":"cat"},"lives":{"type":"integer","minimum":1,"maximum":9}},
+  "required":["pet_type","lives"],"additionalProperties":false},"Dog":{"type":"object","properties":{"pet_type":{"const":"dog"},
+  "name":{"type":"string","maxLength":5}},"required":["pet_type","name"],"additionalProperties":false}},
+  "type":"object","properties":{"pets":{"type":"array","maxItems":2,"items":{"oneOf":[{"$ref":"#/$defs/Cat"},{"$ref":"#/$defs/Dog"}],
+  "discriminator":{"propertyName":"pet_type","mapping":{"cat":"#/$defs/Cat","dog":"#/$defs/Dog"}}}}},"required":["pets"]},
+ {"type":"array","maxItems":3,"items":{"anyOf":[{"type":"object","properties":{"a":{"type":"integer"}},"required":["a"]},
+  {"type":"object","properties":{"a":{"type":"string","maxLength":3},"b":{"type":"boolean"}},"required":["a","b"]},
+  {"type":["integer","number"],"maximum":5},{"type":"string","format":"date"},{"type":"string","maxLength":3}]}}]'
 run_node "$HERE/structured.cjs" >"$WORK/outputs.jsonl"
 /usr/bin/python3 - "$WORK/outputs.jsonl" <<'PY' || die "structured outputs: a finished output is not valid"
 import json, os, sys
@@ -29,7 +37,7 @@ for line in open(sys.argv[1]):
     jsonschema.validate(v, s if s is not None else {"type": "object"}, format_checker=jsonschema.FormatChecker())
     done += 1
 print(f"ok   {done} finished outputs valid under their schemas ({cut} cut off by max_tokens)")
-if done < 12:
+if done < 18:
     sys.exit(f"only {done} outputs finished")
 PY
 M='"model":"tiny","messages":[{"role":"user","content":"x"}],"max_tokens":4'
@@ -39,6 +47,8 @@ expect_400 "{$M,\"response_format\":{\"type\":\"json_schema\",\"json_schema\":{\
   "schema.pattern: regex: lookaround"
 expect_400 "{$M,\"response_format\":{\"type\":\"json_object\"},\"guided_choice\":[\"a\"]}" "guided_choice and response_format are both given"
 expect_400 "{$M,\"response_format\":{\"type\":\"yaml\"}}" "response_format.type 'yaml'"
+expect_400 "{$M,\"response_format\":{\"type\":\"json_schema\",\"json_schema\":{\"schema\":{\"oneOf\":[{\"type\":\"integer\"},{\"type\":\"number\"}]}}}}" \
+  "schema.oneOf: alternatives 0 and 1 might both match one value"
 expect_400 "{$M,\"response_format\":{\"type\":\"json_schema\"}}" "json_schema.schema is required"
 expect_400 "{$M,\"guided_json\":\"{not json\"}" "guided_json: not a JSON schema"
 expect_400 "{$M,\"response_format\":{\"type\":\"json_object\"},\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"f\",\"parameters\":{}}}],\"tool_choice\":\"required\"}" \

@@ -54,9 +54,25 @@ static const char *schemas[] = {
     "\"integer\",\"minimum\":99,\"maximum\":1000},\"p\":{\"type\":\"number\",\"minimum\":0,\"maximum\":1},"
     "\"pos\":{\"type\":\"number\",\"exclusiveMinimum\":0},\"t\":{\"type\":\"number\",\"minimum\":-2.5,"
     "\"exclusiveMaximum\":3.75}},\"required\":[\"age\",\"score\",\"n\",\"neg\",\"h\",\"p\",\"pos\",\"t\"]}",
+    /* a tagged union as pydantic writes it (oneOf + discriminator), and a type list whose kinds start alike */
+    "{\"$defs\":{\"Cat\":{\"type\":\"object\",\"properties\":{\"pet_type\":{\"const\":\"cat\"},\"meows\":"
+    "{\"type\":\"integer\"}},\"required\":[\"pet_type\",\"meows\"],\"additionalProperties\":false},\"Dog\":"
+    "{\"type\":\"object\",\"properties\":{\"pet_type\":{\"const\":\"dog\"},\"barks\":{\"type\":\"number\"}},"
+    "\"required\":[\"pet_type\",\"barks\"],\"additionalProperties\":false}},\"type\":\"object\",\"properties\":"
+    "{\"pet\":{\"oneOf\":[{\"$ref\":\"#/$defs/Cat\"},{\"$ref\":\"#/$defs/Dog\"}],\"discriminator\":"
+    "{\"propertyName\":\"pet_type\",\"mapping\":{\"cat\":\"#/$defs/Cat\",\"dog\":\"#/$defs/Dog\"}}},"
+    "\"n\":{\"type\":[\"integer\",\"number\"]}},\"required\":[\"pet\",\"n\"]}",
+    /* anyOf whose alternatives start alike: two objects sharing a key, bounded numbers on both sides, string
+     * formats, a nested anyOf, all as array items (readings fork and merge item after item) */
+    "{\"type\":\"array\",\"maxItems\":4,\"items\":{\"anyOf\":[{\"type\":\"object\",\"properties\":{\"a\":"
+    "{\"type\":\"integer\"},\"b\":{\"type\":\"string\",\"maxLength\":3}},\"required\":[\"a\"]},{\"type\":"
+    "\"object\",\"properties\":{\"a\":{\"type\":\"string\",\"maxLength\":4},\"c\":{\"type\":\"boolean\"}},"
+    "\"required\":[\"a\",\"c\"]},{\"type\":\"integer\",\"minimum\":10},{\"type\":\"number\",\"maximum\":0},"
+    "{\"type\":\"string\",\"format\":\"date\"},{\"type\":\"string\",\"format\":\"date-time\"},"
+    "{\"anyOf\":[{\"type\":\"string\",\"maxLength\":2},{\"const\":\"hello\"}]}]}}",
     NULL /* any JSON object (response_format json_object) */
 };
-enum { N_SCHEMAS = 8 };
+enum { N_SCHEMAS = 10 };
 
 static mimo_jg *compile_str(const char *s) {
   json_error_t err;
@@ -136,6 +152,32 @@ static void test_documents(void **state) {
   assert_int_equal(run(g, "{\"h\":98,"), 7);       /* minimum 99: 98 may still grow (980), not end */
   assert_int_equal(run(g, "{\"h\":9,"), 6);        /* ... and 9 at the ',' */
   mimo_jg_free(g);
+  g = compile_str(schemas[7]); /* tagged union */
+  assert_int_equal(run(g, "{\"pet\":{\"pet_type\":\"dog\",\"barks\":1.5},\"n\":2.5}"), -1);
+  assert_int_equal(run(g, "{\"n\":7,\"pet\":{\"meows\":3,\"pet_type\":\"cat\"}}"), -1);
+  assert_int_equal(run(g, "{\"pet\":{\"pet_type\":\"cat\",\"barks\":"), 26); /* a cat does not bark */
+  assert_int_equal(run(g, "{\"pet\":{\"meows\":1.5"), 17);  /* a Cat (no Dog has meows): an integer */
+  assert_int_equal(run(g, "{\"pet\":{\"pet_type\":\"cow"), 21);
+  mimo_jg_free(g);
+  g = compile_str(schemas[8]); /* overlapping anyOf */
+  assert_int_equal(run(g, "[{\"a\":1,\"b\":\"xyz\"},{\"c\":false,\"a\":\"abcd\"},12,-0.5]"), -1);
+  assert_int_equal(run(g, "[\"2024-02-29\",\"2024-02-29T10:00:00Z\",\"hi\",\"hello\"]"), -1);
+  assert_int_equal(run(g, "[{\"a\":\"s\",\"b\""), 11);     /* a string a: the second object, which has no b */
+  assert_int_equal(run(g, "[{\"a\":\"s\"}"), 9);              /* ... and needs c */
+  assert_int_equal(run(g, "[5]"), 2);                        /* neither >= 10 nor <= 0 */
+  assert_int_equal(run(g, "[\"2023-02-29\"]"), 11);          /* not a leap year, nor 2 characters */
+  assert_int_equal(run(g, "[\"hellp\"]"), 6);
+  { /* four readings inside the first string; one again once it has closed (they merge) */
+    mimo_jg_state st;
+    mimo_jg_start(g, &st);
+    for (const char *c = "[\"2024-01-01"; *c; c++)
+      assert_true(mimo_jg_feed(g, &st, (unsigned char)*c));
+    assert_int_equal(st.n, 2); /* date, date-time (the 2-character string and "hello" have died) */
+    for (const char *c = "\","; *c; c++)
+      assert_true(mimo_jg_feed(g, &st, (unsigned char)*c));
+    assert_int_equal(st.n, 1);
+  }
+  mimo_jg_free(g);
   const char *ch[] = {"yes", "no", "nope"};
   assert_int_equal(mimo_jg_choice(ch, 3, &g), MIMO_OK);
   assert_int_equal(run(g, "no"), -1);
@@ -154,15 +196,19 @@ static unsigned rnd(unsigned n) {
 }
 
 /* A random walk to a complete value (bytes each state allows; after `patience` bytes, closers first). */
+static int most_readings; /* the most readings a walk's state has held (unions that start alike fork them) */
+
 static size_t walk(const mimo_jg *g, char *out, size_t cap, mimo_jg_state *states, size_t max_states, size_t *n_states) {
   mimo_jg_state s;
   mimo_jg_start(g, &s);
   size_t n = 0;
   for (;;) {
+    if (s.n > most_readings)
+      most_readings = s.n;
     if (states && *n_states < max_states && rnd(4) == 0)
       states[(*n_states)++] = s;
     const bool done = mimo_jg_done(g, &s);
-    if (done && (s.depth == 0 || rnd(3) == 0 || n > 200))
+    if (done && (mimo_jg_closed(&s) || rnd(3) == 0 || n > 200))
       break;
     int ok[256], k = 0;
     for (int c = 0; c < 256; c++) {
@@ -206,11 +252,15 @@ static void test_random_walks_validate(void **state) {
     f = fopen(path, "wb");
     assert_non_null(f);
     static char doc[1 << 16];
+    most_readings = 0;
     for (int i = 0; i < 300; i++) {
       const size_t n = walk(g, doc, sizeof doc, NULL, 0, NULL);
       fwrite(doc, 1, n, f);
       fputc(0, f); /* NUL never occurs inside JSON text */
     }
+    print_message("schema %d: up to %d readings at once\n", k, most_readings);
+    if (k == 7 || k == 8) /* the unions whose alternatives start alike */
+      assert_true(most_readings >= (k == 7 ? 2 : 4));
     fclose(f);
     snprintf(cmd, sizeof cmd,
              "/usr/bin/python3 -c \"import json,jsonschema,sys\n"
@@ -242,6 +292,8 @@ static void test_mask_equals_feeding(void **state) {
   uint32_t *mask = calloc((size_t)words, 4);
   assert_non_null(mask);
   static mimo_jg_state st[2000];
+  mimo_jg_state *scratch = malloc((size_t)mimo_gvocab_scratch_states(v) * sizeof *scratch);
+  assert_non_null(scratch);
   static char doc[1 << 16];
   long checked = 0, allowed = 0;
   for (int k = 0; k < N_SCHEMAS; k++) {
@@ -251,7 +303,7 @@ static void test_mask_equals_feeding(void **state) {
       walk(g, doc, sizeof doc, st, sizeof st / sizeof *st, &n_st);
     for (size_t i = 0; i < n_st; i++) {
       memset(mask, 0, (size_t)words * 4);
-      mimo_gvocab_mask(v, g, &st[i], mask);
+      mimo_gvocab_mask(v, g, &st[i], mask, scratch);
       for (int id = 0; id < V; id++) {
         mimo_jg_state c = st[i];
         const bool want = !mimo_tok_is_added(t, id) && mimo_gvocab_feed(v, g, &c, id);
@@ -266,6 +318,7 @@ static void test_mask_equals_feeding(void **state) {
   }
   print_message("mask = feeding over %ld (state, token) pairs, %ld allowed\n", checked, allowed);
   assert_true(allowed > 1000);
+  free(scratch);
   free(mask);
   mimo_gvocab_free(v);
   mimo_tok_free(t);
@@ -357,7 +410,13 @@ static void test_refusals(void **state) {
     snprintf(big + at, sizeof big - (size_t)at, "\"d20\":{\"type\":\"integer\"}},\"$ref\":\"#/$defs/d0\"}");
     refused(big, "grows past 50000 nodes through its references");
   }
-  refused("{\"anyOf\":[{\"type\":\"integer\"},{\"type\":\"number\"}]}", "can start with the same character");
+  refused("{\"oneOf\":[{\"type\":\"integer\"},{\"type\":\"number\"}]}",
+          "schema.oneOf: alternatives 0 and 1 might both match one value");
+  /* objects without a property that tells them apart (b allows other keys, so {"x":1,"y":2} is both) */
+  refused("{\"oneOf\":[{\"properties\":{\"x\":{\"type\":\"integer\"}},\"required\":[\"x\"]},{\"properties\":"
+          "{\"y\":{\"type\":\"integer\"}},\"required\":[\"y\"]}]}", "alternatives 0 and 1 might both match");
+  refused("{\"oneOf\":[{\"enum\":[1,2]},{\"enum\":[3,2.0]}]}", "alternatives 0 and 1 might both match");
+  refused("{\"anyOf\":[{\"type\":\"string\"}],\"oneOf\":[{\"type\":\"string\"}]}", "anyOf beside oneOf");
   refused("{\"type\":\"color\"}", "'color' is not a JSON schema type");
   refused("{\"type\":\"object\",\"properties\":{\"a\":{}},\"required\":[\"b\"]}", "required[0] is not one of");
   refused("{\"type\":\"array\",\"minItems\":3,\"maxItems\":2}", "maxItems is below minItems");
