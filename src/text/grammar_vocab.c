@@ -1,7 +1,9 @@
-/* Token masks for structured outputs (grammar_vocab.h). Two tries of token bytes: every ordinary token, and only
- * those that are not plain string text (a '"', a '\\', a control byte, or bytes that are not whole UTF-8). Inside a
- * free string every plain token is allowed at once (a precomputed bit set) and only the other trie is walked; any
- * other state walks the whole trie, whose branches die at their first refused byte. */
+/* Token masks for structured outputs (grammar_vocab.h). Tries of token bytes: every ordinary token; those that are
+ * not plain JSON string text (a '"', a '\\', a control byte, or bytes that are not whole UTF-8); those that are not
+ * plain raw text (a '<', a control byte other than tab and line ends, broken UTF-8); and the added tokens that are
+ * not special (<tool_call>, ...). Inside a free string every plain token is allowed at once (a precomputed bit set)
+ * and only the trie of the others is walked; other states walk every ordinary token's trie, whose branches die at
+ * their first refused byte, and between tool calls also the added tokens'. */
 #include "text/grammar_vocab.h"
 
 #include <stdlib.h>
@@ -15,12 +17,12 @@ typedef struct {
 
 struct mimo_gvocab {
   int n_ids;        /* ids covered: the tokenizer's */
-  trie all, special_text; /* special_text: the tokens that are not plain string text */
+  trie all, special_text, special_raw, added; /* special_*: the tokens that are not plain (JSON, raw) text */
   int *tok_next;    /* tokens with the same bytes, chained */
-  uint32_t *plain;  /* plain string-text tokens, a bit each */
+  uint32_t *plain, *plain_raw, *is_added; /* a bit per token */
   const char **bytes;
   size_t *len;
-  int depth;        /* the trie's depth: the longest token's bytes, at most MAX_WALK */
+  int depth;        /* the tries' depth: the longest token's bytes, at most MAX_WALK */
 };
 
 enum { MAX_WALK = 512 };
@@ -76,11 +78,12 @@ static void trie_free(trie *t) {
   free(t->byte);
 }
 
-/* Well-formed UTF-8 (whole sequences) of bytes >= 0x20 without '"' or '\\': text a JSON string takes as it is. */
-static bool plain_text(const char *s, size_t n) {
+/* Well-formed UTF-8 (whole sequences) of bytes >= 0x20 without '"' or '\\': text a JSON string takes as it is.
+ * raw: of bytes >= 0x20, tabs and line ends, without '<': text a tool call's text value takes as it is. */
+static bool plain_text(const char *s, size_t n, bool raw) {
   for (size_t i = 0; i < n;) {
     const uint8_t c = (uint8_t)s[i];
-    if (c < 0x20 || c == '"' || c == '\\')
+    if (raw ? (c < 0x20 && c != '\n' && c != '\t' && c != '\r') || c == '<' : c < 0x20 || c == '"' || c == '\\')
       return false;
     size_t bad = 0;
     const size_t k = mimo_utf8_next(s + i, n - i, &bad);
@@ -96,8 +99,12 @@ void mimo_gvocab_free(mimo_gvocab *v) {
     return;
   trie_free(&v->all);
   trie_free(&v->special_text);
+  trie_free(&v->special_raw);
+  trie_free(&v->added);
   free(v->tok_next);
   free(v->plain);
+  free(v->plain_raw);
+  free(v->is_added);
   free((void *)v->bytes);
   free(v->len);
   free(v);
@@ -112,28 +119,44 @@ mimo_status mimo_gvocab_new(const mimo_tok *t, mimo_gvocab **out) {
   const size_t words = ((size_t)v->n_ids + 31) / 32;
   v->tok_next = malloc((size_t)v->n_ids * sizeof *v->tok_next);
   v->plain = calloc(words, sizeof *v->plain);
+  v->plain_raw = calloc(words, sizeof *v->plain_raw);
+  v->is_added = calloc(words, sizeof *v->is_added);
   v->bytes = calloc((size_t)v->n_ids, sizeof *v->bytes);
   v->len = calloc((size_t)v->n_ids, sizeof *v->len);
-  bool ok = v->tok_next && v->plain && v->bytes && v->len && trie_node(&v->all, 0) == 0 &&
-            trie_node(&v->special_text, 0) == 0;
+  bool ok = v->tok_next && v->plain && v->plain_raw && v->is_added && v->bytes && v->len &&
+            trie_node(&v->all, 0) == 0 && trie_node(&v->special_text, 0) == 0 && trie_node(&v->special_raw, 0) == 0 &&
+            trie_node(&v->added, 0) == 0;
   for (int id = 0; ok && id < v->n_ids; id++) {
     size_t n = 0;
     const char *b = mimo_tok_token_bytes(t, id, &n);
-    if (!b || !n || mimo_tok_is_added(t, id)) /* special and added tokens never stand for grammar text */
+    /* special tokens never stand for grammar text; other added ones only between tool calls */
+    if (!b || !n || mimo_tok_is_special(t, id))
       continue;
     v->bytes[id] = b;
     v->len[id] = n;
     if ((size_t)v->depth < n)
       v->depth = n < MAX_WALK ? (int)n : MAX_WALK;
+    if (mimo_tok_is_added(t, id)) {
+      v->is_added[id / 32] |= 1u << (id % 32);
+      ok = trie_add(&v->added, b, n, id, v->tok_next);
+      continue;
+    }
     ok = trie_add(&v->all, b, n, id, v->tok_next);
-    if (plain_text(b, n))
+    if (plain_text(b, n, false))
       v->plain[id / 32] |= 1u << (id % 32);
+    if (plain_text(b, n, true))
+      v->plain_raw[id / 32] |= 1u << (id % 32);
   }
-  /* Tokens with the same bytes are all plain or all not, and go in in the same (id) order: the second trie's
-   * chains are the first one's, so both share tok_next. */
-  for (int id = 0; ok && id < v->n_ids; id++)
-    if (v->bytes[id] && !(v->plain[id / 32] >> (id % 32) & 1))
+  /* Tokens with the same bytes are all plain or all not, and go in in the same (id) order: the other tries' chains
+   * are the first one's, so all share tok_next. */
+  for (int id = 0; ok && id < v->n_ids; id++) {
+    if (!v->bytes[id] || v->is_added[id / 32] >> (id % 32) & 1)
+      continue;
+    if (!(v->plain[id / 32] >> (id % 32) & 1))
       ok = trie_add(&v->special_text, v->bytes[id], v->len[id], id, v->tok_next);
+    if (ok && !(v->plain_raw[id / 32] >> (id % 32) & 1))
+      ok = trie_add(&v->special_raw, v->bytes[id], v->len[id], id, v->tok_next);
+  }
   if (!ok) {
     mimo_gvocab_free(v);
     return mimo_errf(MIMO_E_NOMEM, "structured output vocabulary");
@@ -167,17 +190,24 @@ static void walk(const mimo_gvocab *v, const trie *t, int node, const mimo_jg *g
 
 void mimo_gvocab_mask(const mimo_gvocab *v, const mimo_jg *g, const mimo_jg_state *s, uint32_t *allow,
                       mimo_jg_state *scratch) {
-  if (mimo_jg_free_text(s)) {
+  const int free_text = mimo_jg_free_text(g, s);
+  if (free_text) {
+    const bool json = free_text != MIMO_JG_FREE_RAW, raw = free_text != MIMO_JG_FREE_JSON;
     for (int w = 0; w < (v->n_ids + 31) / 32; w++)
-      allow[w] |= v->plain[w];
-    walk(v, &v->special_text, 0, g, s, allow, scratch, 0);
+      allow[w] |= (json ? v->plain[w] : ~0u) & (raw ? v->plain_raw[w] : ~0u);
+    if (json) /* the others: not plain by one rule or the other */
+      walk(v, &v->special_text, 0, g, s, allow, scratch, 0);
+    if (raw)
+      walk(v, &v->special_raw, 0, g, s, allow, scratch, 0);
     return;
   }
   walk(v, &v->all, 0, g, s, allow, scratch, 0);
+  if (mimo_jg_between_calls(g, s))
+    walk(v, &v->added, 0, g, s, allow, scratch, 0);
 }
 
 bool mimo_gvocab_feed(const mimo_gvocab *v, const mimo_jg *g, mimo_jg_state *s, int id) {
-  if (id < 0 || id >= v->n_ids || !v->bytes[id])
+  if (id < 0 || id >= v->n_ids || !v->bytes[id] || (v->is_added[id / 32] >> (id % 32) & 1 && !mimo_jg_between_calls(g, s)))
     return false;
   mimo_jg_state c;
   mimo_jg_copy(&c, s);

@@ -12,7 +12,7 @@
 
 static mimo_status string_pattern(mimo_jg *g, const json_t *s, const char *path, struct mimo_jg_node *n);
 
-static node *new_node(mimo_jg *g, kind k) {
+node *jg_new_node(mimo_jg *g, kind k) {
   if (g->n_all == g->cap_all) {
     const int cap = g->cap_all ? 2 * g->cap_all : 16;
     node **a = realloc(g->all, (size_t)cap * sizeof *a);
@@ -32,7 +32,7 @@ static node *new_node(mimo_jg *g, kind k) {
 
 static void set_first(node *n, int c) { n->first[c >> 3] |= (uint8_t)(1u << (c & 7)); }
 
-static void first_of(node *n) {
+void jg_first_of(node *n) {
   memset(n->first, 0, sizeof n->first);
   switch (n->k) {
   case K_ANY:
@@ -57,10 +57,13 @@ static void first_of(node *n) {
       for (int b = 0; b < 32; b++)
         n->first[b] |= n->alts[i]->first[b];
     break;
+  case K_XCALLS: /* tool-call nodes are entered by their parents' phases, never as a value */
+  case K_XFUNC:
+  case K_XTEXT: break;
   }
 }
 
-static mimo_status add_literal(node *n, const char *s, size_t len) {
+mimo_status jg_add_literal(node *n, const char *s, size_t len) {
   char **l = realloc(n->lits, (size_t)(n->n_lits + 1) * sizeof *l);
   if (l)
     n->lits = l;
@@ -80,16 +83,15 @@ static mimo_status add_literal(node *n, const char *s, size_t len) {
 }
 
 static node *literals(mimo_jg *g, const char *const *v, int n) {
-  node *x = new_node(g, K_LITERALS);
+  node *x = jg_new_node(g, K_LITERALS);
   for (int i = 0; x && i < n; i++)
-    if (add_literal(x, v[i], strlen(v[i])) != MIMO_OK)
+    if (jg_add_literal(x, v[i], strlen(v[i])) != MIMO_OK)
       return NULL;
   if (x)
-    first_of(x);
+    jg_first_of(x);
   return x;
 }
 
-static mimo_status compile(mimo_jg *g, const json_t *s, const char *path, int depth, node **out);
 
 static mimo_status get_count(const json_t *s, const char *key, const char *path, int *out) {
   const json_t *v = json_object_get(s, key);
@@ -138,14 +140,14 @@ static mimo_status compile_object(mimo_jg *g, const json_t *s, const char *path,
         return mimo_errf(MIMO_E_NOMEM, "structured output schema");
       n->key_len[i] = strlen(n->keys[i]);
       snprintf(sub, sizeof sub, "%s.properties.%s", path, k);
-      MIMO_TRY(compile(g, v, sub, depth + 1, &n->props[i]));
+      MIMO_TRY(jg_compile(g, v, sub, depth + 1, &n->props[i]));
       i++;
     }
   } else if (!addl || json_is_true(addl)) {
     n->addl = g->any;
   } else if (json_is_object(addl)) {
     snprintf(sub, sizeof sub, "%s.additionalProperties", path);
-    MIMO_TRY(compile(g, addl, sub, depth + 1, &n->addl));
+    MIMO_TRY(jg_compile(g, addl, sub, depth + 1, &n->addl));
   } else if (!json_is_false(addl)) {
     return mimo_errf(MIMO_E_INVALID, "%s.additionalProperties must be a boolean or a schema", path);
   }
@@ -298,7 +300,7 @@ static mimo_status compile_type(mimo_jg *g, const json_t *s, const char *type, c
                                                 : K_ANY;
   if (k == K_ANY)
     return mimo_errf(MIMO_E_INVALID, "%s.type: '%s' is not a JSON schema type", path, type);
-  node *n = new_node(g, k);
+  node *n = jg_new_node(g, k);
   if (!n)
     return mimo_errf(MIMO_E_NOMEM, "schema");
   if (k == K_OBJECT)
@@ -308,7 +310,7 @@ static mimo_status compile_type(mimo_jg *g, const json_t *s, const char *type, c
     n->items = g->any;
     if (items) {
       snprintf(sub, sizeof sub, "%s.items", path);
-      MIMO_TRY(compile(g, items, sub, depth + 1, &n->items));
+      MIMO_TRY(jg_compile(g, items, sub, depth + 1, &n->items));
     }
     MIMO_TRY(get_count(s, "minItems", path, &n->min_items));
     MIMO_TRY(get_count(s, "maxItems", path, &n->max_items));
@@ -326,7 +328,7 @@ static mimo_status compile_type(mimo_jg *g, const json_t *s, const char *type, c
       return mimo_errf(MIMO_E_INVALID, "%s: maxLength is below minLength", path);
     MIMO_TRY(string_pattern(g, s, path, n));
   }
-  first_of(n);
+  jg_first_of(n);
   *out = n;
   return MIMO_OK;
 }
@@ -495,12 +497,12 @@ static mimo_status union_of(mimo_jg *g, node **alts, int n, const char *path, bo
         return mimo_errf(MIMO_E_INVALID, "%s.oneOf: alternatives %d and %d might both match one value, which oneOf "
                          "forbids and structured outputs cannot rule out (give them a property that tells them "
                          "apart, e.g. a const, or use anyOf)", path, j, i);
-  node *u = new_node(g, K_UNION);
+  node *u = jg_new_node(g, K_UNION);
   if (!u || !(u->alts = malloc((size_t)n * sizeof *u->alts)))
     return mimo_errf(MIMO_E_NOMEM, "schema");
   memcpy(u->alts, alts, (size_t)n * sizeof *alts);
   u->n_alts = n;
-  first_of(u);
+  jg_first_of(u);
   *out = u;
   return MIMO_OK;
 }
@@ -556,7 +558,6 @@ static const json_t *resolve_ref(const json_t *root, const char *ref) {
   return at;
 }
 
-static mimo_status compile(mimo_jg *g, const json_t *s, const char *path, int depth, node **out);
 
 /* s = {"$ref": "#/...", annotations...}: the schema it points at, compiled in its place (pydantic's nested models:
  * $defs). A reference back into one being compiled (a recursive schema) is refused: the nodes form a tree. */
@@ -586,12 +587,12 @@ static mimo_status compile_ref(mimo_jg *g, const json_t *s, const char *path, in
   char sub[512];
   snprintf(sub, sizeof sub, "%s.$ref(%.200s)", path, r);
   g->ref_stack[g->n_refs++] = target;
-  const mimo_status st = compile(g, target, sub, depth, out);
+  const mimo_status st = jg_compile(g, target, sub, depth, out);
   g->n_refs--;
   return st;
 }
 
-static mimo_status compile(mimo_jg *g, const json_t *s, const char *path, int depth, node **out) {
+mimo_status jg_compile(mimo_jg *g, const json_t *s, const char *path, int depth, node **out) {
   if (depth >= MIMO_JG_MAX_DEPTH - 1)
     return mimo_errf(MIMO_E_INVALID, "%s: nested deeper than %d levels", path, MIMO_JG_MAX_DEPTH - 2);
   if (json_is_true(s)) {
@@ -613,7 +614,7 @@ static mimo_status compile(mimo_jg *g, const json_t *s, const char *path, int de
       return mimo_errf(MIMO_E_INVALID, "%s.allOf: only a list of one schema is supported in structured outputs", path);
     char sub[512];
     snprintf(sub, sizeof sub, "%s.allOf[0]", path);
-    return compile(g, json_array_get(all, 0), sub, depth, out);
+    return jg_compile(g, json_array_get(all, 0), sub, depth, out);
   }
   json_object_foreach((json_t *)s, k, v)
     if (!in_list(k, annotations) && !in_list(k, understood))
@@ -623,7 +624,7 @@ static mimo_status compile(mimo_jg *g, const json_t *s, const char *path, int de
   if (en || cn) { /* the values themselves, serialized as a model would write them */
     if (en && (!json_is_array(en) || !json_array_size(en) || json_array_size(en) > 64))
       return mimo_errf(MIMO_E_INVALID, "%s.enum must be a list of 1 to 64 values", path);
-    node *n = new_node(g, K_LITERALS);
+    node *n = jg_new_node(g, K_LITERALS);
     if (!n)
       return mimo_errf(MIMO_E_NOMEM, "schema");
     const size_t m = en ? json_array_size(en) : 1;
@@ -631,11 +632,11 @@ static mimo_status compile(mimo_jg *g, const json_t *s, const char *path, int de
       char *d = json_dumps(en ? json_array_get(en, i) : cn, JSON_ENCODE_ANY | JSON_COMPACT);
       if (!d)
         return mimo_errf(MIMO_E_NOMEM, "schema");
-      const mimo_status st = add_literal(n, d, strlen(d));
+      const mimo_status st = jg_add_literal(n, d, strlen(d));
       free(d);
       MIMO_TRY(st);
     }
-    first_of(n);
+    jg_first_of(n);
     *out = n;
     return MIMO_OK;
   }
@@ -654,7 +655,7 @@ static mimo_status compile(mimo_jg *g, const json_t *s, const char *path, int de
     json_t *a;
     json_array_foreach(any, i, a) {
       snprintf(sub, sizeof sub, "%s.%s[%zu]", path, word, i);
-      MIMO_TRY(compile(g, a, sub, depth + 1, &alts[i]));
+      MIMO_TRY(jg_compile(g, a, sub, depth + 1, &alts[i]));
     }
     return json_array_size(any) == 1 ? (*out = alts[0], MIMO_OK)
                                      : union_of(g, alts, (int)json_array_size(any), path, one_of, out);
@@ -707,22 +708,23 @@ void mimo_jg_free(mimo_jg *g) {
     free(n);
   }
   free(g->all);
+  free(g->start_text);
   mimo_re_free(g->re);
   free(g);
 }
 
 /* The nodes every grammar has: any value, and the shapes an "any" value takes once its first byte is known. */
-static mimo_status base(mimo_jg **out) {
+mimo_status jg_base(mimo_jg **out) {
   mimo_jg *g = calloc(1, sizeof *g);
   if (!g)
     return mimo_errf(MIMO_E_NOMEM, "structured output grammar");
   g->re_budget = MIMO_RE_WORK;
   static const char *const lits[] = {"true", "false", "null"};
-  g->any = new_node(g, K_ANY);
-  g->any_obj = new_node(g, K_OBJECT);
-  g->any_arr = new_node(g, K_ARRAY);
-  g->free_str = new_node(g, K_STRING);
-  g->any_num = new_node(g, K_NUMBER);
+  g->any = jg_new_node(g, K_ANY);
+  g->any_obj = jg_new_node(g, K_OBJECT);
+  g->any_arr = jg_new_node(g, K_ARRAY);
+  g->free_str = jg_new_node(g, K_STRING);
+  g->any_num = jg_new_node(g, K_NUMBER);
   g->json_lits = literals(g, lits, 3);
   if (!g->any || !g->any_obj || !g->any_arr || !g->free_str || !g->any_num || !g->json_lits) {
     mimo_jg_free(g);
@@ -732,7 +734,7 @@ static mimo_status base(mimo_jg **out) {
   g->any_arr->items = g->any;
   node *b[] = {g->any, g->any_obj, g->any_arr, g->free_str, g->any_num};
   for (size_t i = 0; i < sizeof b / sizeof *b; i++)
-    first_of(b[i]);
+    jg_first_of(b[i]);
   *out = g;
   return MIMO_OK;
 }
@@ -740,13 +742,13 @@ static mimo_status base(mimo_jg **out) {
 mimo_status mimo_jg_compile(const json_t *schema, mimo_jg **out) {
   *out = NULL;
   mimo_jg *g;
-  MIMO_TRY(base(&g));
+  MIMO_TRY(jg_base(&g));
   mimo_status st = MIMO_OK;
   if (!schema)
     g->root = g->any_obj;
   else {
     g->schema_root = schema;
-    st = compile(g, schema, "schema", 0, &g->root);
+    st = jg_compile(g, schema, "schema", 0, &g->root);
     g->schema_root = NULL;
   }
   if (st != MIMO_OK) {
@@ -765,7 +767,7 @@ mimo_status mimo_jg_choice(const char *const *choices, int n, mimo_jg **out) {
     if (!choices[i][0])
       return mimo_errf(MIMO_E_INVALID, "choices[%d] is empty", i);
   mimo_jg *g;
-  MIMO_TRY(base(&g));
+  MIMO_TRY(jg_base(&g));
   g->raw = true;
   if (!(g->root = literals(g, choices, n))) {
     mimo_jg_free(g);
@@ -778,7 +780,7 @@ mimo_status mimo_jg_choice(const char *const *choices, int n, mimo_jg **out) {
 mimo_status mimo_jg_regex(const char *pattern, size_t len, mimo_jg **out) {
   *out = NULL;
   mimo_jg *g;
-  MIMO_TRY(base(&g));
+  MIMO_TRY(jg_base(&g));
   g->raw = true;
   mimo_status st = mimo_re_compile(pattern, len, MIMO_JG_MAX_REGEX_STATES, &g->re);
   if (st != MIMO_OK) {

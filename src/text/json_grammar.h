@@ -31,6 +31,12 @@ mimo_status mimo_jg_choice(const char *const *choices, int n, mimo_jg **out);
 /* The whole output matches a regular expression (vLLM's guided_regex; raw text; syntax in text/regex_dfa.h). */
 mimo_status mimo_jg_regex(const char *pattern, size_t len, mimo_jg **out);
 #define MIMO_JG_MAX_REGEX_STATES 20000
+/* MiMo's XML tool calls (text/toolcall.h) whose parameters follow the tools' JSON schemas (OpenAI-style function
+ * list), as the qwen3_xml parser types them: a string parameter is raw text, others JSON text. The output starts
+ * after mimo_toolcall_forced_prefix(named) (the forced ids carry it); named: that function only; max_calls > 0:
+ * at most that many calls. A parameter whose schema does not compile is free text, unless its function has
+ * `strict: true` (then an error naming it). */
+mimo_status mimo_jg_tools(const json_t *tools, const char *named, int max_calls, mimo_jg **out);
 void mimo_jg_free(mimo_jg *g);
 
 typedef struct mimo_jg_frame {
@@ -69,9 +75,16 @@ void mimo_jg_start(const mimo_jg *g, mimo_jg_state *s);
 bool mimo_jg_feed(const mimo_jg *g, mimo_jg_state *s, unsigned char c);
 /* Whether the output may end here (a complete value). */
 bool mimo_jg_done(const mimo_jg *g, const mimo_jg_state *s);
-/* Every reading is inside a string with no length limit and no escape or UTF-8 sequence pending: every token whose
- * bytes are printable UTF-8 without '"' or '\\' may follow (the vocabulary's fast path). */
-bool mimo_jg_free_text(const mimo_jg_state *s);
+/* Free text: every reading is inside a string with no length limit or pattern and no escape or UTF-8 sequence
+ * pending, so every token of plain text may follow (the vocabulary's fast path). MIMO_JG_FREE_JSON: a JSON string
+ * (printable UTF-8 without '"' or '\\'); MIMO_JG_FREE_RAW: a tool call's text value (UTF-8 of bytes >= 0x20, tabs
+ * and line ends, without '<'); MIMO_JG_FREE_JSON_IN_TOOL: a JSON string inside a tool call's value (both: it may
+ * not hold "</parameter>"); 0: not free text. */
+enum { MIMO_JG_FREE_JSON = 1, MIMO_JG_FREE_RAW = 2, MIMO_JG_FREE_JSON_IN_TOOL = 3 };
+int mimo_jg_free_text(const mimo_jg *g, const mimo_jg_state *s);
+/* Tool-call grammars: some reading stands between calls (or in their tags), where the tokenizer's added tokens
+ * <tool_call> and </tool_call> may stand for their text. */
+bool mimo_jg_between_calls(const mimo_jg *g, const mimo_jg_state *s);
 /* mimo_jg_feed without the copy: on false s is left in an unspecified state (callers that try bytes on a copy). */
 bool mimo_jg_step_inplace(const mimo_jg *g, mimo_jg_state *s, unsigned char c);
 #endif

@@ -9,10 +9,17 @@
 #include "text/json_grammar.h"
 #include "text/regex_dfa.h"
 
-typedef enum { K_ANY, K_OBJECT, K_ARRAY, K_STRING, K_NUMBER, K_INTEGER, K_LITERALS, K_UNION } kind;
+/* K_XCALLS, K_XFUNC, K_XTEXT: MiMo's XML tool calls (tool_grammar.c): the calls, one function's parameters, a
+ * parameter's raw text value. */
+typedef enum { K_ANY, K_OBJECT, K_ARRAY, K_STRING, K_NUMBER, K_INTEGER, K_LITERALS, K_UNION, K_XCALLS, K_XFUNC,
+               K_XTEXT } kind;
 
 typedef struct mimo_jg_node {
   kind k;
+  /* K_XCALLS: the functions are alts (their "NAME>\n" texts are lits), at most max_items calls (< 0: any number).
+   * K_XFUNC: keys (raw names) with values props (K_XTEXT or JSON nodes); n_props == 0 and addl: free names.
+   * K_XTEXT: text up to "</parameter>" within min_len/max_len, matching pattern (the value after the parser drops
+   * one leading and one trailing newline). */
   /* object: n_props > 0 keys by name (escaped, unquoted) in any order, no others; else free keys with values of
    * `addl` (NULL: none at all) */
   int n_props;
@@ -39,6 +46,8 @@ typedef struct mimo_jg_node {
 
 struct mimo_jg {
   bool raw; /* choices: the literal is the whole output (no whitespace around it) */
+  bool tools; /* tool calls: added tokens (<tool_call>) may stand for their text between calls */
+  char *start_text; /* the output's start is taken as given (tool calls after the forced prefix) */
   long re_budget; /* the work left for the schema's patterns and formats, all together (text/regex_dfa.h) */
   mimo_re *re; /* a regex: the whole output matches it (raw text); the frame's off is the DFA state */
   node *root, *any, *any_obj, *any_arr, *free_str, *any_num, *json_lits;
@@ -50,6 +59,13 @@ struct mimo_jg {
   int n_refs;
 };
 
+/* The XML tool-call texts (tool_grammar.c) */
+#define XML_CALL_OPEN "<tool_call>\n<function="
+#define XML_CALL_END "</tool_call>"
+#define XML_FUNC_END "</function>\n"
+#define XML_PARAM_OPEN "<parameter="
+#define XML_PARAM_END "</parameter>"
+
 enum {
   P_VALUE,
   P_OBJ_OPEN, P_OBJ_KEY, P_OBJ_KEYSTR, P_OBJ_COLON, P_OBJ_VALUE, P_OBJ_AFTER, P_OBJ_NEXT,
@@ -58,7 +74,33 @@ enum {
   P_NUM_MINUS, P_NUM_ZERO, P_NUM_INT, P_NUM_DOT, P_NUM_FRAC, P_NUM_E, P_NUM_ESIGN, P_NUM_EXP,
   P_LIT,
   P_REGEX,
+  /* K_XCALLS: "<tool_call>\n<function=" (off: bytes matched), a name (cand, off), "</tool_call>", between calls */
+  P_XC_OPEN, P_XC_NAME, P_XC_FUNC, P_XC_END, P_XC_AFTER,
+  /* K_XFUNC: before a parameter or the end; "<parameter=" / "</function>\n" (off); a name (cand, off); the value;
+   * before a JSON value: one newline at most; after it: the same, then "</parameter>" (off) */
+  P_XF_NEXT, P_XF_PARAM, P_XF_CLOSE, P_XF_KEY, P_XF_VSTART, P_XF_VALUE, P_XF_VEND, P_XF_VCLOSE,
+  /* K_XTEXT: hex = bytes of "</parameter>" matched, ws bit 0: the first byte came, bit 1: a held "\n" */
+  P_XT,
 };
+
+/* json_grammar_match.c and tool_grammar_match.c: one byte on a frame */
+enum { TOOK, REJECT, AGAIN }; /* AGAIN: the byte goes to the (new) top frame */
+static inline bool jg_is_ws(int c) { return c == ' ' || c == '\n' || c == '\t' || c == '\r'; }
+static inline uint64_t jg_all_bits(int n) { return n >= 64 ? ~0ull : (1ull << n) - 1; }
+bool jg_push(mimo_jg_stack *s, const node *n, int phase);
+void jg_pop(mimo_jg_stack *s); /* the top value is complete: its parent moves on */
+int jg_ws_byte(mimo_jg_frame *f);
+bool jg_pattern_byte(const node *n, mimo_jg_frame *f, int c);
+int jg_xcalls_byte(mimo_jg_stack *s, mimo_jg_frame *f, int c);
+int jg_xfunc_byte(mimo_jg_stack *s, mimo_jg_frame *f, int c);
+int jg_xtext_byte(mimo_jg_stack *s, mimo_jg_frame *f, int c);
+
+/* json_grammar.c, for tool_grammar.c */
+node *jg_new_node(mimo_jg *g, kind k);
+void jg_first_of(node *n);
+mimo_status jg_add_literal(node *n, const char *s, size_t len);
+mimo_status jg_compile(mimo_jg *g, const json_t *s, const char *path, int depth, node **out);
+mimo_status jg_base(mimo_jg **out);
 
 /* whether a value of node n may start with byte c */
 static inline bool has_first(const node *n, int c) { return n->first[c >> 3] >> (c & 7) & 1; }

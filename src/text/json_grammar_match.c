@@ -8,11 +8,10 @@
 #include "text/json_grammar_internal.h"
 
 
-static bool is_ws(int c) { return c == ' ' || c == '\n' || c == '\t' || c == '\r'; }
 static bool is_digit(int c) { return c >= '0' && c <= '9'; }
 static bool is_hex(int c) { return is_digit(c) || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F'); }
 
-static bool push(mimo_jg_stack *s, const node *n, int phase) {
+bool jg_push(mimo_jg_stack *s, const node *n, int phase) {
   if (s->depth >= MIMO_JG_MAX_DEPTH)
     return false;
   mimo_jg_frame *f = &s->f[s->depth++];
@@ -23,7 +22,7 @@ static bool push(mimo_jg_stack *s, const node *n, int phase) {
 }
 
 /* The top value is complete: its parent moves on. */
-static void pop(mimo_jg_stack *s) {
+void jg_pop(mimo_jg_stack *s) {
   if (--s->depth == 0)
     return;
   mimo_jg_frame *p = &s->f[s->depth - 1];
@@ -37,17 +36,22 @@ static void pop(mimo_jg_stack *s) {
   } else if (p->phase == P_ARR_VALUE) {
     p->count++;
     p->phase = P_ARR_AFTER;
+  } else if (p->phase == P_XF_VALUE) { /* a JSON value; a text value moves its parent on itself */
+    if (p->prop >= 0)
+      p->seen |= 1ull << p->prop;
+    p->phase = P_XF_VEND;
+  } else if (p->phase == P_XC_FUNC) {
+    p->phase = P_XC_END;
+    p->off = 0;
   }
 }
-
-static uint64_t all_bits(int n) { return n >= 64 ? ~0ull : (1ull << n) - 1; }
 
 static bool num_complete(int phase) {
   return phase == P_NUM_ZERO || phase == P_NUM_INT || phase == P_NUM_FRAC || phase == P_NUM_EXP;
 }
 
 /* A pattern string's (or a bounded integer's) DFA after decoded byte c (false: it cannot continue). */
-static bool pattern_byte(const node *n, mimo_jg_frame *f, int c) {
+bool jg_pattern_byte(const node *n, mimo_jg_frame *f, int c) {
   const int next = mimo_re_next(n->pattern, (int)f->off, (unsigned char)c);
   if (next < 0)
     return false;
@@ -87,7 +91,6 @@ static void fork_reading(readings *room, const mimo_jg_stack *s, const node *alt
   t->f[t->depth - 1].node = alt;
 }
 
-enum { TOOK, REJECT, AGAIN }; /* AGAIN: the byte goes to the (new) top frame */
 
 /* A value of f's node begins with c (f in P_VALUE). */
 static int value_start(const mimo_jg *g, mimo_jg_stack *s, mimo_jg_frame *f, int c, readings *room) {
@@ -126,7 +129,7 @@ static int value_start(const mimo_jg *g, mimo_jg_stack *s, mimo_jg_frame *f, int
   case K_INTEGER:
     if (n->pattern) { /* bounds: the digits' DFA (int_range.h) */
       f->off = (uint32_t)mimo_re_start(n->pattern);
-      if (!pattern_byte(n, f, c))
+      if (!jg_pattern_byte(n, f, c))
         return REJECT;
     }
     f->phase = c == '-' ? P_NUM_MINUS : c == '0' ? P_NUM_ZERO : P_NUM_INT;
@@ -134,9 +137,12 @@ static int value_start(const mimo_jg *g, mimo_jg_stack *s, mimo_jg_frame *f, int
     return TOOK;
   case K_LITERALS:
     f->phase = P_LIT;
-    f->cand = all_bits(n->n_lits);
+    f->cand = jg_all_bits(n->n_lits);
     f->off = 0;
     return AGAIN;
+  case K_XCALLS:
+  case K_XFUNC:
+  case K_XTEXT: break; /* never a JSON value */
   }
   (void)s;
   return REJECT;
@@ -156,11 +162,11 @@ static int short_escape(int c) {
   }
 }
 
-static int string_byte(mimo_jg_stack *s, mimo_jg_frame *f, int c) {
+static int string_byte(mimo_jg_stack *s, mimo_jg_frame *f, int c, bool tools) {
   const node *n = f->node;
   if (f->phase == P_STR_ESC && n->pattern) { /* the short escapes only: their byte is known at once */
     const int d = short_escape(c);
-    if (d < 0 || !pattern_byte(n, f, d))
+    if (d < 0 || !jg_pattern_byte(n, f, d))
       return REJECT;
     f->phase = P_STR_IN;
     return TOOK;
@@ -204,7 +210,7 @@ static int string_byte(mimo_jg_stack *s, mimo_jg_frame *f, int c) {
     return TOOK;
   }
   if (f->need) { /* inside a UTF-8 sequence */
-    if (c < f->lo || c > f->hi || (n->pattern && !pattern_byte(n, f, c)))
+    if (c < f->lo || c > f->hi || (n->pattern && !jg_pattern_byte(n, f, c)))
       return REJECT;
     f->need--;
     f->lo = 0x80;
@@ -214,7 +220,7 @@ static int string_byte(mimo_jg_stack *s, mimo_jg_frame *f, int c) {
   if (c == '"') {
     if (f->count < n->min_len || (n->pattern && !mimo_re_accepts(n->pattern, (int)f->off)))
       return REJECT;
-    pop(s);
+    jg_pop(s);
     return TOOK;
   }
   if (c < 0x20)
@@ -230,9 +236,16 @@ static int string_byte(mimo_jg_stack *s, mimo_jg_frame *f, int c) {
       return REJECT;
   } else if (n->pattern) {
     mimo_jg_frame t = *f;
-    if (!pattern_byte(n, &t, c))
+    if (!jg_pattern_byte(n, &t, c))
       return REJECT;
     f->off = t.off;
+  }
+  if (tools) { /* inside a tool call's parameter: the parser ends the value at the first "</parameter>", in a string
+                * too (f->seen: its bytes matched so far) */
+    const uint64_t at = (unsigned char)XML_PARAM_END[f->seen] == c ? f->seen + 1 : c == '<';
+    if (!XML_PARAM_END[at])
+      return REJECT;
+    f->seen = at;
   }
   if (c == '\\') {
     f->phase = P_STR_ESC;
@@ -265,14 +278,14 @@ static int number_byte(mimo_jg_stack *s, mimo_jg_frame *f, int c) {
   case P_NUM_ESIGN:
   case P_NUM_EXP: next = is_digit(c) ? P_NUM_EXP : -1; break;
   }
-  if (next >= 0 && f->count < MIMO_JG_MAX_NUM && (!f->node->pattern || pattern_byte(f->node, f, c))) {
+  if (next >= 0 && f->count < MIMO_JG_MAX_NUM && (!f->node->pattern || jg_pattern_byte(f->node, f, c))) {
     f->phase = (uint8_t)next;
     f->count++;
     return TOOK;
   }
   if (!num_done(f) || s->depth == 1) /* a top-level number ends the output */
     return REJECT;
-  pop(s);
+  jg_pop(s);
   return AGAIN;
 }
 
@@ -289,7 +302,7 @@ static int literal_byte(mimo_jg_stack *s, mimo_jg_frame *f, int c) {
   }
   if (!lit_complete(f) || s->depth == 1)
     return REJECT;
-  pop(s);
+  jg_pop(s);
   return AGAIN;
 }
 
@@ -317,7 +330,7 @@ static int key_byte(mimo_jg_frame *f, int c) {
   return TOOK;
 }
 
-static int ws_byte(mimo_jg_frame *f) {
+int jg_ws_byte(mimo_jg_frame *f) {
   if (f->ws >= MIMO_JG_MAX_WS)
     return REJECT;
   f->ws++;
@@ -327,14 +340,14 @@ static int ws_byte(mimo_jg_frame *f) {
 static int object_byte(const mimo_jg *g, mimo_jg_stack *s, mimo_jg_frame *f, int c) {
   const node *n = f->node;
   const bool named = n->n_props > 0;
-  const uint64_t left = all_bits(n->n_props) & ~f->seen;
+  const uint64_t left = jg_all_bits(n->n_props) & ~f->seen;
   switch (f->phase) {
   case P_OBJ_OPEN:
   case P_OBJ_NEXT:
-    if (is_ws(c))
-      return ws_byte(f);
+    if (jg_is_ws(c))
+      return jg_ws_byte(f);
     if (c == '}' && f->phase == P_OBJ_OPEN && (!named || !n->required)) {
-      pop(s);
+      jg_pop(s);
       return TOOK;
     }
     if (c != '"' || (named ? !left : !n->addl))
@@ -348,28 +361,28 @@ static int object_byte(const mimo_jg *g, mimo_jg_stack *s, mimo_jg_frame *f, int
     }
     f->phase = P_OBJ_KEYSTR;
     f->prop = -1;
-    if (!push(s, g->free_str, P_STR_IN))
+    if (!jg_push(s, g->free_str, P_STR_IN))
       return REJECT;
     return TOOK;
   case P_OBJ_KEY:
     return key_byte(f, c);
   case P_OBJ_COLON:
-    if (is_ws(c))
-      return ws_byte(f);
+    if (jg_is_ws(c))
+      return jg_ws_byte(f);
     if (c != ':')
       return REJECT;
     f->phase = P_OBJ_VALUE;
-    return push(s, named ? n->props[f->prop] : n->addl, P_VALUE) ? TOOK : REJECT;
+    return jg_push(s, named ? n->props[f->prop] : n->addl, P_VALUE) ? TOOK : REJECT;
   case P_OBJ_AFTER:
-    if (is_ws(c))
-      return ws_byte(f);
+    if (jg_is_ws(c))
+      return jg_ws_byte(f);
     if (c == ',' && (!named || left)) {
       f->phase = P_OBJ_NEXT;
       f->ws = 0;
       return TOOK;
     }
     if (c == '}' && (!named || (f->seen & n->required) == n->required)) {
-      pop(s);
+      jg_pop(s);
       return TOOK;
     }
     return REJECT;
@@ -382,29 +395,29 @@ static int array_byte(mimo_jg_stack *s, mimo_jg_frame *f, int c) {
   switch (f->phase) {
   case P_ARR_OPEN:
   case P_ARR_NEXT:
-    if (is_ws(c))
-      return ws_byte(f);
+    if (jg_is_ws(c))
+      return jg_ws_byte(f);
     if (c == ']' && f->phase == P_ARR_OPEN) {
       if (n->min_items > 0)
         return REJECT;
-      pop(s);
+      jg_pop(s);
       return TOOK;
     }
     if (n->max_items >= 0 && f->count >= n->max_items)
       return REJECT;
     f->phase = P_ARR_VALUE;
     f->ws = 0;
-    return push(s, n->items, P_VALUE) ? AGAIN : REJECT;
+    return jg_push(s, n->items, P_VALUE) ? AGAIN : REJECT;
   case P_ARR_AFTER:
-    if (is_ws(c))
-      return ws_byte(f);
+    if (jg_is_ws(c))
+      return jg_ws_byte(f);
     if (c == ',' && (n->max_items < 0 || f->count < n->max_items)) {
       f->phase = P_ARR_NEXT;
       f->ws = 0;
       return TOOK;
     }
     if (c == ']' && f->count >= n->min_items) {
-      pop(s);
+      jg_pop(s);
       return TOOK;
     }
     return REJECT;
@@ -421,15 +434,15 @@ static bool step(const mimo_jg *g, mimo_jg_stack *s, int c, readings *room) {
     int r;
     switch (f->phase) {
     case P_VALUE:
-      if (is_ws(c) && !g->raw)
-        return ws_byte(f) == TOOK;
+      if (jg_is_ws(c) && !g->raw)
+        return jg_ws_byte(f) == TOOK;
       r = value_start(g, s, f, c, room);
       break;
     case P_STR_IN:
     case P_STR_ESC:
     case P_STR_HEX:
     case P_STR_SURR1:
-    case P_STR_SURR2: r = string_byte(s, f, c); break;
+    case P_STR_SURR2: r = string_byte(s, f, c, g->tools); break;
     case P_LIT: r = literal_byte(s, f, c); break;
     case P_REGEX: {
       const int next = mimo_re_next(g->re, (int)f->off, (unsigned char)c);
@@ -443,7 +456,21 @@ static bool step(const mimo_jg *g, mimo_jg_stack *s, int c, readings *room) {
     case P_ARR_NEXT: r = array_byte(s, f, c); break;
     case P_ARR_VALUE:
     case P_OBJ_VALUE:
-    case P_OBJ_KEYSTR: return false; /* a child frame is on top while these wait */
+    case P_OBJ_KEYSTR:
+    case P_XC_FUNC:
+    case P_XF_VALUE: return false; /* a child frame is on top while these wait */
+    case P_XC_OPEN:
+    case P_XC_NAME:
+    case P_XC_END:
+    case P_XC_AFTER: r = jg_xcalls_byte(s, f, c); break;
+    case P_XF_NEXT:
+    case P_XF_PARAM:
+    case P_XF_CLOSE:
+    case P_XF_KEY:
+    case P_XF_VSTART:
+    case P_XF_VEND:
+    case P_XF_VCLOSE: r = jg_xfunc_byte(s, f, c); break;
+    case P_XT: r = jg_xtext_byte(s, f, c); break;
     default:
       r = f->phase >= P_NUM_MINUS && f->phase <= P_NUM_EXP ? number_byte(s, f, c) : object_byte(g, s, f, c);
       break;
@@ -490,11 +517,13 @@ void mimo_jg_start(const mimo_jg *g, mimo_jg_state *set) {
   set->n = 1;
   s->depth = 0;
   if (g->re) {
-    push(s, NULL, P_REGEX);
+    jg_push(s, NULL, P_REGEX);
     s->f[0].off = (uint32_t)mimo_re_start(g->re);
     return;
   }
-  push(s, g->root, P_VALUE);
+  jg_push(s, g->root, g->root->k == K_XCALLS ? P_XC_OPEN : P_VALUE);
+  for (const char *c = g->start_text; c && *c; c++) /* compiled from it: it always goes through */
+    step_all(g, set, (unsigned char)*c);
 }
 
 bool mimo_jg_feed(const mimo_jg *g, mimo_jg_state *s, unsigned char c) {
@@ -516,6 +545,8 @@ static bool stack_done(const mimo_jg *g, const mimo_jg_stack *s) {
     return mimo_re_accepts(g->re, (int)f->off);
   if (f->phase >= P_NUM_MINUS && f->phase <= P_NUM_EXP)
     return num_done(f);
+  if (f->phase == P_XC_AFTER)
+    return f->count > 0;
   return f->phase == P_LIT && lit_complete(f);
 }
 
@@ -533,16 +564,33 @@ bool mimo_jg_closed(const mimo_jg_state *s) {
   return true;
 }
 
-bool mimo_jg_free_text(const mimo_jg_state *set) {
-  for (int i = 0; i < set->n; i++) {
+/* The kind of free text reading s is in (json_grammar.h), 0 if none. */
+static int free_text(const mimo_jg *g, const mimo_jg_stack *s) {
+  if (!s->depth)
+    return 0;
+  const mimo_jg_frame *f = &s->f[s->depth - 1];
+  if (f->need || f->node == NULL || f->node->max_len >= 0 || f->node->pattern)
+    return 0;
+  if (f->phase == P_STR_IN)
+    return g->tools ? MIMO_JG_FREE_JSON_IN_TOOL : MIMO_JG_FREE_JSON;
+  return f->phase == P_XT && !f->hex ? MIMO_JG_FREE_RAW : 0;
+}
+
+int mimo_jg_free_text(const mimo_jg *g, const mimo_jg_state *set) {
+  const int k = set->n ? free_text(g, &set->s[0]) : 0;
+  for (int i = 1; i < set->n && k; i++)
+    if (free_text(g, &set->s[i]) != k)
+      return 0;
+  return k;
+}
+
+bool mimo_jg_between_calls(const mimo_jg *g, const mimo_jg_state *set) {
+  for (int i = 0; g->tools && i < set->n; i++) {
     const mimo_jg_stack *s = &set->s[i];
-    if (!s->depth)
-      return false;
-    const mimo_jg_frame *f = &s->f[s->depth - 1];
-    if (f->phase != P_STR_IN || f->need || f->node->max_len >= 0 || f->node->pattern)
-      return false;
+    if (s->depth && s->f[s->depth - 1].node && s->f[s->depth - 1].node->k == K_XCALLS)
+      return true;
   }
-  return set->n > 0;
+  return false;
 }
 
 /* For the vocabulary's mask (grammar_vocab.c): the same step, in place. */
