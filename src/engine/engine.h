@@ -93,7 +93,8 @@ typedef struct mimo_request_params {
   const mimo_embed_run *embeds;
   int n_embeds;
   /* Structured outputs: the ids each sampled token may take (engine/constraint.h); taken by submit, also when it
-   * fails. Not with forced ids. The output ends (FINISH_STOP) once the constraint is done and no stop id may come. */
+   * fails. With forced ids it sees only the tokens after them (its grammar starts where they end: a tool call's
+   * prefix). The output ends (FINISH_STOP) once the constraint is done and no stop id may come. */
   mimo_constraint *constraint;
   void (*notify)(void *ctx);  /* called on the engine thread when events are ready (may be NULL) */
   void *notify_ctx;

@@ -80,9 +80,7 @@ static mimo_status submit(mimo_engine *e, const mimo_request_params *p, mimo_req
 mimo_status mimo_engine_submit(mimo_engine *e, const mimo_request_params *p, mimo_request **out) {
   bool taken = false; /* the request holds the constraint (and frees it with itself) */
   *out = NULL;
-  mimo_status st = p->constraint && p->n_forced
-                       ? mimo_errf(MIMO_E_INVALID, "structured outputs cannot be combined with forced output ids")
-                       : submit(e, p, out, &taken);
+  mimo_status st = submit(e, p, out, &taken);
   if (st != MIMO_OK && p->constraint && !taken)
     p->constraint->free(p->constraint);
   return st;

@@ -8,10 +8,12 @@
 
 #include <stdlib.h>
 #include <string.h>
+
 #include <sys/random.h>
 
 #include "core/base64.h"
 #include "core/log.h"
+#include "server/api_structured.h"
 #include "text/toolcall.h"
 
 #define MAX_STOP 32
@@ -51,6 +53,7 @@ void mimo_anth_req_free(mimo_anth_req *r) {
   json_decref(r->kwargs);
   free(r->prompt);
   free(r->forced);
+  mimo_jg_free(r->grammar);
   free(r->stop);
   mimo_api_images_free(&r->images);
   memset(r, 0, sizeof *r);
@@ -596,7 +599,7 @@ int mimo_anthropic_parse(mimo_server *s, const json_t *root, bool count_only, mi
     int rc = pre ? mimo_api_tokenize(s, pre, strlen(pre), &r->forced, &r->n_forced, e) : oom(e);
     if (named)
       free(pre);
-    if (rc)
+    if (rc || mimo_api_tool_grammar(r->tools, named, named || one_call ? 1 : 0, &r->grammar, e))
       return -1;
   }
   mimo_gen_spec *g = &r->spec;
@@ -613,6 +616,8 @@ int mimo_anthropic_parse(mimo_server *s, const json_t *root, bool count_only, mi
   g->max_tool_calls = one_call ? 1 : 0;
   g->forced = r->forced;
   g->n_forced = r->n_forced;
+  g->grammar = r->grammar;
+  g->grammar_after = -1;
   g->embeds = r->images.runs;
   g->n_embeds = r->images.n;
   return 0;

@@ -20,6 +20,7 @@ typedef struct mimo_anth_req {
   int n_prompt;
   int *forced;
   int n_forced;
+  struct mimo_jg *grammar; /* the forced call's parameters (server/api_structured.h), or NULL */
   const char **stop; /* borrowed from the body */
   int n_stop;
   mimo_api_images images; /* the user turns' images, in order */

@@ -12,4 +12,11 @@
  * naming the field for a malformed or unsupported format, or two of them at once. */
 int mimo_api_structured(const mimo_server *s, const json_t *root, bool thinking, mimo_jg **out, int *after,
                         mimo_api_err *e);
+
+/* A forced tool call (tool_choice required / named, Anthropic's any / tool): the grammar its parameters follow
+ * (text/json_grammar.h, mimo_jg_tools), applied after the forced prefix. named: that function (one call);
+ * max_calls: 1 when parallel calls are off, else 0. Where the tools cannot be constrained (a name the XML tags
+ * cannot hold, more than 64 functions or properties), *out is NULL and the call runs as before (the prefix forced,
+ * the rest free), unless a function says strict: true, which is then a 400 naming what. */
+int mimo_api_tool_grammar(const json_t *tools, const char *named, int max_calls, mimo_jg **out, mimo_api_err *e);
 #endif

@@ -559,6 +559,11 @@ int mimo_openai_parse_ex(mimo_server *s, json_t *root, bool chat, bool count_onl
   if (mimo_api_get_bool(root, "parallel_tool_calls", &parallel, e))
     return -1;
   g->max_tool_calls = parallel ? 0 : 1;
+  if (r->n_forced) { /* the call's parameters follow the tools' schemas, after the forced prefix */
+    if (mimo_api_tool_grammar(r->tools, named, named || !parallel ? 1 : 0, &r->grammar, e))
+      return -1;
+    r->grammar_after = -1;
+  }
   g->forced = r->forced;
   g->n_forced = r->n_forced;
   g->prompt_logprobs = (r->echo && r->logprobs >= 0) || r->prompt_logprobs >= 0;
