@@ -599,7 +599,7 @@ int mimo_anthropic_parse(mimo_server *s, const json_t *root, bool count_only, mi
     int rc = pre ? mimo_api_tokenize(s, pre, strlen(pre), &r->forced, &r->n_forced, e) : oom(e);
     if (named)
       free(pre);
-    if (rc || mimo_api_tool_grammar(r->tools, named, named || one_call ? 1 : 0, &r->grammar, e))
+    if (rc || mimo_api_tool_grammar(r->tools, named, named || one_call ? 1 : 0, NULL, &r->grammar, e))
       return -1;
   }
   mimo_gen_spec *g = &r->spec;

@@ -139,17 +139,22 @@ int mimo_api_structured(const mimo_server *s, const json_t *root, bool thinking,
   return 0;
 }
 
-int mimo_api_tool_grammar(const json_t *tools, const char *named, int max_calls, mimo_jg **out, mimo_api_err *e) {
-  *out = NULL;
-  const mimo_status st = mimo_jg_tools(tools, named, max_calls, out);
-  if (st == MIMO_OK)
-    return 0;
-  if (st == MIMO_E_NOMEM)
-    return mimo_api_fail(e, 500, NULL, "tool grammar: %s", mimo_errmsg());
+bool mimo_api_tools_strict(const json_t *tools) {
   size_t i;
   const json_t *t;
   json_array_foreach(tools, i, t)
     if (json_is_true(json_object_get(json_object_get(t, "function"), "strict")))
-      return mimo_api_fail(e, 400, "tools", "strict tool calls: %s", mimo_errmsg());
-  return 0;
+      return true;
+  return false;
+}
+
+int mimo_api_tool_grammar(const json_t *tools, const char *named, int max_calls, const char *start, mimo_jg **out,
+                          mimo_api_err *e) {
+  *out = NULL;
+  const mimo_status st = mimo_jg_tools(tools, named, max_calls, start, out);
+  if (st == MIMO_OK)
+    return 0;
+  if (st == MIMO_E_NOMEM)
+    return mimo_api_fail(e, 500, NULL, "tool grammar: %s", mimo_errmsg());
+  return mimo_api_tools_strict(tools) ? mimo_api_fail(e, 400, "tools", "strict tool calls: %s", mimo_errmsg()) : 0;
 }

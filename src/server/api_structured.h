@@ -14,9 +14,13 @@ int mimo_api_structured(const mimo_server *s, const json_t *root, bool thinking,
                         mimo_api_err *e);
 
 /* A forced tool call (tool_choice required / named, Anthropic's any / tool): the grammar its parameters follow
- * (text/json_grammar.h, mimo_jg_tools), applied after the forced prefix. named: that function (one call);
+ * (text/json_grammar.h, mimo_jg_tools), applied after the forced prefix (start NULL), or after the <tool_call>
+ * token (start "<tool_call>": tool_choice auto with strict functions). named: that function (one call);
  * max_calls: 1 when parallel calls are off, else 0. Where the tools cannot be constrained (a name the XML tags
  * cannot hold, more than 64 functions or properties), *out is NULL and the call runs as before (the prefix forced,
  * the rest free), unless a function says strict: true, which is then a 400 naming what. */
-int mimo_api_tool_grammar(const json_t *tools, const char *named, int max_calls, mimo_jg **out, mimo_api_err *e);
+int mimo_api_tool_grammar(const json_t *tools, const char *named, int max_calls, const char *start, mimo_jg **out,
+                          mimo_api_err *e);
+/* Whether some function in tools says strict: true. */
+bool mimo_api_tools_strict(const json_t *tools);
 #endif

@@ -560,9 +560,20 @@ int mimo_openai_parse_ex(mimo_server *s, json_t *root, bool chat, bool count_onl
     return -1;
   g->max_tool_calls = parallel ? 0 : 1;
   if (r->n_forced) { /* the call's parameters follow the tools' schemas, after the forced prefix */
-    if (mimo_api_tool_grammar(r->tools, named, named || !parallel ? 1 : 0, &r->grammar, e))
+    if (mimo_api_tool_grammar(r->tools, named, named || !parallel ? 1 : 0, NULL, &r->grammar, e))
       return -1;
     r->grammar_after = -1;
+  } else if (chat && r->tool_choice == MIMO_TOOLS_AUTO && !r->grammar && mimo_api_tools_strict(r->tools)) {
+    /* strict functions (OpenAI's strict: true): a call the model opens with its <tool_call> token follows the
+     * schemas from there */
+    int *ids = NULL, n = 0;
+    if (mimo_api_tokenize(s, "<tool_call>", 11, &ids, &n, e))
+      return -1;
+    const int open_id = n == 1 ? ids[0] : -1;
+    free(ids);
+    if (open_id >= 0 && mimo_api_tool_grammar(r->tools, NULL, parallel ? 0 : 1, "<tool_call>", &r->grammar, e))
+      return -1;
+    r->grammar_after = open_id;
   }
   g->forced = r->forced;
   g->n_forced = r->n_forced;

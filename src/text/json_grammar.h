@@ -32,11 +32,12 @@ mimo_status mimo_jg_choice(const char *const *choices, int n, mimo_jg **out);
 mimo_status mimo_jg_regex(const char *pattern, size_t len, mimo_jg **out);
 #define MIMO_JG_MAX_REGEX_STATES 20000
 /* MiMo's XML tool calls (text/toolcall.h) whose parameters follow the tools' JSON schemas (OpenAI-style function
- * list), as the qwen3_xml parser types them: a string parameter is raw text, others JSON text. The output starts
- * after mimo_toolcall_forced_prefix(named) (the forced ids carry it); named: that function only; max_calls > 0:
- * at most that many calls. A parameter whose schema does not compile is free text, unless its function has
- * `strict: true` (then an error naming it). */
-mimo_status mimo_jg_tools(const json_t *tools, const char *named, int max_calls, mimo_jg **out);
+ * list), as the qwen3_xml parser types them: a string parameter is raw text, others JSON text. start: the text the
+ * output already has when the grammar takes over, a beginning of the first call (NULL:
+ * mimo_toolcall_forced_prefix(named), which forced ids carry); named: that function only; max_calls > 0: at most
+ * that many calls. A parameter whose schema does not compile is free text, unless its function has `strict: true`
+ * (then an error naming it). */
+mimo_status mimo_jg_tools(const json_t *tools, const char *named, int max_calls, const char *start, mimo_jg **out);
 void mimo_jg_free(mimo_jg *g);
 
 typedef struct mimo_jg_frame {

@@ -175,7 +175,7 @@ static mimo_status function_node(mimo_jg *g, const json_t *f, const char *fpath,
   return MIMO_OK;
 }
 
-mimo_status mimo_jg_tools(const json_t *tools, const char *named, int max_calls, mimo_jg **out) {
+mimo_status mimo_jg_tools(const json_t *tools, const char *named, int max_calls, const char *start_text, mimo_jg **out) {
   *out = NULL;
   if (!json_is_array(tools) || !json_array_size(tools))
     return mimo_errf(MIMO_E_INVALID, "tools: a non-empty list is needed");
@@ -226,8 +226,9 @@ mimo_status mimo_jg_tools(const json_t *tools, const char *named, int max_calls,
   }
   if (st == MIMO_OK && !calls->n_lits)
     st = mimo_errf(MIMO_E_INVALID, "tool_choice: function '%s' is not in 'tools'", named ? named : "");
-  char *start = st == MIMO_OK ? mimo_toolcall_forced_prefix(named) : NULL;
-  if (st == MIMO_OK && !(g->start_text = start ? strdup(start) : NULL))
+  char *start = st == MIMO_OK && !start_text ? mimo_toolcall_forced_prefix(named) : NULL;
+  const char *text = start_text ? start_text : start;
+  if (st == MIMO_OK && !(g->start_text = text ? strdup(text) : NULL))
     st = mimo_errf(MIMO_E_NOMEM, "tool grammar");
   if (named)
     free(start);

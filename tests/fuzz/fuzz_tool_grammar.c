@@ -36,7 +36,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   json_error_t err;
   json_t *tools = json_loadb((const char *)data + skip, head - skip, 0, &err);
   mimo_jg *g = NULL;
-  if (!tools || mimo_jg_tools(tools, NULL, max_calls, &g) != MIMO_OK) {
+  if (!tools || mimo_jg_tools(tools, NULL, max_calls, NULL, &g) != MIMO_OK) {
     if (tools && !mimo_errmsg()[0])
       abort();
     json_decref(tools);

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Forced tool calls with real sampling (tests/server/tool_choice.cjs): tool_choice required / named (OpenAI) and
-# any / tool (Anthropic) on the random tiny model. Every finished call's arguments, as the server's own parser
-# returned them, must be valid under the tool's parameters schema by python3-jsonschema (an independent validator);
-# a strict tool whose schema cannot be constrained is a 400 naming the keyword.
+# Constrained tool calls with real sampling (tests/server/tool_choice.cjs): tool_choice required / named and auto
+# with strict functions (OpenAI), any / tool (Anthropic) on the random tiny model. Every finished call's arguments,
+# as the server's own parser returned them, must be valid under the tool's parameters schema by python3-jsonschema
+# (an independent validator); a strict tool whose schema cannot be constrained is a 400 naming the keyword.
 source "$(dirname "$0")/lib.sh"
 start_server
 export TOOLS='[
@@ -19,14 +19,15 @@ head -n 3 "$WORK/calls.jsonl"
 import json, os, sys
 import jsonschema
 tools = {t["function"]["name"]: t["function"]["parameters"] for t in json.loads(os.environ["TOOLS"])}
-n = 0
+n, by_api = 0, {}
 for line in open(sys.argv[1]):
     c = json.loads(line)
     jsonschema.validate(c["arguments"], tools[c["name"]])
     n += 1
-print(f"ok   {n} forced tool calls (OpenAI and Anthropic), arguments valid under their tools' schemas")
-if n < 10:
-    sys.exit(f"only {n} calls")
+    by_api[c["api"]] = by_api.get(c["api"], 0) + 1
+print(f"ok   {n} constrained tool calls {by_api}, arguments valid under their tools' schemas")
+if n < 10 or by_api.get("auto-strict", 0) < 1:
+    sys.exit(f"only {n} calls: {by_api}")
 PY
 STRICT='[{"type":"function","function":{"name":"f","strict":true,"parameters":{"type":"object","properties":{"x":{"type":"integer","multipleOf":2}}}}}]'
 expect_400 "{\"model\":\"tiny\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"max_tokens\":4,\"tools\":$STRICT,\"tool_choice\":\"required\"}" \

@@ -1,6 +1,6 @@
 // Forced tool calls with real sampling on the random tiny model (tests/server/test_tool_choice.sh): tool_choice
 // required and named through the official OpenAI client (chat, n = 4, streamed and whole) and Anthropic's any / tool
-// through @anthropic-ai/sdk. The grammar makes every call's arguments follow its tool's schema, whatever the model
+// through @anthropic-ai/sdk, and tool_choice auto with strict functions. The grammar makes every call's arguments follow its tool's schema, whatever the model
 // "wants"; this prints one JSON line per call {api, name, arguments} for the shell to validate with
 // python3-jsonschema, and asserts what needs no validator (call counts, names, finish reasons, stream = whole).
 const { client, assert, collect, main } = require('./client.cjs');
@@ -36,6 +36,21 @@ main(async () => {
       assert.deepEqual(fin.choices[0].message.tool_calls.map((t) => [t.function.name, t.function.arguments]),
         whole.choices[0].message.tool_calls.map((t) => [t.function.name, t.function.arguments]));
     }
+  }
+  // tool_choice auto with strict functions: a call the model opens with its <tool_call> token follows the schemas
+  // (logit_bias makes this random model open one at once; parallel calls off, so the output ends with it)
+  const open = await (await fetch(process.env.BASE + '/tokenize', { method: 'POST', headers: { 'content-type':
+    'application/json' }, body: JSON.stringify({ model: 'tiny', prompt: '<tool_call>' }) })).json();
+  assert.equal(open.tokens.length, 1);
+  const strict = tools.map((t) => ({ ...t, function: { ...t.function, strict: true } }));
+  const r = await client.chat.completions.create({ model: 'tiny', messages: msgs, tools: strict, max_tokens: 400,
+    temperature: 1, seed: 3, n: 4, parallel_tool_calls: false, logit_bias: { [open.tokens[0]]: 100 } });
+  for (const c of r.choices) {
+    if (c.finish_reason === 'length') continue;
+    assert.equal(c.finish_reason, 'tool_calls', JSON.stringify(c));
+    assert.equal(c.message.tool_calls.length, 1);
+    out('auto-strict', c.message.tool_calls[0].function.name, c.message.tool_calls[0].function.arguments);
+    finished++;
   }
   for (const tool_choice of [{ type: 'any' }, { type: 'tool', name: 'lookup' }]) {
     for (let seed = 0; seed < 3; seed++) {

@@ -51,7 +51,7 @@ static json_t *tools_json(void) {
 
 static mimo_jg *tools_grammar(const json_t *tools, const char *named, int max_calls) {
   mimo_jg *g = NULL;
-  if (mimo_jg_tools(tools, named, max_calls, &g) != MIMO_OK)
+  if (mimo_jg_tools(tools, named, max_calls, NULL, &g) != MIMO_OK)
     fail_msg("mimo_jg_tools: %s", mimo_errmsg());
   return g;
 }
@@ -106,6 +106,12 @@ static void test_calls(void **state) {
   mimo_jg_free(g);
   g = tools_grammar(tools, NULL, 1);
   assert_int_equal(run(g, "noargs>\n</function>\n</tool_call><tool_call>"), 32);
+  mimo_jg_free(g);
+  /* tool_choice auto with strict functions: the grammar takes over after the model's <tool_call> */
+  assert_int_equal(mimo_jg_tools(tools, NULL, 0, "<tool_call>", &g), MIMO_OK);
+  assert_int_equal(run(g, "\n<function=noargs>\n</function>\n</tool_call>\n<tool_call>\n<function=free>\n"
+                          "</function>\n</tool_call>"), -1);
+  assert_int_equal(run(g, "<function="), 0);
   mimo_jg_free(g);
   json_decref(tools);
 }
@@ -332,13 +338,13 @@ static void test_strict_refusals(void **state) {
                          0, &err);
   assert_non_null(t);
   mimo_jg *g = NULL;
-  assert_int_equal(mimo_jg_tools(t, NULL, 0, &g), MIMO_E_INVALID);
+  assert_int_equal(mimo_jg_tools(t, NULL, 0, NULL, &g), MIMO_E_INVALID);
   assert_non_null(strstr(mimo_errmsg(), "tools[0].function.parameters.properties.x.multipleOf"));
-  assert_int_equal(mimo_jg_tools(t, "g", 0, &g), MIMO_E_INVALID);
+  assert_int_equal(mimo_jg_tools(t, "g", 0, NULL, &g), MIMO_E_INVALID);
   assert_non_null(strstr(mimo_errmsg(), "function 'g' is not in 'tools'"));
   json_decref(t);
   t = json_loads("[{\"type\":\"function\",\"function\":{\"name\":\"a>b\"}}]", 0, &err);
-  assert_int_equal(mimo_jg_tools(t, NULL, 0, &g), MIMO_E_INVALID);
+  assert_int_equal(mimo_jg_tools(t, NULL, 0, NULL, &g), MIMO_E_INVALID);
   assert_non_null(strstr(mimo_errmsg(), "tools[0].function.name"));
   json_decref(t);
 }
