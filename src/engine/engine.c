@@ -274,6 +274,7 @@ static int slot_of(const mimo_engine *e, const mimo_request *r) {
 }
 int mimo_engine_slot_of(const mimo_engine *e, const mimo_request *r) { return slot_of(e, r); }
 void mimo_engine_step_failed(mimo_engine *e, int slot, mimo_status st) { step_failed(e, slot, st); }
+void mimo_engine_kv_full(mimo_engine *e) { kv_full(e); }
 
 /* The image rows of r's tokens [from, from + n), which sit at batch position `at` on, appended to the step's list
  * (*count of them so far). False when the list cannot grow. */
@@ -334,99 +335,18 @@ static void take_token(mimo_engine *e, int slot, mimo_request *r, int tok, const
 void mimo_engine_take_token(mimo_engine *e, int slot, mimo_request *r, int tok, const mimo_sample_info *info) {
   take_token(e, slot, r, tok, info);
 }
+bool mimo_engine_chunk_embeds(mimo_engine *e, const mimo_request *r, int from, int n, int at, int *count) {
+  return chunk_embeds(e, r, from, n, at, count);
+}
+bool mimo_engine_fed_chunk(mimo_engine *e, mimo_request *r, int n) { return fed_chunk(e, r, n); }
 
 /* r's constraint mask for its next token, or NULL when it has none now. */
-static const unsigned *constraint_mask(const mimo_engine *e, mimo_request *r) {
+const unsigned *mimo_engine_constraint_mask(const mimo_engine *e, mimo_request *r) {
   if (!r->con || !r->con_active)
     return NULL;
   memset(r->allow, 0, ((size_t)e->vocab + 31) / 32 * sizeof *r->allow);
   r->con->mask(r->con, r->allow, e->vocab, r->stop, r->n_stop);
   return r->allow;
-}
-
-/* Rows [begin, end) of a prompt-logprobs chunk: the logprob of the prompt token after each. */
-typedef struct {
-  mimo_request *r;
-  const float *logits;
-  int V;
-} plp_rows;
-static void plp_rows_run(void *ctx, long begin, long end) {
-  const plp_rows *p = ctx;
-  mimo_request *r = p->r;
-  for (long i = begin; i < end; i++) {
-    const int next = r->fed + (int)i + 1;
-    if (next >= r->n_prompt)
-      continue;
-    float *x = (float *)p->logits + (size_t)i * p->V;
-    mimo_logprobs_of(x, p->V, r->prompt[next], r->plp_top, &r->plp[next]); /* (sanitizes x) */
-    int above = 0;
-    for (int v = 0; v < p->V; v++)
-      above += x[v] > x[r->prompt[next]];
-    r->plp_rank[next] = 1 + above;
-  }
-}
-
-/* A chunk of n prompt tokens of a request that wants its prompt's logprobs, on its own: every row of logits comes
- * to the host, each gives the logprob of the prompt token after it, and the last one of the prompt is sampled
- * there. */
-static void prompt_logprobs_step(mimo_engine *e, mimo_request *r, int n) {
-  const int V = e->vocab;
-  if (e->plp_rows < n) {
-    float *p = realloc(e->plp_logits, (size_t)n * V * sizeof *p);
-    if (!p) {
-      mimo_errf(MIMO_E_NOMEM, "host memory for %d rows of prompt logprobs", n);
-      step_failed(e, slot_of(e, r), MIMO_E_NOMEM);
-      return;
-    }
-    e->plp_logits = p;
-    e->plp_rows = n;
-  }
-  int n_emb = 0;
-  if (!chunk_embeds(e, r, r->fed, n, 0, &n_emb)) {
-    mimo_errf(MIMO_E_NOMEM, "image rows of a step");
-    step_failed(e, slot_of(e, r), MIMO_E_NOMEM);
-    return;
-  }
-  const int start = r->kv->len;
-  mimo_batch b = {.n_seqs = 1, .seqs = &r->kv, .n_tokens = &n, .tokens = r->prompt + r->fed, .all_logits = 1,
-                  .embeds = e->embeds, .n_embeds = n_emb, .hidden_out = e->spec_k ? e->hidden : NULL};
-  const mimo_status st = mimo_model_forward(e->model, &b, e->plp_logits);
-  if (st == MIMO_E_NOMEM && e->model->step_skipped) {
-    kv_full(e);
-    return;
-  }
-  __atomic_fetch_add(&e->stats.steps, 1, __ATOMIC_RELAXED);
-  const int slot = slot_of(e, r);
-  if (st != MIMO_OK) {
-    step_failed(e, slot, st);
-    return;
-  }
-  if (e->spec_k) /* the hidden states the MTP cache is made from once the request decodes */
-    mimo_spec_keep_rows(e, r, start, n, 0);
-  /* a row's log-softmax over 152k logits is ~1 ms of one core: a chunk's rows on a pool */
-  if (!e->plp_pool && mimo_pool_init(&e->plp_pool, mimo_cpu_count() < 16 ? mimo_cpu_count() : 16) != MIMO_OK)
-    e->plp_pool = NULL;
-  plp_rows rows = {r, e->plp_logits, V};
-  if (e->plp_pool)
-    mimo_parallel_for(e->plp_pool, n, 1, plp_rows_run, &rows);
-  else
-    plp_rows_run(&rows, 0, n);
-  if (!fed_chunk(e, r, n))
-    return;
-  r->plp_done = true;
-  atomic_store(&r->plp_ready, 1);
-  mimo_sample_info info;
-  const int tok = r->generated < r->n_forced
-                      ? 0
-                      : mimo_sampler_sample_masked(r->smp, e->plp_logits + (size_t)(n - 1) * V, constraint_mask(e, r),
-                                                   r->sp.logprobs ? &info : NULL);
-  take_token(e, slot, r, tok, &info);
-  if (e->spec_k && slot_of(e, r) >= 0) { /* its MTP cache now, so that it drafts from its first decoding step on */
-    e->batch[0] = r;
-    e->counts[0] = n;
-    e->n_logits[0] = 1;
-    mimo_spec_draft(e, 1, &start);
-  }
 }
 
 /* The constrained rows' masks (structured outputs: ~0.01-3 ms each at a 152K vocabulary) on the pool. */
@@ -438,7 +358,7 @@ static void mask_rows(void *ctx, long begin, long end) {
   const mask_job *j = ctx;
   for (long k = begin; k < end; k++) /* (a drafting sequence's masks were made with its drafts) */
     if (j->e->jobs[j->e->row_at[k]].allow && j->e->n_logits[k] == 1)
-      constraint_mask(j->e, j->e->batch[k]);
+      mimo_engine_constraint_mask(j->e, j->e->batch[k]);
 }
 static void step_masks(mimo_engine *e, int nb) {
   int n = 0;
@@ -507,7 +427,7 @@ static void model_step(mimo_engine *e) {
   }
   if (!nb) {
     if (plp)
-      prompt_logprobs_step(e, plp, plp_n);
+      mimo_engine_prompt_logprobs_step(e, plp, plp_n);
     return;
   }
   /* A row is sampled when its prompt ends in this step or it decodes, and no forced token is due; a sequence that
@@ -574,7 +494,7 @@ static void model_step(mimo_engine *e) {
     pthread_mutex_unlock(&e->mu);
   }
   if (plp && slot_of(e, plp) >= 0)
-    prompt_logprobs_step(e, plp, plp_n);
+    mimo_engine_prompt_logprobs_step(e, plp, plp_n);
 }
 
 /* KV bytes of the running sequences, published for /metrics. */

@@ -128,6 +128,16 @@ int mimo_engine_slot_of(const mimo_engine *e, const mimo_request *r);
 /* A step went wrong for the request in slot: it ends with an error (and the engine is marked broken when no later
  * step can recover). */
 void mimo_engine_step_failed(mimo_engine *e, int slot, mimo_status st);
+/* engine.c, for engine_plp.c: a step found no KV memory (preempt, or fail what cannot fit); the image rows of r's
+ * prompt positions [from, from + n) into the step's embedding runs at row `at` (false: out of memory); r took n
+ * prompt tokens (false: it ended); r's structured-output mask for its next token (NULL: none). */
+void mimo_engine_kv_full(mimo_engine *e);
+bool mimo_engine_chunk_embeds(mimo_engine *e, const mimo_request *r, int from, int n, int at, int *count);
+bool mimo_engine_fed_chunk(mimo_engine *e, mimo_request *r, int n);
+const unsigned *mimo_engine_constraint_mask(const mimo_engine *e, mimo_request *r);
+
+/* engine_plp.c: a chunk of n prompt tokens of r, which wants its prompt's logprobs, run on its own. */
+void mimo_engine_prompt_logprobs_step(mimo_engine *e, mimo_request *r, int n);
 
 /* engine_warmup.c: n tokens of throw-away forward passes (mimo_engine_opts.warmup); leaves no trace. */
 mimo_status mimo_engine_warm_up(mimo_engine *e, int n);
