@@ -521,7 +521,8 @@ int mimo_openai_parse_ex(mimo_server *s, json_t *root, bool chat, bool count_onl
     if (mimo_api_render(s, r->messages, r->tools, r->kwargs, mode, &r->prompt, &r->n_prompt, &r->prompt_text, e) ||
         mimo_api_images_expand(s, &r->images, &r->prompt, &r->n_prompt, e))
       return -1;
-    if (forced_prefix(s, r, named, e))
+    /* a forced call without thinking starts the output; with thinking, its grammar applies after </think> */
+    if ((!thinking || mimo_tok_token_id(s->tok, "</think>") < 0) && forced_prefix(s, r, named, e))
       return -1;
   } else {
     long lp = -1;
@@ -537,7 +538,8 @@ int mimo_openai_parse_ex(mimo_server *s, json_t *root, bool chat, bool count_onl
     return mimo_api_fail(e, 400, chat ? "messages" : "prompt", "the prompt is empty after tokenization");
   if (mimo_api_structured(s, root, chat && thinking, &r->grammar, &r->grammar_after, e))
     return -1;
-  if (r->grammar && r->n_forced)
+  const bool call_forced = chat && (r->tool_choice == MIMO_TOOLS_REQUIRED || r->tool_choice == MIMO_TOOLS_NAMED);
+  if (r->grammar && call_forced)
     return mimo_api_fail(e, 400, "tool_choice", "a forced tool call cannot be combined with a response format");
   if (parse_max_tokens(s, root, r, e))
     return -1;
@@ -559,10 +561,13 @@ int mimo_openai_parse_ex(mimo_server *s, json_t *root, bool chat, bool count_onl
   if (mimo_api_get_bool(root, "parallel_tool_calls", &parallel, e))
     return -1;
   g->max_tool_calls = parallel ? 0 : 1;
-  if (r->n_forced) { /* the call's parameters follow the tools' schemas, after the forced prefix */
-    if (mimo_api_tool_grammar(r->tools, named, named || !parallel ? 1 : 0, NULL, &r->grammar, e))
+  if (call_forced) { /* the call's parameters follow the tools' schemas: after the forced prefix, or after the
+                     * reasoning, the whole call (the model thinks first, as vLLM lets it) */
+    if (mimo_api_tool_grammar(r->tools, named, named || !parallel ? 1 : 0, r->n_forced ? NULL : "", &r->grammar, e))
       return -1;
-    r->grammar_after = -1;
+    r->grammar_after = r->n_forced ? -1 : mimo_tok_token_id(s->tok, "</think>");
+    if (!r->grammar && !r->n_forced && forced_prefix(s, r, named, e)) /* no grammar: the prefix forced at least */
+      return -1;
   } else if (chat && r->tool_choice == MIMO_TOOLS_AUTO && !r->grammar && mimo_api_tools_strict(r->tools)) {
     /* strict functions (OpenAI's strict: true): a call the model opens with its <tool_call> token follows the
      * schemas from there */

@@ -258,8 +258,10 @@ static bool gc_done(mimo_constraint *c) {
 
 static void gc_free(mimo_constraint *c) {
   grammar_constraint *x = (grammar_constraint *)c;
-  if (x)
+  if (x) {
     free(x->scratch);
+    mimo_jg_free((mimo_jg *)x->g);
+  }
   free(x);
 }
 
@@ -280,6 +282,7 @@ static mimo_constraint *gc_clone(const mimo_constraint *c) {
   mimo_jg_state *scratch = x->scratch;
   *x = *from;
   x->scratch = scratch;
+  mimo_jg_ref(x->g);
   return &x->base;
 }
 
@@ -290,6 +293,7 @@ mimo_status mimo_grammar_constraint(const mimo_gvocab *v, const mimo_jg *g, int 
   x->base = (mimo_constraint){gc_mask, gc_accept, gc_done, gc_free, gc_clone, after_token};
   x->v = v;
   x->g = g;
+  mimo_jg_ref(g);
   mimo_jg_start(g, &x->s);
   *out = &x->base;
   return MIMO_OK;

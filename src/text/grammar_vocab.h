@@ -23,6 +23,7 @@ void mimo_gvocab_mask(const mimo_gvocab *v, const mimo_jg *g, const mimo_jg_stat
 /* Feeds token id's bytes; false (s unchanged) when the grammar refuses them. */
 bool mimo_gvocab_feed(const mimo_gvocab *v, const mimo_jg *g, mimo_jg_state *s, int id);
 
-/* A constraint running g (shared, must outlive it) over v from its start state. after_token: see constraint.h. */
+/* A constraint running g (it holds a reference: mimo_jg_ref) over v (which must outlive it) from g's start state.
+ * after_token: see constraint.h. */
 mimo_status mimo_grammar_constraint(const mimo_gvocab *v, const mimo_jg *g, int after_token, mimo_constraint **out);
 #endif

@@ -689,8 +689,10 @@ mimo_status jg_compile(mimo_jg *g, const json_t *s, const char *path, int depth,
   return MIMO_OK;
 }
 
+void mimo_jg_ref(const mimo_jg *g) { atomic_fetch_add(&((mimo_jg *)g)->refs, 1); }
+
 void mimo_jg_free(mimo_jg *g) {
-  if (!g)
+  if (!g || atomic_fetch_sub(&g->refs, 1) > 1)
     return;
   for (int i = 0; i < g->n_all; i++) {
     node *n = g->all[i];
@@ -718,6 +720,7 @@ mimo_status jg_base(mimo_jg **out) {
   mimo_jg *g = calloc(1, sizeof *g);
   if (!g)
     return mimo_errf(MIMO_E_NOMEM, "structured output grammar");
+  atomic_init(&g->refs, 1);
   g->re_budget = MIMO_RE_WORK;
   static const char *const lits[] = {"true", "false", "null"};
   g->any = jg_new_node(g, K_ANY);

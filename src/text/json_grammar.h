@@ -34,10 +34,15 @@ mimo_status mimo_jg_regex(const char *pattern, size_t len, mimo_jg **out);
 /* MiMo's XML tool calls (text/toolcall.h) whose parameters follow the tools' JSON schemas (OpenAI-style function
  * list), as the qwen3_xml parser types them: a string parameter is raw text, others JSON text. start: the text the
  * output already has when the grammar takes over, a beginning of the first call (NULL:
- * mimo_toolcall_forced_prefix(named), which forced ids carry); named: that function only; max_calls > 0: at most
+ * mimo_toolcall_forced_prefix(named), which forced ids carry; "": none, the first call may follow whitespace, as
+ * after the reasoning); named: that function only; max_calls > 0: at most
  * that many calls. A parameter whose schema does not compile is free text, unless its function has `strict: true`
  * (then an error naming it). */
 mimo_status mimo_jg_tools(const json_t *tools, const char *named, int max_calls, const char *start, mimo_jg **out);
+/* A grammar is shared by the request that asked for it and the engine's constraints running it, which may outlive
+ * the request's own reference (a cancelled request is stepped once more): each holder takes a reference, and
+ * mimo_jg_free drops one (the last frees it). Thread-safe. */
+void mimo_jg_ref(const mimo_jg *g);
 void mimo_jg_free(mimo_jg *g);
 
 typedef struct mimo_jg_frame {

@@ -2,6 +2,7 @@
  * (json_grammar_match.c): the schema nodes, the compiled grammar, the phases of a frame. */
 #ifndef MIMO_TEXT_JSON_GRAMMAR_INTERNAL_H
 #define MIMO_TEXT_JSON_GRAMMAR_INTERNAL_H
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -45,6 +46,7 @@ typedef struct mimo_jg_node {
 } node;
 
 struct mimo_jg {
+  atomic_int refs; /* mimo_jg_ref / mimo_jg_free: a request and its engine constraints share it */
   bool raw; /* choices: the literal is the whole output (no whitespace around it) */
   bool tools; /* tool calls: added tokens (<tool_call>) may stand for their text between calls */
   char *start_text; /* the output's start is taken as given (tool calls after the forced prefix) */

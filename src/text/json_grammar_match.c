@@ -521,7 +521,8 @@ void mimo_jg_start(const mimo_jg *g, mimo_jg_state *set) {
     s->f[0].off = (uint32_t)mimo_re_start(g->re);
     return;
   }
-  jg_push(s, g->root, g->root->k == K_XCALLS ? P_XC_OPEN : P_VALUE);
+  /* tool calls from the start (an empty start text): whitespace, then the first call, as between calls */
+  jg_push(s, g->root, g->root->k != K_XCALLS ? P_VALUE : g->start_text && *g->start_text ? P_XC_OPEN : P_XC_AFTER);
   for (const char *c = g->start_text; c && *c; c++) /* compiled from it: it always goes through */
     step_all(g, set, (unsigned char)*c);
 }

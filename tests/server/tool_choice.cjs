@@ -15,7 +15,7 @@ main(async () => {
   for (const [k, tool_choice] of [['required', 'required'], ['named', { type: 'function', function: { name: 'set_alarm' } }]]) {
     for (const parallel of [true, false]) {
       const req = { model: 'tiny', messages: msgs, tools, tool_choice, parallel_tool_calls: parallel, max_tokens: 400,
-        temperature: 1, seed: parallel ? 7 : 8, n: 4 };
+        temperature: 1, seed: parallel ? 7 : 8, n: 4, chat_template_kwargs: { enable_thinking: false } };
       const r = await client.chat.completions.create(req);
       for (const c of r.choices) {
         if (c.finish_reason === 'length') continue;
@@ -35,6 +35,25 @@ main(async () => {
       const fin = await client.chat.completions.stream(one).finalChatCompletion();
       assert.deepEqual(fin.choices[0].message.tool_calls.map((t) => [t.function.name, t.function.arguments]),
         whole.choices[0].message.tool_calls.map((t) => [t.function.name, t.function.arguments]));
+    }
+  }
+  // with thinking on (MiMo's default) a forced call's grammar applies after the reasoning: the model thinks first
+  // (logit_bias makes this random model end its reasoning at once; the grammar then masks </think> out)
+  const think = await (await fetch(process.env.BASE + '/tokenize', { method: 'POST', headers: { 'content-type':
+    'application/json' }, body: JSON.stringify({ model: 'tiny', prompt: '</think>' }) })).json();
+  assert.equal(think.tokens.length, 1);
+  for (const tool_choice of ['required', { type: 'function', function: { name: 'lookup' } }]) {
+    const r = await client.chat.completions.create({ model: 'tiny', messages: msgs, tools, tool_choice, max_tokens: 400,
+      temperature: 1, seed: 5, n: 4, logit_bias: { [think.tokens[0]]: 100 } });
+    for (const c of r.choices) {
+      if (c.finish_reason === 'length') continue;
+      assert.equal(c.finish_reason, 'tool_calls', JSON.stringify(c));
+      assert.ok(c.message.content === null || !c.message.content.trim(), JSON.stringify(c.message.content));
+      for (const t of c.message.tool_calls) {
+        if (tool_choice.function) assert.equal(t.function.name, 'lookup');
+        out('thinking', t.function.name, t.function.arguments);
+      }
+      finished++;
     }
   }
   // tool_choice auto with strict functions: a call the model opens with its <tool_call> token follows the schemas

@@ -113,6 +113,13 @@ static void test_calls(void **state) {
                           "</function>\n</tool_call>"), -1);
   assert_int_equal(run(g, "<function="), 0);
   mimo_jg_free(g);
+  /* a forced call after the reasoning: the whole call, after whitespace */
+  assert_int_equal(mimo_jg_tools(tools, "noargs", 1, "", &g), MIMO_OK);
+  assert_int_equal(run(g, "\n\n<tool_call>\n<function=noargs>\n</function>\n</tool_call>"), -1);
+  assert_int_equal(run(g, "\n\n"), 2);                        /* not complete without a call */
+  assert_int_equal(run(g, "Sure<tool_call>"), 0);                /* no text before it */
+  assert_int_equal(run(g, "<tool_call>\n<function=free>"), 22); /* named: that function only */
+  mimo_jg_free(g);
   json_decref(tools);
 }
 
