@@ -308,8 +308,9 @@ static json_t *whole_json(oai_run *o, mimo_http_req *rq, int *gone_out) {
     json_t *ch;
     if (o->r.chat) {
       int has_calls = json_array_size(c->calls) > 0;
-      json_t *content = c->content.len || !has_calls ? json_stringn(c->content.p ? c->content.p : "", c->content.len)
-                                                     : json_null();
+      /* beside tool calls, content that is only whitespace (a newline before the call) is none, as OpenAI gives */
+      const bool none = has_calls && mimo_api_all_space(c->content.p ? c->content.p : "", c->content.len);
+      json_t *content = none ? json_null() : json_stringn(c->content.p ? c->content.p : "", c->content.len);
       json_t *reasoning = c->reasoning.len ? json_stringn(c->reasoning.p, c->reasoning.len) : json_null();
       json_t *msg = json_pack("{s:s,s:o,s:o,s:O}", "role", "assistant", "content", content, "reasoning_content",
                               reasoning, "tool_calls", c->calls);
