@@ -12,6 +12,7 @@
 #include "backend/backend.h"
 #include "cli/model_open.h"
 #include "cli/vision_args.h"
+#include "cli/vllm_compat.h"
 #include "cli/args.h"
 #include "cli/commands.h"
 #include "core/fileio.h"
@@ -76,6 +77,7 @@ static mimo_arg serve_args[] = {
     {"enable-request-id-headers", 0,
      "send X-Request-Id on every reply: the client's (1-64 of A-Za-z0-9._:-) or a new one (as vLLM's flag)", NULL},
     MIMO_VISION_ARGS,
+    MIMO_VLLM_ARGS,
     {"mock-output", 1, "TEST ONLY: FILE of JSON-string lines; request i outputs line i mod N instead of running "
                        "the model",
      NULL},
@@ -276,6 +278,8 @@ int mimo_cmd_serve(int argc, char **argv) {
   mimo_model *model = NULL;
   mock_set *mock = NULL;
   int ret = 1;
+  if (!mimo_vllm_args_apply(serve_args, N_ARGS, dir, &s))
+    return 2;
   char *names = strdup(mimo_arg_str(serve_args, N_ARGS, "served-model-name", dir));
   if (!names)
     goto out;
@@ -414,6 +418,7 @@ out:
   mimo_tmpl_free(&s.tmpl);
   mimo_gvocab_free(s.gvocab);
   mimo_tok_free(s.tok);
+  json_decref(s.default_kwargs);
   free(names);
   return ret;
 }

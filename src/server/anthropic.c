@@ -510,8 +510,7 @@ static int conv_sampling(mimo_server *s, const json_t *root, mimo_sampling_param
   sp->min_p = (float)s->gen.min_p;
   sp->repetition_penalty = (float)s->gen.repetition_penalty;
   sp->vocab_limit = s->vocab_limit;
-  if (getrandom(&sp->seed, sizeof sp->seed, GRND_NONBLOCK) != (ssize_t)sizeof sp->seed)
-    sp->seed = (uint64_t)(uintptr_t)sp ^ (uint64_t)(mimo_now() * 1e9);
+  sp->seed = mimo_server_new_seed(s);
   return 0;
 }
 
@@ -563,6 +562,8 @@ int mimo_anthropic_parse(mimo_server *s, const json_t *root, bool count_only, mi
   if (conv_tool_choice(root, r->tools, &parse_calls, &r->forced_call, &named, &one_call, e) ||
       conv_thinking(root, r->kwargs, &think_on, e))
     return -1;
+  if (s->default_kwargs && json_object_update_missing(r->kwargs, s->default_kwargs)) /* --default-chat-template-kwargs */
+    return oom(e);
   if (r->forced_call) {
     /* the forced call opens the turn, so the template's empty think block goes first (Anthropic refuses the mix) */
     if (think_on)

@@ -2,10 +2,13 @@
 
 #include <math.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+
+#include "core/log.h"
 
 static const char *type_for(int status) {
   switch (status) {
@@ -256,6 +259,21 @@ int mimo_api_check_tools(const json_t *tools, mimo_api_err *e) {
   }
   return 0;
 }
+
+uint64_t mimo_server_new_seed(mimo_server *s) {
+  uint64_t seed = 0;
+  if (s->seeded) { /* splitmix64 of the sequence: distinct requests get unrelated seeds */
+    uint64_t z = atomic_fetch_add(&s->seed_next, 1) + 0x9e3779b97f4a7c15ull;
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+  }
+  if (getrandom(&seed, sizeof seed, GRND_NONBLOCK) != (ssize_t)sizeof seed)
+    seed = (uint64_t)(mimo_now() * 1e9) ^ (uint64_t)(uintptr_t)&seed;
+  return seed;
+}
+
+int mimo_server_max_logprobs(const mimo_server *s) { return s->max_logprobs_set ? s->max_logprobs : MIMO_MAX_LOGPROBS; }
 
 int mimo_server_has_model(const mimo_server *s, const char *name) {
   for (int i = 0; i < s->n_names; i++)

@@ -351,11 +351,8 @@ static int parse_sampling(mimo_server *s, const json_t *root, mimo_oai_req *r, m
   sp->presence_penalty = (float)pres;
   sp->frequency_penalty = (float)freq;
   sp->top_k = top_k <= 0 ? 0 : (int)top_k;
-  if (json_object_get(root, "seed") && !json_is_null(json_object_get(root, "seed"))) {
-    sp->seed = (uint64_t)seed;
-  } else if (getrandom(&sp->seed, sizeof sp->seed, GRND_NONBLOCK) != (ssize_t)sizeof sp->seed) {
-    sp->seed = (uint64_t)(uintptr_t)r ^ (uint64_t)mimo_now();
-  }
+  sp->seed = json_object_get(root, "seed") && !json_is_null(json_object_get(root, "seed")) ? (uint64_t)seed
+                                                                                          : mimo_server_new_seed(s);
   sp->vocab_limit = s->vocab_limit;
   return parse_logit_bias(s, json_object_get(root, "logit_bias"), r, e);
 }
@@ -391,7 +388,7 @@ static int parse_common(mimo_server *s, json_t *root, mimo_oai_req *r, mimo_api_
     r->continuous_usage = usage && cont; /* (as vLLM: only with include_usage) */
   }
   r->stream = stream;
-  r->include_usage = usage;
+  r->include_usage = usage || (stream && s->force_include_usage);
   r->n = (int)n;
   r->spec.skip_special = skip;
   r->spec.ignore_eos = ignore_eos;
@@ -468,7 +465,7 @@ int mimo_openai_parse_ex(mimo_server *s, json_t *root, bool chat, bool count_onl
   r->chat = chat;
   r->logprobs = -1;
   long plp = -1;
-  if (parse_common(s, root, r, e) || mimo_api_get_int(root, "prompt_logprobs", 0, MIMO_MAX_LOGPROBS, &plp, e))
+  if (parse_common(s, root, r, e) || mimo_api_get_int(root, "prompt_logprobs", 0, mimo_server_max_logprobs(s), &plp, e))
     return -1;
   if (plp >= 0 && r->stream && chat)
     return mimo_api_fail(e, 400, "prompt_logprobs", "'prompt_logprobs' is not supported with 'stream' in chat");
@@ -479,7 +476,7 @@ int mimo_openai_parse_ex(mimo_server *s, json_t *root, bool chat, bool count_onl
     bool lp = false;
     long top = 0;
     if (mimo_api_get_bool(root, "logprobs", &lp, e) ||
-        mimo_api_get_int(root, "top_logprobs", 0, MIMO_MAX_LOGPROBS, &top, e))
+        mimo_api_get_int(root, "top_logprobs", 0, mimo_server_max_logprobs(s), &top, e))
       return -1;
     if (top > 0 && !lp)
       return mimo_api_fail(e, 400, "top_logprobs", "'top_logprobs' needs 'logprobs': true");
@@ -504,6 +501,8 @@ int mimo_openai_parse_ex(mimo_server *s, json_t *root, bool chat, bool count_onl
       return -1;
     if (effort && strcmp(effort, "none") == 0 && !json_object_get(r->kwargs, "enable_thinking"))
       json_object_set_new(r->kwargs, "enable_thinking", json_false());
+    if (s->default_kwargs && json_object_update_missing(r->kwargs, s->default_kwargs)) /* --default-chat-template-kwargs */
+      return mimo_api_fail(e, 500, NULL, "out of memory");
     json_t *et = json_object_get(r->kwargs, "enable_thinking");
     thinking = !(et && (json_is_false(et) || json_is_null(et)));
     bool gen_prompt = true, cont = false; /* vLLM's extensions: how the chat ends */
@@ -527,7 +526,7 @@ int mimo_openai_parse_ex(mimo_server *s, json_t *root, bool chat, bool count_onl
   } else {
     long lp = -1;
     bool echo = false;
-    if (mimo_api_get_int(root, "logprobs", 0, MIMO_MAX_LOGPROBS, &lp, e) || mimo_api_get_bool(root, "echo", &echo, e))
+    if (mimo_api_get_int(root, "logprobs", 0, mimo_server_max_logprobs(s), &lp, e) || mimo_api_get_bool(root, "echo", &echo, e))
       return -1;
     r->echo = echo;
     r->logprobs = (int)lp;

@@ -3,6 +3,10 @@
  * and anthropic.c register their routes on `http` with it as context. */
 #ifndef MIMO_SERVER_SERVER_H
 #define MIMO_SERVER_SERVER_H
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+
 #include "engine/engine.h"
 #include "server/media_fetch.h"
 #include "io/config.h"
@@ -32,10 +36,21 @@ typedef struct mimo_server {
   mimo_media_fetch fetch;     /* http(s) image URLs (server/media_fetch.h) */
   struct mimo_resp_store *responses; /* finished /v1/responses (server/responses.h) */
   int image_limit;            /* images per request at most (--limit-mm-per-prompt; 0: none) */
+  /* vLLM's flags with an effect (cli/vllm_compat.h) */
+  json_t *default_kwargs;     /* chat-template kwargs a request gets unless it sets them (NULL: none) */
+  bool force_include_usage;   /* every stream ends with a usage chunk */
+  bool max_logprobs_set;      /* --max-logprobs given: max_logprobs bounds requests (else MIMO_MAX_LOGPROBS) */
+  int max_logprobs;
+  bool seeded;                /* --seed: requests without a seed draw theirs from seed_next */
+  _Atomic uint64_t seed_next;
 } mimo_server;
 
 /* 1 if name is one of the served names. */
 int mimo_server_has_model(const mimo_server *s, const char *name);
+/* The seed of a request that gave none: random, or the next of --seed's sequence. */
+uint64_t mimo_server_new_seed(mimo_server *s);
+/* The most logprobs a request may ask for (--max-logprobs, default MIMO_MAX_LOGPROBS). */
+int mimo_server_max_logprobs(const mimo_server *s);
 /* Registers the OpenAI routes (/v1/chat/completions, /v1/completions,
  * /v1/models, /tokenize, /detokenize, /health, /metrics). */
 mimo_status mimo_openai_register(mimo_server *s);
