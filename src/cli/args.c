@@ -19,11 +19,18 @@ int mimo_args_parse(int argc, char **argv, mimo_arg *args, int n, const char *us
       print_usage(stdout, argv[0], args, n, usage);
       return 3;
     }
-    if (strncmp(a, "--", 2) != 0) {
+    /* vLLM's short forms */
+    static const char *const shorts[][2] = {{"-tp", "tensor-parallel-size"}, {"-pp", "pipeline-parallel-size"},
+                                            {"-dp", "data-parallel-size"}, {"-q", "quantization"}};
+    const char *alias = NULL;
+    for (size_t k = 0; k < sizeof shorts / sizeof shorts[0]; k++)
+      if (!strcmp(a, shorts[k][0]))
+        alias = shorts[k][1];
+    if (!alias && strncmp(a, "--", 2) != 0) {
       fprintf(stderr, "mimo %s: unexpected argument '%s'\n", argv[0], a);
       return 2;
     }
-    const char *name = a + 2, *eq = strchr(name, '=');
+    const char *name = alias ? alias : a + 2, *eq = alias ? NULL : strchr(name, '=');
     size_t len = eq ? (size_t)(eq - name) : strlen(name);
     int found = -1;
     for (int k = 0; k < n; k++)

@@ -8,7 +8,7 @@ VLLM=(--dtype auto --quantization compressed-tensors --enable-chunked-prefill --
   --swap-space 4 --trust-remote-code --enable-auto-tool-choice --tool-call-parser qwen3_xml --reasoning-parser qwen3
   --generation-config vllm --uvicorn-log-level warning --load-format safetensors --tokenizer "$MODEL"
   --mm-processor-kwargs '{}' --pipeline-parallel-size 1 --data-parallel-size 1 --disable-log-stats
-  --distributed-executor-backend mp --max-logprobs 5 --enable-force-include-usage --seed 7
+  --distributed-executor-backend mp -tp 1 --max-logprobs 5 --enable-force-include-usage --seed 7
   --default-chat-template-kwargs '{"enable_thinking": false}')
 start_server "${VLLM[@]}"
 chat() { curl -sS -m 60 "$BASE/v1/chat/completions" -H 'content-type: application/json' -d "$1"; }
