@@ -306,14 +306,31 @@ static mimo_status compile_type(mimo_jg *g, const json_t *s, const char *type, c
   if (k == K_OBJECT)
     MIMO_TRY(compile_object(g, s, path, depth, n));
   if (k == K_ARRAY) {
-    const json_t *items = json_object_get(s, "items");
+    const json_t *items = json_object_get(s, "items"), *prefix = json_object_get(s, "prefixItems");
     n->items = g->any;
-    if (items) {
+    if (prefix) { /* a tuple (pydantic's tuple[int, str]): item i of the prefix follows prefixItems[i] */
+      if (!json_is_array(prefix) || !json_array_size(prefix) || json_array_size(prefix) > 64)
+        return mimo_errf(MIMO_E_INVALID, "%s.prefixItems must be a list of 1 to 64 schemas", path);
+      if (!(n->alts = calloc(json_array_size(prefix), sizeof *n->alts)))
+        return mimo_errf(MIMO_E_NOMEM, "schema");
+      size_t i;
+      json_t *a;
+      json_array_foreach(prefix, i, a) {
+        snprintf(sub, sizeof sub, "%s.prefixItems[%zu]", path, i);
+        MIMO_TRY(jg_compile(g, a, sub, depth + 1, &n->alts[i]));
+        n->n_alts++;
+      }
+    }
+    if (items && json_is_false(items) && prefix) {
+      n->items = NULL; /* nothing past the prefix */
+    } else if (items) {
       snprintf(sub, sizeof sub, "%s.items", path);
       MIMO_TRY(jg_compile(g, items, sub, depth + 1, &n->items));
     }
     MIMO_TRY(get_count(s, "minItems", path, &n->min_items));
     MIMO_TRY(get_count(s, "maxItems", path, &n->max_items));
+    if (!n->items && (n->max_items < 0 || n->max_items > n->n_alts))
+      n->max_items = n->n_alts;
     if (n->max_items >= 0 && n->max_items < n->min_items)
       return mimo_errf(MIMO_E_INVALID, "%s: maxItems is below minItems", path);
   }
@@ -511,7 +528,8 @@ static const char *const annotations[] = {"title", "description", "default", "ex
                                           "deprecated", "readOnly", "writeOnly", "strict", "$defs", "definitions", "discriminator",
                                           NULL};
 static const char *const understood[] = {"type", "properties", "required", "additionalProperties", "items",
-                                         "minItems", "maxItems", "enum", "const", "anyOf", "oneOf", "minLength",
+                                         "prefixItems", "minItems", "maxItems", "enum", "const", "anyOf", "oneOf",
+                                         "minLength",
                                          "maxLength", "pattern", "format", "minimum", "maximum", "exclusiveMinimum",
                                          "exclusiveMaximum", NULL};
 
@@ -681,7 +699,7 @@ mimo_status jg_compile(mimo_jg *g, const json_t *s, const char *path, int depth,
     return mimo_errf(MIMO_E_INVALID, "%s.type must be a string or a list", path);
   if (json_object_get(s, "properties"))
     return compile_type(g, s, "object", path, depth, out);
-  if (json_object_get(s, "items"))
+  if (json_object_get(s, "items") || json_object_get(s, "prefixItems"))
     return compile_type(g, s, "array", path, depth, out);
   if (has_bounds(s)) /* any value, numbers among them bounded: not a form the matcher has */
     return mimo_errf(MIMO_E_INVALID, "%s: minimum/maximum need type integer or number", path);

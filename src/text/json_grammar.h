@@ -3,7 +3,7 @@
  * guided decoding, OpenAI's response_format). The matcher state is a small fixed-size value: copy it to try bytes.
  *
  * Schema subset: type (one or a list of distinct kinds), properties + required (any order; no other keys unless
- * additionalProperties is true), items, minItems/maxItems, enum, const, anyOf/oneOf (of up to 8 schemas; oneOf is
+ * additionalProperties is true), items, prefixItems (tuples), minItems/maxItems, enum, const, anyOf/oneOf (of up to 8 schemas; oneOf is
  * read as anyOf), minLength/maxLength (code points), nullable-style type lists, pattern and some formats,
  * local $ref (#/$defs/..., not recursive), minimum/maximum (exclusive too) on integers and numbers. Anything else
  * (multipleOf, ...) is refused with a message naming the

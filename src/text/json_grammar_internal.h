@@ -29,7 +29,7 @@ typedef struct mimo_jg_node {
   struct mimo_jg_node **props, *addl;
   uint64_t required;
   bool closed;              /* additionalProperties: false (the schema allows no other keys, not only the output) */
-  /* array */
+  /* array: items past the prefix (NULL: none); the prefix (prefixItems) is alts[0..n_alts) */
   struct mimo_jg_node *items;
   int min_items, max_items; /* max < 0: none */
   /* string */

@@ -407,7 +407,7 @@ static int array_byte(mimo_jg_stack *s, mimo_jg_frame *f, int c) {
       return REJECT;
     f->phase = P_ARR_VALUE;
     f->ws = 0;
-    return jg_push(s, n->items, P_VALUE) ? AGAIN : REJECT;
+    return jg_push(s, f->count < n->n_alts ? n->alts[f->count] : n->items, P_VALUE) ? AGAIN : REJECT;
   case P_ARR_AFTER:
     if (jg_is_ws(c))
       return jg_ws_byte(f);

@@ -70,9 +70,14 @@ static const char *schemas[] = {
     "\"required\":[\"a\",\"c\"]},{\"type\":\"integer\",\"minimum\":10},{\"type\":\"number\",\"maximum\":0},"
     "{\"type\":\"string\",\"format\":\"date\"},{\"type\":\"string\",\"format\":\"date-time\"},"
     "{\"anyOf\":[{\"type\":\"string\",\"maxLength\":2},{\"const\":\"hello\"}]}]}}",
+    /* tuples as pydantic writes them: tuple[int, str] (prefixItems, items false) and tuple[bool, *tuple[int, ...]] */
+    "{\"type\":\"object\",\"properties\":{\"pair\":{\"type\":\"array\",\"prefixItems\":[{\"type\":\"integer\"},"
+    "{\"type\":\"string\",\"maxLength\":3}],\"items\":false,\"minItems\":2,\"maxItems\":2},\"rest\":{\"type\":"
+    "\"array\",\"prefixItems\":[{\"type\":\"boolean\"}],\"items\":{\"type\":\"integer\",\"minimum\":0},"
+    "\"maxItems\":4}},\"required\":[\"pair\",\"rest\"]}",
     NULL /* any JSON object (response_format json_object) */
 };
-enum { N_SCHEMAS = 10 };
+enum { N_SCHEMAS = 11 };
 
 static mimo_jg *compile_str(const char *s) {
   json_error_t err;
@@ -177,6 +182,15 @@ static void test_documents(void **state) {
       assert_true(mimo_jg_feed(g, &st, (unsigned char)*c));
     assert_int_equal(st.n, 1);
   }
+  mimo_jg_free(g);
+  g = compile_str(schemas[9]); /* tuples */
+  assert_int_equal(run(g, "{\"pair\":[7,\"abc\"],\"rest\":[true,1,2,3]}"), -1);
+  assert_int_equal(run(g, "{\"rest\":[false],\"pair\":[-1,\"\"]}"), -1);
+  assert_int_equal(run(g, "{\"pair\":[\"a\""), 9);   /* item 0 is an integer */
+  assert_int_equal(run(g, "{\"pair\":[1,\"a\","), 14); /* items false: two at most */
+  assert_int_equal(run(g, "{\"pair\":[1]"), 10);       /* minItems 2 */
+  assert_int_equal(run(g, "{\"rest\":[1"), 9);         /* item 0 is a boolean */
+  assert_int_equal(run(g, "{\"rest\":[true,-"), 14);   /* the rest: integers >= 0 */
   mimo_jg_free(g);
   const char *ch[] = {"yes", "no", "nope"};
   assert_int_equal(mimo_jg_choice(ch, 3, &g), MIMO_OK);
