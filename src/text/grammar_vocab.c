@@ -207,7 +207,9 @@ void mimo_gvocab_mask(const mimo_gvocab *v, const mimo_jg *g, const mimo_jg_stat
 }
 
 bool mimo_gvocab_feed(const mimo_gvocab *v, const mimo_jg *g, mimo_jg_state *s, int id) {
-  if (id < 0 || id >= v->n_ids || !v->bytes[id] || (v->is_added[id / 32] >> (id % 32) & 1 && !mimo_jg_between_calls(g, s)))
+  if (id < 0 || id >= v->n_ids || !v->bytes[id])
+    return false;
+  if (v->is_added[id / 32] >> (id % 32) & 1 && !mimo_jg_between_calls(g, s)) /* <tool_call>: between calls only */
     return false;
   mimo_jg_state c;
   mimo_jg_copy(&c, s);

@@ -525,7 +525,8 @@ static mimo_status union_of(mimo_jg *g, node **alts, int n, const char *path, bo
 }
 
 static const char *const annotations[] = {"title", "description", "default", "examples", "$schema", "$id", "$comment",
-                                          "deprecated", "readOnly", "writeOnly", "strict", "$defs", "definitions", "discriminator",
+                                          "deprecated", "readOnly", "writeOnly", "strict", "$defs", "definitions",
+                                          "discriminator",
                                           NULL};
 static const char *const understood[] = {"type", "properties", "required", "additionalProperties", "items",
                                          "prefixItems", "minItems", "maxItems", "enum", "const", "anyOf", "oneOf",

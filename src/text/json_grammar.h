@@ -1,15 +1,16 @@
-/* Structured outputs: a JSON schema (or "any JSON object", or a list of choices) compiled into a byte-level
- * pushdown matcher, so that a decoder can ask of any byte whether the output may continue with it (vLLM's
- * guided decoding, OpenAI's response_format). The matcher state is a small fixed-size value: copy it to try bytes.
+/* Structured outputs: a JSON schema (or "any JSON object", or a list of choices, or a regex, or tool calls)
+ * compiled into a byte-level pushdown matcher, so that a decoder can ask of any byte whether the output may
+ * continue with it (vLLM's guided decoding, OpenAI's response_format). The matcher state is a fixed-size value
+ * (mimo_jg_copy copies the part in use) of one or a few readings.
  *
- * Schema subset: type (one or a list of distinct kinds), properties + required (any order; no other keys unless
- * additionalProperties is true), items, prefixItems (tuples), minItems/maxItems, enum, const, anyOf/oneOf (of up to 8 schemas; oneOf is
- * read as anyOf), minLength/maxLength (code points), nullable-style type lists, pattern and some formats,
- * local $ref (#/$defs/..., not recursive), minimum/maximum (exclusive too) on integers and numbers. Anything else
- * (multipleOf, ...) is refused with a message naming the
- * keyword's path: a constraint silently dropped
- * would be a promise broken. Whitespace between tokens: at most MIMO_JG_MAX_WS in a row (room for a newline and
- * indentation), so a weak model cannot pad forever; numbers at most MIMO_JG_MAX_NUM characters. */
+ * Schema subset: type (one or a list), properties + required (any order; no other keys unless
+ * additionalProperties is true), items, prefixItems (tuples), minItems/maxItems, enum, const, anyOf/oneOf (up to
+ * 8 schemas; alternatives that start alike are read side by side; oneOf only where its alternatives are disjoint
+ * by shape), minLength/maxLength (code points), pattern and some formats, local $ref (#/$defs/..., not
+ * recursive), minimum/maximum (exclusive too) on integers and numbers. Anything else (multipleOf, ...) is refused
+ * with a message naming the keyword's path: a constraint silently dropped would be a promise broken. Whitespace
+ * between tokens: at most MIMO_JG_MAX_WS in a row (room for a newline and indentation), so a weak model cannot pad
+ * forever; numbers at most MIMO_JG_MAX_NUM characters. */
 #ifndef MIMO_TEXT_JSON_GRAMMAR_H
 #define MIMO_TEXT_JSON_GRAMMAR_H
 #include <jansson.h>

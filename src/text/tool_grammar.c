@@ -175,7 +175,8 @@ static mimo_status function_node(mimo_jg *g, const json_t *f, const char *fpath,
   return MIMO_OK;
 }
 
-mimo_status mimo_jg_tools(const json_t *tools, const char *named, int max_calls, const char *start_text, mimo_jg **out) {
+mimo_status mimo_jg_tools(const json_t *tools, const char *named, int max_calls, const char *start_text,
+                          mimo_jg **out) {
   *out = NULL;
   if (!json_is_array(tools) || !json_array_size(tools))
     return mimo_errf(MIMO_E_INVALID, "tools: a non-empty list is needed");
