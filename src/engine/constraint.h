@@ -19,5 +19,8 @@ struct mimo_constraint {
   /* a copy in the same state (NULL when out of memory), to try tokens ahead (speculative decoding's drafts) */
   mimo_constraint *(*clone)(const mimo_constraint *c);
   int after_token; /* the constraint applies after this id has been generated (the end of reasoning); -1: at once */
+  /* Optional (NULL: always): whether the next token is restricted at all. An unrestricted row samples wherever it
+   * would without a constraint (on the GPU), and accept still sees its token. */
+  bool (*masks)(const mimo_constraint *c);
 };
 #endif

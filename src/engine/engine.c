@@ -448,7 +448,7 @@ static void model_step(mimo_engine *e) {
         j[i].allow = r->allow_rows + (size_t)i * (((size_t)e->vocab + 31) / 32);
     } else { /* drawn below once the step ran: a step skipped for memory leaves the seeded draws as they were */
       mimo_sampler_job_peek(r->smp, j);
-      j->allow = r->con && r->con_active ? r->allow : NULL;
+      j->allow = r->con && r->con_active && (!r->con->masks || r->con->masks(r->con)) ? r->allow : NULL;
     }
   }
   step_masks(e, nb);

@@ -474,9 +474,10 @@ static int conv_tool_choice(const json_t *root, const json_t *tools, bool *parse
 
 /* thinking {type: enabled, budget_tokens} | {type: disabled} -> enable_thinking;
  * absent: the template's default. *explicit_on is set for enabled. */
-static int conv_thinking(const json_t *root, json_t *kwargs, bool *explicit_on, mimo_api_err *e) {
+static int conv_thinking(const json_t *root, json_t *kwargs, bool *explicit_on, long *budget_out, mimo_api_err *e) {
   json_t *th = json_object_get(root, "thinking");
   *explicit_on = false;
+  *budget_out = -1;
   if (!th || json_is_null(th))
     return 0;
   const char *type = json_string_value(json_object_get(th, "type"));
@@ -492,6 +493,7 @@ static int conv_thinking(const json_t *root, json_t *kwargs, bool *explicit_on, 
       return mimo_api_fail(e, 400, "thinking", "thinking.budget_tokens: Field required");
     if (mimo_api_get_int(th, "budget_tokens", 1, 1L << 30, &budget, e))
       return -1;
+    *budget_out = budget;
   }
   *explicit_on = true;
   return json_object_set_new(kwargs, "enable_thinking", json_true()) ? oom(e) : 0;
@@ -559,8 +561,9 @@ int mimo_anthropic_parse(mimo_server *s, const json_t *root, bool count_only, mi
   if (!(r->kwargs = json_object()))
     return oom(e);
   bool one_call;
+  long think_budget;
   if (conv_tool_choice(root, r->tools, &parse_calls, &r->forced_call, &named, &one_call, e) ||
-      conv_thinking(root, r->kwargs, &think_on, e))
+      conv_thinking(root, r->kwargs, &think_on, &think_budget, e))
     return -1;
   if (s->default_kwargs && json_object_update_missing(r->kwargs, s->default_kwargs)) /* --default-chat-template-kwargs */
     return oom(e);
@@ -619,6 +622,9 @@ int mimo_anthropic_parse(mimo_server *s, const json_t *root, bool count_only, mi
   g->n_forced = r->n_forced;
   g->grammar = r->grammar;
   g->grammar_after = -1;
+  /* thinking.budget_tokens: the reasoning ends after that many tokens at most (its </think> is then forced) */
+  g->think_end = mimo_tok_token_id(s->tok, "</think>");
+  g->think_budget = thinking && g->think_end >= 0 ? (int)think_budget : -1;
   g->embeds = r->images.runs;
   g->n_embeds = r->images.n;
   return 0;

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "core/log.h"
+#include "engine/think_budget.h"
 #include "server/parse_out.h"
 #include "text/grammar_vocab.h"
 
@@ -140,6 +141,12 @@ int mimo_gen_start(mimo_server *s, const mimo_gen_spec *sp, mimo_gen **out, mimo
     if (sp->grammar && (!s->gvocab || mimo_grammar_constraint(s->gvocab, sp->grammar, sp->grammar_after,
                                                              &rp.constraint) != MIMO_OK)) {
       mimo_api_fail(e, 500, NULL, "structured outputs: %s", s->gvocab ? mimo_errmsg() : "no token index");
+      mimo_gen_free(g);
+      return -1;
+    }
+    if (sp->think_budget >= 0 && sp->thinking &&
+        mimo_think_budget_constraint(sp->think_end, sp->think_budget, rp.constraint, &rp.constraint) != MIMO_OK) {
+      mimo_api_fail(e, 500, NULL, "thinking budget: %s", mimo_errmsg());
       mimo_gen_free(g);
       return -1;
     }

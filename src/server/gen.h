@@ -35,6 +35,8 @@ typedef struct mimo_gen_spec {
   const struct mimo_jg *grammar; /* structured outputs: every choice's tokens follow it (NULL: none) */
   int grammar_after;             /* ... after this id (the end of reasoning; -1: from the first token) */
   uint64_t cache_salt;           /* the prefix-cache partition (`cache_salt`, hashed; 0: shared) */
+  int think_budget;              /* tokens the reasoning may take before think_end is forced (< 0: no budget) */
+  int think_end;                 /* the reasoning's end id (</think>) */
 } mimo_gen_spec;
 
 typedef struct mimo_gen_tool {

@@ -588,5 +588,13 @@ int mimo_openai_parse_ex(mimo_server *s, json_t *root, bool chat, bool count_onl
   g->n_embeds = r->images.n;
   g->grammar = r->grammar;
   g->grammar_after = r->grammar_after;
+  long budget = -1; /* vLLM's thinking_token_budget: the reasoning ends after that many tokens at most */
+  if (mimo_api_get_int(root, "thinking_token_budget", 0, 1L << 30, &budget, e))
+    return -1;
+  g->think_budget = chat && thinking ? (int)budget : -1;
+  g->think_end = mimo_tok_token_id(s->tok, "</think>");
+  if (g->think_budget >= 0 && g->think_end < 0)
+    return mimo_api_fail(e, 400, "thinking_token_budget", "this model's tokenizer has no </think> token to end "
+                         "its reasoning with");
   return 0;
 }

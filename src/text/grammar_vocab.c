@@ -292,7 +292,7 @@ mimo_status mimo_grammar_constraint(const mimo_gvocab *v, const mimo_jg *g, int 
   grammar_constraint *x = gc_alloc(v);
   if (!x)
     return mimo_errf(MIMO_E_NOMEM, "structured output state");
-  x->base = (mimo_constraint){gc_mask, gc_accept, gc_done, gc_free, gc_clone, after_token};
+  x->base = (mimo_constraint){gc_mask, gc_accept, gc_done, gc_free, gc_clone, after_token, NULL};
   x->v = v;
   x->g = g;
   mimo_jg_ref(g);
