@@ -120,19 +120,33 @@ int mimo_api_structured(const mimo_server *s, const json_t *root, bool thinking,
       return -1;
     field = guided[k].name;
   }
+  bool compact = false; /* vLLM's disable_any_whitespace */
   if (so && !json_is_null(so)) {
     const json_t *sj = json_object_get(so, "json"), *sch = json_object_get(so, "choice"),
-                 *sr = json_object_get(so, "regex"), *sg = json_object_get(so, "grammar");
-    if (!json_is_object(so) || (!!sj + !!sch + !!sr + !!sg) != 1)
+                 *sr = json_object_get(so, "regex"), *sg = json_object_get(so, "grammar"),
+                 *jo = json_object_get(so, "json_object");
+    if (jo && !json_is_boolean(jo))
+      return mimo_api_fail(e, 400, "structured_outputs", "structured_outputs.json_object must be a boolean");
+    jo = json_is_true(jo) ? jo : NULL;
+    if (!json_is_object(so) || (!!sj + !!sch + !!sr + !!sg + !!jo) != 1)
       return mimo_api_fail(e, 400, "structured_outputs", "structured_outputs must be {\"json\": SCHEMA}, "
-                           "{\"choice\": [...]}, {\"regex\": PATTERN} or {\"grammar\": GBNF}");
+                           "{\"json_object\": true}, {\"choice\": [...]}, {\"regex\": PATTERN} or {\"grammar\": GBNF}");
+    const json_t *ws = json_object_get(so, "whitespace_pattern"), *structural = json_object_get(so, "structural_tag");
+    if ((ws && !json_is_null(ws)) || (structural && !json_is_null(structural)))
+      return mimo_api_fail(e, 400, "structured_outputs", "structured_outputs.%s is not supported (disable_any_whitespace "
+                           "is)", ws && !json_is_null(ws) ? "whitespace_pattern" : "structural_tag");
+    if (mimo_api_get_bool(so, "disable_any_whitespace", &compact, e))
+      return -1;
     if (field)
       return second(out, "structured_outputs", field, e);
     if (sch   ? choices_of(sch, "structured_outputs.choice", out, e)
         : sr ? regex_grammar(sr, "structured_outputs.regex", out, e)
         : sg ? gbnf_grammar(sg, "structured_outputs.grammar", out, e)
+        : jo ? (mimo_jg_compile(NULL, out) != MIMO_OK ? mimo_api_fail(e, 500, NULL, "%s", mimo_errmsg()) : 0)
              : schema_grammar(sj, "structured_outputs.json", out, e))
       return -1;
+    if (compact && (sj || jo))
+      mimo_jg_no_whitespace(*out);
   }
   if (*out && thinking) /* the reasoning is free; the answer after it follows the format */
     *after = mimo_tok_token_id(s->tok, "</think>");

@@ -708,6 +708,8 @@ mimo_status jg_compile(mimo_jg *g, const json_t *s, const char *path, int depth,
   return MIMO_OK;
 }
 
+void mimo_jg_no_whitespace(mimo_jg *g) { g->no_ws = true; }
+
 void mimo_jg_ref(const mimo_jg *g) { atomic_fetch_add(&((mimo_jg *)g)->refs, 1); }
 
 void mimo_jg_free(mimo_jg *g) {

@@ -43,6 +43,9 @@ mimo_status mimo_jg_tools(const json_t *tools, const char *named, int max_calls,
 /* A grammar is shared by the request that asked for it and the engine's constraints running it, which may outlive
  * the request's own reference (a cancelled request is stepped once more): each holder takes a reference, and
  * mimo_jg_free drops one (the last frees it). Thread-safe. */
+/* No whitespace between the JSON tokens of a schema or json_object grammar (vLLM's disable_any_whitespace): the
+ * output is compact JSON. Inside strings and literals whitespace stays as it is. */
+void mimo_jg_no_whitespace(mimo_jg *g);
 void mimo_jg_ref(const mimo_jg *g);
 void mimo_jg_free(mimo_jg *g);
 

@@ -49,6 +49,7 @@ struct mimo_jg {
   atomic_int refs; /* mimo_jg_ref / mimo_jg_free: a request and its engine constraints share it */
   bool raw; /* choices: the literal is the whole output (no whitespace around it) */
   bool tools; /* tool calls: added tokens (<tool_call>) may stand for their text between calls */
+  bool no_ws; /* no whitespace between JSON tokens (vLLM's disable_any_whitespace) */
   char *start_text; /* the output's start is taken as given (tool calls after the forced prefix) */
   long re_budget; /* the work left for the schema's patterns and formats, all together (text/regex_dfa.h) */
   mimo_re *re; /* a regex: the whole output matches it (raw text); the frame's off is the DFA state */

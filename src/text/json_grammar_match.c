@@ -432,6 +432,10 @@ static bool step(const mimo_jg *g, mimo_jg_stack *s, int c, readings *room) {
       return false; /* nothing may follow the value */
     mimo_jg_frame *f = &s->f[s->depth - 1];
     int r;
+    if (g->no_ws && jg_is_ws(c) && (f->phase == P_VALUE || f->phase == P_OBJ_OPEN || f->phase == P_OBJ_COLON ||
+                                    f->phase == P_OBJ_AFTER || f->phase == P_OBJ_NEXT || f->phase == P_ARR_OPEN ||
+                                    f->phase == P_ARR_AFTER || f->phase == P_ARR_NEXT))
+      return false; /* compact JSON: whitespace only inside strings (numbers end at it and hand it up to here) */
     switch (f->phase) {
     case P_VALUE:
       if (jg_is_ws(c) && !g->raw)

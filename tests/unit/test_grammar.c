@@ -183,6 +183,14 @@ static void test_documents(void **state) {
     assert_int_equal(st.n, 1);
   }
   mimo_jg_free(g);
+  g = compile_str(schemas[0]); /* vLLM's disable_any_whitespace: compact JSON, strings as they are */
+  mimo_jg_no_whitespace(g);
+  assert_int_equal(run(g, "{\"name\":\"a b\",\"age\":-12,\"tags\":[\"bc\",1]}"), -1);
+  assert_int_equal(run(g, " {"), 0);
+  assert_int_equal(run(g, "{\"name\": \"a\""), 8);
+  assert_int_equal(run(g, "{\"name\":\"a\",\"age\":1 }"), 19); /* a number ends at the space, which is refused */
+  assert_int_equal(run(g, "{\"name\":\"a\",\"tags\":[1, "), 22);
+  mimo_jg_free(g);
   g = compile_str(schemas[9]); /* tuples */
   assert_int_equal(run(g, "{\"pair\":[7,\"abc\"],\"rest\":[true,1,2,3]}"), -1);
   assert_int_equal(run(g, "{\"rest\":[false],\"pair\":[-1,\"\"]}"), -1);
