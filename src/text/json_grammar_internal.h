@@ -90,6 +90,19 @@ enum {
 enum { TOOK, REJECT, AGAIN }; /* AGAIN: the byte goes to the (new) top frame */
 static inline bool jg_is_ws(int c) { return c == ' ' || c == '\n' || c == '\t' || c == '\r'; }
 static inline uint64_t jg_all_bits(int n) { return n >= 64 ? ~0ull : (1ull << n) - 1; }
+/* Of the candidate texts in f->cand, those that go on with byte c at f->off: f->cand narrows to them and f->off
+ * moves on (literals, object keys, tool names). False, f as it was: none does. */
+static inline bool jg_narrow(mimo_jg_frame *f, char *const *texts, const size_t *lens, int n, int c) {
+  uint64_t next = 0;
+  for (int i = 0; i < n; i++)
+    if (f->cand >> i & 1 && f->off < lens[i] && (unsigned char)texts[i][f->off] == c)
+      next |= 1ull << i;
+  if (!next)
+    return false;
+  f->cand = next;
+  f->off++;
+  return true;
+}
 bool jg_push(mimo_jg_stack *s, const node *n, int phase);
 void jg_pop(mimo_jg_stack *s); /* the top value is complete: its parent moves on */
 int jg_ws_byte(mimo_jg_frame *f);

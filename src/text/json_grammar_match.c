@@ -291,15 +291,8 @@ static int number_byte(mimo_jg_stack *s, mimo_jg_frame *f, int c) {
 
 static int literal_byte(mimo_jg_stack *s, mimo_jg_frame *f, int c) {
   const node *n = f->node;
-  uint64_t next = 0;
-  for (int i = 0; i < n->n_lits; i++)
-    if (f->cand >> i & 1 && f->off < n->lit_len[i] && (unsigned char)n->lits[i][f->off] == c)
-      next |= 1ull << i;
-  if (next) {
-    f->cand = next;
-    f->off++;
+  if (jg_narrow(f, n->lits, n->lit_len, n->n_lits, c))
     return TOOK;
-  }
   if (!lit_complete(f) || s->depth == 1)
     return REJECT;
   jg_pop(s);
@@ -319,15 +312,7 @@ static int key_byte(mimo_jg_frame *f, int c) {
       }
     return REJECT;
   }
-  uint64_t next = 0;
-  for (int i = 0; i < n->n_props; i++)
-    if (f->cand >> i & 1 && f->off < n->key_len[i] && (unsigned char)n->keys[i][f->off] == c)
-      next |= 1ull << i;
-  if (!next)
-    return REJECT;
-  f->cand = next;
-  f->off++;
-  return TOOK;
+  return jg_narrow(f, n->keys, n->key_len, n->n_props, c) ? TOOK : REJECT;
 }
 
 int jg_ws_byte(mimo_jg_frame *f) {

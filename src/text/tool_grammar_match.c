@@ -33,22 +33,15 @@ int jg_xcalls_byte(mimo_jg_stack *s, mimo_jg_frame *f, int c) {
       f->cand = jg_all_bits(n->n_lits);
     }
     return TOOK;
-  case P_XC_NAME: { /* "NAME>\n" of one of the functions */
-    uint64_t next = 0;
-    for (int i = 0; i < n->n_lits; i++)
-      if (f->cand >> i & 1 && f->off < n->lit_len[i] && (unsigned char)n->lits[i][f->off] == c)
-        next |= 1ull << i;
-    if (!next)
+  case P_XC_NAME: /* "NAME>\n" of one of the functions */
+    if (!jg_narrow(f, n->lits, n->lit_len, n->n_lits, c))
       return REJECT;
-    f->cand = next;
-    f->off++;
     for (int i = 0; i < n->n_lits; i++)
-      if (next >> i & 1 && n->lit_len[i] == f->off) { /* no name text is a prefix of another: they end in '\n' */
+      if (f->cand >> i & 1 && n->lit_len[i] == f->off) { /* no name text is a prefix of another: they end in '\n' */
         f->phase = P_XC_FUNC;
         return jg_push(s, n->alts[i], P_XF_NEXT) ? TOOK : REJECT;
       }
     return TOOK;
-  }
   case P_XC_END:
     if (!text_byte(f, XML_CALL_END, c))
       return REJECT;
@@ -121,15 +114,7 @@ int jg_xfunc_byte(mimo_jg_stack *s, mimo_jg_frame *f, int c) {
       f->off++;
       return TOOK;
     }
-    uint64_t next = 0;
-    for (int i = 0; i < n->n_props; i++)
-      if (f->cand >> i & 1 && f->off < n->key_len[i] && (unsigned char)n->keys[i][f->off] == c)
-        next |= 1ull << i;
-    if (!next)
-      return REJECT;
-    f->cand = next;
-    f->off++;
-    return TOOK;
+    return jg_narrow(f, n->keys, n->key_len, n->n_props, c) ? TOOK : REJECT;
   }
   case P_XF_VSTART: { /* a JSON value: after one newline at most (which the parser drops), no other space */
     f->phase = P_XF_VALUE;
