@@ -16,9 +16,7 @@
 
 #include <cmocka.h>
 
-#include "text/grammar_vocab.h"
-#include "text/json_grammar.h"
-#include "text/synth_tokenizer.h"
+#include "grammar_fixture.h"
 
 static const char *schemas[] = {
     "{\"type\":\"object\",\"properties\":{\"name\":{\"type\":\"string\",\"maxLength\":8},\"age\":{\"type\":\"integer\"},"
@@ -89,89 +87,80 @@ static mimo_jg *compile_str(const char *s) {
   return g;
 }
 
-/* Bytes of doc accepted up to where it fails: -1 when all are accepted and the value is complete. */
-static long run(const mimo_jg *g, const char *doc) {
-  mimo_jg_state s;
-  mimo_jg_start(g, &s);
-  for (size_t i = 0; doc[i]; i++)
-    if (!mimo_jg_feed(g, &s, (unsigned char)doc[i]))
-      return (long)i;
-  return mimo_jg_done(g, &s) ? -1 : (long)strlen(doc);
-}
 
 static void test_documents(void **state) {
   (void)state;
   mimo_jg *g = compile_str(schemas[0]);
-  assert_int_equal(run(g, "{\"name\":\"bob\",\"age\":-12}"), -1);
-  assert_int_equal(run(g, " {\n  \"age\": 0, \"tags\": [\"bc\", 1, null],\n  \"name\": \"\\u00e9\\n\", \"ok\": true\n}"), -1);
-  assert_int_equal(run(g, "{\"age\":1}"), 8);                   /* '}' before the required name */
-  assert_int_equal(run(g, "{\"name\":\"toolongname\",\"age\":1}"), 17); /* the 9th code point */
-  assert_int_equal(run(g, "{\"name\":\"a\",\"age\":1.5}"), 19);   /* an integer has no fraction */
-  assert_int_equal(run(g, "{\"name\":\"a\",\"name\":\"b\"}"), 13); /* a key given twice */
-  assert_int_equal(run(g, "{\"name\":\"\xed\xa0\x80\"}"), 10);     /* a surrogate */
-  assert_int_equal(run(g, "{\"name\":\"\xf4\x90\x80\x80\"}"), 10); /* past U+10FFFF */
-  assert_int_equal(run(g, "{\"name\":\"\xe0\x80\x80\"}"), 10);     /* overlong */
-  assert_int_equal(run(g, "{\"name\":\"\\ud83d\\ude00\",\"age\":1}"), -1); /* a surrogate pair */
-  assert_int_equal(run(g, "{\"name\":\"\\udc00\"}"), 12);         /* a lone low surrogate */
-  assert_int_equal(run(g, "{\"name\":\"\\ud83dx\"}"), 15);        /* a high one not followed by its pair */
-  assert_int_equal(run(g, "{\"name\":\"\\ud83d\\u0041\"}"), 17); /* ... or by another escape */
-  assert_int_equal(run(g, "{\"name\":\"a\",\"age\":1,\"x\":2}"), 21); /* no other keys */
-  assert_int_equal(run(g, "{\"name\":\"a\",\"age\":01}"), 19);
-  assert_int_equal(run(g, "{\"name\":\"a\",\"age\":1,\"tags\":[\"b\"]}"), 30); /* "b" is not "bc" */
-  assert_int_equal(run(g, "{\"name\":\"a\",\"age\":1,\"tags\":[1,1,1,1]}"), 33); /* maxItems 3 */
-  assert_int_equal(run(g, "{\"name\":\"\xc3\",\"age\":1}"), 10); /* a broken UTF-8 sequence */
-  assert_int_equal(run(g, "{\"name\":\"a\",\"age\":1}x"), 20); /* nothing after the value */
+  assert_int_equal(grammar_run(g, "{\"name\":\"bob\",\"age\":-12}"), -1);
+  assert_int_equal(grammar_run(g, " {\n  \"age\": 0, \"tags\": [\"bc\", 1, null],\n  \"name\": \"\\u00e9\\n\", \"ok\": true\n}"), -1);
+  assert_int_equal(grammar_run(g, "{\"age\":1}"), 8);                   /* '}' before the required name */
+  assert_int_equal(grammar_run(g, "{\"name\":\"toolongname\",\"age\":1}"), 17); /* the 9th code point */
+  assert_int_equal(grammar_run(g, "{\"name\":\"a\",\"age\":1.5}"), 19);   /* an integer has no fraction */
+  assert_int_equal(grammar_run(g, "{\"name\":\"a\",\"name\":\"b\"}"), 13); /* a key given twice */
+  assert_int_equal(grammar_run(g, "{\"name\":\"\xed\xa0\x80\"}"), 10);     /* a surrogate */
+  assert_int_equal(grammar_run(g, "{\"name\":\"\xf4\x90\x80\x80\"}"), 10); /* past U+10FFFF */
+  assert_int_equal(grammar_run(g, "{\"name\":\"\xe0\x80\x80\"}"), 10);     /* overlong */
+  assert_int_equal(grammar_run(g, "{\"name\":\"\\ud83d\\ude00\",\"age\":1}"), -1); /* a surrogate pair */
+  assert_int_equal(grammar_run(g, "{\"name\":\"\\udc00\"}"), 12);         /* a lone low surrogate */
+  assert_int_equal(grammar_run(g, "{\"name\":\"\\ud83dx\"}"), 15);        /* a high one not followed by its pair */
+  assert_int_equal(grammar_run(g, "{\"name\":\"\\ud83d\\u0041\"}"), 17); /* ... or by another escape */
+  assert_int_equal(grammar_run(g, "{\"name\":\"a\",\"age\":1,\"x\":2}"), 21); /* no other keys */
+  assert_int_equal(grammar_run(g, "{\"name\":\"a\",\"age\":01}"), 19);
+  assert_int_equal(grammar_run(g, "{\"name\":\"a\",\"age\":1,\"tags\":[\"b\"]}"), 30); /* "b" is not "bc" */
+  assert_int_equal(grammar_run(g, "{\"name\":\"a\",\"age\":1,\"tags\":[1,1,1,1]}"), 33); /* maxItems 3 */
+  assert_int_equal(grammar_run(g, "{\"name\":\"\xc3\",\"age\":1}"), 10); /* a broken UTF-8 sequence */
+  assert_int_equal(grammar_run(g, "{\"name\":\"a\",\"age\":1}x"), 20); /* nothing after the value */
   mimo_jg_free(g);
   g = compile_str(schemas[2]);
-  assert_int_equal(run(g, "{\"x\":\"k\\\"q\"}"), -1);
-  assert_int_equal(run(g, "[{\"any\":3,\"b\":-4},{}]"), -1);
-  assert_int_equal(run(g, "\"abcde\""), -1);
-  assert_int_equal(run(g, "\"a\""), 2);
-  assert_int_equal(run(g, "[{\"k\":\"s\"}]"), 6);
+  assert_int_equal(grammar_run(g, "{\"x\":\"k\\\"q\"}"), -1);
+  assert_int_equal(grammar_run(g, "[{\"any\":3,\"b\":-4},{}]"), -1);
+  assert_int_equal(grammar_run(g, "\"abcde\""), -1);
+  assert_int_equal(grammar_run(g, "\"a\""), 2);
+  assert_int_equal(grammar_run(g, "[{\"k\":\"s\"}]"), 6);
   mimo_jg_free(g);
   g = compile_str(NULL);
-  assert_int_equal(run(g, "{\"a\":[1,{\"b\":null}],\"c\":\"d\",\"e\":1e-3,\"f\":false}"), -1);
-  assert_int_equal(run(g, "[1]"), 0);
+  assert_int_equal(grammar_run(g, "{\"a\":[1,{\"b\":null}],\"c\":\"d\",\"e\":1e-3,\"f\":false}"), -1);
+  assert_int_equal(grammar_run(g, "[1]"), 0);
   mimo_jg_free(g);
   g = compile_str(schemas[5]); /* $defs and $ref */
-  assert_int_equal(run(g, "{\"pets\":[{\"name\":\"Rex\",\"kind\":\"dog\"}],\"best\":null,\"old\":true}"), -1);
-  assert_int_equal(run(g, "{\"pets\":[],\"best\":{\"name\":\"Tom\",\"kind\":\"cat\"},\"old\":false}"), -1);
-  assert_int_equal(run(g, "{\"fav\":\"dog\",\"pets\":[],\"best\":null,\"old\":false}"), -1); /* allOf of one */
-  assert_int_equal(run(g, "{\"pets\":[{\"name\":\"Rex\",\"kind\":\"cow\"}]"), 32); /* the enum through $ref */
-  assert_int_equal(run(g, "{\"pets\":[],\"best\":{\"kind\":\"cat\"}"), 31); /* Pet's required name */
+  assert_int_equal(grammar_run(g, "{\"pets\":[{\"name\":\"Rex\",\"kind\":\"dog\"}],\"best\":null,\"old\":true}"), -1);
+  assert_int_equal(grammar_run(g, "{\"pets\":[],\"best\":{\"name\":\"Tom\",\"kind\":\"cat\"},\"old\":false}"), -1);
+  assert_int_equal(grammar_run(g, "{\"fav\":\"dog\",\"pets\":[],\"best\":null,\"old\":false}"), -1); /* allOf of one */
+  assert_int_equal(grammar_run(g, "{\"pets\":[{\"name\":\"Rex\",\"kind\":\"cow\"}]"), 32); /* the enum through $ref */
+  assert_int_equal(grammar_run(g, "{\"pets\":[],\"best\":{\"kind\":\"cat\"}"), 31); /* Pet's required name */
   mimo_jg_free(g);
   g = compile_str(schemas[6]); /* integer bounds */
-  assert_int_equal(run(g, "{\"age\":150,\"score\":-9,\"n\":1000,\"neg\":-6,\"h\":99,\"p\":1,\"pos\":0.5,\"t\":-2.5}"),
+  assert_int_equal(grammar_run(g, "{\"age\":150,\"score\":-9,\"n\":1000,\"neg\":-6,\"h\":99,\"p\":1,\"pos\":0.5,\"t\":-2.5}"),
                    -1);
-  assert_int_equal(run(g, "{\"age\":0,\"score\":9,\"n\":null,\"neg\":-123456,\"h\":1000,\"p\":0.999,\"pos\":7,"
+  assert_int_equal(grammar_run(g, "{\"age\":0,\"score\":9,\"n\":null,\"neg\":-123456,\"h\":1000,\"p\":0.999,\"pos\":7,"
                           "\"t\":3.7499}"),
                    -1);
-  assert_int_equal(run(g, "{\"p\":1.5"), 7);    /* the 5 that takes 1.5 past 1 (1.0 would do) */
-  assert_int_equal(run(g, "{\"pos\":0,"), 8);   /* exclusive: 0 may not end */
-  assert_int_equal(run(g, "{\"t\":3.75"), 8);   /* exclusive 3.75: its 5 */
-  assert_int_equal(run(g, "{\"p\":1e0"), 6);    /* plain decimals only where bounded */
-  assert_int_equal(run(g, "{\"age\":151,"), 9);    /* the 1 that makes 151 */
-  assert_int_equal(run(g, "{\"age\":-1,"), 7);     /* no minus at all */
-  assert_int_equal(run(g, "{\"score\":10,"), 10);  /* exclusive: 10 is out at its 0 */
-  assert_int_equal(run(g, "{\"neg\":-5,"), 9);     /* maximum -5.5: -5 ends too high (at the ',') */
-  assert_int_equal(run(g, "{\"h\":98,"), 7);       /* minimum 99: 98 may still grow (980), not end */
-  assert_int_equal(run(g, "{\"h\":9,"), 6);        /* ... and 9 at the ',' */
+  assert_int_equal(grammar_run(g, "{\"p\":1.5"), 7);    /* the 5 that takes 1.5 past 1 (1.0 would do) */
+  assert_int_equal(grammar_run(g, "{\"pos\":0,"), 8);   /* exclusive: 0 may not end */
+  assert_int_equal(grammar_run(g, "{\"t\":3.75"), 8);   /* exclusive 3.75: its 5 */
+  assert_int_equal(grammar_run(g, "{\"p\":1e0"), 6);    /* plain decimals only where bounded */
+  assert_int_equal(grammar_run(g, "{\"age\":151,"), 9);    /* the 1 that makes 151 */
+  assert_int_equal(grammar_run(g, "{\"age\":-1,"), 7);     /* no minus at all */
+  assert_int_equal(grammar_run(g, "{\"score\":10,"), 10);  /* exclusive: 10 is out at its 0 */
+  assert_int_equal(grammar_run(g, "{\"neg\":-5,"), 9);     /* maximum -5.5: -5 ends too high (at the ',') */
+  assert_int_equal(grammar_run(g, "{\"h\":98,"), 7);       /* minimum 99: 98 may still grow (980), not end */
+  assert_int_equal(grammar_run(g, "{\"h\":9,"), 6);        /* ... and 9 at the ',' */
   mimo_jg_free(g);
   g = compile_str(schemas[7]); /* tagged union */
-  assert_int_equal(run(g, "{\"pet\":{\"pet_type\":\"dog\",\"barks\":1.5},\"n\":2.5}"), -1);
-  assert_int_equal(run(g, "{\"n\":7,\"pet\":{\"meows\":3,\"pet_type\":\"cat\"}}"), -1);
-  assert_int_equal(run(g, "{\"pet\":{\"pet_type\":\"cat\",\"barks\":"), 26); /* a cat does not bark */
-  assert_int_equal(run(g, "{\"pet\":{\"meows\":1.5"), 17);  /* a Cat (no Dog has meows): an integer */
-  assert_int_equal(run(g, "{\"pet\":{\"pet_type\":\"cow"), 21);
+  assert_int_equal(grammar_run(g, "{\"pet\":{\"pet_type\":\"dog\",\"barks\":1.5},\"n\":2.5}"), -1);
+  assert_int_equal(grammar_run(g, "{\"n\":7,\"pet\":{\"meows\":3,\"pet_type\":\"cat\"}}"), -1);
+  assert_int_equal(grammar_run(g, "{\"pet\":{\"pet_type\":\"cat\",\"barks\":"), 26); /* a cat does not bark */
+  assert_int_equal(grammar_run(g, "{\"pet\":{\"meows\":1.5"), 17);  /* a Cat (no Dog has meows): an integer */
+  assert_int_equal(grammar_run(g, "{\"pet\":{\"pet_type\":\"cow"), 21);
   mimo_jg_free(g);
   g = compile_str(schemas[8]); /* overlapping anyOf */
-  assert_int_equal(run(g, "[{\"a\":1,\"b\":\"xyz\"},{\"c\":false,\"a\":\"abcd\"},12,-0.5]"), -1);
-  assert_int_equal(run(g, "[\"2024-02-29\",\"2024-02-29T10:00:00Z\",\"hi\",\"hello\"]"), -1);
-  assert_int_equal(run(g, "[{\"a\":\"s\",\"b\""), 11);     /* a string a: the second object, which has no b */
-  assert_int_equal(run(g, "[{\"a\":\"s\"}"), 9);              /* ... and needs c */
-  assert_int_equal(run(g, "[5]"), 2);                        /* neither >= 10 nor <= 0 */
-  assert_int_equal(run(g, "[\"2023-02-29\"]"), 11);          /* not a leap year, nor 2 characters */
-  assert_int_equal(run(g, "[\"hellp\"]"), 6);
+  assert_int_equal(grammar_run(g, "[{\"a\":1,\"b\":\"xyz\"},{\"c\":false,\"a\":\"abcd\"},12,-0.5]"), -1);
+  assert_int_equal(grammar_run(g, "[\"2024-02-29\",\"2024-02-29T10:00:00Z\",\"hi\",\"hello\"]"), -1);
+  assert_int_equal(grammar_run(g, "[{\"a\":\"s\",\"b\""), 11);     /* a string a: the second object, which has no b */
+  assert_int_equal(grammar_run(g, "[{\"a\":\"s\"}"), 9);              /* ... and needs c */
+  assert_int_equal(grammar_run(g, "[5]"), 2);                        /* neither >= 10 nor <= 0 */
+  assert_int_equal(grammar_run(g, "[\"2023-02-29\"]"), 11);          /* not a leap year, nor 2 characters */
+  assert_int_equal(grammar_run(g, "[\"hellp\"]"), 6);
   { /* four readings inside the first string; one again once it has closed (they merge) */
     mimo_jg_state st;
     mimo_jg_start(g, &st);
@@ -185,39 +174,33 @@ static void test_documents(void **state) {
   mimo_jg_free(g);
   g = compile_str(schemas[0]); /* vLLM's disable_any_whitespace: compact JSON, strings as they are */
   mimo_jg_no_whitespace(g);
-  assert_int_equal(run(g, "{\"name\":\"a b\",\"age\":-12,\"tags\":[\"bc\",1]}"), -1);
-  assert_int_equal(run(g, " {"), 0);
-  assert_int_equal(run(g, "{\"name\": \"a\""), 8);
-  assert_int_equal(run(g, "{\"name\":\"a\",\"age\":1 }"), 19); /* a number ends at the space, which is refused */
-  assert_int_equal(run(g, "{\"name\":\"a\",\"tags\":[1, "), 22);
+  assert_int_equal(grammar_run(g, "{\"name\":\"a b\",\"age\":-12,\"tags\":[\"bc\",1]}"), -1);
+  assert_int_equal(grammar_run(g, " {"), 0);
+  assert_int_equal(grammar_run(g, "{\"name\": \"a\""), 8);
+  assert_int_equal(grammar_run(g, "{\"name\":\"a\",\"age\":1 }"), 19); /* a number ends at the space, which is refused */
+  assert_int_equal(grammar_run(g, "{\"name\":\"a\",\"tags\":[1, "), 22);
   mimo_jg_free(g);
   g = compile_str(schemas[9]); /* tuples */
-  assert_int_equal(run(g, "{\"pair\":[7,\"abc\"],\"rest\":[true,1,2,3]}"), -1);
-  assert_int_equal(run(g, "{\"rest\":[false],\"pair\":[-1,\"\"]}"), -1);
-  assert_int_equal(run(g, "{\"pair\":[\"a\""), 9);   /* item 0 is an integer */
-  assert_int_equal(run(g, "{\"pair\":[1,\"a\","), 14); /* items false: two at most */
-  assert_int_equal(run(g, "{\"pair\":[1]"), 10);       /* minItems 2 */
-  assert_int_equal(run(g, "{\"rest\":[1"), 9);         /* item 0 is a boolean */
-  assert_int_equal(run(g, "{\"rest\":[true,-"), 14);   /* the rest: integers >= 0 */
+  assert_int_equal(grammar_run(g, "{\"pair\":[7,\"abc\"],\"rest\":[true,1,2,3]}"), -1);
+  assert_int_equal(grammar_run(g, "{\"rest\":[false],\"pair\":[-1,\"\"]}"), -1);
+  assert_int_equal(grammar_run(g, "{\"pair\":[\"a\""), 9);   /* item 0 is an integer */
+  assert_int_equal(grammar_run(g, "{\"pair\":[1,\"a\","), 14); /* items false: two at most */
+  assert_int_equal(grammar_run(g, "{\"pair\":[1]"), 10);       /* minItems 2 */
+  assert_int_equal(grammar_run(g, "{\"rest\":[1"), 9);         /* item 0 is a boolean */
+  assert_int_equal(grammar_run(g, "{\"rest\":[true,-"), 14);   /* the rest: integers >= 0 */
   mimo_jg_free(g);
   const char *ch[] = {"yes", "no", "nope"};
   assert_int_equal(mimo_jg_choice(ch, 3, &g), MIMO_OK);
-  assert_int_equal(run(g, "no"), -1);
-  assert_int_equal(run(g, "nope"), -1);
-  assert_int_equal(run(g, "yes!"), 3);
-  assert_int_equal(run(g, " no"), 0);
+  assert_int_equal(grammar_run(g, "no"), -1);
+  assert_int_equal(grammar_run(g, "nope"), -1);
+  assert_int_equal(grammar_run(g, "yes!"), 3);
+  assert_int_equal(grammar_run(g, " no"), 0);
   mimo_jg_free(g);
 }
 
 static uint64_t rng = 0x2545f4914f6cdd1dull;
-static unsigned rnd(unsigned n) {
-  rng ^= rng << 13;
-  rng ^= rng >> 7;
-  rng ^= rng << 17;
-  return (unsigned)(rng % n);
-}
+static unsigned rnd(unsigned n) { return grammar_rnd(&rng, n); }
 
-/* A random walk to a complete value (bytes each state allows; after `patience` bytes, closers first). */
 static int most_readings; /* the most readings a walk's state has held (unions that start alike fork them) */
 
 static size_t walk(const mimo_jg *g, char *out, size_t cap, mimo_jg_state *states, size_t max_states, size_t *n_states) {
@@ -302,51 +285,23 @@ static void test_random_walks_validate(void **state) {
 
 static void test_mask_equals_feeding(void **state) {
   (void)state;
-  char dir[] = "/tmp/mimo-test-gvocab-XXXXXX";
-  assert_non_null(mkdtemp(dir));
-  mimo_synth_tok_ids ids;
-  assert_int_equal(mimo_synth_tokenizer(dir, 600, 5, &ids), MIMO_OK);
-  mimo_tok *t = NULL;
-  assert_int_equal(mimo_tok_load(dir, &t), MIMO_OK);
-  mimo_gvocab *v = NULL;
-  assert_int_equal(mimo_gvocab_new(t, &v), MIMO_OK);
-  const int V = mimo_tok_vocab_size(t), words = (V + 31) / 32;
-  uint32_t *mask = calloc((size_t)words, 4);
-  assert_non_null(mask);
+  grammar_vocab_fixture x;
+  grammar_vocab_open(&x);
   static mimo_jg_state st[2000];
-  mimo_jg_state *scratch = malloc((size_t)mimo_gvocab_scratch_states(v) * sizeof *scratch);
-  assert_non_null(scratch);
   static char doc[1 << 16];
-  long checked = 0, allowed = 0;
   for (int k = 0; k < N_SCHEMAS; k++) {
     mimo_jg *g = compile_str(schemas[k]);
     size_t n_st = 0;
     for (int i = 0; i < 40; i++)
       walk(g, doc, sizeof doc, st, sizeof st / sizeof *st, &n_st);
-    for (size_t i = 0; i < n_st; i++) {
-      memset(mask, 0, (size_t)words * 4);
-      mimo_gvocab_mask(v, g, &st[i], mask, scratch);
-      for (int id = 0; id < V; id++) {
-        mimo_jg_state c = st[i];
-        const bool want = mimo_gvocab_feed(v, g, &c, id); /* added tokens: only between tool calls */
-        const bool got = mask[id / 32] >> (id % 32) & 1;
-        if (want != got)
-          fail_msg("schema %d, state %zu, token %d: mask %d, feeding %d", k, i, id, got, want);
-        allowed += got;
-        checked++;
-      }
-    }
+    char what[32];
+    snprintf(what, sizeof what, "schema %d", k);
+    grammar_vocab_check(&x, g, st, n_st, what);
     mimo_jg_free(g);
   }
-  print_message("mask = feeding over %ld (state, token) pairs, %ld allowed\n", checked, allowed);
-  assert_true(allowed > 1000);
-  free(scratch);
-  free(mask);
-  mimo_gvocab_free(v);
-  mimo_tok_free(t);
-  char cmd[128];
-  snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-  assert_int_equal(system(cmd), 0);
+  print_message("mask = feeding over %ld (state, token) pairs, %ld allowed\n", x.checked, x.allowed);
+  assert_true(x.allowed > 1000);
+  grammar_vocab_close(&x);
 }
 
 static void refused(const char *schema, const char *want) {
@@ -397,7 +352,7 @@ static void test_formats(void **state) {
   };
   for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
     mimo_jg *g = compile_str(cases[i].schema);
-    const long got = run(g, cases[i].doc);
+    const long got = grammar_run(g, cases[i].doc);
     if (got != cases[i].want)
       fail_msg("%s on %s: refused at %ld, wanted %ld", cases[i].schema, cases[i].doc, got, cases[i].want);
     mimo_jg_free(g);

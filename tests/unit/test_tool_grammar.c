@@ -19,9 +19,7 @@
 
 #include <cmocka.h>
 
-#include "text/grammar_vocab.h"
-#include "text/json_grammar.h"
-#include "text/synth_tokenizer.h"
+#include "grammar_fixture.h"
 #include "text/toolcall.h"
 
 static const char TOOLS[] =
@@ -56,80 +54,66 @@ static mimo_jg *tools_grammar(const json_t *tools, const char *named, int max_ca
   return g;
 }
 
-/* Bytes of out (what follows the forced prefix) accepted up to where it fails: -1 when all are and it is complete. */
-static long run(const mimo_jg *g, const char *out) {
-  mimo_jg_state s;
-  mimo_jg_start(g, &s);
-  for (size_t i = 0; out[i]; i++)
-    if (!mimo_jg_feed(g, &s, (unsigned char)out[i]))
-      return (long)i;
-  return mimo_jg_done(g, &s) ? -1 : (long)strlen(out);
-}
 
 static void test_calls(void **state) {
   (void)state;
   json_t *tools = tools_json();
   mimo_jg *g = tools_grammar(tools, NULL, 0);
   /* after "<tool_call>\n<function=" */
-  assert_int_equal(run(g, "get_weather>\n<parameter=city>Paris</parameter>\n<parameter=days>3</parameter>\n"
+  assert_int_equal(grammar_run(g, "get_weather>\n<parameter=city>Paris</parameter>\n<parameter=days>3</parameter>\n"
                           "</function>\n</tool_call>"), -1);
-  assert_int_equal(run(g, "get_weather>\n<parameter=days>\n14\n</parameter>\n<parameter=city>\nSão Paulo\n"
+  assert_int_equal(grammar_run(g, "get_weather>\n<parameter=days>\n14\n</parameter>\n<parameter=city>\nSão Paulo\n"
                           "</parameter>\n<parameter=unit>celsius</parameter>\n<parameter=detailed>false</parameter>\n"
                           "<parameter=when>2024-02-29</parameter>\n<parameter=note>a <b> </paramete</parameter>\n"
                           "</function>\n</tool_call>\n<tool_call>\n<function=noargs>\n</function>\n</tool_call>"), -1);
-  assert_int_equal(run(g, "search>\n<parameter=query>x</parameter>\n<parameter=filters>{\"site\": \"a.b\", "
+  assert_int_equal(grammar_run(g, "search>\n<parameter=query>x</parameter>\n<parameter=filters>{\"site\": \"a.b\", "
                           "\"max\": 2.5}</parameter>\n<parameter=tags>[\"a\",\"b\"]</parameter>\n<parameter=code>ABC"
                           "</parameter>\n<parameter=kind>\"news\"</parameter>\n</function>\n</tool_call>"), -1);
-  assert_int_equal(run(g, "free>\n<parameter=anything>1</parameter>\n<parameter=y>[1</parameter>\n</function>\n"
+  assert_int_equal(grammar_run(g, "free>\n<parameter=anything>1</parameter>\n<parameter=y>[1</parameter>\n</function>\n"
                           "</tool_call>"), -1);
-  assert_int_equal(run(g, "loose>\n<parameter=x>seven</parameter>\n</function>\n</tool_call>"), -1); /* left free */
-  assert_int_equal(run(g, "get_weather>\n<parameter=city>Paris</parameter>\n</function>"), 48); /* days missing */
-  assert_int_equal(run(g, "get_weather>\n<parameter=city>Paris and its suburbs</parameter>"), 41); /* maxLength 12 */
-  assert_int_equal(run(g, "get_weather>\n<parameter=unit>kelvin"), 29);
-  assert_int_equal(run(g, "get_weather>\n<parameter=days>15"), 30);      /* maximum 14: the 5 */
-  assert_int_equal(run(g, "get_weather>\n<parameter=days> 3"), 29);      /* no space before a JSON value */
-  assert_int_equal(run(g, "get_weather>\n<parameter=days>3 "), 30);      /* ... nor after it */
-  assert_int_equal(run(g, "get_weather>\n<parameter=city>a</parameter>\n<parameter=city>"), 54); /* given twice */
-  assert_int_equal(run(g, "get_weather>\n<parameter=when>2023-02-29<"), 38);
-  assert_int_equal(run(g, "get_weather>\n<parameter=town>"), 24);
-  assert_int_equal(run(g, "weather>"), 0);
-  assert_int_equal(run(g, "search>\n<parameter=code>ABCD"), 27);
-  assert_int_equal(run(g, "search>\n<parameter=kind>news"), 24);        /* JSON: a quoted string */
-  assert_int_equal(run(g, "search>\n<parameter=n>12345678901234567890"), 39); /* past what the parser reads */
-  assert_int_equal(run(g, "search>\n<parameter=query>\x01"), 25);       /* control characters */
-  assert_int_equal(run(g, "search>\n<parameter=tags>[\"a</parameter>"), 38); /* the parser would end it there */
+  assert_int_equal(grammar_run(g, "loose>\n<parameter=x>seven</parameter>\n</function>\n</tool_call>"), -1); /* left free */
+  assert_int_equal(grammar_run(g, "get_weather>\n<parameter=city>Paris</parameter>\n</function>"), 48); /* days missing */
+  assert_int_equal(grammar_run(g, "get_weather>\n<parameter=city>Paris and its suburbs</parameter>"), 41); /* maxLength 12 */
+  assert_int_equal(grammar_run(g, "get_weather>\n<parameter=unit>kelvin"), 29);
+  assert_int_equal(grammar_run(g, "get_weather>\n<parameter=days>15"), 30);      /* maximum 14: the 5 */
+  assert_int_equal(grammar_run(g, "get_weather>\n<parameter=days> 3"), 29);      /* no space before a JSON value */
+  assert_int_equal(grammar_run(g, "get_weather>\n<parameter=days>3 "), 30);      /* ... nor after it */
+  assert_int_equal(grammar_run(g, "get_weather>\n<parameter=city>a</parameter>\n<parameter=city>"), 54); /* given twice */
+  assert_int_equal(grammar_run(g, "get_weather>\n<parameter=when>2023-02-29<"), 38);
+  assert_int_equal(grammar_run(g, "get_weather>\n<parameter=town>"), 24);
+  assert_int_equal(grammar_run(g, "weather>"), 0);
+  assert_int_equal(grammar_run(g, "search>\n<parameter=code>ABCD"), 27);
+  assert_int_equal(grammar_run(g, "search>\n<parameter=kind>news"), 24);        /* JSON: a quoted string */
+  assert_int_equal(grammar_run(g, "search>\n<parameter=n>12345678901234567890"), 39); /* past what the parser reads */
+  assert_int_equal(grammar_run(g, "search>\n<parameter=query>\x01"), 25);       /* control characters */
+  assert_int_equal(grammar_run(g, "search>\n<parameter=tags>[\"a</parameter>"), 38); /* the parser would end it there */
   mimo_jg_free(g);
   g = tools_grammar(tools, "noargs", 1);
-  assert_int_equal(run(g, "</function>\n</tool_call>"), -1);
-  assert_int_equal(run(g, "</function>\n</tool_call>\n"), 24);           /* one call: nothing after it */
-  assert_int_equal(run(g, "<parameter="), 1);
+  assert_int_equal(grammar_run(g, "</function>\n</tool_call>"), -1);
+  assert_int_equal(grammar_run(g, "</function>\n</tool_call>\n"), 24);           /* one call: nothing after it */
+  assert_int_equal(grammar_run(g, "<parameter="), 1);
   mimo_jg_free(g);
   g = tools_grammar(tools, NULL, 1);
-  assert_int_equal(run(g, "noargs>\n</function>\n</tool_call><tool_call>"), 32);
+  assert_int_equal(grammar_run(g, "noargs>\n</function>\n</tool_call><tool_call>"), 32);
   mimo_jg_free(g);
   /* tool_choice auto with strict functions: the grammar takes over after the model's <tool_call> */
   assert_int_equal(mimo_jg_tools(tools, NULL, 0, "<tool_call>", &g), MIMO_OK);
-  assert_int_equal(run(g, "\n<function=noargs>\n</function>\n</tool_call>\n<tool_call>\n<function=free>\n"
+  assert_int_equal(grammar_run(g, "\n<function=noargs>\n</function>\n</tool_call>\n<tool_call>\n<function=free>\n"
                           "</function>\n</tool_call>"), -1);
-  assert_int_equal(run(g, "<function="), 0);
+  assert_int_equal(grammar_run(g, "<function="), 0);
   mimo_jg_free(g);
   /* a forced call after the reasoning: the whole call, after whitespace */
   assert_int_equal(mimo_jg_tools(tools, "noargs", 1, "", &g), MIMO_OK);
-  assert_int_equal(run(g, "\n\n<tool_call>\n<function=noargs>\n</function>\n</tool_call>"), -1);
-  assert_int_equal(run(g, "\n\n"), 2);                        /* not complete without a call */
-  assert_int_equal(run(g, "Sure<tool_call>"), 0);                /* no text before it */
-  assert_int_equal(run(g, "<tool_call>\n<function=free>"), 22); /* named: that function only */
+  assert_int_equal(grammar_run(g, "\n\n<tool_call>\n<function=noargs>\n</function>\n</tool_call>"), -1);
+  assert_int_equal(grammar_run(g, "\n\n"), 2);                        /* not complete without a call */
+  assert_int_equal(grammar_run(g, "Sure<tool_call>"), 0);                /* no text before it */
+  assert_int_equal(grammar_run(g, "<tool_call>\n<function=free>"), 22); /* named: that function only */
   mimo_jg_free(g);
   json_decref(tools);
 }
 
 static uint64_t rng = 0x9e3779b97f4a7c15ull;
-static unsigned rnd(unsigned n) {
-  rng ^= rng << 13;
-  rng ^= rng >> 7;
-  rng ^= rng << 17;
-  return (unsigned)(rng % n);
-}
+static unsigned rnd(unsigned n) { return grammar_rnd(&rng, n); }
 
 /* A random walk to a complete output. Text values (most bytes allowed) run a few bytes, then their end tag. */
 static size_t walk(const mimo_jg *g, char *out, size_t cap, mimo_jg_state *states, size_t max_states, size_t *n_states) {
@@ -274,19 +258,8 @@ static void test_random_walks_parse_and_validate(void **state) {
 
 static void test_mask_equals_feeding(void **state) {
   (void)state;
-  char dir[] = "/tmp/mimo-test-toolvocab-XXXXXX";
-  assert_non_null(mkdtemp(dir));
-  mimo_synth_tok_ids ids;
-  assert_int_equal(mimo_synth_tokenizer(dir, 600, 5, &ids), MIMO_OK);
-  mimo_tok *t = NULL;
-  assert_int_equal(mimo_tok_load(dir, &t), MIMO_OK);
-  mimo_gvocab *v = NULL;
-  assert_int_equal(mimo_gvocab_new(t, &v), MIMO_OK);
-  const int V = mimo_tok_vocab_size(t), words = (V + 31) / 32;
-  uint32_t *mask = calloc((size_t)words, 4);
-  mimo_jg_state *scratch = malloc((size_t)mimo_gvocab_scratch_states(v) * sizeof *scratch);
-  assert_non_null(mask);
-  assert_non_null(scratch);
+  grammar_vocab_fixture x;
+  grammar_vocab_open(&x);
   static mimo_jg_state st[1500];
   static char doc[1 << 16];
   json_t *tools = tools_json();
@@ -295,46 +268,31 @@ static void test_mask_equals_feeding(void **state) {
   for (int i = 0; i < 30; i++)
     walk(g, doc, sizeof doc, st, sizeof st / sizeof *st, &n_st);
   int call_open = -1, call_end = -1;
-  for (int id = 0; id < V; id++) {
+  for (int id = 0; id < x.V; id++) {
     size_t n = 0;
-    const char *b = mimo_tok_token_bytes(t, id, &n);
+    const char *b = mimo_tok_token_bytes(x.t, id, &n);
     call_open = b && n == 11 && !memcmp(b, "<tool_call>", 11) ? id : call_open;
     call_end = b && n == 12 && !memcmp(b, "</tool_call>", 12) ? id : call_end;
   }
   assert_true(call_open >= 0 && call_end >= 0);
-  long checked = 0, allowed = 0, added_allowed = 0;
+  grammar_vocab_check(&x, g, st, n_st, "tool calls");
+  long added = 0; /* states where <tool_call> or </tool_call> is allowed */
   for (size_t i = 0; i < n_st; i++) {
-    memset(mask, 0, (size_t)words * 4);
-    mimo_gvocab_mask(v, g, &st[i], mask, scratch);
-    for (int id = 0; id < V; id++) {
-      mimo_jg_state c = st[i];
-      const bool want = mimo_gvocab_feed(v, g, &c, id);
-      const bool got = mask[id / 32] >> (id % 32) & 1;
-      if (want != got)
-        fail_msg("state %zu, token %d: mask %d, feeding %d", i, id, got, want);
-      allowed += got;
-      added_allowed += got && (id == call_open || id == call_end);
-      checked++;
-    }
+    mimo_jg_state c = st[i], d = st[i];
+    added += mimo_gvocab_feed(x.v, g, &c, call_open) + mimo_gvocab_feed(x.v, g, &d, call_end);
   }
   print_message("tool calls: mask = feeding over %ld (state, token) pairs, %ld allowed, %ld of them <tool_call> or "
-                "</tool_call>\n", checked, allowed, added_allowed);
-  assert_true(added_allowed > 0);
+                "</tool_call>\n", x.checked, x.allowed, added);
+  assert_true(added > 0);
   /* a text value: the added tokens are text bytes there, and not allowed */
   mimo_jg_state s;
   mimo_jg_start(g, &s);
   for (const char *c = "search>\n<parameter=query>"; *c; c++)
     assert_true(mimo_jg_feed(g, &s, (unsigned char)*c));
-  assert_false(mimo_gvocab_feed(v, g, &s, call_open));
+  assert_false(mimo_gvocab_feed(x.v, g, &s, call_open));
   mimo_jg_free(g);
   json_decref(tools);
-  free(scratch);
-  free(mask);
-  mimo_gvocab_free(v);
-  mimo_tok_free(t);
-  char cmd[128];
-  snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-  assert_int_equal(system(cmd), 0);
+  grammar_vocab_close(&x);
 }
 
 static void test_strict_refusals(void **state) {
