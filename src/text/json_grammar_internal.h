@@ -111,6 +111,11 @@ int jg_xcalls_byte(mimo_jg_stack *s, mimo_jg_frame *f, int c);
 int jg_xfunc_byte(mimo_jg_stack *s, mimo_jg_frame *f, int c);
 int jg_xtext_byte(mimo_jg_stack *s, mimo_jg_frame *f, int c);
 
+/* json_grammar_bounds.c, for json_grammar.c: whether a schema bounds numbers; a number or integer node's bounds */
+bool jg_has_bounds(const json_t *s);
+mimo_status jg_number_bounds(mimo_jg *g, const json_t *s, const char *path, node *n);
+mimo_status jg_integer_bounds(mimo_jg *g, const json_t *s, const char *path, node *n);
+
 /* json_grammar.c, for tool_grammar.c */
 node *jg_new_node(mimo_jg *g, kind k);
 void jg_first_of(node *n);
