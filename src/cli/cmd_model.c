@@ -6,6 +6,7 @@
 
 #include "cli/args.h"
 #include "cli/commands.h"
+#include "cli/gen_grammar.h"
 #include "cli/model_open.h"
 #include "cli/vision_args.h"
 #include "core/log.h"
@@ -22,12 +23,15 @@ static int fail(const char *cmd) {
 
 /* Feeds ids in chunks of `chunk` and samples the token after them with smp, where the logits are when the
  * model can (mimo_batch.jobs). */
-static mimo_status feed_sample(mimo_runner *r, const int *ids, int n, int chunk, mimo_sampler *smp, int *tok) {
+static mimo_status feed_sample(mimo_runner *r, const int *ids, int n, int chunk, mimo_sampler *smp,
+                               const unsigned *allow, int *tok) {
   for (int i = 0; i < n; i += chunk) {
     int k = n - i < chunk ? n - i : chunk;
     mimo_sample_job job = {.skip = true};
-    if (i + k >= n)
+    if (i + k >= n) {
       mimo_sampler_job(smp, &job);
+      job.allow = allow; /* a grammar's mask (--json-schema ...): sampled on the host */
+    }
     mimo_batch b = {.n_seqs = 1, .seqs = &r->seq, .n_tokens = &k, .tokens = ids + i, .jobs = &job, .sampled = tok};
     MIMO_TRY(mimo_model_forward(r->m, &b, NULL));
   }
@@ -308,7 +312,7 @@ int mimo_cmd_generate(int argc, char **argv) {
                   {"num-speculative-tokens", 1,
                    "draft this many tokens per step with the checkpoint's MTP layer and verify them in one pass "
                    "(1 to 16; the output is the same as without, the step count drops with the drafts kept)", 0},
-                  MIMO_OPEN_ARGS, {"verbose", 0, "log progress", 0}};
+                  MIMO_GRAMMAR_ARGS, MIMO_OPEN_ARGS, {"verbose", 0, "log progress", 0}};
   int n = sizeof a / sizeof *a,
       rc = mimo_args_parse(argc, argv, a, n, "--model DIR (--tokens 1,2,3 | --prompt TEXT | --chat TEXT) [--max-tokens N]");
   if (rc)
@@ -350,7 +354,22 @@ int mimo_cmd_generate(int argc, char **argv) {
   mimo_runner r;
   mimo_sampler *smp = NULL;
   int id = -1;
-  mimo_status st = mimo_runner_init(&r, dir, a, n);
+  mimo_cli_grammar gr = {0};
+  const bool grammar = mimo_arg_str(a, n, "json-schema", NULL) || mimo_arg_str(a, n, "grammar-file", NULL) ||
+                       mimo_arg_str(a, n, "regex", NULL);
+  const char *kw = mimo_arg_str(a, n, "kwargs", NULL);
+  /* in a chat with thinking on (MiMo's default) the reasoning is free and the answer follows the grammar */
+  const bool thinking = chat && !(kw && strstr(kw, "\"enable_thinking\"") && strstr(kw, "false"));
+  mimo_status st = grammar && !tok ? mimo_tok_load(dir, &tok) : MIMO_OK;
+  if (st == MIMO_OK && grammar && mimo_arg_str(a, n, "num-speculative-tokens", NULL))
+    st = mimo_errf(MIMO_E_INVALID, "a grammar does not combine with --num-speculative-tokens here (the server does)");
+  if (st == MIMO_OK)
+    st = mimo_runner_init(&r, dir, a, n);
+  else
+    memset(&r, 0, sizeof r);
+  if (st == MIMO_OK && grammar)
+    st = mimo_cli_grammar_open(a, n, tok, r.m->cfg.vocab_size,
+                               thinking ? mimo_tok_token_id(tok, "</think>") : -1, &gr);
   if (st == MIMO_OK && r.worker) {
     free(ids);
     mimo_tok_free(tok);
@@ -373,7 +392,9 @@ int mimo_cmd_generate(int argc, char **argv) {
     st = mimo_sampler_init(&smp, &sp, r.m->cfg.vocab_size);
   if (st == MIMO_OK) {
     mimo_sampler_add_prompt(smp, ids, T);
-    st = max_tokens > 0 ? feed_sample(&r, ids, T, chunk ? (int)chunk : T, smp, &id) : MIMO_OK;
+    st = max_tokens > 0 ? feed_sample(&r, ids, T, chunk ? (int)chunk : T, smp, mimo_cli_grammar_mask(&gr, &r.m->cfg),
+                                      &id)
+                        : MIMO_OK;
   }
   double t0 = mimo_now();
   int produced = 0;
@@ -394,12 +415,14 @@ int mimo_cmd_generate(int argc, char **argv) {
       if (mimo_detok_push(&dt, id, &piece, &len) == MIMO_OK)
         emit(&out, piece, len, !chat);
     }
-    if (eos || produced + 1 == max_tokens) {
+    if (!eos && (st = mimo_cli_grammar_take(&gr, id)) != MIMO_OK)
+      break;
+    if (eos || produced + 1 == max_tokens || mimo_cli_grammar_done(&gr)) {
       produced++;
       break;
     }
     int fed = id;
-    st = feed_sample(&r, &fed, 1, 1, smp, &id);
+    st = feed_sample(&r, &fed, 1, 1, smp, mimo_cli_grammar_mask(&gr, &r.m->cfg), &id);
   }
   if (tok) {
     const char *piece;
@@ -414,6 +437,7 @@ int mimo_cmd_generate(int argc, char **argv) {
   printf("\n");
   mimo_info("generated %d tokens in %.2f s", produced, mimo_now() - t0);
   free(ids);
+  mimo_cli_grammar_close(&gr);
   mimo_tok_free(tok);
   mimo_sampler_free(smp);
   mimo_runner_free(&r);

@@ -36,4 +36,27 @@ expect_eq "--tokens with --prompt is a usage error" "$rc" "2"
 "$MIMO_BIN" generate --model "$M" --tokens 1,999999 >/dev/null 2>"$work/err"; rc=$?
 expect_eq "token id outside the vocabulary: exit 1" "$rc" "1"
 grep -q "outside the vocabulary" "$work/err" && echo "ok   message names the id" || { echo "FAIL message: $(cat "$work/err")"; fails=$((fails+1)); }
+# --json-schema / --grammar-file / --regex (llama.cpp's flags): the output follows the grammar; JSON checked by
+# python3-jsonschema, the GBNF sentence and the regex by Python's re
+S='{"type":"object","properties":{"n":{"type":"integer","minimum":0,"maximum":99},"tag":{"enum":["a","b"]}},"required":["n","tag"]}'
+good=0
+for seed in 1 2 3 4; do
+  out=$("$MIMO_BIN" generate --model "$M" --prompt "JSON:" --max-tokens 80 --temperature 1 --seed $seed --json-schema "$S")
+  printf '%s' "$out" | python3 -c 'import json,sys,jsonschema; jsonschema.validate(json.loads(sys.stdin.read()), json.loads(sys.argv[1]))' "$S" \
+    && good=$((good+1)) || echo "     (seed $seed: $out)"
+done
+expect_eq "--json-schema: 4 outputs valid under the schema" "$good" "4"
+printf 'root ::= "yes" | "no" | "maybe " num\nnum ::= [0-9]+\n' > "$work/g.gbnf"
+good=0
+for seed in 1 2 3 4; do
+  out=$("$MIMO_BIN" generate --model "$M" --prompt "Q:" --max-tokens 12 --temperature 1 --seed $seed --grammar-file "$work/g.gbnf")
+  printf '%s' "$out" | python3 -c 'import re,sys; t=sys.stdin.read().rstrip("\n"); sys.exit(0 if re.fullmatch(r"yes|no|maybe [0-9]+", t) else 1)' \
+    && good=$((good+1)) || echo "     (seed $seed: '$out')"
+done
+expect_eq "--grammar-file: 4 outputs are sentences of the grammar" "$good" "4"
+out=$("$MIMO_BIN" generate --model "$M" --prompt "Code:" --max-tokens 12 --temperature 1 --seed 3 --regex '[A-Z]{2}-[0-9]{3}')
+printf '%s' "$out" | python3 -c 'import re,sys; sys.exit(0 if re.fullmatch(r"[A-Z]{2}-[0-9]{3}", sys.stdin.read().rstrip("\n")) else 1)' \
+  && echo "ok   --regex: '$out' matches" || { echo "FAIL --regex: '$out'"; fails=$((fails+1)); }
+"$MIMO_BIN" generate --model "$M" --prompt x --regex '(a' >/dev/null 2>"$work/err"; rc=$?
+grep -q -- "--regex: regex: a group" "$work/err" && [ "$rc" = 1 ] && echo "ok   a bad regex: $(cat "$work/err")" || { echo "FAIL bad regex: $rc $(cat "$work/err")"; fails=$((fails+1)); }
 [ $fails -eq 0 ] && echo "generate: all checks passed" || { echo "generate: $fails failures"; exit 1; }
