@@ -153,12 +153,14 @@ int mimo_api_structured(const mimo_server *s, const json_t *root, bool thinking,
   return 0;
 }
 
-bool mimo_api_tools_strict(const json_t *tools) {
+bool mimo_api_tools_strict(const json_t *tools, bool dflt) {
   size_t i;
   const json_t *t;
-  json_array_foreach(tools, i, t)
-    if (json_is_true(json_object_get(json_object_get(t, "function"), "strict")))
+  json_array_foreach(tools, i, t) {
+    const json_t *strict = json_object_get(json_object_get(t, "function"), "strict");
+    if (json_is_true(strict) || (dflt && (!strict || json_is_null(strict))))
       return true;
+  }
   return false;
 }
 
@@ -170,5 +172,6 @@ int mimo_api_tool_grammar(const json_t *tools, const char *named, int max_calls,
     return 0;
   if (st == MIMO_E_NOMEM)
     return mimo_api_fail(e, 500, NULL, "tool grammar: %s", mimo_errmsg());
-  return mimo_api_tools_strict(tools) ? mimo_api_fail(e, 400, "tools", "strict tool calls: %s", mimo_errmsg()) : 0;
+  return mimo_api_tools_strict(tools, false) ? mimo_api_fail(e, 400, "tools", "strict tool calls: %s", mimo_errmsg())
+                                             : 0;
 }

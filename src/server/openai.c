@@ -456,12 +456,12 @@ static int forced_prefix(mimo_server *s, mimo_oai_req *r, const char *named, mim
 }
 
 int mimo_openai_parse(mimo_server *s, json_t *root, bool chat, mimo_oai_req *r, mimo_api_err *e) {
-  return mimo_openai_parse_ex(s, root, chat, false, r, e);
+  return mimo_openai_parse_ex(s, root, chat, 0, r, e);
 }
 
-int mimo_openai_parse_ex(mimo_server *s, json_t *root, bool chat, bool count_only, mimo_oai_req *r, mimo_api_err *e) {
+int mimo_openai_parse_ex(mimo_server *s, json_t *root, bool chat, unsigned flags, mimo_oai_req *r, mimo_api_err *e) {
   memset(r, 0, sizeof *r);
-  r->images.count_only = count_only;
+  r->images.count_only = flags & MIMO_OAI_COUNT_ONLY;
   r->chat = chat;
   r->logprobs = -1;
   long plp = -1;
@@ -567,7 +567,8 @@ int mimo_openai_parse_ex(mimo_server *s, json_t *root, bool chat, bool count_onl
     r->grammar_after = r->n_forced ? -1 : mimo_tok_token_id(s->tok, "</think>");
     if (!r->grammar && !r->n_forced && forced_prefix(s, r, named, e)) /* no grammar: the prefix forced at least */
       return -1;
-  } else if (chat && r->tool_choice == MIMO_TOOLS_AUTO && !r->grammar && mimo_api_tools_strict(r->tools)) {
+  } else if (chat && r->tool_choice == MIMO_TOOLS_AUTO && !r->grammar &&
+             mimo_api_tools_strict(r->tools, flags & MIMO_OAI_STRICT_DEFAULT)) {
     /* strict functions (OpenAI's strict: true): a call the model opens with its <tool_call> token follows the
      * schemas from there */
     int *ids = NULL, n = 0;

@@ -39,8 +39,12 @@ typedef struct mimo_oai_req {
 
 /* root: the parsed body (borrowed; must outlive r). */
 int mimo_openai_parse(mimo_server *s, json_t *root, bool chat, mimo_oai_req *r, mimo_api_err *e);
-/* count_only: the prompt is wanted for its length (/tokenize): images are sized, not run through the tower. */
-int mimo_openai_parse_ex(mimo_server *s, json_t *root, bool chat, bool count_only, mimo_oai_req *r, mimo_api_err *e);
+/* MIMO_OAI_COUNT_ONLY: the prompt is wanted for its length (/tokenize): images are sized, not run through the
+ * tower. MIMO_OAI_STRICT_DEFAULT: functions without `strict` are strict (the Responses API's default), so a call
+ * with tool_choice auto follows their schemas (a schema that does not compile leaves its parameter free, as
+ * without). */
+enum { MIMO_OAI_COUNT_ONLY = 1, MIMO_OAI_STRICT_DEFAULT = 2 };
+int mimo_openai_parse_ex(mimo_server *s, json_t *root, bool chat, unsigned flags, mimo_oai_req *r, mimo_api_err *e);
 void mimo_oai_req_free(mimo_oai_req *r);
 
 /* The OpenAI error body. */

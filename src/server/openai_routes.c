@@ -173,7 +173,7 @@ static void on_tokenize(mimo_http_req *rq, void *ctx) {
   json_t *msgs = json_object_get(root, "messages");
   if (msgs) {
     mimo_oai_req r;
-    if (mimo_openai_parse_ex(s, root, true, true, &r, &e) == 0) {
+    if (mimo_openai_parse_ex(s, root, true, MIMO_OAI_COUNT_ONLY, &r, &e) == 0) {
       ids = r.prompt;
       n = r.n_prompt;
       r.prompt = NULL;

@@ -417,7 +417,7 @@ int mimo_responses_parse(mimo_server *s, const json_t *root, mimo_resp_req *r, m
   const json_t *effort = json_object_get(json_object_get(root, "reasoning"), "effort");
   if (json_is_string(effort) && !strcmp(json_string_value(effort), "none")) /* MiMo thinks or does not */
     json_object_set_new(r->chat, "reasoning_effort", json_string("none"));
-  return mimo_openai_parse(s, r->chat, true, &r->oai, e);
+  return mimo_openai_parse_ex(s, r->chat, true, MIMO_OAI_STRICT_DEFAULT, &r->oai, e); /* functions: strict by default */
 }
 
 /* ---- the store ---- */

@@ -26,7 +26,7 @@ for line in open(sys.argv[1]):
     n += 1
     by_api[c["api"]] = by_api.get(c["api"], 0) + 1
 print(f"ok   {n} constrained tool calls {by_api}, arguments valid under their tools' schemas")
-if n < 10 or by_api.get("auto-strict", 0) < 1 or by_api.get("thinking", 0) < 1:
+if n < 10 or min(by_api.get(k, 0) for k in ("auto-strict", "thinking", "responses")) < 1:
     sys.exit(f"only {n} calls: {by_api}")
 PY
 STRICT='[{"type":"function","function":{"name":"f","strict":true,"parameters":{"type":"object","properties":{"x":{"type":"integer","multipleOf":2}}}}}]'

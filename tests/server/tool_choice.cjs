@@ -71,6 +71,19 @@ main(async () => {
     out('auto-strict', c.message.tool_calls[0].function.name, c.message.tool_calls[0].function.arguments);
     finished++;
   }
+  // the Responses API: functions are strict unless they say strict: false, so the call follows the schemas too
+  for (let seed = 1; seed <= 3; seed++) {
+    const body = { model: 'tiny', input: 'Call a tool.', max_output_tokens: 400, temperature: 1, seed,
+      parallel_tool_calls: false, logit_bias: { [open.tokens[0]]: 100 },
+      tools: tools.map((t) => ({ type: 'function', name: t.function.name, parameters: t.function.parameters })) };
+    const r = await (await fetch(process.env.BASE + '/v1/responses', { method: 'POST',
+      headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) })).json();
+    if (r.status !== 'completed') continue;
+    const calls = r.output.filter((o) => o.type === 'function_call');
+    assert.equal(calls.length, 1, JSON.stringify(r.output));
+    out('responses', calls[0].name, calls[0].arguments);
+    finished++;
+  }
   for (const tool_choice of [{ type: 'any' }, { type: 'tool', name: 'lookup' }]) {
     for (let seed = 0; seed < 3; seed++) {
       const r = await anthropic.messages.create({ model: 'tiny', max_tokens: 400, messages: msgs, temperature: 1,
