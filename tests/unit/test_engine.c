@@ -636,7 +636,13 @@ static void test_tp_sampling_gathered(void **state) {
       assert_int_equal(hook_calls, 0);
   }
   assert_memory_equal(got[0], got[1], sizeof got[0]);
-  assert_memory_equal(lps[0], lps[1], sizeof lps[0]);
+  /* the logprobs to rounding: which requests share a step depends on when the engine thread picks them up, and a
+   * step of other shapes rounds differently (CI under load saw the last bits move once) */
+  for (int r = 0; r < R; r++)
+    for (int t = 0; t < STEPS; t++)
+      if (fabsf(lps[0][r][t] - lps[1][r][t]) > 1e-4f)
+        fail_msg("request %d, token %d: logprob %.9g on the device path, %.9g on the host", r, t, lps[0][r][t],
+                 lps[1][r][t]);
   mimo_model_free(m);
   assert_int_equal(kv_used, 0);
 }
