@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "cli/commands.h"
+#include "core/version.h"
 
 typedef struct {
   const char *name;
@@ -32,10 +33,14 @@ static void usage(FILE *f) {
   fprintf(f, "usage: mimo <command> [options]\n\ncommands:\n");
   for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
     fprintf(f, "  %-16s %s\n", commands[i].name, commands[i].usage);
-  fprintf(f, "\n`mimo <command> --help` shows a command's options.\n");
+  fprintf(f, "\n`mimo <command> --help` shows a command's options; `mimo --version` the version.\n");
 }
 
 int main(int argc, char **argv) {
+  if (argc == 2 && strcmp(argv[1], "--version") == 0) {
+    printf("mimo %s\n", mimo_version());
+    return 0;
+  }
   if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
     usage(argc < 2 ? stderr : stdout);
     return argc < 2 ? 2 : 0;

@@ -2,6 +2,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/version.h"
 #include "model/vision.h"
 #include "server/openai.h"
 
@@ -107,6 +108,37 @@ static void on_completions(mimo_http_req *rq, void *ctx) {
     return;
   }
   gen_root(rq, ctx, false, root);
+}
+
+/* SageMaker's (and vLLM's) POST /invocations: a chat body (messages) or a completions body (prompt). */
+static void on_invocations(mimo_http_req *rq, void *ctx) {
+  json_t *root;
+  if (parse_or_reply(rq, &root))
+    return;
+  const bool chat = json_object_get(root, "messages") != NULL;
+  if (!chat && !json_object_get(root, "prompt")) {
+    json_decref(root);
+    mimo_http_reply_error(rq, 400, "BadRequestError", NULL, NULL,
+                          "/invocations takes a chat completions body (messages) or a completions body (prompt)");
+    return;
+  }
+  if (!chat && batched_prompts(root)) {
+    batch_route(rq, ctx, root, batched_prompts(root));
+    return;
+  }
+  gen_root(rq, ctx, chat, root);
+}
+
+static void on_version(mimo_http_req *rq, void *ctx) {
+  (void)ctx;
+  json_t *v = json_pack("{s:s}", "version", mimo_version());
+  char *text = v ? json_dumps(v, JSON_COMPACT) : NULL;
+  if (text)
+    mimo_http_reply(rq, 200, "application/json", text, strlen(text));
+  else
+    mimo_http_reply_error(rq, 500, "InternalServerError", NULL, NULL, "out of memory");
+  free(text);
+  json_decref(v);
 }
 
 static void on_models(mimo_http_req *rq, void *ctx) {
@@ -241,6 +273,10 @@ mimo_status mimo_openai_register(mimo_server *s) {
   MIMO_TRY(mimo_http_route(h, "POST", "/tokenize", MIMO_HTTP_AUTH, on_tokenize, s, err));
   MIMO_TRY(mimo_http_route(h, "POST", "/detokenize", MIMO_HTTP_AUTH, on_detokenize, s, err));
   MIMO_TRY(mimo_http_route(h, "GET", "/health", 0, on_health, s, err));
+  MIMO_TRY(mimo_http_route(h, "GET", "/ping", 0, on_health, s, err)); /* SageMaker's liveness, as vLLM serves it */
+  MIMO_TRY(mimo_http_route(h, "POST", "/ping", 0, on_health, s, err));
+  MIMO_TRY(mimo_http_route(h, "GET", "/version", 0, on_version, s, err));
+  MIMO_TRY(mimo_http_route(h, "POST", "/invocations", MIMO_HTTP_AUTH, on_invocations, s, err));
   MIMO_TRY(mimo_http_route(h, "GET", "/metrics", 0, on_metrics, s, err));
   return MIMO_OK;
 }

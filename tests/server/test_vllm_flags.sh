@@ -30,6 +30,19 @@ on=$(chat "{$M0,\"temperature\":1,\"seed\":3,\"max_tokens\":24,\"chat_template_k
   node -e 'const r=JSON.parse(require("fs").readFileSync(0,"utf8")).choices[0].message; console.log(r.reasoning_content === null ? "none" : "some")')
 [ "$off" = none ] && [ "$on" = some ] || die "--default-chat-template-kwargs: reasoning '$off' by default, '$on' asked"
 echo "ok   --default-chat-template-kwargs: thinking off by default (no reasoning), on when a request asks"
+# vLLM's other routes: /version, /ping (SageMaker's liveness), /invocations (a chat or a completions body)
+v=$(curl -sS -m 10 "$BASE/version" | python3 -c 'import json,sys; print(json.load(sys.stdin)["version"])')
+[ "$v" = "$("$MIMO_BIN" --version | cut -d" " -f2)" ] || die "/version: '$v'"
+for m in GET POST; do
+  [ "$(curl -s -m 10 -o /dev/null -w '%{http_code}' -X $m "$BASE/ping")" = 200 ] || die "$m /ping"
+done
+curl -sS -m 60 "$BASE/invocations" -H 'content-type: application/json' -d "{$M}" |
+  python3 -c 'import json,sys; r=json.load(sys.stdin); assert r["object"]=="chat.completion", r' || die "/invocations chat"
+curl -sS -m 60 "$BASE/invocations" -H 'content-type: application/json' -d '{"model":"tiny","prompt":"x","max_tokens":3}' |
+  python3 -c 'import json,sys; r=json.load(sys.stdin); assert r["object"]=="text_completion", r' || die "/invocations completion"
+code=$(curl -s -m 10 -o "$WORK/r" -w '%{http_code}' "$BASE/invocations" -H 'content-type: application/json' -d '{"x":1}')
+[ "$code" = 400 ] || die "/invocations without messages or prompt: $code"
+echo "ok   /version = mimo --version ($v), GET and POST /ping, /invocations routes chat and completions bodies (400 else)"
 stop_server
 start_server "${VLLM[@]}"
 first=$(chat "{$M,\"temperature\":1}" | node -e 'console.log(JSON.parse(require("fs").readFileSync(0,"utf8")).choices[0].message.content)')
