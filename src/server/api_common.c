@@ -9,6 +9,7 @@
 #include <sys/random.h>
 
 #include "core/log.h"
+#include "core/utf8.h"
 
 static const char *type_for(int status) {
   switch (status) {
@@ -31,6 +32,7 @@ int mimo_api_fail(mimo_api_err *e, int status, const char *param, const char *fm
   va_start(ap, fmt);
   vsnprintf(e->msg, sizeof e->msg, fmt, ap);
   va_end(ap);
+  mimo_utf8_trim_tail(e->msg); /* a quoted value cut mid-character would make the error body invalid JSON text */
   return -1;
 }
 

@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "core/log.h"
+#include "core/utf8.h"
 #include "server/sbuf.h"
 
 #define MAX_ROUTES 32
@@ -163,6 +164,7 @@ void mimo_http_reply_error(mimo_http_req *rq, int status, const char *type, cons
   va_start(ap, fmt);
   vsnprintf(msg, sizeof msg, fmt, ap);
   va_end(ap);
+  mimo_utf8_trim_tail(msg);
   mimo_http_err_fn err = rq->rt ? rq->rt->err : plain_error;
   mimo_http_reply_json(rq, status, err(status, type, param, code, msg));
 }

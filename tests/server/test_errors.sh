@@ -90,6 +90,10 @@ API_KEY=sekret run_node -e '
     await assert.rejects(client.chat.completions.create({ model: "nope", messages: [{ role: "user", content: "x" }] }), NotFoundError);
     await assert.rejects(client.chat.completions.create({ model: "tiny", messages: [] }), BadRequestError);
   });'
+# a message that quotes a long non-ASCII value is cut to its buffer at a whole character (fuzz_openai found the body
+# missing when the cut fell inside one)
+long_role=$(python3 -c 'print("\u00e9\u4e2d" * 400)')
+expect 400 $C "{\"messages\":[{\"role\":\"$long_role\",\"content\":\"x\"}]}"
 # still healthy and serving
 code=$(curl -s -m 30 -o "$WORK/resp" -w '%{http_code}' "${H[@]}" "$BASE$C" -d '{"messages":[{"role":"user","content":"hi"}],"max_tokens":2}')
 [ "$code" = 200 ] || die "after errors: $code"
