@@ -599,11 +599,8 @@ int mimo_anthropic_parse(mimo_server *s, const json_t *root, bool count_only, mi
   if (max_tokens > (long)s->max_model_len - r->n_prompt)
     max_tokens = (long)s->max_model_len - r->n_prompt;
   if (r->forced_call) {
-    char *pre = mimo_toolcall_forced_prefix(named);
-    int rc = pre ? mimo_api_tokenize(s, pre, strlen(pre), &r->forced, &r->n_forced, e) : oom(e);
-    if (named)
-      free(pre);
-    if (rc || mimo_api_tool_grammar(r->tools, named, named || one_call ? 1 : 0, NULL, &r->grammar, e))
+    if (mimo_api_forced_call_ids(s, named, &r->forced, &r->n_forced, e) ||
+        mimo_api_tool_grammar(r->tools, named, named || one_call ? 1 : 0, NULL, &r->grammar, e))
       return -1;
   }
   mimo_gen_spec *g = &r->spec;

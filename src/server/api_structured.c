@@ -5,6 +5,7 @@
 
 #include "text/gbnf.h"
 #include "text/tokenizer.h"
+#include "text/toolcall.h"
 
 /* A schema given as an object or as a JSON string (vLLM takes both for guided_json). */
 static int schema_of(const json_t *v, const char *field, json_t **out, mimo_api_err *e) {
@@ -151,6 +152,14 @@ int mimo_api_structured(const mimo_server *s, const json_t *root, bool thinking,
   if (*out && thinking) /* the reasoning is free; the answer after it follows the format */
     *after = mimo_tok_token_id(s->tok, "</think>");
   return 0;
+}
+
+int mimo_api_forced_call_ids(const mimo_server *s, const char *named, int **ids, int *n, mimo_api_err *e) {
+  char *pre = mimo_toolcall_forced_prefix(named);
+  const int rc = pre ? mimo_api_tokenize(s, pre, strlen(pre), ids, n, e) : mimo_api_fail(e, 500, NULL, "out of memory");
+  if (named)
+    free(pre);
+  return rc;
 }
 
 bool mimo_api_tools_strict(const json_t *tools, bool dflt) {

@@ -21,6 +21,9 @@ int mimo_api_structured(const mimo_server *s, const json_t *root, bool thinking,
  * the rest free), unless a function says strict: true, which is then a 400 naming what. */
 int mimo_api_tool_grammar(const json_t *tools, const char *named, int max_calls, const char *start, mimo_jg **out,
                           mimo_api_err *e);
+/* The ids a forced tool call starts with: mimo_toolcall_forced_prefix(named) tokenized, the text the grammar of
+ * mimo_api_tool_grammar (start NULL) takes as given. */
+int mimo_api_forced_call_ids(const mimo_server *s, const char *named, int **ids, int *n, mimo_api_err *e);
 /* Whether some function in tools says strict: true (or, with dflt, does not say strict: false). */
 bool mimo_api_tools_strict(const json_t *tools, bool dflt);
 #endif

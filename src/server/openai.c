@@ -444,15 +444,11 @@ static int parse_max_tokens(mimo_server *s, const json_t *root, mimo_oai_req *r,
   return 0;
 }
 
+/* tool_choice required / named: the output starts with the call's opening (forced ids). */
 static int forced_prefix(mimo_server *s, mimo_oai_req *r, const char *named, mimo_api_err *e) {
   if (r->tool_choice != MIMO_TOOLS_REQUIRED && r->tool_choice != MIMO_TOOLS_NAMED)
     return 0;
-  char buf[512];
-  if (r->tool_choice == MIMO_TOOLS_NAMED)
-    snprintf(buf, sizeof buf, "<tool_call>\n<function=%s>\n", named);
-  else
-    snprintf(buf, sizeof buf, "<tool_call>\n<function=");
-  return mimo_api_tokenize(s, buf, strlen(buf), &r->forced, &r->n_forced, e);
+  return mimo_api_forced_call_ids(s, r->tool_choice == MIMO_TOOLS_NAMED ? named : NULL, &r->forced, &r->n_forced, e);
 }
 
 int mimo_openai_parse(mimo_server *s, json_t *root, bool chat, mimo_oai_req *r, mimo_api_err *e) {
@@ -472,6 +468,7 @@ int mimo_openai_parse_ex(mimo_server *s, json_t *root, bool chat, unsigned flags
   r->prompt_logprobs = (int)plp;
   const char *named = NULL;
   bool thinking = true;
+  const int think_end = mimo_tok_token_id(s->tok, "</think>"); /* the reasoning's end (-1: the tokenizer has none) */
   if (chat) {
     bool lp = false;
     long top = 0;
@@ -521,7 +518,7 @@ int mimo_openai_parse_ex(mimo_server *s, json_t *root, bool chat, unsigned flags
         mimo_api_images_expand(s, &r->images, &r->prompt, &r->n_prompt, e))
       return -1;
     /* a forced call without thinking starts the output; with thinking, its grammar applies after </think> */
-    if ((!thinking || mimo_tok_token_id(s->tok, "</think>") < 0) && forced_prefix(s, r, named, e))
+    if ((!thinking || think_end < 0) && forced_prefix(s, r, named, e))
       return -1;
   } else {
     long lp = -1;
@@ -564,18 +561,14 @@ int mimo_openai_parse_ex(mimo_server *s, json_t *root, bool chat, unsigned flags
                      * reasoning, the whole call (the model thinks first, as vLLM lets it) */
     if (mimo_api_tool_grammar(r->tools, named, named || !parallel ? 1 : 0, r->n_forced ? NULL : "", &r->grammar, e))
       return -1;
-    r->grammar_after = r->n_forced ? -1 : mimo_tok_token_id(s->tok, "</think>");
+    r->grammar_after = r->n_forced ? -1 : think_end;
     if (!r->grammar && !r->n_forced && forced_prefix(s, r, named, e)) /* no grammar: the prefix forced at least */
       return -1;
   } else if (chat && r->tool_choice == MIMO_TOOLS_AUTO && !r->grammar &&
              mimo_api_tools_strict(r->tools, flags & MIMO_OAI_STRICT_DEFAULT)) {
     /* strict functions (OpenAI's strict: true): a call the model opens with its <tool_call> token follows the
      * schemas from there */
-    int *ids = NULL, n = 0;
-    if (mimo_api_tokenize(s, "<tool_call>", 11, &ids, &n, e))
-      return -1;
-    const int open_id = n == 1 ? ids[0] : -1;
-    free(ids);
+    const int open_id = mimo_tok_token_id(s->tok, "<tool_call>");
     if (open_id >= 0 && mimo_api_tool_grammar(r->tools, NULL, parallel ? 0 : 1, "<tool_call>", &r->grammar, e))
       return -1;
     r->grammar_after = open_id;
@@ -593,7 +586,7 @@ int mimo_openai_parse_ex(mimo_server *s, json_t *root, bool chat, unsigned flags
   if (mimo_api_get_int(root, "thinking_token_budget", 0, 1L << 30, &budget, e))
     return -1;
   g->think_budget = chat && thinking ? (int)budget : -1;
-  g->think_end = mimo_tok_token_id(s->tok, "</think>");
+  g->think_end = think_end;
   if (g->think_budget >= 0 && g->think_end < 0)
     return mimo_api_fail(e, 400, "thinking_token_budget", "this model's tokenizer has no </think> token to end "
                          "its reasoning with");

@@ -103,10 +103,30 @@ static inline bool jg_narrow(mimo_jg_frame *f, char *const *texts, const size_t 
   f->off++;
   return true;
 }
+bool jg_pattern_byte(const node *n, mimo_jg_frame *f, int c);
+/* Well-formed UTF-8 (Unicode table 3-7: no overlong forms, surrogates or code points past U+10FFFF) in a string or
+ * text value. jg_utf8_lead: byte c (>= 0x80) opens a sequence (f->need bytes to come within [lo, hi]); false: no
+ * well-formed sequence starts with it. jg_utf8_cont: c continues the open one, and n's pattern with it. */
+static inline bool jg_utf8_lead(mimo_jg_frame *f, int c) {
+  const int need = c >= 0xc2 && c <= 0xdf ? 1 : c >= 0xe0 && c <= 0xef ? 2 : c >= 0xf0 && c <= 0xf4 ? 3 : 0;
+  if (!need)
+    return false;
+  f->need = (uint8_t)need;
+  f->lo = c == 0xe0 ? 0xa0 : c == 0xf0 ? 0x90 : 0x80;
+  f->hi = c == 0xed ? 0x9f : c == 0xf4 ? 0x8f : 0xbf;
+  return true;
+}
+static inline bool jg_utf8_cont(const node *n, mimo_jg_frame *f, int c) {
+  if (c < f->lo || c > f->hi || (n->pattern && !jg_pattern_byte(n, f, c)))
+    return false;
+  f->need--;
+  f->lo = 0x80;
+  f->hi = 0xbf;
+  return true;
+}
 bool jg_push(mimo_jg_stack *s, const node *n, int phase);
 void jg_pop(mimo_jg_stack *s); /* the top value is complete: its parent moves on */
 int jg_ws_byte(mimo_jg_frame *f);
-bool jg_pattern_byte(const node *n, mimo_jg_frame *f, int c);
 int jg_xcalls_byte(mimo_jg_stack *s, mimo_jg_frame *f, int c);
 int jg_xfunc_byte(mimo_jg_stack *s, mimo_jg_frame *f, int c);
 int jg_xtext_byte(mimo_jg_stack *s, mimo_jg_frame *f, int c);

@@ -209,14 +209,8 @@ static int string_byte(mimo_jg_stack *s, mimo_jg_frame *f, int c, bool tools) {
     f->phase = f->phase == P_STR_SURR1 ? P_STR_SURR2 : P_STR_HEX;
     return TOOK;
   }
-  if (f->need) { /* inside a UTF-8 sequence */
-    if (c < f->lo || c > f->hi || (n->pattern && !jg_pattern_byte(n, f, c)))
-      return REJECT;
-    f->need--;
-    f->lo = 0x80;
-    f->hi = 0xbf;
-    return TOOK;
-  }
+  if (f->need) /* inside a UTF-8 sequence */
+    return jg_utf8_cont(n, f, c) ? TOOK : REJECT;
   if (c == '"') {
     if (f->count < n->min_len || (n->pattern && !mimo_re_accepts(n->pattern, (int)f->off)))
       return REJECT;
@@ -249,12 +243,8 @@ static int string_byte(mimo_jg_stack *s, mimo_jg_frame *f, int c, bool tools) {
   }
   if (c == '\\') {
     f->phase = P_STR_ESC;
-  } else if (c >= 0x80) { /* well-formed UTF-8 (Unicode table 3-7): no overlong forms, surrogates or > U+10FFFF */
-    f->need = c >= 0xc2 && c <= 0xdf ? 1 : c >= 0xe0 && c <= 0xef ? 2 : c >= 0xf0 && c <= 0xf4 ? 3 : 9;
-    if (f->need == 9)
-      return REJECT;
-    f->lo = c == 0xe0 ? 0xa0 : c == 0xf0 ? 0x90 : 0x80;
-    f->hi = c == 0xed ? 0x9f : c == 0xf4 ? 0x8f : 0xbf;
+  } else if (c >= 0x80 && !jg_utf8_lead(f, c)) {
+    return REJECT;
   }
   f->count++;
   return TOOK;

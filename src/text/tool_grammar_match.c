@@ -146,26 +146,15 @@ int jg_xfunc_byte(mimo_jg_stack *s, mimo_jg_frame *f, int c) {
 /* One byte of a text value's decoded value: well-formed UTF-8 without control characters other than tab and line
  * ends, within its length, along its pattern. */
 static bool xt_take(const node *n, mimo_jg_frame *f, int c) {
-  if (f->need) {
-    if (c < f->lo || c > f->hi || (n->pattern && !jg_pattern_byte(n, f, c)))
-      return false;
-    f->need--;
-    f->lo = 0x80;
-    f->hi = 0xbf;
-    return true;
-  }
+  if (f->need)
+    return jg_utf8_cont(n, f, c);
   if (c < 0x20 && c != '\n' && c != '\t' && c != '\r')
     return false;
   if (n->max_len >= 0 && f->count >= n->max_len)
     return false;
-  const int need = c < 0x80 ? 0 : c >= 0xc2 && c <= 0xdf ? 1 : c >= 0xe0 && c <= 0xef ? 2 : c >= 0xf0 && c <= 0xf4 ? 3 : -1;
-  if (need < 0 || (n->pattern && !jg_pattern_byte(n, f, c)))
+  /* (a refused byte leaves the frame to be dropped: the order of the checks does not matter) */
+  if ((c >= 0x80 && !jg_utf8_lead(f, c)) || (n->pattern && !jg_pattern_byte(n, f, c)))
     return false;
-  if (need) {
-    f->need = (uint8_t)need;
-    f->lo = c == 0xe0 ? 0xa0 : c == 0xf0 ? 0x90 : 0x80;
-    f->hi = c == 0xed ? 0x9f : c == 0xf4 ? 0x8f : 0xbf;
-  }
   if (f->count < UINT16_MAX)
     f->count++;
   return true;
