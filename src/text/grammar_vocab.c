@@ -1,9 +1,9 @@
 /* Token masks for structured outputs (grammar_vocab.h). Tries of token bytes: every ordinary token; those that are
- * not plain JSON string text (a '"', a '\\', a control byte, or bytes that are not whole UTF-8); those that are not
- * plain raw text (a '<', a control byte other than tab and line ends, broken UTF-8); and the added tokens that are
- * not special (<tool_call>, ...). Inside a free string every plain token is allowed at once (a precomputed bit set)
- * and only the trie of the others is walked; other states walk every ordinary token's trie, whose branches die at
- * their first refused byte, and between tool calls also the added tokens'. */
+ * not plain text of both kinds, JSON string text (no '"', '\\' or control byte) and raw text (no '<' or control byte
+ * but tab and line ends), whole UTF-8 for both; and the added tokens that are not special (<tool_call>, ...). Inside
+ * a free string every plain token of its kind is allowed at once (a precomputed bit set) and only the second trie
+ * is walked; other states walk every ordinary token's trie, whose branches die at their first refused byte, and
+ * between tool calls also the added tokens'. */
 #include "text/grammar_vocab.h"
 
 #include <stdlib.h>
@@ -17,7 +17,10 @@ typedef struct {
 
 struct mimo_gvocab {
   int n_ids;        /* ids covered: the tokenizer's */
-  trie all, special_text, special_raw, added; /* special_*: the tokens that are not plain (JSON, raw) text */
+  /* special: the tokens that are not plain text of both kinds (JSON and raw): a free string of either kind, or a JSON
+   * string inside a tool call, allows its kind's plain tokens at once and walks these (some of them plain for it
+   * too: walked, and allowed again, rather than a trie per kind built at start-up) */
+  trie all, special, added;
   int *tok_next;    /* tokens with the same bytes, chained */
   uint32_t *plain, *plain_raw, *is_added; /* a bit per token */
   const char **bytes;
@@ -98,8 +101,7 @@ void mimo_gvocab_free(mimo_gvocab *v) {
   if (!v)
     return;
   trie_free(&v->all);
-  trie_free(&v->special_text);
-  trie_free(&v->special_raw);
+  trie_free(&v->special);
   trie_free(&v->added);
   free(v->tok_next);
   free(v->plain);
@@ -124,7 +126,7 @@ mimo_status mimo_gvocab_new(const mimo_tok *t, mimo_gvocab **out) {
   v->bytes = calloc((size_t)v->n_ids, sizeof *v->bytes);
   v->len = calloc((size_t)v->n_ids, sizeof *v->len);
   bool ok = v->tok_next && v->plain && v->plain_raw && v->is_added && v->bytes && v->len &&
-            trie_node(&v->all, 0) == 0 && trie_node(&v->special_text, 0) == 0 && trie_node(&v->special_raw, 0) == 0 &&
+            trie_node(&v->all, 0) == 0 && trie_node(&v->special, 0) == 0 &&
             trie_node(&v->added, 0) == 0;
   for (int id = 0; ok && id < v->n_ids; id++) {
     size_t n = 0;
@@ -152,10 +154,8 @@ mimo_status mimo_gvocab_new(const mimo_tok *t, mimo_gvocab **out) {
   for (int id = 0; ok && id < v->n_ids; id++) {
     if (!v->bytes[id] || v->is_added[id / 32] >> (id % 32) & 1)
       continue;
-    if (!(v->plain[id / 32] >> (id % 32) & 1))
-      ok = trie_add(&v->special_text, v->bytes[id], v->len[id], id, v->tok_next);
-    if (ok && !(v->plain_raw[id / 32] >> (id % 32) & 1))
-      ok = trie_add(&v->special_raw, v->bytes[id], v->len[id], id, v->tok_next);
+    if (!((v->plain[id / 32] & v->plain_raw[id / 32]) >> (id % 32) & 1))
+      ok = trie_add(&v->special, v->bytes[id], v->len[id], id, v->tok_next);
   }
   if (!ok) {
     mimo_gvocab_free(v);
@@ -195,10 +195,7 @@ void mimo_gvocab_mask(const mimo_gvocab *v, const mimo_jg *g, const mimo_jg_stat
     const bool json = free_text != MIMO_JG_FREE_RAW, raw = free_text != MIMO_JG_FREE_JSON;
     for (int w = 0; w < (v->n_ids + 31) / 32; w++)
       allow[w] |= (json ? v->plain[w] : ~0u) & (raw ? v->plain_raw[w] : ~0u);
-    if (json) /* the others: not plain by one rule or the other */
-      walk(v, &v->special_text, 0, g, s, allow, scratch, 0);
-    if (raw)
-      walk(v, &v->special_raw, 0, g, s, allow, scratch, 0);
+    walk(v, &v->special, 0, g, s, allow, scratch, 0);
     return;
   }
   walk(v, &v->all, 0, g, s, allow, scratch, 0);
