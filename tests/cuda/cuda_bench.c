@@ -131,8 +131,10 @@ static mimo_linear *moe_bench_layer(mimo_backend *g, mimo_linear *router, mimo_l
 int mimo_cuda_moe_tc_variant(int up, int dn, char *label, int n);
 int mimo_cuda_int4_tiled_off(int on);
 int mimo_cuda_pdl_off(int on);
-int mimo_cuda_moe_fused_on(int on);
-int mimo_cuda_moe_fused_variant(int v, char *label, int n);
+int mimo_cuda_moe_slices_on(int on);
+int mimo_cuda_moe_slices_max_t(int t);
+int mimo_cuda_moe_slices_variant(int v, char *label, int n);
+int mimo_cuda_moe_slices_shape_fits(mimo_backend *be, int v);
 static void moe_tc_variants(mimo_backend *g, double bw) {
   int E = 256, K = 8, H = 4096, I = 2048;
   mimo_linear router, proto[3];
@@ -170,12 +172,22 @@ static void moe_tc_variants(mimo_backend *g, double bw) {
     variant(0, 0, NULL, 0);
   }
   mimo_cuda_moe_tcg_min_t(1 << 30);
-  /* the one launch's shapes (mimo_cuda_moe_fused_variant) at 1 and 4 tokens, 16 calls back to back */
-  const int nfv = mimo_cuda_moe_fused_variant(-1, NULL, 0), fused_old = mimo_cuda_moe_fused_on(1);
-  for (int v = 0; v < nfv; v++) {
-    char label[96];
-    mimo_cuda_moe_fused_variant(v, label, sizeof label);
-    for (int T = 1; T <= 4; T += 3) {
+  /* split by slices of the expert width (cuda_moe_slices.cu) against the per-pair launches, 16 calls back to back,
+   * at 1..8 tokens (where the slices should stop: mimo_cuda_moe_slices_max_t), then every shape that fits */
+  const int nsv = mimo_cuda_moe_slices_variant(-1, NULL, 0), sl_max_old = mimo_cuda_moe_slices_max_t(8),
+            sl_was = mimo_cuda_moe_slices_on(-1);
+  for (int v = -1; v < nsv; v++) {
+    char label[96] = "per pair (slices off)";
+    if (v >= 0 && !mimo_cuda_moe_slices_shape_fits(g, v))
+      continue;
+    mimo_cuda_moe_slices_on(v >= 0);
+    if (v >= 0)
+      mimo_cuda_moe_slices_variant(v, label, sizeof label);
+    const int Tv[] = {1, 2, 3, 4, 6, 8};
+    for (int ti = 0; ti < 6; ti++) {
+      const int T = Tv[ti];
+      if (v > 0 && T != 1 && T != 4)
+        continue;
       float ms[5];
       moe_back_to_back(g, dxs, (size_t)32 * H, dout, T, &router, &bias, ex); /* (warm-up) */
       for (int r = 0; r < 5; r++)
@@ -185,8 +197,9 @@ static void moe_tc_variants(mimo_backend *g, double bw) {
              100.0 * b / (t * 1e-3) / bw);
     }
   }
-  mimo_cuda_moe_fused_variant(0, NULL, 0);
-  mimo_cuda_moe_fused_on(fused_old);
+  mimo_cuda_moe_slices_variant(-2, NULL, 0);
+  mimo_cuda_moe_slices_on(sl_was);
+  mimo_cuda_moe_slices_max_t(sl_max_old);
   mimo_cuda_moe_tcg_min_t(tcg_old);
   g->release(g, dxs);
   g->release(g, dout);
@@ -277,13 +290,14 @@ int cuda_bench_main(int argc, char **argv) {
     fill(xs, (size_t)16 * TMAX * H, 1.0f);
     float *dxs = to_dev(g, xs, (size_t)16 * TMAX * H), *dout = g->alloc(g, (size_t)TMAX * H);
     int *ids = xmalloc(TMAX * K * 4);
-    const int tcg_old = mimo_cuda_moe_tcg_min_t(0), gg_old = mimo_cuda_moe_grouped_min_t(0);
+    const int tcg_old = mimo_cuda_moe_tcg_min_t(0), gg_old = mimo_cuda_moe_grouped_min_t(0),
+              sl_old = mimo_cuda_moe_slices_max_t(8);
     /* each T with the fp32 kernels, on tensor cores with the router GEMV and the routing as two launches, then
      * fused, then with the row-major layer (before/after in one run), all per (token, slot) pair; then on tensor
      * cores with the pairs grouped by expert, and with the prefill's grouped GEMM */
     for (int ti = 0; ti < 7 * NT; ti++) {
       int T = Ts[ti % NT], mode = ti / NT;
-      if (mode == 6 && T > 8) /* the persistent launch takes few pairs only */
+      if (mode == 6 && T > 8) /* the slices are for few tokens */
         continue;
       const char *path = mode == 0   ? "fp32"
                          : mode == 1 ? "tensor cores, split routing"
@@ -291,13 +305,13 @@ int cuda_bench_main(int argc, char **argv) {
                          : mode == 3 ? "tensor cores, row-major weights"
                          : mode == 4 ? "tensor cores, grouped by expert"
                          : mode == 5 ? "grouped GEMM (prefill kernels)"
-                                     : "tensor cores, one launch";
+                                     : "tensor cores, slices";
       mimo_linear *lx = mode == 3 ? exr : ex, *lr = mode == 3 ? &router_r : &router;
       mimo_cuda_moe_decode_fp32(mode == 0);
       mimo_cuda_moe_route_split(mode == 1);
       mimo_cuda_moe_tcg_min_t(mode == 4 ? 1 : 1 << 30);
       mimo_cuda_moe_grouped_min_t(mode == 5 ? 1 : 1 << 30);
-      mimo_cuda_moe_fused_on(mode == 6);
+      mimo_cuda_moe_slices_on(mode == 6); /* the other modes per pair: before/after in one run */
       float ms[32];
       double uniq_sum = 0;
       for (int r = 0; r < 36; r++) {
@@ -355,6 +369,7 @@ int cuda_bench_main(int argc, char **argv) {
     }
     mimo_cuda_moe_tcg_min_t(tcg_old);
     mimo_cuda_moe_grouped_min_t(gg_old ? gg_old : -1);
+    mimo_cuda_moe_slices_max_t(sl_old);
     free(ex);
     free(exr);
     for (int p = 0; p < 3; p++) {
@@ -368,7 +383,7 @@ int cuda_bench_main(int argc, char **argv) {
   }
   mimo_cuda_moe_decode_fp32(0);
   mimo_cuda_moe_route_split(0);
-  mimo_cuda_moe_fused_on(0);
+  mimo_cuda_moe_slices_on(0);
   moe_tc_variants(g, bw);
   g->free(g);
   return 0;

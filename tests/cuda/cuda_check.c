@@ -287,11 +287,24 @@ static void moe_case(mimo_backend *c, mimo_backend *g, mimo_linear *router, mimo
   free(idg);
 }
 
-int mimo_cuda_moe_fused_on(int on);
-int mimo_cuda_moe_fused_variant(int v, char *label, int n);
-long mimo_cuda_moe_fused_launches(void);
-/* The few-token MoE in one persistent launch against the four launches of the same kernels (cuda_moe_fused.cu):
- * same input, outputs compared bit for bit (the fused launch keeps their arithmetic and its order). */
+int mimo_cuda_moe_slices_on(int on);
+int mimo_cuda_moe_slices_max_t(int t);
+int mimo_cuda_moe_slices_variant(int v, char *label, int n);
+long mimo_cuda_moe_slices_launches(void);
+int mimo_cuda_moe_slices_shape_fits(mimo_backend *be, int v);
+/* The few-token MoE split by slices of the expert width (cuda_moe_slices.cu) against the CPU, as moe_case; fails as
+ * well when the slices did not run. */
+static void moe_slices_case(mimo_backend *c, mimo_backend *g, mimo_linear *router, mimo_vec *bv, mimo_linear *ex, int E,
+                            int K, int H, int I, int T, const char *name, int e0, int nl) {
+  const long before = mimo_cuda_moe_slices_launches();
+  moe_case(c, g, router, bv, ex, E, K, H, I, T, name, 1e-5, e0, nl);
+  if (mimo_cuda_moe_slices_launches() == before) {
+    char buf[256];
+    snprintf(buf, sizeof buf, "%s: the slices ran", name);
+    report(buf, INFINITY, 0.0);
+  }
+}
+
 /* The GPU MoE of a into host out, its output poisoned first. */
 static void moe_to_host(mimo_backend *g, mimo_moe_args *a, float *out) {
   mimo_cuda_poison(g, a->out, (size_t)a->T * a->hidden);
@@ -302,34 +315,6 @@ static void moe_to_host(mimo_backend *g, mimo_moe_args *a, float *out) {
  * difference otherwise, infinite when the variant under test did not run. */
 static double bitwise_err(bool ran, const float *x, const float *y, size_t n) {
   return !ran ? INFINITY : memcmp(x, y, n * sizeof *x) == 0 ? 0.0 : relerr(x, y, n) + 1.0;
-}
-
-static void moe_fused_case(mimo_backend *g, mimo_linear *router, mimo_vec *bv, mimo_linear *ex, int E, int K, int H,
-                           int I, int T, int e0, int nl, const char *name) {
-  float *x = xmalloc((size_t)T * H * 4), *of = xmalloc((size_t)T * H * 4), *o4 = xmalloc((size_t)T * H * 4);
-  fill(x, (size_t)T * H, 1.0f);
-  float *dx = to_dev(g, x, (size_t)T * H), *dout = g->alloc(g, (size_t)T * H);
-  const int was = mimo_cuda_moe_fused_on(-1);
-  const long launches = mimo_cuda_moe_fused_launches();
-  bool ran = false;
-  for (int off = 0; off < 2; off++) {
-    mimo_moe_args a = {.x = dx, .out = dout, .T = T, .hidden = H, .inter = I, .n_experts = E, .top_k = K,
-                       .router = router, .bias = bv, .experts = ex + (size_t)e0 * 3, .norm_topk = true,
-                       .scaling = 1.0f, .expert0 = e0, .n_local = nl};
-    mimo_cuda_moe_fused_on(!off);
-    moe_to_host(g, &a, off ? o4 : of);
-    if (!off)
-      ran = mimo_cuda_moe_fused_launches() > launches;
-  }
-  mimo_cuda_moe_fused_on(was);
-  char buf[256];
-  snprintf(buf, sizeof buf, "%s%s", name, ran ? "" : " (the one launch did not run)");
-  report(buf, bitwise_err(ran, of, o4, (size_t)T * H), 0.0);
-  g->release(g, dx);
-  g->release(g, dout);
-  free(x);
-  free(of);
-  free(o4);
 }
 
 /* Routed experts in pinned host memory (--cpu-offload-gb): the same kernels read the same bytes over the bus, so the
@@ -397,8 +382,9 @@ static void check_moe(mimo_backend *c, mimo_backend *g) {
         ex[e * 3 + p] = cf[k].fmt ? rand_dense(out, in, MIMO_DT_BF16, 0.05f) : rand_int4(out, in, cf[k].group, cf[k].asym);
         must(mimo_backend_upload_linear(g, &ex[e * 3 + p]), "upload");
       }
-    /* int4 with groups of 128: the tensor-core decode kernels, per token, then (fp32 = 1) the fp32 ones */
-    const int tcg_old = mimo_cuda_moe_tcg_min_t(1 << 30);
+    /* int4 with groups of 128: the tensor-core decode kernels, per token, then (fp32 = 1) the fp32 ones; the
+     * slices (MIMO_CUDA_MOE_SLICES=on) are checked below */
+    const int tcg_old = mimo_cuda_moe_tcg_min_t(1 << 30), sl_was = mimo_cuda_moe_slices_on(0);
     for (int ti = 0; ti < 8; ti++) {
       int T = Ts[ti % 4], fp32 = ti >= 4;
       if ((T == 33 && (long)H * I > 1024 * 512) || (fp32 && (cf[k].fmt || cf[k].group % 128)))
@@ -429,27 +415,24 @@ static void check_moe(mimo_backend *c, mimo_backend *g) {
     snprintf(what, sizeof what, "moe %s E%d top%d %dx%d g%d", cf[k].fmt ? "bf16" : cf[k].asym ? "int4-asym" : "int4-sym",
              E, K, H, I, cf[k].group);
     moe_offload_case(g, &router, &bv, ex, E, K, H, I, what);
-    /* one persistent launch = four launches, bit for bit: several token counts, and this rank's half of the
-     * experts (expert parallel) */
-    for (int v = 0; !cf[k].fmt && cf[k].group % 128 == 0 && H * I <= 4096 * 2048 && v < 5; v++) {
-      const int Tf[] = {1, 2, 5, 8, 2}, ep = v == 4;
-      char name[160];
-      snprintf(name, sizeof name, "moe int4 E%d top%d %dx%d g%d T=%d one launch = four, bitwise%s", E, K, H, I,
-               cf[k].group, Tf[v], ep ? " (experts of rank 1 of 2)" : "");
-      moe_fused_case(g, &router, &bv, ex, E, K, H, I, Tf[v], ep ? E / 2 : 0, ep ? E / 2 : 0, name);
+    /* split by slices of the expert width: several token counts, this rank's half of the experts (expert
+     * parallel), and every launch shape that fits this device at 1 and 4 tokens */
+    mimo_cuda_moe_slices_on(1);
+    const int sl_max_was = mimo_cuda_moe_slices_max_t(8), nsv = mimo_cuda_moe_slices_variant(-1, NULL, 0);
+    for (int v = 0; !cf[k].fmt && cf[k].group % 128 == 0 && H * I <= 4096 * 2048 && v < 5 + 2 * (nsv - 1); v++) {
+      const int Tf[] = {1, 2, 5, 8, 2}, T = v < 5 ? Tf[v] : v % 2 ? 1 : 4, ep = v == 4;
+      char label[96] = "slices", name[192];
+      if (v >= 5 && !mimo_cuda_moe_slices_shape_fits(g, 1 + (v - 5) / 2))
+        continue; /* (16 warps need Hopper's shared memory) */
+      if (v >= 5)
+        mimo_cuda_moe_slices_variant(1 + (v - 5) / 2, label, sizeof label);
+      snprintf(name, sizeof name, "moe int4 E%d top%d %dx%d g%d T=%d [%s]%s", E, K, H, I, cf[k].group, T, label,
+               ep ? " (experts of rank 1 of 2)" : "");
+      moe_slices_case(c, g, &router, &bv, ex, E, K, H, I, T, name, ep ? E / 2 : 0, ep ? E / 2 : 0);
     }
-    /* the one launch's other shapes (mimo_cuda_moe_fused_variant) against the CPU */
-    const int nfv = mimo_cuda_moe_fused_variant(-1, NULL, 0), fused_was = mimo_cuda_moe_fused_on(1);
-    for (int v = 1; !cf[k].fmt && cf[k].group % 128 == 0 && H * I <= 4096 * 2048 && v < nfv; v++) {
-      char label[96], name[192];
-      mimo_cuda_moe_fused_variant(v, label, sizeof label);
-      for (int T = 1; T <= 4; T += 3) {
-        snprintf(name, sizeof name, "moe int4 E%d top%d %dx%d g%d T=%d [%s]", E, K, H, I, cf[k].group, T, label);
-        moe_case(c, g, &router, &bv, ex, E, K, H, I, T, name, 1e-5, 0, 0);
-      }
-    }
-    mimo_cuda_moe_fused_variant(0, NULL, 0);
-    mimo_cuda_moe_fused_on(fused_was);
+    mimo_cuda_moe_slices_variant(-2, NULL, 0);
+    mimo_cuda_moe_slices_max_t(sl_max_was);
+    mimo_cuda_moe_slices_on(sl_was);
     /* the step's pairs grouped by expert (mimo_cuda_moe_tcg_min_t = 1): several token counts, every launch shape,
      * and expert parallel (this rank's half of the experts, either half) */
     mimo_cuda_moe_tcg_min_t(1);

@@ -433,7 +433,7 @@ size_t cu_moe_tc_scratch(int n, int len) { return (size_t)n * (len / 128) * TC_R
 
 static bool tc_opt_in(cu_ctx *c);
 
-void cu_moe_tc(cu_ctx *c, float *out, float *hf, void *hrec, void *xrec, const float *x, const cu_lin *tab,
+void cu_moe_tc(cu_ctx *c, float *out, float *hf, void *hrec, void *xrec, float *part, const float *x, const cu_lin *tab,
                const int *sel, const float *wts, int T, int K, int I, int H, int group, bool tiled) {
   if (tc_up_v < 0)
     mimo_cuda_moe_tc_variant(-1, -1, NULL, 0);
@@ -445,9 +445,9 @@ void cu_moe_tc(cu_ctx *c, float *out, float *hf, void *hrec, void *xrec, const f
     return;
   /* up and down read sel and wts before their wait: k_tc_split8 always runs between (cu_launch's contract) */
   cu_launch(c, k_tc_split8, cdiv((long)T * (H / 128) * 32, 256), 256, 0, (char *)xrec, x, T, H);
-  if (tc_up_v == 0 && tc_dn_v == 0 && cu_moe_fused_fits(T, K, I, H)) { /* the default shapes in one launch */
-    cu_moe_fused(c, out, hf, hrec, xrec, tab, sel, wts, T, K, I, H, group, tiled);
-    cu_moe_mark(c, 3); /* the phase hook sees it all as gate+up */
+  if (part && tc_up_v == 0 && tc_dn_v == 0) { /* split by slices of the expert width (cuda_moe_slices.cu) */
+    cu_moe_slices(c, out, part, xrec, tab, sel, wts, T, K, I, H, group, tiled);
+    cu_moe_mark(c, 3); /* the phase hook sees both launches as gate+up */
     return;
   }
   const int tiles_per_block = u->warps / u->per_tile;

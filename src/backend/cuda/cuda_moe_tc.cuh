@@ -123,13 +123,12 @@ template <int NM> __device__ __forceinline__ void tc_fill_r(char *st, const char
     cp16(st + tc_ring<NM>::WB + 16 * lane, rec + (size_t)s * TC_REC + 16 * lane);
 }
 
-/* One step from stage st: acc[m][0|1] += scale · (rows g, g+8 of matrix m) · x over this thread's limb columns
- * (the four t of a group add up to the row's sum). */
+/* One step: acc[m][0|1] += scale · (rows g, g+8 of matrix m) · x over this thread's limb columns (the four t of a
+ * group add up to the row's sum); st: the step's weight words (tc_fill_q), rb: its B record, sc: its scale words. */
 template <int NM>
-__device__ __forceinline__ void tc_use(float (&acc)[NM][2], const char *st, int g, int t, int lane) {
+__device__ __forceinline__ void tc_use_parts(float (&acc)[NM][2], const char *st, const char *rb, const uint32_t *sc,
+                                             int g, int t, int lane) {
   const uint4 *w = (const uint4 *)st;
-  const char *rb = st + tc_ring<NM>::WB;
-  const uint32_t *sc = (const uint32_t *)(rb + TC_REC);
   const uint4 z = make_uint4(0, 0, 0, 0);
   const uint4 b0 = g < 3 ? *(const uint4 *)(rb + g * TC_COL + t * 32) : z;
   const uint4 b1 = g < 3 ? *(const uint4 *)(rb + g * TC_COL + t * 32 + 16) : z;
@@ -150,6 +149,11 @@ __device__ __forceinline__ void tc_use(float (&acc)[NM][2], const char *st, int 
     acc[m][0] = fmaf(bf16_hi(zg) * xs, (float)vg, acc[m][0]);
     acc[m][1] = fmaf(bf16_hi(zg8) * xs, (float)vg8, acc[m][1]);
   }
+}
+/* The same from a ring stage (weights, record, scale words as tc_fill_w and tc_fill_r lay them out). */
+template <int NM>
+__device__ __forceinline__ void tc_use(float (&acc)[NM][2], const char *st, int g, int t, int lane) {
+  tc_use_parts<NM>(acc, st, st + tc_ring<NM>::WB, (const uint32_t *)(st + tc_ring<NM>::WB + TC_REC), g, t, lane);
 }
 
 /* Steps 0..n-1 through the warp's ring of S stages of `bytes` each: fill_w(stage, i) issues step i's weights,
