@@ -107,6 +107,21 @@ static float moe_back_to_back(mimo_backend *g, const float *xs, size_t stride, f
   return mimo_cuda_timer_stop(g) / 16;
 }
 
+/* ms per call of 32 M = 1 GEMV calls between two events over the weight copies W[0..copies), as a model's step
+ * issues them (dependent launch); median of 5 rounds after one untimed. */
+static double gemv_back_to_back(mimo_backend *g, float *dy, const float *dx, mimo_linear *W, int copies) {
+  float bb[5];
+  for (int r = 0; r < 6; r++) {
+    mimo_cuda_timer_start(g);
+    for (int i = 0; i < 32; i++)
+      g->linear(g, dy, dx, 1, &W[(r * 32 + i) % copies]);
+    const float t = mimo_cuda_timer_stop(g) / 32;
+    if (r >= 1)
+      bb[r - 1] = t;
+  }
+  return median(bb, 5);
+}
+
 static mimo_linear *moe_bench_layer(mimo_backend *g, mimo_linear *router, mimo_linear proto[3]) {
   const int E = 256, H = 4096, I = 2048;
   *router = rand_dense(E, H, MIMO_DT_F32, 0.05f);
@@ -132,6 +147,7 @@ int mimo_cuda_moe_tc_variant(int up, int dn, char *label, int n);
 int mimo_cuda_int4_tiled_off(int on);
 int mimo_cuda_pdl_off(int on);
 int mimo_cuda_moe_slices_on(int on);
+int mimo_cuda_gemv_early_off(int on);
 int mimo_cuda_moe_slices_max_t(int t);
 int mimo_cuda_moe_slices_variant(int v, char *label, int n);
 int mimo_cuda_moe_slices_shape_fits(mimo_backend *be, int v);
@@ -176,17 +192,20 @@ static void moe_tc_variants(mimo_backend *g, double bw) {
    * at 1..8 tokens (where the slices should stop: mimo_cuda_moe_slices_max_t), then every shape that fits */
   const int nsv = mimo_cuda_moe_slices_variant(-1, NULL, 0), sl_max_old = mimo_cuda_moe_slices_max_t(8),
             sl_was = mimo_cuda_moe_slices_on(-1);
-  for (int v = -1; v < nsv; v++) {
+  for (int v = -2; v < nsv; v++) { /* -2: per pair with the router's weights loaded after the wait */
     char label[96] = "per pair (slices off)";
     if (v >= 0 && !mimo_cuda_moe_slices_shape_fits(g, v))
       continue;
+    if (v == -2)
+      snprintf(label, sizeof label, "per pair, router weights after the wait");
+    mimo_cuda_gemv_early_off(v == -2);
     mimo_cuda_moe_slices_on(v >= 0);
     if (v >= 0)
       mimo_cuda_moe_slices_variant(v, label, sizeof label);
     const int Tv[] = {1, 2, 3, 4, 6, 8};
     for (int ti = 0; ti < 6; ti++) {
       const int T = Tv[ti];
-      if (v > 0 && T != 1 && T != 4)
+      if ((v > 0 && T != 1 && T != 4) || (v == -2 && T > 1))
         continue;
       float ms[5];
       moe_back_to_back(g, dxs, (size_t)32 * H, dout, T, &router, &bias, ex); /* (warm-up) */
@@ -198,6 +217,7 @@ static void moe_tc_variants(mimo_backend *g, double bw) {
     }
   }
   mimo_cuda_moe_slices_variant(-2, NULL, 0);
+  mimo_cuda_gemv_early_off(0);
   mimo_cuda_moe_slices_on(sl_was);
   mimo_cuda_moe_slices_max_t(sl_max_old);
   mimo_cuda_moe_tcg_min_t(tcg_old);
@@ -252,23 +272,22 @@ int cuda_bench_main(int argc, char **argv) {
         ms[r - 4] = t;
     }
     must(mimo_cuda_sync(g), "gemv");
-    /* back to back: 32 calls between two events over the copies, as a model's step issues them (dependent launch) */
-    float bb[5];
-    for (int r = 0; r < 6; r++) {
-      mimo_cuda_timer_start(g);
-      for (int i = 0; i < 32; i++)
-        g->linear(g, dy, dx, 1, &W[(r * 32 + i) % copies]);
-      const float t = mimo_cuda_timer_stop(g) / 32;
-      if (r >= 1)
-        bb[r - 1] = t;
-    }
-    double t = median(ms, 40), b = lin_bytes(&W[0]), tbb = median(bb, 5);
+    double t = median(ms, 40), b = lin_bytes(&W[0]), tbb = gemv_back_to_back(g, dy, dx, W, copies);
     double cub = sh[s].dt == MIMO_DT_BF16 ? cublas_m1_ms(&W[0]) : 0;
     printf("BENCH gemv_m1 %-28s %.1f us  %.0f GB/s = %.1f%% of copy", sh[s].name, t * 1e3, b / (t * 1e-3) / 1e9,
            100.0 * b / (t * 1e-3) / bw);
     if (cub > 0)
       printf("  (cuBLAS %.1f us = %.1f%%)", cub * 1e3, 100.0 * b / (cub * 1e-3) / bw);
     printf("; back to back %.1f us = %.1f%% (%d copies)\n", tbb * 1e3, 100.0 * b / (tbb * 1e-3) / bw, copies);
+    if (sh[s].dt == MIMO_DT_F32) { /* the split-K kernel's early weight loads off and on, alternating */
+      for (int r = 0; r < 4; r++) {
+        mimo_cuda_gemv_early_off(r % 2 == 0);
+        const double te = gemv_back_to_back(g, dy, dx, W, copies);
+        printf("BENCH gemv_m1 %-28s back to back %.1f us = %.1f%% (weights loaded %s the wait)\n", sh[s].name,
+               te * 1e3, 100.0 * b / (te * 1e-3) / bw, r % 2 == 0 ? "after" : "before");
+      }
+      mimo_cuda_gemv_early_off(0);
+    }
     for (int c = 0; c < copies; c++)
       free_lin(&W[c]);
   }
