@@ -89,6 +89,7 @@ __global__ void __launch_bounds__(W * 32, 1) k_tc_slices(float *part, const char
   }
   __syncthreads();
   float *dst = part + ((size_t)tk * nsI + s) * H;
+  cp_wait<0>(); /* down's early stages (in flight since the start; a short gate+up walk need not have waited) */
   for (int i = 0; i < nd; i++) { /* down: stage i of the ring, SB − 1 ahead */
     if (i + SB - 1 < nd)
       fill_down(i + SB - 1);
