@@ -130,6 +130,19 @@ static inline int cu_switch(int *state, const char *var, const char *value, int 
   return o;
 }
 
+/* A tunable count (test hook and environment variable var): on first use var's value where it is > 0, else def;
+ * t > 0 sets it; returns the value before. */
+static inline int cu_tunable(int *state, const char *var, int def, int t) {
+  if (*state <= 0) {
+    const char *e = getenv(var);
+    *state = e && atoi(e) > 0 ? atoi(e) : def;
+  }
+  const int o = *state;
+  if (t > 0)
+    *state = t;
+  return o;
+}
+
 /* Head dims any attention path takes (the scalar kernel's shared query row). */
 enum { ATT_MAXD = 256, ATT_MAXV = 256 };
 

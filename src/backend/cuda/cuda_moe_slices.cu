@@ -165,20 +165,8 @@ extern "C" int mimo_cuda_moe_slices_on(int on) { return cu_switch(&sl_on, "MIMO_
 
 /* Test hook and MIMO_CUDA_MOE_SLICES_MAX_T: steps of up to this many tokens take the slices (t > 0 sets it);
  * returns the old value. */
-static int sl_max_t = 1;
-extern "C" int mimo_cuda_moe_slices_max_t(int t) {
-  static bool env_read;
-  if (!env_read) {
-    env_read = true;
-    const char *e = getenv("MIMO_CUDA_MOE_SLICES_MAX_T");
-    if (e && atoi(e) > 0)
-      sl_max_t = atoi(e);
-  }
-  const int o = sl_max_t;
-  if (t > 0)
-    sl_max_t = t;
-  return o;
-}
+static int sl_max_t;
+extern "C" int mimo_cuda_moe_slices_max_t(int t) { return cu_tunable(&sl_max_t, "MIMO_CUDA_MOE_SLICES_MAX_T", 1, t); }
 
 /* Test hook and MIMO_CUDA_SLICES_VARIANT=v: the launch shape (v >= 0 sets it, -2 goes back to the default: the first
  * that fits); returns how many there are and writes a label of the current one. */

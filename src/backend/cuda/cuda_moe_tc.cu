@@ -479,7 +479,7 @@ static const tcg_shape tcg_ups[] = {TCG_SHAPE(true, 2, 8, 4, 3), TCG_SHAPE(true,
 static const tcg_shape tcg_dns[] = {TCG_SHAPE(false, 2, 8, 1, 3), TCG_SHAPE(false, 1, 8, 1, 4),
                                     TCG_SHAPE(false, 2, 4, 1, 6)};
 static int tcg_up_v = -1, tcg_dn_v = 0;
-static int tcg_min_t = 8; /* tokens from which a step's pairs are grouped by expert (cuda_bench: per-token vs grouped) */
+static int tcg_min_t; /* tokens from which a step's pairs are grouped by expert, 8 (cuda_bench: per-token vs grouped) */
 
 /* Test hook and MIMO_CUDA_TCG_VARIANT=up,down: as mimo_cuda_moe_tc_variant, for the grouped kernels. */
 extern "C" int mimo_cuda_moe_tcg_variant(int up, int dn, char *label, int n) {
@@ -494,19 +494,7 @@ extern "C" int mimo_cuda_moe_tcg_variant(int up, int dn, char *label, int n) {
 }
 
 /* Test hook and MIMO_CUDA_TCG_MIN_T: the grouping threshold in tokens (t > 0 sets it); returns the old one. */
-extern "C" int mimo_cuda_moe_tcg_min_t(int t) {
-  static bool env_read;
-  if (!env_read) {
-    env_read = true;
-    const char *e = getenv("MIMO_CUDA_TCG_MIN_T");
-    if (e && atoi(e) > 0)
-      tcg_min_t = atoi(e);
-  }
-  const int o = tcg_min_t;
-  if (t > 0)
-    tcg_min_t = t;
-  return o;
-}
+extern "C" int mimo_cuda_moe_tcg_min_t(int t) { return cu_tunable(&tcg_min_t, "MIMO_CUDA_TCG_MIN_T", 8, t); }
 
 bool cu_moe_tcg_fits(int T, int n_local) {
   for (size_t i = 0; i < sizeof tcg_ups / sizeof *tcg_ups; i++)
