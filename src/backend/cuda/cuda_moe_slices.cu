@@ -39,8 +39,7 @@ __global__ void __launch_bounds__(W * 32, 1) k_tc_slices(float *part, const char
   }
   const int e = __ldcg(sel + tk), nsH = H / 128, nsI = I / 128;
   const cu_lin *ex = tab + (size_t)e * 3;
-  const tc_map mpH = tc_map_of(tiled, H / 32, H >> gshift), mpI = tc_map_of(tiled, I / 32, I >> gshift);
-  char *ring = (char *)tc_sm + (size_t)wp * S * tc_ring<2>::BYTES;
+  const tc_map mpI = tc_map_of(tiled, I / 32, I >> gshift);
   char *dring = (char *)tc_sm + (size_t)W * S * tc_ring<2>::BYTES + (size_t)wp * SB * SL_DB;
   /* down: this warp's 16-row tiles wp, wp + W, ... of H, each one step (s) */
   const int nd = (H / TC_ROWS - wp + W - 1) / W;
@@ -60,16 +59,10 @@ __global__ void __launch_bounds__(W * 32, 1) k_tc_slices(float *part, const char
     if (i < nd)
       fill_down(i);
   { /* gate+up: rows [128s + 16m, +16) of gate and up, m = wp / P, over steps [sa, sb) of H */
-    const int r0 = s * SL_COLS + (wp / P) * TC_ROWS, pi = wp % P, sa = pi * nsH / P, sb = (pi + 1) * nsH / P;
-    const uint4 *const q[2] = {tc_q(ex[0].q, tiled, r0, g, t, H / 32), tc_q(ex[1].q, tiled, r0, g, t, H / 32)};
-    const uint32_t *scp = tc_sz(ex[lane >> 4].sz, tiled, r0, lane & 15, H >> gshift);
-    const char *rec = xrec + (size_t)(tk / K) * nsH * TC_REC;
-    float acc[2][2] = {{0.f, 0.f}, {0.f, 0.f}};
-    tc_ring_walk<S>(
-        ring, tc_ring<2>::BYTES, sb - sa, [&](char *st, int i) { tc_fill_w<2>(st, q, scp, mpH, sa + i, gshift, lane); },
-        [&](char *st, int i) { tc_fill_r<2>(st, rec, sa + i, lane); },
-        [&](const char *st, int) { tc_use<2>(acc, st, g, t, lane); });
-    tc_up_part(pg[wp][0], pg[wp][1], acc, g, t);
+    const int pi = wp % P;
+    tc_up_tile<S>((char *)tc_sm + (size_t)wp * S * tc_ring<2>::BYTES, ex, s * SL_COLS + (wp / P) * TC_ROWS,
+                  pi * nsH / P, (pi + 1) * nsH / P, xrec + (size_t)(tk / K) * nsH * TC_REC, H, gshift, tiled, pg[wp][0],
+                  pg[wp][1], lane);
   }
   __syncthreads();
   if (wp == 0) { /* the slice's h (lane: columns 4·lane .. 4·lane + 3), its parts in warp order, into one record */

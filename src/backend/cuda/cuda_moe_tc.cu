@@ -25,28 +25,15 @@ __global__ void __launch_bounds__(W * 32) k_tc_up(float *hf, const char *xrec, c
                                                   int I, int H, int gshift, bool tiled) {
   extern __shared__ uint4 tc_sm[];
   __shared__ float part[W][2][TC_ROWS];
-  const int tk = blockIdx.y, wp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
-  const int r0 = (blockIdx.x * (W / P) + wp / P) * TC_ROWS, n16 = H / 32, groups = H >> gshift, nst = H / 128;
+  const int tk = blockIdx.y, wp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  const int r0 = (blockIdx.x * (W / P) + wp / P) * TC_ROWS, nst = H / 128;
   const int pi = wp % P, sa = pi * nst / P, sb = (pi + 1) * nst / P;
   const bool live = r0 < I;
   if (!live)
     pdl_start(); /* (live warps wait in their walk) */
-  if (live) {
-    char *ring = (char *)tc_sm + (size_t)wp * S * tc_ring<2>::BYTES;
-    const int e = __ldcg(sel + tk); /* routed two launches back: complete when this kernel starts (cu_launch) */
-    const uint4 *gq = tab[e * 3].q, *uq = tab[e * 3 + 1].q;
-    const uint32_t *sp = tab[e * 3 + (lane >> 4)].sz;
-    const uint4 *const q[2] = {tc_q(gq, tiled, r0, g, t, n16), tc_q(uq, tiled, r0, g, t, n16)};
-    const uint32_t *scp = tc_sz(sp, tiled, r0, lane & 15, groups);
-    const tc_map mp = tc_map_of(tiled, n16, groups);
-    const char *rec = xrec + (size_t)(tk / K) * nst * TC_REC;
-    float acc[2][2] = {{0.f, 0.f}, {0.f, 0.f}};
-    tc_ring_walk<S>(
-        ring, tc_ring<2>::BYTES, sb - sa, [&](char *st, int i) { tc_fill_w<2>(st, q, scp, mp, sa + i, gshift, lane); },
-        [&](char *st, int i) { tc_fill_r<2>(st, rec, sa + i, lane); },
-        [&](const char *st, int) { tc_use<2>(acc, st, g, t, lane); });
-    tc_up_part(part[wp][0], part[wp][1], acc, g, t);
-  }
+  if (live) /* sel: routed two launches back, complete when this kernel starts (cu_launch) */
+    tc_up_tile<S>((char *)tc_sm + (size_t)wp * S * tc_ring<2>::BYTES, tab + (size_t)__ldcg(sel + tk) * 3, r0, sa, sb,
+                  xrec + (size_t)(tk / K) * nst * TC_REC, H, gshift, tiled, part[wp][0], part[wp][1], lane);
   __syncthreads();
   if (live && pi == 0 && lane < TC_ROWS) {
     float a = 0.f, u = 0.f;

@@ -212,6 +212,23 @@ __device__ __forceinline__ void tc_up_part(float *pg, float *pu, float (&acc)[2]
     pu[g + 8] = u1;
   }
 }
+/* gate+up of one 16-row tile: rows [r0, r0 + 16) of expert ex's gate (ex[0]) and up (ex[1]) over steps [sa, sb) of
+ * H against one vector's step records rec, through the warp's ring of S stages; the rows' sums into pg and pu
+ * (tc_up_part). Whole warp; the walk waits for the previous kernel after its first weight stages (tc_ring_walk). */
+template <int S>
+__device__ __forceinline__ void tc_up_tile(char *ring, const cu_lin *ex, int r0, int sa, int sb, const char *rec, int H,
+                                           int gshift, bool tiled, float *pg, float *pu, int lane) {
+  const int g = lane >> 2, t = lane & 3, n16 = H / 32, groups = H >> gshift;
+  const uint4 *const q[2] = {tc_q(ex[0].q, tiled, r0, g, t, n16), tc_q(ex[1].q, tiled, r0, g, t, n16)};
+  const uint32_t *scp = tc_sz(ex[lane >> 4].sz, tiled, r0, lane & 15, groups);
+  const tc_map mp = tc_map_of(tiled, n16, groups);
+  float acc[2][2] = {{0.f, 0.f}, {0.f, 0.f}};
+  tc_ring_walk<S>(
+      ring, tc_ring<2>::BYTES, sb - sa, [&](char *st, int i) { tc_fill_w<2>(st, q, scp, mp, sa + i, gshift, lane); },
+      [&](char *st, int i) { tc_fill_r<2>(st, rec, sa + i, lane); },
+      [&](const char *st, int) { tc_use<2>(acc, st, g, t, lane); });
+  tc_up_part(pg, pu, acc, g, t);
+}
 /* down: a slot's sums done, weighted by its routing weight w into og (fixed order), acc cleared for the next slot */
 template <int NT> __device__ __forceinline__ void tc_weigh_slot(float (&og)[NT][2], float (&acc)[NT][2], float w) {
 #pragma unroll
