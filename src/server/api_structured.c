@@ -49,6 +49,29 @@ static int schema_grammar(const json_t *v, const char *field, mimo_jg **out, mim
   return st == MIMO_OK ? 0 : mimo_api_fail(e, 400, field, "%s: %s", field, mimo_errmsg());
 }
 
+/* A structural tag ({structures, triggers}, as an object or as JSON text): vLLM's response_format type
+ * "structural_tag" and structured_outputs.structural_tag. */
+static int structural_grammar(const json_t *v, const char *field, mimo_jg **out, mimo_api_err *e) {
+  json_t *obj = NULL;
+  if (json_is_string(v)) {
+    json_error_t err;
+    if (!(obj = json_loads(json_string_value(v), 0, &err)))
+      return mimo_api_fail(e, 400, field, "%s: not JSON: %s", field, err.text);
+  } else {
+    obj = json_incref((json_t *)v);
+  }
+  int rc = 0;
+  if (!json_is_object(obj))
+    rc = mimo_api_fail(e, 400, field, "%s must be an object {\"structures\": [...], \"triggers\": [...]}", field);
+  else if (json_object_get(obj, "format") && !json_object_get(obj, "structures"))
+    rc = mimo_api_fail(e, 400, field, "%s: the 'format' form of structural tags is not supported; give 'structures' "
+                       "and 'triggers'", field);
+  else if (mimo_jg_structural_tag(json_object_get(obj, "structures"), json_object_get(obj, "triggers"), out) != MIMO_OK)
+    rc = mimo_api_fail(e, 400, field, "%s.%s", field, mimo_errmsg());
+  json_decref(obj);
+  return rc;
+}
+
 /* One format per request: the second one asked is refused. */
 static int second(mimo_jg **out, const char *field, const char *first, mimo_api_err *e) {
   mimo_jg_free(*out);
@@ -100,9 +123,13 @@ int mimo_api_structured(const mimo_server *s, const json_t *root, bool thinking,
       if (schema_grammar(sc, "response_format.json_schema", out, e))
         return -1;
       field = "response_format";
+    } else if (strcmp(t, "structural_tag") == 0) {
+      if (structural_grammar(rf, "response_format", out, e))
+        return -1;
+      field = "response_format";
     } else if (strcmp(t, "text") != 0) {
-      return mimo_api_fail(e, 400, "response_format", "response_format.type '%s' is not text, json_object or json_schema",
-                           t);
+      return mimo_api_fail(e, 400, "response_format",
+                           "response_format.type '%s' is not text, json_object, json_schema or structural_tag", t);
     }
   }
   /* vLLM's guided_* fields, one handler each */
@@ -125,22 +152,25 @@ int mimo_api_structured(const mimo_server *s, const json_t *root, bool thinking,
   if (so && !json_is_null(so)) {
     const json_t *sj = json_object_get(so, "json"), *sch = json_object_get(so, "choice"),
                  *sr = json_object_get(so, "regex"), *sg = json_object_get(so, "grammar"),
-                 *jo = json_object_get(so, "json_object");
+                 *jo = json_object_get(so, "json_object"), *st = json_object_get(so, "structural_tag");
     if (jo && !json_is_boolean(jo))
       return mimo_api_fail(e, 400, "structured_outputs", "structured_outputs.json_object must be a boolean");
     jo = json_is_true(jo) ? jo : NULL;
-    if (!json_is_object(so) || (!!sj + !!sch + !!sr + !!sg + !!jo) != 1)
+    st = json_is_null(st) ? NULL : st;
+    if (!json_is_object(so) || (!!sj + !!sch + !!sr + !!sg + !!jo + !!st) != 1)
       return mimo_api_fail(e, 400, "structured_outputs", "structured_outputs must be {\"json\": SCHEMA}, "
-                           "{\"json_object\": true}, {\"choice\": [...]}, {\"regex\": PATTERN} or {\"grammar\": GBNF}");
-    const json_t *ws = json_object_get(so, "whitespace_pattern"), *structural = json_object_get(so, "structural_tag");
-    if ((ws && !json_is_null(ws)) || (structural && !json_is_null(structural)))
-      return mimo_api_fail(e, 400, "structured_outputs", "structured_outputs.%s is not supported (disable_any_whitespace "
-                           "is)", ws && !json_is_null(ws) ? "whitespace_pattern" : "structural_tag");
+                           "{\"json_object\": true}, {\"choice\": [...]}, {\"regex\": PATTERN}, {\"grammar\": GBNF} "
+                           "or {\"structural_tag\": TAG}");
+    const json_t *ws = json_object_get(so, "whitespace_pattern");
+    if (ws && !json_is_null(ws))
+      return mimo_api_fail(e, 400, "structured_outputs", "structured_outputs.whitespace_pattern is not supported "
+                           "(disable_any_whitespace is)");
     if (mimo_api_get_bool(so, "disable_any_whitespace", &compact, e))
       return -1;
     if (field)
       return second(out, "structured_outputs", field, e);
     if (sch   ? choices_of(sch, "structured_outputs.choice", out, e)
+        : st ? structural_grammar(st, "structured_outputs.structural_tag", out, e)
         : sr ? regex_grammar(sr, "structured_outputs.regex", out, e)
         : sg ? gbnf_grammar(sg, "structured_outputs.grammar", out, e)
         : jo ? (mimo_jg_compile(NULL, out) != MIMO_OK ? mimo_api_fail(e, 500, NULL, "%s", mimo_errmsg()) : 0)

@@ -57,9 +57,10 @@ void jg_first_of(node *n) {
       for (int b = 0; b < 32; b++)
         n->first[b] |= n->alts[i]->first[b];
     break;
-  case K_XCALLS: /* tool-call nodes are entered by their parents' phases, never as a value */
+  case K_XCALLS: /* tool-call and structural-tag nodes are entered by their parents' phases, never as a value */
   case K_XFUNC:
-  case K_XTEXT: break;
+  case K_XTEXT:
+  case K_STAG: break;
   }
 }
 
@@ -626,6 +627,7 @@ void mimo_jg_free(mimo_jg *g) {
   free(g->all);
   free(g->start_text);
   mimo_re_free(g->re);
+  jg_stag_free(g->stag);
   free(g);
 }
 

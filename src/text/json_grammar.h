@@ -40,6 +40,11 @@ mimo_status mimo_jg_regex(const char *pattern, size_t len, mimo_jg **out);
  * that many calls. A parameter whose schema does not compile is free text, unless its function has `strict: true`
  * (then an error naming it). */
 mimo_status mimo_jg_tools(const json_t *tools, const char *named, int max_calls, const char *start, mimo_jg **out);
+/* vLLM's structural tags (response_format type "structural_tag"; xgrammar's first form): free text in which any
+ * of the triggers (strings) opens one of the structures ({begin, schema, end}: begin starts with a trigger) whose
+ * begin text, a JSON value under its schema and its end text follow; then free text again. The output may end in
+ * free text. Errors name the field (structures[i].schema..., triggers[i]). */
+mimo_status mimo_jg_structural_tag(const json_t *structures, const json_t *triggers, mimo_jg **out);
 /* A grammar is shared by the request that asked for it and the engine's constraints running it, which may outlive
  * the request's own reference (a cancelled request is stepped once more): each holder takes a reference, and
  * mimo_jg_free drops one (the last frees it). Thread-safe. */

@@ -12,8 +12,10 @@
 
 /* K_XCALLS, K_XFUNC, K_XTEXT: MiMo's XML tool calls (tool_grammar.c): the calls, one function's parameters, a
  * parameter's raw text value. */
+/* K_STAG: a structural tag (structural_tag.c): free text and structures; begins are lits, ends keys (n_props),
+ * the values' schemas alts. */
 typedef enum { K_ANY, K_OBJECT, K_ARRAY, K_STRING, K_NUMBER, K_INTEGER, K_LITERALS, K_UNION, K_XCALLS, K_XFUNC,
-               K_XTEXT } kind;
+               K_XTEXT, K_STAG } kind;
 
 typedef struct mimo_jg_node {
   kind k;
@@ -45,12 +47,16 @@ typedef struct mimo_jg_node {
   uint8_t first[32];        /* bytes a value may start with */
 } node;
 
+typedef struct jg_stag jg_stag; /* a structural tag's trigger automaton (structural_tag.c) */
+
 struct mimo_jg {
   atomic_int refs; /* mimo_jg_ref / mimo_jg_free: a request and its engine constraints share it */
   bool raw; /* choices: the literal is the whole output (no whitespace around it) */
   bool tools; /* tool calls: added tokens (<tool_call>) may stand for their text between calls */
   bool no_ws; /* no whitespace between JSON tokens (vLLM's disable_any_whitespace) */
   char *start_text; /* the output's start is taken as given (tool calls after the forced prefix) */
+  jg_stag *stag; /* a structural tag's triggers */
+  bool stag_fast; /* ... all of which start with '<' */
   long re_budget; /* the work left for the schema's patterns and formats, all together (text/regex_dfa.h) */
   mimo_re *re; /* a regex: the whole output matches it (raw text); the frame's off is the DFA state */
   node *root, *any, *any_obj, *any_arr, *free_str, *any_num, *json_lits;
@@ -84,6 +90,9 @@ enum {
   P_XF_NEXT, P_XF_PARAM, P_XF_CLOSE, P_XF_KEY, P_XF_VSTART, P_XF_VALUE, P_XF_VEND, P_XF_VCLOSE,
   /* K_XTEXT: hex = bytes of "</parameter>" matched, ws bit 0: the first byte came, bit 1: a held "\n" */
   P_XT,
+  /* K_STAG: free text (off: the trigger automaton's state; need, lo, hi: UTF-8), a begin (cand, off), the value
+   * (prop: the structure), its end (off) */
+  P_ST_FREE, P_ST_BEGIN, P_ST_VALUE, P_ST_END,
 };
 
 /* json_grammar_match.c and tool_grammar_match.c: one byte on a frame */
@@ -130,6 +139,10 @@ int jg_ws_byte(mimo_jg_frame *f);
 int jg_xcalls_byte(mimo_jg_stack *s, mimo_jg_frame *f, int c);
 int jg_xfunc_byte(mimo_jg_stack *s, mimo_jg_frame *f, int c);
 int jg_xtext_byte(mimo_jg_stack *s, mimo_jg_frame *f, int c);
+int jg_stag_byte(const mimo_jg *g, mimo_jg_stack *s, mimo_jg_frame *f, int c);
+bool jg_stag_done(const mimo_jg_frame *f);
+bool jg_stag_free_text(const mimo_jg *g, const mimo_jg_frame *f);
+void jg_stag_free(jg_stag *t);
 
 /* json_grammar_bounds.c, for json_grammar.c: whether a schema bounds numbers; a number or integer node's bounds */
 bool jg_has_bounds(const json_t *s);

@@ -43,6 +43,10 @@ void jg_pop(mimo_jg_stack *s) {
   } else if (p->phase == P_XC_FUNC) {
     p->phase = P_XC_END;
     p->off = 0;
+  } else if (p->phase == P_ST_VALUE) { /* its end text, or free text again where it has none */
+    p->off = 0;
+    p->phase = p->node->key_len[p->prop] ? P_ST_END : P_ST_FREE;
+    p->count += p->phase == P_ST_FREE && p->count < UINT16_MAX;
   }
 }
 
@@ -142,7 +146,8 @@ static int value_start(const mimo_jg *g, mimo_jg_stack *s, mimo_jg_frame *f, int
     return AGAIN;
   case K_XCALLS:
   case K_XFUNC:
-  case K_XTEXT: break; /* never a JSON value */
+  case K_XTEXT:
+  case K_STAG: break; /* never a JSON value */
   }
   (void)s;
   return REJECT;
@@ -437,7 +442,11 @@ static bool step(const mimo_jg *g, mimo_jg_stack *s, int c, readings *room) {
     case P_OBJ_VALUE:
     case P_OBJ_KEYSTR:
     case P_XC_FUNC:
-    case P_XF_VALUE: return false; /* a child frame is on top while these wait */
+    case P_XF_VALUE:
+    case P_ST_VALUE: return false; /* a child frame is on top while these wait */
+    case P_ST_FREE:
+    case P_ST_BEGIN:
+    case P_ST_END: r = jg_stag_byte(g, s, f, c); break;
     case P_XC_OPEN:
     case P_XC_NAME:
     case P_XC_END:
@@ -501,7 +510,8 @@ void mimo_jg_start(const mimo_jg *g, mimo_jg_state *set) {
     return;
   }
   /* tool calls from the start (an empty start text): whitespace, then the first call, as between calls */
-  jg_push(s, g->root, g->root->k != K_XCALLS ? P_VALUE : g->start_text && *g->start_text ? P_XC_OPEN : P_XC_AFTER);
+  jg_push(s, g->root, g->root->k == K_STAG ? P_ST_FREE : g->root->k != K_XCALLS ? P_VALUE
+                      : g->start_text && *g->start_text ? P_XC_OPEN : P_XC_AFTER);
   for (const char *c = g->start_text; c && *c; c++) /* compiled from it: it always goes through */
     step_all(g, set, (unsigned char)*c);
 }
@@ -527,6 +537,8 @@ static bool stack_done(const mimo_jg *g, const mimo_jg_stack *s) {
     return num_done(f);
   if (f->phase == P_XC_AFTER)
     return f->count > 0;
+  if (f->node && f->node->k == K_STAG)
+    return jg_stag_done(f);
   return f->phase == P_LIT && lit_complete(f);
 }
 
@@ -549,6 +561,8 @@ static int free_text(const mimo_jg *g, const mimo_jg_stack *s) {
   if (!s->depth)
     return 0;
   const mimo_jg_frame *f = &s->f[s->depth - 1];
+  if (f->node && f->node->k == K_STAG)
+    return jg_stag_free_text(g, f) ? MIMO_JG_FREE_RAW : 0;
   if (f->need || f->node == NULL || f->node->max_len >= 0 || f->node->pattern)
     return 0;
   if (f->phase == P_STR_IN)

@@ -1,7 +1,8 @@
 /* Structured outputs (src/text/json_grammar.c) on untrusted input: the bytes up to the first NUL are a JSON schema
- * (or, if they do not parse, the lines of a choice list), the rest is output fed byte by byte. Properties: compiling
- * either succeeds or says why; feeding never crashes and a refused byte leaves the state as it was; whenever the
- * output is complete, what was fed parses as JSON (schemas) or is one of the choices. */
+ * (or a structural tag: an object with "structures" and "triggers"; or, if they do not parse, the lines of a choice
+ * list), the rest is output fed byte by byte. Properties: compiling either succeeds or says why; feeding never
+ * crashes and a refused byte leaves the state as it was; whenever the output is complete, what was fed parses as
+ * JSON (schemas) or is one of the choices. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,7 +23,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   const char *choices[8];
   int n_choices = 0;
   mimo_status st;
-  if (schema) {
+  const bool tag = json_object_get(schema, "structures") && json_object_get(schema, "triggers");
+  if (tag) {
+    st = mimo_jg_structural_tag(json_object_get(schema, "structures"), json_object_get(schema, "triggers"), &g);
+  } else if (schema) {
     st = mimo_jg_compile(schema, &g);
   } else {
     for (char *save = NULL, *t = strtok_r(spec, "\n", &save); t && n_choices < 8; t = strtok_r(NULL, "\n", &save))
@@ -50,7 +54,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
       continue;
     }
     fed[k++] = (char)out[i];
-    if (mimo_jg_done(g, &s)) {
+    if (mimo_jg_done(g, &s) && !tag) {
       if (schema) {
         /* (jansson refuses numbers past a double's range and \u0000 in object keys, both valid JSON; \u0000 in
          * values needs its flag) */

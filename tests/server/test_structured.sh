@@ -136,5 +136,53 @@ done
 n=$(grep -c finished "$WORK/compact" || true)
 [ "$n" -ge 2 ] || die "only $n compact outputs finished"
 echo "ok   structured_outputs json_object / disable_any_whitespace: $n of 6 finished, each a compact JSON object"
+# structural tags (response_format type structural_tag; structured_outputs.structural_tag as JSON text): read back by
+# an independent reader (str.find for the triggers, json.JSONDecoder.raw_decode, python3-jsonschema); a structure cut
+# off by max_tokens may stand at the end of a "length" output only. The trigger is one byte so that a random model
+# opens structures often.
+export STAG='{"type":"structural_tag","structures":[{"begin":"<a>","schema":{"type":"object","properties":{"n":{"type":"integer","maximum":9}},"required":["n"]},"end":"</a>"},{"begin":"<b>","schema":{"enum":["x","y"]},"end":"</b>"}],"triggers":["<"]}'
+STAG_TEXT=$(python3 -c 'import json, os; print(json.dumps(json.dumps(json.loads(os.environ["STAG"]))))')
+gen "$WORK/stag.jsonl" 128 8 "\"response_format\":$STAG" "\"structured_outputs\":{\"structural_tag\":$STAG_TEXT}"
+/usr/bin/python3 - "$WORK/stag.jsonl" <<'PY' || die "structural_tag: an output breaks the tag"
+import json, os, sys
+import jsonschema
+spec = json.loads(os.environ["STAG"])
+dec, ws = json.JSONDecoder(), " \t\n\r"
+outputs = structures = 0
+for line in (l for l in open(sys.argv[1]) if l.strip()):
+    r = json.loads(line)
+    if "choices" not in r:
+        sys.exit(f"no choices: {r}")
+    c = r["choices"][0]
+    d, cut, i = c["text"], c["finish_reason"] == "length", 0
+    outputs += 1
+    while True:
+        p = d.find("<", i)
+        if p < 0:
+            break
+        try:
+            s = next(s for s in spec["structures"] if d.startswith(s["begin"], p))
+            j = p + len(s["begin"])
+            while d[j] in ws:
+                j += 1
+            v, j = dec.raw_decode(d, j)
+            jsonschema.validate(v, s["schema"])
+            while not d.startswith(s["end"], j):
+                assert d[j] in ws, (d, j)
+                j += 1
+        except (StopIteration, IndexError, AssertionError, json.JSONDecodeError):
+            if cut and (len(d) - p) < 40:  # a structure still open when max_tokens came
+                break
+            sys.exit(f"structure at {p} broken in {d!r}")
+        i = j + len(s["end"])
+        structures += 1
+print(f"ok   structural tags: {outputs} outputs, {structures} whole structures, each value valid under its schema")
+if structures < 5:
+    sys.exit("too few structures")
+PY
+expect_400 "{$M,\"response_format\":{\"type\":\"structural_tag\",\"structures\":[{\"begin\":\"[a]\",\"schema\":{},\"end\":\"\"}],\"triggers\":[\"<\"]}}" \
+  "response_format.structures[0].begin does not start with any of the triggers"
+expect_400 "{$M,\"structured_outputs\":{\"structural_tag\":\"{\\\"type\\\":\\\"structural_tag\\\",\\\"format\\\":{}}\"}}" \
+  "structured_outputs.structural_tag: the 'format' form of structural tags is not supported"
 stop_server
 echo "ok"
