@@ -49,7 +49,7 @@ static int schema_grammar(const json_t *v, const char *field, mimo_jg **out, mim
   return st == MIMO_OK ? 0 : mimo_api_fail(e, 400, field, "%s: %s", field, mimo_errmsg());
 }
 
-/* A structural tag ({structures, triggers}, as an object or as JSON text): vLLM's response_format type
+/* A structural tag ({structures, triggers} or {format}, as an object or as JSON text): vLLM's response_format type
  * "structural_tag" and structured_outputs.structural_tag. */
 static int structural_grammar(const json_t *v, const char *field, mimo_jg **out, mimo_api_err *e) {
   json_t *obj = NULL;
@@ -62,11 +62,12 @@ static int structural_grammar(const json_t *v, const char *field, mimo_jg **out,
   }
   int rc = 0;
   if (!json_is_object(obj))
-    rc = mimo_api_fail(e, 400, field, "%s must be an object {\"structures\": [...], \"triggers\": [...]}", field);
-  else if (json_object_get(obj, "format") && !json_object_get(obj, "structures"))
-    rc = mimo_api_fail(e, 400, field, "%s: the 'format' form of structural tags is not supported; give 'structures' "
-                       "and 'triggers'", field);
-  else if (mimo_jg_structural_tag(json_object_get(obj, "structures"), json_object_get(obj, "triggers"), out) != MIMO_OK)
+    rc = mimo_api_fail(e, 400, field, "%s must be an object {\"structures\": [...], \"triggers\": [...]} or "
+                       "{\"format\": {...}}", field);
+  else if (json_object_get(obj, "format") && !json_object_get(obj, "structures")) {
+    if (mimo_jg_structural_format(json_object_get(obj, "format"), out) != MIMO_OK)
+      rc = mimo_api_fail(e, 400, field, "%s.%s", field, mimo_errmsg());
+  } else if (mimo_jg_structural_tag(json_object_get(obj, "structures"), json_object_get(obj, "triggers"), out) != MIMO_OK)
     rc = mimo_api_fail(e, 400, field, "%s.%s", field, mimo_errmsg());
   json_decref(obj);
   return rc;

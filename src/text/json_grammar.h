@@ -45,6 +45,10 @@ mimo_status mimo_jg_tools(const json_t *tools, const char *named, int max_calls,
  * begin text, a JSON value under its schema and its end text follow; then free text again. The output may end in
  * free text. Errors name the field (structures[i].schema..., triggers[i]). */
 mimo_status mimo_jg_structural_tag(const json_t *structures, const json_t *triggers, mimo_jg **out);
+/* xgrammar's later form, {"type": "structural_tag", "format": F}, for F of type triggered_tags ({triggers, tags:
+ * [{begin, content: {type: json_schema, json_schema}, end}], at_least_one, stop_after_first}), tag (one such
+ * structure, the whole output) or json_schema; other format types are refused by name. */
+mimo_status mimo_jg_structural_format(const json_t *format, mimo_jg **out);
 /* A grammar is shared by the request that asked for it and the engine's constraints running it, which may outlive
  * the request's own reference (a cancelled request is stepped once more): each holder takes a reference, and
  * mimo_jg_free drops one (the last frees it). Thread-safe. */

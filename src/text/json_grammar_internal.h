@@ -13,7 +13,7 @@
 /* K_XCALLS, K_XFUNC, K_XTEXT: MiMo's XML tool calls (tool_grammar.c): the calls, one function's parameters, a
  * parameter's raw text value. */
 /* K_STAG: a structural tag (structural_tag.c): free text and structures; begins are lits, ends keys (n_props),
- * the values' schemas alts. */
+ * the values' schemas alts; min_items 1: the output starts with a structure; max_items >= 0: at most that many. */
 typedef enum { K_ANY, K_OBJECT, K_ARRAY, K_STRING, K_NUMBER, K_INTEGER, K_LITERALS, K_UNION, K_XCALLS, K_XFUNC,
                K_XTEXT, K_STAG } kind;
 
@@ -143,6 +143,7 @@ int jg_stag_byte(const mimo_jg *g, mimo_jg_stack *s, mimo_jg_frame *f, int c);
 bool jg_stag_done(const mimo_jg_frame *f);
 bool jg_stag_free_text(const mimo_jg *g, const mimo_jg_frame *f);
 void jg_stag_free(jg_stag *t);
+void jg_stag_after(mimo_jg_stack *s, mimo_jg_frame *f);
 
 /* json_grammar_bounds.c, for json_grammar.c: whether a schema bounds numbers; a number or integer node's bounds */
 bool jg_has_bounds(const json_t *s);

@@ -43,10 +43,12 @@ void jg_pop(mimo_jg_stack *s) {
   } else if (p->phase == P_XC_FUNC) {
     p->phase = P_XC_END;
     p->off = 0;
-  } else if (p->phase == P_ST_VALUE) { /* its end text, or free text again where it has none */
+  } else if (p->phase == P_ST_VALUE) { /* its end text, or the structure is over where it has none */
     p->off = 0;
-    p->phase = p->node->key_len[p->prop] ? P_ST_END : P_ST_FREE;
-    p->count += p->phase == P_ST_FREE && p->count < UINT16_MAX;
+    if (p->node->key_len[p->prop])
+      p->phase = P_ST_END;
+    else
+      jg_stag_after(s, p);
   }
 }
 
@@ -510,8 +512,10 @@ void mimo_jg_start(const mimo_jg *g, mimo_jg_state *set) {
     return;
   }
   /* tool calls from the start (an empty start text): whitespace, then the first call, as between calls */
-  jg_push(s, g->root, g->root->k == K_STAG ? P_ST_FREE : g->root->k != K_XCALLS ? P_VALUE
-                      : g->start_text && *g->start_text ? P_XC_OPEN : P_XC_AFTER);
+  jg_push(s, g->root, g->root->k == K_STAG ? (g->root->min_items > 0 ? P_ST_BEGIN : P_ST_FREE)
+                      : g->root->k != K_XCALLS ? P_VALUE : g->start_text && *g->start_text ? P_XC_OPEN : P_XC_AFTER);
+  if (g->root->k == K_STAG && g->root->min_items > 0) /* the first structure from the start: any of the begins */
+    s->f[0].cand = jg_all_bits(g->root->n_lits);
   for (const char *c = g->start_text; c && *c; c++) /* compiled from it: it always goes through */
     step_all(g, set, (unsigned char)*c);
 }

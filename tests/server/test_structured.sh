@@ -182,7 +182,21 @@ if structures < 5:
 PY
 expect_400 "{$M,\"response_format\":{\"type\":\"structural_tag\",\"structures\":[{\"begin\":\"[a]\",\"schema\":{},\"end\":\"\"}],\"triggers\":[\"<\"]}}" \
   "response_format.structures[0].begin does not start with any of the triggers"
-expect_400 "{$M,\"structured_outputs\":{\"structural_tag\":\"{\\\"type\\\":\\\"structural_tag\\\",\\\"format\\\":{}}\"}}" \
-  "structured_outputs.structural_tag: the 'format' form of structural tags is not supported"
+expect_400 "{$M,\"structured_outputs\":{\"structural_tag\":\"{\\\"type\\\":\\\"structural_tag\\\",\\\"format\\\":{\\\"type\\\":\\\"or\\\"}}\"}}" \
+  "structured_outputs.structural_tag.format.type 'or' is not supported"
+# xgrammar's later form: triggered_tags with at_least_one and stop_after_first: exactly one structure, then the
+# request stops by itself (finish "stop" before max_tokens)
+FT='{"type":"structural_tag","format":{"type":"triggered_tags","triggers":["<t="],"tags":[{"begin":"<t=pick>","content":{"type":"json_schema","json_schema":{"enum":["x","y",7]}},"end":"</t>"}],"at_least_one":true,"stop_after_first":true}}'
+for seed in 1 2 3; do
+  curl -sS -m 60 "$BASE/v1/completions" -H 'content-type: application/json' \
+    -d "{\"model\":\"tiny\",\"prompt\":\"x\",\"max_tokens\":64,\"temperature\":1,\"seed\":$seed,\"response_format\":$FT}" |
+    python3 -c '
+import json, re, sys
+c = json.load(sys.stdin)["choices"][0]
+assert c["finish_reason"] == "stop", c
+m = re.fullmatch(r"<t=pick>\s*(.*?)\s*</t>", c["text"], re.S)
+assert m and json.loads(m.group(1)) in ("x", "y", 7), c["text"]' || die "structural tag format form (seed $seed)"
+done
+echo "ok   structural tag, format form (at_least_one, stop_after_first): 3 of 3 outputs one structure, then stop"
 stop_server
 echo "ok"

@@ -5,7 +5,8 @@
  *    triggers, json.JSONDecoder.raw_decode for the values, python3-jsonschema for their schemas);
  *  - the token mask equals feeding each token on its own, with the free-text fast path (triggers starting with '<')
  *    and without it;
- *  - specifications refused with messages that name the field. */
+ *  - specifications refused with messages that name the field;
+ *  - xgrammar's later "format" form (triggered_tags with at_least_one / stop_after_first, tag, json_schema). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -103,6 +104,87 @@ static void test_refusals(void **state) {
     if (!strstr(mimo_errmsg(), bad[i].msg))
       fail_msg("case %zu: '%s' does not say '%s'", i, mimo_errmsg(), bad[i].msg);
     assert_null(g);
+    json_decref(j);
+  }
+}
+
+static mimo_jg *compile_format(const char *format) {
+  json_error_t err;
+  json_t *j = json_loads(format, 0, &err);
+  assert_non_null(j);
+  mimo_jg *g = NULL;
+  if (mimo_jg_structural_format(j, &g) != MIMO_OK)
+    fail_msg("%s", mimo_errmsg());
+  json_decref(j);
+  return g;
+}
+
+/* xgrammar's later form: triggered_tags with at_least_one / stop_after_first, one tag, a bare schema; the format
+ * types not taken are refused by name. */
+static void test_format_form(void **state) {
+  (void)state;
+  static const char tags[] =
+      "\"triggers\": [\"<function=\"], \"tags\": [{\"begin\": \"<function=get_weather>\", \"content\": {\"type\": "
+      "\"json_schema\", \"json_schema\": {\"type\": \"object\", \"properties\": {\"city\": {\"type\": \"string\"}}, "
+      "\"required\": [\"city\"]}}, \"end\": \"</function>\"}]";
+  static const char call[] = "<function=get_weather>{\"city\": \"Rome\"}</function>";
+  char f[1024], doc[256];
+  snprintf(f, sizeof f, "{\"type\": \"triggered_tags\", %s, \"at_least_one\": true, \"stop_after_first\": true}", tags);
+  mimo_jg *g = compile_format(f);
+  assert_int_equal(grammar_run(g, call), -1);
+  assert_int_equal(grammar_run(g, "Hello"), 0); /* the call comes first */
+  snprintf(doc, sizeof doc, "%s more", call);
+  assert_int_equal(grammar_run(g, doc), (long)strlen(call)); /* and nothing after it */
+  mimo_jg_state st;
+  mimo_jg_start(g, &st);
+  for (const char *c = call; *c; c++)
+    assert_true(mimo_jg_feed(g, &st, (unsigned char)*c));
+  assert_true(mimo_jg_closed(&st));
+  mimo_jg_free(g);
+  snprintf(f, sizeof f, "{\"type\": \"triggered_tags\", %s, \"stop_after_first\": true}", tags);
+  g = compile_format(f);
+  snprintf(doc, sizeof doc, "Sure. %s", call);
+  assert_int_equal(grammar_run(g, doc), -1);
+  assert_int_equal(grammar_run(g, "Sure."), -1); /* no call at all is fine without at_least_one */
+  snprintf(doc, sizeof doc, "Sure. %s!", call);
+  assert_int_equal(grammar_run(g, doc), (long)strlen(doc) - 1);
+  mimo_jg_free(g);
+  snprintf(f, sizeof f, "{\"type\": \"triggered_tags\", %s}", tags);
+  g = compile_format(f);
+  snprintf(doc, sizeof doc, "a %s b %s c", call, call);
+  assert_int_equal(grammar_run(g, doc), -1);
+  mimo_jg_free(g);
+  g = compile_format("{\"type\": \"tag\", \"begin\": \"<r>\", \"content\": {\"type\": \"json_schema\", \"json_schema\": "
+                     "{\"type\": \"integer\"}}, \"end\": \"</r>\"}");
+  assert_int_equal(grammar_run(g, "<r>5</r>"), -1);
+  assert_int_equal(grammar_run(g, "<r> 12 </r>"), -1);
+  assert_int_equal(grammar_run(g, "x"), 0);
+  assert_int_equal(grammar_run(g, "<r>5</r>x"), 8);
+  mimo_jg_free(g);
+  g = compile_format("{\"type\": \"json_schema\", \"json_schema\": {\"type\": \"boolean\"}}");
+  assert_int_equal(grammar_run(g, "true"), -1);
+  mimo_jg_free(g);
+  static const struct {
+    const char *format, *msg;
+  } bad[] = {
+      {"{\"type\": \"sequence\", \"elements\": []}", "format.type 'sequence' is not supported"},
+      {"{\"type\": \"triggered_tags\", \"triggers\": [\"<\"], \"tags\": [{\"begin\": \"<t>\", \"content\": {\"type\": "
+       "\"any_text\"}, \"end\": \"</t>\"}]}",
+       "format.tags[0].content must be {\"type\": \"json_schema\""},
+      {"{\"type\": \"tag\", \"begin\": \"<t>\", \"content\": {\"type\": \"json_schema\", \"json_schema\": {\"type\": "
+       "\"string\", \"format\": \"hostname-x\"}}, \"end\": \"</t>\"}",
+       "format.content.json_schema"},
+      {"{\"type\": \"triggered_tags\", \"triggers\": [\"<\"], \"tags\": [], \"at_least_one\": 1}",
+       "format.at_least_one and format.stop_after_first must be booleans"},
+  };
+  for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+    json_error_t err;
+    json_t *j = json_loads(bad[i].format, 0, &err);
+    assert_non_null(j);
+    g = NULL;
+    assert_int_equal(mimo_jg_structural_format(j, &g), MIMO_E_INVALID);
+    if (!strstr(mimo_errmsg(), bad[i].msg))
+      fail_msg("case %zu: '%s' does not say '%s'", i, mimo_errmsg(), bad[i].msg);
     json_decref(j);
   }
 }
@@ -272,6 +354,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_documents),
       cmocka_unit_test(test_refusals),
+      cmocka_unit_test(test_format_form),
       cmocka_unit_test(test_random_walks_validate),
       cmocka_unit_test(test_mask_equals_feeding),
   };
