@@ -31,12 +31,20 @@ assert c["finish_reason"] == "stop", c
 jsonschema.validate(json.loads(c["message"]["content"]), json.loads(sys.argv[1]))' "$S" || die "budget + response_format (seed $seed)"
 done
 echo "ok   thinking_token_budget 4 with a JSON schema: the reasoning ends, the answer is valid JSON for it"
-curl -sS -m 60 "$BASE/v1/messages" -H 'content-type: application/json' -d '{"model":"tiny","max_tokens":40,"temperature":1,
-  "thinking":{"type":"enabled","budget_tokens":6},"messages":[{"role":"user","content":"Think, then answer."}]}' | node -e '
-  const r = JSON.parse(require("fs").readFileSync(0, "utf8"));
-  const kinds = r.content.map((b) => b.type).join(",");
-  if (kinds !== "thinking,text") { console.error(kinds, JSON.stringify(r)); process.exit(1); }' ||
-  die "Anthropic thinking.budget_tokens"
-echo "ok   Anthropic thinking.budget_tokens 6: a thinking block, then text"
+# (no seed on Anthropic's API: the model may also end by itself inside its reasoning, within the budget; at least one
+# of three requests must reach the answer)
+answered=0
+for try in 1 2 3; do
+  kinds=$(curl -sS -m 60 "$BASE/v1/messages" -H 'content-type: application/json' -d '{"model":"tiny","max_tokens":40,"temperature":1,
+    "thinking":{"type":"enabled","budget_tokens":6},"messages":[{"role":"user","content":"Think, then answer."}]}' | node -e '
+    const r = JSON.parse(require("fs").readFileSync(0, "utf8"));
+    const kinds = r.content.map((b) => b.type).join(",");
+    const ended = r.stop_reason === "end_turn" && r.usage.output_tokens <= 6 && kinds === "thinking";
+    if (kinds !== "thinking,text" && !ended) { console.error(kinds, JSON.stringify(r)); process.exit(1); }
+    console.log(kinds);') || die "Anthropic thinking.budget_tokens"
+  [ "$kinds" = "thinking,text" ] && answered=$((answered + 1))
+done
+[ "$answered" -ge 1 ] || die "Anthropic thinking.budget_tokens: no request reached its answer"
+echo "ok   Anthropic thinking.budget_tokens 6: $answered of 3 a thinking block, then text (the others ended inside it)"
 stop_server
 echo ok
