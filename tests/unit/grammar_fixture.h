@@ -23,6 +23,32 @@ static inline long grammar_run(const mimo_jg *g, const char *doc) {
   return mimo_jg_done(g, &s) ? -1 : (long)strlen(doc);
 }
 
+/* The bytes state s may continue with, into ok (their count returned). */
+static inline int grammar_allowed(const mimo_jg *g, const mimo_jg_state *s, int ok[256]) {
+  int k = 0;
+  for (int c = 0; c < 256; c++) {
+    mimo_jg_state t = *s;
+    if (mimo_jg_feed(g, &t, (unsigned char)c))
+      ok[k++] = c;
+  }
+  return k;
+}
+
+/* Whether byte c is among the k allowed ones. */
+static inline bool grammar_in(const int *ok, int k, int c) {
+  for (int i = 0; i < k; i++)
+    if (ok[i] == c)
+      return true;
+  return false;
+}
+
+/* Removes a test's scratch directory. */
+static inline void grammar_rmdir(const char *dir) {
+  char cmd[512];
+  snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+  assert_int_equal(system(cmd), 0);
+}
+
 static inline unsigned grammar_rnd(uint64_t *rng, unsigned n) {
   *rng ^= *rng << 13;
   *rng ^= *rng >> 7;
