@@ -1,8 +1,8 @@
 /* Structured outputs (src/text/json_grammar.c) on untrusted input: the bytes up to the first NUL are a JSON schema
- * (or a structural tag: an object with "structures" and "triggers"; or, if they do not parse, the lines of a choice
- * list), the rest is output fed byte by byte. Properties: compiling either succeeds or says why; feeding never
- * crashes and a refused byte leaves the state as it was; whenever the output is complete, what was fed parses as
- * JSON (schemas) or is one of the choices. */
+ * (or a structural tag: an object with "structures" and "triggers", or with "format"; or, if they do not parse, the
+ * lines of a choice list), the rest is output fed byte by byte. Properties: compiling either succeeds or says why;
+ * feeding never crashes and a refused byte leaves the state as it was; whenever the output is complete, what was fed
+ * parses as JSON (schemas) or is one of the choices. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,8 +23,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   const char *choices[8];
   int n_choices = 0;
   mimo_status st;
-  const bool tag = json_object_get(schema, "structures") && json_object_get(schema, "triggers");
-  if (tag) {
+  const bool tag = (json_object_get(schema, "structures") && json_object_get(schema, "triggers")) ||
+                   json_object_get(schema, "format");
+  if (tag && json_object_get(schema, "format")) {
+    st = mimo_jg_structural_format(json_object_get(schema, "format"), &g);
+  } else if (tag) {
     st = mimo_jg_structural_tag(json_object_get(schema, "structures"), json_object_get(schema, "triggers"), &g);
   } else if (schema) {
     st = mimo_jg_compile(schema, &g);
