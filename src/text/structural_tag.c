@@ -194,6 +194,9 @@ static mimo_status build(const json_t *structures, const char *list, bool single
       if (i != j && root->lit_len[i] <= root->lit_len[j] && !memcmp(root->lits[i], root->lits[j], root->lit_len[i]))
         st = mimo_errf(MIMO_E_INVALID, "%s[%d].begin is a prefix of %s[%d].begin: the structure would be ambiguous",
                        list, i, list, j);
+  for (int k = 0; k < nt && st == MIMO_OK; k++) /* (free text could reach it and go no further) */
+    if (!t->opens[k])
+      st = mimo_errf(MIMO_E_INVALID, "triggers[%d] starts none of the %s' begins", k, list);
   if (st == MIMO_OK)
     st = build_automaton(t, trig, tl, nt);
   if (st != MIMO_OK) {

@@ -91,6 +91,8 @@ static void test_refusals(void **state) {
        "structures[0].schema.multipleOf"},
       {"{\"structures\": [{\"begin\": \"<f>\", \"end\": \"</f>\"}], \"triggers\": [\"<f\"]}",
        "structures[0].schema must be a JSON schema"},
+      {"{\"structures\": [{\"begin\": \"<f>\", \"schema\": {}, \"end\": \"\"}], \"triggers\": [\"<f\", \"[g\"]}",
+       "triggers[1] starts none of the structures' begins"},
       {"{\"structures\": [{\"begin\": \"\", \"schema\": {}, \"end\": \"\"}], \"triggers\": [\"<f\"]}",
        "structures[0] must be an object with a non-empty string 'begin'"},
   };
