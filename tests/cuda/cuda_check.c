@@ -292,6 +292,7 @@ int mimo_cuda_moe_slices_max_t(int t);
 int mimo_cuda_moe_slices_variant(int v, char *label, int n);
 long mimo_cuda_moe_slices_launches(void);
 int mimo_cuda_moe_slices_shape_fits(mimo_backend *be, int v);
+int mimo_cuda_moe_slices_min_blocks(int t);
 /* The few-token MoE split by slices of the expert width (cuda_moe_slices.cu) against the CPU, as moe_case; fails as
  * well when the slices did not run. */
 static void moe_slices_case(mimo_backend *c, mimo_backend *g, mimo_linear *router, mimo_vec *bv, mimo_linear *ex, int E,
@@ -418,7 +419,8 @@ static void check_moe(mimo_backend *c, mimo_backend *g) {
     /* split by slices of the expert width: several token counts, this rank's half of the experts (expert
      * parallel), and every launch shape that fits this device at 1 and 4 tokens */
     mimo_cuda_moe_slices_on(1);
-    const int sl_max_was = mimo_cuda_moe_slices_max_t(8), nsv = mimo_cuda_moe_slices_variant(-1, NULL, 0);
+    const int sl_max_was = mimo_cuda_moe_slices_max_t(8), nsv = mimo_cuda_moe_slices_variant(-1, NULL, 0),
+              sl_min_was = mimo_cuda_moe_slices_min_blocks(1); /* the small shapes too */
     for (int v = 0; !cf[k].fmt && cf[k].group % 128 == 0 && H * I <= 4096 * 2048 && v < 5 + 2 * (nsv - 1); v++) {
       const int Tf[] = {1, 2, 5, 8, 2}, T = v < 5 ? Tf[v] : v % 2 ? 1 : 4, ep = v == 4;
       char label[96] = "slices", name[192];
@@ -432,6 +434,7 @@ static void check_moe(mimo_backend *c, mimo_backend *g) {
     }
     mimo_cuda_moe_slices_variant(-2, NULL, 0);
     mimo_cuda_moe_slices_max_t(sl_max_was);
+    mimo_cuda_moe_slices_min_blocks(sl_min_was ? sl_min_was : INT32_MAX);
     mimo_cuda_moe_slices_on(sl_was);
     /* the step's pairs grouped by expert (mimo_cuda_moe_tcg_min_t = 1): several token counts, every launch shape,
      * and expert parallel (this rank's half of the experts, either half) */

@@ -197,9 +197,20 @@ extern "C" int mimo_cuda_moe_slices_shape_fits(mimo_backend *be, int v) {
   return v >= 0 && v < SL_NV && sl_fits_device(cu(be), &sl_shapes[v]);
 }
 
+/* Test hook and MIMO_CUDA_MOE_SLICES_MIN_BLOCKS: the fewest blocks (slices × pairs) a step must have to take the
+ * slices (t > 0 sets it; returns the old value, 0 for the default). One block per SM streams a slice, so with fewer
+ * blocks than half the SMs (a tensor-parallel rank's narrow experts: I/8 = 256 is 2 slices, 16 blocks at one token)
+ * most of the GPU would idle: by default the per-pair kernels keep those. */
+static int sl_min_blocks;
+extern "C" int mimo_cuda_moe_slices_min_blocks(int t) {
+  const int o = cu_tunable(&sl_min_blocks, "MIMO_CUDA_MOE_SLICES_MIN_BLOCKS", INT32_MAX, t);
+  return o == INT32_MAX ? 0 : o;
+}
+
 bool cu_moe_slices_fits(cu_ctx *c, int T, int K, int I, int H) {
+  const int mb = mimo_cuda_moe_slices_min_blocks(0);
   return mimo_cuda_moe_slices_on(-1) && T <= mimo_cuda_moe_slices_max_t(0) && K <= 32 && I % SL_COLS == 0 &&
-         H % 128 == 0 && sl_pick(c);
+         H % 128 == 0 && (long)(I / SL_COLS) * T * K >= (mb ? mb : (c->sms + 1) / 2) && sl_pick(c);
 }
 
 size_t cu_moe_slices_scratch(int T, int K, int I, int H) { return (size_t)T * K * (I / SL_COLS) * H; }
