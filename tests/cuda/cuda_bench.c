@@ -146,11 +146,6 @@ static mimo_linear *moe_bench_layer(mimo_backend *g, mimo_linear *router, mimo_l
 int mimo_cuda_moe_tc_variant(int up, int dn, char *label, int n);
 int mimo_cuda_int4_tiled_off(int on);
 int mimo_cuda_pdl_off(int on);
-int mimo_cuda_moe_slices_on(int on);
-int mimo_cuda_gemv_early_off(int on);
-int mimo_cuda_moe_slices_max_t(int t);
-int mimo_cuda_moe_slices_variant(int v, char *label, int n);
-int mimo_cuda_moe_slices_shape_fits(mimo_backend *be, int v);
 static void moe_tc_variants(mimo_backend *g, double bw) {
   int E = 256, K = 8, H = 4096, I = 2048;
   mimo_linear router, proto[3];
@@ -188,38 +183,6 @@ static void moe_tc_variants(mimo_backend *g, double bw) {
     variant(0, 0, NULL, 0);
   }
   mimo_cuda_moe_tcg_min_t(1 << 30);
-  /* split by slices of the expert width (cuda_moe_slices.cu) against the per-pair launches, 16 calls back to back,
-   * at 1..8 tokens (where the slices should stop: mimo_cuda_moe_slices_max_t), then every shape that fits */
-  const int nsv = mimo_cuda_moe_slices_variant(-1, NULL, 0), sl_max_old = mimo_cuda_moe_slices_max_t(8),
-            sl_was = mimo_cuda_moe_slices_on(-1);
-  for (int v = -2; v < nsv; v++) { /* -2: per pair with the router's weights loaded after the wait */
-    char label[96] = "per pair (slices off)";
-    if (v >= 0 && !mimo_cuda_moe_slices_shape_fits(g, v))
-      continue;
-    if (v == -2)
-      snprintf(label, sizeof label, "per pair, router weights after the wait");
-    mimo_cuda_gemv_early_off(v == -2);
-    mimo_cuda_moe_slices_on(v >= 0);
-    if (v >= 0)
-      mimo_cuda_moe_slices_variant(v, label, sizeof label);
-    const int Tv[] = {1, 2, 3, 4, 6, 8};
-    for (int ti = 0; ti < 6; ti++) {
-      const int T = Tv[ti];
-      if ((v > 0 && T != 1 && T != 4) || (v == -2 && T > 1))
-        continue;
-      float ms[5];
-      moe_back_to_back(g, dxs, (size_t)32 * H, dout, T, &router, &bias, ex); /* (warm-up) */
-      for (int r = 0; r < 5; r++)
-        ms[r] = moe_back_to_back(g, dxs, (size_t)32 * H, dout, T, &router, &bias, ex);
-      const double t = median(ms, 5), b = E * (1 - pow(1 - (double)K / E, T)) * ebytes;
-      printf("BENCH moe_int4_variant [%s] T=%d back to back %.1f us (~%.1f%% of copy)\n", label, T, t * 1e3,
-             100.0 * b / (t * 1e-3) / bw);
-    }
-  }
-  mimo_cuda_moe_slices_variant(-2, NULL, 0);
-  mimo_cuda_gemv_early_off(0);
-  mimo_cuda_moe_slices_on(sl_was);
-  mimo_cuda_moe_slices_max_t(sl_max_old);
   mimo_cuda_moe_tcg_min_t(tcg_old);
   g->release(g, dxs);
   g->release(g, dout);
@@ -279,15 +242,6 @@ int cuda_bench_main(int argc, char **argv) {
     if (cub > 0)
       printf("  (cuBLAS %.1f us = %.1f%%)", cub * 1e3, 100.0 * b / (cub * 1e-3) / bw);
     printf("; back to back %.1f us = %.1f%% (%d copies)\n", tbb * 1e3, 100.0 * b / (tbb * 1e-3) / bw, copies);
-    if (sh[s].dt == MIMO_DT_F32) { /* the split-K kernel's early weight loads off and on, alternating */
-      for (int r = 0; r < 4; r++) {
-        mimo_cuda_gemv_early_off(r % 2 == 0);
-        const double te = gemv_back_to_back(g, dy, dx, W, copies);
-        printf("BENCH gemv_m1 %-28s back to back %.1f us = %.1f%% (weights loaded %s the wait)\n", sh[s].name,
-               te * 1e3, 100.0 * b / (te * 1e-3) / bw, r % 2 == 0 ? "after" : "before");
-      }
-      mimo_cuda_gemv_early_off(0);
-    }
     for (int c = 0; c < copies; c++)
       free_lin(&W[c]);
   }
@@ -309,28 +263,23 @@ int cuda_bench_main(int argc, char **argv) {
     fill(xs, (size_t)16 * TMAX * H, 1.0f);
     float *dxs = to_dev(g, xs, (size_t)16 * TMAX * H), *dout = g->alloc(g, (size_t)TMAX * H);
     int *ids = xmalloc(TMAX * K * 4);
-    const int tcg_old = mimo_cuda_moe_tcg_min_t(0), gg_old = mimo_cuda_moe_grouped_min_t(0),
-              sl_old = mimo_cuda_moe_slices_max_t(8);
+    const int tcg_old = mimo_cuda_moe_tcg_min_t(0), gg_old = mimo_cuda_moe_grouped_min_t(0);
     /* each T with the fp32 kernels, on tensor cores with the router GEMV and the routing as two launches, then
      * fused, then with the row-major layer (before/after in one run), all per (token, slot) pair; then on tensor
      * cores with the pairs grouped by expert, and with the prefill's grouped GEMM */
-    for (int ti = 0; ti < 7 * NT; ti++) {
+    for (int ti = 0; ti < 6 * NT; ti++) {
       int T = Ts[ti % NT], mode = ti / NT;
-      if (mode == 6 && T > 8) /* the slices are for few tokens */
-        continue;
       const char *path = mode == 0   ? "fp32"
                          : mode == 1 ? "tensor cores, split routing"
                          : mode == 2 ? "tensor cores"
                          : mode == 3 ? "tensor cores, row-major weights"
                          : mode == 4 ? "tensor cores, grouped by expert"
-                         : mode == 5 ? "grouped GEMM (prefill kernels)"
-                                     : "tensor cores, slices";
+                                     : "grouped GEMM (prefill kernels)";
       mimo_linear *lx = mode == 3 ? exr : ex, *lr = mode == 3 ? &router_r : &router;
       mimo_cuda_moe_decode_fp32(mode == 0);
       mimo_cuda_moe_route_split(mode == 1);
       mimo_cuda_moe_tcg_min_t(mode == 4 ? 1 : 1 << 30);
       mimo_cuda_moe_grouped_min_t(mode == 5 ? 1 : 1 << 30);
-      mimo_cuda_moe_slices_on(mode == 6); /* the other modes per pair: before/after in one run */
       float ms[32];
       double uniq_sum = 0;
       for (int r = 0; r < 36; r++) {
@@ -388,7 +337,6 @@ int cuda_bench_main(int argc, char **argv) {
     }
     mimo_cuda_moe_tcg_min_t(tcg_old);
     mimo_cuda_moe_grouped_min_t(gg_old ? gg_old : -1);
-    mimo_cuda_moe_slices_max_t(sl_old);
     free(ex);
     free(exr);
     for (int p = 0; p < 3; p++) {
@@ -402,7 +350,6 @@ int cuda_bench_main(int argc, char **argv) {
   }
   mimo_cuda_moe_decode_fp32(0);
   mimo_cuda_moe_route_split(0);
-  mimo_cuda_moe_slices_on(0);
   moe_tc_variants(g, bw);
   g->free(g);
   return 0;

@@ -287,25 +287,6 @@ static void moe_case(mimo_backend *c, mimo_backend *g, mimo_linear *router, mimo
   free(idg);
 }
 
-int mimo_cuda_moe_slices_on(int on);
-int mimo_cuda_moe_slices_max_t(int t);
-int mimo_cuda_moe_slices_variant(int v, char *label, int n);
-long mimo_cuda_moe_slices_launches(void);
-int mimo_cuda_moe_slices_shape_fits(mimo_backend *be, int v);
-int mimo_cuda_moe_slices_min_blocks(int t);
-/* The few-token MoE split by slices of the expert width (cuda_moe_slices.cu) against the CPU, as moe_case; fails as
- * well when the slices did not run. */
-static void moe_slices_case(mimo_backend *c, mimo_backend *g, mimo_linear *router, mimo_vec *bv, mimo_linear *ex, int E,
-                            int K, int H, int I, int T, const char *name, int e0, int nl) {
-  const long before = mimo_cuda_moe_slices_launches();
-  moe_case(c, g, router, bv, ex, E, K, H, I, T, name, 1e-5, e0, nl);
-  if (mimo_cuda_moe_slices_launches() == before) {
-    char buf[256];
-    snprintf(buf, sizeof buf, "%s: the slices ran", name);
-    report(buf, INFINITY, 0.0);
-  }
-}
-
 /* The GPU MoE of a into host out, its output poisoned first. */
 static void moe_to_host(mimo_backend *g, mimo_moe_args *a, float *out) {
   mimo_cuda_poison(g, a->out, (size_t)a->T * a->hidden);
@@ -383,9 +364,8 @@ static void check_moe(mimo_backend *c, mimo_backend *g) {
         ex[e * 3 + p] = cf[k].fmt ? rand_dense(out, in, MIMO_DT_BF16, 0.05f) : rand_int4(out, in, cf[k].group, cf[k].asym);
         must(mimo_backend_upload_linear(g, &ex[e * 3 + p]), "upload");
       }
-    /* int4 with groups of 128: the tensor-core decode kernels, per token, then (fp32 = 1) the fp32 ones; the
-     * slices (MIMO_CUDA_MOE_SLICES=on) are checked below */
-    const int tcg_old = mimo_cuda_moe_tcg_min_t(1 << 30), sl_was = mimo_cuda_moe_slices_on(0);
+    /* int4 with groups of 128: the tensor-core decode kernels, per token, then (fp32 = 1) the fp32 ones */
+    const int tcg_old = mimo_cuda_moe_tcg_min_t(1 << 30);
     for (int ti = 0; ti < 8; ti++) {
       int T = Ts[ti % 4], fp32 = ti >= 4;
       if ((T == 33 && (long)H * I > 1024 * 512) || (fp32 && (cf[k].fmt || cf[k].group % 128)))
@@ -416,26 +396,6 @@ static void check_moe(mimo_backend *c, mimo_backend *g) {
     snprintf(what, sizeof what, "moe %s E%d top%d %dx%d g%d", cf[k].fmt ? "bf16" : cf[k].asym ? "int4-asym" : "int4-sym",
              E, K, H, I, cf[k].group);
     moe_offload_case(g, &router, &bv, ex, E, K, H, I, what);
-    /* split by slices of the expert width: several token counts, this rank's half of the experts (expert
-     * parallel), and every launch shape that fits this device at 1 and 4 tokens */
-    mimo_cuda_moe_slices_on(1);
-    const int sl_max_was = mimo_cuda_moe_slices_max_t(8), nsv = mimo_cuda_moe_slices_variant(-1, NULL, 0),
-              sl_min_was = mimo_cuda_moe_slices_min_blocks(1); /* the small shapes too */
-    for (int v = 0; !cf[k].fmt && cf[k].group % 128 == 0 && H * I <= 4096 * 2048 && v < 5 + 2 * (nsv - 1); v++) {
-      const int Tf[] = {1, 2, 5, 8, 2}, T = v < 5 ? Tf[v] : v % 2 ? 1 : 4, ep = v == 4;
-      char label[96] = "slices", name[192];
-      if (v >= 5 && !mimo_cuda_moe_slices_shape_fits(g, 1 + (v - 5) / 2))
-        continue; /* (16 warps need Hopper's shared memory) */
-      if (v >= 5)
-        mimo_cuda_moe_slices_variant(1 + (v - 5) / 2, label, sizeof label);
-      snprintf(name, sizeof name, "moe int4 E%d top%d %dx%d g%d T=%d [%s]%s", E, K, H, I, cf[k].group, T, label,
-               ep ? " (experts of rank 1 of 2)" : "");
-      moe_slices_case(c, g, &router, &bv, ex, E, K, H, I, T, name, ep ? E / 2 : 0, ep ? E / 2 : 0);
-    }
-    mimo_cuda_moe_slices_variant(-2, NULL, 0);
-    mimo_cuda_moe_slices_max_t(sl_max_was);
-    mimo_cuda_moe_slices_min_blocks(sl_min_was ? sl_min_was : INT32_MAX);
-    mimo_cuda_moe_slices_on(sl_was);
     /* the step's pairs grouped by expert (mimo_cuda_moe_tcg_min_t = 1): several token counts, every launch shape,
      * and expert parallel (this rank's half of the experts, either half) */
     mimo_cuda_moe_tcg_min_t(1);

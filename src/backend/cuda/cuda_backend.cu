@@ -524,7 +524,6 @@ extern "C" mimo_status mimo_backend_cuda_init(mimo_backend **out, int device) {
   c->mem_total = p.totalGlobalMem;
   c->mem_used += CU_BLAS_WS; /* cuBLAS's workspace, allocated above, counts against --gpu-memory-utilization too */
   c->sms = p.multiProcessorCount;
-  c->smem_optin = (int)p.sharedMemPerBlockOptin;
   snprintf(c->name, sizeof c->name, "%.200s (sm_%d, %d SMs, %.1f GiB%s)", p.name, c->cc, c->sms,
            p.totalGlobalMem / 1073741824.0, c->pdl ? ", programmatic dependent launch" : "");
   be->name = "cuda";

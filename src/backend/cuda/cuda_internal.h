@@ -84,7 +84,6 @@ typedef struct cu_ctx {
   cudaEvent_t ev0, ev1;
   struct cu_prof *prof;      /* MIMO_CUDA_PROFILE: op timing (cuda_profile.cu), else NULL */
   unsigned *route_done;      /* k_router_route's finished-block counter (zero between launches) */
-  int smem_optin;            /* shared memory one block may opt into (bytes) */
   int pdl;                   /* programmatic dependent launch usable: SM90+ device running SM90+ code (cu_launch) */
   size_t mem_limit;          /* --gpu-memory-utilization x total (0: none); weights + KV + scratch */
   size_t mem_used;
@@ -127,19 +126,6 @@ static inline int cu_switch(int *state, const char *var, const char *value, int 
   const int o = *state;
   if (on >= 0)
     *state = on;
-  return o;
-}
-
-/* A tunable count (test hook and environment variable var): on first use var's value where it is > 0, else def;
- * t > 0 sets it; returns the value before. */
-static inline int cu_tunable(int *state, const char *var, int def, int t) {
-  if (*state <= 0) {
-    const char *e = getenv(var);
-    *state = e && atoi(e) > 0 ? atoi(e) : def;
-  }
-  const int o = *state;
-  if (t > 0)
-    *state = t;
   return o;
 }
 
@@ -278,21 +264,12 @@ bool cu_moe_grouped_fits(cu_ctx *c, const mimo_moe_args *a, int n_local, bool tc
 void cu_moe_grouped(mimo_backend *be, const mimo_moe_args *a, const cu_lin *tab, const int *sel, const float *wts,
                     int e0, int n_local);
 /* cuda_moe_tc.cu: int4 decode experts on tensor cores (groups of 128k, H and I multiples of 128), after
- * the routing. hf: T·K·I floats; hrec, xrec: cu_moe_tc_scratch bytes (8-bit step records, see the file); part:
- * NULL, or cu_moe_slices_scratch floats where cu_moe_slices_fits (then the slices take the step). */
+ * the routing. hf: T·K·I floats; hrec, xrec: cu_moe_tc_scratch bytes (8-bit step records, see the file). */
 bool cu_moe_tc_fits(const cu_lin *L0, int H, int I, int K);
-void cu_moe_tc(cu_ctx *c, float *out, float *hf, void *hrec, void *xrec, float *part, const float *x, const cu_lin *tab,
+void cu_moe_tc(cu_ctx *c, float *out, float *hf, void *hrec, void *xrec, const float *x, const cu_lin *tab,
                const int *sel, const float *wts, int T, int K, int I, int H, int group, bool tiled);
 /* Bytes of the tensor-core decode's 8-bit step records of n vectors of len inputs (x: n = T; h: n = T·K). */
 size_t cu_moe_tc_scratch(int n, int len);
-/* cuda_moe_slices.cu: the few-token path split by 128-wide slices of the expert width after x's split (xrec): one
- * launch of independent blocks (gate+up of the slice and down over just its columns) writes partial outputs (part:
- * cu_moe_slices_scratch floats), a second sums them with the routing weights. fits: T <= mimo_cuda_moe_slices_max_t
- * and a launch shape within this device's shared memory. */
-bool cu_moe_slices_fits(cu_ctx *c, int T, int K, int I, int H);
-size_t cu_moe_slices_scratch(int T, int K, int I, int H);
-void cu_moe_slices(cu_ctx *c, float *out, float *part, const void *xrec, const cu_lin *tab, const int *sel,
-                   const float *wts, int T, int K, int I, int H, int group, bool tiled);
 /* The same kernels with the step's (token, slot) pairs grouped by expert (from mimo_cuda_moe_tcg_min_t tokens):
  * each local expert [e0, e0 + n_local) is read once per 4 pairs that chose it; sel and wts as routed. */
 bool cu_moe_tcg_fits(int T, int n_local);

@@ -194,40 +194,16 @@ __global__ void __launch_bounds__(256) k_gemv(float *y, const float *x, cu_lin L
 }
 
 /* Few rows (the fp32 router's 256, small shapes): a warp per row would leave most
- * SMs idle, so a block takes one row and its 8 warps split K, summed in a fixed order. Each warp's first four steps
- * of 256 are loaded before the previous kernel has finished (cu_launch): a row's weights need nothing from it, and
- * at one token the router's 4 MB are then in flight while the layer's norm ends. Same sums in the same order as
- * warp_dot_dense_range. */
-template <int FMT, int MT, bool EARLY>
+ * SMs idle, so a block takes one row and its 8 warps split K, summed in a fixed order. */
+template <int FMT, int MT>
 __global__ void __launch_bounds__(256) k_gemv_splitk(float *y, const float *x, cu_lin L) {
   __shared__ float part[8][MT];
+  pdl_start();
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, r = blockIdx.x;
   const int per = (L.in + 8 * 256 - 1) / (8 * 256) * 256, k0 = warp * per, k1 = k0 + per < L.in ? k0 + per : L.in;
-  const int k = k0 + lane * 8;
-  const size_t base = (size_t)r * L.in;
-  float w0[4][8];
-  if (!EARLY)
-    pdl_start();
-#pragma unroll
-  for (int u = 0; u < 4; u++)
-    if (k + u * 256 < k1)
-      load8<FMT>(L.w, base + k + u * 256, w0[u]);
-  if (EARLY)
-    pdl_start();
 #pragma unroll
   for (int t = 0; t < MT; t++) {
-    const float *xt = x + (size_t)t * L.in;
-    float a = 0.f;
-#pragma unroll
-    for (int u = 0; u < 4; u++)
-      if (k + u * 256 < k1) {
-        const float *xu = xt + k + u * 256;
-        const float4 x0 = *(const float4 *)xu, x1 = *(const float4 *)(xu + 4);
-        a += w0[u][0] * x0.x + w0[u][1] * x0.y + w0[u][2] * x0.z + w0[u][3] * x0.w + w0[u][4] * x1.x +
-             w0[u][5] * x1.y + w0[u][6] * x1.z + w0[u][7] * x1.w;
-      }
-    if (k + 4 * 256 < k1)
-      a = warp_dot_dense_from<FMT>(L, r, xt, k + 4 * 256, k1, a);
+    float a = k0 < k1 ? warp_dot_dense_range<FMT>(L, r, x + (size_t)t * L.in, lane, k0, k1) : 0.f;
     a = warp_sum(a);
     if (lane == 0)
       part[warp][t] = a;
@@ -242,19 +218,6 @@ __global__ void __launch_bounds__(256) k_gemv_splitk(float *y, const float *x, c
   }
 }
 
-/* Test hook and MIMO_CUDA_GEMV_EARLY=off: the split-K kernel loads its weights only after the wait (before/after in
- * one run). */
-static int early_off = -1;
-extern "C" int mimo_cuda_gemv_early_off(int on) { return cu_switch(&early_off, "MIMO_CUDA_GEMV_EARLY", "off", on); }
-
-template <int FMT, int MT>
-static void gemv_splitk(cu_ctx *c, float *y, const float *x, const cu_lin *L) {
-  if (mimo_cuda_gemv_early_off(-1))
-    cu_launch(c, k_gemv_splitk<FMT, MT, false>, L->out, 256, 0, y, x, *L);
-  else
-    cu_launch(c, k_gemv_splitk<FMT, MT, true>, L->out, 256, 0, y, x, *L);
-}
-
 template <int FMT> static void gemv_fmt(cu_ctx *c, float *y, const float *x, int T, const cu_lin *L) {
   /* Split K below two blocks of the row kernel per SM. */
   const bool splitk = FMT != CU_INT4 && L->out < 2 * GEMV_ROWS * c->sms;
@@ -265,10 +228,10 @@ template <int FMT> static void gemv_fmt(cu_ctx *c, float *y, const float *x, int
     dim3 g(cdiv(L->out, GEMV_ROWS));
     if (splitk) {
       switch (n) {
-      case 1: gemv_splitk<FMT, 1>(c, yy, xx, L); break;
-      case 2: gemv_splitk<FMT, 2>(c, yy, xx, L); break;
-      case 3: gemv_splitk<FMT, 3>(c, yy, xx, L); break;
-      default: gemv_splitk<FMT, 4>(c, yy, xx, L); break;
+      case 1: cu_launch(c, k_gemv_splitk<FMT, 1>, L->out, 256, 0, yy, xx, *L); break;
+      case 2: cu_launch(c, k_gemv_splitk<FMT, 2>, L->out, 256, 0, yy, xx, *L); break;
+      case 3: cu_launch(c, k_gemv_splitk<FMT, 3>, L->out, 256, 0, yy, xx, *L); break;
+      default: cu_launch(c, k_gemv_splitk<FMT, 4>, L->out, 256, 0, yy, xx, *L); break;
       }
       continue;
     }

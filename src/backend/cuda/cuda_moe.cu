@@ -352,13 +352,11 @@ void cu_moe(mimo_backend *be, mimo_moe_args *a) {
   const bool tc = !grouped && tc_ok; /* tensor-core decode (cuda_moe_tc.cu) */
   const bool tcg = tc && cu_moe_tcg_fits(T, NL);                  /* the same, pairs grouped by expert */
   const bool own = grouped || tcg;                                /* paths with their own scratch and expert ranges */
-  const bool slices = tc && !own && cu_moe_slices_fits(c, T, K, I, H); /* split by slices of I (cuda_moe_slices.cu) */
   float *z = cu_alloc(be, cu_moe_route_scratch(T, E)), *w = cu_alloc(be, (size_t)T * K), *selb = cu_alloc(be, (size_t)T * K),
         *hb = own ? NULL : cu_alloc(be, (size_t)T * K * perm_len(I)),
         *xh = tc && !own ? cu_alloc(be, cdiv(cu_moe_tc_scratch(T, H), 4)) : NULL,
-        *hr = tc && !own ? cu_alloc(be, cdiv(cu_moe_tc_scratch(T * K, I), 4)) : NULL,
-        *pb = slices ? cu_alloc(be, cu_moe_slices_scratch(T, K, I, H)) : NULL;
-  if (!z || !w || !selb || (!own && !hb) || (tc && !own && (!xh || !hr)) || (slices && !pb)) {
+        *hr = tc && !own ? cu_alloc(be, cdiv(cu_moe_tc_scratch(T * K, I), 4)) : NULL;
+  if (!z || !w || !selb || (!own && !hb) || (tc && !own && (!xh || !hr))) {
     cu_fail(c, "moe", "out of GPU memory for scratch", __FILE__, __LINE__);
   } else {
     int *sel = (int *)selb;
@@ -392,7 +390,7 @@ void cu_moe(mimo_backend *be, mimo_moe_args *a) {
         cu_moe_tcg(be, a->out, a->x, tab, sel, w, T, K, I, H, L0->group, L0->tiled, e0, NL);
         moe_mark(c, 4);
       } else if (tc) {
-        cu_moe_tc(c, a->out, hb, hr, xh, pb, a->x, tab, xsel, xw, T, K, I, H, L0->group, L0->tiled);
+        cu_moe_tc(c, a->out, hb, hr, xh, a->x, tab, xsel, xw, T, K, I, H, L0->group, L0->tiled);
         moe_mark(c, 4);
       } else {
         experts_q4(c, a->out, hb, a->x, tab, xsel, xw, T, K, I, H, L0->group);
@@ -416,5 +414,4 @@ void cu_moe(mimo_backend *be, mimo_moe_args *a) {
   cu_release(be, hb);
   cu_release(be, xh);
   cu_release(be, hr);
-  cu_release(be, pb);
 }

@@ -25,15 +25,28 @@ __global__ void __launch_bounds__(W * 32) k_tc_up(float *hf, const char *xrec, c
                                                   int I, int H, int gshift, bool tiled) {
   extern __shared__ uint4 tc_sm[];
   __shared__ float part[W][2][TC_ROWS];
-  const int tk = blockIdx.y, wp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-  const int r0 = (blockIdx.x * (W / P) + wp / P) * TC_ROWS, nst = H / 128;
+  const int tk = blockIdx.y, wp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+  const int r0 = (blockIdx.x * (W / P) + wp / P) * TC_ROWS, n16 = H / 32, groups = H >> gshift, nst = H / 128;
   const int pi = wp % P, sa = pi * nst / P, sb = (pi + 1) * nst / P;
   const bool live = r0 < I;
   if (!live)
     pdl_start(); /* (live warps wait in their walk) */
-  if (live) /* sel: routed two launches back, complete when this kernel starts (cu_launch) */
-    tc_up_tile<S>((char *)tc_sm + (size_t)wp * S * tc_ring<2>::BYTES, tab + (size_t)__ldcg(sel + tk) * 3, r0, sa, sb,
-                  xrec + (size_t)(tk / K) * nst * TC_REC, H, gshift, tiled, part[wp][0], part[wp][1], lane);
+  if (live) {
+    char *ring = (char *)tc_sm + (size_t)wp * S * tc_ring<2>::BYTES;
+    const int e = __ldcg(sel + tk); /* routed two launches back: complete when this kernel starts (cu_launch) */
+    const uint4 *gq = tab[e * 3].q, *uq = tab[e * 3 + 1].q;
+    const uint32_t *sp = tab[e * 3 + (lane >> 4)].sz;
+    const uint4 *const q[2] = {tc_q(gq, tiled, r0, g, t, n16), tc_q(uq, tiled, r0, g, t, n16)};
+    const uint32_t *scp = tc_sz(sp, tiled, r0, lane & 15, groups);
+    const tc_map mp = tc_map_of(tiled, n16, groups);
+    const char *rec = xrec + (size_t)(tk / K) * nst * TC_REC;
+    float acc[2][2] = {{0.f, 0.f}, {0.f, 0.f}};
+    tc_ring_walk<S>(
+        ring, tc_ring<2>::BYTES, sb - sa, [&](char *st, int i) { tc_fill_w<2>(st, q, scp, mp, sa + i, gshift, lane); },
+        [&](char *st, int i) { tc_fill_r<2>(st, rec, sa + i, lane); },
+        [&](const char *st, int) { tc_use<2>(acc, st, g, t, lane); });
+    tc_up_part(part[wp][0], part[wp][1], acc, g, t);
+  }
   __syncthreads();
   if (live && pi == 0 && lane < TC_ROWS) {
     float a = 0.f, u = 0.f;
@@ -420,7 +433,7 @@ size_t cu_moe_tc_scratch(int n, int len) { return (size_t)n * (len / 128) * TC_R
 
 static bool tc_opt_in(cu_ctx *c);
 
-void cu_moe_tc(cu_ctx *c, float *out, float *hf, void *hrec, void *xrec, float *part, const float *x, const cu_lin *tab,
+void cu_moe_tc(cu_ctx *c, float *out, float *hf, void *hrec, void *xrec, const float *x, const cu_lin *tab,
                const int *sel, const float *wts, int T, int K, int I, int H, int group, bool tiled) {
   if (tc_up_v < 0)
     mimo_cuda_moe_tc_variant(-1, -1, NULL, 0);
@@ -432,11 +445,6 @@ void cu_moe_tc(cu_ctx *c, float *out, float *hf, void *hrec, void *xrec, float *
     return;
   /* up and down read sel and wts before their wait: k_tc_split8 always runs between (cu_launch's contract) */
   cu_launch(c, k_tc_split8, cdiv((long)T * (H / 128) * 32, 256), 256, 0, (char *)xrec, x, T, H);
-  if (part && tc_up_v == 0 && tc_dn_v == 0) { /* split by slices of the expert width (cuda_moe_slices.cu) */
-    cu_moe_slices(c, out, part, xrec, tab, sel, wts, T, K, I, H, group, tiled);
-    cu_moe_mark(c, 3); /* the phase hook sees both launches as gate+up */
-    return;
-  }
   const int tiles_per_block = u->warps / u->per_tile;
   cu_launch(c, u->f, dim3(cdiv(I / TC_ROWS, tiles_per_block), T * K), u->warps * 32, su, hf, (const char *)xrec, tab, sel,
             K, I, H, gshift, tiled);
@@ -466,7 +474,7 @@ static const tcg_shape tcg_ups[] = {TCG_SHAPE(true, 2, 8, 4, 3), TCG_SHAPE(true,
 static const tcg_shape tcg_dns[] = {TCG_SHAPE(false, 2, 8, 1, 3), TCG_SHAPE(false, 1, 8, 1, 4),
                                     TCG_SHAPE(false, 2, 4, 1, 6)};
 static int tcg_up_v = -1, tcg_dn_v = 0;
-static int tcg_min_t; /* tokens from which a step's pairs are grouped by expert, 8 (cuda_bench: per-token vs grouped) */
+static int tcg_min_t = 8; /* tokens from which a step's pairs are grouped by expert (cuda_bench: per-token vs grouped) */
 
 /* Test hook and MIMO_CUDA_TCG_VARIANT=up,down: as mimo_cuda_moe_tc_variant, for the grouped kernels. */
 extern "C" int mimo_cuda_moe_tcg_variant(int up, int dn, char *label, int n) {
@@ -481,7 +489,19 @@ extern "C" int mimo_cuda_moe_tcg_variant(int up, int dn, char *label, int n) {
 }
 
 /* Test hook and MIMO_CUDA_TCG_MIN_T: the grouping threshold in tokens (t > 0 sets it); returns the old one. */
-extern "C" int mimo_cuda_moe_tcg_min_t(int t) { return cu_tunable(&tcg_min_t, "MIMO_CUDA_TCG_MIN_T", 8, t); }
+extern "C" int mimo_cuda_moe_tcg_min_t(int t) {
+  static bool env_read;
+  if (!env_read) {
+    env_read = true;
+    const char *e = getenv("MIMO_CUDA_TCG_MIN_T");
+    if (e && atoi(e) > 0)
+      tcg_min_t = atoi(e);
+  }
+  const int o = tcg_min_t;
+  if (t > 0)
+    tcg_min_t = t;
+  return o;
+}
 
 bool cu_moe_tcg_fits(int T, int n_local) {
   for (size_t i = 0; i < sizeof tcg_ups / sizeof *tcg_ups; i++)

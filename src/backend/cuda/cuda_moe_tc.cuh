@@ -123,12 +123,13 @@ template <int NM> __device__ __forceinline__ void tc_fill_r(char *st, const char
     cp16(st + tc_ring<NM>::WB + 16 * lane, rec + (size_t)s * TC_REC + 16 * lane);
 }
 
-/* One step: acc[m][0|1] += scale · (rows g, g+8 of matrix m) · x over this thread's limb columns (the four t of a
- * group add up to the row's sum); st: the step's weight words (tc_fill_q), rb: its B record, sc: its scale words. */
+/* One step from stage st: acc[m][0|1] += scale · (rows g, g+8 of matrix m) · x over this thread's limb columns
+ * (the four t of a group add up to the row's sum). */
 template <int NM>
-__device__ __forceinline__ void tc_use_parts(float (&acc)[NM][2], const char *st, const char *rb, const uint32_t *sc,
-                                             int g, int t, int lane) {
+__device__ __forceinline__ void tc_use(float (&acc)[NM][2], const char *st, int g, int t, int lane) {
   const uint4 *w = (const uint4 *)st;
+  const char *rb = st + tc_ring<NM>::WB;
+  const uint32_t *sc = (const uint32_t *)(rb + TC_REC);
   const uint4 z = make_uint4(0, 0, 0, 0);
   const uint4 b0 = g < 3 ? *(const uint4 *)(rb + g * TC_COL + t * 32) : z;
   const uint4 b1 = g < 3 ? *(const uint4 *)(rb + g * TC_COL + t * 32 + 16) : z;
@@ -149,11 +150,6 @@ __device__ __forceinline__ void tc_use_parts(float (&acc)[NM][2], const char *st
     acc[m][0] = fmaf(bf16_hi(zg) * xs, (float)vg, acc[m][0]);
     acc[m][1] = fmaf(bf16_hi(zg8) * xs, (float)vg8, acc[m][1]);
   }
-}
-/* The same from a ring stage (weights, record, scale words as tc_fill_w and tc_fill_r lay them out). */
-template <int NM>
-__device__ __forceinline__ void tc_use(float (&acc)[NM][2], const char *st, int g, int t, int lane) {
-  tc_use_parts<NM>(acc, st, st + tc_ring<NM>::WB, (const uint32_t *)(st + tc_ring<NM>::WB + TC_REC), g, t, lane);
 }
 
 /* Steps 0..n-1 through the warp's ring of S stages of `bytes` each: fill_w(stage, i) issues step i's weights,
@@ -211,23 +207,6 @@ __device__ __forceinline__ void tc_up_part(float *pg, float *pu, float (&acc)[2]
     pu[g] = u0;
     pu[g + 8] = u1;
   }
-}
-/* gate+up of one 16-row tile: rows [r0, r0 + 16) of expert ex's gate (ex[0]) and up (ex[1]) over steps [sa, sb) of
- * H against one vector's step records rec, through the warp's ring of S stages; the rows' sums into pg and pu
- * (tc_up_part). Whole warp; the walk waits for the previous kernel after its first weight stages (tc_ring_walk). */
-template <int S>
-__device__ __forceinline__ void tc_up_tile(char *ring, const cu_lin *ex, int r0, int sa, int sb, const char *rec, int H,
-                                           int gshift, bool tiled, float *pg, float *pu, int lane) {
-  const int g = lane >> 2, t = lane & 3, n16 = H / 32, groups = H >> gshift;
-  const uint4 *const q[2] = {tc_q(ex[0].q, tiled, r0, g, t, n16), tc_q(ex[1].q, tiled, r0, g, t, n16)};
-  const uint32_t *scp = tc_sz(ex[lane >> 4].sz, tiled, r0, lane & 15, groups);
-  const tc_map mp = tc_map_of(tiled, n16, groups);
-  float acc[2][2] = {{0.f, 0.f}, {0.f, 0.f}};
-  tc_ring_walk<S>(
-      ring, tc_ring<2>::BYTES, sb - sa, [&](char *st, int i) { tc_fill_w<2>(st, q, scp, mp, sa + i, gshift, lane); },
-      [&](char *st, int i) { tc_fill_r<2>(st, rec, sa + i, lane); },
-      [&](const char *st, int) { tc_use<2>(acc, st, g, t, lane); });
-  tc_up_part(pg, pu, acc, g, t);
 }
 /* down: a slot's sums done, weighted by its routing weight w into og (fixed order), acc cleared for the next slot */
 template <int NT> __device__ __forceinline__ void tc_weigh_slot(float (&og)[NT][2], float (&acc)[NT][2], float w) {
