@@ -41,6 +41,22 @@ static mimo_jg *compile(const char *spec) {
   return g;
 }
 
+/* A specification (the first form's {structures, triggers}, or with format a format object) refused with a message
+ * that says msg. */
+static void expect_refused(const char *spec, bool format, const char *msg) {
+  json_error_t err;
+  json_t *j = json_loads(spec, 0, &err);
+  assert_non_null(j);
+  mimo_jg *g = NULL;
+  const mimo_status st = format ? mimo_jg_structural_format(j, &g)
+                                : mimo_jg_structural_tag(json_object_get(j, "structures"), json_object_get(j, "triggers"), &g);
+  assert_int_equal(st, MIMO_E_INVALID);
+  if (!strstr(mimo_errmsg(), msg))
+    fail_msg("'%s' does not say '%s'", mimo_errmsg(), msg);
+  assert_null(g);
+  json_decref(j);
+}
+
 static void test_documents(void **state) {
   (void)state;
   mimo_jg *g = compile(SPEC_LT);
@@ -96,18 +112,8 @@ static void test_refusals(void **state) {
       {"{\"structures\": [{\"begin\": \"\", \"schema\": {}, \"end\": \"\"}], \"triggers\": [\"<f\"]}",
        "structures[0] must be an object with a non-empty string 'begin'"},
   };
-  for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
-    json_error_t err;
-    json_t *j = json_loads(bad[i].spec, 0, &err);
-    assert_non_null(j);
-    mimo_jg *g = NULL;
-    assert_int_equal(mimo_jg_structural_tag(json_object_get(j, "structures"), json_object_get(j, "triggers"), &g),
-                     MIMO_E_INVALID);
-    if (!strstr(mimo_errmsg(), bad[i].msg))
-      fail_msg("case %zu: '%s' does not say '%s'", i, mimo_errmsg(), bad[i].msg);
-    assert_null(g);
-    json_decref(j);
-  }
+  for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
+    expect_refused(bad[i].spec, false, bad[i].msg);
 }
 
 static mimo_jg *compile_format(const char *format) {
@@ -179,16 +185,8 @@ static void test_format_form(void **state) {
       {"{\"type\": \"triggered_tags\", \"triggers\": [\"<\"], \"tags\": [], \"at_least_one\": 1}",
        "format.at_least_one and format.stop_after_first must be booleans"},
   };
-  for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
-    json_error_t err;
-    json_t *j = json_loads(bad[i].format, 0, &err);
-    assert_non_null(j);
-    g = NULL;
-    assert_int_equal(mimo_jg_structural_format(j, &g), MIMO_E_INVALID);
-    if (!strstr(mimo_errmsg(), bad[i].msg))
-      fail_msg("case %zu: '%s' does not say '%s'", i, mimo_errmsg(), bad[i].msg);
-    json_decref(j);
-  }
+  for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
+    expect_refused(bad[i].format, true, bad[i].msg);
 }
 
 static uint64_t rng = 0x2545f4914f6cdd1dull;
