@@ -56,7 +56,6 @@ struct mimo_jg {
   bool no_ws; /* no whitespace between JSON tokens (vLLM's disable_any_whitespace) */
   char *start_text; /* the output's start is taken as given (tool calls after the forced prefix) */
   jg_stag *stag; /* a structural tag's triggers */
-  bool stag_fast; /* ... all of which start with '<' */
   long re_budget; /* the work left for the schema's patterns and formats, all together (text/regex_dfa.h) */
   mimo_re *re; /* a regex: the whole output matches it (raw text); the frame's off is the DFA state */
   node *root, *any, *any_obj, *any_arr, *free_str, *any_num, *json_lits;

@@ -14,11 +14,11 @@
 #include "text/json_grammar_internal.h"
 
 struct jg_stag {
-  int n_states;
   int16_t (*go)[256]; /* state × byte → state */
   int8_t *hit;        /* the trigger that ends at a state, -1: none */
   uint64_t *opens;    /* per trigger: the structures whose begin starts with it */
   uint16_t *tlen;     /* per trigger: its length */
+  bool lt;            /* every trigger starts with '<': free text's plain tokens (no '<') never start one */
 };
 
 void jg_stag_free(jg_stag *t) {
@@ -73,7 +73,6 @@ static mimo_status build_automaton(jg_stag *t, char *const *trig, const size_t *
       }
     }
   }
-  t->n_states = n_states;
   free(fail);
   free(queue);
   return MIMO_OK;
@@ -203,10 +202,9 @@ static mimo_status build(const json_t *structures, const char *list, bool single
     mimo_jg_free(g);
     return st;
   }
-  bool lt = true; /* every trigger starts with '<': free text's plain tokens (no '<') never start one */
+  t->lt = true;
   for (int i = 0; i < nt; i++)
-    lt &= trig[i][0] == '<';
-  g->stag_fast = lt;
+    t->lt &= trig[i][0] == '<';
   *out = g;
   return MIMO_OK;
 }
@@ -290,7 +288,7 @@ int jg_stag_byte(const mimo_jg *g, mimo_jg_stack *s, mimo_jg_frame *f, int c) {
     return jg_narrow(f, n->lits, n->lit_len, n->n_lits, c) ? begin_done(s, f) : REJECT;
   case P_ST_END: {
     const char *e = n->keys[f->prop];
-    if (f->off == 0 && jg_is_ws(c) && (unsigned char)e[0] != c && !g->no_ws) /* space after the value */
+    if (f->off == 0 && jg_is_ws(c) && (unsigned char)e[0] != c) /* space after the value */
       return jg_ws_byte(f);
     if (f->off >= n->key_len[f->prop] || (unsigned char)e[f->off] != c)
       return REJECT;
@@ -308,5 +306,5 @@ bool jg_stag_done(const mimo_jg_frame *f) { return f->phase == P_ST_FREE && !f->
 /* Free text where no trigger has begun and no character is open: every plain token is text (when every trigger
  * starts with '<', which plain tokens lack). */
 bool jg_stag_free_text(const mimo_jg *g, const mimo_jg_frame *f) {
-  return g->stag_fast && f->phase == P_ST_FREE && f->off == 0 && !f->need;
+  return g->stag->lt && f->phase == P_ST_FREE && f->off == 0 && !f->need;
 }
