@@ -140,9 +140,10 @@ static mimo_linear *moe_bench_layer(mimo_backend *g, mimo_linear *router, mimo_l
 }
 
 /* The tensor-core decode kernels' launch shapes: per pair (mimo_cuda_moe_tc_variant) each up variant with the
- * default down, then each down variant with the default up, at 1 and 8 tokens; grouped by expert
- * (mimo_cuda_moe_tcg_variant) likewise at 8 and 32 tokens. Same weights and inputs as above; the ratio assumes
- * E·(1 − (1 − K/E)^T) distinct experts (uniform routing). */
+ * default down, then each down variant with the default up, then every pairing of an up and a down that both stream
+ * their weights into registers, at 1 and 8 tokens; grouped by expert (mimo_cuda_moe_tcg_variant) likewise at 8 and
+ * 32 tokens. Same weights and inputs as above; single calls (median of 20) and back to back (median of 3 runs of
+ * 16); the ratio assumes E·(1 − (1 − K/E)^T) distinct experts (uniform routing). */
 int mimo_cuda_moe_tc_variant(int up, int dn, char *label, int n);
 int mimo_cuda_int4_tiled_off(int on);
 int mimo_cuda_pdl_off(int on);
@@ -160,11 +161,15 @@ static void moe_tc_variants(mimo_backend *g, double bw) {
     int (*variant)(int, int, char *, int) = grouped ? mimo_cuda_moe_tcg_variant : mimo_cuda_moe_tc_variant;
     const int nu = variant(-1, -1, NULL, 0), nd = variant(-2, -1, NULL, 0);
     mimo_cuda_moe_tcg_min_t(grouped ? 1 : 1 << 30);
-    for (int v = 0; v < nu + nd - 1; v++) {
-      char label[160];
-      variant(v < nu ? v : 0, v < nu ? 0 : v - nu + 1, label, sizeof label);
+    for (int v = 0; v < nu * nd; v++) {
+      const int u = v % nu, d = v / nu; /* (u, 0) for every u first, then (0, d) and the register pairings */
+      char label[200];
+      variant(u, d, label, sizeof label);
+      const bool regs_pair = strstr(label, "up registers") && strstr(label, "down registers");
+      if (u && d && !regs_pair)
+        continue;
       for (int T = grouped ? 8 : 1; T <= (grouped ? 32 : 8); T += grouped ? 24 : 7) {
-        float ms[20];
+        float ms[20], bb[3];
         for (int r = 0; r < 24; r++) {
           mimo_moe_args a = {.x = dxs + (size_t)(r % 16) * 32 * H, .out = dout, .T = T, .hidden = H, .inter = I,
                              .n_experts = E, .top_k = K, .router = &router, .bias = &bias, .experts = ex,
@@ -175,9 +180,11 @@ static void moe_tc_variants(mimo_backend *g, double bw) {
           if (r >= 4)
             ms[r - 4] = t;
         }
-        const double t = median(ms, 20), b = E * (1 - pow(1 - (double)K / E, T)) * ebytes;
-        printf("BENCH moe_int4_variant [%s] T=%d %.1f us (~%.1f%% of copy)\n", label, T, t * 1e3,
-               100.0 * b / (t * 1e-3) / bw);
+        for (int r = 0; r < 3; r++)
+          bb[r] = moe_back_to_back(g, dxs, (size_t)32 * H, dout, T, &router, &bias, ex);
+        const double t = median(ms, 20), tb = median(bb, 3), b = E * (1 - pow(1 - (double)K / E, T)) * ebytes;
+        printf("BENCH moe_int4_variant [%s] T=%d %.1f us (~%.1f%% of copy); back to back %.1f us (~%.1f%%)\n", label, T,
+               t * 1e3, 100.0 * b / (t * 1e-3) / bw, tb * 1e3, 100.0 * b / (tb * 1e-3) / bw);
       }
     }
     variant(0, 0, NULL, 0);

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "backend/cuda/cuda_moe_tc.cuh"
+#include "backend/cuda/cuda_moe_tc_reg.cuh"
 
 /* x [n][len] fp32 -> rec [n][len/128][TC_REC]: one warp per (vector, step) (tc_split_step). */
 __global__ void k_tc_split8(char *rec, const float *x, int n, int len) {
@@ -366,20 +367,23 @@ typedef void (*tc_up_fn)(float *, const char *, const cu_lin *, const int *, int
 typedef void (*tc_dn_fn)(float *, const char *, const cu_lin *, const int *, const float *, int, int, int, int, bool);
 typedef struct {
   tc_up_fn f;
-  int warps, per_tile, stages;
+  int warps, per_tile, stages, regs; /* regs: weights in registers, stages = steps ahead (cuda_moe_tc_reg.cuh) */
 } tc_up_shape;
 typedef struct {
   tc_dn_fn f;
-  int warps, stages, tiles, per_slot; /* tiles: 16-row tiles per block; per_slot: warps sharing a slot's steps */
+  int warps, stages, tiles, per_slot, regs; /* tiles: 16-row tiles per block; per_slot: warps sharing a slot's steps */
 } tc_dn_shape;
-static const tc_up_shape tc_ups[] = {{k_tc_up<8, 4, 4>, 8, 4, 4}, {k_tc_up<4, 1, 6>, 4, 1, 6}, {k_tc_up<8, 2, 4>, 8, 2, 4},
-                                     {k_tc_up<4, 2, 8>, 4, 2, 8}, {k_tc_up<8, 1, 4>, 8, 1, 4}};
+static const tc_up_shape tc_ups[] = {{k_tc_up<8, 4, 4>, 8, 4, 4, 0},  {k_tc_up<4, 1, 6>, 4, 1, 6, 0},
+                                     {k_tc_up<8, 2, 4>, 8, 2, 4, 0},  {k_tc_up<4, 2, 8>, 4, 2, 8, 0},
+                                     {k_tc_up<8, 1, 4>, 8, 1, 4, 0},  {k_tcr_up<8, 2, 4>, 8, 2, 4, 1},
+                                     {k_tcr_up<8, 4, 4>, 8, 4, 4, 1}, {k_tcr_up<8, 2, 6>, 8, 2, 6, 1}};
 /* down: 32-row blocks (each step's records serve two row tiles) 60.0 / 255.5 µs at T = 1 / 8 against 61.6 / 259.4
  * with 16 rows and 6 stages (H200, one run, 2026-12-03). 16 warps, 2 per slot (16 warps per SM at one token instead
  * of 8): 51.5 / 259.9 µs against 52.5 / 249.6 with the default (H200, 2026-12-04), no change to the decode step. */
-static const tc_dn_shape tc_dns[] = {{k_tc_down<8, 4, 2, 1>, 8, 4, 2, 1},  {k_tc_down<8, 6, 1, 1>, 8, 6, 1, 1},
-                                     {k_tc_down<4, 8, 1, 1>, 4, 8, 1, 1},  {k_tc_down<8, 4, 1, 1>, 8, 4, 1, 1},
-                                     {k_tc_down<4, 8, 2, 1>, 4, 8, 2, 1},  {k_tc_down<16, 3, 2, 2>, 16, 3, 2, 2}};
+static const tc_dn_shape tc_dns[] = {
+    {k_tc_down<8, 4, 2, 1>, 8, 4, 2, 1, 0},  {k_tc_down<8, 6, 1, 1>, 8, 6, 1, 1, 0},   {k_tc_down<4, 8, 1, 1>, 4, 8, 1, 1, 0},
+    {k_tc_down<8, 4, 1, 1>, 8, 4, 1, 1, 0},  {k_tc_down<4, 8, 2, 1>, 4, 8, 2, 1, 0},   {k_tc_down<16, 3, 2, 2>, 16, 3, 2, 2, 0},
+    {k_tcr_down<8, 4, 2, 1>, 8, 4, 2, 1, 1}, {k_tcr_down<16, 4, 2, 2>, 16, 4, 2, 2, 1}, {k_tcr_down<8, 6, 1, 1>, 8, 6, 1, 1, 1}};
 static int tc_up_v = -1, tc_dn_v = 0;
 
 /* The (up, down) table choice *uv, *dv: first the environment variable var's "u,d" (else the defaults, 0), then
@@ -406,25 +410,35 @@ extern "C" int mimo_cuda_moe_tc_variant(int up, int dn, char *label, int n) {
   const int nu = (int)(sizeof tc_ups / sizeof *tc_ups), nd = (int)(sizeof tc_dns / sizeof *tc_dns);
   variant_pick(&tc_up_v, &tc_dn_v, nu, nd, "MIMO_CUDA_TC_VARIANT", up, dn);
   if (label)
-    snprintf(label, (size_t)n, "up %d warps, %d per tile, %d stages; down %d warps, %d per slot, %d stages, %d rows",
-             tc_ups[tc_up_v].warps, tc_ups[tc_up_v].per_tile, tc_ups[tc_up_v].stages, tc_dns[tc_dn_v].warps,
-             tc_dns[tc_dn_v].per_slot, tc_dns[tc_dn_v].stages, 16 * tc_dns[tc_dn_v].tiles);
+    snprintf(label, (size_t)n, "up %s%d warps, %d per tile, %d %s; down %s%d warps, %d per slot, %d %s, %d rows",
+             tc_ups[tc_up_v].regs ? "registers " : "", tc_ups[tc_up_v].warps, tc_ups[tc_up_v].per_tile,
+             tc_ups[tc_up_v].stages, tc_ups[tc_up_v].regs ? "ahead" : "stages", tc_dns[tc_dn_v].regs ? "registers " : "",
+             tc_dns[tc_dn_v].warps, tc_dns[tc_dn_v].per_slot, tc_dns[tc_dn_v].stages,
+             tc_dns[tc_dn_v].regs ? "ahead" : "stages", 16 * tc_dns[tc_dn_v].tiles);
   return up == -2 ? nd : nu;
 }
 
-static size_t tc_up_smem(const tc_up_shape *u) { return (size_t)u->warps * u->stages * tc_ring<2>::BYTES; }
-static size_t tc_dn_smem(const tc_dn_shape *d) {
+/* Dynamic shared memory of a shape at hidden size H and expert width I: the rings, or (registers) the step records
+ * of the token (up) or of each warp's part of a slot (down). */
+static size_t tc_up_smem(const tc_up_shape *u, int H) {
+  return u->regs ? (size_t)(H / 128) * TC_REC : (size_t)u->warps * u->stages * tc_ring<2>::BYTES;
+}
+static size_t tc_dn_smem(const tc_dn_shape *d, int I) {
+  if (d->regs)
+    return (size_t)d->warps * ((I / 128 + d->per_slot - 1) / d->per_slot) * TC_REC;
   return (size_t)d->warps * d->stages * (size_t)(d->tiles == 2 ? (int)tc_ring<2>::BYTES : (int)tc_ring<1>::BYTES);
 }
 
 bool cu_moe_tc_fits(const cu_lin *L0, int H, int I, int K) {
   if (L0->fmt != CU_INT4 || L0->group % 128 || H % 128 || I % 128 || K > 32 || mimo_cuda_moe_decode_fp32(-1))
     return false;
-  for (size_t i = 0; i < sizeof tc_ups / sizeof *tc_ups; i++) /* every shape must fit what a launch may opt into */
-    if (tc_up_smem(&tc_ups[i]) > TC_SMEM_MAX)
+  /* every ring shape must fit what a launch may opt into; a register shape that does not at these sizes gives way
+   * to the default one (cu_moe_tc) */
+  for (size_t i = 0; i < sizeof tc_ups / sizeof *tc_ups; i++)
+    if (!tc_ups[i].regs && tc_up_smem(&tc_ups[i], H) > TC_SMEM_MAX)
       return false;
   for (size_t i = 0; i < sizeof tc_dns / sizeof *tc_dns; i++)
-    if (tc_dn_smem(&tc_dns[i]) > TC_SMEM_MAX)
+    if (!tc_dns[i].regs && tc_dn_smem(&tc_dns[i], I) > TC_SMEM_MAX)
       return false;
   return true;
 }
@@ -439,8 +453,12 @@ void cu_moe_tc(cu_ctx *c, float *out, float *hf, void *hrec, void *xrec, const f
     mimo_cuda_moe_tc_variant(-1, -1, NULL, 0);
   const tc_up_shape *u = &tc_ups[tc_up_v];
   const tc_dn_shape *d = &tc_dns[tc_dn_v];
+  if (tc_up_smem(u, H) > TC_SMEM_MAX)
+    u = &tc_ups[0];
+  if (tc_dn_smem(d, I) > TC_SMEM_MAX)
+    d = &tc_dns[0];
   const int gshift = __builtin_ctz((unsigned)group);
-  const size_t su = tc_up_smem(u), sd = tc_dn_smem(d);
+  const size_t su = tc_up_smem(u, H), sd = tc_dn_smem(d, I);
   if (!tc_opt_in(c))
     return;
   /* up and down read sel and wts before their wait: k_tc_split8 always runs between (cu_launch's contract) */
