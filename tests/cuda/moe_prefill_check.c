@@ -7,7 +7,11 @@
  *   bench  ceilings (copy bandwidth, cuBLAS bf16 8192³) in the same run, then MoE prefill TFLOP/s (useful
  *          FLOPs 2·T·k·3·H·I, router and routing included in the time) against the cuBLAS rate, the phase
  *          split, and the per-token vs grouped crossover that sets the dispatch threshold.
- *   profile  one int4 MoE at T = 4096 after a warm-up (for ncu). */
+ *   profile  one int4 MoE at T = 4096 after a warm-up (for ncu).
+ *   router  the prefill's fp32 router GEMM (256 × 4096 weights, T tokens) as cublasSgemm against every algorithm
+ *          cuBLASLt's heuristic offers for it (fp32 compute): time and error against a double-precision product. */
+#include <cublasLt.h>
+#include <cublas_v2.h>
 #include <cuda_runtime.h>
 
 #include "cuda_common.h"
@@ -335,11 +339,147 @@ static int profile(void) {
   return 0;
 }
 
+#define CKB(x)                                                                                                     \
+  do {                                                                                                             \
+    int st_ = (int)(x);                                                                                            \
+    if (st_) {                                                                                                     \
+      fprintf(stderr, "%s:%d: %s failed (%d)\n", __FILE__, __LINE__, #x, st_);                                     \
+      exit(2);                                                                                                     \
+    }                                                                                                              \
+  } while (0)
+
+/* Median ms of 10 timed runs of one GEMM (after 3), launched by f(arg). */
+static float time_gemm(void (*f)(void *), void *arg) {
+  cudaEvent_t e0, e1;
+  float ms[10];
+  CKB(cudaEventCreate(&e0));
+  CKB(cudaEventCreate(&e1));
+  for (int r = 0; r < 13; r++) {
+    CKB(cudaEventRecord(e0, 0));
+    f(arg);
+    CKB(cudaEventRecord(e1, 0));
+    CKB(cudaEventSynchronize(e1));
+    if (r >= 3)
+      CKB(cudaEventElapsedTime(&ms[r - 3], e0, e1));
+  }
+  cudaEventDestroy(e0);
+  cudaEventDestroy(e1);
+  return median(ms, 10);
+}
+
+typedef struct {
+  cublasHandle_t h;
+  cublasLtHandle_t lt;
+  cublasLtMatmulDesc_t op;
+  cublasLtMatrixLayout_t la, lb, lc;
+  const cublasLtMatmulAlgo_t *algo;
+  const float *w, *x;
+  float *y;
+  void *ws;
+  size_t ws_size;
+  int out, T, in;
+} router_gemm;
+
+static void run_sgemm(void *p) {
+  router_gemm *r = p;
+  const float one = 1.f, zero = 0.f;
+  CKB(cublasSgemm(r->h, CUBLAS_OP_T, CUBLAS_OP_N, r->out, r->T, r->in, &one, r->w, r->in, r->x, r->in, &zero, r->y,
+                  r->out));
+}
+static void run_lt(void *p) {
+  router_gemm *r = p;
+  const float one = 1.f, zero = 0.f;
+  CKB(cublasLtMatmul(r->lt, r->op, &one, r->w, r->la, r->x, r->lb, &zero, r->y, r->lc, r->y, r->lc, r->algo, r->ws,
+                     r->ws_size, 0));
+}
+
+/* max |y − ref| / max |ref| over the rows checked (ref in double on the host) */
+static double router_err(const float *dy, const float *w, const float *x, int out, int T, int in) {
+  float *y = xmalloc((size_t)out * T * 4);
+  CKB(cudaMemcpy(y, dy, (size_t)out * T * 4, cudaMemcpyDeviceToHost));
+  double emax = 0, rmax = 0;
+  for (int t = 0; t < T; t += 97)
+    for (int o = 0; o < out; o++) {
+      double ref = 0;
+      for (int k = 0; k < in; k++)
+        ref += (double)w[(size_t)o * in + k] * x[(size_t)t * in + k];
+      emax = fmax(emax, fabs(y[(size_t)t * out + o] - ref));
+      rmax = fmax(rmax, fabs(ref));
+    }
+  free(y);
+  return emax / rmax;
+}
+
+static int router_probe(void) {
+  const int out = 256, in = 4096, Ts[] = {512, 4096};
+  float *w = xmalloc((size_t)out * in * 4), *x = xmalloc((size_t)4096 * in * 4);
+  fill(w, (size_t)out * in, 0.05f);
+  fill(x, (size_t)4096 * in, 1.0f);
+  router_gemm r = {.out = out, .in = in, .ws_size = (size_t)32 << 20};
+  float *dw, *dx, *dy;
+  CKB(cudaMalloc((void **)&dw, (size_t)out * in * 4));
+  CKB(cudaMalloc((void **)&dx, (size_t)4096 * in * 4));
+  CKB(cudaMalloc((void **)&dy, (size_t)out * 4096 * 4));
+  CKB(cudaMalloc(&r.ws, r.ws_size));
+  CKB(cudaMemcpy(dw, w, (size_t)out * in * 4, cudaMemcpyHostToDevice));
+  CKB(cudaMemcpy(dx, x, (size_t)4096 * in * 4, cudaMemcpyHostToDevice));
+  r.w = dw;
+  r.x = dx;
+  r.y = dy;
+  CKB(cublasCreate(&r.h));
+  CKB(cublasLtCreate(&r.lt));
+  for (int ti = 0; ti < 2; ti++) {
+    const int T = Ts[ti];
+    r.T = T;
+    const double fl = 2.0 * out * T * (double)in;
+    const float ts = time_gemm(run_sgemm, &r);
+    printf("BENCH router_gemm T=%d cublasSgemm %.1f us %.1f TFLOP/s err %.2e\n", T, ts * 1e3, fl / (ts * 1e-3) / 1e12,
+           router_err(dy, w, x, out, T, in));
+    CKB(cublasLtMatmulDescCreate(&r.op, CUBLAS_COMPUTE_32F, CUDA_R_32F));
+    const cublasOperation_t tr = CUBLAS_OP_T;
+    CKB(cublasLtMatmulDescSetAttribute(r.op, CUBLASLT_MATMUL_DESC_TRANSA, &tr, sizeof tr));
+    CKB(cublasLtMatrixLayoutCreate(&r.la, CUDA_R_32F, in, out, in));
+    CKB(cublasLtMatrixLayoutCreate(&r.lb, CUDA_R_32F, in, T, in));
+    CKB(cublasLtMatrixLayoutCreate(&r.lc, CUDA_R_32F, out, T, out));
+    cublasLtMatmulPreference_t pref;
+    CKB(cublasLtMatmulPreferenceCreate(&pref));
+    CKB(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &r.ws_size,
+                                             sizeof r.ws_size));
+    cublasLtMatmulHeuristicResult_t res[32];
+    int nres = 0;
+    CKB(cublasLtMatmulAlgoGetHeuristic(r.lt, r.op, r.la, r.lb, r.lc, r.lc, pref, 32, res, &nres));
+    for (int i = 0; i < nres; i++) {
+      if (res[i].state)
+        continue;
+      r.algo = &res[i].algo;
+      const float tl = time_gemm(run_lt, &r);
+      printf("BENCH router_gemm T=%d cublasLt algo %d (workspace %zu) %.1f us %.1f TFLOP/s err %.2e\n", T, i,
+             res[i].workspaceSize, tl * 1e3, fl / (tl * 1e-3) / 1e12, router_err(dy, w, x, out, T, in));
+    }
+    cublasLtMatmulPreferenceDestroy(pref);
+    cublasLtMatrixLayoutDestroy(r.la);
+    cublasLtMatrixLayoutDestroy(r.lb);
+    cublasLtMatrixLayoutDestroy(r.lc);
+    cublasLtMatmulDescDestroy(r.op);
+  }
+  cublasLtDestroy(r.lt);
+  cublasDestroy(r.h);
+  cudaFree(dw);
+  cudaFree(dx);
+  cudaFree(dy);
+  cudaFree(r.ws);
+  free(w);
+  free(x);
+  return 0;
+}
+
 int cuda_moe_prefill_main(int argc, char **argv) {
   if (argc >= 2 && strcmp(argv[1], "profile") == 0)
     return profile();
+  if (argc >= 2 && strcmp(argv[1], "router") == 0)
+    return mimo_cuda_device_count() ? router_probe() : 0;
   if (argc < 2 || (strcmp(argv[1], "check") && strcmp(argv[1], "bench"))) {
-    fprintf(stderr, "usage: mimo_cuda_check moe-prefill check|bench|profile\n");
+    fprintf(stderr, "usage: mimo_cuda_check moe-prefill check|bench|profile|router\n");
     return 2;
   }
   if (mimo_cuda_device_count() == 0) {

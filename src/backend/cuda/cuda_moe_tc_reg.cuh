@@ -204,4 +204,132 @@ __global__ void __launch_bounds__(W * 32) k_tcr_down(float *out, const char *hre
   });
   tc_down_store<NT, W>(&part[0][0], NT * TC_ROWS, og, out + (size_t)tt * H + r0, wp, g, t);
 }
+/* ---- grouped by expert (cuda_moe_tc.cu's k_tcg) with the weights in registers ---- */
+
+/* tcg_use with the weights from r: member mb's record of the step at rb + mb · mstride (shared memory). */
+template <int NM, int NT>
+__device__ __forceinline__ void tcg_reg_use(float (&acc)[NM][NT / 2][2], const tc_regs<NM> &r, const char *rb,
+                                            size_t mstride, int n, int g, int t) {
+  uint32_t lo[NM][8], hi[NM][8], zg[NM], zg8[NM]; /* even / odd nibbles: rows g (k) and g+8 (4 + k) */
+#pragma unroll
+  for (int m = 0; m < NM; m++) {
+    const uint4 q = r.q[m][0], q8 = r.q[m][1];
+    const uint32_t qa[8] = {q.x, q.y, q.z, q.w, q8.x, q8.y, q8.z, q8.w};
+#pragma unroll
+    for (int k = 0; k < 8; k++) {
+      lo[m][k] = qa[k] & 0x0f0f0f0fu;
+      hi[m][k] = (qa[k] >> 4) & 0x0f0f0f0fu;
+    }
+    zg[m] = __shfl_sync(0xffffffffu, r.s, m * 16 + g);
+    zg8[m] = __shfl_sync(0xffffffffu, r.s, m * 16 + g + 8);
+  }
+  const int c = g & 3;
+  const uint4 z = make_uint4(0, 0, 0, 0);
+#pragma unroll
+  for (int p = 0; p < NT / 2; p++) {
+    if (2 * p >= n)
+      break;
+    const int mb = 2 * p + (g >> 2), mt = 2 * p + (t >> 1);
+    const char *bp = rb + mb * mstride + c * TC_COL + t * 32;
+    const bool bl = c < 3 && mb < n;
+    const uint4 b0 = bl ? *(const uint4 *)bp : z, b1 = bl ? *(const uint4 *)(bp + 16) : z;
+    const int2 tl = mt < n ? *(const int2 *)(rb + mt * mstride + 3 * TC_COL + 8 * (t & 1)) : make_int2(0, 0);
+    const float xs = __int_as_float(tl.y);
+    const uint32_t bb[8] = {b0.x, b0.y, b0.z, b0.w, b1.x, b1.y, b1.z, b1.w};
+#pragma unroll
+    for (int m = 0; m < NM; m++) {
+      int d[4] = {0, 0, 0, 0};
+#pragma unroll
+      for (int k = 0; k < 4; k++)
+        mma_u8s8(d, lo[m][k], lo[m][4 + k], hi[m][k], hi[m][4 + k], bb[2 * k], bb[2 * k + 1]);
+      const int vg = d[0] * 128 + d[1] - (int)(zg[m] & 0xffu) * tl.x,
+                vg8 = d[2] * 128 + d[3] - (int)(zg8[m] & 0xffu) * tl.x;
+      acc[m][p][0] = fmaf(bf16_hi(zg[m]) * xs, (float)vg, acc[m][p][0]);
+      acc[m][p][1] = fmaf(bf16_hi(zg8[m]) * xs, (float)vg8, acc[m][p][1]);
+    }
+  }
+}
+
+/* k_tcg (same grid, items, splits, products and sums: bit for bit its output) with the weights D steps ahead in
+ * registers and the item's members' step records once per block in dynamic shared memory: NT · len / 128 · TC_REC
+ * bytes, member mb's steps at mb · len / 128 · TC_REC. */
+template <bool UP, int NM, int W, int P, int D, int NT>
+__global__ void __launch_bounds__(W * 32)
+    k_tcgr(float *dst, const char *rec, const cu_lin *tab, const int4 *items, const int *nitems, const int *perm,
+           const float *wts, int K, int rows, int len, int gshift, bool tiled) {
+  static_assert(!UP || NM == 2, "gate+up is two matrices");
+  extern __shared__ uint4 tc_sm[];
+  __shared__ const char *mrec[NT];
+  __shared__ float part[W][NM][NT][TC_ROWS];
+  /* items, nitems and perm come from k_tc_group, two launches back: complete when this kernel starts (cu_launch) */
+  if ((int)blockIdx.y >= __ldcg(nitems))
+    return;
+  const int4 item = __ldcg(items + blockIdx.y); /* first position, members, local expert */
+  const int n = item.y, wp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+  const int tile = UP ? TC_ROWS : NM * TC_ROWS; /* output rows of a warp tile */
+  const int r0 = (blockIdx.x * (W / P) + wp / P) * tile, n16 = len / 32, groups = len >> gshift, nst = len / 128;
+  const int pi = wp % P, sa = pi * nst / P, ns = (pi + 1) * nst / P - sa;
+  if (threadIdx.x < NT)
+    mrec[threadIdx.x] =
+        (int)threadIdx.x < n
+            ? rec + (size_t)(UP ? __ldcg(perm + item.x + threadIdx.x) / K : item.x + threadIdx.x) * nst * TC_REC
+            : NULL;
+  const bool live = r0 < rows;
+  const tc_map mp = tc_map_of(tiled, n16, groups);
+  const uint4 *q[NM];
+  const uint32_t *scp = NULL;
+  tc_regs<NM> rg[D];
+  const auto load = [&](tc_regs<NM> &r, int i) { tc_reg_load<NM>(r, q, scp, mp, sa + i, gshift, lane); };
+  if (live) {
+    const cu_lin *ex = tab + item.z * 3 + (UP ? 0 : 2);
+#pragma unroll
+    for (int m = 0; m < NM; m++)
+      q[m] = UP ? tc_q(ex[m].q, tiled, r0, g, t, n16) : tc_q(ex->q, tiled, r0 + m * TC_ROWS, g, t, n16);
+    const int sm = lane >> 4; /* the matrix (UP) or row tile whose scale words this lane fetches */
+    scp = UP ? tc_sz(ex[sm].sz, tiled, r0, lane & 15, groups)
+             : tc_sz(ex->sz, tiled, r0 + (sm < NM ? sm : 0) * TC_ROWS, lane & 15, groups);
+    tc_reg_prime<NM, D>(rg, ns, load);
+  }
+  pdl_start();
+  __syncthreads(); /* mrec */
+  char *recs = (char *)tc_sm;
+  const int per = nst * (TC_REC / 16); /* 16-byte chunks of a member's records */
+  for (int c = threadIdx.x; c < n * per; c += W * 32)
+    cp16(recs + 16 * c, mrec[c / per] + 16 * (c % per));
+  cp_commit();
+  cp_wait<0>();
+  __syncthreads();
+  if (live) {
+    float acc[NM][NT / 2][2] = {};
+    tc_reg_walk<NM, D>(rg, ns, load, [&](const tc_regs<NM> &r, int i) {
+      tcg_reg_use<NM, NT>(acc, r, recs + (size_t)(sa + i) * TC_REC, (size_t)nst * TC_REC, n, g, t);
+    });
+#pragma unroll
+    for (int m = 0; m < NM; m++)
+#pragma unroll
+      for (int p = 0; p < NT / 2; p++) {
+        const float a0 = acc[m][p][0] + __shfl_xor_sync(0xffffffffu, acc[m][p][0], 1);
+        const float a1 = acc[m][p][1] + __shfl_xor_sync(0xffffffffu, acc[m][p][1], 1);
+        const int mb = 2 * p + (t >> 1);
+        if (!(t & 1) && mb < n) {
+          part[wp][m][mb][g] = a0;
+          part[wp][m][mb][g + 8] = a1;
+        }
+      }
+  }
+  __syncthreads();
+  if (live && pi == 0)
+    for (int j = lane; j < n * tile; j += 32) {
+      const int mb = j / tile, r = j % tile, m = UP ? 0 : r / TC_ROWS, rr = r % TC_ROWS;
+      float a = 0.f, u = 0.f;
+#pragma unroll
+      for (int p = 0; p < P; p++) {
+        a += part[wp + p][m][mb][rr];
+        if (UP)
+          u += part[wp + p][NM - 1][mb][rr];
+      }
+      const size_t pos = (size_t)item.x + mb;
+      dst[pos * rows + r0 + r] = UP ? a / (1.0f + expf(-a)) * u : __ldg(wts + __ldg(perm + pos)) * a;
+    }
+}
 #endif
