@@ -208,6 +208,15 @@ int cuda_bench_main(int argc, char **argv) {
   must(mimo_backend_cuda_init(&g, 0), "cuda backend");
   printf("device: %s\n", mimo_cuda_device_name(g));
   double bw = mimo_cuda_copy_bandwidth(g, (size_t)1 << 31);
+  /* MIMO_BENCH_ONLY=moe-variants: the copy ceiling and the decode kernels' launch shapes, nothing else (a short
+   * device call) */
+  const char *only = getenv("MIMO_BENCH_ONLY");
+  if (only && strcmp(only, "moe-variants") == 0) {
+    printf("BENCH copy_bandwidth %.1f GB/s (2 GiB device-to-device, read+write)\n", bw / 1e9);
+    moe_tc_variants(g, bw);
+    g->free(g);
+    return 0;
+  }
   double fl = cublas_bf16_rate(8192);
   printf("BENCH copy_bandwidth %.1f GB/s (2 GiB device-to-device, read+write)\n", bw / 1e9);
   printf("BENCH cublas_bf16_8192 %.1f TFLOP/s\n", fl / 1e12);
