@@ -140,14 +140,15 @@ static mimo_linear *moe_bench_layer(mimo_backend *g, mimo_linear *router, mimo_l
 }
 
 /* The tensor-core decode kernels' launch shapes: per pair (mimo_cuda_moe_tc_variant) each up variant with the
- * default down, then each down variant with the default up, then every pairing of an up and a down that both stream
- * their weights into registers, at 1 and 8 tokens; grouped by expert (mimo_cuda_moe_tcg_variant) likewise at 8 and
- * 32 tokens. Same weights and inputs as above; single calls (median of 20) and back to back (median of 3 runs of
- * 16); the ratio assumes E·(1 − (1 − K/E)^T) distinct experts (uniform routing). */
+ * default down, then each down variant with the default up, at 1 and 8 tokens; grouped by expert
+ * (mimo_cuda_moe_tcg_variant) likewise at 8 and 32 tokens (default_only: the default per-pair shapes alone). Same
+ * weights and inputs as above; single calls (median of 20) and back to back (median of 3 runs of 16); the ratio
+ * assumes E·(1 − (1 − K/E)^T) distinct experts (uniform routing). */
 int mimo_cuda_moe_tc_variant(int up, int dn, char *label, int n);
 int mimo_cuda_int4_tiled_off(int on);
+double mimo_cuda_read_probe(mimo_backend *be, size_t bytes, int warps_per_sm, int inflight, int back_to_back);
 int mimo_cuda_pdl_off(int on);
-static void moe_tc_variants(mimo_backend *g, double bw) {
+static void moe_tc_variants(mimo_backend *g, double bw, bool default_only) {
   int E = 256, K = 8, H = 4096, I = 2048;
   mimo_linear router, proto[3];
   mimo_linear *ex = moe_bench_layer(g, &router, proto);
@@ -157,17 +158,14 @@ static void moe_tc_variants(mimo_backend *g, double bw) {
   fill(xs, (size_t)16 * 32 * H, 1.0f);
   float *dxs = to_dev(g, xs, (size_t)16 * 32 * H), *dout = g->alloc(g, (size_t)32 * H);
   const int tcg_old = mimo_cuda_moe_tcg_min_t(0);
-  for (int grouped = 0; grouped < 2; grouped++) {
+  for (int grouped = 0; grouped < (default_only ? 1 : 2); grouped++) {
     int (*variant)(int, int, char *, int) = grouped ? mimo_cuda_moe_tcg_variant : mimo_cuda_moe_tc_variant;
     const int nu = variant(-1, -1, NULL, 0), nd = variant(-2, -1, NULL, 0);
     mimo_cuda_moe_tcg_min_t(grouped ? 1 : 1 << 30);
-    for (int v = 0; v < nu * nd; v++) {
-      const int u = v % nu, d = v / nu; /* (u, 0) for every u first, then (0, d) and the register pairings */
+    for (int v = 0; v < (default_only ? 1 : nu + nd - 1); v++) {
+      const int u = v < nu ? v : 0, d = v < nu ? 0 : v - nu + 1; /* (u, 0) for every u, then (0, d) */
       char label[200];
       variant(u, d, label, sizeof label);
-      const bool regs_pair = strstr(label, "up registers") && strstr(label, "down registers");
-      if (u && d && !regs_pair)
-        continue;
       for (int T = grouped ? 8 : 1; T <= (grouped ? 32 : 8); T += grouped ? 24 : 7) {
         float ms[20], bb[3];
         for (int r = 0; r < 24; r++) {
@@ -211,9 +209,27 @@ int cuda_bench_main(int argc, char **argv) {
   /* MIMO_BENCH_ONLY=moe-variants: the copy ceiling and the decode kernels' launch shapes, nothing else (a short
    * device call) */
   const char *only = getenv("MIMO_BENCH_ONLY");
+  if (only && strcmp(only, "stream") == 0) { /* the read-stream ceiling at the decode kernels' sizes */
+    printf("BENCH copy_bandwidth %.1f GB/s (2 GiB device-to-device, read+write)\n", bw / 1e9);
+    const double sizes[] = {256.0 * 4096 * 4, 4096.0 * 2048 / 2 * 8, 2 * 4096.0 * 2048 / 2 * 8,
+                            3 * 4096.0 * 2048 / 2 * 8, 1024.0 * 1024 * 1024};
+    const int shapes[][2] = {{16, 4}, {32, 4}, {64, 4}, {32, 8}};
+    for (int i = 0; i < 5; i++)
+      for (int k = 0; k < 4; k++) {
+        const double b = sizes[i], t1 = mimo_cuda_read_probe(g, (size_t)b, shapes[k][0], shapes[k][1], 0),
+                     tb = mimo_cuda_read_probe(g, (size_t)b, shapes[k][0], shapes[k][1], 1);
+        printf("BENCH read_stream %.1f MB, %d warps/SM, %d loads in flight a lane: single %.1f us = %.1f%% of copy; "
+               "back to back %.1f us = %.1f%%\n",
+               b / 1e6, shapes[k][0], shapes[k][1], t1, 100.0 * b / (t1 * 1e-6) / bw, tb,
+               100.0 * b / (tb * 1e-6) / bw);
+      }
+    moe_tc_variants(g, bw, true); /* the default one-token MoE in the same run */
+    g->free(g);
+    return 0;
+  }
   if (only && strcmp(only, "moe-variants") == 0) {
     printf("BENCH copy_bandwidth %.1f GB/s (2 GiB device-to-device, read+write)\n", bw / 1e9);
-    moe_tc_variants(g, bw);
+    moe_tc_variants(g, bw, false);
     g->free(g);
     return 0;
   }
@@ -366,7 +382,7 @@ int cuda_bench_main(int argc, char **argv) {
   }
   mimo_cuda_moe_decode_fp32(0);
   mimo_cuda_moe_route_split(0);
-  moe_tc_variants(g, bw);
+  moe_tc_variants(g, bw, false);
   g->free(g);
   return 0;
 }

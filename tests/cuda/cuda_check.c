@@ -299,50 +299,6 @@ static double bitwise_err(bool ran, const float *x, const float *y, size_t n) {
   return !ran ? INFINITY : memcmp(x, y, n * sizeof *x) == 0 ? 0.0 : relerr(x, y, n) + 1.0;
 }
 
-/* The register shapes of the tensor-core decode kernels (per pair and grouped by expert) against the ring shapes with
- * the same split of the work (mimo_cuda_moe_tc_twin): the same products and sums in the same order, so bit for bit
- * the same output, each side (up, down) with the other's default shape. */
-int mimo_cuda_moe_tc_twin(int grouped, int down, int v);
-static void moe_twin_cases(mimo_backend *g, mimo_linear *router, mimo_vec *bv, mimo_linear *ex, int E, int K, int H,
-                           int I, const char *what) {
-  const int tcg_old = mimo_cuda_moe_tcg_min_t(0), gg_old = mimo_cuda_moe_grouped_min_t(1 << 30);
-  float *x = xmalloc((size_t)20 * H * 4), *o_ring = xmalloc((size_t)20 * H * 4), *o_reg = xmalloc((size_t)20 * H * 4);
-  fill(x, (size_t)20 * H, 1.0f);
-  float *dx = to_dev(g, x, (size_t)20 * H), *dout = g->alloc(g, (size_t)20 * H);
-  for (int grouped = 0; grouped < 2; grouped++) {
-    int (*variant)(int, int, char *, int) = grouped ? mimo_cuda_moe_tcg_variant : mimo_cuda_moe_tc_variant;
-    const int n[2] = {variant(-1, -1, NULL, 0), variant(-2, -1, NULL, 0)}, Ts[2][2] = {{1, 5}, {8, 20}};
-    mimo_cuda_moe_tcg_min_t(grouped ? 1 : 1 << 30);
-    for (int down = 0; down < 2; down++)
-      for (int v = 0; v < n[down]; v++) {
-        const int tw = mimo_cuda_moe_tc_twin(grouped, down, v);
-        if (tw < 0)
-          continue;
-        for (int i = 0; i < 2; i++) {
-          const int T = Ts[grouped][i];
-          mimo_moe_args a = {.x = dx, .out = dout, .T = T, .hidden = H, .inter = I, .n_experts = E, .top_k = K,
-                             .router = router, .bias = bv, .experts = ex, .norm_topk = true, .scaling = 1.0f};
-          char label[200], name[320];
-          variant(down ? 0 : tw, down ? tw : 0, NULL, 0);
-          moe_to_host(g, &a, o_ring);
-          variant(down ? 0 : v, down ? v : 0, label, sizeof label);
-          moe_to_host(g, &a, o_reg);
-          snprintf(name, sizeof name, "%s T=%d [%s] bit for bit against the ring shape %d", what, T, label, tw);
-          report(name, bitwise_err(true, o_reg, o_ring, (size_t)T * H), 0.0);
-        }
-      }
-    variant(0, 0, NULL, 0);
-  }
-  mimo_cuda_moe_tcg_min_t(1 << 30);
-  mimo_cuda_moe_tcg_min_t(tcg_old);
-  mimo_cuda_moe_grouped_min_t(gg_old ? gg_old : -1);
-  g->release(g, dx);
-  g->release(g, dout);
-  free(x);
-  free(o_ring);
-  free(o_reg);
-}
-
 /* Routed experts in pinned host memory (--cpu-offload-gb): the same kernels read the same bytes over the bus, so the
  * output is bitwise that of the experts in GPU memory, at the token counts of each path (per pair, grouped by
  * expert, the grouped GEMM). Fails as well when nothing went to host memory. */
@@ -464,8 +420,6 @@ static void check_moe(mimo_backend *c, mimo_backend *g) {
     mimo_cuda_moe_tcg_variant(0, 0, NULL, 0);
     mimo_cuda_moe_tcg_min_t(1 << 30);
     mimo_cuda_moe_grouped_min_t(gg_old ? gg_old : -1);
-    if (!cf[k].fmt && cf[k].group % 128 == 0 && H * I <= 4096 * 2048)
-      moe_twin_cases(g, &router, &bv, ex, E, K, H, I, what);
     /* the same experts again in the checkpoint's row-major order (mimo_cuda_int4_tiled_off): decode on tensor
      * cores and with the fp32 kernels, and the grouped prefill (48 tokens: activations in bf16, so the bf16
      * paths' bound) */

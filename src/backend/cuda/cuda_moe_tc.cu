@@ -6,7 +6,6 @@
 #include <string.h>
 
 #include "backend/cuda/cuda_moe_tc.cuh"
-#include "backend/cuda/cuda_moe_tc_reg.cuh"
 
 /* x [n][len] fp32 -> rec [n][len/128][TC_REC]: one warp per (vector, step) (tc_split_step). */
 __global__ void k_tc_split8(char *rec, const float *x, int n, int len) {
@@ -367,23 +366,20 @@ typedef void (*tc_up_fn)(float *, const char *, const cu_lin *, const int *, int
 typedef void (*tc_dn_fn)(float *, const char *, const cu_lin *, const int *, const float *, int, int, int, int, bool);
 typedef struct {
   tc_up_fn f;
-  int warps, per_tile, stages, regs; /* regs: weights in registers, stages = steps ahead (cuda_moe_tc_reg.cuh) */
+  int warps, per_tile, stages;
 } tc_up_shape;
 typedef struct {
   tc_dn_fn f;
-  int warps, stages, tiles, per_slot, regs; /* tiles: 16-row tiles per block; per_slot: warps sharing a slot's steps */
+  int warps, stages, tiles, per_slot; /* tiles: 16-row tiles per block; per_slot: warps sharing a slot's steps */
 } tc_dn_shape;
-static const tc_up_shape tc_ups[] = {{k_tc_up<8, 4, 4>, 8, 4, 4, 0},  {k_tc_up<4, 1, 6>, 4, 1, 6, 0},
-                                     {k_tc_up<8, 2, 4>, 8, 2, 4, 0},  {k_tc_up<4, 2, 8>, 4, 2, 8, 0},
-                                     {k_tc_up<8, 1, 4>, 8, 1, 4, 0},  {k_tcr_up<8, 2, 4>, 8, 2, 4, 1},
-                                     {k_tcr_up<8, 4, 4>, 8, 4, 4, 1}, {k_tcr_up<8, 2, 6>, 8, 2, 6, 1}};
+static const tc_up_shape tc_ups[] = {{k_tc_up<8, 4, 4>, 8, 4, 4}, {k_tc_up<4, 1, 6>, 4, 1, 6}, {k_tc_up<8, 2, 4>, 8, 2, 4},
+                                     {k_tc_up<4, 2, 8>, 4, 2, 8}, {k_tc_up<8, 1, 4>, 8, 1, 4}};
 /* down: 32-row blocks (each step's records serve two row tiles) 60.0 / 255.5 µs at T = 1 / 8 against 61.6 / 259.4
  * with 16 rows and 6 stages (H200, one run, 2026-12-03). 16 warps, 2 per slot (16 warps per SM at one token instead
  * of 8): 51.5 / 259.9 µs against 52.5 / 249.6 with the default (H200, 2026-12-04), no change to the decode step. */
-static const tc_dn_shape tc_dns[] = {
-    {k_tc_down<8, 4, 2, 1>, 8, 4, 2, 1, 0},  {k_tc_down<8, 6, 1, 1>, 8, 6, 1, 1, 0},   {k_tc_down<4, 8, 1, 1>, 4, 8, 1, 1, 0},
-    {k_tc_down<8, 4, 1, 1>, 8, 4, 1, 1, 0},  {k_tc_down<4, 8, 2, 1>, 4, 8, 2, 1, 0},   {k_tc_down<16, 3, 2, 2>, 16, 3, 2, 2, 0},
-    {k_tcr_down<8, 4, 2, 1>, 8, 4, 2, 1, 1}, {k_tcr_down<16, 4, 2, 2>, 16, 4, 2, 2, 1}, {k_tcr_down<8, 6, 1, 1>, 8, 6, 1, 1, 1}};
+static const tc_dn_shape tc_dns[] = {{k_tc_down<8, 4, 2, 1>, 8, 4, 2, 1},  {k_tc_down<8, 6, 1, 1>, 8, 6, 1, 1},
+                                     {k_tc_down<4, 8, 1, 1>, 4, 8, 1, 1},  {k_tc_down<8, 4, 1, 1>, 8, 4, 1, 1},
+                                     {k_tc_down<4, 8, 2, 1>, 4, 8, 2, 1},  {k_tc_down<16, 3, 2, 2>, 16, 3, 2, 2}};
 static int tc_up_v = -1, tc_dn_v = 0;
 
 /* The (up, down) table choice *uv, *dv: first the environment variable var's "u,d" (else the defaults, 0), then
@@ -410,40 +406,25 @@ extern "C" int mimo_cuda_moe_tc_variant(int up, int dn, char *label, int n) {
   const int nu = (int)(sizeof tc_ups / sizeof *tc_ups), nd = (int)(sizeof tc_dns / sizeof *tc_dns);
   variant_pick(&tc_up_v, &tc_dn_v, nu, nd, "MIMO_CUDA_TC_VARIANT", up, dn);
   if (label)
-    snprintf(label, (size_t)n, "up %s%d warps, %d per tile, %d %s; down %s%d warps, %d per slot, %d %s, %d rows",
-             tc_ups[tc_up_v].regs ? "registers " : "", tc_ups[tc_up_v].warps, tc_ups[tc_up_v].per_tile,
-             tc_ups[tc_up_v].stages, tc_ups[tc_up_v].regs ? "ahead" : "stages", tc_dns[tc_dn_v].regs ? "registers " : "",
-             tc_dns[tc_dn_v].warps, tc_dns[tc_dn_v].per_slot, tc_dns[tc_dn_v].stages,
-             tc_dns[tc_dn_v].regs ? "ahead" : "stages", 16 * tc_dns[tc_dn_v].tiles);
+    snprintf(label, (size_t)n, "up %d warps, %d per tile, %d stages; down %d warps, %d per slot, %d stages, %d rows",
+             tc_ups[tc_up_v].warps, tc_ups[tc_up_v].per_tile, tc_ups[tc_up_v].stages, tc_dns[tc_dn_v].warps,
+             tc_dns[tc_dn_v].per_slot, tc_dns[tc_dn_v].stages, 16 * tc_dns[tc_dn_v].tiles);
   return up == -2 ? nd : nu;
 }
 
-/* Dynamic shared memory of a shape at hidden size H and expert width I: the rings, or (registers) the step records
- * of the token (up) or of each warp's part of a slot (down). */
-/* Test hook: the ring shape whose sums a register shape reproduces bit for bit (same warps, same split of the steps,
- * same row tiles), or -1; grouped: the same for mimo_cuda_moe_tcg_variant's tables. v indexes the up table, or the
- * down table when down is set. */
-extern "C" int mimo_cuda_moe_tc_twin(int grouped, int down, int v);
-
-static size_t tc_up_smem(const tc_up_shape *u, int H) {
-  return u->regs ? (size_t)(H / 128) * TC_REC : (size_t)u->warps * u->stages * tc_ring<2>::BYTES;
-}
-static size_t tc_dn_smem(const tc_dn_shape *d, int I) {
-  if (d->regs)
-    return (size_t)d->warps * ((I / 128 + d->per_slot - 1) / d->per_slot) * TC_REC;
+static size_t tc_up_smem(const tc_up_shape *u) { return (size_t)u->warps * u->stages * tc_ring<2>::BYTES; }
+static size_t tc_dn_smem(const tc_dn_shape *d) {
   return (size_t)d->warps * d->stages * (size_t)(d->tiles == 2 ? (int)tc_ring<2>::BYTES : (int)tc_ring<1>::BYTES);
 }
 
 bool cu_moe_tc_fits(const cu_lin *L0, int H, int I, int K) {
   if (L0->fmt != CU_INT4 || L0->group % 128 || H % 128 || I % 128 || K > 32 || mimo_cuda_moe_decode_fp32(-1))
     return false;
-  /* every ring shape must fit what a launch may opt into; a register shape that does not at these sizes gives way
-   * to the default one (cu_moe_tc) */
-  for (size_t i = 0; i < sizeof tc_ups / sizeof *tc_ups; i++)
-    if (!tc_ups[i].regs && tc_up_smem(&tc_ups[i], H) > TC_SMEM_MAX)
+  for (size_t i = 0; i < sizeof tc_ups / sizeof *tc_ups; i++) /* every shape must fit what a launch may opt into */
+    if (tc_up_smem(&tc_ups[i]) > TC_SMEM_MAX)
       return false;
   for (size_t i = 0; i < sizeof tc_dns / sizeof *tc_dns; i++)
-    if (!tc_dns[i].regs && tc_dn_smem(&tc_dns[i], I) > TC_SMEM_MAX)
+    if (tc_dn_smem(&tc_dns[i]) > TC_SMEM_MAX)
       return false;
   return true;
 }
@@ -458,12 +439,8 @@ void cu_moe_tc(cu_ctx *c, float *out, float *hf, void *hrec, void *xrec, const f
     mimo_cuda_moe_tc_variant(-1, -1, NULL, 0);
   const tc_up_shape *u = &tc_ups[tc_up_v];
   const tc_dn_shape *d = &tc_dns[tc_dn_v];
-  if (tc_up_smem(u, H) > TC_SMEM_MAX)
-    u = &tc_ups[0];
-  if (tc_dn_smem(d, I) > TC_SMEM_MAX)
-    d = &tc_dns[0];
   const int gshift = __builtin_ctz((unsigned)group);
-  const size_t su = tc_up_smem(u, H), sd = tc_dn_smem(d, I);
+  const size_t su = tc_up_smem(u), sd = tc_dn_smem(d);
   if (!tc_opt_in(c))
     return;
   /* up and down read sel and wts before their wait: k_tc_split8 always runs between (cu_launch's contract) */
@@ -485,24 +462,17 @@ typedef void (*tcg_fn)(float *, const char *, const cu_lin *, const int4 *, cons
 typedef struct {
   tcg_fn f;
   int tiles, warps, per_tile, stages; /* tiles: 16-row tiles per warp tile (down) */
-  size_t smem;                        /* the rings; 0: weights in registers, stages = steps ahead (tcg_smem) */
+  size_t smem;
 } tcg_shape;
 #define TCG_SHAPE(UP, NM, W, P, S)                                                                                \
   {k_tcg<UP, NM, W, P, S, TCG_NT>, NM, W, P, S, (size_t)(W) * (S) * tcg_ring<NM, TCG_NT>::BYTES}
-#define TCGR_SHAPE(UP, NM, W, P, D) {k_tcgr<UP, NM, W, P, D, TCG_NT>, NM, W, P, D, 0}
 /* H200, E256 top-8 4096x2048 g128 (2026-12-03): up 4 warps per tile 620 us at T = 64 against 677 us with 2 (2 % the
  * other way at T = 32); down with 32-row warp tiles (each step's records serve two 16-row tiles) 636 / 245 us at
  * T = 32 / 8 against 709 / 264 us with 16 rows. */
-static const tcg_shape tcg_ups[] = {TCG_SHAPE(true, 2, 8, 4, 3),  TCG_SHAPE(true, 2, 8, 2, 3),
-                                    TCG_SHAPE(true, 2, 4, 2, 6),  TCGR_SHAPE(true, 2, 8, 4, 3),
-                                    TCGR_SHAPE(true, 2, 8, 2, 4)};
+static const tcg_shape tcg_ups[] = {TCG_SHAPE(true, 2, 8, 4, 3), TCG_SHAPE(true, 2, 8, 2, 3),
+                                    TCG_SHAPE(true, 2, 4, 2, 6)};
 static const tcg_shape tcg_dns[] = {TCG_SHAPE(false, 2, 8, 1, 3), TCG_SHAPE(false, 1, 8, 1, 4),
-                                    TCG_SHAPE(false, 2, 4, 1, 6), TCGR_SHAPE(false, 2, 8, 1, 3),
-                                    TCGR_SHAPE(false, 2, 8, 1, 4)};
-/* Dynamic shared memory of a grouped shape over inputs of length len: its rings, or the item's step records. */
-static size_t tcg_smem(const tcg_shape *s, int len) {
-  return s->smem ? s->smem : (size_t)TCG_NT * (len / 128) * TC_REC;
-}
+                                    TCG_SHAPE(false, 2, 4, 1, 6)};
 static int tcg_up_v = -1, tcg_dn_v = 0;
 static int tcg_min_t = 8; /* tokens from which a step's pairs are grouped by expert (cuda_bench: per-token vs grouped) */
 
@@ -510,12 +480,11 @@ static int tcg_min_t = 8; /* tokens from which a step's pairs are grouped by exp
 extern "C" int mimo_cuda_moe_tcg_variant(int up, int dn, char *label, int n) {
   const int nu = (int)(sizeof tcg_ups / sizeof *tcg_ups), nd = (int)(sizeof tcg_dns / sizeof *tcg_dns);
   variant_pick(&tcg_up_v, &tcg_dn_v, nu, nd, "MIMO_CUDA_TCG_VARIANT", up, dn);
-  if (label) {
-    const tcg_shape *u = &tcg_ups[tcg_up_v], *d = &tcg_dns[tcg_dn_v];
-    snprintf(label, (size_t)n, "grouped: up %s%d warps, %d per tile, %d %s; down %s%d warps, %d per tile of %d rows, %d %s",
-             u->smem ? "" : "registers ", u->warps, u->per_tile, u->stages, u->smem ? "stages" : "ahead",
-             d->smem ? "" : "registers ", d->warps, d->per_tile, 16 * d->tiles, d->stages, d->smem ? "stages" : "ahead");
-  }
+  if (label)
+    snprintf(label, (size_t)n,
+             "grouped: up %d warps, %d per tile, %d stages; down %d warps, %d per tile of %d rows, %d stages",
+             tcg_ups[tcg_up_v].warps, tcg_ups[tcg_up_v].per_tile, tcg_ups[tcg_up_v].stages, tcg_dns[tcg_dn_v].warps,
+             tcg_dns[tcg_dn_v].per_tile, 16 * tcg_dns[tcg_dn_v].tiles, tcg_dns[tcg_dn_v].stages);
   return up == -2 ? nd : nu;
 }
 
@@ -535,7 +504,7 @@ extern "C" int mimo_cuda_moe_tcg_min_t(int t) {
 }
 
 bool cu_moe_tcg_fits(int T, int n_local) {
-  for (size_t i = 0; i < sizeof tcg_ups / sizeof *tcg_ups; i++) /* register shapes: checked at launch (cu_moe_tcg) */
+  for (size_t i = 0; i < sizeof tcg_ups / sizeof *tcg_ups; i++)
     if (tcg_ups[i].smem > TC_SMEM_MAX)
       return false;
   for (size_t i = 0; i < sizeof tcg_dns / sizeof *tcg_dns; i++)
@@ -550,10 +519,6 @@ void cu_moe_tcg(mimo_backend *be, float *out, const float *x, const cu_lin *tab,
   if (tcg_up_v < 0)
     mimo_cuda_moe_tcg_variant(-1, -1, NULL, 0);
   const tcg_shape *u = &tcg_ups[tcg_up_v], *d = &tcg_dns[tcg_dn_v];
-  if (tcg_smem(u, H) > TC_SMEM_MAX) /* a register shape whose records do not fit gives way to the default */
-    u = &tcg_ups[0];
-  if (tcg_smem(d, I) > TC_SMEM_MAX)
-    d = &tcg_dns[0];
   const int n = T * K, max_items = n < n / TCG_NT + n_local ? n : n / TCG_NT + n_local;
   const int gshift = __builtin_ctz((unsigned)group);
   float *hf = cu_alloc(be, (size_t)n * I), *y = cu_alloc(be, (size_t)n * H),
@@ -568,13 +533,13 @@ void cu_moe_tcg(mimo_backend *be, float *out, const float *x, const cu_lin *tab,
     cu_launch(c, k_tc_group, 1, 1024, (size_t)n_local * sizeof(int), sel, n, e0, n_local, (int)TCG_NT, slot, perm, items,
               nitems);
     cu_launch(c, k_tc_split8, cdiv((long)T * (H / 128) * 32, 256), 256, 0, (char *)xr, x, T, H);
-    cu_launch(c, u->f, dim3(cdiv(I / TC_ROWS, u->warps / u->per_tile), max_items), u->warps * 32, tcg_smem(u, H), hf,
+    cu_launch(c, u->f, dim3(cdiv(I / TC_ROWS, u->warps / u->per_tile), max_items), u->warps * 32, u->smem, hf,
               (const char *)xr, tab, (const int4 *)items, (const int *)nitems, (const int *)perm, wts, K, I, H, gshift,
               tiled);
     cu_moe_mark(c, 3);
     /* every position's h (rows past the live positions are not read: their records are not either) */
     cu_launch(c, k_tc_split8, cdiv((long)n * (I / 128) * 32, 256), 256, 0, (char *)hr, (const float *)hf, n, I);
-    cu_launch(c, d->f, dim3(cdiv(H / (TC_ROWS * d->tiles), d->warps / d->per_tile), max_items), d->warps * 32, tcg_smem(d, I),
+    cu_launch(c, d->f, dim3(cdiv(H / (TC_ROWS * d->tiles), d->warps / d->per_tile), max_items), d->warps * 32, d->smem,
               y, (const char *)hr, tab, (const int4 *)items, (const int *)nitems, (const int *)perm, wts, K, H, I,
               gshift, tiled);
     cu_moe_combine(c, out, y, slot, T, H, K);
@@ -609,29 +574,4 @@ static bool tc_opt_in(cu_ctx *c) {
   if (c->device >= 0 && c->device < 64)
     done[c->device] = true;
   return true;
-}
-
-extern "C" int mimo_cuda_moe_tc_twin(int grouped, int down, int v) {
-  const int nu = (int)(sizeof tc_ups / sizeof *tc_ups), nd = (int)(sizeof tc_dns / sizeof *tc_dns);
-  const int ngu = (int)(sizeof tcg_ups / sizeof *tcg_ups), ngd = (int)(sizeof tcg_dns / sizeof *tcg_dns);
-  if (v < 0 || v >= (grouped ? (down ? ngd : ngu) : (down ? nd : nu)))
-    return -1;
-  if (grouped) {
-    const tcg_shape *t = down ? tcg_dns : tcg_ups, *s = &t[v];
-    for (int i = 0; !s->smem && i < (down ? ngd : ngu); i++)
-      if (t[i].smem && t[i].tiles == s->tiles && t[i].warps == s->warps && t[i].per_tile == s->per_tile)
-        return i;
-  } else if (down) {
-    const tc_dn_shape *s = &tc_dns[v];
-    for (int i = 0; s->regs && i < nd; i++)
-      if (!tc_dns[i].regs && tc_dns[i].warps == s->warps && tc_dns[i].per_slot == s->per_slot &&
-          tc_dns[i].tiles == s->tiles)
-        return i;
-  } else {
-    const tc_up_shape *s = &tc_ups[v];
-    for (int i = 0; s->regs && i < nu; i++)
-      if (!tc_ups[i].regs && tc_ups[i].warps == s->warps && tc_ups[i].per_tile == s->per_tile)
-        return i;
-  }
-  return -1;
 }
