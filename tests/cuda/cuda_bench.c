@@ -7,15 +7,6 @@
 
 #include "cuda_common.h"
 
-
-#define CK(x)                                                                          \
-  do {                                                                                 \
-    if ((x) != 0) {                                                                    \
-      fprintf(stderr, "%s:%d: %s failed\n", __FILE__, __LINE__, #x);                   \
-      exit(2);                                                                         \
-    }                                                                                  \
-  } while (0)
-
 double cublas_bf16_rate(int n) {
   size_t N = (size_t)n * n;
   uint16_t *h = xmalloc(N * 2);

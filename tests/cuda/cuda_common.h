@@ -69,6 +69,16 @@ static inline double relerr(const float *g, const float *c, size_t n) {
   return sqrt(num / (den > 0 ? den : 1e-30));
 }
 
+/* A CUDA runtime, cuBLAS or cuBLASLt call that must succeed (status 0), else the test binary stops with its name. */
+#define CK(x)                                                                                                        \
+  do {                                                                                                               \
+    const int ck_status_ = (int)(x);                                                                                 \
+    if (ck_status_ != 0) {                                                                                           \
+      fprintf(stderr, "%s:%d: %s failed (%d)\n", __FILE__, __LINE__, #x, ck_status_);                                \
+      exit(2);                                                                                                       \
+    }                                                                                                                \
+  } while (0)
+
 static inline int cmp_float(const void *a, const void *b) {
   const float x = *(const float *)a, y = *(const float *)b;
   return (x > y) - (x < y);

@@ -179,14 +179,6 @@ static int check(void) {
 
 /* ---- bench ---- */
 
-#define CK(x)                                                                                                    \
-  do {                                                                                                           \
-    if ((x) != cudaSuccess) {                                                                                    \
-      fprintf(stderr, "%s:%d: %s failed\n", __FILE__, __LINE__, #x);                                             \
-      exit(2);                                                                                                   \
-    }                                                                                                            \
-  } while (0)
-
 /* Median ms of `reps` event-timed MoE ops (x rotates over nx input sets), after 2 warm-up runs. */
 static float time_moe(mimo_backend *g, moe_set *s, float *const *dx, int nx, float *dout, int T, int reps) {
   float ms[32];
@@ -339,28 +331,19 @@ static int profile(void) {
   return 0;
 }
 
-#define CKB(x)                                                                                                     \
-  do {                                                                                                             \
-    int st_ = (int)(x);                                                                                            \
-    if (st_) {                                                                                                     \
-      fprintf(stderr, "%s:%d: %s failed (%d)\n", __FILE__, __LINE__, #x, st_);                                     \
-      exit(2);                                                                                                     \
-    }                                                                                                              \
-  } while (0)
-
 /* Median ms of 10 timed runs of one GEMM (after 3), launched by f(arg). */
 static float time_gemm(void (*f)(void *), void *arg) {
   cudaEvent_t e0, e1;
   float ms[10];
-  CKB(cudaEventCreate(&e0));
-  CKB(cudaEventCreate(&e1));
+  CK(cudaEventCreate(&e0));
+  CK(cudaEventCreate(&e1));
   for (int r = 0; r < 13; r++) {
-    CKB(cudaEventRecord(e0, 0));
+    CK(cudaEventRecord(e0, 0));
     f(arg);
-    CKB(cudaEventRecord(e1, 0));
-    CKB(cudaEventSynchronize(e1));
+    CK(cudaEventRecord(e1, 0));
+    CK(cudaEventSynchronize(e1));
     if (r >= 3)
-      CKB(cudaEventElapsedTime(&ms[r - 3], e0, e1));
+      CK(cudaEventElapsedTime(&ms[r - 3], e0, e1));
   }
   cudaEventDestroy(e0);
   cudaEventDestroy(e1);
@@ -383,20 +366,20 @@ typedef struct {
 static void run_sgemm(void *p) {
   router_gemm *r = p;
   const float one = 1.f, zero = 0.f;
-  CKB(cublasSgemm(r->h, CUBLAS_OP_T, CUBLAS_OP_N, r->out, r->T, r->in, &one, r->w, r->in, r->x, r->in, &zero, r->y,
-                  r->out));
+  CK(cublasSgemm(r->h, CUBLAS_OP_T, CUBLAS_OP_N, r->out, r->T, r->in, &one, r->w, r->in, r->x, r->in, &zero, r->y,
+                 r->out));
 }
 static void run_lt(void *p) {
   router_gemm *r = p;
   const float one = 1.f, zero = 0.f;
-  CKB(cublasLtMatmul(r->lt, r->op, &one, r->w, r->la, r->x, r->lb, &zero, r->y, r->lc, r->y, r->lc, r->algo, r->ws,
-                     r->ws_size, 0));
+  CK(cublasLtMatmul(r->lt, r->op, &one, r->w, r->la, r->x, r->lb, &zero, r->y, r->lc, r->y, r->lc, r->algo, r->ws,
+                    r->ws_size, 0));
 }
 
 /* max |y − ref| / max |ref| over the rows checked (ref in double on the host) */
 static double router_err(const float *dy, const float *w, const float *x, int out, int T, int in) {
   float *y = xmalloc((size_t)out * T * 4);
-  CKB(cudaMemcpy(y, dy, (size_t)out * T * 4, cudaMemcpyDeviceToHost));
+  CK(cudaMemcpy(y, dy, (size_t)out * T * 4, cudaMemcpyDeviceToHost));
   double emax = 0, rmax = 0;
   for (int t = 0; t < T; t += 97)
     for (int o = 0; o < out; o++) {
@@ -417,17 +400,17 @@ static int router_probe(void) {
   fill(x, (size_t)4096 * in, 1.0f);
   router_gemm r = {.out = out, .in = in, .ws_size = (size_t)32 << 20};
   float *dw, *dx, *dy;
-  CKB(cudaMalloc((void **)&dw, (size_t)out * in * 4));
-  CKB(cudaMalloc((void **)&dx, (size_t)4096 * in * 4));
-  CKB(cudaMalloc((void **)&dy, (size_t)out * 4096 * 4));
-  CKB(cudaMalloc(&r.ws, r.ws_size));
-  CKB(cudaMemcpy(dw, w, (size_t)out * in * 4, cudaMemcpyHostToDevice));
-  CKB(cudaMemcpy(dx, x, (size_t)4096 * in * 4, cudaMemcpyHostToDevice));
+  CK(cudaMalloc((void **)&dw, (size_t)out * in * 4));
+  CK(cudaMalloc((void **)&dx, (size_t)4096 * in * 4));
+  CK(cudaMalloc((void **)&dy, (size_t)out * 4096 * 4));
+  CK(cudaMalloc(&r.ws, r.ws_size));
+  CK(cudaMemcpy(dw, w, (size_t)out * in * 4, cudaMemcpyHostToDevice));
+  CK(cudaMemcpy(dx, x, (size_t)4096 * in * 4, cudaMemcpyHostToDevice));
   r.w = dw;
   r.x = dx;
   r.y = dy;
-  CKB(cublasCreate(&r.h));
-  CKB(cublasLtCreate(&r.lt));
+  CK(cublasCreate(&r.h));
+  CK(cublasLtCreate(&r.lt));
   for (int ti = 0; ti < 2; ti++) {
     const int T = Ts[ti];
     r.T = T;
@@ -435,19 +418,19 @@ static int router_probe(void) {
     const float ts = time_gemm(run_sgemm, &r);
     printf("BENCH router_gemm T=%d cublasSgemm %.1f us %.1f TFLOP/s err %.2e\n", T, ts * 1e3, fl / (ts * 1e-3) / 1e12,
            router_err(dy, w, x, out, T, in));
-    CKB(cublasLtMatmulDescCreate(&r.op, CUBLAS_COMPUTE_32F, CUDA_R_32F));
+    CK(cublasLtMatmulDescCreate(&r.op, CUBLAS_COMPUTE_32F, CUDA_R_32F));
     const cublasOperation_t tr = CUBLAS_OP_T;
-    CKB(cublasLtMatmulDescSetAttribute(r.op, CUBLASLT_MATMUL_DESC_TRANSA, &tr, sizeof tr));
-    CKB(cublasLtMatrixLayoutCreate(&r.la, CUDA_R_32F, in, out, in));
-    CKB(cublasLtMatrixLayoutCreate(&r.lb, CUDA_R_32F, in, T, in));
-    CKB(cublasLtMatrixLayoutCreate(&r.lc, CUDA_R_32F, out, T, out));
+    CK(cublasLtMatmulDescSetAttribute(r.op, CUBLASLT_MATMUL_DESC_TRANSA, &tr, sizeof tr));
+    CK(cublasLtMatrixLayoutCreate(&r.la, CUDA_R_32F, in, out, in));
+    CK(cublasLtMatrixLayoutCreate(&r.lb, CUDA_R_32F, in, T, in));
+    CK(cublasLtMatrixLayoutCreate(&r.lc, CUDA_R_32F, out, T, out));
     cublasLtMatmulPreference_t pref;
-    CKB(cublasLtMatmulPreferenceCreate(&pref));
-    CKB(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &r.ws_size,
-                                             sizeof r.ws_size));
+    CK(cublasLtMatmulPreferenceCreate(&pref));
+    CK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &r.ws_size,
+                                            sizeof r.ws_size));
     cublasLtMatmulHeuristicResult_t res[32];
     int nres = 0;
-    CKB(cublasLtMatmulAlgoGetHeuristic(r.lt, r.op, r.la, r.lb, r.lc, r.lc, pref, 32, res, &nres));
+    CK(cublasLtMatmulAlgoGetHeuristic(r.lt, r.op, r.la, r.lb, r.lc, r.lc, pref, 32, res, &nres));
     for (int i = 0; i < nres; i++) {
       if (res[i].state)
         continue;
