@@ -197,16 +197,20 @@ int cuda_bench_main(int argc, char **argv) {
   must(mimo_backend_cuda_init(&g, 0), "cuda backend");
   printf("device: %s\n", mimo_cuda_device_name(g));
   double bw = mimo_cuda_copy_bandwidth(g, (size_t)1 << 31);
+  printf("BENCH copy_bandwidth %.1f GB/s (2 GiB device-to-device, read+write)\n", bw / 1e9);
   /* MIMO_BENCH_ONLY=moe-variants: the copy ceiling and the decode kernels' launch shapes, nothing else (a short
    * device call) */
   const char *only = getenv("MIMO_BENCH_ONLY");
-  if (only && strcmp(only, "stream") == 0) { /* the read-stream ceiling at the decode kernels' sizes */
-    printf("BENCH copy_bandwidth %.1f GB/s (2 GiB device-to-device, read+write)\n", bw / 1e9);
+  /* the read-stream ceiling at the decode kernels' sizes: the router's 4.2 MB, down's 33.6 MB and gate+up's 67.1 MB
+   * at one token, all eight experts' 100.7 MB, 1 GiB; MIMO_BENCH_ONLY=stream: every launch shape and the default
+   * one-token MoE beside them, nothing else */
+  const bool stream_only = only && strcmp(only, "stream") == 0;
+  {
     const double sizes[] = {256.0 * 4096 * 4, 4096.0 * 2048 / 2 * 8, 2 * 4096.0 * 2048 / 2 * 8,
                             3 * 4096.0 * 2048 / 2 * 8, 1024.0 * 1024 * 1024};
-    const int shapes[][2] = {{16, 4}, {32, 4}, {64, 4}, {32, 8}};
+    const int shapes[][2] = {{32, 4}, {16, 4}, {64, 4}, {32, 8}};
     for (int i = 0; i < 5; i++)
-      for (int k = 0; k < 4; k++) {
+      for (int k = 0; k < (stream_only ? 4 : 1); k++) {
         const double b = sizes[i], t1 = mimo_cuda_read_probe(g, (size_t)b, shapes[k][0], shapes[k][1], 0),
                      tb = mimo_cuda_read_probe(g, (size_t)b, shapes[k][0], shapes[k][1], 1);
         printf("BENCH read_stream %.1f MB, %d warps/SM, %d loads in flight a lane: single %.1f us = %.1f%% of copy; "
@@ -214,18 +218,18 @@ int cuda_bench_main(int argc, char **argv) {
                b / 1e6, shapes[k][0], shapes[k][1], t1, 100.0 * b / (t1 * 1e-6) / bw, tb,
                100.0 * b / (tb * 1e-6) / bw);
       }
+  }
+  if (stream_only) {
     moe_tc_variants(g, bw, true); /* the default one-token MoE in the same run */
     g->free(g);
     return 0;
   }
   if (only && strcmp(only, "moe-variants") == 0) {
-    printf("BENCH copy_bandwidth %.1f GB/s (2 GiB device-to-device, read+write)\n", bw / 1e9);
     moe_tc_variants(g, bw, false);
     g->free(g);
     return 0;
   }
   double fl = cublas_bf16_rate(8192);
-  printf("BENCH copy_bandwidth %.1f GB/s (2 GiB device-to-device, read+write)\n", bw / 1e9);
   printf("BENCH cublas_bf16_8192 %.1f TFLOP/s\n", fl / 1e12);
 
   /* GEMV M=1 on the model's projection shapes; two copies of each weight alternate. */
