@@ -198,9 +198,7 @@ int cuda_bench_main(int argc, char **argv) {
   printf("device: %s\n", mimo_cuda_device_name(g));
   double bw = mimo_cuda_copy_bandwidth(g, (size_t)1 << 31);
   printf("BENCH copy_bandwidth %.1f GB/s (2 GiB device-to-device, read+write)\n", bw / 1e9);
-  /* MIMO_BENCH_ONLY=moe-variants: the copy ceiling and the decode kernels' launch shapes, nothing else (a short
-   * device call) */
-  const char *only = getenv("MIMO_BENCH_ONLY");
+  const char *only = getenv("MIMO_BENCH_ONLY"); /* stream, moe-variants: short device calls (below) */
   /* the read-stream ceiling at the decode kernels' sizes: the router's 4.2 MB, down's 33.6 MB and gate+up's 67.1 MB
    * at one token, all eight experts' 100.7 MB, 1 GiB; MIMO_BENCH_ONLY=stream: every launch shape and the default
    * one-token MoE beside them, nothing else */
@@ -213,6 +211,10 @@ int cuda_bench_main(int argc, char **argv) {
       for (int k = 0; k < (stream_only ? 4 : 1); k++) {
         const double b = sizes[i], t1 = mimo_cuda_read_probe(g, (size_t)b, shapes[k][0], shapes[k][1], 0),
                      tb = mimo_cuda_read_probe(g, (size_t)b, shapes[k][0], shapes[k][1], 1);
+        if (t1 <= 0 || tb <= 0) {
+          printf("BENCH read_stream %.1f MB: failed (out of memory?)\n", b / 1e6);
+          continue;
+        }
         printf("BENCH read_stream %.1f MB, %d warps/SM, %d loads in flight a lane: single %.1f us = %.1f%% of copy; "
                "back to back %.1f us = %.1f%%\n",
                b / 1e6, shapes[k][0], shapes[k][1], t1, 100.0 * b / (t1 * 1e-6) / bw, tb,
@@ -224,7 +226,7 @@ int cuda_bench_main(int argc, char **argv) {
     g->free(g);
     return 0;
   }
-  if (only && strcmp(only, "moe-variants") == 0) {
+  if (only && strcmp(only, "moe-variants") == 0) { /* the decode kernels' launch shapes, nothing else */
     moe_tc_variants(g, bw, false);
     g->free(g);
     return 0;
