@@ -7,40 +7,39 @@
 
 #include "cuda_common.h"
 
+typedef struct {
+  cublasHandle_t h;
+  void *A, *B, *C;
+  int n;
+} bf16_gemm;
+static void run_bf16_gemm(void *p) {
+  const bf16_gemm *q = p;
+  const float one = 1, zero = 0;
+  CK(cublasGemmEx(q->h, CUBLAS_OP_N, CUBLAS_OP_N, q->n, q->n, q->n, &one, q->A, CUDA_R_16BF, q->n, q->B, CUDA_R_16BF,
+                  q->n, &zero, q->C, CUDA_R_16BF, q->n, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+}
+
 double cublas_bf16_rate(int n) {
   size_t N = (size_t)n * n;
   uint16_t *h = xmalloc(N * 2);
   for (size_t i = 0; i < N; i++)
     h[i] = to_bf16(rndf());
-  void *A, *B, *C;
-  CK(cudaMalloc(&A, N * 2));
-  CK(cudaMalloc(&B, N * 2));
-  CK(cudaMalloc(&C, N * 2));
-  CK(cudaMemcpy(A, h, N * 2, cudaMemcpyHostToDevice));
+  bf16_gemm q = {.n = n};
+  CK(cudaMalloc(&q.A, N * 2));
+  CK(cudaMalloc(&q.B, N * 2));
+  CK(cudaMalloc(&q.C, N * 2));
+  CK(cudaMemcpy(q.A, h, N * 2, cudaMemcpyHostToDevice));
   for (size_t i = 0; i < N; i++)
     h[i] = to_bf16(rndf());
-  CK(cudaMemcpy(B, h, N * 2, cudaMemcpyHostToDevice));
+  CK(cudaMemcpy(q.B, h, N * 2, cudaMemcpyHostToDevice));
   free(h);
-  cublasHandle_t hd;
-  CK(cublasCreate(&hd));
-  cudaEvent_t e0, e1;
-  CK(cudaEventCreate(&e0));
-  CK(cudaEventCreate(&e1));
-  float one = 1, zero = 0, ms[10];
-  for (int r = 0; r < 13; r++) {
-    CK(cudaEventRecord(e0, 0));
-    CK(cublasGemmEx(hd, CUBLAS_OP_N, CUBLAS_OP_N, n, n, n, &one, A, CUDA_R_16BF, n, B, CUDA_R_16BF, n, &zero, C,
-                    CUDA_R_16BF, n, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
-    CK(cudaEventRecord(e1, 0));
-    CK(cudaEventSynchronize(e1));
-    if (r >= 3)
-      CK(cudaEventElapsedTime(&ms[r - 3], e0, e1));
-  }
-  cublasDestroy(hd);
-  cudaFree(A);
-  cudaFree(B);
-  cudaFree(C);
-  return 2.0 * n * (double)n * n / (median(ms, 10) * 1e-3);
+  CK(cublasCreate(&q.h));
+  const float ms = time_default_stream_ms(run_bf16_gemm, &q);
+  cublasDestroy(q.h);
+  cudaFree(q.A);
+  cudaFree(q.B);
+  cudaFree(q.C);
+  return 2.0 * n * (double)n * n / (ms * 1e-3);
 }
 
 /* cuBLAS at M=1 on a bf16 weight (x in bf16): the library's GEMV figure for comparison. */
@@ -137,7 +136,6 @@ static mimo_linear *moe_bench_layer(mimo_backend *g, mimo_linear *router, mimo_l
  * assumes E·(1 − (1 − K/E)^T) distinct experts (uniform routing). */
 int mimo_cuda_moe_tc_variant(int up, int dn, char *label, int n);
 int mimo_cuda_int4_tiled_off(int on);
-double mimo_cuda_read_probe(mimo_backend *be, size_t bytes, int warps_per_sm, int inflight, int back_to_back);
 int mimo_cuda_pdl_off(int on);
 static void moe_tc_variants(mimo_backend *g, double bw, bool default_only) {
   int E = 256, K = 8, H = 4096, I = 2048;

@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <cuda_runtime.h>
+
 #include "backend/backend.h"
 #include "backend/cuda/cuda_backend.h"
 #include "core/num.h"
@@ -87,6 +89,26 @@ static inline int cmp_float(const void *a, const void *b) {
 static inline float median(float *v, int n) {
   qsort(v, (size_t)n, sizeof *v, cmp_float);
   return v[n / 2];
+}
+
+/* Median milliseconds of 10 calls of run(arg), each between two events on the default stream, after 3 untimed ones
+ * (library calls such as cuBLAS's, which take no backend). */
+static inline float time_default_stream_ms(void (*run)(void *), void *arg) {
+  cudaEvent_t e0, e1;
+  float ms[10];
+  CK(cudaEventCreate(&e0));
+  CK(cudaEventCreate(&e1));
+  for (int r = 0; r < 13; r++) {
+    CK(cudaEventRecord(e0, 0));
+    run(arg);
+    CK(cudaEventRecord(e1, 0));
+    CK(cudaEventSynchronize(e1));
+    if (r >= 3)
+      CK(cudaEventElapsedTime(&ms[r - 3], e0, e1));
+  }
+  cudaEventDestroy(e0);
+  cudaEventDestroy(e1);
+  return median(ms, 10);
 }
 
 /* Device copy of a host array. */

@@ -331,25 +331,6 @@ static int profile(void) {
   return 0;
 }
 
-/* Median ms of 10 timed runs of one GEMM (after 3), launched by f(arg). */
-static float time_gemm(void (*f)(void *), void *arg) {
-  cudaEvent_t e0, e1;
-  float ms[10];
-  CK(cudaEventCreate(&e0));
-  CK(cudaEventCreate(&e1));
-  for (int r = 0; r < 13; r++) {
-    CK(cudaEventRecord(e0, 0));
-    f(arg);
-    CK(cudaEventRecord(e1, 0));
-    CK(cudaEventSynchronize(e1));
-    if (r >= 3)
-      CK(cudaEventElapsedTime(&ms[r - 3], e0, e1));
-  }
-  cudaEventDestroy(e0);
-  cudaEventDestroy(e1);
-  return median(ms, 10);
-}
-
 typedef struct {
   cublasHandle_t h;
   cublasLtHandle_t lt;
@@ -415,7 +396,7 @@ static int router_probe(void) {
     const int T = Ts[ti];
     r.T = T;
     const double fl = 2.0 * out * T * (double)in;
-    const float ts = time_gemm(run_sgemm, &r);
+    const float ts = time_default_stream_ms(run_sgemm, &r);
     printf("BENCH router_gemm T=%d cublasSgemm %.1f us %.1f TFLOP/s err %.2e\n", T, ts * 1e3, fl / (ts * 1e-3) / 1e12,
            router_err(dy, w, x, out, T, in));
     CK(cublasLtMatmulDescCreate(&r.op, CUBLAS_COMPUTE_32F, CUDA_R_32F));
@@ -435,7 +416,7 @@ static int router_probe(void) {
       if (res[i].state)
         continue;
       r.algo = &res[i].algo;
-      const float tl = time_gemm(run_lt, &r);
+      const float tl = time_default_stream_ms(run_lt, &r);
       printf("BENCH router_gemm T=%d cublasLt algo %d (workspace %zu) %.1f us %.1f TFLOP/s err %.2e\n", T, i,
              res[i].workspaceSize, tl * 1e3, fl / (tl * 1e-3) / 1e12, router_err(dy, w, x, out, T, in));
     }

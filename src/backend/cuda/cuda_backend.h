@@ -18,6 +18,10 @@ const char *mimo_cuda_device_name(mimo_backend *be);
 mimo_status mimo_cuda_sync(mimo_backend *be);
 /* Device-to-device copy bandwidth in bytes/s (read + written), median of runs over `bytes`. */
 double mimo_cuda_copy_bandwidth(mimo_backend *be, size_t bytes);
+/* Microseconds a kernel that only reads takes over `bytes` (warps_per_sm warps on every SM, inflight 4 or 8 loads in
+ * flight a lane), one launch or back_to_back (16 launches over distinct copies, not from L2); 0 on failure. The
+ * ceiling of a kernel of that size (cuda_stream_probe.cu). */
+double mimo_cuda_read_probe(mimo_backend *be, size_t bytes, int warps_per_sm, int inflight, int back_to_back);
 /* Event timing on the backend's stream: start, then stop returns milliseconds since start. */
 void mimo_cuda_timer_start(mimo_backend *be);
 float mimo_cuda_timer_stop(mimo_backend *be);

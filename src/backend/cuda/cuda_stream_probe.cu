@@ -38,9 +38,7 @@ static int cmp_f(const void *a, const void *b) {
   return (x > y) - (x < y);
 }
 
-/* Microseconds per read of `bytes` by warps_per_sm warps on every SM with inflight (4 or 8) loads per lane: a single
- * launch (median of 20) or, back_to_back, 16 launches over distinct copies (>= 256 MB in all, so not from L2) between
- * two events. 0 on failure. */
+/* cuda_backend.h. Back to back: copies of >= 256 MB in all, so the 16 launches do not read from L2. */
 extern "C" double mimo_cuda_read_probe(mimo_backend *be, size_t bytes, int warps_per_sm, int inflight,
                                        int back_to_back) {
   cu_ctx *c = cu(be);
