@@ -34,7 +34,7 @@ double cublas_bf16_rate(int n) {
   CK(cudaMemcpy(q.B, h, N * 2, cudaMemcpyHostToDevice));
   free(h);
   CK(cublasCreate(&q.h));
-  const float ms = time_default_stream_ms(run_bf16_gemm, &q);
+  const float ms = time_default_stream_ms(run_bf16_gemm, &q, 10);
   cublasDestroy(q.h);
   cudaFree(q.A);
   cudaFree(q.B);
@@ -43,34 +43,32 @@ double cublas_bf16_rate(int n) {
 }
 
 /* cuBLAS at M=1 on a bf16 weight (x in bf16): the library's GEMV figure for comparison. */
-static double cublas_m1_ms(const mimo_linear *W) {
+typedef struct {
+  cublasHandle_t h;
   void *w, *x, *y;
+  int out, in;
+} bf16_m1;
+static void run_bf16_m1(void *p) {
+  const bf16_m1 *q = p;
+  const float one = 1, zero = 0;
+  CK(cublasGemmEx(q->h, CUBLAS_OP_T, CUBLAS_OP_N, q->out, 1, q->in, &one, q->w, CUDA_R_16BF, q->in, q->x, CUDA_R_16BF,
+                  q->in, &zero, q->y, CUDA_R_32F, q->out, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+}
+static double cublas_m1_ms(const mimo_linear *W) {
+  bf16_m1 q = {.out = W->out, .in = W->in};
   size_t n = (size_t)W->out * W->in;
-  CK(cudaMalloc(&w, n * 2));
-  CK(cudaMalloc(&x, (size_t)W->in * 2));
-  CK(cudaMalloc(&y, (size_t)W->out * 4));
-  CK(cudaMemcpy(w, W->w, n * 2, cudaMemcpyHostToDevice));
-  CK(cudaMemset(x, 0x3f, (size_t)W->in * 2));
-  cublasHandle_t hd;
-  CK(cublasCreate(&hd));
-  cudaEvent_t e0, e1;
-  CK(cudaEventCreate(&e0));
-  CK(cudaEventCreate(&e1));
-  float one = 1, zero = 0, ms[20];
-  for (int r = 0; r < 23; r++) {
-    CK(cudaEventRecord(e0, 0));
-    CK(cublasGemmEx(hd, CUBLAS_OP_T, CUBLAS_OP_N, W->out, 1, W->in, &one, w, CUDA_R_16BF, W->in, x, CUDA_R_16BF,
-                    W->in, &zero, y, CUDA_R_32F, W->out, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
-    CK(cudaEventRecord(e1, 0));
-    CK(cudaEventSynchronize(e1));
-    if (r >= 3)
-      CK(cudaEventElapsedTime(&ms[r - 3], e0, e1));
-  }
-  cublasDestroy(hd);
-  cudaFree(w);
-  cudaFree(x);
-  cudaFree(y);
-  return median(ms, 20);
+  CK(cudaMalloc(&q.w, n * 2));
+  CK(cudaMalloc(&q.x, (size_t)W->in * 2));
+  CK(cudaMalloc(&q.y, (size_t)W->out * 4));
+  CK(cudaMemcpy(q.w, W->w, n * 2, cudaMemcpyHostToDevice));
+  CK(cudaMemset(q.x, 0x3f, (size_t)W->in * 2));
+  CK(cublasCreate(&q.h));
+  const float ms = time_default_stream_ms(run_bf16_m1, &q, 20);
+  cublasDestroy(q.h);
+  cudaFree(q.w);
+  cudaFree(q.x);
+  cudaFree(q.y);
+  return ms;
 }
 
 static double lin_bytes(const mimo_linear *l) {

@@ -91,14 +91,15 @@ static inline float median(float *v, int n) {
   return v[n / 2];
 }
 
-/* Median milliseconds of 10 calls of run(arg), each between two events on the default stream, after 3 untimed ones
- * (library calls such as cuBLAS's, which take no backend). */
-static inline float time_default_stream_ms(void (*run)(void *), void *arg) {
+/* Median milliseconds of reps (<= 32) calls of run(arg), each between two events on the default stream, after 3
+ * untimed ones (library calls such as cuBLAS's, which take no backend). */
+static inline float time_default_stream_ms(void (*run)(void *), void *arg, int reps) {
   cudaEvent_t e0, e1;
-  float ms[10];
+  float ms[32];
+  reps = reps < 1 ? 1 : reps > 32 ? 32 : reps;
   CK(cudaEventCreate(&e0));
   CK(cudaEventCreate(&e1));
-  for (int r = 0; r < 13; r++) {
+  for (int r = 0; r < reps + 3; r++) {
     CK(cudaEventRecord(e0, 0));
     run(arg);
     CK(cudaEventRecord(e1, 0));
@@ -108,7 +109,7 @@ static inline float time_default_stream_ms(void (*run)(void *), void *arg) {
   }
   cudaEventDestroy(e0);
   cudaEventDestroy(e1);
-  return median(ms, 10);
+  return median(ms, reps);
 }
 
 /* Device copy of a host array. */

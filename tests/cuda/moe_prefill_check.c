@@ -396,7 +396,7 @@ static int router_probe(void) {
     const int T = Ts[ti];
     r.T = T;
     const double fl = 2.0 * out * T * (double)in;
-    const float ts = time_default_stream_ms(run_sgemm, &r);
+    const float ts = time_default_stream_ms(run_sgemm, &r, 10);
     printf("BENCH router_gemm T=%d cublasSgemm %.1f us %.1f TFLOP/s err %.2e\n", T, ts * 1e3, fl / (ts * 1e-3) / 1e12,
            router_err(dy, w, x, out, T, in));
     CK(cublasLtMatmulDescCreate(&r.op, CUBLAS_COMPUTE_32F, CUDA_R_32F));
@@ -416,7 +416,7 @@ static int router_probe(void) {
       if (res[i].state)
         continue;
       r.algo = &res[i].algo;
-      const float tl = time_default_stream_ms(run_lt, &r);
+      const float tl = time_default_stream_ms(run_lt, &r, 10);
       printf("BENCH router_gemm T=%d cublasLt algo %d (workspace %zu) %.1f us %.1f TFLOP/s err %.2e\n", T, i,
              res[i].workspaceSize, tl * 1e3, fl / (tl * 1e-3) / 1e12, router_err(dy, w, x, out, T, in));
     }
