@@ -188,7 +188,7 @@ int mimo_cmd_bench(int argc, char **argv) {
   int *ids = NULL, *ntok = NULL;
   mimo_sampler **smp = NULL;
   mimo_sample_job *jobs = NULL;
-  double *step_s = NULL;
+  double *step_s = NULL, *gpu_s = NULL; /* gpu_s: MIMO_BENCH_GPU_SPAN, below */
   const char *bname = mimo_open_backend_name(o.backend);
   int gpu = strcmp(bname, "cuda") == 0;
   double tl = mimo_now();
@@ -279,6 +279,13 @@ int mimo_cmd_bench(int argc, char **argv) {
    * server's warm-up pays before its first request. */
   double first = 0;
   FILE *tok_f = NULL;
+  /* MIMO_BENCH_GPU_SPAN=1 (one GPU): each step's span on the GPU's clock, from the host queueing its first op to the
+   * end of its last, beside the host's step time; the difference is host time the GPU sat idle outside the span
+   * (waking from the step's final wait, sampling bookkeeping). Off by default: the event pair costs the step ~1 µs. */
+  const char *span_env = getenv("MIMO_BENCH_GPU_SPAN");
+  const int gpu_span = gpu && tp == 1 && span_env && !strcmp(span_env, "1");
+  if (gpu_span && !(gpu_s = calloc((size_t)D, sizeof *gpu_s)))
+    st = mimo_errf(MIMO_E_NOMEM, "bench: out of memory");
   if (st == MIMO_OK && tokens_out && !(tok_f = fopen(tokens_out, "w")))
     st = mimo_errf(MIMO_E_IO, "--tokens-out %s: cannot write", tokens_out);
   for (int s = -1; st == MIMO_OK && s < D; s++) {
@@ -288,7 +295,15 @@ int mimo_cmd_bench(int argc, char **argv) {
     double t1 = mimo_now();
     for (int i = 0; i < B; i++)
       mimo_sampler_job(smp[i], &jobs[i]);
+#ifdef MIMO_HAVE_CUDA
+    if (gpu_s)
+      mimo_cuda_timer_start(be0);
+#endif
     st = mimo_model_forward(m, &d, NULL);
+#ifdef MIMO_HAVE_CUDA
+    if (gpu_s && s >= 0)
+      gpu_s[s] = 1e-3 * mimo_cuda_timer_stop(be0);
+#endif
     for (int i = 0; st == MIMO_OK && i < B; i++)
       if (ids[i] < 0)
         st = MIMO_E_INVALID; /* the sampler said why */
@@ -358,6 +373,12 @@ int mimo_cmd_bench(int argc, char **argv) {
     printf("decode step %.3f ms = %.3f ms per layer; bytes/copy bandwidth %.3f ms per layer; ratio %.2fx\n",
            1e3 * dec / D, 1e3 * dec / D / nl, 1e3 * bytes / D / copy_bw / nl, dec / (bytes / copy_bw));
     printf("decode step median %.3f ms, ratio %.2fx\n", 1e3 * med, med * D / (bytes / copy_bw));
+    if (gpu_s) {
+      qsort(gpu_s, (size_t)D, sizeof *gpu_s, cmp_double);
+      const double gm = D % 2 ? gpu_s[D / 2] : 0.5 * (gpu_s[D / 2 - 1] + gpu_s[D / 2]);
+      printf("decode step on the GPU's clock (MIMO_BENCH_GPU_SPAN): median %.3f ms, %.1f us of the step outside it\n",
+             1e3 * gm, 1e6 * (med - gm));
+    }
     const double tl = tp > 1 ? -1 : lm_head_seconds(m, be0, 20);
     if (tl > 0) {
       const double lb = mimo_linear_bytes(&m->w.lm_head), layer_b = bytes / D - lb;
@@ -369,6 +390,7 @@ int mimo_cmd_bench(int argc, char **argv) {
   }
   mimo_pool_free(pool);
 out:
+  free(gpu_s);
   free(ids);
   free(ntok);
   free(step_s);

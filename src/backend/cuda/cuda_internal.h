@@ -85,6 +85,8 @@ typedef struct cu_ctx {
   struct cu_prof *prof;      /* MIMO_CUDA_PROFILE: op timing (cuda_profile.cu), else NULL */
   unsigned *route_done;      /* k_router_route's finished-block counter (zero between launches) */
   int pdl;                   /* programmatic dependent launch usable: SM90+ device running SM90+ code (cu_launch) */
+  const char *skip_kernels;  /* MIMO_CUDA_SKIP_KERNELS (measurement only, wrong results): see cu_launch */
+  int extra_links;           /* MIMO_CUDA_EXTRA_LINKS (measurement only): see cu_launch */
   size_t mem_limit;          /* --gpu-memory-utilization x total (0: none); weights + KV + scratch */
   size_t mem_used;
   size_t mem_total;
@@ -198,10 +200,22 @@ __device__ __forceinline__ void pdl_start() {
 /* Test hook and MIMO_CUDA_PDL=off: launch every kernel fully serialised (before/after in one run). */
 extern "C" int mimo_cuda_pdl_off(int on);
 static inline bool cu_pdl(cu_ctx *c) { return c->pdl && !mimo_cuda_pdl_off(-1); }
+/* MIMO_CUDA_SKIP_KERNELS=name,name...: a measurement knob, never for results. A kernel launched by cu_launch whose
+ * name contains one of the comma-separated parts is replaced by an empty one-block kernel that keeps the dependent
+ * launch chain (so the kernels after it still find everything two launches back complete): the step's time without
+ * that kernel's work is the most that fusing it into a neighbour could save. Outputs are wrong while it is set. */
+bool cu_skip_kernel(cu_ctx *c, const void *k); /* true: the stand-in was launched instead */
+/* MIMO_CUDA_EXTRA_LINKS=n: n stand-ins before every kernel cu_launch launches (results unchanged): the step's time
+ * grows by what one more kernel in the dependent chain costs, i.e. what removing one by fusion could save. */
+void cu_extra_links(cu_ctx *c);
 /* Launches k<<<g, b, smem, c->st>>>(args...), programmatically dependent on the previous kernel where cu_pdl(c);
  * k must keep the contract above. A launch error is recorded like MIMO_CUDA_LAUNCHED. */
 template <typename... P, typename... A>
 static inline void cu_launch(cu_ctx *c, void (*k)(P...), dim3 g, dim3 b, size_t smem, A... args) {
+  if (c->skip_kernels && cu_skip_kernel(c, (const void *)k))
+    return;
+  if (c->extra_links)
+    cu_extra_links(c);
   cudaLaunchAttribute at[1];
   at[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
   at[0].val.programmaticStreamSerializationAllowed = 1;
