@@ -20,10 +20,6 @@ int mimo_cuda_attn_precision(int prec);
 /* the fp32-grade decode over a bf16 cache through three bf16 parts instead of 3xTF32: on (1) or off (0), returning
  * the previous setting; < 0 only asks */
 int mimo_cuda_attn_decode_bf16x3(int on);
-/* the decode combine as its own kernel (1) or, where splits are few, in the split kernel's last block (0, the
- * default), returning the previous setting; _fused_last: whether the last decode launch combined in-kernel */
-int mimo_cuda_attn_combine_separate(int on);
-int mimo_cuda_attn_combine_fused_last(void);
 
 /* cuda_attention_wgmma.cu test hooks: the SM90a prefill on (1, the default) or off (0), returning the previous
  * setting; _last: whether the last fp16 prefill ran it */
@@ -46,8 +42,6 @@ static int bf3_cases;
 /* fp16 prefills run both ways on an SM90a build: how many, how many came out bitwise equal, the largest difference */
 static int wg_cases, wg_bitwise;
 static double wg_worst;
-/* decode steps combined in the split kernel, each again with the combine kernel: bitwise equal outputs and caches */
-static int cmb_cases, cmb_bitwise;
 
 /* The kernel cuda_attention.cu picks (its rule: tensor-core dims, 16-byte rows, T·G ≤ 256 → decode). */
 static int gpu_path(int force, int nh, int nkv, int T, int D, int V) {
@@ -192,32 +186,6 @@ static void run_case(mimo_backend *c, mimo_backend *g, const acase *cf) {
       bf3_cases++;
       at += snprintf(line + at, sizeof line - at, " bf16x3 %.2e", e);
     }
-    if (path == 2) { /* the default combine in the split kernel against the combine kernel: outputs and caches */
-      mimo_cuda_attn_precision(1);
-      attn_rerun(g, &kp, len0, rs, &ag, dout, no, og);
-      if (mimo_cuda_attn_combine_fused_last()) {
-        const size_t cb = (kp.n * kp.es + 3) / 4 * 4;
-        char *c1 = xmalloc(cb), *c2 = xmalloc(cb);
-        float *os = xmalloc(no * 4);
-        kv_pair_get(&kp, g, c1);
-        const int s0 = mimo_cuda_attn_combine_separate(1);
-        attn_rerun(g, &kp, len0, rs, &ag, dout, no, os);
-        mimo_cuda_attn_combine_separate(s0);
-        kv_pair_get(&kp, g, c2);
-        cmb_cases++;
-        if (memcmp(og, os, no * 4) || memcmp(c1, c2, cb)) {
-          printf("FAIL decode combine in the split kernel and in its own kernel differ (output relative %.2e)\n",
-                 relerr(og, os, no));
-          ok = 0;
-        } else {
-          cmb_bitwise++;
-        }
-        at += snprintf(line + at, sizeof line - at, " combine-in-kernel");
-        free(c1);
-        free(c2);
-        free(os);
-      }
-    }
     free(ow);
     free(rs);
     printf("%-4s h%d/kv%d %d/%d win %d sink %d past %d T %d%s (%s: %s) rel%s\n", ok ? "ok" : "FAIL", nh, nkv, D, V, W,
@@ -260,7 +228,7 @@ static void run_seqs_case(mimo_backend *c, mimo_backend *g, int nh, int nkv, int
   fill(sinkv, nh, 2.0f);
   mimo_vec sv = {nh, MIMO_DT_F32, sinkv, NULL};
   must(mimo_backend_upload_vec(g, &sv), "upload");
-  int ok = 1, fused = 0;
+  int ok = 1;
   double worst_e = 0;
   for (int step = 0; step < 2; step++) {
     int Ts[256], T = 0;
@@ -288,7 +256,6 @@ static void run_seqs_case(mimo_backend *c, mimo_backend *g, int nh, int nkv, int
       ag[i] = a;
     }
     g->attention_seqs(g, ag, nseq);
-    fused |= mimo_cuda_attn_combine_fused_last();
     from_dev(g, og, dout, no);
     const double e = relerr(og, oc, no);
     worst_e = e > worst_e ? e : worst_e;
@@ -310,10 +277,10 @@ static void run_seqs_case(mimo_backend *c, mimo_backend *g, int nh, int nkv, int
     kv_pair_free(&kp[i], g);
   }
   ok &= cache_ok;
-  printf("%-4s attention_seqs h%d/kv%d %d/%d win %d sink %d%s: %d sequences%s, 2 steps, rel %.2e (tol 2e-05), caches %s%s\n",
+  printf("%-4s attention_seqs h%d/kv%d %d/%d win %d sink %d%s: %d sequences%s, 2 steps, rel %.2e (tol 2e-05), caches %s\n",
          ok ? "ok" : "FAIL", nh, nkv, D, V, W, sink,
          !bf16 ? "" : mimo_cuda_attn_decode_bf16x3(-1) ? " bf16 (bf16x3 decode)" : " bf16", nseq, mixed ? " (every 7th 5 tokens)" : "", worst_e,
-         cache_ok ? "equal" : "DIFFER", fused ? ", combined in the split kernels' clusters" : "");
+         cache_ok ? "equal" : "DIFFER");
   ok ? n_pass++ : n_fail++;
   free(kp);
 }
@@ -392,8 +359,6 @@ static int attn_check(void) {
          tol[2][1]);
   printf("fp16 prefill through warpgroup MMA and again through mma.sync: %d cases, %d bitwise equal, largest relative "
          "difference %.2e\n", wg_cases, wg_bitwise, wg_worst);
-  printf("decode combine in the split kernel and again in its own kernel: %d cases, %d bitwise equal (outputs and "
-         "caches)\n", cmb_cases, cmb_bitwise);
   printf("attn: %d passed, %d failed\n", n_pass, n_fail);
   g->free(g);
   c->free(c);

@@ -20,8 +20,6 @@
 
 #include <type_traits>
 
-#include <cooperative_groups.h>
-
 #include "backend/cuda/cuda_attention_prefill.cuh"
 #include "backend/cuda/cuda_bf16x3.cuh"
 #include "backend/cuda/cuda_internal.h"
@@ -64,13 +62,6 @@ enum { ATTN_FAST = 0, ATTN_FP16 = 1, ATTN_PREC_DEFAULT = ATTN_FP16 };
 /* MIMO_CUDA_ATTN_DECODE=bf16x3 and test hook: the fp32-grade decode over a bf16 cache through bf16 parts (DEC_BF3)
  * instead of 3xTF32. Off by default until measured: written in a session without a GPU (docs/cuda.md, round 18). */
 static int bf3_on = -1;
-/* Test hook and MIMO_CUDA_ATTN_COMBINE=separate: the decode combine as its own kernel (before/after in one run). */
-static int combine_separate = -1, combine_fused_last;
-extern "C" int mimo_cuda_attn_combine_separate(int on) {
-  return cu_switch(&combine_separate, "MIMO_CUDA_ATTN_COMBINE", "separate", on);
-}
-/* Test hook: whether the last decode launch combined in its split kernel. */
-extern "C" int mimo_cuda_attn_combine_fused_last(void) { return combine_fused_last; }
 extern "C" int mimo_cuda_attn_decode_bf16x3(int on) { return cu_switch(&bf3_on, "MIMO_CUDA_ATTN_DECODE", "bf16x3", on); }
 
 namespace {
@@ -109,32 +100,18 @@ __device__ __forceinline__ float4 ld4(const uint16_t *p) { return kv_widen4(*(co
  * ones at V + 4. */
 template <int V, bool BF> __host__ __device__ constexpr int dec_vs() { return BF ? V + 8 : V + 4; }
 
-/* This step's keys and values into the cache, after every read of the cache (the combine runs after the split
- * kernel, so it can take the job of k_kv_append: one launch fewer per attention call). kc == NULL: nothing. */
-typedef struct {
-  kv_ref c;
-  const float *k, *v;
-  int T, first, len, D;
-} kv_app;
-
 struct dec_args {
   const float *q, *k, *v;
   kv_ref c;
   float *part;
   int n_heads, n_kv, G, rows, len, window, nrg, nsplit;
   float qscale;
-  /* The combine in the split kernel's cluster (dec_cluster_combine): set by the caller, out == NULL for a separate
-   * combine kernel; dec_launch sets cluster when it launches the splits of each kv head as one cluster. */
-  float *out;
-  const float *sink;
-  kv_app ap;
-  int cluster;
 };
 
 /* Many sequences' decode steps (one token each) in one launch, blockIdx.z = sequence: its cache and length, and
  * `tok`, its token's row in the step's q/k/v/out buffers. A kernel parameter (3 KB: indexed loads from the
  * parameter bank, no upload and no host wait); dec_none for one sequence. */
-enum { DEC_BATCH = 64, DEC_CLUSTER_MAX = 8 }; /* DEC_CLUSTER_MAX: the portable cluster size */
+enum { DEC_BATCH = 64 };
 struct dec_seq {
   kv_ref c;
   int len, tok;
@@ -174,92 +151,6 @@ __device__ __forceinline__ void dec_seq_of(dec_args &a, const dec_batch &bt, int
  * DEC_BF3 (bf16 cache only) q and p in three bf16 parts (cuda_bf16x3.cuh) against the stored bf16 keys and values:
  * the same fp32-grade products in three quarters of 3xTF32's tensor-core cycles. */
 enum dec_pm { DEC_TF32 = 0, DEC_X3 = 1, DEC_BF3 = 2 };
-
-/* The combine of k_attn_combine inside the split kernel (SM90): the nsplit blocks of a kv head (one row group) run as
- * one thread-block cluster, each keeps its merged partial (rows × V sums, and max and sum per row) in its shared
- * memory, and after a cluster barrier each block combines a share of the rows from all blocks' shared memory
- * (distributed shared memory), adds the sink, writes out, and appends its share of the step's K/V of that head (every
- * read of the head's cache is done by then); a second barrier keeps the shared memory alive until all have read it.
- * A separate combine launch cost a decode layer ~5 µs at batch 1 (H100, MIMO_CUDA_SKIP_KERNELS); a last-block
- * combine through global memory (a counter, the partials read back from L2) was measured slower than the launch.
- * The arithmetic is k_attn_combine's in its order, for nsplit ≤ 8 (one split per group there: the weights' sum is
- * its warp butterfly over 8 lanes, the rows' sums run over splits in split order, products and sums rounded
- * separately), so the two are bit for bit equal (mimo_cuda_check attn check compares outputs and caches).
- * acc: this block's [rows][V] partial sums, ml: its [rows][2] (max, sum). */
-template <int V, bool B>
-__device__ __forceinline__ void dec_cluster_combine(const dec_args &a, const dec_tab<B> &bt, float *acc, float *ml) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  namespace cg = cooperative_groups;
-  cg::cluster_group cluster = cg::this_cluster();
-  cluster.sync(); /* every block's partial is in its shared memory */
-  const int g = blockIdx.y, tid = threadIdx.x, ns = a.nsplit, rank = (int)cluster.block_rank();
-  const int rows = a.rows, G = a.G;
-  float *out = a.out;
-  kv_app ap = a.ap;
-  if constexpr (B) {
-    const dec_seq &s = bt.s[blockIdx.z];
-    out += (size_t)s.tok * a.n_heads * V;
-    ap.k += (size_t)s.tok * a.n_kv * ap.D;
-    ap.v += (size_t)s.tok * a.n_kv * V;
-    ap.c = s.c;
-    ap.len = s.len;
-  }
-  const float *racc[DEC_CLUSTER_MAX], *rml[DEC_CLUSTER_MAX];
-#pragma unroll
-  for (int s = 0; s < DEC_CLUSTER_MAX; s++)
-    if (s < ns) {
-      racc[s] = cluster.map_shared_rank(acc, s);
-      rml[s] = cluster.map_shared_rank(ml, s);
-    }
-  const int r_lo = rank * rows / ns, r_hi = (rank + 1) * rows / ns;
-  for (int i = tid; i < (r_hi - r_lo) * (V / 4); i += DEC_THREADS) {
-    const int R = r_lo + i / (V / 4), c = (i % (V / 4)) * 4, h = g * G + R % G;
-    float2 m[DEC_CLUSTER_MAX];
-    float4 x[DEC_CLUSTER_MAX];
-#pragma unroll
-    for (int s = 0; s < DEC_CLUSTER_MAX; s++)
-      if (s < ns) {
-        m[s] = *(const float2 *)(rml[s] + R * 2);
-        x[s] = *(const float4 *)(racc[s] + R * V + c);
-      }
-    float M = a.sink ? a.sink[h] * LOG2E : -INFINITY;
-#pragma unroll
-    for (int s = 0; s < DEC_CLUSTER_MAX; s++)
-      if (s < ns)
-        M = fmaxf(M, m[s].x);
-    float w[DEC_CLUSTER_MAX], v[DEC_CLUSTER_MAX];
-#pragma unroll
-    for (int s = 0; s < DEC_CLUSTER_MAX; s++) {
-      w[s] = 0.f;
-      v[s] = 0.f;
-      if (s < ns) {
-        w[s] = m[s].x == -INFINITY ? 0.f : ex2(m[s].x - M);
-        v[s] += w[s] * m[s].y;
-      }
-    }
-    /* warp_sum's butterfly with splits on lanes 0..7 (the xor-16 and xor-8 steps add zeros) */
-    const float S = __fadd_rn(__fadd_rn(__fadd_rn(v[0], v[4]), __fadd_rn(v[2], v[6])),
-                              __fadd_rn(__fadd_rn(v[1], v[5]), __fadd_rn(v[3], v[7])));
-    float L = a.sink ? ex2(a.sink[h] * LOG2E - M) : 0.f;
-    L += S;
-    float4 y = make_float4(0.f, 0.f, 0.f, 0.f);
-#pragma unroll
-    for (int s = 0; s < DEC_CLUSTER_MAX; s++)
-      if (s < ns && w[s] != 0.f) { /* splits that saw none of this row's keys */
-        y.x = __fadd_rn(y.x, __fmul_rn(w[s], x[s].x));
-        y.y = __fadd_rn(y.y, __fmul_rn(w[s], x[s].y));
-        y.z = __fadd_rn(y.z, __fmul_rn(w[s], x[s].z));
-        y.w = __fadd_rn(y.w, __fmul_rn(w[s], x[s].w));
-      }
-    *(float4 *)(out + ((size_t)(R / G) * a.n_heads + h) * V + c) = make_float4(y.x / L, y.y / L, y.z / L, y.w / L);
-  }
-  if (kv_set(ap.c))
-    for (int R = ap.first; R < ap.T; R++)
-      kv_put(ap.c, ap.len + R, ap.k, ap.v, R, a.n_kv, g, 1, ap.D, V, rank * DEC_THREADS + tid, ns * DEC_THREADS);
-  cluster.sync(); /* the other blocks have read this one's shared memory */
-#endif
-}
-
 template <int D, int V, int KS, int KT, int NST, int PM, bool B, bool BF>
 __global__ void __launch_bounds__(DEC_THREADS) k_attn_decode(dec_args a, const dec_tab<B> bt) {
   constexpr bool X3 = PM == DEC_X3;
@@ -272,7 +163,6 @@ __global__ void __launch_bounds__(DEC_THREADS) k_attn_decode(dec_args a, const d
     dec_seq_of<D, V>(a, bt, blockIdx.z);
   static_assert(NT >= 1 && KS * QR * V * 4 <= NST * KT * (DS + VS) * (int)sizeof(CT),
                 "merge buffer fits in the stage buffers");
-  static_assert((KS + 1) * QR * 2 <= QR * DS, "row maxima and sums fit the query buffer");
   extern __shared__ float4 dec_smem[];
   float *sQ = (float *)dec_smem;
   CT *sK = (CT *)(sQ + QR * DS), *sV = sK + NST * KT * DS;
@@ -527,11 +417,7 @@ __global__ void __launch_bounds__(DEC_THREADS) k_attn_decode(dec_args a, const d
     *(float4 *)(wb + vg * 32 + 4) = make_float4(o[vg * 4][3] * fb, o[vg * 4 + 1][3] * fb, o[vg * 4 + 2][3] * fb, o[vg * 4 + 3][3] * fb);
   }
   __syncthreads();
-  /* the row group's partial: to global memory for the combine kernel, or (a.cluster: one row group) kept in shared
-   * memory for the cluster's combine, the sums in the first slice's place (each thread reads its (r, c) of every
-   * slice before writing it) and (max, sum) after the slices' in rml */
   const size_t pr0 = (size_t)(g * a.nsplit + split) * a.rows;
-  float *cml = rml + KS * QR * 2;
   for (int i = tid; i < QR * (V / 4); i += DEC_THREADS) {
     const int r = i / (V / 4), c = (i % (V / 4)) * 4;
     if (R0 + r >= a.rows)
@@ -542,7 +428,7 @@ __global__ void __launch_bounds__(DEC_THREADS) k_attn_decode(dec_args a, const d
       const float4 x = *(const float4 *)(red + (k2 * QR + r) * V + c);
       acc.x += x.x, acc.y += x.y, acc.z += x.z, acc.w += x.w;
     }
-    *(float4 *)(a.cluster ? red + r * V + c : a.part + (pr0 + R0 + r) * V + c) = acc;
+    *(float4 *)(a.part + (pr0 + R0 + r) * V + c) = acc;
   }
   for (int r = tid; r < QR; r += DEC_THREADS) {
     if (R0 + r >= a.rows)
@@ -554,12 +440,17 @@ __global__ void __launch_bounds__(DEC_THREADS) k_attn_decode(dec_args a, const d
       const float m = rml[(k2 * QR + r) * 2];
       L += m == -INFINITY ? 0.f : rml[(k2 * QR + r) * 2 + 1] * ex2(m - M);
     }
-    *(float2 *)(a.cluster ? cml + r * 2 : a.part + (size_t)a.n_kv * a.nsplit * a.rows * V + (pr0 + R0 + r) * 2) =
-        make_float2(M, L);
+    *(float2 *)(a.part + (size_t)a.n_kv * a.nsplit * a.rows * V + (pr0 + R0 + r) * 2) = make_float2(M, L);
   }
-  if (a.cluster)
-    dec_cluster_combine<V, B>(a, bt, red, cml);
 }
+
+/* This step's keys and values into the cache, after every read of the cache (the combine runs after the split
+ * kernel, so it can take the job of k_kv_append: one launch fewer per attention call). kc == NULL: nothing. */
+typedef struct {
+  kv_ref c;
+  const float *k, *v;
+  int T, first, len, D;
+} kv_app;
 
 /* Merges the nsplit partials of row R (blockIdx.x) of kv head g (blockIdx.y) and adds the sink; blocks R < T
  * also append token R's key and value of head g (ap). */
@@ -663,27 +554,6 @@ void dec_launch(cu_ctx *c, dec_args &p, int keys, const dec_tab<B> &bt, int nseq
   p.part = (float *)cu_tmp2(c, (size_t)nz * p.n_kv * p.nsplit * p.rows * (V + 2) * sizeof(float));
   if (!p.part)
     return;
-  /* the combine in the splits' cluster (dec_cluster_combine): SM90 code, one row group, at most 8 splits */
-  p.cluster = p.out && c->pdl && p.nrg == 1 && p.nsplit <= DEC_CLUSTER_MAX && !mimo_cuda_attn_combine_separate(-1);
-  combine_fused_last = p.cluster;
-  if (p.cluster) {
-    cudaLaunchAttribute at[2];
-    at[0].id = cudaLaunchAttributeClusterDimension;
-    at[0].val.clusterDim.x = (unsigned)p.nsplit;
-    at[0].val.clusterDim.y = 1;
-    at[0].val.clusterDim.z = 1;
-    at[1].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-    at[1].val.programmaticStreamSerializationAllowed = 1;
-    cudaLaunchConfig_t cfg = {};
-    cfg.gridDim = dim3(p.nsplit, p.n_kv, nz);
-    cfg.blockDim = dim3(DEC_THREADS);
-    cfg.dynamicSmemBytes = smem;
-    cfg.stream = c->st;
-    cfg.attrs = at;
-    cfg.numAttrs = cu_pdl(c) ? 2 : 1;
-    MIMO_CUDA(c, cudaLaunchKernelEx(&cfg, k_attn_decode<D, V, KS, KT, NST, PM, B, BF>, p, bt));
-    return;
-  }
   cu_launch(c, k_attn_decode<D, V, KS, KT, NST, PM, B, BF>, dim3(p.nrg * p.nsplit, p.n_kv, nz), DEC_THREADS, smem, p,
             bt);
 }
@@ -800,12 +670,11 @@ void cu_attention(mimo_backend *be, mimo_attn_args *a) {
   bool appended = false; /* by the combine kernel */
   if (path == 2) {
     dec_args p = {a->q, a->k, a->v, kv_ref_of(kv), NULL, a->n_heads, a->n_kv, G, rows, kv->len, a->window, 1, 1,
-                  a->scale * LOG2E, a->out, a->sink && a->sink->n ? (const float *)a->sink->dev : NULL, ap, 0};
+                  a->scale * LOG2E};
     const int end = kv->len + a->T, lo = a->window > 0 && end - a->window - a->T + 1 > 0 ? end - a->window - a->T + 1 : 0;
     dec_dispatch<false>(c, p, D, end - lo, prec, dec_none{}, 0, kv->bf16);
     if (p.part) {
-      if (!p.cluster)
-        combine(c, a, p.part, p.nsplit, ap);
+      combine(c, a, p.part, p.nsplit, ap);
       appended = true;
     }
   } else if (path == 3) {
@@ -870,12 +739,12 @@ static bool dec_batch_run(cu_ctx *c, mimo_attn_args *a, const int *idx, int nb, 
     const int end = kv->len + 1, lo = b->window > 0 && end - b->window > 0 ? end - b->window : 0;
     keys = end - lo > keys ? end - lo : keys;
   }
-  const kv_app ap = {kv_ref{}, b->k, b->v, 1, 0, 0, D}; /* the cache fields come per sequence */
-  dec_args p = {b->q, b->k, b->v, kv_ref{}, NULL, b->n_heads, b->n_kv, G, G, 0, b->window, 1, 1, b->scale * LOG2E,
-                b->out, b->sink && b->sink->n ? (const float *)b->sink->dev : NULL, ap, 0};
+  dec_args p = {b->q, b->k, b->v, kv_ref{}, NULL, b->n_heads, b->n_kv, G, G, 0, b->window, 1, 1, b->scale * LOG2E};
   dec_dispatch<true>(c, p, D, keys, prec, bt, nb, b->kv->bf16);
-  if (p.part && !p.cluster) /* else the failure is recorded (the step fails), or the split kernel combined */
+  if (p.part) { /* else the failure is recorded: the step fails */
+    const kv_app ap = {kv_ref{}, b->k, b->v, 1, 0, 0, D}; /* the cache fields come per sequence */
     combine<true>(c, b, p.part, p.nsplit, ap, bt, nb);
+  }
   for (int j = 0; j < nb; j++)
     a[idx[j]].kv->len += 1;
   return true;
