@@ -450,18 +450,7 @@ __global__ void k_code_arch(int *out) {
 /* MIMO_CUDA_SKIP_KERNELS (cuda_internal.h): the stand-in keeps the launch chain's waits and nothing else */
 static __global__ void k_skipped_stand_in() { pdl_start(); }
 
-static void launch_stand_in(cu_ctx *c) {
-  cudaLaunchAttribute at[1];
-  at[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-  at[0].val.programmaticStreamSerializationAllowed = 1;
-  cudaLaunchConfig_t cfg = {};
-  cfg.gridDim = dim3(1);
-  cfg.blockDim = dim3(32);
-  cfg.stream = c->st;
-  cfg.attrs = at;
-  cfg.numAttrs = cu_pdl(c) ? 1 : 0;
-  MIMO_CUDA(c, cudaLaunchKernelEx(&cfg, k_skipped_stand_in));
-}
+static void launch_stand_in(cu_ctx *c) { cu_launch_now(c, k_skipped_stand_in, dim3(1), dim3(32), 0); }
 
 void cu_extra_links(cu_ctx *c) {
   for (int i = 0; i < c->extra_links; i++)

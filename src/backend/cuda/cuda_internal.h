@@ -208,14 +208,10 @@ bool cu_skip_kernel(cu_ctx *c, const void *k); /* true: the stand-in was launche
 /* MIMO_CUDA_EXTRA_LINKS=n: n stand-ins before every kernel cu_launch launches (results unchanged): the step's time
  * grows by what one more kernel in the dependent chain costs, i.e. what removing one by fusion could save. */
 void cu_extra_links(cu_ctx *c);
-/* Launches k<<<g, b, smem, c->st>>>(args...), programmatically dependent on the previous kernel where cu_pdl(c);
- * k must keep the contract above. A launch error is recorded like MIMO_CUDA_LAUNCHED. */
+/* Launches k<<<g, b, smem, c->st>>>(args...), programmatically dependent on the previous kernel where cu_pdl(c), with
+ * no measurement knob applied (the knobs' own stand-ins go through here). */
 template <typename... P, typename... A>
-static inline void cu_launch(cu_ctx *c, void (*k)(P...), dim3 g, dim3 b, size_t smem, A... args) {
-  if (c->skip_kernels && cu_skip_kernel(c, (const void *)k))
-    return;
-  if (c->extra_links)
-    cu_extra_links(c);
+static inline void cu_launch_now(cu_ctx *c, void (*k)(P...), dim3 g, dim3 b, size_t smem, A... args) {
   cudaLaunchAttribute at[1];
   at[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
   at[0].val.programmaticStreamSerializationAllowed = 1;
@@ -227,6 +223,16 @@ static inline void cu_launch(cu_ctx *c, void (*k)(P...), dim3 g, dim3 b, size_t 
   cfg.attrs = at;
   cfg.numAttrs = cu_pdl(c) ? 1 : 0;
   MIMO_CUDA(c, cudaLaunchKernelEx(&cfg, k, args...));
+}
+/* Launches k<<<g, b, smem, c->st>>>(args...), programmatically dependent on the previous kernel where cu_pdl(c);
+ * k must keep the contract above. A launch error is recorded like MIMO_CUDA_LAUNCHED. */
+template <typename... P, typename... A>
+static inline void cu_launch(cu_ctx *c, void (*k)(P...), dim3 g, dim3 b, size_t smem, A... args) {
+  if (c->skip_kernels && cu_skip_kernel(c, (const void *)k))
+    return;
+  if (c->extra_links)
+    cu_extra_links(c);
+  cu_launch_now(c, k, g, b, smem, args...);
 }
 
 static inline unsigned cdiv(long a, long b) { return (unsigned)((a + b - 1) / b); }
