@@ -46,6 +46,7 @@ static void check_linears(mimo_backend *c, mimo_backend *g) {
       if (t % 2 == 0)
         check_linear(c, g, &f, Ts[t], 1e-5, "f32");
     }
+    check_linear(c, g, &f, 300, 1e-5, "f32"); /* the router's prefill shape class: many rows */
     free_lin(&b);
     free_lin(&f);
   }
@@ -563,16 +564,19 @@ int main(int argc, char **argv) {
   must(mimo_backend_cpu_init(&c, 0), "cpu backend");
   must(mimo_backend_cuda_init(&g, 0), "cuda backend");
   printf("device: %s\n", mimo_cuda_device_name(g));
-  /* MIMO_CHECK_ONLY=moe: the MoE cases alone (a targeted device call) */
+  /* MIMO_CHECK_ONLY=moe or linear: those cases alone (a targeted device call) */
   const char *only = getenv("MIMO_CHECK_ONLY");
-  const bool all = !only || strcmp(only, "moe") != 0;
+  const bool all = !only || (strcmp(only, "moe") != 0 && strcmp(only, "linear") != 0);
   if (all) {
     check_small(c, g);
     check_qkv_split(c, g);
-    check_linears(c, g);
-    check_attention(c, g);
   }
-  check_moe(c, g);
+  if (all || !strcmp(only, "linear"))
+    check_linears(c, g);
+  if (all)
+    check_attention(c, g);
+  if (all || !strcmp(only, "moe"))
+    check_moe(c, g);
   if (all)
     cuda_vision_check(c, g, &n_pass, &n_fail);
   must(mimo_cuda_sync(g), "final sync");
