@@ -22,8 +22,6 @@ int mimo_cuda_moe_grouped_wgmma(int on);
 int mimo_cuda_moe_grouped_wgmma_last(void);
 int mimo_cuda_moe_grouped_wgmma_stages(int st);
 void mimo_cuda_moe_grouped_events(void *ev5);
-int mimo_cuda_moe_wg_rs(int on);
-int mimo_cuda_moe_ws_stages(int st);
 
 static int n_pass, n_fail;
 
@@ -87,22 +85,14 @@ static mimo_moe_args set_args(moe_set *s, const float *x, float *out, int T, int
 typedef struct {
   const char *name;
   int wn, wgmma, stages; /* mma.sync tile width; wgmma (1 where the device runs sm_90a code, 0 off); its stages */
-  int rs, ws_stages;     /* wgmma with the weights in registers (tiles of 128; else through shared memory, tiles
-                          * of 160); the shared-memory form's stages */
 } variant;
-static const variant variants[] = {{"default", 4, 1, 4, 0, 3},
-                                   {"wgmma smem 4 stages", 4, 1, 4, 0, 4},
-                                   {"wgmma registers (before)", 4, 1, 4, 1, 3},
-                                   {"wgmma registers 5 stages", 4, 1, 5, 1, 3},
-                                   {"mma.sync wn4", 4, 0, 4, 0, 3},
-                                   {"mma.sync wn8", 8, 0, 4, 0, 3}};
-enum { NV = sizeof variants / sizeof *variants, V_BEFORE = 2 };
+static const variant variants[] = {
+    {"default", 4, 1, 4}, {"wgmma 5 stages", 4, 1, 5}, {"mma.sync wn4", 4, 0, 4}, {"mma.sync wn8", 8, 0, 4}};
+enum { NV = sizeof variants / sizeof *variants };
 static void set_variant(const variant *v) {
   mimo_cuda_moe_grouped_wn(v->wn);
   mimo_cuda_moe_grouped_wgmma(v->wgmma);
   mimo_cuda_moe_grouped_wgmma_stages(v->stages);
-  mimo_cuda_moe_wg_rs(v->rs);
-  mimo_cuda_moe_ws_stages(v->ws_stages);
 }
 
 /* One check case: CPU once; GPU with the default kernels (wgmma on SM90a, else mma.sync) twice (bit-identical?),
@@ -262,18 +252,12 @@ static void bench_set(mimo_backend *g, moe_set *s, float *const *dx, int nx, flo
     const int T = Ts[i];
     const double flops = 2.0 * T * s->K * 3.0 * s->H * s->I;
     for (int v = 0; v < NV; v++) {
-      if (s->bf16 && (variants[v].stages != 4 || variants[v].rs || variants[v].ws_stages != 3))
+      if (s->bf16 && variants[v].stages != 4)
         continue; /* bf16 experts run mma.sync in every wgmma mode */
       set_variant(&variants[v]);
       const float ms = time_moe(g, s, dx, nx, dout, T, T >= 2048 ? 9 : 15);
       printf("BENCH moe_prefill %s T=%d E%d top%d %dx%d %s: %.3f ms  %.1f TFLOP/s = %.1f%% of cuBLAS bf16\n", name, T,
              s->E, s->K, s->H, s->I, variants[v].name, ms, flops / (ms * 1e-3) / 1e12, 100.0 * flops / (ms * 1e-3) / fl);
-    }
-    if (!s->bf16) {
-      char before[96];
-      snprintf(before, sizeof before, "%s, %s", name, variants[V_BEFORE].name);
-      set_variant(&variants[V_BEFORE]);
-      phases(g, s, dx, nx, dout, T, before);
     }
     set_variant(&variants[0]);
     phases(g, s, dx, nx, dout, T, name);

@@ -46,6 +46,4 @@ struct gg_args {
 bool cu_moe_wg_usable(cu_ctx *c, const mimo_moe_args *a);
 void cu_moe_wg_xscatter(cu_ctx *c, void *xs, const float *x, const int *slot, int T, int topk, int H);
 void cu_moe_wg_launch(cu_ctx *c, const gg_args &p, int npos, int max_tiles, bool up);
-/* the wgmma kernels' tile: at most this many of an expert's rows (the plan splits its group by it) */
-int cu_moe_wg_tile_rows(void);
 #endif

@@ -236,185 +236,15 @@ __global__ void __launch_bounds__(WG_NT, 2) k_wg(const gg_args p, const __grid_c
   }
 }
 
-/* The weights through shared memory (WG_SS, the default): the same block (two warpgroups of m64, 128 weight rows),
- * copies and dequantisation, but each warpgroup writes its 64 rows of a stage, dequantised, into a shared A tile
- * (the 128-byte swizzle, double-buffered) that its wgmma reads through a descriptor like the activations. With no
- * A operand in registers a thread's accumulators can cover a tile of up to 160 tokens (80 of them): an expert of
- * 129..160 tokens takes one tile instead of a full one and a part-filled one whose weights were streamed and
- * dequantised again. The k order inside each group of 8 is k0 k4 k1 k5 k2 k6 k3 k7, the dequantised word as it
- * comes (x by cu_moe_wg_xscatter, h by the gate+up epilogue). */
-enum { WS_BN = 160, WS_A_B = WG_BM * 128 };
-template <int ST> struct ws_cfg {
-  static constexpr int B_B = WS_BN * 128, STAGE = B_B + WG_W_B + WG_S_B, SMEM = STAGE * ST + 2 * WS_A_B + 1024;
-};
-
-template <bool UP, int N, int ST>
-__device__ __forceinline__ void ws_tile(const gg_args &p, const CUtensorMap *map, char *sm, uint32_t bars,
-                                        const float *s_wt, int e, int base, int rows) {
-#ifdef MIMO_WG
-  using C = ws_cfg<ST>;
-  const int Kd = UP ? p.H : p.I, Nd = UP ? p.I : p.H, nk32 = Kd / 32, nkt = Kd / 64;
-  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, g = lane >> 2, t = lane & 3, wg = tid >> 7;
-  const cu_lin *tb = p.tab + (size_t)e * 3;
-  const int wh = tid / WG_BM, wr = tid % WG_BM; /* copy assignment, as wg_tile's */
-  const cu_lin *L = UP ? tb + ((wr >> 3) & 1) : tb + 2;
-  const int mrow = UP ? blockIdx.x * (WG_BM / 2) + 8 * (wr >> 4) + (wr & 7) : blockIdx.x * WG_BM + wr;
-  const bool wok = mrow < Nd, tl = L->tiled;
-  const int grp = L->group, gsh = __ffs(grp) - 6;
-  const uint4 *qrow = L->q + q4_idx(tl, nk32, wok ? mrow : 0, 0);
-  const uint32_t *srow = L->sz + sz_idx(tl, Kd / L->group, wok ? mrow : 0, 0);
-  const int sstep = tl ? 16 : 1;
-  const uint32_t sm0 = smem_u32(sm), sA0 = sm0 + ST * C::STAGE; /* A tiles after the stages (1024-aligned) */
-
-  auto load = [&](int sb, int kt) {
-    const uint32_t sB = sm0 + sb * C::STAGE, sW = sB + C::B_B, sS = sW + WG_W_B;
-    if (tid == 0) {
-      mbar_expect_tx(bars + 8 * sb, N * 128);
-#pragma unroll
-      for (int j = 0; j < N / 32; j++)
-        tma_load(sB + j * 4096, map, kt * 64, base + 32 * j, bars + 8 * sb);
-    }
-    if (wok) {
-      const int kb = 2 * kt + wh;
-      cp16s(sW + (wh * WG_BM + wr) * 16, qrow + (tl ? ((kb >> 2) << 6) + (kb & 3) : kb));
-      cp4s(sS + (wh * WG_BM + wr) * 4, srow + (kb >> gsh) * sstep);
-    }
-  };
-  /* this thread dequantises k32 half dh of shared row dr (of its warpgroup's 64): four words, four 16-byte chunks */
-  const int dr = wg * 64 + (tid & 63), dh = (tid >> 6) & 1;
-  auto dequant = [&](int sb, int ab) {
-    const char *sW = sm + sb * C::STAGE + C::B_B, *sS = sW + WG_W_B;
-    const uint4 q = *(const uint4 *)(sW + (dh * WG_BM + dr) * 16);
-    const dq_sz z = dq_setup(*(const uint32_t *)(sS + (dh * WG_BM + dr) * 4));
-    const uint32_t w[4] = {q.x, q.y, q.z, q.w};
-    char *row = sm + ST * C::STAGE + ab * WS_A_B + dr * 128;
-#pragma unroll
-    for (int i = 0; i < 4; i++) {
-      uint32_t b[4];
-      dq4f(w[i], z, b);
-      *(uint4 *)(row + (((4 * dh + i) ^ (dr & 7)) << 4)) = make_uint4(b[0], b[1], b[2], b[3]);
-    }
-    fence_proxy_async(); /* the stores, visible to this warpgroup's wgmma after the barrier */
-    if (wg) /* barriers 1 and 2 by immediate (a register id would reserve all 16) */
-      bar_sync<2>(128);
-    else
-      bar_sync<1>(128);
-  };
-
-  float d[N / 2];
-#pragma unroll
-  for (int i = 0; i < N / 2; i++)
-    d[i] = 0.f;
-#pragma unroll
-  for (int s = 0; s < ST - 1; s++) {
-    if (s < nkt)
-      load(s, s);
-    cp_commit();
-  }
-  cp_wait<ST - 2>();
-  __syncthreads();
-  dequant(0, 0);
-  for (int kt = 0; kt < nkt; kt++) {
-    const int sb = kt % ST;
-    const uint32_t sB = sm0 + sb * C::STAGE, sA = sA0 + (kt & 1) * WS_A_B + wg * 64 * 128;
-    mbar_wait(bars + 8 * sb, (kt / ST) & 1);
-    wg_fence();
-#pragma unroll
-    for (int i = 0; i < 4; i++)
-      wg_mma_ss<N>(d, wg_desc(sA + 32 * i), wg_desc(sB + 32 * i));
-    wg_commit();
-    wg_wait<1>(); /* stage kt − 1's MMAs are done: its stage and the other A tile are free */
-    if (kt + 1 < nkt) {
-      cp_wait<ST - 3>();
-      __syncthreads(); /* every thread's weight copies of kt + 1 landed; both warpgroups are past kt − 1 */
-      if (kt + ST - 1 < nkt)
-        load((kt + ST - 1) % ST, kt + ST - 1);
-      cp_commit();
-      dequant((kt + 1) % ST, (kt + 1) & 1);
-    }
-  }
-  wg_wait<0>();
-  cp_wait<0>();
-#pragma unroll
-  for (int i = 0; i < N / 2; i++)
-    wg_hold(d[i]);
-
-  auto each_token = [&](auto &&fn) {
-#pragma unroll
-    for (int j = 0; j < N / 8; j++)
-#pragma unroll
-      for (int v = 0; v < 2; v++) {
-        const int tok = 8 * j + 2 * t + v;
-        if (tok < rows)
-          fn(tok, d[4 * j + v], d[4 * j + 2 + v]);
-      }
-  };
-  const int R0 = 16 * warp + g;
-  if constexpr (UP) {
-    const int col = blockIdx.x * (WG_BM / 2) + 8 * warp + g, k = col & 7; /* column of h, at the down GEMM's k */
-    unsigned short *dh = (unsigned short *)p.h + (size_t)base * p.I + (col & ~7) + 2 * (k & 3) + (k >> 2);
-    if (col < p.I)
-      each_token([&](int tok, float gv, float uv) { dh[(size_t)tok * p.I] = f2h(gv / (1.0f + expf(-gv)) * uv); });
-  } else {
-    const int f = blockIdx.x * WG_BM + R0;
-    float *y = p.y + (size_t)base * p.H + f;
-    each_token([&](int tok, float lo, float hi) {
-      const float wt = s_wt[tok];
-      if (f < p.H)
-        y[(size_t)tok * p.H] = wt * lo;
-      if (f + 8 < p.H)
-        y[(size_t)tok * p.H + 8] = wt * hi;
-    });
-  }
-#endif
-}
-
-template <bool UP, int ST>
-__global__ void __launch_bounds__(WG_NT, 2) k_ws(const gg_args p, const __grid_constant__ CUtensorMap map) {
-  extern __shared__ uint4 wg_smem[];
-  __shared__ float s_wt[UP ? 1 : WS_BN];
-  __shared__ alignas(8) uint64_t s_bar[ST];
-  const int tile = blockIdx.y;
-  if (tile >= *p.ntiles)
-    return;
-  char *sm = (char *)wg_smem + ((1024u - (smem_u32(wg_smem) & 1023u)) & 1023u);
-  const int e = p.tiles[3 * tile], base = p.tiles[3 * tile + 1], rows = p.tiles[3 * tile + 2];
-  const uint32_t bars = smem_u32(s_bar);
-#ifdef MIMO_WG
-  if (threadIdx.x == 0) {
-    for (int s = 0; s < ST; s++)
-      mbar_init(bars + 8 * s, 1);
-    mbar_init_fence();
-  }
-#endif
-  if (!UP)
-    for (int i = threadIdx.x; i < WS_BN; i += WG_NT)
-      s_wt[i] = i >= rows ? 0.f : p.wts[p.perm[base + i]];
-  __syncthreads();
-  switch ((rows + 31) >> 5) {
-  case 1: ws_tile<UP, 32, ST>(p, &map, sm, bars, s_wt, e, base, rows); break;
-  case 2: ws_tile<UP, 64, ST>(p, &map, sm, bars, s_wt, e, base, rows); break;
-  case 3: ws_tile<UP, 96, ST>(p, &map, sm, bars, s_wt, e, base, rows); break;
-  case 4: ws_tile<UP, 128, ST>(p, &map, sm, bars, s_wt, e, base, rows); break;
-  default: ws_tile<UP, 160, ST>(p, &map, sm, bars, s_wt, e, base, rows); break;
-  }
-}
-
 /* x fp32 -> fp16 rows in expert order: token t's row goes to the positions slot[t·K + k] of its pairs (−1: on
  * another rank), each fp32 row read once; element k of each 32 at position 8(k % 4) + k / 4 (output chunk q of a 32
  * holds elements q, q + 4, ..., q + 28). */
-template <bool SS> __global__ void k_wg_xscatter(uint4 *xs, const float *x, const int *slot, int topk, int H8, long n8) {
+__global__ void k_wg_xscatter(uint4 *xs, const float *x, const int *slot, int topk, int H8, long n8) {
   for (long i = blockIdx.x * (long)blockDim.x + threadIdx.x; i < n8; i += (long)gridDim.x * blockDim.x) {
     const long t = i / H8;
     const int c = (int)(i - t * H8);
-    uint4 v;
-    if (SS) { /* chunk c holds elements 8c + (0 4 1 5 2 6 3 7) */
-      const float4 a = *(const float4 *)(x + (size_t)t * (H8 * 8) + 8 * c), b = *(const float4 *)(x + (size_t)t * (H8 * 8) + 8 * c + 4);
-      v = make_uint4(pack_h2(a.x, b.x), pack_h2(a.y, b.y), pack_h2(a.z, b.z), pack_h2(a.w, b.w));
-    } else {
-      const float *s = x + (size_t)t * (H8 * 8) + (c >> 2) * 32 + (c & 3);
-      v = make_uint4(pack_h2(s[0], s[4]), pack_h2(s[8], s[12]), pack_h2(s[16], s[20]), pack_h2(s[24], s[28]));
-    }
+    const float *s = x + (size_t)t * (H8 * 8) + (c >> 2) * 32 + (c & 3);
+    const uint4 v = make_uint4(pack_h2(s[0], s[4]), pack_h2(s[8], s[12]), pack_h2(s[16], s[20]), pack_h2(s[24], s[28]));
     for (int k = 0; k < topk; k++) {
       const int q = slot[t * topk + k];
       if (q >= 0)
@@ -423,28 +253,9 @@ template <bool SS> __global__ void k_wg_xscatter(uint4 *xs, const float *x, cons
   }
 }
 
-/* Test hook and MIMO_CUDA_MOE_WG=rs: the weights in registers (wg_tile, tiles of 128) instead of through shared memory
- * (ws_tile, tiles of 160). */
-static int wg_rs = -1;
-extern "C" int mimo_cuda_moe_wg_rs(int on) { return cu_switch(&wg_rs, "MIMO_CUDA_MOE_WG", "rs", on); }
-static bool wg_ss(void) { return !mimo_cuda_moe_wg_rs(-1); }
-/* Test hook: the shared-memory form's stages, 3 (two blocks an SM) or 4 (one); returns the old value */
-static int ws_stages = 3;
-extern "C" int mimo_cuda_moe_ws_stages(int st) {
-  const int o = ws_stages;
-  if (st == 3 || st == 4)
-    ws_stages = st;
-  return o;
-}
-int cu_moe_wg_tile_rows(void) { return wg_ss() ? (int)WS_BN : (int)WG_BN; }
-
 void cu_moe_wg_xscatter(cu_ctx *c, void *xs, const float *x, const int *slot, int T, int topk, int H) {
   const long n8 = (long)T * H / 8;
-  const unsigned gx = cdiv(n8, 256) < 8192 ? cdiv(n8, 256) : 8192;
-  if (wg_ss())
-    k_wg_xscatter<true><<<gx, 256, 0, c->st>>>((uint4 *)xs, x, slot, topk, H / 8, n8);
-  else
-    k_wg_xscatter<false><<<gx, 256, 0, c->st>>>((uint4 *)xs, x, slot, topk, H / 8, n8);
+  k_wg_xscatter<<<cdiv(n8, 256) < 8192 ? cdiv(n8, 256) : 8192, 256, 0, c->st>>>((uint4 *)xs, x, slot, topk, H / 8, n8);
   MIMO_CUDA_LAUNCHED(c);
 }
 
@@ -494,16 +305,6 @@ template <int ST> static void wg_launch(cu_ctx *c, const gg_args &p, const CUten
   MIMO_CUDA_LAUNCHED(c);
 }
 
-template <int ST> static void ws_launch(cu_ctx *c, const gg_args &p, const CUtensorMap &map, int max_tiles, bool up) {
-  using C = ws_cfg<ST>;
-  void (*k)(const gg_args, const CUtensorMap) = up ? k_ws<true, ST> : k_ws<false, ST>;
-  if (MIMO_CUDA(c, cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, C::SMEM)) != MIMO_OK)
-    return;
-  const int cols = up ? cdiv(p.I, WG_BM / 2) : cdiv(p.H, WG_BM);
-  k<<<dim3(cols, max_tiles), WG_NT, C::SMEM, c->st>>>(p, map);
-  MIMO_CUDA_LAUNCHED(c);
-}
-
 void cu_moe_wg_launch(cu_ctx *c, const gg_args &p, int npos, int max_tiles, bool up) {
   /* the activations (x gathered, or h): npos rows of Kd fp16, boxes of 64 x 32 in the 128-byte swizzle */
   const int Kd = up ? p.H : p.I;
@@ -517,11 +318,7 @@ void cu_moe_wg_launch(cu_ctx *c, const gg_args &p, int npos, int max_tiles, bool
     cu_fail(c, "moe", "cuTensorMapEncodeTiled refused the activation map", __FILE__, __LINE__);
     return;
   }
-  if (wg_ss() && ws_stages == 4)
-    ws_launch<4>(c, p, map, max_tiles, up);
-  else if (wg_ss())
-    ws_launch<3>(c, p, map, max_tiles, up);
-  else if (wg_stages == 5)
+  if (wg_stages == 5)
     wg_launch<5>(c, p, map, max_tiles, up);
   else
     wg_launch<4>(c, p, map, max_tiles, up);

@@ -47,32 +47,7 @@ WG_MMA(wg_mma_n128_tb, 128, 1, WG_R0 WG_R1 WG_R2 WG_R3, "{%64,%65,%66,%67}, %68"
                  : __VA_ARGS__                                                                                      \
                  : "l"(da), "l"(db), "r"(1));                                                                       \
   }
-#define WG_R4 ",%64,%65,%66,%67,%68,%69,%70,%71,%72,%73,%74,%75,%76,%77,%78,%79"
-WG_MMA_SS(wg_mma_ss_n32, 32, WG_R0, "%16, %17", "%18", WG_D16(0))
 WG_MMA_SS(wg_mma_ss_n64, 64, WG_R0 WG_R1, "%32, %33", "%34", WG_D16(0), WG_D16(16))
-WG_MMA_SS(wg_mma_ss_n96, 96, WG_R0 WG_R1 WG_R2, "%48, %49", "%50", WG_D16(0), WG_D16(16), WG_D16(32))
-WG_MMA_SS(wg_mma_ss_n128, 128, WG_R0 WG_R1 WG_R2 WG_R3, "%64, %65", "%66", WG_D16(0), WG_D16(16), WG_D16(32),
-          WG_D16(48))
-WG_MMA_SS(wg_mma_ss_n160, 160, WG_R0 WG_R1 WG_R2 WG_R3 WG_R4, "%80, %81", "%82", WG_D16(0), WG_D16(16), WG_D16(32),
-          WG_D16(48), WG_D16(64))
-template <int N> __device__ __forceinline__ void wg_mma_ss(float *d, uint64_t da, uint64_t db) {
-  if constexpr (N == 32)
-    wg_mma_ss_n32(d, da, db);
-  else if constexpr (N == 64)
-    wg_mma_ss_n64(d, da, db);
-  else if constexpr (N == 96)
-    wg_mma_ss_n96(d, da, db);
-  else if constexpr (N == 128)
-    wg_mma_ss_n128(d, da, db);
-  else if constexpr (N == 160)
-    wg_mma_ss_n160(d, da, db);
-}
-/* generic-proxy shared-memory writes (a thread's stores) made visible to the async proxy that wgmma reads through */
-__device__ __forceinline__ void fence_proxy_async() { asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); }
-/* barrier ID (1..15; 0 is __syncthreads) over n threads */
-template <int ID> __device__ __forceinline__ void bar_sync(int n) {
-  asm volatile("bar.sync %0, %1;\n" ::"n"(ID), "r"(n) : "memory");
-}
 template <int N> __device__ __forceinline__ void wg_mma(float *d, const uint32_t *a, uint64_t desc) {
   if constexpr (N == 32)
     wg_mma_n32(d, a, desc);
