@@ -67,30 +67,19 @@ __device__ __forceinline__ void cp4s(uint32_t dst, const void *src) {
 }
 #endif
 
-/* DEC: a barrier over warpgroup wg's 128 threads (ids 1 and 2; 0 is __syncthreads); else over the block */
-template <bool DEC> __device__ __forceinline__ void wg_sync(int wg) {
-  if (!DEC)
-    __syncthreads();
-  else if (wg)
-    asm volatile("bar.sync 2, 128;\n" ::: "memory");
-  else
-    asm volatile("bar.sync 1, 128;\n" ::: "memory");
-}
-
 /* One tile's main loop and epilogue with N tokens per MMA (N >= the tile's rows). The tile's activation rows are
  * positions base.. of the map (x gathered into expert order for gate+up, h for down): thread 0 asks the copy engine
  * for N/32 boxes of 32 rows per stage; every thread copies one int4 word and one scale word with cp.async. */
-template <bool UP, int N, int WG_ST, bool DEC>
+template <bool UP, int N, int WG_ST>
 __device__ __forceinline__ void wg_tile(const gg_args &p, const CUtensorMap *map, char *sm, uint32_t bars,
-                                        const float *s_wt, int *s_free, int e, int base, int rows) {
+                                        const float *s_wt, int e, int base, int rows) {
 #ifdef MIMO_WG
   using C = wg_cfg<WG_ST>;
   const int Kd = UP ? p.H : p.I, Nd = UP ? p.I : p.H, nk32 = Kd / 32, nkt = Kd / 64;
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, g = lane >> 2, t = lane & 3;
   const cu_lin *tb = p.tab + (size_t)e * 3;
-  /* copy assignment: int4 word (k32 half wh, shared row wr) and its scale word; DEC: a warpgroup copies the rows
-   * its own MMAs take (64 rows x 2 halves), so a warpgroup barrier orders them for its dequantisation */
-  const int wg = tid >> 7, wh = DEC ? (tid >> 6) & 1 : tid / WG_BM, wr = DEC ? wg * 64 + (tid & 63) : tid % WG_BM;
+  /* copy assignment: int4 word (k32 half wh, shared row wr) and its scale word */
+  const int wh = tid / WG_BM, wr = tid % WG_BM;
   const cu_lin *L = UP ? tb + ((wr >> 3) & 1) : tb + 2;
   const int mrow = UP ? blockIdx.x * (WG_BM / 2) + 8 * (wr >> 4) + (wr & 7) : blockIdx.x * WG_BM + wr;
   const bool wok = mrow < Nd, tl = L->tiled;
@@ -100,17 +89,14 @@ __device__ __forceinline__ void wg_tile(const gg_args &p, const CUtensorMap *map
   const int sstep = tl ? 16 : 1;
   const uint32_t sm0 = smem_u32(sm);
 
-  auto load_b = [&](int sb, int kt) { /* one thread: the stage's activation boxes */
-    const uint32_t sB = sm0 + sb * C::STAGE;
-    mbar_expect_tx(bars + 8 * sb, N * 128);
-#pragma unroll
-    for (int j = 0; j < N / 32; j++)
-      tma_load(sB + j * 4096, map, kt * 64, base + 32 * j, bars + 8 * sb);
-  };
-  auto load = [&](int sb, int kt, bool with_b) {
+  auto load = [&](int sb, int kt) {
     const uint32_t sB = sm0 + sb * C::STAGE, sW = sB + C::B_B, sS = sW + WG_W_B;
-    if (with_b && tid == 0)
-      load_b(sb, kt);
+    if (tid == 0) {
+      mbar_expect_tx(bars + 8 * sb, N * 128);
+#pragma unroll
+      for (int j = 0; j < N / 32; j++)
+        tma_load(sB + j * 4096, map, kt * 64, base + 32 * j, bars + 8 * sb);
+    }
     if (wok) {
       const int kb = 2 * kt + wh;
       cp16s(sW + (wh * WG_BM + wr) * 16, qrow + (tl ? ((kb >> 2) << 6) + (kb & 3) : kb));
@@ -152,11 +138,11 @@ __device__ __forceinline__ void wg_tile(const gg_args &p, const CUtensorMap *map
 #pragma unroll
   for (int s = 0; s < WG_ST - 1; s++) {
     if (s < nkt)
-      load(s, s, true);
+      load(s, s);
     cp_commit();
   }
   cp_wait<WG_ST - 2>();
-  wg_sync<DEC>(wg);
+  __syncthreads();
   dequant(0, a0);
 
   /* stage kt: MMAs from registers a (dequantised before), then prepare stage kt + 1 into nx */
@@ -171,15 +157,10 @@ __device__ __forceinline__ void wg_tile(const gg_args &p, const CUtensorMap *map
     wg_commit();
     wg_wait<1>(); /* stage kt − 1's MMAs are done: its buffer and registers are free */
     if (kt + 1 < nkt) {
-      const int nb = (kt + WG_ST - 1) % WG_ST;
-      if (DEC && kt + WG_ST - 1 < nkt && (tid & 127) == 0 && (atomicAdd(s_free + nb, 1) & 1))
-        load_b(nb, kt + WG_ST - 1); /* the second warpgroup past kt − 1 refills its stage */
       cp_wait<WG_ST - 3>();
-      /* DEC: this warpgroup's weight copies of kt + 1 landed; else every thread's, and every warpgroup is past
-       * kt − 1 */
-      wg_sync<DEC>(wg);
+      __syncthreads(); /* every thread's weight copies of kt + 1 landed; every warpgroup is past kt − 1 */
       if (kt + WG_ST - 1 < nkt)
-        load(nb, kt + WG_ST - 1, !DEC);
+        load((kt + WG_ST - 1) % WG_ST, kt + WG_ST - 1);
       cp_commit();
       dequant((kt + 1) % WG_ST, nx);
     }
@@ -225,12 +206,11 @@ __device__ __forceinline__ void wg_tile(const gg_args &p, const CUtensorMap *map
 #endif
 }
 
-template <bool UP, int ST, bool DEC>
+template <bool UP, int ST>
 __global__ void __launch_bounds__(WG_NT, 2) k_wg(const gg_args p, const __grid_constant__ CUtensorMap map) {
   extern __shared__ uint4 wg_smem[];
   __shared__ float s_wt[UP ? 1 : WG_BN]; /* down: the tile's routing weights (read in the epilogue) */
   __shared__ alignas(8) uint64_t s_bar[ST];  /* per stage: its activations have landed */
-  __shared__ int s_free[ST];                 /* DEC, per stage: warpgroups past it (odd: both, for each reuse) */
   const int tile = blockIdx.y;
   if (tile >= *p.ntiles)
     return;
@@ -244,17 +224,15 @@ __global__ void __launch_bounds__(WG_NT, 2) k_wg(const gg_args p, const __grid_c
     mbar_init_fence();
   }
 #endif
-  if (threadIdx.x < ST)
-    s_free[threadIdx.x] = 0;
   if (!UP)
     for (int i = threadIdx.x; i < WG_BN; i += WG_NT)
       s_wt[i] = i >= rows ? 0.f : p.wts[p.perm[base + i]];
   __syncthreads();
   switch ((rows + 31) >> 5) { /* tokens per MMA: the tile's rows rounded up to 32 */
-  case 1: wg_tile<UP, 32, ST, DEC>(p, &map, sm, bars, s_wt, s_free, e, base, rows); break;
-  case 2: wg_tile<UP, 64, ST, DEC>(p, &map, sm, bars, s_wt, s_free, e, base, rows); break;
-  case 3: wg_tile<UP, 96, ST, DEC>(p, &map, sm, bars, s_wt, s_free, e, base, rows); break;
-  default: wg_tile<UP, 128, ST, DEC>(p, &map, sm, bars, s_wt, s_free, e, base, rows); break;
+  case 1: wg_tile<UP, 32, ST>(p, &map, sm, bars, s_wt, e, base, rows); break;
+  case 2: wg_tile<UP, 64, ST>(p, &map, sm, bars, s_wt, e, base, rows); break;
+  case 3: wg_tile<UP, 96, ST>(p, &map, sm, bars, s_wt, e, base, rows); break;
+  default: wg_tile<UP, 128, ST>(p, &map, sm, bars, s_wt, e, base, rows); break;
   }
 }
 
@@ -317,19 +295,9 @@ bool cu_moe_wg_usable(cu_ctx *c, const mimo_moe_args *a) {
   return ok;
 }
 
-/* Test hook and MIMO_CUDA_MOE_WG_SYNC=block: the two warpgroups of a block meet at a block barrier every stage
- * (each thread copying weight words for either's rows) instead of each at its own, the second one past a stage
- * refilling its activations. */
-static int wg_block_sync = -1;
-extern "C" int mimo_cuda_moe_wg_block_sync(int on) {
-  return cu_switch(&wg_block_sync, "MIMO_CUDA_MOE_WG_SYNC", "block", on);
-}
-
 template <int ST> static void wg_launch(cu_ctx *c, const gg_args &p, const CUtensorMap &map, int max_tiles, bool up) {
   using C = wg_cfg<ST>;
-  const bool dec = !mimo_cuda_moe_wg_block_sync(-1);
-  void (*k)(const gg_args, const CUtensorMap) = up ? (dec ? k_wg<true, ST, true> : k_wg<true, ST, false>)
-                                                   : (dec ? k_wg<false, ST, true> : k_wg<false, ST, false>);
+  void (*k)(const gg_args, const CUtensorMap) = up ? k_wg<true, ST> : k_wg<false, ST>;
   if (MIMO_CUDA(c, cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, C::SMEM)) != MIMO_OK)
     return;
   const int cols = up ? cdiv(p.I, WG_BM / 2) : cdiv(p.H, WG_BM);
