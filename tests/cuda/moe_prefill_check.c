@@ -7,6 +7,7 @@
  *   bench  ceilings (copy bandwidth, cuBLAS bf16 8192³) in the same run, then MoE prefill TFLOP/s (useful
  *          FLOPs 2·T·k·3·H·I, router and routing included in the time) against the cuBLAS rate, the phase
  *          split, and the per-token vs grouped crossover that sets the dispatch threshold.
+ *   ab     the default against the variant before the last change, one MoE each in turn (clock drift falls on both).
  *   profile  one int4 MoE at T = 4096 after a warm-up (for ncu).
  *   router  the prefill's fp32 router GEMM (256 × 4096 weights, T tokens) as cublasSgemm against every algorithm
  *          cuBLASLt's heuristic offers for it (fp32 compute): time and error against a double-precision product. */
@@ -22,6 +23,7 @@ int mimo_cuda_moe_grouped_wgmma(int on);
 int mimo_cuda_moe_grouped_wgmma_last(void);
 int mimo_cuda_moe_grouped_wgmma_stages(int st);
 void mimo_cuda_moe_grouped_events(void *ev5);
+int mimo_cuda_moe_wg_tile128(int on);
 
 static int n_pass, n_fail;
 
@@ -85,14 +87,17 @@ static mimo_moe_args set_args(moe_set *s, const float *x, float *out, int T, int
 typedef struct {
   const char *name;
   int wn, wgmma, stages; /* mma.sync tile width; wgmma (1 where the device runs sm_90a code, 0 off); its stages */
+  int tile128;           /* wgmma: an expert of 129..160 rows as a full tile and a part-filled one */
 } variant;
-static const variant variants[] = {
-    {"default", 4, 1, 4}, {"wgmma 5 stages", 4, 1, 5}, {"mma.sync wn4", 4, 0, 4}, {"mma.sync wn8", 8, 0, 4}};
-enum { NV = sizeof variants / sizeof *variants };
+static const variant variants[] = {{"default", 4, 1, 4, 0},      {"wgmma tiles of 128 (before)", 4, 1, 4, 1},
+                                   {"wgmma 5 stages", 4, 1, 5, 0}, {"mma.sync wn4", 4, 0, 4, 0},
+                                   {"mma.sync wn8", 8, 0, 4, 0}};
+enum { NV = sizeof variants / sizeof *variants, V_BEFORE = 1 };
 static void set_variant(const variant *v) {
   mimo_cuda_moe_grouped_wn(v->wn);
   mimo_cuda_moe_grouped_wgmma(v->wgmma);
   mimo_cuda_moe_grouped_wgmma_stages(v->stages);
+  mimo_cuda_moe_wg_tile128(v->tile128);
 }
 
 /* One check case: CPU once; GPU with the default kernels (wgmma on SM90a, else mma.sync) twice (bit-identical?),
@@ -110,7 +115,7 @@ static void check_case(mimo_backend *c, mimo_backend *g, int T, int E, int K, in
   float *dx = to_dev(g, x, n), *dout = g->alloc(g, n);
   int same_ids = 1, used_wg = 0, det = 1;
   double err = 0, e[NV + 1];
-  char errs[256];
+  char errs[512];
   int len = 0;
   for (int r = 0; r <= NV; r++) { /* run 0 and 1: the default */
     set_variant(&variants[r ? r - 1 : 0]);
@@ -125,6 +130,8 @@ static void check_case(mimo_backend *c, mimo_backend *g, int T, int E, int K, in
     err = e[r] > err ? e[r] : err;
     if (r == 1)
       det = memcmp(o, o0, n * 4) == 0;
+    if (r == 1 + V_BEFORE && used_wg) /* information: does the tile split change any bit? */
+      len += snprintf(errs + len, sizeof errs - (size_t)len, " [%s]", memcmp(o, o0, n * 4) ? "tiles of 128 differ" : "tiles of 128 bitwise equal");
     if (r >= 2)
       len += snprintf(errs + len, sizeof errs - (size_t)len, " %.2e (%s)", e[r], variants[r - 1].name);
   }
@@ -252,12 +259,18 @@ static void bench_set(mimo_backend *g, moe_set *s, float *const *dx, int nx, flo
     const int T = Ts[i];
     const double flops = 2.0 * T * s->K * 3.0 * s->H * s->I;
     for (int v = 0; v < NV; v++) {
-      if (s->bf16 && variants[v].stages != 4)
+      if (s->bf16 && (variants[v].stages != 4 || variants[v].tile128))
         continue; /* bf16 experts run mma.sync in every wgmma mode */
       set_variant(&variants[v]);
       const float ms = time_moe(g, s, dx, nx, dout, T, T >= 2048 ? 9 : 15);
       printf("BENCH moe_prefill %s T=%d E%d top%d %dx%d %s: %.3f ms  %.1f TFLOP/s = %.1f%% of cuBLAS bf16\n", name, T,
              s->E, s->K, s->H, s->I, variants[v].name, ms, flops / (ms * 1e-3) / 1e12, 100.0 * flops / (ms * 1e-3) / fl);
+    }
+    if (!s->bf16) {
+      char before[96];
+      snprintf(before, sizeof before, "%s, %s", name, variants[V_BEFORE].name);
+      set_variant(&variants[V_BEFORE]);
+      phases(g, s, dx, nx, dout, T, before);
     }
     set_variant(&variants[0]);
     phases(g, s, dx, nx, dout, T, name);
@@ -306,6 +319,46 @@ static int bench(void) {
   set_free(&b, 1);
   mimo_cuda_moe_grouped_min_t(old ? old : -1);
   must(mimo_cuda_sync(g), "bench");
+  g->free(g);
+  return 0;
+}
+
+/* The default against the "before" variant, one MoE each in turn (A B A B ...), so that a drift of the clocks over
+ * the run (a warm GPU slows down) falls on both alike: medians of 21 pairs after 2. */
+static int ab(void) {
+  mimo_backend *g;
+  must(mimo_backend_cuda_init(&g, 0), "cuda backend");
+  printf("device: %s\n", mimo_cuda_device_name(g));
+  const double fl = cublas_bf16_rate(8192);
+  printf("BENCH cublas_bf16_8192 %.1f TFLOP/s\n", fl / 1e12);
+  const int E = 256, K = 8, H = 4096, I = 2048, TMAX = 4096, NX = 2;
+  float *hx = xmalloc((size_t)TMAX * H * 4), *dx[NX];
+  for (int i = 0; i < NX; i++) {
+    fill(hx, (size_t)TMAX * H, 1.0f);
+    dx[i] = to_dev(g, hx, (size_t)TMAX * H);
+  }
+  free(hx);
+  float *dout = g->alloc(g, (size_t)TMAX * H);
+  moe_set q;
+  set_init(&q, g, E, K, H, I, 0, 128, 0, 2);
+  const int old = mimo_cuda_moe_grouped_min_t(1), Ts[] = {4096, 2048, 512};
+  for (int i = 0; i < 3; i++) {
+    const int T = Ts[i];
+    float ms[2][23];
+    for (int r = 0; r < 46; r++) {
+      set_variant(&variants[r & 1 ? V_BEFORE : 0]);
+      ms[r & 1][r >> 1] = time_moe(g, &q, dx, NX, dout, T, 1);
+    }
+    set_variant(&variants[0]);
+    const float a = median(ms[0] + 2, 21), b = median(ms[1] + 2, 21);
+    const double flops = 2.0 * T * K * 3.0 * H * I;
+    printf("BENCH moe_prefill_ab int4-g128 T=%d interleaved: default %.3f ms = %.1f%% of cuBLAS bf16, %s %.3f ms = "
+           "%.1f%%\n", T, a, 100.0 * flops / (a * 1e-3) / fl, variants[V_BEFORE].name, b,
+           100.0 * flops / (b * 1e-3) / fl);
+  }
+  mimo_cuda_moe_grouped_min_t(old ? old : -1);
+  set_free(&q, 2);
+  must(mimo_cuda_sync(g), "ab");
   g->free(g);
   return 0;
 }
@@ -438,12 +491,14 @@ static int router_probe(void) {
 }
 
 int cuda_moe_prefill_main(int argc, char **argv) {
+  if (argc >= 2 && strcmp(argv[1], "ab") == 0)
+    return mimo_cuda_device_count() ? ab() : 0;
   if (argc >= 2 && strcmp(argv[1], "profile") == 0)
     return profile();
   if (argc >= 2 && strcmp(argv[1], "router") == 0)
     return mimo_cuda_device_count() ? router_probe() : 0;
   if (argc < 2 || (strcmp(argv[1], "check") && strcmp(argv[1], "bench"))) {
-    fprintf(stderr, "usage: mimo_cuda_check moe-prefill check|bench|profile|router\n");
+    fprintf(stderr, "usage: mimo_cuda_check moe-prefill check|bench|ab|profile|router\n");
     return 2;
   }
   if (mimo_cuda_device_count() == 0) {

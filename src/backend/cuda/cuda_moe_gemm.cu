@@ -103,14 +103,16 @@ __global__ void k_gg_count(const int *sel, int n, int e0, int nloc, int *cnt) {
 }
 
 /* One block: exclusive scan of the counts (cur = start of each group, the scatter's cursor) and the tile
- * list (local expert, first position, rows <= GG_BM); *ntiles = its length. */
-__global__ void __launch_bounds__(1024) k_gg_plan(const int *cnt, int nloc, int *cur, int *tiles, int *ntiles) {
+ * list (local expert, first position, rows <= GG_BM; a group of at most one_max rows is one tile); *ntiles = its
+ * length. */
+__global__ void __launch_bounds__(1024) k_gg_plan(const int *cnt, int nloc, int one_max, int *cur, int *tiles,
+                                                  int *ntiles) {
   __shared__ int sc[1024], st[1024], carry[2];
   const int i = threadIdx.x;
   if (i == 0)
     carry[0] = carry[1] = 0;
   for (int e0 = 0; e0 < nloc; e0 += 1024) {
-    const int e = e0 + i, c = e < nloc ? cnt[e] : 0, nt = (c + GG_BM - 1) / GG_BM;
+    const int e = e0 + i, c = e < nloc ? cnt[e] : 0, nt = c <= one_max ? (c > 0) : (c + GG_BM - 1) / GG_BM;
     sc[i] = c;
     st[i] = nt;
     __syncthreads();
@@ -127,7 +129,7 @@ __global__ void __launch_bounds__(1024) k_gg_plan(const int *cnt, int nloc, int 
       for (int j = 0; j < nt; j++) {
         tiles[3 * (pt + j)] = e;
         tiles[3 * (pt + j) + 1] = pc + j * GG_BM;
-        tiles[3 * (pt + j) + 2] = min(GG_BM, c - j * GG_BM);
+        tiles[3 * (pt + j) + 2] = nt == 1 ? c : min(GG_BM, c - j * GG_BM);
       }
     }
     __syncthreads(); /* every thread has read carry */
@@ -470,7 +472,7 @@ void cu_moe_grouped(mimo_backend *be, const mimo_moe_args *a, const cu_lin *tab,
     MIMO_CUDA(c, cudaMemsetAsync(cnt, 0, (size_t)n_local * sizeof(int), c->st));
     k_gg_count<<<cdiv(TK, 256), 256, 0, c->st>>>(sel, TK, e0, n_local, cnt);
     MIMO_CUDA_LAUNCHED(c);
-    k_gg_plan<<<1, 1024, 0, c->st>>>(cnt, n_local, cur, tiles, ntiles);
+    k_gg_plan<<<1, 1024, 0, c->st>>>(cnt, n_local, wg ? cu_moe_wg_one_tile() : GG_BM, cur, tiles, ntiles);
     MIMO_CUDA_LAUNCHED(c);
     k_gg_scatter<<<cdiv(TK, 256), 256, 0, c->st>>>(sel, TK, e0, n_local, cur, perm, slot);
     MIMO_CUDA_LAUNCHED(c);

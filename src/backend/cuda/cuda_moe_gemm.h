@@ -46,4 +46,6 @@ struct gg_args {
 bool cu_moe_wg_usable(cu_ctx *c, const mimo_moe_args *a);
 void cu_moe_wg_xscatter(cu_ctx *c, void *xs, const float *x, const int *slot, int T, int topk, int H);
 void cu_moe_wg_launch(cu_ctx *c, const gg_args &p, int npos, int max_tiles, bool up);
+/* the wgmma kernels take an expert of up to this many rows in one tile (more: tiles of 128) */
+int cu_moe_wg_one_tile(void);
 #endif

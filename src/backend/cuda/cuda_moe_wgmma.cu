@@ -31,7 +31,7 @@
 /* A block: two warpgroups (256 threads), 128 weight rows, two blocks per SM; a tile: up to 128 tokens of one expert
  * (a 256-token tile with one block per SM measured 10-30 % slower). Stage: activations (WG_BN rows of 64 fp16),
  * int4 words (2 k32 halves x 128 rows x 16 bytes), scale words; a multiple of the swizzle's 1024-byte alignment. */
-enum { WG_BM = 128, WG_BN = 128, WG_NT = 256, WG_W_B = 2 * WG_BM * 16, WG_S_B = 2 * WG_BM * 4 };
+enum { WG_BM = 128, WG_BN = 160, WG_NT = 256, WG_W_B = 2 * WG_BM * 16, WG_S_B = 2 * WG_BM * 4 };
 template <int ST> struct wg_cfg {
   static constexpr int B_B = WG_BN * 128, STAGE = B_B + WG_W_B + WG_S_B, SMEM = STAGE * ST + 1024;
 };
@@ -134,7 +134,8 @@ __device__ __forceinline__ void wg_tile(const gg_args &p, const CUtensorMap *map
 #pragma unroll
   for (int i = 0; i < N / 2; i++)
     d[i] = 0.f;
-  uint32_t a0[16], a1[16];
+  constexpr bool SB = N > 128; /* see step */
+  uint32_t a0[16], a1[SB ? 1 : 16];
 #pragma unroll
   for (int s = 0; s < WG_ST - 1; s++) {
     if (s < nkt)
@@ -145,7 +146,10 @@ __device__ __forceinline__ void wg_tile(const gg_args &p, const CUtensorMap *map
   __syncthreads();
   dequant(0, a0);
 
-  /* stage kt: MMAs from registers a (dequantised before), then prepare stage kt + 1 into nx */
+  /* stage kt: MMAs from registers a (dequantised before), then prepare stage kt + 1 into nx. N = 160 (an expert's
+   * 129..160 tokens in one tile) has no room for a second set of A registers beside its 80 accumulators: it waits
+   * for its own MMAs before dequantising into the same registers (nx = a), the other warpgroups keeping the tensor
+   * cores busy meanwhile. */
   auto step = [&](int kt, const uint32_t(&a)[16], uint32_t(&nx)[16]) {
     const int sb = kt % WG_ST;
     const uint32_t sB = sm0 + sb * C::STAGE;
@@ -155,7 +159,10 @@ __device__ __forceinline__ void wg_tile(const gg_args &p, const CUtensorMap *map
     for (int i = 0; i < 4; i++)
       wg_mma<N>(d, a + 4 * i, wg_desc(sB + 32 * i));
     wg_commit();
-    wg_wait<1>(); /* stage kt − 1's MMAs are done: its buffer and registers are free */
+    if constexpr (SB)
+      wg_wait<0>(); /* stage kt's MMAs are done: a is free */
+    else
+      wg_wait<1>(); /* stage kt − 1's MMAs are done: its buffer and registers are free */
     if (kt + 1 < nkt) {
       cp_wait<WG_ST - 3>();
       __syncthreads(); /* every thread's weight copies of kt + 1 landed; every warpgroup is past kt − 1 */
@@ -165,10 +172,15 @@ __device__ __forceinline__ void wg_tile(const gg_args &p, const CUtensorMap *map
       dequant((kt + 1) % WG_ST, nx);
     }
   };
-  for (int kt = 0; kt < nkt; kt += 2) {
-    step(kt, a0, a1);
-    if (kt + 1 < nkt)
-      step(kt + 1, a1, a0);
+  if constexpr (SB) {
+    for (int kt = 0; kt < nkt; kt++)
+      step(kt, a0, a0);
+  } else {
+    for (int kt = 0; kt < nkt; kt += 2) {
+      step(kt, a0, a1);
+      if (kt + 1 < nkt)
+        step(kt + 1, a1, a0);
+    }
   }
   wg_wait<0>();
   cp_wait<0>();
@@ -232,7 +244,8 @@ __global__ void __launch_bounds__(WG_NT, 2) k_wg(const gg_args p, const __grid_c
   case 1: wg_tile<UP, 32, ST>(p, &map, sm, bars, s_wt, e, base, rows); break;
   case 2: wg_tile<UP, 64, ST>(p, &map, sm, bars, s_wt, e, base, rows); break;
   case 3: wg_tile<UP, 96, ST>(p, &map, sm, bars, s_wt, e, base, rows); break;
-  default: wg_tile<UP, 128, ST>(p, &map, sm, bars, s_wt, e, base, rows); break;
+  case 4: wg_tile<UP, 128, ST>(p, &map, sm, bars, s_wt, e, base, rows); break;
+  default: wg_tile<UP, 160, ST>(p, &map, sm, bars, s_wt, e, base, rows); break;
   }
 }
 
@@ -258,6 +271,12 @@ void cu_moe_wg_xscatter(cu_ctx *c, void *xs, const float *x, const int *slot, in
   k_wg_xscatter<<<cdiv(n8, 256) < 8192 ? cdiv(n8, 256) : 8192, 256, 0, c->st>>>((uint4 *)xs, x, slot, topk, H / 8, n8);
   MIMO_CUDA_LAUNCHED(c);
 }
+
+/* Test hook and MIMO_CUDA_MOE_WG_TILE=128: an expert of 129..160 tokens takes a full tile and a part-filled one
+ * instead of one tile of N = 160. */
+static int wg_tile128 = -1;
+extern "C" int mimo_cuda_moe_wg_tile128(int on) { return cu_switch(&wg_tile128, "MIMO_CUDA_MOE_WG_TILE", "128", on); }
+int cu_moe_wg_one_tile(void) { return mimo_cuda_moe_wg_tile128(-1) ? 128 : (int)WG_BN; }
 
 /* Test hooks: wgmma mode 0 keeps the mma.sync kernels on SM90 too (1: the default); stages 4 or 5. */
 static int wg_mode = 1, wg_stages = 4;

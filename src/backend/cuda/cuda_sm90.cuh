@@ -36,6 +36,9 @@ WG_MMA(wg_mma_n64, 64, 0, WG_R0 WG_R1, "{%32,%33,%34,%35}, %36", "%37", WG_D16(0
 WG_MMA(wg_mma_n96, 96, 0, WG_R0 WG_R1 WG_R2, "{%48,%49,%50,%51}, %52", "%53", WG_D16(0), WG_D16(16), WG_D16(32))
 WG_MMA(wg_mma_n128, 128, 0, WG_R0 WG_R1 WG_R2 WG_R3, "{%64,%65,%66,%67}, %68", "%69", WG_D16(0), WG_D16(16),
        WG_D16(32), WG_D16(48))
+#define WG_R4 ",%64,%65,%66,%67,%68,%69,%70,%71,%72,%73,%74,%75,%76,%77,%78,%79"
+WG_MMA(wg_mma_n160, 160, 0, WG_R0 WG_R1 WG_R2 WG_R3 WG_R4, "{%80,%81,%82,%83}, %84", "%85", WG_D16(0), WG_D16(16),
+       WG_D16(32), WG_D16(48), WG_D16(64))
 WG_MMA(wg_mma_n64_tb, 64, 1, WG_R0 WG_R1, "{%32,%33,%34,%35}, %36", "%37", WG_D16(0), WG_D16(16))
 WG_MMA(wg_mma_n128_tb, 128, 1, WG_R0 WG_R1 WG_R2 WG_R3, "{%64,%65,%66,%67}, %68", "%69", WG_D16(0), WG_D16(16),
        WG_D16(32), WG_D16(48))
@@ -57,6 +60,8 @@ template <int N> __device__ __forceinline__ void wg_mma(float *d, const uint32_t
     wg_mma_n96(d, a, desc);
   else if constexpr (N == 128)
     wg_mma_n128(d, a, desc);
+  else if constexpr (N == 160)
+    wg_mma_n160(d, a, desc);
 }
 /* B N-major (stored [k][n], n contiguous) */
 template <int N> __device__ __forceinline__ void wg_mma_tb(float *d, const uint32_t *a, uint64_t desc) {
