@@ -277,23 +277,41 @@ static void bench_set(mimo_backend *g, moe_set *s, float *const *dx, int nx, flo
   }
 }
 
-static int bench(void) {
+/* The benches' set-up: the ceilings (the copy bandwidth if asked), NX input sets of TMAX tokens, and MiMo-shaped int4
+ * experts (E256 top-8 4096 x 2048, g128; two weight sets cycled over the experts). */
+enum { NX = 2, TMAX = 4096 };
+typedef struct {
   mimo_backend *g;
-  must(mimo_backend_cuda_init(&g, 0), "cuda backend");
-  printf("device: %s\n", mimo_cuda_device_name(g));
-  const double bw = mimo_cuda_copy_bandwidth(g, (size_t)1 << 31), fl = cublas_bf16_rate(8192);
-  printf("BENCH copy_bandwidth %.1f GB/s (2 GiB device-to-device, read+write)\n", bw / 1e9);
-  printf("BENCH cublas_bf16_8192 %.1f TFLOP/s\n", fl / 1e12);
-  const int E = 256, K = 8, H = 4096, I = 2048, TMAX = 4096, NX = 2;
-  float *hx = xmalloc((size_t)TMAX * H * 4), *dx[NX];
+  double fl;
+  float *dx[NX], *dout;
+  moe_set q;
+} bench_env;
+static void bench_env_init(bench_env *b, int with_copy, int E, int K, int H, int I) {
+  must(mimo_backend_cuda_init(&b->g, 0), "cuda backend");
+  printf("device: %s\n", mimo_cuda_device_name(b->g));
+  if (with_copy)
+    printf("BENCH copy_bandwidth %.1f GB/s (2 GiB device-to-device, read+write)\n",
+           mimo_cuda_copy_bandwidth(b->g, (size_t)1 << 31) / 1e9);
+  b->fl = cublas_bf16_rate(8192);
+  printf("BENCH cublas_bf16_8192 %.1f TFLOP/s\n", b->fl / 1e12);
+  float *hx = xmalloc((size_t)TMAX * H * 4);
   for (int i = 0; i < NX; i++) {
     fill(hx, (size_t)TMAX * H, 1.0f);
-    dx[i] = to_dev(g, hx, (size_t)TMAX * H);
+    b->dx[i] = to_dev(b->g, hx, (size_t)TMAX * H);
   }
   free(hx);
-  float *dout = g->alloc(g, (size_t)TMAX * H);
-  moe_set q;
-  set_init(&q, g, E, K, H, I, 0, 128, 0, 2);
+  b->dout = b->g->alloc(b->g, (size_t)TMAX * H);
+  set_init(&b->q, b->g, E, K, H, I, 0, 128, 0, 2);
+}
+
+static int bench(void) {
+  const int E = 256, K = 8, H = 4096, I = 2048;
+  bench_env be;
+  bench_env_init(&be, 1, E, K, H, I);
+  mimo_backend *g = be.g;
+  const double fl = be.fl;
+  float **dx = be.dx, *dout = be.dout;
+  moe_set q = be.q;
   /* crossover: the decode kernels (per pair below mimo_cuda_moe_tcg_min_t tokens, grouped by expert from there)
    * vs the grouped GEMM, same experts (sets the dispatch threshold gg_min_t) */
   const int old = mimo_cuda_moe_grouped_min_t(0);
@@ -326,40 +344,26 @@ static int bench(void) {
 /* The default against the "before" variant, one MoE each in turn (A B A B ...), so that a drift of the clocks over
  * the run (a warm GPU slows down) falls on both alike: medians of 21 pairs after 2. */
 static int ab(void) {
-  mimo_backend *g;
-  must(mimo_backend_cuda_init(&g, 0), "cuda backend");
-  printf("device: %s\n", mimo_cuda_device_name(g));
-  const double fl = cublas_bf16_rate(8192);
-  printf("BENCH cublas_bf16_8192 %.1f TFLOP/s\n", fl / 1e12);
-  const int E = 256, K = 8, H = 4096, I = 2048, TMAX = 4096, NX = 2;
-  float *hx = xmalloc((size_t)TMAX * H * 4), *dx[NX];
-  for (int i = 0; i < NX; i++) {
-    fill(hx, (size_t)TMAX * H, 1.0f);
-    dx[i] = to_dev(g, hx, (size_t)TMAX * H);
-  }
-  free(hx);
-  float *dout = g->alloc(g, (size_t)TMAX * H);
-  moe_set q;
-  set_init(&q, g, E, K, H, I, 0, 128, 0, 2);
-  const int old = mimo_cuda_moe_grouped_min_t(1), Ts[] = {4096, 2048, 512};
+  const int E = 256, K = 8, H = 4096, I = 2048, Ts[] = {4096, 2048, 512};
+  bench_env be;
+  bench_env_init(&be, 0, E, K, H, I);
+  const int old = mimo_cuda_moe_grouped_min_t(1);
   for (int i = 0; i < 3; i++) {
-    const int T = Ts[i];
     float ms[2][23];
     for (int r = 0; r < 46; r++) {
       set_variant(&variants[r & 1 ? V_BEFORE : 0]);
-      ms[r & 1][r >> 1] = time_moe(g, &q, dx, NX, dout, T, 1);
+      ms[r & 1][r >> 1] = time_moe(be.g, &be.q, be.dx, NX, be.dout, Ts[i], 1);
     }
     set_variant(&variants[0]);
+    const double fl = 2.0 * Ts[i] * K * 3.0 * H * I / be.fl * 1e5; /* ms -> % of cuBLAS: fl / ms */
     const float a = median(ms[0] + 2, 21), b = median(ms[1] + 2, 21);
-    const double flops = 2.0 * T * K * 3.0 * H * I;
     printf("BENCH moe_prefill_ab int4-g128 T=%d interleaved: default %.3f ms = %.1f%% of cuBLAS bf16, %s %.3f ms = "
-           "%.1f%%\n", T, a, 100.0 * flops / (a * 1e-3) / fl, variants[V_BEFORE].name, b,
-           100.0 * flops / (b * 1e-3) / fl);
+           "%.1f%%\n", Ts[i], a, fl / a, variants[V_BEFORE].name, b, fl / b);
   }
   mimo_cuda_moe_grouped_min_t(old ? old : -1);
-  set_free(&q, 2);
-  must(mimo_cuda_sync(g), "ab");
-  g->free(g);
+  set_free(&be.q, 2);
+  must(mimo_cuda_sync(be.g), "ab");
+  be.g->free(be.g);
   return 0;
 }
 
