@@ -28,9 +28,10 @@
 #include "backend/cuda/cuda_moe_gemm.h"
 #include "backend/cuda/cuda_sm90.cuh"
 
-/* A block: two warpgroups (256 threads), 128 weight rows, two blocks per SM; a tile: up to 128 tokens of one expert
- * (a 256-token tile with one block per SM measured 10-30 % slower). Stage: activations (WG_BN rows of 64 fp16),
- * int4 words (2 k32 halves x 128 rows x 16 bytes), scale words; a multiple of the swizzle's 1024-byte alignment. */
+/* A block: two warpgroups (256 threads), 128 weight rows, two blocks per SM (4 stages: 101 KB; 5 stages leave one);
+ * a tile: up to 128 tokens of one expert, or all of an expert's 129..160 (a 256-token tile with one block per SM
+ * measured 10-30 % slower). Stage: activations (WG_BN rows of 64 fp16), int4 words (2 k32 halves x 128 rows x 16
+ * bytes), scale words; a multiple of the swizzle's 1024-byte alignment. */
 enum { WG_BM = 128, WG_BN = 160, WG_NT = 256, WG_W_B = 2 * WG_BM * 16, WG_S_B = 2 * WG_BM * 4 };
 template <int ST> struct wg_cfg {
   static constexpr int B_B = WG_BN * 128, STAGE = B_B + WG_W_B + WG_S_B, SMEM = STAGE * ST + 1024;
