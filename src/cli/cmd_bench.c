@@ -57,6 +57,12 @@ static int cmp_double(const void *a, const void *b) {
   return (x > y) - (x < y);
 }
 
+/* the median of n values (sorts them) */
+static double median_sorted(double *v, int n) {
+  qsort(v, (size_t)n, sizeof *v, cmp_double);
+  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
 /* Resident set size in bytes (Linux). */
 static double rss_bytes(void) {
   FILE *f = fopen("/proc/self/statm", "r");
@@ -358,8 +364,7 @@ int mimo_cmd_bench(int argc, char **argv) {
   printf("prefill: %d x %d tokens%s in %.3f s = %.1f tokens/s\n", B, P, chunk && chunk < P ? " (chunked)" : "", prefill,
          (double)B * P / prefill);
   /* The median step beside the mean: a step that grows the KV cache shows as their gap. */
-  qsort(step_s, (size_t)D, sizeof *step_s, cmp_double);
-  double med = D % 2 ? step_s[D / 2] : 0.5 * (step_s[D / 2 - 1] + step_s[D / 2]);
+  const double med = median_sorted(step_s, D);
   printf("decode first step %.3f ms (untimed warm-up)\n", 1e3 * first);
   if (B > 1) {
     printf("decode batch %d: %d steps in %.3f s = %.1f tokens/s (%.3f ms per step, median %.3f ms)\n", B, D, dec,
@@ -374,8 +379,7 @@ int mimo_cmd_bench(int argc, char **argv) {
            1e3 * dec / D, 1e3 * dec / D / nl, 1e3 * bytes / D / copy_bw / nl, dec / (bytes / copy_bw));
     printf("decode step median %.3f ms, ratio %.2fx\n", 1e3 * med, med * D / (bytes / copy_bw));
     if (gpu_s) {
-      qsort(gpu_s, (size_t)D, sizeof *gpu_s, cmp_double);
-      const double gm = D % 2 ? gpu_s[D / 2] : 0.5 * (gpu_s[D / 2 - 1] + gpu_s[D / 2]);
+      const double gm = median_sorted(gpu_s, D);
       printf("decode step on the GPU's clock (MIMO_BENCH_GPU_SPAN): median %.3f ms, %.1f us of the step outside it\n",
              1e3 * gm, 1e6 * (med - gm));
     }

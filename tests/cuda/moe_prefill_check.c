@@ -311,25 +311,25 @@ static int bench(void) {
   mimo_backend *g = be.g;
   const double fl = be.fl;
   float **dx = be.dx, *dout = be.dout;
-  moe_set q = be.q;
+  moe_set *q = &be.q;
   /* crossover: the decode kernels (per pair below mimo_cuda_moe_tcg_min_t tokens, grouped by expert from there)
    * vs the grouped GEMM, same experts (sets the dispatch threshold gg_min_t) */
   const int old = mimo_cuda_moe_grouped_min_t(0);
   const int Tc[] = {8, 16, 32, 64, 80, 96, 112, 128, 192, 256, 384, 512};
   for (int i = 0; i < (int)(sizeof Tc / sizeof *Tc); i++) {
     mimo_cuda_moe_grouped_min_t(1 << 30);
-    const float tp = time_moe(g, &q, dx, NX, dout, Tc[i], 11);
+    const float tp = time_moe(g, q, dx, NX, dout, Tc[i], 11);
     mimo_cuda_moe_grouped_min_t(1);
-    const float tg = time_moe(g, &q, dx, NX, dout, Tc[i], 11);
+    const float tg = time_moe(g, q, dx, NX, dout, Tc[i], 11);
     printf("BENCH moe_prefill_crossover int4 g128 T=%d: decode kernels %.1f us, grouped GEMM %.1f us\n", Tc[i],
            tp * 1e3, tg * 1e3);
   }
   mimo_cuda_moe_grouped_min_t(1);
   printf("BENCH moe_prefill_check grouped vs per-token (GPU) int4 T=64 rel %.2e, T=4096 rel %.2e\n",
-         cross_check(g, &q, dx[0], dout, 64), cross_check(g, &q, dx[1], dout, 4096));
+         cross_check(g, q, dx[0], dout, 64), cross_check(g, q, dx[1], dout, 4096));
   const int Ts[] = {4096, 2048, 512};
-  bench_set(g, &q, dx, NX, dout, fl, "int4-g128", Ts, 3);
-  set_free(&q, 2);
+  bench_set(g, q, dx, NX, dout, fl, "int4-g128", Ts, 3);
+  set_free(q, 2);
   moe_set b;
   set_init(&b, g, E, K, H, I, 1, 0, 0, 1);
   bench_set(g, &b, dx, NX, dout, fl, "bf16", Ts, 2);
@@ -355,10 +355,10 @@ static int ab(void) {
       ms[r & 1][r >> 1] = time_moe(be.g, &be.q, be.dx, NX, be.dout, Ts[i], 1);
     }
     set_variant(&variants[0]);
-    const double fl = 2.0 * Ts[i] * K * 3.0 * H * I / be.fl * 1e5; /* ms -> % of cuBLAS: fl / ms */
+    const double pct_ms = 2.0 * Ts[i] * K * 3.0 * H * I / be.fl * 1e5; /* % of cuBLAS = pct_ms / (time in ms) */
     const float a = median(ms[0] + 2, 21), b = median(ms[1] + 2, 21);
     printf("BENCH moe_prefill_ab int4-g128 T=%d interleaved: default %.3f ms = %.1f%% of cuBLAS bf16, %s %.3f ms = "
-           "%.1f%%\n", Ts[i], a, fl / a, variants[V_BEFORE].name, b, fl / b);
+           "%.1f%%\n", Ts[i], a, pct_ms / a, variants[V_BEFORE].name, b, pct_ms / b);
   }
   mimo_cuda_moe_grouped_min_t(old ? old : -1);
   set_free(&be.q, 2);
