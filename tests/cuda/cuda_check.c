@@ -47,6 +47,12 @@ static void check_linears(mimo_backend *c, mimo_backend *g) {
         check_linear(c, g, &f, Ts[t], 1e-5, "f32");
     }
     check_linear(c, g, &f, 300, 1e-5, "f32"); /* the router's prefill shape class: many rows */
+    /* round 27: three tf32 products on wgmma (SGEMM where the device runs no sm_90a code or the shape does not fit:
+     * in % 32). fp32-grade: one tf32 product would err ~3e-4 here. */
+    mimo_cuda_f32_x3(1);
+    for (int T = 64; T <= 1000; T = T == 64 ? 300 : 1000)
+      check_linear(c, g, &f, T, 2e-6, "f32 3xTF32");
+    mimo_cuda_f32_x3(0);
     free_lin(&b);
     free_lin(&f);
   }

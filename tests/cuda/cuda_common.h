@@ -27,6 +27,9 @@ int mimo_cuda_moe_grouped_min_t(int t);
 /* cuda_sample.cu: blocks per sampled row (g > 0 fixes it, clamped to the device's cluster limit; 0 chooses by the
  * row count); returns the old value */
 int mimo_cuda_sample_group(int g);
+/* cuda_linear_x3.cu: 1 = fp32 linears as three tf32 products on wgmma where they fit (MIMO_CUDA_F32_GEMM=x3);
+ * returns the old value */
+int mimo_cuda_f32_x3(int on);
 
 static uint64_t rng_s = 0x9e3779b97f4a7c15ull;
 static inline uint64_t rnd64(void) {

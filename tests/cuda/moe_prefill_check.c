@@ -7,10 +7,12 @@
  *   bench  ceilings (copy bandwidth, cuBLAS bf16 8192³) in the same run, then MoE prefill TFLOP/s (useful
  *          FLOPs 2·T·k·3·H·I, router and routing included in the time) against the cuBLAS rate, the phase
  *          split, and the per-token vs grouped crossover that sets the dispatch threshold.
- *   ab     the default against the variant before the last change, one MoE each in turn (clock drift falls on both).
+ *   ab [A B]  variant A against B (default: rounds 26+27 against the library default), one MoE each in turn (clock
+ *          drift falls on both).
  *   profile  one int4 MoE at T = 4096 after a warm-up (for ncu).
  *   router  the prefill's fp32 router GEMM (256 × 4096 weights, T tokens) as cublasSgemm against every algorithm
- *          cuBLASLt's heuristic offers for it (fp32 compute): time and error against a double-precision product. */
+ *          cuBLASLt's heuristic offers for it (fp32 compute), then the backend's fp32 linear as SGEMM against 3xTF32
+ *          (round 27): time and error against a double-precision product. */
 #include <cublasLt.h>
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
@@ -24,6 +26,7 @@ int mimo_cuda_moe_grouped_wgmma_last(void);
 int mimo_cuda_moe_grouped_wgmma_stages(int st);
 void mimo_cuda_moe_grouped_events(void *ev5);
 int mimo_cuda_moe_wg_tile128(int on);
+int mimo_cuda_moe_wg_round8(int on);
 
 static int n_pass, n_fail;
 
@@ -88,16 +91,26 @@ typedef struct {
   const char *name;
   int wn, wgmma, stages; /* mma.sync tile width; wgmma (1 where the device runs sm_90a code, 0 off); its stages */
   int tile128;           /* wgmma: an expert of 129..160 rows as a full tile and a part-filled one */
+  int round8;            /* wgmma: MMAs of a tile's rows rounded up to 8 instead of 32 (MIMO_CUDA_MOE_WG_ROUND=8) */
+  int x3;                /* the router as three tf32 products on wgmma (MIMO_CUDA_F32_GEMM=x3) instead of SGEMM */
 } variant;
-static const variant variants[] = {{"default", 4, 1, 4, 0},      {"wgmma tiles of 128 (before)", 4, 1, 4, 1},
-                                   {"wgmma 5 stages", 4, 1, 5, 0}, {"mma.sync wn4", 4, 0, 4, 0},
-                                   {"mma.sync wn8", 8, 0, 4, 0}};
-enum { NV = sizeof variants / sizeof *variants, V_BEFORE = 1 };
+/* 0 is the library's default; 1-3 the candidates of rounds 26 and 27 (off by default until measured) */
+static const variant variants[] = {{"default", 4, 1, 4, 0, 0, 0},
+                                   {"rows rounded to 8 (round 26)", 4, 1, 4, 0, 1, 0},
+                                   {"3xTF32 router (round 27)", 4, 1, 4, 0, 0, 1},
+                                   {"rounds 26+27", 4, 1, 4, 0, 1, 1},
+                                   {"wgmma tiles of 128", 4, 1, 4, 1, 0, 0},
+                                   {"wgmma 5 stages", 4, 1, 5, 0, 0, 0},
+                                   {"mma.sync wn4", 4, 0, 4, 0, 0, 0},
+                                   {"mma.sync wn8", 8, 0, 4, 0, 0, 0}};
+enum { NV = sizeof variants / sizeof *variants, V_R26 = 1, V_CAND = 3 };
 static void set_variant(const variant *v) {
   mimo_cuda_moe_grouped_wn(v->wn);
   mimo_cuda_moe_grouped_wgmma(v->wgmma);
   mimo_cuda_moe_grouped_wgmma_stages(v->stages);
   mimo_cuda_moe_wg_tile128(v->tile128);
+  mimo_cuda_moe_wg_round8(v->round8);
+  mimo_cuda_f32_x3(v->x3);
 }
 
 /* One check case: CPU once; GPU with the default kernels (wgmma on SM90a, else mma.sync) twice (bit-identical?),
@@ -130,8 +143,8 @@ static void check_case(mimo_backend *c, mimo_backend *g, int T, int E, int K, in
     err = e[r] > err ? e[r] : err;
     if (r == 1)
       det = memcmp(o, o0, n * 4) == 0;
-    if (r == 1 + V_BEFORE && used_wg) /* information: does the tile split change any bit? */
-      len += snprintf(errs + len, sizeof errs - (size_t)len, " [%s]", memcmp(o, o0, n * 4) ? "tiles of 128 differ" : "tiles of 128 bitwise equal");
+    if (r == 1 + V_R26 && used_wg) /* information: do the MMAs' widths change any bit? */
+      len += snprintf(errs + len, sizeof errs - (size_t)len, " [%s]", memcmp(o, o0, n * 4) ? "rounded to 8 differs" : "rounded to 8 bitwise equal");
     if (r >= 2)
       len += snprintf(errs + len, sizeof errs - (size_t)len, " %.2e (%s)", e[r], variants[r - 1].name);
   }
@@ -172,6 +185,8 @@ static int check(void) {
       {100, 16, 4, 96, 32, 0, 32, 0},      {100, 16, 4, 320, 96, 1, 0, 0},    {300, 8, 2, 64, 32, 0, 32, 1},
       /* experts of 129..256 tokens (a full tile and a part-filled one), group 64 asymmetric */
       {300, 16, 8, 512, 256, 0, 64, 1},
+      /* experts of ~100..150 tokens: wgmma MMAs of n104..n152 (rows rounded up to 8) */
+      {1000, 64, 8, 512, 256, 0, 128, 0},
       /* the fallback: group 16 */
       {100, 16, 4, 256, 128, 0, 16, 1}};
   for (size_t i = 0; i < sizeof cs / sizeof *cs; i++)
@@ -259,21 +274,20 @@ static void bench_set(mimo_backend *g, moe_set *s, float *const *dx, int nx, flo
     const int T = Ts[i];
     const double flops = 2.0 * T * s->K * 3.0 * s->H * s->I;
     for (int v = 0; v < NV; v++) {
-      if (s->bf16 && (variants[v].stages != 4 || variants[v].tile128))
+      if (s->bf16 && (variants[v].stages != 4 || variants[v].tile128 || variants[v].round8 || variants[v].x3))
         continue; /* bf16 experts run mma.sync in every wgmma mode */
       set_variant(&variants[v]);
       const float ms = time_moe(g, s, dx, nx, dout, T, T >= 2048 ? 9 : 15);
       printf("BENCH moe_prefill %s T=%d E%d top%d %dx%d %s: %.3f ms  %.1f TFLOP/s = %.1f%% of cuBLAS bf16\n", name, T,
              s->E, s->K, s->H, s->I, variants[v].name, ms, flops / (ms * 1e-3) / 1e12, 100.0 * flops / (ms * 1e-3) / fl);
     }
-    if (!s->bf16) {
-      char before[96];
-      snprintf(before, sizeof before, "%s, %s", name, variants[V_BEFORE].name);
-      set_variant(&variants[V_BEFORE]);
-      phases(g, s, dx, nx, dout, T, before);
+    for (int v = 0; v <= (s->bf16 ? 0 : V_CAND); v++) { /* int4: the default and the candidates */
+      char vname[96];
+      snprintf(vname, sizeof vname, "%s, %s", name, variants[v].name);
+      set_variant(&variants[v]);
+      phases(g, s, dx, nx, dout, T, vname);
     }
     set_variant(&variants[0]);
-    phases(g, s, dx, nx, dout, T, name);
   }
 }
 
@@ -341,9 +355,10 @@ static int bench(void) {
   return 0;
 }
 
-/* The default against the "before" variant, one MoE each in turn (A B A B ...), so that a drift of the clocks over
- * the run (a warm GPU slows down) falls on both alike: medians of 21 pairs after 2. */
-static int ab(void) {
+/* Variant va against vb (default: the candidates of rounds 26+27 against the default), one MoE each in turn
+ * (A B A B ...), so that a drift of the clocks over the run (a warm GPU slows down) falls on both alike: medians of
+ * 21 pairs after 2. */
+static int ab(int va, int vb) {
   const int E = 256, K = 8, H = 4096, I = 2048, Ts[] = {4096, 2048, 512};
   bench_env be;
   bench_env_init(&be, 0, E, K, H, I);
@@ -351,14 +366,14 @@ static int ab(void) {
   for (int i = 0; i < 3; i++) {
     float ms[2][23];
     for (int r = 0; r < 46; r++) {
-      set_variant(&variants[r & 1 ? V_BEFORE : 0]);
+      set_variant(&variants[r & 1 ? vb : va]);
       ms[r & 1][r >> 1] = time_moe(be.g, &be.q, be.dx, NX, be.dout, Ts[i], 1);
     }
     set_variant(&variants[0]);
     const double pct_ms = 2.0 * Ts[i] * K * 3.0 * H * I / be.fl * 1e5; /* % of cuBLAS = pct_ms / (time in ms) */
     const float a = median(ms[0] + 2, 21), b = median(ms[1] + 2, 21);
-    printf("BENCH moe_prefill_ab int4-g128 T=%d interleaved: default %.3f ms = %.1f%% of cuBLAS bf16, %s %.3f ms = "
-           "%.1f%%\n", Ts[i], a, pct_ms / a, variants[V_BEFORE].name, b, pct_ms / b);
+    printf("BENCH moe_prefill_ab int4-g128 T=%d interleaved: %s %.3f ms = %.1f%% of cuBLAS bf16, %s %.3f ms = "
+           "%.1f%%\n", Ts[i], variants[va].name, a, pct_ms / a, variants[vb].name, b, pct_ms / b);
   }
   mimo_cuda_moe_grouped_min_t(old ? old : -1);
   set_free(&be.q, 2);
@@ -485,6 +500,47 @@ static int router_probe(void) {
   }
   cublasLtDestroy(r.lt);
   cublasDestroy(r.h);
+  /* the backend's fp32 linear (what the MoE's router calls): SGEMM, the default, against 3xTF32 on wgmma (round 27,
+   * MIMO_CUDA_F32_GEMM=x3; SGEMM where the device does not run sm_90a code), one call each in turn */
+  mimo_backend *g;
+  must(mimo_backend_cuda_init(&g, 0), "cuda backend");
+  mimo_linear L;
+  memset(&L, 0, sizeof L);
+  L.out = out;
+  L.in = in;
+  L.fmt = MIMO_WF_DENSE;
+  L.dt = MIMO_DT_F32;
+  L.w = w;
+  must(mimo_backend_upload_linear(g, &L), "upload router");
+  float *gx = to_dev(g, x, (size_t)4096 * in), *gy = g->alloc(g, (size_t)4096 * out);
+  const int Tb[] = {512, 1024, 2048, 4096};
+  for (int ti = 0; ti < 4; ti++) {
+    const int T = Tb[ti];
+    float ms[2][17];
+    for (int i = 0; i < 38; i++) {
+      mimo_cuda_f32_x3(i & 1);
+      mimo_cuda_timer_start(g);
+      g->linear(g, gy, gx, T, &L);
+      const float t = mimo_cuda_timer_stop(g);
+      if (i >= 4)
+        ms[i & 1][(i - 4) >> 1] = t;
+    }
+    double err[2];
+    for (int v = 0; v < 2; v++) {
+      mimo_cuda_f32_x3(v);
+      mimo_cuda_poison(g, gy, (size_t)T * out);
+      g->linear(g, gy, gx, T, &L);
+      must(mimo_cuda_sync(g), "router");
+      err[v] = router_err(gy, w, x, out, T, in);
+    }
+    mimo_cuda_f32_x3(0);
+    const double fl = 2.0 * out * T * (double)in, a = median(ms[0], 17), b = median(ms[1], 17);
+    printf("BENCH router_backend T=%d interleaved: SGEMM %.1f us %.1f TFLOP/s err %.2e, 3xTF32 wgmma %.1f us %.1f "
+           "TFLOP/s err %.2e\n", T, a * 1e3, fl / (a * 1e-3) / 1e12, err[0], b * 1e3, fl / (b * 1e-3) / 1e12, err[1]);
+  }
+  g->release(g, gx);
+  g->release(g, gy);
+  g->free(g);
   cudaFree(dw);
   cudaFree(dx);
   cudaFree(dy);
@@ -495,8 +551,14 @@ static int router_probe(void) {
 }
 
 int cuda_moe_prefill_main(int argc, char **argv) {
-  if (argc >= 2 && strcmp(argv[1], "ab") == 0)
-    return mimo_cuda_device_count() ? ab() : 0;
+  if (argc >= 2 && strcmp(argv[1], "ab") == 0) {
+    const int va = argc >= 4 ? atoi(argv[2]) : V_CAND, vb = argc >= 4 ? atoi(argv[3]) : 0;
+    if (va < 0 || va >= NV || vb < 0 || vb >= NV) {
+      fprintf(stderr, "moe-prefill ab: variants are 0..%d\n", NV - 1);
+      return 2;
+    }
+    return mimo_cuda_device_count() ? ab(va, vb) : 0;
+  }
   if (argc >= 2 && strcmp(argv[1], "profile") == 0)
     return profile();
   if (argc >= 2 && strcmp(argv[1], "router") == 0)

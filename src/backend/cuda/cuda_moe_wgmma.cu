@@ -4,7 +4,9 @@
  *   D [128 weight rows][<= 128 tokens] += A (weights, fp16, in registers) x B (activations, fp16, shared memory).
  * A block is two warpgroups, each m64 (warp w of a warpgroup: rows 16w..16w+15 of its 64); gate+up gives a warp's
  * rows g = gate row c and g + 8 = up row c of the same column c of h, so SiLU(gate)·up is formed in registers.
- * A tile's MMAs are n32, n64, n96 or n128: its rows rounded up to 32 (an expert's last tile is part-filled).
+ * A tile's MMAs are its rows rounded up to 32 (n32..n160); with MIMO_CUDA_MOE_WG_ROUND=8 (round 26, off until
+ * measured) those of 97..160 rows are rounded up to 8 (n104..n160). An expert of up to 160 tokens is one tile, a
+ * larger one tiles of 128 and a part-filled last one.
  *
  * The k order. Thread (g, t) holds A elements k ∈ {2t, 2t+1, 2t+8, 2t+9} of each k16; the int4 word it reads
  * holds a row's k 8t..8t+7 of a k32 block, which dq4 turns into the fp16 pairs (u0,u4) (u1,u5) (u2,u6) (u3,u7).
@@ -70,7 +72,7 @@ __device__ __forceinline__ void cp4s(uint32_t dst, const void *src) {
 
 /* One tile's main loop and epilogue with N tokens per MMA (N >= the tile's rows). The tile's activation rows are
  * positions base.. of the map (x gathered into expert order for gate+up, h for down): thread 0 asks the copy engine
- * for N/32 boxes of 32 rows per stage; every thread copies one int4 word and one scale word with cp.async. */
+ * for N/32 boxes of 32 rows per stage (rounded up); every thread copies one int4 word and one scale word with cp.async. */
 template <bool UP, int N, int WG_ST>
 __device__ __forceinline__ void wg_tile(const gg_args &p, const CUtensorMap *map, char *sm, uint32_t bars,
                                         const float *s_wt, int e, int base, int rows) {
@@ -92,10 +94,10 @@ __device__ __forceinline__ void wg_tile(const gg_args &p, const CUtensorMap *map
 
   auto load = [&](int sb, int kt) {
     const uint32_t sB = sm0 + sb * C::STAGE, sW = sB + C::B_B, sS = sW + WG_W_B;
-    if (tid == 0) {
-      mbar_expect_tx(bars + 8 * sb, N * 128);
+    if (tid == 0) { /* boxes of 32 rows: N = 104 copies 128 (the rows past the tile's are never stored) */
+      mbar_expect_tx(bars + 8 * sb, (N + 31) / 32 * 4096);
 #pragma unroll
-      for (int j = 0; j < N / 32; j++)
+      for (int j = 0; j < (N + 31) / 32; j++)
         tma_load(sB + j * 4096, map, kt * 64, base + 32 * j, bars + 8 * sb);
     }
     if (wok) {
@@ -241,11 +243,20 @@ __global__ void __launch_bounds__(WG_NT, 2) k_wg(const gg_args p, const __grid_c
     for (int i = threadIdx.x; i < WG_BN; i += WG_NT)
       s_wt[i] = i >= rows ? 0.f : p.wts[p.perm[base + i]];
   __syncthreads();
-  switch ((rows + 31) >> 5) { /* tokens per MMA: the tile's rows rounded up to 32 */
-  case 1: wg_tile<UP, 32, ST>(p, &map, sm, bars, s_wt, e, base, rows); break;
-  case 2: wg_tile<UP, 64, ST>(p, &map, sm, bars, s_wt, e, base, rows); break;
-  case 3: wg_tile<UP, 96, ST>(p, &map, sm, bars, s_wt, e, base, rows); break;
-  case 4: wg_tile<UP, 128, ST>(p, &map, sm, bars, s_wt, e, base, rows); break;
+  /* tokens per MMA: the tile's rows rounded up to 32, above 96 to p.nround (the MMAs' columns past the tile's rows
+   * are work thrown away: 11-13 % of it at 4096 tokens under uniform routing by 32, 3 % by 8) */
+  const int n = rows > 96 ? (rows + p.nround - 1) / p.nround * p.nround : (rows + 31) & ~31;
+  switch (n) {
+  case 32: wg_tile<UP, 32, ST>(p, &map, sm, bars, s_wt, e, base, rows); break;
+  case 64: wg_tile<UP, 64, ST>(p, &map, sm, bars, s_wt, e, base, rows); break;
+  case 96: wg_tile<UP, 96, ST>(p, &map, sm, bars, s_wt, e, base, rows); break;
+  case 104: wg_tile<UP, 104, ST>(p, &map, sm, bars, s_wt, e, base, rows); break;
+  case 112: wg_tile<UP, 112, ST>(p, &map, sm, bars, s_wt, e, base, rows); break;
+  case 120: wg_tile<UP, 120, ST>(p, &map, sm, bars, s_wt, e, base, rows); break;
+  case 128: wg_tile<UP, 128, ST>(p, &map, sm, bars, s_wt, e, base, rows); break;
+  case 136: wg_tile<UP, 136, ST>(p, &map, sm, bars, s_wt, e, base, rows); break;
+  case 144: wg_tile<UP, 144, ST>(p, &map, sm, bars, s_wt, e, base, rows); break;
+  case 152: wg_tile<UP, 152, ST>(p, &map, sm, bars, s_wt, e, base, rows); break;
   default: wg_tile<UP, 160, ST>(p, &map, sm, bars, s_wt, e, base, rows); break;
   }
 }
@@ -278,6 +289,10 @@ void cu_moe_wg_xscatter(cu_ctx *c, void *xs, const float *x, const int *slot, in
 static int wg_tile128 = -1;
 extern "C" int mimo_cuda_moe_wg_tile128(int on) { return cu_switch(&wg_tile128, "MIMO_CUDA_MOE_WG_TILE", "128", on); }
 int cu_moe_wg_one_tile(void) { return mimo_cuda_moe_wg_tile128(-1) ? 128 : (int)WG_BN; }
+/* Test hook and MIMO_CUDA_MOE_WG_ROUND=8 (round 26, off until measured): tiles of more than 96 rows run MMAs of their
+ * rows rounded up to 8 instead of 32. */
+static int wg_round8 = -1;
+extern "C" int mimo_cuda_moe_wg_round8(int on) { return cu_switch(&wg_round8, "MIMO_CUDA_MOE_WG_ROUND", "8", on); }
 
 /* Test hooks: wgmma mode 0 keeps the mma.sync kernels on SM90 too (1: the default); stages 4 or 5. */
 static int wg_mode = 1, wg_stages = 4;
@@ -321,7 +336,9 @@ template <int ST> static void wg_launch(cu_ctx *c, const gg_args &p, const CUten
   if (MIMO_CUDA(c, cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, C::SMEM)) != MIMO_OK)
     return;
   const int cols = up ? cdiv(p.I, WG_BM / 2) : cdiv(p.H, WG_BM);
-  k<<<dim3(cols, max_tiles), WG_NT, C::SMEM, c->st>>>(p, map);
+  gg_args q = p;
+  q.nround = mimo_cuda_moe_wg_round8(-1) ? 8 : 32;
+  k<<<dim3(cols, max_tiles), WG_NT, C::SMEM, c->st>>>(q, map);
   MIMO_CUDA_LAUNCHED(c);
 }
 
