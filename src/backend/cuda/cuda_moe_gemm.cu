@@ -488,7 +488,7 @@ void cu_moe_grouped(mimo_backend *be, const mimo_moe_args *a, const cu_lin *tab,
       MIMO_CUDA_LAUNCHED(c);
     }
     gg_mark(c, 1);
-    gg_args p = {tab, tiles, ntiles, perm, xb, hb, y, wts, K, H, I, 32};
+    gg_args p = {tab, tiles, ntiles, perm, xb, hb, y, wts, K, H, I};
     if (wg)
       cu_moe_wg_launch(c, p, TK, max_tiles, true);
     else if (q4)

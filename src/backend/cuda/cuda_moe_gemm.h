@@ -38,7 +38,6 @@ struct gg_args {
   float *y;                /* down output [positions][H] */
   const float *wts;        /* routing weights [T*K] */
   int topk, H, I;
-  int nround;              /* wgmma: a tile of more than 96 rows runs MMAs of its rows rounded up to this (8 or 32) */
 };
 
 /* cuda_moe_wgmma.cu: the SM90a grouped GEMMs (int4 experts, H and I multiples of 64, power-of-two groups). usable:

@@ -221,7 +221,9 @@ __device__ __forceinline__ void wg_tile(const gg_args &p, const CUtensorMap *map
 #endif
 }
 
-template <bool UP, int ST>
+/* R8 (round 26): a tile of more than 96 rows runs MMAs of its rows rounded up to 8 instead of 32 (a kernel of its
+ * own, so the default's code stays exactly what was measured) */
+template <bool UP, int ST, bool R8>
 __global__ void __launch_bounds__(WG_NT, 2) k_wg(const gg_args p, const __grid_constant__ CUtensorMap map) {
   extern __shared__ uint4 wg_smem[];
   __shared__ float s_wt[UP ? 1 : WG_BN]; /* down: the tile's routing weights (read in the epilogue) */
@@ -243,21 +245,30 @@ __global__ void __launch_bounds__(WG_NT, 2) k_wg(const gg_args p, const __grid_c
     for (int i = threadIdx.x; i < WG_BN; i += WG_NT)
       s_wt[i] = i >= rows ? 0.f : p.wts[p.perm[base + i]];
   __syncthreads();
-  /* tokens per MMA: the tile's rows rounded up to 32, above 96 to p.nround (the MMAs' columns past the tile's rows
+  /* tokens per MMA: the tile's rows rounded up to 32; with R8 above 96 to 8 (the MMAs' columns past the tile's rows
    * are work thrown away: 11-13 % of it at 4096 tokens under uniform routing by 32, 3 % by 8) */
-  const int n = rows > 96 ? (rows + p.nround - 1) / p.nround * p.nround : (rows + 31) & ~31;
-  switch (n) {
-  case 32: wg_tile<UP, 32, ST>(p, &map, sm, bars, s_wt, e, base, rows); break;
-  case 64: wg_tile<UP, 64, ST>(p, &map, sm, bars, s_wt, e, base, rows); break;
-  case 96: wg_tile<UP, 96, ST>(p, &map, sm, bars, s_wt, e, base, rows); break;
-  case 104: wg_tile<UP, 104, ST>(p, &map, sm, bars, s_wt, e, base, rows); break;
-  case 112: wg_tile<UP, 112, ST>(p, &map, sm, bars, s_wt, e, base, rows); break;
-  case 120: wg_tile<UP, 120, ST>(p, &map, sm, bars, s_wt, e, base, rows); break;
-  case 128: wg_tile<UP, 128, ST>(p, &map, sm, bars, s_wt, e, base, rows); break;
-  case 136: wg_tile<UP, 136, ST>(p, &map, sm, bars, s_wt, e, base, rows); break;
-  case 144: wg_tile<UP, 144, ST>(p, &map, sm, bars, s_wt, e, base, rows); break;
-  case 152: wg_tile<UP, 152, ST>(p, &map, sm, bars, s_wt, e, base, rows); break;
-  default: wg_tile<UP, 160, ST>(p, &map, sm, bars, s_wt, e, base, rows); break;
+  if constexpr (R8) {
+    switch (rows > 96 ? (rows + 7) & ~7 : (rows + 31) & ~31) {
+    case 32: wg_tile<UP, 32, ST>(p, &map, sm, bars, s_wt, e, base, rows); break;
+    case 64: wg_tile<UP, 64, ST>(p, &map, sm, bars, s_wt, e, base, rows); break;
+    case 96: wg_tile<UP, 96, ST>(p, &map, sm, bars, s_wt, e, base, rows); break;
+    case 104: wg_tile<UP, 104, ST>(p, &map, sm, bars, s_wt, e, base, rows); break;
+    case 112: wg_tile<UP, 112, ST>(p, &map, sm, bars, s_wt, e, base, rows); break;
+    case 120: wg_tile<UP, 120, ST>(p, &map, sm, bars, s_wt, e, base, rows); break;
+    case 128: wg_tile<UP, 128, ST>(p, &map, sm, bars, s_wt, e, base, rows); break;
+    case 136: wg_tile<UP, 136, ST>(p, &map, sm, bars, s_wt, e, base, rows); break;
+    case 144: wg_tile<UP, 144, ST>(p, &map, sm, bars, s_wt, e, base, rows); break;
+    case 152: wg_tile<UP, 152, ST>(p, &map, sm, bars, s_wt, e, base, rows); break;
+    default: wg_tile<UP, 160, ST>(p, &map, sm, bars, s_wt, e, base, rows); break;
+    }
+  } else {
+    switch ((rows + 31) >> 5) {
+    case 1: wg_tile<UP, 32, ST>(p, &map, sm, bars, s_wt, e, base, rows); break;
+    case 2: wg_tile<UP, 64, ST>(p, &map, sm, bars, s_wt, e, base, rows); break;
+    case 3: wg_tile<UP, 96, ST>(p, &map, sm, bars, s_wt, e, base, rows); break;
+    case 4: wg_tile<UP, 128, ST>(p, &map, sm, bars, s_wt, e, base, rows); break;
+    default: wg_tile<UP, 160, ST>(p, &map, sm, bars, s_wt, e, base, rows); break;
+    }
   }
 }
 
@@ -330,15 +341,14 @@ bool cu_moe_wg_usable(cu_ctx *c, const mimo_moe_args *a) {
   return ok;
 }
 
-template <int ST> static void wg_launch(cu_ctx *c, const gg_args &p, const CUtensorMap &map, int max_tiles, bool up) {
+template <int ST, bool R8>
+static void wg_launch(cu_ctx *c, const gg_args &p, const CUtensorMap &map, int max_tiles, bool up) {
   using C = wg_cfg<ST>;
-  void (*k)(const gg_args, const CUtensorMap) = up ? k_wg<true, ST> : k_wg<false, ST>;
+  void (*k)(const gg_args, const CUtensorMap) = up ? k_wg<true, ST, R8> : k_wg<false, ST, R8>;
   if (MIMO_CUDA(c, cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, C::SMEM)) != MIMO_OK)
     return;
   const int cols = up ? cdiv(p.I, WG_BM / 2) : cdiv(p.H, WG_BM);
-  gg_args q = p;
-  q.nround = mimo_cuda_moe_wg_round8(-1) ? 8 : 32;
-  k<<<dim3(cols, max_tiles), WG_NT, C::SMEM, c->st>>>(q, map);
+  k<<<dim3(cols, max_tiles), WG_NT, C::SMEM, c->st>>>(p, map);
   MIMO_CUDA_LAUNCHED(c);
 }
 
@@ -356,7 +366,9 @@ void cu_moe_wg_launch(cu_ctx *c, const gg_args &p, int npos, int max_tiles, bool
     return;
   }
   if (wg_stages == 5)
-    wg_launch<5>(c, p, map, max_tiles, up);
+    wg_launch<5, false>(c, p, map, max_tiles, up);
+  else if (mimo_cuda_moe_wg_round8(-1))
+    wg_launch<4, true>(c, p, map, max_tiles, up);
   else
-    wg_launch<4>(c, p, map, max_tiles, up);
+    wg_launch<4, false>(c, p, map, max_tiles, up);
 }
