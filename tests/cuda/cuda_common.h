@@ -239,25 +239,28 @@ static inline mimo_linear rand_int4(int out, int in, int group, int asym) {
   }
   return l;
 }
-static inline mimo_linear rand_dense(int out, int in, mimo_dtype dt, float scale) {
+/* A dense weight over host data w [out][in] (not owned: free_lin frees it). */
+static inline mimo_linear dense_linear(int out, int in, mimo_dtype dt, const void *w) {
   mimo_linear l;
   memset(&l, 0, sizeof l);
   l.out = out;
   l.in = in;
   l.fmt = MIMO_WF_DENSE;
   l.dt = dt;
+  l.w = w;
+  return l;
+}
+static inline mimo_linear rand_dense(int out, int in, mimo_dtype dt, float scale) {
   size_t n = (size_t)out * in;
   if (dt == MIMO_DT_BF16) {
     uint16_t *w = xmalloc(n * 2);
     for (size_t i = 0; i < n; i++)
       w[i] = to_bf16(scale * rndf());
-    l.w = w;
-  } else {
-    float *w = xmalloc(n * 4);
-    fill(w, n, scale);
-    l.w = w;
+    return dense_linear(out, in, dt, w);
   }
-  return l;
+  float *w = xmalloc(n * 4);
+  fill(w, n, scale);
+  return dense_linear(out, in, dt, w);
 }
 static inline void free_lin(mimo_linear *l) {
   free((void *)l->w);

@@ -504,13 +504,7 @@ static int router_probe(void) {
    * MIMO_CUDA_F32_GEMM=x3; SGEMM where the device does not run sm_90a code), one call each in turn */
   mimo_backend *g;
   must(mimo_backend_cuda_init(&g, 0), "cuda backend");
-  mimo_linear L;
-  memset(&L, 0, sizeof L);
-  L.out = out;
-  L.in = in;
-  L.fmt = MIMO_WF_DENSE;
-  L.dt = MIMO_DT_F32;
-  L.w = w;
+  mimo_linear L = dense_linear(out, in, MIMO_DT_F32, w);
   must(mimo_backend_upload_linear(g, &L), "upload router");
   float *gx = to_dev(g, x, (size_t)4096 * in), *gy = g->alloc(g, (size_t)4096 * out);
   const int Tb[] = {512, 1024, 2048, 4096};
