@@ -7,7 +7,7 @@
  *   bench  ceilings (copy bandwidth, cuBLAS bf16 8192³) in the same run, then MoE prefill TFLOP/s (useful
  *          FLOPs 2·T·k·3·H·I, router and routing included in the time) against the cuBLAS rate, the phase
  *          split, and the per-token vs grouped crossover that sets the dispatch threshold.
- *   ab [A B]  variant A against B (default: rounds 26+27 against the library default), one MoE each in turn (clock
+ *   ab [A B]  variant A against B (default: rounds 26-28 against the library default), one MoE each in turn (clock
  *          drift falls on both).
  *   profile  one int4 MoE at T = 4096 after a warm-up (for ncu).
  *   router  the prefill's fp32 router GEMM (256 × 4096 weights, T tokens) as cublasSgemm against every algorithm
@@ -27,6 +27,7 @@ int mimo_cuda_moe_grouped_wgmma_stages(int st);
 void mimo_cuda_moe_grouped_events(void *ev5);
 int mimo_cuda_moe_wg_tile128(int on);
 int mimo_cuda_moe_wg_round8(int on);
+int mimo_cuda_moe_wg_combine_down(int on);
 
 static int n_pass, n_fail;
 
@@ -93,17 +94,20 @@ typedef struct {
   int tile128;           /* wgmma: an expert of 129..160 rows as a full tile and a part-filled one */
   int round8;            /* wgmma: MMAs of a tile's rows rounded up to 8 instead of 32 (MIMO_CUDA_MOE_WG_ROUND=8) */
   int x3;                /* the router as three tf32 products on wgmma (MIMO_CUDA_F32_GEMM=x3) instead of SGEMM */
+  int fc;                /* wgmma: the combine inside the down kernel (MIMO_CUDA_MOE_COMBINE=down) */
+  int same;              /* expected bit for bit the default's output (the check says whether it is) */
 } variant;
-/* 0 is the library's default; 1-3 the candidates of rounds 26 and 27 (off by default until measured) */
-static const variant variants[] = {{"default", 4, 1, 4, 0, 0, 0},
-                                   {"rows rounded to 8 (round 26)", 4, 1, 4, 0, 1, 0},
-                                   {"3xTF32 router (round 27)", 4, 1, 4, 0, 0, 1},
-                                   {"rounds 26+27", 4, 1, 4, 0, 1, 1},
-                                   {"wgmma tiles of 128", 4, 1, 4, 1, 0, 0},
-                                   {"wgmma 5 stages", 4, 1, 5, 0, 0, 0},
-                                   {"mma.sync wn4", 4, 0, 4, 0, 0, 0},
-                                   {"mma.sync wn8", 8, 0, 4, 0, 0, 0}};
-enum { NV = sizeof variants / sizeof *variants, V_R26 = 1, V_CAND = 3 };
+/* 0 is the library's default; 1-4 the candidates of rounds 26-28 (off by default until measured) */
+static const variant variants[] = {{"default", 4, 1, 4, 0, 0, 0, 0, 1},
+                                   {"rows rounded to 8 (round 26)", 4, 1, 4, 0, 1, 0, 0, 1},
+                                   {"3xTF32 router (round 27)", 4, 1, 4, 0, 0, 1, 0, 0},
+                                   {"combine in down (round 28)", 4, 1, 4, 0, 0, 0, 1, 1},
+                                   {"rounds 26-28", 4, 1, 4, 0, 1, 1, 1, 0},
+                                   {"wgmma tiles of 128", 4, 1, 4, 1, 0, 0, 0, 1},
+                                   {"wgmma 5 stages", 4, 1, 5, 0, 0, 0, 0, 0},
+                                   {"mma.sync wn4", 4, 0, 4, 0, 0, 0, 0, 0},
+                                   {"mma.sync wn8", 8, 0, 4, 0, 0, 0, 0, 0}};
+enum { NV = sizeof variants / sizeof *variants, V_CAND = 4 };
 static void set_variant(const variant *v) {
   mimo_cuda_moe_grouped_wn(v->wn);
   mimo_cuda_moe_grouped_wgmma(v->wgmma);
@@ -111,6 +115,7 @@ static void set_variant(const variant *v) {
   mimo_cuda_moe_wg_tile128(v->tile128);
   mimo_cuda_moe_wg_round8(v->round8);
   mimo_cuda_f32_x3(v->x3);
+  mimo_cuda_moe_wg_combine_down(v->fc);
 }
 
 /* One check case: CPU once; GPU with the default kernels (wgmma on SM90a, else mma.sync) twice (bit-identical?),
@@ -128,7 +133,7 @@ static void check_case(mimo_backend *c, mimo_backend *g, int T, int E, int K, in
   float *dx = to_dev(g, x, n), *dout = g->alloc(g, n);
   int same_ids = 1, used_wg = 0, det = 1;
   double err = 0, e[NV + 1];
-  char errs[512];
+  char errs[2048] = "";
   int len = 0;
   for (int r = 0; r <= NV; r++) { /* run 0 and 1: the default */
     set_variant(&variants[r ? r - 1 : 0]);
@@ -143,9 +148,10 @@ static void check_case(mimo_backend *c, mimo_backend *g, int T, int E, int K, in
     err = e[r] > err ? e[r] : err;
     if (r == 1)
       det = memcmp(o, o0, n * 4) == 0;
-    if (r == 1 + V_R26 && used_wg) /* information: do the MMAs' widths change any bit? */
-      len += snprintf(errs + len, sizeof errs - (size_t)len, " [%s]", memcmp(o, o0, n * 4) ? "rounded to 8 differs" : "rounded to 8 bitwise equal");
-    if (r >= 2)
+    if (r >= 2 && used_wg && variants[r - 1].same && len < (int)sizeof errs) /* as designed, not a bit changes? */
+      len += snprintf(errs + len, sizeof errs - (size_t)len, " [%s: %s]", variants[r - 1].name,
+                      memcmp(o, o0, n * 4) ? "differs" : "bitwise equal");
+    if (r >= 2 && len < (int)sizeof errs)
       len += snprintf(errs + len, sizeof errs - (size_t)len, " %.2e (%s)", e[r], variants[r - 1].name);
   }
   set_variant(&variants[0]);
@@ -274,7 +280,8 @@ static void bench_set(mimo_backend *g, moe_set *s, float *const *dx, int nx, flo
     const int T = Ts[i];
     const double flops = 2.0 * T * s->K * 3.0 * s->H * s->I;
     for (int v = 0; v < NV; v++) {
-      if (s->bf16 && (variants[v].stages != 4 || variants[v].tile128 || variants[v].round8 || variants[v].x3))
+      if (s->bf16 && (variants[v].stages != 4 || variants[v].tile128 || variants[v].round8 || variants[v].x3 ||
+                       variants[v].fc))
         continue; /* bf16 experts run mma.sync in every wgmma mode */
       set_variant(&variants[v]);
       const float ms = time_moe(g, s, dx, nx, dout, T, T >= 2048 ? 9 : 15);
@@ -355,7 +362,7 @@ static int bench(void) {
   return 0;
 }
 
-/* Variant va against vb (default: the candidates of rounds 26+27 against the default), one MoE each in turn
+/* Variant va against vb (default: the candidates of rounds 26-28 against the default), one MoE each in turn
  * (A B A B ...), so that a drift of the clocks over the run (a warm GPU slows down) falls on both alike: medians of
  * 21 pairs after 2. */
 static int ab(int va, int vb) {

@@ -221,10 +221,56 @@ __device__ __forceinline__ void wg_tile(const gg_args &p, const CUtensorMap *map
 #endif
 }
 
-/* R8 (round 26): a tile of more than 96 rows runs MMAs of its rows rounded up to 8 instead of 32 (a kernel of its
- * own, so the default's code stays exactly what was measured) */
-template <bool UP, int ST, bool R8>
+/* Round 28 (down, MIMO_CUDA_MOE_COMBINE=down, off until measured): the combine in the down kernel. A tile counts each
+ * of its tokens' feature slice (this block's 128 outputs) as stored; the tile that completes a slice, i.e. brings the
+ * token's last local pair, sums the token's rows of that slice in slot order from L2, as k_gg_combine does (the same
+ * additions in the same order: bitwise the same), and writes it out. The combine's 537 MB of reads at 4096 tokens then
+ * overlap the down GEMM, which is compute-bound, instead of taking ~210 µs after it. cnt [T][gridDim.x] starts at 0. */
+__device__ __forceinline__ void wg_combine(const gg_args &p, int base, int rows) {
+  __shared__ int s_fin[WG_BN], s_n;
+  const int tid = threadIdx.x, K = p.topk;
+  __threadfence(); /* this thread's y stores reach the device before the block's counts */
+  if (tid == 0)
+    s_n = 0;
+  __syncthreads();
+  for (int i = tid; i < rows; i += WG_NT) {
+    const int t = p.perm[base + i] / K;
+    int need = 0; /* the token's pairs on this rank */
+    for (int k = 0; k < K; k++)
+      need += p.slot[(size_t)t * K + k] >= 0;
+    if (atomicAdd(p.cnt + (size_t)t * gridDim.x + blockIdx.x, 1) == need - 1)
+      s_fin[atomicAdd(&s_n, 1)] = t;
+  }
+  __syncthreads();
+  const int n = s_n, f0 = blockIdx.x * WG_BM;
+  if (n == 0)
+    return;
+  __threadfence(); /* the other tiles' rows, counted before, are read after */
+  for (int w = tid; w < n * (WG_BM / 4); w += WG_NT) {
+    const int t = s_fin[w / (WG_BM / 4)], f = f0 + 4 * (w % (WG_BM / 4));
+    if (f >= p.H)
+      continue;
+    float4 sum = make_float4(0.f, 0.f, 0.f, 0.f);
+    for (int k = 0; k < K; k++) {
+      const int q = p.slot[(size_t)t * K + k];
+      if (q < 0)
+        continue;
+      const float4 v = __ldcg((const float4 *)(p.y + (size_t)q * p.H + f)); /* L2: other blocks wrote it */
+      sum.x += v.x;
+      sum.y += v.y;
+      sum.z += v.z;
+      sum.w += v.w;
+    }
+    *(float4 *)(p.out + (size_t)t * p.H + f) = sum;
+  }
+}
+
+/* MODE 1 (round 26): a tile of more than 96 rows runs MMAs of its rows rounded up to 8 instead of 32; MODE 2 (round
+ * 28, down only): the combine inside (wg_combine). Kernels of their own, so the default's code stays exactly what was
+ * measured. */
+template <bool UP, int ST, int MODE>
 __global__ void __launch_bounds__(WG_NT, 2) k_wg(const gg_args p, const __grid_constant__ CUtensorMap map) {
+  constexpr bool R8 = MODE & 1, FC = !UP && (MODE & 2);
   extern __shared__ uint4 wg_smem[];
   __shared__ float s_wt[UP ? 1 : WG_BN]; /* down: the tile's routing weights (read in the epilogue) */
   __shared__ alignas(8) uint64_t s_bar[ST];  /* per stage: its activations have landed */
@@ -270,6 +316,8 @@ __global__ void __launch_bounds__(WG_NT, 2) k_wg(const gg_args p, const __grid_c
     default: wg_tile<UP, 160, ST>(p, &map, sm, bars, s_wt, e, base, rows); break;
     }
   }
+  if constexpr (FC)
+    wg_combine(p, base, rows);
 }
 
 /* x fp32 -> fp16 rows in expert order: token t's row goes to the positions slot[t·K + k] of its pairs (−1: on
@@ -307,6 +355,13 @@ extern "C" int mimo_cuda_moe_wg_round8(int on) { return cu_switch(&wg_round8, "M
 
 /* Test hooks: wgmma mode 0 keeps the mma.sync kernels on SM90 too (1: the default); stages 4 or 5. */
 static int wg_mode = 1, wg_stages = 4;
+/* Test hook and MIMO_CUDA_MOE_COMBINE=down (round 28, off until measured): the combine inside the down kernel (with
+ * 4 stages; the 5-stage test kernels keep the combine kernel). */
+static int wg_combine_down = -1;
+extern "C" int mimo_cuda_moe_wg_combine_down(int on) {
+  return cu_switch(&wg_combine_down, "MIMO_CUDA_MOE_COMBINE", "down", on);
+}
+int cu_moe_wg_combine_in_down(void) { return mimo_cuda_moe_wg_combine_down(-1) && wg_stages == 4; }
 static std::atomic<int> wg_last; /* the last grouped MoE took the wgmma kernels (set by every GPU's thread) */
 extern "C" int mimo_cuda_moe_grouped_wgmma_last(void) { return wg_last.load(std::memory_order_relaxed); }
 extern "C" int mimo_cuda_moe_grouped_wgmma(int mode) {
@@ -341,10 +396,10 @@ bool cu_moe_wg_usable(cu_ctx *c, const mimo_moe_args *a) {
   return ok;
 }
 
-template <int ST, bool R8>
+template <int ST, int MODE>
 static void wg_launch(cu_ctx *c, const gg_args &p, const CUtensorMap &map, int max_tiles, bool up) {
   using C = wg_cfg<ST>;
-  void (*k)(const gg_args, const CUtensorMap) = up ? k_wg<true, ST, R8> : k_wg<false, ST, R8>;
+  void (*k)(const gg_args, const CUtensorMap) = up ? k_wg<true, ST, MODE & 1> : k_wg<false, ST, MODE>;
   if (MIMO_CUDA(c, cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, C::SMEM)) != MIMO_OK)
     return;
   const int cols = up ? cdiv(p.I, WG_BM / 2) : cdiv(p.H, WG_BM);
@@ -365,10 +420,11 @@ void cu_moe_wg_launch(cu_ctx *c, const gg_args &p, int npos, int max_tiles, bool
     cu_fail(c, "moe", "cuTensorMapEncodeTiled refused the activation map", __FILE__, __LINE__);
     return;
   }
-  if (wg_stages == 5)
-    wg_launch<5, false>(c, p, map, max_tiles, up);
-  else if (mimo_cuda_moe_wg_round8(-1))
-    wg_launch<4, true>(c, p, map, max_tiles, up);
-  else
-    wg_launch<4, false>(c, p, map, max_tiles, up);
+  switch (wg_stages == 5 ? -1 : (mimo_cuda_moe_wg_round8(-1) ? 1 : 0) | (!up && p.cnt ? 2 : 0)) {
+  case -1: wg_launch<5, 0>(c, p, map, max_tiles, up); break;
+  case 0: wg_launch<4, 0>(c, p, map, max_tiles, up); break;
+  case 1: wg_launch<4, 1>(c, p, map, max_tiles, up); break;
+  case 2: wg_launch<4, 2>(c, p, map, max_tiles, up); break;
+  default: wg_launch<4, 3>(c, p, map, max_tiles, up); break;
+  }
 }
