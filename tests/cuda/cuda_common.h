@@ -239,7 +239,7 @@ static inline mimo_linear rand_int4(int out, int in, int group, int asym) {
   }
   return l;
 }
-/* A dense weight over host data w [out][in] (not owned: free_lin frees it). */
+/* A dense weight over host data w [out][in]; free_lin frees w with it. */
 static inline mimo_linear dense_linear(int out, int in, mimo_dtype dt, const void *w) {
   mimo_linear l;
   memset(&l, 0, sizeof l);

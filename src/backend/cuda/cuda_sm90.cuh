@@ -77,22 +77,22 @@ template <int N> __device__ __forceinline__ void wg_mma(float *d, const uint32_t
     wg_mma_n64(d, a, desc);
   else if constexpr (N == 96)
     wg_mma_n96(d, a, desc);
-  else if constexpr (N == 128)
-    wg_mma_n128(d, a, desc);
-  else if constexpr (N == 160)
-    wg_mma_n160(d, a, desc);
   else if constexpr (N == 104)
     wg_mma_n104(d, a, desc);
   else if constexpr (N == 112)
     wg_mma_n112(d, a, desc);
   else if constexpr (N == 120)
     wg_mma_n120(d, a, desc);
+  else if constexpr (N == 128)
+    wg_mma_n128(d, a, desc);
   else if constexpr (N == 136)
     wg_mma_n136(d, a, desc);
   else if constexpr (N == 144)
     wg_mma_n144(d, a, desc);
   else if constexpr (N == 152)
     wg_mma_n152(d, a, desc);
+  else if constexpr (N == 160)
+    wg_mma_n160(d, a, desc);
   else
     static_assert(N < 0, "no wgmma wrapper for this N");
 }
