@@ -7,7 +7,7 @@
  *   bench  ceilings (copy bandwidth, cuBLAS bf16 8192³) in the same run, then MoE prefill TFLOP/s (useful
  *          FLOPs 2·T·k·3·H·I, router and routing included in the time) against the cuBLAS rate, the phase
  *          split, and the per-token vs grouped crossover that sets the dispatch threshold.
- *   ab [A B]  variant A against B (default: rounds 26-28 against the library default), one MoE each in turn (clock
+ *   ab [A B]  variant A against B (default: the default against the variant before), one MoE each in turn (clock
  *          drift falls on both).
  *   profile  one int4 MoE at T = 4096 after a warm-up (for ncu).
  *   router  the prefill's fp32 router GEMM (256 × 4096 weights, T tokens) as cublasSgemm against every algorithm
@@ -26,8 +26,6 @@ int mimo_cuda_moe_grouped_wgmma_last(void);
 int mimo_cuda_moe_grouped_wgmma_stages(int st);
 void mimo_cuda_moe_grouped_events(void *ev5);
 int mimo_cuda_moe_wg_tile128(int on);
-int mimo_cuda_moe_wg_round8(int on);
-int mimo_cuda_moe_wg_combine_down(int on);
 
 static int n_pass, n_fail;
 
@@ -92,30 +90,20 @@ typedef struct {
   const char *name;
   int wn, wgmma, stages; /* mma.sync tile width; wgmma (1 where the device runs sm_90a code, 0 off); its stages */
   int tile128;           /* wgmma: an expert of 129..160 rows as a full tile and a part-filled one */
-  int round8;            /* wgmma: MMAs of a tile's rows rounded up to 8 instead of 32 (MIMO_CUDA_MOE_WG_ROUND=8) */
-  int x3;                /* the router as three tf32 products on wgmma (MIMO_CUDA_F32_GEMM=x3) instead of SGEMM */
-  int fc;                /* wgmma: the combine inside the down kernel (MIMO_CUDA_MOE_COMBINE=down) */
+  int x3;                /* the router as three tf32 products on wgmma (the default) rather than SGEMM */
   int same;              /* expected bit for bit the default's output (the check says whether it is) */
 } variant;
-/* 0 is the library's default; 1-4 the candidates of rounds 26-28 (off by default until measured) */
-static const variant variants[] = {{"default", 4, 1, 4, 0, 0, 0, 0, 1},
-                                   {"rows rounded to 8 (round 26)", 4, 1, 4, 0, 1, 0, 0, 1},
-                                   {"3xTF32 router (round 27)", 4, 1, 4, 0, 0, 1, 0, 0},
-                                   {"combine in down (round 28)", 4, 1, 4, 0, 0, 0, 1, 1},
-                                   {"rounds 26-28", 4, 1, 4, 0, 1, 1, 1, 0},
-                                   {"wgmma tiles of 128", 4, 1, 4, 1, 0, 0, 0, 1},
-                                   {"wgmma 5 stages", 4, 1, 5, 0, 0, 0, 0, 0},
-                                   {"mma.sync wn4", 4, 0, 4, 0, 0, 0, 0, 0},
-                                   {"mma.sync wn8", 8, 0, 4, 0, 0, 0, 0, 0}};
-enum { NV = sizeof variants / sizeof *variants, V_CAND = 4 };
+/* 0 is the library's default, 1 the variant before the last change kept (round 27: the router on SGEMM) */
+static const variant variants[] = {{"default", 4, 1, 4, 0, 1, 1},           {"SGEMM router (before)", 4, 1, 4, 0, 0, 0},
+                                   {"wgmma tiles of 128", 4, 1, 4, 1, 1, 1}, {"wgmma 5 stages", 4, 1, 5, 0, 1, 0},
+                                   {"mma.sync wn4", 4, 0, 4, 0, 1, 0},       {"mma.sync wn8", 8, 0, 4, 0, 1, 0}};
+enum { NV = sizeof variants / sizeof *variants, V_BEFORE = 1 };
 static void set_variant(const variant *v) {
   mimo_cuda_moe_grouped_wn(v->wn);
   mimo_cuda_moe_grouped_wgmma(v->wgmma);
   mimo_cuda_moe_grouped_wgmma_stages(v->stages);
   mimo_cuda_moe_wg_tile128(v->tile128);
-  mimo_cuda_moe_wg_round8(v->round8);
   mimo_cuda_f32_x3(v->x3);
-  mimo_cuda_moe_wg_combine_down(v->fc);
 }
 
 /* One check case: CPU once; GPU with the default kernels (wgmma on SM90a, else mma.sync) twice (bit-identical?),
@@ -191,7 +179,7 @@ static int check(void) {
       {100, 16, 4, 96, 32, 0, 32, 0},      {100, 16, 4, 320, 96, 1, 0, 0},    {300, 8, 2, 64, 32, 0, 32, 1},
       /* experts of 129..256 tokens (a full tile and a part-filled one), group 64 asymmetric */
       {300, 16, 8, 512, 256, 0, 64, 1},
-      /* experts of ~100..150 tokens: wgmma MMAs of n104..n152 (rows rounded up to 8) */
+      /* experts of ~100..150 tokens (n128 and n160 tiles, most part-filled) */
       {1000, 64, 8, 512, 256, 0, 128, 0},
       /* the fallback: group 16 */
       {100, 16, 4, 256, 128, 0, 16, 1}};
@@ -280,15 +268,14 @@ static void bench_set(mimo_backend *g, moe_set *s, float *const *dx, int nx, flo
     const int T = Ts[i];
     const double flops = 2.0 * T * s->K * 3.0 * s->H * s->I;
     for (int v = 0; v < NV; v++) {
-      if (s->bf16 && (variants[v].stages != 4 || variants[v].tile128 || variants[v].round8 || variants[v].x3 ||
-                       variants[v].fc))
+      if (s->bf16 && (variants[v].stages != 4 || variants[v].tile128))
         continue; /* bf16 experts run mma.sync in every wgmma mode */
       set_variant(&variants[v]);
       const float ms = time_moe(g, s, dx, nx, dout, T, T >= 2048 ? 9 : 15);
       printf("BENCH moe_prefill %s T=%d E%d top%d %dx%d %s: %.3f ms  %.1f TFLOP/s = %.1f%% of cuBLAS bf16\n", name, T,
              s->E, s->K, s->H, s->I, variants[v].name, ms, flops / (ms * 1e-3) / 1e12, 100.0 * flops / (ms * 1e-3) / fl);
     }
-    for (int v = 0; v <= (s->bf16 ? 0 : V_CAND); v++) { /* int4: the default and the candidates */
+    for (int v = 0; v <= (s->bf16 ? 0 : V_BEFORE); v++) { /* int4: the default and the variant before */
       char vname[96];
       snprintf(vname, sizeof vname, "%s, %s", name, variants[v].name);
       set_variant(&variants[v]);
@@ -362,7 +349,7 @@ static int bench(void) {
   return 0;
 }
 
-/* Variant va against vb (default: the candidates of rounds 26-28 against the default), one MoE each in turn
+/* Variant va against vb (default: the library's default against the variant before the last change kept), one MoE each in turn
  * (A B A B ...), so that a drift of the clocks over the run (a warm GPU slows down) falls on both alike: medians of
  * 21 pairs after 2. */
 static int ab(int va, int vb) {
@@ -507,14 +494,14 @@ static int router_probe(void) {
   }
   cublasLtDestroy(r.lt);
   cublasDestroy(r.h);
-  /* the backend's fp32 linear (what the MoE's router calls): SGEMM, the default, against 3xTF32 on wgmma (round 27,
-   * MIMO_CUDA_F32_GEMM=x3; SGEMM where the device does not run sm_90a code), one call each in turn */
+  /* the backend's fp32 linear (what the MoE's router calls): SGEMM against 3xTF32 on wgmma (round 27, the default;
+   * SGEMM where the device does not run sm_90a code), one call each in turn */
   mimo_backend *g;
   must(mimo_backend_cuda_init(&g, 0), "cuda backend");
   mimo_linear L = dense_linear(out, in, MIMO_DT_F32, w);
   must(mimo_backend_upload_linear(g, &L), "upload router");
   float *gx = to_dev(g, x, (size_t)4096 * in), *gy = g->alloc(g, (size_t)4096 * out);
-  const int Tb[] = {512, 1024, 2048, 4096};
+  const int Tb[] = {512, 1024, 2048, 4096}, x3_was = mimo_cuda_f32_x3(-1);
   for (int ti = 0; ti < 4; ti++) {
     const int T = Tb[ti];
     float ms[2][17];
@@ -534,7 +521,7 @@ static int router_probe(void) {
       must(mimo_cuda_sync(g), "router");
       err[v] = router_err(gy, w, x, out, T, in);
     }
-    mimo_cuda_f32_x3(0);
+    mimo_cuda_f32_x3(x3_was);
     const double fl = 2.0 * out * T * (double)in, a = median(ms[0], 17), b = median(ms[1], 17);
     printf("BENCH router_backend T=%d interleaved: SGEMM %.1f us %.1f TFLOP/s err %.2e, 3xTF32 wgmma %.1f us %.1f "
            "TFLOP/s err %.2e\n", T, a * 1e3, fl / (a * 1e-3) / 1e12, err[0], b * 1e3, fl / (b * 1e-3) / 1e12, err[1]);
@@ -553,7 +540,7 @@ static int router_probe(void) {
 
 int cuda_moe_prefill_main(int argc, char **argv) {
   if (argc >= 2 && strcmp(argv[1], "ab") == 0) {
-    const int va = argc >= 4 ? atoi(argv[2]) : V_CAND, vb = argc >= 4 ? atoi(argv[3]) : 0;
+    const int va = argc >= 4 ? atoi(argv[2]) : 0, vb = argc >= 4 ? atoi(argv[3]) : V_BEFORE;
     if (va < 0 || va >= NV || vb < 0 || vb >= NV) {
       fprintf(stderr, "moe-prefill ab: variants are 0..%d\n", NV - 1);
       return 2;

@@ -264,8 +264,8 @@ void cu_ops_free(cu_ctx *c);
 /* cuda_linear.cu */
 void cu_linear(mimo_backend *be, float *y, const float *x, int T, const mimo_linear *W);
 void cu_linear_dev(cu_ctx *c, float *y, const float *x, int T, const cu_lin *L);
-/* cuda_linear_x3.cu: an fp32 linear as three tf32 products on SM90a wgmma, when switched on (MIMO_CUDA_F32_GEMM=x3)
- * and the shape fits; false: not taken (the caller runs SGEMM) */
+/* cuda_linear_x3.cu: an fp32 linear as three tf32 products on SM90a wgmma where the shape fits (MIMO_CUDA_F32_GEMM=sgemm
+ * turns it off); false: not taken (the caller runs SGEMM) */
 bool cu_linear_x3(cu_ctx *c, float *y, const float *x, int T, const cu_lin *L);
 mimo_status cu_upload_linear(mimo_backend *be, mimo_linear *W);
 /* A routed expert's weight: into pinned host memory while --cpu-offload-gb lasts, else as cu_upload_linear. */

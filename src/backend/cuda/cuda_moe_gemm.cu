@@ -459,9 +459,7 @@ void cu_moe_grouped(mimo_backend *be, const mimo_moe_args *a, const cu_lin *tab,
   const bool q4 = ((const cu_lin *)a->experts[0].dev)->fmt == CU_INT4;
   const int max_tiles = TK / GG_BM + (n_local < TK ? n_local : TK) + 1;
   const bool wg = cu_moe_wg_usable(c, a); /* SM90a: warpgroup MMA (x gathered into expert order, its k order) */
-  const bool fc = wg && cu_moe_wg_combine_in_down();     /* round 28: down does the combine (per-slice counts) */
-  const size_t ncnt = fc ? (size_t)T * cdiv(H, 128) : 0;
-  int *ib = (int *)cu_alloc(be, 2 * (size_t)n_local + 3 * (size_t)max_tiles + 1 + 2 * (size_t)TK + ncnt);
+  int *ib = (int *)cu_alloc(be, 2 * (size_t)n_local + 3 * (size_t)max_tiles + 1 + 2 * (size_t)TK);
   __nv_bfloat16 *xb = (__nv_bfloat16 *)cu_alloc(be, (size_t)(wg ? TK : T) * H / 2),
                 *hb = (__nv_bfloat16 *)cu_alloc(be, (size_t)TK * I / 2);
   float *y = cu_alloc(be, (size_t)TK * H);
@@ -490,7 +488,7 @@ void cu_moe_grouped(mimo_backend *be, const mimo_moe_args *a, const cu_lin *tab,
       MIMO_CUDA_LAUNCHED(c);
     }
     gg_mark(c, 1);
-    gg_args p = {tab, tiles, ntiles, perm, xb, hb, y, wts, K, H, I, a->out, slot, NULL};
+    gg_args p = {tab, tiles, ntiles, perm, xb, hb, y, wts, K, H, I};
     if (wg)
       cu_moe_wg_launch(c, p, TK, max_tiles, true);
     else if (q4)
@@ -499,12 +497,6 @@ void cu_moe_grouped(mimo_backend *be, const mimo_moe_args *a, const cu_lin *tab,
       gg_launch_wn<false, true>(c, p, max_tiles);
     gg_mark(c, 2);
     p.a = hb;
-    if (fc) { /* the counts start at 0; a token with no pair on this rank (expert parallel) gets no tile: zeros */
-      p.cnt = slot + TK;
-      MIMO_CUDA(c, cudaMemsetAsync(p.cnt, 0, ncnt * sizeof(int), c->st));
-      if (n_local < a->n_experts)
-        MIMO_CUDA(c, cudaMemsetAsync(a->out, 0, (size_t)T * H * sizeof(float), c->st));
-    }
     if (wg)
       cu_moe_wg_launch(c, p, TK, max_tiles, false);
     else if (q4)
@@ -512,8 +504,7 @@ void cu_moe_grouped(mimo_backend *be, const mimo_moe_args *a, const cu_lin *tab,
     else
       gg_launch_wn<false, false>(c, p, max_tiles);
     gg_mark(c, 3);
-    if (!fc)
-      cu_moe_combine(c, a->out, y, slot, T, H, K);
+    cu_moe_combine(c, a->out, y, slot, T, H, K);
     gg_mark(c, 4);
   }
   cu_release(be, (float *)ib);

@@ -38,11 +38,6 @@ struct gg_args {
   float *y;                /* down output [positions][H] */
   const float *wts;        /* routing weights [T*K] */
   int topk, H, I;
-  /* wgmma down with the combine inside (round 28): out [T][H], slot (pair -> position, -1 remote), cnt [T][H/128]
-   * zeroed; cnt NULL: the combine kernel runs after down */
-  float *out;
-  const int *slot;
-  int *cnt;
 };
 
 /* cuda_moe_wgmma.cu: the SM90a grouped GEMMs (int4 experts, H and I multiples of 64, power-of-two groups). usable:
@@ -53,6 +48,4 @@ void cu_moe_wg_xscatter(cu_ctx *c, void *xs, const float *x, const int *slot, in
 void cu_moe_wg_launch(cu_ctx *c, const gg_args &p, int npos, int max_tiles, bool up);
 /* the wgmma kernels take an expert of up to this many rows in one tile (more: tiles of 128) */
 int cu_moe_wg_one_tile(void);
-/* the wgmma down kernel does the combine (MIMO_CUDA_MOE_COMBINE=down, round 28) */
-int cu_moe_wg_combine_in_down(void);
 #endif

@@ -4,9 +4,7 @@
  *   D [128 weight rows][<= 128 tokens] += A (weights, fp16, in registers) x B (activations, fp16, shared memory).
  * A block is two warpgroups, each m64 (warp w of a warpgroup: rows 16w..16w+15 of its 64); gate+up gives a warp's
  * rows g = gate row c and g + 8 = up row c of the same column c of h, so SiLU(gate)·up is formed in registers.
- * A tile's MMAs are its rows rounded up to 32 (n32..n160); with MIMO_CUDA_MOE_WG_ROUND=8 (round 26, off until
- * measured) those of 97..160 rows are rounded up to 8 (n104..n160). An expert of up to 160 tokens is one tile, a
- * larger one tiles of 128 and a part-filled last one.
+ * A tile's MMAs are n32, n64, n96 or n128: its rows rounded up to 32 (an expert's last tile is part-filled).
  *
  * The k order. Thread (g, t) holds A elements k ∈ {2t, 2t+1, 2t+8, 2t+9} of each k16; the int4 word it reads
  * holds a row's k 8t..8t+7 of a k32 block, which dq4 turns into the fp16 pairs (u0,u4) (u1,u5) (u2,u6) (u3,u7).
@@ -72,7 +70,7 @@ __device__ __forceinline__ void cp4s(uint32_t dst, const void *src) {
 
 /* One tile's main loop and epilogue with N tokens per MMA (N >= the tile's rows). The tile's activation rows are
  * positions base.. of the map (x gathered into expert order for gate+up, h for down): thread 0 asks the copy engine
- * for N/32 boxes of 32 rows per stage (rounded up); every thread copies one int4 word and one scale word with cp.async. */
+ * for N/32 boxes of 32 rows per stage; every thread copies one int4 word and one scale word with cp.async. */
 template <bool UP, int N, int WG_ST>
 __device__ __forceinline__ void wg_tile(const gg_args &p, const CUtensorMap *map, char *sm, uint32_t bars,
                                         const float *s_wt, int e, int base, int rows) {
@@ -94,10 +92,10 @@ __device__ __forceinline__ void wg_tile(const gg_args &p, const CUtensorMap *map
 
   auto load = [&](int sb, int kt) {
     const uint32_t sB = sm0 + sb * C::STAGE, sW = sB + C::B_B, sS = sW + WG_W_B;
-    if (tid == 0) { /* boxes of 32 rows: N = 104 copies 128 (the rows past the tile's are never stored) */
-      mbar_expect_tx(bars + 8 * sb, (N + 31) / 32 * 4096);
+    if (tid == 0) {
+      mbar_expect_tx(bars + 8 * sb, N * 128);
 #pragma unroll
-      for (int j = 0; j < (N + 31) / 32; j++)
+      for (int j = 0; j < N / 32; j++)
         tma_load(sB + j * 4096, map, kt * 64, base + 32 * j, bars + 8 * sb);
     }
     if (wok) {
@@ -221,56 +219,8 @@ __device__ __forceinline__ void wg_tile(const gg_args &p, const CUtensorMap *map
 #endif
 }
 
-/* Round 28 (down, MIMO_CUDA_MOE_COMBINE=down, off until measured): the combine in the down kernel. A tile counts each
- * of its tokens' feature slice (this block's 128 outputs) as stored; the tile that completes a slice, i.e. brings the
- * token's last local pair, sums the token's rows of that slice in slot order from L2, as k_gg_combine does (the same
- * additions in the same order: bitwise the same), and writes it out. The combine's 537 MB of reads at 4096 tokens then
- * overlap the down GEMM, which is compute-bound, instead of taking ~210 µs after it. cnt [T][gridDim.x] starts at 0. */
-__device__ __forceinline__ void wg_combine(const gg_args &p, int base, int rows) {
-  __shared__ int s_fin[WG_BN], s_n;
-  const int tid = threadIdx.x, K = p.topk;
-  __threadfence(); /* this thread's y stores reach the device before the block's counts */
-  if (tid == 0)
-    s_n = 0;
-  __syncthreads();
-  for (int i = tid; i < rows; i += WG_NT) {
-    const int t = p.perm[base + i] / K;
-    int need = 0; /* the token's pairs on this rank */
-    for (int k = 0; k < K; k++)
-      need += p.slot[(size_t)t * K + k] >= 0;
-    if (atomicAdd(p.cnt + (size_t)t * gridDim.x + blockIdx.x, 1) == need - 1)
-      s_fin[atomicAdd(&s_n, 1)] = t;
-  }
-  __syncthreads();
-  const int n = s_n, f0 = blockIdx.x * WG_BM;
-  if (n == 0)
-    return;
-  __threadfence(); /* the other tiles' rows, counted before, are read after */
-  for (int w = tid; w < n * (WG_BM / 4); w += WG_NT) {
-    const int t = s_fin[w / (WG_BM / 4)], f = f0 + 4 * (w % (WG_BM / 4));
-    if (f >= p.H)
-      continue;
-    float4 sum = make_float4(0.f, 0.f, 0.f, 0.f);
-    for (int k = 0; k < K; k++) {
-      const int q = p.slot[(size_t)t * K + k];
-      if (q < 0)
-        continue;
-      const float4 v = __ldcg((const float4 *)(p.y + (size_t)q * p.H + f)); /* L2: other blocks wrote it */
-      sum.x += v.x;
-      sum.y += v.y;
-      sum.z += v.z;
-      sum.w += v.w;
-    }
-    *(float4 *)(p.out + (size_t)t * p.H + f) = sum;
-  }
-}
-
-/* MODE 1 (round 26): a tile of more than 96 rows runs MMAs of its rows rounded up to 8 instead of 32; MODE 2 (round
- * 28, down only): the combine inside (wg_combine). Kernels of their own, so the default's code stays exactly what was
- * measured. */
-template <bool UP, int ST, int MODE>
+template <bool UP, int ST>
 __global__ void __launch_bounds__(WG_NT, 2) k_wg(const gg_args p, const __grid_constant__ CUtensorMap map) {
-  constexpr bool R8 = MODE & 1, FC = !UP && (MODE & 2);
   extern __shared__ uint4 wg_smem[];
   __shared__ float s_wt[UP ? 1 : WG_BN]; /* down: the tile's routing weights (read in the epilogue) */
   __shared__ alignas(8) uint64_t s_bar[ST];  /* per stage: its activations have landed */
@@ -291,33 +241,13 @@ __global__ void __launch_bounds__(WG_NT, 2) k_wg(const gg_args p, const __grid_c
     for (int i = threadIdx.x; i < WG_BN; i += WG_NT)
       s_wt[i] = i >= rows ? 0.f : p.wts[p.perm[base + i]];
   __syncthreads();
-  /* tokens per MMA: the tile's rows rounded up to 32; with R8 above 96 to 8 (the MMAs' columns past the tile's rows
-   * are work thrown away: 11-13 % of it at 4096 tokens under uniform routing by 32, 3 % by 8) */
-  if constexpr (R8) {
-    switch (rows > 96 ? (rows + 7) & ~7 : (rows + 31) & ~31) {
-    case 32: wg_tile<UP, 32, ST>(p, &map, sm, bars, s_wt, e, base, rows); break;
-    case 64: wg_tile<UP, 64, ST>(p, &map, sm, bars, s_wt, e, base, rows); break;
-    case 96: wg_tile<UP, 96, ST>(p, &map, sm, bars, s_wt, e, base, rows); break;
-    case 104: wg_tile<UP, 104, ST>(p, &map, sm, bars, s_wt, e, base, rows); break;
-    case 112: wg_tile<UP, 112, ST>(p, &map, sm, bars, s_wt, e, base, rows); break;
-    case 120: wg_tile<UP, 120, ST>(p, &map, sm, bars, s_wt, e, base, rows); break;
-    case 128: wg_tile<UP, 128, ST>(p, &map, sm, bars, s_wt, e, base, rows); break;
-    case 136: wg_tile<UP, 136, ST>(p, &map, sm, bars, s_wt, e, base, rows); break;
-    case 144: wg_tile<UP, 144, ST>(p, &map, sm, bars, s_wt, e, base, rows); break;
-    case 152: wg_tile<UP, 152, ST>(p, &map, sm, bars, s_wt, e, base, rows); break;
-    default: wg_tile<UP, 160, ST>(p, &map, sm, bars, s_wt, e, base, rows); break;
-    }
-  } else {
-    switch ((rows + 31) >> 5) {
-    case 1: wg_tile<UP, 32, ST>(p, &map, sm, bars, s_wt, e, base, rows); break;
-    case 2: wg_tile<UP, 64, ST>(p, &map, sm, bars, s_wt, e, base, rows); break;
-    case 3: wg_tile<UP, 96, ST>(p, &map, sm, bars, s_wt, e, base, rows); break;
-    case 4: wg_tile<UP, 128, ST>(p, &map, sm, bars, s_wt, e, base, rows); break;
-    default: wg_tile<UP, 160, ST>(p, &map, sm, bars, s_wt, e, base, rows); break;
-    }
+  switch ((rows + 31) >> 5) { /* tokens per MMA: the tile's rows rounded up to 32 */
+  case 1: wg_tile<UP, 32, ST>(p, &map, sm, bars, s_wt, e, base, rows); break;
+  case 2: wg_tile<UP, 64, ST>(p, &map, sm, bars, s_wt, e, base, rows); break;
+  case 3: wg_tile<UP, 96, ST>(p, &map, sm, bars, s_wt, e, base, rows); break;
+  case 4: wg_tile<UP, 128, ST>(p, &map, sm, bars, s_wt, e, base, rows); break;
+  default: wg_tile<UP, 160, ST>(p, &map, sm, bars, s_wt, e, base, rows); break;
   }
-  if constexpr (FC)
-    wg_combine(p, base, rows);
 }
 
 /* x fp32 -> fp16 rows in expert order: token t's row goes to the positions slot[t·K + k] of its pairs (−1: on
@@ -348,20 +278,9 @@ void cu_moe_wg_xscatter(cu_ctx *c, void *xs, const float *x, const int *slot, in
 static int wg_tile128 = -1;
 extern "C" int mimo_cuda_moe_wg_tile128(int on) { return cu_switch(&wg_tile128, "MIMO_CUDA_MOE_WG_TILE", "128", on); }
 int cu_moe_wg_one_tile(void) { return mimo_cuda_moe_wg_tile128(-1) ? 128 : (int)WG_BN; }
-/* Test hook and MIMO_CUDA_MOE_WG_ROUND=8 (round 26, off until measured): tiles of more than 96 rows run MMAs of their
- * rows rounded up to 8 instead of 32. */
-static int wg_round8 = -1;
-extern "C" int mimo_cuda_moe_wg_round8(int on) { return cu_switch(&wg_round8, "MIMO_CUDA_MOE_WG_ROUND", "8", on); }
 
 /* Test hooks: wgmma mode 0 keeps the mma.sync kernels on SM90 too (1: the default); stages 4 or 5. */
 static int wg_mode = 1, wg_stages = 4;
-/* Test hook and MIMO_CUDA_MOE_COMBINE=down (round 28, off until measured): the combine inside the down kernel (with
- * 4 stages; the 5-stage test kernels keep the combine kernel). */
-static int wg_combine_down = -1;
-extern "C" int mimo_cuda_moe_wg_combine_down(int on) {
-  return cu_switch(&wg_combine_down, "MIMO_CUDA_MOE_COMBINE", "down", on);
-}
-int cu_moe_wg_combine_in_down(void) { return mimo_cuda_moe_wg_combine_down(-1) && wg_stages == 4; }
 static std::atomic<int> wg_last; /* the last grouped MoE took the wgmma kernels (set by every GPU's thread) */
 extern "C" int mimo_cuda_moe_grouped_wgmma_last(void) { return wg_last.load(std::memory_order_relaxed); }
 extern "C" int mimo_cuda_moe_grouped_wgmma(int mode) {
@@ -396,10 +315,9 @@ bool cu_moe_wg_usable(cu_ctx *c, const mimo_moe_args *a) {
   return ok;
 }
 
-template <int ST, int MODE>
-static void wg_launch(cu_ctx *c, const gg_args &p, const CUtensorMap &map, int max_tiles, bool up) {
+template <int ST> static void wg_launch(cu_ctx *c, const gg_args &p, const CUtensorMap &map, int max_tiles, bool up) {
   using C = wg_cfg<ST>;
-  void (*k)(const gg_args, const CUtensorMap) = up ? k_wg<true, ST, MODE & 1> : k_wg<false, ST, MODE>;
+  void (*k)(const gg_args, const CUtensorMap) = up ? k_wg<true, ST> : k_wg<false, ST>;
   if (MIMO_CUDA(c, cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, C::SMEM)) != MIMO_OK)
     return;
   const int cols = up ? cdiv(p.I, WG_BM / 2) : cdiv(p.H, WG_BM);
@@ -420,11 +338,8 @@ void cu_moe_wg_launch(cu_ctx *c, const gg_args &p, int npos, int max_tiles, bool
     cu_fail(c, "moe", "cuTensorMapEncodeTiled refused the activation map", __FILE__, __LINE__);
     return;
   }
-  switch (wg_stages == 5 ? -1 : (mimo_cuda_moe_wg_round8(-1) ? 1 : 0) | (!up && p.cnt ? 2 : 0)) {
-  case -1: wg_launch<5, 0>(c, p, map, max_tiles, up); break;
-  case 0: wg_launch<4, 0>(c, p, map, max_tiles, up); break;
-  case 1: wg_launch<4, 1>(c, p, map, max_tiles, up); break;
-  case 2: wg_launch<4, 2>(c, p, map, max_tiles, up); break;
-  default: wg_launch<4, 3>(c, p, map, max_tiles, up); break;
-  }
+  if (wg_stages == 5)
+    wg_launch<5>(c, p, map, max_tiles, up);
+  else
+    wg_launch<4>(c, p, map, max_tiles, up);
 }

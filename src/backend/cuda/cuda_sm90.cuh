@@ -39,25 +39,6 @@ WG_MMA(wg_mma_n128, 128, 0, WG_R0 WG_R1 WG_R2 WG_R3, "{%64,%65,%66,%67}, %68", "
 #define WG_R4 ",%64,%65,%66,%67,%68,%69,%70,%71,%72,%73,%74,%75,%76,%77,%78,%79"
 WG_MMA(wg_mma_n160, 160, 0, WG_R0 WG_R1 WG_R2 WG_R3 WG_R4, "{%80,%81,%82,%83}, %84", "%85", WG_D16(0), WG_D16(16),
        WG_D16(32), WG_D16(48), WG_D16(64))
-/* n104..n152 by 8 (tiles rounded to 8 tokens): 16-register blocks and then 4-register ones */
-#define WG_Q12 ",%48,%49,%50,%51"
-#define WG_Q13 ",%52,%53,%54,%55"
-#define WG_Q14 ",%56,%57,%58,%59"
-#define WG_Q16 ",%64,%65,%66,%67"
-#define WG_Q17 ",%68,%69,%70,%71"
-#define WG_Q18 ",%72,%73,%74,%75"
-WG_MMA(wg_mma_n104, 104, 0, WG_R0 WG_R1 WG_R2 WG_Q12, "{%52,%53,%54,%55}, %56", "%57",
-       WG_D16(0), WG_D16(16), WG_D16(32), WG_D4(48))
-WG_MMA(wg_mma_n112, 112, 0, WG_R0 WG_R1 WG_R2 WG_Q12 WG_Q13, "{%56,%57,%58,%59}, %60", "%61",
-       WG_D16(0), WG_D16(16), WG_D16(32), WG_D4(48), WG_D4(52))
-WG_MMA(wg_mma_n120, 120, 0, WG_R0 WG_R1 WG_R2 WG_Q12 WG_Q13 WG_Q14, "{%60,%61,%62,%63}, %64", "%65",
-       WG_D16(0), WG_D16(16), WG_D16(32), WG_D4(48), WG_D4(52), WG_D4(56))
-WG_MMA(wg_mma_n136, 136, 0, WG_R0 WG_R1 WG_R2 WG_R3 WG_Q16, "{%68,%69,%70,%71}, %72", "%73",
-       WG_D16(0), WG_D16(16), WG_D16(32), WG_D16(48), WG_D4(64))
-WG_MMA(wg_mma_n144, 144, 0, WG_R0 WG_R1 WG_R2 WG_R3 WG_Q16 WG_Q17, "{%72,%73,%74,%75}, %76", "%77",
-       WG_D16(0), WG_D16(16), WG_D16(32), WG_D16(48), WG_D4(64), WG_D4(68))
-WG_MMA(wg_mma_n152, 152, 0, WG_R0 WG_R1 WG_R2 WG_R3 WG_Q16 WG_Q17 WG_Q18, "{%76,%77,%78,%79}, %80", "%81",
-       WG_D16(0), WG_D16(16), WG_D16(32), WG_D16(48), WG_D4(64), WG_D4(68), WG_D4(72))
 WG_MMA(wg_mma_n64_tb, 64, 1, WG_R0 WG_R1, "{%32,%33,%34,%35}, %36", "%37", WG_D16(0), WG_D16(16))
 WG_MMA(wg_mma_n128_tb, 128, 1, WG_R0 WG_R1 WG_R2 WG_R3, "{%64,%65,%66,%67}, %68", "%69", WG_D16(0), WG_D16(16),
        WG_D16(32), WG_D16(48))
@@ -77,24 +58,10 @@ template <int N> __device__ __forceinline__ void wg_mma(float *d, const uint32_t
     wg_mma_n64(d, a, desc);
   else if constexpr (N == 96)
     wg_mma_n96(d, a, desc);
-  else if constexpr (N == 104)
-    wg_mma_n104(d, a, desc);
-  else if constexpr (N == 112)
-    wg_mma_n112(d, a, desc);
-  else if constexpr (N == 120)
-    wg_mma_n120(d, a, desc);
   else if constexpr (N == 128)
     wg_mma_n128(d, a, desc);
-  else if constexpr (N == 136)
-    wg_mma_n136(d, a, desc);
-  else if constexpr (N == 144)
-    wg_mma_n144(d, a, desc);
-  else if constexpr (N == 152)
-    wg_mma_n152(d, a, desc);
   else if constexpr (N == 160)
     wg_mma_n160(d, a, desc);
-  else
-    static_assert(N < 0, "no wgmma wrapper for this N");
 }
 /* B N-major (stored [k][n], n contiguous) */
 template <int N> __device__ __forceinline__ void wg_mma_tb(float *d, const uint32_t *a, uint64_t desc) {
