@@ -71,9 +71,9 @@ __device__ __forceinline__ void cp4s(uint32_t dst, const void *src) {
 /* One tile's main loop and epilogue with N tokens per MMA (N >= the tile's rows). The tile's activation rows are
  * positions base.. of the map (x gathered into expert order for gate+up, h for down): thread 0 asks the copy engine
  * for N/32 boxes of 32 rows per stage; every thread copies one int4 word and one scale word with cp.async. */
-template <bool UP, int N, int WG_ST>
+template <bool UP, int N, int WG_ST, int CL>
 __device__ __forceinline__ void wg_tile(const gg_args &p, const CUtensorMap *map, char *sm, uint32_t bars,
-                                        const float *s_wt, int e, int base, int rows) {
+                                        uint32_t ebars, const float *s_wt, int e, int base, int rows) {
 #ifdef MIMO_WG
   using C = wg_cfg<WG_ST>;
   const int Kd = UP ? p.H : p.I, Nd = UP ? p.I : p.H, nk32 = Kd / 32, nkt = Kd / 64;
@@ -93,10 +93,20 @@ __device__ __forceinline__ void wg_tile(const gg_args &p, const CUtensorMap *map
   auto load = [&](int sb, int kt) {
     const uint32_t sB = sm0 + sb * C::STAGE, sW = sB + C::B_B, sS = sW + WG_W_B;
     if (tid == 0) {
-      mbar_expect_tx(bars + 8 * sb, N * 128);
+      mbar_expect_tx(bars + 8 * sb, N * 128); /* all the stage's boxes, whichever block of the cluster asks */
+      if constexpr (CL == 1) {
 #pragma unroll
-      for (int j = 0; j < N / 32; j++)
-        tma_load(sB + j * 4096, map, kt * 64, base + 32 * j, bars + 8 * sb);
+        for (int j = 0; j < N / 32; j++)
+          tma_load(sB + j * 4096, map, kt * 64, base + 32 * j, bars + 8 * sb);
+      } else {
+        if (kt >= WG_ST) /* every block of the cluster is done with this stage's last use (k step kt − WG_ST) */
+          mbar_wait_cluster(ebars + 8 * sb, (kt / WG_ST - 1) & 1);
+        const int rank = (int)cluster_rank();
+#pragma unroll
+        for (int j = 0; j < N / 32; j++)
+          if (j % CL == rank)
+            tma_load_mc(sB + j * 4096, map, kt * 64, base + 32 * j, bars + 8 * sb, (uint16_t)((1u << CL) - 1));
+      }
     }
     if (wok) {
       const int kb = 2 * kt + wh;
@@ -167,6 +177,9 @@ __device__ __forceinline__ void wg_tile(const gg_args &p, const CUtensorMap *map
     if (kt + 1 < nkt) {
       cp_wait<WG_ST - 3>();
       __syncthreads(); /* every thread's weight copies of kt + 1 landed; every warpgroup is past kt − 1 */
+      if constexpr (CL > 1) /* tell the cluster's blocks that this one's stage of kt − 1 is free for their copies */
+        if (tid < CL && kt >= 1 && kt + WG_ST - 1 < nkt)
+          mbar_arrive_at(ebars + 8 * ((kt - 1) % WG_ST), tid);
       if (kt + WG_ST - 1 < nkt)
         load((kt + WG_ST - 1) % WG_ST, kt + WG_ST - 1);
       cp_commit();
@@ -219,21 +232,29 @@ __device__ __forceinline__ void wg_tile(const gg_args &p, const CUtensorMap *map
 #endif
 }
 
-template <bool UP, int ST>
+/* CL > 1: clusters of CL column blocks of one tile (blockIdx.x = CL·i + rank), which share the tile's activations:
+ * block r asks for boxes j ≡ r (mod CL) of a stage, copied once from L2 into every block of the cluster, which
+ * divides the activation bytes read from L2 (4 of a stage's 5 parts at N = 128) by CL. A stage is refilled once
+ * every block of the cluster has arrived on the refilling block's s_ebar, freeing its copy of the stage. */
+template <bool UP, int ST, int CL>
 __global__ void __launch_bounds__(WG_NT, 2) k_wg(const gg_args p, const __grid_constant__ CUtensorMap map) {
   extern __shared__ uint4 wg_smem[];
   __shared__ float s_wt[UP ? 1 : WG_BN]; /* down: the tile's routing weights (read in the epilogue) */
   __shared__ alignas(8) uint64_t s_bar[ST];  /* per stage: its activations have landed */
+  __shared__ alignas(8) uint64_t s_ebar[CL > 1 ? ST : 1]; /* per stage: the cluster's blocks are done with it */
   const int tile = blockIdx.y;
   if (tile >= *p.ntiles)
     return;
   char *sm = (char *)wg_smem + ((1024u - (smem_u32(wg_smem) & 1023u)) & 1023u);
   const int e = p.tiles[3 * tile], base = p.tiles[3 * tile + 1], rows = p.tiles[3 * tile + 2];
-  const uint32_t bars = smem_u32(s_bar);
+  const uint32_t bars = smem_u32(s_bar), ebars = smem_u32(s_ebar);
 #ifdef MIMO_WG
   if (threadIdx.x == 0) {
-    for (int s = 0; s < ST; s++)
+    for (int s = 0; s < ST; s++) {
       mbar_init(bars + 8 * s, 1);
+      if (CL > 1)
+        mbar_init(ebars + 8 * s, CL);
+    }
     mbar_init_fence();
   }
 #endif
@@ -241,13 +262,21 @@ __global__ void __launch_bounds__(WG_NT, 2) k_wg(const gg_args p, const __grid_c
     for (int i = threadIdx.x; i < WG_BN; i += WG_NT)
       s_wt[i] = i >= rows ? 0.f : p.wts[p.perm[base + i]];
   __syncthreads();
+#ifdef MIMO_WG
+  if constexpr (CL > 1)
+    cluster_sync(); /* every block's barriers are initialised before any copy or arrival reaches them */
+#endif
   switch ((rows + 31) >> 5) { /* tokens per MMA: the tile's rows rounded up to 32 */
-  case 1: wg_tile<UP, 32, ST>(p, &map, sm, bars, s_wt, e, base, rows); break;
-  case 2: wg_tile<UP, 64, ST>(p, &map, sm, bars, s_wt, e, base, rows); break;
-  case 3: wg_tile<UP, 96, ST>(p, &map, sm, bars, s_wt, e, base, rows); break;
-  case 4: wg_tile<UP, 128, ST>(p, &map, sm, bars, s_wt, e, base, rows); break;
-  default: wg_tile<UP, 160, ST>(p, &map, sm, bars, s_wt, e, base, rows); break;
+  case 1: wg_tile<UP, 32, ST, CL>(p, &map, sm, bars, ebars, s_wt, e, base, rows); break;
+  case 2: wg_tile<UP, 64, ST, CL>(p, &map, sm, bars, ebars, s_wt, e, base, rows); break;
+  case 3: wg_tile<UP, 96, ST, CL>(p, &map, sm, bars, ebars, s_wt, e, base, rows); break;
+  case 4: wg_tile<UP, 128, ST, CL>(p, &map, sm, bars, ebars, s_wt, e, base, rows); break;
+  default: wg_tile<UP, 160, ST, CL>(p, &map, sm, bars, ebars, s_wt, e, base, rows); break;
   }
+#ifdef MIMO_WG
+  if constexpr (CL > 1)
+    cluster_sync(); /* no block leaves while another's copies or arrivals may still reach its shared memory */
+#endif
 }
 
 /* x fp32 -> fp16 rows in expert order: token t's row goes to the positions slot[t·K + k] of its pairs (−1: on
@@ -279,8 +308,19 @@ static int wg_tile128 = -1;
 extern "C" int mimo_cuda_moe_wg_tile128(int on) { return cu_switch(&wg_tile128, "MIMO_CUDA_MOE_WG_TILE", "128", on); }
 int cu_moe_wg_one_tile(void) { return mimo_cuda_moe_wg_tile128(-1) ? 128 : (int)WG_BN; }
 
-/* Test hooks: wgmma mode 0 keeps the mma.sync kernels on SM90 too (1: the default); stages 4 or 5. */
-static int wg_mode = 1, wg_stages = 4;
+/* Test hooks: wgmma mode 0 keeps the mma.sync kernels on SM90 too (1: the default); stages 4 or 5; clusters of 1, 2
+ * or 4 column blocks (MIMO_CUDA_MOE_WG_CLUSTER: the same). */
+static int wg_mode = 1, wg_stages = 4, wg_cluster = 0;
+extern "C" int mimo_cuda_moe_wg_cluster(int cl) {
+  if (!wg_cluster) {
+    const char *v = getenv("MIMO_CUDA_MOE_WG_CLUSTER");
+    wg_cluster = v && (!strcmp(v, "1") || !strcmp(v, "2") || !strcmp(v, "4")) ? atoi(v) : 1;
+  }
+  const int o = wg_cluster;
+  if (cl == 1 || cl == 2 || cl == 4)
+    wg_cluster = cl;
+  return o;
+}
 static std::atomic<int> wg_last; /* the last grouped MoE took the wgmma kernels (set by every GPU's thread) */
 extern "C" int mimo_cuda_moe_grouped_wgmma_last(void) { return wg_last.load(std::memory_order_relaxed); }
 extern "C" int mimo_cuda_moe_grouped_wgmma(int mode) {
@@ -315,14 +355,41 @@ bool cu_moe_wg_usable(cu_ctx *c, const mimo_moe_args *a) {
   return ok;
 }
 
-template <int ST> static void wg_launch(cu_ctx *c, const gg_args &p, const CUtensorMap &map, int max_tiles, bool up) {
+template <int ST, int CL>
+static void wg_launch(cu_ctx *c, const gg_args &p, const CUtensorMap &map, int cols, int max_tiles, bool up) {
   using C = wg_cfg<ST>;
-  void (*k)(const gg_args, const CUtensorMap) = up ? k_wg<true, ST> : k_wg<false, ST>;
+  void (*k)(const gg_args, const CUtensorMap) = up ? k_wg<true, ST, CL> : k_wg<false, ST, CL>;
   if (MIMO_CUDA(c, cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, C::SMEM)) != MIMO_OK)
     return;
+  if (CL == 1) {
+    k<<<dim3(cols, max_tiles), WG_NT, C::SMEM, c->st>>>(p, map);
+    MIMO_CUDA_LAUNCHED(c);
+    return;
+  }
+  cudaLaunchAttribute at;
+  at.id = cudaLaunchAttributeClusterDimension;
+  at.val.clusterDim.x = CL;
+  at.val.clusterDim.y = at.val.clusterDim.z = 1;
+  cudaLaunchConfig_t cfg = {};
+  cfg.gridDim = dim3(cols, max_tiles);
+  cfg.blockDim = dim3(WG_NT);
+  cfg.dynamicSmemBytes = C::SMEM;
+  cfg.stream = c->st;
+  cfg.attrs = &at;
+  cfg.numAttrs = 1;
+  MIMO_CUDA(c, cudaLaunchKernelEx(&cfg, k, p, map));
+}
+template <int ST> static void wg_launch_cl(cu_ctx *c, const gg_args &p, const CUtensorMap &map, int max_tiles, bool up) {
   const int cols = up ? cdiv(p.I, WG_BM / 2) : cdiv(p.H, WG_BM);
-  k<<<dim3(cols, max_tiles), WG_NT, C::SMEM, c->st>>>(p, map);
-  MIMO_CUDA_LAUNCHED(c);
+  int cl = mimo_cuda_moe_wg_cluster(0);
+  while (cols % cl) /* the largest of 4, 2, 1 up to the one asked for that divides the column blocks */
+    cl /= 2;
+  if (cl == 4)
+    wg_launch<ST, 4>(c, p, map, cols, max_tiles, up);
+  else if (cl == 2)
+    wg_launch<ST, 2>(c, p, map, cols, max_tiles, up);
+  else
+    wg_launch<ST, 1>(c, p, map, cols, max_tiles, up);
 }
 
 void cu_moe_wg_launch(cu_ctx *c, const gg_args &p, int npos, int max_tiles, bool up) {
@@ -339,7 +406,7 @@ void cu_moe_wg_launch(cu_ctx *c, const gg_args &p, int npos, int max_tiles, bool
     return;
   }
   if (wg_stages == 5)
-    wg_launch<5>(c, p, map, max_tiles, up);
+    wg_launch_cl<5>(c, p, map, max_tiles, up);
   else
-    wg_launch<4>(c, p, map, max_tiles, up);
+    wg_launch_cl<4>(c, p, map, max_tiles, up);
 }

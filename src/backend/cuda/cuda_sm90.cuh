@@ -109,6 +109,40 @@ __device__ __forceinline__ void tma_load3(uint32_t dst, const CUtensorMap *map, 
                "l"((uint64_t)map), "r"(x), "r"(y), "r"(z), "r"(bar)
                : "memory");
 }
+/* Thread-block clusters: this block's rank, a barrier over the whole cluster (every thread of every block), an
+ * arrival on the same mbarrier of block `rank`, a wait that sees the other blocks' writes released by theirs, and
+ * one box copied once from L2 into the same shared-memory offset of every block in `mask`, completing on each one's
+ * mbarrier at `bar`'s offset. */
+__device__ __forceinline__ uint32_t cluster_rank() {
+  uint32_t r;
+  asm volatile("mov.u32 %0, %%cluster_ctarank;\n" : "=r"(r));
+  return r;
+}
+__device__ __forceinline__ void cluster_sync() {
+  asm volatile("barrier.cluster.arrive.release.aligned;\nbarrier.cluster.wait.acquire.aligned;\n" ::: "memory");
+}
+__device__ __forceinline__ void mbar_arrive_at(uint32_t bar, uint32_t rank) {
+  asm volatile("{\n.reg .b32 ra;\nmapa.shared::cluster.u32 ra, %0, %1;\n"
+               "mbarrier.arrive.release.cluster.shared::cluster.b64 _, [ra];\n}\n" ::"r"(bar), "r"(rank)
+               : "memory");
+}
+__device__ __forceinline__ void mbar_wait_cluster(uint32_t bar, uint32_t parity) {
+  uint32_t done;
+  do
+    asm volatile("{\n.reg .pred p;\nmbarrier.try_wait.parity.acquire.cluster.shared::cta.b64 p, [%1], %2;\n"
+                 "selp.u32 %0, 1, 0, p;\n}\n"
+                 : "=r"(done)
+                 : "r"(bar), "r"(parity)
+                 : "memory");
+  while (!done);
+}
+__device__ __forceinline__ void tma_load_mc(uint32_t dst, const CUtensorMap *map, int x, int y, uint32_t bar,
+                                            uint16_t mask) {
+  asm volatile("cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes.multicast::cluster"
+               " [%0], [%1, {%2, %3}], [%4], %5;\n" ::"r"(dst),
+               "l"((uint64_t)map), "r"(x), "r"(y), "r"(bar), "h"(mask)
+               : "memory");
+}
 /* Operand descriptors in the 128-byte swizzle (layout 1, bits 62-63), atoms of 8 rows x 128 bytes = 1024 bytes.
  * K-major: start address, leading offset unused (1), 1024 bytes between groups of 8 rows (of M or N).
  * N-major: lbo = bytes between atoms along N (64 fp16 apart), 1024 bytes between groups of 8 k rows. */
