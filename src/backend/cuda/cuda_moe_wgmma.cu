@@ -71,7 +71,7 @@ __device__ __forceinline__ void cp4s(uint32_t dst, const void *src) {
 /* One tile's main loop and epilogue with N tokens per MMA (N >= the tile's rows). The tile's activation rows are
  * positions base.. of the map (x gathered into expert order for gate+up, h for down): thread 0 asks the copy engine
  * for N/32 boxes of 32 rows per stage; every thread copies one int4 word and one scale word with cp.async. */
-template <bool UP, int N, int WG_ST, int CL>
+template <bool UP, int N, int WG_ST, int CL, bool LAG>
 __device__ __forceinline__ void wg_tile(const gg_args &p, const CUtensorMap *map, char *sm, uint32_t bars,
                                         uint32_t ebars, const float *s_wt, int e, int base, int rows) {
 #ifdef MIMO_WG
@@ -90,8 +90,8 @@ __device__ __forceinline__ void wg_tile(const gg_args &p, const CUtensorMap *map
   const int sstep = tl ? 16 : 1;
   const uint32_t sm0 = smem_u32(sm);
 
-  auto load = [&](int sb, int kt) {
-    const uint32_t sB = sm0 + sb * C::STAGE, sW = sB + C::B_B, sS = sW + WG_W_B;
+  auto load_act = [&](int sb, int kt) {
+    const uint32_t sB = sm0 + sb * C::STAGE;
     if (tid == 0) {
       mbar_expect_tx(bars + 8 * sb, N * 128); /* all the stage's boxes, whichever block of the cluster asks */
       if constexpr (CL == 1) {
@@ -108,6 +108,9 @@ __device__ __forceinline__ void wg_tile(const gg_args &p, const CUtensorMap *map
             tma_load_mc(sB + j * 4096, map, kt * 64, base + 32 * j, bars + 8 * sb, (uint16_t)((1u << CL) - 1));
       }
     }
+  };
+  auto load_w = [&](int sb, int kt) {
+    const uint32_t sW = sm0 + sb * C::STAGE + C::B_B, sS = sW + WG_W_B;
     if (wok) {
       const int kb = 2 * kt + wh;
       cp16s(sW + (wh * WG_BM + wr) * 16, qrow + (tl ? ((kb >> 2) << 6) + (kb & 3) : kb));
@@ -149,8 +152,10 @@ __device__ __forceinline__ void wg_tile(const gg_args &p, const CUtensorMap *map
   uint32_t a0[16], a1[SB ? 1 : 16];
 #pragma unroll
   for (int s = 0; s < WG_ST - 1; s++) {
-    if (s < nkt)
-      load(s, s);
+    if (s < nkt) {
+      load_act(s, s);
+      load_w(s, s);
+    }
     cp_commit();
   }
   cp_wait<WG_ST - 2>();
@@ -180,8 +185,15 @@ __device__ __forceinline__ void wg_tile(const gg_args &p, const CUtensorMap *map
       if constexpr (CL > 1) /* tell the cluster's blocks that this one's stage of kt − 1 is free for their copies */
         if (tid < CL && kt >= 1 && kt + WG_ST - 1 < nkt)
           mbar_arrive_at(ebars + 8 * ((kt - 1) % WG_ST), tid);
-      if (kt + WG_ST - 1 < nkt)
-        load((kt + WG_ST - 1) % WG_ST, kt + WG_ST - 1);
+      if (kt + WG_ST - 1 < nkt) {
+        if (!LAG)
+          load_act((kt + WG_ST - 1) % WG_ST, kt + WG_ST - 1);
+        load_w((kt + WG_ST - 1) % WG_ST, kt + WG_ST - 1);
+      }
+      /* LAG: a stage's activations are asked for a step after its weights, when every block of the cluster has
+       * had a step to release it, so the wait on the other blocks' arrivals should not stall warp 0 */
+      if (LAG && kt >= 1 && kt + WG_ST - 2 < nkt)
+        load_act((kt + WG_ST - 2) % WG_ST, kt + WG_ST - 2);
       cp_commit();
       dequant((kt + 1) % WG_ST, nx);
     }
@@ -236,7 +248,7 @@ __device__ __forceinline__ void wg_tile(const gg_args &p, const CUtensorMap *map
  * block r asks for boxes j ≡ r (mod CL) of a stage, copied once from L2 into every block of the cluster, which
  * divides the activation bytes read from L2 (4 of a stage's 5 parts at N = 128) by CL. A stage is refilled once
  * every block of the cluster has arrived on the refilling block's s_ebar, freeing its copy of the stage. */
-template <bool UP, int ST, int CL>
+template <bool UP, int ST, int CL, bool LAG>
 __global__ void __launch_bounds__(WG_NT, 2) k_wg(const gg_args p, const __grid_constant__ CUtensorMap map) {
   extern __shared__ uint4 wg_smem[];
   __shared__ float s_wt[UP ? 1 : WG_BN]; /* down: the tile's routing weights (read in the epilogue) */
@@ -267,11 +279,11 @@ __global__ void __launch_bounds__(WG_NT, 2) k_wg(const gg_args p, const __grid_c
     cluster_sync(); /* every block's barriers are initialised before any copy or arrival reaches them */
 #endif
   switch ((rows + 31) >> 5) { /* tokens per MMA: the tile's rows rounded up to 32 */
-  case 1: wg_tile<UP, 32, ST, CL>(p, &map, sm, bars, ebars, s_wt, e, base, rows); break;
-  case 2: wg_tile<UP, 64, ST, CL>(p, &map, sm, bars, ebars, s_wt, e, base, rows); break;
-  case 3: wg_tile<UP, 96, ST, CL>(p, &map, sm, bars, ebars, s_wt, e, base, rows); break;
-  case 4: wg_tile<UP, 128, ST, CL>(p, &map, sm, bars, ebars, s_wt, e, base, rows); break;
-  default: wg_tile<UP, 160, ST, CL>(p, &map, sm, bars, ebars, s_wt, e, base, rows); break;
+  case 1: wg_tile<UP, 32, ST, CL, LAG>(p, &map, sm, bars, ebars, s_wt, e, base, rows); break;
+  case 2: wg_tile<UP, 64, ST, CL, LAG>(p, &map, sm, bars, ebars, s_wt, e, base, rows); break;
+  case 3: wg_tile<UP, 96, ST, CL, LAG>(p, &map, sm, bars, ebars, s_wt, e, base, rows); break;
+  case 4: wg_tile<UP, 128, ST, CL, LAG>(p, &map, sm, bars, ebars, s_wt, e, base, rows); break;
+  default: wg_tile<UP, 160, ST, CL, LAG>(p, &map, sm, bars, ebars, s_wt, e, base, rows); break;
   }
 #ifdef MIMO_WG
   if constexpr (CL > 1)
@@ -309,15 +321,18 @@ extern "C" int mimo_cuda_moe_wg_tile128(int on) { return cu_switch(&wg_tile128, 
 int cu_moe_wg_one_tile(void) { return mimo_cuda_moe_wg_tile128(-1) ? 128 : (int)WG_BN; }
 
 /* Test hooks: wgmma mode 0 keeps the mma.sync kernels on SM90 too (1: the default); stages 4 or 5; clusters of 1, 2
- * or 4 column blocks (MIMO_CUDA_MOE_WG_CLUSTER: the same). */
+ * or 4 column blocks, −2 and −4 with the activations asked for a step later (MIMO_CUDA_MOE_WG_CLUSTER: 1, 2, 4,
+ * 2lag, 4lag). */
 static int wg_mode = 1, wg_stages = 4, wg_cluster = 0;
+static bool wg_cluster_ok(int cl) { return cl == 1 || cl == 2 || cl == 4 || cl == -2 || cl == -4; }
 extern "C" int mimo_cuda_moe_wg_cluster(int cl) {
   if (!wg_cluster) {
     const char *v = getenv("MIMO_CUDA_MOE_WG_CLUSTER");
-    wg_cluster = v && (!strcmp(v, "1") || !strcmp(v, "2") || !strcmp(v, "4")) ? atoi(v) : 1;
+    const int e = v ? (strstr(v, "lag") ? -atoi(v) : atoi(v)) : 1;
+    wg_cluster = wg_cluster_ok(e) ? e : 1;
   }
   const int o = wg_cluster;
-  if (cl == 1 || cl == 2 || cl == 4)
+  if (wg_cluster_ok(cl))
     wg_cluster = cl;
   return o;
 }
@@ -355,10 +370,10 @@ bool cu_moe_wg_usable(cu_ctx *c, const mimo_moe_args *a) {
   return ok;
 }
 
-template <int ST, int CL>
+template <int ST, int CL, bool LAG = false>
 static void wg_launch(cu_ctx *c, const gg_args &p, const CUtensorMap &map, int cols, int max_tiles, bool up) {
   using C = wg_cfg<ST>;
-  void (*k)(const gg_args, const CUtensorMap) = up ? k_wg<true, ST, CL> : k_wg<false, ST, CL>;
+  void (*k)(const gg_args, const CUtensorMap) = up ? k_wg<true, ST, CL, LAG> : k_wg<false, ST, CL, LAG>;
   if (MIMO_CUDA(c, cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, C::SMEM)) != MIMO_OK)
     return;
   if (CL == 1) {
@@ -381,13 +396,14 @@ static void wg_launch(cu_ctx *c, const gg_args &p, const CUtensorMap &map, int c
 }
 template <int ST> static void wg_launch_cl(cu_ctx *c, const gg_args &p, const CUtensorMap &map, int max_tiles, bool up) {
   const int cols = up ? cdiv(p.I, WG_BM / 2) : cdiv(p.H, WG_BM);
-  int cl = mimo_cuda_moe_wg_cluster(0);
+  const int asked = mimo_cuda_moe_wg_cluster(0);
+  int cl = asked < 0 ? -asked : asked;
   while (cols % cl) /* the largest of 4, 2, 1 up to the one asked for that divides the column blocks */
     cl /= 2;
   if (cl == 4)
-    wg_launch<ST, 4>(c, p, map, cols, max_tiles, up);
+    asked < 0 ? wg_launch<ST, 4, true>(c, p, map, cols, max_tiles, up) : wg_launch<ST, 4>(c, p, map, cols, max_tiles, up);
   else if (cl == 2)
-    wg_launch<ST, 2>(c, p, map, cols, max_tiles, up);
+    asked < 0 ? wg_launch<ST, 2, true>(c, p, map, cols, max_tiles, up) : wg_launch<ST, 2>(c, p, map, cols, max_tiles, up);
   else
     wg_launch<ST, 1>(c, p, map, cols, max_tiles, up);
 }
