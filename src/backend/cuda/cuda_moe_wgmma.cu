@@ -392,6 +392,19 @@ static void wg_launch(cu_ctx *c, const gg_args &p, const CUtensorMap &map, int c
   cfg.stream = c->st;
   cfg.attrs = &at;
   cfg.numAttrs = 1;
+  /* a device (or partition) that cannot hold one such cluster gets the plain kernels: asked once per kernel */
+  static std::atomic<int> fits{0}; /* 0 not asked, 1 yes, −1 no */
+  if (!fits.load(std::memory_order_relaxed)) {
+    int n = 0;
+    const cudaError_t e = cudaOccupancyMaxActiveClusters(&n, k, &cfg);
+    if (e != cudaSuccess)
+      (void)cudaGetLastError(); /* the answer is "no", not an error of this stream */
+    fits.store(e == cudaSuccess && n > 0 ? 1 : -1, std::memory_order_relaxed);
+  }
+  if (fits.load(std::memory_order_relaxed) < 0) {
+    wg_launch<ST, 1>(c, p, map, cols, max_tiles, up);
+    return;
+  }
   MIMO_CUDA(c, cudaLaunchKernelEx(&cfg, k, p, map));
 }
 template <int ST> static void wg_launch_cl(cu_ctx *c, const gg_args &p, const CUtensorMap &map, int max_tiles, bool up) {
