@@ -323,17 +323,18 @@ int cu_moe_wg_one_tile(void) { return mimo_cuda_moe_wg_tile128(-1) ? 128 : (int)
 /* Test hooks: wgmma mode 0 keeps the mma.sync kernels on SM90 too (1: the default); stages 4 or 5; clusters of 1, 2
  * or 4 column blocks, −2 and −4 with the activations asked for a step later (MIMO_CUDA_MOE_WG_CLUSTER: 1, 2, 4,
  * 2lag, 4lag). */
-static int wg_mode = 1, wg_stages = 4, wg_cluster = 0;
+static int wg_mode = 1, wg_stages = 4;
 static bool wg_cluster_ok(int cl) { return cl == 1 || cl == 2 || cl == 4 || cl == -2 || cl == -4; }
+static std::atomic<int> wg_cluster{0}; /* set by the hook; 0: the environment's (read once, by any GPU's thread) */
 extern "C" int mimo_cuda_moe_wg_cluster(int cl) {
-  if (!wg_cluster) {
+  static const int env = [] {
     const char *v = getenv("MIMO_CUDA_MOE_WG_CLUSTER");
     const int e = v ? (strstr(v, "lag") ? -atoi(v) : atoi(v)) : 1;
-    wg_cluster = wg_cluster_ok(e) ? e : 1;
-  }
-  const int o = wg_cluster;
+    return wg_cluster_ok(e) ? e : 1;
+  }();
+  const int set = wg_cluster.load(std::memory_order_relaxed), o = set ? set : env;
   if (wg_cluster_ok(cl))
-    wg_cluster = cl;
+    wg_cluster.store(cl, std::memory_order_relaxed);
   return o;
 }
 static std::atomic<int> wg_last; /* the last grouped MoE took the wgmma kernels (set by every GPU's thread) */
