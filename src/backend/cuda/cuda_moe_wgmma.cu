@@ -4,7 +4,8 @@
  *   D [128 weight rows][<= 128 tokens] += A (weights, fp16, in registers) x B (activations, fp16, shared memory).
  * A block is two warpgroups, each m64 (warp w of a warpgroup: rows 16w..16w+15 of its 64); gate+up gives a warp's
  * rows g = gate row c and g + 8 = up row c of the same column c of h, so SiLU(gate)·up is formed in registers.
- * A tile's MMAs are n32, n64, n96 or n128: its rows rounded up to 32 (an expert's last tile is part-filled).
+ * A tile's MMAs are its rows rounded up to 32 (n32..n160): an expert of up to 160 tokens is one tile, a larger one
+ * tiles of 128 and a part-filled last one.
  *
  * The k order. Thread (g, t) holds A elements k ∈ {2t, 2t+1, 2t+8, 2t+9} of each k16; the int4 word it reads
  * holds a row's k 8t..8t+7 of a k32 block, which dq4 turns into the fp16 pairs (u0,u4) (u1,u5) (u2,u6) (u3,u7).
@@ -100,7 +101,7 @@ __device__ __forceinline__ void wg_tile(const gg_args &p, const CUtensorMap *map
           tma_load(sB + j * 4096, map, kt * 64, base + 32 * j, bars + 8 * sb);
       } else {
         if (kt >= WG_ST) /* every block of the cluster is done with this stage's last use (k step kt − WG_ST) */
-          mbar_wait_cluster(ebars + 8 * sb, (kt / WG_ST - 1) & 1);
+          mbar_wait<true>(ebars + 8 * sb, (kt / WG_ST - 1) & 1);
         const int rank = (int)cluster_rank();
 #pragma unroll
         for (int j = 0; j < N / 32; j++)
