@@ -101,7 +101,7 @@ __device__ __forceinline__ void wg_tile(const gg_args &p, const CUtensorMap *map
           tma_load(sB + j * 4096, map, kt * 64, base + 32 * j, bars + 8 * sb);
       } else {
         if (kt >= WG_ST) /* every block of the cluster is done with this stage's last use (k step kt − WG_ST) */
-          mbar_wait<true>(ebars + 8 * sb, (kt / WG_ST - 1) & 1);
+          mbar_wait(ebars + 8 * sb, (kt / WG_ST - 1) & 1);
         const int rank = (int)cluster_rank();
 #pragma unroll
         for (int j = 0; j < N / 32; j++)

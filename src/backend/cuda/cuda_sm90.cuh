@@ -89,15 +89,13 @@ __device__ __forceinline__ void mbar_expect_tx(uint32_t bar, uint32_t bytes) {
 __device__ __forceinline__ void mbar_arrive(uint32_t bar) {
   asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(bar) : "memory");
 }
-/* CLUSTER: acquire at cluster scope, which sees the other blocks' writes released by their arrivals */
-#define MBAR_TRY_WAIT(SEM) "{\n.reg .pred p;\nmbarrier.try_wait.parity" SEM ".shared::cta.b64 p, [%1], %2;\nselp.u32 %0, 1, 0, p;\n}\n"
-template <bool CLUSTER = false> __device__ __forceinline__ void mbar_wait(uint32_t bar, uint32_t parity) {
+__device__ __forceinline__ void mbar_wait(uint32_t bar, uint32_t parity) {
   uint32_t done;
   do
-    if constexpr (CLUSTER)
-      asm volatile(MBAR_TRY_WAIT(".acquire.cluster") : "=r"(done) : "r"(bar), "r"(parity) : "memory");
-    else
-      asm volatile(MBAR_TRY_WAIT("") : "=r"(done) : "r"(bar), "r"(parity) : "memory");
+    asm volatile("{\n.reg .pred p;\nmbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\nselp.u32 %0, 1, 0, p;\n}\n"
+                 : "=r"(done)
+                 : "r"(bar), "r"(parity)
+                 : "memory");
   while (!done);
 }
 /* One box of the map at (x, y) or (x, y, z) into shared memory (in the swizzle the map says), completing on bar */
@@ -112,8 +110,10 @@ __device__ __forceinline__ void tma_load3(uint32_t dst, const CUtensorMap *map, 
                : "memory");
 }
 /* Thread-block clusters: this block's rank, a barrier over the whole cluster (every thread of every block), an
- * arrival on the same mbarrier of block `rank` (waited for with mbar_wait<true>), and one box copied once from L2
- * into the same shared-memory offset of every block in `mask`, completing on each one's mbarrier at `bar`'s offset. */
+ * arrival on the same mbarrier of block `rank`, and one box copied once from L2 into the same shared-memory offset
+ * of every block in `mask`, completing on each one's mbarrier at `bar`'s offset. The arrival has the default
+ * semantics (release at CTA scope): `.release.cluster` made every arrival a cluster-wide fence, which ncu showed as
+ * membar stalls holding up the arriving warp and, through the next block barrier, the whole block (round 29). */
 __device__ __forceinline__ uint32_t cluster_rank() {
   uint32_t r;
   asm volatile("mov.u32 %0, %%cluster_ctarank;\n" : "=r"(r));
@@ -124,7 +124,7 @@ __device__ __forceinline__ void cluster_sync() {
 }
 __device__ __forceinline__ void mbar_arrive_at(uint32_t bar, uint32_t rank) {
   asm volatile("{\n.reg .b32 ra;\nmapa.shared::cluster.u32 ra, %0, %1;\n"
-               "mbarrier.arrive.release.cluster.shared::cluster.b64 _, [ra];\n}\n" ::"r"(bar), "r"(rank)
+               "mbarrier.arrive.shared::cluster.b64 _, [ra];\n}\n" ::"r"(bar), "r"(rank)
                : "memory");
 }
 __device__ __forceinline__ void tma_load_mc(uint32_t dst, const CUtensorMap *map, int x, int y, uint32_t bar,
