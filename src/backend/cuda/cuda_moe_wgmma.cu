@@ -34,6 +34,9 @@
  * measured 10-30 % slower). Stage: activations (WG_BN rows of 64 fp16), int4 words (2 k32 halves x 128 rows x 16
  * bytes), scale words; a multiple of the swizzle's 1024-byte alignment. */
 enum { WG_BM = 128, WG_BN = 160, WG_NT = 256, WG_W_B = 2 * WG_BM * 16, WG_S_B = 2 * WG_BM * 4 };
+/* How a cluster's blocks ask for a stage's activations (round 29): as soon as the stage is refilled, a step later, or
+ * as soon as every block of the cluster has released it (waiting only when its step is next). */
+enum { WG_PLAIN, WG_LAG, WG_ASAP };
 template <int ST> struct wg_cfg {
   static constexpr int B_B = WG_BN * 128, STAGE = B_B + WG_W_B + WG_S_B, SMEM = STAGE * ST + 1024;
 };
@@ -72,7 +75,7 @@ __device__ __forceinline__ void cp4s(uint32_t dst, const void *src) {
 /* One tile's main loop and epilogue with N tokens per MMA (N >= the tile's rows). The tile's activation rows are
  * positions base.. of the map (x gathered into expert order for gate+up, h for down): thread 0 asks the copy engine
  * for N/32 boxes of 32 rows per stage; every thread copies one int4 word and one scale word with cp.async. */
-template <bool UP, int N, int WG_ST, int CL, bool LAG>
+template <bool UP, int N, int WG_ST, int CL, int MODE>
 __device__ __forceinline__ void wg_tile(const gg_args &p, const CUtensorMap *map, char *sm, uint32_t bars,
                                         uint32_t ebars, const float *s_wt, int e, int base, int rows) {
 #ifdef MIMO_WG
@@ -151,6 +154,7 @@ __device__ __forceinline__ void wg_tile(const gg_args &p, const CUtensorMap *map
     d[i] = 0.f;
   constexpr bool SB = N > 128; /* see step */
   uint32_t a0[16], a1[SB ? 1 : 16];
+  int act_next = WG_ST - 1; /* WG_ASAP, thread 0: the first k step whose activations are not asked for yet */
 #pragma unroll
   for (int s = 0; s < WG_ST - 1; s++) {
     if (s < nkt) {
@@ -187,14 +191,25 @@ __device__ __forceinline__ void wg_tile(const gg_args &p, const CUtensorMap *map
         if (tid < CL && kt >= 1 && kt + WG_ST - 1 < nkt)
           mbar_arrive_at(ebars + 8 * ((kt - 1) % WG_ST), tid);
       if (kt + WG_ST - 1 < nkt) {
-        if (!LAG)
+        if (MODE == WG_PLAIN)
           load_act((kt + WG_ST - 1) % WG_ST, kt + WG_ST - 1);
         load_w((kt + WG_ST - 1) % WG_ST, kt + WG_ST - 1);
       }
-      /* LAG: a stage's activations are asked for a step after its weights, when every block of the cluster has
+      /* WG_LAG: a stage's activations are asked for a step after its weights, when every block of the cluster has
        * had a step to release it, so the wait on the other blocks' arrivals should not stall warp 0 */
-      if (LAG && kt >= 1 && kt + WG_ST - 2 < nkt)
+      if (MODE == WG_LAG && kt >= 1 && kt + WG_ST - 2 < nkt)
         load_act((kt + WG_ST - 2) % WG_ST, kt + WG_ST - 2);
+      /* WG_ASAP: thread 0 asks for every stage whose release by the whole cluster has already completed, and
+       * waits for one only when its step is next (its data must be asked for by then), so warp 0, and through
+       * the next block barrier the block, waits on a slower block of the cluster only when the prefetch distance
+       * is used up */
+      if (MODE == WG_ASAP && tid == 0)
+        for (; act_next < nkt && act_next <= kt + WG_ST - 1; act_next++) {
+          const int sb = act_next % WG_ST;
+          if (act_next > kt + 1 && act_next >= WG_ST && !mbar_test(ebars + 8 * sb, (act_next / WG_ST - 1) & 1))
+            break;
+          load_act(sb, act_next);
+        }
       cp_commit();
       dequant((kt + 1) % WG_ST, nx);
     }
@@ -249,7 +264,7 @@ __device__ __forceinline__ void wg_tile(const gg_args &p, const CUtensorMap *map
  * block r asks for boxes j ≡ r (mod CL) of a stage, copied once from L2 into every block of the cluster, which
  * divides the activation bytes read from L2 (4 of a stage's 5 parts at N = 128) by CL. A stage is refilled once
  * every block of the cluster has arrived on the refilling block's s_ebar, freeing its copy of the stage. */
-template <bool UP, int ST, int CL, bool LAG>
+template <bool UP, int ST, int CL, int MODE>
 __global__ void __launch_bounds__(WG_NT, 2) k_wg(const gg_args p, const __grid_constant__ CUtensorMap map) {
   extern __shared__ uint4 wg_smem[];
   __shared__ float s_wt[UP ? 1 : WG_BN]; /* down: the tile's routing weights (read in the epilogue) */
@@ -280,11 +295,11 @@ __global__ void __launch_bounds__(WG_NT, 2) k_wg(const gg_args p, const __grid_c
     cluster_sync(); /* every block's barriers are initialised before any copy or arrival reaches them */
 #endif
   switch ((rows + 31) >> 5) { /* tokens per MMA: the tile's rows rounded up to 32 */
-  case 1: wg_tile<UP, 32, ST, CL, LAG>(p, &map, sm, bars, ebars, s_wt, e, base, rows); break;
-  case 2: wg_tile<UP, 64, ST, CL, LAG>(p, &map, sm, bars, ebars, s_wt, e, base, rows); break;
-  case 3: wg_tile<UP, 96, ST, CL, LAG>(p, &map, sm, bars, ebars, s_wt, e, base, rows); break;
-  case 4: wg_tile<UP, 128, ST, CL, LAG>(p, &map, sm, bars, ebars, s_wt, e, base, rows); break;
-  default: wg_tile<UP, 160, ST, CL, LAG>(p, &map, sm, bars, ebars, s_wt, e, base, rows); break;
+  case 1: wg_tile<UP, 32, ST, CL, MODE>(p, &map, sm, bars, ebars, s_wt, e, base, rows); break;
+  case 2: wg_tile<UP, 64, ST, CL, MODE>(p, &map, sm, bars, ebars, s_wt, e, base, rows); break;
+  case 3: wg_tile<UP, 96, ST, CL, MODE>(p, &map, sm, bars, ebars, s_wt, e, base, rows); break;
+  case 4: wg_tile<UP, 128, ST, CL, MODE>(p, &map, sm, bars, ebars, s_wt, e, base, rows); break;
+  default: wg_tile<UP, 160, ST, CL, MODE>(p, &map, sm, bars, ebars, s_wt, e, base, rows); break;
   }
 #ifdef MIMO_WG
   if constexpr (CL > 1)
@@ -322,15 +337,15 @@ extern "C" int mimo_cuda_moe_wg_tile128(int on) { return cu_switch(&wg_tile128, 
 int cu_moe_wg_one_tile(void) { return mimo_cuda_moe_wg_tile128(-1) ? 128 : (int)WG_BN; }
 
 /* Test hooks: wgmma mode 0 keeps the mma.sync kernels on SM90 too (1: the default); stages 4 or 5; clusters of 1, 2
- * or 4 column blocks, −2 and −4 with the activations asked for a step later (MIMO_CUDA_MOE_WG_CLUSTER: 1, 2, 4,
- * 2lag, 4lag). */
+ * or 4 column blocks, −2 and −4 with the activations asked for a step later, 12 and 14 as soon as the cluster has
+ * released their stage (MIMO_CUDA_MOE_WG_CLUSTER: 1, 2, 4, 2lag, 4lag, 2asap, 4asap). */
 static int wg_mode = 1, wg_stages = 4;
-static bool wg_cluster_ok(int cl) { return cl == 1 || cl == 2 || cl == 4 || cl == -2 || cl == -4; }
+static bool wg_cluster_ok(int cl) { return cl == 1 || cl == 2 || cl == 4 || cl == -2 || cl == -4 || cl == 12 || cl == 14; }
 static std::atomic<int> wg_cluster{0}; /* set by the hook; 0: the environment's (read once, by any GPU's thread) */
 extern "C" int mimo_cuda_moe_wg_cluster(int cl) {
   static const int env = [] {
     const char *v = getenv("MIMO_CUDA_MOE_WG_CLUSTER");
-    const int e = v ? (strstr(v, "lag") ? -atoi(v) : atoi(v)) : 1;
+    const int e = !v ? 1 : strstr(v, "lag") ? -atoi(v) : strstr(v, "asap") ? 10 + atoi(v) : atoi(v);
     return wg_cluster_ok(e) ? e : 1;
   }();
   const int set = wg_cluster.load(std::memory_order_relaxed), o = set ? set : env;
@@ -372,10 +387,10 @@ bool cu_moe_wg_usable(cu_ctx *c, const mimo_moe_args *a) {
   return ok;
 }
 
-template <int ST, int CL, bool LAG = false>
+template <int ST, int CL, int MODE = WG_PLAIN>
 static void wg_launch(cu_ctx *c, const gg_args &p, const CUtensorMap &map, int cols, int max_tiles, bool up) {
   using C = wg_cfg<ST>;
-  void (*k)(const gg_args, const CUtensorMap) = up ? k_wg<true, ST, CL, LAG> : k_wg<false, ST, CL, LAG>;
+  void (*k)(const gg_args, const CUtensorMap) = up ? k_wg<true, ST, CL, MODE> : k_wg<false, ST, CL, MODE>;
   if (MIMO_CUDA(c, cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, C::SMEM)) != MIMO_OK)
     return;
   if (CL == 1) {
@@ -411,14 +426,18 @@ static void wg_launch(cu_ctx *c, const gg_args &p, const CUtensorMap &map, int c
 }
 template <int ST> static void wg_launch_cl(cu_ctx *c, const gg_args &p, const CUtensorMap &map, int max_tiles, bool up) {
   const int cols = up ? cdiv(p.I, WG_BM / 2) : cdiv(p.H, WG_BM);
-  const int asked = mimo_cuda_moe_wg_cluster(0);
-  int cl = asked < 0 ? -asked : asked;
+  const int asked = mimo_cuda_moe_wg_cluster(0), mode = asked < 0 ? WG_LAG : asked > 10 ? WG_ASAP : WG_PLAIN;
+  int cl = (asked < 0 ? -asked : asked) % 10;
   while (cols % cl) /* the largest of 4, 2, 1 up to the one asked for that divides the column blocks */
     cl /= 2;
   if (cl == 4)
-    asked < 0 ? wg_launch<ST, 4, true>(c, p, map, cols, max_tiles, up) : wg_launch<ST, 4>(c, p, map, cols, max_tiles, up);
+    mode == WG_LAG    ? wg_launch<ST, 4, WG_LAG>(c, p, map, cols, max_tiles, up)
+    : mode == WG_ASAP ? wg_launch<ST, 4, WG_ASAP>(c, p, map, cols, max_tiles, up)
+                      : wg_launch<ST, 4>(c, p, map, cols, max_tiles, up);
   else if (cl == 2)
-    asked < 0 ? wg_launch<ST, 2, true>(c, p, map, cols, max_tiles, up) : wg_launch<ST, 2>(c, p, map, cols, max_tiles, up);
+    mode == WG_LAG    ? wg_launch<ST, 2, WG_LAG>(c, p, map, cols, max_tiles, up)
+    : mode == WG_ASAP ? wg_launch<ST, 2, WG_ASAP>(c, p, map, cols, max_tiles, up)
+                      : wg_launch<ST, 2>(c, p, map, cols, max_tiles, up);
   else
     wg_launch<ST, 1>(c, p, map, cols, max_tiles, up);
 }
