@@ -4,8 +4,7 @@
  *   D [128 weight rows][<= 128 tokens] += A (weights, fp16, in registers) x B (activations, fp16, shared memory).
  * A block is two warpgroups, each m64 (warp w of a warpgroup: rows 16w..16w+15 of its 64); gate+up gives a warp's
  * rows g = gate row c and g + 8 = up row c of the same column c of h, so SiLU(gate)·up is formed in registers.
- * A tile's MMAs are its rows rounded up to 32 (n32..n160): an expert of up to 160 tokens is one tile, a larger one
- * tiles of 128 and a part-filled last one.
+ * A tile's MMAs are n32, n64, n96 or n128: its rows rounded up to 32 (an expert's last tile is part-filled).
  *
  * The k order. Thread (g, t) holds A elements k ∈ {2t, 2t+1, 2t+8, 2t+9} of each k16; the int4 word it reads
  * holds a row's k 8t..8t+7 of a k32 block, which dq4 turns into the fp16 pairs (u0,u4) (u1,u5) (u2,u6) (u3,u7).
@@ -34,9 +33,6 @@
  * measured 10-30 % slower). Stage: activations (WG_BN rows of 64 fp16), int4 words (2 k32 halves x 128 rows x 16
  * bytes), scale words; a multiple of the swizzle's 1024-byte alignment. */
 enum { WG_BM = 128, WG_BN = 160, WG_NT = 256, WG_W_B = 2 * WG_BM * 16, WG_S_B = 2 * WG_BM * 4 };
-/* How a cluster's blocks ask for a stage's activations (round 29): as soon as the stage is refilled, a step later, or
- * as soon as every block of the cluster has released it (waiting only when its step is next). */
-enum { WG_PLAIN, WG_LAG, WG_ASAP };
 template <int ST> struct wg_cfg {
   static constexpr int B_B = WG_BN * 128, STAGE = B_B + WG_W_B + WG_S_B, SMEM = STAGE * ST + 1024;
 };
@@ -75,9 +71,9 @@ __device__ __forceinline__ void cp4s(uint32_t dst, const void *src) {
 /* One tile's main loop and epilogue with N tokens per MMA (N >= the tile's rows). The tile's activation rows are
  * positions base.. of the map (x gathered into expert order for gate+up, h for down): thread 0 asks the copy engine
  * for N/32 boxes of 32 rows per stage; every thread copies one int4 word and one scale word with cp.async. */
-template <bool UP, int N, int WG_ST, int CL, int MODE>
+template <bool UP, int N, int WG_ST>
 __device__ __forceinline__ void wg_tile(const gg_args &p, const CUtensorMap *map, char *sm, uint32_t bars,
-                                        uint32_t ebars, const float *s_wt, int e, int base, int rows) {
+                                        const float *s_wt, int e, int base, int rows) {
 #ifdef MIMO_WG
   using C = wg_cfg<WG_ST>;
   const int Kd = UP ? p.H : p.I, Nd = UP ? p.I : p.H, nk32 = Kd / 32, nkt = Kd / 64;
@@ -94,27 +90,14 @@ __device__ __forceinline__ void wg_tile(const gg_args &p, const CUtensorMap *map
   const int sstep = tl ? 16 : 1;
   const uint32_t sm0 = smem_u32(sm);
 
-  auto load_act = [&](int sb, int kt) {
-    const uint32_t sB = sm0 + sb * C::STAGE;
+  auto load = [&](int sb, int kt) {
+    const uint32_t sB = sm0 + sb * C::STAGE, sW = sB + C::B_B, sS = sW + WG_W_B;
     if (tid == 0) {
-      mbar_expect_tx(bars + 8 * sb, N * 128); /* all the stage's boxes, whichever block of the cluster asks */
-      if constexpr (CL == 1) {
+      mbar_expect_tx(bars + 8 * sb, N * 128);
 #pragma unroll
-        for (int j = 0; j < N / 32; j++)
-          tma_load(sB + j * 4096, map, kt * 64, base + 32 * j, bars + 8 * sb);
-      } else {
-        if (kt >= WG_ST) /* every block of the cluster is done with this stage's last use (k step kt − WG_ST) */
-          mbar_wait(ebars + 8 * sb, (kt / WG_ST - 1) & 1);
-        const int rank = (int)cluster_rank();
-#pragma unroll
-        for (int j = 0; j < N / 32; j++)
-          if (j % CL == rank)
-            tma_load_mc(sB + j * 4096, map, kt * 64, base + 32 * j, bars + 8 * sb, (uint16_t)((1u << CL) - 1));
-      }
+      for (int j = 0; j < N / 32; j++)
+        tma_load(sB + j * 4096, map, kt * 64, base + 32 * j, bars + 8 * sb);
     }
-  };
-  auto load_w = [&](int sb, int kt) {
-    const uint32_t sW = sm0 + sb * C::STAGE + C::B_B, sS = sW + WG_W_B;
     if (wok) {
       const int kb = 2 * kt + wh;
       cp16s(sW + (wh * WG_BM + wr) * 16, qrow + (tl ? ((kb >> 2) << 6) + (kb & 3) : kb));
@@ -154,13 +137,10 @@ __device__ __forceinline__ void wg_tile(const gg_args &p, const CUtensorMap *map
     d[i] = 0.f;
   constexpr bool SB = N > 128; /* see step */
   uint32_t a0[16], a1[SB ? 1 : 16];
-  int act_next = WG_ST - 1; /* WG_ASAP, thread 0: the first k step whose activations are not asked for yet */
 #pragma unroll
   for (int s = 0; s < WG_ST - 1; s++) {
-    if (s < nkt) {
-      load_act(s, s);
-      load_w(s, s);
-    }
+    if (s < nkt)
+      load(s, s);
     cp_commit();
   }
   cp_wait<WG_ST - 2>();
@@ -187,29 +167,8 @@ __device__ __forceinline__ void wg_tile(const gg_args &p, const CUtensorMap *map
     if (kt + 1 < nkt) {
       cp_wait<WG_ST - 3>();
       __syncthreads(); /* every thread's weight copies of kt + 1 landed; every warpgroup is past kt − 1 */
-      if constexpr (CL > 1) /* tell the cluster's blocks that this one's stage of kt − 1 is free for their copies */
-        if (tid < CL && kt >= 1 && kt + WG_ST - 1 < nkt)
-          mbar_arrive_at(ebars + 8 * ((kt - 1) % WG_ST), tid);
-      if (kt + WG_ST - 1 < nkt) {
-        if (MODE == WG_PLAIN)
-          load_act((kt + WG_ST - 1) % WG_ST, kt + WG_ST - 1);
-        load_w((kt + WG_ST - 1) % WG_ST, kt + WG_ST - 1);
-      }
-      /* WG_LAG: a stage's activations are asked for a step after its weights, when every block of the cluster has
-       * had a step to release it, so the wait on the other blocks' arrivals should not stall warp 0 */
-      if (MODE == WG_LAG && kt >= 1 && kt + WG_ST - 2 < nkt)
-        load_act((kt + WG_ST - 2) % WG_ST, kt + WG_ST - 2);
-      /* WG_ASAP: thread 0 asks for every stage whose release by the whole cluster has already completed, and
-       * waits for one only when its step is next (its data must be asked for by then), so warp 0, and through
-       * the next block barrier the block, waits on a slower block of the cluster only when the prefetch distance
-       * is used up */
-      if (MODE == WG_ASAP && tid == 0)
-        for (; act_next < nkt && act_next <= kt + WG_ST - 1; act_next++) {
-          const int sb = act_next % WG_ST;
-          if (act_next > kt + 1 && act_next >= WG_ST && !mbar_test(ebars + 8 * sb, (act_next / WG_ST - 1) & 1))
-            break;
-          load_act(sb, act_next);
-        }
+      if (kt + WG_ST - 1 < nkt)
+        load((kt + WG_ST - 1) % WG_ST, kt + WG_ST - 1);
       cp_commit();
       dequant((kt + 1) % WG_ST, nx);
     }
@@ -260,29 +219,21 @@ __device__ __forceinline__ void wg_tile(const gg_args &p, const CUtensorMap *map
 #endif
 }
 
-/* CL > 1: clusters of CL column blocks of one tile (blockIdx.x = CL·i + rank), which share the tile's activations:
- * block r asks for boxes j ≡ r (mod CL) of a stage, copied once from L2 into every block of the cluster, which
- * divides the activation bytes read from L2 (4 of a stage's 5 parts at N = 128) by CL. A stage is refilled once
- * every block of the cluster has arrived on the refilling block's s_ebar, freeing its copy of the stage. */
-template <bool UP, int ST, int CL, int MODE>
+template <bool UP, int ST>
 __global__ void __launch_bounds__(WG_NT, 2) k_wg(const gg_args p, const __grid_constant__ CUtensorMap map) {
   extern __shared__ uint4 wg_smem[];
   __shared__ float s_wt[UP ? 1 : WG_BN]; /* down: the tile's routing weights (read in the epilogue) */
   __shared__ alignas(8) uint64_t s_bar[ST];  /* per stage: its activations have landed */
-  __shared__ alignas(8) uint64_t s_ebar[CL > 1 ? ST : 1]; /* per stage: the cluster's blocks are done with it */
   const int tile = blockIdx.y;
   if (tile >= *p.ntiles)
     return;
   char *sm = (char *)wg_smem + ((1024u - (smem_u32(wg_smem) & 1023u)) & 1023u);
   const int e = p.tiles[3 * tile], base = p.tiles[3 * tile + 1], rows = p.tiles[3 * tile + 2];
-  const uint32_t bars = smem_u32(s_bar), ebars = smem_u32(s_ebar);
+  const uint32_t bars = smem_u32(s_bar);
 #ifdef MIMO_WG
   if (threadIdx.x == 0) {
-    for (int s = 0; s < ST; s++) {
+    for (int s = 0; s < ST; s++)
       mbar_init(bars + 8 * s, 1);
-      if (CL > 1)
-        mbar_init(ebars + 8 * s, CL);
-    }
     mbar_init_fence();
   }
 #endif
@@ -290,21 +241,13 @@ __global__ void __launch_bounds__(WG_NT, 2) k_wg(const gg_args p, const __grid_c
     for (int i = threadIdx.x; i < WG_BN; i += WG_NT)
       s_wt[i] = i >= rows ? 0.f : p.wts[p.perm[base + i]];
   __syncthreads();
-#ifdef MIMO_WG
-  if constexpr (CL > 1)
-    cluster_sync(); /* every block's barriers are initialised before any copy or arrival reaches them */
-#endif
   switch ((rows + 31) >> 5) { /* tokens per MMA: the tile's rows rounded up to 32 */
-  case 1: wg_tile<UP, 32, ST, CL, MODE>(p, &map, sm, bars, ebars, s_wt, e, base, rows); break;
-  case 2: wg_tile<UP, 64, ST, CL, MODE>(p, &map, sm, bars, ebars, s_wt, e, base, rows); break;
-  case 3: wg_tile<UP, 96, ST, CL, MODE>(p, &map, sm, bars, ebars, s_wt, e, base, rows); break;
-  case 4: wg_tile<UP, 128, ST, CL, MODE>(p, &map, sm, bars, ebars, s_wt, e, base, rows); break;
-  default: wg_tile<UP, 160, ST, CL, MODE>(p, &map, sm, bars, ebars, s_wt, e, base, rows); break;
+  case 1: wg_tile<UP, 32, ST>(p, &map, sm, bars, s_wt, e, base, rows); break;
+  case 2: wg_tile<UP, 64, ST>(p, &map, sm, bars, s_wt, e, base, rows); break;
+  case 3: wg_tile<UP, 96, ST>(p, &map, sm, bars, s_wt, e, base, rows); break;
+  case 4: wg_tile<UP, 128, ST>(p, &map, sm, bars, s_wt, e, base, rows); break;
+  default: wg_tile<UP, 160, ST>(p, &map, sm, bars, s_wt, e, base, rows); break;
   }
-#ifdef MIMO_WG
-  if constexpr (CL > 1)
-    cluster_sync(); /* no block leaves while another's copies or arrivals may still reach its shared memory */
-#endif
 }
 
 /* x fp32 -> fp16 rows in expert order: token t's row goes to the positions slot[t·K + k] of its pairs (−1: on
@@ -336,23 +279,8 @@ static int wg_tile128 = -1;
 extern "C" int mimo_cuda_moe_wg_tile128(int on) { return cu_switch(&wg_tile128, "MIMO_CUDA_MOE_WG_TILE", "128", on); }
 int cu_moe_wg_one_tile(void) { return mimo_cuda_moe_wg_tile128(-1) ? 128 : (int)WG_BN; }
 
-/* Test hooks: wgmma mode 0 keeps the mma.sync kernels on SM90 too (1: the default); stages 4 or 5; clusters of 1, 2
- * or 4 column blocks, −2 and −4 with the activations asked for a step later, 12 and 14 as soon as the cluster has
- * released their stage (MIMO_CUDA_MOE_WG_CLUSTER: 1, 2, 4, 2lag, 4lag, 2asap, 4asap). */
+/* Test hooks: wgmma mode 0 keeps the mma.sync kernels on SM90 too (1: the default); stages 4 or 5. */
 static int wg_mode = 1, wg_stages = 4;
-static bool wg_cluster_ok(int cl) { return cl == 1 || cl == 2 || cl == 4 || cl == -2 || cl == -4 || cl == 12 || cl == 14; }
-static std::atomic<int> wg_cluster{0}; /* set by the hook; 0: the environment's (read once, by any GPU's thread) */
-extern "C" int mimo_cuda_moe_wg_cluster(int cl) {
-  static const int env = [] {
-    const char *v = getenv("MIMO_CUDA_MOE_WG_CLUSTER");
-    const int e = !v ? 1 : strstr(v, "lag") ? -atoi(v) : strstr(v, "asap") ? 10 + atoi(v) : atoi(v);
-    return wg_cluster_ok(e) ? e : 1;
-  }();
-  const int set = wg_cluster.load(std::memory_order_relaxed), o = set ? set : env;
-  if (wg_cluster_ok(cl))
-    wg_cluster.store(cl, std::memory_order_relaxed);
-  return o;
-}
 static std::atomic<int> wg_last; /* the last grouped MoE took the wgmma kernels (set by every GPU's thread) */
 extern "C" int mimo_cuda_moe_grouped_wgmma_last(void) { return wg_last.load(std::memory_order_relaxed); }
 extern "C" int mimo_cuda_moe_grouped_wgmma(int mode) {
@@ -387,59 +315,14 @@ bool cu_moe_wg_usable(cu_ctx *c, const mimo_moe_args *a) {
   return ok;
 }
 
-template <int ST, int CL, int MODE = WG_PLAIN>
-static void wg_launch(cu_ctx *c, const gg_args &p, const CUtensorMap &map, int cols, int max_tiles, bool up) {
+template <int ST> static void wg_launch(cu_ctx *c, const gg_args &p, const CUtensorMap &map, int max_tiles, bool up) {
   using C = wg_cfg<ST>;
-  void (*k)(const gg_args, const CUtensorMap) = up ? k_wg<true, ST, CL, MODE> : k_wg<false, ST, CL, MODE>;
+  void (*k)(const gg_args, const CUtensorMap) = up ? k_wg<true, ST> : k_wg<false, ST>;
   if (MIMO_CUDA(c, cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, C::SMEM)) != MIMO_OK)
     return;
-  if (CL == 1) {
-    k<<<dim3(cols, max_tiles), WG_NT, C::SMEM, c->st>>>(p, map);
-    MIMO_CUDA_LAUNCHED(c);
-    return;
-  }
-  cudaLaunchAttribute at;
-  at.id = cudaLaunchAttributeClusterDimension;
-  at.val.clusterDim.x = CL;
-  at.val.clusterDim.y = at.val.clusterDim.z = 1;
-  cudaLaunchConfig_t cfg = {};
-  cfg.gridDim = dim3(cols, max_tiles);
-  cfg.blockDim = dim3(WG_NT);
-  cfg.dynamicSmemBytes = C::SMEM;
-  cfg.stream = c->st;
-  cfg.attrs = &at;
-  cfg.numAttrs = 1;
-  /* a device (or partition) that cannot hold one such cluster gets the plain kernels: asked once per kernel */
-  static std::atomic<int> fits{0}; /* 0 not asked, 1 yes, −1 no */
-  if (!fits.load(std::memory_order_relaxed)) {
-    int n = 0;
-    const cudaError_t e = cudaOccupancyMaxActiveClusters(&n, k, &cfg);
-    if (e != cudaSuccess)
-      (void)cudaGetLastError(); /* the answer is "no", not an error of this stream */
-    fits.store(e == cudaSuccess && n > 0 ? 1 : -1, std::memory_order_relaxed);
-  }
-  if (fits.load(std::memory_order_relaxed) < 0) {
-    wg_launch<ST, 1>(c, p, map, cols, max_tiles, up);
-    return;
-  }
-  MIMO_CUDA(c, cudaLaunchKernelEx(&cfg, k, p, map));
-}
-template <int ST> static void wg_launch_cl(cu_ctx *c, const gg_args &p, const CUtensorMap &map, int max_tiles, bool up) {
   const int cols = up ? cdiv(p.I, WG_BM / 2) : cdiv(p.H, WG_BM);
-  const int asked = mimo_cuda_moe_wg_cluster(0), mode = asked < 0 ? WG_LAG : asked > 10 ? WG_ASAP : WG_PLAIN;
-  int cl = (asked < 0 ? -asked : asked) % 10;
-  while (cols % cl) /* the largest of 4, 2, 1 up to the one asked for that divides the column blocks */
-    cl /= 2;
-  if (cl == 4)
-    mode == WG_LAG    ? wg_launch<ST, 4, WG_LAG>(c, p, map, cols, max_tiles, up)
-    : mode == WG_ASAP ? wg_launch<ST, 4, WG_ASAP>(c, p, map, cols, max_tiles, up)
-                      : wg_launch<ST, 4>(c, p, map, cols, max_tiles, up);
-  else if (cl == 2)
-    mode == WG_LAG    ? wg_launch<ST, 2, WG_LAG>(c, p, map, cols, max_tiles, up)
-    : mode == WG_ASAP ? wg_launch<ST, 2, WG_ASAP>(c, p, map, cols, max_tiles, up)
-                      : wg_launch<ST, 2>(c, p, map, cols, max_tiles, up);
-  else
-    wg_launch<ST, 1>(c, p, map, cols, max_tiles, up);
+  k<<<dim3(cols, max_tiles), WG_NT, C::SMEM, c->st>>>(p, map);
+  MIMO_CUDA_LAUNCHED(c);
 }
 
 void cu_moe_wg_launch(cu_ctx *c, const gg_args &p, int npos, int max_tiles, bool up) {
@@ -456,7 +339,7 @@ void cu_moe_wg_launch(cu_ctx *c, const gg_args &p, int npos, int max_tiles, bool
     return;
   }
   if (wg_stages == 5)
-    wg_launch_cl<5>(c, p, map, max_tiles, up);
+    wg_launch<5>(c, p, map, max_tiles, up);
   else
-    wg_launch_cl<4>(c, p, map, max_tiles, up);
+    wg_launch<4>(c, p, map, max_tiles, up);
 }

@@ -98,15 +98,6 @@ __device__ __forceinline__ void mbar_wait(uint32_t bar, uint32_t parity) {
                  : "memory");
   while (!done);
 }
-/* Whether the phase with this parity has completed, without waiting */
-__device__ __forceinline__ bool mbar_test(uint32_t bar, uint32_t parity) {
-  uint32_t done;
-  asm volatile("{\n.reg .pred p;\nmbarrier.test_wait.parity.shared::cta.b64 p, [%1], %2;\nselp.u32 %0, 1, 0, p;\n}\n"
-               : "=r"(done)
-               : "r"(bar), "r"(parity)
-               : "memory");
-  return done;
-}
 /* One box of the map at (x, y) or (x, y, z) into shared memory (in the swizzle the map says), completing on bar */
 __device__ __forceinline__ void tma_load(uint32_t dst, const CUtensorMap *map, int x, int y, uint32_t bar) {
   asm volatile("cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3}], [%4];\n" ::"r"(dst),
@@ -116,31 +107,6 @@ __device__ __forceinline__ void tma_load(uint32_t dst, const CUtensorMap *map, i
 __device__ __forceinline__ void tma_load3(uint32_t dst, const CUtensorMap *map, int x, int y, int z, uint32_t bar) {
   asm volatile("cp.async.bulk.tensor.3d.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3, %4}], [%5];\n" ::"r"(dst),
                "l"((uint64_t)map), "r"(x), "r"(y), "r"(z), "r"(bar)
-               : "memory");
-}
-/* Thread-block clusters: this block's rank, a barrier over the whole cluster (every thread of every block), an
- * arrival on the same mbarrier of block `rank`, and one box copied once from L2 into the same shared-memory offset
- * of every block in `mask`, completing on each one's mbarrier at `bar`'s offset. The arrival has the default
- * semantics (release at CTA scope): `.release.cluster` made every arrival a cluster-wide fence, which ncu showed as
- * membar stalls holding up the arriving warp and, through the next block barrier, the whole block (round 29). */
-__device__ __forceinline__ uint32_t cluster_rank() {
-  uint32_t r;
-  asm volatile("mov.u32 %0, %%cluster_ctarank;\n" : "=r"(r));
-  return r;
-}
-__device__ __forceinline__ void cluster_sync() {
-  asm volatile("barrier.cluster.arrive.release.aligned;\nbarrier.cluster.wait.acquire.aligned;\n" ::: "memory");
-}
-__device__ __forceinline__ void mbar_arrive_at(uint32_t bar, uint32_t rank) {
-  asm volatile("{\n.reg .b32 ra;\nmapa.shared::cluster.u32 ra, %0, %1;\n"
-               "mbarrier.arrive.shared::cluster.b64 _, [ra];\n}\n" ::"r"(bar), "r"(rank)
-               : "memory");
-}
-__device__ __forceinline__ void tma_load_mc(uint32_t dst, const CUtensorMap *map, int x, int y, uint32_t bar,
-                                            uint16_t mask) {
-  asm volatile("cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes.multicast::cluster"
-               " [%0], [%1, {%2, %3}], [%4], %5;\n" ::"r"(dst),
-               "l"((uint64_t)map), "r"(x), "r"(y), "r"(bar), "h"(mask)
                : "memory");
 }
 /* Operand descriptors in the 128-byte swizzle (layout 1, bits 62-63), atoms of 8 rows x 128 bytes = 1024 bytes.
