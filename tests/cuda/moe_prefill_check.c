@@ -23,7 +23,6 @@
 int mimo_cuda_moe_grouped_wn(int wn);
 int mimo_cuda_moe_grouped_wgmma(int on);
 int mimo_cuda_moe_grouped_wgmma_last(void);
-int mimo_cuda_moe_grouped_wgmma_stages(int st);
 void mimo_cuda_moe_grouped_events(void *ev5);
 int mimo_cuda_moe_wg_tile128(int on);
 
@@ -88,20 +87,19 @@ static mimo_moe_args set_args(moe_set *s, const float *x, float *out, int T, int
 /* Kernel variants a check case runs (NULL names: the default) and the bench times. */
 typedef struct {
   const char *name;
-  int wn, wgmma, stages; /* mma.sync tile width; wgmma (1 where the device runs sm_90a code, 0 off); its stages */
+  int wn, wgmma;         /* mma.sync tile width; wgmma (1 where the device runs sm_90a code, 0 off) */
   int tile128;           /* wgmma: an expert of 129..160 rows as a full tile and a part-filled one */
   int x3;                /* the router as three tf32 products on wgmma (the default) rather than SGEMM */
   int same;              /* expected bit for bit the default's output (the check says whether it is) */
 } variant;
 /* 0 is the library's default, 1 the variant before the last change kept (round 27: the router on SGEMM) */
-static const variant variants[] = {{"default", 4, 1, 4, 0, 1, 1},           {"SGEMM router (before)", 4, 1, 4, 0, 0, 0},
-                                   {"wgmma tiles of 128", 4, 1, 4, 1, 1, 1}, {"wgmma 5 stages", 4, 1, 5, 0, 1, 0},
-                                   {"mma.sync wn4", 4, 0, 4, 0, 1, 0},       {"mma.sync wn8", 8, 0, 4, 0, 1, 0}};
+static const variant variants[] = {{"default", 4, 1, 0, 1, 1},           {"SGEMM router (before)", 4, 1, 0, 0, 0},
+                                   {"wgmma tiles of 128", 4, 1, 1, 1, 1}, {"mma.sync wn4", 4, 0, 0, 1, 0},
+                                   {"mma.sync wn8", 8, 0, 0, 1, 0}};
 enum { NV = sizeof variants / sizeof *variants, V_BEFORE = 1 };
 static void set_variant(const variant *v) {
   mimo_cuda_moe_grouped_wn(v->wn);
   mimo_cuda_moe_grouped_wgmma(v->wgmma);
-  mimo_cuda_moe_grouped_wgmma_stages(v->stages);
   mimo_cuda_moe_wg_tile128(v->tile128);
   mimo_cuda_f32_x3(v->x3);
 }
@@ -268,7 +266,7 @@ static void bench_set(mimo_backend *g, moe_set *s, float *const *dx, int nx, flo
     const int T = Ts[i];
     const double flops = 2.0 * T * s->K * 3.0 * s->H * s->I;
     for (int v = 0; v < NV; v++) {
-      if (s->bf16 && (variants[v].stages != 4 || variants[v].tile128))
+      if (s->bf16 && variants[v].tile128)
         continue; /* bf16 experts run mma.sync in every wgmma mode */
       set_variant(&variants[v]);
       const float ms = time_moe(g, s, dx, nx, dout, T, T >= 2048 ? 9 : 15);

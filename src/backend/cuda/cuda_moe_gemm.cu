@@ -488,7 +488,11 @@ void cu_moe_grouped(mimo_backend *be, const mimo_moe_args *a, const cu_lin *tab,
       MIMO_CUDA_LAUNCHED(c);
     }
     gg_mark(c, 1);
-    gg_args p = {tab, tiles, ntiles, perm, xb, hb, y, wts, K, H, I};
+    bool g32 = false;
+    for (int i = 0; i < 3 * n_local && q4; i++)
+      g32 |= ((const cu_lin *)a->experts[i].dev)->group == 32; /* this rank's experts, from 0 */
+    gg_args p = {tab,  tiles, ntiles, perm, xb, hb, y, wts, K, H, I, g32, ((const cu_lin *)a->experts[0].dev)->tiled != 0,
+                 ((const cu_lin *)a->experts[2].dev)->tiled != 0};
     if (wg)
       cu_moe_wg_launch(c, p, TK, max_tiles, true);
     else if (q4)

@@ -38,6 +38,8 @@ struct gg_args {
   float *y;                /* down output [positions][H] */
   const float *wts;        /* routing weights [T*K] */
   int topk, H, I;
+  bool g32;                /* some expert has int4 groups of 32 (wgmma: a scale word per k32 half) */
+  bool tl_up, tl_down;     /* int4 gate/up, down in the tiled order (q4_idx; the same for every expert) */
 };
 
 /* cuda_moe_wgmma.cu: the SM90a grouped GEMMs (int4 experts, H and I multiples of 64, power-of-two groups). usable:

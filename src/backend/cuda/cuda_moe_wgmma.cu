@@ -28,30 +28,55 @@
 #include "backend/cuda/cuda_moe_gemm.h"
 #include "backend/cuda/cuda_sm90.cuh"
 
-/* A block: two warpgroups (256 threads), 128 weight rows, two blocks per SM (4 stages: 101 KB; 5 stages leave one);
+/* A block: two warpgroups (256 threads), 128 weight rows, two blocks per SM (4 stages: 101 KB);
  * a tile: up to 128 tokens of one expert, or all of an expert's 129..160 (a 256-token tile with one block per SM
- * measured 10-30 % slower). Stage: activations (WG_BN rows of 64 fp16), int4 words (2 k32 halves x 128 rows x 16
- * bytes), scale words; a multiple of the swizzle's 1024-byte alignment. */
+ * measured 10-30 % slower; so were 256 weight rows a block, round 30). Stage: activations (WG_BN rows of 64 fp16),
+ * int4 words (2 k32 halves x 128 rows x 16 bytes), scale words; a multiple of the swizzle's 1024-byte alignment. */
 enum { WG_BM = 128, WG_BN = 160, WG_NT = 256, WG_W_B = 2 * WG_BM * 16, WG_S_B = 2 * WG_BM * 4 };
 template <int ST> struct wg_cfg {
   static constexpr int B_B = WG_BN * 128, STAGE = B_B + WG_W_B + WG_S_B, SMEM = STAGE * ST + 1024;
 };
 
 #ifdef MIMO_WG
-/* dq4 of cuda_moe_gemm.h in 13 instructions per word instead of 15, bitwise the same: nibbles 1 and 5 (3 and 7)
- * are masked in place, giving the fp16 1024 + 16u, and scaled by 1/16 in the fma that subtracts 64 + o (both
- * steps exact, as in dq4); a word's scale set-up is done once per scale word. */
+/* dq4 of cuda_moe_gemm.h in 13 instructions per word, bitwise the same: nibbles 1 and 5 (3 and 7) are masked in
+ * place, giving the fp16 1024 + 16u, and scaled by 1/16 in the fma that subtracts 64 + o (both steps exact, as in
+ * dq4); a word's scale set-up is done once per scale word. Issued instructions bounded the grouped kernels (round
+ * 30: 207 a warp per k64 stage, 4 of them MMAs), so the constants are forced into registers: "mask, then OR
+ * 0x6400" is one LOP3 (a LOP3 takes one immediate, so the compiler had made it two: 17 a word), and the zero-point
+ * pairs are one multiply-add each (o < 64: the OR and the add agree). */
 struct dq_sz {
   uint32_t s2, n0, n1; /* scale, −(1024 + o), −(64 + o): fp16 pairs */
 };
-__device__ __forceinline__ dq_sz dq_setup(uint32_t sz) {
-  const uint32_t s1 = __half_as_ushort(__float2half_rn(__uint_as_float(sz & 0xffff0000u))), o = sz & 0xffu;
-  return {s1 * 0x00010001u, (0xe400u | o) * 0x00010001u, (0xd400u | (o << 4)) * 0x00010001u};
+/* (a & imm) | c */
+template <uint32_t M> __device__ __forceinline__ uint32_t and_or(uint32_t a, uint32_t c) {
+  uint32_t d;
+  asm("lop3.b32 %0, %1, %2, %3, 0xea;\n" : "=r"(d) : "r"(a), "n"(M), "r"(c));
+  return d;
 }
-__device__ __forceinline__ void dq4f(uint32_t q, const dq_sz &z, uint32_t (&b)[4]) {
+/* a * imm + c */
+template <uint32_t M> __device__ __forceinline__ uint32_t mad_imm(uint32_t a, uint32_t c) {
+  uint32_t d;
+  asm("mad.lo.u32 %0, %1, %2, %3;\n" : "=r"(d) : "r"(a), "n"(M), "r"(c));
+  return d;
+}
+struct dq_k {
+  uint32_t magic, n0c, n1c; /* 0x64006400, 0xe400e400, 0xd400d400 held in registers */
+};
+__device__ __forceinline__ dq_k dq_consts() {
+  dq_k k;
+  asm("mov.b32 %0, 0x64006400;\n" : "=r"(k.magic));
+  asm("mov.b32 %0, 0xe400e400;\n" : "=r"(k.n0c));
+  asm("mov.b32 %0, 0xd400d400;\n" : "=r"(k.n1c));
+  return k;
+}
+__device__ __forceinline__ dq_sz dq_setup(uint32_t sz, const dq_k &k) {
+  const uint32_t s1 = __half_as_ushort(__float2half_rn(__uint_as_float(sz & 0xffff0000u))), o = sz & 0xffu;
+  return {s1 * 0x00010001u, mad_imm<0x00010001u>(o, k.n0c), mad_imm<0x00100010u>(o, k.n1c)};
+}
+__device__ __forceinline__ void dq4f(uint32_t q, const dq_sz &z, const dq_k &k, uint32_t (&b)[4]) {
   const uint32_t q8 = q >> 8;
-  const uint32_t x[4] = {(q & 0x000f000fu) | 0x64006400u, (q & 0x00f000f0u) | 0x64006400u,
-                         (q8 & 0x000f000fu) | 0x64006400u, (q8 & 0x00f000f0u) | 0x64006400u};
+  const uint32_t x[4] = {and_or<0x000f000fu>(q, k.magic), and_or<0x00f000f0u>(q, k.magic),
+                         and_or<0x000f000fu>(q8, k.magic), and_or<0x00f000f0u>(q8, k.magic)};
 #pragma unroll
   for (int i = 0; i < 4; i++) {
     const uint32_t d = (i & 1) ? h2_fma(x[i], 0x2c002c00u, z.n1) : h2_fma(x[i], 0x3c003c00u, z.n0);
@@ -71,7 +96,7 @@ __device__ __forceinline__ void cp4s(uint32_t dst, const void *src) {
 /* One tile's main loop and epilogue with N tokens per MMA (N >= the tile's rows). The tile's activation rows are
  * positions base.. of the map (x gathered into expert order for gate+up, h for down): thread 0 asks the copy engine
  * for N/32 boxes of 32 rows per stage; every thread copies one int4 word and one scale word with cp.async. */
-template <bool UP, int N, int WG_ST>
+template <bool UP, int N, int WG_ST, bool G32, bool TL>
 __device__ __forceinline__ void wg_tile(const gg_args &p, const CUtensorMap *map, char *sm, uint32_t bars,
                                         const float *s_wt, int e, int base, int rows) {
 #ifdef MIMO_WG
@@ -79,47 +104,53 @@ __device__ __forceinline__ void wg_tile(const gg_args &p, const CUtensorMap *map
   const int Kd = UP ? p.H : p.I, Nd = UP ? p.I : p.H, nk32 = Kd / 32, nkt = Kd / 64;
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, g = lane >> 2, t = lane & 3;
   const cu_lin *tb = p.tab + (size_t)e * 3;
-  /* copy assignment: int4 word (k32 half wh, shared row wr) and its scale word */
-  const int wh = tid / WG_BM, wr = tid % WG_BM;
+  /* copy assignment: int4 word (k32 half wh, shared row wr) and its scale word. The two halves of a row are
+   * neighbouring lanes: in both int4 layouts a row's two 16-byte words of a stage are adjacent, so one warp's copy
+   * reads whole 32-byte sectors (ncu had counted 46 % of the global sectors excess with a half per warp; the time
+   * did not change, round 30) */
+  const int wh = tid & 1, wr = tid >> 1;
   const cu_lin *L = UP ? tb + ((wr >> 3) & 1) : tb + 2;
   const int mrow = UP ? blockIdx.x * (WG_BM / 2) + 8 * (wr >> 4) + (wr & 7) : blockIdx.x * WG_BM + wr;
-  const bool wok = mrow < Nd, tl = L->tiled;
+  const bool wok = mrow < Nd;
   const int grp = L->group, gsh = __ffs(grp) - 6; /* group = 32 << gsh (a power of two: cu_moe_wg_usable) */
-  const uint4 *qrow = L->q + q4_idx(tl, nk32, wok ? mrow : 0, 0);
-  const uint32_t *srow = L->sz + sz_idx(tl, Kd / L->group, wok ? mrow : 0, 0);
-  const int sstep = tl ? 16 : 1;
+  const uint4 *qrow = L->q + q4_idx(TL, nk32, wok ? mrow : 0, 0);
+  const uint32_t *srow = L->sz + sz_idx(TL, Kd / L->group, wok ? mrow : 0, 0);
+  constexpr int SSTEP = TL ? 16 : 1, QSTEP2 = TL ? 64 : 4; /* scale words a group, int4 words two stages apart */
   const uint32_t sm0 = smem_u32(sm);
+  /* per stage kt the int4 word is qrow + QSTEP2 (kt / 2) + 2 (kt % 2) + wh: its k32 block kb = 2 kt + wh */
+  const uint4 *qw = qrow + wh;
+  const uint32_t w_dst = C::B_B + (wh * WG_BM + wr) * 16, s_dst = C::B_B + WG_W_B + (wh * WG_BM + wr) * 4;
 
   auto load = [&](int sb, int kt) {
-    const uint32_t sB = sm0 + sb * C::STAGE, sW = sB + C::B_B, sS = sW + WG_W_B;
+    const uint32_t sB = sm0 + sb * C::STAGE;
     if (tid == 0) {
       mbar_expect_tx(bars + 8 * sb, N * 128);
 #pragma unroll
       for (int j = 0; j < N / 32; j++)
         tma_load(sB + j * 4096, map, kt * 64, base + 32 * j, bars + 8 * sb);
     }
-    if (wok) {
-      const int kb = 2 * kt + wh;
-      cp16s(sW + (wh * WG_BM + wr) * 16, qrow + (tl ? ((kb >> 2) << 6) + (kb & 3) : kb));
-      cp4s(sS + (wh * WG_BM + wr) * 4, srow + (kb >> gsh) * sstep);
-    }
+    /* rows past the output (wok false) copy row 0's words: no branch, and the epilogue drops those rows */
+    cp16s(sB + w_dst, qw + (kt >> 1) * QSTEP2 + ((kt & 1) << 1));
+    cp4s(sB + s_dst, srow + ((2 * kt + wh) >> gsh) * SSTEP);
   };
   /* this thread's A rows: R0 (gate+up: gate) and R0 + 8 (up) */
   const int R0 = 16 * warp + g;
+  const dq_k kc = dq_consts();
   auto dequant = [&](int sb, uint32_t(&a)[16]) {
     const char *sW = sm + sb * C::STAGE + C::B_B, *sS = sW + WG_W_B;
-    dq_sz z0 = dq_setup(*(const uint32_t *)(sS + R0 * 4)), z1 = dq_setup(*(const uint32_t *)(sS + (R0 + 8) * 4));
+    dq_sz z0 = dq_setup(*(const uint32_t *)(sS + R0 * 4), kc), z1 = dq_setup(*(const uint32_t *)(sS + (R0 + 8) * 4), kc);
 #pragma unroll
     for (int hf = 0; hf < 2; hf++) {
-      if (hf == 1 && grp == 32) { /* a scale group per k32 half; from 64 on one per stage */
-        z0 = dq_setup(*(const uint32_t *)(sS + (WG_BM + R0) * 4));
-        z1 = dq_setup(*(const uint32_t *)(sS + (WG_BM + R0 + 8) * 4));
+      if (G32 && hf == 1 && grp == 32) { /* a scale group per k32 half; from 64 on one per stage (G32 false: the
+                                           * host saw no expert with groups of 32) */
+        z0 = dq_setup(*(const uint32_t *)(sS + (WG_BM + R0) * 4), kc);
+        z1 = dq_setup(*(const uint32_t *)(sS + (WG_BM + R0 + 8) * 4), kc);
       }
       const uint32_t q0 = *(const uint32_t *)(sW + (hf * WG_BM + R0) * 16 + 4 * t),
                      q1 = *(const uint32_t *)(sW + (hf * WG_BM + R0 + 8) * 16 + 4 * t);
       uint32_t b0[4], b1[4];
-      dq4f(q0, z0, b0);
-      dq4f(q1, z1, b1);
+      dq4f(q0, z0, kc, b0);
+      dq4f(q1, z1, kc, b1);
       a[8 * hf + 0] = b0[0];
       a[8 * hf + 1] = b1[0];
       a[8 * hf + 2] = b0[1];
@@ -151,14 +182,18 @@ __device__ __forceinline__ void wg_tile(const gg_args &p, const CUtensorMap *map
    * 129..160 tokens in one tile) has no room for a second set of A registers beside its 80 accumulators: it waits
    * for its own MMAs before dequantising into the same registers (nx = a), the other warpgroups keeping the tensor
    * cores busy meanwhile. */
-  auto step = [&](int kt, const uint32_t(&a)[16], uint32_t(&nx)[16]) {
-    const int sb = kt % WG_ST;
-    const uint32_t sB = sm0 + sb * C::STAGE;
-    mbar_wait(bars + 8 * sb, (kt / WG_ST) & 1); /* this stage's activations have landed */
+  /* the stages' B descriptors: one descriptor's low word plus the offset >> 4 (at most 0x3900 < the 14-bit field:
+   * no carry), its high word unchanged */
+  const uint64_t desc0 = wg_desc(sm0);
+  const uint32_t dlo = (uint32_t)desc0, dhi = (uint32_t)(desc0 >> 32);
+  /* stage kt in shared-memory stage sb, its activations' barrier in phase ph */
+  auto step = [&](int kt, int sb, uint32_t ph, const uint32_t(&a)[16], uint32_t(&nx)[16]) {
+    mbar_wait(bars + 8 * sb, ph); /* this stage's activations have landed */
     wg_fence();
+    const uint32_t lo = dlo + sb * (C::STAGE >> 4);
 #pragma unroll
     for (int i = 0; i < 4; i++)
-      wg_mma<N>(d, a + 4 * i, wg_desc(sB + 32 * i));
+      wg_mma<N>(d, a + 4 * i, ((uint64_t)dhi << 32) | (lo + 2 * i));
     wg_commit();
     if constexpr (SB)
       wg_wait<0>(); /* stage kt's MMAs are done: a is free */
@@ -168,19 +203,27 @@ __device__ __forceinline__ void wg_tile(const gg_args &p, const CUtensorMap *map
       cp_wait<WG_ST - 3>();
       __syncthreads(); /* every thread's weight copies of kt + 1 landed; every warpgroup is past kt − 1 */
       if (kt + WG_ST - 1 < nkt)
-        load((kt + WG_ST - 1) % WG_ST, kt + WG_ST - 1);
+        load((sb + WG_ST - 1) % WG_ST, kt + WG_ST - 1);
       cp_commit();
-      dequant((kt + 1) % WG_ST, nx);
+      dequant((sb + 1) % WG_ST, nx);
     }
   };
-  if constexpr (SB) {
-    for (int kt = 0; kt < nkt; kt++)
-      step(kt, a0, a0);
-  } else {
-    for (int kt = 0; kt < nkt; kt += 2) {
-      step(kt, a0, a1);
-      if (kt + 1 < nkt)
-        step(kt + 1, a1, a0);
+  /* unrolled over a whole number of stages and register swaps, so that every stage's shared-memory offsets,
+   * descriptors and barrier are constants (round 30: ~20 fewer instructions a stage) */
+  constexpr int U = WG_ST % 2 ? 2 * WG_ST : WG_ST;
+  for (int kt0 = 0; kt0 < nkt; kt0 += U) {
+    const uint32_t ph0 = (kt0 / WG_ST) & 1;
+#pragma unroll
+    for (int u = 0; u < U; u++) {
+      const int kt = kt0 + u;
+      if (kt < nkt) {
+        if constexpr (SB)
+          step(kt, u % WG_ST, ph0 ^ ((u / WG_ST) & 1), a0, a0);
+        else if (u & 1)
+          step(kt, u % WG_ST, ph0 ^ ((u / WG_ST) & 1), a1, a0);
+        else
+          step(kt, u % WG_ST, ph0 ^ ((u / WG_ST) & 1), a0, a1);
+      }
     }
   }
   wg_wait<0>();
@@ -219,7 +262,7 @@ __device__ __forceinline__ void wg_tile(const gg_args &p, const CUtensorMap *map
 #endif
 }
 
-template <bool UP, int ST>
+template <bool UP, int ST, bool G32, bool TL>
 __global__ void __launch_bounds__(WG_NT, 2) k_wg(const gg_args p, const __grid_constant__ CUtensorMap map) {
   extern __shared__ uint4 wg_smem[];
   __shared__ float s_wt[UP ? 1 : WG_BN]; /* down: the tile's routing weights (read in the epilogue) */
@@ -229,8 +272,9 @@ __global__ void __launch_bounds__(WG_NT, 2) k_wg(const gg_args p, const __grid_c
     return;
   char *sm = (char *)wg_smem + ((1024u - (smem_u32(wg_smem) & 1023u)) & 1023u);
   const int e = p.tiles[3 * tile], base = p.tiles[3 * tile + 1], rows = p.tiles[3 * tile + 2];
-  const uint32_t bars = smem_u32(s_bar);
+  uint32_t bars = smem_u32(s_bar);
 #ifdef MIMO_WG
+  asm volatile("mov.b32 %0, %0;\n" : "+r"(bars)); /* opaque: kept in a register, not rebuilt at every stage */
   if (threadIdx.x == 0) {
     for (int s = 0; s < ST; s++)
       mbar_init(bars + 8 * s, 1);
@@ -242,11 +286,11 @@ __global__ void __launch_bounds__(WG_NT, 2) k_wg(const gg_args p, const __grid_c
       s_wt[i] = i >= rows ? 0.f : p.wts[p.perm[base + i]];
   __syncthreads();
   switch ((rows + 31) >> 5) { /* tokens per MMA: the tile's rows rounded up to 32 */
-  case 1: wg_tile<UP, 32, ST>(p, &map, sm, bars, s_wt, e, base, rows); break;
-  case 2: wg_tile<UP, 64, ST>(p, &map, sm, bars, s_wt, e, base, rows); break;
-  case 3: wg_tile<UP, 96, ST>(p, &map, sm, bars, s_wt, e, base, rows); break;
-  case 4: wg_tile<UP, 128, ST>(p, &map, sm, bars, s_wt, e, base, rows); break;
-  default: wg_tile<UP, 160, ST>(p, &map, sm, bars, s_wt, e, base, rows); break;
+  case 1: wg_tile<UP, 32, ST, G32, TL>(p, &map, sm, bars, s_wt, e, base, rows); break;
+  case 2: wg_tile<UP, 64, ST, G32, TL>(p, &map, sm, bars, s_wt, e, base, rows); break;
+  case 3: wg_tile<UP, 96, ST, G32, TL>(p, &map, sm, bars, s_wt, e, base, rows); break;
+  case 4: wg_tile<UP, 128, ST, G32, TL>(p, &map, sm, bars, s_wt, e, base, rows); break;
+  default: wg_tile<UP, 160, ST, G32, TL>(p, &map, sm, bars, s_wt, e, base, rows); break;
   }
 }
 
@@ -279,20 +323,14 @@ static int wg_tile128 = -1;
 extern "C" int mimo_cuda_moe_wg_tile128(int on) { return cu_switch(&wg_tile128, "MIMO_CUDA_MOE_WG_TILE", "128", on); }
 int cu_moe_wg_one_tile(void) { return mimo_cuda_moe_wg_tile128(-1) ? 128 : (int)WG_BN; }
 
-/* Test hooks: wgmma mode 0 keeps the mma.sync kernels on SM90 too (1: the default); stages 4 or 5. */
-static int wg_mode = 1, wg_stages = 4;
+/* Test hook: wgmma mode 0 keeps the mma.sync kernels on SM90 too (1: the default). */
+static int wg_mode = 1;
 static std::atomic<int> wg_last; /* the last grouped MoE took the wgmma kernels (set by every GPU's thread) */
 extern "C" int mimo_cuda_moe_grouped_wgmma_last(void) { return wg_last.load(std::memory_order_relaxed); }
 extern "C" int mimo_cuda_moe_grouped_wgmma(int mode) {
   const int o = wg_mode;
   if (mode == 0 || mode == 1)
     wg_mode = mode;
-  return o;
-}
-extern "C" int mimo_cuda_moe_grouped_wgmma_stages(int st) {
-  const int o = wg_stages;
-  if (st == 4 || st == 5)
-    wg_stages = st;
   return o;
 }
 
@@ -317,7 +355,13 @@ bool cu_moe_wg_usable(cu_ctx *c, const mimo_moe_args *a) {
 
 template <int ST> static void wg_launch(cu_ctx *c, const gg_args &p, const CUtensorMap &map, int max_tiles, bool up) {
   using C = wg_cfg<ST>;
-  void (*k)(const gg_args, const CUtensorMap) = up ? k_wg<true, ST> : k_wg<false, ST>;
+  /* the experts' int4 layout is set by their shape (q4_idx), so one flag holds for all of a launch's experts */
+  const bool tl = up ? p.tl_up : p.tl_down;
+  void (*k)(const gg_args, const CUtensorMap) =
+      up ? (p.g32 ? (tl ? k_wg<true, ST, true, true> : k_wg<true, ST, true, false>)
+                  : (tl ? k_wg<true, ST, false, true> : k_wg<true, ST, false, false>))
+         : (p.g32 ? (tl ? k_wg<false, ST, true, true> : k_wg<false, ST, true, false>)
+                  : (tl ? k_wg<false, ST, false, true> : k_wg<false, ST, false, false>));
   if (MIMO_CUDA(c, cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, C::SMEM)) != MIMO_OK)
     return;
   const int cols = up ? cdiv(p.I, WG_BM / 2) : cdiv(p.H, WG_BM);
@@ -338,8 +382,5 @@ void cu_moe_wg_launch(cu_ctx *c, const gg_args &p, int npos, int max_tiles, bool
     cu_fail(c, "moe", "cuTensorMapEncodeTiled refused the activation map", __FILE__, __LINE__);
     return;
   }
-  if (wg_stages == 5)
-    wg_launch<5>(c, p, map, max_tiles, up);
-  else
-    wg_launch<4>(c, p, map, max_tiles, up);
+  wg_launch<4>(c, p, map, max_tiles, up);
 }
