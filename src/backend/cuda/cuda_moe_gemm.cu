@@ -491,8 +491,8 @@ void cu_moe_grouped(mimo_backend *be, const mimo_moe_args *a, const cu_lin *tab,
     bool g32 = false;
     for (int i = 0; i < 3 * n_local && q4; i++)
       g32 |= ((const cu_lin *)a->experts[i].dev)->group == 32; /* this rank's experts, from 0 */
-    gg_args p = {tab,  tiles, ntiles, perm, xb, hb, y, wts, K, H, I, g32, ((const cu_lin *)a->experts[0].dev)->tiled != 0,
-                 ((const cu_lin *)a->experts[2].dev)->tiled != 0};
+    const bool tl_up = ((const cu_lin *)a->experts[0].dev)->tiled, tl_down = ((const cu_lin *)a->experts[2].dev)->tiled;
+    gg_args p = {tab, tiles, ntiles, perm, xb, hb, y, wts, K, H, I, g32, tl_up, tl_down};
     if (wg)
       cu_moe_wg_launch(c, p, TK, max_tiles, true);
     else if (q4)
