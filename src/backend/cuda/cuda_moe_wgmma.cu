@@ -26,72 +26,17 @@
 #include <string.h>
 
 #include "backend/cuda/cuda_moe_gemm.h"
+#include "backend/cuda/cuda_moe_wgmma.cuh"
 #include "backend/cuda/cuda_sm90.cuh"
 
 /* A block: two warpgroups (256 threads), 128 weight rows, two blocks per SM (4 stages: 101 KB);
  * a tile: up to 128 tokens of one expert, or all of an expert's 129..160 (a 256-token tile with one block per SM
  * measured 10-30 % slower; so were 256 weight rows a block, round 30). Stage: activations (WG_BN rows of 64 fp16),
  * int4 words (2 k32 halves x 128 rows x 16 bytes), scale words; a multiple of the swizzle's 1024-byte alignment. */
-enum { WG_BM = 128, WG_BN = 160, WG_NT = 256, WG_W_B = 2 * WG_BM * 16, WG_S_B = 2 * WG_BM * 4 };
+enum { WG_BM = 128, WG_NT = 256, WG_W_B = 2 * WG_BM * 16, WG_S_B = 2 * WG_BM * 4 };
 template <int ST> struct wg_cfg {
   static constexpr int B_B = WG_BN * 128, STAGE = B_B + WG_W_B + WG_S_B, SMEM = STAGE * ST + 1024;
 };
-
-#ifdef MIMO_WG
-/* dq4 of cuda_moe_gemm.h in 13 instructions per word, bitwise the same: nibbles 1 and 5 (3 and 7) are masked in
- * place, giving the fp16 1024 + 16u, and scaled by 1/16 in the fma that subtracts 64 + o (both steps exact, as in
- * dq4); a word's scale set-up is done once per scale word. Issued instructions bounded the grouped kernels (round
- * 30: 207 a warp per k64 stage, 4 of them MMAs), so the constants are forced into registers: "mask, then OR
- * 0x6400" is one LOP3 (a LOP3 takes one immediate, so the compiler had made it two: 17 a word), and the zero-point
- * pairs are one multiply-add each (o < 64: the OR and the add agree). */
-struct dq_sz {
-  uint32_t s2, n0, n1; /* scale, −(1024 + o), −(64 + o): fp16 pairs */
-};
-/* (a & imm) | c */
-template <uint32_t M> __device__ __forceinline__ uint32_t and_or(uint32_t a, uint32_t c) {
-  uint32_t d;
-  asm("lop3.b32 %0, %1, %2, %3, 0xea;\n" : "=r"(d) : "r"(a), "n"(M), "r"(c));
-  return d;
-}
-/* a * imm + c */
-template <uint32_t M> __device__ __forceinline__ uint32_t mad_imm(uint32_t a, uint32_t c) {
-  uint32_t d;
-  asm("mad.lo.u32 %0, %1, %2, %3;\n" : "=r"(d) : "r"(a), "n"(M), "r"(c));
-  return d;
-}
-struct dq_k {
-  uint32_t magic, n0c, n1c; /* 0x64006400, 0xe400e400, 0xd400d400 held in registers */
-};
-__device__ __forceinline__ dq_k dq_consts() {
-  dq_k k;
-  asm("mov.b32 %0, 0x64006400;\n" : "=r"(k.magic));
-  asm("mov.b32 %0, 0xe400e400;\n" : "=r"(k.n0c));
-  asm("mov.b32 %0, 0xd400d400;\n" : "=r"(k.n1c));
-  return k;
-}
-__device__ __forceinline__ dq_sz dq_setup(uint32_t sz, const dq_k &k) {
-  const uint32_t s1 = __half_as_ushort(__float2half_rn(__uint_as_float(sz & 0xffff0000u))), o = sz & 0xffu;
-  return {s1 * 0x00010001u, mad_imm<0x00010001u>(o, k.n0c), mad_imm<0x00100010u>(o, k.n1c)};
-}
-__device__ __forceinline__ void dq4f(uint32_t q, const dq_sz &z, const dq_k &k, uint32_t (&b)[4]) {
-  const uint32_t q8 = q >> 8;
-  const uint32_t x[4] = {and_or<0x000f000fu>(q, k.magic), and_or<0x00f000f0u>(q, k.magic),
-                         and_or<0x000f000fu>(q8, k.magic), and_or<0x00f000f0u>(q8, k.magic)};
-#pragma unroll
-  for (int i = 0; i < 4; i++) {
-    const uint32_t d = (i & 1) ? h2_fma(x[i], 0x2c002c00u, z.n1) : h2_fma(x[i], 0x3c003c00u, z.n0);
-    b[i] = h2_fma(d, z.s2, 0x80008000u);
-  }
-}
-
-/* cp.async to a shared-memory address (as smem_u32 gives it) */
-__device__ __forceinline__ void cp16s(uint32_t dst, const void *src) {
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(dst), "l"(__cvta_generic_to_global(src)) : "memory");
-}
-__device__ __forceinline__ void cp4s(uint32_t dst, const void *src) {
-  asm volatile("cp.async.ca.shared.global [%0], [%1], 4;\n" ::"r"(dst), "l"(__cvta_generic_to_global(src)) : "memory");
-}
-#endif
 
 /* One tile's main loop and epilogue with N tokens per MMA (N >= the tile's rows). The tile's activation rows are
  * positions base.. of the map (x gathered into expert order for gate+up, h for down): thread 0 asks the copy engine
@@ -382,5 +327,6 @@ void cu_moe_wg_launch(cu_ctx *c, const gg_args &p, int npos, int max_tiles, bool
     cu_fail(c, "moe", "cuTensorMapEncodeTiled refused the activation map", __FILE__, __LINE__);
     return;
   }
-  wg_launch<4>(c, p, map, max_tiles, up);
+  if (!cu_moe_wgws_launch(c, p, map, up))
+    wg_launch<4>(c, p, map, max_tiles, up);
 }

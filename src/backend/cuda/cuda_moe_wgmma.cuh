@@ -1,0 +1,74 @@
+/* SM90a grouped int4 MoE GEMMs (cuda_moe_wgmma.cu, cuda_moe_wgws.cu): the dequantisation into the A registers of
+ * warpgroup MMAs and the copies into shared memory. Device code exists only where the compiler targets sm_90a
+ * (MIMO_WG, cuda_sm90.cuh). */
+#ifndef MIMO_BACKEND_CUDA_MOE_WGMMA_CUH
+#define MIMO_BACKEND_CUDA_MOE_WGMMA_CUH
+#include <stdint.h>
+
+#include "backend/cuda/cuda_moe_gemm.h"
+#include "backend/cuda/cuda_sm90.cuh"
+
+/* The most tokens one tile holds: an expert's 129..160 tokens take one tile of N = 160 (cu_moe_wg_one_tile). */
+enum { WG_BN = 160 };
+
+/* cuda_moe_wgws.cu: with MIMO_CUDA_MOE_WG_WS=1 (mimo_cuda_moe_wg_ws), launches the warp-specialised kernels for one
+ * GEMM of the pair (up: gate+up, else down) over the activation map and returns true; false when switched off. */
+bool cu_moe_wgws_launch(cu_ctx *c, const gg_args &p, const CUtensorMap &map, bool up);
+
+#ifdef MIMO_WG
+/* dq4 of cuda_moe_gemm.h in 13 instructions per word, bitwise the same: nibbles 1 and 5 (3 and 7) are masked in
+ * place, giving the fp16 1024 + 16u, and scaled by 1/16 in the fma that subtracts 64 + o (both steps exact, as in
+ * dq4); a word's scale set-up is done once per scale word. Issued instructions bounded the grouped kernels (round
+ * 30: 207 a warp per k64 stage, 4 of them MMAs), so the constants are forced into registers: "mask, then OR
+ * 0x6400" is one LOP3 (a LOP3 takes one immediate, so the compiler had made it two: 17 a word), and the zero-point
+ * pairs are one multiply-add each (o < 64: the OR and the add agree). */
+struct dq_sz {
+  uint32_t s2, n0, n1; /* scale, −(1024 + o), −(64 + o): fp16 pairs */
+};
+/* (a & imm) | c */
+template <uint32_t M> __device__ __forceinline__ uint32_t and_or(uint32_t a, uint32_t c) {
+  uint32_t d;
+  asm("lop3.b32 %0, %1, %2, %3, 0xea;\n" : "=r"(d) : "r"(a), "n"(M), "r"(c));
+  return d;
+}
+/* a * imm + c */
+template <uint32_t M> __device__ __forceinline__ uint32_t mad_imm(uint32_t a, uint32_t c) {
+  uint32_t d;
+  asm("mad.lo.u32 %0, %1, %2, %3;\n" : "=r"(d) : "r"(a), "n"(M), "r"(c));
+  return d;
+}
+struct dq_k {
+  uint32_t magic, n0c, n1c; /* 0x64006400, 0xe400e400, 0xd400d400 held in registers */
+};
+__device__ __forceinline__ dq_k dq_consts() {
+  dq_k k;
+  asm("mov.b32 %0, 0x64006400;\n" : "=r"(k.magic));
+  asm("mov.b32 %0, 0xe400e400;\n" : "=r"(k.n0c));
+  asm("mov.b32 %0, 0xd400d400;\n" : "=r"(k.n1c));
+  return k;
+}
+__device__ __forceinline__ dq_sz dq_setup(uint32_t sz, const dq_k &k) {
+  const uint32_t s1 = __half_as_ushort(__float2half_rn(__uint_as_float(sz & 0xffff0000u))), o = sz & 0xffu;
+  return {s1 * 0x00010001u, mad_imm<0x00010001u>(o, k.n0c), mad_imm<0x00100010u>(o, k.n1c)};
+}
+__device__ __forceinline__ void dq4f(uint32_t q, const dq_sz &z, const dq_k &k, uint32_t (&b)[4]) {
+  const uint32_t q8 = q >> 8;
+  const uint32_t x[4] = {and_or<0x000f000fu>(q, k.magic), and_or<0x00f000f0u>(q, k.magic),
+                         and_or<0x000f000fu>(q8, k.magic), and_or<0x00f000f0u>(q8, k.magic)};
+#pragma unroll
+  for (int i = 0; i < 4; i++) {
+    const uint32_t d = (i & 1) ? h2_fma(x[i], 0x2c002c00u, z.n1) : h2_fma(x[i], 0x3c003c00u, z.n0);
+    b[i] = h2_fma(d, z.s2, 0x80008000u);
+  }
+}
+
+/* cp.async to a shared-memory address (as smem_u32 gives it) */
+__device__ __forceinline__ void cp16s(uint32_t dst, const void *src) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(dst), "l"(__cvta_generic_to_global(src)) : "memory");
+}
+__device__ __forceinline__ void cp4s(uint32_t dst, const void *src) {
+  asm volatile("cp.async.ca.shared.global [%0], [%1], 4;\n" ::"r"(dst), "l"(__cvta_generic_to_global(src)) : "memory");
+}
+#endif
+
+#endif
