@@ -82,29 +82,8 @@ __device__ __forceinline__ void wg_tile(const gg_args &p, const CUtensorMap *map
   const int R0 = 16 * warp + g;
   const dq_k kc = dq_consts();
   auto dequant = [&](int sb, uint32_t(&a)[16]) {
-    const char *sW = sm + sb * C::STAGE + C::B_B, *sS = sW + WG_W_B;
-    dq_sz z0 = dq_setup(*(const uint32_t *)(sS + R0 * 4), kc), z1 = dq_setup(*(const uint32_t *)(sS + (R0 + 8) * 4), kc);
-#pragma unroll
-    for (int hf = 0; hf < 2; hf++) {
-      if (G32 && hf == 1 && grp == 32) { /* a scale group per k32 half; from 64 on one per stage (G32 false: the
-                                           * host saw no expert with groups of 32) */
-        z0 = dq_setup(*(const uint32_t *)(sS + (WG_BM + R0) * 4), kc);
-        z1 = dq_setup(*(const uint32_t *)(sS + (WG_BM + R0 + 8) * 4), kc);
-      }
-      const uint32_t q0 = *(const uint32_t *)(sW + (hf * WG_BM + R0) * 16 + 4 * t),
-                     q1 = *(const uint32_t *)(sW + (hf * WG_BM + R0 + 8) * 16 + 4 * t);
-      uint32_t b0[4], b1[4];
-      dq4f(q0, z0, kc, b0);
-      dq4f(q1, z1, kc, b1);
-      a[8 * hf + 0] = b0[0];
-      a[8 * hf + 1] = b1[0];
-      a[8 * hf + 2] = b0[1];
-      a[8 * hf + 3] = b1[1];
-      a[8 * hf + 4] = b0[2];
-      a[8 * hf + 5] = b1[2];
-      a[8 * hf + 6] = b0[3];
-      a[8 * hf + 7] = b1[3];
-    }
+    const char *sW = sm + sb * C::STAGE + C::B_B;
+    wg_dequant<WG_BM, G32>(sW, sW + WG_W_B, R0, t, grp, kc, a);
   };
 
   float d[N / 2];
@@ -177,33 +156,9 @@ __device__ __forceinline__ void wg_tile(const gg_args &p, const CUtensorMap *map
   for (int i = 0; i < N / 2; i++)
     wg_hold(d[i]);
 
-  /* epilogue: d[4j + v] is row g (v < 2) or g + 8 (v >= 2), token 8j + 2t + (v & 1); fn(token, row g, row g + 8) */
-  auto each_token = [&](auto &&fn) {
-#pragma unroll
-    for (int j = 0; j < N / 8; j++)
-#pragma unroll
-      for (int v = 0; v < 2; v++) {
-        const int tok = 8 * j + 2 * t + v;
-        if (tok < rows)
-          fn(tok, d[4 * j + v], d[4 * j + 2 + v]);
-      }
-  };
-  if constexpr (UP) {
-    const int col = blockIdx.x * (WG_BM / 2) + 8 * warp + g; /* column of h */
-    unsigned short *dh = (unsigned short *)p.h + (size_t)base * p.I + (col & ~31) + 8 * (col & 3) + ((col & 31) >> 2);
-    if (col < p.I) /* h at the down GEMM's k position */
-      each_token([&](int tok, float gv, float uv) { dh[(size_t)tok * p.I] = f2h(gv / (1.0f + expf(-gv)) * uv); });
-  } else {
-    const int f = blockIdx.x * WG_BM + R0;
-    float *y = p.y + (size_t)base * p.H + f;
-    each_token([&](int tok, float lo, float hi) {
-      const float wt = s_wt[tok];
-      if (f < p.H)
-        y[(size_t)tok * p.H] = wt * lo;
-      if (f + 8 < p.H)
-        y[(size_t)tok * p.H + 8] = wt * hi;
-    });
-  }
+  /* epilogue: column 8 warp + g of h (gate+up), or output rows R0, R0 + 8 (down) */
+  wg_store<UP, N>(p, d, base, rows, t, UP ? blockIdx.x * (WG_BM / 2) + 8 * warp + g : blockIdx.x * WG_BM + R0,
+                  [&](int tok) { return s_wt[tok]; });
 #endif
 }
 

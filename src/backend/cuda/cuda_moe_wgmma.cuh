@@ -69,6 +69,63 @@ __device__ __forceinline__ void cp16s(uint32_t dst, const void *src) {
 __device__ __forceinline__ void cp4s(uint32_t dst, const void *src) {
   asm volatile("cp.async.ca.shared.global [%0], [%1], 4;\n" ::"r"(dst), "l"(__cvta_generic_to_global(src)) : "memory");
 }
+
+/* A thread's A registers of one k64 stage: rows R0 (gate+up: gate) and R0 + 8 (up) of a block of BM rows whose
+ * int4 words sit at sW ([k32 half][BM rows][16 B]) and scale words at sS ([half][BM rows]); t = lane % 4. G32: some
+ * expert has groups of 32, a scale word per k32 half (from 64 on, one a stage). */
+template <int BM, bool G32>
+__device__ __forceinline__ void wg_dequant(const char *sW, const char *sS, int R0, int t, int grp, const dq_k &kc,
+                                           uint32_t (&a)[16]) {
+  dq_sz z0 = dq_setup(*(const uint32_t *)(sS + R0 * 4), kc), z1 = dq_setup(*(const uint32_t *)(sS + (R0 + 8) * 4), kc);
+#pragma unroll
+  for (int hf = 0; hf < 2; hf++) {
+    if (G32 && hf == 1 && grp == 32) {
+      z0 = dq_setup(*(const uint32_t *)(sS + (BM + R0) * 4), kc);
+      z1 = dq_setup(*(const uint32_t *)(sS + (BM + R0 + 8) * 4), kc);
+    }
+    const uint32_t q0 = *(const uint32_t *)(sW + (hf * BM + R0) * 16 + 4 * t),
+                   q1 = *(const uint32_t *)(sW + (hf * BM + R0 + 8) * 16 + 4 * t);
+    uint32_t b0[4], b1[4];
+    dq4f(q0, z0, kc, b0);
+    dq4f(q1, z1, kc, b1);
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+      a[8 * hf + 2 * i] = b0[i];
+      a[8 * hf + 2 * i + 1] = b1[i];
+    }
+  }
+}
 #endif
 
+/* A grouped GEMM's epilogue for one thread (t = lane % 4) of an m64 row block: d[4j + v] is its row g (v < 2) or
+ * g + 8 (v >= 2), token 8j + 2t + (v & 1). gate+up (UP): SiLU(gate)·up into column rc of h, stored at the down GEMM's
+ * k position; down: wt(token) times rows rc and rc + 8 into y. Tokens from rows on are padding. */
+template <bool UP, int N, typename WT>
+__device__ __forceinline__ void wg_store(const gg_args &p, const float (&d)[N / 2], int base, int rows, int t, int rc,
+                                         WT &&wt) {
+  auto each_token = [&](auto &&fn) {
+#pragma unroll
+    for (int j = 0; j < N / 8; j++)
+#pragma unroll
+      for (int v = 0; v < 2; v++) {
+        const int tok = 8 * j + 2 * t + v;
+        if (tok < rows)
+          fn(tok, d[4 * j + v], d[4 * j + 2 + v]);
+      }
+  };
+  if constexpr (UP) {
+    unsigned short *dh = (unsigned short *)p.h + (size_t)base * p.I + (rc & ~31) + 8 * (rc & 3) + ((rc & 31) >> 2);
+    if (rc < p.I)
+      each_token([&](int tok, float gv, float uv) { dh[(size_t)tok * p.I] = f2h(gv / (1.0f + expf(-gv)) * uv); });
+  } else {
+    float *y = p.y + (size_t)base * p.H + rc;
+    each_token([&](int tok, float lo, float hi) {
+      const float w = wt(tok);
+      if (rc < p.H)
+        y[(size_t)tok * p.H] = w * lo;
+      if (rc + 8 < p.H)
+        y[(size_t)tok * p.H + 8] = w * hi;
+    });
+  }
+}
 #endif
