@@ -46,25 +46,12 @@ __device__ __forceinline__ void wg_tile(const gg_args &p, const CUtensorMap *map
                                         const float *s_wt, int e, int base, int rows) {
 #ifdef MIMO_WG
   using C = wg_cfg<WG_ST>;
-  const int Kd = UP ? p.H : p.I, Nd = UP ? p.I : p.H, nk32 = Kd / 32, nkt = Kd / 64;
+  const int nkt = (UP ? p.H : p.I) / 64;
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, g = lane >> 2, t = lane & 3;
   const cu_lin *tb = p.tab + (size_t)e * 3;
-  /* copy assignment: int4 word (k32 half wh, shared row wr) and its scale word. The two halves of a row are
-   * neighbouring lanes: in both int4 layouts a row's two 16-byte words of a stage are adjacent, so one warp's copy
-   * reads whole 32-byte sectors (ncu had counted 46 % of the global sectors excess with a half per warp; the time
-   * did not change, round 30) */
-  const int wh = tid & 1, wr = tid >> 1;
-  const cu_lin *L = UP ? tb + ((wr >> 3) & 1) : tb + 2;
-  const int mrow = UP ? blockIdx.x * (WG_BM / 2) + 8 * (wr >> 4) + (wr & 7) : blockIdx.x * WG_BM + wr;
-  const bool wok = mrow < Nd;
-  const int grp = L->group, gsh = __ffs(grp) - 6; /* group = 32 << gsh (a power of two: cu_moe_wg_usable) */
-  const uint4 *qrow = L->q + q4_idx(TL, nk32, wok ? mrow : 0, 0);
-  const uint32_t *srow = L->sz + sz_idx(TL, Kd / L->group, wok ? mrow : 0, 0);
-  constexpr int SSTEP = TL ? 16 : 1, QSTEP2 = TL ? 64 : 4; /* scale words a group, int4 words two stages apart */
+  const wg_copy<UP, TL, WG_BM> cp(p, tb, blockIdx.x, tid); /* this thread's int4 word and scale word a stage */
+  const int grp = 32 << cp.gsh;
   const uint32_t sm0 = smem_u32(sm);
-  /* per stage kt the int4 word is qrow + QSTEP2 (kt / 2) + 2 (kt % 2) + wh: its k32 block kb = 2 kt + wh */
-  const uint4 *qw = qrow + wh;
-  const uint32_t w_dst = C::B_B + (wh * WG_BM + wr) * 16, s_dst = C::B_B + WG_W_B + (wh * WG_BM + wr) * 4;
 
   auto load = [&](int sb, int kt) {
     const uint32_t sB = sm0 + sb * C::STAGE;
@@ -74,9 +61,7 @@ __device__ __forceinline__ void wg_tile(const gg_args &p, const CUtensorMap *map
       for (int j = 0; j < N / 32; j++)
         tma_load(sB + j * 4096, map, kt * 64, base + 32 * j, bars + 8 * sb);
     }
-    /* rows past the output (wok false) copy row 0's words: no branch, and the epilogue drops those rows */
-    cp16s(sB + w_dst, qw + (kt >> 1) * QSTEP2 + ((kt & 1) << 1));
-    cp4s(sB + s_dst, srow + ((2 * kt + wh) >> gsh) * SSTEP);
+    cp.issue(sB, kt);
   };
   /* this thread's A rows: R0 (gate+up: gate) and R0 + 8 (up) */
   const int R0 = 16 * warp + g;

@@ -70,6 +70,36 @@ __device__ __forceinline__ void cp4s(uint32_t dst, const void *src) {
   asm volatile("cp.async.ca.shared.global [%0], [%1], 4;\n" ::"r"(dst), "l"(__cvta_generic_to_global(src)) : "memory");
 }
 
+/* One thread's share of a stage's weight copies, for a block of BM weight rows (column block cb): the int4 word of
+ * k32 half wh of shared row wr, and its scale word, into [half][row][16 B] and [half][row] after the stage's
+ * activations. gate+up rows alternate by 8 (gate rows of columns c..c+7, then their up rows), so one thread holds
+ * SiLU(gate)·up's two inputs. Rows past the output copy row 0 (the epilogue drops them). The two halves of a row are
+ * neighbouring lanes: in both int4 layouts a row's two 16-byte words of a stage are adjacent, so a warp reads whole
+ * 32-byte sectors. */
+template <bool UP, bool TL, int BM> struct wg_copy {
+  const uint4 *q;    /* the word of stage 0 */
+  const uint32_t *s; /* the row's first scale word */
+  int gsh, wh;       /* group = 32 << gsh (a power of two: cu_moe_wg_usable); k32 half */
+  uint32_t wdst, sdst;
+  __device__ __forceinline__ wg_copy(const gg_args &p, const cu_lin *tb, int cb, int idx) {
+    const int Kd = UP ? p.H : p.I, Nd = UP ? p.I : p.H, wr = idx >> 1;
+    wh = idx & 1;
+    const cu_lin *L = UP ? tb + ((wr >> 3) & 1) : tb + 2;
+    const int mrow = UP ? cb * (BM / 2) + 8 * (wr >> 4) + (wr & 7) : cb * BM + wr, r = mrow < Nd ? mrow : 0;
+    q = L->q + q4_idx(TL, Kd / 32, r, 0) + wh;
+    s = L->sz + sz_idx(TL, Kd / L->group, r, 0);
+    gsh = __ffs(L->group) - 6;
+    wdst = WG_BN * 128 + (wh * BM + wr) * 16;
+    sdst = WG_BN * 128 + 2 * BM * 16 + (wh * BM + wr) * 4;
+  }
+  /* stage kt (k32 block 2 kt + wh) into the stage at shared-memory address sB */
+  __device__ __forceinline__ void issue(uint32_t sB, int kt) const {
+    constexpr int SSTEP = TL ? 16 : 1, QSTEP2 = TL ? 64 : 4; /* scale words a group, int4 words two stages apart */
+    cp16s(sB + wdst, q + (kt >> 1) * QSTEP2 + ((kt & 1) << 1));
+    cp4s(sB + sdst, s + ((2 * kt + wh) >> gsh) * SSTEP);
+  }
+};
+
 /* A thread's A registers of one k64 stage: rows R0 (gate+up: gate) and R0 + 8 (up) of a block of BM rows whose
  * int4 words sit at sW ([k32 half][BM rows][16 B]) and scale words at sS ([half][BM rows]); t = lane % 4. G32: some
  * expert has groups of 32, a scale word per k32 half (from 64 on, one a stage). */

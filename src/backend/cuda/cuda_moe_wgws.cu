@@ -16,7 +16,6 @@
  * 192 rows a block fetch 2/3 of the activation bytes per weight row that 128 do. Registers: 3 x 128 x 152 +
  * 128 x 56 = 65,536 (every thread starts at 65,536 / 512 = 128). */
 #include <stdint.h>
-#include <string.h>
 
 #include "backend/cuda/cuda_moe_gemm.h"
 #include "backend/cuda/cuda_moe_wgmma.cuh"
@@ -48,9 +47,9 @@ template <bool UP, bool TL>
 __device__ __forceinline__ void ws_produce(const gg_args &p, const CUtensorMap *map, uint32_t sm0, uint32_t full,
                                            uint32_t empty, int cols, int items) {
   const int pt = threadIdx.x - WS_CWG * 128; /* 0..127 */
-  const int Kd = UP ? p.H : p.I, Nd = UP ? p.I : p.H, nk32 = Kd / 32, nkt = Kd / 64;
-  constexpr int SSTEP = TL ? 16 : 1, QSTEP2 = TL ? 64 : 4; /* scale words a group, int4 words two stages apart */
-  constexpr int NC = WS_BM * 2 / WS_PT;                    /* copies a thread: (row, k32 half) pairs */
+  const int nkt = (UP ? p.H : p.I) / 64;
+  constexpr int NC = WS_BM * 2 / WS_PT; /* copies a thread: (row, k32 half) pairs */
+  static_assert(NC == 3, "one initialiser a copy below");
   int s = 0;
   uint32_t ph = 0;
   for (int it = blockIdx.x; it < items; it += gridDim.x) {
@@ -58,24 +57,7 @@ __device__ __forceinline__ void ws_produce(const gg_args &p, const CUtensorMap *
     const int e = p.tiles[3 * tile], base = p.tiles[3 * tile + 1], rows = p.tiles[3 * tile + 2];
     const int nb = (rows + 31) >> 5; /* boxes of 32 activation rows: the consumers' N / 32 */
     const cu_lin *tb = p.tab + (size_t)e * 3;
-    const uint4 *qw[NC];
-    const uint32_t *sw[NC];
-    int gsh[NC], wh[NC];
-    uint32_t wdst[NC], sdst[NC];
-#pragma unroll
-    for (int j = 0; j < NC; j++) {
-      /* a row's two halves are neighbouring threads (whole 32-byte sectors a warp) */
-      const int idx = pt + WS_PT * j, h = idx & 1, wr = idx >> 1;
-      const cu_lin *L = UP ? tb + ((wr >> 3) & 1) : tb + 2;
-      const int mrow = UP ? cb * (WS_BM / 2) + 8 * (wr >> 4) + (wr & 7) : cb * WS_BM + wr;
-      const int r = mrow < Nd ? mrow : 0; /* rows past the output copy row 0: the epilogue drops them */
-      qw[j] = L->q + q4_idx(TL, nk32, r, 0) + h;
-      sw[j] = L->sz + sz_idx(TL, Kd / L->group, r, 0);
-      gsh[j] = __ffs(L->group) - 6; /* group = 32 << gsh */
-      wh[j] = h;
-      wdst[j] = WS_B_B + (h * WS_BM + wr) * 16;
-      sdst[j] = WS_B_B + WS_W_B + (h * WS_BM + wr) * 4;
-    }
+    const wg_copy<UP, TL, WS_BM> cp[NC] = {{p, tb, cb, pt}, {p, tb, cb, pt + WS_PT}, {p, tb, cb, pt + 2 * WS_PT}};
     for (int kt = 0; kt < nkt; kt++) {
       mbar_wait(empty + 8 * s, ph ^ 1); /* the consumers are done with the stage's previous contents */
       const uint32_t sB = sm0 + s * WS_STAGE;
@@ -85,10 +67,8 @@ __device__ __forceinline__ void ws_produce(const gg_args &p, const CUtensorMap *
           tma_load(sB + j * 4096, map, kt * 64, base + 32 * j, full + 8 * s);
       }
 #pragma unroll
-      for (int j = 0; j < NC; j++) {
-        cp16s(sB + wdst[j], qw[j] + (kt >> 1) * QSTEP2 + ((kt & 1) << 1));
-        cp4s(sB + sdst[j], sw[j] + ((2 * kt + wh[j]) >> gsh[j]) * SSTEP);
-      }
+      for (int j = 0; j < NC; j++)
+        cp[j].issue(sB, kt);
       cp_arrive_noinc(full + 8 * s);
       if (++s == WS_ST) {
         s = 0;
